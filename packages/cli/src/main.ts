@@ -1,0 +1,69 @@
+// The `wrenn` command: one entry point for every program (envd, host agent, control plane)
+// and for the user commands. Subcommands load their code lazily so `wrenn exec` starts fast.
+import { Command, Option } from 'commander';
+
+const program = new Command('wrenn')
+  .description('Wrenn: self-hosted secure sandboxes (capsules) for AI agents')
+  .option('--debug', 'show stack traces on errors')
+  .showHelpAfterError();
+
+program
+  .command('envd')
+  .description('run envd, the agent inside a capsule (E2B envd protocol)')
+  .addOption(new Option('--port <port>', 'port to listen on').default('49983').env('WRENN_ENVD_PORT'))
+  .addOption(new Option('--host <addr>', 'address to listen on').default('0.0.0.0').env('WRENN_ENVD_HOST'))
+  .action(async (opts: { port: string; host: string }) => {
+    const { runEnvdFromCli } = await import('@wrenn/envd/cli');
+    await runEnvdFromCli({ port: parsePort(opts.port), host: opts.host });
+  });
+
+program
+  .command('agent')
+  .description('run the host agent that owns the capsules on this machine (root)')
+  .addOption(new Option('--listen <addr>', 'host:port for the Connect service').default('127.0.0.1:50051').env('WRENN_AGENT_LISTEN'))
+  .addOption(new Option('--data-dir <dir>', 'state, images and capsules').default('/var/lib/wrenn').env('WRENN_DIR'))
+  .addOption(new Option('--control-plane <url>', 'register with this control plane').env('WRENN_CONTROL_PLANE'))
+  .addOption(new Option('--token <token>', 'one-time registration token').env('WRENN_AGENT_TOKEN'))
+  .action(async (opts: Record<string, string | undefined>) => {
+    const { runAgentFromCli } = await import('@wrenn/host-agent/cli');
+    await runAgentFromCli(opts);
+  });
+
+program
+  .command('up')
+  .description('run the whole system on this machine: control plane, host agent, embedded database')
+  .addOption(new Option('--listen <addr>', 'host:port of the API, proxy and dashboard').default('127.0.0.1:8000').env('WRENN_LISTEN'))
+  .addOption(new Option('--data-dir <dir>', 'data directory').default('/var/lib/wrenn').env('WRENN_DIR'))
+  .addOption(new Option('--domain <domain>', 'domain for proxy host names').default('localhost').env('WRENN_DOMAIN'))
+  .action(async (opts: Record<string, string | undefined>) => {
+    const { runUpFromCli } = await import('@wrenn/control-plane/cli');
+    await runUpFromCli(opts);
+  });
+
+program
+  .command('server')
+  .description('run the control plane alone (agents register with it)')
+  .addOption(new Option('--listen <addr>', 'host:port of the API').default('127.0.0.1:8000').env('WRENN_LISTEN'))
+  .addOption(new Option('--data-dir <dir>', 'data directory').default('/var/lib/wrenn').env('WRENN_DIR'))
+  .addOption(new Option('--domain <domain>', 'domain for proxy host names').default('localhost').env('WRENN_DOMAIN'))
+  .action(async (opts: Record<string, string | undefined>) => {
+    const { runServerFromCli } = await import('@wrenn/control-plane/cli');
+    await runServerFromCli(opts);
+  });
+
+function parsePort(value: string): number {
+  const port = Number(value);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) {
+    throw new UsageError(`--port must be a whole number from 0 to 65535 (0 picks a free port), got "${value}"`);
+  }
+  return port;
+}
+
+class UsageError extends Error {}
+
+program.parseAsync(process.argv).catch((err: unknown) => {
+  const debug = program.opts().debug || process.argv.includes('--debug');
+  if (debug && err instanceof Error) console.error(err.stack);
+  else console.error(`wrenn: ${err instanceof Error ? err.message : String(err)}`);
+  process.exit(1);
+});

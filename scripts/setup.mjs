@@ -1,0 +1,58 @@
+#!/usr/bin/env node
+// One-step set-up used by `npm start` and `npm test` on a fresh Debian machine (as root):
+// installs the Debian packages Wrenn needs, the npm packages, and builds the TypeScript.
+// Each step is skipped when already done, so repeated runs cost well under a second.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, statSync } from 'node:fs';
+import { join, dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const forTests = process.argv.includes('--test');
+
+// What the runtime needs on the host, and what the test suite needs on top.
+const runtimePackages = ['iproute2', 'iptables', 'busybox-static', 'util-linux', 'procps', 'debootstrap', 'e2fsprogs', 'kmod'];
+const testPackages = ['postgresql', 'tmux', 'chromium', 'qemu-system-x86', 'qemu-utils'];
+
+function step(msg) {
+  process.stderr.write(`[setup] ${msg}\n`);
+}
+
+function missingDebianPackages(names) {
+  const r = spawnSync('dpkg-query', ['-W', '-f=${Package} ${db:Status-Status}\n', ...names], { encoding: 'utf8' });
+  const installed = new Set(
+    (r.stdout || '')
+      .split('\n')
+      .filter((l) => l.endsWith(' installed'))
+      .map((l) => l.split(' ')[0]),
+  );
+  return names.filter((n) => !installed.has(n));
+}
+
+function installDebian(names) {
+  const missing = missingDebianPackages(names);
+  if (missing.length === 0) return;
+  if (process.getuid?.() !== 0) {
+    step(`missing Debian packages: ${missing.join(' ')}; run as root or install them with apt-get`);
+    return;
+  }
+  step(`installing Debian packages: ${missing.join(' ')}`);
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+  execFileSync('apt-get', ['update', '-q'], { stdio: 'inherit', env });
+  execFileSync('apt-get', ['install', '-y', '-q', '--no-install-recommends', ...missing], { stdio: 'inherit', env });
+}
+
+function newer(a, b) {
+  return existsSync(a) && (!existsSync(b) || statSync(a).mtimeMs > statSync(b).mtimeMs);
+}
+
+installDebian(forTests ? [...runtimePackages, ...testPackages] : runtimePackages);
+
+const marker = join(root, 'node_modules', '.package-lock.json');
+if (!existsSync(marker) || newer(join(root, 'package-lock.json'), marker) || newer(join(root, 'package.json'), marker)) {
+  step('installing npm packages');
+  execFileSync('npm', ['install', '--no-audit', '--no-fund'], { cwd: root, stdio: 'inherit' });
+}
+
+step('building TypeScript');
+execFileSync(join(root, 'node_modules', '.bin', 'tsc'), ['-b'], { cwd: root, stdio: 'inherit' });
