@@ -1,0 +1,61 @@
+// The interface every capsule runtime implements: namespace (this host's kernel),
+// qemu and firecracker (VMs). The sandbox manager only talks to this.
+
+export type RuntimeName = 'namespace' | 'qemu' | 'firecracker';
+
+/** What a runtime needs to start one capsule. */
+export interface CapsuleSpec {
+  id: string; // cl-xxxx
+  template: string; // template name (its rootfs layers are resolved by the rootfs store)
+  vcpus: number;
+  memoryMb: number;
+  /** Extra environment for envd and every process it starts. */
+  envs: Record<string, string>;
+  /** Outbound internet (NAT) allowed. */
+  internet: boolean;
+  /** Values served by the metadata endpoint and exported into the environment. */
+  metadata: { WRENN_SANDBOX_ID: string; WRENN_TEMPLATE_ID: string } & Record<string, string>;
+}
+
+/** Everything needed to find a running capsule again after an agent restart; JSON-serialisable. */
+export interface RuntimeHandle {
+  runtime: RuntimeName;
+  id: string;
+  /** Address on this host where envd listens (port 49983) and capsule ports are reached. */
+  address: string;
+  /** Runtime-specific state (pids, paths, network slot...). */
+  state: Record<string, unknown>;
+}
+
+export interface CapsuleStats {
+  cpuUsageNs: bigint; // cumulative
+  memoryBytes: number;
+  memoryLimitBytes: number;
+  pids: number;
+  diskUsedBytes: number;
+}
+
+export interface PauseResult {
+  /** What the pause kept, in words the API can show ("memory and processes", "disk only"). */
+  keeps: string;
+  /** true when running processes survive resume. */
+  processesKept: boolean;
+}
+
+export interface CapsuleRuntime {
+  readonly name: RuntimeName;
+  /** Pause modes this runtime supports, best first. */
+  readonly pauseModes: readonly ('freeze' | 'hibernate' | 'memory-snapshot')[];
+  /** Boots the capsule until envd answers /health; throws (and cleans up) on failure. */
+  create(spec: CapsuleSpec): Promise<RuntimeHandle>;
+  destroy(handle: RuntimeHandle): Promise<void>;
+  pause(handle: RuntimeHandle, mode: 'freeze' | 'hibernate' | 'memory-snapshot'): Promise<PauseResult>;
+  resume(handle: RuntimeHandle): Promise<RuntimeHandle>;
+  /** Writes a template named `name` from the capsule's current disk (and memory where the runtime can). */
+  snapshot(handle: RuntimeHandle, name: string): Promise<void>;
+  /** true when the capsule's processes still exist (used to re-adopt after an agent restart). */
+  isAlive(handle: RuntimeHandle): Promise<boolean>;
+  stats(handle: RuntimeHandle): Promise<CapsuleStats>;
+  /** Removes leftovers of capsules this agent no longer knows (namespaces, mounts, cgroups, rules). */
+  cleanupStale(knownIds: ReadonlySet<string>): Promise<void>;
+}
