@@ -15,6 +15,16 @@ export interface CapsuleSpec {
   internet: boolean;
   /** Values served by the metadata endpoint and exported into the environment. */
   metadata: { WRENN_SANDBOX_ID: string; WRENN_TEMPLATE_ID: string } & Record<string, string>;
+  /** The capsule's network, made by the network layer before the runtime starts it. */
+  network?: CapsuleNetworkRef;
+}
+
+/** The part of the capsule's network a runtime needs: where to join it and the capsule's address. */
+export interface CapsuleNetworkRef {
+  capsuleIp: string;
+  /** Network namespace to join (/run/netns/wrenn-<id>). */
+  netnsPath?: string;
+  [key: string]: unknown;
 }
 
 /** Everything needed to find a running capsule again after an agent restart; JSON-serialisable. */
