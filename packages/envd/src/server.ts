@@ -1,8 +1,6 @@
 // envd's listener: one TCP port speaking HTTP/1.1 and cleartext HTTP/2 (h2c, by prior knowledge),
 // serving the Connect services (process.Process, filesystem.Filesystem) and the REST routes.
-import http from 'node:http';
-import http2 from 'node:http2';
-import net from 'node:net';
+import { listenDual } from './net/dual-listener.js';
 import { connectNodeAdapter } from '@connectrpc/connect-node';
 import type { ConnectRouter } from '@connectrpc/connect';
 import { Process } from '@wrenn/protocol/gen/envd/process_pb';
@@ -23,8 +21,6 @@ export interface EnvdServer {
   close(): Promise<void>;
 }
 
-const H2_PREFACE = 'PRI * HTTP/2.0';
-
 export async function startEnvd(opts: EnvdOptions): Promise<EnvdServer> {
   const state = new EnvdState(opts);
   let processes: ProcessServiceHandle | undefined;
@@ -42,45 +38,15 @@ export async function startEnvd(opts: EnvdOptions): Promise<EnvdServer> {
     fallback: (req, res) => {
       void rest(req as Req, res as unknown as Res);
     },
-  }) as (req: Req, res: Res) => void;
-
-  const h1 = http.createServer({ keepAliveTimeout: 620_000, headersTimeout: 10_000 }, handler);
-  h1.requestTimeout = 0; // uploads and streams may be long
-  const h2 = http2.createServer({}, handler);
-  const sockets = new Set<net.Socket>();
-
-  // Peek at the first bytes of each connection and hand it to the HTTP/1.1 or HTTP/2 server.
-  const listener = net.createServer({ noDelay: true }, (socket) => {
-    sockets.add(socket);
-    socket.once('close', () => sockets.delete(socket));
-    socket.once('readable', function route() {
-      const head: Buffer | null = socket.read();
-      if (head === null) {
-        socket.once('readable', route);
-        return;
-      }
-      socket.unshift(head);
-      const isH2 = head.toString('latin1', 0, Math.min(head.length, H2_PREFACE.length)) === H2_PREFACE.slice(0, Math.min(head.length, H2_PREFACE.length));
-      (isH2 ? h2 : h1).emit('connection', socket);
-    });
   });
-  await new Promise<void>((resolve, reject) => {
-    listener.once('error', reject);
-    listener.listen({ port: opts.port, host: opts.host ?? '0.0.0.0' }, () => resolve());
-  });
-  const address = listener.address();
-  const port = typeof address === 'object' && address ? address.port : opts.port;
+
+  const listener = await listenDual(handler, { port: opts.port, host: opts.host ?? '0.0.0.0' });
   return {
     state,
-    port,
+    port: listener.port,
     async close() {
       processes?.shutdown();
-      await new Promise<void>((resolve) => {
-        listener.close(() => resolve());
-        for (const s of sockets) s.destroy();
-      });
-      h1.close();
-      h2.close();
+      await listener.close();
     },
   };
 }

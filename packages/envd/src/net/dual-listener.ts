@@ -1,0 +1,62 @@
+// One TCP port that speaks HTTP/1.1 and cleartext HTTP/2 (h2c with prior knowledge): each
+// connection's first bytes are peeked and the socket handed to the matching Node server.
+import http from 'node:http';
+import http2 from 'node:http2';
+import net from 'node:net';
+
+const H2_PREFACE = 'PRI * HTTP/2.0';
+
+export type DualHandler = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => void;
+
+export interface DualListener {
+  port: number;
+  http1: http.Server;
+  http2: http2.Http2Server;
+  close(): Promise<void>;
+}
+
+export async function listenDual(
+  handler: DualHandler,
+  opts: { port: number; host: string; headersTimeoutMs?: number; keepAliveTimeoutMs?: number },
+): Promise<DualListener> {
+  const h1 = http.createServer(
+    { keepAliveTimeout: opts.keepAliveTimeoutMs ?? 620_000, headersTimeout: opts.headersTimeoutMs ?? 10_000 },
+    handler as http.RequestListener,
+  );
+  h1.requestTimeout = 0; // uploads and streams may be long
+  const h2 = http2.createServer({}, handler as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void);
+  const sockets = new Set<net.Socket>();
+  const listener = net.createServer({ noDelay: true }, (socket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+    socket.once('readable', function route() {
+      const head: Buffer | null = socket.read();
+      if (head === null) {
+        socket.once('readable', route);
+        return;
+      }
+      socket.unshift(head);
+      const n = Math.min(head.length, H2_PREFACE.length);
+      const isH2 = head.toString('latin1', 0, n) === H2_PREFACE.slice(0, n);
+      (isH2 ? h2 : h1).emit('connection', socket);
+    });
+  });
+  await new Promise<void>((resolve, reject) => {
+    listener.once('error', reject);
+    listener.listen({ port: opts.port, host: opts.host }, () => resolve());
+  });
+  const address = listener.address();
+  return {
+    port: typeof address === 'object' && address ? address.port : opts.port,
+    http1: h1,
+    http2: h2,
+    async close() {
+      await new Promise<void>((resolve) => {
+        listener.close(() => resolve());
+        for (const s of sockets) s.destroy();
+      });
+      h1.close();
+      h2.close();
+    },
+  };
+}
