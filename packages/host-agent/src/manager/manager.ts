@@ -1,0 +1,347 @@
+// The sandbox manager: owns every capsule on this host. It drives the runtime, network and
+// templates layers, keeps each capsule's record on disk (so a restarted agent re-adopts what still
+// runs), enforces the lifecycle state machine and expires capsules whose timeout passed.
+import { CapsuleNotFoundError, InvalidArgumentError, TemplateNotFoundError, AlreadyExistsError } from './errors.js';
+import { newAccessToken, newCapsuleId, CAPSULE_ID_RE } from './ids.js';
+import { RecordStore } from './persistence.js';
+import { assertMove, type CapsuleState } from './state-machine.js';
+import { checkEnvs, checkMetadata, checkRange, checkTemplateName, hostLimits } from './validate.js';
+import type { CapsuleRecord, ManagerDeps, TemplateInfo, TimeoutAction } from './types.js';
+import type { CapsuleRuntime, CapsuleStats, RuntimeName } from '../runtimes/runtime.js';
+import { createEnvdClient, waitForEnvd, type EnvdClient } from '../envd-client/index.js';
+
+export interface CreateCapsuleInput {
+  id?: string;
+  template?: string;
+  vcpus?: number;
+  memoryMb?: number;
+  timeoutSec?: number;
+  timeoutAction?: TimeoutAction;
+  envs?: Record<string, string>;
+  metadata?: Record<string, string>;
+  internet?: boolean;
+  envdAccessToken?: string;
+  runtime?: RuntimeName;
+}
+
+export type PauseMode = 'freeze' | 'hibernate';
+
+const MAX_TIMEOUT_SEC = 7 * 24 * 3600;
+const DEFAULT_TIMEOUT_SEC = 300;
+const ENVD_BOOT_TIMEOUT_MS = 15_000;
+
+export class SandboxManager {
+  private readonly records = new Map<string, CapsuleRecord>();
+  private readonly envd = new Map<string, EnvdClient>();
+  private readonly locks = new Map<string, Promise<unknown>>();
+  private readonly store: RecordStore;
+  private reaper: NodeJS.Timeout | undefined;
+
+  constructor(private readonly deps: ManagerDeps) {
+    this.store = new RecordStore(deps.dataDir);
+  }
+
+  private log(level: 'info' | 'warn' | 'error', msg: string, data?: Record<string, unknown>): void {
+    this.deps.log?.(level, msg, data);
+  }
+
+  /** Loads records, re-adopts capsules that still run, cleans what is stale, starts the reaper. */
+  async start(): Promise<void> {
+    await this.store.init();
+    for (const rec of await this.store.loadAll()) {
+      const runtime = this.deps.runtimes.get(rec.runtime);
+      const alive = runtime && rec.handle ? await runtime.isAlive(rec.handle).catch(() => false) : false;
+      const keep = rec.state === 'hibernated' || ((rec.state === 'running' || rec.state === 'paused') && alive);
+      if (keep) {
+        this.records.set(rec.id, rec);
+        this.log('info', 're-adopted capsule', { id: rec.id, state: rec.state });
+      } else {
+        this.log('warn', 'dropping capsule that no longer runs', { id: rec.id, state: rec.state });
+        await this.releaseResources(rec).catch(() => undefined);
+        await this.store.remove(rec.id);
+      }
+    }
+    const known = new Set(this.records.keys());
+    await this.deps.network.cleanupStale(known);
+    for (const rt of this.deps.runtimes.values()) await rt.cleanupStale(known);
+    this.reaper = setInterval(() => void this.reap(), 500);
+    this.reaper.unref();
+  }
+
+  async stop(): Promise<void> {
+    if (this.reaper) clearInterval(this.reaper);
+    for (const c of this.envd.values()) c.close();
+    this.envd.clear();
+  }
+
+  /** Destroys every capsule (agent terminate). */
+  async destroyAll(): Promise<void> {
+    await Promise.all([...this.records.keys()].map((id) => this.destroy(id).catch(() => undefined)));
+  }
+
+  get(id: string): CapsuleRecord {
+    const rec = this.records.get(id);
+    if (!rec) throw new CapsuleNotFoundError(id);
+    return rec;
+  }
+
+  list(): CapsuleRecord[] {
+    return [...this.records.values()];
+  }
+
+  runtimeOf(rec: CapsuleRecord): CapsuleRuntime {
+    const rt = this.deps.runtimes.get(rec.runtime);
+    if (!rt) throw new Error(`runtime ${rec.runtime} is not available on this host`);
+    return rt;
+  }
+
+  /** The envd client of a running capsule. */
+  envdFor(id: string): EnvdClient {
+    const rec = this.get(id);
+    if (rec.state !== 'running') {
+      throw new InvalidArgumentError(`capsule ${id} is ${rec.state}; resume it before using it`);
+    }
+    let c = this.envd.get(id);
+    if (!c) {
+      c = createEnvdClient(rec.address, rec.envdAccessToken);
+      this.envd.set(id, c);
+    }
+    return c;
+  }
+
+  templates() {
+    return this.deps.templates;
+  }
+
+  async create(input: CreateCapsuleInput, onProgress?: (line: string) => void): Promise<CapsuleRecord> {
+    const id = input.id || newCapsuleId();
+    if (!CAPSULE_ID_RE.test(id)) throw new InvalidArgumentError(`capsule id "${id}" is invalid: expected cl- and 4-32 base36 characters`);
+    if (this.records.has(id)) throw new AlreadyExistsError(`capsule ${id} already exists on this host`);
+    const templateName = input.template || 'minimal';
+    checkTemplateName(templateName);
+    const limits = hostLimits();
+    const runtimeName = input.runtime || this.deps.defaultRuntime;
+    const runtime = this.deps.runtimes.get(runtimeName);
+    if (!runtime) {
+      throw new InvalidArgumentError(`runtime "${runtimeName}" is not available here; available: ${[...this.deps.runtimes.keys()].join(', ')}`);
+    }
+    const envs = input.envs ?? {};
+    const metadata = input.metadata ?? {};
+    checkEnvs('envs', envs);
+    checkMetadata(metadata);
+    const timeoutSec = input.timeoutSec ?? DEFAULT_TIMEOUT_SEC;
+    checkRange('timeout_sec', timeoutSec, 0, MAX_TIMEOUT_SEC);
+
+    let template: TemplateInfo;
+    const known = await this.deps.templates.get(templateName);
+    if (!known && !this.deps.templates.builtIns().includes(templateName)) throw new TemplateNotFoundError(templateName);
+    template = known ?? (await this.deps.templates.ensure(templateName, onProgress));
+    if (!template.runtimes.includes(runtimeName)) {
+      throw new InvalidArgumentError(`template "${templateName}" cannot run on the ${runtimeName} runtime (it supports ${template.runtimes.join(', ')})`);
+    }
+    // Snapshot templates fix the machine shape they were taken with.
+    const vcpus = template.vcpus ?? input.vcpus ?? 1;
+    const memoryMb = template.memoryMb ?? input.memoryMb ?? 512;
+    checkRange('vcpus', vcpus, 1, limits.maxVcpus);
+    checkRange('memory_mb', memoryMb, 64, limits.maxMemoryMb);
+
+    const now = Date.now();
+    const rec: CapsuleRecord = {
+      id,
+      template: templateName,
+      runtime: runtimeName,
+      state: 'starting',
+      vcpus,
+      memoryMb,
+      createdAt: now,
+      expiresAt: timeoutSec > 0 ? now + timeoutSec * 1000 : 0,
+      timeoutSec,
+      timeoutAction: input.timeoutAction ?? 'destroy',
+      metadata,
+      envs,
+      internet: input.internet ?? true,
+      envdAccessToken: input.envdAccessToken || newAccessToken(),
+      address: '',
+    };
+    this.records.set(id, rec);
+    try {
+      await this.boot(rec, runtime);
+      this.move(rec, 'running', 'start');
+      await this.store.save(rec);
+      this.log('info', 'capsule created', { id, template: templateName, runtime: runtimeName, ms: Date.now() - now });
+      return rec;
+    } catch (err) {
+      this.records.delete(id);
+      await this.releaseResources(rec).catch(() => undefined);
+      await this.store.remove(id);
+      throw new Error(`capsule ${id} failed to start: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  }
+
+  /** Network, runtime, then envd's /init with the access token and environment. */
+  private async boot(rec: CapsuleRecord, runtime: CapsuleRuntime): Promise<void> {
+    const metadata = { WRENN_SANDBOX_ID: rec.id, WRENN_TEMPLATE_ID: rec.template };
+    rec.network = await this.deps.network.create(rec.id, { internet: rec.internet, metadata });
+    rec.address = rec.network.capsuleIp;
+    rec.handle = await runtime.create({
+      id: rec.id,
+      template: rec.template,
+      vcpus: rec.vcpus,
+      memoryMb: rec.memoryMb,
+      envs: rec.envs,
+      internet: rec.internet,
+      metadata: { ...metadata },
+      network: rec.network,
+    });
+    rec.address = rec.handle.address || rec.address;
+    await this.initEnvd(rec);
+  }
+
+  private async initEnvd(rec: CapsuleRecord): Promise<void> {
+    await waitForEnvd(rec.address, ENVD_BOOT_TIMEOUT_MS);
+    const client = createEnvdClient(rec.address);
+    try {
+      const res = await client.request('POST', '/init', {
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({
+          envVars: { ...rec.envs, WRENN_SANDBOX_ID: rec.id, WRENN_TEMPLATE_ID: rec.template, E2B_SANDBOX: 'true', E2B_SANDBOX_ID: rec.id, E2B_TEMPLATE_ID: rec.template },
+          accessToken: rec.envdAccessToken,
+          defaultUser: 'user',
+          defaultWorkdir: '/home/user',
+          timestamp: new Date().toISOString(),
+        }),
+      });
+      if (res.status !== 204 && res.status !== 200) throw new Error(`envd /init answered ${res.status}: ${res.body.toString()}`);
+    } finally {
+      client.close();
+    }
+  }
+
+  async destroy(id: string): Promise<void> {
+    await this.locked(id, async () => {
+      const rec = this.get(id);
+      this.move(rec, 'stopped', 'destroy');
+      await this.releaseResources(rec);
+      this.records.delete(id);
+      await this.store.remove(id);
+      this.log('info', 'capsule destroyed', { id });
+    });
+  }
+
+  private async releaseResources(rec: CapsuleRecord): Promise<void> {
+    this.envd.get(rec.id)?.close();
+    this.envd.delete(rec.id);
+    const runtime = this.deps.runtimes.get(rec.runtime);
+    let firstError: unknown;
+    // The runtime first: a VM must release its disk and TAP before they are removed.
+    if (runtime && rec.handle) await runtime.destroy(rec.handle).catch((e) => (firstError ??= e));
+    await this.deps.network.destroy(rec.id).catch((e) => (firstError ??= e));
+    if (firstError) throw firstError;
+  }
+
+  async pause(id: string, mode: PauseMode = 'freeze'): Promise<CapsuleRecord> {
+    return this.locked(id, async () => {
+      const rec = this.get(id);
+      const target: CapsuleState = mode === 'hibernate' ? 'hibernated' : 'paused';
+      assertMove(id, rec.state, target, 'pause');
+      const runtime = this.runtimeOf(rec);
+      const runtimeMode = runtime.pauseModes.includes(mode) ? mode : runtime.pauseModes[0];
+      if (!rec.handle || !runtimeMode) throw new Error(`capsule ${id} has no runtime handle`);
+      const result = await runtime.pause(rec.handle, runtimeMode);
+      rec.pauseKeeps = result.keeps;
+      this.envd.get(id)?.close();
+      this.envd.delete(id);
+      this.move(rec, result.processesKept ? 'paused' : 'hibernated', 'pause');
+      await this.store.save(rec);
+      return rec;
+    });
+  }
+
+  async resume(id: string, timeoutSec?: number): Promise<CapsuleRecord> {
+    return this.locked(id, async () => {
+      const rec = this.get(id);
+      assertMove(id, rec.state, 'running', 'resume');
+      const runtime = this.runtimeOf(rec);
+      if (!rec.handle) throw new Error(`capsule ${id} has no runtime handle`);
+      const wasHibernated = rec.state === 'hibernated';
+      rec.handle = await runtime.resume(rec.handle);
+      rec.address = rec.handle.address || rec.address;
+      // A hibernated capsule restarted envd, which needs its token and environment again.
+      if (wasHibernated) await this.initEnvd(rec);
+      if (timeoutSec !== undefined && timeoutSec > 0) {
+        checkRange('timeout_sec', timeoutSec, 1, MAX_TIMEOUT_SEC);
+        rec.timeoutSec = timeoutSec;
+      }
+      rec.expiresAt = rec.timeoutSec > 0 ? Date.now() + rec.timeoutSec * 1000 : 0;
+      this.move(rec, 'running', 'resume');
+      await this.store.save(rec);
+      return rec;
+    });
+  }
+
+  /** Resets the inactivity timer; optionally sets a new timeout. */
+  async ping(id: string, timeoutSec?: number): Promise<CapsuleRecord> {
+    const rec = this.get(id);
+    if (rec.state !== 'running') throw new InvalidArgumentError(`capsule ${id} is ${rec.state}; only running capsules can be pinged`);
+    if (timeoutSec !== undefined) {
+      checkRange('timeout_sec', timeoutSec, 0, MAX_TIMEOUT_SEC);
+      rec.timeoutSec = timeoutSec;
+    }
+    rec.expiresAt = rec.timeoutSec > 0 ? Date.now() + rec.timeoutSec * 1000 : 0;
+    await this.store.save(rec);
+    return rec;
+  }
+
+  async stats(id: string): Promise<CapsuleStats> {
+    const rec = this.get(id);
+    if (!rec.handle) throw new InvalidArgumentError(`capsule ${id} has no runtime yet`);
+    return this.runtimeOf(rec).stats(rec.handle);
+  }
+
+  async snapshot(id: string, name: string): Promise<TemplateInfo> {
+    checkTemplateName(name);
+    if (await this.deps.templates.get(name)) throw new AlreadyExistsError(`a template named "${name}" already exists`);
+    return this.locked(id, async () => {
+      const rec = this.get(id);
+      if (rec.state !== 'running' && rec.state !== 'paused') {
+        throw new InvalidArgumentError(`capsule ${id} is ${rec.state}; snapshots are taken of running or paused capsules`);
+      }
+      if (!rec.handle) throw new Error(`capsule ${id} has no runtime handle`);
+      await this.runtimeOf(rec).snapshot(rec.handle, name);
+      const t = await this.deps.templates.get(name);
+      if (!t) throw new Error(`snapshot ${name} was not recorded by the template store`);
+      return t;
+    });
+  }
+
+  private move(rec: CapsuleRecord, to: CapsuleState, action: string): void {
+    assertMove(rec.id, rec.state, to, action);
+    rec.state = to;
+  }
+
+  /** Serialises lifecycle operations per capsule. */
+  private async locked<T>(id: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.locks.get(id) ?? Promise.resolve();
+    const run = prev.catch(() => undefined).then(fn);
+    this.locks.set(id, run);
+    try {
+      return await run;
+    } finally {
+      if (this.locks.get(id) === run) this.locks.delete(id);
+    }
+  }
+
+  /** Expires running capsules whose timeout passed: pause or destroy as each asked. */
+  private async reap(): Promise<void> {
+    const now = Date.now();
+    for (const rec of this.records.values()) {
+      if (rec.state !== 'running' || rec.expiresAt === 0 || rec.expiresAt > now) continue;
+      rec.expiresAt = 0; // once; a failure below is logged, not retried in a loop
+      const act = rec.timeoutAction === 'pause' ? this.pause(rec.id, 'freeze') : this.destroy(rec.id);
+      act.then(
+        () => this.log('info', 'capsule timed out', { id: rec.id, action: rec.timeoutAction }),
+        (err: unknown) => this.log('error', 'timeout action failed', { id: rec.id, err: String(err) }),
+      );
+    }
+  }
+}

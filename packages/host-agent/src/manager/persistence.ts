@@ -1,0 +1,43 @@
+// Capsule records on disk (<dataDir>/capsules/<id>.json), written atomically so a crash mid-write
+// never leaves a half record; a restarted agent reads them to re-adopt running capsules.
+import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { CapsuleRecord } from './types.js';
+
+export class RecordStore {
+  private readonly dir: string;
+  constructor(dataDir: string) {
+    this.dir = join(dataDir, 'capsules');
+  }
+
+  async init(): Promise<void> {
+    await mkdir(this.dir, { recursive: true, mode: 0o700 });
+  }
+
+  async save(rec: CapsuleRecord): Promise<void> {
+    const file = join(this.dir, `${rec.id}.json`);
+    const tmp = `${file}.${process.pid}.tmp`;
+    await writeFile(tmp, JSON.stringify(rec, (_k, v) => (typeof v === 'bigint' ? v.toString() : v)), { mode: 0o600 });
+    await rename(tmp, file);
+  }
+
+  async remove(id: string): Promise<void> {
+    await rm(join(this.dir, `${id}.json`), { force: true });
+  }
+
+  async loadAll(): Promise<CapsuleRecord[]> {
+    const out: CapsuleRecord[] = [];
+    for (const name of await readdir(this.dir)) {
+      if (!name.endsWith('.json')) {
+        if (name.endsWith('.tmp')) await rm(join(this.dir, name), { force: true });
+        continue;
+      }
+      try {
+        out.push(JSON.parse(await readFile(join(this.dir, name), 'utf8')) as CapsuleRecord);
+      } catch {
+        // A corrupt record cannot be re-adopted; its resources are cleaned as stale.
+      }
+    }
+    return out;
+  }
+}

@@ -1,0 +1,74 @@
+// What the sandbox manager needs from the network and template layers, kept narrow so the
+// manager can be driven by any runtime and tested without knowing how those layers work.
+import type { CapsuleRuntime, RuntimeHandle, RuntimeName } from '../runtimes/runtime.js';
+import type { CapsuleState } from './state-machine.js';
+
+export interface CapsuleNetworkInfo {
+  /** Address where the host reaches envd and the capsule's ports. */
+  capsuleIp: string;
+  netnsPath?: string;
+  [key: string]: unknown;
+}
+
+export interface NetworkProvider {
+  create(id: string, opts: { internet: boolean; metadata: Record<string, string> }): Promise<CapsuleNetworkInfo>;
+  destroy(id: string): Promise<void>;
+  setInternet?(id: string, on: boolean): Promise<void>;
+  cleanupStale(knownIds: ReadonlySet<string>): Promise<void>;
+}
+
+export interface TemplateInfo {
+  name: string;
+  kind: 'base' | 'snapshot' | 'dockerfile';
+  runtimes: RuntimeName[];
+  sizeBytes: number;
+  createdAt: number;
+  parent?: string;
+  vcpus?: number;
+  memoryMb?: number;
+}
+
+export interface TemplateProvider {
+  /** Builds (first use) or finds the template; progress lines go to onProgress. */
+  ensure(name: string, onProgress?: (line: string) => void): Promise<TemplateInfo>;
+  get(name: string): Promise<TemplateInfo | undefined>;
+  list(): Promise<TemplateInfo[]>;
+  delete(name: string): Promise<void>;
+  /** Names every template can be built from without being present (minimal, base). */
+  builtIns(): string[];
+}
+
+export type TimeoutAction = 'destroy' | 'pause';
+
+/** Everything the agent keeps about one capsule; persisted as JSON under <dataDir>/capsules/. */
+export interface CapsuleRecord {
+  id: string;
+  template: string;
+  runtime: RuntimeName;
+  state: CapsuleState;
+  vcpus: number;
+  memoryMb: number;
+  createdAt: number;
+  /** 0 = never expires. */
+  expiresAt: number;
+  timeoutSec: number;
+  timeoutAction: TimeoutAction;
+  metadata: Record<string, string>;
+  envs: Record<string, string>;
+  internet: boolean;
+  envdAccessToken: string;
+  address: string;
+  handle?: RuntimeHandle;
+  network?: CapsuleNetworkInfo;
+  pauseKeeps?: string;
+  error?: string;
+}
+
+export interface ManagerDeps {
+  dataDir: string;
+  runtimes: Map<RuntimeName, CapsuleRuntime>;
+  defaultRuntime: RuntimeName;
+  network: NetworkProvider;
+  templates: TemplateProvider;
+  log?: (level: 'info' | 'warn' | 'error', msg: string, data?: Record<string, unknown>) => void;
+}

@@ -1,0 +1,162 @@
+// HTTP/1.1 reverse-proxy primitives shared by the host agent's port proxy and the control plane's
+// sandbox proxy. Proxy traffic always uses its own keep-alive agent, never the RPC transport, so a
+// busy web app in a capsule cannot starve terminal and exec streams.
+import http from 'node:http';
+import type { Duplex } from 'node:stream';
+
+export interface ProxyTarget {
+  host: string;
+  port: number;
+  /** Path and query to request on the target (trailing slashes kept as given). */
+  path: string;
+  /** Extra headers to set on the upstream request. */
+  headers?: Record<string, string>;
+}
+
+export interface ForwardOptions {
+  agent: http.Agent;
+  /** Prefix the client used (e.g. /proxy/cl-x/8080); redirects from upstream are rewritten under it. */
+  locationPrefix?: string;
+  /** Dial attempts while a server is still starting (linear backoff). */
+  attempts?: number;
+  backoffMs?: number;
+}
+
+const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'proxy-authorization'];
+
+export function createProxyAgent(): http.Agent {
+  return new http.Agent({ keepAlive: true, maxSockets: 256, maxFreeSockets: 64, keepAliveMsecs: 30_000, timeout: 620_000 });
+}
+
+function upstreamHeaders(req: http.IncomingMessage, target: ProxyTarget): http.OutgoingHttpHeaders {
+  const headers: http.OutgoingHttpHeaders = {};
+  for (const [k, v] of Object.entries(req.headers)) {
+    if (v === undefined || HOP_BY_HOP.includes(k) || k.startsWith(':')) continue;
+    headers[k] = v;
+  }
+  const fwdFor = req.socket.remoteAddress;
+  if (fwdFor) headers['x-forwarded-for'] = req.headers['x-forwarded-for'] ? `${req.headers['x-forwarded-for']}, ${fwdFor}` : fwdFor;
+  if (req.headers.host) headers['x-forwarded-host'] = req.headers.host;
+  Object.assign(headers, target.headers);
+  return headers;
+}
+
+/** Rewrites an upstream Location so the browser stays under the proxy prefix. */
+export function rewriteLocation(location: string, target: ProxyTarget, prefix: string | undefined): string {
+  if (!prefix) return location;
+  if (location.startsWith('/') && !location.startsWith('//')) return `${prefix}${location}`;
+  try {
+    const u = new URL(location);
+    const local = ['localhost', '127.0.0.1', '0.0.0.0', target.host];
+    if ((u.protocol === 'http:' || u.protocol === 'https:') && local.includes(u.hostname) && (u.port === '' || Number(u.port) === target.port)) {
+      return `${prefix}${u.pathname}${u.search}${u.hash}`;
+    }
+  } catch {
+    // relative like "foo/bar": already stays under the prefix
+  }
+  return location;
+}
+
+function isRetryableDialError(err: NodeJS.ErrnoException): boolean {
+  return err.code === 'ECONNREFUSED' || err.code === 'ECONNRESET' || err.code === 'EHOSTUNREACH';
+}
+
+/** Forwards one HTTP request; retries the dial (not a half-sent request) while the server starts. */
+export function forwardHttp(req: http.IncomingMessage, res: http.ServerResponse, target: ProxyTarget, opts: ForwardOptions): void {
+  const attempts = opts.attempts ?? 3;
+  const backoff = opts.backoffMs ?? 100;
+  const hasBody = !(req.method === 'GET' || req.method === 'HEAD' || req.method === 'OPTIONS') || req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined;
+  const attempt = (n: number) => {
+    const up = http.request({
+      host: target.host,
+      port: target.port,
+      method: req.method,
+      path: target.path,
+      headers: upstreamHeaders(req, target),
+      agent: opts.agent,
+    });
+    let dialed = false;
+    up.once('socket', (s) => {
+      if (!s.connecting) dialed = true;
+      else s.once('connect', () => (dialed = true));
+    });
+    up.on('response', (ur) => {
+      const headers: http.OutgoingHttpHeaders = {};
+      for (const [k, v] of Object.entries(ur.headers)) {
+        if (v === undefined || k === 'connection' || k === 'keep-alive' || k === 'transfer-encoding') continue;
+        headers[k] = v;
+      }
+      if (typeof ur.headers.location === 'string') headers.location = rewriteLocation(ur.headers.location, target, opts.locationPrefix);
+      res.writeHead(ur.statusCode ?? 502, ur.statusMessage, headers);
+      ur.pipe(res);
+      ur.on('error', () => res.destroy());
+    });
+    up.on('error', (err: NodeJS.ErrnoException) => {
+      // Retry only when nothing reached the server and the body was not consumed yet.
+      if (!dialed && !hasBody && n + 1 < attempts && isRetryableDialError(err)) {
+        setTimeout(() => attempt(n + 1), backoff * (n + 1));
+        return;
+      }
+      if (res.headersSent) {
+        res.destroy(err);
+        return;
+      }
+      const body = JSON.stringify({ error: { code: 'bad_gateway', message: `nothing answered on port ${target.port} in the capsule (${err.code ?? err.message}); is the server running and listening?` } });
+      res.writeHead(502, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+      res.end(body);
+    });
+    res.on('close', () => {
+      if (!res.writableFinished) up.destroy();
+    });
+    if (hasBody) req.pipe(up);
+    else up.end();
+  };
+  attempt(0);
+}
+
+/** Forwards a WebSocket (or any HTTP/1.1 Upgrade) by splicing the two sockets after the handshake. */
+export function forwardUpgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer, target: ProxyTarget, opts: { attempts?: number; backoffMs?: number } = {}): void {
+  const attempts = opts.attempts ?? 3;
+  const backoff = opts.backoffMs ?? 100;
+  const attempt = (n: number) => {
+    const headers = upstreamHeaders(req, target);
+    headers.connection = 'Upgrade';
+    headers.upgrade = req.headers.upgrade ?? 'websocket';
+    const up = http.request({ host: target.host, port: target.port, method: req.method, path: target.path, headers, agent: false });
+    up.on('upgrade', (ur, upSocket, upHead) => {
+      let raw = `HTTP/1.1 ${ur.statusCode} ${ur.statusMessage}\r\n`;
+      for (let i = 0; i < ur.rawHeaders.length; i += 2) raw += `${ur.rawHeaders[i]}: ${ur.rawHeaders[i + 1]}\r\n`;
+      socket.write(`${raw}\r\n`);
+      if (upHead.length) socket.write(upHead);
+      if (head.length) upSocket.write(head);
+      upSocket.pipe(socket).pipe(upSocket);
+      const close = () => {
+        upSocket.destroy();
+        socket.destroy();
+      };
+      upSocket.on('error', close);
+      socket.on('error', close);
+      upSocket.on('close', close);
+      socket.on('close', close);
+    });
+    up.on('response', (ur) => {
+      // The server refused the upgrade: pass its answer through and close.
+      let raw = `HTTP/1.1 ${ur.statusCode} ${ur.statusMessage}\r\nconnection: close\r\n`;
+      for (let i = 0; i < ur.rawHeaders.length; i += 2) {
+        const k = ur.rawHeaders[i]?.toLowerCase();
+        if (k !== 'connection' && k !== 'transfer-encoding') raw += `${ur.rawHeaders[i]}: ${ur.rawHeaders[i + 1]}\r\n`;
+      }
+      socket.write(`${raw}\r\n`);
+      ur.pipe(socket);
+    });
+    up.on('error', (err: NodeJS.ErrnoException) => {
+      if (n + 1 < attempts && isRetryableDialError(err)) {
+        setTimeout(() => attempt(n + 1), backoff * (n + 1));
+        return;
+      }
+      socket.end('HTTP/1.1 502 Bad Gateway\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
+    });
+    up.end();
+  };
+  attempt(0);
+}

@@ -1,0 +1,90 @@
+// Files of a capsule over envd: streamed reads and writes in chunks of at most 64 KiB,
+// directory listing, mkdir and remove.
+import type { IncomingMessage } from 'node:http';
+import { create } from '@bufbuild/protobuf';
+import { Code, ConnectError } from '@connectrpc/connect';
+import { FileType, type EntryInfo } from '@wrenn/protocol/gen/envd/filesystem_pb';
+import { FileEntrySchema, type FileEntry } from '@wrenn/protocol/gen/hostagent/v1/hostagent_pb';
+import type { EnvdClient } from '../envd-client/index.js';
+
+export const CHUNK_SIZE = 64 * 1024;
+
+function filesQuery(path: string, user: string): string {
+  const q = new URLSearchParams({ path });
+  if (user) q.set('username', user);
+  return `/files?${q.toString()}`;
+}
+
+function httpError(status: number, body: string, path: string): ConnectError {
+  let message = body;
+  try {
+    message = (JSON.parse(body) as { message?: string }).message ?? body;
+  } catch {
+    // plain text body
+  }
+  const code =
+    status === 404 ? Code.NotFound : status === 400 ? Code.InvalidArgument : status === 401 || status === 403 ? Code.PermissionDenied : status === 507 ? Code.ResourceExhausted : Code.Internal;
+  return new ConnectError(`${path}: ${message || `envd answered ${status}`}`, code);
+}
+
+/** Yields the file's bytes in chunks of at most CHUNK_SIZE. */
+export async function* readFileChunks(envd: EnvdClient, path: string, user: string, signal: AbortSignal): AsyncGenerator<Uint8Array> {
+  if (!path) throw new ConnectError('path is required', Code.InvalidArgument);
+  const req = envd.raw('GET', filesQuery(path, user));
+  const res = await new Promise<IncomingMessage>((resolve, reject) => {
+    req.once('response', resolve);
+    req.once('error', reject);
+    signal.addEventListener('abort', () => req.destroy(new Error('cancelled')), { once: true });
+    req.end();
+  });
+  if (res.statusCode !== 200) {
+    const chunks: Buffer[] = [];
+    for await (const c of res) chunks.push(c as Buffer);
+    throw httpError(res.statusCode ?? 0, Buffer.concat(chunks).toString(), path);
+  }
+  for await (const chunk of res as AsyncIterable<Buffer>) {
+    for (let off = 0; off < chunk.length; off += CHUNK_SIZE) yield chunk.subarray(off, off + CHUNK_SIZE);
+  }
+}
+
+/** Streams chunks into a file (parents created by envd); returns the byte count. */
+export async function writeFileFromChunks(
+  envd: EnvdClient,
+  path: string,
+  user: string,
+  chunks: AsyncIterable<Uint8Array>,
+): Promise<number> {
+  if (!path) throw new ConnectError('path is required', Code.InvalidArgument);
+  const req = envd.raw('POST', filesQuery(path, user), { 'content-type': 'application/octet-stream', 'transfer-encoding': 'chunked' });
+  const response = new Promise<IncomingMessage>((resolve, reject) => {
+    req.once('response', resolve);
+    req.once('error', reject);
+  });
+  let written = 0;
+  for await (const chunk of chunks) {
+    written += chunk.length;
+    if (!req.write(chunk)) await new Promise((r) => req.once('drain', r));
+  }
+  req.end();
+  const res = await response;
+  const body: Buffer[] = [];
+  for await (const c of res) body.push(c as Buffer);
+  if (res.statusCode !== 200 && res.statusCode !== 204) throw httpError(res.statusCode ?? 0, Buffer.concat(body).toString(), path);
+  return written;
+}
+
+export function toFileEntry(e: EntryInfo | undefined): FileEntry {
+  if (!e) return create(FileEntrySchema, {});
+  const type = e.type === FileType.DIRECTORY ? 'dir' : e.type === FileType.SYMLINK ? 'symlink' : 'file';
+  return create(FileEntrySchema, {
+    name: e.name,
+    path: e.path,
+    type,
+    size: BigInt(e.size),
+    mode: e.mode,
+    owner: e.owner,
+    group: e.group,
+    modifiedAt: e.modifiedTime ? BigInt(e.modifiedTime.seconds) * 1000n + BigInt(Math.floor(e.modifiedTime.nanos / 1e6)) : 0n,
+    symlinkTarget: e.symlinkTarget ?? '',
+  });
+}

@@ -1,0 +1,295 @@
+// hostagent.v1.HostAgentService: the Connect service the control plane calls on each host.
+import { cpus, hostname, totalmem } from 'node:os';
+import { create } from '@bufbuild/protobuf';
+import { Code, ConnectError, type ServiceImpl } from '@connectrpc/connect';
+import {
+  CapsuleSchema,
+  CapsuleState as PbState,
+  HostAgentService,
+  PauseMode,
+  PtyOutputSchema,
+  TemplateSchema,
+  TimeoutAction,
+  type Capsule,
+  type Template,
+} from '@wrenn/protocol/gen/hostagent/v1/hostagent_pb';
+import type { SandboxManager } from '../manager/manager.js';
+import type { CapsuleRecord, TemplateInfo } from '../manager/types.js';
+import type { CapsuleState } from '../manager/state-machine.js';
+import { withErrorMapping } from './errors.js';
+import { convert, execCollected, execEvents, signalFor, toEnvdSelector, toPtyOutput, userHeaders } from './commands.js';
+import { readFileChunks, toFileEntry, writeFileFromChunks } from './files.js';
+
+const STATE: Record<CapsuleState, PbState> = {
+  starting: PbState.STARTING,
+  running: PbState.RUNNING,
+  paused: PbState.PAUSED,
+  hibernated: PbState.HIBERNATED,
+  stopped: PbState.STOPPED,
+  error: PbState.ERROR,
+};
+
+export function toPbCapsule(rec: CapsuleRecord, envdVersion: string): Capsule {
+  return create(CapsuleSchema, {
+    id: rec.id,
+    template: rec.template,
+    state: STATE[rec.state],
+    runtime: rec.runtime,
+    vcpus: rec.vcpus,
+    memoryMb: rec.memoryMb,
+    createdAt: BigInt(rec.createdAt),
+    expiresAt: BigInt(rec.expiresAt),
+    timeoutAction: rec.timeoutAction === 'pause' ? TimeoutAction.PAUSE : TimeoutAction.DESTROY,
+    metadata: rec.metadata,
+    address: rec.address,
+    envdVersion,
+    internet: rec.internet,
+    pauseKeeps: rec.pauseKeeps ?? '',
+    error: rec.error ?? '',
+    envdAccessToken: rec.envdAccessToken,
+  });
+}
+
+export function toPbTemplate(t: TemplateInfo): Template {
+  return create(TemplateSchema, {
+    name: t.name,
+    kind: t.kind,
+    runtimes: t.runtimes,
+    sizeBytes: BigInt(t.sizeBytes),
+    createdAt: BigInt(t.createdAt),
+    parent: t.parent ?? '',
+    vcpus: t.vcpus ?? 0,
+    memoryMb: t.memoryMb ?? 0,
+  });
+}
+
+export interface HostAgentServiceOptions {
+  manager: SandboxManager;
+  hostId: string;
+  version: string;
+  envdVersion: string;
+  runtimes: string[];
+  defaultRuntime: string;
+  /** Called by Terminate after every capsule is gone. */
+  onTerminate?: () => void;
+}
+
+export function hostAgentService(o: HostAgentServiceOptions): ServiceImpl<typeof HostAgentService> {
+  const m = o.manager;
+  const pb = (rec: CapsuleRecord) => toPbCapsule(rec, o.envdVersion);
+  const impl: ServiceImpl<typeof HostAgentService> = {
+    async getHostInfo() {
+      const caps = m.list().filter((c) => c.state === 'running' || c.state === 'starting' || c.state === 'paused');
+      return {
+        hostId: o.hostId,
+        hostname: hostname(),
+        runtimes: o.runtimes,
+        defaultRuntime: o.defaultRuntime,
+        cpuCount: cpus().length,
+        memoryMb: BigInt(Math.floor(totalmem() / (1 << 20))),
+        capsulesRunning: caps.length,
+        vcpusAllocated: caps.reduce((n, c) => n + c.vcpus, 0),
+        memoryMbAllocated: BigInt(caps.reduce((n, c) => n + c.memoryMb, 0)),
+        version: o.version,
+      };
+    },
+    async createCapsule(req) {
+      const rec = await m.create({
+        id: req.id,
+        template: req.template,
+        vcpus: req.vcpus || undefined,
+        memoryMb: req.memoryMb || undefined,
+        timeoutSec: req.timeoutSec,
+        timeoutAction: req.timeoutAction === TimeoutAction.PAUSE ? 'pause' : 'destroy',
+        envs: req.envs,
+        metadata: req.metadata,
+        internet: req.internet ?? true,
+        envdAccessToken: req.envdAccessToken,
+        runtime: (req.runtime || undefined) as never,
+      });
+      return { capsule: pb(rec) };
+    },
+    async destroyCapsule(req) {
+      await m.destroy(req.id);
+      return {};
+    },
+    async pauseCapsule(req) {
+      const rec = await m.pause(req.id, req.mode === PauseMode.HIBERNATE ? 'hibernate' : 'freeze');
+      return { capsule: pb(rec) };
+    },
+    async resumeCapsule(req) {
+      return { capsule: pb(await m.resume(req.id, req.timeoutSec || undefined)) };
+    },
+    async getCapsule(req) {
+      return { capsule: pb(m.get(req.id)) };
+    },
+    async listCapsules() {
+      return { capsules: m.list().map(pb) };
+    },
+    async pingCapsule(req) {
+      return { capsule: pb(await m.ping(req.id, req.timeoutSec)) };
+    },
+    async getCapsuleMetrics(req) {
+      const rec = m.get(req.id);
+      const s = await m.stats(req.id);
+      return {
+        cpuUsedPct: 0,
+        cpuCount: rec.vcpus,
+        memUsedBytes: BigInt(s.memoryBytes),
+        memTotalBytes: BigInt(s.memoryLimitBytes),
+        diskUsedBytes: BigInt(s.diskUsedBytes),
+        diskTotalBytes: 0n,
+        pids: s.pids,
+        timestamp: BigInt(Date.now()),
+      };
+    },
+    async exec(req, ctx) {
+      return execCollected(m.envdFor(req.capsuleId), req, ctx.signal);
+    },
+    async *execStream(req, ctx) {
+      yield* execEvents(m.envdFor(req.capsuleId), req, ctx.signal);
+    },
+    async startProcess(req) {
+      const exec = req.exec;
+      if (!exec) throw new ConnectError('exec is required', Code.InvalidArgument);
+      const envd = m.envdFor(exec.capsuleId);
+      // The process outlives this call: read until the start event, then let the stream go.
+      const abort = new AbortController();
+      const events = execEvents(envd, exec, abort.signal, { stdin: true });
+      const first = await events.next();
+      if (first.done || first.value.event.case !== 'startPid') throw new ConnectError('process did not start', Code.Internal);
+      const pid = first.value.event.value;
+      void (async () => {
+        try {
+          for await (const _ of events) {
+            // drain so envd is not blocked on a full stream
+          }
+        } catch {
+          // envd ended the stream; the process itself is unaffected
+        }
+      })();
+      return { pid };
+    },
+    async listProcesses(req) {
+      const res = await m.envdFor(req.capsuleId).process.list({});
+      return {
+        processes: res.processes.map((p) => ({
+          pid: p.pid,
+          tag: p.tag ?? '',
+          cmd: p.config?.cmd ?? '',
+          args: p.config?.args ?? [],
+          cwd: p.config?.cwd ?? '',
+        })),
+      };
+    },
+    async killProcess(req) {
+      await m.envdFor(req.capsuleId).process.sendSignal({ process: { selector: toEnvdSelector(req.process) }, signal: signalFor(req.signal) });
+      return {};
+    },
+    async *connectProcess(req, ctx) {
+      const envd = m.envdFor(req.capsuleId);
+      const stream = envd.process.connect({ process: { selector: toEnvdSelector(req.process) } }, { signal: ctx.signal });
+      for await (const res of stream) {
+        const ev = convert(res.event);
+        if (ev) yield ev;
+      }
+    },
+    async sendProcessInput(req) {
+      const envd = m.envdFor(req.capsuleId);
+      const process = { selector: toEnvdSelector(req.process) };
+      if (req.data.length > 0) await envd.process.sendInput({ process, input: { input: { case: 'stdin', value: req.data } } });
+      if (req.closeStdin) await envd.process.closeStdin({ process });
+      return {};
+    },
+    async *ptyAttach(req, ctx) {
+      const envd = m.envdFor(req.capsuleId);
+      const tag = req.tag || `pty-${Date.now().toString(36)}`;
+      const running = (await envd.process.list({})).processes.find((p) => p.tag === tag);
+      if (running) {
+        if (req.cols && req.rows) {
+          await envd.process.update({ process: { selector: { case: 'tag', value: tag } }, pty: { size: { cols: req.cols, rows: req.rows } } });
+        }
+        yield create(PtyOutputSchema, { event: { case: 'pid', value: running.pid } });
+          for await (const res of envd.process.connect({ process: { selector: { case: 'tag', value: tag } } }, { signal: ctx.signal })) {
+          const ev = convert(res.event);
+          const out = ev && toPtyOutput(ev);
+          if (out && out.event.case !== 'pid') yield out;
+        }
+        return;
+      }
+      const cmd = req.cmd || '/bin/sh';
+      const args = req.cmd ? req.args : ['-l'];
+      const events = execEvents(
+        envd,
+        { capsuleId: req.capsuleId, cmd, args, envs: { TERM: 'xterm-256color', ...req.envs }, cwd: req.cwd, user: req.user, tag, stdin: new Uint8Array(), timeoutSec: 0 } as never,
+        ctx.signal,
+        { stdin: true, pty: { cols: req.cols || 80, rows: req.rows || 24 } },
+      );
+      for await (const ev of events) {
+        const out = toPtyOutput(ev);
+        if (out) yield out;
+      }
+    },
+    async ptyInput(req) {
+      await m.envdFor(req.capsuleId).process.sendInput({ process: { selector: { case: 'tag', value: req.tag } }, input: { input: { case: 'pty', value: req.data } } });
+      return {};
+    },
+    async ptyResize(req) {
+      await m.envdFor(req.capsuleId).process.update({ process: { selector: { case: 'tag', value: req.tag } }, pty: { size: { cols: req.cols, rows: req.rows } } });
+      return {};
+    },
+    async ptyKill(req) {
+      await m.envdFor(req.capsuleId).process.sendSignal({ process: { selector: { case: 'tag', value: req.tag } }, signal: signalFor(9) });
+      return {};
+    },
+    async *readFile(req, ctx) {
+      for await (const data of readFileChunks(m.envdFor(req.capsuleId), req.path, req.user, ctx.signal)) yield { data };
+    },
+    async writeFile(stream) {
+      const it = stream[Symbol.asyncIterator]();
+      const first = await it.next();
+      if (first.done || first.value.part.case !== 'header') throw new ConnectError('the first message must be the header', Code.InvalidArgument);
+      const h = first.value.part.value;
+      const envd = m.envdFor(h.capsuleId);
+      async function* chunks() {
+        for (;;) {
+          const n = await it.next();
+          if (n.done) return;
+          if (n.value.part.case !== 'data') throw new ConnectError('only data messages may follow the header', Code.InvalidArgument);
+          yield n.value.part.value;
+        }
+      }
+      const written = await writeFileFromChunks(envd, h.path, h.user, chunks());
+      const st = await envd.filesystem.stat({ path: h.path }, { headers: userHeaders(h.user) });
+      return { bytesWritten: BigInt(written), entry: toFileEntry(st.entry) };
+    },
+    async listDir(req) {
+      const res = await m.envdFor(req.capsuleId).filesystem.listDir({ path: req.path, depth: req.depth || 1 }, { headers: userHeaders(req.user) });
+      return { entries: res.entries.map(toFileEntry) };
+    },
+    async makeDir(req) {
+      const res = await m.envdFor(req.capsuleId).filesystem.makeDir({ path: req.path }, { headers: userHeaders(req.user) });
+      return { entry: toFileEntry(res.entry) };
+    },
+    async removePath(req) {
+      await m.envdFor(req.capsuleId).filesystem.remove({ path: req.path }, { headers: userHeaders(req.user) });
+      return {};
+    },
+    async createSnapshot(req) {
+      return { template: toPbTemplate(await m.snapshot(req.capsuleId, req.name)) };
+    },
+    async deleteSnapshot(req) {
+      await m.templates().delete(req.name);
+      return {};
+    },
+    async listTemplates() {
+      return { templates: (await m.templates().list()).map(toPbTemplate) };
+    },
+    async terminate() {
+      await m.destroyAll();
+      setImmediate(() => o.onTerminate?.());
+      return {};
+    },
+  };
+  return withErrorMapping(impl);
+}
