@@ -14,10 +14,13 @@ import { metricsRoutes } from './http/metrics.js';
 import { processService, type ProcessServiceHandle } from './process/service.js';
 import { filesystemService } from './filesystem/service.js';
 import type { Req, Res } from './http/respond.js';
+import { startPortForwarder, type PortForwarder } from './ports/index.js';
 
 export interface EnvdServer {
   state: EnvdState;
   port: number;
+  /** Exposes loopback-only servers on the capsule's address (only when port forwarding is on). */
+  ports?: PortForwarder;
   close(): Promise<void>;
 }
 
@@ -41,10 +44,15 @@ export async function startEnvd(opts: EnvdOptions): Promise<EnvdServer> {
   });
 
   const listener = await listenDual(handler, { port: opts.port, host: opts.host ?? '0.0.0.0' });
+  // On inside capsules (the host agent sets WRENN_CAPSULE=1); off for envd run on a host.
+  const forwardPorts = opts.portForwarding ?? process.env.WRENN_CAPSULE === '1';
+  const ports = forwardPorts ? startPortForwarder({ excludePorts: [listener.port] }) : undefined;
   return {
     state,
     port: listener.port,
+    ports,
     async close() {
+      ports?.stop();
       processes?.shutdown();
       await listener.close();
     },
