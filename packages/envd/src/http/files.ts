@@ -1,7 +1,282 @@
-// GET/POST /files (stub until implemented).
+// GET /files (download) and POST /files (multipart or octet-stream upload), as E2B's envd serves
+// them. With an access token set, a request needs X-Access-Token or a valid signed URL.
+import { createReadStream } from 'node:fs';
+import { open, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { createGunzip, createGzip } from 'node:zlib';
+import type { Readable } from 'node:stream';
+import busboy from 'busboy';
 import type { EnvdState } from '../state.js';
-import type { Route } from './router.js';
+import { lookupUser, UnknownUserError, type UserInfo } from '../users.js';
+import { HttpError, sendError, sendJson, type Req, type Res } from './respond.js';
+import { headerValue, type Route } from './router.js';
+import { fileAccessProblem, type FileOperation } from '../filesystem/signature.js';
+import { PathError, resolvePath } from '../filesystem/paths.js';
+import { identityAcceptable, negotiateEncoding } from '../filesystem/http-encoding.js';
+import { inlineDisposition, sniff, typeByExtension } from '../filesystem/content-type.js';
+import { statusOf, UploadError, writeUploadedFile } from '../filesystem/upload.js';
+import { metadataProblem, readMetadata } from '../filesystem/metadata.js';
+import { checkFile, R } from '../filesystem/access.js';
+import { errnoCode } from '../filesystem/errors.js';
 
-export function fileRoutes(_state: EnvdState): Route[] {
-  return [];
+const READ_HWM = 1 << 20;
+
+interface WriteInfo {
+  path: string;
+  name: string;
+  type: 'file';
+  metadata?: Record<string, string>;
+}
+
+interface FileRequest {
+  user: UserInfo;
+  resolve(p: string): string;
+}
+
+function authorize(state: EnvdState, req: Req, url: URL, op: FileOperation): FileRequest {
+  const problem = fileAccessProblem(state.accessToken, headerValue(req, 'x-access-token'), url.searchParams, op);
+  if (problem) throw new HttpError(401, problem);
+  const name = url.searchParams.get('username') ?? state.defaultUser;
+  let user: UserInfo;
+  try {
+    user = lookupUser(name, state.etcDir);
+  } catch (err) {
+    if (err instanceof UnknownUserError) throw new HttpError(401, `error looking up user '${name}': ${err.message}`);
+    throw err;
+  }
+  return {
+    user,
+    resolve(p: string) {
+      try {
+        return resolvePath(p, user, state.defaultWorkdir);
+      } catch (err) {
+        if (err instanceof PathError) throw new HttpError(400, `error resolving path: ${err.message}`);
+        throw err;
+      }
+    },
+  };
+}
+
+function fail(err: unknown, what: string): HttpError {
+  if (err instanceof HttpError) return err;
+  return new HttpError(statusOf(err), `${what}: ${err instanceof Error ? err.message : String(err)}`);
+}
+
+/** Single `bytes=a-b` range of a file of `size` bytes; undefined when absent or unsupported, null when unsatisfiable. */
+function parseRange(header: string | undefined, size: number): { start: number; end: number } | null | undefined {
+  const m = header ? /^bytes=(\d*)-(\d*)$/.exec(header.trim()) : null;
+  if (!m || (m[1] === '' && m[2] === '')) return undefined;
+  let start: number;
+  let end: number;
+  if (m[1] === '') {
+    start = Math.max(0, size - Number(m[2]));
+    end = size - 1;
+  } else {
+    start = Number(m[1]);
+    end = m[2] === '' ? size - 1 : Math.min(Number(m[2]), size - 1);
+  }
+  return start > end || start >= size ? null : { start, end };
+}
+
+async function download(state: EnvdState, req: Req, res: Res, url: URL): Promise<void> {
+  const fr = authorize(state, req, url, 'read');
+  const target = fr.resolve(url.searchParams.get('path') ?? '');
+  let st;
+  try {
+    st = await stat(target);
+  } catch (err) {
+    if (errnoCode(err) === 'ENOENT' || errnoCode(err) === 'ENOTDIR') throw new HttpError(404, `path '${target}' does not exist`);
+    throw fail(err, `error checking if path exists '${target}'`);
+  }
+  if (st.isDirectory()) throw new HttpError(400, `path '${target}' is a directory`);
+  try {
+    await checkFile(target, st, fr.user, R, `read ${target}`);
+  } catch (err) {
+    throw fail(err, 'permission check failed');
+  }
+  const acceptEncoding = headerValue(req, 'accept-encoding');
+  let encoding = negotiateEncoding(acceptEncoding);
+  if (!encoding) throw new HttpError(406, 'no acceptable encoding found, supported: [gzip]');
+  const rangeHeader = headerValue(req, 'range');
+  if (rangeHeader) {
+    if (!identityAcceptable(acceptEncoding)) throw new HttpError(406, 'identity encoding not acceptable for Range request');
+    encoding = 'identity';
+  }
+
+  const fh = await open(target, 'r').catch((err) => {
+    throw fail(err, `error opening file '${target}'`);
+  });
+  const stream = fh.createReadStream({ highWaterMark: READ_HWM });
+  res.setHeader('vary', 'Accept-Encoding');
+  res.setHeader('content-disposition', inlineDisposition(path.basename(target)));
+  let contentType = typeByExtension(target);
+  if (!contentType) {
+    const head = Buffer.alloc(Math.min(512, st.size));
+    if (head.length > 0) await fh.read(head, 0, head.length, 0);
+    contentType = sniff(head);
+  }
+  res.setHeader('content-type', contentType);
+  if (encoding === 'gzip') {
+    res.setHeader('content-encoding', 'gzip');
+    res.writeHead(200);
+    await pipeline(stream, createGzip(), res as NodeJS.WritableStream);
+    return;
+  }
+  res.setHeader('last-modified', st.mtime.toUTCString());
+  res.setHeader('accept-ranges', 'bytes');
+  const range = parseRange(rangeHeader, st.size);
+  if (range === null) {
+    stream.destroy();
+    res.setHeader('content-range', `bytes */${st.size}`);
+    throw new HttpError(416, `range ${rangeHeader} not satisfiable for ${st.size} bytes`);
+  }
+  if (range) {
+    stream.destroy();
+    res.setHeader('content-range', `bytes ${range.start}-${range.end}/${st.size}`);
+    res.setHeader('content-length', range.end - range.start + 1);
+    res.writeHead(206);
+    await pipeline(createReadStream(target, { start: range.start, end: range.end, highWaterMark: READ_HWM }), res as NodeJS.WritableStream);
+    return;
+  }
+  res.setHeader('content-length', st.size);
+  res.writeHead(200);
+  if (req.method === 'HEAD') {
+    stream.destroy();
+    res.end();
+    return;
+  }
+  await pipeline(stream, res as NodeJS.WritableStream);
+}
+
+function uploadMetadata(req: Req): Record<string, string> {
+  const metadata: Record<string, string> = {};
+  for (const [name, value] of Object.entries(req.headers)) {
+    if (!name.startsWith('x-metadata-') || value === undefined) continue;
+    const key = name.slice('x-metadata-'.length);
+    if (key) metadata[key] = Array.isArray(value) ? (value[0] ?? '') : value;
+  }
+  const problem = metadataProblem(metadata);
+  if (problem) throw new HttpError(400, `invalid metadata: ${problem}`);
+  return metadata;
+}
+
+async function written(target: string): Promise<WriteInfo> {
+  const info: WriteInfo = { path: target, name: path.basename(target), type: 'file' };
+  const metadata = await readMetadata(target);
+  if (Object.keys(metadata).length > 0) info.metadata = metadata;
+  return info;
+}
+
+function requestBody(req: Req): Readable {
+  const enc = (headerValue(req, 'content-encoding') ?? '').split(';')[0]?.trim().toLowerCase() ?? '';
+  if (enc === '' || enc === 'identity') return req as Readable;
+  if (enc !== 'gzip') throw new HttpError(400, `unsupported Content-Encoding: ${enc}, supported: [gzip]`);
+  const gunzip = createGunzip({ chunkSize: 1 << 18 });
+  (req as Readable).pipe(gunzip);
+  (req as Readable).on('error', (err) => gunzip.destroy(err));
+  return gunzip;
+}
+
+async function uploadRaw(fr: FileRequest, body: Readable, url: URL, metadata: Record<string, string>): Promise<WriteInfo[]> {
+  const p = url.searchParams.get('path');
+  if (p === null) throw new HttpError(400, 'path query parameter is required for raw body upload');
+  const target = fr.resolve(p);
+  try {
+    await writeUploadedFile(target, body, fr.user, metadata);
+  } catch (err) {
+    throw fail(err, `error writing ${target}`);
+  }
+  return [await written(target)];
+}
+
+function uploadMultipart(fr: FileRequest, req: Req, body: Readable, url: URL, metadata: Record<string, string>): Promise<WriteInfo[]> {
+  return new Promise((resolve, reject) => {
+    let bb: busboy.Busboy;
+    try {
+      bb = busboy({
+        headers: { 'content-type': headerValue(req, 'content-type') ?? '' },
+        preservePath: true,
+        highWaterMark: READ_HWM,
+        fileHwm: READ_HWM,
+      });
+    } catch (err) {
+      reject(new HttpError(400, `error parsing multipart form: ${err instanceof Error ? err.message : String(err)}`));
+      return;
+    }
+    const queryPath = url.searchParams.get('path');
+    const results: WriteInfo[] = [];
+    const seen = new Set<string>();
+    let failure: HttpError | undefined;
+    let work: Promise<void> = Promise.resolve();
+    bb.on('file', (field, stream, info) => {
+      if (field !== 'file' || failure) {
+        stream.resume();
+        return;
+      }
+      // Each part is written before the parser reads on (the file stream's backpressure).
+      work = work.then(async () => {
+        if (failure) {
+          stream.resume();
+          return;
+        }
+        try {
+          const requested = queryPath ?? info.filename;
+          if (requested === undefined) throw new HttpError(400, 'filename not found in Content-Disposition header');
+          const target = fr.resolve(requested);
+          if (seen.has(target)) {
+            throw new HttpError(400, `you cannot upload multiple files to the same path '${target}' in one upload request, only the first specified file was uploaded`);
+          }
+          seen.add(target);
+          await writeUploadedFile(target, stream, fr.user, metadata);
+          results.push(await written(target));
+        } catch (err) {
+          failure = fail(err, 'error writing file');
+          stream.resume();
+        }
+      });
+    });
+    bb.on('close', () => {
+      void work.then(() => (failure ? reject(failure) : resolve(results)));
+    });
+    bb.on('error', (err: Error) => reject(new HttpError(400, `error reading form: ${err.message}`)));
+    body.on('error', (err) => reject(new HttpError(400, `error reading body: ${err.message}`)));
+    body.pipe(bb);
+  });
+}
+
+async function upload(state: EnvdState, req: Req, res: Res, url: URL): Promise<void> {
+  const fr = authorize(state, req, url, 'write');
+  const metadata = uploadMetadata(req);
+  const contentType = (headerValue(req, 'content-type') ?? '').split(';')[0]?.trim().toLowerCase() ?? '';
+  const body = requestBody(req);
+  let results: WriteInfo[];
+  if (contentType === 'application/octet-stream') results = await uploadRaw(fr, body, url, metadata);
+  else if (contentType.startsWith('multipart/')) results = await uploadMultipart(fr, req, body, url, metadata);
+  else throw new HttpError(400, `unsupported content type: ${contentType || '(none)'}, expected multipart/form-data or application/octet-stream`);
+  sendJson(res, 200, results);
+}
+
+/** Sends an error and discards the rest of an unread upload body so the connection stays usable. */
+function guarded(handler: (state: EnvdState, req: Req, res: Res, url: URL) => Promise<void>, state: EnvdState) {
+  return async (req: Req, res: Res, url: URL) => {
+    try {
+      await handler(state, req, res, url);
+    } catch (err) {
+      if (!(req as Readable).readableEnded) (req as Readable).resume();
+      if (res.headersSent) {
+        res.destroy(err as Error);
+        return;
+      }
+      const e = fail(err, 'request failed');
+      sendError(res, e.status, e.message);
+    }
+  };
+}
+
+export function fileRoutes(state: EnvdState): Route[] {
+  return [
+    { method: 'GET', path: '/files', selfAuth: true, handler: guarded(download, state) },
+    { method: 'POST', path: '/files', selfAuth: true, handler: guarded(upload, state) },
+  ];
 }
