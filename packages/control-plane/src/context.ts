@@ -1,0 +1,23 @@
+// What every part of the control plane shares: the database, the agent pool, configuration, logs.
+import type { Logger } from 'pino';
+import type { WrennDatabase } from './db/open.js';
+import type { AgentPool } from './agents/pool.js';
+
+export interface ControlPlaneConfig {
+  /** host:port the API, proxy and dashboard listen on. */
+  listen: { host: string; port: number };
+  dataDir: string;
+  /** Domain of proxy host names: <port>-<capsuleId>.<domain>. */
+  domain: string;
+  /** URL users reach the API at (for links and the E2B `domain` field). */
+  publicUrl: string;
+}
+
+export interface ControlPlaneContext {
+  config: ControlPlaneConfig;
+  database: WrennDatabase;
+  agents: AgentPool;
+  log: Logger;
+  /** Drops cached proxy routes of a capsule (called when it is destroyed or paused). */
+  evictProxy(capsuleId: string): void;
+}

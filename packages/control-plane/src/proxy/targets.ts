@@ -1,0 +1,70 @@
+// Where a capsule's port is reached: the capsule's own address when its host agent runs in this
+// process's machine (wrenn up), else that agent's /proxy endpoint. Cached per capsule, evicted when
+// the capsule goes away or changes state.
+import type { ControlPlaneContext } from '../context.js';
+
+export interface ResolvedTarget {
+  host: string;
+  port: number;
+  /** Prepended to the request path (the agent's /proxy/<id>/<P> when going through it). */
+  pathPrefix: string;
+}
+
+type Failure = { status: number; code: string; message: string };
+
+interface Entry {
+  state: string;
+  hostId: string;
+  agentUrl: string;
+  capsuleAddress?: string;
+  at: number;
+}
+
+const TTL_MS = 5_000;
+
+export class ProxyTargets {
+  private readonly cache = new Map<string, Entry>();
+  /** Host ids whose agents run on this machine and whose capsule addresses we can reach directly. */
+  readonly localHosts = new Set<string>();
+
+  constructor(private readonly ctx: ControlPlaneContext) {}
+
+  evict(capsuleId: string): void {
+    this.cache.delete(capsuleId);
+  }
+
+  async lookup(capsuleId: string, port: number): Promise<ResolvedTarget | Failure> {
+    if (!Number.isInteger(port) || port < 1 || port > 65535) {
+      return { status: 400, code: 'invalid_argument', message: `port ${port} is out of range (1-65535)` };
+    }
+    let e = this.cache.get(capsuleId);
+    if (!e || Date.now() - e.at > TTL_MS) {
+      const row = await this.ctx.database.db
+        .selectFrom('capsules')
+        .innerJoin('hosts', 'hosts.id', 'capsules.host_id')
+        .select(['capsules.state as state', 'capsules.host_id as hostId', 'hosts.address as agentUrl'])
+        .where('capsules.id', '=', capsuleId)
+        .executeTakeFirst();
+      if (!row || row.state === 'stopped') {
+        this.cache.delete(capsuleId);
+        return { status: 404, code: 'not_found', message: `capsule ${capsuleId} not found (it may have been destroyed or timed out)` };
+      }
+      e = { state: row.state, hostId: row.hostId ?? '', agentUrl: row.agentUrl, at: Date.now() };
+      if (this.localHosts.has(e.hostId)) {
+        const agent = this.ctx.agents.client(e.hostId, e.agentUrl);
+        const cap = await agent.getCapsule({ id: capsuleId }).catch(() => undefined);
+        if (cap?.capsule?.address) e.capsuleAddress = cap.capsule.address;
+      }
+      this.cache.set(capsuleId, e);
+    }
+    if (e.state === 'paused' || e.state === 'hibernated') {
+      return { status: 409, code: 'capsule_paused', message: `capsule ${capsuleId} is ${e.state}; resume it to reach port ${port}` };
+    }
+    if (e.state !== 'running') {
+      return { status: 409, code: 'capsule_not_running', message: `capsule ${capsuleId} is ${e.state}` };
+    }
+    if (e.capsuleAddress) return { host: e.capsuleAddress, port, pathPrefix: '' };
+    const u = new URL(e.agentUrl);
+    return { host: u.hostname.replace(/^\[|\]$/g, ''), port: Number(u.port || 80), pathPrefix: `/proxy/${capsuleId}/${port}` };
+  }
+}

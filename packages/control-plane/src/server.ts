@@ -1,0 +1,94 @@
+// The control plane process: the sandbox proxy in front of everything, then the native and
+// E2B-compatible APIs, the docs, metrics and the dashboard, all on one port; plus the loops that
+// keep the database true (host heartbeats, reconciler).
+import http from 'node:http';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import websocket from '@fastify/websocket';
+import pino from 'pino';
+import { openDatabase } from './db/open.js';
+import { AgentPool } from './agents/pool.js';
+import type { ControlPlaneConfig, ControlPlaneContext } from './context.js';
+import { nativeApi } from './api/native/index.js';
+import { e2bApi } from './api/e2b/index.js';
+import { createSandboxProxy } from './proxy/sandbox-proxy.js';
+import { errorHandler } from './api/errors.js';
+
+export interface StartControlPlaneOptions extends ControlPlaneConfig {
+  databaseUrl?: string;
+  logLevel?: string;
+}
+
+export interface RunningControlPlane {
+  ctx: ControlPlaneContext;
+  app: FastifyInstance;
+  url: string;
+  port: number;
+  close(): Promise<void>;
+}
+
+export async function startControlPlane(opts: StartControlPlaneOptions): Promise<RunningControlPlane> {
+  const log = pino({ level: opts.logLevel ?? process.env.WRENN_LOG_LEVEL ?? 'info', base: { svc: 'control-plane' } });
+  const database = await openDatabase({ dataDir: opts.dataDir, databaseUrl: opts.databaseUrl });
+  const agents = new AgentPool();
+  const ctx: ControlPlaneContext = {
+    config: { listen: opts.listen, dataDir: opts.dataDir, domain: opts.domain, publicUrl: opts.publicUrl },
+    database,
+    agents,
+    log,
+    evictProxy: () => {},
+  };
+  const proxy = createSandboxProxy(ctx);
+  ctx.evictProxy = (id) => proxy.evict(id);
+
+  // The proxy sees each request first; only what is not for a capsule reaches the API.
+  const app = Fastify({
+    loggerInstance: log.child({ part: 'api' }) as unknown as FastifyBaseLogger,
+    disableRequestLogging: true,
+    bodyLimit: 64 * 1024 * 1024,
+    serverFactory: (handler) => {
+      const server = http.createServer({ headersTimeout: 10_000, keepAliveTimeout: 620_000, requestTimeout: 0 }, (req, res) => {
+        if (!proxy.handle(req, res)) handler(req, res);
+      });
+      return server;
+    },
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', allErrors: false } },
+  });
+  app.setErrorHandler(errorHandler);
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: { title: 'Wrenn API', version: '0.1.0', description: 'Secure sandboxes (capsules) for AI agents' },
+      components: { securitySchemes: { apiKey: { type: 'apiKey', in: 'header', name: 'X-API-Key' } } },
+      security: [{ apiKey: [] }],
+    },
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs' });
+  await app.register(websocket);
+  app.get('/openapi.yaml', { schema: { hide: true } }, async (_req, reply) => reply.type('application/yaml').send(app.swagger({ yaml: true })));
+  await app.register(nativeApi, { ctx });
+  await app.register(e2bApi, { ctx });
+  // WebSocket upgrades for capsule ports go to the proxy before Fastify's websocket routes.
+  app.server.prependListener('upgrade', (req: http.IncomingMessage, socket, head: Buffer) => {
+    if (proxy.handleUpgrade(req, socket, head)) {
+      // Mark it handled so @fastify/websocket leaves the socket alone.
+      (req as { wrennProxied?: boolean }).wrennProxied = true;
+    }
+  });
+  await app.listen({ host: opts.listen.host, port: opts.listen.port });
+  const address = app.server.address();
+  const port = typeof address === 'object' && address ? address.port : opts.listen.port;
+  ctx.config.listen = { host: opts.listen.host, port };
+  return {
+    ctx,
+    app,
+    port,
+    url: `http://${opts.listen.host}:${port}`,
+    async close() {
+      proxy.close();
+      await app.close();
+      await database.close();
+    },
+  };
+}

@@ -1,0 +1,97 @@
+// The host agent process: the sandbox manager behind the HostAgentService Connect service, the
+// port proxy and Prometheus metrics, all on one HTTP/1.1 + h2c port.
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type http from 'node:http';
+import { connectNodeAdapter } from '@connectrpc/connect-node';
+import { HostAgentService } from '@wrenn/protocol/gen/hostagent/v1/hostagent_pb';
+import { listenDual, type DualListener } from '@wrenn/envd/net/dual-listener';
+import { ENVD_VERSION } from '@wrenn/envd/version';
+import { SandboxManager } from './manager/manager.js';
+import type { ManagerDeps } from './manager/types.js';
+import { hostAgentService } from './service/index.js';
+import { createPortProxy } from './port-proxy.js';
+import { createAgentMetrics } from './metrics.js';
+import { newHostId } from './host-id.js';
+
+export const AGENT_VERSION = '0.1.0';
+
+export interface AgentOptions extends Omit<ManagerDeps, 'log'> {
+  listen: { host: string; port: number };
+  log?: ManagerDeps['log'];
+}
+
+export interface RunningAgent {
+  hostId: string;
+  port: number;
+  url: string;
+  manager: SandboxManager;
+  /** Stops serving; capsules keep running (a restarted agent re-adopts them). */
+  close(): Promise<void>;
+  terminated: Promise<void>;
+}
+
+async function loadHostId(dataDir: string): Promise<string> {
+  const file = join(dataDir, 'host-id');
+  try {
+    return (await readFile(file, 'utf8')).trim();
+  } catch {
+    const id = newHostId();
+    await mkdir(dataDir, { recursive: true });
+    await writeFile(file, `${id}\n`, { mode: 0o600 });
+    return id;
+  }
+}
+
+export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
+  await mkdir(opts.dataDir, { recursive: true, mode: 0o700 });
+  const hostId = await loadHostId(opts.dataDir);
+  const manager = new SandboxManager(opts);
+  await manager.start();
+  let onTerminate!: () => void;
+  const terminated = new Promise<void>((r) => (onTerminate = r));
+  const service = hostAgentService({
+    manager,
+    hostId,
+    version: AGENT_VERSION,
+    envdVersion: ENVD_VERSION,
+    runtimes: [...opts.runtimes.keys()],
+    defaultRuntime: opts.defaultRuntime,
+    onTerminate: () => onTerminate(),
+  });
+  const metrics = createAgentMetrics(manager);
+  const proxy = createPortProxy(manager);
+  const rpc = connectNodeAdapter({
+    routes: (router) => router.service(HostAgentService, service),
+    fallback: (req, res) => {
+      const url = req.url ?? '/';
+      if (proxy.handles(url)) return proxy.handle(req as http.IncomingMessage, res as http.ServerResponse);
+      if (url === '/metrics') return void metrics.serve(res as http.ServerResponse);
+      if (url === '/health') {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ status: 'ok', hostId }));
+        return;
+      }
+      res.writeHead(404, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ error: { code: 'not_found', message: `no route ${url}` } }));
+    },
+  });
+  const listener: DualListener = await listenDual(rpc, { ...opts.listen, headersTimeoutMs: 10_000, keepAliveTimeoutMs: 620_000 });
+  listener.http1.on('upgrade', (req: http.IncomingMessage, socket, head: Buffer) => {
+    if (proxy.handles(req.url ?? '')) proxy.upgrade(req, socket, head);
+    else socket.end('HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n');
+  });
+  const host = opts.listen.host.includes(':') ? `[${opts.listen.host}]` : opts.listen.host;
+  return {
+    hostId,
+    port: listener.port,
+    url: `http://${host}:${listener.port}`,
+    manager,
+    terminated,
+    async close() {
+      proxy.close();
+      await listener.close();
+      await manager.stop();
+    },
+  };
+}
