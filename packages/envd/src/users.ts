@@ -1,6 +1,6 @@
 // Resolves user names to uid/gid/home/groups from the capsule's own /etc/passwd and /etc/group
 // (envd runs inside the capsule's root filesystem, so these are the capsule's users).
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 
 export interface UserInfo {
   name: string;
@@ -13,12 +13,32 @@ export interface UserInfo {
 
 export class UnknownUserError extends Error {}
 
+interface ParsedTable {
+  mtimeMs: number;
+  size: number;
+  ino: number;
+  rows: string[][];
+}
+
+// Parsed passwd/group files, reused while the file is unchanged: every process start looks up
+// its user, and re-reading /etc/passwd each time would cost more than the spawn itself.
+const parsedTables = new Map<string, ParsedTable>();
+
 function readLines(path: string): string[][] {
   try {
-    return readFileSync(path, 'utf8')
+    const st = statSync(path, { throwIfNoEntry: false });
+    if (!st) {
+      parsedTables.delete(path);
+      return [];
+    }
+    const hit = parsedTables.get(path);
+    if (hit && hit.mtimeMs === st.mtimeMs && hit.size === st.size && hit.ino === st.ino) return hit.rows;
+    const rows = readFileSync(path, 'utf8')
       .split('\n')
       .filter((l) => l && !l.startsWith('#'))
       .map((l) => l.split(':'));
+    parsedTables.set(path, { mtimeMs: st.mtimeMs, size: st.size, ino: st.ino, rows });
+    return rows;
   } catch {
     return [];
   }

@@ -1,7 +1,16 @@
-// process.Process service (stub until implemented).
-import type { ServiceImpl } from '@connectrpc/connect';
-import type { Process } from '@wrenn/protocol/gen/envd/process_pb';
+// process.Process: start commands (pipes or PTY), attach to running ones, send input and signals,
+// resize terminals. Wire-compatible with E2B's envd, so the e2b SDK works unchanged.
+// Processes outlive the RPC that started them; every attached client gets all later output.
+import { Code, ConnectError, type HandlerContext, type ServiceImpl } from '@connectrpc/connect';
+import { Signal, type Process, type ProcessEvent, type ProcessInput } from '@wrenn/protocol/gen/envd/process_pb';
 import type { EnvdState } from '../state.js';
+import { requestedUserName, resolveUser } from '../auth.js';
+import { KEEPALIVE_EVENT, endEventMessage, startEvent } from './events.js';
+import { buildLaunchSpec, invalidArgument, validPtySize } from './launch-spec.js';
+import { launchProcess } from './launcher.js';
+import { ProcessStateError, type ManagedProcess, type SignalName } from './managed-process.js';
+import { ProcessTable, notFound } from './process-table.js';
+import { Subscription } from './subscription.js';
 
 export interface ProcessServiceHandle {
   impl: Partial<ServiceImpl<typeof Process>>;
@@ -9,6 +18,174 @@ export interface ProcessServiceHandle {
   shutdown(): void;
 }
 
-export function processService(_state: EnvdState): ProcessServiceHandle {
-  return { impl: {}, shutdown() {} };
+/** Keepalive period when the client does not ask for one (header `Keepalive-Ping-Interval`, seconds). */
+export const DEFAULT_KEEPALIVE_MS = 30_000;
+
+function keepaliveMs(ctx: HandlerContext): number {
+  const header = ctx.requestHeader.get('keepalive-ping-interval');
+  const seconds = header ? Number(header) : Number.NaN;
+  return Number.isFinite(seconds) && seconds >= 1 ? seconds * 1000 : DEFAULT_KEEPALIVE_MS;
+}
+
+type EventResponse = { event: ProcessEvent };
+
+/**
+ * Streams a subscription to the client: start first, then output and keepalives, then the end.
+ * The client going away (or the deadline) ends the stream; the process keeps running.
+ */
+async function* streamEvents(proc: ManagedProcess, sub: Subscription, ctx: HandlerContext): AsyncGenerator<EventResponse> {
+  const signal = ctx.signal;
+  const onAbort = () => sub.interrupt();
+  signal.addEventListener('abort', onAbort);
+  let sentSinceTick = true;
+  const keepalive = setInterval(() => {
+    if (sentSinceTick) sentSinceTick = false;
+    else sub.push(KEEPALIVE_EVENT);
+  }, keepaliveMs(ctx));
+  keepalive.unref();
+  try {
+    yield { event: startEvent(proc.pid) };
+    for (;;) {
+      let event = sub.take();
+      while (event === undefined) {
+        if (sub.finished) return;
+        if (signal.aborted) throw ConnectError.from(signal.reason, Code.Canceled);
+        await sub.waitForEvent();
+        event = sub.take();
+      }
+      if (signal.aborted) throw ConnectError.from(signal.reason, Code.Canceled);
+      sentSinceTick = true;
+      yield { event };
+    }
+  } finally {
+    clearInterval(keepalive);
+    signal.removeEventListener('abort', onAbort);
+    proc.unsubscribe(sub);
+  }
+}
+
+function failedPrecondition(err: unknown): never {
+  if (err instanceof ProcessStateError) throw new ConnectError(err.message, Code.FailedPrecondition);
+  throw err;
+}
+
+function inputBytes(input: ProcessInput | undefined): { case: 'stdin' | 'pty'; value: Uint8Array } {
+  const i = input?.input;
+  if (i?.case === 'stdin' || i?.case === 'pty') return i;
+  throw invalidArgument('input is missing: give stdin bytes (pipe processes) or pty bytes (PTY processes)');
+}
+
+async function deliverInput(proc: ManagedProcess, input: ProcessInput | undefined): Promise<void> {
+  const { case: kind, value } = inputBytes(input);
+  try {
+    if (kind === 'stdin') await proc.writeStdin(value);
+    else proc.writePty(value);
+  } catch (err) {
+    failedPrecondition(err);
+  }
+}
+
+const SIGNALS: Partial<Record<Signal, SignalName>> = {
+  [Signal.SIGTERM]: 'SIGTERM',
+  [Signal.SIGKILL]: 'SIGKILL',
+};
+
+export function processService(state: EnvdState): ProcessServiceHandle {
+  const table = new ProcessTable();
+
+  const impl: Partial<ServiceImpl<typeof Process>> = {
+    async *start(req, ctx) {
+      const user = resolveUser(state, requestedUserName(ctx.requestHeader.get('authorization')));
+      const spec = buildLaunchSpec(state, user, req);
+      const sub = new Subscription();
+      const proc = await launchProcess(spec, sub);
+      table.add(proc);
+      // E2B: the Start's timeout bounds the process's life, not only the stream's.
+      const timeoutMs = ctx.timeoutMs();
+      if (timeoutMs !== undefined && timeoutMs > 0) proc.killAfter(timeoutMs);
+      yield* streamEvents(proc, sub, ctx);
+    },
+
+    async *connect(req, ctx) {
+      const proc = table.lookup(req.process);
+      if (proc) {
+        const sub = new Subscription();
+        proc.subscribe(sub);
+        yield* streamEvents(proc, sub, ctx);
+        return;
+      }
+      // Exited moments ago: the client still learns how it ended.
+      const finished = table.lookupFinished(req.process);
+      if (!finished) throw notFound(req.process);
+      yield { event: startEvent(finished.pid) };
+      yield { event: endEventMessage(finished.end) };
+    },
+
+    list() {
+      const processes = [];
+      for (const proc of table.all()) processes.push({ pid: proc.pid, tag: proc.tag, config: proc.config });
+      return { processes };
+    },
+
+    async sendInput(req) {
+      await deliverInput(table.get(req.process), req.input);
+      return {};
+    },
+
+    async streamInput(requests) {
+      let proc: ManagedProcess | undefined;
+      for await (const req of requests) {
+        const e = req.event;
+        switch (e.case) {
+          case 'start':
+            proc = table.get(e.value.process);
+            break;
+          case 'data':
+            if (!proc) throw invalidArgument('the first StreamInput message must be a start event naming the process (pid or tag)');
+            await deliverInput(proc, e.value.input);
+            break;
+          case 'keepalive':
+            break;
+          default:
+            throw invalidArgument('StreamInput message has no event: send start, data or keepalive');
+        }
+      }
+      return {};
+    },
+
+    closeStdin(req) {
+      try {
+        table.get(req.process).closeStdin();
+      } catch (err) {
+        failedPrecondition(err);
+      }
+      return {};
+    },
+
+    sendSignal(req) {
+      const name = SIGNALS[req.signal];
+      if (!name) throw invalidArgument(`signal ${req.signal} is not supported: use SIGTERM (15) or SIGKILL (9)`);
+      table.get(req.process).signal(name);
+      return {};
+    },
+
+    update(req) {
+      const proc = table.get(req.process);
+      if (!req.pty) throw invalidArgument('nothing to update: give pty.size (cols and rows) to resize the terminal');
+      const { cols, rows } = validPtySize(req.pty.size, 'Update');
+      try {
+        proc.resize(cols, rows);
+      } catch (err) {
+        failedPrecondition(err);
+      }
+      return {};
+    },
+  };
+
+  return {
+    impl,
+    shutdown() {
+      for (const proc of table.all()) proc.kill();
+    },
+  };
 }

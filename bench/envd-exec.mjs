@@ -1,0 +1,113 @@
+#!/usr/bin/env node
+// Exec round trip through envd: Start(`true`) until its end event, over a keep-alive HTTP/1.1
+// and an h2c Connect transport, against spawning `true` directly in Node until 'exit'.
+// envd runs in its own Node process (as in a capsule); samples are interleaved so drift hits
+// both sides alike. Prints JSON. Needs the build: `npx tsc -b packages/envd`.
+// Usage: node bench/envd-exec.mjs [--iterations 300] [--warmup 50] [--binary]
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { fileURLToPath } from 'node:url';
+import { createClient } from '@connectrpc/connect';
+import { createConnectTransport } from '@connectrpc/connect-node';
+import { Process } from '@wrenn/protocol/gen/envd/process_pb';
+
+const args = process.argv.slice(2);
+const opt = (name, dflt) => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? Number(args[i + 1]) : dflt;
+};
+const iterations = opt('iterations', 300);
+const warmup = opt('warmup', 50);
+const binary = args.includes('--binary');
+const TRUE = '/bin/true';
+
+const serverUrl = new URL('../packages/envd/dist/src/server.js', import.meta.url);
+const serverScript = `
+  const { startEnvd } = await import(${JSON.stringify(fileURLToPath(serverUrl))});
+  const s = await startEnvd({ port: 0, host: '127.0.0.1', portForwarding: false });
+  process.stdout.write(String(s.port) + '\\n');
+  process.stdin.on('end', () => s.close().then(() => process.exit(0)));
+  process.stdin.resume();
+`;
+
+async function startServer() {
+  const child = spawn(process.execPath, ['--input-type=module', '-e', serverScript], { stdio: ['pipe', 'pipe', 'inherit'] });
+  let out = '';
+  for await (const chunk of child.stdout) {
+    out += chunk;
+    if (out.includes('\n')) break;
+  }
+  const port = Number(out.trim());
+  if (!port) throw new Error(`envd did not start: ${out}`);
+  return { port, stop: () => child.stdin.end() };
+}
+
+function directOnce() {
+  const t0 = process.hrtime.bigint();
+  const child = spawn(TRUE, [], { stdio: ['ignore', 'pipe', 'pipe'] });
+  return once(child, 'exit').then(() => Number(process.hrtime.bigint() - t0) / 1e6);
+}
+
+async function envdOnce(client) {
+  const t0 = process.hrtime.bigint();
+  let sawEnd = false;
+  for await (const res of client.start({ process: { cmd: TRUE, args: [] }, stdin: false })) {
+    if (res.event?.event.case === 'end') sawEnd = true;
+  }
+  if (!sawEnd) throw new Error('stream ended without an end event');
+  return Number(process.hrtime.bigint() - t0) / 1e6;
+}
+
+function stats(samples) {
+  const s = [...samples].sort((a, b) => a - b);
+  const q = (p) => s[Math.min(s.length - 1, Math.floor(p * s.length))];
+  const round = (x) => Math.round(x * 1000) / 1000;
+  return { p50: round(q(0.5)), p90: round(q(0.9)), p99: round(q(0.99)), mean: round(s.reduce((a, b) => a + b, 0) / s.length) };
+}
+
+const server = await startServer();
+const baseUrl = `http://127.0.0.1:${server.port}`;
+const clients = {
+  http1: createClient(Process, createConnectTransport({ baseUrl, httpVersion: '1.1', useBinaryFormat: binary })),
+  h2c: createClient(Process, createConnectTransport({ baseUrl, httpVersion: '2', useBinaryFormat: binary })),
+};
+const samples = { direct: [], http1: [], h2c: [] };
+try {
+  for (let i = 0; i < warmup; i++) {
+    await directOnce();
+    await envdOnce(clients.http1);
+    await envdOnce(clients.h2c);
+  }
+  for (let i = 0; i < iterations; i++) {
+    samples.direct.push(await directOnce());
+    samples.http1.push(await envdOnce(clients.http1));
+    samples.h2c.push(await envdOnce(clients.h2c));
+  }
+} finally {
+  server.stop();
+}
+const direct = stats(samples.direct);
+const http1 = stats(samples.http1);
+const h2c = stats(samples.h2c);
+const round = (x) => Math.round(x * 1000) / 1000;
+console.log(
+  JSON.stringify(
+    {
+      bench: 'envd-exec',
+      command: TRUE,
+      iterations,
+      encoding: binary ? 'binary' : 'json',
+      envd_p50_ms: http1.p50,
+      direct_p50_ms: direct.p50,
+      overhead_p50_ms: round(http1.p50 - direct.p50),
+      envd_h2c_p50_ms: h2c.p50,
+      overhead_h2c_p50_ms: round(h2c.p50 - direct.p50),
+      direct,
+      envd_http1: http1,
+      envd_h2c: h2c,
+    },
+    null,
+    2,
+  ),
+);
+process.exit(0);

@@ -1,0 +1,96 @@
+// A process with stdout/stderr pipes (and a stdin pipe unless disabled), in its own process group.
+import type { ChildProcess } from 'node:child_process';
+import type { ProcessConfig } from '@wrenn/protocol/gen/envd/process_pb';
+import { ManagedProcess, ProcessStateError } from './managed-process.js';
+import type { Subscription } from './subscription.js';
+
+/**
+ * How long to keep reading output after the process exited. A background job it left behind
+ * (`server &`) may hold the pipes open forever; E2B would then never report the end. Whatever the
+ * process itself wrote is already in the pipe, so a short drain window loses nothing of it.
+ */
+export const DRAIN_AFTER_EXIT_MS = 250;
+
+export class PipeProcess extends ManagedProcess {
+  readonly isPty = false;
+  private stdinOpen: boolean;
+  private drainTimer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly child: ChildProcess,
+    pid: number,
+    config: ProcessConfig,
+    tag: string | undefined,
+    private readonly stdinEnabled: boolean,
+    firstSubscriber: Subscription,
+  ) {
+    super(pid, config, tag, firstSubscriber);
+    this.stdinOpen = stdinEnabled;
+    child.stdout?.on('data', (chunk: Buffer) => this.emitOutput('stdout', chunk));
+    child.stderr?.on('data', (chunk: Buffer) => this.emitOutput('stderr', chunk));
+    // A write to a process that exited fails with EPIPE; the writer is told, envd must not crash.
+    child.stdin?.on('error', () => {
+      this.stdinOpen = false;
+    });
+    child.on('error', () => {
+      // Errors after a successful spawn (kill on an exited process) carry no news.
+    });
+    child.once('exit', (code, signal) => {
+      this.drainTimer = setTimeout(() => this.stopDraining(code, signal), DRAIN_AFTER_EXIT_MS);
+    });
+    child.once('close', (code, signal) => {
+      if (this.drainTimer) clearTimeout(this.drainTimer);
+      this.finish(code, signal);
+    });
+  }
+
+  writeStdin(data: Uint8Array): Promise<void> {
+    if (!this.stdinEnabled) {
+      throw new ProcessStateError(`process ${this.pid} was started without stdin; start it with stdin enabled to send input`);
+    }
+    const stdin = this.child.stdin;
+    if (!this.stdinOpen || !stdin || stdin.writableEnded || stdin.destroyed) {
+      throw new ProcessStateError(`stdin of process ${this.pid} is closed`);
+    }
+    return new Promise((resolve, reject) => {
+      stdin.write(data, (err) => (err ? reject(new ProcessStateError(`writing to stdin of process ${this.pid} failed: ${err.message}`)) : resolve()));
+    });
+  }
+
+  closeStdin(): void {
+    if (!this.stdinEnabled) {
+      throw new ProcessStateError(`process ${this.pid} was started without stdin; there is nothing to close`);
+    }
+    this.stdinOpen = false;
+    this.child.stdin?.end();
+  }
+
+  writePty(): void {
+    throw new ProcessStateError(`process ${this.pid} has no PTY; send its input as stdin`);
+  }
+
+  resize(): void {
+    throw new ProcessStateError(`process ${this.pid} has no PTY to resize; only processes started with a PTY can be resized`);
+  }
+
+  protected pauseOutput(): void {
+    this.child.stdout?.pause();
+    this.child.stderr?.pause();
+  }
+
+  protected resumeOutput(): void {
+    this.child.stdout?.resume();
+    this.child.stderr?.resume();
+  }
+
+  private stopDraining(code: number | null, signal: NodeJS.Signals | null): void {
+    if (this.outputIsPaused) {
+      // A slow client is still taking what the process wrote: keep waiting for it.
+      this.drainTimer = setTimeout(() => this.stopDraining(code, signal), DRAIN_AFTER_EXIT_MS);
+      return;
+    }
+    this.child.stdout?.destroy();
+    this.child.stderr?.destroy();
+    this.finish(code, signal);
+  }
+}
