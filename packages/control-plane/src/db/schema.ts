@@ -1,0 +1,128 @@
+// Row types of the SQL schema as Kysely sees them. Identical on SQLite and PostgreSQL:
+// timestamps are integers (milliseconds since the epoch, BIGINT), booleans are 0/1 integers and
+// JSON values are TEXT, so no column needs a dialect-specific type. Repositories convert rows
+// into the domain records exported from ./types.ts.
+import type { Generated } from 'kysely';
+
+export interface TeamsTable {
+  id: string;
+  name: string;
+  created_at: number;
+}
+
+export interface ApiKeysTable {
+  id: string;
+  team_id: string;
+  name: string;
+  /** First characters of the key, shown to users to tell keys apart. */
+  prefix: string;
+  /** sha256 hex of the whole key; the key itself is never stored. */
+  hash: string;
+  created_at: number;
+  last_used_at: number | null;
+  revoked_at: number | null;
+}
+
+export interface HostsTable {
+  id: string;
+  address: string;
+  status: string;
+  /** JSON array of runtime names the host offers. */
+  runtimes: string;
+  cpu_count: number;
+  memory_mb: number;
+  /** As last reported by the host agent in a heartbeat. */
+  capsule_count: number;
+  allocated_vcpus: number;
+  allocated_memory_mb: number;
+  registration_token_hash: string | null;
+  last_heartbeat_at: number | null;
+  created_at: number;
+}
+
+export interface HostTokensTable {
+  id: string;
+  hash: string;
+  created_at: number;
+  expires_at: number;
+  used_at: number | null;
+  host_id: string | null;
+}
+
+export interface CapsulesTable {
+  id: string;
+  team_id: string;
+  host_id: string | null;
+  template: string;
+  state: string;
+  runtime: string;
+  vcpus: number;
+  memory_mb: number;
+  timeout_sec: number;
+  timeout_action: string;
+  /** JSON object of string values; also copied into capsule_metadata for filtering. */
+  metadata: string;
+  /** JSON object of environment variables given at creation (needed again to boot a hibernated capsule). */
+  envs: string;
+  envd_access_token: string | null;
+  client_id: string | null;
+  internet: number;
+  created_at: number;
+  updated_at: number;
+  expires_at: number | null;
+  stopped_at: number | null;
+  error: string | null;
+}
+
+/** One row per metadata entry of a capsule: lets both dialects filter by key=value with an index. */
+export interface CapsuleMetadataTable {
+  capsule_id: string;
+  key: string;
+  value: string;
+}
+
+export interface TemplatesTable {
+  id: string;
+  name: string;
+  kind: string;
+  team_id: string | null;
+  host_id: string | null;
+  parent: string | null;
+  vcpus: number;
+  memory_mb: number;
+  runtimes: string;
+  size_bytes: number;
+  created_at: number;
+}
+
+export interface TemplateBuildsTable {
+  id: string;
+  template: string;
+  team_id: string | null;
+  status: string;
+  logs: string;
+  error: string | null;
+  started_at: number;
+  finished_at: number | null;
+}
+
+export interface AuditEventsTable {
+  id: Generated<number>;
+  team_id: string | null;
+  capsule_id: string | null;
+  kind: string;
+  data: string;
+  created_at: number;
+}
+
+export interface Database {
+  teams: TeamsTable;
+  api_keys: ApiKeysTable;
+  hosts: HostsTable;
+  host_tokens: HostTokensTable;
+  capsules: CapsulesTable;
+  capsule_metadata: CapsuleMetadataTable;
+  templates: TemplatesTable;
+  template_builds: TemplateBuildsTable;
+  audit_events: AuditEventsTable;
+}
