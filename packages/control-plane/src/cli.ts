@@ -1,8 +1,51 @@
-export async function runUpFromCli(_opts: Record<string, string | undefined>): Promise<void> {
-  throw new Error(
-    'the control plane is not built yet; for now run envd alone with `npx wrenn envd --port 49983`',
-  );
+// `wrenn up` and `wrenn server`.
+import { parseListen } from '@wrenn/host-agent/cli';
+
+export async function runUpFromCli(opts: Record<string, string | undefined>): Promise<void> {
+  if (process.getuid?.() !== 0) throw new Error('`wrenn up` runs a host agent, which needs root (namespaces, cgroups, network); run it with sudo');
+  const { startUp } = await import('./up.js');
+  const dataDir = opts.dataDir ?? '/var/lib/wrenn';
+  const up = await startUp({
+    dataDir,
+    listen: parseListen(opts.listen ?? '127.0.0.1:8000'),
+    domain: opts.domain ?? 'localhost',
+    ...(process.env.DATABASE_URL ? { databaseUrl: process.env.DATABASE_URL } : {}),
+    ...(process.env.WRENN_API_KEY ? { adminKey: process.env.WRENN_API_KEY } : {}),
+    onProgress: (line) => process.stderr.write(`[wrenn] ${line}\n`),
+  });
+  const lines = [
+    '',
+    `Wrenn is running at ${up.url}`,
+    `  dashboard:   ${up.url}/`,
+    `  API docs:    ${up.url}/docs`,
+    `  test page:   ${up.url}/test`,
+    `  admin key:   ${up.adminKey}${up.adminKeyCreated ? `  (new; also in ${up.adminKeyFile})` : ''}`,
+    `  e2b SDK:     E2B_API_URL=${up.url} E2B_SANDBOX_URL=${up.url} E2B_API_KEY=<admin key>`,
+    '',
+  ];
+  process.stderr.write(`${lines.join('\n')}\n`);
+  const stop = () => {
+    void up.close().then(() => process.exit(0));
+  };
+  process.once('SIGTERM', stop);
+  process.once('SIGINT', stop);
 }
+
 export async function runServerFromCli(opts: Record<string, string | undefined>): Promise<void> {
-  return runUpFromCli(opts);
+  const { startControlPlane } = await import('./server.js');
+  const { ensureAdmin } = await import('./auth/index.js');
+  const listen = parseListen(opts.listen ?? '127.0.0.1:8000');
+  const dataDir = opts.dataDir ?? '/var/lib/wrenn';
+  const cp = await startControlPlane({
+    listen,
+    dataDir,
+    domain: opts.domain ?? 'localhost',
+    publicUrl: `http://${listen.host}:${listen.port}`,
+    ...(process.env.DATABASE_URL ? { databaseUrl: process.env.DATABASE_URL } : {}),
+  });
+  const admin = await ensureAdmin({ db: cp.ctx.database.db, dataDir, ...(process.env.WRENN_API_KEY ? { envKey: process.env.WRENN_API_KEY } : {}) });
+  process.stderr.write(`Wrenn control plane at ${cp.url}; admin key ${admin.apiKey}; agents join with \`wrenn agent --control-plane ${cp.url} --token <token>\`\n`);
+  const stop = () => void cp.close().then(() => process.exit(0));
+  process.once('SIGTERM', stop);
+  process.once('SIGINT', stop);
 }

@@ -20,4 +20,8 @@ export interface ControlPlaneContext {
   log: Logger;
   /** Drops cached proxy routes of a capsule (called when it is destroyed or paused). */
   evictProxy(capsuleId: string): void;
+  /** Host agents running on this machine: the proxy reaches their capsules directly. */
+  localHostIds: Set<string>;
+  /** GET /health answers 200 only once capsules can be created (a host online, `minimal` built). */
+  readiness: { ready: boolean; reason: string };
 }

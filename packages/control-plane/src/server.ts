@@ -38,6 +38,8 @@ export async function startControlPlane(opts: StartControlPlaneOptions): Promise
     agents,
     log,
     evictProxy: () => {},
+    localHostIds: new Set(),
+    readiness: { ready: false, reason: 'no host agent has registered yet' },
   };
   const proxy = createSandboxProxy(ctx);
   ctx.evictProxy = (id) => proxy.evict(id);

@@ -1,3 +1,34 @@
-export async function runAgentFromCli(_opts: Record<string, string | undefined>): Promise<void> {
-  throw new Error('the host agent is not built yet (issue: host agent and the namespace runtime)');
+// `wrenn agent`: the host agent on this machine, optionally registered with a control plane.
+import pino from 'pino';
+import { startAgent } from './agent.js';
+import { createLocalLayers } from './local-providers.js';
+
+export function parseListen(value: string, flag = '--listen'): { host: string; port: number } {
+  const m = /^(\[[^\]]+\]|[^:]+):(\d{1,5})$/.exec(value);
+  const port = m ? Number(m[2]) : Number.NaN;
+  if (!m || port > 65535) throw new Error(`${flag} must be host:port (e.g. 127.0.0.1:50051), got "${value}"`);
+  return { host: (m[1] ?? '').replace(/^\[|\]$/g, ''), port };
+}
+
+export async function runAgentFromCli(opts: Record<string, string | undefined>): Promise<void> {
+  if (process.getuid?.() !== 0) throw new Error('the host agent needs root (namespaces, cgroups, network); run it with sudo');
+  const log = pino({ base: { svc: 'host-agent' } });
+  const listen = parseListen(opts.listen ?? '127.0.0.1:50051');
+  const dataDir = opts.dataDir ?? '/var/lib/wrenn';
+  const layers = await createLocalLayers(dataDir);
+  const agent = await startAgent({ ...layers, dataDir, listen, log: (level, msg, data) => log[level](data ?? {}, msg) });
+  log.info({ url: agent.url, hostId: agent.hostId, dataDir }, 'host agent listening');
+  if (opts.controlPlane) {
+    const { registerWithControlPlane } = await import('./register.js');
+    await registerWithControlPlane({ controlPlaneUrl: opts.controlPlane, token: opts.token, agent, log });
+  }
+  const stop = async () => {
+    await agent.close();
+    await layers.close();
+    process.exit(0);
+  };
+  process.once('SIGTERM', () => void stop());
+  process.once('SIGINT', () => void stop());
+  await agent.terminated;
+  await stop();
 }

@@ -24,9 +24,6 @@ const TTL_MS = 5_000;
 
 export class ProxyTargets {
   private readonly cache = new Map<string, Entry>();
-  /** Host ids whose agents run on this machine and whose capsule addresses we can reach directly. */
-  readonly localHosts = new Set<string>();
-
   constructor(private readonly ctx: ControlPlaneContext) {}
 
   evict(capsuleId: string): void {
@@ -50,7 +47,7 @@ export class ProxyTargets {
         return { status: 404, code: 'not_found', message: `capsule ${capsuleId} not found (it may have been destroyed or timed out)` };
       }
       e = { state: row.state, hostId: row.hostId ?? '', agentUrl: row.agentUrl, at: Date.now() };
-      if (this.localHosts.has(e.hostId)) {
+      if (this.ctx.localHostIds.has(e.hostId)) {
         const agent = this.ctx.agents.client(e.hostId, e.agentUrl);
         const cap = await agent.getCapsule({ id: capsuleId }).catch(() => undefined);
         if (cap?.capsule?.address) e.capsuleAddress = cap.capsule.address;

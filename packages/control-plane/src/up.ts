@@ -1,0 +1,103 @@
+// `wrenn up`: the whole system on one machine — control plane, a host agent in the same process
+// (still reached through its Connect service, so nothing changes when hosts are split out) and the
+// embedded database, all under one data directory.
+import { cpus, totalmem } from 'node:os';
+import pino from 'pino';
+import { startAgent, type RunningAgent } from '@wrenn/host-agent/agent';
+import { createLocalLayers, type LocalLayers } from '@wrenn/host-agent/local-providers';
+import type { NetworkOptions } from '@wrenn/host-agent/network/index';
+import { startControlPlane, type RunningControlPlane } from './server.js';
+import { createHost, getHost, recordHeartbeat, setHostAddress, setHostStatus } from './db/repositories/hosts.js';
+import { ensureAdmin } from './auth/index.js';
+
+export interface UpOptions {
+  dataDir: string;
+  listen: { host: string; port: number };
+  domain: string;
+  databaseUrl?: string;
+  /** Key to use as the admin key (WRENN_API_KEY). */
+  adminKey?: string;
+  /** Network settings of the local agent (tests give each system its own pool). */
+  network?: Partial<NetworkOptions>;
+  /** Build `minimal` before reporting ready (default true). */
+  warmMinimal?: boolean;
+  logLevel?: string;
+  /** Progress lines while starting (template builds). */
+  onProgress?: (line: string) => void;
+}
+
+export interface RunningUp {
+  url: string;
+  adminKey: string;
+  adminKeyCreated: boolean;
+  adminKeyFile: string;
+  cp: RunningControlPlane;
+  agent: RunningAgent;
+  layers: LocalLayers;
+  close(): Promise<void>;
+}
+
+export async function startUp(o: UpOptions): Promise<RunningUp> {
+  const log = pino({ level: o.logLevel ?? process.env.WRENN_LOG_LEVEL ?? 'info', base: { svc: 'host-agent' } });
+  const layers = await createLocalLayers(o.dataDir, o.network ?? {});
+  const agent = await startAgent({
+    ...layers,
+    dataDir: o.dataDir,
+    listen: { host: '127.0.0.1', port: 0 },
+    log: (level, msg, data) => log[level](data ?? {}, msg),
+  });
+  const cp = await startControlPlane({
+    listen: o.listen,
+    dataDir: o.dataDir,
+    domain: o.domain,
+    publicUrl: `http://${o.listen.host}:${o.listen.port}`,
+    ...(o.databaseUrl ? { databaseUrl: o.databaseUrl } : {}),
+    ...(o.logLevel ? { logLevel: o.logLevel } : {}),
+  });
+  const db = cp.ctx.database.db;
+  const admin = await ensureAdmin({ db, dataDir: o.dataDir, ...(o.adminKey ? { envKey: o.adminKey } : {}) });
+
+  // The local agent is a host like any other, except that the proxy may skip its hop.
+  const existing = await getHost(db, agent.hostId);
+  if (!existing) {
+    await createHost(db, {
+      id: agent.hostId,
+      address: agent.url,
+      runtimes: [...layers.runtimes.keys()],
+      cpuCount: cpus().length,
+      memoryMb: Math.floor(totalmem() / (1 << 20)),
+      status: 'online',
+    });
+  } else {
+    await setHostAddress(db, agent.hostId, agent.url);
+    await setHostStatus(db, agent.hostId, 'online');
+  }
+  await recordHeartbeat(db, agent.hostId, {});
+  cp.ctx.localHostIds.add(agent.hostId);
+
+  const ready = async () => {
+    if (o.warmMinimal !== false) {
+      cp.ctx.readiness.reason = 'building the minimal template';
+      await layers.templates.ensure('minimal', o.onProgress);
+    }
+    cp.ctx.readiness.ready = true;
+    cp.ctx.readiness.reason = 'ok';
+  };
+  await ready();
+  const url = `http://${o.listen.host.includes(':') ? `[${o.listen.host}]` : o.listen.host}:${cp.port}`;
+  cp.ctx.config.publicUrl = url;
+  return {
+    url,
+    adminKey: admin.apiKey,
+    adminKeyCreated: admin.source === 'generated',
+    adminKeyFile: admin.file,
+    cp,
+    agent,
+    layers,
+    async close() {
+      await cp.close();
+      await agent.close();
+      await layers.close();
+    },
+  };
+}

@@ -1,0 +1,94 @@
+// Wires the manager to this host's real layers: the namespace runtime, the template store under
+// <dataDir>/images, and the capsule network (netns + veth + NAT) with its metadata endpoint.
+import { join } from 'node:path';
+import type { RuntimeName, CapsuleRuntime } from './runtimes/runtime.js';
+import { NamespaceRuntime } from './runtimes/namespace/index.js';
+import { TemplateStore, type TemplateManifest } from './rootfs/index.js';
+import { NetworkManager, startMetadataHttpServer, type MetadataServer, type NetworkOptions } from './network/index.js';
+import type { NetworkProvider, TemplateInfo, TemplateProvider } from './manager/types.js';
+import { TemplateNotFoundError } from './manager/errors.js';
+
+export function toTemplateInfo(m: TemplateManifest): TemplateInfo {
+  return {
+    name: m.name,
+    kind: m.kind,
+    runtimes: m.runtimes,
+    sizeBytes: m.size,
+    createdAt: Date.parse(m.created_at) || 0,
+    ...(m.parent ? { parent: m.parent } : {}),
+  };
+}
+
+export function templateProvider(store: TemplateStore): TemplateProvider {
+  return {
+    async ensure(name, onProgress) {
+      return toTemplateInfo(await store.ensureTemplate(name, onProgress ? { onProgress } : {}));
+    },
+    async get(name) {
+      const m = await store.get(name).catch(() => undefined);
+      return m ? toTemplateInfo(m) : undefined;
+    },
+    async list() {
+      const have = (await store.listTemplates()).map(toTemplateInfo);
+      // Built-in templates are listed even before their first build.
+      for (const name of store.recipeNames()) {
+        if (!have.some((t) => t.name === name)) have.push({ name, kind: 'base', runtimes: ['namespace'], sizeBytes: 0, createdAt: 0 });
+      }
+      return have;
+    },
+    async delete(name) {
+      if (!(await store.get(name).catch(() => undefined))) throw new TemplateNotFoundError(name);
+      await store.deleteTemplate(name);
+    },
+    builtIns: () => store.recipeNames(),
+  };
+}
+
+export function networkProvider(net: NetworkManager): NetworkProvider {
+  return {
+    async create(id, opts) {
+      const n = await net.create({ id, internet: opts.internet, metadata: opts.metadata });
+      return { ...n };
+    },
+    destroy: (id) => net.destroy(id),
+    async setInternet(id, on) {
+      await net.setInternet(id, on);
+    },
+    async cleanupStale(known) {
+      await net.cleanupStale(known);
+    },
+  };
+}
+
+export interface LocalLayers {
+  runtimes: Map<RuntimeName, CapsuleRuntime>;
+  defaultRuntime: RuntimeName;
+  network: NetworkProvider;
+  templates: TemplateProvider;
+  templateStore: TemplateStore;
+  networkManager: NetworkManager;
+  metadataServer: MetadataServer;
+  close(): Promise<void>;
+}
+
+export async function createLocalLayers(dataDir: string, netOpts: Partial<NetworkOptions> = {}): Promise<LocalLayers> {
+  const templateStore = new TemplateStore({ imagesDir: join(dataDir, 'images') });
+  const networkManager = new NetworkManager({ dataDir, ...netOpts });
+  await networkManager.init();
+  const metadataServer = await startMetadataHttpServer({
+    port: networkManager.metadataPort,
+    host: '0.0.0.0',
+    lookup: (addr) => networkManager.metadataFor(addr),
+  });
+  const ns = new NamespaceRuntime({ dataDir, templates: templateStore });
+  return {
+    runtimes: new Map<RuntimeName, CapsuleRuntime>([['namespace', ns]]),
+    defaultRuntime: 'namespace',
+    network: networkProvider(networkManager),
+    templates: templateProvider(templateStore),
+    templateStore,
+    networkManager,
+    metadataServer,
+    close: () => metadataServer.close(),
+  };
+}
