@@ -1,0 +1,52 @@
+// A template's manifest: <imagesDir>/<name>/manifest.json next to its layer <imagesDir>/<name>/rootfs.
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { RuntimeName } from '../runtimes/runtime.js';
+
+export type TemplateKind = 'base' | 'snapshot';
+
+export interface TemplateManifest {
+  name: string;
+  /** base: built from a recipe; snapshot: a capsule's upper layer over its parent's layers. */
+  kind: TemplateKind;
+  parent: string | null;
+  /** Template names whose rootfs layers stack into this root filesystem, top (this one) first. */
+  layers: string[];
+  /** Runtimes that can start capsules from this template. */
+  runtimes: RuntimeName[];
+  created_at: string;
+  /** Bytes this template's own layer occupies on disk. */
+  size: number;
+}
+
+const NAME = /^[a-z0-9][a-z0-9._-]{0,62}$/;
+
+export function validateTemplateName(name: string): void {
+  if (typeof name !== 'string' || !NAME.test(name) || name.includes('..')) {
+    throw new Error(
+      `invalid template name ${JSON.stringify(name)}: use 1-63 characters a-z 0-9 . _ - starting with a letter or digit`,
+    );
+  }
+}
+
+export const MANIFEST_FILE = 'manifest.json';
+export const LAYER_DIR = 'rootfs';
+
+export async function readManifest(templateDir: string): Promise<TemplateManifest | undefined> {
+  let text: string;
+  try {
+    text = await readFile(join(templateDir, MANIFEST_FILE), 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+  const m = JSON.parse(text) as TemplateManifest;
+  if (!m || typeof m.name !== 'string' || !Array.isArray(m.layers) || m.layers.length === 0) {
+    throw new Error(`${join(templateDir, MANIFEST_FILE)} is not a valid template manifest (name/layers missing)`);
+  }
+  return m;
+}
+
+export async function writeManifest(templateDir: string, m: TemplateManifest): Promise<void> {
+  await writeFile(join(templateDir, MANIFEST_FILE), `${JSON.stringify(m, null, 2)}\n`);
+}

@@ -1,0 +1,221 @@
+// Templates on disk: <imagesDir>/<name>/{manifest.json, rootfs/}. A base template is built from
+// a recipe on first use (one build at a time, atomically renamed into place); a snapshot template
+// is a capsule's upper layer stacked over its parent's layers.
+import { mkdir, readdir, rename, access, chmod, chown } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { join, resolve } from 'node:path';
+import { promisify } from 'node:util';
+import type { RuntimeName } from '../runtimes/runtime.js';
+import { acquireLock } from './build-lock.js';
+import { diskUsageBytes } from './disk-usage.js';
+import { HOST_ID_BASE } from './id-map.js';
+import { LAYER_DIR, readManifest, validateTemplateName, writeManifest, type TemplateManifest } from './manifest.js';
+import type { ProgressFn, TemplateRecipe } from './recipe.js';
+import { removeTree } from './remove-tree.js';
+import { shiftOwnership } from './shift-ownership.js';
+import { minimalRecipe } from './minimal-recipe.js';
+import { baseRecipe } from './base-recipe.js';
+
+const run = promisify(execFile);
+
+export interface TemplateStoreOptions {
+  /** Where templates live; the agent uses <WRENN_DIR>/images. */
+  imagesDir: string;
+  /** Recipes for base templates by name; defaults to { minimal, base }. */
+  recipes?: Record<string, TemplateRecipe>;
+}
+
+export interface EnsureOptions {
+  /** Build progress, one line per step; default: written to stderr. */
+  onProgress?: ProgressFn;
+}
+
+export interface SnapshotFromCapsuleOptions {
+  /** Name of the new template. */
+  name: string;
+  /** The template the capsule was started from. */
+  parent: string;
+  /** The capsule's overlay upper directory; the caller keeps it still (frozen) while this copies. */
+  upperDir: string;
+  runtimes?: RuntimeName[];
+}
+
+export const DEFAULT_RECIPES: Readonly<Record<string, TemplateRecipe>> = { minimal: minimalRecipe, base: baseRecipe };
+
+// Builds in progress in this process, by template directory, shared by every store instance.
+const building = new Map<string, Promise<TemplateManifest>>();
+
+const stderrProgress: ProgressFn = (m) => process.stderr.write(`[wrenn template] ${m}\n`);
+
+export class TemplateStore {
+  readonly imagesDir: string;
+  private readonly recipes: Record<string, TemplateRecipe>;
+
+  constructor(opts: TemplateStoreOptions) {
+    if (!opts?.imagesDir) throw new Error('TemplateStore needs imagesDir (e.g. /var/lib/wrenn/images)');
+    this.imagesDir = resolve(opts.imagesDir);
+    this.recipes = { ...(opts.recipes ?? DEFAULT_RECIPES) };
+  }
+
+  templateDir(name: string): string {
+    validateTemplateName(name);
+    return join(this.imagesDir, name);
+  }
+
+  /** Names of templates that can be built on demand. */
+  recipeNames(): string[] {
+    return Object.keys(this.recipes);
+  }
+
+  async get(name: string): Promise<TemplateManifest | undefined> {
+    return readManifest(this.templateDir(name));
+  }
+
+  /** The template, building it from its recipe first when it is a base template not built yet. */
+  async ensureTemplate(name: string, opts: EnsureOptions = {}): Promise<TemplateManifest> {
+    const dir = this.templateDir(name);
+    const have = await readManifest(dir);
+    if (have) return have;
+    const recipe = this.recipes[name];
+    if (!recipe) {
+      const known = (await this.listTemplates()).map((t) => t.name);
+      throw new Error(
+        `template "${name}" does not exist; available: ${[...new Set([...known, ...this.recipeNames()])].sort().join(', ') || 'none'}`,
+      );
+    }
+    let pending = building.get(dir);
+    if (!pending) {
+      pending = this.build(name, recipe, opts.onProgress ?? stderrProgress).finally(() => building.delete(dir));
+      building.set(dir, pending);
+    }
+    return pending;
+  }
+
+  private async build(name: string, recipe: TemplateRecipe, onProgress: ProgressFn): Promise<TemplateManifest> {
+    await mkdir(this.imagesDir, { recursive: true });
+    const dir = join(this.imagesDir, name);
+    const lock = await acquireLock(join(this.imagesDir, `.${name}.lock`), (pid) =>
+      onProgress(`${name}: another process (pid ${pid}) is building it; waiting`),
+    );
+    try {
+      const done = await readManifest(dir); // built by whoever held the lock before us
+      if (done) return done;
+      // Only the lock holder builds, so any earlier partial build is a crash's leftover.
+      for (const n of await readdir(this.imagesDir)) {
+        if (n.startsWith(`.build-${name}-`)) await removeTree(join(this.imagesDir, n));
+      }
+      const tmp = join(this.imagesDir, `.build-${name}-${process.pid}`);
+      const started = Date.now();
+      try {
+        await mkdir(join(tmp, LAYER_DIR), { recursive: true });
+        onProgress(`${name}: building (${recipe.description})`);
+        await recipe.build(join(tmp, LAYER_DIR), onProgress);
+        onProgress(`${name}: shifting file ownership into the capsule id range (uid + ${HOST_ID_BASE})`);
+        await shiftOwnership(join(tmp, LAYER_DIR));
+        const manifest: TemplateManifest = {
+          name,
+          kind: 'base',
+          parent: null,
+          layers: [name],
+          runtimes: ['namespace'],
+          created_at: new Date().toISOString(),
+          size: await diskUsageBytes(join(tmp, LAYER_DIR)),
+        };
+        await writeManifest(tmp, manifest);
+        await rename(tmp, dir);
+        onProgress(`${name}: ready in ${((Date.now() - started) / 1000).toFixed(1)} s (${(manifest.size / 1048576).toFixed(1)} MiB)`);
+        return manifest;
+      } catch (err) {
+        await removeTree(tmp).catch(() => undefined);
+        throw new Error(`building template "${name}" failed: ${(err as Error).message}`);
+      }
+    } finally {
+      await lock.release();
+    }
+  }
+
+  async listTemplates(): Promise<TemplateManifest[]> {
+    const names = await readdir(this.imagesDir).catch(() => [] as string[]);
+    const out: TemplateManifest[] = [];
+    for (const n of names.sort()) {
+      if (n.startsWith('.')) continue;
+      const m = await readManifest(join(this.imagesDir, n)).catch(() => undefined);
+      if (m) out.push(m);
+    }
+    return out;
+  }
+
+  /** Absolute layer directories for overlayfs lowerdir, top first; checks every layer exists. */
+  async layerDirs(manifest: TemplateManifest): Promise<string[]> {
+    const dirs = manifest.layers.map((n) => join(this.templateDir(n), LAYER_DIR));
+    for (const [i, d] of dirs.entries()) {
+      await access(d).catch(() => {
+        throw new Error(`template "${manifest.name}" is broken: its layer "${manifest.layers[i]}" (${d}) is missing`);
+      });
+    }
+    return dirs;
+  }
+
+  /** Deletes a snapshot template nobody builds on. Base templates are refused (they are rebuilt on demand anyway). */
+  async deleteTemplate(name: string): Promise<void> {
+    const dir = this.templateDir(name);
+    const m = await readManifest(dir);
+    if (!m) throw new Error(`template "${name}" does not exist`);
+    if (m.kind === 'base') throw new Error(`template "${name}" is a base template and cannot be deleted`);
+    const users = (await this.listTemplates()).filter((t) => t.name !== name && (t.parent === name || t.layers.includes(name)));
+    if (users.length > 0) {
+      throw new Error(`template "${name}" is used by ${users.map((u) => `"${u.name}"`).join(', ')}: delete those first`);
+    }
+    // Rename first so a half-deleted template is never visible under its name.
+    const doomed = join(this.imagesDir, `.delete-${name}-${process.pid}-${Date.now()}`);
+    await rename(dir, doomed);
+    await removeTree(doomed);
+  }
+
+  /**
+   * Makes template `name` from a capsule's upper layer stacked on `parent`'s layers. The copy
+   * keeps ownership (already in the capsule id range), modes, xattrs (overlay opaque markers)
+   * and whiteouts (0/0 character devices), which overlayfs honours in lower layers too.
+   */
+  async snapshotFromCapsule(opts: SnapshotFromCapsuleOptions): Promise<TemplateManifest> {
+    const dir = this.templateDir(opts.name);
+    const parent = await readManifest(this.templateDir(opts.parent));
+    if (!parent) throw new Error(`parent template "${opts.parent}" does not exist`);
+    await access(opts.upperDir).catch(() => {
+      throw new Error(`capsule upper layer ${opts.upperDir} does not exist`);
+    });
+    await mkdir(this.imagesDir, { recursive: true });
+    const lock = await acquireLock(join(this.imagesDir, `.${opts.name}.lock`));
+    const tmp = join(this.imagesDir, `.build-${opts.name}-${process.pid}`);
+    try {
+      if (await readManifest(dir)) throw new Error(`template "${opts.name}" already exists: pick another name or delete it first`);
+      await removeTree(tmp);
+      await mkdir(tmp, { recursive: true });
+      await run('cp', ['-a', '--one-file-system', '--', opts.upperDir, join(tmp, LAYER_DIR)]).catch(
+        (err: Error & { stderr?: string }) => {
+          throw new Error(`copying the capsule layer failed: ${err.stderr || err.message}`);
+        },
+      );
+      // The layer's root directory becomes a directory of the merged root: keep it root's, 0755.
+      await chown(join(tmp, LAYER_DIR), HOST_ID_BASE, HOST_ID_BASE);
+      await chmod(join(tmp, LAYER_DIR), 0o755);
+      const manifest: TemplateManifest = {
+        name: opts.name,
+        kind: 'snapshot',
+        parent: parent.name,
+        layers: [opts.name, ...parent.layers],
+        runtimes: opts.runtimes ?? ['namespace'],
+        created_at: new Date().toISOString(),
+        size: await diskUsageBytes(join(tmp, LAYER_DIR)),
+      };
+      await writeManifest(tmp, manifest);
+      await rename(tmp, dir);
+      return manifest;
+    } catch (err) {
+      await removeTree(tmp).catch(() => undefined);
+      throw err;
+    } finally {
+      await lock.release();
+    }
+  }
+}

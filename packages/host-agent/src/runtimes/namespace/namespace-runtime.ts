@@ -1,0 +1,457 @@
+// The namespace runtime: a capsule is a process tree in its own mount, pid, uts, ipc, net and
+// user namespaces (root inside = host uid 100000), limited by cgroup v1, on an overlayfs root
+// (template layers read-only + <dataDir>/sandboxes/<id>/upper), with envd as its main process.
+//
+// All mounts live only in the capsule's private mount namespace: when its last process exits the
+// kernel drops them, so the host never holds a capsule mount that could leak.
+import { spawn } from 'node:child_process';
+import { closeSync, openSync, readFileSync } from 'node:fs';
+import { chmod, chown, mkdir, readdir, stat } from 'node:fs/promises';
+import http from 'node:http';
+import { join, resolve } from 'node:path';
+import { createInterface } from 'node:readline';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type {
+  CapsuleRuntime,
+  CapsuleSpec,
+  CapsuleStats,
+  PauseResult,
+  RuntimeHandle,
+} from '../runtime.js';
+import { TemplateStore } from '../../rootfs/template-store.js';
+import { validateTemplateName } from '../../rootfs/manifest.js';
+import { HOST_ID_BASE, idMapLine } from '../../rootfs/id-map.js';
+import { diskUsageBytes } from '../../rootfs/disk-usage.js';
+import { removeTree, mountsUnder, unmountUnder } from '../../rootfs/remove-tree.js';
+import { CapsuleCgroups, listCapsuleCgroupIds } from './cgroups.js';
+import { nsinitPath } from './nsinit-binary.js';
+import { defaultAppDir, envdScript, GUEST_DIR, resolveNodeRuntime, type NodeRuntimeLayout } from './node-runtime.js';
+
+export const ENVD_PORT = 49983;
+const GUEST_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
+export interface NamespaceRuntimeOptions {
+  /** WRENN_DIR: capsules live in <dataDir>/sandboxes/<id>. */
+  dataDir: string;
+  /** Where templates come from (usually new TemplateStore({ imagesDir: <dataDir>/images })). */
+  templates: TemplateStore;
+  /** pids.max of every capsule (default 512): stops fork bombs. */
+  pidsMax?: number;
+  /** The Wrenn install bind-mounted read-only at /opt/wrenn/app (default: this repository). */
+  appDir?: string;
+  /** The node binary bind-mounted at /opt/wrenn/runtime/bin/node (default: the agent's own). */
+  nodePath?: string;
+  /** How long envd may take to answer /health (default 30 s). */
+  readyTimeoutMs?: number;
+  /**
+   * The capsule's main process, default envd. Given `node` (argv prefix that runs the bound
+   * node inside the capsule) it returns the argv; it must serve HTTP 2xx on readyPort/readyPath.
+   */
+  mainCommand?: (node: readonly string[]) => string[];
+  readyPort?: number;
+  readyPath?: string;
+  cgroupRoot?: string;
+}
+
+/** Runtime-specific part of the handle (JSON-serialisable, persisted by the manager). */
+export interface NamespaceState {
+  /** Host pid of the capsule's init (PID 1 inside). 0 while hibernated. */
+  pid: number;
+  /** /proc/<pid>/stat start time: tells our init from a recycled pid. */
+  startTime: string;
+  sandboxDir: string;
+  /** Overlay lower directories, top first. */
+  layers: string[];
+  spec: CapsuleSpec;
+  paused: null | 'freeze' | 'hibernate';
+}
+
+/** How long each step of the last create() took, in milliseconds (for benchmarks and logs). */
+export interface CreateTimings {
+  template: number;
+  prepare: number;
+  spawnToInit: number;
+  initToReady: number;
+  hostHealth: number;
+  total: number;
+}
+
+const ID = /^[a-z0-9][a-z0-9-]{0,62}$/;
+
+function validateSpec(spec: CapsuleSpec): void {
+  const bad = (msg: string) => new Error(`invalid capsule spec: ${msg}`);
+  if (!spec || typeof spec !== 'object') throw bad('missing');
+  if (typeof spec.id !== 'string' || !ID.test(spec.id)) throw bad(`id ${JSON.stringify(spec.id)} must be 1-63 of a-z 0-9 - (e.g. cl-abc123)`);
+  validateTemplateName(spec.template);
+  if (typeof spec.vcpus !== 'number' || !(spec.vcpus > 0) || spec.vcpus > 256) throw bad(`vcpus ${spec.vcpus} must be > 0 and <= 256`);
+  if (!Number.isInteger(spec.memoryMb) || spec.memoryMb < 16) throw bad(`memoryMb ${spec.memoryMb} must be a whole number >= 16`);
+  for (const [k, v] of Object.entries({ ...spec.envs, ...spec.metadata })) {
+    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(k) || typeof v !== 'string' || v.includes('\0')) throw bad(`environment variable ${JSON.stringify(k)} is not valid`);
+  }
+  const netns = spec.network?.netnsPath;
+  if (netns !== undefined && (typeof netns !== 'string' || !netns.startsWith('/'))) throw bad('network.netnsPath must be an absolute path');
+}
+
+export function readStartTime(pid: number): string | undefined {
+  try {
+    const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the parenthesised command name; starttime is field 22 overall.
+    return s.slice(s.lastIndexOf(')') + 2).split(' ')[19];
+  } catch {
+    return undefined;
+  }
+}
+
+export class NamespaceRuntime implements CapsuleRuntime {
+  readonly name = 'namespace' as const;
+  readonly pauseModes = ['freeze', 'hibernate'] as const;
+  readonly dataDir: string;
+  readonly sandboxesDir: string;
+  /** Step timings of the most recent create()/resume-from-hibernate. */
+  lastCreateTimings: CreateTimings | undefined;
+  private readonly opts: NamespaceRuntimeOptions;
+  private layout: Promise<NodeRuntimeLayout> | undefined;
+
+  constructor(opts: NamespaceRuntimeOptions) {
+    if (!opts?.dataDir) throw new Error('NamespaceRuntime needs dataDir (e.g. /var/lib/wrenn)');
+    if (!opts.templates) throw new Error('NamespaceRuntime needs a TemplateStore');
+    if (opts.pidsMax !== undefined && (!Number.isInteger(opts.pidsMax) || opts.pidsMax < 16)) {
+      throw new Error(`pidsMax ${opts.pidsMax} must be a whole number >= 16`);
+    }
+    this.opts = opts;
+    this.dataDir = resolve(opts.dataDir);
+    this.sandboxesDir = join(this.dataDir, 'sandboxes');
+  }
+
+  /** Resolves node, its libraries and the helper once, so the first create() is not slower. */
+  async prepare(): Promise<void> {
+    await Promise.all([this.nodeLayout(), nsinitPath()]);
+  }
+
+  private nodeLayout(): Promise<NodeRuntimeLayout> {
+    this.layout ??= resolveNodeRuntime(this.opts.nodePath ?? process.execPath, this.opts.appDir ?? defaultAppDir()).catch((err) => {
+      this.layout = undefined;
+      throw err;
+    });
+    return this.layout;
+  }
+
+  cgroups(id: string): CapsuleCgroups {
+    return new CapsuleCgroups(id, this.opts.cgroupRoot);
+  }
+
+  async create(spec: CapsuleSpec): Promise<RuntimeHandle> {
+    validateSpec(spec);
+    const t0 = performance.now();
+    const manifest = await this.opts.templates.ensureTemplate(spec.template);
+    if (!manifest.runtimes.includes('namespace')) {
+      throw new Error(`template "${spec.template}" cannot run on the namespace runtime (it supports ${manifest.runtimes.join(', ')})`);
+    }
+    const layers = await this.opts.templates.layerDirs(manifest);
+    const tTemplate = performance.now();
+    const sandboxDir = join(this.sandboxesDir, spec.id);
+    try {
+      await mkdir(sandboxDir, { recursive: false });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EEXIST') {
+        throw new Error(`capsule ${spec.id} already exists on this host (${sandboxDir}); destroy it first or use another id`);
+      }
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      await mkdir(sandboxDir, { recursive: true });
+    }
+    const state: NamespaceState = { pid: 0, startTime: '', sandboxDir, layers, spec, paused: null };
+    try {
+      const upper = join(sandboxDir, 'upper');
+      await Promise.all([mkdir(upper), mkdir(join(sandboxDir, 'work')), mkdir(join(sandboxDir, 'rootfs'))]);
+      // The upper dir's root is the merged "/": it must belong to root inside the capsule.
+      await chown(upper, HOST_ID_BASE, HOST_ID_BASE);
+      await chmod(upper, 0o755);
+      await this.boot(state, t0, tTemplate);
+    } catch (err) {
+      await this.teardown(spec.id, sandboxDir).catch(() => undefined);
+      throw err;
+    }
+    return this.handleFor(state);
+  }
+
+  private handleFor(state: NamespaceState): RuntimeHandle {
+    return {
+      runtime: 'namespace',
+      id: state.spec.id,
+      address: state.spec.network?.capsuleIp ?? '',
+      state: state as unknown as Record<string, unknown>,
+    };
+  }
+
+  /** Creates the cgroups and starts init + main process on the existing sandbox dir. */
+  private async boot(state: NamespaceState, t0: number, tTemplate: number): Promise<void> {
+    const { spec, sandboxDir } = state;
+    const [layout, helper] = await Promise.all([this.nodeLayout(), nsinitPath()]);
+    const cg = this.cgroups(spec.id);
+    cg.create({ vcpus: spec.vcpus, memoryMb: spec.memoryMb, pidsMax: this.opts.pidsMax ?? 512 });
+    const readyPort = this.opts.readyPort ?? ENVD_PORT;
+    const main: string[] = this.opts.mainCommand
+      ? this.opts.mainCommand(layout.nodeArgv)
+      : [...layout.nodeArgv, envdScript(), 'envd', '--port', String(ENVD_PORT)];
+    // Without a prepared namespace the capsule gets a fresh one with loopback only.
+    const netnsArgs: string[] = spec.network?.netnsPath ? ['--netns', spec.network.netnsPath] : [];
+    const args: string[] = [
+      'start',
+      ...netnsArgs,
+      ...cg.uniqueDirs().flatMap((d) => ['--cgroup', d]),
+      ...state.layers.flatMap((l) => ['--lower', l]),
+      '--upper', join(sandboxDir, 'upper'),
+      '--work', join(sandboxDir, 'work'),
+      '--rootfs', join(sandboxDir, 'rootfs'),
+      '--hostname', spec.id,
+      '--uid-map', idMapLine(),
+      '--gid-map', idMapLine(),
+      '--root-uid', String(HOST_ID_BASE),
+      '--pts-gid', String(HOST_ID_BASE + 5), // group tty inside
+      // Root inside has no capabilities over the (host-owned) network namespace: let it bind
+      // ports < 1024 and ping anyway.
+      '--sysctl', 'net/ipv4/ip_unprivileged_port_start=0',
+      '--sysctl', 'net/ipv4/ping_group_range=0 2147483647',
+      '--tmpfs', GUEST_DIR,
+      ...layout.binds.flatMap((b) => ['--bind', `${b.src}:${b.dst}`]),
+      '--ready-port', String(readyPort),
+      '--ready-path', this.opts.readyPath ?? '/health',
+      '--ready-timeout-ms', String(this.opts.readyTimeoutMs ?? 30_000),
+      '--cwd', '/',
+      '--',
+      ...main,
+    ];
+    const env: Record<string, string> = {
+      PATH: GUEST_PATH,
+      HOME: '/root',
+      USER: 'root',
+      LANG: 'C.UTF-8',
+      ...spec.metadata,
+      ...spec.envs,
+      WRENN_SANDBOX_ID: spec.id,
+      WRENN_TEMPLATE_ID: spec.metadata?.WRENN_TEMPLATE_ID ?? spec.template,
+    };
+    const logPath = join(sandboxDir, 'envd.log');
+    const tPrepared = performance.now();
+    const log = openSync(logPath, 'a');
+    let tInit = 0;
+    try {
+      const child = spawn(helper, args, { stdio: ['ignore', log, log, 'pipe'], detached: true, env });
+      const status = child.stdio[3] as NodeJS.ReadableStream;
+      const lines = createInterface({ input: status });
+      const exited = new Promise<number>((res) => child.once('exit', (code, sig) => res(code ?? (sig ? 128 : 1))));
+      child.once('error', () => undefined);
+      try {
+        await new Promise<void>((resolveReady, reject) => {
+          const fail = (msg: string) => reject(new Error(`capsule ${spec.id} failed to start: ${msg}${logTail(logPath)}`));
+          lines.on('line', (line) => {
+            if (line.startsWith('pid ')) {
+              state.pid = Number(line.slice(4));
+              state.startTime = readStartTime(state.pid) ?? '';
+              tInit = performance.now();
+            } else if (line === 'ready') {
+              resolveReady();
+            } else if (line.startsWith('error ')) {
+              fail(line.slice(6));
+            }
+          });
+          lines.once('close', () => fail('the init exited before envd was ready'));
+          child.once('error', (err) => fail(`could not run ${helper}: ${err.message}`));
+          void exited.then((code) => {
+            if (code !== 0) fail(`wrenn-nsinit exited with code ${code}`);
+          });
+        });
+      } finally {
+        lines.close();
+        (status as unknown as { destroy(): void }).destroy();
+        child.unref();
+      }
+    } finally {
+      closeSync(log);
+    }
+    const tReady = performance.now();
+    if (spec.network?.capsuleIp) await waitForHealth(spec.network.capsuleIp, readyPort, this.opts.readyPath ?? '/health');
+    const tEnd = performance.now();
+    this.lastCreateTimings = {
+      template: tTemplate - t0,
+      prepare: tPrepared - tTemplate,
+      spawnToInit: tInit - tPrepared,
+      initToReady: tReady - tInit,
+      hostHealth: tEnd - tReady,
+      total: tEnd - t0,
+    };
+  }
+
+  private stateOf(handle: RuntimeHandle): NamespaceState {
+    const s = handle?.state as unknown as NamespaceState | undefined;
+    if (handle?.runtime !== 'namespace' || !s || typeof s.sandboxDir !== 'string' || !s.spec) {
+      throw new Error(`not a namespace capsule handle: ${JSON.stringify(handle)?.slice(0, 200)}`);
+    }
+    return s;
+  }
+
+  /** Kills everything, drops the cgroups and removes the sandbox dir. Safe to repeat. */
+  async destroy(handle: RuntimeHandle): Promise<void> {
+    const s = this.stateOf(handle);
+    await this.teardown(s.spec.id, s.sandboxDir, s);
+  }
+
+  private async teardown(id: string, sandboxDir: string, s?: NamespaceState): Promise<void> {
+    await this.stopProcesses(id, s);
+    await this.cgroups(id).remove();
+    await removeTree(sandboxDir);
+  }
+
+  private async stopProcesses(id: string, s?: NamespaceState): Promise<void> {
+    const cg = this.cgroups(id);
+    if (cg.exists()) await cg.killAll();
+    // The init is in the cgroups from birth; this only matters if they were removed by hand.
+    if (s?.pid && readStartTime(s.pid) === s.startTime) {
+      try {
+        process.kill(s.pid, 'SIGKILL');
+      } catch {
+        // gone
+      }
+      for (let i = 0; i < 500 && readStartTime(s.pid) === s.startTime; i++) await sleep(2);
+    }
+  }
+
+  async pause(handle: RuntimeHandle, mode: 'freeze' | 'hibernate' | 'memory-snapshot'): Promise<PauseResult> {
+    const s = this.stateOf(handle);
+    if (s.paused) throw new Error(`capsule ${s.spec.id} is already paused (${s.paused})`);
+    if (mode === 'freeze') {
+      await this.cgroups(s.spec.id).freeze();
+      s.paused = 'freeze';
+      return { keeps: 'memory, running processes and disk', processesKept: true };
+    }
+    if (mode === 'hibernate') {
+      await this.stopProcesses(s.spec.id, s);
+      await this.cgroups(s.spec.id).remove(); // frees the page cache charged to it as well
+      s.pid = 0;
+      s.startTime = '';
+      s.paused = 'hibernate';
+      return { keeps: 'disk only: running processes were stopped and envd restarts on resume', processesKept: false };
+    }
+    throw new Error(`the namespace runtime cannot pause with "${mode}": use one of ${this.pauseModes.join(', ')}`);
+  }
+
+  async resume(handle: RuntimeHandle): Promise<RuntimeHandle> {
+    const s = this.stateOf(handle);
+    if (s.paused === 'freeze') {
+      this.cgroups(s.spec.id).thaw();
+      s.paused = null;
+      return this.handleFor(s);
+    }
+    if (s.paused === 'hibernate') {
+      const t0 = performance.now();
+      try {
+        await this.boot(s, t0, t0);
+      } catch (err) {
+        // Keep the disk (it is what hibernate promised); drop whatever half-started.
+        await this.stopProcesses(s.spec.id).catch(() => undefined);
+        await this.cgroups(s.spec.id).remove().catch(() => undefined);
+        s.pid = 0;
+        throw err;
+      }
+      s.paused = null;
+      return this.handleFor(s);
+    }
+    if (await this.isAlive(handle)) return this.handleFor(s);
+    throw new Error(`capsule ${s.spec.id} is not paused and not running: nothing to resume`);
+  }
+
+  async snapshot(handle: RuntimeHandle, name: string): Promise<void> {
+    const s = this.stateOf(handle);
+    const cg = this.cgroups(s.spec.id);
+    const running = s.paused !== 'hibernate' && cg.exists();
+    const wasFrozen = running && cg.freezerState() === 'FROZEN';
+    if (running && !wasFrozen) await cg.freeze();
+    try {
+      await this.opts.templates.snapshotFromCapsule({ name, parent: s.spec.template, upperDir: join(s.sandboxDir, 'upper') });
+    } finally {
+      if (running && !wasFrozen) cg.thaw();
+    }
+  }
+
+  async isAlive(handle: RuntimeHandle): Promise<boolean> {
+    const s = this.stateOf(handle);
+    return s.pid > 0 && s.startTime !== '' && readStartTime(s.pid) === s.startTime;
+  }
+
+  async stats(handle: RuntimeHandle): Promise<CapsuleStats> {
+    const s = this.stateOf(handle);
+    const cg = this.cgroups(s.spec.id);
+    const base = cg.exists()
+      ? cg.stats()
+      : { cpuUsageNs: 0n, memoryBytes: 0, memoryLimitBytes: s.spec.memoryMb * 1024 * 1024, pids: 0 };
+    return { ...base, diskUsedBytes: await diskUsageBytes(join(s.sandboxDir, 'upper')) };
+  }
+
+  /** Kills, unmounts and removes every capsule of ours (cgroups, sandbox dirs) not in knownIds. */
+  async cleanupStale(knownIds: ReadonlySet<string>): Promise<void> {
+    const errors: string[] = [];
+    for (const id of listCapsuleCgroupIds(this.opts.cgroupRoot)) {
+      if (knownIds.has(id)) continue;
+      const cg = this.cgroups(id);
+      await cg
+        .killAll()
+        .then(() => cg.remove())
+        .catch((err: Error) => errors.push(err.message));
+    }
+    const dirs = await readdir(this.sandboxesDir).catch(() => [] as string[]);
+    for (const id of dirs) {
+      if (knownIds.has(id)) continue;
+      await removeTree(join(this.sandboxesDir, id)).catch((err: Error) => errors.push(err.message));
+    }
+    // Capsule mounts are private to the capsule, but a crash of an older agent may have left some.
+    for (const point of await mountsUnder(this.sandboxesDir)) {
+      const id = point.slice(this.sandboxesDir.length + 1).split('/')[0] ?? '';
+      if (!knownIds.has(id)) await unmountUnder(point).catch((err: Error) => errors.push(err.message));
+    }
+    if (errors.length) throw new Error(`cleanup of stale capsules was incomplete:\n${errors.join('\n')}`);
+  }
+
+  /** The sandbox directory of a capsule id (exists while the capsule does). */
+  sandboxDir(id: string): string {
+    return join(this.sandboxesDir, id);
+  }
+
+  async exists(id: string): Promise<boolean> {
+    return stat(this.sandboxDir(id)).then(
+      () => true,
+      () => false,
+    );
+  }
+}
+
+function logTail(path: string): string {
+  try {
+    const text = readFileSync(path, 'utf8').trim();
+    return text ? `\n--- last lines of ${path} ---\n${text.split('\n').slice(-15).join('\n')}` : '';
+  } catch {
+    return '';
+  }
+}
+
+/** GET /health from the host over the capsule's network: proves the path the agent will use. */
+async function waitForHealth(ip: string, port: number, path: string, timeoutMs = 3000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let last = '';
+  for (;;) {
+    const status = await new Promise<number>((res) => {
+      const req = http.get({ host: ip, port, path, timeout: 1000, agent: false }, (r) => {
+        r.resume();
+        res(r.statusCode ?? 0);
+      });
+      req.on('timeout', () => req.destroy(new Error('timeout')));
+      req.on('error', (err) => {
+        last = err.message;
+        res(0);
+      });
+    });
+    if (status >= 200 && status < 300) return;
+    if (status) last = `HTTP ${status}`;
+    if (Date.now() > deadline) throw new Error(`envd answered inside the capsule but not at http://${ip}:${port}${path} from the host (${last}): check the capsule network`);
+    await sleep(5);
+  }
+}

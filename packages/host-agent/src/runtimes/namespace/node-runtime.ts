@@ -1,0 +1,72 @@
+// What to bind-mount read-only into every capsule so envd runs on ANY root filesystem (even one
+// without glibc): this host's node binary, the shared libraries it links and the dynamic loader,
+// under /opt/wrenn/runtime/{bin,lib}; and the Wrenn install (dist + node_modules) at /opt/wrenn/app.
+// envd is started through the loader with --library-path, which (unlike LD_LIBRARY_PATH) is not
+// inherited by the processes envd starts.
+import { execFile } from 'node:child_process';
+import { realpathSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
+
+export const GUEST_DIR = '/opt/wrenn';
+export const GUEST_RUNTIME = `${GUEST_DIR}/runtime`;
+export const GUEST_APP = `${GUEST_DIR}/app`;
+
+export interface Bind {
+  src: string;
+  dst: string;
+}
+
+export interface NodeRuntimeLayout {
+  binds: Bind[];
+  /** argv prefix that runs node inside the capsule: [loader, --library-path, lib, node]. */
+  nodeArgv: string[];
+}
+
+/** Repository / install root: dist/src/runtimes/namespace -> packages/host-agent -> root. */
+export function defaultAppDir(): string {
+  return resolve(dirname(fileURLToPath(import.meta.url)), '../../../../../..');
+}
+
+/** Parses `ldd` output into [soname, host path] pairs and the loader path. */
+export function parseLdd(text: string): { libs: [string, string][]; loader: string } {
+  const libs: [string, string][] = [];
+  let loader = '';
+  for (const line of text.split('\n').map((l) => l.trim())) {
+    const m = /^(\S+) => (\/\S+) \(0x[0-9a-f]+\)$/.exec(line);
+    if (m?.[1] && m[2]) {
+      libs.push([m[1], m[2]]);
+      continue;
+    }
+    const l = /^(\/\S*ld-linux\S*) \(0x[0-9a-f]+\)$/.exec(line);
+    if (l?.[1]) loader = l[1];
+  }
+  if (!loader) throw new Error(`could not find the dynamic loader in ldd output:\n${text}`);
+  return { libs, loader };
+}
+
+export async function resolveNodeRuntime(nodePath: string, appDir: string): Promise<NodeRuntimeLayout> {
+  const node = realpathSync(nodePath);
+  const { stdout } = await run('ldd', [node]).catch((err: Error) => {
+    throw new Error(`ldd ${node} failed (${err.message}); the namespace runtime needs a dynamically linked node and ldd (libc-bin)`);
+  });
+  const { libs, loader } = parseLdd(stdout);
+  const loaderName = basename(loader);
+  const binds: Bind[] = [
+    { src: node, dst: `${GUEST_RUNTIME}/bin/node` },
+    { src: realpathSync(loader), dst: `${GUEST_RUNTIME}/lib/${loaderName}` },
+    ...libs.map(([soname, path]) => ({ src: realpathSync(path), dst: `${GUEST_RUNTIME}/lib/${soname}` })),
+    { src: realpathSync(appDir), dst: GUEST_APP },
+  ];
+  return {
+    binds,
+    nodeArgv: [`${GUEST_RUNTIME}/lib/${loaderName}`, '--library-path', `${GUEST_RUNTIME}/lib`, `${GUEST_RUNTIME}/bin/node`],
+  };
+}
+
+export function envdScript(): string {
+  return join(GUEST_APP, 'packages/cli/bin/wrenn.js');
+}

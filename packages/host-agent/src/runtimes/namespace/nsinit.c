@@ -1,0 +1,495 @@
+/*
+ * wrenn-nsinit: the one small native piece of the namespace runtime.
+ *
+ * Node cannot call mount(2), pivot_root(2), setns(2) or unshare(2), and util-linux's
+ * unshare/nsenter cannot (a) join cgroups before anything runs, (b) mount sysfs/devpts as host
+ * root and only then drop into a user namespace, (c) stay behind as a reaping PID 1 that reports
+ * when envd answers /health. So this helper does exactly that, with plain syscalls, and nothing
+ * else. Compiled from this file on the host with gcc on first use (see nsinit.ts).
+ *
+ *   wrenn-nsinit start [options] -- ARGV...   boot a capsule, run ARGV as its main process
+ *   wrenn-nsinit exec  --pid N [options] -- ARGV...   run ARGV inside capsule N's namespaces
+ *
+ * start: fd 3 (if open) is a status pipe: the helper writes "pid <host pid of capsule init>\n",
+ * then the init writes "ready\n" once GET <ready-path> on 127.0.0.1:<ready-port> inside the
+ * capsule returns 2xx, or "error <reason>\n" and exits.
+ *
+ * Namespace ownership (a deliberate choice): mount, pid, uts, ipc and net namespaces are created
+ * (or joined) by host root BEFORE the user namespace, so they belong to the initial user
+ * namespace. Root inside the capsule therefore has full capabilities only over its own user
+ * namespace (files it owns, setuid/setgid to mapped ids, chown of mapped files) and none over its
+ * mounts, hostname or network: it cannot remount, unmount, reconfigure interfaces or set the
+ * hostname. Binding ports below 1024 is made possible per network namespace by the
+ * net.ipv4.ip_unprivileged_port_start sysctl (passed with --sysctl).
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <limits.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <sys/time.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_LIST 64
+#define STATUS_FD 3
+
+extern char **environ;
+
+static int status_fd = -1;
+
+static void say(const char *fmt, ...) {
+  if (status_fd < 0) return;
+  char buf[512];
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(buf, sizeof buf, fmt, ap);
+  va_end(ap);
+  if (n > 0) (void)!write(status_fd, buf, (size_t)(n < (int)sizeof buf ? n : (int)sizeof buf - 1));
+}
+
+/* Fatal error: report on stderr and on the status pipe (one line), then exit. */
+static void die(const char *fmt, ...) {
+  char buf[400];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(buf, sizeof buf, fmt, ap);
+  va_end(ap);
+  int e = errno;
+  fprintf(stderr, "wrenn-nsinit: %s: %s\n", buf, e ? strerror(e) : "failed");
+  say("error %s: %s\n", buf, e ? strerror(e) : "failed");
+  _exit(125);
+}
+
+struct opts {
+  const char *netns, *upper, *work, *rootfs, *hostname, *uid_map, *gid_map, *ready_path, *cwd;
+  const char *lowers[MAX_LIST], *cgroups[MAX_LIST], *binds[MAX_LIST], *tmpfs[MAX_LIST], *sysctls[MAX_LIST];
+  int n_lowers, n_cgroups, n_binds, n_tmpfs, n_sysctls;
+  int ready_port, ready_timeout_ms, root_uid, pts_gid, pid, uid, gid;
+  char **argv;
+};
+
+static void push(const char **list, int *n, const char *v) {
+  if (*n >= MAX_LIST) { errno = E2BIG; die("too many list options"); }
+  list[(*n)++] = v;
+}
+
+static void parse(int argc, char **argv, struct opts *o) {
+  memset(o, 0, sizeof *o);
+  o->ready_path = "/health";
+  o->ready_timeout_ms = 30000;
+  o->cwd = "/";
+  o->pts_gid = -1;
+  for (int i = 2; i < argc; i++) {
+    const char *a = argv[i];
+    if (strcmp(a, "--") == 0) { o->argv = &argv[i + 1]; break; }
+    if (i + 1 >= argc) { errno = EINVAL; die("option %s needs a value", a); }
+    const char *v = argv[++i];
+    if (!strcmp(a, "--netns")) o->netns = v;
+    else if (!strcmp(a, "--lower")) push(o->lowers, &o->n_lowers, v);
+    else if (!strcmp(a, "--upper")) o->upper = v;
+    else if (!strcmp(a, "--work")) o->work = v;
+    else if (!strcmp(a, "--rootfs")) o->rootfs = v;
+    else if (!strcmp(a, "--hostname")) o->hostname = v;
+    else if (!strcmp(a, "--uid-map")) o->uid_map = v;
+    else if (!strcmp(a, "--gid-map")) o->gid_map = v;
+    else if (!strcmp(a, "--root-uid")) o->root_uid = atoi(v);
+    else if (!strcmp(a, "--pts-gid")) o->pts_gid = atoi(v);
+    else if (!strcmp(a, "--cgroup")) push(o->cgroups, &o->n_cgroups, v);
+    else if (!strcmp(a, "--bind")) push(o->binds, &o->n_binds, v);
+    else if (!strcmp(a, "--tmpfs")) push(o->tmpfs, &o->n_tmpfs, v);
+    else if (!strcmp(a, "--sysctl")) push(o->sysctls, &o->n_sysctls, v);
+    else if (!strcmp(a, "--ready-port")) o->ready_port = atoi(v);
+    else if (!strcmp(a, "--ready-path")) o->ready_path = v;
+    else if (!strcmp(a, "--ready-timeout-ms")) o->ready_timeout_ms = atoi(v);
+    else if (!strcmp(a, "--cwd")) o->cwd = v;
+    else if (!strcmp(a, "--pid")) o->pid = atoi(v);
+    else if (!strcmp(a, "--uid")) o->uid = atoi(v);
+    else if (!strcmp(a, "--gid")) o->gid = atoi(v);
+    else { errno = EINVAL; die("unknown option %s", a); }
+  }
+  if (!o->argv || !o->argv[0]) { errno = EINVAL; die("missing -- ARGV"); }
+}
+
+static void write_file(const char *path, const char *data) {
+  int fd = open(path, O_WRONLY | O_CLOEXEC);
+  if (fd < 0) die("open %s", path);
+  size_t len = strlen(data);
+  if (write(fd, data, len) != (ssize_t)len) die("write %s to %s", data, path);
+  close(fd);
+}
+
+/* Moves this process into each cgroup, so that everything it starts is limited from birth. */
+static void join_cgroups(struct opts *o) {
+  char p[PATH_MAX];
+  for (int i = 0; i < o->n_cgroups; i++) {
+    snprintf(p, sizeof p, "%s/cgroup.procs", o->cgroups[i]);
+    write_file(p, "0");
+  }
+}
+
+static void set_loopback_up(void) {
+  int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (s < 0) die("socket");
+  struct ifreq ifr;
+  memset(&ifr, 0, sizeof ifr);
+  strcpy(ifr.ifr_name, "lo");
+  if (ioctl(s, SIOCGIFFLAGS, &ifr) < 0) die("get flags of lo");
+  ifr.ifr_flags |= IFF_UP;
+  if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0) die("bring lo up");
+  close(s);
+}
+
+/* "net/ipv4/ip_unprivileged_port_start=0": /proc/sys/net is per network namespace. */
+static void apply_sysctls(struct opts *o) {
+  char p[PATH_MAX];
+  for (int i = 0; i < o->n_sysctls; i++) {
+    const char *eq = strchr(o->sysctls[i], '=');
+    if (!eq) { errno = EINVAL; die("bad --sysctl %s", o->sysctls[i]); }
+    snprintf(p, sizeof p, "/proc/sys/%.*s", (int)(eq - o->sysctls[i]), o->sysctls[i]);
+    write_file(p, eq + 1);
+  }
+}
+
+static void mkdirs(const char *path, mode_t mode) {
+  char buf[PATH_MAX];
+  snprintf(buf, sizeof buf, "%s", path);
+  for (char *p = buf + 1; *p; p++) {
+    if (*p != '/') continue;
+    *p = 0;
+    if (mkdir(buf, mode) < 0 && errno != EEXIST) die("mkdir %s", buf);
+    *p = '/';
+  }
+  if (mkdir(buf, mode) < 0 && errno != EEXIST) die("mkdir %s", buf);
+}
+
+static void in_root(char *out, const char *rootfs, const char *path) {
+  snprintf(out, PATH_MAX, "%s%s", rootfs, path);
+}
+
+static void mount_or_die(const char *src, const char *dst, const char *type, unsigned long flags, const char *data) {
+  if (mount(src, dst, type, flags, data) < 0) die("mount %s on %s (%s)", src ? src : "-", dst, type ? type : "bind");
+}
+
+/* The root filesystem: the template layers read-only under the capsule's own upper layer. */
+static void mount_overlay(struct opts *o) {
+  char data[4096];
+  int n = snprintf(data, sizeof data, "lowerdir=");
+  for (int i = 0; i < o->n_lowers; i++)
+    n += snprintf(data + n, sizeof data - n, "%s%s", i ? ":" : "", o->lowers[i]);
+  n += snprintf(data + n, sizeof data - n, ",upperdir=%s,workdir=%s", o->upper, o->work);
+  if (n >= (int)sizeof data) { errno = ENAMETOOLONG; die("overlay options too long (too many layers)"); }
+  mount_or_die("overlay", o->rootfs, "overlay", 0, data);
+}
+
+/* Minimal /dev: a few character devices, a private devpts instance and a /dev/shm tmpfs. */
+static void mount_dev(struct opts *o) {
+  char dev[PATH_MAX], p[PATH_MAX], data[128];
+  in_root(dev, o->rootfs, "/dev");
+  mkdirs(dev, 0755);
+  snprintf(data, sizeof data, "mode=755,size=65536k,uid=%d,gid=%d", o->root_uid, o->root_uid);
+  mount_or_die("tmpfs", dev, "tmpfs", MS_NOSUID | MS_NOEXEC, data);
+  static const struct { const char *name; int major, minor; } nodes[] = {
+      {"null", 1, 3}, {"zero", 1, 5}, {"full", 1, 7}, {"random", 1, 8}, {"urandom", 1, 9}, {"tty", 5, 0}};
+  for (size_t i = 0; i < sizeof nodes / sizeof nodes[0]; i++) {
+    snprintf(p, sizeof p, "%s/%s", dev, nodes[i].name);
+    if (mknod(p, S_IFCHR | 0666, makedev(nodes[i].major, nodes[i].minor)) < 0) die("mknod %s", p);
+    if (chmod(p, 0666) < 0) die("chmod %s", p); /* umask-proof */
+    if (lchown(p, o->root_uid, o->root_uid) < 0) die("chown %s", p);
+  }
+  static const char *links[][2] = {{"ptmx", "pts/ptmx"}, {"fd", "/proc/self/fd"}, {"stdin", "/proc/self/fd/0"},
+                                   {"stdout", "/proc/self/fd/1"}, {"stderr", "/proc/self/fd/2"}};
+  for (size_t i = 0; i < sizeof links / sizeof links[0]; i++) {
+    snprintf(p, sizeof p, "%s/%s", dev, links[i][0]);
+    if (symlink(links[i][1], p) < 0) die("symlink %s", p);
+  }
+  snprintf(p, sizeof p, "%s/pts", dev);
+  mkdirs(p, 0755);
+  if (o->pts_gid >= 0) snprintf(data, sizeof data, "newinstance,ptmxmode=0666,mode=0620,gid=%d", o->pts_gid);
+  else snprintf(data, sizeof data, "newinstance,ptmxmode=0666,mode=0620");
+  mount_or_die("devpts", p, "devpts", MS_NOSUID | MS_NOEXEC, data);
+  snprintf(p, sizeof p, "%s/shm", dev);
+  mkdirs(p, 01777);
+  snprintf(data, sizeof data, "mode=1777,uid=%d,gid=%d", o->root_uid, o->root_uid);
+  mount_or_die("shm", p, "tmpfs", MS_NOSUID | MS_NODEV, data);
+}
+
+/* --bind SRC:DST mounts SRC read-only at DST inside the root; DST is created as a file or dir. */
+static void mount_binds(struct opts *o) {
+  char p[PATH_MAX], src[PATH_MAX];
+  for (int i = 0; i < o->n_tmpfs; i++) {
+    in_root(p, o->rootfs, o->tmpfs[i]);
+    mkdirs(p, 0755);
+    mount_or_die("tmpfs", p, "tmpfs", MS_NOSUID | MS_NODEV, "mode=755,size=64k");
+  }
+  for (int i = 0; i < o->n_binds; i++) {
+    const char *colon = strchr(o->binds[i], ':');
+    if (!colon) { errno = EINVAL; die("bad --bind %s (want SRC:DST)", o->binds[i]); }
+    snprintf(src, sizeof src, "%.*s", (int)(colon - o->binds[i]), o->binds[i]);
+    in_root(p, o->rootfs, colon + 1);
+    struct stat st;
+    if (stat(src, &st) < 0) die("bind source %s", src);
+    if (S_ISDIR(st.st_mode)) {
+      mkdirs(p, 0755);
+    } else {
+      char parent[PATH_MAX];
+      snprintf(parent, sizeof parent, "%s", p);
+      char *slash = strrchr(parent, '/');
+      if (slash) { *slash = 0; mkdirs(parent, 0755); }
+      int fd = open(p, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+      if (fd < 0) die("create bind target %s", p);
+      close(fd);
+    }
+    mount_or_die(src, p, NULL, MS_BIND, NULL);
+    mount_or_die(NULL, p, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL);
+  }
+  /* The tmpfs skeletons only hold mount points: freeze them read-only too. */
+  for (int i = 0; i < o->n_tmpfs; i++) {
+    in_root(p, o->rootfs, o->tmpfs[i]);
+    mount_or_die(NULL, p, "tmpfs", MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, "mode=755");
+  }
+}
+
+/* procfd is the host's /proc opened before pivot_root moved this process's root too. */
+static void write_id_map(int procfd, pid_t pid, const char *file, const char *map) {
+  char p[64];
+  snprintf(p, sizeof p, "%d/%s", (int)pid, file);
+  int fd = openat(procfd, p, O_WRONLY | O_CLOEXEC);
+  if (fd < 0) die("open /proc/%s", p);
+  size_t len = strlen(map);
+  if (write(fd, map, len) != (ssize_t)len) die("write %s to /proc/%s", map, p);
+  close(fd);
+}
+
+static void become(uid_t uid, gid_t gid) {
+  if (setresgid(gid, gid, gid) < 0) die("setresgid %d", (int)gid);
+  if (setgroups(0, NULL) < 0) die("setgroups");
+  if (setresuid(uid, uid, uid) < 0) die("setresuid %d", (int)uid);
+}
+
+static long now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
+}
+
+/* One GET on 127.0.0.1:port; 1 when the status line says 2xx. Loopback refuses instantly when
+ * nothing listens, so a tight poll costs almost nothing. */
+static int http_ok(int port, const char *path) {
+  int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (s < 0) return 0;
+  struct timeval tv = {1, 0};
+  setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  int ok = 0;
+  if (connect(s, (struct sockaddr *)&a, sizeof a) == 0) {
+    char req[256], res[64];
+    int n = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n", path);
+    if (write(s, req, (size_t)n) == n) {
+      ssize_t got = 0, r;
+      while (got < 12 && (r = read(s, res + got, sizeof res - 1 - (size_t)got)) > 0) got += r;
+      res[got > 0 ? got : 0] = 0;
+      ok = got >= 12 && strncmp(res, "HTTP/1.", 7) == 0 && res[9] == '2';
+    }
+  }
+  close(s);
+  return ok;
+}
+
+static pid_t main_pid = 0;
+static void forward(int sig) {
+  if (main_pid > 0) kill(main_pid, sig);
+}
+
+static int exit_code(int st) { return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st); }
+
+/* PID 1 of the capsule: starts the main process, reports readiness, reaps orphans, and exits
+ * (taking the whole PID namespace with it) when the main process exits. */
+static void run_init(struct opts *o) {
+  struct sigaction sa = {.sa_handler = forward};
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGTERM, &sa, NULL);
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGHUP, &sa, NULL);
+  main_pid = fork();
+  if (main_pid < 0) die("fork main process");
+  if (main_pid == 0) {
+    struct sigaction dfl = {.sa_handler = SIG_DFL};
+    sigaction(SIGTERM, &dfl, NULL);
+    sigaction(SIGINT, &dfl, NULL);
+    sigaction(SIGHUP, &dfl, NULL);
+    setsid();
+    if (chdir(o->cwd) < 0) chdir("/");
+    execve(o->argv[0], o->argv, environ);
+    fprintf(stderr, "wrenn-nsinit: exec %s: %s\n", o->argv[0], strerror(errno));
+    _exit(127);
+  }
+  int st;
+  if (o->ready_port > 0) {
+    long deadline = now_ms() + o->ready_timeout_ms;
+    for (;;) {
+      pid_t w;
+      while ((w = waitpid(-1, &st, WNOHANG)) > 0) {
+        if (w == main_pid) {
+          say("error main process exited with code %d before %s answered\n", exit_code(st), o->ready_path);
+          _exit(exit_code(st));
+        }
+      }
+      if (http_ok(o->ready_port, o->ready_path)) break;
+      if (now_ms() > deadline) {
+        say("error %s on port %d did not answer within %d ms\n", o->ready_path, o->ready_port, o->ready_timeout_ms);
+        kill(main_pid, SIGKILL);
+        _exit(124);
+      }
+      usleep(2000);
+    }
+  }
+  say("ready\n");
+  if (status_fd >= 0) { close(status_fd); status_fd = -1; }
+  for (;;) {
+    pid_t w = waitpid(-1, &st, 0);
+    if (w == main_pid) _exit(exit_code(st));
+    if (w < 0 && errno == ECHILD) _exit(0);
+  }
+}
+
+static int cmd_start(struct opts *o) {
+  if (!o->upper || !o->work || !o->rootfs || o->n_lowers == 0 || !o->uid_map || !o->gid_map) {
+    errno = EINVAL;
+    die("start needs --lower, --upper, --work, --rootfs, --uid-map and --gid-map");
+  }
+  join_cgroups(o);
+  if (o->netns) {
+    int fd = open(o->netns, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) die("open network namespace %s", o->netns);
+    if (setns(fd, CLONE_NEWNET) < 0) die("join network namespace %s", o->netns);
+    close(fd);
+  } else if (unshare(CLONE_NEWNET) < 0) {
+    die("new network namespace");
+  }
+  set_loopback_up();
+  apply_sysctls(o);
+  if (unshare(CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWPID) < 0) die("unshare");
+  /* Nothing mounted from here on may leak back to the host. */
+  mount_or_die(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL);
+  if (o->hostname && sethostname(o->hostname, strlen(o->hostname)) < 0) die("sethostname");
+  mount_overlay(o);
+  char p[PATH_MAX];
+  in_root(p, o->rootfs, "/sys");
+  mkdirs(p, 0555);
+  /* Mounted as host root in the capsule's network namespace: shows only its own interfaces. */
+  mount_or_die("sysfs", p, "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+  mount_dev(o);
+  mount_binds(o);
+  in_root(p, o->rootfs, "/proc");
+  mkdirs(p, 0555);
+
+  int procfd = open("/proc", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (procfd < 0) die("open /proc");
+  int up[2], go[2]; /* child -> parent "user namespace made"; parent -> child "ids mapped" */
+  if (pipe2(up, O_CLOEXEC) < 0 || pipe2(go, O_CLOEXEC) < 0) die("pipe");
+  pid_t child = fork();
+  if (child < 0) die("fork capsule init");
+  if (child == 0) {
+    close(up[0]);
+    close(go[1]);
+    /* PID 1 of the new PID namespace: its /proc. */
+    mount_or_die("proc", p, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+    if (chdir(o->rootfs) < 0) die("chdir %s", o->rootfs);
+    /* pivot_root(".", ".") stacks the old root on top of the new one; detach it at once. */
+    if (syscall(SYS_pivot_root, ".", ".") < 0) die("pivot_root");
+    if (umount2(".", MNT_DETACH) < 0) die("detach old root");
+    if (chdir("/") < 0) die("chdir /");
+    if (unshare(CLONE_NEWUSER) < 0) die("new user namespace");
+    char c = 'u';
+    if (write(up[1], &c, 1) != 1) die("signal parent");
+    if (read(go[0], &c, 1) != 1 || c != 'g') { errno = EPIPE; die("parent did not map ids"); }
+    close(up[1]);
+    close(go[0]);
+    become(0, 0);
+    run_init(o);
+  }
+  close(up[1]);
+  close(go[0]);
+  char c;
+  if (read(up[0], &c, 1) != 1) { errno = EPIPE; die("capsule init failed during set-up"); }
+  write_id_map(procfd, child, "uid_map", o->uid_map);
+  write_id_map(procfd, child, "gid_map", o->gid_map);
+  say("pid %d\n", (int)child);
+  c = 'g';
+  if (write(go[1], &c, 1) != 1) die("release capsule init");
+  /* The init is re-parented to the host's init: capsules outlive the agent that made them. */
+  return 0;
+}
+
+/* Runs ARGV inside a running capsule: its cgroups, namespaces and root, as uid/gid. */
+static int cmd_exec(struct opts *o) {
+  if (o->pid <= 0) { errno = EINVAL; die("exec needs --pid"); }
+  join_cgroups(o);
+  static const struct { const char *name; int type; } ns[] = {
+      {"net", CLONE_NEWNET}, {"uts", CLONE_NEWUTS}, {"ipc", CLONE_NEWIPC},
+      {"pid", CLONE_NEWPID}, {"mnt", CLONE_NEWNS},  {"user", CLONE_NEWUSER}};
+  int fds[6];
+  char p[PATH_MAX];
+  for (int i = 0; i < 6; i++) {
+    snprintf(p, sizeof p, "/proc/%d/ns/%s", o->pid, ns[i].name);
+    if ((fds[i] = open(p, O_RDONLY | O_CLOEXEC)) < 0) die("open %s", p);
+  }
+  snprintf(p, sizeof p, "/proc/%d/root", o->pid);
+  int root = open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (root < 0) die("open %s", p);
+  for (int i = 0; i < 6; i++)
+    if (setns(fds[i], ns[i].type) < 0) die("join %s namespace of %d", ns[i].name, o->pid);
+  if (fchdir(root) < 0 || chroot(".") < 0) die("enter root of %d", o->pid);
+  become((uid_t)o->uid, (gid_t)o->gid);
+  pid_t child = fork(); /* the PID namespace applies to children only */
+  if (child < 0) die("fork");
+  if (child == 0) {
+    if (chdir(o->cwd) < 0) chdir("/");
+    execvp(o->argv[0], o->argv);
+    fprintf(stderr, "wrenn-nsinit: exec %s: %s\n", o->argv[0], strerror(errno));
+    _exit(127);
+  }
+  main_pid = child;
+  struct sigaction sa = {.sa_handler = forward};
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGTERM, &sa, NULL);
+  sigaction(SIGINT, &sa, NULL);
+  int st;
+  while (waitpid(child, &st, 0) < 0)
+    if (errno != EINTR) die("wait");
+  return exit_code(st);
+}
+
+int main(int argc, char **argv) {
+  if (fcntl(STATUS_FD, F_SETFD, FD_CLOEXEC) == 0) status_fd = STATUS_FD;
+  if (argc < 2) {
+    fprintf(stderr, "usage: wrenn-nsinit start|exec [options] -- ARGV...\n");
+    return 2;
+  }
+  struct opts o;
+  parse(argc, argv, &o);
+  if (!strcmp(argv[1], "start")) return cmd_start(&o);
+  if (!strcmp(argv[1], "exec")) return cmd_exec(&o);
+  fprintf(stderr, "wrenn-nsinit: unknown command %s (want start or exec)\n", argv[1]);
+  return 2;
+}
