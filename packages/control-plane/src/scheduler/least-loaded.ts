@@ -1,0 +1,72 @@
+// Chooses the host for a new capsule: among online hosts that offer the runtime (and, for a
+// snapshot template, the one host holding its files), the one with the smallest share of its
+// capacity already placed, where the share is the larger of the vCPU and memory fractions.
+// Load comes from the capsules table, so placements count before the agent reports them.
+import type { Kysely } from 'kysely';
+import type { Database } from '../db/schema.js';
+import { listHostLoads, type Host, type HostLoad } from '../db/repositories/hosts.js';
+
+export interface PlacementRequest {
+  vcpus: number;
+  memoryMb: number;
+  /** Required runtime; when absent any runtime in `runtimes` (or any at all) will do. */
+  runtime?: string;
+  /** Runtimes the template can run on; empty means no restriction. */
+  runtimes?: readonly string[];
+  /** Only this host (snapshot templates live on one host). */
+  hostId?: string | null;
+}
+
+export interface Placement {
+  host: Host;
+  /** The runtime to ask the agent for. */
+  runtime: string;
+}
+
+export class NoHostError extends Error {}
+
+/** Share of a host's capacity in use after adding the request: 0 = idle, 1 = full. */
+export function loadAfter(l: HostLoad, req: { vcpus: number; memoryMb: number }): number {
+  const cpu = l.host.cpuCount > 0 ? (l.vcpus + req.vcpus) / l.host.cpuCount : Infinity;
+  const mem = l.host.memoryMb > 0 ? (l.memoryMb + req.memoryMb) / l.host.memoryMb : Infinity;
+  return Math.max(cpu, mem);
+}
+
+function usableRuntime(host: Host, req: PlacementRequest): string | undefined {
+  const allowed = (r: string) => !req.runtimes || req.runtimes.length === 0 || req.runtimes.includes(r);
+  if (req.runtime) return host.runtimes.includes(req.runtime) && allowed(req.runtime) ? req.runtime : undefined;
+  return host.runtimes.find(allowed);
+}
+
+/** Pure choice over given loads (exported for tests and for callers holding loads already). */
+export function chooseHost(loads: readonly HostLoad[], req: PlacementRequest): Placement {
+  let best: { load: HostLoad; runtime: string; score: number } | undefined;
+  for (const l of loads) {
+    if (req.hostId && l.host.id !== req.hostId) continue;
+    const runtime = usableRuntime(l.host, req);
+    if (!runtime) continue;
+    // A single capsule larger than the whole host can never run there; overcommit beyond that is allowed.
+    if (req.vcpus > l.host.cpuCount || req.memoryMb > l.host.memoryMb) continue;
+    const score = loadAfter(l, req);
+    if (!best || score < best.score || (score === best.score && l.host.id < best.load.host.id)) best = { load: l, runtime, score };
+  }
+  if (!best) throw new NoHostError(describeNoHost(loads, req));
+  return { host: best.load.host, runtime: best.runtime };
+}
+
+function describeNoHost(loads: readonly HostLoad[], req: PlacementRequest): string {
+  if (req.hostId && !loads.some((l) => l.host.id === req.hostId)) {
+    return `host ${req.hostId}, which holds this snapshot template, is not online; bring its agent back or create the capsule from another template`;
+  }
+  if (loads.length === 0) return 'no host is online: start a host agent (`wrenn agent`) and register it with the control plane';
+  const want = req.runtime ? `the ${req.runtime} runtime` : `one of the runtimes ${req.runtimes?.join(', ')}`;
+  const withRuntime = loads.filter((l) => usableRuntime(l.host, req));
+  if (withRuntime.length === 0) return `no online host offers ${want}`;
+  return `no online host has room for ${req.vcpus} vCPUs and ${req.memoryMb} MiB; ask for less or add a host`;
+}
+
+/** Loads the online hosts and picks one; throws NoHostError with a reason when none fits. */
+export async function pickHost(db: Kysely<Database>, req: PlacementRequest): Promise<Placement> {
+  const loads = await listHostLoads(db, { status: 'online' });
+  return chooseHost(loads, req);
+}

@@ -1,0 +1,538 @@
+// Capsule operations shared by the native (/v1) and E2B-compatible APIs. Every function is scoped
+// to a team (another team's capsule is "not found"), keeps the database true and calls the host
+// agent; every state change drops the proxy's cached route. Failures are thrown as ApiError
+// (api/errors.ts), so each API only has to render them in its own error shape.
+import { randomBytes } from 'node:crypto';
+import { Code, ConnectError } from '@connectrpc/connect';
+import {
+  CapsuleState as PbState,
+  PauseMode as PbPauseMode,
+  TimeoutAction as PbTimeoutAction,
+  type Capsule as PbCapsule,
+} from '@wrenn/protocol/gen/hostagent/v1/hostagent_pb';
+import type { ControlPlaneContext } from '../context.js';
+import type { AgentClient } from '../agents/pool.js';
+import { ApiError, badRequest, conflict, notFound } from '../api/errors.js';
+import {
+  createCapsule as insertCapsule,
+  getCapsule as getCapsuleRow,
+  setCapsuleState,
+  updateCapsule,
+  type Capsule,
+  type CapsuleState,
+  type TimeoutAction,
+  CAPSULE_STATES,
+  TIMEOUT_ACTIONS,
+} from '../db/repositories/capsules.js';
+import { listCapsulesWithTemplate } from '../db/repositories/capsules-extra.js';
+import { getHost, type Host } from '../db/repositories/hosts.js';
+import { appendAuditEvent } from '../db/repositories/audit-events.js';
+import type { Page } from '../db/pagination.js';
+import { newCapsuleId, isCapsuleId } from '../ids.js';
+import { NoHostError, pickHost } from '../scheduler/least-loaded.js';
+import { mapErrors, toServiceError } from './errors.js';
+import { agentTemplateName, DEFAULT_TEMPLATE, resolveTemplate } from './templates.js';
+
+export type { Capsule, CapsuleState, TimeoutAction } from '../db/repositories/capsules.js';
+export type { Page } from '../db/pagination.js';
+export type { AgentClient } from '../agents/pool.js';
+
+/** Bounds of what a capsule may ask for; the API schemas use the same numbers. */
+export const CAPSULE_LIMITS = {
+  minVcpus: 1,
+  maxVcpus: 8,
+  minMemoryMb: 64,
+  maxMemoryMb: 65536,
+  maxTimeoutSec: 7 * 24 * 3600,
+  maxMetadataKeys: 64,
+  maxMetadataKeyLength: 128,
+  maxMetadataValueLength: 1024,
+} as const;
+export const DEFAULT_VCPUS = 1;
+export const DEFAULT_MEMORY_MB = 512;
+export const DEFAULT_TIMEOUT_SEC = 300;
+
+/** States in which a capsule still exists somewhere (on its host's disk at least). */
+export const LIVE_STATES: readonly CapsuleState[] = ['starting', 'running', 'paused', 'hibernated'];
+
+export type PauseMode = 'freeze' | 'hibernate';
+
+export interface CreateCapsuleInput {
+  /** Template name; default 'minimal'. */
+  template?: string;
+  vcpus?: number;
+  memoryMb?: number;
+  /** Seconds until timeoutAction applies; 0 = never. Default 300. */
+  timeoutSec?: number;
+  /** What happens at the timeout; default 'kill'. */
+  timeoutAction?: TimeoutAction;
+  envs?: Record<string, string>;
+  metadata?: Record<string, string>;
+  /** Outbound internet; default true. */
+  internet?: boolean;
+  /** Runtime to run on (namespace, qemu, firecracker); default: what the chosen host offers first. */
+  runtime?: string;
+  /** Free-form id of the caller (the E2B API stores its clientID here). */
+  clientId?: string;
+}
+
+export interface ListCapsulesInput {
+  state?: CapsuleState | readonly CapsuleState[];
+  metadata?: Record<string, string>;
+  template?: string;
+  limit?: number;
+  cursor?: string | null;
+}
+
+export interface ExecInput {
+  cmd: string;
+  args?: string[];
+  envs?: Record<string, string>;
+  cwd?: string;
+  user?: string;
+  stdin?: Uint8Array;
+  timeoutSec?: number;
+  tag?: string;
+}
+
+export interface ExecResult {
+  stdout: Buffer;
+  stderr: Buffer;
+  exitCode: number;
+  /** Set when the process ended abnormally (signal, timeout), in the agent's words. */
+  error: string;
+  pid: number;
+}
+
+export interface CapsuleMetrics {
+  cpuUsedPct: number;
+  cpuCount: number;
+  memUsedBytes: number;
+  memTotalBytes: number;
+  diskUsedBytes: number;
+  diskTotalBytes: number;
+  pids: number;
+  timestamp: Date;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Validation (both APIs validate shapes with their schemas; these are the rules that matter).
+
+const ENV_KEY_RE = /^[A-Za-z_][A-Za-z0-9_]*$/;
+const RUNTIME_RE = /^[a-z][a-z0-9-]{0,31}$/;
+
+function intInRange(value: number | undefined, field: string, min: number, max: number): void {
+  if (value === undefined) return;
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw badRequest(`${field} must be a whole number from ${min} to ${max}, got ${value}`);
+  }
+}
+
+function stringRecord(value: unknown, field: string): Record<string, string> {
+  if (value === undefined || value === null) return {};
+  if (typeof value !== 'object' || Array.isArray(value)) throw badRequest(`${field} must be an object of string values`);
+  for (const [k, v] of Object.entries(value)) {
+    if (typeof v !== 'string') throw badRequest(`${field}.${k} must be a string, got ${typeof v}`);
+  }
+  return value as Record<string, string>;
+}
+
+export function validateEnvs(envs: unknown, field = 'env'): Record<string, string> {
+  const out = stringRecord(envs, field);
+  for (const [k, v] of Object.entries(out)) {
+    if (!ENV_KEY_RE.test(k)) throw badRequest(`${field} key '${k}' is not a valid environment variable name (letters, digits, _; not starting with a digit)`);
+    if (v.includes('\0')) throw badRequest(`${field}.${k} contains a NUL byte`);
+  }
+  return out;
+}
+
+export function validateMetadata(metadata: unknown, field = 'metadata'): Record<string, string> {
+  const out = stringRecord(metadata, field);
+  const entries = Object.entries(out);
+  if (entries.length > CAPSULE_LIMITS.maxMetadataKeys) throw badRequest(`${field} may hold at most ${CAPSULE_LIMITS.maxMetadataKeys} keys, got ${entries.length}`);
+  for (const [k, v] of entries) {
+    if (k.length === 0 || k.length > CAPSULE_LIMITS.maxMetadataKeyLength) {
+      throw badRequest(`${field} keys must be 1-${CAPSULE_LIMITS.maxMetadataKeyLength} characters, got '${k.slice(0, 40)}'`);
+    }
+    if (v.length > CAPSULE_LIMITS.maxMetadataValueLength) {
+      throw badRequest(`${field}.${k} is longer than ${CAPSULE_LIMITS.maxMetadataValueLength} characters`);
+    }
+  }
+  return out;
+}
+
+export function validateCreate(input: CreateCapsuleInput): void {
+  intInRange(input.vcpus, 'vcpus', CAPSULE_LIMITS.minVcpus, CAPSULE_LIMITS.maxVcpus);
+  intInRange(input.memoryMb, 'memory_mb', CAPSULE_LIMITS.minMemoryMb, CAPSULE_LIMITS.maxMemoryMb);
+  intInRange(input.timeoutSec, 'timeout_sec', 0, CAPSULE_LIMITS.maxTimeoutSec);
+  if (input.timeoutAction !== undefined && !(TIMEOUT_ACTIONS as readonly string[]).includes(input.timeoutAction)) {
+    throw badRequest(`timeout_action must be one of ${TIMEOUT_ACTIONS.join(', ')}, got '${input.timeoutAction}'`);
+  }
+  if (input.runtime !== undefined && !RUNTIME_RE.test(input.runtime)) throw badRequest(`runtime '${input.runtime}' is not a runtime name (e.g. namespace, qemu, firecracker)`);
+  validateEnvs(input.envs);
+  validateMetadata(input.metadata);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+
+const FROM_PB: Record<PbState, CapsuleState> = {
+  [PbState.UNSPECIFIED]: 'error',
+  [PbState.STARTING]: 'starting',
+  [PbState.RUNNING]: 'running',
+  [PbState.PAUSED]: 'paused',
+  [PbState.HIBERNATED]: 'hibernated',
+  [PbState.STOPPED]: 'stopped',
+  [PbState.ERROR]: 'error',
+};
+
+export const stateFromAgent = (s: PbState): CapsuleState => FROM_PB[s] ?? 'error';
+
+const expiresFromAgent = (c: PbCapsule | undefined): Date | null => (c && c.expiresAt > 0n ? new Date(Number(c.expiresAt)) : null);
+
+const newEnvdAccessToken = (): string => randomBytes(24).toString('base64url');
+
+const isAgentNotFound = (err: unknown): boolean => err instanceof ConnectError && err.code === Code.NotFound;
+
+async function audit(ctx: ControlPlaneContext, teamId: string, capsuleId: string | null, kind: string, data: Record<string, unknown> = {}): Promise<void> {
+  try {
+    await appendAuditEvent(ctx.database.db, { teamId, capsuleId, kind, data });
+  } catch (err) {
+    // The operation itself succeeded; a lost audit line must not turn it into an error.
+    ctx.log.warn({ err, capsuleId, kind }, 'could not write audit event');
+  }
+}
+
+/** Exported for other services (snapshots): appends an audit event, never throws. */
+export const recordEvent = audit;
+
+function illegalState(c: Capsule, action: string): ApiError {
+  let hint = '';
+  if ((c.state === 'paused' || c.state === 'hibernated') && action !== 'resume') hint = '; resume it first';
+  else if (c.state === 'running' && action === 'resume') hint = '; it is already running';
+  else if (c.state === 'starting') hint = '; wait until it is running';
+  else if (c.state === 'stopped') hint = '; it was destroyed, create a new one';
+  else if (c.state === 'error') hint = `; it failed${c.error ? ` (${c.error})` : ''}, destroy it and create a new one`;
+  return new ApiError(409, 'conflict', `capsule ${c.id} is ${c.state}; cannot ${action} it${hint}`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading
+
+/** The team's capsule (any state, including stopped); 404 for unknown ids and other teams' capsules. */
+export async function getCapsule(ctx: ControlPlaneContext, teamId: string, id: string): Promise<Capsule> {
+  if (!isCapsuleId(id)) throw notFound(`capsule ${id}`);
+  const c = await mapErrors(() => getCapsuleRow(ctx.database.db, id, teamId));
+  if (!c) throw notFound(`capsule ${id}`);
+  return c;
+}
+
+/** The team's capsule, which must be in one of `states` (409 otherwise, naming what to do). */
+export async function requireCapsuleState(
+  ctx: ControlPlaneContext,
+  teamId: string,
+  id: string,
+  states: readonly CapsuleState[],
+  action: string,
+): Promise<Capsule> {
+  const c = await getCapsule(ctx, teamId, id);
+  if (!states.includes(c.state)) throw illegalState(c, action);
+  return c;
+}
+
+/** Newest first; `nextCursor` continues the listing. Stopped capsules are listed only when asked for by state. */
+export async function listCapsules(ctx: ControlPlaneContext, teamId: string, input: ListCapsulesInput = {}): Promise<Page<Capsule>> {
+  if (input.state !== undefined) {
+    for (const s of typeof input.state === 'string' ? [input.state] : input.state) {
+      if (!(CAPSULE_STATES as readonly string[]).includes(s)) throw badRequest(`state must be one of ${CAPSULE_STATES.join(', ')}, got '${s}'`);
+    }
+  }
+  const state = input.state ?? CAPSULE_STATES.filter((s) => s !== 'stopped');
+  return mapErrors(() =>
+    listCapsulesWithTemplate(ctx.database.db, {
+      teamId,
+      state,
+      ...(input.metadata ? { metadata: input.metadata } : {}),
+      ...(input.template ? { template: input.template } : {}),
+      ...(input.limit !== undefined ? { limit: input.limit } : {}),
+      ...(input.cursor ? { cursor: input.cursor } : {}),
+    }),
+  );
+}
+
+/** The host a capsule is placed on; 503 when the host record is gone. */
+export async function hostOfCapsule(ctx: ControlPlaneContext, c: Capsule): Promise<Host> {
+  const host = c.hostId ? await getHost(ctx.database.db, c.hostId) : null;
+  if (!host) throw new ApiError(503, 'unavailable', `capsule ${c.id} is on host ${c.hostId ?? '(none)'}, which is not registered any more`);
+  return host;
+}
+
+/** The Connect client of the agent holding the capsule. */
+export async function agentForCapsule(ctx: ControlPlaneContext, c: Capsule): Promise<AgentClient> {
+  const host = await hostOfCapsule(ctx, c);
+  return ctx.agents.client(host.id, host.address);
+}
+
+/**
+ * The team's capsule (in one of `states`, default running) and its agent client: what the APIs use
+ * for streams (exec, PTY, files, processes) that they carry themselves.
+ */
+export async function capsuleAgent(
+  ctx: ControlPlaneContext,
+  teamId: string,
+  id: string,
+  states: readonly CapsuleState[] = ['running'],
+  action = 'use',
+): Promise<{ capsule: Capsule; agent: AgentClient }> {
+  const capsule = await requireCapsuleState(ctx, teamId, id, states, action);
+  return { capsule, agent: await agentForCapsule(ctx, capsule) };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Lifecycle
+
+/**
+ * Creates a capsule: validates, resolves the template, places it on the least-loaded host,
+ * records it as starting, asks the agent to start it and records running (or error, after asking
+ * the agent to remove whatever it made). Resolves once the capsule runs.
+ */
+export async function createCapsule(ctx: ControlPlaneContext, teamId: string, input: CreateCapsuleInput = {}): Promise<Capsule> {
+  validateCreate(input);
+  const db = ctx.database.db;
+  const template = await resolveTemplate(ctx, teamId, input.template ?? DEFAULT_TEMPLATE);
+  // Snapshot templates fix the machine shape they were taken with.
+  const fixedShape = template.kind === 'snapshot';
+  const vcpus = fixedShape ? template.vcpus : (input.vcpus ?? DEFAULT_VCPUS);
+  const memoryMb = fixedShape ? template.memoryMb : (input.memoryMb ?? DEFAULT_MEMORY_MB);
+  const timeoutSec = input.timeoutSec ?? DEFAULT_TIMEOUT_SEC;
+  const timeoutAction = input.timeoutAction ?? 'kill';
+  const envs = validateEnvs(input.envs);
+  const metadata = validateMetadata(input.metadata);
+
+  let placement;
+  try {
+    placement = await pickHost(db, {
+      vcpus,
+      memoryMb,
+      ...(input.runtime ? { runtime: input.runtime } : {}),
+      runtimes: template.runtimes,
+      hostId: template.hostId,
+    });
+  } catch (err) {
+    if (err instanceof NoHostError) throw new ApiError(503, 'no_host_available', err.message);
+    throw toServiceError(err);
+  }
+  const { host, runtime } = placement;
+  const id = newCapsuleId();
+  const envdAccessToken = newEnvdAccessToken();
+  const now = Date.now();
+  await mapErrors(() =>
+    insertCapsule(db, {
+      id,
+      teamId,
+      hostId: host.id,
+      template: template.name,
+      runtime,
+      vcpus,
+      memoryMb,
+      timeoutSec,
+      timeoutAction,
+      metadata,
+      envs,
+      envdAccessToken,
+      clientId: input.clientId ?? null,
+      internet: input.internet ?? true,
+      state: 'starting',
+      expiresAt: timeoutSec > 0 ? new Date(now + timeoutSec * 1000) : null,
+    }),
+  );
+
+  const agent = ctx.agents.client(host.id, host.address);
+  let made: PbCapsule | undefined;
+  try {
+    const res = await agent.createCapsule({
+      id,
+      template: agentTemplateName(template),
+      vcpus,
+      memoryMb,
+      timeoutSec,
+      // The agent applies the timeout itself; hibernating on timeout is the control plane's job.
+      timeoutAction: timeoutAction === 'kill' ? PbTimeoutAction.DESTROY : PbTimeoutAction.PAUSE,
+      envs,
+      metadata,
+      internet: input.internet ?? true,
+      envdAccessToken,
+      runtime,
+    });
+    made = res.capsule;
+  } catch (err) {
+    const e = toServiceError(err);
+    await setCapsuleState(db, id, 'error', { error: e.message, from: ['starting'] }).catch(() => null);
+    // Whatever part of the capsule the agent made must go; it may have made nothing at all.
+    await agent.destroyCapsule({ id }).catch(() => undefined);
+    ctx.evictProxy(id);
+    await audit(ctx, teamId, id, 'capsule.error', { during: 'create', message: e.message, host_id: host.id });
+    throw e.status >= 500 && e.code === 'internal' ? new ApiError(500, 'capsule_start_failed', e.message) : e;
+  }
+
+  const running = await setCapsuleState(db, id, 'running', { from: ['starting'], expiresAt: expiresFromAgent(made) ?? (timeoutSec > 0 ? new Date(Date.now() + timeoutSec * 1000) : null) });
+  if (!running) {
+    // Destroyed while it was starting: the agent must not keep it.
+    await agent.destroyCapsule({ id }).catch(() => undefined);
+    ctx.evictProxy(id);
+    throw conflict(`capsule ${id} was destroyed while it was starting`);
+  }
+  let result = running;
+  if (made && made.runtime && made.runtime !== runtime) result = (await updateCapsule(db, id, { runtime: made.runtime })) ?? running;
+  ctx.evictProxy(id);
+  await audit(ctx, teamId, id, 'capsule.created', {
+    template: template.name,
+    host_id: host.id,
+    runtime: result.runtime,
+    vcpus,
+    memory_mb: memoryMb,
+    ms: Date.now() - now,
+  });
+  return result;
+}
+
+/** Destroys the capsule on its host and records it stopped. 404 if it is unknown or already destroyed. */
+export async function destroyCapsule(ctx: ControlPlaneContext, teamId: string, id: string): Promise<Capsule> {
+  const c = await getCapsule(ctx, teamId, id);
+  if (c.state === 'stopped') throw new ApiError(404, 'not_found', `capsule ${id} was already destroyed`);
+  const host = c.hostId ? await getHost(ctx.database.db, c.hostId) : null;
+  if (host) {
+    try {
+      await ctx.agents.client(host.id, host.address).destroyCapsule({ id });
+    } catch (err) {
+      // Not on the agent (failed start, agent lost its state): nothing left to remove there.
+      if (!isAgentNotFound(err)) throw toServiceError(err);
+    }
+  }
+  const stopped = await setCapsuleState(ctx.database.db, id, 'stopped', { from: ['starting', 'running', 'paused', 'hibernated', 'error'], expiresAt: null });
+  ctx.evictProxy(id);
+  if (!stopped) throw new ApiError(404, 'not_found', `capsule ${id} was already destroyed`);
+  await audit(ctx, teamId, id, 'capsule.destroyed');
+  return stopped;
+}
+
+/**
+ * Pauses a running capsule. 'freeze' keeps memory and processes where the runtime can;
+ * 'hibernate' keeps only the disk and frees memory. The result is paused or hibernated, as the
+ * runtime managed.
+ */
+export async function pauseCapsule(ctx: ControlPlaneContext, teamId: string, id: string, mode: PauseMode = 'freeze'): Promise<Capsule> {
+  if (mode !== 'freeze' && mode !== 'hibernate') throw badRequest(`mode must be freeze or hibernate, got '${String(mode)}'`);
+  const c = await requireCapsuleState(ctx, teamId, id, ['running'], 'pause');
+  const agent = await agentForCapsule(ctx, c);
+  let res;
+  try {
+    res = await agent.pauseCapsule({ id, mode: mode === 'hibernate' ? PbPauseMode.HIBERNATE : PbPauseMode.FREEZE });
+  } catch (err) {
+    throw toServiceError(err);
+  } finally {
+    ctx.evictProxy(id);
+  }
+  const state = res.capsule ? stateFromAgent(res.capsule.state) : mode === 'hibernate' ? 'hibernated' : 'paused';
+  const updated = await setCapsuleState(ctx.database.db, id, state, { from: ['running'] });
+  if (!updated) throw conflict(`capsule ${id} changed state while it was being paused; fetch it and try again`);
+  await audit(ctx, teamId, id, 'capsule.paused', { mode, state, keeps: res.capsule?.pauseKeeps ?? '' });
+  return updated;
+}
+
+/** Resumes a paused or hibernated capsule; `timeoutSec` (when set) replaces its timeout. */
+export async function resumeCapsule(ctx: ControlPlaneContext, teamId: string, id: string, opts: { timeoutSec?: number } = {}): Promise<Capsule> {
+  intInRange(opts.timeoutSec, 'timeout_sec', 0, CAPSULE_LIMITS.maxTimeoutSec);
+  const c = await requireCapsuleState(ctx, teamId, id, ['paused', 'hibernated'], 'resume');
+  const agent = await agentForCapsule(ctx, c);
+  let res;
+  try {
+    res = await agent.resumeCapsule({ id, timeoutSec: opts.timeoutSec ?? 0 });
+  } catch (err) {
+    throw toServiceError(err);
+  } finally {
+    ctx.evictProxy(id);
+  }
+  const timeoutSec = opts.timeoutSec || c.timeoutSec;
+  const expiresAt = expiresFromAgent(res.capsule) ?? (timeoutSec > 0 ? new Date(Date.now() + timeoutSec * 1000) : null);
+  const updated = await setCapsuleState(ctx.database.db, id, 'running', { from: ['paused', 'hibernated'], expiresAt });
+  if (!updated) throw conflict(`capsule ${id} changed state while it was being resumed; fetch it and try again`);
+  const result = opts.timeoutSec ? ((await updateCapsule(ctx.database.db, id, { timeoutSec: opts.timeoutSec })) ?? updated) : updated;
+  ctx.evictProxy(id);
+  await audit(ctx, teamId, id, 'capsule.resumed', { from: c.state });
+  return result;
+}
+
+/** Restarts the timeout clock of a running capsule (keep-alive). */
+export async function pingCapsule(ctx: ControlPlaneContext, teamId: string, id: string): Promise<Capsule> {
+  const c = await requireCapsuleState(ctx, teamId, id, ['running'], 'ping');
+  const agent = await agentForCapsule(ctx, c);
+  const res = await agent.pingCapsule({ id }).catch((err: unknown) => {
+    throw toServiceError(err);
+  });
+  const expiresAt = expiresFromAgent(res.capsule) ?? (c.timeoutSec > 0 ? new Date(Date.now() + c.timeoutSec * 1000) : null);
+  return (await updateCapsule(ctx.database.db, id, { expiresAt })) ?? c;
+}
+
+/** Sets a running capsule's timeout to `timeoutSec` from now (0: never times out). */
+export async function setCapsuleTimeout(ctx: ControlPlaneContext, teamId: string, id: string, timeoutSec: number): Promise<Capsule> {
+  if (timeoutSec === undefined) throw badRequest('timeout_sec is required');
+  intInRange(timeoutSec, 'timeout_sec', 0, CAPSULE_LIMITS.maxTimeoutSec);
+  const c = await requireCapsuleState(ctx, teamId, id, ['running'], 'set the timeout of');
+  const agent = await agentForCapsule(ctx, c);
+  const res = await agent.pingCapsule({ id, timeoutSec }).catch((err: unknown) => {
+    throw toServiceError(err);
+  });
+  const expiresAt = expiresFromAgent(res.capsule) ?? (timeoutSec > 0 ? new Date(Date.now() + timeoutSec * 1000) : null);
+  const updated = (await updateCapsule(ctx.database.db, id, { timeoutSec, expiresAt })) ?? c;
+  await audit(ctx, teamId, id, 'capsule.timeout_set', { timeout_sec: timeoutSec });
+  return updated;
+}
+
+/** CPU, memory, disk and process counts of a running or paused capsule. */
+export async function capsuleMetrics(ctx: ControlPlaneContext, teamId: string, id: string): Promise<CapsuleMetrics> {
+  const { agent } = await capsuleAgent(ctx, teamId, id, ['running', 'paused'], 'read the metrics of');
+  const m = await agent.getCapsuleMetrics({ id }).catch((err: unknown) => {
+    throw toServiceError(err);
+  });
+  return {
+    cpuUsedPct: m.cpuUsedPct,
+    cpuCount: m.cpuCount,
+    memUsedBytes: Number(m.memUsedBytes),
+    memTotalBytes: Number(m.memTotalBytes),
+    diskUsedBytes: Number(m.diskUsedBytes),
+    diskTotalBytes: Number(m.diskTotalBytes),
+    pids: m.pids,
+    timestamp: new Date(Number(m.timestamp) || Date.now()),
+  };
+}
+
+/** Runs a command to completion and returns its output (bytes, binary-safe) and exit code. */
+export async function execCommand(ctx: ControlPlaneContext, teamId: string, id: string, input: ExecInput, signal?: AbortSignal): Promise<ExecResult> {
+  if (typeof input.cmd !== 'string' || input.cmd.length === 0) throw badRequest('cmd is required');
+  intInRange(input.timeoutSec, 'timeout_sec', 0, 24 * 3600);
+  const envs = validateEnvs(input.envs);
+  const { agent } = await capsuleAgent(ctx, teamId, id, ['running'], 'run commands in');
+  try {
+    const r = await agent.exec(
+      {
+        capsuleId: id,
+        cmd: input.cmd,
+        args: input.args ?? [],
+        envs,
+        cwd: input.cwd ?? '',
+        user: input.user ?? '',
+        stdin: input.stdin ?? new Uint8Array(),
+        timeoutSec: input.timeoutSec ?? 0,
+        tag: input.tag ?? '',
+      },
+      signal ? { signal } : {},
+    );
+    return { stdout: Buffer.from(r.stdout), stderr: Buffer.from(r.stderr), exitCode: r.exitCode, error: r.error, pid: r.pid };
+  } catch (err) {
+    throw toServiceError(err);
+  }
+}
+
+export { listTemplates, resolveTemplate, agentTemplateName, BUILTIN_TEMPLATES, DEFAULT_TEMPLATE } from './templates.js';
+export { createSnapshot, listSnapshots, deleteTemplate, deleteSnapshot } from './snapshots.js';

@@ -1,0 +1,115 @@
+// Snapshot templates: a capsule's disk (and, where the runtime keeps it, memory) saved on its host
+// as a template new capsules start from. Snapshots are host-local, so the template row records the
+// host and the scheduler places capsules made from it there.
+//
+// Deleting a template refuses (409) while any of the team's capsules made from it still exist
+// (starting, running, paused or hibernated): a capsule's copy-on-write layer sits on top of the
+// template's files, and a hibernated one boots from them again on resume, so removing them would
+// break capsules that look healthy. Destroy those capsules first.
+import { Code, ConnectError } from '@connectrpc/connect';
+import type { ControlPlaneContext } from '../context.js';
+import { ApiError, conflict, notFound } from '../api/errors.js';
+import {
+  createTemplate,
+  deleteTemplate as deleteTemplateRow,
+  listTemplates as listTemplateRows,
+  resolveTemplate as resolveTemplateRow,
+  updateTemplate,
+  validateTemplateName,
+  type Template,
+} from '../db/repositories/templates.js';
+import { capsuleIdsUsingTemplate } from '../db/repositories/capsules-extra.js';
+import { getHost } from '../db/repositories/hosts.js';
+import { agentForCapsule, LIVE_STATES, recordEvent, requireCapsuleState } from './capsules.js';
+import { mapErrors, toServiceError } from './errors.js';
+import { agentTemplateName, assertNotBuiltin } from './templates.js';
+
+/** Snapshots a running or paused capsule into a new team template `name`. */
+export async function createSnapshot(
+  ctx: ControlPlaneContext,
+  teamId: string,
+  input: { capsuleId: string; name: string },
+): Promise<Template> {
+  await mapErrors(async () => validateTemplateName(input.name));
+  assertNotBuiltin(input.name, 'replaced by a snapshot; pick another name');
+  const c = await requireCapsuleState(ctx, teamId, input.capsuleId, ['running', 'paused'], 'snapshot');
+  const agent = await agentForCapsule(ctx, c);
+  // The row first: it reserves the name within the team (unique index) and gives the id the agent
+  // stores the files under.
+  const row = await mapErrors(() =>
+    createTemplate(ctx.database.db, {
+      name: input.name,
+      kind: 'snapshot',
+      teamId,
+      hostId: c.hostId,
+      parent: c.template,
+      vcpus: c.vcpus,
+      memoryMb: c.memoryMb,
+      runtimes: [c.runtime],
+    }),
+  );
+  let made;
+  try {
+    made = (await agent.createSnapshot({ capsuleId: c.id, name: agentTemplateName(row) })).template;
+  } catch (err) {
+    await deleteTemplateRow(ctx.database.db, teamId, row.name).catch(() => null);
+    throw toServiceError(err);
+  }
+  const updated = await mapErrors(() =>
+    updateTemplate(ctx.database.db, row.id, {
+      sizeBytes: Number(made?.sizeBytes ?? 0n),
+      ...(made?.vcpus ? { vcpus: made.vcpus } : {}),
+      ...(made?.memoryMb ? { memoryMb: made.memoryMb } : {}),
+      ...(made?.runtimes.length ? { runtimes: made.runtimes } : {}),
+    }),
+  );
+  // The agent may have paused the capsule for the snapshot and resumed it; its route is unchanged
+  // but cached connection state is cheap to drop.
+  ctx.evictProxy(c.id);
+  await recordEvent(ctx, teamId, c.id, 'snapshot.created', { name: row.name, template_id: row.id, size_bytes: updated?.sizeBytes ?? 0 });
+  return updated ?? row;
+}
+
+/** The team's snapshot templates, by name. */
+export async function listSnapshots(ctx: ControlPlaneContext, teamId: string): Promise<Template[]> {
+  const rows = await mapErrors(() => listTemplateRows(ctx.database.db, { teamId, kind: 'snapshot' }));
+  return rows.filter((t) => t.teamId === teamId);
+}
+
+/**
+ * Deletes a team template (any kind) and its files on the host holding them. Built-ins cannot be
+ * deleted; a template still used by live capsules is refused with 409 naming them.
+ */
+export async function deleteTemplate(ctx: ControlPlaneContext, teamId: string, name: string, opts: { kind?: Template['kind'] } = {}): Promise<Template> {
+  const what = opts.kind === 'snapshot' ? 'snapshot' : 'template';
+  const row = await mapErrors(() => resolveTemplateRow(ctx.database.db, teamId, name));
+  if (!row || row.teamId !== teamId || (opts.kind && row.kind !== opts.kind)) {
+    assertNotBuiltin(name, 'deleted');
+    throw notFound(`${what} '${name}'`);
+  }
+  const users = await capsuleIdsUsingTemplate(ctx.database.db, teamId, row.name, LIVE_STATES);
+  if (users.length > 0) {
+    const list = users.slice(0, 5).join(', ') + (users.length > 5 ? `, ... (${users.length} in all)` : '');
+    throw conflict(`${what} '${name}' is used by capsules ${list}; destroy them first`);
+  }
+  if (row.hostId) {
+    const host = await getHost(ctx.database.db, row.hostId);
+    if (host) {
+      try {
+        await ctx.agents.client(host.id, host.address).deleteSnapshot({ name: agentTemplateName(row) });
+      } catch (err) {
+        // Already gone from the host: only the record is left to remove.
+        if (!(err instanceof ConnectError && err.code === Code.NotFound)) {
+          const e = toServiceError(err);
+          throw new ApiError(e.status, e.code, `could not delete ${what} '${name}' on host ${host.id}: ${e.message}`);
+        }
+      }
+    }
+  }
+  await mapErrors(() => deleteTemplateRow(ctx.database.db, teamId, row.name));
+  await recordEvent(ctx, teamId, null, `${what}.deleted`, { name: row.name, template_id: row.id });
+  return row;
+}
+
+export const deleteSnapshot = (ctx: ControlPlaneContext, teamId: string, name: string): Promise<Template> =>
+  deleteTemplate(ctx, teamId, name, { kind: 'snapshot' });

@@ -1,0 +1,70 @@
+// Templates as a team sees them: the built-ins every host can build (minimal, base) plus the team's
+// own (snapshots of its capsules, built images). A team's template shadows a built-in of that name.
+import type { ControlPlaneContext } from '../context.js';
+import { ApiError, notFound } from '../api/errors.js';
+import {
+  listTemplates as listTemplateRows,
+  resolveTemplate as resolveTemplateRow,
+  validateTemplateName,
+  type Template,
+} from '../db/repositories/templates.js';
+import { mapErrors } from './errors.js';
+
+/** Templates every host agent knows how to build on first use. */
+export const BUILTIN_TEMPLATES = ['minimal', 'base'] as const;
+export const DEFAULT_TEMPLATE = 'minimal';
+
+function builtIn(name: string): Template {
+  return {
+    id: name,
+    name,
+    kind: 'base',
+    teamId: null,
+    hostId: null,
+    parent: null,
+    vcpus: 1,
+    memoryMb: 512,
+    runtimes: [],
+    sizeBytes: 0,
+    createdAt: new Date(0),
+  };
+}
+
+export const isBuiltinTemplate = (name: string): boolean => (BUILTIN_TEMPLATES as readonly string[]).includes(name);
+
+/**
+ * The name the host agent stores a template under. Team templates are stored by their unique id
+ * (tpl-...), because agent template names are host-global while team names are only unique per team.
+ */
+export const agentTemplateName = (t: Template): string => (t.teamId === null ? t.name : t.id);
+
+/** The template `name` for the team (own first, then built-in); 404 when there is none. */
+export async function resolveTemplate(ctx: ControlPlaneContext, teamId: string, name: string): Promise<Template> {
+  return mapErrors(async () => {
+    validateTemplateName(name);
+    const row = await resolveTemplateRow(ctx.database.db, teamId, name);
+    if (row) return row;
+    if (isBuiltinTemplate(name)) return builtIn(name);
+    throw notFound(`template '${name}'`);
+  });
+}
+
+/** Built-ins and the team's templates, by name; a team template hides a built-in of the same name. */
+export async function listTemplates(ctx: ControlPlaneContext, teamId: string, filter: { kind?: Template['kind'] } = {}): Promise<Template[]> {
+  return mapErrors(async () => {
+    const rows = await listTemplateRows(ctx.database.db, { teamId, ...(filter.kind ? { kind: filter.kind } : {}) });
+    const byName = new Map<string, Template>();
+    if (!filter.kind || filter.kind === 'base') for (const n of BUILTIN_TEMPLATES) byName.set(n, builtIn(n));
+    for (const r of rows) {
+      const have = byName.get(r.name);
+      if (!have || have.teamId === null) byName.set(r.name, r);
+    }
+    return [...byName.values()].sort((a, b) => a.name.localeCompare(b.name));
+  });
+}
+
+export function assertNotBuiltin(name: string, action: string): void {
+  if (isBuiltinTemplate(name)) {
+    throw new ApiError(409, 'conflict', `'${name}' is a built-in template; it cannot be ${action}`);
+  }
+}
