@@ -1,0 +1,44 @@
+// Asks a host agent who it is (GetHostInfo) with a deadline: used at registration, so a host whose
+// address the control plane cannot reach is refused at once instead of failing later, and by the
+// heartbeat monitor.
+import { ConnectError, createClient } from '@connectrpc/connect';
+import { createConnectTransport } from '@connectrpc/connect-node';
+import { HostAgentService } from '@wrenn/protocol/gen/hostagent/v1/hostagent_pb';
+import type { GetHostInfoResponse } from '@wrenn/protocol/gen/hostagent/v1/hostagent_pb';
+import type { AgentPool } from '../agents/pool.js';
+
+export interface HostInfo {
+  agentHostId: string;
+  runtimes: string[];
+  cpuCount: number;
+  memoryMb: number;
+  capsulesRunning: number;
+  vcpusAllocated: number;
+  memoryMbAllocated: number;
+  version: string;
+}
+
+export const toHostInfo = (r: GetHostInfoResponse): HostInfo => ({
+  agentHostId: r.hostId,
+  runtimes: [...r.runtimes],
+  cpuCount: r.cpuCount,
+  memoryMb: Number(r.memoryMb),
+  capsulesRunning: r.capsulesRunning,
+  vcpusAllocated: r.vcpusAllocated,
+  memoryMbAllocated: Number(r.memoryMbAllocated),
+  version: r.version,
+});
+
+export async function probeHost(agents: AgentPool, hostId: string, address: string, timeoutMs: number): Promise<HostInfo> {
+  const res = await agents.client(hostId, address).getHostInfo({}, { timeoutMs });
+  return toHostInfo(res);
+}
+
+/** One call over a throw-away HTTP/1.1 transport: nothing lingers for an address that may be wrong. */
+export async function probeAddress(address: string, timeoutMs: number): Promise<HostInfo> {
+  const client = createClient(HostAgentService, createConnectTransport({ baseUrl: address, httpVersion: '1.1', useBinaryFormat: true }));
+  return toHostInfo(await client.getHostInfo({}, { timeoutMs }));
+}
+
+export const describeProbeError = (err: unknown): string =>
+  err instanceof ConnectError ? err.rawMessage || err.message : err instanceof Error ? err.message : String(err);

@@ -1,0 +1,129 @@
+// Host routes (a Fastify plugin, registered by server.ts): admins create one-time registration
+// tokens; a host agent spends one to register its address and capacity.
+//   POST /v1/hosts/tokens    (admin key)  {ttl_sec?}                                   -> 201 {id, token, expires_at}
+//   POST /v1/hosts/register  (the token)  {token, address, runtimes?, cpu_count?, memory_mb?} -> 201 {host_id}
+import type { FastifyPluginAsync } from 'fastify';
+import { Type, type Static } from '@sinclair/typebox';
+import type { ControlPlaneContext } from '../context.js';
+import { ApiError, badRequest } from '../api/errors.js';
+import { createHostToken, isHostTokenFormat, registerHost } from '../auth/host-tokens.js';
+import { sha256Hex } from '../auth/hash.js';
+import { toServiceError } from '../services/errors.js';
+import { requireAdmin } from './admin-auth.js';
+import { describeProbeError, probeAddress } from './probe.js';
+
+const MAX_TOKEN_TTL_SEC = 30 * 24 * 3600;
+/** How long registration waits for the agent to answer GetHostInfo at the address it gave. */
+const REGISTER_PROBE_TIMEOUT_MS = 5_000;
+
+const ErrorBody = Type.Object({ error: Type.Object({ code: Type.String(), message: Type.String() }) });
+
+const TokenRequest = Type.Object(
+  { ttl_sec: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_TOKEN_TTL_SEC, description: 'Validity in seconds (default 3600)' })) },
+  { additionalProperties: false },
+);
+const TokenResponse = Type.Object({
+  id: Type.String(),
+  token: Type.String({ description: 'Shown once: give it to `wrenn agent --token`' }),
+  expires_at: Type.String({ format: 'date-time' }),
+});
+
+const RegisterRequest = Type.Object(
+  {
+    token: Type.String({ minLength: 1 }),
+    address: Type.String({ minLength: 1, maxLength: 2048, description: 'Base URL of the agent, e.g. http://10.0.0.5:5007' }),
+    runtimes: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 64 }), { minItems: 1, maxItems: 16 })),
+    cpu_count: Type.Optional(Type.Integer({ minimum: 1 })),
+    memory_mb: Type.Optional(Type.Integer({ minimum: 1 })),
+  },
+  { additionalProperties: false },
+);
+type RegisterBody = Static<typeof RegisterRequest>;
+const RegisterResponse = Type.Object({ host_id: Type.String() });
+
+function agentAddress(raw: string): string {
+  let u: URL;
+  try {
+    u = new URL(raw);
+  } catch {
+    throw badRequest(`address "${raw}" is not a URL; give the agent's base URL, e.g. http://10.0.0.5:5007`);
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw badRequest(`address must be http:// or https://, got ${u.protocol}`);
+  if (u.pathname !== '/' || u.search || u.hash || u.username) {
+    throw badRequest(`address must be a bare base URL without path, query or credentials, e.g. ${u.protocol}//${u.host}`);
+  }
+  return `${u.protocol}//${u.host}`;
+}
+
+async function tokenUsable(ctx: ControlPlaneContext, token: string): Promise<boolean> {
+  if (!isHostTokenFormat(token)) return false;
+  const row = await ctx.database.db
+    .selectFrom('host_tokens')
+    .select('id')
+    .where('hash', '=', sha256Hex(token))
+    .where('used_at', 'is', null)
+    .where('expires_at', '>', Date.now())
+    .executeTakeFirst();
+  return row !== undefined;
+}
+
+export const hostRoutes: FastifyPluginAsync<{ ctx: ControlPlaneContext }> = async (app, { ctx }) => {
+  app.post(
+    '/v1/hosts/tokens',
+    {
+      schema: {
+        tags: ['hosts'],
+        summary: 'Create a one-time host registration token (admin)',
+        body: Type.Optional(TokenRequest),
+        response: { 201: TokenResponse, 401: ErrorBody, 403: ErrorBody },
+      },
+    },
+    async (req, reply) => {
+      await requireAdmin(ctx, req);
+      const body = (req.body ?? {}) as Static<typeof TokenRequest>;
+      const t = await createHostToken(ctx.database.db, { ttlMs: (body.ttl_sec ?? 3600) * 1000 }).catch((e: unknown) => {
+        throw toServiceError(e);
+      });
+      ctx.log.info({ tokenId: t.id, expiresAt: t.expiresAt }, 'host registration token created');
+      return reply.status(201).send({ id: t.id, token: t.token, expires_at: t.expiresAt.toISOString() });
+    },
+  );
+
+  app.post(
+    '/v1/hosts/register',
+    {
+      schema: {
+        tags: ['hosts'],
+        summary: 'Register a host agent with a one-time token',
+        security: [],
+        body: RegisterRequest,
+        response: { 201: RegisterResponse, 400: ErrorBody, 401: ErrorBody },
+      },
+    },
+    async (req, reply) => {
+      const body = req.body as RegisterBody;
+      const address = agentAddress(body.address);
+      // Check the token before contacting the address, so nobody without a token makes us dial out.
+      if (!(await tokenUsable(ctx, body.token))) {
+        throw new ApiError(401, 'unauthenticated', 'host registration token is invalid, expired or already used; ask an admin for a new one (POST /v1/hosts/tokens)');
+      }
+      let info;
+      try {
+        info = await probeAddress(address, REGISTER_PROBE_TIMEOUT_MS);
+      } catch (err) {
+        throw badRequest(`the control plane cannot reach the agent at ${address} (${describeProbeError(err)}); give an address this control plane can reach`);
+      }
+      const host = await registerHost(ctx.database.db, {
+        token: body.token,
+        address,
+        runtimes: body.runtimes ?? info.runtimes,
+        cpuCount: body.cpu_count ?? info.cpuCount,
+        memoryMb: body.memory_mb ?? info.memoryMb,
+      }).catch((e: unknown) => {
+        throw toServiceError(e);
+      });
+      ctx.log.info({ hostId: host.id, address, runtimes: host.runtimes }, 'host registered');
+      return reply.status(201).send({ host_id: host.id });
+    },
+  );
+};

@@ -1,0 +1,239 @@
+// The reconciler keeps the database true to what the hosts really run. Every `intervalMs`:
+//
+// - For each reachable host, it compares the capsules the database places there with the agent's
+//   ListCapsules:
+//   * a capsule the database thinks is on the host but the agent no longer has becomes `stopped`
+//     (audit `capsule.expired` when its deadline had passed - the agent enforces TTLs itself and
+//     destroys on timeout - else `capsule.lost`);
+//   * a state the agent changed on its own (a TTL pause, a resume, an error) is copied into the
+//     database (audit `capsule.state_synced`), and so is the agent's deadline;
+//   * a capsule the agent runs that the database does not know, or knows as finished, is an orphan
+//     and is destroyed on the agent (audit `capsule.orphan_destroyed`).
+// - Capsules of an unreachable host go to state `error` with error "host unreachable: ..." (audit
+//   `capsule.host_unreachable`); they are not given up: when the host answers again still holding
+//   them, their state is restored (audit `capsule.host_recovered`); if it comes back without them
+//   they become `stopped`.
+//
+// Races with API calls in flight are avoided by grace periods (a capsule being created is left
+// alone) and by compare-and-set updates (a row changes only if it is still in the state observed).
+import type { Capsule as AgentCapsule } from '@wrenn/protocol/gen/hostagent/v1/hostagent_pb';
+import { Code, ConnectError } from '@connectrpc/connect';
+import type { ControlPlaneContext } from '../context.js';
+import { appendAuditEvent } from '../db/repositories/audit-events.js';
+import { type Capsule, type CapsuleState, getCapsule, setCapsuleState, toCapsule, updateCapsule } from '../db/repositories/capsules.js';
+import { listHosts, type Host } from '../db/repositories/hosts.js';
+import { fromAgentState, HOST_UNREACHABLE_ERROR, isHostUnreachableError, ON_HOST_STATES } from './states.js';
+
+export interface ReconcilerOptions {
+  /** Default 5000. */
+  intervalMs?: number;
+  /** Deadline of each agent call. Default 5000. */
+  rpcTimeoutMs?: number;
+  /** A `starting` capsule younger than this is being created (templates may build first). Default 15 min. */
+  startingGraceMs?: number;
+  /** An agent capsule younger than this is never an orphan (its database row may be on its way). Default 30 s. */
+  orphanGraceMs?: number;
+}
+
+export interface StateSync {
+  id: string;
+  from: CapsuleState;
+  to: CapsuleState;
+}
+
+export interface ReconcileReport {
+  /** Hosts whose capsules were compared. */
+  hostsChecked: string[];
+  /** Reachable hosts whose ListCapsules failed this round (left for the next one). */
+  hostsFailed: string[];
+  stopped: string[];
+  synced: StateSync[];
+  orphansDestroyed: string[];
+  markedHostUnreachable: string[];
+  recovered: string[];
+}
+
+const EXPIRES_TOLERANCE_MS = 1_000;
+
+export class Reconciler {
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<unknown> | undefined;
+  private stopped = false;
+  readonly intervalMs: number;
+  private readonly rpcTimeoutMs: number;
+  private readonly startingGraceMs: number;
+  private readonly orphanGraceMs: number;
+
+  constructor(
+    private readonly ctx: ControlPlaneContext,
+    opts: ReconcilerOptions = {},
+  ) {
+    this.intervalMs = opts.intervalMs ?? 5_000;
+    this.rpcTimeoutMs = opts.rpcTimeoutMs ?? 5_000;
+    this.startingGraceMs = opts.startingGraceMs ?? 15 * 60_000;
+    this.orphanGraceMs = opts.orphanGraceMs ?? 30_000;
+  }
+
+  start(): this {
+    this.stopped = false;
+    const tick = () => {
+      if (this.stopped) return;
+      this.running = this.reconcileOnce()
+        .catch((err: unknown) => this.ctx.log.error({ err }, 'reconcile round failed'))
+        .finally(() => {
+          if (!this.stopped) this.timer = setTimeout(tick, this.intervalMs);
+        });
+    };
+    this.timer = setTimeout(tick, this.intervalMs);
+    return this;
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    await this.running;
+  }
+
+  /** One full pass over every host. Safe to run concurrently with API calls and other control planes. */
+  async reconcileOnce(): Promise<ReconcileReport> {
+    const report: ReconcileReport = {
+      hostsChecked: [],
+      hostsFailed: [],
+      stopped: [],
+      synced: [],
+      orphansDestroyed: [],
+      markedHostUnreachable: [],
+      recovered: [],
+    };
+    const hosts = await listHosts(this.ctx.database.db);
+    for (const host of hosts) {
+      if (host.status === 'unreachable') await this.markHostLost(host, report);
+      else await this.reconcileHost(host, report);
+    }
+    return report;
+  }
+
+  private async audit(c: Pick<Capsule, 'id' | 'teamId'> | { id: string; teamId: string | null }, kind: string, data: Record<string, unknown>): Promise<void> {
+    await appendAuditEvent(this.ctx.database.db, { teamId: c.teamId, capsuleId: c.id, kind, data: { by: 'reconciler', ...data } }).catch((err: unknown) =>
+      this.ctx.log.error({ err, capsuleId: c.id, kind }, 'audit event not written'),
+    );
+  }
+
+  /** Capsules the database places on `hostId` that should exist there (plus those lost with their host). */
+  private async capsulesOn(hostId: string): Promise<Capsule[]> {
+    const rows = await this.ctx.database.db
+      .selectFrom('capsules')
+      .selectAll()
+      .where('host_id', '=', hostId)
+      .where((eb) => eb.or([eb('state', 'in', [...ON_HOST_STATES]), eb.and([eb('state', '=', 'error'), eb('error', 'like', `${HOST_UNREACHABLE_ERROR}%`)])]))
+      .execute();
+    return rows.map(toCapsule);
+  }
+
+  private async markHostLost(host: Host, report: ReconcileReport): Promise<void> {
+    const since = host.lastHeartbeatAt ? ` since ${host.lastHeartbeatAt.toISOString()}` : '';
+    const error = `${HOST_UNREACHABLE_ERROR}: host ${host.id} (${host.address}) has not answered${since}; the capsule comes back if the host does`;
+    for (const c of await this.capsulesOn(host.id)) {
+      if (c.state === 'error') continue;
+      const changed = await setCapsuleState(this.ctx.database.db, c.id, 'error', { from: [c.state], error });
+      if (!changed) continue;
+      this.ctx.evictProxy(c.id);
+      report.markedHostUnreachable.push(c.id);
+      await this.audit(c, 'capsule.host_unreachable', { hostId: host.id, previousState: c.state });
+    }
+  }
+
+  private async reconcileHost(host: Host, report: ReconcileReport): Promise<void> {
+    let agentCapsules: AgentCapsule[];
+    try {
+      const res = await this.ctx.agents.client(host.id, host.address).listCapsules({}, { timeoutMs: this.rpcTimeoutMs });
+      agentCapsules = res.capsules;
+    } catch (err) {
+      report.hostsFailed.push(host.id);
+      this.ctx.log.warn({ hostId: host.id, err: err instanceof Error ? err.message : String(err) }, 'reconciler: ListCapsules failed; host skipped this round');
+      return;
+    }
+    report.hostsChecked.push(host.id);
+    const onAgent = new Map(agentCapsules.map((c) => [c.id, c]));
+    const now = Date.now();
+
+    for (const c of await this.capsulesOn(host.id)) {
+      const a = onAgent.get(c.id);
+      onAgent.delete(c.id);
+      if (c.state === 'starting' && now - c.createdAt.getTime() < this.startingGraceMs) continue;
+      if (!a) {
+        await this.capsuleGone(c, host, now, report);
+        continue;
+      }
+      await this.syncState(c, a, host, report);
+    }
+
+    // What remains on the agent is not placed on this host by the database: orphans, unless young.
+    for (const a of onAgent.values()) {
+      const agentState = fromAgentState(a.state);
+      if (agentState === 'starting' || now - Number(a.createdAt) < this.orphanGraceMs) continue;
+      const row = await getCapsule(this.ctx.database.db, a.id);
+      // Still wanted: the row was created or moved here after we listed (never destroy those).
+      if (row && row.hostId === host.id && ON_HOST_STATES.includes(row.state)) continue;
+      try {
+        await this.ctx.agents.client(host.id, host.address).destroyCapsule({ id: a.id }, { timeoutMs: this.rpcTimeoutMs * 6 });
+      } catch (err) {
+        if (!(err instanceof ConnectError && err.code === Code.NotFound)) {
+          this.ctx.log.warn({ hostId: host.id, capsuleId: a.id, err: err instanceof Error ? err.message : String(err) }, 'reconciler: orphan not destroyed');
+          continue;
+        }
+      }
+      this.ctx.evictProxy(a.id);
+      report.orphansDestroyed.push(a.id);
+      this.ctx.log.info({ hostId: host.id, capsuleId: a.id, dbState: row?.state ?? null }, 'reconciler: destroyed orphan capsule');
+      await this.audit({ id: a.id, teamId: row?.teamId ?? null }, 'capsule.orphan_destroyed', { hostId: host.id, dbState: row?.state ?? null, agentState });
+    }
+  }
+
+  private async capsuleGone(c: Capsule, host: Host, now: number, report: ReconcileReport): Promise<void> {
+    const expired = c.expiresAt !== null && c.expiresAt.getTime() <= now + EXPIRES_TOLERANCE_MS;
+    const lostWithHost = c.state === 'error';
+    const error = lostWithHost ? `capsule was gone when host ${host.id} answered again` : undefined;
+    const changed = await setCapsuleState(this.ctx.database.db, c.id, 'stopped', { from: [c.state], ...(error ? { error } : {}) });
+    if (!changed) return;
+    this.ctx.evictProxy(c.id);
+    report.stopped.push(c.id);
+    const kind = expired && !lostWithHost ? 'capsule.expired' : 'capsule.lost';
+    this.ctx.log.info({ capsuleId: c.id, hostId: host.id, previousState: c.state, kind }, 'reconciler: capsule no longer on its host; stopped');
+    await this.audit(c, kind, { hostId: host.id, previousState: c.state });
+  }
+
+  private async syncState(c: Capsule, a: AgentCapsule, host: Host, report: ReconcileReport): Promise<void> {
+    const db = this.ctx.database.db;
+    const to = fromAgentState(a.state);
+    const agentExpires = Number(a.expiresAt) > 0 ? new Date(Number(a.expiresAt)) : null;
+    if (c.state === 'error' && isHostUnreachableError(c.error)) {
+      const changed = await setCapsuleState(db, c.id, to, { from: ['error'], error: to === 'error' ? a.error || 'error on host' : null, expiresAt: agentExpires });
+      if (!changed) return;
+      this.ctx.evictProxy(c.id);
+      report.recovered.push(c.id);
+      await this.audit(c, 'capsule.host_recovered', { hostId: host.id, state: to });
+      return;
+    }
+    if (to !== c.state && !(to === 'starting' && c.state === 'starting')) {
+      const error = to === 'error' ? a.error || 'the capsule failed on its host' : undefined;
+      const changed = await setCapsuleState(db, c.id, to, { from: [c.state], expiresAt: agentExpires, ...(error ? { error } : {}) });
+      if (!changed) return;
+      this.ctx.evictProxy(c.id);
+      report.synced.push({ id: c.id, from: c.state, to });
+      const reason = c.state === 'running' && (to === 'paused' || to === 'hibernated') && c.expiresAt && c.expiresAt.getTime() <= Date.now() + EXPIRES_TOLERANCE_MS ? 'timeout' : 'agent';
+      this.ctx.log.info({ capsuleId: c.id, hostId: host.id, from: c.state, to, reason }, 'reconciler: state synced from agent');
+      await this.audit(c, 'capsule.state_synced', { hostId: host.id, from: c.state, to, reason });
+      return;
+    }
+    // Same state: keep the deadline the agent enforces (e.g. after a ping or resume elsewhere).
+    const dbExpires = c.expiresAt?.getTime() ?? null;
+    const agentMs = agentExpires?.getTime() ?? null;
+    const differs = dbExpires === null || agentMs === null ? dbExpires !== agentMs : Math.abs(dbExpires - agentMs) > EXPIRES_TOLERANCE_MS;
+    if (c.state === 'running' && differs) {
+      await updateCapsule(db, c.id, { expiresAt: agentExpires });
+    }
+  }
+}
+
+export const startReconciler = (ctx: ControlPlaneContext, opts?: ReconcilerOptions): Reconciler => new Reconciler(ctx, opts).start();
