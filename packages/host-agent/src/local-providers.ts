@@ -71,8 +71,16 @@ export interface LocalLayers {
   close(): Promise<void>;
 }
 
-export async function createLocalLayers(dataDir: string, netOpts: Partial<NetworkOptions> = {}): Promise<LocalLayers> {
-  const templateStore = new TemplateStore({ imagesDir: join(dataDir, 'images') });
+export interface LocalLayerOptions {
+  /** Network settings (tests give each agent its own pool and names). */
+  network?: Partial<NetworkOptions>;
+  /** Where templates live (default <dataDir>/images); tests share one cache so `base` is built once. */
+  imagesDir?: string;
+}
+
+export async function createLocalLayers(dataDir: string, opts: LocalLayerOptions = {}): Promise<LocalLayers> {
+  const netOpts = opts.network ?? {};
+  const templateStore = new TemplateStore({ imagesDir: opts.imagesDir ?? join(dataDir, 'images') });
   const networkManager = new NetworkManager({ dataDir, ...netOpts });
   await networkManager.init();
   const metadataServer = await startMetadataHttpServer({

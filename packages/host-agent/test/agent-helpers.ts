@@ -1,0 +1,90 @@
+// Test helpers: a real host agent (namespace runtime, real network) on a loopback port with its own
+// data dir, network pool and interface names, and a Connect client to it.
+import { mkdtempSync, rmSync, readdirSync, readFileSync, existsSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createClient, type Client } from '@connectrpc/connect';
+import { createConnectTransport } from '@connectrpc/connect-node';
+import { HostAgentService } from '@wrenn/protocol/gen/hostagent/v1/hostagent_pb';
+import { startAgent, type RunningAgent } from '../src/agent.js';
+import { createLocalLayers, type LocalLayers } from '../src/local-providers.js';
+
+export interface TestAgent {
+  dataDir: string;
+  agent: RunningAgent;
+  layers: LocalLayers;
+  client: Client<typeof HostAgentService>;
+  /** Stops the agent process parts; capsules keep running (as on an agent crash). */
+  stop(): Promise<void>;
+}
+
+export const TEST_NET = { pool: '10.214.0.0/20', names: { netnsPrefix: 'wra-', ifPrefix: 'wa', chainPrefix: 'WRA' }, metadataPort: 50180 };
+
+export function newDataDir(): string {
+  return mkdtempSync(join(tmpdir(), 'wrenn-agent-test-'));
+}
+
+export async function startTestAgent(dataDir: string): Promise<TestAgent> {
+  const layers = await createLocalLayers(dataDir, { network: TEST_NET });
+  const agent = await startAgent({ ...layers, dataDir, listen: { host: '127.0.0.1', port: 0 } });
+  const client = createClient(HostAgentService, createConnectTransport({ baseUrl: agent.url, httpVersion: '2' }));
+  return {
+    dataDir,
+    agent,
+    layers,
+    client,
+    async stop() {
+      await agent.close();
+      await layers.close();
+    },
+  };
+}
+
+/** Destroys every capsule the agent knows, stops it and removes its data dir. */
+export async function teardown(t: TestAgent | undefined, dataDir: string): Promise<void> {
+  if (t) {
+    await t.agent.manager.destroyAll().catch(() => undefined);
+    await t.stop().catch(() => undefined);
+  }
+  const mounts = readFileSync('/proc/self/mounts', 'utf8').split('\n').map((l) => l.split(' ')[1] ?? '').filter((m) => m.startsWith(dataDir));
+  for (const m of mounts.reverse()) {
+    try {
+      execFileSync('umount', ['-l', m]);
+    } catch {
+      // already gone
+    }
+  }
+  rmSync(dataDir, { recursive: true, force: true });
+}
+
+/** What of ours is still on the host: namespaces, veths, iptables chains, cgroups, mounts. */
+export function leftovers(dataDir: string, capsuleIds: string[]): string[] {
+  const out: string[] = [];
+  const netns = existsSync('/run/netns') ? readdirSync('/run/netns') : [];
+  for (const n of netns) if (n.startsWith(TEST_NET.names.netnsPrefix)) out.push(`netns ${n}`);
+  const links = execFileSync('ip', ['-o', 'link', 'show'], { encoding: 'utf8' });
+  for (const l of links.split('\n')) {
+    const name = l.split(':')[1]?.trim().split('@')[0];
+    if (name && new RegExp(`^${TEST_NET.names.ifPrefix}\\d+$`).test(name)) out.push(`link ${name}`);
+  }
+  for (const ctrl of ['cpu', 'memory', 'pids', 'freezer']) {
+    for (const id of capsuleIds) if (existsSync(`/sys/fs/cgroup/${ctrl}/wrenn/${id}`)) out.push(`cgroup ${ctrl}/wrenn/${id}`);
+  }
+  for (const m of readFileSync('/proc/self/mounts', 'utf8').split('\n')) {
+    const target = m.split(' ')[1] ?? '';
+    if (target.startsWith(dataDir)) out.push(`mount ${target}`);
+  }
+  for (const table of ['filter', 'nat']) {
+    try {
+      const rules = execFileSync('iptables', ['-t', table, '-S'], { encoding: 'utf8' });
+      for (const id of capsuleIds) if (rules.includes(id)) out.push(`iptables ${table} rule for ${id}`);
+    } catch {
+      // iptables missing: nothing of ours there
+    }
+  }
+  return out;
+}
+
+export const text = (b: Uint8Array) => Buffer.from(b).toString('utf8');
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
