@@ -19,6 +19,8 @@ export interface UpOptions {
   adminKey?: string;
   /** Network settings of the local agent (tests give each system its own pool). */
   network?: Partial<NetworkOptions>;
+  /** Template cache (default <dataDir>/images); tests share one so `base` is built once. */
+  imagesDir?: string;
   /** Build `minimal` before reporting ready (default true). */
   warmMinimal?: boolean;
   logLevel?: string;
@@ -39,7 +41,7 @@ export interface RunningUp {
 
 export async function startUp(o: UpOptions): Promise<RunningUp> {
   const log = pino({ level: o.logLevel ?? process.env.WRENN_LOG_LEVEL ?? 'info', base: { svc: 'host-agent' } });
-  const layers = await createLocalLayers(o.dataDir, o.network ?? {});
+  const layers = await createLocalLayers(o.dataDir, { network: o.network ?? {}, ...(o.imagesDir ? { imagesDir: o.imagesDir } : {}) });
   const agent = await startAgent({
     ...layers,
     dataDir: o.dataDir,
