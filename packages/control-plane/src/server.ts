@@ -46,8 +46,8 @@ export async function startControlPlane(opts: StartControlPlaneOptions): Promise
 
   // The proxy sees each request first; only what is not for a capsule reaches the API.
   const app = Fastify({
-    loggerInstance: log.child({ part: 'api' }) as unknown as FastifyBaseLogger,
-    disableRequestLogging: true,
+    // Request lines stay out of the log (warn level); failures are logged by the error handler.
+    loggerInstance: log.child({ part: 'api' }, { level: 'warn' }) as unknown as FastifyBaseLogger,
     bodyLimit: 64 * 1024 * 1024,
     serverFactory: (handler) => {
       const server = http.createServer({ headersTimeout: 10_000, keepAliveTimeout: 620_000, requestTimeout: 0 }, (req, res) => {
@@ -69,6 +69,10 @@ export async function startControlPlane(opts: StartControlPlaneOptions): Promise
   await app.register(swaggerUi, { routePrefix: '/docs' });
   await app.register(websocket);
   app.get('/openapi.yaml', { schema: { hide: true } }, async (_req, reply) => reply.type('application/yaml').send(app.swagger({ yaml: true })));
+  // The one /health for both APIs (E2B's included): 200 once capsules can be created.
+  app.get('/health', { schema: { hide: true } }, async (_req, reply) =>
+    ctx.readiness.ready ? reply.send({ status: 'ok' }) : reply.status(503).send({ status: 'starting', reason: ctx.readiness.reason }),
+  );
   await app.register(nativeApi, { ctx });
   await app.register(e2bApi, { ctx });
   // WebSocket upgrades for capsule ports go to the proxy before Fastify's websocket routes.
