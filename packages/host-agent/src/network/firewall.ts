@@ -1,0 +1,228 @@
+// Host firewall for capsules, with iptables (the nf_tables backend on Debian 12).
+//
+// Why iptables and not a private nft table: a packet must be accepted by every base chain on a
+// hook, so a host that also runs Docker (FORWARD policy DROP in iptables' filter table) would drop
+// capsule traffic that only our own nft table accepted. Jumping from the standard chains into our
+// own chains works next to Docker, ufw and friends, and `iptables -S` shows it to operators.
+//
+// Everything lives in chains named <P>-* (P = WRENN by default), hooked once from the standard
+// chains, so removing them is exact. Rules match capsule interfaces by their name prefix ("wr+"),
+// so nothing but one rule per capsule (its internet switch, in <P>-EGRESS) changes per capsule.
+import { run, runOk } from './exec.js';
+
+export interface FirewallNames {
+  chainPrefix: string; // WRENN
+  ifPrefix: string; // wr
+}
+
+export interface FirewallConfig extends FirewallNames {
+  pool: string; // 10.201.0.0/16
+  metadataPort: number; // where the host agent's metadata server listens
+}
+
+export interface EgressRule {
+  id: string;
+  ifname: string;
+  internet: boolean;
+}
+
+export const METADATA_IP = '169.254.169.254';
+
+export function chains(p: string) {
+  return {
+    in: `${p}-IN`,
+    fwd: `${p}-FWD`,
+    egress: `${p}-EGRESS`,
+    pre: `${p}-PRE`,
+    post: `${p}-POST`,
+  };
+}
+
+function egressLine(op: '-A' | '-D', chain: string, r: EgressRule): string {
+  return `${op} ${chain} -i ${r.ifname} -m comment --comment "wrenn:${r.id}" -j ${r.internet ? 'ACCEPT' : 'DROP'}`;
+}
+
+/** The ruleset of the shared chains (the per-capsule rules come from egressRules). */
+export function baseRules(c: FirewallConfig, egress: readonly EgressRule[]): { v4: string; v6: string } {
+  const ch = chains(c.chainPrefix);
+  const w = `${c.ifPrefix}+`;
+  const v4 = [
+    '*filter',
+    `:${ch.in} - [0:0]`,
+    `:${ch.fwd} - [0:0]`,
+    `:${ch.egress} - [0:0]`,
+    // Capsule -> host: only replies to connections the host opened, and the metadata server
+    // reached through the REDIRECT below (ctstate DNAT), never the agent or any other service.
+    `-A ${ch.in} -i ${w} -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT`,
+    `-A ${ch.in} -i ${w} -p tcp -m tcp --dport ${c.metadataPort} -m conntrack --ctstate DNAT -j ACCEPT`,
+    `-A ${ch.in} -i ${w} -j DROP`,
+    // The metadata server listens on all addresses; nobody but capsules may use it.
+    `-A ${ch.in} -p tcp -m tcp --dport ${c.metadataPort} -j DROP`,
+    // Forwarding: into a capsule only replies (this also stops capsule -> capsule); out of a
+    // capsule only when its internet switch in EGRESS says so.
+    `-A ${ch.fwd} -o ${w} -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT`,
+    `-A ${ch.fwd} -o ${w} -j DROP`,
+    `-A ${ch.fwd} -i ${w} -j ${ch.egress}`,
+    `-A ${ch.fwd} -i ${w} -j DROP`,
+    ...egress.map((r) => egressLine('-A', ch.egress, r)),
+    'COMMIT',
+    '*nat',
+    `:${ch.pre} - [0:0]`,
+    `:${ch.post} - [0:0]`,
+    // The metadata address: REDIRECT rewrites it to the host side of the capsule's own veth.
+    `-A ${ch.pre} -i ${w} -d ${METADATA_IP}/32 -p tcp -m tcp --dport 80 -j REDIRECT --to-ports ${c.metadataPort}`,
+    `-A ${ch.post} -s ${c.pool} ! -o ${w} -j MASQUERADE`,
+    'COMMIT',
+    '',
+  ].join('\n');
+  // No IPv6 for capsules: host sides have IPv6 disabled, and these rules catch any leftover path.
+  const v6 = [
+    '*filter',
+    `:${ch.in} - [0:0]`,
+    `:${ch.fwd} - [0:0]`,
+    `-A ${ch.in} -i ${w} -j DROP`,
+    `-A ${ch.fwd} -i ${w} -j DROP`,
+    `-A ${ch.fwd} -o ${w} -j DROP`,
+    'COMMIT',
+    '',
+  ].join('\n');
+  return { v4, v6 };
+}
+
+const HOOKS: ReadonlyArray<{ table: string; chain: string; target: keyof ReturnType<typeof chains>; v6: boolean }> = [
+  { table: 'filter', chain: 'INPUT', target: 'in', v6: true },
+  { table: 'filter', chain: 'FORWARD', target: 'fwd', v6: true },
+  { table: 'nat', chain: 'PREROUTING', target: 'pre', v6: false },
+  { table: 'nat', chain: 'POSTROUTING', target: 'post', v6: false },
+];
+
+/** Lines of `iptables-save` in a table: [table] -> lines. */
+async function save(cmd: string): Promise<Map<string, string[]>> {
+  const out = await runOk(cmd, [], '', 'reading the firewall');
+  const tables = new Map<string, string[]>();
+  let cur: string[] = [];
+  for (const line of out.split('\n')) {
+    if (line.startsWith('*')) tables.set(line.slice(1), (cur = []));
+    else cur.push(line);
+  }
+  return tables;
+}
+
+export class Firewall {
+  private readonly ch: ReturnType<typeof chains>;
+  private pending: Array<{ lines: string[]; resolve: () => void; reject: (e: Error) => void }> = [];
+  private flushing = false;
+
+  constructor(
+    private readonly cfg: FirewallConfig,
+    /** The per-capsule rules as they should be now; used to rebuild EGRESS if an incremental edit fails. */
+    private readonly desired: () => EgressRule[],
+  ) {
+    this.ch = chains(cfg.chainPrefix);
+  }
+
+  /** (Re)writes all our chains from scratch and hooks them into the standard chains once. */
+  async install(): Promise<void> {
+    const { v4, v6 } = baseRules(this.cfg, this.desired());
+    await runOk('iptables-restore', ['-w', '--noflush'], v4, 'installing the capsule firewall');
+    await runOk('ip6tables-restore', ['-w', '--noflush'], v6, 'installing the capsule IPv6 firewall');
+    for (const [cmd, v6only] of [['iptables-save', false], ['ip6tables-save', true]] as const) {
+      const tables = await save(cmd);
+      const add: Record<string, string[]> = {};
+      for (const h of HOOKS) {
+        if (v6only && !h.v6) continue;
+        const jump = `-A ${h.chain} -j ${this.ch[h.target]}`;
+        if (!(tables.get(h.table) ?? []).includes(jump)) (add[h.table] ??= []).push(`-I ${h.chain} 1 -j ${this.ch[h.target]}`);
+      }
+      const text = Object.entries(add).map(([t, lines]) => `*${t}\n${lines.join('\n')}\nCOMMIT\n`).join('');
+      if (text) {
+        await runOk(v6only ? 'ip6tables-restore' : 'iptables-restore', ['-w', '--noflush'], text, 'hooking the capsule firewall');
+      }
+    }
+  }
+
+  /** Removes our hooks and chains (all capsules lose their firewall: for uninstall and tests). */
+  async uninstall(): Promise<void> {
+    for (const [cmd, restore] of [
+      ['iptables-save', 'iptables-restore'],
+      ['ip6tables-save', 'ip6tables-restore'],
+    ] as const) {
+      const tables = await save(cmd);
+      let text = '';
+      for (const [table, lines] of tables) {
+        const ours = Object.values(this.ch).filter((c) => lines.some((l) => l.startsWith(`:${c} `)));
+        const hooks = lines.filter((l) => Object.values(this.ch).some((c) => l.endsWith(`-j ${c}`)) && /^-A (INPUT|FORWARD|OUTPUT|PREROUTING|POSTROUTING) /.test(l));
+        if (ours.length === 0 && hooks.length === 0) continue;
+        text += `*${table}\n${hooks.map((l) => l.replace(/^-A /, '-D ')).join('\n')}\n`;
+        text += ours.map((c) => `-F ${c}`).join('\n') + '\n' + ours.map((c) => `-X ${c}`).join('\n') + '\nCOMMIT\n';
+      }
+      if (text) await runOk(restore, ['-w', '--noflush'], text, 'removing the capsule firewall');
+    }
+  }
+
+  addEgress(r: EgressRule): Promise<void> {
+    return this.enqueue([egressLine('-A', this.ch.egress, r)]);
+  }
+
+  removeEgress(r: EgressRule): Promise<void> {
+    return this.enqueue([egressLine('-D', this.ch.egress, r)]);
+  }
+
+  replaceEgress(old: EgressRule, now: EgressRule): Promise<void> {
+    return this.enqueue([egressLine('-D', this.ch.egress, old), egressLine('-A', this.ch.egress, now)]);
+  }
+
+  /** Rewrites EGRESS from the desired state (exact cleanup of per-capsule rules). */
+  async rewriteEgress(): Promise<void> {
+    const lines = this.desired().map((r) => egressLine('-A', this.ch.egress, r));
+    const text = `*filter\n:${this.ch.egress} - [0:0]\n${lines.join('\n')}\nCOMMIT\n`;
+    await runOk('iptables-restore', ['-w', '--noflush'], text, 'rewriting the capsule egress rules');
+  }
+
+  /** Packet/byte counters of a capsule's egress rule (what its internet switch let through or dropped). */
+  async egressCounters(id: string): Promise<{ action: 'ACCEPT' | 'DROP'; packets: number; bytes: number } | undefined> {
+    const out = await runOk('iptables-save', ['-c', '-t', 'filter'], '', 'reading firewall counters');
+    for (const line of out.split('\n')) {
+      const m = /^\[(\d+):(\d+)\] -A (\S+) .*--comment "?wrenn:([^" ]+)"? -j (ACCEPT|DROP)$/.exec(line);
+      if (m && m[3] === this.ch.egress && m[4] === id) {
+        return { action: m[5] as 'ACCEPT' | 'DROP', packets: Number(m[1]), bytes: Number(m[2]) };
+      }
+    }
+    return undefined;
+  }
+
+  /**
+   * Per-capsule edits are coalesced: while one iptables-restore runs, later edits queue up and go
+   * out together in the next one, so 50 concurrent creates cost a handful of spawns, not 50.
+   */
+  private enqueue(lines: string[]): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.pending.push({ lines, resolve, reject });
+      if (!this.flushing) void this.flush();
+    });
+  }
+
+  private async flush(): Promise<void> {
+    this.flushing = true;
+    try {
+      while (this.pending.length > 0) {
+        const batch = this.pending;
+        this.pending = [];
+        const text = `*filter\n${batch.flatMap((b) => b.lines).join('\n')}\nCOMMIT\n`;
+        let err: Error | undefined;
+        const r = await run('iptables-restore', ['-w', '--noflush'], text);
+        if (r.code !== 0) {
+          // Usually a -D of a rule that is already gone: rebuild the chain from the desired state.
+          try {
+            await this.rewriteEgress();
+          } catch (e) {
+            err = e as Error;
+          }
+        }
+        for (const b of batch) (err ? b.reject(err) : b.resolve());
+      }
+    } finally {
+      this.flushing = false;
+    }
+  }
+}
