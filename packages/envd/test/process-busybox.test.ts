@@ -27,7 +27,6 @@ for a in sh ash echo cat id pwd sleep env ls true printf stty readlink; do "$ori
 "$orig/touch" /usr/bin/node
 "$orig/mount" --bind "$orig/node" /usr/bin/node
 "$orig/umount" -l "$orig"
-/usr/bin/busybox rmdir "$orig"
 exec /usr/bin/node --input-type=module -e "$ENVD_SCRIPT"
 `;
 
