@@ -1,0 +1,96 @@
+// E2B template and snapshot routes. Wrenn snapshot templates are E2B snapshots: made from a
+// sandbox, listed under /snapshots, deleted with DELETE /templates/{id}, and used by name in
+// Sandbox.create().
+import type { FastifyInstance } from 'fastify';
+import { Type } from '@sinclair/typebox';
+import { randomBase36 } from '../../ids.js';
+import type { ControlPlaneContext } from '../../context.js';
+import { badRequest } from '../errors.js';
+import { createSnapshot, deleteTemplate, getCapsule, listSnapshots, listTemplates } from '../../services/capsules.js';
+import { listAuditEvents } from '../../db/repositories/audit-events.js';
+import { e2bTeam } from './auth.js';
+import { toE2bTemplate } from './mapping.js';
+import { errorResponses, SandboxIdParams, SnapshotBody, SnapshotInfo, Template } from './schemas.js';
+
+const tags = ['e2b'];
+
+export function templateRoutes(app: FastifyInstance, ctx: ControlPlaneContext): void {
+  app.get(
+    '/templates',
+    { schema: { tags, summary: 'List templates', querystring: Type.Object({ teamID: Type.Optional(Type.String()) }), response: { 200: Type.Array(Template), ...errorResponses } } },
+    async (req) => {
+      const team = await e2bTeam(ctx, req);
+      return (await listTemplates(ctx, team.id)).map(toE2bTemplate);
+    },
+  );
+
+  app.delete(
+    '/templates/:templateID',
+    {
+      schema: {
+        tags,
+        summary: 'Delete a template or snapshot',
+        params: Type.Object({ templateID: Type.String({ minLength: 1, maxLength: 128 }) }),
+        response: { 204: Type.Null(), ...errorResponses },
+      },
+    },
+    async (req, reply) => {
+      const team = await e2bTeam(ctx, req);
+      // E2B ids may carry a tag (name:tag); Wrenn templates have none.
+      const name = (req.params as { templateID: string }).templateID.replace(/:default$/, '');
+      await deleteTemplate(ctx, team.id, name);
+      return reply.status(204).send();
+    },
+  );
+
+  app.post(
+    '/sandboxes/:sandboxID/snapshots',
+    { schema: { tags, summary: 'Snapshot a sandbox into a template', params: SandboxIdParams, body: Type.Optional(SnapshotBody), response: { 201: SnapshotInfo, ...errorResponses } } },
+    async (req, reply) => {
+      const team = await e2bTeam(ctx, req);
+      const id = (req.params as SandboxIdParams).sandboxID;
+      const name = (req.body as { name?: string } | undefined)?.name ?? `snapshot-${randomBase36(10)}`;
+      const t = await createSnapshot(ctx, team.id, { capsuleId: id, name });
+      return reply.status(201).send({ snapshotID: t.name, names: [t.name] });
+    },
+  );
+
+  app.get(
+    '/snapshots',
+    {
+      schema: {
+        tags,
+        summary: 'List snapshots',
+        querystring: Type.Object({
+          sandboxID: Type.Optional(Type.String({ maxLength: 128 })),
+          name: Type.Optional(Type.String({ maxLength: 128 })),
+          limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 100 })),
+          nextToken: Type.Optional(Type.String({ maxLength: 32 })),
+        }),
+        response: { 200: Type.Array(SnapshotInfo), ...errorResponses },
+      },
+    },
+    async (req, reply) => {
+      const team = await e2bTeam(ctx, req);
+      const q = req.query as { sandboxID?: string; name?: string; limit?: number; nextToken?: string };
+      let snaps = await listSnapshots(ctx, team.id);
+      const name = q.name;
+      if (name) snaps = snaps.filter((t) => t.name === name.replace(/:default$/, '') || t.id === name);
+      if (q.sandboxID) {
+        // Which snapshots came from the sandbox is in its audit log.
+        await getCapsule(ctx, team.id, q.sandboxID);
+        const events = await listAuditEvents(ctx.database.db, { capsuleId: q.sandboxID, teamId: team.id, kind: 'snapshot.created', limit: 1000 });
+        const ids = new Set(events.items.map((e) => String(e.data.template_id)));
+        snaps = snaps.filter((t) => ids.has(t.id));
+      }
+      let offset = 0;
+      if (q.nextToken) {
+        if (!/^o\d+$/.test(q.nextToken)) throw badRequest('nextToken is not valid: pass back the X-Next-Token of the previous page unchanged');
+        offset = Number(q.nextToken.slice(1));
+      }
+      const limit = q.limit ?? 100;
+      if (offset + limit < snaps.length) void reply.header('x-next-token', `o${offset + limit}`);
+      return snaps.slice(offset, offset + limit).map((t) => ({ snapshotID: t.name, names: [t.name] }));
+    },
+  );
+}
