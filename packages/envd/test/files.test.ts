@@ -177,6 +177,39 @@ describe('GET /files', () => {
     assert.equal(res.headers.get('content-disposition'), 'inline; filename="my file \\"x\\".bin"');
   });
 
+  test('gzip is used for compressible data; large incompressible files go out as identity', async (t) => {
+    const envd = await envdFor(t);
+    const dir = tempDir(t);
+    const { randomBytes } = await import('node:crypto');
+    const { request } = await import('node:http');
+    const rawGet = (path: string, acceptEncoding: string) =>
+      new Promise<{ headers: Record<string, unknown>; body: Buffer }>((resolve, reject) => {
+        request(filesUrl(envd, { path }), { headers: { 'accept-encoding': acceptEncoding } }, (r) => {
+          const chunks: Buffer[] = [];
+          r.on('data', (c: Buffer) => chunks.push(c));
+          r.on('end', () => resolve({ headers: r.headers, body: Buffer.concat(chunks) }));
+        })
+          .on('error', reject)
+          .end();
+      });
+    const random = randomBytes(300 * 1024);
+    writeFileSync(join(dir, 'random.bin'), random);
+    const text = Buffer.from('a line of very compressible text\n'.repeat(10000));
+    writeFileSync(join(dir, 'text.log'), text);
+    const r1 = await rawGet(join(dir, 'random.bin'), 'gzip, deflate');
+    assert.equal(r1.headers['content-encoding'], undefined);
+    assert.equal(r1.headers['content-length'], String(random.length));
+    assert.ok(r1.body.equals(random));
+    const r2 = await rawGet(join(dir, 'text.log'), 'gzip, deflate');
+    assert.equal(r2.headers['content-encoding'], 'gzip');
+    assert.ok(gunzipSync(r2.body).equals(text));
+    assert.ok(r2.body.length < text.length / 10);
+    // A client that refuses identity still gets gzip, compressible or not.
+    const r3 = await rawGet(join(dir, 'random.bin'), 'gzip, identity;q=0');
+    assert.equal(r3.headers['content-encoding'], 'gzip');
+    assert.ok(gunzipSync(r3.body).equals(random));
+  });
+
   test('404 for a missing file, 400 for a directory, 403 for an unreadable file', async (t) => {
     const envd = await envdFor(t);
     const dir = tempDir(t);

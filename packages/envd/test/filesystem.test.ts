@@ -263,6 +263,19 @@ for (const tr of transports) {
       await eventually(() => assert.ok(w.has(EventType.REMOVE, 'n1/n2/g.txt') && w.has(EventType.REMOVE, 'n1')));
     });
 
+    test('WatchDir sends keepalives at the Keepalive-Ping-Interval the client asks for', async (t) => {
+      const envd = await envdFor(t, tr);
+      const dir = tempDir(t);
+      const abort = new AbortController();
+      t.after(() => abort.abort());
+      const kinds: (string | undefined)[] = [];
+      for await (const res of envd.filesystem.watchDir({ path: dir }, { signal: abort.signal, headers: { 'keepalive-ping-interval': '1' } })) {
+        kinds.push(res.event.case);
+        if (kinds.length === 2) break;
+      }
+      assert.deepEqual(kinds, ['start', 'keepalive']);
+    });
+
     test('WatchDir refuses missing paths and files', async (t) => {
       const envd = await envdFor(t, tr);
       const dir = tempDir(t);

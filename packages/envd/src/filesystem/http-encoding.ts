@@ -1,3 +1,8 @@
+import { promisify } from 'node:util';
+import { deflateRaw } from 'node:zlib';
+
+const deflateRawAsync = promisify(deflateRaw);
+
 // Accept-Encoding negotiation for GET /files as E2B's envd does it (gzip or identity, RFC 7231 q-values).
 export type Encoding = 'gzip' | 'identity';
 
@@ -52,4 +57,10 @@ export function negotiateEncoding(header: string | undefined): Encoding | undefi
 
 export function identityAcceptable(header: string | undefined): boolean {
   return !header || !identityRejected(parse(header));
+}
+
+/** Whether gzip is worth it: a fast deflate of the file's leading sample saves at least 10%. */
+export async function compressible(sample: Buffer): Promise<boolean> {
+  if (sample.length === 0) return true;
+  return (await deflateRawAsync(sample, { level: 1 })).length < sample.length * 0.9;
 }

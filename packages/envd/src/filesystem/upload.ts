@@ -1,6 +1,8 @@
 // Writes one uploaded file: parents created and owned by the user, the file truncated or created,
 // chowned to the user, streamed from the body, then its `user.e2b.*` metadata replaced.
-import { chown, open, stat } from 'node:fs/promises';
+import { chown, stat } from 'node:fs/promises';
+import { closeSync, createWriteStream, fchown, open as openCb } from 'node:fs';
+import { promisify } from 'node:util';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
@@ -21,6 +23,8 @@ export class UploadError extends Error {
 }
 
 const WRITE_HWM = 1 << 20;
+const openAsync = promisify(openCb);
+const fchownAsync = promisify(fchown);
 
 export async function writeUploadedFile(target: string, body: Readable, user: UserInfo, metadata: Record<string, string>): Promise<void> {
   const root = envdIsRoot();
@@ -33,14 +37,15 @@ export async function writeUploadedFile(target: string, body: Readable, user: Us
   else await checkCreate(target, user, `create ${target}`);
   await ensureDirs(path.dirname(target), user.uid, user.gid);
   if (existing && root) await chown(target, user.uid, user.gid).catch(() => undefined);
-  const fh = await open(target, 'w', 0o666);
+  // A numeric fd and fs.createWriteStream: FileHandle streams cost more CPU per chunk in Node 20.
+  const fd = await openAsync(target, 'w', 0o666);
   try {
-    if (!existing && root) await fh.chown(user.uid, user.gid);
+    if (!existing && root) await fchownAsync(fd, user.uid, user.gid);
   } catch (err) {
-    await fh.close();
+    closeSync(fd);
     throw err;
   }
-  await pipeline(body, fh.createWriteStream({ highWaterMark: WRITE_HWM }));
+  await pipeline(body, createWriteStream('', { fd, highWaterMark: WRITE_HWM }));
   await writeMetadata(target, metadata);
 }
 

@@ -1,0 +1,171 @@
+#!/usr/bin/env node
+// /files throughput on loopback: POST (application/octet-stream) and GET of one file (100 MB by
+// default) through envd running in its own Node process (as in a capsule), against a plain local
+// copy of the same file in the same run (fs.copyFile and a stream copy). Median of --runs each.
+// Prints JSON. Needs the build: `npx tsc -b packages/envd`.
+// Usage: node bench/envd-files.mjs [--mb 100] [--runs 3]
+import { spawn } from 'node:child_process';
+import { createReadStream, createWriteStream, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { copyFile, unlink } from 'node:fs/promises';
+import http from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { pipeline } from 'node:stream/promises';
+import { fileURLToPath } from 'node:url';
+import { createInterface } from 'node:readline';
+
+const args = process.argv.slice(2);
+const opt = (name, dflt) => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? Number(args[i + 1]) : dflt;
+};
+const MB = opt('mb', 100);
+const runs = opt('runs', 3);
+const bytes = MB * 1024 * 1024;
+const HWM = 1 << 20;
+
+const serverUrl = new URL('../packages/envd/dist/src/server.js', import.meta.url);
+const serverScript = `
+  const { startEnvd } = await import(${JSON.stringify(fileURLToPath(serverUrl))});
+  const s = await startEnvd({ port: 0, host: '127.0.0.1', portForwarding: false });
+  process.stdout.write(String(s.port) + '\\n');
+  // Each line on stdin asks for envd's CPU time so far (user+system, all threads), in ms.
+  process.stdin.setEncoding('utf8');
+  process.stdin.on('data', () => { const u = process.cpuUsage(); process.stdout.write(String((u.user + u.system) / 1000) + '\\n'); });
+  process.stdin.on('end', () => s.close().then(() => process.exit(0)));
+`;
+
+async function startServer() {
+  const child = spawn(process.execPath, ['--input-type=module', '-e', serverScript], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
+  const next = async () => String((await lines.next()).value).trim();
+  const port = Number(await next());
+  return {
+    child,
+    port,
+    async cpuMs() {
+      child.stdin.write('cpu\n');
+      return Number(await next());
+    },
+  };
+}
+
+const agent = new http.Agent({ keepAlive: true });
+
+function post(port, src, dest) {
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      { host: '127.0.0.1', port, agent, method: 'POST', path: `/files?path=${encodeURIComponent(dest)}`, headers: { 'content-type': 'application/octet-stream', 'content-length': bytes } },
+      (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (c) => (body += c));
+        res.on('end', () => (res.statusCode === 200 ? resolve() : reject(new Error(`POST ${res.statusCode}: ${body}`))));
+      },
+    );
+    req.on('error', reject);
+    pipeline(createReadStream(src, { highWaterMark: HWM }), req).catch(reject);
+  });
+}
+
+function get(port, path, sink, encoding = 'identity') {
+  return new Promise((resolve, reject) => {
+    http
+      .get({ host: '127.0.0.1', port, agent, path: `/files?path=${encodeURIComponent(path)}`, headers: { 'accept-encoding': encoding } }, (res) => {
+        if (res.statusCode !== 200) return reject(new Error(`GET ${res.statusCode}`));
+        if (sink) return pipeline(res, createWriteStream(sink, { highWaterMark: HWM })).then(resolve, reject);
+        let n = 0;
+        res.on('data', (c) => (n += c.length));
+        res.on('end', () => resolve(n));
+        res.on('error', reject);
+      })
+      .on('error', reject);
+  });
+}
+
+async function timed(fn) {
+  const t0 = process.hrtime.bigint();
+  await fn();
+  return Number(process.hrtime.bigint() - t0) / 1e9;
+}
+
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+/** Median wall-clock MB/s over the runs; with `server`, also envd's CPU ms per run (median). */
+async function medianMBps(fn, cleanup, server) {
+  const rates = [];
+  const cpu = [];
+  for (let i = 0; i < runs; i++) {
+    const c0 = server ? await server.cpuMs() : 0;
+    const s = await timed(fn);
+    if (server) cpu.push((await server.cpuMs()) - c0);
+    rates.push(MB / s);
+    if (cleanup) await cleanup();
+  }
+  const mbps = Math.round(median(rates));
+  return server ? { mbps, envdCpuMs: Math.round(median(cpu)) } : mbps;
+}
+
+const dir = mkdtempSync(join(tmpdir(), 'wrenn-bench-files-'));
+const server = await startServer();
+try {
+  const src = join(dir, 'source.bin');
+  // Incompressible content, written in 8 MiB blocks.
+  const block = randomBytes(8 << 20);
+  writeFileSync(src, Buffer.alloc(0));
+  {
+    const ws = createWriteStream(src);
+    for (let left = bytes; left > 0; left -= block.length) ws.write(left >= block.length ? block : block.subarray(0, left));
+    ws.end();
+    await new Promise((r) => ws.on('finish', r));
+  }
+  const dest = join(dir, 'dest.bin');
+  const rm = () => unlink(dest).catch(() => undefined);
+
+  const copyFileMBps = await medianMBps(() => copyFile(src, dest), rm);
+  const streamCopyMBps = await medianMBps(() => pipeline(createReadStream(src, { highWaterMark: HWM }), createWriteStream(dest, { highWaterMark: HWM })), rm);
+  const postR = await medianMBps(() => post(server.port, src, dest), rm, server);
+  await post(server.port, src, dest);
+  if (statSync(dest).size !== bytes) throw new Error('upload size mismatch');
+  await rm();
+  const getR = await medianMBps(async () => {
+    const n = await get(server.port, src);
+    if (n !== bytes) throw new Error(`GET returned ${n} bytes`);
+  }, undefined, server);
+  const getToFileR = await medianMBps(() => get(server.port, src, dest), rm, server);
+  // What fetch (and so the e2b SDK) offers by default; incompressible data is served as identity.
+  const getFetchDefaultR = await medianMBps(() => get(server.port, src, null, 'gzip, deflate'), undefined, server);
+  const [load1] = (await import('node:os')).loadavg();
+
+  const r2 = (x) => Math.round(x * 100) / 100;
+  const cpuBound = (r) => Math.round(MB / (r.envdCpuMs / 1000));
+  console.log(
+    JSON.stringify(
+      {
+        bench: 'envd-files',
+        fileMB: MB,
+        runs,
+        loadAverage1m: r2(load1),
+        localCopy: { copyFileMBps, streamCopyMBps },
+        envd: {
+          postOctetStream: postR,
+          get: getR,
+          getToFile: getToFileR,
+          getFetchDefaultAcceptEncoding: getFetchDefaultR,
+        },
+        ratioToStreamCopy: { post: r2(postR.mbps / streamCopyMBps), get: r2(getR.mbps / streamCopyMBps), getToFile: r2(getToFileR.mbps / streamCopyMBps) },
+        ratioToCopyFile: { post: r2(postR.mbps / copyFileMBps), get: r2(getR.mbps / copyFileMBps) },
+        // MB per envd CPU second: the rate envd could sustain given one free core.
+        envdCpuBoundMBps: { post: cpuBound(postR), get: cpuBound(getR) },
+      },
+      null,
+      2,
+    ),
+  );
+} finally {
+  agent.destroy();
+  server.child.stdin.end();
+  await new Promise((r) => server.child.once('exit', r));
+  rmSync(dir, { recursive: true, force: true });
+}
