@@ -11,6 +11,8 @@ import type { Subscription } from './subscription.js';
  */
 export const DRAIN_AFTER_EXIT_MS = 250;
 
+function ignore(): void {}
+
 export class PipeProcess extends ManagedProcess {
   readonly isPty = false;
   private stdinOpen: boolean;
@@ -28,6 +30,9 @@ export class PipeProcess extends ManagedProcess {
     this.stdinOpen = stdinEnabled;
     child.stdout?.on('data', (chunk: Buffer) => this.emitOutput('stdout', chunk));
     child.stderr?.on('data', (chunk: Buffer) => this.emitOutput('stderr', chunk));
+    // A stream error without a listener would crash envd; the exit still ends the process normally.
+    child.stdout?.on('error', ignore);
+    child.stderr?.on('error', ignore);
     // A write to a process that exited fails with EPIPE; the writer is told, envd must not crash.
     child.stdin?.on('error', () => {
       this.stdinOpen = false;

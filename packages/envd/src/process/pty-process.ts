@@ -19,6 +19,8 @@ export class PtyProcess extends ManagedProcess {
     // With `encoding: null` node-pty hands out raw Buffers, so no UTF-8 sequence is split or mangled.
     term.onData((chunk) => this.emitOutput('pty', chunk as unknown as Buffer));
     // node-pty reports exit only after the terminal's output was read to the end.
+    // node-pty rethrows unexpected terminal read errors unless someone listens; envd must not crash.
+    (term as unknown as { on?(event: 'error', fn: () => void): void }).on?.('error', () => {});
     term.onExit(({ exitCode, signal }) => this.finish(signal ? null : exitCode, signal ? signalName(signal) : null));
   }
 
