@@ -11,6 +11,8 @@ export interface RegisterWithControlPlaneOptions {
   token?: string;
   /** Base URL at which the control plane reaches this agent, e.g. http://10.0.0.5:5007. */
   agentUrl: string;
+  /** The agent's own host id (the control plane checks it against what the agent reports). */
+  hostId?: string;
   /** Reported capacity; the control plane asks the agent itself when they are left out. */
   runtimes?: string[];
   cpuCount?: number;
@@ -80,6 +82,7 @@ export async function registerWithControlPlane(o: RegisterWithControlPlaneOption
   const body = JSON.stringify({
     token: o.token,
     address: agentUrl,
+    ...(o.hostId ? { host_id: o.hostId } : {}),
     ...(o.runtimes ? { runtimes: o.runtimes } : {}),
     ...(o.cpuCount ? { cpu_count: o.cpuCount } : {}),
     ...(o.memoryMb ? { memory_mb: o.memoryMb } : {}),

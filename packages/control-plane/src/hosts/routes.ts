@@ -1,16 +1,19 @@
 // Host routes (a Fastify plugin, registered by server.ts): admins create one-time registration
 // tokens; a host agent spends one to register its address and capacity.
 //   POST /v1/hosts/tokens    (admin key)  {ttl_sec?}                                   -> 201 {id, token, expires_at}
-//   POST /v1/hosts/register  (the token)  {token, address, runtimes?, cpu_count?, memory_mb?} -> 201 {host_id}
+//   POST /v1/hosts/register  (the token)  {token, address, runtimes?, cpu_count?, memory_mb?, host_id?} -> 201 {host_id}
+// Registration first asks the agent at `address` for GetHostInfo, so an address the control plane
+// cannot reach is refused at once; the host keeps the id the agent reports.
 import type { FastifyPluginAsync } from 'fastify';
 import { Type, type Static } from '@sinclair/typebox';
 import type { ControlPlaneContext } from '../context.js';
 import { ApiError, badRequest } from '../api/errors.js';
-import { createHostToken, isHostTokenFormat, registerHost } from '../auth/host-tokens.js';
+import { createHostToken, isHostTokenFormat } from '../auth/host-tokens.js';
 import { sha256Hex } from '../auth/hash.js';
 import { toServiceError } from '../services/errors.js';
 import { requireAdmin } from './admin-auth.js';
 import { describeProbeError, probeAddress } from './probe.js';
+import { admitHost } from './register-host.js';
 
 const MAX_TOKEN_TTL_SEC = 30 * 24 * 3600;
 /** How long registration waits for the agent to answer GetHostInfo at the address it gave. */
@@ -35,6 +38,7 @@ const RegisterRequest = Type.Object(
     runtimes: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 64 }), { minItems: 1, maxItems: 16 })),
     cpu_count: Type.Optional(Type.Integer({ minimum: 1 })),
     memory_mb: Type.Optional(Type.Integer({ minimum: 1 })),
+    host_id: Type.Optional(Type.String({ maxLength: 128, description: "The agent's own id; must match what the agent reports" })),
   },
   { additionalProperties: false },
 );
@@ -113,16 +117,21 @@ export const hostRoutes: FastifyPluginAsync<{ ctx: ControlPlaneContext }> = asyn
       } catch (err) {
         throw badRequest(`the control plane cannot reach the agent at ${address} (${describeProbeError(err)}); give an address this control plane can reach`);
       }
-      const host = await registerHost(ctx.database.db, {
+      if (body.host_id && info.agentHostId && body.host_id !== info.agentHostId) {
+        throw badRequest(`the agent at ${address} reports host id ${info.agentHostId}, not ${body.host_id}: is the address right?`);
+      }
+      const { host, created } = await admitHost(ctx.database.db, {
         token: body.token,
         address,
+        agentHostId: info.agentHostId || body.host_id,
         runtimes: body.runtimes ?? info.runtimes,
         cpuCount: body.cpu_count ?? info.cpuCount,
         memoryMb: body.memory_mb ?? info.memoryMb,
       }).catch((e: unknown) => {
         throw toServiceError(e);
       });
-      ctx.log.info({ hostId: host.id, address, runtimes: host.runtimes }, 'host registered');
+      ctx.agents.forget(host.id);
+      ctx.log.info({ hostId: host.id, address, runtimes: host.runtimes, created }, 'host registered');
       return reply.status(201).send({ host_id: host.id });
     },
   );
