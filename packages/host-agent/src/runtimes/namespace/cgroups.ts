@@ -7,7 +7,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 
 export const CONTROLLERS = ['cpu', 'cpuacct', 'memory', 'pids', 'freezer'] as const;
 export type Controller = (typeof CONTROLLERS)[number];
-const PARENT = 'wrenn';
+/** Default parent group of all capsules: /sys/fs/cgroup/<controller>/wrenn/<id>. */
+export const DEFAULT_CGROUP_PARENT = 'wrenn';
 const CFS_PERIOD_US = 100_000;
 
 export interface CgroupLimits {
@@ -23,8 +24,9 @@ export class CapsuleCgroups {
   constructor(
     readonly id: string,
     readonly root = '/sys/fs/cgroup',
+    readonly parent = DEFAULT_CGROUP_PARENT,
   ) {
-    this.dirs = Object.fromEntries(CONTROLLERS.map((c) => [c, join(root, c, PARENT, id)])) as Record<Controller, string>;
+    this.dirs = Object.fromEntries(CONTROLLERS.map((c) => [c, join(root, c, parent, id)])) as Record<Controller, string>;
   }
 
   /** The distinct directories (cpu and cpuacct may be one co-mounted hierarchy). */
@@ -186,11 +188,11 @@ function checkV1(root: string): void {
 }
 
 /** Capsule ids that have a group under any controller's wrenn/ parent. */
-export function listCapsuleCgroupIds(root = '/sys/fs/cgroup'): string[] {
+export function listCapsuleCgroupIds(root = '/sys/fs/cgroup', parent = DEFAULT_CGROUP_PARENT): string[] {
   const ids = new Set<string>();
   for (const c of CONTROLLERS) {
     try {
-      for (const e of readdirSync(join(root, c, PARENT), { withFileTypes: true })) if (e.isDirectory()) ids.add(e.name);
+      for (const e of readdirSync(join(root, c, parent), { withFileTypes: true })) if (e.isDirectory()) ids.add(e.name);
     } catch {
       // no wrenn parent in this controller
     }

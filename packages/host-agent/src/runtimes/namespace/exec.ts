@@ -15,7 +15,6 @@ export interface ExecOptions {
   input?: string;
   /** Kill the command (SIGKILL to the helper and, through it, SIGTERM) after this long. */
   timeoutMs?: number;
-  cgroupRoot?: string;
 }
 
 export interface ExecResult {
@@ -29,11 +28,10 @@ export async function execInCapsule(handle: RuntimeHandle, argv: string[], opts:
   if (handle.runtime !== 'namespace' || !s?.pid) throw new Error(`capsule ${handle.id} is not a running namespace capsule`);
   if (argv.length === 0) throw new Error('execInCapsule needs a command');
   const helper = await nsinitPath();
-  const cg = new CapsuleCgroups(handle.id, opts.cgroupRoot);
   const args = [
     'exec',
     '--pid', String(s.pid),
-    ...cg.uniqueDirs().flatMap((d) => ['--cgroup', d]),
+    ...(s.cgroupDirs ?? new CapsuleCgroups(handle.id).uniqueDirs()).flatMap((d) => ['--cgroup', d]),
     '--uid', String(opts.uid ?? 0),
     '--gid', String(opts.gid ?? opts.uid ?? 0),
     '--cwd', opts.cwd ?? '/',

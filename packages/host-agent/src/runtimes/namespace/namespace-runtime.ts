@@ -51,6 +51,10 @@ export interface NamespaceRuntimeOptions {
   readyPort?: number;
   readyPath?: string;
   cgroupRoot?: string;
+  /** Parent group under each controller (default "wrenn"); separate test runs use their own. */
+  cgroupParent?: string;
+  /** Write the helper's per-step timings into each capsule's envd.log. */
+  trace?: boolean;
 }
 
 /** Runtime-specific part of the handle (JSON-serialisable, persisted by the manager). */
@@ -60,6 +64,8 @@ export interface NamespaceState {
   /** /proc/<pid>/stat start time: tells our init from a recycled pid. */
   startTime: string;
   sandboxDir: string;
+  /** The capsule's cgroup directories (one per hierarchy). */
+  cgroupDirs: string[];
   /** Overlay lower directories, top first. */
   layers: string[];
   spec: CapsuleSpec;
@@ -92,11 +98,13 @@ function validateSpec(spec: CapsuleSpec): void {
   if (netns !== undefined && (typeof netns !== 'string' || !netns.startsWith('/'))) throw bad('network.netnsPath must be an absolute path');
 }
 
+/** Start time of a live (non-zombie) process, to tell it from a later process with the same pid. */
 export function readStartTime(pid: number): string | undefined {
   try {
     const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // Fields after the parenthesised command name; starttime is field 22 overall.
-    return s.slice(s.lastIndexOf(')') + 2).split(' ')[19];
+    // Fields after the parenthesised command name: state is field 3, starttime field 22.
+    const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
+    return f[0] === 'Z' || f[0] === 'X' ? undefined : f[19]; // a zombie is not alive
   } catch {
     return undefined;
   }
@@ -137,7 +145,7 @@ export class NamespaceRuntime implements CapsuleRuntime {
   }
 
   cgroups(id: string): CapsuleCgroups {
-    return new CapsuleCgroups(id, this.opts.cgroupRoot);
+    return new CapsuleCgroups(id, this.opts.cgroupRoot, this.opts.cgroupParent);
   }
 
   async create(spec: CapsuleSpec): Promise<RuntimeHandle> {
@@ -159,7 +167,15 @@ export class NamespaceRuntime implements CapsuleRuntime {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
       await mkdir(sandboxDir, { recursive: true });
     }
-    const state: NamespaceState = { pid: 0, startTime: '', sandboxDir, layers, spec, paused: null };
+    const state: NamespaceState = {
+      pid: 0,
+      startTime: '',
+      sandboxDir,
+      cgroupDirs: this.cgroups(spec.id).uniqueDirs(),
+      layers,
+      spec,
+      paused: null,
+    };
     try {
       const upper = join(sandboxDir, 'upper');
       await Promise.all([mkdir(upper), mkdir(join(sandboxDir, 'work')), mkdir(join(sandboxDir, 'rootfs'))]);
@@ -218,6 +234,7 @@ export class NamespaceRuntime implements CapsuleRuntime {
       '--ready-path', this.opts.readyPath ?? '/health',
       '--ready-timeout-ms', String(this.opts.readyTimeoutMs ?? 30_000),
       '--cwd', '/',
+      ...(this.opts.trace ? ['--trace', '1'] : []),
       '--',
       ...main,
     ];
@@ -390,7 +407,7 @@ export class NamespaceRuntime implements CapsuleRuntime {
   /** Kills, unmounts and removes every capsule of ours (cgroups, sandbox dirs) not in knownIds. */
   async cleanupStale(knownIds: ReadonlySet<string>): Promise<void> {
     const errors: string[] = [];
-    for (const id of listCapsuleCgroupIds(this.opts.cgroupRoot)) {
+    for (const id of listCapsuleCgroupIds(this.opts.cgroupRoot, this.opts.cgroupParent)) {
       if (knownIds.has(id)) continue;
       const cg = this.cgroups(id);
       await cg

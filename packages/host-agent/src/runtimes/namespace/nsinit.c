@@ -55,6 +55,21 @@
 extern char **environ;
 
 static int status_fd = -1;
+static int trace = 0; /* --trace 1: step timings on stderr (the capsule log) */
+
+static long now_us(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec * 1000000L + ts.tv_nsec / 1000L;
+}
+
+static void step(const char *what) {
+  static long last = 0;
+  if (!trace) return;
+  long t = now_us();
+  if (last) fprintf(stderr, "wrenn-nsinit: %-28s %6ld us\n", what, t - last);
+  last = t;
+}
 
 static void say(const char *fmt, ...) {
   if (status_fd < 0) return;
@@ -124,6 +139,7 @@ static void parse(int argc, char **argv, struct opts *o) {
     else if (!strcmp(a, "--pid")) o->pid = atoi(v);
     else if (!strcmp(a, "--uid")) o->uid = atoi(v);
     else if (!strcmp(a, "--gid")) o->gid = atoi(v);
+    else if (!strcmp(a, "--trace")) trace = atoi(v);
     else { errno = EINVAL; die("unknown option %s", a); }
   }
   if (!o->argv || !o->argv[0]) { errno = EINVAL; die("missing -- ARGV"); }
@@ -137,11 +153,13 @@ static void write_file(const char *path, const char *data) {
   close(fd);
 }
 
-/* Moves this process into each cgroup, so that everything it starts is limited from birth. */
+/* Moves this process into each cgroup, so that everything it starts is limited from birth.
+ * It is single-threaded, so moving the thread (the "tasks" file) moves the process; unlike
+ * cgroup.procs this avoids the kernel's thread-group lock and its RCU grace period per write. */
 static void join_cgroups(struct opts *o) {
   char p[PATH_MAX];
   for (int i = 0; i < o->n_cgroups; i++) {
-    snprintf(p, sizeof p, "%s/cgroup.procs", o->cgroups[i]);
+    snprintf(p, sizeof p, "%s/tasks", o->cgroups[i]);
     write_file(p, "0");
   }
 }
@@ -220,9 +238,11 @@ static void mount_dev(struct opts *o) {
   for (size_t i = 0; i < sizeof links / sizeof links[0]; i++) {
     snprintf(p, sizeof p, "%s/%s", dev, links[i][0]);
     if (symlink(links[i][1], p) < 0) die("symlink %s", p);
+    if (lchown(p, o->root_uid, o->root_uid) < 0) die("chown %s", p);
   }
   snprintf(p, sizeof p, "%s/pts", dev);
   mkdirs(p, 0755);
+  if (lchown(p, o->root_uid, o->root_uid) < 0) die("chown %s", p);
   if (o->pts_gid >= 0) snprintf(data, sizeof data, "newinstance,ptmxmode=0666,mode=0620,gid=%d", o->pts_gid);
   else snprintf(data, sizeof data, "newinstance,ptmxmode=0666,mode=0620");
   mount_or_die("devpts", p, "devpts", MS_NOSUID | MS_NOEXEC, data);
@@ -320,6 +340,27 @@ static void forward(int sig) {
   if (main_pid > 0) kill(main_pid, sig);
 }
 
+static int g_argc;
+static char **g_argv;
+
+/* Shows the init as "wrenn-init" inside the capsule instead of a command line full of host
+ * paths: keep copies of what the init still needs, then blank the original argv area. */
+static void set_title(struct opts *o) {
+  int n = 0;
+  while (o->argv[n]) n++;
+  char **copy = calloc((size_t)n + 1, sizeof *copy);
+  if (!copy) die("calloc");
+  for (int i = 0; i < n; i++) copy[i] = strdup(o->argv[i]);
+  o->argv = copy;
+  o->cwd = strdup(o->cwd);
+  o->ready_path = strdup(o->ready_path);
+  char *start = g_argv[0], *end = g_argv[g_argc - 1] + strlen(g_argv[g_argc - 1]);
+  memset(start, 0, (size_t)(end - start));
+  snprintf(start, (size_t)(end - start), "wrenn-init");
+  *end = '.'; /* no NUL at the very end: the kernel then reports cmdline up to the first NUL */
+  prctl(PR_SET_NAME, "wrenn-init", 0, 0, 0);
+}
+
 static int exit_code(int st) { return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st); }
 
 /* PID 1 of the capsule: starts the main process, reports readiness, reaps orphans, and exits
@@ -354,7 +395,10 @@ static void run_init(struct opts *o) {
           _exit(exit_code(st));
         }
       }
-      if (http_ok(o->ready_port, o->ready_path)) break;
+      if (http_ok(o->ready_port, o->ready_path)) {
+        step("init: main process ready");
+        break;
+      }
       if (now_ms() > deadline) {
         say("error %s on port %d did not answer within %d ms\n", o->ready_path, o->ready_port, o->ready_timeout_ms);
         kill(main_pid, SIGKILL);
@@ -377,7 +421,9 @@ static int cmd_start(struct opts *o) {
     errno = EINVAL;
     die("start needs --lower, --upper, --work, --rootfs, --uid-map and --gid-map");
   }
+  step("start");
   join_cgroups(o);
+  step("join cgroups");
   if (o->netns) {
     int fd = open(o->netns, O_RDONLY | O_CLOEXEC);
     if (fd < 0) die("open network namespace %s", o->netns);
@@ -386,13 +432,17 @@ static int cmd_start(struct opts *o) {
   } else if (unshare(CLONE_NEWNET) < 0) {
     die("new network namespace");
   }
+  step("network namespace");
   set_loopback_up();
   apply_sysctls(o);
+  step("loopback + sysctls");
   if (unshare(CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWPID) < 0) die("unshare");
+  step("unshare mnt/uts/ipc/pid");
   /* Nothing mounted from here on may leak back to the host. */
   mount_or_die(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL);
   if (o->hostname && sethostname(o->hostname, strlen(o->hostname)) < 0) die("sethostname");
   mount_overlay(o);
+  step("overlay");
   char p[PATH_MAX];
   in_root(p, o->rootfs, "/sys");
   mkdirs(p, 0555);
@@ -400,16 +450,34 @@ static int cmd_start(struct opts *o) {
   mount_or_die("sysfs", p, "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
   mount_dev(o);
   mount_binds(o);
+  step("sys, dev, binds");
   in_root(p, o->rootfs, "/proc");
   mkdirs(p, 0555);
 
+  /* Host paths must be opened now: pivot_root below moves this process's root as well. */
   int procfd = open("/proc", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (procfd < 0) die("open /proc");
+  int parent_fds[MAX_LIST];
+  for (int i = 0; i < o->n_cgroups; i++) {
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", o->cgroups[i]);
+    char *slash = strrchr(dir, '/');
+    parent_fds[i] = -1;
+    if (!slash) continue;
+    snprintf(slash, sizeof dir - (size_t)(slash - dir), "/tasks");
+    parent_fds[i] = open(dir, O_WRONLY | O_CLOEXEC);
+  }
   int up[2], go[2]; /* child -> parent "user namespace made"; parent -> child "ids mapped" */
   if (pipe2(up, O_CLOEXEC) < 0 || pipe2(go, O_CLOEXEC) < 0) die("pipe");
   pid_t child = fork();
   if (child < 0) die("fork capsule init");
   if (child == 0) {
+    /* Nothing of the host may stay reachable from inside: no host /proc, no cgroup files, and
+     * no ptrace of this init by the capsule's root. */
+    close(procfd);
+    for (int i = 0; i < o->n_cgroups; i++)
+      if (parent_fds[i] >= 0) close(parent_fds[i]);
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     close(up[0]);
     close(go[1]);
     /* PID 1 of the new PID namespace: its /proc. */
@@ -426,6 +494,8 @@ static int cmd_start(struct opts *o) {
     close(up[1]);
     close(go[0]);
     become(0, 0);
+    step("init: proc, pivot, userns");
+    set_title(o);
     run_init(o);
   }
   close(up[1]);
@@ -437,8 +507,20 @@ static int cmd_start(struct opts *o) {
   say("pid %d\n", (int)child);
   c = 'g';
   if (write(go[1], &c, 1) != 1) die("release capsule init");
-  /* The init is re-parented to the host's init: capsules outlive the agent that made them. */
-  return 0;
+  if (status_fd >= 0) { close(status_fd); status_fd = -1; } /* the init reports readiness */
+  /* Stay as the init's parent so that its exit is reaped here and not left as a zombie for
+   * the host's PID 1 (which may not reap). Step out of the capsule's cgroups first: killing
+   * the capsule must not kill its reaper. Detached from the agent (own session), this outlives
+   * an agent restart; it exits with the init's exit code. */
+  for (int i = 0; i < o->n_cgroups; i++)
+    if (parent_fds[i] >= 0) { (void)!write(parent_fds[i], "0", 1); close(parent_fds[i]); }
+  signal(SIGTERM, SIG_IGN);
+  signal(SIGINT, SIG_IGN);
+  signal(SIGHUP, SIG_IGN);
+  int st;
+  while (waitpid(child, &st, 0) < 0)
+    if (errno != EINTR) return 1;
+  return exit_code(st);
 }
 
 /* Runs ARGV inside a running capsule: its cgroups, namespaces and root, as uid/gid. */
@@ -481,6 +563,8 @@ static int cmd_exec(struct opts *o) {
 }
 
 int main(int argc, char **argv) {
+  g_argc = argc;
+  g_argv = argv;
   if (fcntl(STATUS_FD, F_SETFD, FD_CLOEXEC) == 0) status_fd = STATUS_FD;
   if (argc < 2) {
     fprintf(stderr, "usage: wrenn-nsinit start|exec [options] -- ARGV...\n");

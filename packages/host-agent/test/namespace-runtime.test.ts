@@ -1,0 +1,288 @@
+// The namespace runtime on this machine's real kernel: namespaces, cgroup v1, overlayfs, envd.
+// Needs root. Every capsule is destroyed and every cgroup, netns and directory removed even when
+// an assertion fails (t.after / after).
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { execInCapsule, readStartTime, type NamespaceRuntime } from '../src/runtimes/namespace/index.js';
+import type { RuntimeHandle } from '../src/runtimes/runtime.js';
+import { makeEnv, rand, spec, standInEnvd } from './namespace-fixtures.js';
+
+const env = makeEnv();
+const handles = new Set<RuntimeHandle>();
+
+after(async () => {
+  const rt = env.runtime();
+  for (const h of handles) await rt.destroy(h).catch((err) => console.error('destroy', h.id, err));
+  const left = env.leftovers();
+  await env.cleanup();
+  assert.deepEqual(left, [], `left behind after the suite: ${left.join(', ')}`);
+});
+
+async function start(rt: NamespaceRuntime, id: string, extra: Parameters<typeof spec>[2] = {}, template = 'minimal') {
+  const h = await rt.create(spec(id, template, extra));
+  handles.add(h);
+  console.log(`# ${id}: created in ${rt.lastCreateTimings?.total.toFixed(1)} ms`, JSON.stringify(rt.lastCreateTimings, (_, v) => (typeof v === 'number' ? Math.round(v * 10) / 10 : v)));
+  return h;
+}
+
+async function destroy(rt: NamespaceRuntime, h: RuntimeHandle) {
+  await rt.destroy(h);
+  handles.delete(h);
+}
+
+async function sh(h: RuntimeHandle, script: string, opts: Parameters<typeof execInCapsule>[2] = {}) {
+  return execInCapsule(h, ['/bin/sh', '-c', script], { timeoutMs: 20_000, ...opts });
+}
+
+test('minimal template builds (cached) and a capsule runs the real envd in the given network namespace', async () => {
+  const m = await env.store.ensureTemplate('minimal');
+  assert.equal(m.kind, 'base');
+  const ns = env.netns();
+  const rt = env.runtime({ trace: true });
+  const id = `cl-t${rand()}`;
+  const h = await start(rt, id, { network: { netnsPath: ns.path, capsuleIp: '' } });
+  assert.equal(await rt.isAlive(h), true);
+  // The capsule is in the netns we gave it: the host can reach envd through it.
+  const health = execFileSync('ip', ['netns', 'exec', ns.name, 'curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', 'http://127.0.0.1:49983/health'], { encoding: 'utf8' });
+  assert.equal(health, '204');
+  // And from inside (busybox wget), with the environment envd was given.
+  const inside = await sh(h, 'wget -q -S -O /dev/null http://127.0.0.1:49983/health 2>&1 | head -1; cat /proc/2/environ | tr "\\0" "\\n" | grep ^WRENN_');
+  assert.match(inside.stdout, /HTTP\/1\.1 204/);
+  assert.match(inside.stdout, new RegExp(`WRENN_SANDBOX_ID=${id}`));
+  assert.match(inside.stdout, /WRENN_TEMPLATE_ID=minimal/);
+  // envd is PID 2 under our init; its children must not inherit the runtime's library path.
+  const ps = await sh(h, 'cat /proc/1/comm; cat /proc/2/cmdline | tr "\\0" " "');
+  assert.match(ps.stdout, /^wrenn-init\n/);
+  assert.match(ps.stdout, /ld-linux-x86-64\.so\.2 --library-path \/opt\/wrenn\/runtime\/lib \/opt\/wrenn\/runtime\/bin\/node \/opt\/wrenn\/app\/packages\/cli\/bin\/wrenn\.js envd --port 49983/);
+  assert.doesNotMatch((await sh(h, 'env')).stdout, /LD_LIBRARY_PATH/);
+  console.log(`# helper step timings:\n${readFileSync(join(h.state.sandboxDir as string, 'envd.log'), 'utf8').split('\n').filter((l) => l.startsWith('wrenn-nsinit')).join('\n')}`);
+  await destroy(rt, h);
+  assert.equal(readStartTime(h.state.pid as number) === h.state.startTime, false, 'init still running after destroy');
+  assert.equal(existsSync(h.state.sandboxDir as string), false);
+  assert.equal(await rt.isAlive(h), false);
+});
+
+test('isolation: own pids, hostname, user namespace mapping, no host capabilities', async () => {
+  const rt = env.runtime({ mainCommand: standInEnvd });
+  const id = `cl-t${rand()}`;
+  const h = await start(rt, id);
+  const ps = await sh(h, 'ps -o pid | tail -n +2 | wc -l');
+  const count = Number(ps.stdout.trim());
+  assert.ok(count >= 3 && count <= 6, `ps inside should see only init, the main process and itself, saw ${count}:\n${(await sh(h, 'ps')).stdout}`);
+  assert.equal((await sh(h, 'hostname')).stdout.trim(), id);
+  assert.match((await sh(h, 'cat /proc/self/uid_map')).stdout, /^\s*0\s+100000\s+65536\s*$/);
+  // A file root creates inside is owned by the unprivileged host uid 100000.
+  assert.equal((await sh(h, 'echo hi > /root/made-inside && id -u')).stdout.trim(), '0');
+  const st = statSync(join(h.state.sandboxDir as string, 'upper/root/made-inside'));
+  assert.equal(st.uid, 100000);
+  assert.equal(st.gid, 100000);
+  // The user account maps too.
+  assert.equal((await sh(h, 'touch /tmp/u && id -u', { uid: 1000, gid: 1000 })).stdout.trim(), '1000');
+  assert.equal(statSync(join(h.state.sandboxDir as string, 'upper/tmp/u')).uid, 101000);
+  // Root inside cannot touch host files or reconfigure its namespaces.
+  const denied: [string, string][] = [
+    ['write into the bind-mounted Wrenn install', 'echo x > /opt/wrenn/app/pwned'],
+    ['write into the bind-mounted node runtime', 'echo x > /opt/wrenn/runtime/bin/node'],
+    ['write through /proc/1/root into a bind mount', 'echo x > /proc/1/root/opt/wrenn/app/pwned'],
+    ['remount the install read-write', 'mount -o remount,rw /opt/wrenn/app'],
+    ['unmount a bind mount', 'umount /opt/wrenn/runtime/bin/node'],
+    ['mount a tmpfs', 'mount -t tmpfs x /mnt'],
+    ['change the hostname', 'hostname evil'],
+    ['reconfigure the network', 'ip link set lo down'],
+    ['write /sys', 'echo 1 > /sys/kernel/mm/ksm/run'],
+    ['trigger sysrq', 'echo h > /proc/sysrq-trigger'],
+    ['read kernel memory', 'head -c 1 /proc/kcore'],
+    ['create a device node', 'mknod /tmp/sda b 8 0 && head -c 1 /tmp/sda'],
+  ];
+  for (const [what, cmd] of denied) {
+    const r = await sh(h, cmd);
+    assert.notEqual(r.code, 0, `root inside could ${what}: ${cmd}\n${r.stdout}${r.stderr}`);
+  }
+  assert.equal(existsSync('/work/main/pwned'), false);
+  // But root inside does own its files: chown between mapped ids works (package managers need it).
+  assert.equal((await sh(h, 'touch /tmp/c && chown 1000:1000 /tmp/c && stat -c %u /tmp/c')).stdout.trim(), '1000');
+  // The host's processes are invisible: the test runner's pid is not in the capsule's /proc.
+  assert.equal((await sh(h, `test -e /proc/${process.pid}/cmdline && cat /proc/${process.pid}/cmdline; true`)).stdout.includes('node'), false);
+  await destroy(rt, h);
+});
+
+test('a fork bomb stops at the pids limit and the host goes on', async () => {
+  const rt = env.runtime({ mainCommand: standInEnvd, pidsMax: 64 });
+  const h = await start(rt, `cl-t${rand()}`);
+  const cg = rt.cgroups(h.id);
+  // Runs detached from our pipes; the bomb keeps forking until the kernel refuses.
+  await sh(h, 'bomb() { bomb | bomb & }; (bomb) >/dev/null 2>&1 </dev/null &', { timeoutMs: 5000 });
+  await sleep(1500);
+  const current = Number(cg.read('pids', 'pids.current'));
+  const refused = Number(/max (\d+)/.exec(cg.read('pids', 'pids.events'))?.[1] ?? 0);
+  console.log(`# fork bomb: pids.current=${current} (max 64), forks refused=${refused}`);
+  assert.ok(current <= 64, `pids.current ${current} above the limit`);
+  assert.ok(refused > 0, 'the pids limit never refused a fork: was the bomb running?');
+  // The host still forks.
+  assert.equal(execFileSync('sh', ['-c', 'echo ok'], { encoding: 'utf8' }).trim(), 'ok');
+  // destroy freezes, kills and waits: the bomb cannot outrun it.
+  await destroy(rt, h);
+  assert.equal(cg.exists(), false);
+});
+
+test('a memory hog is OOM-killed inside the capsule while the capsule and host go on', async () => {
+  const rt = env.runtime({ mainCommand: standInEnvd });
+  const h = await start(rt, `cl-t${rand()}`, { memoryMb: 128 });
+  const cg = rt.cgroups(h.id);
+  assert.equal(Number(cg.read('memory', 'memory.limit_in_bytes')), 128 * 1024 * 1024);
+  // dd allocates its 400 MiB block and fills it: far above the 128 MiB limit.
+  const r = await sh(h, 'exec dd if=/dev/zero of=/dev/null bs=400M count=1', { timeoutMs: 30_000 });
+  console.log(`# memory hog exit code ${r.code}, oom kills ${cg.oomKills()}`);
+  assert.equal(r.code, 137, `the hog should die by SIGKILL (137), got ${r.code}: ${r.stderr}`);
+  assert.ok(cg.oomKills() >= 1, 'the memory cgroup did not record an OOM kill');
+  assert.equal(await rt.isAlive(h), true, 'the capsule init died with the hog');
+  assert.equal((await sh(h, 'echo alive')).stdout.trim(), 'alive');
+  await destroy(rt, h);
+});
+
+test('freeze stops a running counter and thaw continues it', async () => {
+  const rt = env.runtime({ mainCommand: standInEnvd });
+  const h = await start(rt, `cl-t${rand()}`);
+  const counterFile = join(h.state.sandboxDir as string, 'upper/tmp/counter');
+  await sh(h, '(i=0; while :; do i=$((i+1)); echo $i > /tmp/counter; usleep 20000; done) >/dev/null 2>&1 </dev/null &');
+  const read = () => Number(readFileSync(counterFile, 'utf8').trim() || 0);
+  for (let i = 0; i < 100 && (!existsSync(counterFile) || read() < 3); i++) await sleep(20);
+  assert.ok(read() >= 3, 'the counter did not start');
+  const times: number[] = [];
+  for (let i = 0; i < 5; i++) {
+    const t0 = performance.now();
+    const p = await rt.pause(h, 'freeze');
+    const t1 = performance.now();
+    assert.equal(p.processesKept, true);
+    const frozenAt = read();
+    await sleep(200);
+    assert.equal(read(), frozenAt, 'the counter moved while frozen');
+    assert.equal(rt.cgroups(h.id).freezerState(), 'FROZEN');
+    assert.equal(await rt.isAlive(h), true);
+    const t2 = performance.now();
+    await rt.resume(h);
+    times.push(t1 - t0 + (performance.now() - t2));
+    await sleep(200);
+    assert.ok(read() > frozenAt, 'the counter did not continue after thaw');
+  }
+  times.sort((a, b) => a - b);
+  console.log(`# freeze+thaw p50 ${times[2]?.toFixed(2)} ms (all: ${times.map((t) => t.toFixed(2)).join(' ')})`);
+  await destroy(rt, h);
+});
+
+test('stats report cpu, memory, pids and the upper layer disk use', async () => {
+  const rt = env.runtime({ mainCommand: standInEnvd });
+  const h = await start(rt, `cl-t${rand()}`, { memoryMb: 192 });
+  await sh(h, 'dd if=/dev/urandom of=/root/blob bs=1M count=3 2>/dev/null');
+  const s = await rt.stats(h);
+  console.log(`# stats ${JSON.stringify(s, (_, v) => (typeof v === 'bigint' ? String(v) : v))}`);
+  assert.ok(s.cpuUsageNs > 0n);
+  assert.ok(s.memoryBytes > 1024 * 1024);
+  assert.equal(s.memoryLimitBytes, 192 * 1024 * 1024);
+  assert.ok(s.pids >= 2);
+  assert.ok(s.diskUsedBytes >= 3 * 1024 * 1024, `disk used ${s.diskUsedBytes} < 3 MiB just written`);
+  await destroy(rt, h);
+});
+
+test('a snapshot template carries files (and deletions) into new capsules, stacked over its parent', async (t) => {
+  const rt = env.runtime();
+  const snap1 = `test-snap-${rand()}`;
+  const snap2 = `${snap1}-b`;
+  t.after(async () => {
+    for (const n of [snap2, snap1]) await env.store.deleteTemplate(n).catch(() => undefined);
+  });
+  const a = await start(rt, `cl-t${rand()}`);
+  await sh(a, 'echo "from A" > /home/user/hello.txt && rm /etc/os-release && mkdir -p /srv/app && echo 1 > /srv/app/x');
+  await rt.snapshot(a, snap1);
+  assert.equal(rt.cgroups(a.id).freezerState(), 'THAWED', 'snapshot must thaw the capsule again');
+  assert.equal((await sh(a, 'echo still-running')).stdout.trim(), 'still-running');
+  await destroy(rt, a);
+
+  const m1 = await env.store.get(snap1);
+  assert.deepEqual(m1?.layers, [snap1, 'minimal']);
+  assert.equal(m1?.kind, 'snapshot');
+  assert.equal(m1?.parent, 'minimal');
+
+  const b = await start(rt, `cl-t${rand()}`, {}, snap1);
+  assert.equal((await sh(b, 'cat /home/user/hello.txt')).stdout, 'from A\n');
+  assert.notEqual((await sh(b, 'cat /etc/os-release')).code, 0, 'a file deleted before the snapshot came back');
+  assert.equal((await sh(b, 'cat /srv/app/x')).stdout, '1\n');
+  await sh(b, 'echo "from B" > /home/user/second.txt && rm -r /srv/app');
+  await rt.snapshot(b, snap2);
+  await destroy(rt, b);
+
+  const c = await start(rt, `cl-t${rand()}`, {}, snap2);
+  assert.equal((await sh(c, 'cat /home/user/hello.txt /home/user/second.txt')).stdout, 'from A\nfrom B\n');
+  assert.notEqual((await sh(c, 'ls /srv/app')).code, 0, 'a directory removed in B came back in C');
+  await destroy(rt, c);
+
+  assert.deepEqual((await env.store.get(snap2))?.layers, [snap2, snap1, 'minimal']);
+  await assert.rejects(env.store.deleteTemplate(snap1), /used by/);
+  await assert.rejects(env.store.deleteTemplate('minimal'), /base template/);
+  await env.store.deleteTemplate(snap2);
+  await env.store.deleteTemplate(snap1);
+  assert.equal(await env.store.get(snap1), undefined);
+});
+
+test('hibernate keeps the disk, stops the processes and frees the cgroups; resume restarts envd', async () => {
+  const rt = env.runtime();
+  const h = await start(rt, `cl-t${rand()}`);
+  await sh(h, 'echo kept > /root/note');
+  const oldPid = h.state.pid;
+  const r = await rt.pause(h, 'hibernate');
+  assert.equal(r.processesKept, false);
+  assert.match(r.keeps, /disk/);
+  assert.equal(await rt.isAlive(h), false);
+  assert.equal(rt.cgroups(h.id).exists(), false, 'hibernate should release the cgroups (and their memory)');
+  assert.equal(readFileSync(join(h.state.sandboxDir as string, 'upper/root/note'), 'utf8'), 'kept\n');
+  await assert.rejects(rt.pause(h, 'hibernate'), /already paused/);
+  const h2 = await rt.resume(h);
+  handles.add(h2);
+  assert.notEqual(h2.state.pid, oldPid);
+  assert.equal(await rt.isAlive(h2), true);
+  assert.equal((await sh(h2, 'cat /root/note; wget -q -S -O /dev/null http://127.0.0.1:49983/health 2>&1 | head -1')).stdout.split('\n')[0], 'kept');
+  await destroy(rt, h2);
+  handles.delete(h);
+});
+
+test('a capsule without a prepared network gets loopback only', async () => {
+  const rt = env.runtime({ mainCommand: standInEnvd });
+  const h = await start(rt, `cl-t${rand()}`);
+  const links = (await sh(h, 'ls /sys/class/net')).stdout.trim().split(/\s+/);
+  assert.deepEqual(links, ['lo']);
+  await destroy(rt, h);
+});
+
+test('create fails cleanly: unknown template, bad spec, duplicate id, main process that never answers', async () => {
+  const rt = env.runtime({ mainCommand: (node) => [...node, '-e', 'process.exit(3)'] });
+  await assert.rejects(rt.create(spec(`cl-t${rand()}`, 'no-such-template')), /does not exist/);
+  await assert.rejects(rt.create(spec('BAD ID')), /invalid capsule spec/);
+  await assert.rejects(rt.create(spec(`cl-t${rand()}`, 'minimal', { memoryMb: 1 })), /memoryMb/);
+  const id = `cl-t${rand()}`;
+  await assert.rejects(rt.create(spec(id)), /exited with code 3/);
+  assert.equal(existsSync(rt.sandboxDir(id)), false, 'a failed create left its sandbox dir');
+  assert.equal(rt.cgroups(id).exists(), false, 'a failed create left its cgroups');
+  const ok = env.runtime({ mainCommand: standInEnvd });
+  const h = await start(ok, id);
+  await assert.rejects(ok.create(spec(id)), /already exists/);
+  assert.equal(await ok.isAlive(h), true, 'a duplicate create must not harm the existing capsule');
+  await destroy(ok, h);
+});
+
+test('cleanupStale removes capsules the agent no longer knows and keeps the known ones', async () => {
+  const rt = env.runtime({ mainCommand: standInEnvd });
+  const keep = await start(rt, `cl-t${rand()}`);
+  const lost = await start(rt, `cl-t${rand()}`);
+  await rt.cleanupStale(new Set([keep.id]));
+  assert.equal(await rt.isAlive(lost), false);
+  assert.equal(existsSync(lost.state.sandboxDir as string), false);
+  assert.equal(rt.cgroups(lost.id).exists(), false);
+  handles.delete(lost);
+  assert.equal(await rt.isAlive(keep), true);
+  assert.equal((await sh(keep, 'echo fine')).stdout.trim(), 'fine');
+  await destroy(rt, keep);
+});
