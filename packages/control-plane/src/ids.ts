@@ -7,7 +7,8 @@ const UNBIASED_LIMIT = 252;
 
 /** `length` random characters from [0-9a-z]. */
 export function randomBase36(length: number): string {
-  if (!Number.isInteger(length) || length <= 0) throw new RangeError(`randomBase36: length must be a positive integer, got ${length}`);
+  if (!Number.isInteger(length) || length <= 0)
+    throw new RangeError(`randomBase36: length must be a positive integer, got ${length}`);
   let out = '';
   while (out.length < length) {
     for (const b of randomBytes(length * 2)) {

@@ -7,6 +7,7 @@ import {
   ADMIN_KEY_FILE,
   ADMIN_TEAM_ID,
   authenticate,
+  authenticateApiKey,
   consumeHostToken,
   createApiKey,
   createHostToken,
@@ -32,7 +33,14 @@ describe('generateApiKey', () => {
       keys.add(k);
     }
     assert.equal(keys.size, 200);
-    for (const bad of ['', 'wrn_', `wrn_${'A'.repeat(32)}`, `wrk_${'a'.repeat(32)}`, `wrn_${'a'.repeat(33)}`, ` wrn_${'a'.repeat(32)}`]) {
+    for (const bad of [
+      '',
+      'wrn_',
+      `wrn_${'A'.repeat(32)}`,
+      `wrk_${'a'.repeat(32)}`,
+      `wrn_${'a'.repeat(33)}`,
+      ` wrn_${'a'.repeat(32)}`,
+    ]) {
       assert.equal(isApiKeyFormat(bad), false, bad);
     }
   });
@@ -51,6 +59,7 @@ forEachDialect('api keys', (_dialect, fresh) => {
     assert.equal(info.lastUsedAt, null);
 
     assert.deepEqual(await authenticate(db, key), team);
+    assert.deepEqual(await authenticateApiKey(db, key), { team, apiKeyId: info.id });
     assert.ok((await getApiKey(db, info.id))?.lastUsedAt instanceof Date, 'lastUsedAt is recorded');
     assert.equal(await authenticate(db, generateApiKey()), null, 'unknown key');
     assert.equal(await authenticate(db, key.toUpperCase()), null, 'malformed key');
@@ -85,7 +94,10 @@ forEachDialect('api keys', (_dialect, fresh) => {
   test('a given key must be well-formed and unique', async (t) => {
     const { db } = (await fresh(t)).wrenn;
     const a = await createTeam(db, { name: 'a' });
-    await assert.rejects(createApiKey(db, { teamId: a.id, name: 'x', key: 'secret' }), /'wrn_' followed by 32 characters/);
+    await assert.rejects(
+      createApiKey(db, { teamId: a.id, name: 'x', key: 'secret' }),
+      /'wrn_' followed by 32 characters/,
+    );
     const key = generateApiKey();
     await createApiKey(db, { teamId: a.id, name: 'x', key });
     await assert.rejects(createApiKey(db, { teamId: a.id, name: 'y', key }));
@@ -129,7 +141,10 @@ forEachDialect('ensureAdmin', (_dialect, fresh) => {
     await assert.rejects(ensureAdmin({ db: wrenn.db, dataDir, envKey: taken }), /already a key of another team/);
     const [info] = await listApiKeys(wrenn.db, ADMIN_TEAM_ID);
     await revokeApiKey(wrenn.db, info!.id);
-    await assert.rejects(ensureAdmin({ db: wrenn.db, dataDir, envKey }), (e: unknown) => e instanceof DbError && /was revoked/.test(e.message));
+    await assert.rejects(
+      ensureAdmin({ db: wrenn.db, dataDir, envKey }),
+      (e: unknown) => e instanceof DbError && /was revoked/.test(e.message),
+    );
   });
 
   test('a revoked saved key is replaced; a saved key unknown to a new database is adopted', async (t) => {
@@ -165,7 +180,10 @@ forEachDialect('host registration tokens', (_dialect, fresh) => {
     const host = await registerHost(db, { token: tok.token, ...agent });
     assert.equal(host.status, 'online');
     assert.deepEqual(await getHost(db, host.id), host);
-    await assert.rejects(registerHost(db, { token: tok.token, ...agent, address: 'http://127.0.0.1:5008' }), (e: unknown) => e instanceof DbError && e.code === 'unauthenticated');
+    await assert.rejects(
+      registerHost(db, { token: tok.token, ...agent, address: 'http://127.0.0.1:5008' }),
+      (e: unknown) => e instanceof DbError && e.code === 'unauthenticated',
+    );
     assert.equal((await listHosts(db)).length, 1);
     const used = await db.selectFrom('host_tokens').selectAll().executeTakeFirstOrThrow();
     assert.equal(used.host_id, host.id);
@@ -174,7 +192,12 @@ forEachDialect('host registration tokens', (_dialect, fresh) => {
   test('re-registering from a known address keeps the host id', async (t) => {
     const { db } = (await fresh(t)).wrenn;
     const h1 = await registerHost(db, { token: (await createHostToken(db)).token, ...agent });
-    const h2 = await registerHost(db, { token: (await createHostToken(db)).token, ...agent, cpuCount: 8, runtimes: ['namespace', 'qemu'] });
+    const h2 = await registerHost(db, {
+      token: (await createHostToken(db)).token,
+      ...agent,
+      cpuCount: 8,
+      runtimes: ['namespace', 'qemu'],
+    });
     assert.equal(h2.id, h1.id);
     assert.equal(h2.cpuCount, 8);
     assert.deepEqual(h2.runtimes, ['namespace', 'qemu']);
@@ -184,14 +207,27 @@ forEachDialect('host registration tokens', (_dialect, fresh) => {
   test('expired, unknown and malformed tokens are refused and leave no host behind', async (t) => {
     const { db } = (await fresh(t)).wrenn;
     const expired = await createHostToken(db, { ttlMs: 1 });
-    await db.updateTable('host_tokens').set({ expires_at: Date.now() - 1 }).where('id', '=', expired.id).execute();
+    await db
+      .updateTable('host_tokens')
+      .set({ expires_at: Date.now() - 1 })
+      .where('id', '=', expired.id)
+      .execute();
     await assert.rejects(registerHost(db, { token: expired.token, ...agent }), /invalid, expired or already used/);
-    await assert.rejects(registerHost(db, { token: 'wrh_' + 'a'.repeat(32), ...agent }), /invalid, expired or already used/);
+    await assert.rejects(
+      registerHost(db, { token: `wrh_${'a'.repeat(32)}`, ...agent }),
+      /invalid, expired or already used/,
+    );
     assert.equal(await consumeHostToken(db, 'nope', 'host-x'), false);
     const good = await createHostToken(db);
-    await assert.rejects(registerHost(db, { token: good.token, ...agent, address: '' }), /host address must be a non-empty string/);
+    await assert.rejects(
+      registerHost(db, { token: good.token, ...agent, address: '' }),
+      /host address must be a non-empty string/,
+    );
     assert.deepEqual(await listHosts(db), []);
-    assert.ok((await registerHost(db, { token: good.token, ...agent })).id, 'a failed registration does not use up the token');
+    assert.ok(
+      (await registerHost(db, { token: good.token, ...agent })).id,
+      'a failed registration does not use up the token',
+    );
     await assert.rejects(createHostToken(db, { ttlMs: 0 }), /ttlMs must be a positive integer/);
   });
 });

@@ -22,10 +22,23 @@ import { isCapsuleId } from '../src/ids.js';
 import { forEachDialect } from './db-helpers.js';
 
 function spec(teamId: string, extra: Partial<NewCapsule> = {}): NewCapsule {
-  return { teamId, hostId: 'host-a', template: 'base', runtime: 'namespace', vcpus: 1, memoryMb: 512, timeoutSec: 300, ...extra };
+  return {
+    teamId,
+    hostId: 'host-a',
+    template: 'base',
+    runtime: 'namespace',
+    vcpus: 1,
+    memoryMb: 512,
+    timeoutSec: 300,
+    ...extra,
+  };
 }
 
-async function listAll(db: Kysely<Database>, filter: Parameters<typeof listCapsules>[1], limit: number): Promise<Capsule[]> {
+async function listAll(
+  db: Kysely<Database>,
+  filter: Parameters<typeof listCapsules>[1],
+  limit: number,
+): Promise<Capsule[]> {
   const out: Capsule[] = [];
   let cursor: string | null = null;
   for (let pages = 0; pages < 100; pages++) {
@@ -70,7 +83,7 @@ forEachDialect('capsules', (_dialect, fresh) => {
     assert.deepEqual((await getCapsule(db, other.id))?.expiresAt, null);
   });
 
-  test('get with a team only finds that team\'s capsules', async (t) => {
+  test("get with a team only finds that team's capsules", async (t) => {
     const { db } = (await fresh(t)).wrenn;
     const a = await createTeam(db, { name: 'a' });
     const b = await createTeam(db, { name: 'b' });
@@ -85,9 +98,15 @@ forEachDialect('capsules', (_dialect, fresh) => {
     const team = await createTeam(db, { name: 't' });
     await assert.rejects(createCapsule(db, spec(team.id, { vcpus: 0 })), /vcpus must be a positive integer/);
     await assert.rejects(createCapsule(db, spec(team.id, { state: 'flying' as never })), /state must be one of/);
-    await assert.rejects(createCapsule(db, spec(team.id, { metadata: { a: 1 as never } })), /metadata.a must be a string/);
+    await assert.rejects(
+      createCapsule(db, spec(team.id, { metadata: { a: 1 as never } })),
+      /metadata.a must be a string/,
+    );
     await assert.rejects(listCapsules(db, { limit: 0 }), /limit must be an integer from 1/);
-    await assert.rejects(listCapsules(db, { cursor: 'garbage' }), (e: unknown) => e instanceof DbError && e.code === 'invalid_argument');
+    await assert.rejects(
+      listCapsules(db, { cursor: 'garbage' }),
+      (e: unknown) => e instanceof DbError && e.code === 'invalid_argument',
+    );
   });
 
   test('list filters by team, host, state and metadata', async (t) => {
@@ -101,7 +120,8 @@ forEachDialect('capsules', (_dialect, fresh) => {
     await setCapsuleState(db, web.id, 'running');
     await setCapsuleState(db, db1.id, 'paused');
 
-    const ids = async (f: Parameters<typeof listCapsules>[1]) => (await listCapsules(db, f)).items.map((c) => c.id).sort();
+    const ids = async (f: Parameters<typeof listCapsules>[1]) =>
+      (await listCapsules(db, f)).items.map((c) => c.id).sort();
     assert.deepEqual(await ids({ teamId: a.id }), [web.id, webDev.id, db1.id].sort());
     assert.deepEqual(await ids({ teamId: a.id, state: 'running' }), [web.id]);
     assert.deepEqual(await ids({ teamId: a.id, state: ['running', 'paused'] }), [web.id, db1.id].sort());
@@ -119,10 +139,16 @@ forEachDialect('capsules', (_dialect, fresh) => {
     const team = await createTeam(db, { name: 't' });
     const other = await createTeam(db, { name: 'o' });
     const created: Capsule[] = [];
-    for (let i = 0; i < 23; i++) created.push(await createCapsule(db, spec(team.id, { metadata: { n: String(i % 2) } })));
+    for (let i = 0; i < 23; i++)
+      created.push(await createCapsule(db, spec(team.id, { metadata: { n: String(i % 2) } })));
     await createCapsule(db, spec(other.id));
     // Force ties on created_at so the id tie-breaker is exercised.
-    await db.updateTable('capsules').set({ created_at: 1_700_000_000_000 }).where('team_id', '=', team.id).where('id', '<', created[10]!.id).execute();
+    await db
+      .updateTable('capsules')
+      .set({ created_at: 1_700_000_000_000 })
+      .where('team_id', '=', team.id)
+      .where('id', '<', created[10]!.id)
+      .execute();
 
     const all = await listAll(db, { teamId: team.id }, 5);
     assert.equal(all.length, 23);
@@ -130,7 +156,10 @@ forEachDialect('capsules', (_dialect, fresh) => {
     for (let i = 1; i < all.length; i++) {
       const p = all[i - 1]!;
       const c = all[i]!;
-      assert.ok(p.createdAt > c.createdAt || (p.createdAt.getTime() === c.createdAt.getTime() && p.id > c.id), 'newest first');
+      assert.ok(
+        p.createdAt > c.createdAt || (p.createdAt.getTime() === c.createdAt.getTime() && p.id > c.id),
+        'newest first',
+      );
     }
     const even = await listAll(db, { teamId: team.id, metadata: { n: '0' } }, 4);
     assert.equal(even.length, 12);
@@ -146,7 +175,11 @@ forEachDialect('capsules', (_dialect, fresh) => {
     const running = await setCapsuleState(db, c.id, 'running', { from: ['starting'] });
     assert.equal(running?.state, 'running');
     assert.ok(running!.updatedAt >= c.updatedAt);
-    assert.equal(await setCapsuleState(db, c.id, 'running', { from: ['starting'] }), null, 'CAS must fail when state differs');
+    assert.equal(
+      await setCapsuleState(db, c.id, 'running', { from: ['starting'] }),
+      null,
+      'CAS must fail when state differs',
+    );
     assert.equal((await getCapsule(db, c.id))?.state, 'running');
     const moved = await setCapsuleState(db, c.id, 'hibernated', { hostId: null, expiresAt: null });
     assert.equal(moved?.hostId, null);
@@ -164,13 +197,22 @@ forEachDialect('capsules', (_dialect, fresh) => {
     const team = await createTeam(db, { name: 't' });
     const c = await createCapsule(db, spec(team.id, { metadata: { a: '1' } }));
     const exp = new Date(Date.now() + 3_600_000);
-    const u = await updateCapsule(db, c.id, { hostId: 'host-z', expiresAt: exp, timeoutSec: 3600, timeoutAction: 'hibernate', envdAccessToken: null });
+    const u = await updateCapsule(db, c.id, {
+      hostId: 'host-z',
+      expiresAt: exp,
+      timeoutSec: 3600,
+      timeoutAction: 'hibernate',
+      envdAccessToken: null,
+    });
     assert.equal(u?.hostId, 'host-z');
     assert.equal(u?.expiresAt?.getTime(), exp.getTime());
     assert.equal(u?.timeoutSec, 3600);
     assert.equal(u?.timeoutAction, 'hibernate');
     assert.equal(await updateCapsule(db, 'cl-none', { timeoutSec: 1 }), null);
-    await assert.rejects(updateCapsule(db, c.id, { timeoutAction: 'explode' as never }), /timeoutAction must be one of/);
+    await assert.rejects(
+      updateCapsule(db, c.id, { timeoutAction: 'explode' as never }),
+      /timeoutAction must be one of/,
+    );
 
     const m = await setCapsuleMetadata(db, c.id, { b: '2' });
     assert.deepEqual(m?.metadata, { b: '2' });
@@ -187,7 +229,10 @@ forEachDialect('capsules', (_dialect, fresh) => {
     const pastPaused = await createCapsule(db, spec(team.id, { expiresAt: new Date(now - 1000), state: 'paused' }));
     await createCapsule(db, spec(team.id, { expiresAt: new Date(now + 60_000), state: 'running' }));
     await createCapsule(db, spec(team.id, { expiresAt: null, state: 'running' }));
-    assert.deepEqual((await listExpiredCapsules(db, new Date(now))).map((c) => c.id), [past.id]);
+    assert.deepEqual(
+      (await listExpiredCapsules(db, new Date(now))).map((c) => c.id),
+      [past.id],
+    );
     assert.deepEqual(await countCapsulesByState(db, { teamId: team.id }), { running: 3, paused: 1 });
     assert.equal(await deleteCapsule(db, pastPaused.id), true);
     assert.equal(await deleteCapsule(db, pastPaused.id), false);

@@ -47,7 +47,10 @@ export async function freshDatabase(t: TestContext, dialect: SqlDialect): Promis
 }
 
 /** Declares `suite` once per dialect, as `<name> [sqlite]` and `<name> [postgres]`. */
-export function forEachDialect(name: string, suite: (dialect: SqlDialect, fresh: (t: TestContext) => Promise<Fresh>) => void): void {
+export function forEachDialect(
+  name: string,
+  suite: (dialect: SqlDialect, fresh: (t: TestContext) => Promise<Fresh>) => void,
+): void {
   if (!hookRegistered) {
     hookRegistered = true;
     after(async () => {

@@ -33,14 +33,20 @@ const base = (name: string, teamId: string | null, extra: Partial<NewTemplate> =
 });
 
 forEachDialect('templates', (_dialect, fresh) => {
-  test('names are unique per team and among built-ins; a team\'s own shadows the built-in', async (t) => {
+  test("names are unique per team and among built-ins; a team's own shadows the built-in", async (t) => {
     const { db } = (await fresh(t)).wrenn;
     const a = await createTeam(db, { name: 'a' });
     const b = await createTeam(db, { name: 'b' });
     const builtin = await createTemplate(db, base('base', null, { sizeBytes: 123_456_789_012 }));
     assert.equal(builtin.sizeBytes, 123_456_789_012);
-    await assert.rejects(createTemplate(db, base('base', null)), (e: unknown) => e instanceof DbError && e.code === 'conflict');
-    const own = await createTemplate(db, base('base', a.id, { kind: 'snapshot', hostId: 'host-1', parent: 'base', vcpus: 2 }));
+    await assert.rejects(
+      createTemplate(db, base('base', null)),
+      (e: unknown) => e instanceof DbError && e.code === 'conflict',
+    );
+    const own = await createTemplate(
+      db,
+      base('base', a.id, { kind: 'snapshot', hostId: 'host-1', parent: 'base', vcpus: 2 }),
+    );
     await assert.rejects(createTemplate(db, base('base', a.id)), /already exists in this team/);
     await createTemplate(db, base('base', b.id));
 
@@ -60,10 +66,22 @@ forEachDialect('templates', (_dialect, fresh) => {
     await createTemplate(db, base('base', null));
     await createTemplate(db, base('python', null, { kind: 'dockerfile' }));
     const snap = await createTemplate(db, base('my-snap', a.id, { kind: 'snapshot', hostId: 'host-1' }));
-    assert.deepEqual((await listTemplates(db, { teamId: a.id })).map((x) => x.name), ['base', 'my-snap', 'python']);
-    assert.deepEqual((await listTemplates(db, { teamId: null })).map((x) => x.name), ['base', 'python']);
-    assert.deepEqual((await listTemplates(db, { teamId: a.id, kind: 'snapshot' })).map((x) => x.id), [snap.id]);
-    assert.deepEqual((await listTemplates(db, { teamId: a.id, hostId: 'host-1' })).map((x) => x.id), [snap.id]);
+    assert.deepEqual(
+      (await listTemplates(db, { teamId: a.id })).map((x) => x.name),
+      ['base', 'my-snap', 'python'],
+    );
+    assert.deepEqual(
+      (await listTemplates(db, { teamId: null })).map((x) => x.name),
+      ['base', 'python'],
+    );
+    assert.deepEqual(
+      (await listTemplates(db, { teamId: a.id, kind: 'snapshot' })).map((x) => x.id),
+      [snap.id],
+    );
+    assert.deepEqual(
+      (await listTemplates(db, { teamId: a.id, hostId: 'host-1' })).map((x) => x.id),
+      [snap.id],
+    );
 
     const u = await updateTemplate(db, snap.id, { sizeBytes: 4096, hostId: 'host-2', runtimes: ['namespace', 'qemu'] });
     assert.equal(u?.sizeBytes, 4096);
@@ -74,10 +92,13 @@ forEachDialect('templates', (_dialect, fresh) => {
     assert.equal((await deleteTemplate(db, a.id, 'my-snap'))?.id, snap.id);
     assert.equal(await getTemplateById(db, snap.id), null);
     await assert.rejects(createTemplate(db, base('Bad Name', a.id)), /template name 'Bad Name' is not valid/);
-    await assert.rejects(createTemplate(db, base('ok', a.id, { kind: 'iso' as never })), /template kind must be one of/);
+    await assert.rejects(
+      createTemplate(db, base('ok', a.id, { kind: 'iso' as never })),
+      /template kind must be one of/,
+    );
   });
 
-  test('a team\'s templates go with the team', async (t) => {
+  test("a team's templates go with the team", async (t) => {
     const { db } = (await fresh(t)).wrenn;
     const a = await createTeam(db, { name: 'a' });
     const tpl = await createTemplate(db, base('mine', a.id));
@@ -108,10 +129,13 @@ forEachDialect('template builds', (_dialect, fresh) => {
     await createBuild(db, { template: 'other', teamId: null });
 
     await db.updateTable('template_builds').set({ started_at: 1 }).where('id', '=', b1.id).execute();
-    assert.deepEqual((await listBuilds(db, { teamId: a.id, template: 'py' })).map((b) => b.id), [b2.id, b1.id]);
+    assert.deepEqual(
+      (await listBuilds(db, { teamId: a.id, template: 'py' })).map((b) => b.id),
+      [b2.id, b1.id],
+    );
     assert.equal((await listBuilds(db, { teamId: null })).length, 1);
     assert.equal((await listBuilds(db)).length, 3);
-    assert.equal((await getBuild(db, b1.id, 'team-other')), null);
+    assert.equal(await getBuild(db, b1.id, 'team-other'), null);
     assert.equal((await getBuild(db, b1.id, a.id))?.id, b1.id);
   });
 });
@@ -120,17 +144,24 @@ forEachDialect('audit events', (_dialect, fresh) => {
   test('append and list by capsule or team in order, paginated', async (t) => {
     const { db } = (await fresh(t)).wrenn;
     const kinds = ['capsule.created', 'capsule.running', 'capsule.paused', 'capsule.resumed', 'capsule.killed'];
-    for (const kind of kinds) await appendAuditEvent(db, { teamId: 'team-a', capsuleId: 'cl-1', kind, data: { by: 'api' } });
+    for (const kind of kinds)
+      await appendAuditEvent(db, { teamId: 'team-a', capsuleId: 'cl-1', kind, data: { by: 'api' } });
     const other = await appendAuditEvent(db, { teamId: 'team-a', capsuleId: 'cl-2', kind: 'capsule.created' });
     await appendAuditEvent(db, { teamId: 'team-b', kind: 'key.created', data: { nested: { x: [1, 2] } } });
     assert.equal(typeof other.id, 'number');
     assert.deepEqual(other.data, {});
 
     const p1 = await listAuditEvents(db, { capsuleId: 'cl-1', limit: 3 });
-    assert.deepEqual(p1.items.map((e) => e.kind), kinds.slice(0, 3));
+    assert.deepEqual(
+      p1.items.map((e) => e.kind),
+      kinds.slice(0, 3),
+    );
     assert.ok(p1.nextCursor);
     const p2 = await listAuditEvents(db, { capsuleId: 'cl-1', limit: 3, cursor: p1.nextCursor });
-    assert.deepEqual(p2.items.map((e) => e.kind), kinds.slice(3));
+    assert.deepEqual(
+      p2.items.map((e) => e.kind),
+      kinds.slice(3),
+    );
     assert.equal(p2.nextCursor, null);
     assert.deepEqual(p2.items[0]?.data, { by: 'api' });
 

@@ -96,10 +96,7 @@ forEachDialect('teams', (_dialect, fresh) => {
     assert.equal(b.id, 'team-fixed');
     assert.ok(a.createdAt instanceof Date);
     assert.deepEqual(await getTeam(db, a.id), a);
-    assert.deepEqual(
-      (await listTeams(db)).map((x) => x.name).sort(),
-      ['alpha', 'beta'],
-    );
+    assert.deepEqual((await listTeams(db)).map((x) => x.name).sort(), ['alpha', 'beta']);
     assert.equal((await renameTeam(db, a.id, 'gamma'))?.name, 'gamma');
     await assert.rejects(createTeam(db, { name: '  ' }), DbError);
     assert.equal(await deleteTeam(db, a.id), true);
@@ -110,7 +107,16 @@ forEachDialect('teams', (_dialect, fresh) => {
   test('deleting a team deletes its capsules', async (t) => {
     const { db } = (await fresh(t)).wrenn;
     const team = await createTeam(db, { name: 'doomed' });
-    await createCapsule(db, { teamId: team.id, hostId: null, template: 'base', runtime: 'namespace', vcpus: 1, memoryMb: 256, timeoutSec: 60, metadata: { a: 'b' } });
+    await createCapsule(db, {
+      teamId: team.id,
+      hostId: null,
+      template: 'base',
+      runtime: 'namespace',
+      vcpus: 1,
+      memoryMb: 256,
+      timeoutSec: 60,
+      metadata: { a: 'b' },
+    });
     await deleteTeam(db, team.id);
     assert.equal((await listCapsules(db, { teamId: team.id })).items.length, 0);
   });
@@ -119,14 +125,28 @@ forEachDialect('teams', (_dialect, fresh) => {
 forEachDialect('hosts', (_dialect, fresh) => {
   test('create, get, list by status, set status, delete', async (t) => {
     const { db } = (await fresh(t)).wrenn;
-    const h = await createHost(db, { address: 'http://127.0.0.1:5007', runtimes: ['namespace', 'qemu'], cpuCount: 2, memoryMb: 4096 });
+    const h = await createHost(db, {
+      address: 'http://127.0.0.1:5007',
+      runtimes: ['namespace', 'qemu'],
+      cpuCount: 2,
+      memoryMb: 4096,
+    });
     assert.ok(isHostId(h.id));
     assert.equal(h.status, 'online');
     assert.deepEqual(h.runtimes, ['namespace', 'qemu']);
     assert.deepEqual(await getHost(db, h.id), h);
-    const d = await createHost(db, { address: 'http://127.0.0.2:5007', runtimes: ['namespace'], cpuCount: 4, memoryMb: 8192, status: 'draining' });
+    const d = await createHost(db, {
+      address: 'http://127.0.0.2:5007',
+      runtimes: ['namespace'],
+      cpuCount: 4,
+      memoryMb: 8192,
+      status: 'draining',
+    });
     assert.deepEqual((await listHosts(db)).map((x) => x.id).sort(), [h.id, d.id].sort());
-    assert.deepEqual((await listHosts(db, { status: 'draining' })).map((x) => x.id), [d.id]);
+    assert.deepEqual(
+      (await listHosts(db, { status: 'draining' })).map((x) => x.id),
+      [d.id],
+    );
     assert.equal((await setHostStatus(db, h.id, 'unreachable'))?.status, 'unreachable');
     await assert.rejects(setHostStatus(db, h.id, 'gone' as never), /host status must be one of/);
     assert.equal(await deleteHost(db, d.id), true);
@@ -135,16 +155,31 @@ forEachDialect('hosts', (_dialect, fresh) => {
 
   test('heartbeats record reports, revive unreachable hosts, leave draining ones; stale hosts become unreachable', async (t) => {
     const { db } = (await fresh(t)).wrenn;
-    const h = await createHost(db, { address: 'http://127.0.0.1:5007', runtimes: ['namespace'], cpuCount: 2, memoryMb: 4096 });
+    const h = await createHost(db, {
+      address: 'http://127.0.0.1:5007',
+      runtimes: ['namespace'],
+      cpuCount: 2,
+      memoryMb: 4096,
+    });
     const at = new Date(Date.now() + 1000);
-    const after = await recordHeartbeat(db, h.id, { at, capsuleCount: 3, allocatedVcpus: 3, allocatedMemoryMb: 768, runtimes: ['namespace', 'qemu'] });
+    const after = await recordHeartbeat(db, h.id, {
+      at,
+      capsuleCount: 3,
+      allocatedVcpus: 3,
+      allocatedMemoryMb: 768,
+      runtimes: ['namespace', 'qemu'],
+    });
     assert.deepEqual(after?.reported, { capsuleCount: 3, allocatedVcpus: 3, allocatedMemoryMb: 768 });
     assert.deepEqual(after?.runtimes, ['namespace', 'qemu']);
     assert.equal(after?.lastHeartbeatAt?.getTime(), at.getTime());
 
     assert.deepEqual(await markStaleHostsUnreachable(db, new Date(at.getTime() + 1)), [h.id]);
     assert.equal((await getHost(db, h.id))?.status, 'unreachable');
-    assert.deepEqual(await markStaleHostsUnreachable(db, new Date(at.getTime() + 1)), [], 'only online hosts are marked');
+    assert.deepEqual(
+      await markStaleHostsUnreachable(db, new Date(at.getTime() + 1)),
+      [],
+      'only online hosts are marked',
+    );
     assert.equal((await recordHeartbeat(db, h.id))?.status, 'online');
     await setHostStatus(db, h.id, 'draining');
     assert.equal((await recordHeartbeat(db, h.id))?.status, 'draining');
@@ -154,14 +189,23 @@ forEachDialect('hosts', (_dialect, fresh) => {
   test('listHostLoads: least loaded first, counting only capsules that hold resources', async (t) => {
     const { db } = (await fresh(t)).wrenn;
     const team = await createTeam(db, { name: 't' });
-    const mk = (address: string, runtimes: string[]) => createHost(db, { address, runtimes, cpuCount: 8, memoryMb: 16384 });
+    const mk = (address: string, runtimes: string[]) =>
+      createHost(db, { address, runtimes, cpuCount: 8, memoryMb: 16384 });
     const busy = await mk('http://127.0.0.1:1', ['namespace']);
     const light = await mk('http://127.0.0.1:2', ['namespace', 'qemu']);
     const idle = await mk('http://127.0.0.1:3', ['qemu']);
     const offline = await mk('http://127.0.0.1:4', ['namespace']);
     await setHostStatus(db, offline.id, 'unreachable');
     const place = (hostId: string, memoryMb: number) =>
-      createCapsule(db, { teamId: team.id, hostId, template: 'base', runtime: 'namespace', vcpus: 2, memoryMb, timeoutSec: 60 });
+      createCapsule(db, {
+        teamId: team.id,
+        hostId,
+        template: 'base',
+        runtime: 'namespace',
+        vcpus: 2,
+        memoryMb,
+        timeoutSec: 60,
+      });
     await place(busy.id, 512);
     await place(busy.id, 512);
     const paused = await place(busy.id, 1024);

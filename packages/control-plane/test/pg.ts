@@ -1,14 +1,24 @@
 // A throwaway PostgreSQL server for tests: a fresh cluster in a temp dir, listening only on a unix
 // socket inside that dir (no TCP port, so runs never collide), run as the `postgres` user when we
-// are root (postgres refuses to run as root). Everything is removed by stop(), and by an exit hook
-// if the test process ends without calling it.
+// are root (postgres refuses to run as root). Everything is removed by stop(), by an exit/signal
+// hook if the test process ends without calling it, and, for a test process that was SIGKILLed,
+// by the next start (servers whose owner process is gone are swept).
 //
 //   const pgServer = await startTestPostgres();
 //   const url = await pgServer.createDatabase();   // a new empty database per test or suite
 //   ... openDatabase({ databaseUrl: url }) ...
 //   await pgServer.stop();
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import {
+  chownSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
@@ -51,16 +61,51 @@ function postgresUser(): RunAs {
   if (process.getuid?.() !== 0) return {};
   const uid = Number(execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' }).trim());
   const gid = Number(execFileSync('id', ['-g', 'postgres'], { encoding: 'utf8' }).trim());
-  if (!Number.isInteger(uid) || !Number.isInteger(gid)) throw new Error('no `postgres` user: install the Debian package postgresql');
+  if (!Number.isInteger(uid) || !Number.isInteger(gid))
+    throw new Error('no `postgres` user: install the Debian package postgresql');
   return { uid, gid };
 }
 
 let counter = 0;
+const DIR_PREFIX = 'wrenn-pg-';
+const OWNER_FILE = 'owner.pid';
+
+const isAlive = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+};
+
+/** Stops and deletes servers left by test processes that died without cleaning up. */
+function sweepOrphans(): void {
+  for (const name of readdirSync(tmpdir()).filter((n) => n.startsWith(DIR_PREFIX))) {
+    const root = join(tmpdir(), name);
+    let owner: number;
+    try {
+      owner = Number(readFileSync(join(root, OWNER_FILE), 'utf8'));
+    } catch {
+      continue; // being created right now, or not ours
+    }
+    if (!Number.isInteger(owner) || owner <= 0 || isAlive(owner)) continue;
+    try {
+      const pid = Number(readFileSync(join(root, 'data', 'postmaster.pid'), 'utf8').split('\n')[0]);
+      if (pid > 0 && readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('postgres')) process.kill(pid, 'SIGKILL');
+    } catch {
+      // no server running there
+    }
+    rmSync(root, { recursive: true, force: true });
+  }
+}
 
 export async function startTestPostgres(): Promise<TestPostgres> {
   const bin = findPostgresBinDir();
   const as = postgresUser();
-  const root = mkdtempSync(join(tmpdir(), 'wrenn-pg-'));
+  sweepOrphans();
+  const root = mkdtempSync(join(tmpdir(), DIR_PREFIX));
+  writeFileSync(join(root, OWNER_FILE), String(process.pid));
   const dataDir = join(root, 'data');
   const socketDir = join(root, 'sock');
   mkdirSync(socketDir);
@@ -81,13 +126,27 @@ export async function startTestPostgres(): Promise<TestPostgres> {
     rmSync(root, { recursive: true, force: true });
   };
   process.once('exit', onExit);
+  // Killed by a signal (e.g. a test runner timeout): clean up, then die of the same signal.
+  const onSignal = (signal: NodeJS.Signals) => {
+    onExit();
+    removeHooks();
+    process.kill(process.pid, signal);
+  };
+  const removeHooks = () => {
+    process.removeListener('exit', onExit);
+    process.removeListener('SIGINT', onSignal);
+    process.removeListener('SIGTERM', onSignal);
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
 
-  const url = (name = 'postgres') => `postgresql://postgres@${encodeURIComponent(socketDir)}/${encodeURIComponent(name)}`;
+  const url = (name = 'postgres') =>
+    `postgresql://postgres@${encodeURIComponent(socketDir)}/${encodeURIComponent(name)}`;
 
   const stop = async () => {
     if (stopped) return;
     stopped = true;
-    process.removeListener('exit', onExit);
+    removeHooks();
     if (child && child.exitCode === null && child.signalCode === null) {
       const exited = new Promise<void>((resolve) => child?.once('exit', () => resolve()));
       child.kill('SIGINT'); // fast shutdown: disconnect clients, stop without waiting
@@ -141,7 +200,9 @@ export async function startTestPostgres(): Promise<TestPostgres> {
     })();
     await stop();
     const detail = (err as { stderr?: Buffer }).stderr?.toString() ?? '';
-    throw new Error(`could not start a test PostgreSQL server: ${(err as Error).message}\n${detail}${log}`, { cause: err });
+    throw new Error(`could not start a test PostgreSQL server: ${(err as Error).message}\n${detail}${log}`, {
+      cause: err,
+    });
   }
 
   const createDatabase = async (name = `wrenn_test_${process.pid}_${++counter}`) => {
@@ -173,7 +234,8 @@ async function waitReady(url: string, child: ChildProcess, logFile: string): Pro
       return;
     } catch (err) {
       await client.end().catch(() => {});
-      if (Date.now() > deadline) throw new Error(`postgres did not accept connections within 30 s: ${(err as Error).message}`);
+      if (Date.now() > deadline)
+        throw new Error(`postgres did not accept connections within 30 s: ${(err as Error).message}`);
       await new Promise((r) => setTimeout(r, 100));
     }
   }

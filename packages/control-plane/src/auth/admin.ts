@@ -21,7 +21,11 @@ export interface AdminKey {
   file: string;
 }
 
-export async function ensureAdmin(opts: { db: Kysely<Database>; dataDir: string; envKey?: string | undefined }): Promise<AdminKey> {
+export async function ensureAdmin(opts: {
+  db: Kysely<Database>;
+  dataDir: string;
+  envKey?: string | undefined;
+}): Promise<AdminKey> {
   const { db, dataDir } = opts;
   const file = join(dataDir, ADMIN_KEY_FILE);
   const team = await ensureAdminTeam(db);
@@ -36,7 +40,10 @@ export async function ensureAdmin(opts: { db: Kysely<Database>; dataDir: string;
   if (existsSync(file)) {
     const saved = readFileSync(file, 'utf8').trim();
     if (!isApiKeyFormat(saved)) {
-      throw new DbError('invalid_argument', `${file} does not hold a valid API key ('wrn_' + 32 of a-z0-9); delete the file to have a new admin key created`);
+      throw new DbError(
+        'invalid_argument',
+        `${file} does not hold a valid API key ('wrn_' + 32 of a-z0-9); delete the file to have a new admin key created`,
+      );
     }
     // The owner alone may read it, even if someone loosened the mode.
     if ((statSync(file).mode & 0o077) !== 0) chmodSync(file, 0o600);
@@ -81,8 +88,10 @@ async function keyState(db: Kysely<Database>, key: string): Promise<KeyState> {
 async function adoptKey(db: Kysely<Database>, key: string, name: string, what: string): Promise<void> {
   const state = await keyState(db, key);
   if (state === 'unknown') await createApiKey(db, { teamId: ADMIN_TEAM_ID, name, key });
-  else if (state === 'revoked') throw new DbError('conflict', `${what} was revoked; set a new key or unset it to use the generated admin key`);
-  else if (state === 'other-team') throw new DbError('conflict', `${what} is already a key of another team; choose a different admin key`);
+  else if (state === 'revoked')
+    throw new DbError('conflict', `${what} was revoked; set a new key or unset it to use the generated admin key`);
+  else if (state === 'other-team')
+    throw new DbError('conflict', `${what} is already a key of another team; choose a different admin key`);
 }
 
 function writeSecretFile(file: string, content: string): void {

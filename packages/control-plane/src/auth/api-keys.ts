@@ -79,6 +79,14 @@ const LAST_USED_RESOLUTION_MS = 60_000;
 
 /** The team a key belongs to, or null for a malformed, unknown or revoked key. */
 export async function authenticate(db: Kysely<Database>, key: string): Promise<Team | null> {
+  return (await authenticateApiKey(db, key))?.team ?? null;
+}
+
+/** Like authenticate, plus the id of the key used (for audit events and "revoke this key"). */
+export async function authenticateApiKey(
+  db: Kysely<Database>,
+  key: string,
+): Promise<{ team: Team; apiKeyId: string } | null> {
   if (!isApiKeyFormat(key)) return null;
   const row = await db
     .selectFrom('api_keys')
@@ -98,7 +106,7 @@ export async function authenticate(db: Kysely<Database>, key: string): Promise<T
   if (row.last_used_at === null || now - Number(row.last_used_at) >= LAST_USED_RESOLUTION_MS) {
     await db.updateTable('api_keys').set({ last_used_at: now }).where('id', '=', row.key_id).execute();
   }
-  return toTeam({ id: row.id, name: row.name, created_at: row.created_at });
+  return { team: toTeam({ id: row.id, name: row.name, created_at: row.created_at }), apiKeyId: row.key_id };
 }
 
 /** A team's keys, newest first, revoked ones included (their revokedAt is set). */
@@ -125,7 +133,11 @@ export async function getApiKey(db: Kysely<Database>, id: string, teamId?: strin
  * is no such key. Revoking twice keeps the first revocation time.
  */
 export async function revokeApiKey(db: Kysely<Database>, id: string, teamId?: string): Promise<ApiKeyInfo | null> {
-  let q = db.updateTable('api_keys').set({ revoked_at: Date.now() }).where('id', '=', id).where('revoked_at', 'is', null);
+  let q = db
+    .updateTable('api_keys')
+    .set({ revoked_at: Date.now() })
+    .where('id', '=', id)
+    .where('revoked_at', 'is', null);
   if (teamId !== undefined) q = q.where('team_id', '=', teamId);
   await q.execute();
   return getApiKey(db, id, teamId);

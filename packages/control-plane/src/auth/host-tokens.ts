@@ -3,9 +3,9 @@
 // racing with the same token cannot both register.
 import type { Kysely } from 'kysely';
 import {
+  createHost,
   type Database,
   DbError,
-  createHost,
   getHost,
   getHostByAddress,
   type Host,
@@ -32,10 +32,18 @@ export interface HostToken {
 
 export async function createHostToken(db: Kysely<Database>, opts: { ttlMs?: number } = {}): Promise<HostToken> {
   const ttl = opts.ttlMs ?? DEFAULT_HOST_TOKEN_TTL_MS;
-  if (!Number.isSafeInteger(ttl) || ttl <= 0) throw new DbError('invalid_argument', `ttlMs must be a positive integer, got ${ttl}`);
+  if (!Number.isSafeInteger(ttl) || ttl <= 0)
+    throw new DbError('invalid_argument', `ttlMs must be a positive integer, got ${ttl}`);
   const token = HOST_TOKEN_PREFIX + randomBase36(32);
   const now = Date.now();
-  const row = { id: newHostTokenId(), hash: sha256Hex(token), created_at: now, expires_at: now + ttl, used_at: null, host_id: null };
+  const row = {
+    id: newHostTokenId(),
+    hash: sha256Hex(token),
+    created_at: now,
+    expires_at: now + ttl,
+    used_at: null,
+    host_id: null,
+  };
   await db.insertInto('host_tokens').values(row).execute();
   return { id: row.id, token, createdAt: toDate(now), expiresAt: toDate(row.expires_at) };
 }
@@ -74,7 +82,11 @@ export async function registerHost(
     }
     const tokenHash = sha256Hex(input.token);
     if (existing) {
-      await trx.updateTable('hosts').set({ registration_token_hash: tokenHash }).where('id', '=', existing.id).execute();
+      await trx
+        .updateTable('hosts')
+        .set({ registration_token_hash: tokenHash })
+        .where('id', '=', existing.id)
+        .execute();
       const host = await recordHeartbeat(trx, existing.id, {
         runtimes: input.runtimes,
         cpuCount: input.cpuCount,

@@ -58,9 +58,12 @@ function openSqlite(dataDir: string | undefined): WrennDatabase {
   try {
     sqlite = new SqliteDatabase(file);
   } catch (err) {
-    throw new Error(`cannot open SQLite database ${file}: ${(err as Error).message}; check the path and its permissions`, {
-      cause: err,
-    });
+    throw new Error(
+      `cannot open SQLite database ${file}: ${(err as Error).message}; check the path and its permissions`,
+      {
+        cause: err,
+      },
+    );
   }
   sqlite.pragma('journal_mode = WAL');
   // WAL makes NORMAL durable against application crashes; only a power loss can drop the last commits.
@@ -74,7 +77,9 @@ function openSqlite(dataDir: string | undefined): WrennDatabase {
 
 function openPostgres(url: string, poolSize: number): WrennDatabase {
   if (!/^postgres(ql)?:\/\//.test(url)) {
-    throw new Error('DATABASE_URL must start with postgres:// or postgresql:// (e.g. postgres://user:pass@host:5432/wrenn)');
+    throw new Error(
+      'DATABASE_URL must start with postgres:// or postgresql:// (e.g. postgres://user:pass@host:5432/wrenn)',
+    );
   }
   const pool = new pg.Pool({ connectionString: url, max: poolSize, types: pgTypes });
   // An idle client losing its connection must not crash the process; the pool replaces it.

@@ -75,7 +75,11 @@ export async function up(db: Kysely<unknown>, dialect: SqlDialect): Promise<void
     .addColumn('error', 'text')
     .execute();
   await db.schema.createIndex('capsules_team_state').on('capsules').columns(['team_id', 'state']).execute();
-  await db.schema.createIndex('capsules_team_created').on('capsules').columns(['team_id', 'created_at', 'id']).execute();
+  await db.schema
+    .createIndex('capsules_team_created')
+    .on('capsules')
+    .columns(['team_id', 'created_at', 'id'])
+    .execute();
   await db.schema.createIndex('capsules_host_state').on('capsules').columns(['host_id', 'state']).execute();
   await db.schema.createIndex('capsules_state_expires').on('capsules').columns(['state', 'expires_at']).execute();
 
@@ -121,7 +125,11 @@ export async function up(db: Kysely<unknown>, dialect: SqlDialect): Promise<void
     .addColumn('started_at', 'bigint', (c) => c.notNull())
     .addColumn('finished_at', 'bigint')
     .execute();
-  await db.schema.createIndex('template_builds_team_template').on('template_builds').columns(['team_id', 'template']).execute();
+  await db.schema
+    .createIndex('template_builds_team_template')
+    .on('template_builds')
+    .columns(['team_id', 'template'])
+    .execute();
 
   let audit = db.schema.createTable('audit_events');
   audit =

@@ -11,7 +11,10 @@ export interface CapsuleListFilter extends CapsuleFilter {
 }
 
 /** Like listCapsules (newest first, keyset-paginated), plus an exact template filter. */
-export async function listCapsulesWithTemplate(db: Kysely<Database>, filter: CapsuleListFilter = {}): Promise<Page<Capsule>> {
+export async function listCapsulesWithTemplate(
+  db: Kysely<Database>,
+  filter: CapsuleListFilter = {},
+): Promise<Page<Capsule>> {
   const limit = pageLimit(filter.limit);
   let q = db.selectFrom('capsules').selectAll();
   if (filter.teamId !== undefined) q = q.where('team_id', '=', filter.teamId);
@@ -36,9 +39,15 @@ export async function listCapsulesWithTemplate(db: Kysely<Database>, filter: Cap
   }
   if (filter.cursor) {
     const c = decodeCursor(filter.cursor);
-    q = q.where((eb) => eb.or([eb('created_at', '<', c.at), eb.and([eb('created_at', '=', c.at), eb('id', '<', c.id)])]));
+    q = q.where((eb) =>
+      eb.or([eb('created_at', '<', c.at), eb.and([eb('created_at', '=', c.at), eb('id', '<', c.id)])]),
+    );
   }
-  const rows = await q.orderBy('created_at', 'desc').orderBy('id', 'desc').limit(limit + 1).execute();
+  const rows = await q
+    .orderBy('created_at', 'desc')
+    .orderBy('id', 'desc')
+    .limit(limit + 1)
+    .execute();
   return toPage(rows, limit, (r) => ({ at: Number(r.created_at), id: r.id }), toCapsule);
 }
 

@@ -235,7 +235,8 @@ export async function updateCapsule(db: Kysely<Database>, id: string, patch: Cap
   if (patch.hostId !== undefined) set.host_id = patch.hostId;
   if (patch.expiresAt !== undefined) set.expires_at = toMsOrNull(patch.expiresAt);
   if (patch.timeoutSec !== undefined) set.timeout_sec = nonNegativeInt(patch.timeoutSec, 'timeoutSec');
-  if (patch.timeoutAction !== undefined) set.timeout_action = oneOf(patch.timeoutAction, TIMEOUT_ACTIONS, 'timeoutAction');
+  if (patch.timeoutAction !== undefined)
+    set.timeout_action = oneOf(patch.timeoutAction, TIMEOUT_ACTIONS, 'timeoutAction');
   if (patch.envdAccessToken !== undefined) set.envd_access_token = patch.envdAccessToken;
   if (patch.runtime !== undefined) set.runtime = nonEmpty(patch.runtime, 'runtime');
   const r = await db.updateTable('capsules').set(set).where('id', '=', id).executeTakeFirst();
@@ -271,7 +272,11 @@ export async function setCapsuleMetadata(
 }
 
 /** Active capsules whose deadline passed by `now`: the reconciler applies their timeoutAction. */
-export async function listExpiredCapsules(db: Kysely<Database>, now: Date = new Date(), limit = 100): Promise<Capsule[]> {
+export async function listExpiredCapsules(
+  db: Kysely<Database>,
+  now: Date = new Date(),
+  limit = 100,
+): Promise<Capsule[]> {
   if (!Number.isInteger(limit) || limit < 1) throw invalidArgument(`limit must be a positive integer, got ${limit}`);
   const rows = await db
     .selectFrom('capsules')

@@ -113,7 +113,8 @@ export async function recordHeartbeat(db: Kysely<Database>, id: string, hb: Hear
   if (hb.memoryMb !== undefined) set.memory_mb = nonNegativeInt(hb.memoryMb, 'memoryMb');
   if (hb.capsuleCount !== undefined) set.capsule_count = nonNegativeInt(hb.capsuleCount, 'capsuleCount');
   if (hb.allocatedVcpus !== undefined) set.allocated_vcpus = nonNegativeInt(hb.allocatedVcpus, 'allocatedVcpus');
-  if (hb.allocatedMemoryMb !== undefined) set.allocated_memory_mb = nonNegativeInt(hb.allocatedMemoryMb, 'allocatedMemoryMb');
+  if (hb.allocatedMemoryMb !== undefined)
+    set.allocated_memory_mb = nonNegativeInt(hb.allocatedMemoryMb, 'allocatedMemoryMb');
   await db
     .updateTable('hosts')
     .set({ ...set, status: sql<string>`case when status = 'unreachable' then 'online' else status end` })
@@ -123,12 +124,20 @@ export async function recordHeartbeat(db: Kysely<Database>, id: string, hb: Hear
 }
 
 export async function setHostStatus(db: Kysely<Database>, id: string, status: HostStatus): Promise<Host | null> {
-  await db.updateTable('hosts').set({ status: oneOf(status, HOST_STATUSES, 'host status') }).where('id', '=', id).execute();
+  await db
+    .updateTable('hosts')
+    .set({ status: oneOf(status, HOST_STATUSES, 'host status') })
+    .where('id', '=', id)
+    .execute();
   return getHost(db, id);
 }
 
 export async function setHostAddress(db: Kysely<Database>, id: string, address: string): Promise<Host | null> {
-  await db.updateTable('hosts').set({ address: nonEmpty(address, 'host address') }).where('id', '=', id).execute();
+  await db
+    .updateTable('hosts')
+    .set({ address: nonEmpty(address, 'host address') })
+    .where('id', '=', id)
+    .execute();
   return getHost(db, id);
 }
 

@@ -9,7 +9,11 @@ export interface Team {
   createdAt: Date;
 }
 
-export const toTeam = (r: Selectable<TeamsTable>): Team => ({ id: r.id, name: r.name, createdAt: toDate(r.created_at) });
+export const toTeam = (r: Selectable<TeamsTable>): Team => ({
+  id: r.id,
+  name: r.name,
+  createdAt: toDate(r.created_at),
+});
 
 export async function createTeam(db: Kysely<Database>, input: { name: string; id?: string }): Promise<Team> {
   const row = { id: input.id ?? newTeamId(), name: nonEmpty(input.name, 'team name'), created_at: Date.now() };
@@ -28,7 +32,11 @@ export async function listTeams(db: Kysely<Database>): Promise<Team[]> {
 }
 
 export async function renameTeam(db: Kysely<Database>, id: string, name: string): Promise<Team | null> {
-  await db.updateTable('teams').set({ name: nonEmpty(name, 'team name') }).where('id', '=', id).execute();
+  await db
+    .updateTable('teams')
+    .set({ name: nonEmpty(name, 'team name') })
+    .where('id', '=', id)
+    .execute();
   return getTeam(db, id);
 }
 

@@ -48,9 +48,14 @@ export async function createBuild(
   return toBuild(row);
 }
 
-export async function getBuild(db: Kysely<Database>, id: string, teamId?: string | null): Promise<TemplateBuild | null> {
+export async function getBuild(
+  db: Kysely<Database>,
+  id: string,
+  teamId?: string | null,
+): Promise<TemplateBuild | null> {
   let q = db.selectFrom('template_builds').selectAll().where('id', '=', id);
-  if (teamId !== undefined) q = q.where((eb) => (teamId === null ? eb('team_id', 'is', null) : eb('team_id', '=', teamId)));
+  if (teamId !== undefined)
+    q = q.where((eb) => (teamId === null ? eb('team_id', 'is', null) : eb('team_id', '=', teamId)));
   const r = await q.executeTakeFirst();
   return r ? toBuild(r) : null;
 }

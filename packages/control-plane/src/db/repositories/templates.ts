@@ -83,9 +83,13 @@ export async function createTemplate(db: Kysely<Database>, input: NewTemplate): 
   } catch (err) {
     if (isUniqueViolation(err)) {
       const scope = input.teamId === null ? 'built-in templates' : 'this team';
-      throw new DbError('conflict', `a template named '${input.name}' already exists in ${scope}; pick another name or delete it first`, {
-        cause: err,
-      });
+      throw new DbError(
+        'conflict',
+        `a template named '${input.name}' already exists in ${scope}; pick another name or delete it first`,
+        {
+          cause: err,
+        },
+      );
     }
     throw err;
   }
@@ -93,12 +97,18 @@ export async function createTemplate(db: Kysely<Database>, input: NewTemplate): 
 }
 
 /** The template `name` as `teamId` sees it: its own first, else the built-in. */
-export async function resolveTemplate(db: Kysely<Database>, teamId: string | null, name: string): Promise<Template | null> {
+export async function resolveTemplate(
+  db: Kysely<Database>,
+  teamId: string | null,
+  name: string,
+): Promise<Template | null> {
   const rows = await db
     .selectFrom('templates')
     .selectAll()
     .where('name', '=', name)
-    .where((eb) => (teamId === null ? eb('team_id', 'is', null) : eb.or([eb('team_id', '=', teamId), eb('team_id', 'is', null)])))
+    .where((eb) =>
+      teamId === null ? eb('team_id', 'is', null) : eb.or([eb('team_id', '=', teamId), eb('team_id', 'is', null)]),
+    )
     .execute();
   const own = rows.find((r) => r.team_id !== null);
   const row = own ?? rows[0];
@@ -119,7 +129,9 @@ export async function listTemplates(
     .selectFrom('templates')
     .selectAll()
     .where((eb) =>
-      filter.teamId === null ? eb('team_id', 'is', null) : eb.or([eb('team_id', '=', filter.teamId), eb('team_id', 'is', null)]),
+      filter.teamId === null
+        ? eb('team_id', 'is', null)
+        : eb.or([eb('team_id', '=', filter.teamId), eb('team_id', 'is', null)]),
     );
   if (filter.kind) q = q.where('kind', '=', filter.kind);
   if (filter.hostId) q = q.where('host_id', '=', filter.hostId);
@@ -147,7 +159,11 @@ export async function updateTemplate(db: Kysely<Database>, id: string, patch: Te
 }
 
 /** Deletes a team's template (teamId null: a built-in). Returns the deleted template or null. */
-export async function deleteTemplate(db: Kysely<Database>, teamId: string | null, name: string): Promise<Template | null> {
+export async function deleteTemplate(
+  db: Kysely<Database>,
+  teamId: string | null,
+  name: string,
+): Promise<Template | null> {
   const found = await db
     .selectFrom('templates')
     .selectAll()
