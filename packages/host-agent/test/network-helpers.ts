@@ -1,0 +1,137 @@
+// Helpers for the network tests: node processes inside namespaces, TCP probes, leftover checks.
+// All traffic stays on loopback and inside namespaces the tests create.
+import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { promisify } from 'node:util';
+import { createServer, connect } from 'node:net';
+import { readdirSync, existsSync } from 'node:fs';
+
+export const execFileP = promisify(execFile);
+
+/** Names no agent or other test uses, so these tests never touch anything else on the machine. */
+export const TEST_NAMES = { netnsPrefix: 'wrnt-', ifPrefix: 'wn', chainPrefix: 'WRNT' };
+export const TEST_POOL = '10.223.0.0/24';
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+const children = new Set<ChildProcess>();
+
+/** Kills every process the helpers started (call from after()). */
+export function killChildren(): void {
+  for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
+  children.clear();
+}
+
+/** Starts a TCP server inside `netns` that greets with "hello <remote address>". */
+export async function serverInNetns(netns: string, port: number): Promise<ChildProcess> {
+  const script = `require('net').createServer((s) => s.end('hello ' + s.remoteAddress + '\\n'))
+    .listen(${port}, '0.0.0.0', () => console.log('ready'))`;
+  const child = spawn('ip', ['netns', 'exec', netns, process.execPath, '-e', script], { stdio: ['ignore', 'pipe', 'pipe'] });
+  children.add(child);
+  await new Promise<void>((resolve, reject) => {
+    let err = '';
+    child.stderr!.on('data', (b: Buffer) => (err += b));
+    child.stdout!.on('data', (b: Buffer) => b.toString().includes('ready') && resolve());
+    child.once('exit', (code) => reject(new Error(`server in ${netns} exited (${code}): ${err}`)));
+  });
+  return child;
+}
+
+export interface Probe {
+  ok: boolean;
+  data?: string;
+  error?: string;
+}
+
+const PROBE = `const [host, port, ms] = process.argv.slice(1);
+const s = require('net').connect({ host, port: Number(port) });
+let d = '';
+const done = (r) => { console.log(JSON.stringify(r)); process.exit(0); };
+s.setTimeout(Number(ms), () => done({ ok: false, error: 'timeout' }));
+s.on('data', (x) => (d += x));
+s.on('end', () => done({ ok: true, data: d.trim() }));
+s.on('error', (e) => done({ ok: false, error: e.code }));`;
+
+/** Opens a TCP connection from inside `netns` and reports the greeting or why it failed. */
+export async function probeFrom(netns: string, host: string, port: number, ms = 1000): Promise<Probe> {
+  const { stdout } = await execFileP('ip', ['netns', 'exec', netns, process.execPath, '-e', PROBE, host, String(port), String(ms)]);
+  return JSON.parse(stdout) as Probe;
+}
+
+/** The same probe from the host itself. */
+export function probeFromHost(host: string, port: number, ms = 1000): Promise<Probe> {
+  return new Promise((resolve) => {
+    const s = connect({ host, port });
+    let d = '';
+    s.setTimeout(ms, () => (s.destroy(), resolve({ ok: false, error: 'timeout' })));
+    s.on('data', (x) => (d += x));
+    s.on('end', () => resolve({ ok: true, data: d.trim() }));
+    s.on('error', (e: NodeJS.ErrnoException) => resolve({ ok: false, error: e.code }));
+  });
+}
+
+/** HTTP GET from inside `netns` (node's fetch), resolving with status and body. */
+export async function httpGetFrom(netns: string, url: string, accept = '*/*'): Promise<{ status: number; body: string }> {
+  const script = `fetch(process.argv[1], { headers: { accept: process.argv[2] }, signal: AbortSignal.timeout(3000) })
+    .then(async (r) => console.log(JSON.stringify({ status: r.status, body: await r.text() })))
+    .catch((e) => console.log(JSON.stringify({ status: 0, body: String(e.cause?.code ?? e) })))`;
+  const { stdout } = await execFileP('ip', ['netns', 'exec', netns, process.execPath, '-e', script, url, accept]);
+  return JSON.parse(stdout) as { status: number; body: string };
+}
+
+/** Everything of the test names still present on the host; [] when clean. */
+export async function leftovers(slotDir?: string): Promise<string[]> {
+  const out: string[] = [];
+  if (existsSync('/run/netns')) {
+    for (const n of readdirSync('/run/netns')) {
+      if (n.startsWith(TEST_NAMES.netnsPrefix) || n === OUTSIDE.netns) out.push(`netns ${n}`);
+    }
+  }
+  for (const n of readdirSync('/sys/class/net')) if (/^wn\d+$/.test(n) || n === OUTSIDE.hostIf) out.push(`link ${n}`);
+  for (const cmd of ['iptables-save', 'ip6tables-save']) {
+    const { stdout } = await execFileP(cmd, []);
+    for (const l of stdout.split('\n')) if (l.includes(TEST_NAMES.chainPrefix + '-') || / wn\+? /.test(l)) out.push(`${cmd}: ${l}`);
+  }
+  if (slotDir && existsSync(slotDir)) for (const f of readdirSync(slotDir)) out.push(`slot file ${f}`);
+  return out;
+}
+
+/**
+ * A stand-in for "the internet": a namespace of our own behind a plain veth (not a capsule
+ * interface), so forwarded traffic can be tested without sending a packet to any real address.
+ */
+export const OUTSIDE = { netns: 'wrnx-outside', hostIf: 'xo-wrnt', hostIp: '10.223.1.1', ip: '10.223.1.2' };
+
+export async function createOutside(): Promise<void> {
+  const o = OUTSIDE;
+  const batch = [
+    `netns add ${o.netns}`,
+    `link add ${o.hostIf} type veth peer name eth0 netns ${o.netns}`,
+    `addr add ${o.hostIp}/30 dev ${o.hostIf}`,
+    `link set ${o.hostIf} up`,
+  ].join('\n');
+  await execIp(['-batch', '-'], batch);
+  await execIp(['-n', o.netns, '-batch', '-'], `link set lo up\naddr add ${o.ip}/30 dev eth0\nlink set eth0 up\n`);
+}
+
+export async function removeOutside(): Promise<void> {
+  await execIp(['-force', '-batch', '-'], `link del ${OUTSIDE.hostIf}\nnetns del ${OUTSIDE.netns}\n`).catch(() => {});
+}
+
+function execIp(args: string[], input: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const c = spawn('ip', args, { stdio: ['pipe', 'ignore', 'pipe'] });
+    let err = '';
+    c.stderr.on('data', (b: Buffer) => (err += b));
+    c.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`ip ${args.join(' ')}: ${err}`))));
+    c.stdin.end(input);
+  });
+}
