@@ -3,33 +3,16 @@
 // E2B_SANDBOX_URL pointed here too, the SDK sends it with E2b-Sandbox-Id/-Port headers and the
 // sandbox proxy carries it to the capsule before Fastify sees it.
 import type { FastifyPluginAsync } from 'fastify';
-import { Type } from '@sinclair/typebox';
 import type { ControlPlaneContext } from '../../context.js';
 import { e2bErrorHandler } from './errors.js';
 import { sandboxRoutes } from './sandboxes.js';
 import { templateRoutes } from './templates.js';
-import { E2bError } from './schemas.js';
 
 export const e2bApi: FastifyPluginAsync<{ ctx: ControlPlaneContext }> = async (app, { ctx }) => {
   // Scoped to this plugin: the native API keeps its own error shape.
   app.setErrorHandler(e2bErrorHandler);
 
-  app.get(
-    '/health',
-    {
-      schema: {
-        tags: ['e2b'],
-        summary: 'Ready to create sandboxes?',
-        security: [],
-        response: { 200: Type.Object({ status: Type.String() }), 503: E2bError },
-      },
-    },
-    async (_req, reply) => {
-      if (!ctx.readiness.ready) return reply.status(503).send({ code: 503, message: `not ready: ${ctx.readiness.reason}` });
-      return { status: 'ok' };
-    },
-  );
-
+  // GET /health is the server's (server.ts): one readiness answer for both APIs.
   sandboxRoutes(app, ctx);
   templateRoutes(app, ctx);
 };
