@@ -3,7 +3,7 @@
 // stdin, StreamInput, PTYs, disconnects, timeouts and the error codes for bad requests.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { chownSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Code, ConnectError, type Client } from '@connectrpc/connect';
@@ -454,6 +454,40 @@ for (const variant of [
     });
   });
 }
+
+describe('process.Process: users with supplementary groups keep them', () => {
+  let envd: TestEnvd;
+  let etc = '';
+  let home = '';
+  before(async () => {
+    etc = mkdtempSync(join(tmpdir(), 'wrenn-etc-'));
+    home = mkdtempSync(join(tmpdir(), 'wrenn-home-'));
+    chownSync(home, 4242, 4242);
+    writeFileSync(join(etc, 'passwd'), `root:x:0:0:root:/root:/bin/bash\nwrenntest:x:4242:4242::${home}:/bin/sh\n`);
+    writeFileSync(join(etc, 'group'), 'root:x:0:\nwrenntest:x:4242:\nextra1:x:4243:other,wrenntest\nextra2:x:4244:wrenntest\nunrelated:x:4245:other\n');
+    envd = await startTestEnvd({ portForwarding: false, etcDir: etc });
+  });
+  after(async () => {
+    await envd?.close();
+    rmSync(etc, { recursive: true, force: true });
+    rmSync(home, { recursive: true, force: true });
+  });
+
+  test('pipes and PTY run with uid, gid and exactly the groups from /etc/group', { skip: process.getuid?.() === 0 ? false : 'needs root to switch users' }, async () => {
+    const piped = await collect(envd.process.start(bash('id -u; id -G; pwd; echo $HOME'), { headers: userHeader('wrenntest') }));
+    assert.equal(piped.stdout, `4242\n4242 4243 4244\n${home}\n${home}\n`);
+    assert.equal(piped.end?.exitCode, 0);
+
+    const pty = await startRunning(envd.process, { process: { cmd: '/bin/sh', args: [] }, pty: { size: { cols: 80, rows: 24 } } }, { headers: userHeader('wrenntest') });
+    await envd.process.sendInput({ process: byPid(pty.pid), input: { input: { case: 'pty', value: Buffer.from('echo "g=$(id -G)"; exit\n') } } });
+    const done = await pty.done;
+    assert.match(done.pty, /g=4242 4243 4244\r?\n/);
+    assert.equal(done.end?.exitCode, 0);
+
+    // An explicit cwd that does not exist is still reported as such.
+    await expectCode(collect(envd.process.start(bash('pwd', { process: { cmd: '/bin/pwd', args: [], cwd: '/no/such/dir' } }), { headers: userHeader('wrenntest') })), Code.InvalidArgument, 'does not exist');
+  });
+});
 
 /** A second, independent client (own transport and connection) for the same envd. */
 async function startTestEnvdClient(envd: TestEnvd, variant: { http2: boolean; binary: boolean }): Promise<ProcessClient> {

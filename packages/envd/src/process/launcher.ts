@@ -35,6 +35,27 @@ function identityOptions(spec: LaunchSpec): { uid?: number; gid?: number } {
   return { uid, gid };
 }
 
+// Node's spawn drops every supplementary group when it switches uid/gid, so a user in e.g. the
+// `docker` or `sudo` group would lose it. For such users the process is started through
+// util-linux's setpriv, which sets uid, gid and the groups, then execs the command.
+const SETPRIV = '/usr/bin/setpriv';
+const SETPRIV_RECHECK_MS = 60_000;
+let setprivCheckedAt = -Infinity;
+let setprivPresent = false;
+
+async function hasSetpriv(): Promise<boolean> {
+  const now = Date.now();
+  if (now - setprivCheckedAt > SETPRIV_RECHECK_MS) {
+    setprivCheckedAt = now;
+    setprivPresent = await isExecutableFile(SETPRIV);
+  }
+  return setprivPresent;
+}
+
+function supplementaryGroups(spec: LaunchSpec): number[] {
+  return spec.user.groups.filter((g) => g !== spec.user.gid);
+}
+
 function describe(spec: LaunchSpec, file: string): string {
   const command = [file, ...spec.args].join(' ');
   return `process '${command.length > 200 ? `${command.slice(0, 200)}...` : command}' as user '${spec.user.name}' in '${spec.cwd}'`;
@@ -107,13 +128,29 @@ async function diagnose(spec: LaunchSpec, file: string, cwd: string, code: strin
 
 type SpawnOutcome = { child: ChildProcess; pid: number } | { error: Promise<NodeJS.ErrnoException> | NodeJS.ErrnoException };
 
-function spawnWithPipes(spec: LaunchSpec, file: string, cwd: string): SpawnOutcome {
+/** How to spawn: directly with uid/gid, or through setpriv to keep supplementary groups. */
+interface Invocation {
+  file: string;
+  args: string[];
+  identity: { uid?: number; gid?: number };
+}
+
+function direct(spec: LaunchSpec, file: string): Invocation {
+  return { file, args: spec.args, identity: identityOptions(spec) };
+}
+
+function viaSetpriv(spec: LaunchSpec, file: string, groups: number[]): Invocation {
+  const { uid, gid } = spec.user;
+  return { file: SETPRIV, args: ['--reuid', String(uid), '--regid', String(gid), '--groups', groups.join(','), '--', file, ...spec.args], identity: {} };
+}
+
+function spawnWithPipes(spec: LaunchSpec, how: Invocation, cwd: string): SpawnOutcome {
   let child: ChildProcess;
   try {
-    child = spawnChild(file, spec.args, {
+    child = spawnChild(how.file, how.args, {
       cwd,
       env: spec.env,
-      ...identityOptions(spec),
+      ...how.identity,
       // Own process group: signals reach the shell's children too.
       detached: true,
       stdio: [spec.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'],
@@ -129,8 +166,19 @@ function spawnWithPipes(spec: LaunchSpec, file: string, cwd: string): SpawnOutco
 async function launchWithPipes(spec: LaunchSpec, firstSubscriber: Subscription): Promise<ManagedProcess> {
   let file = executableFor(spec.file);
   let cwd = spec.cwd;
+  const groups = identityOptions(spec).uid !== undefined ? supplementaryGroups(spec) : [];
+  if (groups.length > 0 && (await hasSetpriv())) {
+    // setpriv reports a missing command only as exit code 127, so check what direct spawns learn from errors.
+    if (!(await isDirectory(cwd)) && spec.cwdDefaulted) cwd = '/';
+    if (file === BASH && !(await isExecutableFile(BASH))) file = SH;
+    const outcome = spawnWithPipes(spec, viaSetpriv(spec, file, [spec.user.gid, ...groups]), cwd);
+    if ('child' in outcome) return new PipeProcess(outcome.child, outcome.pid, spec.config, spec.tag, spec.stdin, firstSubscriber);
+    const err = await outcome.error;
+    const verdict = await diagnose(spec, file, cwd, err.code, err.message);
+    throw verdict instanceof ConnectError ? verdict : new ConnectError(`cannot start ${describe(spec, file)}: ${err.message}`, Code.InvalidArgument);
+  }
   for (let attempt = 0; ; attempt++) {
-    const outcome = spawnWithPipes(spec, file, cwd);
+    const outcome = spawnWithPipes(spec, direct(spec, file), cwd);
     if ('child' in outcome) return new PipeProcess(outcome.child, outcome.pid, spec.config, spec.tag, spec.stdin, firstSubscriber);
     const err = await outcome.error;
     const verdict = await diagnose(spec, file, cwd, err.code, err.message);
