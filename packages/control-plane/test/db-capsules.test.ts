@@ -4,6 +4,7 @@ import { test } from 'node:test';
 import type { Kysely } from 'kysely';
 import {
   type Capsule,
+  capsuleIdsUsingTemplate,
   countCapsulesByState,
   createCapsule,
   createTeam,
@@ -131,6 +132,11 @@ forEachDialect('capsules', (_dialect, fresh) => {
     assert.deepEqual(await ids({ teamId: a.id, metadata: { app: 'nope' } }), []);
     assert.deepEqual(await ids({ metadata: { env: 'prod' } }), [web.id, foreign.id].sort());
     assert.deepEqual(await ids({ hostId: 'host-b' }), [webDev.id]);
+    const py = await createCapsule(db, spec(a.id, { template: 'python' }));
+    assert.deepEqual(await ids({ teamId: a.id, template: 'python' }), [py.id]);
+    assert.deepEqual(await capsuleIdsUsingTemplate(db, a.id, 'python', ['starting']), [py.id]);
+    assert.deepEqual(await capsuleIdsUsingTemplate(db, a.id, 'python', ['running']), []);
+    assert.deepEqual(await capsuleIdsUsingTemplate(db, b.id, 'python', ['starting']), []);
     await assert.rejects(ids({ state: 'bogus' as never }), /state filter must be one of/);
   });
 

@@ -142,6 +142,8 @@ export async function getCapsule(db: Kysely<Database>, id: string, teamId?: stri
 export interface CapsuleFilter extends PageRequest {
   teamId?: string;
   hostId?: string;
+  /** Exact template name. */
+  template?: string;
   /** One state or any of several. */
   state?: CapsuleState | readonly CapsuleState[];
   /** Every entry must match exactly (key=value). */
@@ -154,6 +156,7 @@ export async function listCapsules(db: Kysely<Database>, filter: CapsuleFilter =
   let q = db.selectFrom('capsules').selectAll();
   if (filter.teamId !== undefined) q = q.where('team_id', '=', filter.teamId);
   if (filter.hostId !== undefined) q = q.where('host_id', '=', filter.hostId);
+  if (filter.template !== undefined) q = q.where('template', '=', filter.template);
   if (filter.state !== undefined) {
     const states = typeof filter.state === 'string' ? [filter.state] : [...filter.state];
     for (const s of states) oneOf(s, CAPSULE_STATES, 'state filter');
@@ -303,6 +306,25 @@ export async function countCapsulesByState(
   const out: Partial<Record<CapsuleState, number>> = {};
   for (const r of rows) out[r.state as CapsuleState] = Number(r.n);
   return out;
+}
+
+/** Ids of a team's capsules in `states` created from `template` (e.g. to refuse deleting a template in use). */
+export async function capsuleIdsUsingTemplate(
+  db: Kysely<Database>,
+  teamId: string,
+  template: string,
+  states: readonly CapsuleState[],
+): Promise<string[]> {
+  if (states.length === 0) return [];
+  const rows = await db
+    .selectFrom('capsules')
+    .select('id')
+    .where('team_id', '=', teamId)
+    .where('template', '=', template)
+    .where('state', 'in', [...states])
+    .orderBy('id')
+    .execute();
+  return rows.map((r) => r.id);
 }
 
 /** Removes the row (and its metadata rows). Returns false if it did not exist. */
