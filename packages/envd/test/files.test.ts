@@ -228,6 +228,38 @@ describe('GET /files', () => {
   });
 });
 
+describe('/files over h2c', () => {
+  test('upload and download work on an HTTP/2 cleartext connection too', async (t) => {
+    const envd = await envdFor(t);
+    const dir = tempDir(t);
+    const http2 = await import('node:http2');
+    const session = http2.connect(envd.baseUrl);
+    t.after(() => session.close());
+    const call = (headers: Record<string, string>, body?: Buffer) =>
+      new Promise<{ status: number; body: Buffer }>((resolve, reject) => {
+        const stream = session.request(headers);
+        let status = 0;
+        const chunks: Buffer[] = [];
+        stream.on('response', (h) => (status = Number(h[':status'])));
+        stream.on('data', (c: Buffer) => chunks.push(c));
+        stream.on('end', () => resolve({ status, body: Buffer.concat(chunks) }));
+        stream.on('error', reject);
+        stream.end(body);
+      });
+    const target = join(dir, 'h2', 'file.bin');
+    const payload = Buffer.alloc(2 * 1024 * 1024, 9);
+    const q = new URLSearchParams({ path: target });
+    const up = await call({ ':method': 'POST', ':path': `/files?${q}`, 'content-type': 'application/octet-stream' }, payload);
+    assert.equal(up.status, 200, up.body.toString());
+    assert.ok(readFileSync(target).equals(payload));
+    const down = await call({ ':method': 'GET', ':path': `/files?${q}`, 'accept-encoding': 'identity' });
+    assert.equal(down.status, 200);
+    assert.ok(down.body.equals(payload));
+    const missing = await call({ ':method': 'GET', ':path': `/files?${new URLSearchParams({ path: join(dir, 'nope') })}` });
+    assert.equal(missing.status, 404);
+  });
+});
+
 describe('/files with an access token', () => {
   test('needs X-Access-Token or a valid, unexpired signature for the same path, operation and user', async (t) => {
     const envd = await envdFor(t);

@@ -9,7 +9,16 @@ interface NameTable {
 
 const tables = new Map<string, NameTable>();
 
-function table(file: string): Map<number, string> {
+const RECHECK_MS = 1000;
+const checkedAt = new Map<string, number>();
+
+function table(file: string, force = false): Map<number, string> {
+  const cached0 = tables.get(file);
+  const now = Date.now();
+  // Listing a big directory asks for thousands of names: look at the file's mtime at most once a
+  // second, or when a request starts (refreshOwnerNames).
+  if (!force && cached0 && now - (checkedAt.get(file) ?? 0) < RECHECK_MS) return cached0.names;
+  checkedAt.set(file, now);
   let mtimeMs = -1;
   try {
     mtimeMs = statSync(file).mtimeMs;
@@ -38,4 +47,10 @@ export function ownerName(uid: number, etcDir: string): string {
 
 export function groupName(gid: number, etcDir: string): string {
   return table(`${etcDir}/group`).get(gid) ?? (gid === 0 ? 'root' : String(gid));
+}
+
+/** Re-reads passwd/group if they changed; called once per request so new users show at once. */
+export function refreshOwnerNames(etcDir: string): void {
+  table(`${etcDir}/passwd`, true);
+  table(`${etcDir}/group`, true);
 }

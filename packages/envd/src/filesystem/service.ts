@@ -16,6 +16,7 @@ import type { EnvdState } from '../state.js';
 import type { UserInfo } from '../users.js';
 import { requestedUserName, resolveUser } from '../auth.js';
 import { entryInfo, type EntryInit } from './entry.js';
+import { refreshOwnerNames } from './owners.js';
 import { errnoCode, toConnectError } from './errors.js';
 import { ensureDirs, PathError, resolvePath } from './paths.js';
 import { checkCreate, checkUnlink } from './access.js';
@@ -25,6 +26,7 @@ type FsEvent = MessageInitShape<typeof FilesystemEventSchema>;
 type WatchResponse = MessageInitShape<typeof WatchDirResponseSchema>;
 
 const DEFAULT_KEEPALIVE_MS = 90_000;
+const LIST_PARALLEL = 32;
 
 interface Requester {
   user: UserInfo;
@@ -33,6 +35,7 @@ interface Requester {
 
 function requester(state: EnvdState, ctx: HandlerContext): Requester {
   const user = resolveUser(state, requestedUserName(ctx.requestHeader.get('authorization')));
+  refreshOwnerNames(state.etcDir);
   return {
     user,
     resolve(p: string) {
@@ -64,20 +67,27 @@ async function walk(dir: string, shown: string, depth: number, etcDir: string, o
     throw toConnectError(err, `cannot read directory ${dir}`);
   }
   names.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
-  for (const name of names) {
-    const abs = path.join(dir, name);
-    let entry: EntryInit;
-    try {
-      entry = await entryInfo(abs, etcDir);
-    } catch (err) {
-      if (err instanceof ConnectError && err.code === Code.NotFound) continue; // vanished meanwhile
-      throw err;
-    }
-    entry.path = path.join(shown, name);
-    out.push(entry);
-    if (depth > 1) {
-      const st = await lstat(abs).catch(() => undefined);
-      if (st?.isDirectory()) await walk(abs, path.join(shown, name), depth - 1, etcDir, out);
+  // Entry lookups run LIST_PARALLEL at a time; output keeps name order.
+  for (let i = 0; i < names.length; i += LIST_PARALLEL) {
+    const slice = names.slice(i, i + LIST_PARALLEL);
+    const infos = await Promise.all(
+      slice.map((name) =>
+        entryInfo(path.join(dir, name), etcDir).catch((err) => {
+          if (err instanceof ConnectError && err.code === Code.NotFound) return undefined; // vanished meanwhile
+          throw err;
+        }),
+      ),
+    );
+    for (let j = 0; j < slice.length; j++) {
+      const entry = infos[j];
+      const name = slice[j] as string;
+      if (!entry) continue;
+      entry.path = path.join(shown, name);
+      out.push(entry);
+      if (depth > 1) {
+        const st = await lstat(path.join(dir, name)).catch(() => undefined);
+        if (st?.isDirectory()) await walk(path.join(dir, name), path.join(shown, name), depth - 1, etcDir, out);
+      }
     }
   }
 }
