@@ -185,6 +185,18 @@ for (const variant of [
       assert.match(missing.stderr, /no-such-command-xyz/);
     });
 
+    test('a background job holding the output pipes does not keep the command from ending', async () => {
+      // The job inherits stdout/stderr; E2B's envd would wait for it. Ours ends the command shortly after the shell exits.
+      const r = await collect(client.start(bash('sleep 20 & echo "job=$!"')));
+      const job = Number(/job=(\d+)/.exec(r.stdout)?.[1]);
+      try {
+        assert.equal(r.end?.exitCode, 0);
+        assert.equal(pidState(job), 'alive', 'the job itself keeps running');
+      } finally {
+        if (job > 0) process.kill(job, 'SIGKILL');
+      }
+    });
+
     test('large output arrives complete and in order', async () => {
       const r = await collect(client.start(bash('seq 1 200000')));
       const lines = r.stdout.trimEnd().split('\n');

@@ -40,13 +40,30 @@ export class PipeProcess extends ManagedProcess {
     child.on('error', () => {
       // Errors after a successful spawn (kill on an exited process) carry no news.
     });
+    // The end is due once the process exited and both outputs hit EOF. Waiting for 'end' rather than
+    // the child's 'close' saves the loop turns in which Node closes the pipe handles.
+    this.openOutputs = (child.stdout ? 1 : 0) + (child.stderr ? 1 : 0);
+    const outputEnded = () => {
+      if (--this.openOutputs === 0 && this.exit) this.finishFromExit();
+    };
+    child.stdout?.once('end', outputEnded);
+    child.stderr?.once('end', outputEnded);
     child.once('exit', (code, signal) => {
-      this.drainTimer = setTimeout(() => this.stopDraining(code, signal), DRAIN_AFTER_EXIT_MS);
+      this.exit = { code, signal };
+      if (this.openOutputs === 0) this.finishFromExit();
+      else this.drainTimer = setTimeout(() => this.stopDraining(), DRAIN_AFTER_EXIT_MS);
     });
-    child.once('close', (code, signal) => {
-      if (this.drainTimer) clearTimeout(this.drainTimer);
-      this.finish(code, signal);
-    });
+    // Fallback for outputs that end without 'end' (read errors).
+    child.once('close', (code, signal) => this.finish(code, signal));
+  }
+
+  private openOutputs: number;
+  private exit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
+
+  private finishFromExit(): void {
+    if (this.drainTimer) clearTimeout(this.drainTimer);
+    const exit = this.exit as { code: number | null; signal: NodeJS.Signals | null };
+    this.finish(exit.code, exit.signal);
   }
 
   writeStdin(data: Uint8Array): Promise<void> {
@@ -88,14 +105,14 @@ export class PipeProcess extends ManagedProcess {
     this.child.stderr?.resume();
   }
 
-  private stopDraining(code: number | null, signal: NodeJS.Signals | null): void {
+  private stopDraining(): void {
     if (this.outputIsPaused) {
       // A slow client is still taking what the process wrote: keep waiting for it.
-      this.drainTimer = setTimeout(() => this.stopDraining(code, signal), DRAIN_AFTER_EXIT_MS);
+      this.drainTimer = setTimeout(() => this.stopDraining(), DRAIN_AFTER_EXIT_MS);
       return;
     }
     this.child.stdout?.destroy();
     this.child.stderr?.destroy();
-    this.finish(code, signal);
+    this.finishFromExit();
   }
 }
