@@ -212,6 +212,16 @@ for (const tr of transports) {
       await expectCode(envd.filesystem.remove({ path: join(locked, 'f') }, as), Code.PermissionDenied);
       assert.ok(existsSync(join(locked, 'f')));
       await expectCode(envd.filesystem.move({ source: join(locked, 'f'), destination: join(user.home, 'f') }, as), Code.PermissionDenied);
+      // A tree of the user's own holding a root-owned, non-empty directory cannot be removed whole.
+      const mine = join(user.home, 'mixed');
+      mkdirSync(join(mine, 'roots'), { recursive: true });
+      writeFileSync(join(mine, 'roots', 'r.txt'), 'r');
+      chownSync(mine, user.uid, user.gid);
+      await expectCode(envd.filesystem.remove({ path: mine }, as), Code.PermissionDenied);
+      assert.ok(existsSync(join(mine, 'roots', 'r.txt')));
+      chownSync(join(mine, 'roots'), user.uid, user.gid);
+      await envd.filesystem.remove({ path: mine }, as);
+      assert.equal(existsSync(mine), false);
       // Once the directory is the user's, the same calls succeed.
       chownSync(locked, user.uid, user.gid);
       await envd.filesystem.makeDir({ path: join(locked, 'new') }, as);

@@ -1,7 +1,7 @@
 // Permission checks for a non-root requesting user while envd itself runs as root: envd does the
 // work with root's rights, so it must refuse what the user could not do (e.g. write into /root).
 // When envd is not root the kernel enforces this itself and these checks are skipped.
-import { stat } from 'node:fs/promises';
+import { lstat, readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Stats } from 'node:fs';
 import { Code, ConnectError } from '@connectrpc/connect';
@@ -65,4 +65,19 @@ export async function checkFile(p: string, st: Stats, user: UserInfo, want: numb
   if (!needsCheck(user)) return;
   await checkSearch(path.dirname(p), user, what);
   if (!allows(st, user, want)) throw denied(user, what);
+}
+
+/** Removing a whole tree as the user needs write+search on every non-empty directory inside it too. */
+export async function checkRemoveTree(p: string, user: UserInfo, what: string): Promise<void> {
+  if (!needsCheck(user)) return;
+  await checkUnlink(p, user, what);
+  const walk = async (dir: string): Promise<void> => {
+    const st = await lstat(dir);
+    if (!st.isDirectory()) return;
+    const names = await readdir(dir);
+    if (names.length === 0) return;
+    if (!allows(st, user, W | X)) throw denied(user, `${what} (no write permission on ${dir})`);
+    for (const name of names) await walk(path.join(dir, name));
+  };
+  await walk(p);
 }

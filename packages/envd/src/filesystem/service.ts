@@ -19,7 +19,7 @@ import { entryInfo, type EntryInit } from './entry.js';
 import { refreshOwnerNames } from './owners.js';
 import { errnoCode, toConnectError } from './errors.js';
 import { ensureDirs, PathError, resolvePath } from './paths.js';
-import { checkCreate, checkUnlink } from './access.js';
+import { checkCreate, checkRemoveTree, checkUnlink } from './access.js';
 import { DirWatcher, onNetworkMount, type WatchEvent } from './watcher.js';
 
 type FsEvent = MessageInitShape<typeof FilesystemEventSchema>;
@@ -202,7 +202,7 @@ export function filesystemService(state: EnvdState): Partial<ServiceImpl<typeof 
         () => true,
         () => false,
       );
-      if (exists) await checkUnlink(target, r.user, `remove ${target}`);
+      if (exists) await checkRemoveTree(target, r.user, `remove ${target}`);
       try {
         await rm(target, { recursive: true, force: true });
       } catch (err) {
