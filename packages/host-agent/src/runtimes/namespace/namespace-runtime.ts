@@ -53,6 +53,11 @@ export interface NamespaceRuntimeOptions {
   cgroupRoot?: string;
   /** Parent group under each controller (default "wrenn"); separate test runs use their own. */
   cgroupParent?: string;
+  /**
+   * After the in-capsule /health check, also GET /health from the host at spec.network.capsuleIp
+   * (proves routing and firewall; costs a connection set-up). Default false.
+   */
+  hostHealthCheck?: boolean;
   /** Write the helper's per-step timings into each capsule's envd.log. */
   trace?: boolean;
 }
@@ -287,7 +292,7 @@ export class NamespaceRuntime implements CapsuleRuntime {
       closeSync(log);
     }
     const tReady = performance.now();
-    if (spec.network?.capsuleIp) await waitForHealth(spec.network.capsuleIp, readyPort, this.opts.readyPath ?? '/health');
+    if (this.opts.hostHealthCheck && spec.network?.capsuleIp) await waitForHealth(spec.network.capsuleIp, readyPort, this.opts.readyPath ?? '/health');
     const tEnd = performance.now();
     this.lastCreateTimings = {
       template: tTemplate - t0,
