@@ -1,0 +1,218 @@
+// A live Wrenn for tests: `wrenn up` (control plane + in-process host agent with the namespace
+// runtime) on SQLite or a throwaway PostgreSQL, optional extra host agents in the same process,
+// and the options the official e2b SDK needs to talk to it. Every piece is torn down by close():
+// capsules (processes, cgroups, overlays), network namespaces, veths, iptables chains, data dirs.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import http from 'node:http';
+import pino from 'pino';
+import { startAgent, type RunningAgent } from '@wrenn/host-agent/agent';
+import { createLocalLayers, type LocalLayers } from '@wrenn/host-agent/local-providers';
+import type { NetworkOptions } from '@wrenn/host-agent/network/index';
+import { startUp, type RunningUp } from '../src/up.js';
+import { startControlPlane, type RunningControlPlane } from '../src/server.js';
+import { startTestPostgres, type TestPostgres } from './pg.js';
+
+export type DbKind = 'sqlite' | 'postgres';
+
+/**
+ * Network settings that collide neither with a real Wrenn on this machine nor with other suites:
+ * each slot (0..9) gets its own address pool, interface/netns/chain names and metadata port.
+ */
+export function testNetwork(slot: number): Partial<NetworkOptions> {
+  if (!Number.isInteger(slot) || slot < 0 || slot > 9) throw new Error(`network slot ${slot} must be 0..9`);
+  const letter = 'abcdefghij'[slot];
+  return {
+    pool: `10.24${slot}.0.0/24`,
+    names: { netnsPrefix: `wte${letter}-`, ifPrefix: `wte${letter}`, chainPrefix: `WTE${letter!.toUpperCase()}` },
+    metadataPort: 50270 + slot,
+    rateMbit: 0,
+  };
+}
+
+let pgServer: Promise<TestPostgres> | undefined;
+
+/** One PostgreSQL server per test process; each system gets a fresh database on it. */
+async function postgresUrl(): Promise<string> {
+  pgServer ??= startTestPostgres();
+  return (await pgServer).createDatabase();
+}
+
+export async function stopPostgres(): Promise<void> {
+  const s = pgServer;
+  pgServer = undefined;
+  if (s) await (await s).stop();
+}
+
+export interface ExtraAgent {
+  agent: RunningAgent;
+  layers: LocalLayers;
+  dataDir: string;
+  slot: number;
+  /** Stops serving; its capsules keep running (as when the agent process dies). */
+  stop(): Promise<void>;
+  /** Starts serving again from the same data dir (re-adopting capsules), on the same port. */
+  restart(): Promise<void>;
+  /** Destroys its capsules and removes everything it made. */
+  destroy(): Promise<void>;
+}
+
+export interface LiveSystem {
+  up: RunningUp;
+  /** The control plane currently serving (replaced by restartControlPlane). */
+  cp: RunningControlPlane;
+  url: string;
+  adminKey: string;
+  dataDir: string;
+  databaseUrl?: string;
+  /** Options for every e2b SDK call (apiUrl, sandboxUrl, apiKey). */
+  sdk(apiKey?: string): { apiKey: string; apiUrl: string; sandboxUrl: string; requestTimeoutMs: number };
+  /** A further host agent in this process with its own data dir and network slot. */
+  startExtraAgent(slot: number): Promise<ExtraAgent>;
+  /** Closes the control plane and starts a new one on the same database (the agent keeps running). */
+  restartControlPlane(): Promise<void>;
+  close(): Promise<void>;
+}
+
+const quietLog = pino({ level: process.env.WRENN_TEST_LOG ?? 'silent' });
+const agentLog = (level: 'info' | 'warn' | 'error', msg: string, data?: Record<string, unknown>) => quietLog[level](data ?? {}, msg);
+
+export async function startLive(o: { db: DbKind; slot: number }): Promise<LiveSystem> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'wrenn-live-'));
+  const databaseUrl = o.db === 'postgres' ? await postgresUrl() : undefined;
+  const domain = 'wrenn.test';
+  let up: RunningUp;
+  try {
+    up = await startUp({
+      dataDir,
+      listen: { host: '127.0.0.1', port: 0 },
+      domain,
+      ...(databaseUrl ? { databaseUrl } : {}),
+      network: testNetwork(o.slot),
+      logLevel: process.env.WRENN_TEST_LOG ?? 'silent',
+    });
+  } catch (err) {
+    rmSync(dataDir, { recursive: true, force: true });
+    throw err;
+  }
+  const extras: ExtraAgent[] = [];
+  let cpClosed = false;
+  const sys: LiveSystem = {
+    up,
+    cp: up.cp,
+    url: up.url,
+    adminKey: up.adminKey,
+    dataDir,
+    ...(databaseUrl ? { databaseUrl } : {}),
+    sdk: (apiKey) => ({ apiKey: apiKey ?? sys.adminKey, apiUrl: sys.url, sandboxUrl: sys.url, requestTimeoutMs: 120_000 }),
+    async startExtraAgent(slot) {
+      const dir = mkdtempSync(join(tmpdir(), 'wrenn-agent-'));
+      // Templates come from the main system's image cache (built once per run).
+      const mk = async (port: number) => {
+        const layers = await createLocalLayers(dir, { network: testNetwork(slot), imagesDir: join(dataDir, 'images') });
+        const agent = await startAgent({ ...layers, dataDir: dir, listen: { host: '127.0.0.1', port }, log: agentLog });
+        return { layers, agent };
+      };
+      let cur = await mk(0);
+      let serving = true;
+      const port = cur.agent.port;
+      const extra: ExtraAgent = {
+        get agent() {
+          return cur.agent;
+        },
+        get layers() {
+          return cur.layers;
+        },
+        dataDir: dir,
+        slot,
+        async stop() {
+          if (!serving) return;
+          serving = false;
+          await cur.agent.close();
+          await cur.layers.close();
+        },
+        async restart() {
+          await extra.stop();
+          cur = await mk(port);
+          serving = true;
+        },
+        async destroy() {
+          if (!serving) cur = await mk(port);
+          await cur.agent.manager.destroyAll();
+          await extra.stop();
+          await cur.layers.networkManager.removeAll().catch(() => undefined);
+          rmSync(dir, { recursive: true, force: true });
+        },
+      };
+      extras.push(extra);
+      return extra;
+    },
+    async restartControlPlane() {
+      await sys.cp.close();
+      cpClosed = true;
+      const cp = await startControlPlane({
+        listen: { host: '127.0.0.1', port: 0 },
+        dataDir,
+        domain,
+        publicUrl: 'http://127.0.0.1',
+        ...(databaseUrl ? { databaseUrl } : {}),
+        logLevel: process.env.WRENN_TEST_LOG ?? 'silent',
+      });
+      cp.ctx.localHostIds.add(up.agent.hostId);
+      cp.ctx.readiness.ready = true;
+      cp.ctx.readiness.reason = 'ok';
+      cpClosed = false;
+      sys.cp = cp;
+      sys.url = cp.url;
+      cp.ctx.config.publicUrl = cp.url;
+    },
+    async close() {
+      const errors: unknown[] = [];
+      const step = async (fn: () => Promise<unknown>) => fn().catch((e: unknown) => errors.push(e));
+      for (const x of extras) await step(() => x.destroy());
+      await step(() => up.agent.manager.destroyAll());
+      if (!cpClosed) await step(() => sys.cp.close());
+      await step(() => up.agent.close());
+      await step(() => up.layers.close());
+      await step(() => up.layers.networkManager.removeAll());
+      rmSync(dataDir, { recursive: true, force: true });
+      if (errors.length > 0) throw new AggregateError(errors, 'live system cleanup had errors');
+    },
+  };
+  return sys;
+}
+
+/** GET through the sandbox proxy with a Host header (what a browser sends for getHost(port) URLs). */
+export function getViaHost(proxyUrl: string, hostHeader: string, path = '/', headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
+  const u = new URL(proxyUrl);
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      { host: u.hostname, port: Number(u.port), path, method: 'GET', headers: { host: hostHeader, ...headers }, agent: false },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
+        res.on('error', reject);
+      },
+    );
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+/** Polls `fn` until it returns a value other than undefined, or fails after `timeoutMs` naming `what`. */
+export async function waitFor<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 30_000, everyMs = 200): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v !== undefined) return v;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
