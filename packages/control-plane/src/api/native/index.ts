@@ -1,5 +1,30 @@
-// Native REST API under /v1 (stub until implemented).
+// Native REST API under /v1 (API key auth), plus the control plane's Prometheus metrics (/metrics)
+// and the self-contained browser test page (/test).
 import type { FastifyPluginAsync } from 'fastify';
 import type { ControlPlaneContext } from '../../context.js';
+import { requireApiKey } from '../auth.js';
+import { registerMetrics } from '../metrics.js';
+import { registerTestPage } from '../test-page.js';
+import { capsuleRoutes } from './capsules.js';
+import { fileRoutes } from './files.js';
+import { resourceRoutes } from './resources.js';
+import { streamRoutes } from './streams.js';
 
-export const nativeApi: FastifyPluginAsync<{ ctx: ControlPlaneContext }> = async () => {};
+export const nativeApi: FastifyPluginAsync<{ ctx: ControlPlaneContext }> = async (app, { ctx }) => {
+  registerMetrics(app, ctx);
+  registerTestPage(app);
+  await app.register(
+    async (v1) => {
+      v1.addHook('onRequest', requireApiKey(ctx));
+      // A POST without a body means "no options" (pause, resume, create with defaults).
+      v1.addHook('preValidation', async (req) => {
+        if (req.body === undefined && req.method === 'POST') req.body = {};
+      });
+      await v1.register(capsuleRoutes(ctx));
+      await v1.register(streamRoutes(ctx));
+      await v1.register(fileRoutes(ctx));
+      await v1.register(resourceRoutes(ctx));
+    },
+    { prefix: '/v1' },
+  );
+};
