@@ -5,15 +5,15 @@
 // Prints JSON. Needs the build: `npx tsc -b packages/envd`.
 // Usage: node bench/envd-files.mjs [--mb 100] [--runs 3]
 import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { copyFile, unlink } from 'node:fs/promises';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { createInterface } from 'node:readline';
 import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
-import { createInterface } from 'node:readline';
 
 const args = process.argv.slice(2);
 const opt = (name, dflt) => {
@@ -37,7 +37,9 @@ const serverScript = `
 `;
 
 async function startServer() {
-  const child = spawn(process.execPath, ['--input-type=module', '-e', serverScript], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, ['--input-type=module', '-e', serverScript], {
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
   const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
   const next = async () => String((await lines.next()).value).trim();
   const port = Number(await next());
@@ -56,12 +58,21 @@ const agent = new http.Agent({ keepAlive: true });
 function post(port, src, dest) {
   return new Promise((resolve, reject) => {
     const req = http.request(
-      { host: '127.0.0.1', port, agent, method: 'POST', path: `/files?path=${encodeURIComponent(dest)}`, headers: { 'content-type': 'application/octet-stream', 'content-length': bytes } },
+      {
+        host: '127.0.0.1',
+        port,
+        agent,
+        method: 'POST',
+        path: `/files?path=${encodeURIComponent(dest)}`,
+        headers: { 'content-type': 'application/octet-stream', 'content-length': bytes },
+      },
       (res) => {
         let body = '';
         res.setEncoding('utf8');
         res.on('data', (c) => (body += c));
-        res.on('end', () => (res.statusCode === 200 ? resolve() : reject(new Error(`POST ${res.statusCode}: ${body}`))));
+        res.on('end', () =>
+          res.statusCode === 200 ? resolve() : reject(new Error(`POST ${res.statusCode}: ${body}`)),
+        );
       },
     );
     req.on('error', reject);
@@ -72,14 +83,23 @@ function post(port, src, dest) {
 function get(port, path, sink, encoding = 'identity') {
   return new Promise((resolve, reject) => {
     http
-      .get({ host: '127.0.0.1', port, agent, path: `/files?path=${encodeURIComponent(path)}`, headers: { 'accept-encoding': encoding } }, (res) => {
-        if (res.statusCode !== 200) return reject(new Error(`GET ${res.statusCode}`));
-        if (sink) return pipeline(res, createWriteStream(sink, { highWaterMark: HWM })).then(resolve, reject);
-        let n = 0;
-        res.on('data', (c) => (n += c.length));
-        res.on('end', () => resolve(n));
-        res.on('error', reject);
-      })
+      .get(
+        {
+          host: '127.0.0.1',
+          port,
+          agent,
+          path: `/files?path=${encodeURIComponent(path)}`,
+          headers: { 'accept-encoding': encoding },
+        },
+        (res) => {
+          if (res.statusCode !== 200) return reject(new Error(`GET ${res.statusCode}`));
+          if (sink) return pipeline(res, createWriteStream(sink, { highWaterMark: HWM })).then(resolve, reject);
+          let n = 0;
+          res.on('data', (c) => (n += c.length));
+          res.on('end', () => resolve(n));
+          res.on('error', reject);
+        },
+      )
       .on('error', reject);
   });
 }
@@ -116,7 +136,8 @@ try {
   writeFileSync(src, Buffer.alloc(0));
   {
     const ws = createWriteStream(src);
-    for (let left = bytes; left > 0; left -= block.length) ws.write(left >= block.length ? block : block.subarray(0, left));
+    for (let left = bytes; left > 0; left -= block.length)
+      ws.write(left >= block.length ? block : block.subarray(0, left));
     ws.end();
     await new Promise((r) => ws.on('finish', r));
   }
@@ -124,15 +145,22 @@ try {
   const rm = () => unlink(dest).catch(() => undefined);
 
   const copyFileMBps = await medianMBps(() => copyFile(src, dest), rm);
-  const streamCopyMBps = await medianMBps(() => pipeline(createReadStream(src, { highWaterMark: HWM }), createWriteStream(dest, { highWaterMark: HWM })), rm);
+  const streamCopyMBps = await medianMBps(
+    () => pipeline(createReadStream(src, { highWaterMark: HWM }), createWriteStream(dest, { highWaterMark: HWM })),
+    rm,
+  );
   const postR = await medianMBps(() => post(server.port, src, dest), rm, server);
   await post(server.port, src, dest);
   if (statSync(dest).size !== bytes) throw new Error('upload size mismatch');
   await rm();
-  const getR = await medianMBps(async () => {
-    const n = await get(server.port, src);
-    if (n !== bytes) throw new Error(`GET returned ${n} bytes`);
-  }, undefined, server);
+  const getR = await medianMBps(
+    async () => {
+      const n = await get(server.port, src);
+      if (n !== bytes) throw new Error(`GET returned ${n} bytes`);
+    },
+    undefined,
+    server,
+  );
   const getToFileR = await medianMBps(() => get(server.port, src, dest), rm, server);
   // What fetch (and so the e2b SDK) offers by default; incompressible data is served as identity.
   const getFetchDefaultR = await medianMBps(() => get(server.port, src, null, 'gzip, deflate'), undefined, server);
@@ -154,7 +182,11 @@ try {
           getToFile: getToFileR,
           getFetchDefaultAcceptEncoding: getFetchDefaultR,
         },
-        ratioToStreamCopy: { post: r2(postR.mbps / streamCopyMBps), get: r2(getR.mbps / streamCopyMBps), getToFile: r2(getToFileR.mbps / streamCopyMBps) },
+        ratioToStreamCopy: {
+          post: r2(postR.mbps / streamCopyMBps),
+          get: r2(getR.mbps / streamCopyMBps),
+          getToFile: r2(getToFileR.mbps / streamCopyMBps),
+        },
         ratioToCopyFile: { post: r2(postR.mbps / copyFileMBps), get: r2(getR.mbps / copyFileMBps) },
         // MB per envd CPU second: the rate envd could sustain given one free core.
         envdCpuBoundMBps: { post: cpuBound(postR), get: cpuBound(getR) },

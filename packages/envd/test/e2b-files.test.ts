@@ -1,13 +1,14 @@
 // The official e2b SDK (debug mode: it talks to http://localhost:49983 without an API) against a
 // real envd: files.write/read in every format, list, makeDir, rename, remove, exists, getInfo,
 // watchDir, users, metadata, and upload/download URLs (plain and signed).
-import { describe, test, before, after } from 'node:test';
+
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
 import { ENVD_PORT, ENVD_VERSION } from '../src/version.js';
-import { startTestEnvd, type TestEnvd } from './helpers.js';
 import { createTestUser, eventually, tempDir } from './filesystem-fixtures.js';
+import { startTestEnvd, type TestEnvd } from './helpers.js';
 
 process.env.E2B_DEBUG = 'true';
 process.env.E2B_API_KEY ??= 'e2b_debug_mode_needs_no_real_key';
@@ -39,7 +40,10 @@ describe('e2b SDK files against envd', () => {
   test('write and read text, bytes, Blob and streams', async () => {
     const dir = tempDir(t);
     const info = await sbx.files.write(join(dir, 'text.txt'), 'hello from the SDK');
-    assert.deepEqual({ ...info, metadata: info.metadata }, { path: join(dir, 'text.txt'), name: 'text.txt', type: FileType.FILE, metadata: undefined });
+    assert.deepEqual(
+      { ...info, metadata: info.metadata },
+      { path: join(dir, 'text.txt'), name: 'text.txt', type: FileType.FILE, metadata: undefined },
+    );
     assert.equal(await sbx.files.read(join(dir, 'text.txt')), 'hello from the SDK');
 
     const bytes = new Uint8Array(256).map((_, i) => i);
@@ -66,7 +70,10 @@ describe('e2b SDK files against envd', () => {
 
   test('writeFiles uploads many files in one request', async () => {
     const dir = tempDir(t);
-    const files = Array.from({ length: 25 }, (_, i) => ({ path: join(dir, `d${i % 3}`, `f${i}.txt`), data: `content ${i}` }));
+    const files = Array.from({ length: 25 }, (_, i) => ({
+      path: join(dir, `d${i % 3}`, `f${i}.txt`),
+      data: `content ${i}`,
+    }));
     const infos = await sbx.files.write(files);
     assert.equal(infos.length, 25);
     assert.deepEqual(
@@ -111,7 +118,10 @@ describe('e2b SDK files against envd', () => {
     assert.equal(info.size, 3);
     assert.equal(info.owner, 'root');
     assert.equal(info.permissions, '-rw-r--r--');
-    assert.ok(info.modifiedTime instanceof Date && Math.abs(info.modifiedTime.getTime() - statSync(join(dir, 'top.txt')).mtimeMs) < 2);
+    assert.ok(
+      info.modifiedTime instanceof Date &&
+        Math.abs(info.modifiedTime.getTime() - statSync(join(dir, 'top.txt')).mtimeMs) < 2,
+    );
 
     const moved = await sbx.files.rename(join(dir, 'top.txt'), join(dir, 'moved', 'top2.txt'));
     assert.equal(moved.path, join(dir, 'moved', 'top2.txt'));
@@ -127,7 +137,11 @@ describe('e2b SDK files against envd', () => {
     const dir = tempDir(t);
     mkdirSync(join(dir, 'sub'));
     const events: FsEvent[] = [];
-    const handle = await sbx.files.watchDir(dir, (e) => void events.push(e), { recursive: true, includeEntry: true, timeoutMs: 0 });
+    const handle = await sbx.files.watchDir(dir, (e) => void events.push(e), {
+      recursive: true,
+      includeEntry: true,
+      timeoutMs: 0,
+    });
     try {
       const has = (type: string, name: string) => events.some((e) => e.type === type && e.name === name);
       await sbx.files.write(join(dir, 'w.txt'), 'watch me');
@@ -173,7 +187,7 @@ describe('e2b SDK files against envd', () => {
   });
 
   test('with an access token: the SDK sends it, and signed URLs work without it', async () => {
-    const token = 'sdk-token-' + Date.now();
+    const token = `sdk-token-${Date.now()}`;
     envd.server.state.accessToken = token;
     try {
       const dir = tempDir(t);

@@ -1,15 +1,16 @@
 // GET/POST /files end to end over real sockets: multipart (several files) and octet-stream uploads,
 // gzip both ways, ownership, metadata headers, downloads with ranges, error statuses, signed URLs.
-import { describe, test } from 'node:test';
+
 import assert from 'node:assert/strict';
-import { gunzipSync, gzipSync } from 'node:zlib';
+import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createHash } from 'node:crypto';
+import { describe, test } from 'node:test';
+import { gunzipSync, gzipSync } from 'node:zlib';
 import { getAttributeSync } from '@napi-rs/xattr';
-import { startTestEnvd, type TestEnvd } from './helpers.js';
-import { createTestUser, tempDir, type After } from './filesystem-fixtures.js';
 import { fileSignature } from '../src/filesystem/signature.js';
+import { type After, createTestUser, tempDir } from './filesystem-fixtures.js';
+import { startTestEnvd, type TestEnvd } from './helpers.js';
 
 async function envdFor(t: After): Promise<TestEnvd> {
   const envd = await startTestEnvd({ portForwarding: false });
@@ -75,7 +76,9 @@ describe('POST /files', () => {
       body: payload,
     });
     assert.equal(res.status, 200);
-    assert.deepEqual(await res.json(), [{ path: target, name: 'data.bin', type: 'file', metadata: { 'owner-team': 'infra', rev: '2' } }]);
+    assert.deepEqual(await res.json(), [
+      { path: target, name: 'data.bin', type: 'file', metadata: { 'owner-team': 'infra', rev: '2' } },
+    ]);
     assert.ok(readFileSync(target).equals(payload));
     assert.equal(getAttributeSync(target, 'user.e2b.owner-team')?.toString(), 'infra');
 
@@ -89,9 +92,17 @@ describe('POST /files', () => {
     assert.deepEqual(((await res.json()) as WriteInfo[])[0]?.metadata, { rev: '3' });
     assert.equal(readFileSync(target, 'utf8'), 'smaller now');
 
-    const noPath = await fetch(filesUrl(envd, {}), { method: 'POST', headers: { 'content-type': 'application/octet-stream' }, body: 'x' });
+    const noPath = await fetch(filesUrl(envd, {}), {
+      method: 'POST',
+      headers: { 'content-type': 'application/octet-stream' },
+      body: 'x',
+    });
     assert.equal(noPath.status, 400);
-    const badType = await fetch(filesUrl(envd, { path: target }), { method: 'POST', headers: { 'content-type': 'text/plain' }, body: 'x' });
+    const badType = await fetch(filesUrl(envd, { path: target }), {
+      method: 'POST',
+      headers: { 'content-type': 'text/plain' },
+      body: 'x',
+    });
     assert.equal(badType.status, 400);
     const badMeta = await fetch(filesUrl(envd, { path: target }), {
       method: 'POST',
@@ -100,7 +111,11 @@ describe('POST /files', () => {
     });
     assert.equal(badMeta.status, 400);
     mkdirSync(join(dir, 'adir'));
-    const onDir = await fetch(filesUrl(envd, { path: join(dir, 'adir') }), { method: 'POST', headers: { 'content-type': 'application/octet-stream' }, body: 'x' });
+    const onDir = await fetch(filesUrl(envd, { path: join(dir, 'adir') }), {
+      method: 'POST',
+      headers: { 'content-type': 'application/octet-stream' },
+      body: 'x',
+    });
     assert.equal(onDir.status, 400);
     assert.match(((await onDir.json()) as { message: string }).message, /is a directory/);
   });
@@ -127,7 +142,11 @@ describe('POST /files', () => {
     });
     assert.equal(denied.status, 403);
     assert.equal(existsSync('/root/wrenn-files-denied'), false);
-    const unknown = await fetch(filesUrl(envd, { path: 'x', username: 'no-such-user-xyz' }), { method: 'POST', headers: { 'content-type': 'application/octet-stream' }, body: 'x' });
+    const unknown = await fetch(filesUrl(envd, { path: 'x', username: 'no-such-user-xyz' }), {
+      method: 'POST',
+      headers: { 'content-type': 'application/octet-stream' },
+      body: 'x',
+    });
     assert.equal(unknown.status, 401);
   });
 });
@@ -167,7 +186,9 @@ describe('GET /files', () => {
     assert.equal(raw.enc, 'gzip');
     assert.equal(gunzipSync(raw.body).toString(), content);
 
-    const notAcceptable = await fetch(filesUrl(envd, { path: file }), { headers: { 'accept-encoding': 'br, identity;q=0' } });
+    const notAcceptable = await fetch(filesUrl(envd, { path: file }), {
+      headers: { 'accept-encoding': 'br, identity;q=0' },
+    });
     assert.equal(notAcceptable.status, 406);
 
     const spaced = join(dir, 'my file "x".bin');
@@ -249,13 +270,19 @@ describe('/files over h2c', () => {
     const target = join(dir, 'h2', 'file.bin');
     const payload = Buffer.alloc(2 * 1024 * 1024, 9);
     const q = new URLSearchParams({ path: target });
-    const up = await call({ ':method': 'POST', ':path': `/files?${q}`, 'content-type': 'application/octet-stream' }, payload);
+    const up = await call(
+      { ':method': 'POST', ':path': `/files?${q}`, 'content-type': 'application/octet-stream' },
+      payload,
+    );
     assert.equal(up.status, 200, up.body.toString());
     assert.ok(readFileSync(target).equals(payload));
     const down = await call({ ':method': 'GET', ':path': `/files?${q}`, 'accept-encoding': 'identity' });
     assert.equal(down.status, 200);
     assert.ok(down.body.equals(payload));
-    const missing = await call({ ':method': 'GET', ':path': `/files?${new URLSearchParams({ path: join(dir, 'nope') })}` });
+    const missing = await call({
+      ':method': 'GET',
+      ':path': `/files?${new URLSearchParams({ path: join(dir, 'nope') })}`,
+    });
     assert.equal(missing.status, 404);
   });
 });
@@ -286,13 +313,25 @@ describe('/files with an access token', () => {
     assert.equal(await res.text(), 'signed');
     res = await fetch(filesUrl(envd, { path: file, username: 'root', signature: sig(file, 'read', 'root') }));
     assert.equal(res.status, 200);
-    assert.equal((await fetch(filesUrl(envd, { path: file, signature: sig(file, 'write', '') }))).status, 401, 'a write signature does not read');
-    assert.equal((await fetch(filesUrl(envd, { path: file, username: 'root', signature: sig(file, 'read', '') }))).status, 401, 'the user is signed');
+    assert.equal(
+      (await fetch(filesUrl(envd, { path: file, signature: sig(file, 'write', '') }))).status,
+      401,
+      'a write signature does not read',
+    );
+    assert.equal(
+      (await fetch(filesUrl(envd, { path: file, username: 'root', signature: sig(file, 'read', '') }))).status,
+      401,
+      'the user is signed',
+    );
     const future = Math.floor(Date.now() / 1000) + 60;
-    res = await fetch(filesUrl(envd, { path: file, signature: sig(file, 'read', '', future), signature_expiration: String(future) }));
+    res = await fetch(
+      filesUrl(envd, { path: file, signature: sig(file, 'read', '', future), signature_expiration: String(future) }),
+    );
     assert.equal(res.status, 200);
     const past = Math.floor(Date.now() / 1000) - 60;
-    res = await fetch(filesUrl(envd, { path: file, signature: sig(file, 'read', '', past), signature_expiration: String(past) }));
+    res = await fetch(
+      filesUrl(envd, { path: file, signature: sig(file, 'read', '', past), signature_expiration: String(past) }),
+    );
     assert.equal(res.status, 401);
     assert.match(((await res.json()) as { message: string }).message, /expired/);
 
@@ -304,7 +343,11 @@ describe('/files with an access token', () => {
     });
     assert.equal(res.status, 200);
     assert.equal(readFileSync(upTarget, 'utf8'), 'uploaded with a signature');
-    res = await fetch(filesUrl(envd, { path: upTarget }), { method: 'POST', headers: { 'content-type': 'application/octet-stream' }, body: 'x' });
+    res = await fetch(filesUrl(envd, { path: upTarget }), {
+      method: 'POST',
+      headers: { 'content-type': 'application/octet-stream' },
+      body: 'x',
+    });
     assert.equal(res.status, 401);
     assert.equal(readFileSync(upTarget, 'utf8'), 'uploaded with a signature');
   });

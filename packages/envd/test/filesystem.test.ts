@@ -1,14 +1,28 @@
 // filesystem.Filesystem end to end: a real envd on loopback, real files in temp dirs, every RPC
 // over Connect JSON on HTTP/1.1 and Connect binary on h2c.
-import { describe, test } from 'node:test';
+
 import assert from 'node:assert/strict';
-import { chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, realpathSync, statSync, symlinkSync, writeFileSync, renameSync, rmSync, chownSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  readFileSync,
+  realpathSync,
+  renameSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
+import { describe, test } from 'node:test';
+import { type Client, Code } from '@connectrpc/connect';
 import { setAttributeSync } from '@napi-rs/xattr';
-import { Code, type Client } from '@connectrpc/connect';
-import { EventType, FileType, type Filesystem, type FilesystemEvent } from '@wrenn/protocol/gen/envd/filesystem_pb';
-import { startTestEnvd, userHeader, type TestEnvd } from './helpers.js';
-import { createTestUser, eventually, expectCode, tempDir, type After } from './filesystem-fixtures.js';
+import { EventType, type Filesystem, type FilesystemEvent, FileType } from '@wrenn/protocol/gen/envd/filesystem_pb';
+import { type After, createTestUser, eventually, expectCode, tempDir } from './filesystem-fixtures.js';
+import { startTestEnvd, type TestEnvd, userHeader } from './helpers.js';
 
 const transports = [
   { label: 'Connect JSON over HTTP/1.1', http2: false, binary: false },
@@ -24,7 +38,11 @@ async function envdFor(t: After, opts: { http2: boolean; binary: boolean }): Pro
 type Fs = Client<typeof Filesystem>;
 
 /** Starts WatchDir and collects its filesystem events until stop(). */
-async function startWatch(fs: Fs, req: { path: string; recursive?: boolean; includeEntry?: boolean }, headers?: Record<string, string>) {
+async function startWatch(
+  fs: Fs,
+  req: { path: string; recursive?: boolean; includeEntry?: boolean },
+  headers?: Record<string, string>,
+) {
   const abort = new AbortController();
   const stream = fs.watchDir(req, { signal: abort.signal, headers })[Symbol.asyncIterator]();
   const first = await stream.next();
@@ -129,7 +147,11 @@ for (const tr of transports) {
       assert.equal(entry?.size, 4n);
       assert.equal(readFileSync(dest, 'utf8'), 'data');
       assert.equal(existsSync(join(dir, 'src.txt')), false);
-      await expectCode(envd.filesystem.move({ source: join(dir, 'nope'), destination: join(dir, 'z') }), Code.NotFound, 'source file not found');
+      await expectCode(
+        envd.filesystem.move({ source: join(dir, 'nope'), destination: join(dir, 'z') }),
+        Code.NotFound,
+        'source file not found',
+      );
     });
 
     test('ListDir lists by depth in name order with paths under the requested path', async (t) => {
@@ -140,7 +162,8 @@ for (const tr of transports) {
       writeFileSync(join(dir, 'b', 'c.txt'), 'c');
       writeFileSync(join(dir, 'b', 'deep', 'd.txt'), 'd');
 
-      const names = async (depth: number, path = dir) => (await envd.filesystem.listDir({ path, depth })).entries.map((e) => e.path.slice(path.length + 1));
+      const names = async (depth: number, path = dir) =>
+        (await envd.filesystem.listDir({ path, depth })).entries.map((e) => e.path.slice(path.length + 1));
       assert.deepEqual(await names(1), ['a.txt', 'b']);
       assert.deepEqual(await names(0), ['a.txt', 'b'], 'depth 0 means 1');
       assert.deepEqual(await names(2), ['a.txt', 'b', 'b/c.txt', 'b/deep']);
@@ -156,7 +179,11 @@ for (const tr of transports) {
       assert.deepEqual(await names(1, link), ['c.txt', 'deep']);
 
       await expectCode(envd.filesystem.listDir({ path: join(dir, 'missing'), depth: 1 }), Code.NotFound);
-      await expectCode(envd.filesystem.listDir({ path: join(dir, 'a.txt'), depth: 1 }), Code.InvalidArgument, 'not a directory');
+      await expectCode(
+        envd.filesystem.listDir({ path: join(dir, 'a.txt'), depth: 1 }),
+        Code.InvalidArgument,
+        'not a directory',
+      );
     });
 
     test('Remove deletes files and whole trees; a missing path is fine', async (t) => {
@@ -190,12 +217,19 @@ for (const tr of transports) {
       assert.equal(moved.entry?.path, join(user.home, 'out', 'y.txt'));
       assert.equal(statSync(join(user.home, 'out')).uid, user.uid);
       const listed = await envd.filesystem.listDir({ path: '', depth: 1 }, as);
-      assert.ok(listed.entries.some((e) => e.path === join(user.home, 'proj')), 'an empty path lists the home');
+      assert.ok(
+        listed.entries.some((e) => e.path === join(user.home, 'proj')),
+        'an empty path lists the home',
+      );
 
       // Root's relative paths resolve in /root.
       const rootStat = await envd.filesystem.stat({ path: '~' });
       assert.equal(rootStat.entry?.path, '/root');
-      await expectCode(envd.filesystem.stat({ path: 'x' }, { headers: userHeader('no-such-user-xyz') }), Code.InvalidArgument, 'does not exist');
+      await expectCode(
+        envd.filesystem.stat({ path: 'x' }, { headers: userHeader('no-such-user-xyz') }),
+        Code.InvalidArgument,
+        'does not exist',
+      );
     });
 
     test('a non-root user gets permission_denied where it may not write', async (t) => {
@@ -211,7 +245,10 @@ for (const tr of transports) {
       assert.equal(existsSync('/root/wrenn-denied-test'), false);
       await expectCode(envd.filesystem.remove({ path: join(locked, 'f') }, as), Code.PermissionDenied);
       assert.ok(existsSync(join(locked, 'f')));
-      await expectCode(envd.filesystem.move({ source: join(locked, 'f'), destination: join(user.home, 'f') }, as), Code.PermissionDenied);
+      await expectCode(
+        envd.filesystem.move({ source: join(locked, 'f'), destination: join(user.home, 'f') }, as),
+        Code.PermissionDenied,
+      );
       // A tree of the user's own holding a root-owned, non-empty directory cannot be removed whole.
       const mine = join(user.home, 'mixed');
       mkdirSync(join(mine, 'roots'), { recursive: true });
@@ -243,7 +280,9 @@ for (const tr of transports) {
       chmodSync(join(dir, 'existing.txt'), 0o600);
       await eventually(() => assert.ok(w.has(EventType.CHMOD, 'existing.txt'), 'chmod'));
       renameSync(join(dir, 'new.txt'), join(dir, 'renamed.txt'));
-      await eventually(() => assert.ok(w.has(EventType.RENAME, 'new.txt') && w.has(EventType.CREATE, 'renamed.txt'), 'rename'));
+      await eventually(() =>
+        assert.ok(w.has(EventType.RENAME, 'new.txt') && w.has(EventType.CREATE, 'renamed.txt'), 'rename'),
+      );
       const renamed = w.events.find((e) => e.type === EventType.RENAME);
       assert.equal(renamed?.entry, undefined, 'rename events carry no entry');
       rmSync(join(dir, 'renamed.txt'));
@@ -268,7 +307,9 @@ for (const tr of transports) {
       mkdirSync(join(dir, 'n1', 'n2'), { recursive: true });
       await eventually(() => assert.ok(w.has(EventType.CREATE, 'n1') && w.has(EventType.CREATE, 'n1/n2')));
       writeFileSync(join(dir, 'n1', 'n2', 'g.txt'), 'y');
-      await eventually(() => assert.ok(w.has(EventType.CREATE, 'n1/n2/g.txt') && w.has(EventType.WRITE, 'n1/n2/g.txt')));
+      await eventually(() =>
+        assert.ok(w.has(EventType.CREATE, 'n1/n2/g.txt') && w.has(EventType.WRITE, 'n1/n2/g.txt')),
+      );
       rmSync(join(dir, 'n1'), { recursive: true });
       await eventually(() => assert.ok(w.has(EventType.REMOVE, 'n1/n2/g.txt') && w.has(EventType.REMOVE, 'n1')));
     });
@@ -279,7 +320,10 @@ for (const tr of transports) {
       const abort = new AbortController();
       t.after(() => abort.abort());
       const kinds: (string | undefined)[] = [];
-      for await (const res of envd.filesystem.watchDir({ path: dir }, { signal: abort.signal, headers: { 'keepalive-ping-interval': '1' } })) {
+      for await (const res of envd.filesystem.watchDir(
+        { path: dir },
+        { signal: abort.signal, headers: { 'keepalive-ping-interval': '1' } },
+      )) {
         kinds.push(res.event.case);
         if (kinds.length === 2) break;
       }
@@ -311,10 +355,15 @@ for (const tr of transports) {
         seen.push(...(await envd.filesystem.getWatcherEvents({ watcherId })).events);
         assert.ok(seen.some((e) => e.type === EventType.CREATE && e.name === 'd/a.txt'));
       });
-      assert.ok(seen.some((e) => e.type === EventType.CREATE && e.name === 'd' && e.entry?.type === FileType.DIRECTORY));
+      assert.ok(
+        seen.some((e) => e.type === EventType.CREATE && e.name === 'd' && e.entry?.type === FileType.DIRECTORY),
+      );
       await new Promise((r) => setTimeout(r, 100));
       const drained = (await envd.filesystem.getWatcherEvents({ watcherId })).events;
-      assert.ok(!drained.some((e) => e.type === EventType.CREATE && e.name === 'd/a.txt'), 'events are handed out once');
+      assert.ok(
+        !drained.some((e) => e.type === EventType.CREATE && e.name === 'd/a.txt'),
+        'events are handed out once',
+      );
       await envd.filesystem.removeWatcher({ watcherId });
       await expectCode(envd.filesystem.getWatcherEvents({ watcherId }), Code.NotFound);
       await expectCode(envd.filesystem.removeWatcher({ watcherId }), Code.NotFound);

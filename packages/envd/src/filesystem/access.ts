@@ -1,9 +1,10 @@
 // Permission checks for a non-root requesting user while envd itself runs as root: envd does the
 // work with root's rights, so it must refuse what the user could not do (e.g. write into /root).
 // When envd is not root the kernel enforces this itself and these checks are skipped.
+
+import type { Stats } from 'node:fs';
 import { lstat, readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
-import type { Stats } from 'node:fs';
 import { Code, ConnectError } from '@connectrpc/connect';
 import type { UserInfo } from '../users.js';
 import { envdIsRoot, nearestExisting } from './paths.js';

@@ -40,7 +40,8 @@ export function sniff(head: Buffer): string {
   if (starts([0x1f, 0x8b, 0x08])) return 'application/x-gzip';
   if (starts([0x50, 0x4b, 0x03, 0x04])) return 'application/zip';
   for (const b of head) {
-    if (b <= 0x08 || b === 0x0b || (b >= 0x0e && b <= 0x1a) || (b >= 0x1c && b <= 0x1f)) return 'application/octet-stream';
+    if (b <= 0x08 || b === 0x0b || (b >= 0x0e && b <= 0x1a) || (b >= 0x1c && b <= 0x1f))
+      return 'application/octet-stream';
   }
   return 'text/plain; charset=utf-8';
 }

@@ -1,14 +1,15 @@
 // Builds E2B's EntryInfo for a path: lstat of the entry itself, with type and permission bits of the
 // symlink's target for symlinks (as E2B's envd reports them), owner/group names and xattr metadata.
+
+import type { BigIntStats } from 'node:fs';
 import { lstat, realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
-import type { BigIntStats } from 'node:fs';
 import type { MessageInitShape } from '@bufbuild/protobuf';
 import { Code, ConnectError } from '@connectrpc/connect';
-import { FileType, type EntryInfoSchema } from '@wrenn/protocol/gen/envd/filesystem_pb';
-import { toConnectError, errnoCode } from './errors.js';
-import { groupName, ownerName } from './owners.js';
+import { type EntryInfoSchema, FileType } from '@wrenn/protocol/gen/envd/filesystem_pb';
+import { errnoCode, toConnectError } from './errors.js';
 import { readMetadata } from './metadata.js';
+import { groupName, ownerName } from './owners.js';
 
 export type EntryInit = MessageInitShape<typeof EntryInfoSchema>;
 

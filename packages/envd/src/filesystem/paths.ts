@@ -1,6 +1,6 @@
 // Path resolution as E2B's envd does it: `~` and relative paths are the user's home, an empty path
 // is the default workdir (or home); plus creating missing parent directories owned by the user.
-import { lstat, mkdir, chown, stat } from 'node:fs/promises';
+import { chown, lstat, mkdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { UserInfo } from '../users.js';
 import { errnoCode } from './errors.js';

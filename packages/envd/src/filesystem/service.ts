@@ -1,9 +1,11 @@
 // filesystem.Filesystem: E2B's envd filesystem service (Stat, MakeDir, Move, ListDir, Remove,
 // WatchDir and the polling watcher). Paths resolve against the requesting user's home; what is
 // created belongs to that user.
+
+import { randomBytes } from 'node:crypto';
+import type { Stats } from 'node:fs';
 import { lstat, readdir, realpath, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { randomBytes } from 'node:crypto';
 import type { MessageInitShape } from '@bufbuild/protobuf';
 import { Code, ConnectError, type HandlerContext, type ServiceImpl } from '@connectrpc/connect';
 import {
@@ -12,14 +14,14 @@ import {
   type FilesystemEventSchema,
   type WatchDirResponseSchema,
 } from '@wrenn/protocol/gen/envd/filesystem_pb';
+import { requestedUserName, resolveUser } from '../auth.js';
 import type { EnvdState } from '../state.js';
 import type { UserInfo } from '../users.js';
-import { requestedUserName, resolveUser } from '../auth.js';
-import { entryInfo, type EntryInit } from './entry.js';
-import { refreshOwnerNames } from './owners.js';
-import { errnoCode, toConnectError } from './errors.js';
-import { ensureDirs, PathError, resolvePath } from './paths.js';
 import { checkCreate, checkRemoveTree, checkUnlink } from './access.js';
+import { type EntryInit, entryInfo } from './entry.js';
+import { errnoCode, toConnectError } from './errors.js';
+import { refreshOwnerNames } from './owners.js';
+import { ensureDirs, PathError, resolvePath } from './paths.js';
 import { DirWatcher, onNetworkMount, type WatchEvent } from './watcher.js';
 
 type FsEvent = MessageInitShape<typeof FilesystemEventSchema>;
@@ -94,7 +96,7 @@ async function walk(dir: string, shown: string, depth: number, etcDir: string, o
 
 /** Validates a watch request's directory: exists (not_found), is a directory (invalid_argument), not a network mount. */
 async function checkWatchable(p: string, allowNetworkMounts: boolean): Promise<void> {
-  let st;
+  let st: Stats;
   try {
     st = await stat(p);
   } catch (err) {
@@ -183,7 +185,8 @@ export function filesystemService(state: EnvdState): Partial<ServiceImpl<typeof 
         resolved = await realpath(requested);
       } catch (err) {
         if (errnoCode(err) === 'ENOENT') throw new ConnectError(`path not found: ${requested}`, Code.NotFound);
-        if (errnoCode(err) === 'ELOOP') throw new ConnectError(`cyclic symlink at ${requested}`, Code.FailedPrecondition);
+        if (errnoCode(err) === 'ELOOP')
+          throw new ConnectError(`cyclic symlink at ${requested}`, Code.FailedPrecondition);
         throw toConnectError(err, `cannot resolve ${requested}`);
       }
       const st = await stat(resolved).catch((err) => {

@@ -4,8 +4,17 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 
 export type FileOperation = 'read' | 'write';
 
-export function fileSignature(path: string, operation: FileOperation, username: string, token: string, expiration?: number): string {
-  const raw = expiration === undefined ? `${path}:${operation}:${username}:${token}` : `${path}:${operation}:${username}:${token}:${expiration}`;
+export function fileSignature(
+  path: string,
+  operation: FileOperation,
+  username: string,
+  token: string,
+  expiration?: number,
+): string {
+  const raw =
+    expiration === undefined
+      ? `${path}:${operation}:${username}:${token}`
+      : `${path}:${operation}:${username}:${token}:${expiration}`;
   return `v1_${createHash('sha256').update(raw).digest('base64').replace(/=+$/, '')}`;
 }
 
@@ -19,7 +28,12 @@ function same(a: string, b: string): boolean {
  * Authorizes a /files request once an access token is set: a matching X-Access-Token header, or a
  * valid, unexpired `signature` for this path, operation and user. Returns why not, or undefined.
  */
-export function fileAccessProblem(token: string | undefined, headerToken: string | undefined, query: URLSearchParams, operation: FileOperation): string | undefined {
+export function fileAccessProblem(
+  token: string | undefined,
+  headerToken: string | undefined,
+  query: URLSearchParams,
+  operation: FileOperation,
+): string | undefined {
   if (!token) return undefined;
   if (headerToken) return same(token, headerToken) ? undefined : 'access token present in header but does not match';
   const signature = query.get('signature');

@@ -1,17 +1,18 @@
 // Writes one uploaded file: parents created and owned by the user, the file truncated or created,
 // chowned to the user, streamed from the body, then its `user.e2b.*` metadata replaced.
-import { chown, stat } from 'node:fs/promises';
+
 import { closeSync, createWriteStream, fchown, open as openCb } from 'node:fs';
-import { promisify } from 'node:util';
+import { chown, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
-import type { UserInfo } from '../users.js';
+import { pipeline } from 'node:stream/promises';
+import { promisify } from 'node:util';
 import { Code, ConnectError } from '@connectrpc/connect';
-import { envdIsRoot, ensureDirs, PathError } from './paths.js';
+import type { UserInfo } from '../users.js';
 import { checkCreate, checkFile, W } from './access.js';
 import { errnoCode } from './errors.js';
 import { writeMetadata } from './metadata.js';
+import { ensureDirs, envdIsRoot, PathError } from './paths.js';
 
 export class UploadError extends Error {
   constructor(
@@ -26,7 +27,12 @@ const WRITE_HWM = 1 << 20;
 const openAsync = promisify(openCb);
 const fchownAsync = promisify(fchown);
 
-export async function writeUploadedFile(target: string, body: Readable, user: UserInfo, metadata: Record<string, string>): Promise<void> {
+export async function writeUploadedFile(
+  target: string,
+  body: Readable,
+  user: UserInfo,
+  metadata: Record<string, string>,
+): Promise<void> {
   const root = envdIsRoot();
   const existing = await stat(target).catch((err) => {
     if (errnoCode(err) === 'ENOENT' || errnoCode(err) === 'ENOTDIR') return undefined;

@@ -4,7 +4,7 @@
 // comparing the entry's new lstat with it; a "rename" that loses an inode which reappears under
 // another name in the same batch is a RENAME. Recursive watching adds one fs.watch per directory
 // (Node 20 has no recursive fs.watch on Linux) and reports entries of directories that appear.
-import { watch, type FSWatcher } from 'node:fs';
+import { type FSWatcher, watch } from 'node:fs';
 import { lstat, readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { EventType } from '@wrenn/protocol/gen/envd/filesystem_pb';

@@ -1,24 +1,26 @@
 // GET /files (download) and POST /files (multipart or octet-stream upload), as E2B's envd serves
 // them. With an access token set, a request needs X-Access-Token or a valid signed URL.
+
+import type { Stats } from 'node:fs';
 import { createReadStream } from 'node:fs';
 import { open, stat } from 'node:fs/promises';
 import path from 'node:path';
+import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip, createGzip } from 'node:zlib';
-import type { Readable } from 'node:stream';
 import busboy from 'busboy';
+import { checkFile, R } from '../filesystem/access.js';
+import { inlineDisposition, sniff, typeByExtension } from '../filesystem/content-type.js';
+import { errnoCode } from '../filesystem/errors.js';
+import { compressible, identityAcceptable, negotiateEncoding } from '../filesystem/http-encoding.js';
+import { metadataProblem, readMetadata } from '../filesystem/metadata.js';
+import { PathError, resolvePath } from '../filesystem/paths.js';
+import { type FileOperation, fileAccessProblem } from '../filesystem/signature.js';
+import { statusOf, writeUploadedFile } from '../filesystem/upload.js';
 import type { EnvdState } from '../state.js';
 import { lookupUser, UnknownUserError, type UserInfo } from '../users.js';
-import { HttpError, sendError, sendJson, type Req, type Res } from './respond.js';
+import { HttpError, type Req, type Res, sendError, sendJson } from './respond.js';
 import { headerValue, type Route } from './router.js';
-import { fileAccessProblem, type FileOperation } from '../filesystem/signature.js';
-import { PathError, resolvePath } from '../filesystem/paths.js';
-import { compressible, identityAcceptable, negotiateEncoding } from '../filesystem/http-encoding.js';
-import { inlineDisposition, sniff, typeByExtension } from '../filesystem/content-type.js';
-import { statusOf, writeUploadedFile } from '../filesystem/upload.js';
-import { metadataProblem, readMetadata } from '../filesystem/metadata.js';
-import { checkFile, R } from '../filesystem/access.js';
-import { errnoCode } from '../filesystem/errors.js';
 
 const READ_HWM = 1 << 20;
 const SAMPLE_BYTES = 64 * 1024;
@@ -83,11 +85,12 @@ function parseRange(header: string | undefined, size: number): { start: number; 
 async function download(state: EnvdState, req: Req, res: Res, url: URL): Promise<void> {
   const fr = authorize(state, req, url, 'read');
   const target = fr.resolve(url.searchParams.get('path') ?? '');
-  let st;
+  let st: Stats;
   try {
     st = await stat(target);
   } catch (err) {
-    if (errnoCode(err) === 'ENOENT' || errnoCode(err) === 'ENOTDIR') throw new HttpError(404, `path '${target}' does not exist`);
+    if (errnoCode(err) === 'ENOENT' || errnoCode(err) === 'ENOTDIR')
+      throw new HttpError(404, `path '${target}' does not exist`);
     throw fail(err, `error checking if path exists '${target}'`);
   }
   if (st.isDirectory()) throw new HttpError(400, `path '${target}' is a directory`);
@@ -101,7 +104,8 @@ async function download(state: EnvdState, req: Req, res: Res, url: URL): Promise
   if (!encoding) throw new HttpError(406, 'no acceptable encoding found, supported: [gzip]');
   const rangeHeader = headerValue(req, 'range');
   if (rangeHeader) {
-    if (!identityAcceptable(acceptEncoding)) throw new HttpError(406, 'identity encoding not acceptable for Range request');
+    if (!identityAcceptable(acceptEncoding))
+      throw new HttpError(406, 'identity encoding not acceptable for Range request');
     encoding = 'identity';
   }
 
@@ -116,7 +120,12 @@ async function download(state: EnvdState, req: Req, res: Res, url: URL): Promise
   }
   // fetch clients (the e2b SDK among them) offer gzip on every request; gzip only pays for data
   // that compresses, so large incompressible files go out as identity whenever the client allows it.
-  if (encoding === 'gzip' && st.size >= SAMPLE_BYTES && identityAcceptable(acceptEncoding) && !(await compressible(head))) {
+  if (
+    encoding === 'gzip' &&
+    st.size >= SAMPLE_BYTES &&
+    identityAcceptable(acceptEncoding) &&
+    !(await compressible(head))
+  ) {
     encoding = 'identity';
   }
   // A path stream rather than fh.createReadStream: FileHandle streams cost more CPU per chunk in Node 20.
@@ -144,7 +153,10 @@ async function download(state: EnvdState, req: Req, res: Res, url: URL): Promise
     res.setHeader('content-range', `bytes ${range.start}-${range.end}/${st.size}`);
     res.setHeader('content-length', range.end - range.start + 1);
     res.writeHead(206);
-    await pipeline(createReadStream(target, { start: range.start, end: range.end, highWaterMark: READ_HWM }), res as NodeJS.WritableStream);
+    await pipeline(
+      createReadStream(target, { start: range.start, end: range.end, highWaterMark: READ_HWM }),
+      res as NodeJS.WritableStream,
+    );
     return;
   }
   res.setHeader('content-length', st.size);
@@ -186,7 +198,12 @@ function requestBody(req: Req): Readable {
   return gunzip;
 }
 
-async function uploadRaw(fr: FileRequest, body: Readable, url: URL, metadata: Record<string, string>): Promise<WriteInfo[]> {
+async function uploadRaw(
+  fr: FileRequest,
+  body: Readable,
+  url: URL,
+  metadata: Record<string, string>,
+): Promise<WriteInfo[]> {
   const p = url.searchParams.get('path');
   if (p === null) throw new HttpError(400, 'path query parameter is required for raw body upload');
   const target = fr.resolve(p);
@@ -198,7 +215,13 @@ async function uploadRaw(fr: FileRequest, body: Readable, url: URL, metadata: Re
   return [await written(target)];
 }
 
-function uploadMultipart(fr: FileRequest, req: Req, body: Readable, url: URL, metadata: Record<string, string>): Promise<WriteInfo[]> {
+function uploadMultipart(
+  fr: FileRequest,
+  req: Req,
+  body: Readable,
+  url: URL,
+  metadata: Record<string, string>,
+): Promise<WriteInfo[]> {
   return new Promise((resolve, reject) => {
     let bb: busboy.Busboy;
     try {
@@ -233,7 +256,10 @@ function uploadMultipart(fr: FileRequest, req: Req, body: Readable, url: URL, me
           if (requested === undefined) throw new HttpError(400, 'filename not found in Content-Disposition header');
           const target = fr.resolve(requested);
           if (seen.has(target)) {
-            throw new HttpError(400, `you cannot upload multiple files to the same path '${target}' in one upload request, only the first specified file was uploaded`);
+            throw new HttpError(
+              400,
+              `you cannot upload multiple files to the same path '${target}' in one upload request, only the first specified file was uploaded`,
+            );
           }
           seen.add(target);
           await writeUploadedFile(target, stream, fr.user, metadata);
@@ -261,7 +287,11 @@ async function upload(state: EnvdState, req: Req, res: Res, url: URL): Promise<v
   let results: WriteInfo[];
   if (contentType === 'application/octet-stream') results = await uploadRaw(fr, body, url, metadata);
   else if (contentType.startsWith('multipart/')) results = await uploadMultipart(fr, req, body, url, metadata);
-  else throw new HttpError(400, `unsupported content type: ${contentType || '(none)'}, expected multipart/form-data or application/octet-stream`);
+  else
+    throw new HttpError(
+      400,
+      `unsupported content type: ${contentType || '(none)'}, expected multipart/form-data or application/octet-stream`,
+    );
   sendJson(res, 200, results);
 }
 
