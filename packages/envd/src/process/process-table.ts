@@ -27,6 +27,7 @@ export class ProcessTable {
       for (const [pid, f] of this.finished) if (f.tag === proc.tag) this.finished.delete(pid);
     }
     proc.onFinished = (p) => this.retire(p);
+    if (proc.end) this.retire(proc); // ended before it was registered
   }
 
   all(): IterableIterator<ManagedProcess> {
