@@ -1,0 +1,111 @@
+#!/usr/bin/env node
+// envd's idle memory: starts `wrenn envd` as its own process (as the host agent does in a capsule),
+// waits for /health, makes a few typical requests (REST, Connect JSON and binary, a process run),
+// lets it sit idle, then reads its RSS and PSS. Prints JSON. Needs the build (`npm run build`).
+// Usage: node bench/envd-idle-memory.mjs [--idle-ms 3000] [--node-flags "--max-semi-space-size=1"]
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import net from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import { createClient } from '@connectrpc/connect';
+import { createConnectTransport } from '@connectrpc/connect-node';
+import { Process } from '@wrenn/protocol/gen/envd/process_pb';
+import { Filesystem } from '@wrenn/protocol/gen/envd/filesystem_pb';
+
+const TARGET_RSS_MB = 50;
+const args = process.argv.slice(2);
+const opt = (name, dflt) => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? args[i + 1] : dflt;
+};
+const idleMs = Number(opt('idle-ms', '3000'));
+const nodeFlags = (opt('node-flags', process.env.WRENN_ENVD_NODE_FLAGS ?? '') ?? '').split(/\s+/).filter(Boolean);
+const WRENN = fileURLToPath(new URL('../packages/cli/bin/wrenn.js', import.meta.url));
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen({ host: '127.0.0.1', port: 0 }, () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+async function waitHealthy(baseUrl, child) {
+  const deadline = Date.now() + 15_000;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`envd exited with ${child.exitCode} before answering /health`);
+    try {
+      if ((await fetch(`${baseUrl}/health`)).status === 204) return;
+    } catch {
+      // not listening yet
+    }
+    await sleep(20);
+  }
+  throw new Error('envd did not answer /health within 15 s');
+}
+
+/** kB fields of a /proc file ("Name:   123 kB") as MiB, two decimals. */
+function procMb(path, field) {
+  const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(path, 'utf8'));
+  return m ? Math.round((Number(m[1]) / 1024) * 100) / 100 : null;
+}
+
+async function exercise(baseUrl) {
+  await fetch(`${baseUrl}/init`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ envVars: { BENCH: '1' } }) });
+  await (await fetch(`${baseUrl}/envs`)).text();
+  await (await fetch(`${baseUrl}/metrics`)).text();
+  for (const [httpVersion, useBinaryFormat] of [['1.1', false], ['2', true]]) {
+    const transport = createConnectTransport({ baseUrl, httpVersion, useBinaryFormat });
+    const proc = createClient(Process, transport);
+    const fs = createClient(Filesystem, transport);
+    await fs.stat({ path: '/' });
+    await fs.listDir({ path: '/', depth: 1 });
+    await proc.list({});
+    for await (const _ of proc.start({ process: { cmd: '/bin/true', args: [] } })) {
+      // drain until the end event
+    }
+  }
+}
+
+const port = await freePort();
+const baseUrl = `http://127.0.0.1:${port}`;
+const env = { ...process.env };
+delete env.WRENN_CAPSULE; // no port forwarder on the host
+const child = spawn(process.execPath, [...nodeFlags, WRENN, 'envd', '--port', String(port), '--host', '127.0.0.1'], { env, stdio: ['ignore', 'ignore', 'pipe'] });
+let stderr = '';
+child.stderr.on('data', (d) => {
+  stderr += d;
+});
+try {
+  const t0 = Date.now();
+  await waitHealthy(baseUrl, child);
+  const startupMs = Date.now() - t0;
+  const rssAfterStartMb = procMb(`/proc/${child.pid}/status`, 'VmRSS');
+  await exercise(baseUrl);
+  await sleep(idleMs);
+  const rss = procMb(`/proc/${child.pid}/status`, 'VmRSS');
+  const result = {
+    rss_mb: rss,
+    pss_mb: procMb(`/proc/${child.pid}/smaps_rollup`, 'Pss'),
+    target_rss_mb: TARGET_RSS_MB,
+    within_target: rss !== null && rss <= TARGET_RSS_MB,
+    rss_after_start_mb: rssAfterStartMb,
+    rss_peak_mb: procMb(`/proc/${child.pid}/status`, 'VmHWM'),
+    anon_mb: procMb(`/proc/${child.pid}/status`, 'RssAnon'),
+    file_mb: procMb(`/proc/${child.pid}/status`, 'RssFile'),
+    startup_ms: startupMs,
+    idle_ms: idleMs,
+    node_flags: nodeFlags,
+    node: process.version,
+  };
+  process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+} catch (err) {
+  process.stderr.write(`envd-idle-memory: ${err.message}\n${stderr}`);
+  process.exitCode = 1;
+} finally {
+  child.kill('SIGTERM');
+}
