@@ -32,7 +32,7 @@ const serverScript = `
   process.stdout.write(String(s.port) + '\\n');
   // Each line on stdin asks for envd's CPU time so far (user+system, all threads), in ms.
   process.stdin.setEncoding('utf8');
-  process.stdin.on('data', () => { const u = process.cpuUsage(); process.stdout.write(String((u.user + u.system) / 1000) + '\\n'); });
+  process.stdin.on('data', (l) => { if (String(l).startsWith('rss')) { process.stdout.write(String(process.resourceUsage().maxRSS / 1024) + '\\n'); return; } const u = process.cpuUsage(); process.stdout.write(String((u.user + u.system) / 1000) + '\\n'); });
   process.stdin.on('end', () => s.close().then(() => process.exit(0)));
 `;
 
@@ -49,6 +49,10 @@ async function startServer() {
     async cpuMs() {
       child.stdin.write('cpu\n');
       return Number(await next());
+    },
+    async maxRssMB() {
+      child.stdin.write('rss\n');
+      return Math.round(Number(await next()));
     },
   };
 }
@@ -77,6 +81,44 @@ function post(port, src, dest) {
     );
     req.on('error', reject);
     pipeline(createReadStream(src, { highWaterMark: HWM }), req).catch(reject);
+  });
+}
+
+/** multipart/form-data with one file part, streamed (what the SDK sends for non-stream data). */
+function postMultipart(port, src, dest) {
+  const boundary = `----wrennbench${Date.now()}`;
+  const head = Buffer.from(
+    `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="${dest}"\r\nContent-Type: application/octet-stream\r\n\r\n`,
+  );
+  const tail = Buffer.from(`\r\n--${boundary}--\r\n`);
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      {
+        host: '127.0.0.1',
+        port,
+        agent,
+        method: 'POST',
+        path: '/files',
+        headers: {
+          'content-type': `multipart/form-data; boundary=${boundary}`,
+          'content-length': head.length + bytes + tail.length,
+        },
+      },
+      (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (c) => (body += c));
+        res.on('end', () =>
+          res.statusCode === 200 ? resolve() : reject(new Error(`POST ${res.statusCode}: ${body}`)),
+        );
+      },
+    );
+    req.on('error', reject);
+    req.write(head);
+    createReadStream(src, { highWaterMark: HWM })
+      .on('end', () => req.end(tail))
+      .on('error', reject)
+      .pipe(req, { end: false });
   });
 }
 
@@ -144,6 +186,7 @@ try {
   const dest = join(dir, 'dest.bin');
   const rm = () => unlink(dest).catch(() => undefined);
 
+  const envdStartRssMB = await server.maxRssMB();
   const copyFileMBps = await medianMBps(() => copyFile(src, dest), rm);
   const streamCopyMBps = await medianMBps(
     () => pipeline(createReadStream(src, { highWaterMark: HWM }), createWriteStream(dest, { highWaterMark: HWM })),
@@ -153,6 +196,7 @@ try {
   await post(server.port, src, dest);
   if (statSync(dest).size !== bytes) throw new Error('upload size mismatch');
   await rm();
+  const postMultipartR = await medianMBps(() => postMultipart(server.port, src, dest), rm, server);
   const getR = await medianMBps(
     async () => {
       const n = await get(server.port, src);
@@ -165,6 +209,7 @@ try {
   // What fetch (and so the e2b SDK) offers by default; incompressible data is served as identity.
   const getFetchDefaultR = await medianMBps(() => get(server.port, src, null, 'gzip, deflate'), undefined, server);
   const [load1] = (await import('node:os')).loadavg();
+  const envdMaxRssMB = await server.maxRssMB();
 
   const r2 = (x) => Math.round(x * 100) / 100;
   const cpuBound = (r) => Math.round(MB / (r.envdCpuMs / 1000));
@@ -178,6 +223,7 @@ try {
         localCopy: { copyFileMBps, streamCopyMBps },
         envd: {
           postOctetStream: postR,
+          postMultipart: postMultipartR,
           get: getR,
           getToFile: getToFileR,
           getFetchDefaultAcceptEncoding: getFetchDefaultR,
@@ -189,7 +235,10 @@ try {
         },
         ratioToCopyFile: { post: r2(postR.mbps / copyFileMBps), get: r2(getR.mbps / copyFileMBps) },
         // MB per envd CPU second: the rate envd could sustain given one free core.
-        envdCpuBoundMBps: { post: cpuBound(postR), get: cpuBound(getR) },
+        envdCpuBoundMBps: { post: cpuBound(postR), postMultipart: cpuBound(postMultipartR), get: cpuBound(getR) },
+        // Peak resident memory of the envd process over all transfers: bodies are streamed, not buffered.
+        envdStartRssMB,
+        envdMaxRssMB,
       },
       null,
       2,
