@@ -291,6 +291,41 @@ test('50 concurrent creates get distinct slots; creation time is reported', opts
   t.diagnostic(`createCapsuleNetwork: p50 ${times[5]!.toFixed(1)} ms, max ${times[9]!.toFixed(1)} ms (10 sequential); 50 concurrent in ${parallelMs.toFixed(0)} ms`);
 });
 
+test('warm pool: pre-built networks are claimed by creates and refilled in the background', opts, async (t) => {
+  t.after(() => m.setWarmPool(0));
+  assert.equal(await m.prepareNetworks(2), 2);
+  assert.equal(m.warmCount, 2);
+  const warmNetns = (await readdir('/run/netns')).filter((n) => n.startsWith(`${TEST_NAMES.netnsPrefix}warm-`));
+  assert.equal(warmNetns.length, 2);
+  assert.equal((await m.list()).some((n) => n.netnsName.includes('warm-')), false, 'warm networks are not capsules');
+
+  const s = performance.now();
+  const net = await m.create({ id: 'cl-warm', internet: true, metadata: { WRENN_TEMPLATE_ID: 'warm-tpl' } });
+  const claimMs = performance.now() - s;
+  t.after(() => m.destroy('cl-warm'));
+  assert.ok(warmNetns.includes(net.netnsName), `${net.netnsName} came from the warm pool`);
+  assert.equal(m.warmCount, 1);
+  assert.deepEqual(await m.get('cl-warm'), net);
+  // A claimed network is a normal capsule network: reachable, metadata, internet rule.
+  await serverInNetns(net.netnsName, 18084);
+  assert.equal((await probeFromHost(net.capsuleIp, 18084, 3000)).ok, true);
+  assert.deepEqual(await httpGetFrom(net.netnsName, 'http://169.254.169.254/WRENN_SANDBOX_ID'), { status: 200, body: 'cl-warm' });
+  assert.equal((await m.egressCounters('cl-warm'))?.action, 'ACCEPT');
+  // The unclaimed one answers no metadata and forwards nothing (no rule of its own).
+  const other = warmNetns.find((n) => n !== net.netnsName)!;
+  assert.equal((await httpGetFrom(other, 'http://169.254.169.254/WRENN_SANDBOX_ID')).status, 403);
+
+  await m.setWarmPool(3);
+  await m.warmSettled();
+  assert.equal(m.warmCount, 3);
+  await m.destroy('cl-warm');
+  assert.equal(existsNetns(net.netnsName), false);
+  await m.setWarmPool(0);
+  assert.equal(m.warmCount, 0);
+  assert.equal((await readdir('/run/netns')).filter((n) => n.startsWith(`${TEST_NAMES.netnsPrefix}warm-`)).length, 0);
+  t.diagnostic(`create from the warm pool: ${claimMs.toFixed(1)} ms`);
+});
+
 function existsNetns(name: string): boolean {
   return existsSync(`/run/netns/${name}`);
 }

@@ -47,6 +47,8 @@ export const setInternet = (id: string, on: boolean): Promise<CapsuleNetwork> =>
 export const listCapsuleNetworks = (): Promise<CapsuleNetwork[]> => manager().list();
 export const getCapsuleNetwork = (id: string): Promise<CapsuleNetwork | undefined> => manager().get(id);
 export const cleanupStaleNetworks = (knownIds: Iterable<string>) => manager().cleanupStale(knownIds);
+/** Pre-builds networks so creates only claim one (see NetworkOptions.warmPool for automatic refill). */
+export const prepareNetworks = (n: number): Promise<number> => manager().prepareNetworks(n);
 
 /** Sets what http://169.254.169.254/ answers inside capsule `id` (e.g. WRENN_TEMPLATE_ID). */
 export const registerMetadata = (id: string, values: Record<string, string>): Promise<void> =>

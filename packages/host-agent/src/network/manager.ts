@@ -30,6 +30,11 @@ export interface NetworkOptions {
   /** Port of the metadata server on the host. Default: WRENN_METADATA_PORT or 50169. */
   metadataPort?: number;
   names?: NetworkNames;
+  /**
+   * Networks kept pre-built so a create only claims one and adds its firewall rule. Refilled in
+   * the background after each claim. Default: WRENN_NET_WARM_POOL or 0.
+   */
+  warmPool?: number;
 }
 
 export interface CapsuleNetwork {
@@ -81,6 +86,12 @@ export class NetworkManager {
   private readonly firewall: Firewall;
   private initPromise: Promise<void> | undefined;
   private readonly creating = new Set<string>();
+  private warmTarget: number;
+  /** Warm slots whose links are fully built (only these may be handed out). */
+  private readonly warmReady = new Set<number>();
+  private warmFill: Promise<void> | undefined;
+  /** The last error of a background refill, for the agent's health report. */
+  warmError: Error | undefined;
 
   constructor(opts: NetworkOptions) {
     if (!opts.dataDir) throw new Error('network: dataDir is required (the agent data dir, e.g. /var/lib/wrenn)');
@@ -94,6 +105,7 @@ export class NetworkManager {
     if (this.metadataPort < 1 || this.metadataPort > 65535) throw new Error(`metadata port ${this.metadataPort} is not a TCP port`);
     this.defaultRateMbit = checkRate(opts.rateMbit ?? envInt('WRENN_NET_RATE_MBIT', DEFAULT_RATE_MBIT));
     this.txqueuelen = opts.txqueuelen ?? DEFAULT_TXQUEUELEN;
+    this.warmTarget = opts.warmPool ?? envInt('WRENN_NET_WARM_POOL', 0);
     this.store = new SlotStore(opts.dataDir, this.pool.slots);
     this.firewall = new Firewall(
       {
@@ -102,7 +114,7 @@ export class NetworkManager {
         pool: this.pool.cidr,
         metadataPort: this.metadataPort,
       },
-      () => this.store.list().map((r) => this.egressRule(r)),
+      () => this.store.list().filter((r) => r.id !== '').map((r) => this.egressRule(r)),
     );
   }
 
@@ -114,6 +126,7 @@ export class NetworkManager {
       await prepareNetnsDir(`${this.names.netnsPrefix}probe-${process.pid}`);
       await enableIpForwarding();
       await this.firewall.install();
+      this.refillWarm();
     })().catch((e) => {
       this.initPromise = undefined;
       throw e;
@@ -131,6 +144,8 @@ export class NetworkManager {
     }
     this.creating.add(o.id);
     try {
+      const warm = rateMbit === this.defaultRateMbit ? await this.claimWarm(o, rateMbit) : undefined;
+      if (warm) return warm;
       const rec = await this.store.allocate((slot) => ({
         slot,
         id: o.id,
@@ -155,6 +170,95 @@ export class NetworkManager {
     } finally {
       this.creating.delete(o.id);
     }
+  }
+
+  /** Hands a pre-built network to capsule `o.id`: one persisted rename and its firewall rule. */
+  private async claimWarm(o: CreateCapsuleNetworkOptions, rateMbit: number): Promise<CapsuleNetwork | undefined> {
+    const rec = await this.store.takeFirst(
+      (r) => r.id === '' && this.warmReady.has(r.slot) && r.rateMbit === rateMbit,
+      (r) => ({ ...r, id: o.id, internet: o.internet, metadata: { ...(o.metadata ?? {}) }, createdAt: new Date().toISOString() }),
+    );
+    if (!rec) return undefined;
+    this.warmReady.delete(rec.slot);
+    this.refillWarm();
+    try {
+      await this.firewall.addEgress(this.egressRule(rec));
+    } catch (e) {
+      await this.teardown(rec).catch(() => {});
+      throw e;
+    }
+    return this.describe(rec);
+  }
+
+  /**
+   * Pre-builds networks until `n` are ready to be claimed (namespace, veth, addresses, rate limit;
+   * forwarding stays blocked until a capsule claims one). Returns how many are ready.
+   */
+  async prepareNetworks(n: number): Promise<number> {
+    if (!Number.isInteger(n) || n < 0) throw new Error(`prepareNetworks(${n}): need a non-negative integer`);
+    await this.init();
+    const missing = n - this.store.list().filter((r) => r.id === '').length;
+    await Promise.all(Array.from({ length: Math.max(0, missing) }, () => this.buildWarm()));
+    return this.warmReady.size;
+  }
+
+  private async buildWarm(): Promise<void> {
+    const rec = await this.store.allocate((slot) => ({
+      slot,
+      id: '',
+      netnsName: `${this.names.netnsPrefix}warm-${slot}`,
+      internet: false,
+      rateMbit: this.defaultRateMbit,
+      metadata: {},
+      pool: this.pool.cidr,
+      createdAt: new Date().toISOString(),
+    }));
+    const net = this.describe(rec);
+    try {
+      await createLinks({ ...net, prefixLen: SLOT_PREFIX_LEN, rateMbit: rec.rateMbit, txqueuelen: this.txqueuelen });
+    } catch (e) {
+      await this.teardown(rec).catch(() => {});
+      throw e;
+    }
+    this.warmReady.add(rec.slot);
+  }
+
+  /** Tops the warm pool up to warmTarget in the background (one refill at a time). */
+  private refillWarm(): void {
+    if (this.warmTarget === 0 || this.warmFill) return;
+    this.warmFill = (async () => {
+      try {
+        while (this.store.list().filter((r) => r.id === '').length < this.warmTarget) await this.buildWarm();
+        this.warmError = undefined;
+      } catch (e) {
+        this.warmError = e as Error;
+      } finally {
+        this.warmFill = undefined;
+      }
+    })();
+  }
+
+  /** Changes the warm pool size: builds up to `n` in the background, removes ready extras now. */
+  async setWarmPool(n: number): Promise<void> {
+    if (!Number.isInteger(n) || n < 0) throw new Error(`setWarmPool(${n}): need a non-negative integer`);
+    await this.init();
+    this.warmTarget = n;
+    await this.warmFill;
+    const extra = this.store.list().filter((r) => r.id === '' && this.warmReady.has(r.slot)).slice(n);
+    for (const r of extra) this.warmReady.delete(r.slot); // nobody may claim them while they go
+    await removeLinks(extra.map((r) => ({ hostIfname: this.ifname(r.slot), netnsName: r.netnsName })));
+    for (const r of extra) await this.store.release(r.slot);
+    this.refillWarm();
+  }
+
+  /** Resolves when no background refill is running. */
+  async warmSettled(): Promise<void> {
+    while (this.warmFill) await this.warmFill;
+  }
+
+  /** Networks ready to be claimed right now. */
+  get warmCount(): number {
+    return this.warmReady.size;
   }
 
   /** Removes everything of capsule `id`; a capsule without a network is fine. */
@@ -189,7 +293,7 @@ export class NetworkManager {
 
   async list(): Promise<CapsuleNetwork[]> {
     await this.init();
-    return this.store.list().map((r) => this.describe(r));
+    return this.store.list().filter((r) => r.id !== '').map((r) => this.describe(r));
   }
 
   async get(id: string): Promise<CapsuleNetwork | undefined> {
@@ -202,7 +306,7 @@ export class NetworkManager {
   metadataFor(remoteAddress: string): Record<string, string> | undefined {
     const slot = slotOfCapsuleIp(this.pool, remoteAddress);
     const rec = slot === undefined ? undefined : this.store.bySlotNumber(slot);
-    return rec && { WRENN_SANDBOX_ID: rec.id, ...rec.metadata };
+    return rec && rec.id !== '' ? { WRENN_SANDBOX_ID: rec.id, ...rec.metadata } : undefined;
   }
 
   /** Counters of the capsule's internet switch rule (ACCEPT when on, DROP when off). */
@@ -217,8 +321,10 @@ export class NetworkManager {
    */
   async cleanupStale(knownIds: Iterable<string>): Promise<{ removedIds: string[]; removedNetns: string[]; removedLinks: string[] }> {
     await this.init();
+    await this.warmFill;
     const known = new Set(knownIds);
-    const stale = this.store.list().filter((r) => !known.has(r.id));
+    // Warm networks of an earlier run go too (their readiness is unknown); init refills the pool.
+    const stale = this.store.list().filter((r) => !known.has(r.id) && !(r.id === '' && this.warmReady.has(r.slot)));
     await removeLinks(stale.map((r) => ({ hostIfname: this.ifname(r.slot), netnsName: r.netnsName })));
     for (const r of stale) await this.store.release(r.slot);
     const keep = this.store.list();
@@ -228,12 +334,14 @@ export class NetworkManager {
     const links = (await listHostIfnames(this.names.ifPrefix)).filter((n) => !keepIfs.has(n));
     await removeLinks([...netns.map((n) => ({ netnsName: n })), ...links.map((n) => ({ hostIfname: n }))]);
     await this.firewall.install(); // rewrites every chain, EGRESS from the kept slots only
-    return { removedIds: stale.map((r) => r.id), removedNetns: netns, removedLinks: links };
+    return { removedIds: stale.filter((r) => r.id !== '').map((r) => r.id), removedNetns: netns, removedLinks: links };
   }
 
   /** Destroys every capsule network of this manager and removes the firewall chains (uninstall, tests). */
   async removeAll(): Promise<void> {
     await this.init();
+    await this.warmFill;
+    this.warmReady.clear();
     await this.cleanupStale([]);
     await this.firewall.uninstall();
     this.initPromise = undefined;
@@ -241,8 +349,9 @@ export class NetworkManager {
 
   private async teardown(rec: SlotRecord): Promise<void> {
     await removeLinks([{ hostIfname: this.ifname(rec.slot), netnsName: rec.netnsName }]);
+    this.warmReady.delete(rec.slot);
     await this.store.release(rec.slot);
-    await this.firewall.removeEgress(this.egressRule(rec));
+    if (rec.id !== '') await this.firewall.removeEgress(this.egressRule(rec));
   }
 
   private require(id: string): SlotRecord {

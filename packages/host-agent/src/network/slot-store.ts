@@ -9,6 +9,7 @@ import { Mutex } from './mutex.js';
 
 export interface SlotRecord {
   slot: number;
+  /** The capsule's id; '' for a pre-built (warm) network that no capsule has taken yet. */
   id: string;
   netnsName: string;
   internet: boolean;
@@ -104,6 +105,25 @@ export class SlotStore {
       throw new Error(
         `no free network slot: all ${this.slotCount} slots are in use (destroy capsules or widen WRENN_NET_POOL)`,
       );
+    });
+  }
+
+  /**
+   * Atomically turns the first record that `match`es into `change(record)` (persisted), or
+   * resolves undefined when none matches. Used to hand a pre-built network to a new capsule.
+   */
+  async takeFirst(match: (r: SlotRecord) => boolean, change: (r: SlotRecord) => SlotRecord): Promise<SlotRecord | undefined> {
+    this.assertLoaded();
+    return this.mutex.runExclusive(async () => {
+      for (const r of this.bySlot.values()) {
+        if (!match(r)) continue;
+        const next = change(r);
+        const tmp = await this.writeTemp(next);
+        await rename(tmp, this.file(next.slot));
+        this.bySlot.set(next.slot, next);
+        return next;
+      }
+      return undefined;
     });
   }
 
