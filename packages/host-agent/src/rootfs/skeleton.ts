@@ -25,5 +25,8 @@ export async function makeSkeleton(rootfs: string): Promise<void> {
   await etc('group', 'root:x:0:\ntty:x:5:\nuser:x:1000:\nnogroup:x:65534:\n');
   await etc('shadow', 'root:*:19000:0:99999:7:::\nuser:*:19000:0:99999:7:::\nnobody:*:19000:0:99999:7:::\n', 0o640);
   await etc('hosts', '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n');
+  // Mount points for the per-capsule files the runtime binds over them.
+  await etc('hostname', 'localhost\n');
+  await etc('resolv.conf', '');
   await etc('profile', 'export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n');
 }

@@ -6,7 +6,7 @@
 // kernel drops them, so the host never holds a capsule mount that could leak.
 import { spawn } from 'node:child_process';
 import { closeSync, openSync, readFileSync } from 'node:fs';
-import { chmod, chown, mkdir, readdir, stat } from 'node:fs/promises';
+import { chmod, chown, mkdir, readdir, stat, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -58,6 +58,11 @@ export interface NamespaceRuntimeOptions {
    * (proves routing and firewall; costs a connection set-up). Default false.
    */
   hostHealthCheck?: boolean;
+  /**
+   * Name servers written to each capsule's /etc/resolv.conf. Default: the host's own from
+   * /etc/resolv.conf, minus loopback ones (a capsule cannot reach the host's 127.0.0.x).
+   */
+  dnsServers?: string[];
   /** Write the helper's per-step timings into each capsule's envd.log. */
   trace?: boolean;
 }
@@ -214,6 +219,7 @@ export class NamespaceRuntime implements CapsuleRuntime {
     const main: string[] = this.opts.mainCommand
       ? this.opts.mainCommand(layout.nodeArgv)
       : [...layout.nodeArgv, envdScript(), 'envd', '--port', String(ENVD_PORT)];
+    const etcBinds = await this.writeEtcFiles(state);
     // Without a prepared namespace the capsule gets a fresh one with loopback only.
     const netnsArgs: string[] = spec.network?.netnsPath ? ['--netns', spec.network.netnsPath] : [];
     const args: string[] = [
@@ -235,6 +241,7 @@ export class NamespaceRuntime implements CapsuleRuntime {
       '--sysctl', 'net/ipv4/ping_group_range=0 2147483647',
       '--tmpfs', GUEST_DIR,
       ...layout.binds.flatMap((b) => ['--bind', `${b.src}:${b.dst}`]),
+      ...etcBinds.flatMap((b) => ['--bind-rw', `${b.src}:${b.dst}`]),
       '--ready-port', String(readyPort),
       '--ready-path', this.opts.readyPath ?? '/health',
       '--ready-timeout-ms', String(this.opts.readyTimeoutMs ?? 30_000),
@@ -302,6 +309,30 @@ export class NamespaceRuntime implements CapsuleRuntime {
       hostHealth: tEnd - tReady,
       total: tEnd - t0,
     };
+  }
+
+  /**
+   * The capsule's own /etc/hosts, /etc/hostname and /etc/resolv.conf, kept in its sandbox dir and
+   * bind-mounted (writable, as on Docker) so they never end up in the upper layer or a snapshot.
+   */
+  private async writeEtcFiles(state: NamespaceState): Promise<{ src: string; dst: string }[]> {
+    const dir = join(state.sandboxDir, 'etc');
+    await mkdir(dir, { recursive: true });
+    const id = state.spec.id;
+    const servers = this.opts.dnsServers ?? hostNameServers();
+    const files: [string, string][] = [
+      ['hosts', `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t${id}\n`],
+      ['hostname', `${id}\n`],
+      ['resolv.conf', servers.length ? servers.map((s) => `nameserver ${s}\n`).join('') : '# no DNS server configured for capsules on this host\n'],
+    ];
+    return Promise.all(
+      files.map(async ([name, text]) => {
+        const src = join(dir, name);
+        await writeFile(src, text, { mode: 0o644 });
+        await chown(src, HOST_ID_BASE, HOST_ID_BASE);
+        return { src, dst: `/etc/${name}` };
+      }),
+    );
   }
 
   private stateOf(handle: RuntimeHandle): NamespaceState {
@@ -444,6 +475,23 @@ export class NamespaceRuntime implements CapsuleRuntime {
       () => false,
     );
   }
+}
+
+let cachedNameServers: string[] | undefined;
+/** Non-loopback name servers of the host (read once). */
+function hostNameServers(): string[] {
+  if (!cachedNameServers) {
+    let text = '';
+    try {
+      text = readFileSync('/etc/resolv.conf', 'utf8');
+    } catch {
+      // no resolver configured on the host
+    }
+    cachedNameServers = [...text.matchAll(/^\s*nameserver\s+(\S+)/gm)]
+      .map((m) => m[1] ?? '')
+      .filter((ip) => ip && !ip.startsWith('127.') && ip !== '::1');
+  }
+  return cachedNameServers;
 }
 
 function logTail(path: string): string {

@@ -97,6 +97,7 @@ static void die(const char *fmt, ...) {
 struct opts {
   const char *netns, *upper, *work, *rootfs, *hostname, *uid_map, *gid_map, *ready_path, *cwd;
   const char *lowers[MAX_LIST], *cgroups[MAX_LIST], *binds[MAX_LIST], *tmpfs[MAX_LIST], *sysctls[MAX_LIST];
+  int bind_rw[MAX_LIST];
   int n_lowers, n_cgroups, n_binds, n_tmpfs, n_sysctls;
   int ready_port, ready_timeout_ms, root_uid, pts_gid, pid, uid, gid;
   char **argv;
@@ -129,7 +130,8 @@ static void parse(int argc, char **argv, struct opts *o) {
     else if (!strcmp(a, "--root-uid")) o->root_uid = atoi(v);
     else if (!strcmp(a, "--pts-gid")) o->pts_gid = atoi(v);
     else if (!strcmp(a, "--cgroup")) push(o->cgroups, &o->n_cgroups, v);
-    else if (!strcmp(a, "--bind")) push(o->binds, &o->n_binds, v);
+    else if (!strcmp(a, "--bind")) { o->bind_rw[o->n_binds < MAX_LIST ? o->n_binds : 0] = 0; push(o->binds, &o->n_binds, v); }
+    else if (!strcmp(a, "--bind-rw")) { o->bind_rw[o->n_binds < MAX_LIST ? o->n_binds : 0] = 1; push(o->binds, &o->n_binds, v); }
     else if (!strcmp(a, "--tmpfs")) push(o->tmpfs, &o->n_tmpfs, v);
     else if (!strcmp(a, "--sysctl")) push(o->sysctls, &o->n_sysctls, v);
     else if (!strcmp(a, "--ready-port")) o->ready_port = atoi(v);
@@ -252,7 +254,8 @@ static void mount_dev(struct opts *o) {
   mount_or_die("shm", p, "tmpfs", MS_NOSUID | MS_NODEV, data);
 }
 
-/* --bind SRC:DST mounts SRC read-only at DST inside the root; DST is created as a file or dir. */
+/* --bind SRC:DST mounts SRC read-only at DST inside the root (--bind-rw: writable); DST is
+ * created as a file or dir when the root filesystem lacks it. */
 static void mount_binds(struct opts *o) {
   char p[PATH_MAX], src[PATH_MAX];
   for (int i = 0; i < o->n_tmpfs; i++) {
@@ -269,17 +272,19 @@ static void mount_binds(struct opts *o) {
     if (stat(src, &st) < 0) die("bind source %s", src);
     if (S_ISDIR(st.st_mode)) {
       mkdirs(p, 0755);
-    } else {
+    } else if (lstat(p, &st) < 0) { /* never open an existing overlay file: that copies it up */
       char parent[PATH_MAX];
       snprintf(parent, sizeof parent, "%s", p);
       char *slash = strrchr(parent, '/');
       if (slash) { *slash = 0; mkdirs(parent, 0755); }
       int fd = open(p, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
       if (fd < 0) die("create bind target %s", p);
+      if (fchown(fd, o->root_uid, o->root_uid) < 0) die("chown %s", p); /* root's inside */
       close(fd);
     }
     mount_or_die(src, p, NULL, MS_BIND, NULL);
-    mount_or_die(NULL, p, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL);
+    unsigned long ro = o->bind_rw[i] ? 0 : MS_RDONLY;
+    mount_or_die(NULL, p, NULL, MS_BIND | MS_REMOUNT | ro | MS_NOSUID | MS_NODEV, NULL);
   }
   /* The tmpfs skeletons only hold mount points: freeze them read-only too. */
   for (int i = 0; i < o->n_tmpfs; i++) {
