@@ -49,6 +49,7 @@ async function snapOf(p: string): Promise<Snap | null> {
   }
 }
 
+const SCAN_PARALLEL = 64;
 const GHOST = -1n; // an entry that appeared and vanished before it could be stat'ed
 
 export class DirWatcher {
@@ -100,11 +101,17 @@ export class DirWatcher {
     } catch (err) {
       if (dir === this.root) throw err;
     }
-    for (const name of names.sort()) {
-      const abs = path.join(dir, name);
-      const s = await snapOf(abs);
+    names.sort();
+    // lstat in parallel slices (large trees), then recurse in name order.
+    const snaps: (Snap | null)[] = [];
+    for (let i = 0; i < names.length; i += SCAN_PARALLEL) {
+      snaps.push(...(await Promise.all(names.slice(i, i + SCAN_PARALLEL).map((n) => snapOf(path.join(dir, n))))));
+    }
+    for (let i = 0; i < names.length; i++) {
+      const s = snaps[i];
       if (!s) continue;
-      entries.set(name, s);
+      const abs = path.join(dir, names[i] as string);
+      entries.set(names[i] as string, s);
       if (announce) out.push(this.event(abs, EventType.CREATE));
       if (s.isDir && this.recursive) out.push(...(await this.addDir(abs, announce)));
     }
