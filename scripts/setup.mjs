@@ -56,3 +56,5 @@ if (!existsSync(marker) || newer(join(root, 'package-lock.json'), marker) || new
 
 step('building TypeScript');
 execFileSync(join(root, 'node_modules', '.bin', 'tsc'), ['-b'], { cwd: root, stdio: 'inherit' });
+// envd as one file: what capsules run (see scripts/bundle-envd.mjs).
+execFileSync(process.execPath, [join(root, 'scripts', 'bundle-envd.mjs')], { cwd: root, stdio: 'inherit' });
