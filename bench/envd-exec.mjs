@@ -1,9 +1,10 @@
 #!/usr/bin/env node
 // Exec round trip through envd: Start(`true`) until its end event, over a keep-alive HTTP/1.1
 // and an h2c Connect transport, against spawning `true` directly in Node until 'exit'.
-// envd runs in its own Node process (as in a capsule); samples are interleaved so drift hits
-// both sides alike. Prints JSON. Needs the build: `npx tsc -b packages/envd`.
-// Usage: node bench/envd-exec.mjs [--iterations 300] [--warmup 50] [--binary]
+// envd runs in this process (imported from the built dist) or, with --separate-process, in its own
+// Node process as in a capsule. Samples are interleaved so drift hits both sides alike.
+// Prints JSON. Needs the build: `npx tsc -b packages/envd`.
+// Usage: node bench/envd-exec.mjs [--iterations 300] [--warmup 50] [--binary] [--separate-process]
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
@@ -19,6 +20,7 @@ const opt = (name, dflt) => {
 const iterations = opt('iterations', 300);
 const warmup = opt('warmup', 50);
 const binary = args.includes('--binary');
+const separateProcess = args.includes('--separate-process');
 const TRUE = '/bin/true';
 
 const serverUrl = new URL('../packages/envd/dist/src/server.js', import.meta.url);
@@ -31,6 +33,11 @@ const serverScript = `
 `;
 
 async function startServer() {
+  if (!separateProcess) {
+    const { startEnvd } = await import(serverUrl.href);
+    const s = await startEnvd({ port: 0, host: '127.0.0.1', portForwarding: false });
+    return { port: s.port, stop: () => s.close() };
+  }
   const child = spawn(process.execPath, ['--input-type=module', '-e', serverScript], { stdio: ['pipe', 'pipe', 'inherit'] });
   let out = '';
   for await (const chunk of child.stdout) {
@@ -72,6 +79,15 @@ const clients = {
   h2c: createClient(Process, createConnectTransport({ baseUrl, httpVersion: '2', useBinaryFormat: binary })),
 };
 const samples = { direct: [], http1: [], h2c: [] };
+// CPU time (user+system) of this process per exec: less sensitive than wall time to other load on
+// the machine. With envd in this process it covers client, server and the fork, like `direct`.
+const cpu = { direct: 0, http1: 0, h2c: 0 };
+async function measure(kind, fn) {
+  const c0 = process.cpuUsage();
+  samples[kind].push(await fn());
+  const d = process.cpuUsage(c0);
+  cpu[kind] += d.user + d.system;
+}
 try {
   for (let i = 0; i < warmup; i++) {
     await directOnce();
@@ -79,12 +95,12 @@ try {
     await envdOnce(clients.h2c);
   }
   for (let i = 0; i < iterations; i++) {
-    samples.direct.push(await directOnce());
-    samples.http1.push(await envdOnce(clients.http1));
-    samples.h2c.push(await envdOnce(clients.h2c));
+    await measure('direct', directOnce);
+    await measure('http1', () => envdOnce(clients.http1));
+    await measure('h2c', () => envdOnce(clients.h2c));
   }
 } finally {
-  server.stop();
+  await server.stop();
 }
 const direct = stats(samples.direct);
 const http1 = stats(samples.http1);
@@ -97,11 +113,17 @@ console.log(
       command: TRUE,
       iterations,
       encoding: binary ? 'binary' : 'json',
+      envd_process: separateProcess ? 'separate' : 'same as the client',
       envd_p50_ms: http1.p50,
       direct_p50_ms: direct.p50,
       overhead_p50_ms: round(http1.p50 - direct.p50),
       envd_h2c_p50_ms: h2c.p50,
       overhead_h2c_p50_ms: round(h2c.p50 - direct.p50),
+      cpu_ms_per_exec: {
+        direct: round(cpu.direct / 1000 / iterations),
+        envd_http1: round(cpu.http1 / 1000 / iterations),
+        envd_h2c: round(cpu.h2c / 1000 / iterations),
+      },
       direct,
       envd_http1: http1,
       envd_h2c: h2c,
