@@ -44,6 +44,9 @@ test('base template (Debian bookworm, built on first use and cached) runs python
   const user = await execInCapsule(h, ['sh', '-c', 'id -un; sudo -n id -u'], { uid: 1000, gid: 1000, cwd: '/home/user', env: { HOME: '/home/user' }, timeoutMs: 30_000 });
   assert.equal(user.code, 0, user.stderr);
   assert.equal(user.stdout, 'user\n0\n');
+  // Terminals work: a private devpts instance behind /dev/ptmx.
+  const pty = await execInCapsule(h, ['python3', '-c', 'import os; m, s = os.openpty(); print(os.ttyname(s))'], { timeoutMs: 30_000 });
+  assert.match(pty.stdout, /^\/dev\/pts\/\d+\n$/, pty.stderr);
   const tools = await execInCapsule(h, ['sh', '-c', 'curl --version >/dev/null && git --version >/dev/null && pip3 --version >/dev/null && ps -e >/dev/null && echo tools-ok'], { timeoutMs: 30_000 });
   assert.equal(tools.stdout.trim(), 'tools-ok', tools.stderr);
 });

@@ -57,6 +57,10 @@ export function makeEnv(): Env {
     leftovers() {
       const out: string[] = [];
       for (const c of CONTROLLERS) {
+        const tasks = join('/sys/fs/cgroup', c, cgroupParent, 'tasks');
+        if (existsSync(tasks) && readFileSync(tasks, 'utf8').trim()) out.push(`processes in ${tasks}: ${readFileSync(tasks, 'utf8').trim()}`);
+      }
+      for (const c of CONTROLLERS) {
         const d = join('/sys/fs/cgroup', c, cgroupParent);
         if (existsSync(d)) {
           const kids = readdirSync(d, { withFileTypes: true }).filter((e) => e.isDirectory());
@@ -74,10 +78,13 @@ export function makeEnv(): Env {
       const rt = env.runtime();
       await rt.cleanupStale(new Set()).catch((err) => console.error('cleanup:', err));
       for (const c of CONTROLLERS) {
-        try {
-          rmdirSync(join('/sys/fs/cgroup', c, cgroupParent));
-        } catch {
-          // absent, or cpu+cpuacct co-mounted
+        const dir = join('/sys/fs/cgroup', c, cgroupParent);
+        for (let i = 0; i < 200 && existsSync(dir); i++) {
+          try {
+            rmdirSync(dir);
+          } catch {
+            await new Promise((r) => setTimeout(r, 10)); // a helper may still be leaving it
+          }
         }
       }
       for (const n of netnses) {

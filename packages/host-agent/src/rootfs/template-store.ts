@@ -50,6 +50,9 @@ const stderrProgress: ProgressFn = (m) => process.stderr.write(`[wrenn template]
 export class TemplateStore {
   readonly imagesDir: string;
   private readonly recipes: Record<string, TemplateRecipe>;
+  // Manifests never change once written (a template is replaced only by delete + create), so
+  // capsule creation skips re-reading them; deleteTemplate drops the entry.
+  private readonly known = new Map<string, TemplateManifest>();
 
   constructor(opts: TemplateStoreOptions) {
     if (!opts?.imagesDir) throw new Error('TemplateStore needs imagesDir (e.g. /var/lib/wrenn/images)');
@@ -74,8 +77,13 @@ export class TemplateStore {
   /** The template, building it from its recipe first when it is a base template not built yet. */
   async ensureTemplate(name: string, opts: EnsureOptions = {}): Promise<TemplateManifest> {
     const dir = this.templateDir(name);
+    const cached = this.known.get(name);
+    if (cached) return cached;
     const have = await readManifest(dir);
-    if (have) return have;
+    if (have) {
+      this.known.set(name, have);
+      return have;
+    }
     const recipe = this.recipes[name];
     if (!recipe) {
       const known = (await this.listTemplates()).map((t) => t.name);
@@ -166,6 +174,7 @@ export class TemplateStore {
     if (users.length > 0) {
       throw new Error(`template "${name}" is used by ${users.map((u) => `"${u.name}"`).join(', ')}: delete those first`);
     }
+    this.known.delete(name);
     // Rename first so a half-deleted template is never visible under its name.
     const doomed = join(this.imagesDir, `.delete-${name}-${process.pid}-${Date.now()}`);
     await rename(dir, doomed);

@@ -73,6 +73,9 @@ export interface NamespaceState {
   pid: number;
   /** /proc/<pid>/stat start time: tells our init from a recycled pid. */
   startTime: string;
+  /** The helper that is the init's parent (reaps it, outside the capsule's cgroups), and its start time. */
+  helperPid?: number;
+  helperStartTime?: string;
   sandboxDir: string;
   /** The capsule's cgroup directories (one per hierarchy). */
   cgroupDirs: string[];
@@ -266,6 +269,8 @@ export class NamespaceRuntime implements CapsuleRuntime {
     let tInit = 0;
     try {
       const child = spawn(helper, args, { stdio: ['ignore', log, log, 'pipe'], detached: true, env });
+      state.helperPid = child.pid ?? 0;
+      state.helperStartTime = child.pid ? readStartTime(child.pid) ?? '' : '';
       const status = child.stdio[3] as NodeJS.ReadableStream;
       const lines = createInterface({ input: status });
       const exited = new Promise<number>((res) => child.once('exit', (code, sig) => res(code ?? (sig ? 128 : 1))));
@@ -367,6 +372,11 @@ export class NamespaceRuntime implements CapsuleRuntime {
       }
       for (let i = 0; i < 500 && readStartTime(s.pid) === s.startTime; i++) await sleep(2);
     }
+    // The helper exits as soon as it has reaped the init: when destroy returns, nothing is left.
+    const hp = s?.helperPid;
+    if (hp && s.helperStartTime) {
+      for (let i = 0; i < 1000 && readStartTime(hp) === s.helperStartTime; i++) await sleep(i < 20 ? 1 : 5);
+    }
   }
 
   async pause(handle: RuntimeHandle, mode: 'freeze' | 'hibernate' | 'memory-snapshot'): Promise<PauseResult> {
@@ -382,6 +392,8 @@ export class NamespaceRuntime implements CapsuleRuntime {
       await this.cgroups(s.spec.id).remove(); // frees the page cache charged to it as well
       s.pid = 0;
       s.startTime = '';
+      s.helperPid = 0;
+      s.helperStartTime = '';
       s.paused = 'hibernate';
       return { keeps: 'disk only: running processes were stopped and envd restarts on resume', processesKept: false };
     }

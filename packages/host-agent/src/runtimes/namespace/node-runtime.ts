@@ -4,8 +4,8 @@
 // envd is started through the loader with --library-path, which (unlike LD_LIBRARY_PATH) is not
 // inherited by the processes envd starts.
 import { execFile } from 'node:child_process';
-import { realpathSync } from 'node:fs';
-import { basename, dirname, join, resolve } from 'node:path';
+import { existsSync, realpathSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 
@@ -26,9 +26,22 @@ export interface NodeRuntimeLayout {
   nodeArgv: string[];
 }
 
-/** Repository / install root: dist/src/runtimes/namespace -> packages/host-agent -> root. */
+export const CLI_ENTRY = 'packages/cli/bin/wrenn.js';
+
+/**
+ * The Wrenn install root (the directory holding packages/cli/bin/wrenn.js and node_modules):
+ * the nearest ancestor of this module that has the CLI entry.
+ */
 export function defaultAppDir(): string {
-  return resolve(dirname(fileURLToPath(import.meta.url)), '../../../../../..');
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    if (existsSync(join(dir, CLI_ENTRY))) return dir;
+    const up = dirname(dir);
+    if (up === dir) {
+      throw new Error(`cannot find the Wrenn install (${CLI_ENTRY}) above ${fileURLToPath(import.meta.url)}: pass appDir to the namespace runtime`);
+    }
+    dir = up;
+  }
 }
 
 /** Parses `ldd` output into [soname, host path] pairs and the loader path. */
@@ -68,5 +81,5 @@ export async function resolveNodeRuntime(nodePath: string, appDir: string): Prom
 }
 
 export function envdScript(): string {
-  return join(GUEST_APP, 'packages/cli/bin/wrenn.js');
+  return join(GUEST_APP, CLI_ENTRY);
 }
