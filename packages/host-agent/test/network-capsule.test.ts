@@ -86,6 +86,10 @@ test('a capsule namespace gets its address, lo, default route, and the host reac
   const { stdout: routes } = await execFileP('ip', ['-n', net.netnsName, '-j', 'route', 'show', 'default']);
   assert.equal((JSON.parse(routes) as Array<{ gateway: string }>)[0]?.gateway, net.hostIp);
 
+  // No IPv6 path to the host, and no spoofing another capsule's source address.
+  assert.equal((await readFile(`/proc/sys/net/ipv6/conf/${net.hostIfname}/disable_ipv6`, 'utf8')).trim(), '1');
+  assert.equal((await readFile(`/proc/sys/net/ipv4/conf/${net.hostIfname}/rp_filter`, 'utf8')).trim(), '1');
+
   const port = 18080;
   await serverInNetns(net.netnsName, port);
   const r = await probeFromHost(net.capsuleIp, port, 3000);
@@ -248,6 +252,15 @@ test('slots persist: a restarted agent re-adopts known capsules and cleans up th
   // The kept capsule still works after its firewall was rewritten.
   await serverInNetns(keep.netnsName, 18083);
   assert.equal((await probeFromHost(keep.capsuleIp, 18083, 3000)).ok, true);
+});
+
+test('leftovers of a crash under the same names do not block a create', opts, async (t) => {
+  await execFileP('ip', ['netns', 'add', `${TEST_NAMES.netnsPrefix}cl-crashed`]);
+  const net = await m.create({ id: 'cl-crashed', internet: false });
+  t.after(() => m.destroy('cl-crashed'));
+  assert.equal(existsNetns(net.netnsName), true);
+  const { stdout } = await execFileP('ip', ['-n', net.netnsName, '-br', 'addr', 'show', 'eth0']);
+  assert.match(stdout, new RegExp(`${net.capsuleIp.replace(/\./g, '\\.')}/30`));
 });
 
 test('destroy is idempotent and removes everything of the capsule', opts, async () => {

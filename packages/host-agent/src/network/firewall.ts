@@ -9,6 +9,7 @@
 // chains, so removing them is exact. Rules match capsule interfaces by their name prefix ("wr+"),
 // so nothing but one rule per capsule (its internet switch, in <P>-EGRESS) changes per capsule.
 import { run, runOk } from './exec.js';
+import { Mutex } from './mutex.js';
 
 export interface FirewallNames {
   chainPrefix: string; // WRENN
@@ -110,12 +111,17 @@ async function save(cmd: string): Promise<Map<string, string[]>> {
 
 export class Firewall {
   private readonly ch: ReturnType<typeof chains>;
-  private pending: Array<{ lines: string[]; resolve: () => void; reject: (e: Error) => void }> = [];
+  /** Serialises every write to our chains. */
+  private readonly lock = new Mutex();
+  /** EGRESS as it is in the kernel (by interface), known since the last full rewrite. */
+  private installed = new Map<string, EgressRule>();
+  private dirty = new Set<string>();
+  private waiters: Array<{ resolve: () => void; reject: (e: Error) => void }> = [];
   private flushing = false;
 
   constructor(
     private readonly cfg: FirewallConfig,
-    /** The per-capsule rules as they should be now; used to rebuild EGRESS if an incremental edit fails. */
+    /** The per-capsule rules as they should be now (one per interface). */
     private readonly desired: () => EgressRule[],
   ) {
     this.ch = chains(cfg.chainPrefix);
@@ -123,60 +129,118 @@ export class Firewall {
 
   /** (Re)writes all our chains from scratch and hooks them into the standard chains once. */
   async install(): Promise<void> {
-    const { v4, v6 } = baseRules(this.cfg, this.desired());
-    await runOk('iptables-restore', ['-w', '--noflush'], v4, 'installing the capsule firewall');
-    await runOk('ip6tables-restore', ['-w', '--noflush'], v6, 'installing the capsule IPv6 firewall');
-    for (const [cmd, v6only] of [['iptables-save', false], ['ip6tables-save', true]] as const) {
-      const tables = await save(cmd);
-      const add: Record<string, string[]> = {};
-      for (const h of HOOKS) {
-        if (v6only && !h.v6) continue;
-        const jump = `-A ${h.chain} -j ${this.ch[h.target]}`;
-        if (!(tables.get(h.table) ?? []).includes(jump)) (add[h.table] ??= []).push(`-I ${h.chain} 1 -j ${this.ch[h.target]}`);
+    await this.lock.runExclusive(async () => {
+      const snapshot = this.desired();
+      const { v4, v6 } = baseRules(this.cfg, snapshot);
+      await runOk('iptables-restore', ['-w', '--noflush'], v4, 'installing the capsule firewall');
+      this.installed = new Map(snapshot.map((r) => [r.ifname, r]));
+      await runOk('ip6tables-restore', ['-w', '--noflush'], v6, 'installing the capsule IPv6 firewall');
+      for (const [cmd, v6only] of [['iptables-save', false], ['ip6tables-save', true]] as const) {
+        const tables = await save(cmd);
+        const add: Record<string, string[]> = {};
+        for (const h of HOOKS) {
+          if (v6only && !h.v6) continue;
+          const jump = `-A ${h.chain} -j ${this.ch[h.target]}`;
+          if (!(tables.get(h.table) ?? []).includes(jump)) (add[h.table] ??= []).push(`-I ${h.chain} 1 -j ${this.ch[h.target]}`);
+        }
+        const text = Object.entries(add).map(([t, lines]) => `*${t}\n${lines.join('\n')}\nCOMMIT\n`).join('');
+        if (text) {
+          await runOk(v6only ? 'ip6tables-restore' : 'iptables-restore', ['-w', '--noflush'], text, 'hooking the capsule firewall');
+        }
       }
-      const text = Object.entries(add).map(([t, lines]) => `*${t}\n${lines.join('\n')}\nCOMMIT\n`).join('');
-      if (text) {
-        await runOk(v6only ? 'ip6tables-restore' : 'iptables-restore', ['-w', '--noflush'], text, 'hooking the capsule firewall');
-      }
-    }
+    });
   }
 
   /** Removes our hooks and chains (all capsules lose their firewall: for uninstall and tests). */
   async uninstall(): Promise<void> {
-    for (const [cmd, restore] of [
-      ['iptables-save', 'iptables-restore'],
-      ['ip6tables-save', 'ip6tables-restore'],
-    ] as const) {
-      const tables = await save(cmd);
-      let text = '';
-      for (const [table, lines] of tables) {
-        const ours = Object.values(this.ch).filter((c) => lines.some((l) => l.startsWith(`:${c} `)));
-        const hooks = lines.filter((l) => Object.values(this.ch).some((c) => l.endsWith(`-j ${c}`)) && /^-A (INPUT|FORWARD|OUTPUT|PREROUTING|POSTROUTING) /.test(l));
-        if (ours.length === 0 && hooks.length === 0) continue;
-        text += `*${table}\n${hooks.map((l) => l.replace(/^-A /, '-D ')).join('\n')}\n`;
-        text += ours.map((c) => `-F ${c}`).join('\n') + '\n' + ours.map((c) => `-X ${c}`).join('\n') + '\nCOMMIT\n';
+    await this.lock.runExclusive(async () => {
+      for (const [cmd, restore] of [
+        ['iptables-save', 'iptables-restore'],
+        ['ip6tables-save', 'ip6tables-restore'],
+      ] as const) {
+        const tables = await save(cmd);
+        let text = '';
+        const ours = Object.values(this.ch);
+        for (const [table, lines] of tables) {
+          const present = ours.filter((c) => lines.some((l) => l.startsWith(`:${c} `)));
+          const hooks = lines.filter(
+            (l) => /^-A (INPUT|FORWARD|OUTPUT|PREROUTING|POSTROUTING) -j /.test(l) && ours.some((c) => l.endsWith(`-j ${c}`)),
+          );
+          if (present.length === 0 && hooks.length === 0) continue;
+          text += `*${table}\n`;
+          text += hooks.map((l) => l.replace(/^-A /, '-D ') + '\n').join('');
+          text += present.map((c) => `-F ${c}\n`).join('') + present.map((c) => `-X ${c}\n`).join('');
+          text += 'COMMIT\n';
+        }
+        if (text) await runOk(restore, ['-w', '--noflush'], text, 'removing the capsule firewall');
       }
-      if (text) await runOk(restore, ['-w', '--noflush'], text, 'removing the capsule firewall');
+      this.installed.clear();
+    });
+  }
+
+  /**
+   * Brings the EGRESS rule of `ifname` in line with desired() (adds, replaces or removes it).
+   * Edits are coalesced: while one iptables-restore runs, later ones queue up and go out together,
+   * so 50 concurrent creates cost a handful of spawns. Rules are keyed by interface, so an edit
+   * that a full rewrite already covered emits nothing: no duplicates, whatever the interleaving.
+   */
+  sync(ifname: string): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.dirty.add(ifname);
+      this.waiters.push({ resolve, reject });
+      if (!this.flushing) void this.flush();
+    });
+  }
+
+  private async flush(): Promise<void> {
+    this.flushing = true;
+    try {
+      while (this.waiters.length > 0) {
+        const waiters = this.waiters;
+        const dirty = this.dirty;
+        this.waiters = [];
+        this.dirty = new Set();
+        let err: Error | undefined;
+        await this.lock.runExclusive(async () => {
+          const want = new Map(this.desired().map((r) => [r.ifname, r]));
+          const lines: string[] = [];
+          for (const ifname of dirty) {
+            const cur = this.installed.get(ifname);
+            const next = want.get(ifname);
+            if (cur && next && cur.id === next.id && cur.internet === next.internet) continue;
+            if (cur) lines.push(egressLine('-D', this.ch.egress, cur));
+            if (next) lines.push(egressLine('-A', this.ch.egress, next));
+          }
+          if (lines.length === 0) return;
+          const r = await run('iptables-restore', ['-w', '--noflush'], `*filter\n${lines.join('\n')}\nCOMMIT\n`);
+          if (r.code === 0) {
+            for (const ifname of dirty) {
+              const next = want.get(ifname);
+              if (next) this.installed.set(ifname, next);
+              else this.installed.delete(ifname);
+            }
+            return;
+          }
+          // Someone changed our chain behind our back: rebuild it from the desired state.
+          try {
+            await this.rewriteEgressLocked();
+          } catch (e) {
+            err = e as Error;
+          }
+        });
+        for (const w of waiters) (err ? w.reject(err) : w.resolve());
+      }
+    } finally {
+      this.flushing = false;
     }
   }
 
-  addEgress(r: EgressRule): Promise<void> {
-    return this.enqueue([egressLine('-A', this.ch.egress, r)]);
-  }
-
-  removeEgress(r: EgressRule): Promise<void> {
-    return this.enqueue([egressLine('-D', this.ch.egress, r)]);
-  }
-
-  replaceEgress(old: EgressRule, now: EgressRule): Promise<void> {
-    return this.enqueue([egressLine('-D', this.ch.egress, old), egressLine('-A', this.ch.egress, now)]);
-  }
-
-  /** Rewrites EGRESS from the desired state (exact cleanup of per-capsule rules). */
-  async rewriteEgress(): Promise<void> {
-    const lines = this.desired().map((r) => egressLine('-A', this.ch.egress, r));
-    const text = `*filter\n:${this.ch.egress} - [0:0]\n${lines.join('\n')}\nCOMMIT\n`;
+  private async rewriteEgressLocked(): Promise<void> {
+    const snapshot = this.desired();
+    const lines = snapshot.map((r) => egressLine('-A', this.ch.egress, r) + '\n').join('');
+    const text = `*filter\n:${this.ch.egress} - [0:0]\n${lines}COMMIT\n`;
     await runOk('iptables-restore', ['-w', '--noflush'], text, 'rewriting the capsule egress rules');
+    this.installed = new Map(snapshot.map((r) => [r.ifname, r]));
   }
 
   /** Packet/byte counters of a capsule's egress rule (what its internet switch let through or dropped). */
@@ -189,40 +253,5 @@ export class Firewall {
       }
     }
     return undefined;
-  }
-
-  /**
-   * Per-capsule edits are coalesced: while one iptables-restore runs, later edits queue up and go
-   * out together in the next one, so 50 concurrent creates cost a handful of spawns, not 50.
-   */
-  private enqueue(lines: string[]): Promise<void> {
-    return new Promise((resolve, reject) => {
-      this.pending.push({ lines, resolve, reject });
-      if (!this.flushing) void this.flush();
-    });
-  }
-
-  private async flush(): Promise<void> {
-    this.flushing = true;
-    try {
-      while (this.pending.length > 0) {
-        const batch = this.pending;
-        this.pending = [];
-        const text = `*filter\n${batch.flatMap((b) => b.lines).join('\n')}\nCOMMIT\n`;
-        let err: Error | undefined;
-        const r = await run('iptables-restore', ['-w', '--noflush'], text);
-        if (r.code !== 0) {
-          // Usually a -D of a rule that is already gone: rebuild the chain from the desired state.
-          try {
-            await this.rewriteEgress();
-          } catch (e) {
-            err = e as Error;
-          }
-        }
-        for (const b of batch) (err ? b.reject(err) : b.resolve());
-      }
-    } finally {
-      this.flushing = false;
-    }
   }
 }

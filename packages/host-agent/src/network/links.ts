@@ -1,6 +1,6 @@
 // Namespaces, veth pairs, addresses, routes and queueing disciplines, in as few spawns as possible:
 // one `ip -batch` on the host side, then `ip -n <ns> -batch` and `tc -n <ns> -batch` in parallel.
-import { readdir, writeFile } from 'node:fs/promises';
+import { readdir, writeFile, access } from 'node:fs/promises';
 import { run, runOk } from './exec.js';
 
 export interface LinkSpec {
@@ -30,6 +30,12 @@ async function writeSysctl(path: string, value: string): Promise<void> {
  * change its address, routes or the rate limit below.
  */
 export async function createLinks(s: LinkSpec): Promise<void> {
+  // Leftovers of a crash under the same names (no slot file claims them, or we would not be here).
+  const exists = (p: string) => access(p).then(() => true, () => false);
+  const [oldNs, oldIf] = await Promise.all([exists(`/run/netns/${s.netnsName}`), exists(`/sys/class/net/${s.hostIfname}`)]);
+  if (oldNs || oldIf) {
+    await removeLinks([{ ...(oldNs ? { netnsName: s.netnsName } : {}), ...(oldIf ? { hostIfname: s.hostIfname } : {}) }]);
+  }
   const host = [
     `netns add ${s.netnsName}`,
     `link add ${s.hostIfname} txqueuelen ${s.txqueuelen} type veth peer name ${CAPSULE_IFNAME} txqueuelen ${s.txqueuelen} netns ${s.netnsName}`,

@@ -160,7 +160,7 @@ export class NetworkManager {
       try {
         await Promise.all([
           createLinks({ ...net, prefixLen: SLOT_PREFIX_LEN, rateMbit, txqueuelen: this.txqueuelen }),
-          this.firewall.addEgress(this.egressRule(rec)),
+          this.firewall.sync(this.ifname(rec.slot)),
         ]);
       } catch (e) {
         await this.teardown(rec).catch(() => {});
@@ -182,7 +182,7 @@ export class NetworkManager {
     this.warmReady.delete(rec.slot);
     this.refillWarm();
     try {
-      await this.firewall.addEgress(this.egressRule(rec));
+      await this.firewall.sync(this.ifname(rec.slot));
     } catch (e) {
       await this.teardown(rec).catch(() => {});
       throw e;
@@ -278,7 +278,7 @@ export class NetworkManager {
     if (rec.internet === on) return this.describe(rec);
     const next = { ...rec, internet: on };
     await this.store.update(next);
-    await this.firewall.replaceEgress(this.egressRule(rec), this.egressRule(next));
+    await this.firewall.sync(this.ifname(rec.slot));
     return this.describe(next);
   }
 
@@ -351,7 +351,7 @@ export class NetworkManager {
     await removeLinks([{ hostIfname: this.ifname(rec.slot), netnsName: rec.netnsName }]);
     this.warmReady.delete(rec.slot);
     await this.store.release(rec.slot);
-    if (rec.id !== '') await this.firewall.removeEgress(this.egressRule(rec));
+    if (rec.id !== '') await this.firewall.sync(this.ifname(rec.slot));
   }
 
   private require(id: string): SlotRecord {
