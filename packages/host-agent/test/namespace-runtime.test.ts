@@ -264,6 +264,11 @@ test('per-capsule /etc/hosts, /etc/hostname and /etc/resolv.conf are bound in an
   const r = await sh(h, 'cat /etc/hostname; grep -c " *" /etc/hosts >/dev/null && grep 127.0.1.1 /etc/hosts; cat /etc/resolv.conf; echo "10.9.9.9 extra" >> /etc/hosts && tail -1 /etc/hosts');
   assert.equal(r.stdout, `${id}\n127.0.1.1\t${id}\nnameserver 192.0.2.53\n10.9.9.9 extra\n`, r.stderr);
   assert.equal(existsSync(join(h.state.sandboxDir as string, 'upper/etc/hosts')), false, '/etc/hosts was written into the upper layer');
+  // A pooled capsule takes its user-visible name: root inside cannot, the runtime can.
+  assert.notEqual((await sh(h, 'hostname cl-other')).code, 0);
+  await rt.setHostname(h, 'cl-renamed');
+  assert.equal((await sh(h, 'hostname; cat /etc/hostname; grep -c cl-renamed /etc/hosts')).stdout, 'cl-renamed\ncl-renamed\n1\n');
+  await assert.rejects(rt.setHostname(h, 'bad name!'), /invalid hostname/);
   await destroy(rt, h);
 });
 

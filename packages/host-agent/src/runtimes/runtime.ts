@@ -68,4 +68,9 @@ export interface CapsuleRuntime {
   stats(handle: RuntimeHandle): Promise<CapsuleStats>;
   /** Removes leftovers of capsules this agent no longer knows (namespaces, mounts, cgroups, rules). */
   cleanupStale(knownIds: ReadonlySet<string>): Promise<void>;
+  /**
+   * Renames the capsule's host name (a pooled capsule handed to its user). Optional: where the
+   * capsule's own root may set it (a VM), the manager can do it through envd instead.
+   */
+  setHostname?(handle: RuntimeHandle, hostname: string): Promise<void>;
 }

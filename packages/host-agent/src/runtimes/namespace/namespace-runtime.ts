@@ -83,6 +83,8 @@ export interface NamespaceState {
   layers: string[];
   spec: CapsuleSpec;
   paused: null | 'freeze' | 'hibernate';
+  /** Set by setHostname (a pooled capsule handed to its user); default: the capsule id. */
+  hostname?: string;
 }
 
 /** How long each step of the last create() took, in milliseconds (for benchmarks and logs). */
@@ -233,7 +235,7 @@ export class NamespaceRuntime implements CapsuleRuntime {
       '--upper', join(sandboxDir, 'upper'),
       '--work', join(sandboxDir, 'work'),
       '--rootfs', join(sandboxDir, 'rootfs'),
-      '--hostname', spec.id,
+      '--hostname', state.hostname ?? spec.id,
       '--uid-map', idMapLine(),
       '--gid-map', idMapLine(),
       '--root-uid', String(HOST_ID_BASE),
@@ -323,7 +325,7 @@ export class NamespaceRuntime implements CapsuleRuntime {
   private async writeEtcFiles(state: NamespaceState): Promise<{ src: string; dst: string }[]> {
     const dir = join(state.sandboxDir, 'etc');
     await mkdir(dir, { recursive: true });
-    const id = state.spec.id;
+    const id = state.hostname ?? state.spec.id;
     const servers = this.opts.dnsServers ?? hostNameServers();
     const files: [string, string][] = [
       ['hosts', `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t${id}\n`],
@@ -436,6 +438,28 @@ export class NamespaceRuntime implements CapsuleRuntime {
     } finally {
       if (running && !wasFrozen) cg.thaw();
     }
+  }
+
+  /**
+   * Renames the capsule's host (a pooled capsule taking its user-visible id): the UTS namespace
+   * via the helper, plus its /etc/hostname and /etc/hosts. Kept across hibernate.
+   */
+  async setHostname(handle: RuntimeHandle, hostname: string): Promise<void> {
+    const s = this.stateOf(handle);
+    if (!/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/i.test(hostname)) {
+      throw new Error(`invalid hostname ${JSON.stringify(hostname)}: use 1-63 letters, digits and inner '-'`);
+    }
+    s.hostname = hostname;
+    await this.writeEtcFiles(s);
+    if (!(await this.isAlive(handle))) return; // applied when it boots again
+    const helper = await nsinitPath();
+    await new Promise<void>((resolveDone, reject) => {
+      const child = spawn(helper, ['hostname', '--pid', String(s.pid), '--', hostname], { stdio: ['ignore', 'ignore', 'pipe'] });
+      let err = '';
+      child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
+      child.on('error', reject);
+      child.on('close', (code) => (code === 0 ? resolveDone() : reject(new Error(`setting the hostname of ${s.spec.id} failed: ${err.trim()}`))));
+    });
   }
 
   async isAlive(handle: RuntimeHandle): Promise<boolean> {

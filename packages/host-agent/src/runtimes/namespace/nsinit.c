@@ -9,6 +9,7 @@
  *
  *   wrenn-nsinit start [options] -- ARGV...   boot a capsule, run ARGV as its main process
  *   wrenn-nsinit exec  --pid N [options] -- ARGV...   run ARGV inside capsule N's namespaces
+ *   wrenn-nsinit hostname --pid N -- NAME             set capsule N's hostname (root inside cannot)
  *
  * start: fd 3 (if open) is a status pipe: the helper writes "pid <host pid of capsule init>\n",
  * then the init writes "ready\n" once GET <ready-path> on 127.0.0.1:<ready-port> inside the
@@ -567,18 +568,31 @@ static int cmd_exec(struct opts *o) {
   return exit_code(st);
 }
 
+/* The capsule's UTS namespace belongs to the host's user namespace: only host root renames it. */
+static int cmd_hostname(struct opts *o) {
+  if (o->pid <= 0) { errno = EINVAL; die("hostname needs --pid"); }
+  char p[64];
+  snprintf(p, sizeof p, "/proc/%d/ns/uts", o->pid);
+  int fd = open(p, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) die("open %s", p);
+  if (setns(fd, CLONE_NEWUTS) < 0) die("join uts namespace of %d", o->pid);
+  if (sethostname(o->argv[0], strlen(o->argv[0])) < 0) die("sethostname %s", o->argv[0]);
+  return 0;
+}
+
 int main(int argc, char **argv) {
   g_argc = argc;
   g_argv = argv;
   if (fcntl(STATUS_FD, F_SETFD, FD_CLOEXEC) == 0) status_fd = STATUS_FD;
   if (argc < 2) {
-    fprintf(stderr, "usage: wrenn-nsinit start|exec [options] -- ARGV...\n");
+    fprintf(stderr, "usage: wrenn-nsinit start|exec|hostname [options] -- ARGV...\n");
     return 2;
   }
   struct opts o;
   parse(argc, argv, &o);
   if (!strcmp(argv[1], "start")) return cmd_start(&o);
   if (!strcmp(argv[1], "exec")) return cmd_exec(&o);
+  if (!strcmp(argv[1], "hostname")) return cmd_hostname(&o);
   fprintf(stderr, "wrenn-nsinit: unknown command %s (want start or exec)\n", argv[1]);
   return 2;
 }
