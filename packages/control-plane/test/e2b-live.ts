@@ -26,7 +26,8 @@ export function testNetwork(slot: number): Partial<NetworkOptions> {
   return {
     pool: `10.24${slot}.0.0/24`,
     names: { netnsPrefix: `wte${letter}-`, ifPrefix: `wte${letter}`, chainPrefix: `WTE${letter!.toUpperCase()}` },
-    metadataPort: 50270 + slot,
+    // Below the ephemeral port range (32768+), so no outgoing connection can be holding it.
+    metadataPort: 31270 + slot,
     rateMbit: 0,
   };
 }
@@ -111,10 +112,22 @@ export async function startLive(o: { db: DbKind; slot: number }): Promise<LiveSy
       // Templates come from the main system's image cache (built once per run).
       const mk = async (port: number) => {
         const layers = await createLocalLayers(dir, { network: testNetwork(slot), imagesDir: join(dataDir, 'images') });
-        const agent = await startAgent({ ...layers, dataDir: dir, listen: { host: '127.0.0.1', port }, log: agentLog });
-        return { layers, agent };
+        try {
+          const agent = await startAgent({ ...layers, dataDir: dir, listen: { host: '127.0.0.1', port }, log: agentLog });
+          return { layers, agent };
+        } catch (err) {
+          await layers.close().catch(() => undefined);
+          await layers.networkManager.removeAll().catch(() => undefined);
+          throw err;
+        }
       };
-      let cur = await mk(0);
+      let cur: Awaited<ReturnType<typeof mk>>;
+      try {
+        cur = await mk(0);
+      } catch (err) {
+        rmSync(dir, { recursive: true, force: true });
+        throw err;
+      }
       let serving = true;
       const port = cur.agent.port;
       const extra: ExtraAgent = {
