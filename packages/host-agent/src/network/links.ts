@@ -1,6 +1,6 @@
 // Namespaces, veth pairs, addresses, routes and queueing disciplines, in as few spawns as possible:
-// one `ip -batch` on the host side, then `ip -n <ns> -batch` and `tc -n <ns> -batch` in parallel.
-import { readdir, writeFile, access } from 'node:fs/promises';
+// `ip -batch` on the host side, then `ip -n <ns> -batch` and `tc -n <ns> -batch`, from one shell.
+import { readdir, writeFile, readFile, access } from 'node:fs/promises';
 import { run, runOk } from './exec.js';
 
 export interface LinkSpec {
@@ -43,24 +43,29 @@ export async function createLinks(s: LinkSpec): Promise<void> {
     `link set ${s.hostIfname} addrgenmode none`,
     `addr add ${s.hostIp}/${s.prefixLen} dev ${s.hostIfname}`,
     `link set ${s.hostIfname} up`,
-  ].join('\n');
-  await runOk('ip', ['-batch', '-'], host + '\n', `creating the network of ${s.netnsName}`);
+  ];
   const inside = [
     'link set lo up',
     `addr add ${s.capsuleIp}/${s.prefixLen} dev ${CAPSULE_IFNAME}`,
     `link set ${CAPSULE_IFNAME} up`,
     `route add default via ${s.hostIp} dev ${CAPSULE_IFNAME}`,
-  ].join('\n');
+  ];
   // Capsule egress is shaped on the capsule side of the veth: its namespace belongs to host root,
   // so the capsule cannot change it. (Policing on the host side needs act_police/cls_matchall,
   // which not every kernel has; tbf is everywhere.) burst = 10 ms at the rate, at least 32 KiB.
   const burst = Math.max(32 * 1024, Math.ceil((s.rateMbit * 1e6) / 8 / 100));
-  const tc = `qdisc add dev ${CAPSULE_IFNAME} root tbf rate ${s.rateMbit}mbit burst ${burst} latency 50ms\n`;
+  const tc = s.rateMbit > 0 ? [`qdisc add dev ${CAPSULE_IFNAME} root tbf rate ${s.rateMbit}mbit burst ${burst} latency 50ms`] : [];
+  // One spawn from Node (forking the agent's large process is the expensive part) running the
+  // three batches from a small shell. Every name here was validated by the manager.
+  const script = [
+    'set -e',
+    `ip -batch - <<'WRENN_EOF'`, ...host, 'WRENN_EOF',
+    `ip -n ${s.netnsName} -batch - <<'WRENN_EOF'`, ...inside, 'WRENN_EOF',
+    ...(tc.length ? [`tc -n ${s.netnsName} -batch - <<'WRENN_EOF'`, ...tc, 'WRENN_EOF'] : []),
+    '',
+  ].join('\n');
+  await runOk('/bin/sh', ['-s'], script, `creating the network of ${s.netnsName}`);
   await Promise.all([
-    runOk('ip', ['-n', s.netnsName, '-batch', '-'], inside + '\n', `configuring the network inside ${s.netnsName}`),
-    s.rateMbit > 0
-      ? runOk('tc', ['-n', s.netnsName, '-batch', '-'], tc, `setting the rate limit of ${s.netnsName}`)
-      : Promise.resolve(''),
     writeSysctl(`/proc/sys/net/ipv6/conf/${s.hostIfname}/disable_ipv6`, '1'),
     // Strict reverse-path filter: a capsule cannot send with another capsule's source address.
     writeSysctl(`/proc/sys/net/ipv4/conf/${s.hostIfname}/rp_filter`, '1'),
@@ -104,6 +109,8 @@ export async function prepareNetnsDir(probeName: string): Promise<void> {
   await runOk('ip', ['-force', '-batch', '-'], `netns add ${probeName}\nnetns del ${probeName}\n`, 'preparing /run/netns');
 }
 
+/** NAT for capsules needs IPv4 forwarding; written only when off (each write resets per-device forwarding). */
 export async function enableIpForwarding(): Promise<void> {
-  await writeFile('/proc/sys/net/ipv4/ip_forward', '1');
+  const path = '/proc/sys/net/ipv4/ip_forward';
+  if ((await readFile(path, 'utf8')).trim() !== '1') await writeFile(path, '1');
 }

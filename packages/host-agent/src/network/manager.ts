@@ -75,6 +75,13 @@ function checkRate(rate: number): number {
   return rate;
 }
 
+function checkMetadata(values: Record<string, string>): void {
+  for (const [k, v] of Object.entries(values)) {
+    if (!/^[A-Za-z0-9_.-]{1,128}$/.test(k)) throw new Error(`metadata key "${k}" is invalid: use letters, digits, '_', '.', '-'`);
+    if (typeof v !== 'string') throw new Error(`metadata value of ${k} must be a string`);
+  }
+}
+
 export class NetworkManager {
   readonly pool: AddressPool;
   readonly names: NetworkNames;
@@ -137,6 +144,7 @@ export class NetworkManager {
   async create(o: CreateCapsuleNetworkOptions): Promise<CapsuleNetwork> {
     if (!ID_RE.test(o.id)) throw new Error(`capsule id "${o.id}" is invalid: use lower-case letters, digits and '-' (max 63)`);
     if (typeof o.internet !== 'boolean') throw new Error('internet must be true or false');
+    checkMetadata(o.metadata ?? {});
     const rateMbit = checkRate(o.rateMbit ?? this.defaultRateMbit);
     await this.init();
     if (this.creating.has(o.id) || this.store.byId(o.id)) {
@@ -285,9 +293,7 @@ export class NetworkManager {
   /** Sets the values the metadata endpoint serves to capsule `id` (persisted with its slot). */
   async setMetadata(id: string, values: Record<string, string>): Promise<void> {
     await this.init();
-    for (const [k, v] of Object.entries(values)) {
-      if (typeof v !== 'string') throw new Error(`metadata value of ${k} must be a string`);
-    }
+    checkMetadata(values);
     await this.store.update({ ...this.require(id), metadata: { ...values } });
   }
 
