@@ -54,6 +54,7 @@ export function networkProvider(net: NetworkManager): NetworkProvider {
     async setInternet(id, on) {
       await net.setInternet(id, on);
     },
+    setMetadata: (id, values) => net.setMetadata(id, values),
     async cleanupStale(known) {
       await net.cleanupStale(known);
     },

@@ -88,3 +88,13 @@ export async function waitForEnvd(address: string, timeoutMs = 10_000, port = EN
   }
   throw new Error(`envd at ${address}:${port} did not become healthy within ${timeoutMs} ms (${lastError})`);
 }
+
+/** Runs a short command to completion as `user` and returns its exit code (housekeeping inside a capsule). */
+export async function runInCapsule(client: EnvdClient, cmd: string, args: string[], user = 'root', timeoutMs = 5000): Promise<number> {
+  let exitCode = -1;
+  const headers = { authorization: `Basic ${Buffer.from(`${user}:`).toString('base64')}` };
+  for await (const res of client.process.start({ process: { cmd, args, envs: {} }, stdin: false }, { headers, timeoutMs })) {
+    if (res.event?.event.case === 'end') exitCode = res.event.event.value.exitCode;
+  }
+  return exitCode;
+}

@@ -8,7 +8,8 @@ import { assertMove, type CapsuleState } from './state-machine.js';
 import { checkEnvs, checkMetadata, checkRange, checkTemplateName, hostLimits } from './validate.js';
 import type { CapsuleRecord, ManagerDeps, TemplateInfo, TimeoutAction } from './types.js';
 import type { CapsuleRuntime, CapsuleStats, RuntimeName } from '../runtimes/runtime.js';
-import { createEnvdClient, waitForEnvd, type EnvdClient } from '../envd-client/index.js';
+import { createEnvdClient, runInCapsule, waitForEnvd, type EnvdClient } from '../envd-client/index.js';
+import { WarmPool, type PooledCapsule } from './warm-pool.js';
 
 export interface CreateCapsuleInput {
   id?: string;
@@ -29,6 +30,8 @@ export type PauseMode = 'freeze' | 'hibernate';
 const MAX_TIMEOUT_SEC = 7 * 24 * 3600;
 const DEFAULT_TIMEOUT_SEC = 300;
 const ENVD_BOOT_TIMEOUT_MS = 15_000;
+const DEFAULT_VCPUS = 1;
+const DEFAULT_MEMORY_MB = 512;
 
 export class SandboxManager {
   private readonly records = new Map<string, CapsuleRecord>();
@@ -36,9 +39,18 @@ export class SandboxManager {
   private readonly locks = new Map<string, Promise<unknown>>();
   private readonly store: RecordStore;
   private reaper: NodeJS.Timeout | undefined;
+  private readonly pool: WarmPool;
 
   constructor(private readonly deps: ManagerDeps) {
     this.store = new RecordStore(deps.dataDir);
+    this.pool = new WarmPool({
+      sizes: deps.warmPool ?? {},
+      vcpus: DEFAULT_VCPUS,
+      memoryMb: DEFAULT_MEMORY_MB,
+      boot: (template) => this.bootPooled(template),
+      release: (e) => this.releaseRuntime(deps.defaultRuntime, e.runtimeId, e.handle),
+      onError: (template, err) => this.log('error', 'warm pool boot failed', { template, err: String(err) }),
+    });
   }
 
   private log(level: 'info' | 'warn' | 'error', msg: string, data?: Record<string, unknown>): void {
@@ -61,15 +73,17 @@ export class SandboxManager {
         await this.store.remove(rec.id);
       }
     }
-    const known = new Set(this.records.keys());
+    const known = new Set([...this.records.values()].map((r) => r.runtimeId ?? r.id));
     await this.deps.network.cleanupStale(known);
     for (const rt of this.deps.runtimes.values()) await rt.cleanupStale(known);
     this.reaper = setInterval(() => void this.reap(), 500);
     this.reaper.unref();
+    this.pool.fillAll();
   }
 
   async stop(): Promise<void> {
     if (this.reaper) clearInterval(this.reaper);
+    await this.pool.stop();
     for (const c of this.envd.values()) c.close();
     this.envd.clear();
   }
@@ -109,6 +123,11 @@ export class SandboxManager {
     return c;
   }
 
+  /** Capsules of `template` ready in the warm pool. */
+  warmPoolReady(template: string): number {
+    return this.pool.readyCount(template);
+  }
+
   templates() {
     return this.deps.templates;
   }
@@ -140,8 +159,8 @@ export class SandboxManager {
       throw new InvalidArgumentError(`template "${templateName}" cannot run on the ${runtimeName} runtime (it supports ${template.runtimes.join(', ')})`);
     }
     // Snapshot templates fix the machine shape they were taken with.
-    const vcpus = template.vcpus ?? input.vcpus ?? 1;
-    const memoryMb = template.memoryMb ?? input.memoryMb ?? 512;
+    const vcpus = template.vcpus ?? input.vcpus ?? DEFAULT_VCPUS;
+    const memoryMb = template.memoryMb ?? input.memoryMb ?? DEFAULT_MEMORY_MB;
     checkRange('vcpus', vcpus, 1, limits.maxVcpus);
     checkRange('memory_mb', memoryMb, 64, limits.maxMemoryMb);
 
@@ -181,6 +200,8 @@ export class SandboxManager {
   /** Network, runtime, then envd's /init with the access token and environment. */
   private async boot(rec: CapsuleRecord, runtime: CapsuleRuntime): Promise<void> {
     const metadata = { WRENN_SANDBOX_ID: rec.id, WRENN_TEMPLATE_ID: rec.template };
+    const pooled = rec.runtime === this.deps.defaultRuntime ? this.pool.take(rec.template, rec.vcpus, rec.memoryMb) : undefined;
+    if (pooled) return this.claim(rec, pooled, metadata);
     rec.network = await this.deps.network.create(rec.id, { internet: rec.internet, metadata });
     rec.address = rec.network.capsuleIp;
     rec.handle = await runtime.create({
@@ -195,6 +216,49 @@ export class SandboxManager {
     });
     rec.address = rec.handle.address || rec.address;
     await this.initEnvd(rec);
+  }
+
+  /** Boots a capsule for the warm pool under an internal id; /init comes when it is claimed. */
+  private async bootPooled(template: string): Promise<PooledCapsule> {
+    const runtimeId = newCapsuleId();
+    const runtime = this.runtimeOf({ runtime: this.deps.defaultRuntime } as CapsuleRecord);
+    const metadata = { WRENN_SANDBOX_ID: runtimeId, WRENN_TEMPLATE_ID: template };
+    const network = await this.deps.network.create(runtimeId, { internet: true, metadata });
+    try {
+      const handle = await runtime.create({ id: runtimeId, template, vcpus: DEFAULT_VCPUS, memoryMb: DEFAULT_MEMORY_MB, envs: {}, internet: true, metadata, network });
+      const address = handle.address || network.capsuleIp;
+      await waitForEnvd(address, ENVD_BOOT_TIMEOUT_MS);
+      return { runtimeId, template, vcpus: DEFAULT_VCPUS, memoryMb: DEFAULT_MEMORY_MB, handle, network, address };
+    } catch (err) {
+      await this.deps.network.destroy(runtimeId).catch(() => undefined);
+      throw err;
+    }
+  }
+
+  /** Gives a pooled capsule its user-visible identity: metadata, network policy, envd /init, hostname. */
+  private async claim(rec: CapsuleRecord, p: PooledCapsule, metadata: Record<string, string>): Promise<void> {
+    rec.runtimeId = p.runtimeId;
+    rec.handle = p.handle;
+    rec.network = p.network;
+    rec.address = p.address;
+    await Promise.all([
+      this.deps.network.setMetadata?.(p.runtimeId, metadata),
+      rec.internet ? undefined : this.deps.network.setInternet?.(p.runtimeId, false),
+      this.initEnvd(rec),
+    ]);
+    // The hostname is the capsule id; a pooled capsule was booted under its internal one.
+    const runtime = this.runtimeOf(rec);
+    if (runtime.setHostname) {
+      await runtime.setHostname(p.handle, rec.id);
+      return;
+    }
+    const client = createEnvdClient(rec.address, rec.envdAccessToken);
+    try {
+      const code = await runInCapsule(client, 'hostname', [rec.id]);
+      if (code !== 0) this.log('warn', 'could not set the hostname of a pooled capsule', { id: rec.id, code });
+    } finally {
+      client.close();
+    }
   }
 
   private async initEnvd(rec: CapsuleRecord): Promise<void> {
@@ -235,8 +299,14 @@ export class SandboxManager {
     let firstError: unknown;
     // The runtime first: a VM must release its disk and TAP before they are removed.
     if (runtime && rec.handle) await runtime.destroy(rec.handle).catch((e) => (firstError ??= e));
-    await this.deps.network.destroy(rec.id).catch((e) => (firstError ??= e));
+    await this.deps.network.destroy(rec.runtimeId ?? rec.id).catch((e) => (firstError ??= e));
     if (firstError) throw firstError;
+  }
+
+  private async releaseRuntime(runtimeName: RuntimeName, runtimeId: string, handle: CapsuleRecord['handle']): Promise<void> {
+    const runtime = this.deps.runtimes.get(runtimeName);
+    if (runtime && handle) await runtime.destroy(handle).catch(() => undefined);
+    await this.deps.network.destroy(runtimeId);
   }
 
   async pause(id: string, mode: PauseMode = 'freeze'): Promise<CapsuleRecord> {

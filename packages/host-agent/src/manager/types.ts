@@ -14,6 +14,8 @@ export interface NetworkProvider {
   create(id: string, opts: { internet: boolean; metadata: Record<string, string> }): Promise<CapsuleNetworkInfo>;
   destroy(id: string): Promise<void>;
   setInternet?(id: string, on: boolean): Promise<void>;
+  /** Replaces what the capsule's metadata endpoint answers. */
+  setMetadata?(id: string, values: Record<string, string>): Promise<void>;
   cleanupStale(knownIds: ReadonlySet<string>): Promise<void>;
 }
 
@@ -58,6 +60,8 @@ export interface CapsuleRecord {
   internet: boolean;
   envdAccessToken: string;
   address: string;
+  /** Id of the capsule's runtime and network resources; differs from `id` when it came from the warm pool. */
+  runtimeId?: string;
   handle?: RuntimeHandle;
   network?: CapsuleNetworkInfo;
   pauseKeeps?: string;
@@ -70,5 +74,7 @@ export interface ManagerDeps {
   defaultRuntime: RuntimeName;
   network: NetworkProvider;
   templates: TemplateProvider;
+  /** Ready capsules kept per template, e.g. { minimal: 2 } (default none). */
+  warmPool?: Record<string, number>;
   log?: (level: 'info' | 'warn' | 'error', msg: string, data?: Record<string, unknown>) => void;
 }

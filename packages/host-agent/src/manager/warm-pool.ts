@@ -1,0 +1,86 @@
+// Capsules booted ahead of demand, per template: network made, runtime started, envd answering.
+// A create that matches the pool's shape claims one (envd then only needs /init), so most of a
+// capsule's start-up cost is paid before anyone asks. Pooled capsules carry an internal runtime id;
+// the capsule id the user sees is given at claim time.
+import type { RuntimeHandle } from '../runtimes/runtime.js';
+import type { CapsuleNetworkInfo } from './types.js';
+
+export interface PooledCapsule {
+  runtimeId: string;
+  template: string;
+  vcpus: number;
+  memoryMb: number;
+  handle: RuntimeHandle;
+  network: CapsuleNetworkInfo;
+  address: string;
+}
+
+export interface WarmPoolOptions {
+  /** Target number of ready capsules per template, e.g. { minimal: 2 }. */
+  sizes: Record<string, number>;
+  vcpus: number;
+  memoryMb: number;
+  boot(template: string): Promise<PooledCapsule>;
+  release(entry: PooledCapsule): Promise<void>;
+  onError?(template: string, err: unknown): void;
+}
+
+export class WarmPool {
+  private readonly ready = new Map<string, PooledCapsule[]>();
+  private readonly booting = new Map<string, number>();
+  private stopped = false;
+
+  constructor(private readonly o: WarmPoolOptions) {}
+
+  /** Runtime ids of every pooled capsule (so start-up cleanup leaves none of them). */
+  runtimeIds(): string[] {
+    return [...this.ready.values()].flat().map((e) => e.runtimeId);
+  }
+
+  /** How many capsules of this template are ready to be claimed. */
+  readyCount(template: string): number {
+    return this.ready.get(template)?.length ?? 0;
+  }
+
+  /** A ready capsule of this template and shape, if the pool has one; the pool refills behind it. */
+  take(template: string, vcpus: number, memoryMb: number): PooledCapsule | undefined {
+    if (vcpus !== this.o.vcpus || memoryMb !== this.o.memoryMb) return undefined;
+    const entry = this.ready.get(template)?.shift();
+    if (entry) setImmediate(() => this.fill(template));
+    return entry;
+  }
+
+  fillAll(): void {
+    for (const template of Object.keys(this.o.sizes)) this.fill(template);
+  }
+
+  private fill(template: string): void {
+    if (this.stopped) return;
+    const want = this.o.sizes[template] ?? 0;
+    const have = (this.ready.get(template)?.length ?? 0) + (this.booting.get(template) ?? 0);
+    for (let i = have; i < want; i++) {
+      this.booting.set(template, (this.booting.get(template) ?? 0) + 1);
+      this.o.boot(template).then(
+        async (entry) => {
+          this.booting.set(template, (this.booting.get(template) ?? 1) - 1);
+          if (this.stopped) return this.o.release(entry);
+          const list = this.ready.get(template) ?? [];
+          list.push(entry);
+          this.ready.set(template, list);
+        },
+        (err: unknown) => {
+          this.booting.set(template, (this.booting.get(template) ?? 1) - 1);
+          this.o.onError?.(template, err);
+        },
+      );
+    }
+  }
+
+  /** Destroys every pooled capsule. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    const all = [...this.ready.values()].flat();
+    this.ready.clear();
+    await Promise.all(all.map((e) => this.o.release(e).catch(() => undefined)));
+  }
+}
