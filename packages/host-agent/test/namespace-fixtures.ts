@@ -5,10 +5,10 @@
 // (override with WRENN_TEST_IMAGES) so `base` (debootstrap, a minute or more) is built once.
 // Snapshot templates the tests make there are deleted by the tests.
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmdirSync } from 'node:fs';
-import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { TemplateStore, removeTree } from '../src/rootfs/index.js';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { removeTree, TemplateStore } from '../src/rootfs/index.js';
 import { CONTROLLERS, NamespaceRuntime, type NamespaceRuntimeOptions } from '../src/runtimes/namespace/index.js';
 import type { CapsuleSpec } from '../src/runtimes/runtime.js';
 
@@ -58,7 +58,8 @@ export function makeEnv(): Env {
       const out: string[] = [];
       for (const c of CONTROLLERS) {
         const tasks = join('/sys/fs/cgroup', c, cgroupParent, 'tasks');
-        if (existsSync(tasks) && readFileSync(tasks, 'utf8').trim()) out.push(`processes in ${tasks}: ${readFileSync(tasks, 'utf8').trim()}`);
+        if (existsSync(tasks) && readFileSync(tasks, 'utf8').trim())
+          out.push(`processes in ${tasks}: ${readFileSync(tasks, 'utf8').trim()}`);
       }
       for (const c of CONTROLLERS) {
         const d = join('/sys/fs/cgroup', c, cgroupParent);
@@ -68,8 +69,11 @@ export function makeEnv(): Env {
         }
       }
       const sandboxes = join(dataDir, 'sandboxes');
-      if (existsSync(sandboxes) && readdirSync(sandboxes).length) out.push(`sandbox dirs ${readdirSync(sandboxes).join(' ')}`);
-      const mounts = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter((l) => l.includes(dataDir));
+      if (existsSync(sandboxes) && readdirSync(sandboxes).length)
+        out.push(`sandbox dirs ${readdirSync(sandboxes).join(' ')}`);
+      const mounts = readFileSync('/proc/self/mountinfo', 'utf8')
+        .split('\n')
+        .filter((l) => l.includes(dataDir));
       if (mounts.length) out.push(`mounts ${mounts.join('; ')}`);
       return out;
     },

@@ -1,13 +1,14 @@
 // The namespace runtime on this machine's real kernel: namespaces, cgroup v1, overlayfs, envd.
 // Needs root. Every capsule is destroyed and every cgroup, netns and directory removed even when
 // an assertion fails (t.after / after).
-import { test, after } from 'node:test';
+
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { after, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { execInCapsule, readStartTime, type NamespaceRuntime } from '../src/runtimes/namespace/index.js';
+import { execInCapsule, type NamespaceRuntime, readStartTime } from '../src/runtimes/namespace/index.js';
 import type { RuntimeHandle } from '../src/runtimes/runtime.js';
 import { makeEnv, rand, spec, standInEnvd } from './namespace-fixtures.js';
 
@@ -25,7 +26,10 @@ after(async () => {
 async function start(rt: NamespaceRuntime, id: string, extra: Parameters<typeof spec>[2] = {}, template = 'minimal') {
   const h = await rt.create(spec(id, template, extra));
   handles.add(h);
-  console.log(`# ${id}: created in ${rt.lastCreateTimings?.total.toFixed(1)} ms`, JSON.stringify(rt.lastCreateTimings, (_, v) => (typeof v === 'number' ? Math.round(v * 10) / 10 : v)));
+  console.log(
+    `# ${id}: created in ${rt.lastCreateTimings?.total.toFixed(1)} ms`,
+    JSON.stringify(rt.lastCreateTimings, (_, v) => (typeof v === 'number' ? Math.round(v * 10) / 10 : v)),
+  );
   return h;
 }
 
@@ -47,19 +51,34 @@ test('minimal template builds (cached) and a capsule runs the real envd in the g
   const h = await start(rt, id, { network: { netnsPath: ns.path, capsuleIp: '' } });
   assert.equal(await rt.isAlive(h), true);
   // The capsule is in the netns we gave it: the host can reach envd through it.
-  const health = execFileSync('ip', ['netns', 'exec', ns.name, 'curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', 'http://127.0.0.1:49983/health'], { encoding: 'utf8' });
+  const health = execFileSync(
+    'ip',
+    ['netns', 'exec', ns.name, 'curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', 'http://127.0.0.1:49983/health'],
+    { encoding: 'utf8' },
+  );
   assert.equal(health, '204');
   // And from inside (busybox wget), with the environment envd was given.
-  const inside = await sh(h, 'wget -q -S -O /dev/null http://127.0.0.1:49983/health 2>&1 | head -1; cat /proc/2/environ | tr "\\0" "\\n" | grep ^WRENN_');
+  const inside = await sh(
+    h,
+    'wget -q -S -O /dev/null http://127.0.0.1:49983/health 2>&1 | head -1; cat /proc/2/environ | tr "\\0" "\\n" | grep ^WRENN_',
+  );
   assert.match(inside.stdout, /HTTP\/1\.1 204/);
   assert.match(inside.stdout, new RegExp(`WRENN_SANDBOX_ID=${id}`));
   assert.match(inside.stdout, /WRENN_TEMPLATE_ID=minimal/);
   // envd is PID 2 under our init; its children must not inherit the runtime's library path.
   const ps = await sh(h, 'cat /proc/1/comm; cat /proc/2/cmdline | tr "\\0" " "');
   assert.match(ps.stdout, /^wrenn-init\n/);
-  assert.match(ps.stdout, /ld-linux-x86-64\.so\.2 --library-path \/opt\/wrenn\/runtime\/lib \/opt\/wrenn\/runtime\/bin\/node \/opt\/wrenn\/app\/packages\/cli\/bin\/wrenn\.js envd --port 49983/);
+  assert.match(
+    ps.stdout,
+    /ld-linux-x86-64\.so\.2 --library-path \/opt\/wrenn\/runtime\/lib \/opt\/wrenn\/runtime\/bin\/node \/opt\/wrenn\/app\/packages\/cli\/bin\/wrenn\.js envd --port 49983/,
+  );
   assert.doesNotMatch((await sh(h, 'env')).stdout, /LD_LIBRARY_PATH/);
-  console.log(`# helper step timings:\n${readFileSync(join(h.state.sandboxDir as string, 'envd.log'), 'utf8').split('\n').filter((l) => l.startsWith('wrenn-nsinit')).join('\n')}`);
+  console.log(
+    `# helper step timings:\n${readFileSync(join(h.state.sandboxDir as string, 'envd.log'), 'utf8')
+      .split('\n')
+      .filter((l) => l.startsWith('wrenn-nsinit'))
+      .join('\n')}`,
+  );
   await destroy(rt, h);
   assert.equal(readStartTime(h.state.pid as number) === h.state.startTime, false, 'init still running after destroy');
   assert.equal(existsSync(h.state.sandboxDir as string), false);
@@ -72,7 +91,10 @@ test('isolation: own pids, hostname, user namespace mapping, no host capabilitie
   const h = await start(rt, id);
   const ps = await sh(h, 'ps -o pid | tail -n +2 | wc -l');
   const count = Number(ps.stdout.trim());
-  assert.ok(count >= 3 && count <= 6, `ps inside should see only init, the main process and itself, saw ${count}:\n${(await sh(h, 'ps')).stdout}`);
+  assert.ok(
+    count >= 3 && count <= 6,
+    `ps inside should see only init, the main process and itself, saw ${count}:\n${(await sh(h, 'ps')).stdout}`,
+  );
   assert.equal((await sh(h, 'hostname')).stdout.trim(), id);
   assert.match((await sh(h, 'cat /proc/self/uid_map')).stdout, /^\s*0\s+100000\s+65536\s*$/);
   // A file root creates inside is owned by the unprivileged host uid 100000.
@@ -106,7 +128,12 @@ test('isolation: own pids, hostname, user namespace mapping, no host capabilitie
   // But root inside does own its files: chown between mapped ids works (package managers need it).
   assert.equal((await sh(h, 'touch /tmp/c && chown 1000:1000 /tmp/c && stat -c %u /tmp/c')).stdout.trim(), '1000');
   // The host's processes are invisible: the test runner's pid is not in the capsule's /proc.
-  assert.equal((await sh(h, `test -e /proc/${process.pid}/cmdline && cat /proc/${process.pid}/cmdline; true`)).stdout.includes('node'), false);
+  assert.equal(
+    (await sh(h, `test -e /proc/${process.pid}/cmdline && cat /proc/${process.pid}/cmdline; true`)).stdout.includes(
+      'node',
+    ),
+    false,
+  );
   await destroy(rt, h);
 });
 
@@ -252,7 +279,12 @@ test('hibernate keeps the disk, stops the processes and frees the cgroups; resum
   handles.add(h2);
   assert.notEqual(h2.state.pid, oldPid);
   assert.equal(await rt.isAlive(h2), true);
-  assert.equal((await sh(h2, 'cat /root/note; wget -q -S -O /dev/null http://127.0.0.1:49983/health 2>&1 | head -1')).stdout.split('\n')[0], 'kept');
+  assert.equal(
+    (await sh(h2, 'cat /root/note; wget -q -S -O /dev/null http://127.0.0.1:49983/health 2>&1 | head -1')).stdout.split(
+      '\n',
+    )[0],
+    'kept',
+  );
   await destroy(rt, h2);
   handles.delete(h);
 });
@@ -261,13 +293,23 @@ test('per-capsule /etc/hosts, /etc/hostname and /etc/resolv.conf are bound in an
   const rt = env.runtime({ mainCommand: standInEnvd, dnsServers: ['192.0.2.53'] });
   const id = `cl-t${rand()}`;
   const h = await start(rt, id);
-  const r = await sh(h, 'cat /etc/hostname; grep -c " *" /etc/hosts >/dev/null && grep 127.0.1.1 /etc/hosts; cat /etc/resolv.conf; echo "10.9.9.9 extra" >> /etc/hosts && tail -1 /etc/hosts');
+  const r = await sh(
+    h,
+    'cat /etc/hostname; grep -c " *" /etc/hosts >/dev/null && grep 127.0.1.1 /etc/hosts; cat /etc/resolv.conf; echo "10.9.9.9 extra" >> /etc/hosts && tail -1 /etc/hosts',
+  );
   assert.equal(r.stdout, `${id}\n127.0.1.1\t${id}\nnameserver 192.0.2.53\n10.9.9.9 extra\n`, r.stderr);
-  assert.equal(existsSync(join(h.state.sandboxDir as string, 'upper/etc/hosts')), false, '/etc/hosts was written into the upper layer');
+  assert.equal(
+    existsSync(join(h.state.sandboxDir as string, 'upper/etc/hosts')),
+    false,
+    '/etc/hosts was written into the upper layer',
+  );
   // A pooled capsule takes its user-visible name: root inside cannot, the runtime can.
   assert.notEqual((await sh(h, 'hostname cl-other')).code, 0);
   await rt.setHostname(h, 'cl-renamed');
-  assert.equal((await sh(h, 'hostname; cat /etc/hostname; grep -c cl-renamed /etc/hosts')).stdout, 'cl-renamed\ncl-renamed\n1\n');
+  assert.equal(
+    (await sh(h, 'hostname; cat /etc/hostname; grep -c cl-renamed /etc/hosts')).stdout,
+    'cl-renamed\ncl-renamed\n1\n',
+  );
   await assert.rejects(rt.setHostname(h, 'bad name!'), /invalid hostname/);
   await destroy(rt, h);
 });

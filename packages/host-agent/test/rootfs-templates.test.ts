@@ -1,22 +1,33 @@
 // The template store on a real file system: the minimal recipe, build locking, atomic builds,
 // ownership shifting, snapshots, deletion rules and the apt-sources mirror lookup.
-import { test, after } from 'node:test';
+
 import assert from 'node:assert/strict';
-import { spawn, execFileSync } from 'node:child_process';
-import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { execFileSync, spawn } from 'node:child_process';
 import {
-  TemplateStore,
-  minimalRecipe,
-  removeTree,
-  mountsUnder,
-  findDebianMirror,
-  validateTemplateName,
-  HOST_ID_BASE,
-  type TemplateRecipe,
-} from '../src/rootfs/index.js';
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { parseDeb822, parseOneLine } from '../src/rootfs/debian-mirror.js';
+import {
+  findDebianMirror,
+  HOST_ID_BASE,
+  minimalRecipe,
+  mountsUnder,
+  removeTree,
+  type TemplateRecipe,
+  TemplateStore,
+  validateTemplateName,
+} from '../src/rootfs/index.js';
 
 const tmp = mkdtempSync('/tmp/wrenn-rootfs-test-');
 after(async () => {
@@ -53,7 +64,10 @@ test('minimal builds from busybox-static: applets, accounts, modes, ownership sh
   const again = await store.ensureTemplate('minimal', { onProgress: (l) => progress.push(l) });
   assert.deepEqual(again, m);
   assert.deepEqual(progress, []);
-  assert.deepEqual((await store.listTemplates()).map((t) => t.name), ['minimal']);
+  assert.deepEqual(
+    (await store.listTemplates()).map((t) => t.name),
+    ['minimal'],
+  );
 });
 
 test('concurrent ensureTemplate calls build once (in-process and across processes via the lock file)', async () => {
@@ -68,7 +82,11 @@ test('concurrent ensureTemplate calls build once (in-process and across processe
   };
   const a = new TemplateStore({ imagesDir, recipes: { minimal: counting } });
   const b = new TemplateStore({ imagesDir, recipes: { minimal: counting } });
-  const [m1, m2, m3] = await Promise.all([a.ensureTemplate('minimal', { onProgress() {} }), a.ensureTemplate('minimal', { onProgress() {} }), b.ensureTemplate('minimal', { onProgress() {} })]);
+  const [m1, m2, m3] = await Promise.all([
+    a.ensureTemplate('minimal', { onProgress() {} }),
+    a.ensureTemplate('minimal', { onProgress() {} }),
+    b.ensureTemplate('minimal', { onProgress() {} }),
+  ]);
   assert.equal(builds, 1);
   assert.deepEqual(m1, m2);
   assert.deepEqual(m1, m3);
@@ -78,7 +96,11 @@ test('concurrent ensureTemplate calls build once (in-process and across processe
   const lockModule = fileURLToPath(new URL('../src/rootfs/build-lock.js', import.meta.url));
   const holder = spawn(
     process.execPath,
-    ['--input-type=module', '-e', `const { acquireLock } = await import(${JSON.stringify(lockModule)}); const l = await acquireLock(${JSON.stringify(lockPath)}); console.log('held'); setTimeout(async () => { await l.release(); }, 800);`],
+    [
+      '--input-type=module',
+      '-e',
+      `const { acquireLock } = await import(${JSON.stringify(lockModule)}); const l = await acquireLock(${JSON.stringify(lockPath)}); console.log('held'); setTimeout(async () => { await l.release(); }, 800);`,
+    ],
     { stdio: ['ignore', 'pipe', 'inherit'] },
   );
   await new Promise<void>((res) => holder.stdout.once('data', () => res()));
@@ -87,7 +109,10 @@ test('concurrent ensureTemplate calls build once (in-process and across processe
   const t0 = Date.now();
   await c.ensureTemplate('other', { onProgress: (l) => waits.push(l) });
   assert.ok(Date.now() - t0 >= 500, 'the build did not wait for the lock holder');
-  assert.ok(waits.some((l) => l.includes(`pid ${holder.pid}`)), `no waiting message: ${waits.join(' | ')}`);
+  assert.ok(
+    waits.some((l) => l.includes(`pid ${holder.pid}`)),
+    `no waiting message: ${waits.join(' | ')}`,
+  );
   assert.equal(builds, 2);
   assert.equal(existsSync(lockPath), false);
 });
@@ -116,7 +141,10 @@ test('a failed build leaves nothing under the final name, no temp dir, no lock a
     },
   };
   const store = new TemplateStore({ imagesDir, recipes: { broken } });
-  await assert.rejects(store.ensureTemplate('broken', { onProgress() {} }), /building template "broken" failed: network went away/);
+  await assert.rejects(
+    store.ensureTemplate('broken', { onProgress() {} }),
+    /building template "broken" failed: network went away/,
+  );
   assert.deepEqual(readdirSync(imagesDir), []);
   assert.deepEqual(await mountsUnder(imagesDir), []);
   await assert.rejects(store.ensureTemplate('nope'), /template "nope" does not exist; available: broken/);
@@ -139,11 +167,22 @@ test('snapshotFromCapsule stacks a copied upper layer (whiteouts, opaque dirs, o
   assert.equal(readFileSync(join(layer, 'home/user/file'), 'utf8'), 'hello');
   assert.equal(statSync(join(layer, 'home/user/file')).uid, HOST_ID_BASE + 1000);
   assert.ok(lstatSync(join(layer, 'deleted-thing')).isCharacterDevice());
-  assert.match(execFileSync('getfattr', ['-n', 'trusted.overlay.opaque', '--only-values', join(layer, 'etc')], { encoding: 'utf8' }), /^y/);
+  assert.match(
+    execFileSync('getfattr', ['-n', 'trusted.overlay.opaque', '--only-values', join(layer, 'etc')], {
+      encoding: 'utf8',
+    }),
+    /^y/,
+  );
   assert.equal(statSync(layer).uid, HOST_ID_BASE);
   assert.deepEqual(await store.layerDirs(m), [layer, join(store.imagesDir, 'minimal/rootfs')]);
-  await assert.rejects(store.snapshotFromCapsule({ name: 'snap-one', parent: 'minimal', upperDir: upper }), /already exists/);
-  await assert.rejects(store.snapshotFromCapsule({ name: 'snap-x', parent: 'absent', upperDir: upper }), /parent template "absent" does not exist/);
+  await assert.rejects(
+    store.snapshotFromCapsule({ name: 'snap-one', parent: 'minimal', upperDir: upper }),
+    /already exists/,
+  );
+  await assert.rejects(
+    store.snapshotFromCapsule({ name: 'snap-x', parent: 'absent', upperDir: upper }),
+    /parent template "absent" does not exist/,
+  );
 
   const m2 = await store.snapshotFromCapsule({ name: 'snap-two', parent: 'snap-one', upperDir: upper });
   assert.deepEqual(m2.layers, ['snap-two', 'snap-one', 'minimal']);
@@ -152,8 +191,14 @@ test('snapshotFromCapsule stacks a copied upper layer (whiteouts, opaque dirs, o
   await assert.rejects(store.deleteTemplate('ghost'), /does not exist/);
   await store.deleteTemplate('snap-two');
   await store.deleteTemplate('snap-one');
-  assert.deepEqual((await store.listTemplates()).map((t) => t.name), ['minimal']);
-  assert.deepEqual(readdirSync(store.imagesDir).filter((n) => n.startsWith('.')), []);
+  assert.deepEqual(
+    (await store.listTemplates()).map((t) => t.name),
+    ['minimal'],
+  );
+  assert.deepEqual(
+    readdirSync(store.imagesDir).filter((n) => n.startsWith('.')),
+    [],
+  );
 });
 
 test('template names are validated', () => {
@@ -167,19 +212,27 @@ test('the Debian mirror comes from the apt sources (deb822 first, then one-line)
   const etc = join(tmp, 'apt');
   mkdirSync(join(etc, 'sources.list.d'), { recursive: true });
   assert.deepEqual(
-    parseDeb822('Types: deb\nURIs: http://mirror.test/debian\nSuites: bookworm bookworm-updates\nComponents: main\n\nTypes: deb\nURIs: http://mirror.test/debian-security\nSuites: bookworm-security\n'),
+    parseDeb822(
+      'Types: deb\nURIs: http://mirror.test/debian\nSuites: bookworm bookworm-updates\nComponents: main\n\nTypes: deb\nURIs: http://mirror.test/debian-security\nSuites: bookworm-security\n',
+    ),
     [
       { uri: 'http://mirror.test/debian', suites: ['bookworm', 'bookworm-updates'] },
       { uri: 'http://mirror.test/debian-security', suites: ['bookworm-security'] },
     ],
   );
-  assert.deepEqual(parseOneLine('# comment\ndeb [arch=amd64] http://one.test/debian bookworm main\ndeb-src http://x.test/ bookworm main\n'), [
-    { uri: 'http://one.test/debian', suites: ['bookworm'] },
-  ]);
+  assert.deepEqual(
+    parseOneLine(
+      '# comment\ndeb [arch=amd64] http://one.test/debian bookworm main\ndeb-src http://x.test/ bookworm main\n',
+    ),
+    [{ uri: 'http://one.test/debian', suites: ['bookworm'] }],
+  );
   await assert.rejects(findDebianMirror('bookworm', etc), /no apt source for the Debian suite "bookworm"/);
   writeFileSync(join(etc, 'sources.list'), 'deb http://one.test/debian bookworm main\n');
   assert.equal(await findDebianMirror('bookworm', etc), 'http://one.test/debian');
-  writeFileSync(join(etc, 'sources.list.d/debian.sources'), 'Types: deb\nURIs: http://two.test/debian-security\nSuites: bookworm-security\n\nTypes: deb\nURIs: http://two.test/debian\nSuites: bookworm\n');
+  writeFileSync(
+    join(etc, 'sources.list.d/debian.sources'),
+    'Types: deb\nURIs: http://two.test/debian-security\nSuites: bookworm-security\n\nTypes: deb\nURIs: http://two.test/debian\nSuites: bookworm\n',
+  );
   assert.equal(await findDebianMirror('bookworm', etc), 'http://two.test/debian');
   // This host's own configuration names one.
   assert.match(await findDebianMirror('bookworm'), /^https?:\/\//);

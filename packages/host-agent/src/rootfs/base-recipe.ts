@@ -1,13 +1,13 @@
 // `base`: Debian bookworm minbase from debootstrap, plus python3, pip, curl, git, ca-certificates,
 // sudo, procps and a `user` account with passwordless sudo. Needs the host's Debian mirror; takes
 // a minute or more, so the store builds it once and caches it.
-import { spawn, execFile } from 'node:child_process';
-import { mkdir, rm, writeFile, readdir, chmod } from 'node:fs/promises';
+import { execFile, spawn } from 'node:child_process';
+import { chmod, mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { promisify } from 'node:util';
-import type { ProgressFn, TemplateRecipe } from './recipe.js';
 import { findDebianMirror } from './debian-mirror.js';
+import type { ProgressFn, TemplateRecipe } from './recipe.js';
 
 const run = promisify(execFile);
 const SUITE = 'bookworm';
@@ -49,7 +49,16 @@ export const baseRecipe: TemplateRecipe = {
     onProgress(`base: debootstrap ${SUITE} (minbase + ${PACKAGES.join(',')}); this takes a minute or more`);
     await debootstrap(['--variant=minbase', `--include=${PACKAGES.join(',')}`, SUITE, rootfs, mirror], onProgress);
     onProgress('base: creating the user account');
-    await inChroot(rootfs, ['useradd', '--create-home', '--uid', '1000', '--user-group', '--shell', '/bin/bash', 'user']);
+    await inChroot(rootfs, [
+      'useradd',
+      '--create-home',
+      '--uid',
+      '1000',
+      '--user-group',
+      '--shell',
+      '/bin/bash',
+      'user',
+    ]);
     await writeFile(join(rootfs, 'etc/sudoers.d/wrenn-user'), 'user ALL=(ALL:ALL) NOPASSWD:ALL\n', { mode: 0o440 });
     await mkdir(join(rootfs, 'opt/wrenn'), { recursive: true });
     await chmod(join(rootfs, 'tmp'), 0o1777);

@@ -1,6 +1,6 @@
 // The Debian mirror this host already uses, read from its apt sources at run time (never
 // hard-coded): deb822 files in /etc/apt/sources.list.d/*.sources, then one-line sources.list files.
-import { readFile, readdir } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 export interface DebianSource {

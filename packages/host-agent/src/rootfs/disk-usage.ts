@@ -1,9 +1,10 @@
 // Disk space a directory tree really occupies (allocated blocks, hard links counted once).
+import type { Stats } from 'node:fs';
 import { lstat, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 
 export async function diskUsageBytes(root: string): Promise<number> {
-  let rootStat;
+  let rootStat: Stats;
   try {
     rootStat = await lstat(root);
   } catch (err) {
@@ -13,7 +14,7 @@ export async function diskUsageBytes(root: string): Promise<number> {
   const seen = new Set<bigint | number>();
   let total = 0;
   const visit = async (path: string): Promise<void> => {
-    let st;
+    let st: Stats;
     try {
       st = await lstat(path);
     } catch {

@@ -1,6 +1,6 @@
 // `minimal`: busybox-static and its applet symlinks on the skeleton. Offline, in about a second.
 import { execFile } from 'node:child_process';
-import { copyFile, open, chmod, mkdir, symlink, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, open, symlink, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import type { TemplateRecipe } from './recipe.js';
@@ -33,14 +33,19 @@ export const minimalRecipe: TemplateRecipe = {
   async build(rootfs, onProgress) {
     const ok = await isStaticElf(BUSYBOX).catch(() => false);
     if (!ok) {
-      throw new Error(`${BUSYBOX} is missing or not statically linked: install the Debian package busybox-static (apt-get install busybox-static)`);
+      throw new Error(
+        `${BUSYBOX} is missing or not statically linked: install the Debian package busybox-static (apt-get install busybox-static)`,
+      );
     }
     onProgress('minimal: copying busybox and creating applet links');
     await makeSkeleton(rootfs);
     await copyFile(BUSYBOX, join(rootfs, 'bin/busybox'));
     await chmod(join(rootfs, 'bin/busybox'), 0o755);
     const { stdout } = await run(BUSYBOX, ['--list-full']);
-    for (const rel of stdout.split('\n').map((l) => l.trim()).filter(Boolean)) {
+    for (const rel of stdout
+      .split('\n')
+      .map((l) => l.trim())
+      .filter(Boolean)) {
       if (rel === 'bin/busybox' || rel.includes('..')) continue;
       const link = join(rootfs, rel);
       await mkdir(dirname(link), { recursive: true });
@@ -48,6 +53,9 @@ export const minimalRecipe: TemplateRecipe = {
         if (err.code !== 'EEXIST') throw err;
       });
     }
-    await writeFile(join(rootfs, 'etc/os-release'), 'NAME="Wrenn minimal"\nID=wrenn-minimal\nPRETTY_NAME="Wrenn minimal (busybox)"\n');
+    await writeFile(
+      join(rootfs, 'etc/os-release'),
+      'NAME="Wrenn minimal"\nID=wrenn-minimal\nPRETTY_NAME="Wrenn minimal (busybox)"\n',
+    );
   },
 };

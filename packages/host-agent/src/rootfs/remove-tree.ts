@@ -2,10 +2,11 @@
 // /proc and /sys in its target): unmount everything below it first, then delete without ever
 // crossing into another file system, so a forgotten bind mount of a host directory is never
 // emptied.
-import { readFile, access } from 'node:fs/promises';
+
 import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
+import { access, readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
+import { promisify } from 'node:util';
 
 const run = promisify(execFile);
 

@@ -1,6 +1,6 @@
 // Shifts the ownership of a freshly built template tree into the capsule id range, so that root
 // inside a capsule (host uid HOST_ID_BASE) owns what root owned at build time.
-import { lstat, lchown, chmod, readdir } from 'node:fs/promises';
+import { chmod, lchown, lstat, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { HOST_ID_BASE, ID_RANGE } from './id-map.js';
 
@@ -22,7 +22,8 @@ export async function shiftOwnership(root: string): Promise<number> {
       const gid = st.gid < ID_RANGE ? st.gid + HOST_ID_BASE : st.gid;
       await lchown(path, uid, gid);
       // chown clears setuid/setgid on files (sudo, passwd...): put them back.
-      if (!st.isSymbolicLink() && !st.isDirectory() && (st.mode & SETID_BITS) !== 0) await chmod(path, st.mode & 0o7777);
+      if (!st.isSymbolicLink() && !st.isDirectory() && (st.mode & SETID_BITS) !== 0)
+        await chmod(path, st.mode & 0o7777);
       changed++;
     }
     if (st.isDirectory()) {

@@ -1,13 +1,26 @@
 // Files and directories every Wrenn base layer has: FHS directories, /tmp 1777, the mount points
 // the namespace runtime uses (/proc, /sys, /dev, /opt/wrenn) and a `user` account (uid 1000).
-import { mkdir, chmod, chown, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 export const USER_UID = 1000;
 const DIRS: [string, number][] = [
-  ['bin', 0o755], ['sbin', 0o755], ['usr/bin', 0o755], ['usr/sbin', 0o755], ['usr/local/bin', 0o755],
-  ['etc', 0o755], ['root', 0o700], ['home/user', 0o755], ['tmp', 0o1777], ['var/tmp', 0o1777],
-  ['var/log', 0o755], ['run', 0o755], ['proc', 0o555], ['sys', 0o555], ['dev', 0o755], ['mnt', 0o755],
+  ['bin', 0o755],
+  ['sbin', 0o755],
+  ['usr/bin', 0o755],
+  ['usr/sbin', 0o755],
+  ['usr/local/bin', 0o755],
+  ['etc', 0o755],
+  ['root', 0o700],
+  ['home/user', 0o755],
+  ['tmp', 0o1777],
+  ['var/tmp', 0o1777],
+  ['var/log', 0o755],
+  ['run', 0o755],
+  ['proc', 0o555],
+  ['sys', 0o555],
+  ['dev', 0o755],
+  ['mnt', 0o755],
   ['opt/wrenn', 0o755],
 ];
 

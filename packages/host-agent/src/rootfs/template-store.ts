@@ -1,20 +1,21 @@
 // Templates on disk: <imagesDir>/<name>/{manifest.json, rootfs/}. A base template is built from
 // a recipe on first use (one build at a time, atomically renamed into place); a snapshot template
 // is a capsule's upper layer stacked over its parent's layers.
-import { mkdir, readdir, rename, access, chmod, chown } from 'node:fs/promises';
+
 import { execFile } from 'node:child_process';
+import { access, chmod, chown, mkdir, readdir, rename } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import type { RuntimeName } from '../runtimes/runtime.js';
+import { baseRecipe } from './base-recipe.js';
 import { acquireLock } from './build-lock.js';
 import { diskUsageBytes } from './disk-usage.js';
 import { HOST_ID_BASE } from './id-map.js';
-import { LAYER_DIR, readManifest, validateTemplateName, writeManifest, type TemplateManifest } from './manifest.js';
+import { LAYER_DIR, readManifest, type TemplateManifest, validateTemplateName, writeManifest } from './manifest.js';
+import { minimalRecipe } from './minimal-recipe.js';
 import type { ProgressFn, TemplateRecipe } from './recipe.js';
 import { removeTree } from './remove-tree.js';
 import { shiftOwnership } from './shift-ownership.js';
-import { minimalRecipe } from './minimal-recipe.js';
-import { baseRecipe } from './base-recipe.js';
 
 const run = promisify(execFile);
 
@@ -131,7 +132,9 @@ export class TemplateStore {
         };
         await writeManifest(tmp, manifest);
         await rename(tmp, dir);
-        onProgress(`${name}: ready in ${((Date.now() - started) / 1000).toFixed(1)} s (${(manifest.size / 1048576).toFixed(1)} MiB)`);
+        onProgress(
+          `${name}: ready in ${((Date.now() - started) / 1000).toFixed(1)} s (${(manifest.size / 1048576).toFixed(1)} MiB)`,
+        );
         return manifest;
       } catch (err) {
         await removeTree(tmp).catch(() => undefined);
@@ -170,9 +173,13 @@ export class TemplateStore {
     const m = await readManifest(dir);
     if (!m) throw new Error(`template "${name}" does not exist`);
     if (m.kind === 'base') throw new Error(`template "${name}" is a base template and cannot be deleted`);
-    const users = (await this.listTemplates()).filter((t) => t.name !== name && (t.parent === name || t.layers.includes(name)));
+    const users = (await this.listTemplates()).filter(
+      (t) => t.name !== name && (t.parent === name || t.layers.includes(name)),
+    );
     if (users.length > 0) {
-      throw new Error(`template "${name}" is used by ${users.map((u) => `"${u.name}"`).join(', ')}: delete those first`);
+      throw new Error(
+        `template "${name}" is used by ${users.map((u) => `"${u.name}"`).join(', ')}: delete those first`,
+      );
     }
     this.known.delete(name);
     // Rename first so a half-deleted template is never visible under its name.
@@ -197,7 +204,8 @@ export class TemplateStore {
     const lock = await acquireLock(join(this.imagesDir, `.${opts.name}.lock`));
     const tmp = join(this.imagesDir, `.build-${opts.name}-${process.pid}`);
     try {
-      if (await readManifest(dir)) throw new Error(`template "${opts.name}" already exists: pick another name or delete it first`);
+      if (await readManifest(dir))
+        throw new Error(`template "${opts.name}" already exists: pick another name or delete it first`);
       await removeTree(tmp);
       await mkdir(tmp, { recursive: true });
       await run('cp', ['-a', '--one-file-system', '--', opts.upperDir, join(tmp, LAYER_DIR)]).catch(

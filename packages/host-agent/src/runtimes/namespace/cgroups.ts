@@ -26,7 +26,10 @@ export class CapsuleCgroups {
     readonly root = '/sys/fs/cgroup',
     readonly parent = DEFAULT_CGROUP_PARENT,
   ) {
-    this.dirs = Object.fromEntries(CONTROLLERS.map((c) => [c, join(root, c, parent, id)])) as Record<Controller, string>;
+    this.dirs = Object.fromEntries(CONTROLLERS.map((c) => [c, join(root, c, parent, id)])) as Record<
+      Controller,
+      string
+    >;
   }
 
   /** The distinct directories (cpu and cpuacct may be one co-mounted hierarchy). */
@@ -88,7 +91,9 @@ export class CapsuleCgroups {
     while (this.freezerState() !== 'FROZEN') {
       if (Date.now() > deadline) {
         this.write('freezer', 'freezer.state', 'THAWED');
-        throw new Error(`capsule ${this.id} did not freeze within ${timeoutMs} ms (a task in uninterruptible sleep?); thawed it again`);
+        throw new Error(
+          `capsule ${this.id} did not freeze within ${timeoutMs} ms (a task in uninterruptible sleep?); thawed it again`,
+        );
       }
       // Most freezes finish in microseconds: re-check at once a few times before sleeping.
       if (++spins > 20) await sleep(1);
@@ -131,7 +136,9 @@ export class CapsuleCgroups {
       if (frozen) this.thaw();
       for (let i = 0; i < 50 && this.pids().length > 0; i++) await sleep(i < 10 ? 1 : 10);
       if (Date.now() > deadline) {
-        throw new Error(`processes ${this.pids().join(' ')} of capsule ${this.id} survived SIGKILL for ${timeoutMs} ms`);
+        throw new Error(
+          `processes ${this.pids().join(' ')} of capsule ${this.id} survived SIGKILL for ${timeoutMs} ms`,
+        );
       }
     }
   }
@@ -146,7 +153,8 @@ export class CapsuleCgroups {
         } catch (err) {
           const code = (err as NodeJS.ErrnoException).code;
           if (code === 'ENOENT') break;
-          if (code !== 'EBUSY' || attempt > 100) throw new Error(`could not remove cgroup ${d}: ${(err as Error).message}`);
+          if (code !== 'EBUSY' || attempt > 100)
+            throw new Error(`could not remove cgroup ${d}: ${(err as Error).message}`);
           await sleep(10);
         }
       }

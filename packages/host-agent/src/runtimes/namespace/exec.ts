@@ -4,8 +4,8 @@
 import { spawn } from 'node:child_process';
 import type { RuntimeHandle } from '../runtime.js';
 import { CapsuleCgroups } from './cgroups.js';
-import { nsinitPath } from './nsinit-binary.js';
 import type { NamespaceState } from './namespace-runtime.js';
+import { nsinitPath } from './nsinit-binary.js';
 
 export interface ExecOptions {
   uid?: number;
@@ -23,18 +23,27 @@ export interface ExecResult {
   stderr: string;
 }
 
-export async function execInCapsule(handle: RuntimeHandle, argv: string[], opts: ExecOptions = {}): Promise<ExecResult> {
+export async function execInCapsule(
+  handle: RuntimeHandle,
+  argv: string[],
+  opts: ExecOptions = {},
+): Promise<ExecResult> {
   const s = handle.state as unknown as NamespaceState;
-  if (handle.runtime !== 'namespace' || !s?.pid) throw new Error(`capsule ${handle.id} is not a running namespace capsule`);
+  if (handle.runtime !== 'namespace' || !s?.pid)
+    throw new Error(`capsule ${handle.id} is not a running namespace capsule`);
   if (argv.length === 0) throw new Error('execInCapsule needs a command');
   const helper = await nsinitPath();
   const args = [
     'exec',
-    '--pid', String(s.pid),
+    '--pid',
+    String(s.pid),
     ...(s.cgroupDirs ?? new CapsuleCgroups(handle.id).uniqueDirs()).flatMap((d) => ['--cgroup', d]),
-    '--uid', String(opts.uid ?? 0),
-    '--gid', String(opts.gid ?? opts.uid ?? 0),
-    '--cwd', opts.cwd ?? '/',
+    '--uid',
+    String(opts.uid ?? 0),
+    '--gid',
+    String(opts.gid ?? opts.uid ?? 0),
+    '--cwd',
+    opts.cwd ?? '/',
     '--',
     ...argv,
   ];

@@ -11,21 +11,15 @@ import http from 'node:http';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type {
-  CapsuleRuntime,
-  CapsuleSpec,
-  CapsuleStats,
-  PauseResult,
-  RuntimeHandle,
-} from '../runtime.js';
-import { TemplateStore } from '../../rootfs/template-store.js';
-import { validateTemplateName } from '../../rootfs/manifest.js';
-import { HOST_ID_BASE, idMapLine } from '../../rootfs/id-map.js';
 import { diskUsageBytes } from '../../rootfs/disk-usage.js';
-import { removeTree, mountsUnder, unmountUnder } from '../../rootfs/remove-tree.js';
+import { HOST_ID_BASE, idMapLine } from '../../rootfs/id-map.js';
+import { validateTemplateName } from '../../rootfs/manifest.js';
+import { mountsUnder, removeTree, unmountUnder } from '../../rootfs/remove-tree.js';
+import type { TemplateStore } from '../../rootfs/template-store.js';
+import type { CapsuleRuntime, CapsuleSpec, CapsuleStats, PauseResult, RuntimeHandle } from '../runtime.js';
 import { CapsuleCgroups, listCapsuleCgroupIds } from './cgroups.js';
+import { defaultAppDir, envdScript, GUEST_DIR, type NodeRuntimeLayout, resolveNodeRuntime } from './node-runtime.js';
 import { nsinitPath } from './nsinit-binary.js';
-import { defaultAppDir, envdScript, GUEST_DIR, resolveNodeRuntime, type NodeRuntimeLayout } from './node-runtime.js';
 
 export const ENVD_PORT = 49983;
 const GUEST_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
@@ -102,15 +96,20 @@ const ID = /^[a-z0-9][a-z0-9-]{0,62}$/;
 function validateSpec(spec: CapsuleSpec): void {
   const bad = (msg: string) => new Error(`invalid capsule spec: ${msg}`);
   if (!spec || typeof spec !== 'object') throw bad('missing');
-  if (typeof spec.id !== 'string' || !ID.test(spec.id)) throw bad(`id ${JSON.stringify(spec.id)} must be 1-63 of a-z 0-9 - (e.g. cl-abc123)`);
+  if (typeof spec.id !== 'string' || !ID.test(spec.id))
+    throw bad(`id ${JSON.stringify(spec.id)} must be 1-63 of a-z 0-9 - (e.g. cl-abc123)`);
   validateTemplateName(spec.template);
-  if (typeof spec.vcpus !== 'number' || !(spec.vcpus > 0) || spec.vcpus > 256) throw bad(`vcpus ${spec.vcpus} must be > 0 and <= 256`);
-  if (!Number.isInteger(spec.memoryMb) || spec.memoryMb < 16) throw bad(`memoryMb ${spec.memoryMb} must be a whole number >= 16`);
+  if (typeof spec.vcpus !== 'number' || !(spec.vcpus > 0) || spec.vcpus > 256)
+    throw bad(`vcpus ${spec.vcpus} must be > 0 and <= 256`);
+  if (!Number.isInteger(spec.memoryMb) || spec.memoryMb < 16)
+    throw bad(`memoryMb ${spec.memoryMb} must be a whole number >= 16`);
   for (const [k, v] of Object.entries({ ...spec.envs, ...spec.metadata })) {
-    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(k) || typeof v !== 'string' || v.includes('\0')) throw bad(`environment variable ${JSON.stringify(k)} is not valid`);
+    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(k) || typeof v !== 'string' || v.includes('\0'))
+      throw bad(`environment variable ${JSON.stringify(k)} is not valid`);
   }
   const netns = spec.network?.netnsPath;
-  if (netns !== undefined && (typeof netns !== 'string' || !netns.startsWith('/'))) throw bad('network.netnsPath must be an absolute path');
+  if (netns !== undefined && (typeof netns !== 'string' || !netns.startsWith('/')))
+    throw bad('network.netnsPath must be an absolute path');
 }
 
 /** Start time of a live (non-zombie) process, to tell it from a later process with the same pid. */
@@ -152,7 +151,10 @@ export class NamespaceRuntime implements CapsuleRuntime {
   }
 
   private nodeLayout(): Promise<NodeRuntimeLayout> {
-    this.layout ??= resolveNodeRuntime(this.opts.nodePath ?? process.execPath, this.opts.appDir ?? defaultAppDir()).catch((err) => {
+    this.layout ??= resolveNodeRuntime(
+      this.opts.nodePath ?? process.execPath,
+      this.opts.appDir ?? defaultAppDir(),
+    ).catch((err) => {
       this.layout = undefined;
       throw err;
     });
@@ -168,7 +170,9 @@ export class NamespaceRuntime implements CapsuleRuntime {
     const t0 = performance.now();
     const manifest = await this.opts.templates.ensureTemplate(spec.template);
     if (!manifest.runtimes.includes('namespace')) {
-      throw new Error(`template "${spec.template}" cannot run on the namespace runtime (it supports ${manifest.runtimes.join(', ')})`);
+      throw new Error(
+        `template "${spec.template}" cannot run on the namespace runtime (it supports ${manifest.runtimes.join(', ')})`,
+      );
     }
     const layers = await this.opts.templates.layerDirs(manifest);
     const tTemplate = performance.now();
@@ -177,7 +181,9 @@ export class NamespaceRuntime implements CapsuleRuntime {
       await mkdir(sandboxDir, { recursive: false });
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'EEXIST') {
-        throw new Error(`capsule ${spec.id} already exists on this host (${sandboxDir}); destroy it first or use another id`);
+        throw new Error(
+          `capsule ${spec.id} already exists on this host (${sandboxDir}); destroy it first or use another id`,
+        );
       }
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
       await mkdir(sandboxDir, { recursive: true });
@@ -232,25 +238,40 @@ export class NamespaceRuntime implements CapsuleRuntime {
       ...netnsArgs,
       ...cg.uniqueDirs().flatMap((d) => ['--cgroup', d]),
       ...state.layers.flatMap((l) => ['--lower', l]),
-      '--upper', join(sandboxDir, 'upper'),
-      '--work', join(sandboxDir, 'work'),
-      '--rootfs', join(sandboxDir, 'rootfs'),
-      '--hostname', state.hostname ?? spec.id,
-      '--uid-map', idMapLine(),
-      '--gid-map', idMapLine(),
-      '--root-uid', String(HOST_ID_BASE),
-      '--pts-gid', String(HOST_ID_BASE + 5), // group tty inside
+      '--upper',
+      join(sandboxDir, 'upper'),
+      '--work',
+      join(sandboxDir, 'work'),
+      '--rootfs',
+      join(sandboxDir, 'rootfs'),
+      '--hostname',
+      state.hostname ?? spec.id,
+      '--uid-map',
+      idMapLine(),
+      '--gid-map',
+      idMapLine(),
+      '--root-uid',
+      String(HOST_ID_BASE),
+      '--pts-gid',
+      String(HOST_ID_BASE + 5), // group tty inside
       // Root inside has no capabilities over the (host-owned) network namespace: let it bind
       // ports < 1024 and ping anyway.
-      '--sysctl', 'net/ipv4/ip_unprivileged_port_start=0',
-      '--sysctl', 'net/ipv4/ping_group_range=0 2147483647',
-      '--tmpfs', GUEST_DIR,
+      '--sysctl',
+      'net/ipv4/ip_unprivileged_port_start=0',
+      '--sysctl',
+      'net/ipv4/ping_group_range=0 2147483647',
+      '--tmpfs',
+      GUEST_DIR,
       ...layout.binds.flatMap((b) => ['--bind', `${b.src}:${b.dst}`]),
       ...etcBinds.flatMap((b) => ['--bind-rw', `${b.src}:${b.dst}`]),
-      '--ready-port', String(readyPort),
-      '--ready-path', this.opts.readyPath ?? '/health',
-      '--ready-timeout-ms', String(this.opts.readyTimeoutMs ?? 30_000),
-      '--cwd', '/',
+      '--ready-port',
+      String(readyPort),
+      '--ready-path',
+      this.opts.readyPath ?? '/health',
+      '--ready-timeout-ms',
+      String(this.opts.readyTimeoutMs ?? 30_000),
+      '--cwd',
+      '/',
       ...(this.opts.trace ? ['--trace', '1'] : []),
       '--',
       ...main,
@@ -272,14 +293,15 @@ export class NamespaceRuntime implements CapsuleRuntime {
     try {
       const child = spawn(helper, args, { stdio: ['ignore', log, log, 'pipe'], detached: true, env });
       state.helperPid = child.pid ?? 0;
-      state.helperStartTime = child.pid ? readStartTime(child.pid) ?? '' : '';
+      state.helperStartTime = child.pid ? (readStartTime(child.pid) ?? '') : '';
       const status = child.stdio[3] as NodeJS.ReadableStream;
       const lines = createInterface({ input: status });
       const exited = new Promise<number>((res) => child.once('exit', (code, sig) => res(code ?? (sig ? 128 : 1))));
       child.once('error', () => undefined);
       try {
         await new Promise<void>((resolveReady, reject) => {
-          const fail = (msg: string) => reject(new Error(`capsule ${spec.id} failed to start: ${msg}${logTail(logPath)}`));
+          const fail = (msg: string) =>
+            reject(new Error(`capsule ${spec.id} failed to start: ${msg}${logTail(logPath)}`));
           lines.on('line', (line) => {
             if (line.startsWith('pid ')) {
               state.pid = Number(line.slice(4));
@@ -306,7 +328,8 @@ export class NamespaceRuntime implements CapsuleRuntime {
       closeSync(log);
     }
     const tReady = performance.now();
-    if (this.opts.hostHealthCheck && spec.network?.capsuleIp) await waitForHealth(spec.network.capsuleIp, readyPort, this.opts.readyPath ?? '/health');
+    if (this.opts.hostHealthCheck && spec.network?.capsuleIp)
+      await waitForHealth(spec.network.capsuleIp, readyPort, this.opts.readyPath ?? '/health');
     const tEnd = performance.now();
     this.lastCreateTimings = {
       template: tTemplate - t0,
@@ -330,7 +353,12 @@ export class NamespaceRuntime implements CapsuleRuntime {
     const files: [string, string][] = [
       ['hosts', `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t${id}\n`],
       ['hostname', `${id}\n`],
-      ['resolv.conf', servers.length ? servers.map((s) => `nameserver ${s}\n`).join('') : '# no DNS server configured for capsules on this host\n'],
+      [
+        'resolv.conf',
+        servers.length
+          ? servers.map((s) => `nameserver ${s}\n`).join('')
+          : '# no DNS server configured for capsules on this host\n',
+      ],
     ];
     return Promise.all(
       files.map(async ([name, text]) => {
@@ -416,7 +444,9 @@ export class NamespaceRuntime implements CapsuleRuntime {
       } catch (err) {
         // Keep the disk (it is what hibernate promised); drop whatever half-started.
         await this.stopProcesses(s.spec.id).catch(() => undefined);
-        await this.cgroups(s.spec.id).remove().catch(() => undefined);
+        await this.cgroups(s.spec.id)
+          .remove()
+          .catch(() => undefined);
         s.pid = 0;
         throw err;
       }
@@ -434,7 +464,11 @@ export class NamespaceRuntime implements CapsuleRuntime {
     const wasFrozen = running && cg.freezerState() === 'FROZEN';
     if (running && !wasFrozen) await cg.freeze();
     try {
-      await this.opts.templates.snapshotFromCapsule({ name, parent: s.spec.template, upperDir: join(s.sandboxDir, 'upper') });
+      await this.opts.templates.snapshotFromCapsule({
+        name,
+        parent: s.spec.template,
+        upperDir: join(s.sandboxDir, 'upper'),
+      });
     } finally {
       if (running && !wasFrozen) cg.thaw();
     }
@@ -454,11 +488,15 @@ export class NamespaceRuntime implements CapsuleRuntime {
     if (!(await this.isAlive(handle))) return; // applied when it boots again
     const helper = await nsinitPath();
     await new Promise<void>((resolveDone, reject) => {
-      const child = spawn(helper, ['hostname', '--pid', String(s.pid), '--', hostname], { stdio: ['ignore', 'ignore', 'pipe'] });
+      const child = spawn(helper, ['hostname', '--pid', String(s.pid), '--', hostname], {
+        stdio: ['ignore', 'ignore', 'pipe'],
+      });
       let err = '';
       child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
       child.on('error', reject);
-      child.on('close', (code) => (code === 0 ? resolveDone() : reject(new Error(`setting the hostname of ${s.spec.id} failed: ${err.trim()}`))));
+      child.on('close', (code) =>
+        code === 0 ? resolveDone() : reject(new Error(`setting the hostname of ${s.spec.id} failed: ${err.trim()}`)),
+      );
     });
   }
 
@@ -557,7 +595,10 @@ async function waitForHealth(ip: string, port: number, path: string, timeoutMs =
     });
     if (status >= 200 && status < 300) return;
     if (status) last = `HTTP ${status}`;
-    if (Date.now() > deadline) throw new Error(`envd answered inside the capsule but not at http://${ip}:${port}${path} from the host (${last}): check the capsule network`);
+    if (Date.now() > deadline)
+      throw new Error(
+        `envd answered inside the capsule but not at http://${ip}:${port}${path} from the host (${last}): check the capsule network`,
+      );
     await sleep(5);
   }
 }

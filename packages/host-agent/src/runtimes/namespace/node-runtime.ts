@@ -38,7 +38,9 @@ export function defaultAppDir(): string {
     if (existsSync(join(dir, CLI_ENTRY))) return dir;
     const up = dirname(dir);
     if (up === dir) {
-      throw new Error(`cannot find the Wrenn install (${CLI_ENTRY}) above ${fileURLToPath(import.meta.url)}: pass appDir to the namespace runtime`);
+      throw new Error(
+        `cannot find the Wrenn install (${CLI_ENTRY}) above ${fileURLToPath(import.meta.url)}: pass appDir to the namespace runtime`,
+      );
     }
     dir = up;
   }
@@ -64,7 +66,9 @@ export function parseLdd(text: string): { libs: [string, string][]; loader: stri
 export async function resolveNodeRuntime(nodePath: string, appDir: string): Promise<NodeRuntimeLayout> {
   const node = realpathSync(nodePath);
   const { stdout } = await run('ldd', [node]).catch((err: Error) => {
-    throw new Error(`ldd ${node} failed (${err.message}); the namespace runtime needs a dynamically linked node and ldd (libc-bin)`);
+    throw new Error(
+      `ldd ${node} failed (${err.message}); the namespace runtime needs a dynamically linked node and ldd (libc-bin)`,
+    );
   });
   const { libs, loader } = parseLdd(stdout);
   const loaderName = basename(loader);
@@ -76,7 +80,12 @@ export async function resolveNodeRuntime(nodePath: string, appDir: string): Prom
   ];
   return {
     binds,
-    nodeArgv: [`${GUEST_RUNTIME}/lib/${loaderName}`, '--library-path', `${GUEST_RUNTIME}/lib`, `${GUEST_RUNTIME}/bin/node`],
+    nodeArgv: [
+      `${GUEST_RUNTIME}/lib/${loaderName}`,
+      '--library-path',
+      `${GUEST_RUNTIME}/lib`,
+      `${GUEST_RUNTIME}/bin/node`,
+    ],
   };
 }
 

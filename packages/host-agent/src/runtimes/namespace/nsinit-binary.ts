@@ -36,7 +36,8 @@ async function locate(): Promise<string> {
     if (existsSync(NSINIT_BINARY)) return NSINIT_BINARY;
     throw new Error(`neither ${NSINIT_BINARY} nor its source ${NSINIT_SOURCE} exists: reinstall Wrenn`);
   }
-  if (existsSync(NSINIT_BINARY) && statSync(NSINIT_BINARY).mtimeMs >= statSync(NSINIT_SOURCE).mtimeMs) return NSINIT_BINARY;
+  if (existsSync(NSINIT_BINARY) && statSync(NSINIT_BINARY).mtimeMs >= statSync(NSINIT_SOURCE).mtimeMs)
+    return NSINIT_BINARY;
   await buildNsinit();
   return NSINIT_BINARY;
 }
@@ -47,7 +48,9 @@ export async function buildNsinit(): Promise<string> {
   await run('mkdir', ['-p', dirname(NSINIT_BINARY)]);
   await run('gcc', ['-O2', '-Wall', '-Wno-format-truncation', '-o', tmp, NSINIT_SOURCE]).catch(
     (err: Error & { stderr?: string }) => {
-      throw new Error(`compiling ${NSINIT_SOURCE} failed (is gcc installed? apt-get install gcc): ${err.stderr || err.message}`);
+      throw new Error(
+        `compiling ${NSINIT_SOURCE} failed (is gcc installed? apt-get install gcc): ${err.stderr || err.message}`,
+      );
     },
   );
   await rename(tmp, NSINIT_BINARY); // atomic: a concurrent runner never sees half a binary
