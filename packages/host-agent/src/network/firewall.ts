@@ -10,6 +10,7 @@
 // so nothing but one rule per capsule (its internet switch, in <P>-EGRESS) changes per capsule.
 import { run, runOk } from './exec.js';
 import { Mutex } from './mutex.js';
+import { existsSync } from 'node:fs';
 
 export interface FirewallNames {
   chainPrefix: string; // WRENN
@@ -28,6 +29,9 @@ export interface EgressRule {
 }
 
 export const METADATA_IP = '169.254.169.254';
+
+/** Kernels built without IPv6 have no ip6tables tables (and capsules no IPv6 to block). */
+const HAS_IPV6 = existsSync('/proc/sys/net/ipv6');
 
 export function chains(p: string) {
   return {
@@ -134,8 +138,9 @@ export class Firewall {
       const { v4, v6 } = baseRules(this.cfg, snapshot);
       await runOk('iptables-restore', ['-w', '--noflush'], v4, 'installing the capsule firewall');
       this.installed = new Map(snapshot.map((r) => [r.ifname, r]));
-      await runOk('ip6tables-restore', ['-w', '--noflush'], v6, 'installing the capsule IPv6 firewall');
+      if (HAS_IPV6) await runOk('ip6tables-restore', ['-w', '--noflush'], v6, 'installing the capsule IPv6 firewall');
       for (const [cmd, v6only] of [['iptables-save', false], ['ip6tables-save', true]] as const) {
+        if (v6only && !HAS_IPV6) continue;
         const tables = await save(cmd);
         const add: Record<string, string[]> = {};
         for (const h of HOOKS) {
@@ -158,6 +163,7 @@ export class Firewall {
         ['iptables-save', 'iptables-restore'],
         ['ip6tables-save', 'ip6tables-restore'],
       ] as const) {
+        if (cmd === 'ip6tables-save' && !HAS_IPV6) continue;
         const tables = await save(cmd);
         let text = '';
         const ours = Object.values(this.ch);
