@@ -188,6 +188,26 @@ export function defineE2bSuite(db: DbKind, slot: number): void {
       assert.ok(templates.some((t) => t.templateID === 'minimal' && t.public));
     });
 
+    it('snapshots a sandbox, starts new sandboxes from the snapshot, lists and deletes it', async () => {
+      const sbx = await make();
+      await sbx.files.write('/home/user/state.txt', 'saved in the snapshot');
+      const name = `snap-${db}`;
+      const snap = await sbx.createSnapshot({ name });
+      assert.equal(snap.snapshotId, name);
+      const listed = await Sandbox.listSnapshots({ ...sys.sdk(), sandboxId: sbx.sandboxId }).nextItems();
+      assert.deepEqual(listed.map((x) => x.snapshotId), [name]);
+      const fromSnap = await Sandbox.create(name, { ...sys.sdk(), timeoutMs: 120_000 });
+      created.push(fromSnap.sandboxId);
+      assert.equal(await fromSnap.files.read('/home/user/state.txt'), 'saved in the snapshot');
+      assert.equal((await Sandbox.getInfo(fromSnap.sandboxId, sys.sdk())).templateId, name);
+      // In use: refused; once its sandboxes are gone it can be deleted, once.
+      await assert.rejects(Sandbox.deleteSnapshot(name, sys.sdk()), /409/);
+      await fromSnap.kill();
+      assert.equal(await Sandbox.deleteSnapshot(name, sys.sdk()), true);
+      assert.equal(await Sandbox.deleteSnapshot(name, sys.sdk()), false);
+      assert.deepEqual(await Sandbox.listSnapshots({ ...sys.sdk(), sandboxId: sbx.sandboxId }).nextItems(), []);
+    });
+
     it('kills: gone from info and lists, its proxy routes 404, a second kill reports false', async () => {
       const sbx = await make();
       assert.equal(await Sandbox.kill(sbx.sandboxId, sys.sdk()), true);
