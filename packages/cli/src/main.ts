@@ -24,6 +24,7 @@ program
   .addOption(new Option('--data-dir <dir>', 'state, images and capsules').default('/var/lib/wrenn').env('WRENN_DIR'))
   .addOption(new Option('--control-plane <url>', 'register with this control plane').env('WRENN_CONTROL_PLANE'))
   .addOption(new Option('--token <token>', 'one-time registration token').env('WRENN_AGENT_TOKEN'))
+  .addOption(new Option('--warm-pool <spec>', 'ready capsules kept per template, e.g. minimal=2').default('minimal=2').env('WRENN_WARM_POOL'))
   .action(async (opts: Record<string, string | undefined>) => {
     const { runAgentFromCli } = await import('@wrenn/host-agent/cli');
     await runAgentFromCli(opts);
@@ -35,6 +36,7 @@ program
   .addOption(new Option('--listen <addr>', 'host:port of the API, proxy and dashboard').default('127.0.0.1:8000').env('WRENN_LISTEN'))
   .addOption(new Option('--data-dir <dir>', 'data directory').default('/var/lib/wrenn').env('WRENN_DIR'))
   .addOption(new Option('--domain <domain>', 'domain for proxy host names').default('localhost').env('WRENN_DOMAIN'))
+  .addOption(new Option('--warm-pool <spec>', 'ready capsules kept per template, e.g. minimal=2').default('minimal=2').env('WRENN_WARM_POOL'))
   .action(async (opts: Record<string, string | undefined>) => {
     const { runUpFromCli } = await import('@wrenn/control-plane/cli');
     await runUpFromCli(opts);

@@ -1,5 +1,5 @@
 // `wrenn up` and `wrenn server`.
-import { parseListen } from '@wrenn/host-agent/cli';
+import { parseListen, parseWarmPool } from '@wrenn/host-agent/cli';
 
 export async function runUpFromCli(opts: Record<string, string | undefined>): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error('`wrenn up` runs a host agent, which needs root (namespaces, cgroups, network); run it with sudo');
@@ -9,6 +9,7 @@ export async function runUpFromCli(opts: Record<string, string | undefined>): Pr
     dataDir,
     listen: parseListen(opts.listen ?? '127.0.0.1:8000'),
     domain: opts.domain ?? 'localhost',
+    warmPool: parseWarmPool(opts.warmPool),
     ...(process.env.DATABASE_URL ? { databaseUrl: process.env.DATABASE_URL } : {}),
     ...(process.env.WRENN_API_KEY ? { adminKey: process.env.WRENN_API_KEY } : {}),
     onProgress: (line) => process.stderr.write(`[wrenn] ${line}\n`),

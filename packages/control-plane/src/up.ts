@@ -19,6 +19,8 @@ export interface UpOptions {
   adminKey?: string;
   /** Network settings of the local agent (tests give each system its own pool). */
   network?: Partial<NetworkOptions>;
+  /** Ready capsules kept per template (default none). */
+  warmPool?: Record<string, number>;
   /** Template cache (default <dataDir>/images); tests share one so `base` is built once. */
   imagesDir?: string;
   /** Build `minimal` before reporting ready (default true). */
@@ -46,6 +48,7 @@ export async function startUp(o: UpOptions): Promise<RunningUp> {
     ...layers,
     dataDir: o.dataDir,
     listen: { host: '127.0.0.1', port: 0 },
+    ...(o.warmPool ? { warmPool: o.warmPool } : {}),
     log: (level, msg, data) => log[level](data ?? {}, msg),
   });
   const cp = await startControlPlane({

@@ -10,13 +10,24 @@ export function parseListen(value: string, flag = '--listen'): { host: string; p
   return { host: (m[1] ?? '').replace(/^\[|\]$/g, ''), port };
 }
 
+/** "minimal=2,base=1" -> { minimal: 2, base: 1 }. */
+export function parseWarmPool(value: string | undefined): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const part of (value ?? '').split(',').map((p) => p.trim()).filter(Boolean)) {
+    const m = /^([a-z0-9][a-z0-9._-]{0,62})=(\d{1,3})$/.exec(part);
+    if (!m) throw new Error(`--warm-pool takes template=count pairs separated by commas (e.g. minimal=2), got "${part}"`);
+    out[m[1] as string] = Number(m[2]);
+  }
+  return out;
+}
+
 export async function runAgentFromCli(opts: Record<string, string | undefined>): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error('the host agent needs root (namespaces, cgroups, network); run it with sudo');
   const log = pino({ base: { svc: 'host-agent' } });
   const listen = parseListen(opts.listen ?? '127.0.0.1:50051');
   const dataDir = opts.dataDir ?? '/var/lib/wrenn';
   const layers = await createLocalLayers(dataDir);
-  const agent = await startAgent({ ...layers, dataDir, listen, log: (level, msg, data) => log[level](data ?? {}, msg) });
+  const agent = await startAgent({ ...layers, dataDir, listen, warmPool: parseWarmPool(opts.warmPool), log: (level, msg, data) => log[level](data ?? {}, msg) });
   log.info({ url: agent.url, hostId: agent.hostId, dataDir }, 'host agent listening');
   if (opts.controlPlane) {
     const { registerWithControlPlane } = await import('./register.js');
