@@ -47,7 +47,7 @@ test('free functions: create, list, metadata, internet switch, stale cleanup, de
   await unregisterMetadata('cl-api-a');
   assert.equal((await httpGetFrom(a.netnsName, 'http://169.254.169.254/WRENN_TEMPLATE_ID')).status, 404);
   assert.deepEqual(await httpGetFrom(a.netnsName, 'http://169.254.169.254/WRENN_SANDBOX_ID'), { status: 200, body: 'cl-api-a' });
-  await assert.rejects(registerMetadata('cl-api-a', { 'bad key': 'x' }), /metadata key "bad key" is invalid/);
+  await assert.rejects(registerMetadata('cl-api-a', { 'a/b': 'x' }), /metadata key "a\/b" is invalid/);
 
   assert.equal((await setInternet('cl-api-a', true)).internet, true);
   assert.equal((await getCapsuleNetwork('cl-api-a'))?.internet, true);

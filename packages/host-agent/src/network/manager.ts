@@ -77,7 +77,8 @@ function checkRate(rate: number): number {
 
 function checkMetadata(values: Record<string, string>): void {
   for (const [k, v] of Object.entries(values)) {
-    if (!/^[A-Za-z0-9_.-]{1,128}$/.test(k)) throw new Error(`metadata key "${k}" is invalid: use letters, digits, '_', '.', '-'`);
+    // Keys are URL path segments of the metadata endpoint.
+    if (!/^[^/\x00-\x1f\x7f]{1,256}$/.test(k)) throw new Error(`metadata key "${k}" is invalid: 1-256 characters, no '/' or control characters`);
     if (typeof v !== 'string') throw new Error(`metadata value of ${k} must be a string`);
   }
 }
