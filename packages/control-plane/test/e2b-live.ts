@@ -79,7 +79,10 @@ export interface LiveSystem {
 const quietLog = pino({ level: process.env.WRENN_TEST_LOG ?? 'silent' });
 const agentLog = (level: 'info' | 'warn' | 'error', msg: string, data?: Record<string, unknown>) => quietLog[level](data ?? {}, msg);
 
-export async function startLive(o: { db: DbKind; slot: number }): Promise<LiveSystem> {
+/** The template cache the host-agent tests share, so `base` (debootstrap, a minute or more) is built once per machine. */
+export const SHARED_IMAGES = process.env.WRENN_TEST_IMAGES ?? '/var/cache/wrenn-test-images';
+
+export async function startLive(o: { db: DbKind; slot: number; imagesDir?: string }): Promise<LiveSystem> {
   const dataDir = mkdtempSync(join(tmpdir(), 'wrenn-live-'));
   const databaseUrl = o.db === 'postgres' ? await postgresUrl() : undefined;
   const domain = 'wrenn.test';
@@ -91,6 +94,7 @@ export async function startLive(o: { db: DbKind; slot: number }): Promise<LiveSy
       domain,
       ...(databaseUrl ? { databaseUrl } : {}),
       network: testNetwork(o.slot),
+      ...(o.imagesDir ? { imagesDir: o.imagesDir } : {}),
       logLevel: process.env.WRENN_TEST_LOG ?? 'silent',
     });
   } catch (err) {
@@ -111,7 +115,7 @@ export async function startLive(o: { db: DbKind; slot: number }): Promise<LiveSy
       const dir = mkdtempSync(join(tmpdir(), 'wrenn-agent-'));
       // Templates come from the main system's image cache (built once per run).
       const mk = async (port: number) => {
-        const layers = await createLocalLayers(dir, { network: testNetwork(slot), imagesDir: join(dataDir, 'images') });
+        const layers = await createLocalLayers(dir, { network: testNetwork(slot), imagesDir: o.imagesDir ?? join(dataDir, 'images') });
         try {
           const agent = await startAgent({ ...layers, dataDir: dir, listen: { host: '127.0.0.1', port }, log: agentLog });
           return { layers, agent };
