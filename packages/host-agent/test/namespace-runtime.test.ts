@@ -73,6 +73,20 @@ test('minimal template builds (cached) and a capsule runs the real envd in the g
     /ld-linux-x86-64\.so\.2 --library-path \/opt\/wrenn\/runtime\/lib \/opt\/wrenn\/runtime\/bin\/node \/opt\/wrenn\/app\/packages\/cli\/bin\/wrenn\.js envd --port 49983/,
   );
   assert.doesNotMatch((await sh(h, 'env')).stdout, /LD_LIBRARY_PATH/);
+  // The capsule sees its own cgroups (read-only) and envd's metrics report its real memory limit.
+  assert.equal(
+    (await sh(h, 'cat /sys/fs/cgroup/memory/memory.limit_in_bytes')).stdout.trim(),
+    String(256 * 1024 * 1024),
+  );
+  assert.notEqual((await sh(h, 'echo 999999999999 > /sys/fs/cgroup/memory/memory.limit_in_bytes')).code, 0);
+  assert.notEqual((await sh(h, 'echo 0 > /sys/fs/cgroup/pids/tasks')).code, 0);
+  const metrics = JSON.parse(
+    execFileSync('ip', ['netns', 'exec', ns.name, 'curl', '-s', 'http://127.0.0.1:49983/metrics'], {
+      encoding: 'utf8',
+    }),
+  ) as Record<string, number>;
+  console.log(`# envd /metrics inside the capsule: ${JSON.stringify(metrics)}`);
+  assert.equal(metrics.mem_total, 256 * 1024 * 1024);
   console.log(
     `# helper step timings:\n${readFileSync(join(h.state.sandboxDir as string, 'envd.log'), 'utf8')
       .split('\n')

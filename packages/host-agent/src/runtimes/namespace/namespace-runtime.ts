@@ -17,7 +17,7 @@ import { validateTemplateName } from '../../rootfs/manifest.js';
 import { mountsUnder, removeTree, unmountUnder } from '../../rootfs/remove-tree.js';
 import type { TemplateStore } from '../../rootfs/template-store.js';
 import type { CapsuleRuntime, CapsuleSpec, CapsuleStats, PauseResult, RuntimeHandle } from '../runtime.js';
-import { CapsuleCgroups, listCapsuleCgroupIds } from './cgroups.js';
+import { CapsuleCgroups, CONTROLLERS, listCapsuleCgroupIds } from './cgroups.js';
 import { defaultAppDir, envdScript, GUEST_DIR, type NodeRuntimeLayout, resolveNodeRuntime } from './node-runtime.js';
 import { nsinitPath } from './nsinit-binary.js';
 
@@ -232,50 +232,38 @@ export class NamespaceRuntime implements CapsuleRuntime {
       : [...layout.nodeArgv, envdScript(), 'envd', '--port', String(ENVD_PORT)];
     const etcBinds = await this.writeEtcFiles(state);
     // Without a prepared namespace the capsule gets a fresh one with loopback only.
-    const netnsArgs: string[] = spec.network?.netnsPath ? ['--netns', spec.network.netnsPath] : [];
-    const args: string[] = [
-      'start',
-      ...netnsArgs,
-      ...cg.uniqueDirs().flatMap((d) => ['--cgroup', d]),
-      ...state.layers.flatMap((l) => ['--lower', l]),
-      '--upper',
-      join(sandboxDir, 'upper'),
-      '--work',
-      join(sandboxDir, 'work'),
-      '--rootfs',
-      join(sandboxDir, 'rootfs'),
-      '--hostname',
-      state.hostname ?? spec.id,
-      '--uid-map',
-      idMapLine(),
-      '--gid-map',
-      idMapLine(),
-      '--root-uid',
-      String(HOST_ID_BASE),
-      '--pts-gid',
-      String(HOST_ID_BASE + 5), // group tty inside
+    const netns = spec.network?.netnsPath;
+    // [option, value] pairs for wrenn-nsinit start (see nsinit.c).
+    const options: [string, string][] = [
+      ...(netns ? [['--netns', netns] as [string, string]] : []),
+      ...cg.uniqueDirs().map((d): [string, string] => ['--cgroup', d]),
+      ...state.layers.map((l): [string, string] => ['--lower', l]),
+      ['--upper', join(sandboxDir, 'upper')],
+      ['--work', join(sandboxDir, 'work')],
+      ['--rootfs', join(sandboxDir, 'rootfs')],
+      ['--hostname', state.hostname ?? spec.id],
+      ['--uid-map', idMapLine()],
+      ['--gid-map', idMapLine()],
+      ['--root-uid', String(HOST_ID_BASE)],
+      ['--pts-gid', String(HOST_ID_BASE + 5)], // group tty inside
       // Root inside has no capabilities over the (host-owned) network namespace: let it bind
       // ports < 1024 and ping anyway.
-      '--sysctl',
-      'net/ipv4/ip_unprivileged_port_start=0',
-      '--sysctl',
-      'net/ipv4/ping_group_range=0 2147483647',
-      '--tmpfs',
-      GUEST_DIR,
-      ...layout.binds.flatMap((b) => ['--bind', `${b.src}:${b.dst}`]),
-      ...etcBinds.flatMap((b) => ['--bind-rw', `${b.src}:${b.dst}`]),
-      '--ready-port',
-      String(readyPort),
-      '--ready-path',
-      this.opts.readyPath ?? '/health',
-      '--ready-timeout-ms',
-      String(this.opts.readyTimeoutMs ?? 30_000),
-      '--cwd',
-      '/',
-      ...(this.opts.trace ? ['--trace', '1'] : []),
-      '--',
-      ...main,
+      ['--sysctl', 'net/ipv4/ip_unprivileged_port_start=0'],
+      ['--sysctl', 'net/ipv4/ping_group_range=0 2147483647'],
+      ['--tmpfs', GUEST_DIR],
+      ...layout.binds.map((b): [string, string] => ['--bind', `${b.src}:${b.dst}`]),
+      // The capsule's own cgroups, read-only, as the roots of /sys/fs/cgroup/<controller>: envd's
+      // metrics then report the capsule's real limits and usage.
+      ['--tmpfs', '/sys/fs/cgroup'],
+      ...CONTROLLERS.map((c): [string, string] => ['--bind', `${cg.dirs[c]}:/sys/fs/cgroup/${c}`]),
+      ...etcBinds.map((b): [string, string] => ['--bind-rw', `${b.src}:${b.dst}`]),
+      ['--ready-port', String(readyPort)],
+      ['--ready-path', this.opts.readyPath ?? '/health'],
+      ['--ready-timeout-ms', String(this.opts.readyTimeoutMs ?? 30_000)],
+      ['--cwd', '/'],
+      ...(this.opts.trace ? [['--trace', '1'] as [string, string]] : []),
     ];
+    const args = ['start', ...options.flat(), '--', ...main];
     const env: Record<string, string> = {
       PATH: GUEST_PATH,
       HOME: '/root',
