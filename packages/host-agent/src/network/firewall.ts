@@ -8,7 +8,7 @@
 // Everything lives in chains named <P>-* (P = WRENN by default), hooked once from the standard
 // chains, so removing them is exact. Rules match capsule interfaces by their name prefix ("wr+"),
 // so nothing but one rule per capsule (its internet switch, in <P>-EGRESS) changes per capsule.
-import { run, runOk } from './exec.js';
+import { run, runOk, type ExecResult } from './exec.js';
 import { Mutex } from './mutex.js';
 import { existsSync } from 'node:fs';
 
@@ -101,6 +101,23 @@ const HOOKS: ReadonlyArray<{ table: string; chain: string; target: keyof ReturnT
   { table: 'nat', chain: 'POSTROUTING', target: 'post', v6: false },
 ];
 
+/**
+ * iptables-restore, retried a few times when another process's transaction got in the way
+ * (nf_tables generation changes, the xtables lock); other failures are returned at once.
+ */
+async function restore(cmd: 'iptables-restore' | 'ip6tables-restore', input: string): Promise<ExecResult> {
+  for (let attempt = 1; ; attempt++) {
+    const r = await run(cmd, ['-w', '--noflush'], input);
+    if (r.code === 0 || attempt === 4 || !/temporarily unavailable|try again|resource busy|lock/i.test(r.stderr)) return r;
+    await new Promise((res) => setTimeout(res, 10 * attempt));
+  }
+}
+
+async function restoreOk(cmd: 'iptables-restore' | 'ip6tables-restore', input: string, what: string): Promise<void> {
+  const r = await restore(cmd, input);
+  if (r.code !== 0) throw new Error(`${what}: ${cmd} failed (exit ${r.code}): ${r.stderr.trim() || r.stdout.trim()}`);
+}
+
 /** Lines of `iptables-save` in a table: [table] -> lines. */
 async function save(cmd: string): Promise<Map<string, string[]>> {
   const out = await runOk(cmd, [], '', 'reading the firewall');
@@ -136,9 +153,9 @@ export class Firewall {
     await this.lock.runExclusive(async () => {
       const snapshot = this.desired();
       const { v4, v6 } = baseRules(this.cfg, snapshot);
-      await runOk('iptables-restore', ['-w', '--noflush'], v4, 'installing the capsule firewall');
+      await restoreOk('iptables-restore', v4, 'installing the capsule firewall');
       this.installed = new Map(snapshot.map((r) => [r.ifname, r]));
-      if (HAS_IPV6) await runOk('ip6tables-restore', ['-w', '--noflush'], v6, 'installing the capsule IPv6 firewall');
+      if (HAS_IPV6) await restoreOk('ip6tables-restore', v6, 'installing the capsule IPv6 firewall');
       for (const [cmd, v6only] of [['iptables-save', false], ['ip6tables-save', true]] as const) {
         if (v6only && !HAS_IPV6) continue;
         const tables = await save(cmd);
@@ -150,7 +167,7 @@ export class Firewall {
         }
         const text = Object.entries(add).map(([t, lines]) => `*${t}\n${lines.join('\n')}\nCOMMIT\n`).join('');
         if (text) {
-          await runOk(v6only ? 'ip6tables-restore' : 'iptables-restore', ['-w', '--noflush'], text, 'hooking the capsule firewall');
+          await restoreOk(v6only ? 'ip6tables-restore' : 'iptables-restore', text, 'hooking the capsule firewall');
         }
       }
     });
@@ -159,7 +176,7 @@ export class Firewall {
   /** Removes our hooks and chains (all capsules lose their firewall: for uninstall and tests). */
   async uninstall(): Promise<void> {
     await this.lock.runExclusive(async () => {
-      for (const [cmd, restore] of [
+      for (const [cmd, restoreCmd] of [
         ['iptables-save', 'iptables-restore'],
         ['ip6tables-save', 'ip6tables-restore'],
       ] as const) {
@@ -178,7 +195,7 @@ export class Firewall {
           text += present.map((c) => `-F ${c}\n`).join('') + present.map((c) => `-X ${c}\n`).join('');
           text += 'COMMIT\n';
         }
-        if (text) await runOk(restore, ['-w', '--noflush'], text, 'removing the capsule firewall');
+        if (text) await restoreOk(restoreCmd, text, 'removing the capsule firewall');
       }
       this.installed.clear();
     });
@@ -218,7 +235,7 @@ export class Firewall {
             if (next) lines.push(egressLine('-A', this.ch.egress, next));
           }
           if (lines.length === 0) return;
-          const r = await run('iptables-restore', ['-w', '--noflush'], `*filter\n${lines.join('\n')}\nCOMMIT\n`);
+          const r = await restore('iptables-restore', `*filter\n${lines.join('\n')}\nCOMMIT\n`);
           if (r.code === 0) {
             for (const ifname of dirty) {
               const next = want.get(ifname);
@@ -245,7 +262,7 @@ export class Firewall {
     const snapshot = this.desired();
     const lines = snapshot.map((r) => egressLine('-A', this.ch.egress, r) + '\n').join('');
     const text = `*filter\n:${this.ch.egress} - [0:0]\n${lines}COMMIT\n`;
-    await runOk('iptables-restore', ['-w', '--noflush'], text, 'rewriting the capsule egress rules');
+    await restoreOk('iptables-restore', text, 'rewriting the capsule egress rules');
     this.installed = new Map(snapshot.map((r) => [r.ifname, r]));
   }
 
