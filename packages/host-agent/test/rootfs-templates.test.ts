@@ -237,3 +237,14 @@ test('the Debian mirror comes from the apt sources (deb822 first, then one-line)
   // This host's own configuration names one.
   assert.match(await findDebianMirror('bookworm'), /^https?:\/\//);
 });
+
+test('cleanupLeftovers removes crashed builds and half-deleted templates, nothing else', async () => {
+  const imagesDir = join(tmp, 'images-e');
+  const pidMax = Number(readFileSync('/proc/sys/kernel/pid_max', 'utf8'));
+  for (const n of [`.build-x-${pidMax + 1}`, '.delete-y-1-2', `.build-live-${process.pid}`, 'keep']) {
+    mkdirSync(join(imagesDir, n, 'rootfs'), { recursive: true });
+  }
+  const store = new TemplateStore({ imagesDir });
+  assert.deepEqual((await store.cleanupLeftovers()).sort(), [`.build-x-${pidMax + 1}`, '.delete-y-1-2']);
+  assert.deepEqual(readdirSync(imagesDir).sort(), [`.build-live-${process.pid}`, 'keep']);
+});

@@ -46,6 +46,15 @@ export const DEFAULT_RECIPES: Readonly<Record<string, TemplateRecipe>> = { minim
 // Builds in progress in this process, by template directory, shared by every store instance.
 const building = new Map<string, Promise<TemplateManifest>>();
 
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
 const stderrProgress: ProgressFn = (m) => process.stderr.write(`[wrenn template] ${m}\n`);
 
 export class TemplateStore {
@@ -143,6 +152,22 @@ export class TemplateStore {
     } finally {
       await lock.release();
     }
+  }
+
+  /**
+   * Removes what crashed builds and deletions left behind (.build-<name>-<pid> of dead pids,
+   * .delete-*). Call at agent start; returns the names removed.
+   */
+  async cleanupLeftovers(): Promise<string[]> {
+    const removed: string[] = [];
+    for (const n of await readdir(this.imagesDir).catch(() => [] as string[])) {
+      const build = /^\.build-.+-(\d+)$/.exec(n);
+      const dead = build ? !pidAlive(Number(build[1])) : n.startsWith('.delete-');
+      if (!dead) continue;
+      await removeTree(join(this.imagesDir, n));
+      removed.push(n);
+    }
+    return removed;
   }
 
   async listTemplates(): Promise<TemplateManifest[]> {
