@@ -107,6 +107,8 @@ export class NetworkManager {
     this.pool = parsePool(opts.pool ?? process.env.WRENN_NET_POOL ?? DEFAULT_POOL);
     this.names = opts.names ?? DEFAULT_NAMES;
     if (!/^[a-z]{1,4}$/.test(this.names.ifPrefix)) throw new Error(`ifPrefix "${this.names.ifPrefix}" must be 1-4 letters`);
+    if (!/^[a-z][a-z0-9-]{0,19}$/.test(this.names.netnsPrefix)) throw new Error(`netnsPrefix "${this.names.netnsPrefix}" must be lower-case letters, digits, '-' (max 20)`);
+    if (!/^[A-Z][A-Z0-9_]{0,15}$/.test(this.names.chainPrefix)) throw new Error(`chainPrefix "${this.names.chainPrefix}" must be upper-case letters, digits, '_' (max 16)`);
     const maxIf = `${this.names.ifPrefix}${this.pool.slots - 1}`;
     if (maxIf.length > 15) throw new Error(`interface names like ${maxIf} exceed IFNAMSIZ: use a smaller pool`);
     this.metadataPort = opts.metadataPort ?? envInt('WRENN_METADATA_PORT', DEFAULT_METADATA_PORT);

@@ -54,6 +54,10 @@ export class SlotStore {
           corrupt.push(name);
         }
       }
+      // Hand out slots round-robin from after the highest one in use, so an address freed by a
+      // destroyed capsule is not reused at once (the conntrack entries of its flows age out first).
+      const highest = Math.max(-1, ...this.bySlot.keys());
+      this.hint = (highest + 1) % this.slotCount;
       this.loaded = true;
       return { corrupt };
     });
