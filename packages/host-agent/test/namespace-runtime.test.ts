@@ -365,3 +365,33 @@ test('cleanupStale removes capsules the agent no longer knows and keeps the know
   assert.equal((await sh(keep, 'echo fine')).stdout.trim(), 'fine');
   await destroy(rt, keep);
 });
+
+test('a capsule outlives the agent process that made it and is re-adopted from its handle', async () => {
+  // A separate Node process plays the agent: it creates a capsule, prints the handle and exits.
+  const modUrl = new URL('../src/runtimes/namespace/index.js', import.meta.url).href;
+  const storeUrl = new URL('../src/rootfs/index.js', import.meta.url).href;
+  const id = `cl-t${rand()}`;
+  const script = `
+    const { NamespaceRuntime } = await import(${JSON.stringify(modUrl)});
+    const { TemplateStore } = await import(${JSON.stringify(storeUrl)});
+    const rt = new NamespaceRuntime({ dataDir: ${JSON.stringify(env.dataDir)}, cgroupParent: ${JSON.stringify(env.cgroupParent)},
+      templates: new TemplateStore({ imagesDir: ${JSON.stringify(env.store.imagesDir)} }),
+      mainCommand: (node) => [...node, '-e', "require('http').createServer((q,s)=>{s.writeHead(204);s.end()}).listen(49983)"] });
+    const h = await rt.create(${JSON.stringify(spec(id))});
+    process.stdout.write(JSON.stringify(h));
+    process.exit(0);`;
+  const out = execFileSync(process.execPath, ['--input-type=module', '-e', script], {
+    encoding: 'utf8',
+    timeout: 60_000,
+  });
+  const h = JSON.parse(out) as RuntimeHandle;
+  handles.add(h);
+  const rt = env.runtime({ mainCommand: standInEnvd });
+  assert.equal(await rt.isAlive(h), true, 'the capsule died with the agent process');
+  assert.equal((await sh(h, 'hostname')).stdout.trim(), id);
+  assert.ok((await rt.stats(h)).pids >= 2);
+  await rt.pause(h, 'freeze');
+  await rt.resume(h);
+  await destroy(rt, h);
+  assert.equal(await rt.isAlive(h), false);
+});
