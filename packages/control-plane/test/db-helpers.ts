@@ -31,9 +31,18 @@ export interface Fresh {
   reopen(): Promise<WrennDatabase>;
 }
 
-export async function freshDatabase(t: TestContext, dialect: SqlDialect): Promise<Fresh> {
+/** Where a new, empty database would live (not opened yet): a temp dir, plus a URL on postgres. */
+export async function freshTarget(
+  t: TestContext,
+  dialect: SqlDialect,
+): Promise<{ dataDir: string; databaseUrl?: string }> {
   const dataDir = tempDir(t);
-  const databaseUrl = dialect === 'postgres' ? await (await postgresServer()).createDatabase() : undefined;
+  if (dialect === 'sqlite') return { dataDir };
+  return { dataDir, databaseUrl: await (await postgresServer()).createDatabase() };
+}
+
+export async function freshDatabase(t: TestContext, dialect: SqlDialect): Promise<Fresh> {
+  const { dataDir, databaseUrl } = await freshTarget(t, dialect);
   const opened: WrennDatabase[] = [];
   t.after(async () => {
     for (const w of opened.reverse()) await w.close();

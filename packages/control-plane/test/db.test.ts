@@ -1,8 +1,10 @@
 // Opening, migrating and the teams/hosts repositories, on SQLite and PostgreSQL alike.
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { sql } from 'kysely';
 import {
   createCapsule,
@@ -27,7 +29,7 @@ import {
   setHostStatus,
 } from '../src/db/index.js';
 import { isCapsuleId, isHostId, newCapsuleId, newHostId, randomBase36 } from '../src/ids.js';
-import { forEachDialect, tempDir } from './db-helpers.js';
+import { forEachDialect, freshTarget, tempDir } from './db-helpers.js';
 
 describe('ids', () => {
   test('capsule and host ids are a prefix plus lower-case base36', () => {
@@ -64,6 +66,8 @@ describe('openDatabase (sqlite specifics)', () => {
     assert.equal(mode.rows[0]?.journal_mode, 'wal');
     const fk = await sql<{ foreign_keys: number }>`pragma foreign_keys`.execute(w.db);
     assert.equal(fk.rows[0]?.foreign_keys, 1);
+    const busy = await sql<{ timeout: number }>`pragma busy_timeout`.execute(w.db);
+    assert.equal(busy.rows[0]?.timeout, 5000);
   });
 
   test('explains what is missing', async () => {
@@ -84,6 +88,53 @@ forEachDialect('migrations', (dialect, fresh) => {
     assert.deepEqual(await getTeam(again.db, team.id), team);
     const third = await reopen();
     assert.deepEqual(third.appliedMigrations, []);
+  });
+
+  test('control planes (processes) opening a new database at the same time apply each migration once', async (t) => {
+    const target = await freshTarget(t, dialect);
+    const openDb = join(fileURLToPath(import.meta.url), '..', '..', 'src', 'db', 'open.js');
+    // Each child loads the code, says 'ready', and opens only when told to: all of them at once.
+    const script = `const { openDatabase } = await import(${JSON.stringify(openDb)});
+      process.stdout.write('ready\\n');
+      await new Promise((r) => process.stdin.once('data', r));
+      const w = await openDatabase(JSON.parse(process.argv[1]));
+      process.stdout.write(JSON.stringify(w.appliedMigrations) + '\\n'); await w.close(); process.exit(0);`;
+    const children = [0, 1, 2, 3].map(() => {
+      const child = spawn(process.execPath, ['--input-type=module', '-e', script, JSON.stringify(target)], {
+        stdio: ['pipe', 'pipe', 'pipe'],
+      });
+      t.after(() => child.kill('SIGKILL'));
+      let out = '';
+      let err = '';
+      child.stdout.on('data', (d) => {
+        out += d;
+      });
+      child.stderr.on('data', (d) => {
+        err += d;
+      });
+      const ready = new Promise<void>((resolve, reject) => {
+        const check = () => (out.startsWith('ready\n') ? resolve() : undefined);
+        child.stdout.on('data', check);
+        child.once('exit', () => reject(new Error(`child exited before it was ready: ${err}`)));
+      });
+      const done = new Promise<string[]>((resolve, reject) => {
+        child.once('exit', (code) =>
+          code === 0
+            ? resolve(JSON.parse(out.split('\n')[1] ?? '') as string[])
+            : reject(new Error(`open failed: ${err}`)),
+        );
+      });
+      done.catch(() => {}); // awaited below; avoid an unhandled rejection if `ready` fails first
+      return { child, ready, done };
+    });
+    await Promise.all(children.map((c) => c.ready));
+    for (const c of children) c.child.stdin.write('go\n');
+    const applied = await Promise.all(children.map((c) => c.done));
+    assert.deepEqual(applied.flat().sort(), migrationNames());
+    const w = await openDatabase(target);
+    t.after(() => w.close());
+    assert.deepEqual(w.appliedMigrations, []);
+    await createTeam(w.db, { name: 'works' });
   });
 });
 

@@ -1,7 +1,9 @@
 // Versioned migrations compiled into the program (no files read at run time), applied at open.
-// Kysely's Migrator records applied names in kysely_migration and takes a lock, so reopening a
-// database (or two control planes starting at once on PostgreSQL) applies each one exactly once.
-import { type Kysely, type Migration, Migrator } from 'kysely';
+// Kysely's Migrator records applied names in kysely_migration, so reopening applies nothing new.
+// Concurrent starts: on PostgreSQL the Migrator takes an advisory lock; on SQLite its lock is a
+// no-op (it assumes one connection), so we hold the file's write lock (BEGIN IMMEDIATE) instead
+// and the second process waits (busy_timeout), then finds the schema current.
+import { type Kysely, type Migration, Migrator, sql } from 'kysely';
 import type { SqlDialect } from './dialect.js';
 import * as m0001 from './migrations/0001_initial.js';
 
@@ -28,8 +30,22 @@ export async function migrateToLatest(db: Kysely<unknown>, dialect: SqlDialect):
       ...(down ? { down: (d: Kysely<unknown>) => down(d, dialect) } : {}),
     };
   }
-  const migrator = new Migrator({ db, provider: { getMigrations: async () => migrations } });
-  const { error, results } = await migrator.migrateToLatest();
+  const sqlite = dialect === 'sqlite';
+  const migrator = new Migrator({
+    db,
+    provider: { getMigrations: async () => migrations },
+    // On SQLite the whole run is one transaction of ours (below).
+    disableTransactions: sqlite,
+  });
+  if (sqlite) await sql`begin immediate`.execute(db);
+  let outcome: Awaited<ReturnType<Migrator['migrateToLatest']>>;
+  try {
+    outcome = await migrator.migrateToLatest();
+  } catch (err) {
+    outcome = { error: err };
+  }
+  if (sqlite) await sql.raw(outcome.error ? 'rollback' : 'commit').execute(db);
+  const { error, results } = outcome;
   if (error) {
     const failed = results?.find((r) => r.status === 'Error')?.migrationName ?? 'unknown';
     throw new Error(`database migration ${failed} failed: ${error instanceof Error ? error.message : String(error)}`, {

@@ -3,7 +3,7 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import SqliteDatabase from 'better-sqlite3';
-import { Kysely, PostgresDialect, SqliteDialect } from 'kysely';
+import { Kysely, PostgresDialect, SqliteDialect, sql } from 'kysely';
 import pg from 'pg';
 import type { SqlDialect } from './dialect.js';
 import { migrateToLatest } from './migrate.js';
@@ -27,6 +27,10 @@ export interface WrennDatabase {
 }
 
 export const SQLITE_FILE_NAME = 'wrenn.db';
+// Several processes (e.g. the CLI and `wrenn up`) may share the file: wait for locks instead of
+// failing. better-sqlite3 waits synchronously, so keep the wait short once running.
+const SQLITE_START_BUSY_TIMEOUT_MS = 30_000;
+const SQLITE_BUSY_TIMEOUT_MS = 5_000;
 
 // BIGINT (int8, oid 20) arrives from pg as a string by default; every BIGINT here is a millisecond
 // timestamp, a size or a count, all far below 2^53, so numbers are exact and match SQLite.
@@ -43,6 +47,7 @@ export async function openDatabase(opts: OpenDatabaseOptions): Promise<WrennData
   const wrenn = url ? openPostgres(url, opts.poolSize ?? 10) : openSqlite(opts.dataDir);
   try {
     wrenn.appliedMigrations = await migrateToLatest(wrenn.db as Kysely<unknown>, wrenn.dialect);
+    if (wrenn.dialect === 'sqlite') await sql.raw(`pragma busy_timeout = ${SQLITE_BUSY_TIMEOUT_MS}`).execute(wrenn.db);
   } catch (err) {
     await wrenn.close().catch(() => {});
     throw err;
@@ -56,7 +61,8 @@ function openSqlite(dataDir: string | undefined): WrennDatabase {
   const file = join(dataDir, SQLITE_FILE_NAME);
   let sqlite: SqliteDatabase.Database;
   try {
-    sqlite = new SqliteDatabase(file);
+    // Generous lock wait while starting: other processes may be migrating the same file.
+    sqlite = new SqliteDatabase(file, { timeout: SQLITE_START_BUSY_TIMEOUT_MS });
   } catch (err) {
     throw new Error(
       `cannot open SQLite database ${file}: ${(err as Error).message}; check the path and its permissions`,
@@ -69,8 +75,6 @@ function openSqlite(dataDir: string | undefined): WrennDatabase {
   // WAL makes NORMAL durable against application crashes; only a power loss can drop the last commits.
   sqlite.pragma('synchronous = NORMAL');
   sqlite.pragma('foreign_keys = ON');
-  // Several processes (e.g. the CLI and `wrenn up`) may share the file: wait for locks instead of failing.
-  sqlite.pragma('busy_timeout = 5000');
   const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: sqlite }) });
   return { db, dialect: 'sqlite', appliedMigrations: [], close: () => db.destroy() };
 }
