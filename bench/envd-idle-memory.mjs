@@ -10,8 +10,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { createClient } from '@connectrpc/connect';
 import { createConnectTransport } from '@connectrpc/connect-node';
-import { Process } from '@wrenn/protocol/gen/envd/process_pb';
 import { Filesystem } from '@wrenn/protocol/gen/envd/filesystem_pb';
+import { Process } from '@wrenn/protocol/gen/envd/process_pb';
 
 const TARGET_RSS_MB = 50;
 const args = process.argv.slice(2);
@@ -55,10 +55,17 @@ function procMb(path, field) {
 }
 
 async function exercise(baseUrl) {
-  await fetch(`${baseUrl}/init`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ envVars: { BENCH: '1' } }) });
+  await fetch(`${baseUrl}/init`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ envVars: { BENCH: '1' } }),
+  });
   await (await fetch(`${baseUrl}/envs`)).text();
   await (await fetch(`${baseUrl}/metrics`)).text();
-  for (const [httpVersion, useBinaryFormat] of [['1.1', false], ['2', true]]) {
+  for (const [httpVersion, useBinaryFormat] of [
+    ['1.1', false],
+    ['2', true],
+  ]) {
     const transport = createConnectTransport({ baseUrl, httpVersion, useBinaryFormat });
     const proc = createClient(Process, transport);
     const fs = createClient(Filesystem, transport);
@@ -75,7 +82,10 @@ const port = await freePort();
 const baseUrl = `http://127.0.0.1:${port}`;
 const env = { ...process.env };
 delete env.WRENN_CAPSULE; // no port forwarder on the host
-const child = spawn(process.execPath, [...nodeFlags, WRENN, 'envd', '--port', String(port), '--host', '127.0.0.1'], { env, stdio: ['ignore', 'ignore', 'pipe'] });
+const child = spawn(process.execPath, [...nodeFlags, WRENN, 'envd', '--port', String(port), '--host', '127.0.0.1'], {
+  env,
+  stdio: ['ignore', 'ignore', 'pipe'],
+});
 let stderr = '';
 child.stderr.on('data', (d) => {
   stderr += d;

@@ -29,7 +29,8 @@ function run(file) {
     });
     child.once('error', (e) => resolve({ error: e.message }));
     child.once('close', (code, signal) => {
-      if (code !== 0) return resolve({ error: `exited with ${signal ?? code}`, stderr: err.trim().split('\n').slice(-5).join('\n') });
+      if (code !== 0)
+        return resolve({ error: `exited with ${signal ?? code}`, stderr: err.trim().split('\n').slice(-5).join('\n') });
       resolve(parseJson(out) ?? { error: 'printed no JSON', stdout: out.trim().slice(-500) });
     });
   });

@@ -12,5 +12,8 @@ if (build.status !== 0) {
   console.error('run-bench: the build failed (tsc -b); fix it and run again');
   process.exit(build.status ?? 1);
 }
-const r = spawnSync(process.execPath, [join(root, 'bench', 'run-all.mjs'), ...process.argv.slice(2)], { cwd: root, stdio: 'inherit' });
+const r = spawnSync(process.execPath, [join(root, 'bench', 'run-all.mjs'), ...process.argv.slice(2)], {
+  cwd: root,
+  stdio: 'inherit',
+});
 process.exit(r.status ?? 1);

@@ -31,7 +31,8 @@ export class LiteHeaders implements Headers {
     if (Symbol.iterator in init) {
       for (const pair of init as Iterable<Iterable<string>>) {
         const [name, value, ...rest] = [...pair];
-        if (name === undefined || value === undefined || rest.length > 0) throw new TypeError('Headers: each init pair must have exactly two items');
+        if (name === undefined || value === undefined || rest.length > 0)
+          throw new TypeError('Headers: each init pair must have exactly two items');
         this.append(name, value);
       }
     } else {
@@ -100,5 +101,10 @@ export class LiteHeaders implements Headers {
 
 /** Makes LiteHeaders the global Headers of this process. Call before anything touches Headers. */
 export function installLiteHeaders(): void {
-  Object.defineProperty(globalThis, 'Headers', { value: LiteHeaders, writable: true, configurable: true, enumerable: false });
+  Object.defineProperty(globalThis, 'Headers', {
+    value: LiteHeaders,
+    writable: true,
+    configurable: true,
+    enumerable: false,
+  });
 }

@@ -1,13 +1,14 @@
 // envd's HTTP surface end to end over real sockets: /health, /init, /envs, /metrics, the access
 // token on routes and RPCs, HTTP/1.1 and h2c on one port, both Connect encodings, bad requests.
-import { describe, test } from 'node:test';
+
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import http2 from 'node:http2';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import http2 from 'node:http2';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Code, ConnectError, createClient, type Client } from '@connectrpc/connect';
+import { describe, test } from 'node:test';
+import { type Client, Code, ConnectError, createClient } from '@connectrpc/connect';
 import { createConnectTransport } from '@connectrpc/connect-node';
 import { Filesystem } from '@wrenn/protocol/gen/envd/filesystem_pb';
 import { Process } from '@wrenn/protocol/gen/envd/process_pb';
@@ -37,18 +38,28 @@ async function expectCode(promise: Promise<unknown>, code: Code): Promise<void> 
 }
 
 /** Runs a command through process.Start; returns stdout and the exit code. */
-async function run(client: Client<typeof Process>, script: string, headers?: Record<string, string>): Promise<{ stdout: string; exitCode: number }> {
+async function run(
+  client: Client<typeof Process>,
+  script: string,
+  headers?: Record<string, string>,
+): Promise<{ stdout: string; exitCode: number }> {
   let stdout = '';
   let exitCode = -1;
   for await (const res of client.start({ process: { cmd: '/bin/sh', args: ['-c', script] } }, { headers })) {
     const ev = res.event?.event;
-    if (ev?.case === 'data' && ev.value.output.case === 'stdout') stdout += Buffer.from(ev.value.output.value).toString();
+    if (ev?.case === 'data' && ev.value.output.case === 'stdout')
+      stdout += Buffer.from(ev.value.output.value).toString();
     if (ev?.case === 'end') exitCode = ev.value.exitCode;
   }
   return { stdout, exitCode };
 }
 
-function h2Request(port: number, path: string, headers: http2.OutgoingHttpHeaders = {}, body?: Buffer | string): Promise<{ status: number; headers: http2.IncomingHttpHeaders; body: string }> {
+function h2Request(
+  port: number,
+  path: string,
+  headers: http2.OutgoingHttpHeaders = {},
+  body?: Buffer | string,
+): Promise<{ status: number; headers: http2.IncomingHttpHeaders; body: string }> {
   return new Promise((resolve, reject) => {
     const session = http2.connect(`http://127.0.0.1:${port}`);
     session.on('error', reject);
@@ -129,7 +140,11 @@ describe('access token', () => {
     const envd = await withEnvd(t);
     assert.equal((await post(envd, '/init', { accessToken: 'token-one', envVars: { K: 'v' } })).status, 204);
 
-    const attempts: Record<string, string>[] = [{}, { 'x-access-token': 'wrong' }, { 'x-access-token': 'token-one-and-more' }];
+    const attempts: Record<string, string>[] = [
+      {},
+      { 'x-access-token': 'wrong' },
+      { 'x-access-token': 'token-one-and-more' },
+    ];
     for (const headers of attempts) {
       for (const path of ['/envs', '/metrics']) {
         const res = await fetch(`${envd.baseUrl}${path}`, { headers });
@@ -173,7 +188,18 @@ describe('GET /metrics', () => {
     assert.equal(res.status, 200);
     assert.equal(res.headers.get('content-type'), 'application/json');
     const m = (await res.json()) as Record<string, number>;
-    const fields = ['ts', 'cpu_count', 'cpu_used_pct', 'mem_total', 'mem_used', 'mem_cache', 'mem_total_mib', 'mem_used_mib', 'disk_used', 'disk_total'];
+    const fields = [
+      'ts',
+      'cpu_count',
+      'cpu_used_pct',
+      'mem_total',
+      'mem_used',
+      'mem_cache',
+      'mem_total_mib',
+      'mem_used_mib',
+      'disk_used',
+      'disk_total',
+    ];
     assert.deepEqual(Object.keys(m).sort(), [...fields].sort());
     for (const f of fields) assert.equal(typeof m[f], 'number', f);
     assert.ok(Math.abs(m.ts! - Date.now() / 1000) < 60, `ts ${m.ts} is not now`);
@@ -184,7 +210,14 @@ describe('GET /metrics', () => {
     assert.equal(m.mem_used_mib, Math.floor(m.mem_used! / 1048576));
     assert.ok(m.disk_used! > 0 && m.disk_used! <= m.disk_total!);
     // Disk: the same numbers `df` prints for /. Size exactly; used moves with other writers, so within 1 GiB.
-    const [, size, used, avail] = execFileSync('df', ['-B1', '--output=source,size,used,avail', '/'], { encoding: 'utf8' }).trim().split('\n')[1]!.trim().split(/\s+/).map(Number);
+    const [, size, used, avail] = execFileSync('df', ['-B1', '--output=source,size,used,avail', '/'], {
+      encoding: 'utf8',
+    })
+      .trim()
+      .split('\n')[1]!
+      .trim()
+      .split(/\s+/)
+      .map(Number);
     assert.equal(m.disk_total, size);
     assert.ok(Math.abs(m.disk_used! - (size! - avail!)) < 2 ** 30, `disk_used ${m.disk_used} vs df ${used}`);
     // Memory total: this process's cgroup limit when it has one below the machine's RAM, else MemTotal.
@@ -216,7 +249,11 @@ describe('Connect RPC routing', () => {
   test('filesystem.Stat and process.List answer in both encodings over HTTP/1.1 and h2c on one port', async (t) => {
     const envd = await withEnvd(t);
     for (const v of variants) {
-      const transport = createConnectTransport({ baseUrl: envd.baseUrl, httpVersion: v.httpVersion, useBinaryFormat: v.useBinaryFormat });
+      const transport = createConnectTransport({
+        baseUrl: envd.baseUrl,
+        httpVersion: v.httpVersion,
+        useBinaryFormat: v.useBinaryFormat,
+      });
       const fs = createClient(Filesystem, transport);
       const proc = createClient(Process, transport);
       const st = await fs.stat({ path: '/tmp' });
@@ -242,25 +279,28 @@ describe('Connect RPC routing', () => {
       body: Buffer.from([0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f]),
     });
     assert.ok(binary.status >= 400, `binary garbage answered ${binary.status}`);
-    const h2 = await h2Request(envd.server.port, '/process.Process/List', { 'content-type': 'application/json' }, '[1,2');
+    const h2 = await h2Request(
+      envd.server.port,
+      '/process.Process/List',
+      { 'content-type': 'application/json' },
+      '[1,2',
+    );
     assert.equal(h2.status, 400);
     assert.equal((JSON.parse(h2.body) as { code: string }).code, 'invalid_argument');
   });
 
-  test(
-    'a malformed binary body is invalid_argument, as connect-go (E2B envd) answers',
-    { todo: 'connect-es 2.2 reports binary parse errors as internal (protocol/serialization.js); needs a wrapper in server.ts' },
-    async (t) => {
-      const envd = await withEnvd(t);
-      const res = await fetch(`${envd.baseUrl}/filesystem.Filesystem/Stat`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/proto' },
-        body: Buffer.from([0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f]),
-      });
-      assert.equal(((await res.json()) as { code: string }).code, 'invalid_argument');
-      assert.equal(res.status, 400);
-    },
-  );
+  test('a malformed binary body is invalid_argument, as connect-go (E2B envd) answers', {
+    todo: 'connect-es 2.2 reports binary parse errors as internal (protocol/serialization.js); needs a wrapper in server.ts',
+  }, async (t) => {
+    const envd = await withEnvd(t);
+    const res = await fetch(`${envd.baseUrl}/filesystem.Filesystem/Stat`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/proto' },
+      body: Buffer.from([0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f]),
+    });
+    assert.equal(((await res.json()) as { code: string }).code, 'invalid_argument');
+    assert.equal(res.status, 400);
+  });
 
   test('an unknown method or service is 404, which Connect clients read as unimplemented', async (t) => {
     const envd = await withEnvd(t);

@@ -1,6 +1,7 @@
 // LiteHeaders against Node's own (undici) Headers: the same operations give the same results.
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
+import { test } from 'node:test';
 import { LiteHeaders } from '../src/lite-headers.js';
 
 type Op = (h: Headers) => unknown;
@@ -55,7 +56,9 @@ const ops: Op[] = [
   (h) => [...h.values()],
   (h) => {
     const seen: string[] = [];
-    h.forEach((v, k) => seen.push(`${k}=${v}`));
+    h.forEach((v, k) => {
+      seen.push(`${k}=${v}`);
+    });
     return seen;
   },
   (h) => h.get('bad name'),

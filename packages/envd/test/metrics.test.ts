@@ -1,10 +1,11 @@
 // /metrics inside a capsule-like cgroup: the memory limit and CPU quota of the process's own
 // cgroup (v1) become mem_total, cpu_count and the base of cpu_used_pct.
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, rmdirSync, writeFileSync } from 'node:fs';
+import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import type { Metrics } from '../src/metrics/collect.js';
@@ -13,7 +14,9 @@ const FIXTURE = fileURLToPath(new URL('./fixtures/metrics-child.js', import.meta
 const ROOT = '/sys/fs/cgroup';
 const v1 = ['memory', 'cpu', 'cpuacct'].every((c) => existsSync(`${ROOT}/${c}/cgroup.procs`));
 
-test('a cgroup v1 memory limit and CPU quota shape the metrics', { skip: !v1 || process.getuid?.() !== 0 ? 'needs root and cgroup v1 memory, cpu, cpuacct' : false }, async (t) => {
+test('a cgroup v1 memory limit and CPU quota shape the metrics', {
+  skip: !v1 || process.getuid?.() !== 0 ? 'needs root and cgroup v1 memory, cpu, cpuacct' : false,
+}, async (t) => {
   const name = `wrenn-test-${randomBytes(4).toString('hex')}`;
   const dirs = ['memory', 'cpu', 'cpuacct'].map((c) => `${ROOT}/${c}/${name}`);
   t.after(async () => {
@@ -55,6 +58,9 @@ test('a cgroup v1 memory limit and CPU quota shape the metrics', { skip: !v1 || 
   // Percent of the half core the quota allows, against the fixture's own CPU and wall time over the
   // same window (the fixture is the only process in the cgroup). Load on the machine changes both alike.
   const expected = Math.min(100, (own.cpuMs / (own.wallMs * 0.5)) * 100);
-  assert.ok(Math.abs(m.cpu_used_pct - expected) < 15, `cpu_used_pct ${m.cpu_used_pct}, own measure ${expected.toFixed(2)}`);
+  assert.ok(
+    Math.abs(m.cpu_used_pct - expected) < 15,
+    `cpu_used_pct ${m.cpu_used_pct}, own measure ${expected.toFixed(2)}`,
+  );
   assert.ok(m.cpu_used_pct <= 100);
 });

@@ -35,7 +35,10 @@ export function createTestNetns(): TestNetns {
   const nsIf = `wtc${tag}`;
   const { hostIp, nsIp } = freeSubnet();
   const destroy = () => {
-    for (const args of [['link', 'del', hostIf], ['netns', 'del', name]]) {
+    for (const args of [
+      ['link', 'del', hostIf],
+      ['netns', 'del', name],
+    ]) {
       try {
         ip(...args);
       } catch {

@@ -1,17 +1,18 @@
 // Port scanner and forwarder: /proc/net/tcp parsing against real sockets, the forwarding decision,
 // and the forwarder itself inside a network namespace this test creates, reached from the host.
-import { after, before, describe, test } from 'node:test';
+
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
 import net from 'node:net';
 import { createInterface } from 'node:readline';
+import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import type { ForwardInfo } from '../src/ports/forwarder.js';
 import { readTcpListeners } from '../src/ports/index.js';
 import { planForwards } from '../src/ports/plan.js';
-import type { ForwardInfo } from '../src/ports/forwarder.js';
 import { ENVD_PORT } from '../src/version.js';
-import { createTestNetns, type TestNetns } from './netns.js';
 import { startTestEnvd } from './helpers.js';
+import { createTestNetns, type TestNetns } from './netns.js';
 
 const FIXTURE = fileURLToPath(new URL('./fixtures/port-forwarder-child.js', import.meta.url));
 
@@ -56,7 +57,9 @@ describe('readTcpListeners', () => {
 describe('planForwards', () => {
   const ext = '10.250.0.2';
   const plan = (listeners: { family: 4 | 6; address: string; port: number }[], forwarded: number[] = []) =>
-    Object.fromEntries(planForwards({ listeners, external: ext, forwarded: new Set(forwarded), excludePorts: new Set([ENVD_PORT]) }));
+    Object.fromEntries(
+      planForwards({ listeners, external: ext, forwarded: new Set(forwarded), excludePorts: new Set([ENVD_PORT]) }),
+    );
 
   test('forwards loopback-only servers to the address they listen on, IPv4 preferred', () => {
     assert.deepEqual(
@@ -107,7 +110,11 @@ test('envd outside a capsule starts no port forwarder unless asked', async (t) =
 class NsChild {
   readonly events: Record<string, unknown>[] = [];
   private nextId = 1;
-  private waiters: { match: (m: Record<string, unknown>) => boolean; resolve: (m: Record<string, unknown>) => void; reject: (e: Error) => void }[] = [];
+  private waiters: {
+    match: (m: Record<string, unknown>) => boolean;
+    resolve: (m: Record<string, unknown>) => void;
+    reject: (e: Error) => void;
+  }[] = [];
   stderr = '';
 
   constructor(readonly proc: ChildProcessWithoutNullStreams) {
@@ -139,7 +146,10 @@ class NsChild {
     const seen = this.events.find(match);
     if (seen) return Promise.resolve(seen);
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`fixture did not answer in ${timeoutMs} ms; stderr: ${this.stderr}`)), timeoutMs);
+      const timer = setTimeout(
+        () => reject(new Error(`fixture did not answer in ${timeoutMs} ms; stderr: ${this.stderr}`)),
+        timeoutMs,
+      );
       this.waiters.push({
         match,
         resolve: (m) => {
@@ -198,7 +208,9 @@ function talk(host: string, port: number): Promise<string> {
   });
 }
 
-describe('port forwarder inside a network namespace', { skip: process.getuid?.() !== 0 ? 'needs root for ip netns' : false }, () => {
+describe('port forwarder inside a network namespace', {
+  skip: process.getuid?.() !== 0 ? 'needs root for ip netns' : false,
+}, () => {
   let ns: TestNetns;
   let child: NsChild;
   before(async () => {
@@ -214,47 +226,66 @@ describe('port forwarder inside a network namespace', { skip: process.getuid?.()
     await child.send({ cmd: 'listen', host: '127.0.0.1', port: 3000 });
     assert.equal(await talk(ns.nsIp, 3000), 'ECONNREFUSED', 'reachable before any scan: the test would prove nothing');
     const forwards = await child.forwards();
-    assert.deepEqual(forwards.find((f) => f.port === 3000), { port: 3000, address: ns.nsIp, target: '127.0.0.1' });
+    assert.deepEqual(
+      forwards.find((f) => f.port === 3000),
+      { port: 3000, address: ns.nsIp, target: '127.0.0.1' },
+    );
     assert.equal(await talk(ns.nsIp, 3000), 'hello from 127.0.0.1:3000\nping\n');
   });
 
   test('a server bound to ::1 only is forwarded to ::1', async () => {
     await child.send({ cmd: 'listen', host: '::1', port: 3001 });
     const forwards = await child.forwards();
-    assert.deepEqual(forwards.find((f) => f.port === 3001), { port: 3001, address: ns.nsIp, target: '::1' });
+    assert.deepEqual(
+      forwards.find((f) => f.port === 3001),
+      { port: 3001, address: ns.nsIp, target: '::1' },
+    );
     assert.equal(await talk(ns.nsIp, 3001), 'hello from ::1:3001\nping\n');
   });
 
   test('a server on 0.0.0.0 gets no forwarder and is reachable directly', async () => {
     await child.send({ cmd: 'listen', host: '0.0.0.0', port: 3002 });
     const forwards = await child.forwards();
-    assert.equal(forwards.find((f) => f.port === 3002), undefined);
+    assert.equal(
+      forwards.find((f) => f.port === 3002),
+      undefined,
+    );
     assert.equal(await talk(ns.nsIp, 3002), 'hello from 0.0.0.0:3002\nping\n');
   });
 
   test("envd's port 49983 is never forwarded", async () => {
     await child.send({ cmd: 'listen', host: '127.0.0.1', port: ENVD_PORT });
     const forwards = await child.forwards();
-    assert.equal(forwards.find((f) => f.port === ENVD_PORT), undefined);
+    assert.equal(
+      forwards.find((f) => f.port === ENVD_PORT),
+      undefined,
+    );
     assert.equal(await talk(ns.nsIp, ENVD_PORT), 'ECONNREFUSED');
   });
 
   test('the forwarder stops when the server goes away', async () => {
     await child.send({ cmd: 'close', port: 3000 });
     const forwards = await child.forwards();
-    assert.equal(forwards.find((f) => f.port === 3000), undefined);
+    assert.equal(
+      forwards.find((f) => f.port === 3000),
+      undefined,
+    );
     assert.equal(await talk(ns.nsIp, 3000), 'ECONNREFUSED');
   });
 
   test('the periodic scan finds a new server without being asked', async () => {
     await child.send({ cmd: 'listen', host: '127.0.0.1', port: 3004 });
-    const change = await child.waitFor((m) => m.event === 'change' && (m.forwards as ForwardInfo[]).some((f) => f.port === 3004));
+    const change = await child.waitFor(
+      (m) => m.event === 'change' && (m.forwards as ForwardInfo[]).some((f) => f.port === 3004),
+    );
     assert.ok(change);
     assert.equal(await talk(ns.nsIp, 3004), 'hello from 127.0.0.1:3004\nping\n');
   });
 });
 
-describe('envd in a capsule (WRENN_CAPSULE=1) runs the forwarder', { skip: process.getuid?.() !== 0 ? 'needs root for ip netns' : false }, () => {
+describe('envd in a capsule (WRENN_CAPSULE=1) runs the forwarder', {
+  skip: process.getuid?.() !== 0 ? 'needs root for ip netns' : false,
+}, () => {
   let ns: TestNetns;
   let child: NsChild;
   before(async () => {

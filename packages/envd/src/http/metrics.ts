@@ -1,6 +1,7 @@
 // GET /metrics: the capsule's CPU, memory and disk usage (E2B envd `Metrics` schema).
-import type { EnvdState } from '../state.js';
+
 import { MetricsCollector } from '../metrics/collect.js';
+import type { EnvdState } from '../state.js';
 import { sendJson } from './respond.js';
 import type { Route } from './router.js';
 

@@ -77,7 +77,8 @@ function findDir(mounts: string[], ownPath: string | undefined, file: string): s
 export function openCgroupReader(root = '/sys/fs/cgroup', procSelfCgroup = '/proc/self/cgroup'): CgroupReader {
   const own = parseProcCgroup(readText(procSelfCgroup) ?? '');
   const v2 = existsSync(join(root, 'cgroup.controllers'));
-  if (v2) return cgroupV2Reader(findDir([root], own.get(''), 'memory.current'), findDir([root], own.get(''), 'cpu.stat'));
+  if (v2)
+    return cgroupV2Reader(findDir([root], own.get(''), 'memory.current'), findDir([root], own.get(''), 'cpu.stat'));
   const memDir = findDir([join(root, 'memory')], own.get('memory'), 'memory.usage_in_bytes');
   const acctDir = findDir([join(root, 'cpuacct'), join(root, 'cpu,cpuacct')], own.get('cpuacct'), 'cpuacct.usage');
   const cpuDir = findDir([join(root, 'cpu'), join(root, 'cpu,cpuacct')], own.get('cpu'), 'cpu.cfs_quota_us');
@@ -122,7 +123,11 @@ function cgroupV2Reader(memDir?: string, cpuDir?: string): CgroupReader {
       const max = readText(join(memDir, 'memory.max'))?.trim();
       const stat = parseKeyValues(readText(join(memDir, 'memory.stat')) ?? '');
       const limit = max && max !== 'max' ? Number(max) : undefined;
-      return { usage, limit: limit !== undefined && Number.isFinite(limit) ? limit : undefined, cache: stat.get('file') ?? 0 };
+      return {
+        usage,
+        limit: limit !== undefined && Number.isFinite(limit) ? limit : undefined,
+        cache: stat.get('file') ?? 0,
+      };
     },
     cpu() {
       if (!cpuDir) return undefined;

@@ -5,7 +5,7 @@
 import { statfs } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { openCgroupReader, type CgroupReader } from './cgroup.js';
+import { type CgroupReader, openCgroupReader } from './cgroup.js';
 import { readCpuTimes, readMemInfo } from './proc.js';
 
 export interface Metrics {
@@ -81,7 +81,11 @@ export class MetricsCollector {
       const used = Math.max(0, cg.usage - cg.cache);
       return { total: cg.limit, used: Math.min(used, cg.limit), cache: cg.cache };
     }
-    return { total: host.total, used: Math.max(0, host.total - host.free - host.buffers - host.cached), cache: host.cached };
+    return {
+      total: host.total,
+      used: Math.max(0, host.total - host.free - host.buffers - host.cached),
+      cache: host.cached,
+    };
   }
 
   private sample(): CpuSample {

@@ -36,7 +36,9 @@ export function readCpuTimes(path = '/proc/stat'): CpuTimes {
   const line = readFileSync(path, 'utf8').split('\n', 1)[0] ?? '';
   const fields = line.trim().split(/\s+/);
   if (fields[0] !== 'cpu') throw new Error(`${path} does not start with the aggregate cpu line`);
-  const [user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0, steal = 0] = fields.slice(1, 9).map(Number);
+  const [user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0, steal = 0] = fields
+    .slice(1, 9)
+    .map(Number);
   const total = user + nice + system + idle + iowait + irq + softirq + steal;
   return { busy: total - idle - iowait, total };
 }

@@ -52,7 +52,9 @@ export function startPortForwarder(opts: PortForwarderOptions = {}): PortForward
   let running: Promise<void> | undefined;
 
   const list = (): ForwardInfo[] =>
-    [...forwards.values()].map((f) => ({ port: f.port, address: f.listenHost, target: f.targetHost })).sort((a, b) => a.port - b.port);
+    [...forwards.values()]
+      .map((f) => ({ port: f.port, address: f.listenHost, target: f.targetHost }))
+      .sort((a, b) => a.port - b.port);
 
   function closeForward(port: number, reason: string): void {
     const f = forwards.get(port);
@@ -98,7 +100,8 @@ export function startPortForwarder(opts: PortForwarderOptions = {}): PortForward
             log('port forward started', { port, address: external, target });
           },
           (err: Error) => {
-            if (failures.get(port) !== err.message) log('port forward failed; retrying every scan', { port, address: external, target, error: err.message });
+            if (failures.get(port) !== err.message)
+              log('port forward failed; retrying every scan', { port, address: external, target, error: err.message });
             failures.set(port, err.message);
           },
         ),

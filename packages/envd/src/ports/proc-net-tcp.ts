@@ -50,6 +50,7 @@ export async function readTcpListeners(procNet = '/proc/net'): Promise<TcpListen
   const read = (name: string) => readFile(`${procNet}/${name}`, 'utf8').catch(() => ''); // tcp6 is absent without IPv6
   const [v4, v6] = await Promise.all([read('tcp'), read('tcp6')]);
   const seen = new Map<string, TcpListener>();
-  for (const l of [...parseProcNetTcp(v4, 4), ...parseProcNetTcp(v6, 6)]) seen.set(`${l.family} ${l.address} ${l.port}`, l);
+  for (const l of [...parseProcNetTcp(v4, 4), ...parseProcNetTcp(v6, 6)])
+    seen.set(`${l.family} ${l.address} ${l.port}`, l);
   return [...seen.values()];
 }
