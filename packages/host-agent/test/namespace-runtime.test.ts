@@ -65,6 +65,7 @@ test('minimal template builds (cached) and a capsule runs the real envd in the g
   assert.match(inside.stdout, /HTTP\/1\.1 204/);
   assert.match(inside.stdout, new RegExp(`WRENN_SANDBOX_ID=${id}`));
   assert.match(inside.stdout, /WRENN_TEMPLATE_ID=minimal/);
+  assert.match(inside.stdout, /WRENN_CAPSULE=1/);
   // envd is PID 2 under our init; its children must not inherit the runtime's library path.
   const ps = await sh(h, 'cat /proc/1/comm; cat /proc/2/cmdline | tr "\\0" " "');
   assert.match(ps.stdout, /^wrenn-init\n/);

@@ -273,6 +273,8 @@ export class NamespaceRuntime implements CapsuleRuntime {
       ...spec.envs,
       WRENN_SANDBOX_ID: spec.id,
       WRENN_TEMPLATE_ID: spec.metadata?.WRENN_TEMPLATE_ID ?? spec.template,
+      // Tells envd it runs inside a capsule (it then forwards ports bound on loopback).
+      WRENN_CAPSULE: '1',
     };
     const logPath = join(sandboxDir, 'envd.log');
     const tPrepared = performance.now();
