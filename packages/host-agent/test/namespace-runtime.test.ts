@@ -396,3 +396,18 @@ test('a capsule outlives the agent process that made it and is re-adopted from i
   await destroy(rt, h);
   assert.equal(await rt.isAlive(h), false);
 });
+
+test('capsules started in parallel are separate: own files, processes and limits', async () => {
+  const rt = env.runtime({ mainCommand: standInEnvd });
+  const ids = [0, 1, 2, 3].map(() => `cl-t${rand()}`);
+  const hs = await Promise.all(ids.map((id, i) => start(rt, id, { memoryMb: 128 + 32 * i })));
+  await Promise.all(hs.map((h) => sh(h, `echo ${h.id} > /root/who && (sleep 30 >/dev/null 2>&1 </dev/null &)`)));
+  for (const [i, h] of hs.entries()) {
+    const r = await sh(
+      h,
+      'cat /root/who; ps -o comm | grep -c "^sleep$"; cat /sys/fs/cgroup/memory/memory.limit_in_bytes',
+    );
+    assert.equal(r.stdout, `${h.id}\n1\n${(128 + 32 * i) * 1024 * 1024}\n`, `capsule ${h.id} saw: ${r.stdout}`);
+  }
+  await Promise.all(hs.map((h) => destroy(rt, h)));
+});
