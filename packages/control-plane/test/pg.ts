@@ -79,10 +79,16 @@ const isAlive = (pid: number): boolean => {
   }
 };
 
+/**
+ * Where servers live. As root the server runs as `postgres`, which must reach the directory and
+ * keep the socket path short (< 108 bytes): /tmp always qualifies, a custom TMPDIR may not.
+ */
+const baseDir = (as: RunAs): string => (as.uid !== undefined ? '/tmp' : tmpdir());
+
 /** Stops and deletes servers left by test processes that died without cleaning up. */
-function sweepOrphans(): void {
-  for (const name of readdirSync(tmpdir()).filter((n) => n.startsWith(DIR_PREFIX))) {
-    const root = join(tmpdir(), name);
+function sweepOrphans(base: string): void {
+  for (const name of readdirSync(base).filter((n) => n.startsWith(DIR_PREFIX))) {
+    const root = join(base, name);
     let owner: number;
     try {
       owner = Number(readFileSync(join(root, OWNER_FILE), 'utf8'));
@@ -103,8 +109,9 @@ function sweepOrphans(): void {
 export async function startTestPostgres(): Promise<TestPostgres> {
   const bin = findPostgresBinDir();
   const as = postgresUser();
-  sweepOrphans();
-  const root = mkdtempSync(join(tmpdir(), DIR_PREFIX));
+  const base = baseDir(as);
+  sweepOrphans(base);
+  const root = mkdtempSync(join(base, DIR_PREFIX));
   writeFileSync(join(root, OWNER_FILE), String(process.pid));
   const dataDir = join(root, 'data');
   const socketDir = join(root, 'sock');
