@@ -13,19 +13,22 @@ import type { NetworkOptions } from '@wrenn/host-agent/network/index';
 import { startUp, type RunningUp } from '../src/up.js';
 import { startControlPlane, type RunningControlPlane } from '../src/server.js';
 import { startTestPostgres, type TestPostgres } from './pg.js';
+import { startStateLoops, type StateLoops } from '../src/reconciler/index.js';
 
 export type DbKind = 'sqlite' | 'postgres';
 
 /**
- * Network settings that collide neither with a real Wrenn on this machine nor with other suites:
- * each slot (0..9) gets its own address pool, interface/netns/chain names and metadata port.
+ * Network settings that collide neither with a real Wrenn on this machine nor with other suites
+ * running at the same time: each slot (0..15) gets its own address pool, interface/netns/chain
+ * names and metadata port. Slots in use: e2b 0-1, reconciler 2-3, native API 4-5, e2b base 9,
+ * host cluster 10-13.
  */
 export function testNetwork(slot: number): Partial<NetworkOptions> {
-  if (!Number.isInteger(slot) || slot < 0 || slot > 9) throw new Error(`network slot ${slot} must be 0..9`);
-  const letter = 'abcdefghij'[slot];
+  if (!Number.isInteger(slot) || slot < 0 || slot > 15) throw new Error(`network slot ${slot} must be 0..15`);
+  const letter = 'abcdefghijklmnop'[slot]!;
   return {
-    pool: `10.24${slot}.0.0/24`,
-    names: { netnsPrefix: `wte${letter}-`, ifPrefix: `wte${letter}`, chainPrefix: `WTE${letter!.toUpperCase()}` },
+    pool: `10.${240 + slot}.0.0/24`,
+    names: { netnsPrefix: `wte${letter}-`, ifPrefix: `wte${letter}`, chainPrefix: `WTE${letter.toUpperCase()}` },
     // Below the ephemeral port range (32768+), so no outgoing connection can be holding it.
     metadataPort: 31270 + slot,
     rateMbit: 0,
@@ -103,6 +106,10 @@ export async function startLive(o: { db: DbKind; slot: number; imagesDir?: strin
   }
   const extras: ExtraAgent[] = [];
   let cpClosed = false;
+  // WRENN_TEST_STATE_LOOPS=1 also runs the heartbeat and reconciler loops in the background, as a
+  // server that starts them does: the suites must pass either way.
+  const withLoops = process.env.WRENN_TEST_STATE_LOOPS === '1';
+  let loops: StateLoops | undefined = withLoops ? startStateLoops(up.cp.ctx) : undefined;
   const sys: LiveSystem = {
     up,
     cp: up.cp,
@@ -166,6 +173,7 @@ export async function startLive(o: { db: DbKind; slot: number; imagesDir?: strin
       return extra;
     },
     async restartControlPlane() {
+      await loops?.stop();
       await sys.cp.close();
       cpClosed = true;
       const cp = await startControlPlane({
@@ -183,10 +191,12 @@ export async function startLive(o: { db: DbKind; slot: number; imagesDir?: strin
       sys.cp = cp;
       sys.url = cp.url;
       cp.ctx.config.publicUrl = cp.url;
+      if (withLoops) loops = startStateLoops(cp.ctx);
     },
     async close() {
       const errors: unknown[] = [];
       const step = async (fn: () => Promise<unknown>) => fn().catch((e: unknown) => errors.push(e));
+      await step(async () => loops?.stop());
       for (const x of extras) await step(() => x.destroy());
       await step(() => up.agent.manager.destroyAll());
       if (!cpClosed) await step(() => sys.cp.close());

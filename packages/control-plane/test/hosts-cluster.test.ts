@@ -178,5 +178,5 @@ function defineClusterSuite(db: DbKind, slot: number, extraSlot: number): void {
   });
 }
 
-defineClusterSuite('sqlite', 4, 5);
-defineClusterSuite('postgres', 6, 7);
+defineClusterSuite('sqlite', 10, 11);
+defineClusterSuite('postgres', 12, 13);
