@@ -208,6 +208,46 @@ export function defineE2bSuite(db: DbKind, slot: number): void {
       assert.deepEqual(await Sandbox.listSnapshots({ ...sys.sdk(), sandboxId: sbx.sandboxId }).nextItems(), []);
     });
 
+    it('serves the REST edges the SDK does not use: v1 list, resume, refreshes, validation', async () => {
+      const api = async (method: string, path: string, body?: unknown) => {
+        const r = await fetch(`${sys.url}${path}`, {
+          method,
+          headers: { 'X-API-KEY': sys.adminKey, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
+          ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+        });
+        const text = await r.text();
+        return { status: r.status, body: text ? (JSON.parse(text) as Record<string, unknown>) : undefined };
+      };
+      const sbx = await make({ metadata: { edges: db } });
+      const v1 = await api('GET', `/sandboxes?metadata=${encodeURIComponent(`edges=${db}`)}`);
+      assert.equal(v1.status, 200);
+      assert.deepEqual((v1.body as unknown as { sandboxID: string }[]).map((s) => s.sandboxID), [sbx.sandboxId]);
+
+      assert.equal((await api('POST', `/sandboxes/${sbx.sandboxId}/refreshes`, { duration: 600 })).status, 204);
+      assert.equal((await api('POST', `/sandboxes/${sbx.sandboxId}/resume`, { timeout: 60 })).status, 409, 'resuming a running sandbox');
+      assert.equal((await api('POST', `/sandboxes/${sbx.sandboxId}/pause`, {})).status, 204);
+      const v1Paused = await api('GET', `/sandboxes?metadata=${encodeURIComponent(`edges=${db}`)}`);
+      assert.deepEqual(v1Paused.body, [], 'v1 lists running sandboxes only');
+      const resumed = await api('POST', `/sandboxes/${sbx.sandboxId}/resume`, { timeout: 120 });
+      assert.equal(resumed.status, 201);
+      assert.equal(resumed.body?.sandboxID, sbx.sandboxId);
+      assert.equal(resumed.body?.domain, 'wrenn.test');
+      assert.equal((await sbx.commands.run('echo back')).stdout, 'back\n');
+
+      for (const [body, why] of [
+        [{}, /templateID/],
+        [{ templateID: 'minimal', timeout: -1 }, /timeout/],
+        [{ templateID: 'minimal', mcp: { x: {} } }, /mcp/],
+        [{ templateID: 'minimal', autoPause: true, autoResume: { enabled: true } }, /autoResume/],
+        [{ templateID: 'minimal', network: { denyOut: ['10.0.0.0/8'] } }, /allow_internet_access/],
+      ] as const) {
+        const r = await api('POST', '/v2/sandboxes', body);
+        assert.equal(r.status, 400, JSON.stringify(body));
+        assert.equal(r.body?.code, 400);
+        assert.match(String(r.body?.message), why);
+      }
+    });
+
     it('kills: gone from info and lists, its proxy routes 404, a second kill reports false', async () => {
       const sbx = await make();
       assert.equal(await Sandbox.kill(sbx.sandboxId, sys.sdk()), true);
