@@ -7,6 +7,7 @@ import { teamOf } from '../auth.js';
 import * as svc from '../../services/capsules.js';
 import { listAuditEvents } from '../../db/repositories/audit-events.js';
 import { mapErrors } from '../../services/errors.js';
+import { abortOnDisconnect } from './disconnect.js';
 import {
   CapsuleIdParams,
   CapsuleListSchema,
@@ -192,8 +193,7 @@ export const capsuleRoutes = (ctx: ControlPlaneContext): FastifyPluginAsyncTypeb
         if (!/^[A-Za-z0-9+/]*={0,2}$/.test(b.stdin_base64)) throw badRequest('body/stdin_base64 must be base64');
         stdin = Buffer.from(b.stdin_base64, 'base64');
       }
-      const ac = new AbortController();
-      req.raw.once('close', () => req.raw.destroyed && ac.abort());
+      const life = abortOnDisconnect(req);
       const r = await svc.execCommand(
         ctx,
         teamOf(req).id,
@@ -206,8 +206,8 @@ export const capsuleRoutes = (ctx: ControlPlaneContext): FastifyPluginAsyncTypeb
           ...(stdin ? { stdin } : {}),
           ...(b.timeout_sec !== undefined ? { timeoutSec: b.timeout_sec } : {}),
         },
-        ac.signal,
-      );
+        life.signal,
+      ).finally(() => life.done());
       const out = textOrBase64(r.stdout);
       const err = textOrBase64(r.stderr);
       return {

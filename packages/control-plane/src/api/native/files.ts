@@ -7,6 +7,7 @@ import type { FileEntry } from '@wrenn/protocol/gen/hostagent/v1/hostagent_pb';
 import type { ControlPlaneContext } from '../../context.js';
 import { teamOf } from '../auth.js';
 import { capsuleAgent } from '../../services/capsules.js';
+import { abortOnDisconnect } from './disconnect.js';
 import { CapsuleIdParams, errors, FileEntrySchema, ListFilesQuery, MkdirBody, PathQuery, ProcessSchema } from './schemas.js';
 
 /** Agent messages carry at most this many bytes of file data. */
@@ -23,23 +24,6 @@ export const fileEntryJson = (e: FileEntry | undefined) => ({
   modified_at: e && e.modifiedAt > 0n ? new Date(Number(e.modifiedAt)).toISOString() : null,
   ...(e?.symlinkTarget ? { symlink_target: e.symlinkTarget } : {}),
 });
-
-/** Aborts when the client goes away before the exchange finished. */
-function abortOnDisconnect(req: FastifyRequest): { signal: AbortSignal; done(): void } {
-  const ac = new AbortController();
-  let finished = false;
-  const onClose = () => {
-    if (!finished) ac.abort();
-  };
-  req.raw.socket.once('close', onClose);
-  return {
-    signal: ac.signal,
-    done() {
-      finished = true;
-      req.raw.socket.off('close', onClose);
-    },
-  };
-}
 
 export const fileRoutes = (ctx: ControlPlaneContext): FastifyPluginAsyncTypebox => async (app) => {
   const tags = ['files'];
