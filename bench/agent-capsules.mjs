@@ -91,6 +91,7 @@ try {
   await agent.manager.destroyAll().catch(() => undefined);
   await agent.close();
   await layers.close();
+  await layers.networkManager.removeAll().catch(() => undefined);
   try {
     execFileSync('sh', ['-c', `grep ' ${dataDir}' /proc/self/mounts | cut -d' ' -f2 | sort -r | xargs -r -n1 umount -l`]);
   } catch {}

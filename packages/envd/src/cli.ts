@@ -1,7 +1,10 @@
 // `wrenn envd`: runs envd until SIGTERM/SIGINT.
 import { startEnvd } from './server.js';
+import { installLiteHeaders } from './lite-headers.js';
 
 export async function runEnvdFromCli(opts: { port: number; host: string }): Promise<void> {
+  // Node's own Headers loads undici (and its WebAssembly parser): ~3 MB per capsule for nothing.
+  installLiteHeaders();
   const server = await startEnvd({ port: opts.port, host: opts.host });
   process.stderr.write(`${JSON.stringify({ level: 'info', msg: 'envd listening', port: server.port, version: server.state.version })}\n`);
   const stop = () => {

@@ -46,6 +46,8 @@ export async function teardown(t: TestAgent | undefined, dataDir: string): Promi
   if (t) {
     await t.agent.manager.destroyAll().catch(() => undefined);
     await t.stop().catch(() => undefined);
+    // The agent leaves its firewall chains for a restart to reuse; a finished test removes them.
+    await t.layers.networkManager.removeAll().catch(() => undefined);
   }
   const mounts = readFileSync('/proc/self/mounts', 'utf8').split('\n').map((l) => l.split(' ')[1] ?? '').filter((m) => m.startsWith(dataDir));
   for (const m of mounts.reverse()) {
@@ -78,6 +80,7 @@ export function leftovers(dataDir: string, capsuleIds: string[]): string[] {
   for (const table of ['filter', 'nat']) {
     try {
       const rules = execFileSync('iptables', ['-t', table, '-S'], { encoding: 'utf8' });
+      for (const line of rules.split('\n')) if (line.startsWith(`-N ${TEST_NET.names.chainPrefix}-`)) out.push(`iptables ${table} chain ${line.slice(3)}`);
       for (const id of capsuleIds) if (rules.includes(id)) out.push(`iptables ${table} rule for ${id}`);
     } catch {
       // iptables missing: nothing of ours there
