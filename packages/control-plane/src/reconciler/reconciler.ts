@@ -14,8 +14,11 @@
 //   them, their state is restored (audit `capsule.host_recovered`); if it comes back without them
 //   they become `stopped`.
 //
-// Races with API calls in flight are avoided by grace periods (a capsule being created is left
-// alone) and by compare-and-set updates (a row changes only if it is still in the state observed).
+// Races with API calls in flight are avoided three ways: a capsule being created is left alone
+// (grace period); a difference between database and agent is acted on only when two consecutive
+// rounds saw the same one (an API pause/resume/destroy is between its agent call and its database
+// write for milliseconds, not for a whole interval); and every update is a compare-and-set (a row
+// changes only if it is still in the state observed).
 import type { Capsule as AgentCapsule } from '@wrenn/protocol/gen/hostagent/v1/hostagent_pb';
 import { Code, ConnectError } from '@connectrpc/connect';
 import type { ControlPlaneContext } from '../context.js';
@@ -63,6 +66,9 @@ export class Reconciler {
   private readonly rpcTimeoutMs: number;
   private readonly startingGraceMs: number;
   private readonly orphanGraceMs: number;
+  /** Differences seen in the last round, by capsule id: acted on when the next round sees them again. */
+  private pending = new Map<string, string>();
+  private nextPending = new Map<string, string>();
 
   constructor(
     private readonly ctx: ControlPlaneContext,
@@ -106,11 +112,20 @@ export class Reconciler {
       recovered: [],
     };
     const hosts = await listHosts(this.ctx.database.db);
+    this.nextPending = new Map();
     for (const host of hosts) {
       if (host.status === 'unreachable') await this.markHostLost(host, report);
       else await this.reconcileHost(host, report);
     }
+    this.pending = this.nextPending;
     return report;
+  }
+
+  /** True when the previous round saw the same difference for this capsule; remembers it otherwise. */
+  private confirmed(id: string, difference: string): boolean {
+    if (this.pending.get(id) === difference) return true;
+    this.nextPending.set(id, difference);
+    return false;
   }
 
   private async audit(c: Pick<Capsule, 'id' | 'teamId'> | { id: string; teamId: string | null }, kind: string, data: Record<string, unknown>): Promise<void> {
@@ -162,7 +177,7 @@ export class Reconciler {
       onAgent.delete(c.id);
       if (c.state === 'starting' && now - c.createdAt.getTime() < this.startingGraceMs) continue;
       if (!a) {
-        await this.capsuleGone(c, host, now, report);
+        if (this.confirmed(c.id, `${c.state}->gone`)) await this.capsuleGone(c, host, now, report);
         continue;
       }
       await this.syncState(c, a, host, report);
@@ -175,6 +190,7 @@ export class Reconciler {
       const row = await getCapsule(this.ctx.database.db, a.id);
       // Still wanted: the row was created or moved here after we listed (never destroy those).
       if (row && row.hostId === host.id && ON_HOST_STATES.includes(row.state)) continue;
+      if (!this.confirmed(a.id, `orphan:${row?.state ?? 'unknown'}`)) continue;
       try {
         await this.ctx.agents.client(host.id, host.address).destroyCapsule({ id: a.id }, { timeoutMs: this.rpcTimeoutMs * 6 });
       } catch (err) {
@@ -215,7 +231,8 @@ export class Reconciler {
       await this.audit(c, 'capsule.host_recovered', { hostId: host.id, state: to });
       return;
     }
-    if (to !== c.state && !(to === 'starting' && c.state === 'starting')) {
+    if (to !== c.state) {
+      if (!this.confirmed(c.id, `${c.state}->${to}`)) return;
       const error = to === 'error' ? a.error || 'the capsule failed on its host' : undefined;
       const changed = await setCapsuleState(db, c.id, to, { from: [c.state], expiresAt: agentExpires, ...(error ? { error } : {}) });
       if (!changed) return;
