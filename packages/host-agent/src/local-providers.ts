@@ -90,6 +90,9 @@ export async function createLocalLayers(dataDir: string, opts: LocalLayerOptions
     lookup: (addr) => networkManager.metadataFor(addr),
   });
   const ns = new NamespaceRuntime({ dataDir, templates: templateStore });
+  // Paid once here rather than by the first capsule: compiling the init helper, resolving node's libraries.
+  await ns.prepare();
+  await templateStore.cleanupLeftovers();
   return {
     runtimes: new Map<RuntimeName, CapsuleRuntime>([['namespace', ns]]),
     defaultRuntime: 'namespace',

@@ -71,7 +71,7 @@ test('minimal template builds (cached) and a capsule runs the real envd in the g
   assert.match(ps.stdout, /^wrenn-init\n/);
   assert.match(
     ps.stdout,
-    /ld-linux-x86-64\.so\.2 --library-path \/opt\/wrenn\/runtime\/lib \/opt\/wrenn\/runtime\/bin\/node \/opt\/wrenn\/app\/packages\/cli\/bin\/wrenn\.js envd --port 49983/,
+    /ld-linux-x86-64\.so\.2 --library-path \/opt\/wrenn\/runtime\/lib \/opt\/wrenn\/runtime\/bin\/node --max-semi-space-size=1 \/opt\/wrenn\/envd\/envd\.mjs --port 49983/,
   );
   assert.doesNotMatch((await sh(h, 'env')).stdout, /LD_LIBRARY_PATH/);
   // The capsule sees its own cgroups (read-only) and envd's metrics report its real memory limit.
@@ -122,10 +122,10 @@ test('isolation: own pids, hostname, user namespace mapping, no host capabilitie
   assert.equal(statSync(join(h.state.sandboxDir as string, 'upper/tmp/u')).uid, 101000);
   // Root inside cannot touch host files or reconfigure its namespaces.
   const denied: [string, string][] = [
-    ['write into the bind-mounted Wrenn install', 'echo x > /opt/wrenn/app/pwned'],
+    ['write into the bind-mounted Wrenn install', 'echo x > /opt/wrenn/envd/pwned'],
     ['write into the bind-mounted node runtime', 'echo x > /opt/wrenn/runtime/bin/node'],
-    ['write through /proc/1/root into a bind mount', 'echo x > /proc/1/root/opt/wrenn/app/pwned'],
-    ['remount the install read-write', 'mount -o remount,rw /opt/wrenn/app'],
+    ['write through /proc/1/root into a bind mount', 'echo x > /proc/1/root/opt/wrenn/envd/pwned'],
+    ['remount the install read-write', 'mount -o remount,rw /opt/wrenn/envd'],
     ['unmount a bind mount', 'umount /opt/wrenn/runtime/bin/node'],
     ['mount a tmpfs', 'mount -t tmpfs x /mnt'],
     ['change the hostname', 'hostname evil'],

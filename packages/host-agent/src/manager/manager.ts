@@ -384,6 +384,15 @@ export class SandboxManager {
     });
   }
 
+  /** Deletes a template unless a capsule on this host still runs from it. */
+  async deleteTemplate(name: string): Promise<void> {
+    const users = this.list().filter((r) => r.template === name);
+    if (users.length > 0) {
+      throw new InvalidArgumentError(`template "${name}" is used by ${users.length} capsule(s) (${users.slice(0, 3).map((r) => r.id).join(', ')}); destroy them first`);
+    }
+    await this.deps.templates.delete(name);
+  }
+
   private move(rec: CapsuleRecord, to: CapsuleState, action: string): void {
     assertMove(rec.id, rec.state, to, action);
     rec.state = to;

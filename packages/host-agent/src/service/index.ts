@@ -279,7 +279,7 @@ export function hostAgentService(o: HostAgentServiceOptions): ServiceImpl<typeof
       return { template: toPbTemplate(await m.snapshot(req.capsuleId, req.name)) };
     },
     async deleteSnapshot(req) {
-      await m.templates().delete(req.name);
+      await m.deleteTemplate(req.name);
       return {};
     },
     async listTemplates() {

@@ -18,7 +18,7 @@ import { mountsUnder, removeTree, unmountUnder } from '../../rootfs/remove-tree.
 import type { TemplateStore } from '../../rootfs/template-store.js';
 import type { CapsuleRuntime, CapsuleSpec, CapsuleStats, PauseResult, RuntimeHandle } from '../runtime.js';
 import { CapsuleCgroups, CONTROLLERS, listCapsuleCgroupIds } from './cgroups.js';
-import { defaultAppDir, envdScript, GUEST_DIR, type NodeRuntimeLayout, resolveNodeRuntime } from './node-runtime.js';
+import { defaultAppDir, ENVD_NODE_FLAGS, envdScript, GUEST_DIR, type NodeRuntimeLayout, resolveNodeRuntime } from './node-runtime.js';
 import { nsinitPath } from './nsinit-binary.js';
 
 export const ENVD_PORT = 49983;
@@ -31,7 +31,7 @@ export interface NamespaceRuntimeOptions {
   templates: TemplateStore;
   /** pids.max of every capsule (default 512): stops fork bombs. */
   pidsMax?: number;
-  /** The Wrenn install bind-mounted read-only at /opt/wrenn/app (default: this repository). */
+  /** The Wrenn install whose envd bundle is bind-mounted read-only at /opt/wrenn/envd (default: this repository). */
   appDir?: string;
   /** The node binary bind-mounted at /opt/wrenn/runtime/bin/node (default: the agent's own). */
   nodePath?: string;
@@ -229,7 +229,7 @@ export class NamespaceRuntime implements CapsuleRuntime {
     const readyPort = this.opts.readyPort ?? ENVD_PORT;
     const main: string[] = this.opts.mainCommand
       ? this.opts.mainCommand(layout.nodeArgv)
-      : [...layout.nodeArgv, envdScript(), 'envd', '--port', String(ENVD_PORT)];
+      : [...layout.nodeArgv, ...ENVD_NODE_FLAGS, envdScript(), '--port', String(ENVD_PORT)];
     const etcBinds = await this.writeEtcFiles(state);
     // Without a prepared namespace the capsule gets a fresh one with loopback only.
     const netns = spec.network?.netnsPath;

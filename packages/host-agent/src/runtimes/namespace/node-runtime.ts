@@ -1,6 +1,7 @@
 // What to bind-mount read-only into every capsule so envd runs on ANY root filesystem (even one
 // without glibc): this host's node binary, the shared libraries it links and the dynamic loader,
-// under /opt/wrenn/runtime/{bin,lib}; and the Wrenn install (dist + node_modules) at /opt/wrenn/app.
+// under /opt/wrenn/runtime/{bin,lib}; and envd bundled into one file (with its native addons) at
+// /opt/wrenn/envd — nothing else of the Wrenn install is visible inside a capsule.
 // envd is started through the loader with --library-path, which (unlike LD_LIBRARY_PATH) is not
 // inherited by the processes envd starts.
 import { execFile } from 'node:child_process';
@@ -13,7 +14,10 @@ const run = promisify(execFile);
 
 export const GUEST_DIR = '/opt/wrenn';
 export const GUEST_RUNTIME = `${GUEST_DIR}/runtime`;
-export const GUEST_APP = `${GUEST_DIR}/app`;
+export const GUEST_APP = `${GUEST_DIR}/envd`;
+/** envd's bundle inside the install (scripts/bundle-envd.mjs writes it at build time). */
+export const ENVD_BUNDLE_DIR = 'packages/envd/dist/bundle';
+export const ENVD_BUNDLE = 'envd.mjs';
 
 export interface Bind {
   src: string;
@@ -76,7 +80,7 @@ export async function resolveNodeRuntime(nodePath: string, appDir: string): Prom
     { src: node, dst: `${GUEST_RUNTIME}/bin/node` },
     { src: realpathSync(loader), dst: `${GUEST_RUNTIME}/lib/${loaderName}` },
     ...libs.map(([soname, path]) => ({ src: realpathSync(path), dst: `${GUEST_RUNTIME}/lib/${soname}` })),
-    { src: realpathSync(appDir), dst: GUEST_APP },
+    { src: realpathSync(envdBundleDir(appDir)), dst: GUEST_APP },
   ];
   return {
     binds,
@@ -89,6 +93,17 @@ export async function resolveNodeRuntime(nodePath: string, appDir: string): Prom
   };
 }
 
-export function envdScript(): string {
-  return join(GUEST_APP, CLI_ENTRY);
+export function envdBundleDir(appDir: string): string {
+  const dir = join(appDir, ENVD_BUNDLE_DIR);
+  if (!existsSync(join(dir, ENVD_BUNDLE))) {
+    throw new Error(`envd's bundle ${join(dir, ENVD_BUNDLE)} is missing: run \`npm run build\` (it bundles envd for capsules)`);
+  }
+  return dir;
 }
+
+export function envdScript(): string {
+  return join(GUEST_APP, ENVD_BUNDLE);
+}
+
+/** Node flags for envd inside capsules: a small young generation keeps an idle envd's memory low. */
+export const ENVD_NODE_FLAGS = ['--max-semi-space-size=1'];
