@@ -2,6 +2,9 @@
 // In debug mode (E2B_DEBUG=true) the SDK talks to envd at localhost:49983 directly, with no API.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { CommandExitError, InvalidArgumentError, Sandbox, TimeoutError } from 'e2b';
 import { startTestEnvd, type TestEnvd } from './helpers.js';
 
@@ -9,11 +12,11 @@ const ENVD_PORT = 49983;
 const text = (bytes: Uint8Array) => Buffer.from(bytes).toString();
 
 /** The SDK's port is fixed; another suite may hold it for a while, so wait for it. */
-async function startOnSdkPort(): Promise<TestEnvd> {
+async function startOnSdkPort(etcDir: string): Promise<TestEnvd> {
   const until = Date.now() + 120_000;
   for (;;) {
     try {
-      return await startTestEnvd({ port: ENVD_PORT, portForwarding: false });
+      return await startTestEnvd({ port: ENVD_PORT, portForwarding: false, etcDir });
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE' || Date.now() > until) throw err;
       await new Promise((r) => setTimeout(r, 500));
@@ -34,15 +37,26 @@ describe('e2b SDK: commands and pty against envd', () => {
   let sbx: Sandbox;
   const savedDebug = process.env.E2B_DEBUG;
 
+  // The SDK runs every command as `bash -l`: give root a clean home so the host's own login
+  // profile (slow, with lock files) stays out of the suite.
+  let etc = '';
+  let home = '';
+
   before(async () => {
+    etc = mkdtempSync(join(tmpdir(), 'wrenn-sdk-etc-'));
+    home = mkdtempSync(join(tmpdir(), 'wrenn-sdk-home-'));
+    writeFileSync(join(etc, 'passwd'), `root:x:0:0:root:${home}:/bin/bash\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n`);
+    writeFileSync(join(etc, 'group'), 'root:x:0:\nnogroup:x:65534:\n');
     process.env.E2B_DEBUG = 'true';
-    envd = await startOnSdkPort();
+    envd = await startOnSdkPort(etc);
     sbx = await Sandbox.create();
   });
   after(async () => {
     const left = sbx ? await sbx.commands.list().catch(() => []) : [];
     for (const p of left) await sbx.commands.kill(p.pid).catch(() => false);
     await envd?.close();
+    rmSync(etc, { recursive: true, force: true });
+    rmSync(home, { recursive: true, force: true });
     if (savedDebug === undefined) delete process.env.E2B_DEBUG;
     else process.env.E2B_DEBUG = savedDebug;
     assert.deepEqual(
@@ -75,6 +89,7 @@ describe('e2b SDK: commands and pty against envd', () => {
 
     assert.equal((await sbx.commands.run('echo "$GREETING"', { envs: { GREETING: 'hello world' } })).stdout, 'hello world\n');
     assert.equal((await sbx.commands.run('pwd', { cwd: '/tmp' })).stdout, '/tmp\n');
+    assert.equal((await sbx.commands.run('pwd; echo $HOME')).stdout, `${home}\n${home}\n`, 'default cwd is the home of the user');
     assert.equal((await sbx.commands.run('id -u', { user: 'root' })).stdout, '0\n');
     assert.equal((await sbx.commands.run('id -un', { user: 'nobody' })).stdout, 'nobody\n');
 

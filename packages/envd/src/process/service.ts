@@ -9,7 +9,7 @@ import { KEEPALIVE_EVENT, endEventMessage, startEvent } from './events.js';
 import { buildLaunchSpec, invalidArgument, validPtySize } from './launch-spec.js';
 import { launchProcess } from './launcher.js';
 import { ProcessStateError, type ManagedProcess, type SignalName } from './managed-process.js';
-import { ProcessTable, notFound } from './process-table.js';
+import { ProcessTable, notFound, type FinishedProcess } from './process-table.js';
 import { Subscription } from './subscription.js';
 
 export interface ProcessServiceHandle {
@@ -29,11 +29,23 @@ function keepaliveMs(ctx: HandlerContext): number {
 
 type EventResponse = { event: ProcessEvent };
 
+/** What a Start or Connect stream serves: a live process, or one that ended moments ago. */
+type Attached = { proc: ManagedProcess; sub: Subscription } | { finished: FinishedProcess };
+
 /**
- * Streams a subscription to the client: start first, then output and keepalives, then the end.
+ * Streams a process's events to the client: start first, then output and keepalives, then the end.
  * The client going away (or the deadline) ends the stream; the process keeps running.
+ * One generator per stream (no delegation) keeps the per-event promise hops down.
  */
-async function* streamEvents(proc: ManagedProcess, sub: Subscription, ctx: HandlerContext): AsyncGenerator<EventResponse> {
+async function* streamEvents(attach: () => Attached | Promise<Attached>, ctx: HandlerContext): AsyncGenerator<EventResponse> {
+  const attached = await attach();
+  if ('finished' in attached) {
+    // Exited moments ago: the client still learns how it ended.
+    yield { event: startEvent(attached.finished.pid) };
+    yield { event: endEventMessage(attached.finished.end) };
+    return;
+  }
+  const { proc, sub } = attached;
   const signal = ctx.signal;
   const onAbort = () => sub.interrupt();
   signal.addEventListener('abort', onAbort);
@@ -94,32 +106,31 @@ export function processService(state: EnvdState): ProcessServiceHandle {
   const table = new ProcessTable();
 
   const impl: Partial<ServiceImpl<typeof Process>> = {
-    async *start(req, ctx) {
-      const user = resolveUser(state, requestedUserName(ctx.requestHeader.get('authorization')));
-      const spec = buildLaunchSpec(state, user, req);
-      const sub = new Subscription();
-      const proc = await launchProcess(spec, sub);
-      table.add(proc);
-      // E2B: the Start's timeout bounds the process's life, not only the stream's.
-      const timeoutMs = ctx.timeoutMs();
-      if (timeoutMs !== undefined && timeoutMs > 0) proc.killAfter(timeoutMs);
-      yield* streamEvents(proc, sub, ctx);
-    },
-
-    async *connect(req, ctx) {
-      const proc = table.lookup(req.process);
-      if (proc) {
+    start: (req, ctx) =>
+      streamEvents(async () => {
+        const user = resolveUser(state, requestedUserName(ctx.requestHeader.get('authorization')));
+        const spec = buildLaunchSpec(state, user, req);
         const sub = new Subscription();
-        proc.subscribe(sub);
-        yield* streamEvents(proc, sub, ctx);
-        return;
-      }
-      // Exited moments ago: the client still learns how it ended.
-      const finished = table.lookupFinished(req.process);
-      if (!finished) throw notFound(req.process);
-      yield { event: startEvent(finished.pid) };
-      yield { event: endEventMessage(finished.end) };
-    },
+        const proc = await launchProcess(spec, sub);
+        table.add(proc);
+        // E2B: the Start's timeout bounds the process's life, not only the stream's.
+        const timeoutMs = ctx.timeoutMs();
+        if (timeoutMs !== undefined && timeoutMs > 0) proc.killAfter(timeoutMs);
+        return { proc, sub };
+      }, ctx),
+
+    connect: (req, ctx) =>
+      streamEvents(() => {
+        const proc = table.lookup(req.process);
+        if (proc) {
+          const sub = new Subscription();
+          proc.subscribe(sub);
+          return { proc, sub };
+        }
+        const finished = table.lookupFinished(req.process);
+        if (!finished) throw notFound(req.process);
+        return { finished };
+      }, ctx),
 
     list() {
       const processes = [];
