@@ -2,13 +2,17 @@
 // runtime) on SQLite or a throwaway PostgreSQL, optional extra host agents in the same process,
 // and the options the official e2b SDK needs to talk to it. Every piece is torn down by close():
 // capsules (processes, cgroups, overlays), network namespaces, veths, iptables chains, data dirs.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import http from 'node:http';
 import pino from 'pino';
 import { startAgent, type RunningAgent } from '@wrenn/host-agent/agent';
-import { createLocalLayers, type LocalLayers } from '@wrenn/host-agent/local-providers';
+import { networkProvider, templateProvider, type LocalLayers } from '@wrenn/host-agent/local-providers';
+import { TemplateStore } from '@wrenn/host-agent/rootfs/index';
+import { NetworkManager, startMetadataHttpServer } from '@wrenn/host-agent/network/index';
+import { CONTROLLERS, NamespaceRuntime } from '@wrenn/host-agent/runtimes/namespace/index';
+import type { CapsuleRuntime, RuntimeName } from '@wrenn/host-agent/runtimes/runtime';
 import type { NetworkOptions } from '@wrenn/host-agent/network/index';
 import { startUp, type RunningUp } from '../src/up.js';
 import { startControlPlane, type RunningControlPlane } from '../src/server.js';
@@ -33,6 +37,42 @@ export function testNetwork(slot: number): Partial<NetworkOptions> {
     metadataPort: 31270 + slot,
     rateMbit: 0,
   };
+}
+
+/**
+ * The layers of a further agent on this machine: like createLocalLayers, plus a cgroup parent of
+ * its own. Agents sharing a parent would each treat the others' capsules as stale leftovers and
+ * kill them when they start.
+ */
+async function createAgentLayers(dataDir: string, slot: number, imagesDir: string): Promise<LocalLayers> {
+  const templateStore = new TemplateStore({ imagesDir });
+  const networkManager = new NetworkManager({ dataDir, ...testNetwork(slot) } as ConstructorParameters<typeof NetworkManager>[0]);
+  await networkManager.init();
+  const metadataServer = await startMetadataHttpServer({ port: networkManager.metadataPort, host: '0.0.0.0', lookup: (a) => networkManager.metadataFor(a) });
+  const ns = new NamespaceRuntime({ dataDir, templates: templateStore, cgroupParent: agentCgroupParent(slot) });
+  await ns.prepare();
+  return {
+    runtimes: new Map<RuntimeName, CapsuleRuntime>([['namespace', ns]]),
+    defaultRuntime: 'namespace',
+    network: networkProvider(networkManager),
+    templates: templateProvider(templateStore),
+    templateStore,
+    networkManager,
+    metadataServer,
+    close: () => metadataServer.close(),
+  };
+}
+
+const agentCgroupParent = (slot: number) => `wrenn-test-${slot}`;
+
+function removeCgroupParent(slot: number): void {
+  for (const c of CONTROLLERS) {
+    try {
+      rmdirSync(join('/sys/fs/cgroup', c, agentCgroupParent(slot)));
+    } catch {
+      // not created under this controller, or already gone
+    }
+  }
 }
 
 let pgServer: Promise<TestPostgres> | undefined;
@@ -122,7 +162,7 @@ export async function startLive(o: { db: DbKind; slot: number; imagesDir?: strin
       const dir = mkdtempSync(join(tmpdir(), 'wrenn-agent-'));
       // Templates come from the main system's image cache (built once per run).
       const mk = async (port: number) => {
-        const layers = await createLocalLayers(dir, { network: testNetwork(slot), imagesDir: o.imagesDir ?? join(dataDir, 'images') });
+        const layers = await createAgentLayers(dir, slot, o.imagesDir ?? join(dataDir, 'images'));
         try {
           const agent = await startAgent({ ...layers, dataDir: dir, listen: { host: '127.0.0.1', port }, log: agentLog });
           return { layers, agent };
@@ -166,6 +206,7 @@ export async function startLive(o: { db: DbKind; slot: number; imagesDir?: strin
           await cur.agent.manager.destroyAll();
           await extra.stop();
           await cur.layers.networkManager.removeAll().catch(() => undefined);
+          removeCgroupParent(slot);
           rmSync(dir, { recursive: true, force: true });
         },
       };

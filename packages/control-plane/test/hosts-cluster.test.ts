@@ -173,6 +173,11 @@ function defineClusterSuite(db: DbKind, slot: number, extraSlot: number): void {
         const s = await Sandbox.connect(c.id, sys.sdk());
         assert.match((await s.commands.run('cat /tmp/who')).stdout, /^capsule \d$/, 'its files survived');
       }
+      // The other agent's capsules were not touched by this agent's start-up cleanup.
+      for (const c of capsules.filter((x) => x.host === hostA)) {
+        const s = await Sandbox.connect(c.id, sys.sdk());
+        assert.equal((await s.commands.run('echo untouched')).stdout, 'untouched\n');
+      }
       for (const c of capsules) assert.equal(await Sandbox.kill(c.id, sys.sdk()), true);
     });
   });
