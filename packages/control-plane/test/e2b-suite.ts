@@ -223,6 +223,11 @@ export function defineE2bSuite(db: DbKind, slot: number): void {
       assert.equal(v1.status, 200);
       assert.deepEqual((v1.body as unknown as { sandboxID: string }[]).map((s) => s.sandboxID), [sbx.sandboxId]);
 
+      const repeated = await api('GET', `/v2/sandboxes?state=running&state=paused&metadata=${encodeURIComponent(`edges=${db}`)}`);
+      assert.equal(repeated.status, 200, 'state may be repeated instead of comma-separated');
+      assert.deepEqual((repeated.body as unknown as { sandboxID: string }[]).map((s) => s.sandboxID), [sbx.sandboxId]);
+      assert.equal((await api('GET', '/v2/sandboxes?state=stopped')).status, 400);
+
       assert.equal((await api('POST', `/sandboxes/${sbx.sandboxId}/refreshes`, { duration: 600 })).status, 204);
       assert.equal((await api('POST', `/sandboxes/${sbx.sandboxId}/resume`, { timeout: 60 })).status, 409, 'resuming a running sandbox');
       assert.equal((await api('POST', `/sandboxes/${sbx.sandboxId}/pause`, {})).status, 204);

@@ -72,7 +72,8 @@ async function listSandboxes(
   defaultStates: readonly ('running' | 'paused')[],
   reply: FastifyReply,
 ): Promise<ReturnType<typeof toListedSandbox>[]> {
-  const wanted = q.state ? q.state.split(',').map((s) => s.trim()).filter(Boolean) : [...defaultStates];
+  const given = q.state === undefined ? undefined : Array.isArray(q.state) ? q.state : [q.state];
+  const wanted = given ? given.flatMap((v) => v.split(',')).map((s) => s.trim()).filter(Boolean) : [...defaultStates];
   const states: CapsuleState[] = [];
   for (const s of wanted) {
     if (s !== 'running' && s !== 'paused') throw badRequest(`state must be running or paused, got '${s}'`);

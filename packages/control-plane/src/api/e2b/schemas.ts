@@ -93,7 +93,11 @@ export const SnapshotInfo = Type.Object({ snapshotID: Type.String(), names: Type
 
 export const ListQuery = Type.Object({
   metadata: Type.Optional(Type.String({ maxLength: 8192 })),
-  state: Type.Optional(Type.String({ maxLength: 64, description: 'Comma-separated: running, paused' })),
+  state: Type.Optional(
+    Type.Union([Type.String({ maxLength: 64 }), Type.Array(Type.String({ maxLength: 16 }), { maxItems: 4 })], {
+      description: 'running, paused: comma-separated (as the SDK sends it) or repeated',
+    }),
+  ),
   order: Type.Optional(Type.Union([Type.Literal('asc'), Type.Literal('desc')])),
   startedAfter: Type.Optional(Type.String({ format: 'date-time' })),
   template: Type.Optional(Type.String({ maxLength: 128 })),
