@@ -498,6 +498,11 @@ describe('process.Process: users with supplementary groups keep them', () => {
     assert.match(done.pty, /g=4242 4243 4244\r?\n/);
     assert.equal(done.end?.exitCode, 0);
 
+    // A user added a moment ago (useradd, then run) is found at once despite the passwd cache.
+    await expectCode(collect(envd.process.start(bash('id -u'), { headers: userHeader('latecomer') })), Code.InvalidArgument, 'latecomer');
+    writeFileSync(join(etc, 'passwd'), `root:x:0:0:root:/root:/bin/bash\nwrenntest:x:4242:4242::${home}:/bin/sh\nlatecomer:x:4250:4250::/:/bin/sh\n`);
+    assert.equal((await collect(envd.process.start(bash('id -u'), { headers: userHeader('latecomer') }))).stdout, '4250\n');
+
     // An explicit cwd that does not exist is still reported as such.
     await expectCode(collect(envd.process.start(bash('pwd', { process: { cmd: '/bin/pwd', args: [], cwd: '/no/such/dir' } }), { headers: userHeader('wrenntest') })), Code.InvalidArgument, 'does not exist');
   });

@@ -23,7 +23,9 @@ export function dataEvent(stream: OutputStream, bytes: Uint8Array): ProcessEvent
 export const KEEPALIVE_EVENT: ProcessEvent = create(ProcessEventSchema, { event: { case: 'keepalive', value: {} } });
 
 export function endEventMessage(end: ProcessEvent_EndEvent): ProcessEvent {
-  return create(ProcessEventSchema, { event: { case: 'end', value: end } });
+  let message = endMessages.get(end);
+  if (!message) endMessages.set(end, (message = create(ProcessEventSchema, { event: { case: 'end', value: end } })));
+  return message;
 }
 
 // The names Go prints for signals (syscall.Signal.String), so clients see the same text.
@@ -47,8 +49,21 @@ const GO_SIGNAL_NAMES: Record<string, string> = {
   SIGXFSZ: 'file size limit exceeded',
 };
 
+// Messages are never mutated after creation, so the end of a normal exit is built once per code.
+const exitEnds = new Map<number, ProcessEvent_EndEvent>();
+const endMessages = new WeakMap<ProcessEvent_EndEvent, ProcessEvent>();
+
 /** Exit of a process as code or signal name (as Node reports it), turned into E2B's EndEvent. */
 export function endEvent(code: number | null, signal: string | null): ProcessEvent_EndEvent {
+  if (!signal && code !== null) {
+    let end = exitEnds.get(code);
+    if (!end) exitEnds.set(code, (end = buildEndEvent(code, null)));
+    return end;
+  }
+  return buildEndEvent(code, signal);
+}
+
+function buildEndEvent(code: number | null, signal: string | null): ProcessEvent_EndEvent {
   if (signal) {
     const number = (osConstants.signals as Record<string, number | undefined>)[signal];
     const status = `signal: ${GO_SIGNAL_NAMES[signal] ?? (number !== undefined ? `signal ${number}` : signal)}`;

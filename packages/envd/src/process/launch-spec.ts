@@ -9,6 +9,8 @@ import type { UserInfo } from '../users.js';
 import { spawnIdentity } from '../auth.js';
 
 export const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+// envd's own PATH, read once: process.env is a slow native lookup and envd never changes it.
+const BASE_PATH = process.env.PATH || DEFAULT_PATH;
 const DEFAULT_PTY_SIZE = { cols: 80, rows: 24 };
 const MAX_PTY_DIMENSION = 0xffff;
 
@@ -55,7 +57,7 @@ export function resolveCwd(requested: string | undefined, state: EnvdState, user
 /** Environment: a base for the user, then /init's variables, then the request's (last wins). */
 export function buildEnv(state: EnvdState, user: UserInfo, requestEnvs: Record<string, string>, pty: boolean): Record<string, string> {
   const env: Record<string, string> = {
-    PATH: process.env.PATH || DEFAULT_PATH,
+    PATH: BASE_PATH,
     HOME: user.home,
     USER: user.name,
     LOGNAME: user.name,
