@@ -78,10 +78,10 @@ const clients = {
   http1: createClient(Process, createConnectTransport({ baseUrl, httpVersion: '1.1', useBinaryFormat: binary })),
   h2c: createClient(Process, createConnectTransport({ baseUrl, httpVersion: '2', useBinaryFormat: binary })),
 };
-const samples = { direct: [], http1: [], h2c: [] };
+const samples = { direct: [], http1: [], h2c: [], list: [] };
 // CPU time (user+system) of this process per exec: less sensitive than wall time to other load on
 // the machine. With envd in this process it covers client, server and the fork, like `direct`.
-const cpu = { direct: 0, http1: 0, h2c: 0 };
+const cpu = { direct: 0, http1: 0, h2c: 0, list: 0 };
 async function measure(kind, fn) {
   const c0 = process.cpuUsage();
   samples[kind].push(await fn());
@@ -98,6 +98,12 @@ try {
     await measure('direct', directOnce);
     await measure('http1', () => envdOnce(clients.http1));
     await measure('h2c', () => envdOnce(clients.h2c));
+    // The floor any RPC pays: a unary List round trip on the same HTTP/1.1 connection.
+    await measure('list', async () => {
+      const t0 = process.hrtime.bigint();
+      await clients.http1.list({});
+      return Number(process.hrtime.bigint() - t0) / 1e6;
+    });
   }
 } finally {
   await server.stop();
@@ -105,6 +111,7 @@ try {
 const direct = stats(samples.direct);
 const http1 = stats(samples.http1);
 const h2c = stats(samples.h2c);
+const list = stats(samples.list);
 const round = (x) => Math.round(x * 1000) / 1000;
 console.log(
   JSON.stringify(
@@ -119,7 +126,9 @@ console.log(
       overhead_p50_ms: round(http1.p50 - direct.p50),
       envd_h2c_p50_ms: h2c.p50,
       overhead_h2c_p50_ms: round(h2c.p50 - direct.p50),
+      unary_rpc_p50_ms: list.p50,
       cpu_ms_per_exec: {
+        unary_rpc: round(cpu.list / 1000 / iterations),
         direct: round(cpu.direct / 1000 / iterations),
         envd_http1: round(cpu.http1 / 1000 / iterations),
         envd_h2c: round(cpu.h2c / 1000 / iterations),
