@@ -3,7 +3,7 @@
 // installs the Debian packages Wrenn needs, the npm packages, and builds the TypeScript.
 // Each step is skipped when already done, so repeated runs cost well under a second.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join, dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -58,3 +58,17 @@ step('building TypeScript');
 execFileSync(join(root, 'node_modules', '.bin', 'tsc'), ['-b'], { cwd: root, stdio: 'inherit' });
 // envd as one file: what capsules run (see scripts/bundle-envd.mjs).
 execFileSync(process.execPath, [join(root, 'scripts', 'bundle-envd.mjs')], { cwd: root, stdio: 'inherit' });
+
+// The dashboard's static files (Vite), rebuilt only when a source is newer than the last build.
+function newestMtime(path) {
+  const s = statSync(path);
+  if (!s.isDirectory()) return s.mtimeMs;
+  return Math.max(s.mtimeMs, ...readdirSync(path).map((n) => newestMtime(join(path, n))));
+}
+const dashboard = join(root, 'packages', 'dashboard');
+const dashboardBuilt = join(dashboard, 'dist', 'index.html');
+const dashboardSources = ['src', 'index.html', 'vite.config.ts', 'package.json'].map((n) => join(dashboard, n)).filter((p) => existsSync(p));
+if (!existsSync(dashboardBuilt) || Math.max(...dashboardSources.map(newestMtime)) > statSync(dashboardBuilt).mtimeMs) {
+  step('building the dashboard');
+  execFileSync('npm', ['run', 'build', '-w', 'packages/dashboard'], { cwd: root, stdio: 'inherit' });
+}

@@ -14,6 +14,7 @@ import { nativeApi } from './api/native/index.js';
 import { e2bApi } from './api/e2b/index.js';
 import { createSandboxProxy } from './proxy/sandbox-proxy.js';
 import { errorHandler } from './api/errors.js';
+import { registerDashboard } from './api/dashboard.js';
 
 export interface StartControlPlaneOptions extends ControlPlaneConfig {
   databaseUrl?: string;
@@ -75,6 +76,7 @@ export async function startControlPlane(opts: StartControlPlaneOptions): Promise
   );
   await app.register(nativeApi, { ctx });
   await app.register(e2bApi, { ctx });
+  registerDashboard(app);
   // WebSocket upgrades for capsule ports go to the proxy before Fastify's websocket routes.
   app.server.prependListener('upgrade', (req: http.IncomingMessage, socket, head: Buffer) => {
     if (proxy.handleUpgrade(req, socket, head)) {

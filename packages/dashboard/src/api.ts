@@ -1,0 +1,237 @@
+// The native API (/v1) as the dashboard uses it: the API key from the login screen goes in
+// X-API-Key (and ?api_key= on WebSockets, which cannot carry headers from a browser).
+
+const KEY_STORAGE = 'wrenn.apiKey';
+
+export const getKey = (): string => localStorage.getItem(KEY_STORAGE) ?? '';
+export const setKey = (key: string) => localStorage.setItem(KEY_STORAGE, key);
+export const clearKey = () => localStorage.removeItem(KEY_STORAGE);
+
+export type CapsuleState = 'starting' | 'running' | 'paused' | 'hibernated' | 'stopped' | 'error';
+
+export interface Capsule {
+  id: string;
+  template: string;
+  state: CapsuleState;
+  runtime: string;
+  vcpus: number;
+  memory_mb: number;
+  timeout_sec: number;
+  timeout_action: string;
+  host_id: string | null;
+  metadata: Record<string, string>;
+  internet: boolean;
+  created_at: string;
+  updated_at: string;
+  expires_at: string | null;
+  stopped_at: string | null;
+  error: string | null;
+}
+
+export interface Metrics {
+  cpu_used_pct: number;
+  cpu_count: number;
+  mem_used_bytes: number;
+  mem_total_bytes: number;
+  disk_used_bytes: number;
+  disk_total_bytes: number;
+  pids: number;
+  timestamp: string;
+}
+
+export interface Template {
+  id: string;
+  name: string;
+  kind: string;
+  builtin: boolean;
+  host_id: string | null;
+  parent: string | null;
+  vcpus: number;
+  memory_mb: number;
+  runtimes: string[];
+  size_bytes: number;
+  created_at: string;
+}
+
+export interface Host {
+  id: string;
+  status: string;
+  runtimes: string[];
+  cpu_count: number;
+  memory_mb: number;
+  capsules: number;
+  allocated_vcpus: number;
+  allocated_memory_mb: number;
+  last_heartbeat_at: string | null;
+}
+
+export interface ApiKey {
+  id: string;
+  name: string;
+  prefix: string;
+  created_at: string;
+  last_used_at: string | null;
+  revoked_at: string | null;
+}
+
+export interface FileEntry {
+  name: string;
+  path: string;
+  type: string;
+  size: number;
+  mode: number;
+  owner: string;
+  group: string;
+  modified_at: string | null;
+  symlink_target?: string;
+}
+
+export interface Process {
+  pid: number;
+  tag: string;
+  cmd: string;
+  args: string[];
+  cwd: string;
+}
+
+export interface AuditEvent {
+  id: number;
+  kind: string;
+  capsule_id: string | null;
+  data: Record<string, unknown>;
+  created_at: string;
+}
+
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** Listeners told when the key stops working (so the app returns to the login screen). */
+const unauthorizedListeners = new Set<() => void>();
+export const onUnauthorized = (fn: () => void) => {
+  unauthorizedListeners.add(fn);
+  return () => unauthorizedListeners.delete(fn);
+};
+
+async function failure(res: Response): Promise<ApiError> {
+  let code = `http_${res.status}`;
+  let message = `${res.status} ${res.statusText}`;
+  try {
+    const body = (await res.json()) as { error?: { code?: string; message?: string } };
+    if (body.error?.message) message = body.error.message;
+    if (body.error?.code) code = body.error.code;
+  } catch {
+    // not JSON: keep the status line
+  }
+  if (res.status === 401) for (const fn of unauthorizedListeners) fn();
+  return new ApiError(res.status, code, message);
+}
+
+export async function raw(method: string, path: string, init: { body?: BodyInit; json?: unknown; key?: string; signal?: AbortSignal } = {}): Promise<Response> {
+  const headers: Record<string, string> = { 'x-api-key': init.key ?? getKey() };
+  let body = init.body;
+  if (init.json !== undefined) {
+    headers['content-type'] = 'application/json';
+    body = JSON.stringify(init.json);
+  }
+  let res: Response;
+  try {
+    res = await fetch(path, { method, headers, ...(body !== undefined ? { body } : {}), ...(init.signal ? { signal: init.signal } : {}) });
+  } catch (err) {
+    if ((err as Error).name === 'AbortError') throw err;
+    throw new ApiError(0, 'network', `The control plane did not answer (${(err as Error).message}). Is it running?`);
+  }
+  if (!res.ok) throw await failure(res);
+  return res;
+}
+
+export async function api<T>(method: string, path: string, json?: unknown, signal?: AbortSignal): Promise<T> {
+  const res = await raw(method, path, { ...(json !== undefined ? { json } : {}), ...(signal ? { signal } : {}) });
+  if (res.status === 204) return undefined as T;
+  return (await res.json()) as T;
+}
+
+const enc = encodeURIComponent;
+
+/** Every capsule of the team (following cursors), newest first. */
+export async function listCapsules(signal?: AbortSignal): Promise<Capsule[]> {
+  const out: Capsule[] = [];
+  let cursor: string | null = null;
+  do {
+    const page: { capsules: Capsule[]; next_cursor: string | null } = await api(
+      'GET',
+      `/v1/capsules?limit=1000${cursor ? `&cursor=${enc(cursor)}` : ''}`,
+      undefined,
+      signal,
+    );
+    out.push(...page.capsules);
+    cursor = page.next_cursor;
+  } while (cursor && out.length < 20_000);
+  return out;
+}
+
+export const capsules = {
+  get: (id: string) => api<Capsule>('GET', `/v1/capsules/${enc(id)}`),
+  create: (body: Record<string, unknown>) => api<Capsule>('POST', '/v1/capsules', body),
+  destroy: (id: string) => api<void>('DELETE', `/v1/capsules/${enc(id)}`),
+  pause: (id: string) => api<Capsule>('POST', `/v1/capsules/${enc(id)}/pause`, {}),
+  resume: (id: string) => api<Capsule>('POST', `/v1/capsules/${enc(id)}/resume`, {}),
+  metrics: (id: string, signal?: AbortSignal) => api<Metrics>('GET', `/v1/capsules/${enc(id)}/metrics`, undefined, signal),
+  events: (id: string) => api<{ events: AuditEvent[] }>('GET', `/v1/capsules/${enc(id)}/events?limit=500`),
+  processes: (id: string) => api<{ processes: Process[] }>('GET', `/v1/capsules/${enc(id)}/processes`),
+  kill: (id: string, pid: number) => api<void>('DELETE', `/v1/capsules/${enc(id)}/processes/${pid}`),
+  exec: (id: string, cmd: string) => api<{ stdout: string; stderr: string; exit_code: number }>('POST', `/v1/capsules/${enc(id)}/exec`, { cmd, timeout_sec: 20 }),
+  listFiles: (id: string, path: string) => api<{ entries: FileEntry[] }>('GET', `/v1/capsules/${enc(id)}/files/list?path=${enc(path)}`),
+  mkdir: (id: string, path: string) => api<unknown>('POST', `/v1/capsules/${enc(id)}/files/mkdir`, { path }),
+  remove: (id: string, path: string) => api<void>('DELETE', `/v1/capsules/${enc(id)}/files?path=${enc(path)}`),
+  upload: (id: string, path: string, data: Blob) => raw('PUT', `/v1/capsules/${enc(id)}/files?path=${enc(path)}`, { body: data }),
+  download: (id: string, path: string) => raw('GET', `/v1/capsules/${enc(id)}/files?path=${enc(path)}`),
+};
+
+export const snapshots = {
+  list: () => api<{ snapshots: Template[] }>('GET', '/v1/snapshots').then((r) => r.snapshots),
+  create: (capsuleId: string, name: string) => api<Template>('POST', '/v1/snapshots', { capsule_id: capsuleId, name }),
+  remove: (name: string) => api<void>('DELETE', `/v1/snapshots/${enc(name)}`),
+};
+
+export const templates = {
+  list: () => api<{ templates: Template[] }>('GET', '/v1/templates').then((r) => r.templates),
+  remove: (name: string) => api<void>('DELETE', `/v1/templates/${enc(name)}`),
+};
+
+export const hosts = { list: () => api<{ hosts: Host[] }>('GET', '/v1/hosts').then((r) => r.hosts) };
+
+export const apiKeys = {
+  list: () => api<{ api_keys: ApiKey[] }>('GET', '/v1/api-keys').then((r) => r.api_keys),
+  create: (name: string) => api<ApiKey & { key: string }>('POST', '/v1/api-keys', { name }),
+  revoke: (id: string) => api<void>('DELETE', `/v1/api-keys/${enc(id)}`),
+};
+
+/** A WebSocket URL on this origin with the API key in the query. */
+export function wsUrl(path: string, query: Record<string, string | number> = {}): string {
+  const u = new URL(path, location.href);
+  u.protocol = location.protocol === 'https:' ? 'wss:' : 'ws:';
+  for (const [k, v] of Object.entries(query)) u.searchParams.set(k, String(v));
+  u.searchParams.set('api_key', getKey());
+  return u.toString();
+}
+
+/** Which operations the running control plane offers, read from its OpenAPI document. */
+export async function apiOperations(): Promise<Set<string>> {
+  try {
+    const res = await fetch('/docs/json');
+    if (!res.ok) return new Set();
+    const doc = (await res.json()) as { paths?: Record<string, Record<string, unknown>> };
+    const out = new Set<string>();
+    for (const [path, ops] of Object.entries(doc.paths ?? {})) for (const m of Object.keys(ops)) out.add(`${m.toUpperCase()} ${path}`);
+    return out;
+  } catch {
+    return new Set();
+  }
+}

@@ -1,0 +1,118 @@
+// Templates and snapshots: lists, delete, start a capsule from one, and building a template from
+// a Dockerfile when the control plane offers it.
+import { useEffect, useState } from 'preact/hooks';
+import { apiOperations, snapshots, type Template, templates } from '../api.js';
+import { ago, bytes } from '../format.js';
+import { navigate } from '../router.js';
+import { Confirm, Empty, ErrorNote, usePoll, useAction } from '../ui.js';
+import { CreateCapsuleDialog } from './create-capsule.js';
+import { TemplateBuild } from './template-build.js';
+
+function TemplateTable({ items, caption, onDelete, onStart, showParent }: { items: Template[]; caption: string; onDelete: (t: Template) => void; onStart: (t: Template) => void; showParent?: boolean }) {
+  return (
+    <table>
+      <caption class="sr-only">{caption}</caption>
+      <thead>
+        <tr>
+          <th scope="col">Name</th>
+          <th scope="col">Kind</th>
+          {showParent && <th scope="col">From</th>}
+          <th scope="col">Runtimes</th>
+          <th scope="col">Default size</th>
+          <th scope="col">Disk</th>
+          <th scope="col">Age</th>
+          <th scope="col">
+            <span class="sr-only">Actions</span>
+          </th>
+        </tr>
+      </thead>
+      <tbody>
+        {items.map((t) => (
+          <tr key={t.id}>
+            <th scope="row">{t.name}</th>
+            <td>{t.builtin ? 'built-in' : t.kind}</td>
+            {showParent && <td>{t.parent ?? '—'}</td>}
+            <td>{t.runtimes.join(', ') || '—'}</td>
+            <td>
+              {t.vcpus} vCPU, {t.memory_mb} MiB
+            </td>
+            <td>{t.size_bytes ? bytes(t.size_bytes) : '—'}</td>
+            <td title={t.created_at}>{ago(t.created_at)}</td>
+            <td class="row-actions">
+              <button type="button" aria-label={`Start a capsule from ${t.name}`} onClick={() => onStart(t)}>
+                Start capsule
+              </button>
+              {!t.builtin && (
+                <button type="button" class="danger" aria-label={`Delete ${t.name}`} onClick={() => onDelete(t)}>
+                  Delete
+                </button>
+              )}
+            </td>
+          </tr>
+        ))}
+      </tbody>
+    </table>
+  );
+}
+
+export function CatalogPage() {
+  const tpl = usePoll(() => templates.list(), [], 10_000);
+  const snaps = usePoll(() => snapshots.list(), [], 10_000);
+  const act = useAction();
+  const [toDelete, setToDelete] = useState<{ t: Template; snapshot: boolean } | null>(null);
+  const [startFrom, setStartFrom] = useState<string | null>(null);
+  const [ops, setOps] = useState<Set<string> | null>(null);
+  useEffect(() => void apiOperations().then(setOps), []);
+  const snapshotNames = new Set((snaps.data ?? []).map((s) => s.name));
+  const plainTemplates = (tpl.data ?? []).filter((t) => !snapshotNames.has(t.name) && t.kind !== 'snapshot');
+  return (
+    <section aria-labelledby="catalog-title">
+      <h1 id="catalog-title">Templates &amp; snapshots</h1>
+      <ErrorNote error={act.error} />
+      <h2>Snapshots</h2>
+      <ErrorNote error={snaps.error} onRetry={() => void snaps.refresh()} />
+      {snaps.data && snaps.data.length === 0 ? (
+        <Empty>No snapshots yet. Snapshot a running or paused capsule from its page or the capsule list.</Empty>
+      ) : (
+        <TemplateTable items={snaps.data ?? []} caption="Snapshots" showParent onStart={(t) => setStartFrom(t.name)} onDelete={(t) => setToDelete({ t, snapshot: true })} />
+      )}
+      <h2>Templates</h2>
+      <ErrorNote error={tpl.error} onRetry={() => void tpl.refresh()} />
+      {tpl.data && plainTemplates.length === 0 ? (
+        <Empty>No templates.</Empty>
+      ) : (
+        <TemplateTable items={plainTemplates} caption="Templates" onStart={(t) => setStartFrom(t.name)} onDelete={(t) => setToDelete({ t, snapshot: false })} />
+      )}
+      <h2>Build a template from a Dockerfile</h2>
+      <TemplateBuild available={ops === null ? null : ops.has('POST /v1/templates')} ops={ops} onBuilt={() => void tpl.refresh()} />
+      <Confirm
+        open={toDelete !== null}
+        title={`Delete ${toDelete?.snapshot ? 'snapshot' : 'template'}?`}
+        body={
+          <>
+            <strong>{toDelete?.t.name}</strong> will be deleted. This is refused while capsules made from it exist.
+          </>
+        }
+        confirmLabel="Delete"
+        onClose={() => setToDelete(null)}
+        onConfirm={() => {
+          const d = toDelete;
+          if (!d) return;
+          void act.run('delete', async () => {
+            await (d.snapshot ? snapshots.remove(d.t.name) : templates.remove(d.t.name));
+            await Promise.all([snaps.refresh(), tpl.refresh()]);
+          });
+        }}
+      />
+      <CreateCapsuleDialog
+        open={startFrom !== null}
+        initialTemplate={startFrom ?? undefined}
+        onClose={() => setStartFrom(null)}
+        onCreated={(c) => {
+          setStartFrom(null);
+          navigate(`/capsules/${c.id}`);
+        }}
+      />
+    </section>
+  );
+}
