@@ -23,9 +23,9 @@ const round = (x) => Math.round(x * 100) / 100;
 const summary = (xs) => ({ p50_ms: round(pct(xs, 50)), p90_ms: round(pct(xs, 90)), min_ms: round(Math.min(...xs)), n: xs.length });
 
 const dataDir = mkdtempSync(join(tmpdir(), 'wrenn-bench-'));
-const network = { pool: '10.215.0.0/20', names: { netnsPrefix: 'wrb-', ifPrefix: 'wb', chainPrefix: 'WRB' }, metadataPort: 50190 };
+const network = { pool: '10.215.0.0/20', names: { netnsPrefix: 'wrb-', ifPrefix: 'wb', chainPrefix: 'WRB' }, metadataPort: 31251 };
 const warmPool = Number(process.env.BENCH_WARM_POOL ?? 0);
-const layers = await createLocalLayers(dataDir, { network });
+const layers = await createLocalLayers(dataDir, { network, cgroupParent: 'wrenn-bench-agent' });
 const agent = await startAgent({ ...layers, dataDir, listen: { host: '127.0.0.1', port: 0 }, ...(warmPool ? { warmPool: { minimal: warmPool } } : {}) });
 const c = createClient(HostAgentService, createConnectTransport({ baseUrl: agent.url, httpVersion: '2' }));
 const result = { bench: 'agent-capsules', runtime: 'namespace', template: 'minimal' };

@@ -18,7 +18,7 @@ const up = await startUp({
   listen: { host: '127.0.0.1', port: 0 },
   domain: 'localhost',
   logLevel: 'silent',
-  network: { pool: '10.217.0.0/24', names: { netnsPrefix: 'wrp-', ifPrefix: 'wp', chainPrefix: 'WRP' }, metadataPort: 50197 },
+  network: { pool: '10.217.0.0/24', names: { netnsPrefix: 'wrp-', ifPrefix: 'wp', chainPrefix: 'WRP' }, metadataPort: 31252 },
 });
 const headers = { 'x-api-key': up.adminKey, 'content-type': 'application/json' };
 const api = async (method, path, body) => {

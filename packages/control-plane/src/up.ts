@@ -21,6 +21,8 @@ export interface UpOptions {
   network?: Partial<NetworkOptions>;
   /** Ready capsules kept per template (default none). */
   warmPool?: Record<string, number>;
+  /** cgroup parent of the local agent's capsules (default "wrenn"; distinct per agent on one machine). */
+  cgroupParent?: string;
   /** Template cache (default <dataDir>/images); tests share one so `base` is built once. */
   imagesDir?: string;
   /** Build `minimal` before reporting ready (default true). */
@@ -43,7 +45,11 @@ export interface RunningUp {
 
 export async function startUp(o: UpOptions): Promise<RunningUp> {
   const log = pino({ level: o.logLevel ?? process.env.WRENN_LOG_LEVEL ?? 'info', base: { svc: 'host-agent' } });
-  const layers = await createLocalLayers(o.dataDir, { network: o.network ?? {}, ...(o.imagesDir ? { imagesDir: o.imagesDir } : {}) });
+  const layers = await createLocalLayers(o.dataDir, {
+    network: o.network ?? {},
+    ...(o.imagesDir ? { imagesDir: o.imagesDir } : {}),
+    ...(o.cgroupParent ? { cgroupParent: o.cgroupParent } : {}),
+  });
   const agent = await startAgent({
     ...layers,
     dataDir: o.dataDir,

@@ -77,6 +77,11 @@ export interface LocalLayerOptions {
   network?: Partial<NetworkOptions>;
   /** Where templates live (default <dataDir>/images); tests share one cache so `base` is built once. */
   imagesDir?: string;
+  /**
+   * cgroup parent of this agent's capsules (default "wrenn"). Agents on one machine need distinct
+   * parents: each removes, at start, groups under its parent that it does not know.
+   */
+  cgroupParent?: string;
 }
 
 export async function createLocalLayers(dataDir: string, opts: LocalLayerOptions = {}): Promise<LocalLayers> {
@@ -89,7 +94,7 @@ export async function createLocalLayers(dataDir: string, opts: LocalLayerOptions
     host: '0.0.0.0',
     lookup: (addr) => networkManager.metadataFor(addr),
   });
-  const ns = new NamespaceRuntime({ dataDir, templates: templateStore });
+  const ns = new NamespaceRuntime({ dataDir, templates: templateStore, ...(opts.cgroupParent ? { cgroupParent: opts.cgroupParent } : {}) });
   // Paid once here rather than by the first capsule: compiling the init helper, resolving node's libraries.
   await ns.prepare();
   await templateStore.cleanupLeftovers();

@@ -1,6 +1,6 @@
 // Test helpers: a real host agent (namespace runtime, real network) on a loopback port with its own
 // data dir, network pool and interface names, and a Connect client to it.
-import { mkdtempSync, rmSync, readdirSync, readFileSync, existsSync } from 'node:fs';
+import { mkdtempSync, rmSync, rmdirSync, readdirSync, readFileSync, existsSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,14 +19,14 @@ export interface TestAgent {
   stop(): Promise<void>;
 }
 
-export const TEST_NET = { pool: '10.214.0.0/20', names: { netnsPrefix: 'wra-', ifPrefix: 'wa', chainPrefix: 'WRA' }, metadataPort: 50180 };
+export const TEST_NET = { pool: '10.214.0.0/20', names: { netnsPrefix: 'wra-', ifPrefix: 'wa', chainPrefix: 'WRA' }, metadataPort: 31250 };
 
 export function newDataDir(): string {
   return mkdtempSync(join(tmpdir(), 'wrenn-agent-test-'));
 }
 
 export async function startTestAgent(dataDir: string): Promise<TestAgent> {
-  const layers = await createLocalLayers(dataDir, { network: TEST_NET });
+  const layers = await createLocalLayers(dataDir, { network: TEST_NET, cgroupParent: 'wrenn-test-agent' });
   const agent = await startAgent({ ...layers, dataDir, listen: { host: '127.0.0.1', port: 0 } });
   const client = createClient(HostAgentService, createConnectTransport({ baseUrl: agent.url, httpVersion: '2' }));
   return {
@@ -58,6 +58,13 @@ export async function teardown(t: TestAgent | undefined, dataDir: string): Promi
     }
   }
   rmSync(dataDir, { recursive: true, force: true });
+  for (const ctrl of ['cpu', 'cpuacct', 'memory', 'pids', 'freezer']) {
+    try {
+      rmdirSync(`/sys/fs/cgroup/${ctrl}/wrenn-test-agent`);
+    } catch {
+      // not there, shared with cpu, or still used by another agent of this run
+    }
+  }
 }
 
 /** What of ours is still on the host: namespaces, veths, iptables chains, cgroups, mounts. */
@@ -71,7 +78,7 @@ export function leftovers(dataDir: string, capsuleIds: string[]): string[] {
     if (name && new RegExp(`^${TEST_NET.names.ifPrefix}\\d+$`).test(name)) out.push(`link ${name}`);
   }
   for (const ctrl of ['cpu', 'memory', 'pids', 'freezer']) {
-    for (const id of capsuleIds) if (existsSync(`/sys/fs/cgroup/${ctrl}/wrenn/${id}`)) out.push(`cgroup ${ctrl}/wrenn/${id}`);
+    for (const id of capsuleIds) if (existsSync(`/sys/fs/cgroup/${ctrl}/wrenn-test-agent/${id}`)) out.push(`cgroup ${ctrl}/wrenn-test-agent/${id}`);
   }
   for (const m of readFileSync('/proc/self/mounts', 'utf8').split('\n')) {
     const target = m.split(' ')[1] ?? '';

@@ -10,7 +10,7 @@ import { createLocalLayers } from '../src/local-providers.js';
 import { TEST_NET, leftovers, newDataDir, sleep, teardown, text } from './agent-helpers.js';
 
 const dataDir = newDataDir();
-const layers = await createLocalLayers(dataDir, { network: TEST_NET });
+const layers = await createLocalLayers(dataDir, { network: TEST_NET, cgroupParent: 'wrenn-test-agent' });
 const agent = await startAgent({ ...layers, dataDir, listen: { host: '127.0.0.1', port: 0 }, warmPool: { minimal: 1 } });
 const client = createClient(HostAgentService, createConnectTransport({ baseUrl: agent.url, httpVersion: '2' }));
 const ids: string[] = [];

@@ -133,7 +133,7 @@ export class CapsuleCgroups {
           // exited meanwhile
         }
       }
-      if (frozen) this.thaw();
+      if (frozen && existsSync(this.dirs.freezer)) this.thaw();
       for (let i = 0; i < 50 && this.pids().length > 0; i++) await sleep(i < 10 ? 1 : 10);
       if (Date.now() > deadline) {
         throw new Error(
