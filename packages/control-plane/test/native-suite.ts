@@ -148,6 +148,12 @@ export function defineNativeSuite(db: DbKind, slot: number): void {
       const envCwd = await exec(c.id, { cmd: 'echo "$FOO"; pwd', env: { FOO: 'bar baz' }, cwd: '/tmp' });
       assert.equal(envCwd.stdout, 'bar baz\n/tmp\n');
 
+      const slow = await call('POST', `/v1/capsules/${c.id}/exec`, { cmd: 'sleep 30', timeout_sec: 1 });
+      assert.equal(slow.status, 504, slow.text);
+      assert.match(slow.body.error.message, /did not finish within timeout_sec \(1 s\)/);
+      const left = await call('GET', `/v1/capsules/${c.id}/processes`);
+      assert.ok(!left.body.processes.some((p: { cmd: string; args: string[] }) => p.args.join(' ').includes('sleep 30')), 'the timed-out command was stopped');
+
       const bin = await exec(c.id, { cmd: "printf '\\377\\000\\376ok'" });
       assert.equal(bin.stdout_base64, Buffer.from([0xff, 0x00, 0xfe, 0x6f, 0x6b]).toString('base64'));
       assert.equal(bin.exit_code, 0);

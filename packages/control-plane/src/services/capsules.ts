@@ -32,6 +32,7 @@ import { newCapsuleId, isCapsuleId } from '../ids.js';
 import { NoHostError, pickHost } from '../scheduler/least-loaded.js';
 import { mapErrors, toServiceError } from './errors.js';
 import { agentTemplateName, DEFAULT_TEMPLATE, resolveTemplate } from './templates.js';
+import { mergeTemplateEnvs, startTemplateProcesses, templateConfigFor, type TemplateConfig } from './template-config.js';
 
 export type { Capsule, CapsuleState, TimeoutAction } from '../db/repositories/capsules.js';
 export type { Page } from '../db/pagination.js';
@@ -74,6 +75,8 @@ export interface CreateCapsuleInput {
   runtime?: string;
   /** Free-form id of the caller (the E2B API stores its clientID here). */
   clientId?: string;
+  /** Skip a built template's start command and ready check (template builds set this). */
+  skipTemplateStart?: boolean;
 }
 
 export interface ListCapsulesInput {
@@ -306,7 +309,8 @@ export async function createCapsule(ctx: ControlPlaneContext, teamId: string, in
   const memoryMb = fixedShape ? template.memoryMb : (input.memoryMb ?? DEFAULT_MEMORY_MB);
   const timeoutSec = input.timeoutSec ?? DEFAULT_TIMEOUT_SEC;
   const timeoutAction = input.timeoutAction ?? 'kill';
-  const envs = validateEnvs(input.envs);
+  const templateConfig = await mapErrors(() => templateConfigFor(ctx, template));
+  const envs = mergeTemplateEnvs(templateConfig, validateEnvs(input.envs));
   const metadata = validateMetadata(input.metadata);
 
   let placement;
@@ -385,6 +389,7 @@ export async function createCapsule(ctx: ControlPlaneContext, teamId: string, in
   let result = running;
   if (made && made.runtime && made.runtime !== runtime) result = (await updateCapsule(db, id, { runtime: made.runtime })) ?? running;
   ctx.evictProxy(id);
+  if (!input.skipTemplateStart) await startFromTemplateConfig(ctx, teamId, result, host, envdAccessToken, templateConfig);
   await audit(ctx, teamId, id, 'capsule.created', {
     template: template.name,
     host_id: host.id,
@@ -394,6 +399,27 @@ export async function createCapsule(ctx: ControlPlaneContext, teamId: string, in
     ms: Date.now() - now,
   });
   return result;
+}
+
+/**
+ * A built template's start command and ready check (services/template-config.ts); a capsule whose
+ * start fails or never gets ready is destroyed, so create either returns a ready capsule or fails.
+ */
+async function startFromTemplateConfig(
+  ctx: ControlPlaneContext,
+  teamId: string,
+  capsule: Capsule,
+  host: Host,
+  envdAccessToken: string,
+  config: TemplateConfig | null,
+): Promise<void> {
+  if (!config) return;
+  try {
+    await startTemplateProcesses({ capsuleId: capsule.id, agent: ctx.agents.client(host.id, host.address), agentUrl: host.address, envdAccessToken }, config);
+  } catch (err) {
+    await destroyCapsule(ctx, teamId, capsule.id).catch(() => undefined);
+    throw toServiceError(err);
+  }
 }
 
 /** Destroys the capsule on its host and records it stopped. 404 if it is unknown or already destroyed. */
@@ -530,6 +556,13 @@ export async function execCommand(ctx: ControlPlaneContext, teamId: string, id: 
     );
     return { stdout: Buffer.from(r.stdout), stderr: Buffer.from(r.stderr), exitCode: r.exitCode, error: r.error, pid: r.pid };
   } catch (err) {
+    if (input.timeoutSec && err instanceof ConnectError && err.code === Code.DeadlineExceeded) {
+      throw new ApiError(
+        504,
+        'deadline_exceeded',
+        `the command did not finish within timeout_sec (${input.timeoutSec} s) and was stopped; raise timeout_sec, or use exec/stream to see output as it comes`,
+      );
+    }
     throw toServiceError(err);
   }
 }
