@@ -241,17 +241,18 @@ export class SandboxManager {
     rec.handle = p.handle;
     rec.network = p.network;
     rec.address = p.address;
+    const runtime = this.runtimeOf(rec);
+    // All independent: done together so a claim costs one round of each.
     await Promise.all([
       this.deps.network.setMetadata?.(p.runtimeId, metadata),
       rec.internet ? undefined : this.deps.network.setInternet?.(p.runtimeId, false),
       this.initEnvd(rec),
+      // The hostname is the capsule id; a pooled capsule was booted under its internal one.
+      runtime.setHostname ? runtime.setHostname(p.handle, rec.id) : this.setHostnameInside(rec),
     ]);
-    // The hostname is the capsule id; a pooled capsule was booted under its internal one.
-    const runtime = this.runtimeOf(rec);
-    if (runtime.setHostname) {
-      await runtime.setHostname(p.handle, rec.id);
-      return;
-    }
+  }
+
+  private async setHostnameInside(rec: CapsuleRecord): Promise<void> {
     const client = createEnvdClient(rec.address, rec.envdAccessToken);
     try {
       const code = await runInCapsule(client, 'hostname', [rec.id]);
