@@ -1,1 +1,27 @@
-export {};
+// @wrenn/sdk: capsules, commands, terminals, files, snapshots and templates over Wrenn's native API.
+
+export type { CapsuleConnectOptions, CapsuleCreateOptions, CapsuleListFilters } from './capsule.js';
+export { Capsule } from './capsule.js';
+export type { BackgroundOptions, CommandResult, CommandStartOptions, RunOptions } from './commands.js';
+export { CommandHandle, Commands } from './commands.js';
+export type { ConnectionOptions } from './config.js';
+export { DEFAULT_BASE_URL, resolveConnection } from './config.js';
+export {
+  AuthenticationError,
+  CapsuleGoneError,
+  CommandExitError,
+  ConflictError,
+  ConnectionError,
+  InvalidArgumentError,
+  NotFoundError,
+  PermissionDeniedError,
+  TimeoutError,
+  WrennError,
+} from './errors.js';
+export type { FilesystemEvent, WatchHandle, WriteData, WriteEntry, WriteInfo } from './filesystem.js';
+export { Filesystem } from './filesystem.js';
+export { ApiClient } from './http.js';
+export type { PtyCreateOptions } from './pty.js';
+export { Pty, PtyHandle } from './pty.js';
+export { Snapshot, Template } from './templates.js';
+export type { CapsuleInfo, CapsuleMetrics, CapsuleState, EntryInfo, ProcessInfo, TemplateInfo } from './types.js';

@@ -8,6 +8,7 @@ import { registerTestPage } from '../test-page.js';
 import { capsuleRoutes } from './capsules.js';
 import { fileRoutes } from './files.js';
 import { resourceRoutes } from './resources.js';
+import { sdkRoutes } from './sdk-routes.js';
 import { streamRoutes } from './streams.js';
 
 export const nativeApi: FastifyPluginAsync<{ ctx: ControlPlaneContext }> = async (app, { ctx }) => {
@@ -24,6 +25,7 @@ export const nativeApi: FastifyPluginAsync<{ ctx: ControlPlaneContext }> = async
       await v1.register(streamRoutes(ctx));
       await v1.register(fileRoutes(ctx));
       await v1.register(resourceRoutes(ctx));
+      await v1.register(sdkRoutes(ctx));
     },
     { prefix: '/v1' },
   );

@@ -1,0 +1,217 @@
+// Capsule: the handle to one capsule, with its commands, terminals and files, plus the class
+// methods that create, find and reconnect to capsules. Shaped like E2B's Sandbox.
+
+import { Commands } from './commands.js';
+import type { ConnectionOptions } from './config.js';
+import { Filesystem } from './filesystem.js';
+import { ApiClient, type Query } from './http.js';
+import { Pty } from './pty.js';
+import { type CapsuleInfo, type CapsuleJson, type CapsuleMetrics, type CapsuleState, capsuleInfo } from './types.js';
+
+export interface CapsuleCreateOptions extends ConnectionOptions {
+  /** Template or snapshot name (default `minimal`). */
+  template?: string;
+  vcpus?: number;
+  memoryMb?: number;
+  /** Seconds of inactivity before `timeoutAction` applies (default 300; 0 = never). */
+  timeoutSec?: number;
+  timeoutAction?: 'kill' | 'pause' | 'hibernate';
+  /** Environment variables of every process in the capsule. */
+  envs?: Record<string, string>;
+  /** Labels to find the capsule by (Capsule.list({ metadata })). */
+  metadata?: Record<string, string>;
+  /** Outbound internet access (default true). */
+  internet?: boolean;
+  /** namespace, qemu or firecracker (default: what the host offers). */
+  runtime?: string;
+  /** Domain of proxy host names for getHost (default: the base URL's host name). */
+  domain?: string;
+}
+
+export interface CapsuleListFilters extends ConnectionOptions {
+  /** One state or several (default: all but stopped). */
+  state?: CapsuleState | CapsuleState[];
+  template?: string;
+  metadata?: Record<string, string>;
+  /** Page size (default: everything, fetched page by page). */
+  limit?: number;
+}
+
+export interface CapsuleConnectOptions extends ConnectionOptions {
+  /** New timeout when the capsule is resumed. */
+  timeoutSec?: number;
+  domain?: string;
+}
+
+export class Capsule {
+  readonly capsuleId: string;
+  readonly commands: Commands;
+  readonly pty: Pty;
+  readonly files: Filesystem;
+  /** What the server said about the capsule when this handle was made (see getInfo for fresh). */
+  info: CapsuleInfo;
+  private readonly api: ApiClient;
+  private readonly domain: string | undefined;
+
+  /** @internal Use Capsule.create, Capsule.connect or Capsule.get. */
+  constructor(api: ApiClient, info: CapsuleInfo, domain?: string) {
+    this.api = api;
+    this.info = info;
+    this.capsuleId = info.capsuleId;
+    this.domain = domain;
+    this.commands = new Commands(api, info.capsuleId);
+    this.pty = new Pty(api, info.capsuleId);
+    this.files = new Filesystem(api, info.capsuleId);
+  }
+
+  /** E2B's name for the id. */
+  get sandboxId(): string {
+    return this.capsuleId;
+  }
+
+  /** Starts a new capsule from a template or a snapshot and returns once it runs. */
+  static async create(opts: CapsuleCreateOptions = {}): Promise<Capsule> {
+    const api = new ApiClient(opts);
+    const body = {
+      ...(opts.template !== undefined ? { template: opts.template } : {}),
+      ...(opts.vcpus !== undefined ? { vcpus: opts.vcpus } : {}),
+      ...(opts.memoryMb !== undefined ? { memory_mb: opts.memoryMb } : {}),
+      ...(opts.timeoutSec !== undefined ? { timeout_sec: opts.timeoutSec } : {}),
+      ...(opts.timeoutAction !== undefined ? { timeout_action: opts.timeoutAction } : {}),
+      ...(opts.envs !== undefined ? { env: opts.envs } : {}),
+      ...(opts.metadata !== undefined ? { metadata: opts.metadata } : {}),
+      ...(opts.internet !== undefined ? { internet: opts.internet } : {}),
+      ...(opts.runtime !== undefined ? { runtime: opts.runtime } : {}),
+    };
+    // Creating can include building a template on first use: no client-side deadline by default.
+    const j = await api.json<CapsuleJson>('POST', '/v1/capsules', {
+      json: body,
+      timeoutMs: opts.requestTimeoutMs ?? 0,
+    });
+    return new Capsule(api, capsuleInfo(j), opts.domain);
+  }
+
+  /** A handle to an existing capsule; a paused or hibernated one is resumed first. */
+  static async connect(capsuleId: string, opts: CapsuleConnectOptions = {}): Promise<Capsule> {
+    const api = new ApiClient(opts);
+    let j = await api.json<CapsuleJson>('GET', `/v1/capsules/${encodeURIComponent(capsuleId)}`);
+    if (j.state === 'paused' || j.state === 'hibernated') {
+      j = await api.json<CapsuleJson>('POST', `/v1/capsules/${encodeURIComponent(capsuleId)}/resume`, {
+        json: opts.timeoutSec !== undefined ? { timeout_sec: opts.timeoutSec } : {},
+        timeoutMs: 0,
+      });
+    }
+    return new Capsule(api, capsuleInfo(j), opts.domain);
+  }
+
+  /** Information about a capsule by id (without resuming it). */
+  static async get(capsuleId: string, opts: ConnectionOptions = {}): Promise<CapsuleInfo> {
+    const api = new ApiClient(opts);
+    return capsuleInfo(await api.json<CapsuleJson>('GET', `/v1/capsules/${encodeURIComponent(capsuleId)}`));
+  }
+
+  /** Capsules of the team, newest first. */
+  static async list(filters: CapsuleListFilters = {}): Promise<CapsuleInfo[]> {
+    const api = new ApiClient(filters);
+    const base: Query = {
+      ...(filters.state ? { state: Array.isArray(filters.state) ? filters.state.join(',') : filters.state } : {}),
+      ...(filters.template ? { template: filters.template } : {}),
+      ...(filters.metadata ? { metadata: Object.entries(filters.metadata).map(([k, v]) => `${k}:${v}`) } : {}),
+    };
+    const out: CapsuleInfo[] = [];
+    let cursor: string | null = null;
+    do {
+      const page: { capsules: CapsuleJson[]; next_cursor: string | null } = await api.json('GET', '/v1/capsules', {
+        query: { ...base, limit: filters.limit ?? 100, ...(cursor ? { cursor } : {}) },
+      });
+      out.push(...page.capsules.map(capsuleInfo));
+      cursor = filters.limit !== undefined ? null : page.next_cursor;
+    } while (cursor);
+    return out;
+  }
+
+  /** Destroys a capsule by id. */
+  static async destroy(capsuleId: string, opts: ConnectionOptions = {}): Promise<void> {
+    await new ApiClient(opts).json('DELETE', `/v1/capsules/${encodeURIComponent(capsuleId)}`, { timeoutMs: 0 });
+  }
+
+  private path(suffix = ''): string {
+    return `/v1/capsules/${encodeURIComponent(this.capsuleId)}${suffix}`;
+  }
+
+  private async update(method: string, suffix: string, json?: unknown): Promise<CapsuleInfo> {
+    const j = await this.api.json<CapsuleJson>(method, this.path(suffix), {
+      ...(json !== undefined ? { json } : {}),
+      timeoutMs: 0,
+    });
+    this.info = capsuleInfo(j);
+    return this.info;
+  }
+
+  /** Fresh information from the server. */
+  getInfo(): Promise<CapsuleInfo> {
+    return this.update('GET', '');
+  }
+
+  /** Pauses the capsule: `freeze` keeps memory and disk, `hibernate` keeps the disk only. */
+  pause(opts: { mode?: 'freeze' | 'hibernate' } = {}): Promise<CapsuleInfo> {
+    return this.update('POST', '/pause', opts.mode ? { mode: opts.mode } : {});
+  }
+
+  resume(opts: { timeoutSec?: number } = {}): Promise<CapsuleInfo> {
+    return this.update('POST', '/resume', opts.timeoutSec !== undefined ? { timeout_sec: opts.timeoutSec } : {});
+  }
+
+  /** Destroys the capsule (its processes and files are gone). */
+  async destroy(): Promise<void> {
+    await this.api.json('DELETE', this.path(), { timeoutMs: 0 });
+  }
+
+  /** E2B's name for destroy. */
+  kill(): Promise<void> {
+    return this.destroy();
+  }
+
+  /** Sets the timeout: seconds from now until the timeout action applies (0 = never). */
+  setTimeout(timeoutSec: number): Promise<CapsuleInfo> {
+    return this.update('POST', '/timeout', { timeout_sec: timeoutSec });
+  }
+
+  /** Restarts the timeout clock. */
+  ping(): Promise<CapsuleInfo> {
+    return this.update('POST', '/ping');
+  }
+
+  async getMetrics(): Promise<CapsuleMetrics> {
+    const m = await this.api.json<Record<string, number | string>>('GET', this.path('/metrics'));
+    return {
+      cpuUsedPct: Number(m.cpu_used_pct),
+      cpuCount: Number(m.cpu_count),
+      memUsedBytes: Number(m.mem_used_bytes),
+      memTotalBytes: Number(m.mem_total_bytes),
+      diskUsedBytes: Number(m.disk_used_bytes),
+      diskTotalBytes: Number(m.disk_total_bytes),
+      pids: Number(m.pids),
+      timestamp: new Date(String(m.timestamp)),
+    };
+  }
+
+  /** Host name that reaches `port` in the capsule through the proxy: `<port>-<id>.<domain>`. */
+  getHost(port: number): string {
+    checkPort(port);
+    const u = new URL(this.api.baseUrl);
+    const domain = this.domain ?? u.hostname;
+    return `${port}-${this.capsuleId}.${domain}${u.port ? `:${u.port}` : ''}`;
+  }
+
+  /** URL that reaches `port` in the capsule through the proxy's path form (no DNS needed). */
+  getUrl(port: number): string {
+    checkPort(port);
+    return `${this.api.baseUrl}/proxy/${this.capsuleId}/${port}/`;
+  }
+}
+
+function checkPort(port: number): void {
+  if (!Number.isInteger(port) || port < 1 || port > 65535)
+    throw new TypeError(`port must be a whole number from 1 to 65535, got ${port}`);
+}

@@ -1,0 +1,48 @@
+// Snapshots (a capsule saved as a template new capsules start from) and templates.
+
+import type { ConnectionOptions } from './config.js';
+import { ApiClient } from './http.js';
+import { type TemplateInfo, type TemplateJson, templateInfo } from './types.js';
+
+// biome-ignore lint/complexity/noStaticOnlyClass: E2B-shaped API (Snapshot.create/list/delete)
+export class Snapshot {
+  /** Saves a running or paused capsule as a snapshot; start new capsules with { template: name }. */
+  static async create(capsuleId: string, name: string, opts: ConnectionOptions = {}): Promise<TemplateInfo> {
+    const api = new ApiClient(opts);
+    const j = await api.json<TemplateJson>('POST', '/v1/snapshots', {
+      json: { capsule_id: capsuleId, name },
+      timeoutMs: opts.requestTimeoutMs ?? 0,
+    });
+    return templateInfo(j);
+  }
+
+  static async list(opts: ConnectionOptions = {}): Promise<TemplateInfo[]> {
+    const r = await new ApiClient(opts).json<{ snapshots: TemplateJson[] }>('GET', '/v1/snapshots');
+    return r.snapshots.map(templateInfo);
+  }
+
+  /** Deletes a snapshot (refused while capsules made from it exist). */
+  static async delete(name: string, opts: ConnectionOptions = {}): Promise<void> {
+    await new ApiClient(opts).json('DELETE', `/v1/snapshots/${encodeURIComponent(name)}`, {
+      timeoutMs: opts.requestTimeoutMs ?? 0,
+    });
+  }
+}
+
+// biome-ignore lint/complexity/noStaticOnlyClass: E2B-shaped API (Template.list/delete/build)
+export class Template {
+  /** Built-in templates and the team's own (snapshots and Dockerfile builds). */
+  static async list(opts: ConnectionOptions = {}): Promise<TemplateInfo[]> {
+    const r = await new ApiClient(opts).json<{ templates: TemplateJson[] }>('GET', '/v1/templates');
+    return r.templates.map(templateInfo);
+  }
+
+  static async delete(name: string, opts: ConnectionOptions = {}): Promise<void> {
+    await new ApiClient(opts).json('DELETE', `/v1/templates/${encodeURIComponent(name)}`, {
+      timeoutMs: opts.requestTimeoutMs ?? 0,
+    });
+  }
+
+  // Template.build (Dockerfile builds, POST /v1/templates) is added by the template-build work in
+  // its own module (template-build.ts) and attached here; the CLI's `template build` calls it.
+}

@@ -1,0 +1,184 @@
+// Shapes the SDK returns (camelCase) and the converters from the API's JSON (snake_case).
+
+export type CapsuleState = 'starting' | 'running' | 'paused' | 'hibernated' | 'stopped' | 'error';
+
+export interface CapsuleInfo {
+  capsuleId: string;
+  template: string;
+  state: CapsuleState;
+  runtime: string;
+  vcpus: number;
+  memoryMb: number;
+  timeoutSec: number;
+  timeoutAction: string;
+  hostId: string | null;
+  metadata: Record<string, string>;
+  internet: boolean;
+  envdAccessToken: string | null;
+  createdAt: Date;
+  updatedAt: Date;
+  expiresAt: Date | null;
+  stoppedAt: Date | null;
+  error: string | null;
+}
+
+export interface CapsuleJson {
+  id: string;
+  template: string;
+  state: CapsuleState;
+  runtime: string;
+  vcpus: number;
+  memory_mb: number;
+  timeout_sec: number;
+  timeout_action: string;
+  host_id: string | null;
+  metadata: Record<string, string>;
+  internet: boolean;
+  envd_access_token: string | null;
+  created_at: string;
+  updated_at: string;
+  expires_at: string | null;
+  stopped_at: string | null;
+  error: string | null;
+}
+
+const date = (s: string | null | undefined) => (s ? new Date(s) : null);
+
+export function capsuleInfo(j: CapsuleJson): CapsuleInfo {
+  return {
+    capsuleId: j.id,
+    template: j.template,
+    state: j.state,
+    runtime: j.runtime,
+    vcpus: j.vcpus,
+    memoryMb: j.memory_mb,
+    timeoutSec: j.timeout_sec,
+    timeoutAction: j.timeout_action,
+    hostId: j.host_id,
+    metadata: j.metadata ?? {},
+    internet: j.internet,
+    envdAccessToken: j.envd_access_token,
+    createdAt: new Date(j.created_at),
+    updatedAt: new Date(j.updated_at),
+    expiresAt: date(j.expires_at),
+    stoppedAt: date(j.stopped_at),
+    error: j.error,
+  };
+}
+
+export interface CapsuleMetrics {
+  cpuUsedPct: number;
+  cpuCount: number;
+  memUsedBytes: number;
+  memTotalBytes: number;
+  diskUsedBytes: number;
+  diskTotalBytes: number;
+  pids: number;
+  timestamp: Date;
+}
+
+export interface EntryInfo {
+  name: string;
+  path: string;
+  type: 'file' | 'dir' | 'symlink' | string;
+  size: number;
+  mode: number;
+  owner: string;
+  group: string;
+  modifiedTime: Date | null;
+  symlinkTarget?: string;
+}
+
+export interface EntryJson {
+  name: string;
+  path: string;
+  type: string;
+  size: number;
+  mode: number;
+  owner: string;
+  group: string;
+  modified_at: string | null;
+  symlink_target?: string;
+}
+
+export function entryInfo(j: EntryJson): EntryInfo {
+  return {
+    name: j.name,
+    path: j.path,
+    type: j.type,
+    size: j.size,
+    mode: j.mode,
+    owner: j.owner,
+    group: j.group,
+    modifiedTime: date(j.modified_at),
+    ...(j.symlink_target !== undefined ? { symlinkTarget: j.symlink_target } : {}),
+  };
+}
+
+export interface TemplateInfo {
+  id: string;
+  name: string;
+  kind: string;
+  builtin: boolean;
+  hostId: string | null;
+  parent: string | null;
+  vcpus: number;
+  memoryMb: number;
+  runtimes: string[];
+  sizeBytes: number;
+  createdAt: Date;
+}
+
+export interface TemplateJson {
+  id: string;
+  name: string;
+  kind: string;
+  builtin: boolean;
+  host_id: string | null;
+  parent: string | null;
+  vcpus: number;
+  memory_mb: number;
+  runtimes: string[];
+  size_bytes: number;
+  created_at: string;
+}
+
+export function templateInfo(j: TemplateJson): TemplateInfo {
+  return {
+    id: j.id,
+    name: j.name,
+    kind: j.kind,
+    builtin: j.builtin,
+    hostId: j.host_id,
+    parent: j.parent,
+    vcpus: j.vcpus,
+    memoryMb: j.memory_mb,
+    runtimes: j.runtimes,
+    sizeBytes: j.size_bytes,
+    createdAt: new Date(j.created_at),
+  };
+}
+
+export interface ProcessInfo {
+  pid: number;
+  tag: string;
+  cmd: string;
+  args: string[];
+  cwd: string;
+}
+
+// Base64 without Buffer, so the same code runs in browsers.
+export function toBase64(bytes: Uint8Array): string {
+  let s = '';
+  for (let i = 0; i < bytes.length; i += 0x8000) s += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  return btoa(s);
+}
+
+export function fromBase64(b64: string): Uint8Array {
+  const s = atob(b64);
+  const out = new Uint8Array(s.length);
+  for (let i = 0; i < s.length; i++) out[i] = s.charCodeAt(i);
+  return out;
+}
+
+export const encodeText = (s: string): Uint8Array => new TextEncoder().encode(s);
