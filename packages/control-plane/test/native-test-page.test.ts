@@ -1,0 +1,97 @@
+// The /test page in a real browser (Debian's chromium driven by playwright-core) against a live
+// `wrenn up`: a wrong key is refused, then with the admin key the page creates a capsule, runs a
+// command in it, pauses and resumes it, snapshots it, lists and deletes the snapshot and destroys
+// the capsule. Network slot 15 (see testNetwork in e2b-live.ts).
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import { startLive, type LiveSystem } from './e2b-live.js';
+
+const CHROMIUM = '/usr/bin/chromium';
+const SLOT = 15;
+
+describe('the /test page in chromium against a live system', { timeout: 300_000 }, () => {
+  let sys: LiveSystem;
+  let context: BrowserContext;
+  let page: Page;
+  let profile: string;
+
+  before(async () => {
+    assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: install Debian's chromium (npm test's setup does: apt-get install chromium)`);
+    sys = await startLive({ db: 'sqlite', slot: SLOT });
+    profile = mkdtempSync(join(tmpdir(), 'wrenn-chromium-'));
+    context = await chromium.launchPersistentContext(profile, {
+      executablePath: CHROMIUM,
+      headless: true,
+      args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    });
+    context.setDefaultTimeout(60_000);
+    page = context.pages()[0] ?? (await context.newPage());
+  });
+
+  after(async () => {
+    await context?.close().catch(() => undefined);
+    if (profile) rmSync(profile, { recursive: true, force: true });
+    await sys?.close();
+  });
+
+  const status = () => page.locator('#status');
+  const row = () => page.locator('#capsules tr');
+
+  test('a wrong key is refused with the API error', async () => {
+    await page.goto(`${sys.url}/test`);
+    await page.fill('#key', 'wrn_' + '0'.repeat(32));
+    await page.click('#save');
+    await status().filter({ hasText: 'unauthenticated' }).waitFor();
+    assert.equal(await status().getAttribute('class'), 'err');
+  });
+
+  test('create, exec, pause, resume, snapshot (create, list, delete) and destroy', async () => {
+    await page.fill('#key', sys.adminKey);
+    await page.click('#save');
+    await status().filter({ hasText: 'check key: done' }).waitFor();
+    assert.equal(await row().count(), 0);
+
+    await page.fill('#template', 'minimal');
+    await page.fill('#memory', '256');
+    await page.fill('#metadata', 'from=test-page');
+    await page.click('#create');
+    await row().filter({ hasText: 'running' }).waitFor();
+    const id = (await row().first().locator('td').first().textContent())!.trim();
+    assert.match(id, /^cl-[0-9a-z]+$/);
+    const api = await (await fetch(`${sys.url}/v1/capsules/${id}`, { headers: { 'x-api-key': sys.adminKey } })).json();
+    assert.deepEqual([api.state, api.memory_mb, api.metadata], ['running', 256, { from: 'test-page' }]);
+
+    await page.selectOption('#execCapsule', id);
+    await page.fill('#cmd', 'echo hello-from-page; echo oops >&2; exit 4');
+    await page.click('#exec');
+    await page.locator('#execOut').filter({ hasText: 'hello-from-page' }).waitFor();
+    const out = (await page.locator('#execOut').textContent()) ?? '';
+    assert.match(out, /^exit code 4/);
+    assert.match(out, /--- stderr ---\noops/);
+
+    await row().getByRole('button', { name: 'Pause' }).click();
+    await row().filter({ hasText: 'paused' }).waitFor();
+    assert.equal(sys.up.agent.manager.get(id).state, 'paused');
+    await row().getByRole('button', { name: 'Resume' }).click();
+    await row().filter({ hasText: 'running' }).waitFor();
+    assert.equal(sys.up.agent.manager.get(id).state, 'running');
+
+    await page.selectOption('#snapCapsule', id);
+    await page.fill('#snapName', 'page-snap');
+    await page.click('#snap');
+    await page.locator('#snapshots tr').filter({ hasText: 'page-snap' }).waitFor();
+    const snaps = await (await fetch(`${sys.url}/v1/snapshots`, { headers: { 'x-api-key': sys.adminKey } })).json();
+    assert.deepEqual(snaps.snapshots.map((s: { name: string }) => s.name), ['page-snap']);
+    await page.locator('#snapshots tr').filter({ hasText: 'page-snap' }).getByRole('button', { name: 'Delete' }).click();
+    await page.locator('#snapshots tr').first().waitFor({ state: 'detached' });
+    assert.deepEqual((await (await fetch(`${sys.url}/v1/snapshots`, { headers: { 'x-api-key': sys.adminKey } })).json()).snapshots, []);
+
+    await row().getByRole('button', { name: 'Destroy' }).click();
+    await row().first().waitFor({ state: 'detached' });
+    assert.ok(!sys.up.agent.manager.list().some((c) => c.id === id), 'the agent no longer has the capsule');
+  });
+});
