@@ -50,6 +50,8 @@ export interface PauseResult {
   keeps: string;
   /** true when running processes survive resume. */
   processesKept: boolean;
+  /** The memory snapshot written, for VM runtimes: full memory or only the pages dirtied since the last one. */
+  snapshot?: { kind: 'full' | 'diff'; bytes: number };
 }
 
 export interface CapsuleRuntime {

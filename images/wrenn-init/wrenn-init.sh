@@ -1,0 +1,65 @@
+#!/opt/wrenn/bin/busybox sh
+# wrenn-init: PID 1 of a Wrenn VM. Mounts the kernel file systems, sets the host name, configures
+# eth0 from the kernel command line (ip=<guest>::<gateway>:<netmask>:<hostname>:eth0:off), reads
+# the metadata service (falling back to wrenn.id= / wrenn.template= on the command line) and runs
+# envd, restarting it if it dies. Waiting in this shell reaps every orphan (waitpid(-1)).
+bb=/opt/wrenn/bin/busybox
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/opt/wrenn/bin
+log() { echo "wrenn-init: $*" >/dev/console; }
+
+$bb mkdir -p /proc /sys /dev /run /tmp
+$bb mount -t proc proc /proc
+$bb mount -t sysfs sysfs /sys
+$bb grep -q " /dev devtmpfs " /proc/mounts || $bb mount -t devtmpfs devtmpfs /dev
+$bb mkdir -p /dev/pts /dev/shm
+$bb mount -t devpts -o gid=5,mode=620,ptmxmode=666 devpts /dev/pts
+$bb mount -t tmpfs -o mode=1777 tmpfs /dev/shm
+$bb mount -t tmpfs -o mode=755 tmpfs /run
+$bb chmod 1777 /tmp
+[ -e /dev/ptmx ] || $bb ln -s pts/ptmx /dev/ptmx
+$bb mkdir -p /run/wrenn
+
+ipconf='' id='' template='' envd_port=49983
+for w in $($bb cat /proc/cmdline); do
+  case "$w" in
+    ip=*) ipconf="${w#ip=}" ;;
+    wrenn.id=*) id="${w#wrenn.id=}" ;;
+    wrenn.template=*) template="${w#wrenn.template=}" ;;
+    wrenn.envd_port=*) envd_port="${w#wrenn.envd_port=}" ;;
+  esac
+done
+
+# ip=<client>:<server>:<gateway>:<netmask>:<hostname>:<device>:<autoconf>
+IFS=: read -r addr _srv gw mask host dev _auto <<IPCONF
+$ipconf
+IPCONF
+dev="${dev:-eth0}"
+[ -n "$host" ] && $bb hostname "$host" && echo "$host" >/etc/hostname 2>/dev/null
+$bb ip link set lo up
+if [ -n "$addr" ]; then
+  prefix=30
+  case "$mask" in 255.255.255.252) prefix=30 ;; 255.255.255.0) prefix=24 ;; 255.255.0.0) prefix=16 ;; 255.255.255.255) prefix=32 ;; esac
+  $bb ip addr add "$addr/$prefix" dev "$dev" && $bb ip link set "$dev" up || log "cannot configure $dev"
+  [ -n "$gw" ] && $bb ip route add default via "$gw" dev "$dev"
+fi
+
+# Metadata: the agent's service at 169.254.169.254, else the command line's values.
+meta=/run/wrenn/metadata.json
+if $bb wget -q -T 3 -O "$meta" --header 'Accept: application/json' http://169.254.169.254/ 2>/dev/null; then
+  v=$($bb sed -n 's/.*"WRENN_SANDBOX_ID":"\([^"]*\)".*/\1/p' "$meta"); [ -n "$v" ] && id="$v"
+  v=$($bb sed -n 's/.*"WRENN_TEMPLATE_ID":"\([^"]*\)".*/\1/p' "$meta"); [ -n "$v" ] && template="$v"
+else
+  log "metadata service not reachable; using the kernel command line"
+  printf '{"WRENN_SANDBOX_ID":"%s","WRENN_TEMPLATE_ID":"%s"}\n' "$id" "$template" >"$meta"
+fi
+export WRENN_SANDBOX_ID="$id" WRENN_TEMPLATE_ID="$template" WRENN_CAPSULE=1 HOME=/root
+
+rt=/opt/wrenn/runtime
+while :; do
+  log "starting envd on port $envd_port"
+  "$rt"/lib/ld-linux-x86-64.so.2 --library-path "$rt/lib" "$rt/bin/node" /opt/wrenn/envd/envd.mjs \
+    --port "$envd_port" </dev/null >>/run/wrenn/envd.log 2>&1 &
+  wait
+  log "envd exited; restarting it in 1 s"
+  $bb sleep 1
+done

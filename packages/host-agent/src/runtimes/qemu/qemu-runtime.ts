@@ -1,0 +1,456 @@
+// The QEMU runtime: each capsule is a VM booted from the shared guest kernel + initramfs and a
+// copy-on-write qcow2 disk over its template's rootfs.ext4, with its NIC on tap0 inside the
+// capsule's network namespace. KVM when it can run a vCPU here, software emulation otherwise.
+// pause = stop + migration stream to a file + quit (memory freed); resume = a new QEMU with
+// that file as its incoming migration. QEMU 7 cannot write only the dirty RAM to a file, so every
+// memory snapshot is full (PauseResult.snapshot.kind says so).
+import { spawn } from 'node:child_process';
+import { access, mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { basename, join } from 'node:path';
+import { ENVD_PORT, waitForEnvd } from '../../envd-client/index.js';
+import { createTap, GUEST_IP, guestIpParam, removeTap } from '../../network/tap.js';
+import type { ProgressFn } from '../../rootfs/recipe.js';
+import { TemplateStore } from '../../rootfs/template-store.js';
+import { buildVmImages, type VmImages } from '../../vm/images/index.js';
+import type { CapsuleRuntime, CapsuleSpec, CapsuleStats, PauseResult, RuntimeHandle } from '../runtime.js';
+import { type AccelChoice, detectAccel } from './accel.js';
+import { QmpClient } from './qmp.js';
+
+export interface QemuRuntimeOptions {
+  /** WRENN_DIR: kernels/, images/<template>/rootfs.ext4, sandboxes/<id>/. */
+  dataDir: string;
+  store?: TemplateStore;
+  qemuBinary?: string;
+  qemuImgBinary?: string;
+  /** 'auto' (default) tries KVM and falls back to software emulation. */
+  accel?: 'auto' | 'kvm' | 'tcg';
+  /** How long a boot or resume may take until envd answers (default 120 s: TCG is slow). */
+  readyTimeoutMs?: number;
+  onProgress?: ProgressFn;
+}
+
+/** What the runtime keeps in RuntimeHandle.state (JSON). */
+export interface QemuState {
+  [key: string]: unknown;
+  dir: string;
+  pid: number;
+  netns: string;
+  capsuleIp: string;
+  accel: 'kvm' | 'tcg';
+  template: string;
+  vcpus: number;
+  memoryMb: number;
+  kernel: string;
+  initrd: string;
+  disk: string;
+  cmdline: string;
+  mac: string;
+  /** 'running' | 'frozen' (vCPUs stopped in place) | 'saved' (memory in statePath, no process). */
+  phase: 'running' | 'frozen' | 'saved';
+  statePath: string;
+}
+
+const ID_RE = /^[a-z0-9][a-z0-9-]{0,62}$/;
+const SAFE_PATH = /^[A-Za-z0-9/_.,+=@-]+$/; // paths go into QEMU options and an exec: shell line
+
+const exists = (p: string) =>
+  access(p).then(
+    () => true,
+    () => false,
+  );
+
+function pidAlive(pid: number): boolean {
+  if (!pid) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+function runTool(cmd: string, args: string[]): Promise<{ code: number; out: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (b: Buffer) => (out += b));
+    child.stderr.on('data', (b: Buffer) => (out += b));
+    child.on('error', (e: NodeJS.ErrnoException) =>
+      reject(e.code === 'ENOENT' ? new Error(`${cmd} is not installed: install qemu-system-x86 and qemu-utils`) : e),
+    );
+    child.on('close', (code) => resolve({ code: code ?? 1, out }));
+  });
+}
+
+/** A locally administered MAC derived from the capsule id (stable across pause/resume). */
+function macFor(id: string): string {
+  let h = 2166136261;
+  for (const c of id) h = Math.imul(h ^ c.charCodeAt(0), 16777619) >>> 0;
+  const b = [0x02, 0x57, (h >>> 24) & 255, (h >>> 16) & 255, (h >>> 8) & 255, h & 255];
+  return b.map((x) => x.toString(16).padStart(2, '0')).join(':');
+}
+
+async function waitGone(pid: number, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (pidAlive(pid)) {
+    if (Date.now() > deadline) return false;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return true;
+}
+
+async function consoleTail(dir: string): Promise<string> {
+  const text = await readFile(join(dir, 'console.log'), 'utf8').catch(() => '');
+  return text.split('\n').slice(-15).join('\n');
+}
+
+export class QemuRuntime implements CapsuleRuntime {
+  readonly name = 'qemu' as const;
+  readonly pauseModes = ['memory-snapshot', 'freeze'] as const;
+  private readonly store: TemplateStore;
+  private readonly qemu: string;
+  private readonly qemuImg: string;
+  private readonly progress: ProgressFn;
+
+  constructor(private readonly opts: QemuRuntimeOptions) {
+    if (!opts?.dataDir) throw new Error('the qemu runtime needs dataDir (WRENN_DIR, e.g. /var/lib/wrenn)');
+    if (!SAFE_PATH.test(opts.dataDir))
+      throw new Error(
+        `dataDir ${JSON.stringify(opts.dataDir)} has characters the qemu runtime cannot quote; use [A-Za-z0-9/_.-]`,
+      );
+    this.store = opts.store ?? new TemplateStore({ imagesDir: join(opts.dataDir, 'images') });
+    this.qemu = opts.qemuBinary ?? 'qemu-system-x86_64';
+    this.qemuImg = opts.qemuImgBinary ?? 'qemu-img';
+    this.progress = opts.onProgress ?? (() => {});
+  }
+
+  /** KVM or TCG, and why (tried once per process). */
+  async accelerator(): Promise<AccelChoice> {
+    const want = this.opts.accel ?? 'auto';
+    if (want === 'tcg') return { accel: 'tcg', reason: 'software emulation (TCG) chosen by configuration' };
+    const found = await detectAccel(this.qemu);
+    if (want === 'kvm' && found.accel !== 'kvm')
+      throw new Error(`KVM was asked for but is not usable: ${found.reason}`);
+    return found;
+  }
+
+  /** Builds (once) the kernel and the template's root disk. */
+  images(template: string): Promise<VmImages> {
+    return buildVmImages({ dataDir: this.opts.dataDir, template, store: this.store, onProgress: this.progress });
+  }
+
+  private sandboxDir(id: string): string {
+    return join(this.opts.dataDir, 'sandboxes', id);
+  }
+
+  async create(spec: CapsuleSpec): Promise<RuntimeHandle> {
+    if (!spec || !ID_RE.test(spec.id)) throw new Error(`invalid capsule id ${JSON.stringify(spec?.id)}`);
+    if (!Number.isInteger(spec.vcpus) || spec.vcpus < 1 || spec.vcpus > 64)
+      throw new Error(`vcpus must be 1-64, got ${spec.vcpus}`);
+    if (!Number.isInteger(spec.memoryMb) || spec.memoryMb < 128)
+      throw new Error(`memoryMb must be an integer >= 128 (the guest runs node), got ${spec.memoryMb}`);
+    const netnsPath = spec.network?.netnsPath;
+    const capsuleIp = spec.network?.capsuleIp;
+    if (!netnsPath || !capsuleIp)
+      throw new Error('the qemu runtime needs spec.network (netnsPath and capsuleIp) from the network layer');
+    const [images, accel] = await Promise.all([this.images(spec.template), this.accelerator()]);
+    const dir = this.sandboxDir(spec.id);
+    await rm(dir, { recursive: true, force: true });
+    await mkdir(dir, { recursive: true });
+    const netns = basename(netnsPath);
+    const cmdline = [
+      'console=ttyS0',
+      'root=/dev/vda',
+      'rw',
+      'panic=1',
+      'quiet',
+      'loglevel=3',
+      `ip=${guestIpParam(spec.id)}`,
+      `wrenn.id=${spec.metadata?.WRENN_SANDBOX_ID ?? spec.id}`,
+      `wrenn.template=${spec.metadata?.WRENN_TEMPLATE_ID ?? spec.template}`,
+    ].join(' ');
+    const state: QemuState = {
+      dir,
+      pid: 0,
+      netns,
+      capsuleIp,
+      accel: accel.accel,
+      template: spec.template,
+      vcpus: spec.vcpus,
+      memoryMb: spec.memoryMb,
+      kernel: images.kernel.bzImage,
+      initrd: images.kernel.initrd,
+      disk: join(dir, 'disk.qcow2'),
+      cmdline,
+      mac: macFor(spec.id),
+      phase: 'running',
+      statePath: join(dir, 'memory.mig'),
+    };
+    const handle: RuntimeHandle = { runtime: 'qemu', id: spec.id, address: capsuleIp, state };
+    try {
+      // Copy-on-write disk: device-mapper is not used (absent on these hosts); qcow2 over the shared base.
+      const img = await runTool(this.qemuImg, [
+        'create',
+        '-q',
+        '-f',
+        'qcow2',
+        '-F',
+        'raw',
+        '-b',
+        images.rootfs,
+        state.disk,
+      ]);
+      if (img.code !== 0) throw new Error(`qemu-img create failed: ${img.out.trim()}`);
+      await createTap(netns, capsuleIp);
+      await this.launch(handle.id, state, false);
+      await this.waitReady(state);
+      await writeFile(join(dir, 'qemu.json'), JSON.stringify(handle));
+      return handle;
+    } catch (err) {
+      await this.destroy(handle).catch(() => {});
+      throw err;
+    }
+  }
+
+  private args(id: string, s: QemuState, incoming: boolean): string[] {
+    for (const p of [s.dir, s.kernel, s.initrd, s.disk]) {
+      if (!SAFE_PATH.test(p)) throw new Error(`path ${JSON.stringify(p)} has characters the qemu runtime cannot quote`);
+    }
+    return [
+      '-name',
+      `wrenn-${id}`,
+      '-accel',
+      s.accel,
+      '-cpu',
+      s.accel === 'kvm' ? 'host' : 'max',
+      '-machine',
+      'pc',
+      '-m',
+      String(s.memoryMb),
+      '-smp',
+      String(s.vcpus),
+      '-nodefaults',
+      '-no-user-config',
+      '-display',
+      'none',
+      '-no-reboot',
+      '-chardev',
+      `file,id=con,path=${join(s.dir, 'console.log')},append=on`,
+      '-serial',
+      'chardev:con',
+      '-kernel',
+      s.kernel,
+      '-initrd',
+      s.initrd,
+      '-append',
+      s.cmdline,
+      '-drive',
+      `file=${s.disk},if=none,id=root,format=qcow2,cache=writeback,discard=unmap`,
+      '-device',
+      'virtio-blk-pci,drive=root',
+      '-netdev',
+      'tap,id=net0,ifname=tap0,script=no,downscript=no',
+      '-device',
+      `virtio-net-pci,netdev=net0,mac=${s.mac}`,
+      '-qmp',
+      `unix:${join(s.dir, 'qmp.sock')},server=on,wait=off`,
+      '-pidfile',
+      join(s.dir, 'qemu.pid'),
+      '-daemonize',
+      ...(incoming ? ['-incoming', 'defer'] : []),
+    ];
+  }
+
+  /** Starts QEMU inside the capsule's network namespace, detached (it outlives the agent). */
+  private async launch(id: string, s: QemuState, incoming: boolean): Promise<void> {
+    await rm(join(s.dir, 'qemu.pid'), { force: true });
+    await rm(join(s.dir, 'qmp.sock'), { force: true });
+    const r = await runTool('ip', ['netns', 'exec', s.netns, this.qemu, ...this.args(id, s, incoming)]);
+    if (r.code !== 0) throw new Error(`QEMU did not start (exit ${r.code}): ${r.out.trim()}`);
+    s.pid = Number((await readFile(join(s.dir, 'qemu.pid'), 'utf8')).trim());
+    if (!pidAlive(s.pid)) throw new Error(`QEMU exited right after starting: ${await consoleTail(s.dir)}`);
+  }
+
+  private async waitReady(s: QemuState): Promise<void> {
+    const timeout = this.opts.readyTimeoutMs ?? 120_000;
+    let watching = true;
+    const died = (async () => {
+      while (pidAlive(s.pid)) {
+        await new Promise((r) => setTimeout(r, 200));
+        if (!watching) return;
+      }
+      throw new Error(`the VM stopped before envd was ready; console:\n${await consoleTail(s.dir)}`);
+    })();
+    try {
+      await Promise.race([waitForEnvd(s.capsuleIp, timeout, ENVD_PORT), died]);
+    } catch (err) {
+      throw new Error(`${(err as Error).message}\nconsole (last lines):\n${await consoleTail(s.dir)}`);
+    } finally {
+      watching = false;
+      died.catch(() => {}); // nobody waits for the watcher after this
+    }
+  }
+
+  private async qmp(s: QemuState): Promise<QmpClient> {
+    return QmpClient.connect(join(s.dir, 'qmp.sock'), 10_000);
+  }
+
+  async destroy(handle: RuntimeHandle): Promise<void> {
+    const s = handle.state as QemuState;
+    if (pidAlive(s.pid)) {
+      process.kill(s.pid, 'SIGKILL');
+      if (!(await waitGone(s.pid, 10_000)))
+        throw new Error(`QEMU (pid ${s.pid}) of ${handle.id} did not exit after SIGKILL`);
+    }
+    // The namespace may already be gone with the capsule's network: then so is the TAP.
+    if (s.netns && (await exists(join('/run/netns', s.netns)))) await removeTap(s.netns, s.capsuleIp).catch(() => {});
+    await rm(s.dir, { recursive: true, force: true });
+  }
+
+  async pause(handle: RuntimeHandle, mode: 'freeze' | 'hibernate' | 'memory-snapshot'): Promise<PauseResult> {
+    const s = handle.state as QemuState;
+    if (s.phase === 'saved') return this.savedResult(s);
+    const q = await this.qmp(s);
+    try {
+      await q.execute('stop');
+      if (mode === 'freeze') {
+        s.phase = 'frozen';
+        return { keeps: 'memory and processes (vCPUs stopped; the VM keeps its memory)', processesKept: true };
+      }
+      await rm(s.statePath, { force: true });
+      // The VM is stopped, so one pass writes everything; lift the default bandwidth cap.
+      await q.execute('migrate-set-parameters', { 'max-bandwidth': 64 * 1024 ** 3 });
+      await q.execute('migrate', { uri: `exec:cat > '${s.statePath}'` });
+      for (;;) {
+        const m = await q.execute<{ status?: string; 'error-desc'?: string }>('query-migrate');
+        if (m.status === 'completed') break;
+        if (m.status === 'failed' || m.status === 'cancelled') {
+          await q.execute('cont').catch(() => {});
+          throw new Error(`writing the memory snapshot of ${handle.id} failed: ${m['error-desc'] ?? m.status}`);
+        }
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      await q.execute('quit').catch(() => {});
+    } finally {
+      q.close();
+    }
+    if (!(await waitGone(s.pid, 10_000))) process.kill(s.pid, 'SIGKILL');
+    await waitGone(s.pid, 5_000);
+    s.phase = 'saved';
+    s.pid = 0;
+    await writeFile(join(s.dir, 'qemu.json'), JSON.stringify(handle));
+    return this.savedResult(s);
+  }
+
+  private async savedResult(s: QemuState): Promise<PauseResult> {
+    const bytes = (await stat(s.statePath)).size;
+    return {
+      keeps: `memory and processes (full memory snapshot: QEMU migration stream of ${Math.round(bytes / 1024 ** 2)} MiB; QEMU stopped, its memory freed)`,
+      processesKept: true,
+      snapshot: { kind: 'full', bytes },
+    };
+  }
+
+  async resume(handle: RuntimeHandle): Promise<RuntimeHandle> {
+    const s = handle.state as QemuState;
+    if (s.phase === 'running') return handle;
+    if (s.phase === 'frozen') {
+      const q = await this.qmp(s);
+      try {
+        await q.execute('cont');
+      } finally {
+        q.close();
+      }
+      s.phase = 'running';
+      return handle;
+    }
+    if (!(await exists(s.statePath)))
+      throw new Error(`the memory snapshot ${s.statePath} of ${handle.id} is missing; the capsule cannot resume`);
+    await createTap(s.netns, s.capsuleIp);
+    await this.launch(handle.id, s, true);
+    const q = await this.qmp(s);
+    try {
+      await q.execute('migrate-incoming', { uri: `exec:cat '${s.statePath}'` });
+      for (;;) {
+        const status = await q.status();
+        if (status === 'running') break;
+        if (status === 'paused' || status === 'postmigrate') {
+          await q.execute('cont');
+          continue;
+        }
+        if (!pidAlive(s.pid)) throw new Error(`QEMU exited while loading ${s.statePath}`);
+        if (status !== 'inmigrate') {
+          const m = await q.execute<{ status?: string; 'error-desc'?: string }>('query-migrate');
+          if (m.status === 'failed')
+            throw new Error(`loading the memory snapshot failed: ${m['error-desc'] ?? 'unknown'}`);
+        }
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    } catch (err) {
+      if (pidAlive(s.pid)) process.kill(s.pid, 'SIGKILL');
+      throw err;
+    } finally {
+      q.close();
+    }
+    await this.waitReady(s);
+    s.phase = 'running';
+    await rm(s.statePath, { force: true });
+    await writeFile(join(s.dir, 'qemu.json'), JSON.stringify(handle));
+    return handle;
+  }
+
+  async snapshot(handle: RuntimeHandle, name: string): Promise<void> {
+    throw new Error(
+      `snapshot templates of QEMU capsules are not implemented yet (capsule ${handle.id}, template ${name}); use the namespace runtime for snapshot templates`,
+    );
+  }
+
+  async isAlive(handle: RuntimeHandle): Promise<boolean> {
+    const s = handle.state as QemuState;
+    if (s.phase === 'saved') return exists(s.statePath);
+    if (!pidAlive(s.pid)) return false;
+    const cmd = await readFile(`/proc/${s.pid}/cmdline`, 'utf8').catch(() => '');
+    return cmd.includes(`wrenn-${handle.id}`);
+  }
+
+  async stats(handle: RuntimeHandle): Promise<CapsuleStats> {
+    const s = handle.state as QemuState;
+    const disk = await stat(s.disk).catch(() => undefined);
+    const out: CapsuleStats = {
+      cpuUsageNs: 0n,
+      memoryBytes: 0,
+      memoryLimitBytes: s.memoryMb * 1024 ** 2,
+      pids: 0, // processes inside the guest: ask envd; the host sees one QEMU process
+      diskUsedBytes: disk ? disk.blocks * 512 : 0,
+    };
+    if (s.phase === 'saved' || !pidAlive(s.pid)) return out;
+    const statLine = await readFile(`/proc/${s.pid}/stat`, 'utf8').catch(() => '');
+    const fields = statLine.slice(statLine.lastIndexOf(')') + 2).split(' ');
+    const ticks = Number(fields[11] ?? 0) + Number(fields[12] ?? 0); // utime + stime
+    out.cpuUsageNs = BigInt(ticks) * 10_000_000n; // USER_HZ = 100
+    const statm = await readFile(`/proc/${s.pid}/statm`, 'utf8').catch(() => '0 0');
+    out.memoryBytes = Number(statm.split(' ')[1] ?? 0) * 4096;
+    return out;
+  }
+
+  async cleanupStale(knownIds: ReadonlySet<string>): Promise<void> {
+    const root = join(this.opts.dataDir, 'sandboxes');
+    for (const id of await readdir(root).catch(() => [] as string[])) {
+      if (knownIds.has(id)) continue;
+      const text = await readFile(join(root, id, 'qemu.json'), 'utf8').catch(() => '');
+      if (!text) continue;
+      const handle = JSON.parse(text) as RuntimeHandle;
+      if (handle.runtime !== 'qemu' || handle.id !== id) continue;
+      const s = handle.state as QemuState;
+      if (s.pid && !(await this.isAlive(handle))) s.pid = 0; // pid reused by something else
+      await this.destroy(handle);
+    }
+  }
+}
+
+/** The QEMU runtime (not registered anywhere by itself: the agent chooses runtimes per host). */
+export function createQemuRuntime(opts: QemuRuntimeOptions): QemuRuntime {
+  return new QemuRuntime(opts);
+}
+
+export { GUEST_IP };
