@@ -5,10 +5,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, type TestContext } from 'node:test';
 import WebSocket from 'ws';
-import { startControlPlane, type RunningControlPlane } from '../src/server.js';
-import { createTeam } from '../src/db/repositories/teams.js';
 import { createApiKey } from '../src/auth/api-keys.js';
 import type { SqlDialect } from '../src/db/index.js';
+import { createTeam } from '../src/db/repositories/teams.js';
+import { type RunningControlPlane, startControlPlane } from '../src/server.js';
 import { startTestPostgres, type TestPostgres } from './pg.js';
 
 let pgServer: Promise<TestPostgres> | undefined;
@@ -55,6 +55,7 @@ export async function newTeamKey(cp: RunningControlPlane, name = 'team'): Promis
   return { teamId: team.id, key };
 }
 
+// biome-ignore lint/suspicious/noExplicitAny: response bodies of many shapes, checked by the assertions
 export interface Res<T = any> {
   status: number;
   headers: Headers;
@@ -64,7 +65,13 @@ export interface Res<T = any> {
 
 /** A JSON client for one base URL and key. */
 export function client(base: string, key?: string) {
-  return async function call<T = any>(method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<Res<T>> {
+  // biome-ignore lint/suspicious/noExplicitAny: response bodies of many shapes, checked by the assertions
+  return async function call<T = any>(
+    method: string,
+    path: string,
+    body?: unknown,
+    headers: Record<string, string> = {},
+  ): Promise<Res<T>> {
     const h: Record<string, string> = { ...headers };
     if (key) h['x-api-key'] = key;
     let payload: string | Buffer | undefined;
@@ -96,7 +103,9 @@ export function openWs(url: string, headers: Record<string, string> = {}): Promi
     ws.once('unexpected-response', (_req, res) => {
       let body = '';
       res.on('data', (c: Buffer) => (body += c.toString()));
-      res.on('end', () => reject(Object.assign(new Error(`refused with ${res.statusCode}: ${body}`), { status: res.statusCode, body })));
+      res.on('end', () =>
+        reject(Object.assign(new Error(`refused with ${res.statusCode}: ${body}`), { status: res.statusCode, body })),
+      );
     });
     ws.once('error', reject);
   });

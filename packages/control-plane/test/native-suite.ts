@@ -4,10 +4,10 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import WebSocket from 'ws';
-import { createTeam } from '../src/db/repositories/teams.js';
+import type WebSocket from 'ws';
 import { createApiKey } from '../src/auth/api-keys.js';
-import { startLive, stopPostgres, waitFor, type DbKind, type LiveSystem } from './e2b-live.js';
+import { createTeam } from '../src/db/repositories/teams.js';
+import { type DbKind, type LiveSystem, startLive, stopPostgres, waitFor } from './e2b-live.js';
 import { client, openWs } from './native-helpers.js';
 
 type Call = ReturnType<typeof client>;
@@ -44,12 +44,20 @@ function recorder(ws: WebSocket) {
         } else if (closed) {
           clearTimeout(timer);
           waiters.delete(tryNow);
-          reject(new Error(`socket closed (${closed.code} ${closed.reason}) before ${what}; got ${JSON.stringify(messages.map((m) => m.text ?? m.binary?.toString()))}`));
+          reject(
+            new Error(
+              `socket closed (${closed.code} ${closed.reason}) before ${what}; got ${JSON.stringify(messages.map((m) => m.text ?? m.binary?.toString()))}`,
+            ),
+          );
         }
       };
       const timer = setTimeout(() => {
         waiters.delete(tryNow);
-        reject(new Error(`timed out waiting for ${what}; got ${JSON.stringify(messages.map((m) => m.text ?? m.binary?.toString()))}`));
+        reject(
+          new Error(
+            `timed out waiting for ${what}; got ${JSON.stringify(messages.map((m) => m.text ?? m.binary?.toString()))}`,
+          ),
+        );
       }, timeoutMs);
       waiters.add(tryNow);
       tryNow();
@@ -61,6 +69,7 @@ function recorder(ws: WebSocket) {
     },
     /** Terminal output so far, as text. */
     output: () => Buffer.concat(messages.flatMap((m) => (m.binary ? [m.binary] : []))).toString('utf8'),
+    // biome-ignore lint/suspicious/noExplicitAny: server events of several shapes, checked by the assertions
     json: () => messages.flatMap((m) => (m.text !== undefined ? [m.text as Record<string, any>] : [])),
     until,
     closedPromise: () => until('close', () => closed, 20_000).catch(() => closed),
@@ -86,6 +95,7 @@ export function defineNativeSuite(db: DbKind, slot: number): void {
       await stopPostgres();
     });
 
+    // biome-ignore lint/suspicious/noExplicitAny: the capsule JSON, checked by the assertions
     async function newCapsule(body: Record<string, unknown> = {}): Promise<Record<string, any>> {
       const r = await call('POST', '/v1/capsules', { template: 'minimal', timeout_sec: 600, ...body });
       assert.equal(r.status, 201, r.text);
@@ -95,11 +105,23 @@ export function defineNativeSuite(db: DbKind, slot: number): void {
     const exec = async (id: string, body: Record<string, unknown>) => {
       const r = await call('POST', `/v1/capsules/${id}/exec`, body);
       assert.equal(r.status, 200, r.text);
-      return r.body as { stdout: string; stderr: string; exit_code: number; stdout_base64?: string; stderr_base64?: string; error?: string };
+      return r.body as {
+        stdout: string;
+        stderr: string;
+        exit_code: number;
+        stdout_base64?: string;
+        stderr_base64?: string;
+        error?: string;
+      };
     };
 
     it('creates, gets, lists (with metadata filters) and reports hosts and events', async () => {
-      const c = await newCapsule({ metadata: { suite: 'native', n: '1' }, env: { GREETING: 'hi there' }, vcpus: 1, memory_mb: 256 });
+      const c = await newCapsule({
+        metadata: { suite: 'native', n: '1' },
+        env: { GREETING: 'hi there' },
+        vcpus: 1,
+        memory_mb: 256,
+      });
       assert.match(c.id, /^cl-[0-9a-z]+$/);
       assert.equal(c.state, 'running');
       assert.equal(c.template, 'minimal');
@@ -114,7 +136,10 @@ export function defineNativeSuite(db: DbKind, slot: number): void {
       assert.equal(got.status, 200);
       assert.equal(got.body.id, c.id);
       const byMd = await call('GET', '/v1/capsules?metadata.suite=native&state=running');
-      assert.deepEqual(byMd.body.capsules.map((x: { id: string }) => x.id), [c.id]);
+      assert.deepEqual(
+        byMd.body.capsules.map((x: { id: string }) => x.id),
+        [c.id],
+      );
       const none = await call('GET', '/v1/capsules?metadata=suite:other');
       assert.deepEqual(none.body.capsules, []);
 
@@ -129,7 +154,10 @@ export function defineNativeSuite(db: DbKind, slot: number): void {
       assert.ok(h.capsules >= 1 && h.allocated_memory_mb >= 256 && h.cpu_count >= 1);
 
       const events = await call('GET', `/v1/capsules/${c.id}/events`);
-      assert.deepEqual(events.body.events.map((e: { kind: string }) => e.kind), ['capsule.created']);
+      assert.deepEqual(
+        events.body.events.map((e: { kind: string }) => e.kind),
+        ['capsule.created'],
+      );
       assert.equal(events.body.events[0].data.host_id, sys.up.agent.hostId);
     });
 
@@ -142,7 +170,11 @@ export function defineNativeSuite(db: DbKind, slot: number): void {
       const argv = await exec(c.id, { cmd: '/bin/echo', args: ['a  b', '$HOME'] });
       assert.equal(argv.stdout, 'a  b $HOME\n', 'args are passed verbatim, without a shell');
 
-      const stdin = await exec(c.id, { cmd: 'cat', args: [], stdin_base64: Buffer.from('line one\nline two\n').toString('base64') });
+      const stdin = await exec(c.id, {
+        cmd: 'cat',
+        args: [],
+        stdin_base64: Buffer.from('line one\nline two\n').toString('base64'),
+      });
       assert.equal(stdin.stdout, 'line one\nline two\n');
 
       const envCwd = await exec(c.id, { cmd: 'echo "$FOO"; pwd', env: { FOO: 'bar baz' }, cwd: '/tmp' });
@@ -152,7 +184,10 @@ export function defineNativeSuite(db: DbKind, slot: number): void {
       assert.equal(slow.status, 504, slow.text);
       assert.match(slow.body.error.message, /did not finish within timeout_sec \(1 s\)/);
       const left = await call('GET', `/v1/capsules/${c.id}/processes`);
-      assert.ok(!left.body.processes.some((p: { cmd: string; args: string[] }) => p.args.join(' ').includes('sleep 30')), 'the timed-out command was stopped');
+      assert.ok(
+        !left.body.processes.some((p: { cmd: string; args: string[] }) => p.args.join(' ').includes('sleep 30')),
+        'the timed-out command was stopped',
+      );
 
       const bin = await exec(c.id, { cmd: "printf '\\377\\000\\376ok'" });
       assert.equal(bin.stdout_base64, Buffer.from([0xff, 0x00, 0xfe, 0x6f, 0x6b]).toString('base64'));
@@ -185,7 +220,10 @@ export function defineNativeSuite(db: DbKind, slot: number): void {
       ws2.send(JSON.stringify({ cmd: 'sleep', args: ['300'] }));
       const start = await rec2.until('start', () => rec2.json().find((m) => m.type === 'start'));
       const procs = await call('GET', `/v1/capsules/${c.id}/processes`);
-      assert.ok(procs.body.processes.some((p: { pid: number; cmd: string }) => p.pid === start.pid && p.cmd === 'sleep'), procs.text);
+      assert.ok(
+        procs.body.processes.some((p: { pid: number; cmd: string }) => p.pid === start.pid && p.cmd === 'sleep'),
+        procs.text,
+      );
       ws2.send(JSON.stringify({ type: 'kill' }));
       const killed = await rec2.until('exit after kill', () => rec2.json().find((m) => m.type === 'exit'));
       assert.notEqual(killed.exit_code, 0);
@@ -207,7 +245,10 @@ export function defineNativeSuite(db: DbKind, slot: number): void {
       ws.send(JSON.stringify({ cmd: 'sleep 300' }));
       const start = await rec.until('start', () => rec.json().find((m) => m.type === 'start'));
       const listed = await call('GET', `/v1/capsules/${c.id}/processes`);
-      assert.ok(listed.body.processes.some((p: { pid: number }) => p.pid === start.pid), listed.text);
+      assert.ok(
+        listed.body.processes.some((p: { pid: number }) => p.pid === start.pid),
+        listed.text,
+      );
       assert.equal((await call('DELETE', `/v1/capsules/${c.id}/processes/${start.pid}`)).status, 204);
       const exit = await rec.until('exit', () => rec.json().find((m) => m.type === 'exit'));
       assert.notEqual(exit.exit_code, 0);
@@ -244,7 +285,9 @@ export function defineNativeSuite(db: DbKind, slot: number): void {
       const start2 = await rec2.until('start', () => rec2.json().find((m) => m.type === 'start'));
       assert.equal(start2.pid, start.pid, 're-attached to the same process');
       ws2.send(Buffer.from('echo "again=$MARK"\n'), { binary: true });
-      await rec2.until('variable survives re-attach', () => (rec2.output().includes('again=kept42') ? true : undefined));
+      await rec2.until('variable survives re-attach', () =>
+        rec2.output().includes('again=kept42') ? true : undefined,
+      );
       ws2.send(Buffer.from('exit 5\n'), { binary: true });
       const exit = await rec2.until('exit', () => rec2.json().find((m) => m.type === 'exit'));
       assert.equal(exit.exit_code, 5);
@@ -253,15 +296,21 @@ export function defineNativeSuite(db: DbKind, slot: number): void {
     it('files: streamed upload and download (binary, 3 MiB), list, mkdir, delete', async () => {
       const c = await newCapsule();
       const data = randomBytes(3 * 1024 * 1024 + 17);
-      const up = await call('PUT', `/v1/capsules/${c.id}/files?path=/home/user/in/data.bin`, data, { 'content-type': 'application/octet-stream' });
+      const up = await call('PUT', `/v1/capsules/${c.id}/files?path=/home/user/in/data.bin`, data, {
+        'content-type': 'application/octet-stream',
+      });
       assert.equal(up.status, 200, up.text);
       assert.equal(up.body.bytes_written, data.length);
       assert.equal(up.body.entry.size, data.length);
       // A JSON content type is still a raw upload: the body is the file.
-      const json = await call('PUT', `/v1/capsules/${c.id}/files?path=/home/user/in/x.json`, '{"a": 1}', { 'content-type': 'application/json' });
+      const json = await call('PUT', `/v1/capsules/${c.id}/files?path=/home/user/in/x.json`, '{"a": 1}', {
+        'content-type': 'application/json',
+      });
       assert.equal(json.status, 200, json.text);
 
-      const down = await fetch(`${sys.url}/v1/capsules/${c.id}/files?path=/home/user/in/data.bin`, { headers: { 'x-api-key': sys.adminKey } });
+      const down = await fetch(`${sys.url}/v1/capsules/${c.id}/files?path=/home/user/in/data.bin`, {
+        headers: { 'x-api-key': sys.adminKey },
+      });
       assert.equal(down.status, 200);
       assert.equal(down.headers.get('content-type'), 'application/octet-stream');
       assert.ok(Buffer.from(await down.arrayBuffer()).equals(data), 'downloaded bytes equal uploaded bytes');
@@ -325,7 +374,10 @@ export function defineNativeSuite(db: DbKind, slot: number): void {
       assert.equal(r.body.state, 'running');
       assert.equal(r.body.timeout_sec, 900);
       const procs = await call('GET', `/v1/capsules/${c.id}/processes`);
-      assert.ok(procs.body.processes.some((x: { pid: number }) => x.pid === start.pid), 'the process survived the freeze');
+      assert.ok(
+        procs.body.processes.some((x: { pid: number }) => x.pid === start.pid),
+        'the process survived the freeze',
+      );
       ws.close();
 
       const h = await call('POST', `/v1/capsules/${c.id}/pause`, { mode: 'hibernate' });
@@ -337,7 +389,13 @@ export function defineNativeSuite(db: DbKind, slot: number): void {
       assert.equal((await exec(c.id, { cmd: 'cat /home/user/state.txt' })).stdout, 'kept\n');
 
       const kinds = (await call('GET', `/v1/capsules/${c.id}/events`)).body.events.map((e: { kind: string }) => e.kind);
-      assert.deepEqual(kinds, ['capsule.created', 'capsule.paused', 'capsule.resumed', 'capsule.paused', 'capsule.resumed']);
+      assert.deepEqual(kinds, [
+        'capsule.created',
+        'capsule.paused',
+        'capsule.resumed',
+        'capsule.paused',
+        'capsule.resumed',
+      ]);
     });
 
     it('snapshots: create from a capsule, start capsules from it, refuse deleting while used, delete', async () => {
@@ -356,16 +414,25 @@ export function defineNativeSuite(db: DbKind, slot: number): void {
       assert.equal(builtinName.status, 409);
 
       const listed = await call('GET', '/v1/snapshots');
-      assert.deepEqual(listed.body.snapshots.map((x: { name: string }) => x.name), ['native-snap']);
+      assert.deepEqual(
+        listed.body.snapshots.map((x: { name: string }) => x.name),
+        ['native-snap'],
+      );
       const templates = await call('GET', '/v1/templates');
-      assert.deepEqual(templates.body.templates.map((x: { name: string }) => x.name), ['base', 'minimal', 'native-snap']);
+      assert.deepEqual(
+        templates.body.templates.map((x: { name: string }) => x.name),
+        ['base', 'minimal', 'native-snap'],
+      );
 
       const child = await newCapsule({ template: 'native-snap' });
       assert.equal(child.template, 'native-snap');
       assert.equal(child.memory_mb, 320, 'a snapshot keeps the shape it was taken with');
       assert.equal((await exec(child.id, { cmd: 'cat /home/user/marker' })).stdout, 'from-snapshot\n');
       const listByTemplate = await call('GET', '/v1/capsules?template=native-snap');
-      assert.deepEqual(listByTemplate.body.capsules.map((x: { id: string }) => x.id), [child.id]);
+      assert.deepEqual(
+        listByTemplate.body.capsules.map((x: { id: string }) => x.id),
+        [child.id],
+      );
 
       const refused = await call('DELETE', '/v1/snapshots/native-snap');
       assert.equal(refused.status, 409);
@@ -391,7 +458,10 @@ export function defineNativeSuite(db: DbKind, slot: number): void {
       assert.equal((await stranger('GET', `/v1/capsules/${c.id}`)).status, 404);
       assert.equal((await stranger('DELETE', `/v1/capsules/${c.id}`)).status, 404);
       assert.equal((await stranger('POST', `/v1/capsules/${c.id}/exec`, { cmd: 'true' })).status, 404);
-      await assert.rejects(openWs(`${wsBase}/v1/capsules/${c.id}/pty`, { 'x-api-key': key }), (e: { status?: number }) => e.status === 404);
+      await assert.rejects(
+        openWs(`${wsBase}/v1/capsules/${c.id}/pty`, { 'x-api-key': key }),
+        (e: { status?: number }) => e.status === 404,
+      );
 
       const d = await call('DELETE', `/v1/capsules/${c.id}`);
       assert.equal(d.status, 204);

@@ -7,8 +7,17 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
-import { startLive, type LiveSystem } from './e2b-live.js';
+import { type BrowserContext, chromium, type Page } from 'playwright-core';
+import { type LiveSystem, startLive } from './e2b-live.js';
+
+interface CapsuleJson {
+  state: string;
+  memory_mb: number;
+  metadata: Record<string, string>;
+}
+interface SnapshotList {
+  snapshots: Array<{ name: string }>;
+}
 
 const CHROMIUM = '/usr/bin/chromium';
 const SLOT = 15;
@@ -20,13 +29,23 @@ describe('the /test page in chromium against a live system', { timeout: 300_000 
   let profile: string;
 
   before(async () => {
-    assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: install Debian's chromium (npm test's setup does: apt-get install chromium)`);
+    assert.ok(
+      existsSync(CHROMIUM),
+      `${CHROMIUM} is missing: install Debian's chromium (npm test's setup does: apt-get install chromium)`,
+    );
     sys = await startLive({ db: 'sqlite', slot: SLOT });
     profile = mkdtempSync(join(tmpdir(), 'wrenn-chromium-'));
     context = await chromium.launchPersistentContext(profile, {
       executablePath: CHROMIUM,
       headless: true,
-      args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+      args: [
+        '--no-sandbox',
+        '--disable-gpu',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+      ],
     });
     context.setDefaultTimeout(60_000);
     page = context.pages()[0] ?? (await context.newPage());
@@ -43,7 +62,7 @@ describe('the /test page in chromium against a live system', { timeout: 300_000 
 
   test('a wrong key is refused with the API error', async () => {
     await page.goto(`${sys.url}/test`);
-    await page.fill('#key', 'wrn_' + '0'.repeat(32));
+    await page.fill('#key', `wrn_${'0'.repeat(32)}`);
     await page.click('#save');
     await status().filter({ hasText: 'unauthenticated' }).waitFor();
     assert.equal(await status().getAttribute('class'), 'err');
@@ -62,7 +81,9 @@ describe('the /test page in chromium against a live system', { timeout: 300_000 
     await row().filter({ hasText: 'running' }).waitFor();
     const id = (await row().first().locator('td').first().textContent())!.trim();
     assert.match(id, /^cl-[0-9a-z]+$/);
-    const api = await (await fetch(`${sys.url}/v1/capsules/${id}`, { headers: { 'x-api-key': sys.adminKey } })).json();
+    const api = (await (
+      await fetch(`${sys.url}/v1/capsules/${id}`, { headers: { 'x-api-key': sys.adminKey } })
+    ).json()) as CapsuleJson;
     assert.deepEqual([api.state, api.memory_mb, api.metadata], ['running', 256, { from: 'test-page' }]);
 
     await page.selectOption('#execCapsule', id);
@@ -84,11 +105,21 @@ describe('the /test page in chromium against a live system', { timeout: 300_000 
     await page.fill('#snapName', 'page-snap');
     await page.click('#snap');
     await page.locator('#snapshots tr').filter({ hasText: 'page-snap' }).waitFor();
-    const snaps = await (await fetch(`${sys.url}/v1/snapshots`, { headers: { 'x-api-key': sys.adminKey } })).json();
-    assert.deepEqual(snaps.snapshots.map((s: { name: string }) => s.name), ['page-snap']);
-    await page.locator('#snapshots tr').filter({ hasText: 'page-snap' }).getByRole('button', { name: 'Delete' }).click();
+    const listSnapshots = async () =>
+      (await (
+        await fetch(`${sys.url}/v1/snapshots`, { headers: { 'x-api-key': sys.adminKey } })
+      ).json()) as SnapshotList;
+    assert.deepEqual(
+      (await listSnapshots()).snapshots.map((s) => s.name),
+      ['page-snap'],
+    );
+    await page
+      .locator('#snapshots tr')
+      .filter({ hasText: 'page-snap' })
+      .getByRole('button', { name: 'Delete' })
+      .click();
     await page.locator('#snapshots tr').first().waitFor({ state: 'detached' });
-    assert.deepEqual((await (await fetch(`${sys.url}/v1/snapshots`, { headers: { 'x-api-key': sys.adminKey } })).json()).snapshots, []);
+    assert.deepEqual((await listSnapshots()).snapshots, []);
 
     await row().getByRole('button', { name: 'Destroy' }).click();
     await row().first().waitFor({ state: 'detached' });

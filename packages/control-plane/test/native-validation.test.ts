@@ -4,8 +4,8 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { createCapsule as insertCapsule } from '../src/db/repositories/capsules.js';
-import { chooseHost } from '../src/scheduler/least-loaded.js';
 import type { HostLoad } from '../src/db/repositories/hosts.js';
+import { chooseHost } from '../src/scheduler/least-loaded.js';
 import { client, newTeamKey, openWs, startBareControlPlane } from './native-helpers.js';
 
 const row = (teamId: string, over: Record<string, unknown> = {}) => ({
@@ -32,7 +32,7 @@ for (const dialect of ['sqlite', 'postgres'] as const) {
       assert.equal(none.body.error.code, 'unauthenticated');
       assert.match(none.body.error.message, /X-API-Key/);
 
-      for (const bad of ['nope', 'wrn_' + 'a'.repeat(32), key.slice(0, -1) + (key.endsWith('a') ? 'b' : 'a')]) {
+      for (const bad of ['nope', `wrn_${'a'.repeat(32)}`, key.slice(0, -1) + (key.endsWith('a') ? 'b' : 'a')]) {
         const r = await anon('GET', '/v1/capsules', undefined, { 'x-api-key': bad });
         assert.equal(r.status, 401, `key ${bad} must be refused`);
       }
@@ -182,17 +182,32 @@ for (const dialect of ['sqlite', 'postgres'] as const) {
         'newest first; stopped capsules only when asked for',
       );
       const stopped = await call('GET', '/v1/capsules?state=stopped');
-      assert.deepEqual(stopped.body.capsules.map((c: { id: string }) => c.id), [ids[6]]);
+      assert.deepEqual(
+        stopped.body.capsules.map((c: { id: string }) => c.id),
+        [ids[6]],
+      );
       const running = await call('GET', '/v1/capsules?state=running');
-      assert.deepEqual(running.body.capsules.map((c: { id: string }) => c.id), [ids[4], ids[2], ids[0]]);
+      assert.deepEqual(
+        running.body.capsules.map((c: { id: string }) => c.id),
+        [ids[4], ids[2], ids[0]],
+      );
       const both = await call('GET', '/v1/capsules?state=running,stopped');
       assert.equal(both.body.capsules.length, 4);
       const odd = await call('GET', '/v1/capsules?metadata.parity=odd');
-      assert.deepEqual(odd.body.capsules.map((c: { id: string }) => c.id), [ids[5], ids[3], ids[1]]);
+      assert.deepEqual(
+        odd.body.capsules.map((c: { id: string }) => c.id),
+        [ids[5], ids[3], ids[1]],
+      );
       const oddBase = await call('GET', '/v1/capsules?metadata=parity:odd&template=base');
-      assert.deepEqual(oddBase.body.capsules.map((c: { id: string }) => c.id), [ids[5], ids[3]]);
+      assert.deepEqual(
+        oddBase.body.capsules.map((c: { id: string }) => c.id),
+        [ids[5], ids[3]],
+      );
       const two = await call('GET', '/v1/capsules?metadata=parity:odd&metadata=n:3');
-      assert.deepEqual(two.body.capsules.map((c: { id: string }) => c.id), [ids[3]]);
+      assert.deepEqual(
+        two.body.capsules.map((c: { id: string }) => c.id),
+        [ids[3]],
+      );
       const badMd = await call('GET', '/v1/capsules?metadata=novalue');
       assert.equal(badMd.status, 400);
       assert.match(badMd.body.error.message, /key:value/);
@@ -293,7 +308,7 @@ for (const dialect of ['sqlite', 'postgres'] as const) {
       const text = await m.text();
       // The value of the one sample of `name` carrying all `labels` (label order is prom-client's business).
       const sample = (name: string, ...labels: string[]) => {
-        const lines = text.split('\n').filter((l) => l.startsWith(name + '{') && labels.every((x) => l.includes(x)));
+        const lines = text.split('\n').filter((l) => l.startsWith(`${name}{`) && labels.every((x) => l.includes(x)));
         assert.equal(lines.length, 1, `one ${name} sample with ${labels.join(',')}: ${lines.join(' | ')}`);
         return Number(lines[0]!.split(' ').pop());
       };
@@ -301,17 +316,22 @@ for (const dialect of ['sqlite', 'postgres'] as const) {
       assert.equal(sample('wrenn_capsules', 'state="paused"'), 1);
       assert.equal(sample('wrenn_capsules', 'state="stopped"'), 0);
       assert.ok(sample('wrenn_http_requests_total', 'surface="native"', 'method="GET"', 'status="200"') >= 1);
-      assert.equal(sample('wrenn_api_route_duration_seconds_count', 'method="GET"', 'route="/v1/capsules"', 'status="200"'), 1);
+      assert.equal(
+        sample('wrenn_api_route_duration_seconds_count', 'method="GET"', 'route="/v1/capsules"', 'status="200"'),
+        1,
+      );
 
       const page = await fetch(`${cp.url}/test`);
       assert.equal(page.status, 200);
       assert.match(page.headers.get('content-type') ?? '', /text\/html/);
       const html = await page.text();
-      for (const s of ['/capsules', '/pause', '/resume', '/exec', '/snapshots', 'X-API-Key']) assert.ok(html.includes(s), `page uses ${s}`);
+      for (const s of ['/capsules', '/pause', '/resume', '/exec', '/snapshots', 'X-API-Key'])
+        assert.ok(html.includes(s), `page uses ${s}`);
       assert.ok(!/<script[^>]+src=/.test(html) && !/<link[^>]+href=/.test(html), 'no external files');
 
       const doc = await (await fetch(`${cp.url}/openapi.yaml`)).text();
-      for (const p of ['/v1/capsules:', '/v1/capsules/{id}/exec:', '/v1/snapshots:', '/v1/api-keys:']) assert.ok(doc.includes(p), `OpenAPI has ${p}`);
+      for (const p of ['/v1/capsules:', '/v1/capsules/{id}/exec:', '/v1/snapshots:', '/v1/api-keys:'])
+        assert.ok(doc.includes(p), `OpenAPI has ${p}`);
     });
 
     test('WebSockets: no key is 401 before the upgrade, unknown capsule 404, paused capsule 409', async (t) => {
@@ -319,11 +339,20 @@ for (const dialect of ['sqlite', 'postgres'] as const) {
       const { teamId, key } = await newTeamKey(cp);
       const paused = await insertCapsule(cp.ctx.database.db, row(teamId, { state: 'paused' }));
       const ws = cp.url.replace('http', 'ws');
-      await assert.rejects(openWs(`${ws}/v1/capsules/${paused.id}/exec/stream`), (e: { status?: number }) => e.status === 401);
-      await assert.rejects(openWs(`${ws}/v1/capsules/cl-nothere/pty?api_key=${key}`), (e: { status?: number }) => e.status === 404);
-      await assert.rejects(openWs(`${ws}/v1/capsules/${paused.id}/pty`, { 'x-api-key': key }), (e: { status?: number; body?: string }) => {
-        return e.status === 409 && /resume it first/.test(e.body ?? '');
-      });
+      await assert.rejects(
+        openWs(`${ws}/v1/capsules/${paused.id}/exec/stream`),
+        (e: { status?: number }) => e.status === 401,
+      );
+      await assert.rejects(
+        openWs(`${ws}/v1/capsules/cl-nothere/pty?api_key=${key}`),
+        (e: { status?: number }) => e.status === 404,
+      );
+      await assert.rejects(
+        openWs(`${ws}/v1/capsules/${paused.id}/pty`, { 'x-api-key': key }),
+        (e: { status?: number; body?: string }) => {
+          return e.status === 409 && /resume it first/.test(e.body ?? '');
+        },
+      );
     });
   });
 }
@@ -352,7 +381,10 @@ test('scheduler: least loaded by the larger of vCPU and memory share, honouring 
   assert.equal(chooseHost(loads, { vcpus: 1, memoryMb: 512, hostId: 'host-a' }).host.id, 'host-a');
   // Memory decides when it is the scarcer resource.
   assert.equal(chooseHost(loads, { vcpus: 1, memoryMb: 3000, runtime: 'namespace' }).host.id, 'host-a');
-  assert.throws(() => chooseHost(loads, { vcpus: 1, memoryMb: 512, runtime: 'firecracker' }), /no online host offers the firecracker runtime/);
+  assert.throws(
+    () => chooseHost(loads, { vcpus: 1, memoryMb: 512, runtime: 'firecracker' }),
+    /no online host offers the firecracker runtime/,
+  );
   assert.throws(() => chooseHost(loads, { vcpus: 1, memoryMb: 512, hostId: 'host-z' }), /host-z.*not online/);
   assert.throws(() => chooseHost(loads, { vcpus: 32, memoryMb: 512, runtime: 'namespace' }), /no online host has room/);
   assert.throws(() => chooseHost([], { vcpus: 1, memoryMb: 512 }), /no host is online/);

@@ -1,9 +1,9 @@
 // API key authentication: `X-API-Key: wrn_...` or `Authorization: Bearer wrn_...` resolves to a
 // team. WebSocket upgrades may also pass `?api_key=` because browsers cannot set headers on them.
 import type { FastifyReply, FastifyRequest, onRequestHookHandler } from 'fastify';
+import { authenticate } from '../auth/api-keys.js';
 import type { ControlPlaneContext } from '../context.js';
 import type { Team } from '../db/repositories/teams.js';
-import { authenticate } from '../auth/api-keys.js';
 import { unauthorized } from './errors.js';
 
 declare module 'fastify' {
@@ -42,7 +42,10 @@ export async function authenticateRequest(ctx: ControlPlaneContext, req: Fastify
   const key = apiKeyOf(req);
   if (!key) throw unauthorized();
   const team = await authenticate(ctx.database.db, key);
-  if (!team) throw unauthorized('the API key is not valid (unknown, revoked or malformed): create one with `wrenn keys create` or POST /v1/api-keys');
+  if (!team)
+    throw unauthorized(
+      'the API key is not valid (unknown, revoked or malformed): create one with `wrenn keys create` or POST /v1/api-keys',
+    );
   req.team = team;
   return team;
 }

@@ -2,7 +2,7 @@
 // the HTTP server so sandbox-proxy traffic is included) and capsules by state from the database.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { FastifyInstance } from 'fastify';
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { ControlPlaneContext } from '../context.js';
 import { CAPSULE_STATES, countCapsulesByState } from '../db/repositories/capsules.js';
 
@@ -10,9 +10,15 @@ import { CAPSULE_STATES, countCapsulesByState } from '../db/repositories/capsule
 export function surfaceOf(req: IncomingMessage, domain: string): string {
   const url = req.url ?? '/';
   const host = (req.headers.host ?? '').toLowerCase();
-  if (req.headers['e2b-sandbox-id'] || url.startsWith('/proxy/') || (domain && /^\d+-cl-/.test(host) && host.includes(domain))) return 'proxy';
+  if (
+    req.headers['e2b-sandbox-id'] ||
+    url.startsWith('/proxy/') ||
+    (domain && /^\d+-cl-/.test(host) && host.includes(domain))
+  )
+    return 'proxy';
   if (url.startsWith('/v1/')) return 'native';
-  if (url.startsWith('/metrics') || url.startsWith('/docs') || url.startsWith('/openapi') || url.startsWith('/test')) return 'meta';
+  if (url.startsWith('/metrics') || url.startsWith('/docs') || url.startsWith('/openapi') || url.startsWith('/test'))
+    return 'meta';
   return 'e2b';
 }
 

@@ -202,7 +202,10 @@ export function registerTestPage(app: FastifyInstance): void {
     reply
       .type('text/html; charset=utf-8')
       // The page runs only its own inline script and talks only to this origin.
-      .header('content-security-policy', "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'")
+      .header(
+        'content-security-policy',
+        "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'",
+      )
       .send(TEST_PAGE_HTML),
   );
 }

@@ -3,8 +3,8 @@
 // capacity already placed, where the share is the larger of the vCPU and memory fractions.
 // Load comes from the capsules table, so placements count before the agent reports them.
 import type { Kysely } from 'kysely';
+import { type Host, type HostLoad, listHostLoads } from '../db/repositories/hosts.js';
 import type { Database } from '../db/schema.js';
-import { listHostLoads, type Host, type HostLoad } from '../db/repositories/hosts.js';
 
 export interface PlacementRequest {
   vcpus: number;
@@ -48,7 +48,8 @@ export function chooseHost(loads: readonly HostLoad[], req: PlacementRequest): P
     // A single capsule larger than the whole host can never run there; overcommit beyond that is allowed.
     if (req.vcpus > l.host.cpuCount || req.memoryMb > l.host.memoryMb) continue;
     const score = loadAfter(l, req);
-    if (!best || score < best.score || (score === best.score && l.host.id < best.load.host.id)) best = { load: l, runtime, score };
+    if (!best || score < best.score || (score === best.score && l.host.id < best.load.host.id))
+      best = { load: l, runtime, score };
   }
   if (!best) throw new NoHostError(describeNoHost(loads, req));
   return { host: best.load.host, runtime: best.runtime };
@@ -58,7 +59,8 @@ function describeNoHost(loads: readonly HostLoad[], req: PlacementRequest): stri
   if (req.hostId && !loads.some((l) => l.host.id === req.hostId)) {
     return `host ${req.hostId}, which holds this snapshot template, is not online; bring its agent back or create the capsule from another template`;
   }
-  if (loads.length === 0) return 'no host is online: start a host agent (`wrenn agent`) and register it with the control plane';
+  if (loads.length === 0)
+    return 'no host is online: start a host agent (`wrenn agent`) and register it with the control plane';
   const want = req.runtime ? `the ${req.runtime} runtime` : `one of the runtimes ${req.runtimes?.join(', ')}`;
   const withRuntime = loads.filter((l) => usableRuntime(l.host, req));
   if (withRuntime.length === 0) return `no online host offers ${want}`;

@@ -3,7 +3,12 @@
 import { ApiError, toApiError } from '../api/errors.js';
 import { DbError } from '../db/errors.js';
 
-const DB_STATUS: Record<DbError['code'], number> = { invalid_argument: 400, not_found: 404, conflict: 409, unauthenticated: 401 };
+const DB_STATUS: Record<DbError['code'], number> = {
+  invalid_argument: 400,
+  not_found: 404,
+  conflict: 409,
+  unauthenticated: 401,
+};
 
 export function toServiceError(err: unknown): ApiError {
   if (err instanceof DbError) return new ApiError(DB_STATUS[err.code], err.code, err.message);

@@ -7,19 +7,20 @@
 // template's files, and a hibernated one boots from them again on resume, so removing them would
 // break capsules that look healthy. Destroy those capsules first.
 import { Code, ConnectError } from '@connectrpc/connect';
-import type { ControlPlaneContext } from '../context.js';
+import type { Template as PbTemplate } from '@wrenn/protocol/gen/hostagent/v1/hostagent_pb';
 import { ApiError, conflict, notFound } from '../api/errors.js';
+import type { ControlPlaneContext } from '../context.js';
+import { capsuleIdsUsingTemplate } from '../db/repositories/capsules-extra.js';
+import { getHost } from '../db/repositories/hosts.js';
 import {
   createTemplate,
   deleteTemplate as deleteTemplateRow,
   listTemplates as listTemplateRows,
   resolveTemplate as resolveTemplateRow,
+  type Template,
   updateTemplate,
   validateTemplateName,
-  type Template,
 } from '../db/repositories/templates.js';
-import { capsuleIdsUsingTemplate } from '../db/repositories/capsules-extra.js';
-import { getHost } from '../db/repositories/hosts.js';
 import { agentForCapsule, LIVE_STATES, recordEvent, requireCapsuleState } from './capsules.js';
 import { mapErrors, toServiceError } from './errors.js';
 import { agentTemplateName, assertNotBuiltin } from './templates.js';
@@ -48,7 +49,7 @@ export async function createSnapshot(
       runtimes: [c.runtime],
     }),
   );
-  let made;
+  let made: PbTemplate | undefined;
   try {
     made = (await agent.createSnapshot({ capsuleId: c.id, name: agentTemplateName(row) })).template;
   } catch (err) {
@@ -66,7 +67,11 @@ export async function createSnapshot(
   // The agent may have paused the capsule for the snapshot and resumed it; its route is unchanged
   // but cached connection state is cheap to drop.
   ctx.evictProxy(c.id);
-  await recordEvent(ctx, teamId, c.id, 'snapshot.created', { name: row.name, template_id: row.id, size_bytes: updated?.sizeBytes ?? 0 });
+  await recordEvent(ctx, teamId, c.id, 'snapshot.created', {
+    name: row.name,
+    template_id: row.id,
+    size_bytes: updated?.sizeBytes ?? 0,
+  });
   return updated ?? row;
 }
 
@@ -80,7 +85,12 @@ export async function listSnapshots(ctx: ControlPlaneContext, teamId: string): P
  * Deletes a team template (any kind) and its files on the host holding them. Built-ins cannot be
  * deleted; a template still used by live capsules is refused with 409 naming them.
  */
-export async function deleteTemplate(ctx: ControlPlaneContext, teamId: string, name: string, opts: { kind?: Template['kind'] } = {}): Promise<Template> {
+export async function deleteTemplate(
+  ctx: ControlPlaneContext,
+  teamId: string,
+  name: string,
+  opts: { kind?: Template['kind'] } = {},
+): Promise<Template> {
   const what = opts.kind === 'snapshot' ? 'snapshot' : 'template';
   const row = await mapErrors(() => resolveTemplateRow(ctx.database.db, teamId, name));
   if (!row || row.teamId !== teamId || (opts.kind && row.kind !== opts.kind)) {

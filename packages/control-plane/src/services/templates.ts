@@ -1,12 +1,13 @@
 // Templates as a team sees them: the built-ins every host can build (minimal, base) plus the team's
 // own (snapshots of its capsules, built images). A team's template shadows a built-in of that name.
-import type { ControlPlaneContext } from '../context.js';
+
 import { ApiError, notFound } from '../api/errors.js';
+import type { ControlPlaneContext } from '../context.js';
 import {
   listTemplates as listTemplateRows,
   resolveTemplate as resolveTemplateRow,
-  validateTemplateName,
   type Template,
+  validateTemplateName,
 } from '../db/repositories/templates.js';
 import { mapErrors } from './errors.js';
 
@@ -50,7 +51,11 @@ export async function resolveTemplate(ctx: ControlPlaneContext, teamId: string, 
 }
 
 /** Built-ins and the team's templates, by name; a team template hides a built-in of the same name. */
-export async function listTemplates(ctx: ControlPlaneContext, teamId: string, filter: { kind?: Template['kind'] } = {}): Promise<Template[]> {
+export async function listTemplates(
+  ctx: ControlPlaneContext,
+  teamId: string,
+  filter: { kind?: Template['kind'] } = {},
+): Promise<Template[]> {
   return mapErrors(async () => {
     const rows = await listTemplateRows(ctx.database.db, { teamId, ...(filter.kind ? { kind: filter.kind } : {}) });
     const byName = new Map<string, Template>();

@@ -1,24 +1,25 @@
 // /v1/capsules: create, list, get, destroy, pause, resume, ping, timeout, exec, metrics, events.
-import { Type } from '@fastify/type-provider-typebox';
+
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type } from '@fastify/type-provider-typebox';
 import type { ControlPlaneContext } from '../../context.js';
-import { badRequest } from '../errors.js';
-import { teamOf } from '../auth.js';
-import * as svc from '../../services/capsules.js';
 import { listAuditEvents } from '../../db/repositories/audit-events.js';
+import * as svc from '../../services/capsules.js';
 import { mapErrors } from '../../services/errors.js';
+import { teamOf } from '../auth.js';
+import { badRequest } from '../errors.js';
 import { abortOnDisconnect } from './disconnect.js';
 import {
   CapsuleIdParams,
   CapsuleListSchema,
   CapsuleSchema,
-  capsuleJson,
   CreateCapsuleBody,
-  errors,
+  capsuleJson,
   EventSchema,
-  eventJson,
   ExecBody,
   ExecResultSchema,
+  errors,
+  eventJson,
   ListCapsulesQuery,
   MetricsSchema,
   PageQuery,
@@ -59,209 +60,270 @@ export function metadataFilter(query: Record<string, unknown>): Record<string, s
 /** Query keys other than these are refused, so a typo does not silently list everything. */
 const LIST_KEYS = new Set(['state', 'template', 'metadata', 'limit', 'cursor', 'api_key']);
 
-export const capsuleRoutes = (ctx: ControlPlaneContext): FastifyPluginAsyncTypebox => async (app) => {
-  const tags = ['capsules'];
+export const capsuleRoutes =
+  (ctx: ControlPlaneContext): FastifyPluginAsyncTypebox =>
+  async (app) => {
+    const tags = ['capsules'];
 
-  app.post(
-    '/capsules',
-    { schema: { tags, summary: 'Create a capsule', body: CreateCapsuleBody, response: { 201: CapsuleSchema, ...errors(400, 401, 404, 409, 503) } } },
-    async (req, reply) => {
-      const b = req.body;
-      const c = await svc.createCapsule(ctx, teamOf(req).id, {
-        ...(b.template !== undefined ? { template: b.template } : {}),
-        ...(b.vcpus !== undefined ? { vcpus: b.vcpus } : {}),
-        ...(b.memory_mb !== undefined ? { memoryMb: b.memory_mb } : {}),
-        ...(b.timeout_sec !== undefined ? { timeoutSec: b.timeout_sec } : {}),
-        ...(b.timeout_action !== undefined ? { timeoutAction: b.timeout_action } : {}),
-        ...(b.env !== undefined ? { envs: b.env } : {}),
-        ...(b.metadata !== undefined ? { metadata: b.metadata } : {}),
-        ...(b.internet !== undefined ? { internet: b.internet } : {}),
-        ...(b.runtime !== undefined ? { runtime: b.runtime } : {}),
-      });
-      return reply.status(201).send(capsuleJson(c));
-    },
-  );
-
-  app.get(
-    '/capsules',
-    { schema: { tags, summary: 'List capsules (newest first)', querystring: ListCapsulesQuery, response: { 200: CapsuleListSchema, ...errors(400, 401) } } },
-    async (req) => {
-      const q = req.query as Record<string, unknown>;
-      for (const k of Object.keys(q)) {
-        if (!LIST_KEYS.has(k) && !k.startsWith('metadata.')) {
-          throw badRequest(`querystring/${k} is not a filter; use state, template, metadata (key:value), metadata.<key>, limit or cursor`);
-        }
-      }
-      const states = req.query.state
-        ?.split(',')
-        .map((s) => s.trim())
-        .filter(Boolean) as svc.CapsuleState[] | undefined;
-      const metadata = metadataFilter(q);
-      const page = await svc.listCapsules(ctx, teamOf(req).id, {
-        ...(states ? { state: states } : {}),
-        ...(metadata ? { metadata } : {}),
-        ...(req.query.template ? { template: req.query.template } : {}),
-        ...(req.query.limit !== undefined ? { limit: req.query.limit } : {}),
-        ...(req.query.cursor ? { cursor: req.query.cursor } : {}),
-      });
-      return { capsules: page.items.map(capsuleJson), next_cursor: page.nextCursor };
-    },
-  );
-
-  app.get(
-    '/capsules/:id',
-    { schema: { tags, summary: 'Get a capsule', params: CapsuleIdParams, response: { 200: CapsuleSchema, ...errors(401, 404) } } },
-    async (req) => capsuleJson(await svc.getCapsule(ctx, teamOf(req).id, req.params.id)),
-  );
-
-  app.delete(
-    '/capsules/:id',
-    { schema: { tags, summary: 'Destroy a capsule', params: CapsuleIdParams, response: { 204: Type.Null(), ...errors(401, 404, 503) } } },
-    async (req, reply) => {
-      await svc.destroyCapsule(ctx, teamOf(req).id, req.params.id);
-      return reply.status(204).send(null);
-    },
-  );
-
-  app.post(
-    '/capsules/:id/pause',
-    {
-      schema: {
-        tags,
-        summary: 'Pause a running capsule',
-        params: CapsuleIdParams,
-        body: Type.Optional(PauseBody),
-        response: { 200: CapsuleSchema, ...errors(400, 401, 404, 409) },
-      },
-    },
-    async (req) => capsuleJson(await svc.pauseCapsule(ctx, teamOf(req).id, req.params.id, req.body?.mode ?? 'freeze')),
-  );
-
-  app.post(
-    '/capsules/:id/resume',
-    {
-      schema: {
-        tags,
-        summary: 'Resume a paused or hibernated capsule',
-        params: CapsuleIdParams,
-        body: Type.Optional(ResumeBody),
-        response: { 200: CapsuleSchema, ...errors(400, 401, 404, 409) },
-      },
-    },
-    async (req) =>
-      capsuleJson(
-        await svc.resumeCapsule(ctx, teamOf(req).id, req.params.id, req.body?.timeout_sec !== undefined ? { timeoutSec: req.body.timeout_sec } : {}),
-      ),
-  );
-
-  app.post(
-    '/capsules/:id/ping',
-    { schema: { tags, summary: 'Restart the timeout clock', params: CapsuleIdParams, response: { 200: CapsuleSchema, ...errors(401, 404, 409) } } },
-    async (req) => capsuleJson(await svc.pingCapsule(ctx, teamOf(req).id, req.params.id)),
-  );
-
-  app.post(
-    '/capsules/:id/timeout',
-    {
-      schema: {
-        tags,
-        summary: 'Set the timeout (seconds from now; 0 = never)',
-        params: CapsuleIdParams,
-        body: TimeoutBody,
-        response: { 200: CapsuleSchema, ...errors(400, 401, 404, 409) },
-      },
-    },
-    async (req) => capsuleJson(await svc.setCapsuleTimeout(ctx, teamOf(req).id, req.params.id, req.body.timeout_sec)),
-  );
-
-  app.post(
-    '/capsules/:id/exec',
-    {
-      schema: {
-        tags,
-        summary: 'Run a command to completion',
-        description: 'Without args, cmd is a shell command line run by /bin/sh -c. Output that is not valid UTF-8 is also returned exactly in stdout_base64/stderr_base64.',
-        params: CapsuleIdParams,
-        body: ExecBody,
-        response: { 200: ExecResultSchema, ...errors(400, 401, 404, 409) },
-      },
-    },
-    async (req) => {
-      const b = req.body;
-      let stdin: Buffer | undefined;
-      if (b.stdin_base64 !== undefined) {
-        if (!/^[A-Za-z0-9+/]*={0,2}$/.test(b.stdin_base64)) throw badRequest('body/stdin_base64 must be base64');
-        stdin = Buffer.from(b.stdin_base64, 'base64');
-      }
-      const life = abortOnDisconnect(req);
-      const r = await svc.execCommand(
-        ctx,
-        teamOf(req).id,
-        req.params.id,
-        {
-          ...(b.args === undefined ? { cmd: '/bin/sh', args: ['-c', b.cmd] } : { cmd: b.cmd, args: b.args }),
-          ...(b.env ? { envs: b.env } : {}),
-          ...(b.cwd ? { cwd: b.cwd } : {}),
-          ...(b.user ? { user: b.user } : {}),
-          ...(stdin ? { stdin } : {}),
-          ...(b.timeout_sec !== undefined ? { timeoutSec: b.timeout_sec } : {}),
+    app.post(
+      '/capsules',
+      {
+        schema: {
+          tags,
+          summary: 'Create a capsule',
+          body: CreateCapsuleBody,
+          response: { 201: CapsuleSchema, ...errors(400, 401, 404, 409, 503) },
         },
-        life.signal,
-      ).finally(() => life.done());
-      const out = textOrBase64(r.stdout);
-      const err = textOrBase64(r.stderr);
-      return {
-        stdout: out.text,
-        stderr: err.text,
-        exit_code: r.exitCode,
-        ...(out.base64 !== undefined ? { stdout_base64: out.base64 } : {}),
-        ...(err.base64 !== undefined ? { stderr_base64: err.base64 } : {}),
-        ...(r.error ? { error: r.error } : {}),
-      };
-    },
-  );
-
-  app.get(
-    '/capsules/:id/metrics',
-    { schema: { tags, summary: 'CPU, memory, disk and process counts', params: CapsuleIdParams, response: { 200: MetricsSchema, ...errors(401, 404, 409) } } },
-    async (req) => {
-      const m = await svc.capsuleMetrics(ctx, teamOf(req).id, req.params.id);
-      return {
-        cpu_used_pct: m.cpuUsedPct,
-        cpu_count: m.cpuCount,
-        mem_used_bytes: m.memUsedBytes,
-        mem_total_bytes: m.memTotalBytes,
-        disk_used_bytes: m.diskUsedBytes,
-        disk_total_bytes: m.diskTotalBytes,
-        pids: m.pids,
-        timestamp: m.timestamp.toISOString(),
-      };
-    },
-  );
-
-  app.get(
-    '/capsules/:id/events',
-    {
-      schema: {
-        tags,
-        summary: "The capsule's audit log, oldest first",
-        params: CapsuleIdParams,
-        querystring: PageQuery,
-        response: { 200: Type.Object({ events: Type.Array(EventSchema), next_cursor: Type.Union([Type.String(), Type.Null()]) }), ...errors(400, 401, 404) },
       },
-    },
-    async (req) => {
-      const team = teamOf(req).id;
-      const c = await svc.getCapsule(ctx, team, req.params.id);
-      const page = await mapErrors(() =>
-        listAuditEvents(ctx.database.db, {
-          capsuleId: c.id,
-          teamId: team,
+      async (req, reply) => {
+        const b = req.body;
+        const c = await svc.createCapsule(ctx, teamOf(req).id, {
+          ...(b.template !== undefined ? { template: b.template } : {}),
+          ...(b.vcpus !== undefined ? { vcpus: b.vcpus } : {}),
+          ...(b.memory_mb !== undefined ? { memoryMb: b.memory_mb } : {}),
+          ...(b.timeout_sec !== undefined ? { timeoutSec: b.timeout_sec } : {}),
+          ...(b.timeout_action !== undefined ? { timeoutAction: b.timeout_action } : {}),
+          ...(b.env !== undefined ? { envs: b.env } : {}),
+          ...(b.metadata !== undefined ? { metadata: b.metadata } : {}),
+          ...(b.internet !== undefined ? { internet: b.internet } : {}),
+          ...(b.runtime !== undefined ? { runtime: b.runtime } : {}),
+        });
+        return reply.status(201).send(capsuleJson(c));
+      },
+    );
+
+    app.get(
+      '/capsules',
+      {
+        schema: {
+          tags,
+          summary: 'List capsules (newest first)',
+          querystring: ListCapsulesQuery,
+          response: { 200: CapsuleListSchema, ...errors(400, 401) },
+        },
+      },
+      async (req) => {
+        const q = req.query as Record<string, unknown>;
+        for (const k of Object.keys(q)) {
+          if (!LIST_KEYS.has(k) && !k.startsWith('metadata.')) {
+            throw badRequest(
+              `querystring/${k} is not a filter; use state, template, metadata (key:value), metadata.<key>, limit or cursor`,
+            );
+          }
+        }
+        const states = req.query.state
+          ?.split(',')
+          .map((s) => s.trim())
+          .filter(Boolean) as svc.CapsuleState[] | undefined;
+        const metadata = metadataFilter(q);
+        const page = await svc.listCapsules(ctx, teamOf(req).id, {
+          ...(states ? { state: states } : {}),
+          ...(metadata ? { metadata } : {}),
+          ...(req.query.template ? { template: req.query.template } : {}),
           ...(req.query.limit !== undefined ? { limit: req.query.limit } : {}),
           ...(req.query.cursor ? { cursor: req.query.cursor } : {}),
-        }),
-      );
-      return { events: page.items.map(eventJson), next_cursor: page.nextCursor };
-    },
-  );
-};
+        });
+        return { capsules: page.items.map(capsuleJson), next_cursor: page.nextCursor };
+      },
+    );
+
+    app.get(
+      '/capsules/:id',
+      {
+        schema: {
+          tags,
+          summary: 'Get a capsule',
+          params: CapsuleIdParams,
+          response: { 200: CapsuleSchema, ...errors(401, 404) },
+        },
+      },
+      async (req) => capsuleJson(await svc.getCapsule(ctx, teamOf(req).id, req.params.id)),
+    );
+
+    app.delete(
+      '/capsules/:id',
+      {
+        schema: {
+          tags,
+          summary: 'Destroy a capsule',
+          params: CapsuleIdParams,
+          response: { 204: Type.Null(), ...errors(401, 404, 503) },
+        },
+      },
+      async (req, reply) => {
+        await svc.destroyCapsule(ctx, teamOf(req).id, req.params.id);
+        return reply.status(204).send(null);
+      },
+    );
+
+    app.post(
+      '/capsules/:id/pause',
+      {
+        schema: {
+          tags,
+          summary: 'Pause a running capsule',
+          params: CapsuleIdParams,
+          body: Type.Optional(PauseBody),
+          response: { 200: CapsuleSchema, ...errors(400, 401, 404, 409) },
+        },
+      },
+      async (req) =>
+        capsuleJson(await svc.pauseCapsule(ctx, teamOf(req).id, req.params.id, req.body?.mode ?? 'freeze')),
+    );
+
+    app.post(
+      '/capsules/:id/resume',
+      {
+        schema: {
+          tags,
+          summary: 'Resume a paused or hibernated capsule',
+          params: CapsuleIdParams,
+          body: Type.Optional(ResumeBody),
+          response: { 200: CapsuleSchema, ...errors(400, 401, 404, 409) },
+        },
+      },
+      async (req) =>
+        capsuleJson(
+          await svc.resumeCapsule(
+            ctx,
+            teamOf(req).id,
+            req.params.id,
+            req.body?.timeout_sec !== undefined ? { timeoutSec: req.body.timeout_sec } : {},
+          ),
+        ),
+    );
+
+    app.post(
+      '/capsules/:id/ping',
+      {
+        schema: {
+          tags,
+          summary: 'Restart the timeout clock',
+          params: CapsuleIdParams,
+          response: { 200: CapsuleSchema, ...errors(401, 404, 409) },
+        },
+      },
+      async (req) => capsuleJson(await svc.pingCapsule(ctx, teamOf(req).id, req.params.id)),
+    );
+
+    app.post(
+      '/capsules/:id/timeout',
+      {
+        schema: {
+          tags,
+          summary: 'Set the timeout (seconds from now; 0 = never)',
+          params: CapsuleIdParams,
+          body: TimeoutBody,
+          response: { 200: CapsuleSchema, ...errors(400, 401, 404, 409) },
+        },
+      },
+      async (req) => capsuleJson(await svc.setCapsuleTimeout(ctx, teamOf(req).id, req.params.id, req.body.timeout_sec)),
+    );
+
+    app.post(
+      '/capsules/:id/exec',
+      {
+        schema: {
+          tags,
+          summary: 'Run a command to completion',
+          description:
+            'Without args, cmd is a shell command line run by /bin/sh -c. Output that is not valid UTF-8 is also returned exactly in stdout_base64/stderr_base64.',
+          params: CapsuleIdParams,
+          body: ExecBody,
+          response: { 200: ExecResultSchema, ...errors(400, 401, 404, 409) },
+        },
+      },
+      async (req) => {
+        const b = req.body;
+        let stdin: Buffer | undefined;
+        if (b.stdin_base64 !== undefined) {
+          if (!/^[A-Za-z0-9+/]*={0,2}$/.test(b.stdin_base64)) throw badRequest('body/stdin_base64 must be base64');
+          stdin = Buffer.from(b.stdin_base64, 'base64');
+        }
+        const life = abortOnDisconnect(req);
+        const r = await svc
+          .execCommand(
+            ctx,
+            teamOf(req).id,
+            req.params.id,
+            {
+              ...(b.args === undefined ? { cmd: '/bin/sh', args: ['-c', b.cmd] } : { cmd: b.cmd, args: b.args }),
+              ...(b.env ? { envs: b.env } : {}),
+              ...(b.cwd ? { cwd: b.cwd } : {}),
+              ...(b.user ? { user: b.user } : {}),
+              ...(stdin ? { stdin } : {}),
+              ...(b.timeout_sec !== undefined ? { timeoutSec: b.timeout_sec } : {}),
+            },
+            life.signal,
+          )
+          .finally(() => life.done());
+        const out = textOrBase64(r.stdout);
+        const err = textOrBase64(r.stderr);
+        return {
+          stdout: out.text,
+          stderr: err.text,
+          exit_code: r.exitCode,
+          ...(out.base64 !== undefined ? { stdout_base64: out.base64 } : {}),
+          ...(err.base64 !== undefined ? { stderr_base64: err.base64 } : {}),
+          ...(r.error ? { error: r.error } : {}),
+        };
+      },
+    );
+
+    app.get(
+      '/capsules/:id/metrics',
+      {
+        schema: {
+          tags,
+          summary: 'CPU, memory, disk and process counts',
+          params: CapsuleIdParams,
+          response: { 200: MetricsSchema, ...errors(401, 404, 409) },
+        },
+      },
+      async (req) => {
+        const m = await svc.capsuleMetrics(ctx, teamOf(req).id, req.params.id);
+        return {
+          cpu_used_pct: m.cpuUsedPct,
+          cpu_count: m.cpuCount,
+          mem_used_bytes: m.memUsedBytes,
+          mem_total_bytes: m.memTotalBytes,
+          disk_used_bytes: m.diskUsedBytes,
+          disk_total_bytes: m.diskTotalBytes,
+          pids: m.pids,
+          timestamp: m.timestamp.toISOString(),
+        };
+      },
+    );
+
+    app.get(
+      '/capsules/:id/events',
+      {
+        schema: {
+          tags,
+          summary: "The capsule's audit log, oldest first",
+          params: CapsuleIdParams,
+          querystring: PageQuery,
+          response: {
+            200: Type.Object({
+              events: Type.Array(EventSchema),
+              next_cursor: Type.Union([Type.String(), Type.Null()]),
+            }),
+            ...errors(400, 401, 404),
+          },
+        },
+      },
+      async (req) => {
+        const team = teamOf(req).id;
+        const c = await svc.getCapsule(ctx, team, req.params.id);
+        const page = await mapErrors(() =>
+          listAuditEvents(ctx.database.db, {
+            capsuleId: c.id,
+            teamId: team,
+            ...(req.query.limit !== undefined ? { limit: req.query.limit } : {}),
+            ...(req.query.cursor ? { cursor: req.query.cursor } : {}),
+          }),
+        );
+        return { events: page.items.map(eventJson), next_cursor: page.nextCursor };
+      },
+    );
+  };

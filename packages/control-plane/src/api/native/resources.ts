@@ -1,12 +1,18 @@
 // /v1/snapshots, /v1/templates, /v1/hosts and /v1/api-keys.
-import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import type { ControlPlaneContext } from '../../context.js';
-import { notFound } from '../errors.js';
-import { teamOf } from '../auth.js';
-import { createSnapshot, deleteSnapshot, deleteTemplate, listSnapshots, listTemplates } from '../../services/capsules.js';
-import { mapErrors } from '../../services/errors.js';
-import { listHostLoads } from '../../db/repositories/hosts.js';
+import { type FastifyPluginAsyncTypebox, Type } from '@fastify/type-provider-typebox';
 import { createApiKey, listApiKeys, revokeApiKey } from '../../auth/api-keys.js';
+import type { ControlPlaneContext } from '../../context.js';
+import { listHostLoads } from '../../db/repositories/hosts.js';
+import {
+  createSnapshot,
+  deleteSnapshot,
+  deleteTemplate,
+  listSnapshots,
+  listTemplates,
+} from '../../services/capsules.js';
+import { mapErrors } from '../../services/errors.js';
+import { teamOf } from '../auth.js';
+import { notFound } from '../errors.js';
 import {
   ApiKeySchema,
   apiKeyJson,
@@ -21,113 +27,146 @@ import {
   templateJson,
 } from './schemas.js';
 
-export const resourceRoutes = (ctx: ControlPlaneContext): FastifyPluginAsyncTypebox => async (app) => {
-  app.post(
-    '/snapshots',
-    {
-      schema: {
-        tags: ['snapshots'],
-        summary: 'Snapshot a running or paused capsule into a template',
-        body: CreateSnapshotBody,
-        response: { 201: TemplateSchema, ...errors(400, 401, 404, 409) },
+export const resourceRoutes =
+  (ctx: ControlPlaneContext): FastifyPluginAsyncTypebox =>
+  async (app) => {
+    app.post(
+      '/snapshots',
+      {
+        schema: {
+          tags: ['snapshots'],
+          summary: 'Snapshot a running or paused capsule into a template',
+          body: CreateSnapshotBody,
+          response: { 201: TemplateSchema, ...errors(400, 401, 404, 409) },
+        },
       },
-    },
-    async (req, reply) => {
-      const t = await createSnapshot(ctx, teamOf(req).id, { capsuleId: req.body.capsule_id, name: req.body.name });
-      return reply.status(201).send(templateJson(t));
-    },
-  );
-
-  app.get(
-    '/snapshots',
-    { schema: { tags: ['snapshots'], summary: "The team's snapshots", response: { 200: Type.Object({ snapshots: Type.Array(TemplateSchema) }), ...errors(401) } } },
-    async (req) => ({ snapshots: (await listSnapshots(ctx, teamOf(req).id)).map(templateJson) }),
-  );
-
-  app.delete(
-    '/snapshots/:name',
-    {
-      schema: {
-        tags: ['snapshots'],
-        summary: 'Delete a snapshot (refused while capsules made from it exist)',
-        params: NameParams,
-        response: { 204: Type.Null(), ...errors(401, 404, 409) },
+      async (req, reply) => {
+        const t = await createSnapshot(ctx, teamOf(req).id, { capsuleId: req.body.capsule_id, name: req.body.name });
+        return reply.status(201).send(templateJson(t));
       },
-    },
-    async (req, reply) => {
-      await deleteSnapshot(ctx, teamOf(req).id, req.params.name);
-      return reply.status(204).send(null);
-    },
-  );
+    );
 
-  app.get(
-    '/templates',
-    {
-      schema: {
-        tags: ['templates'],
-        summary: 'Built-in templates and the team’s own',
-        response: { 200: Type.Object({ templates: Type.Array(TemplateSchema) }), ...errors(401) },
+    app.get(
+      '/snapshots',
+      {
+        schema: {
+          tags: ['snapshots'],
+          summary: "The team's snapshots",
+          response: { 200: Type.Object({ snapshots: Type.Array(TemplateSchema) }), ...errors(401) },
+        },
       },
-    },
-    async (req) => ({ templates: (await listTemplates(ctx, teamOf(req).id)).map(templateJson) }),
-  );
+      async (req) => ({ snapshots: (await listSnapshots(ctx, teamOf(req).id)).map(templateJson) }),
+    );
 
-  app.delete(
-    '/templates/:name',
-    {
-      schema: {
-        tags: ['templates'],
-        summary: 'Delete a team template (built-ins cannot be deleted; refused while capsules use it)',
-        params: NameParams,
-        response: { 204: Type.Null(), ...errors(401, 404, 409) },
+    app.delete(
+      '/snapshots/:name',
+      {
+        schema: {
+          tags: ['snapshots'],
+          summary: 'Delete a snapshot (refused while capsules made from it exist)',
+          params: NameParams,
+          response: { 204: Type.Null(), ...errors(401, 404, 409) },
+        },
       },
-    },
-    async (req, reply) => {
-      await deleteTemplate(ctx, teamOf(req).id, req.params.name);
-      return reply.status(204).send(null);
-    },
-  );
-
-  app.get(
-    '/hosts',
-    { schema: { tags: ['hosts'], summary: 'Sandbox hosts and their capacity', response: { 200: Type.Object({ hosts: Type.Array(HostSchema) }), ...errors(401) } } },
-    async () => {
-      const loads = await Promise.all(
-        (['online', 'draining', 'unreachable'] as const).map((status) => mapErrors(() => listHostLoads(ctx.database.db, { status }))),
-      );
-      return { hosts: loads.flat().map(hostJson) };
-    },
-  );
-
-  app.get(
-    '/api-keys',
-    { schema: { tags: ['api-keys'], summary: "The team's API keys (never the keys themselves)", response: { 200: Type.Object({ api_keys: Type.Array(ApiKeySchema) }), ...errors(401) } } },
-    async (req) => ({ api_keys: (await mapErrors(() => listApiKeys(ctx.database.db, teamOf(req).id))).map(apiKeyJson) }),
-  );
-
-  app.post(
-    '/api-keys',
-    {
-      schema: {
-        tags: ['api-keys'],
-        summary: 'Create an API key (the key is shown only in this response)',
-        body: CreateApiKeyBody,
-        response: { 201: Type.Object({ ...ApiKeySchema.properties, key: Type.String() }), ...errors(400, 401) },
+      async (req, reply) => {
+        await deleteSnapshot(ctx, teamOf(req).id, req.params.name);
+        return reply.status(204).send(null);
       },
-    },
-    async (req, reply) => {
-      const { key, info } = await mapErrors(() => createApiKey(ctx.database.db, { teamId: teamOf(req).id, name: req.body.name }));
-      return reply.status(201).send({ ...apiKeyJson(info), key });
-    },
-  );
+    );
 
-  app.delete(
-    '/api-keys/:id',
-    { schema: { tags: ['api-keys'], summary: 'Revoke an API key', params: IdParams, response: { 204: Type.Null(), ...errors(401, 404) } } },
-    async (req, reply) => {
-      const info = await mapErrors(() => revokeApiKey(ctx.database.db, req.params.id, teamOf(req).id));
-      if (!info) throw notFound(`API key ${req.params.id}`);
-      return reply.status(204).send(null);
-    },
-  );
-};
+    app.get(
+      '/templates',
+      {
+        schema: {
+          tags: ['templates'],
+          summary: 'Built-in templates and the team’s own',
+          response: { 200: Type.Object({ templates: Type.Array(TemplateSchema) }), ...errors(401) },
+        },
+      },
+      async (req) => ({ templates: (await listTemplates(ctx, teamOf(req).id)).map(templateJson) }),
+    );
+
+    app.delete(
+      '/templates/:name',
+      {
+        schema: {
+          tags: ['templates'],
+          summary: 'Delete a team template (built-ins cannot be deleted; refused while capsules use it)',
+          params: NameParams,
+          response: { 204: Type.Null(), ...errors(401, 404, 409) },
+        },
+      },
+      async (req, reply) => {
+        await deleteTemplate(ctx, teamOf(req).id, req.params.name);
+        return reply.status(204).send(null);
+      },
+    );
+
+    app.get(
+      '/hosts',
+      {
+        schema: {
+          tags: ['hosts'],
+          summary: 'Sandbox hosts and their capacity',
+          response: { 200: Type.Object({ hosts: Type.Array(HostSchema) }), ...errors(401) },
+        },
+      },
+      async () => {
+        const loads = await Promise.all(
+          (['online', 'draining', 'unreachable'] as const).map((status) =>
+            mapErrors(() => listHostLoads(ctx.database.db, { status })),
+          ),
+        );
+        return { hosts: loads.flat().map(hostJson) };
+      },
+    );
+
+    app.get(
+      '/api-keys',
+      {
+        schema: {
+          tags: ['api-keys'],
+          summary: "The team's API keys (never the keys themselves)",
+          response: { 200: Type.Object({ api_keys: Type.Array(ApiKeySchema) }), ...errors(401) },
+        },
+      },
+      async (req) => ({
+        api_keys: (await mapErrors(() => listApiKeys(ctx.database.db, teamOf(req).id))).map(apiKeyJson),
+      }),
+    );
+
+    app.post(
+      '/api-keys',
+      {
+        schema: {
+          tags: ['api-keys'],
+          summary: 'Create an API key (the key is shown only in this response)',
+          body: CreateApiKeyBody,
+          response: { 201: Type.Object({ ...ApiKeySchema.properties, key: Type.String() }), ...errors(400, 401) },
+        },
+      },
+      async (req, reply) => {
+        const { key, info } = await mapErrors(() =>
+          createApiKey(ctx.database.db, { teamId: teamOf(req).id, name: req.body.name }),
+        );
+        return reply.status(201).send({ ...apiKeyJson(info), key });
+      },
+    );
+
+    app.delete(
+      '/api-keys/:id',
+      {
+        schema: {
+          tags: ['api-keys'],
+          summary: 'Revoke an API key',
+          params: IdParams,
+          response: { 204: Type.Null(), ...errors(401, 404) },
+        },
+      },
+      async (req, reply) => {
+        const info = await mapErrors(() => revokeApiKey(ctx.database.db, req.params.id, teamOf(req).id));
+        if (!info) throw notFound(`API key ${req.params.id}`);
+        return reply.status(204).send(null);
+      },
+    );
+  };

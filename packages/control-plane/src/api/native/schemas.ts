@@ -1,11 +1,11 @@
 // JSON shapes of the native API (snake_case) as TypeBox schemas, so requests are validated by
 // Fastify and the OpenAPI document describes them, plus the converters from domain records.
-import { Type, type Static, type TSchema } from '@fastify/type-provider-typebox';
-import type { Capsule } from '../../db/repositories/capsules.js';
-import type { Template } from '../../db/repositories/templates.js';
-import type { AuditEvent } from '../../db/repositories/audit-events.js';
-import type { HostLoad } from '../../db/repositories/hosts.js';
+import { type Static, type TSchema, Type } from '@fastify/type-provider-typebox';
 import type { ApiKeyInfo } from '../../auth/api-keys.js';
+import type { AuditEvent } from '../../db/repositories/audit-events.js';
+import type { Capsule } from '../../db/repositories/capsules.js';
+import type { HostLoad } from '../../db/repositories/hosts.js';
+import type { Template } from '../../db/repositories/templates.js';
 import { CAPSULE_LIMITS } from '../../services/capsules.js';
 
 const Nullable = <T extends TSchema>(t: T) => Type.Union([t, Type.Null()]);
@@ -33,12 +33,16 @@ export const CapsuleSchema = Type.Object({
   runtime: Type.String(),
   vcpus: Type.Integer(),
   memory_mb: Type.Integer(),
-  timeout_sec: Type.Integer({ description: 'Seconds from the last ping/resume until timeout_action applies; 0 = never' }),
+  timeout_sec: Type.Integer({
+    description: 'Seconds from the last ping/resume until timeout_action applies; 0 = never',
+  }),
   timeout_action: Type.String(),
   host_id: Nullable(Type.String()),
   metadata: StringMap('Labels given at creation'),
   internet: Type.Boolean(),
-  envd_access_token: Nullable(Type.String({ description: "Token for the capsule's envd (X-Access-Token), reached through the proxy" })),
+  envd_access_token: Nullable(
+    Type.String({ description: "Token for the capsule's envd (X-Access-Token), reached through the proxy" }),
+  ),
   created_at: DateTime,
   updated_at: DateTime,
   expires_at: Nullable(DateTime),
@@ -71,15 +75,23 @@ export function capsuleJson(c: Capsule): CapsuleJson {
 
 export const CreateCapsuleBody = Type.Object(
   {
-    template: Type.Optional(Type.String({ minLength: 1, maxLength: 63, description: "Template name (default 'minimal')" })),
+    template: Type.Optional(
+      Type.String({ minLength: 1, maxLength: 63, description: "Template name (default 'minimal')" }),
+    ),
     vcpus: Type.Optional(Type.Integer({ minimum: CAPSULE_LIMITS.minVcpus, maximum: CAPSULE_LIMITS.maxVcpus })),
-    memory_mb: Type.Optional(Type.Integer({ minimum: CAPSULE_LIMITS.minMemoryMb, maximum: CAPSULE_LIMITS.maxMemoryMb })),
-    timeout_sec: Type.Optional(Type.Integer({ minimum: 0, maximum: CAPSULE_LIMITS.maxTimeoutSec, description: '0 = never (default 300)' })),
+    memory_mb: Type.Optional(
+      Type.Integer({ minimum: CAPSULE_LIMITS.minMemoryMb, maximum: CAPSULE_LIMITS.maxMemoryMb }),
+    ),
+    timeout_sec: Type.Optional(
+      Type.Integer({ minimum: 0, maximum: CAPSULE_LIMITS.maxTimeoutSec, description: '0 = never (default 300)' }),
+    ),
     timeout_action: Type.Optional(Type.Union([Type.Literal('kill'), Type.Literal('pause'), Type.Literal('hibernate')])),
     env: Type.Optional(StringMap('Environment variables of every process in the capsule')),
     metadata: Type.Optional(StringMap('Labels to filter capsules by')),
     internet: Type.Optional(Type.Boolean({ description: 'Outbound internet access (default true)' })),
-    runtime: Type.Optional(Type.String({ description: 'namespace, qemu or firecracker (default: what the host offers)' })),
+    runtime: Type.Optional(
+      Type.String({ description: 'namespace, qemu or firecracker (default: what the host offers)' }),
+    ),
   },
   { additionalProperties: false },
 );
@@ -89,19 +101,32 @@ export const CapsuleIdParams = Type.Object({ id: Type.String({ description: 'Cap
 
 export const ListCapsulesQuery = Type.Object(
   {
-    state: Type.Optional(Type.String({ description: 'One state or several separated by commas; default: all but stopped' })),
+    state: Type.Optional(
+      Type.String({ description: 'One state or several separated by commas; default: all but stopped' }),
+    ),
     template: Type.Optional(Type.String()),
-    metadata: Type.Optional(Type.Array(Type.String(), { description: 'key:value (repeatable); metadata.<key>=value works too' })),
+    metadata: Type.Optional(
+      Type.Array(Type.String(), { description: 'key:value (repeatable); metadata.<key>=value works too' }),
+    ),
     limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })),
     cursor: Type.Optional(Type.String()),
   },
   { additionalProperties: Type.String() },
 );
 
-export const CapsuleListSchema = Type.Object({ capsules: Type.Array(CapsuleSchema), next_cursor: Nullable(Type.String()) });
+export const CapsuleListSchema = Type.Object({
+  capsules: Type.Array(CapsuleSchema),
+  next_cursor: Nullable(Type.String()),
+});
 
 export const PauseBody = Type.Object(
-  { mode: Type.Optional(Type.Union([Type.Literal('freeze'), Type.Literal('hibernate')], { description: 'freeze (default) keeps memory; hibernate keeps the disk only' })) },
+  {
+    mode: Type.Optional(
+      Type.Union([Type.Literal('freeze'), Type.Literal('hibernate')], {
+        description: 'freeze (default) keeps memory; hibernate keeps the disk only',
+      }),
+    ),
+  },
   { additionalProperties: false },
 );
 export const ResumeBody = Type.Object(
@@ -182,10 +207,17 @@ export const PathQuery = Type.Object(
   { additionalProperties: false },
 );
 export const ListFilesQuery = Type.Object(
-  { path: Type.String({ minLength: 1 }), depth: Type.Optional(Type.Integer({ minimum: 1, maximum: 16 })), user: Type.Optional(Type.String()) },
+  {
+    path: Type.String({ minLength: 1 }),
+    depth: Type.Optional(Type.Integer({ minimum: 1, maximum: 16 })),
+    user: Type.Optional(Type.String()),
+  },
   { additionalProperties: false },
 );
-export const MkdirBody = Type.Object({ path: Type.String({ minLength: 1 }), user: Type.Optional(Type.String()) }, { additionalProperties: false });
+export const MkdirBody = Type.Object(
+  { path: Type.String({ minLength: 1 }), user: Type.Optional(Type.String()) },
+  { additionalProperties: false },
+);
 
 export const ProcessSchema = Type.Object({
   pid: Type.Integer(),
@@ -224,7 +256,11 @@ export const templateJson = (t: Template) => ({
 export const CreateSnapshotBody = Type.Object(
   {
     capsule_id: Type.String({ minLength: 1 }),
-    name: Type.String({ minLength: 1, maxLength: 63, description: "a-z, 0-9, '.', '_', '-'; starts with a letter or digit" }),
+    name: Type.String({
+      minLength: 1,
+      maxLength: 63,
+      description: "a-z, 0-9, '.', '_', '-'; starts with a letter or digit",
+    }),
   },
   { additionalProperties: false },
 );
@@ -269,7 +305,10 @@ export const apiKeyJson = (k: ApiKeyInfo) => ({
   last_used_at: k.lastUsedAt?.toISOString() ?? null,
   revoked_at: k.revokedAt?.toISOString() ?? null,
 });
-export const CreateApiKeyBody = Type.Object({ name: Type.String({ minLength: 1, maxLength: 200 }) }, { additionalProperties: false });
+export const CreateApiKeyBody = Type.Object(
+  { name: Type.String({ minLength: 1, maxLength: 200 }) },
+  { additionalProperties: false },
+);
 export const IdParams = Type.Object({ id: Type.String() });
 
 /** Standard error responses for the OpenAPI document. */

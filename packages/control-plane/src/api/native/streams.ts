@@ -11,14 +11,14 @@
 // {type:'exit', exit_code}. Closing the socket leaves the shell running: connect again with the
 // same tag to re-attach to it.
 import { randomBytes } from 'node:crypto';
-import type { FastifyInstance, FastifyRequest } from 'fastify';
-import type { WebSocket, RawData } from 'ws';
 import { Type } from '@fastify/type-provider-typebox';
-import type { ControlPlaneContext } from '../../context.js';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { RawData, WebSocket } from 'ws';
 import type { AgentClient } from '../../agents/pool.js';
+import type { ControlPlaneContext } from '../../context.js';
+import { type Capsule, capsuleAgent, validateEnvs } from '../../services/capsules.js';
 import { teamOf } from '../auth.js';
 import { badRequest, toApiError } from '../errors.js';
-import { capsuleAgent, validateEnvs, type Capsule } from '../../services/capsules.js';
 import { CapsuleIdParams } from './schemas.js';
 
 declare module 'fastify' {
@@ -38,7 +38,8 @@ function closeWithError(ws: WebSocket, err: unknown): void {
   if (ws.readyState === ws.OPEN) ws.close(e.status < 500 ? 1008 : 1011, e.code.slice(0, 100));
 }
 
-const toBuffer = (d: RawData): Buffer => (Buffer.isBuffer(d) ? d : Array.isArray(d) ? Buffer.concat(d) : Buffer.from(d));
+const toBuffer = (d: RawData): Buffer =>
+  Buffer.isBuffer(d) ? d : Array.isArray(d) ? Buffer.concat(d) : Buffer.from(d);
 
 interface ExecStart {
   cmd: string;
@@ -60,7 +61,8 @@ function parseExecStart(raw: Buffer): ExecStart {
   const bad = badRequest;
   if (!m || typeof m !== 'object') throw bad('the first message must be a JSON object');
   if (typeof m.cmd !== 'string' || !m.cmd) throw bad('cmd must be a non-empty string');
-  if (m.args !== undefined && (!Array.isArray(m.args) || m.args.some((a) => typeof a !== 'string'))) throw bad('args must be an array of strings');
+  if (m.args !== undefined && (!Array.isArray(m.args) || m.args.some((a) => typeof a !== 'string')))
+    throw bad('args must be an array of strings');
   if (m.cwd !== undefined && typeof m.cwd !== 'string') throw bad('cwd must be a string');
   if (m.user !== undefined && typeof m.user !== 'string') throw bad('user must be a string');
   if (m.timeout_sec !== undefined && (!Number.isInteger(m.timeout_sec) || m.timeout_sec < 0 || m.timeout_sec > 86400)) {
@@ -82,7 +84,11 @@ export function streamRoutes(ctx: ControlPlaneContext) {
       {
         websocket: true,
         preHandler: loadRunning,
-        schema: { tags: ['capsules'], summary: 'Run a command with streamed output (WebSocket)', params: CapsuleIdParams },
+        schema: {
+          tags: ['capsules'],
+          summary: 'Run a command with streamed output (WebSocket)',
+          params: CapsuleIdParams,
+        },
       },
       (ws: WebSocket, req: FastifyRequest) => {
         const { capsule, agent } = req.capsuleAgent!;
@@ -91,7 +97,10 @@ export function streamRoutes(ctx: ControlPlaneContext) {
         let started = false;
         let ended = false;
         const kill = () => {
-          if (pid && !ended) agent.killProcess({ capsuleId: capsule.id, process: { selector: { case: 'pid', value: pid } }, signal: 9 }).catch(() => undefined);
+          if (pid && !ended)
+            agent
+              .killProcess({ capsuleId: capsule.id, process: { selector: { case: 'pid', value: pid } }, signal: 9 })
+              .catch(() => undefined);
         };
         ws.on('close', () => {
           kill();
@@ -129,10 +138,17 @@ export function streamRoutes(ctx: ControlPlaneContext) {
                   pid = e.value;
                   sendJson(ws, { type: 'start', pid });
                 } else if (e.case === 'stdout' || e.case === 'stderr' || e.case === 'pty') {
-                  sendJson(ws, { type: e.case === 'stderr' ? 'stderr' : 'stdout', data: Buffer.from(e.value).toString('base64') });
+                  sendJson(ws, {
+                    type: e.case === 'stderr' ? 'stderr' : 'stdout',
+                    data: Buffer.from(e.value).toString('base64'),
+                  });
                 } else if (e.case === 'exit') {
                   ended = true;
-                  sendJson(ws, { type: 'exit', exit_code: e.value.exitCode, ...(e.value.error ? { error: e.value.error } : {}) });
+                  sendJson(ws, {
+                    type: 'exit',
+                    exit_code: e.value.exitCode,
+                    ...(e.value.error ? { error: e.value.error } : {}),
+                  });
                 }
               }
               ended = true;
@@ -150,7 +166,12 @@ export function streamRoutes(ctx: ControlPlaneContext) {
       {
         cols: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })),
         rows: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })),
-        tag: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9._-]{1,64}$', description: 'Name of the terminal; connect again with it to re-attach' })),
+        tag: Type.Optional(
+          Type.String({
+            pattern: '^[A-Za-z0-9._-]{1,64}$',
+            description: 'Name of the terminal; connect again with it to re-attach',
+          }),
+        ),
         cmd: Type.Optional(Type.String({ description: 'Program instead of the login shell' })),
         api_key: Type.Optional(Type.String()),
       },
@@ -162,7 +183,12 @@ export function streamRoutes(ctx: ControlPlaneContext) {
       {
         websocket: true,
         preHandler: loadRunning,
-        schema: { tags: ['capsules'], summary: 'Interactive terminal (WebSocket)', params: CapsuleIdParams, querystring: PtyQuery },
+        schema: {
+          tags: ['capsules'],
+          summary: 'Interactive terminal (WebSocket)',
+          params: CapsuleIdParams,
+          querystring: PtyQuery,
+        },
       },
       (ws: WebSocket, req: FastifyRequest) => {
         const { capsule, agent } = req.capsuleAgent!;
@@ -192,14 +218,31 @@ export function streamRoutes(ctx: ControlPlaneContext) {
           try {
             m = JSON.parse(buf.toString('utf8')) as typeof m;
           } catch {
-            sendJson(ws, { type: 'error', error: { code: 'invalid_argument', message: 'text frames must be JSON ({"type":"resize","cols":80,"rows":24}); send terminal input as binary frames' } });
+            sendJson(ws, {
+              type: 'error',
+              error: {
+                code: 'invalid_argument',
+                message:
+                  'text frames must be JSON ({"type":"resize","cols":80,"rows":24}); send terminal input as binary frames',
+              },
+            });
             return;
           }
           if (m.type === 'resize') {
             const cols = Number(m.cols);
             const rows = Number(m.rows);
-            if (!Number.isInteger(cols) || !Number.isInteger(rows) || cols < 1 || rows < 1 || cols > 1000 || rows > 1000) {
-              sendJson(ws, { type: 'error', error: { code: 'invalid_argument', message: 'resize needs whole-number cols and rows from 1 to 1000' } });
+            if (
+              !Number.isInteger(cols) ||
+              !Number.isInteger(rows) ||
+              cols < 1 ||
+              rows < 1 ||
+              cols > 1000 ||
+              rows > 1000
+            ) {
+              sendJson(ws, {
+                type: 'error',
+                error: { code: 'invalid_argument', message: 'resize needs whole-number cols and rows from 1 to 1000' },
+              });
               return;
             }
             run(() => agent.ptyResize({ capsuleId: capsule.id, tag, cols, rows }));
@@ -226,7 +269,11 @@ export function streamRoutes(ctx: ControlPlaneContext) {
               } else if (e.case === 'data') {
                 if (ws.readyState === ws.OPEN) ws.send(e.value, { binary: true });
               } else if (e.case === 'exit') {
-                sendJson(ws, { type: 'exit', exit_code: e.value.exitCode, ...(e.value.error ? { error: e.value.error } : {}) });
+                sendJson(ws, {
+                  type: 'exit',
+                  exit_code: e.value.exitCode,
+                  ...(e.value.error ? { error: e.value.error } : {}),
+                });
               }
             }
             if (ws.readyState === ws.OPEN) ws.close(1000, 'terminal ended');
