@@ -6,6 +6,7 @@
 import { type Kysely, type Migration, Migrator, sql } from 'kysely';
 import type { SqlDialect } from './dialect.js';
 import * as m0001 from './migrations/0001_initial.js';
+import * as m0002 from './migrations/0002_template_config.js';
 
 interface MigrationModule {
   up(db: Kysely<unknown>, dialect: SqlDialect): Promise<void>;
@@ -15,6 +16,7 @@ interface MigrationModule {
 // Names sort in apply order; append new modules here.
 const modules: Record<string, MigrationModule> = {
   '0001_initial': m0001,
+  '0002_template_config': m0002,
 };
 
 export function migrationNames(): string[] {

@@ -106,6 +106,15 @@ export interface TemplateBuildsTable {
   finished_at: number | null;
 }
 
+/** Configuration a template's capsules start with (Dockerfile builds); see migrations/0002. */
+export interface TemplateConfigsTable {
+  template_id: string;
+  /** JSON object: env, workdir, user, start_cmd, ready_cmd. */
+  config: string;
+  cache_key: string | null;
+  created_at: number;
+}
+
 export interface AuditEventsTable {
   id: Generated<number>;
   team_id: string | null;
@@ -124,5 +133,6 @@ export interface Database {
   capsule_metadata: CapsuleMetadataTable;
   templates: TemplatesTable;
   template_builds: TemplateBuildsTable;
+  template_configs: TemplateConfigsTable;
   audit_events: AuditEventsTable;
 }

@@ -5,38 +5,43 @@
 import { randomBytes } from 'node:crypto';
 import { Code, ConnectError } from '@connectrpc/connect';
 import {
-  CapsuleState as PbState,
-  PauseMode as PbPauseMode,
-  TimeoutAction as PbTimeoutAction,
   type Capsule as PbCapsule,
+  PauseMode as PbPauseMode,
+  CapsuleState as PbState,
+  TimeoutAction as PbTimeoutAction,
 } from '@wrenn/protocol/gen/hostagent/v1/hostagent_pb';
-import type { ControlPlaneContext } from '../context.js';
 import type { AgentClient } from '../agents/pool.js';
 import { ApiError, badRequest, conflict, notFound } from '../api/errors.js';
+import type { ControlPlaneContext } from '../context.js';
+import type { Page } from '../db/pagination.js';
+import { appendAuditEvent } from '../db/repositories/audit-events.js';
 import {
-  createCapsule as insertCapsule,
-  getCapsule as getCapsuleRow,
-  setCapsuleState,
-  updateCapsule,
+  CAPSULE_STATES,
   type Capsule,
   type CapsuleState,
-  type TimeoutAction,
-  CAPSULE_STATES,
+  getCapsule as getCapsuleRow,
+  createCapsule as insertCapsule,
+  setCapsuleState,
   TIMEOUT_ACTIONS,
+  type TimeoutAction,
+  updateCapsule,
 } from '../db/repositories/capsules.js';
 import { listCapsulesWithTemplate } from '../db/repositories/capsules-extra.js';
 import { getHost, type Host } from '../db/repositories/hosts.js';
-import { appendAuditEvent } from '../db/repositories/audit-events.js';
-import type { Page } from '../db/pagination.js';
-import { newCapsuleId, isCapsuleId } from '../ids.js';
+import { isCapsuleId, newCapsuleId } from '../ids.js';
 import { NoHostError, pickHost } from '../scheduler/least-loaded.js';
 import { mapErrors, toServiceError } from './errors.js';
+import {
+  mergeTemplateEnvs,
+  startTemplateProcesses,
+  type TemplateConfig,
+  templateConfigFor,
+} from './template-config.js';
 import { agentTemplateName, DEFAULT_TEMPLATE, resolveTemplate } from './templates.js';
-import { mergeTemplateEnvs, startTemplateProcesses, templateConfigFor, type TemplateConfig } from './template-config.js';
 
-export type { Capsule, CapsuleState, TimeoutAction } from '../db/repositories/capsules.js';
-export type { Page } from '../db/pagination.js';
 export type { AgentClient } from '../agents/pool.js';
+export type { Page } from '../db/pagination.js';
+export type { Capsule, CapsuleState, TimeoutAction } from '../db/repositories/capsules.js';
 
 /** Bounds of what a capsule may ask for; the API schemas use the same numbers. */
 export const CAPSULE_LIMITS = {
@@ -133,7 +138,8 @@ function intInRange(value: number | undefined, field: string, min: number, max: 
 
 function stringRecord(value: unknown, field: string): Record<string, string> {
   if (value === undefined || value === null) return {};
-  if (typeof value !== 'object' || Array.isArray(value)) throw badRequest(`${field} must be an object of string values`);
+  if (typeof value !== 'object' || Array.isArray(value))
+    throw badRequest(`${field} must be an object of string values`);
   for (const [k, v] of Object.entries(value)) {
     if (typeof v !== 'string') throw badRequest(`${field}.${k} must be a string, got ${typeof v}`);
   }
@@ -143,7 +149,10 @@ function stringRecord(value: unknown, field: string): Record<string, string> {
 export function validateEnvs(envs: unknown, field = 'env'): Record<string, string> {
   const out = stringRecord(envs, field);
   for (const [k, v] of Object.entries(out)) {
-    if (!ENV_KEY_RE.test(k)) throw badRequest(`${field} key '${k}' is not a valid environment variable name (letters, digits, _; not starting with a digit)`);
+    if (!ENV_KEY_RE.test(k))
+      throw badRequest(
+        `${field} key '${k}' is not a valid environment variable name (letters, digits, _; not starting with a digit)`,
+      );
     if (v.includes('\0')) throw badRequest(`${field}.${k} contains a NUL byte`);
   }
   return out;
@@ -152,10 +161,13 @@ export function validateEnvs(envs: unknown, field = 'env'): Record<string, strin
 export function validateMetadata(metadata: unknown, field = 'metadata'): Record<string, string> {
   const out = stringRecord(metadata, field);
   const entries = Object.entries(out);
-  if (entries.length > CAPSULE_LIMITS.maxMetadataKeys) throw badRequest(`${field} may hold at most ${CAPSULE_LIMITS.maxMetadataKeys} keys, got ${entries.length}`);
+  if (entries.length > CAPSULE_LIMITS.maxMetadataKeys)
+    throw badRequest(`${field} may hold at most ${CAPSULE_LIMITS.maxMetadataKeys} keys, got ${entries.length}`);
   for (const [k, v] of entries) {
     if (k.length === 0 || k.length > CAPSULE_LIMITS.maxMetadataKeyLength) {
-      throw badRequest(`${field} keys must be 1-${CAPSULE_LIMITS.maxMetadataKeyLength} characters, got '${k.slice(0, 40)}'`);
+      throw badRequest(
+        `${field} keys must be 1-${CAPSULE_LIMITS.maxMetadataKeyLength} characters, got '${k.slice(0, 40)}'`,
+      );
     }
     if (v.length > CAPSULE_LIMITS.maxMetadataValueLength) {
       throw badRequest(`${field}.${k} is longer than ${CAPSULE_LIMITS.maxMetadataValueLength} characters`);
@@ -171,7 +183,8 @@ export function validateCreate(input: CreateCapsuleInput): void {
   if (input.timeoutAction !== undefined && !(TIMEOUT_ACTIONS as readonly string[]).includes(input.timeoutAction)) {
     throw badRequest(`timeout_action must be one of ${TIMEOUT_ACTIONS.join(', ')}, got '${input.timeoutAction}'`);
   }
-  if (input.runtime !== undefined && !RUNTIME_RE.test(input.runtime)) throw badRequest(`runtime '${input.runtime}' is not a runtime name (e.g. namespace, qemu, firecracker)`);
+  if (input.runtime !== undefined && !RUNTIME_RE.test(input.runtime))
+    throw badRequest(`runtime '${input.runtime}' is not a runtime name (e.g. namespace, qemu, firecracker)`);
   validateEnvs(input.envs);
   validateMetadata(input.metadata);
 }
@@ -191,13 +204,20 @@ const FROM_PB: Record<PbState, CapsuleState> = {
 
 export const stateFromAgent = (s: PbState): CapsuleState => FROM_PB[s] ?? 'error';
 
-const expiresFromAgent = (c: PbCapsule | undefined): Date | null => (c && c.expiresAt > 0n ? new Date(Number(c.expiresAt)) : null);
+const expiresFromAgent = (c: PbCapsule | undefined): Date | null =>
+  c && c.expiresAt > 0n ? new Date(Number(c.expiresAt)) : null;
 
 const newEnvdAccessToken = (): string => randomBytes(24).toString('base64url');
 
 const isAgentNotFound = (err: unknown): boolean => err instanceof ConnectError && err.code === Code.NotFound;
 
-async function audit(ctx: ControlPlaneContext, teamId: string, capsuleId: string | null, kind: string, data: Record<string, unknown> = {}): Promise<void> {
+async function audit(
+  ctx: ControlPlaneContext,
+  teamId: string,
+  capsuleId: string | null,
+  kind: string,
+  data: Record<string, unknown> = {},
+): Promise<void> {
   try {
     await appendAuditEvent(ctx.database.db, { teamId, capsuleId, kind, data });
   } catch (err) {
@@ -244,10 +264,15 @@ export async function requireCapsuleState(
 }
 
 /** Newest first; `nextCursor` continues the listing. Stopped capsules are listed only when asked for by state. */
-export async function listCapsules(ctx: ControlPlaneContext, teamId: string, input: ListCapsulesInput = {}): Promise<Page<Capsule>> {
+export async function listCapsules(
+  ctx: ControlPlaneContext,
+  teamId: string,
+  input: ListCapsulesInput = {},
+): Promise<Page<Capsule>> {
   if (input.state !== undefined) {
     for (const s of typeof input.state === 'string' ? [input.state] : input.state) {
-      if (!(CAPSULE_STATES as readonly string[]).includes(s)) throw badRequest(`state must be one of ${CAPSULE_STATES.join(', ')}, got '${s}'`);
+      if (!(CAPSULE_STATES as readonly string[]).includes(s))
+        throw badRequest(`state must be one of ${CAPSULE_STATES.join(', ')}, got '${s}'`);
     }
   }
   const state = input.state ?? CAPSULE_STATES.filter((s) => s !== 'stopped');
@@ -266,7 +291,12 @@ export async function listCapsules(ctx: ControlPlaneContext, teamId: string, inp
 /** The host a capsule is placed on; 503 when the host record is gone. */
 export async function hostOfCapsule(ctx: ControlPlaneContext, c: Capsule): Promise<Host> {
   const host = c.hostId ? await getHost(ctx.database.db, c.hostId) : null;
-  if (!host) throw new ApiError(503, 'unavailable', `capsule ${c.id} is on host ${c.hostId ?? '(none)'}, which is not registered any more`);
+  if (!host)
+    throw new ApiError(
+      503,
+      'unavailable',
+      `capsule ${c.id} is on host ${c.hostId ?? '(none)'}, which is not registered any more`,
+    );
   return host;
 }
 
@@ -299,7 +329,11 @@ export async function capsuleAgent(
  * records it as starting, asks the agent to start it and records running (or error, after asking
  * the agent to remove whatever it made). Resolves once the capsule runs.
  */
-export async function createCapsule(ctx: ControlPlaneContext, teamId: string, input: CreateCapsuleInput = {}): Promise<Capsule> {
+export async function createCapsule(
+  ctx: ControlPlaneContext,
+  teamId: string,
+  input: CreateCapsuleInput = {},
+): Promise<Capsule> {
   validateCreate(input);
   const db = ctx.database.db;
   const template = await resolveTemplate(ctx, teamId, input.template ?? DEFAULT_TEMPLATE);
@@ -379,7 +413,10 @@ export async function createCapsule(ctx: ControlPlaneContext, teamId: string, in
     throw e.status >= 500 && e.code === 'internal' ? new ApiError(500, 'capsule_start_failed', e.message) : e;
   }
 
-  const running = await setCapsuleState(db, id, 'running', { from: ['starting'], expiresAt: expiresFromAgent(made) ?? (timeoutSec > 0 ? new Date(Date.now() + timeoutSec * 1000) : null) });
+  const running = await setCapsuleState(db, id, 'running', {
+    from: ['starting'],
+    expiresAt: expiresFromAgent(made) ?? (timeoutSec > 0 ? new Date(Date.now() + timeoutSec * 1000) : null),
+  });
   if (!running) {
     // Destroyed while it was starting: the agent must not keep it.
     await agent.destroyCapsule({ id }).catch(() => undefined);
@@ -387,9 +424,11 @@ export async function createCapsule(ctx: ControlPlaneContext, teamId: string, in
     throw conflict(`capsule ${id} was destroyed while it was starting`);
   }
   let result = running;
-  if (made && made.runtime && made.runtime !== runtime) result = (await updateCapsule(db, id, { runtime: made.runtime })) ?? running;
+  if (made?.runtime && made.runtime !== runtime)
+    result = (await updateCapsule(db, id, { runtime: made.runtime })) ?? running;
   ctx.evictProxy(id);
-  if (!input.skipTemplateStart) await startFromTemplateConfig(ctx, teamId, result, host, envdAccessToken, templateConfig);
+  if (!input.skipTemplateStart)
+    await startFromTemplateConfig(ctx, teamId, result, host, envdAccessToken, templateConfig);
   await audit(ctx, teamId, id, 'capsule.created', {
     template: template.name,
     host_id: host.id,
@@ -415,7 +454,15 @@ async function startFromTemplateConfig(
 ): Promise<void> {
   if (!config) return;
   try {
-    await startTemplateProcesses({ capsuleId: capsule.id, agent: ctx.agents.client(host.id, host.address), agentUrl: host.address, envdAccessToken }, config);
+    await startTemplateProcesses(
+      {
+        capsuleId: capsule.id,
+        agent: ctx.agents.client(host.id, host.address),
+        agentUrl: host.address,
+        envdAccessToken,
+      },
+      config,
+    );
   } catch (err) {
     await destroyCapsule(ctx, teamId, capsule.id).catch(() => undefined);
     throw toServiceError(err);
@@ -435,7 +482,10 @@ export async function destroyCapsule(ctx: ControlPlaneContext, teamId: string, i
       if (!isAgentNotFound(err)) throw toServiceError(err);
     }
   }
-  const stopped = await setCapsuleState(ctx.database.db, id, 'stopped', { from: ['starting', 'running', 'paused', 'hibernated', 'error'], expiresAt: null });
+  const stopped = await setCapsuleState(ctx.database.db, id, 'stopped', {
+    from: ['starting', 'running', 'paused', 'hibernated', 'error'],
+    expiresAt: null,
+  });
   ctx.evictProxy(id);
   if (!stopped) throw new ApiError(404, 'not_found', `capsule ${id} was already destroyed`);
   await audit(ctx, teamId, id, 'capsule.destroyed');
@@ -447,8 +497,14 @@ export async function destroyCapsule(ctx: ControlPlaneContext, teamId: string, i
  * 'hibernate' keeps only the disk and frees memory. The result is paused or hibernated, as the
  * runtime managed.
  */
-export async function pauseCapsule(ctx: ControlPlaneContext, teamId: string, id: string, mode: PauseMode = 'freeze'): Promise<Capsule> {
-  if (mode !== 'freeze' && mode !== 'hibernate') throw badRequest(`mode must be freeze or hibernate, got '${String(mode)}'`);
+export async function pauseCapsule(
+  ctx: ControlPlaneContext,
+  teamId: string,
+  id: string,
+  mode: PauseMode = 'freeze',
+): Promise<Capsule> {
+  if (mode !== 'freeze' && mode !== 'hibernate')
+    throw badRequest(`mode must be freeze or hibernate, got '${String(mode)}'`);
   const c = await requireCapsuleState(ctx, teamId, id, ['running'], 'pause');
   const agent = await agentForCapsule(ctx, c);
   let res;
@@ -467,7 +523,12 @@ export async function pauseCapsule(ctx: ControlPlaneContext, teamId: string, id:
 }
 
 /** Resumes a paused or hibernated capsule; `timeoutSec` (when set) replaces its timeout. */
-export async function resumeCapsule(ctx: ControlPlaneContext, teamId: string, id: string, opts: { timeoutSec?: number } = {}): Promise<Capsule> {
+export async function resumeCapsule(
+  ctx: ControlPlaneContext,
+  teamId: string,
+  id: string,
+  opts: { timeoutSec?: number } = {},
+): Promise<Capsule> {
   intInRange(opts.timeoutSec, 'timeout_sec', 0, CAPSULE_LIMITS.maxTimeoutSec);
   const c = await requireCapsuleState(ctx, teamId, id, ['paused', 'hibernated'], 'resume');
   const agent = await agentForCapsule(ctx, c);
@@ -483,7 +544,9 @@ export async function resumeCapsule(ctx: ControlPlaneContext, teamId: string, id
   const expiresAt = expiresFromAgent(res.capsule) ?? (timeoutSec > 0 ? new Date(Date.now() + timeoutSec * 1000) : null);
   const updated = await setCapsuleState(ctx.database.db, id, 'running', { from: ['paused', 'hibernated'], expiresAt });
   if (!updated) throw conflict(`capsule ${id} changed state while it was being resumed; fetch it and try again`);
-  const result = opts.timeoutSec ? ((await updateCapsule(ctx.database.db, id, { timeoutSec: opts.timeoutSec })) ?? updated) : updated;
+  const result = opts.timeoutSec
+    ? ((await updateCapsule(ctx.database.db, id, { timeoutSec: opts.timeoutSec })) ?? updated)
+    : updated;
   ctx.evictProxy(id);
   await audit(ctx, teamId, id, 'capsule.resumed', { from: c.state });
   return result;
@@ -496,12 +559,18 @@ export async function pingCapsule(ctx: ControlPlaneContext, teamId: string, id: 
   const res = await agent.pingCapsule({ id }).catch((err: unknown) => {
     throw toServiceError(err);
   });
-  const expiresAt = expiresFromAgent(res.capsule) ?? (c.timeoutSec > 0 ? new Date(Date.now() + c.timeoutSec * 1000) : null);
+  const expiresAt =
+    expiresFromAgent(res.capsule) ?? (c.timeoutSec > 0 ? new Date(Date.now() + c.timeoutSec * 1000) : null);
   return (await updateCapsule(ctx.database.db, id, { expiresAt })) ?? c;
 }
 
 /** Sets a running capsule's timeout to `timeoutSec` from now (0: never times out). */
-export async function setCapsuleTimeout(ctx: ControlPlaneContext, teamId: string, id: string, timeoutSec: number): Promise<Capsule> {
+export async function setCapsuleTimeout(
+  ctx: ControlPlaneContext,
+  teamId: string,
+  id: string,
+  timeoutSec: number,
+): Promise<Capsule> {
   if (timeoutSec === undefined) throw badRequest('timeout_sec is required');
   intInRange(timeoutSec, 'timeout_sec', 0, CAPSULE_LIMITS.maxTimeoutSec);
   const c = await requireCapsuleState(ctx, teamId, id, ['running'], 'set the timeout of');
@@ -534,7 +603,13 @@ export async function capsuleMetrics(ctx: ControlPlaneContext, teamId: string, i
 }
 
 /** Runs a command to completion and returns its output (bytes, binary-safe) and exit code. */
-export async function execCommand(ctx: ControlPlaneContext, teamId: string, id: string, input: ExecInput, signal?: AbortSignal): Promise<ExecResult> {
+export async function execCommand(
+  ctx: ControlPlaneContext,
+  teamId: string,
+  id: string,
+  input: ExecInput,
+  signal?: AbortSignal,
+): Promise<ExecResult> {
   if (typeof input.cmd !== 'string' || input.cmd.length === 0) throw badRequest('cmd is required');
   intInRange(input.timeoutSec, 'timeout_sec', 0, 24 * 3600);
   const envs = validateEnvs(input.envs);
@@ -554,7 +629,13 @@ export async function execCommand(ctx: ControlPlaneContext, teamId: string, id: 
       },
       signal ? { signal } : {},
     );
-    return { stdout: Buffer.from(r.stdout), stderr: Buffer.from(r.stderr), exitCode: r.exitCode, error: r.error, pid: r.pid };
+    return {
+      stdout: Buffer.from(r.stdout),
+      stderr: Buffer.from(r.stderr),
+      exitCode: r.exitCode,
+      error: r.error,
+      pid: r.pid,
+    };
   } catch (err) {
     if (input.timeoutSec && err instanceof ConnectError && err.code === Code.DeadlineExceeded) {
       throw new ApiError(
@@ -567,5 +648,5 @@ export async function execCommand(ctx: ControlPlaneContext, teamId: string, id: 
   }
 }
 
-export { listTemplates, resolveTemplate, agentTemplateName, BUILTIN_TEMPLATES, DEFAULT_TEMPLATE } from './templates.js';
-export { createSnapshot, listSnapshots, deleteTemplate, deleteSnapshot } from './snapshots.js';
+export { createSnapshot, deleteSnapshot, deleteTemplate, listSnapshots } from './snapshots.js';
+export { agentTemplateName, BUILTIN_TEMPLATES, DEFAULT_TEMPLATE, listTemplates, resolveTemplate } from './templates.js';

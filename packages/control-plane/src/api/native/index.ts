@@ -10,6 +10,7 @@ import { fileRoutes } from './files.js';
 import { resourceRoutes } from './resources.js';
 import { sdkRoutes } from './sdk-routes.js';
 import { streamRoutes } from './streams.js';
+import { templateBuildRoutes } from './templates-build.js';
 
 export const nativeApi: FastifyPluginAsync<{ ctx: ControlPlaneContext }> = async (app, { ctx }) => {
   registerMetrics(app, ctx);
@@ -25,6 +26,7 @@ export const nativeApi: FastifyPluginAsync<{ ctx: ControlPlaneContext }> = async
       await v1.register(streamRoutes(ctx));
       await v1.register(fileRoutes(ctx));
       await v1.register(resourceRoutes(ctx));
+      await v1.register(templateBuildRoutes(ctx));
       await v1.register(sdkRoutes(ctx));
     },
     { prefix: '/v1' },

@@ -1,0 +1,51 @@
+// Configuration stored with a template built from a Dockerfile (migrations/0002).
+import type { Kysely } from 'kysely';
+import { parseJson } from '../codec.js';
+import type { Database } from '../schema.js';
+
+export interface TemplateConfig {
+  env: Record<string, string>;
+  /** Default working directory of commands ('' = the user's home). */
+  workdir: string;
+  /** Default user of commands ('' = the capsule default, `user`). */
+  user: string;
+  /** Shell command started in the background when a capsule starts. */
+  startCmd: string | null;
+  /** Shell command polled until it exits 0 before the capsule is handed out. */
+  readyCmd: string | null;
+}
+
+export const emptyTemplateConfig = (): TemplateConfig => ({ env: {}, workdir: '', user: '', startCmd: null, readyCmd: null });
+
+const fromJson = (text: string): TemplateConfig => {
+  const j = parseJson<Record<string, unknown>>(text, {});
+  return {
+    env: j.env && typeof j.env === 'object' ? (j.env as Record<string, string>) : {},
+    workdir: typeof j.workdir === 'string' ? j.workdir : '',
+    user: typeof j.user === 'string' ? j.user : '',
+    startCmd: typeof j.start_cmd === 'string' ? j.start_cmd : null,
+    readyCmd: typeof j.ready_cmd === 'string' ? j.ready_cmd : null,
+  };
+};
+
+const toJson = (c: TemplateConfig): string =>
+  JSON.stringify({ env: c.env, workdir: c.workdir, user: c.user, start_cmd: c.startCmd, ready_cmd: c.readyCmd });
+
+export async function setTemplateConfig(
+  db: Kysely<Database>,
+  templateId: string,
+  config: TemplateConfig,
+  cacheKey: string | null = null,
+): Promise<void> {
+  await db.deleteFrom('template_configs').where('template_id', '=', templateId).execute();
+  await db
+    .insertInto('template_configs')
+    .values({ template_id: templateId, config: toJson(config), cache_key: cacheKey, created_at: Date.now() })
+    .execute();
+}
+
+/** The template's configuration, or null when it has none (built-ins, plain snapshots). */
+export async function getTemplateConfig(db: Kysely<Database>, templateId: string): Promise<TemplateConfig | null> {
+  const r = await db.selectFrom('template_configs').select('config').where('template_id', '=', templateId).executeTakeFirst();
+  return r ? fromJson(r.config) : null;
+}

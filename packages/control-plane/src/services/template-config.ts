@@ -1,0 +1,88 @@
+// Applying a built template's configuration when a capsule starts from it: its environment is
+// merged under the request's (the caller wins), envd's default user and working directory are set
+// (so commands, terminals and file paths start where the Dockerfile's USER/WORKDIR said), the start
+// command (CMD/ENTRYPOINT) is launched in the background, and the ready check (HEALTHCHECK or
+// `# wrenn:ready`) is polled until it exits 0 before the capsule is handed out.
+//
+// Limitation: envd defaults are set through /init once at create; a capsule resumed from
+// hibernation is re-initialised by its agent with the stock defaults (user, /home/user).
+import type { ControlPlaneContext } from '../context.js';
+import type { AgentClient } from '../agents/pool.js';
+import { ApiError } from '../api/errors.js';
+import type { Template } from '../db/repositories/templates.js';
+import { getTemplateConfig, type TemplateConfig } from '../db/repositories/template-configs-extra.js';
+
+export type { TemplateConfig } from '../db/repositories/template-configs-extra.js';
+
+/** How long a ready check may take to pass before capsule creation fails. */
+export const READY_TIMEOUT_MS = Number(process.env.WRENN_READY_TIMEOUT_MS ?? 120_000);
+const READY_POLL_MS = 250;
+const ENVD_PORT = 49983;
+
+/** The configuration a team template was built with; null for built-ins and plain snapshots. */
+export async function templateConfigFor(ctx: ControlPlaneContext, template: Template): Promise<TemplateConfig | null> {
+  if (template.teamId === null) return null;
+  return getTemplateConfig(ctx.database.db, template.id);
+}
+
+/** Request envs over template envs. */
+export const mergeTemplateEnvs = (config: TemplateConfig | null, envs: Record<string, string>): Record<string, string> =>
+  config ? { ...config.env, ...envs } : envs;
+
+export interface StartTarget {
+  capsuleId: string;
+  agent: AgentClient;
+  /** The agent's base URL (its port proxy reaches envd's /init). */
+  agentUrl: string;
+  envdAccessToken: string;
+}
+
+/** Sets envd's defaults in the capsule (POST /init through the agent's port proxy). */
+async function setEnvdDefaults(t: StartTarget, config: TemplateConfig): Promise<void> {
+  const body: Record<string, string> = {};
+  if (config.user) body.defaultUser = config.user.split(':')[0]!;
+  if (config.workdir) body.defaultWorkdir = config.workdir;
+  if (Object.keys(body).length === 0) return;
+  const res = await fetch(`${t.agentUrl.replace(/\/$/, '')}/proxy/${t.capsuleId}/${ENVD_PORT}/init`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', 'x-access-token': t.envdAccessToken },
+    body: JSON.stringify(body),
+  });
+  if (!res.ok) throw new Error(`envd /init answered ${res.status}: ${(await res.text()).slice(0, 200)}`);
+}
+
+const shellArgs = (cmd: string) => ({ cmd: '/bin/sh', args: ['-c', cmd] });
+
+/**
+ * Applies the template's defaults, start command and ready check to a capsule that just started.
+ * Throws ApiError (the caller destroys the capsule) when the start command cannot be launched or
+ * the ready check does not pass in time.
+ */
+export async function startTemplateProcesses(t: StartTarget, config: TemplateConfig | null): Promise<void> {
+  if (!config) return;
+  await setEnvdDefaults(t, config).catch((err: unknown) => {
+    throw new ApiError(500, 'capsule_start_failed', `could not set the template's user and working directory: ${err instanceof Error ? err.message : String(err)}`);
+  });
+  const base = { capsuleId: t.capsuleId, envs: {}, cwd: config.workdir, user: config.user.split(':')[0] ?? '', stdin: new Uint8Array(), timeoutSec: 0 };
+  if (config.startCmd) {
+    await t.agent.startProcess({ exec: { ...base, ...shellArgs(config.startCmd), tag: 'wrenn-start' } }).catch((err: unknown) => {
+      throw new ApiError(500, 'capsule_start_failed', `the template's start command could not be started: ${err instanceof Error ? err.message : String(err)}`);
+    });
+  }
+  if (config.readyCmd) {
+    const deadline = Date.now() + READY_TIMEOUT_MS;
+    let last = '';
+    for (;;) {
+      const r = await t.agent.exec({ ...base, ...shellArgs(config.readyCmd), timeoutSec: 30, tag: '' }).catch((err: unknown) => {
+        last = err instanceof Error ? err.message : String(err);
+        return null;
+      });
+      if (r && r.exitCode === 0 && !r.error) return;
+      if (r) last = `exit code ${r.exitCode}${r.error ? ` (${r.error})` : ''}: ${Buffer.from(r.stderr).toString('utf8').trim().slice(-300) || Buffer.from(r.stdout).toString('utf8').trim().slice(-300)}`;
+      if (Date.now() > deadline) {
+        throw new ApiError(504, 'capsule_not_ready', `the template's ready check '${config.readyCmd}' did not pass within ${Math.round(READY_TIMEOUT_MS / 1000)} s; last result: ${last}`);
+      }
+      await new Promise((r) => setTimeout(r, READY_POLL_MS));
+    }
+  }
+}

@@ -1,0 +1,322 @@
+// Builds a template from a Dockerfile inside capsules. Each filesystem step (RUN, COPY/ADD) runs in
+// a capsule made from the previous layer and is then snapshotted into a layer: a team snapshot
+// template named `layer-<cache key>`. The key hashes the parent's key, the instruction text (and
+// every ENV/WORKDIR/USER before it, which change what a RUN does) and, for COPY, the content of
+// the copied files; a layer that already exists is reused, so a rebuild with no changes reruns
+// nothing. The finished template (kind 'dockerfile') is one more snapshot on top of the last
+// layer, and its configuration (ENV, WORKDIR, USER, start command, ready check) is stored with it
+// and applied to every capsule started from it (services/template-config.ts).
+//
+// A failing step ends the build with its output and exit code; the build's capsule is destroyed
+// whatever happens. Layers are kept (they are the cache); deleting them is refused by the host
+// while a template still stacks on them.
+import { createHash } from 'node:crypto';
+import { posix } from 'node:path';
+import type { ControlPlaneContext } from '../context.js';
+import { ApiError, badRequest, conflict } from '../api/errors.js';
+import {
+  createTemplate,
+  deleteTemplate as deleteTemplateRow,
+  resolveTemplate as resolveTemplateRow,
+  updateTemplate,
+  validateTemplateName,
+  type Template,
+  type TemplateKind,
+} from '../db/repositories/templates.js';
+import { createBuild, setBuildStatus, type TemplateBuild } from '../db/repositories/template-builds.js';
+import { emptyTemplateConfig, getTemplateConfig, setTemplateConfig, type TemplateConfig } from '../db/repositories/template-configs-extra.js';
+import { agentForCapsule, createCapsule, destroyCapsule, type Capsule } from '../services/capsules.js';
+import { mapErrors, toServiceError } from '../services/errors.js';
+import { agentTemplateName, assertNotBuiltin, resolveTemplate } from '../services/templates.js';
+import { deleteTemplate } from '../services/snapshots.js';
+import { type BuildContext, planCopy } from './build-context.js';
+import { BuildLog, buildEvents } from './build-log.js';
+import { DockerfileError, parseDockerfile, shellQuote, substitute, type ParsedDockerfile, type Step } from './dockerfile.js';
+
+/** Longest a single RUN may take. */
+const STEP_TIMEOUT_SEC = Number(process.env.WRENN_BUILD_STEP_TIMEOUT_SEC ?? 3600);
+/** Build capsules outlive a crashed control plane by at most this long. */
+const BUILD_CAPSULE_TIMEOUT_SEC = 4 * 3600;
+const LAYER_PREFIX = 'layer-';
+const WRITE_CHUNK = 64 * 1024;
+
+export interface StartBuildInput {
+  name: string;
+  dockerfile: string;
+  context: BuildContext;
+}
+
+/** The layer template name for a cache key (team-scoped like every team template). */
+export const layerName = (key: string): string => `${LAYER_PREFIX}${key.slice(0, 40)}`;
+export const isLayerName = (name: string): boolean => name.startsWith(LAYER_PREFIX);
+
+const sha = (...parts: string[]): string => {
+  const h = createHash('sha256');
+  for (const p of parts) h.update(p).update('\0');
+  return h.digest('hex');
+};
+
+/** Builds in progress in this process, so a stream can tell "still running" without a database round trip. */
+const running = new Set<string>();
+export const isBuildRunning = (id: string): boolean => running.has(id);
+
+/**
+ * Validates everything that can be checked up front (name, Dockerfile, FROM, COPY sources),
+ * records the build and runs it in the background. Bad input is a 400/404/409 here, never a
+ * failed build.
+ */
+export async function startTemplateBuild(ctx: ControlPlaneContext, teamId: string, input: StartBuildInput): Promise<TemplateBuild> {
+  await mapErrors(async () => validateTemplateName(input.name));
+  if (isLayerName(input.name)) throw badRequest(`template names starting with '${LAYER_PREFIX}' are reserved for build layers; pick another name`);
+  assertNotBuiltin(input.name, 'replaced by a build; pick another name');
+  let parsed: ParsedDockerfile;
+  try {
+    parsed = parseDockerfile(input.dockerfile);
+  } catch (err) {
+    if (err instanceof DockerfileError) throw new ApiError(400, 'invalid_dockerfile', err.message);
+    throw err;
+  }
+  const from = await resolveTemplate(ctx, teamId, parsed.from).catch((err: unknown) => {
+    const e = toServiceError(err);
+    throw new ApiError(e.status, e.code, `Dockerfile line ${parsed.fromLine}: FROM ${parsed.from}: ${e.message}`);
+  });
+  if (from.name === input.name && from.teamId === teamId) throw badRequest(`Dockerfile line ${parsed.fromLine}: a template cannot be built FROM itself ('${input.name}')`);
+  const existing = await mapErrors(() => resolveTemplateRow(ctx.database.db, teamId, input.name));
+  if (existing && existing.teamId === teamId && existing.kind !== 'dockerfile') {
+    throw conflict(`'${input.name}' is already a ${existing.kind} template of this team; pick another name or delete it first`);
+  }
+  // Dry run of the config steps, so every COPY source is checked before anything runs.
+  simulate(parsed, emptyTemplateConfig(), input.context);
+  const build = await mapErrors(() => createBuild(ctx.database.db, { template: input.name, teamId, status: 'building' }));
+  running.add(build.id);
+  void runBuild(ctx, teamId, build.id, input.name, parsed, from, input.context).finally(() => {
+    running.delete(build.id);
+    buildEvents.emit(build.id);
+  });
+  return build;
+}
+
+function simulate(parsed: ParsedDockerfile, start: TemplateConfig, context: BuildContext): void {
+  const cfg = structuredClone(start);
+  for (const step of parsed.steps) {
+    try {
+      if (step.kind === 'COPY') planCopy(step, substitute(step.dest, cfg.env), cfg.workdir, context);
+      else applyConfigStep(cfg, step);
+    } catch (err) {
+      if (err instanceof DockerfileError) throw new ApiError(400, 'invalid_dockerfile', err.message);
+      throw err;
+    }
+  }
+}
+
+/** Applies ENV/WORKDIR/USER/CMD/ENTRYPOINT/ready steps to the config; false for filesystem steps. */
+function applyConfigStep(cfg: TemplateConfig & { entrypoint?: string | null; cmd?: string | null }, step: Step): boolean {
+  switch (step.kind) {
+    case 'ENV':
+      for (const [k, v] of step.vars) cfg.env[k] = substitute(v, cfg.env);
+      return true;
+    case 'WORKDIR': {
+      const p = substitute(step.path, cfg.env);
+      cfg.workdir = posix.isAbsolute(p) ? posix.normalize(p) : posix.join(cfg.workdir || '/', p);
+      return true;
+    }
+    case 'USER':
+      cfg.user = substitute(step.user, cfg.env);
+      return true;
+    case 'CMD':
+      cfg.cmd = step.command;
+      cfg.startCmd = [cfg.entrypoint, cfg.cmd].filter(Boolean).join(' ') || null;
+      return true;
+    case 'ENTRYPOINT':
+      cfg.entrypoint = step.command;
+      cfg.startCmd = [cfg.entrypoint, cfg.cmd].filter(Boolean).join(' ') || null;
+      return true;
+    case 'READY':
+      cfg.readyCmd = step.command;
+      return true;
+    default:
+      return false;
+  }
+}
+
+class StepFailed extends Error {}
+
+async function runBuild(
+  ctx: ControlPlaneContext,
+  teamId: string,
+  buildId: string,
+  name: string,
+  parsed: ParsedDockerfile,
+  from: Template,
+  context: BuildContext,
+): Promise<void> {
+  const log = new BuildLog(ctx, buildId);
+  const db = ctx.database.db;
+  const started = Date.now();
+  let capsule: Capsule | null = null;
+  const dropCapsule = async () => {
+    if (!capsule) return;
+    const id = capsule.id;
+    capsule = null;
+    await destroyCapsule(ctx, teamId, id).catch((err: unknown) => ctx.log.warn({ err, id, buildId }, 'could not destroy a build capsule'));
+  };
+  try {
+    const inherited = (from.teamId ? await getTemplateConfig(db, from.id) : null) ?? emptyTemplateConfig();
+    const cfg: TemplateConfig & { entrypoint?: string | null; cmd?: string | null } = { ...structuredClone(inherited), cmd: inherited.startCmd };
+    const total = parsed.steps.length;
+    log.line(`Building template '${name}' FROM ${from.name} (${total} step${total === 1 ? '' : 's'}), build ${buildId}`);
+    let key = sha('wrenn-build-v1', from.id, String(from.createdAt.getTime()));
+    let current = from.name;
+    const ensureCapsule = async (): Promise<Capsule> => {
+      if (capsule) return capsule;
+      capsule = await createCapsule(ctx, teamId, {
+        template: current,
+        timeoutSec: BUILD_CAPSULE_TIMEOUT_SEC,
+        metadata: { 'wrenn.build': buildId },
+        skipTemplateStart: true,
+      });
+      return capsule;
+    };
+
+    for (const [i, step] of parsed.steps.entries()) {
+      const head = `Step ${i + 1}/${total} : ${step.text}`;
+      if (applyConfigStep(cfg, step)) {
+        key = sha(key, step.text);
+        log.line(head);
+        continue;
+      }
+      const copy = step.kind === 'COPY' ? planCopy(step, substitute(step.dest, cfg.env), cfg.workdir, context) : null;
+      key = sha(key, step.text, copy?.contentHash ?? '');
+      const layer = layerName(key);
+      const cached = await resolveTemplateRow(db, teamId, layer);
+      if (cached && cached.teamId === teamId) {
+        log.line(`${head}\n ---> cached (${layer})`);
+        // A capsule running an older layer is no longer the base of what follows.
+        await dropCapsule();
+        current = layer;
+        continue;
+      }
+      log.line(head);
+      const t0 = Date.now();
+      const c = await ensureCapsule();
+      const agent = await agentForCapsule(ctx, c);
+      if (cfg.workdir) await runIn(ctx, c, ['mkdir', '-p', '--', cfg.workdir], { ...cfg, user: 'root', workdir: '/' }, null);
+      if (step.kind === 'RUN') {
+        await runIn(ctx, c, step.argv, cfg, log, `step ${i + 1}/${total} (line ${step.line}) ${step.text.slice(0, 80)}`);
+      } else if (copy && step.kind === 'COPY') {
+        for (const e of copy.entries) {
+          async function* messages() {
+            yield { part: { case: 'header' as const, value: { capsuleId: c.id, path: e.dest, user: 'root', mode: e.file.mode } } };
+            for (let off = 0; off < e.file.data.length; off += WRITE_CHUNK) yield { part: { case: 'data' as const, value: e.file.data.subarray(off, off + WRITE_CHUNK) } };
+          }
+          await agent.writeFile(messages()).catch((err: unknown) => {
+            throw new StepFailed(`step ${i + 1}/${total} (line ${step.line}): writing ${e.dest} failed: ${toServiceError(err).message}`);
+          });
+        }
+        if (step.chown) {
+          const argv = ['chown', ...(copy.recursiveChown ? ['-R'] : []), '--', step.chown, ...copy.chownRoots];
+          await runIn(ctx, c, argv, { ...cfg, user: 'root', workdir: '/' }, log, `step ${i + 1}/${total} (line ${step.line}) --chown=${step.chown}`);
+        }
+        log.line(`copied ${copy.entries.length} file${copy.entries.length === 1 ? '' : 's'}`);
+      }
+      await snapshotCapsule(ctx, teamId, c, layer, 'snapshot');
+      await setTemplateConfig(db, (await resolveTemplateRow(db, teamId, layer))!.id, cfg, key).catch(() => undefined);
+      await dropCapsule();
+      current = layer;
+      log.line(` ---> ${layer} in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+    }
+
+    // The finished template: a capsule of the last layer, WORKDIR made, snapshotted under the name.
+    log.line(`Saving template '${name}'`);
+    const c = await ensureCapsule();
+    if (cfg.workdir) await runIn(ctx, c, ['mkdir', '-p', '--', cfg.workdir], { ...cfg, user: 'root', workdir: '/' }, null);
+    const old = await resolveTemplateRow(db, teamId, name);
+    if (old && old.teamId === teamId) {
+      log.line(`replacing the previous '${name}' (${old.id})`);
+      await deleteTemplate(ctx, teamId, name).catch((err: unknown) => {
+        throw new StepFailed(`could not replace the existing template '${name}': ${toServiceError(err).message}`);
+      });
+    }
+    const final = await snapshotCapsule(ctx, teamId, c, name, 'dockerfile');
+    const { entrypoint: _e, cmd: _c, ...config } = cfg;
+    await setTemplateConfig(db, final.id, config);
+    await dropCapsule();
+    log.line(`Template '${name}' is ready (${final.id}) in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    await log.flush();
+    await setBuildStatus(db, buildId, 'ready');
+  } catch (err) {
+    const message = err instanceof StepFailed ? err.message : `build failed: ${toServiceError(err).message}`;
+    log.line(`ERROR: ${message}`);
+    await dropCapsule();
+    await log.flush();
+    await setBuildStatus(db, buildId, 'error', message).catch((e: unknown) => ctx.log.error({ err: e, buildId }, 'could not record a failed build'));
+  } finally {
+    await dropCapsule();
+  }
+}
+
+/**
+ * Runs argv in the build capsule as the config's user in its workdir with its env, streaming
+ * output into the log (when given). A non-zero exit throws StepFailed with the code and the tail
+ * of the output.
+ */
+async function runIn(
+  ctx: ControlPlaneContext,
+  c: Capsule,
+  argv: string[],
+  cfg: TemplateConfig,
+  log: BuildLog | null,
+  what = argv.map(shellQuote).join(' '),
+): Promise<void> {
+  const agent = await agentForCapsule(ctx, c);
+  let tail = '';
+  let exit: { exitCode: number; error: string } | null = null;
+  try {
+    const stream = agent.execStream({
+      capsuleId: c.id,
+      cmd: argv[0]!,
+      args: argv.slice(1),
+      envs: cfg.env,
+      cwd: cfg.workdir,
+      user: (cfg.user || 'root').split(':')[0]!,
+      timeoutSec: STEP_TIMEOUT_SEC,
+    });
+    for await (const ev of stream) {
+      const e = ev.event;
+      if (e.case === 'stdout' || e.case === 'stderr' || e.case === 'pty') {
+        const text = Buffer.from(e.value).toString('utf8');
+        log?.write(text);
+        tail = (tail + text).slice(-2000);
+      } else if (e.case === 'exit') exit = { exitCode: e.value.exitCode, error: e.value.error };
+    }
+  } catch (err) {
+    throw new StepFailed(`${what}: ${toServiceError(err).message}`);
+  }
+  if (!exit) throw new StepFailed(`${what}: the process ended without an exit status`);
+  if (exit.exitCode !== 0 || exit.error) {
+    if (!log && tail) tail = tail.trim();
+    throw new StepFailed(`${what}: exit code ${exit.exitCode}${exit.error ? ` (${exit.error})` : ''}${tail.trim() ? `; output ends with: ${tail.trim().slice(-500)}` : ''}`);
+  }
+}
+
+/** Snapshots a build capsule into a team template of `kind` (as services/snapshots.ts does, with the kind chosen). */
+async function snapshotCapsule(ctx: ControlPlaneContext, teamId: string, c: Capsule, name: string, kind: TemplateKind): Promise<Template> {
+  const db = ctx.database.db;
+  const agent = await agentForCapsule(ctx, c);
+  const row = await mapErrors(() =>
+    createTemplate(db, { name, kind, teamId, hostId: c.hostId, parent: c.template, vcpus: c.vcpus, memoryMb: c.memoryMb, runtimes: [c.runtime] }),
+  );
+  let made;
+  try {
+    made = (await agent.createSnapshot({ capsuleId: c.id, name: agentTemplateName(row) })).template;
+  } catch (err) {
+    await deleteTemplateRow(db, teamId, row.name).catch(() => null);
+    throw toServiceError(err);
+  }
+  return (
+    (await updateTemplate(db, row.id, {
+      sizeBytes: Number(made?.sizeBytes ?? 0n),
+      ...(made?.runtimes.length ? { runtimes: made.runtimes } : {}),
+    })) ?? row
+  );
+}
