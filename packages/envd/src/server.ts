@@ -8,6 +8,7 @@ import { Filesystem } from '@wrenn/protocol/gen/envd/filesystem_pb';
 import { EnvdState, type EnvdOptions } from './state.js';
 import { accessTokenInterceptor } from './auth.js';
 import { createHttpRouter } from './http/router.js';
+import { withBinaryParseErrorsAsInvalid } from './http/binary-parse-errors.js';
 import { basicRoutes } from './http/basic-routes.js';
 import { fileRoutes } from './http/files.js';
 import { metricsRoutes } from './http/metrics.js';
@@ -43,7 +44,7 @@ export async function startEnvd(opts: EnvdOptions): Promise<EnvdServer> {
     },
   });
 
-  const listener = await listenDual(handler, { port: opts.port, host: opts.host ?? '0.0.0.0' });
+  const listener = await listenDual(withBinaryParseErrorsAsInvalid(handler), { port: opts.port, host: opts.host ?? '0.0.0.0' });
   // On inside capsules (the host agent sets WRENN_CAPSULE=1); off for envd run on a host.
   const forwardPorts = opts.portForwarding ?? process.env.WRENN_CAPSULE === '1';
   const ports = forwardPorts ? startPortForwarder({ excludePorts: [listener.port] }) : undefined;

@@ -290,7 +290,6 @@ describe('Connect RPC routing', () => {
   });
 
   test('a malformed binary body is invalid_argument, as connect-go (E2B envd) answers', {
-    todo: 'connect-es 2.2 reports binary parse errors as internal (protocol/serialization.js); needs a wrapper in server.ts',
   }, async (t) => {
     const envd = await withEnvd(t);
     const res = await fetch(`${envd.baseUrl}/filesystem.Filesystem/Stat`, {
