@@ -137,6 +137,8 @@ export async function startLive(o: { db: DbKind; slot: number; imagesDir?: strin
       domain,
       ...(databaseUrl ? { databaseUrl } : {}),
       network: testNetwork(o.slot),
+      // Its own cgroup parent: agents that shared one would clean up each other's capsules.
+      cgroupParent: agentCgroupParent(o.slot),
       ...(o.imagesDir ? { imagesDir: o.imagesDir } : {}),
       logLevel: process.env.WRENN_TEST_LOG ?? 'silent',
     });
@@ -244,6 +246,7 @@ export async function startLive(o: { db: DbKind; slot: number; imagesDir?: strin
       await step(() => up.agent.close());
       await step(() => up.layers.close());
       await step(() => up.layers.networkManager.removeAll());
+      removeCgroupParent(o.slot);
       rmSync(dataDir, { recursive: true, force: true });
       if (errors.length > 0) throw new AggregateError(errors, 'live system cleanup had errors');
     },

@@ -193,7 +193,8 @@ export class SandboxManager {
       this.records.delete(id);
       await this.releaseResources(rec).catch(() => undefined);
       await this.store.remove(id);
-      throw new Error(`capsule ${id} failed to start: ${err instanceof Error ? err.message : String(err)}`);
+      const why = err instanceof Error ? err.message : String(err);
+      throw new Error(why.includes(id) ? why : `capsule ${id} failed to start: ${why}`);
     }
   }
 

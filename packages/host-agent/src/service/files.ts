@@ -60,6 +60,9 @@ export async function writeFileFromChunks(
     req.once('response', resolve);
     req.once('error', reject);
   });
+  // Handled here so a failure while the body is still being sent is not an unhandled rejection;
+  // it is thrown below where the response is awaited.
+  response.catch(() => undefined);
   let written = 0;
   for await (const chunk of chunks) {
     written += chunk.length;
