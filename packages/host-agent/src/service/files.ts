@@ -1,6 +1,8 @@
 // Files of a capsule over envd: streamed reads and writes in chunks of at most 64 KiB,
 // directory listing, mkdir and remove.
 import type { IncomingMessage } from 'node:http';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { create } from '@bufbuild/protobuf';
 import { Code, ConnectError } from '@connectrpc/connect';
 import { FileType, type EntryInfo } from '@wrenn/protocol/gen/envd/filesystem_pb';
@@ -60,19 +62,28 @@ export async function writeFileFromChunks(
     req.once('response', resolve);
     req.once('error', reject);
   });
-  // Handled here so a failure while the body is still being sent is not an unhandled rejection;
-  // it is thrown below where the response is awaited.
+  // Handled here so a failure while the body is still being sent is not an unhandled rejection.
   response.catch(() => undefined);
   let written = 0;
-  for await (const chunk of chunks) {
-    written += chunk.length;
-    if (!req.write(chunk)) await new Promise((r) => req.once('drain', r));
+  async function* counted() {
+    for await (const chunk of chunks) {
+      written += chunk.length;
+      yield chunk;
+    }
   }
-  req.end();
+  // pipeline ends the request when the chunks end and tears both down if either side fails, so an
+  // envd that answers early (or dies) never leaves this waiting for a 'drain' that cannot come.
+  const sent = pipeline(Readable.from(counted()), req).then(
+    () => undefined,
+    (err: unknown) => err,
+  );
   const res = await response;
   const body: Buffer[] = [];
   for await (const c of res) body.push(c as Buffer);
+  // envd's answer explains a refused upload better than the broken pipe it caused.
   if (res.statusCode !== 200 && res.statusCode !== 204) throw httpError(res.statusCode ?? 0, Buffer.concat(body).toString(), path);
+  const sendError = await sent;
+  if (sendError) throw sendError;
   return written;
 }
 
