@@ -1,9 +1,12 @@
 // The `wrenn` command: one entry point for every program (envd, host agent, control plane)
 // and for the user commands. Subcommands load their code lazily so `wrenn exec` starts fast.
+import { readFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
+import { registerUserCommands } from './commands/register.js';
 
 const program = new Command('wrenn')
   .description('Wrenn: self-hosted secure sandboxes (capsules) for AI agents')
+  .version((JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version, '-V, --version')
   .option('--debug', 'show stack traces on errors')
   .showHelpAfterError();
 
@@ -52,6 +55,8 @@ program
     const { runServerFromCli } = await import('@wrenn/control-plane/cli');
     await runServerFromCli(opts);
   });
+
+registerUserCommands(program);
 
 function parsePort(value: string): number {
   const port = Number(value);

@@ -40,6 +40,8 @@ export interface CapsuleListFilters extends ConnectionOptions {
 export interface CapsuleConnectOptions extends ConnectionOptions {
   /** New timeout when the capsule is resumed. */
   timeoutSec?: number;
+  /** Resume a paused or hibernated capsule (default true); false just returns a handle. */
+  autoResume?: boolean;
   domain?: string;
 }
 
@@ -95,7 +97,7 @@ export class Capsule {
   static async connect(capsuleId: string, opts: CapsuleConnectOptions = {}): Promise<Capsule> {
     const api = new ApiClient(opts);
     let j = await api.json<CapsuleJson>('GET', `/v1/capsules/${encodeURIComponent(capsuleId)}`);
-    if (j.state === 'paused' || j.state === 'hibernated') {
+    if ((j.state === 'paused' || j.state === 'hibernated') && opts.autoResume !== false) {
       j = await api.json<CapsuleJson>('POST', `/v1/capsules/${encodeURIComponent(capsuleId)}/resume`, {
         json: opts.timeoutSec !== undefined ? { timeout_sec: opts.timeoutSec } : {},
         timeoutMs: 0,

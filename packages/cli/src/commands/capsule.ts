@@ -1,0 +1,137 @@
+// `wrenn capsule create|ls|info|rm|pause|resume|ping`.
+import { Capsule, type CapsuleInfo } from '@wrenn/sdk';
+import { ago, CliError, connection, parseIntOption, parsePairs, printJson, printTable, run } from './support.js';
+
+const infoJson = (c: CapsuleInfo) => ({
+  id: c.capsuleId,
+  template: c.template,
+  state: c.state,
+  runtime: c.runtime,
+  vcpus: c.vcpus,
+  memory_mb: c.memoryMb,
+  timeout_sec: c.timeoutSec,
+  metadata: c.metadata,
+  created_at: c.createdAt.toISOString(),
+  expires_at: c.expiresAt?.toISOString() ?? null,
+  ...(c.error ? { error: c.error } : {}),
+});
+
+export interface CreateOpts {
+  template?: string;
+  vcpus?: string;
+  memory?: string;
+  timeout?: string;
+  env?: string[];
+  metadata?: string[];
+  json?: boolean;
+}
+
+export const create = (o: CreateOpts) =>
+  run(async () => {
+    const vcpus = parseIntOption('--vcpus', o.vcpus, 1, 64);
+    const memoryMb = parseIntOption('--memory', o.memory, 64, 1 << 20);
+    const timeoutSec = parseIntOption('--timeout', o.timeout, 0, 30 * 86400);
+    const envs = parsePairs('--env', o.env);
+    const metadata = parsePairs('--metadata', o.metadata);
+    const c = await Capsule.create({
+      ...connection(),
+      ...(o.template ? { template: o.template } : {}),
+      ...(vcpus !== undefined ? { vcpus } : {}),
+      ...(memoryMb !== undefined ? { memoryMb } : {}),
+      ...(timeoutSec !== undefined ? { timeoutSec } : {}),
+      ...(envs ? { envs } : {}),
+      ...(metadata ? { metadata } : {}),
+    });
+    if (o.json) printJson(infoJson(c.info));
+    // The id alone on stdout, so `id=$(wrenn capsule create)` works; the hint goes to stderr.
+    else {
+      process.stdout.write(`${c.capsuleId}\n`);
+      if (process.stderr.isTTY)
+        process.stderr.write(
+          `run commands with: wrenn exec ${c.capsuleId} -- <command>, or open a shell: wrenn shell ${c.capsuleId}\n`,
+        );
+    }
+  });
+
+export const list = (o: { state?: string; template?: string; metadata?: string[]; json?: boolean }) =>
+  run(async () => {
+    const metadata = parsePairs('--metadata', o.metadata);
+    const states = o.state?.split(',').map((s) => s.trim()) as CapsuleInfo['state'][] | undefined;
+    const caps = await Capsule.list({
+      ...connection(),
+      ...(states ? { state: states } : {}),
+      ...(o.template ? { template: o.template } : {}),
+      ...(metadata ? { metadata } : {}),
+    });
+    if (o.json) return printJson(caps.map(infoJson));
+    printTable(
+      ['ID', 'STATE', 'TEMPLATE', 'VCPUS', 'MEMORY', 'CREATED', 'EXPIRES'],
+      caps.map((c) => [
+        c.capsuleId,
+        c.state,
+        c.template,
+        String(c.vcpus),
+        `${c.memoryMb} MiB`,
+        ago(c.createdAt),
+        c.expiresAt ? ago(c.expiresAt) : 'never',
+      ]),
+      'no capsules; create one with `wrenn capsule create`',
+    );
+  });
+
+export const info = (id: string, o: { json?: boolean }) =>
+  run(async () => {
+    const c = await Capsule.get(id, connection());
+    if (o.json) return printJson(infoJson(c));
+    const rows: [string, string][] = [
+      ['id', c.capsuleId],
+      ['state', c.state],
+      ['template', c.template],
+      ['runtime', c.runtime],
+      ['vcpus', String(c.vcpus)],
+      ['memory', `${c.memoryMb} MiB`],
+      ['timeout', c.timeoutSec === 0 ? 'never' : `${c.timeoutSec}s (then ${c.timeoutAction})`],
+      ['created', `${c.createdAt.toISOString()} (${ago(c.createdAt)})`],
+      ['expires', c.expiresAt ? `${c.expiresAt.toISOString()} (${ago(c.expiresAt)})` : 'never'],
+      [
+        'metadata',
+        Object.entries(c.metadata)
+          .map(([k, v]) => `${k}=${v}`)
+          .join(', ') || '-',
+      ],
+    ];
+    if (c.error) rows.push(['error', c.error]);
+    process.stdout.write(`${rows.map(([k, v]) => `${`${k}:`.padEnd(10)} ${v}`).join('\n')}\n`);
+  });
+
+export const remove = (ids: string[]) =>
+  run(async () => {
+    const conn = connection();
+    for (const id of ids) {
+      await Capsule.destroy(id, conn);
+      process.stderr.write(`destroyed ${id}\n`);
+    }
+  });
+
+export const pause = (id: string, o: { hibernate?: boolean }) =>
+  run(async () => {
+    const c = await Capsule.connect(id, { ...connection(), autoResume: false });
+    const r = await c.pause({ mode: o.hibernate ? 'hibernate' : 'freeze' });
+    process.stderr.write(`${id} is ${r.state}; resume it with \`wrenn capsule resume ${id}\`\n`);
+  });
+
+export const resume = (id: string, o: { timeout?: string }) =>
+  run(async () => {
+    const timeoutSec = parseIntOption('--timeout', o.timeout, 0, 30 * 86400);
+    const c = await Capsule.connect(id, { ...connection(), autoResume: false });
+    if (c.info.state === 'running') throw new CliError(`capsule ${id} is already running`);
+    const r = await c.resume(timeoutSec !== undefined ? { timeoutSec } : {});
+    process.stderr.write(`${id} is ${r.state}\n`);
+  });
+
+export const ping = (id: string) =>
+  run(async () => {
+    const c = await Capsule.connect(id, { ...connection(), autoResume: false });
+    const r = await c.ping();
+    process.stdout.write(`${id} ${r.state}; expires ${r.expiresAt ? ago(r.expiresAt) : 'never'}\n`);
+  });

@@ -1,0 +1,48 @@
+// `wrenn exec <id> -- cmd...`: runs a command in a capsule, streams its output and exits with its
+// exit code. Piped stdin is forwarded (echo hi | wrenn exec id -- cat).
+import { Capsule, CommandExitError } from '@wrenn/sdk';
+import { CliError, connection, parseIntOption, run, shellJoin } from './support.js';
+
+export interface ExecOpts {
+  cwd?: string;
+  user?: string;
+  env?: string[];
+  timeout?: string;
+}
+
+export const exec = (id: string, words: string[], o: ExecOpts & { envs?: Record<string, string> }) =>
+  run(async () => {
+    if (words.length === 0) throw new CliError('give the command after --, e.g. `wrenn exec <id> -- ls -la /`');
+    const timeoutSec = parseIntOption('--timeout', o.timeout, 0, 86400);
+    const cap = await Capsule.connect(id, { ...connection(), autoResume: false });
+    if (cap.info.state !== 'running')
+      throw new CliError(`capsule ${id} is ${cap.info.state}; resume it with \`wrenn capsule resume ${id}\``);
+    const pipeStdin = !process.stdin.isTTY;
+    const handle = await cap.commands.run(shellJoin(words), {
+      background: true,
+      stdin: pipeStdin,
+      ...(o.cwd ? { cwd: o.cwd } : {}),
+      ...(o.user ? { user: o.user } : {}),
+      ...(o.envs ? { envs: o.envs } : {}),
+      timeoutMs: (timeoutSec ?? 0) * 1000,
+      onStdout: (d) => process.stdout.write(d),
+      onStderr: (d) => process.stderr.write(d),
+    });
+    if (pipeStdin) {
+      void (async () => {
+        for await (const chunk of process.stdin as AsyncIterable<Buffer>) await handle.sendStdin(new Uint8Array(chunk));
+        await handle.closeStdin();
+      })().catch(() => undefined);
+    }
+    let code = 0;
+    try {
+      await handle.wait();
+    } catch (err) {
+      if (!(err instanceof CommandExitError)) throw err;
+      code = err.exitCode < 0 ? 1 : err.exitCode;
+      // A signal or a timeout is worth saying; a plain non-zero exit speaks for itself.
+      if (err.error && !/^exit status \d+$/.test(err.error)) process.stderr.write(`wrenn: ${err.error}\n`);
+    }
+    await new Promise<void>((r) => process.stdout.write('', () => r()));
+    process.exit(code);
+  });
