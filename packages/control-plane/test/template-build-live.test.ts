@@ -66,6 +66,21 @@ async function follow(sys: LiveSystem, call: Call, buildId: string): Promise<{ s
   return { streamed, build: b.body };
 }
 
+/**
+ * Deletes every template the builds made (final templates and layers): they live in the shared
+ * image cache, which outlives this system. A layer is refused while a template stacks on it, so
+ * the newest go first, and deletion repeats until nothing is left or nothing more can go.
+ */
+async function removeTeamTemplates(sys: LiveSystem, call: Call): Promise<void> {
+  for (let pass = 0; pass < 50; pass++) {
+    const rows = await sys.cp.ctx.database.db.selectFrom('templates').select('name').where('team_id', 'is not', null).orderBy('created_at', 'desc').orderBy('id', 'desc').execute();
+    if (rows.length === 0) return;
+    let removed = 0;
+    for (const r of rows) if ((await call('DELETE', `/v1/templates/${r.name}`)).status === 204) removed++;
+    if (removed === 0) throw new Error(`templates left behind in the shared image cache: ${rows.map((r) => r.name).join(', ')}`);
+  }
+}
+
 describe('templates built from a Dockerfile (live)', () => {
   let sys: LiveSystem;
   let call: Call;
@@ -76,8 +91,13 @@ describe('templates built from a Dockerfile (live)', () => {
     call = client(sys.url, sys.adminKey);
   });
   after(async () => {
-    for (const id of capsules) await call('DELETE', `/v1/capsules/${id}`).catch(() => undefined);
-    await sys?.close();
+    if (!sys) return;
+    try {
+      for (const id of capsules) await call('DELETE', `/v1/capsules/${id}`).catch(() => undefined);
+      await removeTeamTemplates(sys, call);
+    } finally {
+      await sys.close();
+    }
   });
 
   const exec = async (id: string, cmd: string) => {
@@ -139,6 +159,24 @@ describe('templates built from a Dockerfile (live)', () => {
     assert.equal(created.status, 201, created.text);
     capsules.push(created.body.id);
     assert.equal((await exec(created.body.id, 'python3 -c "import wrenn_hello; print(wrenn_hello.greet())"')).stdout, 'hello from wrenn_hello\n');
+  });
+
+  it('takes context files as multipart file parts named by their path (FROM minimal, start command and HEALTHCHECK)', async () => {
+    const form = new FormData();
+    form.set('name', 'parts');
+    form.set('dockerfile', 'FROM minimal\nCOPY sub/dir/a.txt conf/b.txt /srv/\nUSER user\nRUN cat /srv/a.txt /srv/b.txt > /tmp/both\nCMD ["sh", "-c", "sleep 1; touch /tmp/started; exec sleep 600"]\nHEALTHCHECK --interval=1s CMD test -e /tmp/started\n');
+    form.append('files', new Blob(['alpha\n']), 'sub/dir/a.txt');
+    form.append('files', new Blob(['beta\n']), 'conf/b.txt');
+    const res = await fetch(`${sys.url}/v1/templates`, { method: 'POST', headers: { 'x-api-key': sys.adminKey }, body: form });
+    const text = await res.text();
+    assert.equal(res.status, 202, text);
+    const { build } = await follow(sys, call, JSON.parse(text).build_id);
+    assert.equal(build.status, 'ready', `build failed: ${build.error}\n${build.logs}`);
+    const created = await call('POST', '/v1/capsules', { template: 'parts' });
+    assert.equal(created.status, 201, created.text);
+    capsules.push(created.body.id);
+    // USER applies to RUN and to the capsule's commands; the ready check waited for the start command.
+    assert.equal((await exec(created.body.id, 'cat /tmp/both && whoami && stat -c %U /tmp/both && test -e /tmp/started && echo started')).stdout, 'alpha\nbeta\nuser\nuser\nstarted\n');
   });
 
   it('fails a build whose RUN fails, with its output and exit code, leaving no capsule', async () => {

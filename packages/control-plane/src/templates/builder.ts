@@ -293,9 +293,10 @@ async function runIn(
     throw new StepFailed(`${what}: ${toServiceError(err).message}`);
   }
   if (!exit) throw new StepFailed(`${what}: the process ended without an exit status`);
-  if (exit.exitCode !== 0 || exit.error) {
-    if (!log && tail) tail = tail.trim();
-    throw new StepFailed(`${what}: exit code ${exit.exitCode}${exit.error ? ` (${exit.error})` : ''}${tail.trim() ? `; output ends with: ${tail.trim().slice(-500)}` : ''}`);
+  // The agent words a plain non-zero exit as "exit status N"; anything else (a signal, a timeout) is worth showing.
+  const why = exit.error && !/^exit status \d+$/.test(exit.error) ? exit.error : '';
+  if (exit.exitCode !== 0 || why) {
+    throw new StepFailed(`${what}: exit code ${exit.exitCode}${why ? ` (${why})` : ''}${tail.trim() ? `; output ends with: ${tail.trim().slice(-500)}` : ''}`);
   }
 }
 

@@ -44,7 +44,7 @@ export function readMultipartBuild(req: IncomingMessage, headers: IncomingHttpHe
   return new Promise((resolve, reject) => {
     let bb: busboy.Busboy;
     try {
-      bb = busboy({ headers, limits: { fileSize: CONTEXT_LIMITS.maxBytes, files: CONTEXT_LIMITS.maxFiles, fields: 10, fieldSize: DOCKERFILE_LIMITS.maxBytes } });
+      bb = busboy({ headers, preservePath: true, limits: { fileSize: CONTEXT_LIMITS.maxBytes, files: CONTEXT_LIMITS.maxFiles, fields: 10, fieldSize: DOCKERFILE_LIMITS.maxBytes } });
     } catch (err) {
       reject(new BuildContextError(`the multipart body could not be read: ${err instanceof Error ? err.message : String(err)}`));
       return;
