@@ -1,0 +1,39 @@
+// Loads the compiled addon (build/Release/wrenn_native.node, built by build.mjs at npm install).
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export interface NativeBinding {
+  receiveUffd(path: string, timeoutMs: number): { uffd: number; body: string };
+  sendFd(path: string, fd: number, body: string): void;
+  serveFaults(opts: {
+    uffd: number;
+    regions: { base: number; size: number; offset: number; pageSize: number }[];
+    blockSize: number;
+    blockGen: Int32Array;
+    files: string[];
+    stopFd: number;
+  }): { faults: number; copiedBytes: number; zeroPages: number; removeEvents: number };
+  registerRegion(size: number): { uffd: number; addr: number; size: number };
+  readMemory(addr: number, len: number): Buffer;
+  dataRanges(path: string): [number, number][];
+  makePipe(): [number, number];
+  /** Closes an fd the addon created (fs.closeSync warns about fds it did not open). */
+  closeFd(fd: number): void;
+}
+
+let cached: NativeBinding | undefined;
+
+export function native(): NativeBinding {
+  if (cached) return cached;
+  const root = join(dirname(fileURLToPath(import.meta.url)), '../..');
+  const file = join(root, 'build/Release/wrenn_native.node');
+  if (!existsSync(file)) {
+    throw new Error(
+      `${file} is missing: build it with \`npm install\` or \`node packages/native/build.mjs\` (needs g++, make, python3)`,
+    );
+  }
+  cached = createRequire(import.meta.url)(file) as NativeBinding;
+  return cached;
+}

@@ -1,0 +1,4 @@
+export { type NativeBinding, native } from './binding.js';
+export { type GuestRegionMapping, parseFirecrackerMappings, toFirecrackerMappings } from './mappings.js';
+export { startUffdHandler, type UffdHandler, type UffdHandlerOptions, type UffdStats } from './uffd-handler.js';
+export { VMM_SIDE_SCRIPT } from './vmm-side.js';
