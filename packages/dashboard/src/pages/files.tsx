@@ -7,8 +7,8 @@ import { Confirm, Empty, ErrorNote, usePoll, useAction } from '../ui.js';
 const PREVIEW_LIMIT = 256 * 1024;
 
 export function FilesView({ capsuleId }: { capsuleId: string }) {
-  const [dir, setDir] = useState('/root');
-  const [pathText, setPathText] = useState('/root');
+  const [dir, setDir] = useState('/');
+  const [pathText, setPathText] = useState('/');
   const [preview, setPreview] = useState<{ path: string; text: string } | null>(null);
   const [toDelete, setToDelete] = useState<FileEntry | null>(null);
   const [newDir, setNewDir] = useState('');

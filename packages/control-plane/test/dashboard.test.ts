@@ -1,0 +1,189 @@
+// The dashboard in a real browser (Debian's chromium driven by playwright-core) against a live
+// `wrenn up`: sign in, create a capsule, run `echo hi` in its terminal, upload a file, pause and
+// resume, snapshot it and start a capsule from the snapshot, destroy both. Screenshots of the main
+// pages go to test-artifacts/dashboard/.
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import { startLive, type LiveSystem } from './e2b-live.js';
+import { defaultDashboardDir } from '../src/api/dashboard.js';
+
+const CHROMIUM = '/usr/bin/chromium';
+const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../../../..');
+const shots = join(repoRoot, 'test-artifacts', 'dashboard');
+
+// Network slot 14 (see testNetwork in e2b-live.ts).
+const SLOT = 14;
+
+describe('dashboard in chromium against a live system', { timeout: 600_000 }, () => {
+  let sys: LiveSystem;
+  let context: BrowserContext;
+  let page: Page;
+  let profile: string;
+
+  before(async () => {
+    assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: install Debian's chromium (npm test's setup does: apt-get install chromium)`);
+    assert.ok(
+      existsSync(join(defaultDashboardDir(), 'index.html')),
+      `the dashboard is not built at ${defaultDashboardDir()}: run npm run build (or npm run build -w packages/dashboard)`,
+    );
+    mkdirSync(shots, { recursive: true });
+    sys = await startLive({ db: 'sqlite', slot: SLOT });
+    profile = mkdtempSync(join(tmpdir(), 'wrenn-chromium-'));
+    context = await chromium.launchPersistentContext(profile, {
+      executablePath: CHROMIUM,
+      headless: true,
+      viewport: { width: 1400, height: 900 },
+      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    });
+    context.setDefaultTimeout(60_000);
+    page = context.pages()[0] ?? (await context.newPage());
+  });
+
+  after(async () => {
+    await context?.close().catch(() => undefined);
+    if (profile) rmSync(profile, { recursive: true, force: true });
+    await sys?.close();
+  });
+
+  const shot = (name: string) => page.screenshot({ path: join(shots, `${name}.png`), fullPage: true });
+  const capsuleIdOnPage = async () => {
+    await page.waitForURL(/\/capsules\/cl-[a-z0-9]+$/);
+    return decodeURIComponent(new URL(page.url()).pathname.split('/').pop()!);
+  };
+  const waitState = (state: string) => page.locator('#capsule-title .badge', { hasText: new RegExp(`^${state}$`) }).waitFor();
+
+  test('sign in with the API key', async () => {
+    await page.goto(sys.url);
+    await page.getByLabel('API key').fill('wrn_not_a_real_key_000000000000000');
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.getByRole('alert').filter({ hasText: 'not accepted' }).waitFor();
+    await shot('login');
+    await page.getByLabel('API key').fill(sys.adminKey);
+    await page.getByLabel('API key').press('Enter');
+    await page.getByRole('heading', { name: 'Capsules' }).waitFor();
+    await page.getByText('No capsules yet').waitFor();
+    assert.equal(await page.evaluate("localStorage.getItem('wrenn.apiKey')"), sys.adminKey);
+  });
+
+  let first = '';
+
+  test('create a capsule, run echo hi in its terminal', async () => {
+    await page.getByRole('button', { name: 'New capsule' }).click();
+    const dialog = page.getByRole('dialog', { name: 'New capsule' });
+    await dialog.getByLabel('Template').selectOption('minimal');
+    await dialog.getByLabel('Metadata (key=value per line)').fill('owner=dashboard-test');
+    await dialog.getByRole('button', { name: 'Create capsule' }).click();
+    first = await capsuleIdOnPage();
+    await waitState('running');
+    await page.getByText('Terminal: connected').waitFor();
+    await page.locator('.xterm').click();
+    await page.keyboard.type('echo hi\n');
+    // A terminal row that is exactly "hi": the command's output, not the echoed command line.
+    await page.waitForFunction("[...document.querySelectorAll('.xterm-rows > div')].some((r) => r.textContent.trim() === 'hi')");
+    await shot('capsule-terminal');
+  });
+
+  test('upload a file and see it listed and opened', async () => {
+    await page.getByRole('tab', { name: 'Files' }).click();
+    await page.getByLabel('Folder', { exact: true }).fill('/tmp');
+    await page.getByRole('button', { name: 'Go', exact: true }).click();
+    await page.getByLabel('Upload files').setInputFiles({ name: 'hello-dashboard.txt', mimeType: 'text/plain', buffer: Buffer.from('uploaded from the dashboard\n') });
+    const row = page.getByRole('row').filter({ hasText: 'hello-dashboard.txt' });
+    await row.waitFor();
+    await row.getByRole('button', { name: 'hello-dashboard.txt', exact: true }).click();
+    await page.locator('.preview pre', { hasText: 'uploaded from the dashboard' }).waitFor();
+    // The file is really in the capsule.
+    const r = await fetch(`${sys.url}/v1/capsules/${first}/exec`, {
+      method: 'POST',
+      headers: { 'x-api-key': sys.adminKey, 'content-type': 'application/json' },
+      body: JSON.stringify({ cmd: 'cat /tmp/hello-dashboard.txt' }),
+    });
+    assert.equal(((await r.json()) as { stdout: string }).stdout, 'uploaded from the dashboard\n');
+    await shot('capsule-files');
+    await page.getByRole('tab', { name: 'Metrics' }).click();
+    // Two samples draw a line (it may be flat, so it is waited for in the DOM, not as visible).
+    await page.locator('.chart polyline').first().waitFor({ state: 'attached' });
+    await page.locator('.chart figcaption strong', { hasText: /%$/ }).waitFor();
+    await shot('capsule-metrics');
+    await page.getByRole('tab', { name: 'Events' }).click();
+    await page.locator('ol.events li').first().waitFor();
+  });
+
+  test('pause and resume', async () => {
+    await page.getByRole('button', { name: `Pause ${first}` }).click();
+    await waitState('paused');
+    await page.getByRole('tab', { name: 'Terminal' }).click();
+    await page.getByText('Resume it to continue').waitFor();
+    await shot('capsule-paused');
+    await page.getByRole('button', { name: `Resume ${first}` }).click();
+    await waitState('running');
+    const res = await fetch(`${sys.url}/v1/capsules/${first}`, { headers: { 'x-api-key': sys.adminKey } });
+    assert.equal(((await res.json()) as { state: string }).state, 'running');
+  });
+
+  test('snapshot, start a capsule from the snapshot, destroy both', async () => {
+    await page.getByRole('button', { name: `Snapshot ${first}` }).click();
+    const dialog = page.getByRole('dialog', { name: `Snapshot ${first}` });
+    await dialog.getByLabel('Snapshot name').fill('dash-snap');
+    await dialog.getByRole('button', { name: 'Create snapshot' }).click();
+    await dialog.getByText('is ready').waitFor();
+    await dialog.getByRole('button', { name: 'Done' }).click();
+
+    await page.getByRole('link', { name: 'Templates & snapshots' }).click();
+    const snapRow = page.getByRole('table', { name: 'Snapshots' }).getByRole('row').filter({ hasText: 'dash-snap' });
+    await snapRow.waitFor();
+    await page.getByRole('heading', { name: 'Build a template from a Dockerfile' }).waitFor();
+    await shot('templates');
+    await snapRow.getByRole('button', { name: 'Start a capsule from dash-snap' }).click();
+    const create = page.getByRole('dialog', { name: 'New capsule' });
+    assert.equal(await create.getByLabel('Template').inputValue(), 'dash-snap');
+    await create.getByRole('button', { name: 'Create capsule' }).click();
+    const second = await capsuleIdOnPage();
+    assert.notEqual(second, first);
+    await waitState('running');
+    await page.locator('.facts dd', { hasText: /^dash-snap$/ }).waitFor();
+    // The snapshot kept the uploaded file.
+    await page.getByRole('tab', { name: 'Files' }).click();
+    await page.getByLabel('Folder', { exact: true }).fill('/tmp');
+    await page.getByRole('button', { name: 'Go', exact: true }).click();
+    await page.getByRole('row').filter({ hasText: 'hello-dashboard.txt' }).waitFor();
+
+    // Destroy from the capsule's page, then the first one from the list.
+    await page.getByRole('button', { name: `Destroy ${second}` }).click();
+    await page.getByRole('dialog', { name: 'Destroy capsule?' }).getByRole('button', { name: 'Destroy' }).click();
+    await page.waitForURL(`${sys.url}/`);
+    await page.getByRole('link', { name: first }).waitFor();
+    await shot('capsules');
+    await page.getByRole('button', { name: `Destroy ${first}` }).click();
+    await page.getByRole('dialog', { name: 'Destroy capsule?' }).getByRole('button', { name: 'Destroy' }).click();
+    await page.getByText('No capsules yet').waitFor();
+    const res = await fetch(`${sys.url}/v1/capsules`, { headers: { 'x-api-key': sys.adminKey } });
+    assert.deepEqual(((await res.json()) as { capsules: unknown[] }).capsules, []);
+  });
+
+  test('hosts and API keys pages', async () => {
+    await page.getByRole('link', { name: 'Hosts' }).click();
+    await page.getByRole('table', { name: 'Hosts' }).getByRole('row').nth(1).waitFor();
+    await page.locator('.badge.h-online').first().waitFor();
+    await shot('hosts');
+    await page.getByRole('link', { name: 'API keys' }).click();
+    await page.getByLabel('Name of the new key').fill('dashboard-test');
+    await page.getByRole('button', { name: 'Create key' }).click();
+    const key = (await page.getByTestId('new-key').textContent())?.trim() ?? '';
+    assert.match(key, /^wrn_/);
+    await shot('api-keys');
+    await page.getByRole('dialog', { name: 'Your new API key' }).getByRole('button', { name: 'Done' }).click();
+    const ok = await fetch(`${sys.url}/v1/hosts`, { headers: { 'x-api-key': key } });
+    assert.equal(ok.status, 200);
+    await page.getByRole('button', { name: 'Revoke dashboard-test' }).click();
+    await page.getByRole('dialog', { name: 'Revoke key?' }).getByRole('button', { name: 'Revoke' }).click();
+    await page.getByRole('row').filter({ hasText: 'dashboard-test' }).getByText('revoked').waitFor();
+    const refused = await fetch(`${sys.url}/v1/hosts`, { headers: { 'x-api-key': key } });
+    assert.equal(refused.status, 401);
+  });
+});
