@@ -25,7 +25,7 @@ export type DbKind = 'sqlite' | 'postgres';
  * Network settings that collide neither with a real Wrenn on this machine nor with other suites
  * running at the same time: each slot (0..15) gets its own address pool, interface/netns/chain
  * names and metadata port. Slots in use: e2b 0-1, reconciler 2-3, native API 4-5, e2b base 9,
- * host cluster 10-13.
+ * host cluster 10-13, dashboard 14, native test page and template builds 15.
  */
 export function testNetwork(slot: number): Partial<NetworkOptions> {
   if (!Number.isInteger(slot) || slot < 0 || slot > 15) throw new Error(`network slot ${slot} must be 0..15`);
