@@ -166,6 +166,31 @@ describe('dashboard in chromium against a live system', { timeout: 600_000 }, ()
     assert.deepEqual(((await res.json()) as { capsules: unknown[] }).capsules, []);
   });
 
+  test('build a template from a Dockerfile with its live log, then start a capsule from it', async () => {
+    await page.getByRole('link', { name: 'Templates & snapshots' }).click();
+    await page.getByLabel('Template name').fill('dash-built');
+    await page.getByLabel('Dockerfile').fill('FROM minimal\nRUN echo built-by-dashboard > /built.txt\n');
+    await page.getByRole('button', { name: 'Build template' }).click();
+    await page.getByTestId('build-log').filter({ hasText: "Template 'dash-built' is ready" }).waitFor({ timeout: 300_000 });
+    await page.locator('.badge.b-ready').waitFor();
+    const row = page.getByRole('table', { name: 'Templates' }).getByRole('row').filter({ hasText: 'dash-built' });
+    await row.waitFor();
+    await shot('template-build');
+    await row.getByRole('button', { name: 'Start a capsule from dash-built' }).click();
+    await page.getByRole('dialog', { name: 'New capsule' }).getByRole('button', { name: 'Create capsule' }).click();
+    const id = await capsuleIdOnPage();
+    await waitState('running');
+    const r = await fetch(`${sys.url}/v1/capsules/${id}/exec`, {
+      method: 'POST',
+      headers: { 'x-api-key': sys.adminKey, 'content-type': 'application/json' },
+      body: JSON.stringify({ cmd: 'cat /built.txt' }),
+    });
+    assert.equal(((await r.json()) as { stdout: string }).stdout, 'built-by-dashboard\n');
+    await page.getByRole('button', { name: `Destroy ${id}` }).click();
+    await page.getByRole('dialog', { name: 'Destroy capsule?' }).getByRole('button', { name: 'Destroy' }).click();
+    await page.waitForURL(`${sys.url}/`);
+  });
+
   test('hosts and API keys pages', async () => {
     await page.getByRole('link', { name: 'Hosts' }).click();
     await page.getByRole('table', { name: 'Hosts' }).getByRole('row').nth(1).waitFor();

@@ -37,16 +37,18 @@ function TemplateTable({ items, caption, onDelete, onStart, showParent }: { item
               {t.vcpus} vCPU, {t.memory_mb} MiB
             </td>
             <td>{t.size_bytes ? bytes(t.size_bytes) : '—'}</td>
-            <td title={t.created_at}>{ago(t.created_at)}</td>
-            <td class="row-actions">
-              <button type="button" aria-label={`Start a capsule from ${t.name}`} onClick={() => onStart(t)}>
-                Start capsule
-              </button>
-              {!t.builtin && (
-                <button type="button" class="danger" aria-label={`Delete ${t.name}`} onClick={() => onDelete(t)}>
-                  Delete
+            <td title={t.created_at}>{Date.parse(t.created_at) > Date.UTC(2000, 0) ? ago(t.created_at) : '—'}</td>
+            <td>
+              <div class="row-actions">
+                <button type="button" aria-label={`Start a capsule from ${t.name}`} onClick={() => onStart(t)}>
+                  Start capsule
                 </button>
-              )}
+                {!t.builtin && (
+                  <button type="button" class="danger" aria-label={`Delete ${t.name}`} onClick={() => onDelete(t)}>
+                    Delete
+                  </button>
+                )}
+              </div>
             </td>
           </tr>
         ))}
@@ -84,7 +86,7 @@ export function CatalogPage() {
         <TemplateTable items={plainTemplates} caption="Templates" onStart={(t) => setStartFrom(t.name)} onDelete={(t) => setToDelete({ t, snapshot: false })} />
       )}
       <h2>Build a template from a Dockerfile</h2>
-      <TemplateBuild available={ops === null ? null : ops.has('POST /v1/templates')} ops={ops} onBuilt={() => void tpl.refresh()} />
+      <TemplateBuild available={ops === null ? null : ops.has('POST /v1/templates')} onBuilt={() => void tpl.refresh()} />
       <Confirm
         open={toDelete !== null}
         title={`Delete ${toDelete?.snapshot ? 'snapshot' : 'template'}?`}

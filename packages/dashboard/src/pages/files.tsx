@@ -132,7 +132,8 @@ export function FilesView({ capsuleId }: { capsuleId: string }) {
                 <td>{e.type === 'dir' ? '—' : bytes(e.size)}</td>
                 <td>{e.owner}</td>
                 <td>{e.modified_at ? new Date(e.modified_at).toLocaleString() : '—'}</td>
-                <td class="row-actions">
+                <td>
+                  <div class="row-actions">
                   {e.type !== 'dir' && (
                     <button type="button" aria-label={`Download ${e.name}`} onClick={() => void download(e)}>
                       Download
@@ -141,6 +142,7 @@ export function FilesView({ capsuleId }: { capsuleId: string }) {
                   <button type="button" class="danger" aria-label={`Delete ${e.name}`} onClick={() => setToDelete(e)}>
                     Delete
                   </button>
+                  </div>
                 </td>
               </tr>
             ))}

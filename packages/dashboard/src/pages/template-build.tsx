@@ -1,31 +1,75 @@
-// Building a template from a Dockerfile. The control plane gains this API separately: until its
-// OpenAPI document lists POST /v1/templates, the form is shown disabled with a note saying why.
-import { useState } from 'preact/hooks';
-import { api } from '../api.js';
+// Building a template from a Dockerfile (POST /v1/templates) with its log streamed live from
+// /v1/templates/builds/:id/logs. On a control plane whose API has no builds, the form is shown
+// disabled with a note saying why.
+import { useEffect, useRef, useState } from 'preact/hooks';
+import { api, raw } from '../api.js';
 import { ErrorNote, useAction } from '../ui.js';
 
-export function TemplateBuild({ available, ops, onBuilt }: { available: boolean | null; ops: Set<string> | null; onBuilt: () => void }) {
+interface Build {
+  build_id: string;
+  template: string;
+  status: 'pending' | 'building' | 'ready' | 'error';
+  error: string | null;
+}
+
+async function base64(file: File): Promise<string> {
+  const bytes = new Uint8Array(await file.arrayBuffer());
+  let s = '';
+  for (let i = 0; i < bytes.length; i += 0x8000) s += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  return btoa(s);
+}
+
+export function TemplateBuild({ available, onBuilt }: { available: boolean | null; onBuilt: () => void }) {
   const [name, setName] = useState('');
-  const [dockerfile, setDockerfile] = useState('FROM debian:bookworm-slim\nRUN apt-get update && apt-get install -y python3\n');
+  const [dockerfile, setDockerfile] = useState('FROM minimal\nRUN echo "hello from my template" > /hello.txt\n');
+  const [files, setFiles] = useState<File[]>([]);
   const [log, setLog] = useState('');
+  const [build, setBuild] = useState<Build | null>(null);
   const act = useAction();
+  const abort = useRef<AbortController | null>(null);
+  const logBox = useRef<HTMLPreElement>(null);
+  useEffect(() => () => abort.current?.abort(), []);
+  useEffect(() => {
+    if (logBox.current) logBox.current.scrollTop = logBox.current.scrollHeight;
+  }, [log]);
   const disabled = available !== true;
+
+  const follow = async (id: string) => {
+    const ctl = new AbortController();
+    abort.current = ctl;
+    const res = await raw('GET', `/v1/templates/builds/${encodeURIComponent(id)}/logs`, { signal: ctl.signal });
+    const reader = res.body!.getReader();
+    const dec = new TextDecoder();
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      setLog((l) => l + dec.decode(value, { stream: true }));
+    }
+    const final = await api<Build>('GET', `/v1/templates/builds/${encodeURIComponent(id)}`);
+    setBuild(final);
+    onBuilt();
+  };
+
   const submit = (e: Event) => {
     e.preventDefault();
+    abort.current?.abort();
+    setLog('');
+    setBuild(null);
     void act.run('build', async () => {
-      setLog('');
-      const res = await api<Record<string, unknown>>('POST', '/v1/templates', { name: name.trim(), dockerfile });
-      setLog((l) => `${l}build accepted: ${JSON.stringify(res)}\n`);
-      onBuilt();
+      const body: Record<string, unknown> = { name: name.trim(), dockerfile };
+      if (files.length) body.files = Object.fromEntries(await Promise.all(files.map(async (f) => [f.name, await base64(f)])));
+      const started = await api<Build>('POST', '/v1/templates', body);
+      setBuild({ ...started, error: null });
+      await follow(started.build_id);
     });
   };
-  void ops;
+
   return (
     <form class="grid-form build" onSubmit={submit} aria-describedby="build-note">
       {available === false && (
         <p id="build-note" class="notice span2" role="note">
-          Template builds are not available on this control plane yet: its API has no <code>POST /v1/templates</code>. Snapshots of
-          capsules work today; this form turns on by itself once the API offers builds.
+          Template builds are not available on this control plane: its API has no <code>POST /v1/templates</code>. Snapshots of capsules still work; this
+          form turns on by itself once the API offers builds.
         </p>
       )}
       {available === null && (
@@ -33,10 +77,25 @@ export function TemplateBuild({ available, ops, onBuilt }: { available: boolean 
           Checking whether this control plane can build templates…
         </p>
       )}
+      {available === true && (
+        <p id="build-note" class="hint span2">
+          <code>FROM</code> names a template (minimal, base or one of yours). Files that <code>COPY</code> uses go in the build context.
+        </p>
+      )}
       <label for="b-name">Template name</label>
-      <input id="b-name" required disabled={disabled} value={name} onInput={(e) => setName((e.target as HTMLInputElement).value)} />
+      <input
+        id="b-name"
+        required
+        disabled={disabled}
+        pattern="[a-z0-9][a-z0-9._\-]{0,62}"
+        title="Lower-case letters, digits, '.', '_' and '-', starting with a letter or digit"
+        value={name}
+        onInput={(e) => setName((e.target as HTMLInputElement).value)}
+      />
       <label for="b-dockerfile">Dockerfile</label>
       <textarea id="b-dockerfile" rows={6} class="mono" disabled={disabled} value={dockerfile} onInput={(e) => setDockerfile((e.target as HTMLTextAreaElement).value)} />
+      <label for="b-files">Build context files</label>
+      <input id="b-files" type="file" multiple disabled={disabled} onChange={(e) => setFiles([...((e.target as HTMLInputElement).files ?? [])])} />
       <div class="actions span2">
         <button type="submit" class="primary" disabled={disabled || !!act.busy}>
           {act.busy ? 'Building…' : 'Build template'}
@@ -44,9 +103,15 @@ export function TemplateBuild({ available, ops, onBuilt }: { available: boolean 
       </div>
       <div class="span2">
         <ErrorNote error={act.error} />
-        {log && (
-          <pre class="build-log" aria-live="polite" aria-label="Build log">
-            {log}
+        {build && (
+          <p role="status">
+            Build <code>{build.build_id}</code> of <strong>{build.template}</strong>: <span class={`badge b-${build.status}`}>{build.status}</span>
+            {build.error ? ` — ${build.error}` : ''}
+          </p>
+        )}
+        {(log || build) && (
+          <pre class="build-log" ref={logBox} aria-label="Build log" data-testid="build-log">
+            {log || 'Waiting for the log…'}
           </pre>
         )}
       </div>
