@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { pack } from 'tar-stream';
-import { SHARED_IMAGES, startLive, type LiveSystem } from './e2b-live.js';
+import { type LiveSystem, SHARED_IMAGES, startLive } from './e2b-live.js';
 import { client } from './native-helpers.js';
 
 type Call = ReturnType<typeof client>;
@@ -44,7 +44,8 @@ CMD ["python3", "-m", "http.server", "8123", "--bind", "127.0.0.1"]
 # wrenn:ready python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8123/')"
 `;
 
-const b64 = (files: Record<string, string>) => Object.fromEntries(Object.entries(files).map(([p, t]) => [p, Buffer.from(t).toString('base64')]));
+const b64 = (files: Record<string, string>) =>
+  Object.fromEntries(Object.entries(files).map(([p, t]) => [p, Buffer.from(t).toString('base64')]));
 
 async function tarOf(files: Record<string, string>): Promise<Buffer> {
   const p = pack();
@@ -73,11 +74,18 @@ async function follow(sys: LiveSystem, call: Call, buildId: string): Promise<{ s
  */
 async function removeTeamTemplates(sys: LiveSystem, call: Call): Promise<void> {
   for (let pass = 0; pass < 50; pass++) {
-    const rows = await sys.cp.ctx.database.db.selectFrom('templates').select('name').where('team_id', 'is not', null).orderBy('created_at', 'desc').orderBy('id', 'desc').execute();
+    const rows = await sys.cp.ctx.database.db
+      .selectFrom('templates')
+      .select('name')
+      .where('team_id', 'is not', null)
+      .orderBy('created_at', 'desc')
+      .orderBy('id', 'desc')
+      .execute();
     if (rows.length === 0) return;
     let removed = 0;
     for (const r of rows) if ((await call('DELETE', `/v1/templates/${r.name}`)).status === 204) removed++;
-    if (removed === 0) throw new Error(`templates left behind in the shared image cache: ${rows.map((r) => r.name).join(', ')}`);
+    if (removed === 0)
+      throw new Error(`templates left behind in the shared image cache: ${rows.map((r) => r.name).join(', ')}`);
   }
 }
 
@@ -121,13 +129,22 @@ describe('templates built from a Dockerfile (live)', () => {
     assert.equal(created.status, 201, created.text);
     const id = created.body.id as string;
     capsules.push(id);
-    assert.equal((await exec(id, 'python3 -c "import wrenn_hello; print(wrenn_hello.greet())"')).stdout, 'hello from wrenn_hello\n');
+    assert.equal(
+      (await exec(id, 'python3 -c "import wrenn_hello; print(wrenn_hello.greet())"')).stdout,
+      'hello from wrenn_hello\n',
+    );
     assert.equal((await exec(id, 'echo "$GREETING|$APP_HOME"')).stdout, 'hello from the template|/opt/app\n');
     assert.equal((await exec(id, 'pwd')).stdout, '/opt/app\n');
-    assert.equal((await exec(id, 'stat -c %U:%G /home/user/notes.txt && cat /home/user/notes.txt')).stdout, 'user:user\nnotes for the user\n');
+    assert.equal(
+      (await exec(id, 'stat -c %U:%G /home/user/notes.txt && cat /home/user/notes.txt')).stdout,
+      'user:user\nnotes for the user\n',
+    );
     // The start command runs from WORKDIR, so its listing shows the copied package; the ready
     // check passed before create returned, so it answers at once.
-    const listing = await exec(id, `python3 -c "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:8123/').read().decode())"`);
+    const listing = await exec(
+      id,
+      `python3 -c "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:8123/').read().decode())"`,
+    );
     assert.equal(listing.exit_code, 0, listing.stderr);
     assert.match(listing.stdout, /pkg\//);
     // A variable given at create wins over the template's.
@@ -145,29 +162,47 @@ describe('templates built from a Dockerfile (live)', () => {
     // The template being replaced must not be in use.
     for (const id of capsules.splice(0)) await call('DELETE', `/v1/capsules/${id}`);
     const t0 = Date.now();
-    const res = await fetch(`${sys.url}/v1/templates`, { method: 'POST', headers: { 'x-api-key': sys.adminKey }, body: form });
+    const res = await fetch(`${sys.url}/v1/templates`, {
+      method: 'POST',
+      headers: { 'x-api-key': sys.adminKey },
+      body: form,
+    });
     const text = await res.text();
     assert.equal(res.status, 202, text);
     const { build } = await follow(sys, call, JSON.parse(text).build_id);
     assert.equal(build.status, 'ready', `rebuild failed: ${build.error}\n${build.logs}`);
     for (const step of ['COPY pkg/', 'RUN pip install', 'COPY --chown']) {
-      assert.match(build.logs, new RegExp(`: ${step.replace(/[/]/g, '\\/')}[^\\n]*\\n ---> cached`), `step '${step}' was not cached:\n${build.logs}`);
+      assert.match(
+        build.logs,
+        new RegExp(`: ${step.replace(/[/]/g, '\\/')}[^\\n]*\\n ---> cached`),
+        `step '${step}' was not cached:\n${build.logs}`,
+      );
     }
     assert.doesNotMatch(build.logs, /installed: hello/);
     console.log(`# rebuild with every layer cached took ${Date.now() - t0} ms`);
     const created = await call('POST', '/v1/capsules', { template: 'py-app' });
     assert.equal(created.status, 201, created.text);
     capsules.push(created.body.id);
-    assert.equal((await exec(created.body.id, 'python3 -c "import wrenn_hello; print(wrenn_hello.greet())"')).stdout, 'hello from wrenn_hello\n');
+    assert.equal(
+      (await exec(created.body.id, 'python3 -c "import wrenn_hello; print(wrenn_hello.greet())"')).stdout,
+      'hello from wrenn_hello\n',
+    );
   });
 
   it('takes context files as multipart file parts named by their path (FROM minimal, start command and HEALTHCHECK)', async () => {
     const form = new FormData();
     form.set('name', 'parts');
-    form.set('dockerfile', 'FROM minimal\nCOPY sub/dir/a.txt conf/b.txt /srv/\nUSER user\nRUN cat /srv/a.txt /srv/b.txt > /tmp/both\nCMD ["sh", "-c", "sleep 1; touch /tmp/started; exec sleep 600"]\nHEALTHCHECK --interval=1s CMD test -e /tmp/started\n');
+    form.set(
+      'dockerfile',
+      'FROM minimal\nCOPY sub/dir/a.txt conf/b.txt /srv/\nUSER user\nRUN cat /srv/a.txt /srv/b.txt > /tmp/both\nCMD ["sh", "-c", "sleep 1; touch /tmp/started; exec sleep 600"]\nHEALTHCHECK --interval=1s CMD test -e /tmp/started\n',
+    );
     form.append('files', new Blob(['alpha\n']), 'sub/dir/a.txt');
     form.append('files', new Blob(['beta\n']), 'conf/b.txt');
-    const res = await fetch(`${sys.url}/v1/templates`, { method: 'POST', headers: { 'x-api-key': sys.adminKey }, body: form });
+    const res = await fetch(`${sys.url}/v1/templates`, {
+      method: 'POST',
+      headers: { 'x-api-key': sys.adminKey },
+      body: form,
+    });
     const text = await res.text();
     assert.equal(res.status, 202, text);
     const { build } = await follow(sys, call, JSON.parse(text).build_id);
@@ -176,11 +211,40 @@ describe('templates built from a Dockerfile (live)', () => {
     assert.equal(created.status, 201, created.text);
     capsules.push(created.body.id);
     // USER applies to RUN and to the capsule's commands; the ready check waited for the start command.
-    assert.equal((await exec(created.body.id, 'cat /tmp/both && whoami && stat -c %U /tmp/both && test -e /tmp/started && echo started')).stdout, 'alpha\nbeta\nuser\nuser\nstarted\n');
+    assert.equal(
+      (
+        await exec(
+          created.body.id,
+          'cat /tmp/both && whoami && stat -c %U /tmp/both && test -e /tmp/started && echo started',
+        )
+      ).stdout,
+      'alpha\nbeta\nuser\nuser\nstarted\n',
+    );
+  });
+
+  it('fails capsule creation when the ready check never passes, leaving no capsule; logs stream as SSE', async () => {
+    const dockerfile = 'FROM minimal\nCMD ["sleep", "600"]\nHEALTHCHECK --start-period=2s CMD test -e /never\n';
+    const start = await call('POST', '/v1/templates', { name: 'never-ready', dockerfile });
+    assert.equal(start.status, 202, start.text);
+    const sse = await fetch(`${sys.url}/v1/templates/builds/${start.body.build_id}/logs`, {
+      headers: { 'x-api-key': sys.adminKey, accept: 'text/event-stream' },
+    });
+    assert.match(sse.headers.get('content-type') ?? '', /text\/event-stream/);
+    const events = await sse.text();
+    assert.match(events, /^event: log\ndata: \{"text":"Building template 'never-ready'/);
+    assert.match(events, /event: end\ndata: \{"status":"ready","error":null\}\n\n$/);
+    const created = await call('POST', '/v1/capsules', { template: 'never-ready' });
+    assert.equal(created.status, 504, created.text);
+    assert.equal(created.body.error.code, 'capsule_not_ready');
+    assert.match(created.body.error.message, /test -e \/never' did not pass within 2\.0 s/);
+    const list = await call('GET', '/v1/capsules?template=never-ready');
+    assert.equal(list.status, 200, list.text);
+    assert.deepEqual(list.body.capsules, []);
   });
 
   it('fails a build whose RUN fails, with its output and exit code, leaving no capsule', async () => {
-    const dockerfile = 'FROM minimal\nENV WHO=wrenn\nRUN echo "building for $WHO"\nRUN echo "about to fail" && echo "broken step" >&2 && exit 7\nRUN echo never\n';
+    const dockerfile =
+      'FROM minimal\nENV WHO=wrenn\nRUN echo "building for $WHO"\nRUN echo "about to fail" && echo "broken step" >&2 && exit 7\nRUN echo never\n';
     const start = await call('POST', '/v1/templates', { name: 'broken', dockerfile });
     assert.equal(start.status, 202, start.text);
     const { streamed, build } = await follow(sys, call, start.body.build_id);
@@ -196,15 +260,24 @@ describe('templates built from a Dockerfile (live)', () => {
     assert.deepEqual(list.body.capsules, []);
     const tpls = await call('GET', '/v1/templates');
     assert.equal(tpls.status, 200, tpls.text);
-    assert.ok(!tpls.body.templates.some((t: { name: string }) => t.name === 'broken'), 'a failed build must not leave a template');
+    assert.ok(
+      !tpls.body.templates.some((t: { name: string }) => t.name === 'broken'),
+      'a failed build must not leave a template',
+    );
   });
 
   it('refuses malformed Dockerfiles and bad requests with a 400 naming the line', async () => {
-    const bad = await call('POST', '/v1/templates', { name: 'bad', dockerfile: 'FROM base\nRUN echo hi\nFROBNICATE now\n' });
+    const bad = await call('POST', '/v1/templates', {
+      name: 'bad',
+      dockerfile: 'FROM base\nRUN echo hi\nFROBNICATE now\n',
+    });
     assert.equal(bad.status, 400, bad.text);
     assert.match(bad.body.error.message, /line 3/);
     assert.match(bad.body.error.message, /FROBNICATE/);
-    const missing = await call('POST', '/v1/templates', { name: 'bad', dockerfile: 'FROM base\n\nCOPY nothere.txt /x\n' });
+    const missing = await call('POST', '/v1/templates', {
+      name: 'bad',
+      dockerfile: 'FROM base\n\nCOPY nothere.txt /x\n',
+    });
     assert.equal(missing.status, 400, missing.text);
     assert.match(missing.body.error.message, /line 3: COPY source 'nothere\.txt' is not in the build context/);
     const noFrom = await call('POST', '/v1/templates', { name: 'bad', dockerfile: 'FROM no-such-template\n' });
@@ -215,8 +288,12 @@ describe('templates built from a Dockerfile (live)', () => {
     assert.match(name.body.error.message, /template name/);
     const builtin = await call('POST', '/v1/templates', { name: 'base', dockerfile: 'FROM minimal\n' });
     assert.equal(builtin.status, 409, builtin.text);
-    const escape = await call('POST', '/v1/templates', { name: 'bad', dockerfile: 'FROM base\n', files: { '../x': 'aGk=' } });
-    assert.equal(escape.status, 400, escape.text);
+    const escaping = await call('POST', '/v1/templates', {
+      name: 'bad',
+      dockerfile: 'FROM base\n',
+      files: { '../x': 'aGk=' },
+    });
+    assert.equal(escaping.status, 400, escaping.text);
     const noDockerfile = await call('POST', '/v1/templates', { name: 'bad' });
     assert.equal(noDockerfile.status, 400, noDockerfile.text);
     assert.match(noDockerfile.body.error.message, /dockerfile is required/);

@@ -2,8 +2,8 @@
 // accepts, and the errors (with line numbers) for what it does not.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { DockerfileError, parseDockerfile, splitWords, substitute } from '../src/templates/dockerfile.js';
 import { BuildContextError, makeContext, planCopy } from '../src/templates/build-context.js';
+import { DockerfileError, parseDockerfile, splitWords, substitute } from '../src/templates/dockerfile.js';
 
 const errLine = (text: string): { line: number; problem: string } => {
   try {
@@ -42,9 +42,25 @@ describe('Dockerfile parser', () => {
     assert.equal(p.from, 'base');
     assert.equal(p.fromLine, 2);
     const kinds = p.steps.map((s) => `${s.kind}@${s.line}`);
-    assert.deepEqual(kinds, ['ENV@4', 'ENV@7', 'WORKDIR@8', 'USER@9', 'RUN@10', 'RUN@12', 'COPY@13', 'COPY@14', 'ENTRYPOINT@16', 'CMD@17', 'READY@18']);
+    assert.deepEqual(kinds, [
+      'ENV@4',
+      'ENV@7',
+      'WORKDIR@8',
+      'USER@9',
+      'RUN@10',
+      'RUN@12',
+      'COPY@13',
+      'COPY@14',
+      'ENTRYPOINT@16',
+      'CMD@17',
+      'READY@18',
+    ]);
     const s = p.steps;
-    assert.deepEqual(s[0]!.kind === 'ENV' && s[0]!.vars, [['A', '1'], ['B', 'two words'], ['C', '3']]);
+    assert.deepEqual(s[0]!.kind === 'ENV' && s[0]!.vars, [
+      ['A', '1'],
+      ['B', 'two words'],
+      ['C', '3'],
+    ]);
     assert.deepEqual(s[1]!.kind === 'ENV' && s[1]!.vars, [['LEGACY', 'value with spaces']]);
     assert.deepEqual(s[4]!.kind === 'RUN' && s[4]!.argv, ['/bin/sh', '-c', 'echo one && echo two']);
     assert.deepEqual(s[5]!.kind === 'RUN' && s[5]!.argv, ['python3', '-c', 'print(1)']);
@@ -64,8 +80,28 @@ describe('Dockerfile parser', () => {
     assert.equal(ready?.kind === 'READY' && ready.command, 'test -e /tmp/up');
   });
 
+  it('reads HEALTHCHECK options: --start-period bounds the ready check', () => {
+    const ready = (text: string) => {
+      const s = parseDockerfile(`FROM base\n${text}\n`).steps[0]!;
+      assert.ok(s.kind === 'READY');
+      return [s.command, s.timeoutMs];
+    };
+    assert.deepEqual(ready('HEALTHCHECK --start-period=1m30s --retries=3 CMD ["test", "-e", "/x y"]'), [
+      "test -e '/x y'",
+      90_000,
+    ]);
+    assert.deepEqual(ready('HEALTHCHECK --interval=500ms CMD true'), ['true', null]);
+    assert.deepEqual(ready('HEALTHCHECK NONE'), [null, null]);
+    assert.match(errLine('FROM base\nHEALTHCHECK --bogus=1 CMD true\n').problem, /unknown HEALTHCHECK option --bogus/);
+    assert.match(errLine('FROM base\nHEALTHCHECK --start-period=soon CMD true\n').problem, /not a duration/);
+  });
+
   it('names the line and the problem of bad input', () => {
-    assert.deepEqual(errLine('FROM base\nRUN echo hi\nFOO bar\n'), { line: 3, problem: "unknown instruction 'FOO' (supported: FROM, RUN, COPY, ADD, ENV, WORKDIR, USER, CMD, ENTRYPOINT, HEALTHCHECK, EXPOSE, LABEL)" });
+    assert.deepEqual(errLine('FROM base\nRUN echo hi\nFOO bar\n'), {
+      line: 3,
+      problem:
+        "unknown instruction 'FOO' (supported: FROM, RUN, COPY, ADD, ENV, WORKDIR, USER, CMD, ENTRYPOINT, HEALTHCHECK, EXPOSE, LABEL)",
+    });
     assert.equal(errLine('RUN echo\n').line, 1);
     assert.match(errLine('RUN echo\n').problem, /before FROM/);
     assert.match(errLine('FROM base\n\nENV 1BAD=x\n').problem, /not a valid environment variable name/);
@@ -110,7 +146,9 @@ describe('COPY planning', () => {
   it('maps files, directories, globs and the whole context as Docker does', () => {
     const d = (t: string, wd = '') => {
       const s = copy(t);
-      return planCopy(s, s.dest, wd, ctx).entries.map((e) => `${e.dest}:${e.file.mode.toString(8)}`).sort();
+      return planCopy(s, s.dest, wd, ctx)
+        .entries.map((e) => `${e.dest}:${e.file.mode.toString(8)}`)
+        .sort();
     };
     assert.deepEqual(d('COPY notes.txt /etc/n.txt'), ['/etc/n.txt:644']);
     assert.deepEqual(d('COPY notes.txt /etc/'), ['/etc/notes.txt:644']);
@@ -123,14 +161,19 @@ describe('COPY planning', () => {
   it('hashes content, so a changed file changes the cache key', () => {
     const s = copy('COPY pkg /p');
     const a = planCopy(s, s.dest, '', ctx).contentHash;
-    const changed = makeContext([...ctx].map(([p, f]) => [p, p === 'pkg/src/m.py' ? { ...f, data: Buffer.from('x = 2') } : f]));
+    const changed = makeContext(
+      [...ctx].map(([p, f]) => [p, p === 'pkg/src/m.py' ? { ...f, data: Buffer.from('x = 2') } : f]),
+    );
     assert.equal(planCopy(s, s.dest, '', ctx).contentHash, a);
     assert.notEqual(planCopy(s, s.dest, '', changed).contentHash, a);
   });
 
   it('names the line of a source that is not in the context, and refuses escaping paths', () => {
     const s = copy('COPY missing.txt /x');
-    assert.throws(() => planCopy(s, s.dest, '', ctx), (err: unknown) => err instanceof DockerfileError && err.line === 2 && /missing\.txt/.test(err.message));
+    assert.throws(
+      () => planCopy(s, s.dest, '', ctx),
+      (err: unknown) => err instanceof DockerfileError && err.line === 2 && /missing\.txt/.test(err.message),
+    );
     assert.throws(() => makeContext([['../x', { data: Buffer.alloc(0), mode: 0o644 }]]), BuildContextError);
     assert.throws(() => makeContext([['/etc/passwd', { data: Buffer.alloc(0), mode: 0o644 }]]), BuildContextError);
   });

@@ -6,11 +6,12 @@
 //
 // Limitation: envd defaults are set through /init once at create; a capsule resumed from
 // hibernation is re-initialised by its agent with the stock defaults (user, /home/user).
-import type { ControlPlaneContext } from '../context.js';
+
 import type { AgentClient } from '../agents/pool.js';
 import { ApiError } from '../api/errors.js';
-import type { Template } from '../db/repositories/templates.js';
+import type { ControlPlaneContext } from '../context.js';
 import { getTemplateConfig, type TemplateConfig } from '../db/repositories/template-configs-extra.js';
+import type { Template } from '../db/repositories/templates.js';
 
 export type { TemplateConfig } from '../db/repositories/template-configs-extra.js';
 
@@ -26,8 +27,10 @@ export async function templateConfigFor(ctx: ControlPlaneContext, template: Temp
 }
 
 /** Request envs over template envs. */
-export const mergeTemplateEnvs = (config: TemplateConfig | null, envs: Record<string, string>): Record<string, string> =>
-  config ? { ...config.env, ...envs } : envs;
+export const mergeTemplateEnvs = (
+  config: TemplateConfig | null,
+  envs: Record<string, string>,
+): Record<string, string> => (config ? { ...config.env, ...envs } : envs);
 
 export interface StartTarget {
   capsuleId: string;
@@ -61,26 +64,56 @@ const shellArgs = (cmd: string) => ({ cmd: '/bin/sh', args: ['-c', cmd] });
 export async function startTemplateProcesses(t: StartTarget, config: TemplateConfig | null): Promise<void> {
   if (!config) return;
   await setEnvdDefaults(t, config).catch((err: unknown) => {
-    throw new ApiError(500, 'capsule_start_failed', `could not set the template's user and working directory: ${err instanceof Error ? err.message : String(err)}`);
+    throw new ApiError(
+      500,
+      'capsule_start_failed',
+      `could not set the template's user and working directory: ${err instanceof Error ? err.message : String(err)}`,
+    );
   });
-  const base = { capsuleId: t.capsuleId, envs: {}, cwd: config.workdir, user: config.user.split(':')[0] ?? '', stdin: new Uint8Array(), timeoutSec: 0 };
+  const base = {
+    capsuleId: t.capsuleId,
+    envs: {},
+    cwd: config.workdir,
+    user: config.user.split(':')[0] ?? '',
+    stdin: new Uint8Array(),
+    timeoutSec: 0,
+  };
   if (config.startCmd) {
-    await t.agent.startProcess({ exec: { ...base, ...shellArgs(config.startCmd), tag: 'wrenn-start' } }).catch((err: unknown) => {
-      throw new ApiError(500, 'capsule_start_failed', `the template's start command could not be started: ${err instanceof Error ? err.message : String(err)}`);
-    });
+    await t.agent
+      .startProcess({ exec: { ...base, ...shellArgs(config.startCmd), tag: 'wrenn-start' } })
+      .catch((err: unknown) => {
+        throw new ApiError(
+          500,
+          'capsule_start_failed',
+          `the template's start command could not be started: ${err instanceof Error ? err.message : String(err)}`,
+        );
+      });
   }
   if (config.readyCmd) {
-    const deadline = Date.now() + READY_TIMEOUT_MS;
+    const timeoutMs = config.readyTimeoutMs ?? READY_TIMEOUT_MS;
+    const deadline = Date.now() + timeoutMs;
     let last = '';
     for (;;) {
-      const r = await t.agent.exec({ ...base, ...shellArgs(config.readyCmd), timeoutSec: 30, tag: '' }).catch((err: unknown) => {
-        last = err instanceof Error ? err.message : String(err);
-        return null;
-      });
+      const r = await t.agent
+        .exec({ ...base, ...shellArgs(config.readyCmd), timeoutSec: 30, tag: '' })
+        .catch((err: unknown) => {
+          last = err instanceof Error ? err.message : String(err);
+          return null;
+        });
       if (r && r.exitCode === 0 && !r.error) return;
-      if (r) last = `exit code ${r.exitCode}${r.error ? ` (${r.error})` : ''}: ${Buffer.from(r.stderr).toString('utf8').trim().slice(-300) || Buffer.from(r.stdout).toString('utf8').trim().slice(-300)}`;
+      if (r) {
+        const out = (
+          Buffer.from(r.stderr).toString('utf8').trim() || Buffer.from(r.stdout).toString('utf8').trim()
+        ).slice(-300);
+        const why = r.error && !/^exit status \d+$/.test(r.error) ? ` (${r.error})` : '';
+        last = `exit code ${r.exitCode}${why}${out ? `: ${out}` : ''}`;
+      }
       if (Date.now() > deadline) {
-        throw new ApiError(504, 'capsule_not_ready', `the template's ready check '${config.readyCmd}' did not pass within ${Math.round(READY_TIMEOUT_MS / 1000)} s; last result: ${last}`);
+        throw new ApiError(
+          504,
+          'capsule_not_ready',
+          `the template's ready check '${config.readyCmd}' did not pass within ${(timeoutMs / 1000).toFixed(1)} s; last result: ${last}`,
+        );
       }
       await new Promise((r) => setTimeout(r, READY_POLL_MS));
     }

@@ -25,9 +25,14 @@ export function contextPath(p: string): string {
   if (typeof p !== 'string' || p.length === 0 || p.length > CONTEXT_LIMITS.maxPathLength || p.includes('\0')) {
     throw new BuildContextError(`build context path '${String(p).slice(0, 80)}' is empty, too long or contains NUL`);
   }
-  const n = posix.normalize(p.replace(/\\/g, '/')).replace(/^(\.\/)+/, '').replace(/\/+$/, '');
+  const n = posix
+    .normalize(p.replace(/\\/g, '/'))
+    .replace(/^(\.\/)+/, '')
+    .replace(/\/+$/, '');
   if (n.startsWith('/') || n === '..' || n.startsWith('../') || n === '.' || n === '') {
-    throw new BuildContextError(`build context path '${p}' must be relative and stay inside the context (no leading '/', no '..')`);
+    throw new BuildContextError(
+      `build context path '${p}' must be relative and stay inside the context (no leading '/', no '..')`,
+    );
   }
   return n;
 }
@@ -39,8 +44,10 @@ export function makeContext(entries: Iterable<[string, ContextFile]>): BuildCont
   for (const [p, f] of entries) {
     const path = contextPath(p);
     total += f.data.length;
-    if (ctx.size >= CONTEXT_LIMITS.maxFiles) throw new BuildContextError(`the build context has more than ${CONTEXT_LIMITS.maxFiles} files`);
-    if (total > CONTEXT_LIMITS.maxBytes) throw new BuildContextError(`the build context is larger than ${CONTEXT_LIMITS.maxBytes} bytes`);
+    if (ctx.size >= CONTEXT_LIMITS.maxFiles)
+      throw new BuildContextError(`the build context has more than ${CONTEXT_LIMITS.maxFiles} files`);
+    if (total > CONTEXT_LIMITS.maxBytes)
+      throw new BuildContextError(`the build context is larger than ${CONTEXT_LIMITS.maxBytes} bytes`);
     ctx.set(path, { data: f.data, mode: f.mode & 0o7777 });
   }
   return ctx;
@@ -62,7 +69,17 @@ export interface CopyPlan {
 }
 
 const globRe = (pattern: string): RegExp =>
-  new RegExp(`^${pattern.split('/').map((seg) => seg.replace(/[.+^${}()|\\]/g, '\\$&').replace(/\*/g, '[^/]*').replace(/\?/g, '[^/]')).join('/')}$`);
+  new RegExp(
+    `^${pattern
+      .split('/')
+      .map((seg) =>
+        seg
+          .replace(/[.+^${}()|\\]/g, '\\$&')
+          .replace(/\*/g, '[^/]*')
+          .replace(/\?/g, '[^/]'),
+      )
+      .join('/')}$`,
+  );
 
 /**
  * Resolves a COPY step against the context. `dest` is already variable-substituted; relative
@@ -75,7 +92,10 @@ export function planCopy(step: CopyStep, dest: string, workdir: string, context:
   let intoDir = dest.endsWith('/') || step.sources.length > 1;
   const matches: { path: string; rel: string | null }[] = [];
   for (const raw of step.sources) {
-    const src = posix.normalize(raw).replace(/^(\.\/)+/, '').replace(/\/+$/, '');
+    const src = posix
+      .normalize(raw)
+      .replace(/^(\.\/)+/, '')
+      .replace(/\/+$/, '');
     const found: { path: string; rel: string | null }[] = [];
     if (src === '.' || src === '') {
       intoDir = true;
@@ -99,12 +119,17 @@ export function planCopy(step: CopyStep, dest: string, workdir: string, context:
         }
       }
     }
-    if (found.length === 0) throw new DockerfileError(step.line, `COPY source '${raw}' is not in the build context; upload it with the Dockerfile (paths are relative to the context)`);
+    if (found.length === 0)
+      throw new DockerfileError(
+        step.line,
+        `COPY source '${raw}' is not in the build context; upload it with the Dockerfile (paths are relative to the context)`,
+      );
     matches.push(...found);
   }
   const entries: CopyPlanEntry[] = matches.map((m) => {
     const file = context.get(m.path)!;
-    const target = m.rel !== null ? posix.join(absDest, m.rel) : intoDir ? posix.join(absDest, posix.basename(m.path)) : absDest;
+    const target =
+      m.rel !== null ? posix.join(absDest, m.rel) : intoDir ? posix.join(absDest, posix.basename(m.path)) : absDest;
     return { dest: target, file: step.chmod !== null ? { data: file.data, mode: step.chmod } : file };
   });
   const h = createHash('sha256');

@@ -12,26 +12,38 @@
 // while a template still stacks on them.
 import { createHash } from 'node:crypto';
 import { posix } from 'node:path';
-import type { ControlPlaneContext } from '../context.js';
 import { ApiError, badRequest, conflict } from '../api/errors.js';
+import type { ControlPlaneContext } from '../context.js';
+import { createBuild, setBuildStatus, type TemplateBuild } from '../db/repositories/template-builds.js';
+import {
+  emptyTemplateConfig,
+  getTemplateConfig,
+  setTemplateConfig,
+  type TemplateConfig,
+} from '../db/repositories/template-configs-extra.js';
 import {
   createTemplate,
   deleteTemplate as deleteTemplateRow,
   resolveTemplate as resolveTemplateRow,
-  updateTemplate,
-  validateTemplateName,
   type Template,
   type TemplateKind,
+  updateTemplate,
+  validateTemplateName,
 } from '../db/repositories/templates.js';
-import { createBuild, setBuildStatus, type TemplateBuild } from '../db/repositories/template-builds.js';
-import { emptyTemplateConfig, getTemplateConfig, setTemplateConfig, type TemplateConfig } from '../db/repositories/template-configs-extra.js';
-import { agentForCapsule, createCapsule, destroyCapsule, type Capsule } from '../services/capsules.js';
+import { agentForCapsule, type Capsule, createCapsule, destroyCapsule } from '../services/capsules.js';
 import { mapErrors, toServiceError } from '../services/errors.js';
-import { agentTemplateName, assertNotBuiltin, resolveTemplate } from '../services/templates.js';
 import { deleteTemplate } from '../services/snapshots.js';
+import { agentTemplateName, assertNotBuiltin, resolveTemplate } from '../services/templates.js';
 import { type BuildContext, planCopy } from './build-context.js';
 import { BuildLog, buildEvents } from './build-log.js';
-import { DockerfileError, parseDockerfile, shellQuote, substitute, type ParsedDockerfile, type Step } from './dockerfile.js';
+import {
+  DockerfileError,
+  type ParsedDockerfile,
+  parseDockerfile,
+  type Step,
+  shellQuote,
+  substitute,
+} from './dockerfile.js';
 
 /** Longest a single RUN may take. */
 const STEP_TIMEOUT_SEC = Number(process.env.WRENN_BUILD_STEP_TIMEOUT_SEC ?? 3600);
@@ -65,9 +77,14 @@ export const isBuildRunning = (id: string): boolean => running.has(id);
  * records the build and runs it in the background. Bad input is a 400/404/409 here, never a
  * failed build.
  */
-export async function startTemplateBuild(ctx: ControlPlaneContext, teamId: string, input: StartBuildInput): Promise<TemplateBuild> {
+export async function startTemplateBuild(
+  ctx: ControlPlaneContext,
+  teamId: string,
+  input: StartBuildInput,
+): Promise<TemplateBuild> {
   await mapErrors(async () => validateTemplateName(input.name));
-  if (isLayerName(input.name)) throw badRequest(`template names starting with '${LAYER_PREFIX}' are reserved for build layers; pick another name`);
+  if (isLayerName(input.name))
+    throw badRequest(`template names starting with '${LAYER_PREFIX}' are reserved for build layers; pick another name`);
   assertNotBuiltin(input.name, 'replaced by a build; pick another name');
   let parsed: ParsedDockerfile;
   try {
@@ -80,14 +97,19 @@ export async function startTemplateBuild(ctx: ControlPlaneContext, teamId: strin
     const e = toServiceError(err);
     throw new ApiError(e.status, e.code, `Dockerfile line ${parsed.fromLine}: FROM ${parsed.from}: ${e.message}`);
   });
-  if (from.name === input.name && from.teamId === teamId) throw badRequest(`Dockerfile line ${parsed.fromLine}: a template cannot be built FROM itself ('${input.name}')`);
+  if (from.name === input.name && from.teamId === teamId)
+    throw badRequest(`Dockerfile line ${parsed.fromLine}: a template cannot be built FROM itself ('${input.name}')`);
   const existing = await mapErrors(() => resolveTemplateRow(ctx.database.db, teamId, input.name));
   if (existing && existing.teamId === teamId && existing.kind !== 'dockerfile') {
-    throw conflict(`'${input.name}' is already a ${existing.kind} template of this team; pick another name or delete it first`);
+    throw conflict(
+      `'${input.name}' is already a ${existing.kind} template of this team; pick another name or delete it first`,
+    );
   }
   // Dry run of the config steps, so every COPY source is checked before anything runs.
   simulate(parsed, emptyTemplateConfig(), input.context);
-  const build = await mapErrors(() => createBuild(ctx.database.db, { template: input.name, teamId, status: 'building' }));
+  const build = await mapErrors(() =>
+    createBuild(ctx.database.db, { template: input.name, teamId, status: 'building' }),
+  );
   running.add(build.id);
   void runBuild(ctx, teamId, build.id, input.name, parsed, from, input.context).finally(() => {
     running.delete(build.id);
@@ -110,7 +132,10 @@ function simulate(parsed: ParsedDockerfile, start: TemplateConfig, context: Buil
 }
 
 /** Applies ENV/WORKDIR/USER/CMD/ENTRYPOINT/ready steps to the config; false for filesystem steps. */
-function applyConfigStep(cfg: TemplateConfig & { entrypoint?: string | null; cmd?: string | null }, step: Step): boolean {
+function applyConfigStep(
+  cfg: TemplateConfig & { entrypoint?: string | null; cmd?: string | null },
+  step: Step,
+): boolean {
   switch (step.kind) {
     case 'ENV':
       for (const [k, v] of step.vars) cfg.env[k] = substitute(v, cfg.env);
@@ -133,6 +158,7 @@ function applyConfigStep(cfg: TemplateConfig & { entrypoint?: string | null; cmd
       return true;
     case 'READY':
       cfg.readyCmd = step.command;
+      cfg.readyTimeoutMs = step.timeoutMs;
       return true;
     default:
       return false;
@@ -158,13 +184,20 @@ async function runBuild(
     if (!capsule) return;
     const id = capsule.id;
     capsule = null;
-    await destroyCapsule(ctx, teamId, id).catch((err: unknown) => ctx.log.warn({ err, id, buildId }, 'could not destroy a build capsule'));
+    await destroyCapsule(ctx, teamId, id).catch((err: unknown) =>
+      ctx.log.warn({ err, id, buildId }, 'could not destroy a build capsule'),
+    );
   };
   try {
     const inherited = (from.teamId ? await getTemplateConfig(db, from.id) : null) ?? emptyTemplateConfig();
-    const cfg: TemplateConfig & { entrypoint?: string | null; cmd?: string | null } = { ...structuredClone(inherited), cmd: inherited.startCmd };
+    const cfg: TemplateConfig & { entrypoint?: string | null; cmd?: string | null } = {
+      ...structuredClone(inherited),
+      cmd: inherited.startCmd,
+    };
     const total = parsed.steps.length;
-    log.line(`Building template '${name}' FROM ${from.name} (${total} step${total === 1 ? '' : 's'}), build ${buildId}`);
+    log.line(
+      `Building template '${name}' FROM ${from.name} (${total} step${total === 1 ? '' : 's'}), build ${buildId}`,
+    );
     let key = sha('wrenn-build-v1', from.id, String(from.createdAt.getTime()));
     let current = from.name;
     const ensureCapsule = async (): Promise<Capsule> => {
@@ -200,22 +233,45 @@ async function runBuild(
       const t0 = Date.now();
       const c = await ensureCapsule();
       const agent = await agentForCapsule(ctx, c);
-      if (cfg.workdir) await runIn(ctx, c, ['mkdir', '-p', '--', cfg.workdir], { ...cfg, user: 'root', workdir: '/' }, null);
+      if (cfg.workdir)
+        await runIn(ctx, c, ['mkdir', '-p', '--', cfg.workdir], { ...cfg, user: 'root', workdir: '/' }, null);
       if (step.kind === 'RUN') {
-        await runIn(ctx, c, step.argv, cfg, log, `step ${i + 1}/${total} (line ${step.line}) ${step.text.slice(0, 80)}`);
+        await runIn(
+          ctx,
+          c,
+          step.argv,
+          cfg,
+          log,
+          `step ${i + 1}/${total} (line ${step.line}) ${step.text.slice(0, 80)}`,
+        );
       } else if (copy && step.kind === 'COPY') {
         for (const e of copy.entries) {
           async function* messages() {
-            yield { part: { case: 'header' as const, value: { capsuleId: c.id, path: e.dest, user: 'root', mode: e.file.mode } } };
-            for (let off = 0; off < e.file.data.length; off += WRITE_CHUNK) yield { part: { case: 'data' as const, value: e.file.data.subarray(off, off + WRITE_CHUNK) } };
+            yield {
+              part: {
+                case: 'header' as const,
+                value: { capsuleId: c.id, path: e.dest, user: 'root', mode: e.file.mode },
+              },
+            };
+            for (let off = 0; off < e.file.data.length; off += WRITE_CHUNK)
+              yield { part: { case: 'data' as const, value: e.file.data.subarray(off, off + WRITE_CHUNK) } };
           }
           await agent.writeFile(messages()).catch((err: unknown) => {
-            throw new StepFailed(`step ${i + 1}/${total} (line ${step.line}): writing ${e.dest} failed: ${toServiceError(err).message}`);
+            throw new StepFailed(
+              `step ${i + 1}/${total} (line ${step.line}): writing ${e.dest} failed: ${toServiceError(err).message}`,
+            );
           });
         }
         if (step.chown) {
           const argv = ['chown', ...(copy.recursiveChown ? ['-R'] : []), '--', step.chown, ...copy.chownRoots];
-          await runIn(ctx, c, argv, { ...cfg, user: 'root', workdir: '/' }, log, `step ${i + 1}/${total} (line ${step.line}) --chown=${step.chown}`);
+          await runIn(
+            ctx,
+            c,
+            argv,
+            { ...cfg, user: 'root', workdir: '/' },
+            log,
+            `step ${i + 1}/${total} (line ${step.line}) --chown=${step.chown}`,
+          );
         }
         log.line(`copied ${copy.entries.length} file${copy.entries.length === 1 ? '' : 's'}`);
       }
@@ -229,7 +285,8 @@ async function runBuild(
     // The finished template: a capsule of the last layer, WORKDIR made, snapshotted under the name.
     log.line(`Saving template '${name}'`);
     const c = await ensureCapsule();
-    if (cfg.workdir) await runIn(ctx, c, ['mkdir', '-p', '--', cfg.workdir], { ...cfg, user: 'root', workdir: '/' }, null);
+    if (cfg.workdir)
+      await runIn(ctx, c, ['mkdir', '-p', '--', cfg.workdir], { ...cfg, user: 'root', workdir: '/' }, null);
     const old = await resolveTemplateRow(db, teamId, name);
     if (old && old.teamId === teamId) {
       log.line(`replacing the previous '${name}' (${old.id})`);
@@ -249,7 +306,9 @@ async function runBuild(
     log.line(`ERROR: ${message}`);
     await dropCapsule();
     await log.flush();
-    await setBuildStatus(db, buildId, 'error', message).catch((e: unknown) => ctx.log.error({ err: e, buildId }, 'could not record a failed build'));
+    await setBuildStatus(db, buildId, 'error', message).catch((e: unknown) =>
+      ctx.log.error({ err: e, buildId }, 'could not record a failed build'),
+    );
   } finally {
     await dropCapsule();
   }
@@ -296,18 +355,35 @@ async function runIn(
   // The agent words a plain non-zero exit as "exit status N"; anything else (a signal, a timeout) is worth showing.
   const why = exit.error && !/^exit status \d+$/.test(exit.error) ? exit.error : '';
   if (exit.exitCode !== 0 || why) {
-    throw new StepFailed(`${what}: exit code ${exit.exitCode}${why ? ` (${why})` : ''}${tail.trim() ? `; output ends with: ${tail.trim().slice(-500)}` : ''}`);
+    throw new StepFailed(
+      `${what}: exit code ${exit.exitCode}${why ? ` (${why})` : ''}${tail.trim() ? `; output ends with: ${tail.trim().slice(-500)}` : ''}`,
+    );
   }
 }
 
 /** Snapshots a build capsule into a team template of `kind` (as services/snapshots.ts does, with the kind chosen). */
-async function snapshotCapsule(ctx: ControlPlaneContext, teamId: string, c: Capsule, name: string, kind: TemplateKind): Promise<Template> {
+async function snapshotCapsule(
+  ctx: ControlPlaneContext,
+  teamId: string,
+  c: Capsule,
+  name: string,
+  kind: TemplateKind,
+): Promise<Template> {
   const db = ctx.database.db;
   const agent = await agentForCapsule(ctx, c);
   const row = await mapErrors(() =>
-    createTemplate(db, { name, kind, teamId, hostId: c.hostId, parent: c.template, vcpus: c.vcpus, memoryMb: c.memoryMb, runtimes: [c.runtime] }),
+    createTemplate(db, {
+      name,
+      kind,
+      teamId,
+      hostId: c.hostId,
+      parent: c.template,
+      vcpus: c.vcpus,
+      memoryMb: c.memoryMb,
+      runtimes: [c.runtime],
+    }),
   );
-  let made;
+  let made: Awaited<ReturnType<typeof agent.createSnapshot>>['template'];
   try {
     made = (await agent.createSnapshot({ capsuleId: c.id, name: agentTemplateName(row) })).template;
   } catch (err) {

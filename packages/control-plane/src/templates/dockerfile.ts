@@ -6,6 +6,8 @@
 //
 // Ready check: `HEALTHCHECK CMD <cmd>` or a `# wrenn:ready <cmd>` comment directive (the directive
 // wins when both are present, because it needs no HEALTHCHECK options Wrenn does not use). The
+// HEALTHCHECK option --start-period sets how long the check may take to pass (default 2 minutes);
+// --interval, --timeout, --retries and --start-interval are accepted and have no effect. The
 // check runs until it exits 0 before a capsule created from the template is handed out.
 
 export class DockerfileError extends Error {
@@ -32,7 +34,14 @@ export type WorkdirStep = { kind: 'WORKDIR'; line: number; text: string; path: s
 export type UserStep = { kind: 'USER'; line: number; text: string; user: string };
 /** CMD / ENTRYPOINT: a shell command line (exec form is quoted into one). */
 export type StartStep = { kind: 'CMD' | 'ENTRYPOINT'; line: number; text: string; command: string | null };
-export type ReadyStep = { kind: 'READY'; line: number; text: string; command: string | null };
+export type ReadyStep = {
+  kind: 'READY';
+  line: number;
+  text: string;
+  command: string | null;
+  /** How long the check may take to pass (HEALTHCHECK --start-period); null: the default. */
+  timeoutMs: number | null;
+};
 
 export type Step = RunStep | CopyStep | EnvStep | WorkdirStep | UserStep | StartStep | ReadyStep;
 
@@ -59,8 +68,20 @@ const UNSUPPORTED: Record<string, string> = {
   MAINTAINER: 'MAINTAINER is not supported; use a comment',
 };
 
+const HEALTHCHECK_OPTIONS = ['interval', 'timeout', 'start-period', 'start-interval', 'retries'];
+const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+
+/** Go-style durations as Docker writes them (30s, 1m30s, 500ms); null when malformed. */
+export function durationMs(text: string): number | null {
+  if (!/^(\d+(\.\d+)?(ms|s|m|h))+$/.test(text)) return null;
+  let total = 0;
+  for (const m of text.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h)/g)) total += Number(m[1]) * DURATION_UNITS[m[2]!]!;
+  return Math.round(total);
+}
+
 /** Single-quotes a word for /bin/sh. */
-export const shellQuote = (w: string): string => (/^[A-Za-z0-9_@%+=:,./-]+$/.test(w) ? w : `'${w.replace(/'/g, `'\\''`)}'`);
+export const shellQuote = (w: string): string =>
+  /^[A-Za-z0-9_@%+=:,./-]+$/.test(w) ? w : `'${w.replace(/'/g, `'\\''`)}'`;
 
 /** Joins physical lines into instructions (backslash continuations), keeping the first line's number. */
 function logicalLines(text: string): { line: number; text: string; directive?: string }[] {
@@ -89,7 +110,8 @@ function logicalLines(text: string): { line: number; text: string; directive?: s
       cur = null;
     }
   }
-  if (cur) throw new DockerfileError(cur.line, 'the last instruction ends with a line continuation (\\) but nothing follows');
+  if (cur)
+    throw new DockerfileError(cur.line, 'the last instruction ends with a line continuation (\\) but nothing follows');
   return out;
 }
 
@@ -132,7 +154,10 @@ function execForm(args: string, line: number, instr: string): string[] | null {
   try {
     parsed = JSON.parse(args);
   } catch {
-    throw new DockerfileError(line, `${instr} looks like the exec form but is not a valid JSON array of strings (use double quotes: ${instr} ["cmd", "arg"])`);
+    throw new DockerfileError(
+      line,
+      `${instr} looks like the exec form but is not a valid JSON array of strings (use double quotes: ${instr} ["cmd", "arg"])`,
+    );
   }
   if (!Array.isArray(parsed) || parsed.length === 0 || !parsed.every((w) => typeof w === 'string')) {
     throw new DockerfileError(line, `${instr} exec form must be a non-empty JSON array of strings`);
@@ -155,7 +180,10 @@ function parseEnv(args: string, line: number): [string, string][] {
     // Legacy form: ENV NAME value with spaces
     const name = words[0]!;
     if (!ENV_NAME.test(name)) throw new DockerfileError(line, `'${name}' is not a valid environment variable name`);
-    const rest = args.trim().slice(args.trim().indexOf(name) + name.length).trim();
+    const rest = args
+      .trim()
+      .slice(args.trim().indexOf(name) + name.length)
+      .trim();
     if (rest === '') throw new DockerfileError(line, `ENV ${name} has no value (ENV ${name}=value)`);
     vars.push([name, splitWords(rest, line).join(' ')]);
     return vars;
@@ -187,50 +215,77 @@ function parseCopy(instr: string, args: string, line: number, text: string): Cop
       if (!/^[0-7]{3,4}$/.test(v)) throw new DockerfileError(line, `--chmod=${v} is not an octal mode like 0755`);
       chmod = Number.parseInt(v, 8);
     } else if (k === 'from') {
-      throw new DockerfileError(line, `${instr} --from is not supported (no multi-stage builds); copy files from the build context`);
+      throw new DockerfileError(
+        line,
+        `${instr} --from is not supported (no multi-stage builds); copy files from the build context`,
+      );
     } else {
       throw new DockerfileError(line, `unknown ${instr} option --${k} (supported: --chown, --chmod)`);
     }
   }
   const list = execForm(rest, line, instr) ?? splitWords(rest, line);
-  if (list.length < 2) throw new DockerfileError(line, `${instr} needs at least one source and a destination (${instr} src... dest)`);
+  if (list.length < 2)
+    throw new DockerfileError(line, `${instr} needs at least one source and a destination (${instr} src... dest)`);
   const dest = list[list.length - 1]!;
   const sources = list.slice(0, -1);
   for (const s of sources) {
-    if (/^[a-z][a-z0-9+.-]*:\/\//i.test(s)) throw new DockerfileError(line, `${instr} from a URL (${s}) is not supported; builds reach no network, put the file in the build context`);
-    if (s.startsWith('/') || s.split('/').includes('..')) throw new DockerfileError(line, `${instr} source '${s}' must be a path inside the build context (relative, no '..')`);
+    if (/^[a-z][a-z0-9+.-]*:\/\//i.test(s))
+      throw new DockerfileError(
+        line,
+        `${instr} from a URL (${s}) is not supported; builds reach no network, put the file in the build context`,
+      );
+    if (s.startsWith('/') || s.split('/').includes('..'))
+      throw new DockerfileError(
+        line,
+        `${instr} source '${s}' must be a path inside the build context (relative, no '..')`,
+      );
   }
   return { kind: 'COPY', line, text, sources, dest, chown, chmod };
 }
 
 /** Parses a Dockerfile; throws DockerfileError naming the first bad line. */
 export function parseDockerfile(text: string): ParsedDockerfile {
-  if (typeof text !== 'string' || text.trim() === '') throw new DockerfileError(1, 'the Dockerfile is empty; it needs at least a FROM line');
-  if (Buffer.byteLength(text) > DOCKERFILE_LIMITS.maxBytes) throw new DockerfileError(1, `the Dockerfile is larger than ${DOCKERFILE_LIMITS.maxBytes} bytes`);
+  if (typeof text !== 'string' || text.trim() === '')
+    throw new DockerfileError(1, 'the Dockerfile is empty; it needs at least a FROM line');
+  if (Buffer.byteLength(text) > DOCKERFILE_LIMITS.maxBytes)
+    throw new DockerfileError(1, `the Dockerfile is larger than ${DOCKERFILE_LIMITS.maxBytes} bytes`);
   let from: { name: string; line: number } | null = null;
   const steps: Step[] = [];
   let directiveReady: ReadyStep | null = null;
   for (const l of logicalLines(text)) {
     if (l.directive !== undefined) {
       if (l.directive === '') throw new DockerfileError(l.line, '# wrenn:ready needs a command');
-      directiveReady = { kind: 'READY', line: l.line, text: l.text, command: l.directive };
+      directiveReady = { kind: 'READY', line: l.line, text: l.text, command: l.directive, timeoutMs: null };
       continue;
     }
     const m = /^([A-Za-z]+)(?:\s+([\s\S]*))?$/.exec(l.text);
-    if (!m) throw new DockerfileError(l.line, `cannot read '${l.text.slice(0, 60)}': expected an instruction such as RUN, COPY or ENV`);
+    if (!m)
+      throw new DockerfileError(
+        l.line,
+        `cannot read '${l.text.slice(0, 60)}': expected an instruction such as RUN, COPY or ENV`,
+      );
     const instr = m[1]!.toUpperCase();
     const args = (m[2] ?? '').trim();
     const line = l.line;
     const text1 = l.text;
-    if (!from && instr !== 'FROM') throw new DockerfileError(line, `${instr} before FROM; the first instruction must be FROM <template>`);
+    if (!from && instr !== 'FROM')
+      throw new DockerfileError(line, `${instr} before FROM; the first instruction must be FROM <template>`);
     if (args === '' && instr !== 'HEALTHCHECK') throw new DockerfileError(line, `${instr} needs arguments`);
     switch (instr) {
       case 'FROM': {
         if (from) throw new DockerfileError(line, 'a second FROM (multi-stage builds) is not supported');
         const words = splitWords(args, line);
-        if (words.length !== 1 || words[0]!.startsWith('--')) throw new DockerfileError(line, 'FROM takes one template name (FROM base); AS and --platform are not supported');
+        if (words.length !== 1 || words[0]!.startsWith('--'))
+          throw new DockerfileError(
+            line,
+            'FROM takes one template name (FROM base); AS and --platform are not supported',
+          );
         const name = words[0]!.replace(/:latest$/, '');
-        if (!TEMPLATE_NAME.test(name)) throw new DockerfileError(line, `FROM ${words[0]}: '${name}' is not a Wrenn template name (use base, minimal or a template you built)`);
+        if (!TEMPLATE_NAME.test(name))
+          throw new DockerfileError(
+            line,
+            `FROM ${words[0]}: '${name}' is not a Wrenn template name (use base, minimal or a template you built)`,
+          );
         from = { name, line };
         break;
       }
@@ -254,7 +309,8 @@ export function parseDockerfile(text: string): ParsedDockerfile {
       }
       case 'USER': {
         const words = splitWords(args, line);
-        if (words.length !== 1 || !USER_RE.test(words[0]!)) throw new DockerfileError(line, `USER takes one user name (or user:group), got '${args}'`);
+        if (words.length !== 1 || !USER_RE.test(words[0]!))
+          throw new DockerfileError(line, `USER takes one user name (or user:group), got '${args}'`);
         steps.push({ kind: 'USER', line, text: text1, user: words[0]! });
         break;
       }
@@ -266,20 +322,52 @@ export function parseDockerfile(text: string): ParsedDockerfile {
       }
       case 'HEALTHCHECK': {
         if (/^NONE$/i.test(args)) {
-          steps.push({ kind: 'READY', line, text: text1, command: null });
+          steps.push({ kind: 'READY', line, text: text1, command: null, timeoutMs: null });
           break;
         }
         const cm = /^((?:--[a-z-]+=\S+\s+)*)CMD\s+([\s\S]+)$/i.exec(args);
-        if (!cm) throw new DockerfileError(line, 'HEALTHCHECK must be HEALTHCHECK [--options] CMD <command> or HEALTHCHECK NONE');
+        if (!cm)
+          throw new DockerfileError(
+            line,
+            'HEALTHCHECK must be HEALTHCHECK [--options] CMD <command> or HEALTHCHECK NONE',
+          );
+        let timeoutMs: number | null = null;
+        for (const opt of cm[1]!.trim().split(/\s+/).filter(Boolean)) {
+          const [k, v = ''] = opt.slice(2).split('=', 2) as [string, string?];
+          if (!HEALTHCHECK_OPTIONS.includes(k)) {
+            throw new DockerfileError(
+              line,
+              `unknown HEALTHCHECK option --${k} (supported: ${HEALTHCHECK_OPTIONS.map((o) => `--${o}`).join(', ')})`,
+            );
+          }
+          if (k === 'retries') {
+            if (!/^\d+$/.test(v)) throw new DockerfileError(line, `--retries=${v} is not a whole number`);
+            continue;
+          }
+          const ms = durationMs(v);
+          if (ms === null) throw new DockerfileError(line, `--${k}=${v} is not a duration like 30s, 1m30s or 500ms`);
+          if (k === 'start-period') timeoutMs = ms;
+        }
         const argv = execForm(cm[2]!.trim(), line, 'HEALTHCHECK CMD');
-        steps.push({ kind: 'READY', line, text: text1, command: argv ? argv.map(shellQuote).join(' ') : cm[2]!.trim() });
+        steps.push({
+          kind: 'READY',
+          line,
+          text: text1,
+          command: argv ? argv.map(shellQuote).join(' ') : cm[2]!.trim(),
+          timeoutMs,
+        });
         break;
       }
       default:
         if (IGNORED.has(instr)) break;
-        throw new DockerfileError(line, UNSUPPORTED[instr] ?? `unknown instruction '${m[1]}' (supported: FROM, RUN, COPY, ADD, ENV, WORKDIR, USER, CMD, ENTRYPOINT, HEALTHCHECK, EXPOSE, LABEL)`);
+        throw new DockerfileError(
+          line,
+          UNSUPPORTED[instr] ??
+            `unknown instruction '${m[1]}' (supported: FROM, RUN, COPY, ADD, ENV, WORKDIR, USER, CMD, ENTRYPOINT, HEALTHCHECK, EXPOSE, LABEL)`,
+        );
     }
-    if (steps.length > DOCKERFILE_LIMITS.maxSteps) throw new DockerfileError(line, `more than ${DOCKERFILE_LIMITS.maxSteps} instructions`);
+    if (steps.length > DOCKERFILE_LIMITS.maxSteps)
+      throw new DockerfileError(line, `more than ${DOCKERFILE_LIMITS.maxSteps} instructions`);
   }
   if (!from) throw new DockerfileError(1, 'no FROM line; start with FROM base (or minimal, or a template you built)');
   if (directiveReady) steps.push(directiveReady);

@@ -2,11 +2,17 @@
 // or a file part), the context as a `context` tar (gzip detected by its magic bytes) and/or file
 // parts whose filename is the path inside the context. Limits are enforced while streaming.
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
+import { Readable } from 'node:stream';
 import { gunzipSync } from 'node:zlib';
 import busboy from 'busboy';
 import { extract } from 'tar-stream';
-import { Readable } from 'node:stream';
-import { BuildContextError, CONTEXT_LIMITS, makeContext, type BuildContext, type ContextFile } from '../../templates/build-context.js';
+import {
+  type BuildContext,
+  BuildContextError,
+  CONTEXT_LIMITS,
+  type ContextFile,
+  makeContext,
+} from '../../templates/build-context.js';
 import { DOCKERFILE_LIMITS } from '../../templates/dockerfile.js';
 
 export interface MultipartBuild {
@@ -16,7 +22,10 @@ export interface MultipartBuild {
 }
 
 async function untar(buf: Buffer, into: [string, ContextFile][]): Promise<void> {
-  const data = buf.length > 2 && buf[0] === 0x1f && buf[1] === 0x8b ? gunzipSync(buf, { maxOutputLength: CONTEXT_LIMITS.maxBytes + 1 }) : buf;
+  const data =
+    buf.length > 2 && buf[0] === 0x1f && buf[1] === 0x8b
+      ? gunzipSync(buf, { maxOutputLength: CONTEXT_LIMITS.maxBytes + 1 })
+      : buf;
   const ex = extract();
   const done = new Promise<void>((resolve, reject) => {
     ex.on('entry', (header, stream, next) => {
@@ -44,9 +53,22 @@ export function readMultipartBuild(req: IncomingMessage, headers: IncomingHttpHe
   return new Promise((resolve, reject) => {
     let bb: busboy.Busboy;
     try {
-      bb = busboy({ headers, preservePath: true, limits: { fileSize: CONTEXT_LIMITS.maxBytes, files: CONTEXT_LIMITS.maxFiles, fields: 10, fieldSize: DOCKERFILE_LIMITS.maxBytes } });
+      bb = busboy({
+        headers,
+        preservePath: true,
+        limits: {
+          fileSize: CONTEXT_LIMITS.maxBytes,
+          files: CONTEXT_LIMITS.maxFiles,
+          fields: 10,
+          fieldSize: DOCKERFILE_LIMITS.maxBytes,
+        },
+      });
     } catch (err) {
-      reject(new BuildContextError(`the multipart body could not be read: ${err instanceof Error ? err.message : String(err)}`));
+      reject(
+        new BuildContextError(
+          `the multipart body could not be read: ${err instanceof Error ? err.message : String(err)}`,
+        ),
+      );
       return;
     }
     const out: { name?: string; dockerfile?: string } = {};
@@ -60,7 +82,8 @@ export function readMultipartBuild(req: IncomingMessage, headers: IncomingHttpHe
       req.resume();
     };
     bb.on('field', (field, value, info) => {
-      if (info.valueTruncated) return fail(new BuildContextError(`field '${field}' is longer than ${DOCKERFILE_LIMITS.maxBytes} bytes`));
+      if (info.valueTruncated)
+        return fail(new BuildContextError(`field '${field}' is longer than ${DOCKERFILE_LIMITS.maxBytes} bytes`));
       if (field === 'name') out.name = value;
       else if (field === 'dockerfile') out.dockerfile = value;
       else fail(new BuildContextError(`unknown field '${field}' (expected name, dockerfile, context and files)`));
@@ -69,10 +92,13 @@ export function readMultipartBuild(req: IncomingMessage, headers: IncomingHttpHe
       const chunks: Buffer[] = [];
       stream.on('data', (c: Buffer) => {
         total += c.length;
-        if (total > CONTEXT_LIMITS.maxBytes) fail(new BuildContextError(`the build context is larger than ${CONTEXT_LIMITS.maxBytes} bytes`));
+        if (total > CONTEXT_LIMITS.maxBytes)
+          fail(new BuildContextError(`the build context is larger than ${CONTEXT_LIMITS.maxBytes} bytes`));
         else chunks.push(c);
       });
-      stream.on('limit', () => fail(new BuildContextError(`the build context is larger than ${CONTEXT_LIMITS.maxBytes} bytes`)));
+      stream.on('limit', () =>
+        fail(new BuildContextError(`the build context is larger than ${CONTEXT_LIMITS.maxBytes} bytes`)),
+      );
       stream.on('end', () => {
         const data = Buffer.concat(chunks);
         if (field === 'dockerfile') out.dockerfile = data.toString('utf8');

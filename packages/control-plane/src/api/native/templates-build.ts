@@ -5,18 +5,18 @@
 // Request bodies: JSON {name, dockerfile, files: {path: base64}} or multipart/form-data with the
 // fields `name` and `dockerfile` plus the context as a `context` tar (gzip allowed) and/or file
 // parts whose filename is the path in the context (multipart/build-upload.ts).
-import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { type FastifyPluginAsyncTypebox, Type } from '@fastify/type-provider-typebox';
 import type { FastifyRequest } from 'fastify';
 import type { ControlPlaneContext } from '../../context.js';
-import { ApiError, badRequest, notFound } from '../errors.js';
-import { teamOf } from '../auth.js';
-import { errors } from './schemas.js';
 import { getBuild, type TemplateBuild } from '../../db/repositories/template-builds.js';
 import { mapErrors } from '../../services/errors.js';
-import { startTemplateBuild, isBuildRunning } from '../../templates/builder.js';
+import { type BuildContext, BuildContextError, CONTEXT_LIMITS, makeContext } from '../../templates/build-context.js';
 import { buildEvents } from '../../templates/build-log.js';
-import { BuildContextError, CONTEXT_LIMITS, makeContext, type BuildContext } from '../../templates/build-context.js';
+import { isBuildRunning, startTemplateBuild } from '../../templates/builder.js';
+import { teamOf } from '../auth.js';
+import { ApiError, badRequest, notFound } from '../errors.js';
 import { readMultipartBuild } from './build-upload.js';
+import { errors } from './schemas.js';
 
 const tags = ['templates'];
 /** JSON bodies carry base64 files; larger contexts should use multipart. */
@@ -25,9 +25,13 @@ const BUILD_ID_RE = /^bld-[0-9a-z]+$/;
 
 const CreateBuildBody = Type.Object(
   {
-    name: Type.Optional(Type.String({ description: 'Template name: 1-63 of a-z 0-9 . _ -, starting with a letter or digit' })),
+    name: Type.Optional(
+      Type.String({ description: 'Template name: 1-63 of a-z 0-9 . _ -, starting with a letter or digit' }),
+    ),
     dockerfile: Type.Optional(Type.String({ description: 'Dockerfile text' })),
-    files: Type.Optional(Type.Record(Type.String(), Type.String(), { description: 'Build context: relative path -> base64 content' })),
+    files: Type.Optional(
+      Type.Record(Type.String(), Type.String(), { description: 'Build context: relative path -> base64 content' }),
+    ),
   },
   { additionalProperties: false },
 );
@@ -70,101 +74,117 @@ async function buildOf(ctx: ControlPlaneContext, req: FastifyRequest, id: string
 
 const finished = (b: TemplateBuild): boolean => b.status === 'ready' || b.status === 'error';
 
-export const templateBuildRoutes = (ctx: ControlPlaneContext): FastifyPluginAsyncTypebox => async (app) => {
-  // The multipart body is read by the handler itself (streamed, with limits).
-  app.addContentTypeParser('multipart/form-data', (_req, _payload, done) => done(null, {}));
+export const templateBuildRoutes =
+  (ctx: ControlPlaneContext): FastifyPluginAsyncTypebox =>
+  async (app) => {
+    // The multipart body is read by the handler itself (streamed, with limits).
+    app.addContentTypeParser('multipart/form-data', (_req, _payload, done) => done(null, {}));
 
-  app.post(
-    '/templates',
-    {
-      bodyLimit: JSON_BODY_LIMIT,
-      schema: {
-        tags,
-        summary: 'Build a template from a Dockerfile (JSON with base64 files, or multipart with a context tar / files)',
-        body: CreateBuildBody,
-        response: { 202: Type.Object({ build_id: Type.String(), template: Type.String(), status: Type.String() }), ...errors(400, 401, 404, 409, 413) },
+    app.post(
+      '/templates',
+      {
+        bodyLimit: JSON_BODY_LIMIT,
+        schema: {
+          tags,
+          summary:
+            'Build a template from a Dockerfile (JSON with base64 files, or multipart with a context tar / files)',
+          body: CreateBuildBody,
+          response: {
+            202: Type.Object({ build_id: Type.String(), template: Type.String(), status: Type.String() }),
+            ...errors(400, 401, 404, 409, 413),
+          },
+        },
       },
-    },
-    async (req, reply) => {
-      let input: { name: string | undefined; dockerfile: string | undefined; context: BuildContext };
-      try {
-        if (req.headers['content-type']?.startsWith('multipart/form-data')) {
-          input = await readMultipartBuild(req.raw, req.headers);
-        } else {
-          input = { name: req.body.name, dockerfile: req.body.dockerfile, context: jsonContext(req.body.files) };
+      async (req, reply) => {
+        let input: { name: string | undefined; dockerfile: string | undefined; context: BuildContext };
+        try {
+          if (req.headers['content-type']?.startsWith('multipart/form-data')) {
+            input = await readMultipartBuild(req.raw, req.headers);
+          } else {
+            input = { name: req.body.name, dockerfile: req.body.dockerfile, context: jsonContext(req.body.files) };
+          }
+        } catch (err) {
+          if (err instanceof BuildContextError)
+            throw new ApiError(err.message.includes('larger than') ? 413 : 400, 'invalid_argument', err.message);
+          throw err;
         }
-      } catch (err) {
-        if (err instanceof BuildContextError) throw new ApiError(err.message.includes('larger than') ? 413 : 400, 'invalid_argument', err.message);
-        throw err;
-      }
-      if (!input.name) throw badRequest('name is required (the template to build, e.g. "my-app")');
-      if (input.dockerfile === undefined) throw badRequest('dockerfile is required (the Dockerfile text)');
-      const b = await startTemplateBuild(ctx, teamOf(req).id, { name: input.name, dockerfile: input.dockerfile, context: input.context });
-      return reply.status(202).send({ build_id: b.id, template: b.template, status: b.status });
-    },
-  );
-
-  app.get(
-    '/templates/builds/:id',
-    {
-      schema: { tags, summary: 'A template build: status, error and the log so far', params: BuildParams, response: { 200: BuildSchema, ...errors(401, 404) } },
-    },
-    async (req) => buildJson(await buildOf(ctx, req, req.params.id)),
-  );
-
-  app.get(
-    '/templates/builds/:id/logs',
-    {
-      schema: {
-        tags,
-        summary: 'Stream a build log until the build ends (text/event-stream when accepted, else text/plain)',
-        params: BuildParams,
-        response: { 200: Type.Unsafe<unknown>({ type: 'string' }), ...errors(401, 404) },
-      },
-    },
-    async (req, reply) => {
-      let b = await buildOf(ctx, req, req.params.id);
-      const sse = (req.headers.accept ?? '').includes('text/event-stream');
-      reply.hijack();
-      const res = reply.raw;
-      res.writeHead(200, {
-        'content-type': sse ? 'text/event-stream; charset=utf-8' : 'text/plain; charset=utf-8',
-        'cache-control': 'no-store',
-        'x-accel-buffering': 'no',
-      });
-      let closed = false;
-      res.on('close', () => (closed = true));
-      let sent = 0;
-      const send = (text: string) => {
-        if (text.length === 0) return;
-        if (sse) res.write(`event: log\ndata: ${JSON.stringify({ text })}\n\n`);
-        else res.write(text);
-      };
-      for (;;) {
-        send(b.logs.slice(sent));
-        sent = b.logs.length;
-        if (finished(b) || closed) break;
-        // Wake on the next write of this build (same process) or poll (a build run elsewhere).
-        await new Promise<void>((resolve) => {
-          const wake = () => {
-            clearTimeout(timer);
-            buildEvents.off(b.id, wake);
-            resolve();
-          };
-          const timer = setTimeout(wake, isBuildRunning(b.id) ? 5000 : 1000);
-          buildEvents.on(b.id, wake);
+        if (!input.name) throw badRequest('name is required (the template to build, e.g. "my-app")');
+        if (input.dockerfile === undefined) throw badRequest('dockerfile is required (the Dockerfile text)');
+        const b = await startTemplateBuild(ctx, teamOf(req).id, {
+          name: input.name,
+          dockerfile: input.dockerfile,
+          context: input.context,
         });
-        const next = await getBuild(ctx.database.db, b.id).catch(() => null);
-        if (!next) break;
-        b = next;
-      }
-      if (!closed) {
-        if (sse) res.write(`event: end\ndata: ${JSON.stringify({ status: b.status, error: b.error })}\n\n`);
-        else if (b.status === 'error' && b.error && !b.logs.includes(b.error)) res.write(`ERROR: ${b.error}\n`);
-        res.end();
-      }
-    },
-  );
-};
+        return reply.status(202).send({ build_id: b.id, template: b.template, status: b.status });
+      },
+    );
+
+    app.get(
+      '/templates/builds/:id',
+      {
+        schema: {
+          tags,
+          summary: 'A template build: status, error and the log so far',
+          params: BuildParams,
+          response: { 200: BuildSchema, ...errors(401, 404) },
+        },
+      },
+      async (req) => buildJson(await buildOf(ctx, req, req.params.id)),
+    );
+
+    app.get(
+      '/templates/builds/:id/logs',
+      {
+        schema: {
+          tags,
+          summary: 'Stream a build log until the build ends (text/event-stream when accepted, else text/plain)',
+          params: BuildParams,
+          response: { 200: Type.Unsafe<unknown>({ type: 'string' }), ...errors(401, 404) },
+        },
+      },
+      async (req, reply) => {
+        let b = await buildOf(ctx, req, req.params.id);
+        const sse = (req.headers.accept ?? '').includes('text/event-stream');
+        reply.hijack();
+        const res = reply.raw;
+        res.writeHead(200, {
+          'content-type': sse ? 'text/event-stream; charset=utf-8' : 'text/plain; charset=utf-8',
+          'cache-control': 'no-store',
+          'x-accel-buffering': 'no',
+        });
+        let closed = false;
+        res.on('close', () => (closed = true));
+        let sent = 0;
+        const send = (text: string) => {
+          if (text.length === 0) return;
+          if (sse) res.write(`event: log\ndata: ${JSON.stringify({ text })}\n\n`);
+          else res.write(text);
+        };
+        for (;;) {
+          send(b.logs.slice(sent));
+          sent = b.logs.length;
+          if (finished(b) || closed) break;
+          // Wake on the next write of this build (same process) or poll (a build run elsewhere).
+          await new Promise<void>((resolve) => {
+            const wake = () => {
+              clearTimeout(timer);
+              buildEvents.off(b.id, wake);
+              resolve();
+            };
+            const timer = setTimeout(wake, isBuildRunning(b.id) ? 5000 : 1000);
+            buildEvents.on(b.id, wake);
+          });
+          const next = await getBuild(ctx.database.db, b.id).catch(() => null);
+          if (!next) break;
+          b = next;
+        }
+        if (!closed) {
+          if (sse) res.write(`event: end\ndata: ${JSON.stringify({ status: b.status, error: b.error })}\n\n`);
+          else if (b.status === 'error' && b.error && !b.logs.includes(b.error)) res.write(`ERROR: ${b.error}\n`);
+          res.end();
+        }
+      },
+    );
+  };
 
 export { CONTEXT_LIMITS };

@@ -13,9 +13,18 @@ export interface TemplateConfig {
   startCmd: string | null;
   /** Shell command polled until it exits 0 before the capsule is handed out. */
   readyCmd: string | null;
+  /** How long the ready check may take to pass; null: the control plane's default. */
+  readyTimeoutMs: number | null;
 }
 
-export const emptyTemplateConfig = (): TemplateConfig => ({ env: {}, workdir: '', user: '', startCmd: null, readyCmd: null });
+export const emptyTemplateConfig = (): TemplateConfig => ({
+  env: {},
+  workdir: '',
+  user: '',
+  startCmd: null,
+  readyCmd: null,
+  readyTimeoutMs: null,
+});
 
 const fromJson = (text: string): TemplateConfig => {
   const j = parseJson<Record<string, unknown>>(text, {});
@@ -25,11 +34,19 @@ const fromJson = (text: string): TemplateConfig => {
     user: typeof j.user === 'string' ? j.user : '',
     startCmd: typeof j.start_cmd === 'string' ? j.start_cmd : null,
     readyCmd: typeof j.ready_cmd === 'string' ? j.ready_cmd : null,
+    readyTimeoutMs: typeof j.ready_timeout_ms === 'number' ? j.ready_timeout_ms : null,
   };
 };
 
 const toJson = (c: TemplateConfig): string =>
-  JSON.stringify({ env: c.env, workdir: c.workdir, user: c.user, start_cmd: c.startCmd, ready_cmd: c.readyCmd });
+  JSON.stringify({
+    env: c.env,
+    workdir: c.workdir,
+    user: c.user,
+    start_cmd: c.startCmd,
+    ready_cmd: c.readyCmd,
+    ready_timeout_ms: c.readyTimeoutMs,
+  });
 
 export async function setTemplateConfig(
   db: Kysely<Database>,
@@ -46,6 +63,10 @@ export async function setTemplateConfig(
 
 /** The template's configuration, or null when it has none (built-ins, plain snapshots). */
 export async function getTemplateConfig(db: Kysely<Database>, templateId: string): Promise<TemplateConfig | null> {
-  const r = await db.selectFrom('template_configs').select('config').where('template_id', '=', templateId).executeTakeFirst();
+  const r = await db
+    .selectFrom('template_configs')
+    .select('config')
+    .where('template_id', '=', templateId)
+    .executeTakeFirst();
   return r ? fromJson(r.config) : null;
 }
