@@ -97,7 +97,8 @@ describe('wrenn CLI against wrenn up', () => {
     assert.equal(JSON.parse((await ok(['capsule', 'info', id2, '--json'])).stdout).state, 'paused');
     const blocked = await wrenn(['exec', id2, '--', 'true']);
     assert.equal(blocked.code, 1);
-    assert.match(blocked.stderr, /paused; resume it with `wrenn capsule resume/);
+    assert.match(blocked.stderr, /paused/);
+    assert.match(blocked.stderr, /wrenn capsule resume/);
     await ok(['capsule', 'resume', id2]);
     assert.equal(JSON.parse((await ok(['capsule', 'info', id2, '--json'])).stdout).state, 'running');
 

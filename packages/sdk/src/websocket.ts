@@ -21,9 +21,12 @@ export async function openSocket(url: string, apiKey: string): Promise<Socket> {
 }
 
 async function openNodeSocket(url: string, apiKey: string): Promise<Socket> {
-  // A variable module name keeps bundlers for the browser from pulling `ws` in.
-  const modName = 'ws';
-  const { default: WS } = (await import(modName)) as typeof import('ws');
+  // Loaded with require: importing ws's ESM wrapper costs several times more start-up (it goes
+  // through the CommonJS interop for every file), which `wrenn exec` would pay on each run. The
+  // variable module names keep browser bundlers from pulling node:module or ws in.
+  const nodeModule = 'node:module';
+  const { createRequire } = (await import(nodeModule)) as typeof import('node:module');
+  const WS = createRequire(import.meta.url)('ws') as typeof import('ws').default;
   const ws = new WS(url, { headers: { 'x-api-key': apiKey }, perMessageDeflate: false });
   await new Promise<void>((resolve, reject) => {
     ws.once('open', () => resolve());

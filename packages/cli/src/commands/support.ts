@@ -64,8 +64,10 @@ export async function friendly(err: unknown): Promise<never> {
     throw new CliError(`${msg}\n  list your capsules with \`wrenn capsule ls\``);
   if (err instanceof sdk.NotFoundError && /snapshot|template/i.test(msg))
     throw new CliError(`${msg}\n  list them with \`wrenn template ls\` or \`wrenn snapshot ls\``);
-  if (err instanceof sdk.ConflictError && /paused|hibernated/.test(msg))
-    throw new CliError(`${msg}\n  resume it with \`wrenn capsule resume <id>\``);
+  if (err instanceof sdk.ConflictError && /paused|hibernated/.test(msg)) {
+    const id = /\b(cl-[0-9a-z]+)\b/.exec(msg)?.[1] ?? '<id>';
+    throw new CliError(`${msg}\n  resume it with \`wrenn capsule resume ${id}\``);
+  }
   if (err instanceof sdk.ConnectionError) throw new CliError(`${msg}`);
   if (err instanceof sdk.WrennError) throw new CliError(msg);
   throw err;
