@@ -2,7 +2,7 @@
 // port), commands through envd, and what cannot run here said plainly in the output.
 
 import { spawnSync } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,6 +12,7 @@ import { createQemuRuntime, type QemuRuntime } from '../src/runtimes/qemu/index.
 
 export const QEMU_TEST_NAMES = { netnsPrefix: 'wrqt-', ifPrefix: 'wq', chainPrefix: 'WRQT' };
 export const QEMU_TEST_POOL = '10.224.0.0/24';
+const DIR_PREFIX = 'wrenn-qemu-test-';
 
 export function qemuSkipReason(): string | false {
   if (process.getuid?.() !== 0) return 'needs root (network namespaces, TAP, iptables)';
@@ -40,8 +41,15 @@ export interface QemuEnv {
 
 /** A data dir, a network manager with test-only names, its metadata server and a QEMU runtime. */
 export async function qemuEnv(): Promise<QemuEnv> {
-  // The kernel and images are cached across runs in one place; capsules go in a fresh dir.
-  const dataDir = await mkdtemp(join(tmpdir(), 'wrenn-qemu-test-'));
+  // VMs of an earlier, killed run (QEMU daemonizes) go first, with their data dirs.
+  for (const old of await readdir(tmpdir())) {
+    if (!old.startsWith(DIR_PREFIX)) continue;
+    await createQemuRuntime({ dataDir: join(tmpdir(), old) })
+      .cleanupStale(new Set())
+      .catch(() => {});
+    await rm(join(tmpdir(), old), { recursive: true, force: true });
+  }
+  const dataDir = await mkdtemp(join(tmpdir(), DIR_PREFIX));
   const net = new NetworkManager({
     dataDir,
     pool: QEMU_TEST_POOL,

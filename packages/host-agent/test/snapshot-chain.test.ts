@@ -51,7 +51,9 @@ async function restoreThroughUffd(dir: string): Promise<Buffer> {
   const out = join(dir, 'restored.bin');
   await run(process.execPath, [VMM_SIDE_SCRIPT, socketPath, String(SIZE), out, '2']);
   const stats = await handler.stop();
-  assert.equal(stats.faults, BLOCKS);
+  // Prefetch (default 16 pages per fault, within one generation) fills every page exactly once.
+  assert.equal(stats.copiedBytes, SIZE);
+  assert.ok(stats.faults < BLOCKS && stats.faults >= BLOCKS / 16, `${stats.faults} faults for ${BLOCKS} pages`);
   const mem = await readFile(out);
   await rm(out);
   return mem;

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -126,7 +127,8 @@ napi_value ServeFaults(napi_env env, napi_callback_info info) {
     }
     auto st = wrenn::serveFaults(static_cast<int>(getNumber(env, prop(env, o, "uffd"))), regions,
                                  static_cast<uint64_t>(getNumber(env, prop(env, o, "blockSize"))), gen, files,
-                                 static_cast<int>(getNumber(env, prop(env, o, "stopFd"))));
+                                 static_cast<int>(getNumber(env, prop(env, o, "stopFd"))),
+                                 static_cast<uint64_t>(std::max(1.0, getNumber(env, prop(env, o, "prefetchPages")))));
     napi_value out;
     CHECK(napi_create_object(env, &out));
     setNum(env, out, "faults", st.faults);

@@ -113,7 +113,8 @@ struct Mapped {
 }  // namespace
 
 ServeStats serveFaults(int uffd, const std::vector<Region>& regions, uint64_t blockSize,
-                       const std::vector<int32_t>& blockGen, const std::vector<std::string>& files, int stopFd) {
+                       const std::vector<int32_t>& blockGen, const std::vector<std::string>& files, int stopFd,
+                       uint64_t prefetchPages) {
   ServeStats st;
   std::vector<Mapped> maps(files.size());
   for (size_t i = 0; i < files.size(); i++) {
@@ -190,12 +191,22 @@ ServeStats serveFaults(int uffd, const std::vector<Region>& regions, uint64_t bl
       rc = ioctl(uffd, UFFDIO_ZEROPAGE, &z);
       if (rc == 0) st.zeroPages++;
     } else {
+      // Extend over following pages of the same region that the same generation holds.
+      uint64_t len = reg->pageSize;
+      while (len / reg->pageSize < prefetchPages && page + len < reg->base + reg->size &&
+             memOff + len + reg->pageSize <= maps[gen].size) {
+        uint64_t nb = (memOff + len) / blockSize;
+        if (nb >= blockGen.size() || removed[nb] || blockGen[nb] != gen) break;
+        len += reg->pageSize;
+      }
       uffdio_copy c{};
       c.dst = page;
       c.src = reinterpret_cast<uint64_t>(maps[gen].data + memOff);
-      c.len = reg->pageSize;
+      c.len = len;
       rc = ioctl(uffd, UFFDIO_COPY, &c);
-      if (rc == 0) st.copiedBytes += reg->pageSize;
+      // A prefetched page that is already present stops the copy there (EEXIST): what was copied counts.
+      if (c.copy > 0) st.copiedBytes += static_cast<uint64_t>(c.copy);
+      if (rc < 0 && errno == EEXIST && c.copy > 0) rc = 0;
     }
     // EEXIST: another thread's fault already filled it; EAGAIN: a remove raced, the fault repeats.
     if (rc < 0 && errno != EEXIST && errno != EAGAIN) {

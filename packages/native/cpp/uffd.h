@@ -37,8 +37,11 @@ struct ServeStats {
 // Serves page faults on `uffd` until the VMM side goes away (POLLHUP / EOF) or `stopFd` becomes
 // readable. Block b of guest memory (blockSize bytes, a multiple of the page size) comes from
 // files[blockGen[b]] at the same offset (-1: zero page). Each file is mapped once.
+// prefetchPages > 1: a fault also fills the following pages held by the same generation (one
+// UFFDIO_COPY), so sequential access faults once per run instead of once per page.
 ServeStats serveFaults(int uffd, const std::vector<Region>& regions, uint64_t blockSize,
-                       const std::vector<int32_t>& blockGen, const std::vector<std::string>& files, int stopFd);
+                       const std::vector<int32_t>& blockGen, const std::vector<std::string>& files, int stopFd,
+                       uint64_t prefetchPages = 1);
 
 // Test helper playing the VMM: an anonymous private mapping registered for missing-page faults.
 struct Registered {

@@ -14,6 +14,7 @@ export interface NativeBinding {
     blockGen: Int32Array;
     files: string[];
     stopFd: number;
+    prefetchPages?: number;
   }): { faults: number; copiedBytes: number; zeroPages: number; removeEvents: number };
   registerRegion(size: number): { uffd: number; addr: number; size: number };
   readMemory(addr: number, len: number): Buffer;

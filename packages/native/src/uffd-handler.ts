@@ -15,6 +15,8 @@ export interface UffdHandlerOptions {
   blockGen: Int32Array;
   /** Generation files (index = generation), each laid out like guest memory (sparse where absent). */
   files: string[];
+  /** Pages filled per fault when the following ones come from the same generation (default 16; 1 = exactly the faulting page). */
+  prefetchPages?: number;
   /** How long to wait for the VMM to connect (default 30 s). */
   connectTimeoutMs?: number;
 }
@@ -53,6 +55,7 @@ export function startUffdHandler(opts: UffdHandlerOptions): UffdHandler {
       blockGen: opts.blockGen,
       files: opts.files,
       stopFd: stopRead,
+      prefetchPages: opts.prefetchPages ?? 16,
     },
   });
   let onConnected!: (r: GuestRegionMapping[]) => void;

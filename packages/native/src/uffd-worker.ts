@@ -11,6 +11,7 @@ interface Data {
   blockGen: Int32Array;
   files: string[];
   stopFd: number;
+  prefetchPages: number;
 }
 
 const d = workerData as Data;
@@ -38,6 +39,7 @@ try {
     blockGen: d.blockGen,
     files: d.files,
     stopFd: d.stopFd,
+    prefetchPages: d.prefetchPages,
   });
   parentPort?.postMessage({ type: 'done', stats });
 } catch (err) {

@@ -64,7 +64,7 @@ test('uffd: pages come back from a chain of generation files (and zeros where no
   );
 
   const socketPath = join(dir, 'uffd.sock');
-  const handler = startUffdHandler({ socketPath, blockSize: PAGE, blockGen, files });
+  const handler = startUffdHandler({ socketPath, blockSize: PAGE, blockGen, files, prefetchPages: 1 });
   const out = join(dir, 'memory.out');
   // Wait until the handler listens: the child connects right away.
   for (let i = 0; i < 100; i++) {
