@@ -1,0 +1,112 @@
+// The SDK in a real browser: bundled for the browser by esbuild (which fails on any Node built-in
+// it would pull in), loaded into Debian's chromium (driven by playwright-core) on a page of a live
+// `wrenn up`, where it uses the browser's own fetch and WebSocket (key in the query) to create a
+// capsule, run a command, drive a terminal, move bytes in and out, and destroy it.
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { build } from 'esbuild';
+import { type BrowserContext, chromium } from 'playwright-core';
+import { type Live, startLive } from './live.js';
+
+const CHROMIUM = '/usr/bin/chromium';
+const ENTRY = resolve(dirname(fileURLToPath(import.meta.url)), '../src/index.js');
+
+describe('@wrenn/sdk in chromium', { timeout: 300_000 }, () => {
+  let live: Live;
+  let context: BrowserContext;
+  let profile: string;
+  let bundle: string;
+
+  before(async () => {
+    assert.ok(
+      existsSync(CHROMIUM),
+      `${CHROMIUM} is missing: install Debian's chromium (npm test's setup does: apt-get install chromium)`,
+    );
+    const out = await build({
+      entryPoints: [ENTRY],
+      bundle: true,
+      platform: 'browser',
+      format: 'iife',
+      globalName: 'WrennSDK',
+      write: false,
+      metafile: true,
+      logLevel: 'silent',
+    });
+    const inputs = Object.keys(out.metafile.inputs);
+    assert.ok(
+      !inputs.some((i) => i.includes('node_modules')),
+      `the browser bundle must not contain packages: ${inputs.join(', ')}`,
+    );
+    bundle = out.outputFiles[0]!.text;
+    live = await startLive(14);
+    profile = mkdtempSync(join(tmpdir(), 'wrenn-sdk-chromium-'));
+    context = await chromium.launchPersistentContext(profile, {
+      executablePath: CHROMIUM,
+      headless: true,
+      args: [
+        '--no-sandbox',
+        '--disable-gpu',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+      ],
+    });
+  });
+  after(async () => {
+    await context?.close().catch(() => undefined);
+    if (profile) rmSync(profile, { recursive: true, force: true });
+    await live?.close();
+  });
+
+  it('creates a capsule, runs a command, drives a terminal, moves bytes and destroys it', async () => {
+    const page = context.pages()[0] ?? (await context.newPage());
+    // A page of the control plane itself, so the SDK's requests are same-origin.
+    await page.goto(`${live.url}/test`);
+    await page.addScriptTag({ content: bundle });
+    const result = await page.evaluate(
+      async ({ apiKey, baseUrl }) => {
+        const sdk = (globalThis as unknown as { WrennSDK: typeof import('../src/index.js') }).WrennSDK;
+        const opts = { apiKey, baseUrl };
+        const out: Record<string, unknown> = {
+          isBrowser: typeof (globalThis as { process?: unknown }).process === 'undefined',
+        };
+        const c = await sdk.Capsule.create({ ...opts, timeoutSec: 300 });
+        try {
+          out.run = (await c.commands.run('echo from-the-browser; uname -s')).stdout;
+          const chunks: string[] = [];
+          const pty = await c.pty.create({
+            cols: 90,
+            rows: 20,
+            onData: (d) => chunks.push(new TextDecoder().decode(d)),
+          });
+          await pty.sendInput('stty size; exit\n');
+          await pty.wait();
+          out.pty = chunks.join('');
+          await c.files.write('/tmp/b.bin', new Uint8Array([0, 1, 2, 250, 255]));
+          out.bytes = Array.from(await c.files.read('/tmp/b.bin', { format: 'bytes' }));
+          try {
+            await sdk.Capsule.get('cl-nothere', opts);
+          } catch (e) {
+            out.notFound = `${(e as Error).name}: ${(e as Error).message}`;
+          }
+        } finally {
+          await c.destroy();
+        }
+        out.state = (await sdk.Capsule.get(c.capsuleId, opts)).state;
+        return out;
+      },
+      { apiKey: live.apiKey, baseUrl: live.url },
+    );
+    assert.equal(result.isBrowser, true);
+    assert.equal(result.run, 'from-the-browser\nLinux\n');
+    assert.match(String(result.pty), /20 90/);
+    assert.deepEqual(result.bytes, [0, 1, 2, 250, 255]);
+    assert.match(String(result.notFound), /^NotFoundError: capsule cl-nothere not found/);
+    assert.equal(result.state, 'stopped');
+  });
+});
