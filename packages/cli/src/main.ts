@@ -30,7 +30,22 @@ program
   .addOption(new Option('--warm-pool <spec>', 'ready capsules kept per template, e.g. minimal=2').default('minimal=2').env('WRENN_WARM_POOL'))
   .action(async (opts: Record<string, string | undefined>) => {
     const { runAgentFromCli } = await import('@wrenn/host-agent/cli');
-    await runAgentFromCli(opts);
+    await runAgentFromCli(opts, {
+      async onListening(agent) {
+        if (!opts.controlPlane) return;
+        const { registerWithControlPlane } = await import('@wrenn/control-plane/hosts/register-client');
+        const { join } = await import('node:path');
+        const reg = await registerWithControlPlane({
+          controlPlaneUrl: opts.controlPlane,
+          agentUrl: agent.url,
+          hostId: agent.hostId,
+          runtimes: ['namespace'],
+          stateFile: join(opts.dataDir ?? '/var/lib/wrenn', 'registration.json'),
+          ...(opts.token ? { token: opts.token } : {}),
+        });
+        process.stderr.write(`registered with ${opts.controlPlane} as ${reg.hostId}${reg.reused ? ' (remembered)' : ''}\n`);
+      },
+    });
   });
 
 program

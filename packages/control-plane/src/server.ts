@@ -14,11 +14,15 @@ import { nativeApi } from './api/native/index.js';
 import { e2bApi } from './api/e2b/index.js';
 import { createSandboxProxy } from './proxy/sandbox-proxy.js';
 import { errorHandler } from './api/errors.js';
+import { hostRoutes } from './hosts/index.js';
+import { startStateLoops, type StateLoops } from './reconciler/index.js';
 import { registerDashboard } from './api/dashboard.js';
 
 export interface StartControlPlaneOptions extends ControlPlaneConfig {
   databaseUrl?: string;
   logLevel?: string;
+  /** Host heartbeats and the reconciler (default on). */
+  stateLoops?: boolean;
 }
 
 export interface RunningControlPlane {
@@ -74,6 +78,8 @@ export async function startControlPlane(opts: StartControlPlaneOptions): Promise
   app.get('/health', { schema: { hide: true } }, async (_req, reply) =>
     ctx.readiness.ready ? reply.send({ status: 'ok' }) : reply.status(503).send({ status: 'starting', reason: ctx.readiness.reason }),
   );
+  // Host registration authenticates with a one-time token, not an API key: outside the native API.
+  await app.register(hostRoutes, { ctx });
   await app.register(nativeApi, { ctx });
   await app.register(e2bApi, { ctx });
   registerDashboard(app);
@@ -88,12 +94,14 @@ export async function startControlPlane(opts: StartControlPlaneOptions): Promise
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : opts.listen.port;
   ctx.config.listen = { host: opts.listen.host, port };
+  const loops: StateLoops | undefined = opts.stateLoops === false ? undefined : startStateLoops(ctx);
   return {
     ctx,
     app,
     port,
     url: `http://${opts.listen.host}:${port}`,
     async close() {
+      await loops?.stop();
       proxy.close();
       await app.close();
       await database.close();

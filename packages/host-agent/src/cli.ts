@@ -1,6 +1,6 @@
 // `wrenn agent`: the host agent on this machine, optionally registered with a control plane.
 import pino from 'pino';
-import { startAgent } from './agent.js';
+import { startAgent, type RunningAgent } from './agent.js';
 import { createLocalLayers } from './local-providers.js';
 
 export function parseListen(value: string, flag = '--listen'): { host: string; port: number } {
@@ -21,7 +21,12 @@ export function parseWarmPool(value: string | undefined): Record<string, number>
   return out;
 }
 
-export async function runAgentFromCli(opts: Record<string, string | undefined>): Promise<void> {
+export interface AgentCliHooks {
+  /** Runs once the agent listens (the CLI registers it with a control plane here). */
+  onListening?(agent: RunningAgent): Promise<void>;
+}
+
+export async function runAgentFromCli(opts: Record<string, string | undefined>, hooks: AgentCliHooks = {}): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error('the host agent needs root (namespaces, cgroups, network); run it with sudo');
   const log = pino({ base: { svc: 'host-agent' } });
   const listen = parseListen(opts.listen ?? '127.0.0.1:50051');
@@ -29,10 +34,7 @@ export async function runAgentFromCli(opts: Record<string, string | undefined>):
   const layers = await createLocalLayers(dataDir);
   const agent = await startAgent({ ...layers, dataDir, listen, warmPool: parseWarmPool(opts.warmPool), log: (level, msg, data) => log[level](data ?? {}, msg) });
   log.info({ url: agent.url, hostId: agent.hostId, dataDir }, 'host agent listening');
-  if (opts.controlPlane) {
-    const { registerWithControlPlane } = await import('./register.js');
-    await registerWithControlPlane({ controlPlaneUrl: opts.controlPlane, token: opts.token, agent, log });
-  }
+  await hooks.onListening?.(agent);
   const stop = async () => {
     await agent.close();
     await layers.close();
