@@ -242,6 +242,24 @@ describe('templates built from a Dockerfile (live)', () => {
     assert.deepEqual(list.body.capsules, []);
   });
 
+  it('runs two builds of the same steps at once; both finish, sharing or making the layers', async () => {
+    const dockerfile =
+      'FROM minimal\nRUN sleep 0.5 && echo one > /one\nRUN echo two > /two\nRUN cat /one /two > /both\n';
+    const [a, b] = await Promise.all(
+      ['conc-a', 'conc-b'].map((name) => call('POST', '/v1/templates', { name, dockerfile })),
+    );
+    assert.equal(a!.status, 202, a!.text);
+    assert.equal(b!.status, 202, b!.text);
+    const builds = await Promise.all([a!, b!].map((r) => follow(sys, call, r.body.build_id)));
+    for (const { build } of builds) assert.equal(build.status, 'ready', `build failed: ${build.error}\n${build.logs}`);
+    for (const name of ['conc-a', 'conc-b']) {
+      const created = await call('POST', '/v1/capsules', { template: name });
+      assert.equal(created.status, 201, created.text);
+      capsules.push(created.body.id);
+      assert.equal((await exec(created.body.id, 'cat /both')).stdout, 'one\ntwo\n');
+    }
+  });
+
   it('fails a build whose RUN fails, with its output and exit code, leaving no capsule', async () => {
     const dockerfile =
       'FROM minimal\nENV WHO=wrenn\nRUN echo "building for $WHO"\nRUN echo "about to fail" && echo "broken step" >&2 && exit 7\nRUN echo never\n';

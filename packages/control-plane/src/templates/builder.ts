@@ -17,6 +17,7 @@ import type { ControlPlaneContext } from '../context.js';
 import { createBuild, setBuildStatus, type TemplateBuild } from '../db/repositories/template-builds.js';
 import {
   emptyTemplateConfig,
+  getTemplateCacheKey,
   getTemplateConfig,
   setTemplateConfig,
   type TemplateConfig,
@@ -221,8 +222,8 @@ async function runBuild(
       const copy = step.kind === 'COPY' ? planCopy(step, substitute(step.dest, cfg.env), cfg.workdir, context) : null;
       key = sha(key, step.text, copy?.contentHash ?? '');
       const layer = layerName(key);
-      const cached = await resolveTemplateRow(db, teamId, layer);
-      if (cached && cached.teamId === teamId) {
+      const cached = await completedLayer(ctx, teamId, layer, key);
+      if (cached) {
         log.line(`${head}\n ---> cached (${layer})`);
         // A capsule running an older layer is no longer the base of what follows.
         await dropCapsule();
@@ -275,8 +276,17 @@ async function runBuild(
         }
         log.line(`copied ${copy.entries.length} file${copy.entries.length === 1 ? '' : 's'}`);
       }
-      await snapshotCapsule(ctx, teamId, c, layer, 'snapshot');
-      await setTemplateConfig(db, (await resolveTemplateRow(db, teamId, layer))!.id, cfg, key).catch(() => undefined);
+      // A concurrent build of the same steps may have saved this layer first (409): then this
+      // capsule simply goes on, its changes since `current` are saved with the next layer.
+      const made = await snapshotCapsule(ctx, teamId, c, layer, 'snapshot').catch((err: unknown) => {
+        if (err instanceof ApiError && err.status === 409) return null;
+        throw err;
+      });
+      if (!made) {
+        log.line(` ---> ${layer} was saved by another build meanwhile; continuing in this capsule`);
+        continue;
+      }
+      await setTemplateConfig(db, made.id, cfg, key).catch(() => undefined);
       await dropCapsule();
       current = layer;
       log.line(` ---> ${layer} in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
@@ -358,6 +368,30 @@ async function runIn(
     throw new StepFailed(
       `${what}: exit code ${exit.exitCode}${why ? ` (${why})` : ''}${tail.trim() ? `; output ends with: ${tail.trim().slice(-500)}` : ''}`,
     );
+  }
+}
+
+/** How long a build waits for a layer another build is still saving. */
+const LAYER_WAIT_MS = 10 * 60_000;
+
+/**
+ * The layer for `key` if it exists and is complete (its cache key is recorded only after the
+ * snapshot succeeded). A layer another build is still saving is waited for; one whose save fails
+ * disappears, and then this build makes it itself.
+ */
+async function completedLayer(
+  ctx: ControlPlaneContext,
+  teamId: string,
+  layer: string,
+  key: string,
+): Promise<Template | null> {
+  const deadline = Date.now() + LAYER_WAIT_MS;
+  for (;;) {
+    const row = await resolveTemplateRow(ctx.database.db, teamId, layer);
+    if (!row || row.teamId !== teamId) return null;
+    if ((await getTemplateCacheKey(ctx.database.db, row.id)) === key) return row;
+    if (Date.now() > deadline) return null;
+    await new Promise((r) => setTimeout(r, 250));
   }
 }
 

@@ -70,3 +70,13 @@ export async function getTemplateConfig(db: Kysely<Database>, templateId: string
     .executeTakeFirst();
   return r ? fromJson(r.config) : null;
 }
+
+/** The build-cache key recorded for a layer template once its snapshot was complete; null otherwise. */
+export async function getTemplateCacheKey(db: Kysely<Database>, templateId: string): Promise<string | null> {
+  const r = await db
+    .selectFrom('template_configs')
+    .select('cache_key')
+    .where('template_id', '=', templateId)
+    .executeTakeFirst();
+  return r?.cache_key ?? null;
+}
