@@ -248,15 +248,18 @@ test('a snapshot template carries a file into a new capsule', async () => {
 
 test('TTL expiry destroys or pauses as each capsule asked, and ping extends it', async () => {
   const a = agent().client;
+  // Pinged first thing, with a longer timeout: without the ping it would expire 3 s after creation.
+  const pinged = await newCapsule({ timeoutSec: 3 });
+  const pingedAt = Date.now();
+  await a.pingCapsule({ id: pinged.id, timeoutSec: 60 });
   const gone = await newCapsule({ timeoutSec: 1 });
   const paused = await newCapsule({ timeoutSec: 1, timeoutAction: TimeoutAction.PAUSE });
-  const pinged = await newCapsule({ timeoutSec: 2 });
-  await sleep(1200);
-  await a.pingCapsule({ id: pinged.id, timeoutSec: 30 });
-  await sleep(1500);
+  const state = async (id: string) => (await a.getCapsule({ id }).catch(() => undefined))?.capsule?.state;
+  for (let i = 0; i < 200 && ((await state(gone.id)) !== undefined || (await state(paused.id)) !== CapsuleState.PAUSED); i++) await sleep(50);
   await expectCode(a.getCapsule({ id: gone.id }), Code.NotFound);
-  assert.equal((await a.getCapsule({ id: paused.id })).capsule?.state, CapsuleState.PAUSED);
-  assert.equal((await a.getCapsule({ id: pinged.id })).capsule?.state, CapsuleState.RUNNING);
+  assert.equal(await state(paused.id), CapsuleState.PAUSED);
+  await sleep(Math.max(0, pingedAt + 3500 - Date.now()));
+  assert.equal(await state(pinged.id), CapsuleState.RUNNING, 'the ping extended the timeout');
 });
 
 test('a restarted agent re-adopts a running capsule and it stays reachable', async () => {
