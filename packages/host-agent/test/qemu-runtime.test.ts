@@ -20,7 +20,7 @@ function pidAlive(pid: number): boolean {
   }
 }
 
-test('qemu: a minimal VM capsule boots, runs echo, reads its id from metadata, keeps a counting process across pause/resume', {
+test('qemu: a minimal VM capsule boots, runs echo, reads its id from metadata, keeps a counting process across pause/resume and into a snapshot template', {
   skip,
   timeout: 600_000,
 }, async (t) => {
@@ -95,6 +95,37 @@ test('qemu: a minimal VM capsule boots, runs echo, reads its id from metadata, k
   assert.ok((c1 ?? 0) >= before, `count continued from ${before} (got ${c1})`);
   assert.ok((c2 ?? 0) > (c1 ?? 0), `and keeps counting (${c1} -> ${c2})`);
   assert.ok(!existsSync(state.statePath), 'the snapshot file is removed after resume');
+
+  // A snapshot template: disk + memory; a new capsule starts from it with the counter running.
+  t0 = Date.now();
+  await env.runtime.snapshot(handle, 'qemu-snap-test');
+  console.log(`# snapshot template (memory + flattened disk): ${Date.now() - t0} ms`);
+  const still = Number((await sh(client, 'sleep 1; cat /dev/shm/count')).out);
+  assert.ok(still > (c2 ?? 0), 'the source capsule keeps running after the snapshot');
+  const id2 = 'cl-qemutest2';
+  const metadata2 = { WRENN_SANDBOX_ID: id2, WRENN_TEMPLATE_ID: 'qemu-snap-test' };
+  const net2 = await env.net.create({ id: id2, internet: false, metadata: metadata2 });
+  t0 = Date.now();
+  const h2 = await env.runtime.create({
+    id: id2,
+    template: 'qemu-snap-test',
+    vcpus: 2, // ignored: a snapshot template fixes vCPUs and memory
+    memoryMb: 1024,
+    envs: {},
+    internet: false,
+    metadata: metadata2,
+    network: { capsuleIp: net2.capsuleIp, netnsPath: net2.netnsPath },
+  });
+  console.log(`# start from the snapshot template to envd ready: ${Date.now() - t0} ms`);
+  const s2 = h2.state as QemuState;
+  assert.deepEqual([s2.vcpus, s2.memoryMb], [1, 512], "vCPUs and memory are the snapshot's");
+  const client2 = createEnvdClient(h2.address);
+  t.after(() => client2.close());
+  const fromSnap = await sh(client2, 'cat /dev/shm/pid; cat /dev/shm/count; sleep 1; cat /dev/shm/count');
+  const [pid2, d1, d2] = fromSnap.out.trim().split('\n').map(Number);
+  assert.equal(pid2, counterPid, 'the counting process is already running in the new capsule');
+  assert.ok((d1 ?? 0) >= (c2 ?? 0) && (d2 ?? 0) > (d1 ?? 0), `it counts on from the snapshot (${d1} -> ${d2})`);
+  await env.runtime.destroy(h2);
 
   await env.runtime.destroy(handle);
   assert.ok(!pidAlive(state.pid));

@@ -5,13 +5,14 @@
 // that file as its incoming migration. QEMU 7 cannot write only the dirty RAM to a file, so every
 // memory snapshot is full (PauseResult.snapshot.kind says so).
 import { spawn } from 'node:child_process';
-import { access, mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { access, copyFile, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { ENVD_PORT, waitForEnvd } from '../../envd-client/index.js';
 import { createTap, GUEST_IP, guestIpParam, removeTap } from '../../network/tap.js';
+import { writeManifest } from '../../rootfs/manifest.js';
 import type { ProgressFn } from '../../rootfs/recipe.js';
 import { TemplateStore } from '../../rootfs/template-store.js';
-import { buildVmImages, type VmImages } from '../../vm/images/index.js';
+import { buildVmImages, ROOTFS_IMAGE, type VmImages } from '../../vm/images/index.js';
 import type { CapsuleRuntime, CapsuleSpec, CapsuleStats, PauseResult, RuntimeHandle } from '../runtime.js';
 import { type AccelChoice, detectAccel } from './accel.js';
 import { QmpClient } from './qmp.js';
@@ -51,6 +52,16 @@ export interface QemuState {
 }
 
 const ID_RE = /^[a-z0-9][a-z0-9-]{0,62}$/;
+/** In a snapshot template's directory: the frozen VM (memory + machine shape) next to rootfs.ext4. */
+const VM_SNAPSHOT_FILE = 'vm-snapshot.json';
+const VM_MEMORY_FILE = 'memory.mig';
+
+interface VmSnapshotInfo {
+  vcpus: number;
+  memoryMb: number;
+  parent: string;
+  createdFrom: string;
+}
 const SAFE_PATH = /^[A-Za-z0-9/_.,+=@-]+$/; // paths go into QEMU options and an exec: shell line
 
 const exists = (p: string) =>
@@ -154,6 +165,12 @@ export class QemuRuntime implements CapsuleRuntime {
     if (!netnsPath || !capsuleIp)
       throw new Error('the qemu runtime needs spec.network (netnsPath and capsuleIp) from the network layer');
     const [images, accel] = await Promise.all([this.images(spec.template), this.accelerator()]);
+    // A snapshot template starts from its frozen memory: vCPUs and memory are the snapshot's.
+    const tdir = this.store.templateDir(spec.template);
+    const frozen = await readFile(join(tdir, VM_SNAPSHOT_FILE), 'utf8').then(
+      (t) => JSON.parse(t) as VmSnapshotInfo,
+      () => undefined,
+    );
     const dir = this.sandboxDir(spec.id);
     await rm(dir, { recursive: true, force: true });
     await mkdir(dir, { recursive: true });
@@ -176,8 +193,8 @@ export class QemuRuntime implements CapsuleRuntime {
       capsuleIp,
       accel: accel.accel,
       template: spec.template,
-      vcpus: spec.vcpus,
-      memoryMb: spec.memoryMb,
+      vcpus: frozen?.vcpus ?? spec.vcpus,
+      memoryMb: frozen?.memoryMb ?? spec.memoryMb,
       kernel: images.kernel.bzImage,
       initrd: images.kernel.initrd,
       disk: join(dir, 'disk.qcow2'),
@@ -202,7 +219,12 @@ export class QemuRuntime implements CapsuleRuntime {
       ]);
       if (img.code !== 0) throw new Error(`qemu-img create failed: ${img.out.trim()}`);
       await createTap(netns, capsuleIp);
-      await this.launch(handle.id, state, false);
+      if (frozen) {
+        await this.launch(handle.id, state, true);
+        await this.loadIncoming(state, join(tdir, VM_MEMORY_FILE));
+      } else {
+        await this.launch(handle.id, state, false);
+      }
       await this.waitReady(state);
       await writeFile(join(dir, 'qemu.json'), JSON.stringify(handle));
       return handle;
@@ -368,9 +390,21 @@ export class QemuRuntime implements CapsuleRuntime {
       throw new Error(`the memory snapshot ${s.statePath} of ${handle.id} is missing; the capsule cannot resume`);
     await createTap(s.netns, s.capsuleIp);
     await this.launch(handle.id, s, true);
+    await this.loadIncoming(s, s.statePath);
+    await this.waitReady(s);
+    s.phase = 'running';
+    await rm(s.statePath, { force: true });
+    await writeFile(join(s.dir, 'qemu.json'), JSON.stringify(handle));
+    return handle;
+  }
+
+  /** Feeds a migration stream file into a QEMU started with `-incoming defer` and runs the VM. */
+  private async loadIncoming(s: QemuState, file: string): Promise<void> {
+    if (!SAFE_PATH.test(file))
+      throw new Error(`path ${JSON.stringify(file)} has characters the qemu runtime cannot quote`);
     const q = await this.qmp(s);
     try {
-      await q.execute('migrate-incoming', { uri: `exec:cat '${s.statePath}'` });
+      await q.execute('migrate-incoming', { uri: `exec:cat '${file}'` });
       for (;;) {
         const status = await q.status();
         if (status === 'running') break;
@@ -378,7 +412,7 @@ export class QemuRuntime implements CapsuleRuntime {
           await q.execute('cont');
           continue;
         }
-        if (!pidAlive(s.pid)) throw new Error(`QEMU exited while loading ${s.statePath}`);
+        if (!pidAlive(s.pid)) throw new Error(`QEMU exited while loading ${file}`);
         if (status !== 'inmigrate') {
           const m = await q.execute<{ status?: string; 'error-desc'?: string }>('query-migrate');
           if (m.status === 'failed')
@@ -392,17 +426,66 @@ export class QemuRuntime implements CapsuleRuntime {
     } finally {
       q.close();
     }
-    await this.waitReady(s);
-    s.phase = 'running';
-    await rm(s.statePath, { force: true });
-    await writeFile(join(s.dir, 'qemu.json'), JSON.stringify(handle));
-    return handle;
   }
 
+  /**
+   * Writes template `name` from the capsule: its disk flattened into rootfs.ext4 and its memory
+   * (a migration stream) so new capsules start with its processes already running. A running
+   * capsule is stopped for the copy and continues afterwards.
+   */
   async snapshot(handle: RuntimeHandle, name: string): Promise<void> {
-    throw new Error(
-      `snapshot templates of QEMU capsules are not implemented yet (capsule ${handle.id}, template ${name}); use the namespace runtime for snapshot templates`,
-    );
+    const s = handle.state as QemuState;
+    const dir = this.store.templateDir(name);
+    if (await exists(dir)) throw new Error(`template "${name}" already exists`);
+    const tmp = join(this.store.imagesDir, `.snap-${name}-${process.pid}`);
+    await rm(tmp, { recursive: true, force: true });
+    await mkdir(tmp, { recursive: true });
+    try {
+      if (s.phase === 'saved') {
+        await copyFile(s.statePath, join(tmp, VM_MEMORY_FILE));
+        await this.flattenDisk(s.disk, join(tmp, ROOTFS_IMAGE));
+      } else {
+        const q = await this.qmp(s);
+        try {
+          if (s.phase === 'running') await q.execute('stop');
+          await q.execute('migrate-set-parameters', { 'max-bandwidth': 64 * 1024 ** 3 });
+          await q.execute('migrate', { uri: `exec:cat > '${join(tmp, VM_MEMORY_FILE)}'` });
+          for (;;) {
+            const m = await q.execute<{ status?: string; 'error-desc'?: string }>('query-migrate');
+            if (m.status === 'completed') break;
+            if (m.status === 'failed' || m.status === 'cancelled')
+              throw new Error(`memory snapshot failed: ${m['error-desc'] ?? m.status}`);
+            await new Promise((r) => setTimeout(r, 20));
+          }
+          // The VM is stopped and its disk flushed: the disk copy matches the memory.
+          await this.flattenDisk(s.disk, join(tmp, ROOTFS_IMAGE));
+        } finally {
+          if (s.phase === 'running') await q.execute('cont').catch(() => {});
+          q.close();
+        }
+      }
+      const info: VmSnapshotInfo = { vcpus: s.vcpus, memoryMb: s.memoryMb, parent: s.template, createdFrom: handle.id };
+      await writeFile(join(tmp, VM_SNAPSHOT_FILE), JSON.stringify(info));
+      await writeManifest(tmp, {
+        name,
+        kind: 'snapshot',
+        parent: s.template,
+        layers: [name],
+        runtimes: ['qemu'],
+        created_at: new Date().toISOString(),
+        size: (await stat(join(tmp, ROOTFS_IMAGE))).blocks * 512 + (await stat(join(tmp, VM_MEMORY_FILE))).size,
+      });
+      await rename(tmp, dir);
+    } catch (err) {
+      await rm(tmp, { recursive: true, force: true });
+      throw err;
+    }
+  }
+
+  private async flattenDisk(qcow2: string, out: string): Promise<void> {
+    // -U: the (stopped) VM still holds the image open.
+    const r = await runTool(this.qemuImg, ['convert', '-U', '-f', 'qcow2', '-O', 'raw', '-S', '4k', qcow2, out]);
+    if (r.code !== 0) throw new Error(`qemu-img convert failed: ${r.out.trim()}`);
   }
 
   async isAlive(handle: RuntimeHandle): Promise<boolean> {
