@@ -24,7 +24,7 @@ export interface CapsuleCreateOptions extends ConnectionOptions {
   internet?: boolean;
   /** namespace, qemu or firecracker (default: what the host offers). */
   runtime?: string;
-  /** Domain of proxy host names for getHost (default: the base URL's host name). */
+  /** Domain of proxy host names for getHost (default: WRENN_DOMAIN, else `localhost` when the base URL is an IP address, else its host name). */
   domain?: string;
 }
 
@@ -202,7 +202,10 @@ export class Capsule {
   getHost(port: number): string {
     checkPort(port);
     const u = new URL(this.api.baseUrl);
-    const domain = this.domain ?? u.hostname;
+    // `wrenn up` serves <port>-<id>.localhost by default, and *.localhost reaches loopback; a
+    // control plane reached by name serves capsules under that name unless told otherwise.
+    const isIp = /^[\d.]+$|^\[/.test(u.hostname);
+    const domain = this.domain ?? envDomain() ?? (isIp ? 'localhost' : u.hostname);
     return `${port}-${this.capsuleId}.${domain}${u.port ? `:${u.port}` : ''}`;
   }
 
@@ -211,6 +214,11 @@ export class Capsule {
     checkPort(port);
     return `${this.api.baseUrl}/proxy/${this.capsuleId}/${port}/`;
   }
+}
+
+function envDomain(): string | undefined {
+  const p = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process;
+  return p?.env?.WRENN_DOMAIN || undefined;
 }
 
 function checkPort(port: number): void {

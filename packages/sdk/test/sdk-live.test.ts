@@ -244,11 +244,11 @@ describe('@wrenn/sdk against wrenn up', () => {
     });
     assert.equal(body, 'served from the capsule\n');
     const host = cap.getHost(8080);
-    assert.equal(host, `8080-${cap.capsuleId}.127.0.0.1:${new URL(live.url).port}`);
+    assert.equal(host, `8080-${cap.capsuleId}.localhost:${new URL(live.url).port}`);
     // The proxy routes by host name: send the capsule host name as Host to the control plane.
     const viaHost = await new Promise<string>((resolve, reject) => {
       const u = new URL(live.url);
-      const hostHeader = `8080-${cap.capsuleId}.localhost`;
+      const hostHeader = host;
       http
         .get(
           { host: u.hostname, port: Number(u.port), path: '/', headers: { host: hostHeader }, agent: false },
