@@ -1,10 +1,11 @@
 // The dashboard's static route: files with cache headers, the SPA fallback for pages, and no
 // shadowing of the API, docs, proxy or health paths.
+
+import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import assert from 'node:assert/strict';
 import Fastify from 'fastify';
 import { registerDashboard } from '../src/api/dashboard.js';
 
@@ -47,11 +48,27 @@ test('dashboard files, SPA fallback and reserved paths', async (t) => {
   const deep = await app.inject({ url: '/capsules/cl-abc', headers: html });
   assert.equal(deep.statusCode, 200);
   assert.match(deep.body, /<title>Wrenn/);
-  assert.equal((await app.inject({ url: '/capsules/cl-abc', headers: { accept: 'application/json' } })).statusCode, 404);
+  assert.equal(
+    (await app.inject({ url: '/capsules/cl-abc', headers: { accept: 'application/json' } })).statusCode,
+    404,
+  );
   assert.equal((await app.inject({ url: '/assets/missing.js', headers: html })).statusCode, 404);
 
   // API, docs, proxy and E2B paths are never answered with the app.
-  for (const p of ['/v1/nope', '/v1', '/sandboxes', '/sandboxes/x', '/v2/sandboxes', '/templates', '/snapshots', '/docs/x', '/proxy/cl-1/80/', '/metrics', '/test', '/openapi.yaml']) {
+  for (const p of [
+    '/v1/nope',
+    '/v1',
+    '/sandboxes',
+    '/sandboxes/x',
+    '/v2/sandboxes',
+    '/templates',
+    '/snapshots',
+    '/docs/x',
+    '/proxy/cl-1/80/',
+    '/metrics',
+    '/test',
+    '/openapi.yaml',
+  ]) {
     const r = await app.inject({ url: p, headers: html });
     assert.equal(r.statusCode, 404, `${p} must not be served by the dashboard`);
     assert.doesNotMatch(r.body, /<title>Wrenn/, p);
@@ -60,7 +77,11 @@ test('dashboard files, SPA fallback and reserved paths', async (t) => {
   assert.deepEqual((await app.inject({ url: '/health', headers: html })).json(), { status: 'ok' });
 
   // Nothing outside the directory.
-  for (const p of ['/../wrenn-dash-outside.txt', '/%2e%2e/wrenn-dash-outside.txt', '/assets/..%2f..%2fwrenn-dash-outside.txt']) {
+  for (const p of [
+    '/../wrenn-dash-outside.txt',
+    '/%2e%2e/wrenn-dash-outside.txt',
+    '/assets/..%2f..%2fwrenn-dash-outside.txt',
+  ]) {
     const r = await app.inject({ url: p });
     assert.notEqual(r.body, 'secret', p);
   }

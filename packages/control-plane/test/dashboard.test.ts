@@ -2,15 +2,18 @@
 // `wrenn up`: sign in, create a capsule, run `echo hi` in its terminal, upload a file, pause and
 // resume, snapshot it and start a capsule from the snapshot, destroy both. Screenshots of the main
 // pages go to test-artifacts/dashboard/.
+
+import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
-import assert from 'node:assert/strict';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
-import { startLive, type LiveSystem } from './e2b-live.js';
+import { fileURLToPath } from 'node:url';
+import { type BrowserContext, chromium, type Page } from 'playwright-core';
 import { defaultDashboardDir } from '../src/api/dashboard.js';
+import { createCapsule } from '../src/db/repositories/capsules.js';
+import { type LiveSystem, startLive } from './e2b-live.js';
+import { newTeamKey, startBareControlPlane } from './native-helpers.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../../../..');
@@ -19,6 +22,38 @@ const shots = join(repoRoot, 'test-artifacts', 'dashboard');
 // Network slot 14 (see testNetwork in e2b-live.ts).
 const SLOT = 14;
 
+/** Headless Debian chromium with a fresh profile directory and no background traffic. */
+async function launch(profile: string): Promise<BrowserContext> {
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    headless: true,
+    viewport: { width: 1400, height: 900 },
+    args: [
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
+  });
+  context.setDefaultTimeout(60_000);
+  return context;
+}
+
+function checkPrerequisites(): void {
+  assert.ok(
+    existsSync(CHROMIUM),
+    `${CHROMIUM} is missing: install Debian's chromium (npm test's setup does: apt-get install chromium)`,
+  );
+  assert.ok(
+    existsSync(join(defaultDashboardDir(), 'index.html')),
+    `the dashboard is not built at ${defaultDashboardDir()}: run npm run build (or npm run build -w packages/dashboard)`,
+  );
+  mkdirSync(shots, { recursive: true });
+}
+
 describe('dashboard in chromium against a live system', { timeout: 600_000 }, () => {
   let sys: LiveSystem;
   let context: BrowserContext;
@@ -26,21 +61,10 @@ describe('dashboard in chromium against a live system', { timeout: 600_000 }, ()
   let profile: string;
 
   before(async () => {
-    assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: install Debian's chromium (npm test's setup does: apt-get install chromium)`);
-    assert.ok(
-      existsSync(join(defaultDashboardDir(), 'index.html')),
-      `the dashboard is not built at ${defaultDashboardDir()}: run npm run build (or npm run build -w packages/dashboard)`,
-    );
-    mkdirSync(shots, { recursive: true });
+    checkPrerequisites();
     sys = await startLive({ db: 'sqlite', slot: SLOT });
     profile = mkdtempSync(join(tmpdir(), 'wrenn-chromium-'));
-    context = await chromium.launchPersistentContext(profile, {
-      executablePath: CHROMIUM,
-      headless: true,
-      viewport: { width: 1400, height: 900 },
-      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    });
-    context.setDefaultTimeout(60_000);
+    context = await launch(profile);
     page = context.pages()[0] ?? (await context.newPage());
   });
 
@@ -55,7 +79,8 @@ describe('dashboard in chromium against a live system', { timeout: 600_000 }, ()
     await page.waitForURL(/\/capsules\/cl-[a-z0-9]+$/);
     return decodeURIComponent(new URL(page.url()).pathname.split('/').pop()!);
   };
-  const waitState = (state: string) => page.locator('#capsule-title .badge', { hasText: new RegExp(`^${state}$`) }).waitFor();
+  const waitState = (state: string) =>
+    page.locator('#capsule-title .badge', { hasText: new RegExp(`^${state}$`) }).waitFor();
 
   test('sign in with the API key', async () => {
     await page.goto(sys.url);
@@ -84,7 +109,9 @@ describe('dashboard in chromium against a live system', { timeout: 600_000 }, ()
     await page.locator('.xterm').click();
     await page.keyboard.type('echo hi\n');
     // A terminal row that is exactly "hi": the command's output, not the echoed command line.
-    await page.waitForFunction("[...document.querySelectorAll('.xterm-rows > div')].some((r) => r.textContent.trim() === 'hi')");
+    await page.waitForFunction(
+      "[...document.querySelectorAll('.xterm-rows > div')].some((r) => r.textContent.trim() === 'hi')",
+    );
     await shot('capsule-terminal');
   });
 
@@ -92,7 +119,11 @@ describe('dashboard in chromium against a live system', { timeout: 600_000 }, ()
     await page.getByRole('tab', { name: 'Files' }).click();
     await page.getByLabel('Folder', { exact: true }).fill('/tmp');
     await page.getByRole('button', { name: 'Go', exact: true }).click();
-    await page.getByLabel('Upload files').setInputFiles({ name: 'hello-dashboard.txt', mimeType: 'text/plain', buffer: Buffer.from('uploaded from the dashboard\n') });
+    await page.getByLabel('Upload files').setInputFiles({
+      name: 'hello-dashboard.txt',
+      mimeType: 'text/plain',
+      buffer: Buffer.from('uploaded from the dashboard\n'),
+    });
     const row = page.getByRole('row').filter({ hasText: 'hello-dashboard.txt' });
     await row.waitFor();
     await row.getByRole('button', { name: 'hello-dashboard.txt', exact: true }).click();
@@ -171,7 +202,10 @@ describe('dashboard in chromium against a live system', { timeout: 600_000 }, ()
     await page.getByLabel('Template name').fill('dash-built');
     await page.getByLabel('Dockerfile').fill('FROM minimal\nRUN echo built-by-dashboard > /built.txt\n');
     await page.getByRole('button', { name: 'Build template' }).click();
-    await page.getByTestId('build-log').filter({ hasText: "Template 'dash-built' is ready" }).waitFor({ timeout: 300_000 });
+    await page
+      .getByTestId('build-log')
+      .filter({ hasText: "Template 'dash-built' is ready" })
+      .waitFor({ timeout: 300_000 });
     await page.locator('.badge.b-ready').waitFor();
     const row = page.getByRole('table', { name: 'Templates' }).getByRole('row').filter({ hasText: 'dash-built' });
     await row.waitFor();
@@ -211,4 +245,50 @@ describe('dashboard in chromium against a live system', { timeout: 600_000 }, ()
     const refused = await fetch(`${sys.url}/v1/hosts`, { headers: { 'x-api-key': key } });
     assert.equal(refused.status, 401);
   });
+});
+
+test('a list of 500 capsules is paged and filtered', { timeout: 300_000 }, async (t) => {
+  checkPrerequisites();
+  // Records only (a control plane without hosts): what is checked here is the page, not capsules.
+  const cp = await startBareControlPlane(t, 'sqlite');
+  const { teamId, key } = await newTeamKey(cp, 'many');
+  for (let i = 0; i < 500; i++) {
+    await createCapsule(cp.ctx.database.db, {
+      teamId,
+      hostId: null,
+      template: i % 5 === 0 ? 'base' : 'minimal',
+      runtime: 'namespace',
+      vcpus: 1,
+      memoryMb: 256,
+      timeoutSec: 0,
+      // Not running: without hosts, live metrics would only be errors.
+      state: i % 2 === 0 ? 'hibernated' : 'paused',
+      metadata: { idx: String(i) },
+    });
+  }
+  const profile = mkdtempSync(join(tmpdir(), 'wrenn-chromium-'));
+  t.after(() => rmSync(profile, { recursive: true, force: true }));
+  const context = await launch(profile);
+  t.after(() => context.close());
+  const page = context.pages()[0] ?? (await context.newPage());
+  await page.goto(cp.url);
+  await page.getByLabel('API key').fill(key);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByText('500 of 500 capsules').waitFor();
+  await page.getByText('Page 1 of 10').waitFor();
+  // 50 rows and the header row.
+  assert.equal(await page.locator('table.capsules').getByRole('row').count(), 51);
+  await page.screenshot({ path: join(shots, 'capsules-500.png') });
+  await page.getByRole('button', { name: 'Next' }).click();
+  await page.getByText('Page 2 of 10').waitFor();
+  await page.getByLabel('State').selectOption('paused');
+  await page.getByText('250 of 500 capsules').waitFor();
+  await page.getByLabel('Template').selectOption('base');
+  await page.getByText('50 of 500 capsules').waitFor();
+  await page.getByLabel('State').selectOption('all');
+  await page.getByLabel('Template').selectOption('all');
+  await page.getByLabel('Search').fill('idx=499');
+  await page.getByText('1 of 500 capsules').waitFor();
+  await page.getByLabel('Search').fill('idx=4999');
+  await page.getByText('No capsule matches these filters.').waitFor();
 });

@@ -133,7 +133,11 @@ async function failure(res: Response): Promise<ApiError> {
   return new ApiError(res.status, code, message);
 }
 
-export async function raw(method: string, path: string, init: { body?: BodyInit; json?: unknown; key?: string; signal?: AbortSignal } = {}): Promise<Response> {
+export async function raw(
+  method: string,
+  path: string,
+  init: { body?: BodyInit; json?: unknown; key?: string; signal?: AbortSignal } = {},
+): Promise<Response> {
   const headers: Record<string, string> = { 'x-api-key': init.key ?? getKey() };
   let body = init.body;
   if (init.json !== undefined) {
@@ -142,7 +146,12 @@ export async function raw(method: string, path: string, init: { body?: BodyInit;
   }
   let res: Response;
   try {
-    res = await fetch(path, { method, headers, ...(body !== undefined ? { body } : {}), ...(init.signal ? { signal: init.signal } : {}) });
+    res = await fetch(path, {
+      method,
+      headers,
+      ...(body !== undefined ? { body } : {}),
+      ...(init.signal ? { signal: init.signal } : {}),
+    });
   } catch (err) {
     if ((err as Error).name === 'AbortError') throw err;
     throw new ApiError(0, 'network', `The control plane did not answer (${(err as Error).message}). Is it running?`);
@@ -182,15 +191,22 @@ export const capsules = {
   destroy: (id: string) => api<void>('DELETE', `/v1/capsules/${enc(id)}`),
   pause: (id: string) => api<Capsule>('POST', `/v1/capsules/${enc(id)}/pause`, {}),
   resume: (id: string) => api<Capsule>('POST', `/v1/capsules/${enc(id)}/resume`, {}),
-  metrics: (id: string, signal?: AbortSignal) => api<Metrics>('GET', `/v1/capsules/${enc(id)}/metrics`, undefined, signal),
+  metrics: (id: string, signal?: AbortSignal) =>
+    api<Metrics>('GET', `/v1/capsules/${enc(id)}/metrics`, undefined, signal),
   events: (id: string) => api<{ events: AuditEvent[] }>('GET', `/v1/capsules/${enc(id)}/events?limit=500`),
   processes: (id: string) => api<{ processes: Process[] }>('GET', `/v1/capsules/${enc(id)}/processes`),
   kill: (id: string, pid: number) => api<void>('DELETE', `/v1/capsules/${enc(id)}/processes/${pid}`),
-  exec: (id: string, cmd: string) => api<{ stdout: string; stderr: string; exit_code: number }>('POST', `/v1/capsules/${enc(id)}/exec`, { cmd, timeout_sec: 20 }),
-  listFiles: (id: string, path: string) => api<{ entries: FileEntry[] }>('GET', `/v1/capsules/${enc(id)}/files/list?path=${enc(path)}`),
+  exec: (id: string, cmd: string) =>
+    api<{ stdout: string; stderr: string; exit_code: number }>('POST', `/v1/capsules/${enc(id)}/exec`, {
+      cmd,
+      timeout_sec: 20,
+    }),
+  listFiles: (id: string, path: string) =>
+    api<{ entries: FileEntry[] }>('GET', `/v1/capsules/${enc(id)}/files/list?path=${enc(path)}`),
   mkdir: (id: string, path: string) => api<unknown>('POST', `/v1/capsules/${enc(id)}/files/mkdir`, { path }),
   remove: (id: string, path: string) => api<void>('DELETE', `/v1/capsules/${enc(id)}/files?path=${enc(path)}`),
-  upload: (id: string, path: string, data: Blob) => raw('PUT', `/v1/capsules/${enc(id)}/files?path=${enc(path)}`, { body: data }),
+  upload: (id: string, path: string, data: Blob) =>
+    raw('PUT', `/v1/capsules/${enc(id)}/files?path=${enc(path)}`, { body: data }),
   download: (id: string, path: string) => raw('GET', `/v1/capsules/${enc(id)}/files?path=${enc(path)}`),
 };
 
@@ -229,7 +245,8 @@ export async function apiOperations(): Promise<Set<string>> {
     if (!res.ok) return new Set();
     const doc = (await res.json()) as { paths?: Record<string, Record<string, unknown>> };
     const out = new Set<string>();
-    for (const [path, ops] of Object.entries(doc.paths ?? {})) for (const m of Object.keys(ops)) out.add(`${m.toUpperCase()} ${path}`);
+    for (const [path, ops] of Object.entries(doc.paths ?? {}))
+      for (const m of Object.keys(ops)) out.add(`${m.toUpperCase()} ${path}`);
     return out;
   } catch {
     return new Set();

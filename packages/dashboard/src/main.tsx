@@ -3,14 +3,14 @@ import { render } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
 import './style.css';
 import { clearKey, getKey, onUnauthorized } from './api.js';
-import { navigate, usePath } from './router.js';
-import { Link } from './ui.js';
-import { LoginPage } from './pages/login.js';
-import { CapsulesPage } from './pages/capsules.js';
 import { CapsulePage } from './pages/capsule.js';
+import { CapsulesPage } from './pages/capsules.js';
 import { CatalogPage } from './pages/catalog.js';
 import { HostsPage } from './pages/hosts.js';
 import { KeysPage } from './pages/keys.js';
+import { LoginPage } from './pages/login.js';
+import { navigate, usePath } from './router.js';
+import { Link } from './ui.js';
 
 const NAV = [
   { href: '/', label: 'Capsules' },

@@ -3,7 +3,12 @@ import type { ComponentChildren } from 'preact';
 import { useCallback, useEffect, useRef, useState } from 'preact/hooks';
 import { linkClick } from './router.js';
 
-export function Link(p: { href: string; children: ComponentChildren; class?: string; 'aria-current'?: 'page' | undefined }) {
+export function Link(p: {
+  href: string;
+  children: ComponentChildren;
+  class?: string;
+  'aria-current'?: 'page' | undefined;
+}) {
   return (
     <a href={p.href} class={p.class} onClick={linkClick} aria-current={p['aria-current']}>
       {p.children}
@@ -53,7 +58,6 @@ export function usePoll<T>(load: (signal: AbortSignal) => Promise<T>, deps: unkn
     } finally {
       if (mine === gen.current) setLoading(false);
     }
-    // biome-ignore lint/correctness/useExhaustiveDependencies: deps are the caller's
   }, deps);
   useEffect(() => {
     setLoading(true);
@@ -117,7 +121,14 @@ export function useAction() {
 }
 
 /** Asks before a destructive action. */
-export function Confirm(p: { open: boolean; title: string; body: ComponentChildren; confirmLabel: string; onConfirm: () => void; onClose: () => void }) {
+export function Confirm(p: {
+  open: boolean;
+  title: string;
+  body: ComponentChildren;
+  confirmLabel: string;
+  onConfirm: () => void;
+  onClose: () => void;
+}) {
   return (
     <Modal title={p.title} open={p.open} onClose={p.onClose}>
       <p>{p.body}</p>

@@ -9,7 +9,19 @@ import { fileURLToPath } from 'node:url';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 
 /** Paths that belong to the APIs, docs and proxy; the dashboard never shadows them. */
-const RESERVED = ['/v1', '/v2', '/sandboxes', '/templates', '/snapshots', '/docs', '/openapi.yaml', '/health', '/test', '/metrics', '/proxy'];
+const RESERVED = [
+  '/v1',
+  '/v2',
+  '/sandboxes',
+  '/templates',
+  '/snapshots',
+  '/docs',
+  '/openapi.yaml',
+  '/health',
+  '/test',
+  '/metrics',
+  '/proxy',
+];
 
 const TYPES: Record<string, string> = {
   '.html': 'text/html; charset=utf-8',
@@ -26,7 +38,9 @@ const TYPES: Record<string, string> = {
 
 /** packages/dashboard/dist, found from this file (dist/src/api/dashboard.js) unless WRENN_DASHBOARD_DIR says otherwise. */
 export function defaultDashboardDir(): string {
-  return process.env.WRENN_DASHBOARD_DIR ?? resolve(dirname(fileURLToPath(import.meta.url)), '../../../../dashboard/dist');
+  return (
+    process.env.WRENN_DASHBOARD_DIR ?? resolve(dirname(fileURLToPath(import.meta.url)), '../../../../dashboard/dist')
+  );
 }
 
 const isReserved = (path: string) => RESERVED.some((p) => path === p || path.startsWith(`${p}/`));
@@ -50,12 +64,14 @@ async function fileAt(root: string, urlPath: string): Promise<string | undefined
 }
 
 function sendFile(reply: FastifyReply, file: string, immutable: boolean) {
-  return reply
-    .type(TYPES[extname(file)] ?? 'application/octet-stream')
-    // Vite puts a content hash in every asset name; index.html must be checked each time.
-    .header('cache-control', immutable ? 'public, max-age=31536000, immutable' : 'no-cache')
-    .header('x-content-type-options', 'nosniff')
-    .send(createReadStream(file));
+  return (
+    reply
+      .type(TYPES[extname(file)] ?? 'application/octet-stream')
+      // Vite puts a content hash in every asset name; index.html must be checked each time.
+      .header('cache-control', immutable ? 'public, max-age=31536000, immutable' : 'no-cache')
+      .header('x-content-type-options', 'nosniff')
+      .send(createReadStream(file))
+  );
 }
 
 const NOT_BUILT = `<!doctype html><html lang="en"><meta charset="utf-8"><title>Wrenn</title>
@@ -74,7 +90,8 @@ export function registerDashboard(app: FastifyInstance, opts: { dir?: string } =
     const wantsHtml = (req.headers.accept ?? '').includes('text/html') || path === '/';
     if (!wantsHtml || path.startsWith('/assets/')) return reply.callNotFound();
     const index = join(root, 'index.html');
-    if (!(await fileAt(root, '/index.html'))) return reply.status(503).type('text/html; charset=utf-8').header('cache-control', 'no-cache').send(NOT_BUILT);
+    if (!(await fileAt(root, '/index.html')))
+      return reply.status(503).type('text/html; charset=utf-8').header('cache-control', 'no-cache').send(NOT_BUILT);
     return sendFile(reply, index, false);
   };
   app.get('/', { schema: { hide: true } }, handler);

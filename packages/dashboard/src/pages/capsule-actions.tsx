@@ -3,7 +3,15 @@ import { useState } from 'preact/hooks';
 import { type Capsule, capsules, snapshots } from '../api.js';
 import { Confirm, ErrorNote, Modal, useAction } from '../ui.js';
 
-export function CapsuleActions({ capsule, onChange, onDestroyed }: { capsule: Capsule; onChange: (c?: Capsule) => void; onDestroyed?: () => void }) {
+export function CapsuleActions({
+  capsule,
+  onChange,
+  onDestroyed,
+}: {
+  capsule: Capsule;
+  onChange: (c?: Capsule) => void;
+  onDestroyed?: () => void;
+}) {
   const { busy, error, run } = useAction();
   const [confirm, setConfirm] = useState(false);
   const [snap, setSnap] = useState(false);
@@ -12,12 +20,22 @@ export function CapsuleActions({ capsule, onChange, onDestroyed }: { capsule: Ca
   return (
     <div class="row-actions">
       {s === 'running' && (
-        <button type="button" disabled={!!busy} aria-label={label('Pause')} onClick={() => run('pause', async () => onChange(await capsules.pause(capsule.id)))}>
+        <button
+          type="button"
+          disabled={!!busy}
+          aria-label={label('Pause')}
+          onClick={() => run('pause', async () => onChange(await capsules.pause(capsule.id)))}
+        >
           {busy === 'pause' ? 'Pausing…' : 'Pause'}
         </button>
       )}
       {(s === 'paused' || s === 'hibernated') && (
-        <button type="button" disabled={!!busy} aria-label={label('Resume')} onClick={() => run('resume', async () => onChange(await capsules.resume(capsule.id)))}>
+        <button
+          type="button"
+          disabled={!!busy}
+          aria-label={label('Resume')}
+          onClick={() => run('resume', async () => onChange(await capsules.resume(capsule.id)))}
+        >
           {busy === 'resume' ? 'Resuming…' : 'Resume'}
         </button>
       )}
@@ -27,7 +45,13 @@ export function CapsuleActions({ capsule, onChange, onDestroyed }: { capsule: Ca
         </button>
       )}
       {s !== 'stopped' && (
-        <button type="button" class="danger" disabled={!!busy} aria-label={label('Destroy')} onClick={() => setConfirm(true)}>
+        <button
+          type="button"
+          class="danger"
+          disabled={!!busy}
+          aria-label={label('Destroy')}
+          onClick={() => setConfirm(true)}
+        >
           {busy === 'destroy' ? 'Destroying…' : 'Destroy'}
         </button>
       )}
@@ -77,7 +101,8 @@ function SnapshotDialog({ open, capsule, onClose }: { open: boolean; capsule: Ca
       {done ? (
         <>
           <p role="status">
-            Snapshot <strong>{done}</strong> is ready. Start capsules from it on the Templates &amp; snapshots page or by creating a capsule with template <code>{done}</code>.
+            Snapshot <strong>{done}</strong> is ready. Start capsules from it on the Templates &amp; snapshots page or
+            by creating a capsule with template <code>{done}</code>.
           </p>
           <div class="actions">
             <button type="button" class="primary" onClick={close}>

@@ -4,7 +4,7 @@ import { useEffect, useRef, useState } from 'preact/hooks';
 import { type Capsule, capsules, type Metrics } from '../api.js';
 import { ago, bytes, pct } from '../format.js';
 import { navigate } from '../router.js';
-import { Empty, ErrorNote, Link, StateBadge, usePoll, useAction } from '../ui.js';
+import { Empty, ErrorNote, Link, StateBadge, useAction, usePoll } from '../ui.js';
 import { CapsuleActions } from './capsule-actions.js';
 import { FilesView } from './files.js';
 
@@ -29,7 +29,16 @@ export function CapsulePage({ id }: { id: string }) {
   const tabRefs = useRef<(HTMLButtonElement | null)[]>([]);
   const c = cap.data;
   const onKey = (e: KeyboardEvent, i: number) => {
-    const n = e.key === 'ArrowRight' ? i + 1 : e.key === 'ArrowLeft' ? i - 1 : e.key === 'Home' ? 0 : e.key === 'End' ? TABS.length - 1 : null;
+    const n =
+      e.key === 'ArrowRight'
+        ? i + 1
+        : e.key === 'ArrowLeft'
+          ? i - 1
+          : e.key === 'Home'
+            ? 0
+            : e.key === 'End'
+              ? TABS.length - 1
+              : null;
     if (n === null) return;
     e.preventDefault();
     const j = (n + TABS.length) % TABS.length;
@@ -58,7 +67,11 @@ export function CapsulePage({ id }: { id: string }) {
         <h1 id="capsule-title" class="mono">
           {c.id} <StateBadge state={c.state} />
         </h1>
-        <CapsuleActions capsule={c} onChange={(n) => (n ? cap.setData(n) : void cap.refresh())} onDestroyed={() => navigate('/')} />
+        <CapsuleActions
+          capsule={c}
+          onChange={(n) => (n ? cap.setData(n) : void cap.refresh())}
+          onDestroyed={() => navigate('/')}
+        />
       </div>
       <dl class="facts">
         <dt>Template</dt>
@@ -74,7 +87,11 @@ export function CapsulePage({ id }: { id: string }) {
         <dt>Age</dt>
         <dd title={c.created_at}>{ago(c.created_at)}</dd>
         <dt>Timeout</dt>
-        <dd>{c.timeout_sec === 0 ? 'never' : `${c.timeout_sec}s then ${c.timeout_action}${c.expires_at ? ` (at ${new Date(c.expires_at).toLocaleTimeString()})` : ''}`}</dd>
+        <dd>
+          {c.timeout_sec === 0
+            ? 'never'
+            : `${c.timeout_sec}s then ${c.timeout_action}${c.expires_at ? ` (at ${new Date(c.expires_at).toLocaleTimeString()})` : ''}`}
+        </dd>
         {Object.keys(c.metadata).length > 0 && (
           <>
             <dt>Metadata</dt>
@@ -193,18 +210,37 @@ function ProcessesView({ capsuleId }: { capsuleId: string }) {
 }
 
 /** A line chart of values 0..max as SVG. */
-function Chart({ title, values, max, format }: { title: string; values: number[]; max: number; format: (v: number) => string }) {
+function Chart({
+  title,
+  values,
+  max,
+  format,
+}: {
+  title: string;
+  values: number[];
+  max: number;
+  format: (v: number) => string;
+}) {
   const W = 480;
   const H = 120;
   const n = 60;
-  const pts = values.slice(-n).map((v, i, a) => `${((i + (n - a.length)) / (n - 1)) * W},${H - (Math.min(v, max) / (max || 1)) * H}`);
+  // Fills from the left, then scrolls: the newest sample is always the last point.
+  const pts = values.slice(-n).map((v, i) => `${(i / (n - 1)) * W},${H - (Math.min(v, max) / (max || 1)) * H}`);
   const last = values[values.length - 1];
   return (
     <figure class="chart">
       <figcaption>
-        {title}: <strong>{last === undefined ? '—' : format(last)}</strong> <span class="muted">(of {format(max)}, last {n} samples)</span>
+        {title}: <strong>{last === undefined ? '—' : format(last)}</strong>{' '}
+        <span class="muted">
+          (of {format(max)}, last {n} samples)
+        </span>
       </figcaption>
-      <svg viewBox={`0 0 ${W} ${H}`} role="img" aria-label={`${title} over the last ${values.length} samples`} preserveAspectRatio="none">
+      <svg
+        viewBox={`0 0 ${W} ${H}`}
+        role="img"
+        aria-label={`${title} over the last ${values.length} samples`}
+        preserveAspectRatio="none"
+      >
         <line x1="0" y1={H / 2} x2={W} y2={H / 2} class="grid" />
         {pts.length > 1 && <polyline points={pts.join(' ')} />}
       </svg>
@@ -246,7 +282,9 @@ function MetricsView({ capsule }: { capsule: Capsule }) {
       </div>
       {last && (
         <p class="muted">
-          {last.pids} processes · disk {bytes(last.disk_used_bytes)} of {bytes(last.disk_total_bytes)} · {last.cpu_count} CPUs
+          {last.pids} processes · disk {bytes(last.disk_used_bytes)} used
+          {last.disk_total_bytes > 0 ? ` of ${bytes(last.disk_total_bytes)}` : ''} · {last.cpu_count}{' '}
+          {last.cpu_count === 1 ? 'CPU' : 'CPUs'}
         </p>
       )}
     </>
@@ -269,7 +307,10 @@ const ENVD_PORT = 49983;
 
 function PortsView({ capsuleId }: { capsuleId: string }) {
   const list = usePoll(
-    () => capsules.exec(capsuleId, 'cat /proc/net/tcp /proc/net/tcp6 2>/dev/null').then((r) => parseListening(r.stdout).filter((p) => p !== ENVD_PORT)),
+    () =>
+      capsules
+        .exec(capsuleId, 'cat /proc/net/tcp /proc/net/tcp6 2>/dev/null')
+        .then((r) => parseListening(r.stdout).filter((p) => p !== ENVD_PORT)),
     [capsuleId],
     10_000,
   );
@@ -277,7 +318,10 @@ function PortsView({ capsuleId }: { capsuleId: string }) {
     <>
       <ErrorNote error={list.error} onRetry={() => void list.refresh()} />
       {list.data && list.data.length === 0 ? (
-        <Empty>No server listens in this capsule yet. Start one (for example python3 -m http.server 8000) and its URL appears here.</Empty>
+        <Empty>
+          No server listens in this capsule yet. Start one (for example python3 -m http.server 8000) and its URL appears
+          here.
+        </Empty>
       ) : (
         <ul class="ports">
           {(list.data ?? []).map((p) => {
@@ -294,7 +338,8 @@ function PortsView({ capsuleId }: { capsuleId: string }) {
         </ul>
       )}
       <p class="hint">
-        Also reachable at <code>{'<port>-' + capsuleId + '.<domain>'}</code> and with the headers <code>E2b-Sandbox-Id</code> / <code>E2b-Sandbox-Port</code>.
+        Also reachable at <code>{`<port>-${capsuleId}.<domain>`}</code> and with the headers <code>E2b-Sandbox-Id</code>{' '}
+        / <code>E2b-Sandbox-Port</code>.
       </p>
     </>
   );

@@ -40,7 +40,6 @@ function useRowMetrics(ids: string[]): Map<string, Metrics> {
       ctl.abort();
       clearInterval(t);
     };
-    // biome-ignore lint/correctness/useExhaustiveDependencies: keyed by the id list
   }, [key]);
   return m;
 }
@@ -90,7 +89,7 @@ export function CapsulesPage() {
           New capsule
         </button>
       </div>
-      <form class="filters" role="search" onSubmit={(e) => e.preventDefault()}>
+      <form class="filters" onSubmit={(e) => e.preventDefault()}>
         <label>
           State
           <select value={state} onChange={(e) => setState((e.target as HTMLSelectElement).value as typeof state)}>
@@ -114,7 +113,12 @@ export function CapsulesPage() {
         </label>
         <label class="grow">
           Search
-          <input type="search" placeholder="id, host or metadata key=value" value={q} onInput={(e) => setQ((e.target as HTMLInputElement).value)} />
+          <input
+            type="search"
+            placeholder="id, host or metadata key=value"
+            value={q}
+            onInput={(e) => setQ((e.target as HTMLInputElement).value)}
+          />
         </label>
       </form>
       <ErrorNote error={list.error} onRetry={() => void list.refresh()} />
@@ -123,7 +127,11 @@ export function CapsulesPage() {
       </p>
       {list.data && all.length === 0 ? (
         <Empty>
-          No capsules yet. <button type="button" class="link" onClick={() => setCreating(true)}>Create one</button> to get an isolated Linux machine in under a second.
+          No capsules yet.{' '}
+          <button type="button" class="link" onClick={() => setCreating(true)}>
+            Create one
+          </button>{' '}
+          to get an isolated Linux machine in under a second.
         </Empty>
       ) : list.data && filtered.length === 0 ? (
         <Empty>No capsule matches these filters.</Empty>
@@ -173,7 +181,11 @@ export function CapsulesPage() {
                     <td class="mono">{c.host_id ?? '—'}</td>
                     <td title={c.created_at}>{ago(c.created_at, now)}</td>
                     <td>{m ? `${pct(m.cpu_used_pct)} of ${c.vcpus}` : `${c.vcpus} vCPU`}</td>
-                    <td>{m ? `${bytes(m.mem_used_bytes)} / ${bytes(m.mem_total_bytes || c.memory_mb * 1048576)}` : `${c.memory_mb} MiB`}</td>
+                    <td>
+                      {m
+                        ? `${bytes(m.mem_used_bytes)} / ${bytes(m.mem_total_bytes || c.memory_mb * 1048576)}`
+                        : `${c.memory_mb} MiB`}
+                    </td>
                     <td>
                       <CapsuleActions capsule={c} onChange={replace} />
                     </td>

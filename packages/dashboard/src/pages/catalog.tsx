@@ -4,11 +4,23 @@ import { useEffect, useState } from 'preact/hooks';
 import { apiOperations, snapshots, type Template, templates } from '../api.js';
 import { ago, bytes } from '../format.js';
 import { navigate } from '../router.js';
-import { Confirm, Empty, ErrorNote, usePoll, useAction } from '../ui.js';
+import { Confirm, Empty, ErrorNote, useAction, usePoll } from '../ui.js';
 import { CreateCapsuleDialog } from './create-capsule.js';
 import { TemplateBuild } from './template-build.js';
 
-function TemplateTable({ items, caption, onDelete, onStart, showParent }: { items: Template[]; caption: string; onDelete: (t: Template) => void; onStart: (t: Template) => void; showParent?: boolean }) {
+function TemplateTable({
+  items,
+  caption,
+  onDelete,
+  onStart,
+  showParent,
+}: {
+  items: Template[];
+  caption: string;
+  onDelete: (t: Template) => void;
+  onStart: (t: Template) => void;
+  showParent?: boolean;
+}) {
   return (
     <table>
       <caption class="sr-only">{caption}</caption>
@@ -76,17 +88,31 @@ export function CatalogPage() {
       {snaps.data && snaps.data.length === 0 ? (
         <Empty>No snapshots yet. Snapshot a running or paused capsule from its page or the capsule list.</Empty>
       ) : (
-        <TemplateTable items={snaps.data ?? []} caption="Snapshots" showParent onStart={(t) => setStartFrom(t.name)} onDelete={(t) => setToDelete({ t, snapshot: true })} />
+        <TemplateTable
+          items={snaps.data ?? []}
+          caption="Snapshots"
+          showParent
+          onStart={(t) => setStartFrom(t.name)}
+          onDelete={(t) => setToDelete({ t, snapshot: true })}
+        />
       )}
       <h2>Templates</h2>
       <ErrorNote error={tpl.error} onRetry={() => void tpl.refresh()} />
       {tpl.data && plainTemplates.length === 0 ? (
         <Empty>No templates.</Empty>
       ) : (
-        <TemplateTable items={plainTemplates} caption="Templates" onStart={(t) => setStartFrom(t.name)} onDelete={(t) => setToDelete({ t, snapshot: false })} />
+        <TemplateTable
+          items={plainTemplates}
+          caption="Templates"
+          onStart={(t) => setStartFrom(t.name)}
+          onDelete={(t) => setToDelete({ t, snapshot: false })}
+        />
       )}
       <h2>Build a template from a Dockerfile</h2>
-      <TemplateBuild available={ops === null ? null : ops.has('POST /v1/templates')} onBuilt={() => void tpl.refresh()} />
+      <TemplateBuild
+        available={ops === null ? null : ops.has('POST /v1/templates')}
+        onBuilt={() => void tpl.refresh()}
+      />
       <Confirm
         open={toDelete !== null}
         title={`Delete ${toDelete?.snapshot ? 'snapshot' : 'template'}?`}

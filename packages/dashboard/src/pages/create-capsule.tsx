@@ -4,7 +4,17 @@ import { type Capsule, capsules, snapshots, type Template, templates } from '../
 import { parsePairs } from '../format.js';
 import { ErrorNote, Modal, useAction } from '../ui.js';
 
-export function CreateCapsuleDialog({ open, onClose, onCreated, initialTemplate }: { open: boolean; onClose: () => void; onCreated: (c: Capsule) => void; initialTemplate?: string }) {
+export function CreateCapsuleDialog({
+  open,
+  onClose,
+  onCreated,
+  initialTemplate,
+}: {
+  open: boolean;
+  onClose: () => void;
+  onCreated: (c: Capsule) => void;
+  initialTemplate?: string;
+}) {
   const [choices, setChoices] = useState<Template[]>([]);
   const [template, setTemplate] = useState(initialTemplate ?? 'minimal');
   const [vcpus, setVcpus] = useState('');
@@ -51,15 +61,42 @@ export function CreateCapsuleDialog({ open, onClose, onCreated, initialTemplate 
           ))}
         </select>
         <label for="c-vcpus">vCPUs</label>
-        <input id="c-vcpus" type="number" min={1} max={64} placeholder="template default" value={vcpus} onInput={(e) => setVcpus((e.target as HTMLInputElement).value)} />
+        <input
+          id="c-vcpus"
+          type="number"
+          min={1}
+          max={64}
+          placeholder="template default"
+          value={vcpus}
+          onInput={(e) => setVcpus((e.target as HTMLInputElement).value)}
+        />
         <label for="c-mem">Memory (MiB)</label>
-        <input id="c-mem" type="number" min={64} step={64} placeholder="template default" value={memory} onInput={(e) => setMemory((e.target as HTMLInputElement).value)} />
+        <input
+          id="c-mem"
+          type="number"
+          min={64}
+          step={64}
+          placeholder="template default"
+          value={memory}
+          onInput={(e) => setMemory((e.target as HTMLInputElement).value)}
+        />
         <label for="c-timeout">Timeout (seconds, 0 = never)</label>
-        <input id="c-timeout" type="number" min={0} value={timeout} onInput={(e) => setTimeoutSec((e.target as HTMLInputElement).value)} />
+        <input
+          id="c-timeout"
+          type="number"
+          min={0}
+          value={timeout}
+          onInput={(e) => setTimeoutSec((e.target as HTMLInputElement).value)}
+        />
         <label for="c-env">Environment (KEY=value per line)</label>
         <textarea id="c-env" rows={3} value={env} onInput={(e) => setEnv((e.target as HTMLTextAreaElement).value)} />
         <label for="c-meta">Metadata (key=value per line)</label>
-        <textarea id="c-meta" rows={2} value={metadata} onInput={(e) => setMetadata((e.target as HTMLTextAreaElement).value)} />
+        <textarea
+          id="c-meta"
+          rows={2}
+          value={metadata}
+          onInput={(e) => setMetadata((e.target as HTMLTextAreaElement).value)}
+        />
         <div class="span2">
           <ErrorNote error={error} />
         </div>

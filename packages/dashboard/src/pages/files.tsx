@@ -2,7 +2,7 @@
 import { useRef, useState } from 'preact/hooks';
 import { capsules, type FileEntry } from '../api.js';
 import { bytes, joinPath, parentPath } from '../format.js';
-import { Confirm, Empty, ErrorNote, usePoll, useAction } from '../ui.js';
+import { Confirm, Empty, ErrorNote, useAction, usePoll } from '../ui.js';
 
 const PREVIEW_LIMIT = 256 * 1024;
 
@@ -13,7 +13,17 @@ export function FilesView({ capsuleId }: { capsuleId: string }) {
   const [toDelete, setToDelete] = useState<FileEntry | null>(null);
   const [newDir, setNewDir] = useState('');
   const upload = useRef<HTMLInputElement>(null);
-  const list = usePoll(() => capsules.listFiles(capsuleId, dir).then((r) => r.entries.sort((a, b) => (a.type === 'dir' ? 0 : 1) - (b.type === 'dir' ? 0 : 1) || a.name.localeCompare(b.name))), [capsuleId, dir]);
+  const list = usePoll(
+    () =>
+      capsules
+        .listFiles(capsuleId, dir)
+        .then((r) =>
+          r.entries.sort(
+            (a, b) => (a.type === 'dir' ? 0 : 1) - (b.type === 'dir' ? 0 : 1) || a.name.localeCompare(b.name),
+          ),
+        ),
+    [capsuleId, dir],
+  );
   const act = useAction();
   const go = (p: string) => {
     setDir(p);
@@ -22,7 +32,8 @@ export function FilesView({ capsuleId }: { capsuleId: string }) {
   };
   const open = (e: FileEntry) =>
     act.run('open', async () => {
-      if (e.size > PREVIEW_LIMIT) throw new Error(`${e.name} is ${bytes(e.size)}: too large to show here; download it instead`);
+      if (e.size > PREVIEW_LIMIT)
+        throw new Error(`${e.name} is ${bytes(e.size)}: too large to show here; download it instead`);
       const buf = new Uint8Array(await (await capsules.download(capsuleId, e.path)).arrayBuffer());
       let text: string;
       try {
@@ -61,7 +72,11 @@ export function FilesView({ capsuleId }: { capsuleId: string }) {
       >
         <label class="grow">
           Folder
-          <input value={pathText} onInput={(e) => setPathText((e.target as HTMLInputElement).value)} spellcheck={false} />
+          <input
+            value={pathText}
+            onInput={(e) => setPathText((e.target as HTMLInputElement).value)}
+            spellcheck={false}
+          />
         </label>
         <button type="submit">Go</button>
         <button type="button" disabled={dir === '/'} onClick={() => go(parentPath(dir))}>
@@ -87,7 +102,11 @@ export function FilesView({ capsuleId }: { capsuleId: string }) {
       >
         <label class="grow">
           New folder
-          <input value={newDir} placeholder="name or absolute path" onInput={(e) => setNewDir((e.target as HTMLInputElement).value)} />
+          <input
+            value={newDir}
+            placeholder="name or absolute path"
+            onInput={(e) => setNewDir((e.target as HTMLInputElement).value)}
+          />
         </label>
         <button type="submit">Make folder</button>
       </form>
@@ -134,14 +153,14 @@ export function FilesView({ capsuleId }: { capsuleId: string }) {
                 <td>{e.modified_at ? new Date(e.modified_at).toLocaleString() : '—'}</td>
                 <td>
                   <div class="row-actions">
-                  {e.type !== 'dir' && (
-                    <button type="button" aria-label={`Download ${e.name}`} onClick={() => void download(e)}>
-                      Download
+                    {e.type !== 'dir' && (
+                      <button type="button" aria-label={`Download ${e.name}`} onClick={() => void download(e)}>
+                        Download
+                      </button>
+                    )}
+                    <button type="button" class="danger" aria-label={`Delete ${e.name}`} onClick={() => setToDelete(e)}>
+                      Delete
                     </button>
-                  )}
-                  <button type="button" class="danger" aria-label={`Delete ${e.name}`} onClick={() => setToDelete(e)}>
-                    Delete
-                  </button>
                   </div>
                 </td>
               </tr>

@@ -8,7 +8,14 @@ function Meter({ label, used, total, unit }: { label: string; used: number; tota
   const ratio = total > 0 ? used / total : 0;
   return (
     <div class="meter-cell">
-      <meter min={0} max={total || 1} value={used} high={total * 0.85} optimum={0} aria-label={`${label}: ${used} of ${total} ${unit} allocated`} />
+      <meter
+        min={0}
+        max={total || 1}
+        value={used}
+        high={total * 0.85}
+        optimum={0}
+        aria-label={`${label}: ${used} of ${total} ${unit} allocated`}
+      />
       <span>
         {used} / {total} {unit} ({Math.round(ratio * 100)}%)
       </span>
@@ -30,7 +37,9 @@ export function HostsPage() {
       <h1 id="hosts-title">Hosts</h1>
       <ErrorNote error={list.error} onRetry={() => void list.refresh()} />
       {list.data && list.data.length === 0 ? (
-        <Empty>No host agent has registered. Start one with <code>wrenn agent</code> (or use <code>wrenn up</code>).</Empty>
+        <Empty>
+          No host agent has registered. Start one with <code>wrenn agent</code> (or use <code>wrenn up</code>).
+        </Empty>
       ) : (
         <table>
           <caption class="sr-only">Hosts</caption>

@@ -2,7 +2,7 @@
 import { useState } from 'preact/hooks';
 import { type ApiKey, apiKeys } from '../api.js';
 import { ago } from '../format.js';
-import { Confirm, Empty, ErrorNote, Modal, usePoll, useAction } from '../ui.js';
+import { Confirm, Empty, ErrorNote, Modal, useAction, usePoll } from '../ui.js';
 
 export function KeysPage() {
   const list = usePoll(() => apiKeys.list(), []);
@@ -27,7 +27,13 @@ export function KeysPage() {
       <form class="filters" onSubmit={create}>
         <label class="grow">
           Name of the new key
-          <input required maxLength={200} value={name} placeholder="e.g. ci, laptop" onInput={(e) => setName((e.target as HTMLInputElement).value)} />
+          <input
+            required
+            maxLength={200}
+            value={name}
+            placeholder="e.g. ci, laptop"
+            onInput={(e) => setName((e.target as HTMLInputElement).value)}
+          />
         </label>
         <button type="submit" class="primary" disabled={!!act.busy}>
           Create key
@@ -59,7 +65,13 @@ export function KeysPage() {
                 <td class="mono">{k.prefix}…</td>
                 <td title={k.created_at}>{ago(k.created_at)} ago</td>
                 <td>{k.last_used_at ? `${ago(k.last_used_at)} ago` : 'never'}</td>
-                <td>{k.revoked_at ? <span class="badge s-stopped">revoked</span> : <span class="badge s-running">active</span>}</td>
+                <td>
+                  {k.revoked_at ? (
+                    <span class="badge s-stopped">revoked</span>
+                  ) : (
+                    <span class="badge s-running">active</span>
+                  )}
+                </td>
                 <td>
                   {!k.revoked_at && (
                     <button type="button" class="danger" aria-label={`Revoke ${k.name}`} onClick={() => setToRevoke(k)}>
@@ -98,7 +110,8 @@ export function KeysPage() {
         title="Revoke key?"
         body={
           <>
-            Programs using <strong>{toRevoke?.name}</strong> ({toRevoke?.prefix}…) will be refused from now on. If it is the key you signed in with, you will be signed out.
+            Programs using <strong>{toRevoke?.name}</strong> ({toRevoke?.prefix}…) will be refused from now on. If it is
+            the key you signed in with, you will be signed out.
           </>
         }
         confirmLabel="Revoke"

@@ -22,7 +22,11 @@ export function LoginPage({ onLogin }: { onLogin: () => void }) {
       setKey(k);
       onLogin();
     } catch (err) {
-      setError((err as Error).message.startsWith('Failed to fetch') ? 'The control plane did not answer. Is it running?' : (err as Error).message);
+      setError(
+        (err as Error).message.startsWith('Failed to fetch')
+          ? 'The control plane did not answer. Is it running?'
+          : (err as Error).message,
+      );
     } finally {
       setBusy(false);
     }
@@ -45,8 +49,8 @@ export function LoginPage({ onLogin }: { onLogin: () => void }) {
           required
         />
         <p id="login-help" class="hint">
-          <code>wrenn up</code> prints the admin key and saves it in its data directory; more keys come from <code>wrenn keys create</code> or the API keys page.
-          The key stays in this browser only.
+          <code>wrenn up</code> prints the admin key and saves it in its data directory; more keys come from{' '}
+          <code>wrenn keys create</code> or the API keys page. The key stays in this browser only.
         </p>
         {error && (
           <p id="login-error" class="notice error" role="alert">

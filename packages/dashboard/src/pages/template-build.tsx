@@ -57,7 +57,8 @@ export function TemplateBuild({ available, onBuilt }: { available: boolean | nul
     setBuild(null);
     void act.run('build', async () => {
       const body: Record<string, unknown> = { name: name.trim(), dockerfile };
-      if (files.length) body.files = Object.fromEntries(await Promise.all(files.map(async (f) => [f.name, await base64(f)])));
+      if (files.length)
+        body.files = Object.fromEntries(await Promise.all(files.map(async (f) => [f.name, await base64(f)])));
       const started = await api<Build>('POST', '/v1/templates', body);
       setBuild({ ...started, error: null });
       await follow(started.build_id);
@@ -68,8 +69,8 @@ export function TemplateBuild({ available, onBuilt }: { available: boolean | nul
     <form class="grid-form build" onSubmit={submit} aria-describedby="build-note">
       {available === false && (
         <p id="build-note" class="notice span2" role="note">
-          Template builds are not available on this control plane: its API has no <code>POST /v1/templates</code>. Snapshots of capsules still work; this
-          form turns on by itself once the API offers builds.
+          Template builds are not available on this control plane: its API has no <code>POST /v1/templates</code>.
+          Snapshots of capsules still work; this form turns on by itself once the API offers builds.
         </p>
       )}
       {available === null && (
@@ -79,7 +80,8 @@ export function TemplateBuild({ available, onBuilt }: { available: boolean | nul
       )}
       {available === true && (
         <p id="build-note" class="hint span2">
-          <code>FROM</code> names a template (minimal, base or one of yours). Files that <code>COPY</code> uses go in the build context.
+          <code>FROM</code> names a template (minimal, base or one of yours). Files that <code>COPY</code> uses go in
+          the build context.
         </p>
       )}
       <label for="b-name">Template name</label>
@@ -93,9 +95,22 @@ export function TemplateBuild({ available, onBuilt }: { available: boolean | nul
         onInput={(e) => setName((e.target as HTMLInputElement).value)}
       />
       <label for="b-dockerfile">Dockerfile</label>
-      <textarea id="b-dockerfile" rows={6} class="mono" disabled={disabled} value={dockerfile} onInput={(e) => setDockerfile((e.target as HTMLTextAreaElement).value)} />
+      <textarea
+        id="b-dockerfile"
+        rows={6}
+        class="mono"
+        disabled={disabled}
+        value={dockerfile}
+        onInput={(e) => setDockerfile((e.target as HTMLTextAreaElement).value)}
+      />
       <label for="b-files">Build context files</label>
-      <input id="b-files" type="file" multiple disabled={disabled} onChange={(e) => setFiles([...((e.target as HTMLInputElement).files ?? [])])} />
+      <input
+        id="b-files"
+        type="file"
+        multiple
+        disabled={disabled}
+        onChange={(e) => setFiles([...((e.target as HTMLInputElement).files ?? [])])}
+      />
       <div class="actions span2">
         <button type="submit" class="primary" disabled={disabled || !!act.busy}>
           {act.busy ? 'Building…' : 'Build template'}
@@ -105,12 +120,13 @@ export function TemplateBuild({ available, onBuilt }: { available: boolean | nul
         <ErrorNote error={act.error} />
         {build && (
           <p role="status">
-            Build <code>{build.build_id}</code> of <strong>{build.template}</strong>: <span class={`badge b-${build.status}`}>{build.status}</span>
+            Build <code>{build.build_id}</code> of <strong>{build.template}</strong>:{' '}
+            <span class={`badge b-${build.status}`}>{build.status}</span>
             {build.error ? ` — ${build.error}` : ''}
           </p>
         )}
         {(log || build) && (
-          <pre class="build-log" ref={logBox} aria-label="Build log" data-testid="build-log">
+          <pre class="build-log" ref={logBox} role="log" aria-label="Build log" data-testid="build-log">
             {log || 'Waiting for the log…'}
           </pre>
         )}

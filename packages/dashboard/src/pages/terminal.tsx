@@ -1,8 +1,9 @@
 // A terminal in the capsule: xterm.js over the PTY WebSocket. It fits the window, and when the
 // connection drops it reconnects with the same tag, re-attaching to the same shell.
-import { useEffect, useRef, useState } from 'preact/hooks';
-import { Terminal } from '@xterm/xterm';
+
 import { FitAddon } from '@xterm/addon-fit';
+import { Terminal } from '@xterm/xterm';
+import { useEffect, useRef, useState } from 'preact/hooks';
 import '@xterm/xterm/css/xterm.css';
 import { wsUrl } from '../api.js';
 
@@ -18,10 +19,24 @@ export function TerminalView({ capsuleId }: { capsuleId: string }) {
     if (!el) return;
     let tag = sessionStorage.getItem(tagKey(capsuleId)) ?? newTag();
     sessionStorage.setItem(tagKey(capsuleId), tag);
-    const term = new Terminal({ cursorBlink: true, fontSize: 14, scrollback: 5000, screenReaderMode: false, theme: { background: '#0f1720', foreground: '#e6edf3' } });
+    const term = new Terminal({
+      cursorBlink: true,
+      fontSize: 14,
+      scrollback: 5000,
+      screenReaderMode: false,
+      theme: { background: '#0f1720', foreground: '#e6edf3' },
+    });
     const fit = new FitAddon();
     term.loadAddon(fit);
     term.open(el);
+    // The terminal takes Tab and Escape for the shell; F6 leaves it for the rest of the page.
+    term.attachCustomKeyEventHandler((e) => {
+      if (e.type === 'keydown' && e.key === 'F6') {
+        document.getElementById('tab-Terminal')?.focus();
+        return false;
+      }
+      return true;
+    });
     fit.fit();
     let ws: WebSocket | undefined;
     let closed = false;
@@ -30,11 +45,14 @@ export function TerminalView({ capsuleId }: { capsuleId: string }) {
     let timer: ReturnType<typeof setTimeout> | undefined;
     const enc = new TextEncoder();
     const sendResize = () => {
-      if (ws?.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ type: 'resize', cols: term.cols, rows: term.rows }));
+      if (ws?.readyState === WebSocket.OPEN)
+        ws.send(JSON.stringify({ type: 'resize', cols: term.cols, rows: term.rows }));
     };
     const connect = () => {
       setStatus(retry === 0 ? 'connecting' : 'reconnecting');
-      const sock = new WebSocket(wsUrl(`/v1/capsules/${encodeURIComponent(capsuleId)}/pty`, { cols: term.cols, rows: term.rows, tag }));
+      const sock = new WebSocket(
+        wsUrl(`/v1/capsules/${encodeURIComponent(capsuleId)}/pty`, { cols: term.cols, rows: term.rows, tag }),
+      );
       sock.binaryType = 'arraybuffer';
       ws = sock;
       sock.onmessage = (ev) => {
@@ -108,8 +126,10 @@ export function TerminalView({ capsuleId }: { capsuleId: string }) {
           </button>
         )}
       </div>
-      <div class="terminal" ref={box} aria-label="Terminal" data-testid="terminal" />
-      <p class="hint">Keys go to the shell while the terminal has focus; press Tab in the page outside it to move on.</p>
+      <div class="terminal" ref={box} data-testid="terminal" />
+      <p class="hint">
+        Keys go to the shell while the terminal has focus (Tab included); press F6 to move focus back to the page.
+      </p>
     </div>
   );
 }
