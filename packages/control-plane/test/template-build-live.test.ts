@@ -315,6 +315,15 @@ describe('templates built from a Dockerfile (live)', () => {
     const noDockerfile = await call('POST', '/v1/templates', { name: 'bad' });
     assert.equal(noDockerfile.status, 400, noDockerfile.text);
     assert.match(noDockerfile.body.error.message, /dockerfile is required/);
+    const listed = await call('GET', '/v1/templates/builds?template=py-app');
+    assert.equal(listed.status, 200, listed.text);
+    assert.deepEqual(
+      listed.body.builds.map((b: { template: string; status: string }) => [b.template, b.status]),
+      [
+        ['py-app', 'ready'],
+        ['py-app', 'ready'],
+      ],
+    );
     const unknown = await call('GET', '/v1/templates/builds/bld-doesnotexist');
     assert.equal(unknown.status, 404, unknown.text);
   });

@@ -8,7 +8,7 @@
 import { type FastifyPluginAsyncTypebox, Type } from '@fastify/type-provider-typebox';
 import type { FastifyRequest } from 'fastify';
 import type { ControlPlaneContext } from '../../context.js';
-import { getBuild, type TemplateBuild } from '../../db/repositories/template-builds.js';
+import { getBuild, listBuilds, type TemplateBuild } from '../../db/repositories/template-builds.js';
 import { mapErrors } from '../../services/errors.js';
 import { type BuildContext, BuildContextError, CONTEXT_LIMITS, makeContext } from '../../templates/build-context.js';
 import { buildEvents } from '../../templates/build-log.js';
@@ -116,6 +116,34 @@ export const templateBuildRoutes =
           context: input.context,
         });
         return reply.status(202).send({ build_id: b.id, template: b.template, status: b.status });
+      },
+    );
+
+    app.get(
+      '/templates/builds',
+      {
+        schema: {
+          tags,
+          summary: "The team's template builds, newest first (logs left out; read one build for them)",
+          querystring: Type.Object(
+            {
+              template: Type.Optional(Type.String({ description: 'Only builds of this template' })),
+              limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 100 })),
+            },
+            { additionalProperties: false },
+          ),
+          response: { 200: Type.Object({ builds: Type.Array(BuildSchema) }), ...errors(400, 401) },
+        },
+      },
+      async (req) => {
+        const rows = await mapErrors(() =>
+          listBuilds(ctx.database.db, {
+            teamId: teamOf(req).id,
+            ...(req.query.template ? { template: req.query.template } : {}),
+            limit: req.query.limit ?? 100,
+          }),
+        );
+        return { builds: rows.map((b) => ({ ...buildJson(b), logs: '' })) };
       },
     );
 
