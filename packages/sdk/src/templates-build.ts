@@ -88,6 +88,16 @@ export async function getTemplateBuild(buildId: string, opts: ConnectionOptions 
   return buildInfo(j);
 }
 
+/** The team's builds, newest first (without their logs; `getTemplateBuild` has them). */
+export async function listTemplateBuilds(
+  opts: ConnectionOptions & { template?: string; limit?: number } = {},
+): Promise<TemplateBuildInfo[]> {
+  const r = await new ApiClient(opts).json<{ builds: BuildJson[] }>('GET', '/v1/templates/builds', {
+    query: { template: opts.template, limit: opts.limit },
+  });
+  return r.builds.map(buildInfo);
+}
+
 /** Calls `onLog` with the build's log as it is written; resolves when the build has ended. */
 export async function followTemplateBuildLogs(
   buildId: string,
