@@ -145,6 +145,34 @@ describe('dashboard in chromium against a live system', { timeout: 600_000 }, ()
     await page.locator('ol.events li').first().waitFor();
   });
 
+  test('a server started in the terminal shows up under Ports with a working proxy URL; processes can be killed', async () => {
+    await page.getByRole('tab', { name: 'Terminal' }).click();
+    await page.getByText('Terminal: connected').waitFor();
+    await page.locator('.xterm').click();
+    await page.keyboard.type('busybox httpd -f -p 8080 -h /tmp &\n');
+    await page.getByRole('tab', { name: 'Ports' }).click();
+    const link = page.getByRole('link', { name: `${sys.url}/proxy/${first}/8080/` });
+    // The list refreshes every 10 s; the tab is re-opened until the server is listening.
+    for (let i = 0; i < 20 && (await link.count()) === 0; i++) {
+      await page.waitForTimeout(500);
+      await page.getByRole('tab', { name: 'Events' }).click();
+      await page.getByRole('tab', { name: 'Ports' }).click();
+    }
+    await link.waitFor();
+    await shot('capsule-ports');
+    const viaProxy = await fetch(`${sys.url}/proxy/${first}/8080/hello-dashboard.txt`);
+    assert.equal(await viaProxy.text(), 'uploaded from the dashboard\n');
+
+    await page.getByRole('tab', { name: 'Processes' }).click();
+    const shell = page.getByRole('row').filter({ hasText: /dash-[a-z0-9]+/ });
+    await shell.first().waitFor();
+    const pid = (await shell.first().getByRole('rowheader').textContent())?.trim() ?? '';
+    assert.match(pid, /^\d+$/);
+    await shot('capsule-processes');
+    await page.getByRole('button', { name: `Kill process ${pid}` }).click();
+    await page.getByRole('button', { name: `Kill process ${pid}` }).waitFor({ state: 'detached' });
+  });
+
   test('pause and resume', async () => {
     await page.getByRole('button', { name: `Pause ${first}` }).click();
     await waitState('paused');
