@@ -284,6 +284,29 @@ describe('templates built from a Dockerfile (live)', () => {
     );
   });
 
+  it('prunes build layers once no template is built on them', async () => {
+    for (const id of capsules.splice(0)) await call('DELETE', `/v1/capsules/${id}`);
+    const layers = async () =>
+      (
+        await sys.cp.ctx.database.db.selectFrom('templates').select('name').where('name', 'like', 'layer-%').execute()
+      ).map((r) => r.name);
+    const before = await layers();
+    assert.ok(before.length >= 4, `expected the builds' layers, got ${before.join(', ')}`);
+    // While templates stack on them, layers are kept.
+    const kept = await call('DELETE', '/v1/templates/builds/cache');
+    assert.equal(kept.status, 200, kept.text);
+    assert.ok(kept.body.kept.length > 0, kept.text);
+    for (const name of ['py-app', 'parts', 'never-ready', 'conc-a', 'conc-b']) {
+      const del = await call('DELETE', `/v1/templates/${name}`);
+      assert.equal(del.status, 204, `${name}: ${del.text}`);
+    }
+    const pruned = await call('DELETE', '/v1/templates/builds/cache');
+    assert.equal(pruned.status, 200, pruned.text);
+    assert.deepEqual(pruned.body.kept, []);
+    assert.deepEqual([...pruned.body.deleted, ...kept.body.deleted].sort(), before.sort());
+    assert.deepEqual(await layers(), []);
+  });
+
   it('refuses malformed Dockerfiles and bad requests with a 400 naming the line', async () => {
     const bad = await call('POST', '/v1/templates', {
       name: 'bad',

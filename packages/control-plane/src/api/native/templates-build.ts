@@ -13,6 +13,7 @@ import { mapErrors } from '../../services/errors.js';
 import { type BuildContext, BuildContextError, CONTEXT_LIMITS, makeContext } from '../../templates/build-context.js';
 import { buildEvents } from '../../templates/build-log.js';
 import { isBuildRunning, startTemplateBuild } from '../../templates/builder.js';
+import { pruneLayers } from '../../templates/prune-layers.js';
 import { teamOf } from '../auth.js';
 import { ApiError, badRequest, notFound } from '../errors.js';
 import { readMultipartBuild } from './build-upload.js';
@@ -117,6 +118,24 @@ export const templateBuildRoutes =
         });
         return reply.status(202).send({ build_id: b.id, template: b.template, status: b.status });
       },
+    );
+
+    app.delete(
+      '/templates/builds/cache',
+      {
+        schema: {
+          tags,
+          summary: 'Delete the build layers (cache) no template is built on and no capsule runs from',
+          response: {
+            200: Type.Object({
+              deleted: Type.Array(Type.String()),
+              kept: Type.Array(Type.Object({ name: Type.String(), reason: Type.String() })),
+            }),
+            ...errors(401),
+          },
+        },
+      },
+      async (req) => pruneLayers(ctx, teamOf(req).id),
     );
 
     app.get(
