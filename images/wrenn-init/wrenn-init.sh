@@ -19,13 +19,14 @@ $bb chmod 1777 /tmp
 [ -e /dev/ptmx ] || $bb ln -s pts/ptmx /dev/ptmx
 $bb mkdir -p /run/wrenn
 
-ipconf='' id='' template='' envd_port=49983
+ipconf='' id='' template='' envd_port=49983 node_flags=''
 for w in $($bb cat /proc/cmdline); do
   case "$w" in
     ip=*) ipconf="${w#ip=}" ;;
     wrenn.id=*) id="${w#wrenn.id=}" ;;
     wrenn.template=*) template="${w#wrenn.template=}" ;;
     wrenn.envd_port=*) envd_port="${w#wrenn.envd_port=}" ;;
+    wrenn.node_flags=*) node_flags=$(echo "${w#wrenn.node_flags=}" | $bb tr ',' ' ') ;;
   esac
 done
 
@@ -45,10 +46,13 @@ fi
 
 # Metadata: the agent's service at 169.254.169.254, else the command line's values.
 meta=/run/wrenn/metadata.json
-if $bb wget -q -T 3 -O "$meta" --header 'Accept: application/json' http://169.254.169.254/ 2>/dev/null; then
+if $bb timeout 5 $bb wget -q -O "$meta" --header 'Accept: application/json' http://169.254.169.254/ 2>/dev/null; then
   v=$($bb sed -n 's/.*"WRENN_SANDBOX_ID":"\([^"]*\)".*/\1/p' "$meta"); [ -n "$v" ] && id="$v"
   v=$($bb sed -n 's/.*"WRENN_TEMPLATE_ID":"\([^"]*\)".*/\1/p' "$meta"); [ -n "$v" ] && template="$v"
+  echo >>"$meta"
+  echo service >/run/wrenn/metadata.source
 else
+  echo cmdline >/run/wrenn/metadata.source
   log "metadata service not reachable; using the kernel command line"
   printf '{"WRENN_SANDBOX_ID":"%s","WRENN_TEMPLATE_ID":"%s"}\n' "$id" "$template" >"$meta"
 fi
@@ -56,8 +60,9 @@ export WRENN_SANDBOX_ID="$id" WRENN_TEMPLATE_ID="$template" WRENN_CAPSULE=1 HOME
 
 rt=/opt/wrenn/runtime
 while :; do
-  log "starting envd on port $envd_port"
-  "$rt"/lib/ld-linux-x86-64.so.2 --library-path "$rt/lib" "$rt/bin/node" /opt/wrenn/envd/envd.mjs \
+  log "starting envd on port $envd_port (uptime $($bb cut -d' ' -f1 /proc/uptime) s)"
+  # shellcheck disable=SC2086 # node_flags is a word list
+  "$rt"/lib/ld-linux-x86-64.so.2 --library-path "$rt/lib" "$rt/bin/node" $node_flags /opt/wrenn/envd/envd.mjs \
     --port "$envd_port" </dev/null >>/run/wrenn/envd.log 2>&1 &
   wait
   log "envd exited; restarting it in 1 s"

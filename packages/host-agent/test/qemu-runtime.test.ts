@@ -55,13 +55,14 @@ test('qemu: a minimal VM capsule boots, runs echo, reads its id from metadata, k
 
   const meta = await sh(
     client,
-    'wget -qO- http://169.254.169.254/WRENN_SANDBOX_ID; echo; cat /run/wrenn/metadata.json; hostname',
+    'wget -qO- http://169.254.169.254/WRENN_SANDBOX_ID; echo; cat /run/wrenn/metadata.json; hostname; cat /run/wrenn/metadata.source',
   );
   assert.equal(meta.code, 0);
-  const [fromService, file, hostname] = meta.out.split('\n');
+  const [fromService, file, hostname, source] = meta.out.split('\n');
   assert.equal(fromService, id, 'the metadata service answers the capsule with its id');
   assert.deepEqual(JSON.parse(file ?? '{}'), metadata, 'wrenn-init read the metadata at boot');
   assert.equal(hostname, id);
+  assert.equal(source, 'service', 'wrenn-init got it from the metadata service, not the kernel command line');
 
   // A counter that lives only in memory (a shell variable), published on a tmpfs.
   const started = await sh(
