@@ -98,6 +98,16 @@ export async function listTemplateBuilds(
   return r.builds.map(buildInfo);
 }
 
+/**
+ * Deletes build layers (the build cache) that no template is built on and no capsule runs from;
+ * the next build of the same steps runs them again.
+ */
+export async function pruneTemplateBuildCache(
+  opts: ConnectionOptions = {},
+): Promise<{ deleted: string[]; kept: { name: string; reason: string }[] }> {
+  return new ApiClient(opts).json('DELETE', '/v1/templates/builds/cache', { timeoutMs: opts.requestTimeoutMs ?? 0 });
+}
+
 /** Calls `onLog` with the build's log as it is written; resolves when the build has ended. */
 export async function followTemplateBuildLogs(
   buildId: string,
