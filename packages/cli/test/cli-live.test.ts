@@ -3,7 +3,7 @@
 // key, unknown capsule) answered with a message, exit code 1 and no stack trace.
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -169,6 +169,47 @@ describe('wrenn CLI against wrenn up', () => {
     assert.equal(again.code, 1);
     assert.match(again.stderr, /cli-snap/);
     assert.doesNotMatch(again.stderr, STACK);
+  });
+
+  it('template build: a Dockerfile with a context file, ENV and WORKDIR; a broken RUN and a malformed line fail', async () => {
+    const ctx = join(home, 'ctx');
+    mkdirSync(join(ctx, 'pkg'), { recursive: true });
+    writeFileSync(join(ctx, 'pkg', 'data.txt'), 'from the context\n');
+    writeFileSync(
+      join(ctx, 'Dockerfile'),
+      'FROM minimal\nENV GREETING=built\nWORKDIR /opt/app\nCOPY pkg/data.txt /opt/app/data.txt\nRUN echo ran > /opt/app/ran.txt\n',
+    );
+    writeFileSync(join(ctx, 'Dockerfile.bad'), 'FROM minimal\nRUN echo broken-output; exit 4\n');
+    writeFileSync(join(ctx, 'Dockerfile.mal'), 'FROM minimal\nFROBNICATE x\n');
+    try {
+      const built = await ok(['template', 'build', '-f', join(ctx, 'Dockerfile'), '-c', ctx, '--name', 'cli-tpl']);
+      assert.equal(built.stdout.trim(), 'cli-tpl');
+      assert.match(built.stderr, /Step 3\/4 : COPY pkg\/data.txt/);
+      const id = (await ok(['capsule', 'create', '--template', 'cli-tpl', '--timeout', '600'])).stdout.trim();
+      try {
+        assert.equal(
+          (await ok(['exec', id, '--', 'echo $GREETING; pwd; cat data.txt ran.txt'])).stdout,
+          'built\n/opt/app\nfrom the context\nran\n',
+        );
+      } finally {
+        await ok(['capsule', 'rm', id]);
+      }
+      const bad = await wrenn(['template', 'build', '-f', join(ctx, 'Dockerfile.bad'), '-c', ctx, '--name', 'cli-bad']);
+      assert.equal(bad.code, 1);
+      assert.match(bad.stderr, /broken-output/);
+      assert.match(bad.stderr, /wrenn: template build failed: .*line 2.*exit code 4/);
+      assert.doesNotMatch(bad.stderr, STACK);
+      const mal = await wrenn(['template', 'build', '-f', join(ctx, 'Dockerfile.mal'), '-c', ctx, '--name', 'cli-mal']);
+      assert.equal(mal.code, 1);
+      assert.match(mal.stderr, /line 2: unknown instruction 'FROBNICATE'/);
+      assert.doesNotMatch(mal.stderr, STACK);
+      const missing = await wrenn(['template', 'build', '-f', join(ctx, 'nope'), '--name', 'x']);
+      assert.equal(missing.code, 1);
+      assert.match(missing.stderr, /cannot read the Dockerfile/);
+    } finally {
+      // Builds land in the shared template cache: remove what this test made.
+      for (const name of ['cli-tpl', 'cli-bad', 'cli-mal']) await wrenn(['template', 'rm', name]);
+    }
   });
 
   it('login stores the key and URL (mode 0600) and later commands use them', async () => {

@@ -73,15 +73,59 @@ export interface TemplateBuildOpts {
   context?: string;
 }
 
-/** Dockerfile builds: calls Template.build from the SDK once the template-build work provides it. */
+/** Files of the build context (what COPY/ADD may read), by path relative to the context. */
+async function contextFiles(dir: string): Promise<Record<string, Uint8Array>> {
+  const { readdir, readFile, stat } = await import('node:fs/promises');
+  const { join, relative } = await import('node:path');
+  const out: Record<string, Uint8Array> = {};
+  let total = 0;
+  const walk = async (d: string): Promise<void> => {
+    for (const e of await readdir(d, { withFileTypes: true })) {
+      if (e.name === '.git' || e.name === 'node_modules') continue;
+      const p = join(d, e.name);
+      if (e.isDirectory()) await walk(p);
+      else if (e.isFile()) {
+        total += (await stat(p)).size;
+        if (total > 512 * 1024 * 1024)
+          throw new CliError(`the build context ${dir} is over 512 MiB; build from a smaller directory (-c)`);
+        out[relative(dir, p)] = new Uint8Array(await readFile(p));
+      }
+    }
+  };
+  await walk(dir);
+  return out;
+}
+
+/** `wrenn template build`: uploads the Dockerfile and its context, streams the build log. */
 export const templateBuild = (o: TemplateBuildOpts) =>
   run(async () => {
-    const build = (Template as unknown as { build?: (opts: Record<string, unknown>) => Promise<unknown> }).build;
-    if (typeof build !== 'function') {
-      throw new CliError(
-        'template builds are not available in this version of the SDK yet (Template.build is missing)',
-      );
-    }
     if (!o.name) throw new CliError('--name is required: the name of the template to build, e.g. --name my-tools');
-    await build({ ...connection(), file: o.file ?? 'Dockerfile', name: o.name, context: o.context ?? '.' });
+    const { readFileSync, statSync } = await import('node:fs');
+    const file = o.file ?? 'Dockerfile';
+    let dockerfile: string;
+    try {
+      dockerfile = readFileSync(file, 'utf8');
+    } catch {
+      throw new CliError(`cannot read the Dockerfile ${file}: pass its path with -f`);
+    }
+    const context = o.context ?? '.';
+    if (!statSync(context, { throwIfNoEntry: false })?.isDirectory())
+      throw new CliError(`the build context ${context} is not a directory (-c)`);
+    const { buildTemplate, TemplateBuildError } = await import('@wrenn/sdk/templates-build');
+    try {
+      const b = await buildTemplate({
+        ...connection(),
+        name: o.name,
+        dockerfile,
+        files: await contextFiles(context),
+        onLog: (t) => process.stderr.write(t),
+      });
+      process.stdout.write(`${b.template}\n`);
+      if (process.stderr.isTTY)
+        process.stderr.write(`start capsules from it with: wrenn capsule create --template ${b.template}\n`);
+    } catch (err) {
+      // The log (with the failing step's output) has been streamed already; end with the reason.
+      if (err instanceof TemplateBuildError) throw new CliError(`template build failed: ${err.message}`);
+      throw err;
+    }
   });
