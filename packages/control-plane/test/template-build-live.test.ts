@@ -347,6 +347,17 @@ describe('templates built from a Dockerfile (live)', () => {
         ['py-app', 'ready'],
       ],
     );
+    const form = new FormData();
+    form.set('name', 'bad');
+    form.set('bogus', 'x');
+    form.set('dockerfile', 'FROM minimal\n');
+    const multipart = await fetch(`${sys.url}/v1/templates`, {
+      method: 'POST',
+      headers: { 'x-api-key': sys.adminKey },
+      body: form,
+    });
+    assert.equal(multipart.status, 400);
+    assert.match(await multipart.text(), /unknown field 'bogus'/);
     const unknown = await call('GET', '/v1/templates/builds/bld-doesnotexist');
     assert.equal(unknown.status, 404, unknown.text);
   });

@@ -76,10 +76,14 @@ export function readMultipartBuild(req: IncomingMessage, headers: IncomingHttpHe
     const tars: Buffer[] = [];
     let total = 0;
     let failed: Error | null = null;
+    // The first problem answers at once; the rest of the body is read and dropped so the
+    // connection stays usable.
     const fail = (err: Error) => {
-      failed ??= err;
+      if (failed) return;
+      failed = err;
       req.unpipe(bb);
       req.resume();
+      reject(err);
     };
     bb.on('field', (field, value, info) => {
       if (info.valueTruncated)
@@ -111,7 +115,7 @@ export function readMultipartBuild(req: IncomingMessage, headers: IncomingHttpHe
     bb.on('error', (err: Error) => fail(new BuildContextError(`the multipart body could not be read: ${err.message}`)));
     bb.on('close', () => {
       void (async () => {
-        if (failed) throw failed;
+        if (failed) return;
         for (const t of tars) await untar(t, files);
         resolve({ name: out.name, dockerfile: out.dockerfile, context: makeContext(files) });
       })().catch(reject);
