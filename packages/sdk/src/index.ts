@@ -24,4 +24,17 @@ export { ApiClient } from './http.js';
 export type { PtyCreateOptions } from './pty.js';
 export { Pty, PtyHandle } from './pty.js';
 export { Snapshot, Template } from './templates.js';
+export type {
+  BuildTemplateOptions,
+  TemplateBuildInfo,
+  TemplateBuildInput,
+  TemplateBuildStatus,
+} from './templates-build.js';
+export {
+  buildTemplate,
+  followTemplateBuildLogs,
+  getTemplateBuild,
+  startTemplateBuild,
+  TemplateBuildError,
+} from './templates-build.js';
 export type { CapsuleInfo, CapsuleMetrics, CapsuleState, EntryInfo, ProcessInfo, TemplateInfo } from './types.js';

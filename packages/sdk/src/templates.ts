@@ -2,6 +2,7 @@
 
 import type { ConnectionOptions } from './config.js';
 import { ApiClient } from './http.js';
+import { type BuildTemplateOptions, buildTemplate, type TemplateBuildInfo } from './templates-build.js';
 import { type TemplateInfo, type TemplateJson, templateInfo } from './types.js';
 
 // biome-ignore lint/complexity/noStaticOnlyClass: E2B-shaped API (Snapshot.create/list/delete)
@@ -43,6 +44,11 @@ export class Template {
     });
   }
 
-  // Template.build (Dockerfile builds, POST /v1/templates) is added by the template-build work in
-  // its own module (template-build.ts) and attached here; the CLI's `template build` calls it.
+  /**
+   * Builds a template from a Dockerfile and its context and waits for it (the log goes to
+   * onLog); throws TemplateBuildError when a step fails. See templates-build.ts.
+   */
+  static build(opts: BuildTemplateOptions): Promise<TemplateBuildInfo> {
+    return buildTemplate(opts);
+  }
 }

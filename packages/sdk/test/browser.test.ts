@@ -42,7 +42,7 @@ describe('@wrenn/sdk in chromium', { timeout: 300_000 }, () => {
       `the browser bundle must not contain packages: ${inputs.join(', ')}`,
     );
     bundle = out.outputFiles[0]!.text;
-    live = await startLive(14);
+    live = await startLive(6); // the SDK slot: test files run one at a time
     profile = mkdtempSync(join(tmpdir(), 'wrenn-sdk-chromium-'));
     context = await chromium.launchPersistentContext(profile, {
       executablePath: CHROMIUM,

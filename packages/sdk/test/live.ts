@@ -18,7 +18,7 @@ const SHARED_IMAGES = process.env.WRENN_TEST_IMAGES ?? '/var/cache/wrenn-test-im
 
 /**
  * Network slot 0..15: address pool, interface/netns/chain names and metadata port of its own.
- * Slots: control plane suites 0-5, 9-13, 15; SDK 6 (browser test 14); CLI 7.
+ * Slots: control plane suites 0-5, 9-15; SDK 6 (both of its files); CLI 7.
  */
 export function slotNetwork(slot: number) {
   const letter = 'abcdefghijklmnop'[slot]!;
