@@ -19,7 +19,12 @@ const pct = (xs, p) => {
   return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))];
 };
 const round = (x) => Math.round(x * 100) / 100;
-const summary = (xs) => ({ p50_ms: round(pct(xs, 50)), p90_ms: round(pct(xs, 90)), min_ms: round(Math.min(...xs)), n: xs.length });
+const summary = (xs) => ({
+  p50_ms: round(pct(xs, 50)),
+  p90_ms: round(pct(xs, 90)),
+  min_ms: round(Math.min(...xs)),
+  n: xs.length,
+});
 
 function timed(args, env) {
   return new Promise((res, rej) => {
@@ -28,7 +33,9 @@ function timed(args, env) {
     let err = '';
     child.stderr.on('data', (d) => (err += d));
     child.on('error', rej);
-    child.on('close', (code) => (code === 0 ? res(performance.now() - t0) : rej(new Error(`${args.join(' ')} exited ${code}: ${err}`))));
+    child.on('close', (code) =>
+      code === 0 ? res(performance.now() - t0) : rej(new Error(`${args.join(' ')} exited ${code}: ${err}`)),
+    );
   });
 }
 
@@ -37,11 +44,21 @@ const up = await startUp({
   dataDir,
   listen: { host: '127.0.0.1', port: 0 },
   domain: 'localhost',
-  network: { pool: '10.216.0.0/24', names: { netnsPrefix: 'wrx-', ifPrefix: 'wx', chainPrefix: 'WRX' }, metadataPort: 31253, rateMbit: 0 },
+  network: {
+    pool: '10.216.0.0/24',
+    names: { netnsPrefix: 'wrx-', ifPrefix: 'wx', chainPrefix: 'WRX' },
+    metadataPort: 31253,
+    rateMbit: 0,
+  },
   ...(process.env.WRENN_BENCH_IMAGES ? { imagesDir: process.env.WRENN_BENCH_IMAGES } : {}),
   logLevel: 'silent',
 });
-const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: dataDir, WRENN_API_KEY: up.adminKey, WRENN_BASE_URL: up.url };
+const env = {
+  PATH: process.env.PATH ?? '/usr/bin:/bin',
+  HOME: dataDir,
+  WRENN_API_KEY: up.adminKey,
+  WRENN_BASE_URL: up.url,
+};
 const result = { bench: 'cli-exec', runtime: 'namespace', template: 'minimal', n: N };
 try {
   const cap = await Capsule.create({ apiKey: up.adminKey, baseUrl: up.url, timeoutSec: 600 });
