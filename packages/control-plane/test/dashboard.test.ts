@@ -150,13 +150,15 @@ describe('dashboard in chromium against a live system', { timeout: 600_000 }, ()
     await page.getByText('Terminal: connected').waitFor();
     await page.locator('.xterm').click();
     await page.keyboard.type('busybox httpd -f -p 8080 -h /tmp &\n');
+    await page.waitForFunction(
+      "[...document.querySelectorAll('.xterm-rows > div')].some((r) => r.textContent.includes('httpd -f -p 8080'))",
+    );
     await page.getByRole('tab', { name: 'Ports' }).click();
     const link = page.getByRole('link', { name: `${sys.url}/proxy/${first}/8080/` });
-    // The list refreshes every 10 s; the tab is re-opened until the server is listening.
-    for (let i = 0; i < 20 && (await link.count()) === 0; i++) {
-      await page.waitForTimeout(500);
-      await page.getByRole('tab', { name: 'Events' }).click();
-      await page.getByRole('tab', { name: 'Ports' }).click();
+    // The list refreshes every 10 s; Refresh asks again until the server is listening.
+    for (let i = 0; i < 30 && (await link.count()) === 0; i++) {
+      await page.getByRole('button', { name: 'Refresh ports' }).click();
+      await link.waitFor({ timeout: 1000 }).catch(() => undefined);
     }
     await link.waitFor();
     await shot('capsule-ports');

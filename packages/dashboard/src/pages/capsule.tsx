@@ -183,7 +183,7 @@ function ProcessesView({ capsuleId }: { capsuleId: string }) {
                 <th scope="row">{p.pid}</th>
                 <td class="mono">{p.tag || '—'}</td>
                 <td class="mono">{[p.cmd, ...p.args].join(' ')}</td>
-                <td class="mono">{p.cwd}</td>
+                <td class="mono">{p.cwd || '—'}</td>
                 <td>
                   <button
                     type="button"
@@ -337,6 +337,11 @@ function PortsView({ capsuleId }: { capsuleId: string }) {
           })}
         </ul>
       )}
+      <p>
+        <button type="button" onClick={() => void list.refresh()} disabled={list.loading}>
+          Refresh ports
+        </button>
+      </p>
       <p class="hint">
         Also reachable at <code>{`<port>-${capsuleId}.<domain>`}</code> and with the headers <code>E2b-Sandbox-Id</code>{' '}
         / <code>E2b-Sandbox-Port</code>.
