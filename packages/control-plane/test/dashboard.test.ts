@@ -70,7 +70,7 @@ describe('dashboard in chromium against a live system', { timeout: 600_000 }, ()
 
   after(async () => {
     await context?.close().catch(() => undefined);
-    if (profile) rmSync(profile, { recursive: true, force: true });
+    if (profile) rmSync(profile, { recursive: true, force: true, maxRetries: 3 });
     await sys?.close();
   });
 
@@ -297,9 +297,12 @@ test('a list of 500 capsules is paged and filtered', { timeout: 300_000 }, async
     });
   }
   const profile = mkdtempSync(join(tmpdir(), 'wrenn-chromium-'));
-  t.after(() => rmSync(profile, { recursive: true, force: true }));
   const context = await launch(profile);
-  t.after(() => context.close());
+  // Chromium is closed before its profile directory is removed.
+  t.after(async () => {
+    await context.close().catch(() => undefined);
+    rmSync(profile, { recursive: true, force: true, maxRetries: 3 });
+  });
   const page = context.pages()[0] ?? (await context.newPage());
   await page.goto(cp.url);
   await page.getByLabel('API key').fill(key);
