@@ -46,6 +46,12 @@ export async function startControlPlane(opts: StartControlPlaneOptions): Promise
     localHostIds: new Set(),
     readiness: { ready: false, reason: 'no host agent has registered yet' },
   };
+  // Builds cut off by a restart would otherwise show as running forever.
+  await database.db
+    .updateTable('template_builds')
+    .set({ status: 'error', error: 'the control plane restarted during the build; start it again', finished_at: Date.now() })
+    .where('status', 'in', ['pending', 'building'])
+    .execute();
   const proxy = createSandboxProxy(ctx);
   ctx.evictProxy = (id) => proxy.evict(id);
 

@@ -6,7 +6,7 @@ import { NamespaceRuntime } from './runtimes/namespace/index.js';
 import { TemplateStore, type TemplateManifest } from './rootfs/index.js';
 import { NetworkManager, startMetadataHttpServer, type MetadataServer, type NetworkOptions } from './network/index.js';
 import type { NetworkProvider, TemplateInfo, TemplateProvider } from './manager/types.js';
-import { TemplateNotFoundError } from './manager/errors.js';
+import { TemplateInUseError, TemplateNotFoundError } from './manager/errors.js';
 
 export function toTemplateInfo(m: TemplateManifest): TemplateInfo {
   return {
@@ -38,7 +38,14 @@ export function templateProvider(store: TemplateStore): TemplateProvider {
     },
     async delete(name) {
       if (!(await store.get(name).catch(() => undefined))) throw new TemplateNotFoundError(name);
-      await store.deleteTemplate(name);
+      try {
+        await store.deleteTemplate(name);
+      } catch (err) {
+        // The store refuses built-ins and templates others are stacked on: the caller's move, not a fault.
+        const msg = err instanceof Error ? err.message : String(err);
+        if (/used by|parent|built-in|base template/i.test(msg)) throw new TemplateInUseError(msg);
+        throw err;
+      }
     },
     builtIns: () => store.recipeNames(),
   };

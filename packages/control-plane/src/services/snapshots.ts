@@ -6,6 +6,7 @@
 // (starting, running, paused or hibernated): a capsule's copy-on-write layer sits on top of the
 // template's files, and a hibernated one boots from them again on resume, so removing them would
 // break capsules that look healthy. Destroy those capsules first.
+import { isLayerName } from '../templates/layer-names.js';
 import { Code, ConnectError } from '@connectrpc/connect';
 import type { Template as PbTemplate } from '@wrenn/protocol/gen/hostagent/v1/hostagent_pb';
 import { ApiError, conflict, notFound } from '../api/errors.js';
@@ -78,7 +79,7 @@ export async function createSnapshot(
 /** The team's snapshot templates, by name. */
 export async function listSnapshots(ctx: ControlPlaneContext, teamId: string): Promise<Template[]> {
   const rows = await mapErrors(() => listTemplateRows(ctx.database.db, { teamId, kind: 'snapshot' }));
-  return rows.filter((t) => t.teamId === teamId);
+  return rows.filter((t) => t.teamId === teamId && !isLayerName(t.name));
 }
 
 /**

@@ -1,6 +1,7 @@
 // Templates as a team sees them: the built-ins every host can build (minimal, base) plus the team's
 // own (snapshots of its capsules, built images). A team's template shadows a built-in of that name.
 
+import { isLayerName } from '../templates/layer-names.js';
 import { ApiError, notFound } from '../api/errors.js';
 import type { ControlPlaneContext } from '../context.js';
 import {
@@ -61,6 +62,7 @@ export async function listTemplates(
     const byName = new Map<string, Template>();
     if (!filter.kind || filter.kind === 'base') for (const n of BUILTIN_TEMPLATES) byName.set(n, builtIn(n));
     for (const r of rows) {
+      if (isLayerName(r.name)) continue; // build cache layers are internal
       const have = byName.get(r.name);
       if (!have || have.teamId === null) byName.set(r.name, r);
     }

@@ -50,7 +50,6 @@ import {
 const STEP_TIMEOUT_SEC = Number(process.env.WRENN_BUILD_STEP_TIMEOUT_SEC ?? 3600);
 /** Build capsules outlive a crashed control plane by at most this long. */
 const BUILD_CAPSULE_TIMEOUT_SEC = 4 * 3600;
-const LAYER_PREFIX = 'layer-';
 const WRITE_CHUNK = 64 * 1024;
 
 export interface StartBuildInput {
@@ -60,8 +59,8 @@ export interface StartBuildInput {
 }
 
 /** The layer template name for a cache key (team-scoped like every team template). */
-export const layerName = (key: string): string => `${LAYER_PREFIX}${key.slice(0, 40)}`;
-export const isLayerName = (name: string): boolean => name.startsWith(LAYER_PREFIX);
+import { isLayerName, layerName } from './layer-names.js';
+export { isLayerName, layerName };
 
 const sha = (...parts: string[]): string => {
   const h = createHash('sha256');
@@ -85,7 +84,7 @@ export async function startTemplateBuild(
 ): Promise<TemplateBuild> {
   await mapErrors(async () => validateTemplateName(input.name));
   if (isLayerName(input.name))
-    throw badRequest(`template names starting with '${LAYER_PREFIX}' are reserved for build layers; pick another name`);
+    throw badRequest(`template names starting with 'layer-' are reserved for build layers; pick another name`);
   assertNotBuiltin(input.name, 'replaced by a build; pick another name');
   let parsed: ParsedDockerfile;
   try {

@@ -11,3 +11,5 @@ export class TemplateNotFoundError extends Error {
 }
 export class InvalidArgumentError extends Error {}
 export class AlreadyExistsError extends Error {}
+/** A template that capsules or other templates still depend on. */
+export class TemplateInUseError extends Error {}

@@ -1,7 +1,7 @@
 // The sandbox manager: owns every capsule on this host. It drives the runtime, network and
 // templates layers, keeps each capsule's record on disk (so a restarted agent re-adopts what still
 // runs), enforces the lifecycle state machine and expires capsules whose timeout passed.
-import { CapsuleNotFoundError, InvalidArgumentError, TemplateNotFoundError, AlreadyExistsError } from './errors.js';
+import { CapsuleNotFoundError, InvalidArgumentError, TemplateInUseError, TemplateNotFoundError, AlreadyExistsError } from './errors.js';
 import { newAccessToken, newCapsuleId, CAPSULE_ID_RE } from './ids.js';
 import { RecordStore } from './persistence.js';
 import { assertMove, type CapsuleState } from './state-machine.js';
@@ -390,7 +390,7 @@ export class SandboxManager {
   async deleteTemplate(name: string): Promise<void> {
     const users = this.list().filter((r) => r.template === name);
     if (users.length > 0) {
-      throw new InvalidArgumentError(`template "${name}" is used by ${users.length} capsule(s) (${users.slice(0, 3).map((r) => r.id).join(', ')}); destroy them first`);
+      throw new TemplateInUseError(`template "${name}" is used by ${users.length} capsule(s) (${users.slice(0, 3).map((r) => r.id).join(', ')}); destroy them first`);
     }
     await this.deps.templates.delete(name);
   }
