@@ -90,7 +90,12 @@ test('qemu: a minimal VM capsule boots, runs echo, reads its id from metadata, k
   await env.runtime.resume(handle);
   console.log(`# resume (incoming migration from the file): ${Date.now() - t0} ms`);
   assert.notEqual(state.pid, qemuPid);
-  const after = await sh(client, 'cat /dev/shm/pid; cat /dev/shm/count; sleep 1; cat /dev/shm/count');
+  // A fresh connection: keep-alive sockets from before the pause may be closed by envd's idle
+  // timer as soon as the guest's clock runs again (the manager's client reconnects the same way).
+  client.close();
+  const client1 = createEnvdClient(handle.address);
+  t.after(() => client1.close());
+  const after = await sh(client1, 'cat /dev/shm/pid; cat /dev/shm/count; sleep 1; cat /dev/shm/count');
   const [pidAfter, c1, c2] = after.out.trim().split('\n').map(Number);
   assert.equal(pidAfter, counterPid, 'the same process is still running');
   assert.ok((c1 ?? 0) >= before, `count continued from ${before} (got ${c1})`);
@@ -101,7 +106,7 @@ test('qemu: a minimal VM capsule boots, runs echo, reads its id from metadata, k
   t0 = Date.now();
   await env.runtime.snapshot(handle, 'qemu-snap-test');
   console.log(`# snapshot template (memory + flattened disk): ${Date.now() - t0} ms`);
-  const still = Number((await sh(client, 'sleep 1; cat /dev/shm/count')).out);
+  const still = Number((await sh(client1, 'sleep 1; cat /dev/shm/count')).out);
   assert.ok(still > (c2 ?? 0), 'the source capsule keeps running after the snapshot');
   const id2 = 'cl-qemutest2';
   const metadata2 = { WRENN_SANDBOX_ID: id2, WRENN_TEMPLATE_ID: 'qemu-snap-test' };
