@@ -1,6 +1,8 @@
 // Wires the manager to this host's real layers: the namespace runtime, the template store under
 // <dataDir>/images, and the capsule network (netns + veth + NAT) with its metadata endpoint.
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { createQemuRuntime } from './runtimes/qemu/index.js';
 import type { RuntimeName, CapsuleRuntime } from './runtimes/runtime.js';
 import { NamespaceRuntime } from './runtimes/namespace/index.js';
 import { TemplateStore, type TemplateManifest } from './rootfs/index.js';
@@ -89,6 +91,12 @@ export interface LocalLayerOptions {
    * parents: each removes, at start, groups under its parent that it does not know.
    */
   cgroupParent?: string;
+  /** Offer the QEMU runtime when qemu-system-x86_64 is installed (default true). */
+  qemu?: boolean;
+}
+
+function hasBinary(name: string): boolean {
+  return (process.env.PATH ?? '/usr/bin:/bin').split(':').some((d) => d && existsSync(join(d, name)));
 }
 
 export async function createLocalLayers(dataDir: string, opts: LocalLayerOptions = {}): Promise<LocalLayers> {
@@ -105,8 +113,13 @@ export async function createLocalLayers(dataDir: string, opts: LocalLayerOptions
   // Paid once here rather than by the first capsule: compiling the init helper, resolving node's libraries.
   await ns.prepare();
   await templateStore.cleanupLeftovers();
+  const runtimes = new Map<RuntimeName, CapsuleRuntime>([['namespace', ns]]);
+  // VMs where QEMU is installed (KVM when usable, else software emulation); namespace stays the default.
+  if (opts.qemu !== false && hasBinary('qemu-system-x86_64')) {
+    runtimes.set('qemu', createQemuRuntime({ dataDir, store: templateStore }));
+  }
   return {
-    runtimes: new Map<RuntimeName, CapsuleRuntime>([['namespace', ns]]),
+    runtimes,
     defaultRuntime: 'namespace',
     network: networkProvider(networkManager),
     templates: templateProvider(templateStore),

@@ -501,15 +501,17 @@ export async function pauseCapsule(
   ctx: ControlPlaneContext,
   teamId: string,
   id: string,
-  mode: PauseMode = 'freeze',
+  mode?: PauseMode,
 ): Promise<Capsule> {
-  if (mode !== 'freeze' && mode !== 'hibernate')
+  if (mode !== undefined && mode !== 'freeze' && mode !== 'hibernate')
     throw badRequest(`mode must be freeze or hibernate, got '${String(mode)}'`);
   const c = await requireCapsuleState(ctx, teamId, id, ['running'], 'pause');
   const agent = await agentForCapsule(ctx, c);
   let res;
   try {
-    res = await agent.pauseCapsule({ id, mode: mode === 'hibernate' ? PbPauseMode.HIBERNATE : PbPauseMode.FREEZE });
+    // No mode: the runtime's best (freezer for namespaces, a memory snapshot to disk for VMs).
+    const pbMode = mode === 'hibernate' ? PbPauseMode.HIBERNATE : mode === 'freeze' ? PbPauseMode.FREEZE : PbPauseMode.UNSPECIFIED;
+    res = await agent.pauseCapsule({ id, mode: pbMode });
   } catch (err) {
     throw toServiceError(err);
   } finally {

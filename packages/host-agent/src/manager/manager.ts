@@ -155,7 +155,7 @@ export class SandboxManager {
     const known = await this.deps.templates.get(templateName);
     if (!known && !this.deps.templates.builtIns().includes(templateName)) throw new TemplateNotFoundError(templateName);
     template = known ?? (await this.deps.templates.ensure(templateName, onProgress));
-    if (!template.runtimes.includes(runtimeName)) {
+    if (template.kind !== 'base' && !template.runtimes.includes(runtimeName)) {
       throw new InvalidArgumentError(`template "${templateName}" cannot run on the ${runtimeName} runtime (it supports ${template.runtimes.join(', ')})`);
     }
     // Snapshot templates fix the machine shape they were taken with.
@@ -311,13 +311,17 @@ export class SandboxManager {
     await this.deps.network.destroy(runtimeId);
   }
 
-  async pause(id: string, mode: PauseMode = 'freeze'): Promise<CapsuleRecord> {
+  /**
+   * Pauses a capsule. Without a mode the runtime's best is used: the cgroup freezer for namespaces,
+   * a memory snapshot to disk (VMM stopped, memory freed) for VMs.
+   */
+  async pause(id: string, mode?: PauseMode): Promise<CapsuleRecord> {
     return this.locked(id, async () => {
       const rec = this.get(id);
       const target: CapsuleState = mode === 'hibernate' ? 'hibernated' : 'paused';
       assertMove(id, rec.state, target, 'pause');
       const runtime = this.runtimeOf(rec);
-      const runtimeMode = runtime.pauseModes.includes(mode) ? mode : runtime.pauseModes[0];
+      const runtimeMode = mode && runtime.pauseModes.includes(mode) ? mode : runtime.pauseModes[0];
       if (!rec.handle || !runtimeMode) throw new Error(`capsule ${id} has no runtime handle`);
       const result = await runtime.pause(rec.handle, runtimeMode);
       rec.pauseKeeps = result.keeps;
@@ -418,7 +422,7 @@ export class SandboxManager {
     for (const rec of this.records.values()) {
       if (rec.state !== 'running' || rec.expiresAt === 0 || rec.expiresAt > now) continue;
       rec.expiresAt = 0; // once; a failure below is logged, not retried in a loop
-      const act = rec.timeoutAction === 'pause' ? this.pause(rec.id, 'freeze') : this.destroy(rec.id);
+      const act = rec.timeoutAction === 'pause' ? this.pause(rec.id) : this.destroy(rec.id);
       act.then(
         () => this.log('info', 'capsule timed out', { id: rec.id, action: rec.timeoutAction }),
         (err: unknown) => this.log('error', 'timeout action failed', { id: rec.id, err: String(err) }),

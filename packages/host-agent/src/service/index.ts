@@ -114,7 +114,8 @@ export function hostAgentService(o: HostAgentServiceOptions): ServiceImpl<typeof
       return {};
     },
     async pauseCapsule(req) {
-      const rec = await m.pause(req.id, req.mode === PauseMode.HIBERNATE ? 'hibernate' : 'freeze');
+      const mode = req.mode === PauseMode.HIBERNATE ? 'hibernate' : req.mode === PauseMode.FREEZE ? 'freeze' : undefined;
+      const rec = await m.pause(req.id, mode);
       return { capsule: pb(rec) };
     },
     async resumeCapsule(req) {

@@ -236,7 +236,7 @@ export function sandboxRoutes(app: FastifyInstance, ctx: ControlPlaneContext): v
       const c = await visibleCapsule(ctx, team.id, id);
       if (c.state === 'paused' || c.state === 'hibernated') throw new ApiError(409, 'conflict', `sandbox ${id} is already paused`);
       const memory = (req.body as { memory?: boolean } | undefined)?.memory;
-      await pauseCapsule(ctx, team.id, id, memory === false ? 'hibernate' : 'freeze');
+      await pauseCapsule(ctx, team.id, id, memory === false ? 'hibernate' : undefined);
       return reply.status(204).send();
     },
   );

@@ -168,7 +168,7 @@ export const capsuleRoutes =
         },
       },
       async (req) =>
-        capsuleJson(await svc.pauseCapsule(ctx, teamOf(req).id, req.params.id, req.body?.mode ?? 'freeze')),
+        capsuleJson(await svc.pauseCapsule(ctx, teamOf(req).id, req.params.id, req.body?.mode)),
     );
 
     app.post(
