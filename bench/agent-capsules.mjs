@@ -25,8 +25,10 @@ const summary = (xs) => ({ p50_ms: round(pct(xs, 50)), p90_ms: round(pct(xs, 90)
 const dataDir = mkdtempSync(join(tmpdir(), 'wrenn-bench-'));
 const network = { pool: '10.215.0.0/20', names: { netnsPrefix: 'wrb-', ifPrefix: 'wb', chainPrefix: 'WRB' }, metadataPort: 31251 };
 const warmPool = Number(process.env.BENCH_WARM_POOL ?? 0);
-const layers = await createLocalLayers(dataDir, { network, cgroupParent: 'wrenn-bench-agent' });
+const CGROUP_PARENT = 'wrenn-bench-agent';
+const layers = await createLocalLayers(dataDir, { network, cgroupParent: CGROUP_PARENT });
 const agent = await startAgent({ ...layers, dataDir, listen: { host: '127.0.0.1', port: 0 }, ...(warmPool ? { warmPool: { minimal: warmPool } } : {}) });
+const runtimeIdOf = (id) => agent.manager.get(id).runtimeId ?? id;
 const c = createClient(HostAgentService, createConnectTransport({ baseUrl: agent.url, httpVersion: '2' }));
 const result = { bench: 'agent-capsules', runtime: 'namespace', template: 'minimal' };
 
@@ -39,7 +41,7 @@ async function createAndExec() {
 }
 
 function pssOfCapsuleKb(id) {
-  const procs = readFileSync(`/sys/fs/cgroup/memory/wrenn/${id}/cgroup.procs`, 'utf8').split('\n').filter(Boolean);
+  const procs = readFileSync(`/sys/fs/cgroup/memory/${CGROUP_PARENT}/${runtimeIdOf(id)}/cgroup.procs`, 'utf8').split('\n').filter(Boolean);
   let kb = 0;
   for (const pid of procs) {
     try {
@@ -57,6 +59,8 @@ try {
   await c.createCapsule({ template: 'minimal' }).then((r) => c.destroyCapsule({ id: r.capsule.id })); // builds minimal once
   const cold = [];
   for (let i = 0; i < N; i++) {
+    // From the warm pool: measure claims from a ready pool (wait for the refill behind the last one).
+    for (let k = 0; warmPool && k < 400 && agent.manager.warmPoolReady('minimal') < 1; k++) await new Promise((r) => setTimeout(r, 25));
     const { ms, id } = await createAndExec();
     cold.push(ms);
     await c.destroyCapsule({ id });

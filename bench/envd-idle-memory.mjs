@@ -20,8 +20,9 @@ const opt = (name, dflt) => {
   return i >= 0 ? args[i + 1] : dflt;
 };
 const idleMs = Number(opt('idle-ms', '3000'));
-const nodeFlags = (opt('node-flags', process.env.WRENN_ENVD_NODE_FLAGS ?? '') ?? '').split(/\s+/).filter(Boolean);
-const WRENN = fileURLToPath(new URL('../packages/cli/bin/wrenn.js', import.meta.url));
+// By default: what capsules run — the envd bundle with the node flags the namespace runtime passes.
+const nodeFlags = (opt('node-flags', process.env.WRENN_ENVD_NODE_FLAGS ?? '--max-semi-space-size=1') ?? '').split(/\s+/).filter(Boolean);
+const ENVD = fileURLToPath(new URL('../packages/envd/dist/bundle/envd.mjs', import.meta.url));
 
 function freePort() {
   return new Promise((resolve, reject) => {
@@ -82,7 +83,7 @@ const port = await freePort();
 const baseUrl = `http://127.0.0.1:${port}`;
 const env = { ...process.env };
 delete env.WRENN_CAPSULE; // no port forwarder on the host
-const child = spawn(process.execPath, [...nodeFlags, WRENN, 'envd', '--port', String(port), '--host', '127.0.0.1'], {
+const child = spawn(process.execPath, [...nodeFlags, ENVD, '--port', String(port), '--host', '127.0.0.1'], {
   env,
   stdio: ['ignore', 'ignore', 'pipe'],
 });

@@ -33,10 +33,13 @@ async function poolReady() {
 test('a pooled capsule is claimed with the requested identity and the pool refills', async () => {
   await poolReady();
   const pooledNets = (await layers.networkManager.list()).map((n) => n.id);
-  const { capsule } = await client.createCapsule({ template: 'minimal', envs: { GREETING: 'hi' }, metadata: { team: 'a' } });
+  // The control plane names its capsules: the pooled one is renamed to that id.
+  const wanted = `cl-${Date.now().toString(36)}test`;
+  const { capsule } = await client.createCapsule({ id: wanted, template: 'minimal', envs: { GREETING: 'hi' }, metadata: { team: 'a' } });
   assert.ok(capsule);
   ids.push(capsule.id);
   const rec = agent.manager.get(capsule.id);
+  assert.equal(capsule.id, wanted);
   assert.ok(rec.runtimeId && pooledNets.includes(rec.runtimeId), 'the capsule came from the pool');
   const r = await client.exec({ capsuleId: capsule.id, cmd: '/bin/sh', args: ['-c', 'hostname; echo $WRENN_SANDBOX_ID $GREETING; wget -qO- http://169.254.169.254/latest/WRENN_SANDBOX_ID'] });
   assert.equal(r.exitCode, 0, text(r.stderr));
@@ -44,6 +47,17 @@ test('a pooled capsule is claimed with the requested identity and the pool refil
   // The pool boots a replacement behind the claim.
   for (let i = 0; i < 400 && agent.manager.warmPoolReady('minimal') < 1; i++) await sleep(50);
   assert.equal(agent.manager.warmPoolReady('minimal'), 1);
+  await client.destroyCapsule({ id: capsule.id });
+});
+
+test('with no id asked for, a pooled capsule keeps the id it booted under', async () => {
+  await poolReady();
+  const { capsule } = await client.createCapsule({ template: 'minimal' });
+  assert.ok(capsule);
+  ids.push(capsule.id);
+  assert.equal(agent.manager.get(capsule.id).runtimeId, capsule.id);
+  const r = await client.exec({ capsuleId: capsule.id, cmd: '/bin/sh', args: ['-c', 'hostname; echo $WRENN_SANDBOX_ID'] });
+  assert.equal(text(r.stdout), `${capsule.id}\n${capsule.id}\n`);
   await client.destroyCapsule({ id: capsule.id });
 });
 

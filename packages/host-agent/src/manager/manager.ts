@@ -133,7 +133,7 @@ export class SandboxManager {
   }
 
   async create(input: CreateCapsuleInput, onProgress?: (line: string) => void): Promise<CapsuleRecord> {
-    const id = input.id || newCapsuleId();
+    let id = input.id || newCapsuleId();
     if (!CAPSULE_ID_RE.test(id)) throw new InvalidArgumentError(`capsule id "${id}" is invalid: expected cl- and 4-32 base36 characters`);
     if (this.records.has(id)) throw new AlreadyExistsError(`capsule ${id} already exists on this host`);
     const templateName = input.template || 'minimal';
@@ -163,6 +163,9 @@ export class SandboxManager {
     const memoryMb = template.memoryMb ?? input.memoryMb ?? DEFAULT_MEMORY_MB;
     checkRange('vcpus', vcpus, 1, limits.maxVcpus);
     checkRange('memory_mb', memoryMb, 64, limits.maxMemoryMb);
+    const pooled = runtimeName === this.deps.defaultRuntime ? this.pool.take(templateName, vcpus, memoryMb) : undefined;
+    // With no id asked for, a pooled capsule keeps the id it booted under: nothing to rename.
+    if (pooled && !input.id) id = pooled.runtimeId;
 
     const now = Date.now();
     const rec: CapsuleRecord = {
@@ -184,7 +187,7 @@ export class SandboxManager {
     };
     this.records.set(id, rec);
     try {
-      await this.boot(rec, runtime);
+      await this.boot(rec, runtime, pooled);
       this.move(rec, 'running', 'start');
       await this.store.save(rec);
       this.log('info', 'capsule created', { id, template: templateName, runtime: runtimeName, ms: Date.now() - now });
@@ -199,9 +202,8 @@ export class SandboxManager {
   }
 
   /** Network, runtime, then envd's /init with the access token and environment. */
-  private async boot(rec: CapsuleRecord, runtime: CapsuleRuntime): Promise<void> {
+  private async boot(rec: CapsuleRecord, runtime: CapsuleRuntime, pooled?: PooledCapsule): Promise<void> {
     const metadata = { WRENN_SANDBOX_ID: rec.id, WRENN_TEMPLATE_ID: rec.template };
-    const pooled = rec.runtime === this.deps.defaultRuntime ? this.pool.take(rec.template, rec.vcpus, rec.memoryMb) : undefined;
     if (pooled) return this.claim(rec, pooled, metadata);
     rec.network = await this.deps.network.create(rec.id, { internet: rec.internet, metadata });
     rec.address = rec.network.capsuleIp;
@@ -243,13 +245,14 @@ export class SandboxManager {
     rec.network = p.network;
     rec.address = p.address;
     const runtime = this.runtimeOf(rec);
+    const renamed = rec.id !== p.runtimeId;
     // All independent: done together so a claim costs one round of each.
     await Promise.all([
-      this.deps.network.setMetadata?.(p.runtimeId, metadata),
+      renamed ? this.deps.network.setMetadata?.(p.runtimeId, metadata) : undefined,
       rec.internet ? undefined : this.deps.network.setInternet?.(p.runtimeId, false),
       this.initEnvd(rec),
       // The hostname is the capsule id; a pooled capsule was booted under its internal one.
-      runtime.setHostname ? runtime.setHostname(p.handle, rec.id) : this.setHostnameInside(rec),
+      !renamed ? undefined : runtime.setHostname ? runtime.setHostname(p.handle, rec.id) : this.setHostnameInside(rec),
     ]);
   }
 

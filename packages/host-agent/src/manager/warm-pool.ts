@@ -5,6 +5,8 @@
 import type { RuntimeHandle } from '../runtimes/runtime.js';
 import type { CapsuleNetworkInfo } from './types.js';
 
+const REFILL_DELAY_MS = 300;
+
 export interface PooledCapsule {
   runtimeId: string;
   template: string;
@@ -46,7 +48,8 @@ export class WarmPool {
   take(template: string, vcpus: number, memoryMb: number): PooledCapsule | undefined {
     if (vcpus !== this.o.vcpus || memoryMb !== this.o.memoryMb) return undefined;
     const entry = this.ready.get(template)?.shift();
-    if (entry) setImmediate(() => this.fill(template));
+    // Refill a moment later: booting the replacement would otherwise compete with the claim.
+    if (entry) setTimeout(() => this.fill(template), REFILL_DELAY_MS).unref();
     return entry;
   }
 
