@@ -60,6 +60,8 @@ export async function startControlPlane(opts: StartControlPlaneOptions): Promise
     // Request lines stay out of the log (warn level); failures are logged by the error handler.
     loggerInstance: log.child({ part: 'api' }, { level: 'warn' }) as unknown as FastifyBaseLogger,
     bodyLimit: 64 * 1024 * 1024,
+    // Long-lived streams (a background command's output, a terminal) must not keep close() waiting.
+    forceCloseConnections: true,
     serverFactory: (handler) => {
       const server = http.createServer({ headersTimeout: 10_000, keepAliveTimeout: 620_000, requestTimeout: 0 }, (req, res) => {
         if (!proxy.handle(req, res)) handler(req, res);

@@ -26,6 +26,18 @@ function sendError(res: http.ServerResponse, status: number, code: string, messa
 export function createSandboxProxy(ctx: ControlPlaneContext): SandboxProxy {
   const agent = createProxyAgent();
   const targets = new ProxyTargets(ctx);
+  // Open proxied exchanges per capsule: when the capsule goes, its connections go too (a vanished
+  // namespace never sends a FIN, so they would otherwise hang until TCP keepalive gives up).
+  const open = new Map<string, Set<{ destroy(): void }>>();
+  const track = (id: string, conn: { destroy(): void; once(ev: 'close', fn: () => void): unknown }) => {
+    let set = open.get(id);
+    if (!set) open.set(id, (set = new Set()));
+    set.add(conn);
+    conn.once('close', () => {
+      set.delete(conn);
+      if (set.size === 0 && open.get(id) === set) open.delete(id);
+    });
+  };
 
   async function target(route: ProxyRoute): Promise<{ target: ProxyTarget; locationPrefix?: string } | { status: number; code: string; message: string }> {
     const found = await targets.lookup(route.capsuleId, route.port);
@@ -42,6 +54,7 @@ export function createSandboxProxy(ctx: ControlPlaneContext): SandboxProxy {
       target(route).then(
         (t) => {
           if ('status' in t) return sendError(res, t.status, t.code, t.message);
+          track(route.capsuleId, res);
           forwardHttp(req, res, t.target, { agent, locationPrefix: t.locationPrefix, attempts: 3, backoffMs: 100 });
         },
         (err: unknown) => sendError(res, 502, 'bad_gateway', `proxy failed: ${err instanceof Error ? err.message : String(err)}`),
@@ -57,13 +70,28 @@ export function createSandboxProxy(ctx: ControlPlaneContext): SandboxProxy {
             socket.end(`HTTP/1.1 ${t.status} ${t.code}\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n${JSON.stringify({ error: { code: t.code, message: t.message } })}`);
             return;
           }
+          track(route.capsuleId, socket);
           forwardUpgrade(req, socket, head, t.target);
         },
         () => socket.destroy(),
       );
       return true;
     },
-    evict: (id) => targets.evict(id),
+    evict(id) {
+      targets.evict(id);
+      const conns = open.get(id);
+      if (!conns) return;
+      // Only when the capsule is gone for good: a pause also evicts, and its streams may resume.
+      void ctx.database.db
+        .selectFrom('capsules')
+        .select('state')
+        .where('id', '=', id)
+        .executeTakeFirst()
+        .then((row) => {
+          if (!row || row.state === 'stopped' || row.state === 'error') for (const c of conns) c.destroy();
+        })
+        .catch(() => undefined);
+    },
     close: () => agent.destroy(),
   };
 }
