@@ -164,6 +164,10 @@ describe('e2b SDK: commands and pty against envd', () => {
   test('pty: exiting the shell ends the handle cleanly', async () => {
     let output = '';
     const term = await sbx.pty.create({ cols: 100, rows: 30, onData: (d) => void (output += text(d)) });
+    // Type only once the shell shows its prompt: a shell that sets up its line editor after the
+    // input arrived may flush that typeahead, as on any terminal.
+    for (let i = 0; i < 200 && output.length === 0; i++) await new Promise((r) => setTimeout(r, 25));
+    await new Promise((r) => setTimeout(r, 100));
     await sbx.pty.sendInput(term.pid, new TextEncoder().encode('echo "lang=$LANG"; exit\n'));
     const result = await term.wait();
     assert.equal(result.exitCode, 0);
