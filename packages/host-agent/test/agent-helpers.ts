@@ -79,6 +79,9 @@ export function leftovers(dataDir: string, capsuleIds: string[]): string[] {
   }
   for (const ctrl of ['cpu', 'memory', 'pids', 'freezer']) {
     for (const id of capsuleIds) if (existsSync(`/sys/fs/cgroup/${ctrl}/wrenn-test-agent/${id}`)) out.push(`cgroup ${ctrl}/wrenn-test-agent/${id}`);
+    // Any capsule group left under the test agents' parent (warm-pool capsules have ids of their own).
+    const parent = `/sys/fs/cgroup/${ctrl}/wrenn-test-agent`;
+    if (existsSync(parent)) for (const d of readdirSync(parent, { withFileTypes: true })) if (d.isDirectory()) out.push(`cgroup ${ctrl}/wrenn-test-agent/${d.name}`);
   }
   for (const m of readFileSync('/proc/self/mounts', 'utf8').split('\n')) {
     const target = m.split(' ')[1] ?? '';

@@ -30,6 +30,8 @@ export interface WarmPoolOptions {
 export class WarmPool {
   private readonly ready = new Map<string, PooledCapsule[]>();
   private readonly booting = new Map<string, number>();
+  /** Boots under way: stop() waits for them, so none finishes after the agent is gone. */
+  private readonly inflight = new Set<Promise<unknown>>();
   private stopped = false;
 
   constructor(private readonly o: WarmPoolOptions) {}
@@ -63,7 +65,7 @@ export class WarmPool {
     const have = (this.ready.get(template)?.length ?? 0) + (this.booting.get(template) ?? 0);
     for (let i = have; i < want; i++) {
       this.booting.set(template, (this.booting.get(template) ?? 0) + 1);
-      this.o.boot(template).then(
+      const boot = this.o.boot(template).then(
         async (entry) => {
           this.booting.set(template, (this.booting.get(template) ?? 1) - 1);
           if (this.stopped) return this.o.release(entry);
@@ -76,12 +78,16 @@ export class WarmPool {
           this.o.onError?.(template, err);
         },
       );
+      this.inflight.add(boot);
+      void boot.finally(() => this.inflight.delete(boot));
     }
   }
 
   /** Destroys every pooled capsule. */
   async stop(): Promise<void> {
     this.stopped = true;
+    // A boot that finishes now releases its capsule itself (see fill); wait for that.
+    await Promise.allSettled([...this.inflight]);
     const all = [...this.ready.values()].flat();
     this.ready.clear();
     await Promise.all(all.map((e) => this.o.release(e).catch(() => undefined)));
