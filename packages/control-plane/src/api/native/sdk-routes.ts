@@ -22,22 +22,10 @@ import type { RawData, WebSocket } from 'ws';
 import type { ControlPlaneContext } from '../../context.js';
 import { type Capsule, capsuleAgent, validateEnvs } from '../../services/capsules.js';
 import { teamOf } from '../auth.js';
-import { badRequest, toApiError } from '../errors.js';
+import { badRequest } from '../errors.js';
 import { type CapsuleEnvd, envdAccess, userHeaders } from './envd-access.js';
 import { CapsuleIdParams, errors, FileEntrySchema } from './schemas.js';
-
-const sendJson = (ws: WebSocket, v: unknown) => {
-  if (ws.readyState === ws.OPEN) ws.send(JSON.stringify(v));
-};
-
-function closeWithError(ws: WebSocket, err: unknown): void {
-  const e = toApiError(err);
-  sendJson(ws, { type: 'error', error: { code: e.code, message: e.message } });
-  if (ws.readyState === ws.OPEN) ws.close(e.status < 500 ? 1008 : 1011, e.code.slice(0, 100));
-}
-
-const toBuffer = (d: RawData): Buffer =>
-  Buffer.isBuffer(d) ? d : Array.isArray(d) ? Buffer.concat(d) : Buffer.from(d);
+import { closeWithError, sendJson, toBuffer } from './ws-messages.js';
 
 const FILE_TYPES: Record<number, string> = {
   [FileType.FILE]: 'file',

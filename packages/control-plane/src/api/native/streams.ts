@@ -18,28 +18,15 @@ import type { AgentClient } from '../../agents/pool.js';
 import type { ControlPlaneContext } from '../../context.js';
 import { type Capsule, capsuleAgent, validateEnvs } from '../../services/capsules.js';
 import { teamOf } from '../auth.js';
-import { badRequest, toApiError } from '../errors.js';
+import { badRequest } from '../errors.js';
 import { CapsuleIdParams } from './schemas.js';
+import { closeWithError, sendJson, toBuffer } from './ws-messages.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
     capsuleAgent?: { capsule: Capsule; agent: AgentClient };
   }
 }
-
-const sendJson = (ws: WebSocket, v: unknown) => {
-  if (ws.readyState === ws.OPEN) ws.send(JSON.stringify(v));
-};
-
-function closeWithError(ws: WebSocket, err: unknown): void {
-  const e = toApiError(err);
-  sendJson(ws, { type: 'error', error: { code: e.code, message: e.message } });
-  // 1011: server error; 1008: policy (bad input).
-  if (ws.readyState === ws.OPEN) ws.close(e.status < 500 ? 1008 : 1011, e.code.slice(0, 100));
-}
-
-const toBuffer = (d: RawData): Buffer =>
-  Buffer.isBuffer(d) ? d : Array.isArray(d) ? Buffer.concat(d) : Buffer.from(d);
 
 interface ExecStart {
   cmd: string;
