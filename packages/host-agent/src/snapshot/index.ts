@@ -1,5 +1,7 @@
 // Memory snapshots of VMs: the generation header and the diff chain.
 export { type AddGenerationResult, addGeneration, collapse } from './chain.js';
+export { ChainReader } from './chain-reader.js';
+export { type DiffResult, materializeChain, sparseCopy, writeDiffAgainstChain } from './flat-memory.js';
 export {
   DEFAULT_BLOCK_SIZE,
   emptyHeader,
