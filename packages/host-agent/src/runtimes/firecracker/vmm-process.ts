@@ -1,0 +1,190 @@
+// Starting and stopping the Firecracker VMM process. Each VMM runs in the capsule's network
+// namespace (so it opens tap0 there) and in a mount namespace of its own in which the capsule's
+// directory is bound at one fixed path (<dataDir>/vmm). Every path Firecracker sees, and records
+// in its snapshots, is therefore the same for every capsule: a snapshot of one capsule loads in
+// another (snapshot templates) without the jailer's chroot.
+import { execFile, spawn } from 'node:child_process';
+import { closeSync, openSync } from 'node:fs';
+import { access, readdir, readFile, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { FirecrackerClient } from './api-client.js';
+
+const execFileP = promisify(execFile);
+
+/** Inside the VMM's mount namespace: the capsule's directory is bound here. */
+export const API_SOCKET = 'firecracker.sock';
+export const UFFD_SOCKET = 'uffd.sock';
+export const CONSOLE_LOG = 'console.log';
+/** Longest unix socket path the kernel accepts (sun_path is 108 bytes with its NUL). */
+const MAX_SOCKET_PATH = 107;
+
+export const exists = (p: string) =>
+  access(p).then(
+    () => true,
+    () => false,
+  );
+
+export function pidAlive(pid: number): boolean {
+  if (!pid) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+export async function waitGone(pid: number, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (pidAlive(pid)) {
+    if (Date.now() > deadline) return false;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  return true;
+}
+
+/** Kills a VMM and waits until it is gone (its guest memory is freed with it). */
+export async function killVmm(pid: number, what: string): Promise<void> {
+  if (!pidAlive(pid)) return;
+  process.kill(pid, 'SIGKILL');
+  if (!(await waitGone(pid, 10_000))) throw new Error(`Firecracker (pid ${pid}) of ${what} did not exit after SIGKILL`);
+}
+
+/** The `--id` Firecracker runs with: names the capsule in `ps` and lets cleanup find it. */
+export const vmmId = (capsuleId: string) => `wrenn-${capsuleId}`;
+
+/** "1.10.1" from `firecracker --version` ("Firecracker v1.10.1" on its first line). */
+export function parseFirecrackerVersion(text: string): string {
+  const m = /Firecracker v?(\d+\.\d+\.\d+)/i.exec(text);
+  if (!m?.[1]) throw new Error(`cannot read a version from \`firecracker --version\`: ${text.slice(0, 200)}`);
+  return m[1];
+}
+
+/** Snapshot create/load with a UFFD backend, MMDS V2 and track_dirty_pages need Firecracker >= 1.4 (1.x API). */
+export function checkSupportedVersion(version: string): void {
+  const [major, minor] = version.split('.').map(Number) as [number, number];
+  if (major !== 1 || minor < 4)
+    throw new Error(`Firecracker ${version} is not supported: Wrenn speaks the API of Firecracker 1.4 to 1.x`);
+}
+
+/** Runs `<binary> --version`; rejects with what to install when the binary is missing. */
+export async function binaryVersion(binary: string): Promise<string> {
+  const r = await execFileP(binary, ['--version'], { timeout: 10_000 }).catch((e: NodeJS.ErrnoException) => {
+    if (e.code === 'ENOENT')
+      throw new Error(`the firecracker binary ${binary} was not found: install a Firecracker release and put it on PATH`);
+    throw new Error(`\`${binary} --version\` failed: ${e.message}`);
+  });
+  const version = parseFirecrackerVersion(r.stdout + r.stderr);
+  checkSupportedVersion(version);
+  return version;
+}
+
+export interface LaunchOptions {
+  binary: string;
+  capsuleId: string;
+  /** The capsule's directory on the host (its disk, sockets, console log). */
+  dir: string;
+  /** The fixed path the capsule's directory is bound at inside the VMM's mount namespace. */
+  vmmDir: string;
+  /** Network namespace name (under /run/netns). */
+  netns: string;
+}
+
+export interface Vmm {
+  pid: number;
+  client: FirecrackerClient;
+}
+
+/** Starts Firecracker detached (it outlives an agent restart) and waits until its API answers. */
+export async function launchVmm(o: LaunchOptions): Promise<Vmm> {
+  const apiOnHost = join(o.dir, API_SOCKET);
+  for (const p of [apiOnHost, join(o.dir, UFFD_SOCKET), join(o.vmmDir, API_SOCKET)]) {
+    if (Buffer.byteLength(p) > MAX_SOCKET_PATH)
+      throw new Error(`socket path ${p} is longer than ${MAX_SOCKET_PATH} bytes: use a shorter data directory`);
+  }
+  await rm(apiOnHost, { force: true });
+  const out = openSync(join(o.dir, CONSOLE_LOG), 'a');
+  // sh only binds the capsule's directory and then becomes Firecracker (exec: same pid).
+  const script = 'mount --bind "$1" "$2" && exec "$3" --api-sock "$2/firecracker.sock" --id "$4"';
+  const child = spawn(
+    'ip',
+    [
+      'netns',
+      'exec',
+      o.netns,
+      'unshare',
+      '--mount',
+      '--propagation',
+      'private',
+      '--',
+      '/bin/sh',
+      '-c',
+      script,
+      'wrenn-firecracker',
+      o.dir,
+      o.vmmDir,
+      o.binary,
+      vmmId(o.capsuleId),
+    ],
+    { detached: true, stdio: ['ignore', out, out] },
+  );
+  closeSync(out);
+  const pid = child.pid ?? 0;
+  let exited: string | undefined;
+  child.on('error', (e) => (exited = e.message));
+  child.on('exit', (code, signal) => (exited = `exit ${code ?? signal}`));
+  child.unref();
+  const client = new FirecrackerClient(apiOnHost);
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    if (exited) throw new Error(`Firecracker exited while starting (${exited}): ${await consoleTail(o.dir)}`);
+    if (await exists(apiOnHost)) {
+      try {
+        await client.describe();
+        return { pid, client };
+      } catch {
+        // the socket exists before the API serves on it
+      }
+    }
+    if (Date.now() > deadline) {
+      await killVmm(pid, o.capsuleId).catch(() => {});
+      throw new Error(`Firecracker's API did not answer on ${apiOnHost} within 10 s: ${await consoleTail(o.dir)}`);
+    }
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+export async function consoleTail(dir: string): Promise<string> {
+  const text = await readFile(join(dir, CONSOLE_LOG), 'utf8').catch(() => '');
+  return text.split('\n').slice(-15).join('\n');
+}
+
+/** The command line of a process as its arguments ([] when it is gone). */
+export async function processArgs(pid: number): Promise<string[]> {
+  const raw = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+  return raw ? raw.split('\0').filter((a, i, all) => a !== '' || i < all.length - 1) : [];
+}
+
+/** true when `pid` is the Firecracker of `capsuleId` started with this VMM directory. */
+export async function isOurVmm(pid: number, capsuleId: string, vmmDir: string): Promise<boolean> {
+  if (!pidAlive(pid)) return false;
+  const args = await processArgs(pid);
+  return args.includes(join(vmmDir, API_SOCKET)) && args.includes(vmmId(capsuleId));
+}
+
+/** Firecracker processes started with this VMM directory: capsule id -> pid. */
+export async function listVmms(vmmDir: string): Promise<Map<string, number>> {
+  const found = new Map<string, number>();
+  const sock = join(vmmDir, API_SOCKET);
+  for (const name of await readdir('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    const args = await processArgs(Number(name));
+    const at = args.indexOf('--api-sock');
+    const idAt = args.indexOf('--id');
+    if (at < 0 || args[at + 1] !== sock || idAt < 0) continue;
+    const id = args[idAt + 1] ?? '';
+    if (id.startsWith('wrenn-')) found.set(id.slice('wrenn-'.length), Number(name));
+  }
+  return found;
+}
