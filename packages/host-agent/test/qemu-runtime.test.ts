@@ -1,12 +1,15 @@
 // The QEMU runtime for real: a `minimal` VM capsule boots from the Debian kernel, envd answers
 // over the TAP in its network namespace, commands run, the capsule reads its id from the
 // metadata service, and a process counting in memory survives pause (memory snapshot to disk,
-// QEMU gone) and resume. On hosts without usable KVM everything runs in software emulation (TCG).
+// QEMU gone) and resume; after a small change a second pause writes a Diff generation much smaller
+// than the first Full one, and the count continues after resume from the chain. On hosts without
+// usable KVM everything runs in software emulation (TCG).
 
 import assert from 'node:assert/strict';
 import { existsSync, statSync } from 'node:fs';
 import { test } from 'node:test';
 import type { QemuState } from '../src/runtimes/qemu/index.js';
+import { generationFile, readHeader } from '../src/snapshot/index.js';
 import { createEnvdClient, qemuEnv, qemuSkipReason, sh } from './qemu-helpers.js';
 
 const skip = qemuSkipReason();
@@ -81,9 +84,24 @@ test('qemu: a minimal VM capsule boots, runs echo, reads its id from metadata, k
     `# pause (memory snapshot to disk): ${Date.now() - t0} ms, ${paused.snapshot?.kind} snapshot ${paused.snapshot?.bytes} bytes`,
   );
   assert.equal(paused.processesKept, true);
-  assert.equal(paused.snapshot?.kind, 'full', 'QEMU 7 writes full memory snapshots');
-  assert.ok(!pidAlive(qemuPid), 'the QEMU process is gone (its memory freed)');
-  assert.ok(existsSync(state.statePath) && statSync(state.statePath).size === paused.snapshot?.bytes);
+  assert.equal(paused.snapshot?.kind, 'full', 'the first memory snapshot is a Full generation');
+  assert.ok(!pidAlive(qemuPid), 'the QEMU process is gone');
+  assert.ok(state.memoryPath && !existsSync(state.memoryPath), 'the guest RAM file is gone (memory freed)');
+  const chainDir = state.chainDir as string;
+  const h1 = await readHeader(chainDir);
+  assert.equal(h1.generations.length, 1);
+  assert.equal(h1.size, 512 * 1024 ** 2, 'the header covers all guest RAM');
+  const fullFile = generationFile(chainDir, h1.generations[0] as string);
+  const diskBytes = (p: string) => statSync(p).blocks * 512;
+  assert.equal(
+    paused.snapshot?.bytes,
+    diskBytes(fullFile) + diskBytes(state.statePath),
+    'bytes = RAM + device state on disk',
+  );
+  assert.ok(
+    diskBytes(state.statePath) < 4 * 1024 ** 2,
+    `the device state is small (${diskBytes(state.statePath)} bytes)`,
+  );
   assert.equal(await env.runtime.isAlive(handle), true, 'a saved capsule counts as alive (re-adoptable)');
 
   t0 = Date.now();
@@ -100,14 +118,54 @@ test('qemu: a minimal VM capsule boots, runs echo, reads its id from metadata, k
   assert.equal(pidAfter, counterPid, 'the same process is still running');
   assert.ok((c1 ?? 0) >= before, `count continued from ${before} (got ${c1})`);
   assert.ok((c2 ?? 0) > (c1 ?? 0), `and keeps counting (${c1} -> ${c2})`);
-  assert.ok(!existsSync(state.statePath), 'the snapshot file is removed after resume');
+  assert.ok(!existsSync(state.statePath), 'the device state file is removed after resume');
+  assert.ok(existsSync(fullFile), 'the memory chain stays: the base of the next Diff');
+
+  // A small change, then pause again: a Diff holding only the blocks that changed.
+  const wrote = await sh(client1, 'echo "a small change" > /root/small.txt && sync && cat /root/small.txt');
+  assert.equal(wrote.out, 'a small change\n');
+  const countBefore2 = Number((await sh(client1, 'cat /dev/shm/count')).out);
+  t0 = Date.now();
+  const paused2 = await env.runtime.pause(handle, 'memory-snapshot');
+  console.log(
+    `# re-pause after a small change: ${Date.now() - t0} ms, ${paused2.snapshot?.kind} snapshot ${paused2.snapshot?.bytes} bytes ` +
+      `(full was ${paused.snapshot?.bytes}; diff/full = ${((paused2.snapshot?.bytes ?? 0) / (paused.snapshot?.bytes ?? 1)).toFixed(3)})\n# ${paused2.keeps}`,
+  );
+  assert.equal(paused2.snapshot?.kind, 'diff', 'the second memory snapshot is a Diff generation');
+  assert.ok(
+    (paused2.snapshot?.bytes ?? Infinity) < (paused.snapshot?.bytes ?? 0),
+    `the diff (${paused2.snapshot?.bytes} bytes) is smaller than the full snapshot (${paused.snapshot?.bytes})`,
+  );
+  assert.match(paused2.keeps, /comparing/, 'the pause says how the changed blocks were found');
+  const hdr2 = await readHeader(chainDir);
+  assert.equal(hdr2.generations.length, 2, 'Full + Diff in the chain');
+  assert.equal(hdr2.generations[0], h1.generations[0]);
+  const diffFile = generationFile(chainDir, hdr2.generations[1] as string);
+  assert.ok(diskBytes(diffFile) < diskBytes(fullFile), 'the diff file is smaller on disk than the full one');
+  assert.ok(!existsSync(state.memoryPath), 'the guest RAM file is gone again');
+
+  await env.runtime.resume(handle);
+  client1.close();
+  const client3 = createEnvdClient(handle.address);
+  t.after(() => client3.close());
+  const after2 = await sh(
+    client3,
+    'cat /dev/shm/pid; cat /dev/shm/count; sleep 1; cat /dev/shm/count; cat /root/small.txt',
+  );
+  const [pid3, e1, e2, text] = after2.out.trim().split('\n');
+  assert.equal(Number(pid3), counterPid, 'the same process runs after resuming from Full + Diff');
+  assert.ok(
+    Number(e1) >= countBefore2 && Number(e2) > Number(e1),
+    `the count continues (${countBefore2} -> ${e1} -> ${e2})`,
+  );
+  assert.equal(text, 'a small change');
 
   // A snapshot template: disk + memory; a new capsule starts from it with the counter running.
   t0 = Date.now();
   await env.runtime.snapshot(handle, 'qemu-snap-test');
   console.log(`# snapshot template (memory + flattened disk): ${Date.now() - t0} ms`);
-  const still = Number((await sh(client1, 'sleep 1; cat /dev/shm/count')).out);
-  assert.ok(still > (c2 ?? 0), 'the source capsule keeps running after the snapshot');
+  const still = Number((await sh(client3, 'sleep 1; cat /dev/shm/count')).out);
+  assert.ok(still > Number(e2), 'the source capsule keeps running after the snapshot');
   const id2 = 'cl-qemutest2';
   const metadata2 = { WRENN_SANDBOX_ID: id2, WRENN_TEMPLATE_ID: 'qemu-snap-test' };
   const net2 = await env.net.create({ id: id2, internet: false, metadata: metadata2 });
@@ -130,7 +188,7 @@ test('qemu: a minimal VM capsule boots, runs echo, reads its id from metadata, k
   const fromSnap = await sh(client2, 'cat /dev/shm/pid; cat /dev/shm/count; sleep 1; cat /dev/shm/count');
   const [pid2, d1, d2] = fromSnap.out.trim().split('\n').map(Number);
   assert.equal(pid2, counterPid, 'the counting process is already running in the new capsule');
-  assert.ok((d1 ?? 0) >= (c2 ?? 0) && (d2 ?? 0) > (d1 ?? 0), `it counts on from the snapshot (${d1} -> ${d2})`);
+  assert.ok((d1 ?? 0) >= Number(e2) && (d2 ?? 0) > (d1 ?? 0), `it counts on from the snapshot (${d1} -> ${d2})`);
   await env.runtime.destroy(h2);
 
   await env.runtime.destroy(handle);

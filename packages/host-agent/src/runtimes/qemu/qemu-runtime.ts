@@ -1,20 +1,31 @@
 // The QEMU runtime: each capsule is a VM booted from the shared guest kernel + initramfs and a
 // copy-on-write qcow2 disk over its template's rootfs.ext4, with its NIC on tap0 inside the
 // capsule's network namespace. KVM when it can run a vCPU here, software emulation otherwise.
-// pause = stop + migration stream to a file + quit (memory freed); resume = a new QEMU with
-// that file as its incoming migration. QEMU 7 cannot write only the dirty RAM to a file, so every
-// memory snapshot is full (PauseResult.snapshot.kind says so).
+// Guest RAM is a file (memory-backend-file, share=on) and migrations skip it (x-ignore-shared), so
+// pause = stop + device state to a small file + quit, then the RAM file becomes the next memory
+// generation (memory-generations.ts: Full the first time, later a Diff of the changed blocks) and
+// is removed (memory freed). resume = the RAM file rebuilt from the chain + a new QEMU with the
+// device state as its incoming migration.
 import { spawn } from 'node:child_process';
 import { access, copyFile, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
-import { basename, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { ENVD_PORT, waitForEnvd } from '../../envd-client/index.js';
 import { createTap, GUEST_IP, guestIpParam, removeTap } from '../../network/tap.js';
 import { writeManifest } from '../../rootfs/manifest.js';
 import type { ProgressFn } from '../../rootfs/recipe.js';
 import { TemplateStore } from '../../rootfs/template-store.js';
+import {
+  addGeneration,
+  generationFile,
+  HEADER_FILE,
+  materializeChain,
+  newBuildId,
+  sparseCopy,
+} from '../../snapshot/index.js';
 import { buildVmImages, ROOTFS_IMAGE, type VmImages } from '../../vm/images/index.js';
 import type { CapsuleRuntime, CapsuleSpec, CapsuleStats, PauseResult, RuntimeHandle } from '../runtime.js';
 import { type AccelChoice, detectAccel } from './accel.js';
+import { diskBytes, hasChain, type SavedGeneration, saveGeneration } from './memory-generations.js';
 import { QmpClient } from './qmp.js';
 
 export interface QemuRuntimeOptions {
@@ -48,15 +59,29 @@ export interface QemuState {
   disk: string;
   cmdline: string;
   mac: string;
-  /** 'running' | 'frozen' (vCPUs stopped in place) | 'saved' (memory in statePath, no process). */
+  /** 'running' | 'frozen' (vCPUs stopped in place) | 'saved' (memory on disk, no process). */
   phase: 'running' | 'frozen' | 'saved';
+  /** Device state (migration stream without RAM) while saved; before file-backed RAM: the whole stream. */
   statePath: string;
+  /** The guest RAM file QEMU maps while it runs (absent in states written before file-backed RAM). */
+  memoryPath?: string;
+  /** Memory generations + header (src/snapshot): the RAM as of the last pause, base of the next Diff. */
+  chainDir?: string;
+  /** What the last memory-snapshot pause wrote. */
+  lastSnapshot?: PauseResult;
+  /** Saved, but the RAM file is not in the chain yet (writing the generation failed): it is the memory. */
+  ramNotInChain?: boolean;
 }
 
 const ID_RE = /^[a-z0-9][a-z0-9-]{0,62}$/;
-/** In a snapshot template's directory: the frozen VM (memory + machine shape) next to rootfs.ext4. */
+/** In a snapshot template's directory: the frozen VM (machine shape, device state, memory chain) next to rootfs.ext4. */
 const VM_SNAPSHOT_FILE = 'vm-snapshot.json';
-const VM_MEMORY_FILE = 'memory.mig';
+const VM_DEVICE_FILE = 'vm-device.mig';
+const VM_MEMORY_DIR = 'vm-memory';
+/** Templates written before file-backed RAM: one migration stream with the RAM in it. */
+const LEGACY_MEMORY_FILE = 'memory.mig';
+/** The RAM backend's id: the same RAM block name as QEMU's default (pc.ram), so older streams still load. */
+const RAM_ID = 'pc.ram';
 
 interface VmSnapshotInfo {
   vcpus: number;
@@ -64,7 +89,7 @@ interface VmSnapshotInfo {
   parent: string;
   createdFrom: string;
 }
-const SAFE_PATH = /^[A-Za-z0-9/_.,+=@-]+$/; // paths go into QEMU options and an exec: shell line
+const SAFE_PATH = /^[A-Za-z0-9/_.+=@-]+$/; // paths go into QEMU options (no commas) and an exec: shell line
 
 const exists = (p: string) =>
   access(p).then(
@@ -211,7 +236,9 @@ export class QemuRuntime implements CapsuleRuntime {
       cmdline,
       mac: macFor(spec.id),
       phase: 'running',
-      statePath: join(dir, 'memory.mig'),
+      statePath: join(dir, 'snapshot', 'device.mig'),
+      memoryPath: join(dir, 'memory'),
+      chainDir: join(dir, 'snapshot'),
     };
     const handle: RuntimeHandle = { runtime: 'qemu', id: spec.id, address: capsuleIp, state };
     try {
@@ -229,9 +256,14 @@ export class QemuRuntime implements CapsuleRuntime {
       ]);
       if (img.code !== 0) throw new Error(`qemu-img create failed: ${img.out.trim()}`);
       await createTap(netns, capsuleIp);
-      if (frozen) {
+      if (frozen && (await exists(join(tdir, VM_DEVICE_FILE)))) {
+        await materializeChain(join(tdir, VM_MEMORY_DIR), state.memoryPath as string);
         await this.launch(handle.id, state, true);
-        await this.loadIncoming(state, join(tdir, VM_MEMORY_FILE));
+        await this.loadIncoming(state, join(tdir, VM_DEVICE_FILE));
+      } else if (frozen) {
+        await this.launch(handle.id, state, true, false); // RAM comes with the stream
+        await this.loadIncoming(state, join(tdir, LEGACY_MEMORY_FILE));
+        await this.setIgnoreShared(state, true); // from now on migrations leave the RAM file out
       } else {
         await this.launch(handle.id, state, false);
       }
@@ -245,7 +277,8 @@ export class QemuRuntime implements CapsuleRuntime {
   }
 
   private args(id: string, s: QemuState, incoming: boolean): string[] {
-    for (const p of [s.dir, s.kernel, s.initrd, s.disk]) {
+    if (!s.memoryPath) throw new Error('internal: the guest RAM file path is not set');
+    for (const p of [s.dir, s.kernel, s.initrd, s.disk, s.memoryPath]) {
       if (!SAFE_PATH.test(p)) throw new Error(`path ${JSON.stringify(p)} has characters the qemu runtime cannot quote`);
     }
     return [
@@ -255,8 +288,11 @@ export class QemuRuntime implements CapsuleRuntime {
       s.accel,
       '-cpu',
       s.accel === 'kvm' ? 'host' : 'max',
+      // RAM in a file the migration leaves out: a pause writes it as a memory generation itself.
+      '-object',
+      `memory-backend-file,id=${RAM_ID},size=${s.memoryMb}M,mem-path=${s.memoryPath},share=on`,
       '-machine',
-      'pc',
+      `pc,memory-backend=${RAM_ID}`,
       '-m',
       String(s.memoryMb),
       '-smp',
@@ -293,14 +329,33 @@ export class QemuRuntime implements CapsuleRuntime {
     ];
   }
 
-  /** Starts QEMU inside the capsule's network namespace, detached (it outlives the agent). */
-  private async launch(id: string, s: QemuState, incoming: boolean): Promise<void> {
+  /**
+   * Starts QEMU inside the capsule's network namespace, detached (it outlives the agent), with
+   * x-ignore-shared set (its migrations carry device state only, the RAM stays in the file) unless
+   * an incoming stream still carries the RAM.
+   */
+  private async launch(id: string, s: QemuState, incoming: boolean, ignoreShared = true): Promise<void> {
     await rm(join(s.dir, 'qemu.pid'), { force: true });
     await rm(join(s.dir, 'qmp.sock'), { force: true });
     const r = await runTool('ip', ['netns', 'exec', s.netns, this.qemu, ...this.args(id, s, incoming)]);
     if (r.code !== 0) throw new Error(`QEMU did not start (exit ${r.code}): ${r.out.trim()}`);
     s.pid = Number((await readFile(join(s.dir, 'qemu.pid'), 'utf8')).trim());
     if (!pidAlive(s.pid)) throw new Error(`QEMU exited right after starting: ${await consoleTail(s.dir)}`);
+    try {
+      await this.setIgnoreShared(s, ignoreShared);
+    } catch (err) {
+      process.kill(s.pid, 'SIGKILL');
+      throw err;
+    }
+  }
+
+  private async setIgnoreShared(s: QemuState, on: boolean): Promise<void> {
+    const q = await this.qmp(s);
+    try {
+      await q.execute('migrate-set-capabilities', { capabilities: [{ capability: 'x-ignore-shared', state: on }] });
+    } finally {
+      q.close();
+    }
   }
 
   private async waitReady(s: QemuState): Promise<void> {
@@ -341,7 +396,8 @@ export class QemuRuntime implements CapsuleRuntime {
 
   async pause(handle: RuntimeHandle, mode: 'freeze' | 'hibernate' | 'memory-snapshot'): Promise<PauseResult> {
     const s = handle.state as QemuState;
-    if (s.phase === 'saved') return this.savedResult(s);
+    if (s.phase === 'saved' && s.ramNotInChain) return this.saveRam(handle); // a retry
+    if (s.phase === 'saved') return s.lastSnapshot ?? this.legacySavedResult(s);
     const q = await this.qmp(s);
     try {
       await q.execute('stop');
@@ -349,33 +405,64 @@ export class QemuRuntime implements CapsuleRuntime {
         s.phase = 'frozen';
         return { keeps: 'memory and processes (vCPUs stopped; the VM keeps its memory)', processesKept: true };
       }
+      await mkdir(dirname(s.statePath), { recursive: true });
       await rm(s.statePath, { force: true });
-      // The VM is stopped, so one pass writes everything; lift the default bandwidth cap.
-      await q.execute('migrate-set-parameters', { 'max-bandwidth': 64 * 1024 ** 3 });
-      await q.execute('migrate', { uri: `exec:cat > '${s.statePath}'` });
-      for (;;) {
-        const m = await q.execute<{ status?: string; 'error-desc'?: string }>('query-migrate');
-        if (m.status === 'completed') break;
-        if (m.status === 'failed' || m.status === 'cancelled') {
-          await q.execute('cont').catch(() => {});
-          throw new Error(`writing the memory snapshot of ${handle.id} failed: ${m['error-desc'] ?? m.status}`);
-        }
-        await new Promise((r) => setTimeout(r, 20));
-      }
+      await this.migrateToFile(q, s.statePath, handle.id);
       await q.execute('quit').catch(() => {});
+    } catch (err) {
+      await q.execute('cont').catch(() => {});
+      throw err;
     } finally {
       q.close();
     }
     if (!(await waitGone(s.pid, 10_000))) process.kill(s.pid, 'SIGKILL');
     await waitGone(s.pid, 5_000);
-    s.phase = 'saved';
     s.pid = 0;
+    s.phase = 'saved';
+    if (!s.memoryPath || !s.chainDir) {
+      // Started by an older agent without a RAM file: its stream holds the RAM.
+      s.lastSnapshot = await this.legacySavedResult(s);
+      await writeFile(join(s.dir, 'qemu.json'), JSON.stringify(handle));
+      return s.lastSnapshot;
+    }
+    s.ramNotInChain = true;
     await writeFile(join(s.dir, 'qemu.json'), JSON.stringify(handle));
-    return this.savedResult(s);
+    return this.saveRam(handle);
   }
 
-  private async savedResult(s: QemuState): Promise<PauseResult> {
-    const bytes = (await stat(s.statePath)).size;
+  /** The stopped VM's RAM file becomes the chain's next generation (and is removed). */
+  private async saveRam(handle: RuntimeHandle): Promise<PauseResult> {
+    const s = handle.state as QemuState;
+    const gen = await saveGeneration(s.chainDir as string, s.memoryPath as string).catch((err: Error) => {
+      throw new Error(
+        `${handle.id} is paused (QEMU stopped) but writing its memory snapshot failed: ${err.message}; ` +
+          'its RAM file is kept: pause again to retry, or resume (it resumes from that file)',
+      );
+    });
+    s.ramNotInChain = false;
+    s.lastSnapshot = pauseResult(gen, await diskBytes(s.statePath));
+    await writeFile(join(s.dir, 'qemu.json'), JSON.stringify(handle));
+    return s.lastSnapshot;
+  }
+
+  /** Writes the VM's migration stream (device state; RAM too only without x-ignore-shared) to `file`. */
+  private async migrateToFile(q: QmpClient, file: string, id: string): Promise<void> {
+    if (!SAFE_PATH.test(file))
+      throw new Error(`path ${JSON.stringify(file)} has characters the qemu runtime cannot quote`);
+    // The VM is stopped, so one pass writes everything; lift the default bandwidth cap.
+    await q.execute('migrate-set-parameters', { 'max-bandwidth': 64 * 1024 ** 3 });
+    await q.execute('migrate', { uri: `exec:cat > '${file}'` });
+    for (;;) {
+      const m = await q.execute<{ status?: string; 'error-desc'?: string }>('query-migrate');
+      if (m.status === 'completed') return;
+      if (m.status === 'failed' || m.status === 'cancelled')
+        throw new Error(`writing the VM state of ${id} failed: ${m['error-desc'] ?? m.status}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+
+  private async legacySavedResult(s: QemuState): Promise<PauseResult> {
+    const bytes = await diskBytes(s.statePath);
     return {
       keeps: `memory and processes (full memory snapshot: QEMU migration stream of ${Math.round(bytes / 1024 ** 2)} MiB; QEMU stopped, its memory freed)`,
       processesKept: true,
@@ -397,13 +484,29 @@ export class QemuRuntime implements CapsuleRuntime {
       return handle;
     }
     if (!(await exists(s.statePath)))
-      throw new Error(`the memory snapshot ${s.statePath} of ${handle.id} is missing; the capsule cannot resume`);
+      throw new Error(`the VM state ${s.statePath} of ${handle.id} is missing; the capsule cannot resume`);
+    const legacy = !s.memoryPath || !s.chainDir;
+    if (legacy) {
+      // A stream with the RAM in it (paused before file-backed RAM): it fills a fresh RAM file.
+      s.memoryPath = join(s.dir, 'memory');
+      s.chainDir = join(s.dir, 'snapshot');
+      await rm(s.memoryPath, { force: true });
+    } else if (s.ramNotInChain && (await exists(s.memoryPath as string))) {
+      // The RAM file never made it into the chain: it is the newest memory, use it as it is.
+    } else {
+      if (!(await hasChain(s.chainDir as string)))
+        throw new Error(`the memory snapshot in ${s.chainDir} of ${handle.id} is missing; the capsule cannot resume`);
+      await materializeChain(s.chainDir as string, s.memoryPath as string);
+    }
     await createTap(s.netns, s.capsuleIp);
-    await this.launch(handle.id, s, true);
+    await this.launch(handle.id, s, true, !legacy);
     await this.loadIncoming(s, s.statePath);
+    if (legacy) await this.setIgnoreShared(s, true); // from now on migrations leave the RAM file out
     await this.waitReady(s);
     s.phase = 'running';
+    s.ramNotInChain = false;
     await rm(s.statePath, { force: true });
+    if (legacy) s.statePath = join(s.chainDir as string, 'device.mig');
     await writeFile(join(s.dir, 'qemu.json'), JSON.stringify(handle));
     return handle;
   }
@@ -439,9 +542,9 @@ export class QemuRuntime implements CapsuleRuntime {
   }
 
   /**
-   * Writes template `name` from the capsule: its disk flattened into rootfs.ext4 and its memory
-   * (a migration stream) so new capsules start with its processes already running. A running
-   * capsule is stopped for the copy and continues afterwards.
+   * Writes template `name` from the capsule: its disk flattened into rootfs.ext4, its device state
+   * and its memory as one Full generation, so new capsules start with its processes already
+   * running. A running capsule is stopped for the copy and continues afterwards.
    */
   async snapshot(handle: RuntimeHandle, name: string): Promise<void> {
     const s = handle.state as QemuState;
@@ -449,33 +552,45 @@ export class QemuRuntime implements CapsuleRuntime {
     if (await exists(dir)) throw new Error(`template "${name}" already exists`);
     const tmp = join(this.store.imagesDir, `.snap-${name}-${process.pid}`);
     await rm(tmp, { recursive: true, force: true });
-    await mkdir(tmp, { recursive: true });
+    await mkdir(join(tmp, VM_MEMORY_DIR), { recursive: true });
+    const buildId = newBuildId();
+    const memFile = generationFile(join(tmp, VM_MEMORY_DIR), buildId);
+    let memoryFiles: string[] = [];
     try {
-      if (s.phase === 'saved') {
-        await copyFile(s.statePath, join(tmp, VM_MEMORY_FILE));
+      if (s.phase === 'saved' && (!s.memoryPath || !s.chainDir)) {
+        await copyFile(s.statePath, join(tmp, LEGACY_MEMORY_FILE)); // one stream with the RAM in it
+        memoryFiles = [join(tmp, LEGACY_MEMORY_FILE)];
+        await this.flattenDisk(s.disk, join(tmp, ROOTFS_IMAGE));
+      } else if (s.phase === 'saved') {
+        await copyFile(s.statePath, join(tmp, VM_DEVICE_FILE));
+        await materializeChain(s.chainDir as string, memFile); // the chain flattened: one sparse Full file
+        await addGeneration(join(tmp, VM_MEMORY_DIR), buildId, 'full');
         await this.flattenDisk(s.disk, join(tmp, ROOTFS_IMAGE));
       } else {
+        if (!s.memoryPath)
+          throw new Error(
+            `${handle.id} runs without a RAM file (started by an older agent); pause and resume it first`,
+          );
         const q = await this.qmp(s);
         try {
           if (s.phase === 'running') await q.execute('stop');
-          await q.execute('migrate-set-parameters', { 'max-bandwidth': 64 * 1024 ** 3 });
-          await q.execute('migrate', { uri: `exec:cat > '${join(tmp, VM_MEMORY_FILE)}'` });
-          for (;;) {
-            const m = await q.execute<{ status?: string; 'error-desc'?: string }>('query-migrate');
-            if (m.status === 'completed') break;
-            if (m.status === 'failed' || m.status === 'cancelled')
-              throw new Error(`memory snapshot failed: ${m['error-desc'] ?? m.status}`);
-            await new Promise((r) => setTimeout(r, 20));
-          }
-          // The VM is stopped and its disk flushed: the disk copy matches the memory.
+          await this.migrateToFile(q, join(tmp, VM_DEVICE_FILE), handle.id);
+          // The VM is stopped: its RAM file and flushed disk match the device state.
+          await sparseCopy(s.memoryPath, memFile);
+          await addGeneration(join(tmp, VM_MEMORY_DIR), buildId, 'full');
           await this.flattenDisk(s.disk, join(tmp, ROOTFS_IMAGE));
         } finally {
           if (s.phase === 'running') await q.execute('cont').catch(() => {});
           q.close();
         }
       }
+      if (!memoryFiles.length)
+        memoryFiles = [join(tmp, VM_DEVICE_FILE), memFile, join(tmp, VM_MEMORY_DIR, HEADER_FILE)];
+      else await rm(join(tmp, VM_MEMORY_DIR), { recursive: true });
       const info: VmSnapshotInfo = { vcpus: s.vcpus, memoryMb: s.memoryMb, parent: s.template, createdFrom: handle.id };
       await writeFile(join(tmp, VM_SNAPSHOT_FILE), JSON.stringify(info));
+      let size = await diskBytes(join(tmp, ROOTFS_IMAGE));
+      for (const f of memoryFiles) size += await diskBytes(f);
       await writeManifest(tmp, {
         name,
         kind: 'snapshot',
@@ -483,7 +598,7 @@ export class QemuRuntime implements CapsuleRuntime {
         layers: [name],
         runtimes: ['qemu'],
         created_at: new Date().toISOString(),
-        size: (await stat(join(tmp, ROOTFS_IMAGE))).blocks * 512 + (await stat(join(tmp, VM_MEMORY_FILE))).size,
+        size,
       });
       await rename(tmp, dir);
     } catch (err) {
@@ -500,7 +615,8 @@ export class QemuRuntime implements CapsuleRuntime {
 
   async isAlive(handle: RuntimeHandle): Promise<boolean> {
     const s = handle.state as QemuState;
-    if (s.phase === 'saved') return exists(s.statePath);
+    if (s.phase === 'saved')
+      return (await exists(s.statePath)) && (!s.chainDir || !s.memoryPath || hasChain(s.chainDir));
     if (!pidAlive(s.pid)) return false;
     const cmd = await readFile(`/proc/${s.pid}/cmdline`, 'utf8').catch(() => '');
     return cmd.includes(`wrenn-${handle.id}`);
@@ -539,6 +655,24 @@ export class QemuRuntime implements CapsuleRuntime {
       await this.destroy(handle);
     }
   }
+}
+
+/** The pause result of a memory generation, with how it was found said plainly. */
+function pauseResult(gen: SavedGeneration, deviceBytes: number): PauseResult {
+  const mib = (b: number) => `${(b / 1024 ** 2).toFixed(1)} MiB`;
+  const how =
+    gen.kind === 'full'
+      ? `full memory snapshot: the guest RAM file, ${mib(gen.bytes)} on disk (zero blocks left out)`
+      : `diff memory snapshot: ${gen.changedBlocks} of ${gen.totalBlocks} ${gen.blockSize / 1024} KiB blocks changed, ${mib(gen.bytes)} on disk; ` +
+        'found by comparing the guest RAM file with the previous generations block by block (QEMU 7.2 exports no dirty-page list to files)';
+  const chain = gen.collapsed
+    ? `the chain reached its limit and was collapsed into one full file`
+    : `generation ${gen.generations} of the chain`;
+  return {
+    keeps: `memory and processes (${how}; ${chain}; device state ${mib(deviceBytes)}; QEMU stopped, its memory freed)`,
+    processesKept: true,
+    snapshot: { kind: gen.kind, bytes: gen.bytes + deviceBytes },
+  };
 }
 
 /** The QEMU runtime (not registered anywhere by itself: the agent chooses runtimes per host). */
