@@ -7,6 +7,7 @@
 
 import assert from 'node:assert/strict';
 import { existsSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import type { QemuState } from '../src/runtimes/qemu/index.js';
 import { generationFile, readHeader } from '../src/snapshot/index.js';
@@ -23,7 +24,7 @@ function pidAlive(pid: number): boolean {
   }
 }
 
-test('qemu: a minimal VM capsule boots, runs echo, reads its id from metadata, keeps a counting process across pause/resume and into a snapshot template', {
+test('qemu: a minimal VM capsule boots, runs echo, reads its id from metadata, keeps a counting process across pause/resume (Full, then a Diff after a small change) and into snapshot templates (from the running and the paused capsule)', {
   skip,
   timeout: 600_000,
 }, async (t) => {
@@ -143,6 +144,10 @@ test('qemu: a minimal VM capsule boots, runs echo, reads its id from metadata, k
   const diffFile = generationFile(chainDir, hdr2.generations[1] as string);
   assert.ok(diskBytes(diffFile) < diskBytes(fullFile), 'the diff file is smaller on disk than the full one');
   assert.ok(!existsSync(state.memoryPath), 'the guest RAM file is gone again');
+  // A snapshot template from the paused capsule: its chain (Full + Diff) flattened into one Full.
+  await env.runtime.snapshot(handle, 'qemu-snap-saved');
+  const savedTemplate = await readHeader(join(env.dataDir, 'images', 'qemu-snap-saved', 'vm-memory'));
+  assert.equal(savedTemplate.generations.length, 1, 'the template holds one Full generation');
 
   await env.runtime.resume(handle);
   client1.close();
@@ -190,6 +195,32 @@ test('qemu: a minimal VM capsule boots, runs echo, reads its id from metadata, k
   assert.equal(pid2, counterPid, 'the counting process is already running in the new capsule');
   assert.ok((d1 ?? 0) >= Number(e2) && (d2 ?? 0) > (d1 ?? 0), `it counts on from the snapshot (${d1} -> ${d2})`);
   await env.runtime.destroy(h2);
+
+  // A capsule from the template written while the source was paused: the state of the second pause.
+  const id3 = 'cl-qemutest3';
+  const metadata3 = { WRENN_SANDBOX_ID: id3, WRENN_TEMPLATE_ID: 'qemu-snap-saved' };
+  const net3 = await env.net.create({ id: id3, internet: false, metadata: metadata3 });
+  const h3 = await env.runtime.create({
+    id: id3,
+    template: 'qemu-snap-saved',
+    vcpus: 1,
+    memoryMb: 512,
+    envs: {},
+    internet: false,
+    metadata: metadata3,
+    network: { capsuleIp: net3.capsuleIp, netnsPath: net3.netnsPath },
+  });
+  const client4 = createEnvdClient(h3.address);
+  t.after(() => client4.close());
+  const fromSaved = await sh(
+    client4,
+    'cat /dev/shm/pid; cat /root/small.txt; cat /dev/shm/count; sleep 1; cat /dev/shm/count',
+  );
+  const [pid4, text4, f1, f2] = fromSaved.out.trim().split('\n');
+  assert.equal(Number(pid4), counterPid, 'the counting process runs in a capsule from the paused-capsule template');
+  assert.equal(text4, 'a small change', 'with the change made before the second pause');
+  assert.ok(Number(f2) > Number(f1), `and counts on (${f1} -> ${f2})`);
+  await env.runtime.destroy(h3);
 
   await env.runtime.destroy(handle);
   assert.ok(!pidAlive(state.pid));
