@@ -410,7 +410,7 @@ export class QemuRuntime implements CapsuleRuntime {
       await this.migrateToFile(q, s.statePath, handle.id);
       await q.execute('quit').catch(() => {});
     } catch (err) {
-      await q.execute('cont').catch(() => {});
+      if (s.phase === 'running') await q.execute('cont').catch(() => {}); // a frozen VM stays frozen
       throw err;
     } finally {
       q.close();
@@ -498,11 +498,19 @@ export class QemuRuntime implements CapsuleRuntime {
         throw new Error(`the memory snapshot in ${s.chainDir} of ${handle.id} is missing; the capsule cannot resume`);
       await materializeChain(s.chainDir as string, s.memoryPath as string);
     }
-    await createTap(s.netns, s.capsuleIp);
-    await this.launch(handle.id, s, true, !legacy);
-    await this.loadIncoming(s, s.statePath);
-    if (legacy) await this.setIgnoreShared(s, true); // from now on migrations leave the RAM file out
-    await this.waitReady(s);
+    try {
+      await createTap(s.netns, s.capsuleIp);
+      await this.launch(handle.id, s, true, !legacy);
+      await this.loadIncoming(s, s.statePath);
+      if (legacy) await this.setIgnoreShared(s, true); // from now on migrations leave the RAM file out
+      await this.waitReady(s);
+    } catch (err) {
+      if (legacy) {
+        s.memoryPath = undefined; // still the old layout for the next attempt
+        s.chainDir = undefined;
+      }
+      throw err;
+    }
     s.phase = 'running';
     s.ramNotInChain = false;
     await rm(s.statePath, { force: true });
