@@ -10,6 +10,7 @@ import type { CapsuleRecord, ManagerDeps, TemplateInfo, TimeoutAction } from './
 import type { CapsuleRuntime, CapsuleStats, RuntimeName } from '../runtimes/runtime.js';
 import { createEnvdClient, runInCapsule, waitForEnvd, type EnvdClient } from '../envd-client/index.js';
 import { WarmPool, type PooledCapsule } from './warm-pool.js';
+import { warmUpEnvd } from './envd-warm-up.js';
 
 export interface CreateCapsuleInput {
   id?: string;
@@ -231,6 +232,7 @@ export class SandboxManager {
       const handle = await runtime.create({ id: runtimeId, template, vcpus: DEFAULT_VCPUS, memoryMb: DEFAULT_MEMORY_MB, envs: {}, internet: true, metadata, network });
       const address = handle.address || network.capsuleIp;
       await waitForEnvd(address, ENVD_BOOT_TIMEOUT_MS);
+      await warmUpEnvd(address);
       return { runtimeId, template, vcpus: DEFAULT_VCPUS, memoryMb: DEFAULT_MEMORY_MB, handle, network, address };
     } catch (err) {
       await this.deps.network.destroy(runtimeId).catch(() => undefined);
@@ -250,7 +252,7 @@ export class SandboxManager {
     await Promise.all([
       renamed ? this.deps.network.setMetadata?.(p.runtimeId, metadata) : undefined,
       rec.internet ? undefined : this.deps.network.setInternet?.(p.runtimeId, false),
-      this.initEnvd(rec),
+      this.initEnvd(rec, true),
       // The hostname is the capsule id; a pooled capsule was booted under its internal one.
       !renamed ? undefined : runtime.setHostname ? runtime.setHostname(p.handle, rec.id) : this.setHostnameInside(rec),
     ]);
@@ -266,24 +268,27 @@ export class SandboxManager {
     }
   }
 
-  private async initEnvd(rec: CapsuleRecord): Promise<void> {
-    await waitForEnvd(rec.address, ENVD_BOOT_TIMEOUT_MS);
-    const client = createEnvdClient(rec.address);
-    try {
-      const res = await client.request('POST', '/init', {
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({
-          envVars: { ...rec.envs, WRENN_SANDBOX_ID: rec.id, WRENN_TEMPLATE_ID: rec.template, E2B_SANDBOX: 'true', E2B_SANDBOX_ID: rec.id, E2B_TEMPLATE_ID: rec.template },
-          accessToken: rec.envdAccessToken,
-          defaultUser: 'user',
-          defaultWorkdir: '/home/user',
-          timestamp: new Date().toISOString(),
-        }),
-      });
-      if (res.status !== 204 && res.status !== 200) throw new Error(`envd /init answered ${res.status}: ${res.body.toString()}`);
-    } finally {
-      client.close();
-    }
+  /**
+   * envd's /init with the access token and environment. The client that sends it stays as the
+   * capsule's envd client, so the first command reuses its connection. `knownUp`: envd already
+   * answered (a pooled capsule), so no health polling first.
+   */
+  private async initEnvd(rec: CapsuleRecord, knownUp = false): Promise<void> {
+    if (!knownUp) await waitForEnvd(rec.address, ENVD_BOOT_TIMEOUT_MS);
+    this.envd.get(rec.id)?.close();
+    const client = createEnvdClient(rec.address, rec.envdAccessToken);
+    this.envd.set(rec.id, client);
+    const res = await client.request('POST', '/init', {
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({
+        envVars: { ...rec.envs, WRENN_SANDBOX_ID: rec.id, WRENN_TEMPLATE_ID: rec.template, E2B_SANDBOX: 'true', E2B_SANDBOX_ID: rec.id, E2B_TEMPLATE_ID: rec.template },
+        accessToken: rec.envdAccessToken,
+        defaultUser: 'user',
+        defaultWorkdir: '/home/user',
+        timestamp: new Date().toISOString(),
+      }),
+    });
+    if (res.status !== 204 && res.status !== 200) throw new Error(`envd /init answered ${res.status}: ${res.body.toString()}`);
   }
 
   async destroy(id: string): Promise<void> {
