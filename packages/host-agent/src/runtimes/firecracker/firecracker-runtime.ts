@@ -106,8 +106,11 @@ export class FirecrackerRuntime implements CapsuleRuntime {
   private readonly store: TemplateStore;
   private readonly progress: ProgressFn;
   private versionOnce?: Promise<string>;
-  /** UFFD handlers serving restored VMs, by capsule id (they live as long as the VMM). */
-  private readonly handlers = new Map<string, UffdHandler>();
+  /**
+   * UFFD handlers serving restored VMs, by capsule id. A userfaultfd does not tell its handler
+   * when the VMM exits, so each has a watcher that stops it once the VMM is gone.
+   */
+  private readonly handlers = new Map<string, { handler: UffdHandler; watcher?: NodeJS.Timeout }>();
 
   constructor(private readonly opts: FirecrackerRuntimeOptions) {
     if (!opts?.dataDir) throw new Error('the firecracker runtime needs dataDir (WRENN_DIR, e.g. /var/lib/wrenn)');
@@ -115,6 +118,11 @@ export class FirecrackerRuntime implements CapsuleRuntime {
     this.binary = opts.firecrackerBinary ?? 'firecracker';
     this.vmmDir = join(opts.dataDir, 'vmm');
     this.progress = opts.onProgress ?? (() => {});
+  }
+
+  /** Capsules whose memory a UFFD handler of this runtime is serving (for diagnostics and tests). */
+  servingMemory(): string[] {
+    return [...this.handlers.keys()];
   }
 
   /** The binary's version (`firecracker --version`, once); throws when missing or unsupported. */
@@ -251,7 +259,8 @@ export class FirecrackerRuntime implements CapsuleRuntime {
     const s = handle.state as FirecrackerState;
     await this.stopHandler(handle.id);
     const handler = await serveMemory(fromDir, join(s.dir, UFFD_SOCKET));
-    this.handlers.set(handle.id, handler);
+    const entry: { handler: UffdHandler; watcher?: NodeJS.Timeout } = { handler };
+    this.handlers.set(handle.id, entry);
     try {
       // Firecracker reads vmstate at a path it can see: the capsule's directory.
       await sparseCopy(join(fromDir, VMSTATE_FILE), join(s.dir, VMSTATE_FILE));
@@ -268,6 +277,11 @@ export class FirecrackerRuntime implements CapsuleRuntime {
         ),
       ]);
       await rm(join(s.dir, VMSTATE_FILE), { force: true });
+      const pid = s.pid;
+      entry.watcher = setInterval(() => {
+        if (!pidAlive(pid) && this.handlers.get(handle.id) === entry) void this.stopHandler(handle.id);
+      }, 1000);
+      entry.watcher.unref();
       s.phase = 'running';
       await this.waitReady(s);
     } catch (err) {
@@ -282,7 +296,8 @@ export class FirecrackerRuntime implements CapsuleRuntime {
     const h = this.handlers.get(id);
     if (!h) return;
     this.handlers.delete(id);
-    await h.stop().catch(() => {});
+    if (h.watcher) clearInterval(h.watcher);
+    await h.handler.stop().catch(() => {});
   }
 
   private async waitReady(s: FirecrackerState): Promise<void> {
@@ -340,6 +355,7 @@ export class FirecrackerRuntime implements CapsuleRuntime {
     await killVmm(s.pid, handle.id);
     s.pid = 0;
     await this.stopHandler(handle.id);
+    await Promise.all([API_SOCKET, UFFD_SOCKET].map((f) => rm(join(s.dir, f), { force: true })));
     const rec = await recordSnapshot(s.dir, s.snapDir, next, s.memoryMb * MiB);
     s.phase = 'saved';
     s.forceFull = false;
@@ -464,6 +480,7 @@ export class FirecrackerRuntime implements CapsuleRuntime {
   }
 
   async cleanupStale(knownIds: ReadonlySet<string>): Promise<void> {
+    for (const id of [...this.handlers.keys()]) if (!knownIds.has(id)) await this.stopHandler(id);
     // VMMs of ours (started with this data dir's VMM path) that no capsule record names.
     for (const [id, pid] of await listVmms(this.vmmDir)) {
       if (!knownIds.has(id)) await killVmm(pid, id).catch(() => {});
