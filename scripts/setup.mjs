@@ -54,6 +54,14 @@ if (!existsSync(marker) || newer(join(root, 'package-lock.json'), marker) || new
   execFileSync('npm', ['install', '--no-audit', '--no-fund'], { cwd: root, stdio: 'inherit' });
 }
 
+// The native addon (UFFD, namespaces): npm install builds it; rebuilt here when its C++ changed since.
+const nativeDir = join(root, 'packages', 'native');
+const nativeBuilt = join(nativeDir, 'build', 'Release', 'wrenn_native.node');
+if (existsSync(nativeBuilt) && Math.max(...['cpp', 'binding.gyp'].map((n) => newestMtime(join(nativeDir, n)))) > statSync(nativeBuilt).mtimeMs) {
+  step('rebuilding the native addon (its C++ sources changed)');
+  execFileSync(process.execPath, [join(nativeDir, 'build.mjs')], { cwd: nativeDir, stdio: 'inherit' });
+}
+
 step('building TypeScript');
 execFileSync(join(root, 'node_modules', '.bin', 'tsc'), ['-b'], { cwd: root, stdio: 'inherit' });
 // envd as one file: what capsules run (see scripts/bundle-envd.mjs).

@@ -2,8 +2,9 @@
   "targets": [
     {
       "target_name": "wrenn_native",
-      "sources": ["cpp/addon.cc", "cpp/uffd.cc"],
-      "cflags_cc": ["-std=c++17", "-O2", "-Wall", "-Wextra"],
+      "sources": ["cpp/addon.cc", "cpp/namespaces.cc", "cpp/uffd.cc"],
+      "cflags_cc": ["-std=c++17", "-O2", "-Wall", "-Wextra", "-pthread"],
+      "ldflags": ["-pthread"],
       "cflags_cc!": ["-fno-exceptions"]
     }
   ]

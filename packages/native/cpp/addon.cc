@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "namespaces.h"
 #include "uffd.h"
 
 #define CHECK(call)                                                   \
@@ -204,6 +205,15 @@ napi_value CloseFd(napi_env env, napi_callback_info info) {
   return nullptr;
 }
 
+napi_value SetHostnameIn(napi_env env, napi_callback_info info) {
+  napi_value a[2];
+  if (!args(env, info, 2, a)) return nullptr;
+  return guarded(env, [&]() -> napi_value {
+    wrenn::setHostnameIn(static_cast<int>(getNumber(env, a[0])), getString(env, a[1]));
+    return nullptr;
+  });
+}
+
 }  // namespace
 
 NAPI_MODULE_INIT() {
@@ -216,6 +226,7 @@ NAPI_MODULE_INIT() {
       {"dataRanges", nullptr, DataRanges, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"closeFd", nullptr, CloseFd, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"makePipe", nullptr, MakePipe, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"setHostnameIn", nullptr, SetHostnameIn, nullptr, nullptr, nullptr, napi_default, nullptr},
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
   return exports;

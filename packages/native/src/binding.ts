@@ -22,6 +22,8 @@ export interface NativeBinding {
   makePipe(): [number, number];
   /** Closes an fd the addon created (fs.closeSync warns about fds it did not open). */
   closeFd(fd: number): void;
+  /** Sets the host name of the UTS namespace that process `pid` is in (needs root on the host). */
+  setHostnameIn(pid: number, name: string): void;
 }
 
 let cached: NativeBinding | undefined;

@@ -11,6 +11,7 @@ import http from 'node:http';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { native } from '@wrenn/native';
 import { diskUsageBytes } from '../../rootfs/disk-usage.js';
 import { HOST_ID_BASE, idMapLine } from '../../rootfs/id-map.js';
 import { validateTemplateName } from '../../rootfs/manifest.js';
@@ -466,7 +467,8 @@ export class NamespaceRuntime implements CapsuleRuntime {
 
   /**
    * Renames the capsule's host (a pooled capsule taking its user-visible id): the UTS namespace
-   * via the helper, plus its /etc/hostname and /etc/hosts. Kept across hibernate.
+   * from a thread of this process (native setHostnameIn, no fork), plus its /etc/hostname and
+   * /etc/hosts. Kept across hibernate.
    */
   async setHostname(handle: RuntimeHandle, hostname: string): Promise<void> {
     const s = this.stateOf(handle);
@@ -475,19 +477,13 @@ export class NamespaceRuntime implements CapsuleRuntime {
     }
     s.hostname = hostname;
     await this.writeEtcFiles(s);
+    // isAlive also checks the pid is still our init (not a reused pid) right before we enter its namespace.
     if (!(await this.isAlive(handle))) return; // applied when it boots again
-    const helper = await nsinitPath();
-    await new Promise<void>((resolveDone, reject) => {
-      const child = spawn(helper, ['hostname', '--pid', String(s.pid), '--', hostname], {
-        stdio: ['ignore', 'ignore', 'pipe'],
-      });
-      let err = '';
-      child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
-      child.on('error', reject);
-      child.on('close', (code) =>
-        code === 0 ? resolveDone() : reject(new Error(`setting the hostname of ${s.spec.id} failed: ${err.trim()}`)),
-      );
-    });
+    try {
+      native().setHostnameIn(s.pid, hostname);
+    } catch (err) {
+      throw new Error(`setting the hostname of ${s.spec.id} failed: ${err instanceof Error ? err.message : String(err)}`);
+    }
   }
 
   async isAlive(handle: RuntimeHandle): Promise<boolean> {
