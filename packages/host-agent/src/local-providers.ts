@@ -1,8 +1,9 @@
 // Wires the manager to this host's real layers: the namespace runtime, the template store under
 // <dataDir>/images, and the capsule network (netns + veth + NAT) with its metadata endpoint.
-import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { createFirecrackerRuntime } from './runtimes/firecracker/index.js';
 import { createQemuRuntime } from './runtimes/qemu/index.js';
+import { probeHost, selectRuntimes } from './runtimes/select-runtime.js';
 import type { RuntimeName, CapsuleRuntime } from './runtimes/runtime.js';
 import { NamespaceRuntime } from './runtimes/namespace/index.js';
 import { TemplateStore, type TemplateManifest } from './rootfs/index.js';
@@ -10,31 +11,32 @@ import { NetworkManager, startMetadataHttpServer, type MetadataServer, type Netw
 import type { NetworkProvider, TemplateInfo, TemplateProvider } from './manager/types.js';
 import { TemplateInUseError, TemplateNotFoundError } from './manager/errors.js';
 
-export function toTemplateInfo(m: TemplateManifest): TemplateInfo {
+/** `hostRuntimes`: a base template runs on every runtime of the host (VMs get an image built from it on first use). */
+export function toTemplateInfo(m: TemplateManifest, hostRuntimes: readonly RuntimeName[] = []): TemplateInfo {
   return {
     name: m.name,
     kind: m.kind,
-    runtimes: m.runtimes,
+    runtimes: m.kind === 'base' ? [...new Set([...m.runtimes, ...hostRuntimes])] : m.runtimes,
     sizeBytes: m.size,
     createdAt: Date.parse(m.created_at) || 0,
     ...(m.parent ? { parent: m.parent } : {}),
   };
 }
 
-export function templateProvider(store: TemplateStore): TemplateProvider {
+export function templateProvider(store: TemplateStore, hostRuntimes: readonly RuntimeName[] = []): TemplateProvider {
   return {
     async ensure(name, onProgress) {
-      return toTemplateInfo(await store.ensureTemplate(name, onProgress ? { onProgress } : {}));
+      return toTemplateInfo(await store.ensureTemplate(name, onProgress ? { onProgress } : {}), hostRuntimes);
     },
     async get(name) {
       const m = await store.get(name).catch(() => undefined);
-      return m ? toTemplateInfo(m) : undefined;
+      return m ? toTemplateInfo(m, hostRuntimes) : undefined;
     },
     async list() {
-      const have = (await store.listTemplates()).map(toTemplateInfo);
+      const have = (await store.listTemplates()).map((m) => toTemplateInfo(m, hostRuntimes));
       // Built-in templates are listed even before their first build.
       for (const name of store.recipeNames()) {
-        if (!have.some((t) => t.name === name)) have.push({ name, kind: 'base', runtimes: ['namespace'], sizeBytes: 0, createdAt: 0 });
+        if (!have.some((t) => t.name === name)) have.push({ name, kind: 'base', runtimes: [...new Set(['namespace' as const, ...hostRuntimes])], sizeBytes: 0, createdAt: 0 });
       }
       return have;
     },
@@ -73,6 +75,8 @@ export function networkProvider(net: NetworkManager): NetworkProvider {
 export interface LocalLayers {
   runtimes: Map<RuntimeName, CapsuleRuntime>;
   defaultRuntime: RuntimeName;
+  /** One line per runtime: why it is or is not offered on this host (for the agent's log). */
+  runtimeReasons?: string[];
   network: NetworkProvider;
   templates: TemplateProvider;
   templateStore: TemplateStore;
@@ -93,10 +97,12 @@ export interface LocalLayerOptions {
   cgroupParent?: string;
   /** Offer the QEMU runtime when qemu-system-x86_64 is installed (default true). */
   qemu?: boolean;
-}
-
-function hasBinary(name: string): boolean {
-  return (process.env.PATH ?? '/usr/bin:/bin').split(':').some((d) => d && existsSync(join(d, name)));
+  /** Offer the Firecracker runtime, and make it the default, where KVM is usable and the binary found (default true). */
+  firecracker?: boolean;
+  /** The firecracker binary (default WRENN_FIRECRACKER_BIN, else `firecracker` on PATH). */
+  firecrackerBinary?: string;
+  /** The default runtime where Firecracker cannot run (default 'namespace'). */
+  defaultRuntime?: RuntimeName;
 }
 
 export async function createLocalLayers(dataDir: string, opts: LocalLayerOptions = {}): Promise<LocalLayers> {
@@ -114,15 +120,30 @@ export async function createLocalLayers(dataDir: string, opts: LocalLayerOptions
   await ns.prepare();
   await templateStore.cleanupLeftovers();
   const runtimes = new Map<RuntimeName, CapsuleRuntime>([['namespace', ns]]);
-  // VMs where QEMU is installed (KVM when usable, else software emulation); namespace stays the default.
-  if (opts.qemu !== false && hasBinary('qemu-system-x86_64')) {
+  // Firecracker where KVM can run a VM and its binary is installed (then the default); QEMU where
+  // installed (KVM when usable, else software emulation); otherwise the configured default.
+  const facts = await probeHost({ firecrackerBinary: opts.firecrackerBinary ?? process.env.WRENN_FIRECRACKER_BIN });
+  const policy = { configuredDefault: opts.defaultRuntime ?? 'namespace', qemu: opts.qemu, firecracker: opts.firecracker };
+  let choice = selectRuntimes(facts, policy);
+  if (choice.offered.includes('firecracker')) {
+    const fc = createFirecrackerRuntime({ dataDir, store: templateStore, firecrackerBinary: facts.firecrackerBinary });
+    try {
+      await fc.version(); // `firecracker --version`: a binary that does not run or is too old is not offered
+      runtimes.set('firecracker', fc);
+    } catch (err) {
+      choice = selectRuntimes(facts, { ...policy, firecracker: false });
+      choice.reasons.push(`firecracker: not offered (${(err as Error).message})`);
+    }
+  }
+  if (choice.offered.includes('qemu')) {
     runtimes.set('qemu', createQemuRuntime({ dataDir, store: templateStore }));
   }
   return {
     runtimes,
-    defaultRuntime: 'namespace',
+    defaultRuntime: choice.defaultRuntime,
+    runtimeReasons: choice.reasons,
     network: networkProvider(networkManager),
-    templates: templateProvider(templateStore),
+    templates: templateProvider(templateStore, [...runtimes.keys()]),
     templateStore,
     networkManager,
     metadataServer,
