@@ -5,7 +5,7 @@
 //    so `/bin/bash` becomes `/bin/sh` (busybox ash and dash accept the same -l/-c/-i flags);
 //  - a *default* cwd that does not exist (users like `nobody` have home /nonexistent) becomes "/".
 import { spawn as spawnChild, type ChildProcess } from 'node:child_process';
-import { constants as fsConstants } from 'node:fs';
+import { existsSync, constants as fsConstants } from 'node:fs';
 import { access, stat } from 'node:fs/promises';
 import { delimiter, join } from 'node:path';
 import { Code, ConnectError } from '@connectrpc/connect';
@@ -17,12 +17,10 @@ import type { Subscription } from './subscription.js';
 
 const BASH = '/bin/bash';
 const SH = '/bin/sh';
-/** After finding bash missing, start `/bin/sh` directly for this long, then look again. */
-const BASH_MISSING_RECHECK_MS = 10_000;
-let bashMissingUntil = 0;
 
+/** `/bin/bash` becomes `/bin/sh` where bash is missing, checked before each start (one stat). */
 function executableFor(file: string): string {
-  return file === BASH && bashMissingUntil !== 0 && Date.now() < bashMissingUntil ? SH : file;
+  return file === BASH && !existsSync(BASH) ? SH : file;
 }
 
 const ownUid = process.getuid?.();
@@ -108,7 +106,6 @@ async function diagnose(spec: LaunchSpec, file: string, cwd: string, code: strin
   }
   if (code === 'ENOENT' || code === 'EACCES') {
     if (file === BASH && !(await isExecutableFile(BASH))) {
-      bashMissingUntil = Date.now() + BASH_MISSING_RECHECK_MS;
       return { file: SH };
     }
     if (code === 'ENOENT') {

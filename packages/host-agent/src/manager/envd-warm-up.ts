@@ -11,7 +11,8 @@ export async function warmUpEnvd(address: string): Promise<void> {
     // An empty /init: no token, no variables (the claim's /init sets them).
     const init = await client.request('POST', '/init', { headers: { 'content-type': 'application/json' }, body: '{}' });
     if (init.status !== 204 && init.status !== 200) throw new Error(`envd /init answered ${init.status}`);
-    const code = await runInCapsule(client, 'true', []);
+    // The e2b SDK's form of every command (envd falls back to /bin/sh where bash is missing).
+    const code = await runInCapsule(client, '/bin/bash', ['-l', '-c', 'true']);
     if (code !== 0) throw new Error(`warm-up command exited with ${code}`);
     await client.filesystem.stat({ path: '/' }, { headers: { authorization: `Basic ${Buffer.from('root:').toString('base64')}` } });
     await client.request('GET', '/health');
