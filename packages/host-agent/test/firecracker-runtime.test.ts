@@ -213,6 +213,11 @@ test('firecracker runtime against a Firecracker stand-in (Firecracker itself not
   const pid3 = s.pid;
   log = await readLog(logFile);
   assert.equal(log.find((l) => l.event === 'loaded' && l.pid === pid3)?.sha256, snap2?.sha256, 'UFFD served the chain');
+  assert.equal(
+    await new FirecrackerRuntime({ dataDir, firecrackerBinary: binary }).isAlive(handle),
+    false,
+    'another agent process cannot serve this VM its memory: it does not re-adopt it',
+  );
 
   // --- snapshot template from the running capsule, and a capsule started from it ---
   await runtime.snapshot(handle, 'wfc-snap');
@@ -243,9 +248,21 @@ test('firecracker runtime against a Firecracker stand-in (Firecracker itself not
   assert.equal(log.find((l) => l.event === 'loaded' && l.pid === s2.pid)?.sha256, snapT?.sha256, 'started from the frozen memory');
   assert.deepEqual(body('/mmds', s2.pid), meta2, 'the new capsule gets its own metadata');
 
-  // After a template snapshot Firecracker's dirty log restarted: the source's next pause is Full.
+  // Freeze (vCPUs paused in place), then a memory snapshot of the frozen VM. After a template
+  // snapshot Firecracker's dirty log restarted, so this pause is Full.
+  const frozen = await runtime.pause(handle, 'freeze');
+  assert.equal(frozen.snapshot, undefined);
+  assert.equal(s.phase, 'frozen');
   const p3 = await runtime.pause(handle, 'memory-snapshot');
   assert.equal(p3.snapshot?.kind, 'full');
+  log = await readLog(logFile);
+  assert.deepEqual(
+    log
+      .filter((l) => l.pid === pid3 && l.method && l.method !== 'GET')
+      .slice(-4)
+      .map((l) => `${l.method} ${l.path} ${l.body?.state ?? l.body?.snapshot_type}`),
+    ['PUT /snapshot/create Full', 'PATCH /vm Resumed', 'PATCH /vm Paused', 'PUT /snapshot/create Full'],
+  );
 
   // --- cleanup: destroy one, cleanupStale (an agent restart) the other ---
   await runtime.destroy(handle);

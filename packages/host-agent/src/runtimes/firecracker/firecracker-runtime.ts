@@ -71,6 +71,11 @@ export interface FirecrackerState {
   forceFull: boolean;
   /** The MMDS contents: Firecracker does not keep them in a snapshot, so every restore puts them again. */
   metadata: Record<string, string>;
+  /**
+   * The running VM's memory is served by a UFFD handler inside this agent process: after an agent
+   * restart its not-yet-loaded pages can never be served, so the capsule is not re-adopted.
+   */
+  memoryFromUffd?: boolean;
   /** The last memory snapshot, reported again when a saved capsule is paused. */
   lastSnapshot?: { kind: 'full' | 'diff'; bytes: number };
 }
@@ -283,6 +288,7 @@ export class FirecrackerRuntime implements CapsuleRuntime {
       }, 1000);
       entry.watcher.unref();
       s.phase = 'running';
+      s.memoryFromUffd = true;
       await this.waitReady(s);
     } catch (err) {
       await killVmm(s.pid, handle.id).catch(() => {});
@@ -346,11 +352,10 @@ export class FirecrackerRuntime implements CapsuleRuntime {
       return { keeps: 'memory and processes (vCPUs paused; the microVM keeps its memory)', processesKept: true };
     }
     const next = await nextSnapshot(s.snapDir, s.forceFull);
-    const kind = await pauseToSnapshot(fc, {
-      snapshotPath: join(this.vmmDir, next.vmstateName),
-      memFilePath: join(this.vmmDir, next.memName),
-      firstGeneration: next.kind === 'full',
-    });
+    const paths = { snapshotPath: join(this.vmmDir, next.vmstateName), memFilePath: join(this.vmmDir, next.memName) };
+    const kind = next.kind === 'full' ? 'Full' : 'Diff';
+    if (s.phase === 'frozen') await fc.createSnapshot({ ...paths, type: kind }); // vCPUs already paused
+    else await pauseToSnapshot(fc, { ...paths, firstGeneration: next.kind === 'full' });
     // Memory is on disk: the VMM goes, and with it the guest's memory; then the UFFD handler it used.
     await killVmm(s.pid, handle.id);
     s.pid = 0;
@@ -359,6 +364,7 @@ export class FirecrackerRuntime implements CapsuleRuntime {
     const rec = await recordSnapshot(s.dir, s.snapDir, next, s.memoryMb * MiB);
     s.phase = 'saved';
     s.forceFull = false;
+    s.memoryFromUffd = false;
     s.lastSnapshot = { kind: kind === 'Full' ? 'full' : 'diff', bytes: rec.bytes };
     await this.save(handle);
     return this.savedResult(s);
@@ -456,6 +462,7 @@ export class FirecrackerRuntime implements CapsuleRuntime {
   async isAlive(handle: RuntimeHandle): Promise<boolean> {
     const s = handle.state as FirecrackerState;
     if (s.phase === 'saved') return exists(join(s.snapDir, HEADER_FILE));
+    if (s.memoryFromUffd && !this.handlers.has(handle.id)) return false; // its memory server died with an earlier agent
     return isOurVmm(s.pid, handle.id, this.vmmDir);
   }
 
