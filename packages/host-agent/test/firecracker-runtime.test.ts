@@ -13,9 +13,13 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { NetworkManager } from '../src/network/index.js';
 import { run } from '../src/network/exec.js';
-import { DEFAULT_TX_RATE_LIMITER, FirecrackerRuntime, type FirecrackerState } from '../src/runtimes/firecracker/index.js';
+import { NetworkManager } from '../src/network/index.js';
+import {
+  DEFAULT_TX_RATE_LIMITER,
+  FirecrackerRuntime,
+  type FirecrackerState,
+} from '../src/runtimes/firecracker/index.js';
 import { listVmms } from '../src/runtimes/firecracker/vmm-process.js';
 import { probeKvm } from '../src/runtimes/select-runtime.js';
 import { generationFiles, readHeader } from '../src/snapshot/index.js';
@@ -153,7 +157,10 @@ test('firecracker runtime against a Firecracker stand-in (Firecracker itself not
   ]);
   const body = (path: string, pid = pid1) => log.find((l) => l.pid === pid && l.path === path)?.body ?? {};
   assert.match(String(body('/boot-source').kernel_image_path), /\/kernels\/[^/]+\/vmlinux$/);
-  assert.match(String(body('/boot-source').boot_args), /ip=169\.254\.0\.21::169\.254\.0\.22:255\.255\.255\.252:cl-wfctest1:eth0:off/);
+  assert.match(
+    String(body('/boot-source').boot_args),
+    /ip=169\.254\.0\.21::169\.254\.0\.22:255\.255\.255\.252:cl-wfctest1:eth0:off/,
+  );
   assert.equal(body('/drives/rootfs').path_on_host, join(dataDir, 'vmm/rootfs.ext4'), 'the disk at the fixed VMM path');
   assert.deepEqual(body('/network-interfaces/eth0').tx_rate_limiter, DEFAULT_TX_RATE_LIMITER);
   assert.equal(body('/network-interfaces/eth0').host_dev_name, 'tap0');
@@ -198,15 +205,24 @@ test('firecracker runtime against a Firecracker stand-in (Firecracker itself not
   // --- pause 2: Diff ---
   const p2 = await runtime.pause(handle, 'memory-snapshot');
   assert.equal(p2.snapshot?.kind, 'diff');
-  assert.ok(p2.snapshot && p1.snapshot && p2.snapshot.bytes < p1.snapshot.bytes / 4, `diff ${p2.snapshot?.bytes} B vs full ${p1.snapshot?.bytes} B`);
+  assert.ok(
+    p2.snapshot && p1.snapshot && p2.snapshot.bytes < p1.snapshot.bytes / 4,
+    `diff ${p2.snapshot?.bytes} B vs full ${p1.snapshot?.bytes} B`,
+  );
   log = await readLog(logFile);
   const snap2 = log.filter((l) => l.event === 'snapshot').at(-1);
   assert.equal(snap2?.type, 'Diff');
   assert.deepEqual(calls(log.filter((l) => l.pid === pid2)).slice(-2), ['PATCH /vm', 'PUT /snapshot/create']);
   const h2 = await readHeader(s.snapDir);
   assert.equal(h2.generations.length, 2, 'the diff became a second generation');
-  assert.equal(sha(await memoryFromChain(s.snapDir)), snap2?.sha256, 'full + diff through the header = the memory at pause 2');
-  t.diagnostic(`full snapshot ${p1.snapshot?.bytes} B on disk, diff ${p2.snapshot?.bytes} B (${snap2?.pagesWritten} dirty pages)`);
+  assert.equal(
+    sha(await memoryFromChain(s.snapDir)),
+    snap2?.sha256,
+    'full + diff through the header = the memory at pause 2',
+  );
+  t.diagnostic(
+    `full snapshot ${p1.snapshot?.bytes} B on disk, diff ${p2.snapshot?.bytes} B (${snap2?.pagesWritten} dirty pages)`,
+  );
 
   // --- resume 2: pages from the diff chain ---
   await runtime.resume(handle);
@@ -224,7 +240,11 @@ test('firecracker runtime against a Firecracker stand-in (Firecracker itself not
   log = await readLog(logFile);
   const snapT = log.filter((l) => l.event === 'snapshot').at(-1);
   assert.equal(snapT?.type, 'Full');
-  assert.deepEqual(calls(log.filter((l) => l.pid === pid3)).slice(-3), ['PATCH /vm', 'PUT /snapshot/create', 'PATCH /vm']);
+  assert.deepEqual(calls(log.filter((l) => l.pid === pid3)).slice(-3), [
+    'PATCH /vm',
+    'PUT /snapshot/create',
+    'PATCH /vm',
+  ]);
   assert.ok(await runtime.isAlive(handle), 'the source keeps running');
   const manifest = JSON.parse(await readFile(join(dataDir, 'images/wfc-snap/manifest.json'), 'utf8'));
   assert.deepEqual(manifest.runtimes, ['firecracker']);
@@ -245,7 +265,11 @@ test('firecracker runtime against a Firecracker stand-in (Firecracker itself not
   assert.equal(s2.vcpus, 1, 'vcpus locked to the snapshot');
   assert.equal(s2.memoryMb, 128, 'memory locked to the snapshot');
   log = await readLog(logFile);
-  assert.equal(log.find((l) => l.event === 'loaded' && l.pid === s2.pid)?.sha256, snapT?.sha256, 'started from the frozen memory');
+  assert.equal(
+    log.find((l) => l.event === 'loaded' && l.pid === s2.pid)?.sha256,
+    snapT?.sha256,
+    'started from the frozen memory',
+  );
   assert.deepEqual(body('/mmds', s2.pid), meta2, 'the new capsule gets its own metadata');
 
   // Freeze (vCPUs paused in place), then a memory snapshot of the frozen VM. After a template
@@ -277,7 +301,11 @@ test('firecracker runtime against a Firecracker stand-in (Firecracker itself not
   assert.deepEqual(await readdir(join(dataDir, 'sandboxes')), [], 'no capsule directory (disk, sockets) left');
   assert.deepEqual(await readdir(join(dataDir, 'snapshots')), [], 'no snapshot directory left');
   for (const n of [n1, n2]) {
-    assert.notEqual((await run('ip', ['-n', n.netnsName, 'link', 'show', 'tap0'])).code, 0, `tap0 removed from ${n.netnsName}`);
+    assert.notEqual(
+      (await run('ip', ['-n', n.netnsName, 'link', 'show', 'tap0'])).code,
+      0,
+      `tap0 removed from ${n.netnsName}`,
+    );
   }
   await net.destroy(id);
   await net.destroy(id2);

@@ -18,7 +18,12 @@ test('select-runtime: firecracker offered and the default when KVM is usable and
 });
 
 test('select-runtime: without KVM or without the binary the configured default stays', () => {
-  const noKvm = selectRuntimes({ kvmUsable: false, kvmReason: '/dev/kvm does not exist', qemuInstalled: true, firecrackerBinary: '/x/firecracker' });
+  const noKvm = selectRuntimes({
+    kvmUsable: false,
+    kvmReason: '/dev/kvm does not exist',
+    qemuInstalled: true,
+    firecrackerBinary: '/x/firecracker',
+  });
   assert.deepEqual(noKvm.offered, ['namespace', 'qemu']);
   assert.equal(noKvm.defaultRuntime, 'namespace');
   assert.match(noKvm.reasons.join('\n'), /firecracker: not offered \(KVM is not usable: \/dev\/kvm does not exist\)/);
@@ -52,7 +57,10 @@ test('select-runtime: probes on real files (a /dev/kvm that opens but whose CPU 
   assert.equal(noVirt.usable, false);
   assert.match(noVirt.reason, /no vmx\/svm flag/);
   await writeFile(cpuinfo, 'processor\t: 0\nflags\t\t: fpu vme vmx lm\n');
-  assert.deepEqual(await probeKvm(dev, cpuinfo), { usable: true, reason: `${dev} opened read-write and the CPU has vmx` });
+  assert.deepEqual(await probeKvm(dev, cpuinfo), {
+    usable: true,
+    reason: `${dev} opened read-write and the CPU has vmx`,
+  });
   assert.match((await probeKvm(join(dir, 'missing'), cpuinfo)).reason, /does not exist/);
 
   const bin = join(dir, 'bin');
@@ -64,6 +72,8 @@ test('select-runtime: probes on real files (a /dev/kvm that opens but whose CPU 
   // This host, as the agent sees it.
   const facts = await probeHost();
   const choice = selectRuntimes(facts);
-  t.diagnostic(`this host: KVM ${facts.kvmUsable ? 'usable' : 'not usable'} (${facts.kvmReason}); runtimes ${choice.offered.join(', ')}, default ${choice.defaultRuntime}`);
+  t.diagnostic(
+    `this host: KVM ${facts.kvmUsable ? 'usable' : 'not usable'} (${facts.kvmReason}); runtimes ${choice.offered.join(', ')}, default ${choice.defaultRuntime}`,
+  );
   if (!facts.kvmUsable || !facts.firecrackerBinary) assert.equal(choice.defaultRuntime, 'namespace');
 });

@@ -59,10 +59,24 @@ export function selectRuntimes(facts: HostFacts, policy: RuntimePolicy = {}): Ru
 }
 
 /** Finds an executable by name on PATH (or checks an explicit path). */
-export async function findBinary(name: string, path = process.env.PATH ?? '/usr/bin:/bin'): Promise<string | undefined> {
-  const candidates = isAbsolute(name) ? [name] : path.split(delimiter).filter(Boolean).map((d) => join(d, name));
+export async function findBinary(
+  name: string,
+  path = process.env.PATH ?? '/usr/bin:/bin',
+): Promise<string | undefined> {
+  const candidates = isAbsolute(name)
+    ? [name]
+    : path
+        .split(delimiter)
+        .filter(Boolean)
+        .map((d) => join(d, name));
   for (const c of candidates) {
-    if (await access(c, constants.X_OK).then(() => true, () => false)) return c;
+    if (
+      await access(c, constants.X_OK).then(
+        () => true,
+        () => false,
+      )
+    )
+      return c;
   }
   return undefined;
 }
@@ -71,7 +85,10 @@ export async function findBinary(name: string, path = process.env.PATH ?? '/usr/
  * Whether KVM can run a VM here, and why not. Opening /dev/kvm is not enough: some hosts (nested
  * or sandboxed) expose a /dev/kvm whose vCPUs cannot run, and those CPUs lack the vmx/svm flags.
  */
-export async function probeKvm(device = '/dev/kvm', cpuinfoPath = '/proc/cpuinfo'): Promise<{ usable: boolean; reason: string }> {
+export async function probeKvm(
+  device = '/dev/kvm',
+  cpuinfoPath = '/proc/cpuinfo',
+): Promise<{ usable: boolean; reason: string }> {
   try {
     const fh = await open(device, 'r+');
     await fh.close();

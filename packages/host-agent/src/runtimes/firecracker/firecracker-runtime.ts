@@ -162,7 +162,10 @@ export class FirecrackerRuntime implements CapsuleRuntime {
       (t) => JSON.parse(t) as FcSnapshotInfo,
       () => undefined,
     );
-    if (frozen && frozen.firecrackerVersion.split('.').slice(0, 2).join('.') !== version.split('.').slice(0, 2).join('.'))
+    if (
+      frozen &&
+      frozen.firecrackerVersion.split('.').slice(0, 2).join('.') !== version.split('.').slice(0, 2).join('.')
+    )
       throw new Error(
         `template "${spec.template}" holds a snapshot of Firecracker ${frozen.firecrackerVersion}; this host runs ${version}, which cannot load it`,
       );
@@ -278,7 +281,10 @@ export class FirecrackerRuntime implements CapsuleRuntime {
       await Promise.race([
         handler.connected,
         new Promise((_, reject) =>
-          setTimeout(() => reject(new Error('Firecracker loaded the snapshot but never connected to the UFFD handler')), 10_000).unref(),
+          setTimeout(
+            () => reject(new Error('Firecracker loaded the snapshot but never connected to the UFFD handler')),
+            10_000,
+          ).unref(),
         ),
       ]);
       await rm(join(s.dir, VMSTATE_FILE), { force: true });
@@ -354,7 +360,8 @@ export class FirecrackerRuntime implements CapsuleRuntime {
     const next = await nextSnapshot(s.snapDir, s.forceFull);
     const paths = { snapshotPath: join(this.vmmDir, next.vmstateName), memFilePath: join(this.vmmDir, next.memName) };
     const kind = next.kind === 'full' ? 'Full' : 'Diff';
-    if (s.phase === 'frozen') await fc.createSnapshot({ ...paths, type: kind }); // vCPUs already paused
+    if (s.phase === 'frozen')
+      await fc.createSnapshot({ ...paths, type: kind }); // vCPUs already paused
     else await pauseToSnapshot(fc, { ...paths, firstGeneration: next.kind === 'full' });
     // Memory is on disk: the VMM goes, and with it the guest's memory; then the UFFD handler it used.
     await killVmm(s.pid, handle.id);
@@ -372,7 +379,8 @@ export class FirecrackerRuntime implements CapsuleRuntime {
 
   private savedResult(s: FirecrackerState): PauseResult {
     const snap = s.lastSnapshot ?? { kind: 'full' as const, bytes: 0 };
-    const what = snap.kind === 'full' ? 'full memory snapshot' : 'diff snapshot of the pages dirtied since the last one';
+    const what =
+      snap.kind === 'full' ? 'full memory snapshot' : 'diff snapshot of the pages dirtied since the last one';
     return {
       keeps: `memory and processes (${what}, ${Math.round(snap.bytes / MiB)} MiB on disk; Firecracker stopped, its memory freed)`,
       processesKept: true,

@@ -32,7 +32,12 @@ export interface PendingSnapshot {
 export async function nextSnapshot(snapDir: string, forceFull: boolean): Promise<PendingSnapshot> {
   const hasChain = !forceFull && (await exists(join(snapDir, HEADER_FILE)));
   const buildId = newBuildId();
-  return { buildId, kind: hasChain ? 'diff' : 'full', vmstateName: `vmstate.${buildId}`, memName: `memfile.${buildId}` };
+  return {
+    buildId,
+    kind: hasChain ? 'diff' : 'full',
+    vmstateName: `vmstate.${buildId}`,
+    memName: `memfile.${buildId}`,
+  };
 }
 
 /**

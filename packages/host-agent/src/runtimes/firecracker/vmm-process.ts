@@ -72,7 +72,9 @@ export function checkSupportedVersion(version: string): void {
 export async function binaryVersion(binary: string): Promise<string> {
   const r = await execFileP(binary, ['--version'], { timeout: 10_000 }).catch((e: NodeJS.ErrnoException) => {
     if (e.code === 'ENOENT')
-      throw new Error(`the firecracker binary ${binary} was not found: install a Firecracker release and put it on PATH`);
+      throw new Error(
+        `the firecracker binary ${binary} was not found: install a Firecracker release and put it on PATH`,
+      );
     throw new Error(`\`${binary} --version\` failed: ${e.message}`);
   });
   const version = parseFirecrackerVersion(r.stdout + r.stderr);
