@@ -71,6 +71,10 @@ export async function startControlPlane(opts: StartControlPlaneOptions): Promise
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', allErrors: false } },
   });
   app.setErrorHandler(errorHandler);
+  // Unknown routes answer in the API's error shape, naming what was asked for.
+  app.setNotFoundHandler((req, reply) => {
+    void reply.status(404).send({ error: { code: 'not_found', message: `no route ${req.method} ${req.url.split('?')[0]}; see /docs for the API` } });
+  });
   await app.register(swagger, {
     openapi: {
       openapi: '3.1.0',

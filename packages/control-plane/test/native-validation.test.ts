@@ -51,6 +51,15 @@ for (const dialect of ['sqlite', 'postgres'] as const) {
       assert.equal((await anon('POST', '/v1/capsules', '{not json')).status, 401);
     });
 
+    test('unknown routes: 404 in the API error shape, naming the route', async (t) => {
+      const cp = await startBareControlPlane(t, dialect);
+      const { key } = await newTeamKey(cp);
+      const r = await client(cp.url, key)('DELETE', '/v1/no-such-thing?x=1');
+      assert.equal(r.status, 404);
+      assert.equal(r.body.error.code, 'not_found');
+      assert.match(r.body.error.message, /no route DELETE \/v1\/no-such-thing;/);
+    });
+
     test('validation: 400 naming the field for out-of-range, unknown and malformed input', async (t) => {
       const cp = await startBareControlPlane(t, dialect);
       const { key } = await newTeamKey(cp);
