@@ -20,7 +20,7 @@ import {
   FirecrackerRuntime,
   type FirecrackerState,
 } from '../src/runtimes/firecracker/index.js';
-import { listVmms } from '../src/runtimes/firecracker/vmm-process.js';
+import { checkSupportedVersion, listVmms, parseFirecrackerVersion } from '../src/runtimes/firecracker/vmm-process.js';
 import { probeKvm } from '../src/runtimes/select-runtime.js';
 import { generationFiles, readHeader } from '../src/snapshot/index.js';
 import { freePort } from './network-helpers.js';
@@ -76,6 +76,18 @@ async function memoryFromChain(dir: string): Promise<Buffer> {
 }
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+test('firecracker version: read from `firecracker --version`; 1.8+ (ACPI device discovery for the Debian kernel) required', () => {
+  assert.equal(
+    parseFirecrackerVersion('Firecracker v1.10.1\n\nSupported snapshot data format versions: v5.0.0'),
+    '1.10.1',
+  );
+  assert.throws(() => parseFirecrackerVersion('something else'), /cannot read a version/);
+  checkSupportedVersion('1.8.0');
+  checkSupportedVersion('1.12.1');
+  assert.throws(() => checkSupportedVersion('1.7.0'), /1\.7\.0 is not supported: Wrenn needs 1\.8 to 1\.x/);
+  assert.throws(() => checkSupportedVersion('2.0.0'), /not supported/);
+});
 
 test('firecracker runtime against a Firecracker stand-in (Firecracker itself not run: no usable KVM here): create, pause Full, resume with UFFD, pause Diff, resume from the diff chain, snapshot template, cleanup', {
   skip,

@@ -61,11 +61,17 @@ export function parseFirecrackerVersion(text: string): string {
   return m[1];
 }
 
-/** Snapshot create/load with a UFFD backend, MMDS V2 and track_dirty_pages need Firecracker >= 1.4 (1.x API). */
+/**
+ * The guest kernel is Debian's, built without CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES: it finds
+ * Firecracker's virtio-mmio devices only through ACPI (the DSDT), which Firecracker provides on
+ * x86_64 since 1.8. The API Wrenn speaks (UFFD snapshot load, MMDS V2, track_dirty_pages) is 1.x's.
+ */
 export function checkSupportedVersion(version: string): void {
   const [major, minor] = version.split('.').map(Number) as [number, number];
-  if (major !== 1 || minor < 4)
-    throw new Error(`Firecracker ${version} is not supported: Wrenn speaks the API of Firecracker 1.4 to 1.x`);
+  if (major !== 1 || minor < 8)
+    throw new Error(
+      `Firecracker ${version} is not supported: Wrenn needs 1.8 to 1.x (ACPI device discovery for the Debian guest kernel, the 1.x API)`,
+    );
 }
 
 /** Runs `<binary> --version`; rejects with what to install when the binary is missing. */
