@@ -194,7 +194,7 @@ describe('templates built from a Dockerfile (live)', () => {
     form.set('name', 'parts');
     form.set(
       'dockerfile',
-      'FROM minimal\nCOPY sub/dir/a.txt conf/b.txt /srv/\nUSER user\nRUN cat /srv/a.txt /srv/b.txt > /tmp/both\nUSER root\nCMD ["sh", "-c", "sleep 1; touch /tmp/started; exec sleep 600"]\nHEALTHCHECK --interval=1s CMD test -e /tmp/started\n',
+      'FROM minimal\nCOPY sub/dir/a.txt conf/b.txt /srv/\nUSER user\nRUN cat /srv/a.txt /srv/b.txt > /tmp/both\nUSER root\nWORKDIR /srv\nCMD ["sh", "-c", "sleep 1; touch /tmp/started; exec sleep 600"]\nHEALTHCHECK --interval=1s CMD test -e /tmp/started\n',
     );
     form.append('files', new Blob(['alpha\n']), 'sub/dir/a.txt');
     form.append('files', new Blob(['beta\n']), 'conf/b.txt');
@@ -213,10 +213,17 @@ describe('templates built from a Dockerfile (live)', () => {
     // USER applies to RUN as it comes, and the last one to the start command and the capsule's
     // commands; the ready check waited for the start command.
     assert.equal(
-      (await exec(created.body.id, 'cat /tmp/both && whoami && stat -c %U /tmp/both && stat -c %U /tmp/started'))
+      (await exec(created.body.id, 'cat /tmp/both && whoami && stat -c %U /tmp/both && stat -c %U /tmp/started && pwd'))
         .stdout,
-      'alpha\nbeta\nroot\nuser\nroot\n',
+      'alpha\nbeta\nroot\nuser\nroot\n/srv\n',
     );
+    // Hibernated (processes stopped, envd restarted on resume): USER and WORKDIR still apply.
+    const paused = await call('POST', `/v1/capsules/${created.body.id}/pause`, { mode: 'hibernate' });
+    assert.equal(paused.status, 200, paused.text);
+    assert.equal(paused.body.state, 'hibernated');
+    const resumed = await call('POST', `/v1/capsules/${created.body.id}/resume`, {});
+    assert.equal(resumed.status, 200, resumed.text);
+    assert.equal((await exec(created.body.id, 'whoami && pwd')).stdout, 'root\n/srv\n');
   });
 
   it('fails capsule creation when the ready check never passes, leaving no capsule; logs stream as SSE', async () => {

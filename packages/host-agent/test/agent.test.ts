@@ -281,6 +281,8 @@ test('bad input: unknown capsule and template, illegal moves, limits out of rang
   await expectCode(a.createCapsule({ template: 'minimal', vcpus: 999 }), Code.InvalidArgument, /vcpus/);
   await expectCode(a.createCapsule({ template: 'minimal', memoryMb: 1 }), Code.InvalidArgument, /memory_mb/);
   await expectCode(a.createCapsule({ template: 'minimal', envs: { 'BAD-KEY': 'x' } }), Code.InvalidArgument, /BAD-KEY/);
+  await expectCode(a.createCapsule({ template: 'minimal', defaultUser: 'no such user!' }), Code.InvalidArgument, /default_user/);
+  await expectCode(a.createCapsule({ template: 'minimal', defaultWorkdir: 'relative/dir' }), Code.InvalidArgument, /default_workdir/);
   const c = await newCapsule();
   await expectCode(a.resumeCapsule({ id: c.id }), Code.FailedPrecondition, /already running/);
   await a.pauseCapsule({ id: c.id });

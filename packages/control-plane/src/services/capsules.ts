@@ -401,6 +401,9 @@ export async function createCapsule(
       internet: input.internet ?? true,
       envdAccessToken,
       runtime,
+      // A Dockerfile template's USER and WORKDIR: the agent applies them at every envd /init.
+      defaultUser: templateConfig?.user.split(':')[0] ?? '',
+      defaultWorkdir: templateConfig?.workdir ?? '',
     });
     made = res.capsule;
   } catch (err) {
@@ -428,7 +431,7 @@ export async function createCapsule(
     result = (await updateCapsule(db, id, { runtime: made.runtime })) ?? running;
   ctx.evictProxy(id);
   if (!input.skipTemplateStart)
-    await startFromTemplateConfig(ctx, teamId, result, host, envdAccessToken, templateConfig);
+    await startFromTemplateConfig(ctx, teamId, result, host, templateConfig);
   await audit(ctx, teamId, id, 'capsule.created', {
     template: template.name,
     host_id: host.id,
@@ -449,20 +452,11 @@ async function startFromTemplateConfig(
   teamId: string,
   capsule: Capsule,
   host: Host,
-  envdAccessToken: string,
   config: TemplateConfig | null,
 ): Promise<void> {
   if (!config) return;
   try {
-    await startTemplateProcesses(
-      {
-        capsuleId: capsule.id,
-        agent: ctx.agents.client(host.id, host.address),
-        agentUrl: host.address,
-        envdAccessToken,
-      },
-      config,
-    );
+    await startTemplateProcesses({ capsuleId: capsule.id, agent: ctx.agents.client(host.id, host.address) }, config);
   } catch (err) {
     await destroyCapsule(ctx, teamId, capsule.id).catch(() => undefined);
     throw toServiceError(err);

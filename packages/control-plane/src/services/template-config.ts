@@ -1,11 +1,8 @@
 // Applying a built template's configuration when a capsule starts from it: its environment is
-// merged under the request's (the caller wins), envd's default user and working directory are set
-// (so commands, terminals and file paths start where the Dockerfile's USER/WORKDIR said), the start
-// command (CMD/ENTRYPOINT) is launched in the background, and the ready check (HEALTHCHECK or
-// `# wrenn:ready`) is polled until it exits 0 before the capsule is handed out.
-//
-// Limitation: envd defaults are set through /init once at create; a capsule resumed from
-// hibernation is re-initialised by its agent with the stock defaults (user, /home/user).
+// merged under the request's (the caller wins), the start command (CMD/ENTRYPOINT) is launched in
+// the background, and the ready check (HEALTHCHECK or `# wrenn:ready`) is polled until it exits 0
+// before the capsule is handed out. envd's default user and working directory (USER/WORKDIR) go to
+// the agent with the create request, which applies them at every /init (resume included).
 
 import type { AgentClient } from '../agents/pool.js';
 import { ApiError } from '../api/errors.js';
@@ -18,7 +15,6 @@ export type { TemplateConfig } from '../db/repositories/template-configs-extra.j
 /** How long a ready check may take to pass before capsule creation fails. */
 export const READY_TIMEOUT_MS = Number(process.env.WRENN_READY_TIMEOUT_MS ?? 120_000);
 const READY_POLL_MS = 250;
-const ENVD_PORT = 49983;
 
 /** The configuration a team template was built with; null for built-ins and plain snapshots. */
 export async function templateConfigFor(ctx: ControlPlaneContext, template: Template): Promise<TemplateConfig | null> {
@@ -35,23 +31,6 @@ export const mergeTemplateEnvs = (
 export interface StartTarget {
   capsuleId: string;
   agent: AgentClient;
-  /** The agent's base URL (its port proxy reaches envd's /init). */
-  agentUrl: string;
-  envdAccessToken: string;
-}
-
-/** Sets envd's defaults in the capsule (POST /init through the agent's port proxy). */
-async function setEnvdDefaults(t: StartTarget, config: TemplateConfig): Promise<void> {
-  const body: Record<string, string> = {};
-  if (config.user) body.defaultUser = config.user.split(':')[0]!;
-  if (config.workdir) body.defaultWorkdir = config.workdir;
-  if (Object.keys(body).length === 0) return;
-  const res = await fetch(`${t.agentUrl.replace(/\/$/, '')}/proxy/${t.capsuleId}/${ENVD_PORT}/init`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', 'x-access-token': t.envdAccessToken },
-    body: JSON.stringify(body),
-  });
-  if (!res.ok) throw new Error(`envd /init answered ${res.status}: ${(await res.text()).slice(0, 200)}`);
 }
 
 const shellArgs = (cmd: string) => ({ cmd: '/bin/sh', args: ['-c', cmd] });
@@ -63,13 +42,6 @@ const shellArgs = (cmd: string) => ({ cmd: '/bin/sh', args: ['-c', cmd] });
  */
 export async function startTemplateProcesses(t: StartTarget, config: TemplateConfig | null): Promise<void> {
   if (!config) return;
-  await setEnvdDefaults(t, config).catch((err: unknown) => {
-    throw new ApiError(
-      500,
-      'capsule_start_failed',
-      `could not set the template's user and working directory: ${err instanceof Error ? err.message : String(err)}`,
-    );
-  });
   const base = {
     capsuleId: t.capsuleId,
     envs: {},

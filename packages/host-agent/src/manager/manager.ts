@@ -5,7 +5,7 @@ import { CapsuleNotFoundError, InvalidArgumentError, TemplateInUseError, Templat
 import { newAccessToken, newCapsuleId, CAPSULE_ID_RE } from './ids.js';
 import { RecordStore } from './persistence.js';
 import { assertMove, type CapsuleState } from './state-machine.js';
-import { checkEnvs, checkMetadata, checkRange, checkTemplateName, hostLimits } from './validate.js';
+import { checkEnvdDefaults, checkEnvs, checkMetadata, checkRange, checkTemplateName, hostLimits } from './validate.js';
 import type { CapsuleRecord, ManagerDeps, TemplateInfo, TimeoutAction } from './types.js';
 import type { CapsuleRuntime, CapsuleStats, RuntimeName } from '../runtimes/runtime.js';
 import { createEnvdClient, runInCapsule, waitForEnvd, type EnvdClient } from '../envd-client/index.js';
@@ -24,6 +24,8 @@ export interface CreateCapsuleInput {
   internet?: boolean;
   envdAccessToken?: string;
   runtime?: RuntimeName;
+  defaultUser?: string;
+  defaultWorkdir?: string;
 }
 
 export type PauseMode = 'freeze' | 'hibernate';
@@ -149,6 +151,7 @@ export class SandboxManager {
     const metadata = input.metadata ?? {};
     checkEnvs('envs', envs);
     checkMetadata(metadata);
+    checkEnvdDefaults(input.defaultUser || undefined, input.defaultWorkdir || undefined);
     const timeoutSec = input.timeoutSec ?? DEFAULT_TIMEOUT_SEC;
     checkRange('timeout_sec', timeoutSec, 0, MAX_TIMEOUT_SEC);
 
@@ -184,6 +187,8 @@ export class SandboxManager {
       envs,
       internet: input.internet ?? true,
       envdAccessToken: input.envdAccessToken || newAccessToken(),
+      ...(input.defaultUser ? { defaultUser: input.defaultUser } : {}),
+      ...(input.defaultWorkdir ? { defaultWorkdir: input.defaultWorkdir } : {}),
       address: '',
     };
     this.records.set(id, rec);
@@ -283,8 +288,8 @@ export class SandboxManager {
       body: JSON.stringify({
         envVars: { ...rec.envs, WRENN_SANDBOX_ID: rec.id, WRENN_TEMPLATE_ID: rec.template, E2B_SANDBOX: 'true', E2B_SANDBOX_ID: rec.id, E2B_TEMPLATE_ID: rec.template },
         accessToken: rec.envdAccessToken,
-        defaultUser: 'user',
-        defaultWorkdir: '/home/user',
+        defaultUser: rec.defaultUser ?? 'user',
+        defaultWorkdir: rec.defaultWorkdir ?? '/home/user',
         timestamp: new Date().toISOString(),
       }),
     });

@@ -59,6 +59,9 @@ export interface CapsuleRecord {
   envs: Record<string, string>;
   internet: boolean;
   envdAccessToken: string;
+  /** envd's default user and working directory, sent with every /init (absent: user, /home/user). */
+  defaultUser?: string;
+  defaultWorkdir?: string;
   address: string;
   /** Id of the capsule's runtime and network resources; differs from `id` when it came from the warm pool. */
   runtimeId?: string;

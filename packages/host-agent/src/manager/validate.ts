@@ -38,3 +38,15 @@ export function checkMetadata(metadata: Record<string, string>): void {
     if (v.length > 1024) throw new InvalidArgumentError(`metadata.${k} is longer than 1024 characters`);
   }
 }
+
+const USER_NAME_RE = /^[a-z0-9_][a-z0-9_.-]{0,31}$/i;
+
+/** envd's default user (a name from the template's /etc/passwd) and working directory (absolute). */
+export function checkEnvdDefaults(user: string | undefined, workdir: string | undefined): void {
+  if (user !== undefined && !USER_NAME_RE.test(user)) {
+    throw new InvalidArgumentError(`default_user "${user}" is not a valid user name (letters, digits, _ . -; at most 32)`);
+  }
+  if (workdir !== undefined && (!workdir.startsWith('/') || workdir.includes('\0') || workdir.length > 4096)) {
+    throw new InvalidArgumentError(`default_workdir "${workdir}" must be an absolute path`);
+  }
+}

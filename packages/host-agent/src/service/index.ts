@@ -106,6 +106,8 @@ export function hostAgentService(o: HostAgentServiceOptions): ServiceImpl<typeof
         internet: req.internet ?? true,
         envdAccessToken: req.envdAccessToken,
         runtime: (req.runtime || undefined) as never,
+        defaultUser: req.defaultUser || undefined,
+        defaultWorkdir: req.defaultWorkdir || undefined,
       });
       return { capsule: pb(rec) };
     },
