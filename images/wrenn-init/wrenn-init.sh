@@ -44,9 +44,14 @@ if [ -n "$addr" ]; then
   [ -n "$gw" ] && $bb ip route add default via "$gw" dev "$dev"
 fi
 
-# Metadata: the agent's service at 169.254.169.254, else the command line's values.
+# Metadata: the agent's service at 169.254.169.254, else the command line's values. MMDS V2
+# (Firecracker) wants a session token from PUT /latest/api/token first; wget cannot PUT, so nc
+# sends that request. The agent's own service answers both ways.
 meta=/run/wrenn/metadata.json
-if $bb timeout 5 $bb wget -q -O "$meta" --header 'Accept: application/json' http://169.254.169.254/ 2>/dev/null; then
+token=$(printf 'PUT /latest/api/token HTTP/1.0\r\nHost: 169.254.169.254\r\nX-metadata-token-ttl-seconds: 300\r\n\r\n' |
+  $bb timeout 3 $bb nc 169.254.169.254 80 2>/dev/null | $bb tr -d '\r' | $bb sed '1,/^$/d' | $bb head -n 1)
+if $bb timeout 5 $bb wget -q -O "$meta" --header 'Accept: application/json' --header "X-metadata-token: $token" \
+  http://169.254.169.254/ 2>/dev/null; then
   v=$($bb sed -n 's/.*"WRENN_SANDBOX_ID":"\([^"]*\)".*/\1/p' "$meta"); [ -n "$v" ] && id="$v"
   v=$($bb sed -n 's/.*"WRENN_TEMPLATE_ID":"\([^"]*\)".*/\1/p' "$meta"); [ -n "$v" ] && template="$v"
   echo >>"$meta"

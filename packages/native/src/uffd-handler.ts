@@ -31,7 +31,10 @@ export interface UffdStats {
 export interface UffdHandler {
   /** Resolves when the VMM connected and sent its regions. */
   connected: Promise<GuestRegionMapping[]>;
-  /** Resolves with the counters when serving ends (VMM gone or stop()). */
+  /**
+   * Resolves with the counters when serving ends: on stop(). A userfaultfd does not report that its
+   * VMM exited, so callers watch the VMM process and stop the handler when it is gone.
+   */
   done: Promise<UffdStats>;
   stop(): Promise<UffdStats>;
 }
