@@ -2,7 +2,9 @@
 // envd's idle memory: starts `wrenn envd` as its own process (as the host agent does in a capsule),
 // waits for /health, makes a few typical requests (REST, Connect JSON and binary, a process run),
 // lets it sit idle, then reads its RSS and PSS. Prints JSON. Needs the build (`npm run build`).
-// Usage: node bench/envd-idle-memory.mjs [--idle-ms 3000] [--node-flags "--max-semi-space-size=1"]
+// envd gets the environment a capsule gives it (PATH, HOME, LANG), not this shell's: e.g. a host's
+// NODE_EXTRA_CA_CERTS alone adds ~70 ms and a few MB to every node start.
+// Usage: node bench/envd-idle-memory.mjs [--idle-ms 3000] [--node-flags "..."] (default: ENVD_NODE_FLAGS)
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
@@ -21,8 +23,9 @@ const opt = (name, dflt) => {
 };
 const idleMs = Number(opt('idle-ms', '3000'));
 // By default: what capsules run — the envd bundle with the node flags the namespace runtime passes.
-const nodeFlags = (opt('node-flags', process.env.WRENN_ENVD_NODE_FLAGS ?? '--max-semi-space-size=1') ?? '').split(/\s+/).filter(Boolean);
-const ENVD = fileURLToPath(new URL('../packages/envd/dist/bundle/envd.mjs', import.meta.url));
+const { ENVD_NODE_FLAGS, ENVD_START } = await import('../packages/envd/dist/src/bundle-layout.js');
+const nodeFlags = (opt('node-flags', process.env.WRENN_ENVD_NODE_FLAGS ?? ENVD_NODE_FLAGS.join(' ')) ?? '').split(/\s+/).filter(Boolean);
+const ENVD = fileURLToPath(new URL(`../packages/envd/dist/bundle/${ENVD_START}`, import.meta.url));
 
 function freePort() {
   return new Promise((resolve, reject) => {
@@ -81,8 +84,8 @@ async function exercise(baseUrl) {
 
 const port = await freePort();
 const baseUrl = `http://127.0.0.1:${port}`;
-const env = { ...process.env };
-delete env.WRENN_CAPSULE; // no port forwarder on the host
+// What a capsule passes (minus WRENN_CAPSULE: no port forwarder on the host).
+const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: '/root', LANG: 'C.UTF-8' };
 const child = spawn(process.execPath, [...nodeFlags, ENVD, '--port', String(port), '--host', '127.0.0.1'], {
   env,
   stdio: ['ignore', 'ignore', 'pipe'],

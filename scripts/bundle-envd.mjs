@@ -1,15 +1,24 @@
 #!/usr/bin/env node
-// Bundles envd into one ES module (packages/envd/dist/bundle/envd.mjs) so a capsule's envd loads one
-// file instead of resolving hundreds of modules: capsule start time is mostly envd's start time.
+// Bundles envd into one CommonJS file (packages/envd/dist/bundle/envd.cjs) so a capsule's envd loads
+// one file instead of resolving hundreds of modules: capsule start time is mostly envd's start time.
+// Then starts it once, warms up the paths a new capsule takes (health, /init, a command, stat,
+// list) and saves V8's code cache of the compiled functions (envd.v8cache); start.cjs loads the
+// bundle with that cache, so envd skips most compiling at start and on its first requests.
+// envd.mjs is the same entry as ES module, for images that run `node envd.mjs`.
 // Native addons (node-pty, loaded on the first PTY; @napi-rs/xattr for file metadata) stay external
 // and are copied next to the bundle, so a capsule needs only this folder and the node binary.
 import { build } from 'esbuild';
-import { cpSync, existsSync, mkdirSync, rmSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { cpSync, existsSync, mkdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { createClient } from '@connectrpc/connect';
+import { createConnectTransport } from '@connectrpc/connect-node';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const out = join(root, 'packages/envd/dist/bundle');
+const { ENVD_NODE_FLAGS, ENVD_START } = await import(pathToFileURL(join(root, 'packages/envd/dist/src/bundle-layout.js')).href);
 const NATIVE = [
   { name: 'node-pty', dirs: ['node-pty'] },
   { name: '@napi-rs/xattr', dirs: ['@napi-rs/xattr', '@napi-rs/xattr-linux-x64-gnu'] },
@@ -20,18 +29,26 @@ rmSync(out, { recursive: true, force: true });
 mkdirSync(join(out, 'node_modules'), { recursive: true });
 await build({
   entryPoints: [join(root, 'packages/envd/dist/src/main.js')],
-  outfile: join(out, 'envd.mjs'),
+  outfile: join(out, 'envd.cjs'),
   bundle: true,
   platform: 'node',
   target: 'node20',
-  format: 'esm',
+  format: 'cjs',
   minify: true,
   sourcemap: false,
   external: NATIVE.map((n) => n.name),
   logLevel: 'warning',
-  // Some dependencies are CommonJS and call require(); give the ESM bundle one.
-  banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
+  // import() of node-pty etc. becomes require(): start.cjs runs the bundle as a vm.Script, which
+  // has no ES module loader for dynamic imports.
+  supported: { 'dynamic-import': false },
+  define: { 'import.meta.url': '__envdUrl' },
+  banner: { js: "var __envdUrl=require('node:url').pathToFileURL(__filename).href;" },
 });
+cpSync(join(root, 'packages/envd/bundle/start.cjs'), join(out, ENVD_START));
+writeFileSync(
+  join(out, 'envd.mjs'),
+  `// envd as an ES module entry: the same as \`node ${ENVD_START}\`.\nimport { createRequire } from 'node:module';\ncreateRequire(import.meta.url)('./${ENVD_START}');\n`,
+);
 for (const { name, dirs } of NATIVE) {
   for (const dir of dirs) {
     for (const part of PARTS[dir] ?? ['']) {
@@ -40,4 +57,61 @@ for (const { name, dirs } of NATIVE) {
     }
   }
   if (!existsSync(join(out, 'node_modules', name, 'package.json'))) throw new Error(`${name} is not installed: run npm install`);
+}
+await writeCodeCache();
+
+/** Runs envd once on loopback with the capsule's node flags, warms it up, saves its code cache. */
+async function writeCodeCache() {
+  const cacheFile = join(out, 'envd.v8cache');
+  const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/root', LANG: 'C.UTF-8' };
+  const child = spawn(process.execPath, [...ENVD_NODE_FLAGS, join(out, ENVD_START), '--port', '0', '--host', '127.0.0.1'], {
+    env: { ...env, WRENN_ENVD_WRITE_CODE_CACHE: cacheFile },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let stderr = '';
+  const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+  try {
+    const port = await new Promise((resolvePort, reject) => {
+      child.stderr.on('data', (d) => {
+        stderr += d;
+        const m = /"msg":"envd listening","port":(\d+)/.exec(stderr);
+        if (m) resolvePort(Number(m[1]));
+      });
+      child.once('exit', (code) => reject(new Error(`envd exited with ${code} before listening:\n${stderr}`)));
+    });
+    await warmUp(`http://127.0.0.1:${port}`);
+    const exited = once(child, 'exit');
+    child.kill('SIGUSR2');
+    const [code] = await exited;
+    if (code !== 0 || !existsSync(cacheFile)) throw new Error(`envd did not write its code cache (exit ${code}):\n${stderr}`);
+    if (/code cache rejected|error/i.test(stderr.replace(/"level":"info"[^\n]*/g, ''))) throw new Error(`envd complained while warming up:\n${stderr}`);
+  } finally {
+    clearTimeout(timer);
+    if (child.exitCode === null) child.kill('SIGKILL');
+  }
+  if (statSync(cacheFile).size === 0) throw new Error('envd wrote an empty code cache');
+}
+
+/** What a new capsule's first minute looks like: health, /init, commands, stat and list. */
+async function warmUp(baseUrl) {
+  const { Process } = await import('@wrenn/protocol/gen/envd/process_pb');
+  const { Filesystem } = await import('@wrenn/protocol/gen/envd/filesystem_pb');
+  const ok = async (path, init) => {
+    const res = await fetch(`${baseUrl}${path}`, init);
+    await res.arrayBuffer();
+    if (!res.ok) throw new Error(`envd answered ${res.status} to ${path} while warming up`);
+  };
+  await ok('/health');
+  await ok('/init', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+  await ok('/envs');
+  for (const useBinaryFormat of [true, false]) {
+    const transport = createConnectTransport({ baseUrl, httpVersion: '1.1', useBinaryFormat });
+    const proc = createClient(Process, transport);
+    const fs = createClient(Filesystem, transport);
+    for await (const _ of proc.start({ process: { cmd: '/bin/sh', args: ['-c', 'echo warm'] } })) {
+      // drain until the end event
+    }
+    await fs.stat({ path: '/' });
+    await fs.listDir({ path: '/', depth: 1 });
+  }
 }

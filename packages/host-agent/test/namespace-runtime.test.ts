@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { execInCapsule, type NamespaceRuntime, readStartTime } from '../src/runtimes/namespace/index.js';
+import { ENVD_NODE_FLAGS, envdScript } from '../src/runtimes/namespace/node-runtime.js';
 import type { RuntimeHandle } from '../src/runtimes/runtime.js';
 import { makeEnv, rand, spec, standInEnvd } from './namespace-fixtures.js';
 
@@ -69,10 +70,9 @@ test('minimal template builds (cached) and a capsule runs the real envd in the g
   // envd is PID 2 under our init; its children must not inherit the runtime's library path.
   const ps = await sh(h, 'cat /proc/1/comm; cat /proc/2/cmdline | tr "\\0" " "');
   assert.match(ps.stdout, /^wrenn-init\n/);
-  assert.match(
-    ps.stdout,
-    /ld-linux-x86-64\.so\.2 --library-path \/opt\/wrenn\/runtime\/lib \/opt\/wrenn\/runtime\/bin\/node --max-semi-space-size=1 \/opt\/wrenn\/envd\/envd\.mjs --port 49983/,
-  );
+  const envdArgv = `/opt/wrenn/runtime/lib/ld-linux-x86-64.so.2 --library-path /opt/wrenn/runtime/lib /opt/wrenn/runtime/bin/node ${[...ENVD_NODE_FLAGS, envdScript()].join(' ')} --port 49983`;
+  assert.ok(ps.stdout.includes(envdArgv), `envd's command line should be\n${envdArgv}\nbut /proc/2/cmdline is\n${ps.stdout}`);
+  assert.match(envdScript(), /^\/opt\/wrenn\/envd\/start\.cjs$/);
   assert.doesNotMatch((await sh(h, 'env')).stdout, /LD_LIBRARY_PATH/);
   // The capsule sees its own cgroups (read-only) and envd's metrics report its real memory limit.
   assert.equal(

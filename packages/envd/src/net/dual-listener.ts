@@ -1,7 +1,8 @@
 // One TCP port that speaks HTTP/1.1 and cleartext HTTP/2 (h2c with prior knowledge): each
 // connection's first bytes are peeked and the socket handed to the matching Node server.
 import http from 'node:http';
-import http2 from 'node:http2';
+import type http2 from 'node:http2';
+import { createRequire } from 'node:module';
 import net from 'node:net';
 
 const H2_PREFACE = 'PRI * HTTP/2.0';
@@ -11,7 +12,8 @@ export type DualHandler = (req: http.IncomingMessage | http2.Http2ServerRequest,
 export interface DualListener {
   port: number;
   http1: http.Server;
-  http2: http2.Http2Server;
+  /** The h2c server, created on first use (node:http2 and node:tls cost start-up time and memory). */
+  readonly http2: http2.Http2Server;
   close(): Promise<void>;
 }
 
@@ -24,7 +26,15 @@ export async function listenDual(
     handler as http.RequestListener,
   );
   h1.requestTimeout = 0; // uploads and streams may be long
-  const h2 = http2.createServer({}, handler as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void);
+  let h2: http2.Http2Server | undefined;
+  const h2Server = (): http2.Http2Server => {
+    if (!h2) {
+      // Synchronous, so the peeked socket is handed over in the same tick.
+      const { createServer } = createRequire(import.meta.url)('node:http2') as typeof http2;
+      h2 = createServer({}, handler as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void);
+    }
+    return h2;
+  };
   const sockets = new Set<net.Socket>();
   const listener = net.createServer({ noDelay: true }, (socket) => {
     sockets.add(socket);
@@ -38,7 +48,7 @@ export async function listenDual(
       socket.unshift(head);
       const n = Math.min(head.length, H2_PREFACE.length);
       const isH2 = head.toString('latin1', 0, n) === H2_PREFACE.slice(0, n);
-      (isH2 ? h2 : h1).emit('connection', socket);
+      (isH2 ? h2Server() : h1).emit('connection', socket);
     });
   });
   await new Promise<void>((resolve, reject) => {
@@ -49,14 +59,16 @@ export async function listenDual(
   return {
     port: typeof address === 'object' && address ? address.port : opts.port,
     http1: h1,
-    http2: h2,
+    get http2() {
+      return h2Server();
+    },
     async close() {
       await new Promise<void>((resolve) => {
         listener.close(() => resolve());
         for (const s of sockets) s.destroy();
       });
       h1.close();
-      h2.close();
+      h2?.close();
     },
   };
 }

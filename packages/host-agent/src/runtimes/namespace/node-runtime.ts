@@ -9,15 +9,16 @@ import { existsSync, realpathSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { ENVD_NODE_FLAGS, ENVD_START } from '@wrenn/envd/bundle-layout';
 
 const run = promisify(execFile);
 
 export const GUEST_DIR = '/opt/wrenn';
 export const GUEST_RUNTIME = `${GUEST_DIR}/runtime`;
 export const GUEST_APP = `${GUEST_DIR}/envd`;
-/** envd's bundle inside the install (scripts/bundle-envd.mjs writes it at build time). */
+/** envd's bundle inside the install (scripts/bundle-envd.mjs writes it at build time) and its start file. */
 export const ENVD_BUNDLE_DIR = 'packages/envd/dist/bundle';
-export const ENVD_BUNDLE = 'envd.mjs';
+export const ENVD_BUNDLE = ENVD_START;
 
 export interface Bind {
   src: string;
@@ -105,5 +106,5 @@ export function envdScript(): string {
   return join(GUEST_APP, ENVD_BUNDLE);
 }
 
-/** Node flags for envd inside capsules: a small young generation keeps an idle envd's memory low. */
-export const ENVD_NODE_FLAGS = ['--max-semi-space-size=1'];
+/** Node flags for envd inside capsules (defined with the bundle: its code cache needs the same flags). */
+export { ENVD_NODE_FLAGS };
