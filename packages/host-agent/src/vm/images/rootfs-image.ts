@@ -13,6 +13,7 @@ import {
   lstat,
   mkdir,
   readdir,
+  readFile,
   rename,
   rm,
   stat,
@@ -24,6 +25,7 @@ import { HOST_ID_BASE, ID_RANGE } from '../../rootfs/id-map.js';
 import type { ProgressFn } from '../../rootfs/recipe.js';
 import type { TemplateStore } from '../../rootfs/template-store.js';
 import { defaultAppDir, resolveNodeRuntime } from '../../runtimes/namespace/node-runtime.js';
+import { guestInputsFingerprint } from './guest-inputs.js';
 import { wrennInitFile } from './wrenn-init-files.js';
 
 const run = promisify(execFile);
@@ -32,6 +34,13 @@ export const ROOTFS_IMAGE = 'rootfs.ext4';
 export const GUEST_INIT = '/opt/wrenn/bin/wrenn-init';
 /** Free space left in the image for the capsule's own files (the file is sparse: costs nothing until used). */
 export const DEFAULT_FREE_BYTES = 2 * 1024 ** 3;
+
+/** Next to rootfs.ext4: the fingerprint of the guest code it was built with (guest-inputs.ts). */
+const INPUTS_SUFFIX = '.inputs';
+/** Files a VM snapshot template keeps beside its disk (QEMU, Firecracker). */
+const VM_SNAPSHOT_MARKERS = ['vm-snapshot.json', 'firecracker-snapshot.json'];
+
+const holdsVmSnapshot = async (dir: string) => (await Promise.all(VM_SNAPSHOT_MARKERS.map((f) => exists(join(dir, f))))).some(Boolean);
 
 const exists = (p: string) =>
   access(p).then(
@@ -92,11 +101,21 @@ export async function ensureRootfsImage(opts: RootfsImageOptions): Promise<strin
   const manifest = await opts.store.ensureTemplate(opts.template, { onProgress: progress });
   const tdir = opts.store.templateDir(opts.template);
   const out = join(tdir, ROOTFS_IMAGE);
-  if (!opts.force && (await exists(out))) return out;
+  // A VM snapshot template's disk belongs to its frozen memory: never rebuilt.
+  if (!opts.force && (await exists(out)) && (await holdsVmSnapshot(tdir))) return out;
   const appDir = opts.appDir ?? defaultAppDir();
   const bundle = envdBundleDir(appDir);
   if (!(await exists(join(bundle, 'envd.mjs')))) {
     throw new Error(`the envd bundle ${bundle}/envd.mjs is missing: run \`npm run build\` (scripts/bundle-envd.mjs)`);
+  }
+  const initScript = await wrennInitFile('wrenn-init.sh');
+  const nodePath = opts.nodePath ?? process.execPath;
+  const fingerprint = await guestInputsFingerprint({ initScript, busybox: '/bin/busybox', nodePath, envdBundleDir: bundle });
+  const stampFile = `${out}${INPUTS_SUFFIX}`;
+  if (!opts.force && (await exists(out))) {
+    const stamp = await readFile(stampFile, 'utf8').catch(() => '');
+    if (stamp.trim() === fingerprint) return out;
+    progress(`rootfs ${opts.template}: guest init, node or envd changed since the image was built; rebuilding it`);
   }
   const layers = await opts.store.layerDirs(manifest);
   const scratch = join(opts.store.imagesDir, `.vm-${opts.template}-${process.pid}`);
@@ -114,8 +133,8 @@ export async function ensureRootfsImage(opts: RootfsImageOptions): Promise<strin
     await chmod(join(root, 'tmp'), 0o1777);
     await copyFile('/bin/busybox', join(root, 'opt/wrenn/bin/busybox'));
     await chmod(join(root, 'opt/wrenn/bin/busybox'), 0o755);
-    await writeFile(join(root, GUEST_INIT), await wrennInitFile('wrenn-init.sh'), { mode: 0o755 });
-    const layout = await resolveNodeRuntime(opts.nodePath ?? process.execPath, appDir);
+    await writeFile(join(root, GUEST_INIT), initScript, { mode: 0o755 });
+    const layout = await resolveNodeRuntime(nodePath, appDir);
     for (const b of layout.binds) {
       if (!b.dst.startsWith('/opt/wrenn/runtime/')) continue; // the app bind: VMs get the bundle instead
       await mkdir(join(root, b.dst, '..'), { recursive: true });
@@ -134,6 +153,7 @@ export async function ensureRootfsImage(opts: RootfsImageOptions): Promise<strin
       },
     );
     await rename(tmp, out);
+    await writeFile(stampFile, `${fingerprint}\n`);
     progress(`rootfs ${opts.template}: ${out} ready`);
     return out;
   } finally {
