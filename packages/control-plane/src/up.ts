@@ -57,6 +57,7 @@ export async function startUp(o: UpOptions): Promise<RunningUp> {
     ...(o.warmPool ? { warmPool: o.warmPool } : {}),
     log: (level, msg, data) => log[level](data ?? {}, msg),
   });
+  log.info({ runtimes: [...layers.runtimes.keys()], defaultRuntime: layers.defaultRuntime, why: layers.runtimeReasons }, 'runtimes on this host');
   const cp = await startControlPlane({
     listen: o.listen,
     dataDir: o.dataDir,
