@@ -68,8 +68,6 @@ export interface CapsuleRuntime {
   /** true when the capsule's processes still exist (used to re-adopt after an agent restart). */
   isAlive(handle: RuntimeHandle): Promise<boolean>;
   stats(handle: RuntimeHandle): Promise<CapsuleStats>;
-  /** Sets the capsule's host name (a warm-pool capsule gets its user-visible id when claimed). */
-  setHostname?(handle: RuntimeHandle, hostname: string): Promise<void>;
   /** Removes leftovers of capsules this agent no longer knows (namespaces, mounts, cgroups, rules). */
   cleanupStale(knownIds: ReadonlySet<string>): Promise<void>;
   /**

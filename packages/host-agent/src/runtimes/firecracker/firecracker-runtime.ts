@@ -7,7 +7,6 @@
 import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import type { UffdHandler } from '@wrenn/native';
-import { ENVD_PORT, waitForEnvd } from '../../envd-client/index.js';
 import { createTap, guestIpParam, removeTap, TAP_IFNAME } from '../../network/tap.js';
 import { writeManifest } from '../../rootfs/manifest.js';
 import type { ProgressFn } from '../../rootfs/recipe.js';
@@ -15,6 +14,7 @@ import { TemplateStore } from '../../rootfs/template-store.js';
 import { HEADER_FILE } from '../../snapshot/header.js';
 import { buildVmImages, ROOTFS_IMAGE, type VmImages } from '../../vm/images/index.js';
 import type { CapsuleRuntime, CapsuleSpec, CapsuleStats, PauseResult, RuntimeHandle } from '../runtime.js';
+import { waitVmReady } from '../vm-process.js';
 import { FirecrackerClient } from './api-client.js';
 import {
   copyCollapsed,
@@ -29,7 +29,6 @@ import {
   API_SOCKET,
   binaryVersion,
   checkSupportedVersion,
-  consoleTail,
   exists,
   isOurVmm,
   killVmm,
@@ -313,23 +312,7 @@ export class FirecrackerRuntime implements CapsuleRuntime {
   }
 
   private async waitReady(s: FirecrackerState): Promise<void> {
-    const timeout = this.opts.readyTimeoutMs ?? 30_000;
-    let watching = true;
-    const died = (async () => {
-      while (pidAlive(s.pid)) {
-        await new Promise((r) => setTimeout(r, 100));
-        if (!watching) return;
-      }
-      throw new Error(`the microVM stopped before envd was ready; console:\n${await consoleTail(s.dir)}`);
-    })();
-    try {
-      await Promise.race([waitForEnvd(s.capsuleIp, timeout, ENVD_PORT), died]);
-    } catch (err) {
-      throw new Error(`${(err as Error).message}\nconsole (last lines):\n${await consoleTail(s.dir)}`);
-    } finally {
-      watching = false;
-      died.catch(() => {});
-    }
+    await waitVmReady(s, this.opts.readyTimeoutMs ?? 30_000, 'the microVM');
   }
 
   private client(s: FirecrackerState): FirecrackerClient {

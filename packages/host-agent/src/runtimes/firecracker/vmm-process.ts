@@ -8,14 +8,16 @@ import { closeSync, openSync } from 'node:fs';
 import { access, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { CONSOLE_LOG, consoleTail, pidAlive, waitGone } from '../vm-process.js';
 import { FirecrackerClient } from './api-client.js';
+
+export { CONSOLE_LOG, consoleTail, pidAlive };
 
 const execFileP = promisify(execFile);
 
 /** Inside the VMM's mount namespace: the capsule's directory is bound here. */
 export const API_SOCKET = 'firecracker.sock';
 export const UFFD_SOCKET = 'uffd.sock';
-export const CONSOLE_LOG = 'console.log';
 /** Longest unix socket path the kernel accepts (sun_path is 108 bytes with its NUL). */
 const MAX_SOCKET_PATH = 107;
 
@@ -24,25 +26,6 @@ export const exists = (p: string) =>
     () => true,
     () => false,
   );
-
-export function pidAlive(pid: number): boolean {
-  if (!pid) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-export async function waitGone(pid: number, timeoutMs: number): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  while (pidAlive(pid)) {
-    if (Date.now() > deadline) return false;
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  return true;
-}
 
 /** Kills a VMM and waits until it is gone (its guest memory is freed with it). */
 export async function killVmm(pid: number, what: string): Promise<void> {
@@ -161,11 +144,6 @@ export async function launchVmm(o: LaunchOptions): Promise<Vmm> {
     }
     await new Promise((r) => setTimeout(r, 5));
   }
-}
-
-export async function consoleTail(dir: string): Promise<string> {
-  const text = await readFile(join(dir, CONSOLE_LOG), 'utf8').catch(() => '');
-  return text.split('\n').slice(-15).join('\n');
 }
 
 /** The command line of a process as its arguments ([] when it is gone). */

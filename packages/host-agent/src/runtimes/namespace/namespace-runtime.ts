@@ -19,7 +19,14 @@ import { mountsUnder, removeTree, unmountUnder } from '../../rootfs/remove-tree.
 import type { TemplateStore } from '../../rootfs/template-store.js';
 import type { CapsuleRuntime, CapsuleSpec, CapsuleStats, PauseResult, RuntimeHandle } from '../runtime.js';
 import { CapsuleCgroups, CONTROLLERS, listCapsuleCgroupIds } from './cgroups.js';
-import { defaultAppDir, ENVD_NODE_FLAGS, envdScript, GUEST_DIR, type NodeRuntimeLayout, resolveNodeRuntime } from './node-runtime.js';
+import {
+  defaultAppDir,
+  ENVD_NODE_FLAGS,
+  envdScript,
+  GUEST_DIR,
+  type NodeRuntimeLayout,
+  resolveNodeRuntime,
+} from './node-runtime.js';
 import { nsinitPath } from './nsinit-binary.js';
 
 export const ENVD_PORT = 49983;
@@ -482,7 +489,9 @@ export class NamespaceRuntime implements CapsuleRuntime {
     try {
       native().setHostnameIn(s.pid, hostname);
     } catch (err) {
-      throw new Error(`setting the hostname of ${s.spec.id} failed: ${err instanceof Error ? err.message : String(err)}`);
+      throw new Error(
+        `setting the hostname of ${s.spec.id} failed: ${err instanceof Error ? err.message : String(err)}`,
+      );
     }
   }
 

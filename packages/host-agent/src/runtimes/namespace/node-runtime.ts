@@ -97,7 +97,9 @@ export async function resolveNodeRuntime(nodePath: string, appDir: string): Prom
 export function envdBundleDir(appDir: string): string {
   const dir = join(appDir, ENVD_BUNDLE_DIR);
   if (!existsSync(join(dir, ENVD_BUNDLE))) {
-    throw new Error(`envd's bundle ${join(dir, ENVD_BUNDLE)} is missing: run \`npm run build\` (it bundles envd for capsules)`);
+    throw new Error(
+      `envd's bundle ${join(dir, ENVD_BUNDLE)} is missing: run \`npm run build\` (it bundles envd for capsules)`,
+    );
   }
   return dir;
 }

@@ -9,7 +9,6 @@
 import { spawn } from 'node:child_process';
 import { access, copyFile, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { ENVD_PORT, waitForEnvd } from '../../envd-client/index.js';
 import { createTap, GUEST_IP, guestIpParam, removeTap } from '../../network/tap.js';
 import { writeManifest } from '../../rootfs/manifest.js';
 import type { ProgressFn } from '../../rootfs/recipe.js';
@@ -24,6 +23,7 @@ import {
 } from '../../snapshot/index.js';
 import { buildVmImages, ROOTFS_IMAGE, type VmImages } from '../../vm/images/index.js';
 import type { CapsuleRuntime, CapsuleSpec, CapsuleStats, PauseResult, RuntimeHandle } from '../runtime.js';
+import { consoleTail, pidAlive, waitGone, waitVmReady } from '../vm-process.js';
 import { type AccelChoice, detectAccel } from './accel.js';
 import { diskBytes, hasChain, type SavedGeneration, saveGeneration } from './memory-generations.js';
 import { QmpClient } from './qmp.js';
@@ -97,16 +97,6 @@ const exists = (p: string) =>
     () => false,
   );
 
-function pidAlive(pid: number): boolean {
-  if (!pid) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 function runTool(cmd: string, args: string[]): Promise<{ code: number; out: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -126,20 +116,6 @@ function macFor(id: string): string {
   for (const c of id) h = Math.imul(h ^ c.charCodeAt(0), 16777619) >>> 0;
   const b = [0x02, 0x57, (h >>> 24) & 255, (h >>> 16) & 255, (h >>> 8) & 255, h & 255];
   return b.map((x) => x.toString(16).padStart(2, '0')).join(':');
-}
-
-async function waitGone(pid: number, timeoutMs: number): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  while (pidAlive(pid)) {
-    if (Date.now() > deadline) return false;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  return true;
-}
-
-async function consoleTail(dir: string): Promise<string> {
-  const text = await readFile(join(dir, 'console.log'), 'utf8').catch(() => '');
-  return text.split('\n').slice(-15).join('\n');
 }
 
 export class QemuRuntime implements CapsuleRuntime {
@@ -359,23 +335,7 @@ export class QemuRuntime implements CapsuleRuntime {
   }
 
   private async waitReady(s: QemuState): Promise<void> {
-    const timeout = this.opts.readyTimeoutMs ?? 120_000;
-    let watching = true;
-    const died = (async () => {
-      while (pidAlive(s.pid)) {
-        await new Promise((r) => setTimeout(r, 200));
-        if (!watching) return;
-      }
-      throw new Error(`the VM stopped before envd was ready; console:\n${await consoleTail(s.dir)}`);
-    })();
-    try {
-      await Promise.race([waitForEnvd(s.capsuleIp, timeout, ENVD_PORT), died]);
-    } catch (err) {
-      throw new Error(`${(err as Error).message}\nconsole (last lines):\n${await consoleTail(s.dir)}`);
-    } finally {
-      watching = false;
-      died.catch(() => {}); // nobody waits for the watcher after this
-    }
+    await waitVmReady(s, this.opts.readyTimeoutMs ?? 120_000);
   }
 
   private async qmp(s: QemuState): Promise<QmpClient> {

@@ -1,0 +1,60 @@
+// What the VM runtimes (QEMU, Firecracker) share about their VMM process: whether it lives, waiting
+// for it to go, the tail of the guest console, and waiting for envd while watching the VMM.
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { ENVD_PORT, waitForEnvd } from '../envd-client/index.js';
+
+/** The guest's serial console, in the capsule's directory. */
+export const CONSOLE_LOG = 'console.log';
+
+export function pidAlive(pid: number): boolean {
+  if (!pid) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+export async function waitGone(pid: number, timeoutMs: number, pollMs = 10): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (pidAlive(pid)) {
+    if (Date.now() > deadline) return false;
+    await new Promise((r) => setTimeout(r, pollMs));
+  }
+  return true;
+}
+
+/** The last lines of the guest console (what a boot failure shows). */
+export async function consoleTail(dir: string): Promise<string> {
+  const text = await readFile(join(dir, CONSOLE_LOG), 'utf8').catch(() => '');
+  return text.split('\n').slice(-15).join('\n');
+}
+
+/**
+ * Waits until envd in the guest answers, failing early (with the console's tail) when the VMM
+ * exits first.
+ */
+export async function waitVmReady(
+  vm: { pid: number; dir: string; capsuleIp: string },
+  timeoutMs: number,
+  what = 'the VM',
+): Promise<void> {
+  let watching = true;
+  const died = (async () => {
+    while (pidAlive(vm.pid)) {
+      await new Promise((r) => setTimeout(r, 100));
+      if (!watching) return;
+    }
+    throw new Error(`${what} stopped before envd was ready; console:\n${await consoleTail(vm.dir)}`);
+  })();
+  try {
+    await Promise.race([waitForEnvd(vm.capsuleIp, timeoutMs, ENVD_PORT), died]);
+  } catch (err) {
+    throw new Error(`${(err as Error).message}\nconsole (last lines):\n${await consoleTail(vm.dir)}`);
+  } finally {
+    watching = false;
+    died.catch(() => {}); // nobody waits for the watcher after this
+  }
+}
