@@ -39,6 +39,11 @@ async function destroy(rt: NamespaceRuntime, h: RuntimeHandle) {
   handles.delete(h);
 }
 
+/** The capsule's overlay upper dir on the host (on its own disk unless diskMb is 0). */
+function upperOf(h: RuntimeHandle): string {
+  return join(h.state.sandboxDir as string, h.state.ownDisk ? 'disk/upper' : 'upper');
+}
+
 async function sh(h: RuntimeHandle, script: string, opts: Parameters<typeof execInCapsule>[2] = {}) {
   return execInCapsule(h, ['/bin/sh', '-c', script], { timeoutMs: 20_000, ...opts });
 }
@@ -71,7 +76,10 @@ test('minimal template builds (cached) and a capsule runs the real envd in the g
   const ps = await sh(h, 'cat /proc/1/comm; cat /proc/2/cmdline | tr "\\0" " "');
   assert.match(ps.stdout, /^wrenn-init\n/);
   const envdArgv = `/opt/wrenn/runtime/lib/ld-linux-x86-64.so.2 --library-path /opt/wrenn/runtime/lib /opt/wrenn/runtime/bin/node ${[...ENVD_NODE_FLAGS, envdScript()].join(' ')} --port 49983`;
-  assert.ok(ps.stdout.includes(envdArgv), `envd's command line should be\n${envdArgv}\nbut /proc/2/cmdline is\n${ps.stdout}`);
+  assert.ok(
+    ps.stdout.includes(envdArgv),
+    `envd's command line should be\n${envdArgv}\nbut /proc/2/cmdline is\n${ps.stdout}`,
+  );
   assert.match(envdScript(), /^\/opt\/wrenn\/envd\/start\.cjs$/);
   assert.doesNotMatch((await sh(h, 'env')).stdout, /LD_LIBRARY_PATH/);
   // The capsule sees its own cgroups (read-only) and envd's metrics report its real memory limit.
@@ -114,12 +122,12 @@ test('isolation: own pids, hostname, user namespace mapping, no host capabilitie
   assert.match((await sh(h, 'cat /proc/self/uid_map')).stdout, /^\s*0\s+100000\s+65536\s*$/);
   // A file root creates inside is owned by the unprivileged host uid 100000.
   assert.equal((await sh(h, 'echo hi > /root/made-inside && id -u')).stdout.trim(), '0');
-  const st = statSync(join(h.state.sandboxDir as string, 'upper/root/made-inside'));
+  const st = statSync(join(upperOf(h), 'root/made-inside'));
   assert.equal(st.uid, 100000);
   assert.equal(st.gid, 100000);
   // The user account maps too.
   assert.equal((await sh(h, 'touch /tmp/u && id -u', { uid: 1000, gid: 1000 })).stdout.trim(), '1000');
-  assert.equal(statSync(join(h.state.sandboxDir as string, 'upper/tmp/u')).uid, 101000);
+  assert.equal(statSync(join(upperOf(h), 'tmp/u')).uid, 101000);
   // Root inside cannot touch host files or reconfigure its namespaces.
   const denied: [string, string][] = [
     ['write into the bind-mounted Wrenn install', 'echo x > /opt/wrenn/envd/pwned'],
@@ -186,10 +194,31 @@ test('a memory hog is OOM-killed inside the capsule while the capsule and host g
   await destroy(rt, h);
 });
 
+test('a capsule filling its disk stops at its own quota (ENOSPC inside); df shows its own disk', async () => {
+  const rt = env.runtime({ mainCommand: standInEnvd, diskMb: 48 });
+  await rt.prepare();
+  const h = await start(rt, `cl-t${rand()}`);
+  const df = await sh(h, "df -k / | tail -n 1 | awk '{print $2}'");
+  const totalKb = Number(df.stdout.trim());
+  assert.ok(
+    totalKb > 30 * 1024 && totalKb <= 48 * 1024,
+    `df / inside should show the 48 MiB disk, got ${df.stdout} ${df.stderr}`,
+  );
+  const fill = await sh(h, 'dd if=/dev/zero of=/big bs=1M count=100 2>&1; echo "exit=$?"', { timeoutMs: 30_000 });
+  console.log(`# filling the disk: ${fill.stdout.trim().split('\n').slice(-2).join(' | ')}`);
+  assert.match(fill.stdout, /No space left on device/);
+  assert.doesNotMatch(fill.stdout, /exit=0/);
+  const image = statSync(join(rt.sandboxesDir, h.id, 'disk.img'));
+  assert.ok(image.blocks * 512 <= 48 * 1024 * 1024, `the disk image grew past its size: ${image.blocks * 512} bytes`);
+  // Space comes back when the file goes; the capsule carries on.
+  assert.equal((await sh(h, 'rm /big && echo fine > /after && cat /after')).stdout.trim(), 'fine');
+  await destroy(rt, h);
+});
+
 test('freeze stops a running counter and thaw continues it', async () => {
   const rt = env.runtime({ mainCommand: standInEnvd });
   const h = await start(rt, `cl-t${rand()}`);
-  const counterFile = join(h.state.sandboxDir as string, 'upper/tmp/counter');
+  const counterFile = join(upperOf(h), 'tmp/counter');
   await sh(h, '(i=0; while :; do i=$((i+1)); echo $i > /tmp/counter; usleep 20000; done) >/dev/null 2>&1 </dev/null &');
   // The loop truncates and rewrites the file: compare raw contents while frozen, and poll for
   // a larger number after thaw (a busy machine may take a while to schedule the loop).
@@ -288,7 +317,7 @@ test('hibernate keeps the disk, stops the processes and frees the cgroups; resum
   assert.match(r.keeps, /disk/);
   assert.equal(await rt.isAlive(h), false);
   assert.equal(rt.cgroups(h.id).exists(), false, 'hibernate should release the cgroups (and their memory)');
-  assert.equal(readFileSync(join(h.state.sandboxDir as string, 'upper/root/note'), 'utf8'), 'kept\n');
+  assert.equal(readFileSync(join(upperOf(h), 'root/note'), 'utf8'), 'kept\n');
   await assert.rejects(rt.pause(h, 'hibernate'), /already paused/);
   const h2 = await rt.resume(h);
   handles.add(h2);
@@ -313,11 +342,7 @@ test('per-capsule /etc/hosts, /etc/hostname and /etc/resolv.conf are bound in an
     'cat /etc/hostname; grep -c " *" /etc/hosts >/dev/null && grep 127.0.1.1 /etc/hosts; cat /etc/resolv.conf; echo "10.9.9.9 extra" >> /etc/hosts && tail -1 /etc/hosts',
   );
   assert.equal(r.stdout, `${id}\n127.0.1.1\t${id}\nnameserver 192.0.2.53\n10.9.9.9 extra\n`, r.stderr);
-  assert.equal(
-    existsSync(join(h.state.sandboxDir as string, 'upper/etc/hosts')),
-    false,
-    '/etc/hosts was written into the upper layer',
-  );
+  assert.equal(existsSync(join(upperOf(h), 'etc/hosts')), false, '/etc/hosts was written into the upper layer');
   // A pooled capsule takes its user-visible name: root inside cannot, the runtime can.
   assert.notEqual((await sh(h, 'hostname cl-other')).code, 0);
   await rt.setHostname(h, 'cl-renamed');

@@ -1,6 +1,7 @@
 // The namespace runtime: a capsule is a process tree in its own mount, pid, uts, ipc, net and
 // user namespaces (root inside = host uid 100000), limited by cgroup v1, on an overlayfs root
-// (template layers read-only + <dataDir>/sandboxes/<id>/upper), with envd as its main process.
+// (template layers read-only + a writable layer on the capsule's own disk, quota-disk.ts), with envd
+// as its main process.
 //
 // All mounts live only in the capsule's private mount namespace: when its last process exits the
 // kernel drops them, so the host never holds a capsule mount that could leak.
@@ -28,8 +29,11 @@ import {
   resolveNodeRuntime,
 } from './node-runtime.js';
 import { nsinitPath } from './nsinit-binary.js';
+import { QuotaDisks } from './quota-disk.js';
 
 export const ENVD_PORT = 49983;
+/** Each capsule's own disk, unless NamespaceRuntimeOptions.diskMb says otherwise. */
+export const DEFAULT_DISK_MB = 10 * 1024;
 const GUEST_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
 export interface NamespaceRuntimeOptions {
@@ -67,6 +71,12 @@ export interface NamespaceRuntimeOptions {
   dnsServers?: string[];
   /** Write the helper's per-step timings into each capsule's envd.log. */
   trace?: boolean;
+  /**
+   * Size in MiB of each capsule's own disk (a sparse ext4 image holding its writable layer):
+   * writes beyond it fail inside with ENOSPC. Default 10240; 0 keeps the writable layer on the
+   * data dir's file system without a limit.
+   */
+  diskMb?: number;
 }
 
 /** Runtime-specific part of the handle (JSON-serialisable, persisted by the manager). */
@@ -85,6 +95,8 @@ export interface NamespaceState {
   layers: string[];
   spec: CapsuleSpec;
   paused: null | 'freeze' | 'hibernate';
+  /** The writable layer is on the capsule's own disk (<sandboxDir>/disk), not in <sandboxDir>/upper. */
+  ownDisk?: boolean;
   /** Set by setHostname (a pooled capsule handed to its user); default: the capsule id. */
   hostname?: string;
 }
@@ -141,6 +153,8 @@ export class NamespaceRuntime implements CapsuleRuntime {
   lastCreateTimings: CreateTimings | undefined;
   private readonly opts: NamespaceRuntimeOptions;
   private layout: Promise<NodeRuntimeLayout> | undefined;
+  /** Each capsule's own disk (quota-disk.ts); undefined when diskMb is 0. */
+  private readonly disks: QuotaDisks | undefined;
 
   constructor(opts: NamespaceRuntimeOptions) {
     if (!opts?.dataDir) throw new Error('NamespaceRuntime needs dataDir (e.g. /var/lib/wrenn)');
@@ -151,11 +165,26 @@ export class NamespaceRuntime implements CapsuleRuntime {
     this.opts = opts;
     this.dataDir = resolve(opts.dataDir);
     this.sandboxesDir = join(this.dataDir, 'sandboxes');
+    const diskMb = opts.diskMb ?? DEFAULT_DISK_MB;
+    if (!Number.isInteger(diskMb) || diskMb < 0 || (diskMb > 0 && diskMb < 16)) {
+      throw new Error(`diskMb ${diskMb} must be 0 (no limit) or a whole number >= 16`);
+    }
+    this.disks =
+      diskMb > 0
+        ? new QuotaDisks({ poolDir: join(this.dataDir, 'disk-pool'), sizeMb: diskMb, rootUid: HOST_ID_BASE })
+        : undefined;
   }
 
   /** Resolves node, its libraries and the helper once, so the first create() is not slower. */
   async prepare(): Promise<void> {
-    await Promise.all([this.nodeLayout(), nsinitPath()]);
+    await Promise.all([this.nodeLayout(), nsinitPath(), this.disks?.fill()]);
+  }
+
+  /** Overlay upper and work dirs of a capsule. */
+  private layerDirs(s: NamespaceState): { upper: string; work: string } {
+    return s.ownDisk
+      ? QuotaDisks.dirs(s.sandboxDir)
+      : { upper: join(s.sandboxDir, 'upper'), work: join(s.sandboxDir, 'work') };
   }
 
   private nodeLayout(): Promise<NodeRuntimeLayout> {
@@ -204,13 +233,19 @@ export class NamespaceRuntime implements CapsuleRuntime {
       layers,
       spec,
       paused: null,
+      ownDisk: this.disks !== undefined,
     };
     try {
-      const upper = join(sandboxDir, 'upper');
-      await Promise.all([mkdir(upper), mkdir(join(sandboxDir, 'work')), mkdir(join(sandboxDir, 'rootfs'))]);
-      // The upper dir's root is the merged "/": it must belong to root inside the capsule.
-      await chown(upper, HOST_ID_BASE, HOST_ID_BASE);
-      await chmod(upper, 0o755);
+      await mkdir(join(sandboxDir, 'rootfs'));
+      if (this.disks) await this.disks.attach(sandboxDir);
+      else {
+        const upper = join(sandboxDir, 'upper');
+        await mkdir(upper);
+        await mkdir(join(sandboxDir, 'work'));
+        // The upper dir's root is the merged "/": it must belong to root inside the capsule.
+        await chown(upper, HOST_ID_BASE, HOST_ID_BASE);
+        await chmod(upper, 0o755);
+      }
       await this.boot(state, t0, tTemplate);
     } catch (err) {
       await this.teardown(spec.id, sandboxDir).catch(() => undefined);
@@ -246,8 +281,8 @@ export class NamespaceRuntime implements CapsuleRuntime {
       ...(netns ? [['--netns', netns] as [string, string]] : []),
       ...cg.uniqueDirs().map((d): [string, string] => ['--cgroup', d]),
       ...state.layers.map((l): [string, string] => ['--lower', l]),
-      ['--upper', join(sandboxDir, 'upper')],
-      ['--work', join(sandboxDir, 'work')],
+      ['--upper', this.layerDirs(state).upper],
+      ['--work', this.layerDirs(state).work],
       ['--rootfs', join(sandboxDir, 'rootfs')],
       ['--hostname', state.hostname ?? spec.id],
       ['--uid-map', idMapLine()],
@@ -465,7 +500,7 @@ export class NamespaceRuntime implements CapsuleRuntime {
       await this.opts.templates.snapshotFromCapsule({
         name,
         parent: s.spec.template,
-        upperDir: join(s.sandboxDir, 'upper'),
+        upperDir: this.layerDirs(s).upper,
       });
     } finally {
       if (running && !wasFrozen) cg.thaw();
@@ -506,7 +541,7 @@ export class NamespaceRuntime implements CapsuleRuntime {
     const base = cg.exists()
       ? cg.stats()
       : { cpuUsageNs: 0n, memoryBytes: 0, memoryLimitBytes: s.spec.memoryMb * 1024 * 1024, pids: 0 };
-    return { ...base, diskUsedBytes: await diskUsageBytes(join(s.sandboxDir, 'upper')) };
+    return { ...base, diskUsedBytes: await diskUsageBytes(this.layerDirs(s).upper) };
   }
 
   /** Kills, unmounts and removes every capsule of ours (cgroups, sandbox dirs) not in knownIds. */

@@ -1,0 +1,121 @@
+// Each capsule's writable layer lives on a file system of its own: a sparse ext4 image, loop
+// mounted at <sandbox>/disk, holding the overlay's upper and work dirs. A capsule that fills its
+// disk gets ENOSPC inside at its quota; the host's file system never fills up. Overlayfs reports
+// the upper file system in statfs, so `df /` inside shows the capsule's own disk.
+//
+// mkfs costs tens of milliseconds, so a few blank images are kept formatted ahead of demand;
+// a create only renames one into its sandbox and mounts it.
+import { execFile } from 'node:child_process';
+import { chmod, chown, mkdir, readdir, rename, rm, truncate, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
+
+export const DISK_IMAGE = 'disk.img';
+export const DISK_MOUNT = 'disk';
+
+export interface QuotaDiskOptions {
+  /** Where blank formatted images wait (<dataDir>/disk-pool). */
+  poolDir: string;
+  /** Size of each capsule's disk in MiB (the image is sparse: it costs what is written). */
+  sizeMb: number;
+  /** Owner of the file system's root (the capsule's root user on the host). */
+  rootUid: number;
+  /** Blank images kept ready (default 2). */
+  spare?: number;
+}
+
+export class QuotaDisks {
+  private filling: Promise<void> | undefined;
+  private seq = 0;
+
+  constructor(private readonly o: QuotaDiskOptions) {}
+
+  /** The overlay dirs of a capsule whose disk is mounted at <sandboxDir>/disk. */
+  static dirs(sandboxDir: string): { upper: string; work: string } {
+    return { upper: join(sandboxDir, DISK_MOUNT, 'upper'), work: join(sandboxDir, DISK_MOUNT, 'work') };
+  }
+
+  /** Formats blank images until `spare` are ready (in the background for callers that do not wait). */
+  fill(): Promise<void> {
+    this.filling ??= this.fillNow().finally(() => {
+      this.filling = undefined;
+    });
+    return this.filling;
+  }
+
+  private async ready(): Promise<string[]> {
+    await mkdir(this.o.poolDir, { recursive: true });
+    return (await readdir(this.o.poolDir)).filter((n) => n.endsWith(`-${this.o.sizeMb}m.img`));
+  }
+
+  private async fillNow(): Promise<void> {
+    // Half-made images of a crashed agent are not named *.img yet: drop them.
+    for (const n of await readdir(this.o.poolDir).catch(() => [] as string[])) {
+      if (n.endsWith('.tmp')) await rm(join(this.o.poolDir, n), { force: true });
+    }
+    for (let have = (await this.ready()).length; have < (this.o.spare ?? 2); have++) {
+      const name = `${process.pid}-${Date.now()}-${this.seq++}-${this.o.sizeMb}m.img`;
+      const tmp = join(this.o.poolDir, `${name}.tmp`);
+      await this.format(tmp);
+      await rename(tmp, join(this.o.poolDir, name));
+    }
+  }
+
+  private async format(file: string): Promise<void> {
+    await writeFile(file, '');
+    await truncate(file, this.o.sizeMb * 1024 * 1024);
+    const owner = `${this.o.rootUid}:${this.o.rootUid}`;
+    await run('mkfs.ext4', [
+      '-q',
+      '-F',
+      '-m',
+      '0',
+      '-E',
+      `lazy_itable_init=1,lazy_journal_init=1,root_owner=${owner}`,
+      file,
+    ]).catch((err: Error) => {
+      throw new Error(`formatting a capsule disk failed (mkfs.ext4 from e2fsprogs): ${err.message}`);
+    });
+  }
+
+  /**
+   * Gives the capsule in `sandboxDir` its disk: a blank image moved in (or formatted now when
+   * none is ready), loop-mounted at <sandboxDir>/disk with empty upper and work dirs.
+   */
+  async attach(sandboxDir: string): Promise<{ upper: string; work: string }> {
+    const image = join(sandboxDir, DISK_IMAGE);
+    const mountPoint = join(sandboxDir, DISK_MOUNT);
+    if (!(await this.takeBlank(image))) await this.format(image);
+    void this.fill().catch(() => undefined);
+    await mkdir(mountPoint);
+    await run('mount', ['-t', 'ext4', '-o', 'loop,nodev', image, mountPoint]).catch((err: Error) => {
+      throw new Error(`mounting the capsule disk ${image} failed (needs loop devices): ${err.message}`);
+    });
+    const dirs = QuotaDisks.dirs(sandboxDir);
+    await Promise.all([mkdir(dirs.upper), mkdir(dirs.work)]);
+    // The upper dir's root is the merged "/": it must belong to root inside the capsule.
+    await chown(dirs.upper, this.o.rootUid, this.o.rootUid);
+    await chmod(dirs.upper, 0o755);
+    return dirs;
+  }
+
+  /** Moves a ready blank image to `dest`; false when none is left (another create may take one first). */
+  private async takeBlank(dest: string): Promise<boolean> {
+    for (const name of await this.ready()) {
+      try {
+        await rename(join(this.o.poolDir, name), dest);
+        return true;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      }
+    }
+    return false;
+  }
+
+  /** Removes the blank images (agent shutdown is free to keep them; tests call this). */
+  async clear(): Promise<void> {
+    await rm(this.o.poolDir, { recursive: true, force: true });
+  }
+}
