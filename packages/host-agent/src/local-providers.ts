@@ -95,6 +95,8 @@ export interface LocalLayerOptions {
    * parents: each removes, at start, groups under its parent that it does not know.
    */
   cgroupParent?: string;
+  /** Each namespace capsule's disk in MiB (default WRENN_CAPSULE_DISK_MB, else 10240; 0 = no limit). */
+  diskMb?: number;
   /** Offer the QEMU runtime when qemu-system-x86_64 is installed (default true). */
   qemu?: boolean;
   /** Offer the Firecracker runtime, and make it the default, where KVM is usable and the binary found (default true). */
@@ -115,7 +117,13 @@ export async function createLocalLayers(dataDir: string, opts: LocalLayerOptions
     host: '0.0.0.0',
     lookup: (addr) => networkManager.metadataFor(addr),
   });
-  const ns = new NamespaceRuntime({ dataDir, templates: templateStore, ...(opts.cgroupParent ? { cgroupParent: opts.cgroupParent } : {}) });
+  const diskMb = opts.diskMb ?? (process.env.WRENN_CAPSULE_DISK_MB ? Number(process.env.WRENN_CAPSULE_DISK_MB) : undefined);
+  const ns = new NamespaceRuntime({
+    dataDir,
+    templates: templateStore,
+    ...(opts.cgroupParent ? { cgroupParent: opts.cgroupParent } : {}),
+    ...(diskMb !== undefined ? { diskMb } : {}),
+  });
   // Paid once here rather than by the first capsule: compiling the init helper, resolving node's libraries.
   await ns.prepare();
   await templateStore.cleanupLeftovers();
