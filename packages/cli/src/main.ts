@@ -27,6 +27,11 @@ program
   .addOption(new Option('--data-dir <dir>', 'state, images and capsules').default('/var/lib/wrenn').env('WRENN_DIR'))
   .addOption(new Option('--control-plane <url>', 'register with this control plane').env('WRENN_CONTROL_PLANE'))
   .addOption(new Option('--token <token>', 'one-time registration token').env('WRENN_AGENT_TOKEN'))
+  .addOption(
+    new Option('--advertise-url <url>', 'URL the control plane reaches this agent at (default: http://<listen>)').env(
+      'WRENN_AGENT_ADVERTISE_URL',
+    ),
+  )
   .addOption(new Option('--warm-pool <spec>', 'ready capsules kept per template, e.g. minimal=2').default('minimal=2').env('WRENN_WARM_POOL'))
   .action(async (opts: Record<string, string | undefined>) => {
     const { runAgentFromCli } = await import('@wrenn/host-agent/cli');
@@ -35,11 +40,17 @@ program
         if (!opts.controlPlane) return;
         const { registerWithControlPlane } = await import('@wrenn/control-plane/hosts/register-client');
         const { join } = await import('node:path');
+        const agentUrl = opts.advertiseUrl ?? agent.url;
+        if (/^http:\/\/(0\.0\.0\.0|\[::\])(:|$)/.test(agentUrl)) {
+          throw new Error(
+            `the agent listens on every address (${agent.url}); pass --advertise-url http://<this host's address>:${agent.port} so the control plane can reach it`,
+          );
+        }
         const reg = await registerWithControlPlane({
           controlPlaneUrl: opts.controlPlane,
-          agentUrl: agent.url,
+          agentUrl,
           hostId: agent.hostId,
-          runtimes: ['namespace'],
+          runtimes: agent.manager.runtimeNames(),
           stateFile: join(opts.dataDir ?? '/var/lib/wrenn', 'registration.json'),
           ...(opts.token ? { token: opts.token } : {}),
         });

@@ -126,6 +126,12 @@ export class SandboxManager {
     return c;
   }
 
+  /** The runtimes this host offers, the default first. */
+  runtimeNames(): RuntimeName[] {
+    const names = [...this.deps.runtimes.keys()];
+    return [this.deps.defaultRuntime, ...names.filter((n) => n !== this.deps.defaultRuntime)];
+  }
+
   /** Capsules of `template` ready in the warm pool. */
   warmPoolReady(template: string): number {
     return this.pool.readyCount(template);
