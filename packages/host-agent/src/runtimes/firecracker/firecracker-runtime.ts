@@ -1,10 +1,11 @@
 // The Firecracker runtime: each capsule is a microVM booted from the shared guest kernel (vmlinux
-// + initramfs) and a sparse/reflink copy of its template's rootfs.ext4, with eth0 on tap0 inside
+// + initramfs) and a copy-on-write disk over its template's rootfs.ext4 (vm/disks: a device-mapper
+// snapshot, or a reflink/sparse copy where the kernel has no device-mapper), with eth0 on tap0 inside
 // the capsule's network namespace. pause = Full snapshot the first time, Diff (dirty pages only)
 // after, each a new memory generation (snapshot/header.ts), then the VMM is killed and its memory
 // freed; resume = a fresh VMM loading the snapshot with its memory served lazily by the UFFD
 // handler (packages/native) from the generation chain. Needs /dev/kvm and a firecracker binary.
-import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import type { UffdHandler } from '@wrenn/native';
 import { createTap, guestIpParam, removeTap, TAP_IFNAME } from '../../network/tap.js';
@@ -12,6 +13,7 @@ import { writeManifest } from '../../rootfs/manifest.js';
 import type { ProgressFn } from '../../rootfs/recipe.js';
 import { TemplateStore } from '../../rootfs/template-store.js';
 import { HEADER_FILE } from '../../snapshot/header.js';
+import { type CowDiskKind, type CowDisks, createCowDisks, flattenDisk } from '../../vm/disks/index.js';
 import { buildVmImages, ROOTFS_IMAGE, type VmImages } from '../../vm/images/index.js';
 import type { CapsuleRuntime, CapsuleSpec, CapsuleStats, PauseResult, RuntimeHandle } from '../runtime.js';
 import { waitVmReady } from '../vm-process.js';
@@ -48,6 +50,8 @@ export interface FirecrackerRuntimeOptions {
   /** How long a boot or resume may take until envd answers (default 30 s). */
   readyTimeoutMs?: number;
   onProgress?: ProgressFn;
+  /** How capsule disks are made (default: device-mapper where the kernel has it, else reflink, else sparse copy). */
+  diskKind?: CowDiskKind;
 }
 
 /** What the runtime keeps in RuntimeHandle.state (JSON). */
@@ -75,6 +79,8 @@ export interface FirecrackerState {
    * restart its not-yet-loaded pages can never be served, so the capsule is not re-adopted.
    */
   memoryFromUffd?: boolean;
+  /** The capsule's root disk: a device-mapper snapshot device or a copy; <dir>/rootfs.ext4 links to it. */
+  disk?: { kind: CowDiskKind; path: string };
   /** The last memory snapshot, reported again when a saved capsule is paused. */
   lastSnapshot?: { kind: 'full' | 'diff'; bytes: number };
 }
@@ -110,6 +116,7 @@ export class FirecrackerRuntime implements CapsuleRuntime {
   private readonly store: TemplateStore;
   private readonly progress: ProgressFn;
   private versionOnce?: Promise<string>;
+  private disksOnce?: Promise<CowDisks>;
   /**
    * UFFD handlers serving restored VMs, by capsule id. A userfaultfd does not tell its handler
    * when the VMM exits, so each has a watcher that stops it once the VMM is gone.
@@ -134,6 +141,13 @@ export class FirecrackerRuntime implements CapsuleRuntime {
     this.versionOnce ??= binaryVersion(this.binary);
     this.versionOnce.catch(() => (this.versionOnce = undefined));
     return this.versionOnce;
+  }
+
+  /** The capsules' copy-on-write disks (what this host offers is detected once). */
+  disks(): Promise<CowDisks> {
+    this.disksOnce ??= createCowDisks({ dataDir: this.opts.dataDir, kind: this.opts.diskKind });
+    this.disksOnce.catch(() => (this.disksOnce = undefined));
+    return this.disksOnce;
   }
 
   /** Builds (once) the kernel and the template's root disk. */
@@ -189,7 +203,12 @@ export class FirecrackerRuntime implements CapsuleRuntime {
     };
     const handle: RuntimeHandle = { runtime: 'firecracker', id: spec.id, address: capsuleIp, state };
     try {
-      await sparseCopy(images.rootfs, join(dir, ROOTFS_IMAGE));
+      // The VMM opens <vmmDir>/rootfs.ext4 (a path its snapshots record): a link to the capsule's disk.
+      const disks = await this.disks();
+      await disks.release(spec.id); // what an earlier capsule of this id left
+      const disk = await disks.create(spec.id, images.rootfs);
+      state.disk = { kind: disk.kind, path: disk.path };
+      await symlink(disk.path, join(dir, ROOTFS_IMAGE));
       await createTap(state.netns, capsuleIp);
       await this.save(handle);
       if (frozen) {
@@ -326,6 +345,9 @@ export class FirecrackerRuntime implements CapsuleRuntime {
     s.pid = 0;
     await this.stopHandler(handle.id);
     if (s.netns && (await exists(join('/run/netns', s.netns)))) await removeTap(s.netns, s.capsuleIp).catch(() => {});
+    // The disk once the VMM is gone (a device still open cannot be removed). When that fails the
+    // capsule's directory stays, so a later destroy or cleanupStale tries again.
+    await (await this.disks()).release(handle.id);
     await rm(s.dir, { recursive: true, force: true });
     await rm(s.snapDir, { recursive: true, force: true });
   }
@@ -403,7 +425,7 @@ export class FirecrackerRuntime implements CapsuleRuntime {
     try {
       if (s.phase === 'saved') {
         await copyCollapsed(s.snapDir, tmp);
-        await sparseCopy(join(s.dir, ROOTFS_IMAGE), join(tmp, ROOTFS_IMAGE));
+        await flattenDisk(join(s.dir, ROOTFS_IMAGE), join(tmp, ROOTFS_IMAGE));
       } else {
         const fc = this.client(s);
         const next = await nextSnapshot(tmp, true);
@@ -415,7 +437,7 @@ export class FirecrackerRuntime implements CapsuleRuntime {
             type: 'Full',
           });
           // The vCPUs are paused: the disk copy matches the memory.
-          await sparseCopy(join(s.dir, ROOTFS_IMAGE), join(tmp, ROOTFS_IMAGE));
+          await flattenDisk(join(s.dir, ROOTFS_IMAGE), join(tmp, ROOTFS_IMAGE));
         } finally {
           if (s.phase === 'running') await fc.resume().catch(() => {});
         }
@@ -465,7 +487,7 @@ export class FirecrackerRuntime implements CapsuleRuntime {
       memoryBytes: 0,
       memoryLimitBytes: s.memoryMb * MiB,
       pids: 0, // processes inside the guest: ask envd; the host sees one VMM process
-      diskUsedBytes: disk ? disk.blocks * 512 : 0,
+      diskUsedBytes: (await (await this.disks()).usedBytes(handle.id)) || (disk ? disk.blocks * 512 : 0),
     };
     if (s.phase === 'saved' || !pidAlive(s.pid)) return out;
     const statLine = await readFile(`/proc/${s.pid}/stat`, 'utf8').catch(() => '');
@@ -498,6 +520,12 @@ export class FirecrackerRuntime implements CapsuleRuntime {
       if (!knownIds.has(id) && !(await exists(join(root, id))) && (await exists(join(snaps, id, VMSTATE_FILE))))
         await rm(join(snaps, id), { recursive: true, force: true });
     }
+    // Disks, snapshot devices and loop devices no capsule uses (a crash mid-create, a lost directory).
+    const report = await (await this.disks()).cleanupStale(knownIds);
+    if (report.errors.length)
+      throw new Error(
+        `stale VM disks could not all be removed (they stay for the next start): ${report.errors.join('; ')}`,
+      );
   }
 }
 
