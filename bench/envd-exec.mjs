@@ -2,9 +2,10 @@
 // Exec round trip through envd: Start(`true`) until its end event, over a keep-alive HTTP/1.1
 // and an h2c Connect transport, against spawning `true` directly in Node until 'exit'.
 // envd runs in this process (imported from the built dist) or, with --separate-process, in its own
-// Node process as in a capsule. Samples are interleaved so drift hits both sides alike.
-// Prints JSON. Needs the build: `npx tsc -b packages/envd`.
-// Usage: node bench/envd-exec.mjs [--iterations 300] [--warmup 50] [--binary] [--separate-process]
+// Node process as in a capsule: the envd bundle (start.cjs) with the capsule's node flags
+// (ENVD_NODE_FLAGS, or --node-flags "..."). Samples are interleaved so drift hits both sides alike.
+// Prints JSON. Needs the build: `npm run build` (--separate-process runs the bundle).
+// Usage: node bench/envd-exec.mjs [--iterations 300] [--warmup 50] [--binary] [--separate-process] [--node-flags "..."]
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
@@ -24,13 +25,9 @@ const separateProcess = args.includes('--separate-process');
 const TRUE = '/bin/true';
 
 const serverUrl = new URL('../packages/envd/dist/src/server.js', import.meta.url);
-const serverScript = `
-  const { startEnvd } = await import(${JSON.stringify(fileURLToPath(serverUrl))});
-  const s = await startEnvd({ port: 0, host: '127.0.0.1', portForwarding: false });
-  process.stdout.write(String(s.port) + '\\n');
-  process.stdin.on('end', () => s.close().then(() => process.exit(0)));
-  process.stdin.resume();
-`;
+const { ENVD_NODE_FLAGS, ENVD_START } = await import('../packages/envd/dist/src/bundle-layout.js');
+const flagsAt = args.indexOf('--node-flags');
+const nodeFlags = flagsAt >= 0 ? args[flagsAt + 1].split(/\s+/).filter(Boolean) : [...ENVD_NODE_FLAGS];
 
 async function startServer() {
   if (!separateProcess) {
@@ -38,15 +35,22 @@ async function startServer() {
     const s = await startEnvd({ port: 0, host: '127.0.0.1', portForwarding: false });
     return { port: s.port, stop: () => s.close() };
   }
-  const child = spawn(process.execPath, ['--input-type=module', '-e', serverScript], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const bundle = fileURLToPath(new URL(`../packages/envd/dist/bundle/${ENVD_START}`, import.meta.url));
+  // The environment a capsule gives envd (without WRENN_CAPSULE: no port forwarder on the host).
+  const child = spawn(process.execPath, [...nodeFlags, bundle, '--port', '0', '--host', '127.0.0.1'], {
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: '/root', LANG: 'C.UTF-8' },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
   let out = '';
-  for await (const chunk of child.stdout) {
+  for await (const chunk of child.stderr) {
     out += chunk;
-    if (out.includes('\n')) break;
+    const m = /"msg":"envd listening","port":(\d+)/.exec(out);
+    if (m) {
+      child.stderr.resume();
+      return { port: Number(m[1]), stop: () => child.kill('SIGTERM') };
+    }
   }
-  const port = Number(out.trim());
-  if (!port) throw new Error(`envd did not start: ${out}`);
-  return { port, stop: () => child.stdin.end() };
+  throw new Error(`envd did not start: ${out}`);
 }
 
 function directOnce() {
@@ -121,6 +125,7 @@ console.log(
       iterations,
       encoding: binary ? 'binary' : 'json',
       envd_process: separateProcess ? 'separate' : 'same as the client',
+      ...(separateProcess ? { node_flags: nodeFlags } : {}),
       envd_p50_ms: http1.p50,
       direct_p50_ms: direct.p50,
       overhead_p50_ms: round(http1.p50 - direct.p50),

@@ -3,7 +3,8 @@
 // default) through envd running in its own Node process (as in a capsule), against a plain local
 // copy of the same file in the same run (fs.copyFile and a stream copy). Median of --runs each.
 // Prints JSON. Needs the build: `npx tsc -b packages/envd`.
-// Usage: node bench/envd-files.mjs [--mb 100] [--runs 3]
+// envd runs with the capsule's node flags (ENVD_NODE_FLAGS) unless --node-flags "..." says otherwise.
+// Usage: node bench/envd-files.mjs [--mb 100] [--runs 3] [--node-flags "..."]
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -26,6 +27,9 @@ const bytes = MB * 1024 * 1024;
 const HWM = 1 << 20;
 
 const serverUrl = new URL('../packages/envd/dist/src/server.js', import.meta.url);
+const { ENVD_NODE_FLAGS } = await import('../packages/envd/dist/src/bundle-layout.js');
+const flagsAt = args.indexOf('--node-flags');
+const nodeFlags = flagsAt >= 0 ? args[flagsAt + 1].split(/\s+/).filter(Boolean) : [...ENVD_NODE_FLAGS];
 const serverScript = `
   const { startEnvd } = await import(${JSON.stringify(fileURLToPath(serverUrl))});
   const s = await startEnvd({ port: 0, host: '127.0.0.1', portForwarding: false });
@@ -37,7 +41,7 @@ const serverScript = `
 `;
 
 async function startServer() {
-  const child = spawn(process.execPath, ['--input-type=module', '-e', serverScript], {
+  const child = spawn(process.execPath, [...nodeFlags, '--input-type=module', '-e', serverScript], {
     stdio: ['pipe', 'pipe', 'inherit'],
   });
   const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
@@ -217,6 +221,7 @@ try {
     JSON.stringify(
       {
         bench: 'envd-files',
+        node_flags: nodeFlags,
         fileMB: MB,
         runs,
         loadAverage1m: r2(load1),

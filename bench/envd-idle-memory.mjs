@@ -4,7 +4,7 @@
 // lets it sit idle, then reads its RSS and PSS. Prints JSON. Needs the build (`npm run build`).
 // envd gets the environment a capsule gives it (PATH, HOME, LANG), not this shell's: e.g. a host's
 // NODE_EXTRA_CA_CERTS alone adds ~70 ms and a few MB to every node start.
-// Usage: node bench/envd-idle-memory.mjs [--idle-ms 3000] [--node-flags "..."] (default: ENVD_NODE_FLAGS)
+// Usage: node bench/envd-idle-memory.mjs [--idle-ms 3000] [--node-flags "..."] (default: ENVD_NODE_FLAGS) [--http1-only]
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
@@ -22,6 +22,9 @@ const opt = (name, dflt) => {
   return i >= 0 ? args[i + 1] : dflt;
 };
 const idleMs = Number(opt('idle-ms', '3000'));
+// The host agent and the sandbox proxy talk HTTP/1.1 to envd; h2c (node:http2, node:tls and
+// node:crypto, ~3 MB) is loaded only when a client uses it. --http1-only measures that case.
+const http1Only = args.includes('--http1-only');
 // By default: what capsules run — the envd bundle with the node flags the namespace runtime passes.
 const { ENVD_NODE_FLAGS, ENVD_START } = await import('../packages/envd/dist/src/bundle-layout.js');
 const nodeFlags = (opt('node-flags', process.env.WRENN_ENVD_NODE_FLAGS ?? ENVD_NODE_FLAGS.join(' ')) ?? '').split(/\s+/).filter(Boolean);
@@ -68,7 +71,7 @@ async function exercise(baseUrl) {
   await (await fetch(`${baseUrl}/metrics`)).text();
   for (const [httpVersion, useBinaryFormat] of [
     ['1.1', false],
-    ['2', true],
+    [http1Only ? '1.1' : '2', true],
   ]) {
     const transport = createConnectTransport({ baseUrl, httpVersion, useBinaryFormat });
     const proc = createClient(Process, transport);
@@ -113,6 +116,7 @@ try {
     file_mb: procMb(`/proc/${child.pid}/status`, 'RssFile'),
     startup_ms: startupMs,
     idle_ms: idleMs,
+    protocols: http1Only ? ['http/1.1'] : ['http/1.1', 'h2c'],
     node_flags: nodeFlags,
     node: process.version,
   };

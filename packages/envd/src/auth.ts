@@ -1,8 +1,8 @@
 // Access token and user selection, shared by the Connect services and the HTTP routes.
 // The e2b SDK names the user with `Authorization: Basic base64("<user>:")`; files and processes
 // run as that user. Once /init set a token, `X-Access-Token` must match on every request.
-import { timingSafeEqual } from 'node:crypto';
 import { Code, ConnectError, type Interceptor } from '@connectrpc/connect';
+import { nodeCrypto } from './node-crypto.js';
 import type { EnvdState } from './state.js';
 import { lookupUser, UnknownUserError, type UserInfo } from './users.js';
 
@@ -11,7 +11,7 @@ export function tokenMatches(state: EnvdState, given: string | null | undefined)
   if (!given) return false;
   const a = Buffer.from(state.accessToken);
   const b = Buffer.from(given);
-  return a.length === b.length && timingSafeEqual(a, b);
+  return a.length === b.length && nodeCrypto().timingSafeEqual(a, b);
 }
 
 /** Connect interceptor: rejects RPCs without the access token once one is set. */

@@ -2,7 +2,6 @@
 // WatchDir and the polling watcher). Paths resolve against the requesting user's home; what is
 // created belongs to that user.
 
-import { randomBytes } from 'node:crypto';
 import type { Stats } from 'node:fs';
 import { lstat, readdir, realpath, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
@@ -23,6 +22,7 @@ import { errnoCode, toConnectError } from './errors.js';
 import { refreshOwnerNames } from './owners.js';
 import { ensureDirs, PathError, resolvePath } from './paths.js';
 import { DirWatcher, onNetworkMount, type WatchEvent } from './watcher.js';
+import { nodeCrypto } from '../node-crypto.js';
 
 type FsEvent = MessageInitShape<typeof FilesystemEventSchema>;
 type WatchResponse = MessageInitShape<typeof WatchDirResponseSchema>;
@@ -277,7 +277,7 @@ export function filesystemService(state: EnvdState): Partial<ServiceImpl<typeof 
       const r = requester(state, ctx);
       const dir = r.resolve(req.path);
       await checkWatchable(dir, req.allowNetworkMounts);
-      const id = `w${randomBytes(8).toString('hex')}`;
+      const id = `w${nodeCrypto().randomBytes(8).toString('hex')}`;
       const entry: PollingWatcher = { events: [], watcher: undefined as unknown as DirWatcher };
       // Entry lookups are async: chain them so events keep their order.
       let chain = Promise.resolve();

@@ -1,6 +1,6 @@
 // Signed file URLs (e2b SDK's uploadUrl/downloadUrl): v1_ + unpadded base64 SHA-256 of
 // "<path>:<read|write>:<username>:<access token>[:<expiration unix seconds>]".
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { nodeCrypto } from '../node-crypto.js';
 
 export type FileOperation = 'read' | 'write';
 
@@ -15,13 +15,13 @@ export function fileSignature(
     expiration === undefined
       ? `${path}:${operation}:${username}:${token}`
       : `${path}:${operation}:${username}:${token}:${expiration}`;
-  return `v1_${createHash('sha256').update(raw).digest('base64').replace(/=+$/, '')}`;
+  return `v1_${nodeCrypto().createHash('sha256').update(raw).digest('base64').replace(/=+$/, '')}`;
 }
 
 function same(a: string, b: string): boolean {
   const x = Buffer.from(a);
   const y = Buffer.from(b);
-  return x.length === y.length && timingSafeEqual(x, y);
+  return x.length === y.length && nodeCrypto().timingSafeEqual(x, y);
 }
 
 /**
