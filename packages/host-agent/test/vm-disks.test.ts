@@ -16,6 +16,7 @@ import {
   attachLoop,
   BaseLoops,
   CHUNK_SECTORS,
+  classifyDmsetupError,
   copyArgs,
   cowBytes,
   createCowDisks,
@@ -123,6 +124,27 @@ test('dm snapshot table, CoW file size and the command sequence, as data', () =>
   assert.deepEqual(copyArgs('sparse-copy', '/a', '/b'), ['--sparse=always', '--', '/a', '/b']);
   assert.equal(parseDriverVersion('Library version:   1.02.185 (2022-05-18)\nDriver version:    4.48.0\n'), '4.48.0');
   assert.equal(parseDriverVersion('Library version:   1.02.185 (2022-05-18)\n'), undefined);
+});
+
+test("dmsetup's failures told apart from its own messages; a real one from this host", async (t) => {
+  assert.equal(
+    classifyDmsetupError(
+      '/dev/mapper/control: open failed: No such device\nFailure to communicate with kernel device-mapper driver.',
+    ),
+    'no-device-mapper',
+  );
+  assert.equal(
+    classifyDmsetupError('device-mapper: remove ioctl on wrenn-cl-a  failed: Device or resource busy\nCommand failed.'),
+    'busy',
+  );
+  assert.equal(classifyDmsetupError('Device wrenn-cl-a not found\nCommand failed.'), 'not-found');
+  assert.equal(classifyDmsetupError('device-mapper: reload ioctl on wrenn-cl-a failed: Invalid argument'), 'other');
+  // What dmsetup says here when asked to remove a device that cannot exist.
+  const r = await runTool('dmsetup', ['remove', '--noudevsync', 'wrenn-test-no-such-device']);
+  assert.notEqual(r.code, 0);
+  const dm = await detectDeviceMapper();
+  assert.equal(classifyDmsetupError(r.stderr), dm.usable ? 'not-found' : 'no-device-mapper', r.stderr);
+  t.diagnostic(`dmsetup remove of a missing device here: ${r.stderr.trim().split('\n')[0]}`);
 });
 
 test('device-mapper detection on this host', async (t) => {
@@ -239,6 +261,10 @@ test('base loop devices for real: two capsules share one read-only device, refco
   const w = await runTool('dd', ['if=/dev/zero', `of=${loopA}`, 'bs=4096', 'count=1', 'conv=notrunc', 'status=none']);
   assert.notEqual(w.code, 0, 'the base loop device refuses writes');
   // A restarted agent reads the refcount from disk.
+  // Capsules starting at the same time still share one device.
+  const together = await Promise.all(['cl-p1', 'cl-p2', 'cl-p3'].map((u) => a.acquire(base, u)));
+  assert.deepEqual(together, [loopA, loopA, loopA]);
+  for (const u of ['cl-p1', 'cl-p2', 'cl-p3']) await a.release(loopA, u);
   const b = new BaseLoops(stateFile);
   assert.deepEqual(
     (await b.entries()).map((e) => ({ image: e.image, loop: e.loop, users: e.users })),
@@ -399,4 +425,85 @@ test('stale cleanup at agent start: loop devices and disks of capsules no longer
     (await readdir(join(dir, 'disks'))).filter((n) => n.startsWith('cl-')),
     [],
   );
+});
+
+test('ensure before a resume: a device-mapper disk whose devices a reboot removed is rebuilt over its CoW file (here up to the missing device-mapper, the CoW file kept); copies are checked', {
+  skip,
+}, async (t) => {
+  const dm = await detectDeviceMapper();
+  const dir = await tempDir(t);
+  const base = join(dir, 'images/minimal/rootfs.ext4');
+  await mkdir(join(dir, 'images/minimal'), { recursive: true });
+  await makeBaseImage(base, 16);
+  const disks = await createCowDisks({ dataDir: dir, kind: 'sparse-copy' }); // records carry their own kind
+  const id = 'cl-reboot';
+  if (dm.usable) {
+    // A host with device-mapper: a real disk, written to, its devices removed as by a reboot.
+    const dmDisks = await createCowDisks({ dataDir: dir, kind: 'device-mapper' });
+    const made = await dmDisks.create(id, base);
+    const data = randomBytes(4096);
+    const w = await open(made.path, 'r+');
+    await w.write(data, 0, 4096, MiB);
+    await w.sync();
+    await w.close();
+    assert.equal((await runTool('dmsetup', ['remove', '--noudevsync', `wrenn-${id}`])).code, 0);
+    for (const dev of await loopsUnder(dir)) await detachLoop(dev);
+    const disk = await disks.ensure(id);
+    const r = await open(disk?.path ?? '', 'r');
+    const back = Buffer.alloc(4096);
+    await r.read(back, 0, 4096, MiB);
+    await r.close();
+    assert.deepEqual(back, data, 'rebuilt over the kept CoW file: the write is still there');
+    await disk?.release();
+    assert.deepEqual(await loopsUnder(dir), []);
+  } else {
+    // What a reboot leaves of a device-mapper disk: its record (with loop numbers that mean
+    // nothing any more) and its CoW file holding the capsule's writes.
+    const cow = join(dir, `disks/${id}/cow`);
+    await mkdir(join(dir, `disks/${id}`), { recursive: true });
+    const fh = await open(cow, 'w');
+    await fh.truncate(cowBytes(16 * MiB));
+    await fh.write(randomBytes(4096), 0, 4096, 0); // the capsule's data: must survive a failed rebuild
+    await fh.close();
+    const record = {
+      id,
+      kind: 'device-mapper',
+      base,
+      baseIno: (await stat(base)).ino,
+      path: `/dev/mapper/wrenn-${id}`,
+      file: cow,
+      baseLoop: '/dev/loop250',
+      cowLoop: '/dev/loop251',
+    };
+    await writeFile(join(dir, `disks/${id}/disk.json`), JSON.stringify(record));
+    const cowSha = await fileSha(cow);
+    t.diagnostic(
+      `the snapshot device was NOT rebuilt: this kernel has no device-mapper (${dm.reason}); the loop devices under it were attached for real and detached again`,
+    );
+    const err = await disks.ensure(id).then(
+      () => assert.fail('rebuilding a snapshot device cannot succeed without device-mapper'),
+      (e: Error) => e,
+    );
+    assert.match(err.message, /device-mapper is not available in this kernel/);
+    const m = /--table 0 (\d+) snapshot (\/dev\/loop\d+) (\/dev\/loop\d+) P 8/.exec(err.message);
+    assert.ok(m, `the failed command shows the table: ${err.message}`);
+    assert.ok(m[2] !== '/dev/loop250' && m[3] !== '/dev/loop251', 'fresh loop devices, not the stale numbers');
+    assert.equal(await fileSha(cow), cowSha, "the CoW file (the capsule's writes) is untouched");
+    assert.ok(existsSync(join(dir, `disks/${id}/disk.json`)), 'the record stays, for a later attempt or release');
+    assert.deepEqual(await loopsUnder(dir), [], 'no loop device left attached');
+    assert.deepEqual(await disks.bases.entries(), []);
+    // A base image rebuilt since: the capsule's chunks would land on a different image.
+    await makeBaseImage(`${base}.new`, 16);
+    await rename(`${base}.new`, base);
+    await assert.rejects(disks.ensure(id), /was rebuilt after capsule cl-reboot's disk was made/);
+  }
+  await disks.release(id);
+  assert.ok(!existsSync(join(dir, `disks/${id}`)));
+  // Copies: present -> returned as they are; missing -> a clear error.
+  const copy = await disks.create('cl-copy', base);
+  assert.equal((await disks.ensure('cl-copy'))?.path, copy.path);
+  await rm(copy.path);
+  await assert.rejects(disks.ensure('cl-copy'), /the disk of capsule cl-copy is gone/);
+  await copy.release();
+  assert.equal(await disks.ensure('cl-none'), undefined, 'no record: nothing to ensure');
 });

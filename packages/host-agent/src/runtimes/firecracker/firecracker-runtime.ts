@@ -404,6 +404,7 @@ export class FirecrackerRuntime implements CapsuleRuntime {
     }
     if (!(await exists(join(s.snapDir, HEADER_FILE))) || !(await exists(join(s.snapDir, VMSTATE_FILE))))
       throw new Error(`the memory snapshot of ${handle.id} in ${s.snapDir} is missing; the capsule cannot resume`);
+    await (await this.disks()).ensure(handle.id); // its snapshot device is rebuilt if a reboot removed it
     await createTap(s.netns, s.capsuleIp);
     await this.restore(handle, s.snapDir);
     await this.save(handle);

@@ -40,6 +40,8 @@ interface DiskRecord {
   base: string;
   path: string;
   file: string;
+  /** The base image's inode: the CoW file's chunks only mean something over that very image. */
+  baseIno?: number;
   baseLoop?: string;
   cowLoop?: string;
 }
@@ -113,7 +115,7 @@ export class CowDisks {
     try {
       const r =
         this.kind === 'device-mapper'
-          ? await this.createSnapshot(id, base, st.size)
+          ? await this.createSnapshot(id, base, st.size, st.ino)
           : await this.createCopy(id, base, this.kind);
       return this.disk(r);
     } catch (err) {
@@ -131,40 +133,77 @@ export class CowDisks {
   }
 
   /**
-   * base loop (shared) -> sparse CoW file -> its loop device -> `dmsetup create`. The record is
-   * updated after each step so a crash in between leaves something cleanupStale can take apart;
-   * a failure undoes the steps done, newest first.
+   * Sparse CoW file, then base loop (shared) -> CoW loop -> `dmsetup create`. The record is
+   * written first and after each step, so a crash in between leaves something cleanupStale can
+   * take apart; a failure undoes the steps done, newest first.
    */
-  private async createSnapshot(id: string, base: string, baseBytes: number): Promise<DiskRecord> {
+  private async createSnapshot(id: string, base: string, baseBytes: number, baseIno: number): Promise<DiskRecord> {
     const file = join(this.dir, id, 'cow');
     const size = cowBytes(baseBytes, this.opts.extraBytes ?? 0); // validates before anything is attached
-    const r: DiskRecord = { id, kind: 'device-mapper', base, path: '', file };
+    const r: DiskRecord = { id, kind: 'device-mapper', base, baseIno, path: '', file };
+    await this.writeRecord(r);
+    const fh = await open(file, 'wx');
+    try {
+      await fh.truncate(size); // sparse: a fresh, zeroed persistent exception store
+    } finally {
+      await fh.close();
+    }
+    try {
+      await this.assemble(r);
+    } catch (err) {
+      await rm(file, { force: true });
+      throw err;
+    }
+    return r;
+  }
+
+  /** Attaches the loop devices under an existing CoW file and creates the snapshot device over them. */
+  private async assemble(r: DiskRecord): Promise<void> {
     const undo: (() => Promise<void>)[] = [];
     try {
-      await this.writeRecord(r);
-      const baseLoop = await this.bases.acquire(base, id);
-      undo.push(() => this.bases.release(baseLoop, id));
+      const baseLoop = await this.bases.acquire(r.base, r.id);
+      undo.push(() => this.bases.release(baseLoop, r.id));
       r.baseLoop = baseLoop;
       await this.writeRecord(r);
-      const fh = await open(file, 'wx');
-      undo.push(() => rm(file, { force: true }));
-      try {
-        await fh.truncate(size); // sparse: a fresh, zeroed persistent exception store
-      } finally {
-        await fh.close();
+      // One left attached to this file (a crash after the attach) is used again.
+      let cowLoop = (await listLoops()).find((d) => d.backFile === r.file && !d.deleted && !d.readOnly)?.name;
+      if (!cowLoop) {
+        const attached = await attachLoop(r.file, false);
+        undo.push(() => detachLoop(attached));
+        cowLoop = attached;
       }
-      const cowLoop = await attachLoop(file, false);
-      undo.push(() => detachLoop(cowLoop));
       r.cowLoop = cowLoop;
       await this.writeRecord(r);
       const table = snapshotTable({ sectors: await sectorsOf(baseLoop), baseLoop, cowLoop });
-      r.path = await createSnapshotDevice({ id, table, tag: this.tag });
+      r.path = await createSnapshotDevice({ id: r.id, table, tag: this.tag });
       await this.writeRecord(r);
-      return r;
     } catch (err) {
       for (const u of undo.reverse()) await u().catch(() => {});
       throw err;
     }
+  }
+
+  /**
+   * Makes sure capsule `id`'s disk can be opened before its VM starts again (resume): a snapshot
+   * device gone with a host reboot is rebuilt over the same CoW file, whose persistent exception
+   * store still holds the capsule's writes. A failure leaves the CoW file and record untouched.
+   */
+  async ensure(id: string): Promise<CowDisk | undefined> {
+    const r = ID_RE.test(id ?? '') ? await this.readRecord(id) : undefined;
+    if (!r) return undefined;
+    if (!(await stat(r.file).catch(() => undefined)))
+      throw new Error(`the disk of capsule ${id} is gone (${r.file} is missing): the capsule cannot start again`);
+    if (r.kind !== 'device-mapper') return this.disk(r);
+    if (r.path && (await stat(r.path).catch(() => undefined))?.isBlockDevice()) return this.disk(r);
+    const st = await stat(r.base).catch(() => undefined);
+    if (!st)
+      throw new Error(`the base image ${r.base} of capsule ${id}'s disk is missing: the capsule cannot start again`);
+    if (r.baseIno !== undefined && st.ino !== r.baseIno)
+      throw new Error(
+        `the base image ${r.base} was rebuilt after capsule ${id}'s disk was made: its changes cannot be laid over the new image`,
+      );
+    await this.assemble(r);
+    return this.disk(r);
   }
 
   /** The disk of capsule `id` as recorded (also after an agent restart), or undefined. */

@@ -73,16 +73,27 @@ export function dmRemovalOrder(o: { id: string; cowLoop: string }): string[][] {
   return [dmRemoveCommand(o.id), ['losetup', '--detach', o.cowLoop]];
 }
 
-const GONE = /not found|No such device or address|does not exist/i;
-const BUSY = /busy/i;
+export type DmsetupFailure = 'no-device-mapper' | 'not-found' | 'busy' | 'other';
+
+/** What a failed dmsetup said, from its own messages (checked in that order). */
+export function classifyDmsetupError(text: string): DmsetupFailure {
+  if (/mapper\/control|kernel device-mapper driver|driver \(unknown version\)/i.test(text)) return 'no-device-mapper';
+  if (/busy/i.test(text)) return 'busy';
+  if (/not found|No such device or address|does not exist/i.test(text)) return 'not-found';
+  return 'other';
+}
 
 /** Runs the create commands; a failing one names the device and what dmsetup said. */
 export async function createSnapshotDevice(o: { id: string; table: string; tag: string }): Promise<string> {
+  let created = false;
   for (const [cmd, ...args] of dmCreateCommands(o)) {
     const r = await runTool(cmd as string, args);
-    if (r.code !== 0) {
+    if (r.code === 0) created = true;
+    else {
+      // A device made by an earlier step goes again: the caller then detaches the loop devices under it.
+      if (created) await removeSnapshotDevice(o.id, { attempts: 5 }).catch(() => {});
       const said = r.stderr.trim() || r.stdout.trim();
-      const noDm = /mapper\/control|kernel device-mapper driver|driver \(unknown version\)/i.test(said);
+      const noDm = classifyDmsetupError(said) === 'no-device-mapper';
       throw new Error(
         noDm
           ? `device-mapper is not available in this kernel, so the snapshot device ${dmName(o.id)} cannot be created (\`${cmd} ${args.join(' ')}\`: ${said.split('\n')[0]}); load dm-snapshot (modprobe dm-snapshot) or let the agent use reflink/sparse copies`
@@ -112,8 +123,9 @@ export async function removeSnapshotDevice(id: string, o: RemoveOptions = {}): P
     const r = await runTool(cmd as string, args);
     if (r.code === 0) return;
     said = r.stderr.trim() || r.stdout.trim();
-    if (GONE.test(said) || /mapper\/control/.test(said)) return; // gone, or no device-mapper at all: nothing to remove
-    if (!BUSY.test(said))
+    const why = classifyDmsetupError(said);
+    if (why === 'not-found' || why === 'no-device-mapper') return; // gone, or no device-mapper at all: nothing to remove
+    if (why !== 'busy')
       throw new Error(`removing ${dmPath(id)}: \`${cmd} ${args.join(' ')}\` failed (exit ${r.code}): ${said}`);
     await new Promise((r2) => setTimeout(r2, o.delayMs ?? 100));
   }

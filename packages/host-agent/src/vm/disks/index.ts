@@ -12,7 +12,9 @@ export {
 export { type DeviceMapperSupport, detectDeviceMapper, detectReflink, parseDriverVersion } from './detect.js';
 export {
   CHUNK_SECTORS,
+  classifyDmsetupError,
   cowBytes,
+  type DmsetupFailure,
   dmCreateCommands,
   dmName,
   dmPath,
