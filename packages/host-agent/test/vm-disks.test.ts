@@ -393,6 +393,11 @@ test('stale cleanup at agent start: loop devices and disks of capsules no longer
     JSON.stringify({ id: 'cl-gone', kind: 'device-mapper', base, path: '', file: cow, cowLoop }),
   );
   const orphan = await attachLoop(base, true); // attached, never registered (a crash in between)
+  // Not ours: a namespace capsule's disk image in the same data directory (mounted with -o loop).
+  const nsImage = join(dir, 'sandboxes/cl-ns/disk.img');
+  await mkdir(join(dir, 'sandboxes/cl-ns'), { recursive: true });
+  await writeFile(nsImage, Buffer.alloc(MiB));
+  const nsLoop = await attachLoop(nsImage, false);
   await disks.create('cl-copy', base); // a fallback disk of a capsule gone too
   const kept = await createCowDisks({ dataDir: dir, kind: 'sparse-copy' });
   await kept.create('cl-keep', base);
@@ -417,9 +422,14 @@ test('stale cleanup at agent start: loop devices and disks of capsules no longer
     ['cl-keep'],
   );
 
-  // Nobody known any more: everything goes.
+  // Nobody known any more: everything of ours goes.
   await disks.cleanupStale(new Set());
-  assert.deepEqual(await loopsUnder(dir), [], 'no loop device of ours left');
+  assert.deepEqual(
+    await loopsUnder(dir),
+    [nsLoop],
+    "no loop device of ours left; the namespace capsule's disk is not touched",
+  );
+  await detachLoop(nsLoop);
   assert.deepEqual(await disks.bases.entries(), []);
   assert.deepEqual(
     (await readdir(join(dir, 'disks'))).filter((n) => n.startsWith('cl-')),

@@ -272,11 +272,16 @@ export class CowDisks {
     const inUse = (loop: string) => [...records.values()].some((r) => r.cowLoop === loop || r.baseLoop === loop);
     report.loopDevices.push(...(await this.bases.reconcile((user) => knownIds.has(user) && records.has(user))));
     const baseLoops = new Set((await this.bases.entries()).map((e) => e.loop));
-    const dataDir = resolve(this.opts.dataDir);
+    const images = join(resolve(this.opts.dataDir), 'images');
+    const under = (dir: string, file: string) => {
+      const rel = relative(dir, file);
+      return !!file && rel !== '' && !rel.startsWith('..') && !rel.startsWith(sep);
+    };
     for (const d of await listLoops()) {
-      const rel = relative(dataDir, d.backFile);
-      if (!d.backFile || rel.startsWith('..') || rel.startsWith(sep) || inUse(d.name) || baseLoops.has(d.name))
-        continue;
+      // Ours: CoW files, and base images attached read-only. Other loop devices in the data
+      // directory (namespace capsules' mounted disk images) are not this module's business.
+      const ours = under(this.dir, d.backFile) || (d.readOnly && under(images, d.backFile));
+      if (!ours || inUse(d.name) || baseLoops.has(d.name)) continue;
       // Ours and unused: a CoW file of a capsule gone, or a base image no registry entry names.
       if (await attempt(`loop device ${d.name} (${d.backFile})`, () => detachLoop(d.name)))
         report.loopDevices.push(d.name);
