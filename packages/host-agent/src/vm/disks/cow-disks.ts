@@ -92,7 +92,14 @@ export class CowDisks {
 
   private async readRecord(id: string): Promise<DiskRecord | undefined> {
     const text = await readFile(this.recordPath(id), 'utf8').catch(() => '');
-    return text ? (JSON.parse(text) as DiskRecord) : undefined;
+    if (!text) return undefined;
+    try {
+      return JSON.parse(text) as DiskRecord;
+    } catch (err) {
+      throw new Error(
+        `the disk record ${this.recordPath(id)} is unreadable (${(err as Error).message}): fix or delete it`,
+      );
+    }
   }
 
   private writeRecord(r: DiskRecord): Promise<void> {
