@@ -21,12 +21,16 @@ function header(req: http.IncomingMessage, name: string): string | undefined {
 }
 
 export function resolveRoute(req: http.IncomingMessage, domain: string): ProxyRoute | undefined {
-  const url = req.url ?? '/';
-  const id = header(req, 'e2b-sandbox-id');
-  const port = header(req, 'e2b-sandbox-port');
+  return routeOf(req.url ?? '/', (name) => header(req, name), domain);
+}
+
+/** The route for a request target and its header fields (get takes a lowercase name). */
+export function routeOf(url: string, get: (name: string) => string | undefined, domain: string): ProxyRoute | undefined {
+  const id = get('e2b-sandbox-id');
+  const port = get('e2b-sandbox-port');
   if (id && port) return { kind: 'header', capsuleId: id, port: Number(port), path: url };
 
-  const host = (header(req, 'host') ?? '').replace(/:\d+$/, '').toLowerCase();
+  const host = (get('host') ?? '').replace(/:\d+$/, '').toLowerCase();
   const hm = HOST_RE.exec(host);
   if (hm && host.endsWith(`.${domain}`) && host.slice(hm[0].length - 1) === `.${domain}`) {
     return { kind: 'host', capsuleId: hm[2] ?? '', port: Number(hm[1]), path: url };

@@ -1,14 +1,27 @@
 // The sandbox proxy: carries browser and SDK traffic to port P of a capsule. It routes by, in
 // order, the headers E2b-Sandbox-Id + E2b-Sandbox-Port, the host name P-<id>.<domain>, and the path
-// prefix /proxy/<id>/<P>/. It has its own HTTP/1.1 keep-alive pool, never the agents' RPC pool.
+// prefix /proxy/<id>/<P>/. It has its own transport, never the agents' RPC pool.
+//
+// Once attached to the HTTP server it sees every connection first: a connection whose first request
+// is for a capsule is carried by the piped path (pipe.ts: raw bytes, request heads still routed one
+// by one); any other goes to the API server untouched. Connections the API server already owns
+// (and any before attach) still reach capsules through handle()/handleUpgrade() (forward.ts).
 import type http from 'node:http';
+import type net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { createProxyAgent, forwardHttp, forwardUpgrade, type ProxyTarget } from '@wrenn/host-agent/proxy/forward';
 import type { ControlPlaneContext } from '../context.js';
 import { resolveRoute, type ProxyRoute } from './route.js';
+import { MAX_HEAD_BYTES, headEnd } from './http-scan.js';
+import { HEADERS_TIMEOUT_MS, PipedConnection, pipeRouteOf } from './pipe.js';
 import { ProxyTargets } from './targets.js';
 
 export interface SandboxProxy {
+  /**
+   * Puts the piped path in front of the server's connections (call once, before listen). Without
+   * it the first proxied request attaches it, so later connections take the piped path.
+   */
+  attach(server: http.Server): void;
   /** Handles the request when it is for a capsule; false lets the API have it. */
   handle(req: http.IncomingMessage, res: http.ServerResponse): boolean;
   handleUpgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): boolean;
@@ -29,15 +42,76 @@ export function createSandboxProxy(ctx: ControlPlaneContext): SandboxProxy {
   // Open proxied exchanges per capsule: when the capsule goes, its connections go too (a vanished
   // namespace never sends a FIN, so they would otherwise hang until TCP keepalive gives up).
   const open = new Map<string, Set<{ destroy(): void }>>();
-  const track = (id: string, conn: { destroy(): void; once(ev: 'close', fn: () => void): unknown }) => {
+  const track = (id: string, conn: { destroy(): void; once(ev: 'close', fn: () => void): unknown; removeListener(ev: 'close', fn: () => void): unknown }) => {
     let set = open.get(id);
     if (!set) open.set(id, (set = new Set()));
     set.add(conn);
-    conn.once('close', () => {
+    const untrack = () => {
+      conn.removeListener('close', untrack);
       set.delete(conn);
       if (set.size === 0 && open.get(id) === set) open.delete(id);
-    });
+    };
+    conn.once('close', untrack);
+    return untrack;
   };
+
+  // Connections the piped path owns (and ones still being read), so close() can end them: the API
+  // server does not know them.
+  const owned = new Set<net.Socket>();
+  let attached: http.Server | undefined;
+  let closed = false;
+  function attach(server: http.Server): void {
+    if (attached) return;
+    attached = server;
+    // The server's own 'connection' listeners (its HTTP parser) run only for what is not piped.
+    const apiListeners = server.listeners('connection') as Array<(socket: net.Socket) => void>;
+    server.removeAllListeners('connection');
+    const toApi = (socket: net.Socket, buffered: Buffer) => {
+      owned.delete(socket);
+      socket.pause();
+      if (buffered.length > 0) socket.unshift(buffered);
+      for (const l of apiListeners) l.call(server, socket);
+      socket.resume();
+    };
+    const deps = {
+      domain: ctx.config.domain,
+      resolve: (route: ProxyRoute) => targets.peek(route.capsuleId, route.port) ?? targets.lookup(route.capsuleId, route.port),
+      track: (id: string, socket: net.Socket) => track(id, socket),
+      toApi,
+      attempts: 3,
+      backoffMs: 100,
+    };
+    server.on('connection', (socket: net.Socket) => {
+      if (closed) return toApi(socket, Buffer.alloc(0));
+      owned.add(socket);
+      // Read the first request head, then decide who carries the connection.
+      let buffered: Buffer = Buffer.alloc(0);
+      const timer = setTimeout(() => socket.destroy(), HEADERS_TIMEOUT_MS);
+      const stop = () => {
+        clearTimeout(timer);
+        socket.removeListener('data', onData);
+        socket.removeListener('error', onError);
+        socket.removeListener('close', onGone);
+      };
+      const onError = () => socket.destroy();
+      const onGone = () => {
+        stop();
+        owned.delete(socket);
+      };
+      const onData = (chunk: Buffer) => {
+        buffered = buffered.length ? Buffer.concat([buffered, chunk]) : chunk;
+        if (headEnd(buffered) < 0 && buffered.length <= MAX_HEAD_BYTES) return;
+        stop();
+        const route = closed ? undefined : pipeRouteOf(buffered, ctx.config.domain);
+        // Anything not clearly for a capsule (API calls, malformed heads) is the API server's.
+        if (!route) return toApi(socket, buffered);
+        new PipedConnection(socket, buffered, deps, () => owned.delete(socket));
+      };
+      socket.on('data', onData);
+      socket.on('error', onError);
+      socket.on('close', onGone);
+    });
+  }
 
   async function target(route: ProxyRoute): Promise<{ target: ProxyTarget; locationPrefix?: string } | { status: number; code: string; message: string }> {
     const found = await targets.lookup(route.capsuleId, route.port);
@@ -47,10 +121,18 @@ export function createSandboxProxy(ctx: ControlPlaneContext): SandboxProxy {
     return { target: { host: found.host, port: found.port, path: found.pathPrefix + route.path }, locationPrefix };
   }
 
+  const attachVia = (socket: Duplex) => {
+    // Until server.ts calls attach(): the accepting server is on the socket (net sets socket.server).
+    const server = (socket as { server?: unknown }).server;
+    if (!attached && !closed && server && typeof (server as http.Server).listeners === 'function') attach(server as http.Server);
+  };
+
   return {
+    attach,
     handle(req, res) {
       const route = resolveRoute(req, ctx.config.domain);
       if (!route) return false;
+      attachVia(req.socket);
       target(route).then(
         (t) => {
           if ('status' in t) return sendError(res, t.status, t.code, t.message);
@@ -64,6 +146,7 @@ export function createSandboxProxy(ctx: ControlPlaneContext): SandboxProxy {
     handleUpgrade(req, socket, head) {
       const route = resolveRoute(req, ctx.config.domain);
       if (!route) return false;
+      attachVia(socket);
       target(route).then(
         (t) => {
           if ('status' in t) {
@@ -92,6 +175,11 @@ export function createSandboxProxy(ctx: ControlPlaneContext): SandboxProxy {
         })
         .catch(() => undefined);
     },
-    close: () => agent.destroy(),
+    close: () => {
+      closed = true;
+      agent.destroy();
+      for (const s of owned) s.destroy();
+      owned.clear();
+    },
   };
 }

@@ -10,7 +10,7 @@ export interface ResolvedTarget {
   pathPrefix: string;
 }
 
-type Failure = { status: number; code: string; message: string };
+export type Failure = { status: number; code: string; message: string };
 
 interface Entry {
   state: string;
@@ -30,10 +30,18 @@ export class ProxyTargets {
     this.cache.delete(capsuleId);
   }
 
+  /** The answer from the cache alone, when it is fresh (the piped path stays synchronous then). */
+  peek(capsuleId: string, port: number): ResolvedTarget | Failure | undefined {
+    const bad = badPort(port);
+    if (bad) return bad;
+    const e = this.cache.get(capsuleId);
+    if (!e || Date.now() - e.at > TTL_MS) return undefined;
+    return answer(capsuleId, port, e);
+  }
+
   async lookup(capsuleId: string, port: number): Promise<ResolvedTarget | Failure> {
-    if (!Number.isInteger(port) || port < 1 || port > 65535) {
-      return { status: 400, code: 'invalid_argument', message: `port ${port} is out of range (1-65535)` };
-    }
+    const bad = badPort(port);
+    if (bad) return bad;
     let e = this.cache.get(capsuleId);
     if (!e || Date.now() - e.at > TTL_MS) {
       const row = await this.ctx.database.db
@@ -54,14 +62,25 @@ export class ProxyTargets {
       }
       this.cache.set(capsuleId, e);
     }
-    if (e.state === 'paused' || e.state === 'hibernated') {
-      return { status: 409, code: 'capsule_paused', message: `capsule ${capsuleId} is ${e.state}; resume it to reach port ${port}` };
-    }
-    if (e.state !== 'running') {
-      return { status: 409, code: 'capsule_not_running', message: `capsule ${capsuleId} is ${e.state}` };
-    }
-    if (e.capsuleAddress) return { host: e.capsuleAddress, port, pathPrefix: '' };
-    const u = new URL(e.agentUrl);
-    return { host: u.hostname.replace(/^\[|\]$/g, ''), port: Number(u.port || 80), pathPrefix: `/proxy/${capsuleId}/${port}` };
+    return answer(capsuleId, port, e);
   }
+}
+
+function badPort(port: number): Failure | undefined {
+  if (!Number.isInteger(port) || port < 1 || port > 65535) {
+    return { status: 400, code: 'invalid_argument', message: `port ${port} is out of range (1-65535)` };
+  }
+  return undefined;
+}
+
+function answer(capsuleId: string, port: number, e: Entry): ResolvedTarget | Failure {
+  if (e.state === 'paused' || e.state === 'hibernated') {
+    return { status: 409, code: 'capsule_paused', message: `capsule ${capsuleId} is ${e.state}; resume it to reach port ${port}` };
+  }
+  if (e.state !== 'running') {
+    return { status: 409, code: 'capsule_not_running', message: `capsule ${capsuleId} is ${e.state}` };
+  }
+  if (e.capsuleAddress) return { host: e.capsuleAddress, port, pathPrefix: '' };
+  const u = new URL(e.agentUrl);
+  return { host: u.hostname.replace(/^\[|\]$/g, ''), port: Number(u.port || 80), pathPrefix: `/proxy/${capsuleId}/${port}` };
 }

@@ -1,0 +1,480 @@
+// The piped proxy path: one client connection carried over one upstream TCP connection to a capsule
+// port, bytes forwarded as they arrive. Node's HTTP machinery (request/response objects, re-encoded
+// headers and bodies) is what limited proxied throughput, so here only message heads are looked at:
+// every request head is routed again (a keep-alive connection may ask for another capsule, port or
+// the API next), rewritten (path prefix, X-Forwarded-*), and its body length followed so the next
+// head is found; response heads are read to know when each response ends and to rewrite redirects
+// for path routing. A request for another capsule or port waits until every earlier response went
+// back (HTTP/1.1 answers in order), then gets its own upstream connection; a request for the API
+// hands the connection to the API server. WebSocket upgrades become a plain two-way tunnel after 101.
+import http from 'node:http';
+import net from 'node:net';
+import { rewriteLocation } from '@wrenn/host-agent/proxy/forward';
+import { ChunkedScanner, MAX_HEAD_BYTES, field, hasToken, headEnd, parseHead, requestBody, responseBody, type Head } from './http-scan.js';
+import { routeOf, type ProxyRoute } from './route.js';
+import type { Failure, ResolvedTarget } from './targets.js';
+
+export const HEADERS_TIMEOUT_MS = 10_000;
+export const IDLE_TIMEOUT_MS = 620_000;
+
+export interface PipeDeps {
+  domain: string;
+  /** Synchronous when the capsule's target is cached, so the common case costs no promise. */
+  resolve(route: ProxyRoute): ResolvedTarget | Failure | Promise<ResolvedTarget | Failure>;
+  /** Registers the connection under a capsule (destroyed with it); returns the undo. */
+  track(capsuleId: string, socket: net.Socket): () => void;
+  /** Gives the connection to the API server, with the bytes already read from it. */
+  toApi(socket: net.Socket, buffered: Buffer): void;
+  /** Dial attempts while a server is still starting (linear backoff). */
+  attempts: number;
+  backoffMs: number;
+}
+
+interface InFlight {
+  method: string;
+  upgrade: boolean;
+  /** Path routing: redirects are rewritten to stay under this prefix. */
+  locationPrefix?: string;
+  host: string;
+  port: number;
+}
+
+const EMPTY: Buffer = Buffer.alloc(0);
+const RETRYABLE = new Set(['ECONNREFUSED', 'ECONNRESET', 'EHOSTUNREACH']);
+const DROPPED_REQUEST_FIELDS = new Set(['proxy-authorization', 'proxy-connection', 'x-forwarded-for', 'x-forwarded-host']);
+
+type ReqState = 'head' | 'length' | 'chunked' | 'await-upgrade' | 'tunnel';
+type ResState = 'head' | 'length' | 'chunked' | 'close' | 'tunnel';
+
+/** Routes the connection's first request head: a pipe when it is for a capsule, else undefined. */
+export function pipeRouteOf(buffered: Buffer, domain: string): ProxyRoute | undefined {
+  const end = headEnd(buffered);
+  if (end < 0) return undefined;
+  const head = parseHead(buffered, end, 'request');
+  if (typeof head === 'string') return undefined;
+  return routeOf(head.start[1], (n) => field(head, n), domain);
+}
+
+export class PipedConnection {
+  private pending: Buffer;
+  private req: ReqState = 'head';
+  private reqLeft = 0;
+  private reqChunks = new ChunkedScanner();
+  /** Set while a head waits for a lookup, a dial or earlier responses. */
+  private blocked = false;
+  private res: ResState = 'head';
+  private resLeft = 0;
+  private resChunks = new ChunkedScanner();
+  private upPending = EMPTY;
+  private upstream: net.Socket | undefined;
+  private upKey = '';
+  private untrack: (() => void) | undefined;
+  private readonly inFlight: InFlight[] = [];
+  private onIdle: (() => void) | undefined;
+  private endAfterResponse = false;
+  private clientEnded = false;
+  private closed = false;
+  private headerTimer: NodeJS.Timeout | undefined;
+  private clientBackpressure = false;
+  private upBackpressure = false;
+  private readonly remote: string;
+
+  constructor(
+    private readonly client: net.Socket,
+    buffered: Buffer,
+    private readonly deps: PipeDeps,
+    private readonly onClose: () => void,
+  ) {
+    this.pending = buffered;
+    this.remote = client.remoteAddress ?? '';
+    client.setNoDelay(true);
+    client.setTimeout(IDLE_TIMEOUT_MS, () => this.destroy());
+    client.on('data', this.onClientData);
+    client.on('end', this.onClientEnd);
+    client.on('error', () => this.destroy());
+    client.on('close', () => this.destroy());
+    client.on('drain', this.onClientDrain);
+    this.pump();
+  }
+
+  destroy(): void {
+    if (this.closed) return;
+    this.closed = true;
+    clearTimeout(this.headerTimer);
+    this.untrack?.();
+    this.upstream?.destroy();
+    this.client.destroy();
+    this.onClose();
+  }
+
+  // ---- client -> upstream ----
+
+  private readonly onClientData = (chunk: Buffer): void => {
+    this.pending = this.pending.length ? Buffer.concat([this.pending, chunk]) : chunk;
+    this.pump();
+  };
+
+  private readonly onClientEnd = (): void => {
+    this.clientEnded = true;
+    if (this.req === 'tunnel') this.upstream?.end();
+    else if (this.idle()) this.destroy();
+  };
+
+  private pump(): void {
+    while (!this.closed && !this.blocked && this.pending.length > 0) {
+      switch (this.req) {
+        case 'head':
+          if (!this.takeHead()) return;
+          break;
+        case 'length': {
+          const n = Math.min(this.reqLeft, this.pending.length);
+          this.toUpstream(this.pending.subarray(0, n));
+          this.pending = this.pending.subarray(n);
+          this.reqLeft -= n;
+          if (this.reqLeft === 0) this.req = 'head';
+          break;
+        }
+        case 'chunked': {
+          const n = this.reqChunks.scan(this.pending);
+          if (n < 0) return this.refuse(400, 'bad_request', 'malformed chunked request body');
+          this.toUpstream(this.pending.subarray(0, n));
+          this.pending = this.pending.subarray(n);
+          if (this.reqChunks.done) this.req = 'head';
+          break;
+        }
+        case 'tunnel':
+          this.toUpstream(this.pending);
+          this.pending = EMPTY;
+          break;
+        case 'await-upgrade':
+          return;
+      }
+    }
+  }
+
+  /** Handles the head at the start of pending; false when the loop must stop for now. */
+  private takeHead(): boolean {
+    const end = headEnd(this.pending);
+    if (end < 0) {
+      if (this.pending.length > MAX_HEAD_BYTES) this.refuse(431, 'headers_too_large', `request head over ${MAX_HEAD_BYTES} bytes`);
+      else this.headerTimer ??= setTimeout(() => this.refuse(408, 'request_timeout', `request head not received within ${HEADERS_TIMEOUT_MS / 1000} s`), HEADERS_TIMEOUT_MS);
+      return false;
+    }
+    clearTimeout(this.headerTimer);
+    this.headerTimer = undefined;
+    const head = parseHead(this.pending, end, 'request');
+    if (typeof head === 'string') return this.refuse(400, 'bad_request', head), false;
+    const route = routeOf(head.start[1], (n) => field(head, n), this.deps.domain);
+    if (!route) {
+      // For the API: once nothing is in flight, the API server takes the connection over.
+      this.block();
+      this.whenIdle(() => this.handToApi());
+      return false;
+    }
+    const body = requestBody(head);
+    if (typeof body === 'string') return this.refuse(400, 'bad_request', body), false;
+    const found = this.deps.resolve(route);
+    if (found instanceof Promise) {
+      this.block();
+      found.then(
+        (t) => this.closed || this.routeTo(head, end, route, body, t, true),
+        (err: unknown) => this.closed || this.refuse(502, 'bad_gateway', `proxy failed: ${err instanceof Error ? err.message : String(err)}`),
+      );
+      return false;
+    }
+    return this.routeTo(head, end, route, body, found, false);
+  }
+
+  private routeTo(head: Head, end: number, route: ProxyRoute, body: Exclude<ReturnType<typeof requestBody>, string>, t: ResolvedTarget | Failure, resumed: boolean): boolean {
+    if ('status' in t) {
+      this.block();
+      this.whenIdle(() => this.refuse(t.status, t.code, t.message));
+      return false;
+    }
+    const key = `${route.capsuleId} ${t.host} ${t.port}`;
+    const go = () => {
+      this.send(head, end, route, body, t);
+      this.unblock();
+    };
+    if (this.upstream && this.upKey === key) {
+      this.send(head, end, route, body, t);
+      if (resumed) this.unblock();
+      return true;
+    }
+    // Another capsule or port: a new upstream, once every earlier response has gone back.
+    this.block();
+    this.whenIdle(() => this.dial(t, key, route.capsuleId, 0, go));
+    return false;
+  }
+
+  private send(head: Head, end: number, route: ProxyRoute, body: Exclude<ReturnType<typeof requestBody>, string>, t: ResolvedTarget): void {
+    const method = head.start[0];
+    let out = `${method} ${t.pathPrefix}${route.path} ${head.start[2]}\r\n`;
+    let xff = '';
+    for (let i = 0; i < head.lines.length; i++) {
+      const name = head.names[i] ?? '';
+      if (DROPPED_REQUEST_FIELDS.has(name)) {
+        if (name === 'x-forwarded-for') xff = xff ? `${xff}, ${head.values[i]}` : (head.values[i] ?? '');
+        continue;
+      }
+      out += `${head.lines[i]}\r\n`;
+    }
+    if (this.remote) out += `x-forwarded-for: ${xff ? `${xff}, ${this.remote}` : this.remote}\r\n`;
+    const host = field(head, 'host');
+    if (host) out += `x-forwarded-host: ${host}\r\n`;
+    this.toUpstream(Buffer.from(`${out}\r\n`, 'latin1'));
+    this.pending = this.pending.subarray(end);
+    const upgrade = field(head, 'upgrade') !== undefined && hasToken(head, 'connection', 'upgrade');
+    this.inFlight.push({ method, upgrade, locationPrefix: route.kind === 'path' ? route.prefix : undefined, host: t.host, port: t.port });
+    if (upgrade) {
+      // Nothing more is read from the client until the server accepted or refused the upgrade.
+      this.req = 'await-upgrade';
+    } else if (body.kind === 'length') {
+      this.req = 'length';
+      this.reqLeft = body.n;
+    } else if (body.kind === 'chunked') {
+      this.req = 'chunked';
+      this.reqChunks = new ChunkedScanner();
+    }
+  }
+
+  private block(): void {
+    this.blocked = true;
+    this.flowClient();
+  }
+
+  private unblock(): void {
+    this.blocked = false;
+    this.flowClient();
+    this.pump();
+  }
+
+  private flowClient(): void {
+    if (this.closed) return;
+    if (this.blocked || this.upBackpressure || this.req === 'await-upgrade') this.client.pause();
+    else this.client.resume();
+  }
+
+  private toUpstream(buf: Buffer): void {
+    const up = this.upstream;
+    if (!up || buf.length === 0) return;
+    if (!up.write(buf) && !this.upBackpressure) {
+      this.upBackpressure = true;
+      this.flowClient();
+      up.once('drain', () => {
+        this.upBackpressure = false;
+        this.flowClient();
+      });
+    }
+  }
+
+  private idle(): boolean {
+    return this.inFlight.length === 0 && this.res === 'head' && this.upPending.length === 0;
+  }
+
+  private whenIdle(fn: () => void): void {
+    if (this.idle()) fn();
+    else this.onIdle = fn;
+  }
+
+  private handToApi(): void {
+    if (this.closed) return;
+    this.closed = true;
+    clearTimeout(this.headerTimer);
+    this.untrack?.();
+    this.upstream?.destroy();
+    const c = this.client;
+    c.removeListener('data', this.onClientData);
+    c.removeListener('end', this.onClientEnd);
+    c.removeListener('drain', this.onClientDrain);
+    c.removeAllListeners('error');
+    c.removeAllListeners('close');
+    c.setTimeout(0);
+    this.onClose();
+    this.deps.toApi(c, this.pending);
+  }
+
+  /** Answers with an error and closes (the connection's framing cannot be trusted after it). */
+  private refuse(status: number, code: string, message: string): void {
+    if (this.closed) return;
+    if (!this.idle()) return this.destroy();
+    const body = JSON.stringify({ error: { code, message } });
+    this.client.end(
+      `HTTP/1.1 ${status} ${http.STATUS_CODES[status] ?? 'Error'}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+    );
+    this.closed = true;
+    clearTimeout(this.headerTimer);
+    this.untrack?.();
+    this.upstream?.destroy();
+    this.onClose();
+  }
+
+  // ---- upstream ----
+
+  private dial(t: ResolvedTarget, key: string, capsuleId: string, n: number, then: () => void): void {
+    if (this.closed) return;
+    this.upstream?.destroy();
+    this.upstream = undefined;
+    const up = net.connect({ host: t.host, port: t.port });
+    let connected = false;
+    up.once('connect', () => {
+      connected = true;
+      if (this.closed) return void up.destroy();
+      up.setNoDelay(true);
+      this.upstream = up;
+      this.upKey = key;
+      this.upPending = EMPTY;
+      this.res = 'head';
+      this.untrack?.();
+      this.untrack = this.deps.track(capsuleId, this.client);
+      up.on('data', (chunk: Buffer) => this.onUpstreamData(up, chunk));
+      up.on('end', () => this.onUpstreamGone(up));
+      up.on('close', () => this.onUpstreamGone(up));
+      then();
+    });
+    up.on('error', (err: NodeJS.ErrnoException) => {
+      if (connected) return this.onUpstreamGone(up);
+      if (n + 1 < this.deps.attempts && RETRYABLE.has(err.code ?? '')) {
+        setTimeout(() => this.dial(t, key, capsuleId, n + 1, then), this.deps.backoffMs * (n + 1));
+        return;
+      }
+      this.refuse(502, 'bad_gateway', `nothing answered on port ${t.port} in the capsule (${err.code ?? err.message}); is the server running and listening?`);
+    });
+  }
+
+  private onUpstreamGone(up: net.Socket): void {
+    if (up !== this.upstream || this.closed) return;
+    this.upstream = undefined;
+    this.upKey = '';
+    up.destroy();
+    if (this.res === 'close' || this.res === 'tunnel') {
+      // The body ran to the connection's end: so does the client's.
+      this.closed = true;
+      this.client.end();
+      this.untrack?.();
+      this.onClose();
+    } else if (!this.idle()) {
+      // Cut off mid-response: the client must see the connection fail, not a short answer.
+      this.destroy();
+    } else if (this.clientEnded) this.destroy();
+    // Else the server closed an idle keep-alive connection: the next request dials again.
+  }
+
+  private readonly onClientDrain = (): void => {
+    this.clientBackpressure = false;
+    this.upstream?.resume();
+  };
+
+  private toClient(buf: Buffer): void {
+    if (buf.length === 0) return;
+    if (!this.client.write(buf) && !this.clientBackpressure) {
+      this.clientBackpressure = true;
+      this.upstream?.pause();
+    }
+  }
+
+  private onUpstreamData(up: net.Socket, chunk: Buffer): void {
+    if (up !== this.upstream || this.closed) return;
+    this.upPending = this.upPending.length ? Buffer.concat([this.upPending, chunk]) : chunk;
+    while (this.upPending.length > 0 && !this.closed) {
+      switch (this.res) {
+        case 'head':
+          if (!this.takeResponseHead()) return;
+          break;
+        case 'length': {
+          const n = Math.min(this.resLeft, this.upPending.length);
+          this.toClient(this.upPending.subarray(0, n));
+          this.upPending = this.upPending.subarray(n);
+          this.resLeft -= n;
+          if (this.resLeft === 0) this.responseDone();
+          break;
+        }
+        case 'chunked': {
+          const n = this.resChunks.scan(this.upPending);
+          if (n < 0) return this.destroy();
+          this.toClient(this.upPending.subarray(0, n));
+          this.upPending = this.upPending.subarray(n);
+          if (this.resChunks.done) this.responseDone();
+          break;
+        }
+        case 'close':
+        case 'tunnel':
+          this.toClient(this.upPending);
+          this.upPending = EMPTY;
+          break;
+      }
+    }
+  }
+
+  private takeResponseHead(): boolean {
+    const end = headEnd(this.upPending);
+    if (end < 0) {
+      if (this.upPending.length > MAX_HEAD_BYTES) this.destroy();
+      return false;
+    }
+    const front = this.inFlight[0];
+    const head = parseHead(this.upPending, end, 'response');
+    if (!front || typeof head === 'string') return this.destroy(), false;
+    const status = Number(head.start[1]);
+    if (front.upgrade && status === 101) {
+      this.toClient(this.upPending);
+      this.upPending = EMPTY;
+      this.inFlight.shift();
+      this.res = 'tunnel';
+      this.req = 'tunnel';
+      this.client.setTimeout(0);
+      this.flowClient();
+      this.pump();
+      return false;
+    }
+    const body = responseBody(head, status, front.method);
+    if (typeof body === 'string') return this.destroy(), false;
+    this.toClient(this.responseHeadOut(head, end, front));
+    this.upPending = this.upPending.subarray(end);
+    if (status >= 100 && status < 200) return true; // interim (100 Continue): the final answer follows
+    if (hasToken(head, 'connection', 'close') || head.start[0] === 'HTTP/1.0') this.endAfterResponse = true;
+    if (body.kind === 'none') this.responseDone();
+    else if (body.kind === 'length') {
+      this.res = 'length';
+      this.resLeft = body.n;
+    } else if (body.kind === 'chunked') {
+      this.res = 'chunked';
+      this.resChunks = new ChunkedScanner();
+    } else this.res = 'close';
+    return true;
+  }
+
+  private responseHeadOut(head: Head, end: number, front: InFlight): Buffer {
+    const li = front.locationPrefix ? head.names.indexOf('location') : -1;
+    if (li < 0) return this.upPending.subarray(0, end);
+    const lines = head.lines.slice();
+    lines[li] = `location: ${rewriteLocation(head.values[li] ?? '', { host: front.host, port: front.port, path: '' }, front.locationPrefix)}`;
+    return Buffer.from(`${head.start.join(' ')}\r\n${lines.join('\r\n')}\r\n\r\n`, 'latin1');
+  }
+
+  private responseDone(): void {
+    const front = this.inFlight.shift();
+    this.res = 'head';
+    if (this.endAfterResponse) {
+      // The server said it closes: finish the client's connection the same way.
+      this.closed = true;
+      this.client.end();
+      this.untrack?.();
+      this.upstream?.destroy();
+      this.onClose();
+      return;
+    }
+    if (front?.upgrade && this.req === 'await-upgrade') {
+      // The upgrade was refused with a normal answer: back to reading requests.
+      this.req = 'head';
+      this.flowClient();
+      this.pump();
+    }
+    if (this.idle()) {
+      if (this.clientEnded) return this.destroy();
+      const fn = this.onIdle;
+      this.onIdle = undefined;
+      fn?.();
+    }
+  }
+}

@@ -1,0 +1,328 @@
+// The sandbox proxy against a real control plane (SQLite) whose capsules live on a "remote" host:
+// the host's address is a loopback HTTP server standing where the agent's /proxy endpoint would be,
+// so every request the proxy sends shows up there with its path, headers and connection.
+import { test, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import net from 'node:net';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { WebSocketServer, WebSocket } from 'ws';
+import { startControlPlane, type RunningControlPlane } from '../src/server.js';
+import { createTeam } from '../src/db/repositories/teams.js';
+import { createHost } from '../src/db/repositories/hosts.js';
+import { createCapsule, setCapsuleState, type CapsuleState } from '../src/db/repositories/capsules.js';
+
+const DOMAIN = 'wrenn.test';
+
+interface Seen {
+  method: string;
+  url: string;
+  headers: http.IncomingHttpHeaders;
+  body: string;
+  /** The proxy's side of the upstream connection: equal for requests carried on one connection. */
+  conn: number;
+}
+
+interface Upstream {
+  port: number;
+  seen: Seen[];
+  server: http.Server;
+}
+
+async function listen(server: http.Server | net.Server, port = 0): Promise<number> {
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, '127.0.0.1', () => resolve());
+  });
+  return (server.address() as net.AddressInfo).port;
+}
+
+/** The host's /proxy endpoint: echoes what it got; /redirect and /chunked answer specially. */
+function upstreamHandler(seen: Seen[]): http.RequestListener {
+  return (req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const s: Seen = { method: req.method ?? '', url: req.url ?? '', headers: req.headers, body: Buffer.concat(chunks).toString(), conn: req.socket.remotePort ?? 0 };
+      seen.push(s);
+      if (req.url?.endsWith('/redirect')) {
+        res.writeHead(302, { location: '/landed/' });
+        return res.end();
+      }
+      if (req.url?.endsWith('/chunked')) {
+        res.write('part1-');
+        setTimeout(() => res.end('part2'), 5);
+        return;
+      }
+      res.setHeader('content-type', 'application/json');
+      res.end(JSON.stringify(s));
+    });
+  };
+}
+
+async function startUpstream(t: TestContext, port = 0): Promise<Upstream> {
+  const seen: Seen[] = [];
+  const server = http.createServer({ keepAliveTimeout: 30_000 }, upstreamHandler(seen));
+  const wss = new WebSocketServer({ noServer: true });
+  server.on('upgrade', (req, socket, head) => wss.handleUpgrade(req, socket, head, (ws) => ws.on('message', (m, bin) => ws.send(bin ? m : `echo:${m.toString()}`))));
+  const p = await listen(server, port);
+  t.after(() => {
+    wss.close();
+    server.closeAllConnections();
+    server.close();
+  });
+  return { port: p, seen, server };
+}
+
+interface Live {
+  cp: RunningControlPlane;
+  port: number;
+  /** Capsules by name, on a host whose address is the given upstream. */
+  ids: Record<string, string>;
+  setState(id: string, state: CapsuleState): Promise<void>;
+}
+
+async function startLive(t: TestContext, upstreamPort: number, states: Record<string, CapsuleState> = { a: 'running', b: 'running' }): Promise<Live> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'wrenn-proxy-test-'));
+  t.after(() => rmSync(dataDir, { recursive: true, force: true }));
+  const cp = await startControlPlane({ dataDir, listen: { host: '127.0.0.1', port: 0 }, domain: DOMAIN, publicUrl: 'http://127.0.0.1', logLevel: 'silent', stateLoops: false });
+  t.after(() => cp.close());
+  const db = cp.ctx.database.db;
+  const team = await createTeam(db, { name: 'proxy-test' });
+  const host = await createHost(db, { address: `http://127.0.0.1:${upstreamPort}`, runtimes: ['namespace'], cpuCount: 2, memoryMb: 1024 });
+  const ids: Record<string, string> = {};
+  for (const [name, state] of Object.entries(states)) {
+    const c = await createCapsule(db, { id: `cl-proxytest${name}`, teamId: team.id, hostId: host.id, template: 'base', runtime: 'namespace', vcpus: 1, memoryMb: 256, timeoutSec: 600, state });
+    ids[name] = c.id;
+  }
+  // The proxy puts its piped path in front of the server on its first proxied request (until
+  // server.ts calls proxy.attach); every connection after this one starts on the piped path.
+  const warm = await fetch(`http://127.0.0.1:${cp.port}/proxy/cl-warmup/1/`);
+  assert.equal(warm.status, 404);
+  return {
+    cp,
+    port: cp.port,
+    ids,
+    async setState(id, state) {
+      await setCapsuleState(db, id, state);
+      cp.ctx.evictProxy(id);
+    },
+  };
+}
+
+/** A raw client connection: write requests, read whole responses (Content-Length or chunked). */
+class RawClient {
+  private buf = Buffer.alloc(0);
+  private waiters: Array<() => void> = [];
+  ended = false;
+  constructor(readonly socket: net.Socket) {
+    socket.on('data', (c: Buffer) => {
+      this.buf = Buffer.concat([this.buf, c]);
+      this.wake();
+    });
+    socket.on('close', () => {
+      this.ended = true;
+      this.wake();
+    });
+    socket.on('error', () => undefined);
+  }
+  static async connect(t: TestContext, port: number): Promise<RawClient> {
+    const s = net.connect(port, '127.0.0.1');
+    await new Promise((r) => s.once('connect', r));
+    t.after(() => s.destroy());
+    return new RawClient(s);
+  }
+  private wake(): void {
+    for (const w of this.waiters.splice(0)) w();
+  }
+  private async more(): Promise<void> {
+    if (this.ended) throw new Error(`connection closed; unread: ${JSON.stringify(this.buf.toString())}`);
+    await new Promise<void>((r) => this.waiters.push(r));
+  }
+  send(text: string): void {
+    this.socket.write(text);
+  }
+  async response(): Promise<{ status: number; headers: Record<string, string>; body: string }> {
+    let end: number;
+    while ((end = this.buf.indexOf('\r\n\r\n')) < 0) await this.more();
+    const [statusLine = '', ...lines] = this.buf.subarray(0, end).toString('latin1').split('\r\n');
+    const headers: Record<string, string> = {};
+    for (const l of lines) headers[l.slice(0, l.indexOf(':')).toLowerCase()] = l.slice(l.indexOf(':') + 1).trim();
+    this.buf = this.buf.subarray(end + 4);
+    let body = '';
+    if (headers['content-length'] !== undefined) {
+      const n = Number(headers['content-length']);
+      while (this.buf.length < n) await this.more();
+      body = this.buf.subarray(0, n).toString();
+      this.buf = this.buf.subarray(n);
+    } else if (headers['transfer-encoding'] === 'chunked') {
+      for (;;) {
+        let le: number;
+        while ((le = this.buf.indexOf('\r\n')) < 0) await this.more();
+        const size = parseInt(this.buf.subarray(0, le).toString(), 16);
+        while (this.buf.length < le + 2 + size + 2) await this.more();
+        body += this.buf.subarray(le + 2, le + 2 + size).toString();
+        this.buf = this.buf.subarray(le + 2 + size + 2);
+        if (size === 0) break;
+      }
+    }
+    return { status: Number(statusLine.split(' ')[1]), headers, body };
+  }
+  async closed(): Promise<void> {
+    while (!this.ended) await new Promise<void>((r) => this.waiters.push(r));
+  }
+}
+
+const get = (path: string, extra = '') => `GET ${path} HTTP/1.1\r\nHost: localhost\r\n${extra}\r\n`;
+
+test('a piped keep-alive connection carries many requests over one upstream connection, by path, host and headers', async (t) => {
+  const up = await startUpstream(t);
+  const live = await startLive(t, up.port);
+  const a = live.ids.a ?? '';
+  for (const kind of ['path', 'host', 'header'] as const) {
+    up.seen.length = 0;
+    const c = await RawClient.connect(t, live.port);
+    for (let i = 0; i < 50; i++) {
+      if (kind === 'path') c.send(get(`/proxy/${a}/8080/item/${i}/?q=${i}`));
+      else if (kind === 'host') c.send(`GET /item/${i}/?q=${i} HTTP/1.1\r\nHost: 8080-${a}.${DOMAIN}:${live.port}\r\n\r\n`);
+      else c.send(get(`/item/${i}/?q=${i}`, `E2b-Sandbox-Id: ${a}\r\nE2b-Sandbox-Port: 8080\r\n`));
+      const r = await c.response();
+      assert.equal(r.status, 200, kind);
+      const s = JSON.parse(r.body) as Seen;
+      // The capsule's port sees its own path, trailing slash and query kept.
+      assert.equal(s.url, `/proxy/${a}/8080/item/${i}/?q=${i}`, kind);
+      assert.equal(s.headers['x-forwarded-for'], '127.0.0.1');
+      // Only the piped path passes the server's own keep-alive field through (Node's HTTP client drops it).
+      assert.equal(r.headers['keep-alive'], 'timeout=30');
+    }
+    assert.equal(up.seen.length, 50);
+    assert.equal(new Set(up.seen.map((s) => s.conn)).size, 1, `${kind}: one upstream connection for one client connection`);
+    c.socket.destroy();
+  }
+});
+
+test('a later request on the same connection for another capsule reaches that capsule, never the first', async (t) => {
+  const up = await startUpstream(t);
+  const live = await startLive(t, up.port);
+  const { a = '', b = '' } = live.ids;
+  const c = await RawClient.connect(t, live.port);
+  const order = [a, b, a, a, b];
+  for (const [i, id] of order.entries()) {
+    c.send(get(`/n/${i}`, `E2b-Sandbox-Id: ${id}\r\nE2b-Sandbox-Port: 49983\r\n`));
+    const r = await c.response();
+    assert.equal(r.status, 200);
+    assert.equal((JSON.parse(r.body) as Seen).url, `/proxy/${id}/49983/n/${i}`);
+  }
+  // And another port of the same capsule is another upstream route too.
+  c.send(get(`/proxy/${a}/3000/x`));
+  assert.equal((JSON.parse((await c.response()).body) as Seen).url, `/proxy/${a}/3000/x`);
+  assert.deepEqual(
+    up.seen.map((s) => s.url.split('/')[2]),
+    [...order, a],
+  );
+});
+
+test('pipelined requests, bodies (length and chunked) and an API call on one connection', async (t) => {
+  const up = await startUpstream(t);
+  const live = await startLive(t, up.port);
+  const a = live.ids.a ?? '';
+  const c = await RawClient.connect(t, live.port);
+  c.send(
+    `POST /proxy/${a}/8080/len HTTP/1.1\r\nHost: localhost\r\nContent-Length: 11\r\n\r\nhello world` +
+      `POST /proxy/${a}/8080/chunks HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab\r\nc\r\n3;ext=1\r\ndef\r\n0\r\nX-Trailer: 1\r\n\r\n` +
+      get(`/proxy/${a}/8080/chunked`) +
+      get(`/proxy/${a}/8080/redirect`) +
+      `HEAD /proxy/${a}/8080/head HTTP/1.1\r\nHost: localhost\r\n\r\n`,
+  );
+  const r1 = await c.response();
+  assert.equal((JSON.parse(r1.body) as Seen).body, 'hello world');
+  const r2 = await c.response();
+  assert.equal((JSON.parse(r2.body) as Seen).body, 'ab\r\ncdef');
+  const r3 = await c.response();
+  assert.equal(r3.body, 'part1-part2');
+  const r4 = await c.response();
+  assert.equal(r4.status, 302);
+  assert.equal(r4.headers.location, `/proxy/${a}/8080/landed/`, 'the redirect keeps the prefix');
+  const r5 = await c.response(); // HEAD: a head with Content-Length but no body follows
+  assert.equal(r5.status, 200);
+  // The API on the same connection: the API server takes it over.
+  c.send(get('/health'));
+  const h = await c.response();
+  assert.match(h.body, /"status"/);
+  c.send(get('/v1/capsules'));
+  assert.equal((await c.response()).status, 401);
+});
+
+test('unknown capsule: 404 with a clear body; paused: 409; a capsule destroyed mid-connection tears it down', async (t) => {
+  const up = await startUpstream(t);
+  const live = await startLive(t, up.port, { a: 'running', p: 'paused' });
+  const c1 = await RawClient.connect(t, live.port);
+  c1.send(get('/proxy/cl-nosuchcapsule/8080/'));
+  const r1 = await c1.response();
+  assert.equal(r1.status, 404);
+  assert.match(r1.body, /capsule cl-nosuchcapsule not found/);
+  const c2 = await RawClient.connect(t, live.port);
+  c2.send(`GET / HTTP/1.1\r\nHost: 8080-${live.ids.p}.${DOMAIN}\r\n\r\n`);
+  const r2 = await c2.response();
+  assert.equal(r2.status, 409);
+  assert.match(r2.body, /is paused; resume it/);
+
+  const c3 = await RawClient.connect(t, live.port);
+  c3.send(get(`/proxy/${live.ids.a}/8080/`));
+  assert.equal((await c3.response()).status, 200);
+  // A paused capsule answers 409 to the next request of a live connection.
+  await live.setState(live.ids.a ?? '', 'paused');
+  c3.send(get(`/proxy/${live.ids.a}/8080/`));
+  assert.equal((await c3.response()).status, 409);
+
+  const c4 = await RawClient.connect(t, live.port);
+  await live.setState(live.ids.a ?? '', 'running');
+  c4.send(get(`/proxy/${live.ids.a}/8080/`));
+  assert.equal((await c4.response()).status, 200);
+  await live.setState(live.ids.a ?? '', 'stopped');
+  await c4.closed();
+});
+
+test('WebSocket through the piped path (host routing), and dial retry while the server starts', async (t) => {
+  const up = await startUpstream(t);
+  const live = await startLive(t, up.port);
+  const ws = new WebSocket(`ws://127.0.0.1:${live.port}/socket`, { headers: { host: `8080-${live.ids.a}.${DOMAIN}` } });
+  t.after(() => ws.terminate());
+  await new Promise((r, j) => ws.once('open', r).once('error', j));
+  const got = new Promise<string>((r) => ws.once('message', (m) => r(m.toString())));
+  ws.send('ping');
+  assert.equal(await got, 'echo:ping');
+  assert.equal(up.seen.length, 0, 'the upgrade went to the WebSocket server, not the request handler');
+
+  // A port nothing listens on yet: the proxy retries the dial (linear backoff) until it answers.
+  const probe = net.createServer();
+  const port = await listen(probe);
+  await new Promise((r) => probe.close(r));
+  const live2 = await startLive(t, port);
+  const c = await RawClient.connect(t, live2.port);
+  c.send(get(`/proxy/${live2.ids.a}/8080/late`));
+  const seen: Seen[] = [];
+  const late = http.createServer(upstreamHandler(seen));
+  setTimeout(() => void listen(late, port), 120);
+  t.after(() => {
+    late.closeAllConnections();
+    late.close();
+  });
+  const r = await c.response();
+  assert.equal(r.status, 200);
+  assert.equal(seen[0]?.url, `/proxy/${live2.ids.a}/8080/late`);
+});
+
+test('a server that never comes up: 502 naming the port', async (t) => {
+  const probe = net.createServer();
+  const port = await listen(probe);
+  await new Promise((r) => probe.close(r));
+  const live = await startLive(t, port);
+  const c = await RawClient.connect(t, live.port);
+  c.send(get(`/proxy/${live.ids.a}/8080/`));
+  const r = await c.response();
+  assert.equal(r.status, 502);
+  assert.match(r.body, /nothing answered on port/);
+});
