@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { type Live, startLive } from './live.js';
+import { type Live, startLive } from '@wrenn/control-plane/testing/live-up';
 
 const BIN = resolve(dirname(fileURLToPath(import.meta.url)), '../../bin/wrenn.js');
 
@@ -52,7 +52,7 @@ describe('wrenn CLI against wrenn up', () => {
   };
 
   before(async () => {
-    live = await startLive(7);
+    live = await startLive(7, 'cli');
     home = mkdtempSync(join(tmpdir(), 'wrenn-cli-home-'));
     env = {
       PATH: process.env.PATH ?? '/usr/bin:/bin',

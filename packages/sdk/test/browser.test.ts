@@ -10,7 +10,7 @@ import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 import { type BrowserContext, chromium } from 'playwright-core';
-import { type Live, startLive } from './live.js';
+import { type Live, startLive } from '@wrenn/control-plane/testing/live-up';
 
 const CHROMIUM = '/usr/bin/chromium';
 const ENTRY = resolve(dirname(fileURLToPath(import.meta.url)), '../src/index.js');
@@ -42,7 +42,7 @@ describe('@wrenn/sdk in chromium', { timeout: 300_000 }, () => {
       `the browser bundle must not contain packages: ${inputs.join(', ')}`,
     );
     bundle = out.outputFiles[0]!.text;
-    live = await startLive(6); // the SDK slot: test files run one at a time
+    live = await startLive(6, 'sdk'); // the SDK slot: test files run one at a time
     profile = mkdtempSync(join(tmpdir(), 'wrenn-sdk-chromium-'));
     context = await chromium.launchPersistentContext(profile, {
       executablePath: CHROMIUM,

@@ -18,7 +18,7 @@ import {
   Template,
   TimeoutError,
 } from '../src/index.js';
-import { type Live, startLive } from './live.js';
+import { type Live, startLive } from '@wrenn/control-plane/testing/live-up';
 
 const waitUntil = async (what: string, check: () => boolean | Promise<boolean>, timeoutMs = 15_000) => {
   const end = Date.now() + timeoutMs;
@@ -35,7 +35,7 @@ describe('@wrenn/sdk against wrenn up', () => {
   const extra: Capsule[] = [];
 
   before(async () => {
-    live = await startLive(6);
+    live = await startLive(6, 'sdk');
     opts = { apiKey: live.apiKey, baseUrl: live.url };
     cap = await Capsule.create({
       ...opts,

@@ -78,7 +78,12 @@ export class SandboxManager {
     }
     const known = new Set([...this.records.values()].map((r) => r.runtimeId ?? r.id));
     await this.deps.network.cleanupStale(known);
-    for (const rt of this.deps.runtimes.values()) await rt.cleanupStale(known);
+    for (const rt of this.deps.runtimes.values()) {
+      // A leftover that cannot be removed now (a busy device) must not keep the agent from serving.
+      await rt.cleanupStale(known).catch((err: unknown) =>
+        this.log('error', 'could not clean up all stale resources; retried at the next start', { runtime: rt.name, err: String(err) }),
+      );
+    }
     this.reaper = setInterval(() => void this.reap(), 500);
     this.reaper.unref();
     this.pool.fillAll();

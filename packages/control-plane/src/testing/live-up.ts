@@ -1,10 +1,11 @@
-// A live `wrenn up` for the SDK tests: control plane + in-process host agent running real
-// namespace capsules, on loopback, with its own network slot so it runs beside other suites.
-// close() destroys the capsules and removes namespaces, veths, iptables chains and the data dir.
+// A live `wrenn up` for the SDK and CLI test suites: control plane + in-process host agent
+// running real namespace capsules, on loopback, with its own network slot so it runs beside other
+// suites. close() destroys the capsules and removes namespaces, veths, iptables chains and the
+// data dir. (The control plane's own suites use test/e2b-live.ts, which also runs PostgreSQL.)
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type RunningUp, startUp } from '@wrenn/control-plane/up';
+import { type RunningUp, startUp } from '../up.js';
 
 export interface Live {
   up: RunningUp;
@@ -30,8 +31,9 @@ export function slotNetwork(slot: number) {
   };
 }
 
-export async function startLive(slot: number): Promise<Live> {
-  const dataDir = mkdtempSync(join(tmpdir(), 'wrenn-sdk-live-'));
+/** `label` names the data dir (wrenn-<label>-live-*) so a leftover says which suite made it. */
+export async function startLive(slot: number, label: string): Promise<Live> {
+  const dataDir = mkdtempSync(join(tmpdir(), `wrenn-${label}-live-`));
   let up: RunningUp;
   try {
     up = await startUp({
