@@ -84,7 +84,7 @@ async function writeCodeCache() {
     child.kill('SIGUSR2');
     const [code] = await exited;
     if (code !== 0 || !existsSync(cacheFile)) throw new Error(`envd did not write its code cache (exit ${code}):\n${stderr}`);
-    if (/code cache rejected|error/i.test(stderr.replace(/"level":"info"[^\n]*/g, ''))) throw new Error(`envd complained while warming up:\n${stderr}`);
+    if (/code cache rejected/.test(stderr)) throw new Error(`envd rejected a code cache while warming up:\n${stderr}`);
   } finally {
     clearTimeout(timer);
     if (child.exitCode === null) child.kill('SIGKILL');
