@@ -1,12 +1,16 @@
 #!/usr/bin/env node
 // Sandbox proxy benchmark (prints JSON): HTTP throughput into a capsule through the control plane's
 // proxy against the same server reached directly, in one run (keep-alive, autocannon), and PTY echo
-// latency over the native API's WebSocket while the proxy carries that load.
+// latency over the native API's WebSocket while the proxy carries that load. Also measured in the
+// same run: host routing (what the e2b SDK's getHost uses), and a bare Node TCP pipe to the same
+// server (no HTTP at all) as the ceiling any proxy in this process can reach on this machine. The
+// direct figure is the mean of a run before and a run after the proxied ones (the machine is shared).
 // Run as root after `npm run build`. Traffic goes only to loopback and the capsule's namespace.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execFile } from 'node:child_process';
+import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import WebSocket from 'ws';
 import { startUp } from '../packages/control-plane/dist/src/up.js';
@@ -21,8 +25,8 @@ const up = await startUp({
   logLevel: 'silent',
   network: { pool: '10.217.0.0/24', names: { netnsPrefix: 'wrp-', ifPrefix: 'wp', chainPrefix: 'WRP' }, metadataPort: 31252 },
 });
-const headers = { 'x-api-key': up.adminKey, 'content-type': 'application/json' };
 const api = async (method, path, body) => {
+  const headers = { 'x-api-key': up.adminKey, ...(body ? { 'content-type': 'application/json' } : {}) };
   const res = await fetch(`${up.url}${path}`, { method, headers, ...(body ? { body: JSON.stringify(body) } : {}) });
   const text = await res.text();
   if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${text}`);
@@ -34,9 +38,9 @@ const round = (x) => Math.round(x * 100) / 100;
 // The load generator runs in its own process: in this one it would share the event loop with the
 // control plane it is measuring.
 const AUTOCANNON = fileURLToPath(new URL('../node_modules/autocannon/autocannon.js', import.meta.url));
-function load(url) {
+function load(url, extra = []) {
   return new Promise((resolve, reject) => {
-    execFile(process.execPath, [AUTOCANNON, '-c', String(CONNECTIONS), '-d', String(DURATION), '-j', url], { maxBuffer: 16 << 20 }, (err, stdout) =>
+    execFile(process.execPath, [AUTOCANNON, '-c', String(CONNECTIONS), '-d', String(DURATION), '-j', ...extra, url], { maxBuffer: 16 << 20 }, (err, stdout) =>
       err ? reject(err) : resolve(JSON.parse(stdout)),
     );
   });
@@ -44,6 +48,7 @@ function load(url) {
 
 const result = { bench: 'proxy', connections: CONNECTIONS, seconds: DURATION };
 let capsuleId;
+let pipe;
 try {
   const capsule = await api('POST', '/v1/capsules', { template: 'minimal', timeout_sec: 600 });
   capsuleId = capsule.id;
@@ -69,7 +74,19 @@ try {
   }
   if ((await fetch(proxied)).status !== 200) throw new Error('the proxy does not reach the capsule server');
 
-  const d = await load(direct);
+  // The ceiling: a bare TCP pipe in this process to the same server.
+  pipe = net.createServer((c) => {
+    const u = net.connect(8080, rec.address);
+    c.setNoDelay(true);
+    u.setNoDelay(true);
+    c.pipe(u).pipe(c);
+    c.on('error', () => u.destroy());
+    u.on('error', () => c.destroy());
+  });
+  await new Promise((r) => pipe.listen(0, '127.0.0.1', r));
+  const piped = `http://127.0.0.1:${pipe.address().port}/index.html`;
+
+  const d1 = await load(direct);
   // PTY echo latency measured while the proxy is under load.
   const ws = new WebSocket(`${up.url.replace('http', 'ws')}/v1/capsules/${capsuleId}/pty?cols=80&rows=24&api_key=${up.adminKey}`);
   await new Promise((res, rej) => {
@@ -101,12 +118,22 @@ try {
   }
   const p = await proxiedLoad;
   ws.close();
-  result.direct = { req_per_s: Math.round(d.requests.average), mb_per_s: round(d.throughput.average / 1e6), p50_latency_ms: d.latency.p50, errors: d.errors + d.non2xx };
-  result.proxied = { req_per_s: Math.round(p.requests.average), mb_per_s: round(p.throughput.average / 1e6), p50_latency_ms: p.latency.p50, errors: p.errors + p.non2xx };
-  result.throughput_ratio = round(p.requests.average / d.requests.average);
+  const h = await load(`${up.url}/index.html`, ['-H', `host=8080-${capsuleId}.localhost`]);
+  const tp = await load(piped);
+  const d2 = await load(direct);
+  const figures = (r) => ({ req_per_s: Math.round(r.requests.average), mb_per_s: round(r.throughput.average / 1e6), p50_latency_ms: r.latency.p50, errors: r.errors + r.non2xx });
+  const directRate = (d1.requests.average + d2.requests.average) / 2;
+  result.direct = { ...figures(d1), req_per_s: Math.round(directRate), runs_req_per_s: [Math.round(d1.requests.average), Math.round(d2.requests.average)] };
+  result.proxied = figures(p);
+  result.proxied_host = figures(h);
+  result.tcp_pipe = figures(tp);
+  result.throughput_ratio = round(p.requests.average / directRate);
+  result.throughput_ratio_host = round(h.requests.average / directRate);
+  result.tcp_pipe_ratio = round(tp.requests.average / directRate);
   result.throughput_ratio_target = 0.8;
   result.pty_echo_under_load = { samples: echoes.length, p50_ms: round(pct(echoes, 50)), p99_ms: round(pct(echoes, 99)), target_p99_ms: 50 };
 } finally {
+  pipe?.close();
   if (capsuleId) await api('DELETE', `/v1/capsules/${capsuleId}`).catch(() => undefined);
   await up.close();
   await up.layers.networkManager.removeAll().catch(() => undefined);

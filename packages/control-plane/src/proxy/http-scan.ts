@@ -67,12 +67,19 @@ export function hasToken(h: Head, name: string, token: string): boolean {
 
 export type Body = { kind: 'none' } | { kind: 'length'; n: number } | { kind: 'chunked' } | { kind: 'close' };
 
+const DIGITS = /^\d{1,15}$/;
+
 function lengthOf(h: Head): number | string | undefined {
+  const i = h.names.indexOf('content-length');
+  if (i < 0) return undefined;
+  // The usual case: one field with one number.
+  const first = h.values[i] ?? '';
+  if (h.names.indexOf('content-length', i + 1) < 0 && DIGITS.test(first)) return Number(first);
   const all = fieldAll(h, 'content-length');
   if (all.length === 0) return undefined;
   const vs = new Set(all.flatMap((v) => v.split(',').map((s) => s.trim())));
   const [v] = vs;
-  if (vs.size !== 1 || v === undefined || !/^\d{1,15}$/.test(v)) return 'invalid Content-Length';
+  if (vs.size !== 1 || v === undefined || !DIGITS.test(v)) return 'invalid Content-Length';
   return Number(v);
 }
 

@@ -66,6 +66,7 @@ export class PipedConnection {
   private resLeft = 0;
   private resChunks = new ChunkedScanner();
   private upPending = EMPTY;
+  private clientOut: Buffer | undefined;
   private upstream: net.Socket | undefined;
   private upKey = '';
   private untrack: (() => void) | undefined;
@@ -104,6 +105,18 @@ export class PipedConnection {
     this.untrack?.();
     this.upstream?.destroy();
     this.client.destroy();
+    this.onClose();
+  }
+
+  /** Ends the client's side after everything queued for it, and lets go of the upstream. */
+  private finish(): void {
+    if (this.closed) return;
+    this.flushClient();
+    this.closed = true;
+    clearTimeout(this.headerTimer);
+    this.client.end();
+    this.untrack?.();
+    this.upstream?.destroy();
     this.onClose();
   }
 
@@ -279,6 +292,7 @@ export class PipedConnection {
 
   private handToApi(): void {
     if (this.closed) return;
+    this.flushClient();
     this.closed = true;
     clearTimeout(this.headerTimer);
     this.untrack?.();
@@ -298,6 +312,7 @@ export class PipedConnection {
   private refuse(status: number, code: string, message: string): void {
     if (this.closed) return;
     if (!this.idle()) return this.destroy();
+    this.flushClient();
     const body = JSON.stringify({ error: { code, message } });
     this.client.end(
       `HTTP/1.1 ${status} ${http.STATUS_CODES[status] ?? 'Error'}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
@@ -349,10 +364,7 @@ export class PipedConnection {
     up.destroy();
     if (this.res === 'close' || this.res === 'tunnel') {
       // The body ran to the connection's end: so does the client's.
-      this.closed = true;
-      this.client.end();
-      this.untrack?.();
-      this.onClose();
+      this.finish();
     } else if (!this.idle()) {
       // Cut off mid-response: the client must see the connection fail, not a short answer.
       this.destroy();
@@ -365,8 +377,25 @@ export class PipedConnection {
     this.upstream?.resume();
   };
 
+  /**
+   * Queues bytes for the client. Pieces that sit side by side in one received chunk (a response head
+   * and its body, several small responses) are joined again, so they leave in one write.
+   */
   private toClient(buf: Buffer): void {
     if (buf.length === 0) return;
+    const out = this.clientOut;
+    if (out && out.buffer === buf.buffer && out.byteOffset + out.length === buf.byteOffset) {
+      this.clientOut = Buffer.from(out.buffer, out.byteOffset, out.length + buf.length);
+      return;
+    }
+    this.flushClient();
+    this.clientOut = buf;
+  }
+
+  private flushClient(): void {
+    const buf = this.clientOut;
+    this.clientOut = undefined;
+    if (!buf || this.closed) return;
     if (!this.client.write(buf) && !this.clientBackpressure) {
       this.clientBackpressure = true;
       this.upstream?.pause();
@@ -376,6 +405,11 @@ export class PipedConnection {
   private onUpstreamData(up: net.Socket, chunk: Buffer): void {
     if (up !== this.upstream || this.closed) return;
     this.upPending = this.upPending.length ? Buffer.concat([this.upPending, chunk]) : chunk;
+    this.responseLoop();
+    this.flushClient();
+  }
+
+  private responseLoop(): void {
     while (this.upPending.length > 0 && !this.closed) {
       switch (this.res) {
         case 'head':
@@ -455,15 +489,8 @@ export class PipedConnection {
   private responseDone(): void {
     const front = this.inFlight.shift();
     this.res = 'head';
-    if (this.endAfterResponse) {
-      // The server said it closes: finish the client's connection the same way.
-      this.closed = true;
-      this.client.end();
-      this.untrack?.();
-      this.upstream?.destroy();
-      this.onClose();
-      return;
-    }
+    // The server said it closes: finish the client's connection the same way.
+    if (this.endAfterResponse) return this.finish();
     if (front?.upgrade && this.req === 'await-upgrade') {
       // The upgrade was refused with a normal answer: back to reading requests.
       this.req = 'head';
@@ -471,7 +498,9 @@ export class PipedConnection {
       this.pump();
     }
     if (this.idle()) {
-      if (this.clientEnded) return this.destroy();
+      // What comes next (an error answer, another upstream, the API server) must follow these bytes.
+      this.flushClient();
+      if (this.clientEnded) return this.finish();
       const fn = this.onIdle;
       this.onIdle = undefined;
       fn?.();
