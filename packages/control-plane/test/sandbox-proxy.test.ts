@@ -326,3 +326,32 @@ test('a server that never comes up: 502 naming the port', async (t) => {
   assert.equal(r.status, 502);
   assert.match(r.body, /nothing answered on port/);
 });
+
+test('a request head not finished within 10 s: 408, on a fresh connection and between requests of a piped one', async (t) => {
+  const up = await startUpstream(t);
+  const live = await startLive(t, up.port);
+  const fresh = await RawClient.connect(t, live.port);
+  fresh.send(`GET /proxy/${live.ids.a}/8080/ HTTP/1.1\r\nHost: loc`);
+  const piped = await RawClient.connect(t, live.port);
+  piped.send(get(`/proxy/${live.ids.a}/8080/`));
+  assert.equal((await piped.response()).status, 200);
+  piped.send(`GET /proxy/${live.ids.a}/8080/ HTTP/1.1\r\nHost: loc`);
+  const [r1, r2] = await Promise.all([fresh.response(), piped.response()]);
+  assert.equal(r1.status, 408);
+  assert.equal(r2.status, 408);
+  await Promise.all([fresh.closed(), piped.closed()]);
+});
+
+test('a WebSocket carried by the piped path is torn down when its capsule is destroyed', async (t) => {
+  const up = await startUpstream(t);
+  const live = await startLive(t, up.port);
+  const ws = new WebSocket(`ws://127.0.0.1:${live.port}/proxy/${live.ids.a}/8080/socket`);
+  t.after(() => ws.terminate());
+  await new Promise((r, j) => ws.once('open', r).once('error', j));
+  const got = new Promise<string>((r) => ws.once('message', (m) => r(m.toString())));
+  ws.send('x');
+  assert.equal(await got, 'echo:x');
+  const closed = new Promise((r) => ws.once('close', r));
+  await live.setState(live.ids.a ?? '', 'stopped');
+  await closed;
+});

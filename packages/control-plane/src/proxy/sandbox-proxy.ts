@@ -86,7 +86,13 @@ export function createSandboxProxy(ctx: ControlPlaneContext): SandboxProxy {
       owned.add(socket);
       // Read the first request head, then decide who carries the connection.
       let buffered: Buffer = Buffer.alloc(0);
-      const timer = setTimeout(() => socket.destroy(), HEADERS_TIMEOUT_MS);
+      // Like the API server's headersTimeout: a slow or stuck head is cut off with a 408.
+      const timer = setTimeout(() => {
+        stop();
+        owned.delete(socket);
+        if (buffered.length > 0) socket.end('HTTP/1.1 408 Request Timeout\r\nconnection: close\r\ncontent-length: 0\r\n\r\n', () => socket.destroy());
+        else socket.destroy();
+      }, HEADERS_TIMEOUT_MS);
       const stop = () => {
         clearTimeout(timer);
         socket.removeListener('data', onData);
