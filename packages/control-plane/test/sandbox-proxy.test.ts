@@ -247,6 +247,14 @@ test('pipelined requests, bodies (length and chunked) and an API call on one con
   assert.equal(r4.headers.location, `/proxy/${a}/8080/landed/`, 'the redirect keeps the prefix');
   const r5 = await c.response(); // HEAD: a head with Content-Length but no body follows
   assert.equal(r5.status, 200);
+  // The proxy's own fields: X-Forwarded-For extended, Proxy-Authorization dropped, the rest as sent.
+  c.send(get(`/proxy/${a}/8080/hdr`, 'X-Forwarded-For: 10.0.0.1\r\nProxy-Authorization: secret\r\nX-Custom: kept\r\nX-Forwarded-Host: elsewhere\r\n'));
+  const hdr = JSON.parse((await c.response()).body) as Seen;
+  assert.equal(hdr.headers['x-forwarded-for'], '10.0.0.1, 127.0.0.1');
+  assert.equal(hdr.headers['proxy-authorization'], undefined);
+  assert.equal(hdr.headers['x-custom'], 'kept');
+  assert.equal(hdr.headers['x-forwarded-host'], 'localhost');
+  assert.equal(hdr.headers.host, 'localhost');
   // The API on the same connection: the API server takes it over.
   c.send(get('/health'));
   const h = await c.response();

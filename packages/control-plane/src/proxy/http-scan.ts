@@ -9,11 +9,34 @@ export const MAX_HEAD_BYTES = 16 * 1024;
 export interface Head {
   /** Request: method, target, version. Response: version, status code, reason. */
   start: [string, string, string];
-  /** Header lines as received (no CRLF), with their lowercased names and trimmed values alongside. */
-  lines: string[];
+  /** The head's text without its final CRLFCRLF. */
+  text: string;
+  /** Where the header lines begin in text (the CRLF that ends the start line). */
+  fieldsAt: number;
+  /** Only the fields the proxy reads (READ): lowercased names, trimmed values, each line's span in text. */
   names: string[];
   values: string[];
+  from: number[];
+  to: number[];
 }
+
+/** Fields that route, frame, upgrade or get rewritten; every other line passes through unread. */
+const READ = new Set([
+  'host',
+  'e2b-sandbox-id',
+  'e2b-sandbox-port',
+  'content-length',
+  'transfer-encoding',
+  'connection',
+  'upgrade',
+  'location',
+  'x-forwarded-for',
+  'x-forwarded-host',
+  'proxy-authorization',
+  'proxy-connection',
+]);
+// First letters of READ's names (lowercase char codes): most lines are skipped without a slice.
+const READ_FIRST = new Set([...READ].map((n) => n.charCodeAt(0)));
 
 /** Index just past the CRLFCRLF ending the head that starts at 0, or -1 while it is incomplete. */
 export function headEnd(buf: Buffer): number {
@@ -26,26 +49,37 @@ const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 /** Parses buf[0, end) as a head; a string is the reason it is malformed. */
 export function parseHead(buf: Buffer, end: number, kind: 'request' | 'response'): Head | string {
   const text = buf.toString('latin1', 0, end - 4);
-  const lines = text.split('\r\n');
-  const first = lines.shift() ?? '';
-  const a = first.indexOf(' ');
-  const b = a < 0 ? -1 : first.indexOf(' ', a + 1);
-  if (a <= 0 || (kind === 'request' && b < 0)) return `malformed ${kind} line`;
+  let fieldsAt = text.indexOf('\r\n');
+  if (fieldsAt < 0) fieldsAt = text.length;
+  const a = text.indexOf(' ');
+  const b = a < 0 || a > fieldsAt ? -1 : text.indexOf(' ', a + 1);
+  if (a <= 0 || a > fieldsAt || (kind === 'request' && (b < 0 || b > fieldsAt))) return `malformed ${kind} line`;
   const start: [string, string, string] =
-    b < 0 ? [first.slice(0, a), first.slice(a + 1), ''] : [first.slice(0, a), first.slice(a + 1, b), first.slice(b + 1)];
+    b < 0 || b > fieldsAt ? [text.slice(0, a), text.slice(a + 1, fieldsAt), ''] : [text.slice(0, a), text.slice(a + 1, b), text.slice(b + 1, fieldsAt)];
   const version = kind === 'request' ? start[2] : start[0];
   if (version !== 'HTTP/1.1' && version !== 'HTTP/1.0') return `unsupported HTTP version ${JSON.stringify(version)}`;
   if (kind === 'request' && (!TOKEN.test(start[0]) || start[1] === '' || start[1].includes(' '))) return 'malformed request line';
-  const names: string[] = [];
-  const values: string[] = [];
-  for (const line of lines) {
-    const c = line.indexOf(':');
+  const h: Head = { start, text, fieldsAt, names: [], values: [], from: [], to: [] };
+  let ls = fieldsAt + 2;
+  while (ls < text.length + 2 && fieldsAt < text.length) {
+    let le = text.indexOf('\r\n', ls);
+    if (le < 0) le = text.length;
+    const c = text.indexOf(':', ls);
+    const first = text.charCodeAt(ls);
     // No obsolete line folding and no space before the colon (both are smuggling vectors).
-    if (c <= 0 || line.charCodeAt(0) === 32 || line.charCodeAt(0) === 9 || line.charCodeAt(c - 1) === 32) return 'malformed header line';
-    names.push(line.slice(0, c).toLowerCase());
-    values.push(line.slice(c + 1).trim());
+    if (c <= ls || c > le || first === 32 || first === 9 || text.charCodeAt(c - 1) === 32 || text.charCodeAt(c - 1) === 9) return 'malformed header line';
+    if (READ_FIRST.has(first | 0x20)) {
+      const name = text.slice(ls, c).toLowerCase();
+      if (READ.has(name)) {
+        h.names.push(name);
+        h.values.push(text.slice(c + 1, le).trim());
+        h.from.push(ls);
+        h.to.push(le);
+      }
+    }
+    ls = le + 2;
   }
-  return { start, lines, names, values };
+  return h;
 }
 
 export function field(h: Head, name: string): string | undefined {

@@ -222,20 +222,21 @@ export class PipedConnection {
 
   private send(head: Head, end: number, route: ProxyRoute, body: Exclude<ReturnType<typeof requestBody>, string>, t: ResolvedTarget): void {
     const method = head.start[0];
-    let out = `${method} ${t.pathPrefix}${route.path} ${head.start[2]}\r\n`;
+    // The header lines pass as received, minus the proxy's own fields; X-Forwarded-* are appended.
+    let fields = head.text.slice(head.fieldsAt);
     let xff = '';
-    for (let i = 0; i < head.lines.length; i++) {
+    for (let i = head.names.length - 1; i >= 0; i--) {
       const name = head.names[i] ?? '';
-      if (DROPPED_REQUEST_FIELDS.has(name)) {
-        if (name === 'x-forwarded-for') xff = xff ? `${xff}, ${head.values[i]}` : (head.values[i] ?? '');
-        continue;
-      }
-      out += `${head.lines[i]}\r\n`;
+      if (!DROPPED_REQUEST_FIELDS.has(name)) continue;
+      if (name === 'x-forwarded-for') xff = xff ? `${head.values[i]}, ${xff}` : (head.values[i] ?? '');
+      const from = (head.from[i] ?? 0) - 2 - head.fieldsAt;
+      fields = fields.slice(0, from) + fields.slice((head.to[i] ?? 0) - head.fieldsAt);
     }
-    if (this.remote) out += `x-forwarded-for: ${xff ? `${xff}, ${this.remote}` : this.remote}\r\n`;
+    let out = `${method} ${t.pathPrefix}${route.path} ${head.start[2]}${fields}`;
+    if (this.remote) out += `\r\nx-forwarded-for: ${xff ? `${xff}, ${this.remote}` : this.remote}`;
     const host = field(head, 'host');
-    if (host) out += `x-forwarded-host: ${host}\r\n`;
-    this.toUpstream(Buffer.from(`${out}\r\n`, 'latin1'));
+    if (host) out += `\r\nx-forwarded-host: ${host}`;
+    this.toUpstream(Buffer.from(`${out}\r\n\r\n`, 'latin1'));
     this.pending = this.pending.subarray(end);
     const upgrade = field(head, 'upgrade') !== undefined && hasToken(head, 'connection', 'upgrade');
     this.inFlight.push({ method, upgrade, locationPrefix: route.kind === 'path' ? route.prefix : undefined, host: t.host, port: t.port });
@@ -481,9 +482,8 @@ export class PipedConnection {
   private responseHeadOut(head: Head, end: number, front: InFlight): Buffer {
     const li = front.locationPrefix ? head.names.indexOf('location') : -1;
     if (li < 0) return this.upPending.subarray(0, end);
-    const lines = head.lines.slice();
-    lines[li] = `location: ${rewriteLocation(head.values[li] ?? '', { host: front.host, port: front.port, path: '' }, front.locationPrefix)}`;
-    return Buffer.from(`${head.start.join(' ')}\r\n${lines.join('\r\n')}\r\n\r\n`, 'latin1');
+    const loc = rewriteLocation(head.values[li] ?? '', { host: front.host, port: front.port, path: '' }, front.locationPrefix);
+    return Buffer.from(`${head.text.slice(0, head.from[li])}location: ${loc}${head.text.slice(head.to[li])}\r\n\r\n`, 'latin1');
   }
 
   private responseDone(): void {
