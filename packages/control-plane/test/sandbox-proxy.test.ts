@@ -51,6 +51,24 @@ function upstreamHandler(seen: Seen[]): http.RequestListener {
         res.writeHead(302, { location: '/landed/' });
         return res.end();
       }
+      if (req.url?.endsWith('/big')) {
+        // 8 MiB, numbered so a lost, repeated or reordered piece shows.
+        const block = Buffer.alloc(64 * 1024);
+        res.writeHead(200, { 'content-length': String(128 * block.length) });
+        let i = 0;
+        const more = (): void => {
+          while (i < 128) {
+            block.fill(i % 251);
+            if (!res.write(Buffer.from(block))) {
+              i++;
+              return void res.once('drain', more);
+            }
+            i++;
+          }
+          res.end();
+        };
+        return more();
+      }
       if (req.url?.endsWith('/chunked')) {
         res.write('part1-');
         setTimeout(() => res.end('part2'), 5);
@@ -362,4 +380,36 @@ test('a WebSocket carried by the piped path is torn down when its capsule is des
   const closed = new Promise((r) => ws.once('close', r));
   await live.setState(live.ids.a ?? '', 'stopped');
   await closed;
+});
+
+test('big bodies both ways through the piped path arrive whole and in order (a client slow to read)', async (t) => {
+  const up = await startUpstream(t);
+  const live = await startLive(t, up.port);
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  t.after(() => agent.destroy());
+  const base = { host: '127.0.0.1', port: live.port, agent };
+  // Download: the client does not read for a while, so the proxy must hold the upstream back.
+  const res = await new Promise<http.IncomingMessage>((r, j) => http.get({ ...base, path: `/proxy/${live.ids.a}/8080/big` }, r).once('error', j));
+  res.pause();
+  await new Promise((r) => setTimeout(r, 300));
+  const chunks: Buffer[] = [];
+  for await (const c of res) chunks.push(c as Buffer);
+  const body = Buffer.concat(chunks);
+  assert.equal(body.length, 128 * 64 * 1024);
+  for (let i = 0; i < 128; i++) assert.equal(body[i * 64 * 1024 + 100], i % 251, `block ${i}`);
+  // Upload on the same connection: 8 MiB that the upstream echoes back as its length.
+  const payload = Buffer.alloc(8 * 1024 * 1024, 7);
+  payload.write('end-marker', payload.length - 10);
+  const echoed = await new Promise<string>((r, j) => {
+    const req = http.request({ ...base, method: 'POST', path: `/proxy/${live.ids.a}/8080/upload` }, (resp) => {
+      let text = '';
+      resp.setEncoding('utf8').on('data', (d: string) => (text += d)).on('end', () => r(text));
+    });
+    req.once('error', j);
+    req.end(payload);
+  });
+  const seen = JSON.parse(echoed) as Seen;
+  assert.equal(seen.body.length, payload.length);
+  assert.ok(seen.body.endsWith('end-marker'));
+  assert.equal(new Set(up.seen.map((x) => x.conn)).size, 1, 'both on one upstream connection');
 });
