@@ -114,7 +114,8 @@ export class PipedConnection {
     this.flushClient();
     this.closed = true;
     clearTimeout(this.headerTimer);
-    this.client.end();
+    // Like Node's destroySoon: close once our last bytes are out, not when the peer gets round to it.
+    this.client.end(() => this.client.destroy());
     this.untrack?.();
     this.upstream?.destroy();
     this.onClose();
@@ -317,6 +318,7 @@ export class PipedConnection {
     const body = JSON.stringify({ error: { code, message } });
     this.client.end(
       `HTTP/1.1 ${status} ${http.STATUS_CODES[status] ?? 'Error'}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+      () => this.client.destroy(),
     );
     this.closed = true;
     clearTimeout(this.headerTimer);
