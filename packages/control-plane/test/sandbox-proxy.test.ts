@@ -104,9 +104,12 @@ interface Live {
 
 async function startLive(t: TestContext, upstreamPort: number, states: Record<string, CapsuleState> = { a: 'running', b: 'running' }): Promise<Live> {
   const dataDir = mkdtempSync(join(tmpdir(), 'wrenn-proxy-test-'));
-  t.after(() => rmSync(dataDir, { recursive: true, force: true }));
-  const cp = await startControlPlane({ dataDir, listen: { host: '127.0.0.1', port: 0 }, domain: DOMAIN, publicUrl: 'http://127.0.0.1', logLevel: 'silent', stateLoops: false });
-  t.after(() => cp.close());
+  let cp: RunningControlPlane | undefined;
+  t.after(async () => {
+    await cp?.close();
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+  cp = await startControlPlane({ dataDir, listen: { host: '127.0.0.1', port: 0 }, domain: DOMAIN, publicUrl: 'http://127.0.0.1', logLevel: 'silent', stateLoops: false });
   const db = cp.ctx.database.db;
   const team = await createTeam(db, { name: 'proxy-test' });
   const host = await createHost(db, { address: `http://127.0.0.1:${upstreamPort}`, runtimes: ['namespace'], cpuCount: 2, memoryMb: 1024 });
