@@ -2,6 +2,7 @@
 import type { Logger } from 'pino';
 import type { WrennDatabase } from './db/open.js';
 import type { AgentPool } from './agents/pool.js';
+import type { ProxyTargetInfo } from './proxy/targets.js';
 
 export interface ControlPlaneConfig {
   /** host:port the API, proxy and dashboard listen on. */
@@ -20,6 +21,8 @@ export interface ControlPlaneContext {
   log: Logger;
   /** Drops cached proxy routes of a capsule (called when it is destroyed or paused). */
   evictProxy(capsuleId: string): void;
+  /** Tells the sandbox proxy where a capsule that just started is reached. */
+  primeProxy(capsuleId: string, target: ProxyTargetInfo): void;
   /** Host agents running on this machine: the proxy reaches their capsules directly. */
   localHostIds: Set<string>;
   /** GET /health answers 200 only once capsules can be created (a host online, `minimal` built). */

@@ -2,6 +2,7 @@
 // E2B-compatible APIs, the docs, metrics and the dashboard, all on one port; plus the loops that
 // keep the database true (host heartbeats, reconciler).
 import http from 'node:http';
+import type { Duplex } from 'node:stream';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
@@ -43,6 +44,7 @@ export async function startControlPlane(opts: StartControlPlaneOptions): Promise
     agents,
     log,
     evictProxy: () => {},
+    primeProxy: () => {},
     localHostIds: new Set(),
     readiness: { ready: false, reason: 'no host agent has registered yet' },
   };
@@ -54,6 +56,7 @@ export async function startControlPlane(opts: StartControlPlaneOptions): Promise
     .execute();
   const proxy = createSandboxProxy(ctx);
   ctx.evictProxy = (id) => proxy.evict(id);
+  ctx.primeProxy = (id, target) => proxy.prime(id, target);
 
   // The proxy sees each request first; only what is not for a capsule reaches the API.
   const app = Fastify({
@@ -66,6 +69,8 @@ export async function startControlPlane(opts: StartControlPlaneOptions): Promise
       const server = http.createServer({ headersTimeout: 10_000, keepAliveTimeout: 620_000, requestTimeout: 0 }, (req, res) => {
         if (!proxy.handle(req, res)) handler(req, res);
       });
+      // The proxy sees every connection first: one whose first request is for a capsule is piped.
+      proxy.attach(server);
       return server;
     },
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', allErrors: false } },
@@ -95,12 +100,14 @@ export async function startControlPlane(opts: StartControlPlaneOptions): Promise
   await app.register(nativeApi, { ctx });
   await app.register(e2bApi, { ctx });
   registerDashboard(app);
-  // WebSocket upgrades for capsule ports go to the proxy before Fastify's websocket routes.
-  app.server.prependListener('upgrade', (req: http.IncomingMessage, socket, head: Buffer) => {
-    if (proxy.handleUpgrade(req, socket, head)) {
-      // Mark it handled so @fastify/websocket leaves the socket alone.
-      (req as { wrennProxied?: boolean }).wrennProxied = true;
-    }
+  // WebSocket upgrades for capsule ports go to the proxy; only the others reach Fastify's websocket
+  // routes (whose listener would otherwise answer the same upgrade too).
+  await app.ready();
+  const apiUpgrades = app.server.listeners('upgrade') as ((req: http.IncomingMessage, socket: Duplex, head: Buffer) => void)[];
+  app.server.removeAllListeners('upgrade');
+  app.server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+    if (proxy.handleUpgrade(req, socket, head)) return;
+    for (const l of apiUpgrades) l.call(app.server, req, socket, head);
   });
   await app.listen({ host: opts.listen.host, port: opts.listen.port });
   const address = app.server.address();

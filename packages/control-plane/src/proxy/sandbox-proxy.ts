@@ -14,7 +14,7 @@ import type { ControlPlaneContext } from '../context.js';
 import { resolveRoute, type ProxyRoute } from './route.js';
 import { MAX_HEAD_BYTES, headEnd } from './http-scan.js';
 import { HEADERS_TIMEOUT_MS, PipedConnection, pipeRouteOf } from './pipe.js';
-import { ProxyTargets } from './targets.js';
+import { type ProxyTargetInfo, ProxyTargets } from './targets.js';
 
 export interface SandboxProxy {
   /**
@@ -26,6 +26,8 @@ export interface SandboxProxy {
   handle(req: http.IncomingMessage, res: http.ServerResponse): boolean;
   handleUpgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): boolean;
   evict(capsuleId: string): void;
+  /** Caches where a capsule that just started is reached (its first request skips the lookup). */
+  prime(capsuleId: string, target: ProxyTargetInfo): void;
   close(): void;
 }
 
@@ -165,6 +167,9 @@ export function createSandboxProxy(ctx: ControlPlaneContext): SandboxProxy {
         () => socket.destroy(),
       );
       return true;
+    },
+    prime(id, target) {
+      targets.prime(id, target);
     },
     evict(id) {
       targets.evict(id);

@@ -12,11 +12,16 @@ export interface ResolvedTarget {
 
 export type Failure = { status: number; code: string; message: string };
 
-interface Entry {
+/** What the proxy needs to know of a capsule: its state and where its host (or itself) is reached. */
+export interface ProxyTargetInfo {
   state: string;
   hostId: string;
   agentUrl: string;
+  /** The capsule's own address, for capsules of a host agent on this machine. */
   capsuleAddress?: string;
+}
+
+interface Entry extends ProxyTargetInfo {
   at: number;
 }
 
@@ -28,6 +33,11 @@ export class ProxyTargets {
 
   evict(capsuleId: string): void {
     this.cache.delete(capsuleId);
+  }
+
+  /** Records where a capsule that just started is reached, so its first proxied request needs no lookup. */
+  prime(capsuleId: string, t: ProxyTargetInfo): void {
+    this.cache.set(capsuleId, { ...t, at: Date.now() });
   }
 
   /** The answer from the cache alone, when it is fresh (the piped path stays synchronous then). */

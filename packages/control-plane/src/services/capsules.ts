@@ -430,6 +430,13 @@ export async function createCapsule(
   if (made?.runtime && made.runtime !== runtime)
     result = (await updateCapsule(db, id, { runtime: made.runtime })) ?? running;
   ctx.evictProxy(id);
+  // The SDK's first call goes through the proxy right away: it finds the capsule already known.
+  ctx.primeProxy(id, {
+    state: 'running',
+    hostId: host.id,
+    agentUrl: host.address,
+    ...(ctx.localHostIds.has(host.id) && made?.address ? { capsuleAddress: made.address } : {}),
+  });
   if (!input.skipTemplateStart)
     await startFromTemplateConfig(ctx, teamId, result, host, templateConfig);
   await audit(ctx, teamId, id, 'capsule.created', {
