@@ -58,3 +58,14 @@ export async function waitVmReady(
     died.catch(() => {}); // nobody waits for the watcher after this
   }
 }
+
+/**
+ * A locally administered MAC derived from the capsule id (stable across pause/resume); `tag` is
+ * the second byte, one per runtime, so the two VM runtimes never hand out the same address.
+ */
+export function macFor(id: string, tag: number): string {
+  let h = 2166136261;
+  for (const c of id) h = Math.imul(h ^ c.charCodeAt(0), 16777619) >>> 0;
+  const b = [0x02, tag & 255, (h >>> 24) & 255, (h >>> 16) & 255, (h >>> 8) & 255, h & 255];
+  return b.map((x) => x.toString(16).padStart(2, '0')).join(':');
+}

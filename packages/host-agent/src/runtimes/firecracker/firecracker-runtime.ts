@@ -16,7 +16,7 @@ import { HEADER_FILE } from '../../snapshot/header.js';
 import { type CowDiskKind, type CowDisks, createCowDisks, flattenDisk } from '../../vm/disks/index.js';
 import { buildVmImages, ROOTFS_IMAGE, type VmImages } from '../../vm/images/index.js';
 import type { CapsuleRuntime, CapsuleSpec, CapsuleStats, PauseResult, RuntimeHandle } from '../runtime.js';
-import { waitVmReady } from '../vm-process.js';
+import { macFor, waitVmReady } from '../vm-process.js';
 import { FirecrackerClient } from './api-client.js';
 import {
   copyCollapsed,
@@ -97,14 +97,6 @@ interface FcSnapshotInfo {
   parent: string;
   createdFrom: string;
   firecrackerVersion: string;
-}
-
-/** A locally administered MAC derived from the capsule id (stable across pause/resume). */
-function macFor(id: string): string {
-  let h = 2166136261;
-  for (const c of id) h = Math.imul(h ^ c.charCodeAt(0), 16777619) >>> 0;
-  const b = [0x02, 0x46, (h >>> 24) & 255, (h >>> 16) & 255, (h >>> 8) & 255, h & 255];
-  return b.map((x) => x.toString(16).padStart(2, '0')).join(':');
 }
 
 export class FirecrackerRuntime implements CapsuleRuntime {
@@ -221,7 +213,7 @@ export class FirecrackerRuntime implements CapsuleRuntime {
           bootArgs: this.bootArgs(spec),
           rootfs: join(this.vmmDir, ROOTFS_IMAGE),
           tapName: TAP_IFNAME,
-          guestMac: macFor(spec.id),
+          guestMac: macFor(spec.id, 0x46),
           vcpus: state.vcpus,
           memoryMb: state.memoryMb,
           metadata: spec.metadata,

@@ -23,7 +23,7 @@ import {
 } from '../../snapshot/index.js';
 import { buildVmImages, ROOTFS_IMAGE, type VmImages } from '../../vm/images/index.js';
 import type { CapsuleRuntime, CapsuleSpec, CapsuleStats, PauseResult, RuntimeHandle } from '../runtime.js';
-import { consoleTail, pidAlive, waitGone, waitVmReady } from '../vm-process.js';
+import { consoleTail, macFor, pidAlive, waitGone, waitVmReady } from '../vm-process.js';
 import { type AccelChoice, detectAccel } from './accel.js';
 import { diskBytes, hasChain, type SavedGeneration, saveGeneration } from './memory-generations.js';
 import { QmpClient } from './qmp.js';
@@ -108,14 +108,6 @@ function runTool(cmd: string, args: string[]): Promise<{ code: number; out: stri
     );
     child.on('close', (code) => resolve({ code: code ?? 1, out }));
   });
-}
-
-/** A locally administered MAC derived from the capsule id (stable across pause/resume). */
-function macFor(id: string): string {
-  let h = 2166136261;
-  for (const c of id) h = Math.imul(h ^ c.charCodeAt(0), 16777619) >>> 0;
-  const b = [0x02, 0x57, (h >>> 24) & 255, (h >>> 16) & 255, (h >>> 8) & 255, h & 255];
-  return b.map((x) => x.toString(16).padStart(2, '0')).join(':');
 }
 
 export class QemuRuntime implements CapsuleRuntime {
@@ -210,7 +202,7 @@ export class QemuRuntime implements CapsuleRuntime {
       initrd: images.kernel.initrd,
       disk: join(dir, 'disk.qcow2'),
       cmdline,
-      mac: macFor(spec.id),
+      mac: macFor(spec.id, 0x57),
       phase: 'running',
       statePath: join(dir, 'snapshot', 'device.mig'),
       memoryPath: join(dir, 'memory'),
