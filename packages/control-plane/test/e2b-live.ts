@@ -13,7 +13,7 @@ import { TemplateStore } from '@wrenn/host-agent/rootfs/index';
 import { NetworkManager, startMetadataHttpServer } from '@wrenn/host-agent/network/index';
 import { CONTROLLERS, NamespaceRuntime } from '@wrenn/host-agent/runtimes/namespace/index';
 import type { CapsuleRuntime, RuntimeName } from '@wrenn/host-agent/runtimes/runtime';
-import type { NetworkOptions } from '@wrenn/host-agent/network/index';
+import { slotNetwork } from '../src/testing/live-up.js';
 import { startUp, type RunningUp } from '../src/up.js';
 import { startControlPlane, type RunningControlPlane } from '../src/server.js';
 import { startTestPostgres, type TestPostgres } from './pg.js';
@@ -21,23 +21,8 @@ import { startStateLoops, type StateLoops } from '../src/reconciler/index.js';
 
 export type DbKind = 'sqlite' | 'postgres';
 
-/**
- * Network settings that collide neither with a real Wrenn on this machine nor with other suites
- * running at the same time: each slot (0..15) gets its own address pool, interface/netns/chain
- * names and metadata port. Slots in use: e2b 0-1, reconciler 2-3, native API 4-5, e2b base 9,
- * host cluster 10-13, dashboard 14, native test page and template builds 15.
- */
-export function testNetwork(slot: number): Partial<NetworkOptions> {
-  if (!Number.isInteger(slot) || slot < 0 || slot > 15) throw new Error(`network slot ${slot} must be 0..15`);
-  const letter = 'abcdefghijklmnop'[slot]!;
-  return {
-    pool: `10.${240 + slot}.0.0/24`,
-    names: { netnsPrefix: `wte${letter}-`, ifPrefix: `wte${letter}`, chainPrefix: `WTE${letter.toUpperCase()}` },
-    // Below the ephemeral port range (32768+), so no outgoing connection can be holding it.
-    metadataPort: 31270 + slot,
-    rateMbit: 0,
-  };
-}
+/** Network slot 0..15 of a test system (see testing/live-up.ts for which suite uses which). */
+export const testNetwork = slotNetwork;
 
 /**
  * The layers of a further agent on this machine: like createLocalLayers, plus a cgroup parent of

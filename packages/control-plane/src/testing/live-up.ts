@@ -5,6 +5,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { NetworkOptions } from '@wrenn/host-agent/network/index';
 import { type RunningUp, startUp } from '../up.js';
 
 export interface Live {
@@ -18,20 +19,24 @@ export interface Live {
 const SHARED_IMAGES = process.env.WRENN_TEST_IMAGES ?? '/var/cache/wrenn-test-images';
 
 /**
- * Network slot 0..15: address pool, interface/netns/chain names and metadata port of its own.
- * Slots: control plane suites 0-5, 9-15; SDK 6 (both of its files); CLI 7.
+ * Network settings that collide neither with a real Wrenn on this machine nor with other suites
+ * running at the same time: each slot (0..15) gets its own address pool, interface/netns/chain
+ * names and metadata port. Slots in use: e2b 0-1, reconciler 2-3, native API 4-5, SDK 6 (both of
+ * its files), CLI 7, e2b base 9, host cluster 10-13, dashboard 14, native test page and template
+ * builds 15.
  */
-export function slotNetwork(slot: number) {
+export function slotNetwork(slot: number): Partial<NetworkOptions> {
+  if (!Number.isInteger(slot) || slot < 0 || slot > 15) throw new Error(`network slot ${slot} must be 0..15`);
   const letter = 'abcdefghijklmnop'[slot]!;
   return {
     pool: `10.${240 + slot}.0.0/24`,
     names: { netnsPrefix: `wte${letter}-`, ifPrefix: `wte${letter}`, chainPrefix: `WTE${letter.toUpperCase()}` },
+    // Below the ephemeral port range (32768+), so no outgoing connection can be holding it.
     metadataPort: 31270 + slot,
     rateMbit: 0,
   };
 }
 
-/** `label` names the data dir (wrenn-<label>-live-*) so a leftover says which suite made it. */
 export async function startLive(slot: number, label: string): Promise<Live> {
   const dataDir = mkdtempSync(join(tmpdir(), `wrenn-${label}-live-`));
   let up: RunningUp;
