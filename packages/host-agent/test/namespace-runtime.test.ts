@@ -319,6 +319,8 @@ test('hibernate keeps the disk, stops the processes and frees the cgroups; resum
   assert.equal(rt.cgroups(h.id).exists(), false, 'hibernate should release the cgroups (and their memory)');
   assert.equal(readFileSync(join(upperOf(h), 'root/note'), 'utf8'), 'kept\n');
   await assert.rejects(rt.pause(h, 'hibernate'), /already paused/);
+  // A host reboot while it sleeps takes the disk's mount away: resume mounts it again.
+  execFileSync('umount', [join(h.state.sandboxDir as string, 'disk')]);
   const h2 = await rt.resume(h);
   handles.add(h2);
   assert.notEqual(h2.state.pid, oldPid);

@@ -473,6 +473,7 @@ export class NamespaceRuntime implements CapsuleRuntime {
     if (s.paused === 'hibernate') {
       const t0 = performance.now();
       try {
+        if (s.ownDisk) await QuotaDisks.ensureMounted(s.sandboxDir);
         await this.boot(s, t0, t0);
       } catch (err) {
         // Keep the disk (it is what hibernate promised); drop whatever half-started.
@@ -494,6 +495,7 @@ export class NamespaceRuntime implements CapsuleRuntime {
     const s = this.stateOf(handle);
     const cg = this.cgroups(s.spec.id);
     const running = s.paused !== 'hibernate' && cg.exists();
+    if (s.ownDisk && !running) await QuotaDisks.ensureMounted(s.sandboxDir);
     const wasFrozen = running && cg.freezerState() === 'FROZEN';
     if (running && !wasFrozen) await cg.freeze();
     try {

@@ -9,6 +9,7 @@ import { execFile } from 'node:child_process';
 import { chmod, chown, mkdir, readdir, rename, rm, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { mountsUnder } from '../../rootfs/remove-tree.js';
 
 const run = promisify(execFile);
 
@@ -112,6 +113,20 @@ export class QuotaDisks {
       }
     }
     return false;
+  }
+
+  /**
+   * Mounts the disk of a capsule whose mount is gone (a host reboot while it was hibernated):
+   * its files are all in the image.
+   */
+  static async ensureMounted(sandboxDir: string): Promise<void> {
+    const mountPoint = join(sandboxDir, DISK_MOUNT);
+    if ((await mountsUnder(mountPoint)).includes(mountPoint)) return;
+    const image = join(sandboxDir, DISK_IMAGE);
+    await mkdir(mountPoint, { recursive: true });
+    await run('mount', ['-t', 'ext4', '-o', 'loop,nodev', image, mountPoint]).catch((err: Error) => {
+      throw new Error(`the capsule's disk ${image} could not be mounted again: ${err.message}`);
+    });
   }
 
   /** Removes the blank images (agent shutdown is free to keep them; tests call this). */
