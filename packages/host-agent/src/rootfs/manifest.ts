@@ -50,3 +50,19 @@ export async function readManifest(templateDir: string): Promise<TemplateManifes
 export async function writeManifest(templateDir: string, m: TemplateManifest): Promise<void> {
   await writeFile(join(templateDir, MANIFEST_FILE), `${JSON.stringify(m, null, 2)}\n`);
 }
+
+/** The manifest of a VM snapshot template: one layer (its own dir), runnable only on `runtime`. */
+export async function writeVmSnapshotManifest(
+  templateDir: string,
+  t: { name: string; parent: string; runtime: TemplateManifest['runtimes'][number]; size: number },
+): Promise<void> {
+  await writeManifest(templateDir, {
+    name: t.name,
+    kind: 'snapshot',
+    parent: t.parent,
+    layers: [t.name],
+    runtimes: [t.runtime],
+    created_at: new Date().toISOString(),
+    size: t.size,
+  });
+}

@@ -9,7 +9,7 @@ import { mkdir, readdir, readFile, rename, rm, stat, symlink, writeFile } from '
 import { basename, join } from 'node:path';
 import type { UffdHandler } from '@wrenn/native';
 import { createTap, guestIpParam, removeTap, TAP_IFNAME } from '../../network/tap.js';
-import { writeManifest } from '../../rootfs/manifest.js';
+import { writeVmSnapshotManifest } from '../../rootfs/manifest.js';
 import type { ProgressFn } from '../../rootfs/recipe.js';
 import { TemplateStore } from '../../rootfs/template-store.js';
 import { HEADER_FILE } from '../../snapshot/header.js';
@@ -449,15 +449,7 @@ export class FirecrackerRuntime implements CapsuleRuntime {
       await writeFile(join(tmp, FC_SNAPSHOT_FILE), JSON.stringify(info));
       let size = 0;
       for (const f of await readdir(tmp)) size += (await stat(join(tmp, f))).blocks * 512;
-      await writeManifest(tmp, {
-        name,
-        kind: 'snapshot',
-        parent: s.template,
-        layers: [name],
-        runtimes: ['firecracker'],
-        created_at: new Date().toISOString(),
-        size,
-      });
+      await writeVmSnapshotManifest(tmp, { name, parent: s.template, runtime: 'firecracker', size });
       await rename(tmp, dir);
     } catch (err) {
       await rm(tmp, { recursive: true, force: true });

@@ -10,7 +10,7 @@ import { spawn } from 'node:child_process';
 import { access, copyFile, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { createTap, GUEST_IP, guestIpParam, removeTap } from '../../network/tap.js';
-import { writeManifest } from '../../rootfs/manifest.js';
+import { writeVmSnapshotManifest } from '../../rootfs/manifest.js';
 import type { ProgressFn } from '../../rootfs/recipe.js';
 import { TemplateStore } from '../../rootfs/template-store.js';
 import {
@@ -551,15 +551,7 @@ export class QemuRuntime implements CapsuleRuntime {
       await writeFile(join(tmp, VM_SNAPSHOT_FILE), JSON.stringify(info));
       let size = await diskBytes(join(tmp, ROOTFS_IMAGE));
       for (const f of memoryFiles) size += await diskBytes(f);
-      await writeManifest(tmp, {
-        name,
-        kind: 'snapshot',
-        parent: s.template,
-        layers: [name],
-        runtimes: ['qemu'],
-        created_at: new Date().toISOString(),
-        size,
-      });
+      await writeVmSnapshotManifest(tmp, { name, parent: s.template, runtime: 'qemu', size });
       await rename(tmp, dir);
     } catch (err) {
       await rm(tmp, { recursive: true, force: true });
