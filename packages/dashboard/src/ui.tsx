@@ -150,3 +150,25 @@ export function Confirm(p: {
     </Modal>
   );
 }
+
+/** A table's header row: a column head per name (false leaves one out), then an unlabelled actions column. */
+export function TableHead({ columns, actions = false }: { columns: (string | false)[]; actions?: boolean }) {
+  return (
+    <thead>
+      <tr>
+        {columns
+          .filter((c): c is string => c !== false)
+          .map((c) => (
+            <th scope="col" key={c}>
+              {c}
+            </th>
+          ))}
+        {actions && (
+          <th scope="col">
+            <span class="sr-only">Actions</span>
+          </th>
+        )}
+      </tr>
+    </thead>
+  );
+}

@@ -4,7 +4,7 @@ import { useEffect, useRef, useState } from 'preact/hooks';
 import { type Capsule, capsules, type Metrics } from '../api.js';
 import { ago, bytes, pct } from '../format.js';
 import { navigate } from '../router.js';
-import { Empty, ErrorNote, Link, StateBadge, useAction, usePoll } from '../ui.js';
+import { Empty, ErrorNote, Link, StateBadge, TableHead, useAction, usePoll } from '../ui.js';
 import { CapsuleActions } from './capsule-actions.js';
 import { FilesView } from './files.js';
 
@@ -166,17 +166,7 @@ function ProcessesView({ capsuleId }: { capsuleId: string }) {
       ) : (
         <table>
           <caption class="sr-only">Processes</caption>
-          <thead>
-            <tr>
-              <th scope="col">PID</th>
-              <th scope="col">Tag</th>
-              <th scope="col">Command</th>
-              <th scope="col">Folder</th>
-              <th scope="col">
-                <span class="sr-only">Actions</span>
-              </th>
-            </tr>
-          </thead>
+          <TableHead columns={['PID', 'Tag', 'Command', 'Folder']} actions />
           <tbody>
             {(list.data ?? []).map((p) => (
               <tr key={p.pid}>

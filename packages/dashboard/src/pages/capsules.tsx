@@ -4,7 +4,7 @@ import { useEffect, useMemo, useState } from 'preact/hooks';
 import { type Capsule, capsules, listCapsules, type Metrics } from '../api.js';
 import { ago, bytes, pct } from '../format.js';
 import { navigate } from '../router.js';
-import { Empty, ErrorNote, Link, StateBadge, usePoll } from '../ui.js';
+import { Empty, ErrorNote, Link, StateBadge, TableHead, usePoll } from '../ui.js';
 import { CapsuleActions } from './capsule-actions.js';
 import { CreateCapsuleDialog } from './create-capsule.js';
 
@@ -139,21 +139,7 @@ export function CapsulesPage() {
         <div class="table-wrap">
           <table class="capsules">
             <caption class="sr-only">Capsules, newest first</caption>
-            <thead>
-              <tr>
-                <th scope="col">Capsule</th>
-                <th scope="col">State</th>
-                <th scope="col">Template</th>
-                <th scope="col">Runtime</th>
-                <th scope="col">Host</th>
-                <th scope="col">Age</th>
-                <th scope="col">CPU</th>
-                <th scope="col">Memory</th>
-                <th scope="col">
-                  <span class="sr-only">Actions</span>
-                </th>
-              </tr>
-            </thead>
+            <TableHead columns={['Capsule', 'State', 'Template', 'Runtime', 'Host', 'Age', 'CPU', 'Memory']} actions />
             <tbody>
               {rows.map((c) => {
                 const m = metrics.get(c.id);

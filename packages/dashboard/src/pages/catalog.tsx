@@ -4,7 +4,7 @@ import { useEffect, useState } from 'preact/hooks';
 import { apiOperations, snapshots, type Template, templates } from '../api.js';
 import { ago, bytes } from '../format.js';
 import { navigate } from '../router.js';
-import { Confirm, Empty, ErrorNote, useAction, usePoll } from '../ui.js';
+import { Confirm, Empty, ErrorNote, TableHead, useAction, usePoll } from '../ui.js';
 import { CreateCapsuleDialog } from './create-capsule.js';
 import { TemplateBuild } from './template-build.js';
 
@@ -24,20 +24,7 @@ function TemplateTable({
   return (
     <table>
       <caption class="sr-only">{caption}</caption>
-      <thead>
-        <tr>
-          <th scope="col">Name</th>
-          <th scope="col">Kind</th>
-          {showParent && <th scope="col">From</th>}
-          <th scope="col">Runtimes</th>
-          <th scope="col">Default size</th>
-          <th scope="col">Disk</th>
-          <th scope="col">Age</th>
-          <th scope="col">
-            <span class="sr-only">Actions</span>
-          </th>
-        </tr>
-      </thead>
+      <TableHead columns={['Name', 'Kind', showParent === true && 'From', 'Runtimes', 'Default size', 'Disk', 'Age']} actions />
       <tbody>
         {items.map((t) => (
           <tr key={t.id}>

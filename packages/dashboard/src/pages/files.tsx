@@ -2,7 +2,7 @@
 import { useRef, useState } from 'preact/hooks';
 import { capsules, type FileEntry } from '../api.js';
 import { bytes, joinPath, parentPath } from '../format.js';
-import { Confirm, Empty, ErrorNote, useAction, usePoll } from '../ui.js';
+import { Confirm, Empty, ErrorNote, TableHead, useAction, usePoll } from '../ui.js';
 
 const PREVIEW_LIMIT = 256 * 1024;
 
@@ -122,17 +122,7 @@ export function FilesView({ capsuleId }: { capsuleId: string }) {
       ) : (
         <table>
           <caption class="sr-only">Files in {dir}</caption>
-          <thead>
-            <tr>
-              <th scope="col">Name</th>
-              <th scope="col">Size</th>
-              <th scope="col">Owner</th>
-              <th scope="col">Modified</th>
-              <th scope="col">
-                <span class="sr-only">Actions</span>
-              </th>
-            </tr>
-          </thead>
+          <TableHead columns={['Name', 'Size', 'Owner', 'Modified']} actions />
           <tbody>
             {entries.map((e) => (
               <tr key={e.path}>

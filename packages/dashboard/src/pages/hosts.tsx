@@ -2,7 +2,7 @@
 import type { Host } from '../api.js';
 import { hosts } from '../api.js';
 import { ago } from '../format.js';
-import { Empty, ErrorNote, usePoll } from '../ui.js';
+import { Empty, ErrorNote, TableHead, usePoll } from '../ui.js';
 
 function Meter({ label, used, total, unit }: { label: string; used: number; total: number; unit: string }) {
   const ratio = total > 0 ? used / total : 0;
@@ -43,17 +43,17 @@ export function HostsPage() {
       ) : (
         <table>
           <caption class="sr-only">Hosts</caption>
-          <thead>
-            <tr>
-              <th scope="col">Host</th>
-              <th scope="col">Health</th>
-              <th scope="col">Runtimes</th>
-              <th scope="col">Capsules</th>
-              <th scope="col">vCPUs allocated</th>
-              <th scope="col">Memory allocated</th>
-              <th scope="col">Last heartbeat</th>
-            </tr>
-          </thead>
+          <TableHead
+            columns={[
+              'Host',
+              'Health',
+              'Runtimes',
+              'Capsules',
+              'vCPUs allocated',
+              'Memory allocated',
+              'Last heartbeat',
+            ]}
+          />
           <tbody>
             {(list.data ?? []).map((h) => (
               <tr key={h.id}>

@@ -2,7 +2,7 @@
 import { useState } from 'preact/hooks';
 import { type ApiKey, apiKeys } from '../api.js';
 import { ago } from '../format.js';
-import { Confirm, Empty, ErrorNote, Modal, useAction, usePoll } from '../ui.js';
+import { Confirm, Empty, ErrorNote, Modal, TableHead, useAction, usePoll } from '../ui.js';
 
 export function KeysPage() {
   const list = usePoll(() => apiKeys.list(), []);
@@ -46,18 +46,7 @@ export function KeysPage() {
       ) : (
         <table>
           <caption class="sr-only">API keys</caption>
-          <thead>
-            <tr>
-              <th scope="col">Name</th>
-              <th scope="col">Key starts with</th>
-              <th scope="col">Created</th>
-              <th scope="col">Last used</th>
-              <th scope="col">Status</th>
-              <th scope="col">
-                <span class="sr-only">Actions</span>
-              </th>
-            </tr>
-          </thead>
+          <TableHead columns={['Name', 'Key starts with', 'Created', 'Last used', 'Status']} actions />
           <tbody>
             {(list.data ?? []).map((k) => (
               <tr key={k.id}>
