@@ -2,7 +2,7 @@
 // runtime) on SQLite or a throwaway PostgreSQL, optional extra host agents in the same process,
 // and the options the official e2b SDK needs to talk to it. Every piece is torn down by close():
 // capsules (processes, cgroups, overlays), network namespaces, veths, iptables chains, data dirs.
-import { mkdtempSync, rmdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import http from 'node:http';
@@ -11,9 +11,9 @@ import { startAgent, type RunningAgent } from '@wrenn/host-agent/agent';
 import { networkProvider, templateProvider, type LocalLayers } from '@wrenn/host-agent/local-providers';
 import { TemplateStore } from '@wrenn/host-agent/rootfs/index';
 import { NetworkManager, startMetadataHttpServer } from '@wrenn/host-agent/network/index';
-import { CONTROLLERS, NamespaceRuntime } from '@wrenn/host-agent/runtimes/namespace/index';
+import { NamespaceRuntime } from '@wrenn/host-agent/runtimes/namespace/index';
 import type { CapsuleRuntime, RuntimeName } from '@wrenn/host-agent/runtimes/runtime';
-import { slotNetwork } from '../src/testing/live-up.js';
+import { agentCgroupParent, removeCgroupParent, slotNetwork } from '../src/testing/live-up.js';
 import { startUp, type RunningUp } from '../src/up.js';
 import { startControlPlane, type RunningControlPlane } from '../src/server.js';
 import { startTestPostgres, type TestPostgres } from './pg.js';
@@ -46,18 +46,6 @@ async function createAgentLayers(dataDir: string, slot: number, imagesDir: strin
     metadataServer,
     close: () => metadataServer.close(),
   };
-}
-
-const agentCgroupParent = (slot: number) => `wrenn-test-${slot}`;
-
-function removeCgroupParent(slot: number): void {
-  for (const c of CONTROLLERS) {
-    try {
-      rmdirSync(join('/sys/fs/cgroup', c, agentCgroupParent(slot)));
-    } catch {
-      // not created under this controller, or already gone
-    }
-  }
 }
 
 let pgServer: Promise<TestPostgres> | undefined;

@@ -2,10 +2,11 @@
 // running real namespace capsules, on loopback, with its own network slot so it runs beside other
 // suites. close() destroys the capsules and removes namespaces, veths, iptables chains and the
 // data dir. (The control plane's own suites use test/e2b-live.ts, which also runs PostgreSQL.)
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { NetworkOptions } from '@wrenn/host-agent/network/index';
+import { CONTROLLERS } from '@wrenn/host-agent/runtimes/namespace/index';
 import { type RunningUp, startUp } from '../up.js';
 
 export interface Live {
@@ -37,6 +38,23 @@ export function slotNetwork(slot: number): Partial<NetworkOptions> {
   };
 }
 
+/**
+ * The cgroup parent of a test system's agent: its own per slot, since agents sharing a parent
+ * treat each other's capsules as stale leftovers and kill them when they start.
+ */
+export const agentCgroupParent = (slot: number) => `wrenn-test-${slot}`;
+
+/** Removes the (empty) cgroup parent of a slot once its agent's capsules are gone. */
+export function removeCgroupParent(slot: number): void {
+  for (const c of CONTROLLERS) {
+    try {
+      rmdirSync(join('/sys/fs/cgroup', c, agentCgroupParent(slot)));
+    } catch {
+      // not created under this controller, or already gone
+    }
+  }
+}
+
 export async function startLive(slot: number, label: string): Promise<Live> {
   const dataDir = mkdtempSync(join(tmpdir(), `wrenn-${label}-live-`));
   let up: RunningUp;
@@ -46,6 +64,7 @@ export async function startLive(slot: number, label: string): Promise<Live> {
       listen: { host: '127.0.0.1', port: 0 },
       domain: 'localhost',
       network: slotNetwork(slot),
+      cgroupParent: agentCgroupParent(slot),
       imagesDir: SHARED_IMAGES,
       logLevel: process.env.WRENN_TEST_LOG ?? 'silent',
     });
@@ -65,6 +84,7 @@ export async function startLive(slot: number, label: string): Promise<Live> {
       await step(() => up.agent.close());
       await step(() => up.layers.close());
       await step(() => up.layers.networkManager.removeAll());
+      removeCgroupParent(slot);
       rmSync(dataDir, { recursive: true, force: true });
       if (errors.length > 0) throw new AggregateError(errors, 'live system cleanup had errors');
     },
