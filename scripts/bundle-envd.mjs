@@ -10,7 +10,8 @@
 import { build } from 'esbuild';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { cpSync, existsSync, mkdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { isBuiltin } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { createClient } from '@connectrpc/connect';
@@ -18,7 +19,7 @@ import { createConnectTransport } from '@connectrpc/connect-node';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const out = join(root, 'packages/envd/dist/bundle');
-const { ENVD_NODE_FLAGS, ENVD_START } = await import(pathToFileURL(join(root, 'packages/envd/dist/src/bundle-layout.js')).href);
+const { ENVD_NODE_FLAGS, ENVD_START, ENVD_V8_FLAGS } = await import(pathToFileURL(join(root, 'packages/envd/dist/src/bundle-layout.js')).href);
 const NATIVE = [
   { name: 'node-pty', dirs: ['node-pty'] },
   { name: '@napi-rs/xattr', dirs: ['@napi-rs/xattr', '@napi-rs/xattr-linux-x64-gnu'] },
@@ -44,7 +45,7 @@ await build({
   define: { 'import.meta.url': '__envdUrl' },
   banner: { js: "var __envdUrl=require('node:url').pathToFileURL(__filename).href;" },
 });
-cpSync(join(root, 'packages/envd/bundle/start.cjs'), join(out, ENVD_START));
+writeStartFile();
 writeFileSync(
   join(out, 'envd.mjs'),
   `// envd as an ES module entry: the same as \`node ${ENVD_START}\`.\nimport { createRequire } from 'node:module';\ncreateRequire(import.meta.url)('./${ENVD_START}');\n`,
@@ -59,6 +60,19 @@ for (const { name, dirs } of NATIVE) {
   if (!existsSync(join(out, 'node_modules', name, 'package.json'))) throw new Error(`${name} is not installed: run npm install`);
 }
 await writeCodeCache();
+
+/** start.cjs with the node modules the bundle requires at load time and the V8 flags to set after them. */
+function writeStartFile() {
+  const bundle = readFileSync(join(out, 'envd.cjs'), 'utf8');
+  const required = [...bundle.matchAll(/require\("([a-z_:/]+)"\)/g)].map((m) => m[1]);
+  const builtins = [...new Set(required.filter((name) => isBuiltin(name)))].sort();
+  if (!builtins.includes('node:http')) throw new Error('envd.cjs requires no node:http: the bundle looks wrong');
+  const start = readFileSync(join(root, 'packages/envd/bundle/start.cjs'), 'utf8')
+    .replace('const BUILTINS = [];', `const BUILTINS = ${JSON.stringify(builtins)};`)
+    .replace("const FLAGS = '';", `const FLAGS = ${JSON.stringify(ENVD_V8_FLAGS.join(' '))};`);
+  if (!start.includes('const BUILTINS = ["')) throw new Error('packages/envd/bundle/start.cjs has no BUILTINS list to fill in');
+  writeFileSync(join(out, ENVD_START), start);
+}
 
 /** Runs envd once on loopback with the capsule's node flags, warms it up, saves its code cache. */
 async function writeCodeCache() {

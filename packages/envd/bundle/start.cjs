@@ -9,6 +9,15 @@ const { createRequire } = require('node:module');
 const { join } = require('node:path');
 const { Script } = require('node:vm');
 
+// Node's own modules first, under default V8 flags: node accepts its embedded code cache for them
+// only then (any flag on the command line costs ~20 ms of compiling them, a third of a capsule's
+// envd start). The bundle's tuning flags are set right after, at run time. Both lists are written
+// here by scripts/bundle-envd.mjs (BUILTINS from the bundle's own requires, FLAGS = ENVD_V8_FLAGS).
+const BUILTINS = [];
+const FLAGS = '';
+for (const name of BUILTINS) require(name);
+if (FLAGS) require('node:v8').setFlagsFromString(FLAGS);
+
 const file = join(__dirname, 'envd.cjs');
 let cachedData;
 try {
