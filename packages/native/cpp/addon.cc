@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "namespaces.h"
+#include "spawn.h"
 #include "uffd.h"
 
 #define CHECK(call)                                                   \
@@ -227,6 +228,8 @@ NAPI_MODULE_INIT() {
       {"closeFd", nullptr, CloseFd, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"makePipe", nullptr, MakePipe, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"setHostnameIn", nullptr, SetHostnameIn, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"createReaper", nullptr, wrenn::CreateReaper, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"spawnProcess", nullptr, wrenn::SpawnProcess, nullptr, nullptr, nullptr, napi_default, nullptr},
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
   return exports;

@@ -1,0 +1,11 @@
+#pragma once
+// Process spawning without fork: clone(CLONE_VM|CLONE_VFORK) shares the parent's memory, so the
+// cost does not grow with the parent's size (a Node process's fork copies ~50 MB of page tables).
+#include <node_api.h>
+
+namespace wrenn {
+// createReaper(onExit(pid, code|null, signal|null)): the handle spawnProcess reports exits through.
+napi_value CreateReaper(napi_env env, napi_callback_info info);
+// spawnProcess(reaper, opts) -> { pid, stdin, stdout, stderr } | { errno, stage }
+napi_value SpawnProcess(napi_env env, napi_callback_info info);
+}  // namespace wrenn
