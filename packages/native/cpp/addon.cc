@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "namespaces.h"
+#include "relay.h"
 #include "spawn.h"
 #include "uffd.h"
 
@@ -232,5 +233,6 @@ NAPI_MODULE_INIT() {
       {"spawnProcess", nullptr, wrenn::SpawnProcess, nullptr, nullptr, nullptr, napi_default, nullptr},
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
+  wrenn::registerRelay(env, exports);
   return exports;
 }

@@ -1,0 +1,513 @@
+// The byte relay: Node hands over two connected sockets (dup'ed here, so Node can close its own
+// fds), and one thread moves bytes between them with epoll until both directions ended, one side
+// failed, the pair sat idle too long, or JS closed it (by id or by group key). Each direction:
+// read from its source only while nothing of it waits for the destination (back-pressure), an EOF
+// becomes shutdown(SHUT_WR) on the destination once everything before it went out (half-close).
+// Two ways of moving bytes: "copy" (recv into a scratch buffer, send; only a partial send keeps a
+// per-direction buffer) and "splice" (socket -> pipe -> socket in the kernel).
+// JS learns of each finished pair through a thread-safe function: id, bytes each way, reason.
+#include "relay.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <stdexcept>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+namespace wrenn {
+namespace {
+
+constexpr size_t kChunk = 64 * 1024;
+// Reads per direction per wake-up: a busy pair must not starve the others.
+constexpr int kRounds = 8;
+constexpr int kSweepMs = 100;
+
+enum Reason { kDone = 0, kIdle, kClosed, kGroup, kError, kShutdown };
+const char* const kReasonNames[] = {"done", "idle", "closed", "group", "error", "shutdown"};
+
+int64_t nowMs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+}
+
+// Bytes from fd[d] to fd[1 - d].
+struct Dir {
+  std::unique_ptr<char[]> buf;  // copy mode: what a partial send left
+  size_t off = 0;
+  size_t len = 0;               // copy mode: unsent bytes in buf; splice mode: bytes in the pipe
+  int pipe[2] = {-1, -1};       // splice mode
+  bool eof = false;             // the source sent its FIN
+  bool shut = false;            // the destination's write side is shut down
+  uint64_t bytes = 0;
+};
+
+struct Pair {
+  uint64_t id = 0;
+  int fd[2] = {-1, -1};
+  uint32_t mask[2] = {0, 0};
+  bool registered[2] = {false, false};
+  Dir dir[2];
+  std::string group;
+  int64_t idleMs = 0;
+  int64_t last = 0;
+};
+
+struct Done {
+  uint64_t id;
+  uint64_t bytes[2];
+  int reason;
+  int err;
+};
+
+struct Cmd {
+  enum Kind { Add, Close, CloseGroup } kind;
+  std::unique_ptr<Pair> pair;
+  uint64_t id = 0;
+  std::string group;
+};
+
+class Relay {
+ public:
+  Relay(napi_threadsafe_function tsfn, bool splice) : tsfn_(tsfn), splice_(splice) {
+    ep_ = epoll_create1(EPOLL_CLOEXEC);
+    ev_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (ep_ < 0 || ev_ < 0) throw std::runtime_error(std::string("relay: epoll/eventfd failed: ") + strerror(errno));
+    epoll_event e{};
+    e.events = EPOLLIN;
+    e.data.u64 = 0;
+    epoll_ctl(ep_, EPOLL_CTL_ADD, ev_, &e);
+    thread_ = std::thread([this] { run(); });
+  }
+
+  ~Relay() {
+    stop_ = true;
+    wake();
+    if (thread_.joinable()) thread_.join();
+    for (auto& kv : pairs_) closePair(*kv.second);
+    for (auto& c : cmds_)
+      if (c.pair) closePair(*c.pair);
+    close(ep_);
+    close(ev_);
+  }
+
+  bool splice() const { return splice_; }
+
+  uint64_t add(std::unique_ptr<Pair> p) {
+    p->id = ++lastId_;
+    uint64_t id = p->id;
+    active_++;
+    added_++;
+    push(Cmd{Cmd::Add, std::move(p), 0, {}});
+    return id;
+  }
+  void closeId(uint64_t id) { push(Cmd{Cmd::Close, nullptr, id, {}}); }
+  void closeGroup(const std::string& g) { push(Cmd{Cmd::CloseGroup, nullptr, 0, g}); }
+
+  std::atomic<uint64_t> active_{0}, added_{0}, bytes_{0};
+
+ private:
+  void push(Cmd c) {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      cmds_.push_back(std::move(c));
+    }
+    wake();
+  }
+  void wake() {
+    uint64_t one = 1;
+    ssize_t r = write(ev_, &one, sizeof one);
+    (void)r;
+  }
+
+  void run() {
+    std::vector<epoll_event> evs(256);
+    scratch_.reset(new char[kChunk]);
+    int64_t lastSweep = nowMs();
+    while (!stop_) {
+      int n = epoll_wait(ep_, evs.data(), static_cast<int>(evs.size()), timed_ > 0 ? kSweepMs : -1);
+      if (n < 0 && errno != EINTR) break;
+      now_ = nowMs();
+      for (int i = 0; i < n; i++) {
+        uint64_t key = evs[i].data.u64;
+        if (key == 0) {
+          commands();
+          continue;
+        }
+        auto it = pairs_.find(key >> 1);
+        if (it != pairs_.end()) progress(*it->second);
+      }
+      if (timed_ > 0 && now_ - lastSweep >= kSweepMs) {
+        lastSweep = now_;
+        std::vector<uint64_t> idle;
+        for (auto& kv : pairs_)
+          if (kv.second->idleMs > 0 && now_ - kv.second->last >= kv.second->idleMs) idle.push_back(kv.first);
+        for (uint64_t id : idle) finish(id, kIdle, 0);
+      }
+    }
+  }
+
+  void commands() {
+    uint64_t v;
+    ssize_t r = read(ev_, &v, sizeof v);
+    (void)r;
+    std::deque<Cmd> cmds;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      cmds.swap(cmds_);
+    }
+    for (auto& c : cmds) {
+      if (c.kind == Cmd::Add) {
+        Pair& p = *c.pair;
+        p.last = now_;
+        if (p.idleMs > 0) timed_++;
+        uint64_t id = p.id;
+        pairs_[id] = std::move(c.pair);
+        progress(p);
+      } else if (c.kind == Cmd::Close) {
+        finish(c.id, kClosed, 0);
+      } else {
+        std::vector<uint64_t> ids;
+        for (auto& kv : pairs_)
+          if (kv.second->group == c.group) ids.push_back(kv.first);
+        for (uint64_t id : ids) finish(id, kGroup, 0);
+      }
+    }
+  }
+
+  // Moves what can move in direction d; false with errno set when a socket failed.
+  bool move(Pair& p, int d) {
+    Dir& D = p.dir[d];
+    int src = p.fd[d], dst = p.fd[1 - d];
+    for (int round = 0; round < kRounds; round++) {
+      if (D.len > 0) {
+        ssize_t w = splice_ ? ::splice(D.pipe[0], nullptr, dst, nullptr, D.len, SPLICE_F_NONBLOCK | SPLICE_F_MOVE)
+                            : send(dst, D.buf.get() + D.off, D.len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (w < 0) {
+          if (errno == EAGAIN || errno == EINTR) return true;
+          return false;
+        }
+        D.off += w;
+        D.len -= w;
+        D.bytes += w;
+        bytes_ += w;
+        p.last = now_;
+        if (D.len > 0) return true;  // the destination is full: wait until it can take more
+        D.off = 0;
+        if (!splice_) D.buf.reset();
+      }
+      if (D.eof) {
+        if (!D.shut) {
+          D.shut = true;
+          if (shutdown(dst, SHUT_WR) < 0 && errno != ENOTCONN) return false;
+        }
+        return true;
+      }
+      ssize_t r;
+      if (splice_) {
+        r = ::splice(src, nullptr, D.pipe[1], nullptr, kChunk, SPLICE_F_NONBLOCK | SPLICE_F_MOVE);
+      } else {
+        r = recv(src, scratch_.get(), kChunk, MSG_DONTWAIT);
+      }
+      if (r == 0) {
+        D.eof = true;
+        continue;
+      }
+      if (r < 0) {
+        if (errno == EAGAIN || errno == EINTR) return true;
+        return false;
+      }
+      p.last = now_;
+      if (splice_) {
+        D.len = r;
+      } else {
+        ssize_t w = send(dst, scratch_.get(), r, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (w < 0) {
+          if (errno != EAGAIN && errno != EINTR) return false;
+          w = 0;
+        }
+        D.bytes += w;
+        bytes_ += w;
+        if (w < r) {
+          D.buf.reset(new char[kChunk]);
+          memcpy(D.buf.get(), scratch_.get() + w, r - w);
+          D.off = 0;
+          D.len = r - w;
+          return true;
+        }
+      }
+      // A short read drained the socket: epoll says when more arrives (saves a recv per message).
+      if (static_cast<size_t>(r) < kChunk && !splice_) return true;
+    }
+    return true;
+  }
+
+  void progress(Pair& p) {
+    for (int d = 0; d < 2; d++) {
+      if (!move(p, d)) return finish(p.id, kError, errno);
+    }
+    const Dir &a = p.dir[0], &b = p.dir[1];
+    if (a.eof && a.shut && a.len == 0 && b.eof && b.shut && b.len == 0) return finish(p.id, kDone, 0);
+    for (int i = 0; i < 2; i++) {
+      // fd[i] is read for direction i and written for direction 1 - i.
+      uint32_t want = ((!p.dir[i].eof && p.dir[i].len == 0) ? uint32_t{EPOLLIN} : 0u) | (p.dir[1 - i].len > 0 ? uint32_t{EPOLLOUT} : 0u);
+      if (want == p.mask[i] && (want == 0) == !p.registered[i]) continue;
+      epoll_event e{};
+      e.events = want;
+      e.data.u64 = (p.id << 1) | static_cast<uint64_t>(i);
+      // An fd with nothing to wait for leaves the set: a hung-up socket would wake us for nothing.
+      if (want == 0) {
+        epoll_ctl(ep_, EPOLL_CTL_DEL, p.fd[i], nullptr);
+        p.registered[i] = false;
+      } else {
+        epoll_ctl(ep_, p.registered[i] ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, p.fd[i], &e);
+        p.registered[i] = true;
+      }
+      p.mask[i] = want;
+    }
+  }
+
+  void closePair(Pair& p) {
+    for (int i = 0; i < 2; i++) {
+      if (p.registered[i]) epoll_ctl(ep_, EPOLL_CTL_DEL, p.fd[i], nullptr);
+      p.registered[i] = false;
+      if (p.fd[i] >= 0) close(p.fd[i]);
+      p.fd[i] = -1;
+      for (int& f : p.dir[i].pipe) {
+        if (f >= 0) close(f);
+        f = -1;
+      }
+    }
+  }
+
+  void finish(uint64_t id, int reason, int err) {
+    auto it = pairs_.find(id);
+    if (it == pairs_.end()) return;
+    std::unique_ptr<Pair> p = std::move(it->second);
+    pairs_.erase(it);
+    if (p->idleMs > 0) timed_--;
+    if (reason == kError) {
+      // A failed side: the other peer must see the connection fail too (RST), not a clean end.
+      linger lg{1, 0};
+      for (int f : p->fd) setsockopt(f, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    }
+    closePair(*p);
+    active_--;
+    auto* d = new Done{id, {p->dir[0].bytes, p->dir[1].bytes}, reason, err};
+    if (napi_call_threadsafe_function(tsfn_, d, napi_tsfn_nonblocking) != napi_ok) delete d;
+  }
+
+  napi_threadsafe_function tsfn_;
+  bool splice_;
+  int ep_ = -1, ev_ = -1;
+  std::thread thread_;
+  std::atomic<bool> stop_{false};
+  std::mutex mu_;
+  std::deque<Cmd> cmds_;
+  std::atomic<uint64_t> lastId_{0};
+  // Owned by the relay thread:
+  std::unordered_map<uint64_t, std::unique_ptr<Pair>> pairs_;
+  std::unique_ptr<char[]> scratch_;
+  int64_t now_ = 0;
+  int timed_ = 0;
+};
+
+// One relay per process, owned by the env that started it (the main thread's).
+Relay* g_relay = nullptr;
+napi_env g_env = nullptr;
+napi_threadsafe_function g_tsfn = nullptr;
+
+void cleanup(void*) {
+  delete g_relay;  // joins the thread and closes every fd it still holds
+  g_relay = nullptr;
+  if (g_tsfn) napi_release_threadsafe_function(g_tsfn, napi_tsfn_abort);
+  g_tsfn = nullptr;
+  g_env = nullptr;
+}
+
+void callJs(napi_env env, napi_value fn, void*, void* data) {
+  std::unique_ptr<Done> d(static_cast<Done*>(data));
+  if (!env || !fn) return;
+  napi_value argv[5], undefined;
+  napi_create_double(env, static_cast<double>(d->id), &argv[0]);
+  napi_create_double(env, static_cast<double>(d->bytes[0]), &argv[1]);
+  napi_create_double(env, static_cast<double>(d->bytes[1]), &argv[2]);
+  napi_create_string_utf8(env, kReasonNames[d->reason], NAPI_AUTO_LENGTH, &argv[3]);
+  napi_create_int32(env, d->err, &argv[4]);
+  napi_get_undefined(env, &undefined);
+  napi_call_function(env, undefined, fn, 5, argv, nullptr);
+}
+
+napi_value throwErr(napi_env env, const std::string& msg) {
+  napi_throw_error(env, nullptr, msg.c_str());
+  return nullptr;
+}
+
+Relay* relayOf(napi_env env) {
+  if (!g_relay || g_env != env) {
+    throwErr(env, "wrenn-native: the relay is not started in this thread (call relayStart first)");
+    return nullptr;
+  }
+  return g_relay;
+}
+
+std::string str(napi_env env, napi_value v) {
+  size_t len = 0;
+  if (napi_get_value_string_utf8(env, v, nullptr, 0, &len) != napi_ok) return {};
+  std::string s(len, '\0');
+  napi_get_value_string_utf8(env, v, s.data(), len + 1, &len);
+  return s;
+}
+
+double number(napi_env env, napi_value v) {
+  double d = -1;
+  napi_get_value_double(env, v, &d);
+  return d;
+}
+
+// relayStart(onDone(id, bytesAtoB, bytesBtoA, reason, errno), mode: 'copy' | 'splice')
+napi_value Start(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value a[2];
+  napi_get_cb_info(env, info, &argc, a, nullptr, nullptr);
+  if (argc < 2) return throwErr(env, "relayStart(onDone, mode) needs both arguments");
+  if (g_relay) return throwErr(env, "wrenn-native: the relay is already started");
+  std::string mode = str(env, a[1]);
+  if (mode != "copy" && mode != "splice") return throwErr(env, "relayStart: mode must be 'copy' or 'splice', got '" + mode + "'");
+  napi_value name;
+  napi_create_string_utf8(env, "wrenn-relay", NAPI_AUTO_LENGTH, &name);
+  if (napi_create_threadsafe_function(env, a[0], nullptr, name, 0, 1, nullptr, nullptr, nullptr, callJs, &g_tsfn) != napi_ok)
+    return throwErr(env, "relayStart: onDone must be a function");
+  // Idle pairs must not keep the process alive; JS refs it while pairs are active (relayRef).
+  napi_unref_threadsafe_function(env, g_tsfn);
+  try {
+    g_relay = new Relay(g_tsfn, mode == "splice");
+  } catch (const std::exception& e) {
+    napi_release_threadsafe_function(g_tsfn, napi_tsfn_abort);
+    g_tsfn = nullptr;
+    return throwErr(env, e.what());
+  }
+  g_env = env;
+  napi_add_env_cleanup_hook(env, cleanup, nullptr);
+  return nullptr;
+}
+
+// relayAdd(fdA, fdB, group, idleMs) -> id. Both fds are dup'ed: the caller closes its own.
+napi_value Add(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value a[4];
+  napi_get_cb_info(env, info, &argc, a, nullptr, nullptr);
+  if (argc < 4) return throwErr(env, "relayAdd(fdA, fdB, group, idleMs) needs four arguments");
+  Relay* r = relayOf(env);
+  if (!r) return nullptr;
+  int fds[2] = {static_cast<int>(number(env, a[0])), static_cast<int>(number(env, a[1]))};
+  double idle = number(env, a[3]);
+  if (!(idle >= 0)) return throwErr(env, "relayAdd: idleMs must be a number >= 0 (0: no idle timeout)");
+  auto p = std::make_unique<Pair>();
+  p->group = str(env, a[2]);
+  p->idleMs = static_cast<int64_t>(idle);
+  auto fail = [&](const std::string& m) {
+    for (int i = 0; i < 2; i++) {
+      if (p->fd[i] >= 0) close(p->fd[i]);
+      for (int f : p->dir[i].pipe)
+        if (f >= 0) close(f);
+    }
+    return throwErr(env, m);
+  };
+  for (int i = 0; i < 2; i++) {
+    int type = 0;
+    socklen_t len = sizeof type;
+    if (fds[i] < 0 || getsockopt(fds[i], SOL_SOCKET, SO_TYPE, &type, &len) < 0 || type != SOCK_STREAM)
+      return fail("relayAdd: fd " + std::to_string(fds[i]) + " is not a stream socket");
+    p->fd[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 0);
+    if (p->fd[i] < 0) return fail(std::string("relayAdd: dup failed: ") + strerror(errno));
+    int fl = fcntl(p->fd[i], F_GETFL);
+    fcntl(p->fd[i], F_SETFL, fl | O_NONBLOCK);
+    if (r->splice() && pipe2(p->dir[i].pipe, O_CLOEXEC | O_NONBLOCK) < 0)
+      return fail(std::string("relayAdd: pipe2 failed: ") + strerror(errno));
+  }
+  napi_value out;
+  napi_create_double(env, static_cast<double>(r->add(std::move(p))), &out);
+  return out;
+}
+
+napi_value CloseOne(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value a[1];
+  napi_get_cb_info(env, info, &argc, a, nullptr, nullptr);
+  Relay* r = relayOf(env);
+  if (!r) return nullptr;
+  if (argc < 1) return throwErr(env, "relayClose(id) needs the pair's id");
+  r->closeId(static_cast<uint64_t>(number(env, a[0])));
+  return nullptr;
+}
+
+napi_value CloseGroup(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value a[1];
+  napi_get_cb_info(env, info, &argc, a, nullptr, nullptr);
+  Relay* r = relayOf(env);
+  if (!r) return nullptr;
+  if (argc < 1) return throwErr(env, "relayCloseGroup(group) needs the group key");
+  r->closeGroup(str(env, a[0]));
+  return nullptr;
+}
+
+napi_value Stats(napi_env env, napi_callback_info) {
+  napi_value o, v;
+  napi_create_object(env, &o);
+  double active = g_relay ? static_cast<double>(g_relay->active_.load()) : 0;
+  double added = g_relay ? static_cast<double>(g_relay->added_.load()) : 0;
+  double bytes = g_relay ? static_cast<double>(g_relay->bytes_.load()) : 0;
+  napi_create_double(env, active, &v);
+  napi_set_named_property(env, o, "active", v);
+  napi_create_double(env, added, &v);
+  napi_set_named_property(env, o, "added", v);
+  napi_create_double(env, bytes, &v);
+  napi_set_named_property(env, o, "bytes", v);
+  return o;
+}
+
+// relayRef(true|false): whether pending completions keep the event loop alive.
+napi_value Ref(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value a[1];
+  napi_get_cb_info(env, info, &argc, a, nullptr, nullptr);
+  if (!relayOf(env)) return nullptr;
+  bool on = false;
+  if (argc > 0) napi_get_value_bool(env, a[0], &on);
+  if (on)
+    napi_ref_threadsafe_function(env, g_tsfn);
+  else
+    napi_unref_threadsafe_function(env, g_tsfn);
+  return nullptr;
+}
+
+}  // namespace
+
+void registerRelay(napi_env env, napi_value exports) {
+  napi_property_descriptor props[] = {
+      {"relayStart", nullptr, Start, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"relayAdd", nullptr, Add, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"relayClose", nullptr, CloseOne, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"relayCloseGroup", nullptr, CloseGroup, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"relayStats", nullptr, Stats, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"relayRef", nullptr, Ref, nullptr, nullptr, nullptr, napi_default, nullptr},
+  };
+  napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
+}
+
+}  // namespace wrenn
