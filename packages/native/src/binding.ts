@@ -24,6 +24,18 @@ export interface NativeBinding {
   closeFd(fd: number): void;
   /** Sets the host name of the UTS namespace that process `pid` is in (needs root on the host). */
   setHostnameIn(pid: number, name: string): void;
+  /** The handle spawnProcess reports exits through: onExit(pid, exit code or null, signal number or null) on the JS thread. */
+  createReaper(onExit: (pid: number, code: number | null, signal: number | null) => void): object;
+  /**
+   * Starts `file` (PATH search in `env`'s PATH when it has no slash) with clone(CLONE_VM|CLONE_VFORK):
+   * own session, stdin from a pipe (or /dev/null), stdout/stderr pipes, signals reset, every other fd
+   * closed, cwd, and with `uid` the identity uid/gid/exactly `groups`. Returns the parent's pipe ends
+   * (O_CLOEXEC; stdin -1 without a pipe), or where it failed (errno and stage: exec, chdir, setuid...).
+   */
+  spawnProcess(
+    reaper: object,
+    opts: { file: string; argv: string[]; env: string[]; cwd: string; stdin: boolean; uid?: number; gid?: number; groups?: number[] },
+  ): { pid: number; stdin: number; stdout: number; stderr: number } | { errno: number; stage: string };
 }
 
 let cached: NativeBinding | undefined;
