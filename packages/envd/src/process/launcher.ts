@@ -4,14 +4,17 @@
 //  - the e2b SDK always runs `/bin/bash -l -c <cmd>`; minimal (busybox) capsules have no bash,
 //    so `/bin/bash` becomes `/bin/sh` (busybox ash and dash accept the same -l/-c/-i flags);
 //  - a *default* cwd that does not exist (users like `nobody` have home /nonexistent) becomes "/".
-import { spawn as spawnChild, type ChildProcess } from 'node:child_process';
+// Pipe processes start with @wrenn/native's vfork-style spawn (native-spawn.ts), which also sets
+// the user's supplementary groups; child_process.spawn (+ setpriv for groups) when it is missing.
+import { spawn as spawnChild } from 'node:child_process';
 import { existsSync, constants as fsConstants } from 'node:fs';
 import { access, stat } from 'node:fs/promises';
 import { delimiter, join } from 'node:path';
 import { Code, ConnectError } from '@connectrpc/connect';
 import type { LaunchSpec } from './launch-spec.js';
 import type { ManagedProcess } from './managed-process.js';
-import { PipeProcess } from './pipe-process.js';
+import { nativeSpawnAvailable, spawnNative } from './native-spawn.js';
+import { PipeProcess, type PipeChild } from './pipe-process.js';
 import { PtyProcess } from './pty-process.js';
 import type { Subscription } from './subscription.js';
 
@@ -34,8 +37,8 @@ function identityOptions(spec: LaunchSpec): { uid?: number; gid?: number } {
 }
 
 // Node's spawn drops every supplementary group when it switches uid/gid, so a user in e.g. the
-// `docker` or `sudo` group would lose it. For such users the process is started through
-// util-linux's setpriv, which sets uid, gid and the groups, then execs the command.
+// `docker` or `sudo` group would lose it. Without the native spawn, such users' processes are
+// started through util-linux's setpriv, which sets uid, gid and the groups, then execs the command.
 const SETPRIV = '/usr/bin/setpriv';
 const SETPRIV_RECHECK_MS = 60_000;
 let setprivCheckedAt = -Infinity;
@@ -123,7 +126,7 @@ async function diagnose(spec: LaunchSpec, file: string, cwd: string, code: strin
   return new ConnectError(`cannot start ${describe(spec, file)}: ${message}`, Code.InvalidArgument);
 }
 
-type SpawnOutcome = { child: ChildProcess; pid: number } | { error: Promise<NodeJS.ErrnoException> | NodeJS.ErrnoException };
+type SpawnOutcome = { child: PipeChild; pid: number } | { error: Promise<NodeJS.ErrnoException> | NodeJS.ErrnoException };
 
 /** How to spawn: directly with uid/gid, or through setpriv to keep supplementary groups. */
 interface Invocation {
@@ -141,8 +144,26 @@ function viaSetpriv(spec: LaunchSpec, file: string, groups: number[]): Invocatio
   return { file: SETPRIV, args: ['--reuid', String(uid), '--regid', String(gid), '--groups', groups.join(','), '--', file, ...spec.args], identity: {} };
 }
 
+/** The native spawn: identity with the user's groups (primary first, like setpriv's list). */
+function spawnNativeWithPipes(spec: LaunchSpec, file: string, cwd: string): SpawnOutcome {
+  const { uid, gid } = identityOptions(spec);
+  try {
+    const child = spawnNative({
+      file,
+      args: spec.args,
+      cwd,
+      env: spec.env,
+      stdin: spec.stdin,
+      identity: uid === undefined ? undefined : { uid, gid: gid ?? spec.user.gid, groups: [gid ?? spec.user.gid, ...supplementaryGroups(spec)] },
+    });
+    return { child, pid: child.pid };
+  } catch (err) {
+    return { error: err as NodeJS.ErrnoException };
+  }
+}
+
 function spawnWithPipes(spec: LaunchSpec, how: Invocation, cwd: string): SpawnOutcome {
-  let child: ChildProcess;
+  let child: ReturnType<typeof spawnChild>;
   try {
     child = spawnChild(how.file, how.args, {
       cwd,
@@ -160,7 +181,29 @@ function spawnWithPipes(spec: LaunchSpec, how: Invocation, cwd: string): SpawnOu
   return { error: new Promise((resolve) => child.once('error', resolve)) };
 }
 
+/** Starts with `start`, retrying with the fallbacks diagnose() finds (bash -> sh, default cwd -> /). */
+async function startWithFallbacks(
+  spec: LaunchSpec,
+  firstSubscriber: Subscription,
+  start: (file: string, cwd: string) => SpawnOutcome,
+): Promise<ManagedProcess> {
+  let file = executableFor(spec.file);
+  let cwd = spec.cwd;
+  for (let attempt = 0; ; attempt++) {
+    const outcome = start(file, cwd);
+    if ('child' in outcome) return new PipeProcess(outcome.child, outcome.pid, spec.config, spec.tag, spec.stdin, firstSubscriber);
+    const err = await outcome.error;
+    const verdict = await diagnose(spec, file, cwd, err.code, err.message);
+    if (verdict instanceof ConnectError || attempt >= 2) {
+      throw verdict instanceof ConnectError ? verdict : new ConnectError(`cannot start ${describe(spec, file)}: ${err.message}`, Code.InvalidArgument);
+    }
+    file = verdict.file ?? file;
+    cwd = verdict.cwd ?? cwd;
+  }
+}
+
 async function launchWithPipes(spec: LaunchSpec, firstSubscriber: Subscription): Promise<ManagedProcess> {
+  if (nativeSpawnAvailable()) return startWithFallbacks(spec, firstSubscriber, (file, cwd) => spawnNativeWithPipes(spec, file, cwd));
   let file = executableFor(spec.file);
   let cwd = spec.cwd;
   const groups = identityOptions(spec).uid !== undefined ? supplementaryGroups(spec) : [];
@@ -174,17 +217,7 @@ async function launchWithPipes(spec: LaunchSpec, firstSubscriber: Subscription):
     const verdict = await diagnose(spec, file, cwd, err.code, err.message);
     throw verdict instanceof ConnectError ? verdict : new ConnectError(`cannot start ${describe(spec, file)}: ${err.message}`, Code.InvalidArgument);
   }
-  for (let attempt = 0; ; attempt++) {
-    const outcome = spawnWithPipes(spec, direct(spec, file), cwd);
-    if ('child' in outcome) return new PipeProcess(outcome.child, outcome.pid, spec.config, spec.tag, spec.stdin, firstSubscriber);
-    const err = await outcome.error;
-    const verdict = await diagnose(spec, file, cwd, err.code, err.message);
-    if (verdict instanceof ConnectError || attempt >= 2) {
-      throw verdict instanceof ConnectError ? verdict : new ConnectError(`cannot start ${describe(spec, file)}: ${err.message}`, Code.InvalidArgument);
-    }
-    file = verdict.file ?? file;
-    cwd = verdict.cwd ?? cwd;
-  }
+  return startWithFallbacks(spec, firstSubscriber, (f, c) => spawnWithPipes(spec, direct(spec, f), c));
 }
 
 type NodePty = typeof import('node-pty');

@@ -1,5 +1,6 @@
 // A process with stdout/stderr pipes (and a stdin pipe unless disabled), in its own process group.
-import type { ChildProcess } from 'node:child_process';
+import type { EventEmitter } from 'node:events';
+import type { Readable, Writable } from 'node:stream';
 import type { ProcessConfig } from '@wrenn/protocol/gen/envd/process_pb';
 import { ManagedProcess, ProcessStateError } from './managed-process.js';
 import type { Subscription } from './subscription.js';
@@ -13,13 +14,20 @@ export const DRAIN_AFTER_EXIT_MS = 250;
 
 function ignore(): void {}
 
+/** What PipeProcess needs of a child: a ChildProcess, or native-spawn's NativeChild. */
+export interface PipeChild extends EventEmitter {
+  readonly stdin: Writable | null;
+  readonly stdout: Readable | null;
+  readonly stderr: Readable | null;
+}
+
 export class PipeProcess extends ManagedProcess {
   readonly isPty = false;
   private stdinOpen: boolean;
   private drainTimer: NodeJS.Timeout | undefined;
 
   constructor(
-    private readonly child: ChildProcess,
+    private readonly child: PipeChild,
     pid: number,
     config: ProcessConfig,
     tag: string | undefined,
