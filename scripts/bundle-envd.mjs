@@ -5,7 +5,8 @@
 // list) and saves V8's code cache of the compiled functions (envd.v8cache); start.cjs loads the
 // bundle with that cache, so envd skips most compiling at start and on its first requests.
 // envd.mjs is the same entry as ES module, for images that run `node envd.mjs`.
-// Native addons (node-pty, loaded on the first PTY; @napi-rs/xattr for file metadata) stay external
+// Native addons (node-pty, loaded on the first PTY; @napi-rs/xattr for file metadata; @wrenn/native
+// for starting pipe processes) stay external
 // and are copied next to the bundle, so a capsule needs only this folder and the node binary.
 import { build } from 'esbuild';
 import { spawn } from 'node:child_process';
@@ -23,9 +24,14 @@ const { ENVD_NODE_FLAGS, ENVD_START, ENVD_V8_FLAGS } = await import(pathToFileUR
 const NATIVE = [
   { name: 'node-pty', dirs: ['node-pty'] },
   { name: '@napi-rs/xattr', dirs: ['@napi-rs/xattr', '@napi-rs/xattr-linux-x64-gnu'] },
+  // envd loads only the compiled addon (require('@wrenn/native/addon'), for its vfork-style spawn).
+  { name: '@wrenn/native', dirs: ['@wrenn/native'] },
 ];
 // Only what node-pty needs at run time: its JS and the compiled addon.
-const PARTS = { 'node-pty': ['package.json', 'lib', 'build/Release/pty.node', 'build/Release/spawn-helper'] };
+const PARTS = {
+  'node-pty': ['package.json', 'lib', 'build/Release/pty.node', 'build/Release/spawn-helper'],
+  '@wrenn/native': ['package.json', 'build/Release/wrenn_native.node'],
+};
 rmSync(out, { recursive: true, force: true });
 mkdirSync(join(out, 'node_modules'), { recursive: true });
 await build({
