@@ -5,9 +5,8 @@
 // friends would try to signal the parent's threads, and nothing may take a lock or allocate.
 // An exec failure is written by the child into shared memory (the parent resumes only once the
 // child has exec'd or exited), so no error pipe is needed.
-// Exits are reaped by one small thread per child blocked in waitpid(pid) — only pids spawned here,
-// never waitpid(-1), so libuv's and node-pty's children stay theirs — and reported to JS through a
-// thread-safe function.
+// Exits are reaped with waitpid(pid) when the child's pidfd turns readable in the JS thread's event
+// loop — only pids spawned here, never waitpid(-1), so libuv's and node-pty's children stay theirs.
 #include "spawn.h"
 
 #include <errno.h>
@@ -22,11 +21,17 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <uv.h>
+
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <unordered_set>
 #include <vector>
 
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
 #ifndef SYS_close_range
 #define SYS_close_range 436
 #endif
@@ -162,11 +167,104 @@ void setNumber(napi_env env, napi_value obj, const char* name, double d) {
 }
 
 // ---- reaping ----
+// A pidfd per child (Linux 5.3+) watched by the JS thread's own event loop: the exit arrives in the
+// same loop turn as the EOF of the pipes, with no thread per child. Where pidfd_open is missing, a
+// small thread per child blocks in waitpid(pid) and reports through a thread-safe function.
+
+struct PidWatch;
 
 struct Reaper {
-  napi_threadsafe_function tsfn;
-  int outstanding;  // children not yet reported; touched only on the JS thread
+  napi_env env;
+  napi_ref callback;
+  napi_async_context context;
+  uv_loop_t* loop;
+  std::unordered_set<PidWatch*> watches;
+  bool closing;
+  bool threadsOnly;  // createReaper(cb, { threads: true }): the fallback, for tests and old kernels
+  napi_threadsafe_function tsfn;  // the thread fallback's way back to JS
+  int outstanding;                // fallback children not yet reported; touched only on the JS thread
 };
+
+struct PidWatch {
+  uv_poll_t poll;
+  Reaper* reaper;
+  pid_t pid;
+  int pidfd;
+};
+
+// onExit's arguments: (pid, exit code or null, signal number or null); both null if the status was lost.
+void exitArgs(napi_env env, pid_t pid, const int* status, napi_value* args) {
+  napi_create_int32(env, pid, &args[0]);
+  napi_get_null(env, &args[1]);
+  napi_get_null(env, &args[2]);
+  if (status && WIFEXITED(*status)) napi_create_int32(env, WEXITSTATUS(*status), &args[1]);
+  if (status && WIFSIGNALED(*status)) napi_create_int32(env, WTERMSIG(*status), &args[2]);
+}
+
+void watchClosed(uv_handle_t* handle) {
+  auto* w = static_cast<PidWatch*>(handle->data);
+  close(w->pidfd);
+  delete w;
+}
+
+void onPidfdReadable(uv_poll_t* poll, int, int) {
+  auto* w = static_cast<PidWatch*>(poll->data);
+  int status = 0;
+  pid_t r;
+  do {
+    r = waitpid(w->pid, &status, WNOHANG);
+  } while (r < 0 && errno == EINTR);
+  if (r == 0) return;  // readable before the exit was complete: wait for the next wake-up
+  Reaper* reaper = w->reaper;
+  pid_t pid = w->pid;
+  reaper->watches.erase(w);
+  uv_poll_stop(poll);
+  uv_close(reinterpret_cast<uv_handle_t*>(poll), watchClosed);
+  if (reaper->closing) return;
+  napi_env env = reaper->env;
+  napi_handle_scope scope;
+  napi_open_handle_scope(env, &scope);
+  napi_value cb, recv, args[3], result;
+  napi_get_reference_value(env, reaper->callback, &cb);
+  napi_get_global(env, &recv);
+  exitArgs(env, pid, r > 0 ? &status : nullptr, args);
+  // make_callback, not call_function: process.nextTick and promise jobs run right after, as for any I/O callback.
+  if (napi_make_callback(env, reaper->context, recv, cb, 3, args, &result) == napi_pending_exception) {
+    napi_value err;
+    napi_get_and_clear_last_exception(env, &err);
+    napi_fatal_exception(env, err);
+  }
+  napi_close_handle_scope(env, scope);
+}
+
+// The environment goes away (worker exit): stop watching, never call into JS again.
+void closeReaper(void* data) {
+  auto* reaper = static_cast<Reaper*>(data);
+  reaper->closing = true;
+  for (PidWatch* w : reaper->watches) {
+    uv_poll_stop(&w->poll);
+    uv_close(reinterpret_cast<uv_handle_t*>(&w->poll), watchClosed);
+  }
+  reaper->watches.clear();
+}
+
+bool watchPidfd(Reaper* reaper, pid_t pid) {
+  int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+  if (pidfd < 0) return false;
+  auto* w = new PidWatch{};
+  w->reaper = reaper;
+  w->pid = pid;
+  w->pidfd = pidfd;
+  w->poll.data = w;
+  if (uv_poll_init(reaper->loop, &w->poll, pidfd) != 0) {
+    close(pidfd);
+    delete w;
+    return false;
+  }
+  uv_poll_start(&w->poll, UV_READABLE, onPidfdReadable);
+  reaper->watches.insert(w);
+  return true;
+}
 
 struct ExitReport {
   Reaper* reaper;
@@ -177,17 +275,11 @@ struct ExitReport {
 void deliverExit(napi_env env, napi_value callback, void*, void* data) {
   std::unique_ptr<ExitReport> r(static_cast<ExitReport*>(data));
   if (env == nullptr) return;  // the environment is shutting down
-  // The reaper keeps the event loop alive only while children run (like Node's process handles).
+  // The fallback keeps the event loop alive only while its children run (like Node's process handles).
   if (--r->reaper->outstanding == 0) napi_unref_threadsafe_function(env, r->reaper->tsfn);
   napi_value args[3], undefined;
   napi_get_undefined(env, &undefined);
-  napi_create_int32(env, r->pid, &args[0]);
-  args[1] = undefined;
-  args[2] = undefined;
-  napi_get_null(env, &args[1]);
-  napi_get_null(env, &args[2]);
-  if (WIFEXITED(r->status)) napi_create_int32(env, WEXITSTATUS(r->status), &args[1]);
-  if (WIFSIGNALED(r->status)) napi_create_int32(env, WTERMSIG(r->status), &args[2]);
+  exitArgs(env, r->pid, &r->status, args);
   napi_call_function(env, undefined, callback, 3, args, nullptr);
 }
 
@@ -201,7 +293,18 @@ void* reapOne(void* data) {
   return nullptr;
 }
 
-bool startReaper(Reaper* reaper, pid_t pid) {
+bool startReaperThread(napi_env env, Reaper* reaper, pid_t pid) {
+  if (reaper->tsfn == nullptr) {
+    napi_value cb, name;
+    napi_get_reference_value(env, reaper->callback, &cb);
+    napi_create_string_utf8(env, "wrenn-native-reaper", NAPI_AUTO_LENGTH, &name);
+    if (napi_create_threadsafe_function(env, cb, nullptr, name, 0, 1, nullptr, nullptr, nullptr, deliverExit, &reaper->tsfn) != napi_ok) {
+      reaper->tsfn = nullptr;
+      errno = ENOMEM;
+      return false;
+    }
+    napi_unref_threadsafe_function(env, reaper->tsfn);
+  }
   auto* report = new ExitReport{reaper, pid, 0};
   pthread_attr_t attr;
   pthread_attr_init(&attr);
@@ -220,7 +323,12 @@ bool startReaper(Reaper* reaper, pid_t pid) {
     errno = rc;
     return false;
   }
+  if (reaper->outstanding++ == 0) napi_ref_threadsafe_function(env, reaper->tsfn);
   return true;
+}
+
+bool startReaper(napi_env env, Reaper* reaper, pid_t pid) {
+  return (!reaper->threadsOnly && watchPidfd(reaper, pid)) || startReaperThread(env, reaper, pid);
 }
 
 // ---- spawning ----
@@ -374,7 +482,7 @@ napi_value spawnWith(napi_env env, Reaper* reaper, napi_value opts) {
     }
     return failure(env, static_cast<Stage>(a.stage), a.err);
   }
-  if (!startReaper(reaper, pid)) {
+  if (!startReaper(env, reaper, pid)) {
     int err = errno;
     kill(pid, SIGKILL);
     int status;
@@ -382,8 +490,6 @@ napi_value spawnWith(napi_env env, Reaper* reaper, napi_value opts) {
     }
     return failure(env, kReaper, err);
   }
-  if (reaper->outstanding++ == 0) napi_ref_threadsafe_function(env, reaper->tsfn);
-
   napi_value o;
   napi_create_object(env, &o);
   setNumber(env, o, "pid", pid);
@@ -396,9 +502,10 @@ napi_value spawnWith(napi_env env, Reaper* reaper, napi_value opts) {
 }  // namespace
 
 napi_value CreateReaper(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value cb;
-  napi_get_cb_info(env, info, &argc, &cb, nullptr, nullptr);
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
+  napi_value cb = argv[0];
   napi_valuetype t = napi_undefined;
   if (argc >= 1) napi_typeof(env, cb, &t);
   if (t != napi_function) {
@@ -407,15 +514,23 @@ napi_value CreateReaper(napi_env env, napi_callback_info info) {
   }
   // Resolve syscall() through the PLT now, so the vfork child never runs the dynamic linker.
   syscall(SYS_getppid);
-  auto* reaper = new Reaper{nullptr, 0};
-  napi_value name;
+  auto* reaper = new Reaper{};
+  reaper->env = env;
+  if (argc >= 2) {
+    napi_valuetype ot;
+    napi_typeof(env, argv[1], &ot);
+    if (ot == napi_object) napi_get_value_bool(env, get(env, argv[1], "threads"), &reaper->threadsOnly);
+  }
+  napi_value resource, name;
+  napi_create_object(env, &resource);
   napi_create_string_utf8(env, "wrenn-native-reaper", NAPI_AUTO_LENGTH, &name);
-  if (napi_create_threadsafe_function(env, cb, nullptr, name, 0, 1, nullptr, nullptr, nullptr, deliverExit, &reaper->tsfn) != napi_ok) {
+  if (napi_get_uv_event_loop(env, &reaper->loop) != napi_ok || napi_create_reference(env, cb, 1, &reaper->callback) != napi_ok ||
+      napi_async_init(env, resource, name, &reaper->context) != napi_ok) {
     delete reaper;
-    napi_throw_error(env, nullptr, "createReaper: napi_create_threadsafe_function failed");
+    napi_throw_error(env, nullptr, "createReaper: could not set up the exit callback");
     return nullptr;
   }
-  napi_unref_threadsafe_function(env, reaper->tsfn);
+  napi_add_env_cleanup_hook(env, closeReaper, reaper);
   // Lives as long as the process: reaper threads may still report after JS dropped the handle.
   napi_value ext;
   napi_create_external(env, reaper, nullptr, nullptr, &ext);

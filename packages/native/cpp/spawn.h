@@ -4,7 +4,8 @@
 #include <node_api.h>
 
 namespace wrenn {
-// createReaper(onExit(pid, code|null, signal|null)): the handle spawnProcess reports exits through.
+// createReaper(onExit(pid, code|null, signal|null), { threads? }): the handle spawnProcess reports
+// exits through (pidfds in the event loop; a waitpid thread per child with threads: true or no pidfd).
 napi_value CreateReaper(napi_env env, napi_callback_info info);
 // spawnProcess(reaper, opts) -> { pid, stdin, stdout, stderr } | { errno, stage }
 napi_value SpawnProcess(napi_env env, napi_callback_info info);

@@ -24,8 +24,12 @@ export interface NativeBinding {
   closeFd(fd: number): void;
   /** Sets the host name of the UTS namespace that process `pid` is in (needs root on the host). */
   setHostnameIn(pid: number, name: string): void;
-  /** The handle spawnProcess reports exits through: onExit(pid, exit code or null, signal number or null) on the JS thread. */
-  createReaper(onExit: (pid: number, code: number | null, signal: number | null) => void): object;
+  /**
+   * The handle spawnProcess reports exits through: onExit(pid, exit code or null, signal number or null)
+   * on the JS thread. Each child's pidfd is watched in the event loop (a running child keeps the loop
+   * alive); `threads: true` (or a kernel without pidfd_open) reaps with a waitpid thread per child.
+   */
+  createReaper(onExit: (pid: number, code: number | null, signal: number | null) => void, opts?: { threads?: boolean }): object;
   /**
    * Starts `file` (PATH search in `env`'s PATH when it has no slash) with clone(CLONE_VM|CLONE_VFORK):
    * own session, stdin from a pipe (or /dev/null), stdout/stderr pipes, signals reset, every other fd

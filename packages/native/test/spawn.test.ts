@@ -13,14 +13,22 @@ import { native } from '../src/index.js';
 
 type Exit = { code: number | null; signal: number | null };
 const waiting = new Map<number, (e: Exit) => void>();
-let reaper: object | undefined;
+const reapers = new Map<boolean, object>();
 
-function reaperHandle(): object {
-  reaper ??= native().createReaper((pid, code, signal) => {
-    const done = waiting.get(pid);
-    waiting.delete(pid);
-    done?.({ code, signal });
-  });
+/** The pidfd reaper, or with `threads` the fallback that waits in a thread per child. */
+function reaperHandle(threads = false): object {
+  let reaper = reapers.get(threads);
+  if (!reaper) {
+    reaper = native().createReaper(
+      (pid, code, signal) => {
+        const done = waiting.get(pid);
+        waiting.delete(pid);
+        done?.({ code, signal });
+      },
+      { threads },
+    );
+    reapers.set(threads, reaper);
+  }
   return reaper;
 }
 
@@ -38,10 +46,10 @@ function collect(fd: number): Promise<string> {
   return once(s, 'end').then(() => Buffer.concat(chunks).toString());
 }
 
-type Opts = { cwd?: string; env?: string[]; stdin?: boolean; uid?: number; gid?: number; groups?: number[] };
+type Opts = { cwd?: string; env?: string[]; stdin?: boolean; uid?: number; gid?: number; groups?: number[]; threads?: boolean };
 
 function run(file: string, args: string[], opts: Opts = {}): Run {
-  const r = native().spawnProcess(reaperHandle(), {
+  const r = native().spawnProcess(reaperHandle(opts.threads), {
     file,
     argv: [file, ...args],
     env: opts.env ?? ['PATH=/usr/bin:/bin'],
@@ -160,17 +168,22 @@ test('no fd of the parent reaches the child: only stdio', async () => {
   }
 });
 
-test('many children at once, each with its own output and exit code', async () => {
-  const runs = Array.from({ length: 64 }, (_, i) => ({ i, run: run('/bin/sh', ['-c', `echo child ${i}; exit ${i}`]) }));
-  for (const { i, run: r } of runs) {
-    const res = await r.result;
-    assert.equal(res.code, i);
-    assert.equal(res.stdout, `child ${i}\n`);
-  }
-});
+for (const threads of [false, true]) {
+  test(`many children at once, each with its own output and exit code (${threads ? 'waitpid threads' : 'pidfds'})`, async () => {
+    const runs = Array.from({ length: 64 }, (_, i) => ({ i, run: run('/bin/sh', ['-c', `echo child ${i}; exit ${i}`], { threads }) }));
+    for (const { i, run: r } of runs) {
+      const res = await r.result;
+      assert.equal(res.code, i);
+      assert.equal(res.stdout, `child ${i}\n`);
+    }
+    const killed = run('/bin/sleep', ['30'], { threads });
+    process.kill(killed.pid, 'SIGKILL');
+    assert.equal((await killed.result).signal, 9);
+  });
+}
 
 test('children of child_process are left to libuv (their exit codes are not taken)', async () => {
-  const ours = Array.from({ length: 8 }, () => run('/bin/sh', ['-c', 'sleep 0.05; exit 3']));
+  const ours = Array.from({ length: 8 }, (_, i) => run('/bin/sh', ['-c', 'sleep 0.05; exit 3'], { threads: i % 2 === 1 }));
   const theirs = Array.from({ length: 8 }, () => spawn('/bin/sh', ['-c', 'sleep 0.05; exit 5']));
   const theirCodes = await Promise.all(theirs.map((c) => once(c, 'exit').then(([code]) => code)));
   assert.deepEqual(theirCodes, Array(8).fill(5));
