@@ -9,6 +9,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { WebSocketServer, WebSocket } from 'ws';
+import { relayAvailable, relayStats } from '@wrenn/native';
 import { startControlPlane, type RunningControlPlane } from '../src/server.js';
 import { createTeam } from '../src/db/repositories/teams.js';
 import { createHost } from '../src/db/repositories/hosts.js';
@@ -415,4 +416,61 @@ test('big bodies both ways through the piped path arrive whole and in order (a c
   assert.equal(seen.body.length, payload.length);
   assert.ok(seen.body.endsWith('end-marker'));
   assert.equal(new Set(up.seen.map((x) => x.conn)).size, 1, 'both on one upstream connection');
+});
+
+test('a host-routed keep-alive connection to a directly reached capsule and a WebSocket go through the native relay, every byte delivered', async (t) => {
+  const up = await startUpstream(t);
+  const live = await startLive(t, up.port);
+  const a = live.ids.a ?? '';
+  // Reached directly, like a capsule of a host agent on this machine: no per-request path prefix.
+  live.cp.ctx.primeProxy(a, { state: 'running', hostId: 'host-local', agentUrl: 'http://127.0.0.1:1', capsuleAddress: '127.0.0.1' });
+  assert.ok(relayAvailable(), 'the native relay is built (node packages/native/build.mjs)');
+
+  // Path routing rewrites every request: it stays on the per-request path even for this capsule.
+  let before = relayStats();
+  const byPath = await RawClient.connect(t, live.port);
+  byPath.send(get(`/proxy/${a}/${up.port}/p`));
+  assert.equal((JSON.parse((await byPath.response()).body) as Seen).url, '/p');
+  assert.equal(relayStats().added, before.added, 'a path-routed connection is not relayed');
+
+  before = relayStats();
+  const c = await RawClient.connect(t, live.port);
+  const host = `Host: ${up.port}-${a}.${DOMAIN}\r\n`;
+  for (let i = 0; i < 100; i++) {
+    if (i % 3 === 1) c.send(`POST /item/${i} HTTP/1.1\r\n${host}Content-Length: ${String(i).length + 5}\r\n\r\nbody-${i}`);
+    else c.send(`GET /item/${i}?q=${i} HTTP/1.1\r\n${host}\r\n`);
+    const r = await c.response();
+    assert.equal(r.status, 200);
+    const s = JSON.parse(r.body) as Seen;
+    assert.equal(s.url, i % 3 === 1 ? `/item/${i}` : `/item/${i}?q=${i}`);
+    if (i % 3 === 1) assert.equal(s.body, `body-${i}`);
+    // The routed first request carries X-Forwarded-*; the relayed ones after it pass unread.
+    if (i === 0) assert.equal(s.headers['x-forwarded-for'], '127.0.0.1');
+  }
+  c.send(`GET /big HTTP/1.1\r\n${host}\r\n`);
+  const big = await c.response();
+  assert.equal(big.body.length, 128 * 64 * 1024);
+  for (let i = 0; i < 128; i++) assert.equal(big.body.charCodeAt(i * 64 * 1024 + 7), i % 251, `block ${i}`);
+  let after = relayStats();
+  assert.equal(after.added, before.added + 1, 'the host-routed connection went to the relay once');
+  assert.ok(after.bytes - before.bytes >= 128 * 64 * 1024, 'the relay thread carried the 8 MiB');
+  assert.equal(new Set(up.seen.map((s) => s.conn)).size, 2, 'one upstream connection each for the path and the host connection');
+
+  // A WebSocket: relayed after its 101, both ways, whole.
+  before = after;
+  const ws = new WebSocket(`ws://127.0.0.1:${live.port}/socket`, { headers: { host: `${up.port}-${a}.${DOMAIN}` } });
+  t.after(() => ws.terminate());
+  await new Promise((r, j) => ws.once('open', r).once('error', j));
+  const payload = Buffer.alloc(1 << 20);
+  for (let i = 0; i < payload.length; i += 4) payload.writeUInt32LE(i, i);
+  const got = new Promise<Buffer>((r) => ws.once('message', (m) => r(m as Buffer)));
+  ws.send(payload);
+  assert.ok((await got).equals(payload));
+  after = relayStats();
+  assert.equal(after.added, before.added + 1, 'the WebSocket went to the relay');
+  assert.ok(after.bytes - before.bytes >= 2 * payload.length);
+  // And it goes when its capsule goes.
+  const closed = new Promise((r) => ws.once('close', r));
+  await live.setState(a, 'stopped');
+  await closed;
 });

@@ -7,6 +7,14 @@
 // for path routing. A request for another capsule or port waits until every earlier response went
 // back (HTTP/1.1 answers in order), then gets its own upstream connection; a request for the API
 // hands the connection to the API server. WebSocket upgrades become a plain two-way tunnel after 101.
+//
+// Where the upstream is fixed for the rest of the connection, the bytes need no JS at all and the
+// connection goes to the native relay (deps.relay, when the addon has it): every tunnel after its
+// 101, and a host-routed connection (P-<id>.<domain>: HTTP/1.1 clients keep one connection per
+// host) once its first request was routed, when the capsule is reached directly (no per-request
+// path prefix) and the port is not envd's (envd traffic stays on the per-request path).
+// Relayed connections keep what the first request had (route, capsule check, X-Forwarded-*); later
+// requests on them pass unread.
 import http from 'node:http';
 import net from 'node:net';
 import { rewriteLocation } from '@wrenn/host-agent/proxy/forward';
@@ -16,6 +24,8 @@ import type { Failure, ResolvedTarget } from './targets.js';
 
 export const HEADERS_TIMEOUT_MS = 10_000;
 export const IDLE_TIMEOUT_MS = 620_000;
+/** envd's port: its requests stay on the per-request path. */
+export const ENVD_PORT = 49983;
 
 export interface PipeDeps {
   domain: string;
@@ -25,6 +35,11 @@ export interface PipeDeps {
   track(capsuleId: string, socket: net.Socket): () => void;
   /** Gives the connection to the API server, with the bytes already read from it. */
   toApi(socket: net.Socket, buffered: Buffer): void;
+  /**
+   * Hands the client and its upstream to the native relay (which closes them when done); absent
+   * when the relay is unavailable. idleMs 0: no idle timeout.
+   */
+  relay?(capsuleId: string, client: net.Socket, upstream: net.Socket, idleMs: number): void;
   /** Dial attempts while a server is still starting (linear backoff). */
   attempts: number;
   backoffMs: number;
@@ -69,6 +84,7 @@ export class PipedConnection {
   private clientOut: Buffer | undefined;
   private upstream: net.Socket | undefined;
   private upKey = '';
+  private upCapsule = '';
   private untrack: (() => void) | undefined;
   private readonly inFlight: InFlight[] = [];
   private onIdle: (() => void) | undefined;
@@ -208,6 +224,7 @@ export class PipedConnection {
     const key = `${route.capsuleId} ${t.host} ${t.port}`;
     const go = () => {
       this.send(head, end, route, body, t);
+      if (this.pinnable(route, t)) return this.pin(IDLE_TIMEOUT_MS);
       this.unblock();
     };
     if (this.upstream && this.upKey === key) {
@@ -251,6 +268,29 @@ export class PipedConnection {
       this.req = 'chunked';
       this.reqChunks = new ChunkedScanner();
     }
+  }
+
+  /** Whether the rest of the connection can only go where this request went (see the top). */
+  private pinnable(route: ProxyRoute, t: ResolvedTarget): boolean {
+    return this.deps.relay !== undefined && route.kind === 'host' && t.pathPrefix === '' && route.port !== ENVD_PORT && this.req !== 'await-upgrade';
+  }
+
+  /** Gives the connection and its upstream to the relay, after the bytes JS still holds. */
+  private pin(idleMs: number): void {
+    const up = this.upstream;
+    if (!up || this.closed || !this.deps.relay) return;
+    this.flushClient();
+    // Unframed from here on: whatever the client sent after the routed head follows it as is.
+    if (this.pending.length > 0) up.write(this.pending);
+    if (this.upPending.length > 0) this.client.write(this.upPending);
+    this.pending = EMPTY;
+    this.upPending = EMPTY;
+    this.closed = true;
+    clearTimeout(this.headerTimer);
+    this.untrack?.();
+    this.untrack = undefined;
+    this.onClose();
+    this.deps.relay(this.upCapsule, this.client, up, idleMs);
   }
 
   private block(): void {
@@ -341,6 +381,7 @@ export class PipedConnection {
       up.setNoDelay(true);
       this.upstream = up;
       this.upKey = key;
+      this.upCapsule = capsuleId;
       this.upPending = EMPTY;
       this.res = 'head';
       this.untrack?.();
@@ -460,6 +501,11 @@ export class PipedConnection {
       this.res = 'tunnel';
       this.req = 'tunnel';
       this.client.setTimeout(0);
+      // A tunnel's upstream is fixed: the relay carries it (no idle timeout, like the JS tunnel).
+      if (this.deps.relay) {
+        this.pin(0);
+        return false;
+      }
       this.flowClient();
       this.pump();
       return false;

@@ -4,11 +4,14 @@
 //
 // Once attached to the HTTP server it sees every connection first: a connection whose first request
 // is for a capsule is carried by the piped path (pipe.ts: raw bytes, request heads still routed one
-// by one); any other goes to the API server untouched. Connections the API server already owns
+// by one); any other goes to the API server untouched. Piped connections whose upstream is fixed
+// from some point on (tunnels, host-routed ones) move to the native relay thread (@wrenn/native
+// relaySockets) unless WRENN_PROXY_RELAY=0 or the addon lacks it. Connections the API server already owns
 // (and any before attach) still reach capsules through handle()/handleUpgrade() (forward.ts).
 import type http from 'node:http';
 import type net from 'node:net';
 import type { Duplex } from 'node:stream';
+import { relayAvailable, relayCloseGroup, relaySockets } from '@wrenn/native';
 import { createProxyAgent, forwardHttp, forwardUpgrade, type ProxyTarget } from '@wrenn/host-agent/proxy/forward';
 import type { ControlPlaneContext } from '../context.js';
 import { resolveRoute, type ProxyRoute } from './route.js';
@@ -38,7 +41,16 @@ function sendError(res: http.ServerResponse, status: number, code: string, messa
   res.end(body);
 }
 
+/** Distinguishes relay groups of several proxies in one process (tests run many control planes). */
+let proxies = 0;
+
+/** Whether piped connections with a fixed upstream go to the native relay. */
+function useRelay(): boolean {
+  return process.env.WRENN_PROXY_RELAY !== '0' && relayAvailable();
+}
+
 export function createSandboxProxy(ctx: ControlPlaneContext): SandboxProxy {
+  const groupPrefix = `proxy${++proxies}/`;
   const agent = createProxyAgent();
   const targets = new ProxyTargets(ctx);
   // Open proxied exchanges per capsule: when the capsule goes, its connections go too (a vanished
@@ -59,7 +71,7 @@ export function createSandboxProxy(ctx: ControlPlaneContext): SandboxProxy {
 
   // Connections the piped path owns (and ones still being read), so close() can end them: the API
   // server does not know them.
-  const owned = new Set<net.Socket>();
+  const owned = new Set<{ destroy(): void }>();
   let attached: http.Server | undefined;
   let closed = false;
   function attach(server: http.Server): void {
@@ -80,6 +92,14 @@ export function createSandboxProxy(ctx: ControlPlaneContext): SandboxProxy {
       resolve: (route: ProxyRoute) => targets.peek(route.capsuleId, route.port) ?? targets.lookup(route.capsuleId, route.port),
       track: (id: string, socket: net.Socket) => track(id, socket),
       toApi,
+      relay: useRelay()
+        ? (id: string, client: net.Socket, upstream: net.Socket, idleMs: number) => {
+            const pair = relaySockets(client, upstream, { group: groupPrefix + id, idleMs });
+            owned.add(pair);
+            track(id, pair);
+            pair.once('close', () => owned.delete(pair));
+          }
+        : undefined,
       attempts: 3,
       backoffMs: 100,
     };
@@ -182,7 +202,10 @@ export function createSandboxProxy(ctx: ControlPlaneContext): SandboxProxy {
         .where('id', '=', id)
         .executeTakeFirst()
         .then((row) => {
-          if (!row || row.state === 'stopped' || row.state === 'error') for (const c of conns) c.destroy();
+          if (!row || row.state === 'stopped' || row.state === 'error') {
+            relayCloseGroup(groupPrefix + id);
+            for (const c of conns) c.destroy();
+          }
         })
         .catch(() => undefined);
     },
