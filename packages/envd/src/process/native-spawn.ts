@@ -45,7 +45,8 @@ function load(): SpawnBinding | null {
     if (typeof b.spawnProcess !== 'function' || typeof b.createReaper !== 'function') throw new Error('the addon has no spawnProcess (an older build)');
     return b as SpawnBinding;
   } catch (err) {
-    process.stderr.write(`envd: native spawn unavailable (${(err as Error).message.split('\n')[0]}); starting processes with child_process.spawn\n`);
+    const reason = (err as Error).message.split('\n')[0];
+    process.stderr.write(`${JSON.stringify({ level: 'warn', msg: 'native spawn unavailable; starting processes with child_process.spawn', reason })}\n`);
     return null;
   }
 }
