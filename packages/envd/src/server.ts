@@ -16,6 +16,7 @@ import { processService, type ProcessServiceHandle } from './process/service.js'
 import { filesystemService } from './filesystem/service.js';
 import type { Req, Res } from './http/respond.js';
 import { startPortForwarder, type PortForwarder } from './ports/index.js';
+import { createStartFastPath } from './rpc-fast/start-fast-path.js';
 
 export interface EnvdServer {
   state: EnvdState;
@@ -44,7 +45,15 @@ export async function startEnvd(opts: EnvdOptions): Promise<EnvdServer> {
     },
   });
 
-  const listener = await listenDual(withBinaryParseErrorsAsInvalid(handler), { port: opts.port, host: opts.host ?? '0.0.0.0' });
+  // process.Start (envd's hottest call) skips connect-es's generic machinery; see rpc-fast/.
+  const start = processes?.impl.start;
+  if (!start) throw new Error('process service was not registered');
+  const startFast = createStartFastPath(state, start);
+  const connect = withBinaryParseErrorsAsInvalid(handler);
+  const serve = (req: Req, res: Res) => {
+    if (!startFast(req, res)) connect(req, res);
+  };
+  const listener = await listenDual(serve as Parameters<typeof listenDual>[0], { port: opts.port, host: opts.host ?? '0.0.0.0' });
   // On inside capsules (the host agent sets WRENN_CAPSULE=1); off for envd run on a host.
   const forwardPorts = opts.portForwarding ?? process.env.WRENN_CAPSULE === '1';
   const ports = forwardPorts ? startPortForwarder({ excludePorts: [listener.port] }) : undefined;
