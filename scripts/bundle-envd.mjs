@@ -65,6 +65,10 @@ for (const { name, dirs } of NATIVE) {
   }
   if (!existsSync(join(out, 'node_modules', name, 'package.json'))) throw new Error(`${name} is not installed: run npm install`);
 }
+// envd would quietly fall back to child_process without it (e.g. while the addon is being rebuilt).
+if (!existsSync(join(out, 'node_modules/@wrenn/native/build/Release/wrenn_native.node'))) {
+  throw new Error('packages/native/build/Release/wrenn_native.node is missing: build it with `node packages/native/build.mjs`, then bundle again');
+}
 await writeCodeCache();
 
 /** start.cjs with the node modules the bundle requires at load time and the V8 flags to set after them. */
