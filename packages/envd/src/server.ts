@@ -17,6 +17,7 @@ import { filesystemService } from './filesystem/service.js';
 import type { Req, Res } from './http/respond.js';
 import { startPortForwarder, type PortForwarder } from './ports/index.js';
 import { createStartFastPath } from './rpc-fast/start-fast-path.js';
+import { createUnaryFastPath } from './rpc-fast/unary-fast-path.js';
 
 export interface EnvdServer {
   state: EnvdState;
@@ -28,11 +29,11 @@ export interface EnvdServer {
 
 export async function startEnvd(opts: EnvdOptions): Promise<EnvdServer> {
   const state = new EnvdState(opts);
-  let processes: ProcessServiceHandle | undefined;
+  const processes: ProcessServiceHandle = processService(state);
+  const filesystem = filesystemService(state);
   const routes = (router: ConnectRouter) => {
-    processes = processService(state);
     router.service(Process, processes.impl);
-    router.service(Filesystem, filesystemService(state));
+    router.service(Filesystem, filesystem);
   };
   const rest = createHttpRouter(state, [...basicRoutes(state), ...fileRoutes(state), ...metricsRoutes(state)]);
   const handler = connectNodeAdapter({
@@ -45,11 +46,17 @@ export async function startEnvd(opts: EnvdOptions): Promise<EnvdServer> {
     },
   });
 
-  // process.Start (envd's hottest call) skips connect-es's generic machinery; see rpc-fast/.
-  const start = processes?.impl.start;
-  if (!start) throw new Error('process service was not registered');
+  // process.Start (envd's hottest call) and unary calls skip connect-es's generic machinery; see rpc-fast/.
+  const start = processes.impl.start;
+  if (!start) throw new Error('process service has no Start');
   const startFast = createStartFastPath(state, start);
-  const connect = withBinaryParseErrorsAsInvalid(handler);
+  const unaryFast = createUnaryFastPath(state, [
+    { service: Process, impl: processes.impl },
+    { service: Filesystem, impl: filesystem },
+  ]);
+  const connect = withBinaryParseErrorsAsInvalid((req: Req, res: Res) => {
+    if (!unaryFast(req, res)) handler(req, res);
+  });
   const serve = (req: Req, res: Res) => {
     if (!startFast(req, res)) connect(req, res);
   };
@@ -63,7 +70,7 @@ export async function startEnvd(opts: EnvdOptions): Promise<EnvdServer> {
     ports,
     async close() {
       ports?.stop();
-      processes?.shutdown();
+      processes.shutdown();
       await listener.close();
     },
   };
