@@ -33,5 +33,37 @@ export class EnvdState {
       const v = process.env[key];
       if (v) this.envVars[key] = v;
     }
+    this.applyStartInit();
+  }
+
+  /**
+   * WRENN_ENVD_INIT: the body of POST /init handed over at start by the host agent, which then saves
+   * itself a round trip on every new capsule. Removed from the environment once read.
+   */
+  private applyStartInit(): void {
+    const raw = process.env.WRENN_ENVD_INIT;
+    if (raw === undefined) return;
+    delete process.env.WRENN_ENVD_INIT;
+    let init: unknown;
+    try {
+      init = JSON.parse(raw);
+    } catch {
+      throw new Error('WRENN_ENVD_INIT is not valid JSON (expected the body of POST /init)');
+    }
+    if (typeof init !== 'object' || init === null) throw new Error('WRENN_ENVD_INIT must be a JSON object');
+    const { envVars, accessToken, defaultUser, defaultWorkdir } = init as Record<string, unknown>;
+    if (envVars !== undefined) {
+      if (typeof envVars !== 'object' || envVars === null) throw new Error('WRENN_ENVD_INIT.envVars must be an object of strings');
+      for (const [k, v] of Object.entries(envVars)) {
+        if (typeof v !== 'string') throw new Error(`WRENN_ENVD_INIT.envVars.${k} must be a string`);
+        this.envVars[k] = v;
+      }
+    }
+    for (const [name, v] of Object.entries({ accessToken, defaultUser, defaultWorkdir })) {
+      if (v !== undefined && typeof v !== 'string') throw new Error(`WRENN_ENVD_INIT.${name} must be a string`);
+    }
+    if (accessToken) this.accessToken = accessToken as string;
+    if (defaultUser) this.defaultUser = defaultUser as string;
+    if (defaultWorkdir) this.defaultWorkdir = defaultWorkdir as string;
   }
 }

@@ -58,9 +58,10 @@ export function templateProvider(store: TemplateStore, hostRuntimes: readonly Ru
 export function networkProvider(net: NetworkManager): NetworkProvider {
   return {
     async create(id, opts) {
-      const n = await net.create({ id, internet: opts.internet, metadata: opts.metadata });
+      const n = await net.create({ id, internet: opts.internet, metadata: opts.metadata, deferFirewall: opts.deferFirewall });
       return { ...n };
     },
+    ready: (id) => net.firewallReady(id),
     destroy: (id) => net.destroy(id),
     async setInternet(id, on) {
       await net.setInternet(id, on);

@@ -7,7 +7,7 @@ import { RecordStore } from './persistence.js';
 import { assertMove, type CapsuleState } from './state-machine.js';
 import { checkEnvdDefaults, checkEnvs, checkMetadata, checkRange, checkTemplateName, hostLimits } from './validate.js';
 import type { CapsuleRecord, ManagerDeps, TemplateInfo, TimeoutAction } from './types.js';
-import type { CapsuleRuntime, CapsuleStats, RuntimeName } from '../runtimes/runtime.js';
+import type { CapsuleRuntime, CapsuleStats, EnvdInit, RuntimeName } from '../runtimes/runtime.js';
 import { createEnvdClient, runInCapsule, waitForEnvd, type EnvdClient } from '../envd-client/index.js';
 import { WarmPool, type PooledCapsule } from './warm-pool.js';
 import { warmUpEnvd } from './envd-warm-up.js';
@@ -222,8 +222,11 @@ export class SandboxManager {
   private async boot(rec: CapsuleRecord, runtime: CapsuleRuntime, pooled?: PooledCapsule): Promise<void> {
     const metadata = { WRENN_SANDBOX_ID: rec.id, WRENN_TEMPLATE_ID: rec.template };
     if (pooled) return this.claim(rec, pooled, metadata);
-    rec.network = await this.deps.network.create(rec.id, { internet: rec.internet, metadata });
+    // The forwarding rule (an iptables run) is set while the capsule starts.
+    rec.network = await this.deps.network.create(rec.id, { internet: rec.internet, metadata, deferFirewall: true });
     rec.address = rec.network.capsuleIp;
+    const firewall = this.deps.network.ready?.(rec.id);
+    firewall?.catch(() => undefined);
     rec.handle = await runtime.create({
       id: rec.id,
       template: rec.template,
@@ -233,9 +236,12 @@ export class SandboxManager {
       internet: rec.internet,
       metadata: { ...metadata },
       network: rec.network,
+      envdInit: this.envdInitOf(rec),
     });
     rec.address = rec.handle.address || rec.address;
-    await this.initEnvd(rec);
+    if (rec.handle.envdInitialized) this.openEnvd(rec);
+    else await this.initEnvd(rec);
+    await firewall;
   }
 
   /** Boots a capsule for the warm pool under an internal id; /init comes when it is claimed. */
@@ -291,20 +297,30 @@ export class SandboxManager {
    */
   private async initEnvd(rec: CapsuleRecord, knownUp = false): Promise<void> {
     if (!knownUp) await waitForEnvd(rec.address, ENVD_BOOT_TIMEOUT_MS);
+    const client = this.openEnvd(rec);
+    const res = await client.request('POST', '/init', {
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ ...this.envdInitOf(rec), timestamp: new Date().toISOString() }),
+    });
+    if (res.status !== 204 && res.status !== 200) throw new Error(`envd /init answered ${res.status}: ${res.body.toString()}`);
+  }
+
+  /** The capsule's envd client, replacing any earlier one. */
+  private openEnvd(rec: CapsuleRecord): EnvdClient {
     this.envd.get(rec.id)?.close();
     const client = createEnvdClient(rec.address, rec.envdAccessToken);
     this.envd.set(rec.id, client);
-    const res = await client.request('POST', '/init', {
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({
-        envVars: { ...rec.envs, WRENN_SANDBOX_ID: rec.id, WRENN_TEMPLATE_ID: rec.template, E2B_SANDBOX: 'true', E2B_SANDBOX_ID: rec.id, E2B_TEMPLATE_ID: rec.template },
-        accessToken: rec.envdAccessToken,
-        defaultUser: rec.defaultUser ?? 'user',
-        defaultWorkdir: rec.defaultWorkdir ?? '/home/user',
-        timestamp: new Date().toISOString(),
-      }),
-    });
-    if (res.status !== 204 && res.status !== 200) throw new Error(`envd /init answered ${res.status}: ${res.body.toString()}`);
+    return client;
+  }
+
+  /** What envd's /init sets for this capsule (sent after boot, or handed to envd at start). */
+  private envdInitOf(rec: CapsuleRecord): EnvdInit {
+    return {
+      envVars: { ...rec.envs, WRENN_SANDBOX_ID: rec.id, WRENN_TEMPLATE_ID: rec.template, E2B_SANDBOX: 'true', E2B_SANDBOX_ID: rec.id, E2B_TEMPLATE_ID: rec.template },
+      accessToken: rec.envdAccessToken ?? '',
+      defaultUser: rec.defaultUser ?? 'user',
+      defaultWorkdir: rec.defaultWorkdir ?? '/home/user',
+    };
   }
 
   async destroy(id: string): Promise<void> {

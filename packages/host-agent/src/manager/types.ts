@@ -11,7 +11,9 @@ export interface CapsuleNetworkInfo {
 }
 
 export interface NetworkProvider {
-  create(id: string, opts: { internet: boolean; metadata: Record<string, string> }): Promise<CapsuleNetworkInfo>;
+  /** `deferFirewall`: may return before forwarding is switched on; `ready(id)` then says when it is. */
+  create(id: string, opts: { internet: boolean; metadata: Record<string, string>; deferFirewall?: boolean }): Promise<CapsuleNetworkInfo>;
+  ready?(id: string): Promise<void>;
   destroy(id: string): Promise<void>;
   setInternet?(id: string, on: boolean): Promise<void>;
   /** Replaces what the capsule's metadata endpoint answers. */

@@ -56,6 +56,12 @@ export interface CreateCapsuleNetworkOptions {
   rateMbit?: number;
   /** Served by the metadata endpoint (WRENN_SANDBOX_ID defaults to id). */
   metadata?: Record<string, string>;
+  /**
+   * Return a pre-built network before its forwarding rule is in place (forwarding stays blocked
+   * until then; the host reaches the capsule either way). `firewallReady(id)` says when it is.
+   * Lets the caller start the capsule while iptables runs.
+   */
+  deferFirewall?: boolean;
 }
 
 const ID_RE = /^[a-z0-9][a-z0-9-]{0,62}$/;
@@ -84,6 +90,8 @@ function checkMetadata(values: Record<string, string>): void {
 }
 
 export class NetworkManager {
+  /** Firewall syncs of networks handed out with deferFirewall, by capsule id. */
+  private readonly pendingFirewall = new Map<string, Promise<void>>();
   readonly pool: AddressPool;
   readonly names: NetworkNames;
   readonly metadataPort: number;
@@ -192,13 +200,28 @@ export class NetworkManager {
     if (!rec) return undefined;
     this.warmReady.delete(rec.slot);
     this.refillWarm();
+    const sync = this.firewall.sync(this.ifname(rec.slot));
+    if (o.deferFirewall) {
+      // A failure surfaces in firewallReady(); the caller then destroys the network.
+      const pending = sync.finally(() => {
+        if (this.pendingFirewall.get(o.id) === pending) this.pendingFirewall.delete(o.id);
+      });
+      pending.catch(() => undefined);
+      this.pendingFirewall.set(o.id, pending);
+      return this.describe(rec);
+    }
     try {
-      await this.firewall.sync(this.ifname(rec.slot));
+      await sync;
     } catch (e) {
       await this.teardown(rec).catch(() => {});
       throw e;
     }
     return this.describe(rec);
+  }
+
+  /** Resolves once capsule `id`'s forwarding rule is in place (see `deferFirewall`). */
+  async firewallReady(id: string): Promise<void> {
+    await this.pendingFirewall.get(id);
   }
 
   /**
@@ -275,6 +298,8 @@ export class NetworkManager {
   /** Removes everything of capsule `id`; a capsule without a network is fine. */
   async destroy(id: string): Promise<void> {
     await this.init();
+    // A rule still being added would otherwise outlive the teardown.
+    await this.pendingFirewall.get(id)?.catch(() => undefined);
     const rec = this.store.byId(id);
     if (!rec) {
       if (ID_RE.test(id)) await removeLinks([{ netnsName: this.names.netnsPrefix + id }]);

@@ -17,6 +17,19 @@ export interface CapsuleSpec {
   metadata: { WRENN_SANDBOX_ID: string; WRENN_TEMPLATE_ID: string } & Record<string, string>;
   /** The capsule's network, made by the network layer before the runtime starts it. */
   network?: CapsuleNetworkRef;
+  /**
+   * What envd's POST /init would set. A runtime that can hand it to envd at start does so and says
+   * `envdInitialized` in the handle: the manager then skips the /init round trip.
+   */
+  envdInit?: EnvdInit;
+}
+
+/** The body of envd's POST /init that the host agent sends to every new capsule. */
+export interface EnvdInit {
+  envVars: Record<string, string>;
+  accessToken: string;
+  defaultUser: string;
+  defaultWorkdir: string;
 }
 
 /** The part of the capsule's network a runtime needs: where to join it and the capsule's address. */
@@ -35,6 +48,8 @@ export interface RuntimeHandle {
   address: string;
   /** Runtime-specific state (pids, paths, network slot...). */
   state: Record<string, unknown>;
+  /** envd answered and already runs with spec.envdInit (no /init needed after create). */
+  envdInitialized?: boolean;
 }
 
 export interface CapsuleStats {

@@ -251,7 +251,8 @@ export class NamespaceRuntime implements CapsuleRuntime {
       await this.teardown(spec.id, sandboxDir).catch(() => undefined);
       throw err;
     }
-    return this.handleFor(state);
+    // envd answered /health inside the capsule (wrenn-nsinit waited for it) with spec.envdInit applied.
+    return { ...this.handleFor(state), ...(spec.envdInit ? { envdInitialized: true } : {}) };
   }
 
   private handleFor(state: NamespaceState): RuntimeHandle {
@@ -318,6 +319,8 @@ export class NamespaceRuntime implements CapsuleRuntime {
       WRENN_TEMPLATE_ID: spec.metadata?.WRENN_TEMPLATE_ID ?? spec.template,
       // Tells envd it runs inside a capsule (it then forwards ports bound on loopback).
       WRENN_CAPSULE: '1',
+      // /init's settings at start: the capsule is ready for commands once envd answers.
+      ...(spec.envdInit ? { WRENN_ENVD_INIT: JSON.stringify(spec.envdInit) } : {}),
     };
     const logPath = join(sandboxDir, 'envd.log');
     const tPrepared = performance.now();
