@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -136,6 +137,7 @@ class Relay {
   }
 
   void run() {
+    pthread_setname_np(pthread_self(), "wrenn-relay");
     std::vector<epoll_event> evs(256);
     scratch_.reset(new char[kChunk]);
     int64_t lastSweep = nowMs();
