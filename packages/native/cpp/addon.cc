@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "memory.h"
 #include "namespaces.h"
 #include "relay.h"
 #include "spawn.h"
@@ -234,5 +235,6 @@ NAPI_MODULE_INIT() {
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
   wrenn::registerRelay(env, exports);
+  wrenn::registerMemory(env, exports);
   return exports;
 }
