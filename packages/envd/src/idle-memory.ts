@@ -1,0 +1,105 @@
+// What an idle envd gives back. Most of an idle envd's RSS is node's executable mapped from the
+// page cache (~39 MB), of which ~16 MB is read-only data start-up reads once and then never again:
+// the dynamic symbol tables searched while libraries load, the V8 start-up snapshot, the code cache
+// and sources of node's own modules. Once envd has been idle for a moment after some work, it
+// unmaps those pages from itself (madvise MADV_DONTNEED on node's clean, read-only, non-executable
+// file mappings; anything touched again faults back in from the page cache) and trims glibc's free
+// heap. The pages stay in the page cache while other capsules' envd map them; unmapped everywhere,
+// the kernel can reclaim them under memory pressure. Code (r-xp) and every written page stay.
+// Needs @wrenn/native (adviseDontNeed, mallocTrim); without it this does nothing.
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+
+interface MemoryBinding {
+  adviseDontNeed(start: number, length: number): void;
+  mallocTrim(): boolean;
+}
+
+export interface Range {
+  start: number;
+  length: number;
+}
+
+/**
+ * Mappings of `file` that are private, read-only, not executable and hold no anonymous page, from
+ * the text of /proc/self/smaps. A mapping with an anonymous page (e.g. RELRO, written by the
+ * dynamic linker and then made read-only) is never chosen: dropping it would lose that write.
+ */
+export function cleanReadOnlyMappings(smaps: string, file: string): Range[] {
+  const ranges: Range[] = [];
+  let current: { start: number; end: number; eligible: boolean } | undefined;
+  const finish = () => {
+    if (current?.eligible) ranges.push({ start: current.start, length: current.end - current.start });
+    current = undefined;
+  };
+  for (const line of smaps.split('\n')) {
+    const head = /^([0-9a-f]+)-([0-9a-f]+) (\S{4}) [0-9a-f]+ \S+ \d+\s*(.*)$/.exec(line);
+    if (head) {
+      finish();
+      const [, from = '', to = '', perms = '', path = ''] = head;
+      current = { start: Number.parseInt(from, 16), end: Number.parseInt(to, 16), eligible: perms === 'r--p' && path === file };
+      continue;
+    }
+    if (!current?.eligible) continue;
+    const field = /^(Anonymous|Private_Dirty|Shared_Dirty|Swap):\s+(\d+) kB/.exec(line);
+    if (field && field[2] !== '0') current.eligible = false;
+  }
+  finish();
+  return ranges;
+}
+
+function loadBinding(): MemoryBinding | undefined {
+  try {
+    const b = createRequire(import.meta.url)('@wrenn/native/addon') as Partial<MemoryBinding>;
+    return typeof b.adviseDontNeed === 'function' && typeof b.mallocTrim === 'function' ? (b as MemoryBinding) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Releases what it can now; returns the bytes of mappings dropped (0 without the addon). */
+export function releaseIdleMemory(binding: MemoryBinding | undefined = loadBinding()): number {
+  if (!binding) return 0;
+  let bytes = 0;
+  for (const r of cleanReadOnlyMappings(readFileSync('/proc/self/smaps', 'utf8'), process.execPath)) {
+    try {
+      binding.adviseDontNeed(r.start, r.length);
+      bytes += r.length;
+    } catch {
+      // a mapping that changed meanwhile: leave it
+    }
+  }
+  binding.mallocTrim();
+  return bytes;
+}
+
+/**
+ * Watches envd's CPU time once a second (an unref'd timer): after a second with (almost) none,
+ * following at least `minWorkMs` of CPU since the last release, it releases idle memory.
+ */
+export function startIdleMemoryRelease(opts: { checkMs?: number; minWorkMs?: number } = {}): () => void {
+  const binding = loadBinding();
+  if (!binding) return () => undefined;
+  const checkMs = opts.checkMs ?? 1000;
+  const minWorkUs = (opts.minWorkMs ?? 20) * 1000;
+  const cpu = () => {
+    const u = process.cpuUsage();
+    return u.user + u.system;
+  };
+  let last = cpu();
+  let workSinceRelease = Number.POSITIVE_INFINITY; // start-up itself counts as work
+  const timer = setInterval(() => {
+    const now = cpu();
+    const used = now - last;
+    last = now;
+    workSinceRelease += used;
+    // "Idle": under 2 % of one core in the last interval.
+    if (used > checkMs * 20 || workSinceRelease < minWorkUs) return;
+    const bytes = releaseIdleMemory(binding);
+    process.stderr.write(`${JSON.stringify({ level: 'debug', msg: 'idle: released clean read-only mappings', mb: Math.round(bytes / 1e5) / 10 })}\n`);
+    last = cpu();
+    workSinceRelease = 0;
+  }, checkMs);
+  timer.unref();
+  return () => clearInterval(timer);
+}
