@@ -78,8 +78,8 @@ export function releaseIdleMemory(binding: MemoryBinding | undefined = loadBindi
  * following at least `minWorkMs` of CPU since the last release, it releases idle memory.
  */
 export function startIdleMemoryRelease(opts: { checkMs?: number; minWorkMs?: number } = {}): () => void {
-  const binding = loadBinding();
-  if (!binding) return () => undefined;
+  // The addon is loaded at the first release, not here: envd's start-up is a capsule's boot time.
+  let binding: MemoryBinding | null | undefined;
   const checkMs = opts.checkMs ?? 1000;
   const minWorkUs = (opts.minWorkMs ?? 20) * 1000;
   const cpu = () => {
@@ -95,6 +95,11 @@ export function startIdleMemoryRelease(opts: { checkMs?: number; minWorkMs?: num
     workSinceRelease += used;
     // "Idle": under 2 % of one core in the last interval.
     if (used > checkMs * 20 || workSinceRelease < minWorkUs) return;
+    binding ??= loadBinding() ?? null;
+    if (!binding) {
+      clearInterval(timer);
+      return;
+    }
     const bytes = releaseIdleMemory(binding);
     process.stderr.write(`${JSON.stringify({ level: 'debug', msg: 'idle: released clean read-only mappings', mb: Math.round(bytes / 1e5) / 10 })}\n`);
     last = cpu();
