@@ -1,23 +1,24 @@
 // envd's listener: one TCP port speaking HTTP/1.1 and cleartext HTTP/2 (h2c, by prior knowledge),
 // serving the Connect services (process.Process, filesystem.Filesystem) and the REST routes.
-import { listenDual } from './net/dual-listener.js';
-import { connectNodeAdapter } from '@connectrpc/connect-node';
+
 import type { ConnectRouter } from '@connectrpc/connect';
-import { Process } from '@wrenn/protocol/gen/envd/process_pb';
+import { connectNodeAdapter } from '@connectrpc/connect-node';
 import { Filesystem } from '@wrenn/protocol/gen/envd/filesystem_pb';
-import { EnvdState, type EnvdOptions } from './state.js';
+import { Process } from '@wrenn/protocol/gen/envd/process_pb';
 import { accessTokenInterceptor } from './auth.js';
-import { createHttpRouter } from './http/router.js';
-import { withBinaryParseErrorsAsInvalid } from './http/binary-parse-errors.js';
+import { filesystemService } from './filesystem/service.js';
 import { basicRoutes } from './http/basic-routes.js';
+import { withBinaryParseErrorsAsInvalid } from './http/binary-parse-errors.js';
 import { fileRoutes } from './http/files.js';
 import { metricsRoutes } from './http/metrics.js';
-import { processService, type ProcessServiceHandle } from './process/service.js';
-import { filesystemService } from './filesystem/service.js';
 import type { Req, Res } from './http/respond.js';
-import { startPortForwarder, type PortForwarder } from './ports/index.js';
+import { createHttpRouter } from './http/router.js';
+import { listenDual } from './net/dual-listener.js';
+import { type PortForwarder, startPortForwarder } from './ports/index.js';
+import { type ProcessServiceHandle, processService } from './process/service.js';
 import { createStartFastPath } from './rpc-fast/start-fast-path.js';
 import { createUnaryFastPath } from './rpc-fast/unary-fast-path.js';
+import { type EnvdOptions, EnvdState } from './state.js';
 
 export interface EnvdServer {
   state: EnvdState;
@@ -60,7 +61,10 @@ export async function startEnvd(opts: EnvdOptions): Promise<EnvdServer> {
   const serve = (req: Req, res: Res) => {
     if (!startFast(req, res)) connect(req, res);
   };
-  const listener = await listenDual(serve as Parameters<typeof listenDual>[0], { port: opts.port, host: opts.host ?? '0.0.0.0' });
+  const listener = await listenDual(serve as Parameters<typeof listenDual>[0], {
+    port: opts.port,
+    host: opts.host ?? '0.0.0.0',
+  });
   // On inside capsules (the host agent sets WRENN_CAPSULE=1); off for envd run on a host.
   const forwardPorts = opts.portForwarding ?? process.env.WRENN_CAPSULE === '1';
   const ports = forwardPorts ? startPortForwarder({ excludePorts: [listener.port] }) : undefined;

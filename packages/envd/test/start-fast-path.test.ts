@@ -2,16 +2,17 @@
 // deterministic: the same request goes to `/process.Process/Start` (fast path) and to
 // `/process.Process/Start?via=router` (a query string hands it to the router), over HTTP/1.1 and h2c,
 // as JSON and binary; results, errors, timeouts, compression, and a client that goes away.
-import { after, before, describe, test } from 'node:test';
+
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import http2 from 'node:http2';
+import { after, before, describe, test } from 'node:test';
 import { gunzipSync } from 'node:zlib';
-import { fromBinary, fromJson, toBinary, toJson, create, type JsonValue } from '@bufbuild/protobuf';
-import { StartRequestSchema, StartResponseSchema, type StartResponse } from '@wrenn/protocol/gen/envd/process_pb';
 import type { MessageInitShape } from '@bufbuild/protobuf';
+import { create, fromBinary, fromJson, type JsonValue, toBinary, toJson } from '@bufbuild/protobuf';
+import { StartRequestSchema, type StartResponse, StartResponseSchema } from '@wrenn/protocol/gen/envd/process_pb';
 import { startFastPathStats } from '../src/rpc-fast/start-fast-path.js';
-import { startTestEnvd, userHeader, type TestEnvd } from './helpers.js';
+import { startTestEnvd, type TestEnvd, userHeader } from './helpers.js';
 
 type Proto = 'h1' | 'h2';
 type StartInit = MessageInitShape<typeof StartRequestSchema>;
@@ -39,7 +40,9 @@ function envelope(flags: number, data: Uint8Array): Buffer {
 
 function startBody(binary: boolean, init: StartInit): Buffer {
   const msg = create(StartRequestSchema, init);
-  const data = binary ? toBinary(StartRequestSchema, msg) : Buffer.from(JSON.stringify(toJson(StartRequestSchema, msg)));
+  const data = binary
+    ? toBinary(StartRequestSchema, msg)
+    : Buffer.from(JSON.stringify(toJson(StartRequestSchema, msg)));
   return envelope(0, data);
 }
 
@@ -65,11 +68,23 @@ function call(
   const url = new URL(envd.baseUrl);
   if (proto === 'h1') {
     return new Promise((resolve, reject) => {
-      const req = http.request({ host: url.hostname, port: url.port, path, method: 'POST', headers: { ...headers, 'content-length': body.length }, agent: false });
+      const req = http.request({
+        host: url.hostname,
+        port: url.port,
+        path,
+        method: 'POST',
+        headers: { ...headers, 'content-length': body.length },
+        agent: false,
+      });
       req.on('error', reject);
       req.on('response', (res) => {
         const chunks: Buffer[] = [];
-        const finish = () => resolve({ status: res.statusCode ?? 0, headers: res.headers, envelopes: splitEnvelopes(Buffer.concat(chunks)) });
+        const finish = () =>
+          resolve({
+            status: res.statusCode ?? 0,
+            headers: res.headers,
+            envelopes: splitEnvelopes(Buffer.concat(chunks)),
+          });
         res.on('data', (c: Buffer) => {
           chunks.push(c);
           onData?.(Buffer.concat(chunks), () => {
@@ -110,12 +125,17 @@ function call(
 }
 
 function contentType(binary: boolean): Record<string, string> {
-  return { 'content-type': binary ? 'application/connect+proto' : 'application/connect+json', 'connect-protocol-version': '1' };
+  return {
+    'content-type': binary ? 'application/connect+proto' : 'application/connect+json',
+    'connect-protocol-version': '1',
+  };
 }
 
 function decode(binary: boolean, env: Envelope, compressed: boolean): StartResponse {
   const data = compressed && env.flags & 1 ? gunzipSync(env.data) : env.data;
-  return binary ? fromBinary(StartResponseSchema, data) : fromJson(StartResponseSchema, JSON.parse(data.toString()) as JsonValue);
+  return binary
+    ? fromBinary(StartResponseSchema, data)
+    : fromJson(StartResponseSchema, JSON.parse(data.toString()) as JsonValue);
 }
 
 /** What a reply says, independent of pids and of how output was split into data events. */
@@ -165,7 +185,13 @@ for (const proto of ['h1', 'h2'] as const) {
       });
 
       test('output, exit code and end of stream', async () => {
-        const { fast, router } = await bothWays(envd, proto, binary, {}, startBody(binary, sh('echo out; echo err >&2; exit 3')));
+        const { fast, router } = await bothWays(
+          envd,
+          proto,
+          binary,
+          {},
+          startBody(binary, sh('echo out; echo err >&2; exit 3')),
+        );
         assert.deepEqual(fast, router);
         assert.equal(fast.status, 200);
         assert.equal(fast.stdout, 'out\n');
@@ -177,25 +203,64 @@ for (const proto of ['h1', 'h2'] as const) {
 
       test('compressed output when the client accepts gzip (large events only)', async () => {
         const body = startBody(binary, sh("head -c 5000 /dev/zero | tr '\\0' a; echo"));
-        const { fast, router, rawFast } = await bothWays(envd, proto, binary, { 'connect-accept-encoding': 'gzip' }, body);
+        const { fast, router, rawFast } = await bothWays(
+          envd,
+          proto,
+          binary,
+          { 'connect-accept-encoding': 'gzip' },
+          body,
+        );
         assert.deepEqual(fast, router);
         assert.equal(fast.encoding, 'gzip');
         assert.equal(fast.stdout, `${'a'.repeat(5000)}\n`);
-        assert.ok(rawFast.envelopes.some((e) => e.flags === 1), 'the large data event is compressed');
-        assert.ok(rawFast.envelopes.some((e) => e.flags === 0), 'small events are not');
+        assert.ok(
+          rawFast.envelopes.some((e) => e.flags === 1),
+          'the large data event is compressed',
+        );
+        assert.ok(
+          rawFast.envelopes.some((e) => e.flags === 0),
+          'small events are not',
+        );
       });
 
       test('errors: unknown user, missing command, bad timeout, unknown encoding, bad bodies', async () => {
         const cases: { name: string; headers?: Record<string, string>; body: Buffer; code: string }[] = [
-          { name: 'unknown user', headers: userHeader('no-such-user-xyz'), body: startBody(binary, sh('true')), code: 'invalid_argument' },
+          {
+            name: 'unknown user',
+            headers: userHeader('no-such-user-xyz'),
+            body: startBody(binary, sh('true')),
+            code: 'invalid_argument',
+          },
           { name: 'missing command', body: startBody(binary, { process: { cmd: '/no/such/command' } }), code: '' },
-          { name: 'bad cwd', body: startBody(binary, { process: { cmd: '/bin/true', cwd: '/no/such/dir' } }), code: '' },
-          { name: 'bad timeout', headers: { 'connect-timeout-ms': 'soon' }, body: startBody(binary, sh('true')), code: 'invalid_argument' },
-          { name: 'unknown encoding', headers: { 'connect-content-encoding': 'zstd' }, body: startBody(binary, sh('true')), code: 'unimplemented' },
+          {
+            name: 'bad cwd',
+            body: startBody(binary, { process: { cmd: '/bin/true', cwd: '/no/such/dir' } }),
+            code: '',
+          },
+          {
+            name: 'bad timeout',
+            headers: { 'connect-timeout-ms': 'soon' },
+            body: startBody(binary, sh('true')),
+            code: 'invalid_argument',
+          },
+          {
+            name: 'unknown encoding',
+            headers: { 'connect-content-encoding': 'zstd' },
+            body: startBody(binary, sh('true')),
+            code: 'unimplemented',
+          },
           { name: 'empty body', body: Buffer.alloc(0), code: 'unimplemented' },
-          { name: 'two messages', body: Buffer.concat([startBody(binary, sh('true')), startBody(binary, sh('true'))]), code: 'unimplemented' },
+          {
+            name: 'two messages',
+            body: Buffer.concat([startBody(binary, sh('true')), startBody(binary, sh('true'))]),
+            code: 'unimplemented',
+          },
           { name: 'truncated envelope', body: startBody(binary, sh('true')).subarray(0, 8), code: '' },
-          { name: 'not a message', body: envelope(0, Buffer.from(binary ? [0xff, 0xff, 0xff] : '{"process": 5')), code: '' },
+          {
+            name: 'not a message',
+            body: envelope(0, Buffer.from(binary ? [0xff, 0xff, 0xff] : '{"process": 5')),
+            code: '',
+          },
         ];
         for (const c of cases) {
           const { fast, router } = await bothWays(envd, proto, binary, c.headers ?? {}, c.body);
@@ -218,9 +283,17 @@ for (const proto of ['h1', 'h2'] as const) {
           ] as const) {
             const { fast, router } = await bothWays(envd, proto, binary, headers, body);
             assert.deepEqual(fast, router);
-            assert.deepEqual(fast.endStream, { error: { code: 'unauthenticated', message: 'missing or wrong X-Access-Token' } });
+            assert.deepEqual(fast.endStream, {
+              error: { code: 'unauthenticated', message: 'missing or wrong X-Access-Token' },
+            });
           }
-          const { fast, router } = await bothWays(envd, proto, binary, { 'x-access-token': 'secret-token' }, startBody(binary, sh('echo ok')));
+          const { fast, router } = await bothWays(
+            envd,
+            proto,
+            binary,
+            { 'x-access-token': 'secret-token' },
+            startBody(binary, sh('echo ok')),
+          );
           assert.deepEqual(fast, router);
           assert.equal(fast.stdout, 'ok\n');
         } finally {
@@ -229,7 +302,13 @@ for (const proto of ['h1', 'h2'] as const) {
       });
 
       test('connect-timeout-ms: the stream ends with deadline_exceeded and the process is killed', async () => {
-        const { fast, router } = await bothWays(envd, proto, binary, { 'connect-timeout-ms': '400' }, startBody(binary, sh('echo up; exec sleep 30')));
+        const { fast, router } = await bothWays(
+          envd,
+          proto,
+          binary,
+          { 'connect-timeout-ms': '400' },
+          startBody(binary, sh('echo up; exec sleep 30')),
+        );
         assert.deepEqual(fast.endStream, router.endStream);
         assert.equal((fast.endStream as { error?: { code: string } }).error?.code, 'deadline_exceeded');
         assert.equal(fast.stdout, 'up\n');
@@ -238,7 +317,9 @@ for (const proto of ['h1', 'h2'] as const) {
         let left = -1;
         for (let i = 0; i < 50 && left !== 0; i++) {
           if (i > 0) await new Promise((r) => setTimeout(r, 50));
-          left = (await envd.process.list({})).processes.filter((p) => p.config?.args.includes('echo up; exec sleep 30')).length;
+          left = (await envd.process.list({})).processes.filter((p) =>
+            p.config?.args.includes('echo up; exec sleep 30'),
+          ).length;
         }
         assert.equal(left, 0, 'timed-out processes are killed');
       });
@@ -263,7 +344,10 @@ for (const proto of ['h1', 'h2'] as const) {
           const { fast } = await bothWays(envd, proto, binary, {}, startBody(binary, sh('echo next')));
           assert.equal(fast.stdout, 'next\n');
         } finally {
-          if (pid) await envd.process.sendSignal({ process: { selector: { case: 'pid', value: pid } }, signal: 9 }).catch(() => {});
+          if (pid)
+            await envd.process
+              .sendSignal({ process: { selector: { case: 'pid', value: pid } }, signal: 9 })
+              .catch(() => {});
         }
       });
     });

@@ -2,19 +2,20 @@
 // goes to `/<service>/<Method>` (fast path) and `/<service>/<Method>?via=router` (a query string
 // hands it to the router), over HTTP/1.1 and h2c, as JSON and binary; status, content type,
 // compression and body must be the same, for results and for errors.
-import { after, before, describe, test } from 'node:test';
+
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import http2 from 'node:http2';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
 import { gunzipSync } from 'node:zlib';
-import { create, toBinary, toJson, type DescMessage, type MessageInitShape } from '@bufbuild/protobuf';
-import { ListRequestSchema, SendSignalRequestSchema } from '@wrenn/protocol/gen/envd/process_pb';
+import { create, type DescMessage, type MessageInitShape, toBinary, toJson } from '@bufbuild/protobuf';
 import { ListDirRequestSchema, StatRequestSchema } from '@wrenn/protocol/gen/envd/filesystem_pb';
+import { ListRequestSchema, SendSignalRequestSchema } from '@wrenn/protocol/gen/envd/process_pb';
 import { unaryFastPathStats } from '../src/rpc-fast/unary-fast-path.js';
-import { startTestEnvd, userHeader, type TestEnvd } from './helpers.js';
+import { startTestEnvd, type TestEnvd, userHeader } from './helpers.js';
 
 type Proto = 'h1' | 'h2';
 
@@ -24,16 +25,31 @@ interface Reply {
   body: Buffer;
 }
 
-function post(envd: TestEnvd, proto: Proto, path: string, headers: Record<string, string>, body: Buffer): Promise<Reply> {
+function post(
+  envd: TestEnvd,
+  proto: Proto,
+  path: string,
+  headers: Record<string, string>,
+  body: Buffer,
+): Promise<Reply> {
   const url = new URL(envd.baseUrl);
   if (proto === 'h1') {
     return new Promise((resolve, reject) => {
-      const req = http.request({ host: url.hostname, port: url.port, path, method: 'POST', headers: { ...headers, 'content-length': body.length }, agent: false });
+      const req = http.request({
+        host: url.hostname,
+        port: url.port,
+        path,
+        method: 'POST',
+        headers: { ...headers, 'content-length': body.length },
+        agent: false,
+      });
       req.on('error', reject);
       req.on('response', (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
+        res.on('end', () =>
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }),
+        );
       });
       req.end(body);
     });
@@ -72,8 +88,19 @@ function summary(r: Reply) {
   };
 }
 
-async function bothWays(envd: TestEnvd, proto: Proto, binary: boolean, path: string, headers: Record<string, string>, body: Buffer) {
-  const h = { 'content-type': binary ? 'application/proto' : 'application/json', 'connect-protocol-version': '1', ...headers };
+async function bothWays(
+  envd: TestEnvd,
+  proto: Proto,
+  binary: boolean,
+  path: string,
+  headers: Record<string, string>,
+  body: Buffer,
+) {
+  const h = {
+    'content-type': binary ? 'application/proto' : 'application/json',
+    'connect-protocol-version': '1',
+    ...headers,
+  };
   const before = unaryFastPathStats.calls;
   const fast = await post(envd, proto, path, h, body);
   assert.equal(unaryFastPathStats.calls, before + 1, `${path} is served by the fast path`);
@@ -99,25 +126,56 @@ for (const proto of ['h1', 'h2'] as const) {
       });
 
       test('results: Stat, ListDir (compressed when large and accepted), List of running processes', async () => {
-        const stat = await bothWays(envd, proto, binary, '/filesystem.Filesystem/Stat', {}, encode(binary, StatRequestSchema, { path: join(dir, 'file-with-a-longish-name-1.txt') }));
+        const stat = await bothWays(
+          envd,
+          proto,
+          binary,
+          '/filesystem.Filesystem/Stat',
+          {},
+          encode(binary, StatRequestSchema, { path: join(dir, 'file-with-a-longish-name-1.txt') }),
+        );
         assert.deepEqual(stat.fast, stat.router);
         assert.equal(stat.fast.status, 200);
         assert.equal(stat.fast.contentType, binary ? 'application/proto' : 'application/json');
 
-        const list = await bothWays(envd, proto, binary, '/filesystem.Filesystem/ListDir', { 'accept-encoding': 'gzip' }, encode(binary, ListDirRequestSchema, { path: dir, depth: 1 }));
+        const list = await bothWays(
+          envd,
+          proto,
+          binary,
+          '/filesystem.Filesystem/ListDir',
+          { 'accept-encoding': 'gzip' },
+          encode(binary, ListDirRequestSchema, { path: dir, depth: 1 }),
+        );
         assert.deepEqual(list.fast, list.router);
         assert.equal(list.fast.encoding, 'gzip', 'a large answer is compressed');
         assert.ok(Number(list.raw.headers['content-length']) < gunzipSync(list.raw.body).length);
 
-        const small = await bothWays(envd, proto, binary, '/filesystem.Filesystem/Stat', { 'accept-encoding': 'gzip' }, encode(binary, StatRequestSchema, { path: dir }));
+        const small = await bothWays(
+          envd,
+          proto,
+          binary,
+          '/filesystem.Filesystem/Stat',
+          { 'accept-encoding': 'gzip' },
+          encode(binary, StatRequestSchema, { path: dir }),
+        );
         assert.deepEqual(small.fast, small.router);
         assert.equal(small.fast.encoding, undefined, 'a small answer is not compressed');
 
-        const running = await envd.process.start({ process: { cmd: '/bin/sleep', args: ['30'] }, tag: `unary-${proto}-${binary}` })[Symbol.asyncIterator]().next();
+        const running = await envd.process
+          .start({ process: { cmd: '/bin/sleep', args: ['30'] }, tag: `unary-${proto}-${binary}` })
+          [Symbol.asyncIterator]()
+          .next();
         const pid = running.value?.event?.event.case === 'start' ? running.value.event.event.value.pid : 0;
         assert.ok(pid > 0);
         try {
-          const procs = await bothWays(envd, proto, binary, '/process.Process/List', {}, encode(binary, ListRequestSchema, {}));
+          const procs = await bothWays(
+            envd,
+            proto,
+            binary,
+            '/process.Process/List',
+            {},
+            encode(binary, ListRequestSchema, {}),
+          );
           assert.deepEqual(procs.fast, procs.router);
           assert.ok(procs.raw.body.length > 10, 'the running process is listed');
         } finally {
@@ -127,18 +185,39 @@ for (const proto of ['h1', 'h2'] as const) {
 
       test('errors: not found, unknown user, bad bodies, bad timeout, unknown process, wrong token', async () => {
         const stat = (path: string) => encode(binary, StatRequestSchema, { path });
-        const cases: { name: string; path: string; headers?: Record<string, string>; body: Buffer; status: number }[] = [
-          { name: 'missing file', path: '/filesystem.Filesystem/Stat', body: stat(join(dir, 'nope')), status: 404 },
-          { name: 'unknown user', path: '/filesystem.Filesystem/Stat', headers: userHeader('no-such-user-xyz'), body: stat(dir), status: 400 },
-          { name: 'bad body', path: '/filesystem.Filesystem/Stat', body: Buffer.from(binary ? [0xff, 0xff, 0xff] : '{"path": 5'), status: 400 },
-          { name: 'bad timeout', path: '/filesystem.Filesystem/Stat', headers: { 'connect-timeout-ms': '-1' }, body: stat(dir), status: 400 },
-          {
-            name: 'unknown process',
-            path: '/process.Process/SendSignal',
-            body: encode(binary, SendSignalRequestSchema, { process: { selector: { case: 'pid', value: 999_999_999 } }, signal: 15 }),
-            status: 404,
-          },
-        ];
+        const cases: { name: string; path: string; headers?: Record<string, string>; body: Buffer; status: number }[] =
+          [
+            { name: 'missing file', path: '/filesystem.Filesystem/Stat', body: stat(join(dir, 'nope')), status: 404 },
+            {
+              name: 'unknown user',
+              path: '/filesystem.Filesystem/Stat',
+              headers: userHeader('no-such-user-xyz'),
+              body: stat(dir),
+              status: 400,
+            },
+            {
+              name: 'bad body',
+              path: '/filesystem.Filesystem/Stat',
+              body: Buffer.from(binary ? [0xff, 0xff, 0xff] : '{"path": 5'),
+              status: 400,
+            },
+            {
+              name: 'bad timeout',
+              path: '/filesystem.Filesystem/Stat',
+              headers: { 'connect-timeout-ms': '-1' },
+              body: stat(dir),
+              status: 400,
+            },
+            {
+              name: 'unknown process',
+              path: '/process.Process/SendSignal',
+              body: encode(binary, SendSignalRequestSchema, {
+                process: { selector: { case: 'pid', value: 999_999_999 } },
+                signal: 15,
+              }),
+              status: 404,
+            },
+          ];
         for (const c of cases) {
           const { fast, router } = await bothWays(envd, proto, binary, c.path, c.headers ?? {}, c.body);
           assert.deepEqual(fast, router, c.name);
@@ -147,15 +226,39 @@ for (const proto of ['h1', 'h2'] as const) {
         }
         envd.server.state.accessToken = 'unary-token';
         try {
-          const wrong = await bothWays(envd, proto, binary, '/filesystem.Filesystem/Stat', { 'x-access-token': 'nope' }, stat(dir));
+          const wrong = await bothWays(
+            envd,
+            proto,
+            binary,
+            '/filesystem.Filesystem/Stat',
+            { 'x-access-token': 'nope' },
+            stat(dir),
+          );
           assert.deepEqual(wrong.fast, wrong.router);
           assert.equal(wrong.fast.status, 401);
-          assert.deepEqual(JSON.parse(Buffer.from(wrong.fast.body, 'base64').toString()), { code: 'unauthenticated', message: 'missing or wrong X-Access-Token' });
+          assert.deepEqual(JSON.parse(Buffer.from(wrong.fast.body, 'base64').toString()), {
+            code: 'unauthenticated',
+            message: 'missing or wrong X-Access-Token',
+          });
           // connect-es parses the body before interceptors run: a bad body is reported first.
-          const bad = await bothWays(envd, proto, binary, '/filesystem.Filesystem/Stat', { 'x-access-token': 'nope' }, Buffer.from(binary ? [0xff, 0xff] : '{'));
+          const bad = await bothWays(
+            envd,
+            proto,
+            binary,
+            '/filesystem.Filesystem/Stat',
+            { 'x-access-token': 'nope' },
+            Buffer.from(binary ? [0xff, 0xff] : '{'),
+          );
           assert.deepEqual(bad.fast, bad.router);
           assert.equal(bad.fast.status, 400);
-          const right = await bothWays(envd, proto, binary, '/filesystem.Filesystem/Stat', { 'x-access-token': 'unary-token' }, stat(dir));
+          const right = await bothWays(
+            envd,
+            proto,
+            binary,
+            '/filesystem.Filesystem/Stat',
+            { 'x-access-token': 'unary-token' },
+            stat(dir),
+          );
           assert.deepEqual(right.fast, right.router);
           assert.equal(right.fast.status, 200);
         } finally {

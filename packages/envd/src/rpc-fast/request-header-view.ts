@@ -50,7 +50,9 @@ export class RequestHeaderView implements Headers {
     return this.full().getSetCookie();
   }
   forEach(callback: (value: string, key: string, parent: Headers) => void, thisArg?: unknown): void {
-    this.full().forEach((v, k) => callback.call(thisArg, v, k, this));
+    this.full().forEach((v, k) => {
+      callback.call(thisArg, v, k, this);
+    });
   }
   entries(): ReturnType<Headers['entries']> {
     return this.full().entries();

@@ -13,6 +13,7 @@
 import { create, isMessage } from '@bufbuild/protobuf';
 import { Code, ConnectError, createContextValues, type HandlerContext, type ServiceImpl } from '@connectrpc/connect';
 import {
+  type Compression,
   compressionNegotiate,
   createAsyncIterable,
   createMethodSerializationLookup,
@@ -22,14 +23,13 @@ import {
   transformParseEnvelope,
   transformSplitEnvelope,
   validateUniversalHandlerOptions,
-  type Compression,
 } from '@connectrpc/connect/protocol';
 import { createEndStreamSerialization, endStreamFlag, parseTimeout } from '@connectrpc/connect/protocol-connect';
 import { compressionBrotli, compressionGzip } from '@connectrpc/connect-node';
 import { Process, type StartRequest } from '@wrenn/protocol/gen/envd/process_pb';
-import type { EnvdState } from '../state.js';
 import { tokenMatches } from '../auth.js';
 import type { Req, Res } from '../http/respond.js';
+import type { EnvdState } from '../state.js';
 import { RequestHeaderView } from './request-header-view.js';
 
 export const START_PATH = '/process.Process/Start';
@@ -119,7 +119,8 @@ export function createStartFastPath(state: EnvdState, start: StartImpl): (req: R
     }
     const end: { metadata: Headers; error?: ConnectError } = { metadata: new Headers() };
     if (error instanceof ConnectError) end.error = error;
-    else if (error !== undefined) end.error = new ConnectError('internal error', Code.Internal, undefined, undefined, error);
+    else if (error !== undefined)
+      end.error = new ConnectError('internal error', Code.Internal, undefined, undefined, error);
     out.end(endStream.serialize(end));
   }
 
@@ -127,7 +128,13 @@ export function createStartFastPath(state: EnvdState, start: StartImpl): (req: R
   async function readStartRequest(req: Req, binary: boolean, decompress: Compression | null): Promise<StartRequest> {
     const body = await readAll(req);
     const parser = serialization.getI(binary);
-    if (!decompress && body.length >= 5 && body[0] === 0 && body.readUInt32BE(1) === body.length - 5 && body.length - 5 <= opt.readMaxBytes) {
+    if (
+      !decompress &&
+      body.length >= 5 &&
+      body[0] === 0 &&
+      body.readUInt32BE(1) === body.length - 5 &&
+      body.length - 5 <= opt.readMaxBytes
+    ) {
       return parser.parse(body.subarray(5));
     }
     const messages = pipe(
@@ -137,13 +144,23 @@ export function createStartFastPath(state: EnvdState, start: StartImpl): (req: R
       transformParseEnvelope(parser, endStreamFlag),
     )[Symbol.asyncIterator]();
     const first = await messages.next();
-    if (first.done === true) throw new ConnectError('protocol error: missing input message for server-streaming method', Code.Unimplemented);
+    if (first.done === true)
+      throw new ConnectError('protocol error: missing input message for server-streaming method', Code.Unimplemented);
     const second = await messages.next();
-    if (second.done !== true) throw new ConnectError('protocol error: received extra input message for server-streaming method', Code.Unimplemented);
+    if (second.done !== true)
+      throw new ConnectError(
+        'protocol error: received extra input message for server-streaming method',
+        Code.Unimplemented,
+      );
     return first.value;
   }
 
-  function handlerContext(req: Req, requestHeader: Headers, signal: AbortSignal, timeoutMs: number | undefined): HandlerContext {
+  function handlerContext(
+    req: Req,
+    requestHeader: Headers,
+    signal: AbortSignal,
+    timeoutMs: number | undefined,
+  ): HandlerContext {
     const deadline = timeoutMs === undefined ? undefined : Date.now() + timeoutMs;
     let responseHeader: Headers | undefined;
     let responseTrailer: Headers | undefined;
@@ -159,13 +176,16 @@ export function createStartFastPath(state: EnvdState, start: StartImpl): (req: R
       timeoutMs: () => (deadline === undefined ? undefined : deadline - Date.now()),
       // Start sets no response headers or trailers; these exist for the interface's sake.
       get responseHeader() {
-        return (responseHeader ??= new Headers());
+        responseHeader ??= new Headers();
+        return responseHeader;
       },
       get responseTrailer() {
-        return (responseTrailer ??= new Headers());
+        responseTrailer ??= new Headers();
+        return responseTrailer;
       },
       get values() {
-        return (values ??= createContextValues());
+        values ??= createContextValues();
+        return values;
       },
     };
   }

@@ -15,16 +15,16 @@ import {
   compressionNegotiate,
   createAsyncIterable,
   createMethodSerializationLookup,
+  type MethodSerializationLookup,
   mergeNonProtocolHeaders,
   readAllBytes,
   validateUniversalHandlerOptions,
-  type MethodSerializationLookup,
 } from '@connectrpc/connect/protocol';
 import { codeToHttpStatus, errorToJsonBytes, parseTimeout } from '@connectrpc/connect/protocol-connect';
 import { compressionBrotli, compressionGzip } from '@connectrpc/connect-node';
-import type { EnvdState } from '../state.js';
 import { tokenMatches } from '../auth.js';
 import type { Req, Res } from '../http/respond.js';
+import type { EnvdState } from '../state.js';
 import { RequestHeaderView } from './request-header-view.js';
 
 /** Calls served by this path (tests check that the path was taken). */
@@ -45,7 +45,10 @@ const CONTENT_TYPES: Record<string, boolean> = { 'application/proto': true, 'app
  * the request) when the call is for the Connect router. `services` are the same implementations the
  * router serves; options as server.ts gives connectNodeAdapter (gzip and br, connect-es defaults).
  */
-export function createUnaryFastPath(state: EnvdState, services: { service: DescService; impl: object }[]): (req: Req, res: Res) => boolean {
+export function createUnaryFastPath(
+  state: EnvdState,
+  services: { service: DescService; impl: object }[],
+): (req: Req, res: Res) => boolean {
   const opt = validateUniversalHandlerOptions({ acceptCompression: [compressionGzip, compressionBrotli] });
   const routes = new Map<string, Route>();
   for (const { service, impl } of services) {
@@ -75,7 +78,12 @@ export function createUnaryFastPath(state: EnvdState, services: { service: DescS
   async function serveUnary(route: Route, req: Req, res: Res, binary: boolean): Promise<void> {
     const header = new RequestHeaderView(req.headers);
     const timeout = parseTimeout(header.get('connect-timeout-ms'), opt.maxTimeoutMs);
-    const compression = compressionNegotiate(opt.acceptCompression, null, header.get('accept-encoding'), 'accept-encoding');
+    const compression = compressionNegotiate(
+      opt.acceptCompression,
+      null,
+      header.get('accept-encoding'),
+      'accept-encoding',
+    );
     const ctx = new UnaryContext(route, req, res, header, timeout.timeoutMs);
     let status = 200;
     let body: Uint8Array;
@@ -90,7 +98,8 @@ export function createUnaryFastPath(state: EnvdState, services: { service: DescS
       const output = create(route.method.output, (await route.impl(input, ctx)) as never);
       body = route.serialization.getO(binary).serialize(output);
     } catch (e) {
-      const error = e instanceof ConnectError ? e : new ConnectError('internal error', Code.Internal, undefined, undefined, e);
+      const error =
+        e instanceof ConnectError ? e : new ConnectError('internal error', Code.Internal, undefined, undefined, e);
       status = codeToHttpStatus(error.code);
       contentType = 'application/json';
       if (!error.isWireError) mergeNonProtocolHeaders(ctx.responseHeader, error.metadata);
@@ -164,7 +173,8 @@ class UnaryContext implements HandlerContext {
 
   get signal(): AbortSignal {
     if (!this.#controller) {
-      const c = (this.#controller = new AbortController());
+      const c = new AbortController();
+      this.#controller = c;
       if (this.#done) c.abort();
       else {
         if (this.timeout !== undefined) {
@@ -181,13 +191,16 @@ class UnaryContext implements HandlerContext {
   }
 
   get responseHeader(): Headers {
-    return (this.#responseHeader ??= new Headers());
+    this.#responseHeader ??= new Headers();
+    return this.#responseHeader;
   }
   get responseTrailer(): Headers {
-    return (this.#responseTrailer ??= new Headers());
+    this.#responseTrailer ??= new Headers();
+    return this.#responseTrailer;
   }
   get values(): HandlerContext['values'] {
-    return (this.#values ??= createContextValues());
+    this.#values ??= createContextValues();
+    return this.#values;
   }
 
   /** The call is over: like connect-es, abort the signal (if anyone holds it) and drop the timers. */
@@ -204,8 +217,12 @@ class UnaryContext implements HandlerContext {
   /** Response headers set by the implementation, and its trailers as `trailer-` headers (Connect unary). */
   headersOut(): Record<string, string> {
     const out: Record<string, string> = {};
-    this.#responseHeader?.forEach((v, k) => (out[k] = v));
-    this.#responseTrailer?.forEach((v, k) => (out[`trailer-${k}`] = v));
+    this.#responseHeader?.forEach((v, k) => {
+      out[k] = v;
+    });
+    this.#responseTrailer?.forEach((v, k) => {
+      out[`trailer-${k}`] = v;
+    });
     return out;
   }
 }
