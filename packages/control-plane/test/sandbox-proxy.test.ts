@@ -455,6 +455,18 @@ test('a host-routed keep-alive connection to a directly reached capsule and a We
   assert.equal(after.added, before.added + 1, 'the host-routed connection went to the relay once');
   assert.ok(after.bytes - before.bytes >= 128 * 64 * 1024, 'the relay thread carried the 8 MiB');
   assert.equal(new Set(up.seen.map((s) => s.conn)).size, 2, 'one upstream connection each for the path and the host connection');
+  c.socket.destroy();
+
+  // Requests pipelined in one write on a fresh connection: what follows the routed head (a body,
+  // the next requests) was already read by JS when the connection is handed over, and still goes
+  // out once, in order.
+  before = after;
+  const piped = await RawClient.connect(t, live.port);
+  piped.send(`POST /first HTTP/1.1\r\n${host}Content-Length: 6\r\n\r\nbody-1` + `GET /second HTTP/1.1\r\n${host}\r\n` + `POST /third HTTP/1.1\r\n${host}Content-Length: 6\r\n\r\nbody-3`);
+  const seen = [await piped.response(), await piped.response(), await piped.response()].map((r) => JSON.parse(r.body) as Seen);
+  assert.deepEqual(seen.map((x) => [x.url, x.body]), [['/first', 'body-1'], ['/second', ''], ['/third', 'body-3']]);
+  after = relayStats();
+  assert.equal(after.added, before.added + 1);
 
   // A WebSocket: relayed after its 101, both ways, whole.
   before = after;
