@@ -1,6 +1,7 @@
 // The per-capsule network of this host: slot allocation, namespace + veth, firewall rules and the
 // values the metadata endpoint serves. One instance per agent (see index.ts for the default one).
 import { parsePool, slotAddresses, slotOfCapsuleIp, SLOT_PREFIX_LEN, type AddressPool } from './address-pool.js';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { SlotStore, type SlotRecord } from './slot-store.js';
 import { Firewall, type EgressRule } from './firewall.js';
 import { createLinks, removeLinks, listNetns, listHostIfnames, prepareNetnsDir, enableIpForwarding } from './links.js';
@@ -65,6 +66,8 @@ export interface CreateCapsuleNetworkOptions {
 }
 
 const ID_RE = /^[a-z0-9][a-z0-9-]{0,62}$/;
+/** How long after a claim the warm pool starts building the replacement network. */
+const WARM_REFILL_DELAY_MS = 300;
 
 function envInt(name: string, fallback: number): number {
   const v = process.env[name];
@@ -199,7 +202,7 @@ export class NetworkManager {
     );
     if (!rec) return undefined;
     this.warmReady.delete(rec.slot);
-    this.refillWarm();
+    this.refillWarm(WARM_REFILL_DELAY_MS);
     const sync = this.firewall.sync(this.ifname(rec.slot));
     if (o.deferFirewall) {
       // A failure surfaces in firewallReady(); the caller then destroys the network.
@@ -258,10 +261,12 @@ export class NetworkManager {
   }
 
   /** Tops the warm pool up to warmTarget in the background (one refill at a time). */
-  private refillWarm(): void {
+  /** `afterMs`: start that late (after a claim: not while the claiming capsule starts, on 2 cores). */
+  private refillWarm(afterMs = 0): void {
     if (this.warmTarget === 0 || this.warmFill) return;
     this.warmFill = (async () => {
       try {
+        if (afterMs > 0) await sleep(afterMs);
         while (this.store.list().filter((r) => r.id === '').length < this.warmTarget) await this.buildWarm();
         this.warmError = undefined;
       } catch (e) {
