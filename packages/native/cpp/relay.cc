@@ -287,7 +287,7 @@ class Relay {
         epoll_ctl(ep_, EPOLL_CTL_DEL, p.fd[i], nullptr);
         p.registered[i] = false;
       } else {
-        epoll_ctl(ep_, p.registered[i] ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, p.fd[i], &e);
+        if (epoll_ctl(ep_, p.registered[i] ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, p.fd[i], &e) < 0) return finish(p.id, kError, errno);
         p.registered[i] = true;
       }
       p.mask[i] = want;
