@@ -25,10 +25,9 @@ export async function guestInputsFingerprint(opts: { initScript: Buffer; busybox
     h.update(`\0${real}:${s.size}:${s.mtimeMs}`);
   }
   for (const f of await filesUnder(opts.envdBundleDir)) {
-    // The bundle itself by content; the native modules beside it by size (they are large).
-    const rel = relative(opts.envdBundleDir, f);
-    h.update(`\0${rel}:`);
-    h.update(rel.endsWith('.mjs') || rel.endsWith('.js') ? await readFile(f) : String((await stat(f)).size));
+    // Every file by content (a few MB): a rebuilt addon or bundle can keep its size.
+    h.update(`\0${relative(opts.envdBundleDir, f)}:`);
+    h.update(await readFile(f));
   }
   return h.digest('hex');
 }
