@@ -89,7 +89,7 @@ export function defineE2bSuite(db: DbKind, slot: number): void {
       const sbx = await make();
       await sbx.files.write('/tmp/keep.txt', 'kept across pause');
       // A process holding state only in memory: it counts, and reports its count on request.
-      await sbx.commands.run('sh -c \'n=0; while true; do n=$((n+1)); echo $n > /tmp/count; sleep 0.2; done\' & echo $! > /tmp/counter.pid', { background: false });
+      await sbx.commands.run('sh -c \'n=0; while true; do n=$((n+1)); echo $n > /tmp/count.new; mv /tmp/count.new /tmp/count; sleep 0.2; done\' & echo $! > /tmp/counter.pid', { background: false });
       const pid = (await sbx.commands.run('cat /tmp/counter.pid')).stdout.trim();
       assert.match(pid, /^\d+$/);
 

@@ -196,7 +196,7 @@ test('files: streamed write and read of 1 MiB, list, mkdir, remove', async () =>
 test('pause stops a running counter and resume continues it', async () => {
   const c = await newCapsule();
   const a = agent().client;
-  await a.startProcess({ exec: { capsuleId: c.id, cmd: '/bin/sh', args: ['-c', 'i=0; while true; do i=$((i+1)); echo $i > /tmp/count; sleep 0.05; done'] } });
+  await a.startProcess({ exec: { capsuleId: c.id, cmd: '/bin/sh', args: ['-c', 'i=0; while true; do i=$((i+1)); echo $i > /tmp/count.new; mv /tmp/count.new /tmp/count; sleep 0.05; done'] } });
   await sleep(400);
   const p = await a.pauseCapsule({ id: c.id, mode: PauseMode.FREEZE });
   assert.equal(p.capsule?.state, CapsuleState.PAUSED);
