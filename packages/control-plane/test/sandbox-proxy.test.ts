@@ -468,6 +468,19 @@ test('a host-routed keep-alive connection to a directly reached capsule and a We
   after = relayStats();
   assert.equal(after.added, before.added + 1);
 
+  // An 8 MiB upload as a fresh connection's first request: the handover happens mid-body.
+  before = after;
+  const uploader = await RawClient.connect(t, live.port);
+  // Numbered lines (the upstream echoes the body as text): a lost, repeated or moved piece shows.
+  const upload = Buffer.from(Array.from({ length: 1 << 20 }, (_, i) => `${i.toString(36).padStart(7, '0')}\n`).join(''), 'latin1');
+  uploader.socket.write(`POST /upload HTTP/1.1\r\n${host}Content-Length: ${upload.length}\r\n\r\n`);
+  uploader.socket.write(upload);
+  const echoedUpload = JSON.parse((await uploader.response()).body) as Seen;
+  assert.equal(echoedUpload.body.length, upload.length);
+  assert.ok(echoedUpload.body === upload.toString('latin1'), 'the upload arrived whole and in order');
+  assert.equal(relayStats().added, before.added + 1);
+  after = relayStats();
+
   // A WebSocket: relayed after its 101, both ways, whole.
   before = after;
   const ws = new WebSocket(`ws://127.0.0.1:${live.port}/socket`, { headers: { host: `${up.port}-${a}.${DOMAIN}` } });
