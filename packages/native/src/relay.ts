@@ -166,13 +166,23 @@ export function relaySockets(a: net.Socket, b: net.Socket, opts: RelayOptions = 
     // Never synchronously inside relaySockets: the caller attaches its listener after the call.
     process.nextTick(() => pair.emit('close', r));
   };
+  let idle = false;
   const fail = () => {
+    clearTimeout(timer);
     for (const s of [a, b]) {
       s.removeListener('close', fail);
       s.destroy();
     }
-    end({ aToB: handed[0] ?? 0, bToA: handed[1] ?? 0, reason: pair.closeWanted ? 'closed' : 'handover-failed', errno: 0 });
+    end({ aToB: handed[0] ?? 0, bToA: handed[1] ?? 0, reason: pair.closeWanted ? 'closed' : idle ? 'idle' : 'handover-failed', errno: 0 });
   };
+  // A peer that never takes what is queued for it must not hold the handover forever.
+  const timer =
+    idleMs > 0
+      ? setTimeout(() => {
+          idle = true;
+          fail();
+        }, idleMs)
+      : undefined;
   for (const s of [a, b]) {
     for (const ev of ['data', 'end', 'close', 'drain', 'timeout', 'readable', 'error']) s.removeAllListeners(ev);
     s.on('error', () => undefined);
@@ -211,6 +221,7 @@ export function relaySockets(a: net.Socket, b: net.Socket, opts: RelayOptions = 
       return fail();
     }
     pair.id = id;
+    clearTimeout(timer);
     pair.removeListener('abort', fail);
     if (waiting.size === 0) binding.relayRef(true);
     const [ha = 0, hb = 0] = handed;

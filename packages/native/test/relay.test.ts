@@ -229,3 +229,14 @@ test('close() while the handover waits for a slow reader ends the pair; the sock
   assert.equal(r.reason, 'closed');
   assert.ok(e.front.destroyed && e.back.destroyed);
 });
+
+test('a handover stuck behind a peer that never reads ends after idleMs (reason idle)', async (t) => {
+  const e = await ends(t);
+  e.client.pause();
+  e.front.write(Buffer.alloc(64 << 20));
+  const pair = relaySockets(e.front, e.back, { idleMs: 300 });
+  assert.equal(pair.id, undefined, 'still handing over');
+  const r = await done(pair);
+  assert.equal(r.reason, 'idle');
+  assert.ok(e.front.destroyed && e.back.destroyed);
+});
