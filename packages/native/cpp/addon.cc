@@ -232,6 +232,7 @@ NAPI_MODULE_INIT() {
       {"setHostnameIn", nullptr, SetHostnameIn, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"createReaper", nullptr, wrenn::CreateReaper, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"spawnProcess", nullptr, wrenn::SpawnProcess, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"setReaperRef", nullptr, wrenn::SetReaperRef, nullptr, nullptr, nullptr, napi_default, nullptr},
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
   wrenn::registerRelay(env, exports);

@@ -26,6 +26,7 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
@@ -52,7 +53,9 @@ struct ChildArgs {
   char* const* argv;
   char* const* envp;
   const char* cwd;
-  int fds[3];  // become 0, 1, 2; all >= 3 so no dup2 overwrites another source
+  const int* fds;  // fds[i] becomes the child's fd i; all >= nfds so no dup overwrites another source
+  int nfds;        // at least 3
+  bool setsid;
   bool setIds;
   uid_t uid;
   gid_t gid;
@@ -88,13 +91,13 @@ int childMain(void* p) {
   }
   uint64_t empty = 0;
   sys(SYS_rt_sigprocmask, SIG_SETMASK, reinterpret_cast<long>(&empty), 0, 8);
-  if (sys(SYS_setsid) < 0) childFail(a, kSetsid, errno);
-  for (int i = 0; i < 3; i++) {
+  if (a->setsid && sys(SYS_setsid) < 0) childFail(a, kSetsid, errno);
+  for (int i = 0; i < a->nfds; i++) {
     if (sys(SYS_dup3, a->fds[i], i, 0) < 0) childFail(a, kDup, errno);
   }
   // Everything else closes: fds without O_CLOEXEC (inherited by envd, opened by libraries) must not leak.
-  if (sys(SYS_close_range, 3, ~0U, 0) < 0) {
-    for (int fd = 3; fd < kFallbackMaxFd; fd++) sys(SYS_close, fd);
+  if (sys(SYS_close_range, a->nfds, ~0U, 0) < 0) {
+    for (int fd = a->nfds; fd < kFallbackMaxFd; fd++) sys(SYS_close, fd);
   }
   // libuv's order (chdir as the starting user, then the identity), which Node's spawn users expect.
   if (sys(SYS_chdir, reinterpret_cast<long>(a->cwd)) < 0) childFail(a, kChdir, errno);
@@ -172,6 +175,7 @@ void setNumber(napi_env env, napi_value obj, const char* name, double d) {
 // small thread per child blocks in waitpid(pid) and reports through a thread-safe function.
 
 struct PidWatch;
+struct ExitReport;
 
 struct Reaper {
   napi_env env;
@@ -182,7 +186,8 @@ struct Reaper {
   bool closing;
   bool threadsOnly;  // createReaper(cb, { threads: true }): the fallback, for tests and old kernels
   napi_threadsafe_function tsfn;  // the thread fallback's way back to JS
-  int outstanding;                // fallback children not yet reported; touched only on the JS thread
+  int outstanding;                // fallback children not yet reported and still ref'd; JS thread only
+  std::unordered_map<pid_t, ExitReport*> threadReports;  // fallback children not yet reported; JS thread only
 };
 
 struct PidWatch {
@@ -270,13 +275,15 @@ struct ExitReport {
   Reaper* reaper;
   pid_t pid;
   int status;
+  bool refd;  // counted in reaper->outstanding; JS thread only
 };
 
 void deliverExit(napi_env env, napi_value callback, void*, void* data) {
   std::unique_ptr<ExitReport> r(static_cast<ExitReport*>(data));
   if (env == nullptr) return;  // the environment is shutting down
-  // The fallback keeps the event loop alive only while its children run (like Node's process handles).
-  if (--r->reaper->outstanding == 0) napi_unref_threadsafe_function(env, r->reaper->tsfn);
+  // The fallback keeps the event loop alive only while its ref'd children run (like Node's process handles).
+  r->reaper->threadReports.erase(r->pid);
+  if (r->refd && --r->reaper->outstanding == 0) napi_unref_threadsafe_function(env, r->reaper->tsfn);
   napi_value args[3], undefined;
   napi_get_undefined(env, &undefined);
   exitArgs(env, r->pid, &r->status, args);
@@ -305,7 +312,7 @@ bool startReaperThread(napi_env env, Reaper* reaper, pid_t pid) {
     }
     napi_unref_threadsafe_function(env, reaper->tsfn);
   }
-  auto* report = new ExitReport{reaper, pid, 0};
+  auto* report = new ExitReport{reaper, pid, 0, true};
   pthread_attr_t attr;
   pthread_attr_init(&attr);
   pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
@@ -323,8 +330,30 @@ bool startReaperThread(napi_env env, Reaper* reaper, pid_t pid) {
     errno = rc;
     return false;
   }
+  reaper->threadReports[pid] = report;
   if (reaper->outstanding++ == 0) napi_ref_threadsafe_function(env, reaper->tsfn);
   return true;
+}
+
+// ChildProcess.ref()/unref(): whether the child's watch keeps the event loop alive.
+void setRef(napi_env env, Reaper* reaper, pid_t pid, bool ref) {
+  for (PidWatch* w : reaper->watches) {
+    if (w->pid != pid) continue;
+    if (ref) {
+      uv_ref(reinterpret_cast<uv_handle_t*>(&w->poll));
+    } else {
+      uv_unref(reinterpret_cast<uv_handle_t*>(&w->poll));
+    }
+    return;
+  }
+  auto it = reaper->threadReports.find(pid);
+  if (it == reaper->threadReports.end() || it->second->refd == ref) return;
+  it->second->refd = ref;
+  if (ref) {
+    if (reaper->outstanding++ == 0) napi_ref_threadsafe_function(env, reaper->tsfn);
+  } else if (--reaper->outstanding == 0) {
+    napi_unref_threadsafe_function(env, reaper->tsfn);
+  }
 }
 
 bool startReaper(napi_env env, Reaper* reaper, pid_t pid) {
@@ -355,22 +384,68 @@ class Fd {
   int fd_ = -1;
 };
 
-// Moves fd to a number >= 3 (keeping O_CLOEXEC) so that the child's dup to 0-2 never clobbers a source.
-int aboveStdio(int fd) {
-  if (fd < 0 || fd >= 3) return fd;
-  int moved = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+// Moves fd to a number >= min (keeping O_CLOEXEC) so that the child's dups to 0..min-1 never clobber a source.
+int above(int fd, int min) {
+  if (fd < 0 || fd >= min) return fd;
+  int moved = fcntl(fd, F_DUPFD_CLOEXEC, min);
   int saved = errno;
   close(fd);
   errno = saved;
   return moved;
 }
 
-bool makePipe(Fd& readEnd, Fd& writeEnd) {
+// The child's end lands >= min; the parent's end stays where it is (O_CLOEXEC, overwritten or closed in the child).
+bool makePipe(Fd& childEnd, Fd& parentEnd, bool childReads, int min) {
   int p[2];
   if (pipe2(p, O_CLOEXEC) < 0) return false;
-  readEnd.reset(aboveStdio(p[0]));
-  writeEnd.reset(aboveStdio(p[1]));
-  return readEnd.get() >= 0 && writeEnd.get() >= 0;
+  int c = childReads ? p[0] : p[1];
+  parentEnd.reset(childReads ? p[1] : p[0]);
+  childEnd.reset(above(c, min));
+  return childEnd.get() >= 0;
+}
+
+// One position of the child's fd table, as the caller described it.
+struct StdioSlot {
+  enum Kind { kIgnore, kPipe, kFd } kind = kIgnore;
+  int parentFd = -1;  // kFd: the caller's fd to dup
+};
+
+std::vector<StdioSlot> stdioSlots(napi_env env, napi_value opts) {
+  std::vector<StdioSlot> slots;
+  napi_value v = get(env, opts, "stdio");
+  bool isArray = false;
+  napi_is_array(env, v, &isArray);
+  if (!isArray) {
+    // The original options: stdin a pipe or /dev/null, stdout and stderr pipes.
+    bool wantStdin = false;
+    napi_get_value_bool(env, get(env, opts, "stdin"), &wantStdin);
+    slots.resize(3);
+    slots[0].kind = wantStdin ? StdioSlot::kPipe : StdioSlot::kIgnore;
+    slots[1].kind = slots[2].kind = StdioSlot::kPipe;
+    return slots;
+  }
+  uint32_t n = 0;
+  napi_get_array_length(env, v, &n);
+  if (n > 1024) throw std::runtime_error("spawnProcess: stdio has more than 1024 entries");
+  slots.resize(n < 3 ? 3 : n);  // missing 0-2 are /dev/null, as with child_process
+  for (uint32_t i = 0; i < n; i++) {
+    napi_value e;
+    napi_get_element(env, v, i, &e);
+    if (isNumber(env, e)) {
+      double d = number(env, e);
+      if (d < 0 || d > INT_MAX || d != static_cast<int>(d)) throw std::runtime_error("spawnProcess: stdio[" + std::to_string(i) + "] is not a valid fd number");
+      slots[i].kind = StdioSlot::kFd;
+      slots[i].parentFd = static_cast<int>(d);
+      continue;
+    }
+    std::string s = str(env, e);
+    if (s == "pipe") {
+      slots[i].kind = StdioSlot::kPipe;
+    } else if (s != "ignore") {
+      throw std::runtime_error("spawnProcess: stdio[" + std::to_string(i) + "] must be 'pipe', 'ignore' or an fd number, not '" + s + "'");
+    }
+  }
+  return slots;
 }
 
 // Candidates execvp would try: the file itself when it has a slash, else each PATH entry (of the
@@ -417,10 +492,15 @@ napi_value spawnWith(napi_env env, Reaper* reaper, napi_value opts) {
   std::string cwd = str(env, get(env, opts, "cwd"));
   if (file.empty()) throw std::runtime_error("spawnProcess: file is empty");
   if (argv.empty()) throw std::runtime_error("spawnProcess: argv must hold at least argv[0]");
-  bool wantStdin = false;
-  napi_get_value_bool(env, get(env, opts, "stdin"), &wantStdin);
+  std::vector<StdioSlot> slots = stdioSlots(env, opts);
+  bool setsid = true;
+  napi_value setsidV = get(env, opts, "setsid");
+  napi_valuetype setsidT;
+  napi_typeof(env, setsidV, &setsidT);
+  if (setsidT == napi_boolean) napi_get_value_bool(env, setsidV, &setsid);
 
   ChildArgs a{};
+  a.setsid = setsid;
   napi_value uidV = get(env, opts, "uid");
   a.setIds = isNumber(env, uidV);
   std::vector<gid_t> groups;
@@ -453,17 +533,29 @@ napi_value spawnWith(napi_env env, Reaper* reaper, napi_value opts) {
   a.groups = groups.data();
   a.ngroups = groups.size();
 
-  Fd inR, inW, outR, outW, errR, errW;
-  if (wantStdin) {
-    if (!makePipe(inR, inW)) return failure(env, kPipe, errno);
-  } else {
-    inR.reset(aboveStdio(open("/dev/null", O_RDONLY | O_CLOEXEC)));
-    if (inR.get() < 0) return failure(env, kPipe, errno);
+  // Every source the child dups from sits at >= nfds: no dup3 in the child clobbers one still to come.
+  const int nfds = static_cast<int>(slots.size());
+  std::vector<Fd> childEnds(nfds), parentEnds(nfds);
+  std::vector<int> childFds(nfds);
+  for (int i = 0; i < nfds; i++) {
+    const StdioSlot& slot = slots[i];
+    if (slot.kind == StdioSlot::kPipe) {
+      if (!makePipe(childEnds[i], parentEnds[i], i == 0, nfds)) return failure(env, kPipe, errno);
+    } else if (slot.kind == StdioSlot::kFd) {
+      int fd = fcntl(slot.parentFd, F_DUPFD_CLOEXEC, nfds);
+      if (fd < 0) {
+        if (errno == EBADF) throw std::runtime_error("spawnProcess: stdio[" + std::to_string(i) + "] is fd " + std::to_string(slot.parentFd) + ", which is not open");
+        return failure(env, kDup, errno);
+      }
+      childEnds[i].reset(fd);
+    } else {
+      childEnds[i].reset(above(open("/dev/null", O_RDWR | O_CLOEXEC), nfds));
+      if (childEnds[i].get() < 0) return failure(env, kPipe, errno);
+    }
+    childFds[i] = childEnds[i].get();
   }
-  if (!makePipe(outR, outW) || !makePipe(errR, errW)) return failure(env, kPipe, errno);
-  a.fds[0] = inR.get();
-  a.fds[1] = outW.get();
-  a.fds[2] = errW.get();
+  a.fds = childFds.data();
+  a.nfds = nfds;
 
   std::unique_ptr<char[]> stack(new char[kChildStack]);
   // All signals blocked across clone: no handler of ours may run on the child's side of shared memory.
@@ -493,9 +585,16 @@ napi_value spawnWith(napi_env env, Reaper* reaper, napi_value opts) {
   napi_value o;
   napi_create_object(env, &o);
   setNumber(env, o, "pid", pid);
-  setNumber(env, o, "stdin", wantStdin ? inW.release() : -1);
-  setNumber(env, o, "stdout", outR.release());
-  setNumber(env, o, "stderr", errR.release());
+  napi_value fds;
+  napi_create_array_with_length(env, nfds, &fds);
+  for (int i = 0; i < nfds; i++) {
+    int fd = parentEnds[i].release();
+    napi_value n;
+    napi_create_int32(env, fd, &n);
+    napi_set_element(env, fds, i, n);
+    if (i < 3) setNumber(env, o, i == 0 ? "stdin" : i == 1 ? "stdout" : "stderr", fd);
+  }
+  napi_set_named_property(env, o, "fds", fds);
   return o;
 }
 
@@ -535,6 +634,30 @@ napi_value CreateReaper(napi_env env, napi_callback_info info) {
   napi_value ext;
   napi_create_external(env, reaper, nullptr, nullptr, &ext);
   return ext;
+}
+
+napi_value SetReaperRef(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value a[3];
+  napi_get_cb_info(env, info, &argc, a, nullptr, nullptr);
+  napi_valuetype t0 = napi_undefined, t1 = napi_undefined, t2 = napi_undefined;
+  if (argc >= 3) {
+    napi_typeof(env, a[0], &t0);
+    napi_typeof(env, a[1], &t1);
+    napi_typeof(env, a[2], &t2);
+  }
+  if (t0 != napi_external || t1 != napi_number || t2 != napi_boolean) {
+    napi_throw_type_error(env, nullptr, "setReaperRef(reaper, pid, ref): pass the handle from createReaper, a pid and a boolean");
+    return nullptr;
+  }
+  Reaper* reaper = nullptr;
+  napi_get_value_external(env, a[0], reinterpret_cast<void**>(&reaper));
+  int32_t pid = 0;
+  bool ref = true;
+  napi_get_value_int32(env, a[1], &pid);
+  napi_get_value_bool(env, a[2], &ref);
+  setRef(env, reaper, pid, ref);
+  return nullptr;
 }
 
 napi_value SpawnProcess(napi_env env, napi_callback_info info) {

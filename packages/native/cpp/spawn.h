@@ -7,6 +7,8 @@ namespace wrenn {
 // createReaper(onExit(pid, code|null, signal|null), { threads? }): the handle spawnProcess reports
 // exits through (pidfds in the event loop; a waitpid thread per child with threads: true or no pidfd).
 napi_value CreateReaper(napi_env env, napi_callback_info info);
-// spawnProcess(reaper, opts) -> { pid, stdin, stdout, stderr } | { errno, stage }
+// spawnProcess(reaper, opts) -> { pid, stdin, stdout, stderr, fds } | { errno, stage }
 napi_value SpawnProcess(napi_env env, napi_callback_info info);
+// setReaperRef(reaper, pid, ref): whether that running child keeps the event loop alive (ChildProcess.unref).
+napi_value SetReaperRef(napi_env env, napi_callback_info info);
 }  // namespace wrenn

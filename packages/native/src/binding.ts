@@ -32,15 +32,35 @@ export interface NativeBinding {
   createReaper(onExit: (pid: number, code: number | null, signal: number | null) => void, opts?: { threads?: boolean }): object;
   /**
    * Starts `file` (PATH search in `env`'s PATH when it has no slash) with clone(CLONE_VM|CLONE_VFORK):
-   * own session, stdin from a pipe (or /dev/null), stdout/stderr pipes, signals reset, every other fd
-   * closed, cwd, and with `uid` the identity uid/gid/exactly `groups`. Returns the parent's pipe ends
-   * (O_CLOEXEC; stdin -1 without a pipe), or where it failed (errno and stage: exec, chdir, setuid...).
+   * own session (unless `setsid: false`), signals reset, cwd, and with `uid` the identity
+   * uid/gid/exactly `groups`. The child's fds: with `stdio`, entry i becomes its fd i ('pipe': a new
+   * pipe, the child reads fd 0 and writes the others; 'ignore': /dev/null; a number: that fd of ours,
+   * dup'd), fds 0-2 are /dev/null when the array is shorter; without `stdio`, stdin is a pipe when
+   * `stdin` is true (else /dev/null) and stdout/stderr are pipes. Every other fd is closed.
+   * Returns the parent's pipe ends (O_CLOEXEC, -1 where no pipe; stdin/stdout/stderr repeat fds[0..2]),
+   * or where it failed (errno and stage: exec, chdir, setuid...).
    */
   spawnProcess(
     reaper: object,
-    opts: { file: string; argv: string[]; env: string[]; cwd: string; stdin: boolean; uid?: number; gid?: number; groups?: number[] },
-  ): { pid: number; stdin: number; stdout: number; stderr: number } | { errno: number; stage: string };
+    opts: {
+      file: string;
+      argv: string[];
+      env: string[];
+      cwd: string;
+      stdin?: boolean;
+      stdio?: SpawnStdio[];
+      setsid?: boolean;
+      uid?: number;
+      gid?: number;
+      groups?: number[];
+    },
+  ): { pid: number; stdin: number; stdout: number; stderr: number; fds: number[] } | { errno: number; stage: string };
+  /** Whether the running child `pid` keeps the event loop alive (ChildProcess.ref/unref); no-op once it exited. */
+  setReaperRef(reaper: object, pid: number, ref: boolean): void;
 }
+
+/** One fd of a spawned child: a new pipe, /dev/null, or a dup of one of our fds. */
+export type SpawnStdio = 'pipe' | 'ignore' | number;
 
 let cached: NativeBinding | undefined;
 

@@ -1,0 +1,274 @@
+// spawnNative / execFileNative: child_process.spawn and execFile for a big Node process, on the
+// addon's spawnProcess (clone with CLONE_VM|CLONE_VFORK). Node forks, copying the page tables of
+// the whole parent: 3-5 ms per spawn from the host agent on 2 cores (tens of ms under load), where
+// a vfork costs ~1 ms whatever the parent's size.
+// Exits come from one reaper per process (a pidfd per child in this thread's event loop; it waits
+// only for pids it started, never waitpid(-1), so child_process's children stay libuv's).
+// Without the addon (or with WRENN_NATIVE_SPAWN=0, for comparisons) both run on child_process.
+import { spawn as nodeSpawn } from 'node:child_process';
+import { EventEmitter } from 'node:events';
+import { Socket } from 'node:net';
+import { constants } from 'node:os';
+import { native, type NativeBinding, type SpawnStdio } from './binding.js';
+
+/** A child's fd: a new pipe, /dev/null, the same fd of ours ('inherit'), or a dup of one of our fds. */
+export type StdioEntry = 'pipe' | 'ignore' | 'inherit' | number;
+
+export interface SpawnNativeOptions {
+  /** Entry i becomes the child's fd i (default ['pipe', 'pipe', 'pipe']); fds 0-2 missing are /dev/null. */
+  stdio?: readonly StdioEntry[];
+  /** The whole environment (default process.env). */
+  env?: NodeJS.ProcessEnv | Record<string, string>;
+  /** Default: our cwd. */
+  cwd?: string;
+  /** Own session and process group (setsid), as child_process's detached. */
+  detached?: boolean;
+}
+
+/** What spawnNative returns: the parts of ChildProcess its users need (the fallback is a real ChildProcess). */
+export interface SpawnedChild extends EventEmitter {
+  /** undefined when the start failed ('error' follows on the next tick). */
+  readonly pid: number | undefined;
+  /** The parent's end of each 'pipe' entry, null elsewhere. */
+  readonly stdio: readonly (Socket | null)[];
+  readonly stdin: Socket | null;
+  readonly stdout: Socket | null;
+  readonly stderr: Socket | null;
+  readonly exitCode: number | null;
+  readonly signalCode: NodeJS.Signals | null;
+  kill(signal?: NodeJS.Signals | number): boolean;
+  /** The running child no longer keeps the event loop alive (its pipes still do until closed). */
+  unref(): void;
+  ref(): void;
+}
+
+export interface RunNativeOptions {
+  env?: NodeJS.ProcessEnv | Record<string, string>;
+  cwd?: string;
+  /** Written to stdin, which is then closed; without it stdin is /dev/null. */
+  input?: string | Buffer;
+}
+
+export interface RunNativeResult {
+  /** Exit code; null when a signal ended it. */
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** execFileNative's rejection on a non-zero exit: like execFile's (code, signal, stdout, stderr, cmd). */
+export interface ExecNativeError extends Error {
+  code: number | string | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+  cmd: string;
+}
+
+type SpawnBinding = Pick<NativeBinding, 'createReaper' | 'spawnProcess' | 'setReaperRef'>;
+
+const signalNames = new Map<number, NodeJS.Signals>();
+for (const [name, num] of Object.entries(constants.signals)) signalNames.set(num, name as NodeJS.Signals);
+const errnoNames = new Map<number, string>();
+for (const [name, num] of Object.entries(constants.errno)) if (!errnoNames.has(num)) errnoNames.set(num, name);
+
+let binding: SpawnBinding | null | undefined;
+let reaper: object | undefined;
+const running = new Map<number, NativeChild>();
+
+function load(): SpawnBinding | null {
+  if (process.env.WRENN_NATIVE_SPAWN === '0') return null;
+  try {
+    const b = native();
+    if (typeof b.spawnProcess !== 'function' || typeof b.setReaperRef !== 'function') return null; // an older build
+    return b;
+  } catch {
+    return null;
+  }
+}
+
+/** True when spawns go through the addon; false: child_process. */
+export function nativeSpawnAvailable(): boolean {
+  if (binding === undefined) binding = load();
+  return binding !== null;
+}
+
+function onExit(pid: number, code: number | null, signal: number | null): void {
+  const child = running.get(pid);
+  if (!child) return;
+  running.delete(pid);
+  child.exited(code, signal === null ? null : (signalNames.get(signal) ?? (`SIG${signal}` as NodeJS.Signals)));
+}
+
+/** The error child_process gives for a start that failed (err.code ENOENT, message `spawn mount ENOENT`). */
+function spawnError(file: string, errno: number, stage: string): NodeJS.ErrnoException {
+  const code = errnoNames.get(errno) ?? `errno ${errno}`;
+  const plain = stage === 'exec' || stage === 'chdir';
+  const err: NodeJS.ErrnoException = new Error(plain ? `spawn ${file} ${code}` : `spawn ${file} ${code} (${stage} failed)`);
+  err.code = code;
+  err.errno = -errno;
+  err.syscall = plain ? `spawn ${file}` : stage;
+  err.path = file;
+  return err;
+}
+
+function envList(env: NodeJS.ProcessEnv | Record<string, string>): string[] {
+  const out: string[] = [];
+  for (const key in env) {
+    const v = env[key];
+    if (v !== undefined) out.push(`${key}=${v}`);
+  }
+  return out;
+}
+
+/**
+ * Starts `file` (searched in env.PATH without a slash) like child_process.spawn with these options.
+ * A failed start gives pid undefined and an 'error' event on the next tick, as ChildProcess does.
+ */
+export function spawnNative(file: string, args: readonly string[], opts: SpawnNativeOptions = {}): SpawnedChild {
+  const stdio = opts.stdio ?? ['pipe', 'pipe', 'pipe'];
+  for (const [i, e] of stdio.entries()) {
+    const ok = e === 'pipe' || e === 'ignore' || e === 'inherit' || (typeof e === 'number' && Number.isInteger(e) && e >= 0);
+    if (!ok) throw new TypeError(`spawnNative: stdio[${i}] must be 'pipe', 'ignore', 'inherit' or an fd number, not ${String(e)}`);
+  }
+  const env = opts.env ?? process.env;
+  const cwd = opts.cwd ?? process.cwd();
+  if (!nativeSpawnAvailable()) {
+    return nodeSpawn(file, args, { stdio: [...stdio], env, cwd, detached: opts.detached ?? false }) as unknown as SpawnedChild;
+  }
+  const b = binding as SpawnBinding;
+  reaper ??= b.createReaper(onExit);
+  const r = b.spawnProcess(reaper, {
+    file,
+    argv: [file, ...args],
+    env: envList(env),
+    cwd,
+    stdio: stdio.map((e, i): SpawnStdio => (e === 'inherit' ? i : e)),
+    setsid: opts.detached ?? false,
+  });
+  if ('errno' in r) {
+    const failed = new NativeChild(undefined, stdio.map(() => -1));
+    const err = spawnError(file, r.errno, r.stage);
+    process.nextTick(() => failed.emit('error', err));
+    return failed;
+  }
+  const child = new NativeChild(r.pid, r.fds);
+  running.set(r.pid, child);
+  return child;
+}
+
+/** A child started by the addon: ChildProcess's events ('exit' when reaped, 'close' once its pipes closed too). */
+class NativeChild extends EventEmitter implements SpawnedChild {
+  readonly stdio: (Socket | null)[];
+  exitCode: number | null = null;
+  signalCode: NodeJS.Signals | null = null;
+  private openStreams = 0;
+  private hasExited = false;
+
+  constructor(
+    readonly pid: number | undefined,
+    fds: readonly number[],
+  ) {
+    super();
+    this.stdio = fds.map((fd, i) => (fd < 0 ? null : new Socket({ fd, readable: i !== 0, writable: i === 0 })));
+    for (const s of this.stdio) {
+      if (!s) continue;
+      this.openStreams++;
+      s.once('close', () => this.streamClosed());
+    }
+  }
+
+  get stdin(): Socket | null {
+    return this.stdio[0] ?? null;
+  }
+  get stdout(): Socket | null {
+    return this.stdio[1] ?? null;
+  }
+  get stderr(): Socket | null {
+    return this.stdio[2] ?? null;
+  }
+
+  /** Signals the process itself (not its group); false once it exited, like ChildProcess.kill. */
+  kill(signal: NodeJS.Signals | number = 'SIGTERM'): boolean {
+    if (this.hasExited || this.pid === undefined) return false;
+    try {
+      process.kill(this.pid, signal);
+      return true;
+    } catch (err) {
+      this.emit('error', err);
+      return false;
+    }
+  }
+
+  unref(): void {
+    if (this.pid !== undefined && !this.hasExited && reaper) (binding as SpawnBinding).setReaperRef(reaper, this.pid, false);
+  }
+
+  ref(): void {
+    if (this.pid !== undefined && !this.hasExited && reaper) (binding as SpawnBinding).setReaperRef(reaper, this.pid, true);
+  }
+
+  exited(code: number | null, signal: NodeJS.Signals | null): void {
+    this.hasExited = true;
+    this.exitCode = code;
+    this.signalCode = signal;
+    // Like ChildProcess: nobody reads what is written to an exited process's stdin.
+    this.stdio[0]?.destroy();
+    this.emit('exit', code, signal);
+    if (this.openStreams === 0) this.emit('close', code, signal);
+  }
+
+  private streamClosed(): void {
+    if (--this.openStreams === 0 && this.hasExited) this.emit('close', this.exitCode, this.signalCode);
+  }
+}
+
+/** Runs `file args` to its end and collects its output; rejects only when it could not be started. */
+export function runNative(file: string, args: readonly string[], opts: RunNativeOptions = {}): Promise<RunNativeResult> {
+  return new Promise((resolve, reject) => {
+    const withInput = opts.input !== undefined;
+    const child = spawnNative(file, args, {
+      stdio: [withInput ? 'pipe' : 'ignore', 'pipe', 'pipe'],
+      ...(opts.env ? { env: opts.env } : {}),
+      ...(opts.cwd ? { cwd: opts.cwd } : {}),
+    });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    let failed = false;
+    child.once('error', (e: Error) => {
+      failed = true;
+      reject(e);
+    });
+    if (child.pid === undefined && child.stdout === null) return; // start failed: 'error' comes next tick
+    child.stdout?.on('data', (b: Buffer) => out.push(b));
+    child.stderr?.on('data', (b: Buffer) => err.push(b));
+    child.once('close', (code: number | null, signal: NodeJS.Signals | null) => {
+      if (failed) return;
+      resolve({ code, signal, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() });
+    });
+    if (opts.input !== undefined && child.stdin) {
+      child.stdin.on('error', () => {}); // the program may exit before reading everything; its exit code tells
+      child.stdin.end(opts.input);
+    }
+  });
+}
+
+/**
+ * execFile on the native spawn: resolves with the output of a zero exit; rejects with the program's
+ * stderr (else stdout) in the message on any other end, or with spawn's error (err.code ENOENT...).
+ */
+export async function execFileNative(file: string, args: readonly string[], opts: RunNativeOptions = {}): Promise<RunNativeResult> {
+  const r = await runNative(file, args, opts);
+  if (r.code === 0) return r;
+  const cmd = [file, ...args].join(' ');
+  const how = r.signal ? `killed by ${r.signal}` : `exit ${r.code}`;
+  const said = r.stderr.trim() || r.stdout.trim();
+  const err = new Error(`${cmd} failed (${how})${said ? `: ${said}` : ''}`) as ExecNativeError;
+  err.code = r.code;
+  err.signal = r.signal;
+  err.stdout = r.stdout;
+  err.stderr = r.stderr;
+  err.cmd = cmd;
+  throw err;
+}
