@@ -14,7 +14,8 @@
 // host) once its first request was routed, when the capsule is reached directly (no per-request
 // path prefix) and the port is not envd's (envd traffic stays on the per-request path).
 // Relayed connections keep what the first request had (route, capsule check, X-Forwarded-*); later
-// requests on them pass unread.
+// requests on them pass unread (no 408 between requests, no 409 while the capsule is paused: they
+// wait for it like tunnels do; the capsule's own server timeouts and the 620 s idle limit apply).
 import http from 'node:http';
 import net from 'node:net';
 import { rewriteLocation } from '@wrenn/host-agent/proxy/forward';
