@@ -4,6 +4,7 @@
 // as JSON and binary; results, errors, timeouts, compression, and a client that goes away.
 
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import http2 from 'node:http2';
 import { after, before, describe, test } from 'node:test';
@@ -172,7 +173,115 @@ async function bothWays(envd: TestEnvd, proto: Proto, binary: boolean, headers: 
 
 const sh = (script: string): StartInit => ({ process: { cmd: '/bin/sh', args: ['-c', script] } });
 
+/** Bytes a process has written so far (/proc/<pid>/io wchar), or undefined once it is gone. */
+function bytesWritten(pid: number): number | undefined {
+  try {
+    return Number(/wchar: (\d+)/.exec(readFileSync(`/proc/${pid}/io`, 'utf8'))?.[1]);
+  } catch {
+    return undefined;
+  }
+}
+
+/** A Start whose response the client does not read until `resume` is called. */
+function pausedCall(envd: TestEnvd, proto: Proto, body: Buffer) {
+  const url = new URL(envd.baseUrl);
+  const chunks: Buffer[] = [];
+  let resume = () => {};
+  const done = new Promise<Buffer>((resolve, reject) => {
+    const headers = { ...contentType(true), 'content-length': String(body.length) };
+    if (proto === 'h1') {
+      const req = http.request({
+        host: url.hostname,
+        port: url.port,
+        path: FAST,
+        method: 'POST',
+        headers,
+        agent: false,
+      });
+      req.on('error', reject);
+      req.on('response', (res) => {
+        res.pause();
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolve(Buffer.concat(chunks)));
+        resume = () => res.resume();
+      });
+      req.end(body);
+      return;
+    }
+    const session = http2.connect(url.origin);
+    session.on('error', reject);
+    const stream = session.request({ ':method': 'POST', ':path': FAST, ...headers });
+    stream.pause();
+    stream.on('data', (c: Buffer) => chunks.push(c));
+    stream.on('end', () => {
+      session.close();
+      resolve(Buffer.concat(chunks));
+    });
+    stream.on('error', reject);
+    resume = () => stream.resume();
+    stream.end(body);
+  });
+  return { done, resume: () => resume() };
+}
+
 for (const proto of ['h1', 'h2'] as const) {
+  describe(`Start fast path: a client that does not read holds the process back (${proto === 'h1' ? 'HTTP/1.1' : 'h2c'})`, () => {
+    let envd: TestEnvd;
+    before(async () => {
+      envd = await startTestEnvd();
+    });
+    after(async () => {
+      await envd.close();
+    });
+
+    test('the writer stalls while alive, then everything arrives once the client reads', async () => {
+      const total = 48 * 1024 * 1024;
+      const tag = `fast-backpressure-${proto}`;
+      const call = pausedCall(
+        envd,
+        proto,
+        startBody(true, { process: { cmd: '/usr/bin/head', args: ['-c', String(total), '/dev/zero'] }, tag }),
+      );
+      let pid = 0;
+      try {
+        for (let i = 0; i < 100 && !pid; i++) {
+          pid = (await envd.process.list({})).processes.find((p) => p.tag === tag)?.pid ?? 0;
+          if (!pid) await new Promise((r) => setTimeout(r, 50));
+        }
+        assert.ok(pid > 0, 'the process started');
+        // Without back-pressure the writer would run to the end and exit; with it, it stops
+        // making progress part way while still alive.
+        let last = -1;
+        let stalledAt: number | undefined;
+        for (let i = 0; i < 100 && stalledAt === undefined; i++) {
+          await new Promise((r) => setTimeout(r, 300));
+          const now = bytesWritten(pid);
+          assert.ok(now !== undefined, 'the writer ran to the end although nobody read its output');
+          if (now === last) stalledAt = now;
+          last = now;
+        }
+        assert.ok(
+          stalledAt !== undefined && stalledAt < total,
+          `the writer stalls part way (at ${stalledAt} of ${total} bytes)`,
+        );
+        call.resume();
+        const envelopes = splitEnvelopes(await call.done);
+        let received = 0;
+        let end: unknown;
+        for (const e of envelopes.filter((x) => x.flags === 0)) {
+          const ev = decode(true, e, false).event?.event;
+          if (ev?.case === 'data' && ev.value.output.case === 'stdout') received += ev.value.output.value.byteLength;
+          if (ev?.case === 'end') end = ev.value.exitCode;
+        }
+        assert.equal(received, total, 'all output arrives');
+        assert.equal(end, 0);
+        assert.deepEqual(JSON.parse((envelopes.at(-1) as Envelope).data.toString()), {});
+      } finally {
+        if (pid && bytesWritten(pid) !== undefined) process.kill(pid, 'SIGKILL');
+      }
+    });
+  });
+
   for (const binary of [false, true]) {
     describe(`Start fast path = router (${binary ? 'binary' : 'JSON'} over ${proto === 'h1' ? 'HTTP/1.1' : 'h2c'})`, () => {
       let envd: TestEnvd;
