@@ -1,6 +1,7 @@
 // Runs the system networking tools (ip, tc, iptables-restore) with a batch on stdin.
-// One spawn per batch keeps capsule creation fast.
-import { spawn } from 'node:child_process';
+// One spawn per batch keeps capsule creation fast, and each spawn is a vfork (@wrenn/native's
+// runNative): a fork of the agent costs milliseconds, on the create path.
+import { runNative } from '@wrenn/native';
 
 export interface ExecResult {
   code: number;
@@ -9,24 +10,16 @@ export interface ExecResult {
 }
 
 /** Runs `cmd args` with `input` on stdin and resolves with its exit code and output (never rejects on exit code). */
-export function run(cmd: string, args: readonly string[], input = ''): Promise<ExecResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    child.stdout.on('data', (b: Buffer) => out.push(b));
-    child.stderr.on('data', (b: Buffer) => err.push(b));
-    child.on('error', (e: NodeJS.ErrnoException) => {
-      if (e.code === 'ENOENT') {
-        reject(new Error(`${cmd} is not installed: install the Debian packages iproute2 and iptables (scripts/setup.mjs does)`));
-      } else reject(e);
-    });
-    child.on('close', (code) =>
-      resolve({ code: code ?? 1, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() }),
-    );
-    child.stdin.on('error', () => {}); // the tool may exit before reading everything; its exit code tells
-    child.stdin.end(input);
-  });
+export async function run(cmd: string, args: readonly string[], input = ''): Promise<ExecResult> {
+  try {
+    const r = await runNative(cmd, args, { input });
+    return { code: r.code ?? 1, stdout: r.stdout, stderr: r.stderr };
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
+      throw new Error(`${cmd} is not installed: install the Debian packages iproute2 and iptables (scripts/setup.mjs does)`);
+    }
+    throw e;
+  }
 }
 
 /** Like run(), but rejects with the tool's own error text when it exits non-zero. */

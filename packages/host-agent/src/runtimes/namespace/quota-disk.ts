@@ -5,14 +5,14 @@
 //
 // mkfs costs tens of milliseconds, so a few blank images are kept formatted ahead of demand;
 // a create only renames one into its sandbox and mounts it.
-import { execFile } from 'node:child_process';
 import { chmod, chown, mkdir, readdir, rename, rm, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { promisify } from 'node:util';
+import { execFileNative } from '@wrenn/native';
 import { mountsUnder } from '../../rootfs/remove-tree.js';
 
-const run = promisify(execFile);
+// A vfork spawn (a fork of the agent costs milliseconds; the mount is on the create path).
+const run = execFileNative;
 /** How long after a create took a blank image the pool starts formatting its replacement. */
 const REFILL_DELAY_MS = 300;
 
