@@ -23,6 +23,11 @@ export interface PortForwarderOptions {
   /** Listen address for the forwards; default: the first non-loopback IPv4 address, re-read each scan. */
   address?: string;
   intervalMs?: number;
+  /**
+   * Delay of the first scan (default: intervalMs). Not at once: a new capsule listens on nothing
+   * but envd, and a scan then (plus compiling its code) would slow the capsule's first command.
+   */
+  firstScanMs?: number;
   /** Structured log sink; default: JSON lines on stderr. */
   log?: (msg: string, fields: Record<string, unknown>) => void;
   /** Where net/tcp and net/tcp6 are read (tests). */
@@ -130,7 +135,10 @@ export function startPortForwarder(opts: PortForwarderOptions = {}): PortForward
     if (inFlight === 0) void scan();
   }, intervalMs);
   timer.unref();
-  void scan();
+  const firstScanMs = opts.firstScanMs ?? intervalMs;
+  const first = firstScanMs > 0 && firstScanMs < intervalMs ? setTimeout(() => void scan(), firstScanMs) : undefined;
+  first?.unref();
+  if (firstScanMs <= 0) void scan();
 
   return {
     list,
@@ -138,6 +146,7 @@ export function startPortForwarder(opts: PortForwarderOptions = {}): PortForward
     stop() {
       stopped = true;
       clearInterval(timer);
+      if (first) clearTimeout(first);
       for (const port of [...forwards.keys()]) closeForward(port, 'forwarder stopped');
     },
   };
