@@ -33,6 +33,8 @@ export interface QuotaDiskOptions {
 export class QuotaDisks {
   private filling: Promise<void> | undefined;
   private seq = 0;
+  private madeDir = false;
+  private closed = false;
 
   constructor(private readonly o: QuotaDiskOptions) {}
 
@@ -47,6 +49,7 @@ export class QuotaDisks {
    * (2 cores: the spawn and mkfs would slow that capsule's start by ~10 ms).
    */
   fill(afterMs = 0): Promise<void> {
+    if (this.closed) return Promise.resolve();
     this.filling ??= (afterMs > 0 ? sleep(afterMs) : Promise.resolve()).then(() => this.fillNow()).finally(() => {
       this.filling = undefined;
     });
@@ -54,8 +57,15 @@ export class QuotaDisks {
   }
 
   private async ready(): Promise<string[]> {
-    await mkdir(this.o.poolDir, { recursive: true });
-    return (await readdir(this.o.poolDir)).filter((n) => n.endsWith(`-${this.o.sizeMb}m.img`));
+    // Made with its parents once; after that a pool dir that is gone stays gone (a refill that runs
+    // after the data dir was removed must not bring it back).
+    if (!this.madeDir) await mkdir(this.o.poolDir, { recursive: true });
+    this.madeDir = true;
+    const names = await readdir(this.o.poolDir).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT') return [] as string[]; // removed: creates format their disk themselves
+      throw err;
+    });
+    return names.filter((n) => n.endsWith(`-${this.o.sizeMb}m.img`));
   }
 
   private async fillNow(): Promise<void> {
@@ -63,7 +73,7 @@ export class QuotaDisks {
     for (const n of await readdir(this.o.poolDir).catch(() => [] as string[])) {
       if (n.endsWith('.tmp')) await rm(join(this.o.poolDir, n), { force: true });
     }
-    for (let have = (await this.ready()).length; have < (this.o.spare ?? 2); have++) {
+    for (let have = (await this.ready()).length; have < (this.o.spare ?? 2) && !this.closed; have++) {
       const name = `${process.pid}-${Date.now()}-${this.seq++}-${this.o.sizeMb}m.img`;
       const tmp = join(this.o.poolDir, `${name}.tmp`);
       await this.format(tmp);
@@ -138,6 +148,12 @@ export class QuotaDisks {
     await run('mount', ['-t', 'ext4', '-o', 'loop,nodev', image, mountPoint]).catch((err: Error) => {
       throw new Error(`the capsule's disk ${image} could not be mounted again: ${err.message}`);
     });
+  }
+
+  /** Stops refilling and waits for a fill under way: call before removing the data dir. */
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.filling?.catch(() => undefined);
   }
 
   /** Removes the blank images (agent shutdown is free to keep them; tests call this). */
