@@ -29,7 +29,10 @@ export interface NativeBinding {
    * on the JS thread. Each child's pidfd is watched in the event loop (a running child keeps the loop
    * alive); `threads: true` (or a kernel without pidfd_open) reaps with a waitpid thread per child.
    */
-  createReaper(onExit: (pid: number, code: number | null, signal: number | null) => void, opts?: { threads?: boolean }): object;
+  createReaper(
+    onExit: (pid: number, code: number | null, signal: number | null) => void,
+    opts?: { threads?: boolean },
+  ): object;
   /**
    * Starts `file` (PATH search in `env`'s PATH when it has no slash) with clone(CLONE_VM|CLONE_VFORK):
    * own session (unless `setsid: false`), signals reset, cwd, and with `uid` the identity

@@ -9,7 +9,7 @@ import { spawn as nodeSpawn } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { Socket } from 'node:net';
 import { constants } from 'node:os';
-import { native, type NativeBinding, type SpawnStdio } from './binding.js';
+import { type NativeBinding, native, type SpawnStdio } from './binding.js';
 
 /** A child's fd: a new pipe, /dev/null, the same fd of ours ('inherit'), or a dup of one of our fds. */
 export type StdioEntry = 'pipe' | 'ignore' | 'inherit' | number;
@@ -105,7 +105,9 @@ function onExit(pid: number, code: number | null, signal: number | null): void {
 function spawnError(file: string, errno: number, stage: string): NodeJS.ErrnoException {
   const code = errnoNames.get(errno) ?? `errno ${errno}`;
   const plain = stage === 'exec' || stage === 'chdir';
-  const err: NodeJS.ErrnoException = new Error(plain ? `spawn ${file} ${code}` : `spawn ${file} ${code} (${stage} failed)`);
+  const err: NodeJS.ErrnoException = new Error(
+    plain ? `spawn ${file} ${code}` : `spawn ${file} ${code} (${stage} failed)`,
+  );
   err.code = code;
   err.errno = -errno;
   err.syscall = plain ? `spawn ${file}` : stage;
@@ -129,13 +131,22 @@ function envList(env: NodeJS.ProcessEnv | Record<string, string>): string[] {
 export function spawnNative(file: string, args: readonly string[], opts: SpawnNativeOptions = {}): SpawnedChild {
   const stdio = opts.stdio ?? ['pipe', 'pipe', 'pipe'];
   for (const [i, e] of stdio.entries()) {
-    const ok = e === 'pipe' || e === 'ignore' || e === 'inherit' || (typeof e === 'number' && Number.isInteger(e) && e >= 0);
-    if (!ok) throw new TypeError(`spawnNative: stdio[${i}] must be 'pipe', 'ignore', 'inherit' or an fd number, not ${String(e)}`);
+    const ok =
+      e === 'pipe' || e === 'ignore' || e === 'inherit' || (typeof e === 'number' && Number.isInteger(e) && e >= 0);
+    if (!ok)
+      throw new TypeError(
+        `spawnNative: stdio[${i}] must be 'pipe', 'ignore', 'inherit' or an fd number, not ${String(e)}`,
+      );
   }
   const env = opts.env ?? process.env;
   const cwd = opts.cwd ?? process.cwd();
   if (!nativeSpawnAvailable()) {
-    return nodeSpawn(file, args, { stdio: [...stdio], env, cwd, detached: opts.detached ?? false }) as unknown as SpawnedChild;
+    return nodeSpawn(file, args, {
+      stdio: [...stdio],
+      env,
+      cwd,
+      detached: opts.detached ?? false,
+    }) as unknown as SpawnedChild;
   }
   const b = binding as SpawnBinding;
   reaper ??= b.createReaper(onExit);
@@ -148,7 +159,10 @@ export function spawnNative(file: string, args: readonly string[], opts: SpawnNa
     setsid: opts.detached ?? false,
   });
   if ('errno' in r) {
-    const failed = new NativeChild(undefined, stdio.map(() => -1));
+    const failed = new NativeChild(
+      undefined,
+      stdio.map(() => -1),
+    );
     const err = spawnError(file, r.errno, r.stage);
     process.nextTick(() => failed.emit('error', err));
     return failed;
@@ -202,11 +216,13 @@ class NativeChild extends EventEmitter implements SpawnedChild {
   }
 
   unref(): void {
-    if (this.pid !== undefined && !this.hasExited && reaper) (binding as SpawnBinding).setReaperRef(reaper, this.pid, false);
+    if (this.pid !== undefined && !this.hasExited && reaper)
+      (binding as SpawnBinding).setReaperRef(reaper, this.pid, false);
   }
 
   ref(): void {
-    if (this.pid !== undefined && !this.hasExited && reaper) (binding as SpawnBinding).setReaperRef(reaper, this.pid, true);
+    if (this.pid !== undefined && !this.hasExited && reaper)
+      (binding as SpawnBinding).setReaperRef(reaper, this.pid, true);
   }
 
   exited(code: number | null, signal: NodeJS.Signals | null): void {
@@ -225,7 +241,11 @@ class NativeChild extends EventEmitter implements SpawnedChild {
 }
 
 /** Runs `file args` to its end and collects its output; rejects only when it could not be started. */
-export function runNative(file: string, args: readonly string[], opts: RunNativeOptions = {}): Promise<RunNativeResult> {
+export function runNative(
+  file: string,
+  args: readonly string[],
+  opts: RunNativeOptions = {},
+): Promise<RunNativeResult> {
   return new Promise((resolve, reject) => {
     const withInput = opts.input !== undefined;
     const child = spawnNative(file, args, {
@@ -258,7 +278,11 @@ export function runNative(file: string, args: readonly string[], opts: RunNative
  * execFile on the native spawn: resolves with the output of a zero exit; rejects with the program's
  * stderr (else stdout) in the message on any other end, or with spawn's error (err.code ENOENT...).
  */
-export async function execFileNative(file: string, args: readonly string[], opts: RunNativeOptions = {}): Promise<RunNativeResult> {
+export async function execFileNative(
+  file: string,
+  args: readonly string[],
+  opts: RunNativeOptions = {},
+): Promise<RunNativeResult> {
   const r = await runNative(file, args, opts);
   if (r.code === 0) return r;
   const cmd = [file, ...args].join(' ');

@@ -1,17 +1,27 @@
 export { type NativeBinding, native, type SpawnStdio } from './binding.js';
-export { type GuestRegionMapping, parseFirecrackerMappings, toFirecrackerMappings } from './mappings.js';
-export { startUffdHandler, type UffdHandler, type UffdHandlerOptions, type UffdStats } from './uffd-handler.js';
-export { VMM_SIDE_SCRIPT } from './vmm-side.js';
-export { relayAvailable, relayCloseGroup, relaySockets, relayStats, RelayedPair, type RelayEndReason, type RelayOptions, type RelayResult, type RelayStats } from './relay.js';
 export {
-  execFileNative,
   type ExecNativeError,
+  execFileNative,
   nativeSpawnAvailable,
-  runNative,
   type RunNativeOptions,
   type RunNativeResult,
+  runNative,
   type SpawnedChild,
-  spawnNative,
   type SpawnNativeOptions,
   type StdioEntry,
+  spawnNative,
 } from './exec-native.js';
+export { type GuestRegionMapping, parseFirecrackerMappings, toFirecrackerMappings } from './mappings.js';
+export {
+  type RelayEndReason,
+  RelayedPair,
+  type RelayOptions,
+  type RelayResult,
+  type RelayStats,
+  relayAvailable,
+  relayCloseGroup,
+  relaySockets,
+  relayStats,
+} from './relay.js';
+export { startUffdHandler, type UffdHandler, type UffdHandlerOptions, type UffdStats } from './uffd-handler.js';
+export { VMM_SIDE_SCRIPT } from './vmm-side.js';

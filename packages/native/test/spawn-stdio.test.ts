@@ -72,11 +72,20 @@ test('the child has exactly the fds it was given', async () => {
   const child = spawnNative('/bin/ls', ['/proc/self/fd'], { stdio: ['ignore', 'pipe', 'ignore', 'ignore', 'ignore'] });
   const out = await readAll(child.stdout);
   // 0-4, plus ls's own handle on the directory it lists.
-  assert.deepEqual(out.trim().split('\n').map(Number).sort((a, b) => a - b), [0, 1, 2, 3, 4, 5]);
+  assert.deepEqual(
+    out
+      .trim()
+      .split('\n')
+      .map(Number)
+      .sort((a, b) => a - b),
+    [0, 1, 2, 3, 4, 5],
+  );
 });
 
 test("'ignore' is /dev/null, fds 0-2 missing from a short stdio too, 'inherit' our own fd", async () => {
-  const child = spawnNative('/bin/sh', ['-c', 'readlink /proc/self/fd/0 /proc/self/fd/2 >&3'], { stdio: ['ignore', 'pipe', 'ignore', 'pipe'] });
+  const child = spawnNative('/bin/sh', ['-c', 'readlink /proc/self/fd/0 /proc/self/fd/2 >&3'], {
+    stdio: ['ignore', 'pipe', 'ignore', 'pipe'],
+  });
   assert.equal(await readAll(child.stdio[3]), '/dev/null\n/dev/null\n');
   const short = spawnNative('/bin/readlink', ['/proc/self/fd/0', '/proc/self/fd/2'], { stdio: ['ignore', 'pipe'] });
   assert.equal(await readAll(short.stdout), '/dev/null\n/dev/null\n');
@@ -86,7 +95,10 @@ test("'ignore' is /dev/null, fds 0-2 missing from a short stdio too, 'inherit' o
 
 test('a bad stdio entry or a closed fd is refused with a clear error', () => {
   assert.throws(() => spawnNative('/bin/true', [], { stdio: ['ignore', 'bogus' as never] }), /stdio\[1\] must be/);
-  assert.throws(() => spawnNative('/bin/true', [], { stdio: ['ignore', 987654] }), /stdio\[1\] is fd 987654, which is not open/);
+  assert.throws(
+    () => spawnNative('/bin/true', [], { stdio: ['ignore', 987654] }),
+    /stdio\[1\] is fd 987654, which is not open/,
+  );
 });
 
 test('own session only when detached', async () => {
@@ -96,7 +108,10 @@ test('own session only when detached', async () => {
   };
   const [sid, pgid] = await ask(true);
   assert.ok(sid && sid === pgid && sid !== process.pid);
-  const ours = execFileSync('ps', ['-o', 'sid=,pgid=', '-p', String(process.pid)], { encoding: 'utf8' }).trim().split(/\s+/).map(Number);
+  const ours = execFileSync('ps', ['-o', 'sid=,pgid=', '-p', String(process.pid)], { encoding: 'utf8' })
+    .trim()
+    .split(/\s+/)
+    .map(Number);
   assert.deepEqual(await ask(false), ours);
 });
 
@@ -129,7 +144,12 @@ for (const mode of ['native', 'child_process'] as const) {
   test(`an unref'd detached child neither keeps its parent alive nor dies with it (${mode})`, async (t) => {
     const env = { ...process.env, WRENN_NATIVE_SPAWN: mode === 'native' ? '1' : '0' };
     const dir = tempDir(t);
-    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { env, encoding: 'utf8', timeout: 20_000, cwd: dir });
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
+      env,
+      encoding: 'utf8',
+      timeout: 20_000,
+      cwd: dir,
+    });
     const pid = Number(r.stdout.trim());
     t.after(() => {
       if (pid > 0 && alive(pid)) process.kill(pid, 'SIGKILL');

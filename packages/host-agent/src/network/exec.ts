@@ -16,7 +16,9 @@ export async function run(cmd: string, args: readonly string[], input = ''): Pro
     return { code: r.code ?? 1, stdout: r.stdout, stderr: r.stderr };
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
-      throw new Error(`${cmd} is not installed: install the Debian packages iproute2 and iptables (scripts/setup.mjs does)`);
+      throw new Error(
+        `${cmd} is not installed: install the Debian packages iproute2 and iptables (scripts/setup.mjs does)`,
+      );
     }
     throw e;
   }

@@ -50,9 +50,11 @@ export class QuotaDisks {
    */
   fill(afterMs = 0): Promise<void> {
     if (this.closed) return Promise.resolve();
-    this.filling ??= (afterMs > 0 ? sleep(afterMs) : Promise.resolve()).then(() => this.fillNow()).finally(() => {
-      this.filling = undefined;
-    });
+    this.filling ??= (afterMs > 0 ? sleep(afterMs) : Promise.resolve())
+      .then(() => this.fillNow())
+      .finally(() => {
+        this.filling = undefined;
+      });
     return this.filling;
   }
 
