@@ -156,6 +156,8 @@ export async function createLocalLayers(dataDir: string, opts: LocalLayerOptions
     templateStore,
     networkManager,
     metadataServer,
-    close: () => metadataServer.close(),
+    close: async () => {
+      await Promise.all([metadataServer.close(), ...[...runtimes.values()].map((r) => r.close?.())]);
+    },
   };
 }

@@ -43,11 +43,16 @@ export function makeEnv(): Env {
   const store = new TemplateStore({ imagesDir: IMAGES_CACHE });
   const cgroupParent = `wrenn-test-${rand()}`;
   const netnses: string[] = [];
+  const runtimes: NamespaceRuntime[] = [];
   const env: Env = {
     dataDir,
     store,
     cgroupParent,
-    runtime: (extra = {}) => new NamespaceRuntime({ dataDir, templates: store, cgroupParent, ...extra }),
+    runtime: (extra = {}) => {
+      const rt = new NamespaceRuntime({ dataDir, templates: store, cgroupParent, ...extra });
+      runtimes.push(rt);
+      return rt;
+    },
     netns() {
       const name = `wrenn-test-${rand()}`;
       execFileSync('ip', ['netns', 'add', name]);
@@ -98,6 +103,8 @@ export function makeEnv(): Env {
           // already gone
         }
       }
+      // Blank-disk refills must not write into the data dir while it goes.
+      await Promise.all(runtimes.map((r) => r.close()));
       await removeTree(dataDir);
     },
   };

@@ -75,6 +75,8 @@ export interface CapsuleRuntime {
   readonly pauseModes: readonly ('freeze' | 'hibernate' | 'memory-snapshot')[];
   /** Boots the capsule until envd answers /health; throws (and cleans up) on failure. */
   create(spec: CapsuleSpec): Promise<RuntimeHandle>;
+  /** Stops the runtime's background work (pools); capsules keep running. */
+  close?(): Promise<void>;
   destroy(handle: RuntimeHandle): Promise<void>;
   pause(handle: RuntimeHandle, mode: 'freeze' | 'hibernate' | 'memory-snapshot'): Promise<PauseResult>;
   resume(handle: RuntimeHandle): Promise<RuntimeHandle>;

@@ -175,6 +175,11 @@ export class NamespaceRuntime implements CapsuleRuntime {
         : undefined;
   }
 
+  /** Stops background work (blank-disk refills) and waits for it; capsules keep running. */
+  async close(): Promise<void> {
+    await this.disks?.close();
+  }
+
   /** Resolves node, its libraries and the helper once, so the first create() is not slower. */
   async prepare(): Promise<void> {
     await Promise.all([this.nodeLayout(), nsinitPath(), this.disks?.fill()]);

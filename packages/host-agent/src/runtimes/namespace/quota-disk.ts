@@ -71,9 +71,10 @@ export class QuotaDisks {
   }
 
   private async fillNow(): Promise<void> {
-    // Half-made images of a crashed agent are not named *.img yet: drop them.
+    // Half-made images of a crashed agent are not named *.img yet: drop them. Those named with
+    // this process's pid are being formatted right now (by another runtime of this process).
     for (const n of await readdir(this.o.poolDir).catch(() => [] as string[])) {
-      if (n.endsWith('.tmp')) await rm(join(this.o.poolDir, n), { force: true });
+      if (n.endsWith('.tmp') && !n.startsWith(`${process.pid}-`)) await rm(join(this.o.poolDir, n), { force: true });
     }
     for (let have = (await this.ready()).length; have < (this.o.spare ?? 2) && !this.closed; have++) {
       const name = `${process.pid}-${Date.now()}-${this.seq++}-${this.o.sizeMb}m.img`;
