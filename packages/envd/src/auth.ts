@@ -2,16 +2,25 @@
 // The e2b SDK names the user with `Authorization: Basic base64("<user>:")`; files and processes
 // run as that user. Once /init set a token, `X-Access-Token` must match on every request.
 import { Code, ConnectError, type Interceptor } from '@connectrpc/connect';
-import { nodeCrypto } from './node-crypto.js';
 import type { EnvdState } from './state.js';
 import { lookupUser, UnknownUserError, type UserInfo } from './users.js';
 
 export function tokenMatches(state: EnvdState, given: string | null | undefined): boolean {
   if (!state.accessToken) return true;
   if (!given) return false;
-  const a = Buffer.from(state.accessToken);
-  const b = Buffer.from(given);
-  return a.length === b.length && nodeCrypto().timingSafeEqual(a, b);
+  return sameBytes(Buffer.from(state.accessToken), Buffer.from(given));
+}
+
+/**
+ * Constant-time comparison (every byte is looked at, no early exit; only the length shows) in
+ * plain JS: node:crypto's timingSafeEqual would load node:crypto on a new capsule's first request,
+ * ~10 ms on its first command.
+ */
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  let diff = 0;
+  for (let i = 0; i < a.length; i++) diff |= (a[i] as number) ^ (b[i] as number);
+  return diff === 0;
 }
 
 /** Connect interceptor: rejects RPCs without the access token once one is set. */
