@@ -242,6 +242,9 @@ export class NamespaceRuntime implements CapsuleRuntime {
     };
     try {
       await mkdir(join(sandboxDir, 'rootfs'));
+      // /etc files are written while mount(8) attaches the disk in its own process.
+      const etc = this.writeEtcFiles(state);
+      etc.catch(() => undefined);
       if (this.disks) await this.disks.attach(sandboxDir);
       else {
         const upper = join(sandboxDir, 'upper');
@@ -251,7 +254,7 @@ export class NamespaceRuntime implements CapsuleRuntime {
         await chown(upper, HOST_ID_BASE, HOST_ID_BASE);
         await chmod(upper, 0o755);
       }
-      await this.boot(state, t0, tTemplate);
+      await this.boot(state, t0, tTemplate, await etc);
     } catch (err) {
       await this.teardown(spec.id, sandboxDir).catch(() => undefined);
       throw err;
@@ -270,7 +273,12 @@ export class NamespaceRuntime implements CapsuleRuntime {
   }
 
   /** Creates the cgroups and starts init + main process on the existing sandbox dir. */
-  private async boot(state: NamespaceState, t0: number, tTemplate: number): Promise<void> {
+  private async boot(
+    state: NamespaceState,
+    t0: number,
+    tTemplate: number,
+    etcWritten?: { src: string; dst: string }[],
+  ): Promise<void> {
     const { spec, sandboxDir } = state;
     const [layout, helper] = await Promise.all([this.nodeLayout(), nsinitPath()]);
     const cg = this.cgroups(spec.id);
@@ -279,7 +287,7 @@ export class NamespaceRuntime implements CapsuleRuntime {
     const main: string[] = this.opts.mainCommand
       ? this.opts.mainCommand(layout.nodeArgv)
       : [...layout.nodeArgv, ...ENVD_NODE_FLAGS, envdScript(), '--port', String(ENVD_PORT)];
-    const etcBinds = await this.writeEtcFiles(state);
+    const etcBinds = etcWritten ?? (await this.writeEtcFiles(state));
     // Without a prepared namespace the capsule gets a fresh one with loopback only.
     const netns = spec.network?.netnsPath;
     // [option, value] pairs for wrenn-nsinit start (see nsinit.c).
