@@ -12,6 +12,7 @@ import { createConnectTransport } from '@connectrpc/connect-node';
 import { HostAgentService } from '@wrenn/protocol/gen/hostagent/v1/hostagent_pb';
 import { startAgent } from '../packages/host-agent/dist/src/agent.js';
 import { createLocalLayers } from '../packages/host-agent/dist/src/local-providers.js';
+import { agentNetWarmPool } from '../packages/host-agent/dist/src/network/index.js';
 
 const N = Number(process.env.BENCH_N ?? 20);
 const CONCURRENT = Number(process.env.BENCH_CONCURRENT ?? 50);
@@ -23,7 +24,8 @@ const round = (x) => Math.round(x * 100) / 100;
 const summary = (xs) => ({ p50_ms: round(pct(xs, 50)), p90_ms: round(pct(xs, 90)), min_ms: round(Math.min(...xs)), n: xs.length });
 
 const dataDir = mkdtempSync(join(tmpdir(), 'wrenn-bench-'));
-const network = { pool: '10.215.0.0/20', names: { netnsPrefix: 'wrb-', ifPrefix: 'wb', chainPrefix: 'WRB' }, metadataPort: 31251 };
+// As `wrenn agent` and `wrenn up` run it: a few pre-built networks (WRENN_NET_WARM_POOL, default 2).
+const network = { pool: '10.215.0.0/20', names: { netnsPrefix: 'wrb-', ifPrefix: 'wb', chainPrefix: 'WRB' }, metadataPort: 31251, warmPool: agentNetWarmPool() };
 const warmPool = Number(process.env.BENCH_WARM_POOL ?? 0);
 const CGROUP_PARENT = 'wrenn-bench-agent';
 const layers = await createLocalLayers(dataDir, { network, cgroupParent: CGROUP_PARENT });

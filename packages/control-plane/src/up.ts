@@ -5,7 +5,7 @@ import { cpus, totalmem } from 'node:os';
 import pino from 'pino';
 import { startAgent, type RunningAgent } from '@wrenn/host-agent/agent';
 import { createLocalLayers, type LocalLayers } from '@wrenn/host-agent/local-providers';
-import type { NetworkOptions } from '@wrenn/host-agent/network/index';
+import { agentNetWarmPool, type NetworkOptions } from '@wrenn/host-agent/network/index';
 import { startControlPlane, type RunningControlPlane } from './server.js';
 import { createHost, getHost, recordHeartbeat, setHostAddress, setHostStatus } from './db/repositories/hosts.js';
 import { ensureAdmin } from './auth/index.js';
@@ -46,7 +46,7 @@ export interface RunningUp {
 export async function startUp(o: UpOptions): Promise<RunningUp> {
   const log = pino({ level: o.logLevel ?? process.env.WRENN_LOG_LEVEL ?? 'info', base: { svc: 'host-agent' } });
   const layers = await createLocalLayers(o.dataDir, {
-    network: o.network ?? {},
+    network: { warmPool: agentNetWarmPool(), ...(o.network ?? {}) },
     ...(o.imagesDir ? { imagesDir: o.imagesDir } : {}),
     ...(o.cgroupParent ? { cgroupParent: o.cgroupParent } : {}),
   });

@@ -2,6 +2,7 @@
 import pino from 'pino';
 import { startAgent, type RunningAgent } from './agent.js';
 import { createLocalLayers } from './local-providers.js';
+import { agentNetWarmPool } from './network/index.js';
 
 export function parseListen(value: string, flag = '--listen'): { host: string; port: number } {
   const m = /^(\[[^\]]+\]|[^:]+):(\d{1,5})$/.exec(value);
@@ -31,7 +32,7 @@ export async function runAgentFromCli(opts: Record<string, string | undefined>, 
   const log = pino({ base: { svc: 'host-agent' } });
   const listen = parseListen(opts.listen ?? '127.0.0.1:50051');
   const dataDir = opts.dataDir ?? '/var/lib/wrenn';
-  const layers = await createLocalLayers(dataDir);
+  const layers = await createLocalLayers(dataDir, { network: { warmPool: agentNetWarmPool() } });
   const agent = await startAgent({ ...layers, dataDir, listen, warmPool: parseWarmPool(opts.warmPool), log: (level, msg, data) => log[level](data ?? {}, msg) });
   log.info({ url: agent.url, hostId: agent.hostId, dataDir, runtimes: [...layers.runtimes.keys()], defaultRuntime: layers.defaultRuntime, why: layers.runtimeReasons }, 'host agent listening');
   await hooks.onListening?.(agent);

@@ -5,6 +5,7 @@ import { startMetadataHttpServer, type MetadataServer } from './metadata-server.
 
 export {
   NetworkManager,
+  agentNetWarmPool,
   DEFAULT_NAMES,
   DEFAULT_POOL,
   DEFAULT_RATE_MBIT,

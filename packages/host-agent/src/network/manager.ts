@@ -66,6 +66,15 @@ export interface CreateCapsuleNetworkOptions {
 }
 
 const ID_RE = /^[a-z0-9][a-z0-9-]{0,62}$/;
+/**
+ * Pre-built networks an agent keeps (`wrenn agent`, `wrenn up`): a cold create then takes one
+ * instead of running ip/tc (~15 ms here), as E2B's orchestrator keeps a pool of network slots.
+ * WRENN_NET_WARM_POOL overrides it (0 = off). A bare NetworkManager (tests) keeps none by default.
+ */
+export function agentNetWarmPool(): number {
+  return envInt('WRENN_NET_WARM_POOL', 2);
+}
+
 /** How long after a claim the warm pool starts building the replacement network. */
 const WARM_REFILL_DELAY_MS = 300;
 
