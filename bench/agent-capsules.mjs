@@ -13,6 +13,7 @@ import { HostAgentService } from '@wrenn/protocol/gen/hostagent/v1/hostagent_pb'
 import { startAgent } from '../packages/host-agent/dist/src/agent.js';
 import { createLocalLayers } from '../packages/host-agent/dist/src/local-providers.js';
 import { agentNetWarmPool } from '../packages/host-agent/dist/src/network/index.js';
+import { removeCgroupParent } from './lib/cgroup-parent.mjs';
 
 const N = Number(process.env.BENCH_N ?? 20);
 const CONCURRENT = Number(process.env.BENCH_CONCURRENT ?? 50);
@@ -98,6 +99,7 @@ try {
   await agent.close();
   await layers.close();
   await layers.networkManager.removeAll().catch(() => undefined);
+  removeCgroupParent(CGROUP_PARENT);
   try {
     execFileSync('sh', ['-c', `grep ' ${dataDir}' /proc/self/mounts | cut -d' ' -f2 | sort -r | xargs -r -n1 umount -l`]);
   } catch {}

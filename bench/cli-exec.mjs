@@ -11,6 +11,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startUp } from '../packages/control-plane/dist/src/up.js';
 import { Capsule } from '../packages/sdk/dist/src/index.js';
+import { removeCgroupParent } from './lib/cgroup-parent.mjs';
 
 const N = Number(process.env.BENCH_N ?? 20);
 const BIN = resolve(dirname(fileURLToPath(import.meta.url)), '../packages/cli/bin/wrenn.js');
@@ -92,5 +93,6 @@ try {
   await up.layers.close().catch(() => undefined);
   await up.layers.networkManager.removeAll().catch(() => undefined);
   rmSync(dataDir, { recursive: true, force: true });
+  removeCgroupParent('wrenn');
 }
 console.log(JSON.stringify(result, null, 2));

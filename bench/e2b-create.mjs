@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Sandbox } from 'e2b';
 import { startUp } from '../packages/control-plane/dist/src/up.js';
+import { removeCgroupParent } from './lib/cgroup-parent.mjs';
 
 const N = Number(process.env.BENCH_N ?? 15);
 const pct = (xs, p) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))];
@@ -42,6 +43,7 @@ async function measure(warm) {
     await up.close();
     await up.layers.networkManager.removeAll().catch(() => undefined);
     rmSync(dataDir, { recursive: true, force: true });
+    removeCgroupParent('wrenn-bench-e2b');
   }
   return { p50_ms: round(pct(times, 50)), p90_ms: round(pct(times, 90)), min_ms: round(Math.min(...times)), n: times.length };
 }

@@ -14,6 +14,7 @@ import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import WebSocket from 'ws';
 import { startUp } from '../packages/control-plane/dist/src/up.js';
+import { removeCgroupParent } from './lib/cgroup-parent.mjs';
 
 const DURATION = Number(process.env.BENCH_SECONDS ?? 8);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 16);
@@ -138,5 +139,6 @@ try {
   await up.close();
   await up.layers.networkManager.removeAll().catch(() => undefined);
   rmSync(dataDir, { recursive: true, force: true });
+  removeCgroupParent('wrenn');
 }
 console.log(JSON.stringify(result, null, 2));
