@@ -157,7 +157,12 @@ export async function createLocalLayers(dataDir: string, opts: LocalLayerOptions
     networkManager,
     metadataServer,
     close: async () => {
-      await Promise.all([metadataServer.close(), ...[...runtimes.values()].map((r) => r.close?.())]);
+      // Pre-built networks belong to no capsule: they go with the agent (capsules stay).
+      await Promise.all([
+        metadataServer.close(),
+        networkManager.setWarmPool(0),
+        ...[...runtimes.values()].map((r) => r.close?.()),
+      ]);
     },
   };
 }
