@@ -25,7 +25,8 @@ const NATIVE = [
   { name: 'node-pty', dirs: ['node-pty'] },
   { name: '@napi-rs/xattr', dirs: ['@napi-rs/xattr', '@napi-rs/xattr-linux-x64-gnu'] },
   // envd loads only the compiled addon (require('@wrenn/native/addon'), for its vfork-style spawn).
-  { name: '@wrenn/native', dirs: ['@wrenn/native'] },
+  // Only the addon stays external: the package's plain JS (spawn-results) is bundled.
+  { name: '@wrenn/native', external: '@wrenn/native/addon', dirs: ['@wrenn/native'] },
 ];
 // Only what node-pty needs at run time: its JS and the compiled addon.
 const PARTS = {
@@ -43,7 +44,7 @@ await build({
   format: 'cjs',
   minify: true,
   sourcemap: false,
-  external: NATIVE.map((n) => n.name),
+  external: NATIVE.map((n) => n.external ?? n.name),
   logLevel: 'warning',
   // import() of node-pty etc. becomes require(): start.cjs runs the bundle as a vm.Script, which
   // has no ES module loader for dynamic imports.

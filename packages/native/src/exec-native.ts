@@ -8,8 +8,8 @@
 import { spawn as nodeSpawn } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { Socket } from 'node:net';
-import { constants } from 'node:os';
 import { type NativeBinding, native, type SpawnStdio } from './binding.js';
+import { signalName, spawnError } from './spawn-results.js';
 
 /** A child's fd: a new pipe, /dev/null, the same fd of ours ('inherit'), or a dup of one of our fds. */
 export type StdioEntry = 'pipe' | 'ignore' | 'inherit' | number;
@@ -68,11 +68,6 @@ export interface ExecNativeError extends Error {
 
 type SpawnBinding = Pick<NativeBinding, 'createReaper' | 'spawnProcess' | 'setReaperRef'>;
 
-const signalNames = new Map<number, NodeJS.Signals>();
-for (const [name, num] of Object.entries(constants.signals)) signalNames.set(num, name as NodeJS.Signals);
-const errnoNames = new Map<number, string>();
-for (const [name, num] of Object.entries(constants.errno)) if (!errnoNames.has(num)) errnoNames.set(num, name);
-
 let binding: SpawnBinding | null | undefined;
 let reaper: object | undefined;
 const running = new Map<number, NativeChild>();
@@ -98,21 +93,7 @@ function onExit(pid: number, code: number | null, signal: number | null): void {
   const child = running.get(pid);
   if (!child) return;
   running.delete(pid);
-  child.exited(code, signal === null ? null : (signalNames.get(signal) ?? (`SIG${signal}` as NodeJS.Signals)));
-}
-
-/** The error child_process gives for a start that failed (err.code ENOENT, message `spawn mount ENOENT`). */
-function spawnError(file: string, errno: number, stage: string): NodeJS.ErrnoException {
-  const code = errnoNames.get(errno) ?? `errno ${errno}`;
-  const plain = stage === 'exec' || stage === 'chdir';
-  const err: NodeJS.ErrnoException = new Error(
-    plain ? `spawn ${file} ${code}` : `spawn ${file} ${code} (${stage} failed)`,
-  );
-  err.code = code;
-  err.errno = -errno;
-  err.syscall = plain ? `spawn ${file}` : stage;
-  err.path = file;
-  return err;
+  child.exited(code, signal === null ? null : signalName(signal));
 }
 
 function envList(env: NodeJS.ProcessEnv | Record<string, string>): string[] {

@@ -7,7 +7,7 @@
 import { EventEmitter } from 'node:events';
 import { createRequire } from 'node:module';
 import { Socket } from 'node:net';
-import { constants } from 'node:os';
+import { signalName, spawnError } from '@wrenn/native/spawn-results';
 
 /** What envd uses of the addon (the full typing lives in @wrenn/native's NativeBinding). */
 interface SpawnBinding {
@@ -27,11 +27,6 @@ export interface NativeSpawnOptions {
   /** Switch to this identity (uid, gid and exactly these supplementary groups). */
   identity?: { uid: number; gid: number; groups: number[] };
 }
-
-const signalNames = new Map<number, NodeJS.Signals>();
-for (const [name, num] of Object.entries(constants.signals)) signalNames.set(num, name as NodeJS.Signals);
-const errnoNames = new Map<number, string>();
-for (const [name, num] of Object.entries(constants.errno)) if (!errnoNames.has(num)) errnoNames.set(num, name);
 
 let binding: SpawnBinding | null | undefined;
 let reaper: object | undefined;
@@ -61,17 +56,7 @@ function onExit(pid: number, code: number | null, signal: number | null): void {
   const child = running.get(pid);
   if (!child) return;
   running.delete(pid);
-  child.exited(code, signal === null ? null : (signalNames.get(signal) ?? (`SIG${signal}` as NodeJS.Signals)));
-}
-
-function spawnError(file: string, errno: number, stage: string): NodeJS.ErrnoException {
-  const code = errnoNames.get(errno) ?? `errno ${errno}`;
-  const err: NodeJS.ErrnoException = new Error(stage === 'exec' || stage === 'chdir' ? `spawn ${file} ${code}` : `spawn ${file} ${code} (${stage} failed)`);
-  err.code = code;
-  err.errno = -errno;
-  err.syscall = stage === 'exec' || stage === 'chdir' ? `spawn ${file}` : stage;
-  err.path = file;
-  return err;
+  child.exited(code, signal === null ? null : signalName(signal));
 }
 
 /** Starts the process in its own session with pipes; throws spawn errors like Node's (err.code ENOENT...). */
