@@ -17,6 +17,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { createClient } from '@connectrpc/connect';
 import { createConnectTransport } from '@connectrpc/connect-node';
+import { predecodedDescriptors } from './lib/predecoded-descriptors.mjs';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const out = join(root, 'packages/envd/dist/bundle');
@@ -51,7 +52,14 @@ await build({
   supported: { 'dynamic-import': false },
   define: { 'import.meta.url': '__envdUrl' },
   banner: { js: "var __envdUrl=require('node:url').pathToFileURL(__filename).href;" },
+  // Protobuf file descriptors decoded here, not at every start (see the plugin).
+  plugins: [predecodedDescriptors({ helper: join(root, 'packages/envd/dist/src/proto/file-desc-decoded.js') })],
 });
+// With every descriptor predecoded, descriptor.proto's own (booted at load by fileDesc) is left out.
+if (readFileSync(join(out, 'envd.cjs'), 'utf8').includes('google/protobuf/descriptor.proto')) {
+  throw new Error('envd.cjs still boots descriptor.proto: some fileDesc() call was not predecoded (scripts/lib/predecoded-descriptors.mjs)');
+}
+addonByPath();
 writeStartFile();
 writeFileSync(
   join(out, 'envd.mjs'),
@@ -72,11 +80,24 @@ if (!existsSync(join(out, 'node_modules/@wrenn/native/build/Release/wrenn_native
 }
 await writeCodeCache();
 
+/**
+ * The spawn addon is required by package name (resolving the package's "exports" costs ~3 ms at
+ * every envd start); in the bundle it sits at a fixed place next to envd.cjs, so require it there.
+ */
+function addonByPath() {
+  const file = join(out, 'envd.cjs');
+  const code = readFileSync(file, 'utf8');
+  const parts = code.split('"@wrenn/native/addon"');
+  if (parts.length < 2) throw new Error('envd.cjs does not require "@wrenn/native/addon": update addonByPath()');
+  writeFileSync(file, parts.join('"./node_modules/@wrenn/native/build/Release/wrenn_native.node"'));
+}
+
 /** start.cjs with the node modules the bundle requires at load time and the V8 flags to set after them. */
 function writeStartFile() {
   const bundle = readFileSync(join(out, 'envd.cjs'), 'utf8');
   const required = [...bundle.matchAll(/require\("([a-z_:/]+)"\)/g)].map((m) => m[1]);
-  const builtins = [...new Set(required.filter((name) => isBuiltin(name)))].sort();
+  // node:net loads dns and cluster inside server.listen(): loaded up front they keep node's cache.
+  const builtins = [...new Set([...required.filter((name) => isBuiltin(name)), 'node:dns', 'node:cluster'])].sort();
   if (!builtins.includes('node:http')) throw new Error('envd.cjs requires no node:http: the bundle looks wrong');
   const start = readFileSync(join(root, 'packages/envd/bundle/start.cjs'), 'utf8')
     .replace('const BUILTINS = [];', `const BUILTINS = ${JSON.stringify(builtins)};`)

@@ -15,10 +15,12 @@ const { Script } = require('node:vm');
 // here by scripts/bundle-envd.mjs (BUILTINS from the bundle's own requires, FLAGS = ENVD_V8_FLAGS).
 const BUILTINS = [];
 const FLAGS = '';
+const file = join(__dirname, 'envd.cjs');
 for (const name of BUILTINS) require(name);
+// Also the stream behind stderr, which envd's first log line would otherwise load.
+void process.stderr;
 if (FLAGS) require('node:v8').setFlagsFromString(FLAGS);
 
-const file = join(__dirname, 'envd.cjs');
 let cachedData;
 try {
   cachedData = readFileSync(join(__dirname, 'envd.v8cache'));

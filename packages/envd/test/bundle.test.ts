@@ -85,6 +85,8 @@ test('start.cjs runs envd with its code cache and serves h1, h2c, PTY and file i
   assert.equal(entry.entry?.path, '/');
   assert.doesNotMatch(s.stderr(), /code cache rejected/, 'the code cache must be made with ENVD_NODE_FLAGS by this node');
   assert.doesNotMatch(s.stderr(), /file metadata disabled|Error/);
+  // The bundle requires the spawn addon by its path next to envd.cjs (scripts/bundle-envd.mjs).
+  assert.doesNotMatch(s.stderr(), /native spawn unavailable/);
 });
 
 test('envd.mjs (the ES module entry VM images run) starts the same envd', async (t) => {
