@@ -3,12 +3,14 @@ import { startEnvd } from './server.js';
 import { installLiteHeaders } from './lite-headers.js';
 import { startIdleMemoryRelease } from './idle-memory.js';
 import { nativeSpawnAvailable } from './process/native-spawn.js';
+import { closeSync, writeSync } from 'node:fs';
 
 export async function runEnvdFromCli(opts: { port: number; host: string }): Promise<void> {
   // Node's own Headers loads undici (and its WebAssembly parser): ~3 MB per capsule for nothing.
   installLiteHeaders();
   const server = await startEnvd({ port: opts.port, host: opts.host });
   process.stderr.write(`${JSON.stringify({ level: 'info', msg: 'envd listening', port: server.port, version: server.state.version })}\n`);
+  sayReady();
   // The spawn addon loads (~0.5-1 ms) right after the first requests could be served rather than
   // inside a new capsule's first command.
   setImmediate(nativeSpawnAvailable);
@@ -20,4 +22,26 @@ export async function runEnvdFromCli(opts: { port: number; host: string }): Prom
   };
   process.once('SIGTERM', stop);
   process.once('SIGINT', stop);
+}
+
+/**
+ * Inside a capsule the init waits for envd on a pipe (WRENN_READY_FD, see the namespace runtime's
+ * nsinit.c) instead of polling /health: say "ready" there once listening, then close it so no
+ * process envd starts inherits it.
+ */
+function sayReady(): void {
+  const raw = process.env.WRENN_READY_FD;
+  delete process.env.WRENN_READY_FD;
+  if (!raw || !/^\d+$/.test(raw)) return;
+  const fd = Number(raw);
+  try {
+    writeSync(fd, 'ready\n');
+  } catch {
+    // the init is gone or polls /health instead
+  }
+  try {
+    closeSync(fd);
+  } catch {
+    // already closed
+  }
 }

@@ -37,15 +37,21 @@ export async function startEnvd(opts: EnvdOptions): Promise<EnvdServer> {
     router.service(Filesystem, filesystem);
   };
   const rest = createHttpRouter(state, [...basicRoutes(state), ...fileRoutes(state), ...metricsRoutes(state)]);
-  const handler = connectNodeAdapter({
-    routes,
-    interceptors: [accessTokenInterceptor(state)],
-    // Long-lived streams (process output, watches) must not be cut by a default deadline.
-    requireConnectProtocolHeader: false,
-    fallback: (req, res) => {
-      void rest(req as Req, res as unknown as Res);
-    },
-  });
+  // The Connect router is built on the first request the fast paths below do not take (streams
+  // other than Start, GETs, compressed bodies, REST routes): ~2 ms of every start otherwise.
+  let router: ReturnType<typeof connectNodeAdapter> | undefined;
+  const handler = (req: Req, res: Res) => {
+    router ??= connectNodeAdapter({
+      routes,
+      interceptors: [accessTokenInterceptor(state)],
+      // Long-lived streams (process output, watches) must not be cut by a default deadline.
+      requireConnectProtocolHeader: false,
+      fallback: (req, res) => {
+        void rest(req as Req, res as unknown as Res);
+      },
+    });
+    router(req as Parameters<typeof router>[0], res as unknown as Parameters<typeof router>[1]);
+  };
 
   // process.Start (envd's hottest call) and unary calls skip connect-es's generic machinery; see rpc-fast/.
   const start = processes.impl.start;

@@ -82,6 +82,22 @@ test('minimal template builds (cached) and a capsule runs the real envd in the g
   );
   assert.match(envdScript(), /^\/opt\/wrenn\/envd\/start\.cjs$/);
   assert.doesNotMatch((await sh(h, 'env')).stdout, /LD_LIBRARY_PATH/);
+  // envd said "ready" itself on the init's pipe (no /health poll), and what it starts inherits
+  // neither that pipe nor its variable: a command through envd sees only its stdio.
+  assert.match(readFileSync(join(h.state.sandboxDir as string, 'envd.log'), 'utf8'), /main process ready \(said so\)/);
+  const body = JSON.stringify({ process: { cmd: '/bin/sh', args: ['-c', 'ls /proc/self/fd; env'] } });
+  const viaEnvd = await sh(
+    h,
+    // Connect over raw HTTP (busybox wget cannot post NUL bytes): an envelope is flags and length
+    // (4 bytes, big-endian), then the message.
+    `{ printf 'POST /process.Process/Start HTTP/1.1\\r\\nHost: x\\r\\nContent-Type: application/connect+json\\r\\n` +
+      `Content-Length: ${body.length + 5}\\r\\nConnection: close\\r\\n\\r\\n'; head -c 4 /dev/zero; ` +
+      `printf '\\${body.length.toString(8)}%s' '${body}'; sleep 1; } | nc 127.0.0.1 49983`,
+  );
+  const output = [...viaEnvd.stdout.matchAll(/"stdout":"([^"]*)"/g)].map((m) => Buffer.from(m[1] ?? '', 'base64').toString()).join('');
+  assert.match(output, /^0\n1\n2\n3\n/, `a command's fds (3 is ls's own directory): ${output} ${viaEnvd.stdout} ${viaEnvd.stderr}`);
+  assert.doesNotMatch(output, /\n4\n|WRENN_READY_FD/);
+  assert.match(output, /WRENN_SANDBOX_ID=/);
   // The capsule sees its own cgroups (read-only) and envd's metrics report its real memory limit.
   assert.equal(
     (await sh(h, 'cat /sys/fs/cgroup/memory/memory.limit_in_bytes')).stdout.trim(),

@@ -316,6 +316,8 @@ export class NamespaceRuntime implements CapsuleRuntime {
       ...etcBinds.map((b): [string, string] => ['--bind-rw', `${b.src}:${b.dst}`]),
       ['--ready-port', String(readyPort)],
       ['--ready-path', this.opts.readyPath ?? '/health'],
+      // envd says "ready" on a pipe from the init once it listens (WRENN_READY_FD): no HTTP poll.
+      ...(this.opts.mainCommand ? [] : [['--ready-fd', '1'] as [string, string]]),
       ['--ready-timeout-ms', String(this.opts.readyTimeoutMs ?? 30_000)],
       ['--cwd', '/'],
       ...(this.opts.trace ? [['--trace', '1'] as [string, string]] : []),

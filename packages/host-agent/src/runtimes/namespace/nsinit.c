@@ -13,7 +13,9 @@
  *
  * start: fd 3 (if open) is a status pipe: the helper writes "pid <host pid of capsule init>\n",
  * then the init writes "ready\n" once GET <ready-path> on 127.0.0.1:<ready-port> inside the
- * capsule returns 2xx, or "error <reason>\n" and exits.
+ * capsule returns 2xx, or "error <reason>\n" and exits. With --ready-fd 1 the main process gets
+ * a pipe as fd 3 (and WRENN_READY_FD=3) and says "ready\n" on it itself once it listens: no HTTP
+ * poll, no interval to wait out. If it closes the pipe without a word, the HTTP poll takes over.
  *
  * Namespace ownership (a deliberate choice): mount, pid, uts, ipc and net namespaces are created
  * (or joined) by host root BEFORE the user namespace, so they belong to the initial user
@@ -29,6 +31,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <limits.h>
+#include <poll.h>
 #include <net/if.h>
 #include <netinet/in.h>
 #include <sched.h>
@@ -100,7 +103,7 @@ struct opts {
   const char *lowers[MAX_LIST], *cgroups[MAX_LIST], *binds[MAX_LIST], *tmpfs[MAX_LIST], *sysctls[MAX_LIST];
   int bind_rw[MAX_LIST];
   int n_lowers, n_cgroups, n_binds, n_tmpfs, n_sysctls;
-  int ready_port, ready_timeout_ms, root_uid, pts_gid, pid, uid, gid;
+  int ready_port, ready_fd, ready_timeout_ms, root_uid, pts_gid, pid, uid, gid;
   char **argv;
 };
 
@@ -137,6 +140,7 @@ static void parse(int argc, char **argv, struct opts *o) {
     else if (!strcmp(a, "--sysctl")) push(o->sysctls, &o->n_sysctls, v);
     else if (!strcmp(a, "--ready-port")) o->ready_port = atoi(v);
     else if (!strcmp(a, "--ready-path")) o->ready_path = v;
+    else if (!strcmp(a, "--ready-fd")) o->ready_fd = atoi(v);
     else if (!strcmp(a, "--ready-timeout-ms")) o->ready_timeout_ms = atoi(v);
     else if (!strcmp(a, "--cwd")) o->cwd = v;
     else if (!strcmp(a, "--pid")) o->pid = atoi(v);
@@ -377,6 +381,8 @@ static void run_init(struct opts *o) {
   sigaction(SIGTERM, &sa, NULL);
   sigaction(SIGINT, &sa, NULL);
   sigaction(SIGHUP, &sa, NULL);
+  int ready_pipe[2] = {-1, -1};
+  if (o->ready_port > 0 && o->ready_fd && pipe2(ready_pipe, O_CLOEXEC) < 0) die("pipe for readiness");
   main_pid = fork();
   if (main_pid < 0) die("fork main process");
   if (main_pid == 0) {
@@ -384,6 +390,11 @@ static void run_init(struct opts *o) {
     sigaction(SIGTERM, &dfl, NULL);
     sigaction(SIGINT, &dfl, NULL);
     sigaction(SIGHUP, &dfl, NULL);
+    if (ready_pipe[1] >= 0) {
+      /* fd 3 (the helper's status pipe is close-on-exec) becomes the readiness pipe */
+      if (dup2(ready_pipe[1], STATUS_FD) < 0) _exit(126);
+      setenv("WRENN_READY_FD", "3", 1);
+    }
     setsid();
     if (chdir(o->cwd) < 0) chdir("/");
     execve(o->argv[0], o->argv, environ);
@@ -391,8 +402,12 @@ static void run_init(struct opts *o) {
     _exit(127);
   }
   int st;
+  if (ready_pipe[1] >= 0) close(ready_pipe[1]);
+  int ready_rd = ready_pipe[0];
   if (o->ready_port > 0) {
     long deadline = now_ms() + o->ready_timeout_ms;
+    char said[64];
+    size_t said_n = 0;
     for (;;) {
       pid_t w;
       while ((w = waitpid(-1, &st, WNOHANG)) > 0) {
@@ -401,17 +416,35 @@ static void run_init(struct opts *o) {
           _exit(exit_code(st));
         }
       }
-      if (http_ok(o->ready_port, o->ready_path)) {
-        step("init: main process ready");
-        break;
+      if (ready_rd >= 0) {
+        /* the main process speaks for itself: wait on its pipe (2 ms at a time, to reap) */
+        struct pollfd p = {.fd = ready_rd, .events = POLLIN};
+        if (poll(&p, 1, 2) > 0) {
+          ssize_t r = read(ready_rd, said + said_n, sizeof said - 1 - said_n);
+          if (r > 0) said_n += (size_t)r;
+          said[said_n] = 0;
+          if (strstr(said, "ready\n")) {
+            close(ready_rd);
+            step("init: main process ready (said so)");
+            break;
+          }
+          if (r <= 0 || said_n >= sizeof said - 1) { close(ready_rd); ready_rd = -1; }
+        }
+      } else {
+        if (http_ok(o->ready_port, o->ready_path)) {
+          step("init: main process ready");
+          break;
+        }
+        usleep(2000);
       }
       if (now_ms() > deadline) {
         say("error %s on port %d did not answer within %d ms\n", o->ready_path, o->ready_port, o->ready_timeout_ms);
         kill(main_pid, SIGKILL);
         _exit(124);
       }
-      usleep(2000);
     }
+  } else if (ready_rd >= 0) {
+    close(ready_rd);
   }
   say("ready\n");
   if (status_fd >= 0) { close(status_fd); status_fd = -1; }
