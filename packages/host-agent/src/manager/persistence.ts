@@ -1,6 +1,7 @@
 // Capsule records on disk (<dataDir>/capsules/<id>.json), written atomically so a crash mid-write
 // never leaves a half record; a restarted agent reads them to re-adopt running capsules.
-import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { renameSync, writeFileSync } from 'node:fs';
+import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { CapsuleRecord } from './types.js';
 
@@ -17,8 +18,10 @@ export class RecordStore {
   async save(rec: CapsuleRecord): Promise<void> {
     const file = join(this.dir, `${rec.id}.json`);
     const tmp = `${file}.${process.pid}.tmp`;
-    await writeFile(tmp, JSON.stringify(rec, (_k, v) => (typeof v === 'bigint' ? v.toString() : v)), { mode: 0o600 });
-    await rename(tmp, file);
+    // Synchronous: a record is a few hundred bytes, and four thread-pool round trips (open, write,
+    // close, rename) cost ~1.5 ms of every create on a busy 2-core host against ~0.1 ms here.
+    writeFileSync(tmp, JSON.stringify(rec, (_k, v) => (typeof v === 'bigint' ? v.toString() : v)), { mode: 0o600 });
+    renameSync(tmp, file);
   }
 
   async remove(id: string): Promise<void> {
