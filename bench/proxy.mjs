@@ -1,15 +1,18 @@
 #!/usr/bin/env node
 // Sandbox proxy benchmark (prints JSON): HTTP throughput into a capsule through the control plane's
-// proxy against the same server reached directly, in one run (keep-alive, autocannon), and PTY echo
-// latency over the native API's WebSocket while the proxy carries that load. Also measured in the
-// same run: host routing (what the e2b SDK's getHost uses), and a bare Node TCP pipe to the same
-// server (no HTTP at all) as the ceiling any proxy in this process can reach on this machine. The
-// direct figure is the mean of a run before and a run after the proxied ones (the machine is shared).
-// Run as root after `npm run build`. Traffic goes only to loopback and the capsule's namespace.
+// proxy against the same server reached directly, in one run (keep-alive, 16 connections), by each
+// routing (path /proxy/<id>/<P>/, host <P>-<id>.<domain> as the e2b SDK's getHost gives, and the
+// E2b-Sandbox-Id/-Port headers), plus a bare Node TCP pipe to the same server (no HTTP) for scale.
+// The direct figure is the mean of a run before and a run after the proxied ones (the machine is
+// shared). Then PTY echo latency over the native API's WebSocket while the proxy carries that load
+// (path routing), with the throughput of that run. The load generator is wrk (Debian's package, one
+// thread: it leaves the most of this 2-core machine to what is measured), else autocannon in its own
+// process (BENCH_LOADER=autocannon forces it). Run as root after `npm run build`. Traffic goes only
+// to loopback and the capsule's namespace.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { execFile } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import WebSocket from 'ws';
@@ -39,15 +42,43 @@ const round = (x) => Math.round(x * 100) / 100;
 // The load generator runs in its own process: in this one it would share the event loop with the
 // control plane it is measuring.
 const AUTOCANNON = fileURLToPath(new URL('../node_modules/autocannon/autocannon.js', import.meta.url));
-function load(url, extra = []) {
+const haveWrk = spawnSync('wrk', ['--version']).error === undefined;
+const LOADER = process.env.BENCH_LOADER ?? (haveWrk ? 'wrk' : 'autocannon');
+
+/** Figures of one load run: req/s, MB/s, p50 latency (ms), errors (socket errors and non-2xx). */
+function load(url, headers = {}) {
+  const hs = Object.entries(headers);
+  if (LOADER === 'wrk') {
+    const args = ['-t', '1', '-c', String(CONNECTIONS), '-d', `${DURATION}s`, '--latency', ...hs.flatMap(([k, v]) => ['-H', `${k}: ${v}`]), url];
+    return new Promise((resolve, reject) => {
+      execFile('wrk', args, (err, out) => {
+        if (err) return reject(err);
+        const num = (re) => Number(re.exec(out)?.[1] ?? 0);
+        const unit = { us: 1e-3, ms: 1, s: 1000 };
+        const p50 = /\s50%\s+([\d.]+)(us|ms|s)/.exec(out);
+        const mb = /Transfer\/sec:\s+([\d.]+)(B|KB|MB|GB)/.exec(out);
+        const scale = { B: 1e-6, KB: 1.024e-3, MB: 1.048576, GB: 1073.741824 };
+        const sock = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
+        resolve({
+          req_per_s: Math.round(num(/Requests\/sec:\s+([\d.]+)/)),
+          mb_per_s: mb ? round(Number(mb[1]) * scale[mb[2]]) : 0,
+          p50_latency_ms: p50 ? round(Number(p50[1]) * unit[p50[2]]) : null,
+          errors: num(/Non-2xx or 3xx responses: (\d+)/) + (sock ? sock.slice(1).reduce((a, b) => a + Number(b), 0) : 0),
+        });
+      });
+    });
+  }
+  const args = [AUTOCANNON, '-c', String(CONNECTIONS), '-d', String(DURATION), '-j', ...hs.flatMap(([k, v]) => ['-H', `${k}=${v}`]), url];
   return new Promise((resolve, reject) => {
-    execFile(process.execPath, [AUTOCANNON, '-c', String(CONNECTIONS), '-d', String(DURATION), '-j', ...extra, url], { maxBuffer: 16 << 20 }, (err, stdout) =>
-      err ? reject(err) : resolve(JSON.parse(stdout)),
-    );
+    execFile(process.execPath, args, { maxBuffer: 16 << 20 }, (err, stdout) => {
+      if (err) return reject(err);
+      const r = JSON.parse(stdout);
+      resolve({ req_per_s: Math.round(r.requests.average), mb_per_s: round(r.throughput.average / 1e6), p50_latency_ms: r.latency.p50, errors: r.errors + r.non2xx });
+    });
   });
 }
 
-const result = { bench: 'proxy', connections: CONNECTIONS, seconds: DURATION };
+const result = { bench: 'proxy', loader: LOADER === 'wrk' ? 'wrk (1 thread)' : 'autocannon', connections: CONNECTIONS, seconds: DURATION };
 let capsuleId;
 let pipe;
 try {
@@ -88,7 +119,24 @@ try {
   const piped = `http://127.0.0.1:${pipe.address().port}/index.html`;
 
   const d1 = await load(direct);
-  // PTY echo latency measured while the proxy is under load.
+  const p = await load(proxied);
+  const h = await load(`${up.url}/index.html`, { Host: `8080-${capsuleId}.localhost` });
+  const hd = await load(`${up.url}/index.html`, { 'E2b-Sandbox-Id': capsuleId, 'E2b-Sandbox-Port': '8080' });
+  const tp = await load(piped);
+  const d2 = await load(direct);
+  const directRate = (d1.req_per_s + d2.req_per_s) / 2;
+  result.direct = { ...d1, req_per_s: Math.round(directRate), runs_req_per_s: [d1.req_per_s, d2.req_per_s] };
+  result.proxied = p;
+  result.proxied_host = h;
+  result.proxied_header = hd;
+  result.tcp_pipe = tp;
+  result.throughput_ratio = round(p.req_per_s / directRate);
+  result.throughput_ratio_host = round(h.req_per_s / directRate);
+  result.throughput_ratio_header = round(hd.req_per_s / directRate);
+  result.tcp_pipe_ratio = round(tp.req_per_s / directRate);
+  result.throughput_ratio_target = 0.8;
+
+  // PTY echo latency measured while the proxy is under load (path routing).
   const ws = new WebSocket(`${up.url.replace('http', 'ws')}/v1/capsules/${capsuleId}/pty?cols=80&rows=24&api_key=${up.adminKey}`);
   await new Promise((res, rej) => {
     ws.once('open', res);
@@ -103,7 +151,7 @@ try {
   });
   await new Promise((r) => setTimeout(r, 500));
   const echoes = [];
-  const proxiedLoad = load(proxied);
+  const loaded = load(proxied);
   const until = Date.now() + (DURATION - 1) * 1000;
   let n = 0;
   while (Date.now() < until) {
@@ -117,22 +165,9 @@ try {
     if (n % 40 === 0) ws.send(Buffer.from('\x15')); // Ctrl-U: clear the line
     await new Promise((r) => setTimeout(r, 20));
   }
-  const p = await proxiedLoad;
+  const underPty = await loaded;
   ws.close();
-  const h = await load(`${up.url}/index.html`, ['-H', `host=8080-${capsuleId}.localhost`]);
-  const tp = await load(piped);
-  const d2 = await load(direct);
-  const figures = (r) => ({ req_per_s: Math.round(r.requests.average), mb_per_s: round(r.throughput.average / 1e6), p50_latency_ms: r.latency.p50, errors: r.errors + r.non2xx });
-  const directRate = (d1.requests.average + d2.requests.average) / 2;
-  result.direct = { ...figures(d1), req_per_s: Math.round(directRate), runs_req_per_s: [Math.round(d1.requests.average), Math.round(d2.requests.average)] };
-  result.proxied = figures(p);
-  result.proxied_host = figures(h);
-  result.tcp_pipe = figures(tp);
-  result.throughput_ratio = round(p.requests.average / directRate);
-  result.throughput_ratio_host = round(h.requests.average / directRate);
-  result.tcp_pipe_ratio = round(tp.requests.average / directRate);
-  result.throughput_ratio_target = 0.8;
-  result.pty_echo_under_load = { samples: echoes.length, p50_ms: round(pct(echoes, 50)), p99_ms: round(pct(echoes, 99)), target_p99_ms: 50 };
+  result.pty_echo_under_load = { samples: echoes.length, p50_ms: round(pct(echoes, 50)), p99_ms: round(pct(echoes, 99)), target_p99_ms: 50, proxied_req_per_s: underPty.req_per_s };
 } finally {
   pipe?.close();
   if (capsuleId) await api('DELETE', `/v1/capsules/${capsuleId}`).catch(() => undefined);

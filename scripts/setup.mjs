@@ -12,7 +12,7 @@ const forTests = process.argv.includes('--test');
 
 // What the runtime needs on the host, and what the test suite needs on top.
 const runtimePackages = ['iproute2', 'iptables', 'busybox-static', 'util-linux', 'procps', 'debootstrap', 'e2fsprogs', 'kmod', 'gcc', 'libc6-dev', 'xz-utils', 'g++', 'make', 'python3', 'mount', 'dmsetup'];
-const testPackages = ['postgresql', 'tmux', 'chromium', 'qemu-system-x86', 'qemu-utils', 'attr', 'xfsprogs'];
+const testPackages = ['postgresql', 'tmux', 'chromium', 'qemu-system-x86', 'qemu-utils', 'attr', 'xfsprogs', 'wrk'];
 
 function step(msg) {
   process.stderr.write(`[setup] ${msg}\n`);

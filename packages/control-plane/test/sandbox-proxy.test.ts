@@ -52,6 +52,16 @@ function upstreamHandler(seen: Seen[]): http.RequestListener {
         res.writeHead(302, { location: '/landed/' });
         return res.end();
       }
+      if (req.url?.endsWith('/redirect-absolute')) {
+        // An absolute URL naming the server itself keeps the prefix too; another host's does not.
+        const self = `http://localhost:${(req.socket.address() as net.AddressInfo).port}/abs/?x=1#top`;
+        res.writeHead(301, { location: req.url.includes('elsewhere') ? 'https://example.org/x' : self });
+        return res.end();
+      }
+      if (req.url?.endsWith('/close')) {
+        res.writeHead(200, { connection: 'close', 'content-length': '3' });
+        return res.end('bye');
+      }
       if (req.url?.endsWith('/big')) {
         // 8 MiB, numbered so a lost, repeated or reordered piece shows.
         const block = Buffer.alloc(64 * 1024);
@@ -418,7 +428,7 @@ test('big bodies both ways through the piped path arrive whole and in order (a c
   assert.equal(new Set(up.seen.map((x) => x.conn)).size, 1, 'both on one upstream connection');
 });
 
-test('a host-routed keep-alive connection to a directly reached capsule and a WebSocket go through the native relay, every byte delivered', async (t) => {
+test('a keep-alive connection to a directly reached capsule and a WebSocket go through the native relay, every byte delivered', async (t) => {
   const up = await startUpstream(t);
   const live = await startLive(t, up.port);
   const a = live.ids.a ?? '';
@@ -426,12 +436,14 @@ test('a host-routed keep-alive connection to a directly reached capsule and a We
   live.cp.ctx.primeProxy(a, { state: 'running', hostId: 'host-local', agentUrl: 'http://127.0.0.1:1', capsuleAddress: '127.0.0.1' });
   assert.ok(relayAvailable(), 'the native relay is built (node packages/native/build.mjs)');
 
-  // Path routing rewrites every request: it stays on the per-request path even for this capsule.
+  // Path routing: the relay's HTTP mode takes the prefix off every request.
   let before = relayStats();
   const byPath = await RawClient.connect(t, live.port);
   byPath.send(get(`/proxy/${a}/${up.port}/p`));
   assert.equal((JSON.parse((await byPath.response()).body) as Seen).url, '/p');
-  assert.equal(relayStats().added, before.added, 'a path-routed connection is not relayed');
+  byPath.send(get(`/proxy/${a}/${up.port}/q`));
+  assert.equal((JSON.parse((await byPath.response()).body) as Seen).url, '/q');
+  assert.equal(relayStats().added, before.added + 1, 'a path-routed connection is relayed');
 
   before = relayStats();
   const c = await RawClient.connect(t, live.port);
@@ -444,8 +456,9 @@ test('a host-routed keep-alive connection to a directly reached capsule and a We
     const s = JSON.parse(r.body) as Seen;
     assert.equal(s.url, i % 3 === 1 ? `/item/${i}` : `/item/${i}?q=${i}`);
     if (i % 3 === 1) assert.equal(s.body, `body-${i}`);
-    // The routed first request carries X-Forwarded-*; the relayed ones after it pass unread.
-    if (i === 0) assert.equal(s.headers['x-forwarded-for'], '127.0.0.1');
+    // Every request carries X-Forwarded-*, the relayed ones too.
+    assert.equal(s.headers['x-forwarded-for'], '127.0.0.1');
+    assert.equal(s.headers['x-forwarded-host'], `${up.port}-${a}.${DOMAIN}`);
   }
   c.send(`GET /big HTTP/1.1\r\n${host}\r\n`);
   const big = await c.response();
@@ -498,4 +511,124 @@ test('a host-routed keep-alive connection to a directly reached capsule and a We
   const closed = new Promise((r) => ws.once('close', r));
   await live.setState(a, 'stopped');
   await closed;
+});
+
+test("the relay's HTTP mode: path, host and header routing per request, framing, redirects, and handing the connection back", async (t) => {
+  const up = await startUpstream(t);
+  const live = await startLive(t, up.port);
+  const { a = '', b = '' } = live.ids;
+  const direct = { state: 'running' as const, hostId: 'host-local', agentUrl: 'http://127.0.0.1:1', capsuleAddress: '127.0.0.1' };
+  live.cp.ctx.primeProxy(a, direct);
+  live.cp.ctx.primeProxy(b, direct);
+  const P = up.port;
+  const prefix = `/proxy/${a}/${P}`;
+
+  // Pipelined in one write: the first request is JS's, the rest the relay's.
+  let before = relayStats();
+  const c = await RawClient.connect(t, live.port);
+  c.send(
+    get(`${prefix}/first?x=1`) +
+      `POST ${prefix}/len HTTP/1.1\r\nHost: localhost\r\nContent-Length: 11\r\n\r\nhello world` +
+      `POST ${prefix}/chunks HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab\r\nc\r\n3;ext=1\r\ndef\r\n0\r\nX-Trailer: 1\r\n\r\n` +
+      get(`${prefix}/chunked`) +
+      get(`${prefix}/redirect`) +
+      get(`${prefix}/redirect-absolute`) +
+      get(`${prefix}/elsewhere/redirect-absolute`) +
+      `HEAD ${prefix}/head HTTP/1.1\r\nHost: localhost\r\n\r\n` +
+      get(prefix) +
+      get(`${prefix}?q=1`) +
+      get(`${prefix}/hdr`, 'X-Forwarded-For: 10.0.0.1\r\nProxy-Authorization: secret\r\nX-Custom: kept\r\n'),
+  );
+  const seen = async () => JSON.parse((await c.response()).body) as Seen;
+  assert.equal((await seen()).url, '/first?x=1');
+  assert.equal((await seen()).body, 'hello world');
+  assert.equal((await seen()).body, 'ab\r\ncdef');
+  assert.equal((await c.response()).body, 'part1-part2');
+  assert.equal((await c.response()).headers.location, `${prefix}/landed/`, 'a root-relative redirect keeps the prefix');
+  const abs = await c.response();
+  assert.equal(abs.status, 301);
+  assert.equal(abs.headers.location, `${prefix}/abs/?x=1#top`, "an absolute redirect to the server's own address keeps the prefix");
+  assert.equal((await c.response()).headers.location, 'https://example.org/x', "another site's address is left alone");
+  const head = await c.response();
+  assert.equal(head.status, 200);
+  assert.equal(head.body, '', 'HEAD: no body follows');
+  assert.equal((await seen()).url, '/', '/proxy/<id>/<P> without a slash is the root');
+  assert.equal((await seen()).url, '/?q=1');
+  const hdr = await seen();
+  assert.equal(hdr.url, '/hdr');
+  assert.equal(hdr.headers['x-forwarded-for'], '10.0.0.1, 127.0.0.1');
+  assert.equal(hdr.headers['x-forwarded-host'], 'localhost');
+  assert.equal(hdr.headers['proxy-authorization'], undefined);
+  assert.equal(hdr.headers['x-custom'], 'kept');
+  assert.equal(relayStats().added, before.added + 1, 'the connection went to the relay once');
+  assert.equal(new Set(up.seen.map((s) => s.conn)).size, 1, 'one upstream connection');
+
+  // Another route on the same connection: the relay hands it back; JS routes it (the API, another
+  // capsule) and hands it to the relay again for the next capsule request.
+  before = relayStats();
+  c.send(get('/health'));
+  assert.match((await c.response()).body, /"status"/);
+  const c2 = await RawClient.connect(t, live.port);
+  c2.send(get(`${prefix}/one`));
+  assert.equal((await c2.response()).status, 200);
+  c2.send(get(`/other`, `E2b-Sandbox-Id: ${b}\r\nE2b-Sandbox-Port: ${P}\r\n`));
+  const other = JSON.parse((await c2.response()).body) as Seen;
+  assert.equal(other.url, '/other');
+  assert.equal(other.headers['e2b-sandbox-id'], b);
+  c2.send(get(`/again`, `E2b-Sandbox-Id: ${b}\r\nE2b-Sandbox-Port: ${P}\r\n`));
+  assert.equal((JSON.parse((await c2.response()).body) as Seen).url, '/again');
+  c2.send(`GET /by-host HTTP/1.1\r\nHost: ${P}-${a}.${DOMAIN}\r\n\r\n`);
+  assert.equal((JSON.parse((await c2.response()).body) as Seen).url, '/by-host');
+  c2.send(`GET /by-host-2 HTTP/1.1\r\nHost: ${P}-${a}.${DOMAIN}\r\n\r\n`);
+  const byHost = JSON.parse((await c2.response()).body) as Seen;
+  assert.equal(byHost.url, '/by-host-2');
+  assert.equal(byHost.headers['x-forwarded-for'], '127.0.0.1');
+  assert.equal(relayStats().added, before.added + 3, 'path, header and host routing each went to the relay');
+
+  // The server closes an idle keep-alive connection: the client's stays, the next request dials again.
+  up.server.closeIdleConnections();
+  await new Promise((r) => setTimeout(r, 100));
+  c2.send(`GET /after-close HTTP/1.1\r\nHost: ${P}-${a}.${DOMAIN}\r\n\r\n`);
+  assert.equal((JSON.parse((await c2.response()).body) as Seen).url, '/after-close');
+
+  // A response that says close ends the client's connection after it.
+  c2.send(`GET /close HTTP/1.1\r\nHost: ${P}-${a}.${DOMAIN}\r\n\r\n`);
+  assert.equal((await c2.response()).body, 'bye');
+  await c2.closed();
+
+  // An upgrade on a relayed connection goes back to JS, which makes it a tunnel.
+  const c3 = await RawClient.connect(t, live.port);
+  c3.send(get(`${prefix}/x`));
+  assert.equal((await c3.response()).status, 200);
+  c3.send(get(`${prefix}/socket`, 'Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n'));
+  const switched = await c3.response();
+  assert.equal(switched.status, 101);
+
+  // A paused capsule: the relay hands its connections back, so the next request gets the 409.
+  const c4 = await RawClient.connect(t, live.port);
+  c4.send(get(`${prefix}/y`));
+  assert.equal((await c4.response()).status, 200);
+  await live.setState(a, 'paused');
+  await new Promise((r) => setTimeout(r, 50));
+  c4.send(get(`${prefix}/z`));
+  const paused = await c4.response();
+  assert.equal(paused.status, 409);
+  assert.match(paused.body, /is paused/);
+});
+
+test("the relay's HTTP mode: a request head not finished within 10 s between requests gets a 408", async (t) => {
+  const up = await startUpstream(t);
+  const live = await startLive(t, up.port);
+  const a = live.ids.a ?? '';
+  live.cp.ctx.primeProxy(a, { state: 'running', hostId: 'host-local', agentUrl: 'http://127.0.0.1:1', capsuleAddress: '127.0.0.1' });
+  const before = relayStats();
+  const c = await RawClient.connect(t, live.port);
+  c.send(get(`/proxy/${a}/${up.port}/`));
+  assert.equal((await c.response()).status, 200);
+  assert.equal(relayStats().added, before.added + 1);
+  c.send(`GET /proxy/${a}/${up.port}/ HTTP/1.1\r\nHost: loc`);
+  const r = await c.response();
+  assert.equal(r.status, 408);
+  assert.match(r.body, /request_timeout/);
+  await c.closed();
 });

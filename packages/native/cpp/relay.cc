@@ -6,7 +6,17 @@
 // Two ways of moving bytes: "copy" (recv into a scratch buffer, send; only a partial send keeps a
 // per-direction buffer) and "splice" (socket -> pipe -> socket in the kernel).
 // JS learns of each finished pair through a thread-safe function: id, bytes each way, reason.
+//
+// HTTP mode (a pair added with a route): the relay also does the sandbox proxy's per-request work
+// for a keep-alive connection to one capsule port (http1.h): each request head is checked against
+// the route and rewritten, each response head read for its framing (and Location rewritten for path
+// routing). A request it does not take (another route, an upgrade, unusual framing), the upstream
+// closing between requests, or yieldGroup() (the capsule paused) hands the client connection back
+// to JS once every earlier response went out: reason "handback" with the client's fd and the bytes
+// read from it but not forwarded; the upstream is closed (JS dials again if it needs it).
 #include "relay.h"
+
+#include "http1.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -19,6 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <array>
 #include <atomic>
 #include <stdexcept>
 #include <deque>
@@ -37,8 +48,13 @@ constexpr size_t kChunk = 64 * 1024;
 constexpr int kRounds = 8;
 constexpr int kSweepMs = 100;
 
-enum Reason { kDone = 0, kIdle, kClosed, kGroup, kError, kShutdown };
-const char* const kReasonNames[] = {"done", "idle", "closed", "group", "error", "shutdown"};
+enum Reason { kDone = 0, kIdle, kClosed, kGroup, kError, kShutdown, kHandback };
+const char* const kReasonNames[] = {"done", "idle", "closed", "group", "error", "shutdown", "handback"};
+// A request head that has not arrived whole after this long gets a 408 (as in pipe.ts).
+constexpr int64_t kHeadTimeoutMs = 10000;
+const std::string kTimeoutBody = "{\"error\":{\"code\":\"request_timeout\",\"message\":\"request head not received within 10 s\"}}";
+const std::string kTimeout408 = "HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\ncontent-length: " +
+                                std::to_string(kTimeoutBody.size()) + "\r\nconnection: close\r\n\r\n" + kTimeoutBody;
 
 int64_t nowMs() {
   timespec ts;
@@ -55,6 +71,26 @@ struct Dir {
   bool eof = false;             // the source sent its FIN
   bool shut = false;            // the destination's write side is shut down
   uint64_t bytes = 0;
+  std::string out;              // HTTP mode: what goes to the destination next (len: unsent part)
+};
+
+// HTTP mode's state: direction 0 carries requests (client -> upstream), 1 responses.
+struct HttpConn {
+  http1::Route route;
+  bool rewriteLocation = false;
+  enum ReqState { ReqHead, ReqLength, ReqChunked } req = ReqHead;
+  uint64_t reqLeft = 0;
+  http1::ChunkScanner reqChunks;
+  std::string reqIn;  // client bytes not yet forwarded (a partial head, or what JS gets back)
+  enum ResState { ResHead, ResLength, ResChunked, ResClose } res = ResHead;
+  uint64_t resLeft = 0;
+  http1::ChunkScanner resChunks;
+  std::string resIn;
+  std::deque<bool> inflight;  // requests sent and not yet answered: whether each was a HEAD
+  bool yielding = false;      // the next request is for JS: hand back once idle
+  bool closeAfter = false;    // the response being read said close
+  bool closing = false;       // ... and it is complete: end the client's side once it is out
+  int64_t headSince = 0;      // when the partial head in reqIn began (0: none)
 };
 
 struct Pair {
@@ -66,6 +102,7 @@ struct Pair {
   std::string group;
   int64_t idleMs = 0;
   int64_t last = 0;
+  std::unique_ptr<HttpConn> http;
 };
 
 struct Done {
@@ -73,10 +110,12 @@ struct Done {
   uint64_t bytes[2];
   int reason;
   int err;
+  int fd = -1;       // handback: the client connection, now JS's
+  std::string rest;  // handback: bytes read from it and not forwarded
 };
 
 struct Cmd {
-  enum Kind { Add, Close, CloseGroup } kind;
+  enum Kind { Add, Close, CloseGroup, YieldGroup } kind;
   std::unique_ptr<Pair> pair;
   uint64_t id = 0;
   std::string group;
@@ -119,6 +158,7 @@ class Relay {
   }
   void closeId(uint64_t id) { push(Cmd{Cmd::Close, nullptr, id, {}}); }
   void closeGroup(const std::string& g) { push(Cmd{Cmd::CloseGroup, nullptr, 0, g}); }
+  void yieldGroup(const std::string& g) { push(Cmd{Cmd::YieldGroup, nullptr, 0, g}); }
 
   std::atomic<uint64_t> active_{0}, added_{0}, bytes_{0};
 
@@ -165,10 +205,13 @@ class Relay {
       }
       if (timed_ > 0 && now_ - lastSweep >= kSweepMs) {
         lastSweep = now_;
-        std::vector<uint64_t> idle;
-        for (auto& kv : pairs_)
+        std::vector<uint64_t> idle, slow;
+        for (auto& kv : pairs_) {
           if (kv.second->idleMs > 0 && now_ - kv.second->last >= kv.second->idleMs) idle.push_back(kv.first);
+          else if (kv.second->http && kv.second->http->headSince > 0 && now_ - kv.second->http->headSince >= kHeadTimeoutMs) slow.push_back(kv.first);
+        }
         for (uint64_t id : idle) finish(id, kIdle, 0);
+        for (uint64_t id : slow) headTimeout(id);
       }
     }
   }
@@ -189,14 +232,27 @@ class Relay {
         if (p.idleMs > 0) timed_++;
         uint64_t id = p.id;
         pairs_[id] = std::move(c.pair);
+        // HTTP mode: what Node had read from either side before the handover is parsed first.
+        if (p.http && (!feedRequest(p, nullptr, 0) || !feedResponse(p, nullptr, 0))) {
+          finish(id, kError, EPROTO);
+          continue;
+        }
         progress(p, 3);
       } else if (c.kind == Cmd::Close) {
         finish(c.id, kClosed, 0);
-      } else {
+      } else if (c.kind == Cmd::CloseGroup) {
         std::vector<uint64_t> ids;
         for (auto& kv : pairs_)
           if (kv.second->group == c.group) ids.push_back(kv.first);
         for (uint64_t id : ids) finish(id, kGroup, 0);
+      } else {
+        std::vector<Pair*> ps;
+        for (auto& kv : pairs_)
+          if (kv.second->group == c.group && kv.second->http) ps.push_back(kv.second.get());
+        for (Pair* p : ps) {
+          p->http->yielding = true;
+          progress(*p, 0);
+        }
       }
     }
   }
@@ -270,14 +326,19 @@ class Relay {
 
   // dirs: bit d set to move direction d.
   void progress(Pair& p, int dirs) {
+    if (p.http) return progressHttp(p, dirs);
     for (int d = 0; d < 2; d++) {
       if ((dirs & (1 << d)) && !move(p, d)) return finish(p.id, kError, errno);
     }
     const Dir &a = p.dir[0], &b = p.dir[1];
     if (a.eof && a.shut && a.len == 0 && b.eof && b.shut && b.len == 0) return finish(p.id, kDone, 0);
+    watch(p, {!p.dir[0].eof && p.dir[0].len == 0, !p.dir[1].eof && p.dir[1].len == 0});
+  }
+
+  // Sets what epoll waits for: fd[i] is read for direction i (when read[i]) and written for 1 - i.
+  void watch(Pair& p, std::array<bool, 2> read) {
     for (int i = 0; i < 2; i++) {
-      // fd[i] is read for direction i and written for direction 1 - i.
-      uint32_t want = ((!p.dir[i].eof && p.dir[i].len == 0) ? uint32_t{EPOLLIN} : 0u) | (p.dir[1 - i].len > 0 ? uint32_t{EPOLLOUT} : 0u);
+      uint32_t want = (read[i] ? uint32_t{EPOLLIN} : 0u) | (p.dir[1 - i].len > 0 ? uint32_t{EPOLLOUT} : 0u);
       if (want == p.mask[i] && (want == 0) == !p.registered[i]) continue;
       epoll_event e{};
       e.events = want;
@@ -292,6 +353,204 @@ class Relay {
       }
       p.mask[i] = want;
     }
+  }
+
+  // HTTP mode's move: like move(), but bytes pass through feedRequest/feedResponse.
+  bool moveHttp(Pair& p, int d) {
+    Dir& D = p.dir[d];
+    HttpConn& H = *p.http;
+    int src = p.fd[d], dst = p.fd[1 - d];
+    bool drained = false;
+    for (int round = 0; round < kRounds; round++) {
+      if (D.len > 0) {
+        ssize_t w = send(dst, D.out.data() + D.off, D.len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (w < 0) return errno == EAGAIN || errno == EINTR;
+        D.off += w;
+        D.len -= w;
+        D.bytes += w;
+        bytes_ += w;
+        p.last = now_;
+        if (D.len > 0) return true;
+        D.off = 0;
+        D.out.clear();
+      }
+      if (drained || D.eof || H.closing || (d == 0 && H.yielding)) return true;
+      ssize_t r = recv(src, scratch_.get(), kChunk, MSG_DONTWAIT);
+      if (r == 0) {
+        D.eof = true;
+        return true;
+      }
+      if (r < 0) return errno == EAGAIN || errno == EINTR;
+      p.last = now_;
+      if (!(d == 0 ? feedRequest(p, scratch_.get(), r) : feedResponse(p, scratch_.get(), r))) {
+        errno = EPROTO;
+        return false;
+      }
+      // A short read drained the socket: send what it gave, then wait for epoll.
+      drained = static_cast<size_t>(r) < kChunk;
+    }
+    return true;
+  }
+
+  // Client bytes in: complete request heads are checked and rewritten, bodies passed on. Stops at
+  // a head JS must see (yielding). False on a malformed chunked body.
+  bool feedRequest(Pair& p, const char* data, size_t n) {
+    HttpConn& H = *p.http;
+    Dir& D = p.dir[0];
+    std::string& in = H.reqIn;
+    if (n > 0) in.append(data, n);
+    size_t i = 0;
+    while (i < in.size() && !H.yielding) {
+      if (H.req == HttpConn::ReqHead) {
+        size_t e = http1::headEnd(in, i);
+        if (e == std::string::npos) {
+          if (in.size() - i > http1::kMaxHead) H.yielding = true;  // JS answers 431
+          break;
+        }
+        http1::RequestOut r;
+        if (!http1::rewriteRequest(in.data() + i, e - i, H.route, r)) {
+          H.yielding = true;
+          break;
+        }
+        D.out += r.head;
+        H.inflight.push_back(r.isHead);
+        i = e;
+        if (r.body == http1::RequestOut::Length) {
+          H.req = HttpConn::ReqLength;
+          H.reqLeft = r.length;
+        } else if (r.body == http1::RequestOut::Chunked) {
+          H.req = HttpConn::ReqChunked;
+          H.reqChunks = http1::ChunkScanner();
+        }
+      } else if (H.req == HttpConn::ReqLength) {
+        size_t k = std::min<uint64_t>(H.reqLeft, in.size() - i);
+        D.out.append(in, i, k);
+        i += k;
+        H.reqLeft -= k;
+        if (H.reqLeft == 0) H.req = HttpConn::ReqHead;
+      } else {
+        long k = H.reqChunks.scan(in.data() + i, in.size() - i);
+        if (k < 0) return false;
+        D.out.append(in, i, k);
+        i += k;
+        if (H.reqChunks.done()) H.req = HttpConn::ReqHead;
+      }
+    }
+    in.erase(0, i);
+    bool partial = H.req == HttpConn::ReqHead && !in.empty() && !H.yielding;
+    H.headSince = partial ? (H.headSince ? H.headSince : now_) : 0;
+    D.len = D.out.size() - D.off;
+    return true;
+  }
+
+  // Upstream bytes in: response heads read (and rewritten), bodies followed to find the next head.
+  // False on anything malformed or unasked for.
+  bool feedResponse(Pair& p, const char* data, size_t n) {
+    HttpConn& H = *p.http;
+    Dir& D = p.dir[1];
+    std::string& in = H.resIn;
+    if (n > 0) in.append(data, n);
+    size_t i = 0;
+    while (i < in.size() && !H.closing) {
+      if (H.res == HttpConn::ResHead) {
+        size_t e = http1::headEnd(in, i);
+        if (e == std::string::npos) {
+          if (in.size() - i > http1::kMaxHead) return false;
+          break;
+        }
+        if (H.inflight.empty()) return false;
+        http1::ResponseOut r;
+        if (!http1::readResponse(in.data() + i, e - i, H.inflight.front(), H.rewriteLocation ? &H.route : nullptr, r)) return false;
+        if (r.head.empty())
+          D.out.append(in, i, e - i);
+        else
+          D.out += r.head;
+        i = e;
+        if (r.status < 200) continue;  // interim (100 Continue): the final answer follows
+        H.closeAfter = r.close;
+        if (r.body == http1::ResponseOut::None) {
+          responseDone(H);
+        } else if (r.body == http1::ResponseOut::Length) {
+          H.res = HttpConn::ResLength;
+          H.resLeft = r.length;
+        } else if (r.body == http1::ResponseOut::Chunked) {
+          H.res = HttpConn::ResChunked;
+          H.resChunks = http1::ChunkScanner();
+        } else {
+          H.res = HttpConn::ResClose;
+        }
+      } else if (H.res == HttpConn::ResLength) {
+        size_t k = std::min<uint64_t>(H.resLeft, in.size() - i);
+        D.out.append(in, i, k);
+        i += k;
+        H.resLeft -= k;
+        if (H.resLeft == 0) responseDone(H);
+      } else if (H.res == HttpConn::ResChunked) {
+        long k = H.resChunks.scan(in.data() + i, in.size() - i);
+        if (k < 0) return false;
+        D.out.append(in, i, k);
+        i += k;
+        if (H.resChunks.done()) responseDone(H);
+      } else {
+        D.out.append(in, i, std::string::npos);
+        i = in.size();
+      }
+    }
+    // After a closing response nothing more goes to the client.
+    if (H.closing)
+      in.clear();
+    else
+      in.erase(0, i);
+    D.len = D.out.size() - D.off;
+    return true;
+  }
+
+  void responseDone(HttpConn& H) {
+    H.inflight.pop_front();
+    H.res = HttpConn::ResHead;
+    if (H.closeAfter) H.closing = true;
+  }
+
+  void progressHttp(Pair& p, int dirs) {
+    HttpConn& H = *p.http;
+    for (int d = 0; d < 2; d++)
+      if ((dirs & (1 << d)) && !moveHttp(p, d)) return finish(p.id, kError, errno);
+    Dir &rq = p.dir[0], &rs = p.dir[1];
+    if (H.closing && rs.len == 0) return endClient(p);
+    bool answered = H.inflight.empty() && H.res == HttpConn::ResHead && H.resIn.empty() && rs.len == 0;
+    if (rs.eof) {
+      if (H.res == HttpConn::ResClose) {
+        // The body ran to the upstream's end: so does the client's connection.
+        if (rs.len == 0) return endClient(p);
+      } else if (!answered) {
+        return finish(p.id, kError, 0);  // cut off mid-response: the client must see it fail
+      } else if (rq.eof) {
+        return finish(p.id, kDone, 0);
+      } else {
+        // The server closed an idle keep-alive connection: JS dials again for the next request.
+        return finish(p.id, H.req == HttpConn::ReqHead ? kHandback : kError, 0);
+      }
+    }
+    if (rq.eof && answered) return finish(p.id, kDone, 0);
+    if (H.yielding && answered && H.req == HttpConn::ReqHead && rq.len == 0) return finish(p.id, kHandback, 0);
+    watch(p, {!rq.eof && rq.len == 0 && !H.yielding && !H.closing, !rs.eof && rs.len == 0 && !H.closing});
+  }
+
+  // Ends the client's side after what was sent to it, and the pair with it.
+  void endClient(Pair& p) {
+    shutdown(p.fd[0], SHUT_WR);
+    finish(p.id, kDone, 0);
+  }
+
+  void headTimeout(uint64_t id) {
+    auto it = pairs_.find(id);
+    if (it == pairs_.end()) return;
+    Pair& p = *it->second;
+    HttpConn& H = *p.http;
+    if (!(H.inflight.empty() && H.res == HttpConn::ResHead && p.dir[1].len == 0)) return finish(id, kError, 0);
+    ssize_t w = send(p.fd[0], kTimeout408.data(), kTimeout408.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    (void)w;
+    endClient(p);
   }
 
   void closePair(Pair& p) {
@@ -318,10 +577,21 @@ class Relay {
       linger lg{1, 0};
       for (int f : p->fd) setsockopt(f, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
     }
+    auto* d = new Done{id, {p->dir[0].bytes, p->dir[1].bytes}, reason, err, -1, {}};
+    if (reason == kHandback) {
+      // The client connection goes back to JS as it is; only the upstream is closed.
+      if (p->registered[0]) epoll_ctl(ep_, EPOLL_CTL_DEL, p->fd[0], nullptr);
+      p->registered[0] = false;
+      d->fd = p->fd[0];
+      p->fd[0] = -1;
+      d->rest = std::move(p->http->reqIn);
+    }
     closePair(*p);
     active_--;
-    auto* d = new Done{id, {p->dir[0].bytes, p->dir[1].bytes}, reason, err};
-    if (napi_call_threadsafe_function(tsfn_, d, napi_tsfn_nonblocking) != napi_ok) delete d;
+    if (napi_call_threadsafe_function(tsfn_, d, napi_tsfn_nonblocking) != napi_ok) {
+      if (d->fd >= 0) close(d->fd);
+      delete d;
+    }
   }
 
   napi_threadsafe_function tsfn_;
@@ -355,15 +625,25 @@ void cleanup(void*) {
 
 void callJs(napi_env env, napi_value fn, void*, void* data) {
   std::unique_ptr<Done> d(static_cast<Done*>(data));
-  if (!env || !fn) return;
-  napi_value argv[5], undefined;
+  if (!env || !fn) {
+    if (d->fd >= 0) close(d->fd);
+    return;
+  }
+  napi_value argv[7], undefined;
   napi_create_double(env, static_cast<double>(d->id), &argv[0]);
   napi_create_double(env, static_cast<double>(d->bytes[0]), &argv[1]);
   napi_create_double(env, static_cast<double>(d->bytes[1]), &argv[2]);
   napi_create_string_utf8(env, kReasonNames[d->reason], NAPI_AUTO_LENGTH, &argv[3]);
   napi_create_int32(env, d->err, &argv[4]);
   napi_get_undefined(env, &undefined);
-  napi_call_function(env, undefined, fn, 5, argv, nullptr);
+  if (d->fd >= 0) {
+    napi_create_int32(env, d->fd, &argv[5]);
+    void* bytes = nullptr;
+    napi_create_buffer_copy(env, d->rest.size(), d->rest.data(), &bytes, &argv[6]);
+  } else {
+    argv[5] = argv[6] = undefined;
+  }
+  napi_call_function(env, undefined, fn, 7, argv, nullptr);
 }
 
 napi_value throwErr(napi_env env, const std::string& msg) {
@@ -420,10 +700,85 @@ napi_value Start(napi_env env, napi_callback_info info) {
   return nullptr;
 }
 
-// relayAdd(fdA, fdB, group, idleMs) -> id. Both fds are dup'ed: the caller closes its own.
+napi_value prop(napi_env env, napi_value o, const char* name) {
+  napi_value v = nullptr;
+  napi_get_named_property(env, o, name, &v);
+  return v;
+}
+
+bool isType(napi_env env, napi_value v, napi_valuetype t) {
+  napi_valuetype got = napi_undefined;
+  return v && napi_typeof(env, v, &got) == napi_ok && got == t;
+}
+
+// The HTTP mode's options (relay.ts RelayHttp); a string is what is wrong with them.
+std::string httpOptions(napi_env env, napi_value o, HttpConn& H) {
+  http1::Route& r = H.route;
+  std::string kind = str(env, prop(env, o, "kind"));
+  if (kind == "path")
+    r.kind = http1::Route::Path;
+  else if (kind == "host")
+    r.kind = http1::Route::Host;
+  else if (kind == "header")
+    r.kind = http1::Route::Header;
+  else
+    return "http.kind must be 'path', 'host' or 'header'";
+  r.prefix = str(env, prop(env, o, "prefix"));
+  if (r.kind == http1::Route::Path && r.prefix.empty()) return "http.prefix is required for path routing";
+  napi_value host = prop(env, o, "host");
+  r.hasHost = isType(env, host, napi_string);
+  if (r.hasHost) r.host = str(env, host);
+  r.sandboxId = str(env, prop(env, o, "sandboxId"));
+  r.sandboxPort = str(env, prop(env, o, "sandboxPort"));
+  r.remote = str(env, prop(env, o, "remote"));
+  r.targetHost = str(env, prop(env, o, "targetHost"));
+  r.targetPort = static_cast<int>(number(env, prop(env, o, "targetPort")));
+  H.rewriteLocation = r.kind == http1::Route::Path;
+  // Where JS left the connection: requests in flight (HEAD or not) and the request body under way.
+  napi_value inflight = prop(env, o, "inflight");
+  bool isArray = false;
+  if (inflight) napi_is_array(env, inflight, &isArray);
+  if (!isArray) return "http.inflight must be an array of booleans";
+  uint32_t n = 0;
+  napi_get_array_length(env, inflight, &n);
+  for (uint32_t i = 0; i < n; i++) {
+    napi_value e;
+    bool b = false;
+    napi_get_element(env, inflight, i, &e);
+    napi_get_value_bool(env, e, &b);
+    H.inflight.push_back(b);
+  }
+  std::string req = str(env, prop(env, o, "req"));
+  double left = number(env, prop(env, o, "reqLeft"));
+  if (req == "length" && left > 0) {
+    H.req = HttpConn::ReqLength;
+    H.reqLeft = static_cast<uint64_t>(left);
+  } else if (req == "chunked") {
+    H.req = HttpConn::ReqChunked;
+  } else if (req != "head") {
+    return "http.req must be 'head', 'length' (with reqLeft > 0) or 'chunked'";
+  }
+  // Bytes Node read from either side that JS did not forward: parsed before anything new.
+  const char* names[2] = {"clientBytes", "upstreamBytes"};
+  std::string* into[2] = {&H.reqIn, &H.resIn};
+  for (int i = 0; i < 2; i++) {
+    napi_value b = prop(env, o, names[i]);
+    bool isBuffer = false;
+    if (isType(env, b, napi_undefined)) continue;
+    if (napi_is_buffer(env, b, &isBuffer) != napi_ok || !isBuffer) return std::string("http.") + names[i] + " must be a Buffer";
+    void* data = nullptr;
+    size_t len = 0;
+    napi_get_buffer_info(env, b, &data, &len);
+    into[i]->assign(static_cast<const char*>(data), len);
+  }
+  return {};
+}
+
+// relayAdd(fdA, fdB, group, idleMs[, http]) -> id. Both fds are dup'ed: the caller closes its own.
+// With http (relay.ts RelayHttp), fdA is the client and fdB the upstream of an HTTP/1.1 connection.
 napi_value Add(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
-  napi_value a[4];
+  size_t argc = 5;
+  napi_value a[5];
   napi_get_cb_info(env, info, &argc, a, nullptr, nullptr);
   if (argc < 4) return throwErr(env, "relayAdd(fdA, fdB, group, idleMs) needs four arguments");
   Relay* r = relayOf(env);
@@ -434,6 +789,11 @@ napi_value Add(napi_env env, napi_callback_info info) {
   auto p = std::make_unique<Pair>();
   p->group = str(env, a[2]);
   p->idleMs = static_cast<int64_t>(idle);
+  if (argc >= 5 && isType(env, a[4], napi_object)) {
+    p->http = std::make_unique<HttpConn>();
+    std::string bad = httpOptions(env, a[4], *p->http);
+    if (!bad.empty()) return throwErr(env, "relayAdd: " + bad);
+  }
   auto fail = [&](const std::string& m) {
     for (int i = 0; i < 2; i++) {
       if (p->fd[i] >= 0) close(p->fd[i]);
@@ -451,7 +811,8 @@ napi_value Add(napi_env env, napi_callback_info info) {
     if (p->fd[i] < 0) return fail(std::string("relayAdd: dup failed: ") + strerror(errno));
     int fl = fcntl(p->fd[i], F_GETFL);
     fcntl(p->fd[i], F_SETFL, fl | O_NONBLOCK);
-    if (r->splice() && pipe2(p->dir[i].pipe, O_CLOEXEC | O_NONBLOCK) < 0)
+    // HTTP mode always copies (it reads what it forwards).
+    if (r->splice() && !p->http && pipe2(p->dir[i].pipe, O_CLOEXEC | O_NONBLOCK) < 0)
       return fail(std::string("relayAdd: pipe2 failed: ") + strerror(errno));
   }
   napi_value out;
@@ -478,6 +839,17 @@ napi_value CloseGroup(napi_env env, napi_callback_info info) {
   if (!r) return nullptr;
   if (argc < 1) return throwErr(env, "relayCloseGroup(group) needs the group key");
   r->closeGroup(str(env, a[0]));
+  return nullptr;
+}
+
+napi_value YieldGroup(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value a[1];
+  napi_get_cb_info(env, info, &argc, a, nullptr, nullptr);
+  Relay* r = relayOf(env);
+  if (!r) return nullptr;
+  if (argc < 1) return throwErr(env, "relayYieldGroup(group) needs the group key");
+  r->yieldGroup(str(env, a[0]));
   return nullptr;
 }
 
@@ -519,6 +891,7 @@ void registerRelay(napi_env env, napi_value exports) {
       {"relayAdd", nullptr, Add, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"relayClose", nullptr, CloseOne, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"relayCloseGroup", nullptr, CloseGroup, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"relayYieldGroup", nullptr, YieldGroup, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"relayStats", nullptr, Stats, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"relayRef", nullptr, Ref, nullptr, nullptr, nullptr, napi_default, nullptr},
   };

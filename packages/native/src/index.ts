@@ -15,11 +15,13 @@ export { type GuestRegionMapping, parseFirecrackerMappings, toFirecrackerMapping
 export {
   type RelayEndReason,
   RelayedPair,
+  type RelayHttp,
   type RelayOptions,
   type RelayResult,
   type RelayStats,
   relayAvailable,
   relayCloseGroup,
+  relayYieldGroup,
   relaySockets,
   relayStats,
 } from './relay.js';

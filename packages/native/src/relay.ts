@@ -9,8 +9,13 @@
 //
 // WRENN_RELAY_MODE=splice moves bytes with splice() through a pipe per direction; the default,
 // copy, uses recv/send with a scratch buffer (fewer syscalls for small messages).
+//
+// HTTP mode (opts.http): the relay thread also does a keep-alive HTTP/1.1 connection's per-request
+// work for one capsule port (cpp/http1.h): request heads checked against the route and rewritten,
+// responses framed, redirects kept under a path prefix. What it does not take on itself comes back
+// as reason 'handback' with the client socket and the bytes it had read, for JS to carry on.
 import { EventEmitter } from 'node:events';
-import type net from 'node:net';
+import net from 'node:net';
 import { native } from './binding.js';
 
 export type RelayEndReason =
@@ -25,7 +30,9 @@ export type RelayEndReason =
   /** A socket failed (reset, broken pipe): both were closed with a reset. */
   | 'error'
   /** A socket failed or closed while being handed over; both were destroyed. */
-  | 'handover-failed';
+  | 'handover-failed'
+  /** HTTP mode: the client connection is JS's again (RelayResult.client); the upstream is closed. */
+  | 'handback';
 
 export interface RelayResult {
   /** Bytes moved from the first socket's peer to the second's (the handover's included). */
@@ -34,6 +41,35 @@ export interface RelayResult {
   reason: RelayEndReason;
   /** errno of a failed socket (reason 'error'), else 0. */
   errno: number;
+  /** Reason 'handback': the client connection, readable and writable, and what was read from it but not forwarded. */
+  client?: net.Socket;
+  rest?: Buffer;
+}
+
+/** HTTP mode: which requests the relay carries itself, and where JS left the connection. */
+export interface RelayHttp {
+  /** How the connection's first request was routed (later ones must route the same way). */
+  kind: 'path' | 'host' | 'header';
+  /** Path routing: /proxy/<id>/<P>, taken off targets and kept on redirects. */
+  prefix?: string;
+  /** The first request's Host value (undefined: it had none). */
+  host?: string;
+  /** Header routing: E2b-Sandbox-Id and E2b-Sandbox-Port. */
+  sandboxId?: string;
+  sandboxPort?: string;
+  /** The client's address for X-Forwarded-For ('' adds none). */
+  remote: string;
+  /** The capsule server's address (absolute redirects to it keep the prefix). */
+  targetHost: string;
+  targetPort: number;
+  /** Requests sent upstream and not answered yet: true for a HEAD. */
+  inflight: boolean[];
+  /** The request body under way: none ('head'), reqLeft more bytes, or a chunked one from its start. */
+  req: 'head' | 'length' | 'chunked';
+  reqLeft?: number;
+  /** Bytes the caller read from the client / upstream and did not forward (they come first). */
+  clientBytes?: Buffer;
+  upstreamBytes?: Buffer;
 }
 
 export interface RelayStats {
@@ -50,18 +86,21 @@ export interface RelayOptions {
   group?: string;
   /** Closes the pair after this long without a byte either way; 0 (default): never. */
   idleMs?: number;
+  /** HTTP mode (a = client, b = upstream). Bytes Node already read from either side go to the relay's parser, not across. */
+  http?: RelayHttp;
 }
 
 interface RelayBinding {
-  relayStart(onDone: (id: number, aToB: number, bToA: number, reason: string, errno: number) => void, mode: 'copy' | 'splice'): void;
-  relayAdd(fdA: number, fdB: number, group: string, idleMs: number): number;
+  relayStart(onDone: Waiter, mode: 'copy' | 'splice'): void;
+  relayAdd(fdA: number, fdB: number, group: string, idleMs: number, http?: RelayHttp): number;
   relayClose(id: number): void;
   relayCloseGroup(group: string): void;
+  relayYieldGroup(group: string): void;
   relayStats(): RelayStats;
   relayRef(on: boolean): void;
 }
 
-type Waiter = (id: number, aToB: number, bToA: number, reason: string, errno: number) => void;
+type Waiter = (id: number, aToB: number, bToA: number, reason: string, errno: number, fd?: number, rest?: Buffer) => void;
 
 let started: { b: RelayBinding; waiting: Map<number, Waiter> } | undefined;
 let unavailable: string | undefined;
@@ -74,11 +113,12 @@ function relay(): { b: RelayBinding; waiting: Map<number, Waiter> } {
     if (typeof b.relayStart !== 'function') throw new Error('the built addon has no relay (rebuild it: node packages/native/build.mjs)');
     const mode = process.env.WRENN_RELAY_MODE === 'splice' ? 'splice' : 'copy';
     const waiting = new Map<number, Waiter>();
-    b.relayStart((id, ab, ba, reason, errno) => {
+    b.relayStart((id, ab, ba, reason, errno, fd, rest) => {
       const fn = waiting.get(id);
       waiting.delete(id);
       if (waiting.size === 0) b.relayRef(false);
-      fn?.(id, ab, ba, reason, errno);
+      if (fn) fn(id, ab, ba, reason, errno, fd, rest);
+      else if (fd !== undefined) new net.Socket({ fd }).destroy();
     }, mode);
     started = { b, waiting };
     return started;
@@ -105,6 +145,14 @@ export function relayStats(): RelayStats {
 /** Closes every relayed pair of a group (their 'close' events follow, reason 'group'). */
 export function relayCloseGroup(group: string): void {
   started?.b.relayCloseGroup(group);
+}
+
+/**
+ * Hands every HTTP-mode pair of a group back to JS at its next request (right away when nothing is
+ * in flight): their 'close' events follow with reason 'handback'. Other pairs are left as they are.
+ */
+export function relayYieldGroup(group: string): void {
+  started?.b.relayYieldGroup(group);
 }
 
 /** A socket pair on its way to, or inside, the relay. Emits 'close' once with a RelayResult. */
@@ -160,6 +208,8 @@ export function relaySockets(a: net.Socket, b: net.Socket, opts: RelayOptions = 
   if (!(idleMs >= 0) || !Number.isFinite(idleMs)) throw new Error(`relaySockets: idleMs must be a finite number >= 0, got ${idleMs}`);
   const pair = new RelayedPair();
   let handed = [0, 0];
+  // HTTP mode: what Node read and nobody consumed goes to the relay's parser.
+  const kept: [Buffer[], Buffer[]] = [opts.http?.clientBytes ? [opts.http.clientBytes] : [], opts.http?.upstreamBytes ? [opts.http.upstreamBytes] : []];
   const end = (r: RelayResult) => {
     if (pair.result) return;
     pair.result = r;
@@ -197,9 +247,14 @@ export function relaySockets(a: net.Socket, b: net.Socket, opts: RelayOptions = 
     if (pair.closeWanted || a.destroyed || b.destroyed) return fail();
     const fromA = takeBuffered(a);
     const fromB = takeBuffered(b);
-    if (fromA.length > 0) b.write(fromA);
-    if (fromB.length > 0) a.write(fromB);
-    handed = [(handed[0] ?? 0) + fromA.length, (handed[1] ?? 0) + fromB.length];
+    if (opts.http) {
+      if (fromA.length > 0) kept[0].push(fromA);
+      if (fromB.length > 0) kept[1].push(fromB);
+    } else {
+      if (fromA.length > 0) b.write(fromA);
+      if (fromB.length > 0) a.write(fromB);
+      handed = [(handed[0] ?? 0) + fromA.length, (handed[1] ?? 0) + fromB.length];
+    }
     if (a.writableLength > 0 || b.writableLength > 0) {
       // Writes complete in order: an empty write's callback means everything before it is out.
       let n = 2;
@@ -216,7 +271,9 @@ export function relaySockets(a: net.Socket, b: net.Socket, opts: RelayOptions = 
     let id: number;
     try {
       if (fa < 0 || fb < 0) throw new Error('socket has no fd');
-      id = binding.relayAdd(fa, fb, opts.group ?? '', idleMs);
+      id = opts.http
+        ? binding.relayAdd(fa, fb, opts.group ?? '', idleMs, { ...opts.http, clientBytes: Buffer.concat(kept[0]), upstreamBytes: Buffer.concat(kept[1]) })
+        : binding.relayAdd(fa, fb, opts.group ?? '', idleMs);
     } catch {
       return fail();
     }
@@ -225,7 +282,14 @@ export function relaySockets(a: net.Socket, b: net.Socket, opts: RelayOptions = 
     pair.removeListener('abort', fail);
     if (waiting.size === 0) binding.relayRef(true);
     const [ha = 0, hb = 0] = handed;
-    waiting.set(id, (_id, ab, ba, reason, errno) => end({ aToB: ab + ha, bToA: ba + hb, reason: reason as RelayEndReason, errno }));
+    waiting.set(id, (_id, ab, ba, reason, errno, fd, rest) => {
+      const r: RelayResult = { aToB: ab + ha, bToA: ba + hb, reason: reason as RelayEndReason, errno };
+      if (fd !== undefined) {
+        r.client = new net.Socket({ fd, readable: true, writable: true });
+        r.rest = rest ?? Buffer.alloc(0);
+      }
+      end(r);
+    });
     for (const s of [a, b]) {
       s.removeListener('close', fail);
       s.destroy();

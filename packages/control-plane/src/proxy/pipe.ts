@@ -8,17 +8,18 @@
 // back (HTTP/1.1 answers in order), then gets its own upstream connection; a request for the API
 // hands the connection to the API server. WebSocket upgrades become a plain two-way tunnel after 101.
 //
-// Where the upstream is fixed for the rest of the connection, the bytes need no JS at all and the
-// connection goes to the native relay (deps.relay, when the addon has it): every tunnel after its
-// 101, and a host-routed connection (P-<id>.<domain>: HTTP/1.1 clients keep one connection per
-// host) once its first request was routed, when the capsule is reached directly (no per-request
-// path prefix) and the port is not envd's (envd traffic stays on the per-request path).
-// Relayed connections keep what the first request had (route, capsule check, X-Forwarded-*); later
-// requests on them pass unread (no 408 between requests, no 409 while the capsule is paused: they
-// wait for it like tunnels do; the capsule's own server timeouts and the 620 s idle limit apply).
+// The native relay (deps.relay, when the addon has it) carries what needs no JS: every tunnel after
+// its 101 as plain bytes, and, once its first request was routed and dialed, a keep-alive
+// connection to a capsule port reached directly (no agent path prefix; not envd's port, whose
+// requests stay here) in its HTTP mode: the relay thread then routes, rewrites and frames each
+// later request and response itself (@wrenn/native relay.ts) as this file does, and hands the
+// connection back here (deps.relay's handback) for any request it does not take (another route, an
+// upgrade, unusual framing), when the upstream closes between requests, and when the capsule is
+// paused (relayYieldGroup), so the next request gets this path's answer (409, or a resume).
 import http from 'node:http';
 import net from 'node:net';
 import { rewriteLocation } from '@wrenn/host-agent/proxy/forward';
+import type { RelayHttp } from '@wrenn/native';
 import { ChunkedScanner, MAX_HEAD_BYTES, field, hasToken, headEnd, parseHead, requestBody, responseBody, type Head } from './http-scan.js';
 import { routeOf, type ProxyRoute } from './route.js';
 import type { Failure, ResolvedTarget } from './targets.js';
@@ -37,10 +38,11 @@ export interface PipeDeps {
   /** Gives the connection to the API server, with the bytes already read from it. */
   toApi(socket: net.Socket, buffered: Buffer): void;
   /**
-   * Hands the client and its upstream to the native relay (which closes them when done); absent
-   * when the relay is unavailable. idleMs 0: no idle timeout.
+   * Hands the client and its upstream to the native relay (which closes them when done, or hands
+   * the client back to a new PipedConnection); absent when the relay is unavailable. idleMs 0: no
+   * idle timeout. http: the relay's HTTP mode (else the bytes pass unread).
    */
-  relay?(capsuleId: string, client: net.Socket, upstream: net.Socket, idleMs: number): void;
+  relay?(capsuleId: string, client: net.Socket, upstream: net.Socket, idleMs: number, http?: RelayHttp): void;
   /** Dial attempts while a server is still starting (linear backoff). */
   attempts: number;
   backoffMs: number;
@@ -225,7 +227,7 @@ export class PipedConnection {
     const key = `${route.capsuleId} ${t.host} ${t.port}`;
     const go = () => {
       this.send(head, end, route, body, t);
-      if (this.pinnable(route, t)) return this.pin(IDLE_TIMEOUT_MS);
+      if (this.pinnable(route, t)) return this.pin(IDLE_TIMEOUT_MS, this.relayHttp(head, route, t));
       this.unblock();
     };
     if (this.upstream && this.upKey === key) {
@@ -271,19 +273,38 @@ export class PipedConnection {
     }
   }
 
-  /** Whether the rest of the connection can only go where this request went (see the top). */
+  /** Whether the relay can carry the rest of the connection in its HTTP mode (see the top). */
   private pinnable(route: ProxyRoute, t: ResolvedTarget): boolean {
-    return this.deps.relay !== undefined && route.kind === 'host' && t.pathPrefix === '' && route.port !== ENVD_PORT && this.req !== 'await-upgrade';
+    return this.deps.relay !== undefined && t.pathPrefix === '' && route.port !== ENVD_PORT && this.req !== 'await-upgrade';
+  }
+
+  /** The relay's HTTP mode for a connection whose last request was this head, just sent. */
+  private relayHttp(head: Head, route: ProxyRoute, t: ResolvedTarget): RelayHttp {
+    return {
+      kind: route.kind,
+      prefix: route.prefix,
+      host: field(head, 'host'),
+      sandboxId: field(head, 'e2b-sandbox-id'),
+      sandboxPort: field(head, 'e2b-sandbox-port'),
+      remote: this.remote,
+      targetHost: t.host,
+      targetPort: t.port,
+      inflight: this.inFlight.map((f) => f.method === 'HEAD'),
+      req: this.req === 'length' || this.req === 'chunked' ? this.req : 'head',
+      reqLeft: this.reqLeft,
+      clientBytes: this.pending,
+      upstreamBytes: this.upPending,
+    };
   }
 
   /** Gives the connection and its upstream to the relay, after the bytes JS still holds. */
-  private pin(idleMs: number): void {
+  private pin(idleMs: number, http?: RelayHttp): void {
     const up = this.upstream;
     if (!up || this.closed || !this.deps.relay) return;
     this.flushClient();
-    // Unframed from here on: whatever the client sent after the routed head follows it as is.
-    if (this.pending.length > 0) up.write(this.pending);
-    if (this.upPending.length > 0) this.client.write(this.upPending);
+    // Without HTTP mode, unframed from here on: what the client sent after the routed head follows it as is.
+    if (!http && this.pending.length > 0) up.write(this.pending);
+    if (!http && this.upPending.length > 0) this.client.write(this.upPending);
     this.pending = EMPTY;
     this.upPending = EMPTY;
     this.closed = true;
@@ -291,7 +312,7 @@ export class PipedConnection {
     this.untrack?.();
     this.untrack = undefined;
     this.onClose();
-    this.deps.relay(this.upCapsule, this.client, up, idleMs);
+    this.deps.relay(this.upCapsule, this.client, up, idleMs, http);
   }
 
   private block(): void {

@@ -4,19 +4,20 @@
 //
 // Once attached to the HTTP server it sees every connection first: a connection whose first request
 // is for a capsule is carried by the piped path (pipe.ts: raw bytes, request heads still routed one
-// by one); any other goes to the API server untouched. Piped connections whose upstream is fixed
-// from some point on (tunnels, host-routed ones) move to the native relay thread (@wrenn/native
-// relaySockets) unless WRENN_PROXY_RELAY=0 or the addon lacks it. Connections the API server already owns
+// by one); any other goes to the API server untouched. Piped connections move to the native relay
+// thread (@wrenn/native relaySockets) once their first request to a capsule port went out (HTTP
+// mode, handed back for what it does not take) or their upgrade succeeded (tunnels), unless
+// WRENN_PROXY_RELAY=0 or the addon lacks it. Connections the API server already owns
 // (and any before attach) still reach capsules through handle()/handleUpgrade() (forward.ts).
 import type http from 'node:http';
 import type net from 'node:net';
 import type { Duplex } from 'node:stream';
-import { relayAvailable, relayCloseGroup, relaySockets } from '@wrenn/native';
+import { relayAvailable, relayCloseGroup, relaySockets, relayYieldGroup, type RelayHttp, type RelayResult } from '@wrenn/native';
 import { createProxyAgent, forwardHttp, forwardUpgrade, type ProxyTarget } from '@wrenn/host-agent/proxy/forward';
 import type { ControlPlaneContext } from '../context.js';
 import { resolveRoute, type ProxyRoute } from './route.js';
 import { MAX_HEAD_BYTES, headEnd } from './http-scan.js';
-import { HEADERS_TIMEOUT_MS, PipedConnection, pipeRouteOf } from './pipe.js';
+import { HEADERS_TIMEOUT_MS, PipedConnection, pipeRouteOf, type PipeDeps } from './pipe.js';
 import { type ProxyTargetInfo, ProxyTargets } from './targets.js';
 
 export interface SandboxProxy {
@@ -87,17 +88,25 @@ export function createSandboxProxy(ctx: ControlPlaneContext): SandboxProxy {
       for (const l of apiListeners) l.call(server, socket);
       socket.resume();
     };
-    const deps = {
+    const deps: PipeDeps = {
       domain: ctx.config.domain,
       resolve: (route: ProxyRoute) => targets.peek(route.capsuleId, route.port) ?? targets.lookup(route.capsuleId, route.port),
       track: (id: string, socket: net.Socket) => track(id, socket),
       toApi,
       relay: useRelay()
-        ? (id: string, client: net.Socket, upstream: net.Socket, idleMs: number) => {
-            const pair = relaySockets(client, upstream, { group: groupPrefix + id, idleMs });
+        ? (id: string, client: net.Socket, upstream: net.Socket, idleMs: number, http?: RelayHttp) => {
+            const pair = relaySockets(client, upstream, { group: groupPrefix + id, idleMs, http });
             owned.add(pair);
             track(id, pair);
-            pair.once('close', () => owned.delete(pair));
+            pair.once('close', (r: RelayResult) => {
+              owned.delete(pair);
+              // The relay gave the connection back: this path carries on from its next request.
+              const back = r.client;
+              if (!back) return;
+              if (closed) return void back.destroy();
+              owned.add(back);
+              new PipedConnection(back, r.rest ?? Buffer.alloc(0), deps, () => owned.delete(back));
+            });
           }
         : undefined,
       attempts: 3,
@@ -193,6 +202,9 @@ export function createSandboxProxy(ctx: ControlPlaneContext): SandboxProxy {
     },
     evict(id) {
       targets.evict(id);
+      // Relayed keep-alive connections come back here at their next request, which then sees the
+      // capsule's new state (a 409 while paused, or a resume).
+      relayYieldGroup(groupPrefix + id);
       const conns = open.get(id);
       if (!conns) return;
       // Only when the capsule is gone for good: a pause also evicts, and its streams may resume.
