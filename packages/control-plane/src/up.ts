@@ -86,6 +86,7 @@ export async function startUp(o: UpOptions): Promise<RunningUp> {
   }
   await recordHeartbeat(db, agent.hostId, {});
   cp.ctx.localHostIds.add(agent.hostId);
+  cp.ctx.agents.setInProcess(agent.hostId, agent.service);
 
   const ready = async () => {
     if (o.warmMinimal !== false) {

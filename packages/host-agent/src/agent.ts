@@ -3,6 +3,7 @@
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type http from 'node:http';
+import type { ServiceImpl } from '@connectrpc/connect';
 import { connectNodeAdapter } from '@connectrpc/connect-node';
 import { HostAgentService } from '@wrenn/protocol/gen/hostagent/v1/hostagent_pb';
 import { listenDual, type DualListener } from '@wrenn/envd/net/dual-listener';
@@ -26,6 +27,8 @@ export interface RunningAgent {
   port: number;
   url: string;
   manager: SandboxManager;
+  /** The HostAgentService implementation it serves (a control plane in this process may call it directly). */
+  service: ServiceImpl<typeof HostAgentService>;
   /** Stops serving; capsules keep running (a restarted agent re-adopts them). */
   close(): Promise<void>;
   terminated: Promise<void>;
@@ -87,6 +90,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     port: listener.port,
     url: `http://${host}:${listener.port}`,
     manager,
+    service,
     terminated,
     async close() {
       proxy.close();
