@@ -374,7 +374,7 @@ class Relay {
         D.off = 0;
         D.out.clear();
       }
-      if (drained || D.eof || H.closing || (d == 0 && H.yielding)) return true;
+      if (drained || D.eof || H.closing || (d == 0 && holdRequests(H))) return true;
       ssize_t r = recv(src, scratch_.get(), kChunk, MSG_DONTWAIT);
       if (r == 0) {
         D.eof = true;
@@ -400,8 +400,9 @@ class Relay {
     std::string& in = H.reqIn;
     if (n > 0) in.append(data, n);
     size_t i = 0;
-    while (i < in.size() && !H.yielding) {
+    while (i < in.size()) {
       if (H.req == HttpConn::ReqHead) {
+        if (H.yielding) break;  // a body under way still goes out; the next head is JS's
         size_t e = http1::headEnd(in, i);
         if (e == std::string::npos) {
           if (in.size() - i > http1::kMaxHead) H.yielding = true;  // JS answers 431
@@ -505,6 +506,9 @@ class Relay {
     return true;
   }
 
+  // Yielding: the client is not read past the end of the request under way.
+  static bool holdRequests(const HttpConn& H) { return H.yielding && H.req == HttpConn::ReqHead; }
+
   void responseDone(HttpConn& H) {
     H.inflight.pop_front();
     H.res = HttpConn::ResHead;
@@ -533,7 +537,7 @@ class Relay {
     }
     if (rq.eof && answered) return finish(p.id, kDone, 0);
     if (H.yielding && answered && H.req == HttpConn::ReqHead && rq.len == 0) return finish(p.id, kHandback, 0);
-    watch(p, {!rq.eof && rq.len == 0 && !H.yielding && !H.closing, !rs.eof && rs.len == 0 && !H.closing});
+    watch(p, {!rq.eof && rq.len == 0 && !holdRequests(H) && !H.closing, !rs.eof && rs.len == 0 && !H.closing});
   }
 
   // Ends the client's side after what was sent to it, and the pair with it.

@@ -7,7 +7,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { readdirSync } from 'node:fs';
 import net from 'node:net';
-import { relayAvailable, relayCloseGroup, relaySockets, relayStats, type RelayedPair, type RelayResult } from '../src/index.js';
+import { relayAvailable, relayCloseGroup, relaySockets, relayStats, relayYieldGroup, type RelayedPair, type RelayResult } from '../src/index.js';
 
 const fdCount = () => readdirSync('/proc/self/fd').length;
 
@@ -239,4 +239,98 @@ test('a handover stuck behind a peer that never reads ends after idleMs (reason 
   const r = await done(pair);
   assert.equal(r.reason, 'idle');
   assert.ok(e.front.destroyed && e.back.destroyed);
+});
+
+/** Collects what a socket receives until `want` is in it. */
+function receive(s: net.Socket): { until(want: string): Promise<string>; text(): string } {
+  let got = '';
+  const waiters: Array<() => void> = [];
+  s.on('data', (c: Buffer) => {
+    got += c.toString('latin1');
+    for (const w of waiters.splice(0)) w();
+  });
+  return {
+    async until(want) {
+      while (!got.includes(want)) await new Promise<void>((r) => waiters.push(r));
+      return got;
+    },
+    text: () => got,
+  };
+}
+
+const HTTP = { kind: 'path' as const, prefix: '/proxy/cl-x/80', host: 'h', remote: '10.1.2.3', targetHost: '10.0.0.2', targetPort: 80, inflight: [], req: 'head' as const };
+
+test('HTTP mode: a head for another route comes back to JS with the bytes after it; the connection still works', async (t) => {
+  const e = await ends(t);
+  const atServer = receive(e.server);
+  const atClient = receive(e.client);
+  const pair = relaySockets(e.front, e.back, { group: 'h1', http: HTTP });
+  e.client.write('GET /proxy/cl-x/80/a?b=1 HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 1.1.1.1\r\n\r\n');
+  assert.equal(
+    await atServer.until('\r\n\r\n'),
+    'GET /a?b=1 HTTP/1.1\r\nHost: h\r\nx-forwarded-for: 1.1.1.1, 10.1.2.3\r\nx-forwarded-host: h\r\n\r\n',
+  );
+  e.server.write('HTTP/1.1 302 Found\r\nLocation: http://10.0.0.2/x\r\nContent-Length: 0\r\n\r\n');
+  assert.match(await atClient.until('\r\n\r\n'), /\r\nlocation: \/proxy\/cl-x\/80\/x\r\n/);
+  // Another capsule's prefix, then more bytes in the same write.
+  e.client.write('GET /proxy/cl-y/80/ HTTP/1.1\r\nHost: h\r\n\r\nGET /next');
+  const r = await done(pair);
+  assert.equal(r.reason, 'handback');
+  assert.ok(r.client, 'the client connection comes back');
+  assert.equal(r.rest?.toString(), 'GET /proxy/cl-y/80/ HTTP/1.1\r\nHost: h\r\n\r\nGET /next');
+  const back = r.client;
+  t.after(() => back.destroy());
+  back.write('answer from JS');
+  await atClient.until('answer from JS');
+  const atBack = receive(back);
+  e.client.write('more');
+  await atBack.until('more');
+});
+
+test('HTTP mode: yielding waits for the request body under way and its response, then hands back', async (t) => {
+  const e = await ends(t);
+  const atServer = receive(e.server);
+  const atClient = receive(e.client);
+  const pair = relaySockets(e.front, e.back, { group: 'h2', http: HTTP });
+  let result: RelayResult | undefined;
+  pair.once('close', (r: RelayResult) => (result = r));
+  e.client.write('POST /proxy/cl-x/80/up HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n12345\r\n');
+  await atServer.until('12345\r\n');
+  relayYieldGroup('h2');
+  await new Promise((r) => setTimeout(r, 50));
+  assert.equal(result, undefined, 'not handed back in the middle of a request');
+  e.client.write('3\r\nabc\r\n0\r\n\r\n');
+  await atServer.until('0\r\n\r\n');
+  assert.ok(atServer.text().startsWith('POST /up HTTP/1.1\r\n'));
+  assert.equal(result, undefined, 'not handed back before the response');
+  e.server.write('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n');
+  await atClient.until('0\r\n\r\n');
+  const r = await done(pair);
+  assert.equal(r.reason, 'handback');
+  assert.equal(r.rest?.length, 0);
+  r.client?.destroy();
+});
+
+test('HTTP mode: framing errors reset both sides; a response that says close ends the client after it', async (t) => {
+  const e = await ends(t);
+  const pair = relaySockets(e.front, e.back, { group: 'h3', http: { ...HTTP, kind: 'host', prefix: undefined } });
+  const atServer = receive(e.server);
+  const atClient = receive(e.client);
+  e.client.write('HEAD /h HTTP/1.1\r\nHost: h\r\n\r\nGET /g HTTP/1.1\r\nHost: h\r\n\r\n');
+  await atServer.until('GET /g');
+  // HEAD: no body despite its length; then a close-delimited answer ends the connection.
+  e.server.write('HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\nHTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 4\r\n\r\nlastEXTRA');
+  const clientEnd = once(e.client, 'end');
+  await atClient.until('last');
+  await clientEnd;
+  assert.ok(!atClient.text().includes('EXTRA'), 'nothing after the closing response');
+  assert.equal((await done(pair)).reason, 'done');
+
+  const f = await ends(t);
+  const bad = relaySockets(f.front, f.back, { group: 'h4', http: HTTP });
+  f.client.on('error', () => undefined);
+  f.server.on('error', () => undefined);
+  f.client.write('POST /proxy/cl-x/80/ HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n');
+  const r = await done(bad);
+  assert.equal(r.reason, 'error');
 });
