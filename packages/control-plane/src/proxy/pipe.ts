@@ -10,12 +10,12 @@
 //
 // The native relay (deps.relay, when the addon has it) carries what needs no JS: every tunnel after
 // its 101 as plain bytes, and, once its first request was routed and dialed, a keep-alive
-// connection to a capsule port reached directly (no agent path prefix; not envd's port, whose
-// requests stay here) in its HTTP mode: the relay thread then routes, rewrites and frames each
-// later request and response itself (@wrenn/native relay.ts) as this file does, and hands the
-// connection back here (deps.relay's handback) for any request it does not take (another route, an
-// upgrade, unusual framing), when the upstream closes between requests, and when the capsule is
-// paused (relayYieldGroup), so the next request gets this path's answer (409, or a resume).
+// connection to a capsule port reached directly (no agent path prefix) in its HTTP mode: the relay
+// thread then routes, rewrites and frames each later request and response itself (@wrenn/native
+// relay.ts) as this file does, and hands the connection back here (deps.relay's handback) for any
+// request it does not take (another route, an upgrade, unusual framing), when the upstream closes
+// between requests, and when the capsule is paused (relayYieldGroup), so the next request gets
+// this path's answer (409, or a resume).
 import http from 'node:http';
 import net from 'node:net';
 import { rewriteLocation } from '@wrenn/host-agent/proxy/forward';
@@ -26,8 +26,6 @@ import type { Failure, ResolvedTarget } from './targets.js';
 
 export const HEADERS_TIMEOUT_MS = 10_000;
 export const IDLE_TIMEOUT_MS = 620_000;
-/** envd's port: its requests stay on the per-request path. */
-export const ENVD_PORT = 49983;
 
 export interface PipeDeps {
   domain: string;
@@ -275,7 +273,7 @@ export class PipedConnection {
 
   /** Whether the relay can carry the rest of the connection in its HTTP mode (see the top). */
   private pinnable(route: ProxyRoute, t: ResolvedTarget): boolean {
-    return this.deps.relay !== undefined && t.pathPrefix === '' && route.port !== ENVD_PORT && this.req !== 'await-upgrade';
+    return this.deps.relay !== undefined && t.pathPrefix === '' && this.req !== 'await-upgrade';
   }
 
   /** The relay's HTTP mode for a connection whose last request was this head, just sent. */
