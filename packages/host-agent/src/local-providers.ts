@@ -163,6 +163,8 @@ export async function createLocalLayers(dataDir: string, opts: LocalLayerOptions
         networkManager.setWarmPool(0),
         ...[...runtimes.values()].map((r) => r.close?.()),
       ]);
+      // Nothing left to keep: no firewall chain outlives the agent either.
+      await networkManager.uninstallIfUnused();
     },
   };
 }

@@ -299,6 +299,20 @@ export class NetworkManager {
     this.refillWarm();
   }
 
+  /**
+   * Removes the firewall chains when no capsule network is left (an agent stopping with nothing to
+   * keep leaves no rule behind); false when networks remain and the chains stay for them.
+   */
+  async uninstallIfUnused(): Promise<boolean> {
+    if (!this.initPromise) return false;
+    await this.init();
+    await this.warmFill;
+    if (this.store.list().length > 0) return false;
+    await this.firewall.uninstall();
+    this.initPromise = undefined;
+    return true;
+  }
+
   /** Resolves when no background refill is running. */
   async warmSettled(): Promise<void> {
     while (this.warmFill) await this.warmFill;

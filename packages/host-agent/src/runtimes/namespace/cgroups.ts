@@ -195,6 +195,17 @@ function checkV1(root: string): void {
   }
 }
 
+/** Removes the parent under every controller where it is empty (one still holding capsules stays). */
+export function removeCgroupParentIfEmpty(root = '/sys/fs/cgroup', parent = DEFAULT_CGROUP_PARENT): void {
+  for (const c of CONTROLLERS) {
+    try {
+      rmdirSync(join(root, c, parent));
+    } catch {
+      // not made under this controller, already gone, or capsules still in it
+    }
+  }
+}
+
 /** Capsule ids that have a group under any controller's wrenn/ parent. */
 export function listCapsuleCgroupIds(root = '/sys/fs/cgroup', parent = DEFAULT_CGROUP_PARENT): string[] {
   const ids = new Set<string>();

@@ -19,7 +19,7 @@ import { validateTemplateName } from '../../rootfs/manifest.js';
 import { mountsUnder, removeTree, unmountUnder } from '../../rootfs/remove-tree.js';
 import type { TemplateStore } from '../../rootfs/template-store.js';
 import type { CapsuleRuntime, CapsuleSpec, CapsuleStats, PauseResult, RuntimeHandle } from '../runtime.js';
-import { CapsuleCgroups, CONTROLLERS, listCapsuleCgroupIds } from './cgroups.js';
+import { CapsuleCgroups, CONTROLLERS, listCapsuleCgroupIds, removeCgroupParentIfEmpty } from './cgroups.js';
 import {
   defaultAppDir,
   ENVD_NODE_FLAGS,
@@ -178,6 +178,8 @@ export class NamespaceRuntime implements CapsuleRuntime {
   /** Stops background work (blank-disk refills) and waits for it; capsules keep running. */
   async close(): Promise<void> {
     await this.disks?.close();
+    // With no capsule left, the cgroup parent goes too (rmdir keeps it while capsules are in it).
+    removeCgroupParentIfEmpty(this.opts.cgroupRoot, this.opts.cgroupParent);
   }
 
   /** Resolves node, its libraries and the helper once, so the first create() is not slower. */
