@@ -2,11 +2,11 @@
 // running real namespace capsules, on loopback, with its own network slot so it runs beside other
 // suites. close() destroys the capsules and removes namespaces, veths, iptables chains and the
 // data dir. (The control plane's own suites use test/e2b-live.ts, which also runs PostgreSQL.)
-import { mkdtempSync, rmdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { NetworkOptions } from '@wrenn/host-agent/network/index';
-import { CONTROLLERS } from '@wrenn/host-agent/runtimes/namespace/index';
+import { removeCgroupParentIfEmpty } from '@wrenn/host-agent/runtimes/namespace/index';
 import { type RunningUp, startUp } from '../up.js';
 
 export interface Live {
@@ -46,13 +46,7 @@ export const agentCgroupParent = (slot: number) => `wrenn-test-${slot}`;
 
 /** Removes the (empty) cgroup parent of a slot once its agent's capsules are gone. */
 export function removeCgroupParent(slot: number): void {
-  for (const c of CONTROLLERS) {
-    try {
-      rmdirSync(join('/sys/fs/cgroup', c, agentCgroupParent(slot)));
-    } catch {
-      // not created under this controller, or already gone
-    }
-  }
+  removeCgroupParentIfEmpty(undefined, agentCgroupParent(slot));
 }
 
 export async function startLive(slot: number, label: string): Promise<Live> {

@@ -1,6 +1,6 @@
 // The namespace capsule runtime (Linux namespaces + cgroup v1 + overlayfs; no VM).
 
-export { CapsuleCgroups, CONTROLLERS, DEFAULT_CGROUP_PARENT, listCapsuleCgroupIds } from './cgroups.js';
+export { CapsuleCgroups, CONTROLLERS, DEFAULT_CGROUP_PARENT, listCapsuleCgroupIds, removeCgroupParentIfEmpty } from './cgroups.js';
 export type { ExecOptions, ExecResult } from './exec.js';
 export { execInCapsule } from './exec.js';
 export type { CreateTimings, NamespaceRuntimeOptions, NamespaceState } from './namespace-runtime.js';
