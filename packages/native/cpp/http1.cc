@@ -294,6 +294,13 @@ std::string rewriteLocation(const std::string& v, const Route& r) {
   return r.prefix + (rest.empty() || rest[0] != '/' ? "/" + rest : rest);
 }
 
+long Body::take(const char* p, size_t n) {
+  if (chunked_) return chunks_.scan(p, n);
+  uint64_t k = left_ < n ? left_ : n;
+  left_ -= k;
+  return static_cast<long>(k);
+}
+
 long ChunkScanner::scan(const char* p, size_t n) {
   size_t i = 0;
   while (i < n && state_ != Done) {

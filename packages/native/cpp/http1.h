@@ -77,5 +77,28 @@ class ChunkScanner {
   int digits_ = 0;
 };
 
+/** Follows one message body of known framing (a length, or chunked) across any split of the bytes. */
+class Body {
+ public:
+  static Body ofLength(uint64_t n) {
+    Body b;
+    b.left_ = n;
+    return b;
+  }
+  static Body ofChunks() {
+    Body b;
+    b.chunked_ = true;
+    return b;
+  }
+  /** How many bytes of p[0, n) belong to the body (stops right after its end); -1 when malformed. */
+  long take(const char* p, size_t n);
+  bool done() const { return chunked_ ? chunks_.done() : left_ == 0; }
+
+ private:
+  bool chunked_ = false;
+  uint64_t left_ = 0;
+  ChunkScanner chunks_;
+};
+
 }  // namespace http1
 }  // namespace wrenn

@@ -78,13 +78,11 @@ struct Dir {
 struct HttpConn {
   http1::Route route;
   bool rewriteLocation = false;
-  enum ReqState { ReqHead, ReqLength, ReqChunked } req = ReqHead;
-  uint64_t reqLeft = 0;
-  http1::ChunkScanner reqChunks;
+  enum ReqState { ReqHead, ReqBody } req = ReqHead;
+  http1::Body reqBody;
   std::string reqIn;  // client bytes not yet forwarded (a partial head, or what JS gets back)
-  enum ResState { ResHead, ResLength, ResChunked, ResClose } res = ResHead;
-  uint64_t resLeft = 0;
-  http1::ChunkScanner resChunks;
+  enum ResState { ResHead, ResBody, ResClose } res = ResHead;
+  http1::Body resBody;
   std::string resIn;
   std::deque<bool> inflight;  // requests sent and not yet answered: whether each was a HEAD
   bool yielding = false;      // the next request is for JS: hand back once idle
@@ -416,25 +414,16 @@ class Relay {
         D.out += r.head;
         H.inflight.push_back(r.isHead);
         i = e;
-        if (r.body == http1::RequestOut::Length) {
-          H.req = HttpConn::ReqLength;
-          H.reqLeft = r.length;
-        } else if (r.body == http1::RequestOut::Chunked) {
-          H.req = HttpConn::ReqChunked;
-          H.reqChunks = http1::ChunkScanner();
+        if (r.body != http1::RequestOut::None) {
+          H.req = HttpConn::ReqBody;
+          H.reqBody = r.body == http1::RequestOut::Length ? http1::Body::ofLength(r.length) : http1::Body::ofChunks();
         }
-      } else if (H.req == HttpConn::ReqLength) {
-        size_t k = std::min<uint64_t>(H.reqLeft, in.size() - i);
-        D.out.append(in, i, k);
-        i += k;
-        H.reqLeft -= k;
-        if (H.reqLeft == 0) H.req = HttpConn::ReqHead;
       } else {
-        long k = H.reqChunks.scan(in.data() + i, in.size() - i);
+        long k = H.reqBody.take(in.data() + i, in.size() - i);
         if (k < 0) return false;
         D.out.append(in, i, k);
         i += k;
-        if (H.reqChunks.done()) H.req = HttpConn::ReqHead;
+        if (H.reqBody.done()) H.req = HttpConn::ReqHead;
       }
     }
     in.erase(0, i);
@@ -471,27 +460,18 @@ class Relay {
         H.closeAfter = r.close;
         if (r.body == http1::ResponseOut::None) {
           responseDone(H);
-        } else if (r.body == http1::ResponseOut::Length) {
-          H.res = HttpConn::ResLength;
-          H.resLeft = r.length;
-        } else if (r.body == http1::ResponseOut::Chunked) {
-          H.res = HttpConn::ResChunked;
-          H.resChunks = http1::ChunkScanner();
-        } else {
+        } else if (r.body == http1::ResponseOut::Close) {
           H.res = HttpConn::ResClose;
+        } else {
+          H.res = HttpConn::ResBody;
+          H.resBody = r.body == http1::ResponseOut::Length ? http1::Body::ofLength(r.length) : http1::Body::ofChunks();
         }
-      } else if (H.res == HttpConn::ResLength) {
-        size_t k = std::min<uint64_t>(H.resLeft, in.size() - i);
-        D.out.append(in, i, k);
-        i += k;
-        H.resLeft -= k;
-        if (H.resLeft == 0) responseDone(H);
-      } else if (H.res == HttpConn::ResChunked) {
-        long k = H.resChunks.scan(in.data() + i, in.size() - i);
+      } else if (H.res == HttpConn::ResBody) {
+        long k = H.resBody.take(in.data() + i, in.size() - i);
         if (k < 0) return false;
         D.out.append(in, i, k);
         i += k;
-        if (H.resChunks.done()) responseDone(H);
+        if (H.resBody.done()) responseDone(H);
       } else {
         D.out.append(in, i, std::string::npos);
         i = in.size();
@@ -755,10 +735,11 @@ std::string httpOptions(napi_env env, napi_value o, HttpConn& H) {
   std::string req = str(env, prop(env, o, "req"));
   double left = number(env, prop(env, o, "reqLeft"));
   if (req == "length" && left > 0) {
-    H.req = HttpConn::ReqLength;
-    H.reqLeft = static_cast<uint64_t>(left);
+    H.req = HttpConn::ReqBody;
+    H.reqBody = http1::Body::ofLength(static_cast<uint64_t>(left));
   } else if (req == "chunked") {
-    H.req = HttpConn::ReqChunked;
+    H.req = HttpConn::ReqBody;
+    H.reqBody = http1::Body::ofChunks();
   } else if (req != "head") {
     return "http.req must be 'head', 'length' (with reqLeft > 0) or 'chunked'";
   }
