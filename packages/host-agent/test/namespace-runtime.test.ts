@@ -135,8 +135,12 @@ test('isolation: own pids, hostname, user namespace mapping, no host capabilitie
     `ps inside should see only init, the main process and itself, saw ${count}:\n${(await sh(h, 'ps')).stdout}`,
   );
   assert.equal((await sh(h, 'hostname')).stdout.trim(), id);
-  assert.match((await sh(h, 'cat /proc/self/uid_map')).stdout, /^\s*0\s+100000\s+65536\s*$/);
-  // A file root creates inside is owned by the unprivileged host uid 100000.
+  // Root inside is the first id of the capsule's own host range, never the storage range 100000..
+  const base = (h.state.idRange as { base: number }).base;
+  assert.ok(base >= 165536, `capsule root is host uid ${base}`);
+  assert.match((await sh(h, 'cat /proc/self/uid_map')).stdout, new RegExp(`^\\s*0\\s+${base}\\s+65536\\s*$`));
+  // A file root creates inside is stored as the canonical uid 100000 (the upper layer is seen
+  // through an idmapped mount), so snapshots of it are shared like template layers.
   assert.equal((await sh(h, 'echo hi > /root/made-inside && id -u')).stdout.trim(), '0');
   const st = statSync(join(upperOf(h), 'root/made-inside'));
   assert.equal(st.uid, 100000);

@@ -1,20 +1,23 @@
-// The one host uid/gid range that root and every other id inside a namespace capsule map to.
-//
-// Trade-off (documented on purpose): every capsule uses the same range, so template layers can be
-// shared read-only by all capsules with their ownership shifted once, at build time (uid u inside
-// is stored as HOST_ID_BASE + u on disk). The cost: a process that escaped one capsule's
-// namespaces would have the same host uid as the files of other capsules. It is never host root
-// and owns nothing else on the host. Per-capsule ranges would need idmapped mounts of the layers
-// (mount_setattr MOUNT_ATTR_IDMAP) instead of shifted copies: a later improvement.
+// The canonical id range template layers are stored in: uid/gid u inside a capsule is stored on
+// disk as HOST_ID_BASE + u, shifted once at build time, so every capsule shares one copy of each
+// layer. A namespace capsule does not run as these ids: it has a host range of its own
+// (runtimes/namespace/id-ranges.ts) and sees the stored layers, and its own writable layer,
+// through idmapped mounts that show HOST_ID_BASE + u as <its base> + u (see nsinit.c). What it
+// writes is therefore stored canonically too, and snapshots need no shifting.
 
-/** Host uid/gid that uid/gid 0 inside a capsule maps to. */
+/** Host uid/gid that uid/gid 0 inside a capsule is stored as on disk. */
 export const HOST_ID_BASE = 100_000;
 /** How many ids are mapped (0..65535 inside). */
 export const ID_RANGE = 65_536;
 
-/** Contents for /proc/<pid>/uid_map and gid_map. */
-export function idMapLine(): string {
-  return `0 ${HOST_ID_BASE} ${ID_RANGE}`;
+/** Contents for /proc/<pid>/uid_map and gid_map: ids 0.. inside are host ids base.. */
+export function idMapLine(base: number = HOST_ID_BASE): string {
+  return `0 ${base} ${ID_RANGE}`;
+}
+
+/** The idmapped-mount map that shows ids stored canonically as the capsule's own ids from base. */
+export function layerIdMapLine(base: number): string {
+  return `${HOST_ID_BASE} ${base} ${ID_RANGE}`;
 }
 
 /** The host id that id `inside` of a capsule is stored as. */

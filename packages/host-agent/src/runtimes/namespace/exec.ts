@@ -4,6 +4,7 @@
 import { spawn } from 'node:child_process';
 import type { RuntimeHandle } from '../runtime.js';
 import { CapsuleCgroups } from './cgroups.js';
+import { CAPSULE_NOFILE } from './file-table.js';
 import type { NamespaceState } from './namespace-runtime.js';
 import { nsinitPath } from './nsinit-binary.js';
 
@@ -44,6 +45,8 @@ export async function execInCapsule(
     String(opts.gid ?? opts.uid ?? 0),
     '--cwd',
     opts.cwd ?? '/',
+    '--nofile',
+    CAPSULE_NOFILE,
     '--',
     ...argv,
   ];

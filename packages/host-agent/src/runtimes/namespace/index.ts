@@ -4,6 +4,9 @@ export { CapsuleCgroups, CONTROLLERS, DEFAULT_CGROUP_PARENT, listCapsuleCgroupId
 export type { ExecOptions, ExecResult } from './exec.js';
 export { execInCapsule } from './exec.js';
 export type { CreateTimings, NamespaceRuntimeOptions, NamespaceState } from './namespace-runtime.js';
-export { ENVD_PORT, NamespaceRuntime, readStartTime } from './namespace-runtime.js';
+export { capsuleRootId, ENVD_PORT, NamespaceRuntime, readStartTime } from './namespace-runtime.js';
+export { CAPSULE_NOFILE, raiseFileMax } from './file-table.js';
+export type { IdRange, IdRangeConfig } from './id-ranges.js';
+export { DEFAULT_CAPSULE_ID_BASE, DEFAULT_CAPSULE_ID_RANGES, idRangeConfig, IdRangeStore } from './id-ranges.js';
 export { defaultAppDir, GUEST_APP, GUEST_RUNTIME, resolveNodeRuntime } from './node-runtime.js';
 export { buildNsinit, NSINIT_BINARY, NSINIT_SOURCE, nsinitPath } from './nsinit-binary.js';

@@ -1,7 +1,7 @@
 // The namespace runtime: a capsule is a process tree in its own mount, pid, uts, ipc, net and
-// user namespaces (root inside = host uid 100000), limited by cgroup v1, on an overlayfs root
-// (template layers read-only + a writable layer on the capsule's own disk, quota-disk.ts), with envd
-// as its main process.
+// user namespaces (root inside = the first id of the capsule's own host id range, id-ranges.ts),
+// limited by cgroup v1, on an overlayfs root (template layers read-only + a writable layer on the
+// capsule's own disk, quota-disk.ts, both seen through idmapped mounts), with envd as its main process.
 //
 // All mounts live only in the capsule's private mount namespace: when its last process exits the
 // kernel drops them, so the host never holds a capsule mount that could leak.
@@ -14,7 +14,7 @@ import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { native, spawnNative } from '@wrenn/native';
 import { diskUsageBytes } from '../../rootfs/disk-usage.js';
-import { HOST_ID_BASE, idMapLine } from '../../rootfs/id-map.js';
+import { HOST_ID_BASE, idMapLine, layerIdMapLine } from '../../rootfs/id-map.js';
 import { validateTemplateName } from '../../rootfs/manifest.js';
 import { mountsUnder, removeTree, unmountUnder } from '../../rootfs/remove-tree.js';
 import type { TemplateStore } from '../../rootfs/template-store.js';
@@ -28,6 +28,8 @@ import {
   type NodeRuntimeLayout,
   resolveNodeRuntime,
 } from './node-runtime.js';
+import { CAPSULE_NOFILE, raiseFileMax } from './file-table.js';
+import { type IdRange, type IdRangeConfig, idRangeConfig, IdRangeStore, subordinateIdConflicts } from './id-ranges.js';
 import { nsinitPath } from './nsinit-binary.js';
 import { QuotaDisks } from './quota-disk.js';
 
@@ -77,6 +79,8 @@ export interface NamespaceRuntimeOptions {
    * data dir's file system without a limit.
    */
   diskMb?: number;
+  /** The host id block capsule ranges come from (default WRENN_CAPSULE_ID_BASE / _RANGES, see id-ranges.ts). */
+  idRanges?: Partial<IdRangeConfig>;
 }
 
 /** Runtime-specific part of the handle (JSON-serialisable, persisted by the manager). */
@@ -99,6 +103,16 @@ export interface NamespaceState {
   ownDisk?: boolean;
   /** Set by setHostname (a pooled capsule handed to its user); default: the capsule id. */
   hostname?: string;
+  /**
+   * The capsule's own host uid/gid range (root inside = idRange.base). Absent on capsules made
+   * before per-capsule ranges: those run as HOST_ID_BASE without idmapped layers.
+   */
+  idRange?: IdRange;
+}
+
+/** Host uid (and gid) of root inside the capsule. */
+export function capsuleRootId(s: Pick<NamespaceState, 'idRange'>): number {
+  return s.idRange?.base ?? HOST_ID_BASE;
 }
 
 /** How long each step of the last create() took, in milliseconds (for benchmarks and logs). */
@@ -155,6 +169,9 @@ export class NamespaceRuntime implements CapsuleRuntime {
   private layout: Promise<NodeRuntimeLayout> | undefined;
   /** Each capsule's own disk (quota-disk.ts); undefined when diskMb is 0. */
   private readonly disks: QuotaDisks | undefined;
+  /** Each capsule's own host uid/gid range. */
+  readonly idRanges: IdRangeStore;
+  private fileMaxRaised: Promise<bigint> | undefined;
 
   constructor(opts: NamespaceRuntimeOptions) {
     if (!opts?.dataDir) throw new Error('NamespaceRuntime needs dataDir (e.g. /var/lib/wrenn)');
@@ -173,6 +190,11 @@ export class NamespaceRuntime implements CapsuleRuntime {
       diskMb > 0
         ? new QuotaDisks({ poolDir: join(this.dataDir, 'disk-pool'), sizeMb: diskMb, rootUid: HOST_ID_BASE })
         : undefined;
+    const ids = idRangeConfig(opts.idRanges);
+    const conflicts = subordinateIdConflicts(ids);
+    if (conflicts.length)
+      throw new Error(`capsule id ranges clash with subordinate ids (set WRENN_CAPSULE_ID_BASE elsewhere):\n${conflicts.join('\n')}`);
+    this.idRanges = new IdRangeStore(this.dataDir, ids);
   }
 
   /** Stops background work (blank-disk refills) and waits for it; capsules keep running. */
@@ -184,7 +206,13 @@ export class NamespaceRuntime implements CapsuleRuntime {
 
   /** Resolves node, its libraries and the helper once, so the first create() is not slower. */
   async prepare(): Promise<void> {
-    await Promise.all([this.nodeLayout(), nsinitPath(), this.disks?.fill()]);
+    await Promise.all([this.nodeLayout(), nsinitPath(), this.disks?.fill(), this.unboundFileTable()]);
+  }
+
+  /** Once per runtime: fs.file-max out of a capsule's reach (why: file-table.ts). */
+  private unboundFileTable(): Promise<bigint> {
+    this.fileMaxRaised ??= raiseFileMax();
+    return this.fileMaxRaised;
   }
 
   /** Overlay upper and work dirs of a capsule. */
@@ -243,17 +271,19 @@ export class NamespaceRuntime implements CapsuleRuntime {
       ownDisk: this.disks !== undefined,
     };
     try {
+      const [range] = await Promise.all([this.idRanges.allocate(spec.id), this.unboundFileTable()]);
+      state.idRange = range;
       await mkdir(join(sandboxDir, 'rootfs'));
       // /etc files are written while mount(8) attaches the disk in its own process.
       const etc = this.writeEtcFiles(state);
       etc.catch(() => undefined);
       if (this.disks) await this.disks.attach(sandboxDir);
       else {
-        const upper = join(sandboxDir, 'upper');
-        await mkdir(upper);
-        await mkdir(join(sandboxDir, 'work'));
-        // The upper dir's root is the merged "/": it must belong to root inside the capsule.
-        await chown(upper, HOST_ID_BASE, HOST_ID_BASE);
+        const { upper, work } = this.layerDirs(state);
+        await Promise.all([mkdir(upper), mkdir(work)]);
+        // The upper dir's root is the merged "/": it must belong to root inside the capsule. Both
+        // are seen through an idmapped mount that hides ids outside the capsule's range.
+        await Promise.all([upper, work].map((d) => chown(d, HOST_ID_BASE, HOST_ID_BASE)));
         await chmod(upper, 0o755);
       }
       await this.boot(state, t0, tTemplate, await etc);
@@ -290,6 +320,7 @@ export class NamespaceRuntime implements CapsuleRuntime {
       ? this.opts.mainCommand(layout.nodeArgv)
       : [...layout.nodeArgv, ...ENVD_NODE_FLAGS, envdScript(), '--port', String(ENVD_PORT)];
     const etcBinds = etcWritten ?? (await this.writeEtcFiles(state));
+    const rootId = capsuleRootId(state);
     // Without a prepared namespace the capsule gets a fresh one with loopback only.
     const netns = spec.network?.netnsPath;
     // [option, value] pairs for wrenn-nsinit start (see nsinit.c).
@@ -301,10 +332,13 @@ export class NamespaceRuntime implements CapsuleRuntime {
       ['--work', this.layerDirs(state).work],
       ['--rootfs', join(sandboxDir, 'rootfs')],
       ['--hostname', state.hostname ?? spec.id],
-      ['--uid-map', idMapLine()],
-      ['--gid-map', idMapLine()],
-      ['--root-uid', String(HOST_ID_BASE)],
-      ['--pts-gid', String(HOST_ID_BASE + 5)], // group tty inside
+      ['--uid-map', idMapLine(rootId)],
+      ['--gid-map', idMapLine(rootId)],
+      ['--root-uid', String(rootId)],
+      ['--pts-gid', String(rootId + 5)], // group tty inside
+      // Layers stay stored as HOST_ID_BASE + u; the capsule sees them as its own ids.
+      ...(state.idRange ? [['--layer-idmap', layerIdMapLine(rootId)] as [string, string]] : []),
+      ['--nofile', CAPSULE_NOFILE],
       // Root inside has no capabilities over the (host-owned) network namespace: let it bind
       // ports < 1024 and ping anyway.
       ['--sysctl', 'net/ipv4/ip_unprivileged_port_start=0'],
@@ -422,7 +456,7 @@ export class NamespaceRuntime implements CapsuleRuntime {
       files.map(async ([name, text]) => {
         const src = join(dir, name);
         await writeFile(src, text, { mode: 0o644 });
-        await chown(src, HOST_ID_BASE, HOST_ID_BASE);
+        await chown(src, capsuleRootId(state), capsuleRootId(state)); // not on an idmapped mount
         return { src, dst: `/etc/${name}` };
       }),
     );
@@ -446,6 +480,7 @@ export class NamespaceRuntime implements CapsuleRuntime {
     await this.stopProcesses(id, s);
     await this.cgroups(id).remove();
     await removeTree(sandboxDir);
+    await this.idRanges.release(id);
   }
 
   private async stopProcesses(id: string, s?: NamespaceState): Promise<void> {
@@ -587,6 +622,7 @@ export class NamespaceRuntime implements CapsuleRuntime {
       if (knownIds.has(id)) continue;
       await removeTree(join(this.sandboxesDir, id)).catch((err: Error) => errors.push(err.message));
     }
+    await this.idRanges.releaseUnknown(knownIds).catch((err: Error) => errors.push(err.message));
     // Capsule mounts are private to the capsule, but a crash of an older agent may have left some.
     for (const point of await mountsUnder(this.sandboxesDir)) {
       const id = point.slice(this.sandboxesDir.length + 1).split('/')[0] ?? '';

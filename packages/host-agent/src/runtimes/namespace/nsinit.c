@@ -24,6 +24,16 @@
  * mounts, hostname or network: it cannot remount, unmount, reconfigure interfaces or set the
  * hostname. Binding ports below 1024 is made possible per network namespace by the
  * net.ipv4.ip_unprivileged_port_start sysctl (passed with --sysctl).
+ *
+ * Identity (--root-uid N, --layer-idmap MAP): each capsule has a host id range of its own,
+ * N..N+65535. The init drops to host uid N before it creates the capsule's user namespace, so
+ * that namespace is owned by N and the kernel charges per-user counts (inotify, user namespaces,
+ * processes) to N at the top level, not to host root. The template layers and the capsule's
+ * writable layer stay stored in the canonical range (100000 + u); overlayfs gets them through
+ * idmapped mounts (open_tree + mount_setattr MOUNT_ATTR_IDMAP with a user namespace whose map is
+ * MAP, e.g. "100000 N 65536"), passed as /proc/self/fd/<n> paths of detached mounts that nothing
+ * outside this process can reach. The root filesystem is assembled with fsuid N (every
+ * capability kept), so what the set-up creates belongs to root inside.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -41,8 +51,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <linux/capability.h>
+#include <sys/fsuid.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -99,7 +112,7 @@ static void die(const char *fmt, ...) {
 }
 
 struct opts {
-  const char *netns, *upper, *work, *rootfs, *hostname, *uid_map, *gid_map, *ready_path, *cwd;
+  const char *netns, *upper, *work, *rootfs, *hostname, *uid_map, *gid_map, *ready_path, *cwd, *layer_idmap, *nofile;
   const char *lowers[MAX_LIST], *cgroups[MAX_LIST], *binds[MAX_LIST], *tmpfs[MAX_LIST], *sysctls[MAX_LIST];
   int bind_rw[MAX_LIST];
   int n_lowers, n_cgroups, n_binds, n_tmpfs, n_sysctls;
@@ -133,6 +146,8 @@ static void parse(int argc, char **argv, struct opts *o) {
     else if (!strcmp(a, "--gid-map")) o->gid_map = v;
     else if (!strcmp(a, "--root-uid")) o->root_uid = atoi(v);
     else if (!strcmp(a, "--pts-gid")) o->pts_gid = atoi(v);
+    else if (!strcmp(a, "--layer-idmap")) o->layer_idmap = v;
+    else if (!strcmp(a, "--nofile")) o->nofile = v;
     else if (!strcmp(a, "--cgroup")) push(o->cgroups, &o->n_cgroups, v);
     else if (!strcmp(a, "--bind")) { o->bind_rw[o->n_binds < MAX_LIST ? o->n_binds : 0] = 0; push(o->binds, &o->n_binds, v); }
     else if (!strcmp(a, "--bind-rw")) { o->bind_rw[o->n_binds < MAX_LIST ? o->n_binds : 0] = 1; push(o->binds, &o->n_binds, v); }
@@ -214,15 +229,115 @@ static void mount_or_die(const char *src, const char *dst, const char *type, uns
   if (mount(src, dst, type, flags, data) < 0) die("mount %s on %s (%s)", src ? src : "-", dst, type ? type : "bind");
 }
 
-/* The root filesystem: the template layers read-only under the capsule's own upper layer. */
-static void mount_overlay(struct opts *o) {
+/* A user namespace with MAP as its uid and gid map, for idmapped mounts: a child is cloned
+ * straight into a new one (no race with the map writes), the namespace is kept through an fd,
+ * and the child exits. Must run before CLONE_NEWPID is unshared (the child would be PID 1). */
+static int idmap_userns(const char *map) {
+  int hold[2];
+  if (pipe2(hold, O_CLOEXEC) < 0) die("pipe");
+  pid_t c = (pid_t)syscall(SYS_clone, CLONE_NEWUSER | SIGCHLD, NULL, NULL, NULL, NULL);
+  if (c < 0) die("new user namespace for idmapped layers");
+  if (c == 0) {
+    char b;
+    close(hold[1]);
+    (void)!read(hold[0], &b, 1); /* EOF once the parent holds the namespace */
+    _exit(0);
+  }
+  close(hold[0]);
+  char p[64];
+  snprintf(p, sizeof p, "/proc/%d/uid_map", (int)c);
+  write_file(p, map);
+  snprintf(p, sizeof p, "/proc/%d/gid_map", (int)c);
+  write_file(p, map);
+  snprintf(p, sizeof p, "/proc/%d/ns/user", (int)c);
+  int fd = open(p, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) die("open %s", p);
+  close(hold[1]);
+  while (waitpid(c, NULL, 0) < 0 && errno == EINTR) {}
+  return fd;
+}
+
+/* A detached clone of DIR whose files show through the idmap of userns_fd. */
+static int idmapped_tree(const char *dir, int userns_fd) {
+  int t = open_tree(AT_FDCWD, dir, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+  if (t < 0) die("open_tree %s", dir);
+  struct mount_attr attr = {.attr_set = MOUNT_ATTR_IDMAP, .userns_fd = (__u64)userns_fd};
+  if (mount_setattr(t, "", AT_EMPTY_PATH, &attr, sizeof attr) < 0)
+    die("idmapped mount of %s (the kernel or this file system does not support idmapped mounts)", dir);
+  return t;
+}
+
+/* The root filesystem: the template layers read-only under the capsule's own upper layer. With
+ * a layer idmap (userns >= 0) every layer is an idmapped detached mount named /proc/self/fd/<n>. */
+static void mount_overlay(struct opts *o, int userns) {
   char data[4096];
+  int fds[MAX_LIST + 1], n_fds = 0;
   int n = snprintf(data, sizeof data, "lowerdir=");
-  for (int i = 0; i < o->n_lowers; i++)
-    n += snprintf(data + n, sizeof data - n, "%s%s", i ? ":" : "", o->lowers[i]);
-  n += snprintf(data + n, sizeof data - n, ",upperdir=%s,workdir=%s", o->upper, o->work);
+  for (int i = 0; i < o->n_lowers; i++) {
+    if (userns >= 0) {
+      fds[n_fds] = idmapped_tree(o->lowers[i], userns);
+      n += snprintf(data + n, sizeof data - n, "%s/proc/self/fd/%d", i ? ":" : "", fds[n_fds++]);
+    } else {
+      n += snprintf(data + n, sizeof data - n, "%s%s", i ? ":" : "", o->lowers[i]);
+    }
+  }
+  if (userns >= 0) {
+    /* upper and work must be on one mount: idmap the directory that holds both. */
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", o->upper);
+    char *slash = strrchr(dir, '/');
+    size_t len = slash ? (size_t)(slash - dir) : 0;
+    if (!len || strncmp(o->work, dir, len) != 0 || o->work[len] != '/' || strchr(o->work + len + 1, '/')) {
+      errno = EINVAL;
+      die("--upper %s and --work %s must be in one directory", o->upper, o->work);
+    }
+    *slash = 0;
+    fds[n_fds] = idmapped_tree(dir, userns);
+    n += snprintf(data + n, sizeof data - n, ",upperdir=/proc/self/fd/%d/%s,workdir=/proc/self/fd/%d/%s", fds[n_fds],
+                  slash + 1, fds[n_fds], o->work + len + 1);
+    n_fds++;
+  } else {
+    n += snprintf(data + n, sizeof data - n, ",upperdir=%s,workdir=%s", o->upper, o->work);
+  }
   if (n >= (int)sizeof data) { errno = ENAMETOOLONG; die("overlay options too long (too many layers)"); }
-  mount_or_die("overlay", o->rootfs, "overlay", 0, data);
+  if (mount("overlay", o->rootfs, "overlay", 0, data) < 0) {
+    if (n_fds) die("mount overlay on %s with idmapped layers (needs Linux >= 6.15 for detached layers)", o->rootfs);
+    die("mount overlay on %s", o->rootfs);
+  }
+  for (int i = 0; i < n_fds; i++) close(fds[i]);
+}
+
+/* Host root working as the capsule's root for file ownership: fsuid/fsgid = id (what the set-up
+ * creates belongs to root inside, and the idmapped layers accept it), every capability kept
+ * (moving the fsuid away from 0 drops the file capabilities from the effective set). 0 undoes it. */
+static void act_as_owner(int id) {
+  setfsgid((gid_t)id);
+  setfsuid((uid_t)id);
+  struct __user_cap_header_struct h = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
+  struct __user_cap_data_struct d[2];
+  if (syscall(SYS_capget, &h, d) < 0) die("capget");
+  d[0].effective = d[0].permitted;
+  d[1].effective = d[1].permitted;
+  if (syscall(SYS_capset, &h, d) < 0) die("capset");
+}
+
+/* "SOFT:HARD": RLIMIT_NOFILE of the capsule's processes (root inside cannot raise the hard limit). */
+static void set_nofile(const char *spec) {
+  if (!spec) return;
+  struct rlimit r;
+  char *end;
+  r.rlim_cur = strtoul(spec, &end, 10);
+  if (*end != ':') { errno = EINVAL; die("bad --nofile %s (want SOFT:HARD)", spec); }
+  r.rlim_max = strtoul(end + 1, &end, 10);
+  if (*end || r.rlim_cur > r.rlim_max) { errno = EINVAL; die("bad --nofile %s (want SOFT:HARD)", spec); }
+  /* Never above what this process has: raising a hard limit needs CAP_SYS_RESOURCE, which some
+   * hosts (containers) withhold even from root. */
+  struct rlimit now;
+  if (getrlimit(RLIMIT_NOFILE, &now) == 0) {
+    if (r.rlim_max > now.rlim_max) r.rlim_max = now.rlim_max;
+    if (r.rlim_cur > r.rlim_max) r.rlim_cur = r.rlim_max;
+  }
+  if (setrlimit(RLIMIT_NOFILE, &r) < 0) die("setrlimit RLIMIT_NOFILE %s", spec);
 }
 
 /* Minimal /dev: a few character devices, a private devpts instance and a /dev/shm tmpfs. */
@@ -461,6 +576,8 @@ static int cmd_start(struct opts *o) {
     die("start needs --lower, --upper, --work, --rootfs, --uid-map and --gid-map");
   }
   step("start");
+  int layer_userns = o->layer_idmap ? idmap_userns(o->layer_idmap) : -1;
+  step("layer idmap namespace");
   join_cgroups(o);
   step("join cgroups");
   if (o->netns) {
@@ -480,7 +597,9 @@ static int cmd_start(struct opts *o) {
   /* Nothing mounted from here on may leak back to the host. */
   mount_or_die(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL);
   if (o->hostname && sethostname(o->hostname, strlen(o->hostname)) < 0) die("sethostname");
-  mount_overlay(o);
+  if (o->root_uid > 0) act_as_owner(o->root_uid);
+  mount_overlay(o, layer_userns);
+  if (layer_userns >= 0) close(layer_userns);
   step("overlay");
   char p[PATH_MAX];
   in_root(p, o->rootfs, "/sys");
@@ -489,6 +608,7 @@ static int cmd_start(struct opts *o) {
   mount_or_die("sysfs", p, "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
   mount_dev(o);
   mount_binds(o);
+  if (o->root_uid > 0) act_as_owner(0);
   step("sys, dev, binds");
   in_root(p, o->rootfs, "/proc");
   mkdirs(p, 0555);
@@ -526,6 +646,12 @@ static int cmd_start(struct opts *o) {
     if (syscall(SYS_pivot_root, ".", ".") < 0) die("pivot_root");
     if (umount2(".", MNT_DETACH) < 0) die("detach old root");
     if (chdir("/") < 0) die("chdir /");
+    set_nofile(o->nofile);
+    /* The user namespace is created as the capsule's own host uid, so that uid owns it. */
+    if (o->root_uid > 0) {
+      become((uid_t)o->root_uid, (gid_t)o->root_uid);
+      prctl(PR_SET_DUMPABLE, 0, 0, 0, 0); /* a change of uid may have reset it */
+    }
     if (unshare(CLONE_NEWUSER) < 0) die("new user namespace");
     char c = 'u';
     if (write(up[1], &c, 1) != 1) die("signal parent");
@@ -581,6 +707,7 @@ static int cmd_exec(struct opts *o) {
   for (int i = 0; i < 6; i++)
     if (setns(fds[i], ns[i].type) < 0) die("join %s namespace of %d", ns[i].name, o->pid);
   if (fchdir(root) < 0 || chroot(".") < 0) die("enter root of %d", o->pid);
+  set_nofile(o->nofile);
   become((uid_t)o->uid, (gid_t)o->gid);
   pid_t child = fork(); /* the PID namespace applies to children only */
   if (child < 0) die("fork");

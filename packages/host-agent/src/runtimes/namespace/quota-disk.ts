@@ -120,8 +120,9 @@ export class QuotaDisks {
     });
     const dirs = QuotaDisks.dirs(sandboxDir);
     await Promise.all([mkdir(dirs.upper), mkdir(dirs.work)]);
-    // The upper dir's root is the merged "/": it must belong to root inside the capsule.
-    await chown(dirs.upper, this.o.rootUid, this.o.rootUid);
+    // The upper dir's root is the merged "/": it must belong to root inside the capsule. Both dirs
+    // are seen through an idmapped mount that hides ids outside the capsule's range.
+    await Promise.all([dirs.upper, dirs.work].map((d) => chown(d, this.o.rootUid, this.o.rootUid)));
     await chmod(dirs.upper, 0o755);
     return dirs;
   }
