@@ -652,7 +652,11 @@ static int cmd_start(struct opts *o) {
       become((uid_t)o->root_uid, (gid_t)o->root_uid);
       prctl(PR_SET_DUMPABLE, 0, 0, 0, 0); /* a change of uid may have reset it */
     }
-    if (unshare(CLONE_NEWUSER) < 0) die("new user namespace");
+    if (unshare(CLONE_NEWUSER) < 0)
+      die(o->root_uid > 0 && errno == EPERM
+              ? "new user namespace as host uid %d (does the host forbid unprivileged user namespaces?)"
+              : "new user namespace (as host uid %d)",
+          o->root_uid);
     char c = 'u';
     if (write(up[1], &c, 1) != 1) die("signal parent");
     if (read(go[0], &c, 1) != 1 || c != 'g') { errno = EPIPE; die("parent did not map ids"); }
