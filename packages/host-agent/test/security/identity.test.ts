@@ -10,6 +10,7 @@ import { after, before, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { HOST_ID_BASE, ID_RANGE } from '../../src/rootfs/index.js';
 import { execInCapsule, type IdRange, type NamespaceRuntime } from '../../src/runtimes/namespace/index.js';
+import { UNBOUNDED_FILE_MAX } from '../../src/runtimes/namespace/file-table.js';
 import type { RuntimeHandle } from '../../src/runtimes/runtime.js';
 import { makeEnv, rand, spec, standInEnvd } from '../namespace-fixtures.js';
 import { buildProbe } from './identity-probe.js';
@@ -107,6 +108,13 @@ test('inotify: A exhausting its instances leaves B and host root able to create 
   assert.equal(await inside(a, 'inotify-one'), 'EMFILE', 'A is not at its limit: the attack did not bite');
   assert.equal(await inside(b, 'inotify-one'), 'ok', 'B lost inotify to A');
   assert.equal(hostProbe('inotify-one'), 'ok', 'host root lost inotify to A');
+  // The default user of A shares A's budget (the kernel charges every id in A's user namespace
+  // to the namespace's owner, A's root range): with root's hog alive it gets none, B still does.
+  const asUser = await execInCapsule(a, ['/probe', 'inotify-hog', '0'], { uid: 1000, timeoutMs: 60_000 });
+  console.log(`# capsule A, user 1000: ${asUser.stdout.trim()}`);
+  assert.match(asUser.stdout, /^instances 0 EMFILE$/m);
+  assert.equal(await inside(b, 'inotify-one'), 'ok', 'B lost inotify to the default user of A');
+  assert.equal(hostProbe('inotify-one'), 'ok', 'host root lost inotify to the default user of A');
   await sh(a, 'killall probe');
 });
 
@@ -178,6 +186,10 @@ test('file table: many processes holding many fds in A cannot reach fs.file-max;
       `memcg failcnt ${failcnt}, OOM kills ${ooms}`,
   );
   assert.ok(BigInt(peak) < fileMax, 'the host file table reached fs.file-max');
+  // No capsule can reach the count at all: the runtime raised it to the kernel's maximum, so
+  // every capsule's memory limit is what bounds its files (a capsule given more memory than
+  // 10 % of RAM, where the default fs.file-max lies, would otherwise fill the table).
+  assert.equal(fileMax, UNBOUNDED_FILE_MAX, 'fs.file-max was not raised: a large capsule could fill the table');
   // Every open file costs A's memory cgroup kernel memory: A's share is bounded by its limit
   // (at least ~200 B per file here; 128 B leaves room).
   assert.ok(grown <= memLimit / 128, `A held ${grown} files with a ${memLimit} B memory limit`);
