@@ -97,6 +97,13 @@ test('each capsule runs as a host uid range of its own, and owns its user namesp
   // kernel's per-user counts of everything in it are charged to that uid.
   assert.equal(Number(hostProbe('userns-owner', String(pidA))), ra.base);
   assert.equal(Number(hostProbe('userns-owner', String(pidB))), rb.base);
+  // RLIMIT_NOFILE is set for the capsule (1024:524288, capped at what the agent itself has).
+  const [soft, hard] = (await sh(a, 'ulimit -n; ulimit -Hn')).stdout.trim().split('\n').map(Number);
+  const agentHard = Number(/^Max open files\s+\S+\s+(\d+)/m.exec(readFileSync('/proc/self/limits', 'utf8'))?.[1]);
+  assert.equal(soft, Math.min(1024, agentHard));
+  assert.equal(hard, Math.min(524288, agentHard));
+  if (hard < 524288)
+    console.log(`# this host withholds CAP_SYS_RESOURCE from root: RLIMIT_NOFILE inside is ${soft}:${hard}, not 1024:524288`);
   // The template's files show as the capsule's own ids while they stay stored as 100000 + u.
   assert.equal((await sh(a, 'stat -c %u:%g /bin/busybox /root')).stdout.trim(), '0:0\n0:0');
 });
