@@ -106,7 +106,7 @@ export class IdRangeStore {
     const claims = new Map<number, string>();
     for (const name of await readdir(this.dir)) {
       const slot = /^\d+$/.test(name) ? Number(name) : -1;
-      const id = slot >= 0 ? (await readFile(join(this.dir, name), 'utf8').catch(() => '')).trim() : '';
+      const id = slot >= 0 ? await this.holderOf(name) : '';
       // A file outside the configured block or without an id still holds its slot until cleanupStale.
       claims.set(slot >= 0 ? slot : -1 - claims.size, id);
     }
@@ -156,7 +156,8 @@ export class IdRangeStore {
       const claims = await this.load();
       for (const name of await readdir(this.dir)) {
         const slot = /^\d+$/.test(name) ? Number(name) : undefined;
-        const holder = slot !== undefined ? (claims.get(slot) ?? '') : '';
+        // From the file, not the cache: another runtime on this data dir may have claimed it since.
+        const holder = slot !== undefined ? await this.holderOf(name) : '';
         if (!match(holder)) continue;
         await unlink(join(this.dir, name)).catch((e: NodeJS.ErrnoException) => {
           if (e.code !== 'ENOENT') throw e;
@@ -164,6 +165,10 @@ export class IdRangeStore {
         if (slot !== undefined) claims.delete(slot);
       }
     });
+  }
+
+  private async holderOf(name: string): Promise<string> {
+    return (await readFile(join(this.dir, name), 'utf8').catch(() => '')).trim();
   }
 
   /** Capsule id per claimed slot (for tests and diagnostics). */
