@@ -17,6 +17,8 @@ const SOURCE = String.raw`
 #include <sys/inotify.h>
 #include <sys/ioctl.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
+#include <linux/keyctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -26,7 +28,11 @@ static void most_fds(void) {
   r.rlim_cur = r.rlim_max;
   setrlimit(RLIMIT_NOFILE, &r);
 }
-static const char *err(int e) { return e == EMFILE ? "EMFILE" : e == ENFILE ? "ENFILE" : e == ENOMEM ? "ENOMEM" : strerrorname_np(e) ? strerrorname_np(e) : "?"; }
+static const char *err(int e) { return strerrorname_np(e) ? strerrorname_np(e) : "?"; }
+static long add_key(const char *desc) {
+  static const char payload[64] = "wrenn identity probe";
+  return syscall(SYS_add_key, "user", desc, payload, sizeof payload, KEY_SPEC_USER_KEYRING);
+}
 static void hold(int seconds) { fflush(stdout); if (seconds > 0) sleep((unsigned)seconds); }
 
 int main(int argc, char **argv) {
@@ -84,6 +90,27 @@ int main(int argc, char **argv) {
     printf("%s\n", fd >= 0 ? "ok" : err(errno));
     return fd >= 0 ? 0 : 1;
   }
+  if (!strcmp(cmd, "keys-hog")) { /* keys-hog: user keys until refused (the per-user key quota) */
+    int count = 0;
+    char desc[64];
+    for (;; count++) {
+      snprintf(desc, sizeof desc, "wrenn-hog-%d", count);
+      if (add_key(desc) < 0) break;
+    }
+    printf("keys %d %s\n", count, err(errno));
+    return 0;
+  }
+  if (!strcmp(cmd, "key-add")) { /* key-add DESC: prints the new key's serial or the error */
+    long k = add_key(argc > 2 ? argv[2] : "wrenn-one");
+    if (k < 0) printf("%s\n", err(errno)); else printf("%ld\n", k);
+    return k < 0;
+  }
+  if (!strcmp(cmd, "key-read")) { /* key-read SERIAL */
+    char buf[256];
+    long r = syscall(SYS_keyctl, KEYCTL_READ, n, buf, sizeof buf);
+    printf("%s\n", r >= 0 ? "read" : err(errno));
+    return r < 0;
+  }
   if (!strcmp(cmd, "userns-owner")) { /* userns-owner PID: host uid that owns PID's user namespace */
     char path[64];
     snprintf(path, sizeof path, "/proc/%d/ns/user", n);
@@ -93,7 +120,7 @@ int main(int argc, char **argv) {
     printf("%u\n", uid);
     return 0;
   }
-  fprintf(stderr, "usage: probe inotify-hog|inotify-one|pipes-hog|pipe-size|fd-hog|open-one|userns-owner ...\n");
+  fprintf(stderr, "usage: probe inotify-hog|inotify-one|pipes-hog|pipe-size|fd-hog|open-one|keys-hog|key-add|key-read|userns-owner ...\n");
   return 2;
 }
 `;

@@ -1,7 +1,7 @@
 // Hostile probes for per-capsule kernel identity (issue 14 items 1 and 2) on the namespace
 // runtime: two capsules, A attacking as root, B the neighbour. Each capsule has a host uid range
 // of its own and a user namespace owned by that range's root, so per-user kernel counts (inotify
-// instances, the pipe buffer budget) are charged per capsule; open files are charged to A's memory
+// instances, the pipe buffer budget, the key quota) are charged per capsule; open files are charged to A's memory
 // cgroup and the host's fs.file-max is out of reach. Everything made here is removed in after().
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -133,6 +133,23 @@ test('pipes: A exhausting its pipe buffer budget leaves B with 64 KiB pipes', as
   assert.ok(Number(await inside(a, 'pipe-size')) < 65536, 'A is not at its budget: the attack did not bite');
   assert.equal(await inside(b, 'pipe-size'), '65536', "B's pipes shrank because of A");
   await sh(a, 'killall probe');
+});
+
+test("keys: A cannot read B's key, and A filling its key quota leaves B's", async () => {
+  const mine = await inside(b, 'key-add wrenn-b-secret');
+  if (/^E(PERM|NOSYS|ACCES)$/.test(mine)) {
+    // A seccomp filter that refuses the key syscalls outright contains this attack already.
+    console.log(`# keys: add_key is refused inside capsules (${mine}): no key state to share`);
+    assert.equal(await inside(a, 'key-add wrenn-a'), mine);
+    return;
+  }
+  assert.match(mine, /^\d+$/, `B could not add a key: ${mine}`);
+  assert.notEqual(await inside(a, `key-read ${mine}`), 'read', "A read B's key");
+  assert.doesNotMatch((await sh(a, 'cat /proc/keys')).stdout, /wrenn-b-secret/, "A sees B's key in /proc/keys");
+  const report = await inside(a, 'keys-hog');
+  console.log(`# capsule A: ${report}`);
+  assert.match(report, /^keys \d+ EDQUOT$/, 'the key hog in A was not stopped by the per-user key quota');
+  assert.match(await inside(b, 'key-add wrenn-b-after'), /^\d+$/, 'B lost its key quota to A');
 });
 
 test('an agent restart keeps the ranges: a new runtime re-adopts A and B and hands C another range', async () => {
