@@ -8,8 +8,8 @@ import { HOST_ID_BASE, ID_RANGE } from '../src/rootfs/index.js';
 import {
   DEFAULT_CAPSULE_ID_BASE,
   DEFAULT_CAPSULE_ID_RANGES,
-  idRangeConfig,
   IdRangeStore,
+  idRangeConfig,
   subordinateIdConflicts,
 } from '../src/runtimes/namespace/id-ranges.js';
 
@@ -29,7 +29,10 @@ test('WRENN_CAPSULE_ID_BASE / _RANGES are read and checked with clear errors', (
     base: 1048576,
     count: 16,
   });
-  assert.throws(() => idRangeConfig({}, { WRENN_CAPSULE_ID_BASE: '1e6' }), /WRENN_CAPSULE_ID_BASE=1e6 must be a whole number/);
+  assert.throws(
+    () => idRangeConfig({}, { WRENN_CAPSULE_ID_BASE: '1e6' }),
+    /WRENN_CAPSULE_ID_BASE=1e6 must be a whole number/,
+  );
   assert.throws(() => idRangeConfig({}, { WRENN_CAPSULE_ID_BASE: '0' }), /base must be a whole number >= 65536/);
   assert.throws(() => idRangeConfig({ base: 65536, count: 2 }), /overlaps 100000\.\.165535/);
   assert.throws(() => idRangeConfig({ base: 2 ** 31 - ID_RANGE, count: 2 }), /must end below 2\^31/);

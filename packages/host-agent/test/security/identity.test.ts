@@ -9,8 +9,8 @@ import { readFileSync } from 'node:fs';
 import { after, before, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { HOST_ID_BASE, ID_RANGE } from '../../src/rootfs/index.js';
-import { execInCapsule, type IdRange, type NamespaceRuntime } from '../../src/runtimes/namespace/index.js';
 import { UNBOUNDED_FILE_MAX } from '../../src/runtimes/namespace/file-table.js';
+import { execInCapsule, type IdRange, type NamespaceRuntime } from '../../src/runtimes/namespace/index.js';
 import type { RuntimeHandle } from '../../src/runtimes/runtime.js';
 import { makeEnv, rand, spec, standInEnvd } from '../namespace-fixtures.js';
 import { buildProbe } from './identity-probe.js';
@@ -66,7 +66,11 @@ before(async () => {
 });
 
 after(async () => {
-  for (const h of handles) await env.runtime().destroy(h).catch((err) => console.error('destroy', h.id, err));
+  for (const h of handles)
+    await env
+      .runtime()
+      .destroy(h)
+      .catch((err) => console.error('destroy', h.id, err));
   probe.cleanup();
   const left = env.leftovers();
   await env.cleanup();
@@ -103,7 +107,9 @@ test('each capsule runs as a host uid range of its own, and owns its user namesp
   assert.equal(soft, Math.min(1024, agentHard));
   assert.equal(hard, Math.min(524288, agentHard));
   if (hard < 524288)
-    console.log(`# this host withholds CAP_SYS_RESOURCE from root: RLIMIT_NOFILE inside is ${soft}:${hard}, not 1024:524288`);
+    console.log(
+      `# this host withholds CAP_SYS_RESOURCE from root: RLIMIT_NOFILE inside is ${soft}:${hard}, not 1024:524288`,
+    );
   // The template's files show as the capsule's own ids while they stay stored as 100000 + u.
   assert.equal((await sh(a, 'stat -c %u:%g /bin/busybox /root')).stdout.trim(), '0:0\n0:0');
 });
@@ -174,10 +180,16 @@ test('an agent restart keeps the ranges: a new runtime re-adopts A and B and han
 });
 
 test('file table: many processes holding many fds in A cannot reach fs.file-max; B still opens files', async () => {
-  const fileNr = () => readFileSync('/proc/sys/fs/file-nr', 'utf8').trim().split(/\s+/).map(Number) as [number, number, number];
+  const fileNr = () =>
+    readFileSync('/proc/sys/fs/file-nr', 'utf8').trim().split(/\s+/).map(Number) as [number, number, number];
   const [before] = fileNr();
   const fileMax = BigInt(readFileSync('/proc/sys/fs/file-max', 'utf8').trim());
-  const memLimit = Number(readFileSync(`${(a.state.cgroupDirs as string[]).find((d) => d.includes('/memory/'))}/memory.limit_in_bytes`, 'utf8'));
+  const memLimit = Number(
+    readFileSync(
+      `${(a.state.cgroupDirs as string[]).find((d) => d.includes('/memory/'))}/memory.limit_in_bytes`,
+      'utf8',
+    ),
+  );
   let peak = before;
   let sampling = true;
   const sampler = (async () => {

@@ -49,11 +49,14 @@ export function idRangeConfig(given: Partial<IdRangeConfig> = {}, env = process.
 
 export function validateIdRangeConfig({ base, count }: IdRangeConfig): void {
   const where = `capsule id ranges ${base}..${base + count * ID_RANGE - 1} (WRENN_CAPSULE_ID_BASE, WRENN_CAPSULE_ID_RANGES)`;
-  if (!Number.isInteger(base) || base < ID_RANGE) throw new Error(`${where}: the base must be a whole number >= ${ID_RANGE}`);
+  if (!Number.isInteger(base) || base < ID_RANGE)
+    throw new Error(`${where}: the base must be a whole number >= ${ID_RANGE}`);
   if (!Number.isInteger(count) || count < 1) throw new Error(`${where}: need at least one range`);
   if (base + count * ID_RANGE > ID_LIMIT) throw new Error(`${where}: must end below 2^31 (${ID_LIMIT})`);
   if (base < HOST_ID_BASE + ID_RANGE && base + count * ID_RANGE > HOST_ID_BASE)
-    throw new Error(`${where}: overlaps ${HOST_ID_BASE}..${HOST_ID_BASE + ID_RANGE - 1}, the ids template layers are stored as`);
+    throw new Error(
+      `${where}: overlaps ${HOST_ID_BASE}..${HOST_ID_BASE + ID_RANGE - 1}, the ids template layers are stored as`,
+    );
 }
 
 /**
@@ -75,7 +78,9 @@ export function subordinateIdConflicts(cfg: IdRangeConfig, files = ['/etc/subuid
       if (!m) continue;
       const [start, n] = [Number(m[2]), Number(m[3])];
       if (start < end && start + n > cfg.base)
-        out.push(`${file}: ${m[1]} owns ${start}..${start + n - 1}, inside the capsule id block ${cfg.base}..${end - 1}`);
+        out.push(
+          `${file}: ${m[1]} owns ${start}..${start + n - 1}, inside the capsule id block ${cfg.base}..${end - 1}`,
+        );
     }
   }
   return out;

@@ -20,6 +20,8 @@ import { mountsUnder, removeTree, unmountUnder } from '../../rootfs/remove-tree.
 import type { TemplateStore } from '../../rootfs/template-store.js';
 import type { CapsuleRuntime, CapsuleSpec, CapsuleStats, PauseResult, RuntimeHandle } from '../runtime.js';
 import { CapsuleCgroups, CONTROLLERS, listCapsuleCgroupIds, removeCgroupParentIfEmpty } from './cgroups.js';
+import { CAPSULE_NOFILE, raiseFileMax } from './file-table.js';
+import { type IdRange, type IdRangeConfig, IdRangeStore, idRangeConfig, subordinateIdConflicts } from './id-ranges.js';
 import {
   defaultAppDir,
   ENVD_NODE_FLAGS,
@@ -28,8 +30,6 @@ import {
   type NodeRuntimeLayout,
   resolveNodeRuntime,
 } from './node-runtime.js';
-import { CAPSULE_NOFILE, raiseFileMax } from './file-table.js';
-import { type IdRange, type IdRangeConfig, idRangeConfig, IdRangeStore, subordinateIdConflicts } from './id-ranges.js';
 import { nsinitPath } from './nsinit-binary.js';
 import { QuotaDisks } from './quota-disk.js';
 
@@ -193,7 +193,9 @@ export class NamespaceRuntime implements CapsuleRuntime {
     const ids = idRangeConfig(opts.idRanges);
     const conflicts = subordinateIdConflicts(ids);
     if (conflicts.length)
-      throw new Error(`capsule id ranges clash with subordinate ids (set WRENN_CAPSULE_ID_BASE elsewhere):\n${conflicts.join('\n')}`);
+      throw new Error(
+        `capsule id ranges clash with subordinate ids (set WRENN_CAPSULE_ID_BASE elsewhere):\n${conflicts.join('\n')}`,
+      );
     this.idRanges = new IdRangeStore(this.dataDir, ids);
   }
 
@@ -382,7 +384,9 @@ export class NamespaceRuntime implements CapsuleRuntime {
       const child = spawnNative(helper, args, { stdio: ['ignore', log, log, 'pipe'], detached: true, env });
       if (child.pid === undefined) {
         const [err] = (await once(child, 'error')) as [Error];
-        throw new Error(`capsule ${spec.id} failed to start: could not run ${helper}: ${err.message}${logTail(logPath)}`);
+        throw new Error(
+          `capsule ${spec.id} failed to start: could not run ${helper}: ${err.message}${logTail(logPath)}`,
+        );
       }
       state.helperPid = child.pid;
       state.helperStartTime = readStartTime(child.pid) ?? '';
