@@ -17,6 +17,23 @@ export interface TemplateManifest {
   created_at: string;
   /** Bytes this template's own layer occupies on disk. */
   size: number;
+  /**
+   * Capsules may create user namespaces (and with them every other kind, setns and mounts inside
+   * them): rootless containers, bubblewrap. Default false: the seccomp filter refuses them.
+   */
+  nestedUserNamespaces?: boolean;
+  /** Capsules may call perf_event_open (profilers). Default false. */
+  perfEvents?: boolean;
+}
+
+/** The per-template security switches a template passes on to its snapshots. */
+export type CapsuleFeatures = Pick<TemplateManifest, 'nestedUserNamespaces' | 'perfEvents'>;
+
+export function capsuleFeatures(m: CapsuleFeatures): CapsuleFeatures {
+  return {
+    ...(m.nestedUserNamespaces ? { nestedUserNamespaces: true } : {}),
+    ...(m.perfEvents ? { perfEvents: true } : {}),
+  };
 }
 
 const NAME = /^[a-z0-9][a-z0-9._-]{0,62}$/;
@@ -43,6 +60,10 @@ export async function readManifest(templateDir: string): Promise<TemplateManifes
   const m = JSON.parse(text) as TemplateManifest;
   if (!m || typeof m.name !== 'string' || !Array.isArray(m.layers) || m.layers.length === 0) {
     throw new Error(`${join(templateDir, MANIFEST_FILE)} is not a valid template manifest (name/layers missing)`);
+  }
+  for (const key of ['nestedUserNamespaces', 'perfEvents'] as const) {
+    if (m[key] !== undefined && typeof m[key] !== 'boolean')
+      throw new Error(`${join(templateDir, MANIFEST_FILE)}: ${key} must be true or false`);
   }
   return m;
 }

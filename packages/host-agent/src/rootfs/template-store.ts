@@ -11,7 +11,14 @@ import { baseRecipe } from './base-recipe.js';
 import { acquireLock } from './build-lock.js';
 import { diskUsageBytes } from './disk-usage.js';
 import { HOST_ID_BASE } from './id-map.js';
-import { LAYER_DIR, readManifest, type TemplateManifest, validateTemplateName, writeManifest } from './manifest.js';
+import {
+  capsuleFeatures,
+  LAYER_DIR,
+  readManifest,
+  type TemplateManifest,
+  validateTemplateName,
+  writeManifest,
+} from './manifest.js';
 import { minimalRecipe } from './minimal-recipe.js';
 import type { ProgressFn, TemplateRecipe } from './recipe.js';
 import { removeTree } from './remove-tree.js';
@@ -249,6 +256,7 @@ export class TemplateStore {
         runtimes: opts.runtimes ?? ['namespace'],
         created_at: new Date().toISOString(),
         size: await diskUsageBytes(join(tmp, LAYER_DIR)),
+        ...capsuleFeatures(parent), // a snapshot runs under the same seccomp switches
       };
       await writeManifest(tmp, manifest);
       await rename(tmp, dir);

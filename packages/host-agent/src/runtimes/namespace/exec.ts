@@ -7,6 +7,7 @@ import { CapsuleCgroups } from './cgroups.js';
 import { CAPSULE_NOFILE } from './file-table.js';
 import type { NamespaceState } from './namespace-runtime.js';
 import { nsinitPath } from './nsinit-binary.js';
+import { seccompAllowArg } from './seccomp-switches.js';
 
 export interface ExecOptions {
   uid?: number;
@@ -47,6 +48,8 @@ export async function execInCapsule(
     opts.cwd ?? '/',
     '--nofile',
     CAPSULE_NOFILE,
+    '--seccomp-allow',
+    seccompAllowArg(s),
     '--',
     ...argv,
   ];

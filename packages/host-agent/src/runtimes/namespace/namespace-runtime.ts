@@ -32,6 +32,7 @@ import {
 } from './node-runtime.js';
 import { nsinitPath } from './nsinit-binary.js';
 import { QuotaDisks } from './quota-disk.js';
+import { type SeccompSwitch, seccompAllowArg, seccompAllowOf } from './seccomp-switches.js';
 
 export const ENVD_PORT = 49983;
 /** Each capsule's own disk, unless NamespaceRuntimeOptions.diskMb says otherwise. */
@@ -108,6 +109,8 @@ export interface NamespaceState {
    * before per-capsule ranges: those run as HOST_ID_BASE without idmapped layers.
    */
   idRange?: IdRange;
+  /** What the template opens in the seccomp filter (seccomp-policy.c): "userns", "perf". */
+  seccompAllow?: SeccompSwitch[];
 }
 
 /** Host uid (and gid) of root inside the capsule. */
@@ -271,6 +274,7 @@ export class NamespaceRuntime implements CapsuleRuntime {
       spec,
       paused: null,
       ownDisk: this.disks !== undefined,
+      seccompAllow: seccompAllowOf(manifest),
     };
     try {
       const [range] = await Promise.all([this.idRanges.allocate(spec.id), this.unboundFileTable()]);
@@ -358,6 +362,7 @@ export class NamespaceRuntime implements CapsuleRuntime {
       ...(this.opts.mainCommand ? [] : [['--ready-fd', '1'] as [string, string]]),
       ['--ready-timeout-ms', String(this.opts.readyTimeoutMs ?? 30_000)],
       ['--cwd', '/'],
+      ['--seccomp-allow', seccompAllowArg(state)],
       ...(this.opts.trace ? [['--trace', '1'] as [string, string]] : []),
     ];
     const args = ['start', ...options.flat(), '--', ...main];

@@ -1,7 +1,8 @@
 // Locates (and on first use compiles) wrenn-nsinit, the small C helper in nsinit.c that does the
-// namespace, mount and cgroup set-up Node cannot. Built with the host's gcc into the package's
-// dist/ next to this module; rebuilt when the source is newer. A prebuilt binary can be named
-// with WRENN_NSINIT.
+// namespace, mount and cgroup set-up Node cannot, and installs the capsule seccomp filter
+// (seccomp-policy.c, with libseccomp). Built with the host's gcc into the package's dist/ next to
+// this module; rebuilt when any of its source files is newer. A prebuilt binary can be named with
+// WRENN_NSINIT.
 import { execFile } from 'node:child_process';
 import { existsSync, statSync } from 'node:fs';
 import { rename } from 'node:fs/promises';
@@ -14,6 +15,9 @@ const here = dirname(fileURLToPath(import.meta.url));
 // dist/src/runtimes/namespace -> package root
 const packageRoot = resolve(here, '../../../..');
 export const NSINIT_SOURCE = join(packageRoot, 'src/runtimes/namespace/nsinit.c');
+const SECCOMP_POLICY = join(packageRoot, 'src/runtimes/namespace/seccomp-policy.c');
+/** Every file the binary is made from: a change to any of them rebuilds it. */
+export const NSINIT_SOURCES = [NSINIT_SOURCE, SECCOMP_POLICY, SECCOMP_POLICY.replace(/\.c$/, '.h')];
 export const NSINIT_BINARY = join(packageRoot, 'dist/native/wrenn-nsinit');
 
 let cached: Promise<string> | undefined;
@@ -36,20 +40,21 @@ async function locate(): Promise<string> {
     if (existsSync(NSINIT_BINARY)) return NSINIT_BINARY;
     throw new Error(`neither ${NSINIT_BINARY} nor its source ${NSINIT_SOURCE} exists: reinstall Wrenn`);
   }
-  if (existsSync(NSINIT_BINARY) && statSync(NSINIT_BINARY).mtimeMs >= statSync(NSINIT_SOURCE).mtimeMs)
-    return NSINIT_BINARY;
+  const newestSource = Math.max(...NSINIT_SOURCES.map((f) => (existsSync(f) ? statSync(f).mtimeMs : Infinity)));
+  if (existsSync(NSINIT_BINARY) && statSync(NSINIT_BINARY).mtimeMs >= newestSource) return NSINIT_BINARY;
   await buildNsinit();
   return NSINIT_BINARY;
 }
 
-/** Compiles nsinit.c (about a quarter second); used by setup and on first use. */
+/** Compiles nsinit.c with seccomp-policy.c (under a second); used by setup and on first use. */
 export async function buildNsinit(): Promise<string> {
   const tmp = `${NSINIT_BINARY}.${process.pid}.tmp`;
   await run('mkdir', ['-p', dirname(NSINIT_BINARY)]);
-  await run('gcc', ['-O2', '-Wall', '-Wno-format-truncation', '-o', tmp, NSINIT_SOURCE]).catch(
+  const sources = NSINIT_SOURCES.filter((f) => f.endsWith('.c'));
+  await run('gcc', ['-O2', '-Wall', '-Wno-format-truncation', '-o', tmp, ...sources, '-lseccomp']).catch(
     (err: Error & { stderr?: string }) => {
       throw new Error(
-        `compiling ${NSINIT_SOURCE} failed (is gcc installed? apt-get install gcc): ${err.stderr || err.message}`,
+        `compiling ${sources.join(' ')} failed (are gcc and libseccomp-dev installed? apt-get install gcc libseccomp-dev): ${err.stderr || err.message}`,
       );
     },
   );

@@ -66,12 +66,15 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "seccomp-policy.h"
+
 #define MAX_LIST 64
 #define STATUS_FD 3
 
 extern char **environ;
 
 static int status_fd = -1;
+static struct sock_fprog capsule_filter; /* seccomp-policy.c, built on the host side */
 static int trace = 0; /* --trace 1: step timings on stderr (the capsule log) */
 
 static long now_us(void) {
@@ -113,6 +116,7 @@ static void die(const char *fmt, ...) {
 
 struct opts {
   const char *netns, *upper, *work, *rootfs, *hostname, *uid_map, *gid_map, *ready_path, *cwd, *layer_idmap, *nofile;
+  const char *seccomp_allow; /* --seccomp-allow userns,perf: per-template seccomp switches */
   const char *lowers[MAX_LIST], *cgroups[MAX_LIST], *binds[MAX_LIST], *tmpfs[MAX_LIST], *sysctls[MAX_LIST];
   int bind_rw[MAX_LIST];
   int n_lowers, n_cgroups, n_binds, n_tmpfs, n_sysctls;
@@ -162,6 +166,7 @@ static void parse(int argc, char **argv, struct opts *o) {
     else if (!strcmp(a, "--uid")) o->uid = atoi(v);
     else if (!strcmp(a, "--gid")) o->gid = atoi(v);
     else if (!strcmp(a, "--trace")) trace = atoi(v);
+    else if (!strcmp(a, "--seccomp-allow")) o->seccomp_allow = v;
     else { errno = EINVAL; die("unknown option %s", a); }
   }
   if (!o->argv || !o->argv[0]) { errno = EINVAL; die("missing -- ARGV"); }
@@ -665,6 +670,7 @@ static int cmd_start(struct opts *o) {
     become(0, 0);
     step("init: proc, pivot, userns");
     set_title(o);
+    if (seccomp_policy_install(&capsule_filter) < 0) die("install seccomp filter");
     run_init(o);
   }
   close(up[1]);
@@ -712,6 +718,8 @@ static int cmd_exec(struct opts *o) {
     if (setns(fds[i], ns[i].type) < 0) die("join %s namespace of %d", ns[i].name, o->pid);
   if (fchdir(root) < 0 || chroot(".") < 0) die("enter root of %d", o->pid);
   set_nofile(o->nofile);
+  /* while still root in the capsule's user namespace (CAP_SYS_ADMIN there): no no_new_privs */
+  if (seccomp_policy_install(&capsule_filter) < 0) die("install seccomp filter");
   become((uid_t)o->uid, (gid_t)o->gid);
   pid_t child = fork(); /* the PID namespace applies to children only */
   if (child < 0) die("fork");
@@ -754,6 +762,9 @@ int main(int argc, char **argv) {
   }
   struct opts o;
   parse(argc, argv, &o);
+  if ((!strcmp(argv[1], "start") || !strcmp(argv[1], "exec")) &&
+      seccomp_policy_prepare(o.seccomp_allow, &capsule_filter) < 0)
+    die("seccomp filter for --seccomp-allow %s", o.seccomp_allow ? o.seccomp_allow : "(none)");
   if (!strcmp(argv[1], "start")) return cmd_start(&o);
   if (!strcmp(argv[1], "exec")) return cmd_exec(&o);
   if (!strcmp(argv[1], "hostname")) return cmd_hostname(&o);
