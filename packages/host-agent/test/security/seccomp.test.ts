@@ -186,6 +186,25 @@ for (const uid of [0, 1000]) {
   });
 }
 
+test('node (envd\'s runtime) works under the filter: files through libuv without io_uring, child processes via clone after clone3\'s ENOSYS', async () => {
+  const node = ['/opt/wrenn/runtime/lib/ld-linux-x86-64.so.2', '--library-path', '/opt/wrenn/runtime/lib', '/opt/wrenn/runtime/bin/node'];
+  const script = `
+    const fs = require('fs'), cp = require('child_process');
+    const f = '/tmp/seccomp-node-' + process.getuid();
+    fs.writeFileSync(f, 'x'.repeat(1 << 20));
+    fs.readFile(f, 'utf8', (err, d) => {
+      if (err) throw err;
+      const out = cp.execFileSync('/bin/sh', ['-c', 'echo spawned; grep ^Seccomp: /proc/self/status']).toString();
+      const w = new (require('worker_threads').Worker)('process.exit(0)', { eval: true });
+      w.on('exit', () => console.log(d.length, out.trim().replace(/\\s+/g, ' '), 'worker-ok'));
+    });`;
+  for (const uid of [0, 1000]) {
+    const r = await execInCapsule(capsule, [...node, '-e', script], { uid, gid: uid, timeoutMs: 60_000, env: { HOME: '/tmp' } });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout.trim(), '1048576 spawned Seccomp: 2 worker-ok', `uid ${uid}`);
+  }
+});
+
 test('busybox unshare -r fails in a default capsule (no nested user namespaces)', async () => {
   const r = await sh(capsule, 'unshare -r id -u 2>&1; echo "exit $?"');
   assert.match(r.stdout, /Operation not permitted/);

@@ -20,6 +20,10 @@
  * capsule's own mounts belong to the host's user namespace), and SECCOMP_ALLOW_PERF opens
  * perf_event_open.
  *
+ * pidfd_getfd is refused outright rather than "for processes outside the capsule": the pid
+ * namespace already makes those unreachable, inside it ptrace covers debuggers, and nothing we run
+ * needs to copy another process's descriptors, so it is one fd-stealing primitive less.
+ *
  * Written from the Linux syscall table and man pages; the choices follow the same reasoning as
  * Docker's default profile and are stricter in places (NUMA policy, kcmp, pidfd_getfd, adjtimex,
  * modify_ldt, the x32/i386 ABIs, and every namespace flag rather than just CAP_SYS_ADMIN ones).
