@@ -205,6 +205,23 @@ test('node (envd\'s runtime) works under the filter: files through libuv without
   }
 });
 
+test('Debian tools of the base template run under the filter: apt, dpkg, sudo, python', async (t) => {
+  if (!(await env.store.get('base'))) {
+    t.skip('the base template is not built in the test image cache (namespace-base builds it)');
+    return;
+  }
+  const h = await start('base');
+  const r = await sh(
+    h,
+    'apt-get check -q && apt-cache showpkg coreutils >/dev/null && dpkg -s coreutils >/dev/null && ' +
+      'python3 -c "import os, subprocess; subprocess.run([\'true\'], check=True)" && ' +
+      'su user -c "sudo -n id -u" && echo base-ok',
+  );
+  assert.equal(r.stdout.trim().split('\n').slice(-2).join(' '), '0 base-ok', `${r.stdout}${r.stderr}`);
+  await rt.destroy(h);
+  handles.delete(h);
+});
+
 test('busybox unshare -r fails in a default capsule (no nested user namespaces)', async () => {
   const r = await sh(capsule, 'unshare -r id -u 2>&1; echo "exit $?"');
   assert.match(r.stdout, /Operation not permitted/);
