@@ -10,8 +10,8 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { after, before, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { readManifest, writeManifest } from '../../src/rootfs/manifest.js';
 import { TemplateStore } from '../../src/rootfs/template-store.js';
 import { execInCapsule, type NamespaceRuntime } from '../../src/runtimes/namespace/index.js';
@@ -161,9 +161,12 @@ for (const uid of [0, 1000]) {
     assert.equal(r.code, 0, r.stderr);
     const got = parse(r.stdout);
     const rows = Object.keys(REFUSED).map(
-      (k) => `#   ${k.padEnd(30)} capsule: ${(got.get(k) ?? '-').padEnd(11)} unfiltered: ${unfiltered?.get(k) ?? 'n/a'}`,
+      (k) =>
+        `#   ${k.padEnd(30)} capsule: ${(got.get(k) ?? '-').padEnd(11)} unfiltered: ${unfiltered?.get(k) ?? 'n/a'}`,
     );
-    console.log(`# probe as uid ${uid} (unfiltered = fresh user namespace on the host, no seccomp):\n${rows.join('\n')}`);
+    console.log(
+      `# probe as uid ${uid} (unfiltered = fresh user namespace on the host, no seccomp):\n${rows.join('\n')}`,
+    );
     const wrong = Object.entries(REFUSED).filter(([k, want]) => got.get(k) !== want);
     assert.deepEqual(
       wrong.map(([k, want]) => `${k}: ${got.get(k)} (want ${want})`),
@@ -178,7 +181,9 @@ for (const uid of [0, 1000]) {
       console.log(`# refused by the filter where the kernel alone would not: ${byFilter.join(' ')}`);
       const absent = Object.keys(REFUSED).filter((k) => unfiltered?.get(k) === 'ENOSYS' && k !== 'syscall-1000');
       if (absent.length)
-        console.log(`# this kernel is built without ${absent.join(' ')} (ENOSYS unfiltered): only the filter's refusal is seen`);
+        console.log(
+          `# this kernel is built without ${absent.join(' ')} (ENOSYS unfiltered): only the filter's refusal is seen`,
+        );
       for (const k of ['keyctl', 'name_to_handle_at', 'unshare-user', 'unshare-net', 'io_uring_setup', 'clone3'])
         assert.ok(byFilter.includes(k), `${k}: the kernel alone answers ${unfiltered.get(k)} too`);
     }
@@ -186,8 +191,13 @@ for (const uid of [0, 1000]) {
   });
 }
 
-test('node (envd\'s runtime) works under the filter: files through libuv without io_uring, child processes via clone after clone3\'s ENOSYS', async () => {
-  const node = ['/opt/wrenn/runtime/lib/ld-linux-x86-64.so.2', '--library-path', '/opt/wrenn/runtime/lib', '/opt/wrenn/runtime/bin/node'];
+test("node (envd's runtime) works under the filter: files through libuv without io_uring, child processes via clone after clone3's ENOSYS", async () => {
+  const node = [
+    '/opt/wrenn/runtime/lib/ld-linux-x86-64.so.2',
+    '--library-path',
+    '/opt/wrenn/runtime/lib',
+    '/opt/wrenn/runtime/bin/node',
+  ];
   const script = `
     const fs = require('fs'), cp = require('child_process');
     const f = '/tmp/seccomp-node-' + process.getuid();
@@ -199,7 +209,12 @@ test('node (envd\'s runtime) works under the filter: files through libuv without
       w.on('exit', () => console.log(d.length, out.trim().replace(/\\s+/g, ' '), 'worker-ok'));
     });`;
   for (const uid of [0, 1000]) {
-    const r = await execInCapsule(capsule, [...node, '-e', script], { uid, gid: uid, timeoutMs: 60_000, env: { HOME: '/tmp' } });
+    const r = await execInCapsule(capsule, [...node, '-e', script], {
+      uid,
+      gid: uid,
+      timeoutMs: 60_000,
+      env: { HOME: '/tmp' },
+    });
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stdout.trim(), '1048576 spawned Seccomp: 2 worker-ok', `uid ${uid}`);
   }
