@@ -99,6 +99,13 @@ export type CreateCapsuleBodyT = Static<typeof CreateCapsuleBody>;
 
 export const CapsuleIdParams = Type.Object({ id: Type.String({ description: 'Capsule id (cl-...)' }) });
 
+/** The largest pid Linux can hand out (PID_MAX_LIMIT on 64-bit); envd's pid fields are uint32. */
+export const PID_MAX_LIMIT = 4_194_304;
+export const ProcessParams = Type.Object({
+  id: Type.String({ description: 'Capsule id (cl-...)' }),
+  pid: Type.Integer({ minimum: 1, maximum: PID_MAX_LIMIT, description: 'Process id inside the capsule' }),
+});
+
 export const ListCapsulesQuery = Type.Object(
   {
     state: Type.Optional(

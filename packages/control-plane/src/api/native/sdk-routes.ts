@@ -24,7 +24,7 @@ import { type Capsule, capsuleAgent, validateEnvs } from '../../services/capsule
 import { teamOf } from '../auth.js';
 import { badRequest } from '../errors.js';
 import { type CapsuleEnvd, envdAccess, userHeaders } from './envd-access.js';
-import { CapsuleIdParams, errors, FileEntrySchema } from './schemas.js';
+import { CapsuleIdParams, errors, FileEntrySchema, ProcessParams } from './schemas.js';
 import { closeWithError, sendJson, toBuffer } from './ws-messages.js';
 
 const FILE_TYPES: Record<number, string> = {
@@ -244,7 +244,7 @@ export function sdkRoutes(ctx: ControlPlaneContext) {
         schema: {
           tags: ['processes'],
           summary: 'Stream the output of a running process (WebSocket)',
-          params: Type.Object({ id: Type.String(), pid: Type.Integer({ minimum: 1 }) }),
+          params: ProcessParams,
         },
       },
       (ws: WebSocket, req: FastifyRequest) => {
@@ -288,7 +288,7 @@ export function sdkRoutes(ctx: ControlPlaneContext) {
         schema: {
           tags: ['processes'],
           summary: "Write to a running process's stdin (start it with stdin open) and/or close it",
-          params: Type.Object({ id: Type.String(), pid: Type.Integer({ minimum: 1 }) }),
+          params: ProcessParams,
           body: Type.Object(
             {
               data_base64: Type.Optional(Type.String({ contentEncoding: 'base64' })),
