@@ -21,6 +21,8 @@ export interface EdgeLimits {
 
 /** Default limit of a parsed (JSON) request body; streamed uploads set their own. */
 export const JSON_BODY_LIMIT = 1 << 20;
+/** JSON bodies that carry a process's standard input in base64 (exec, process stdin). */
+export const STDIN_BODY_LIMIT = 16 << 20;
 
 export const DEFAULT_EDGE_LIMITS: EdgeLimits = { headersTimeoutMs: 10_000, bodyTimeoutMs: 30_000 };
 
@@ -72,7 +74,9 @@ function watchBody(req: FastifyRequest, reply: FastifyReply, limits: EdgeLimits,
   const tick = Math.max(50, Math.min(1000, Math.floor(limits.bodyTimeoutMs / 4)));
   const timer = setInterval(() => {
     const now = Date.now();
-    if (socket.bytesRead !== seen) {
+    // Bytes still waiting in the request stream mean the server is the slow side (a handler under
+    // backpressure), not the client.
+    if (socket.bytesRead !== seen || req.raw.readableLength > 0) {
       seen = socket.bytesRead;
       lastProgress = now;
     }

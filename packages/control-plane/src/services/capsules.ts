@@ -183,6 +183,8 @@ export function validateMetadata(metadata: unknown, field = 'metadata'): Record<
     if (v.length > CAPSULE_LIMITS.maxMetadataValueLength) {
       throw badRequest(`${field}.${k} is longer than ${CAPSULE_LIMITS.maxMetadataValueLength} characters`);
     }
+    // Metadata is also exported into the capsule's environment, where a NUL cannot go.
+    if (k.includes('\0') || v.includes('\0')) throw badRequest(`${field} key or value '${k.replace(/\0/g, '\\0').slice(0, 40)}' contains a NUL byte`);
   }
   return out;
 }

@@ -222,6 +222,9 @@ describe('API edge: authentication before the body, timeouts, limits', () => {
     const env = { A: 'x'.repeat(200 << 10) };
     await nat('POST', '/v1/capsules', { env }, 400, /env takes at most 65536 bytes/);
     await e2b('POST', '/sandboxes', { templateID: 'minimal', envVars: env }, 400, /env takes at most 65536 bytes/);
+    // Metadata is exported into the capsule's environment too: a NUL there would fail its start.
+    await nat('POST', '/v1/capsules', { metadata: { 'a\u0000b': 'x' } }, 400, /NUL byte/);
+    await e2b('POST', '/sandboxes', { templateID: 'minimal', metadata: { a: 'x\u0000y' } }, 400, /NUL byte/);
     const many = Object.fromEntries(Array.from({ length: 3000 }, (_, i) => [`K${i}`, 'v'.repeat(30)]));
     await nat('POST', '/v1/capsules', { env: many }, 400, /env takes at most/);
     for (const path of ['/processes/1099511627776', '/processes/4294967296', '/processes/0', '/processes/-1', '/processes/1e30']) {

@@ -22,6 +22,7 @@ import type { RawData, WebSocket } from 'ws';
 import type { ControlPlaneContext } from '../../context.js';
 import { type Capsule, capsuleAgent, validateEnvs } from '../../services/capsules.js';
 import { teamOf } from '../auth.js';
+import { STDIN_BODY_LIMIT } from '../edge.js';
 import { badRequest } from '../errors.js';
 import { type CapsuleEnvd, envdAccess, userHeaders } from './envd-access.js';
 import { CapsuleIdParams, errors, FileEntrySchema, ProcessParams } from './schemas.js';
@@ -285,6 +286,7 @@ export function sdkRoutes(ctx: ControlPlaneContext) {
     app.post(
       '/capsules/:id/processes/:pid/stdin',
       {
+        bodyLimit: STDIN_BODY_LIMIT,
         schema: {
           tags: ['processes'],
           summary: "Write to a running process's stdin (start it with stdin open) and/or close it",
