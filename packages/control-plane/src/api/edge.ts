@@ -84,7 +84,9 @@ function watchBody(req: FastifyRequest, reply: FastifyReply, limits: EdgeLimits,
     const late = !streamed && now - start >= limits.bodyTimeoutMs;
     if (!stalled && !late) return;
     stop();
-    const why = stalled ? `no byte of the request body arrived for ${limits.bodyTimeoutMs} ms` : `the request body did not arrive within ${limits.bodyTimeoutMs} ms`;
+    const why = stalled
+      ? `no byte of the request body arrived for ${limits.bodyTimeoutMs} ms`
+      : `the request body did not arrive within ${limits.bodyTimeoutMs} ms`;
     if (reply.sent || socket.destroyed) return void socket.destroy();
     // The error handler of the route's API answers (in its own shape); the unread rest of the body
     // makes the onSend hook close the connection.
@@ -111,7 +113,11 @@ type ShortIdleSocket = Socket & { [shortIdle]?: boolean };
  * body was read closes the connection; a connection whose request carried no valid key may then
  * idle only headersTimeoutMs. `notFound` answers a request without a route in the API's shape.
  */
-export function registerEdgeGuards(app: FastifyInstance, limits: EdgeLimits, notFound: (req: FastifyRequest, reply: FastifyReply) => void): void {
+export function registerEdgeGuards(
+  app: FastifyInstance,
+  limits: EdgeLimits,
+  notFound: (req: FastifyRequest, reply: FastifyReply) => void,
+): void {
   app.addHook('onRequest', async (req, reply) => {
     const socket = req.raw.socket as ShortIdleSocket;
     if (socket[shortIdle]) {
@@ -150,7 +156,14 @@ export const takesUpgrade = (url: string | undefined): boolean => (url ?? '').st
 
 /** Answers an upgrade request that will not be upgraded, in the native error shape, and closes. */
 export function refuseUpgrade(socket: Duplex, url: string | undefined): void {
-  const body = JSON.stringify({ error: { code: 'not_found', message: `no WebSocket route at ${(url ?? '/').split('?')[0]}; WebSocket routes are under /v1/capsules/{id}` } });
-  socket.end(`HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+  const body = JSON.stringify({
+    error: {
+      code: 'not_found',
+      message: `no WebSocket route at ${(url ?? '/').split('?')[0]}; WebSocket routes are under /v1/capsules/{id}`,
+    },
+  });
+  socket.end(
+    `HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+  );
   setTimeout(() => socket.destroy(), 1000).unref();
 }

@@ -38,7 +38,14 @@ interface RawExchange {
  * Sends a request head announcing `bodyBytes` and then pushes the body as fast as the connection
  * takes it; resolves when the server has closed the connection (rejects if it never does).
  */
-function pushBody(port: number, method: string, path: string, bodyBytes: number, headers: Record<string, string> = {}, waitMs = 20_000): Promise<RawExchange> {
+function pushBody(
+  port: number,
+  method: string,
+  path: string,
+  bodyBytes: number,
+  headers: Record<string, string> = {},
+  waitMs = 20_000,
+): Promise<RawExchange> {
   return new Promise((resolve, reject) => {
     const s = net.connect(port, '127.0.0.1');
     let resp = Buffer.alloc(0);
@@ -54,13 +61,23 @@ function pushBody(port: number, method: string, path: string, bodyBytes: number,
       clearTimeout(guard);
       const text = resp.toString('latin1');
       const i = text.indexOf('\r\n\r\n');
-      resolve({ head: i < 0 ? text : text.slice(0, i), body: i < 0 ? '' : text.slice(i + 4), written: s.bytesWritten, port: localPort, closedByServer });
+      resolve({
+        head: i < 0 ? text : text.slice(0, i),
+        body: i < 0 ? '' : text.slice(i + 4),
+        written: s.bytesWritten,
+        port: localPort,
+        closedByServer,
+      });
     });
     let localPort = 0;
     s.once('connect', () => {
       localPort = s.localPort ?? 0;
-      const extra = Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join('');
-      s.write(`${method} ${path} HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: ${bodyBytes}\r\n${extra}\r\n`);
+      const extra = Object.entries(headers)
+        .map(([k, v]) => `${k}: ${v}\r\n`)
+        .join('');
+      s.write(
+        `${method} ${path} HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: ${bodyBytes}\r\n${extra}\r\n`,
+      );
       const chunk = Buffer.alloc(256 << 10, 0x20);
       let sent = 0;
       const pump = () => {
@@ -79,7 +96,12 @@ const statusOf = (head: string): number => Number(/^HTTP\/1\.1 (\d{3})/.exec(hea
 const hasClose = (head: string): boolean => /\r\nconnection: close\r\n/i.test(`${head}\r\n`);
 
 /** Opens a connection that writes `first`, then one byte every `everyMs`; resolves when the server closes it. */
-function trickle(port: number, first: string, everyMs: number, waitMs: number): Promise<{ status: number; closed: boolean }> {
+function trickle(
+  port: number,
+  first: string,
+  everyMs: number,
+  waitMs: number,
+): Promise<{ status: number; closed: boolean }> {
   return new Promise((resolve) => {
     const s = net.connect(port, '127.0.0.1');
     let resp = '';
@@ -147,9 +169,17 @@ describe('API edge: authentication before the body, timeouts, limits', () => {
     // 100 slow bodies without a key (as in the issue), 50 slow heads, 50 silent connections.
     for (let i = 0; i < 100; i++) {
       const path = i % 2 === 0 ? '/sandboxes' : '/v1/capsules';
-      attacks.push(trickle(cp.port, `POST ${path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 1000000\r\n\r\n{`, 200, wait));
+      attacks.push(
+        trickle(
+          cp.port,
+          `POST ${path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 1000000\r\n\r\n{`,
+          200,
+          wait,
+        ),
+      );
     }
-    for (let i = 0; i < 50; i++) attacks.push(trickle(cp.port, 'POST /sandboxes HTTP/1.1\r\nhost: x\r\nx-slow:', 200, wait));
+    for (let i = 0; i < 50; i++)
+      attacks.push(trickle(cp.port, 'POST /sandboxes HTTP/1.1\r\nhost: x\r\nx-slow:', 200, wait));
     for (let i = 0; i < 50; i++) attacks.push(trickle(cp.port, '', 1_000_000, wait));
     let healthy = 0;
     const health = (async () => {
@@ -164,14 +194,25 @@ describe('API edge: authentication before the body, timeouts, limits', () => {
     await health;
     const open = results.filter((r) => !r.closed).length;
     assert.equal(open, 0, `${open} of ${results.length} attacking connections were still open after ${wait} ms`);
-    assert.ok(results.slice(0, 100).every((r) => r.status === 401), 'every slow body without a key got its 401');
-    assert.ok(results.slice(100, 150).every((r) => r.status === 408 || r.status === 0), 'slow heads got a 408 or were cut');
+    assert.ok(
+      results.slice(0, 100).every((r) => r.status === 401),
+      'every slow body without a key got its 401',
+    );
+    assert.ok(
+      results.slice(100, 150).every((r) => r.status === 408 || r.status === 0),
+      'slow heads got a 408 or were cut',
+    );
     assert.equal(healthy, 10);
   });
 
   test('after a response to a request without a key the connection may idle only the short timeout', async (t) => {
     const cp = await startBareControlPlane(t, 'sqlite', EDGE);
-    const r = await trickle(cp.port, 'GET /health HTTP/1.1\r\nhost: x\r\n\r\n', 1_000_000, EDGE.headersTimeoutMs + 10_000);
+    const r = await trickle(
+      cp.port,
+      'GET /health HTTP/1.1\r\nhost: x\r\n\r\n',
+      1_000_000,
+      EDGE.headersTimeoutMs + 10_000,
+    );
     assert.ok(r.closed, 'the idle keep-alive connection was closed');
     assert.equal(r.status, 503, 'and /health answered first (no host yet)');
   });
@@ -180,12 +221,22 @@ describe('API edge: authentication before the body, timeouts, limits', () => {
     const cp = await startBareControlPlane(t, 'sqlite', EDGE);
     const { key } = await newTeamKey(cp);
     const stall = (path: string) =>
-      trickle(cp.port, `POST ${path} HTTP/1.1\r\nhost: x\r\nx-api-key: ${key}\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{"a`, 1_000_000, EDGE.bodyTimeoutMs + 10_000);
+      trickle(
+        cp.port,
+        `POST ${path} HTTP/1.1\r\nhost: x\r\nx-api-key: ${key}\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{"a`,
+        1_000_000,
+        EDGE.bodyTimeoutMs + 10_000,
+      );
     const [n, e] = await Promise.all([stall('/v1/capsules'), stall('/sandboxes')]);
     assert.deepEqual(n, { status: 408, closed: true });
     assert.deepEqual(e, { status: 408, closed: true });
     // A body that trickles in forever is cut too (a JSON body must arrive whole within the timeout).
-    const slow = await trickle(cp.port, `POST /v1/capsules HTTP/1.1\r\nhost: x\r\nx-api-key: ${key}\r\ncontent-type: application/json\r\ncontent-length: 100000\r\n\r\n{`, 100, EDGE.bodyTimeoutMs + 10_000);
+    const slow = await trickle(
+      cp.port,
+      `POST /v1/capsules HTTP/1.1\r\nhost: x\r\nx-api-key: ${key}\r\ncontent-type: application/json\r\ncontent-length: 100000\r\n\r\n{`,
+      100,
+      EDGE.bodyTimeoutMs + 10_000,
+    );
     assert.deepEqual(slow, { status: 408, closed: true });
 
     const big = { env: { A: 'x'.repeat(2 << 20) } };
@@ -216,9 +267,21 @@ describe('API edge: authentication before the body, timeouts, limits', () => {
       assert.equal(r.body.code, status);
       assert.match(r.body.message, re);
     };
-    await nat('POST', '/v1/capsules', { runtime: 'bogus' }, 400, /runtime 'bogus' does not exist; use one of namespace, qemu, firecracker/);
+    await nat(
+      'POST',
+      '/v1/capsules',
+      { runtime: 'bogus' },
+      400,
+      /runtime 'bogus' does not exist; use one of namespace, qemu, firecracker/,
+    );
     // A runtime that exists but no host of this deployment offers: the caller's mistake, not an outage.
-    await nat('POST', '/v1/capsules', { runtime: 'firecracker' }, 400, /no host of this deployment offers runtime 'firecracker'/);
+    await nat(
+      'POST',
+      '/v1/capsules',
+      { runtime: 'firecracker' },
+      400,
+      /no host of this deployment offers runtime 'firecracker'/,
+    );
     const env = { A: 'x'.repeat(200 << 10) };
     await nat('POST', '/v1/capsules', { env }, 400, /env takes at most 65536 bytes/);
     await e2b('POST', '/sandboxes', { templateID: 'minimal', envVars: env }, 400, /env takes at most 65536 bytes/);
@@ -227,10 +290,22 @@ describe('API edge: authentication before the body, timeouts, limits', () => {
     await e2b('POST', '/sandboxes', { templateID: 'minimal', metadata: { a: 'x\u0000y' } }, 400, /NUL byte/);
     const many = Object.fromEntries(Array.from({ length: 3000 }, (_, i) => [`K${i}`, 'v'.repeat(30)]));
     await nat('POST', '/v1/capsules', { env: many }, 400, /env takes at most/);
-    for (const path of ['/processes/1099511627776', '/processes/4294967296', '/processes/0', '/processes/-1', '/processes/1e30']) {
+    for (const path of [
+      '/processes/1099511627776',
+      '/processes/4294967296',
+      '/processes/0',
+      '/processes/-1',
+      '/processes/1e30',
+    ]) {
       await nat('DELETE', `/v1/capsules/cl-x${path}`, undefined, 400, /params\/pid must be/);
     }
-    await nat('POST', '/v1/capsules/cl-x/processes/1099511627776/stdin', { close: true }, 400, /params\/pid must be <= 4194304/);
+    await nat(
+      'POST',
+      '/v1/capsules/cl-x/processes/1099511627776/stdin',
+      { close: true },
+      400,
+      /params\/pid must be <= 4194304/,
+    );
     await nat('DELETE', `/v1/templates/${'x'.repeat(3000)}`, undefined, 414, /longer than 100 characters/);
     await e2b('DELETE', `/templates/${'x'.repeat(3000)}`, undefined, 414, /longer than 100 characters/);
     await e2b('POST', `/sandboxes/${'x'.repeat(300)}/pause`, {}, 414, /longer than 100 characters/);
@@ -242,12 +317,22 @@ describe('API edge: authentication before the body, timeouts, limits', () => {
   test('WebSocket upgrades without a key are refused before any capsule lookup or upgrade', async (t) => {
     const cp = await startBareControlPlane(t, 'sqlite');
     const ws = cp.url.replace('http', 'ws');
-    for (const path of ['/v1/capsules/cl-x/pty', '/v1/capsules/cl-x/commands', '/v1/capsules/cl-x/exec/stream', '/v1/capsules/cl-x/processes/1/connect', '/v1/capsules/cl-x/files/watch?path=/']) {
+    for (const path of [
+      '/v1/capsules/cl-x/pty',
+      '/v1/capsules/cl-x/commands',
+      '/v1/capsules/cl-x/exec/stream',
+      '/v1/capsules/cl-x/processes/1/connect',
+      '/v1/capsules/cl-x/files/watch?path=/',
+    ]) {
       await assert.rejects(openWs(`${ws}${path}`), (e: { status?: number }) => e.status === 401, path);
     }
     // Outside /v1 nothing takes an upgrade: public pages and the E2B API refuse it without a handshake.
     for (const path of ['/sandboxes', '/health', '/docs', '/no-such-page']) {
-      await assert.rejects(openWs(`${ws}${path}`), (e: { status?: number; body?: string }) => e.status === 404 && /no WebSocket route/.test(e.body ?? ''), path);
+      await assert.rejects(
+        openWs(`${ws}${path}`),
+        (e: { status?: number; body?: string }) => e.status === 404 && /no WebSocket route/.test(e.body ?? ''),
+        path,
+      );
     }
   });
 });
@@ -262,7 +347,10 @@ describe('API edge against wrenn up with capsules', { concurrency: false }, () =
     live = await startLive(8, 'api-edge');
   });
   after(async () => {
-    for (const [k, v] of [['WRENN_HEADERS_TIMEOUT_MS', saved.h], ['WRENN_BODY_TIMEOUT_MS', saved.b]] as const) {
+    for (const [k, v] of [
+      ['WRENN_HEADERS_TIMEOUT_MS', saved.h],
+      ['WRENN_BODY_TIMEOUT_MS', saved.b],
+    ] as const) {
       if (v === undefined) delete process.env[k];
       else process.env[k] = v;
     }
@@ -283,8 +371,15 @@ describe('API edge against wrenn up with capsules', { concurrency: false }, () =
     assert.match(kill.body.error.message, /params\/pid must be <= 4194304/);
     const stdin = await call('POST', `${P}/processes/1099511627776/stdin`, { close: true });
     assert.equal(stdin.status, 400, stdin.text);
-    await assert.rejects(openWs(`${sys.url.replace('http', 'ws')}${P}/processes/1099511627776/connect`, { 'x-api-key': sys.apiKey }), (e: { status?: number }) => e.status === 400);
-    assert.equal((await call('DELETE', `${P}/processes/4194304`)).status, 404, 'a pid in range that does not run is a 404');
+    await assert.rejects(
+      openWs(`${sys.url.replace('http', 'ws')}${P}/processes/1099511627776/connect`, { 'x-api-key': sys.apiKey }),
+      (e: { status?: number }) => e.status === 400,
+    );
+    assert.equal(
+      (await call('DELETE', `${P}/processes/4194304`)).status,
+      404,
+      'a pid in range that does not run is a 404',
+    );
 
     // 2. An env too large for the capsule (2 MB is over the body limit: 413; 200 KB fits the body: 400).
     const huge = await call('POST', '/v1/capsules', { env: { A: 'x'.repeat(2 << 20) } });
@@ -314,7 +409,9 @@ describe('API edge against wrenn up with capsules', { concurrency: false }, () =
     const bogus = await call('POST', '/v1/capsules', { runtime: 'bogus' });
     assert.equal(bogus.status, 400, bogus.text);
     assert.match(bogus.body.error.message, /use one of namespace, qemu, firecracker/);
-    const offered = ((await call('GET', '/v1/hosts')).body.hosts as Array<{ runtimes: string[] }>).flatMap((h) => h.runtimes);
+    const offered = ((await call('GET', '/v1/hosts')).body.hosts as Array<{ runtimes: string[] }>).flatMap(
+      (h) => h.runtimes,
+    );
     if (!offered.includes('firecracker')) {
       const fc = await call('POST', '/v1/capsules', { runtime: 'firecracker' });
       assert.equal(fc.status, 400, fc.text);
@@ -337,7 +434,14 @@ describe('API edge against wrenn up with capsules', { concurrency: false }, () =
     const port = Number(new URL(sys.url).port);
     const floods = [
       ...Array.from({ length: 4 }, (_, i) => pushBody(port, 'POST', i % 2 ? '/sandboxes' : '/v1/capsules', BIG)),
-      ...Array.from({ length: 100 }, (_, i) => trickle(port, `POST ${i % 2 ? '/sandboxes' : '/v1/capsules'} HTTP/1.1\r\nhost: x\r\ncontent-length: 1000000\r\n\r\n`, 200, EDGE.headersTimeoutMs + 10_000)),
+      ...Array.from({ length: 100 }, (_, i) =>
+        trickle(
+          port,
+          `POST ${i % 2 ? '/sandboxes' : '/v1/capsules'} HTTP/1.1\r\nhost: x\r\ncontent-length: 1000000\r\n\r\n`,
+          200,
+          EDGE.headersTimeoutMs + 10_000,
+        ),
+      ),
     ];
     let execs = 0;
     for (let i = 0; i < 5; i++) {
