@@ -1,4 +1,4 @@
-export { type NativeBinding, native, type SpawnStdio } from './binding.js';
+export { type FsAsUserRequest, type FsAsUserResult, type FsEntry, type FsStat, type NativeBinding, native, type SpawnStdio } from './binding.js';
 export {
   type ExecNativeError,
   execFileNative,
