@@ -3,7 +3,18 @@
 // magic links are refused, RESOLVE_IN_ROOT keeps a lookup under its root, and rm -rf as a user stops
 // at what the user may not remove. Uses nobody (65534) and a scratch group id; needs root.
 import assert from 'node:assert/strict';
-import { chmodSync, chownSync, closeSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  closeSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -45,7 +56,10 @@ test('open as a user gets the kernel check of that user; root keeps its own', as
   const mine = join(dir, 'mine');
   mkdirSync(mine);
   chownSync(mine, NOBODY.uid, NOBODY.gid);
-  assert.equal((await call({ op: 'open', path: join(mine, 'new'), flags: O_WRONLY | O_CREAT, mode: 0o640, ...NOBODY })).errno, 0);
+  assert.equal(
+    (await call({ op: 'open', path: join(mine, 'new'), flags: O_WRONLY | O_CREAT, mode: 0o640, ...NOBODY })).errno,
+    0,
+  );
   assert.equal(statSync(join(mine, 'new')).uid, NOBODY.uid);
   assert.equal(statSync(join(mine, 'new')).gid, NOBODY.gid);
   assert.equal((await call({ op: 'mkdir', path: join(dir, 'no'), mode: 0o755, ...NOBODY })).errno, 13);
@@ -55,8 +69,13 @@ test('the pool threads serve root again after many calls as a user', async (t) =
   const dir = scratch(t);
   const secret = join(dir, 'secret');
   writeFileSync(secret, 'root only', { mode: 0o600 });
-  const denied = await Promise.all(Array.from({ length: 64 }, () => call({ op: 'stat', path: join('/root', 'x'), ...NOBODY })));
-  assert.ok(denied.every((r) => r.errno === 13), JSON.stringify(denied.map((r) => r.errno)));
+  const denied = await Promise.all(
+    Array.from({ length: 64 }, () => call({ op: 'stat', path: join('/root', 'x'), ...NOBODY })),
+  );
+  assert.ok(
+    denied.every((r) => r.errno === 13),
+    JSON.stringify(denied.map((r) => r.errno)),
+  );
   // Node's own fs calls run on the same pool threads: every one must still be root.
   const reads = await Promise.all(Array.from({ length: 64 }, () => readFile(secret, 'utf8')));
   assert.ok(reads.every((s) => s === 'root only'));
@@ -87,7 +106,10 @@ test('RESOLVE_IN_ROOT keeps absolute paths and symlinks under the root fd', asyn
     assert.equal(readFileSync(`/proc/self/fd/${r.fd}`, 'utf8'), 'inside\n', path);
     closeSync(r.fd as number);
   }
-  await assert.rejects(async () => native().fsAsUser({ op: 'open', path: 'x', flags: 0, inRoot: true }), /inRoot needs a dirfd/);
+  await assert.rejects(
+    async () => native().fsAsUser({ op: 'open', path: 'x', flags: 0, inRoot: true }),
+    /inRoot needs a dirfd/,
+  );
 });
 
 test('removeTree as a user removes its own tree and stops at a root-owned directory', async (t) => {
@@ -96,7 +118,8 @@ test('removeTree as a user removes its own tree and stops at a root-owned direct
   mkdirSync(join(tree, 'a', 'b'), { recursive: true });
   writeFileSync(join(tree, 'a', 'b', 'f'), 'x');
   symlinkSync('/etc', join(tree, 'link-to-etc'));
-  for (const p of [tree, join(tree, 'a'), join(tree, 'a', 'b'), join(tree, 'a', 'b', 'f')]) chownSync(p, NOBODY.uid, NOBODY.gid);
+  for (const p of [tree, join(tree, 'a'), join(tree, 'a', 'b'), join(tree, 'a', 'b', 'f')])
+    chownSync(p, NOBODY.uid, NOBODY.gid);
   chownSync(dir, NOBODY.uid, NOBODY.gid);
   mkdirSync(join(tree, 'rootdir'));
   writeFileSync(join(tree, 'rootdir', 'r'), 'r');
@@ -127,6 +150,9 @@ test('list and entry report lstat, symlink targets and prefixed xattrs as the us
 test('bad requests are type errors, not calls', async () => {
   await assert.rejects(async () => native().fsAsUser({ op: 'nope' } as unknown as FsAsUserRequest), /unknown op/);
   await assert.rejects(async () => native().fsAsUser({ op: 'stat', path: 'a\0b' }), /NUL/);
-  await assert.rejects(async () => native().fsAsUser({ op: 'stat', path: '/', uid: 1 } as FsAsUserRequest), /needs a gid/);
+  await assert.rejects(
+    async () => native().fsAsUser({ op: 'stat', path: '/', uid: 1 } as FsAsUserRequest),
+    /needs a gid/,
+  );
   await assert.rejects(async () => native().fsAsUser({ op: 'stat', path: '/', uid: -1, gid: 0 }), /out of range/);
 });

@@ -37,7 +37,8 @@ export async function ensureDirs(dir: string, fs: UserFs): Promise<void> {
   for (;;) {
     try {
       const st = await fs.stat(cur);
-      if ((st.mode & S_IFMT) !== S_IFDIR) throw new PathError(`cannot create directory ${dir}: ${cur} is not a directory`);
+      if ((st.mode & S_IFMT) !== S_IFDIR)
+        throw new PathError(`cannot create directory ${dir}: ${cur} is not a directory`);
       break;
     } catch (err) {
       if (errnoCode(err) !== 'ENOENT') throw err;

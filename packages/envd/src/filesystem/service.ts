@@ -13,22 +13,21 @@ import {
   type WatchDirResponseSchema,
 } from '@wrenn/protocol/gen/envd/filesystem_pb';
 import { requestedUserName, resolveUser } from '../auth.js';
+import { nodeCrypto } from '../node-crypto.js';
 import type { EnvdState } from '../state.js';
 import type { UserInfo } from '../users.js';
 import { type EntryInit, entryFrom, entryInfo } from './entry.js';
 import { errnoCode, toConnectError } from './errors.js';
-import { refreshOwnerNames } from './owners.js';
 import { METADATA_PREFIX } from './metadata.js';
+import { refreshOwnerNames } from './owners.js';
 import { ensureDirs, PathError, resolvePath } from './paths.js';
 import { type FsEntry, type FsStat, type UserFs, userFs } from './user-fs.js';
 import { DirWatcher, onNetworkMount, type WatchEvent } from './watcher.js';
-import { nodeCrypto } from '../node-crypto.js';
 
 type FsEvent = MessageInitShape<typeof FilesystemEventSchema>;
 type WatchResponse = MessageInitShape<typeof WatchDirResponseSchema>;
 
 const DEFAULT_KEEPALIVE_MS = 90_000;
-const LIST_PARALLEL = 32;
 
 const S_IFMT = 0o170000;
 const S_IFDIR = 0o040000;
@@ -66,7 +65,15 @@ async function ensureDirsRpc(dir: string, r: Requester): Promise<void> {
 }
 
 /** Lists dir (already symlink-resolved) up to depth, pre-order by name, reporting paths under `shown`. */
-async function walk(r: Requester, dir: string, shown: string, depth: number, etcDir: string, out: EntryInit[], top = true): Promise<void> {
+async function walk(
+  r: Requester,
+  dir: string,
+  shown: string,
+  depth: number,
+  etcDir: string,
+  out: EntryInit[],
+  top = true,
+): Promise<void> {
   let entries: FsEntry[];
   try {
     // One native call per directory: names, lstat, symlink targets and metadata, as the user.
@@ -76,13 +83,16 @@ async function walk(r: Requester, dir: string, shown: string, depth: number, etc
     if (!top && errnoCode(err) === 'EACCES') return;
     throw toConnectError(err, `read directory ${dir}`, r.user.name);
   }
-  entries.sort((a, b) => ((a.name as string) < (b.name as string) ? -1 : (a.name as string) > (b.name as string) ? 1 : 0));
+  entries.sort((a, b) =>
+    (a.name as string) < (b.name as string) ? -1 : (a.name as string) > (b.name as string) ? 1 : 0,
+  );
   for (const e of entries) {
     const name = e.name as string;
     const entry = entryFrom(path.join(dir, name), e, etcDir);
     entry.path = path.join(shown, name);
     out.push(entry);
-    if (depth > 1 && (e.mode & S_IFMT) === S_IFDIR) await walk(r, path.join(dir, name), path.join(shown, name), depth - 1, etcDir, out, false);
+    if (depth > 1 && (e.mode & S_IFMT) === S_IFDIR)
+      await walk(r, path.join(dir, name), path.join(shown, name), depth - 1, etcDir, out, false);
   }
 }
 
@@ -139,7 +149,8 @@ export function filesystemService(state: EnvdState): Partial<ServiceImpl<typeof 
         if (errnoCode(err) === 'ENOENT') return undefined;
         throw toConnectError(err, `create directory ${dir}`, r.user.name);
       });
-      if (st && (st.mode & S_IFMT) === S_IFDIR) throw new ConnectError(`directory already exists: ${dir}`, Code.AlreadyExists);
+      if (st && (st.mode & S_IFMT) === S_IFDIR)
+        throw new ConnectError(`directory already exists: ${dir}`, Code.AlreadyExists);
       if (st) throw new ConnectError(`path already exists but it is not a directory: ${dir}`, Code.InvalidArgument);
       await ensureDirsRpc(dir, r);
       return { entry: await entryInfo(dir, state.etcDir, r.fs) };
@@ -181,7 +192,8 @@ export function filesystemService(state: EnvdState): Partial<ServiceImpl<typeof 
       const st = await r.fs.stat(resolved).catch((err) => {
         throw toConnectError(err, `stat ${resolved}`, r.user.name);
       });
-      if ((st.mode & S_IFMT) !== S_IFDIR) throw new ConnectError(`path is not a directory: ${requested}`, Code.InvalidArgument);
+      if ((st.mode & S_IFMT) !== S_IFDIR)
+        throw new ConnectError(`path is not a directory: ${requested}`, Code.InvalidArgument);
       const entries: EntryInit[] = [];
       await walk(r, resolved, requested, depth, state.etcDir, entries);
       return { entries };

@@ -57,7 +57,12 @@ export async function writeUploadedFile(
 }
 
 /** Sets exactly `metadata` on the open file; a file system without user xattrs keeps none. */
-async function replaceMetadata(fs: UserFs, fd: number, target: string, metadata: Record<string, string>): Promise<Record<string, string>> {
+async function replaceMetadata(
+  fs: UserFs,
+  fd: number,
+  target: string,
+  metadata: Record<string, string>,
+): Promise<Record<string, string>> {
   const set = Object.entries(metadata).map(([k, v]): [string, string] => [METADATA_PREFIX + k, v]);
   try {
     return decodeMetadata(await fs.fdSetXattrs(fd, METADATA_PREFIX, set, target));

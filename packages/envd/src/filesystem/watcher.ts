@@ -58,7 +58,11 @@ let procFds: boolean | undefined;
  * names events about the watched directory itself by the watched path's last part: "." here, which
  * no entry can be called (the path fallback gives the directory's own name, handled in process()).
  */
-function watchOpened(fd: number, dir: string, listener: (kind: string, name: string | Buffer | null) => void): FSWatcher {
+function watchOpened(
+  fd: number,
+  dir: string,
+  listener: (kind: string, name: string | Buffer | null) => void,
+): FSWatcher {
   procFds ??= existsSync('/proc/self/fd');
   return watch(procFds ? `/proc/self/fd/${fd}/.` : dir, { persistent: false }, listener);
 }
@@ -127,7 +131,9 @@ export class DirWatcher {
     // lstat in parallel slices (large trees), then recurse in name order.
     const snaps: (Snap | null)[] = [];
     for (let i = 0; i < names.length; i += SCAN_PARALLEL) {
-      snaps.push(...(await Promise.all(names.slice(i, i + SCAN_PARALLEL).map((n) => snapOf(this.fs, path.join(dir, n))))));
+      snaps.push(
+        ...(await Promise.all(names.slice(i, i + SCAN_PARALLEL).map((n) => snapOf(this.fs, path.join(dir, n))))),
+      );
     }
     for (let i = 0; i < names.length; i++) {
       const s = snaps[i];

@@ -5,9 +5,19 @@
 // both outcomes must occur (the swap really raced the requests), and root's own requests still work.
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, chownSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { once } from 'node:events';
+import {
+  chmodSync,
+  chownSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
@@ -167,7 +177,11 @@ describe('files API against a symlink swapped by the user (issue 14 item 7)', ()
     assert.equal(readFileSync(victim, 'utf8'), 'root-owned\n', 'an upload wrote into the root-owned file');
     assert.equal(statSync(victim).uid, 0, 'the root-owned file changed owner');
     assert.equal(statSync(victim).mode & 0o777, 0o644);
-    assert.deepEqual(listAttributesSync(victim).filter((n) => n.startsWith('user.e2b.')), [], 'metadata was set on the root-owned file');
+    assert.deepEqual(
+      listAttributesSync(victim).filter((n) => n.startsWith('user.e2b.')),
+      [],
+      'metadata was set on the root-owned file',
+    );
     assert.match(readFileSync(mine, 'utf8'), /^pwned \d+\n$/);
     assert.ok((statuses.get(200) ?? 0) > 0, 'no upload reached the user file: the probe did not run');
     assert.ok((statuses.get(403) ?? 0) > 0, 'the swap never pointed at the root file: the race was not exercised');
@@ -265,7 +279,10 @@ describe('files API against a symlink swapped by the user (issue 14 item 7)', ()
     }
     t.diagnostic(`outcomes: ${JSON.stringify(Object.fromEntries(codes))}; public events seen: ${publicEvents}`);
     assert.ok((codes.get('list-ok') ?? 0) > 0, 'ListDir never listed the public directory: the probe did not run');
-    assert.ok((codes.get('list-PermissionDenied') ?? 0) > 0, 'the swap never pointed at the vault: the race was not exercised');
+    assert.ok(
+      (codes.get('list-PermissionDenied') ?? 0) > 0,
+      'the swap never pointed at the vault: the race was not exercised',
+    );
     assert.ok((codes.get('watch-ok') ?? 0) === 0 || publicEvents > 0, 'watchers on the public directory saw nothing');
     // Root still lists the vault.
     const { entries } = await envd.filesystem.listDir({ path: secretDir, depth: 1 });
