@@ -98,6 +98,8 @@ export interface LocalLayerOptions {
   cgroupParent?: string;
   /** Each namespace capsule's disk in MiB (default WRENN_CAPSULE_DISK_MB, else 10240; 0 = no limit). */
   diskMb?: number;
+  /** Free MiB the host keeps beyond a new capsule's whole disk (default WRENN_DISK_RESERVE_MB, else 1024). */
+  diskReserveMb?: number;
   /** Offer the QEMU runtime when qemu-system-x86_64 is installed (default true). */
   qemu?: boolean;
   /** Offer the Firecracker runtime, and make it the default, where KVM is usable and the binary found (default true). */
@@ -119,11 +121,14 @@ export async function createLocalLayers(dataDir: string, opts: LocalLayerOptions
     lookup: (addr) => networkManager.metadataFor(addr),
   });
   const diskMb = opts.diskMb ?? (process.env.WRENN_CAPSULE_DISK_MB ? Number(process.env.WRENN_CAPSULE_DISK_MB) : undefined);
+  const diskReserveMb =
+    opts.diskReserveMb ?? (process.env.WRENN_DISK_RESERVE_MB ? Number(process.env.WRENN_DISK_RESERVE_MB) : undefined);
   const ns = new NamespaceRuntime({
     dataDir,
     templates: templateStore,
     ...(opts.cgroupParent ? { cgroupParent: opts.cgroupParent } : {}),
     ...(diskMb !== undefined ? { diskMb } : {}),
+    ...(diskReserveMb !== undefined ? { diskReserveMb } : {}),
   });
   // Paid once here rather than by the first capsule: compiling the init helper, resolving node's libraries.
   await ns.prepare();

@@ -84,7 +84,10 @@ test('minimal template builds (cached) and a capsule runs the real envd in the g
   assert.doesNotMatch((await sh(h, 'env')).stdout, /LD_LIBRARY_PATH/);
   // envd said "ready" itself on the init's pipe (no /health poll), and what it starts inherits
   // neither that pipe nor its variable: a command through envd sees only its stdio.
-  assert.match(readFileSync(join(h.state.sandboxDir as string, 'envd.log'), 'utf8'), /main process ready \(said so\)/);
+  // (The init's output reaches envd.log through the helper's pipe: it may land just after "ready".)
+  const logPath = join(h.state.sandboxDir as string, 'envd.log');
+  for (let i = 0; i < 100 && !/main process ready \(said so\)/.test(readFileSync(logPath, 'utf8')); i++) await sleep(20);
+  assert.match(readFileSync(logPath, 'utf8'), /main process ready \(said so\)/);
   const body = JSON.stringify({ process: { cmd: '/bin/sh', args: ['-c', 'ls /proc/self/fd; env'] } });
   const viaEnvd = await sh(
     h,

@@ -10,7 +10,6 @@
 #include <string>
 #include <vector>
 
-#include "fs-as-user.h"
 #include "memory.h"
 #include "namespaces.h"
 #include "relay.h"
@@ -238,6 +237,5 @@ NAPI_MODULE_INIT() {
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
   wrenn::registerRelay(env, exports);
   wrenn::registerMemory(env, exports);
-  wrenn::registerFsAsUser(env, exports);
   return exports;
 }

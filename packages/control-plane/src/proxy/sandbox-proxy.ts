@@ -50,8 +50,7 @@ function useRelay(): boolean {
   return process.env.WRENN_PROXY_RELAY !== '0' && relayAvailable();
 }
 
-export function createSandboxProxy(ctx: ControlPlaneContext, opts: { headersTimeoutMs?: number } = {}): SandboxProxy {
-  const headersTimeoutMs = opts.headersTimeoutMs ?? HEADERS_TIMEOUT_MS;
+export function createSandboxProxy(ctx: ControlPlaneContext): SandboxProxy {
   const groupPrefix = `proxy${++proxies}/`;
   const agent = createProxyAgent();
   const targets = new ProxyTargets(ctx);
@@ -110,7 +109,6 @@ export function createSandboxProxy(ctx: ControlPlaneContext, opts: { headersTime
             });
           }
         : undefined,
-      headersTimeoutMs,
       attempts: 3,
       backoffMs: 100,
     };
@@ -125,7 +123,7 @@ export function createSandboxProxy(ctx: ControlPlaneContext, opts: { headersTime
         owned.delete(socket);
         if (buffered.length > 0) socket.end('HTTP/1.1 408 Request Timeout\r\nconnection: close\r\ncontent-length: 0\r\n\r\n', () => socket.destroy());
         else socket.destroy();
-      }, headersTimeoutMs);
+      }, HEADERS_TIMEOUT_MS);
       const stop = () => {
         clearTimeout(timer);
         socket.removeListener('data', onData);

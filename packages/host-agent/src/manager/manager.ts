@@ -8,6 +8,7 @@ import { assertMove, type CapsuleState } from './state-machine.js';
 import { checkEnvdDefaults, checkEnvs, checkMetadata, checkRange, checkTemplateName, hostLimits } from './validate.js';
 import type { CapsuleRecord, ManagerDeps, TemplateInfo, TimeoutAction } from './types.js';
 import type { CapsuleRuntime, CapsuleStats, EnvdInit, RuntimeName } from '../runtimes/runtime.js';
+import { HostCapacityError } from '../runtimes/capacity-error.js';
 import { createEnvdClient, runInCapsule, waitForEnvd, type EnvdClient } from '../envd-client/index.js';
 import { WarmPool, type PooledCapsule } from './warm-pool.js';
 import { warmUpEnvd } from './envd-warm-up.js';
@@ -214,7 +215,9 @@ export class SandboxManager {
       await this.releaseResources(rec).catch(() => undefined);
       await this.store.remove(id);
       const why = err instanceof Error ? err.message : String(err);
-      throw new Error(why.includes(id) ? why : `capsule ${id} failed to start: ${why}`);
+      const message = why.includes(id) ? why : `capsule ${id} failed to start: ${why}`;
+      // A full host keeps its class: the service answers resource_exhausted, not internal.
+      throw err instanceof HostCapacityError ? new HostCapacityError(message) : new Error(message);
     }
   }
 

@@ -3,6 +3,7 @@
 import { Code, ConnectError } from '@connectrpc/connect';
 import { AlreadyExistsError, CapsuleNotFoundError, InvalidArgumentError, TemplateInUseError, TemplateNotFoundError } from '../manager/errors.js';
 import { IllegalStateError } from '../manager/state-machine.js';
+import { HostCapacityError } from '../runtimes/capacity-error.js';
 
 export function toConnectError(err: unknown): ConnectError {
   if (err instanceof ConnectError) return err;
@@ -11,6 +12,7 @@ export function toConnectError(err: unknown): ConnectError {
   if (err instanceof InvalidArgumentError) return new ConnectError(message, Code.InvalidArgument);
   if (err instanceof IllegalStateError || err instanceof TemplateInUseError) return new ConnectError(message, Code.FailedPrecondition);
   if (err instanceof AlreadyExistsError) return new ConnectError(message, Code.AlreadyExists);
+  if (err instanceof HostCapacityError) return new ConnectError(message, Code.ResourceExhausted);
   return new ConnectError(message, Code.Internal);
 }
 

@@ -21,7 +21,7 @@ import { errors } from './schemas.js';
 
 const tags = ['templates'];
 /** JSON bodies carry base64 files; larger contexts should use multipart. */
-const BUILD_BODY_LIMIT = 96 * 1024 * 1024;
+const JSON_BODY_LIMIT = 96 * 1024 * 1024;
 const BUILD_ID_RE = /^bld-[0-9a-z]+$/;
 
 const CreateBuildBody = Type.Object(
@@ -84,9 +84,7 @@ export const templateBuildRoutes =
     app.post(
       '/templates',
       {
-        bodyLimit: BUILD_BODY_LIMIT,
-        // Multipart contexts are streamed by the handler; a JSON one may be large too.
-        config: { streamedBody: true },
+        bodyLimit: JSON_BODY_LIMIT,
         schema: {
           tags,
           summary:

@@ -5,9 +5,13 @@
 //
 // All mounts live only in the capsule's private mount namespace: when its last process exits the
 // kernel drops them, so the host never holds a capsule mount that could leak.
+//
+// Nothing the capsule can write lives on the host's file system: its writable layer and its /etc
+// files are on its own disk, and its output (envd's and the init's) is a pipe that the helper's
+// host-side parent copies into <sandbox>/envd.log with a size cap (nsinit.c).
 import { once } from 'node:events';
-import { closeSync, openSync, readFileSync } from 'node:fs';
-import { chmod, chown, mkdir, readdir, stat, writeFile } from 'node:fs/promises';
+import { closeSync, constants, openSync, readFileSync } from 'node:fs';
+import { chmod, chown, mkdir, open, readdir, stat } from 'node:fs/promises';
 import http from 'node:http';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -35,6 +39,8 @@ import { QuotaDisks } from './quota-disk.js';
 import { type SeccompSwitch, seccompAllowArg, seccompAllowOf } from './seccomp-switches.js';
 
 export const ENVD_PORT = 49983;
+/** envd.log grows to this, then is rotated once to envd.log.1 (see nsinit.c). */
+export const ENVD_LOG_MAX_BYTES = 1024 * 1024;
 /** Each capsule's own disk, unless NamespaceRuntimeOptions.diskMb says otherwise. */
 export const DEFAULT_DISK_MB = 10 * 1024;
 const GUEST_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
@@ -82,6 +88,11 @@ export interface NamespaceRuntimeOptions {
   diskMb?: number;
   /** The host id block capsule ranges come from (default WRENN_CAPSULE_ID_BASE / _RANGES, see id-ranges.ts). */
   idRanges?: Partial<IdRangeConfig>;
+  /**
+   * Free space in MiB the data dir's file system keeps beyond a new capsule's whole disk: a create
+   * that would leave less is refused (HostCapacityError). Default 1024 (WRENN_DISK_RESERVE_MB).
+   */
+  diskReserveMb?: number;
 }
 
 /** Runtime-specific part of the handle (JSON-serialisable, persisted by the manager). */
@@ -189,9 +200,18 @@ export class NamespaceRuntime implements CapsuleRuntime {
     if (!Number.isInteger(diskMb) || diskMb < 0 || (diskMb > 0 && diskMb < 16)) {
       throw new Error(`diskMb ${diskMb} must be 0 (no limit) or a whole number >= 16`);
     }
+    const reserveMb = opts.diskReserveMb;
+    if (reserveMb !== undefined && (!Number.isInteger(reserveMb) || reserveMb < 0)) {
+      throw new Error(`diskReserveMb ${reserveMb} must be a whole number >= 0`);
+    }
     this.disks =
       diskMb > 0
-        ? new QuotaDisks({ poolDir: join(this.dataDir, 'disk-pool'), sizeMb: diskMb, rootUid: HOST_ID_BASE })
+        ? new QuotaDisks({
+            poolDir: join(this.dataDir, 'disk-pool'),
+            sizeMb: diskMb,
+            rootUid: HOST_ID_BASE,
+            ...(reserveMb !== undefined ? { reserveMb } : {}),
+          })
         : undefined;
     const ids = idRangeConfig(opts.idRanges);
     const conflicts = subordinateIdConflicts(ids);
@@ -252,6 +272,7 @@ export class NamespaceRuntime implements CapsuleRuntime {
       );
     }
     const layers = await this.opts.templates.layerDirs(manifest);
+    await this.disks?.checkRoom(this.dataDir);
     const tTemplate = performance.now();
     const sandboxDir = join(this.sandboxesDir, spec.id);
     try {
@@ -280,9 +301,6 @@ export class NamespaceRuntime implements CapsuleRuntime {
       const [range] = await Promise.all([this.idRanges.allocate(spec.id), this.unboundFileTable()]);
       state.idRange = range;
       await mkdir(join(sandboxDir, 'rootfs'));
-      // /etc files are written while mount(8) attaches the disk in its own process.
-      const etc = this.writeEtcFiles(state);
-      etc.catch(() => undefined);
       if (this.disks) await this.disks.attach(sandboxDir);
       else {
         const { upper, work } = this.layerDirs(state);
@@ -292,7 +310,7 @@ export class NamespaceRuntime implements CapsuleRuntime {
         await Promise.all([upper, work].map((d) => chown(d, HOST_ID_BASE, HOST_ID_BASE)));
         await chmod(upper, 0o755);
       }
-      await this.boot(state, t0, tTemplate, await etc);
+      await this.boot(state, t0, tTemplate);
     } catch (err) {
       await this.teardown(spec.id, sandboxDir).catch(() => undefined);
       throw err;
@@ -311,21 +329,16 @@ export class NamespaceRuntime implements CapsuleRuntime {
   }
 
   /** Creates the cgroups and starts init + main process on the existing sandbox dir. */
-  private async boot(
-    state: NamespaceState,
-    t0: number,
-    tTemplate: number,
-    etcWritten?: { src: string; dst: string }[],
-  ): Promise<void> {
+  private async boot(state: NamespaceState, t0: number, tTemplate: number): Promise<void> {
     const { spec, sandboxDir } = state;
-    const [layout, helper] = await Promise.all([this.nodeLayout(), nsinitPath()]);
+    const logPath = join(sandboxDir, 'envd.log');
+    const [layout, helper, etcBinds] = await Promise.all([this.nodeLayout(), nsinitPath(), this.writeEtcFiles(state)]);
     const cg = this.cgroups(spec.id);
     cg.create({ vcpus: spec.vcpus, memoryMb: spec.memoryMb, pidsMax: this.opts.pidsMax ?? 512 });
     const readyPort = this.opts.readyPort ?? ENVD_PORT;
     const main: string[] = this.opts.mainCommand
       ? this.opts.mainCommand(layout.nodeArgv)
       : [...layout.nodeArgv, ...ENVD_NODE_FLAGS, envdScript(), '--port', String(ENVD_PORT)];
-    const etcBinds = etcWritten ?? (await this.writeEtcFiles(state));
     const rootId = capsuleRootId(state);
     // Without a prepared namespace the capsule gets a fresh one with loopback only.
     const netns = spec.network?.netnsPath;
@@ -355,7 +368,7 @@ export class NamespaceRuntime implements CapsuleRuntime {
       // metrics then report the capsule's real limits and usage.
       ['--tmpfs', '/sys/fs/cgroup'],
       ...CONTROLLERS.map((c): [string, string] => ['--bind', `${cg.dirs[c]}:/sys/fs/cgroup/${c}`]),
-      ...etcBinds.map((b): [string, string] => ['--bind-rw', `${b.src}:${b.dst}`]),
+      ...etcBinds.map((b): [string, string] => ['--bind-rw-idmapped', `${b.src}:${b.dst}`]),
       ['--ready-port', String(readyPort)],
       ['--ready-path', this.opts.readyPath ?? '/health'],
       // envd says "ready" on a pipe from the init once it listens (WRENN_READY_FD): no HTTP poll.
@@ -364,6 +377,9 @@ export class NamespaceRuntime implements CapsuleRuntime {
       ['--cwd', '/'],
       ['--seccomp-allow', seccompAllowArg(state)],
       ...(this.opts.trace ? [['--trace', '1'] as [string, string]] : []),
+      // The capsule's output reaches this file only through the helper's parent, capped.
+      ['--log', logPath],
+      ['--log-max-bytes', String(ENVD_LOG_MAX_BYTES)],
     ];
     const args = ['start', ...options.flat(), '--', ...main];
     const env: Record<string, string> = {
@@ -380,7 +396,6 @@ export class NamespaceRuntime implements CapsuleRuntime {
       // /init's settings at start: the capsule is ready for commands once envd answers.
       ...(spec.envdInit ? { WRENN_ENVD_INIT: JSON.stringify(spec.envdInit) } : {}),
     };
-    const logPath = join(sandboxDir, 'envd.log');
     const tPrepared = performance.now();
     const log = openSync(logPath, 'a');
     let tInit = 0;
@@ -401,14 +416,23 @@ export class NamespaceRuntime implements CapsuleRuntime {
       child.once('error', () => undefined);
       try {
         await new Promise<void>((resolveReady, reject) => {
-          const fail = (msg: string) =>
-            reject(new Error(`capsule ${spec.id} failed to start: ${msg}${logTail(logPath)}`));
+          // The helper exits once it has copied the capsule's last output into the log: wait for
+          // that (briefly) so the message shows it.
+          let settled = false;
+          const fail = (msg: string) => {
+            if (settled) return;
+            settled = true;
+            void Promise.race([exited, sleep(2000, undefined, { ref: false })]).then(() =>
+              reject(new Error(`capsule ${spec.id} failed to start: ${msg}${logTail(logPath)}`)),
+            );
+          };
           lines.on('line', (line) => {
             if (line.startsWith('pid ')) {
               state.pid = Number(line.slice(4));
               state.startTime = readStartTime(state.pid) ?? '';
               tInit = performance.now();
-            } else if (line === 'ready') {
+            } else if (line === 'ready' && !settled) {
+              settled = true;
               resolveReady();
             } else if (line.startsWith('error ')) {
               fail(line.slice(6));
@@ -443,11 +467,12 @@ export class NamespaceRuntime implements CapsuleRuntime {
   }
 
   /**
-   * The capsule's own /etc/hosts, /etc/hostname and /etc/resolv.conf, kept in its sandbox dir and
+   * The capsule's own /etc/hosts, /etc/hostname and /etc/resolv.conf, kept on its disk (beside the
+   * upper dir, so its writes count against its quota) or, without a disk, in its sandbox dir, and
    * bind-mounted (writable, as on Docker) so they never end up in the upper layer or a snapshot.
    */
   private async writeEtcFiles(state: NamespaceState): Promise<{ src: string; dst: string }[]> {
-    const dir = join(state.sandboxDir, 'etc');
+    const dir = state.ownDisk ? QuotaDisks.etcDir(state.sandboxDir) : join(state.sandboxDir, 'etc');
     await mkdir(dir, { recursive: true });
     const id = state.hostname ?? state.spec.id;
     const servers = this.opts.dnsServers ?? hostNameServers();
@@ -464,8 +489,8 @@ export class NamespaceRuntime implements CapsuleRuntime {
     return Promise.all(
       files.map(async ([name, text]) => {
         const src = join(dir, name);
-        await writeFile(src, text, { mode: 0o644 });
-        await chown(src, capsuleRootId(state), capsuleRootId(state)); // not on an idmapped mount
+        // Stored canonically like the upper layer; bound through the same idmap (--bind-rw-idmapped).
+        await rewriteInPlace(src, text, HOST_ID_BASE);
         return { src, dst: `/etc/${name}` };
       }),
     );
@@ -653,6 +678,23 @@ export class NamespaceRuntime implements CapsuleRuntime {
   }
 }
 
+/**
+ * Writes `text` over the start of the file and cuts it there: the file keeps its first block, so a
+ * rename (setHostname) still works when the capsule has filled its disk. Owned by `owner` (root inside).
+ */
+async function rewriteInPlace(path: string, text: string, owner: number): Promise<void> {
+  // Created when missing, never truncated first (and no O_APPEND: it would ignore the position).
+  const f = await open(path, constants.O_WRONLY | constants.O_CREAT | constants.O_NOFOLLOW, 0o644);
+  try {
+    const data = Buffer.from(text);
+    await f.write(data, 0, data.length, 0);
+    await f.truncate(data.length);
+    await f.chown(owner, owner);
+  } finally {
+    await f.close();
+  }
+}
+
 let cachedNameServers: string[] | undefined;
 /** Non-loopback name servers of the host (read once). */
 function hostNameServers(): string[] {
@@ -670,13 +712,17 @@ function hostNameServers(): string[] {
   return cachedNameServers;
 }
 
+/** The last lines of the capsule's log (and of its rotated half when the current one is short). */
 function logTail(path: string): string {
-  try {
-    const text = readFileSync(path, 'utf8').trim();
-    return text ? `\n--- last lines of ${path} ---\n${text.split('\n').slice(-15).join('\n')}` : '';
-  } catch {
-    return '';
-  }
+  const read = (p: string) => {
+    try {
+      return readFileSync(p, 'utf8');
+    } catch {
+      return '';
+    }
+  };
+  const text = `${read(`${path}.1`)}${read(path)}`.trim();
+  return text ? `\n--- last lines of ${path} ---\n${text.split('\n').slice(-15).join('\n')}` : '';
 }
 
 /** GET /health from the host over the capsule's network: proves the path the agent will use. */

@@ -17,6 +17,13 @@
  * a pipe as fd 3 (and WRENN_READY_FD=3) and says "ready\n" on it itself once it listens: no HTTP
  * poll, no interval to wait out. If it closes the pipe without a word, the HTTP poll takes over.
  *
+ * Capsule output: the init's and the main process's stdout/stderr are a pipe whose only reader is
+ * the start helper's parent process (host root, outside the capsule), which appends what arrives
+ * to the host log (its own stdout, --log PATH) up to --log-max-bytes, then rotates it once to
+ * PATH.1 (so at most twice the cap is kept, the newest output last). A capsule that writes faster
+ * than one rotation per LOG_ROTATE_MIN_S seconds has the excess dropped, with a marker line
+ * saying how much: the host disk sees bounded writes. Nothing inside can reach the host file.
+ *
  * Namespace ownership (a deliberate choice): mount, pid, uts, ipc and net namespaces are created
  * (or joined) by host root BEFORE the user namespace, so they belong to the initial user
  * namespace. Root inside the capsule therefore has full capabilities only over its own user
@@ -70,6 +77,10 @@
 
 #define MAX_LIST 64
 #define STATUS_FD 3
+#define LOG_ROTATE_MIN_S 10
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
 
 extern char **environ;
 
@@ -115,7 +126,8 @@ static void die(const char *fmt, ...) {
 }
 
 struct opts {
-  const char *netns, *upper, *work, *rootfs, *hostname, *uid_map, *gid_map, *ready_path, *cwd, *layer_idmap, *nofile;
+  const char *netns, *upper, *work, *rootfs, *hostname, *uid_map, *gid_map, *ready_path, *cwd, *layer_idmap, *nofile, *log;
+  long log_max;
   const char *seccomp_allow; /* --seccomp-allow userns,perf: per-template seccomp switches */
   const char *lowers[MAX_LIST], *cgroups[MAX_LIST], *binds[MAX_LIST], *tmpfs[MAX_LIST], *sysctls[MAX_LIST];
   int bind_rw[MAX_LIST];
@@ -135,6 +147,7 @@ static void parse(int argc, char **argv, struct opts *o) {
   o->ready_timeout_ms = 30000;
   o->cwd = "/";
   o->pts_gid = -1;
+  o->log_max = 1L << 20;
   for (int i = 2; i < argc; i++) {
     const char *a = argv[i];
     if (strcmp(a, "--") == 0) { o->argv = &argv[i + 1]; break; }
@@ -155,6 +168,7 @@ static void parse(int argc, char **argv, struct opts *o) {
     else if (!strcmp(a, "--cgroup")) push(o->cgroups, &o->n_cgroups, v);
     else if (!strcmp(a, "--bind")) { o->bind_rw[o->n_binds < MAX_LIST ? o->n_binds : 0] = 0; push(o->binds, &o->n_binds, v); }
     else if (!strcmp(a, "--bind-rw")) { o->bind_rw[o->n_binds < MAX_LIST ? o->n_binds : 0] = 1; push(o->binds, &o->n_binds, v); }
+    else if (!strcmp(a, "--bind-rw-idmapped")) { o->bind_rw[o->n_binds < MAX_LIST ? o->n_binds : 0] = 2; push(o->binds, &o->n_binds, v); }
     else if (!strcmp(a, "--tmpfs")) push(o->tmpfs, &o->n_tmpfs, v);
     else if (!strcmp(a, "--sysctl")) push(o->sysctls, &o->n_sysctls, v);
     else if (!strcmp(a, "--ready-port")) o->ready_port = atoi(v);
@@ -167,9 +181,12 @@ static void parse(int argc, char **argv, struct opts *o) {
     else if (!strcmp(a, "--gid")) o->gid = atoi(v);
     else if (!strcmp(a, "--trace")) trace = atoi(v);
     else if (!strcmp(a, "--seccomp-allow")) o->seccomp_allow = v;
+    else if (!strcmp(a, "--log")) o->log = v;
+    else if (!strcmp(a, "--log-max-bytes")) o->log_max = atol(v);
     else { errno = EINVAL; die("unknown option %s", a); }
   }
   if (!o->argv || !o->argv[0]) { errno = EINVAL; die("missing -- ARGV"); }
+  if (o->log_max < 4096) { errno = EINVAL; die("--log-max-bytes must be at least 4096"); }
 }
 
 static void write_file(const char *path, const char *data) {
@@ -379,9 +396,11 @@ static void mount_dev(struct opts *o) {
   mount_or_die("shm", p, "tmpfs", MS_NOSUID | MS_NODEV, data);
 }
 
-/* --bind SRC:DST mounts SRC read-only at DST inside the root (--bind-rw: writable); DST is
+/* --bind SRC:DST mounts SRC read-only at DST inside the root (--bind-rw: writable;
+ * --bind-rw-idmapped: writable, and seen through the layer idmap like the upper layer, when there
+ * is one: SRC stays stored in the canonical range); DST is
  * created as a file or dir when the root filesystem lacks it. */
-static void mount_binds(struct opts *o) {
+static void mount_binds(struct opts *o, int userns) {
   char p[PATH_MAX], src[PATH_MAX];
   for (int i = 0; i < o->n_tmpfs; i++) {
     in_root(p, o->rootfs, o->tmpfs[i]);
@@ -406,6 +425,14 @@ static void mount_binds(struct opts *o) {
       if (fd < 0) die("create bind target %s", p);
       if (fchown(fd, o->root_uid, o->root_uid) < 0) die("chown %s", p); /* root's inside */
       close(fd);
+    }
+    if (o->bind_rw[i] == 2 && userns >= 0) {
+      int t = idmapped_tree(src, userns);
+      struct mount_attr attr = {.attr_set = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV};
+      if (mount_setattr(t, "", AT_EMPTY_PATH, &attr, sizeof attr) < 0) die("nosuid,nodev on %s", src);
+      if (move_mount(t, "", AT_FDCWD, p, MOVE_MOUNT_F_EMPTY_PATH) < 0) die("mount %s on %s (idmapped)", src, p);
+      close(t);
+      continue;
     }
     mount_or_die(src, p, NULL, MS_BIND, NULL);
     unsigned long ro = o->bind_rw[i] ? 0 : MS_RDONLY;
@@ -493,9 +520,108 @@ static void set_title(struct opts *o) {
 
 static int exit_code(int st) { return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st); }
 
+/* The write end of the capsule's output pipe, held by the init until it makes it fds 1 and 2. */
+static int log_wr = -1;
+
+/* The parent's side of the output pipe: what it has written to the host log (fd 1) and dropped. */
+struct log_sink {
+  /* The log's directory (opened before pivot_root moved this process's root into the capsule's)
+   * and its name there; dir < 0: no rotation, output past the cap is dropped. */
+  int dir;
+  const char *name;
+  long max, size, dropped;
+  time_t rotated;
+};
+
+static void log_put(const char *buf, size_t n) {
+  while (n > 0) {
+    ssize_t w = write(1, buf, n);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return; /* the host log is gone or full: the capsule must not notice */
+    buf += w;
+    n -= (size_t)w;
+  }
+}
+
+/* Says how much output was dropped since the last such line (a rotation or the end writes it). */
+static void log_marker(struct log_sink *l) {
+  if (!l->dropped) return;
+  char m[160];
+  int n = snprintf(m, sizeof m, "\nwrenn-nsinit: dropped %ld bytes of capsule output (over %ld bytes within %d s)\n",
+                   l->dropped, l->max, LOG_ROTATE_MIN_S);
+  log_put(m, (size_t)n);
+  l->size += n;
+  l->dropped = 0;
+}
+
+/* NAME becomes NAME.1 (replacing the older one) and a new NAME takes fds 1 and 2. */
+static int log_rotate(struct log_sink *l) {
+  time_t now = time(NULL);
+  if (l->dir < 0 || (l->rotated && now - l->rotated < LOG_ROTATE_MIN_S)) return 0;
+  char old[PATH_MAX];
+  snprintf(old, sizeof old, "%s.1", l->name);
+  int fd = -1;
+  if (renameat(l->dir, l->name, l->dir, old) < 0 ||
+      (fd = openat(l->dir, l->name, O_WRONLY | O_APPEND | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0640)) < 0) {
+    char m[PATH_MAX + 80];
+    int n = snprintf(m, sizeof m, "\nwrenn-nsinit: rotating %s failed: %s\n", l->name, strerror(errno));
+    log_put(m, (size_t)n);
+    l->rotated = now; /* try again after the interval */
+    return 0;
+  }
+  dup2(fd, 1);
+  dup2(fd, 2);
+  close(fd);
+  l->rotated = now;
+  l->size = 0;
+  log_marker(l);
+  return 1;
+}
+
+static void log_write(struct log_sink *l, const char *buf, size_t n) {
+  if (l->size + (long)n > l->max) log_rotate(l);
+  size_t room = l->size < l->max ? (size_t)(l->max - l->size) : 0;
+  if (n > room) {
+    if (!l->dropped) { /* the first drop says so at once, past the cap by this one line */
+      static const char m[] = "\nwrenn-nsinit: capsule output over the log cap: dropping it until the log rotates\n";
+      log_put(buf, room);
+      log_put(m, sizeof m - 1);
+      l->size += (long)(room + sizeof m - 1);
+      l->dropped = (long)(n - room);
+      return;
+    }
+    l->dropped += (long)(n - room);
+    n = room;
+  }
+  log_put(buf, n);
+  l->size += (long)n;
+}
+
+/* Copies what the (non-blocking) pipe holds, at most `rounds` reads; 0 once it is at end of file
+ * (every writer gone). */
+static int log_pump(int rd, struct log_sink *l, int rounds) {
+  char buf[65536];
+  while (rounds-- > 0) {
+    ssize_t r = read(rd, buf, sizeof buf);
+    if (r > 0) {
+      log_write(l, buf, (size_t)r);
+      continue;
+    }
+    if (r < 0 && errno == EINTR) continue;
+    return r < 0 && errno == EAGAIN;
+  }
+  return 1;
+}
+
 /* PID 1 of the capsule: starts the main process, reports readiness, reaps orphans, and exits
  * (taking the whole PID namespace with it) when the main process exits. */
 static void run_init(struct opts *o) {
+  /* From here on the init's output, and everything it starts, goes to the pipe. */
+  if (log_wr >= 0) {
+    if (dup2(log_wr, 1) < 0 || dup2(log_wr, 2) < 0) die("output pipe");
+    close(log_wr);
+    log_wr = -1;
+  }
   struct sigaction sa = {.sa_handler = forward};
   sigemptyset(&sa.sa_mask);
   sigaction(SIGTERM, &sa, NULL);
@@ -575,6 +701,39 @@ static void run_init(struct opts *o) {
   }
 }
 
+/* The parent's life after the set-up: copy the capsule's output into the host log as it comes
+ * (never leaving the pipe full for long, so writers inside are not held up), and reap the init.
+ * A pidfd says when the init exited (no timer); what the pipe still holds then is copied, and the
+ * parent exits without waiting for the pipe to close (a writer could keep it open). */
+static int relay_until_exit(pid_t child, int rd, int log_dir, struct opts *o) {
+  const char *slash = o->log ? strrchr(o->log, '/') : NULL;
+  struct log_sink l = {.dir = log_dir, .name = slash ? slash + 1 : o->log, .max = o->log_max};
+  struct stat st_log;
+  if (fstat(1, &st_log) == 0 && S_ISREG(st_log.st_mode)) l.size = (long)st_log.st_size;
+  fcntl(rd, F_SETFL, O_NONBLOCK);
+  int pidfd = (int)syscall(SYS_pidfd_open, child, 0);
+  int st = 0;
+  pid_t w = 0;
+  for (;;) {
+    struct pollfd p[2] = {{.fd = rd, .events = POLLIN}, {.fd = pidfd, .events = POLLIN}};
+    int n = poll(p, 2, pidfd >= 0 ? -1 : 50); /* a kernel without pidfds: look every 50 ms */
+    if (n < 0 && errno != EINTR) break;
+    if (rd >= 0 && (p[0].revents & (POLLIN | POLLHUP | POLLERR)) && !log_pump(rd, &l, 16)) {
+      close(rd);
+      rd = -1;
+    }
+    if (pidfd < 0 || (p[1].revents & POLLIN)) {
+      w = waitpid(child, &st, WNOHANG);
+      if (w == child || (w < 0 && errno != EINTR)) break;
+    }
+  }
+  if (rd >= 0) log_pump(rd, &l, 64); /* what the capsule wrote before its init exited */
+  log_marker(&l);
+  while (w != child) /* only if poll failed */
+    if ((w = waitpid(child, &st, 0)) < 0 && errno != EINTR) return 1;
+  return exit_code(st);
+}
+
 static int cmd_start(struct opts *o) {
   if (!o->upper || !o->work || !o->rootfs || o->n_lowers == 0 || !o->uid_map || !o->gid_map) {
     errno = EINVAL;
@@ -604,7 +763,6 @@ static int cmd_start(struct opts *o) {
   if (o->hostname && sethostname(o->hostname, strlen(o->hostname)) < 0) die("sethostname");
   if (o->root_uid > 0) act_as_owner(o->root_uid);
   mount_overlay(o, layer_userns);
-  if (layer_userns >= 0) close(layer_userns);
   step("overlay");
   char p[PATH_MAX];
   in_root(p, o->rootfs, "/sys");
@@ -612,7 +770,8 @@ static int cmd_start(struct opts *o) {
   /* Mounted as host root in the capsule's network namespace: shows only its own interfaces. */
   mount_or_die("sysfs", p, "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
   mount_dev(o);
-  mount_binds(o);
+  mount_binds(o, layer_userns);
+  if (layer_userns >= 0) close(layer_userns);
   if (o->root_uid > 0) act_as_owner(0);
   step("sys, dev, binds");
   in_root(p, o->rootfs, "/proc");
@@ -633,9 +792,21 @@ static int cmd_start(struct opts *o) {
   }
   int up[2], go[2]; /* child -> parent "user namespace made"; parent -> child "ids mapped" */
   if (pipe2(up, O_CLOEXEC) < 0 || pipe2(go, O_CLOEXEC) < 0) die("pipe");
+  int out[2]; /* the capsule's output: init and main process write, this parent reads */
+  if (pipe2(out, O_CLOEXEC) < 0) die("pipe for output");
+  int log_dir = -1; /* where the parent rotates the log (an absolute --log PATH) */
+  if (o->log && o->log[0] == '/') {
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", o->log);
+    *(strrchr(dir, '/') == dir ? dir + 1 : strrchr(dir, '/')) = 0;
+    if ((log_dir = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0) die("open %s", dir);
+  }
   pid_t child = fork();
   if (child < 0) die("fork capsule init");
   if (child == 0) {
+    if (log_dir >= 0) close(log_dir);
+    close(out[0]);
+    log_wr = out[1];
     /* Nothing of the host may stay reachable from inside: no host /proc, no cgroup files, and
      * no ptrace of this init by the capsule's root. */
     close(procfd);
@@ -675,6 +846,7 @@ static int cmd_start(struct opts *o) {
   }
   close(up[1]);
   close(go[0]);
+  close(out[1]);
   char c;
   if (read(up[0], &c, 1) != 1) { errno = EPIPE; die("capsule init failed during set-up"); }
   write_id_map(procfd, child, "uid_map", o->uid_map);
@@ -692,10 +864,7 @@ static int cmd_start(struct opts *o) {
   signal(SIGTERM, SIG_IGN);
   signal(SIGINT, SIG_IGN);
   signal(SIGHUP, SIG_IGN);
-  int st;
-  while (waitpid(child, &st, 0) < 0)
-    if (errno != EINTR) return 1;
-  return exit_code(st);
+  return relay_until_exit(child, out[0], log_dir, o);
 }
 
 /* Runs ARGV inside a running capsule: its cgroups, namespaces and root, as uid/gid. */

@@ -1,15 +1,23 @@
 // Each capsule's writable layer lives on a file system of its own: a sparse ext4 image, loop
-// mounted at <sandbox>/disk, holding the overlay's upper and work dirs. A capsule that fills its
-// disk gets ENOSPC inside at its quota; the host's file system never fills up. Overlayfs reports
-// the upper file system in statfs, so `df /` inside shows the capsule's own disk.
+// mounted at <sandbox>/disk, holding the overlay's upper and work dirs and the capsule's own
+// /etc/hosts, /etc/hostname and /etc/resolv.conf (etc-files/, bound into /etc, outside the upper
+// dir so snapshots leave them out). A capsule that fills its disk gets ENOSPC inside at its quota;
+// the host's file system never fills up. Overlayfs reports the upper file system in statfs, so
+// `df /` inside shows the capsule's own disk. Mounted with `discard`: what the capsule deletes is
+// punched out of the sparse image, so the host gets the space back.
+//
+// A create first checks the data dir's file system can hold the whole disk it promises, plus a
+// reserve for the host (statfs, microseconds): sparse images would otherwise promise space that
+// is not there and fail later, inside a running capsule.
 //
 // mkfs costs tens of milliseconds, so a few blank images are kept formatted ahead of demand;
 // a create only renames one into its sandbox and mounts it.
-import { chmod, chown, mkdir, readdir, rename, rm, truncate, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdir, readdir, rename, rm, statfs, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { execFileNative } from '@wrenn/native';
 import { mountsUnder } from '../../rootfs/remove-tree.js';
+import { HostCapacityError } from '../capacity-error.js';
 
 // A vfork spawn (a fork of the agent costs milliseconds; the mount is on the create path).
 const run = execFileNative;
@@ -18,6 +26,11 @@ const REFILL_DELAY_MS = 300;
 
 export const DISK_IMAGE = 'disk.img';
 export const DISK_MOUNT = 'disk';
+/** Free space kept for the host beyond a new capsule's whole disk, unless configured (WRENN_DISK_RESERVE_MB). */
+export const DEFAULT_DISK_RESERVE_MB = 1024;
+// nodev: device files on the disk stay inert; discard: deletes inside free the image's blocks.
+const MOUNT_OPTIONS = 'loop,nodev,discard';
+const MiB = 1024 * 1024;
 
 export interface QuotaDiskOptions {
   /** Where blank formatted images wait (<dataDir>/disk-pool). */
@@ -28,6 +41,8 @@ export interface QuotaDiskOptions {
   rootUid: number;
   /** Blank images kept ready (default 2). */
   spare?: number;
+  /** Free space (MiB) the host keeps beyond a new disk; a create that would eat into it is refused. */
+  reserveMb?: number;
 }
 
 export class QuotaDisks {
@@ -41,6 +56,28 @@ export class QuotaDisks {
   /** The overlay dirs of a capsule whose disk is mounted at <sandboxDir>/disk. */
   static dirs(sandboxDir: string): { upper: string; work: string } {
     return { upper: join(sandboxDir, DISK_MOUNT, 'upper'), work: join(sandboxDir, DISK_MOUNT, 'work') };
+  }
+
+  /** Where the capsule's /etc/hosts, /etc/hostname and /etc/resolv.conf live on its disk. */
+  static etcDir(sandboxDir: string): string {
+    return join(sandboxDir, DISK_MOUNT, 'etc-files');
+  }
+
+  /**
+   * Throws HostCapacityError unless the file system of `dir` (the data dir) has room for one more
+   * whole disk plus the reserve.
+   */
+  async checkRoom(dir: string): Promise<void> {
+    const fs = await statfs(dir);
+    const free = fs.bavail * fs.bsize;
+    const reserveMb = this.o.reserveMb ?? DEFAULT_DISK_RESERVE_MB;
+    const need = (this.o.sizeMb + reserveMb) * MiB;
+    if (free < need) {
+      throw new HostCapacityError(
+        `not enough disk space on this host for a capsule: its disk needs ${this.o.sizeMb} MiB plus a reserve of ` +
+          `${reserveMb} MiB (WRENN_DISK_RESERVE_MB), but ${dir} has ${Math.floor(free / MiB)} MiB free`,
+      );
+    }
   }
 
   /**
@@ -115,11 +152,11 @@ export class QuotaDisks {
     if (!(await this.takeBlank(image))) await this.format(image);
     void this.fill(REFILL_DELAY_MS).catch(() => undefined);
     await mkdir(mountPoint);
-    await run('mount', ['-t', 'ext4', '-o', 'loop,nodev', image, mountPoint]).catch((err: Error) => {
+    await run('mount', ['-t', 'ext4', '-o', MOUNT_OPTIONS, image, mountPoint]).catch((err: Error) => {
       throw new Error(`mounting the capsule disk ${image} failed (needs loop devices): ${err.message}`);
     });
     const dirs = QuotaDisks.dirs(sandboxDir);
-    await Promise.all([mkdir(dirs.upper), mkdir(dirs.work)]);
+    await Promise.all([mkdir(dirs.upper), mkdir(dirs.work), mkdir(QuotaDisks.etcDir(sandboxDir))]);
     // The upper dir's root is the merged "/": it must belong to root inside the capsule. Both dirs
     // are seen through an idmapped mount that hides ids outside the capsule's range.
     await Promise.all([dirs.upper, dirs.work].map((d) => chown(d, this.o.rootUid, this.o.rootUid)));
@@ -149,7 +186,7 @@ export class QuotaDisks {
     if ((await mountsUnder(mountPoint)).includes(mountPoint)) return;
     const image = join(sandboxDir, DISK_IMAGE);
     await mkdir(mountPoint, { recursive: true });
-    await run('mount', ['-t', 'ext4', '-o', 'loop,nodev', image, mountPoint]).catch((err: Error) => {
+    await run('mount', ['-t', 'ext4', '-o', MOUNT_OPTIONS, image, mountPoint]).catch((err: Error) => {
       throw new Error(`the capsule's disk ${image} could not be mounted again: ${err.message}`);
     });
   }
