@@ -4,10 +4,12 @@
 // copy of the same file in the same run (fs.copyFile and a stream copy). Median of --runs each.
 // Prints JSON. Needs the build: `npx tsc -b packages/envd`.
 // envd runs with the capsule's node flags (ENVD_NODE_FLAGS) unless --node-flags "..." says otherwise.
-// Usage: node bench/envd-files.mjs [--mb 100] [--runs 3] [--node-flags "..."]
-import { spawn } from 'node:child_process';
+// --user NAME sends every request as that user (envd then opens and creates files with its identity,
+// the non-root path); the work dir is handed to that user.
+// Usage: node bench/envd-files.mjs [--mb 100] [--runs 3] [--node-flags "..."] [--user NAME]
+import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { createReadStream, createWriteStream, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, createReadStream, createWriteStream, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { copyFile, unlink } from 'node:fs/promises';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
@@ -25,6 +27,9 @@ const MB = opt('mb', 100);
 const runs = opt('runs', 3);
 const bytes = MB * 1024 * 1024;
 const HWM = 1 << 20;
+const userAt = args.indexOf('--user');
+const user = userAt >= 0 ? args[userAt + 1] : undefined;
+const asUser = user ? `&username=${encodeURIComponent(user)}` : '';
 
 const serverUrl = new URL('../packages/envd/dist/src/server.js', import.meta.url);
 const { ENVD_NODE_FLAGS } = await import('../packages/envd/dist/src/bundle-layout.js');
@@ -71,7 +76,7 @@ function post(port, src, dest) {
         port,
         agent,
         method: 'POST',
-        path: `/files?path=${encodeURIComponent(dest)}`,
+        path: `/files?path=${encodeURIComponent(dest)}${asUser}`,
         headers: { 'content-type': 'application/octet-stream', 'content-length': bytes },
       },
       (res) => {
@@ -102,7 +107,7 @@ function postMultipart(port, src, dest) {
         port,
         agent,
         method: 'POST',
-        path: '/files',
+        path: user ? `/files?username=${encodeURIComponent(user)}` : '/files',
         headers: {
           'content-type': `multipart/form-data; boundary=${boundary}`,
           'content-length': head.length + bytes + tail.length,
@@ -134,7 +139,7 @@ function get(port, path, sink, encoding = 'identity') {
           host: '127.0.0.1',
           port,
           agent,
-          path: `/files?path=${encodeURIComponent(path)}`,
+          path: `/files?path=${encodeURIComponent(path)}${asUser}`,
           headers: { 'accept-encoding': encoding },
         },
         (res) => {
@@ -174,6 +179,10 @@ async function medianMBps(fn, cleanup, server) {
 }
 
 const dir = mkdtempSync(join(tmpdir(), 'wrenn-bench-files-'));
+if (user) {
+  chmodSync(dir, 0o755);
+  chownSync(dir, Number(execFileSync('id', ['-u', user])), Number(execFileSync('id', ['-g', user])));
+}
 const server = await startServer();
 try {
   const src = join(dir, 'source.bin');
@@ -221,6 +230,7 @@ try {
     JSON.stringify(
       {
         bench: 'envd-files',
+        user: user ?? 'root',
         node_flags: nodeFlags,
         fileMB: MB,
         runs,

@@ -5,8 +5,8 @@
 // list) and saves V8's code cache of the compiled functions (envd.v8cache); start.cjs loads the
 // bundle with that cache, so envd skips most compiling at start and on its first requests.
 // envd.mjs is the same entry as ES module, for images that run `node envd.mjs`.
-// Native addons (node-pty, loaded on the first PTY; @napi-rs/xattr for file metadata; @wrenn/native
-// for starting pipe processes) stay external
+// Native addons (node-pty, loaded on the first PTY; @wrenn/native for starting pipe processes and
+// for file calls made as the requesting user, metadata included) stay external
 // and are copied next to the bundle, so a capsule needs only this folder and the node binary.
 import { build } from 'esbuild';
 import { spawn } from 'node:child_process';
@@ -24,7 +24,6 @@ const out = join(root, 'packages/envd/dist/bundle');
 const { ENVD_NODE_FLAGS, ENVD_START, ENVD_V8_FLAGS } = await import(pathToFileURL(join(root, 'packages/envd/dist/src/bundle-layout.js')).href);
 const NATIVE = [
   { name: 'node-pty', dirs: ['node-pty'] },
-  { name: '@napi-rs/xattr', dirs: ['@napi-rs/xattr', '@napi-rs/xattr-linux-x64-gnu'] },
   // envd loads only the compiled addon (require('@wrenn/native/addon'), for its vfork-style spawn).
   // Only the addon stays external: the package's plain JS (spawn-results) is bundled.
   { name: '@wrenn/native', external: '@wrenn/native/addon', dirs: ['@wrenn/native'] },

@@ -3,7 +3,7 @@
 // keep the database true (host heartbeats, reconciler).
 import http from 'node:http';
 import type { Duplex } from 'node:stream';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import websocket from '@fastify/websocket';
@@ -15,15 +15,20 @@ import { nativeApi } from './api/native/index.js';
 import { e2bApi } from './api/e2b/index.js';
 import { createSandboxProxy } from './proxy/sandbox-proxy.js';
 import { errorHandler } from './api/errors.js';
+import { e2bErrorHandler } from './api/e2b/errors.js';
+import { isE2bPath } from './api/e2b/index.js';
 import { hostRoutes } from './hosts/index.js';
 import { startStateLoops, type StateLoops } from './reconciler/index.js';
 import { registerDashboard } from './api/dashboard.js';
+import { bodyPending, type EdgeLimits, edgeLimitsFromEnv, JSON_BODY_LIMIT, refuseUpgrade, registerEdgeGuards, takesUpgrade } from './api/edge.js';
 
 export interface StartControlPlaneOptions extends ControlPlaneConfig {
   databaseUrl?: string;
   logLevel?: string;
   /** Host heartbeats and the reconciler (default on). */
   stateLoops?: boolean;
+  /** Head, body and idle timeouts at the API's edge (default: WRENN_HEADERS_TIMEOUT_MS, WRENN_BODY_TIMEOUT_MS). */
+  edge?: Partial<EdgeLimits>;
 }
 
 export interface RunningControlPlane {
@@ -54,7 +59,8 @@ export async function startControlPlane(opts: StartControlPlaneOptions): Promise
     .set({ status: 'error', error: 'the control plane restarted during the build; start it again', finished_at: Date.now() })
     .where('status', 'in', ['pending', 'building'])
     .execute();
-  const proxy = createSandboxProxy(ctx);
+  const edge: EdgeLimits = { ...edgeLimitsFromEnv(), ...opts.edge };
+  const proxy = createSandboxProxy(ctx, { headersTimeoutMs: edge.headersTimeoutMs });
   ctx.evictProxy = (id) => proxy.evict(id);
   ctx.primeProxy = (id, target) => proxy.prime(id, target);
 
@@ -62,24 +68,42 @@ export async function startControlPlane(opts: StartControlPlaneOptions): Promise
   const app = Fastify({
     // Request lines stay out of the log (warn level); failures are logged by the error handler.
     loggerInstance: log.child({ part: 'api' }, { level: 'warn' }) as unknown as FastifyBaseLogger,
-    bodyLimit: 64 * 1024 * 1024,
+    // JSON bodies are small; uploads and template builds set their own limits.
+    bodyLimit: JSON_BODY_LIMIT,
     // Long-lived streams (a background command's output, a terminal) must not keep close() waiting.
     forceCloseConnections: true,
     serverFactory: (handler) => {
-      const server = http.createServer({ headersTimeout: 10_000, keepAliveTimeout: 620_000, requestTimeout: 0 }, (req, res) => {
-        if (!proxy.handle(req, res)) handler(req, res);
-      });
+      // No requestTimeout: uploads may take long; api/edge.ts times bodies per route instead.
+      const server = http.createServer(
+        {
+          headersTimeout: edge.headersTimeoutMs,
+          connectionsCheckingInterval: Math.min(30_000, Math.max(100, Math.floor(edge.headersTimeoutMs / 4))),
+          keepAliveTimeout: 620_000,
+          requestTimeout: 0,
+        },
+        (req, res) => {
+          if (!proxy.handle(req, res)) handler(req, res);
+        },
+      );
       // The proxy sees every connection first: one whose first request is for a capsule is piped.
       proxy.attach(server);
       return server;
     },
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', allErrors: false } },
+    // A malformed URL or an over-long path parameter is refused before routing, in the shape of
+    // the API the path belongs to.
+    frameworkErrors: (err, req, reply) => {
+      if (bodyPending(req.raw)) void reply.header('connection', 'close');
+      (isE2bPath(req.url) ? e2bErrorHandler : errorHandler)(err, req, reply);
+    },
   });
   app.setErrorHandler(errorHandler);
   // Unknown routes answer in the API's error shape, naming what was asked for.
-  app.setNotFoundHandler((req, reply) => {
+  const noRoute = (req: FastifyRequest, reply: FastifyReply) => {
     void reply.status(404).send({ error: { code: 'not_found', message: `no route ${req.method} ${req.url.split('?')[0]}; see /docs for the API` } });
-  });
+  };
+  app.setNotFoundHandler(noRoute);
+  registerEdgeGuards(app, edge, noRoute);
   await app.register(swagger, {
     openapi: {
       openapi: '3.1.0',
@@ -107,6 +131,7 @@ export async function startControlPlane(opts: StartControlPlaneOptions): Promise
   app.server.removeAllListeners('upgrade');
   app.server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
     if (proxy.handleUpgrade(req, socket, head)) return;
+    if (!takesUpgrade(req.url)) return refuseUpgrade(socket, req.url);
     for (const l of apiUpgrades) l.call(app.server, req, socket, head);
   });
   await app.listen({ host: opts.listen.host, port: opts.listen.port });

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, type TestContext } from 'node:test';
 import WebSocket from 'ws';
+import type { EdgeLimits } from '../src/api/edge.js';
 import { createApiKey } from '../src/auth/api-keys.js';
 import type { SqlDialect } from '../src/db/index.js';
 import { createTeam } from '../src/db/repositories/teams.js';
@@ -34,7 +35,7 @@ export async function databaseUrlFor(dialect: SqlDialect): Promise<string | unde
 }
 
 /** A control plane with no hosts, on loopback, closed after the test. */
-export async function startBareControlPlane(t: TestContext, dialect: SqlDialect): Promise<RunningControlPlane> {
+export async function startBareControlPlane(t: TestContext, dialect: SqlDialect, edge?: Partial<EdgeLimits>): Promise<RunningControlPlane> {
   const dataDir = tempDir(t);
   const databaseUrl = await databaseUrlFor(dialect);
   const cp = await startControlPlane({
@@ -44,6 +45,7 @@ export async function startBareControlPlane(t: TestContext, dialect: SqlDialect)
     publicUrl: 'http://127.0.0.1',
     logLevel: 'silent',
     ...(databaseUrl ? { databaseUrl } : {}),
+    ...(edge ? { edge } : {}),
   });
   t.after(() => cp.close());
   return cp;

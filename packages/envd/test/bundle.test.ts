@@ -1,6 +1,6 @@
 // The bundle capsules run (packages/envd/dist/bundle, written by scripts/bundle-envd.mjs): started
 // as the namespace runtime starts it, it must accept its build-time V8 code cache and still serve
-// everything that the bundle loads lazily (h2c, node-pty, the xattr addon).
+// everything that the bundle loads lazily (h2c, node-pty, @wrenn/native's file calls).
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';

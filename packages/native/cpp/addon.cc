@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "fs-as-user.h"
 #include "memory.h"
 #include "namespaces.h"
 #include "relay.h"
@@ -237,5 +238,6 @@ NAPI_MODULE_INIT() {
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
   wrenn::registerRelay(env, exports);
   wrenn::registerMemory(env, exports);
+  wrenn::registerFsAsUser(env, exports);
   return exports;
 }

@@ -60,6 +60,69 @@ export interface NativeBinding {
   ): { pid: number; stdin: number; stdout: number; stderr: number; fds: number[] } | { errno: number; stage: string };
   /** Whether the running child `pid` keeps the event loop alive (ChildProcess.ref/unref); no-op once it exited. */
   setReaperRef(reaper: object, pid: number, ref: boolean): void;
+  /**
+   * open (openat2 with RESOLVE_NO_MAGICLINKS, RESOLVE_IN_ROOT with `inRoot` under `dirfd`; O_CLOEXEC
+   * added; as a user never a non-directory on procfs), stat, mkdir, rename, removeTree (rm -rf, a
+   * missing path is no error), readdir, realpath, entry and list (entries of a directory), and the
+   * extended attributes of an open fd (fdSetXattrs replaces the prefix's and reports them back),
+   * each as the user given (see FsAsUserRequest).
+   */
+  fsAsUser(req: FsAsUserRequest): Promise<FsAsUserResult>;
+}
+
+/** What fsAsUser reports of a stat (struct stat's fields that file APIs use). */
+export interface FsStat {
+  mode: number;
+  uid: number;
+  gid: number;
+  size: number;
+  ino: number;
+  nlink: number;
+  mtimeSec: number;
+  mtimeNsec: number;
+}
+
+/** One file entry: its lstat, a symlink's resolved target and the target's stat, and extended attributes. */
+export interface FsEntry extends FsStat {
+  /** Set in `list` results. */
+  name?: string;
+  /** Symlinks only: the resolved path ('' when it does not resolve). */
+  target?: string;
+  /** Symlinks only, when the target exists. */
+  targetStat?: FsStat;
+  /** [name, value] of the attributes whose names start with the request's prefix. */
+  xattrs: [string, Buffer][];
+}
+
+/**
+ * One file system call, made on a libuv pool thread that takes on uid/gid/groups as its file system
+ * identity for the call (fsuid, fsgid, supplementary groups; then restored), so the kernel checks
+ * the user's permissions on exactly the object it resolves. Without uid the caller's identity is used.
+ */
+export type FsAsUserRequest = { uid?: number; gid?: number; groups?: number[] } & (
+  | { op: 'open'; path: string; flags: number; mode?: number; dirfd?: number; inRoot?: boolean }
+  | { op: 'stat'; path: string; follow?: boolean }
+  | { op: 'mkdir'; path: string; mode: number }
+  | { op: 'rename'; path: string; path2: string }
+  | { op: 'removeTree'; path: string }
+  | { op: 'readdir'; path: string }
+  | { op: 'realpath'; path: string }
+  | { op: 'entry'; path: string; prefix?: string }
+  | { op: 'list'; path: string; prefix?: string }
+  | { op: 'fdXattrs'; fd: number; prefix: string }
+  | { op: 'fdSetXattrs'; fd: number; prefix: string; set: [string, string][] }
+);
+
+/** errno 0 on success; the fields of the request's op otherwise absent. */
+export interface FsAsUserResult {
+  errno: number;
+  fd?: number;
+  stat?: FsStat;
+  path?: string;
+  names?: string[];
+  entry?: FsEntry;
+  entries?: FsEntry[];
+  xattrs?: [string, Buffer][];
 }
 
 /** One fd of a spawned child: a new pipe, /dev/null, or a dup of one of our fds. */

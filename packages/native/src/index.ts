@@ -1,4 +1,12 @@
-export { type NativeBinding, native, type SpawnStdio } from './binding.js';
+export {
+  type FsAsUserRequest,
+  type FsAsUserResult,
+  type FsEntry,
+  type FsStat,
+  type NativeBinding,
+  native,
+  type SpawnStdio,
+} from './binding.js';
 export {
   type ExecNativeError,
   execFileNative,
@@ -21,9 +29,9 @@ export {
   type RelayStats,
   relayAvailable,
   relayCloseGroup,
-  relayYieldGroup,
   relaySockets,
   relayStats,
+  relayYieldGroup,
 } from './relay.js';
 export { startUffdHandler, type UffdHandler, type UffdHandlerOptions, type UffdStats } from './uffd-handler.js';
 export { VMM_SIDE_SCRIPT } from './vmm-side.js';

@@ -30,8 +30,19 @@ const CONNECT_STATUS: Partial<Record<Code, [number, string]>> = {
   [Code.Unavailable]: [503, 'unavailable'],
 };
 
-/** Converts an error from anywhere (validation, agent RPC, our own) into the API's error shape. */
-export function toApiError(err: unknown): ApiError {
+/** Fastify's own client errors, by their codes, as ours. */
+const FASTIFY_CODES: Record<string, string> = {
+  FST_ERR_CTP_BODY_TOO_LARGE: 'payload_too_large',
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: 'unsupported_media_type',
+  FST_ERR_MAX_PARAM_LENGTH: 'uri_too_long',
+  FST_ERR_BAD_URL: 'invalid_argument',
+};
+
+/**
+ * Converts an error from anywhere (validation, agent RPC, our own) into the API's error shape;
+ * `bodyLimit` (the route's) names the limit a too large body broke.
+ */
+export function toApiError(err: unknown, bodyLimit?: number): ApiError {
   if (err instanceof ApiError) return err;
   if (err instanceof ConnectError) {
     const [status, code] = CONNECT_STATUS[err.code] ?? [500, 'internal'];
@@ -39,12 +50,21 @@ export function toApiError(err: unknown): ApiError {
   }
   const fe = err as FastifyError;
   if (fe?.validation) return new ApiError(400, 'invalid_argument', fe.message);
-  if (fe?.statusCode && fe.statusCode < 500) return new ApiError(fe.statusCode, fe.code?.toLowerCase() ?? 'bad_request', fe.message);
+  if (fe?.code === 'FST_ERR_CTP_BODY_TOO_LARGE' && bodyLimit !== undefined) {
+    return new ApiError(413, 'payload_too_large', `the request body is larger than this route takes (${bodyLimit} bytes)`);
+  }
+  if (fe?.code === 'FST_ERR_MAX_PARAM_LENGTH') {
+    return new ApiError(414, 'uri_too_long', 'a path parameter is longer than 100 characters: no id or name is that long');
+  }
+  if (fe?.statusCode && fe.statusCode < 500) {
+    const code = (fe.code && FASTIFY_CODES[fe.code]) ?? (fe.statusCode === 400 ? 'invalid_argument' : (fe.code?.toLowerCase() ?? 'bad_request'));
+    return new ApiError(fe.statusCode, code, fe.message);
+  }
   return new ApiError(500, 'internal', err instanceof Error ? err.message : String(err));
 }
 
 export function errorHandler(err: unknown, req: FastifyRequest, reply: FastifyReply): void {
-  const e = toApiError(err);
+  const e = toApiError(err, req.routeOptions.bodyLimit);
   if (e.status >= 500) req.log.error({ err }, 'request failed');
   void reply.status(e.status).send({ error: { code: e.code, message: e.message } });
 }

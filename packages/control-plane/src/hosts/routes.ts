@@ -16,6 +16,7 @@ import { describeProbeError, probeAddress } from './probe.js';
 import { admitHost } from './register-host.js';
 
 const MAX_TOKEN_TTL_SEC = 30 * 24 * 3600;
+const REGISTER_BODY_LIMIT = 16 * 1024;
 /** How long registration waits for the agent to answer GetHostInfo at the address it gave. */
 const REGISTER_PROBE_TIMEOUT_MS = 5_000;
 
@@ -36,8 +37,8 @@ const RegisterRequest = Type.Object(
     token: Type.String({ minLength: 1 }),
     address: Type.String({ minLength: 1, maxLength: 2048, description: 'Base URL of the agent, e.g. http://10.0.0.5:5007' }),
     runtimes: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 64 }), { minItems: 1, maxItems: 16 })),
-    cpu_count: Type.Optional(Type.Integer({ minimum: 1 })),
-    memory_mb: Type.Optional(Type.Integer({ minimum: 1 })),
+    cpu_count: Type.Optional(Type.Integer({ minimum: 1, maximum: 65536 })),
+    memory_mb: Type.Optional(Type.Integer({ minimum: 1, maximum: 1 << 30 })),
     host_id: Type.Optional(Type.String({ maxLength: 128, description: "The agent's own id; must match what the agent reports" })),
   },
   { additionalProperties: false },
@@ -75,6 +76,10 @@ export const hostRoutes: FastifyPluginAsync<{ ctx: ControlPlaneContext }> = asyn
   app.post(
     '/v1/hosts/tokens',
     {
+      // The admin key before the body is read.
+      onRequest: async (req) => {
+        await requireAdmin(ctx, req);
+      },
       schema: {
         tags: ['hosts'],
         summary: 'Create a one-time host registration token (admin)',
@@ -83,7 +88,6 @@ export const hostRoutes: FastifyPluginAsync<{ ctx: ControlPlaneContext }> = asyn
       },
     },
     async (req, reply) => {
-      await requireAdmin(ctx, req);
       const body = (req.body ?? {}) as Static<typeof TokenRequest>;
       const t = await createHostToken(ctx.database.db, { ttlMs: (body.ttl_sec ?? 3600) * 1000 }).catch((e: unknown) => {
         throw toServiceError(e);
@@ -96,6 +100,8 @@ export const hostRoutes: FastifyPluginAsync<{ ctx: ControlPlaneContext }> = asyn
   app.post(
     '/v1/hosts/register',
     {
+      // Authenticated by the token in the body: a small body, read under the edge's body timeout.
+      bodyLimit: REGISTER_BODY_LIMIT,
       schema: {
         tags: ['hosts'],
         summary: 'Register a host agent with a one-time token',

@@ -24,6 +24,7 @@ import { ChunkedScanner, MAX_HEAD_BYTES, field, hasToken, headEnd, parseHead, re
 import { routeOf, type ProxyRoute } from './route.js';
 import type { Failure, ResolvedTarget } from './targets.js';
 
+/** Default time a request head may take (the server passes WRENN_HEADERS_TIMEOUT_MS in PipeDeps). */
 export const HEADERS_TIMEOUT_MS = 10_000;
 export const IDLE_TIMEOUT_MS = 620_000;
 
@@ -41,6 +42,8 @@ export interface PipeDeps {
    * idle timeout. http: the relay's HTTP mode (else the bytes pass unread).
    */
   relay?(capsuleId: string, client: net.Socket, upstream: net.Socket, idleMs: number, http?: RelayHttp): void;
+  /** Time a request head may take (default HEADERS_TIMEOUT_MS). */
+  headersTimeoutMs?: number;
   /** Dial attempts while a server is still starting (linear backoff). */
   attempts: number;
   backoffMs: number;
@@ -188,7 +191,10 @@ export class PipedConnection {
     const end = headEnd(this.pending);
     if (end < 0) {
       if (this.pending.length > MAX_HEAD_BYTES) this.refuse(431, 'headers_too_large', `request head over ${MAX_HEAD_BYTES} bytes`);
-      else this.headerTimer ??= setTimeout(() => this.refuse(408, 'request_timeout', `request head not received within ${HEADERS_TIMEOUT_MS / 1000} s`), HEADERS_TIMEOUT_MS);
+      else {
+        const ms = this.deps.headersTimeoutMs ?? HEADERS_TIMEOUT_MS;
+        this.headerTimer ??= setTimeout(() => this.refuse(408, 'request_timeout', `request head not received within ${ms} ms`), ms);
+      }
       return false;
     }
     clearTimeout(this.headerTimer);

@@ -50,7 +50,8 @@ function useRelay(): boolean {
   return process.env.WRENN_PROXY_RELAY !== '0' && relayAvailable();
 }
 
-export function createSandboxProxy(ctx: ControlPlaneContext): SandboxProxy {
+export function createSandboxProxy(ctx: ControlPlaneContext, opts: { headersTimeoutMs?: number } = {}): SandboxProxy {
+  const headersTimeoutMs = opts.headersTimeoutMs ?? HEADERS_TIMEOUT_MS;
   const groupPrefix = `proxy${++proxies}/`;
   const agent = createProxyAgent();
   const targets = new ProxyTargets(ctx);
@@ -109,6 +110,7 @@ export function createSandboxProxy(ctx: ControlPlaneContext): SandboxProxy {
             });
           }
         : undefined,
+      headersTimeoutMs,
       attempts: 3,
       backoffMs: 100,
     };
@@ -123,7 +125,7 @@ export function createSandboxProxy(ctx: ControlPlaneContext): SandboxProxy {
         owned.delete(socket);
         if (buffered.length > 0) socket.end('HTTP/1.1 408 Request Timeout\r\nconnection: close\r\ncontent-length: 0\r\n\r\n', () => socket.destroy());
         else socket.destroy();
-      }, HEADERS_TIMEOUT_MS);
+      }, headersTimeoutMs);
       const stop = () => {
         clearTimeout(timer);
         socket.removeListener('data', onData);

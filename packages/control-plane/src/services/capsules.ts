@@ -27,7 +27,8 @@ import {
   updateCapsule,
 } from '../db/repositories/capsules.js';
 import { listCapsulesWithTemplate } from '../db/repositories/capsules-extra.js';
-import { getHost, type Host } from '../db/repositories/hosts.js';
+import { getHost, type Host, listHosts } from '../db/repositories/hosts.js';
+import { RUNTIME_NAMES } from '@wrenn/host-agent/runtimes/runtime';
 import { isCapsuleId, newCapsuleId } from '../ids.js';
 import { NoHostError, pickHost } from '../scheduler/least-loaded.js';
 import { mapErrors, toServiceError } from './errors.js';
@@ -53,6 +54,11 @@ export const CAPSULE_LIMITS = {
   maxMetadataKeys: 64,
   maxMetadataKeyLength: 128,
   maxMetadataValueLength: 1024,
+  /**
+   * Environment variables of a capsule or a command, as JSON. A capsule's reach its envd in one
+   * environment string at start, which the kernel caps at 128 KiB (MAX_ARG_STRLEN).
+   */
+  maxEnvBytes: 64 * 1024,
 } as const;
 export const DEFAULT_VCPUS = 1;
 export const DEFAULT_MEMORY_MB = 512;
@@ -127,7 +133,6 @@ export interface CapsuleMetrics {
 // Validation (both APIs validate shapes with their schemas; these are the rules that matter).
 
 const ENV_KEY_RE = /^[A-Za-z_][A-Za-z0-9_]*$/;
-const RUNTIME_RE = /^[a-z][a-z0-9-]{0,31}$/;
 
 function intInRange(value: number | undefined, field: string, min: number, max: number): void {
   if (value === undefined) return;
@@ -155,6 +160,12 @@ export function validateEnvs(envs: unknown, field = 'env'): Record<string, strin
       );
     if (v.includes('\0')) throw badRequest(`${field}.${k} contains a NUL byte`);
   }
+  const bytes = Buffer.byteLength(JSON.stringify(out));
+  if (bytes > CAPSULE_LIMITS.maxEnvBytes) {
+    throw badRequest(
+      `${field} takes at most ${CAPSULE_LIMITS.maxEnvBytes} bytes (its keys and values as JSON), got ${bytes}; pass large values as files instead`,
+    );
+  }
   return out;
 }
 
@@ -172,6 +183,8 @@ export function validateMetadata(metadata: unknown, field = 'metadata'): Record<
     if (v.length > CAPSULE_LIMITS.maxMetadataValueLength) {
       throw badRequest(`${field}.${k} is longer than ${CAPSULE_LIMITS.maxMetadataValueLength} characters`);
     }
+    // Metadata is also exported into the capsule's environment, where a NUL cannot go.
+    if (k.includes('\0') || v.includes('\0')) throw badRequest(`${field} key or value '${k.replace(/\0/g, '\\0').slice(0, 40)}' contains a NUL byte`);
   }
   return out;
 }
@@ -183,8 +196,8 @@ export function validateCreate(input: CreateCapsuleInput): void {
   if (input.timeoutAction !== undefined && !(TIMEOUT_ACTIONS as readonly string[]).includes(input.timeoutAction)) {
     throw badRequest(`timeout_action must be one of ${TIMEOUT_ACTIONS.join(', ')}, got '${input.timeoutAction}'`);
   }
-  if (input.runtime !== undefined && !RUNTIME_RE.test(input.runtime))
-    throw badRequest(`runtime '${input.runtime}' is not a runtime name (e.g. namespace, qemu, firecracker)`);
+  if (input.runtime !== undefined && !(RUNTIME_NAMES as readonly string[]).includes(input.runtime))
+    throw badRequest(`runtime '${input.runtime}' does not exist; use one of ${RUNTIME_NAMES.join(', ')}`);
   validateEnvs(input.envs);
   validateMetadata(input.metadata);
 }
@@ -357,7 +370,7 @@ export async function createCapsule(
       hostId: template.hostId,
     });
   } catch (err) {
-    if (err instanceof NoHostError) throw new ApiError(503, 'no_host_available', err.message);
+    if (err instanceof NoHostError) throw await noHostError(ctx, input.runtime, template, err);
     throw toServiceError(err);
   }
   const { host, runtime } = placement;
@@ -448,6 +461,21 @@ export async function createCapsule(
     ms: Date.now() - now,
   });
   return result;
+}
+
+/**
+ * Why no host could take a capsule: asking for a runtime the template or every host of this
+ * deployment lacks is the caller's mistake (400); hosts that are offline or full are not (503).
+ */
+async function noHostError(ctx: ControlPlaneContext, runtime: string | undefined, template: { name: string; runtimes: readonly string[] }, err: NoHostError): Promise<ApiError> {
+  if (runtime !== undefined) {
+    if (template.runtimes.length > 0 && !template.runtimes.includes(runtime))
+      return badRequest(`template '${template.name}' runs on ${template.runtimes.join(', ')}, not on runtime '${runtime}'`);
+    const offered = new Set((await listHosts(ctx.database.db)).flatMap((h) => h.runtimes));
+    if (!offered.has(runtime))
+      return badRequest(`no host of this deployment offers runtime '${runtime}' (hosts offer: ${[...offered].join(', ') || 'none'})`);
+  }
+  return new ApiError(503, 'no_host_available', err.message);
 }
 
 /**

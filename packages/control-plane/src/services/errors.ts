@@ -10,9 +10,9 @@ const DB_STATUS: Record<DbError['code'], number> = {
   unauthenticated: 401,
 };
 
-export function toServiceError(err: unknown): ApiError {
+export function toServiceError(err: unknown, bodyLimit?: number): ApiError {
   if (err instanceof DbError) return new ApiError(DB_STATUS[err.code], err.code, err.message);
-  return toApiError(err);
+  return toApiError(err, bodyLimit);
 }
 
 /** Runs `fn`, converting whatever it throws into an ApiError. */

@@ -1,15 +1,15 @@
 // Builds E2B's EntryInfo for a path: lstat of the entry itself, with type and permission bits of the
-// symlink's target for symlinks (as E2B's envd reports them), owner/group names and xattr metadata.
+// symlink's target for symlinks (as E2B's envd reports them), owner/group names and xattr metadata,
+// all looked up as the requesting user (user-fs.ts).
 
-import type { BigIntStats } from 'node:fs';
-import { lstat, realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { MessageInitShape } from '@bufbuild/protobuf';
 import { Code, ConnectError } from '@connectrpc/connect';
 import { type EntryInfoSchema, FileType } from '@wrenn/protocol/gen/envd/filesystem_pb';
 import { errnoCode, toConnectError } from './errors.js';
-import { readMetadata } from './metadata.js';
+import { decodeMetadata, METADATA_PREFIX } from './metadata.js';
 import { groupName, ownerName } from './owners.js';
+import type { FsEntry, UserFs } from './user-fs.js';
 
 export type EntryInit = MessageInitShape<typeof EntryInfoSchema>;
 
@@ -54,47 +54,41 @@ export function permissionsString(mode: number): string {
   return (kind || '-') + perm;
 }
 
-function timestamp(st: BigIntStats) {
-  return { seconds: st.mtimeNs / 1_000_000_000n, nanos: Number(st.mtimeNs % 1_000_000_000n) };
+/** EntryInfo of p from the native entry (lstat, symlink target, metadata) the user could see. */
+export function entryFrom(p: string, e: FsEntry, etcDir: string): EntryInit {
+  let type = typeOf(e.mode);
+  let perm = e.mode & 0o777;
+  let symlinkTarget: string | undefined;
+  if ((e.mode & S_IFMT) === S_IFLNK) {
+    symlinkTarget = e.target || p;
+    type = e.targetStat ? typeOf(e.targetStat.mode) : FileType.UNSPECIFIED;
+    perm = e.targetStat ? e.targetStat.mode & 0o777 : 0;
+  }
+  return {
+    name: path.basename(p),
+    type,
+    path: p,
+    size: BigInt(e.size),
+    mode: perm,
+    permissions: permissionsString(e.mode),
+    owner: ownerName(e.uid, etcDir),
+    group: groupName(e.gid, etcDir),
+    modifiedTime: { seconds: BigInt(e.mtimeSec), nanos: e.mtimeNsec },
+    symlinkTarget,
+    metadata: decodeMetadata(e.xattrs),
+  };
 }
 
-/** EntryInfo of p; throws ConnectError not_found when p does not exist. */
-export async function entryInfo(p: string, etcDir: string): Promise<EntryInit> {
-  let st: BigIntStats;
+/** EntryInfo of p as the user sees it; throws ConnectError not_found when p does not exist. */
+export async function entryInfo(p: string, etcDir: string, fs: UserFs): Promise<EntryInit> {
+  let e: FsEntry;
   try {
-    st = await lstat(p, { bigint: true });
+    e = await fs.entry(p, METADATA_PREFIX);
   } catch (err) {
     if (errnoCode(err) === 'ENOENT' || errnoCode(err) === 'ENOTDIR') {
       throw new ConnectError(`file not found: ${p}`, Code.NotFound);
     }
     throw toConnectError(err, `cannot stat ${p}`);
   }
-  const mode = Number(st.mode);
-  let type = typeOf(mode);
-  let perm = mode & 0o777;
-  let symlinkTarget: string | undefined;
-  if ((mode & S_IFMT) === S_IFLNK) {
-    symlinkTarget = await realpath(p).catch(() => p);
-    try {
-      const target = await stat(symlinkTarget);
-      type = typeOf(target.mode);
-      perm = target.mode & 0o777;
-    } catch {
-      type = FileType.UNSPECIFIED;
-      perm = 0;
-    }
-  }
-  return {
-    name: path.basename(p),
-    type,
-    path: p,
-    size: st.size,
-    mode: perm,
-    permissions: permissionsString(mode),
-    owner: ownerName(Number(st.uid), etcDir),
-    group: groupName(Number(st.gid), etcDir),
-    modifiedTime: timestamp(st),
-    symlinkTarget,
-    metadata: await readMetadata(p),
-  };
+  return entryFrom(p, e, etcDir);
 }

@@ -23,10 +23,16 @@ const CODES: Record<string, Code> = {
   EDQUOT: Code.ResourceExhausted,
 };
 
-/** Wraps an fs error as a ConnectError ("<what>: <reason>"); ConnectErrors pass through. */
-export function toConnectError(err: unknown, what: string): ConnectError {
+/**
+ * Wraps an fs error as a ConnectError ("<what>: <reason>"); ConnectErrors pass through. With the
+ * requesting user's name, a permission error says who was refused.
+ */
+export function toConnectError(err: unknown, what: string, userName?: string): ConnectError {
   if (err instanceof ConnectError) return err;
   const code = CODES[errnoCode(err) ?? ''] ?? Code.Internal;
   const reason = err instanceof Error ? err.message : String(err);
+  if (code === Code.PermissionDenied && userName !== undefined) {
+    return new ConnectError(`permission denied: user "${userName}" may not ${what} (${reason})`, code);
+  }
   return new ConnectError(`${what}: ${reason}`, code);
 }

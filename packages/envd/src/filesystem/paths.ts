@@ -1,9 +1,12 @@
 // Path resolution as E2B's envd does it: `~` and relative paths are the user's home, an empty path
-// is the default workdir (or home); plus creating missing parent directories owned by the user.
-import { chown, lstat, mkdir, stat } from 'node:fs/promises';
+// is the default workdir (or home); plus creating missing parent directories as the user.
 import path from 'node:path';
 import type { UserInfo } from '../users.js';
 import { errnoCode } from './errors.js';
+import type { UserFs } from './user-fs.js';
+
+const S_IFMT = 0o170000;
+const S_IFDIR = 0o040000;
 
 export class PathError extends Error {}
 
@@ -25,16 +28,17 @@ export function envdIsRoot(): boolean {
 }
 
 /**
- * Creates `dir` and its missing parents (mode 0755), each chowned to uid/gid when envd is root.
- * Fails when a component exists but is not a directory.
+ * Creates `dir` and its missing parents (mode 0755) as the user, so they are the user's and the
+ * kernel decides whether it may. Fails when a component exists but is not a directory.
  */
-export async function ensureDirs(dir: string, uid: number, gid: number): Promise<void> {
+export async function ensureDirs(dir: string, fs: UserFs): Promise<void> {
   const missing: string[] = [];
   let cur = path.resolve(dir);
   for (;;) {
     try {
-      const st = await stat(cur);
-      if (!st.isDirectory()) throw new PathError(`cannot create directory ${dir}: ${cur} is not a directory`);
+      const st = await fs.stat(cur);
+      if ((st.mode & S_IFMT) !== S_IFDIR)
+        throw new PathError(`cannot create directory ${dir}: ${cur} is not a directory`);
       break;
     } catch (err) {
       if (errnoCode(err) !== 'ENOENT') throw err;
@@ -44,29 +48,11 @@ export async function ensureDirs(dir: string, uid: number, gid: number): Promise
       cur = parent;
     }
   }
-  const root = envdIsRoot();
   for (const d of missing.reverse()) {
     try {
-      await mkdir(d, { mode: 0o755 });
+      await fs.mkdir(d, 0o755);
     } catch (err) {
       if (errnoCode(err) !== 'EEXIST') throw err;
-    }
-    if (root) await chown(d, uid, gid);
-  }
-}
-
-/** The nearest existing ancestor of p (p itself if it exists). */
-export async function nearestExisting(p: string): Promise<string> {
-  let cur = path.resolve(p);
-  for (;;) {
-    try {
-      await lstat(cur);
-      return cur;
-    } catch (err) {
-      if (errnoCode(err) !== 'ENOENT' && errnoCode(err) !== 'ENOTDIR') throw err;
-      const parent = path.dirname(cur);
-      if (parent === cur) return cur;
-      cur = parent;
     }
   }
 }

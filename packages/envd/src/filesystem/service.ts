@@ -1,9 +1,8 @@
 // filesystem.Filesystem: E2B's envd filesystem service (Stat, MakeDir, Move, ListDir, Remove,
-// WatchDir and the polling watcher). Paths resolve against the requesting user's home; what is
-// created belongs to that user.
+// WatchDir and the polling watcher). Paths resolve against the requesting user's home; every call
+// on the file system is made as the requesting user (user-fs.ts), so what is created belongs to
+// that user and the kernel refuses what the user may not do, on the object actually used.
 
-import type { Stats } from 'node:fs';
-import { lstat, readdir, realpath, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { MessageInitShape } from '@bufbuild/protobuf';
 import { Code, ConnectError, type HandlerContext, type ServiceImpl } from '@connectrpc/connect';
@@ -14,24 +13,28 @@ import {
   type WatchDirResponseSchema,
 } from '@wrenn/protocol/gen/envd/filesystem_pb';
 import { requestedUserName, resolveUser } from '../auth.js';
+import { nodeCrypto } from '../node-crypto.js';
 import type { EnvdState } from '../state.js';
 import type { UserInfo } from '../users.js';
-import { checkCreate, checkRemoveTree, checkUnlink } from './access.js';
-import { type EntryInit, entryInfo } from './entry.js';
+import { type EntryInit, entryFrom, entryInfo } from './entry.js';
 import { errnoCode, toConnectError } from './errors.js';
+import { METADATA_PREFIX } from './metadata.js';
 import { refreshOwnerNames } from './owners.js';
 import { ensureDirs, PathError, resolvePath } from './paths.js';
+import { type FsEntry, type FsStat, type UserFs, userFs } from './user-fs.js';
 import { DirWatcher, onNetworkMount, type WatchEvent } from './watcher.js';
-import { nodeCrypto } from '../node-crypto.js';
 
 type FsEvent = MessageInitShape<typeof FilesystemEventSchema>;
 type WatchResponse = MessageInitShape<typeof WatchDirResponseSchema>;
 
 const DEFAULT_KEEPALIVE_MS = 90_000;
-const LIST_PARALLEL = 32;
+
+const S_IFMT = 0o170000;
+const S_IFDIR = 0o040000;
 
 interface Requester {
   user: UserInfo;
+  fs: UserFs;
   resolve(p: string): string;
 }
 
@@ -40,6 +43,7 @@ function requester(state: EnvdState, ctx: HandlerContext): Requester {
   refreshOwnerNames(state.etcDir);
   return {
     user,
+    fs: userFs(user),
     resolve(p: string) {
       try {
         return resolvePath(p, user, state.defaultWorkdir);
@@ -51,59 +55,57 @@ function requester(state: EnvdState, ctx: HandlerContext): Requester {
   };
 }
 
-async function ensureDirsRpc(dir: string, user: UserInfo): Promise<void> {
+async function ensureDirsRpc(dir: string, r: Requester): Promise<void> {
   try {
-    await ensureDirs(dir, user.uid, user.gid);
+    await ensureDirs(dir, r.fs);
   } catch (err) {
     if (err instanceof PathError) throw new ConnectError(err.message, Code.InvalidArgument);
-    throw toConnectError(err, `cannot create directory ${dir}`);
+    throw toConnectError(err, `create directory ${dir}`, r.user.name);
   }
 }
 
 /** Lists dir (already symlink-resolved) up to depth, pre-order by name, reporting paths under `shown`. */
-async function walk(dir: string, shown: string, depth: number, etcDir: string, out: EntryInit[]): Promise<void> {
-  let names: string[];
+async function walk(
+  r: Requester,
+  dir: string,
+  shown: string,
+  depth: number,
+  etcDir: string,
+  out: EntryInit[],
+  top = true,
+): Promise<void> {
+  let entries: FsEntry[];
   try {
-    names = await readdir(dir);
+    // One native call per directory: names, lstat, symlink targets and metadata, as the user.
+    entries = await r.fs.list(dir, METADATA_PREFIX);
   } catch (err) {
-    throw toConnectError(err, `cannot read directory ${dir}`);
+    // A subdirectory the user may not read is listed without its contents (the top one is an error).
+    if (!top && errnoCode(err) === 'EACCES') return;
+    throw toConnectError(err, `read directory ${dir}`, r.user.name);
   }
-  names.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
-  // Entry lookups run LIST_PARALLEL at a time; output keeps name order.
-  for (let i = 0; i < names.length; i += LIST_PARALLEL) {
-    const slice = names.slice(i, i + LIST_PARALLEL);
-    const infos = await Promise.all(
-      slice.map((name) =>
-        entryInfo(path.join(dir, name), etcDir).catch((err) => {
-          if (err instanceof ConnectError && err.code === Code.NotFound) return undefined; // vanished meanwhile
-          throw err;
-        }),
-      ),
-    );
-    for (let j = 0; j < slice.length; j++) {
-      const entry = infos[j];
-      const name = slice[j] as string;
-      if (!entry) continue;
-      entry.path = path.join(shown, name);
-      out.push(entry);
-      if (depth > 1) {
-        const st = await lstat(path.join(dir, name)).catch(() => undefined);
-        if (st?.isDirectory()) await walk(path.join(dir, name), path.join(shown, name), depth - 1, etcDir, out);
-      }
-    }
+  entries.sort((a, b) =>
+    (a.name as string) < (b.name as string) ? -1 : (a.name as string) > (b.name as string) ? 1 : 0,
+  );
+  for (const e of entries) {
+    const name = e.name as string;
+    const entry = entryFrom(path.join(dir, name), e, etcDir);
+    entry.path = path.join(shown, name);
+    out.push(entry);
+    if (depth > 1 && (e.mode & S_IFMT) === S_IFDIR)
+      await walk(r, path.join(dir, name), path.join(shown, name), depth - 1, etcDir, out, false);
   }
 }
 
 /** Validates a watch request's directory: exists (not_found), is a directory (invalid_argument), not a network mount. */
-async function checkWatchable(p: string, allowNetworkMounts: boolean): Promise<void> {
-  let st: Stats;
+async function checkWatchable(r: Requester, p: string, allowNetworkMounts: boolean): Promise<void> {
+  let st: FsStat;
   try {
-    st = await stat(p);
+    st = await r.fs.stat(p);
   } catch (err) {
     if (errnoCode(err) === 'ENOENT') throw new ConnectError(`path ${p} not found`, Code.NotFound);
-    throw toConnectError(err, `cannot stat ${p}`);
+    throw toConnectError(err, `stat ${p}`, r.user.name);
   }
-  if (!st.isDirectory()) throw new ConnectError(`path ${p} is not a directory`, Code.InvalidArgument);
+  if ((st.mode & S_IFMT) !== S_IFDIR) throw new ConnectError(`path ${p} is not a directory`, Code.InvalidArgument);
   if (!allowNetworkMounts && (await onNetworkMount(p).catch(() => false))) {
     throw new ConnectError(
       `cannot watch path on network filesystem: ${p} (set allowNetworkMounts to watch it anyway)`,
@@ -112,13 +114,13 @@ async function checkWatchable(p: string, allowNetworkMounts: boolean): Promise<v
   }
 }
 
-async function toFsEvents(events: WatchEvent[], includeEntry: boolean, etcDir: string): Promise<FsEvent[]> {
+async function toFsEvents(events: WatchEvent[], includeEntry: boolean, etcDir: string, fs: UserFs): Promise<FsEvent[]> {
   return Promise.all(
     events.map(async (e) => {
       const ev: FsEvent = { name: e.name, type: e.type };
       // Remove and rename name a path whose entry is gone: never attach whatever is there now.
       if (includeEntry && (e.type === EventType.CREATE || e.type === EventType.WRITE || e.type === EventType.CHMOD)) {
-        ev.entry = await entryInfo(e.absPath, etcDir).catch(() => undefined);
+        ev.entry = await entryInfo(e.absPath, etcDir, fs).catch(() => undefined);
       }
       return ev;
     }),
@@ -137,21 +139,21 @@ export function filesystemService(state: EnvdState): Partial<ServiceImpl<typeof 
   return {
     async stat(req, ctx) {
       const r = requester(state, ctx);
-      return { entry: await entryInfo(r.resolve(req.path), state.etcDir) };
+      return { entry: await entryInfo(r.resolve(req.path), state.etcDir, r.fs) };
     },
 
     async makeDir(req, ctx) {
       const r = requester(state, ctx);
       const dir = r.resolve(req.path);
-      const st = await stat(dir).catch((err) => {
+      const st = await r.fs.stat(dir).catch((err) => {
         if (errnoCode(err) === 'ENOENT') return undefined;
-        throw toConnectError(err, `cannot stat ${dir}`);
+        throw toConnectError(err, `create directory ${dir}`, r.user.name);
       });
-      if (st?.isDirectory()) throw new ConnectError(`directory already exists: ${dir}`, Code.AlreadyExists);
+      if (st && (st.mode & S_IFMT) === S_IFDIR)
+        throw new ConnectError(`directory already exists: ${dir}`, Code.AlreadyExists);
       if (st) throw new ConnectError(`path already exists but it is not a directory: ${dir}`, Code.InvalidArgument);
-      await checkCreate(dir, r.user, `create directory ${dir}`);
-      await ensureDirsRpc(dir, r.user);
-      return { entry: await entryInfo(dir, state.etcDir) };
+      await ensureDirsRpc(dir, r);
+      return { entry: await entryInfo(dir, state.etcDir, r.fs) };
     },
 
     async move(req, ctx) {
@@ -159,21 +161,19 @@ export function filesystemService(state: EnvdState): Partial<ServiceImpl<typeof 
       const source = r.resolve(req.source);
       const destination = r.resolve(req.destination);
       try {
-        await lstat(source);
+        await r.fs.stat(source, false);
       } catch (err) {
         if (errnoCode(err) === 'ENOENT') throw new ConnectError(`source file not found: ${source}`, Code.NotFound);
-        throw toConnectError(err, `cannot stat ${source}`);
+        throw toConnectError(err, `move ${source}`, r.user.name);
       }
-      await checkUnlink(source, r.user, `move ${source}`);
-      await checkCreate(destination, r.user, `move to ${destination}`);
-      await ensureDirsRpc(path.dirname(destination), r.user);
+      await ensureDirsRpc(path.dirname(destination), r);
       try {
-        await rename(source, destination);
+        await r.fs.rename(source, destination);
       } catch (err) {
         if (errnoCode(err) === 'ENOENT') throw new ConnectError(`source file not found: ${source}`, Code.NotFound);
-        throw toConnectError(err, `cannot move ${source} to ${destination}`);
+        throw toConnectError(err, `move ${source} to ${destination}`, r.user.name);
       }
-      return { entry: await entryInfo(destination, state.etcDir) };
+      return { entry: await entryInfo(destination, state.etcDir, r.fs) };
     },
 
     async listDir(req, ctx) {
@@ -182,34 +182,30 @@ export function filesystemService(state: EnvdState): Partial<ServiceImpl<typeof 
       const requested = r.resolve(req.path);
       let resolved: string;
       try {
-        resolved = await realpath(requested);
+        resolved = await r.fs.realpath(requested);
       } catch (err) {
         if (errnoCode(err) === 'ENOENT') throw new ConnectError(`path not found: ${requested}`, Code.NotFound);
         if (errnoCode(err) === 'ELOOP')
           throw new ConnectError(`cyclic symlink at ${requested}`, Code.FailedPrecondition);
-        throw toConnectError(err, `cannot resolve ${requested}`);
+        throw toConnectError(err, `resolve ${requested}`, r.user.name);
       }
-      const st = await stat(resolved).catch((err) => {
-        throw toConnectError(err, `cannot stat ${resolved}`);
+      const st = await r.fs.stat(resolved).catch((err) => {
+        throw toConnectError(err, `stat ${resolved}`, r.user.name);
       });
-      if (!st.isDirectory()) throw new ConnectError(`path is not a directory: ${requested}`, Code.InvalidArgument);
+      if ((st.mode & S_IFMT) !== S_IFDIR)
+        throw new ConnectError(`path is not a directory: ${requested}`, Code.InvalidArgument);
       const entries: EntryInit[] = [];
-      await walk(resolved, requested, depth, state.etcDir, entries);
+      await walk(r, resolved, requested, depth, state.etcDir, entries);
       return { entries };
     },
 
     async remove(req, ctx) {
       const r = requester(state, ctx);
       const target = r.resolve(req.path);
-      const exists = await lstat(target).then(
-        () => true,
-        () => false,
-      );
-      if (exists) await checkRemoveTree(target, r.user, `remove ${target}`);
       try {
-        await rm(target, { recursive: true, force: true });
+        await r.fs.removeTree(target);
       } catch (err) {
-        throw toConnectError(err, `cannot remove ${target}`);
+        throw toConnectError(err, `remove ${target}`, r.user.name);
       }
       return {};
     },
@@ -217,7 +213,7 @@ export function filesystemService(state: EnvdState): Partial<ServiceImpl<typeof 
     async *watchDir(req, ctx): AsyncGenerator<WatchResponse> {
       const r = requester(state, ctx);
       const dir = r.resolve(req.path);
-      await checkWatchable(dir, req.allowNetworkMounts);
+      await checkWatchable(r, dir, req.allowNetworkMounts);
 
       const queue: WatchEvent[] = [];
       let failure: Error | undefined;
@@ -229,6 +225,7 @@ export function filesystemService(state: EnvdState): Partial<ServiceImpl<typeof 
       const watcher = new DirWatcher(
         dir,
         req.recursive,
+        r.fs,
         (events) => {
           queue.push(...events);
           notify();
@@ -263,7 +260,7 @@ export function filesystemService(state: EnvdState): Partial<ServiceImpl<typeof 
             continue;
           }
           const batch = queue.splice(0, queue.length);
-          for (const ev of await toFsEvents(batch, req.includeEntry, state.etcDir)) {
+          for (const ev of await toFsEvents(batch, req.includeEntry, state.etcDir, r.fs)) {
             yield { event: { case: 'filesystem', value: ev } };
           }
         }
@@ -276,7 +273,7 @@ export function filesystemService(state: EnvdState): Partial<ServiceImpl<typeof 
     async createWatcher(req, ctx) {
       const r = requester(state, ctx);
       const dir = r.resolve(req.path);
-      await checkWatchable(dir, req.allowNetworkMounts);
+      await checkWatchable(r, dir, req.allowNetworkMounts);
       const id = `w${nodeCrypto().randomBytes(8).toString('hex')}`;
       const entry: PollingWatcher = { events: [], watcher: undefined as unknown as DirWatcher };
       // Entry lookups are async: chain them so events keep their order.
@@ -284,9 +281,10 @@ export function filesystemService(state: EnvdState): Partial<ServiceImpl<typeof 
       entry.watcher = new DirWatcher(
         dir,
         req.recursive,
+        r.fs,
         (events) => {
           chain = chain
-            .then(() => toFsEvents(events, req.includeEntry, state.etcDir))
+            .then(() => toFsEvents(events, req.includeEntry, state.etcDir, r.fs))
             .then((evs) => {
               entry.events.push(...evs);
             });

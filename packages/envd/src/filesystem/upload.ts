@@ -1,18 +1,18 @@
-// Writes one uploaded file: parents created and owned by the user, the file truncated or created,
-// chowned to the user, streamed from the body, then its `user.e2b.*` metadata replaced.
+// Writes one uploaded file as the requesting user (user-fs.ts): parents created by the user, the
+// file opened by the user (created, or truncated if the user may write it; a symlink is followed
+// only as far as the user could follow it), its `user.e2b.*` metadata replaced through that fd, and
+// the body streamed into the same fd. Nothing is checked first and then done as root.
 
-import { closeSync, createWriteStream, fchown, open as openCb } from 'node:fs';
-import { chown, stat } from 'node:fs/promises';
+import { close, createWriteStream, fstat } from 'node:fs';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
 import { Code, ConnectError } from '@connectrpc/connect';
-import type { UserInfo } from '../users.js';
-import { checkCreate, checkFile, W } from './access.js';
 import { errnoCode } from './errors.js';
-import { writeMetadata } from './metadata.js';
-import { ensureDirs, envdIsRoot, PathError } from './paths.js';
+import { decodeMetadata, METADATA_PREFIX } from './metadata.js';
+import { ensureDirs, PathError } from './paths.js';
+import { O_CREAT, O_NOCTTY, O_NONBLOCK, O_TRUNC, O_WRONLY, type UserFs } from './user-fs.js';
 
 export class UploadError extends Error {
   constructor(
@@ -24,35 +24,52 @@ export class UploadError extends Error {
 }
 
 const WRITE_HWM = 1 << 20;
-const openAsync = promisify(openCb);
-const fchownAsync = promisify(fchown);
+const fstatAsync = promisify(fstat);
+const closeAsync = promisify(close);
 
+/** Writes the body to target as the user; returns the file's metadata as stored. */
 export async function writeUploadedFile(
   target: string,
   body: Readable,
-  user: UserInfo,
+  fs: UserFs,
   metadata: Record<string, string>,
-): Promise<void> {
-  const root = envdIsRoot();
-  const existing = await stat(target).catch((err) => {
-    if (errnoCode(err) === 'ENOENT' || errnoCode(err) === 'ENOTDIR') return undefined;
-    throw err;
-  });
-  if (existing?.isDirectory()) throw new UploadError(400, `path is a directory: ${target}`);
-  if (existing) await checkFile(target, existing, user, W, `write ${target}`);
-  else await checkCreate(target, user, `create ${target}`);
-  await ensureDirs(path.dirname(target), user.uid, user.gid);
-  if (existing && root) await chown(target, user.uid, user.gid).catch(() => undefined);
-  // A numeric fd and fs.createWriteStream: FileHandle streams cost more CPU per chunk in Node 20.
-  const fd = await openAsync(target, 'w', 0o666);
+): Promise<Record<string, string>> {
+  await ensureDirs(path.dirname(target), fs);
+  let fd: number;
   try {
-    if (!existing && root) await fchownAsync(fd, user.uid, user.gid);
+    // O_NONBLOCK: opening a FIFO must not wait for a reader (regular files ignore it).
+    fd = await fs.open(target, O_WRONLY | O_CREAT | O_TRUNC | O_NOCTTY | O_NONBLOCK, 0o666);
   } catch (err) {
-    closeSync(fd);
+    if (errnoCode(err) === 'EISDIR') throw new UploadError(400, `path is a directory: ${target}`);
     throw err;
   }
+  let stored: Record<string, string> = {};
+  try {
+    if (!(await fstatAsync(fd)).isFile()) throw new UploadError(400, `path is not a regular file: ${target}`);
+    stored = await replaceMetadata(fs, fd, target, metadata);
+  } catch (err) {
+    await closeAsync(fd).catch(() => undefined);
+    throw err;
+  }
+  // A numeric fd and fs.createWriteStream: FileHandle streams cost more CPU per chunk in Node 20.
   await pipeline(body, createWriteStream('', { fd, highWaterMark: WRITE_HWM }));
-  await writeMetadata(target, metadata);
+  return stored;
+}
+
+/** Sets exactly `metadata` on the open file; a file system without user xattrs keeps none. */
+async function replaceMetadata(
+  fs: UserFs,
+  fd: number,
+  target: string,
+  metadata: Record<string, string>,
+): Promise<Record<string, string>> {
+  const set = Object.entries(metadata).map(([k, v]): [string, string] => [METADATA_PREFIX + k, v]);
+  try {
+    return decodeMetadata(await fs.fdSetXattrs(fd, METADATA_PREFIX, set, target));
+  } catch (err) {
+    if (errnoCode(err) === 'EOPNOTSUPP' || errnoCode(err) === 'ENOTSUP') return {};
+    throw err;
+  }
 }
 
 /** HTTP status for a failed upload/download step. */

@@ -4,10 +4,13 @@
 // comparing the entry's new lstat with it; a "rename" that loses an inode which reappears under
 // another name in the same batch is a RENAME. Recursive watching adds one fs.watch per directory
 // (Node 20 has no recursive fs.watch on Linux) and reports entries of directories that appear.
-import { type FSWatcher, watch } from 'node:fs';
-import { lstat, readdir } from 'node:fs/promises';
+// Directories are opened, read and stat'ed as the requesting user (user-fs.ts); the inotify watch
+// is put on the directory that user opened (through /proc/self/fd), not on whatever the path
+// names a moment later.
+import { close, existsSync, type FSWatcher, watch } from 'node:fs';
 import path from 'node:path';
 import { EventType } from '@wrenn/protocol/gen/envd/filesystem_pb';
+import { O_DIRECTORY, O_RDONLY, type UserFs } from './user-fs.js';
 
 export interface WatchEvent {
   /** Path relative to the watched directory. */
@@ -32,21 +35,36 @@ interface Raw {
   name: string;
 }
 
-async function snapOf(p: string): Promise<Snap | null> {
+async function snapOf(fs: UserFs, p: string): Promise<Snap | null> {
   try {
-    const st = await lstat(p, { bigint: true });
+    const st = await fs.stat(p, false);
     return {
-      ino: st.ino,
-      isDir: st.isDirectory(),
-      mode: Number(st.mode),
-      uid: Number(st.uid),
-      gid: Number(st.gid),
-      mtimeNs: st.mtimeNs,
-      size: st.size,
+      ino: BigInt(st.ino),
+      isDir: (st.mode & 0o170000) === 0o040000,
+      mode: st.mode,
+      uid: st.uid,
+      gid: st.gid,
+      mtimeNs: BigInt(st.mtimeSec) * 1_000_000_000n + BigInt(st.mtimeNsec),
+      size: BigInt(st.size),
     };
   } catch {
     return null;
   }
+}
+
+let procFds: boolean | undefined;
+/**
+ * Watches the directory open at fd when /proc is there (the exact object), else its path. libuv
+ * names events about the watched directory itself by the watched path's last part: "." here, which
+ * no entry can be called (the path fallback gives the directory's own name, handled in process()).
+ */
+function watchOpened(
+  fd: number,
+  dir: string,
+  listener: (kind: string, name: string | Buffer | null) => void,
+): FSWatcher {
+  procFds ??= existsSync('/proc/self/fd');
+  return watch(procFds ? `/proc/self/fd/${fd}/.` : dir, { persistent: false }, listener);
 }
 
 const SCAN_PARALLEL = 64;
@@ -62,6 +80,7 @@ export class DirWatcher {
   constructor(
     readonly root: string,
     readonly recursive: boolean,
+    private readonly fs: UserFs,
     private readonly emit: (events: WatchEvent[]) => void,
     private readonly fail: (err: Error) => void,
   ) {}
@@ -82,12 +101,19 @@ export class DirWatcher {
     if (this.closed || this.dirs.has(dir)) return [];
     let watcher: FSWatcher;
     try {
-      watcher = watch(dir, { persistent: false }, (kind, name) => {
-        if (name) this.push({ dir, kind: kind as Raw['kind'], name: String(name) });
-      });
+      // Reading the directory needs what inotify needs: read permission, checked as the user.
+      const fd = await this.fs.open(dir, O_RDONLY | O_DIRECTORY);
+      try {
+        if (this.closed || this.dirs.has(dir)) return [];
+        watcher = watchOpened(fd, dir, (kind, name) => {
+          if (name && name !== '.') this.push({ dir, kind: kind as Raw['kind'], name: String(name) });
+        });
+      } finally {
+        close(fd, () => undefined);
+      }
     } catch (err) {
       if (dir === this.root) throw err;
-      return []; // vanished meanwhile
+      return []; // vanished meanwhile, or not the user's to read
     }
     watcher.on('error', (err) => {
       if (dir === this.root && !this.closed) this.fail(err);
@@ -97,7 +123,7 @@ export class DirWatcher {
     const out: WatchEvent[] = [];
     let names: string[] = [];
     try {
-      names = await readdir(dir);
+      names = await this.fs.readdir(dir);
     } catch (err) {
       if (dir === this.root) throw err;
     }
@@ -105,7 +131,9 @@ export class DirWatcher {
     // lstat in parallel slices (large trees), then recurse in name order.
     const snaps: (Snap | null)[] = [];
     for (let i = 0; i < names.length; i += SCAN_PARALLEL) {
-      snaps.push(...(await Promise.all(names.slice(i, i + SCAN_PARALLEL).map((n) => snapOf(path.join(dir, n))))));
+      snaps.push(
+        ...(await Promise.all(names.slice(i, i + SCAN_PARALLEL).map((n) => snapOf(this.fs, path.join(dir, n))))),
+      );
     }
     for (let i = 0; i < names.length; i++) {
       const s = snaps[i];
@@ -150,7 +178,7 @@ export class DirWatcher {
   }
 
   private async process(batch: Raw[]): Promise<void> {
-    const nows = await Promise.all(batch.map((r) => snapOf(path.join(r.dir, r.name))));
+    const nows = await Promise.all(batch.map((r) => snapOf(this.fs, path.join(r.dir, r.name))));
     type Out = WatchEvent | { gone: true; absPath: string; ino: bigint; resolved?: EventType };
     const out: Out[] = [];
     const createdInos = new Set<bigint>();

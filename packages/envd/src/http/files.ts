@@ -1,28 +1,30 @@
 // GET /files (download) and POST /files (multipart or octet-stream upload), as E2B's envd serves
 // them. With an access token set, a request needs X-Access-Token or a valid signed URL.
 
-import type { Stats } from 'node:fs';
-import { createReadStream } from 'node:fs';
-import { open, stat } from 'node:fs/promises';
+import { close, createReadStream, fstat, read } from 'node:fs';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { promisify } from 'node:util';
 import { createGunzip, createGzip } from 'node:zlib';
 import busboy from 'busboy';
-import { checkFile, R } from '../filesystem/access.js';
 import { inlineDisposition, sniff, typeByExtension } from '../filesystem/content-type.js';
 import { errnoCode } from '../filesystem/errors.js';
 import { compressible, identityAcceptable, negotiateEncoding } from '../filesystem/http-encoding.js';
-import { metadataProblem, readMetadata } from '../filesystem/metadata.js';
+import { metadataProblem } from '../filesystem/metadata.js';
 import { PathError, resolvePath } from '../filesystem/paths.js';
 import { type FileOperation, fileAccessProblem } from '../filesystem/signature.js';
 import { statusOf, writeUploadedFile } from '../filesystem/upload.js';
+import { O_NOCTTY, O_NONBLOCK, O_RDONLY, type UserFs, userFs } from '../filesystem/user-fs.js';
 import type { EnvdState } from '../state.js';
 import { lookupUser, UnknownUserError, type UserInfo } from '../users.js';
 import { HttpError, type Req, type Res, sendError, sendJson } from './respond.js';
 import { headerValue, type Route } from './router.js';
 
 const READ_HWM = 1 << 20;
+const fstatAsync = promisify(fstat);
+const readAsync = promisify(read);
+const closeAsync = promisify(close);
 const SAMPLE_BYTES = 64 * 1024;
 
 interface WriteInfo {
@@ -34,6 +36,8 @@ interface WriteInfo {
 
 interface FileRequest {
   user: UserInfo;
+  /** The file system as the user sees it: every open, mkdir and xattr call is made as the user. */
+  fs: UserFs;
   resolve(p: string): string;
 }
 
@@ -50,6 +54,7 @@ function authorize(state: EnvdState, req: Req, url: URL, op: FileOperation): Fil
   }
   return {
     user,
+    fs: userFs(user),
     resolve(p: string) {
       try {
         return resolvePath(p, user, state.defaultWorkdir);
@@ -85,20 +90,29 @@ function parseRange(header: string | undefined, size: number): { start: number; 
 async function download(state: EnvdState, req: Req, res: Res, url: URL): Promise<void> {
   const fr = authorize(state, req, url, 'read');
   const target = fr.resolve(url.searchParams.get('path') ?? '');
-  let st: Stats;
+  // Opened as the user, and everything below reads this fd: the kernel checks the object it serves.
+  // O_NONBLOCK: a FIFO must not hold the open until a writer comes.
+  let fd: number;
   try {
-    st = await stat(target);
+    fd = await fr.fs.open(target, O_RDONLY | O_NONBLOCK | O_NOCTTY);
   } catch (err) {
     if (errnoCode(err) === 'ENOENT' || errnoCode(err) === 'ENOTDIR')
       throw new HttpError(404, `path '${target}' does not exist`);
-    throw fail(err, `error checking if path exists '${target}'`);
+    throw fail(err, `error opening file '${target}'`);
   }
-  if (st.isDirectory()) throw new HttpError(400, `path '${target}' is a directory`);
+  let handedOver = false;
   try {
-    await checkFile(target, st, fr.user, R, `read ${target}`);
-  } catch (err) {
-    throw fail(err, 'permission check failed');
+    handedOver = await serveFd(fd, target, req, res);
+  } finally {
+    if (!handedOver) await closeAsync(fd).catch(() => undefined);
   }
+}
+
+/** Answers a download from the open fd; true when a stream took the fd over (and closes it). */
+async function serveFd(fd: number, target: string, req: Req, res: Res): Promise<boolean> {
+  const st = await fstatAsync(fd);
+  if (st.isDirectory()) throw new HttpError(400, `path '${target}' is a directory`);
+  if (!st.isFile()) throw new HttpError(400, `path '${target}' is not a regular file`);
   const acceptEncoding = headerValue(req, 'accept-encoding');
   let encoding = negotiateEncoding(acceptEncoding);
   if (!encoding) throw new HttpError(406, 'no acceptable encoding found, supported: [gzip]');
@@ -109,15 +123,8 @@ async function download(state: EnvdState, req: Req, res: Res, url: URL): Promise
     encoding = 'identity';
   }
 
-  const fh = await open(target, 'r').catch((err) => {
-    throw fail(err, `error opening file '${target}'`);
-  });
   const head = Buffer.alloc(Math.min(SAMPLE_BYTES, st.size));
-  try {
-    if (head.length > 0) await fh.read(head, 0, head.length, 0);
-  } finally {
-    await fh.close();
-  }
+  if (head.length > 0) await readAsync(fd, head, 0, head.length, 0);
   // fetch clients (the e2b SDK among them) offer gzip on every request; gzip only pays for data
   // that compresses, so large incompressible files go out as identity whenever the client allows it.
   if (
@@ -128,8 +135,9 @@ async function download(state: EnvdState, req: Req, res: Res, url: URL): Promise
   ) {
     encoding = 'identity';
   }
-  // A path stream rather than fh.createReadStream: FileHandle streams cost more CPU per chunk in Node 20.
-  const stream = createReadStream(target, { highWaterMark: READ_HWM });
+  // A numeric fd stream rather than a FileHandle's: FileHandle streams cost more CPU per chunk in Node 20.
+  const streamOf = (start: number, end?: number) =>
+    createReadStream('', { fd, start, ...(end === undefined ? {} : { end }), highWaterMark: READ_HWM });
   res.setHeader('vary', 'Accept-Encoding');
   res.setHeader('content-disposition', inlineDisposition(path.basename(target)));
   res.setHeader('content-type', typeByExtension(target) ?? sniff(head.subarray(0, 512)));
@@ -137,36 +145,31 @@ async function download(state: EnvdState, req: Req, res: Res, url: URL): Promise
     res.setHeader('content-encoding', 'gzip');
     res.writeHead(200);
     // Level 1: clients (fetch) ask for gzip by default, so favour throughput over ratio.
-    await pipeline(stream, createGzip({ level: 1, chunkSize: 1 << 16 }), res as NodeJS.WritableStream);
-    return;
+    await pipeline(streamOf(0), createGzip({ level: 1, chunkSize: 1 << 16 }), res as NodeJS.WritableStream);
+    return true;
   }
   res.setHeader('last-modified', st.mtime.toUTCString());
   res.setHeader('accept-ranges', 'bytes');
   const range = parseRange(rangeHeader, st.size);
   if (range === null) {
-    stream.destroy();
     res.setHeader('content-range', `bytes */${st.size}`);
     throw new HttpError(416, `range ${rangeHeader} not satisfiable for ${st.size} bytes`);
   }
   if (range) {
-    stream.destroy();
     res.setHeader('content-range', `bytes ${range.start}-${range.end}/${st.size}`);
     res.setHeader('content-length', range.end - range.start + 1);
     res.writeHead(206);
-    await pipeline(
-      createReadStream(target, { start: range.start, end: range.end, highWaterMark: READ_HWM }),
-      res as NodeJS.WritableStream,
-    );
-    return;
+    await pipeline(streamOf(range.start, range.end), res as NodeJS.WritableStream);
+    return true;
   }
   res.setHeader('content-length', st.size);
   res.writeHead(200);
   if (req.method === 'HEAD') {
-    stream.destroy();
     res.end();
-    return;
+    return false;
   }
-  await pipeline(stream, res as NodeJS.WritableStream);
+  await pipeline(streamOf(0), res as NodeJS.WritableStream);
+  return true;
 }
 
 function uploadMetadata(req: Req): Record<string, string> {
@@ -181,9 +184,8 @@ function uploadMetadata(req: Req): Record<string, string> {
   return metadata;
 }
 
-async function written(target: string): Promise<WriteInfo> {
+function written(target: string, metadata: Record<string, string>): WriteInfo {
   const info: WriteInfo = { path: target, name: path.basename(target), type: 'file' };
-  const metadata = await readMetadata(target);
   if (Object.keys(metadata).length > 0) info.metadata = metadata;
   return info;
 }
@@ -208,11 +210,10 @@ async function uploadRaw(
   if (p === null) throw new HttpError(400, 'path query parameter is required for raw body upload');
   const target = fr.resolve(p);
   try {
-    await writeUploadedFile(target, body, fr.user, metadata);
+    return [written(target, await writeUploadedFile(target, body, fr.fs, metadata))];
   } catch (err) {
     throw fail(err, `error writing ${target}`);
   }
-  return [await written(target)];
 }
 
 function uploadMultipart(
@@ -262,8 +263,7 @@ function uploadMultipart(
             );
           }
           seen.add(target);
-          await writeUploadedFile(target, stream, fr.user, metadata);
-          results.push(await written(target));
+          results.push(written(target, await writeUploadedFile(target, stream, fr.fs, metadata)));
         } catch (err) {
           failure = fail(err, 'error writing file');
           stream.resume();

@@ -1,7 +1,9 @@
 // The interface every capsule runtime implements: namespace (this host's kernel),
 // qemu and firecracker (VMs). The sandbox manager only talks to this.
 
-export type RuntimeName = 'namespace' | 'qemu' | 'firecracker';
+/** Every runtime Wrenn has (a host offers some of them). */
+export const RUNTIME_NAMES = ['namespace', 'qemu', 'firecracker'] as const;
+export type RuntimeName = (typeof RUNTIME_NAMES)[number];
 
 /** What a runtime needs to start one capsule. */
 export interface CapsuleSpec {

@@ -4,7 +4,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { toServiceError } from '../../services/errors.js';
 
 export function e2bErrorHandler(err: unknown, req: FastifyRequest, reply: FastifyReply): void {
-  const e = toServiceError(err);
+  const e = toServiceError(err, req.routeOptions.bodyLimit);
   if (e.status >= 500) req.log.error({ err }, 'e2b request failed');
   void reply.status(e.status).send({ code: e.status, message: e.message });
 }

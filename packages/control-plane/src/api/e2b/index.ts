@@ -4,13 +4,19 @@
 // sandbox proxy carries it to the capsule before Fastify sees it.
 import type { FastifyPluginAsync } from 'fastify';
 import type { ControlPlaneContext } from '../../context.js';
+import { requireE2bKey } from './auth.js';
 import { e2bErrorHandler } from './errors.js';
 import { sandboxRoutes } from './sandboxes.js';
 import { templateRoutes } from './templates.js';
 
+/** Paths of the E2B-compatible API (errors there take E2B's shape). */
+export const isE2bPath = (url: string): boolean => /^\/(v2\/)?(sandboxes|templates|snapshots)(\/|\?|$)/.test(url);
+
 export const e2bApi: FastifyPluginAsync<{ ctx: ControlPlaneContext }> = async (app, { ctx }) => {
   // Scoped to this plugin: the native API keeps its own error shape.
   app.setErrorHandler(e2bErrorHandler);
+  // The key before anything else: no body of an unauthenticated caller is read.
+  app.addHook('onRequest', requireE2bKey(ctx));
 
   // GET /health is the server's (server.ts): one readiness answer for both APIs.
   sandboxRoutes(app, ctx);

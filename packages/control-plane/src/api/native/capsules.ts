@@ -7,6 +7,7 @@ import { listAuditEvents } from '../../db/repositories/audit-events.js';
 import * as svc from '../../services/capsules.js';
 import { mapErrors } from '../../services/errors.js';
 import { teamOf } from '../auth.js';
+import { STDIN_BODY_LIMIT } from '../edge.js';
 import { badRequest } from '../errors.js';
 import { abortOnDisconnect } from './disconnect.js';
 import {
@@ -223,6 +224,7 @@ export const capsuleRoutes =
     app.post(
       '/capsules/:id/exec',
       {
+        bodyLimit: STDIN_BODY_LIMIT,
         schema: {
           tags,
           summary: 'Run a command to completion',

@@ -15,6 +15,7 @@ import {
   ListFilesQuery,
   MkdirBody,
   PathQuery,
+  ProcessParams,
   ProcessSchema,
 } from './schemas.js';
 
@@ -48,6 +49,7 @@ export const fileRoutes =
         '/capsules/:id/files',
         {
           bodyLimit: Number.MAX_SAFE_INTEGER,
+          config: { streamedBody: true },
           schema: {
             tags,
             summary: 'Upload a file (raw body; parent directories are created)',
@@ -222,7 +224,7 @@ export const fileRoutes =
         schema: {
           tags: ['processes'],
           summary: 'Kill a process (SIGKILL, or SIGTERM with ?signal=15)',
-          params: Type.Object({ id: Type.String(), pid: Type.Integer({ minimum: 1 }) }),
+          params: ProcessParams,
           querystring: Type.Object(
             { signal: Type.Optional(Type.Union([Type.Literal(9), Type.Literal(15)])) },
             { additionalProperties: false },

@@ -86,11 +86,13 @@ export const CreateCapsuleBody = Type.Object(
       Type.Integer({ minimum: 0, maximum: CAPSULE_LIMITS.maxTimeoutSec, description: '0 = never (default 300)' }),
     ),
     timeout_action: Type.Optional(Type.Union([Type.Literal('kill'), Type.Literal('pause'), Type.Literal('hibernate')])),
-    env: Type.Optional(StringMap('Environment variables of every process in the capsule')),
+    env: Type.Optional(
+      StringMap(`Environment variables of every process in the capsule (at most ${CAPSULE_LIMITS.maxEnvBytes} bytes as JSON)`),
+    ),
     metadata: Type.Optional(StringMap('Labels to filter capsules by')),
     internet: Type.Optional(Type.Boolean({ description: 'Outbound internet access (default true)' })),
     runtime: Type.Optional(
-      Type.String({ description: 'namespace, qemu or firecracker (default: what the host offers)' }),
+      Type.String({ description: 'namespace, qemu or firecracker, offered by a host of this deployment (default: what the host offers)' }),
     ),
   },
   { additionalProperties: false },
@@ -98,6 +100,13 @@ export const CreateCapsuleBody = Type.Object(
 export type CreateCapsuleBodyT = Static<typeof CreateCapsuleBody>;
 
 export const CapsuleIdParams = Type.Object({ id: Type.String({ description: 'Capsule id (cl-...)' }) });
+
+/** The largest pid Linux can hand out (PID_MAX_LIMIT on 64-bit); envd's pid fields are uint32. */
+export const PID_MAX_LIMIT = 4_194_304;
+export const ProcessParams = Type.Object({
+  id: Type.String({ description: 'Capsule id (cl-...)' }),
+  pid: Type.Integer({ minimum: 1, maximum: PID_MAX_LIMIT, description: 'Process id inside the capsule' }),
+});
 
 export const ListCapsulesQuery = Type.Object(
   {
@@ -142,7 +151,7 @@ export const ExecBody = Type.Object(
   {
     cmd: Type.String({ minLength: 1, description: 'Program to run; without args it is run by /bin/sh -c' }),
     args: Type.Optional(Type.Array(Type.String())),
-    env: Type.Optional(StringMap('Extra environment variables')),
+    env: Type.Optional(StringMap(`Extra environment variables (at most ${CAPSULE_LIMITS.maxEnvBytes} bytes as JSON)`)),
     cwd: Type.Optional(Type.String()),
     user: Type.Optional(Type.String()),
     stdin_base64: Type.Optional(Type.String({ contentEncoding: 'base64' })),

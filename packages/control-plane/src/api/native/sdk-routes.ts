@@ -22,9 +22,10 @@ import type { RawData, WebSocket } from 'ws';
 import type { ControlPlaneContext } from '../../context.js';
 import { type Capsule, capsuleAgent, validateEnvs } from '../../services/capsules.js';
 import { teamOf } from '../auth.js';
+import { STDIN_BODY_LIMIT } from '../edge.js';
 import { badRequest } from '../errors.js';
 import { type CapsuleEnvd, envdAccess, userHeaders } from './envd-access.js';
-import { CapsuleIdParams, errors, FileEntrySchema } from './schemas.js';
+import { CapsuleIdParams, errors, FileEntrySchema, ProcessParams } from './schemas.js';
 import { closeWithError, sendJson, toBuffer } from './ws-messages.js';
 
 const FILE_TYPES: Record<number, string> = {
@@ -244,7 +245,7 @@ export function sdkRoutes(ctx: ControlPlaneContext) {
         schema: {
           tags: ['processes'],
           summary: 'Stream the output of a running process (WebSocket)',
-          params: Type.Object({ id: Type.String(), pid: Type.Integer({ minimum: 1 }) }),
+          params: ProcessParams,
         },
       },
       (ws: WebSocket, req: FastifyRequest) => {
@@ -285,10 +286,11 @@ export function sdkRoutes(ctx: ControlPlaneContext) {
     app.post(
       '/capsules/:id/processes/:pid/stdin',
       {
+        bodyLimit: STDIN_BODY_LIMIT,
         schema: {
           tags: ['processes'],
           summary: "Write to a running process's stdin (start it with stdin open) and/or close it",
-          params: Type.Object({ id: Type.String(), pid: Type.Integer({ minimum: 1 }) }),
+          params: ProcessParams,
           body: Type.Object(
             {
               data_base64: Type.Optional(Type.String({ contentEncoding: 'base64' })),

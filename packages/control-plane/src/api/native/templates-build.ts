@@ -21,7 +21,7 @@ import { errors } from './schemas.js';
 
 const tags = ['templates'];
 /** JSON bodies carry base64 files; larger contexts should use multipart. */
-const JSON_BODY_LIMIT = 96 * 1024 * 1024;
+const BUILD_BODY_LIMIT = 96 * 1024 * 1024;
 const BUILD_ID_RE = /^bld-[0-9a-z]+$/;
 
 const CreateBuildBody = Type.Object(
@@ -84,7 +84,9 @@ export const templateBuildRoutes =
     app.post(
       '/templates',
       {
-        bodyLimit: JSON_BODY_LIMIT,
+        bodyLimit: BUILD_BODY_LIMIT,
+        // Multipart contexts are streamed by the handler; a JSON one may be large too.
+        config: { streamedBody: true },
         schema: {
           tags,
           summary:
