@@ -1,6 +1,7 @@
 // Request and response schemas of the E2B-compatible API, after E2B's public OpenAPI spec
 // (field names and required fields as the e2b SDK reads them).
 import { Type, type Static } from '@sinclair/typebox';
+import { CAPSULE_LIMITS } from '../../services/capsules.js';
 
 const Nullable = <T extends ReturnType<typeof Type.String>>(t: T) => Type.Union([t, Type.Null()]);
 
@@ -22,7 +23,7 @@ export const NewSandbox = Type.Object({
   allow_internet_access: Type.Optional(Type.Boolean()),
   network: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
   metadata: Type.Optional(StringMap),
-  envVars: Type.Optional(StringMap),
+  envVars: Type.Optional(Type.Record(Type.String(), Type.String(), { description: `At most ${CAPSULE_LIMITS.maxEnvBytes} bytes as JSON` })),
   mcp: Type.Optional(Type.Unknown()),
   iam: Type.Optional(Type.Unknown()),
   volumeMounts: Type.Optional(Type.Array(Type.Unknown())),
