@@ -76,6 +76,11 @@ for (const dialect of ['sqlite', 'postgres'] as const) {
         [{ env: 'x' }, /body\/env must be object/],
         [{ flavour: 'large' }, /body must NOT have additional properties|flavour/],
         [{ env: { '1BAD': 'x' } }, /env key '1BAD'/],
+        [{ network: { allow_out: { a: 1 } } }, /body\/network\/allow_out must be array/],
+        [{ network: { deny_out: [] } }, /body\/network must NOT have additional properties|deny_out/],
+        [{ network: { allow_out: ['nope'] } }, /network\.allow_out: "nope" is not an IPv4 CIDR/],
+        [{ network: { allow_out: ['10.0.0.1/8'] } }, /network\.allow_out: .*host bits set: did you mean 10\.0\.0\.0\/8/],
+        [{ network: { allow_out: ['1.2.3.4/40'] } }, /network\.allow_out: .*not an IPv4 CIDR/],
       ];
       for (const [body, re] of cases) {
         const r = await call('POST', '/v1/capsules', body);

@@ -58,9 +58,16 @@ export function templateProvider(store: TemplateStore, hostRuntimes: readonly Ru
 export function networkProvider(net: NetworkManager): NetworkProvider {
   return {
     async create(id, opts) {
-      const n = await net.create({ id, internet: opts.internet, metadata: opts.metadata, deferFirewall: opts.deferFirewall });
+      const n = await net.create({
+        id,
+        internet: opts.internet,
+        metadata: opts.metadata,
+        deferFirewall: opts.deferFirewall,
+        ...(opts.allowOut ? { allowOut: opts.allowOut } : {}),
+      });
       return { ...n };
     },
+    checkPolicy: (policy) => ({ allowOut: net.checkAllowOut(policy.allowOut) }),
     ready: (id) => net.firewallReady(id),
     destroy: (id) => net.destroy(id),
     async setInternet(id, on) {
@@ -126,6 +133,8 @@ export async function createLocalLayers(dataDir: string, opts: LocalLayerOptions
   const ns = new NamespaceRuntime({
     dataDir,
     templates: templateStore,
+    // The name servers the firewall keeps open are the ones capsules are told about.
+    dnsServers: networkManager.dnsServers,
     ...(opts.cgroupParent ? { cgroupParent: opts.cgroupParent } : {}),
     ...(diskMb !== undefined ? { diskMb } : {}),
     ...(diskReserveMb !== undefined ? { diskReserveMb } : {}),

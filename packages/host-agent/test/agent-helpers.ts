@@ -9,6 +9,7 @@ import { createConnectTransport } from '@connectrpc/connect-node';
 import { HostAgentService } from '@wrenn/protocol/gen/hostagent/v1/hostagent_pb';
 import { startAgent, type RunningAgent } from '../src/agent.js';
 import { createLocalLayers, type LocalLayers } from '../src/local-providers.js';
+import type { NetworkOptions } from '../src/network/index.js';
 
 export interface TestAgent {
   dataDir: string;
@@ -25,8 +26,9 @@ export function newDataDir(): string {
   return mkdtempSync(join(tmpdir(), 'wrenn-agent-test-'));
 }
 
-export async function startTestAgent(dataDir: string): Promise<TestAgent> {
-  const layers = await createLocalLayers(dataDir, { network: TEST_NET, cgroupParent: 'wrenn-test-agent' });
+/** `network`: settings on top of TEST_NET (e.g. egress ranges). */
+export async function startTestAgent(dataDir: string, network: Partial<NetworkOptions> = {}): Promise<TestAgent> {
+  const layers = await createLocalLayers(dataDir, { network: { ...TEST_NET, ...network }, cgroupParent: 'wrenn-test-agent' });
   const agent = await startAgent({ ...layers, dataDir, listen: { host: '127.0.0.1', port: 0 } });
   const client = createClient(HostAgentService, createConnectTransport({ baseUrl: agent.url, httpVersion: '2' }));
   return {

@@ -34,6 +34,11 @@ export function killChildren(): void {
 export async function serverInNetns(netns: string, port: number): Promise<ChildProcess> {
   const script = `require('net').createServer((s) => s.end('hello ' + s.remoteAddress + '\\n'))
     .listen(${port}, '0.0.0.0', () => console.log('ready'))`;
+  return nodeInNetns(netns, script);
+}
+
+/** Runs a node script inside `netns` until it prints "ready" (killed by killChildren). */
+async function nodeInNetns(netns: string, script: string): Promise<ChildProcess> {
   const child = spawn('ip', ['netns', 'exec', netns, process.execPath, '-e', script], { stdio: ['ignore', 'pipe', 'pipe'] });
   children.add(child);
   await new Promise<void>((resolve, reject) => {
@@ -64,6 +69,31 @@ s.on('error', (e) => done({ ok: false, error: e.code }));`;
 export async function probeFrom(netns: string, host: string, port: number, ms = 1000): Promise<Probe> {
   const { stdout } = await execFileP('ip', ['netns', 'exec', netns, process.execPath, '-e', PROBE, host, String(port), String(ms)]);
   return JSON.parse(stdout) as Probe;
+}
+
+const UDP_PROBE = `const [host, port, ms] = process.argv.slice(1);
+const s = require('dgram').createSocket('udp4');
+const done = (r) => { console.log(JSON.stringify(r)); process.exit(0); };
+setTimeout(() => done({ ok: false, error: 'timeout' }), Number(ms));
+s.on('message', (m) => done({ ok: true, data: m.toString().trim() }));
+s.on('error', (e) => done({ ok: false, error: e.code }));
+s.connect(Number(port), host, () => s.send('ping'));`;
+
+/** Sends one UDP datagram from inside `netns` and reports the answer (see udpEchoInNetns) or why none came. */
+export async function udpProbeFrom(netns: string, host: string, port: number, ms = 1000): Promise<Probe> {
+  const { stdout } = await execFileP('ip', ['netns', 'exec', netns, process.execPath, '-e', UDP_PROBE, host, String(port), String(ms)]);
+  return JSON.parse(stdout) as Probe;
+}
+
+/**
+ * A UDP server inside `netns` answering each datagram with "echo <remote address>". Bound to one
+ * `address` when the namespace has several (replies from 0.0.0.0 would leave from the primary one).
+ */
+export async function udpEchoInNetns(netns: string, port: number, address = '0.0.0.0'): Promise<ChildProcess> {
+  const script = `const s = require('dgram').createSocket('udp4');
+    s.on('message', (m, r) => s.send('echo ' + r.address, r.port, r.address));
+    s.bind(${port}, '${address}', () => console.log('ready'))`;
+  return nodeInNetns(netns, script);
 }
 
 /** The same probe from the host itself. */
@@ -107,8 +137,10 @@ export async function leftovers(slotDir?: string): Promise<string[]> {
 /**
  * A stand-in for "the internet": a namespace of our own behind a plain veth (not a capsule
  * interface), so forwarded traffic can be tested without sending a packet to any real address.
+ * Its addresses are global ones (capsules may not reach private ranges), routed by the host to
+ * this veth only while the test runs (a /30 more specific than any real route).
  */
-export const OUTSIDE = { netns: 'wrnx-outside', hostIf: 'xo-wrnt', hostIp: '10.223.1.1', ip: '10.223.1.2' };
+export const OUTSIDE = { netns: 'wrnx-outside', hostIf: 'xo-wrnt', hostIp: '11.223.1.1', ip: '11.223.1.2' };
 
 export async function createOutside(): Promise<void> {
   const o = OUTSIDE;
@@ -126,7 +158,8 @@ export async function removeOutside(): Promise<void> {
   await execIp(['-force', '-batch', '-'], `link del ${OUTSIDE.hostIf}\nnetns del ${OUTSIDE.netns}\n`).catch(() => {});
 }
 
-function execIp(args: string[], input: string): Promise<void> {
+/** `ip <args>` with `input` on stdin (for -batch -). */
+export function execIp(args: string[], input: string): Promise<void> {
   return new Promise((resolve, reject) => {
     const c = spawn('ip', args, { stdio: ['pipe', 'ignore', 'pipe'] });
     let err = '';

@@ -22,6 +22,12 @@ export interface CapsuleCreateOptions extends ConnectionOptions {
   metadata?: Record<string, string>;
   /** Outbound internet access (default true). */
   internet?: boolean;
+  /**
+   * Egress beyond the internet switch: `allowOut` lists IPv4 CIDRs the capsule may reach even with
+   * internet off. Private and other non-global ranges are closed unless the host lets capsules
+   * open them (WRENN_EGRESS_OPENABLE_CIDRS); naming another one is refused.
+   */
+  network?: { allowOut?: string[] };
   /** namespace, qemu or firecracker (default: what the host offers). */
   runtime?: string;
   /** Domain of proxy host names for getHost (default: WRENN_DOMAIN, else `localhost` when the base URL is an IP address, else its host name). */
@@ -83,6 +89,7 @@ export class Capsule {
       ...(opts.envs !== undefined ? { env: opts.envs } : {}),
       ...(opts.metadata !== undefined ? { metadata: opts.metadata } : {}),
       ...(opts.internet !== undefined ? { internet: opts.internet } : {}),
+      ...(opts.network?.allowOut !== undefined ? { network: { allow_out: opts.network.allowOut } } : {}),
       ...(opts.runtime !== undefined ? { runtime: opts.runtime } : {}),
     };
     // Creating can include building a template on first use: no client-side deadline by default.

@@ -39,6 +39,7 @@ import {
   templateConfigFor,
 } from './template-config.js';
 import { agentTemplateName, DEFAULT_TEMPLATE, resolveTemplate } from './templates.js';
+import { MAX_ALLOW_OUT, parseCidr } from '@wrenn/host-agent/network/egress-policy';
 
 export type { AgentClient } from '../agents/pool.js';
 export type { Page } from '../db/pagination.js';
@@ -82,6 +83,8 @@ export interface CreateCapsuleInput {
   metadata?: Record<string, string>;
   /** Outbound internet; default true. */
   internet?: boolean;
+  /** Egress beyond the internet switch: CIDRs reachable even with internet off (the host decides which private ones may be named). */
+  network?: { allowOut?: string[] };
   /** Runtime to run on (namespace, qemu, firecracker); default: what the chosen host offers first. */
   runtime?: string;
   /** Free-form id of the caller (the E2B API stores its clientID here). */
@@ -200,6 +203,20 @@ export function validateCreate(input: CreateCapsuleInput): void {
     throw badRequest(`runtime '${input.runtime}' does not exist; use one of ${RUNTIME_NAMES.join(', ')}`);
   validateEnvs(input.envs);
   validateMetadata(input.metadata);
+  validateAllowOut(input.network?.allowOut);
+}
+
+/** The syntax of network.allow_out; which private ranges may be named is the host agent's to say (also a 400). */
+function validateAllowOut(list: string[] | undefined): void {
+  if (list === undefined) return;
+  if (list.length > MAX_ALLOW_OUT) throw badRequest(`network.allow_out has ${list.length} entries; at most ${MAX_ALLOW_OUT}`);
+  for (const entry of list) {
+    try {
+      parseCidr(entry);
+    } catch (err) {
+      throw badRequest(`network.allow_out: ${(err as Error).message}`);
+    }
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -412,6 +429,7 @@ export async function createCapsule(
       envs,
       metadata,
       internet: input.internet ?? true,
+      ...(input.network?.allowOut?.length ? { network: { allowOut: input.network.allowOut } } : {}),
       envdAccessToken,
       runtime,
       // A Dockerfile template's USER and WORKDIR: the agent applies them at every envd /init.

@@ -6,7 +6,7 @@ import { newAccessToken, newCapsuleId, CAPSULE_ID_RE } from './ids.js';
 import { RecordStore } from './persistence.js';
 import { assertMove, type CapsuleState } from './state-machine.js';
 import { checkEnvdDefaults, checkEnvs, checkMetadata, checkRange, checkTemplateName, hostLimits } from './validate.js';
-import type { CapsuleRecord, ManagerDeps, TemplateInfo, TimeoutAction } from './types.js';
+import type { CapsuleNetworkPolicy, CapsuleRecord, ManagerDeps, TemplateInfo, TimeoutAction } from './types.js';
 import type { CapsuleRuntime, CapsuleStats, EnvdInit, RuntimeName } from '../runtimes/runtime.js';
 import { HostCapacityError } from '../runtimes/capacity-error.js';
 import { createEnvdClient, runInCapsule, waitForEnvd, type EnvdClient } from '../envd-client/index.js';
@@ -23,6 +23,8 @@ export interface CreateCapsuleInput {
   envs?: Record<string, string>;
   metadata?: Record<string, string>;
   internet?: boolean;
+  /** Egress beyond the internet switch (see CapsuleNetworkPolicy). */
+  network?: { allowOut?: string[] };
   envdAccessToken?: string;
   runtime?: RuntimeName;
   defaultUser?: string;
@@ -164,6 +166,7 @@ export class SandboxManager {
     checkEnvs('envs', envs);
     checkMetadata(metadata);
     checkEnvdDefaults(input.defaultUser || undefined, input.defaultWorkdir || undefined);
+    const networkPolicy = this.checkNetworkPolicy(input.network);
     const timeoutSec = input.timeoutSec ?? DEFAULT_TIMEOUT_SEC;
     checkRange('timeout_sec', timeoutSec, 0, MAX_TIMEOUT_SEC);
 
@@ -179,7 +182,9 @@ export class SandboxManager {
     const memoryMb = template.memoryMb ?? input.memoryMb ?? DEFAULT_MEMORY_MB;
     checkRange('vcpus', vcpus, 1, limits.maxVcpus);
     checkRange('memory_mb', memoryMb, 64, limits.maxMemoryMb);
-    const pooled = runtimeName === this.deps.defaultRuntime ? this.pool.take(templateName, vcpus, memoryMb) : undefined;
+    // Pooled capsules have the default network policy (claiming one only flips the internet switch).
+    const pooled =
+      runtimeName === this.deps.defaultRuntime && !networkPolicy ? this.pool.take(templateName, vcpus, memoryMb) : undefined;
     // With no id asked for, a pooled capsule keeps the id it booted under: nothing to rename.
     if (pooled && !input.id) id = pooled.runtimeId;
 
@@ -198,6 +203,7 @@ export class SandboxManager {
       metadata,
       envs,
       internet: input.internet ?? true,
+      ...(networkPolicy ? { networkPolicy } : {}),
       envdAccessToken: input.envdAccessToken || newAccessToken(),
       ...(input.defaultUser ? { defaultUser: input.defaultUser } : {}),
       ...(input.defaultWorkdir ? { defaultWorkdir: input.defaultWorkdir } : {}),
@@ -226,7 +232,12 @@ export class SandboxManager {
     const metadata = { WRENN_SANDBOX_ID: rec.id, WRENN_TEMPLATE_ID: rec.template };
     if (pooled) return this.claim(rec, pooled, metadata);
     // The forwarding rule (an iptables run) is set while the capsule starts.
-    rec.network = await this.deps.network.create(rec.id, { internet: rec.internet, metadata, deferFirewall: true });
+    rec.network = await this.deps.network.create(rec.id, {
+      internet: rec.internet,
+      metadata,
+      deferFirewall: true,
+      ...(rec.networkPolicy ? { allowOut: rec.networkPolicy.allowOut } : {}),
+    });
     rec.address = rec.network.capsuleIp;
     const firewall = this.deps.network.ready?.(rec.id);
     firewall?.catch(() => undefined);
@@ -245,6 +256,17 @@ export class SandboxManager {
     if (rec.handle.envdInitialized) this.openEnvd(rec);
     else await this.initEnvd(rec);
     await firewall;
+  }
+
+  /** The create input's network policy, checked against this host's settings; undefined when empty. */
+  private checkNetworkPolicy(input: CreateCapsuleInput['network']): CapsuleNetworkPolicy | undefined {
+    if (input === undefined || input.allowOut === undefined || input.allowOut.length === 0) return undefined;
+    if (!this.deps.network.checkPolicy) throw new InvalidArgumentError('network.allowOut is not supported by this host');
+    try {
+      return this.deps.network.checkPolicy(input);
+    } catch (err) {
+      throw new InvalidArgumentError(`network.allowOut: ${err instanceof Error ? err.message : String(err)}`);
+    }
   }
 
   /** Boots a capsule for the warm pool under an internal id; /init comes when it is claimed. */

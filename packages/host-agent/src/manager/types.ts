@@ -10,9 +10,20 @@ export interface CapsuleNetworkInfo {
   [key: string]: unknown;
 }
 
+/** What a capsule may reach besides the internet (non-global destinations are closed by default). */
+export interface CapsuleNetworkPolicy {
+  /** IPv4 CIDRs reachable even with internet off (normalised). */
+  allowOut: string[];
+}
+
 export interface NetworkProvider {
   /** `deferFirewall`: may return before forwarding is switched on; `ready(id)` then says when it is. */
-  create(id: string, opts: { internet: boolean; metadata: Record<string, string>; deferFirewall?: boolean }): Promise<CapsuleNetworkInfo>;
+  create(
+    id: string,
+    opts: { internet: boolean; metadata: Record<string, string>; deferFirewall?: boolean; allowOut?: string[] },
+  ): Promise<CapsuleNetworkInfo>;
+  /** Validates and normalises a policy against this host's settings; throws (with why) when refused. */
+  checkPolicy?(policy: { allowOut?: unknown }): CapsuleNetworkPolicy;
   ready?(id: string): Promise<void>;
   destroy(id: string): Promise<void>;
   setInternet?(id: string, on: boolean): Promise<void>;
@@ -60,6 +71,8 @@ export interface CapsuleRecord {
   metadata: Record<string, string>;
   envs: Record<string, string>;
   internet: boolean;
+  /** Absent: no allowOut. */
+  networkPolicy?: CapsuleNetworkPolicy;
   envdAccessToken: string;
   /** envd's default user and working directory, sent with every /init (absent: user, /home/user). */
   defaultUser?: string;

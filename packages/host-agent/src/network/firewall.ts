@@ -7,10 +7,14 @@
 //
 // Everything lives in chains named <P>-* (P = WRENN by default), hooked once from the standard
 // chains, so removing them is exact. Rules match capsule interfaces by their name prefix ("wr+"),
-// so nothing but one rule per capsule (its internet switch, in <P>-EGRESS) changes per capsule.
+// so nothing but one rule per capsule (its internet switch, in <P>-EGRESS) changes per capsule,
+// plus one per allowOut entry of the few capsules that have some. Destinations that are not global
+// (egress-policy.ts) are closed by a fixed list of static rules in <P>-OUT, whatever the number of
+// capsules, and refused with a TCP reset or ICMP admin-prohibited, so a capsule fails fast.
 import { run, runOk, type ExecResult } from './exec.js';
 import { Mutex } from './mutex.js';
 import { existsSync } from 'node:fs';
+import { NON_GLOBAL_V4 } from './egress-policy.js';
 
 export interface FirewallNames {
   chainPrefix: string; // WRENN
@@ -20,12 +24,20 @@ export interface FirewallNames {
 export interface FirewallConfig extends FirewallNames {
   pool: string; // 10.201.0.0/16
   metadataPort: number; // where the host agent's metadata server listens
+  /** IPv4 name servers of the capsules' resolv.conf: port 53 to these stays open. */
+  dnsServers: readonly string[];
+  /** Non-global ranges open to every capsule of this host (WRENN_EGRESS_ALLOW_CIDRS). */
+  allowCidrs: readonly string[];
 }
 
 export interface EgressRule {
   id: string;
   ifname: string;
   internet: boolean;
+  /** Destinations accepted even with the internet switch off (normalised CIDRs). */
+  allowOut: readonly string[];
+  /** The allowOut entries inside closed ranges that the operator lets capsules open. */
+  opened: readonly string[];
 }
 
 export const METADATA_IP = '169.254.169.254';
@@ -40,11 +52,29 @@ export function chains(p: string) {
     egress: `${p}-EGRESS`,
     pre: `${p}-PRE`,
     post: `${p}-POST`,
+    out: `${p}-OUT`,
+    closed: `${p}-CLOSED`,
+    opened: `${p}-OPENED`,
+    refuse: `${p}-REFUSE`,
   };
 }
 
-function egressLine(op: '-A' | '-D', chain: string, r: EgressRule): string {
-  return `${op} ${chain} -i ${r.ifname} -m comment --comment "wrenn:${r.id}" -j ${r.internet ? 'ACCEPT' : 'DROP'}`;
+/**
+ * The rules of one capsule: its opened closed ranges (in OPENED), its allowOut entries and its
+ * internet switch (in EGRESS, in this order). Added and deleted together, keyed by interface.
+ */
+function capsuleLines(op: '-A' | '-D', ch: ReturnType<typeof chains>, r: EgressRule): string[] {
+  const c = `-i ${r.ifname} -m comment --comment "wrenn:${r.id}:allow"`;
+  return [
+    ...r.opened.map((d) => `${op} ${ch.opened} ${c} -d ${d} -j ACCEPT`),
+    ...r.allowOut.map((d) => `${op} ${ch.egress} ${c} -d ${d} -j ACCEPT`),
+    `${op} ${ch.egress} -i ${r.ifname} -m comment --comment "wrenn:${r.id}" -j ${r.internet ? 'ACCEPT' : 'DROP'}`,
+  ];
+}
+
+function sameRule(a: EgressRule, b: EgressRule): boolean {
+  const eq = (x: readonly string[], y: readonly string[]) => x.length === y.length && x.every((v, i) => v === y[i]);
+  return a.id === b.id && a.internet === b.internet && eq(a.allowOut, b.allowOut) && eq(a.opened, b.opened);
 }
 
 /** The ruleset of the shared chains (the per-capsule rules come from egressRules). */
@@ -56,20 +86,39 @@ export function baseRules(c: FirewallConfig, egress: readonly EgressRule[]): { v
     `:${ch.in} - [0:0]`,
     `:${ch.fwd} - [0:0]`,
     `:${ch.egress} - [0:0]`,
-    // Capsule -> host: only replies to connections the host opened, and the metadata server
-    // reached through the REDIRECT below (ctstate DNAT), never the agent or any other service.
+    `:${ch.out} - [0:0]`,
+    `:${ch.closed} - [0:0]`,
+    `:${ch.opened} - [0:0]`,
+    `:${ch.refuse} - [0:0]`,
+    // A refusal the capsule sees at once: a TCP reset, or ICMP admin-prohibited for the rest.
+    `-A ${ch.refuse} -p tcp -j REJECT --reject-with tcp-reset`,
+    `-A ${ch.refuse} -j REJECT --reject-with icmp-admin-prohibited`,
+    // Capsule -> host (any of its addresses: they are all local): only replies to connections the
+    // host opened, the name servers if the host is one, and the metadata server reached through
+    // the REDIRECT below (ctstate DNAT); never the agent or any other service.
     `-A ${ch.in} -i ${w} -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT`,
     `-A ${ch.in} -i ${w} -p tcp -m tcp --dport ${c.metadataPort} -m conntrack --ctstate DNAT -j ACCEPT`,
-    `-A ${ch.in} -i ${w} -j DROP`,
+    ...dnsLines(ch.in, w, c.dnsServers, 'ACCEPT'),
+    `-A ${ch.in} -i ${w} -j ${ch.refuse}`,
     // The metadata server listens on all addresses; nobody but capsules may use it.
     `-A ${ch.in} -p tcp -m tcp --dport ${c.metadataPort} -j DROP`,
     // Forwarding: into a capsule only replies (this also stops capsule -> capsule); out of a
-    // capsule only when its internet switch in EGRESS says so.
+    // capsule only to global destinations (OUT) and when its switches in EGRESS say so.
     `-A ${ch.fwd} -o ${w} -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT`,
     `-A ${ch.fwd} -o ${w} -j DROP`,
+    // (RELATED packets are checked too: an ICMP error's outer destination is the capsule's choice.)
+    `-A ${ch.fwd} -i ${w} -m conntrack ! --ctstate ESTABLISHED -j ${ch.out}`,
     `-A ${ch.fwd} -i ${w} -j ${ch.egress}`,
     `-A ${ch.fwd} -i ${w} -j DROP`,
-    ...egress.map((r) => egressLine('-A', ch.egress, r)),
+    // OUT, for all but established connections (checked at their first packet): the name servers
+    // and what the host opened go on to EGRESS, closed ranges to CLOSED.
+    ...dnsLines(ch.out, w, c.dnsServers, 'RETURN'),
+    ...c.allowCidrs.map((d) => `-A ${ch.out} -d ${d} -j RETURN`),
+    ...NON_GLOBAL_V4.map((d) => `-A ${ch.out} -d ${d} -j ${ch.closed}`),
+    // CLOSED: a capsule's own opened ranges (OPENED accepts them), else refused.
+    `-A ${ch.closed} -j ${ch.opened}`,
+    `-A ${ch.closed} -j ${ch.refuse}`,
+    ...egress.flatMap((r) => capsuleLines('-A', ch, r)),
     'COMMIT',
     '*nat',
     `:${ch.pre} - [0:0]`,
@@ -92,6 +141,10 @@ export function baseRules(c: FirewallConfig, egress: readonly EgressRule[]): { v
     '',
   ].join('\n');
   return { v4, v6 };
+}
+
+function dnsLines(chain: string, w: string, servers: readonly string[], target: string): string[] {
+  return servers.flatMap((s) => ['udp', 'tcp'].map((p) => `-A ${chain} -i ${w} -d ${s}/32 -p ${p} -m ${p} --dport 53 -j ${target}`));
 }
 
 const HOOKS: ReadonlyArray<{ table: string; chain: string; target: keyof ReturnType<typeof chains>; v6: boolean }> = [
@@ -230,9 +283,9 @@ export class Firewall {
           for (const ifname of dirty) {
             const cur = this.installed.get(ifname);
             const next = want.get(ifname);
-            if (cur && next && cur.id === next.id && cur.internet === next.internet) continue;
-            if (cur) lines.push(egressLine('-D', this.ch.egress, cur));
-            if (next) lines.push(egressLine('-A', this.ch.egress, next));
+            if (cur && next && sameRule(cur, next)) continue;
+            if (cur) lines.push(...capsuleLines('-D', this.ch, cur));
+            if (next) lines.push(...capsuleLines('-A', this.ch, next));
           }
           if (lines.length === 0) return;
           const r = await restore('iptables-restore', `*filter\n${lines.join('\n')}\nCOMMIT\n`);
@@ -260,8 +313,8 @@ export class Firewall {
 
   private async rewriteEgressLocked(): Promise<void> {
     const snapshot = this.desired();
-    const lines = snapshot.map((r) => egressLine('-A', this.ch.egress, r) + '\n').join('');
-    const text = `*filter\n:${this.ch.egress} - [0:0]\n${lines}COMMIT\n`;
+    const lines = snapshot.flatMap((r) => capsuleLines('-A', this.ch, r)).map((l) => l + '\n').join('');
+    const text = `*filter\n:${this.ch.egress} - [0:0]\n:${this.ch.opened} - [0:0]\n${lines}COMMIT\n`;
     await restoreOk('iptables-restore', text, 'rewriting the capsule egress rules');
     this.installed = new Map(snapshot.map((r) => [r.ifname, r]));
   }

@@ -4,6 +4,8 @@ import { parsePool, slotAddresses, slotOfCapsuleIp, SLOT_PREFIX_LEN, type Addres
 import { setTimeout as sleep } from 'node:timers/promises';
 import { SlotStore, type SlotRecord } from './slot-store.js';
 import { Firewall, type EgressRule } from './firewall.js';
+import { checkAllowOut, openedEntries, parseCidr, parseCidrList, type Cidr } from './egress-policy.js';
+import { hostNameServers } from './name-servers.js';
 import { createLinks, removeLinks, listNetns, listHostIfnames, prepareNetnsDir, enableIpForwarding } from './links.js';
 
 export interface NetworkNames {
@@ -36,6 +38,12 @@ export interface NetworkOptions {
    * the background after each claim. Default: WRENN_NET_WARM_POOL or 0.
    */
   warmPool?: number;
+  /** Closed (non-global) ranges open to every capsule. Default: WRENN_EGRESS_ALLOW_CIDRS or none. */
+  egressAllow?: string[];
+  /** Closed ranges a capsule may open for itself with allowOut. Default: WRENN_EGRESS_OPENABLE_CIDRS or none. */
+  egressOpenable?: string[];
+  /** Name servers capsules use (port 53 to them stays open). Default: the host's, minus loopback. */
+  dnsServers?: string[];
 }
 
 export interface CapsuleNetwork {
@@ -48,12 +56,19 @@ export interface CapsuleNetwork {
   capsuleIp: string; // envd is at capsuleIp:49983
   prefixLen: number;
   internet: boolean;
+  /** Destinations the capsule may reach even with internet off (normalised IPv4 CIDRs). */
+  allowOut: string[];
   rateMbit: number;
 }
 
 export interface CreateCapsuleNetworkOptions {
   id: string;
   internet: boolean;
+  /**
+   * IPv4 CIDRs this capsule may reach whatever its internet switch; entries inside closed
+   * (non-global) ranges must lie in the host's egressOpenable ranges.
+   */
+  allowOut?: string[];
   rateMbit?: number;
   /** Served by the metadata endpoint (WRENN_SANDBOX_ID defaults to id). */
   metadata?: Record<string, string>;
@@ -77,6 +92,19 @@ export function agentNetWarmPool(): number {
 
 /** How long after a claim the warm pool starts building the replacement network. */
 const WARM_REFILL_DELAY_MS = 300;
+
+function ipv4Ok(ip: string): boolean {
+  try {
+    return parseCidr(ip).prefixLen === 32;
+  } catch {
+    return false;
+  }
+}
+
+function cidrOption(given: string[] | undefined, env: string): Cidr[] {
+  if (given === undefined) return parseCidrList(process.env[env], env);
+  return given.map((c) => parseCidr(c));
+}
 
 function envInt(name: string, fallback: number): number {
   const v = process.env[name];
@@ -112,6 +140,10 @@ export class NetworkManager {
   private readonly txqueuelen: number;
   private readonly store: SlotStore;
   private readonly firewall: Firewall;
+  readonly egressAllow: Cidr[];
+  /** The name servers capsules are given (runtimes write them to resolv.conf; port 53 to them is open). */
+  readonly dnsServers: string[];
+  readonly egressOpenable: Cidr[];
   private initPromise: Promise<void> | undefined;
   private readonly creating = new Set<string>();
   private warmTarget: number;
@@ -137,12 +169,19 @@ export class NetworkManager {
     this.txqueuelen = opts.txqueuelen ?? DEFAULT_TXQUEUELEN;
     this.warmTarget = opts.warmPool ?? envInt('WRENN_NET_WARM_POOL', 0);
     this.store = new SlotStore(opts.dataDir, this.pool.slots);
+    this.egressAllow = cidrOption(opts.egressAllow, 'WRENN_EGRESS_ALLOW_CIDRS');
+    this.egressOpenable = cidrOption(opts.egressOpenable, 'WRENN_EGRESS_OPENABLE_CIDRS');
+    this.dnsServers = [...(opts.dnsServers ?? hostNameServers())];
+    // IPv6 name servers (or anything else in resolv.conf) need no rule: capsules have IPv4 only.
+    const dnsV4 = this.dnsServers.filter((ip) => /^\d{1,3}(\.\d{1,3}){3}$/.test(ip) && ipv4Ok(ip));
     this.firewall = new Firewall(
       {
         chainPrefix: this.names.chainPrefix,
         ifPrefix: this.names.ifPrefix,
         pool: this.pool.cidr,
         metadataPort: this.metadataPort,
+        dnsServers: dnsV4,
+        allowCidrs: this.egressAllow.map((c) => c.text),
       },
       () => this.store.list().filter((r) => r.id !== '').map((r) => this.egressRule(r)),
     );
@@ -167,6 +206,7 @@ export class NetworkManager {
   async create(o: CreateCapsuleNetworkOptions): Promise<CapsuleNetwork> {
     if (!ID_RE.test(o.id)) throw new Error(`capsule id "${o.id}" is invalid: use lower-case letters, digits and '-' (max 63)`);
     if (typeof o.internet !== 'boolean') throw new Error('internet must be true or false');
+    const allowOut = this.checkAllowOut(o.allowOut);
     checkMetadata(o.metadata ?? {});
     const rateMbit = checkRate(o.rateMbit ?? this.defaultRateMbit);
     await this.init();
@@ -175,13 +215,14 @@ export class NetworkManager {
     }
     this.creating.add(o.id);
     try {
-      const warm = rateMbit === this.defaultRateMbit ? await this.claimWarm(o, rateMbit) : undefined;
+      const warm = rateMbit === this.defaultRateMbit ? await this.claimWarm(o, rateMbit, allowOut) : undefined;
       if (warm) return warm;
       const rec = await this.store.allocate((slot) => ({
         slot,
         id: o.id,
         netnsName: this.names.netnsPrefix + o.id,
         internet: o.internet,
+        allowOut,
         rateMbit,
         metadata: { ...(o.metadata ?? {}) },
         pool: this.pool.cidr,
@@ -203,11 +244,16 @@ export class NetworkManager {
     }
   }
 
+  /** Validates an allowOut list against this host's settings and returns it normalised (throws with why). */
+  checkAllowOut(list: unknown): string[] {
+    return checkAllowOut(list, this.egressOpenable, this.egressAllow);
+  }
+
   /** Hands a pre-built network to capsule `o.id`: one persisted rename and its firewall rule. */
-  private async claimWarm(o: CreateCapsuleNetworkOptions, rateMbit: number): Promise<CapsuleNetwork | undefined> {
+  private async claimWarm(o: CreateCapsuleNetworkOptions, rateMbit: number, allowOut: string[]): Promise<CapsuleNetwork | undefined> {
     const rec = await this.store.takeFirst(
       (r) => r.id === '' && this.warmReady.has(r.slot) && r.rateMbit === rateMbit,
-      (r) => ({ ...r, id: o.id, internet: o.internet, metadata: { ...(o.metadata ?? {}) }, createdAt: new Date().toISOString() }),
+      (r) => ({ ...r, id: o.id, internet: o.internet, allowOut, metadata: { ...(o.metadata ?? {}) }, createdAt: new Date().toISOString() }),
     );
     if (!rec) return undefined;
     this.warmReady.delete(rec.slot);
@@ -427,7 +473,9 @@ export class NetworkManager {
   }
 
   private egressRule(r: SlotRecord): EgressRule {
-    return { id: r.id, ifname: this.ifname(r.slot), internet: r.internet };
+    const allowOut = r.allowOut ?? [];
+    const opened = openedEntries(allowOut, this.egressOpenable, this.egressAllow);
+    return { id: r.id, ifname: this.ifname(r.slot), internet: r.internet, allowOut, opened };
   }
 
   private describe(r: SlotRecord): CapsuleNetwork {
@@ -442,6 +490,7 @@ export class NetworkManager {
       capsuleIp,
       prefixLen: SLOT_PREFIX_LEN,
       internet: r.internet,
+      allowOut: [...(r.allowOut ?? [])],
       rateMbit: r.rateMbit,
     };
   }

@@ -13,6 +13,8 @@ export interface SlotRecord {
   id: string;
   netnsName: string;
   internet: boolean;
+  /** The capsule's allowOut CIDRs (absent in records of older agents: none). */
+  allowOut?: string[];
   rateMbit: number;
   /** Values the metadata endpoint serves to this capsule. */
   metadata: Record<string, string>;

@@ -7,6 +7,7 @@ import type { Capsule } from '../../db/repositories/capsules.js';
 import type { HostLoad } from '../../db/repositories/hosts.js';
 import type { Template } from '../../db/repositories/templates.js';
 import { CAPSULE_LIMITS } from '../../services/capsules.js';
+import { MAX_ALLOW_OUT } from '@wrenn/host-agent/network/egress-policy';
 
 const Nullable = <T extends TSchema>(t: T) => Type.Union([t, Type.Null()]);
 const DateTime = Type.String({ format: 'date-time' });
@@ -91,6 +92,22 @@ export const CreateCapsuleBody = Type.Object(
     ),
     metadata: Type.Optional(StringMap('Labels to filter capsules by')),
     internet: Type.Optional(Type.Boolean({ description: 'Outbound internet access (default true)' })),
+    network: Type.Optional(
+      Type.Object(
+        {
+          allow_out: Type.Optional(
+            Type.Array(Type.String({ maxLength: 18 }), {
+              maxItems: MAX_ALLOW_OUT,
+              description:
+                'IPv4 CIDRs or addresses the capsule may reach even with internet off. Private, link-local and ' +
+                "other non-global ranges are closed; naming one is refused (400) unless the host's " +
+                'WRENN_EGRESS_OPENABLE_CIDRS covers it',
+            }),
+          ),
+        },
+        { additionalProperties: false },
+      ),
+    ),
     runtime: Type.Optional(
       Type.String({ description: 'namespace, qemu or firecracker, offered by a host of this deployment (default: what the host offers)' }),
     ),

@@ -37,6 +37,7 @@ import {
 import { nsinitPath } from './nsinit-binary.js';
 import { QuotaDisks } from './quota-disk.js';
 import { type SeccompSwitch, seccompAllowArg, seccompAllowOf } from './seccomp-switches.js';
+import { hostNameServers } from '../../network/name-servers.js';
 
 export const ENVD_PORT = 49983;
 /** envd.log grows to this, then is rotated once to envd.log.1 (see nsinit.c). */
@@ -693,23 +694,6 @@ async function rewriteInPlace(path: string, text: string, owner: number): Promis
   } finally {
     await f.close();
   }
-}
-
-let cachedNameServers: string[] | undefined;
-/** Non-loopback name servers of the host (read once). */
-function hostNameServers(): string[] {
-  if (!cachedNameServers) {
-    let text = '';
-    try {
-      text = readFileSync('/etc/resolv.conf', 'utf8');
-    } catch {
-      // no resolver configured on the host
-    }
-    cachedNameServers = [...text.matchAll(/^\s*nameserver\s+(\S+)/gm)]
-      .map((m) => m[1] ?? '')
-      .filter((ip) => ip && !ip.startsWith('127.') && ip !== '::1');
-  }
-  return cachedNameServers;
 }
 
 /** The last lines of the capsule's log (and of its rotated half when the current one is short). */

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file hostagent/v1/hostagent.proto.
  */
 export const file_hostagent_v1_hostagent: GenFile = /*@__PURE__*/
-  fileDesc("Chxob3N0YWdlbnQvdjEvaG9zdGFnZW50LnByb3RvEgxob3N0YWdlbnQudjEiFAoSR2V0SG9zdEluZm9SZXF1ZXN0IuoBChNHZXRIb3N0SW5mb1Jlc3BvbnNlEg8KB2hvc3RfaWQYASABKAkSEAoIaG9zdG5hbWUYAiABKAkSEAoIcnVudGltZXMYAyADKAkSFwoPZGVmYXVsdF9ydW50aW1lGAQgASgJEhEKCWNwdV9jb3VudBgFIAEoDRIRCgltZW1vcnlfbWIYBiABKAQSGAoQY2Fwc3VsZXNfcnVubmluZxgHIAEoDRIXCg92Y3B1c19hbGxvY2F0ZWQYCCABKA0SGwoTbWVtb3J5X21iX2FsbG9jYXRlZBgJIAEoBBIPCgd2ZXJzaW9uGAogASgJIsIDCgdDYXBzdWxlEgoKAmlkGAEgASgJEhAKCHRlbXBsYXRlGAIgASgJEikKBXN0YXRlGAMgASgOMhouaG9zdGFnZW50LnYxLkNhcHN1bGVTdGF0ZRIPCgdydW50aW1lGAQgASgJEg0KBXZjcHVzGAUgASgNEhEKCW1lbW9yeV9tYhgGIAEoDRISCgpjcmVhdGVkX2F0GAcgASgDEhIKCmV4cGlyZXNfYXQYCCABKAMSMwoOdGltZW91dF9hY3Rpb24YCSABKA4yGy5ob3N0YWdlbnQudjEuVGltZW91dEFjdGlvbhI1CghtZXRhZGF0YRgKIAMoCzIjLmhvc3RhZ2VudC52MS5DYXBzdWxlLk1ldGFkYXRhRW50cnkSDwoHYWRkcmVzcxgLIAEoCRIUCgxlbnZkX3ZlcnNpb24YDCABKAkSEAoIaW50ZXJuZXQYDSABKAgSEwoLcGF1c2Vfa2VlcHMYDiABKAkSDQoFZXJyb3IYDyABKAkSGQoRZW52ZF9hY2Nlc3NfdG9rZW4YECABKAkaLwoNTWV0YWRhdGFFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIv0DChRDcmVhdGVDYXBzdWxlUmVxdWVzdBIKCgJpZBgBIAEoCRIQCgh0ZW1wbGF0ZRgCIAEoCRINCgV2Y3B1cxgDIAEoDRIRCgltZW1vcnlfbWIYBCABKA0SEwoLdGltZW91dF9zZWMYBSABKA0SMwoOdGltZW91dF9hY3Rpb24YBiABKA4yGy5ob3N0YWdlbnQudjEuVGltZW91dEFjdGlvbhI6CgRlbnZzGAcgAygLMiwuaG9zdGFnZW50LnYxLkNyZWF0ZUNhcHN1bGVSZXF1ZXN0LkVudnNFbnRyeRJCCghtZXRhZGF0YRgIIAMoCzIwLmhvc3RhZ2VudC52MS5DcmVhdGVDYXBzdWxlUmVxdWVzdC5NZXRhZGF0YUVudHJ5EhUKCGludGVybmV0GAkgASgISACIAQESGQoRZW52ZF9hY2Nlc3NfdG9rZW4YCiABKAkSDwoHcnVudGltZRgLIAEoCRIUCgxkZWZhdWx0X3VzZXIYDCABKAkSFwoPZGVmYXVsdF93b3JrZGlyGA0gASgJGisKCUVudnNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBGi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUILCglfaW50ZXJuZXQiPwoVQ3JlYXRlQ2Fwc3VsZVJlc3BvbnNlEiYKB2NhcHN1bGUYASABKAsyFS5ob3N0YWdlbnQudjEuQ2Fwc3VsZSIjChVEZXN0cm95Q2Fwc3VsZVJlcXVlc3QSCgoCaWQYASABKAkiGAoWRGVzdHJveUNhcHN1bGVSZXNwb25zZSJIChNQYXVzZUNhcHN1bGVSZXF1ZXN0EgoKAmlkGAEgASgJEiUKBG1vZGUYAiABKA4yFy5ob3N0YWdlbnQudjEuUGF1c2VNb2RlIj4KFFBhdXNlQ2Fwc3VsZVJlc3BvbnNlEiYKB2NhcHN1bGUYASABKAsyFS5ob3N0YWdlbnQudjEuQ2Fwc3VsZSI3ChRSZXN1bWVDYXBzdWxlUmVxdWVzdBIKCgJpZBgBIAEoCRITCgt0aW1lb3V0X3NlYxgCIAEoDSI/ChVSZXN1bWVDYXBzdWxlUmVzcG9uc2USJgoHY2Fwc3VsZRgBIAEoCzIVLmhvc3RhZ2VudC52MS5DYXBzdWxlIh8KEUdldENhcHN1bGVSZXF1ZXN0EgoKAmlkGAEgASgJIjwKEkdldENhcHN1bGVSZXNwb25zZRImCgdjYXBzdWxlGAEgASgLMhUuaG9zdGFnZW50LnYxLkNhcHN1bGUiFQoTTGlzdENhcHN1bGVzUmVxdWVzdCI/ChRMaXN0Q2Fwc3VsZXNSZXNwb25zZRInCghjYXBzdWxlcxgBIAMoCzIVLmhvc3RhZ2VudC52MS5DYXBzdWxlIkoKElBpbmdDYXBzdWxlUmVxdWVzdBIKCgJpZBgBIAEoCRIYCgt0aW1lb3V0X3NlYxgCIAEoDUgAiAEBQg4KDF90aW1lb3V0X3NlYyI9ChNQaW5nQ2Fwc3VsZVJlc3BvbnNlEiYKB2NhcHN1bGUYASABKAsyFS5ob3N0YWdlbnQudjEuQ2Fwc3VsZSImChhHZXRDYXBzdWxlTWV0cmljc1JlcXVlc3QSCgoCaWQYASABKAkiyQEKGUdldENhcHN1bGVNZXRyaWNzUmVzcG9uc2USFAoMY3B1X3VzZWRfcGN0GAEgASgBEhEKCWNwdV9jb3VudBgCIAEoDRIWCg5tZW1fdXNlZF9ieXRlcxgDIAEoBBIXCg9tZW1fdG90YWxfYnl0ZXMYBCABKAQSFwoPZGlza191c2VkX2J5dGVzGAUgASgEEhgKEGRpc2tfdG90YWxfYnl0ZXMYBiABKAQSDAoEcGlkcxgHIAEoDRIRCgl0aW1lc3RhbXAYCCABKAMi6AEKC0V4ZWNSZXF1ZXN0EhIKCmNhcHN1bGVfaWQYASABKAkSCwoDY21kGAIgASgJEgwKBGFyZ3MYAyADKAkSMQoEZW52cxgEIAMoCzIjLmhvc3RhZ2VudC52MS5FeGVjUmVxdWVzdC5FbnZzRW50cnkSCwoDY3dkGAUgASgJEgwKBHVzZXIYBiABKAkSDQoFc3RkaW4YByABKAwSEwoLdGltZW91dF9zZWMYCCABKA0SCwoDdGFnGAkgASgJGisKCUVudnNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIl0KDEV4ZWNSZXNwb25zZRIOCgZzdGRvdXQYASABKAwSDgoGc3RkZXJyGAIgASgMEhEKCWV4aXRfY29kZRgDIAEoERINCgVlcnJvchgEIAEoCRILCgNwaWQYBSABKA0ijgEKEkV4ZWNTdHJlYW1SZXNwb25zZRITCglzdGFydF9waWQYASABKA1IABIQCgZzdGRvdXQYAiABKAxIABIQCgZzdGRlcnIYAyABKAxIABInCgRleGl0GAQgASgLMhcuaG9zdGFnZW50LnYxLkV4aXRFdmVudEgAEg0KA3B0eRgFIAEoDEgAQgcKBWV2ZW50Ij0KCUV4aXRFdmVudBIRCglleGl0X2NvZGUYASABKBESDgoGc3RhdHVzGAIgASgJEg0KBWVycm9yGAMgASgJIj4KE1N0YXJ0UHJvY2Vzc1JlcXVlc3QSJwoEZXhlYxgBIAEoCzIZLmhvc3RhZ2VudC52MS5FeGVjUmVxdWVzdCIjChRTdGFydFByb2Nlc3NSZXNwb25zZRILCgNwaWQYASABKA0iTwoLUHJvY2Vzc0luZm8SCwoDcGlkGAEgASgNEgsKA3RhZxgCIAEoCRILCgNjbWQYAyABKAkSDAoEYXJncxgEIAMoCRILCgNjd2QYBSABKAkiKgoUTGlzdFByb2Nlc3Nlc1JlcXVlc3QSEgoKY2Fwc3VsZV9pZBgBIAEoCSJFChVMaXN0UHJvY2Vzc2VzUmVzcG9uc2USLAoJcHJvY2Vzc2VzGAEgAygLMhkuaG9zdGFnZW50LnYxLlByb2Nlc3NJbmZvIjsKD1Byb2Nlc3NTZWxlY3RvchINCgNwaWQYASABKA1IABINCgN0YWcYAiABKAlIAEIKCghzZWxlY3RvciJoChJLaWxsUHJvY2Vzc1JlcXVlc3QSEgoKY2Fwc3VsZV9pZBgBIAEoCRIuCgdwcm9jZXNzGAIgASgLMh0uaG9zdGFnZW50LnYxLlByb2Nlc3NTZWxlY3RvchIOCgZzaWduYWwYAyABKA0iFQoTS2lsbFByb2Nlc3NSZXNwb25zZSJbChVDb25uZWN0UHJvY2Vzc1JlcXVlc3QSEgoKY2Fwc3VsZV9pZBgBIAEoCRIuCgdwcm9jZXNzGAIgASgLMh0uaG9zdGFnZW50LnYxLlByb2Nlc3NTZWxlY3RvciKAAQoXU2VuZFByb2Nlc3NJbnB1dFJlcXVlc3QSEgoKY2Fwc3VsZV9pZBgBIAEoCRIuCgdwcm9jZXNzGAIgASgLMh0uaG9zdGFnZW50LnYxLlByb2Nlc3NTZWxlY3RvchIMCgRkYXRhGAMgASgMEhMKC2Nsb3NlX3N0ZGluGAQgASgIIhoKGFNlbmRQcm9jZXNzSW5wdXRSZXNwb25zZSLqAQoQUHR5QXR0YWNoUmVxdWVzdBISCgpjYXBzdWxlX2lkGAEgASgJEgsKA3RhZxgCIAEoCRIMCgRjb2xzGAMgASgNEgwKBHJvd3MYBCABKA0SCwoDY21kGAUgASgJEgwKBGFyZ3MYBiADKAkSNgoEZW52cxgHIAMoCzIoLmhvc3RhZ2VudC52MS5QdHlBdHRhY2hSZXF1ZXN0LkVudnNFbnRyeRILCgNjd2QYCCABKAkSDAoEdXNlchgJIAEoCRorCglFbnZzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJcCglQdHlPdXRwdXQSDQoDcGlkGAEgASgNSAASDgoEZGF0YRgCIAEoDEgAEicKBGV4aXQYAyABKAsyFy5ob3N0YWdlbnQudjEuRXhpdEV2ZW50SABCBwoFZXZlbnQiQAoPUHR5SW5wdXRSZXF1ZXN0EhIKCmNhcHN1bGVfaWQYASABKAkSCwoDdGFnGAIgASgJEgwKBGRhdGEYAyABKAwiEgoQUHR5SW5wdXRSZXNwb25zZSJPChBQdHlSZXNpemVSZXF1ZXN0EhIKCmNhcHN1bGVfaWQYASABKAkSCwoDdGFnGAIgASgJEgwKBGNvbHMYAyABKA0SDAoEcm93cxgEIAEoDSITChFQdHlSZXNpemVSZXNwb25zZSIxCg5QdHlLaWxsUmVxdWVzdBISCgpjYXBzdWxlX2lkGAEgASgJEgsKA3RhZxgCIAEoCSIRCg9QdHlLaWxsUmVzcG9uc2UiQQoPUmVhZEZpbGVSZXF1ZXN0EhIKCmNhcHN1bGVfaWQYASABKAkSDAoEcGF0aBgCIAEoCRIMCgR1c2VyGAMgASgJIhkKCUZpbGVDaHVuaxIMCgRkYXRhGAEgASgMIlsKEFdyaXRlRmlsZVJlcXVlc3QSLwoGaGVhZGVyGAEgASgLMh0uaG9zdGFnZW50LnYxLldyaXRlRmlsZUhlYWRlckgAEg4KBGRhdGEYAiABKAxIAEIGCgRwYXJ0Ik8KD1dyaXRlRmlsZUhlYWRlchISCgpjYXBzdWxlX2lkGAEgASgJEgwKBHBhdGgYAiABKAkSDAoEdXNlchgDIAEoCRIMCgRtb2RlGAQgASgNIlIKEVdyaXRlRmlsZVJlc3BvbnNlEhUKDWJ5dGVzX3dyaXR0ZW4YASABKAQSJgoFZW50cnkYAiABKAsyFy5ob3N0YWdlbnQudjEuRmlsZUVudHJ5IpwBCglGaWxlRW50cnkSDAoEbmFtZRgBIAEoCRIMCgRwYXRoGAIgASgJEgwKBHR5cGUYAyABKAkSDAoEc2l6ZRgEIAEoBBIMCgRtb2RlGAUgASgNEg0KBW93bmVyGAYgASgJEg0KBWdyb3VwGAcgASgJEhMKC21vZGlmaWVkX2F0GAggASgDEhYKDnN5bWxpbmtfdGFyZ2V0GAkgASgJIk8KDkxpc3REaXJSZXF1ZXN0EhIKCmNhcHN1bGVfaWQYASABKAkSDAoEcGF0aBgCIAEoCRINCgVkZXB0aBgDIAEoDRIMCgR1c2VyGAQgASgJIjsKD0xpc3REaXJSZXNwb25zZRIoCgdlbnRyaWVzGAEgAygLMhcuaG9zdGFnZW50LnYxLkZpbGVFbnRyeSJACg5NYWtlRGlyUmVxdWVzdBISCgpjYXBzdWxlX2lkGAEgASgJEgwKBHBhdGgYAiABKAkSDAoEdXNlchgDIAEoCSI5Cg9NYWtlRGlyUmVzcG9uc2USJgoFZW50cnkYASABKAsyFy5ob3N0YWdlbnQudjEuRmlsZUVudHJ5IkMKEVJlbW92ZVBhdGhSZXF1ZXN0EhIKCmNhcHN1bGVfaWQYASABKAkSDAoEcGF0aBgCIAEoCRIMCgR1c2VyGAMgASgJIhQKElJlbW92ZVBhdGhSZXNwb25zZSKSAQoIVGVtcGxhdGUSDAoEbmFtZRgBIAEoCRIMCgRraW5kGAIgASgJEhAKCHJ1bnRpbWVzGAMgAygJEhIKCnNpemVfYnl0ZXMYBCABKAQSEgoKY3JlYXRlZF9hdBgFIAEoAxIOCgZwYXJlbnQYBiABKAkSDQoFdmNwdXMYByABKA0SEQoJbWVtb3J5X21iGAggASgNIjkKFUNyZWF0ZVNuYXBzaG90UmVxdWVzdBISCgpjYXBzdWxlX2lkGAEgASgJEgwKBG5hbWUYAiABKAkiQgoWQ3JlYXRlU25hcHNob3RSZXNwb25zZRIoCgh0ZW1wbGF0ZRgBIAEoCzIWLmhvc3RhZ2VudC52MS5UZW1wbGF0ZSIlChVEZWxldGVTbmFwc2hvdFJlcXVlc3QSDAoEbmFtZRgBIAEoCSIYChZEZWxldGVTbmFwc2hvdFJlc3BvbnNlIhYKFExpc3RUZW1wbGF0ZXNSZXF1ZXN0IkIKFUxpc3RUZW1wbGF0ZXNSZXNwb25zZRIpCgl0ZW1wbGF0ZXMYASADKAsyFi5ob3N0YWdlbnQudjEuVGVtcGxhdGUiEgoQVGVybWluYXRlUmVxdWVzdCITChFUZXJtaW5hdGVSZXNwb25zZSrQAQoMQ2Fwc3VsZVN0YXRlEh0KGUNBUFNVTEVfU1RBVEVfVU5TUEVDSUZJRUQQABIaChZDQVBTVUxFX1NUQVRFX1NUQVJUSU5HEAESGQoVQ0FQU1VMRV9TVEFURV9SVU5OSU5HEAISGAoUQ0FQU1VMRV9TVEFURV9QQVVTRUQQAxIcChhDQVBTVUxFX1NUQVRFX0hJQkVSTkFURUQQBBIZChVDQVBTVUxFX1NUQVRFX1NUT1BQRUQQBRIXChNDQVBTVUxFX1NUQVRFX0VSUk9SEAYqZQoNVGltZW91dEFjdGlvbhIeChpUSU1FT1VUX0FDVElPTl9VTlNQRUNJRklFRBAAEhoKFlRJTUVPVVRfQUNUSU9OX0RFU1RST1kQARIYChRUSU1FT1VUX0FDVElPTl9QQVVTRRACKlgKCVBhdXNlTW9kZRIaChZQQVVTRV9NT0RFX1VOU1BFQ0lGSUVEEAASFQoRUEFVU0VfTU9ERV9GUkVFWkUQARIYChRQQVVTRV9NT0RFX0hJQkVSTkFURRACMoETChBIb3N0QWdlbnRTZXJ2aWNlElIKC0dldEhvc3RJbmZvEiAuaG9zdGFnZW50LnYxLkdldEhvc3RJbmZvUmVxdWVzdBohLmhvc3RhZ2VudC52MS5HZXRIb3N0SW5mb1Jlc3BvbnNlElgKDUNyZWF0ZUNhcHN1bGUSIi5ob3N0YWdlbnQudjEuQ3JlYXRlQ2Fwc3VsZVJlcXVlc3QaIy5ob3N0YWdlbnQudjEuQ3JlYXRlQ2Fwc3VsZVJlc3BvbnNlElsKDkRlc3Ryb3lDYXBzdWxlEiMuaG9zdGFnZW50LnYxLkRlc3Ryb3lDYXBzdWxlUmVxdWVzdBokLmhvc3RhZ2VudC52MS5EZXN0cm95Q2Fwc3VsZVJlc3BvbnNlElUKDFBhdXNlQ2Fwc3VsZRIhLmhvc3RhZ2VudC52MS5QYXVzZUNhcHN1bGVSZXF1ZXN0GiIuaG9zdGFnZW50LnYxLlBhdXNlQ2Fwc3VsZVJlc3BvbnNlElgKDVJlc3VtZUNhcHN1bGUSIi5ob3N0YWdlbnQudjEuUmVzdW1lQ2Fwc3VsZVJlcXVlc3QaIy5ob3N0YWdlbnQudjEuUmVzdW1lQ2Fwc3VsZVJlc3BvbnNlEk8KCkdldENhcHN1bGUSHy5ob3N0YWdlbnQudjEuR2V0Q2Fwc3VsZVJlcXVlc3QaIC5ob3N0YWdlbnQudjEuR2V0Q2Fwc3VsZVJlc3BvbnNlElUKDExpc3RDYXBzdWxlcxIhLmhvc3RhZ2VudC52MS5MaXN0Q2Fwc3VsZXNSZXF1ZXN0GiIuaG9zdGFnZW50LnYxLkxpc3RDYXBzdWxlc1Jlc3BvbnNlElIKC1BpbmdDYXBzdWxlEiAuaG9zdGFnZW50LnYxLlBpbmdDYXBzdWxlUmVxdWVzdBohLmhvc3RhZ2VudC52MS5QaW5nQ2Fwc3VsZVJlc3BvbnNlEmQKEUdldENhcHN1bGVNZXRyaWNzEiYuaG9zdGFnZW50LnYxLkdldENhcHN1bGVNZXRyaWNzUmVxdWVzdBonLmhvc3RhZ2VudC52MS5HZXRDYXBzdWxlTWV0cmljc1Jlc3BvbnNlEj0KBEV4ZWMSGS5ob3N0YWdlbnQudjEuRXhlY1JlcXVlc3QaGi5ob3N0YWdlbnQudjEuRXhlY1Jlc3BvbnNlEksKCkV4ZWNTdHJlYW0SGS5ob3N0YWdlbnQudjEuRXhlY1JlcXVlc3QaIC5ob3N0YWdlbnQudjEuRXhlY1N0cmVhbVJlc3BvbnNlMAESVQoMU3RhcnRQcm9jZXNzEiEuaG9zdGFnZW50LnYxLlN0YXJ0UHJvY2Vzc1JlcXVlc3QaIi5ob3N0YWdlbnQudjEuU3RhcnRQcm9jZXNzUmVzcG9uc2USWAoNTGlzdFByb2Nlc3NlcxIiLmhvc3RhZ2VudC52MS5MaXN0UHJvY2Vzc2VzUmVxdWVzdBojLmhvc3RhZ2VudC52MS5MaXN0UHJvY2Vzc2VzUmVzcG9uc2USUgoLS2lsbFByb2Nlc3MSIC5ob3N0YWdlbnQudjEuS2lsbFByb2Nlc3NSZXF1ZXN0GiEuaG9zdGFnZW50LnYxLktpbGxQcm9jZXNzUmVzcG9uc2USWQoOQ29ubmVjdFByb2Nlc3MSIy5ob3N0YWdlbnQudjEuQ29ubmVjdFByb2Nlc3NSZXF1ZXN0GiAuaG9zdGFnZW50LnYxLkV4ZWNTdHJlYW1SZXNwb25zZTABEmEKEFNlbmRQcm9jZXNzSW5wdXQSJS5ob3N0YWdlbnQudjEuU2VuZFByb2Nlc3NJbnB1dFJlcXVlc3QaJi5ob3N0YWdlbnQudjEuU2VuZFByb2Nlc3NJbnB1dFJlc3BvbnNlEkYKCVB0eUF0dGFjaBIeLmhvc3RhZ2VudC52MS5QdHlBdHRhY2hSZXF1ZXN0GhcuaG9zdGFnZW50LnYxLlB0eU91dHB1dDABEkkKCFB0eUlucHV0Eh0uaG9zdGFnZW50LnYxLlB0eUlucHV0UmVxdWVzdBoeLmhvc3RhZ2VudC52MS5QdHlJbnB1dFJlc3BvbnNlEkwKCVB0eVJlc2l6ZRIeLmhvc3RhZ2VudC52MS5QdHlSZXNpemVSZXF1ZXN0Gh8uaG9zdGFnZW50LnYxLlB0eVJlc2l6ZVJlc3BvbnNlEkYKB1B0eUtpbGwSHC5ob3N0YWdlbnQudjEuUHR5S2lsbFJlcXVlc3QaHS5ob3N0YWdlbnQudjEuUHR5S2lsbFJlc3BvbnNlEkQKCFJlYWRGaWxlEh0uaG9zdGFnZW50LnYxLlJlYWRGaWxlUmVxdWVzdBoXLmhvc3RhZ2VudC52MS5GaWxlQ2h1bmswARJOCglXcml0ZUZpbGUSHi5ob3N0YWdlbnQudjEuV3JpdGVGaWxlUmVxdWVzdBofLmhvc3RhZ2VudC52MS5Xcml0ZUZpbGVSZXNwb25zZSgBEkYKB0xpc3REaXISHC5ob3N0YWdlbnQudjEuTGlzdERpclJlcXVlc3QaHS5ob3N0YWdlbnQudjEuTGlzdERpclJlc3BvbnNlEkYKB01ha2VEaXISHC5ob3N0YWdlbnQudjEuTWFrZURpclJlcXVlc3QaHS5ob3N0YWdlbnQudjEuTWFrZURpclJlc3BvbnNlEk8KClJlbW92ZVBhdGgSHy5ob3N0YWdlbnQudjEuUmVtb3ZlUGF0aFJlcXVlc3QaIC5ob3N0YWdlbnQudjEuUmVtb3ZlUGF0aFJlc3BvbnNlElsKDkNyZWF0ZVNuYXBzaG90EiMuaG9zdGFnZW50LnYxLkNyZWF0ZVNuYXBzaG90UmVxdWVzdBokLmhvc3RhZ2VudC52MS5DcmVhdGVTbmFwc2hvdFJlc3BvbnNlElsKDkRlbGV0ZVNuYXBzaG90EiMuaG9zdGFnZW50LnYxLkRlbGV0ZVNuYXBzaG90UmVxdWVzdBokLmhvc3RhZ2VudC52MS5EZWxldGVTbmFwc2hvdFJlc3BvbnNlElgKDUxpc3RUZW1wbGF0ZXMSIi5ob3N0YWdlbnQudjEuTGlzdFRlbXBsYXRlc1JlcXVlc3QaIy5ob3N0YWdlbnQudjEuTGlzdFRlbXBsYXRlc1Jlc3BvbnNlEkwKCVRlcm1pbmF0ZRIeLmhvc3RhZ2VudC52MS5UZXJtaW5hdGVSZXF1ZXN0Gh8uaG9zdGFnZW50LnYxLlRlcm1pbmF0ZVJlc3BvbnNlYgZwcm90bzM");
+  fileDesc("Chxob3N0YWdlbnQvdjEvaG9zdGFnZW50LnByb3RvEgxob3N0YWdlbnQudjEiFAoSR2V0SG9zdEluZm9SZXF1ZXN0IuoBChNHZXRIb3N0SW5mb1Jlc3BvbnNlEg8KB2hvc3RfaWQYASABKAkSEAoIaG9zdG5hbWUYAiABKAkSEAoIcnVudGltZXMYAyADKAkSFwoPZGVmYXVsdF9ydW50aW1lGAQgASgJEhEKCWNwdV9jb3VudBgFIAEoDRIRCgltZW1vcnlfbWIYBiABKAQSGAoQY2Fwc3VsZXNfcnVubmluZxgHIAEoDRIXCg92Y3B1c19hbGxvY2F0ZWQYCCABKA0SGwoTbWVtb3J5X21iX2FsbG9jYXRlZBgJIAEoBBIPCgd2ZXJzaW9uGAogASgJIvcDCgdDYXBzdWxlEgoKAmlkGAEgASgJEhAKCHRlbXBsYXRlGAIgASgJEikKBXN0YXRlGAMgASgOMhouaG9zdGFnZW50LnYxLkNhcHN1bGVTdGF0ZRIPCgdydW50aW1lGAQgASgJEg0KBXZjcHVzGAUgASgNEhEKCW1lbW9yeV9tYhgGIAEoDRISCgpjcmVhdGVkX2F0GAcgASgDEhIKCmV4cGlyZXNfYXQYCCABKAMSMwoOdGltZW91dF9hY3Rpb24YCSABKA4yGy5ob3N0YWdlbnQudjEuVGltZW91dEFjdGlvbhI1CghtZXRhZGF0YRgKIAMoCzIjLmhvc3RhZ2VudC52MS5DYXBzdWxlLk1ldGFkYXRhRW50cnkSDwoHYWRkcmVzcxgLIAEoCRIUCgxlbnZkX3ZlcnNpb24YDCABKAkSEAoIaW50ZXJuZXQYDSABKAgSEwoLcGF1c2Vfa2VlcHMYDiABKAkSDQoFZXJyb3IYDyABKAkSGQoRZW52ZF9hY2Nlc3NfdG9rZW4YECABKAkSMwoHbmV0d29yaxgRIAEoCzIiLmhvc3RhZ2VudC52MS5DYXBzdWxlTmV0d29ya1BvbGljeRovCg1NZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEisgQKFENyZWF0ZUNhcHN1bGVSZXF1ZXN0EgoKAmlkGAEgASgJEhAKCHRlbXBsYXRlGAIgASgJEg0KBXZjcHVzGAMgASgNEhEKCW1lbW9yeV9tYhgEIAEoDRITCgt0aW1lb3V0X3NlYxgFIAEoDRIzCg50aW1lb3V0X2FjdGlvbhgGIAEoDjIbLmhvc3RhZ2VudC52MS5UaW1lb3V0QWN0aW9uEjoKBGVudnMYByADKAsyLC5ob3N0YWdlbnQudjEuQ3JlYXRlQ2Fwc3VsZVJlcXVlc3QuRW52c0VudHJ5EkIKCG1ldGFkYXRhGAggAygLMjAuaG9zdGFnZW50LnYxLkNyZWF0ZUNhcHN1bGVSZXF1ZXN0Lk1ldGFkYXRhRW50cnkSFQoIaW50ZXJuZXQYCSABKAhIAIgBARIZChFlbnZkX2FjY2Vzc190b2tlbhgKIAEoCRIPCgdydW50aW1lGAsgASgJEhQKDGRlZmF1bHRfdXNlchgMIAEoCRIXCg9kZWZhdWx0X3dvcmtkaXIYDSABKAkSMwoHbmV0d29yaxgOIAEoCzIiLmhvc3RhZ2VudC52MS5DYXBzdWxlTmV0d29ya1BvbGljeRorCglFbnZzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ARovCg1NZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCCwoJX2ludGVybmV0IikKFENhcHN1bGVOZXR3b3JrUG9saWN5EhEKCWFsbG93X291dBgBIAMoCSI/ChVDcmVhdGVDYXBzdWxlUmVzcG9uc2USJgoHY2Fwc3VsZRgBIAEoCzIVLmhvc3RhZ2VudC52MS5DYXBzdWxlIiMKFURlc3Ryb3lDYXBzdWxlUmVxdWVzdBIKCgJpZBgBIAEoCSIYChZEZXN0cm95Q2Fwc3VsZVJlc3BvbnNlIkgKE1BhdXNlQ2Fwc3VsZVJlcXVlc3QSCgoCaWQYASABKAkSJQoEbW9kZRgCIAEoDjIXLmhvc3RhZ2VudC52MS5QYXVzZU1vZGUiPgoUUGF1c2VDYXBzdWxlUmVzcG9uc2USJgoHY2Fwc3VsZRgBIAEoCzIVLmhvc3RhZ2VudC52MS5DYXBzdWxlIjcKFFJlc3VtZUNhcHN1bGVSZXF1ZXN0EgoKAmlkGAEgASgJEhMKC3RpbWVvdXRfc2VjGAIgASgNIj8KFVJlc3VtZUNhcHN1bGVSZXNwb25zZRImCgdjYXBzdWxlGAEgASgLMhUuaG9zdGFnZW50LnYxLkNhcHN1bGUiHwoRR2V0Q2Fwc3VsZVJlcXVlc3QSCgoCaWQYASABKAkiPAoSR2V0Q2Fwc3VsZVJlc3BvbnNlEiYKB2NhcHN1bGUYASABKAsyFS5ob3N0YWdlbnQudjEuQ2Fwc3VsZSIVChNMaXN0Q2Fwc3VsZXNSZXF1ZXN0Ij8KFExpc3RDYXBzdWxlc1Jlc3BvbnNlEicKCGNhcHN1bGVzGAEgAygLMhUuaG9zdGFnZW50LnYxLkNhcHN1bGUiSgoSUGluZ0NhcHN1bGVSZXF1ZXN0EgoKAmlkGAEgASgJEhgKC3RpbWVvdXRfc2VjGAIgASgNSACIAQFCDgoMX3RpbWVvdXRfc2VjIj0KE1BpbmdDYXBzdWxlUmVzcG9uc2USJgoHY2Fwc3VsZRgBIAEoCzIVLmhvc3RhZ2VudC52MS5DYXBzdWxlIiYKGEdldENhcHN1bGVNZXRyaWNzUmVxdWVzdBIKCgJpZBgBIAEoCSLJAQoZR2V0Q2Fwc3VsZU1ldHJpY3NSZXNwb25zZRIUCgxjcHVfdXNlZF9wY3QYASABKAESEQoJY3B1X2NvdW50GAIgASgNEhYKDm1lbV91c2VkX2J5dGVzGAMgASgEEhcKD21lbV90b3RhbF9ieXRlcxgEIAEoBBIXCg9kaXNrX3VzZWRfYnl0ZXMYBSABKAQSGAoQZGlza190b3RhbF9ieXRlcxgGIAEoBBIMCgRwaWRzGAcgASgNEhEKCXRpbWVzdGFtcBgIIAEoAyLoAQoLRXhlY1JlcXVlc3QSEgoKY2Fwc3VsZV9pZBgBIAEoCRILCgNjbWQYAiABKAkSDAoEYXJncxgDIAMoCRIxCgRlbnZzGAQgAygLMiMuaG9zdGFnZW50LnYxLkV4ZWNSZXF1ZXN0LkVudnNFbnRyeRILCgNjd2QYBSABKAkSDAoEdXNlchgGIAEoCRINCgVzdGRpbhgHIAEoDBITCgt0aW1lb3V0X3NlYxgIIAEoDRILCgN0YWcYCSABKAkaKwoJRW52c0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiXQoMRXhlY1Jlc3BvbnNlEg4KBnN0ZG91dBgBIAEoDBIOCgZzdGRlcnIYAiABKAwSEQoJZXhpdF9jb2RlGAMgASgREg0KBWVycm9yGAQgASgJEgsKA3BpZBgFIAEoDSKOAQoSRXhlY1N0cmVhbVJlc3BvbnNlEhMKCXN0YXJ0X3BpZBgBIAEoDUgAEhAKBnN0ZG91dBgCIAEoDEgAEhAKBnN0ZGVychgDIAEoDEgAEicKBGV4aXQYBCABKAsyFy5ob3N0YWdlbnQudjEuRXhpdEV2ZW50SAASDQoDcHR5GAUgASgMSABCBwoFZXZlbnQiPQoJRXhpdEV2ZW50EhEKCWV4aXRfY29kZRgBIAEoERIOCgZzdGF0dXMYAiABKAkSDQoFZXJyb3IYAyABKAkiPgoTU3RhcnRQcm9jZXNzUmVxdWVzdBInCgRleGVjGAEgASgLMhkuaG9zdGFnZW50LnYxLkV4ZWNSZXF1ZXN0IiMKFFN0YXJ0UHJvY2Vzc1Jlc3BvbnNlEgsKA3BpZBgBIAEoDSJPCgtQcm9jZXNzSW5mbxILCgNwaWQYASABKA0SCwoDdGFnGAIgASgJEgsKA2NtZBgDIAEoCRIMCgRhcmdzGAQgAygJEgsKA2N3ZBgFIAEoCSIqChRMaXN0UHJvY2Vzc2VzUmVxdWVzdBISCgpjYXBzdWxlX2lkGAEgASgJIkUKFUxpc3RQcm9jZXNzZXNSZXNwb25zZRIsCglwcm9jZXNzZXMYASADKAsyGS5ob3N0YWdlbnQudjEuUHJvY2Vzc0luZm8iOwoPUHJvY2Vzc1NlbGVjdG9yEg0KA3BpZBgBIAEoDUgAEg0KA3RhZxgCIAEoCUgAQgoKCHNlbGVjdG9yImgKEktpbGxQcm9jZXNzUmVxdWVzdBISCgpjYXBzdWxlX2lkGAEgASgJEi4KB3Byb2Nlc3MYAiABKAsyHS5ob3N0YWdlbnQudjEuUHJvY2Vzc1NlbGVjdG9yEg4KBnNpZ25hbBgDIAEoDSIVChNLaWxsUHJvY2Vzc1Jlc3BvbnNlIlsKFUNvbm5lY3RQcm9jZXNzUmVxdWVzdBISCgpjYXBzdWxlX2lkGAEgASgJEi4KB3Byb2Nlc3MYAiABKAsyHS5ob3N0YWdlbnQudjEuUHJvY2Vzc1NlbGVjdG9yIoABChdTZW5kUHJvY2Vzc0lucHV0UmVxdWVzdBISCgpjYXBzdWxlX2lkGAEgASgJEi4KB3Byb2Nlc3MYAiABKAsyHS5ob3N0YWdlbnQudjEuUHJvY2Vzc1NlbGVjdG9yEgwKBGRhdGEYAyABKAwSEwoLY2xvc2Vfc3RkaW4YBCABKAgiGgoYU2VuZFByb2Nlc3NJbnB1dFJlc3BvbnNlIuoBChBQdHlBdHRhY2hSZXF1ZXN0EhIKCmNhcHN1bGVfaWQYASABKAkSCwoDdGFnGAIgASgJEgwKBGNvbHMYAyABKA0SDAoEcm93cxgEIAEoDRILCgNjbWQYBSABKAkSDAoEYXJncxgGIAMoCRI2CgRlbnZzGAcgAygLMiguaG9zdGFnZW50LnYxLlB0eUF0dGFjaFJlcXVlc3QuRW52c0VudHJ5EgsKA2N3ZBgIIAEoCRIMCgR1c2VyGAkgASgJGisKCUVudnNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIlwKCVB0eU91dHB1dBINCgNwaWQYASABKA1IABIOCgRkYXRhGAIgASgMSAASJwoEZXhpdBgDIAEoCzIXLmhvc3RhZ2VudC52MS5FeGl0RXZlbnRIAEIHCgVldmVudCJACg9QdHlJbnB1dFJlcXVlc3QSEgoKY2Fwc3VsZV9pZBgBIAEoCRILCgN0YWcYAiABKAkSDAoEZGF0YRgDIAEoDCISChBQdHlJbnB1dFJlc3BvbnNlIk8KEFB0eVJlc2l6ZVJlcXVlc3QSEgoKY2Fwc3VsZV9pZBgBIAEoCRILCgN0YWcYAiABKAkSDAoEY29scxgDIAEoDRIMCgRyb3dzGAQgASgNIhMKEVB0eVJlc2l6ZVJlc3BvbnNlIjEKDlB0eUtpbGxSZXF1ZXN0EhIKCmNhcHN1bGVfaWQYASABKAkSCwoDdGFnGAIgASgJIhEKD1B0eUtpbGxSZXNwb25zZSJBCg9SZWFkRmlsZVJlcXVlc3QSEgoKY2Fwc3VsZV9pZBgBIAEoCRIMCgRwYXRoGAIgASgJEgwKBHVzZXIYAyABKAkiGQoJRmlsZUNodW5rEgwKBGRhdGEYASABKAwiWwoQV3JpdGVGaWxlUmVxdWVzdBIvCgZoZWFkZXIYASABKAsyHS5ob3N0YWdlbnQudjEuV3JpdGVGaWxlSGVhZGVySAASDgoEZGF0YRgCIAEoDEgAQgYKBHBhcnQiTwoPV3JpdGVGaWxlSGVhZGVyEhIKCmNhcHN1bGVfaWQYASABKAkSDAoEcGF0aBgCIAEoCRIMCgR1c2VyGAMgASgJEgwKBG1vZGUYBCABKA0iUgoRV3JpdGVGaWxlUmVzcG9uc2USFQoNYnl0ZXNfd3JpdHRlbhgBIAEoBBImCgVlbnRyeRgCIAEoCzIXLmhvc3RhZ2VudC52MS5GaWxlRW50cnkinAEKCUZpbGVFbnRyeRIMCgRuYW1lGAEgASgJEgwKBHBhdGgYAiABKAkSDAoEdHlwZRgDIAEoCRIMCgRzaXplGAQgASgEEgwKBG1vZGUYBSABKA0SDQoFb3duZXIYBiABKAkSDQoFZ3JvdXAYByABKAkSEwoLbW9kaWZpZWRfYXQYCCABKAMSFgoOc3ltbGlua190YXJnZXQYCSABKAkiTwoOTGlzdERpclJlcXVlc3QSEgoKY2Fwc3VsZV9pZBgBIAEoCRIMCgRwYXRoGAIgASgJEg0KBWRlcHRoGAMgASgNEgwKBHVzZXIYBCABKAkiOwoPTGlzdERpclJlc3BvbnNlEigKB2VudHJpZXMYASADKAsyFy5ob3N0YWdlbnQudjEuRmlsZUVudHJ5IkAKDk1ha2VEaXJSZXF1ZXN0EhIKCmNhcHN1bGVfaWQYASABKAkSDAoEcGF0aBgCIAEoCRIMCgR1c2VyGAMgASgJIjkKD01ha2VEaXJSZXNwb25zZRImCgVlbnRyeRgBIAEoCzIXLmhvc3RhZ2VudC52MS5GaWxlRW50cnkiQwoRUmVtb3ZlUGF0aFJlcXVlc3QSEgoKY2Fwc3VsZV9pZBgBIAEoCRIMCgRwYXRoGAIgASgJEgwKBHVzZXIYAyABKAkiFAoSUmVtb3ZlUGF0aFJlc3BvbnNlIpIBCghUZW1wbGF0ZRIMCgRuYW1lGAEgASgJEgwKBGtpbmQYAiABKAkSEAoIcnVudGltZXMYAyADKAkSEgoKc2l6ZV9ieXRlcxgEIAEoBBISCgpjcmVhdGVkX2F0GAUgASgDEg4KBnBhcmVudBgGIAEoCRINCgV2Y3B1cxgHIAEoDRIRCgltZW1vcnlfbWIYCCABKA0iOQoVQ3JlYXRlU25hcHNob3RSZXF1ZXN0EhIKCmNhcHN1bGVfaWQYASABKAkSDAoEbmFtZRgCIAEoCSJCChZDcmVhdGVTbmFwc2hvdFJlc3BvbnNlEigKCHRlbXBsYXRlGAEgASgLMhYuaG9zdGFnZW50LnYxLlRlbXBsYXRlIiUKFURlbGV0ZVNuYXBzaG90UmVxdWVzdBIMCgRuYW1lGAEgASgJIhgKFkRlbGV0ZVNuYXBzaG90UmVzcG9uc2UiFgoUTGlzdFRlbXBsYXRlc1JlcXVlc3QiQgoVTGlzdFRlbXBsYXRlc1Jlc3BvbnNlEikKCXRlbXBsYXRlcxgBIAMoCzIWLmhvc3RhZ2VudC52MS5UZW1wbGF0ZSISChBUZXJtaW5hdGVSZXF1ZXN0IhMKEVRlcm1pbmF0ZVJlc3BvbnNlKtABCgxDYXBzdWxlU3RhdGUSHQoZQ0FQU1VMRV9TVEFURV9VTlNQRUNJRklFRBAAEhoKFkNBUFNVTEVfU1RBVEVfU1RBUlRJTkcQARIZChVDQVBTVUxFX1NUQVRFX1JVTk5JTkcQAhIYChRDQVBTVUxFX1NUQVRFX1BBVVNFRBADEhwKGENBUFNVTEVfU1RBVEVfSElCRVJOQVRFRBAEEhkKFUNBUFNVTEVfU1RBVEVfU1RPUFBFRBAFEhcKE0NBUFNVTEVfU1RBVEVfRVJST1IQBiplCg1UaW1lb3V0QWN0aW9uEh4KGlRJTUVPVVRfQUNUSU9OX1VOU1BFQ0lGSUVEEAASGgoWVElNRU9VVF9BQ1RJT05fREVTVFJPWRABEhgKFFRJTUVPVVRfQUNUSU9OX1BBVVNFEAIqWAoJUGF1c2VNb2RlEhoKFlBBVVNFX01PREVfVU5TUEVDSUZJRUQQABIVChFQQVVTRV9NT0RFX0ZSRUVaRRABEhgKFFBBVVNFX01PREVfSElCRVJOQVRFEAIygRMKEEhvc3RBZ2VudFNlcnZpY2USUgoLR2V0SG9zdEluZm8SIC5ob3N0YWdlbnQudjEuR2V0SG9zdEluZm9SZXF1ZXN0GiEuaG9zdGFnZW50LnYxLkdldEhvc3RJbmZvUmVzcG9uc2USWAoNQ3JlYXRlQ2Fwc3VsZRIiLmhvc3RhZ2VudC52MS5DcmVhdGVDYXBzdWxlUmVxdWVzdBojLmhvc3RhZ2VudC52MS5DcmVhdGVDYXBzdWxlUmVzcG9uc2USWwoORGVzdHJveUNhcHN1bGUSIy5ob3N0YWdlbnQudjEuRGVzdHJveUNhcHN1bGVSZXF1ZXN0GiQuaG9zdGFnZW50LnYxLkRlc3Ryb3lDYXBzdWxlUmVzcG9uc2USVQoMUGF1c2VDYXBzdWxlEiEuaG9zdGFnZW50LnYxLlBhdXNlQ2Fwc3VsZVJlcXVlc3QaIi5ob3N0YWdlbnQudjEuUGF1c2VDYXBzdWxlUmVzcG9uc2USWAoNUmVzdW1lQ2Fwc3VsZRIiLmhvc3RhZ2VudC52MS5SZXN1bWVDYXBzdWxlUmVxdWVzdBojLmhvc3RhZ2VudC52MS5SZXN1bWVDYXBzdWxlUmVzcG9uc2USTwoKR2V0Q2Fwc3VsZRIfLmhvc3RhZ2VudC52MS5HZXRDYXBzdWxlUmVxdWVzdBogLmhvc3RhZ2VudC52MS5HZXRDYXBzdWxlUmVzcG9uc2USVQoMTGlzdENhcHN1bGVzEiEuaG9zdGFnZW50LnYxLkxpc3RDYXBzdWxlc1JlcXVlc3QaIi5ob3N0YWdlbnQudjEuTGlzdENhcHN1bGVzUmVzcG9uc2USUgoLUGluZ0NhcHN1bGUSIC5ob3N0YWdlbnQudjEuUGluZ0NhcHN1bGVSZXF1ZXN0GiEuaG9zdGFnZW50LnYxLlBpbmdDYXBzdWxlUmVzcG9uc2USZAoRR2V0Q2Fwc3VsZU1ldHJpY3MSJi5ob3N0YWdlbnQudjEuR2V0Q2Fwc3VsZU1ldHJpY3NSZXF1ZXN0GicuaG9zdGFnZW50LnYxLkdldENhcHN1bGVNZXRyaWNzUmVzcG9uc2USPQoERXhlYxIZLmhvc3RhZ2VudC52MS5FeGVjUmVxdWVzdBoaLmhvc3RhZ2VudC52MS5FeGVjUmVzcG9uc2USSwoKRXhlY1N0cmVhbRIZLmhvc3RhZ2VudC52MS5FeGVjUmVxdWVzdBogLmhvc3RhZ2VudC52MS5FeGVjU3RyZWFtUmVzcG9uc2UwARJVCgxTdGFydFByb2Nlc3MSIS5ob3N0YWdlbnQudjEuU3RhcnRQcm9jZXNzUmVxdWVzdBoiLmhvc3RhZ2VudC52MS5TdGFydFByb2Nlc3NSZXNwb25zZRJYCg1MaXN0UHJvY2Vzc2VzEiIuaG9zdGFnZW50LnYxLkxpc3RQcm9jZXNzZXNSZXF1ZXN0GiMuaG9zdGFnZW50LnYxLkxpc3RQcm9jZXNzZXNSZXNwb25zZRJSCgtLaWxsUHJvY2VzcxIgLmhvc3RhZ2VudC52MS5LaWxsUHJvY2Vzc1JlcXVlc3QaIS5ob3N0YWdlbnQudjEuS2lsbFByb2Nlc3NSZXNwb25zZRJZCg5Db25uZWN0UHJvY2VzcxIjLmhvc3RhZ2VudC52MS5Db25uZWN0UHJvY2Vzc1JlcXVlc3QaIC5ob3N0YWdlbnQudjEuRXhlY1N0cmVhbVJlc3BvbnNlMAESYQoQU2VuZFByb2Nlc3NJbnB1dBIlLmhvc3RhZ2VudC52MS5TZW5kUHJvY2Vzc0lucHV0UmVxdWVzdBomLmhvc3RhZ2VudC52MS5TZW5kUHJvY2Vzc0lucHV0UmVzcG9uc2USRgoJUHR5QXR0YWNoEh4uaG9zdGFnZW50LnYxLlB0eUF0dGFjaFJlcXVlc3QaFy5ob3N0YWdlbnQudjEuUHR5T3V0cHV0MAESSQoIUHR5SW5wdXQSHS5ob3N0YWdlbnQudjEuUHR5SW5wdXRSZXF1ZXN0Gh4uaG9zdGFnZW50LnYxLlB0eUlucHV0UmVzcG9uc2USTAoJUHR5UmVzaXplEh4uaG9zdGFnZW50LnYxLlB0eVJlc2l6ZVJlcXVlc3QaHy5ob3N0YWdlbnQudjEuUHR5UmVzaXplUmVzcG9uc2USRgoHUHR5S2lsbBIcLmhvc3RhZ2VudC52MS5QdHlLaWxsUmVxdWVzdBodLmhvc3RhZ2VudC52MS5QdHlLaWxsUmVzcG9uc2USRAoIUmVhZEZpbGUSHS5ob3N0YWdlbnQudjEuUmVhZEZpbGVSZXF1ZXN0GhcuaG9zdGFnZW50LnYxLkZpbGVDaHVuazABEk4KCVdyaXRlRmlsZRIeLmhvc3RhZ2VudC52MS5Xcml0ZUZpbGVSZXF1ZXN0Gh8uaG9zdGFnZW50LnYxLldyaXRlRmlsZVJlc3BvbnNlKAESRgoHTGlzdERpchIcLmhvc3RhZ2VudC52MS5MaXN0RGlyUmVxdWVzdBodLmhvc3RhZ2VudC52MS5MaXN0RGlyUmVzcG9uc2USRgoHTWFrZURpchIcLmhvc3RhZ2VudC52MS5NYWtlRGlyUmVxdWVzdBodLmhvc3RhZ2VudC52MS5NYWtlRGlyUmVzcG9uc2USTwoKUmVtb3ZlUGF0aBIfLmhvc3RhZ2VudC52MS5SZW1vdmVQYXRoUmVxdWVzdBogLmhvc3RhZ2VudC52MS5SZW1vdmVQYXRoUmVzcG9uc2USWwoOQ3JlYXRlU25hcHNob3QSIy5ob3N0YWdlbnQudjEuQ3JlYXRlU25hcHNob3RSZXF1ZXN0GiQuaG9zdGFnZW50LnYxLkNyZWF0ZVNuYXBzaG90UmVzcG9uc2USWwoORGVsZXRlU25hcHNob3QSIy5ob3N0YWdlbnQudjEuRGVsZXRlU25hcHNob3RSZXF1ZXN0GiQuaG9zdGFnZW50LnYxLkRlbGV0ZVNuYXBzaG90UmVzcG9uc2USWAoNTGlzdFRlbXBsYXRlcxIiLmhvc3RhZ2VudC52MS5MaXN0VGVtcGxhdGVzUmVxdWVzdBojLmhvc3RhZ2VudC52MS5MaXN0VGVtcGxhdGVzUmVzcG9uc2USTAoJVGVybWluYXRlEh4uaG9zdGFnZW50LnYxLlRlcm1pbmF0ZVJlcXVlc3QaHy5ob3N0YWdlbnQudjEuVGVybWluYXRlUmVzcG9uc2ViBnByb3RvMw");
 
 /**
  * @generated from message hostagent.v1.GetHostInfoRequest
@@ -178,6 +178,11 @@ export type Capsule = Message<"hostagent.v1.Capsule"> & {
    * @generated from field: string envd_access_token = 16;
    */
   envdAccessToken: string;
+
+  /**
+   * @generated from field: hostagent.v1.CapsuleNetworkPolicy network = 17;
+   */
+  network?: CapsuleNetworkPolicy | undefined;
 };
 
 /**
@@ -264,6 +269,13 @@ export type CreateCapsuleRequest = Message<"hostagent.v1.CreateCapsuleRequest"> 
    * @generated from field: string default_workdir = 13;
    */
   defaultWorkdir: string;
+
+  /**
+   * Egress beyond the internet switch; unset: none.
+   *
+   * @generated from field: hostagent.v1.CapsuleNetworkPolicy network = 14;
+   */
+  network?: CapsuleNetworkPolicy | undefined;
 };
 
 /**
@@ -272,6 +284,29 @@ export type CreateCapsuleRequest = Message<"hostagent.v1.CreateCapsuleRequest"> 
  */
 export const CreateCapsuleRequestSchema: GenMessage<CreateCapsuleRequest> = /*@__PURE__*/
   messageDesc(file_hostagent_v1_hostagent, 3);
+
+/**
+ * What a capsule may reach besides the internet. Non-global destinations (private, link-local,
+ * CGNAT, the host's own addresses...) are closed unless the host opens them.
+ *
+ * @generated from message hostagent.v1.CapsuleNetworkPolicy
+ */
+export type CapsuleNetworkPolicy = Message<"hostagent.v1.CapsuleNetworkPolicy"> & {
+  /**
+   * IPv4 CIDRs (or addresses) the capsule may reach even with internet off. Entries inside closed
+   * ranges must lie in the host's WRENN_EGRESS_OPENABLE_CIDRS (else INVALID_ARGUMENT).
+   *
+   * @generated from field: repeated string allow_out = 1;
+   */
+  allowOut: string[];
+};
+
+/**
+ * Describes the message hostagent.v1.CapsuleNetworkPolicy.
+ * Use `create(CapsuleNetworkPolicySchema)` to create a new message.
+ */
+export const CapsuleNetworkPolicySchema: GenMessage<CapsuleNetworkPolicy> = /*@__PURE__*/
+  messageDesc(file_hostagent_v1_hostagent, 4);
 
 /**
  * @generated from message hostagent.v1.CreateCapsuleResponse
@@ -288,7 +323,7 @@ export type CreateCapsuleResponse = Message<"hostagent.v1.CreateCapsuleResponse"
  * Use `create(CreateCapsuleResponseSchema)` to create a new message.
  */
 export const CreateCapsuleResponseSchema: GenMessage<CreateCapsuleResponse> = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 4);
+  messageDesc(file_hostagent_v1_hostagent, 5);
 
 /**
  * @generated from message hostagent.v1.DestroyCapsuleRequest
@@ -305,7 +340,7 @@ export type DestroyCapsuleRequest = Message<"hostagent.v1.DestroyCapsuleRequest"
  * Use `create(DestroyCapsuleRequestSchema)` to create a new message.
  */
 export const DestroyCapsuleRequestSchema: GenMessage<DestroyCapsuleRequest> = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 5);
+  messageDesc(file_hostagent_v1_hostagent, 6);
 
 /**
  * @generated from message hostagent.v1.DestroyCapsuleResponse
@@ -318,7 +353,7 @@ export type DestroyCapsuleResponse = Message<"hostagent.v1.DestroyCapsuleRespons
  * Use `create(DestroyCapsuleResponseSchema)` to create a new message.
  */
 export const DestroyCapsuleResponseSchema: GenMessage<DestroyCapsuleResponse> = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 6);
+  messageDesc(file_hostagent_v1_hostagent, 7);
 
 /**
  * @generated from message hostagent.v1.PauseCapsuleRequest
@@ -340,7 +375,7 @@ export type PauseCapsuleRequest = Message<"hostagent.v1.PauseCapsuleRequest"> & 
  * Use `create(PauseCapsuleRequestSchema)` to create a new message.
  */
 export const PauseCapsuleRequestSchema: GenMessage<PauseCapsuleRequest> = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 7);
+  messageDesc(file_hostagent_v1_hostagent, 8);
 
 /**
  * @generated from message hostagent.v1.PauseCapsuleResponse
@@ -357,7 +392,7 @@ export type PauseCapsuleResponse = Message<"hostagent.v1.PauseCapsuleResponse"> 
  * Use `create(PauseCapsuleResponseSchema)` to create a new message.
  */
 export const PauseCapsuleResponseSchema: GenMessage<PauseCapsuleResponse> = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 8);
+  messageDesc(file_hostagent_v1_hostagent, 9);
 
 /**
  * @generated from message hostagent.v1.ResumeCapsuleRequest
@@ -381,7 +416,7 @@ export type ResumeCapsuleRequest = Message<"hostagent.v1.ResumeCapsuleRequest"> 
  * Use `create(ResumeCapsuleRequestSchema)` to create a new message.
  */
 export const ResumeCapsuleRequestSchema: GenMessage<ResumeCapsuleRequest> = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 9);
+  messageDesc(file_hostagent_v1_hostagent, 10);
 
 /**
  * @generated from message hostagent.v1.ResumeCapsuleResponse
@@ -398,7 +433,7 @@ export type ResumeCapsuleResponse = Message<"hostagent.v1.ResumeCapsuleResponse"
  * Use `create(ResumeCapsuleResponseSchema)` to create a new message.
  */
 export const ResumeCapsuleResponseSchema: GenMessage<ResumeCapsuleResponse> = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 10);
+  messageDesc(file_hostagent_v1_hostagent, 11);
 
 /**
  * @generated from message hostagent.v1.GetCapsuleRequest
@@ -415,7 +450,7 @@ export type GetCapsuleRequest = Message<"hostagent.v1.GetCapsuleRequest"> & {
  * Use `create(GetCapsuleRequestSchema)` to create a new message.
  */
 export const GetCapsuleRequestSchema: GenMessage<GetCapsuleRequest> = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 11);
+  messageDesc(file_hostagent_v1_hostagent, 12);
 
 /**
  * @generated from message hostagent.v1.GetCapsuleResponse
@@ -432,7 +467,7 @@ export type GetCapsuleResponse = Message<"hostagent.v1.GetCapsuleResponse"> & {
  * Use `create(GetCapsuleResponseSchema)` to create a new message.
  */
 export const GetCapsuleResponseSchema: GenMessage<GetCapsuleResponse> = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 12);
+  messageDesc(file_hostagent_v1_hostagent, 13);
 
 /**
  * @generated from message hostagent.v1.ListCapsulesRequest
@@ -445,7 +480,7 @@ export type ListCapsulesRequest = Message<"hostagent.v1.ListCapsulesRequest"> & 
  * Use `create(ListCapsulesRequestSchema)` to create a new message.
  */
 export const ListCapsulesRequestSchema: GenMessage<ListCapsulesRequest> = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 13);
+  messageDesc(file_hostagent_v1_hostagent, 14);
 
 /**
  * @generated from message hostagent.v1.ListCapsulesResponse
@@ -462,7 +497,7 @@ export type ListCapsulesResponse = Message<"hostagent.v1.ListCapsulesResponse"> 
  * Use `create(ListCapsulesResponseSchema)` to create a new message.
  */
 export const ListCapsulesResponseSchema: GenMessage<ListCapsulesResponse> = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 14);
+  messageDesc(file_hostagent_v1_hostagent, 15);
 
 /**
  * @generated from message hostagent.v1.PingCapsuleRequest
@@ -484,7 +519,7 @@ export type PingCapsuleRequest = Message<"hostagent.v1.PingCapsuleRequest"> & {
  * Use `create(PingCapsuleRequestSchema)` to create a new message.
  */
 export const PingCapsuleRequestSchema: GenMessage<PingCapsuleRequest> = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 15);
+  messageDesc(file_hostagent_v1_hostagent, 16);
 
 /**
  * @generated from message hostagent.v1.PingCapsuleResponse
@@ -501,7 +536,7 @@ export type PingCapsuleResponse = Message<"hostagent.v1.PingCapsuleResponse"> & 
  * Use `create(PingCapsuleResponseSchema)` to create a new message.
  */
 export const PingCapsuleResponseSchema: GenMessage<PingCapsuleResponse> = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 16);
+  messageDesc(file_hostagent_v1_hostagent, 17);
 
 /**
  * @generated from message hostagent.v1.GetCapsuleMetricsRequest
@@ -518,7 +553,7 @@ export type GetCapsuleMetricsRequest = Message<"hostagent.v1.GetCapsuleMetricsRe
  * Use `create(GetCapsuleMetricsRequestSchema)` to create a new message.
  */
 export const GetCapsuleMetricsRequestSchema: GenMessage<GetCapsuleMetricsRequest> = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 17);
+  messageDesc(file_hostagent_v1_hostagent, 18);
 
 /**
  * @generated from message hostagent.v1.GetCapsuleMetricsResponse
@@ -570,7 +605,7 @@ export type GetCapsuleMetricsResponse = Message<"hostagent.v1.GetCapsuleMetricsR
  * Use `create(GetCapsuleMetricsResponseSchema)` to create a new message.
  */
 export const GetCapsuleMetricsResponseSchema: GenMessage<GetCapsuleMetricsResponse> = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 18);
+  messageDesc(file_hostagent_v1_hostagent, 19);
 
 /**
  * @generated from message hostagent.v1.ExecRequest
@@ -627,7 +662,7 @@ export type ExecRequest = Message<"hostagent.v1.ExecRequest"> & {
  * Use `create(ExecRequestSchema)` to create a new message.
  */
 export const ExecRequestSchema: GenMessage<ExecRequest> = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 19);
+  messageDesc(file_hostagent_v1_hostagent, 20);
 
 /**
  * @generated from message hostagent.v1.ExecResponse
@@ -664,7 +699,7 @@ export type ExecResponse = Message<"hostagent.v1.ExecResponse"> & {
  * Use `create(ExecResponseSchema)` to create a new message.
  */
 export const ExecResponseSchema: GenMessage<ExecResponse> = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 20);
+  messageDesc(file_hostagent_v1_hostagent, 21);
 
 /**
  * @generated from message hostagent.v1.ExecStreamResponse
@@ -711,7 +746,7 @@ export type ExecStreamResponse = Message<"hostagent.v1.ExecStreamResponse"> & {
  * Use `create(ExecStreamResponseSchema)` to create a new message.
  */
 export const ExecStreamResponseSchema: GenMessage<ExecStreamResponse> = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 21);
+  messageDesc(file_hostagent_v1_hostagent, 22);
 
 /**
  * @generated from message hostagent.v1.ExitEvent
@@ -738,7 +773,7 @@ export type ExitEvent = Message<"hostagent.v1.ExitEvent"> & {
  * Use `create(ExitEventSchema)` to create a new message.
  */
 export const ExitEventSchema: GenMessage<ExitEvent> = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 22);
+  messageDesc(file_hostagent_v1_hostagent, 23);
 
 /**
  * @generated from message hostagent.v1.StartProcessRequest
@@ -755,7 +790,7 @@ export type StartProcessRequest = Message<"hostagent.v1.StartProcessRequest"> & 
  * Use `create(StartProcessRequestSchema)` to create a new message.
  */
 export const StartProcessRequestSchema: GenMessage<StartProcessRequest> = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 23);
+  messageDesc(file_hostagent_v1_hostagent, 24);
 
 /**
  * @generated from message hostagent.v1.StartProcessResponse
@@ -772,7 +807,7 @@ export type StartProcessResponse = Message<"hostagent.v1.StartProcessResponse"> 
  * Use `create(StartProcessResponseSchema)` to create a new message.
  */
 export const StartProcessResponseSchema: GenMessage<StartProcessResponse> = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 24);
+  messageDesc(file_hostagent_v1_hostagent, 25);
 
 /**
  * @generated from message hostagent.v1.ProcessInfo
@@ -809,7 +844,7 @@ export type ProcessInfo = Message<"hostagent.v1.ProcessInfo"> & {
  * Use `create(ProcessInfoSchema)` to create a new message.
  */
 export const ProcessInfoSchema: GenMessage<ProcessInfo> = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 25);
+  messageDesc(file_hostagent_v1_hostagent, 26);
 
 /**
  * @generated from message hostagent.v1.ListProcessesRequest
@@ -826,7 +861,7 @@ export type ListProcessesRequest = Message<"hostagent.v1.ListProcessesRequest"> 
  * Use `create(ListProcessesRequestSchema)` to create a new message.
  */
 export const ListProcessesRequestSchema: GenMessage<ListProcessesRequest> = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 26);
+  messageDesc(file_hostagent_v1_hostagent, 27);
 
 /**
  * @generated from message hostagent.v1.ListProcessesResponse
@@ -843,7 +878,7 @@ export type ListProcessesResponse = Message<"hostagent.v1.ListProcessesResponse"
  * Use `create(ListProcessesResponseSchema)` to create a new message.
  */
 export const ListProcessesResponseSchema: GenMessage<ListProcessesResponse> = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 27);
+  messageDesc(file_hostagent_v1_hostagent, 28);
 
 /**
  * @generated from message hostagent.v1.ProcessSelector
@@ -872,7 +907,7 @@ export type ProcessSelector = Message<"hostagent.v1.ProcessSelector"> & {
  * Use `create(ProcessSelectorSchema)` to create a new message.
  */
 export const ProcessSelectorSchema: GenMessage<ProcessSelector> = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 28);
+  messageDesc(file_hostagent_v1_hostagent, 29);
 
 /**
  * @generated from message hostagent.v1.KillProcessRequest
@@ -901,7 +936,7 @@ export type KillProcessRequest = Message<"hostagent.v1.KillProcessRequest"> & {
  * Use `create(KillProcessRequestSchema)` to create a new message.
  */
 export const KillProcessRequestSchema: GenMessage<KillProcessRequest> = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 29);
+  messageDesc(file_hostagent_v1_hostagent, 30);
 
 /**
  * @generated from message hostagent.v1.KillProcessResponse
@@ -914,7 +949,7 @@ export type KillProcessResponse = Message<"hostagent.v1.KillProcessResponse"> & 
  * Use `create(KillProcessResponseSchema)` to create a new message.
  */
 export const KillProcessResponseSchema: GenMessage<KillProcessResponse> = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 30);
+  messageDesc(file_hostagent_v1_hostagent, 31);
 
 /**
  * @generated from message hostagent.v1.ConnectProcessRequest
@@ -936,7 +971,7 @@ export type ConnectProcessRequest = Message<"hostagent.v1.ConnectProcessRequest"
  * Use `create(ConnectProcessRequestSchema)` to create a new message.
  */
 export const ConnectProcessRequestSchema: GenMessage<ConnectProcessRequest> = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 31);
+  messageDesc(file_hostagent_v1_hostagent, 32);
 
 /**
  * @generated from message hostagent.v1.SendProcessInputRequest
@@ -968,7 +1003,7 @@ export type SendProcessInputRequest = Message<"hostagent.v1.SendProcessInputRequ
  * Use `create(SendProcessInputRequestSchema)` to create a new message.
  */
 export const SendProcessInputRequestSchema: GenMessage<SendProcessInputRequest> = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 32);
+  messageDesc(file_hostagent_v1_hostagent, 33);
 
 /**
  * @generated from message hostagent.v1.SendProcessInputResponse
@@ -981,7 +1016,7 @@ export type SendProcessInputResponse = Message<"hostagent.v1.SendProcessInputRes
  * Use `create(SendProcessInputResponseSchema)` to create a new message.
  */
 export const SendProcessInputResponseSchema: GenMessage<SendProcessInputResponse> = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 33);
+  messageDesc(file_hostagent_v1_hostagent, 34);
 
 /**
  * @generated from message hostagent.v1.PtyAttachRequest
@@ -1042,7 +1077,7 @@ export type PtyAttachRequest = Message<"hostagent.v1.PtyAttachRequest"> & {
  * Use `create(PtyAttachRequestSchema)` to create a new message.
  */
 export const PtyAttachRequestSchema: GenMessage<PtyAttachRequest> = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 34);
+  messageDesc(file_hostagent_v1_hostagent, 35);
 
 /**
  * @generated from message hostagent.v1.PtyOutput
@@ -1077,7 +1112,7 @@ export type PtyOutput = Message<"hostagent.v1.PtyOutput"> & {
  * Use `create(PtyOutputSchema)` to create a new message.
  */
 export const PtyOutputSchema: GenMessage<PtyOutput> = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 35);
+  messageDesc(file_hostagent_v1_hostagent, 36);
 
 /**
  * @generated from message hostagent.v1.PtyInputRequest
@@ -1104,7 +1139,7 @@ export type PtyInputRequest = Message<"hostagent.v1.PtyInputRequest"> & {
  * Use `create(PtyInputRequestSchema)` to create a new message.
  */
 export const PtyInputRequestSchema: GenMessage<PtyInputRequest> = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 36);
+  messageDesc(file_hostagent_v1_hostagent, 37);
 
 /**
  * @generated from message hostagent.v1.PtyInputResponse
@@ -1117,7 +1152,7 @@ export type PtyInputResponse = Message<"hostagent.v1.PtyInputResponse"> & {
  * Use `create(PtyInputResponseSchema)` to create a new message.
  */
 export const PtyInputResponseSchema: GenMessage<PtyInputResponse> = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 37);
+  messageDesc(file_hostagent_v1_hostagent, 38);
 
 /**
  * @generated from message hostagent.v1.PtyResizeRequest
@@ -1149,7 +1184,7 @@ export type PtyResizeRequest = Message<"hostagent.v1.PtyResizeRequest"> & {
  * Use `create(PtyResizeRequestSchema)` to create a new message.
  */
 export const PtyResizeRequestSchema: GenMessage<PtyResizeRequest> = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 38);
+  messageDesc(file_hostagent_v1_hostagent, 39);
 
 /**
  * @generated from message hostagent.v1.PtyResizeResponse
@@ -1162,7 +1197,7 @@ export type PtyResizeResponse = Message<"hostagent.v1.PtyResizeResponse"> & {
  * Use `create(PtyResizeResponseSchema)` to create a new message.
  */
 export const PtyResizeResponseSchema: GenMessage<PtyResizeResponse> = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 39);
+  messageDesc(file_hostagent_v1_hostagent, 40);
 
 /**
  * @generated from message hostagent.v1.PtyKillRequest
@@ -1184,7 +1219,7 @@ export type PtyKillRequest = Message<"hostagent.v1.PtyKillRequest"> & {
  * Use `create(PtyKillRequestSchema)` to create a new message.
  */
 export const PtyKillRequestSchema: GenMessage<PtyKillRequest> = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 40);
+  messageDesc(file_hostagent_v1_hostagent, 41);
 
 /**
  * @generated from message hostagent.v1.PtyKillResponse
@@ -1197,7 +1232,7 @@ export type PtyKillResponse = Message<"hostagent.v1.PtyKillResponse"> & {
  * Use `create(PtyKillResponseSchema)` to create a new message.
  */
 export const PtyKillResponseSchema: GenMessage<PtyKillResponse> = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 41);
+  messageDesc(file_hostagent_v1_hostagent, 42);
 
 /**
  * @generated from message hostagent.v1.ReadFileRequest
@@ -1224,7 +1259,7 @@ export type ReadFileRequest = Message<"hostagent.v1.ReadFileRequest"> & {
  * Use `create(ReadFileRequestSchema)` to create a new message.
  */
 export const ReadFileRequestSchema: GenMessage<ReadFileRequest> = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 42);
+  messageDesc(file_hostagent_v1_hostagent, 43);
 
 /**
  * @generated from message hostagent.v1.FileChunk
@@ -1241,7 +1276,7 @@ export type FileChunk = Message<"hostagent.v1.FileChunk"> & {
  * Use `create(FileChunkSchema)` to create a new message.
  */
 export const FileChunkSchema: GenMessage<FileChunk> = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 43);
+  messageDesc(file_hostagent_v1_hostagent, 44);
 
 /**
  * @generated from message hostagent.v1.WriteFileRequest
@@ -1270,7 +1305,7 @@ export type WriteFileRequest = Message<"hostagent.v1.WriteFileRequest"> & {
  * Use `create(WriteFileRequestSchema)` to create a new message.
  */
 export const WriteFileRequestSchema: GenMessage<WriteFileRequest> = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 44);
+  messageDesc(file_hostagent_v1_hostagent, 45);
 
 /**
  * @generated from message hostagent.v1.WriteFileHeader
@@ -1302,7 +1337,7 @@ export type WriteFileHeader = Message<"hostagent.v1.WriteFileHeader"> & {
  * Use `create(WriteFileHeaderSchema)` to create a new message.
  */
 export const WriteFileHeaderSchema: GenMessage<WriteFileHeader> = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 45);
+  messageDesc(file_hostagent_v1_hostagent, 46);
 
 /**
  * @generated from message hostagent.v1.WriteFileResponse
@@ -1324,7 +1359,7 @@ export type WriteFileResponse = Message<"hostagent.v1.WriteFileResponse"> & {
  * Use `create(WriteFileResponseSchema)` to create a new message.
  */
 export const WriteFileResponseSchema: GenMessage<WriteFileResponse> = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 46);
+  messageDesc(file_hostagent_v1_hostagent, 47);
 
 /**
  * @generated from message hostagent.v1.FileEntry
@@ -1383,7 +1418,7 @@ export type FileEntry = Message<"hostagent.v1.FileEntry"> & {
  * Use `create(FileEntrySchema)` to create a new message.
  */
 export const FileEntrySchema: GenMessage<FileEntry> = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 47);
+  messageDesc(file_hostagent_v1_hostagent, 48);
 
 /**
  * @generated from message hostagent.v1.ListDirRequest
@@ -1415,7 +1450,7 @@ export type ListDirRequest = Message<"hostagent.v1.ListDirRequest"> & {
  * Use `create(ListDirRequestSchema)` to create a new message.
  */
 export const ListDirRequestSchema: GenMessage<ListDirRequest> = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 48);
+  messageDesc(file_hostagent_v1_hostagent, 49);
 
 /**
  * @generated from message hostagent.v1.ListDirResponse
@@ -1432,7 +1467,7 @@ export type ListDirResponse = Message<"hostagent.v1.ListDirResponse"> & {
  * Use `create(ListDirResponseSchema)` to create a new message.
  */
 export const ListDirResponseSchema: GenMessage<ListDirResponse> = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 49);
+  messageDesc(file_hostagent_v1_hostagent, 50);
 
 /**
  * @generated from message hostagent.v1.MakeDirRequest
@@ -1459,7 +1494,7 @@ export type MakeDirRequest = Message<"hostagent.v1.MakeDirRequest"> & {
  * Use `create(MakeDirRequestSchema)` to create a new message.
  */
 export const MakeDirRequestSchema: GenMessage<MakeDirRequest> = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 50);
+  messageDesc(file_hostagent_v1_hostagent, 51);
 
 /**
  * @generated from message hostagent.v1.MakeDirResponse
@@ -1476,7 +1511,7 @@ export type MakeDirResponse = Message<"hostagent.v1.MakeDirResponse"> & {
  * Use `create(MakeDirResponseSchema)` to create a new message.
  */
 export const MakeDirResponseSchema: GenMessage<MakeDirResponse> = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 51);
+  messageDesc(file_hostagent_v1_hostagent, 52);
 
 /**
  * @generated from message hostagent.v1.RemovePathRequest
@@ -1503,7 +1538,7 @@ export type RemovePathRequest = Message<"hostagent.v1.RemovePathRequest"> & {
  * Use `create(RemovePathRequestSchema)` to create a new message.
  */
 export const RemovePathRequestSchema: GenMessage<RemovePathRequest> = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 52);
+  messageDesc(file_hostagent_v1_hostagent, 53);
 
 /**
  * @generated from message hostagent.v1.RemovePathResponse
@@ -1516,7 +1551,7 @@ export type RemovePathResponse = Message<"hostagent.v1.RemovePathResponse"> & {
  * Use `create(RemovePathResponseSchema)` to create a new message.
  */
 export const RemovePathResponseSchema: GenMessage<RemovePathResponse> = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 53);
+  messageDesc(file_hostagent_v1_hostagent, 54);
 
 /**
  * @generated from message hostagent.v1.Template
@@ -1570,7 +1605,7 @@ export type Template = Message<"hostagent.v1.Template"> & {
  * Use `create(TemplateSchema)` to create a new message.
  */
 export const TemplateSchema: GenMessage<Template> = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 54);
+  messageDesc(file_hostagent_v1_hostagent, 55);
 
 /**
  * @generated from message hostagent.v1.CreateSnapshotRequest
@@ -1592,7 +1627,7 @@ export type CreateSnapshotRequest = Message<"hostagent.v1.CreateSnapshotRequest"
  * Use `create(CreateSnapshotRequestSchema)` to create a new message.
  */
 export const CreateSnapshotRequestSchema: GenMessage<CreateSnapshotRequest> = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 55);
+  messageDesc(file_hostagent_v1_hostagent, 56);
 
 /**
  * @generated from message hostagent.v1.CreateSnapshotResponse
@@ -1609,7 +1644,7 @@ export type CreateSnapshotResponse = Message<"hostagent.v1.CreateSnapshotRespons
  * Use `create(CreateSnapshotResponseSchema)` to create a new message.
  */
 export const CreateSnapshotResponseSchema: GenMessage<CreateSnapshotResponse> = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 56);
+  messageDesc(file_hostagent_v1_hostagent, 57);
 
 /**
  * @generated from message hostagent.v1.DeleteSnapshotRequest
@@ -1626,7 +1661,7 @@ export type DeleteSnapshotRequest = Message<"hostagent.v1.DeleteSnapshotRequest"
  * Use `create(DeleteSnapshotRequestSchema)` to create a new message.
  */
 export const DeleteSnapshotRequestSchema: GenMessage<DeleteSnapshotRequest> = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 57);
+  messageDesc(file_hostagent_v1_hostagent, 58);
 
 /**
  * @generated from message hostagent.v1.DeleteSnapshotResponse
@@ -1639,7 +1674,7 @@ export type DeleteSnapshotResponse = Message<"hostagent.v1.DeleteSnapshotRespons
  * Use `create(DeleteSnapshotResponseSchema)` to create a new message.
  */
 export const DeleteSnapshotResponseSchema: GenMessage<DeleteSnapshotResponse> = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 58);
+  messageDesc(file_hostagent_v1_hostagent, 59);
 
 /**
  * @generated from message hostagent.v1.ListTemplatesRequest
@@ -1652,7 +1687,7 @@ export type ListTemplatesRequest = Message<"hostagent.v1.ListTemplatesRequest"> 
  * Use `create(ListTemplatesRequestSchema)` to create a new message.
  */
 export const ListTemplatesRequestSchema: GenMessage<ListTemplatesRequest> = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 59);
+  messageDesc(file_hostagent_v1_hostagent, 60);
 
 /**
  * @generated from message hostagent.v1.ListTemplatesResponse
@@ -1669,7 +1704,7 @@ export type ListTemplatesResponse = Message<"hostagent.v1.ListTemplatesResponse"
  * Use `create(ListTemplatesResponseSchema)` to create a new message.
  */
 export const ListTemplatesResponseSchema: GenMessage<ListTemplatesResponse> = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 60);
+  messageDesc(file_hostagent_v1_hostagent, 61);
 
 /**
  * @generated from message hostagent.v1.TerminateRequest
@@ -1682,7 +1717,7 @@ export type TerminateRequest = Message<"hostagent.v1.TerminateRequest"> & {
  * Use `create(TerminateRequestSchema)` to create a new message.
  */
 export const TerminateRequestSchema: GenMessage<TerminateRequest> = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 61);
+  messageDesc(file_hostagent_v1_hostagent, 62);
 
 /**
  * @generated from message hostagent.v1.TerminateResponse
@@ -1695,7 +1730,7 @@ export type TerminateResponse = Message<"hostagent.v1.TerminateResponse"> & {
  * Use `create(TerminateResponseSchema)` to create a new message.
  */
 export const TerminateResponseSchema: GenMessage<TerminateResponse> = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 62);
+  messageDesc(file_hostagent_v1_hostagent, 63);
 
 /**
  * @generated from enum hostagent.v1.CapsuleState
