@@ -72,7 +72,11 @@ function size(c: Cidr): number {
 
 /** `inner` lies entirely inside `outer`. */
 export function cidrWithin(inner: Cidr, outer: Cidr): boolean {
-  return inner.prefixLen >= outer.prefixLen && inner.base >= outer.base && inner.base + size(inner) <= outer.base + size(outer);
+  return (
+    inner.prefixLen >= outer.prefixLen &&
+    inner.base >= outer.base &&
+    inner.base + size(inner) <= outer.base + size(outer)
+  );
 }
 
 const NON_GLOBAL = NON_GLOBAL_V4.map(parseCidr);
@@ -110,7 +114,11 @@ export function checkAllowOut(list: unknown, openable: readonly Cidr[], hostAllo
  * The entries of a (checked) allowOut list that get past the block: inside a closed range and an
  * openable one. Recomputed from the operator's current settings, so narrowing them closes again.
  */
-export function openedEntries(allowOut: readonly string[], openable: readonly Cidr[], hostAllowed: readonly Cidr[]): string[] {
+export function openedEntries(
+  allowOut: readonly string[],
+  openable: readonly Cidr[],
+  hostAllowed: readonly Cidr[],
+): string[] {
   return allowOut.filter((text) => {
     const c = parseCidr(text);
     return nonGlobalRangeOf(c) && !hostAllowed.some((h) => cidrWithin(c, h)) && openable.some((o) => cidrWithin(c, o));

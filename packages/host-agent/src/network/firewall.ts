@@ -313,7 +313,7 @@ export class Firewall {
 
   private async rewriteEgressLocked(): Promise<void> {
     const snapshot = this.desired();
-    const lines = snapshot.flatMap((r) => capsuleLines('-A', this.ch, r)).map((l) => l + '\n').join('');
+    const lines = snapshot.flatMap((r) => capsuleLines('-A', this.ch, r)).map((l) => `${l}\n`).join('');
     const text = `*filter\n:${this.ch.egress} - [0:0]\n:${this.ch.opened} - [0:0]\n${lines}COMMIT\n`;
     await restoreOk('iptables-restore', text, 'rewriting the capsule egress rules');
     this.installed = new Map(snapshot.map((r) => [r.ifname, r]));

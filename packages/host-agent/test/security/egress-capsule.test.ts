@@ -9,7 +9,16 @@ import { Code, ConnectError } from '@connectrpc/connect';
 import { TimeoutAction } from '@wrenn/protocol/gen/hostagent/v1/hostagent_pb';
 import { leftovers, newDataDir, startTestAgent, teardown, text, type TestAgent } from '../agent-helpers.js';
 import { killChildren } from '../network-helpers.js';
-import { LAN, HOST_EXTRA, LAN_POLICY, LAN_PORT, createLan, removeLan, startLanServers, lanLeftovers } from './egress-lan.js';
+import {
+  LAN,
+  HOST_EXTRA,
+  LAN_POLICY,
+  LAN_PORT,
+  createLan,
+  removeLan,
+  startLanServers,
+  lanLeftovers,
+} from './egress-lan.js';
 
 let dataDir = '';
 let t: TestAgent | undefined;
@@ -23,7 +32,9 @@ before(async () => {
   await createLan();
   await startLanServers();
   hostServer = createServer((c) => c.end('host service\n'));
-  hostPort = await new Promise<number>((resolve) => hostServer!.listen(0, '0.0.0.0', () => resolve((hostServer!.address() as { port: number }).port)));
+  hostPort = await new Promise<number>((resolve) =>
+    hostServer!.listen(0, '0.0.0.0', () => resolve((hostServer!.address() as { port: number }).port)),
+  );
   t = await startTestAgent(dataDir, LAN_POLICY);
 });
 
@@ -56,10 +67,17 @@ async function newCapsule(opts: { internet?: boolean; allowOut?: string[] } = {}
 
 /** `ip:port` -> what busybox nc got (the greeting, or its error) from inside the capsule. */
 async function connectFrom(id: string, targets: string[], user: 'root' | 'user'): Promise<Record<string, string>> {
-  const script = targets.map((tg) => `echo "${tg} $(timeout 5 nc -w 3 ${tg.replace(':', ' ')} </dev/null 2>&1 | head -1)"`).join('\n');
+  const script = targets
+    .map((tg) => `echo "${tg} $(timeout 5 nc -w 3 ${tg.replace(':', ' ')} </dev/null 2>&1 | head -1)"`)
+    .join('\n');
   const r = await agent().client.exec({ capsuleId: id, cmd: '/bin/sh', args: ['-c', script], user });
   assert.equal(r.exitCode, 0, text(r.stderr));
-  return Object.fromEntries(text(r.stdout).trim().split('\n').map((l) => [l.slice(0, l.indexOf(' ')), l.slice(l.indexOf(' ') + 1)]));
+  return Object.fromEntries(
+    text(r.stdout)
+      .trim()
+      .split('\n')
+      .map((l) => [l.slice(0, l.indexOf(' ')), l.slice(l.indexOf(' ') + 1)]),
+  );
 }
 
 const gatewayOf = (address: string) => address.replace(/\d+$/, (n) => String(Number(n) - 1));
@@ -85,10 +103,22 @@ test('root and the default user are refused at once by every closed destination;
     // The neighbour's envd: dropped (no answer at all), as before.
     assert.match(got[`${b.address}:49983`] ?? '', /timed out/i, 'capsule -> capsule');
   }
-  const rc = await agent().client.exec({ capsuleId: a.id, cmd: '/bin/sh', args: ['-c', 'cat /etc/resolv.conf; wget -q -O- http://169.254.169.254/WRENN_SANDBOX_ID'] });
-  assert.equal(text(rc.stdout), `nameserver ${LAN.dns}\n${a.id}`, 'resolv.conf names the server the firewall opens; metadata answers');
+  const rc = await agent().client.exec({
+    capsuleId: a.id,
+    cmd: '/bin/sh',
+    args: ['-c', 'cat /etc/resolv.conf; wget -q -O- http://169.254.169.254/WRENN_SANDBOX_ID'],
+  });
+  assert.equal(
+    text(rc.stdout),
+    `nameserver ${LAN.dns}\n${a.id}`,
+    'resolv.conf names the server the firewall opens; metadata answers',
+  );
   // The neighbour kept working throughout.
-  const nb = await agent().client.exec({ capsuleId: b.id, cmd: '/bin/sh', args: ['-c', `echo ok; nc -w 3 ${LAN.global} ${LAN_PORT} </dev/null`] });
+  const nb = await agent().client.exec({
+    capsuleId: b.id,
+    cmd: '/bin/sh',
+    args: ['-c', `echo ok; nc -w 3 ${LAN.global} ${LAN_PORT} </dev/null`],
+  });
   assert.equal(text(nb.stdout), `ok\n${HELLO}\n`);
 });
 
@@ -104,7 +134,8 @@ test('network.allowOut: opens an openable private address for that capsule only;
   for (const allowOut of [['192.168.1.0/24'], ['169.254.169.254/32'], ['not-a-cidr']]) {
     await assert.rejects(
       agent().client.createCapsule({ template: 'minimal', network: { allowOut } }),
-      (err: unknown) => err instanceof ConnectError && err.code === Code.InvalidArgument && /network\.allowOut/.test(err.message),
+      (err: unknown) =>
+        err instanceof ConnectError && err.code === Code.InvalidArgument && /network\.allowOut/.test(err.message),
       JSON.stringify(allowOut),
     );
   }

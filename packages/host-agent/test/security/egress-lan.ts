@@ -26,32 +26,37 @@ export const LAN_POLICY = { dnsServers: [LAN.dns], egressAllow: ['172.16.9.0/24'
 export const LAN_PORT = 18090;
 
 async function ipBatch(args: string[], lines: string[]): Promise<void> {
-  await execIp([...args, '-batch', '-'], lines.join('\n') + '\n');
+  await execIp([...args, '-batch', '-'], `${lines.join('\n')}\n`);
 }
 
 export async function createLan(): Promise<void> {
   const extra = [LAN.dns, LAN.linkLocal, LAN.cgnat, LAN.hostAllowed, LAN.global];
-  await ipBatch([], [
-    `netns add ${LAN.netns}`,
-    `link add ${LAN.hostIf} type veth peer name eth0 netns ${LAN.netns}`,
-    `addr add ${LAN.hostIp}/30 dev ${LAN.hostIf}`,
-    `link set ${LAN.hostIf} up`,
-    // Host routes to the LAN's extra addresses: gone with the veth.
-    ...extra.map((a) => `route add ${a}/32 via ${LAN.ip} dev ${LAN.hostIf}`),
-    `addr add ${HOST_EXTRA.ip}/32 dev ${LAN.hostIf}`,
-  ]);
-  await ipBatch(['-n', LAN.netns], [
-    'link set lo up',
-    `addr add ${LAN.ip}/30 dev eth0`,
-    ...extra.map((a) => `addr add ${a}/32 dev lo`),
-    'link set eth0 up',
-  ]);
+  await ipBatch(
+    [],
+    [
+      `netns add ${LAN.netns}`,
+      `link add ${LAN.hostIf} type veth peer name eth0 netns ${LAN.netns}`,
+      `addr add ${LAN.hostIp}/30 dev ${LAN.hostIf}`,
+      `link set ${LAN.hostIf} up`,
+      // Host routes to the LAN's extra addresses: gone with the veth.
+      ...extra.map((a) => `route add ${a}/32 via ${LAN.ip} dev ${LAN.hostIf}`),
+      `addr add ${HOST_EXTRA.ip}/32 dev ${LAN.hostIf}`,
+    ],
+  );
+  await ipBatch(
+    ['-n', LAN.netns],
+    [
+      'link set lo up',
+      `addr add ${LAN.ip}/30 dev eth0`,
+      ...extra.map((a) => `addr add ${a}/32 dev lo`),
+      'link set eth0 up',
+    ],
+  );
 }
 
 export async function removeLan(): Promise<void> {
   await ipBatch(['-force'], [`link del ${LAN.hostIf}`, `netns del ${LAN.netns}`]).catch(() => {});
 }
-
 
 /** Starts the LAN's servers (killed by killChildren()). */
 export async function startLanServers(): Promise<void> {

@@ -24,7 +24,16 @@ import {
   killChildren,
   execFileP,
 } from '../network-helpers.js';
-import { LAN, HOST_EXTRA, LAN_POLICY, LAN_PORT as PORT, createLan, removeLan, startLanServers, lanLeftovers } from './egress-lan.js';
+import {
+  LAN,
+  HOST_EXTRA,
+  LAN_POLICY,
+  LAN_PORT as PORT,
+  createLan,
+  removeLan,
+  startLanServers,
+  lanLeftovers,
+} from './egress-lan.js';
 
 const isRoot = process.getuid?.() === 0;
 const opts = { skip: isRoot ? false : 'needs root (namespaces, veth, iptables)' };
@@ -57,7 +66,9 @@ before(async () => {
   await startLanServers();
   // A service of the host on every address (so on the dummy one and the capsules' gateways too).
   hostServer = createServer((c) => c.end('host service\n'));
-  hostPort = await new Promise<number>((resolve) => hostServer!.listen(0, '0.0.0.0', () => resolve((hostServer!.address() as { port: number }).port)));
+  hostPort = await new Promise<number>((resolve) =>
+    hostServer!.listen(0, '0.0.0.0', () => resolve((hostServer!.address() as { port: number }).port)),
+  );
 });
 
 after(async () => {
@@ -79,70 +90,131 @@ test('the stand-ins answer the host directly (so a refusal below is the firewall
   assert.equal((await probeFromHost(HOST_EXTRA.ip, hostPort, 3000)).ok, true);
 });
 
-test('non-global destinations and the host itself are refused at once; internet, DNS and metadata work', opts, async (t) => {
-  const a = await m.create({ id: 'cl-eg-a', internet: true, metadata: { WRENN_TEMPLATE_ID: 'tpl-eg' } });
-  t.after(() => m.destroy('cl-eg-a'));
-  const refused = {
-    'private (10/8)': [LAN.ip, PORT],
-    'link-local other than metadata': [LAN.linkLocal, PORT],
-    'CGNAT (100.64/10)': [LAN.cgnat, PORT],
-    'the name server on a port other than 53': [LAN.dns, PORT],
-    "another address of the host": [HOST_EXTRA.ip, hostPort],
-    "the capsule's gateway": [a.hostIp, hostPort],
-    'the metadata address on another port': ['169.254.169.254', 81],
-  } as const;
-  const results = await Promise.all(Object.values(refused).map(([ip, port]) => probeFrom(a.netnsName, ip, port, 3000)));
-  Object.keys(refused).forEach((what, i) => {
-    // ECONNREFUSED is the reset the firewall sends; a timeout would mean a silent drop.
-    assert.deepEqual(results[i], { ok: false, error: 'ECONNREFUSED' }, what);
-  });
-  // UDP to a closed range: ICMP admin-prohibited, reported to the sender at once.
-  const udp = await udpProbeFrom(a.netnsName, LAN.ip, 53, 3000);
-  assert.equal(udp.ok, false);
-  assert.notEqual(udp.error, 'timeout', `UDP to a private address got no ICMP refusal: ${JSON.stringify(udp)}`);
+test(
+  'non-global destinations and the host itself are refused at once; internet, DNS and metadata work',
+  opts,
+  async (t) => {
+    const a = await m.create({ id: 'cl-eg-a', internet: true, metadata: { WRENN_TEMPLATE_ID: 'tpl-eg' } });
+    t.after(() => m.destroy('cl-eg-a'));
+    const refused = {
+      'private (10/8)': [LAN.ip, PORT],
+      'link-local other than metadata': [LAN.linkLocal, PORT],
+      'CGNAT (100.64/10)': [LAN.cgnat, PORT],
+      'the name server on a port other than 53': [LAN.dns, PORT],
+      'another address of the host': [HOST_EXTRA.ip, hostPort],
+      "the capsule's gateway": [a.hostIp, hostPort],
+      'the metadata address on another port': ['169.254.169.254', 81],
+    } as const;
+    const results = await Promise.all(
+      Object.values(refused).map(([ip, port]) => probeFrom(a.netnsName, ip, port, 3000)),
+    );
+    Object.keys(refused).forEach((what, i) => {
+      // ECONNREFUSED is the reset the firewall sends; a timeout would mean a silent drop.
+      assert.deepEqual(results[i], { ok: false, error: 'ECONNREFUSED' }, what);
+    });
+    // UDP to a closed range: ICMP admin-prohibited, reported to the sender at once.
+    const udp = await udpProbeFrom(a.netnsName, LAN.ip, 53, 3000);
+    assert.equal(udp.ok, false);
+    assert.notEqual(udp.error, 'timeout', `UDP to a private address got no ICMP refusal: ${JSON.stringify(udp)}`);
 
-  assert.deepEqual(await probeFrom(a.netnsName, LAN.global, PORT, 3000), { ok: true, data: `hello ${LAN.hostIp}` }, 'the internet, NATed');
-  assert.deepEqual(await probeFrom(a.netnsName, LAN.hostAllowed, PORT, 3000), { ok: true, data: `hello ${LAN.hostIp}` }, 'a range the host opened');
-  assert.deepEqual(await probeFrom(a.netnsName, LAN.dns, 53, 3000), { ok: true, data: `hello ${LAN.hostIp}` }, 'DNS over TCP');
-  assert.deepEqual(await udpProbeFrom(a.netnsName, LAN.dns, 53, 3000), { ok: true, data: `echo ${LAN.hostIp}` }, 'DNS over UDP');
-  assert.deepEqual(await httpGetFrom(a.netnsName, 'http://169.254.169.254/WRENN_TEMPLATE_ID'), { status: 200, body: 'tpl-eg' });
-});
+    assert.deepEqual(
+      await probeFrom(a.netnsName, LAN.global, PORT, 3000),
+      { ok: true, data: `hello ${LAN.hostIp}` },
+      'the internet, NATed',
+    );
+    assert.deepEqual(
+      await probeFrom(a.netnsName, LAN.hostAllowed, PORT, 3000),
+      { ok: true, data: `hello ${LAN.hostIp}` },
+      'a range the host opened',
+    );
+    assert.deepEqual(
+      await probeFrom(a.netnsName, LAN.dns, 53, 3000),
+      { ok: true, data: `hello ${LAN.hostIp}` },
+      'DNS over TCP',
+    );
+    assert.deepEqual(
+      await udpProbeFrom(a.netnsName, LAN.dns, 53, 3000),
+      { ok: true, data: `echo ${LAN.hostIp}` },
+      'DNS over UDP',
+    );
+    assert.deepEqual(await httpGetFrom(a.netnsName, 'http://169.254.169.254/WRENN_TEMPLATE_ID'), {
+      status: 200,
+      body: 'tpl-eg',
+    });
+  },
+);
 
 test('with internet off, nothing goes out, opened ranges included', opts, async (t) => {
   const b = await m.create({ id: 'cl-eg-off', internet: false });
   t.after(() => m.destroy('cl-eg-off'));
-  for (const [ip, port] of [[LAN.global, PORT], [LAN.hostAllowed, PORT], [LAN.dns, 53]] as const) {
+  for (const [ip, port] of [
+    [LAN.global, PORT],
+    [LAN.hostAllowed, PORT],
+    [LAN.dns, 53],
+  ] as const) {
     assert.equal((await probeFrom(b.netnsName, ip, port, 1000)).ok, false, `${ip}:${port}`);
   }
   assert.deepEqual(await probeFrom(b.netnsName, LAN.ip, PORT, 3000), { ok: false, error: 'ECONNREFUSED' });
 });
 
-test('allowOut opens what the operator lets a capsule open, for that capsule only, and survives a restart', opts, async (t) => {
-  const neighbour = await m.create({ id: 'cl-eg-n', internet: true });
-  t.after(() => m.destroy('cl-eg-n'));
-  await m.prepareNetworks(1); // the claimed warm network gets the allowOut rules too
-  const c = await m.create({ id: 'cl-eg-allow', internet: false, allowOut: ['10.224.9.2', '11.224.9.0/24'] });
-  t.after(() => m.destroy('cl-eg-allow'));
-  t.after(() => m.setWarmPool(0));
-  assert.deepEqual(c.allowOut, ['10.224.9.2/32', '11.224.9.0/24']);
+test(
+  'allowOut opens what the operator lets a capsule open, for that capsule only, and survives a restart',
+  opts,
+  async (t) => {
+    const neighbour = await m.create({ id: 'cl-eg-n', internet: true });
+    t.after(() => m.destroy('cl-eg-n'));
+    await m.prepareNetworks(1); // the claimed warm network gets the allowOut rules too
+    const c = await m.create({ id: 'cl-eg-allow', internet: false, allowOut: ['10.224.9.2', '11.224.9.0/24'] });
+    t.after(() => m.destroy('cl-eg-allow'));
+    t.after(() => m.setWarmPool(0));
+    assert.deepEqual(c.allowOut, ['10.224.9.2/32', '11.224.9.0/24']);
 
-  const check = async (mgr: NetworkManager) => {
-    assert.deepEqual(await probeFrom(c.netnsName, LAN.ip, PORT, 3000), { ok: true, data: `hello ${LAN.hostIp}` }, 'opened private address');
-    assert.deepEqual(await probeFrom(c.netnsName, LAN.global, PORT, 3000), { ok: true, data: `hello ${LAN.hostIp}` }, 'allowed global range, internet off');
-    assert.equal((await probeFrom(c.netnsName, LAN.hostAllowed, PORT, 1000)).ok, false, 'internet off still closes the rest');
-    assert.deepEqual(await probeFrom(c.netnsName, LAN.cgnat, PORT, 3000), { ok: false, error: 'ECONNREFUSED' }, 'not in its allowOut');
-    assert.deepEqual(await probeFrom(neighbour.netnsName, LAN.ip, PORT, 3000), { ok: false, error: 'ECONNREFUSED' }, 'the neighbour stays closed');
-    assert.equal((await probeFrom(c.netnsName, neighbour.capsuleIp, PORT, 1000)).ok, false, 'capsule -> capsule stays blocked');
-    assert.equal((await mgr.get('cl-eg-allow'))?.allowOut.length, 2);
-  };
-  await serverInNetns(neighbour.netnsName, PORT);
-  await check(m);
-  // A restarted agent rebuilds every chain from the slot files.
-  const restarted = newManager(m.metadataPort);
-  await restarted.cleanupStale(['cl-eg-n', 'cl-eg-allow']);
-  await check(restarted);
-  assert.equal((await probeFrom(neighbour.netnsName, LAN.global, PORT, 3000)).ok, true, 'the neighbour keeps its internet');
-});
+    const check = async (mgr: NetworkManager) => {
+      assert.deepEqual(
+        await probeFrom(c.netnsName, LAN.ip, PORT, 3000),
+        { ok: true, data: `hello ${LAN.hostIp}` },
+        'opened private address',
+      );
+      assert.deepEqual(
+        await probeFrom(c.netnsName, LAN.global, PORT, 3000),
+        { ok: true, data: `hello ${LAN.hostIp}` },
+        'allowed global range, internet off',
+      );
+      assert.equal(
+        (await probeFrom(c.netnsName, LAN.hostAllowed, PORT, 1000)).ok,
+        false,
+        'internet off still closes the rest',
+      );
+      assert.deepEqual(
+        await probeFrom(c.netnsName, LAN.cgnat, PORT, 3000),
+        { ok: false, error: 'ECONNREFUSED' },
+        'not in its allowOut',
+      );
+      assert.deepEqual(
+        await probeFrom(neighbour.netnsName, LAN.ip, PORT, 3000),
+        { ok: false, error: 'ECONNREFUSED' },
+        'the neighbour stays closed',
+      );
+      assert.equal(
+        (await probeFrom(c.netnsName, neighbour.capsuleIp, PORT, 1000)).ok,
+        false,
+        'capsule -> capsule stays blocked',
+      );
+      assert.equal((await mgr.get('cl-eg-allow'))?.allowOut.length, 2);
+    };
+    await serverInNetns(neighbour.netnsName, PORT);
+    await check(m);
+    // A restarted agent rebuilds every chain from the slot files.
+    const restarted = newManager(m.metadataPort);
+    await restarted.cleanupStale(['cl-eg-n', 'cl-eg-allow']);
+    await check(restarted);
+    assert.equal(
+      (await probeFrom(neighbour.netnsName, LAN.global, PORT, 3000)).ok,
+      true,
+      'the neighbour keeps its internet',
+    );
+  },
+);
 
 test('allowOut: 0.0.0.0/0 opens only global destinations; bad or closed entries are refused', opts, async (t) => {
   const d = await m.create({ id: 'cl-eg-all', internet: false, allowOut: ['0.0.0.0/0'] });
@@ -162,7 +234,11 @@ test('allowOut: 0.0.0.0/0 opens only global destinations; bad or closed entries 
     [Array.from({ length: 17 }, (_, i) => `11.0.${i}.0/24`), /at most 16/],
   ];
   for (const [allowOut, re] of bad) {
-    await assert.rejects(m.create({ id: 'cl-eg-bad', internet: true, allowOut: allowOut as string[] }), re, JSON.stringify(allowOut));
+    await assert.rejects(
+      m.create({ id: 'cl-eg-bad', internet: true, allowOut: allowOut as string[] }),
+      re,
+      JSON.stringify(allowOut),
+    );
   }
   assert.equal(await m.get('cl-eg-bad'), undefined, 'a refused create leaves no network');
 });
@@ -170,7 +246,9 @@ test('allowOut: 0.0.0.0/0 opens only global destinations; bad or closed entries 
 test('the closed ranges are a fixed set of shared rules: more capsules add no rule there', opts, async (t) => {
   const count = async () => {
     const { stdout } = await execFileP('iptables-save', ['-t', 'filter']);
-    return stdout.split('\n').filter((l) => new RegExp(`^-A ${TEST_NAMES.chainPrefix}-(OUT|CLOSED|REFUSE|IN|FWD) `).test(l)).length;
+    return stdout
+      .split('\n')
+      .filter((l) => new RegExp(`^-A ${TEST_NAMES.chainPrefix}-(OUT|CLOSED|REFUSE|IN|FWD) `).test(l)).length;
   };
   const one = await m.create({ id: 'cl-eg-c1', internet: true });
   t.after(() => m.destroy('cl-eg-c1'));
