@@ -32,13 +32,17 @@
 #include "seccomp-policy.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <linux/audit.h>
 #include <linux/seccomp.h>
 #include <sched.h>
 #include <seccomp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -286,10 +290,61 @@ int seccomp_policy_build(unsigned allow, struct sock_fprog *prog) {
   return 0;
 }
 
+/* The compiled program is cached next to the wrenn-nsinit binary (<exe>.seccomp-<allow>.bpf):
+ * libseccomp takes about 2 ms per build, reading the cache some microseconds. The cache is only
+ * trusted when root owns it, nobody else may write it, and it is newer than the binary (a rebuild
+ * of wrenn-nsinit, after any policy change, makes it stale). */
+static int cache_path(unsigned allow, char *out, size_t n, struct stat *exe) {
+  char bin[PATH_MAX];
+  ssize_t len = readlink("/proc/self/exe", bin, sizeof bin - 1);
+  if (len <= 0) return -1;
+  bin[len] = 0;
+  if (stat(bin, exe) < 0) return -1;
+  return snprintf(out, n, "%s.seccomp-%u.bpf", bin, allow) < (int)n ? 0 : -1;
+}
+
+static int newer_than(const struct stat *a, const struct stat *b) {
+  return a->st_mtim.tv_sec > b->st_mtim.tv_sec ||
+         (a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec >= b->st_mtim.tv_nsec);
+}
+
+static int read_cache(const char *path, const struct stat *exe, struct sock_fprog *prog) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) return -1;
+  struct stat st;
+  size_t n = 0;
+  struct sock_filter *code = NULL;
+  if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == 0 && !(st.st_mode & 022) &&
+      newer_than(&st, exe) && st.st_size > 0 && st.st_size <= BPF_MAXINSNS * (off_t)sizeof *code)
+    code = read_program(fd, &n);
+  close(fd);
+  if (!code) return -1;
+  prog->len = (unsigned short)n;
+  prog->filter = code;
+  return 0;
+}
+
+static void write_cache(const char *path, const struct sock_fprog *prog) {
+  char tmp[PATH_MAX + 32];
+  snprintf(tmp, sizeof tmp, "%s.%d.tmp", path, (int)getpid());
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd < 0) return; /* a read-only install: build every time */
+  size_t size = prog->len * sizeof *prog->filter;
+  int ok = write(fd, prog->filter, size) == (ssize_t)size;
+  if (close(fd) < 0) ok = 0;
+  if (!ok || rename(tmp, path) < 0) unlink(tmp); /* rename: readers never see half a file */
+}
+
 int seccomp_policy_prepare(const char *allow_list, struct sock_fprog *prog) {
   unsigned allow;
   if (seccomp_policy_parse(allow_list, &allow) < 0) return -1;
-  return seccomp_policy_build(allow, prog);
+  char path[PATH_MAX + 32];
+  struct stat exe;
+  int cacheable = geteuid() == 0 && cache_path(allow, path, sizeof path, &exe) == 0;
+  if (cacheable && read_cache(path, &exe, prog) == 0) return 0;
+  if (seccomp_policy_build(allow, prog) < 0) return -1;
+  if (cacheable) write_cache(path, prog);
+  return 0;
 }
 
 int seccomp_policy_install(const struct sock_fprog *prog) {

@@ -25,7 +25,8 @@ int seccomp_policy_build(unsigned allow, struct sock_fprog *prog);
  * must hold CAP_SYS_ADMIN in its user namespace, i.e. be root in the capsule's user namespace. */
 int seccomp_policy_install(const struct sock_fprog *prog);
 
-/* seccomp_policy_parse + seccomp_policy_build: what wrenn-nsinit calls with --seccomp-allow. */
+/* seccomp_policy_parse + seccomp_policy_build, with the program cached next to the running binary
+ * (<exe>.seccomp-<allow>.bpf): what wrenn-nsinit calls, on the host, with --seccomp-allow. */
 int seccomp_policy_prepare(const char *allow_list, struct sock_fprog *prog);
 
 #endif
