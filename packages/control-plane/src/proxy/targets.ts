@@ -2,6 +2,7 @@
 // process's machine (wrenn up), else that agent's /proxy endpoint. Cached per capsule, evicted when
 // the capsule goes away or changes state.
 import type { ControlPlaneContext } from '../context.js';
+import { isCapsuleId } from '../ids.js';
 
 export interface ResolvedTarget {
   host: string;
@@ -52,6 +53,8 @@ export class ProxyTargets {
   async lookup(capsuleId: string, port: number): Promise<ResolvedTarget | Failure> {
     const bad = badPort(port);
     if (bad) return bad;
+    // Header routing takes any string as the id: what cannot be one costs no database lookup.
+    if (!isCapsuleId(capsuleId)) return notFound(capsuleId);
     let e = this.cache.get(capsuleId);
     if (!e || Date.now() - e.at > TTL_MS) {
       const row = await this.ctx.database.db
@@ -62,7 +65,7 @@ export class ProxyTargets {
         .executeTakeFirst();
       if (!row || row.state === 'stopped') {
         this.cache.delete(capsuleId);
-        return { status: 404, code: 'not_found', message: `capsule ${capsuleId} not found (it may have been destroyed or timed out)` };
+        return notFound(capsuleId);
       }
       e = { state: row.state, hostId: row.hostId ?? '', agentUrl: row.agentUrl, at: Date.now() };
       if (this.ctx.localHostIds.has(e.hostId)) {
@@ -76,6 +79,12 @@ export class ProxyTargets {
   }
 }
 
+const notFound = (capsuleId: string): Failure => ({
+  status: 404,
+  code: 'not_found',
+  message: `capsule ${capsuleId.slice(0, 80)} not found (it may have been destroyed or timed out)`,
+});
+
 function badPort(port: number): Failure | undefined {
   if (!Number.isInteger(port) || port < 1 || port > 65535) {
     return { status: 400, code: 'invalid_argument', message: `port ${port} is out of range (1-65535)` };
@@ -85,12 +94,20 @@ function badPort(port: number): Failure | undefined {
 
 function answer(capsuleId: string, port: number, e: Entry): ResolvedTarget | Failure {
   if (e.state === 'paused' || e.state === 'hibernated') {
-    return { status: 409, code: 'capsule_paused', message: `capsule ${capsuleId} is ${e.state}; resume it to reach port ${port}` };
+    return {
+      status: 409,
+      code: 'capsule_paused',
+      message: `capsule ${capsuleId} is ${e.state}; resume it to reach port ${port}`,
+    };
   }
   if (e.state !== 'running') {
     return { status: 409, code: 'capsule_not_running', message: `capsule ${capsuleId} is ${e.state}` };
   }
   if (e.capsuleAddress) return { host: e.capsuleAddress, port, pathPrefix: '' };
   const u = new URL(e.agentUrl);
-  return { host: u.hostname.replace(/^\[|\]$/g, ''), port: Number(u.port || 80), pathPrefix: `/proxy/${capsuleId}/${port}` };
+  return {
+    host: u.hostname.replace(/^\[|\]$/g, ''),
+    port: Number(u.port || 80),
+    pathPrefix: `/proxy/${capsuleId}/${port}`,
+  };
 }

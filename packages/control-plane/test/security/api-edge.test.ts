@@ -309,6 +309,12 @@ describe('API edge: authentication before the body, timeouts, limits', () => {
     await nat('DELETE', `/v1/templates/${'x'.repeat(3000)}`, undefined, 414, /longer than 100 characters/);
     await e2b('DELETE', `/templates/${'x'.repeat(3000)}`, undefined, 414, /longer than 100 characters/);
     await e2b('POST', `/sandboxes/${'x'.repeat(300)}/pause`, {}, 414, /longer than 100 characters/);
+    // Sandbox traffic by header takes any string as the id: one that cannot be an id is a plain 404.
+    const notAnId = await fetch(`${cp.url}/`, {
+      headers: { 'e2b-sandbox-id': `../${'x'.repeat(4000)}`, 'e2b-sandbox-port': '49983' },
+    });
+    assert.equal(notAnId.status, 404);
+    assert.match(((await notAnId.json()) as { error: { message: string } }).error.message, /not found/);
     const badUrl = await fetch(`${cp.url}/sandboxes/%zz`, { headers: { 'x-api-key': key } });
     assert.equal(badUrl.status, 400);
     assert.deepEqual(Object.keys((await badUrl.json()) as object).sort(), ['code', 'message']);
