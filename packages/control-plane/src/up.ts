@@ -25,6 +25,8 @@ export interface UpOptions {
   cgroupParent?: string;
   /** Template cache (default <dataDir>/images); tests share one so `base` is built once. */
   imagesDir?: string;
+  /** Each namespace capsule's disk in MiB (default WRENN_CAPSULE_DISK_MB, else 10240). */
+  capsuleDiskMb?: number;
   /** Build `minimal` before reporting ready (default true). */
   warmMinimal?: boolean;
   logLevel?: string;
@@ -49,6 +51,7 @@ export async function startUp(o: UpOptions): Promise<RunningUp> {
     network: { warmPool: agentNetWarmPool(), ...(o.network ?? {}) },
     ...(o.imagesDir ? { imagesDir: o.imagesDir } : {}),
     ...(o.cgroupParent ? { cgroupParent: o.cgroupParent } : {}),
+    ...(o.capsuleDiskMb !== undefined ? { diskMb: o.capsuleDiskMb } : {}),
   });
   const agent = await startAgent({
     ...layers,

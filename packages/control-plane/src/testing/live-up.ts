@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { NetworkOptions } from '@wrenn/host-agent/network/index';
 import { removeCgroupParentIfEmpty } from '@wrenn/host-agent/runtimes/namespace/index';
-import { type RunningUp, startUp } from '../up.js';
+import { type RunningUp, startUp, type UpOptions } from '../up.js';
 
 export interface Live {
   up: RunningUp;
@@ -23,8 +23,8 @@ const SHARED_IMAGES = process.env.WRENN_TEST_IMAGES ?? '/var/cache/wrenn-test-im
  * Network settings that collide neither with a real Wrenn on this machine nor with other suites
  * running at the same time: each slot (0..15) gets its own address pool, interface/netns/chain
  * names and metadata port. Slots in use: e2b 0-1, reconciler 2-3, native API 4-5, SDK 6 (both of
- * its files), CLI 7, e2b base 9, host cluster 10-13, dashboard 14, native test page and template
- * builds 15.
+ * its files), CLI 7, up-cleanup and the control plane's security suite 8 (test files run one at a
+ * time), e2b base 9, host cluster 10-13, dashboard 14, native test page and template builds 15.
  */
 export function slotNetwork(slot: number): Partial<NetworkOptions> {
   if (!Number.isInteger(slot) || slot < 0 || slot > 15) throw new Error(`network slot ${slot} must be 0..15`);
@@ -49,7 +49,8 @@ export function removeCgroupParent(slot: number): void {
   removeCgroupParentIfEmpty(undefined, agentCgroupParent(slot));
 }
 
-export async function startLive(slot: number, label: string): Promise<Live> {
+/** `extra`: further startUp options (e.g. a small capsuleDiskMb for disk-filling probes). */
+export async function startLive(slot: number, label: string, extra: Pick<UpOptions, 'capsuleDiskMb'> = {}): Promise<Live> {
   const dataDir = mkdtempSync(join(tmpdir(), `wrenn-${label}-live-`));
   let up: RunningUp;
   try {
@@ -60,6 +61,7 @@ export async function startLive(slot: number, label: string): Promise<Live> {
       network: slotNetwork(slot),
       cgroupParent: agentCgroupParent(slot),
       imagesDir: SHARED_IMAGES,
+      ...extra,
       logLevel: process.env.WRENN_TEST_LOG ?? 'silent',
     });
   } catch (err) {
