@@ -47,11 +47,22 @@ export interface Team {
   capsule: { id: string; envdToken: string; address: string };
 }
 
+/** What hostile-probe `neighbour` saw: an inotify instance, a new pipe's size, 64 open files, a fork. */
+export interface KernelCheck {
+  inotify: boolean;
+  inotify_errno: number;
+  pipe_size: number;
+  files: number;
+  files_errno: number;
+  fork: boolean;
+  fork_errno: number;
+}
+
 export interface NeighbourHealth {
   execMs: number;
   fileMs: number;
-  /** What hostile-probe `neighbour` saw: an inotify instance, a pipe's size, 64 files, a fork. */
-  kernel: { inotify: boolean; inotify_errno: number; pipe_size: number; files: number; files_errno: number; fork: boolean; fork_errno: number };
+  /** The kernel check as the default user and as root (per-user kernel state differs). */
+  kernel: Record<Who, KernelCheck>;
 }
 
 const probeSource = fileURLToPath(new URL('../../../test/security/hostile-probe.c', import.meta.url));
@@ -72,6 +83,7 @@ export class TwoTeams {
     readonly probePath: string,
     a: Team,
     b: Team,
+    private readonly memoryMb?: number,
   ) {
     this.a = a;
     this.b = b;
@@ -93,31 +105,39 @@ export class TwoTeams {
         const team = await createTeam(db, { name: `security-${name}` });
         const { key } = await createApiKey(db, { teamId: team.id, name: `security-${name} key` });
         const secret = `secret-${name}-${randomBytes(12).toString('hex')}`;
-        const r = await api(live!.url, key, 'POST', '/v1/capsules', {
-          template: 'minimal',
-          timeout_sec: 3600,
-          env: { TEAM_SECRET: secret },
-          metadata: { secret },
-          ...(o.memoryMb ? { memory_mb: o.memoryMb } : {}),
-        });
-        assert.equal(r.status, 201, `team ${name}: create capsule: ${r.text}`);
-        const id = String(r.body.id);
-        const address = live!.up.agent.manager.get(id).address;
-        return { name, teamId: team.id, key, secret, capsule: { id, envdToken: String(r.body.envd_access_token), address } };
+        return { name, teamId: team.id, key, secret, capsule: { id: '', envdToken: '', address: '' } };
       };
       const a = await makeTeam('a');
       const b = await makeTeam('b');
-      const t = new TwoTeams(live, workDir, probePath, a, b);
-      for (const team of [a, b]) {
-        await t.putFile(team, PROBE, readFileSync(probePath), 'root');
-        await t.mustRun(team, 'root', `chmod 755 ${PROBE} && echo ${team.secret} > /root/secret && echo ${team.secret} > /home/user/secret`);
-      }
+      const t = new TwoTeams(live, workDir, probePath, a, b, o.memoryMb);
+      await t.replaceCapsule(a);
+      await t.replaceCapsule(b);
       return t;
     } catch (err) {
       await live?.close().catch(() => undefined);
       rmSync(workDir, { recursive: true, force: true });
       throw err;
     }
+  }
+
+  /**
+   * Gives `team` a new `minimal` capsule (the old one, if any, is destroyed) with the team's
+   * secret in its env, metadata and files, and the probe at PROBE.
+   */
+  async replaceCapsule(team: Team): Promise<void> {
+    if (team.capsule.id) await this.call(team, 'DELETE', `/v1/capsules/${team.capsule.id}`);
+    const r = await this.call(team, 'POST', '/v1/capsules', {
+      template: 'minimal',
+      timeout_sec: 3600,
+      env: { TEAM_SECRET: team.secret },
+      metadata: { secret: team.secret },
+      ...(this.memoryMb ? { memory_mb: this.memoryMb } : {}),
+    });
+    assert.equal(r.status, 201, `team ${team.name}: create capsule: ${r.text}`);
+    const id = String(r.body.id);
+    team.capsule = { id, envdToken: String(r.body.envd_access_token), address: this.live.up.agent.manager.get(id).address };
+    await this.putFile(team, PROBE, readFileSync(this.probePath), 'root');
+    await this.mustRun(team, 'root', `chmod 755 ${PROBE} && echo ${team.secret} > /root/secret && echo ${team.secret} > /home/user/secret`);
   }
 
   /** A call to the control plane's API with `team`'s key (or none). */
@@ -181,7 +201,7 @@ export class TwoTeams {
 
   /**
    * Is `team`'s capsule healthy? exec `true`, a 4 KiB file up and down again, and the probe's
-   * `neighbour` check (as the default user). Throws with what failed.
+   * `neighbour` check (as the default user and as root). Throws with what failed.
    */
   async neighbourHealth(team: Team): Promise<NeighbourHealth> {
     const execMs = await this.execTrueMs(team);
@@ -193,7 +213,10 @@ export class TwoTeams {
     const fileMs = performance.now() - t0;
     assert.ok(back.equals(data), `file round trip in team ${team.name}'s capsule returned other bytes`);
     await this.mustRun(team, 'user', `rm -f ${path}`);
-    const kernel = await this.probe<NeighbourHealth['kernel']>(team, 'user', 'neighbour');
+    const kernel = {
+      user: await this.probe<KernelCheck>(team, 'user', 'neighbour'),
+      root: await this.probe<KernelCheck>(team, 'root', 'neighbour'),
+    };
     return { execMs, fileMs, kernel };
   }
 

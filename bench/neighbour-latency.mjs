@@ -1,0 +1,58 @@
+#!/usr/bin/env node
+// Exec latency in a neighbour capsule (prints JSON): `true` through the native API in team B's
+// `minimal` capsule, p50/p99, idle and while team A's capsule runs each exhaustion attack of the
+// security suite as root (fork bomb, memory, CPU, file handles, inotify, pipes, disk; each bounded
+// to a few seconds), with p99_attack / p99_idle per attack (issue 14's goal: at most 2).
+// Run as root after `npm run build`, alone on the machine (flock /tmp/wrenn-tests.lock): it uses
+// the security suite's fixture and test network slot, and removes everything it made.
+import { attacks, runAttack } from '../packages/control-plane/dist/test/security/attacks.js';
+import { TwoTeams } from '../packages/control-plane/dist/test/security/two-teams.js';
+
+const IDLE_N = Number(process.env.BENCH_N ?? 200);
+const GOAL_RATIO = 2;
+const pct = (xs, p) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))];
+};
+const round = (x) => Math.round(x * 100) / 100;
+const summary = (xs) => (xs.length ? { p50_ms: round(pct(xs, 50)), p99_ms: round(pct(xs, 99)), max_ms: round(Math.max(...xs)), n: xs.length } : { n: 0 });
+
+// A small capsule disk so the disk attack reaches ENOSPC within its time, as in the security suite.
+const t = await TwoTeams.start({ capsuleDiskMb: 256 });
+const result = { bench: 'neighbour-latency', runtime: 'namespace', template: 'minimal', goal: `p99 during an attack <= ${GOAL_RATIO} x idle p99` };
+try {
+  for (let i = 0; i < 10; i++) await t.execTrueMs(t.b); // warm up
+  const idle = [];
+  for (let i = 0; i < IDLE_N; i++) idle.push(await t.execTrueMs(t.b));
+  result.idle = summary(idle);
+  result.attacks = {};
+  for (const attack of attacks().filter((a) => a.who === 'root')) {
+    if ((await t.state(t.a)).state !== 'running') await t.replaceCapsule(t.a);
+    const times = [];
+    const failures = [];
+    const outcome = await runAttack(t, t.a, attack, async () => {
+      try {
+        times.push(await t.execTrueMs(t.b));
+      } catch (err) {
+        failures.push(String(err?.message ?? err).slice(0, 200));
+      }
+    });
+    const s = summary(times);
+    const ratio = s.n ? round(s.p99_ms / result.idle.p99_ms) : null;
+    result.attacks[attack.name] = {
+      ...s,
+      p99_ratio: ratio,
+      meets_goal: ratio !== null && ratio <= GOAL_RATIO && failures.length === 0,
+      failures: failures.length,
+      ...(failures.length ? { first_failure: failures[0] } : {}),
+      attacker: outcome.attacker.state,
+    };
+    if (outcome.attacker.state === 'error') await t.replaceCapsule(t.a);
+  }
+  result.missed_goal = Object.entries(result.attacks)
+    .filter(([, a]) => !a.meets_goal)
+    .map(([name]) => name);
+} finally {
+  await t.close();
+}
+console.log(JSON.stringify(result, null, 2));
