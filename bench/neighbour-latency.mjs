@@ -15,11 +15,19 @@ const pct = (xs, p) => {
   return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))];
 };
 const round = (x) => Math.round(x * 100) / 100;
-const summary = (xs) => (xs.length ? { p50_ms: round(pct(xs, 50)), p99_ms: round(pct(xs, 99)), max_ms: round(Math.max(...xs)), n: xs.length } : { n: 0 });
+const summary = (xs) =>
+  xs.length
+    ? { p50_ms: round(pct(xs, 50)), p99_ms: round(pct(xs, 99)), max_ms: round(Math.max(...xs)), n: xs.length }
+    : { n: 0 };
 
 // A small capsule disk so the disk attack reaches ENOSPC within its time, as in the security suite.
 const t = await TwoTeams.start({ capsuleDiskMb: 256 });
-const result = { bench: 'neighbour-latency', runtime: 'namespace', template: 'minimal', goal: `p99 during an attack <= ${GOAL_RATIO} x idle p99` };
+const result = {
+  bench: 'neighbour-latency',
+  runtime: 'namespace',
+  template: 'minimal',
+  goal: `p99 during an attack <= ${GOAL_RATIO} x idle p99`,
+};
 try {
   for (let i = 0; i < 10; i++) await t.execTrueMs(t.b); // warm up
   const idle = [];

@@ -50,7 +50,11 @@ export function removeCgroupParent(slot: number): void {
 }
 
 /** `extra`: further startUp options (e.g. a small capsuleDiskMb for disk-filling probes). */
-export async function startLive(slot: number, label: string, extra: Pick<UpOptions, 'capsuleDiskMb'> = {}): Promise<Live> {
+export async function startLive(
+  slot: number,
+  label: string,
+  extra: Pick<UpOptions, 'capsuleDiskMb'> = {},
+): Promise<Live> {
   const dataDir = mkdtempSync(join(tmpdir(), `wrenn-${label}-live-`));
   let up: RunningUp;
   try {

@@ -42,10 +42,14 @@ export function attacks(): Attack[] {
       name: 'disk',
       who: 'root',
       // busybox timeout bounds dd; the exit line says how it ended (ENOSPC is the expected end).
-      command: (out) => `(timeout -s KILL ${ATTACK_SECS} dd if=/dev/zero of=/root/fill bs=1M; echo "dd-exit=$?") > ${out} 2>&1 < /dev/null &`,
+      command: (out) =>
+        `(timeout -s KILL ${ATTACK_SECS} dd if=/dev/zero of=/root/fill bs=1M; echo "dd-exit=$?") > ${out} 2>&1 < /dev/null &`,
     },
   ];
-  const user: Attack[] = (['forkbomb', 'fds', 'inotify', 'pipes'] as const).map((name) => ({ ...root.find((a) => a.name === name)!, who: 'user' }));
+  const user: Attack[] = (['forkbomb', 'fds', 'inotify', 'pipes'] as const).map((name) => ({
+    ...root.find((a) => a.name === name)!,
+    who: 'user',
+  }));
   return [...root, ...user];
 }
 
@@ -64,7 +68,12 @@ export interface AttackOutcome {
  * again or to be marked `error`. Throws if it does neither. `during` errors are collected by the
  * caller; this runner always stops the attack.
  */
-export async function runAttack(t: TwoTeams, attacker: Team, attack: Attack, during: () => Promise<void>): Promise<AttackOutcome> {
+export async function runAttack(
+  t: TwoTeams,
+  attacker: Team,
+  attack: Attack,
+  during: () => Promise<void>,
+): Promise<AttackOutcome> {
   const out = `/tmp/attack-${attack.name}-${attack.who}.out`;
   await t.mustRun(attacker, 'root', `rm -f ${out} /root/fill`);
   const t0 = performance.now();
@@ -78,11 +87,16 @@ export async function runAttack(t: TwoTeams, attacker: Team, attack: Attack, dur
   const ranMs = performance.now() - t0;
   const end = Date.now() + 60_000;
   for (;;) {
-    const r = await t.run(attacker, 'root', `cat ${out}; rm -f /root/fill`, 20).catch((e: unknown) => ({ exit_code: -1, stdout: '', error: String(e) }));
+    const r = await t
+      .run(attacker, 'root', `cat ${out}; rm -f /root/fill`, 20)
+      .catch((e: unknown) => ({ exit_code: -1, stdout: '', error: String(e) }));
     if (r.exit_code === 0) return { output: r.stdout, attacker: { state: 'usable' }, ranMs };
     const st = await t.state(attacker);
     if (st.state === 'error') return { output: '', attacker: { state: 'error', error: st.error ?? '' }, ranMs };
-    if (Date.now() > end) throw new Error(`after the ${attack.name} attack (${attack.who}) team ${attacker.name}'s capsule neither answers nor is marked error (state ${st.state}; last exec: ${JSON.stringify(r)})`);
+    if (Date.now() > end)
+      throw new Error(
+        `after the ${attack.name} attack (${attack.who}) team ${attacker.name}'s capsule neither answers nor is marked error (state ${st.state}; last exec: ${JSON.stringify(r)})`,
+      );
     await new Promise((r) => setTimeout(r, 500));
   }
 }

@@ -86,7 +86,15 @@ async function viaProxy(
   const u = new URL(target);
   return new Promise((resolve, reject) => {
     const req = request(
-      { host: u.hostname, port: Number(u.port), path: u.pathname + u.search, method: init.method, headers, agent: false, timeout: 30_000 },
+      {
+        host: u.hostname,
+        port: Number(u.port),
+        path: u.pathname + u.search,
+        method: init.method,
+        headers,
+        agent: false,
+        timeout: 30_000,
+      },
       (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
@@ -115,7 +123,8 @@ describe('security: team A cannot reach team B (namespace runtime, two teams)', 
     const s = await t.call(b, 'POST', '/v1/snapshots', { capsule_id: b.capsule.id, name: bSnapshot });
     assert.equal(s.status, 201, `team B snapshot: ${s.text}`);
     const st = await t.state(b);
-    if (st.state === 'paused') assert.equal((await t.call(b, 'POST', `/v1/capsules/${b.capsule.id}/resume`, {})).status, 200);
+    if (st.state === 'paused')
+      assert.equal((await t.call(b, 'POST', `/v1/capsules/${b.capsule.id}/resume`, {})).status, 200);
   });
   after(async () => {
     await t?.close();
@@ -150,12 +159,16 @@ describe('security: team A cannot reach team B (namespace runtime, two teams)', 
       ['DELETE', `/v1/templates/${bSnapshot}`],
       ['DELETE', B],
     ];
-    for (const [method, path, body] of calls) assertRefused(b, `A: ${method} ${path}`, await t.call(a, method, path, body));
+    for (const [method, path, body] of calls)
+      assertRefused(b, `A: ${method} ${path}`, await t.call(a, method, path, body));
 
     const ws = t.url.replace(/^http/, 'ws');
     for (const path of [`${B}/exec/stream`, `${B}/pty`, `${B}/files/watch?path=/`, `${B}/processes/1/connect`]) {
       const r = await wsAnswer(`${ws}${path}`, { 'x-api-key': a.key });
-      assert.ok(r.status === 404 || r.status === 403, `A: WebSocket ${path}: expected 404/403, got ${r.status} ${r.body}`);
+      assert.ok(
+        r.status === 404 || r.status === 403,
+        `A: WebSocket ${path}: expected 404/403, got ${r.status} ${r.body}`,
+      );
       assertNoLeak(b, `A: WebSocket ${path}`, r.body);
     }
 
@@ -168,12 +181,26 @@ describe('security: team A cannot reach team B (namespace runtime, two teams)', 
       assertNoLeak(b, `A: GET ${path}`, r.text);
     }
     const fromB = await t.call(a, 'POST', '/v1/capsules', { template: bSnapshot, timeout_sec: 60 });
-    assert.ok(fromB.status === 404 || fromB.status === 403, `A: create from team B's snapshot: ${fromB.status} ${fromB.text}`);
+    assert.ok(
+      fromB.status === 404 || fromB.status === 403,
+      `A: create from team B's snapshot: ${fromB.status} ${fromB.text}`,
+    );
 
     // Nothing of the above touched B: its files, state and snapshot are as they were.
     assert.equal((await t.state(b)).state, 'running');
-    assert.equal(await t.mustRun(b, 'root', 'cat /home/user/secret; ls /home/user/planted /home/user/planted-dir /tmp/moved 2>/dev/null; true'), `${b.secret}\n`);
-    assert.equal((await t.call(b, 'GET', `/v1/templates`)).text.includes(bSnapshot), true, "team B still has its snapshot");
+    assert.equal(
+      await t.mustRun(
+        b,
+        'root',
+        'cat /home/user/secret; ls /home/user/planted /home/user/planted-dir /tmp/moved 2>/dev/null; true',
+      ),
+      `${b.secret}\n`,
+    );
+    assert.equal(
+      (await t.call(b, 'GET', `/v1/templates`)).text.includes(bSnapshot),
+      true,
+      'team B still has its snapshot',
+    );
   });
 
   it("E2B API: every /sandboxes route on team B's sandbox answers 404 to team A's key and shows nothing of B", async () => {
@@ -193,16 +220,30 @@ describe('security: team A cannot reach team B (namespace runtime, two teams)', 
       ['DELETE', `/templates/${bSnapshot}`],
       ['DELETE', S],
     ];
-    for (const [method, path, body] of calls) assertRefused(b, `A: ${method} ${path}`, await t.call(a, method, path, body));
-    for (const path of ['/sandboxes', '/v2/sandboxes', '/snapshots', `/snapshots?sandboxID=${b.capsule.id}`, '/templates', `/sandboxes/metrics?sandbox_ids=${b.capsule.id}`]) {
+    for (const [method, path, body] of calls)
+      assertRefused(b, `A: ${method} ${path}`, await t.call(a, method, path, body));
+    for (const path of [
+      '/sandboxes',
+      '/v2/sandboxes',
+      '/snapshots',
+      `/snapshots?sandboxID=${b.capsule.id}`,
+      '/templates',
+      `/sandboxes/metrics?sandbox_ids=${b.capsule.id}`,
+    ]) {
       const r = await t.call(a, 'GET', path);
       assert.ok(r.status === 200 || r.status === 404, `A: GET ${path}: ${r.status} ${r.text}`);
-      assert.ok(!r.text.includes(`"${b.capsule.id}"`) || r.status === 404, `A: GET ${path} lists team B's sandbox: ${r.text}`);
+      assert.ok(
+        !r.text.includes(`"${b.capsule.id}"`) || r.status === 404,
+        `A: GET ${path} lists team B's sandbox: ${r.text}`,
+      );
       assert.ok(!r.text.includes(bSnapshot), `A: GET ${path} lists team B's snapshot`);
       assertNoLeak(b, `A: GET ${path}`, r.text);
     }
     const fromB = await t.call(a, 'POST', '/sandboxes', { templateID: bSnapshot, timeout: 60 });
-    assert.ok(fromB.status === 404 || fromB.status === 403, `A: create a sandbox from team B's snapshot: ${fromB.status} ${fromB.text}`);
+    assert.ok(
+      fromB.status === 404 || fromB.status === 403,
+      `A: create a sandbox from team B's snapshot: ${fromB.status} ${fromB.text}`,
+    );
     assert.equal((await t.state(b)).state, 'running');
   });
 
@@ -216,7 +257,10 @@ describe('security: team A cannot reach team B (namespace runtime, two teams)', 
         body: '{}',
       });
       assert.equal(own.status, 200, `${how} routing, A's token on A: ${own.status} ${own.text}`);
-      const bOwn = await viaProxy(t.url, how, b.capsule.id, '/envs', { method: 'GET', headers: { 'x-access-token': b.capsule.envdToken } });
+      const bOwn = await viaProxy(t.url, how, b.capsule.id, '/envs', {
+        method: 'GET',
+        headers: { 'x-access-token': b.capsule.envdToken },
+      });
       assert.equal(bOwn.status, 200, `${how} routing, B's token on B: ${bOwn.status} ${bOwn.text}`);
       assert.ok(bOwn.text.includes(b.secret), "B's own token reads B's env (the probe below could see a leak)");
 
@@ -231,26 +275,44 @@ describe('security: team A cannot reach team B (namespace runtime, two teams)', 
             {
               method: 'POST',
               headers: { 'content-type': 'application/connect+json', ...h },
-              body: connectEnvelope({ process: { cmd: '/bin/sh', args: ['-c', 'cat /root/secret; echo planted > /home/user/planted-by-a'] } }),
+              body: connectEnvelope({
+                process: { cmd: '/bin/sh', args: ['-c', 'cat /root/secret; echo planted > /home/user/planted-by-a'] },
+              }),
             },
           ],
-          ['/filesystem.Filesystem/ListDir', { method: 'POST', headers: json, body: JSON.stringify({ path: '/root' }) }],
+          [
+            '/filesystem.Filesystem/ListDir',
+            { method: 'POST', headers: json, body: JSON.stringify({ path: '/root' }) },
+          ],
           ['/envs', { method: 'GET', headers: h }],
           ['/files?path=/root/secret&username=root', { method: 'GET', headers: h }],
-          ['/files?path=/home/user/planted-by-a', { method: 'POST', headers: { 'content-type': 'application/octet-stream', ...h }, body: 'planted' }],
+          [
+            '/files?path=/home/user/planted-by-a',
+            { method: 'POST', headers: { 'content-type': 'application/octet-stream', ...h }, body: 'planted' },
+          ],
           ['/init', { method: 'POST', headers: json, body: JSON.stringify({ accessToken: 'taken-over' }) }],
         ];
         for (const [path, init] of attempts) {
           const r = await viaProxy(t.url, how, b.capsule.id, path, init);
-          assert.ok(envdRefused(r), `${how} routing, ${who}, ${init.method} ${path} on B: expected 401/403, got ${r.status} ${r.text.slice(0, 300)}`);
+          assert.ok(
+            envdRefused(r),
+            `${how} routing, ${who}, ${init.method} ${path} on B: expected 401/403, got ${r.status} ${r.text.slice(0, 300)}`,
+          );
           assertNoLeak(b, `${how} routing, ${who}, ${path}`, r.text);
         }
       }
     }
     // B's envd still takes B's token (the /init attempt changed nothing) and nothing was planted.
-    const still = await viaProxy(t.url, 'header', b.capsule.id, '/envs', { method: 'GET', headers: { 'x-access-token': b.capsule.envdToken } });
+    const still = await viaProxy(t.url, 'header', b.capsule.id, '/envs', {
+      method: 'GET',
+      headers: { 'x-access-token': b.capsule.envdToken },
+    });
     assert.equal(still.status, 200, `B's token after the attempts: ${still.status} ${still.text}`);
-    assert.equal((await t.run(b, 'root', 'test -e /home/user/planted-by-a')).exit_code, 1, 'nothing was written into B');
+    assert.equal(
+      (await t.run(b, 'root', 'test -e /home/user/planted-by-a')).exit_code,
+      1,
+      'nothing was written into B',
+    );
   });
 
   for (const who of ['root', 'user'] as Who[]) {
@@ -281,10 +343,12 @@ describe('security: team A cannot reach team B (namespace runtime, two teams)', 
           ['the host agent via the gateway', gateway, agentPort],
           ['the control plane via the gateway', gateway, cpPort],
           ['a host service via the gateway', gateway, hostPort],
-          ...hostAddrs.flatMap((h): Array<[string, string, number]> => [
-            [`a host service on ${h}`, h, hostPort],
-            [`the host agent on ${h}`, h, agentPort],
-          ]),
+          ...hostAddrs.flatMap(
+            (h): Array<[string, string, number]> => [
+              [`a host service on ${h}`, h, hostPort],
+              [`the host agent on ${h}`, h, agentPort],
+            ],
+          ),
         ];
         const open: string[] = [];
         for (const [what, ip, port] of targets) {
@@ -314,6 +378,9 @@ describe('security: team A cannot reach team B (namespace runtime, two teams)', 
     const h = await t.neighbourHealth(b);
     assert.equal(h.kernel.user.fork && h.kernel.root.fork, true);
     assert.equal((await t.state(b)).state, 'running');
-    assert.equal(await t.mustRun(b, 'root', `${PROBE} connect 127.0.0.1 ${ENVD_PORT} 1000 >/dev/null && cat /root/secret`), `${b.secret}\n`);
+    assert.equal(
+      await t.mustRun(b, 'root', `${PROBE} connect 127.0.0.1 ${ENVD_PORT} 1000 >/dev/null && cat /root/secret`),
+      `${b.secret}\n`,
+    );
   });
 });

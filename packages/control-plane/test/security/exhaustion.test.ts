@@ -43,7 +43,9 @@ const WAITING: Partial<Record<Attack['name'], string>> = {
 };
 
 function kernelProblems(health: NeighbourHealth['kernel']): string[] {
-  return (Object.entries(health) as Array<[string, KernelCheck]>).flatMap(([who, k]) => kernelProblemsOf(k).map((p) => `as ${who}: ${p}`));
+  return (Object.entries(health) as Array<[string, KernelCheck]>).flatMap(([who, k]) =>
+    kernelProblemsOf(k).map((p) => `as ${who}: ${p}`),
+  );
 }
 
 function kernelProblemsOf(k: KernelCheck): string[] {
@@ -83,7 +85,9 @@ describe('security: exhaustion attacks in team A do not starve team B (namespace
             problems.push(`check ${checks}: ${(err as Error).message}`);
           }
         });
-        tc.diagnostic(`${checks} neighbour checks in ${Math.round(outcome.ranMs)} ms; attacker ${outcome.attacker.state}${'error' in outcome.attacker ? `: ${outcome.attacker.error}` : ''}`);
+        tc.diagnostic(
+          `${checks} neighbour checks in ${Math.round(outcome.ranMs)} ms; attacker ${outcome.attacker.state}${'error' in outcome.attacker ? `: ${outcome.attacker.error}` : ''}`,
+        );
         tc.diagnostic(`attack output: ${outcome.output.trim().slice(-400)}`);
         assert.deepEqual(problems, [], `team B's capsule during the ${attack.name} attack`);
         // And right after, B is whole.
@@ -103,15 +107,25 @@ describe('security: exhaustion attacks in team A do not starve team B (namespace
           // limit pays for in kernel memory (else that memory is charged to nobody).
           const max = Number(readFileSync('/proc/sys/fs/file-max', 'utf8'));
           const byMemory = Math.floor((MEMORY_MB * 2 ** 20) / fileStructBytes());
-          tc.diagnostic(`the capsule held ${r.total} open files (fs.file-max ${max}; its memory limit pays for ${byMemory})`);
-          assert.ok(r.total < max / 2, `the capsule held ${r.total} open files, half or more of the host's table (${max})`);
-          assert.ok(r.total <= byMemory, `the capsule held ${r.total} open files: ${Math.round((r.total * fileStructBytes()) / 2 ** 20)} MiB of kernel memory, more than its ${MEMORY_MB} MiB limit`);
+          tc.diagnostic(
+            `the capsule held ${r.total} open files (fs.file-max ${max}; its memory limit pays for ${byMemory})`,
+          );
+          assert.ok(
+            r.total < max / 2,
+            `the capsule held ${r.total} open files, half or more of the host's table (${max})`,
+          );
+          assert.ok(
+            r.total <= byMemory,
+            `the capsule held ${r.total} open files: ${Math.round((r.total * fileStructBytes()) / 2 ** 20)} MiB of kernel memory, more than its ${MEMORY_MB} MiB limit`,
+          );
         }
         if (attack.name === 'disk') {
           assert.match(outcome.output, /No space left on device/, 'dd ran into the end of the capsule disk');
           const freeAfter = statfsSync(tmpdir());
           const usedMb = ((Number(freeBefore.bavail) - Number(freeAfter.bavail)) * Number(freeAfter.bsize)) / 2 ** 20;
-          tc.diagnostic(`host free space went down by ${Math.round(usedMb)} MiB while the capsule filled its ${DISK_MB} MiB disk`);
+          tc.diagnostic(
+            `host free space went down by ${Math.round(usedMb)} MiB while the capsule filled its ${DISK_MB} MiB disk`,
+          );
         }
       },
     );

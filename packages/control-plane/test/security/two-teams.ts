@@ -99,7 +99,11 @@ export class TwoTeams {
     let live: Live | undefined;
     try {
       const probePath = compileProbe(workDir);
-      live = await startLive(SECURITY_SLOT, 'security', o.capsuleDiskMb !== undefined ? { capsuleDiskMb: o.capsuleDiskMb } : {});
+      live = await startLive(
+        SECURITY_SLOT,
+        'security',
+        o.capsuleDiskMb !== undefined ? { capsuleDiskMb: o.capsuleDiskMb } : {},
+      );
       const db = live.up.cp.ctx.database.db;
       const makeTeam = async (name: 'a' | 'b'): Promise<Team> => {
         const team = await createTeam(db, { name: `security-${name}` });
@@ -135,13 +139,27 @@ export class TwoTeams {
     });
     assert.equal(r.status, 201, `team ${team.name}: create capsule: ${r.text}`);
     const id = String(r.body.id);
-    team.capsule = { id, envdToken: String(r.body.envd_access_token), address: this.live.up.agent.manager.get(id).address };
+    team.capsule = {
+      id,
+      envdToken: String(r.body.envd_access_token),
+      address: this.live.up.agent.manager.get(id).address,
+    };
     await this.putFile(team, PROBE, readFileSync(this.probePath), 'root');
-    await this.mustRun(team, 'root', `chmod 755 ${PROBE} && echo ${team.secret} > /root/secret && echo ${team.secret} > /home/user/secret`);
+    await this.mustRun(
+      team,
+      'root',
+      `chmod 755 ${PROBE} && echo ${team.secret} > /root/secret && echo ${team.secret} > /home/user/secret`,
+    );
   }
 
   /** A call to the control plane's API with `team`'s key (or none). */
-  call(team: Team | undefined, method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<Reply> {
+  call(
+    team: Team | undefined,
+    method: string,
+    path: string,
+    body?: unknown,
+    headers: Record<string, string> = {},
+  ): Promise<Reply> {
     return api(this.url, team?.key, method, path, body, headers);
   }
 
@@ -159,7 +177,11 @@ export class TwoTeams {
   /** Like run, but the command must exit 0; returns its stdout. */
   async mustRun(team: Team, who: Who, cmd: string, timeoutSec = 30): Promise<string> {
     const r = await this.run(team, who, cmd, timeoutSec);
-    assert.equal(r.exit_code, 0, `\`${cmd}\` as ${who} in team ${team.name}'s capsule: exit ${r.exit_code} ${r.error ?? ''} ${r.stderr}`);
+    assert.equal(
+      r.exit_code,
+      0,
+      `\`${cmd}\` as ${who} in team ${team.name}'s capsule: exit ${r.exit_code} ${r.error ?? ''} ${r.stderr}`,
+    );
     return r.stdout;
   }
 
@@ -176,7 +198,9 @@ export class TwoTeams {
 
   async putFile(team: Team, path: string, data: Buffer, who?: Who): Promise<void> {
     const q = new URLSearchParams({ path, ...(who === 'root' ? { user: 'root' } : {}) });
-    const r = await this.call(team, 'PUT', `/v1/capsules/${team.capsule.id}/files?${q}`, data, { 'content-type': 'application/octet-stream' });
+    const r = await this.call(team, 'PUT', `/v1/capsules/${team.capsule.id}/files?${q}`, data, {
+      'content-type': 'application/octet-stream',
+    });
     if (r.status !== 200) throw new Error(`upload ${path} to team ${team.name}'s capsule: ${r.status} ${r.text}`);
   }
 
@@ -186,7 +210,8 @@ export class TwoTeams {
       signal: AbortSignal.timeout(CALL_TIMEOUT_MS),
     });
     const body = Buffer.from(await res.arrayBuffer());
-    if (res.status !== 200) throw new Error(`download ${path} from team ${team.name}'s capsule: ${res.status} ${body.toString()}`);
+    if (res.status !== 200)
+      throw new Error(`download ${path} from team ${team.name}'s capsule: ${res.status} ${body.toString()}`);
     return body;
   }
 
@@ -195,7 +220,11 @@ export class TwoTeams {
     const t0 = performance.now();
     const r = await this.run(team, 'user', 'true');
     const ms = performance.now() - t0;
-    assert.equal(r.exit_code, 0, `\`true\` in team ${team.name}'s capsule: ${r.exit_code} ${r.error ?? ''} ${r.stderr}`);
+    assert.equal(
+      r.exit_code,
+      0,
+      `\`true\` in team ${team.name}'s capsule: ${r.exit_code} ${r.error ?? ''} ${r.stderr}`,
+    );
     return ms;
   }
 
@@ -236,7 +265,14 @@ export class TwoTeams {
   }
 }
 
-async function api(base: string, key: string | undefined, method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<Reply> {
+async function api(
+  base: string,
+  key: string | undefined,
+  method: string,
+  path: string,
+  body?: unknown,
+  headers: Record<string, string> = {},
+): Promise<Reply> {
   const h: Record<string, string> = { ...headers };
   if (key) h['x-api-key'] = key;
   let payload: string | Buffer | undefined;
