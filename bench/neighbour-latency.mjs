@@ -35,7 +35,7 @@ try {
   result.idle = summary(idle);
   result.attacks = {};
   for (const attack of attacks().filter((a) => a.who === 'root')) {
-    if ((await t.state(t.a)).state !== 'running') await t.replaceCapsule(t.a);
+    if (!(await t.answers(t.a))) await t.replaceCapsule(t.a);
     const times = [];
     const failures = [];
     const outcome = await runAttack(t, t.a, attack, async () => {
@@ -55,7 +55,6 @@ try {
       ...(failures.length ? { first_failure: failures[0] } : {}),
       attacker: outcome.attacker.state,
     };
-    if (outcome.attacker.state === 'error') await t.replaceCapsule(t.a);
   }
   result.missed_goal = Object.entries(result.attacks)
     .filter(([, a]) => !a.meets_goal)

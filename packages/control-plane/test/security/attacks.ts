@@ -56,8 +56,11 @@ export function attacks(): Attack[] {
 export interface AttackOutcome {
   /** What the attack printed (the probe's JSON line, dd's messages). */
   output: string;
-  /** 'usable': A answered exec again; 'error': A is cleanly dead, its state says why. */
-  attacker: { state: 'usable' } | { state: 'error'; error: string };
+  /**
+   * 'usable': A answered exec again; 'error': A is cleanly dead, its state says why;
+   * 'unresponsive': neither within 60 s (what is wrong is in `detail`).
+   */
+  attacker: { state: 'usable' } | { state: 'error'; error: string } | { state: 'unresponsive'; detail: string };
   /** Milliseconds from the attack's start until it was stopped. */
   ranMs: number;
 }
@@ -65,8 +68,8 @@ export interface AttackOutcome {
 /**
  * Starts `attack` in `attacker`'s capsule, runs `during` over and over until the attack's time is
  * up (at least once), then kills what is left and waits (up to 60 s) for the capsule to answer
- * again or to be marked `error`. Throws if it does neither. `during` errors are collected by the
- * caller; this runner always stops the attack.
+ * again or to be marked `error`. `during` errors are collected by the caller; this runner always
+ * stops the attack.
  */
 export async function runAttack(
   t: TwoTeams,
@@ -93,10 +96,10 @@ export async function runAttack(
     if (r.exit_code === 0) return { output: r.stdout, attacker: { state: 'usable' }, ranMs };
     const st = await t.state(attacker);
     if (st.state === 'error') return { output: '', attacker: { state: 'error', error: st.error ?? '' }, ranMs };
-    if (Date.now() > end)
-      throw new Error(
-        `after the ${attack.name} attack (${attack.who}) team ${attacker.name}'s capsule neither answers nor is marked error (state ${st.state}; last exec: ${JSON.stringify(r)})`,
-      );
+    if (Date.now() > end) {
+      const detail = `state ${st.state}; last exec: ${JSON.stringify(r)}`;
+      return { output: '', attacker: { state: 'unresponsive', detail }, ranMs };
+    }
     await new Promise((r) => setTimeout(r, 500));
   }
 }

@@ -40,6 +40,10 @@ const WAITING: Partial<Record<Attack['name'], string>> = {
   // Pipe buffers are budgeted per host uid (fs.pipe-user-pages-soft): shared while every capsule's
   // root is host uid 100000.
   pipes: 'per-capsule identity (per-capsule host uid range, H1)',
+  // Open files are kernel memory charged to the capsule (memory cgroup), so at 128 MiB the capsule's
+  // OOM killer ends the attack, and it picks envd (the largest resident process): the capsule must
+  // then become `error`, which needs envd liveness.
+  fds: 'capsule liveness (envd exit noticed, capsule marked error, H4)',
 };
 
 function kernelProblems(health: NeighbourHealth['kernel']): string[] {
@@ -72,7 +76,8 @@ describe('security: exhaustion attacks in team A do not starve team B (namespace
       `${attack.name} as ${attack.who} in team A: team B keeps working, A recovers or fails cleanly`,
       waiting ? { todo: `waiting for ${waiting}` } : {},
       async (tc) => {
-        if ((await t.state(t.a)).state !== 'running') await t.replaceCapsule(t.a);
+        // A capsule an earlier attack left dead (marked or not) is replaced, so each attack starts clean.
+        if (!(await t.answers(t.a))) await t.replaceCapsule(t.a);
         const freeBefore = statfsSync(tmpdir());
         const problems: string[] = [];
         let checks = 0;
@@ -90,6 +95,9 @@ describe('security: exhaustion attacks in team A do not starve team B (namespace
         );
         tc.diagnostic(`attack output: ${outcome.output.trim().slice(-400)}`);
         assert.deepEqual(problems, [], `team B's capsule during the ${attack.name} attack`);
+        if (outcome.attacker.state === 'unresponsive') {
+          assert.fail(`after the attack team A's capsule neither answers nor is marked error: ${outcome.attacker.detail}`);
+        }
         // And right after, B is whole.
         const h = await t.neighbourHealth(t.b);
         assert.deepEqual(kernelProblems(h.kernel), []);

@@ -249,6 +249,12 @@ export class TwoTeams {
     return { execMs, fileMs, kernel };
   }
 
+  /** Whether `team`'s capsule runs `true` as root right now. */
+  async answers(team: Team): Promise<boolean> {
+    const r = await this.run(team, 'root', 'true', 10).catch(() => undefined);
+    return r?.exit_code === 0;
+  }
+
   /** The capsule's state as its own team sees it. */
   async state(team: Team): Promise<{ state: string; error?: string }> {
     const r = await this.call(team, 'GET', `/v1/capsules/${team.capsule.id}`);
