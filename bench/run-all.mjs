@@ -10,9 +10,11 @@ import { fileURLToPath } from 'node:url';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const self = basename(fileURLToPath(import.meta.url));
+// Benches that compare two checkouts and need arguments: run by hand (see their headers).
+const needsArgs = new Set(['side-by-side.mjs']);
 const filters = process.argv.slice(2);
 const benches = readdirSync(here)
-  .filter((f) => f.endsWith('.mjs') && f !== self && !f.startsWith('tmp-') && !f.startsWith('_'))
+  .filter((f) => f.endsWith('.mjs') && f !== self && !needsArgs.has(f) && !f.startsWith('tmp-') && !f.startsWith('_'))
   .filter((f) => filters.length === 0 || filters.some((s) => f.includes(s)))
   .sort();
 
