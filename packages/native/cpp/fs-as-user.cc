@@ -105,7 +105,16 @@ int become(const Identity& who, Saved& s) {
   if (n > 0 && getgroups(n, s.groups.data()) < 0) return errno;
   s.fsuid = syscall(SYS_setfsuid, static_cast<uid_t>(-1));
   s.fsgid = syscall(SYS_setfsgid, static_cast<gid_t>(-1));
-  if (syscall(SYS_setgroups, who.groups.size(), who.groups.data()) != 0) return errno;
+  if (syscall(SYS_setgroups, who.groups.size(), who.groups.data()) != 0) {
+    // A user namespace with setgroups denied: go on only if the thread's own groups give nothing
+    // the user's would not (e.g. none at all).
+    int e = errno;
+    for (gid_t g : s.groups) {
+      bool theirs = false;
+      for (gid_t u : who.groups) theirs = theirs || u == g;
+      if (!theirs) return e;
+    }
+  }
   syscall(SYS_setfsgid, who.gid);
   syscall(SYS_setfsuid, who.uid);
   // setfsuid/setfsgid report no error: read the ids back.
