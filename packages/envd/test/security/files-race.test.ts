@@ -4,7 +4,7 @@
 // Stat, ListDir and watchers for that user. Every answer must be the user's object or a refusal;
 // both outcomes must occur (the swap really raced the requests), and root's own requests still work.
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import {
@@ -60,6 +60,12 @@ function playground(t: After, user: TestUser): Playground {
       }),
     );
     rmSync(base, { recursive: true, force: true });
+    // createTestUser's userdel ran first (hooks run in order) and failed while the loop lived.
+    try {
+      execFileSync('userdel', [user.name], { stdio: 'ignore' });
+    } catch {
+      // already gone
+    }
   });
   const code = `
     const fs = require('node:fs');
