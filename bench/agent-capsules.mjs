@@ -7,9 +7,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
-import { createClient } from '@connectrpc/connect';
-import { createConnectTransport } from '@connectrpc/connect-node';
-import { HostAgentService } from '@wrenn/protocol/gen/hostagent/v1/hostagent_pb';
+import { createAgentClient } from '../packages/host-agent/dist/src/auth/client.js';
 import { startAgent } from '../packages/host-agent/dist/src/agent.js';
 import { createLocalLayers } from '../packages/host-agent/dist/src/local-providers.js';
 import { agentNetWarmPool } from '../packages/host-agent/dist/src/network/index.js';
@@ -32,7 +30,7 @@ const CGROUP_PARENT = 'wrenn-bench-agent';
 const layers = await createLocalLayers(dataDir, { network, cgroupParent: CGROUP_PARENT });
 const agent = await startAgent({ ...layers, dataDir, listen: { host: '127.0.0.1', port: 0 }, ...(warmPool ? { warmPool: { minimal: warmPool } } : {}) });
 const runtimeIdOf = (id) => agent.manager.get(id).runtimeId ?? id;
-const c = createClient(HostAgentService, createConnectTransport({ baseUrl: agent.url, httpVersion: '2' }));
+const c = createAgentClient(agent.url, agent.secret);
 const result = { bench: 'agent-capsules', runtime: 'namespace', template: 'minimal' };
 
 async function createAndExec() {

@@ -49,6 +49,7 @@ program
         const reg = await registerWithControlPlane({
           controlPlaneUrl: opts.controlPlane,
           agentUrl,
+          agentSecret: agent.secret,
           hostId: agent.hostId,
           runtimes: agent.manager.runtimeNames(),
           stateFile: join(opts.dataDir ?? '/var/lib/wrenn', 'registration.json'),

@@ -1,13 +1,15 @@
 // `wrenn up`: the whole system on one machine — control plane, a host agent in the same process
 // (still reached through its Connect service, so nothing changes when hosts are split out) and the
-// embedded database, all under one data directory.
+// embedded database, all under one data directory. The agent's loopback listener demands its secret
+// like any agent's; the in-process calls need none, and the hosts row holds the secret for the
+// proxy hop and for WRENN_LOCAL_AGENT_RPC=http.
 import { cpus, totalmem } from 'node:os';
 import pino from 'pino';
 import { startAgent, type RunningAgent } from '@wrenn/host-agent/agent';
 import { createLocalLayers, type LocalLayers } from '@wrenn/host-agent/local-providers';
 import { agentNetWarmPool, type NetworkOptions } from '@wrenn/host-agent/network/index';
 import { startControlPlane, type RunningControlPlane } from './server.js';
-import { createHost, getHost, recordHeartbeat, setHostAddress, setHostStatus } from './db/repositories/hosts.js';
+import { createHost, getHost, recordHeartbeat, setHostAddress, setHostAgentSecret, setHostStatus } from './db/repositories/hosts.js';
 import { ensureAdmin } from './auth/index.js';
 
 export interface UpOptions {
@@ -82,10 +84,12 @@ export async function startUp(o: UpOptions): Promise<RunningUp> {
       cpuCount: cpus().length,
       memoryMb: Math.floor(totalmem() / (1 << 20)),
       status: 'online',
+      agentSecret: agent.secret,
     });
   } else {
     await setHostAddress(db, agent.hostId, agent.url);
     await setHostStatus(db, agent.hostId, 'online');
+    await setHostAgentSecret(db, agent.hostId, agent.secret);
   }
   await recordHeartbeat(db, agent.hostId, {});
   cp.ctx.localHostIds.add(agent.hostId);

@@ -73,12 +73,17 @@ function defineClusterSuite(db: DbKind, slot: number, extraSlot: number): void {
       const token = made.body.token as string;
 
       // A wrong address is refused before the token is spent.
-      const bad = await post(`${api.url}/v1/hosts/register`, { token, address: 'http://127.0.0.1:1' });
+      const bad = await post(`${api.url}/v1/hosts/register`, { token, address: 'http://127.0.0.1:1', agent_secret: extra.agent.secret });
       assert.equal(bad.status, 400);
       assert.match(bad.body.error!.message, /cannot reach the agent/);
+      // So is a secret the agent does not take (same length, other bytes).
+      const wrongSecret = extra.agent.secret.replace(/^./, (c) => (c === 'A' ? 'B' : 'A'));
+      const refused = await post(`${api.url}/v1/hosts/register`, { token, address: extra.agent.url, agent_secret: wrongSecret });
+      assert.equal(refused.status, 400);
+      assert.match(refused.body.error!.message, /refused agent_secret/);
 
       const stateFile = join(extra.dataDir, 'control-plane.json');
-      const reg = await registerWithControlPlane({ controlPlaneUrl: api.url, token, agentUrl: extra.agent.url, stateFile });
+      const reg = await registerWithControlPlane({ controlPlaneUrl: api.url, token, agentUrl: extra.agent.url, agentSecret: extra.agent.secret, stateFile });
       assert.equal(reg.reused, false);
       assert.equal(reg.hostId, extra.agent.hostId, "the host keeps the agent's own id");
       hostB = reg.hostId;
@@ -87,16 +92,17 @@ function defineClusterSuite(db: DbKind, slot: number, extraSlot: number): void {
       assert.equal(host?.status, 'online');
       assert.equal(host?.address, extra.agent.url);
       assert.deepEqual(host?.runtimes, ['namespace']);
+      assert.equal(host?.agentSecret, extra.agent.secret, 'the control plane keeps the secret it presents to the agent');
 
       // Spent: neither the same token again nor a made-up one registers anything.
-      const again = await post(`${api.url}/v1/hosts/register`, { token, address: extra.agent.url });
+      const again = await post(`${api.url}/v1/hosts/register`, { token, address: extra.agent.url, agent_secret: extra.agent.secret });
       assert.equal(again.status, 401);
       await assert.rejects(
-        registerWithControlPlane({ controlPlaneUrl: api.url, token: 'wrh_' + 'x'.repeat(32), agentUrl: extra.agent.url }),
+        registerWithControlPlane({ controlPlaneUrl: api.url, token: 'wrh_' + 'x'.repeat(32), agentUrl: extra.agent.url, agentSecret: extra.agent.secret }),
         (e: unknown) => e instanceof RegistrationError && e.status === 401,
       );
       // A restarted agent finds its registration and needs no token.
-      const reused = await registerWithControlPlane({ controlPlaneUrl: api.url, agentUrl: extra.agent.url, stateFile });
+      const reused = await registerWithControlPlane({ controlPlaneUrl: api.url, agentUrl: extra.agent.url, agentSecret: extra.agent.secret, stateFile });
       assert.equal(reused.reused, true);
       assert.equal(reused.hostId, hostB);
     });

@@ -4,18 +4,21 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
+import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { registerWithControlPlane, RegistrationError } from '../src/hosts/register-client.js';
 
+const agentSecret = 's'.repeat(43);
+
 test('refuses URLs that are not base URLs', async () => {
-  await assert.rejects(registerWithControlPlane({ controlPlaneUrl: 'cp:8080', token: 't', agentUrl: 'http://127.0.0.1:5007' }), /controlPlaneUrl .* must be a base URL/);
-  await assert.rejects(registerWithControlPlane({ controlPlaneUrl: 'http://127.0.0.1:8080', token: 't', agentUrl: 'http://127.0.0.1:5007/x' }), /agentUrl .* must be a base URL/);
+  await assert.rejects(registerWithControlPlane({ controlPlaneUrl: 'cp:8080', token: 't', agentUrl: 'http://127.0.0.1:5007', agentSecret }), /controlPlaneUrl .* must be a base URL/);
+  await assert.rejects(registerWithControlPlane({ controlPlaneUrl: 'http://127.0.0.1:8080', token: 't', agentUrl: 'http://127.0.0.1:5007/x', agentSecret }), /agentUrl .* must be a base URL/);
 });
 
 test('without a token and without a remembered registration it says what to do', async () => {
-  await assert.rejects(registerWithControlPlane({ controlPlaneUrl: 'http://127.0.0.1:9', agentUrl: 'http://127.0.0.1:5007' }), /pass --token/);
+  await assert.rejects(registerWithControlPlane({ controlPlaneUrl: 'http://127.0.0.1:9', agentUrl: 'http://127.0.0.1:5007', agentSecret }), /pass --token/);
 });
 
 test('a control plane that does not answer is reported after the retries', async () => {
@@ -25,7 +28,7 @@ test('a control plane that does not answer is reported after the retries', async
   const port = (srv.address() as { port: number }).port;
   await new Promise<void>((r) => srv.close(() => r()));
   await assert.rejects(
-    registerWithControlPlane({ controlPlaneUrl: `http://127.0.0.1:${port}`, token: 'wrh_x', agentUrl: 'http://127.0.0.1:5007', attempts: 2 }),
+    registerWithControlPlane({ controlPlaneUrl: `http://127.0.0.1:${port}`, token: 'wrh_x', agentUrl: 'http://127.0.0.1:5007', agentSecret, attempts: 2 }),
     (e: unknown) => e instanceof RegistrationError && /cannot reach the control plane/.test(e.message),
   );
 });
@@ -39,9 +42,10 @@ test("a refusal carries the control plane's status and message; a remembered reg
     let body = '';
     req.on('data', (c: Buffer) => (body += c.toString()));
     req.on('end', () => {
-      const parsed = JSON.parse(body) as { token: string; address: string };
+      const parsed = JSON.parse(body) as { token: string; address: string; agent_secret: string };
       assert.equal(req.url, '/v1/hosts/register');
       assert.equal(parsed.address, 'http://127.0.0.1:5007');
+      assert.equal(parsed.agent_secret, agentSecret, "the agent's secret goes with the token");
       res.writeHead(401, { 'content-type': 'application/json' });
       res.end(JSON.stringify({ error: { code: 'unauthenticated', message: 'host registration token is invalid, expired or already used' } }));
     });
@@ -50,16 +54,21 @@ test("a refusal carries the control plane's status and message; a remembered reg
   t.after(() => srv.close());
   const cp = `http://127.0.0.1:${(srv.address() as { port: number }).port}`;
   await assert.rejects(
-    registerWithControlPlane({ controlPlaneUrl: cp, token: 'wrh_spent', agentUrl: 'http://127.0.0.1:5007/' }),
+    registerWithControlPlane({ controlPlaneUrl: cp, token: 'wrh_spent', agentUrl: 'http://127.0.0.1:5007/', agentSecret }),
     (e: unknown) => e instanceof RegistrationError && e.status === 401 && /already used/.test(e.message),
   );
   assert.equal(hits, 1);
 
   const stateFile = join(dir, 'control-plane.json');
-  writeFileSync(stateFile, JSON.stringify({ hostId: 'host-abc', controlPlaneUrl: cp, agentUrl: 'http://127.0.0.1:5007', registeredAt: new Date().toISOString() }));
-  const reg = await registerWithControlPlane({ controlPlaneUrl: `${cp}/`, agentUrl: 'http://127.0.0.1:5007', stateFile });
+  writeFileSync(stateFile, JSON.stringify({ hostId: 'host-abc', controlPlaneUrl: cp, agentUrl: 'http://127.0.0.1:5007', registeredAt: new Date().toISOString(), agentSecretSha256: createHash('sha256').update(agentSecret).digest('hex') }));
+  const reg = await registerWithControlPlane({ controlPlaneUrl: `${cp}/`, agentUrl: 'http://127.0.0.1:5007', agentSecret, stateFile });
   assert.deepEqual([reg.hostId, reg.reused], ['host-abc', true]);
   assert.equal(hits, 1, 'no request: nothing spent');
+  // The agent's secret changed since: the control plane holds the old one, so a new registration is needed.
+  await assert.rejects(
+    registerWithControlPlane({ controlPlaneUrl: cp, agentUrl: 'http://127.0.0.1:5007', agentSecret: 't'.repeat(43), stateFile }),
+    /secret changed since it registered.*pass --token/,
+  );
   // Registered with another control plane: a token is needed again.
-  await assert.rejects(registerWithControlPlane({ controlPlaneUrl: 'http://127.0.0.1:9', agentUrl: 'http://127.0.0.1:5007', stateFile }), /pass --token/);
+  await assert.rejects(registerWithControlPlane({ controlPlaneUrl: 'http://127.0.0.1:9', agentUrl: 'http://127.0.0.1:5007', agentSecret, stateFile }), /pass --token/);
 });

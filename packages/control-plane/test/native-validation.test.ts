@@ -382,6 +382,7 @@ test('scheduler: least loaded by the larger of vCPU and memory share, honouring 
     reported: { capsuleCount: 0, allocatedVcpus: 0, allocatedMemoryMb: 0 },
     lastHeartbeatAt: null,
     createdAt: new Date(0),
+    agentSecret: null,
   });
   const loads: HostLoad[] = [
     { host: host('host-a', 4, 8192), capsules: 2, vcpus: 2, memoryMb: 1024 }, // after +1/512: max(0.75, 0.19) = 0.75

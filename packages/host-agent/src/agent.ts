@@ -1,8 +1,10 @@
 // The host agent process: the sandbox manager behind the HostAgentService Connect service, the
-// port proxy and Prometheus metrics, all on one HTTP/1.1 + h2c port.
+// port proxy and Prometheus metrics, all on one HTTP/1.1 + h2c port. Every request but GET /health
+// must carry the agent's secret (auth/), checked before anything else looks at it.
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type http from 'node:http';
+import type http2 from 'node:http2';
 import type { ServiceImpl } from '@connectrpc/connect';
 import { connectNodeAdapter } from '@connectrpc/connect-node';
 import { HostAgentService } from '@wrenn/protocol/gen/hostagent/v1/hostagent_pb';
@@ -14,18 +16,26 @@ import { hostAgentService } from './service/index.js';
 import { createPortProxy } from './port-proxy.js';
 import { createAgentMetrics } from './metrics.js';
 import { newHostId } from './host-id.js';
+import { loadAgentSecret, type AgentSecret } from './auth/agent-secret.js';
+import { createRequestAuth } from './auth/request-auth.js';
 
 export const AGENT_VERSION = '0.1.0';
 
 export interface AgentOptions extends Omit<ManagerDeps, 'log'> {
   listen: { host: string; port: number };
   log?: ManagerDeps['log'];
+  /** The secret callers must present; default WRENN_AGENT_SECRET or <dataDir>/agent-secret. */
+  secret?: string;
 }
 
 export interface RunningAgent {
   hostId: string;
   port: number;
   url: string;
+  /** What every caller of `url` presents (Authorization: Bearer <secret>). */
+  secret: string;
+  /** Where the secret came from (env, file or generated) and the file it is kept in. */
+  secretSource: Omit<AgentSecret, 'secret'>;
   manager: SandboxManager;
   /** The HostAgentService implementation it serves (a control plane in this process may call it directly). */
   service: ServiceImpl<typeof HostAgentService>;
@@ -49,6 +59,9 @@ async function loadHostId(dataDir: string): Promise<string> {
 export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
   await mkdir(opts.dataDir, { recursive: true, mode: 0o700 });
   const hostId = await loadHostId(opts.dataDir);
+  const loaded: AgentSecret = opts.secret ? { secret: opts.secret, source: 'env', file: '' } : await loadAgentSecret(opts.dataDir);
+  const where = loaded.source === 'env' ? 'the value of WRENN_AGENT_SECRET the agent started with' : `in ${loaded.file} on the agent's host (root only)`;
+  const auth = createRequestAuth(loaded.secret, where);
   const manager = new SandboxManager(opts);
   await manager.start();
   let onTerminate!: () => void;
@@ -79,9 +92,16 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
       res.end(JSON.stringify({ error: { code: 'not_found', message: `no route ${url}` } }));
     },
   });
-  const listener: DualListener = await listenDual(rpc, { ...opts.listen, headersTimeoutMs: 10_000, keepAliveTimeoutMs: 620_000 });
+  // /health stays open (it tells only that the agent is up and its host id), for load balancers.
+  const guarded = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => {
+    const url = req.url ?? '/';
+    if (url === '/health' || auth.allows(req.headers, proxy.handles(url))) return rpc(req as never, res as never);
+    auth.refuse(res as http.ServerResponse);
+  };
+  const listener: DualListener = await listenDual(guarded, { ...opts.listen, headersTimeoutMs: 10_000, keepAliveTimeoutMs: 620_000 });
   listener.http1.on('upgrade', (req: http.IncomingMessage, socket, head: Buffer) => {
-    if (proxy.handles(req.url ?? '')) proxy.upgrade(req, socket, head);
+    if (!auth.allows(req.headers, proxy.handles(req.url ?? ''))) auth.refuseUpgrade(socket);
+    else if (proxy.handles(req.url ?? '')) proxy.upgrade(req, socket, head);
     else socket.end('HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n');
   });
   const host = opts.listen.host.includes(':') ? `[${opts.listen.host}]` : opts.listen.host;
@@ -89,6 +109,8 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     hostId,
     port: listener.port,
     url: `http://${host}:${listener.port}`,
+    secret: loaded.secret,
+    secretSource: { source: loaded.source, file: loaded.file },
     manager,
     service,
     terminated,

@@ -34,7 +34,7 @@ export async function runAgentFromCli(opts: Record<string, string | undefined>, 
   const dataDir = opts.dataDir ?? '/var/lib/wrenn';
   const layers = await createLocalLayers(dataDir, { network: { warmPool: agentNetWarmPool() } });
   const agent = await startAgent({ ...layers, dataDir, listen, warmPool: parseWarmPool(opts.warmPool), log: (level, msg, data) => log[level](data ?? {}, msg) });
-  log.info({ url: agent.url, hostId: agent.hostId, dataDir, runtimes: [...layers.runtimes.keys()], defaultRuntime: layers.defaultRuntime, why: layers.runtimeReasons }, 'host agent listening');
+  log.info({ url: agent.url, hostId: agent.hostId, dataDir, secret: agent.secretSource.source === 'env' ? 'WRENN_AGENT_SECRET' : agent.secretSource.file, runtimes: [...layers.runtimes.keys()], defaultRuntime: layers.defaultRuntime, why: layers.runtimeReasons }, 'host agent listening');
   await hooks.onListening?.(agent);
   const stop = async () => {
     await agent.close();

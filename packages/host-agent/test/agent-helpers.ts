@@ -4,9 +4,9 @@ import { mkdtempSync, rmSync, rmdirSync, readdirSync, readFileSync, existsSync }
 import { execFileSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createClient, type Client } from '@connectrpc/connect';
-import { createConnectTransport } from '@connectrpc/connect-node';
-import { HostAgentService } from '@wrenn/protocol/gen/hostagent/v1/hostagent_pb';
+import type { HostAgentService } from '@wrenn/protocol/gen/hostagent/v1/hostagent_pb';
+import type { Client } from '@connectrpc/connect';
+import { createAgentClient } from '../src/auth/client.js';
 import { startAgent, type RunningAgent } from '../src/agent.js';
 import { createLocalLayers, type LocalLayers } from '../src/local-providers.js';
 import type { NetworkOptions } from '../src/network/index.js';
@@ -30,7 +30,7 @@ export function newDataDir(): string {
 export async function startTestAgent(dataDir: string, network: Partial<NetworkOptions> = {}): Promise<TestAgent> {
   const layers = await createLocalLayers(dataDir, { network: { ...TEST_NET, ...network }, cgroupParent: 'wrenn-test-agent' });
   const agent = await startAgent({ ...layers, dataDir, listen: { host: '127.0.0.1', port: 0 } });
-  const client = createClient(HostAgentService, createConnectTransport({ baseUrl: agent.url, httpVersion: '2' }));
+  const client = createAgentClient(agent.url, agent.secret);
   return {
     dataDir,
     agent,

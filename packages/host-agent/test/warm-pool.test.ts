@@ -2,9 +2,7 @@
 // the claimed capsule has the user's id everywhere (hostname, environment, metadata endpoint).
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { createClient } from '@connectrpc/connect';
-import { createConnectTransport } from '@connectrpc/connect-node';
-import { HostAgentService } from '@wrenn/protocol/gen/hostagent/v1/hostagent_pb';
+import { createAgentClient } from '../src/auth/client.js';
 import { startAgent } from '../src/agent.js';
 import { createLocalLayers } from '../src/local-providers.js';
 import { TEST_NET, leftovers, newDataDir, sleep, teardown, text } from './agent-helpers.js';
@@ -12,7 +10,7 @@ import { TEST_NET, leftovers, newDataDir, sleep, teardown, text } from './agent-
 const dataDir = newDataDir();
 const layers = await createLocalLayers(dataDir, { network: TEST_NET, cgroupParent: 'wrenn-test-agent' });
 const agent = await startAgent({ ...layers, dataDir, listen: { host: '127.0.0.1', port: 0 }, warmPool: { minimal: 1 } });
-const client = createClient(HostAgentService, createConnectTransport({ baseUrl: agent.url, httpVersion: '2' }));
+const client = createAgentClient(agent.url, agent.secret);
 const ids: string[] = [];
 
 after(async () => {

@@ -1,16 +1,26 @@
-// Connect clients to the host agents, one HTTP/2 (h2c) session per host. This pool carries RPCs
-// only; the sandbox proxy has its own HTTP/1.1 transport so browser traffic never competes with
-// PTY and exec streams for the same connection's flow control. An agent running in this process
-// (`wrenn up`) is called directly (in-process-client.ts) unless WRENN_LOCAL_AGENT_RPC=http.
-import { createClient, type Client, type ServiceImpl } from '@connectrpc/connect';
-import { createConnectTransport } from '@connectrpc/connect-node';
+// Connect clients to the host agents, one HTTP/2 (h2c) session per host, each presenting the
+// host's agent secret (Authorization: Bearer). This pool carries RPCs only; the sandbox proxy has
+// its own HTTP/1.1 transport so browser traffic never competes with PTY and exec streams for the
+// same connection's flow control. An agent running in this process (`wrenn up`) is called directly
+// (in-process-client.ts, no credential needed) unless WRENN_LOCAL_AGENT_RPC=http.
+import type { ServiceImpl } from '@connectrpc/connect';
 import { HostAgentService } from '@wrenn/protocol/gen/hostagent/v1/hostagent_pb';
+import { createAgentClient, type AgentClient } from '@wrenn/host-agent/auth/client';
 import { createInProcessClient } from './in-process-client.js';
 
-export type AgentClient = Client<typeof HostAgentService>;
+export type { AgentClient };
+
+/** How a host's agent is reached: a hosts row has these. */
+export interface AgentEndpoint {
+  id: string;
+  /** Base URL, e.g. http://10.0.0.5:5007. */
+  address: string;
+  /** What the agent demands; null for a host registered before agents required one (its calls get 401). */
+  agentSecret: string | null;
+}
 
 export class AgentPool {
-  private readonly clients = new Map<string, { address: string; client: AgentClient }>();
+  private readonly clients = new Map<string, { key: string; client: AgentClient }>();
   private readonly inProcess = new Map<string, AgentClient>();
 
   /** Calls to this host go straight to its service implementation, which runs in this process. */
@@ -19,22 +29,21 @@ export class AgentPool {
     this.inProcess.set(hostId, createInProcessClient(HostAgentService, impl));
   }
 
-  /** The client for a host's agent at `address` (http://host:port), created on first use. */
-  client(hostId: string, address: string): AgentClient {
-    const local = this.inProcess.get(hostId);
+  /** The client for a host's agent, created on first use (and again when its address or secret changed). */
+  client(host: AgentEndpoint): AgentClient {
+    const local = this.inProcess.get(host.id);
     if (local) return local;
-    const have = this.clients.get(hostId);
-    if (have && have.address === address) return have.client;
-    const transport = createConnectTransport({
-      baseUrl: address,
+    const key = `${host.address} ${host.agentSecret ?? ''}`;
+    const have = this.clients.get(host.id);
+    if (have && have.key === key) return have.client;
+    const client = createAgentClient(host.address, host.agentSecret ?? '', {
       httpVersion: '2',
       useBinaryFormat: true,
       // Keep the HTTP/2 session warm; a new session costs a round trip on the create path.
       pingIntervalMs: 30_000,
       idleConnectionTimeoutMs: 15 * 60_000,
     });
-    const client = createClient(HostAgentService, transport);
-    this.clients.set(hostId, { address, client });
+    this.clients.set(host.id, { key, client });
     return client;
   }
 

@@ -7,6 +7,7 @@ import { type Kysely, type Migration, Migrator, sql } from 'kysely';
 import type { SqlDialect } from './dialect.js';
 import * as m0001 from './migrations/0001_initial.js';
 import * as m0002 from './migrations/0002_template_config.js';
+import * as m0003 from './migrations/0003_host_agent_secret.js';
 
 interface MigrationModule {
   up(db: Kysely<unknown>, dialect: SqlDialect): Promise<void>;
@@ -17,6 +18,7 @@ interface MigrationModule {
 const modules: Record<string, MigrationModule> = {
   '0001_initial': m0001,
   '0002_template_config': m0002,
+  '0003_host_agent_secret': m0003,
 };
 
 export function migrationNames(): string[] {

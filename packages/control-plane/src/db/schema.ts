@@ -36,6 +36,8 @@ export interface HostsTable {
   allocated_vcpus: number;
   allocated_memory_mb: number;
   registration_token_hash: string | null;
+  /** What the host agent demands of callers (Authorization: Bearer); null: none known. */
+  agent_secret: string | null;
   last_heartbeat_at: number | null;
   created_at: number;
 }

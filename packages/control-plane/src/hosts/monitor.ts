@@ -70,7 +70,7 @@ export class HostMonitor {
     await Promise.all(
       hosts.map(async (h) => {
         try {
-          const info = await probeHost(this.ctx.agents, h.id, h.address, this.timeoutMs);
+          const info = await probeHost(this.ctx.agents, h, this.timeoutMs);
           await recordHeartbeat(db, h.id, {
             runtimes: info.runtimes.length > 0 ? info.runtimes : undefined,
             cpuCount: info.cpuCount,

@@ -1,11 +1,10 @@
 // Asks a host agent who it is (GetHostInfo) with a deadline: used at registration, so a host whose
 // address the control plane cannot reach is refused at once instead of failing later, and by the
 // heartbeat monitor.
-import { ConnectError, createClient } from '@connectrpc/connect';
-import { createConnectTransport } from '@connectrpc/connect-node';
-import { HostAgentService } from '@wrenn/protocol/gen/hostagent/v1/hostagent_pb';
+import { ConnectError } from '@connectrpc/connect';
 import type { GetHostInfoResponse } from '@wrenn/protocol/gen/hostagent/v1/hostagent_pb';
-import type { AgentPool } from '../agents/pool.js';
+import { createAgentClient } from '@wrenn/host-agent/auth/client';
+import type { AgentEndpoint, AgentPool } from '../agents/pool.js';
 
 export interface HostInfo {
   agentHostId: string;
@@ -29,14 +28,17 @@ export const toHostInfo = (r: GetHostInfoResponse): HostInfo => ({
   version: r.version,
 });
 
-export async function probeHost(agents: AgentPool, hostId: string, address: string, timeoutMs: number): Promise<HostInfo> {
-  const res = await agents.client(hostId, address).getHostInfo({}, { timeoutMs });
+export async function probeHost(agents: AgentPool, host: AgentEndpoint, timeoutMs: number): Promise<HostInfo> {
+  const res = await agents.client(host).getHostInfo({}, { timeoutMs });
   return toHostInfo(res);
 }
 
-/** One call over a throw-away HTTP/1.1 transport: nothing lingers for an address that may be wrong. */
-export async function probeAddress(address: string, timeoutMs: number): Promise<HostInfo> {
-  const client = createClient(HostAgentService, createConnectTransport({ baseUrl: address, httpVersion: '1.1', useBinaryFormat: true }));
+/**
+ * One call over a throw-away HTTP/1.1 transport: nothing lingers for an address that may be wrong.
+ * With the agent's secret, so a wrong secret fails here (unauthenticated) rather than on every call later.
+ */
+export async function probeAddress(address: string, secret: string, timeoutMs: number): Promise<HostInfo> {
+  const client = createAgentClient(address, secret, { httpVersion: '1.1', useBinaryFormat: true });
   return toHostInfo(await client.getHostInfo({}, { timeoutMs }));
 }
 

@@ -1,6 +1,9 @@
 // The agent side of host registration (`wrenn agent --control-plane URL --token T`): spends the
 // one-time token at POST /v1/hosts/register and remembers the result in the agent's data dir, so a
-// restarted agent does not need (or burn) a new token.
+// restarted agent does not need (or burn) a new token. The agent's secret goes with the token: it
+// is what the control plane presents on every call to this agent afterwards. The state file keeps
+// only a digest of that secret, so a changed secret is noticed and asks for a new registration.
+import { createHash } from 'node:crypto';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 
@@ -11,6 +14,8 @@ export interface RegisterWithControlPlaneOptions {
   token?: string;
   /** Base URL at which the control plane reaches this agent, e.g. http://10.0.0.5:5007. */
   agentUrl: string;
+  /** The secret this agent demands of its callers (RunningAgent.secret). */
+  agentSecret: string;
   /** The agent's own host id (the control plane checks it against what the agent reports). */
   hostId?: string;
   /** Reported capacity; the control plane asks the agent itself when they are left out. */
@@ -30,6 +35,8 @@ export interface Registration {
   controlPlaneUrl: string;
   agentUrl: string;
   registeredAt: string;
+  /** sha256 hex of the agent secret the control plane was given. */
+  agentSecretSha256?: string;
 }
 
 export class RegistrationError extends Error {
@@ -43,6 +50,7 @@ export class RegistrationError extends Error {
 }
 
 const trimSlash = (u: string) => u.replace(/\/+$/, '');
+const sha256 = (s: string) => createHash('sha256').update(s, 'utf8').digest('hex');
 
 async function readState(file: string): Promise<Registration | undefined> {
   try {
@@ -74,7 +82,11 @@ export async function registerWithControlPlane(o: RegisterWithControlPlaneOption
   }
   if (o.stateFile) {
     const saved = await readState(o.stateFile);
-    if (saved && saved.controlPlaneUrl === controlPlaneUrl && saved.agentUrl === agentUrl) return { ...saved, reused: true };
+    const same = saved && saved.controlPlaneUrl === controlPlaneUrl && saved.agentUrl === agentUrl;
+    if (same && saved.agentSecretSha256 === sha256(o.agentSecret)) return { ...saved, reused: true };
+    if (same && !o.token) {
+      throw new RegistrationError("this agent's secret changed since it registered, so the control plane could not call it: pass --token (an admin creates one with POST /v1/hosts/tokens) to register again");
+    }
   }
   if (!o.token) {
     throw new RegistrationError('this agent is not registered with that control plane yet: pass --token (an admin creates one with POST /v1/hosts/tokens)');
@@ -82,6 +94,7 @@ export async function registerWithControlPlane(o: RegisterWithControlPlaneOption
   const body = JSON.stringify({
     token: o.token,
     address: agentUrl,
+    agent_secret: o.agentSecret,
     ...(o.hostId ? { host_id: o.hostId } : {}),
     ...(o.runtimes ? { runtimes: o.runtimes } : {}),
     ...(o.cpuCount ? { cpu_count: o.cpuCount } : {}),
@@ -116,7 +129,7 @@ export async function registerWithControlPlane(o: RegisterWithControlPlaneOption
     const why = parsed.error?.message ?? (text.slice(0, 300) || res.statusText);
     throw new RegistrationError(`the control plane refused the registration (${res.status}): ${why}`, res.status);
   }
-  const reg: Registration = { hostId: parsed.host_id, controlPlaneUrl, agentUrl, registeredAt: new Date().toISOString() };
+  const reg: Registration = { hostId: parsed.host_id, controlPlaneUrl, agentUrl, registeredAt: new Date().toISOString(), agentSecretSha256: sha256(o.agentSecret) };
   if (o.stateFile) await writeState(o.stateFile, reg);
   return { ...reg, reused: false };
 }

@@ -18,6 +18,8 @@ export interface HostRegistration {
   runtimes: string[];
   cpuCount: number;
   memoryMb: number;
+  /** What the agent demands of callers (checked against it by the caller). */
+  agentSecret: string;
 }
 
 export async function admitHost(db: Kysely<Database>, r: HostRegistration): Promise<{ host: Host; created: boolean }> {
@@ -32,7 +34,7 @@ export async function admitHost(db: Kysely<Database>, r: HostRegistration): Prom
     if (existing) {
       await trx
         .updateTable('hosts')
-        .set({ registration_token_hash: tokenHash, address: r.address, status: 'online' })
+        .set({ registration_token_hash: tokenHash, address: r.address, agent_secret: r.agentSecret, status: 'online' })
         .where('id', '=', existing.id)
         .execute();
       const host = await recordHeartbeat(trx, existing.id, { runtimes: r.runtimes, cpuCount: r.cpuCount, memoryMb: r.memoryMb });
@@ -45,6 +47,7 @@ export async function admitHost(db: Kysely<Database>, r: HostRegistration): Prom
       cpuCount: r.cpuCount,
       memoryMb: r.memoryMb,
       registrationTokenHash: tokenHash,
+      agentSecret: r.agentSecret,
     });
     return { host, created: true };
   });

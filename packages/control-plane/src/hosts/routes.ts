@@ -1,10 +1,13 @@
 // Host routes (a Fastify plugin, registered by server.ts): admins create one-time registration
 // tokens; a host agent spends one to register its address and capacity.
 //   POST /v1/hosts/tokens    (admin key)  {ttl_sec?}                                   -> 201 {id, token, expires_at}
-//   POST /v1/hosts/register  (the token)  {token, address, runtimes?, cpu_count?, memory_mb?, host_id?} -> 201 {host_id}
-// Registration first asks the agent at `address` for GetHostInfo, so an address the control plane
-// cannot reach is refused at once; the host keeps the id the agent reports.
+//   POST /v1/hosts/register  (the token)  {token, address, agent_secret, runtimes?, cpu_count?, memory_mb?, host_id?} -> 201 {host_id}
+// Registration first asks the agent at `address` for GetHostInfo, presenting `agent_secret`, so an
+// address the control plane cannot reach, or a secret that agent does not take, is refused at once;
+// the host keeps the id the agent reports, and the secret is what the control plane sends on every
+// later call to it.
 import type { FastifyPluginAsync } from 'fastify';
+import { Code, ConnectError } from '@connectrpc/connect';
 import { Type, type Static } from '@sinclair/typebox';
 import type { ControlPlaneContext } from '../context.js';
 import { ApiError, badRequest } from '../api/errors.js';
@@ -40,6 +43,12 @@ const RegisterRequest = Type.Object(
     cpu_count: Type.Optional(Type.Integer({ minimum: 1, maximum: 65536 })),
     memory_mb: Type.Optional(Type.Integer({ minimum: 1, maximum: 1 << 30 })),
     host_id: Type.Optional(Type.String({ maxLength: 128, description: "The agent's own id; must match what the agent reports" })),
+    agent_secret: Type.String({
+      minLength: 32,
+      maxLength: 256,
+      pattern: '^[A-Za-z0-9._~+/=-]+$',
+      description: 'The secret the agent demands of its callers (its <data dir>/agent-secret or WRENN_AGENT_SECRET); the control plane presents it on every call',
+    }),
   },
   { additionalProperties: false },
 );
@@ -119,8 +128,11 @@ export const hostRoutes: FastifyPluginAsync<{ ctx: ControlPlaneContext }> = asyn
       }
       let info;
       try {
-        info = await probeAddress(address, REGISTER_PROBE_TIMEOUT_MS);
+        info = await probeAddress(address, body.agent_secret, REGISTER_PROBE_TIMEOUT_MS);
       } catch (err) {
+        if (err instanceof ConnectError && err.code === Code.Unauthenticated) {
+          throw badRequest(`the agent at ${address} refused agent_secret: send the secret that agent uses (its <data dir>/agent-secret or WRENN_AGENT_SECRET)`);
+        }
         throw badRequest(`the control plane cannot reach the agent at ${address} (${describeProbeError(err)}); give an address this control plane can reach`);
       }
       if (body.host_id && info.agentHostId && body.host_id !== info.agentHostId) {
@@ -133,6 +145,7 @@ export const hostRoutes: FastifyPluginAsync<{ ctx: ControlPlaneContext }> = asyn
         runtimes: body.runtimes ?? info.runtimes,
         cpuCount: body.cpu_count ?? info.cpuCount,
         memoryMb: body.memory_mb ?? info.memoryMb,
+        agentSecret: body.agent_secret,
       }).catch((e: unknown) => {
         throw toServiceError(e);
       });

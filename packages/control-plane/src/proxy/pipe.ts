@@ -60,7 +60,8 @@ interface InFlight {
 
 const EMPTY: Buffer = Buffer.alloc(0);
 const RETRYABLE = new Set(['ECONNREFUSED', 'ECONNRESET', 'EHOSTUNREACH']);
-const DROPPED_REQUEST_FIELDS = new Set(['proxy-authorization', 'proxy-connection', 'x-forwarded-for', 'x-forwarded-host']);
+// x-wrenn-agent-secret: a client's copy never passes; the hop to an agent carries ours (t.headers).
+const DROPPED_REQUEST_FIELDS = new Set(['proxy-authorization', 'proxy-connection', 'x-forwarded-for', 'x-forwarded-host', 'x-wrenn-agent-secret']);
 
 type ReqState = 'head' | 'length' | 'chunked' | 'await-upgrade' | 'tunnel';
 type ResState = 'head' | 'length' | 'chunked' | 'close' | 'tunnel';
@@ -261,6 +262,7 @@ export class PipedConnection {
     if (this.remote) out += `\r\nx-forwarded-for: ${xff ? `${xff}, ${this.remote}` : this.remote}`;
     const host = field(head, 'host');
     if (host) out += `\r\nx-forwarded-host: ${host}`;
+    for (const [k, v] of Object.entries(t.headers ?? {})) out += `\r\n${k}: ${v}`;
     this.toUpstream(Buffer.from(`${out}\r\n\r\n`, 'latin1'));
     this.pending = this.pending.subarray(end);
     const upgrade = field(head, 'upgrade') !== undefined && hasToken(head, 'connection', 'upgrade');

@@ -157,7 +157,7 @@ export function createSandboxProxy(ctx: ControlPlaneContext, opts: { headersTime
     if ('status' in found) return found;
     // Path routing keeps the /proxy/<id>/<P> prefix on redirects; header and host routing do not.
     const locationPrefix = route.kind === 'path' ? route.prefix : undefined;
-    return { target: { host: found.host, port: found.port, path: found.pathPrefix + route.path }, locationPrefix };
+    return { target: { host: found.host, port: found.port, path: found.pathPrefix + route.path, ...(found.headers ? { headers: found.headers } : {}) }, locationPrefix };
   }
 
   const attachVia = (socket: Duplex) => {

@@ -1,6 +1,7 @@
 // Where a capsule's port is reached: the capsule's own address when its host agent runs in this
 // process's machine (wrenn up), else that agent's /proxy endpoint. Cached per capsule, evicted when
 // the capsule goes away or changes state.
+import { AGENT_SECRET_HEADER } from '@wrenn/host-agent/auth/request-auth';
 import type { ControlPlaneContext } from '../context.js';
 import { isCapsuleId } from '../ids.js';
 
@@ -9,6 +10,8 @@ export interface ResolvedTarget {
   port: number;
   /** Prepended to the request path (the agent's /proxy/<id>/<P> when going through it). */
   pathPrefix: string;
+  /** Headers the hop needs: the agent's secret when going through its /proxy (none direct to a capsule). */
+  headers?: Record<string, string>;
 }
 
 export type Failure = { status: number; code: string; message: string };
@@ -18,6 +21,8 @@ export interface ProxyTargetInfo {
   state: string;
   hostId: string;
   agentUrl: string;
+  /** The secret the host's agent demands (sent as X-Wrenn-Agent-Secret on its /proxy routes). */
+  agentSecret?: string | null;
   /** The capsule's own address, for capsules of a host agent on this machine. */
   capsuleAddress?: string;
 }
@@ -60,16 +65,16 @@ export class ProxyTargets {
       const row = await this.ctx.database.db
         .selectFrom('capsules')
         .innerJoin('hosts', 'hosts.id', 'capsules.host_id')
-        .select(['capsules.state as state', 'capsules.host_id as hostId', 'hosts.address as agentUrl'])
+        .select(['capsules.state as state', 'capsules.host_id as hostId', 'hosts.address as agentUrl', 'hosts.agent_secret as agentSecret'])
         .where('capsules.id', '=', capsuleId)
         .executeTakeFirst();
       if (!row || row.state === 'stopped') {
         this.cache.delete(capsuleId);
         return notFound(capsuleId);
       }
-      e = { state: row.state, hostId: row.hostId ?? '', agentUrl: row.agentUrl, at: Date.now() };
+      e = { state: row.state, hostId: row.hostId ?? '', agentUrl: row.agentUrl, agentSecret: row.agentSecret, at: Date.now() };
       if (this.ctx.localHostIds.has(e.hostId)) {
-        const agent = this.ctx.agents.client(e.hostId, e.agentUrl);
+        const agent = this.ctx.agents.client({ id: e.hostId, address: e.agentUrl, agentSecret: e.agentSecret ?? null });
         const cap = await agent.getCapsule({ id: capsuleId }).catch(() => undefined);
         if (cap?.capsule?.address) e.capsuleAddress = cap.capsule.address;
       }
@@ -109,5 +114,6 @@ function answer(capsuleId: string, port: number, e: Entry): ResolvedTarget | Fai
     host: u.hostname.replace(/^\[|\]$/g, ''),
     port: Number(u.port || 80),
     pathPrefix: `/proxy/${capsuleId}/${port}`,
+    headers: { [AGENT_SECRET_HEADER]: e.agentSecret ?? '' },
   };
 }

@@ -161,7 +161,7 @@ export class Reconciler {
   private async reconcileHost(host: Host, report: ReconcileReport): Promise<void> {
     let agentCapsules: AgentCapsule[];
     try {
-      const res = await this.ctx.agents.client(host.id, host.address).listCapsules({}, { timeoutMs: this.rpcTimeoutMs });
+      const res = await this.ctx.agents.client(host).listCapsules({}, { timeoutMs: this.rpcTimeoutMs });
       agentCapsules = res.capsules;
     } catch (err) {
       report.hostsFailed.push(host.id);
@@ -192,7 +192,7 @@ export class Reconciler {
       if (row && row.hostId === host.id && ON_HOST_STATES.includes(row.state)) continue;
       if (!this.confirmed(a.id, `orphan:${row?.state ?? 'unknown'}`)) continue;
       try {
-        await this.ctx.agents.client(host.id, host.address).destroyCapsule({ id: a.id }, { timeoutMs: this.rpcTimeoutMs * 6 });
+        await this.ctx.agents.client(host).destroyCapsule({ id: a.id }, { timeoutMs: this.rpcTimeoutMs * 6 });
       } catch (err) {
         if (!(err instanceof ConnectError && err.code === Code.NotFound)) {
           this.ctx.log.warn({ hostId: host.id, capsuleId: a.id, err: err instanceof Error ? err.message : String(err) }, 'reconciler: orphan not destroyed');

@@ -333,7 +333,7 @@ export async function hostOfCapsule(ctx: ControlPlaneContext, c: Capsule): Promi
 /** The Connect client of the agent holding the capsule. */
 export async function agentForCapsule(ctx: ControlPlaneContext, c: Capsule): Promise<AgentClient> {
   const host = await hostOfCapsule(ctx, c);
-  return ctx.agents.client(host.id, host.address);
+  return ctx.agents.client(host);
 }
 
 /**
@@ -415,7 +415,7 @@ export async function createCapsule(
     }),
   );
 
-  const agent = ctx.agents.client(host.id, host.address);
+  const agent = ctx.agents.client(host);
   let made: PbCapsule | undefined;
   try {
     const res = await agent.createCapsule({
@@ -466,6 +466,7 @@ export async function createCapsule(
     state: 'running',
     hostId: host.id,
     agentUrl: host.address,
+    agentSecret: host.agentSecret,
     ...(ctx.localHostIds.has(host.id) && made?.address ? { capsuleAddress: made.address } : {}),
   });
   if (!input.skipTemplateStart)
@@ -509,7 +510,7 @@ async function startFromTemplateConfig(
 ): Promise<void> {
   if (!config) return;
   try {
-    await startTemplateProcesses({ capsuleId: capsule.id, agent: ctx.agents.client(host.id, host.address) }, config);
+    await startTemplateProcesses({ capsuleId: capsule.id, agent: ctx.agents.client(host) }, config);
   } catch (err) {
     await destroyCapsule(ctx, teamId, capsule.id).catch(() => undefined);
     throw toServiceError(err);
@@ -523,7 +524,7 @@ export async function destroyCapsule(ctx: ControlPlaneContext, teamId: string, i
   const host = c.hostId ? await getHost(ctx.database.db, c.hostId) : null;
   if (host) {
     try {
-      await ctx.agents.client(host.id, host.address).destroyCapsule({ id });
+      await ctx.agents.client(host).destroyCapsule({ id });
     } catch (err) {
       // Not on the agent (failed start, agent lost its state): nothing left to remove there.
       if (!isAgentNotFound(err)) throw toServiceError(err);

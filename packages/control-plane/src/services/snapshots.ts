@@ -107,7 +107,7 @@ export async function deleteTemplate(
     const host = await getHost(ctx.database.db, row.hostId);
     if (host) {
       try {
-        await ctx.agents.client(host.id, host.address).deleteSnapshot({ name: agentTemplateName(row) });
+        await ctx.agents.client(host).deleteSnapshot({ name: agentTemplateName(row) });
       } catch (err) {
         // Already gone from the host: only the record is left to remove.
         if (!(err instanceof ConnectError && err.code === Code.NotFound)) {

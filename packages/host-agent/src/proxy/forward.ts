@@ -22,7 +22,9 @@ export interface ForwardOptions {
   backoffMs?: number;
 }
 
-const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'proxy-authorization'];
+// x-wrenn-agent-secret is the host agent's credential (auth/request-auth.ts): never passed on
+// from a client; the control plane sets it itself (target.headers) on its hop to an agent.
+const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'proxy-authorization', 'x-wrenn-agent-secret'];
 
 export function createProxyAgent(): http.Agent {
   return new http.Agent({ keepAlive: true, maxSockets: 256, maxFreeSockets: 64, keepAliveMsecs: 30_000, timeout: 620_000 });

@@ -29,7 +29,8 @@ const STATE: Record<CapsuleState, PbState> = {
   error: PbState.ERROR,
 };
 
-export function toPbCapsule(rec: CapsuleRecord, envdVersion: string): Capsule {
+/** `withToken`: include the envd access token (only for whoever created the capsule or asked for it by id). */
+export function toPbCapsule(rec: CapsuleRecord, envdVersion: string, withToken = false): Capsule {
   return create(CapsuleSchema, {
     id: rec.id,
     template: rec.template,
@@ -47,7 +48,7 @@ export function toPbCapsule(rec: CapsuleRecord, envdVersion: string): Capsule {
     ...(rec.networkPolicy ? { network: { allowOut: rec.networkPolicy.allowOut } } : {}),
     pauseKeeps: rec.pauseKeeps ?? '',
     error: rec.error ?? '',
-    envdAccessToken: rec.envdAccessToken,
+    envdAccessToken: withToken ? rec.envdAccessToken : '',
   });
 }
 
@@ -77,7 +78,7 @@ export interface HostAgentServiceOptions {
 
 export function hostAgentService(o: HostAgentServiceOptions): ServiceImpl<typeof HostAgentService> {
   const m = o.manager;
-  const pb = (rec: CapsuleRecord) => toPbCapsule(rec, o.envdVersion);
+  const pb = (rec: CapsuleRecord, withToken = false) => toPbCapsule(rec, o.envdVersion, withToken);
   const impl: ServiceImpl<typeof HostAgentService> = {
     async getHostInfo() {
       const caps = m.list().filter((c) => c.state === 'running' || c.state === 'starting' || c.state === 'paused');
@@ -111,7 +112,7 @@ export function hostAgentService(o: HostAgentServiceOptions): ServiceImpl<typeof
         defaultUser: req.defaultUser || undefined,
         defaultWorkdir: req.defaultWorkdir || undefined,
       });
-      return { capsule: pb(rec) };
+      return { capsule: pb(rec, true) };
     },
     async destroyCapsule(req) {
       await m.destroy(req.id);
@@ -126,10 +127,10 @@ export function hostAgentService(o: HostAgentServiceOptions): ServiceImpl<typeof
       return { capsule: pb(await m.resume(req.id, req.timeoutSec || undefined)) };
     },
     async getCapsule(req) {
-      return { capsule: pb(m.get(req.id)) };
+      return { capsule: pb(m.get(req.id), req.withEnvdAccessToken) };
     },
     async listCapsules() {
-      return { capsules: m.list().map(pb) };
+      return { capsules: m.list().map((rec) => pb(rec)) };
     },
     async pingCapsule(req) {
       return { capsule: pb(await m.ping(req.id, req.timeoutSec)) };

@@ -34,6 +34,7 @@ export function envdAccess(ctx: ControlPlaneContext) {
     const token = capsule.envdAccessToken;
     const auth: Interceptor = (next) => async (req) => {
       if (token) req.header.set('X-Access-Token', token);
+      for (const [k, v] of Object.entries(t.headers ?? {})) req.header.set(k, v);
       return next(req);
     };
     const transport = createConnectTransport({

@@ -20,6 +20,8 @@ export interface Host {
   reported: { capsuleCount: number; allocatedVcpus: number; allocatedMemoryMb: number };
   lastHeartbeatAt: Date | null;
   createdAt: Date;
+  /** The secret the host's agent demands of every caller; null for a host registered without one. */
+  agentSecret: string | null;
 }
 
 export interface NewHost {
@@ -31,6 +33,7 @@ export interface NewHost {
   status?: HostStatus;
   /** sha256 hex of the registration token that admitted this host, if any. */
   registrationTokenHash?: string | null;
+  agentSecret?: string | null;
 }
 
 export const toHost = (r: Selectable<HostsTable>): Host => ({
@@ -47,6 +50,7 @@ export const toHost = (r: Selectable<HostsTable>): Host => ({
   },
   lastHeartbeatAt: toDateOrNull(r.last_heartbeat_at),
   createdAt: toDate(r.created_at),
+  agentSecret: r.agent_secret ?? null,
 });
 
 function runtimeList(runtimes: string[]): string {
@@ -69,6 +73,7 @@ export async function createHost(db: Kysely<Database>, input: NewHost): Promise<
     allocated_vcpus: 0,
     allocated_memory_mb: 0,
     registration_token_hash: input.registrationTokenHash ?? null,
+    agent_secret: input.agentSecret ?? null,
     last_heartbeat_at: now,
     created_at: now,
   };
@@ -139,6 +144,10 @@ export async function setHostAddress(db: Kysely<Database>, id: string, address: 
     .where('id', '=', id)
     .execute();
   return getHost(db, id);
+}
+
+export async function setHostAgentSecret(db: Kysely<Database>, id: string, secret: string): Promise<void> {
+  await db.updateTable('hosts').set({ agent_secret: nonEmpty(secret, 'agent secret') }).where('id', '=', id).execute();
 }
 
 /** Marks online hosts whose last heartbeat is older than `before` unreachable; returns their ids. */
