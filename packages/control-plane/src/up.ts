@@ -11,6 +11,7 @@ import { agentNetWarmPool, type NetworkOptions } from '@wrenn/host-agent/network
 import { startControlPlane, type RunningControlPlane } from './server.js';
 import { createHost, getHost, recordHeartbeat, setHostAddress, setHostAgentSecret, setHostStatus } from './db/repositories/hosts.js';
 import { ensureAdmin } from './auth/index.js';
+import { recordCapsuleDied } from './reconciler/capsule-died.js';
 
 export interface UpOptions {
   dataDir: string;
@@ -94,6 +95,12 @@ export async function startUp(o: UpOptions): Promise<RunningUp> {
   await recordHeartbeat(db, agent.hostId, {});
   cp.ctx.localHostIds.add(agent.hostId);
   cp.ctx.agents.setInProcess(agent.hostId, agent.service);
+  // A capsule that dies here is in the database as `error` at once, not at the next reconcile.
+  agent.manager.onCapsuleExit((rec) => {
+    void recordCapsuleDied(cp.ctx, rec.id, rec.error ?? 'the capsule died', 'host-agent').catch((err: unknown) =>
+      log.error({ err: String(err), capsuleId: rec.id }, 'could not record a dead capsule'),
+    );
+  });
 
   const ready = async () => {
     if (o.warmMinimal !== false) {

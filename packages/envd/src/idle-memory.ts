@@ -10,7 +10,7 @@
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 
-interface MemoryBinding {
+export interface MemoryBinding {
   adviseDontNeed(start: number, length: number): void;
   mallocTrim(): boolean;
 }
@@ -75,12 +75,20 @@ export function releaseIdleMemory(binding: MemoryBinding | undefined = loadBindi
 
 /**
  * Watches envd's CPU time once a second (an unref'd timer): after a second with (almost) none,
- * following at least `minWorkMs` of CPU since the last release, it releases idle memory.
+ * following at least `minWorkMs` of CPU since the last release, it releases idle memory. A release
+ * that fails (EMFILE/ENFILE opening /proc/self/smaps when a tenant exhausted the file table) is
+ * logged and tried again at the next idle check: an error here must never end envd.
  */
-export function startIdleMemoryRelease(opts: { checkMs?: number; minWorkMs?: number } = {}): () => void {
+const MAX_LOAD_BACKOFF_MS = 10 * 60_000;
+
+export function startIdleMemoryRelease(
+  opts: { checkMs?: number; minWorkMs?: number; binding?: MemoryBinding } = {},
+): () => void {
   // The addon is loaded at the first release, not here: envd's start-up is a capsule's boot time.
-  let binding: MemoryBinding | null | undefined;
+  let binding: MemoryBinding | undefined;
   const checkMs = opts.checkMs ?? 1000;
+  let loadBackoffMs = checkMs;
+  let loadAgainAt = 0;
   const minWorkUs = (opts.minWorkMs ?? 20) * 1000;
   const cpu = () => {
     const u = process.cpuUsage();
@@ -95,16 +103,38 @@ export function startIdleMemoryRelease(opts: { checkMs?: number; minWorkMs?: num
     workSinceRelease += used;
     // "Idle": under 2 % of one core in the last interval.
     if (used > checkMs * 20 || workSinceRelease < minWorkUs) return;
-    binding ??= loadBinding() ?? null;
     if (!binding) {
-      clearInterval(timer);
+      // Not found may also mean no fd was free to look for it (a full file table resolves nothing):
+      // asked again later, less and less often, rather than given up on.
+      if (Date.now() < loadAgainAt) return;
+      binding = opts.binding ?? loadBinding();
+      if (!binding) {
+        loadBackoffMs = Math.min(loadBackoffMs * 2, MAX_LOAD_BACKOFF_MS);
+        loadAgainAt = Date.now() + loadBackoffMs;
+        return;
+      }
+    }
+    let bytes: number;
+    try {
+      bytes = releaseIdleMemory(binding);
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      logLine({ level: 'warn', msg: 'idle: memory release failed; retried at the next idle check', code: e?.code, error: e?.message ?? String(err) });
       return;
     }
-    const bytes = releaseIdleMemory(binding);
-    process.stderr.write(`${JSON.stringify({ level: 'debug', msg: 'idle: released clean read-only mappings', mb: Math.round(bytes / 1e5) / 10 })}\n`);
+    logLine({ level: 'debug', msg: 'idle: released clean read-only mappings', mb: Math.round(bytes / 1e5) / 10 });
     last = cpu();
     workSinceRelease = 0;
   }, checkMs);
   timer.unref();
   return () => clearInterval(timer);
+}
+
+/** One JSON log line on stderr; a failing write (a closed or full log pipe) is not envd's end either. */
+function logLine(entry: Record<string, unknown>): void {
+  try {
+    process.stderr.write(`${JSON.stringify(entry)}\n`);
+  } catch {
+    // nowhere to report it
+  }
 }

@@ -105,3 +105,32 @@ test('an envd that released its idle memory still serves commands, PTY and files
   const stat = await createClient(Filesystem, h2).stat({ path: '/' });
   assert.equal(stat.entry?.path, '/');
 });
+
+test('a release that hits EMFILE is logged and retried; envd-like process keeps running', async () => {
+  // A child process with its file table full (every fd up to RLIMIT_NOFILE taken), then freed.
+  const mod = fileURLToPath(new URL('../src/idle-memory.js', import.meta.url));
+  const script = `
+    import { openSync, closeSync } from 'node:fs';
+    import { createRequire } from 'node:module';
+    const { startIdleMemoryRelease } = await import(${JSON.stringify(mod)});
+    const binding = createRequire(${JSON.stringify(mod)})('@wrenn/native/addon');
+    const held = [];
+    for (;;) { try { held.push(openSync('/dev/null', 'r')); } catch (e) { if (e.code !== 'EMFILE') throw e; break; } }
+    startIdleMemoryRelease({ checkMs: 100, minWorkMs: 1, binding });
+    const burn = (ms) => { const end = Date.now() + ms; while (Date.now() < end); };
+    burn(30);
+    setTimeout(() => { for (const fd of held) closeSync(fd); burn(30); }, 700);
+    setTimeout(() => { process.stdout.write('alive\\n'); process.exit(0); }, 1500);
+  `;
+  const child = spawn('/bin/sh', ['-c', 'ulimit -n 64 && exec "$0" --input-type=module -e "$1"', process.execPath, script], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  child.stdout.on('data', (b: Buffer) => (out += b.toString()));
+  child.stderr.on('data', (b: Buffer) => (err += b.toString()));
+  const [code] = (await once(child, 'exit')) as [number | null];
+  assert.equal(code, 0, `the process died: ${err}`);
+  assert.equal(out, 'alive\n');
+  const lines = err.split('\n').filter(Boolean).map((l) => JSON.parse(l) as { msg: string; code?: string });
+  assert.ok(lines.some((l) => /release failed/.test(l.msg) && (l.code === 'EMFILE' || l.code === 'ENFILE')), `no EMFILE logged: ${err}`);
+  assert.ok(lines.some((l) => /released clean read-only mappings/.test(l.msg)), `no release after the fds were freed: ${err}`);
+});

@@ -26,10 +26,14 @@ export function newDataDir(): string {
   return mkdtempSync(join(tmpdir(), 'wrenn-agent-test-'));
 }
 
-/** `network`: settings on top of TEST_NET (e.g. egress ranges). */
-export async function startTestAgent(dataDir: string, network: Partial<NetworkOptions> = {}): Promise<TestAgent> {
+/** `network`: settings on top of TEST_NET (e.g. egress ranges); `warmPool`: ready capsules per template. */
+export async function startTestAgent(
+  dataDir: string,
+  network: Partial<NetworkOptions> = {},
+  opts: { warmPool?: Record<string, number> } = {},
+): Promise<TestAgent> {
   const layers = await createLocalLayers(dataDir, { network: { ...TEST_NET, ...network }, cgroupParent: 'wrenn-test-agent' });
-  const agent = await startAgent({ ...layers, dataDir, listen: { host: '127.0.0.1', port: 0 } });
+  const agent = await startAgent({ ...layers, dataDir, listen: { host: '127.0.0.1', port: 0 }, ...(opts.warmPool ? { warmPool: opts.warmPool } : {}) });
   const client = createAgentClient(agent.url, agent.secret);
   return {
     dataDir,

@@ -13,6 +13,7 @@
 #include "fs-as-user.h"
 #include "memory.h"
 #include "namespaces.h"
+#include "pid-watch.h"
 #include "relay.h"
 #include "spawn.h"
 #include "uffd.h"
@@ -239,5 +240,6 @@ NAPI_MODULE_INIT() {
   wrenn::registerRelay(env, exports);
   wrenn::registerMemory(env, exports);
   wrenn::registerFsAsUser(env, exports);
+  wrenn::registerPidWatch(env, exports);
   return exports;
 }

@@ -22,6 +22,14 @@ export interface NativeBinding {
   makePipe(): [number, number];
   /** Closes an fd the addon created (fs.closeSync warns about fds it did not open). */
   closeFd(fd: number): void;
+  /**
+   * Calls onExit once, on the JS thread, when process `pid` (any process, not only our children)
+   * has exited; a pidfd in the event loop, which it does not keep alive. Returns the watch id, or
+   * -errno when the process cannot be watched (-ESRCH: it is already gone).
+   */
+  watchExit(pid: number, onExit: () => void): number;
+  /** Stops a watch that has not fired. */
+  unwatchExit(id: number): void;
   /** Sets the host name of the UTS namespace that process `pid` is in (needs root on the host). */
   setHostnameIn(pid: number, name: string): void;
   /**

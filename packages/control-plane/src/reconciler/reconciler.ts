@@ -6,7 +6,9 @@
 //     (audit `capsule.expired` when its deadline had passed - the agent enforces TTLs itself and
 //     destroys on timeout - else `capsule.lost`);
 //   * a state the agent changed on its own (a TTL pause, a resume, an error) is copied into the
-//     database (audit `capsule.state_synced`), and so is the agent's deadline;
+//     database (audit `capsule.state_synced`), and so is the agent's deadline; a capsule the agent
+//     found dead (`error`: its envd or init exited) is copied in the first round that sees it
+//     (audit `capsule.died`, capsule-died.ts);
 //   * a capsule the agent runs that the database does not know, or knows as finished, is an orphan
 //     and is destroyed on the agent (audit `capsule.orphan_destroyed`).
 // - Capsules of an unreachable host go to state `error` with error "host unreachable: ..." (audit
@@ -25,6 +27,7 @@ import type { ControlPlaneContext } from '../context.js';
 import { appendAuditEvent } from '../db/repositories/audit-events.js';
 import { type Capsule, type CapsuleState, getCapsule, setCapsuleState, toCapsule, updateCapsule } from '../db/repositories/capsules.js';
 import { listHosts, type Host } from '../db/repositories/hosts.js';
+import { recordCapsuleDied } from './capsule-died.js';
 import { fromAgentState, HOST_UNREACHABLE_ERROR, isHostUnreachableError, ON_HOST_STATES } from './states.js';
 
 export interface ReconcilerOptions {
@@ -229,6 +232,12 @@ export class Reconciler {
       this.ctx.evictProxy(c.id);
       report.recovered.push(c.id);
       await this.audit(c, 'capsule.host_recovered', { hostId: host.id, state: to });
+      return;
+    }
+    // The agent's `error` is final (its capsule's processes are gone; nothing but destroy follows),
+    // so it is copied at once rather than confirmed over two rounds.
+    if (to === 'error' && (c.state === 'running' || c.state === 'paused')) {
+      if (await recordCapsuleDied(this.ctx, c.id, a.error || 'the capsule failed on its host', 'reconciler')) report.synced.push({ id: c.id, from: c.state, to });
       return;
     }
     if (to !== c.state) {

@@ -1,6 +1,8 @@
 // The sandbox manager: owns every capsule on this host. It drives the runtime, network and
 // templates layers, keeps each capsule's record on disk (so a restarted agent re-adopts what still
-// runs), enforces the lifecycle state machine and expires capsules whose timeout passed.
+// runs), enforces the lifecycle state machine and expires capsules whose timeout passed. It
+// watches every capsule's processes (exit-watches.ts): a capsule whose envd or init exits by
+// itself becomes `error` with the reason at once, and a dead warm-pool capsule is dropped.
 import { CapsuleNotFoundError, InvalidArgumentError, TemplateInUseError, TemplateNotFoundError, AlreadyExistsError } from './errors.js';
 import { newAccessToken, newCapsuleId, CAPSULE_ID_RE } from './ids.js';
 import { RecordStore } from './persistence.js';
@@ -12,6 +14,7 @@ import { HostCapacityError } from '../runtimes/capacity-error.js';
 import { createEnvdClient, runInCapsule, waitForEnvd, type EnvdClient } from '../envd-client/index.js';
 import { WarmPool, type PooledCapsule } from './warm-pool.js';
 import { warmUpEnvd } from './envd-warm-up.js';
+import { ExitWatches } from './exit-watches.js';
 
 export interface CreateCapsuleInput {
   id?: string;
@@ -46,6 +49,8 @@ export class SandboxManager {
   private readonly store: RecordStore;
   private reaper: NodeJS.Timeout | undefined;
   private readonly pool: WarmPool;
+  private readonly exits = new ExitWatches();
+  private readonly exitListeners = new Set<(rec: CapsuleRecord) => void>();
 
   constructor(private readonly deps: ManagerDeps) {
     this.store = new RecordStore(deps.dataDir);
@@ -54,7 +59,10 @@ export class SandboxManager {
       vcpus: DEFAULT_VCPUS,
       memoryMb: DEFAULT_MEMORY_MB,
       boot: (template) => this.bootPooled(template),
-      release: (e) => this.releaseRuntime(deps.defaultRuntime, e.runtimeId, e.handle),
+      release: (e) => {
+        this.exits.unwatch(poolKey(e.runtimeId));
+        return this.releaseRuntime(deps.defaultRuntime, e.runtimeId, e.handle);
+      },
       onError: (template, err) => this.log('error', 'warm pool boot failed', { template, err: String(err) }),
     });
   }
@@ -72,6 +80,7 @@ export class SandboxManager {
       const keep = rec.state === 'hibernated' || ((rec.state === 'running' || rec.state === 'paused') && alive);
       if (keep) {
         this.records.set(rec.id, rec);
+        if (rec.state !== 'hibernated') this.watchCapsule(rec);
         this.log('info', 're-adopted capsule', { id: rec.id, state: rec.state });
       } else {
         this.log('warn', 'dropping capsule that no longer runs', { id: rec.id, state: rec.state });
@@ -94,6 +103,7 @@ export class SandboxManager {
 
   async stop(): Promise<void> {
     if (this.reaper) clearInterval(this.reaper);
+    this.exits.unwatchAll();
     await this.pool.stop();
     for (const c of this.envd.values()) c.close();
     this.envd.clear();
@@ -214,6 +224,7 @@ export class SandboxManager {
       await this.boot(rec, runtime, pooled);
       this.move(rec, 'running', 'start');
       await this.store.save(rec);
+      this.watchCapsule(rec);
       this.log('info', 'capsule created', { id, template: templateName, runtime: runtimeName, ms: Date.now() - now });
       return rec;
     } catch (err) {
@@ -230,7 +241,21 @@ export class SandboxManager {
   /** Network, runtime, then envd's /init with the access token and environment. */
   private async boot(rec: CapsuleRecord, runtime: CapsuleRuntime, pooled?: PooledCapsule): Promise<void> {
     const metadata = { WRENN_SANDBOX_ID: rec.id, WRENN_TEMPLATE_ID: rec.template };
-    if (pooled) return this.claim(rec, pooled, metadata);
+    if (pooled) {
+      try {
+        return await this.claim(rec, pooled, metadata);
+      } catch (err) {
+        // A pooled capsule that died (or failed its claim) is dropped; this create boots afresh.
+        this.log('warn', 'warm-pool capsule could not be claimed; booting a new one', { id: rec.id, runtimeId: pooled.runtimeId, err: String(err) });
+        this.envd.get(rec.id)?.close();
+        this.envd.delete(rec.id);
+        await this.releaseRuntime(this.deps.defaultRuntime, pooled.runtimeId, pooled.handle).catch(() => undefined);
+        delete rec.runtimeId;
+        delete rec.handle;
+        delete rec.network;
+        rec.address = '';
+      }
+    }
     // The forwarding rule (an iptables run) is set while the capsule starts.
     rec.network = await this.deps.network.create(rec.id, {
       internet: rec.internet,
@@ -277,6 +302,9 @@ export class SandboxManager {
     const network = await this.deps.network.create(runtimeId, { internet: true, metadata });
     try {
       const handle = await runtime.create({ id: runtimeId, template, vcpus: DEFAULT_VCPUS, memoryMb: DEFAULT_MEMORY_MB, envs: {}, internet: true, metadata, network });
+      this.exits.watch(poolKey(runtimeId), runtime, handle, (reason) => {
+        if (this.pool.drop(runtimeId)) this.log('error', 'warm-pool capsule died; dropped and replaced', { runtimeId, template, reason });
+      });
       const address = handle.address || network.capsuleIp;
       await waitForEnvd(address, ENVD_BOOT_TIMEOUT_MS);
       await warmUpEnvd(address);
@@ -289,6 +317,8 @@ export class SandboxManager {
 
   /** Gives a pooled capsule its user-visible identity: metadata, network policy, envd /init, hostname. */
   private async claim(rec: CapsuleRecord, p: PooledCapsule, metadata: Record<string, string>): Promise<void> {
+    // From here the capsule is watched as the user's (create() watches it once it runs).
+    this.exits.unwatch(poolKey(p.runtimeId));
     rec.runtimeId = p.runtimeId;
     rec.handle = p.handle;
     rec.network = p.network;
@@ -360,6 +390,7 @@ export class SandboxManager {
   }
 
   private async releaseResources(rec: CapsuleRecord): Promise<void> {
+    this.exits.unwatch(rec.id);
     this.envd.get(rec.id)?.close();
     this.envd.delete(rec.id);
     const runtime = this.deps.runtimes.get(rec.runtime);
@@ -371,6 +402,7 @@ export class SandboxManager {
   }
 
   private async releaseRuntime(runtimeName: RuntimeName, runtimeId: string, handle: CapsuleRecord['handle']): Promise<void> {
+    this.exits.unwatch(poolKey(runtimeId));
     const runtime = this.deps.runtimes.get(runtimeName);
     if (runtime && handle) await runtime.destroy(handle).catch(() => undefined);
     await this.deps.network.destroy(runtimeId);
@@ -388,7 +420,16 @@ export class SandboxManager {
       const runtime = this.runtimeOf(rec);
       const runtimeMode = mode && runtime.pauseModes.includes(mode) ? mode : runtime.pauseModes[0];
       if (!rec.handle || !runtimeMode) throw new Error(`capsule ${id} has no runtime handle`);
-      const result = await runtime.pause(rec.handle, runtimeMode);
+      // Hibernating ends the processes on purpose: not watched while pausing, again if they are kept.
+      this.exits.unwatch(id);
+      let result;
+      try {
+        result = await runtime.pause(rec.handle, runtimeMode);
+      } catch (err) {
+        this.watchCapsule(rec);
+        throw err;
+      }
+      if (result.processesKept) this.watchCapsule(rec);
       rec.pauseKeeps = result.keeps;
       this.envd.get(id)?.close();
       this.envd.delete(id);
@@ -416,6 +457,7 @@ export class SandboxManager {
       rec.expiresAt = rec.timeoutSec > 0 ? Date.now() + rec.timeoutSec * 1000 : 0;
       this.move(rec, 'running', 'resume');
       await this.store.save(rec);
+      this.watchCapsule(rec);
       return rec;
     });
   }
@@ -464,6 +506,34 @@ export class SandboxManager {
     await this.deps.templates.delete(name);
   }
 
+  /** Calls `fn` each time a capsule is found dead (state `error`, `error` holds why). */
+  onCapsuleExit(fn: (rec: CapsuleRecord) => void): () => void {
+    this.exitListeners.add(fn);
+    return () => this.exitListeners.delete(fn);
+  }
+
+  private watchCapsule(rec: CapsuleRecord): void {
+    const runtime = this.deps.runtimes.get(rec.runtime);
+    if (runtime) this.exits.watch(rec.id, runtime, rec.handle, (reason) => void this.capsuleExited(rec.id, reason));
+  }
+
+  /** The capsule's processes ended by themselves: `error`, with why, unless an operation since explains it. */
+  private async capsuleExited(id: string, reason: string): Promise<void> {
+    await this.locked(id, async () => {
+      const rec = this.records.get(id);
+      if (!rec || (rec.state !== 'running' && rec.state !== 'paused')) return;
+      const runtime = this.runtimeOf(rec);
+      if (rec.handle && (await runtime.isAlive(rec.handle).catch(() => false))) return; // a later boot runs
+      rec.error = reason;
+      this.move(rec, 'error', 'mark dead');
+      this.envd.get(id)?.close();
+      this.envd.delete(id);
+      await this.store.save(rec);
+      this.log('error', 'capsule died: its envd/init exited', { id, reason });
+      for (const fn of this.exitListeners) fn(rec);
+    }).catch((err: unknown) => this.log('error', 'could not record a dead capsule', { id, err: String(err) }));
+  }
+
   private move(rec: CapsuleRecord, to: CapsuleState, action: string): void {
     assertMove(rec.id, rec.state, to, action);
     rec.state = to;
@@ -495,3 +565,5 @@ export class SandboxManager {
     }
   }
 }
+
+const poolKey = (runtimeId: string) => `pool:${runtimeId}`;

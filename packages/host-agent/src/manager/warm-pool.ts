@@ -1,7 +1,8 @@
 // Capsules booted ahead of demand, per template: network made, runtime started, envd answering.
 // A create that matches the pool's shape claims one (envd then only needs /init), so most of a
 // capsule's start-up cost is paid before anyone asks. Pooled capsules carry an internal runtime id;
-// the capsule id the user sees is given at claim time.
+// the capsule id the user sees is given at claim time. A pooled capsule that dies is dropped
+// (drop(), called by the manager's exit watch) and replaced, so it is never handed out.
 import type { RuntimeHandle } from '../runtimes/runtime.js';
 import type { CapsuleNetworkInfo } from './types.js';
 
@@ -53,6 +54,19 @@ export class WarmPool {
     // Refill a moment later: booting the replacement would otherwise compete with the claim.
     if (entry) setTimeout(() => this.fill(template), REFILL_DELAY_MS).unref();
     return entry;
+  }
+
+  /** Removes a ready capsule that died, releases it and boots a replacement; false if it is not (or no longer) in the pool. */
+  drop(runtimeId: string): boolean {
+    for (const [template, list] of this.ready) {
+      const at = list.findIndex((e) => e.runtimeId === runtimeId);
+      if (at < 0) continue;
+      const [entry] = list.splice(at, 1);
+      if (entry) void this.o.release(entry).catch((err: unknown) => this.o.onError?.(template, err));
+      this.fill(template);
+      return true;
+    }
+    return false;
   }
 
   fillAll(): void {

@@ -86,6 +86,12 @@ export interface CapsuleRuntime {
   snapshot(handle: RuntimeHandle, name: string): Promise<void>;
   /** true when the capsule's processes still exist (used to re-adopt after an agent restart). */
   isAlive(handle: RuntimeHandle): Promise<boolean>;
+  /**
+   * Calls onExit(reason) once when the capsule's main process tree ends by itself (envd or the
+   * init exited), without polling; returns the function that stops watching (call it before
+   * destroying or hibernating). Optional: a runtime without it is only checked at re-adoption.
+   */
+  watchExit?(handle: RuntimeHandle, onExit: (reason: string) => void): () => void;
   stats(handle: RuntimeHandle): Promise<CapsuleStats>;
   /** Removes leftovers of capsules this agent no longer knows (namespaces, mounts, cgroups, rules). */
   cleanupStale(knownIds: ReadonlySet<string>): Promise<void>;

@@ -35,6 +35,7 @@ import {
   resolveNodeRuntime,
 } from './node-runtime.js';
 import { nsinitPath } from './nsinit-binary.js';
+import { exitReason, watchInitExit } from './exit-watch.js';
 import { QuotaDisks } from './quota-disk.js';
 import { type SeccompSwitch, seccompAllowArg, seccompAllowOf } from './seccomp-switches.js';
 import { hostNameServers } from '../../network/name-servers.js';
@@ -630,6 +631,15 @@ export class NamespaceRuntime implements CapsuleRuntime {
   async isAlive(handle: RuntimeHandle): Promise<boolean> {
     const s = this.stateOf(handle);
     return s.pid > 0 && s.startTime !== '' && readStartTime(s.pid) === s.startTime;
+  }
+
+  watchExit(handle: RuntimeHandle, onExit: (reason: string) => void): () => void {
+    const s = this.stateOf(handle);
+    const pid = s.pid;
+    const startTime = s.startTime;
+    return watchInitExit(s, () => startTime !== '' && readStartTime(pid) === startTime, () => {
+      void exitReason(s).then(onExit);
+    });
   }
 
   async stats(handle: RuntimeHandle): Promise<CapsuleStats> {

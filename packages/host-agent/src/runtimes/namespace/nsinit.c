@@ -696,7 +696,12 @@ static void run_init(struct opts *o) {
   if (status_fd >= 0) { close(status_fd); status_fd = -1; }
   for (;;) {
     pid_t w = waitpid(-1, &st, 0);
-    if (w == main_pid) _exit(exit_code(st));
+    if (w == main_pid) {
+      /* The last line of envd.log: the agent quotes it as the reason the capsule stopped. */
+      if (WIFSIGNALED(st)) fprintf(stderr, "wrenn-init: main process killed by signal %d (%s)\n", WTERMSIG(st), strsignal(WTERMSIG(st)));
+      else fprintf(stderr, "wrenn-init: main process exited with code %d\n", exit_code(st));
+      _exit(exit_code(st));
+    }
     if (w < 0 && errno == ECHILD) _exit(0);
   }
 }
