@@ -6,14 +6,22 @@ import type { ControlPlaneContext } from '../context.js';
 import { appendAuditEvent } from '../db/repositories/audit-events.js';
 import { setCapsuleState } from '../db/repositories/capsules.js';
 
-export async function recordCapsuleDied(ctx: ControlPlaneContext, capsuleId: string, reason: string, by: string): Promise<boolean> {
+export async function recordCapsuleDied(
+  ctx: ControlPlaneContext,
+  capsuleId: string,
+  reason: string,
+  by: string,
+): Promise<boolean> {
   const db = ctx.database.db;
   const changed = await setCapsuleState(db, capsuleId, 'error', { from: ['running', 'paused'], error: reason });
   if (!changed) return false;
   ctx.evictProxy(capsuleId);
   ctx.log.error({ capsuleId, hostId: changed.hostId, reason }, 'capsule died on its host');
-  await appendAuditEvent(db, { teamId: changed.teamId, capsuleId, kind: 'capsule.died', data: { by, host_id: changed.hostId, reason } }).catch((err: unknown) =>
-    ctx.log.error({ err, capsuleId }, 'audit event not written'),
-  );
+  await appendAuditEvent(db, {
+    teamId: changed.teamId,
+    capsuleId,
+    kind: 'capsule.died',
+    data: { by, host_id: changed.hostId, reason },
+  }).catch((err: unknown) => ctx.log.error({ err, capsuleId }, 'audit event not written'));
   return true;
 }

@@ -25,7 +25,9 @@ export class AgentSecretError extends Error {
 
 export function checkAgentSecret(secret: string, where: string): string {
   if (!SECRET_RE.test(secret)) {
-    throw new AgentSecretError(`${where} must be 32-256 characters of A-Z a-z 0-9 . _ ~ + / = - (e.g. openssl rand -base64 32)`);
+    throw new AgentSecretError(
+      `${where} must be 32-256 characters of A-Z a-z 0-9 . _ ~ + / = - (e.g. openssl rand -base64 32)`,
+    );
   }
   return secret;
 }
@@ -33,7 +35,8 @@ export function checkAgentSecret(secret: string, where: string): string {
 export async function loadAgentSecret(dataDir: string, env: NodeJS.ProcessEnv = process.env): Promise<AgentSecret> {
   const file = join(dataDir, AGENT_SECRET_FILE);
   const fromEnv = env[AGENT_SECRET_ENV];
-  if (fromEnv !== undefined && fromEnv !== '') return { secret: checkAgentSecret(fromEnv.trim(), AGENT_SECRET_ENV), source: 'env', file };
+  if (fromEnv !== undefined && fromEnv !== '')
+    return { secret: checkAgentSecret(fromEnv.trim(), AGENT_SECRET_ENV), source: 'env', file };
   let text: string | undefined;
   try {
     text = await readFile(file, 'utf8');

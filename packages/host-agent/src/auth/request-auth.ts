@@ -33,11 +33,17 @@ export function createRequestAuth(secret: string, where: string): RequestAuth {
       return typeof auth === 'string' && /^bearer /i.test(auth) && matches(auth.slice(7).trim());
     },
     refuse(res) {
-      res.writeHead(401, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'www-authenticate': 'Bearer realm="wrenn-agent"' });
+      res.writeHead(401, {
+        'content-type': 'application/json',
+        'content-length': Buffer.byteLength(body),
+        'www-authenticate': 'Bearer realm="wrenn-agent"',
+      });
       res.end(body);
     },
     refuseUpgrade(socket) {
-      socket.end(`HTTP/1.1 401 Unauthorized\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+      socket.end(
+        `HTTP/1.1 401 Unauthorized\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+      );
     },
   };
 }

@@ -7,7 +7,12 @@ export class ExitWatches {
   private readonly stops = new Map<string, () => void>();
 
   /** Watches `handle` under `key` (replacing any earlier watch of that key); false when the runtime cannot. */
-  watch(key: string, runtime: CapsuleRuntime, handle: RuntimeHandle | undefined, onExit: (reason: string) => void): boolean {
+  watch(
+    key: string,
+    runtime: CapsuleRuntime,
+    handle: RuntimeHandle | undefined,
+    onExit: (reason: string) => void,
+  ): boolean {
     this.unwatch(key);
     if (!runtime.watchExit || !handle) return false;
     let current = true;

@@ -422,7 +422,7 @@ export class SandboxManager {
       if (!rec.handle || !runtimeMode) throw new Error(`capsule ${id} has no runtime handle`);
       // Hibernating ends the processes on purpose: not watched while pausing, again if they are kept.
       this.exits.unwatch(id);
-      let result;
+      let result: Awaited<ReturnType<typeof runtime.pause>>;
       try {
         result = await runtime.pause(rec.handle, runtimeMode);
       } catch (err) {

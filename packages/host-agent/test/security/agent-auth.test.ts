@@ -2,18 +2,19 @@
 // (uid 65534 with curl) and root without the secret get 401 / unauthenticated on every RPC, the
 // port proxy, /metrics and upgrades; a wrong secret of the same length is refused; the secret file
 // is 0600; listings never carry envd access tokens. A capsule keeps working throughout.
-import { test, before, after } from 'node:test';
+
 import assert from 'node:assert/strict';
 import { execFile, spawnSync } from 'node:child_process';
-import { promisify } from 'node:util';
 import { statSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { promisify } from 'node:util';
 import { Code, ConnectError } from '@connectrpc/connect';
 import { HostAgentService } from '@wrenn/protocol/gen/hostagent/v1/hostagent_pb';
 import { createAgentClient } from '../../src/auth/client.js';
 import { AGENT_SECRET_HEADER } from '../../src/auth/request-auth.js';
-import { leftovers, newDataDir, startTestAgent, teardown, text, type TestAgent } from '../agent-helpers.js';
+import { leftovers, newDataDir, startTestAgent, type TestAgent, teardown, text } from '../agent-helpers.js';
 
 const NOBODY = 65534;
 const execFileP = promisify(execFile);
@@ -46,7 +47,21 @@ const agent = () => {
 async function curlAsNobody(path: string, body: string, headers: string[] = []): Promise<[number, string]> {
   const { stdout } = await execFileP(
     'curl',
-    ['-sS', '-o', '-', '-w', '\n%{http_code}', '-X', 'POST', '-H', 'content-type: application/json', ...headers.flatMap((h) => ['-H', h]), '--data', body, `${agent().agent.url}${path}`],
+    [
+      '-sS',
+      '-o',
+      '-',
+      '-w',
+      '\n%{http_code}',
+      '-X',
+      'POST',
+      '-H',
+      'content-type: application/json',
+      ...headers.flatMap((h) => ['-H', h]),
+      '--data',
+      body,
+      `${agent().agent.url}${path}`,
+    ],
     { uid: NOBODY, gid: NOBODY, encoding: 'utf8', timeout: 10_000 },
   );
   const at = stdout.lastIndexOf('\n');
@@ -74,7 +89,10 @@ test('as nobody with curl: every RPC of the service answers 401 unauthenticated,
   const methods = HostAgentService.methods;
   assert.ok(methods.length > 20, 'the service has its methods');
   for (const m of methods) {
-    const [status, body] = await curlAsNobody(`/${HostAgentService.typeName}/${m.name}`, JSON.stringify({ capsuleId, id: capsuleId, cmd: '/bin/id' }));
+    const [status, body] = await curlAsNobody(
+      `/${HostAgentService.typeName}/${m.name}`,
+      JSON.stringify({ capsuleId, id: capsuleId, cmd: '/bin/id' }),
+    );
     assert.equal(status, 401, `${m.name} answered ${status}: ${body}`);
     const parsed = JSON.parse(body) as { code: string; message: string };
     assert.equal(parsed.code, 'unauthenticated', m.name);
@@ -86,30 +104,47 @@ test('as nobody with curl: every RPC of the service answers 401 unauthenticated,
     assert.equal(status, 401, path);
   }
   // Not even a Bearer copy of the envd token works, nor the secret as Authorization on /proxy.
-  assert.equal((await curlAsNobody(`/${HostAgentService.typeName}/ListCapsules`, '{}', [`authorization: Bearer ${envdToken}`]))[0], 401);
-  assert.equal((await curlAsNobody(`/proxy/${capsuleId}/49983/health`, '{}', [`authorization: Bearer ${agent().agent.secret}`]))[0], 401, '/proxy takes only its own header');
+  assert.equal(
+    (await curlAsNobody(`/${HostAgentService.typeName}/ListCapsules`, '{}', [`authorization: Bearer ${envdToken}`]))[0],
+    401,
+  );
+  assert.equal(
+    (
+      await curlAsNobody(`/proxy/${capsuleId}/49983/health`, '{}', [`authorization: Bearer ${agent().agent.secret}`])
+    )[0],
+    401,
+    '/proxy takes only its own header',
+  );
 });
 
 test('as root without the secret and with a wrong one of the same length: unauthenticated', async () => {
   const secret = agent().agent.secret;
   const wrong = secret.slice(0, -1) + (secret.endsWith('A') ? 'B' : 'A');
   assert.equal(wrong.length, secret.length);
-  for (const c of [createAgentClient(agent().agent.url, ''), createAgentClient(agent().agent.url, wrong), createAgentClient(agent().agent.url, wrong, { httpVersion: '1.1' })]) {
+  for (const c of [
+    createAgentClient(agent().agent.url, ''),
+    createAgentClient(agent().agent.url, wrong),
+    createAgentClient(agent().agent.url, wrong, { httpVersion: '1.1' }),
+  ]) {
     await expectUnauthenticated(c.listCapsules({}));
     await expectUnauthenticated(c.getCapsule({ id: capsuleId, withEnvdAccessToken: true }));
     await expectUnauthenticated(c.exec({ capsuleId, cmd: '/bin/id' }));
     await expectUnauthenticated(c.destroyCapsule({ id: capsuleId }));
     await expectUnauthenticated(c.terminate({}));
-    await expectUnauthenticated((async () => {
-      for await (const _ of c.execStream({ capsuleId, cmd: '/bin/id' })) {
-        // nothing may arrive
-      }
-    })());
+    await expectUnauthenticated(
+      (async () => {
+        for await (const _ of c.execStream({ capsuleId, cmd: '/bin/id' })) {
+          // nothing may arrive
+        }
+      })(),
+    );
   }
   // An upgrade (WebSocket to a capsule port) without the secret is refused on the raw socket.
   const answer = await new Promise<string>((resolve, reject) => {
     const s = net.connect(agent().agent.port, '127.0.0.1', () =>
-      s.write(`GET /proxy/${capsuleId}/49983/ HTTP/1.1\r\nhost: x\r\nconnection: upgrade\r\nupgrade: websocket\r\n${AGENT_SECRET_HEADER}: ${wrong}\r\n\r\n`),
+      s.write(
+        `GET /proxy/${capsuleId}/49983/ HTTP/1.1\r\nhost: x\r\nconnection: upgrade\r\nupgrade: websocket\r\n${AGENT_SECRET_HEADER}: ${wrong}\r\n\r\n`,
+      ),
     );
     let got = '';
     s.on('data', (b: Buffer) => (got += b.toString()));
@@ -129,12 +164,18 @@ test('with the secret everything works; envd tokens only on explicit request', a
   const mine = list.capsules.find((x) => x.id === capsuleId);
   assert.ok(mine, 'the capsule is listed');
   assert.equal(mine.envdAccessToken, '', 'ListCapsules carries no envd token');
-  assert.equal((await c.getCapsule({ id: capsuleId })).capsule?.envdAccessToken, '', 'GetCapsule without asking carries none');
+  assert.equal(
+    (await c.getCapsule({ id: capsuleId })).capsule?.envdAccessToken,
+    '',
+    'GetCapsule without asking carries none',
+  );
   const asked = (await c.getCapsule({ id: capsuleId, withEnvdAccessToken: true })).capsule?.envdAccessToken;
   assert.ok(asked && asked === envdToken, 'asked for, the token is the one CreateCapsule returned');
   const r = await c.exec({ capsuleId, cmd: '/bin/sh', args: ['-c', 'echo still here'] });
   assert.equal(text(r.stdout), 'still here\n', 'the capsule kept working through the probes');
   // The port proxy with the dedicated header reaches envd, and the header never reaches the capsule's server.
-  const res = await fetch(`${agent().agent.url}/proxy/${capsuleId}/49983/health`, { headers: { [AGENT_SECRET_HEADER]: agent().agent.secret } });
+  const res = await fetch(`${agent().agent.url}/proxy/${capsuleId}/49983/health`, {
+    headers: { [AGENT_SECRET_HEADER]: agent().agent.secret },
+  });
   assert.ok(res.status === 200 || res.status === 204, `proxy with the secret: ${res.status}`);
 });

@@ -3,12 +3,13 @@
 // reports the capsule as `error` with why (signal and envd.log's tail); a neighbour keeps working;
 // a dead warm-pool capsule is dropped and replaced, never handed out; paused and hibernated
 // capsules are not taken for dead; capsules re-adopted after an agent restart are watched too.
-import { test, before, after } from 'node:test';
+
 import assert from 'node:assert/strict';
-import { readFileSync, readdirSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
+import { after, before, test } from 'node:test';
 import { CapsuleState, PauseMode } from '@wrenn/protocol/gen/hostagent/v1/hostagent_pb';
 import type { SandboxManager } from '../../src/manager/manager.js';
-import { leftovers, newDataDir, sleep, startTestAgent, teardown, text, type TestAgent } from '../agent-helpers.js';
+import { leftovers, newDataDir, sleep, startTestAgent, type TestAgent, teardown, text } from '../agent-helpers.js';
 
 const NOTICE_WITHIN_MS = 2_000;
 let dataDir = '';
@@ -86,7 +87,10 @@ test('root inside kills envd: error within 2 s with the signal and the log tail;
   await echo(neighbour, 'neighbour-alive');
   // A dead capsule is still destroyed cleanly.
   await agent().client.destroyCapsule({ id: victim });
-  assert.equal(m.list().find((c) => c.id === victim), undefined);
+  assert.equal(
+    m.list().find((c) => c.id === victim),
+    undefined,
+  );
 });
 
 test('paused (frozen) and hibernated capsules are not taken for dead', async () => {
@@ -116,7 +120,9 @@ test('a dead warm-pool capsule is dropped and replaced, never handed out', async
   }
   const known = new Set(m.list().map((c) => c.runtimeId ?? c.id));
   const cg = '/sys/fs/cgroup/pids/wrenn-test-agent';
-  const pooled = readdirSync(cg, { withFileTypes: true }).filter((d) => d.isDirectory() && !known.has(d.name)).map((d) => d.name);
+  const pooled = readdirSync(cg, { withFileTypes: true })
+    .filter((d) => d.isDirectory() && !known.has(d.name))
+    .map((d) => d.name);
   assert.equal(pooled.length, 1, `one pooled capsule's cgroup (${pooled.join(',')})`);
   const dead = pooled[0]!;
   // Kill everything in the pooled capsule from the host (as a crash or the OOM killer would).

@@ -147,7 +147,11 @@ export async function setHostAddress(db: Kysely<Database>, id: string, address: 
 }
 
 export async function setHostAgentSecret(db: Kysely<Database>, id: string, secret: string): Promise<void> {
-  await db.updateTable('hosts').set({ agent_secret: nonEmpty(secret, 'agent secret') }).where('id', '=', id).execute();
+  await db
+    .updateTable('hosts')
+    .set({ agent_secret: nonEmpty(secret, 'agent secret') })
+    .where('id', '=', id)
+    .execute();
 }
 
 /** Marks online hosts whose last heartbeat is older than `before` unreachable; returns their ids. */

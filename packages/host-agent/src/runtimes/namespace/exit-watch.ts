@@ -20,7 +20,10 @@ export async function tailOf(path: string): Promise<string> {
       const len = Math.min(size, TAIL_BYTES);
       const buf = Buffer.alloc(len);
       await fh.read(buf, 0, len, size - len);
-      const lines = buf.toString('utf8').split('\n').filter((l) => l.trim() !== '');
+      const lines = buf
+        .toString('utf8')
+        .split('\n')
+        .filter((l) => l.trim() !== '');
       if (len < size) lines.shift(); // a partial first line
       return lines.slice(-TAIL_LINES).join('\n');
     } finally {

@@ -24,6 +24,7 @@ import { mountsUnder, removeTree, unmountUnder } from '../../rootfs/remove-tree.
 import type { TemplateStore } from '../../rootfs/template-store.js';
 import type { CapsuleRuntime, CapsuleSpec, CapsuleStats, PauseResult, RuntimeHandle } from '../runtime.js';
 import { CapsuleCgroups, CONTROLLERS, listCapsuleCgroupIds, removeCgroupParentIfEmpty } from './cgroups.js';
+import { exitReason, watchInitExit } from './exit-watch.js';
 import { CAPSULE_NOFILE, raiseFileMax } from './file-table.js';
 import { type IdRange, type IdRangeConfig, IdRangeStore, idRangeConfig, subordinateIdConflicts } from './id-ranges.js';
 import {
@@ -35,7 +36,6 @@ import {
   resolveNodeRuntime,
 } from './node-runtime.js';
 import { nsinitPath } from './nsinit-binary.js';
-import { exitReason, watchInitExit } from './exit-watch.js';
 import { QuotaDisks } from './quota-disk.js';
 import { type SeccompSwitch, seccompAllowArg, seccompAllowOf } from './seccomp-switches.js';
 import { hostNameServers } from '../../network/name-servers.js';
@@ -637,9 +637,13 @@ export class NamespaceRuntime implements CapsuleRuntime {
     const s = this.stateOf(handle);
     const pid = s.pid;
     const startTime = s.startTime;
-    return watchInitExit(s, () => startTime !== '' && readStartTime(pid) === startTime, () => {
-      void exitReason(s).then(onExit);
-    });
+    return watchInitExit(
+      s,
+      () => startTime !== '' && readStartTime(pid) === startTime,
+      () => {
+        void exitReason(s).then(onExit);
+      },
+    );
   }
 
   async stats(handle: RuntimeHandle): Promise<CapsuleStats> {
