@@ -65,14 +65,25 @@ export class ProxyTargets {
       const row = await this.ctx.database.db
         .selectFrom('capsules')
         .innerJoin('hosts', 'hosts.id', 'capsules.host_id')
-        .select(['capsules.state as state', 'capsules.host_id as hostId', 'hosts.address as agentUrl', 'hosts.agent_secret as agentSecret'])
+        .select([
+          'capsules.state as state',
+          'capsules.host_id as hostId',
+          'hosts.address as agentUrl',
+          'hosts.agent_secret as agentSecret',
+        ])
         .where('capsules.id', '=', capsuleId)
         .executeTakeFirst();
       if (!row || row.state === 'stopped') {
         this.cache.delete(capsuleId);
         return notFound(capsuleId);
       }
-      e = { state: row.state, hostId: row.hostId ?? '', agentUrl: row.agentUrl, agentSecret: row.agentSecret, at: Date.now() };
+      e = {
+        state: row.state,
+        hostId: row.hostId ?? '',
+        agentUrl: row.agentUrl,
+        agentSecret: row.agentSecret,
+        at: Date.now(),
+      };
       if (this.ctx.localHostIds.has(e.hostId)) {
         const agent = this.ctx.agents.client({ id: e.hostId, address: e.agentUrl, agentSecret: e.agentSecret ?? null });
         const cap = await agent.getCapsule({ id: capsuleId }).catch(() => undefined);
