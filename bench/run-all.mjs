@@ -10,8 +10,9 @@ import { fileURLToPath } from 'node:url';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const self = basename(fileURLToPath(import.meta.url));
-// Benches that compare two checkouts and need arguments: run by hand (see their headers).
-const needsArgs = new Set(['side-by-side.mjs']);
+// Run by hand (see their headers): side-by-side compares two checkouts and needs arguments;
+// density starts up to a thousand capsules and takes many minutes.
+const needsArgs = new Set(['side-by-side.mjs', 'density.mjs']);
 const filters = process.argv.slice(2);
 const benches = readdirSync(here)
   .filter((f) => f.endsWith('.mjs') && f !== self && !needsArgs.has(f) && !f.startsWith('tmp-') && !f.startsWith('_'))
