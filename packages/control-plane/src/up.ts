@@ -30,6 +30,8 @@ export interface UpOptions {
   imagesDir?: string;
   /** Each namespace capsule's disk in MiB (default WRENN_CAPSULE_DISK_MB, else 10240). */
   capsuleDiskMb?: number;
+  /** Capsules the host holds at most and memory it keeps free (default WRENN_MAX_CAPSULES, WRENN_MEMORY_RESERVE_MB). */
+  capacity?: { maxCapsules?: number; memoryReserveMb?: number };
   /** Build `minimal` before reporting ready (default true). */
   warmMinimal?: boolean;
   logLevel?: string;
@@ -55,6 +57,7 @@ export async function startUp(o: UpOptions): Promise<RunningUp> {
     ...(o.imagesDir ? { imagesDir: o.imagesDir } : {}),
     ...(o.cgroupParent ? { cgroupParent: o.cgroupParent } : {}),
     ...(o.capsuleDiskMb !== undefined ? { diskMb: o.capsuleDiskMb } : {}),
+    ...(o.capacity ? { capacity: o.capacity } : {}),
   });
   const agent = await startAgent({
     ...layers,

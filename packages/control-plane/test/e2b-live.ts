@@ -14,7 +14,7 @@ import { NetworkManager, startMetadataHttpServer } from '@wrenn/host-agent/netwo
 import { NamespaceRuntime } from '@wrenn/host-agent/runtimes/namespace/index';
 import type { CapsuleRuntime, RuntimeName } from '@wrenn/host-agent/runtimes/runtime';
 import { agentCgroupParent, removeCgroupParent, slotNetwork } from '../src/testing/live-up.js';
-import { startUp, type RunningUp } from '../src/up.js';
+import { startUp, type RunningUp, type UpOptions } from '../src/up.js';
 import { startControlPlane, type RunningControlPlane } from '../src/server.js';
 import { startTestPostgres, type TestPostgres } from './pg.js';
 import { startStateLoops, type StateLoops } from '../src/reconciler/index.js';
@@ -98,7 +98,7 @@ const agentLog = (level: 'info' | 'warn' | 'error', msg: string, data?: Record<s
 /** The template cache the host-agent tests share, so `base` (debootstrap, a minute or more) is built once per machine. */
 export const SHARED_IMAGES = process.env.WRENN_TEST_IMAGES ?? '/var/cache/wrenn-test-images';
 
-export async function startLive(o: { db: DbKind; slot: number; imagesDir?: string }): Promise<LiveSystem> {
+export async function startLive(o: { db: DbKind; slot: number; imagesDir?: string; capacity?: UpOptions['capacity'] }): Promise<LiveSystem> {
   const dataDir = mkdtempSync(join(tmpdir(), 'wrenn-live-'));
   const databaseUrl = o.db === 'postgres' ? await postgresUrl() : undefined;
   const domain = 'wrenn.test';
@@ -113,6 +113,7 @@ export async function startLive(o: { db: DbKind; slot: number; imagesDir?: strin
       // Its own cgroup parent: agents that shared one would clean up each other's capsules.
       cgroupParent: agentCgroupParent(o.slot),
       ...(o.imagesDir ? { imagesDir: o.imagesDir } : {}),
+      ...(o.capacity ? { capacity: o.capacity } : {}),
       logLevel: process.env.WRENN_TEST_LOG ?? 'silent',
     });
   } catch (err) {

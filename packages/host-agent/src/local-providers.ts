@@ -10,6 +10,7 @@ import { TemplateStore, type TemplateManifest } from './rootfs/index.js';
 import { NetworkManager, startMetadataHttpServer, type MetadataServer, type NetworkOptions } from './network/index.js';
 import type { NetworkProvider, TemplateInfo, TemplateProvider } from './manager/types.js';
 import { TemplateInUseError, TemplateNotFoundError } from './manager/errors.js';
+import { capacityConfig, type CapacityConfig } from './capacity/capacity.js';
 
 /** `hostRuntimes`: a base template runs on every runtime of the host (VMs get an image built from it on first use). */
 export function toTemplateInfo(m: TemplateManifest, hostRuntimes: readonly RuntimeName[] = []): TemplateInfo {
@@ -90,6 +91,8 @@ export interface LocalLayers {
   templateStore: TemplateStore;
   networkManager: NetworkManager;
   metadataServer: MetadataServer;
+  /** What the host can hold: the configured limits and the sizes of its address pool and uid block. */
+  capacity?: { config: CapacityConfig; spareNetworks: () => number };
   close(): Promise<void>;
 }
 
@@ -115,6 +118,8 @@ export interface LocalLayerOptions {
   firecrackerBinary?: string;
   /** The default runtime where Firecracker cannot run (default 'namespace'). */
   defaultRuntime?: RuntimeName;
+  /** Capsules the host holds at most and memory it keeps free (default WRENN_MAX_CAPSULES, WRENN_MEMORY_RESERVE_MB). */
+  capacity?: { maxCapsules?: number; memoryReserveMb?: number };
 }
 
 export async function createLocalLayers(dataDir: string, opts: LocalLayerOptions = {}): Promise<LocalLayers> {
@@ -161,9 +166,15 @@ export async function createLocalLayers(dataDir: string, opts: LocalLayerOptions
   if (choice.offered.includes('qemu')) {
     runtimes.set('qemu', createQemuRuntime({ dataDir, store: templateStore }));
   }
+  const capacity = {
+    // One uid range and one address slot per capsule; pre-built networks hold slots too.
+    config: capacityConfig({ idRanges: ns.idRanges.config.count, netSlots: networkManager.pool.slots }, opts.capacity),
+    spareNetworks: () => networkManager.warmCount,
+  };
   return {
     runtimes,
     defaultRuntime: choice.defaultRuntime,
+    capacity,
     runtimeReasons: choice.reasons,
     network: networkProvider(networkManager),
     templates: templateProvider(templateStore, [...runtimes.keys()]),

@@ -5,7 +5,8 @@ import type { SandboxManager } from './manager/manager.js';
 
 export function createAgentMetrics(manager: SandboxManager) {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: 'wrenn_agent_' });
+  // Lag sampled ten times a second, not prom-client's default 100 (an idle agent's main wake-ups).
+  collectDefaultMetrics({ register: registry, prefix: 'wrenn_agent_', eventLoopMonitoringPrecision: 100 });
   new Gauge({
     name: 'wrenn_agent_capsules',
     help: 'Capsules on this host by state',
@@ -24,6 +25,35 @@ export function createAgentMetrics(manager: SandboxManager) {
     registers: [registry],
     collect() {
       this.set(manager.list().filter((c) => c.state === 'running' || c.state === 'paused').reduce((n, c) => n + c.vcpus, 0));
+    },
+  });
+  // One reading of /proc per scrape, shared by the capacity gauges.
+  let report: ReturnType<SandboxManager['capacity']> | undefined;
+  new Gauge({
+    name: 'wrenn_agent_capsule_room',
+    help: 'More capsules this host can take now by its tightest limit (0: creates are refused)',
+    registers: [registry],
+    collect() {
+      report = manager.capacity();
+      this.set(Math.min(report.room, Number.MAX_SAFE_INTEGER));
+    },
+  });
+  new Gauge({
+    name: 'wrenn_agent_capacity_used',
+    help: 'Use of each limit capsules take from (memory in MiB; tasks, file handles, fds, slots, ranges, capsules in units)',
+    labelNames: ['resource'],
+    registers: [registry],
+    collect() {
+      for (const l of (report ?? manager.capacity()).limits) this.set({ resource: l.resource }, l.used);
+    },
+  });
+  new Gauge({
+    name: 'wrenn_agent_capacity_max',
+    help: 'What each limit allows capsules (the kernel or configured limit less the host reserve)',
+    labelNames: ['resource'],
+    registers: [registry],
+    collect() {
+      for (const l of (report ?? manager.capacity()).limits) this.set({ resource: l.resource }, Math.min(l.max, Number.MAX_SAFE_INTEGER));
     },
   });
   return {

@@ -22,6 +22,9 @@ export function surfaceOf(req: IncomingMessage, domain: string): string {
   return 'e2b';
 }
 
+/** How often the event-loop lag is sampled (the agent's metrics use the same). */
+export const EVENT_LOOP_SAMPLE_MS = 100;
+
 export interface ControlPlaneMetrics {
   registry: Registry;
 }
@@ -30,7 +33,9 @@ export interface ControlPlaneMetrics {
 export function registerMetrics(app: FastifyInstance, ctx: ControlPlaneContext): ControlPlaneMetrics {
   const registry = new Registry();
   registry.setDefaultLabels({ svc: 'control-plane' });
-  collectDefaultMetrics({ register: registry });
+  // The event-loop lag histogram samples on a timer; prom-client's default (every 10 ms) is 100
+  // wake-ups a second of an otherwise idle process. Ten a second still shows lag.
+  collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: EVENT_LOOP_SAMPLE_MS });
 
   const requests = new Counter({
     name: 'wrenn_http_requests_total',

@@ -8,6 +8,7 @@ import type { SqlDialect } from './dialect.js';
 import * as m0001 from './migrations/0001_initial.js';
 import * as m0002 from './migrations/0002_template_config.js';
 import * as m0003 from './migrations/0003_host_agent_secret.js';
+import * as m0004 from './migrations/0004_host_capacity.js';
 
 interface MigrationModule {
   up(db: Kysely<unknown>, dialect: SqlDialect): Promise<void>;
@@ -19,6 +20,7 @@ const modules: Record<string, MigrationModule> = {
   '0001_initial': m0001,
   '0002_template_config': m0002,
   '0003_host_agent_secret': m0003,
+  '0004_host_capacity': m0004,
 };
 
 export function migrationNames(): string[] {

@@ -38,6 +38,9 @@ export interface HostsTable {
   registration_token_hash: string | null;
   /** What the host agent demands of callers (Authorization: Bearer); null: none known. */
   agent_secret: string | null;
+  /** More capsules the host said it can take (null: never reported); why none, when it can take none. */
+  capsule_room: number | null;
+  full_reason: string | null;
   last_heartbeat_at: number | null;
   created_at: number;
 }

@@ -78,6 +78,8 @@ export class HostMonitor {
             capsuleCount: info.capsulesRunning,
             allocatedVcpus: info.vcpusAllocated,
             allocatedMemoryMb: info.memoryMbAllocated,
+            // An agent without capacity reporting sends neither (proto3 defaults: 0 and ''): unknown, not full.
+            ...(info.capsulesHeld > 0 || info.capsuleRoom > 0 || info.full ? { capsuleRoom: info.capsuleRoom, full: info.full } : {}),
           });
           round.answered.push(h.id);
           if (h.status === 'unreachable') {

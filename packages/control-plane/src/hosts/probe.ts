@@ -15,6 +15,10 @@ export interface HostInfo {
   vcpusAllocated: number;
   memoryMbAllocated: number;
   version: string;
+  /** Capacity (0 / '' from an agent that does not report it): capsules held, more it can take, why none. */
+  capsulesHeld: number;
+  capsuleRoom: number;
+  full: string;
 }
 
 export const toHostInfo = (r: GetHostInfoResponse): HostInfo => ({
@@ -26,6 +30,9 @@ export const toHostInfo = (r: GetHostInfoResponse): HostInfo => ({
   vcpusAllocated: r.vcpusAllocated,
   memoryMbAllocated: Number(r.memoryMbAllocated),
   version: r.version,
+  capsulesHeld: r.capsulesHeld,
+  capsuleRoom: r.capsuleRoom,
+  full: r.full,
 });
 
 export async function probeHost(agents: AgentPool, host: AgentEndpoint, timeoutMs: number): Promise<HostInfo> {

@@ -25,7 +25,8 @@ import type { Capsule as AgentCapsule } from '@wrenn/protocol/gen/hostagent/v1/h
 import { Code, ConnectError } from '@connectrpc/connect';
 import type { ControlPlaneContext } from '../context.js';
 import { appendAuditEvent } from '../db/repositories/audit-events.js';
-import { type Capsule, type CapsuleState, getCapsule, setCapsuleState, toCapsule, updateCapsule } from '../db/repositories/capsules.js';
+import { type Capsule, type CapsuleState, getCapsule, setCapsuleState, updateCapsule } from '../db/repositories/capsules.js';
+import { toDate, toDateOrNull } from '../db/codec.js';
 import { listHosts, type Host } from '../db/repositories/hosts.js';
 import { recordCapsuleDied } from './capsule-died.js';
 import { fromAgentState, HOST_UNREACHABLE_ERROR, isHostUnreachableError, ON_HOST_STATES } from './states.js';
@@ -60,6 +61,9 @@ export interface ReconcileReport {
 }
 
 const EXPIRES_TOLERANCE_MS = 1_000;
+
+/** What a round compares of each capsule row: read alone, without the rows' metadata and envs JSON. */
+type RoundCapsule = Pick<Capsule, 'id' | 'teamId' | 'state' | 'createdAt' | 'expiresAt' | 'error'>;
 
 export class Reconciler {
   private timer: NodeJS.Timeout | undefined;
@@ -138,14 +142,21 @@ export class Reconciler {
   }
 
   /** Capsules the database places on `hostId` that should exist there (plus those lost with their host). */
-  private async capsulesOn(hostId: string): Promise<Capsule[]> {
+  private async capsulesOn(hostId: string): Promise<RoundCapsule[]> {
     const rows = await this.ctx.database.db
       .selectFrom('capsules')
-      .selectAll()
+      .select(['id', 'team_id', 'state', 'created_at', 'expires_at', 'error'])
       .where('host_id', '=', hostId)
       .where((eb) => eb.or([eb('state', 'in', [...ON_HOST_STATES]), eb.and([eb('state', '=', 'error'), eb('error', 'like', `${HOST_UNREACHABLE_ERROR}%`)])]))
       .execute();
-    return rows.map(toCapsule);
+    return rows.map((r) => ({
+      id: r.id,
+      teamId: r.team_id,
+      state: r.state as CapsuleState,
+      createdAt: toDate(r.created_at),
+      expiresAt: toDateOrNull(r.expires_at),
+      error: r.error,
+    }));
   }
 
   private async markHostLost(host: Host, report: ReconcileReport): Promise<void> {
@@ -164,7 +175,7 @@ export class Reconciler {
   private async reconcileHost(host: Host, report: ReconcileReport): Promise<void> {
     let agentCapsules: AgentCapsule[];
     try {
-      const res = await this.ctx.agents.client(host).listCapsules({}, { timeoutMs: this.rpcTimeoutMs });
+      const res = await this.ctx.agents.client(host).listCapsules({ summary: true }, { timeoutMs: this.rpcTimeoutMs });
       agentCapsules = res.capsules;
     } catch (err) {
       report.hostsFailed.push(host.id);
@@ -209,7 +220,7 @@ export class Reconciler {
     }
   }
 
-  private async capsuleGone(c: Capsule, host: Host, now: number, report: ReconcileReport): Promise<void> {
+  private async capsuleGone(c: RoundCapsule, host: Host, now: number, report: ReconcileReport): Promise<void> {
     const expired = c.expiresAt !== null && c.expiresAt.getTime() <= now + EXPIRES_TOLERANCE_MS;
     const lostWithHost = c.state === 'error';
     const error = lostWithHost ? `capsule was gone when host ${host.id} answered again` : undefined;
@@ -222,7 +233,7 @@ export class Reconciler {
     await this.audit(c, kind, { hostId: host.id, previousState: c.state });
   }
 
-  private async syncState(c: Capsule, a: AgentCapsule, host: Host, report: ReconcileReport): Promise<void> {
+  private async syncState(c: RoundCapsule, a: AgentCapsule, host: Host, report: ReconcileReport): Promise<void> {
     const db = this.ctx.database.db;
     const to = fromAgentState(a.state);
     const agentExpires = Number(a.expiresAt) > 0 ? new Date(Number(a.expiresAt)) : null;

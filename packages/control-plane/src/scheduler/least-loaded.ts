@@ -1,6 +1,7 @@
 // Chooses the host for a new capsule: among online hosts that offer the runtime (and, for a
-// snapshot template, the one host holding its files), the one with the smallest share of its
-// capacity already placed, where the share is the larger of the vCPU and memory fractions.
+// snapshot template, the one host holding its files) and whose agent did not report itself full,
+// the one with the smallest share of its capacity already placed, where the share is the larger of
+// the vCPU and memory fractions.
 // Load comes from the capsules table, so placements count before the agent reports them.
 import type { Kysely } from 'kysely';
 import { type Host, type HostLoad, listHostLoads } from '../db/repositories/hosts.js';
@@ -15,6 +16,8 @@ export interface PlacementRequest {
   runtimes?: readonly string[];
   /** Only this host (snapshot templates live on one host). */
   hostId?: string | null;
+  /** Hosts not to use (they refused this capsule already). */
+  excludeHostIds?: ReadonlySet<string>;
 }
 
 export interface Placement {
@@ -23,7 +26,10 @@ export interface Placement {
   runtime: string;
 }
 
-export class NoHostError extends Error {}
+export class NoHostError extends Error {
+  /** True when hosts could run the capsule but every one of them is full. */
+  full = false;
+}
 
 /** Share of a host's capacity in use after adding the request: 0 = idle, 1 = full. */
 export function loadAfter(l: HostLoad, req: { vcpus: number; memoryMb: number }): number {
@@ -43,15 +49,22 @@ export function chooseHost(loads: readonly HostLoad[], req: PlacementRequest): P
   let best: { load: HostLoad; runtime: string; score: number } | undefined;
   for (const l of loads) {
     if (req.hostId && l.host.id !== req.hostId) continue;
+    if (req.excludeHostIds?.has(l.host.id)) continue;
     const runtime = usableRuntime(l.host, req);
     if (!runtime) continue;
+    // Its agent said it can take no more capsules (memory, tasks, slots, its maximum...).
+    if (l.host.capacity?.full) continue;
     // A single capsule larger than the whole host can never run there; overcommit beyond that is allowed.
     if (req.vcpus > l.host.cpuCount || req.memoryMb > l.host.memoryMb) continue;
     const score = loadAfter(l, req);
     if (!best || score < best.score || (score === best.score && l.host.id < best.load.host.id))
       best = { load: l, runtime, score };
   }
-  if (!best) throw new NoHostError(describeNoHost(loads, req));
+  if (!best) {
+    const err = new NoHostError(describeNoHost(loads, req));
+    err.full = err.message.startsWith('every host that offers');
+    throw err;
+  }
   return { host: best.load.host, runtime: best.runtime };
 }
 
@@ -64,6 +77,11 @@ function describeNoHost(loads: readonly HostLoad[], req: PlacementRequest): stri
   const want = req.runtime ? `the ${req.runtime} runtime` : `one of the runtimes ${req.runtimes?.join(', ')}`;
   const withRuntime = loads.filter((l) => usableRuntime(l.host, req));
   if (withRuntime.length === 0) return `no online host offers ${want}`;
+  const open = withRuntime.filter((l) => !req.excludeHostIds?.has(l.host.id));
+  const full = open.filter((l) => l.host.capacity?.full);
+  if (open.length > 0 && full.length === open.length) {
+    return `every host that offers ${want} is full: ${full.map((l) => `${l.host.id}: ${l.host.capacity?.full}`).join('; ')}`;
+  }
   return `no online host has room for ${req.vcpus} vCPUs and ${req.memoryMb} MiB; ask for less or add a host`;
 }
 

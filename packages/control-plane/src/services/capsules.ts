@@ -27,7 +27,7 @@ import {
   updateCapsule,
 } from '../db/repositories/capsules.js';
 import { listCapsulesWithTemplate } from '../db/repositories/capsules-extra.js';
-import { getHost, type Host, listHosts } from '../db/repositories/hosts.js';
+import { getHost, type Host, listHosts, setHostCapacity } from '../db/repositories/hosts.js';
 import { RUNTIME_NAMES } from '@wrenn/host-agent/runtimes/runtime';
 import { isCapsuleId, newCapsuleId } from '../ids.js';
 import { NoHostError, pickHost } from '../scheduler/least-loaded.js';
@@ -377,20 +377,24 @@ export async function createCapsule(
   const envs = mergeTemplateEnvs(templateConfig, validateEnvs(input.envs));
   const metadata = validateMetadata(input.metadata);
 
-  let placement;
-  try {
-    placement = await pickHost(db, {
-      vcpus,
-      memoryMb,
-      ...(input.runtime ? { runtime: input.runtime } : {}),
-      runtimes: template.runtimes,
-      hostId: template.hostId,
-    });
-  } catch (err) {
-    if (err instanceof NoHostError) throw await noHostError(ctx, input.runtime, template, err);
-    throw toServiceError(err);
-  }
-  const { host, runtime } = placement;
+  // Hosts that refused this capsule for lack of room: the next placement skips them.
+  const refusedBy = new Set<string>();
+  const place = async () => {
+    try {
+      return await pickHost(db, {
+        vcpus,
+        memoryMb,
+        ...(input.runtime ? { runtime: input.runtime } : {}),
+        runtimes: template.runtimes,
+        hostId: template.hostId,
+        excludeHostIds: refusedBy,
+      });
+    } catch (err) {
+      if (err instanceof NoHostError) throw await noHostError(ctx, input.runtime, template, err);
+      throw toServiceError(err);
+    }
+  };
+  let { host, runtime } = await place();
   const id = newCapsuleId();
   const envdAccessToken = newEnvdAccessToken();
   const now = Date.now();
@@ -415,36 +419,46 @@ export async function createCapsule(
     }),
   );
 
-  const agent = ctx.agents.client(host);
+  let agent = ctx.agents.client(host);
   let made: PbCapsule | undefined;
-  try {
-    const res = await agent.createCapsule({
-      id,
-      template: agentTemplateName(template),
-      vcpus,
-      memoryMb,
-      timeoutSec,
-      // The agent applies the timeout itself; hibernating on timeout is the control plane's job.
-      timeoutAction: timeoutAction === 'kill' ? PbTimeoutAction.DESTROY : PbTimeoutAction.PAUSE,
-      envs,
-      metadata,
-      internet: input.internet ?? true,
-      ...(input.network?.allowOut?.length ? { network: { allowOut: input.network.allowOut } } : {}),
-      envdAccessToken,
-      runtime,
-      // A Dockerfile template's USER and WORKDIR: the agent applies them at every envd /init.
-      defaultUser: templateConfig?.user.split(':')[0] ?? '',
-      defaultWorkdir: templateConfig?.workdir ?? '',
-    });
-    made = res.capsule;
-  } catch (err) {
-    const e = toServiceError(err);
-    await setCapsuleState(db, id, 'error', { error: e.message, from: ['starting'] }).catch(() => null);
-    // Whatever part of the capsule the agent made must go; it may have made nothing at all.
-    await agent.destroyCapsule({ id }).catch(() => undefined);
-    ctx.evictProxy(id);
-    await audit(ctx, teamId, id, 'capsule.error', { during: 'create', message: e.message, host_id: host.id });
-    throw e.status >= 500 && e.code === 'internal' ? new ApiError(500, 'capsule_start_failed', e.message) : e;
+  for (;;) {
+    try {
+      const res = await agent.createCapsule({
+        id,
+        template: agentTemplateName(template),
+        vcpus,
+        memoryMb,
+        timeoutSec,
+        // The agent applies the timeout itself; hibernating on timeout is the control plane's job.
+        timeoutAction: timeoutAction === 'kill' ? PbTimeoutAction.DESTROY : PbTimeoutAction.PAUSE,
+        envs,
+        metadata,
+        internet: input.internet ?? true,
+        ...(input.network?.allowOut?.length ? { network: { allowOut: input.network.allowOut } } : {}),
+        envdAccessToken,
+        runtime,
+        // A Dockerfile template's USER and WORKDIR: the agent applies them at every envd /init.
+        defaultUser: templateConfig?.user.split(':')[0] ?? '',
+        defaultWorkdir: templateConfig?.workdir ?? '',
+      });
+      made = res.capsule;
+      break;
+    } catch (err) {
+      if (isCapacityRefusal(err)) {
+        // The host is full (its agent refused before making anything): try another, else say so.
+        const next = await placeElsewhere(ctx, id, host, err.rawMessage, refusedBy, place);
+        ({ host, runtime } = next);
+        agent = ctx.agents.client(host);
+        continue;
+      }
+      const e = toServiceError(err);
+      await setCapsuleState(db, id, 'error', { error: e.message, from: ['starting'] }).catch(() => null);
+      // Whatever part of the capsule the agent made must go; it may have made nothing at all.
+      await agent.destroyCapsule({ id }).catch(() => undefined);
+      ctx.evictProxy(id);
+      await audit(ctx, teamId, id, 'capsule.error', { during: 'create', message: e.message, host_id: host.id });
+      throw e.status >= 500 && e.code === 'internal' ? new ApiError(500, 'capsule_start_failed', e.message) : e;
+    }
   }
 
   const running = await setCapsuleState(db, id, 'running', {
@@ -482,6 +496,43 @@ export async function createCapsule(
   return result;
 }
 
+/** The agent refused a create because its host is full (HostCapacityError there), not because of the request. */
+const isCapacityRefusal = (err: unknown): err is ConnectError => err instanceof ConnectError && err.code === Code.ResourceExhausted;
+
+/**
+ * A host refused the capsule for lack of room: remembers it as full (until its next heartbeat or a
+ * destroy there says otherwise) and moves the capsule's row to the next host that may have room.
+ * With none left the row is stopped with the reason (it never ran) and the caller gets a 503
+ * `host_full` naming what is full: a client can retry later, nothing is wrong with its request.
+ */
+async function placeElsewhere(
+  ctx: ControlPlaneContext,
+  id: string,
+  full: Host,
+  reason: string,
+  refusedBy: Set<string>,
+  place: () => Promise<{ host: Host; runtime: string }>,
+): Promise<{ host: Host; runtime: string }> {
+  const db = ctx.database.db;
+  refusedBy.add(full.id);
+  await setHostCapacity(db, full.id, { room: 0, full: reason }).catch(() => undefined);
+  let next: { host: Host; runtime: string } | undefined;
+  try {
+    next = await place();
+  } catch {
+    next = undefined;
+  }
+  if (next) {
+    await updateCapsule(db, id, { hostId: next.host.id, runtime: next.runtime });
+    return next;
+  }
+  const message = refusedBy.size > 1 ? `every host that could run this capsule is full; the last said: ${reason}` : reason;
+  const row = await setCapsuleState(db, id, 'stopped', { error: `not created: ${message}`, from: ['starting'] }).catch(() => null);
+  ctx.evictProxy(id);
+  if (row) await audit(ctx, row.teamId, id, 'capsule.refused', { message, host_ids: [...refusedBy] });
+  throw new ApiError(503, 'host_full', message);
+}
+
 /**
  * Why no host could take a capsule: asking for a runtime the template or every host of this
  * deployment lacks is the caller's mistake (400); hosts that are offline or full are not (503).
@@ -494,7 +545,7 @@ async function noHostError(ctx: ControlPlaneContext, runtime: string | undefined
     if (!offered.has(runtime))
       return badRequest(`no host of this deployment offers runtime '${runtime}' (hosts offer: ${[...offered].join(', ') || 'none'})`);
   }
-  return new ApiError(503, 'no_host_available', err.message);
+  return new ApiError(503, err.full ? 'host_full' : 'no_host_available', err.message);
 }
 
 /**
@@ -529,6 +580,8 @@ export async function destroyCapsule(ctx: ControlPlaneContext, teamId: string, i
       // Not on the agent (failed start, agent lost its state): nothing left to remove there.
       if (!isAgentNotFound(err)) throw toServiceError(err);
     }
+    // A host that said it was full has room again now, not only at its next heartbeat.
+    if (host.capacity?.full) await setHostCapacity(ctx.database.db, host.id, { room: 1, full: null }).catch(() => undefined);
   }
   const stopped = await setCapsuleState(ctx.database.db, id, 'stopped', {
     from: ['starting', 'running', 'paused', 'hibernated', 'error'],

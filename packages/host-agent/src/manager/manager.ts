@@ -15,6 +15,8 @@ import { createEnvdClient, runInCapsule, waitForEnvd, type EnvdClient } from '..
 import { WarmPool, type PooledCapsule } from './warm-pool.js';
 import { warmUpEnvd } from './envd-warm-up.js';
 import { ExitWatches } from './exit-watches.js';
+import { assessCapacity, capacityConfig, type CapacityConfig, type CapacityReport } from '../capacity/capacity.js';
+import { readHostReadings } from '../capacity/host-readings.js';
 
 export interface CreateCapsuleInput {
   id?: string;
@@ -47,13 +49,18 @@ export class SandboxManager {
   private readonly envd = new Map<string, EnvdClient>();
   private readonly locks = new Map<string, Promise<unknown>>();
   private readonly store: RecordStore;
+  /** One timer, due at the earliest deadline of a running capsule (none while no deadline is set). */
   private reaper: NodeJS.Timeout | undefined;
+  private reaperDue = Infinity;
+  private stopped = false;
   private readonly pool: WarmPool;
   private readonly exits = new ExitWatches();
   private readonly exitListeners = new Set<(rec: CapsuleRecord) => void>();
+  private readonly capacityConfig: CapacityConfig;
 
   constructor(private readonly deps: ManagerDeps) {
     this.store = new RecordStore(deps.dataDir);
+    this.capacityConfig = deps.capacity?.config ?? capacityConfig({});
     this.pool = new WarmPool({
       sizes: deps.warmPool ?? {},
       vcpus: DEFAULT_VCPUS,
@@ -96,13 +103,13 @@ export class SandboxManager {
         this.log('error', 'could not clean up all stale resources; retried at the next start', { runtime: rt.name, err: String(err) }),
       );
     }
-    this.reaper = setInterval(() => void this.reap(), 500);
-    this.reaper.unref();
+    this.armReaper();
     this.pool.fillAll();
   }
 
   async stop(): Promise<void> {
-    if (this.reaper) clearInterval(this.reaper);
+    this.stopped = true;
+    if (this.reaper) clearTimeout(this.reaper);
     this.exits.unwatchAll();
     await this.pool.stop();
     for (const c of this.envd.values()) c.close();
@@ -148,6 +155,21 @@ export class SandboxManager {
   runtimeNames(): RuntimeName[] {
     const names = [...this.deps.runtimes.keys()];
     return [this.deps.defaultRuntime, ...names.filter((n) => n !== this.deps.defaultRuntime)];
+  }
+
+  /**
+   * What this host holds and how many more capsules fit now (readings from /proc). `counted`:
+   * capsules already counted as held that are not made yet (a warm-pool boot counts itself).
+   */
+  capacity(counted = 0): CapacityReport {
+    const held = this.records.size + this.pool.heldCount() - counted;
+    return assessCapacity(readHostReadings(), this.capacityConfig, { capsules: held, spareNetworks: this.deps.capacity?.spareNetworks?.() ?? 0 });
+  }
+
+  /** Throws HostCapacityError, naming the full limit and its numbers, unless one more capsule fits. */
+  private assertRoom(counted = 0): void {
+    const full = this.capacity(counted).full;
+    if (full?.full) throw new HostCapacityError(`host full: ${full.full}`, full.resource);
   }
 
   /** Capsules of `template` ready in the warm pool. */
@@ -197,6 +219,9 @@ export class SandboxManager {
       runtimeName === this.deps.defaultRuntime && !networkPolicy ? this.pool.take(templateName, vcpus, memoryMb) : undefined;
     // With no id asked for, a pooled capsule keeps the id it booted under: nothing to rename.
     if (pooled && !input.id) id = pooled.runtimeId;
+    // A pooled capsule already holds its share; any other must fit. Checked with no await before
+    // the record is added, so concurrent creates cannot all pass on the same count.
+    if (!pooled) this.assertRoom();
 
     const now = Date.now();
     const rec: CapsuleRecord = {
@@ -225,6 +250,7 @@ export class SandboxManager {
       this.move(rec, 'running', 'start');
       await this.store.save(rec);
       this.watchCapsule(rec);
+      this.armReaper(rec.expiresAt);
       this.log('info', 'capsule created', { id, template: templateName, runtime: runtimeName, ms: Date.now() - now });
       return rec;
     } catch (err) {
@@ -234,7 +260,7 @@ export class SandboxManager {
       const why = err instanceof Error ? err.message : String(err);
       const message = why.includes(id) ? why : `capsule ${id} failed to start: ${why}`;
       // A full host keeps its class: the service answers resource_exhausted, not internal.
-      throw err instanceof HostCapacityError ? new HostCapacityError(message) : new Error(message);
+      throw err instanceof HostCapacityError ? new HostCapacityError(message, err.resource) : new Error(message);
     }
   }
 
@@ -296,6 +322,8 @@ export class SandboxManager {
 
   /** Boots a capsule for the warm pool under an internal id; /init comes when it is claimed. */
   private async bootPooled(template: string): Promise<PooledCapsule> {
+    // The pool counts this boot as held already; a full host does not refill its pool.
+    this.assertRoom(1);
     const runtimeId = newCapsuleId();
     const runtime = this.runtimeOf({ runtime: this.deps.defaultRuntime } as CapsuleRecord);
     const metadata = { WRENN_SANDBOX_ID: runtimeId, WRENN_TEMPLATE_ID: template };
@@ -458,6 +486,7 @@ export class SandboxManager {
       this.move(rec, 'running', 'resume');
       await this.store.save(rec);
       this.watchCapsule(rec);
+      this.armReaper(rec.expiresAt);
       return rec;
     });
   }
@@ -472,6 +501,7 @@ export class SandboxManager {
     }
     rec.expiresAt = rec.timeoutSec > 0 ? Date.now() + rec.timeoutSec * 1000 : 0;
     await this.store.save(rec);
+    this.armReaper(rec.expiresAt);
     return rec;
   }
 
@@ -551,8 +581,35 @@ export class SandboxManager {
     }
   }
 
+  /**
+   * Arms the reaper's one timer for the earliest deadline. With `at` (a deadline just set), only
+   * when that is earlier than the timer's; without, from every running capsule (after a round).
+   * So idle capsules cost no periodic work: nothing runs until a deadline is due. A deadline moved
+   * later (ping) leaves the timer early; its round finds nothing due and re-arms.
+   */
+  private armReaper(at?: number): void {
+    if (this.stopped) return;
+    let due = at;
+    if (due === undefined) {
+      due = Infinity;
+      for (const rec of this.records.values()) if (rec.state === 'running' && rec.expiresAt > 0 && rec.expiresAt < due) due = rec.expiresAt;
+    } else if (due === 0 || due >= this.reaperDue) return;
+    if (this.reaper) clearTimeout(this.reaper);
+    this.reaper = undefined;
+    this.reaperDue = due;
+    if (due === Infinity) return;
+    // setTimeout's delay is capped at 2^31-1 ms; a later deadline is re-armed when that fires.
+    this.reaper = setTimeout(() => {
+      this.reaper = undefined;
+      this.reaperDue = Infinity;
+      this.reap();
+      this.armReaper();
+    }, Math.min(Math.max(0, due - Date.now()), 2 ** 31 - 1));
+    this.reaper.unref();
+  }
+
   /** Expires running capsules whose timeout passed: pause or destroy as each asked. */
-  private async reap(): Promise<void> {
+  private reap(): void {
     const now = Date.now();
     for (const rec of this.records.values()) {
       if (rec.state !== 'running' || rec.expiresAt === 0 || rec.expiresAt > now) continue;

@@ -2,6 +2,7 @@
 // manager can be driven by any runtime and tested without knowing how those layers work.
 import type { CapsuleRuntime, RuntimeHandle, RuntimeName } from '../runtimes/runtime.js';
 import type { CapsuleState } from './state-machine.js';
+import type { CapacityConfig } from '../capacity/capacity.js';
 
 export interface CapsuleNetworkInfo {
   /** Address where the host reaches envd and the capsule's ports. */
@@ -94,5 +95,7 @@ export interface ManagerDeps {
   templates: TemplateProvider;
   /** Ready capsules kept per template, e.g. { minimal: 2 } (default none). */
   warmPool?: Record<string, number>;
+  /** What this host can hold (default: WRENN_MAX_CAPSULES / WRENN_MEMORY_RESERVE_MB, no table sizes). */
+  capacity?: { config: CapacityConfig; spareNetworks?: () => number };
   log?: (level: 'info' | 'warn' | 'error', msg: string, data?: Record<string, unknown>) => void;
 }

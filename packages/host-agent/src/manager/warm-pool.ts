@@ -42,6 +42,14 @@ export class WarmPool {
     return [...this.ready.values()].flat().map((e) => e.runtimeId);
   }
 
+  /** Capsules the pool holds: ready ones and those booting. */
+  heldCount(): number {
+    let n = 0;
+    for (const list of this.ready.values()) n += list.length;
+    for (const b of this.booting.values()) n += b;
+    return n;
+  }
+
   /** How many capsules of this template are ready to be claimed. */
   readyCount(template: string): number {
     return this.ready.get(template)?.length ?? 0;

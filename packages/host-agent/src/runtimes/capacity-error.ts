@@ -1,6 +1,13 @@
-// A host that cannot hold what a capsule would be promised (free disk space, for now). Its own class
-// so that the agent's service answers resource_exhausted (the API's 507) rather than a bare internal
-// error: the caller can try another host or later, and nothing is wrong with its request.
+// A host that cannot hold another capsule (free disk space, memory, task ids, file tables, network
+// slots, uid ranges, the configured maximum). Its own class so that the agent's service answers
+// resource_exhausted rather than a bare internal error: the caller can try another host or later,
+// and nothing is wrong with its request. `resource` names the limit that is full.
 export class HostCapacityError extends Error {
   override name = 'HostCapacityError';
+  constructor(
+    message: string,
+    readonly resource = 'disk',
+  ) {
+    super(message);
+  }
 }

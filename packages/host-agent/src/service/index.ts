@@ -82,6 +82,7 @@ export function hostAgentService(o: HostAgentServiceOptions): ServiceImpl<typeof
   const impl: ServiceImpl<typeof HostAgentService> = {
     async getHostInfo() {
       const caps = m.list().filter((c) => c.state === 'running' || c.state === 'starting' || c.state === 'paused');
+      const capacity = m.capacity();
       return {
         hostId: o.hostId,
         hostname: hostname(),
@@ -93,6 +94,9 @@ export function hostAgentService(o: HostAgentServiceOptions): ServiceImpl<typeof
         vcpusAllocated: caps.reduce((n, c) => n + c.vcpus, 0),
         memoryMbAllocated: BigInt(caps.reduce((n, c) => n + c.memoryMb, 0)),
         version: o.version,
+        capsulesHeld: capacity.held,
+        capsuleRoom: Math.min(capacity.room, 0xffff_ffff),
+        full: capacity.full?.full ?? '',
       };
     },
     async createCapsule(req) {
@@ -129,7 +133,14 @@ export function hostAgentService(o: HostAgentServiceOptions): ServiceImpl<typeof
     async getCapsule(req) {
       return { capsule: pb(m.get(req.id), req.withEnvdAccessToken) };
     },
-    async listCapsules() {
+    async listCapsules(req) {
+      if (req.summary) {
+        return {
+          capsules: m.list().map((rec) =>
+            create(CapsuleSchema, { id: rec.id, state: STATE[rec.state], createdAt: BigInt(rec.createdAt), expiresAt: BigInt(rec.expiresAt), error: rec.error ?? '' }),
+          ),
+        };
+      }
       return { capsules: m.list().map((rec) => pb(rec)) };
     },
     async pingCapsule(req) {

@@ -18,6 +18,8 @@ export interface Host {
   memoryMb: number;
   /** As last reported by the agent. */
   reported: { capsuleCount: number; allocatedVcpus: number; allocatedMemoryMb: number };
+  /** The agent's last word on its capacity: more capsules it can take (null: never said) and why none, when full. */
+  capacity?: { room: number | null; full: string | null };
   lastHeartbeatAt: Date | null;
   createdAt: Date;
   /** The secret the host's agent demands of every caller; null for a host registered without one. */
@@ -48,6 +50,7 @@ export const toHost = (r: Selectable<HostsTable>): Host => ({
     allocatedVcpus: Number(r.allocated_vcpus),
     allocatedMemoryMb: Number(r.allocated_memory_mb),
   },
+  capacity: { room: r.capsule_room === null || r.capsule_room === undefined ? null : Number(r.capsule_room), full: r.full_reason || null },
   lastHeartbeatAt: toDateOrNull(r.last_heartbeat_at),
   createdAt: toDate(r.created_at),
   agentSecret: r.agent_secret ?? null,
@@ -74,6 +77,8 @@ export async function createHost(db: Kysely<Database>, input: NewHost): Promise<
     allocated_memory_mb: 0,
     registration_token_hash: input.registrationTokenHash ?? null,
     agent_secret: input.agentSecret ?? null,
+    capsule_room: null,
+    full_reason: null,
     last_heartbeat_at: now,
     created_at: now,
   };
@@ -108,6 +113,9 @@ export interface Heartbeat {
   capsuleCount?: number;
   allocatedVcpus?: number;
   allocatedMemoryMb?: number;
+  /** From an agent that reports capacity: more capsules it can take, and why none ('' when it has room). */
+  capsuleRoom?: number;
+  full?: string;
 }
 
 /** Records a successful contact with the host. Returns the updated host, or null if unknown. */
@@ -120,12 +128,23 @@ export async function recordHeartbeat(db: Kysely<Database>, id: string, hb: Hear
   if (hb.allocatedVcpus !== undefined) set.allocated_vcpus = nonNegativeInt(hb.allocatedVcpus, 'allocatedVcpus');
   if (hb.allocatedMemoryMb !== undefined)
     set.allocated_memory_mb = nonNegativeInt(hb.allocatedMemoryMb, 'allocatedMemoryMb');
+  if (hb.capsuleRoom !== undefined) set.capsule_room = nonNegativeInt(hb.capsuleRoom, 'capsuleRoom');
+  if (hb.full !== undefined) set.full_reason = hb.full === '' ? null : hb.full.slice(0, 1000);
   await db
     .updateTable('hosts')
     .set({ ...set, status: sql<string>`case when status = 'unreachable' then 'online' else status end` })
     .where('id', '=', id)
     .execute();
   return getHost(db, id);
+}
+
+/** What a host's agent just showed of its capacity (a create it refused, a capsule destroyed), before its next heartbeat. */
+export async function setHostCapacity(db: Kysely<Database>, id: string, capacity: { room: number; full: string | null }): Promise<void> {
+  await db
+    .updateTable('hosts')
+    .set({ capsule_room: nonNegativeInt(capacity.room, 'capsuleRoom'), full_reason: capacity.full ? capacity.full.slice(0, 1000) : null })
+    .where('id', '=', id)
+    .execute();
 }
 
 export async function setHostStatus(db: Kysely<Database>, id: string, status: HostStatus): Promise<Host | null> {
