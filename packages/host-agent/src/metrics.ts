@@ -34,7 +34,7 @@ export function createAgentMetrics(manager: SandboxManager) {
     help: 'More capsules this host can take now by its tightest limit (0: creates are refused)',
     registers: [registry],
     collect() {
-      report = manager.capacity();
+      report = manager.capacity(0, true);
       this.set(Math.min(report.room, Number.MAX_SAFE_INTEGER));
     },
   });

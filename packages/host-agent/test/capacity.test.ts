@@ -8,13 +8,14 @@ import {
   parseFileNr,
   parseLoadavgTasks,
   parseMeminfo,
+  parseFdSize,
   parseNofileSoft,
   readHostReadings,
   type HostReadings,
 } from '../src/capacity/host-readings.js';
 import { assessCapacity, capacityConfig, envCount, type CapacityConfig } from '../src/capacity/capacity.js';
 
-const real = readHostReadings();
+const real = readHostReadings({ exactFds: true });
 const config = (over: Partial<CapacityConfig> = {}): CapacityConfig => ({ ...capacityConfig({}, {}, {}), ...over });
 
 test('the parsers read the real /proc files of this machine', () => {
@@ -30,6 +31,12 @@ test('the parsers read the real /proc files of this machine', () => {
   const num = (f: string) => Number(readFileSync(f, 'utf8').trim());
   assert.equal(real.taskLimit, Math.min(num('/proc/sys/kernel/pid_max'), num('/proc/sys/kernel/threads-max')));
   assert.ok(real.agentFds > 3 && real.agentFdLimit === nofile, JSON.stringify(real));
+  // The fd table's size bounds the open fds from above; it stands in for them far from the limit.
+  const fdSize = parseFdSize(readFileSync('/proc/self/status', 'utf8'));
+  assert.ok(fdSize >= readdirSync('/proc/self/fd').length, `FDSize ${fdSize}`);
+  if (fdSize < nofile) assert.equal(readHostReadings({ fdMargin: 0 }).agentFds, fdSize);
+  // Near the limit (a margin that leaves no room) the fds are counted.
+  assert.equal(readHostReadings({ fdMargin: nofile }).agentFds, readdirSync('/proc/self/fd').length);
 });
 
 test('the parsers refuse what is not the kernel format, naming the file', () => {

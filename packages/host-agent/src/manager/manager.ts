@@ -159,11 +159,14 @@ export class SandboxManager {
 
   /**
    * What this host holds and how many more capsules fit now (readings from /proc). `counted`:
-   * capsules already counted as held that are not made yet (a warm-pool boot counts itself).
+   * capsules already counted as held that are not made yet (a warm-pool boot counts itself);
+   * `exactFds`: count the agent's open fds even far from the limit (metrics).
    */
-  capacity(counted = 0): CapacityReport {
+  capacity(counted = 0, exactFds = false): CapacityReport {
     const held = this.records.size + this.pool.heldCount() - counted;
-    return assessCapacity(readHostReadings(), this.capacityConfig, { capsules: held, spareNetworks: this.deps.capacity?.spareNetworks?.() ?? 0 });
+    const c = this.capacityConfig;
+    const readings = readHostReadings({ exactFds, fdMargin: c.agentFdReserve + 2 * c.perCapsule.agentFds });
+    return assessCapacity(readings, c, { capsules: held, spareNetworks: this.deps.capacity?.spareNetworks?.() ?? 0 });
   }
 
   /** Throws HostCapacityError, naming the full limit and its numbers, unless one more capsule fits. */
