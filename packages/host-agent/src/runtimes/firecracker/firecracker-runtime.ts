@@ -7,7 +7,7 @@
 // handler (packages/native) from the generation chain. Needs /dev/kvm and a firecracker binary.
 import { mkdir, readdir, readFile, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
-import type { UffdHandler } from '@wrenn/native';
+import { native, type UffdHandler } from '@wrenn/native';
 import { createTap, guestIpParam, removeTap, TAP_IFNAME } from '../../network/tap.js';
 import { writeVmSnapshotManifest } from '../../rootfs/manifest.js';
 import type { ProgressFn } from '../../rootfs/recipe.js';
@@ -111,9 +111,10 @@ export class FirecrackerRuntime implements CapsuleRuntime {
   private disksOnce?: Promise<CowDisks>;
   /**
    * UFFD handlers serving restored VMs, by capsule id. A userfaultfd does not tell its handler
-   * when the VMM exits, so each has a watcher that stops it once the VMM is gone.
+   * when the VMM exits, so each watches the VMM's exit (a pidfd in the event loop: no timer per
+   * VM) and stops the handler once it is gone.
    */
-  private readonly handlers = new Map<string, { handler: UffdHandler; watcher?: NodeJS.Timeout }>();
+  private readonly handlers = new Map<string, { handler: UffdHandler; unwatch?: () => void }>();
 
   constructor(private readonly opts: FirecrackerRuntimeOptions) {
     if (!opts?.dataDir) throw new Error('the firecracker runtime needs dataDir (WRENN_DIR, e.g. /var/lib/wrenn)');
@@ -277,7 +278,7 @@ export class FirecrackerRuntime implements CapsuleRuntime {
     const s = handle.state as FirecrackerState;
     await this.stopHandler(handle.id);
     const handler = await serveMemory(fromDir, join(s.dir, UFFD_SOCKET));
-    const entry: { handler: UffdHandler; watcher?: NodeJS.Timeout } = { handler };
+    const entry: { handler: UffdHandler; unwatch?: () => void } = { handler };
     this.handlers.set(handle.id, entry);
     try {
       // Firecracker reads vmstate at a path it can see: the capsule's directory.
@@ -298,11 +299,12 @@ export class FirecrackerRuntime implements CapsuleRuntime {
         ),
       ]);
       await rm(join(s.dir, VMSTATE_FILE), { force: true });
-      const pid = s.pid;
-      entry.watcher = setInterval(() => {
-        if (!pidAlive(pid) && this.handlers.get(handle.id) === entry) void this.stopHandler(handle.id);
-      }, 1000);
-      entry.watcher.unref();
+      const vmmGone = () => {
+        if (this.handlers.get(handle.id) === entry) void this.stopHandler(handle.id);
+      };
+      const watch = native().watchExit(s.pid, vmmGone);
+      if (watch > 0) entry.unwatch = () => native().unwatchExit(watch);
+      else queueMicrotask(vmmGone); // already gone
       s.phase = 'running';
       s.memoryFromUffd = true;
       await this.waitReady(s);
@@ -318,7 +320,7 @@ export class FirecrackerRuntime implements CapsuleRuntime {
     const h = this.handlers.get(id);
     if (!h) return;
     this.handlers.delete(id);
-    if (h.watcher) clearInterval(h.watcher);
+    h.unwatch?.();
     await h.handler.stop().catch(() => {});
   }
 
