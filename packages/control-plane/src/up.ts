@@ -8,6 +8,7 @@ import pino from 'pino';
 import { startAgent, type RunningAgent } from '@wrenn/host-agent/agent';
 import { createLocalLayers, type LocalLayers } from '@wrenn/host-agent/local-providers';
 import { agentNetWarmPool, type NetworkOptions } from '@wrenn/host-agent/network/index';
+import { describeCapacity } from '@wrenn/host-agent/capacity/capacity';
 import { startControlPlane, type RunningControlPlane } from './server.js';
 import { createHost, getHost, recordHeartbeat, setHostAddress, setHostAgentSecret, setHostStatus } from './db/repositories/hosts.js';
 import { ensureAdmin } from './auth/index.js';
@@ -66,7 +67,7 @@ export async function startUp(o: UpOptions): Promise<RunningUp> {
     ...(o.warmPool ? { warmPool: o.warmPool } : {}),
     log: (level, msg, data) => log[level](data ?? {}, msg),
   });
-  log.info({ runtimes: [...layers.runtimes.keys()], defaultRuntime: layers.defaultRuntime, why: layers.runtimeReasons }, 'runtimes on this host');
+  log.info({ runtimes: [...layers.runtimes.keys()], defaultRuntime: layers.defaultRuntime, why: layers.runtimeReasons, capacity: describeCapacity(agent.manager.capacity(0, true)) }, 'runtimes on this host');
   const cp = await startControlPlane({
     listen: o.listen,
     dataDir: o.dataDir,

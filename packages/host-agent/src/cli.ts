@@ -3,6 +3,7 @@ import pino from 'pino';
 import { startAgent, type RunningAgent } from './agent.js';
 import { createLocalLayers } from './local-providers.js';
 import { agentNetWarmPool } from './network/index.js';
+import { describeCapacity } from './capacity/capacity.js';
 
 export function parseListen(value: string, flag = '--listen'): { host: string; port: number } {
   const m = /^(\[[^\]]+\]|[^:]+):(\d{1,5})$/.exec(value);
@@ -34,7 +35,7 @@ export async function runAgentFromCli(opts: Record<string, string | undefined>, 
   const dataDir = opts.dataDir ?? '/var/lib/wrenn';
   const layers = await createLocalLayers(dataDir, { network: { warmPool: agentNetWarmPool() } });
   const agent = await startAgent({ ...layers, dataDir, listen, warmPool: parseWarmPool(opts.warmPool), log: (level, msg, data) => log[level](data ?? {}, msg) });
-  log.info({ url: agent.url, hostId: agent.hostId, dataDir, secret: agent.secretSource.source === 'env' ? 'WRENN_AGENT_SECRET' : agent.secretSource.file, runtimes: [...layers.runtimes.keys()], defaultRuntime: layers.defaultRuntime, why: layers.runtimeReasons }, 'host agent listening');
+  log.info({ url: agent.url, hostId: agent.hostId, dataDir, secret: agent.secretSource.source === 'env' ? 'WRENN_AGENT_SECRET' : agent.secretSource.file, runtimes: [...layers.runtimes.keys()], defaultRuntime: layers.defaultRuntime, why: layers.runtimeReasons, capacity: describeCapacity(agent.manager.capacity(0, true)) }, 'host agent listening');
   await hooks.onListening?.(agent);
   const stop = async () => {
     await agent.close();

@@ -126,6 +126,11 @@ export function assessCapacity(r: HostReadings, c: CapacityConfig, held: HeldCou
   return { held: n, room: Number.isFinite(room) ? room : Number.MAX_SAFE_INTEGER, ...(full ? { full } : {}), limits };
 }
 
+/** "memory 1800/23081, tasks 240/31744, ..., room 1520": each limit's use and what it allows (start-up logs). */
+export function describeCapacity(r: CapacityReport): string {
+  return [...r.limits.map((l) => `${l.resource} ${l.used}/${l.max}`), `room ${r.room}`].join(', ');
+}
+
 /** A non-negative whole number from the environment, or the default; anything else is a start-up error naming the variable. */
 export function envCount(name: string, fallback: number, env: NodeJS.ProcessEnv = process.env): number {
   const v = env[name];
