@@ -31,6 +31,8 @@ export class ConflictError extends WrennError {}
 export class TimeoutError extends WrennError {}
 /** The server could not be reached. */
 export class ConnectionError extends WrennError {}
+/** No host has room for another capsule now (503 `host_full`, naming what is full): retry later or free one. */
+export class HostFullError extends WrennError {}
 
 /** A command finished with a non-zero exit code (commands.run without `background`). */
 export class CommandExitError extends WrennError {
@@ -71,5 +73,6 @@ export function errorFromResponse(status: number, body: unknown, fallback: strin
   if (status === 409) {
     return / is stopped\b/.test(message) ? new CapsuleGoneError(message, opts) : new ConflictError(message, opts);
   }
+  if (status === 503 && code === 'host_full') return new HostFullError(message, opts);
   return new WrennError(message, opts);
 }

@@ -12,6 +12,7 @@ export {
   CommandExitError,
   ConflictError,
   ConnectionError,
+  HostFullError,
   InvalidArgumentError,
   NotFoundError,
   PermissionDeniedError,
