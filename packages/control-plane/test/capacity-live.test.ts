@@ -60,7 +60,7 @@ describe('host capacity: a full host refuses creates with a clear error', () => 
     assert.match(refused.body.error.message, /holds 2 capsules.*WRENN_MAX_CAPSULES=2/);
     // The refused capsule never ran: not in the listing, and its host was not degraded.
     const list = await call('GET', '/v1/capsules');
-    assert.deepEqual(list.body.items.map((c: { id: string }) => c.id).sort(), [first, second].sort());
+    assert.deepEqual(list.body.capsules.map((c: { id: string }) => c.id).sort(), [first, second].sort());
     await execTrue(first);
     await execTrue(second);
   });

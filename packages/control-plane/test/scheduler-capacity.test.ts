@@ -47,6 +47,8 @@ test('every able host full: the error names each host and why, and is marked ful
   assert.ok(caught instanceof NoHostError);
   assert.equal(caught.full, true);
   assert.match(caught.message, /every host that offers the namespace runtime is full: host-a: host full: this host holds 2 capsules; host-b: host full: tasks/);
+  // With no runtime asked for, the sentence names no runtime.
+  assert.throws(() => chooseHost(loads, { vcpus: 1, memoryMb: 512 }), /^Error: every online host is full: host-a: /);
   // A shape no host can take at all is not "full": it is too big (and not marked full).
   const big = (() => {
     try {

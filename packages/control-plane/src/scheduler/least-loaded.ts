@@ -62,7 +62,7 @@ export function chooseHost(loads: readonly HostLoad[], req: PlacementRequest): P
   }
   if (!best) {
     const err = new NoHostError(describeNoHost(loads, req));
-    err.full = err.message.startsWith('every host that offers');
+    err.full = / is full: /.test(err.message) && err.message.startsWith('every ');
     throw err;
   }
   return { host: best.load.host, runtime: best.runtime };
@@ -80,7 +80,8 @@ function describeNoHost(loads: readonly HostLoad[], req: PlacementRequest): stri
   const open = withRuntime.filter((l) => !req.excludeHostIds?.has(l.host.id));
   const full = open.filter((l) => l.host.capacity?.full);
   if (open.length > 0 && full.length === open.length) {
-    return `every host that offers ${want} is full: ${full.map((l) => `${l.host.id}: ${l.host.capacity?.full}`).join('; ')}`;
+    const which = req.runtime || req.runtimes?.length ? `every host that offers ${want}` : 'every online host';
+    return `${which} is full: ${full.map((l) => `${l.host.id}: ${l.host.capacity?.full}`).join('; ')}`;
   }
   return `no online host has room for ${req.vcpus} vCPUs and ${req.memoryMb} MiB; ask for less or add a host`;
 }
