@@ -68,7 +68,14 @@ try {
       idle_cpu_pct_of_core: round(((idle.user + idle.system) / 1000 / (IDLE_S * 1000)) * 100, 3),
       agent_fds: readdirSync('/proc/self/fd').length,
       heartbeat_round: await median(() => new HostMonitor(ctx).checkOnce()),
-      reconcile_round: await median(() => new Reconciler(ctx).reconcileOnce()),
+      // A fresh reconciler compares every capsule; a running one skips a host that did not change.
+      reconcile_round_full: await median(() => new Reconciler(ctx).reconcileOnce()),
+      reconcile_round_idle: await (async () => {
+        const rec = new Reconciler(ctx);
+        await rec.reconcileOnce();
+        await rec.reconcileOnce();
+        return median(() => rec.reconcileOnce());
+      })(),
       agent_list_capsules: await median(() => ctx.agents.client({ id: up.agent.hostId, address: up.agent.url, agentSecret: up.agent.secret }).listCapsules({})),
       get_v1_capsules_limit_1000: await median(() => api('GET', '/v1/capsules?limit=1000')),
       get_v1_capsules_default_page: await median(() => api('GET', '/v1/capsules')),

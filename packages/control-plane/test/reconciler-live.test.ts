@@ -91,6 +91,28 @@ function defineReconcilerSuite(db: DbKind, slot: number): void {
       assert.equal((await sbx.commands.run('echo still-here')).stdout, 'still-here\n');
       await sbx.kill();
     });
+
+    it('does not compare an idle host again until the agent or the database changes', async () => {
+      const sbx = await Sandbox.create('minimal', { ...sys.sdk(), timeoutMs: 300_000 });
+      const hostId = sys.up.agent.hostId;
+      // Rounds until one finds the host as the last left it (the create settled on both sides).
+      await waitFor('a round that finds the host unchanged', async () => ((await rec.reconcileOnce()).hostsUnchanged.includes(hostId) ? true : undefined));
+      // The agent changes (a ping moves the deadline): the next round compares, and follows it.
+      await sys.up.agent.manager.ping(sbx.sandboxId, 1_200);
+      const agentExpires = agentHas(sbx.sandboxId)!.expiresAt;
+      const round = await rec.reconcileOnce();
+      assert.ok(round.hostsChecked.includes(hostId) && !round.hostsUnchanged.includes(hostId), JSON.stringify(round));
+      assert.ok(Math.abs(((await getCapsule(dbh(), sbx.sandboxId))?.expiresAt?.getTime() ?? 0) - agentExpires) <= 1_000);
+      await waitFor('the host unchanged again', async () => ((await rec.reconcileOnce()).hostsUnchanged.includes(hostId) ? true : undefined));
+      // The database changes behind the agent's back (the capsule marked stopped): compared at
+      // once, and the capsule the agent still runs is an orphan (grace 0 here) and destroyed.
+      await setCapsuleState(dbh(), sbx.sandboxId, 'stopped');
+      assert.ok(!(await rec.reconcileOnce()).hostsUnchanged.includes(hostId));
+      await waitFor('the orphan destroyed', async () => {
+        await rec.reconcileOnce();
+        return agentHas(sbx.sandboxId) ? undefined : true;
+      });
+    });
   });
 }
 

@@ -16,6 +16,11 @@
 //   them, their state is restored (audit `capsule.host_recovered`); if it comes back without them
 //   they become `stopped`.
 //
+// - A host where a round found nothing to do is not compared again while neither side changes:
+//   the agent's revision (ListCapsules with unless_revision answers `unchanged` and nothing else)
+//   and the count and latest update of the host's rows stay the same; at least once a minute it
+//   is compared in full anyway. Idle capsules thus cost the reconciler nothing per round.
+//
 // Races with API calls in flight are avoided three ways: a capsule being created is left alone
 // (grace period); a difference between database and agent is acted on only when two consecutive
 // rounds saw the same one (an API pause/resume/destroy is between its agent call and its database
@@ -51,6 +56,8 @@ export interface StateSync {
 export interface ReconcileReport {
   /** Hosts whose capsules were compared. */
   hostsChecked: string[];
+  /** Of those, hosts where nothing had changed on either side since a round that left nothing to do (not compared again). */
+  hostsUnchanged: string[];
   /** Reachable hosts whose ListCapsules failed this round (left for the next one). */
   hostsFailed: string[];
   stopped: string[];
@@ -61,6 +68,15 @@ export interface ReconcileReport {
 }
 
 const EXPIRES_TOLERANCE_MS = 1_000;
+/** A host is compared in full at least this often, even when nothing seems to have changed. */
+const FULL_ROUND_EVERY_MS = 60_000;
+
+/** What a round that left nothing to do on a host saw there: while both stay the same, the next round has nothing to do either. */
+interface QuietHost {
+  agentRevision: bigint;
+  dbFingerprint: string;
+  at: number;
+}
 
 /** What a round compares of each capsule row: read alone, without the rows' metadata and envs JSON. */
 type RoundCapsule = Pick<Capsule, 'id' | 'teamId' | 'state' | 'createdAt' | 'expiresAt' | 'error'>;
@@ -76,6 +92,13 @@ export class Reconciler {
   /** Differences seen in the last round, by capsule id: acted on when the next round sees them again. */
   private pending = new Map<string, string>();
   private nextPending = new Map<string, string>();
+  /**
+   * Hosts whose last full round found nothing to do and left nothing waiting (no difference to
+   * confirm, no capsule starting, no young orphan). An idle host is then one cheap query on each
+   * side per round (the agent's revision, a count and latest update of the database rows), not a
+   * comparison of every capsule.
+   */
+  private readonly quiet = new Map<string, QuietHost>();
 
   constructor(
     private readonly ctx: ControlPlaneContext,
@@ -111,6 +134,7 @@ export class Reconciler {
   async reconcileOnce(): Promise<ReconcileReport> {
     const report: ReconcileReport = {
       hostsChecked: [],
+      hostsUnchanged: [],
       hostsFailed: [],
       stopped: [],
       synced: [],
@@ -172,11 +196,37 @@ export class Reconciler {
     }
   }
 
+  /** Changes whenever a capsule row placed on the host is added, leaves, or is updated. */
+  private async dbFingerprint(hostId: string): Promise<string> {
+    const r = await this.ctx.database.db
+      .selectFrom('capsules')
+      .select((eb) => [eb.fn.countAll<number>().as('n'), eb.fn.max('updated_at').as('u')])
+      .where('host_id', '=', hostId)
+      .where((eb) => eb.or([eb('state', 'in', [...ON_HOST_STATES]), eb.and([eb('state', '=', 'error'), eb('error', 'like', `${HOST_UNREACHABLE_ERROR}%`)])]))
+      .executeTakeFirst();
+    return `${Number(r?.n ?? 0)}:${Number(r?.u ?? 0)}`;
+  }
+
   private async reconcileHost(host: Host, report: ReconcileReport): Promise<void> {
+    // Read before the agent is asked: a row changed meanwhile changes the next round's fingerprint.
+    const dbFingerprint = await this.dbFingerprint(host.id);
+    const quiet = this.quiet.get(host.id);
+    this.quiet.delete(host.id);
+    const mayBeUnchanged = quiet !== undefined && quiet.dbFingerprint === dbFingerprint && Date.now() - quiet.at < FULL_ROUND_EVERY_MS;
     let agentCapsules: AgentCapsule[];
+    let agentRevision: bigint;
     try {
-      const res = await this.ctx.agents.client(host).listCapsules({ summary: true }, { timeoutMs: this.rpcTimeoutMs });
+      const res = await this.ctx.agents
+        .client(host)
+        .listCapsules({ summary: true, unlessRevision: mayBeUnchanged ? quiet.agentRevision : 0n }, { timeoutMs: this.rpcTimeoutMs });
       agentCapsules = res.capsules;
+      agentRevision = res.revision;
+      if (res.unchanged && mayBeUnchanged) {
+        report.hostsChecked.push(host.id);
+        report.hostsUnchanged.push(host.id);
+        this.quiet.set(host.id, quiet);
+        return;
+      }
     } catch (err) {
       report.hostsFailed.push(host.id);
       this.ctx.log.warn({ hostId: host.id, err: err instanceof Error ? err.message : String(err) }, 'reconciler: ListCapsules failed; host skipped this round');
@@ -185,11 +235,18 @@ export class Reconciler {
     report.hostsChecked.push(host.id);
     const onAgent = new Map(agentCapsules.map((c) => [c.id, c]));
     const now = Date.now();
+    // Anything left for a later round (a difference to confirm, a capsule starting, a young
+    // orphan) or done in this one means the next round must compare again.
+    let deferred = false;
+    const before = this.nextPending.size + report.stopped.length + report.synced.length + report.orphansDestroyed.length + report.recovered.length;
 
     for (const c of await this.capsulesOn(host.id)) {
       const a = onAgent.get(c.id);
       onAgent.delete(c.id);
-      if (c.state === 'starting' && now - c.createdAt.getTime() < this.startingGraceMs) continue;
+      if (c.state === 'starting' && now - c.createdAt.getTime() < this.startingGraceMs) {
+        deferred = true;
+        continue;
+      }
       if (!a) {
         if (this.confirmed(c.id, `${c.state}->gone`)) await this.capsuleGone(c, host, now, report);
         continue;
@@ -200,7 +257,10 @@ export class Reconciler {
     // What remains on the agent is not placed on this host by the database: orphans, unless young.
     for (const a of onAgent.values()) {
       const agentState = fromAgentState(a.state);
-      if (agentState === 'starting' || now - Number(a.createdAt) < this.orphanGraceMs) continue;
+      if (agentState === 'starting' || now - Number(a.createdAt) < this.orphanGraceMs) {
+        deferred = true;
+        continue;
+      }
       const row = await getCapsule(this.ctx.database.db, a.id);
       // Still wanted: the row was created or moved here after we listed (never destroy those).
       if (row && row.hostId === host.id && ON_HOST_STATES.includes(row.state)) continue;
@@ -218,6 +278,8 @@ export class Reconciler {
       this.ctx.log.info({ hostId: host.id, capsuleId: a.id, dbState: row?.state ?? null }, 'reconciler: destroyed orphan capsule');
       await this.audit({ id: a.id, teamId: row?.teamId ?? null }, 'capsule.orphan_destroyed', { hostId: host.id, dbState: row?.state ?? null, agentState });
     }
+    const after = this.nextPending.size + report.stopped.length + report.synced.length + report.orphansDestroyed.length + report.recovered.length;
+    if (!deferred && after === before) this.quiet.set(host.id, { agentRevision, dbFingerprint, at: Date.now() });
   }
 
   private async capsuleGone(c: RoundCapsule, host: Host, now: number, report: ReconcileReport): Promise<void> {

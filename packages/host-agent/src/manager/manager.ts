@@ -131,6 +131,11 @@ export class SandboxManager {
     return [...this.records.values()];
   }
 
+  /** Changes whenever a capsule is added or removed or its state, deadline or error changes. */
+  revision(): number {
+    return this.store.revision;
+  }
+
   runtimeOf(rec: CapsuleRecord): CapsuleRuntime {
     const rt = this.deps.runtimes.get(rec.runtime);
     if (!rt) throw new Error(`runtime ${rec.runtime} is not available on this host`);
@@ -617,6 +622,7 @@ export class SandboxManager {
     for (const rec of this.records.values()) {
       if (rec.state !== 'running' || rec.expiresAt === 0 || rec.expiresAt > now) continue;
       rec.expiresAt = 0; // once; a failure below is logged, not retried in a loop
+      this.store.touch();
       const act = rec.timeoutAction === 'pause' ? this.pause(rec.id) : this.destroy(rec.id);
       act.then(
         () => this.log('info', 'capsule timed out', { id: rec.id, action: rec.timeoutAction }),

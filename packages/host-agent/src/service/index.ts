@@ -134,14 +134,17 @@ export function hostAgentService(o: HostAgentServiceOptions): ServiceImpl<typeof
       return { capsule: pb(m.get(req.id), req.withEnvdAccessToken) };
     },
     async listCapsules(req) {
+      const revision = BigInt(m.revision());
+      if (req.unlessRevision !== 0n && req.unlessRevision === revision) return { capsules: [], revision, unchanged: true };
       if (req.summary) {
         return {
+          revision,
           capsules: m.list().map((rec) =>
             create(CapsuleSchema, { id: rec.id, state: STATE[rec.state], createdAt: BigInt(rec.createdAt), expiresAt: BigInt(rec.expiresAt), error: rec.error ?? '' }),
           ),
         };
       }
-      return { capsules: m.list().map((rec) => pb(rec)) };
+      return { revision, capsules: m.list().map((rec) => pb(rec)) };
     },
     async pingCapsule(req) {
       return { capsule: pb(await m.ping(req.id, req.timeoutSec)) };
