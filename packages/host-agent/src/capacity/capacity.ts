@@ -35,7 +35,7 @@ export interface CapacityConfig {
 export const DEFAULT_MEMORY_RESERVE_MB = 1024;
 
 /** Per-capsule figures from idle `minimal` capsules on the development machine (bench/host-periodic.mjs). */
-export const DEFAULT_PER_CAPSULE: CapacityConfig['perCapsule'] = { startMb: 64, idleMb: 16, tasks: 16, hostFiles: 64, agentFds: 4 };
+export const DEFAULT_PER_CAPSULE: CapacityConfig['perCapsule'] = { startMb: 64, idleMb: 16, tasks: 16, hostFiles: 64, agentFds: 2 };
 
 export type CapacityResource = 'capsules' | 'memory' | 'tasks' | 'host_files' | 'agent_fds' | 'network_slots' | 'id_ranges';
 
