@@ -46,6 +46,22 @@ test('a VM capsule on the qemu runtime: create, exec, pause to disk, resume, des
   assert.equal(res.capsule?.state, CapsuleState.RUNNING);
   const after = await a.exec({ capsuleId: capsule.id, cmd: 'cat', args: ['/tmp/state'] });
   assert.equal(text(after.stdout), 'kept\n');
+  // Liveness: the resumed VM's QEMU is watched (a pidfd, no polling); killed from outside, the
+  // capsule is `error` within 2 s with the reason, and is still destroyed cleanly.
+  const vmmPid = (t.agent.manager.get(capsule.id).handle?.state as { pid: number }).pid;
+  assert.ok(vmmPid > 0, 'the resumed VM has a QEMU process');
+  const since = Date.now();
+  process.kill(vmmPid, 'SIGKILL');
+  for (;;) {
+    const got = (await a.getCapsule({ id: capsule.id })).capsule;
+    if (got?.state === CapsuleState.ERROR) {
+      assert.match(got.error, new RegExp(`QEMU \\(pid ${vmmPid}\\) exited`), `the reason names QEMU: ${got.error}`);
+      break;
+    }
+    assert.ok(Date.now() - since <= 2000, `capsule still ${got?.state} ${Date.now() - since} ms after QEMU was killed`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  process.stdout.write(`# QEMU killed from outside: agent reported error after ${Date.now() - since} ms\n`);
   await a.destroyCapsule({ id: capsule.id });
   process.stdout.write('# qemu ran in software emulation (TCG): this machine has no usable KVM\n');
 });

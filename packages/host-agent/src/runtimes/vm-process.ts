@@ -1,8 +1,11 @@
-// What the VM runtimes (QEMU, Firecracker) share about their VMM process: whether it lives, waiting
-// for it to go, the tail of the guest console, and waiting for envd while watching the VMM.
+// What the VM runtimes (QEMU, Firecracker) share about their VMM process: whether it lives, its
+// arguments, waiting for it to go, the tail of the guest console, waiting for envd while watching
+// the VMM, and the exit watch of a running VMM.
+import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ENVD_PORT, waitForEnvd } from '../envd-client/index.js';
+import { watchPidExit } from './pid-exit-watch.js';
 
 /** The guest's serial console, in the capsule's directory. */
 export const CONSOLE_LOG = 'console.log';
@@ -15,6 +18,17 @@ export function pidAlive(pid: number): boolean {
   } catch (err) {
     return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
+}
+
+/** The arguments of `pid` (empty when it is gone); synchronous for pidfd ownership checks. */
+export function processArgsSync(pid: number): string[] {
+  let raw = '';
+  try {
+    raw = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+  } catch {
+    return [];
+  }
+  return raw ? raw.split('\0').filter((a, i, all) => a !== '' || i < all.length - 1) : [];
 }
 
 export async function waitGone(pid: number, timeoutMs: number, pollMs = 10): Promise<boolean> {
@@ -68,4 +82,25 @@ export function macFor(id: string, tag: number): string {
   for (const c of id) h = Math.imul(h ^ c.charCodeAt(0), 16777619) >>> 0;
   const b = [0x02, tag & 255, (h >>> 24) & 255, (h >>> 16) & 255, (h >>> 8) & 255, h & 255];
   return b.map((x) => x.toString(16).padStart(2, '0')).join(':');
+}
+
+/**
+ * Calls onExit(reason) once when the VMM `pid` exits by itself (a crash, an OOM kill, a guest that
+ * powered off), through a pidfd (pid-exit-watch.ts). `isOurs` tells whether `pid` still names this
+ * capsule's VMM (pids are reused). Returns the function that stops watching.
+ */
+export function watchVmmExit(
+  vm: { pid: number; dir: string },
+  what: string,
+  isOurs: (args: string[]) => boolean,
+  onExit: (reason: string) => void,
+): () => void {
+  const pid = vm.pid;
+  return watchPidExit(
+    pid,
+    () => isOurs(processArgsSync(pid)),
+    () => {
+      void consoleTail(vm.dir).then((tail) => onExit(`${what} (pid ${pid}) exited; console (last lines):\n${tail}`));
+    },
+  );
 }

@@ -1,7 +1,7 @@
 // A tiny static C probe for the identity tests: the minimal template is busybox only (no node, no
 // keyctl, no python), so the kernel-state attacks are made by this program, compiled here with gcc
 // and streamed into a capsule as base64 (busybox base64 -d).
-import { execFileSync } from 'node:child_process';
+import { compileStaticFile } from './static-probe.js';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -132,10 +132,10 @@ export function buildProbe(): { path: string; base64: string; cleanup(): void } 
   const bin = join(dir, 'probe');
   writeFileSync(src, SOURCE);
   try {
-    execFileSync('gcc', ['-static', '-O2', '-o', bin, src], { stdio: ['ignore', 'ignore', 'pipe'] });
+    compileStaticFile(src, bin);
   } catch (err) {
     rmSync(dir, { recursive: true, force: true });
-    throw new Error(`compiling the probe needs gcc and a static libc (apt-get install gcc libc6-dev): ${String(err)}`);
+    throw err;
   }
   return {
     path: bin,

@@ -17,6 +17,7 @@ import { TemplateStore } from '../../src/rootfs/template-store.js';
 import { execInCapsule, type NamespaceRuntime } from '../../src/runtimes/namespace/index.js';
 import type { RuntimeHandle } from '../../src/runtimes/runtime.js';
 import { IMAGES_CACHE, makeEnv, rand, spec } from '../namespace-fixtures.js';
+import { compileStaticFile } from './static-probe.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 // dist/test/security -> the package's test/fixtures
@@ -122,7 +123,7 @@ async function neighbourAnswers(): Promise<void> {
 }
 
 before(async () => {
-  execFileSync('gcc', ['-static', '-O2', '-Wall', '-o', probeBinary, PROBE_SOURCE]);
+  compileStaticFile(PROBE_SOURCE, probeBinary);
   try {
     // What root in a capsule would get from the kernel alone: a fresh user namespace, no filter.
     unfiltered = parse(execFileSync('unshare', ['-Ur', '--fork', probeBinary], { encoding: 'utf8' }));

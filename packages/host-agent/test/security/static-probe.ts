@@ -8,12 +8,25 @@ import { join } from 'node:path';
 import { execInCapsule } from '../../src/runtimes/namespace/index.js';
 import type { RuntimeHandle } from '../../src/runtimes/runtime.js';
 
+/**
+ * Compiles the C file `src` into the static binary `out` (static, so it runs in any template);
+ * throws with gcc's message and what to install when this machine cannot.
+ */
+export function compileStaticFile(src: string, out: string): void {
+  try {
+    execFileSync('gcc', ['-static', '-O2', '-Wall', '-o', out, src], { stdio: ['ignore', 'ignore', 'pipe'] });
+  } catch (err) {
+    const stderr = (err as { stderr?: Buffer }).stderr?.toString() ?? '';
+    throw new Error(`compiling the probe ${src} needs gcc and a static libc (apt-get install gcc libc6-dev): ${stderr || String(err)}`);
+  }
+}
+
 /** Compiles `source` (C) into a static binary and returns its bytes. */
 export function compileStatic(source: string): Buffer {
   const dir = mkdtempSync(join(tmpdir(), 'wrenn-probe-'));
   try {
     writeFileSync(join(dir, 'probe.c'), source);
-    execFileSync('gcc', ['-static', '-O2', '-o', join(dir, 'probe'), join(dir, 'probe.c')], { stdio: 'pipe' });
+    compileStaticFile(join(dir, 'probe.c'), join(dir, 'probe'));
     return readFileSync(join(dir, 'probe'));
   } finally {
     rmSync(dir, { recursive: true, force: true });

@@ -7,7 +7,7 @@
 // handler (packages/native) from the generation chain. Needs /dev/kvm and a firecracker binary.
 import { mkdir, readdir, readFile, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
-import { native, type UffdHandler } from '@wrenn/native';
+import type { UffdHandler } from '@wrenn/native';
 import { createTap, guestIpParam, removeTap, TAP_IFNAME } from '../../network/tap.js';
 import { writeVmSnapshotManifest } from '../../rootfs/manifest.js';
 import type { ProgressFn } from '../../rootfs/recipe.js';
@@ -16,7 +16,7 @@ import { HEADER_FILE } from '../../snapshot/header.js';
 import { type CowDiskKind, type CowDisks, createCowDisks, flattenDisk } from '../../vm/disks/index.js';
 import { buildVmImages, ROOTFS_IMAGE, type VmImages } from '../../vm/images/index.js';
 import type { CapsuleRuntime, CapsuleSpec, CapsuleStats, PauseResult, RuntimeHandle } from '../runtime.js';
-import { macFor, waitVmReady } from '../vm-process.js';
+import { macFor, waitVmReady, watchVmmExit } from '../vm-process.js';
 import { FirecrackerClient } from './api-client.js';
 import {
   copyCollapsed,
@@ -39,6 +39,7 @@ import {
   pidAlive,
   UFFD_SOCKET,
   type Vmm,
+  vmmId,
 } from './vmm-process.js';
 
 export interface FirecrackerRuntimeOptions {
@@ -299,12 +300,16 @@ export class FirecrackerRuntime implements CapsuleRuntime {
         ),
       ]);
       await rm(join(s.dir, VMSTATE_FILE), { force: true });
-      const vmmGone = () => {
-        if (this.handlers.get(handle.id) === entry) void this.stopHandler(handle.id);
-      };
-      const watch = native().watchExit(s.pid, vmmGone);
-      if (watch > 0) entry.unwatch = () => native().unwatchExit(watch);
-      else queueMicrotask(vmmGone); // already gone
+      // The memory server ends with its VMM: a pidfd watch, not a timer per capsule.
+      const sock = join(this.vmmDir, API_SOCKET);
+      entry.unwatch = watchVmmExit(
+        s,
+        'Firecracker',
+        (args) => args.includes(sock) && args.includes(vmmId(handle.id)),
+        () => {
+          if (this.handlers.get(handle.id) === entry) void this.stopHandler(handle.id);
+        },
+      );
       s.phase = 'running';
       s.memoryFromUffd = true;
       await this.waitReady(s);
@@ -457,6 +462,13 @@ export class FirecrackerRuntime implements CapsuleRuntime {
       await rm(tmp, { recursive: true, force: true });
       throw err;
     }
+  }
+
+  watchExit(handle: RuntimeHandle, onExit: (reason: string) => void): () => void {
+    const s = handle.state as FirecrackerState;
+    if (s.phase === 'saved') return () => undefined; // no process while saved to disk
+    const sock = join(this.vmmDir, API_SOCKET);
+    return watchVmmExit(s, 'Firecracker', (args) => args.includes(sock) && args.includes(vmmId(handle.id)), onExit);
   }
 
   async isAlive(handle: RuntimeHandle): Promise<boolean> {

@@ -1,11 +1,11 @@
 // Tells the agent the moment a namespace capsule's init exits (it exits when envd, its main
-// process, does): a pidfd on the init polled by the event loop (@wrenn/native watchExit), so there
-// is no timer per capsule and a restarted agent re-opens the watch from the persisted pid. The init
-// is the `wrenn-nsinit start` helper's child, not ours, so the exit status is not ours to reap; the
-// init writes it as its last line of envd.log, and the reason given is that log's tail.
+// process, does), through a pidfd (../pid-exit-watch.ts), so a restarted agent re-opens the watch
+// from the persisted pid. The init is the `wrenn-nsinit start` helper's child, not ours, so the exit
+// status is not ours to reap; the init writes it as its last line of envd.log, and the reason given
+// is that log's tail.
 import { open } from 'node:fs/promises';
 import { join } from 'node:path';
-import { native } from '@wrenn/native';
+import { watchPidExit } from '../pid-exit-watch.js';
 import type { NamespaceState } from './namespace-runtime.js';
 
 const TAIL_BYTES = 2048;
@@ -46,22 +46,5 @@ export async function exitReason(s: NamespaceState): Promise<string> {
  * now another process). Returns the function that stops watching.
  */
 export function watchInitExit(s: NamespaceState, isOurs: () => boolean, onExit: () => void): () => void {
-  let fired = false;
-  const fire = () => {
-    if (fired) return;
-    fired = true;
-    onExit();
-  };
-  if (!(s.pid > 0)) return () => undefined;
-  const id = native().watchExit(s.pid, fire);
-  // Checked after the pidfd is open: if the pid still names our init now, the pidfd is of our init.
-  if (id < 0 || !isOurs()) {
-    if (id > 0) native().unwatchExit(id);
-    queueMicrotask(fire);
-    return () => undefined;
-  }
-  return () => {
-    fired = true;
-    native().unwatchExit(id);
-  };
+  return watchPidExit(s.pid, isOurs, onExit);
 }

@@ -23,7 +23,7 @@ import {
 } from '../../snapshot/index.js';
 import { buildVmImages, ROOTFS_IMAGE, type VmImages } from '../../vm/images/index.js';
 import type { CapsuleRuntime, CapsuleSpec, CapsuleStats, PauseResult, RuntimeHandle } from '../runtime.js';
-import { consoleTail, macFor, pidAlive, waitGone, waitVmReady } from '../vm-process.js';
+import { consoleTail, macFor, pidAlive, waitGone, waitVmReady, watchVmmExit } from '../vm-process.js';
 import { type AccelChoice, detectAccel } from './accel.js';
 import { diskBytes, hasChain, type SavedGeneration, saveGeneration } from './memory-generations.js';
 import { QmpClient } from './qmp.js';
@@ -572,6 +572,12 @@ export class QemuRuntime implements CapsuleRuntime {
     if (!pidAlive(s.pid)) return false;
     const cmd = await readFile(`/proc/${s.pid}/cmdline`, 'utf8').catch(() => '');
     return cmd.includes(`wrenn-${handle.id}`);
+  }
+
+  watchExit(handle: RuntimeHandle, onExit: (reason: string) => void): () => void {
+    const s = handle.state as QemuState;
+    if (s.phase === 'saved') return () => undefined; // no process while saved to disk
+    return watchVmmExit(s, 'QEMU', (args) => args.includes(`wrenn-${handle.id}`), onExit);
   }
 
   async stats(handle: RuntimeHandle): Promise<CapsuleStats> {
