@@ -59,6 +59,7 @@ export async function startUp(o: UpOptions): Promise<RunningUp> {
     ...(o.cgroupParent ? { cgroupParent: o.cgroupParent } : {}),
     ...(o.capsuleDiskMb !== undefined ? { diskMb: o.capsuleDiskMb } : {}),
     ...(o.capacity ? { capacity: o.capacity } : {}),
+    log,
   });
   const agent = await startAgent({
     ...layers,

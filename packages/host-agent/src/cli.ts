@@ -33,7 +33,7 @@ export async function runAgentFromCli(opts: Record<string, string | undefined>, 
   const log = pino({ base: { svc: 'host-agent' } });
   const listen = parseListen(opts.listen ?? '127.0.0.1:50051');
   const dataDir = opts.dataDir ?? '/var/lib/wrenn';
-  const layers = await createLocalLayers(dataDir, { network: { warmPool: agentNetWarmPool() } });
+  const layers = await createLocalLayers(dataDir, { network: { warmPool: agentNetWarmPool() }, log });
   const agent = await startAgent({ ...layers, dataDir, listen, warmPool: parseWarmPool(opts.warmPool), log: (level, msg, data) => log[level](data ?? {}, msg) });
   log.info({ url: agent.url, hostId: agent.hostId, dataDir, secret: agent.secretSource.source === 'env' ? 'WRENN_AGENT_SECRET' : agent.secretSource.file, runtimes: [...layers.runtimes.keys()], defaultRuntime: layers.defaultRuntime, why: layers.runtimeReasons, capacity: describeCapacity(agent.manager.capacity(0, true)) }, 'host agent listening');
   await hooks.onListening?.(agent);

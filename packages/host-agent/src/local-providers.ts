@@ -7,6 +7,8 @@ import { probeHost, selectRuntimes } from './runtimes/select-runtime.js';
 import type { RuntimeName, CapsuleRuntime } from './runtimes/runtime.js';
 import { NamespaceRuntime } from './runtimes/namespace/index.js';
 import { TemplateStore, type TemplateManifest } from './rootfs/index.js';
+import pino from 'pino';
+import { applyHostSettings, hostSettings, type TuningLog } from './host-tuning.js';
 import { NetworkManager, startMetadataHttpServer, type MetadataServer, type NetworkOptions } from './network/index.js';
 import type { NetworkProvider, TemplateInfo, TemplateProvider } from './manager/types.js';
 import { TemplateInUseError, TemplateNotFoundError } from './manager/errors.js';
@@ -120,10 +122,14 @@ export interface LocalLayerOptions {
   defaultRuntime?: RuntimeName;
   /** Capsules the host holds at most and memory it keeps free (default WRENN_MAX_CAPSULES, WRENN_MEMORY_RESERVE_MB). */
   capacity?: { maxCapsules?: number; memoryReserveMb?: number };
+  /** Where the host settings applied at start are logged (default: a pino logger of its own). */
+  log?: TuningLog;
 }
 
 export async function createLocalLayers(dataDir: string, opts: LocalLayerOptions = {}): Promise<LocalLayers> {
   const netOpts = opts.network ?? {};
+  // Before any network namespace exists: each one created later gets its own TCP/UDP hash tables.
+  await applyHostSettings(hostSettings(), opts.log ?? pino({ base: { svc: 'host-agent' } }));
   const templateStore = new TemplateStore({ imagesDir: opts.imagesDir ?? join(dataDir, 'images') });
   const networkManager = new NetworkManager({ dataDir, ...netOpts });
   await networkManager.init();
