@@ -14,6 +14,7 @@
 #include "memory.h"
 #include "namespaces.h"
 #include "pid-watch.h"
+#include "mounts.h"
 #include "relay.h"
 #include "spawn.h"
 #include "uffd.h"
@@ -241,5 +242,6 @@ NAPI_MODULE_INIT() {
   wrenn::registerMemory(env, exports);
   wrenn::registerFsAsUser(env, exports);
   wrenn::registerPidWatch(env, exports);
+  wrenn::registerMounts(env, exports);
   return exports;
 }

@@ -76,6 +76,10 @@ export interface NativeBinding {
    * each as the user given (see FsAsUserRequest).
    */
   fsAsUser(req: FsAsUserRequest): Promise<FsAsUserResult>;
+  /** A free loop device (autoclear) backed by `image`, mounted at `target`; resolves with the device. */
+  loopMount(image: string, target: string, fstype: string, flags: number, data: string): Promise<string>;
+  /** umount2(target, flags). */
+  unmount(target: string, flags: number): Promise<void>;
 }
 
 /** What fsAsUser reports of a stat (struct stat's fields that file APIs use). */

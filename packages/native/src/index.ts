@@ -35,3 +35,4 @@ export {
 } from './relay.js';
 export { startUffdHandler, type UffdHandler, type UffdHandlerOptions, type UffdStats } from './uffd-handler.js';
 export { VMM_SIDE_SCRIPT } from './vmm-side.js';
+export { loopMount, splitMountOptions, unmount } from './mounts.js';

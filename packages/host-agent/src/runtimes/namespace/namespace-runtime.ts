@@ -36,7 +36,7 @@ import {
   resolveNodeRuntime,
 } from './node-runtime.js';
 import { nsinitPath } from './nsinit-binary.js';
-import { QuotaDisks } from './quota-disk.js';
+import { DISK_MOUNT, QuotaDisks } from './quota-disk.js';
 import { type SeccompSwitch, seccompAllowArg, seccompAllowOf } from './seccomp-switches.js';
 import { hostNameServers } from '../../network/name-servers.js';
 
@@ -515,7 +515,8 @@ export class NamespaceRuntime implements CapsuleRuntime {
   private async teardown(id: string, sandboxDir: string, s?: NamespaceState): Promise<void> {
     await this.stopProcesses(id, s);
     await this.cgroups(id).remove();
-    await removeTree(sandboxDir);
+    // The capsule's disk is the one mount its sandbox dir may hold (see removeTree).
+    await removeTree(sandboxDir, { mounts: [join(sandboxDir, DISK_MOUNT)] });
     await this.idRanges.release(id);
   }
 

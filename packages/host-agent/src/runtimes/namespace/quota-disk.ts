@@ -15,7 +15,7 @@
 import { chmod, chown, mkdir, readdir, rename, rm, statfs, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { execFileNative } from '@wrenn/native';
+import { execFileNative, loopMount } from '@wrenn/native';
 import { mountsUnder } from '../../rootfs/remove-tree.js';
 import { HostCapacityError } from '../capacity-error.js';
 
@@ -152,7 +152,8 @@ export class QuotaDisks {
     if (!(await this.takeBlank(image))) await this.format(image);
     void this.fill(REFILL_DELAY_MS).catch(() => undefined);
     await mkdir(mountPoint);
-    await run('mount', ['-t', 'ext4', '-o', MOUNT_OPTIONS, image, mountPoint]).catch((err: Error) => {
+    // By system call: util-linux's mount -o loop opens every loop device of the host first.
+    await loopMount(image, mountPoint, 'ext4', MOUNT_OPTIONS).catch((err: Error) => {
       throw new Error(`mounting the capsule disk ${image} failed (needs loop devices): ${err.message}`);
     });
     const dirs = QuotaDisks.dirs(sandboxDir);
@@ -186,7 +187,7 @@ export class QuotaDisks {
     if ((await mountsUnder(mountPoint)).includes(mountPoint)) return;
     const image = join(sandboxDir, DISK_IMAGE);
     await mkdir(mountPoint, { recursive: true });
-    await run('mount', ['-t', 'ext4', '-o', MOUNT_OPTIONS, image, mountPoint]).catch((err: Error) => {
+    await loopMount(image, mountPoint, 'ext4', MOUNT_OPTIONS).catch((err: Error) => {
       throw new Error(`the capsule's disk ${image} could not be mounted again: ${err.message}`);
     });
   }

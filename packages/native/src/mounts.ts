@@ -1,0 +1,30 @@
+// Loop mounts and unmounts by system call (cpp/mounts.cc): no util-linux scan of every loop
+// device or parse of the whole mount table, so their cost does not grow with the host's capsules.
+import { native } from './binding.js';
+
+/** mount(2) flags by their mount(8) option names. */
+const FLAGS: Record<string, number> = { ro: 1, nosuid: 2, nodev: 4, noexec: 8, noatime: 1024, nodiratime: 2048, relatime: 1 << 21 };
+const MNT_DETACH = 2;
+
+/** `options` as mount(8) takes them ("nodev,discard"): flag names become flags, the rest the file system's data. */
+export function splitMountOptions(options: string): { flags: number; data: string } {
+  let flags = 0;
+  const data: string[] = [];
+  for (const o of options.split(',').filter(Boolean)) {
+    if (o === 'loop') continue;
+    if (FLAGS[o] !== undefined) flags |= FLAGS[o];
+    else data.push(o);
+  }
+  return { flags, data: data.join(',') };
+}
+
+/** Mounts the file system in `image` at `target` through a free loop device (freed again at unmount). Resolves with the device. */
+export function loopMount(image: string, target: string, fstype: string, options = ''): Promise<string> {
+  const { flags, data } = splitMountOptions(options);
+  return native().loopMount(image, target, fstype, flags, data);
+}
+
+/** Unmounts `target` (umount2; `lazy`: MNT_DETACH). Rejects with the errno (EINVAL: not a mount point). */
+export function unmount(target: string, opts: { lazy?: boolean } = {}): Promise<void> {
+  return native().unmount(target, opts.lazy ? MNT_DETACH : 0);
+}
