@@ -11,7 +11,7 @@ const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const forTests = process.argv.includes('--test');
 
 // What the runtime needs on the host, and what the test suite needs on top.
-const runtimePackages = ['iproute2', 'iptables', 'busybox-static', 'util-linux', 'procps', 'debootstrap', 'e2fsprogs', 'kmod', 'gcc', 'libc6-dev', 'xz-utils', 'g++', 'make', 'python3', 'mount', 'dmsetup', 'libseccomp-dev'];
+const runtimePackages = ['iproute2', 'iptables', 'ipset', 'busybox-static', 'util-linux', 'procps', 'debootstrap', 'e2fsprogs', 'kmod', 'gcc', 'libc6-dev', 'xz-utils', 'g++', 'make', 'python3', 'mount', 'dmsetup', 'libseccomp-dev'];
 const testPackages = ['postgresql', 'tmux', 'chromium', 'qemu-system-x86', 'qemu-utils', 'attr', 'xfsprogs', 'wrk'];
 
 function step(msg) {

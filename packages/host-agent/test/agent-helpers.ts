@@ -93,6 +93,9 @@ export function leftovers(dataDir: string, capsuleIds: string[]): string[] {
     const target = m.split(' ')[1] ?? '';
     if (target.startsWith(dataDir)) out.push(`mount ${target}`);
   }
+  for (const n of execFileSync('ipset', ['list', '-n'], { encoding: 'utf8' }).split('\n')) {
+    if (n.startsWith(`${TEST_NET.names.chainPrefix}-`)) out.push(`ipset ${n}`);
+  }
   for (const table of ['filter', 'nat']) {
     try {
       const rules = execFileSync('iptables', ['-t', table, '-S'], { encoding: 'utf8' });

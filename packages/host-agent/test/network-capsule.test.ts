@@ -200,6 +200,33 @@ test('internet switch: forwarded traffic is NATed when on and dropped (counted) 
   assert.equal((await probeFromHost(off.capsuleIp, port, 3000)).ok, true);
 });
 
+test("internet switch: a capsule borrowing a neighbour's address gets nothing through; no rule per capsule", opts, async (t) => {
+  await createOutside();
+  t.after(removeOutside);
+  const port = 18083;
+  await serverInNetns(OUTSIDE.netns, port);
+  const on = await m.create({ id: 'cl-lend', internet: true });
+  t.after(() => m.destroy('cl-lend'));
+  const off = await m.create({ id: 'cl-borrow', internet: false });
+  t.after(() => m.destroy('cl-borrow'));
+  // The switch is set membership of the capsule's address: the chains are the same for 2 capsules as for 0.
+  const { stdout: rules } = await execFileP('iptables', ['-S']);
+  assert.equal(rules.split('\n').filter((l) => l.includes('cl-lend') || l.includes('cl-borrow')).length, 0, rules);
+  const { stdout: inet } = await execFileP('ipset', ['list', `${TEST_NAMES.chainPrefix}-INET`]);
+  assert.match(inet, new RegExp(`^${on.capsuleIp.replace(/\./g, '\\.')} packets`, 'm'));
+  // Stronger than a capsule's root (which has no CAP_NET_ADMIN over its namespace): host root in
+  // the internet-off namespace adds the neighbour's address and connects from it.
+  await execFileP('ip', ['-n', off.netnsName, 'addr', 'add', `${on.capsuleIp}/32`, 'dev', 'eth0']);
+  const script = `const s = require('net').connect({ host: '${OUTSIDE.ip}', port: ${port}, localAddress: '${on.capsuleIp}' });
+    s.setTimeout(1500, () => { console.log('timeout'); process.exit(0); });
+    s.on('data', (d) => { console.log('got ' + d); process.exit(0); });
+    s.on('error', (e) => { console.log(e.code); process.exit(0); });`;
+  const { stdout } = await execFileP('ip', ['netns', 'exec', off.netnsName, process.execPath, '-e', script]);
+  assert.doesNotMatch(stdout, /got hello/, 'the borrowed address reached the outside');
+  // The lender still gets through.
+  assert.equal((await probeFrom(on.netnsName, OUTSIDE.ip, port, 3000)).ok, true);
+});
+
 test('the egress rate limit and queue length are set, and capsule root cannot change them', opts, async (t) => {
   const net = await m.create({ id: 'cl-rate', internet: false, rateMbit: 50 });
   t.after(() => m.destroy('cl-rate'));

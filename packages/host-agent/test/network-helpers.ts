@@ -130,6 +130,8 @@ export async function leftovers(slotDir?: string): Promise<string[]> {
     const { stdout } = await execFileP(cmd, []);
     for (const l of stdout.split('\n')) if (l.includes(TEST_NAMES.chainPrefix + '-') || / wn\+? /.test(l)) out.push(`${cmd}: ${l}`);
   }
+  const { stdout: setNames } = await execFileP('ipset', ['list', '-n']);
+  for (const n of setNames.split('\n')) if (n.startsWith(TEST_NAMES.chainPrefix + '-')) out.push(`ipset ${n}`);
   if (slotDir && existsSync(slotDir)) for (const f of readdirSync(slotDir)) out.push(`slot file ${f}`);
   return out;
 }

@@ -1,4 +1,4 @@
-// Runs the system networking tools (ip, tc, iptables-restore) with a batch on stdin.
+// Runs the system networking tools (ip, tc, iptables-restore, ipset) with a batch on stdin.
 // One spawn per batch keeps capsule creation fast, and each spawn is a vfork (@wrenn/native's
 // runNative): a fork of the agent costs milliseconds, on the create path.
 import { runNative } from '@wrenn/native';
@@ -17,7 +17,7 @@ export async function run(cmd: string, args: readonly string[], input = ''): Pro
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
       throw new Error(
-        `${cmd} is not installed: install the Debian packages iproute2 and iptables (scripts/setup.mjs does)`,
+        `${cmd} is not installed: install the Debian packages iproute2, iptables and ipset (scripts/setup.mjs does)`,
       );
     }
     throw e;

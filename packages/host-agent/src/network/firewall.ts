@@ -7,8 +7,14 @@
 //
 // Everything lives in chains named <P>-* (P = WRENN by default), hooked once from the standard
 // chains, so removing them is exact. Rules match capsule interfaces by their name prefix ("wr+"),
-// so nothing but one rule per capsule (its internet switch, in <P>-EGRESS) changes per capsule,
-// plus one per allowOut entry of the few capsules that have some. Destinations that are not global
+// and a capsule's internet switch is its address's membership in one of two ipsets (<P>-INET,
+// <P>-NOINET; hash tables, with per-address counters): no rule changes per capsule, so neither a
+// packet's path through the chains nor a create's `ipset restore` grows with the number of
+// capsules (one rule per capsule made both O(capsules): at 1,000 capsules every iptables-restore
+// re-read 1,000 rules, 15 ms of CPU, and every forwarded packet walked them). The capsule's source
+// address stands for its interface: rp_filter=1 on every host-side veth drops a packet whose
+// source is not the capsule's own. Only allowOut entries of the few capsules that have some are
+// rules, in <P>-ALLOW and <P>-OPENED. Destinations that are not global
 // (egress-policy.ts) are closed by a fixed list of static rules in <P>-OUT, whatever the number of
 // capsules, and refused with a TCP reset or ICMP admin-prohibited, so a capsule fails fast.
 import { run, runOk, type ExecResult } from './exec.js';
@@ -23,6 +29,8 @@ export interface FirewallNames {
 
 export interface FirewallConfig extends FirewallNames {
   pool: string; // 10.201.0.0/16
+  /** Capsules the pool holds (the sets' maxelem). */
+  slots: number;
   metadataPort: number; // where the host agent's metadata server listens
   /** IPv4 name servers of the capsules' resolv.conf: port 53 to these stays open. */
   dnsServers: readonly string[];
@@ -33,6 +41,8 @@ export interface FirewallConfig extends FirewallNames {
 export interface EgressRule {
   id: string;
   ifname: string;
+  /** The capsule's address (its source address, enforced by rp_filter on its veth). */
+  ip: string;
   internet: boolean;
   /** Destinations accepted even with the internet switch off (normalised CIDRs). */
   allowOut: readonly string[];
@@ -42,6 +52,11 @@ export interface EgressRule {
 
 export const METADATA_IP = '169.254.169.254';
 
+/** The ipsets of capsule addresses with the internet switch on and off. */
+export function sets(p: string) {
+  return { inet: `${p}-INET`, noinet: `${p}-NOINET` };
+}
+
 /** Kernels built without IPv6 have no ip6tables tables (and capsules no IPv6 to block). */
 const HAS_IPV6 = existsSync('/proc/sys/net/ipv6');
 
@@ -50,6 +65,7 @@ export function chains(p: string) {
     in: `${p}-IN`,
     fwd: `${p}-FWD`,
     egress: `${p}-EGRESS`,
+    allow: `${p}-ALLOW`,
     pre: `${p}-PRE`,
     post: `${p}-POST`,
     out: `${p}-OUT`,
@@ -60,21 +76,31 @@ export function chains(p: string) {
 }
 
 /**
- * The rules of one capsule: its opened closed ranges (in OPENED), its allowOut entries and its
- * internet switch (in EGRESS, in this order). Added and deleted together, keyed by interface.
+ * The rules of one capsule: its opened closed ranges (in OPENED) and its allowOut entries (in
+ * ALLOW); none for most capsules. Added and deleted together, keyed by interface.
  */
 function capsuleLines(op: '-A' | '-D', ch: ReturnType<typeof chains>, r: EgressRule): string[] {
   const c = `-i ${r.ifname} -m comment --comment "wrenn:${r.id}:allow"`;
   return [
     ...r.opened.map((d) => `${op} ${ch.opened} ${c} -d ${d} -j ACCEPT`),
-    ...r.allowOut.map((d) => `${op} ${ch.egress} ${c} -d ${d} -j ACCEPT`),
-    `${op} ${ch.egress} -i ${r.ifname} -m comment --comment "wrenn:${r.id}" -j ${r.internet ? 'ACCEPT' : 'DROP'}`,
+    ...r.allowOut.map((d) => `${op} ${ch.allow} ${c} -d ${d} -j ACCEPT`),
   ];
 }
 
-function sameRule(a: EgressRule, b: EgressRule): boolean {
-  const eq = (x: readonly string[], y: readonly string[]) => x.length === y.length && x.every((v, i) => v === y[i]);
-  return a.id === b.id && a.internet === b.internet && eq(a.allowOut, b.allowOut) && eq(a.opened, b.opened);
+/** `ipset restore` lines that put capsule `r` in the set of its internet switch (and out of the other). */
+function setLines(op: 'add' | 'del', st: ReturnType<typeof sets>, r: EgressRule): string[] {
+  if (op === 'del') return [`del ${st.inet} ${r.ip} -exist`, `del ${st.noinet} ${r.ip} -exist`];
+  return [`del ${r.internet ? st.noinet : st.inet} ${r.ip} -exist`, `add ${r.internet ? st.inet : st.noinet} ${r.ip} -exist`];
+}
+
+const eq = (x: readonly string[], y: readonly string[]) => x.length === y.length && x.every((v, i) => v === y[i]);
+
+function sameRules(a: EgressRule, b: EgressRule): boolean {
+  return a.id === b.id && eq(a.allowOut, b.allowOut) && eq(a.opened, b.opened);
+}
+
+function sameSet(a: EgressRule, b: EgressRule): boolean {
+  return a.ip === b.ip && a.internet === b.internet;
 }
 
 /** The ruleset of the shared chains (the per-capsule rules come from egressRules). */
@@ -86,6 +112,7 @@ export function baseRules(c: FirewallConfig, egress: readonly EgressRule[]): { v
     `:${ch.in} - [0:0]`,
     `:${ch.fwd} - [0:0]`,
     `:${ch.egress} - [0:0]`,
+    `:${ch.allow} - [0:0]`,
     `:${ch.out} - [0:0]`,
     `:${ch.closed} - [0:0]`,
     `:${ch.opened} - [0:0]`,
@@ -118,6 +145,7 @@ export function baseRules(c: FirewallConfig, egress: readonly EgressRule[]): { v
     // CLOSED: a capsule's own opened ranges (OPENED accepts them), else refused.
     `-A ${ch.closed} -j ${ch.opened}`,
     `-A ${ch.closed} -j ${ch.refuse}`,
+    ...egressLines(c.chainPrefix),
     ...egress.flatMap((r) => capsuleLines('-A', ch, r)),
     'COMMIT',
     '*nat',
@@ -141,6 +169,35 @@ export function baseRules(c: FirewallConfig, egress: readonly EgressRule[]): { v
     '',
   ].join('\n');
   return { v4, v6 };
+}
+
+/** EGRESS: a capsule's allowOut entries (ALLOW), then its internet switch (which set it is in). */
+function egressLines(p: string): string[] {
+  const ch = chains(p);
+  const st = sets(p);
+  return [
+    `-A ${ch.egress} -j ${ch.allow}`,
+    `-A ${ch.egress} -m set --match-set ${st.inet} src -j ACCEPT`,
+    `-A ${ch.egress} -m set --match-set ${st.noinet} src -j DROP`,
+  ];
+}
+
+/** `ipset restore` input that (re)creates both sets holding exactly the capsules of `egress`. */
+export function setsRestore(p: string, egress: readonly EgressRule[], maxelem: number): string {
+  const st = sets(p);
+  const create = (name: string) => `create ${name} hash:ip family inet counters maxelem ${maxelem} -exist`;
+  return [
+    create(st.inet),
+    create(st.noinet),
+    `flush ${st.inet}`,
+    `flush ${st.noinet}`,
+    ...egress.map((r) => `add ${r.internet ? st.inet : st.noinet} ${r.ip} -exist`),
+    '',
+  ].join('\n');
+}
+
+async function ipsetRestore(input: string, what: string): Promise<void> {
+  await runOk('ipset', ['restore'], input, what);
 }
 
 function dnsLines(chain: string, w: string, servers: readonly string[], target: string): string[] {
@@ -185,9 +242,10 @@ async function save(cmd: string): Promise<Map<string, string[]>> {
 
 export class Firewall {
   private readonly ch: ReturnType<typeof chains>;
+  private readonly st: ReturnType<typeof sets>;
   /** Serialises every write to our chains. */
   private readonly lock = new Mutex();
-  /** EGRESS as it is in the kernel (by interface), known since the last full rewrite. */
+  /** Sets and allowOut rules as they are in the kernel (by interface), known since the last full rewrite. */
   private installed = new Map<string, EgressRule>();
   private dirty = new Set<string>();
   private waiters: Array<{ resolve: () => void; reject: (e: Error) => void }> = [];
@@ -199,6 +257,7 @@ export class Firewall {
     private readonly desired: () => EgressRule[],
   ) {
     this.ch = chains(cfg.chainPrefix);
+    this.st = sets(cfg.chainPrefix);
   }
 
   /** (Re)writes all our chains from scratch and hooks them into the standard chains once. */
@@ -206,6 +265,8 @@ export class Firewall {
     await this.lock.runExclusive(async () => {
       const snapshot = this.desired();
       const { v4, v6 } = baseRules(this.cfg, snapshot);
+      // The sets first: the rules name them.
+      await ipsetRestore(setsRestore(this.cfg.chainPrefix, snapshot, this.maxelem()), 'installing the capsule address sets');
       await restoreOk('iptables-restore', v4, 'installing the capsule firewall');
       this.installed = new Map(snapshot.map((r) => [r.ifname, r]));
       if (HAS_IPV6) await restoreOk('ip6tables-restore', v6, 'installing the capsule IPv6 firewall');
@@ -250,12 +311,21 @@ export class Firewall {
         }
         if (text) await restoreOk(restoreCmd, text, 'removing the capsule firewall');
       }
+      // No rule names the sets any more.
+      const names = new Set((await runOk('ipset', ['list', '-n'], '', 'listing ipsets')).split('\n'));
+      const ours = Object.values(sets(this.cfg.chainPrefix)).filter((n) => names.has(n));
+      if (ours.length) await ipsetRestore(ours.map((n) => `destroy ${n}\n`).join(''), 'removing the capsule address sets');
       this.installed.clear();
     });
   }
 
+  private maxelem(): number {
+    return Math.max(65536, this.cfg.slots);
+  }
+
   /**
-   * Brings the EGRESS rule of `ifname` in line with desired() (adds, replaces or removes it).
+   * Brings the set membership and allowOut rules of `ifname` in line with desired() (adds,
+   * replaces or removes them).
    * Edits are coalesced: while one iptables-restore runs, later ones queue up and go out together,
    * so 50 concurrent creates cost a handful of spawns. Rules are keyed by interface, so an edit
    * that a full rewrite already covered emits nothing: no duplicates, whatever the interleaving.
@@ -280,16 +350,24 @@ export class Firewall {
         await this.lock.runExclusive(async () => {
           const want = new Map(this.desired().map((r) => [r.ifname, r]));
           const lines: string[] = [];
+          const members: string[] = [];
           for (const ifname of dirty) {
             const cur = this.installed.get(ifname);
             const next = want.get(ifname);
-            if (cur && next && sameRule(cur, next)) continue;
-            if (cur) lines.push(...capsuleLines('-D', this.ch, cur));
-            if (next) lines.push(...capsuleLines('-A', this.ch, next));
+            if (!(cur && next && sameRules(cur, next))) {
+              if (cur) lines.push(...capsuleLines('-D', this.ch, cur));
+              if (next) lines.push(...capsuleLines('-A', this.ch, next));
+            }
+            if (!(cur && next && sameSet(cur, next))) {
+              if (cur) members.push(...setLines('del', this.st, cur));
+              if (next) members.push(...setLines('add', this.st, next));
+            }
           }
-          if (lines.length === 0) return;
-          const r = await restore('iptables-restore', `*filter\n${lines.join('\n')}\nCOMMIT\n`);
-          if (r.code === 0) {
+          if (lines.length === 0 && members.length === 0) return;
+          // Rules first (an allowOut entry is in place before the capsule's address is let through).
+          const r = lines.length ? await restore('iptables-restore', `*filter\n${lines.join('\n')}\nCOMMIT\n`) : { code: 0 };
+          const s = r.code === 0 && members.length ? await run('ipset', ['restore'], members.join('\n') + '\n') : { code: 0 };
+          if (r.code === 0 && s.code === 0) {
             for (const ifname of dirty) {
               const next = want.get(ifname);
               if (next) this.installed.set(ifname, next);
@@ -297,7 +375,7 @@ export class Firewall {
             }
             return;
           }
-          // Someone changed our chain behind our back: rebuild it from the desired state.
+          // Someone changed our chains or sets behind our back: rebuild them from the desired state.
           try {
             await this.rewriteEgressLocked();
           } catch (e) {
@@ -313,20 +391,25 @@ export class Firewall {
 
   private async rewriteEgressLocked(): Promise<void> {
     const snapshot = this.desired();
-    const lines = snapshot.flatMap((r) => capsuleLines('-A', this.ch, r)).map((l) => `${l}\n`).join('');
-    const text = `*filter\n:${this.ch.egress} - [0:0]\n:${this.ch.opened} - [0:0]\n${lines}COMMIT\n`;
+    const lines = [...egressLines(this.cfg.chainPrefix), ...snapshot.flatMap((r) => capsuleLines('-A', this.ch, r))].map((l) => `${l}\n`).join('');
+    await ipsetRestore(setsRestore(this.cfg.chainPrefix, snapshot, this.maxelem()), 'rewriting the capsule address sets');
+    const text = `*filter\n:${this.ch.egress} - [0:0]\n:${this.ch.allow} - [0:0]\n:${this.ch.opened} - [0:0]\n${lines}COMMIT\n`;
     await restoreOk('iptables-restore', text, 'rewriting the capsule egress rules');
     this.installed = new Map(snapshot.map((r) => [r.ifname, r]));
   }
 
-  /** Packet/byte counters of a capsule's egress rule (what its internet switch let through or dropped). */
+  /**
+   * Packet/byte counters of a capsule's internet switch: its address's entry in the set it is in
+   * (what the switch let through, or dropped). Lists the set: for tests and diagnostics.
+   */
   async egressCounters(id: string): Promise<{ action: 'ACCEPT' | 'DROP'; packets: number; bytes: number } | undefined> {
-    const out = await runOk('iptables-save', ['-c', '-t', 'filter'], '', 'reading firewall counters');
+    const r = this.desired().find((x) => x.id === id);
+    if (!r) return undefined;
+    const set = r.internet ? this.st.inet : this.st.noinet;
+    const out = await runOk('ipset', ['list', set], '', 'reading firewall counters');
     for (const line of out.split('\n')) {
-      const m = /^\[(\d+):(\d+)\] -A (\S+) .*--comment "?wrenn:([^" ]+)"? -j (ACCEPT|DROP)$/.exec(line);
-      if (m && m[3] === this.ch.egress && m[4] === id) {
-        return { action: m[5] as 'ACCEPT' | 'DROP', packets: Number(m[1]), bytes: Number(m[2]) };
-      }
+      const m = /^(\S+) packets (\d+) bytes (\d+)/.exec(line);
+      if (m && m[1] === r.ip) return { action: r.internet ? 'ACCEPT' : 'DROP', packets: Number(m[2]), bytes: Number(m[3]) };
     }
     return undefined;
   }

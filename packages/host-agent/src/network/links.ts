@@ -1,5 +1,5 @@
 // Namespaces, veth pairs, addresses, routes and queueing disciplines, in as few spawns as possible:
-// `ip -batch` on the host side, then `ip -n <ns> -batch` and `tc -n <ns> -batch`, from one shell.
+// `ip -batch` on the host side, then `ip -batch` and `tc -batch` in the namespace, from one shell.
 import { readdir, writeFile, readFile, access } from 'node:fs/promises';
 import { run, runOk } from './exec.js';
 
@@ -56,12 +56,16 @@ export async function createLinks(s: LinkSpec): Promise<void> {
   const burst = Math.max(32 * 1024, Math.ceil((s.rateMbit * 1e6) / 8 / 100));
   const tc = s.rateMbit > 0 ? [`qdisc add dev ${CAPSULE_IFNAME} root tbf rate ${s.rateMbit}mbit burst ${burst} latency 50ms`] : [];
   // One spawn from Node (forking the agent's large process is the expensive part) running the
-  // three batches from a small shell. Every name here was validated by the manager.
+  // three batches from a small shell. Every name here was validated by the manager. Inside the
+  // namespace through nsenter --net rather than `ip -n`/`tc -n`: those also unshare a mount
+  // namespace (a copy of the host's whole mount table, which grows by two mounts per capsule) to
+  // remount /sys; measured at 1,000 capsules 11 ms of CPU per call against nsenter's 4.
+  const inNetns = `nsenter --net=/run/netns/${s.netnsName}`;
   const script = [
     'set -e',
     `ip -batch - <<'WRENN_EOF'`, ...host, 'WRENN_EOF',
-    `ip -n ${s.netnsName} -batch - <<'WRENN_EOF'`, ...inside, 'WRENN_EOF',
-    ...(tc.length ? [`tc -n ${s.netnsName} -batch - <<'WRENN_EOF'`, ...tc, 'WRENN_EOF'] : []),
+    `${inNetns} ip -batch - <<'WRENN_EOF'`, ...inside, 'WRENN_EOF',
+    ...(tc.length ? [`${inNetns} tc -batch - <<'WRENN_EOF'`, ...tc, 'WRENN_EOF'] : []),
     '',
   ].join('\n');
   await runOk('/bin/sh', ['-s'], script, `creating the network of ${s.netnsName}`);

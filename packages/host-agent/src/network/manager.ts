@@ -179,6 +179,7 @@ export class NetworkManager {
         chainPrefix: this.names.chainPrefix,
         ifPrefix: this.names.ifPrefix,
         pool: this.pool.cidr,
+        slots: this.pool.slots,
         metadataPort: this.metadataPort,
         dnsServers: dnsV4,
         allowCidrs: this.egressAllow.map((c) => c.text),
@@ -475,7 +476,8 @@ export class NetworkManager {
   private egressRule(r: SlotRecord): EgressRule {
     const allowOut = r.allowOut ?? [];
     const opened = openedEntries(allowOut, this.egressOpenable, this.egressAllow);
-    return { id: r.id, ifname: this.ifname(r.slot), internet: r.internet, allowOut, opened };
+    const { capsuleIp } = slotAddresses(this.pool, r.slot);
+    return { id: r.id, ifname: this.ifname(r.slot), ip: capsuleIp, internet: r.internet, allowOut, opened };
   }
 
   private describe(r: SlotRecord): CapsuleNetwork {
