@@ -18,13 +18,22 @@ export function splitMountOptions(options: string): { flags: number; data: strin
   return { flags, data: data.join(',') };
 }
 
+/** The addon, checked to be built from sources that have the mount calls. */
+function binding() {
+  const b = native();
+  if (typeof b.loopMount !== 'function') {
+    throw new Error('the native addon predates loopMount/unmount: rebuild it (node packages/native/build.mjs)');
+  }
+  return b;
+}
+
 /** Mounts the file system in `image` at `target` through a free loop device (freed again at unmount). Resolves with the device. */
-export function loopMount(image: string, target: string, fstype: string, options = ''): Promise<string> {
+export async function loopMount(image: string, target: string, fstype: string, options = ''): Promise<string> {
   const { flags, data } = splitMountOptions(options);
-  return native().loopMount(image, target, fstype, flags, data);
+  return binding().loopMount(image, target, fstype, flags, data);
 }
 
 /** Unmounts `target` (umount2; `lazy`: MNT_DETACH). Rejects with the errno (EINVAL: not a mount point). */
-export function unmount(target: string, opts: { lazy?: boolean } = {}): Promise<void> {
-  return native().unmount(target, opts.lazy ? MNT_DETACH : 0);
+export async function unmount(target: string, opts: { lazy?: boolean } = {}): Promise<void> {
+  return binding().unmount(target, opts.lazy ? MNT_DETACH : 0);
 }
