@@ -31,6 +31,7 @@ test('free functions: create, list, metadata, internet switch, stale cleanup, de
     const netns = (await readdir('/run/netns').catch(() => [] as string[])).filter((n) => n.startsWith(NAMES.netnsPrefix));
     const links = (await readdir('/sys/class/net')).filter((n) => /^wu\d+$/.test(n));
     const rules = (await execFileP('iptables-save', [])).stdout.split('\n').filter((l) => l.includes('WRNU'));
+    rules.push(...(await execFileP('ipset', ['list', '-n'])).stdout.split('\n').filter((l) => l.startsWith('WRNU')));
     await rm(dataDir, { recursive: true, force: true });
     assert.deepEqual([...netns, ...links, ...rules], [], 'nothing of this test is left');
   });

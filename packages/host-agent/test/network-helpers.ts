@@ -117,6 +117,15 @@ export async function httpGetFrom(netns: string, url: string, accept = '*/*'): P
   return JSON.parse(stdout) as { status: number; body: string };
 }
 
+/** Addresses in the internet-switch ipsets of `chainPrefix` (<P>-INET: on, <P>-NOINET: off). */
+export async function switchSets(chainPrefix = TEST_NAMES.chainPrefix): Promise<{ inet: string[]; noinet: string[] }> {
+  const members = async (set: string) => {
+    const { stdout } = await execFileP('ipset', ['list', set]);
+    return stdout.split('Members:\n')[1]?.split('\n').map((l) => l.split(' ')[0] ?? '').filter(Boolean) ?? [];
+  };
+  return { inet: await members(`${chainPrefix}-INET`), noinet: await members(`${chainPrefix}-NOINET`) };
+}
+
 /** Everything of the test names still present on the host; [] when clean. */
 export async function leftovers(slotDir?: string): Promise<string[]> {
   const out: string[] = [];
