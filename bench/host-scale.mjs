@@ -19,6 +19,7 @@ import { run } from '../packages/host-agent/dist/src/network/exec.js';
 import { CapsuleCgroups, CONTROLLERS } from '../packages/host-agent/dist/src/runtimes/namespace/cgroups.js';
 import { applyHostSettings, hostSettings } from '../packages/host-agent/dist/src/host-tuning.js';
 import { removeTree } from '../packages/host-agent/dist/src/rootfs/remove-tree.js';
+import { IdRangeStore, idRangeConfig } from '../packages/host-agent/dist/src/runtimes/namespace/id-ranges.js';
 import { loopMount } from '../packages/native/dist/src/index.js';
 
 const LEVELS = (process.env.BENCH_LEVELS ?? '0,250,500,1000').split(',').map(Number);
@@ -54,11 +55,13 @@ if (WITH_DISKS) {
   execFileSync('mkfs.ext4', ['-q', '-F', '-m', '0', '-E', 'lazy_itable_init=1,lazy_journal_init=1', image]);
 }
 
+const idRanges = new IdRangeStore(join(dir, 'data'), idRangeConfig());
 const present = []; // ids of filler capsules
 let seq = 0;
 async function addCapsule(id) {
   await net.create({ id, internet: true });
   new CapsuleCgroups(id, '/sys/fs/cgroup', CG_PARENT).create({ vcpus: 1, memoryMb: 256, pidsMax: 64 });
+  await idRanges.allocate(id);
   if (WITH_DISKS) await attachDisk(id);
 }
 function diskDir(id) {
@@ -141,6 +144,10 @@ try {
     }
     const cids = Array.from({ length: SAMPLES }, () => `hs-c${seq++}`);
     steps.push(await measure('cgroup_create', SAMPLES, (i) => new CapsuleCgroups(cids[i], '/sys/fs/cgroup', CG_PARENT).create({ vcpus: 1, memoryMb: 256, pidsMax: 64 })));
+    // A capsule's host uid/gid range claimed and released (id-ranges.ts, one file per claim).
+    const rids = Array.from({ length: SAMPLES }, () => `hs-r${seq++}`);
+    steps.push(await measure('id_range_claim', SAMPLES, (i) => idRanges.allocate(rids[i])));
+    steps.push(await measure('id_range_release', SAMPLES, (i) => idRanges.release(rids[i])));
     steps.push(await measure('cgroup_remove', SAMPLES, (i) => new CapsuleCgroups(cids[i], '/sys/fs/cgroup', CG_PARENT).remove()));
     result.levels.push({ capsules: level, host_mounts: mountCount(), fill_ms_per_capsule: level ? round(fillMs / Math.max(1, level - (result.levels.at(-1)?.capsules ?? 0))) : 0, ...Object.fromEntries(steps) });
     console.error(JSON.stringify(result.levels.at(-1)));

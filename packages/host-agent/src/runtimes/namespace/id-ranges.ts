@@ -146,30 +146,48 @@ export class IdRangeStore {
     });
   }
 
-  /** Releases whatever range capsule `id` holds (nothing when it holds none). */
+  /**
+   * Releases whatever range capsule `id` holds (nothing when it holds none). The slot comes from
+   * the cache and its file is checked before it goes; only when the cache knows no slot of `id`
+   * (claimed by another runtime on this data dir since we loaded) is every claim file read: that
+   * is one file per capsule, ~30 ms per destroy at 1,000 capsules.
+   */
   async release(id: string): Promise<void> {
-    await this.releaseWhere((holder) => holder === id);
+    await this.mutex.runExclusive(async () => {
+      const claims = await this.load();
+      const cached = [...claims].filter(([, holder]) => holder === id).map(([slot]) => slot);
+      let missed = cached.length === 0;
+      for (const slot of cached) {
+        if ((await this.holderOf(String(slot))) !== id) {
+          missed = true;
+          continue;
+        }
+        await unlink(join(this.dir, String(slot))).catch((e: NodeJS.ErrnoException) => {
+          if (e.code !== 'ENOENT') throw e;
+        });
+        claims.delete(slot);
+      }
+      if (missed) await this.releaseWhereLocked((holder) => holder === id);
+    });
   }
 
   /** Releases every claim whose capsule is not in `knownIds` (stale after a crash). */
   async releaseUnknown(knownIds: ReadonlySet<string>): Promise<void> {
-    await this.releaseWhere((holder) => !knownIds.has(holder));
+    await this.mutex.runExclusive(() => this.releaseWhereLocked((holder) => !knownIds.has(holder)));
   }
 
-  private async releaseWhere(match: (holder: string) => boolean): Promise<void> {
-    await this.mutex.runExclusive(async () => {
-      const claims = await this.load();
-      for (const name of await readdir(this.dir)) {
-        const slot = /^\d+$/.test(name) ? Number(name) : undefined;
-        // From the file, not the cache: another runtime on this data dir may have claimed it since.
-        const holder = slot !== undefined ? await this.holderOf(name) : '';
-        if (!match(holder)) continue;
-        await unlink(join(this.dir, name)).catch((e: NodeJS.ErrnoException) => {
-          if (e.code !== 'ENOENT') throw e;
-        });
-        if (slot !== undefined) claims.delete(slot);
-      }
-    });
+  private async releaseWhereLocked(match: (holder: string) => boolean): Promise<void> {
+    const claims = await this.load();
+    for (const name of await readdir(this.dir)) {
+      const slot = /^\d+$/.test(name) ? Number(name) : undefined;
+      // From the file, not the cache: another runtime on this data dir may have claimed it since.
+      const holder = slot !== undefined ? await this.holderOf(name) : '';
+      if (!match(holder)) continue;
+      await unlink(join(this.dir, name)).catch((e: NodeJS.ErrnoException) => {
+        if (e.code !== 'ENOENT') throw e;
+      });
+      if (slot !== undefined) claims.delete(slot);
+    }
   }
 
   private async holderOf(name: string): Promise<string> {
