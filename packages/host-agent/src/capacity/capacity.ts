@@ -34,8 +34,8 @@ export interface CapacityConfig {
 
 export const DEFAULT_MEMORY_RESERVE_MB = 1024;
 
-/** Per-capsule figures from idle `minimal` capsules on the development machine (bench/host-periodic.mjs). */
-export const DEFAULT_PER_CAPSULE: CapacityConfig['perCapsule'] = { startMb: 64, idleMb: 16, tasks: 16, hostFiles: 64, agentFds: 2 };
+/** Per-capsule figures from idle `minimal` capsules on the development machine (bench/host-periodic.mjs: 2.2 agent fds each; bench/density.mjs: 2.7), rounded up. */
+export const DEFAULT_PER_CAPSULE: CapacityConfig['perCapsule'] = { startMb: 64, idleMb: 16, tasks: 16, hostFiles: 64, agentFds: 3 };
 
 export type CapacityResource = 'capsules' | 'memory' | 'tasks' | 'host_files' | 'agent_fds' | 'network_slots' | 'id_ranges';
 
