@@ -6,13 +6,16 @@
 // create p50/p99 (every create since the previous step, and the batch that reached the step),
 // host CPU while idle over `--idle-sec` from /proc/stat (whole machine, and how much of it was the
 // stack process and the capsules' cgroups), PSS per capsule (smaps_rollup of every process in its
-// memory cgroup), the stack's RSS, fds and threads, and GET /v1/capsules time. The first create
-// that fails ends the run: its error is the limit found. Prints JSON; progress goes to stderr.
+// memory cgroup), the stack's RSS, fds and threads, GET /v1/capsules time, and the CPU each create
+// and each exec cost the stack process (with the commands it ran) and the capsules: figures that
+// hold when other work shares the machine. The first create that fails ends the run: its error is
+// the limit found. Prints JSON; progress goes to stderr.
 //
 // Usage (root, after `npm run build`, alone on the machine):
 //   flock /tmp/wrenn-tests.lock node bench/density.mjs [--steps 10,100,500,1000] [--template minimal]
-//     [--batch 10] [--execs 100] [--idle-sec 10] [--settle-sec 5] [--warm-pool 0] [--images-dir DIR] [--keep]
+//     [--batch 10] [--execs 100] [--idle-sec 10] [--settle-sec 5] [--warm-pool 0] [--images-dir DIR] [--keep] [--perf-map]
 // --keep: after measuring, leave the stack and its capsules up (URL and key on stderr) until Ctrl-C.
+// --perf-map: the stack's node writes /tmp/perf-<pid>.map so `perf report` names its JS functions.
 // Whatever happens (Ctrl-C, a failure, the stack crashing) every capsule is destroyed and the stack,
 // its networks, cgroups, mounts and data dir removed. Not run by `npm run bench` (it takes long).
 import { execFileSync, spawn } from 'node:child_process';
@@ -36,6 +39,7 @@ const { values: opt } = parseArgs({
     'warm-pool': { type: 'string', default: '0' },
     'images-dir': { type: 'string' },
     keep: { type: 'boolean', default: false },
+    'perf-map': { type: 'boolean', default: false },
   },
 });
 const wholeNumber = (name, min) => {
@@ -45,7 +49,7 @@ const wholeNumber = (name, min) => {
 };
 function usage(msg) {
   process.stderr.write(
-    `density: ${msg}\nusage: node bench/density.mjs [--steps 10,100,500,1000] [--template minimal] [--batch 10] [--execs 100] [--idle-sec 10] [--settle-sec 5] [--warm-pool 0] [--images-dir DIR] [--keep]\n`,
+    `density: ${msg}\nusage: node bench/density.mjs [--steps 10,100,500,1000] [--template minimal] [--batch 10] [--execs 100] [--idle-sec 10] [--settle-sec 5] [--warm-pool 0] [--images-dir DIR] [--keep] [--perf-map]\n`,
   );
   process.exit(2);
 }
@@ -91,7 +95,8 @@ let cgroupParent = 'wrenn-bench-density';
 
 function startStack() {
   // Its own process group: a Ctrl-C on the terminal reaches the bench, which then stops the stack in order.
-  const child = spawn(process.execPath, [stackScript, stackOptions], {
+  const nodeFlags = opt['perf-map'] ? ['--perf-basic-prof'] : [];
+  const child = spawn(process.execPath, [...nodeFlags, stackScript, stackOptions], {
     stdio: ['pipe', 'pipe', 'inherit'],
     detached: true,
   });
@@ -212,6 +217,21 @@ function cgroupCpuNs() {
   } catch {
     return undefined;
   }
+}
+
+/** CPU counters now: to split the cost of a phase into the stack process, the capsules and the rest. */
+function cpuMark() {
+  return { machine: machineTicks(), stack: processTicks(stack.pid), capsules: cgroupCpuNs() };
+}
+/** CPU milliseconds per operation since `a` (stack: agent and control plane with the commands they ran). */
+function cpuPerOp(a, ops) {
+  const b = cpuMark();
+  const per = (ms) => round(ms / Math.max(1, ops), 1);
+  return {
+    stack_cpu_ms: per(((b.stack - a.stack) * 1000) / CLK_TCK),
+    capsules_cpu_ms: a.capsules === undefined || b.capsules === undefined ? null : per((b.capsules - a.capsules) / 1e6),
+    machine_busy_pct: round((100 * (b.machine.busy - a.machine.busy)) / Math.max(1, b.machine.total - a.machine.total)),
+  };
 }
 
 /** CPU of the machine while nothing is asked of the stack: whole machine, the stack process, the capsules. */
@@ -408,9 +428,11 @@ try {
   for (const target of steps) {
     if (interrupted) break;
     const t0 = performance.now();
+    const before = cpuMark();
     const created = await createUpTo(target);
     const step = { live_capsules: live.length, target, create_minutes: round((performance.now() - t0) / 60_000) };
     step.create = summary(created.all);
+    step.create_cpu_per_capsule = cpuPerOp(before, created.all.length);
     step.create_last_batch = summary(created.last);
     if (!live.length || interrupted) {
       result.steps.push(step);
@@ -420,7 +442,9 @@ try {
     progress(`${live.length} live: idle CPU for ${IDLE_SEC} s ...`);
     step.idle_cpu = await idleCpu(IDLE_SEC);
     progress(`${live.length} live: ${EXECS} execs ...`);
+    const beforeExecs = cpuMark();
     step.exec_true = await execs(EXECS);
+    step.exec_cpu_per_call = cpuPerOp(beforeExecs, EXECS);
     step.list_capsules = await listAll();
     step.pss_per_capsule = pssPerCapsule();
     step.stack = stackProcess();
@@ -428,7 +452,8 @@ try {
     result.steps.push(step);
     progress(
       `${live.length} live: machine CPU ${step.idle_cpu.machine_pct} % (stack ${step.idle_cpu.stack_process_pct} %, capsules ${step.idle_cpu.capsules_pct} %), ` +
-        `exec p50/p99 ${step.exec_true.p50_ms}/${step.exec_true.p99_ms} ms, create p50/p99 ${step.create.p50_ms}/${step.create.p99_ms} ms, ` +
+        `exec p50/p99 ${step.exec_true.p50_ms}/${step.exec_true.p99_ms} ms, create p50/p99 ${step.create.p50_ms}/${step.create.p99_ms} ms ` +
+        `(stack CPU ${step.create_cpu_per_capsule.stack_cpu_ms} ms/create), ` +
         `PSS ${step.pss_per_capsule.avg_mb} MB/capsule, stack RSS ${step.stack.rss_mb} MB, list ${step.list_capsules.p50_ms} ms`,
     );
     if (firstFailure) break;
