@@ -214,8 +214,9 @@ function processTicks(pid) {
 function cgroupCpuNs() {
   try {
     return Number(readFileSync(`/sys/fs/cgroup/cpuacct/${cgroupParent}/cpuacct.usage`, 'utf8'));
-  } catch {
-    return undefined;
+  } catch (err) {
+    // The agent makes the parent with its first capsule: none yet is no CPU yet.
+    return err.code === 'ENOENT' ? 0 : undefined;
   }
 }
 
