@@ -182,16 +182,22 @@ function egressLines(p: string): string[] {
   ];
 }
 
-/** `ipset restore` input that (re)creates both sets holding exactly the capsules of `egress`. */
+/**
+ * `ipset restore` input that makes both sets hold exactly the capsules of `egress`: each is
+ * filled as a temporary set and swapped in, so no capsule's switch is ever briefly empty.
+ */
 export function setsRestore(p: string, egress: readonly EgressRule[], maxelem: number): string {
   const st = sets(p);
   const create = (name: string) => `create ${name} hash:ip family inet counters maxelem ${maxelem} -exist`;
   return [
-    create(st.inet),
-    create(st.noinet),
-    `flush ${st.inet}`,
-    `flush ${st.noinet}`,
-    ...egress.map((r) => `add ${r.internet ? st.inet : st.noinet} ${r.ip} -exist`),
+    ...[st.inet, st.noinet].flatMap((set) => [
+      create(set),
+      create(`${set}-T`),
+      `flush ${set}-T`,
+      ...egress.filter((r) => (set === st.inet) === r.internet).map((r) => `add ${set}-T ${r.ip} -exist`),
+      `swap ${set}-T ${set}`,
+      `destroy ${set}-T`,
+    ]),
     '',
   ].join('\n');
 }
@@ -313,7 +319,7 @@ export class Firewall {
       }
       // No rule names the sets any more.
       const names = new Set((await runOk('ipset', ['list', '-n'], '', 'listing ipsets')).split('\n'));
-      const ours = Object.values(sets(this.cfg.chainPrefix)).filter((n) => names.has(n));
+      const ours = Object.values(sets(this.cfg.chainPrefix)).flatMap((n) => [n, `${n}-T`]).filter((n) => names.has(n));
       if (ours.length) await ipsetRestore(ours.map((n) => `destroy ${n}\n`).join(''), 'removing the capsule address sets');
       this.installed.clear();
     });
