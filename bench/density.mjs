@@ -255,6 +255,9 @@ async function idleCpu(seconds) {
     machine_kernel_pct: round((100 * (m1.system - m0.system)) / total),
     stack_process_pct: ofMachine((s1 - s0) / CLK_TCK),
     capsules_pct: c0 === undefined || c1 === undefined ? null : ofMachine((c1 - c0) / 1e9),
+    // One idle capsule's CPU in ms per second (issue 15: an idle envd under 0.1 % of a core = 1 ms/s).
+    per_capsule_ms_per_s:
+      c0 === undefined || c1 === undefined || !live.length ? null : round((c1 - c0) / 1e6 / wallS / live.length, 3),
     loadavg_1m: round(loadavg()[0]),
   };
 }
@@ -452,7 +455,7 @@ try {
     step.mem_available_mb = memAvailableMb();
     result.steps.push(step);
     progress(
-      `${live.length} live: machine CPU ${step.idle_cpu.machine_pct} % (stack ${step.idle_cpu.stack_process_pct} %, capsules ${step.idle_cpu.capsules_pct} %), ` +
+      `${live.length} live: machine CPU ${step.idle_cpu.machine_pct} % (stack ${step.idle_cpu.stack_process_pct} %, capsules ${step.idle_cpu.capsules_pct} %, ${step.idle_cpu.per_capsule_ms_per_s} ms/s each), ` +
         `exec p50/p99 ${step.exec_true.p50_ms}/${step.exec_true.p99_ms} ms, create p50/p99 ${step.create.p50_ms}/${step.create.p99_ms} ms ` +
         `(stack CPU ${step.create_cpu_per_capsule.stack_cpu_ms} ms/create), ` +
         `PSS ${step.pss_per_capsule.avg_mb} MB/capsule, stack RSS ${step.stack.rss_mb} MB, list ${step.list_capsules.p50_ms} ms`,
