@@ -13,8 +13,10 @@
 //
 // Usage (root, after `npm run build`, alone on the machine):
 //   flock /tmp/wrenn-tests.lock node bench/density.mjs [--steps 10,100,500,1000] [--template minimal]
-//     [--batch 10] [--execs 100] [--idle-sec 10] [--settle-sec 5] [--warm-pool 0] [--images-dir DIR] [--keep] [--perf-map]
+//     [--batch 10] [--execs 100] [--idle-sec 10] [--settle-sec 5] [--warm-pool 0] [--images-dir DIR] [--keep] [--perf-map] [--split]
 // --keep: after measuring, leave the stack and its capsules up (URL and key on stderr) until Ctrl-C.
+// --split: control plane and host agent in two processes (`wrenn server` + a registered `wrenn agent`,
+//   called over HTTP/2 as a remote host is) instead of `wrenn up`'s one, so each one's RSS and CPU show.
 // --perf-map: the stack's node writes /tmp/perf-<pid>.map so `perf report` names its JS functions.
 // Whatever happens (Ctrl-C, a failure, the stack crashing) every capsule is destroyed and the stack,
 // its networks, cgroups, mounts and data dir removed. Not run by `npm run bench` (it takes long).
@@ -40,6 +42,7 @@ const { values: opt } = parseArgs({
     'images-dir': { type: 'string' },
     keep: { type: 'boolean', default: false },
     'perf-map': { type: 'boolean', default: false },
+    split: { type: 'boolean', default: false },
   },
 });
 const wholeNumber = (name, min) => {
@@ -49,7 +52,7 @@ const wholeNumber = (name, min) => {
 };
 function usage(msg) {
   process.stderr.write(
-    `density: ${msg}\nusage: node bench/density.mjs [--steps 10,100,500,1000] [--template minimal] [--batch 10] [--execs 100] [--idle-sec 10] [--settle-sec 5] [--warm-pool 0] [--images-dir DIR] [--keep] [--perf-map]\n`,
+    `density: ${msg}\nusage: node bench/density.mjs [--steps 10,100,500,1000] [--template minimal] [--batch 10] [--execs 100] [--idle-sec 10] [--settle-sec 5] [--warm-pool 0] [--images-dir DIR] [--keep] [--perf-map] [--split]\n`,
   );
   process.exit(2);
 }
@@ -85,6 +88,7 @@ const CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }
 const dataDir = mkdtempSync(join(tmpdir(), 'wrenn-bench-density-'));
 const stackScript = join(here, 'lib', 'density-stack.mjs');
 const stackOptions = JSON.stringify({
+  split: opt.split,
   dataDir,
   template: opt.template,
   warmPool: WARM_POOL,
@@ -220,9 +224,15 @@ function cgroupCpuNs() {
   }
 }
 
+/** The stack's processes: one for `wrenn up`; control plane and agent with --split. */
+function stackPids() {
+  return stack.agentPid ? { control_plane: stack.pid, agent: stack.agentPid } : { up: stack.pid };
+}
+const stackTicks = () => Object.values(stackPids()).reduce((t, pid) => t + processTicks(pid), 0);
+
 /** CPU counters now: to split the cost of a phase into the stack process, the capsules and the rest. */
 function cpuMark() {
-  return { machine: machineTicks(), stack: processTicks(stack.pid), capsules: cgroupCpuNs() };
+  return { machine: machineTicks(), stack: stackTicks(), capsules: cgroupCpuNs() };
 }
 /** CPU milliseconds per operation since `a` (stack: agent and control plane with the commands they ran). */
 function cpuPerOp(a, ops) {
@@ -238,14 +248,20 @@ function cpuPerOp(a, ops) {
 /** CPU of the machine while nothing is asked of the stack: whole machine, the stack process, the capsules. */
 async function idleCpu(seconds) {
   const m0 = machineTicks();
-  const s0 = processTicks(stack.pid);
+  const each0 = Object.entries(stackPids()).map(([name, pid]) => [name, processTicks(pid)]);
+  const s0 = stackTicks();
   const c0 = cgroupCpuNs();
   const t0 = performance.now();
   await sleep(seconds * 1000);
   const wallS = (performance.now() - t0) / 1000;
   const m1 = machineTicks();
-  const s1 = processTicks(stack.pid);
+  const s1 = stackTicks();
   const c1 = cgroupCpuNs();
+  const each = stack.agentPid
+    ? Object.fromEntries(
+        each0.map(([name, t]) => [`${name}_pct`, ((processTicks(stackPids()[name]) - t) * 100) / CLK_TCK]),
+      )
+    : {};
   const cores = cpus().length;
   const total = m1.total - m0.total;
   const ofMachine = (cpuSeconds) => round((100 * cpuSeconds) / (wallS * cores));
@@ -254,6 +270,7 @@ async function idleCpu(seconds) {
     machine_pct: round((100 * (m1.busy - m0.busy)) / total),
     machine_kernel_pct: round((100 * (m1.system - m0.system)) / total),
     stack_process_pct: ofMachine((s1 - s0) / CLK_TCK),
+    ...Object.fromEntries(Object.entries(each).map(([k, pctOfCore]) => [k, round(pctOfCore / wallS / cores)])),
     capsules_pct: c0 === undefined || c1 === undefined ? null : ofMachine((c1 - c0) / 1e9),
     // One idle capsule's CPU in ms per second (issue 15: an idle envd under 0.1 % of a core = 1 ms/s).
     per_capsule_ms_per_s:
@@ -304,15 +321,26 @@ function pssPerCapsule() {
   };
 }
 
-function stackProcess() {
-  const status = readFileSync(`/proc/${stack.pid}/status`, 'utf8');
+function processFigures(pid) {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   const kb = (k) => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? 0);
   return {
-    // `wrenn up` runs the control plane and the host agent in this one process.
     rss_mb: round(kb('VmRSS') / 1024, 1),
     peak_rss_mb: round(kb('VmHWM') / 1024, 1),
-    fds: readdirSync(`/proc/${stack.pid}/fd`).length,
+    fds: readdirSync(`/proc/${pid}/fd`).length,
     threads: Number(/^Threads:\s+(\d+)/m.exec(status)?.[1] ?? 0),
+  };
+}
+/** `wrenn up` runs the control plane and the host agent in one process; --split has one each. */
+function stackProcess() {
+  if (!stack.agentPid) return processFigures(stack.pid);
+  const control_plane = processFigures(stack.pid);
+  const agent = processFigures(stack.agentPid);
+  return {
+    rss_mb: round(control_plane.rss_mb + agent.rss_mb, 1),
+    fds: control_plane.fds + agent.fds,
+    control_plane,
+    agent,
   };
 }
 function memAvailableMb() {
@@ -407,7 +435,14 @@ const result = {
   date: new Date().toISOString(),
   commit: gitHead,
   machine: { cores: cpus().length, memory_gb: round(totalmem() / 2 ** 30, 1), kernel: release() },
-  settings: { batch: BATCH, execs: EXECS, idle_sec: IDLE_SEC, settle_sec: SETTLE_SEC, warm_pool: WARM_POOL },
+  settings: {
+    stack: opt.split ? 'control plane + agent (split)' : 'wrenn up',
+    batch: BATCH,
+    execs: EXECS,
+    idle_sec: IDLE_SEC,
+    settle_sec: SETTLE_SEC,
+    warm_pool: WARM_POOL,
+  },
   goals: {
     idle_machine_cpu_pct_at_1000: 5,
     exec_p99_ms_at_1000: 50,
@@ -458,7 +493,7 @@ try {
       `${live.length} live: machine CPU ${step.idle_cpu.machine_pct} % (stack ${step.idle_cpu.stack_process_pct} %, capsules ${step.idle_cpu.capsules_pct} %, ${step.idle_cpu.per_capsule_ms_per_s} ms/s each), ` +
         `exec p50/p99 ${step.exec_true.p50_ms}/${step.exec_true.p99_ms} ms, create p50/p99 ${step.create.p50_ms}/${step.create.p99_ms} ms ` +
         `(stack CPU ${step.create_cpu_per_capsule.stack_cpu_ms} ms/create), ` +
-        `PSS ${step.pss_per_capsule.avg_mb} MB/capsule, stack RSS ${step.stack.rss_mb} MB, list ${step.list_capsules.p50_ms} ms`,
+        `PSS ${step.pss_per_capsule.avg_mb} MB/capsule, stack RSS ${step.stack.agent ? `cp ${step.stack.control_plane.rss_mb} + agent ${step.stack.agent.rss_mb}` : step.stack.rss_mb} MB, list ${step.list_capsules.p50_ms} ms`,
     );
     if (firstFailure) break;
   }
