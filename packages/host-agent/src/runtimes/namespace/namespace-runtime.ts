@@ -10,13 +10,25 @@
 // files are on its own disk, and its output (envd's and the init's) is a pipe that the helper's
 // host-side parent copies into <sandbox>/envd.log with a size cap (nsinit.c).
 import { once } from 'node:events';
-import { closeSync, constants, openSync, readFileSync } from 'node:fs';
-import { chmod, chown, mkdir, open, readdir, stat } from 'node:fs/promises';
+import {
+  chmodSync,
+  chownSync,
+  closeSync,
+  constants,
+  fchownSync,
+  ftruncateSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  writeSync,
+} from 'node:fs';
+import { readdir, stat } from 'node:fs/promises';
 import http from 'node:http';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { native, spawnNative } from '@wrenn/native';
+import { hostNameServers } from '../../network/name-servers.js';
 import { diskUsageBytes } from '../../rootfs/disk-usage.js';
 import { HOST_ID_BASE, idMapLine, layerIdMapLine } from '../../rootfs/id-map.js';
 import { validateTemplateName } from '../../rootfs/manifest.js';
@@ -38,7 +50,6 @@ import {
 import { nsinitPath } from './nsinit-binary.js';
 import { DISK_MOUNT, QuotaDisks } from './quota-disk.js';
 import { type SeccompSwitch, seccompAllowArg, seccompAllowOf } from './seccomp-switches.js';
-import { hostNameServers } from '../../network/name-servers.js';
 
 export const ENVD_PORT = 49983;
 /** envd.log grows to this, then is rotated once to envd.log.1 (see nsinit.c). */
@@ -80,7 +91,7 @@ export interface NamespaceRuntimeOptions {
    * /etc/resolv.conf, minus loopback ones (a capsule cannot reach the host's 127.0.0.x).
    */
   dnsServers?: string[];
-  /** Write the helper's per-step timings into each capsule's envd.log. */
+  /** Write the helper's per-step timings into each capsule's envd.log (default: WRENN_NSINIT_TRACE=1). */
   trace?: boolean;
   /**
    * Size in MiB of each capsule's own disk (a sparse ext4 image holding its writable layer):
@@ -139,6 +150,11 @@ export interface CreateTimings {
   initToReady: number;
   hostHealth: number;
   total: number;
+  /**
+   * Where `prepare` went, each from the start of prepare to that step's end (steps run side by
+   * side): the cgroups, the id range claim, the disk (or layer dirs) and the /etc files.
+   */
+  prepareSteps?: Record<string, number>;
 }
 
 const ID = /^[a-z0-9][a-z0-9-]{0,62}$/;
@@ -268,17 +284,17 @@ export class NamespaceRuntime implements CapsuleRuntime {
     validateSpec(spec);
     const t0 = performance.now();
     const manifest = await this.opts.templates.ensureTemplate(spec.template);
+    this.disks?.checkRoom(this.dataDir);
     if (!manifest.runtimes.includes('namespace')) {
       throw new Error(
         `template "${spec.template}" cannot run on the namespace runtime (it supports ${manifest.runtimes.join(', ')})`,
       );
     }
     const layers = await this.opts.templates.layerDirs(manifest);
-    await this.disks?.checkRoom(this.dataDir);
     const tTemplate = performance.now();
     const sandboxDir = join(this.sandboxesDir, spec.id);
     try {
-      await mkdir(sandboxDir, { recursive: false });
+      mkdirSync(sandboxDir);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'EEXIST') {
         throw new Error(
@@ -286,7 +302,7 @@ export class NamespaceRuntime implements CapsuleRuntime {
         );
       }
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-      await mkdir(sandboxDir, { recursive: true });
+      mkdirSync(sandboxDir, { recursive: true });
     }
     const state: NamespaceState = {
       pid: 0,
@@ -300,25 +316,60 @@ export class NamespaceRuntime implements CapsuleRuntime {
       seccompAllow: seccompAllowOf(manifest),
     };
     try {
-      const [range] = await Promise.all([this.idRanges.allocate(spec.id), this.unboundFileTable()]);
-      state.idRange = range;
-      await mkdir(join(sandboxDir, 'rootfs'));
-      if (this.disks) await this.disks.attach(sandboxDir);
-      else {
-        const { upper, work } = this.layerDirs(state);
-        await Promise.all([mkdir(upper), mkdir(work)]);
-        // The upper dir's root is the merged "/": it must belong to root inside the capsule. Both
-        // are seen through an idmapped mount that hides ids outside the capsule's range.
-        await Promise.all([upper, work].map((d) => chown(d, HOST_ID_BASE, HOST_ID_BASE)));
-        await chmod(upper, 0o755);
+      // Independent steps side by side; all of them settle before a failure tears down, so the
+      // teardown never races a mount still under way.
+      const steps: Record<string, number> = {};
+      const timed = <T>(name: string, p: Promise<T>) =>
+        p.finally(() => {
+          steps[name] = performance.now() - tTemplate;
+        });
+      const pending = Promise.allSettled([
+        timed('idRange', this.idRanges.allocate(spec.id)),
+        this.unboundFileTable(),
+        timed('layerDirs', this.makeLayerDirs(state)),
+      ]);
+      // Synchronous work while the disk is being mounted (off the main thread, native loopMount).
+      let cgroupsFailed: { err: unknown } | undefined;
+      try {
+        this.makeCgroups(state);
+      } catch (err) {
+        cgroupsFailed = { err };
       }
-      await this.boot(state, t0, tTemplate);
+      steps.cgroups = performance.now() - tTemplate;
+      const settled = await pending;
+      if (cgroupsFailed) throw cgroupsFailed.err;
+      for (const r of settled) if (r.status === 'rejected') throw r.reason;
+      state.idRange = (settled[0] as PromiseFulfilledResult<IdRange>).value;
+      await this.boot(state, t0, tTemplate, steps);
     } catch (err) {
       await this.teardown(spec.id, sandboxDir).catch(() => undefined);
       throw err;
     }
     // envd answered /health inside the capsule (wrenn-nsinit waited for it) with spec.envdInit applied.
     return { ...this.handleFor(state), ...(spec.envdInit ? { envdInitialized: true } : {}) };
+  }
+
+  /** The capsule's cgroups with its limits (synchronous file writes, see cgroups.ts). */
+  private makeCgroups(state: NamespaceState): void {
+    const { spec } = state;
+    this.cgroups(spec.id).create({ vcpus: spec.vcpus, memoryMb: spec.memoryMb, pidsMax: this.opts.pidsMax ?? 512 });
+  }
+
+  /** The root's mount point and the writable layer: on the capsule's own disk, or in the sandbox dir. */
+  private async makeLayerDirs(state: NamespaceState): Promise<void> {
+    mkdirSync(join(state.sandboxDir, 'rootfs'));
+    if (this.disks) {
+      await this.disks.attach(state.sandboxDir);
+      return;
+    }
+    const { upper, work } = this.layerDirs(state);
+    for (const d of [upper, work]) {
+      mkdirSync(d);
+      // The upper dir's root is the merged "/": it must belong to root inside the capsule. Both
+      // are seen through an idmapped mount that hides ids outside the capsule's range.
+      chownSync(d, HOST_ID_BASE, HOST_ID_BASE);
+    }
+    chmodSync(upper, 0o755);
   }
 
   private handleFor(state: NamespaceState): RuntimeHandle {
@@ -331,12 +382,19 @@ export class NamespaceRuntime implements CapsuleRuntime {
   }
 
   /** Creates the cgroups and starts init + main process on the existing sandbox dir. */
-  private async boot(state: NamespaceState, t0: number, tTemplate: number): Promise<void> {
+  private async boot(
+    state: NamespaceState,
+    t0: number,
+    tTemplate: number,
+    steps: Record<string, number> = {},
+  ): Promise<void> {
     const { spec, sandboxDir } = state;
     const logPath = join(sandboxDir, 'envd.log');
-    const [layout, helper, etcBinds] = await Promise.all([this.nodeLayout(), nsinitPath(), this.writeEtcFiles(state)]);
+    const [layout, helper] = await Promise.all([this.nodeLayout(), nsinitPath()]);
+    const etcBinds = this.writeEtcFiles(state);
+    const tEtc = performance.now();
     const cg = this.cgroups(spec.id);
-    cg.create({ vcpus: spec.vcpus, memoryMb: spec.memoryMb, pidsMax: this.opts.pidsMax ?? 512 });
+    if (!cg.exists()) this.makeCgroups(state); // create() made them already; a resume from hibernate did not
     const readyPort = this.opts.readyPort ?? ENVD_PORT;
     const main: string[] = this.opts.mainCommand
       ? this.opts.mainCommand(layout.nodeArgv)
@@ -378,7 +436,7 @@ export class NamespaceRuntime implements CapsuleRuntime {
       ['--ready-timeout-ms', String(this.opts.readyTimeoutMs ?? 30_000)],
       ['--cwd', '/'],
       ['--seccomp-allow', seccompAllowArg(state)],
-      ...(this.opts.trace ? [['--trace', '1'] as [string, string]] : []),
+      ...((this.opts.trace ?? process.env.WRENN_NSINIT_TRACE === '1') ? [['--trace', '1'] as [string, string]] : []),
       // The capsule's output reaches this file only through the helper's parent, capped.
       ['--log', logPath],
       ['--log-max-bytes', String(ENVD_LOG_MAX_BYTES)],
@@ -465,6 +523,7 @@ export class NamespaceRuntime implements CapsuleRuntime {
       initToReady: tReady - tInit,
       hostHealth: tEnd - tReady,
       total: tEnd - t0,
+      prepareSteps: { ...steps, etcFiles: tEtc - tTemplate },
     };
   }
 
@@ -473,9 +532,11 @@ export class NamespaceRuntime implements CapsuleRuntime {
    * upper dir, so its writes count against its quota) or, without a disk, in its sandbox dir, and
    * bind-mounted (writable, as on Docker) so they never end up in the upper layer or a snapshot.
    */
-  private async writeEtcFiles(state: NamespaceState): Promise<{ src: string; dst: string }[]> {
+  private writeEtcFiles(state: NamespaceState): { src: string; dst: string }[] {
+    // Synchronous: three small files on a local disk take microseconds, less than a single trip
+    // through libuv's thread pool.
     const dir = state.ownDisk ? QuotaDisks.etcDir(state.sandboxDir) : join(state.sandboxDir, 'etc');
-    await mkdir(dir, { recursive: true });
+    mkdirSync(dir, { recursive: true });
     const id = state.hostname ?? state.spec.id;
     const servers = this.opts.dnsServers ?? hostNameServers();
     const files: [string, string][] = [
@@ -488,14 +549,12 @@ export class NamespaceRuntime implements CapsuleRuntime {
           : '# no DNS server configured for capsules on this host\n',
       ],
     ];
-    return Promise.all(
-      files.map(async ([name, text]) => {
-        const src = join(dir, name);
-        // Stored canonically like the upper layer; bound through the same idmap (--bind-rw-idmapped).
-        await rewriteInPlace(src, text, HOST_ID_BASE);
-        return { src, dst: `/etc/${name}` };
-      }),
-    );
+    return files.map(([name, text]) => {
+      const src = join(dir, name);
+      // Stored canonically like the upper layer; bound through the same idmap (--bind-rw-idmapped).
+      rewriteInPlace(src, text, HOST_ID_BASE);
+      return { src, dst: `/etc/${name}` };
+    });
   }
 
   private stateOf(handle: RuntimeHandle): NamespaceState {
@@ -617,7 +676,7 @@ export class NamespaceRuntime implements CapsuleRuntime {
       throw new Error(`invalid hostname ${JSON.stringify(hostname)}: use 1-63 letters, digits and inner '-'`);
     }
     s.hostname = hostname;
-    await this.writeEtcFiles(s);
+    this.writeEtcFiles(s);
     // isAlive also checks the pid is still our init (not a reused pid) right before we enter its namespace.
     if (!(await this.isAlive(handle))) return; // applied when it boots again
     try {
@@ -698,16 +757,16 @@ export class NamespaceRuntime implements CapsuleRuntime {
  * Writes `text` over the start of the file and cuts it there: the file keeps its first block, so a
  * rename (setHostname) still works when the capsule has filled its disk. Owned by `owner` (root inside).
  */
-async function rewriteInPlace(path: string, text: string, owner: number): Promise<void> {
+function rewriteInPlace(path: string, text: string, owner: number): void {
   // Created when missing, never truncated first (and no O_APPEND: it would ignore the position).
-  const f = await open(path, constants.O_WRONLY | constants.O_CREAT | constants.O_NOFOLLOW, 0o644);
+  const fd = openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_NOFOLLOW, 0o644);
   try {
     const data = Buffer.from(text);
-    await f.write(data, 0, data.length, 0);
-    await f.truncate(data.length);
-    await f.chown(owner, owner);
+    writeSync(fd, data, 0, data.length, 0);
+    ftruncateSync(fd, data.length);
+    fchownSync(fd, owner, owner);
   } finally {
-    await f.close();
+    closeSync(fd);
   }
 }
 

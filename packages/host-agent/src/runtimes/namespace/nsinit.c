@@ -251,9 +251,19 @@ static void mount_or_die(const char *src, const char *dst, const char *type, uns
   if (mount(src, dst, type, flags, data) < 0) die("mount %s on %s (%s)", src ? src : "-", dst, type ? type : "bind");
 }
 
+/* The child idmap_userns left to exit on its own; reaped once the capsule is up (reap_idmap_child). */
+static pid_t idmap_child = 0;
+
+static void reap_idmap_child(void) {
+  if (idmap_child > 0) while (waitpid(idmap_child, NULL, 0) < 0 && errno == EINTR) {}
+  idmap_child = 0;
+}
+
 /* A user namespace with MAP as its uid and gid map, for idmapped mounts: a child is cloned
  * straight into a new one (no race with the map writes), the namespace is kept through an fd,
- * and the child exits. Must run before CLONE_NEWPID is unshared (the child would be PID 1). */
+ * and the child exits. It is not waited for here (on a busy host that wait is a trip through the
+ * scheduler on the create path); the parent reaps it later. Must run before CLONE_NEWPID is
+ * unshared (the child would be PID 1). */
 static int idmap_userns(const char *map) {
   int hold[2];
   if (pipe2(hold, O_CLOEXEC) < 0) die("pipe");
@@ -275,7 +285,7 @@ static int idmap_userns(const char *map) {
   int fd = open(p, O_RDONLY | O_CLOEXEC);
   if (fd < 0) die("open %s", p);
   close(hold[1]);
-  while (waitpid(c, NULL, 0) < 0 && errno == EINTR) {}
+  idmap_child = c;
   return fd;
 }
 
@@ -289,11 +299,22 @@ static int idmapped_tree(const char *dir, int userns_fd) {
   return t;
 }
 
+/* The idmapped detached layer mounts the overlay was made from. Closing the last fd of a detached
+ * mount dissolves it, which waits for an RCU grace period (about a millisecond each here): the
+ * helper closes them once the init runs (close_layer_fds), off the create path; the init closes
+ * its inherited copies at once, so nothing of the host's file system stays reachable inside. */
+static int layer_fds[MAX_LIST + 1], n_layer_fds = 0;
+
+static void close_layer_fds(void) {
+  for (int i = 0; i < n_layer_fds; i++) close(layer_fds[i]);
+  n_layer_fds = 0;
+}
+
 /* The root filesystem: the template layers read-only under the capsule's own upper layer. With
  * a layer idmap (userns >= 0) every layer is an idmapped detached mount named /proc/self/fd/<n>. */
 static void mount_overlay(struct opts *o, int userns) {
   char data[4096];
-  int fds[MAX_LIST + 1], n_fds = 0;
+  int *fds = layer_fds, n_fds = 0;
   int n = snprintf(data, sizeof data, "lowerdir=");
   for (int i = 0; i < o->n_lowers; i++) {
     if (userns >= 0) {
@@ -326,7 +347,7 @@ static void mount_overlay(struct opts *o, int userns) {
     if (n_fds) die("mount overlay on %s with idmapped layers (needs Linux >= 6.15 for detached layers)", o->rootfs);
     die("mount overlay on %s", o->rootfs);
   }
-  for (int i = 0; i < n_fds; i++) close(fds[i]);
+  n_layer_fds = n_fds; /* closed by close_layer_fds */
 }
 
 /* Host root working as the capsule's root for file ownership: fsuid/fsgid = id (what the set-up
@@ -715,6 +736,7 @@ static int relay_until_exit(pid_t child, int rd, int log_dir, struct opts *o) {
   struct log_sink l = {.dir = log_dir, .name = slash ? slash + 1 : o->log, .max = o->log_max};
   struct stat st_log;
   if (fstat(1, &st_log) == 0 && S_ISREG(st_log.st_mode)) l.size = (long)st_log.st_size;
+  reap_idmap_child(); /* long gone by now: the capsule is up */
   fcntl(rd, F_SETFL, O_NONBLOCK);
   int pidfd = (int)syscall(SYS_pidfd_open, child, 0);
   int st = 0;
@@ -817,9 +839,11 @@ static int cmd_start(struct opts *o) {
     close(procfd);
     for (int i = 0; i < o->n_cgroups; i++)
       if (parent_fds[i] >= 0) close(parent_fds[i]);
+    close_layer_fds(); /* the parent still holds them: no dissolve here */
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     close(up[0]);
     close(go[1]);
+    step("init: forked");
     /* PID 1 of the new PID namespace: its /proc. */
     mount_or_die("proc", p, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
     if (chdir(o->rootfs) < 0) die("chdir %s", o->rootfs);
@@ -827,6 +851,7 @@ static int cmd_start(struct opts *o) {
     if (syscall(SYS_pivot_root, ".", ".") < 0) die("pivot_root");
     if (umount2(".", MNT_DETACH) < 0) die("detach old root");
     if (chdir("/") < 0) die("chdir /");
+    step("init: proc, pivot_root");
     set_nofile(o->nofile);
     /* The user namespace is created as the capsule's own host uid, so that uid owns it. */
     if (o->root_uid > 0) {
@@ -838,13 +863,14 @@ static int cmd_start(struct opts *o) {
               ? "new user namespace as host uid %d (does the host forbid unprivileged user namespaces?)"
               : "new user namespace (as host uid %d)",
           o->root_uid);
+    step("init: own user namespace");
     char c = 'u';
     if (write(up[1], &c, 1) != 1) die("signal parent");
     if (read(go[0], &c, 1) != 1 || c != 'g') { errno = EPIPE; die("parent did not map ids"); }
     close(up[1]);
     close(go[0]);
     become(0, 0);
-    step("init: proc, pivot, userns");
+    step("init: ids mapped");
     set_title(o);
     if (seccomp_policy_install(&capsule_filter) < 0) die("install seccomp filter");
     run_init(o);
@@ -860,6 +886,7 @@ static int cmd_start(struct opts *o) {
   c = 'g';
   if (write(go[1], &c, 1) != 1) die("release capsule init");
   if (status_fd >= 0) { close(status_fd); status_fd = -1; } /* the init reports readiness */
+  close_layer_fds(); /* while the init starts its main process */
   /* Stay as the init's parent so that its exit is reaped here and not left as a zombie for
    * the host's PID 1 (which may not reap). Step out of the capsule's cgroups first: killing
    * the capsule must not kill its reaper. Detached from the agent (own session), this outlives
