@@ -14,9 +14,11 @@
 // Usage (root, after `npm run build`, alone on the machine):
 //   flock /tmp/wrenn-tests.lock node bench/density.mjs [--steps 10,100,500,1000] [--template minimal]
 //     [--batch 10] [--execs 100] [--idle-sec 10] [--settle-sec 5] [--warm-pool 0] [--images-dir DIR] [--keep] [--perf-map] [--split]
+//     [--max-minutes N]
 // --keep: after measuring, leave the stack and its capsules up (URL and key on stderr) until Ctrl-C.
 // --split: control plane and host agent in two processes (`wrenn server` + a registered `wrenn agent`,
 //   called over HTTP/2 as a remote host is) instead of `wrenn up`'s one, so each one's RSS and CPU show.
+// --max-minutes N: stop creating once the run is N minutes old and measure the step where it got to.
 // --perf-map: the stack's node writes /tmp/perf-<pid>.map so `perf report` names its JS functions.
 // Whatever happens (Ctrl-C, a failure, the stack crashing) every capsule is destroyed and the stack,
 // its networks, cgroups, mounts and data dir removed. Not run by `npm run bench` (it takes long).
@@ -43,6 +45,7 @@ const { values: opt } = parseArgs({
     keep: { type: 'boolean', default: false },
     'perf-map': { type: 'boolean', default: false },
     split: { type: 'boolean', default: false },
+    'max-minutes': { type: 'string', default: '0' },
   },
 });
 const wholeNumber = (name, min) => {
@@ -52,7 +55,7 @@ const wholeNumber = (name, min) => {
 };
 function usage(msg) {
   process.stderr.write(
-    `density: ${msg}\nusage: node bench/density.mjs [--steps 10,100,500,1000] [--template minimal] [--batch 10] [--execs 100] [--idle-sec 10] [--settle-sec 5] [--warm-pool 0] [--images-dir DIR] [--keep] [--perf-map] [--split]\n`,
+    `density: ${msg}\nusage: node bench/density.mjs [--steps 10,100,500,1000] [--template minimal] [--batch 10] [--execs 100] [--idle-sec 10] [--settle-sec 5] [--warm-pool 0] [--images-dir DIR] [--keep] [--perf-map] [--split] [--max-minutes N]\n`,
   );
   process.exit(2);
 }
@@ -65,6 +68,10 @@ const EXECS = wholeNumber('execs', 1);
 const IDLE_SEC = wholeNumber('idle-sec', 1);
 const SETTLE_SEC = wholeNumber('settle-sec', 0);
 const WARM_POOL = wholeNumber('warm-pool', 0);
+// Creating stops once the run is this old (0: never); the step in progress is measured where it got to.
+const MAX_MINUTES = wholeNumber('max-minutes', 0);
+const runStart = performance.now();
+const outOfTime = () => MAX_MINUTES > 0 && performance.now() - runStart > MAX_MINUTES * 60_000;
 if (process.getuid?.() !== 0) usage('run as root (the host agent needs namespaces, cgroups and iptables)');
 // The shared template cache of the tests, when present, so `minimal` is not built again.
 const imagesDir =
@@ -154,12 +161,19 @@ function cleanupFromDataDir() {
 }
 
 let interrupted = false;
+let printed = false; // the JSON went out already (--keep prints it before waiting)
 for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
   process.on(sig, () => {
     if (interrupted) return;
     interrupted = true;
     progress(`${sig}: cleaning up`);
-    void teardown().finally(() => process.exit(130));
+    const liveThen = live.length;
+    void teardown().finally(() => {
+      // What was measured before the signal still counts: a long run stopped by hand reports it.
+      result.interrupted = { signal: sig, live_capsules: liveThen, first_failure: firstFailure ?? null };
+      if (!printed) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+      process.exit(130);
+    });
   });
 }
 
@@ -356,7 +370,7 @@ let firstFailure;
 async function createUpTo(target) {
   const all = [];
   let last = [];
-  while (live.length < target && !firstFailure && !interrupted) {
+  while (live.length < target && !firstFailure && !interrupted && !outOfTime()) {
     const n = Math.min(BATCH, target - live.length);
     const batch = await Promise.allSettled(
       Array.from({ length: n }, () => api('POST', '/capsules', { template: opt.template, timeout_sec: 0 })),
@@ -488,6 +502,8 @@ try {
     step.pss_per_capsule = pssPerCapsule();
     step.stack = stackProcess();
     step.mem_available_mb = memAvailableMb();
+    // A signal during the measurements means the teardown ran beside them: say so.
+    if (interrupted) step.measured_while_tearing_down = true;
     result.steps.push(step);
     progress(
       `${live.length} live: machine CPU ${step.idle_cpu.machine_pct} % (stack ${step.idle_cpu.stack_process_pct} %, capsules ${step.idle_cpu.capsules_pct} %, ${step.idle_cpu.per_capsule_ms_per_s} ms/s each), ` +
@@ -495,11 +511,15 @@ try {
         `(stack CPU ${step.create_cpu_per_capsule.stack_cpu_ms} ms/create), ` +
         `PSS ${step.pss_per_capsule.avg_mb} MB/capsule, stack RSS ${step.stack.agent ? `cp ${step.stack.control_plane.rss_mb} + agent ${step.stack.agent.rss_mb}` : step.stack.rss_mb} MB, list ${step.list_capsules.p50_ms} ms`,
     );
-    if (firstFailure) break;
+    if (firstFailure || outOfTime()) break;
   }
   result.limit = firstFailure
     ? { reached: live.length, first_failure: firstFailure }
-    : { reached: live.length, first_failure: null, note: `every create up to ${live.length} succeeded` };
+    : {
+        reached: live.length,
+        first_failure: null,
+        note: `every create up to ${live.length} succeeded${outOfTime() ? ` (stopped by --max-minutes ${MAX_MINUTES})` : ''}`,
+      };
   const first = result.steps[0];
   const lastStep = result.steps.at(-1);
   if (first?.exec_true?.p99_ms && lastStep?.exec_true?.p99_ms) {
@@ -511,6 +531,7 @@ try {
   }
   if (opt.keep && !interrupted) {
     process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+    printed = true;
     progress(
       `--keep: ${live.length} capsules stay up at ${stack.url} (X-API-Key: ${stack.adminKey}, stack pid ${stack.pid}); Ctrl-C destroys them`,
     );
