@@ -9,6 +9,7 @@
 // Needs @wrenn/native (adviseDontNeed, mallocTrim); without it this does nothing.
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { envdHeartbeat, Heartbeat } from './heartbeat.js';
 
 export interface MemoryBinding {
   adviseDontNeed(start: number, length: number): void;
@@ -74,20 +75,25 @@ export function releaseIdleMemory(binding: MemoryBinding | undefined = loadBindi
 }
 
 /**
- * Watches envd's CPU time once a second (an unref'd timer): after a second with (almost) none,
- * following at least `minWorkMs` of CPU since the last release, it releases idle memory. A release
- * that fails (EMFILE/ENFILE opening /proc/self/smaps when a tenant exhausted the file table) is
- * logged and tried again at the next idle check: an error here must never end envd.
+ * Watches envd's CPU time at each beat of envd's heartbeat (1 s while active): after a beat with
+ * (almost) none, following at least `minWorkMs` of work since the last release, it releases idle
+ * memory. Work is CPU time above an idle floor (0.1 % of a core) per beat, so an idle envd's own
+ * trickle (its beat, the port scan gate) never adds up to a release: /proc/self/smaps is read
+ * once after a burst of activity, never periodically while idle. A release that fails (EMFILE/ENFILE opening
+ * /proc/self/smaps when a tenant exhausted the file table) is logged and tried again at the next
+ * idle check: an error here must never end envd.
  */
 const MAX_LOAD_BACKOFF_MS = 10 * 60_000;
 
 export function startIdleMemoryRelease(
-  opts: { checkMs?: number; minWorkMs?: number; binding?: MemoryBinding } = {},
+  opts: { heartbeat?: Heartbeat; checkMs?: number; minWorkMs?: number; binding?: MemoryBinding } = {},
 ): () => void {
   // The addon is loaded at the first release, not here: envd's start-up is a capsule's boot time.
   let binding: MemoryBinding | undefined;
-  const checkMs = opts.checkMs ?? 1000;
-  let loadBackoffMs = checkMs;
+  // checkMs (tests): a heartbeat of its own at that fixed period.
+  const heartbeat =
+    opts.heartbeat ?? (opts.checkMs !== undefined ? new Heartbeat({ periodMs: opts.checkMs, maxPeriodMs: opts.checkMs }) : envdHeartbeat);
+  let loadBackoffMs = heartbeat.periodMs;
   let loadAgainAt = 0;
   const minWorkUs = (opts.minWorkMs ?? 20) * 1000;
   const cpu = () => {
@@ -96,13 +102,14 @@ export function startIdleMemoryRelease(
   };
   let last = cpu();
   let workSinceRelease = Number.POSITIVE_INFINITY; // start-up itself counts as work
-  const timer = setInterval(() => {
+  return heartbeat.on((elapsedMs) => {
     const now = cpu();
     const used = now - last;
     last = now;
-    workSinceRelease += used;
+    // Below 0.1 % of a core (elapsedMs microseconds per elapsedMs milliseconds) envd does nothing.
+    workSinceRelease += Math.max(0, used - elapsedMs);
     // "Idle": under 2 % of one core in the last interval.
-    if (used > checkMs * 20 || workSinceRelease < minWorkUs) return;
+    if (used > elapsedMs * 20 || workSinceRelease < minWorkUs) return;
     if (!binding) {
       // Not found may also mean no fd was free to look for it (a full file table resolves nothing):
       // asked again later, less and less often, rather than given up on.
@@ -125,9 +132,7 @@ export function startIdleMemoryRelease(
     logLine({ level: 'debug', msg: 'idle: released clean read-only mappings', mb: Math.round(bytes / 1e5) / 10 });
     last = cpu();
     workSinceRelease = 0;
-  }, checkMs);
-  timer.unref();
-  return () => clearInterval(timer);
+  });
 }
 
 /** One JSON log line on stderr; a failing write (a closed or full log pipe) is not envd's end either. */

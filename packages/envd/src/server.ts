@@ -7,6 +7,7 @@ import { Filesystem } from '@wrenn/protocol/gen/envd/filesystem_pb';
 import { Process } from '@wrenn/protocol/gen/envd/process_pb';
 import { accessTokenInterceptor } from './auth.js';
 import { filesystemService } from './filesystem/service.js';
+import { envdHeartbeat } from './heartbeat.js';
 import { basicRoutes } from './http/basic-routes.js';
 import { withBinaryParseErrorsAsInvalid } from './http/binary-parse-errors.js';
 import { fileRoutes } from './http/files.js';
@@ -64,7 +65,9 @@ export async function startEnvd(opts: EnvdOptions): Promise<EnvdServer> {
   const connect = withBinaryParseErrorsAsInvalid((req: Req, res: Res) => {
     if (!unaryFast(req, res)) handler(req, res);
   });
+  // Every request is activity: envd's heartbeat (port scans) runs at 1 s for a while after it.
   const serve = (req: Req, res: Res) => {
+    envdHeartbeat.active();
     if (!startFast(req, res)) connect(req, res);
   };
   const listener = await listenDual(serve as Parameters<typeof listenDual>[0], {
@@ -73,13 +76,15 @@ export async function startEnvd(opts: EnvdOptions): Promise<EnvdServer> {
   });
   // On inside capsules (the host agent sets WRENN_CAPSULE=1); off for envd run on a host.
   const forwardPorts = opts.portForwarding ?? process.env.WRENN_CAPSULE === '1';
-  const ports = forwardPorts ? startPortForwarder({ excludePorts: [listener.port] }) : undefined;
+  const ports = forwardPorts ? startPortForwarder({ excludePorts: [listener.port], heartbeat: envdHeartbeat }) : undefined;
+  const stopBusy = envdHeartbeat.busyWhile(() => processes.running());
   return {
     state,
     port: listener.port,
     ports,
     async close() {
       ports?.stop();
+      stopBusy();
       processes.shutdown();
       await listener.close();
     },

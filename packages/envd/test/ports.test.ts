@@ -273,6 +273,17 @@ describe('port forwarder inside a network namespace', {
     assert.equal(await talk(ns.nsIp, 3000), 'ECONNREFUSED');
   });
 
+  test("the namespace's TCP6 socket count rises when a server listens on ::1 and falls when it closes", async () => {
+    // Only the IPv6 count: the forwarder's own sockets (on the IPv4 namespace address) move the other.
+    const tcp6 = async () => Number(((await child.send({ cmd: 'sockstat' })).key as string).split(' ')[1]);
+    const before = await tcp6();
+    assert.ok(Number.isInteger(before), 'sockstat6 has a TCP6 line');
+    await child.send({ cmd: 'listen', host: '::1', port: 3010 });
+    assert.equal(await tcp6(), before + 1);
+    await child.send({ cmd: 'close', port: 3010 });
+    assert.equal(await tcp6(), before);
+  });
+
   test('the periodic scan finds a new server without being asked', async () => {
     await child.send({ cmd: 'listen', host: '127.0.0.1', port: 3004 });
     const change = await child.waitFor(
@@ -280,6 +291,19 @@ describe('port forwarder inside a network namespace', {
     );
     assert.ok(change);
     assert.equal(await talk(ns.nsIp, 3004), 'hello from 127.0.0.1:3004\nping\n');
+  });
+
+  test('a server replaced by another within one beat (socket counts unchanged) is found unasked', async () => {
+    // Close and listen back to back: the counts may be equal at the next beat; the resync finds it.
+    await Promise.all([child.send({ cmd: 'close', port: 3004 }), child.send({ cmd: 'listen', host: '127.0.0.1', port: 3005 })]);
+    await child.waitFor(
+      (m) =>
+        m.event === 'change' &&
+        (m.forwards as ForwardInfo[]).some((f) => f.port === 3005) &&
+        !(m.forwards as ForwardInfo[]).some((f) => f.port === 3004),
+    );
+    assert.equal(await talk(ns.nsIp, 3005), 'hello from 127.0.0.1:3005\nping\n');
+    assert.equal(await talk(ns.nsIp, 3004), 'ECONNREFUSED');
   });
 });
 

@@ -12,6 +12,7 @@
 
 #include "fs-as-user.h"
 #include "memory.h"
+#include "sock-diag.h"
 #include "namespaces.h"
 #include "pid-watch.h"
 #include "mounts.h"
@@ -243,5 +244,6 @@ NAPI_MODULE_INIT() {
   wrenn::registerFsAsUser(env, exports);
   wrenn::registerPidWatch(env, exports);
   wrenn::registerMounts(env, exports);
+  wrenn::registerSockDiag(env, exports);
   return exports;
 }

@@ -1,10 +1,18 @@
-// Port forwarder: every second, finds TCP servers in the capsule that listen only on loopback and
-// exposes each on the capsule's external address with the same port, so the host (and the proxy
-// behind it) reaching <capsuleIp>:<port> reaches the server. Stops the forward when the server goes.
+// Port forwarder: finds TCP servers in the capsule that listen only on loopback and exposes each on
+// the capsule's external address with the same port, so the host (and the proxy behind it)
+// reaching <capsuleIp>:<port> reaches the server. Stops the forward when the server goes.
+// At each beat of envd's heartbeat (every second while envd is active, slower once quiet; see
+// heartbeat.ts) it checks whether the listeners changed with a LISTEN-only sock_diag dump (tens of
+// microseconds: the kernel walks only its listening hash, never the host-wide established hash
+// that makes a /proc/net/tcp read cost milliseconds), or, without sock_diag, the namespace's TCP
+// socket counts (sockstat, O(1)) with /proc/net/tcp read only when they changed.
+import { Heartbeat } from '../heartbeat.js';
 import { ENVD_PORT } from '../version.js';
 import { externalIPv4 } from './addresses.js';
+import { loadSockDiag, readTcpListenersDiag, type SockDiagBinding } from './inet-diag.js';
 import { planForwards } from './plan.js';
-import { readTcpListeners } from './proc-net-tcp.js';
+import { readTcpListeners, type TcpListener } from './proc-net-tcp.js';
+import { SockstatReader } from './sockstat.js';
 import { openTcpForward, type TcpForward } from './tcp-forward.js';
 
 export interface ForwardInfo {
@@ -22,7 +30,10 @@ export interface PortForwarderOptions {
   excludePorts?: number[];
   /** Listen address for the forwards; default: the first non-loopback IPv4 address, re-read each scan. */
   address?: string;
+  /** Beat period of the forwarder's own heartbeat when `heartbeat` is not given (no slowing down). */
   intervalMs?: number;
+  /** The heartbeat to scan on (envd passes its own); its activity brings the scan back to 1 s. */
+  heartbeat?: Heartbeat;
   /**
    * Delay of the first scan (default: intervalMs). Not at once: a new capsule listens on nothing
    * but envd, and a scan then (plus compiling its code) would slow the capsule's first command.
@@ -30,8 +41,17 @@ export interface PortForwarderOptions {
   firstScanMs?: number;
   /** Structured log sink; default: JSON lines on stderr. */
   log?: (msg: string, fields: Record<string, unknown>) => void;
-  /** Where net/tcp and net/tcp6 are read (tests). */
+  /**
+   * Where sockstat, net/tcp and net/tcp6 are read (tests). When set, listeners come from net/tcp
+   * only, never from sock_diag.
+   */
   procNet?: string;
+  /**
+   * A full scan at least this often even when nothing seemed to change (the external address may
+   * change; without sock_diag, a connection closing while a server opens leaves the counts equal).
+   * Default 30 s; 120 s while listing falls back to /proc/net/tcp (milliseconds a read on a big host).
+   */
+  resyncMs?: number;
 }
 
 export interface PortForwarder {
@@ -41,13 +61,22 @@ export interface PortForwarder {
   scan(): Promise<void>;
 }
 
+/** The set of listeners as one comparable string. */
+function listenersKey(listeners: TcpListener[]): string {
+  return listeners
+    .map((l) => `${l.family}/${l.address}/${l.port}`)
+    .sort()
+    .join(',');
+}
+
 function stderrLog(msg: string, fields: Record<string, unknown>): void {
   process.stderr.write(`${JSON.stringify({ level: 'info', component: 'port-forwarder', msg, ...fields })}\n`);
 }
 
 export function startPortForwarder(opts: PortForwarderOptions = {}): PortForwarder {
-  const intervalMs = opts.intervalMs ?? 1000;
+  const intervalMs = opts.heartbeat?.periodMs ?? opts.intervalMs ?? 1000;
   if (!(intervalMs > 0)) throw new Error(`intervalMs must be a positive number of milliseconds, got ${intervalMs}`);
+  const heartbeat = opts.heartbeat ?? new Heartbeat({ periodMs: intervalMs, maxPeriodMs: intervalMs });
   const excludePorts = new Set([ENVD_PORT, ...(opts.excludePorts ?? [])]);
   const log = opts.log ?? stderrLog;
   const forwards = new Map<number, TcpForward>();
@@ -55,6 +84,29 @@ export function startPortForwarder(opts: PortForwarderOptions = {}): PortForward
   const failures = new Map<number, string>();
   let stopped = false;
   let running: Promise<void> | undefined;
+  const sockstat = new SockstatReader(opts.procNet);
+  // undefined: not loaded yet (at the first scan, not at start-up: envd's start is a capsule's boot).
+  let diag: SockDiagBinding | null | undefined = opts.procNet === undefined ? undefined : null;
+  let diagError: string | undefined;
+  let listedViaProc = false;
+
+  /** The namespace's listening sockets: a sock_diag dump when the addon and kernel have it, else /proc. */
+  async function readListeners(): Promise<TcpListener[]> {
+    if (diag === undefined) diag = loadSockDiag() ?? null;
+    if (diag) {
+      try {
+        const found = readTcpListenersDiag(diag);
+        listedViaProc = false;
+        return found;
+      } catch (err) {
+        const message = (err as Error).message;
+        if (diagError !== message) log('sock_diag listing failed; reading /proc/net/tcp instead', { error: message });
+        diagError = message;
+      }
+    }
+    listedViaProc = true;
+    return readTcpListeners(opts.procNet);
+  }
 
   const list = (): ForwardInfo[] =>
     [...forwards.values()]
@@ -82,7 +134,7 @@ export function startPortForwarder(opts: PortForwarderOptions = {}): PortForward
       if (changed) opts.onChange?.(list());
       return;
     }
-    const listeners = await readTcpListeners(opts.procNet);
+    const listeners = await readListeners();
     if (stopped) return;
     const plan = planForwards({ listeners, external, forwarded: new Set(forwards.keys()), excludePorts });
     for (const [port, f] of forwards) {
@@ -106,7 +158,7 @@ export function startPortForwarder(opts: PortForwarderOptions = {}): PortForward
           },
           (err: Error) => {
             if (failures.get(port) !== err.message)
-              log('port forward failed; retrying every scan', { port, address: external, target, error: err.message });
+              log('port forward failed; retrying every second', { port, address: external, target, error: err.message });
             failures.set(port, err.message);
           },
         ),
@@ -130,22 +182,51 @@ export function startPortForwarder(opts: PortForwarderOptions = {}): PortForward
     return next;
   }
 
-  // The timer skips a tick while a scan is still running rather than queueing scans up.
-  const timer = setInterval(() => {
-    if (inFlight === 0) void scan();
-  }, intervalMs);
-  timer.unref();
+  // Each beat asks what changed, cheaply: the LISTEN-only sock_diag dump (exact; tens of µs, the
+  // kernel walks only its listening hash), else the namespace's TCP socket counts (O(1), but a
+  // connection closing while a server opens leaves them equal: the resync finds that). A scan
+  // (external address, plan, forwards) runs only when that changed, a forward failed, or the last
+  // scan is resyncMs old. A tick is skipped while a scan still runs rather than queueing scans up.
+  let lastState: string | undefined;
+  let lastScanAt = 0;
+  const currentState = (): string | undefined => {
+    if (diag === undefined) diag = loadSockDiag() ?? null;
+    if (diag && diagError === undefined) {
+      try {
+        return `diag ${listenersKey(readTcpListenersDiag(diag))}`;
+      } catch {
+        // the scan logs it and falls back to /proc; from then on the counts gate
+      }
+    }
+    const counts = sockstat.key();
+    return counts === undefined ? undefined : `counts ${counts}`;
+  };
+  const tick = () => {
+    if (inFlight > 0 || stopped) return;
+    const state = currentState();
+    const now = Date.now();
+    const resyncMs = opts.resyncMs ?? (listedViaProc ? 120_000 : 30_000);
+    const changed = state === undefined || state !== lastState || failures.size > 0;
+    if (!changed && now - lastScanAt < resyncMs) return;
+    // Listeners come and go: stay on the fast beat a while (more servers may be starting up).
+    if (changed && lastState !== undefined) heartbeat.active();
+    lastState = state;
+    lastScanAt = now;
+    void scan();
+  };
+  const stopBeat = heartbeat.on(tick);
   const firstScanMs = opts.firstScanMs ?? intervalMs;
-  const first = firstScanMs > 0 && firstScanMs < intervalMs ? setTimeout(() => void scan(), firstScanMs) : undefined;
+  const first = firstScanMs > 0 && firstScanMs < intervalMs ? setTimeout(tick, firstScanMs) : undefined;
   first?.unref();
-  if (firstScanMs <= 0) void scan();
+  if (firstScanMs <= 0) tick();
 
   return {
     list,
     scan,
     stop() {
       stopped = true;
-      clearInterval(timer);
+      stopBeat();
+      sockstat.close();
       if (first) clearTimeout(first);
       for (const port of [...forwards.keys()]) closeForward(port, 'forwarder stopped');
     },

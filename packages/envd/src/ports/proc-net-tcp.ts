@@ -2,6 +2,7 @@
 // sockets of the reader's network namespace, so envd inside a capsule sees exactly the capsule's.
 import { readFile } from 'node:fs/promises';
 import { endianness } from 'node:os';
+import { formatAddress } from './addresses.js';
 
 export interface TcpListener {
   family: 4 | 6;
@@ -20,14 +21,6 @@ function wordsToBytes(hex: string): Buffer {
   return bytes;
 }
 
-function formatIPv6(b: Buffer): string {
-  const groups: string[] = [];
-  for (let i = 0; i < 16; i += 2) groups.push(b.readUInt16BE(i).toString(16));
-  // The WHATWG URL parser prints IPv6 hosts in the canonical compressed form.
-  const host = new URL(`http://[${groups.join(':')}]`).hostname;
-  return host.slice(1, -1);
-}
-
 /** Parses the text of /proc/net/tcp (family 4) or /proc/net/tcp6 (family 6); keeps LISTEN sockets. */
 export function parseProcNetTcp(text: string, family: 4 | 6): TcpListener[] {
   const out: TcpListener[] = [];
@@ -39,8 +32,7 @@ export function parseProcNetTcp(text: string, family: 4 | 6): TcpListener[] {
     if (!addrHex || !portHex) continue;
     const bytes = wordsToBytes(addrHex);
     const port = Number.parseInt(portHex, 16);
-    if (family === 4 && bytes.length === 4) out.push({ family, address: [...bytes].join('.'), port });
-    else if (family === 6 && bytes.length === 16) out.push({ family, address: formatIPv6(bytes), port });
+    if (bytes.length === (family === 4 ? 4 : 16)) out.push({ family, address: formatAddress(bytes), port });
   }
   return out;
 }
@@ -49,8 +41,12 @@ export function parseProcNetTcp(text: string, family: 4 | 6): TcpListener[] {
 export async function readTcpListeners(procNet = '/proc/net'): Promise<TcpListener[]> {
   const read = (name: string) => readFile(`${procNet}/${name}`, 'utf8').catch(() => ''); // tcp6 is absent without IPv6
   const [v4, v6] = await Promise.all([read('tcp'), read('tcp6')]);
+  return uniqueListeners([...parseProcNetTcp(v4, 4), ...parseProcNetTcp(v6, 6)]);
+}
+
+/** One entry per family, address and port (an SO_REUSEPORT group lists each of its sockets). */
+export function uniqueListeners(listeners: TcpListener[]): TcpListener[] {
   const seen = new Map<string, TcpListener>();
-  for (const l of [...parseProcNetTcp(v4, 4), ...parseProcNetTcp(v6, 6)])
-    seen.set(`${l.family} ${l.address} ${l.port}`, l);
+  for (const l of listeners) seen.set(`${l.family} ${l.address} ${l.port}`, l);
   return [...seen.values()];
 }

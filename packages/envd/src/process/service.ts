@@ -16,6 +16,8 @@ export interface ProcessServiceHandle {
   impl: Partial<ServiceImpl<typeof Process>>;
   /** Kills every process envd started (envd shutting down). */
   shutdown(): void;
+  /** Whether a process envd started is still running (keeps envd's heartbeat fast). */
+  running(): boolean;
 }
 
 /** Keepalive period when the client does not ask for one (header `Keepalive-Ping-Interval`, seconds). */
@@ -197,6 +199,9 @@ export function processService(state: EnvdState): ProcessServiceHandle {
     impl,
     shutdown() {
       for (const proc of table.all()) proc.kill();
+    },
+    running() {
+      return !table.all().next().done;
     },
   };
 }
