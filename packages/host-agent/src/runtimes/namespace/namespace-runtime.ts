@@ -352,7 +352,12 @@ export class NamespaceRuntime implements CapsuleRuntime {
   /** The capsule's cgroups with its limits (synchronous file writes, see cgroups.ts). */
   private makeCgroups(state: NamespaceState): void {
     const { spec } = state;
-    this.cgroups(spec.id).create({ vcpus: spec.vcpus, memoryMb: spec.memoryMb, pidsMax: this.opts.pidsMax ?? 512 });
+    this.cgroups(spec.id).create({ vcpus: spec.vcpus, memoryMb: spec.memoryMb, pidsMax: this.pidsMax });
+  }
+
+  /** pids.max of every capsule, and its RLIMIT_NPROC. */
+  private get pidsMax(): number {
+    return this.opts.pidsMax ?? 512;
   }
 
   /** The root's mount point and the writable layer: on the capsule's own disk, or in the sandbox dir. */
@@ -418,6 +423,9 @@ export class NamespaceRuntime implements CapsuleRuntime {
       // Layers stay stored as HOST_ID_BASE + u; the capsule sees them as its own ids.
       ...(state.idRange ? [['--layer-idmap', layerIdMapLine(rootId)] as [string, string]] : []),
       ['--nofile', CAPSULE_NOFILE],
+      // The same cap as pids.max, checked earlier in fork (cheap refusals; see nsinit.c set_nproc).
+      // Only with a host uid of its own: capsules sharing HOST_ID_BASE would share the count.
+      ...(state.idRange ? [['--nproc', String(this.pidsMax)] as [string, string]] : []),
       // Root inside has no capabilities over the (host-owned) network namespace: let it bind
       // ports < 1024 and ping anyway.
       ['--sysctl', 'net/ipv4/ip_unprivileged_port_start=0'],

@@ -35,7 +35,8 @@
  * Identity (--root-uid N, --layer-idmap MAP): each capsule has a host id range of its own,
  * N..N+65535. The init drops to host uid N before it creates the capsule's user namespace, so
  * that namespace is owned by N and the kernel charges per-user counts (inotify, user namespaces,
- * processes) to N at the top level, not to host root. The template layers and the capsule's
+ * processes) to N at the top level, not to host root. With --nproc P, RLIMIT_NPROC = P before
+ * that: the kernel then holds all of the namespace's tasks to P (see set_nproc). The template layers and the capsule's
  * writable layer stay stored in the canonical range (100000 + u); overlayfs gets them through
  * idmapped mounts (open_tree + mount_setattr MOUNT_ATTR_IDMAP with a user namespace whose map is
  * MAP, e.g. "100000 N 65536"), passed as /proc/self/fd/<n> paths of detached mounts that nothing
@@ -126,7 +127,7 @@ static void die(const char *fmt, ...) {
 }
 
 struct opts {
-  const char *netns, *upper, *work, *rootfs, *hostname, *uid_map, *gid_map, *ready_path, *cwd, *layer_idmap, *nofile, *log;
+  const char *netns, *upper, *work, *rootfs, *hostname, *uid_map, *gid_map, *ready_path, *cwd, *layer_idmap, *nofile, *nproc, *log;
   long log_max;
   const char *seccomp_allow; /* --seccomp-allow userns,perf: per-template seccomp switches */
   const char *lowers[MAX_LIST], *cgroups[MAX_LIST], *binds[MAX_LIST], *tmpfs[MAX_LIST], *sysctls[MAX_LIST];
@@ -165,6 +166,7 @@ static void parse(int argc, char **argv, struct opts *o) {
     else if (!strcmp(a, "--pts-gid")) o->pts_gid = atoi(v);
     else if (!strcmp(a, "--layer-idmap")) o->layer_idmap = v;
     else if (!strcmp(a, "--nofile")) o->nofile = v;
+    else if (!strcmp(a, "--nproc")) o->nproc = v;
     else if (!strcmp(a, "--cgroup")) push(o->cgroups, &o->n_cgroups, v);
     else if (!strcmp(a, "--bind")) { o->bind_rw[o->n_binds < MAX_LIST ? o->n_binds : 0] = 0; push(o->binds, &o->n_binds, v); }
     else if (!strcmp(a, "--bind-rw")) { o->bind_rw[o->n_binds < MAX_LIST ? o->n_binds : 0] = 1; push(o->binds, &o->n_binds, v); }
@@ -381,6 +383,22 @@ static void set_nofile(const char *spec) {
     if (r.rlim_cur > r.rlim_max) r.rlim_cur = r.rlim_max;
   }
   if (setrlimit(RLIMIT_NOFILE, &r) < 0) die("setrlimit RLIMIT_NOFILE %s", spec);
+}
+
+/* RLIMIT_NPROC (soft = hard) for the capsule, set before its user namespace is made: the kernel
+ * then caps the tasks of the whole namespace (every uid inside counts against the namespace
+ * owner's, i.e. the capsule's own host uid) at this number, and refuses a fork beyond it early in
+ * copy_process, before the address space is copied. pids.max refuses only after that copy (and
+ * its teardown: page tables freed by RCU, TLB flush IPIs on every CPU): a fork bomb stopped here
+ * costs its neighbours less. Root inside cannot raise it (no CAP_SYS_RESOURCE outside). */
+static void set_nproc(const char *spec) {
+  if (!spec) return;
+  char *end;
+  unsigned long n = strtoul(spec, &end, 10);
+  if (*end || n < 16) { errno = EINVAL; die("bad --nproc %s (want a number >= 16)", spec); }
+  struct rlimit r = {.rlim_cur = n, .rlim_max = n}, now;
+  if (getrlimit(RLIMIT_NPROC, &now) == 0 && r.rlim_max > now.rlim_max) r.rlim_cur = r.rlim_max = now.rlim_max;
+  if (setrlimit(RLIMIT_NPROC, &r) < 0) die("setrlimit RLIMIT_NPROC %s", spec);
 }
 
 /* Minimal /dev: a few character devices, a private devpts instance and a /dev/shm tmpfs. */
@@ -853,6 +871,7 @@ static int cmd_start(struct opts *o) {
     if (chdir("/") < 0) die("chdir /");
     step("init: proc, pivot_root");
     set_nofile(o->nofile);
+    set_nproc(o->nproc);
     /* The user namespace is created as the capsule's own host uid, so that uid owns it. */
     if (o->root_uid > 0) {
       become((uid_t)o->root_uid, (gid_t)o->root_uid);
