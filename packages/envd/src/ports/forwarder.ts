@@ -2,10 +2,10 @@
 // the capsule's external address with the same port, so the host (and the proxy behind it)
 // reaching <capsuleIp>:<port> reaches the server. Stops the forward when the server goes.
 // At each beat of envd's heartbeat (every second while envd is active, slower once quiet; see
-// heartbeat.ts) it checks whether the listeners changed with a LISTEN-only sock_diag dump (tens of
-// microseconds: the kernel walks only its listening hash, never the host-wide established hash
-// that makes a /proc/net/tcp read cost milliseconds), or, without sock_diag, the namespace's TCP
-// socket counts (sockstat, O(1)) with /proc/net/tcp read only when they changed.
+// heartbeat.ts) it reads the namespace's TCP socket counts (sockstat, O(1)) and, when they moved,
+// lists the listeners with a LISTEN-only sock_diag dump (the kernel walks only its listening hash,
+// never the host-wide established hash that makes a /proc/net/tcp read cost milliseconds), or,
+// without sock_diag, reads /proc/net/tcp.
 import { Heartbeat } from '../heartbeat.js';
 import { ENVD_PORT } from '../version.js';
 import { externalIPv4 } from './addresses.js';
@@ -49,7 +49,7 @@ export interface PortForwarderOptions {
   /**
    * A full scan at least this often even when nothing seemed to change (the external address may
    * change; without sock_diag, a connection closing while a server opens leaves the counts equal).
-   * Default 30 s; 120 s while listing falls back to /proc/net/tcp (milliseconds a read on a big host).
+   * Default 120 s (with sock_diag or without, when a /proc/net/tcp read costs milliseconds on a big host).
    */
   resyncMs?: number;
 }
@@ -68,6 +68,9 @@ function listenersKey(listeners: TcpListener[]): string {
     .sort()
     .join(',');
 }
+
+/** Longest a sock_diag listing is trusted while the namespace's TCP socket counts stay the same. */
+const DIAG_RECHECK_MS = 60_000;
 
 function stderrLog(msg: string, fields: Record<string, unknown>): void {
   process.stderr.write(`${JSON.stringify({ level: 'info', component: 'port-forwarder', msg, ...fields })}\n`);
@@ -88,15 +91,27 @@ export function startPortForwarder(opts: PortForwarderOptions = {}): PortForward
   // undefined: not loaded yet (at the first scan, not at start-up: envd's start is a capsule's boot).
   let diag: SockDiagBinding | null | undefined = opts.procNet === undefined ? undefined : null;
   let diagError: string | undefined;
-  let listedViaProc = false;
+
+  // The last sock_diag dump: the counts read just before it, its listeners as a key, and when.
+  const lastDiag: { counts: string | undefined; key: string | undefined; at: number } = {
+    counts: undefined,
+    key: undefined,
+    at: 0,
+  };
+  const remember = (counts: string | undefined, found: TcpListener[]) => {
+    lastDiag.counts = counts;
+    lastDiag.key = `diag ${listenersKey(found)}`;
+    lastDiag.at = Date.now();
+  };
 
   /** The namespace's listening sockets: a sock_diag dump when the addon and kernel have it, else /proc. */
   async function readListeners(): Promise<TcpListener[]> {
     if (diag === undefined) diag = loadSockDiag() ?? null;
     if (diag) {
       try {
+        const counts = sockstat.key(); // before the dump: a socket hashed after it moves the counts
         const found = readTcpListenersDiag(diag);
-        listedViaProc = false;
+        remember(counts, found);
         return found;
       } catch (err) {
         const message = (err as Error).message;
@@ -104,7 +119,6 @@ export function startPortForwarder(opts: PortForwarderOptions = {}): PortForward
         diagError = message;
       }
     }
-    listedViaProc = true;
     return readTcpListeners(opts.procNet);
   }
 
@@ -158,7 +172,12 @@ export function startPortForwarder(opts: PortForwarderOptions = {}): PortForward
           },
           (err: Error) => {
             if (failures.get(port) !== err.message)
-              log('port forward failed; retrying every second', { port, address: external, target, error: err.message });
+              log('port forward failed; retrying every second', {
+                port,
+                address: external,
+                target,
+                error: err.message,
+              });
             failures.set(port, err.message);
           },
         ),
@@ -187,25 +206,38 @@ export function startPortForwarder(opts: PortForwarderOptions = {}): PortForward
   // connection closing while a server opens leaves them equal: the resync finds that). A scan
   // (external address, plan, forwards) runs only when that changed, a forward failed, or the last
   // scan is resyncMs old. A tick is skipped while a scan still runs rather than queueing scans up.
+  //
+  // The dump itself walks the host-wide listening hash, i.e. every capsule's listeners (measured:
+  // tcp_diag_dump was a third of 1,000 idle envds' CPU), so it is gated too: it runs only when this
+  // namespace's socket counts moved since the last dump, or when that dump is DIAG_RECHECK_MS old,
+  // once envd is quiet (at every beat while it is active);
+  // the full rescan (resync) runs every 120 s.
   let lastState: string | undefined;
   let lastScanAt = 0;
   const currentState = (): string | undefined => {
     if (diag === undefined) diag = loadSockDiag() ?? null;
+    const counts = sockstat.key();
     if (diag && diagError === undefined) {
+      // Only once quiet: while envd is active, connections come and go between beats, and one closing
+      // as a server stops would leave the counts equal and a dead forward up.
+      const quiet = heartbeat.currentPeriodMs() > heartbeat.periodMs;
+      const fresh = Date.now() - lastDiag.at < DIAG_RECHECK_MS;
+      if (quiet && fresh && counts !== undefined && counts === lastDiag.counts) return lastDiag.key;
       try {
-        return `diag ${listenersKey(readTcpListenersDiag(diag))}`;
+        const found = readTcpListenersDiag(diag);
+        remember(counts, found);
+        return lastDiag.key;
       } catch {
         // the scan logs it and falls back to /proc; from then on the counts gate
       }
     }
-    const counts = sockstat.key();
     return counts === undefined ? undefined : `counts ${counts}`;
   };
   const tick = () => {
     if (inFlight > 0 || stopped) return;
     const state = currentState();
     const now = Date.now();
-    const resyncMs = opts.resyncMs ?? (listedViaProc ? 120_000 : 30_000);
+    const resyncMs = opts.resyncMs ?? 120_000;
     const changed = state === undefined || state !== lastState || failures.size > 0;
     if (!changed && now - lastScanAt < resyncMs) return;
     // Listeners come and go: stay on the fast beat a while (more servers may be starting up).
