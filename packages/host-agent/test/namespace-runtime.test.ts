@@ -187,8 +187,10 @@ test("a fork bomb stops at the capsule's task cap and the host goes on", async (
   const rt = env.runtime({ mainCommand: standInEnvd, pidsMax: 64 });
   const h = await start(rt, `cl-t${rand()}`);
   const cg = rt.cgroups(h.id);
-  // Runs detached from our pipes; the bomb keeps forking until the kernel refuses.
-  await sh(h, 'bomb() { bomb | bomb & }; (bomb) >/dev/null 2>&1 </dev/null &', { timeoutMs: 5000 });
+  // Runs detached from our pipes. Every bomb process forks copies of itself in a loop, so when a
+  // fork is refused and that shell dies, the others refill its slot: the bomb keeps pressing on the
+  // cap instead of collapsing once the first refusals come (as `bomb | bomb &` can).
+  await sh(h, 'bomb() { while :; do (bomb) & done; }; (bomb) >/dev/null 2>&1 </dev/null &', { timeoutMs: 5000 });
   // The cap is RLIMIT_NPROC (set by wrenn-nsinit to pids.max, refused early in fork) and pids.max
   // behind it: the bomb's task count must reach it and never pass it.
   let peak = 0;
