@@ -14,6 +14,7 @@
 // a create only renames one into its sandbox and mounts it.
 import { chmodSync, chownSync, mkdirSync, statfsSync } from 'node:fs';
 import { mkdir, readdir, rename, rm, truncate, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { execFileNative, loopMount } from '@wrenn/native';
@@ -48,7 +49,6 @@ export interface QuotaDiskOptions {
 
 export class QuotaDisks {
   private filling: Promise<void> | undefined;
-  private seq = 0;
   private madeDir = false;
   private closed = false;
 
@@ -115,7 +115,9 @@ export class QuotaDisks {
       if (n.endsWith('.tmp') && !n.startsWith(`${process.pid}-`)) await rm(join(this.o.poolDir, n), { force: true });
     }
     for (let have = (await this.ready()).length; have < (this.o.spare ?? 2) && !this.closed; have++) {
-      const name = `${process.pid}-${Date.now()}-${this.seq++}-${this.o.sizeMb}m.img`;
+      // Unique in the process, not just in this instance: several runtimes of one process share
+      // a data dir (tests do), and two fills naming the same file formatted it twice at once.
+      const name = `${process.pid}-${Date.now()}-${randomBytes(4).toString('hex')}-${this.o.sizeMb}m.img`;
       const tmp = join(this.o.poolDir, `${name}.tmp`);
       await this.format(tmp);
       await rename(tmp, join(this.o.poolDir, name));
@@ -123,7 +125,7 @@ export class QuotaDisks {
   }
 
   private async format(file: string): Promise<void> {
-    await writeFile(file, '');
+    await writeFile(file, '', { flag: 'wx' }); // never format a file someone else is formatting
     await truncate(file, this.o.sizeMb * 1024 * 1024);
     const owner = `${this.o.rootUid}:${this.o.rootUid}`;
     // Niced: blanks are formatted ahead of demand, behind the capsules that are starting.
