@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { execFileSync } from 'node:child_process';
 // Host agent benchmarks on the namespace runtime (prints JSON):
 // create to first successful exec (cold, and from the warm pool when enabled), 50 concurrent creates,
 // idle capsule cost (PSS of every process in the capsule, envd included) and freeze pause + resume.
@@ -6,9 +7,8 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { execFileSync } from 'node:child_process';
-import { createAgentClient } from '../packages/host-agent/dist/src/auth/client.js';
 import { startAgent } from '../packages/host-agent/dist/src/agent.js';
+import { createAgentClient } from '../packages/host-agent/dist/src/auth/client.js';
 import { createLocalLayers } from '../packages/host-agent/dist/src/local-providers.js';
 import { agentNetWarmPool } from '../packages/host-agent/dist/src/network/index.js';
 import { removeCgroupParent } from './lib/cgroup-parent.mjs';
@@ -20,15 +20,30 @@ const pct = (xs, p) => {
   return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))];
 };
 const round = (x) => Math.round(x * 100) / 100;
-const summary = (xs) => ({ p50_ms: round(pct(xs, 50)), p90_ms: round(pct(xs, 90)), min_ms: round(Math.min(...xs)), n: xs.length });
+const summary = (xs) => ({
+  p50_ms: round(pct(xs, 50)),
+  p90_ms: round(pct(xs, 90)),
+  min_ms: round(Math.min(...xs)),
+  n: xs.length,
+});
 
 const dataDir = mkdtempSync(join(tmpdir(), 'wrenn-bench-'));
 // As `wrenn agent` and `wrenn up` run it: a few pre-built networks (WRENN_NET_WARM_POOL, default 2).
-const network = { pool: '10.215.0.0/20', names: { netnsPrefix: 'wrb-', ifPrefix: 'wb', chainPrefix: 'WRB' }, metadataPort: 31251, warmPool: agentNetWarmPool() };
+const network = {
+  pool: '10.215.0.0/20',
+  names: { netnsPrefix: 'wrb-', ifPrefix: 'wb', chainPrefix: 'WRB' },
+  metadataPort: 31251,
+  warmPool: agentNetWarmPool(),
+};
 const warmPool = Number(process.env.BENCH_WARM_POOL ?? 0);
 const CGROUP_PARENT = 'wrenn-bench-agent';
 const layers = await createLocalLayers(dataDir, { network, cgroupParent: CGROUP_PARENT });
-const agent = await startAgent({ ...layers, dataDir, listen: { host: '127.0.0.1', port: 0 }, ...(warmPool ? { warmPool: { minimal: warmPool } } : {}) });
+const agent = await startAgent({
+  ...layers,
+  dataDir,
+  listen: { host: '127.0.0.1', port: 0 },
+  ...(warmPool ? { warmPool: { minimal: warmPool } } : {}),
+});
 const runtimeIdOf = (id) => agent.manager.get(id).runtimeId ?? id;
 const c = createAgentClient(agent.url, agent.secret);
 const result = { bench: 'agent-capsules', runtime: 'namespace', template: 'minimal' };
@@ -42,7 +57,9 @@ async function createAndExec() {
 }
 
 function pssOfCapsuleKb(id) {
-  const procs = readFileSync(`/sys/fs/cgroup/memory/${CGROUP_PARENT}/${runtimeIdOf(id)}/cgroup.procs`, 'utf8').split('\n').filter(Boolean);
+  const procs = readFileSync(`/sys/fs/cgroup/memory/${CGROUP_PARENT}/${runtimeIdOf(id)}/cgroup.procs`, 'utf8')
+    .split('\n')
+    .filter(Boolean);
   let kb = 0;
   for (const pid of procs) {
     try {
@@ -61,12 +78,17 @@ try {
   const cold = [];
   for (let i = 0; i < N; i++) {
     // From the warm pool: measure claims from a ready pool (wait for the refill behind the last one).
-    for (let k = 0; warmPool && k < 400 && agent.manager.warmPoolReady('minimal') < 1; k++) await new Promise((r) => setTimeout(r, 25));
+    for (let k = 0; warmPool && k < 400 && agent.manager.warmPoolReady('minimal') < 1; k++)
+      await new Promise((r) => setTimeout(r, 25));
     const { ms, id } = await createAndExec();
     cold.push(ms);
     await c.destroyCapsule({ id });
   }
-  result.create_to_first_exec = { ...summary(cold), target_p50_ms: warmPool ? 25 : 150, mode: warmPool ? `warm pool of ${warmPool}` : 'cold' };
+  result.create_to_first_exec = {
+    ...summary(cold),
+    target_p50_ms: warmPool ? 25 : 150,
+    mode: warmPool ? `warm pool of ${warmPool}` : 'cold',
+  };
 
   const t0 = performance.now();
   const many = await Promise.allSettled(Array.from({ length: CONCURRENT }, () => createAndExec()));
@@ -75,12 +97,20 @@ try {
     count: CONCURRENT,
     succeeded: ok.length,
     total_ms: Math.round(performance.now() - t0),
-    errors: many.filter((r) => r.status === 'rejected').slice(0, 3).map((r) => String(r.reason?.message ?? r.reason)),
+    errors: many
+      .filter((r) => r.status === 'rejected')
+      .slice(0, 3)
+      .map((r) => String(r.reason?.message ?? r.reason)),
   };
   await new Promise((r) => setTimeout(r, 3000)); // let them go idle
   const pss = ok.slice(0, 10).map(({ id }) => pssOfCapsuleKb(id) / 1024);
   const avg = pss.reduce((a, b) => a + b, 0) / Math.max(1, pss.length);
-  result.idle_capsule = { pss_mb: round(avg), target_pss_mb: 40, capsules_in_8_gib: Math.floor(8192 / avg), sampled: pss.length };
+  result.idle_capsule = {
+    pss_mb: round(avg),
+    target_pss_mb: 40,
+    capsules_in_8_gib: Math.floor(8192 / avg),
+    sampled: pss.length,
+  };
 
   const pr = [];
   const target = ok[0]?.id;
@@ -99,7 +129,10 @@ try {
   await layers.networkManager.removeAll().catch(() => undefined);
   removeCgroupParent(CGROUP_PARENT);
   try {
-    execFileSync('sh', ['-c', `grep ' ${dataDir}' /proc/self/mounts | cut -d' ' -f2 | sort -r | xargs -r -n1 umount -l`]);
+    execFileSync('sh', [
+      '-c',
+      `grep ' ${dataDir}' /proc/self/mounts | cut -d' ' -f2 | sort -r | xargs -r -n1 umount -l`,
+    ]);
   } catch {}
   rmSync(dataDir, { recursive: true, force: true });
 }

@@ -22,7 +22,11 @@ async function measure(warm) {
     logLevel: 'silent',
     cgroupParent: 'wrenn-bench-e2b',
     ...(warm ? { warmPool: { minimal: 2 } } : {}),
-    network: { pool: '10.218.0.0/24', names: { netnsPrefix: 'wre-', ifPrefix: 'we', chainPrefix: 'WRE' }, metadataPort: 31253 },
+    network: {
+      pool: '10.218.0.0/24',
+      names: { netnsPrefix: 'wre-', ifPrefix: 'we', chainPrefix: 'WRE' },
+      metadataPort: 31253,
+    },
   });
   const opts = { apiKey: up.adminKey, apiUrl: up.url, sandboxUrl: up.url, domain: 'localhost' };
   const times = [];
@@ -30,7 +34,8 @@ async function measure(warm) {
     for (let i = 0; i < N; i++) {
       if (warm) {
         // Measure claims from a full pool: wait for the refill behind the previous claim.
-        for (let k = 0; k < 200 && up.agent.manager.warmPoolReady('minimal') < 2; k++) await new Promise((r) => setTimeout(r, 50));
+        for (let k = 0; k < 200 && up.agent.manager.warmPoolReady('minimal') < 2; k++)
+          await new Promise((r) => setTimeout(r, 50));
       }
       const t0 = performance.now();
       const sbx = await Sandbox.create('minimal', opts);
@@ -45,9 +50,25 @@ async function measure(warm) {
     rmSync(dataDir, { recursive: true, force: true });
     removeCgroupParent('wrenn-bench-e2b');
   }
-  return { p50_ms: round(pct(times, 50)), p90_ms: round(pct(times, 90)), min_ms: round(Math.min(...times)), n: times.length };
+  return {
+    p50_ms: round(pct(times, 50)),
+    p90_ms: round(pct(times, 90)),
+    min_ms: round(Math.min(...times)),
+    n: times.length,
+  };
 }
 
 const cold = await measure(false);
 const warm = await measure(true);
-console.log(JSON.stringify({ bench: 'e2b-create', template: 'minimal', cold: { ...cold, target_p50_ms: 200 }, warm_pool: { ...warm, target_p50_ms: 50 } }, null, 2));
+console.log(
+  JSON.stringify(
+    {
+      bench: 'e2b-create',
+      template: 'minimal',
+      cold: { ...cold, target_p50_ms: 200 },
+      warm_pool: { ...warm, target_p50_ms: 50 },
+    },
+    null,
+    2,
+  ),
+);

@@ -73,7 +73,12 @@ function stats(samples) {
   const s = [...samples].sort((a, b) => a - b);
   const q = (p) => s[Math.min(s.length - 1, Math.floor(p * s.length))];
   const round = (x) => Math.round(x * 1000) / 1000;
-  return { p50: round(q(0.5)), p90: round(q(0.9)), p99: round(q(0.99)), mean: round(s.reduce((a, b) => a + b, 0) / s.length) };
+  return {
+    p50: round(q(0.5)),
+    p90: round(q(0.9)),
+    p99: round(q(0.99)),
+    mean: round(s.reduce((a, b) => a + b, 0) / s.length),
+  };
 }
 
 const server = await startServer();

@@ -9,7 +9,16 @@
 // Usage: node bench/envd-files.mjs [--mb 100] [--runs 3] [--node-flags "..."] [--user NAME]
 import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, chownSync, createReadStream, createWriteStream, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  createReadStream,
+  createWriteStream,
+  mkdtempSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { copyFile, unlink } from 'node:fs/promises';
 import http from 'node:http';
 import { tmpdir } from 'node:os';

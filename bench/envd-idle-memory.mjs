@@ -27,7 +27,9 @@ const idleMs = Number(opt('idle-ms', '3000'));
 const http1Only = args.includes('--http1-only');
 // By default: what capsules run — the envd bundle with the node flags the namespace runtime passes.
 const { ENVD_NODE_FLAGS, ENVD_START } = await import('../packages/envd/dist/src/bundle-layout.js');
-const nodeFlags = (opt('node-flags', process.env.WRENN_ENVD_NODE_FLAGS ?? ENVD_NODE_FLAGS.join(' ')) ?? '').split(/\s+/).filter(Boolean);
+const nodeFlags = (opt('node-flags', process.env.WRENN_ENVD_NODE_FLAGS ?? ENVD_NODE_FLAGS.join(' ')) ?? '')
+  .split(/\s+/)
+  .filter(Boolean);
 const ENVD = fileURLToPath(new URL(`../packages/envd/dist/bundle/${ENVD_START}`, import.meta.url));
 
 function freePort() {

@@ -9,8 +9,8 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import net from 'node:net';
-import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
 
 const args = process.argv.slice(2);
 const opt = (name, dflt) => {
@@ -24,11 +24,14 @@ const gapMs = Number(opt('gap-ms', '0'));
 const { ENVD_NODE_FLAGS, ENVD_START } = await import('../packages/envd/dist/src/bundle-layout.js');
 const all = (name) => args.flatMap((a, i) => (a === `--${name}` ? [args[i + 1]] : []));
 const bundles = all('bundle');
-if (bundles.length === 0) bundles.push(fileURLToPath(new URL(`../packages/envd/dist/bundle/${ENVD_START}`, import.meta.url)));
+if (bundles.length === 0)
+  bundles.push(fileURLToPath(new URL(`../packages/envd/dist/bundle/${ENVD_START}`, import.meta.url)));
 const flagSets = all('node-flags');
 const variants = bundles.map((bundle, i) => ({
   bundle,
-  nodeFlags: (flagSets[i] ?? flagSets[0] ?? process.env.WRENN_ENVD_NODE_FLAGS ?? ENVD_NODE_FLAGS.join(' ')).split(/\s+/).filter(Boolean),
+  nodeFlags: (flagSets[i] ?? flagSets[0] ?? process.env.WRENN_ENVD_NODE_FLAGS ?? ENVD_NODE_FLAGS.join(' '))
+    .split(/\s+/)
+    .filter(Boolean),
 }));
 
 function freePort() {
@@ -87,7 +90,10 @@ async function oneEnvd({ bundle, nodeFlags }) {
   try {
     let said = '';
     await new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`envd said nothing on its ready pipe within 15 s: ${stderr}`)), 15_000);
+      const timer = setTimeout(
+        () => reject(new Error(`envd said nothing on its ready pipe within 15 s: ${stderr}`)),
+        15_000,
+      );
       child.stdio[3].on('data', (d) => {
         said += d;
         if (said.includes('ready\n')) {
@@ -112,7 +118,10 @@ async function oneEnvd({ bundle, nodeFlags }) {
 
 async function bareNode() {
   const t0 = performance.now();
-  const child = spawn(process.execPath, ['-e', '0'], { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: '/root', LANG: 'C.UTF-8' }, stdio: 'ignore' });
+  const child = spawn(process.execPath, ['-e', '0'], {
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: '/root', LANG: 'C.UTF-8' },
+    stdio: 'ignore',
+  });
   await once(child, 'exit');
   return performance.now() - t0;
 }

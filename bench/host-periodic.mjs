@@ -8,9 +8,9 @@
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startUp } from '../packages/control-plane/dist/src/up.js';
 import { HostMonitor } from '../packages/control-plane/dist/src/hosts/monitor.js';
 import { Reconciler } from '../packages/control-plane/dist/src/reconciler/reconciler.js';
+import { startUp } from '../packages/control-plane/dist/src/up.js';
 import { removeCgroupParent } from './lib/cgroup-parent.mjs';
 
 const STEPS = (process.env.BENCH_STEPS ?? '0,100,200').split(',').map(Number);
@@ -37,7 +37,12 @@ const up = await startUp({
   dataDir,
   listen: { host: '127.0.0.1', port: 0 },
   domain: 'localhost',
-  network: { pool: '10.216.0.0/21', names: { netnsPrefix: 'wrp-', ifPrefix: 'wp', chainPrefix: 'WRP' }, metadataPort: 31252, rateMbit: 0 },
+  network: {
+    pool: '10.216.0.0/21',
+    names: { netnsPrefix: 'wrp-', ifPrefix: 'wp', chainPrefix: 'WRP' },
+    metadataPort: 31252,
+    rateMbit: 0,
+  },
   cgroupParent: CGROUP_PARENT,
   imagesDir: process.env.WRENN_TEST_IMAGES ?? '/var/cache/wrenn-test-images',
   logLevel: 'silent',
@@ -55,7 +60,9 @@ try {
   for (const n of STEPS) {
     while (ids.length < n) {
       const batch = Math.min(10, n - ids.length);
-      const made = await Promise.all(Array.from({ length: batch }, () => api('POST', '/v1/capsules', { template: 'minimal', timeout_sec: 3600 })));
+      const made = await Promise.all(
+        Array.from({ length: batch }, () => api('POST', '/v1/capsules', { template: 'minimal', timeout_sec: 3600 })),
+      );
       ids.push(...made.map((c) => c.id));
     }
     await new Promise((r) => setTimeout(r, 3000)); // creates settle
@@ -76,11 +83,19 @@ try {
         await rec.reconcileOnce();
         return median(() => rec.reconcileOnce());
       })(),
-      agent_list_capsules: await median(() => ctx.agents.client({ id: up.agent.hostId, address: up.agent.url, agentSecret: up.agent.secret }).listCapsules({})),
+      agent_list_capsules: await median(() =>
+        ctx.agents
+          .client({ id: up.agent.hostId, address: up.agent.url, agentSecret: up.agent.secret })
+          .listCapsules({}),
+      ),
       get_v1_capsules_limit_1000: await median(() => api('GET', '/v1/capsules?limit=1000')),
       get_v1_capsules_default_page: await median(() => api('GET', '/v1/capsules')),
       e2b_get_sandboxes: await median(() => api('GET', '/sandboxes')),
-      agent_metrics_scrape: await median(() => fetch(`${up.agent.url}/metrics`, { headers: { authorization: `Bearer ${up.agent.secret}` } }).then((r) => r.text())),
+      agent_metrics_scrape: await median(() =>
+        fetch(`${up.agent.url}/metrics`, { headers: { authorization: `Bearer ${up.agent.secret}` } }).then((r) =>
+          r.text(),
+        ),
+      ),
       cp_metrics_scrape: await median(() => fetch(`${up.url}/metrics`).then((r) => r.text())),
     };
     result.steps.push(step);

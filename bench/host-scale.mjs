@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { execFileSync } from 'node:child_process';
 // Per-capsule host work as the host fills (issue 15; prints JSON): with N capsules' worth of host
 // state already present (network namespace + veth + internet switch through the agent's
 // NetworkManager, a loop-mounted ext4 disk as quota-disk.ts makes it, cgroups as cgroups.ts makes
@@ -10,15 +11,14 @@
 // Run as root after `npm run build`; BENCH_LEVELS=0,250,500,1000 BENCH_SAMPLES=10. Uses names of
 // its own (netns whs-*, links wh*, chains WHS-*, cgroup parent wrenn-hostscale) and removes
 // everything it made, also on failure.
-import { mkdtempSync, mkdirSync, readdirSync, readFileSync, rmSync, rmdirSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { execFileSync } from 'node:child_process';
-import { NetworkManager } from '../packages/host-agent/dist/src/network/index.js';
-import { run } from '../packages/host-agent/dist/src/network/exec.js';
-import { CapsuleCgroups, CONTROLLERS } from '../packages/host-agent/dist/src/runtimes/namespace/cgroups.js';
 import { applyHostSettings, hostSettings } from '../packages/host-agent/dist/src/host-tuning.js';
+import { run } from '../packages/host-agent/dist/src/network/exec.js';
+import { NetworkManager } from '../packages/host-agent/dist/src/network/index.js';
 import { removeTree } from '../packages/host-agent/dist/src/rootfs/remove-tree.js';
+import { CapsuleCgroups, CONTROLLERS } from '../packages/host-agent/dist/src/runtimes/namespace/cgroups.js';
 import { IdRangeStore, idRangeConfig } from '../packages/host-agent/dist/src/runtimes/namespace/id-ranges.js';
 import { loopMount } from '../packages/native/dist/src/index.js';
 
@@ -47,7 +47,15 @@ async function sh(cmd, args, input = '') {
 }
 
 await applyHostSettings(hostSettings());
-const net = new NetworkManager({ dataDir: join(dir, 'data'), pool: '10.230.0.0/19', names: NAMES, metadataPort: 31299, warmPool: 0, rateMbit: 200, dnsServers: [] });
+const net = new NetworkManager({
+  dataDir: join(dir, 'data'),
+  pool: '10.230.0.0/19',
+  names: NAMES,
+  metadataPort: 31299,
+  warmPool: 0,
+  rateMbit: 200,
+  dnsServers: [],
+});
 await net.init();
 const image = join(dir, 'blank.img');
 if (WITH_DISKS) {
@@ -102,7 +110,13 @@ async function measure(label, samples, fn) {
   return [label, { p50_ms: round(p50(wall)), cpu_ms_per_op: round((cpuMs() - c0) / samples) }];
 }
 
-const result = { bench: 'host-scale', samples: SAMPLES, disks: WITH_DISKS, cores: (await import('node:os')).cpus().length, levels: [] };
+const result = {
+  bench: 'host-scale',
+  samples: SAMPLES,
+  disks: WITH_DISKS,
+  cores: (await import('node:os')).cpus().length,
+  levels: [],
+};
 try {
   for (const level of LEVELS) {
     const tf = performance.now();
@@ -120,18 +134,32 @@ try {
     steps.push(await measure('network_destroy', SAMPLES, (i) => net.destroy(ids[i])));
     // The internet switch alone, as a create or destroy changes it now: one ipset restore.
     steps.push(
-      await measure('ipset_switch', SAMPLES, () => sh('ipset', ['restore'], 'add WHS-NOINET 10.230.255.254 -exist\ndel WHS-NOINET 10.230.255.254 -exist\n')),
+      await measure('ipset_switch', SAMPLES, () =>
+        sh('ipset', ['restore'], 'add WHS-NOINET 10.230.255.254 -exist\ndel WHS-NOINET 10.230.255.254 -exist\n'),
+      ),
     );
     // One rule added and deleted by iptables-restore --noflush (allowOut entries; the internet
     // switch of every capsule until 2026-12).
     steps.push(
       await measure('iptables_restore_rule', SAMPLES, () =>
-        sh('iptables-restore', ['-w', '--noflush'], `*filter\n-A WHS-EGRESS -i wh9999 -j DROP\n-D WHS-EGRESS -i wh9999 -j DROP\nCOMMIT\n`),
+        sh(
+          'iptables-restore',
+          ['-w', '--noflush'],
+          `*filter\n-A WHS-EGRESS -i wh9999 -j DROP\n-D WHS-EGRESS -i wh9999 -j DROP\nCOMMIT\n`,
+        ),
       ),
     );
     if (probeNs) {
-      steps.push(await measure('ip_netns_batch', SAMPLES, () => sh('ip', ['-n', probeNs.netnsName, '-batch', '-'], 'link show lo\n')));
-      steps.push(await measure('nsenter_net_ip_batch', SAMPLES, () => sh('nsenter', [`--net=${probeNs.netnsPath}`, 'ip', '-batch', '-'], 'link show lo\n')));
+      steps.push(
+        await measure('ip_netns_batch', SAMPLES, () =>
+          sh('ip', ['-n', probeNs.netnsName, '-batch', '-'], 'link show lo\n'),
+        ),
+      );
+      steps.push(
+        await measure('nsenter_net_ip_batch', SAMPLES, () =>
+          sh('nsenter', [`--net=${probeNs.netnsPath}`, 'ip', '-batch', '-'], 'link show lo\n'),
+        ),
+      );
     }
     steps.push(await measure('mount_ns_copy', SAMPLES, () => sh('unshare', ['-m', 'true'])));
     if (WITH_DISKS) {
@@ -143,13 +171,24 @@ try {
       steps.push(await measure('disk_umount_util_linux', SAMPLES, (i) => detachDiskUtilLinux(uids[i])));
     }
     const cids = Array.from({ length: SAMPLES }, () => `hs-c${seq++}`);
-    steps.push(await measure('cgroup_create', SAMPLES, (i) => new CapsuleCgroups(cids[i], '/sys/fs/cgroup', CG_PARENT).create({ vcpus: 1, memoryMb: 256, pidsMax: 64 })));
+    steps.push(
+      await measure('cgroup_create', SAMPLES, (i) =>
+        new CapsuleCgroups(cids[i], '/sys/fs/cgroup', CG_PARENT).create({ vcpus: 1, memoryMb: 256, pidsMax: 64 }),
+      ),
+    );
     // A capsule's host uid/gid range claimed and released (id-ranges.ts, one file per claim).
     const rids = Array.from({ length: SAMPLES }, () => `hs-r${seq++}`);
     steps.push(await measure('id_range_claim', SAMPLES, (i) => idRanges.allocate(rids[i])));
     steps.push(await measure('id_range_release', SAMPLES, (i) => idRanges.release(rids[i])));
-    steps.push(await measure('cgroup_remove', SAMPLES, (i) => new CapsuleCgroups(cids[i], '/sys/fs/cgroup', CG_PARENT).remove()));
-    result.levels.push({ capsules: level, host_mounts: mountCount(), fill_ms_per_capsule: level ? round(fillMs / Math.max(1, level - (result.levels.at(-1)?.capsules ?? 0))) : 0, ...Object.fromEntries(steps) });
+    steps.push(
+      await measure('cgroup_remove', SAMPLES, (i) => new CapsuleCgroups(cids[i], '/sys/fs/cgroup', CG_PARENT).remove()),
+    );
+    result.levels.push({
+      capsules: level,
+      host_mounts: mountCount(),
+      fill_ms_per_capsule: level ? round(fillMs / Math.max(1, level - (result.levels.at(-1)?.capsules ?? 0))) : 0,
+      ...Object.fromEntries(steps),
+    });
     console.error(JSON.stringify(result.levels.at(-1)));
   }
 } finally {
@@ -162,7 +201,8 @@ try {
   for (const c of CONTROLLERS) {
     try {
       const parent = join('/sys/fs/cgroup', c, CG_PARENT);
-      for (const e of readdirSync(parent, { withFileTypes: true })) if (e.isDirectory()) rmdirSync(join(parent, e.name));
+      for (const e of readdirSync(parent, { withFileTypes: true }))
+        if (e.isDirectory()) rmdirSync(join(parent, e.name));
       rmdirSync(parent);
     } catch {
       // not made under this controller, or co-mounted with one already cleaned

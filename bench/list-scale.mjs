@@ -8,10 +8,10 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startControlPlane } from '../packages/control-plane/dist/src/server.js';
 import { ensureAdmin } from '../packages/control-plane/dist/src/auth/index.js';
-import { createHost, listHostLoads } from '../packages/control-plane/dist/src/db/repositories/hosts.js';
 import { createCapsule, setCapsuleState } from '../packages/control-plane/dist/src/db/repositories/capsules.js';
+import { createHost, listHostLoads } from '../packages/control-plane/dist/src/db/repositories/hosts.js';
+import { startControlPlane } from '../packages/control-plane/dist/src/server.js';
 
 const STEPS = (process.env.BENCH_STEPS ?? '100,1000,5000').split(',').map(Number);
 const HISTORY = Number(process.env.BENCH_HISTORY ?? 2);
@@ -30,22 +30,43 @@ async function median(fn, n = 7) {
 }
 
 const dataDir = mkdtempSync(join(tmpdir(), 'wrenn-bench-list-'));
-const cp = await startControlPlane({ listen: { host: '127.0.0.1', port: 0 }, dataDir, domain: 'localhost', publicUrl: 'http://127.0.0.1', stateLoops: false, logLevel: 'silent' });
+const cp = await startControlPlane({
+  listen: { host: '127.0.0.1', port: 0 },
+  dataDir,
+  domain: 'localhost',
+  publicUrl: 'http://127.0.0.1',
+  stateLoops: false,
+  logLevel: 'silent',
+});
 const result = { bench: 'list-scale', db: 'sqlite', stopped_rows_per_running: HISTORY, steps: [] };
 try {
   const db = cp.ctx.database.db;
   const admin = await ensureAdmin({ db, dataDir });
   const headers = { authorization: `Bearer ${admin.apiKey}` };
-  const get = (path) => fetch(`${cp.url}${path}`, { headers }).then(async (r) => {
-    if (!r.ok) throw new Error(`${path}: ${r.status} ${await r.text()}`);
-    return r.text();
+  const get = (path) =>
+    fetch(`${cp.url}${path}`, { headers }).then(async (r) => {
+      if (!r.ok) throw new Error(`${path}: ${r.status} ${await r.text()}`);
+      return r.text();
+    });
+  const host = await createHost(db, {
+    address: 'http://127.0.0.1:1',
+    runtimes: ['namespace'],
+    cpuCount: 2,
+    memoryMb: 24000,
   });
-  const host = await createHost(db, { address: 'http://127.0.0.1:1', runtimes: ['namespace'], cpuCount: 2, memoryMb: 24000 });
   let running = 0;
   const row = (state) =>
     createCapsule(db, {
-      teamId: admin.team.id, hostId: host.id, template: 'minimal', runtime: 'namespace', vcpus: 1, memoryMb: 512, timeoutSec: 3600,
-      metadata: { owner: 'bench', n: String(running) }, envs: { A: 'x'.repeat(64) }, state,
+      teamId: admin.team.id,
+      hostId: host.id,
+      template: 'minimal',
+      runtime: 'namespace',
+      vcpus: 1,
+      memoryMb: 512,
+      timeoutSec: 3600,
+      metadata: { owner: 'bench', n: String(running) },
+      envs: { A: 'x'.repeat(64) },
+      state,
     });
   for (const n of STEPS) {
     while (running < n) {

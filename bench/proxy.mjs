@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { execFile, spawnSync } from 'node:child_process';
 // Sandbox proxy benchmark (prints JSON): HTTP throughput into a capsule through the control plane's
 // proxy against the same server reached directly, in one run (keep-alive, 16 connections), by each
 // routing (path /proxy/<id>/<P>/, host <P>-<id>.<domain> as the e2b SDK's getHost gives, and the
@@ -10,10 +11,9 @@
 // process (BENCH_LOADER=autocannon forces it). Run as root after `npm run build`. Traffic goes only
 // to loopback and the capsule's namespace.
 import { mkdtempSync, rmSync } from 'node:fs';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { execFile, spawnSync } from 'node:child_process';
-import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import WebSocket from 'ws';
 import { startUp } from '../packages/control-plane/dist/src/up.js';
@@ -27,7 +27,11 @@ const up = await startUp({
   listen: { host: '127.0.0.1', port: 0 },
   domain: 'localhost',
   logLevel: 'silent',
-  network: { pool: '10.217.0.0/24', names: { netnsPrefix: 'wrp-', ifPrefix: 'wp', chainPrefix: 'WRP' }, metadataPort: 31252 },
+  network: {
+    pool: '10.217.0.0/24',
+    names: { netnsPrefix: 'wrp-', ifPrefix: 'wp', chainPrefix: 'WRP' },
+    metadataPort: 31252,
+  },
 });
 const api = async (method, path, body) => {
   const headers = { 'x-api-key': up.adminKey, ...(body ? { 'content-type': 'application/json' } : {}) };
@@ -49,7 +53,17 @@ const LOADER = process.env.BENCH_LOADER ?? (haveWrk ? 'wrk' : 'autocannon');
 function load(url, headers = {}) {
   const hs = Object.entries(headers);
   if (LOADER === 'wrk') {
-    const args = ['-t', '1', '-c', String(CONNECTIONS), '-d', `${DURATION}s`, '--latency', ...hs.flatMap(([k, v]) => ['-H', `${k}: ${v}`]), url];
+    const args = [
+      '-t',
+      '1',
+      '-c',
+      String(CONNECTIONS),
+      '-d',
+      `${DURATION}s`,
+      '--latency',
+      ...hs.flatMap(([k, v]) => ['-H', `${k}: ${v}`]),
+      url,
+    ];
     return new Promise((resolve, reject) => {
       execFile('wrk', args, (err, out) => {
         if (err) return reject(err);
@@ -63,22 +77,42 @@ function load(url, headers = {}) {
           req_per_s: Math.round(num(/Requests\/sec:\s+([\d.]+)/)),
           mb_per_s: mb ? round(Number(mb[1]) * scale[mb[2]]) : 0,
           p50_latency_ms: p50 ? round(Number(p50[1]) * unit[p50[2]]) : null,
-          errors: num(/Non-2xx or 3xx responses: (\d+)/) + (sock ? sock.slice(1).reduce((a, b) => a + Number(b), 0) : 0),
+          errors:
+            num(/Non-2xx or 3xx responses: (\d+)/) + (sock ? sock.slice(1).reduce((a, b) => a + Number(b), 0) : 0),
         });
       });
     });
   }
-  const args = [AUTOCANNON, '-c', String(CONNECTIONS), '-d', String(DURATION), '-j', ...hs.flatMap(([k, v]) => ['-H', `${k}=${v}`]), url];
+  const args = [
+    AUTOCANNON,
+    '-c',
+    String(CONNECTIONS),
+    '-d',
+    String(DURATION),
+    '-j',
+    ...hs.flatMap(([k, v]) => ['-H', `${k}=${v}`]),
+    url,
+  ];
   return new Promise((resolve, reject) => {
     execFile(process.execPath, args, { maxBuffer: 16 << 20 }, (err, stdout) => {
       if (err) return reject(err);
       const r = JSON.parse(stdout);
-      resolve({ req_per_s: Math.round(r.requests.average), mb_per_s: round(r.throughput.average / 1e6), p50_latency_ms: r.latency.p50, errors: r.errors + r.non2xx });
+      resolve({
+        req_per_s: Math.round(r.requests.average),
+        mb_per_s: round(r.throughput.average / 1e6),
+        p50_latency_ms: r.latency.p50,
+        errors: r.errors + r.non2xx,
+      });
     });
   });
 }
 
-const result = { bench: 'proxy', loader: LOADER === 'wrk' ? 'wrk (1 thread)' : 'autocannon', connections: CONNECTIONS, seconds: DURATION };
+const result = {
+  bench: 'proxy',
+  loader: LOADER === 'wrk' ? 'wrk (1 thread)' : 'autocannon',
+  connections: CONNECTIONS,
+  seconds: DURATION,
+};
 let capsuleId;
 let pipe;
 try {
@@ -89,7 +123,11 @@ try {
   const envd = up.agent.manager.envdFor(capsuleId);
   const server = "require('http').createServer((q,s)=>s.end('x'.repeat(1024))).listen(8080,'0.0.0.0')";
   const started = envd.process.start({
-    process: { cmd: '/opt/wrenn/runtime/lib/ld-linux-x86-64.so.2', args: ['--library-path', '/opt/wrenn/runtime/lib', '/opt/wrenn/runtime/bin/node', '-e', server], envs: {} },
+    process: {
+      cmd: '/opt/wrenn/runtime/lib/ld-linux-x86-64.so.2',
+      args: ['--library-path', '/opt/wrenn/runtime/lib', '/opt/wrenn/runtime/bin/node', '-e', server],
+      envs: {},
+    },
   });
   void (async () => {
     try {
@@ -101,7 +139,12 @@ try {
   const direct = `http://${rec.address}:8080/index.html`;
   const proxied = `${up.url}/proxy/${capsuleId}/8080/index.html`;
   for (let i = 0; i < 50; i++) {
-    if ((await fetch(direct).then((r) => r.status).catch(() => 0)) === 200) break;
+    if (
+      (await fetch(direct)
+        .then((r) => r.status)
+        .catch(() => 0)) === 200
+    )
+      break;
     await new Promise((r) => setTimeout(r, 100));
   }
   if ((await fetch(proxied)).status !== 200) throw new Error('the proxy does not reach the capsule server');
@@ -137,7 +180,9 @@ try {
   result.throughput_ratio_target = 0.8;
 
   // PTY echo latency measured while the proxy is under load (path routing).
-  const ws = new WebSocket(`${up.url.replace('http', 'ws')}/v1/capsules/${capsuleId}/pty?cols=80&rows=24&api_key=${up.adminKey}`);
+  const ws = new WebSocket(
+    `${up.url.replace('http', 'ws')}/v1/capsules/${capsuleId}/pty?cols=80&rows=24&api_key=${up.adminKey}`,
+  );
   await new Promise((res, rej) => {
     ws.once('open', res);
     ws.once('error', rej);
@@ -167,7 +212,13 @@ try {
   }
   const underPty = await loaded;
   ws.close();
-  result.pty_echo_under_load = { samples: echoes.length, p50_ms: round(pct(echoes, 50)), p99_ms: round(pct(echoes, 99)), target_p99_ms: 50, proxied_req_per_s: underPty.req_per_s };
+  result.pty_echo_under_load = {
+    samples: echoes.length,
+    p50_ms: round(pct(echoes, 50)),
+    p99_ms: round(pct(echoes, 99)),
+    target_p99_ms: 50,
+    proxied_req_per_s: underPty.req_per_s,
+  };
 } finally {
   pipe?.close();
   if (capsuleId) await api('DELETE', `/v1/capsules/${capsuleId}`).catch(() => undefined);

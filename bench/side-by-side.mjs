@@ -25,7 +25,9 @@ const base = opt('--base');
 const rounds = Number(opt('--rounds', '3'));
 const benches = args.length ? args : ['agent-capsules', 'e2b-create'];
 if (!base || !existsSync(join(base, 'bench'))) {
-  console.error('usage: node bench/side-by-side.mjs --base <built checkout of the earlier commit> [--rounds N] [bench ...]');
+  console.error(
+    'usage: node bench/side-by-side.mjs --base <built checkout of the earlier commit> [--rounds N] [bench ...]',
+  );
   process.exit(2);
 }
 if (!Number.isInteger(rounds) || rounds < 1) {
@@ -43,8 +45,15 @@ function p50s(json, prefix = '', out = {}) {
 }
 
 function runBench(dir, bench) {
-  const r = spawnSync(process.execPath, [join(dir, 'bench', `${bench}.mjs`)], { cwd: dir, encoding: 'utf8', env: process.env });
-  if (r.status !== 0) throw new Error(`${bench} in ${dir} exited with ${r.status}: ${(r.stderr ?? '').trim().split('\n').slice(-5).join('\n')}`);
+  const r = spawnSync(process.execPath, [join(dir, 'bench', `${bench}.mjs`)], {
+    cwd: dir,
+    encoding: 'utf8',
+    env: process.env,
+  });
+  if (r.status !== 0)
+    throw new Error(
+      `${bench} in ${dir} exited with ${r.status}: ${(r.stderr ?? '').trim().split('\n').slice(-5).join('\n')}`,
+    );
   const line = r.stdout.slice(r.stdout.indexOf('{'));
   return p50s(JSON.parse(line));
 }
@@ -63,14 +72,21 @@ for (const bench of benches) {
     const order = i % 2 ? ['new', 'base'] : ['base', 'new'];
     for (const side of order) {
       process.stderr.write(`[side-by-side] ${bench} round ${i + 1}/${rounds}: ${side}\n`);
-      for (const [k, v] of Object.entries(runBench(side === 'base' ? base : here, bench))) (seen[side][k] ??= []).push(v);
+      for (const [k, v] of Object.entries(runBench(side === 'base' ? base : here, bench)))
+        (seen[side][k] ??= []).push(v);
     }
   }
   for (const k of Object.keys(seen.new)) {
     if (!seen.base[k]) continue;
     const b = median(seen.base[k]);
     const n = median(seen.new[k]);
-    result.figures[`${bench}.${k}`] = { base_p50_ms: round2(b), new_p50_ms: round2(n), ratio: round2(n / b), base_runs: seen.base[k], new_runs: seen.new[k] };
+    result.figures[`${bench}.${k}`] = {
+      base_p50_ms: round2(b),
+      new_p50_ms: round2(n),
+      ratio: round2(n / b),
+      base_runs: seen.base[k],
+      new_runs: seen.new[k],
+    };
   }
 }
 console.log(JSON.stringify(result, null, 2));

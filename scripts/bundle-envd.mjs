@@ -1,4 +1,12 @@
 #!/usr/bin/env node
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { isBuiltin } from 'node:module';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { createClient } from '@connectrpc/connect';
+import { createConnectTransport } from '@connectrpc/connect-node';
 // Bundles envd into one CommonJS file (packages/envd/dist/bundle/envd.cjs) so a capsule's envd loads
 // one file instead of resolving hundreds of modules: capsule start time is mostly envd's start time.
 // Then starts it once, warms up the paths a new capsule takes (health, /init, a command, stat,
@@ -9,19 +17,13 @@
 // for file calls made as the requesting user, metadata included) stay external
 // and are copied next to the bundle, so a capsule needs only this folder and the node binary.
 import { build } from 'esbuild';
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
-import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { isBuiltin } from 'node:module';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
-import { createClient } from '@connectrpc/connect';
-import { createConnectTransport } from '@connectrpc/connect-node';
 import { predecodedDescriptors } from './lib/predecoded-descriptors.mjs';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const out = join(root, 'packages/envd/dist/bundle');
-const { ENVD_NODE_FLAGS, ENVD_START, ENVD_V8_FLAGS } = await import(pathToFileURL(join(root, 'packages/envd/dist/src/bundle-layout.js')).href);
+const { ENVD_NODE_FLAGS, ENVD_START, ENVD_V8_FLAGS } = await import(
+  pathToFileURL(join(root, 'packages/envd/dist/src/bundle-layout.js')).href
+);
 const NATIVE = [
   { name: 'node-pty', dirs: ['node-pty'] },
   // envd loads only the compiled addon (require('@wrenn/native/addon'), for its vfork-style spawn).
@@ -62,7 +64,9 @@ for (const use of ['fileURLToPath)(__filename', 'fileURLToPath(__filename', 'URL
 }
 // With every descriptor predecoded, descriptor.proto's own (booted at load by fileDesc) is left out.
 if (readFileSync(join(out, 'envd.cjs'), 'utf8').includes('google/protobuf/descriptor.proto')) {
-  throw new Error('envd.cjs still boots descriptor.proto: some fileDesc() call was not predecoded (scripts/lib/predecoded-descriptors.mjs)');
+  throw new Error(
+    'envd.cjs still boots descriptor.proto: some fileDesc() call was not predecoded (scripts/lib/predecoded-descriptors.mjs)',
+  );
 }
 addonByPath();
 writeStartFile();
@@ -77,11 +81,14 @@ for (const { name, dirs } of NATIVE) {
       if (existsSync(from)) cpSync(from, join(out, 'node_modules', dir, part), { recursive: true });
     }
   }
-  if (!existsSync(join(out, 'node_modules', name, 'package.json'))) throw new Error(`${name} is not installed: run npm install`);
+  if (!existsSync(join(out, 'node_modules', name, 'package.json')))
+    throw new Error(`${name} is not installed: run npm install`);
 }
 // envd would quietly fall back to child_process without it (e.g. while the addon is being rebuilt).
 if (!existsSync(join(out, 'node_modules/@wrenn/native/build/Release/wrenn_native.node'))) {
-  throw new Error('packages/native/build/Release/wrenn_native.node is missing: build it with `node packages/native/build.mjs`, then bundle again');
+  throw new Error(
+    'packages/native/build/Release/wrenn_native.node is missing: build it with `node packages/native/build.mjs`, then bundle again',
+  );
 }
 await writeCodeCache();
 
@@ -107,7 +114,8 @@ function writeStartFile() {
   const start = readFileSync(join(root, 'packages/envd/bundle/start.cjs'), 'utf8')
     .replace('const BUILTINS = [];', `const BUILTINS = ${JSON.stringify(builtins)};`)
     .replace("const FLAGS = '';", `const FLAGS = ${JSON.stringify(ENVD_V8_FLAGS.join(' '))};`);
-  if (!start.includes('const BUILTINS = ["')) throw new Error('packages/envd/bundle/start.cjs has no BUILTINS list to fill in');
+  if (!start.includes('const BUILTINS = ["'))
+    throw new Error('packages/envd/bundle/start.cjs has no BUILTINS list to fill in');
   writeFileSync(join(out, ENVD_START), start);
 }
 
@@ -115,10 +123,14 @@ function writeStartFile() {
 async function writeCodeCache() {
   const cacheFile = join(out, 'envd.v8cache');
   const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/root', LANG: 'C.UTF-8' };
-  const child = spawn(process.execPath, [...ENVD_NODE_FLAGS, join(out, ENVD_START), '--port', '0', '--host', '127.0.0.1'], {
-    env: { ...env, WRENN_ENVD_WRITE_CODE_CACHE: cacheFile },
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
+  const child = spawn(
+    process.execPath,
+    [...ENVD_NODE_FLAGS, join(out, ENVD_START), '--port', '0', '--host', '127.0.0.1'],
+    {
+      env: { ...env, WRENN_ENVD_WRITE_CODE_CACHE: cacheFile },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    },
+  );
   let stderr = '';
   const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
   try {
@@ -134,7 +146,8 @@ async function writeCodeCache() {
     const exited = once(child, 'exit');
     child.kill('SIGUSR2');
     const [code] = await exited;
-    if (code !== 0 || !existsSync(cacheFile)) throw new Error(`envd did not write its code cache (exit ${code}):\n${stderr}`);
+    if (code !== 0 || !existsSync(cacheFile))
+      throw new Error(`envd did not write its code cache (exit ${code}):\n${stderr}`);
     if (/code cache rejected/.test(stderr)) throw new Error(`envd rejected a code cache while warming up:\n${stderr}`);
   } finally {
     clearTimeout(timer);

@@ -1,9 +1,10 @@
 #!/usr/bin/env node
 // Runs every compiled test file (packages/*/dist/test/**/*.test.js) with node's test runner.
-// Arguments filter by substring of the path: `npm test -- envd`.
+// Arguments filter by substring of the path: `npm test -- envd`. The whole run (no filter) starts
+// with `biome check` (format, imports, lint), which fails the run but does not stop the tests.
 import { spawnSync } from 'node:child_process';
-import { readdirSync, statSync, existsSync } from 'node:fs';
-import { join, dirname, resolve, relative } from 'node:path';
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -25,9 +26,19 @@ if (files.length === 0) {
   console.error('no test files found: did the build run? (`npm run build`)');
   process.exit(1);
 }
+let lintFailed = false;
+if (filters.length === 0) {
+  console.log('# biome check (format, imports, lint)');
+  const lint = spawnSync(join(root, 'node_modules', '.bin', 'biome'), ['check', '.'], { cwd: root, stdio: 'inherit' });
+  lintFailed = lint.status !== 0;
+  if (lintFailed)
+    console.error(
+      '# biome check failed: `npx biome check --write .` fixes format and imports; lint findings are by hand',
+    );
+}
 // One file at a time: the suites create real namespaces, cgroups and servers on fixed ports.
 const r = spawnSync(process.execPath, ['--test', '--test-concurrency=1', '--test-reporter=spec', ...files], {
   cwd: root,
   stdio: 'inherit',
 });
-process.exit(r.status ?? 1);
+process.exit(lintFailed ? 1 : (r.status ?? 1));

@@ -4,14 +4,33 @@
 // Each step is skipped when already done, so repeated runs cost well under a second.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, statSync } from 'node:fs';
-import { join, dirname, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const forTests = process.argv.includes('--test');
 
 // What the runtime needs on the host, and what the test suite needs on top.
-const runtimePackages = ['iproute2', 'iptables', 'ipset', 'busybox-static', 'util-linux', 'procps', 'debootstrap', 'e2fsprogs', 'kmod', 'gcc', 'libc6-dev', 'xz-utils', 'g++', 'make', 'python3', 'mount', 'dmsetup', 'libseccomp-dev'];
+const runtimePackages = [
+  'iproute2',
+  'iptables',
+  'ipset',
+  'busybox-static',
+  'util-linux',
+  'procps',
+  'debootstrap',
+  'e2fsprogs',
+  'kmod',
+  'gcc',
+  'libc6-dev',
+  'xz-utils',
+  'g++',
+  'make',
+  'python3',
+  'mount',
+  'dmsetup',
+  'libseccomp-dev',
+];
 const testPackages = ['postgresql', 'tmux', 'chromium', 'qemu-system-x86', 'qemu-utils', 'attr', 'xfsprogs', 'wrk'];
 
 function step(msg) {
@@ -49,7 +68,11 @@ function newer(a, b) {
 installDebian(forTests ? [...runtimePackages, ...testPackages] : runtimePackages);
 
 const marker = join(root, 'node_modules', '.package-lock.json');
-if (!existsSync(marker) || newer(join(root, 'package-lock.json'), marker) || newer(join(root, 'package.json'), marker)) {
+if (
+  !existsSync(marker) ||
+  newer(join(root, 'package-lock.json'), marker) ||
+  newer(join(root, 'package.json'), marker)
+) {
   step('installing npm packages');
   execFileSync('npm', ['install', '--no-audit', '--no-fund'], { cwd: root, stdio: 'inherit' });
 }
@@ -57,7 +80,10 @@ if (!existsSync(marker) || newer(join(root, 'package-lock.json'), marker) || new
 // The native addon (UFFD, namespaces): npm install builds it; rebuilt here when its C++ changed since.
 const nativeDir = join(root, 'packages', 'native');
 const nativeBuilt = join(nativeDir, 'build', 'Release', 'wrenn_native.node');
-if (existsSync(nativeBuilt) && Math.max(...['cpp', 'binding.gyp'].map((n) => newestMtime(join(nativeDir, n)))) > statSync(nativeBuilt).mtimeMs) {
+if (
+  existsSync(nativeBuilt) &&
+  Math.max(...['cpp', 'binding.gyp'].map((n) => newestMtime(join(nativeDir, n)))) > statSync(nativeBuilt).mtimeMs
+) {
   step('rebuilding the native addon (its C++ sources changed)');
   execFileSync(process.execPath, [join(nativeDir, 'build.mjs')], { cwd: nativeDir, stdio: 'inherit' });
 }
@@ -75,7 +101,9 @@ function newestMtime(path) {
 }
 const dashboard = join(root, 'packages', 'dashboard');
 const dashboardBuilt = join(dashboard, 'dist', 'index.html');
-const dashboardSources = ['src', 'index.html', 'vite.config.ts', 'package.json'].map((n) => join(dashboard, n)).filter((p) => existsSync(p));
+const dashboardSources = ['src', 'index.html', 'vite.config.ts', 'package.json']
+  .map((n) => join(dashboard, n))
+  .filter((p) => existsSync(p));
 if (!existsSync(dashboardBuilt) || Math.max(...dashboardSources.map(newestMtime)) > statSync(dashboardBuilt).mtimeMs) {
   step('building the dashboard');
   execFileSync('npm', ['run', 'build', '-w', 'packages/dashboard'], { cwd: root, stdio: 'inherit' });

@@ -4,8 +4,8 @@
 // own properties and prototype defaults alike (proto2 presence lives in the prototype chain), so
 // the registry built at run time is the same; each literal is checked against it before use.
 import { readFile } from 'node:fs/promises';
-import { isDeepStrictEqual } from 'node:util';
 import { pathToFileURL } from 'node:url';
+import { isDeepStrictEqual } from 'node:util';
 
 const CALL = /export const (\w+) = \/\*@__PURE__\*\/ fileDesc\("([A-Za-z0-9+/=]+)"(, \[[\w, ]*\])?\);/g;
 
@@ -73,7 +73,9 @@ function emit(v, protos) {
 }
 
 function plain(o, protos) {
-  return `{${Object.keys(o).map((k) => `${JSON.stringify(k)}:${emit(o[k], protos)}`).join(',')}}`;
+  return `{${Object.keys(o)
+    .map((k) => `${JSON.stringify(k)}:${emit(o[k], protos)}`)
+    .join(',')}}`;
 }
 
 function checkSame(literal, original, what) {

@@ -6,7 +6,10 @@ import { registerUserCommands } from './commands/register.js';
 
 const program = new Command('wrenn')
   .description('Wrenn: self-hosted secure sandboxes (capsules) for AI agents')
-  .version((JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version, '-V, --version')
+  .version(
+    (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version,
+    '-V, --version',
+  )
   .option('--debug', 'show stack traces on errors')
   .showHelpAfterError();
 
@@ -23,7 +26,11 @@ program
 program
   .command('agent')
   .description('run the host agent that owns the capsules on this machine (root)')
-  .addOption(new Option('--listen <addr>', 'host:port for the Connect service').default('127.0.0.1:50051').env('WRENN_AGENT_LISTEN'))
+  .addOption(
+    new Option('--listen <addr>', 'host:port for the Connect service')
+      .default('127.0.0.1:50051')
+      .env('WRENN_AGENT_LISTEN'),
+  )
   .addOption(new Option('--data-dir <dir>', 'state, images and capsules').default('/var/lib/wrenn').env('WRENN_DIR'))
   .addOption(new Option('--control-plane <url>', 'register with this control plane').env('WRENN_CONTROL_PLANE'))
   .addOption(new Option('--token <token>', 'one-time registration token').env('WRENN_AGENT_TOKEN'))
@@ -32,7 +39,11 @@ program
       'WRENN_AGENT_ADVERTISE_URL',
     ),
   )
-  .addOption(new Option('--warm-pool <spec>', 'ready capsules kept per template, e.g. minimal=2').default('minimal=2').env('WRENN_WARM_POOL'))
+  .addOption(
+    new Option('--warm-pool <spec>', 'ready capsules kept per template, e.g. minimal=2')
+      .default('minimal=2')
+      .env('WRENN_WARM_POOL'),
+  )
   .action(async (opts: Record<string, string | undefined>) => {
     const { runAgentFromCli } = await import('@wrenn/host-agent/cli');
     await runAgentFromCli(opts, {
@@ -55,7 +66,9 @@ program
           stateFile: join(opts.dataDir ?? '/var/lib/wrenn', 'registration.json'),
           ...(opts.token ? { token: opts.token } : {}),
         });
-        process.stderr.write(`registered with ${opts.controlPlane} as ${reg.hostId}${reg.reused ? ' (remembered)' : ''}\n`);
+        process.stderr.write(
+          `registered with ${opts.controlPlane} as ${reg.hostId}${reg.reused ? ' (remembered)' : ''}\n`,
+        );
       },
     });
   });
@@ -63,10 +76,18 @@ program
 program
   .command('up')
   .description('run the whole system on this machine: control plane, host agent, embedded database')
-  .addOption(new Option('--listen <addr>', 'host:port of the API, proxy and dashboard').default('127.0.0.1:8000').env('WRENN_LISTEN'))
+  .addOption(
+    new Option('--listen <addr>', 'host:port of the API, proxy and dashboard')
+      .default('127.0.0.1:8000')
+      .env('WRENN_LISTEN'),
+  )
   .addOption(new Option('--data-dir <dir>', 'data directory').default('/var/lib/wrenn').env('WRENN_DIR'))
   .addOption(new Option('--domain <domain>', 'domain for proxy host names').default('localhost').env('WRENN_DOMAIN'))
-  .addOption(new Option('--warm-pool <spec>', 'ready capsules kept per template, e.g. minimal=2').default('minimal=2').env('WRENN_WARM_POOL'))
+  .addOption(
+    new Option('--warm-pool <spec>', 'ready capsules kept per template, e.g. minimal=2')
+      .default('minimal=2')
+      .env('WRENN_WARM_POOL'),
+  )
   .action(async (opts: Record<string, string | undefined>) => {
     const { runUpFromCli } = await import('@wrenn/control-plane/cli');
     await runUpFromCli(opts);

@@ -2,7 +2,8 @@
 import { parseListen, parseWarmPool } from '@wrenn/host-agent/cli';
 
 export async function runUpFromCli(opts: Record<string, string | undefined>): Promise<void> {
-  if (process.getuid?.() !== 0) throw new Error('`wrenn up` runs a host agent, which needs root (namespaces, cgroups, network); run it with sudo');
+  if (process.getuid?.() !== 0)
+    throw new Error('`wrenn up` runs a host agent, which needs root (namespaces, cgroups, network); run it with sudo');
   const { startUp } = await import('./up.js');
   const dataDir = opts.dataDir ?? '/var/lib/wrenn';
   const up = await startUp({
@@ -44,8 +45,14 @@ export async function runServerFromCli(opts: Record<string, string | undefined>)
     publicUrl: `http://${listen.host}:${listen.port}`,
     ...(process.env.DATABASE_URL ? { databaseUrl: process.env.DATABASE_URL } : {}),
   });
-  const admin = await ensureAdmin({ db: cp.ctx.database.db, dataDir, ...(process.env.WRENN_API_KEY ? { envKey: process.env.WRENN_API_KEY } : {}) });
-  process.stderr.write(`Wrenn control plane at ${cp.url}; admin key ${admin.apiKey}; agents join with \`wrenn agent --control-plane ${cp.url} --token <token>\`\n`);
+  const admin = await ensureAdmin({
+    db: cp.ctx.database.db,
+    dataDir,
+    ...(process.env.WRENN_API_KEY ? { envKey: process.env.WRENN_API_KEY } : {}),
+  });
+  process.stderr.write(
+    `Wrenn control plane at ${cp.url}; admin key ${admin.apiKey}; agents join with \`wrenn agent --control-plane ${cp.url} --token <token>\`\n`,
+  );
   const stop = () => void cp.close().then(() => process.exit(0));
   process.once('SIGTERM', stop);
   process.once('SIGINT', stop);

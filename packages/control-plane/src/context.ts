@@ -1,7 +1,7 @@
 // What every part of the control plane shares: the database, the agent pool, configuration, logs.
 import type { Logger } from 'pino';
-import type { WrennDatabase } from './db/open.js';
 import type { AgentPool } from './agents/pool.js';
+import type { WrennDatabase } from './db/open.js';
 import type { ProxyTargetInfo } from './proxy/targets.js';
 
 export interface ControlPlaneConfig {

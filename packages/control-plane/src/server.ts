@@ -3,24 +3,31 @@
 // keep the database true (host heartbeats, reconciler).
 import http from 'node:http';
 import type { Duplex } from 'node:stream';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import websocket from '@fastify/websocket';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import pino from 'pino';
-import { openDatabase } from './db/open.js';
 import { AgentPool } from './agents/pool.js';
-import type { ControlPlaneConfig, ControlPlaneContext } from './context.js';
-import { nativeApi } from './api/native/index.js';
-import { e2bApi } from './api/e2b/index.js';
-import { createSandboxProxy } from './proxy/sandbox-proxy.js';
-import { errorHandler } from './api/errors.js';
-import { e2bErrorHandler } from './api/e2b/errors.js';
-import { isE2bPath } from './api/e2b/index.js';
-import { hostRoutes } from './hosts/index.js';
-import { startStateLoops, type StateLoops } from './reconciler/index.js';
 import { registerDashboard } from './api/dashboard.js';
-import { bodyPending, type EdgeLimits, edgeLimitsFromEnv, JSON_BODY_LIMIT, refuseUpgrade, registerEdgeGuards, takesUpgrade } from './api/edge.js';
+import { e2bErrorHandler } from './api/e2b/errors.js';
+import { e2bApi, isE2bPath } from './api/e2b/index.js';
+import {
+  bodyPending,
+  type EdgeLimits,
+  edgeLimitsFromEnv,
+  JSON_BODY_LIMIT,
+  refuseUpgrade,
+  registerEdgeGuards,
+  takesUpgrade,
+} from './api/edge.js';
+import { errorHandler } from './api/errors.js';
+import { nativeApi } from './api/native/index.js';
+import type { ControlPlaneConfig, ControlPlaneContext } from './context.js';
+import { openDatabase } from './db/open.js';
+import { hostRoutes } from './hosts/index.js';
+import { createSandboxProxy } from './proxy/sandbox-proxy.js';
+import { type StateLoops, startStateLoops } from './reconciler/index.js';
 
 export interface StartControlPlaneOptions extends ControlPlaneConfig {
   databaseUrl?: string;
@@ -56,7 +63,11 @@ export async function startControlPlane(opts: StartControlPlaneOptions): Promise
   // Builds cut off by a restart would otherwise show as running forever.
   await database.db
     .updateTable('template_builds')
-    .set({ status: 'error', error: 'the control plane restarted during the build; start it again', finished_at: Date.now() })
+    .set({
+      status: 'error',
+      error: 'the control plane restarted during the build; start it again',
+      finished_at: Date.now(),
+    })
     .where('status', 'in', ['pending', 'building'])
     .execute();
   const edge: EdgeLimits = { ...edgeLimitsFromEnv(), ...opts.edge };
@@ -100,7 +111,9 @@ export async function startControlPlane(opts: StartControlPlaneOptions): Promise
   app.setErrorHandler(errorHandler);
   // Unknown routes answer in the API's error shape, naming what was asked for.
   const noRoute = (req: FastifyRequest, reply: FastifyReply) => {
-    void reply.status(404).send({ error: { code: 'not_found', message: `no route ${req.method} ${req.url.split('?')[0]}; see /docs for the API` } });
+    void reply.status(404).send({
+      error: { code: 'not_found', message: `no route ${req.method} ${req.url.split('?')[0]}; see /docs for the API` },
+    });
   };
   app.setNotFoundHandler(noRoute);
   registerEdgeGuards(app, edge, noRoute);
@@ -114,10 +127,14 @@ export async function startControlPlane(opts: StartControlPlaneOptions): Promise
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });
   await app.register(websocket);
-  app.get('/openapi.yaml', { schema: { hide: true } }, async (_req, reply) => reply.type('application/yaml').send(app.swagger({ yaml: true })));
+  app.get('/openapi.yaml', { schema: { hide: true } }, async (_req, reply) =>
+    reply.type('application/yaml').send(app.swagger({ yaml: true })),
+  );
   // The one /health for both APIs (E2B's included): 200 once capsules can be created.
   app.get('/health', { schema: { hide: true } }, async (_req, reply) =>
-    ctx.readiness.ready ? reply.send({ status: 'ok' }) : reply.status(503).send({ status: 'starting', reason: ctx.readiness.reason }),
+    ctx.readiness.ready
+      ? reply.send({ status: 'ok' })
+      : reply.status(503).send({ status: 'starting', reason: ctx.readiness.reason }),
   );
   // Host registration authenticates with a one-time token, not an API key: outside the native API.
   await app.register(hostRoutes, { ctx });
@@ -127,7 +144,11 @@ export async function startControlPlane(opts: StartControlPlaneOptions): Promise
   // WebSocket upgrades for capsule ports go to the proxy; only the others reach Fastify's websocket
   // routes (whose listener would otherwise answer the same upgrade too).
   await app.ready();
-  const apiUpgrades = app.server.listeners('upgrade') as ((req: http.IncomingMessage, socket: Duplex, head: Buffer) => void)[];
+  const apiUpgrades = app.server.listeners('upgrade') as ((
+    req: http.IncomingMessage,
+    socket: Duplex,
+    head: Buffer,
+  ) => void)[];
   app.server.removeAllListeners('upgrade');
   app.server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
     if (proxy.handleUpgrade(req, socket, head)) return;

@@ -4,15 +4,22 @@
 // like any agent's; the in-process calls need none, and the hosts row holds the secret for the
 // proxy hop and for WRENN_LOCAL_AGENT_RPC=http.
 import { cpus, totalmem } from 'node:os';
-import pino from 'pino';
-import { startAgent, type RunningAgent } from '@wrenn/host-agent/agent';
+import { type RunningAgent, startAgent } from '@wrenn/host-agent/agent';
+import { describeCapacity } from '@wrenn/host-agent/capacity/capacity';
 import { createLocalLayers, type LocalLayers } from '@wrenn/host-agent/local-providers';
 import { agentNetWarmPool, type NetworkOptions } from '@wrenn/host-agent/network/index';
-import { describeCapacity } from '@wrenn/host-agent/capacity/capacity';
-import { startControlPlane, type RunningControlPlane } from './server.js';
-import { createHost, getHost, recordHeartbeat, setHostAddress, setHostAgentSecret, setHostStatus } from './db/repositories/hosts.js';
+import pino from 'pino';
 import { ensureAdmin } from './auth/index.js';
+import {
+  createHost,
+  getHost,
+  recordHeartbeat,
+  setHostAddress,
+  setHostAgentSecret,
+  setHostStatus,
+} from './db/repositories/hosts.js';
 import { recordCapsuleDied } from './reconciler/capsule-died.js';
+import { type RunningControlPlane, startControlPlane } from './server.js';
 
 export interface UpOptions {
   dataDir: string;
@@ -68,7 +75,15 @@ export async function startUp(o: UpOptions): Promise<RunningUp> {
     ...(o.warmPool ? { warmPool: o.warmPool } : {}),
     log: (level, msg, data) => log[level](data ?? {}, msg),
   });
-  log.info({ runtimes: [...layers.runtimes.keys()], defaultRuntime: layers.defaultRuntime, why: layers.runtimeReasons, capacity: describeCapacity(agent.manager.capacity(0, true)) }, 'runtimes on this host');
+  log.info(
+    {
+      runtimes: [...layers.runtimes.keys()],
+      defaultRuntime: layers.defaultRuntime,
+      why: layers.runtimeReasons,
+      capacity: describeCapacity(agent.manager.capacity(0, true)),
+    },
+    'runtimes on this host',
+  );
   const cp = await startControlPlane({
     listen: o.listen,
     dataDir: o.dataDir,

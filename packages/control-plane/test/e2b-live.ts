@@ -3,21 +3,21 @@
 // and the options the official e2b SDK needs to talk to it. Every piece is torn down by close():
 // capsules (processes, cgroups, overlays), network namespaces, veths, iptables chains, data dirs.
 import { mkdtempSync, rmSync } from 'node:fs';
+import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import http from 'node:http';
-import pino from 'pino';
-import { startAgent, type RunningAgent } from '@wrenn/host-agent/agent';
-import { networkProvider, templateProvider, type LocalLayers } from '@wrenn/host-agent/local-providers';
-import { TemplateStore } from '@wrenn/host-agent/rootfs/index';
+import { type RunningAgent, startAgent } from '@wrenn/host-agent/agent';
+import { type LocalLayers, networkProvider, templateProvider } from '@wrenn/host-agent/local-providers';
 import { NetworkManager, startMetadataHttpServer } from '@wrenn/host-agent/network/index';
+import { TemplateStore } from '@wrenn/host-agent/rootfs/index';
 import { NamespaceRuntime } from '@wrenn/host-agent/runtimes/namespace/index';
 import type { CapsuleRuntime, RuntimeName } from '@wrenn/host-agent/runtimes/runtime';
+import pino from 'pino';
+import { type StateLoops, startStateLoops } from '../src/reconciler/index.js';
+import { type RunningControlPlane, startControlPlane } from '../src/server.js';
 import { agentCgroupParent, removeCgroupParent, slotNetwork } from '../src/testing/live-up.js';
-import { startUp, type RunningUp, type UpOptions } from '../src/up.js';
-import { startControlPlane, type RunningControlPlane } from '../src/server.js';
+import { type RunningUp, startUp, type UpOptions } from '../src/up.js';
 import { startTestPostgres, type TestPostgres } from './pg.js';
-import { startStateLoops, type StateLoops } from '../src/reconciler/index.js';
 
 export type DbKind = 'sqlite' | 'postgres';
 
@@ -31,9 +31,15 @@ export const testNetwork = slotNetwork;
  */
 async function createAgentLayers(dataDir: string, slot: number, imagesDir: string): Promise<LocalLayers> {
   const templateStore = new TemplateStore({ imagesDir });
-  const networkManager = new NetworkManager({ dataDir, ...testNetwork(slot) } as ConstructorParameters<typeof NetworkManager>[0]);
+  const networkManager = new NetworkManager({ dataDir, ...testNetwork(slot) } as ConstructorParameters<
+    typeof NetworkManager
+  >[0]);
   await networkManager.init();
-  const metadataServer = await startMetadataHttpServer({ port: networkManager.metadataPort, host: '0.0.0.0', lookup: (a) => networkManager.metadataFor(a) });
+  const metadataServer = await startMetadataHttpServer({
+    port: networkManager.metadataPort,
+    host: '0.0.0.0',
+    lookup: (a) => networkManager.metadataFor(a),
+  });
   const ns = new NamespaceRuntime({ dataDir, templates: templateStore, cgroupParent: agentCgroupParent(slot) });
   await ns.prepare();
   return {
@@ -93,12 +99,18 @@ export interface LiveSystem {
 }
 
 const quietLog = pino({ level: process.env.WRENN_TEST_LOG ?? 'silent' });
-const agentLog = (level: 'info' | 'warn' | 'error', msg: string, data?: Record<string, unknown>) => quietLog[level](data ?? {}, msg);
+const agentLog = (level: 'info' | 'warn' | 'error', msg: string, data?: Record<string, unknown>) =>
+  quietLog[level](data ?? {}, msg);
 
 /** The template cache the host-agent tests share, so `base` (debootstrap, a minute or more) is built once per machine. */
 export const SHARED_IMAGES = process.env.WRENN_TEST_IMAGES ?? '/var/cache/wrenn-test-images';
 
-export async function startLive(o: { db: DbKind; slot: number; imagesDir?: string; capacity?: UpOptions['capacity'] }): Promise<LiveSystem> {
+export async function startLive(o: {
+  db: DbKind;
+  slot: number;
+  imagesDir?: string;
+  capacity?: UpOptions['capacity'];
+}): Promise<LiveSystem> {
   const dataDir = mkdtempSync(join(tmpdir(), 'wrenn-live-'));
   const databaseUrl = o.db === 'postgres' ? await postgresUrl() : undefined;
   const domain = 'wrenn.test';
@@ -133,14 +145,24 @@ export async function startLive(o: { db: DbKind; slot: number; imagesDir?: strin
     adminKey: up.adminKey,
     dataDir,
     ...(databaseUrl ? { databaseUrl } : {}),
-    sdk: (apiKey) => ({ apiKey: apiKey ?? sys.adminKey, apiUrl: sys.url, sandboxUrl: sys.url, requestTimeoutMs: 120_000 }),
+    sdk: (apiKey) => ({
+      apiKey: apiKey ?? sys.adminKey,
+      apiUrl: sys.url,
+      sandboxUrl: sys.url,
+      requestTimeoutMs: 120_000,
+    }),
     async startExtraAgent(slot) {
       const dir = mkdtempSync(join(tmpdir(), 'wrenn-agent-'));
       // Templates come from the main system's image cache (built once per run).
       const mk = async (port: number) => {
         const layers = await createAgentLayers(dir, slot, o.imagesDir ?? join(dataDir, 'images'));
         try {
-          const agent = await startAgent({ ...layers, dataDir: dir, listen: { host: '127.0.0.1', port }, log: agentLog });
+          const agent = await startAgent({
+            ...layers,
+            dataDir: dir,
+            listen: { host: '127.0.0.1', port },
+            log: agentLog,
+          });
           return { layers, agent };
         } catch (err) {
           await layers.close().catch(() => undefined);
@@ -229,11 +251,23 @@ export async function startLive(o: { db: DbKind; slot: number; imagesDir?: strin
 }
 
 /** GET through the sandbox proxy with a Host header (what a browser sends for getHost(port) URLs). */
-export function getViaHost(proxyUrl: string, hostHeader: string, path = '/', headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
+export function getViaHost(
+  proxyUrl: string,
+  hostHeader: string,
+  path = '/',
+  headers: Record<string, string> = {},
+): Promise<{ status: number; body: string }> {
   const u = new URL(proxyUrl);
   return new Promise((resolve, reject) => {
     const req = http.request(
-      { host: u.hostname, port: Number(u.port), path, method: 'GET', headers: { host: hostHeader, ...headers }, agent: false },
+      {
+        host: u.hostname,
+        port: Number(u.port),
+        path,
+        method: 'GET',
+        headers: { host: hostHeader, ...headers },
+        agent: false,
+      },
       (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
@@ -247,7 +281,12 @@ export function getViaHost(proxyUrl: string, hostHeader: string, path = '/', hea
 }
 
 /** Polls `fn` until it returns a value other than undefined, or fails after `timeoutMs` naming `what`. */
-export async function waitFor<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 30_000, everyMs = 200): Promise<T> {
+export async function waitFor<T>(
+  what: string,
+  fn: () => Promise<T | undefined>,
+  timeoutMs = 30_000,
+  everyMs = 200,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   for (;;) {

@@ -1,7 +1,8 @@
 // Pure parts of the E2B API: how capsules look as E2B sandboxes and how the SDK's metadata
 // query is decoded.
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
+import { test } from 'node:test';
 import { e2bState, parseMetadataQuery, toListedSandbox } from '../src/api/e2b/mapping.js';
 import type { Capsule } from '../src/db/repositories/capsules.js';
 
@@ -12,10 +13,12 @@ test('E2B sees starting/running as running and paused/hibernated as paused', () 
   assert.equal(e2bState('hibernated'), 'paused');
 });
 
-test("the metadata query is decoded the way the SDK encodes it (each pair encoded, then the string)", () => {
+test('the metadata query is decoded the way the SDK encodes it (each pair encoded, then the string)', () => {
   // What the SDK sends for { 'a b': 'x&y', user: 'abc' }: pairs encoded with encodeURIComponent,
   // joined by URLSearchParams (which encodes again); Fastify decodes the outer layer.
-  const pairs = Object.fromEntries(Object.entries({ 'a b': 'x&y', user: 'abc' }).map(([k, v]) => [encodeURIComponent(k), encodeURIComponent(v)]));
+  const pairs = Object.fromEntries(
+    Object.entries({ 'a b': 'x&y', user: 'abc' }).map(([k, v]) => [encodeURIComponent(k), encodeURIComponent(v)]),
+  );
   const sent = new URLSearchParams(pairs).toString();
   assert.deepEqual(parseMetadataQuery(sent), { 'a b': 'x&y', user: 'abc' });
   assert.deepEqual(parseMetadataQuery('user=abc&app=prod'), { user: 'abc', app: 'prod' });

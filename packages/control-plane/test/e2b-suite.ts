@@ -1,12 +1,13 @@
 // The official e2b SDK against a live `wrenn up`: everything a user of E2B does, unchanged, with
 // E2B_API_URL / E2B_SANDBOX_URL pointed at the control plane and a Wrenn key as the API key.
 // Shared by the SQLite and PostgreSQL test files.
-import { after, before, describe, it } from 'node:test';
+
 import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
 import { NotFoundError, Sandbox, SandboxNotFoundError } from 'e2b';
-import { createTeam } from '../src/db/repositories/teams.js';
 import { createApiKey } from '../src/auth/api-keys.js';
-import { getViaHost, startLive, stopPostgres, waitFor, type DbKind, type LiveSystem } from './e2b-live.js';
+import { createTeam } from '../src/db/repositories/teams.js';
+import { type DbKind, getViaHost, type LiveSystem, startLive, stopPostgres, waitFor } from './e2b-live.js';
 
 export function defineE2bSuite(db: DbKind, slot: number): void {
   describe(`e2b SDK against wrenn up (${db})`, () => {
@@ -36,7 +37,9 @@ export function defineE2bSuite(db: DbKind, slot: number): void {
     it('creates a sandbox, runs commands, reads and writes files, reports its info', async () => {
       const sbx = await make({ metadata: { suite: 'e2b', n: '1' }, envs: { GREETING: 'hi from env' } });
       assert.match(sbx.sandboxId, /^cl-[0-9a-z]+$/);
-      const r = await sbx.commands.run('echo "$GREETING"; id -un; echo err >&2; exit 3').catch((e: { result?: unknown }) => e.result ?? e);
+      const r = await sbx.commands
+        .run('echo "$GREETING"; id -un; echo err >&2; exit 3')
+        .catch((e: { result?: unknown }) => e.result ?? e);
       assert.equal((r as { exitCode: number }).exitCode, 3);
       assert.equal((r as { stdout: string }).stdout, 'hi from env\nuser\n');
       assert.equal((r as { stderr: string }).stderr, 'err\n');
@@ -44,7 +47,10 @@ export function defineE2bSuite(db: DbKind, slot: number): void {
       await sbx.files.write('/home/user/notes.txt', 'line one\nline two\n');
       assert.equal(await sbx.files.read('/home/user/notes.txt'), 'line one\nline two\n');
       const entries = await sbx.files.list('/home/user');
-      assert.ok(entries.some((e) => e.name === 'notes.txt'), `notes.txt listed in ${JSON.stringify(entries.map((e) => e.name))}`);
+      assert.ok(
+        entries.some((e) => e.name === 'notes.txt'),
+        `notes.txt listed in ${JSON.stringify(entries.map((e) => e.name))}`,
+      );
       const cat = await sbx.commands.run('cat /home/user/notes.txt | wc -l');
       assert.equal(cat.stdout.trim(), '2');
 
@@ -60,9 +66,17 @@ export function defineE2bSuite(db: DbKind, slot: number): void {
     it('runs a PTY: input goes in, the shell answers', async () => {
       const sbx = await make();
       let out = '';
-      const term = await sbx.pty.create({ cols: 80, rows: 24, onData: (d) => void (out += Buffer.from(d).toString('utf8')) });
+      const term = await sbx.pty.create({
+        cols: 80,
+        rows: 24,
+        onData: (d) => void (out += Buffer.from(d).toString('utf8')),
+      });
       await sbx.pty.sendInput(term.pid, new TextEncoder().encode('echo pty-$((6*7))-ok\n'));
-      await waitFor('the PTY to echo the computed marker', async () => (out.includes('pty-42-ok') ? true : undefined), 20_000);
+      await waitFor(
+        'the PTY to echo the computed marker',
+        async () => (out.includes('pty-42-ok') ? true : undefined),
+        20_000,
+      );
       await sbx.pty.resize(term.pid, { cols: 100, rows: 30 });
       await sbx.pty.sendInput(term.pid, new TextEncoder().encode('stty size\n'));
       await waitFor('stty to report the new size', async () => (out.includes('30 100') ? true : undefined), 20_000);
@@ -80,7 +94,9 @@ export function defineE2bSuite(db: DbKind, slot: number): void {
         return r.status === 200 ? r : undefined;
       });
       assert.equal(viaHost.body, `<p>served by ${sbx.sandboxId}</p>`);
-      const viaHeaders = await fetch(`${sys.url}/index.html`, { headers: { 'E2b-Sandbox-Id': sbx.sandboxId, 'E2b-Sandbox-Port': '8080' } });
+      const viaHeaders = await fetch(`${sys.url}/index.html`, {
+        headers: { 'E2b-Sandbox-Id': sbx.sandboxId, 'E2b-Sandbox-Port': '8080' },
+      });
       assert.equal(viaHeaders.status, 200);
       assert.equal(await viaHeaders.text(), `<p>served by ${sbx.sandboxId}</p>`);
     });
@@ -89,18 +105,30 @@ export function defineE2bSuite(db: DbKind, slot: number): void {
       const sbx = await make();
       await sbx.files.write('/tmp/keep.txt', 'kept across pause');
       // A process holding state only in memory: it counts, and reports its count on request.
-      await sbx.commands.run('sh -c \'n=0; while true; do n=$((n+1)); echo $n > /tmp/count.new; mv /tmp/count.new /tmp/count; sleep 0.2; done\' & echo $! > /tmp/counter.pid', { background: false });
+      await sbx.commands.run(
+        "sh -c 'n=0; while true; do n=$((n+1)); echo $n > /tmp/count.new; mv /tmp/count.new /tmp/count; sleep 0.2; done' & echo $! > /tmp/counter.pid",
+        { background: false },
+      );
       const pid = (await sbx.commands.run('cat /tmp/counter.pid')).stdout.trim();
       assert.match(pid, /^\d+$/);
 
       assert.equal(await Sandbox.pause(sbx.sandboxId, sys.sdk()), true);
-      assert.equal(await Sandbox.pause(sbx.sandboxId, sys.sdk()), false, 'pausing a paused sandbox reports false (409)');
+      assert.equal(
+        await Sandbox.pause(sbx.sandboxId, sys.sdk()),
+        false,
+        'pausing a paused sandbox reports false (409)',
+      );
       const paused = await Sandbox.getInfo(sbx.sandboxId, sys.sdk());
       assert.equal(paused.state, 'paused');
       const pausedList = await Sandbox.list({ ...sys.sdk(), query: { state: ['paused'] } }).nextItems();
-      assert.ok(pausedList.some((s) => s.sandboxId === sbx.sandboxId), 'listed among paused sandboxes');
+      assert.ok(
+        pausedList.some((s) => s.sandboxId === sbx.sandboxId),
+        'listed among paused sandboxes',
+      );
       // The proxy refuses traffic to a paused capsule rather than hanging.
-      const refused = await fetch(`${sys.url}/`, { headers: { 'E2b-Sandbox-Id': sbx.sandboxId, 'E2b-Sandbox-Port': '49983' } });
+      const refused = await fetch(`${sys.url}/`, {
+        headers: { 'E2b-Sandbox-Id': sbx.sandboxId, 'E2b-Sandbox-Port': '49983' },
+      });
       assert.equal(refused.status, 409);
       await refused.body?.cancel();
 
@@ -124,7 +152,10 @@ export function defineE2bSuite(db: DbKind, slot: number): void {
       const first = (await sbx.getInfo()).endAt.getTime();
       await sbx.setTimeout(3_600_000);
       const longer = (await sbx.getInfo()).endAt.getTime();
-      assert.ok(longer > first + 30 * 60_000, `endAt moved about an hour out (${new Date(first).toISOString()} -> ${new Date(longer).toISOString()})`);
+      assert.ok(
+        longer > first + 30 * 60_000,
+        `endAt moved about an hour out (${new Date(first).toISOString()} -> ${new Date(longer).toISOString()})`,
+      );
       await sbx.setTimeout(120_000);
       const shorter = (await sbx.getInfo()).endAt.getTime();
       assert.ok(shorter < longer - 30 * 60_000, 'endAt moved back in');
@@ -138,14 +169,24 @@ export function defineE2bSuite(db: DbKind, slot: number): void {
       const mine = await Sandbox.list({ ...sys.sdk(), query: { metadata: { listing: tag } } }).nextItems();
       assert.deepEqual(mine.map((s) => s.sandboxId).sort(), [a.sandboxId, b.sandboxId].sort());
       const onlyB = await Sandbox.list({ ...sys.sdk(), query: { metadata: { listing: tag, which: 'b' } } }).nextItems();
-      assert.deepEqual(onlyB.map((s) => s.sandboxId), [b.sandboxId]);
+      assert.deepEqual(
+        onlyB.map((s) => s.sandboxId),
+        [b.sandboxId],
+      );
 
       const pager = Sandbox.list({ ...sys.sdk(), limit: 1, query: { metadata: { listing: tag }, state: ['running'] } });
       const seen: string[] = [];
       while (pager.hasNext) seen.push(...(await pager.nextItems()).map((s) => s.sandboxId));
       assert.deepEqual(seen.sort(), [a.sandboxId, b.sandboxId].sort(), 'two pages of one');
-      const oldestFirst = await Sandbox.list({ ...sys.sdk(), order: 'asc', query: { metadata: { listing: tag } } }).nextItems();
-      assert.deepEqual(oldestFirst.map((s) => s.sandboxId), [a.sandboxId, b.sandboxId]);
+      const oldestFirst = await Sandbox.list({
+        ...sys.sdk(),
+        order: 'asc',
+        query: { metadata: { listing: tag } },
+      }).nextItems();
+      assert.deepEqual(
+        oldestFirst.map((s) => s.sandboxId),
+        [a.sandboxId, b.sandboxId],
+      );
     });
 
     it("answers 404 for unknown and other teams' sandboxes, 401 without a valid key, in E2B's error shape", async () => {
@@ -154,9 +195,15 @@ export function defineE2bSuite(db: DbKind, slot: number): void {
       assert.equal(await Sandbox.kill(sbx.sandboxId, sys.sdk(otherKey)), false);
       const theirs = await Sandbox.list(sys.sdk(otherKey)).nextItems();
       assert.ok(!theirs.some((s) => s.sandboxId === sbx.sandboxId));
-      assert.equal((await Sandbox.getInfo(sbx.sandboxId, sys.sdk())).state, 'running', 'still alive after the other team tried');
+      assert.equal(
+        (await Sandbox.getInfo(sbx.sandboxId, sys.sdk())).state,
+        'running',
+        'still alive after the other team tried',
+      );
 
-      const missing = await fetch(`${sys.url}/sandboxes/cl-doesnotexist0000`, { headers: { 'X-API-KEY': sys.adminKey } });
+      const missing = await fetch(`${sys.url}/sandboxes/cl-doesnotexist0000`, {
+        headers: { 'X-API-KEY': sys.adminKey },
+      });
       assert.equal(missing.status, 404);
       const body = (await missing.json()) as { code: number; message: string };
       assert.equal(body.code, 404);
@@ -179,12 +226,21 @@ export function defineE2bSuite(db: DbKind, slot: number): void {
       assert.equal(metrics.length, 1);
       assert.ok(metrics[0]!.memTotal > 0, 'memory limit reported');
       assert.equal(metrics[0]!.cpuCount, 1);
-      const many = await fetch(`${sys.url}/sandboxes/metrics?sandbox_ids=${sbx.sandboxId},cl-doesnotexist0000`, { headers: { 'X-API-KEY': sys.adminKey } });
+      const many = await fetch(`${sys.url}/sandboxes/metrics?sandbox_ids=${sbx.sandboxId},cl-doesnotexist0000`, {
+        headers: { 'X-API-KEY': sys.adminKey },
+      });
       const manyBody = (await many.json()) as { sandboxes: Record<string, unknown> };
       assert.deepEqual(Object.keys(manyBody.sandboxes), [sbx.sandboxId]);
-      const logs = (await (await fetch(`${sys.url}/sandboxes/${sbx.sandboxId}/logs`, { headers: { 'X-API-KEY': sys.adminKey } })).json()) as { logs: { line: string }[] };
-      assert.ok(logs.logs.some((l) => l.line.startsWith('capsule.created')), JSON.stringify(logs));
-      const templates = (await (await fetch(`${sys.url}/templates`, { headers: { 'X-API-KEY': sys.adminKey } })).json()) as { templateID: string; public: boolean }[];
+      const logs = (await (
+        await fetch(`${sys.url}/sandboxes/${sbx.sandboxId}/logs`, { headers: { 'X-API-KEY': sys.adminKey } })
+      ).json()) as { logs: { line: string }[] };
+      assert.ok(
+        logs.logs.some((l) => l.line.startsWith('capsule.created')),
+        JSON.stringify(logs),
+      );
+      const templates = (await (
+        await fetch(`${sys.url}/templates`, { headers: { 'X-API-KEY': sys.adminKey } })
+      ).json()) as { templateID: string; public: boolean }[];
       assert.ok(templates.some((t) => t.templateID === 'minimal' && t.public));
     });
 
@@ -195,7 +251,10 @@ export function defineE2bSuite(db: DbKind, slot: number): void {
       const snap = await sbx.createSnapshot({ name });
       assert.equal(snap.snapshotId, name);
       const listed = await Sandbox.listSnapshots({ ...sys.sdk(), sandboxId: sbx.sandboxId }).nextItems();
-      assert.deepEqual(listed.map((x) => x.snapshotId), [name]);
+      assert.deepEqual(
+        listed.map((x) => x.snapshotId),
+        [name],
+      );
       const fromSnap = await Sandbox.create(name, { ...sys.sdk(), timeoutMs: 120_000 });
       created.push(fromSnap.sandboxId);
       assert.equal(await fromSnap.files.read('/home/user/state.txt'), 'saved in the snapshot');
@@ -221,15 +280,28 @@ export function defineE2bSuite(db: DbKind, slot: number): void {
       const sbx = await make({ metadata: { edges: db } });
       const v1 = await api('GET', `/sandboxes?metadata=${encodeURIComponent(`edges=${db}`)}`);
       assert.equal(v1.status, 200);
-      assert.deepEqual((v1.body as unknown as { sandboxID: string }[]).map((s) => s.sandboxID), [sbx.sandboxId]);
+      assert.deepEqual(
+        (v1.body as unknown as { sandboxID: string }[]).map((s) => s.sandboxID),
+        [sbx.sandboxId],
+      );
 
-      const repeated = await api('GET', `/v2/sandboxes?state=running&state=paused&metadata=${encodeURIComponent(`edges=${db}`)}`);
+      const repeated = await api(
+        'GET',
+        `/v2/sandboxes?state=running&state=paused&metadata=${encodeURIComponent(`edges=${db}`)}`,
+      );
       assert.equal(repeated.status, 200, 'state may be repeated instead of comma-separated');
-      assert.deepEqual((repeated.body as unknown as { sandboxID: string }[]).map((s) => s.sandboxID), [sbx.sandboxId]);
+      assert.deepEqual(
+        (repeated.body as unknown as { sandboxID: string }[]).map((s) => s.sandboxID),
+        [sbx.sandboxId],
+      );
       assert.equal((await api('GET', '/v2/sandboxes?state=stopped')).status, 400);
 
       assert.equal((await api('POST', `/sandboxes/${sbx.sandboxId}/refreshes`, { duration: 600 })).status, 204);
-      assert.equal((await api('POST', `/sandboxes/${sbx.sandboxId}/resume`, { timeout: 60 })).status, 409, 'resuming a running sandbox');
+      assert.equal(
+        (await api('POST', `/sandboxes/${sbx.sandboxId}/resume`, { timeout: 60 })).status,
+        409,
+        'resuming a running sandbox',
+      );
       assert.equal((await api('POST', `/sandboxes/${sbx.sandboxId}/pause`, {})).status, 204);
       const v1Paused = await api('GET', `/sandboxes?metadata=${encodeURIComponent(`edges=${db}`)}`);
       assert.deepEqual(v1Paused.body, [], 'v1 lists running sandboxes only');
@@ -256,14 +328,23 @@ export function defineE2bSuite(db: DbKind, slot: number): void {
     it('kills: gone from info and lists, its proxy routes 404, a second kill reports false', async () => {
       const sbx = await make();
       assert.equal(await Sandbox.kill(sbx.sandboxId, sys.sdk()), true);
-      await assert.rejects(Sandbox.getInfo(sbx.sandboxId, sys.sdk()), (e: unknown) => e instanceof SandboxNotFoundError || e instanceof NotFoundError);
+      await assert.rejects(
+        Sandbox.getInfo(sbx.sandboxId, sys.sdk()),
+        (e: unknown) => e instanceof SandboxNotFoundError || e instanceof NotFoundError,
+      );
       const all = await Sandbox.list(sys.sdk()).nextItems();
       assert.ok(!all.some((s) => s.sandboxId === sbx.sandboxId));
-      const r = await fetch(`${sys.url}/`, { headers: { 'E2b-Sandbox-Id': sbx.sandboxId, 'E2b-Sandbox-Port': '49983' } });
+      const r = await fetch(`${sys.url}/`, {
+        headers: { 'E2b-Sandbox-Id': sbx.sandboxId, 'E2b-Sandbox-Port': '49983' },
+      });
       assert.equal(r.status, 404);
       await r.body?.cancel();
       assert.equal(await Sandbox.kill(sbx.sandboxId, sys.sdk()), false);
-      assert.equal(await sys.up.agent.manager.list().some((c) => c.id === sbx.sandboxId), false, 'the agent no longer has it');
+      assert.equal(
+        await sys.up.agent.manager.list().some((c) => c.id === sbx.sandboxId),
+        false,
+        'the agent no longer has it',
+      );
     });
   });
 }

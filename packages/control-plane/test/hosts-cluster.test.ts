@@ -3,24 +3,26 @@
 // capsules land on both (least loaded), one agent dies and the other keeps serving while the
 // reconciler marks the lost capsules, the control plane restarts without losing anything, and the
 // dead agent comes back with its capsules restored.
-import { after, before, describe, it } from 'node:test';
+
 import assert from 'node:assert/strict';
-import { join } from 'node:path';
 import { readFileSync } from 'node:fs';
-import Fastify from 'fastify';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
 import { Sandbox, SandboxNotFoundError } from 'e2b';
-import { hostRoutes, HostMonitor, registerWithControlPlane, RegistrationError } from '../src/hosts/index.js';
-import { Reconciler } from '../src/reconciler/index.js';
+import Fastify from 'fastify';
 import { errorHandler } from '../src/api/errors.js';
-import { getHost } from '../src/db/repositories/hosts.js';
-import { getCapsule } from '../src/db/repositories/capsules.js';
-import { createTeam } from '../src/db/repositories/teams.js';
 import { createApiKey } from '../src/auth/api-keys.js';
-import { startLive, stopPostgres, waitFor, type DbKind, type ExtraAgent, type LiveSystem } from './e2b-live.js';
+import { getCapsule } from '../src/db/repositories/capsules.js';
+import { getHost } from '../src/db/repositories/hosts.js';
+import { createTeam } from '../src/db/repositories/teams.js';
+import { HostMonitor, hostRoutes, RegistrationError, registerWithControlPlane } from '../src/hosts/index.js';
+import { Reconciler } from '../src/reconciler/index.js';
+import { type DbKind, type ExtraAgent, type LiveSystem, startLive, stopPostgres, waitFor } from './e2b-live.js';
 
 /** Where POST /v1/hosts/* is served: the server itself once it registers hostRoutes, else a side app on the same context. */
 async function hostApi(sys: LiveSystem): Promise<{ url: string; close(): Promise<void> }> {
-  if (sys.cp.app.hasRoute({ method: 'POST', url: '/v1/hosts/register' })) return { url: sys.url, close: async () => {} };
+  if (sys.cp.app.hasRoute({ method: 'POST', url: '/v1/hosts/register' }))
+    return { url: sys.url, close: async () => {} };
   const app = Fastify({ ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', allErrors: false } } });
   app.setErrorHandler(errorHandler);
   await app.register(hostRoutes, { ctx: sys.cp.ctx });
@@ -35,7 +37,10 @@ const post = async (url: string, body: unknown, key?: string) => {
     headers: { 'content-type': 'application/json', ...(key ? { 'x-api-key': key } : {}) },
     body: JSON.stringify(body),
   });
-  return { status: r.status, body: (await r.json()) as Record<string, unknown> & { error?: { code: string; message: string } } };
+  return {
+    status: r.status,
+    body: (await r.json()) as Record<string, unknown> & { error?: { code: string; message: string } },
+  };
 };
 
 function defineClusterSuite(db: DbKind, slot: number, extraSlot: number): void {
@@ -67,23 +72,41 @@ function defineClusterSuite(db: DbKind, slot: number, extraSlot: number): void {
       assert.equal((await post(`${api.url}/v1/hosts/tokens`, {})).status, 401, 'no key');
       const team = await createTeam(dbh(), { name: 'not-admin' });
       const userKey = (await createApiKey(dbh(), { teamId: team.id, name: 'user' })).key;
-      assert.equal((await post(`${api.url}/v1/hosts/tokens`, {}, userKey)).status, 403, 'a team key is not an admin key');
+      assert.equal(
+        (await post(`${api.url}/v1/hosts/tokens`, {}, userKey)).status,
+        403,
+        'a team key is not an admin key',
+      );
       const made = await post(`${api.url}/v1/hosts/tokens`, { ttl_sec: 600 }, sys.adminKey);
       assert.equal(made.status, 201);
       const token = made.body.token as string;
 
       // A wrong address is refused before the token is spent.
-      const bad = await post(`${api.url}/v1/hosts/register`, { token, address: 'http://127.0.0.1:1', agent_secret: extra.agent.secret });
+      const bad = await post(`${api.url}/v1/hosts/register`, {
+        token,
+        address: 'http://127.0.0.1:1',
+        agent_secret: extra.agent.secret,
+      });
       assert.equal(bad.status, 400);
       assert.match(bad.body.error!.message, /cannot reach the agent/);
       // So is a secret the agent does not take (same length, other bytes).
       const wrongSecret = extra.agent.secret.replace(/^./, (c) => (c === 'A' ? 'B' : 'A'));
-      const refused = await post(`${api.url}/v1/hosts/register`, { token, address: extra.agent.url, agent_secret: wrongSecret });
+      const refused = await post(`${api.url}/v1/hosts/register`, {
+        token,
+        address: extra.agent.url,
+        agent_secret: wrongSecret,
+      });
       assert.equal(refused.status, 400);
       assert.match(refused.body.error!.message, /refused agent_secret/);
 
       const stateFile = join(extra.dataDir, 'control-plane.json');
-      const reg = await registerWithControlPlane({ controlPlaneUrl: api.url, token, agentUrl: extra.agent.url, agentSecret: extra.agent.secret, stateFile });
+      const reg = await registerWithControlPlane({
+        controlPlaneUrl: api.url,
+        token,
+        agentUrl: extra.agent.url,
+        agentSecret: extra.agent.secret,
+        stateFile,
+      });
       assert.equal(reg.reused, false);
       assert.equal(reg.hostId, extra.agent.hostId, "the host keeps the agent's own id");
       hostB = reg.hostId;
@@ -92,17 +115,35 @@ function defineClusterSuite(db: DbKind, slot: number, extraSlot: number): void {
       assert.equal(host?.status, 'online');
       assert.equal(host?.address, extra.agent.url);
       assert.deepEqual(host?.runtimes, ['namespace']);
-      assert.equal(host?.agentSecret, extra.agent.secret, 'the control plane keeps the secret it presents to the agent');
+      assert.equal(
+        host?.agentSecret,
+        extra.agent.secret,
+        'the control plane keeps the secret it presents to the agent',
+      );
 
       // Spent: neither the same token again nor a made-up one registers anything.
-      const again = await post(`${api.url}/v1/hosts/register`, { token, address: extra.agent.url, agent_secret: extra.agent.secret });
+      const again = await post(`${api.url}/v1/hosts/register`, {
+        token,
+        address: extra.agent.url,
+        agent_secret: extra.agent.secret,
+      });
       assert.equal(again.status, 401);
       await assert.rejects(
-        registerWithControlPlane({ controlPlaneUrl: api.url, token: 'wrh_' + 'x'.repeat(32), agentUrl: extra.agent.url, agentSecret: extra.agent.secret }),
+        registerWithControlPlane({
+          controlPlaneUrl: api.url,
+          token: `wrh_${'x'.repeat(32)}`,
+          agentUrl: extra.agent.url,
+          agentSecret: extra.agent.secret,
+        }),
         (e: unknown) => e instanceof RegistrationError && e.status === 401,
       );
       // A restarted agent finds its registration and needs no token.
-      const reused = await registerWithControlPlane({ controlPlaneUrl: api.url, agentUrl: extra.agent.url, agentSecret: extra.agent.secret, stateFile });
+      const reused = await registerWithControlPlane({
+        controlPlaneUrl: api.url,
+        agentUrl: extra.agent.url,
+        agentSecret: extra.agent.secret,
+        stateFile,
+      });
       assert.equal(reused.reused, true);
       assert.equal(reused.hostId, hostB);
     });
@@ -163,7 +204,13 @@ function defineClusterSuite(db: DbKind, slot: number, extraSlot: number): void {
         assert.equal((await s.commands.run('echo alive')).stdout, 'alive\n');
       }
       const listed = (await Sandbox.list(sys.sdk()).nextItems()).map((s) => s.sandboxId).sort();
-      assert.deepEqual(listed, capsules.filter((x) => x.host === hostA).map((c) => c.id).sort());
+      assert.deepEqual(
+        listed,
+        capsules
+          .filter((x) => x.host === hostA)
+          .map((c) => c.id)
+          .sort(),
+      );
     });
 
     it('restores the lost capsules when their agent comes back', async () => {

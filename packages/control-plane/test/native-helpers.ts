@@ -35,7 +35,11 @@ export async function databaseUrlFor(dialect: SqlDialect): Promise<string | unde
 }
 
 /** A control plane with no hosts, on loopback, closed after the test. */
-export async function startBareControlPlane(t: TestContext, dialect: SqlDialect, edge?: Partial<EdgeLimits>): Promise<RunningControlPlane> {
+export async function startBareControlPlane(
+  t: TestContext,
+  dialect: SqlDialect,
+  edge?: Partial<EdgeLimits>,
+): Promise<RunningControlPlane> {
   const dataDir = tempDir(t);
   const databaseUrl = await databaseUrlFor(dialect);
   const cp = await startControlPlane({

@@ -79,7 +79,10 @@ for (const dialect of ['sqlite', 'postgres'] as const) {
         [{ network: { allow_out: { a: 1 } } }, /body\/network\/allow_out must be array/],
         [{ network: { deny_out: [] } }, /body\/network must NOT have additional properties|deny_out/],
         [{ network: { allow_out: ['nope'] } }, /network\.allow_out: "nope" is not an IPv4 CIDR/],
-        [{ network: { allow_out: ['10.0.0.1/8'] } }, /network\.allow_out: .*host bits set: did you mean 10\.0\.0\.0\/8/],
+        [
+          { network: { allow_out: ['10.0.0.1/8'] } },
+          /network\.allow_out: .*host bits set: did you mean 10\.0\.0\.0\/8/,
+        ],
         [{ network: { allow_out: ['1.2.3.4/40'] } }, /network\.allow_out: .*not an IPv4 CIDR/],
       ];
       for (const [body, re] of cases) {

@@ -2,13 +2,14 @@
 // its own), capsules that vanished from the host, and orphans the database does not know, on
 // SQLite and PostgreSQL. Assertions look at the database and the audit log, not at one round's
 // report, so a reconciler loop running in the server as well cannot make them flaky.
-import { after, before, describe, it } from 'node:test';
+
 import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
 import { Sandbox, SandboxNotFoundError } from 'e2b';
-import { Reconciler } from '../src/reconciler/index.js';
-import { getCapsule, setCapsuleState } from '../src/db/repositories/capsules.js';
 import { listAuditEvents } from '../src/db/repositories/audit-events.js';
-import { startLive, stopPostgres, waitFor, type DbKind, type LiveSystem } from './e2b-live.js';
+import { getCapsule, setCapsuleState } from '../src/db/repositories/capsules.js';
+import { Reconciler } from '../src/reconciler/index.js';
+import { type DbKind, type LiveSystem, startLive, stopPostgres, waitFor } from './e2b-live.js';
 
 function defineReconcilerSuite(db: DbKind, slot: number): void {
   describe(`reconciler against wrenn up (${db})`, () => {
@@ -18,7 +19,11 @@ function defineReconcilerSuite(db: DbKind, slot: number): void {
     const agentHas = (id: string) => sys.up.agent.manager.list().find((c) => c.id === id);
     const auditKinds = async (id: string) => (await listAuditEvents(dbh(), { capsuleId: id })).items.map((e) => e.kind);
     /** Runs rounds until the capsule's row satisfies `ok`. */
-    const reconcileUntil = (what: string, id: string, ok: (c: NonNullable<Awaited<ReturnType<typeof getCapsule>>>) => boolean) =>
+    const reconcileUntil = (
+      what: string,
+      id: string,
+      ok: (c: NonNullable<Awaited<ReturnType<typeof getCapsule>>>) => boolean,
+    ) =>
       waitFor(what, async () => {
         await rec.reconcileOnce();
         const c = await getCapsule(dbh(), id);
@@ -39,7 +44,9 @@ function defineReconcilerSuite(db: DbKind, slot: number): void {
 
     it('marks a capsule the agent destroyed at its timeout stopped (capsule.expired)', async () => {
       const sbx = await Sandbox.create('minimal', { ...sys.sdk(), timeoutMs: 1_000 });
-      await waitFor('the agent to destroy the timed-out capsule', async () => (agentHas(sbx.sandboxId) ? undefined : true));
+      await waitFor('the agent to destroy the timed-out capsule', async () =>
+        agentHas(sbx.sandboxId) ? undefined : true,
+      );
       const c = await reconcileUntil('the row to be stopped', sbx.sandboxId, (r) => r.state === 'stopped');
       assert.ok(c.stoppedAt);
       assert.ok((await auditKinds(sbx.sandboxId)).includes('capsule.expired'));
@@ -47,9 +54,15 @@ function defineReconcilerSuite(db: DbKind, slot: number): void {
     });
 
     it('copies a pause the agent made at the timeout into the database; connect resumes it', async () => {
-      const sbx = await Sandbox.create('minimal', { ...sys.sdk(), timeoutMs: 1_000, lifecycle: { onTimeout: 'pause' } });
+      const sbx = await Sandbox.create('minimal', {
+        ...sys.sdk(),
+        timeoutMs: 1_000,
+        lifecycle: { onTimeout: 'pause' },
+      });
       await sbx.files.write('/tmp/mark', 'before timeout');
-      await waitFor('the agent to pause the timed-out capsule', async () => (agentHas(sbx.sandboxId)?.state === 'paused' ? true : undefined));
+      await waitFor('the agent to pause the timed-out capsule', async () =>
+        agentHas(sbx.sandboxId)?.state === 'paused' ? true : undefined,
+      );
       await reconcileUntil('the row to be paused', sbx.sandboxId, (r) => r.state === 'paused');
       assert.ok((await auditKinds(sbx.sandboxId)).includes('capsule.state_synced'));
       assert.equal((await Sandbox.getInfo(sbx.sandboxId, sys.sdk())).state, 'paused');
@@ -63,7 +76,9 @@ function defineReconcilerSuite(db: DbKind, slot: number): void {
       await sys.up.agent.manager.destroy(sbx.sandboxId);
       await reconcileUntil('the row to be stopped', sbx.sandboxId, (r) => r.state === 'stopped');
       assert.ok((await auditKinds(sbx.sandboxId)).includes('capsule.lost'));
-      const r = await fetch(`${sys.url}/`, { headers: { 'E2b-Sandbox-Id': sbx.sandboxId, 'E2b-Sandbox-Port': '49983' } });
+      const r = await fetch(`${sys.url}/`, {
+        headers: { 'E2b-Sandbox-Id': sbx.sandboxId, 'E2b-Sandbox-Port': '49983' },
+      });
       assert.equal(r.status, 404, 'the proxy forgot it');
       await r.body?.cancel();
     });
@@ -86,7 +101,11 @@ function defineReconcilerSuite(db: DbKind, slot: number): void {
       // The agent's clock moves (a ping through the agent), the database does not know yet.
       await sys.up.agent.manager.ping(sbx.sandboxId, 1_800);
       const agentExpires = agentHas(sbx.sandboxId)!.expiresAt;
-      const c = await reconcileUntil('the deadline to follow the agent', sbx.sandboxId, (r) => Math.abs((r.expiresAt?.getTime() ?? 0) - agentExpires) <= 1_000);
+      const c = await reconcileUntil(
+        'the deadline to follow the agent',
+        sbx.sandboxId,
+        (r) => Math.abs((r.expiresAt?.getTime() ?? 0) - agentExpires) <= 1_000,
+      );
       assert.equal(c.state, 'running');
       assert.equal((await sbx.commands.run('echo still-here')).stdout, 'still-here\n');
       await sbx.kill();
@@ -96,14 +115,20 @@ function defineReconcilerSuite(db: DbKind, slot: number): void {
       const sbx = await Sandbox.create('minimal', { ...sys.sdk(), timeoutMs: 300_000 });
       const hostId = sys.up.agent.hostId;
       // Rounds until one finds the host as the last left it (the create settled on both sides).
-      await waitFor('a round that finds the host unchanged', async () => ((await rec.reconcileOnce()).hostsUnchanged.includes(hostId) ? true : undefined));
+      await waitFor('a round that finds the host unchanged', async () =>
+        (await rec.reconcileOnce()).hostsUnchanged.includes(hostId) ? true : undefined,
+      );
       // The agent changes (a ping moves the deadline): the next round compares, and follows it.
       await sys.up.agent.manager.ping(sbx.sandboxId, 1_200);
       const agentExpires = agentHas(sbx.sandboxId)!.expiresAt;
       const round = await rec.reconcileOnce();
       assert.ok(round.hostsChecked.includes(hostId) && !round.hostsUnchanged.includes(hostId), JSON.stringify(round));
-      assert.ok(Math.abs(((await getCapsule(dbh(), sbx.sandboxId))?.expiresAt?.getTime() ?? 0) - agentExpires) <= 1_000);
-      await waitFor('the host unchanged again', async () => ((await rec.reconcileOnce()).hostsUnchanged.includes(hostId) ? true : undefined));
+      assert.ok(
+        Math.abs(((await getCapsule(dbh(), sbx.sandboxId))?.expiresAt?.getTime() ?? 0) - agentExpires) <= 1_000,
+      );
+      await waitFor('the host unchanged again', async () =>
+        (await rec.reconcileOnce()).hostsUnchanged.includes(hostId) ? true : undefined,
+      );
       // The database changes behind the agent's back (the capsule marked stopped): compared at
       // once, and the capsule the agent still runs is an orphan (grace 0 here) and destroyed.
       await setCapsuleState(dbh(), sbx.sandboxId, 'stopped');

@@ -1,19 +1,20 @@
 // The sandbox proxy against a real control plane (SQLite) whose capsules live on a "remote" host:
 // the host's address is a loopback HTTP server standing where the agent's /proxy endpoint would be,
 // so every request the proxy sends shows up there with its path, headers and connection.
-import { test, type TestContext } from 'node:test';
+
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
-import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { WebSocketServer, WebSocket } from 'ws';
+import { type TestContext, test } from 'node:test';
 import { relayAvailable, relayStats } from '@wrenn/native';
-import { startControlPlane, type RunningControlPlane } from '../src/server.js';
-import { createTeam } from '../src/db/repositories/teams.js';
+import { WebSocket, WebSocketServer } from 'ws';
+import { type CapsuleState, createCapsule, setCapsuleState } from '../src/db/repositories/capsules.js';
 import { createHost } from '../src/db/repositories/hosts.js';
-import { createCapsule, setCapsuleState, type CapsuleState } from '../src/db/repositories/capsules.js';
+import { createTeam } from '../src/db/repositories/teams.js';
+import { type RunningControlPlane, startControlPlane } from '../src/server.js';
 
 const DOMAIN = 'wrenn.test';
 
@@ -46,7 +47,13 @@ function upstreamHandler(seen: Seen[]): http.RequestListener {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
-      const s: Seen = { method: req.method ?? '', url: req.url ?? '', headers: req.headers, body: Buffer.concat(chunks).toString(), conn: req.socket.remotePort ?? 0 };
+      const s: Seen = {
+        method: req.method ?? '',
+        url: req.url ?? '',
+        headers: req.headers,
+        body: Buffer.concat(chunks).toString(),
+        conn: req.socket.remotePort ?? 0,
+      };
       seen.push(s);
       if (req.url?.endsWith('/redirect')) {
         res.writeHead(302, { location: '/landed/' });
@@ -95,7 +102,11 @@ async function startUpstream(t: TestContext, port = 0): Promise<Upstream> {
   const seen: Seen[] = [];
   const server = http.createServer({ keepAliveTimeout: 30_000 }, upstreamHandler(seen));
   const wss = new WebSocketServer({ noServer: true });
-  server.on('upgrade', (req, socket, head) => wss.handleUpgrade(req, socket, head, (ws) => ws.on('message', (m, bin) => ws.send(bin ? m : `echo:${m.toString()}`))));
+  server.on('upgrade', (req, socket, head) =>
+    wss.handleUpgrade(req, socket, head, (ws) =>
+      ws.on('message', (m, bin) => ws.send(bin ? m : `echo:${m.toString()}`)),
+    ),
+  );
   const p = await listen(server, port);
   t.after(() => {
     wss.close();
@@ -113,20 +124,46 @@ interface Live {
   setState(id: string, state: CapsuleState): Promise<void>;
 }
 
-async function startLive(t: TestContext, upstreamPort: number, states: Record<string, CapsuleState> = { a: 'running', b: 'running' }): Promise<Live> {
+async function startLive(
+  t: TestContext,
+  upstreamPort: number,
+  states: Record<string, CapsuleState> = { a: 'running', b: 'running' },
+): Promise<Live> {
   const dataDir = mkdtempSync(join(tmpdir(), 'wrenn-proxy-test-'));
   let cp: RunningControlPlane | undefined;
   t.after(async () => {
     await cp?.close();
     rmSync(dataDir, { recursive: true, force: true });
   });
-  cp = await startControlPlane({ dataDir, listen: { host: '127.0.0.1', port: 0 }, domain: DOMAIN, publicUrl: 'http://127.0.0.1', logLevel: 'silent', stateLoops: false });
+  cp = await startControlPlane({
+    dataDir,
+    listen: { host: '127.0.0.1', port: 0 },
+    domain: DOMAIN,
+    publicUrl: 'http://127.0.0.1',
+    logLevel: 'silent',
+    stateLoops: false,
+  });
   const db = cp.ctx.database.db;
   const team = await createTeam(db, { name: 'proxy-test' });
-  const host = await createHost(db, { address: `http://127.0.0.1:${upstreamPort}`, runtimes: ['namespace'], cpuCount: 2, memoryMb: 1024 });
+  const host = await createHost(db, {
+    address: `http://127.0.0.1:${upstreamPort}`,
+    runtimes: ['namespace'],
+    cpuCount: 2,
+    memoryMb: 1024,
+  });
   const ids: Record<string, string> = {};
   for (const [name, state] of Object.entries(states)) {
-    const c = await createCapsule(db, { id: `cl-proxytest${name}`, teamId: team.id, hostId: host.id, template: 'base', runtime: 'namespace', vcpus: 1, memoryMb: 256, timeoutSec: 600, state });
+    const c = await createCapsule(db, {
+      id: `cl-proxytest${name}`,
+      teamId: team.id,
+      hostId: host.id,
+      template: 'base',
+      runtime: 'namespace',
+      vcpus: 1,
+      memoryMb: 256,
+      timeoutSec: 600,
+      state,
+    });
     ids[name] = c.id;
   }
   // The proxy puts its piped path in front of the server on its first proxied request (until
@@ -218,7 +255,8 @@ test('a piped keep-alive connection carries many requests over one upstream conn
     const c = await RawClient.connect(t, live.port);
     for (let i = 0; i < 50; i++) {
       if (kind === 'path') c.send(get(`/proxy/${a}/8080/item/${i}/?q=${i}`));
-      else if (kind === 'host') c.send(`GET /item/${i}/?q=${i} HTTP/1.1\r\nHost: 8080-${a}.${DOMAIN}:${live.port}\r\n\r\n`);
+      else if (kind === 'host')
+        c.send(`GET /item/${i}/?q=${i} HTTP/1.1\r\nHost: 8080-${a}.${DOMAIN}:${live.port}\r\n\r\n`);
       else c.send(get(`/item/${i}/?q=${i}`, `E2b-Sandbox-Id: ${a}\r\nE2b-Sandbox-Port: 8080\r\n`));
       const r = await c.response();
       assert.equal(r.status, 200, kind);
@@ -230,7 +268,11 @@ test('a piped keep-alive connection carries many requests over one upstream conn
       assert.equal(r.headers['keep-alive'], 'timeout=30');
     }
     assert.equal(up.seen.length, 50);
-    assert.equal(new Set(up.seen.map((s) => s.conn)).size, 1, `${kind}: one upstream connection for one client connection`);
+    assert.equal(
+      new Set(up.seen.map((s) => s.conn)).size,
+      1,
+      `${kind}: one upstream connection for one client connection`,
+    );
     c.socket.destroy();
   }
 });
@@ -280,7 +322,12 @@ test('pipelined requests, bodies (length and chunked) and an API call on one con
   const r5 = await c.response(); // HEAD: a head with Content-Length but no body follows
   assert.equal(r5.status, 200);
   // The proxy's own fields: X-Forwarded-For extended, Proxy-Authorization dropped, the rest as sent.
-  c.send(get(`/proxy/${a}/8080/hdr`, 'X-Forwarded-For: 10.0.0.1\r\nProxy-Authorization: secret\r\nX-Custom: kept\r\nX-Forwarded-Host: elsewhere\r\n'));
+  c.send(
+    get(
+      `/proxy/${a}/8080/hdr`,
+      'X-Forwarded-For: 10.0.0.1\r\nProxy-Authorization: secret\r\nX-Custom: kept\r\nX-Forwarded-Host: elsewhere\r\n',
+    ),
+  );
   const hdr = JSON.parse((await c.response()).body) as Seen;
   assert.equal(hdr.headers['x-forwarded-for'], '10.0.0.1, 127.0.0.1');
   assert.equal(hdr.headers['proxy-authorization'], undefined);
@@ -403,7 +450,9 @@ test('big bodies both ways through the piped path arrive whole and in order (a c
   t.after(() => agent.destroy());
   const base = { host: '127.0.0.1', port: live.port, agent };
   // Download: the client does not read for a while, so the proxy must hold the upstream back.
-  const res = await new Promise<http.IncomingMessage>((r, j) => http.get({ ...base, path: `/proxy/${live.ids.a}/8080/big` }, r).once('error', j));
+  const res = await new Promise<http.IncomingMessage>((r, j) =>
+    http.get({ ...base, path: `/proxy/${live.ids.a}/8080/big` }, r).once('error', j),
+  );
   res.pause();
   await new Promise((r) => setTimeout(r, 300));
   const chunks: Buffer[] = [];
@@ -417,7 +466,10 @@ test('big bodies both ways through the piped path arrive whole and in order (a c
   const echoed = await new Promise<string>((r, j) => {
     const req = http.request({ ...base, method: 'POST', path: `/proxy/${live.ids.a}/8080/upload` }, (resp) => {
       let text = '';
-      resp.setEncoding('utf8').on('data', (d: string) => (text += d)).on('end', () => r(text));
+      resp
+        .setEncoding('utf8')
+        .on('data', (d: string) => (text += d))
+        .on('end', () => r(text));
     });
     req.once('error', j);
     req.end(payload);
@@ -433,7 +485,12 @@ test('a keep-alive connection to a directly reached capsule and a WebSocket go t
   const live = await startLive(t, up.port);
   const a = live.ids.a ?? '';
   // Reached directly, like a capsule of a host agent on this machine: no per-request path prefix.
-  live.cp.ctx.primeProxy(a, { state: 'running', hostId: 'host-local', agentUrl: 'http://127.0.0.1:1', capsuleAddress: '127.0.0.1' });
+  live.cp.ctx.primeProxy(a, {
+    state: 'running',
+    hostId: 'host-local',
+    agentUrl: 'http://127.0.0.1:1',
+    capsuleAddress: '127.0.0.1',
+  });
   assert.ok(relayAvailable(), 'the native relay is built (node packages/native/build.mjs)');
 
   // Path routing: the relay's HTTP mode takes the prefix off every request.
@@ -449,7 +506,8 @@ test('a keep-alive connection to a directly reached capsule and a WebSocket go t
   const c = await RawClient.connect(t, live.port);
   const host = `Host: ${up.port}-${a}.${DOMAIN}\r\n`;
   for (let i = 0; i < 100; i++) {
-    if (i % 3 === 1) c.send(`POST /item/${i} HTTP/1.1\r\n${host}Content-Length: ${String(i).length + 5}\r\n\r\nbody-${i}`);
+    if (i % 3 === 1)
+      c.send(`POST /item/${i} HTTP/1.1\r\n${host}Content-Length: ${String(i).length + 5}\r\n\r\nbody-${i}`);
     else c.send(`GET /item/${i}?q=${i} HTTP/1.1\r\n${host}\r\n`);
     const r = await c.response();
     assert.equal(r.status, 200);
@@ -467,7 +525,11 @@ test('a keep-alive connection to a directly reached capsule and a WebSocket go t
   let after = relayStats();
   assert.equal(after.added, before.added + 1, 'the host-routed connection went to the relay once');
   assert.ok(after.bytes - before.bytes >= 128 * 64 * 1024, 'the relay thread carried the 8 MiB');
-  assert.equal(new Set(up.seen.map((s) => s.conn)).size, 2, 'one upstream connection each for the path and the host connection');
+  assert.equal(
+    new Set(up.seen.map((s) => s.conn)).size,
+    2,
+    'one upstream connection each for the path and the host connection',
+  );
   c.socket.destroy();
 
   // Requests pipelined in one write on a fresh connection: what follows the routed head (a body,
@@ -475,9 +537,22 @@ test('a keep-alive connection to a directly reached capsule and a WebSocket go t
   // out once, in order.
   before = after;
   const piped = await RawClient.connect(t, live.port);
-  piped.send(`POST /first HTTP/1.1\r\n${host}Content-Length: 6\r\n\r\nbody-1` + `GET /second HTTP/1.1\r\n${host}\r\n` + `POST /third HTTP/1.1\r\n${host}Content-Length: 6\r\n\r\nbody-3`);
-  const seen = [await piped.response(), await piped.response(), await piped.response()].map((r) => JSON.parse(r.body) as Seen);
-  assert.deepEqual(seen.map((x) => [x.url, x.body]), [['/first', 'body-1'], ['/second', ''], ['/third', 'body-3']]);
+  piped.send(
+    `POST /first HTTP/1.1\r\n${host}Content-Length: 6\r\n\r\nbody-1` +
+      `GET /second HTTP/1.1\r\n${host}\r\n` +
+      `POST /third HTTP/1.1\r\n${host}Content-Length: 6\r\n\r\nbody-3`,
+  );
+  const seen = [await piped.response(), await piped.response(), await piped.response()].map(
+    (r) => JSON.parse(r.body) as Seen,
+  );
+  assert.deepEqual(
+    seen.map((x) => [x.url, x.body]),
+    [
+      ['/first', 'body-1'],
+      ['/second', ''],
+      ['/third', 'body-3'],
+    ],
+  );
   after = relayStats();
   assert.equal(after.added, before.added + 1);
 
@@ -485,7 +560,10 @@ test('a keep-alive connection to a directly reached capsule and a WebSocket go t
   before = after;
   const uploader = await RawClient.connect(t, live.port);
   // Numbered lines (the upstream echoes the body as text): a lost, repeated or moved piece shows.
-  const upload = Buffer.from(Array.from({ length: 1 << 20 }, (_, i) => `${i.toString(36).padStart(7, '0')}\n`).join(''), 'latin1');
+  const upload = Buffer.from(
+    Array.from({ length: 1 << 20 }, (_, i) => `${i.toString(36).padStart(7, '0')}\n`).join(''),
+    'latin1',
+  );
   uploader.socket.write(`POST /upload HTTP/1.1\r\n${host}Content-Length: ${upload.length}\r\n\r\n`);
   uploader.socket.write(upload);
   const echoedUpload = JSON.parse((await uploader.response()).body) as Seen;
@@ -517,7 +595,12 @@ test("the relay's HTTP mode: path, host and header routing per request, framing,
   const up = await startUpstream(t);
   const live = await startLive(t, up.port);
   const { a = '', b = '' } = live.ids;
-  const direct = { state: 'running' as const, hostId: 'host-local', agentUrl: 'http://127.0.0.1:1', capsuleAddress: '127.0.0.1' };
+  const direct = {
+    state: 'running' as const,
+    hostId: 'host-local',
+    agentUrl: 'http://127.0.0.1:1',
+    capsuleAddress: '127.0.0.1',
+  };
   live.cp.ctx.primeProxy(a, direct);
   live.cp.ctx.primeProxy(b, direct);
   const P = up.port;
@@ -547,7 +630,11 @@ test("the relay's HTTP mode: path, host and header routing per request, framing,
   assert.equal((await c.response()).headers.location, `${prefix}/landed/`, 'a root-relative redirect keeps the prefix');
   const abs = await c.response();
   assert.equal(abs.status, 301);
-  assert.equal(abs.headers.location, `${prefix}/abs/?x=1#top`, "an absolute redirect to the server's own address keeps the prefix");
+  assert.equal(
+    abs.headers.location,
+    `${prefix}/abs/?x=1#top`,
+    "an absolute redirect to the server's own address keeps the prefix",
+  );
   assert.equal((await c.response()).headers.location, 'https://example.org/x', "another site's address is left alone");
   const head = await c.response();
   assert.equal(head.status, 200);
@@ -600,7 +687,12 @@ test("the relay's HTTP mode: path, host and header routing per request, framing,
   const c3 = await RawClient.connect(t, live.port);
   c3.send(get(`${prefix}/x`));
   assert.equal((await c3.response()).status, 200);
-  c3.send(get(`${prefix}/socket`, 'Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n'));
+  c3.send(
+    get(
+      `${prefix}/socket`,
+      'Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n',
+    ),
+  );
   const switched = await c3.response();
   assert.equal(switched.status, 101);
 
@@ -620,7 +712,12 @@ test("the relay's HTTP mode: a request head not finished within 10 s between req
   const up = await startUpstream(t);
   const live = await startLive(t, up.port);
   const a = live.ids.a ?? '';
-  live.cp.ctx.primeProxy(a, { state: 'running', hostId: 'host-local', agentUrl: 'http://127.0.0.1:1', capsuleAddress: '127.0.0.1' });
+  live.cp.ctx.primeProxy(a, {
+    state: 'running',
+    hostId: 'host-local',
+    agentUrl: 'http://127.0.0.1:1',
+    capsuleAddress: '127.0.0.1',
+  });
   const before = relayStats();
   const c = await RawClient.connect(t, live.port);
   c.send(get(`/proxy/${a}/${up.port}/`));

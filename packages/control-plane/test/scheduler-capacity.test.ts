@@ -19,7 +19,12 @@ const host = (id: string, full: string | null = null): Host => ({
   createdAt: new Date(0),
   agentSecret: null,
 });
-const load = (h: Host, capsules: number): HostLoad => ({ host: h, capsules, vcpus: capsules, memoryMb: capsules * 512 });
+const load = (h: Host, capsules: number): HostLoad => ({
+  host: h,
+  capsules,
+  vcpus: capsules,
+  memoryMb: capsules * 512,
+});
 const req = { vcpus: 1, memoryMb: 512, runtime: 'namespace' };
 
 test('a full host is skipped even when it is the least loaded', () => {
@@ -37,7 +42,10 @@ test('hosts that refused the capsule already are not asked again', () => {
 });
 
 test('every able host full: the error names each host and why, and is marked full', () => {
-  const loads = [load(host('host-a', 'host full: this host holds 2 capsules'), 2), load(host('host-b', 'host full: tasks: 32000 of 32768'), 9)];
+  const loads = [
+    load(host('host-a', 'host full: this host holds 2 capsules'), 2),
+    load(host('host-b', 'host full: tasks: 32000 of 32768'), 9),
+  ];
   let caught: unknown;
   try {
     chooseHost(loads, req);
@@ -46,7 +54,10 @@ test('every able host full: the error names each host and why, and is marked ful
   }
   assert.ok(caught instanceof NoHostError);
   assert.equal(caught.full, true);
-  assert.match(caught.message, /every host that offers the namespace runtime is full: host-a: host full: this host holds 2 capsules; host-b: host full: tasks/);
+  assert.match(
+    caught.message,
+    /every host that offers the namespace runtime is full: host-a: host full: this host holds 2 capsules; host-b: host full: tasks/,
+  );
   // With no runtime asked for, the sentence names no runtime.
   assert.throws(() => chooseHost(loads, { vcpus: 1, memoryMb: 512 }), /^Error: every online host is full: host-a: /);
   // A shape no host can take at all is not "full": it is too big (and not marked full).

@@ -57,7 +57,14 @@ async function tarOf(files: Record<string, string>): Promise<Buffer> {
 }
 
 /** Streams the build's log until the build ends; returns the text and the final build record. */
-async function follow(sys: LiveSystem, call: Call, buildId: string): Promise<{ streamed: string; build: any }> {
+/** The build record's fields these tests read. */
+interface BuildRecord {
+  status: string;
+  error: string;
+  logs: string;
+}
+
+async function follow(sys: LiveSystem, call: Call, buildId: string): Promise<{ streamed: string; build: BuildRecord }> {
   const res = await fetch(`${sys.url}/v1/templates/builds/${buildId}/logs`, { headers: { 'x-api-key': sys.adminKey } });
   assert.equal(res.status, 200);
   assert.match(res.headers.get('content-type') ?? '', /text\/plain/);

@@ -1,14 +1,15 @@
 // What a stopped `wrenn up` leaves on the host: its capsules and what they need (namespaces,
 // firewall chains, cgroups) while any are left, for the next start to take them back; nothing at
 // all once none are.
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startUp, type RunningUp } from '../src/up.js';
+import { test } from 'node:test';
 import { agentCgroupParent, removeCgroupParent, slotNetwork } from '../src/testing/live-up.js';
+import { type RunningUp, startUp } from '../src/up.js';
 import { SHARED_IMAGES } from './e2b-live.js';
 
 const SLOT = 8;
@@ -16,7 +17,10 @@ const net = slotNetwork(SLOT);
 const chainPrefix = net.names?.chainPrefix ?? '';
 const netnsPrefix = net.names?.netnsPrefix ?? '';
 
-const chains = () => execFileSync('iptables-save', { encoding: 'utf8' }).split('\n').filter((l) => l.includes(chainPrefix)).length;
+const chains = () =>
+  execFileSync('iptables-save', { encoding: 'utf8' })
+    .split('\n')
+    .filter((l) => l.includes(chainPrefix)).length;
 const namespaces = () => readdirSync('/run/netns').filter((n) => n.startsWith(netnsPrefix)).length;
 const cgroupParent = () => existsSync(join('/sys/fs/cgroup/memory', agentCgroupParent(SLOT)));
 
@@ -34,7 +38,15 @@ async function api(up: RunningUp, method: string, path: string, body?: unknown):
 test('a stopped wrenn up keeps what its capsules need, and leaves nothing once none is left', async () => {
   const dataDir = mkdtempSync(join(tmpdir(), 'wrenn-up-cleanup-'));
   const start = () =>
-    startUp({ dataDir, listen: { host: '127.0.0.1', port: 0 }, domain: 'localhost', network: net, cgroupParent: agentCgroupParent(SLOT), imagesDir: SHARED_IMAGES, logLevel: 'silent' });
+    startUp({
+      dataDir,
+      listen: { host: '127.0.0.1', port: 0 },
+      domain: 'localhost',
+      network: net,
+      cgroupParent: agentCgroupParent(SLOT),
+      imagesDir: SHARED_IMAGES,
+      logLevel: 'silent',
+    });
   let up: RunningUp | undefined;
   try {
     up = await start();
@@ -61,7 +73,9 @@ test('a stopped wrenn up keeps what its capsules need, and leaves nothing once n
     // Whatever a failed run left: the next start's agent clears it, then everything is removed.
     const sweep = await start().catch(() => undefined);
     if (sweep) {
-      for (const c of (await api(sweep, 'GET', '/v1/capsules').catch(() => ({ capsules: [] }))).capsules as Array<{ id: string }>) {
+      for (const c of (await api(sweep, 'GET', '/v1/capsules').catch(() => ({ capsules: [] }))).capsules as Array<{
+        id: string;
+      }>) {
         await api(sweep, 'DELETE', `/v1/capsules/${c.id}`).catch(() => undefined);
       }
       await sweep.close();

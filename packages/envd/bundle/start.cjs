@@ -30,7 +30,9 @@ try {
 const wrapped = `(function (exports, require, module, __filename, __dirname) {${readFileSync(file, 'utf8')}\n})`;
 const script = new Script(wrapped, { filename: file, cachedData });
 if (cachedData && script.cachedDataRejected) {
-  process.stderr.write('envd: code cache rejected (another node binary or other V8 flags than at build time); compiling instead\n');
+  process.stderr.write(
+    'envd: code cache rejected (another node binary or other V8 flags than at build time); compiling instead\n',
+  );
 }
 cachedData = undefined; // V8 has what it needs; do not keep ~400 KB alive for envd's lifetime
 const cacheOut = process.env.WRENN_ENVD_WRITE_CODE_CACHE;

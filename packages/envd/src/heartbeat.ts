@@ -34,8 +34,10 @@ export class Heartbeat {
     this.periodMs = opts.periodMs ?? 1000;
     this.maxPeriodMs = opts.maxPeriodMs ?? 8000;
     this.quietAfterMs = opts.quietAfterMs ?? 30_000;
-    if (!(this.periodMs > 0)) throw new Error(`heartbeat periodMs must be a positive number of milliseconds, got ${this.periodMs}`);
-    if (!(this.maxPeriodMs >= this.periodMs)) throw new Error(`heartbeat maxPeriodMs (${this.maxPeriodMs}) must be at least periodMs (${this.periodMs})`);
+    if (!(this.periodMs > 0))
+      throw new Error(`heartbeat periodMs must be a positive number of milliseconds, got ${this.periodMs}`);
+    if (!(this.maxPeriodMs >= this.periodMs))
+      throw new Error(`heartbeat maxPeriodMs (${this.maxPeriodMs}) must be at least periodMs (${this.periodMs})`);
     if (!(this.quietAfterMs >= 0)) throw new Error(`heartbeat quietAfterMs must be >= 0, got ${this.quietAfterMs}`);
     this.period = this.periodMs;
   }

@@ -38,7 +38,11 @@ export function cleanReadOnlyMappings(smaps: string, file: string): Range[] {
     if (head) {
       finish();
       const [, from = '', to = '', perms = '', path = ''] = head;
-      current = { start: Number.parseInt(from, 16), end: Number.parseInt(to, 16), eligible: perms === 'r--p' && path === file };
+      current = {
+        start: Number.parseInt(from, 16),
+        end: Number.parseInt(to, 16),
+        eligible: perms === 'r--p' && path === file,
+      };
       continue;
     }
     if (!current?.eligible) continue;
@@ -52,7 +56,9 @@ export function cleanReadOnlyMappings(smaps: string, file: string): Range[] {
 function loadBinding(): MemoryBinding | undefined {
   try {
     const b = createRequire(import.meta.url)('@wrenn/native/addon') as Partial<MemoryBinding>;
-    return typeof b.adviseDontNeed === 'function' && typeof b.mallocTrim === 'function' ? (b as MemoryBinding) : undefined;
+    return typeof b.adviseDontNeed === 'function' && typeof b.mallocTrim === 'function'
+      ? (b as MemoryBinding)
+      : undefined;
   } catch {
     return undefined;
   }
@@ -92,7 +98,8 @@ export function startIdleMemoryRelease(
   let binding: MemoryBinding | undefined;
   // checkMs (tests): a heartbeat of its own at that fixed period.
   const heartbeat =
-    opts.heartbeat ?? (opts.checkMs !== undefined ? new Heartbeat({ periodMs: opts.checkMs, maxPeriodMs: opts.checkMs }) : envdHeartbeat);
+    opts.heartbeat ??
+    (opts.checkMs !== undefined ? new Heartbeat({ periodMs: opts.checkMs, maxPeriodMs: opts.checkMs }) : envdHeartbeat);
   let loadBackoffMs = heartbeat.periodMs;
   let loadAgainAt = 0;
   const minWorkUs = (opts.minWorkMs ?? 20) * 1000;
@@ -126,7 +133,12 @@ export function startIdleMemoryRelease(
       bytes = releaseIdleMemory(binding);
     } catch (err) {
       const e = err as NodeJS.ErrnoException;
-      logLine({ level: 'warn', msg: 'idle: memory release failed; retried at the next idle check', code: e?.code, error: e?.message ?? String(err) });
+      logLine({
+        level: 'warn',
+        msg: 'idle: memory release failed; retried at the next idle check',
+        code: e?.code,
+        error: e?.message ?? String(err),
+      });
       return;
     }
     logLine({ level: 'debug', msg: 'idle: released clean read-only mappings', mb: Math.round(bytes / 1e5) / 10 });

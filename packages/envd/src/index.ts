@@ -1,3 +1,3 @@
-export { startEnvd, type EnvdServer } from './server.js';
-export { ENVD_VERSION, ENVD_PORT } from './version.js';
+export { type EnvdServer, startEnvd } from './server.js';
 export type { EnvdOptions } from './state.js';
+export { ENVD_PORT, ENVD_VERSION } from './version.js';

@@ -76,7 +76,9 @@ export async function startEnvd(opts: EnvdOptions): Promise<EnvdServer> {
   });
   // On inside capsules (the host agent sets WRENN_CAPSULE=1); off for envd run on a host.
   const forwardPorts = opts.portForwarding ?? process.env.WRENN_CAPSULE === '1';
-  const ports = forwardPorts ? startPortForwarder({ excludePorts: [listener.port], heartbeat: envdHeartbeat }) : undefined;
+  const ports = forwardPorts
+    ? startPortForwarder({ excludePorts: [listener.port], heartbeat: envdHeartbeat })
+    : undefined;
   const stopBusy = envdHeartbeat.busyWhile(() => processes.running());
   return {
     state,

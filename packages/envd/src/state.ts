@@ -53,7 +53,8 @@ export class EnvdState {
     if (typeof init !== 'object' || init === null) throw new Error('WRENN_ENVD_INIT must be a JSON object');
     const { envVars, accessToken, defaultUser, defaultWorkdir } = init as Record<string, unknown>;
     if (envVars !== undefined) {
-      if (typeof envVars !== 'object' || envVars === null) throw new Error('WRENN_ENVD_INIT.envVars must be an object of strings');
+      if (typeof envVars !== 'object' || envVars === null)
+        throw new Error('WRENN_ENVD_INIT.envVars must be an object of strings');
       for (const [k, v] of Object.entries(envVars)) {
         if (typeof v !== 'string') throw new Error(`WRENN_ENVD_INIT.envVars.${k} must be a string`);
         this.envVars[k] = v;

@@ -82,7 +82,14 @@ function resolveUser(name: string, passwd: string[][], group: string[][]): UserI
     const members = (g[3] ?? '').split(',');
     if (members.includes(uname) && g[2] !== undefined) groups.add(Number(g[2]));
   }
-  return Object.freeze({ name: uname, uid: Number(uid), gid: Number(gid), home: home || '/', shell: shell || '/bin/sh', groups: Object.freeze([...groups]) as number[] });
+  return Object.freeze({
+    name: uname,
+    uid: Number(uid),
+    gid: Number(gid),
+    home: home || '/',
+    shell: shell || '/bin/sh',
+    groups: Object.freeze([...groups]) as number[],
+  });
 }
 
 /** Name of a uid / gid for file entries ("owner", "group"); falls back to the number. */

@@ -2,7 +2,7 @@
 // as the namespace runtime starts it, it must accept its build-time V8 code cache and still serve
 // everything that the bundle loads lazily (h2c, node-pty, @wrenn/native's file calls).
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -63,7 +63,9 @@ test('start.cjs runs envd with its code cache and serves h1, h2c, PTY and file i
   for (const httpVersion of ['1.1', '2'] as const) {
     const transport = createConnectTransport({ baseUrl: s.baseUrl, httpVersion, useBinaryFormat: httpVersion === '2' });
     let out = '';
-    for await (const res of createClient(Process, transport).start({ process: { cmd: '/bin/echo', args: [`over ${httpVersion}`] } })) {
+    for await (const res of createClient(Process, transport).start({
+      process: { cmd: '/bin/echo', args: [`over ${httpVersion}`] },
+    })) {
       if (res.event?.event.case === 'data' && res.event.event.value.output.case === 'stdout') {
         out += Buffer.from(res.event.event.value.output.value).toString();
       }
@@ -83,7 +85,11 @@ test('start.cjs runs envd with its code cache and serves h1, h2c, PTY and file i
   assert.match(pty, /on-a-tty/);
   const entry = await createClient(Filesystem, transport).stat({ path: '/' });
   assert.equal(entry.entry?.path, '/');
-  assert.doesNotMatch(s.stderr(), /code cache rejected/, 'the code cache must be made with ENVD_NODE_FLAGS by this node');
+  assert.doesNotMatch(
+    s.stderr(),
+    /code cache rejected/,
+    'the code cache must be made with ENVD_NODE_FLAGS by this node',
+  );
   assert.doesNotMatch(s.stderr(), /file metadata disabled|Error/);
   // The bundle requires the spawn addon by its path next to envd.cjs (scripts/bundle-envd.mjs).
   assert.doesNotMatch(s.stderr(), /native spawn unavailable/);

@@ -1,10 +1,11 @@
 // The official e2b SDK (unchanged) against our envd: sandbox.commands and sandbox.pty.
 // In debug mode (E2B_DEBUG=true) the SDK talks to envd at localhost:49983 directly, with no API.
-import { after, before, describe, test } from 'node:test';
+
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
 import { CommandExitError, InvalidArgumentError, Sandbox, TimeoutError } from 'e2b';
 import { startTestEnvd, type TestEnvd } from './helpers.js';
 
@@ -45,7 +46,10 @@ describe('e2b SDK: commands and pty against envd', () => {
   before(async () => {
     etc = mkdtempSync(join(tmpdir(), 'wrenn-sdk-etc-'));
     home = mkdtempSync(join(tmpdir(), 'wrenn-sdk-home-'));
-    writeFileSync(join(etc, 'passwd'), `root:x:0:0:root:${home}:/bin/bash\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n`);
+    writeFileSync(
+      join(etc, 'passwd'),
+      `root:x:0:0:root:${home}:/bin/bash\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n`,
+    );
     writeFileSync(join(etc, 'group'), 'root:x:0:\nnogroup:x:65534:\n');
     process.env.E2B_DEBUG = 'true';
     envd = await startOnSdkPort(etc);
@@ -84,12 +88,22 @@ describe('e2b SDK: commands and pty against envd', () => {
 
   test('run: streaming callbacks, envs, cwd, user', async () => {
     const seen: string[] = [];
-    await sbx.commands.run('echo one; echo two >&2', { onStdout: (d) => void seen.push(`out:${d}`), onStderr: (d) => void seen.push(`err:${d}`) });
+    await sbx.commands.run('echo one; echo two >&2', {
+      onStdout: (d) => void seen.push(`out:${d}`),
+      onStderr: (d) => void seen.push(`err:${d}`),
+    });
     assert.deepEqual(seen.sort(), ['err:two\n', 'out:one\n']);
 
-    assert.equal((await sbx.commands.run('echo "$GREETING"', { envs: { GREETING: 'hello world' } })).stdout, 'hello world\n');
+    assert.equal(
+      (await sbx.commands.run('echo "$GREETING"', { envs: { GREETING: 'hello world' } })).stdout,
+      'hello world\n',
+    );
     assert.equal((await sbx.commands.run('pwd', { cwd: '/tmp' })).stdout, '/tmp\n');
-    assert.equal((await sbx.commands.run('pwd; echo $HOME')).stdout, `${home}\n${home}\n`, 'default cwd is the home of the user');
+    assert.equal(
+      (await sbx.commands.run('pwd; echo $HOME')).stdout,
+      `${home}\n${home}\n`,
+      'default cwd is the home of the user',
+    );
     assert.equal((await sbx.commands.run('id -u', { user: 'root' })).stdout, '0\n');
     assert.equal((await sbx.commands.run('id -un', { user: 'nobody' })).stdout, 'nobody\n');
 
@@ -113,7 +127,10 @@ describe('e2b SDK: commands and pty against envd', () => {
     const attached = await sbx.commands.connect(handle.pid);
     assert.equal(attached.pid, handle.pid);
     await handle.disconnect();
-    assert.ok((await sbx.commands.list()).some((p) => p.pid === handle.pid), 'disconnecting does not stop the command');
+    assert.ok(
+      (await sbx.commands.list()).some((p) => p.pid === handle.pid),
+      'disconnecting does not stop the command',
+    );
 
     assert.equal(await sbx.commands.kill(handle.pid), true);
     await assert.rejects(attached.wait(), (err: unknown) => {
@@ -123,7 +140,10 @@ describe('e2b SDK: commands and pty against envd', () => {
       return true;
     });
     assert.equal(await sbx.commands.kill(handle.pid), false, 'killing a finished command reports false');
-    assert.equal((await sbx.commands.list()).find((p) => p.pid === handle.pid), undefined);
+    assert.equal(
+      (await sbx.commands.list()).find((p) => p.pid === handle.pid),
+      undefined,
+    );
   });
 
   test('stdin: sendStdin and closeStdin', async () => {

@@ -289,8 +289,7 @@ describe('Connect RPC routing', () => {
     assert.equal((JSON.parse(h2.body) as { code: string }).code, 'invalid_argument');
   });
 
-  test('a malformed binary body is invalid_argument, as connect-go (E2B envd) answers', {
-  }, async (t) => {
+  test('a malformed binary body is invalid_argument, as connect-go (E2B envd) answers', {}, async (t) => {
     const envd = await withEnvd(t);
     const res = await fetch(`${envd.baseUrl}/filesystem.Filesystem/Stat`, {
       method: 'POST',

@@ -181,7 +181,11 @@ for (const tr of transports) {
       await expectCode(envd.filesystem.listDir({ path: join(dir, 'missing'), depth: 1 }), Code.NotFound);
       symlinkSync(join(dir, 'loop-b'), join(dir, 'loop-a'));
       symlinkSync(join(dir, 'loop-a'), join(dir, 'loop-b'));
-      await expectCode(envd.filesystem.listDir({ path: join(dir, 'loop-a'), depth: 1 }), Code.FailedPrecondition, 'cyclic');
+      await expectCode(
+        envd.filesystem.listDir({ path: join(dir, 'loop-a'), depth: 1 }),
+        Code.FailedPrecondition,
+        'cyclic',
+      );
       await expectCode(
         envd.filesystem.listDir({ path: join(dir, 'a.txt'), depth: 1 }),
         Code.InvalidArgument,

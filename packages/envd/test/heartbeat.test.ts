@@ -49,9 +49,11 @@ test('a busy predicate keeps the fast period; a throwing check does not stop the
   let busy = true;
   t.after(hb.busyWhile(() => busy));
   let calls = 0;
-  t.after(hb.on(() => {
-    throw new Error('boom (expected in this test)');
-  }));
+  t.after(
+    hb.on(() => {
+      throw new Error('boom (expected in this test)');
+    }),
+  );
   t.after(hb.on(() => calls++));
   for (let i = 0; i < 3; i++) assert.equal(await nextBeat(hb), 5);
   busy = false;

@@ -1,9 +1,9 @@
 // Test helpers: a real envd on a port, and Connect clients for it.
-import { createClient, type Client } from '@connectrpc/connect';
+import { type Client, createClient } from '@connectrpc/connect';
 import { createConnectTransport } from '@connectrpc/connect-node';
-import { Process } from '@wrenn/protocol/gen/envd/process_pb';
 import { Filesystem } from '@wrenn/protocol/gen/envd/filesystem_pb';
-import { startEnvd, type EnvdServer } from '../src/server.js';
+import { Process } from '@wrenn/protocol/gen/envd/process_pb';
+import { type EnvdServer, startEnvd } from '../src/server.js';
 import type { EnvdOptions } from '../src/state.js';
 
 export interface TestEnvd {
@@ -15,7 +15,9 @@ export interface TestEnvd {
 }
 
 /** Starts envd on 127.0.0.1 (port 0 = any free port) with clients over HTTP/1.1 or h2c. */
-export async function startTestEnvd(opts: Partial<EnvdOptions> & { http2?: boolean; binary?: boolean } = {}): Promise<TestEnvd> {
+export async function startTestEnvd(
+  opts: Partial<EnvdOptions> & { http2?: boolean; binary?: boolean } = {},
+): Promise<TestEnvd> {
   const server = await startEnvd({ port: 0, host: '127.0.0.1', ...opts });
   const baseUrl = `http://127.0.0.1:${server.port}`;
   const transport = createConnectTransport({

@@ -10,8 +10,8 @@ import { createClient } from '@connectrpc/connect';
 import { createConnectTransport } from '@connectrpc/connect-node';
 import { Filesystem } from '@wrenn/protocol/gen/envd/filesystem_pb';
 import { Process } from '@wrenn/protocol/gen/envd/process_pb';
-import { cleanReadOnlyMappings } from '../src/idle-memory.js';
 import { ENVD_NODE_FLAGS, ENVD_START } from '../src/bundle-layout.js';
+import { cleanReadOnlyMappings } from '../src/idle-memory.js';
 
 const SMAPS = `00400000-00b6f000 r--p 00000000 08:01 123 /usr/bin/node
 Size:               7612 kB
@@ -81,7 +81,12 @@ test('an envd that released its idle memory still serves commands, PTY and files
     });
   });
   const before = rssKb(child.pid as number);
-  const mb = await Promise.race([released, new Promise<number>((_, reject) => setTimeout(() => reject(new Error(`no release within 10 s:\n${stderr}`)), 10_000))]);
+  const mb = await Promise.race([
+    released,
+    new Promise<number>((_, reject) =>
+      setTimeout(() => reject(new Error(`no release within 10 s:\n${stderr}`)), 10_000),
+    ),
+  ]);
   assert.ok(mb > 1, `released ${mb} MB`);
   const after = rssKb(child.pid as number);
   assert.ok(after < before, `RSS ${before} kB before, ${after} kB after the release`);
@@ -90,12 +95,17 @@ test('an envd that released its idle memory still serves commands, PTY and files
   const proc = createClient(Process, transport);
   let out = '';
   for await (const res of proc.start({ process: { cmd: '/bin/sh', args: ['-c', 'echo after release'] } })) {
-    if (res.event?.event.case === 'data' && res.event.event.value.output.case === 'stdout') out += Buffer.from(res.event.event.value.output.value).toString();
+    if (res.event?.event.case === 'data' && res.event.event.value.output.case === 'stdout')
+      out += Buffer.from(res.event.event.value.output.value).toString();
   }
   assert.equal(out, 'after release\n');
   let pty = '';
-  for await (const res of proc.start({ process: { cmd: '/bin/sh', args: ['-c', 'tty >/dev/null && echo tty ok'] }, pty: { size: { cols: 80, rows: 24 } } })) {
-    if (res.event?.event.case === 'data' && res.event.event.value.output.case === 'pty') pty += Buffer.from(res.event.event.value.output.value).toString();
+  for await (const res of proc.start({
+    process: { cmd: '/bin/sh', args: ['-c', 'tty >/dev/null && echo tty ok'] },
+    pty: { size: { cols: 80, rows: 24 } },
+  })) {
+    if (res.event?.event.case === 'data' && res.event.event.value.output.case === 'pty')
+      pty += Buffer.from(res.event.event.value.output.value).toString();
   }
   assert.match(pty, /tty ok/);
   const list = await createClient(Filesystem, transport).listDir({ path: '/', depth: 1 });
@@ -122,7 +132,11 @@ test('a release that hits EMFILE is logged and retried; envd-like process keeps 
     setTimeout(() => { for (const fd of held) closeSync(fd); burn(30); }, 700);
     setTimeout(() => { process.stdout.write('alive\\n'); process.exit(0); }, 1500);
   `;
-  const child = spawn('/bin/sh', ['-c', 'ulimit -n 64 && exec "$0" --input-type=module -e "$1"', process.execPath, script], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(
+    '/bin/sh',
+    ['-c', 'ulimit -n 64 && exec "$0" --input-type=module -e "$1"', process.execPath, script],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
   let out = '';
   let err = '';
   child.stdout.on('data', (b: Buffer) => (out += b.toString()));
@@ -130,7 +144,16 @@ test('a release that hits EMFILE is logged and retried; envd-like process keeps 
   const [code] = (await once(child, 'exit')) as [number | null];
   assert.equal(code, 0, `the process died: ${err}`);
   assert.equal(out, 'alive\n');
-  const lines = err.split('\n').filter(Boolean).map((l) => JSON.parse(l) as { msg: string; code?: string });
-  assert.ok(lines.some((l) => /release failed/.test(l.msg) && (l.code === 'EMFILE' || l.code === 'ENFILE')), `no EMFILE logged: ${err}`);
-  assert.ok(lines.some((l) => /released clean read-only mappings/.test(l.msg)), `no release after the fds were freed: ${err}`);
+  const lines = err
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as { msg: string; code?: string });
+  assert.ok(
+    lines.some((l) => /release failed/.test(l.msg) && (l.code === 'EMFILE' || l.code === 'ENFILE')),
+    `no EMFILE logged: ${err}`,
+  );
+  assert.ok(
+    lines.some((l) => /released clean read-only mappings/.test(l.msg)),
+    `no release after the fds were freed: ${err}`,
+  );
 });

@@ -68,7 +68,8 @@ test('formatAddress: IPv4, IPv6 compressed, IPv4-mapped dotted (so loopback chec
   assert.equal(formatAddress(Buffer.from('00000000000000000000ffff7f000001', 'hex')), '::ffff:127.0.0.1');
   assert.throws(() => formatAddress(Uint8Array.from([1, 2, 3])), /4 or 16 bytes/);
   // /proc/net/tcp6 prints a mapped listener the same way now.
-  const line = '   0: 0000000000000000FFFF00000100007F:0BBA 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1 0000000000000000 100 0 0 10 0';
+  const line =
+    '   0: 0000000000000000FFFF00000100007F:0BBA 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1 0000000000000000 100 0 0 10 0';
   assert.deepEqual(parseProcNetTcp(`header\n${line}\n`, 6), [{ family: 6, address: '::ffff:127.0.0.1', port: 3002 }]);
 });
 

@@ -295,7 +295,10 @@ describe('port forwarder inside a network namespace', {
 
   test('a server replaced by another within one beat (socket counts unchanged) is found unasked', async () => {
     // Close and listen back to back: the counts may be equal at the next beat; the resync finds it.
-    await Promise.all([child.send({ cmd: 'close', port: 3004 }), child.send({ cmd: 'listen', host: '127.0.0.1', port: 3005 })]);
+    await Promise.all([
+      child.send({ cmd: 'close', port: 3004 }),
+      child.send({ cmd: 'listen', host: '127.0.0.1', port: 3005 }),
+    ]);
     await child.waitFor(
       (m) =>
         m.event === 'change' &&

@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { create, type DescFile, fromBinary, toBinary, toJson } from '@bufbuild/protobuf';
-import { file_google_protobuf_timestamp, type FileDescriptorProto } from '@bufbuild/protobuf/wkt';
+import { type FileDescriptorProto, file_google_protobuf_timestamp } from '@bufbuild/protobuf/wkt';
 import { EntryInfoSchema, file_envd_filesystem } from '@wrenn/protocol/gen/envd/filesystem_pb';
 import { file_envd_process, StartRequestSchema } from '@wrenn/protocol/gen/envd/process_pb';
 import { fileDescDecoded } from '../src/proto/file-desc-decoded.js';
@@ -23,7 +23,10 @@ function shape(file: DescFile) {
   return {
     name: file.name,
     enums: file.enums.map((e) => [e.typeName, e.values.map((v) => [v.name, v.number, v.localName])]),
-    services: file.services.map((s) => [s.typeName, s.methods.map((m) => [m.name, m.methodKind, m.input.typeName, m.output.typeName])]),
+    services: file.services.map((s) => [
+      s.typeName,
+      s.methods.map((m) => [m.name, m.methodKind, m.input.typeName, m.output.typeName]),
+    ]),
     messages: file.messages.map(function msg(m): unknown {
       return [
         m.typeName,
@@ -61,14 +64,25 @@ test('messages written with the embedded descriptors read back with the predecod
   const filesystem = rebuild(file_envd_filesystem, [rebuild(file_google_protobuf_timestamp)]);
   const entrySchema = filesystem.messages.find((m) => m.typeName === EntryInfoSchema.typeName);
   assert.ok(entrySchema);
-  const entry = create(EntryInfoSchema, { name: 'a', path: '/a', size: 3n, modifiedTime: { seconds: 1_700_000_000n, nanos: 5 } });
+  const entry = create(EntryInfoSchema, {
+    name: 'a',
+    path: '/a',
+    size: 3n,
+    modifiedTime: { seconds: 1_700_000_000n, nanos: 5 },
+  });
   const back = fromBinary(entrySchema, toBinary(EntryInfoSchema, entry));
   assert.deepEqual(toJson(entrySchema, back), toJson(EntryInfoSchema, entry));
 
   const startSchema = rebuild(file_envd_process).messages.find((m) => m.typeName === StartRequestSchema.typeName);
   assert.ok(startSchema);
-  const start = create(StartRequestSchema, { process: { cmd: '/bin/sh', args: ['-c', 'true'], envs: { A: 'b' } }, tag: 't' });
-  assert.deepEqual(toJson(startSchema, fromBinary(startSchema, toBinary(StartRequestSchema, start))), toJson(StartRequestSchema, start));
+  const start = create(StartRequestSchema, {
+    process: { cmd: '/bin/sh', args: ['-c', 'true'], envs: { A: 'b' } },
+    tag: 't',
+  });
+  assert.deepEqual(
+    toJson(startSchema, fromBinary(startSchema, toBinary(StartRequestSchema, start))),
+    toJson(StartRequestSchema, start),
+  );
 });
 
 test('the literal keeps proto2 presence: defaults stay on the prototype, set fields are own', () => {

@@ -1,15 +1,16 @@
 // envd in a busybox userland (no bash): the e2b SDK still sends `/bin/bash -l -c <cmd>` and
 // `/bin/bash -i -l` for terminals; envd must run them with /bin/sh. The userland is real: envd runs
 // in its own mount namespace where /usr/bin (and so /bin) holds only busybox and the node binary.
-import { after, before, describe, test } from 'node:test';
+
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, rmdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { createClient, type Client } from '@connectrpc/connect';
+import { type Client, createClient } from '@connectrpc/connect';
 import { createConnectTransport } from '@connectrpc/connect-node';
 import { Process } from '@wrenn/protocol/gen/envd/process_pb';
 
@@ -38,7 +39,9 @@ process.stdin.on('end', () => s.close().then(() => process.exit(0)));
 process.stdin.resume();
 `;
 
-async function collectText(stream: AsyncIterable<{ event?: { event: { case: string | undefined; value?: unknown } } }>) {
+async function collectText(
+  stream: AsyncIterable<{ event?: { event: { case: string | undefined; value?: unknown } } }>,
+) {
   let out = '';
   let exitCode: number | undefined;
   for await (const res of stream) {
@@ -49,7 +52,9 @@ async function collectText(stream: AsyncIterable<{ event?: { event: { case: stri
   return { out, exitCode };
 }
 
-describe('process.Process in a busybox userland (no /bin/bash)', { skip: isRoot ? false : 'needs root to create a mount namespace' }, () => {
+describe('process.Process in a busybox userland (no /bin/bash)', {
+  skip: isRoot ? false : 'needs root to create a mount namespace',
+}, () => {
   let child: ChildProcess;
   let client: Client<typeof Process>;
   let origDir = '';
@@ -83,25 +88,38 @@ describe('process.Process in a busybox userland (no /bin/bash)', { skip: isRoot 
   });
 
   test('commands.run-style `/bin/bash -l -c` runs under busybox sh', async () => {
-    const r = await collectText(client.start({ process: { cmd: '/bin/bash', args: ['-l', '-c', 'echo hi; readlink /proc/$$/exe'] }, stdin: false }));
+    const r = await collectText(
+      client.start({
+        process: { cmd: '/bin/bash', args: ['-l', '-c', 'echo hi; readlink /proc/$$/exe'] },
+        stdin: false,
+      }),
+    );
     assert.equal(r.exitCode, 0);
     assert.match(r.out, /^hi\n/);
     assert.match(r.out, /busybox/, 'the shell is busybox');
 
     // The fallback is remembered; a second start takes the short path and behaves the same.
-    const again = await collectText(client.start({ process: { cmd: '/bin/bash', args: ['-l', '-c', 'exit 7'] }, stdin: false }));
+    const again = await collectText(
+      client.start({ process: { cmd: '/bin/bash', args: ['-l', '-c', 'exit 7'] }, stdin: false }),
+    );
     assert.equal(again.exitCode, 7);
   });
 
   test('pty.create-style `/bin/bash -i -l` gives a busybox shell on a PTY', async () => {
-    const stream = client.start({ process: { cmd: '/bin/bash', args: ['-i', '-l'], envs: { PS1: '$ ' } }, pty: { size: { cols: 90, rows: 20 } } });
+    const stream = client.start({
+      process: { cmd: '/bin/bash', args: ['-i', '-l'], envs: { PS1: '$ ' } },
+      pty: { size: { cols: 90, rows: 20 } },
+    });
     let out = '';
     let pid = 0;
     for await (const res of stream) {
       const e = res.event?.event;
       if (e?.case === 'start') {
         pid = e.value.pid;
-        await client.sendInput({ process: { selector: { case: 'pid', value: pid } }, input: { input: { case: 'pty', value: Buffer.from('stty size; exit 4\n') } } });
+        await client.sendInput({
+          process: { selector: { case: 'pid', value: pid } },
+          input: { input: { case: 'pty', value: Buffer.from('stty size; exit 4\n') } },
+        });
       }
       if (e?.case === 'data') out += Buffer.from(e.value.output.value as Uint8Array).toString();
       if (e?.case === 'end') {

@@ -1,16 +1,17 @@
 // process.Process end to end with real processes, through Connect JSON over HTTP/1.1 and binary
 // over h2c: output and exit codes, env/cwd/user, background processes shared by several clients,
 // stdin, StreamInput, PTYs, disconnects, timeouts and the error codes for bad requests.
-import { after, before, describe, test } from 'node:test';
+
 import assert from 'node:assert/strict';
 import { chownSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Code, ConnectError, type Client } from '@connectrpc/connect';
-import { Process, Signal, type ProcessEvent } from '@wrenn/protocol/gen/envd/process_pb';
+import { after, before, describe, test } from 'node:test';
 import type { MessageInitShape } from '@bufbuild/protobuf';
+import { type Client, Code, ConnectError } from '@connectrpc/connect';
 import type { StartRequestSchema, StreamInputRequestSchema } from '@wrenn/protocol/gen/envd/process_pb';
-import { startTestEnvd, userHeader, type TestEnvd } from './helpers.js';
+import { Process, type ProcessEvent, Signal } from '@wrenn/protocol/gen/envd/process_pb';
+import { startTestEnvd, type TestEnvd, userHeader } from './helpers.js';
 
 type ProcessClient = Client<typeof Process>;
 type StartInit = MessageInitShape<typeof StartRequestSchema>;
@@ -26,7 +27,10 @@ interface Collected {
 }
 
 /** Drains a Start/Connect stream into text; the first event must be start. */
-async function collect(stream: AsyncIterable<{ event?: ProcessEvent }>, onPid?: (pid: number) => void): Promise<Collected> {
+async function collect(
+  stream: AsyncIterable<{ event?: ProcessEvent }>,
+  onPid?: (pid: number) => void,
+): Promise<Collected> {
   const out: Collected = { pid: 0, stdout: '', stderr: '', pty: '', end: undefined, keepalives: 0 };
   let first = true;
   for await (const res of stream) {
@@ -71,7 +75,11 @@ interface Running {
   text(): string;
 }
 
-function startRunning(client: ProcessClient, req: StartInit, opts: { signal?: AbortSignal; headers?: Record<string, string>; timeoutMs?: number } = {}): Promise<Running> {
+function startRunning(
+  client: ProcessClient,
+  req: StartInit,
+  opts: { signal?: AbortSignal; headers?: Record<string, string>; timeoutMs?: number } = {},
+): Promise<Running> {
   return attach(client.start(req, opts));
 }
 
@@ -100,7 +108,17 @@ function attach(stream: AsyncIterable<{ event?: ProcessEvent }>): Promise<Runnin
             ? Promise.resolve()
             : new Promise<void>((resolve, reject) => {
                 waiters.push({ text, resolve });
-                done.then(() => (output.includes(text) ? resolve() : reject(new Error(`process ended without printing ${JSON.stringify(text)}; output: ${JSON.stringify(output)}`))), reject);
+                done.then(
+                  () =>
+                    output.includes(text)
+                      ? resolve()
+                      : reject(
+                          new Error(
+                            `process ended without printing ${JSON.stringify(text)}; output: ${JSON.stringify(output)}`,
+                          ),
+                        ),
+                  reject,
+                );
               }),
       }),
     );
@@ -212,8 +230,17 @@ for (const variant of [
       envd.server.state.envVars.WRENN_TEST_BOTH = 'init-loses';
       envd.server.state.envVars.WRENN_TEST_INIT = 'from-init';
       try {
-        const r = await collect(client.start({ process: { cmd: '/usr/bin/env', args: [], envs: { FOO: 'bar baz', WRENN_TEST_BOTH: 'request-wins' } } }));
-        const env = new Map(r.stdout.trimEnd().split('\n').map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)] as const));
+        const r = await collect(
+          client.start({
+            process: { cmd: '/usr/bin/env', args: [], envs: { FOO: 'bar baz', WRENN_TEST_BOTH: 'request-wins' } },
+          }),
+        );
+        const env = new Map(
+          r.stdout
+            .trimEnd()
+            .split('\n')
+            .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)] as const),
+        );
         assert.equal(env.get('FOO'), 'bar baz');
         assert.equal(env.get('WRENN_TEST_INIT'), 'from-init');
         assert.equal(env.get('WRENN_TEST_BOTH'), 'request-wins');
@@ -233,7 +260,9 @@ for (const variant of [
     test('cwd: explicit, ~ expansion, relative to home, default home', async () => {
       const dir = mkdtempSync(join(tmpdir(), 'wrenn-proc-'));
       tmpDirs.push(dir);
-      const explicit = await collect(client.start(bash('pwd', { process: { cmd: '/bin/bash', args: ['-c', 'pwd'], cwd: dir } })));
+      const explicit = await collect(
+        client.start(bash('pwd', { process: { cmd: '/bin/bash', args: ['-c', 'pwd'], cwd: dir } })),
+      );
       assert.equal(explicit.stdout, `${dir}\n`);
       const home = await collect(client.start({ process: { cmd: '/bin/pwd', args: [] } }));
       assert.equal(home.stdout, '/root\n');
@@ -244,7 +273,9 @@ for (const variant of [
     });
 
     test('user from the Basic authorization header: nobody, and the default user', async () => {
-      const nobody = await collect(client.start(bash('id -u; id -g; echo $HOME $USER; pwd'), { headers: userHeader('nobody') }));
+      const nobody = await collect(
+        client.start(bash('id -u; id -g; echo $HOME $USER; pwd'), { headers: userHeader('nobody') }),
+      );
       // nobody's home (/nonexistent) does not exist: a default cwd falls back to "/".
       assert.equal(nobody.stdout, '65534\n65534\n/nonexistent nobody\n/\n');
       assert.equal(nobody.end?.exitCode, 0);
@@ -252,7 +283,11 @@ for (const variant of [
       const root = await collect(client.start(bash('id -u')));
       assert.equal(root.stdout, '0\n');
 
-      await expectCode(collect(client.start(bash('id -u'), { headers: userHeader('no-such-user-xyz') })), Code.InvalidArgument, 'no-such-user-xyz');
+      await expectCode(
+        collect(client.start(bash('id -u'), { headers: userHeader('no-such-user-xyz') })),
+        Code.InvalidArgument,
+        'no-such-user-xyz',
+      );
     });
 
     test('background process: connect by tag from a second client, List, fan-out, kill the whole group', async () => {
@@ -275,7 +310,10 @@ for (const variant of [
       assert.deepEqual(listed.config?.args, ['-c', script]);
 
       // Output after attaching reaches both clients.
-      await client.sendInput({ process: byPid(first.pid), input: { input: { case: 'stdin', value: Buffer.from('ping\n') } } });
+      await client.sendInput({
+        process: byPid(first.pid),
+        input: { input: { case: 'stdin', value: Buffer.from('ping\n') } },
+      });
       await Promise.all([first.waitFor('got ping'), second.waitFor('got ping')]);
 
       await other.sendSignal({ process: byTag(tag), signal: Signal.SIGKILL });
@@ -286,7 +324,11 @@ for (const variant of [
         assert.equal(r.end?.status, 'signal: killed');
       }
       await eventually(() => pidState(sleepPid) !== 'alive', 'the shell\'s child "sleep" to die with its group');
-      assert.equal((await client.list({})).processes.find((p) => p.pid === first.pid), undefined, 'finished processes leave the table');
+      assert.equal(
+        (await client.list({})).processes.find((p) => p.pid === first.pid),
+        undefined,
+        'finished processes leave the table',
+      );
 
       // Reconnecting right after the exit still tells how it ended.
       const late = await collect(client.connect({ process: byPid(first.pid) }));
@@ -305,8 +347,14 @@ for (const variant of [
 
     test('stdin: SendInput then CloseStdin gives EOF; disabled stdin is refused', async () => {
       const cat = await startRunning(client, { process: { cmd: '/bin/cat', args: [] }, stdin: true });
-      await client.sendInput({ process: byPid(cat.pid), input: { input: { case: 'stdin', value: Buffer.from('hello ') } } });
-      await client.sendInput({ process: byPid(cat.pid), input: { input: { case: 'stdin', value: Buffer.from('world\n') } } });
+      await client.sendInput({
+        process: byPid(cat.pid),
+        input: { input: { case: 'stdin', value: Buffer.from('hello ') } },
+      });
+      await client.sendInput({
+        process: byPid(cat.pid),
+        input: { input: { case: 'stdin', value: Buffer.from('world\n') } },
+      });
       await cat.waitFor('hello world\n');
       await client.closeStdin({ process: byPid(cat.pid) });
       const done = await cat.done;
@@ -315,16 +363,27 @@ for (const variant of [
 
       // Unset stdin means enabled (older clients); false means /dev/null.
       const unset = await startRunning(client, { process: { cmd: '/bin/cat', args: [] } });
-      await client.sendInput({ process: byPid(unset.pid), input: { input: { case: 'stdin', value: Buffer.from('x\n') } } });
+      await client.sendInput({
+        process: byPid(unset.pid),
+        input: { input: { case: 'stdin', value: Buffer.from('x\n') } },
+      });
       await unset.waitFor('x\n');
       await client.closeStdin({ process: byPid(unset.pid) });
       assert.equal((await unset.done).end?.exitCode, 0);
 
       const noStdin = await startRunning(client, bash('read line; echo "eof=$?"; sleep 300'));
       await noStdin.waitFor('eof=1');
-      await expectCode(client.sendInput({ process: byPid(noStdin.pid), input: { input: { case: 'stdin', value: Buffer.from('x') } } }), Code.FailedPrecondition, 'without stdin');
+      await expectCode(
+        client.sendInput({ process: byPid(noStdin.pid), input: { input: { case: 'stdin', value: Buffer.from('x') } } }),
+        Code.FailedPrecondition,
+        'without stdin',
+      );
       await expectCode(client.closeStdin({ process: byPid(noStdin.pid) }), Code.FailedPrecondition);
-      await expectCode(client.sendInput({ process: byPid(noStdin.pid), input: { input: { case: 'pty', value: Buffer.from('x') } } }), Code.FailedPrecondition, 'no PTY');
+      await expectCode(
+        client.sendInput({ process: byPid(noStdin.pid), input: { input: { case: 'pty', value: Buffer.from('x') } } }),
+        Code.FailedPrecondition,
+        'no PTY',
+      );
       await client.sendSignal({ process: byPid(noStdin.pid), signal: Signal.SIGKILL });
       await noStdin.done;
     });
@@ -333,9 +392,19 @@ for (const variant of [
       const cat = await startRunning(client, { process: { cmd: '/bin/cat', args: [] }, stdin: true });
       async function* input(): AsyncGenerator<MessageInitShape<typeof StreamInputRequestSchema>> {
         yield { event: { case: 'start' as const, value: { process: byPid(cat.pid) } } };
-        yield { event: { case: 'data' as const, value: { input: { input: { case: 'stdin' as const, value: Buffer.from('one ') } } } } };
+        yield {
+          event: {
+            case: 'data' as const,
+            value: { input: { input: { case: 'stdin' as const, value: Buffer.from('one ') } } },
+          },
+        };
         yield { event: { case: 'keepalive' as const, value: {} } };
-        yield { event: { case: 'data' as const, value: { input: { input: { case: 'stdin' as const, value: Buffer.from('two\n') } } } } };
+        yield {
+          event: {
+            case: 'data' as const,
+            value: { input: { input: { case: 'stdin' as const, value: Buffer.from('two\n') } } },
+          },
+        };
       }
       await client.streamInput(input());
       await cat.waitFor('one two\n');
@@ -344,7 +413,12 @@ for (const variant of [
 
       {
         async function* dataFirst() {
-          yield { event: { case: 'data' as const, value: { input: { input: { case: 'stdin' as const, value: Buffer.from('x') } } } } };
+          yield {
+            event: {
+              case: 'data' as const,
+              value: { input: { input: { case: 'stdin' as const, value: Buffer.from('x') } } },
+            },
+          };
         }
         await expectCode(client.streamInput(dataFirst()), Code.InvalidArgument, 'start event');
         async function* unknown() {
@@ -359,7 +433,8 @@ for (const variant of [
         process: { cmd: '/bin/bash', args: ['--norc', '--noprofile', '-i'], envs: { PS1: '$ ' } },
         pty: { size: { cols: 100, rows: 30 } },
       });
-      const send = (text: string) => client.sendInput({ process: byPid(pty.pid), input: { input: { case: 'pty', value: Buffer.from(text) } } });
+      const send = (text: string) =>
+        client.sendInput({ process: byPid(pty.pid), input: { input: { case: 'pty', value: Buffer.from(text) } } });
       await send('stty size; echo "T=$TERM"\n');
       await pty.waitFor('30 100');
       await pty.waitFor('T=xterm-256color');
@@ -370,8 +445,16 @@ for (const variant of [
       await pty.waitFor('40 120');
 
       await expectCode(client.closeStdin({ process: byPid(pty.pid) }), Code.FailedPrecondition, 'Ctrl-D');
-      await expectCode(client.sendInput({ process: byPid(pty.pid), input: { input: { case: 'stdin', value: Buffer.from('x') } } }), Code.FailedPrecondition, 'PTY');
-      await expectCode(client.update({ process: byPid(pty.pid), pty: { size: { cols: 0, rows: 10 } } }), Code.InvalidArgument, 'size');
+      await expectCode(
+        client.sendInput({ process: byPid(pty.pid), input: { input: { case: 'stdin', value: Buffer.from('x') } } }),
+        Code.FailedPrecondition,
+        'PTY',
+      );
+      await expectCode(
+        client.update({ process: byPid(pty.pid), pty: { size: { cols: 0, rows: 10 } } }),
+        Code.InvalidArgument,
+        'size',
+      );
 
       await client.sendSignal({ process: byPid(pty.pid), signal: Signal.SIGKILL });
       const done = await pty.done;
@@ -385,17 +468,25 @@ for (const variant of [
         { process: { cmd: '/bin/sh', args: [] }, pty: { size: { cols: 80, rows: 24 } } },
         { headers: userHeader('nobody') },
       );
-      await client.sendInput({ process: byPid(pty.pid), input: { input: { case: 'pty', value: Buffer.from('echo "u=$(id -u) g=$(id -G)"\n') } } });
+      await client.sendInput({
+        process: byPid(pty.pid),
+        input: { input: { case: 'pty', value: Buffer.from('echo "u=$(id -u) g=$(id -G)"\n') } },
+      });
       await pty.waitFor('u=65534 g=65534');
-      await client.sendInput({ process: byPid(pty.pid), input: { input: { case: 'pty', value: Buffer.from('\x04') } } });
+      await client.sendInput({
+        process: byPid(pty.pid),
+        input: { input: { case: 'pty', value: Buffer.from('\x04') } },
+      });
       const done = await pty.done;
       assert.equal(done.end?.exitCode, 0);
-      assert.match(done.pty, /u=65534 g=65534\r?\n/, 'only the user\'s own groups, none of envd\'s');
+      assert.match(done.pty, /u=65534 g=65534\r?\n/, "only the user's own groups, none of envd's");
     });
 
     test('a client disconnecting mid-stream leaves the process running and envd healthy', async () => {
       const abort = new AbortController();
-      const gone = await startRunning(client, bash('while true; do echo tick; sleep 0.05; done'), { signal: abort.signal });
+      const gone = await startRunning(client, bash('while true; do echo tick; sleep 0.05; done'), {
+        signal: abort.signal,
+      });
       await gone.waitFor('tick');
       abort.abort();
       await gone.done.catch(() => {});
@@ -436,30 +527,65 @@ for (const variant of [
     test('bad requests get the right codes and say what was wrong', async () => {
       await expectCode(collect(client.start({ process: { cmd: '', args: [] } })), Code.InvalidArgument, 'cmd');
       await expectCode(collect(client.start({})), Code.InvalidArgument, 'cmd');
-      await expectCode(collect(client.start({ process: { cmd: '/no/such/binary', args: [] } })), Code.InvalidArgument, "'/no/such/binary' not found");
-      await expectCode(collect(client.start({ process: { cmd: '/bin/true', args: [], cwd: '/no/such/dir' } })), Code.InvalidArgument, "cwd '/no/such/dir' does not exist");
       await expectCode(
-        collect(client.start({ process: { cmd: '/bin/true', args: [], cwd: '/no/such/dir' }, pty: { size: { cols: 80, rows: 24 } } })),
+        collect(client.start({ process: { cmd: '/no/such/binary', args: [] } })),
+        Code.InvalidArgument,
+        "'/no/such/binary' not found",
+      );
+      await expectCode(
+        collect(client.start({ process: { cmd: '/bin/true', args: [], cwd: '/no/such/dir' } })),
+        Code.InvalidArgument,
+        "cwd '/no/such/dir' does not exist",
+      );
+      await expectCode(
+        collect(
+          client.start({
+            process: { cmd: '/bin/true', args: [], cwd: '/no/such/dir' },
+            pty: { size: { cols: 80, rows: 24 } },
+          }),
+        ),
         Code.InvalidArgument,
         'does not exist',
       );
-      await expectCode(collect(client.start({ process: { cmd: '/bin/true', args: [] }, pty: { size: { cols: 0, rows: 0 } } })), Code.InvalidArgument, 'size');
-      await expectCode(collect(client.start({ process: { cmd: '/etc/passwd', args: [] } })), Code.InvalidArgument, 'permission denied');
+      await expectCode(
+        collect(client.start({ process: { cmd: '/bin/true', args: [] }, pty: { size: { cols: 0, rows: 0 } } })),
+        Code.InvalidArgument,
+        'size',
+      );
+      await expectCode(
+        collect(client.start({ process: { cmd: '/etc/passwd', args: [] } })),
+        Code.InvalidArgument,
+        'permission denied',
+      );
 
       await expectCode(collect(client.connect({ process: byPid(0x7ffffff0) })), Code.NotFound, 'not found');
       await expectCode(collect(client.connect({ process: byTag('no-such-tag') })), Code.NotFound, 'no-such-tag');
       await expectCode(collect(client.connect({})), Code.InvalidArgument, 'selector');
-      await expectCode(client.sendInput({ process: byPid(0x7ffffff0), input: { input: { case: 'stdin', value: Buffer.from('x') } } }), Code.NotFound);
+      await expectCode(
+        client.sendInput({ process: byPid(0x7ffffff0), input: { input: { case: 'stdin', value: Buffer.from('x') } } }),
+        Code.NotFound,
+      );
       await expectCode(client.sendSignal({ process: byPid(0x7ffffff0), signal: Signal.SIGKILL }), Code.NotFound);
       await expectCode(client.closeStdin({ process: byPid(0x7ffffff0) }), Code.NotFound);
-      await expectCode(client.update({ process: byPid(0x7ffffff0), pty: { size: { cols: 80, rows: 24 } } }), Code.NotFound);
+      await expectCode(
+        client.update({ process: byPid(0x7ffffff0), pty: { size: { cols: 80, rows: 24 } } }),
+        Code.NotFound,
+      );
 
       const r = await startRunning(client, bash('echo ready; sleep 300', { stdin: true }));
       await r.waitFor('ready');
       try {
-        await expectCode(client.sendSignal({ process: byPid(r.pid), signal: Signal.UNSPECIFIED }), Code.InvalidArgument, 'SIGTERM');
+        await expectCode(
+          client.sendSignal({ process: byPid(r.pid), signal: Signal.UNSPECIFIED }),
+          Code.InvalidArgument,
+          'SIGTERM',
+        );
         await expectCode(client.sendInput({ process: byPid(r.pid) }), Code.InvalidArgument, 'input');
-        await expectCode(client.update({ process: byPid(r.pid), pty: { size: { cols: 80, rows: 24 } } }), Code.FailedPrecondition, 'no PTY');
+        await expectCode(
+          client.update({ process: byPid(r.pid), pty: { size: { cols: 80, rows: 24 } } }),
+          Code.FailedPrecondition,
+          'no PTY',
+        );
         await expectCode(client.update({ process: byPid(r.pid) }), Code.InvalidArgument, 'pty.size');
       } finally {
         await client.sendSignal({ process: byPid(r.pid), signal: Signal.SIGKILL });
@@ -478,7 +604,10 @@ describe('process.Process: users with supplementary groups keep them', () => {
     home = mkdtempSync(join(tmpdir(), 'wrenn-home-'));
     chownSync(home, 4242, 4242);
     writeFileSync(join(etc, 'passwd'), `root:x:0:0:root:/root:/bin/bash\nwrenntest:x:4242:4242::${home}:/bin/sh\n`);
-    writeFileSync(join(etc, 'group'), 'root:x:0:\nwrenntest:x:4242:\nextra1:x:4243:other,wrenntest\nextra2:x:4244:wrenntest\nunrelated:x:4245:other\n');
+    writeFileSync(
+      join(etc, 'group'),
+      'root:x:0:\nwrenntest:x:4242:\nextra1:x:4243:other,wrenntest\nextra2:x:4244:wrenntest\nunrelated:x:4245:other\n',
+    );
     envd = await startTestEnvd({ portForwarding: false, etcDir: etc });
   });
   after(async () => {
@@ -487,30 +616,69 @@ describe('process.Process: users with supplementary groups keep them', () => {
     rmSync(home, { recursive: true, force: true });
   });
 
-  test('pipes and PTY run with uid, gid and exactly the groups from /etc/group', { skip: process.getuid?.() === 0 ? false : 'needs root to switch users' }, async () => {
-    const piped = await collect(envd.process.start(bash('id -u; id -G; pwd; echo $HOME'), { headers: userHeader('wrenntest') }));
+  test('pipes and PTY run with uid, gid and exactly the groups from /etc/group', {
+    skip: process.getuid?.() === 0 ? false : 'needs root to switch users',
+  }, async () => {
+    const piped = await collect(
+      envd.process.start(bash('id -u; id -G; pwd; echo $HOME'), { headers: userHeader('wrenntest') }),
+    );
     assert.equal(piped.stdout, `4242\n4242 4243 4244\n${home}\n${home}\n`);
     assert.equal(piped.end?.exitCode, 0);
 
-    const pty = await startRunning(envd.process, { process: { cmd: '/bin/sh', args: [] }, pty: { size: { cols: 80, rows: 24 } } }, { headers: userHeader('wrenntest') });
-    await envd.process.sendInput({ process: byPid(pty.pid), input: { input: { case: 'pty', value: Buffer.from('echo "g=$(id -G)"; exit\n') } } });
+    const pty = await startRunning(
+      envd.process,
+      { process: { cmd: '/bin/sh', args: [] }, pty: { size: { cols: 80, rows: 24 } } },
+      { headers: userHeader('wrenntest') },
+    );
+    await envd.process.sendInput({
+      process: byPid(pty.pid),
+      input: { input: { case: 'pty', value: Buffer.from('echo "g=$(id -G)"; exit\n') } },
+    });
     const done = await pty.done;
     assert.match(done.pty, /g=4242 4243 4244\r?\n/);
     assert.equal(done.end?.exitCode, 0);
 
     // A user added a moment ago (useradd, then run) is found at once despite the passwd cache.
-    await expectCode(collect(envd.process.start(bash('id -u'), { headers: userHeader('latecomer') })), Code.InvalidArgument, 'latecomer');
-    writeFileSync(join(etc, 'passwd'), `root:x:0:0:root:/root:/bin/bash\nwrenntest:x:4242:4242::${home}:/bin/sh\nlatecomer:x:4250:4250::/:/bin/sh\n`);
-    assert.equal((await collect(envd.process.start(bash('id -u'), { headers: userHeader('latecomer') }))).stdout, '4250\n');
+    await expectCode(
+      collect(envd.process.start(bash('id -u'), { headers: userHeader('latecomer') })),
+      Code.InvalidArgument,
+      'latecomer',
+    );
+    writeFileSync(
+      join(etc, 'passwd'),
+      `root:x:0:0:root:/root:/bin/bash\nwrenntest:x:4242:4242::${home}:/bin/sh\nlatecomer:x:4250:4250::/:/bin/sh\n`,
+    );
+    assert.equal(
+      (await collect(envd.process.start(bash('id -u'), { headers: userHeader('latecomer') }))).stdout,
+      '4250\n',
+    );
 
     // An explicit cwd that does not exist is still reported as such.
-    await expectCode(collect(envd.process.start(bash('pwd', { process: { cmd: '/bin/pwd', args: [], cwd: '/no/such/dir' } }), { headers: userHeader('wrenntest') })), Code.InvalidArgument, 'does not exist');
+    await expectCode(
+      collect(
+        envd.process.start(bash('pwd', { process: { cmd: '/bin/pwd', args: [], cwd: '/no/such/dir' } }), {
+          headers: userHeader('wrenntest'),
+        }),
+      ),
+      Code.InvalidArgument,
+      'does not exist',
+    );
   });
 });
 
 /** A second, independent client (own transport and connection) for the same envd. */
-async function startTestEnvdClient(envd: TestEnvd, variant: { http2: boolean; binary: boolean }): Promise<ProcessClient> {
+async function startTestEnvdClient(
+  envd: TestEnvd,
+  variant: { http2: boolean; binary: boolean },
+): Promise<ProcessClient> {
   const { createClient } = await import('@connectrpc/connect');
   const { createConnectTransport } = await import('@connectrpc/connect-node');
-  return createClient(Process, createConnectTransport({ baseUrl: envd.baseUrl, httpVersion: variant.http2 ? '2' : '1.1', useBinaryFormat: variant.binary }));
+  return createClient(
+    Process,
+    createConnectTransport({
+      baseUrl: envd.baseUrl,
+      httpVersion: variant.http2 ? '2' : '1.1',
+      useBinaryFormat: variant.binary,
+    }),
+  );
 }

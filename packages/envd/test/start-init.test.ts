@@ -2,7 +2,7 @@
 // on a new capsule). envd must apply it exactly as /init would, drop it from its environment, and
 // refuse to start on a malformed one.
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -46,7 +46,9 @@ test('envd applies WRENN_ENVD_INIT at start: token, env vars, default user and w
   assert.equal(vars.GREETING, 'hello');
   assert.equal(vars.WRENN_ENVD_INIT, undefined);
   // A command with no cwd runs in the default workdir and does not see WRENN_ENVD_INIT.
-  const body = JSON.stringify({ process: { cmd: '/bin/sh', args: ['-c', 'pwd; echo "${WRENN_ENVD_INIT:-unset} $GREETING"'] } });
+  const body = JSON.stringify({
+    process: { cmd: '/bin/sh', args: ['-c', 'pwd; echo "${WRENN_ENVD_INIT:-unset} $GREETING"'] },
+  });
   const frame = Buffer.alloc(5 + Buffer.byteLength(body));
   frame.writeUInt32BE(Buffer.byteLength(body), 1);
   frame.write(body, 5);
@@ -59,7 +61,9 @@ test('envd applies WRENN_ENVD_INIT at start: token, env vars, default user and w
   let out = '';
   for (let off = 0; off + 5 <= raw.length; ) {
     const len = raw.readUInt32BE(off + 1);
-    const msg = JSON.parse(raw.subarray(off + 5, off + 5 + len).toString()) as { event?: { data?: { stdout?: string } } };
+    const msg = JSON.parse(raw.subarray(off + 5, off + 5 + len).toString()) as {
+      event?: { data?: { stdout?: string } };
+    };
     if (msg.event?.data?.stdout) out += Buffer.from(msg.event.data.stdout, 'base64').toString();
     off += 5 + len;
   }

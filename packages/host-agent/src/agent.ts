@@ -2,22 +2,22 @@
 // port proxy and Prometheus metrics, all on one HTTP/1.1 + h2c port. Every request but GET /health
 // must carry the agent's secret (auth/), checked before anything else looks at it.
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import type http from 'node:http';
 import type http2 from 'node:http2';
+import { join } from 'node:path';
 import type { ServiceImpl } from '@connectrpc/connect';
 import { connectNodeAdapter } from '@connectrpc/connect-node';
-import { HostAgentService } from '@wrenn/protocol/gen/hostagent/v1/hostagent_pb';
-import { listenDual, type DualListener } from '@wrenn/envd/net/dual-listener';
+import { type DualListener, listenDual } from '@wrenn/envd/net/dual-listener';
 import { ENVD_VERSION } from '@wrenn/envd/version';
+import { HostAgentService } from '@wrenn/protocol/gen/hostagent/v1/hostagent_pb';
+import { type AgentSecret, loadAgentSecret } from './auth/agent-secret.js';
+import { createRequestAuth } from './auth/request-auth.js';
+import { newHostId } from './host-id.js';
 import { SandboxManager } from './manager/manager.js';
 import type { ManagerDeps } from './manager/types.js';
-import { hostAgentService } from './service/index.js';
-import { createPortProxy } from './port-proxy.js';
 import { createAgentMetrics } from './metrics.js';
-import { newHostId } from './host-id.js';
-import { loadAgentSecret, type AgentSecret } from './auth/agent-secret.js';
-import { createRequestAuth } from './auth/request-auth.js';
+import { createPortProxy } from './port-proxy.js';
+import { hostAgentService } from './service/index.js';
 
 export const AGENT_VERSION = '0.1.0';
 
@@ -59,8 +59,13 @@ async function loadHostId(dataDir: string): Promise<string> {
 export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
   await mkdir(opts.dataDir, { recursive: true, mode: 0o700 });
   const hostId = await loadHostId(opts.dataDir);
-  const loaded: AgentSecret = opts.secret ? { secret: opts.secret, source: 'env', file: '' } : await loadAgentSecret(opts.dataDir);
-  const where = loaded.source === 'env' ? 'the value of WRENN_AGENT_SECRET the agent started with' : `in ${loaded.file} on the agent's host (root only)`;
+  const loaded: AgentSecret = opts.secret
+    ? { secret: opts.secret, source: 'env', file: '' }
+    : await loadAgentSecret(opts.dataDir);
+  const where =
+    loaded.source === 'env'
+      ? 'the value of WRENN_AGENT_SECRET the agent started with'
+      : `in ${loaded.file} on the agent's host (root only)`;
   const auth = createRequestAuth(loaded.secret, where);
   const manager = new SandboxManager(opts);
   await manager.start();
@@ -93,12 +98,19 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     },
   });
   // /health stays open (it tells only that the agent is up and its host id), for load balancers.
-  const guarded = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => {
+  const guarded = (
+    req: http.IncomingMessage | http2.Http2ServerRequest,
+    res: http.ServerResponse | http2.Http2ServerResponse,
+  ) => {
     const url = req.url ?? '/';
     if (url === '/health' || auth.allows(req.headers, proxy.handles(url))) return rpc(req as never, res as never);
     auth.refuse(res as http.ServerResponse);
   };
-  const listener: DualListener = await listenDual(guarded, { ...opts.listen, headersTimeoutMs: 10_000, keepAliveTimeoutMs: 620_000 });
+  const listener: DualListener = await listenDual(guarded, {
+    ...opts.listen,
+    headersTimeoutMs: 10_000,
+    keepAliveTimeoutMs: 620_000,
+  });
   listener.http1.on('upgrade', (req: http.IncomingMessage, socket, head: Buffer) => {
     if (!auth.allows(req.headers, proxy.handles(req.url ?? ''))) auth.refuseUpgrade(socket);
     else if (proxy.handles(req.url ?? '')) proxy.upgrade(req, socket, head);

@@ -1,9 +1,9 @@
 // `wrenn agent`: the host agent on this machine, optionally registered with a control plane.
 import pino from 'pino';
-import { startAgent, type RunningAgent } from './agent.js';
+import { type RunningAgent, startAgent } from './agent.js';
+import { describeCapacity } from './capacity/capacity.js';
 import { createLocalLayers } from './local-providers.js';
 import { agentNetWarmPool } from './network/index.js';
-import { describeCapacity } from './capacity/capacity.js';
 
 export function parseListen(value: string, flag = '--listen'): { host: string; port: number } {
   const m = /^(\[[^\]]+\]|[^:]+):(\d{1,5})$/.exec(value);
@@ -15,9 +15,13 @@ export function parseListen(value: string, flag = '--listen'): { host: string; p
 /** "minimal=2,base=1" -> { minimal: 2, base: 1 }. */
 export function parseWarmPool(value: string | undefined): Record<string, number> {
   const out: Record<string, number> = {};
-  for (const part of (value ?? '').split(',').map((p) => p.trim()).filter(Boolean)) {
+  for (const part of (value ?? '')
+    .split(',')
+    .map((p) => p.trim())
+    .filter(Boolean)) {
     const m = /^([a-z0-9][a-z0-9._-]{0,62})=(\d{1,3})$/.exec(part);
-    if (!m) throw new Error(`--warm-pool takes template=count pairs separated by commas (e.g. minimal=2), got "${part}"`);
+    if (!m)
+      throw new Error(`--warm-pool takes template=count pairs separated by commas (e.g. minimal=2), got "${part}"`);
     out[m[1] as string] = Number(m[2]);
   }
   return out;
@@ -28,14 +32,36 @@ export interface AgentCliHooks {
   onListening?(agent: RunningAgent): Promise<void>;
 }
 
-export async function runAgentFromCli(opts: Record<string, string | undefined>, hooks: AgentCliHooks = {}): Promise<void> {
-  if (process.getuid?.() !== 0) throw new Error('the host agent needs root (namespaces, cgroups, network); run it with sudo');
+export async function runAgentFromCli(
+  opts: Record<string, string | undefined>,
+  hooks: AgentCliHooks = {},
+): Promise<void> {
+  if (process.getuid?.() !== 0)
+    throw new Error('the host agent needs root (namespaces, cgroups, network); run it with sudo');
   const log = pino({ base: { svc: 'host-agent' } });
   const listen = parseListen(opts.listen ?? '127.0.0.1:50051');
   const dataDir = opts.dataDir ?? '/var/lib/wrenn';
   const layers = await createLocalLayers(dataDir, { network: { warmPool: agentNetWarmPool() }, log });
-  const agent = await startAgent({ ...layers, dataDir, listen, warmPool: parseWarmPool(opts.warmPool), log: (level, msg, data) => log[level](data ?? {}, msg) });
-  log.info({ url: agent.url, hostId: agent.hostId, dataDir, secret: agent.secretSource.source === 'env' ? 'WRENN_AGENT_SECRET' : agent.secretSource.file, runtimes: [...layers.runtimes.keys()], defaultRuntime: layers.defaultRuntime, why: layers.runtimeReasons, capacity: describeCapacity(agent.manager.capacity(0, true)) }, 'host agent listening');
+  const agent = await startAgent({
+    ...layers,
+    dataDir,
+    listen,
+    warmPool: parseWarmPool(opts.warmPool),
+    log: (level, msg, data) => log[level](data ?? {}, msg),
+  });
+  log.info(
+    {
+      url: agent.url,
+      hostId: agent.hostId,
+      dataDir,
+      secret: agent.secretSource.source === 'env' ? 'WRENN_AGENT_SECRET' : agent.secretSource.file,
+      runtimes: [...layers.runtimes.keys()],
+      defaultRuntime: layers.defaultRuntime,
+      why: layers.runtimeReasons,
+      capacity: describeCapacity(agent.manager.capacity(0, true)),
+    },
+    'host agent listening',
+  );
   await hooks.onListening?.(agent);
   const stop = async () => {
     await agent.close();

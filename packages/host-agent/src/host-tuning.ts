@@ -91,7 +91,11 @@ export interface AppliedSetting {
  * Raises each setting to its value where it is lower. A missing sysctl (older kernel) is skipped;
  * a write the kernel refuses throws, naming the setting and the env var that turns it off.
  */
-export async function applyHostSettings(settings: readonly HostSetting[], log?: TuningLog, procSys = '/proc/sys'): Promise<AppliedSetting[]> {
+export async function applyHostSettings(
+  settings: readonly HostSetting[],
+  log?: TuningLog,
+  procSys = '/proc/sys',
+): Promise<AppliedSetting[]> {
   const out: AppliedSetting[] = [];
   for (const s of settings) {
     const path = sysctlPath(s.key, procSys);
@@ -109,7 +113,9 @@ export async function applyHostSettings(settings: readonly HostSetting[], log?: 
       continue;
     }
     await writeFile(path, `${s.value}\n`).catch((err: Error) => {
-      throw new Error(`setting ${s.key}=${s.value} failed (${err.message}); WRENN_HOST_TUNING=0 leaves host settings alone`);
+      throw new Error(
+        `setting ${s.key}=${s.value} failed (${err.message}); WRENN_HOST_TUNING=0 leaves host settings alone`,
+      );
     });
     const after = Number((await readFile(path, 'utf8')).trim());
     log?.info({ sysctl: s.key, before, after }, 'host setting raised for many capsules');

@@ -1,18 +1,18 @@
 // Wires the manager to this host's real layers: the namespace runtime, the template store under
 // <dataDir>/images, and the capsule network (netns + veth + NAT) with its metadata endpoint.
 import { join } from 'node:path';
-import { createFirecrackerRuntime } from './runtimes/firecracker/index.js';
-import { createQemuRuntime } from './runtimes/qemu/index.js';
-import { probeHost, selectRuntimes } from './runtimes/select-runtime.js';
-import type { RuntimeName, CapsuleRuntime } from './runtimes/runtime.js';
-import { NamespaceRuntime } from './runtimes/namespace/index.js';
-import { TemplateStore, type TemplateManifest } from './rootfs/index.js';
 import pino from 'pino';
+import { type CapacityConfig, capacityConfig } from './capacity/capacity.js';
 import { applyHostSettings, hostSettings, type TuningLog } from './host-tuning.js';
-import { NetworkManager, startMetadataHttpServer, type MetadataServer, type NetworkOptions } from './network/index.js';
-import type { NetworkProvider, TemplateInfo, TemplateProvider } from './manager/types.js';
 import { TemplateInUseError, TemplateNotFoundError } from './manager/errors.js';
-import { capacityConfig, type CapacityConfig } from './capacity/capacity.js';
+import type { NetworkProvider, TemplateInfo, TemplateProvider } from './manager/types.js';
+import { type MetadataServer, NetworkManager, type NetworkOptions, startMetadataHttpServer } from './network/index.js';
+import { type TemplateManifest, TemplateStore } from './rootfs/index.js';
+import { createFirecrackerRuntime } from './runtimes/firecracker/index.js';
+import { NamespaceRuntime } from './runtimes/namespace/index.js';
+import { createQemuRuntime } from './runtimes/qemu/index.js';
+import type { CapsuleRuntime, RuntimeName } from './runtimes/runtime.js';
+import { probeHost, selectRuntimes } from './runtimes/select-runtime.js';
 
 /** `hostRuntimes`: a base template runs on every runtime of the host (VMs get an image built from it on first use). */
 export function toTemplateInfo(m: TemplateManifest, hostRuntimes: readonly RuntimeName[] = []): TemplateInfo {
@@ -39,7 +39,14 @@ export function templateProvider(store: TemplateStore, hostRuntimes: readonly Ru
       const have = (await store.listTemplates()).map((m) => toTemplateInfo(m, hostRuntimes));
       // Built-in templates are listed even before their first build.
       for (const name of store.recipeNames()) {
-        if (!have.some((t) => t.name === name)) have.push({ name, kind: 'base', runtimes: [...new Set(['namespace' as const, ...hostRuntimes])], sizeBytes: 0, createdAt: 0 });
+        if (!have.some((t) => t.name === name))
+          have.push({
+            name,
+            kind: 'base',
+            runtimes: [...new Set(['namespace' as const, ...hostRuntimes])],
+            sizeBytes: 0,
+            createdAt: 0,
+          });
       }
       return have;
     },
@@ -138,7 +145,8 @@ export async function createLocalLayers(dataDir: string, opts: LocalLayerOptions
     host: '0.0.0.0',
     lookup: (addr) => networkManager.metadataFor(addr),
   });
-  const diskMb = opts.diskMb ?? (process.env.WRENN_CAPSULE_DISK_MB ? Number(process.env.WRENN_CAPSULE_DISK_MB) : undefined);
+  const diskMb =
+    opts.diskMb ?? (process.env.WRENN_CAPSULE_DISK_MB ? Number(process.env.WRENN_CAPSULE_DISK_MB) : undefined);
   const diskReserveMb =
     opts.diskReserveMb ?? (process.env.WRENN_DISK_RESERVE_MB ? Number(process.env.WRENN_DISK_RESERVE_MB) : undefined);
   const ns = new NamespaceRuntime({
@@ -157,7 +165,11 @@ export async function createLocalLayers(dataDir: string, opts: LocalLayerOptions
   // Firecracker where KVM can run a VM and its binary is installed (then the default); QEMU where
   // installed (KVM when usable, else software emulation); otherwise the configured default.
   const facts = await probeHost({ firecrackerBinary: opts.firecrackerBinary ?? process.env.WRENN_FIRECRACKER_BIN });
-  const policy = { configuredDefault: opts.defaultRuntime ?? 'namespace', qemu: opts.qemu, firecracker: opts.firecracker };
+  const policy = {
+    configuredDefault: opts.defaultRuntime ?? 'namespace',
+    qemu: opts.qemu,
+    firecracker: opts.firecracker,
+  };
   let choice = selectRuntimes(facts, policy);
   if (choice.offered.includes('firecracker')) {
     const fc = createFirecrackerRuntime({ dataDir, store: templateStore, firecrackerBinary: facts.firecrackerBinary });

@@ -1,6 +1,6 @@
 // Prometheus metrics of the host agent (GET /metrics).
 import type http from 'node:http';
-import { Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
 import type { SandboxManager } from './manager/manager.js';
 
 export function createAgentMetrics(manager: SandboxManager) {
@@ -24,7 +24,12 @@ export function createAgentMetrics(manager: SandboxManager) {
     help: 'vCPUs allocated to running and paused capsules',
     registers: [registry],
     collect() {
-      this.set(manager.list().filter((c) => c.state === 'running' || c.state === 'paused').reduce((n, c) => n + c.vcpus, 0));
+      this.set(
+        manager
+          .list()
+          .filter((c) => c.state === 'running' || c.state === 'paused')
+          .reduce((n, c) => n + c.vcpus, 0),
+      );
     },
   });
   // One reading of /proc per scrape, shared by the capacity gauges.
@@ -53,7 +58,8 @@ export function createAgentMetrics(manager: SandboxManager) {
     labelNames: ['resource'],
     registers: [registry],
     collect() {
-      for (const l of (report ?? manager.capacity()).limits) this.set({ resource: l.resource }, Math.min(l.max, Number.MAX_SAFE_INTEGER));
+      for (const l of (report ?? manager.capacity()).limits)
+        this.set({ resource: l.resource }, Math.min(l.max, Number.MAX_SAFE_INTEGER));
     },
   });
   return {

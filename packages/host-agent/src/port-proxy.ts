@@ -2,8 +2,8 @@
 // The control plane's sandbox proxy forwards here when the capsule lives on this host.
 import type http from 'node:http';
 import type { Duplex } from 'node:stream';
-import { createProxyAgent, forwardHttp, forwardUpgrade } from './proxy/forward.js';
 import type { SandboxManager } from './manager/manager.js';
+import { createProxyAgent, forwardHttp, forwardUpgrade } from './proxy/forward.js';
 
 const ROUTE = /^\/proxy\/(cl-[0-9a-z]+)\/(\d{1,5})(\/.*)?$/;
 
@@ -28,13 +28,26 @@ export function createPortProxy(manager: SandboxManager): PortProxy {
     const m = ROUTE.exec(pathname);
     if (!m) return undefined;
     const [, id = '', portText = '', rest = '/'] = m;
-    return { id, port: Number(portText), path: rest + (q >= 0 ? url.slice(q) : ''), prefix: `/proxy/${id}/${portText}` };
+    return {
+      id,
+      port: Number(portText),
+      path: rest + (q >= 0 ? url.slice(q) : ''),
+      prefix: `/proxy/${id}/${portText}`,
+    };
   };
-  const check = (r: NonNullable<ReturnType<typeof resolve>>): { status: number; code: string; message: string } | { address: string } => {
-    if (r.port < 1 || r.port > 65535) return { status: 400, code: 'invalid_argument', message: `port ${r.port} is out of range` };
+  const check = (
+    r: NonNullable<ReturnType<typeof resolve>>,
+  ): { status: number; code: string; message: string } | { address: string } => {
+    if (r.port < 1 || r.port > 65535)
+      return { status: 400, code: 'invalid_argument', message: `port ${r.port} is out of range` };
     const rec = manager.list().find((c) => c.id === r.id);
     if (!rec) return { status: 404, code: 'not_found', message: `capsule ${r.id} not found on this host` };
-    if (rec.state !== 'running') return { status: 409, code: 'failed_precondition', message: `capsule ${r.id} is ${rec.state}; resume it to reach its ports` };
+    if (rec.state !== 'running')
+      return {
+        status: 409,
+        code: 'failed_precondition',
+        message: `capsule ${r.id} is ${rec.state}; resume it to reach its ports`,
+      };
     return { address: rec.address };
   };
   return {

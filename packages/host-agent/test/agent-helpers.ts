@@ -1,13 +1,14 @@
 // Test helpers: a real host agent (namespace runtime, real network) on a loopback port with its own
 // data dir, network pool and interface names, and a Connect client to it.
-import { mkdtempSync, rmSync, rmdirSync, readdirSync, readFileSync, existsSync } from 'node:fs';
+
 import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { HostAgentService } from '@wrenn/protocol/gen/hostagent/v1/hostagent_pb';
 import type { Client } from '@connectrpc/connect';
+import type { HostAgentService } from '@wrenn/protocol/gen/hostagent/v1/hostagent_pb';
+import { type RunningAgent, startAgent } from '../src/agent.js';
 import { createAgentClient } from '../src/auth/client.js';
-import { startAgent, type RunningAgent } from '../src/agent.js';
 import { createLocalLayers, type LocalLayers } from '../src/local-providers.js';
 import type { NetworkOptions } from '../src/network/index.js';
 
@@ -20,7 +21,11 @@ export interface TestAgent {
   stop(): Promise<void>;
 }
 
-export const TEST_NET = { pool: '10.214.0.0/20', names: { netnsPrefix: 'wra-', ifPrefix: 'wa', chainPrefix: 'WRA' }, metadataPort: 31250 };
+export const TEST_NET = {
+  pool: '10.214.0.0/20',
+  names: { netnsPrefix: 'wra-', ifPrefix: 'wa', chainPrefix: 'WRA' },
+  metadataPort: 31250,
+};
 
 export function newDataDir(): string {
   return mkdtempSync(join(tmpdir(), 'wrenn-agent-test-'));
@@ -32,8 +37,16 @@ export async function startTestAgent(
   network: Partial<NetworkOptions> = {},
   opts: { warmPool?: Record<string, number> } = {},
 ): Promise<TestAgent> {
-  const layers = await createLocalLayers(dataDir, { network: { ...TEST_NET, ...network }, cgroupParent: 'wrenn-test-agent' });
-  const agent = await startAgent({ ...layers, dataDir, listen: { host: '127.0.0.1', port: 0 }, ...(opts.warmPool ? { warmPool: opts.warmPool } : {}) });
+  const layers = await createLocalLayers(dataDir, {
+    network: { ...TEST_NET, ...network },
+    cgroupParent: 'wrenn-test-agent',
+  });
+  const agent = await startAgent({
+    ...layers,
+    dataDir,
+    listen: { host: '127.0.0.1', port: 0 },
+    ...(opts.warmPool ? { warmPool: opts.warmPool } : {}),
+  });
   const client = createAgentClient(agent.url, agent.secret);
   return {
     dataDir,
@@ -55,7 +68,10 @@ export async function teardown(t: TestAgent | undefined, dataDir: string): Promi
     // The agent leaves its firewall chains for a restart to reuse; a finished test removes them.
     await t.layers.networkManager.removeAll().catch(() => undefined);
   }
-  const mounts = readFileSync('/proc/self/mounts', 'utf8').split('\n').map((l) => l.split(' ')[1] ?? '').filter((m) => m.startsWith(dataDir));
+  const mounts = readFileSync('/proc/self/mounts', 'utf8')
+    .split('\n')
+    .map((l) => l.split(' ')[1] ?? '')
+    .filter((m) => m.startsWith(dataDir));
   for (const m of mounts.reverse()) {
     try {
       execFileSync('umount', ['-l', m]);
@@ -84,10 +100,14 @@ export function leftovers(dataDir: string, capsuleIds: string[]): string[] {
     if (name && new RegExp(`^${TEST_NET.names.ifPrefix}\\d+$`).test(name)) out.push(`link ${name}`);
   }
   for (const ctrl of ['cpu', 'memory', 'pids', 'freezer']) {
-    for (const id of capsuleIds) if (existsSync(`/sys/fs/cgroup/${ctrl}/wrenn-test-agent/${id}`)) out.push(`cgroup ${ctrl}/wrenn-test-agent/${id}`);
+    for (const id of capsuleIds)
+      if (existsSync(`/sys/fs/cgroup/${ctrl}/wrenn-test-agent/${id}`))
+        out.push(`cgroup ${ctrl}/wrenn-test-agent/${id}`);
     // Any capsule group left under the test agents' parent (warm-pool capsules have ids of their own).
     const parent = `/sys/fs/cgroup/${ctrl}/wrenn-test-agent`;
-    if (existsSync(parent)) for (const d of readdirSync(parent, { withFileTypes: true })) if (d.isDirectory()) out.push(`cgroup ${ctrl}/wrenn-test-agent/${d.name}`);
+    if (existsSync(parent))
+      for (const d of readdirSync(parent, { withFileTypes: true }))
+        if (d.isDirectory()) out.push(`cgroup ${ctrl}/wrenn-test-agent/${d.name}`);
   }
   for (const m of readFileSync('/proc/self/mounts', 'utf8').split('\n')) {
     const target = m.split(' ')[1] ?? '';
@@ -99,7 +119,8 @@ export function leftovers(dataDir: string, capsuleIds: string[]): string[] {
   for (const table of ['filter', 'nat']) {
     try {
       const rules = execFileSync('iptables', ['-t', table, '-S'], { encoding: 'utf8' });
-      for (const line of rules.split('\n')) if (line.startsWith(`-N ${TEST_NET.names.chainPrefix}-`)) out.push(`iptables ${table} chain ${line.slice(3)}`);
+      for (const line of rules.split('\n'))
+        if (line.startsWith(`-N ${TEST_NET.names.chainPrefix}-`)) out.push(`iptables ${table} chain ${line.slice(3)}`);
       for (const id of capsuleIds) if (rules.includes(id)) out.push(`iptables ${table} rule for ${id}`);
     } catch {
       // iptables missing: nothing of ours there

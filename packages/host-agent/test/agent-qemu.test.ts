@@ -1,11 +1,12 @@
 // The agent drives the QEMU runtime like any other: a `minimal` VM capsule through the Connect
 // service, exec over envd on the TAP, pause as a memory snapshot (VMM gone) and resume.
 // Software emulation here: /dev/kvm cannot run a vCPU on this machine (KVM paths are verified only on KVM hosts).
-import { test, after } from 'node:test';
+
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { after, test } from 'node:test';
 import { CapsuleState } from '@wrenn/protocol/gen/hostagent/v1/hostagent_pb';
-import { leftovers, newDataDir, startTestAgent, teardown, text, type TestAgent } from './agent-helpers.js';
+import { leftovers, newDataDir, startTestAgent, type TestAgent, teardown, text } from './agent-helpers.js';
 
 const hasQemu = (() => {
   try {
@@ -26,7 +27,10 @@ after(async () => {
   assert.deepEqual(left, [], `resources left behind: ${left.join(', ')}`);
 });
 
-test('a VM capsule on the qemu runtime: create, exec, pause to disk, resume, destroy', { skip: hasQemu ? false : 'qemu-system-x86_64 is not installed', timeout: 600_000 }, async () => {
+test('a VM capsule on the qemu runtime: create, exec, pause to disk, resume, destroy', {
+  skip: hasQemu ? false : 'qemu-system-x86_64 is not installed',
+  timeout: 600_000,
+}, async () => {
   t = await startTestAgent(dataDir);
   const a = t.client;
   const info = await a.getHostInfo({});
@@ -35,7 +39,11 @@ test('a VM capsule on the qemu runtime: create, exec, pause to disk, resume, des
   assert.ok(capsule);
   ids.push(capsule.id);
   assert.equal(capsule.runtime, 'qemu');
-  const r = await a.exec({ capsuleId: capsule.id, cmd: '/bin/sh', args: ['-c', 'echo hello-vm; cat /proc/cpuinfo | grep -c processor'] });
+  const r = await a.exec({
+    capsuleId: capsule.id,
+    cmd: '/bin/sh',
+    args: ['-c', 'echo hello-vm; cat /proc/cpuinfo | grep -c processor'],
+  });
   assert.equal(r.exitCode, 0, text(r.stderr));
   assert.match(text(r.stdout), /^hello-vm\n1\n$/);
   await a.exec({ capsuleId: capsule.id, cmd: '/bin/sh', args: ['-c', 'echo kept > /tmp/state'] });
@@ -48,7 +56,7 @@ test('a VM capsule on the qemu runtime: create, exec, pause to disk, resume, des
   assert.equal(text(after.stdout), 'kept\n');
   // Liveness: the resumed VM's QEMU is watched (a pidfd, no polling); killed from outside, the
   // capsule is `error` within 2 s with the reason, and is still destroyed cleanly.
-  const vmmPid = (t.agent.manager.get(capsule.id).handle?.state as { pid: number }).pid;
+  const vmmPid = (t.agent.manager.get(capsule.id).handle?.state as { pid: number } | undefined)?.pid ?? 0;
   assert.ok(vmmPid > 0, 'the resumed VM has a QEMU process');
   const since = Date.now();
   process.kill(vmmPid, 'SIGKILL');

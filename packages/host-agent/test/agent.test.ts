@@ -1,9 +1,10 @@
 // The host agent end to end through its Connect service: real capsules on the namespace runtime.
-import { test, before, after } from 'node:test';
+
 import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
 import { Code, ConnectError } from '@connectrpc/connect';
 import { CapsuleState, PauseMode, TimeoutAction } from '@wrenn/protocol/gen/hostagent/v1/hostagent_pb';
-import { leftovers, newDataDir, sleep, startTestAgent, teardown, text, type TestAgent } from './agent-helpers.js';
+import { leftovers, newDataDir, sleep, startTestAgent, type TestAgent, teardown, text } from './agent-helpers.js';
 
 let dataDir = '';
 let t: TestAgent | undefined;
@@ -26,14 +27,24 @@ function agent(): TestAgent {
 }
 
 async function newCapsule(opts: { template?: string; timeoutSec?: number; timeoutAction?: TimeoutAction } = {}) {
-  const { capsule } = await agent().client.createCapsule({ template: opts.template ?? 'minimal', timeoutSec: opts.timeoutSec ?? 120, timeoutAction: opts.timeoutAction ?? TimeoutAction.DESTROY });
+  const { capsule } = await agent().client.createCapsule({
+    template: opts.template ?? 'minimal',
+    timeoutSec: opts.timeoutSec ?? 120,
+    timeoutAction: opts.timeoutAction ?? TimeoutAction.DESTROY,
+  });
   assert.ok(capsule);
   created.push(capsule.id);
   return capsule;
 }
 
 async function sh(id: string, script: string, opts: { user?: string; stdin?: Uint8Array } = {}) {
-  return agent().client.exec({ capsuleId: id, cmd: '/bin/sh', args: ['-c', script], ...(opts.user ? { user: opts.user } : {}), ...(opts.stdin ? { stdin: opts.stdin } : {}) });
+  return agent().client.exec({
+    capsuleId: id,
+    cmd: '/bin/sh',
+    args: ['-c', script],
+    ...(opts.user ? { user: opts.user } : {}),
+    ...(opts.stdin ? { stdin: opts.stdin } : {}),
+  });
 }
 
 async function expectCode(p: Promise<unknown>, code: Code, re?: RegExp) {
@@ -72,7 +83,11 @@ test('streamed exec yields start, output and exit events in order', async () => 
   const c = await newCapsule();
   const kinds: string[] = [];
   let out = '';
-  for await (const ev of agent().client.execStream({ capsuleId: c.id, cmd: '/bin/sh', args: ['-c', 'echo a; sleep 0.1; echo b'] })) {
+  for await (const ev of agent().client.execStream({
+    capsuleId: c.id,
+    cmd: '/bin/sh',
+    args: ['-c', 'echo a; sleep 0.1; echo b'],
+  })) {
     kinds.push(ev.event.case ?? '');
     if (ev.event.case === 'stdout') out += text(ev.event.value);
   }
@@ -84,7 +99,9 @@ test('streamed exec yields start, output and exit events in order', async () => 
 test('background processes: start, list, connect, kill', async () => {
   const c = await newCapsule();
   const a = agent().client;
-  const { pid } = await a.startProcess({ exec: { capsuleId: c.id, cmd: '/bin/sh', args: ['-c', 'while true; do echo tick; sleep 0.1; done'], tag: 'ticker' } });
+  const { pid } = await a.startProcess({
+    exec: { capsuleId: c.id, cmd: '/bin/sh', args: ['-c', 'while true; do echo tick; sleep 0.1; done'], tag: 'ticker' },
+  });
   assert.ok(pid > 0);
   const list = await a.listProcesses({ capsuleId: c.id });
   assert.ok(list.processes.some((p) => p.pid === pid && p.tag === 'ticker'));
@@ -92,7 +109,10 @@ test('background processes: start, list, connect, kill', async () => {
   let ticks = 0;
   const reading = (async () => {
     try {
-      for await (const ev of a.connectProcess({ capsuleId: c.id, process: { selector: { case: 'tag', value: 'ticker' } } }, { signal: abort.signal })) {
+      for await (const ev of a.connectProcess(
+        { capsuleId: c.id, process: { selector: { case: 'tag', value: 'ticker' } } },
+        { signal: abort.signal },
+      )) {
         if (ev.event.case === 'stdout') ticks++;
         if (ev.event.case === 'exit') return 'exited';
       }
@@ -119,7 +139,10 @@ test('PTY: attach by tag, type, resize, re-attach, kill', async () => {
   let exited = false;
   const first = (async () => {
     try {
-      for await (const ev of a.ptyAttach({ capsuleId: c.id, tag: 'term1', cols: 100, rows: 30 }, { signal: abort.signal })) {
+      for await (const ev of a.ptyAttach(
+        { capsuleId: c.id, tag: 'term1', cols: 100, rows: 30 },
+        { signal: abort.signal },
+      )) {
         if (ev.event.case === 'data') screen += text(ev.event.value);
         if (ev.event.case === 'exit') exited = true;
       }
@@ -170,7 +193,8 @@ test('files: streamed write and read of 1 MiB, list, mkdir, remove', async () =>
   for (let i = 0; i < data.length; i++) data[i] = (i * 7) & 0xff;
   async function* parts() {
     yield { part: { case: 'header' as const, value: { capsuleId: c.id, path: '/home/user/dir/blob.bin' } } };
-    for (let off = 0; off < data.length; off += 100_000) yield { part: { case: 'data' as const, value: data.subarray(off, off + 100_000) } };
+    for (let off = 0; off < data.length; off += 100_000)
+      yield { part: { case: 'data' as const, value: data.subarray(off, off + 100_000) } };
   }
   const w = await a.writeFile(parts());
   assert.equal(Number(w.bytesWritten), data.length);
@@ -186,17 +210,29 @@ test('files: streamed write and read of 1 MiB, list, mkdir, remove', async () =>
   assert.deepEqual(ls.entries.map((e) => `${e.name}:${e.type}`).sort(), ['blob.bin:file', 'sub:dir']);
   await a.removePath({ capsuleId: c.id, path: '/home/user/dir' });
   await expectCode(a.listDir({ capsuleId: c.id, path: '/home/user/dir' }), Code.NotFound);
-  await expectCode((async () => {
-    for await (const _ of a.readFile({ capsuleId: c.id, path: '/nope' })) {
-      // nothing
-    }
-  })(), Code.NotFound);
+  await expectCode(
+    (async () => {
+      for await (const _ of a.readFile({ capsuleId: c.id, path: '/nope' })) {
+        // nothing
+      }
+    })(),
+    Code.NotFound,
+  );
 });
 
 test('pause stops a running counter and resume continues it', async () => {
   const c = await newCapsule();
   const a = agent().client;
-  await a.startProcess({ exec: { capsuleId: c.id, cmd: '/bin/sh', args: ['-c', 'i=0; while true; do i=$((i+1)); echo $i > /tmp/count.new; mv /tmp/count.new /tmp/count; sleep 0.05; done'] } });
+  await a.startProcess({
+    exec: {
+      capsuleId: c.id,
+      cmd: '/bin/sh',
+      args: [
+        '-c',
+        'i=0; while true; do i=$((i+1)); echo $i > /tmp/count.new; mv /tmp/count.new /tmp/count; sleep 0.05; done',
+      ],
+    },
+  });
   await sleep(400);
   const p = await a.pauseCapsule({ id: c.id, mode: PauseMode.FREEZE });
   assert.equal(p.capsule?.state, CapsuleState.PAUSED);
@@ -255,7 +291,12 @@ test('TTL expiry destroys or pauses as each capsule asked, and ping extends it',
   const gone = await newCapsule({ timeoutSec: 1 });
   const paused = await newCapsule({ timeoutSec: 1, timeoutAction: TimeoutAction.PAUSE });
   const state = async (id: string) => (await a.getCapsule({ id }).catch(() => undefined))?.capsule?.state;
-  for (let i = 0; i < 200 && ((await state(gone.id)) !== undefined || (await state(paused.id)) !== CapsuleState.PAUSED); i++) await sleep(50);
+  for (
+    let i = 0;
+    i < 200 && ((await state(gone.id)) !== undefined || (await state(paused.id)) !== CapsuleState.PAUSED);
+    i++
+  )
+    await sleep(50);
   await expectCode(a.getCapsule({ id: gone.id }), Code.NotFound);
   assert.equal(await state(paused.id), CapsuleState.PAUSED);
   await sleep(Math.max(0, pingedAt + 3500 - Date.now()));
@@ -281,8 +322,16 @@ test('bad input: unknown capsule and template, illegal moves, limits out of rang
   await expectCode(a.createCapsule({ template: 'minimal', vcpus: 999 }), Code.InvalidArgument, /vcpus/);
   await expectCode(a.createCapsule({ template: 'minimal', memoryMb: 1 }), Code.InvalidArgument, /memory_mb/);
   await expectCode(a.createCapsule({ template: 'minimal', envs: { 'BAD-KEY': 'x' } }), Code.InvalidArgument, /BAD-KEY/);
-  await expectCode(a.createCapsule({ template: 'minimal', defaultUser: 'no such user!' }), Code.InvalidArgument, /default_user/);
-  await expectCode(a.createCapsule({ template: 'minimal', defaultWorkdir: 'relative/dir' }), Code.InvalidArgument, /default_workdir/);
+  await expectCode(
+    a.createCapsule({ template: 'minimal', defaultUser: 'no such user!' }),
+    Code.InvalidArgument,
+    /default_user/,
+  );
+  await expectCode(
+    a.createCapsule({ template: 'minimal', defaultWorkdir: 'relative/dir' }),
+    Code.InvalidArgument,
+    /default_workdir/,
+  );
   const c = await newCapsule();
   await expectCode(a.resumeCapsule({ id: c.id }), Code.FailedPrecondition, /already running/);
   await a.pauseCapsule({ id: c.id });

@@ -1,19 +1,20 @@
 // Capacity arithmetic (capacity/capacity.ts) over readings of this machine's real /proc files:
 // the parsers read what the kernel writes, and each limit refuses one more capsule exactly when
 // its own table has no room, naming the table and its numbers.
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
+import { test } from 'node:test';
+import { assessCapacity, type CapacityConfig, capacityConfig, envCount } from '../src/capacity/capacity.js';
 import {
+  type HostReadings,
+  parseFdSize,
   parseFileNr,
   parseLoadavgTasks,
   parseMeminfo,
-  parseFdSize,
   parseNofileSoft,
   readHostReadings,
-  type HostReadings,
 } from '../src/capacity/host-readings.js';
-import { assessCapacity, capacityConfig, envCount, type CapacityConfig } from '../src/capacity/capacity.js';
 
 const real = readHostReadings({ exactFds: true });
 const config = (over: Partial<CapacityConfig> = {}): CapacityConfig => ({ ...capacityConfig({}, {}, {}), ...over });
@@ -44,7 +45,10 @@ test('the parsers refuse what is not the kernel format, naming the file', () => 
   assert.throws(() => parseLoadavgTasks('garbage'), /\/proc\/loadavg/);
   assert.throws(() => parseFileNr('1 2'), /file-nr/);
   assert.throws(() => parseNofileSoft('Max processes 1 1 processes'), /Max open files/);
-  assert.equal(parseNofileSoft('Max open files            unlimited            unlimited            files\n'), Infinity);
+  assert.equal(
+    parseNofileSoft('Max open files            unlimited            unlimited            files\n'),
+    Infinity,
+  );
   // fs.file-max is 2^63-1 on many hosts: no limit, not a rounding accident.
   assert.equal(parseFileNr('100 0 9223372036854775807').hostFileMax, Number.MAX_SAFE_INTEGER);
 });
@@ -78,13 +82,16 @@ test('memory: refused when what is available, less the reserve, cannot start one
   assert.equal(over.full?.resource, 'memory');
   assert.match(over.full?.full ?? '', new RegExp(`${real.memAvailableMb} MiB available.*WRENN_MEMORY_RESERVE_MB`));
   // Room beyond the first start is counted at the idle size of a capsule.
-  const roomy = assessCapacity(real, config({ memoryReserveMb: real.memAvailableMb - p.startMb - 10 * p.idleMb }), { capsules: 0 });
+  const roomy = assessCapacity(real, config({ memoryReserveMb: real.memAvailableMb - p.startMb - 10 * p.idleMb }), {
+    capsules: 0,
+  });
   assert.equal(roomy.limits.find((l) => l.resource === 'memory')!.room, 11);
 });
 
 test('tasks, the host file table and the agent fds each refuse at their own limit', () => {
   const p = config().perCapsule;
-  const at = (over: Partial<HostReadings>) => assessCapacity({ ...real, ...over }, config({ memoryReserveMb: 0 }), { capsules: 0 });
+  const at = (over: Partial<HostReadings>) =>
+    assessCapacity({ ...real, ...over }, config({ memoryReserveMb: 0 }), { capsules: 0 });
   const tasksFull = at({ taskLimit: real.tasks + config().taskReserve + p.tasks - 1 });
   assert.equal(tasksFull.full?.resource, 'tasks');
   assert.match(tasksFull.full?.full ?? '', /kernel\.pid_max/);
@@ -106,13 +113,20 @@ test('network slots count pre-built networks too; uid ranges count capsules', ()
   const ids = assessCapacity(real, config({ memoryReserveMb: 0, idRanges: 5 }), { capsules: 5 });
   assert.equal(ids.full?.resource, 'id_ranges');
   // The tightest limit sets the room.
-  assert.equal(assessCapacity(real, config({ memoryReserveMb: 0, netSlots: 100, idRanges: 7, maxCapsules: 50 }), { capsules: 2 }).room, 5);
+  assert.equal(
+    assessCapacity(real, config({ memoryReserveMb: 0, netSlots: 100, idRanges: 7, maxCapsules: 50 }), { capsules: 2 })
+      .room,
+    5,
+  );
 });
 
 test('configuration from the environment: whole numbers or a clear error', () => {
   assert.equal(envCount('X', 7, {}), 7);
   assert.equal(envCount('X', 7, { X: ' 12 ' }), 12);
-  assert.throws(() => envCount('WRENN_MAX_CAPSULES', 0, { WRENN_MAX_CAPSULES: '-1' }), /WRENN_MAX_CAPSULES=-1 must be a whole number/);
+  assert.throws(
+    () => envCount('WRENN_MAX_CAPSULES', 0, { WRENN_MAX_CAPSULES: '-1' }),
+    /WRENN_MAX_CAPSULES=-1 must be a whole number/,
+  );
   assert.throws(() => capacityConfig({}, {}, { WRENN_MEMORY_RESERVE_MB: '1G' }), /WRENN_MEMORY_RESERVE_MB=1G/);
   const c = capacityConfig({ netSlots: 16384, idRanges: 4094 }, {}, { WRENN_MAX_CAPSULES: '1000' });
   assert.equal(c.maxCapsules, 1000);

@@ -71,7 +71,13 @@ function get(host: string, port: number): Promise<string> {
 }
 
 /** Polls until GET answers `want`; returns the milliseconds since `since`, or throws after `limitMs`. */
-async function reachableAfter(host: string, port: number, want: string, since: number, limitMs: number): Promise<number> {
+async function reachableAfter(
+  host: string,
+  port: number,
+  want: string,
+  since: number,
+  limitMs: number,
+): Promise<number> {
   let last = '';
   while (Date.now() - since < limitMs) {
     last = await get(host, port);
@@ -107,45 +113,57 @@ function cpuOf(pid: number): { ns: number; ticks: number } {
   return { ns, ticks: Number(f[11]) + Number(f[12]) };
 }
 
-test('the forwarder finds a server on 127.0.0.1 and one on 0.0.0.0 within 1 s, reachable from the host', opts, async () => {
-  const { id, ip } = await newCapsule();
-  await sh(id, 'mkdir -p /tmp/www && echo served-by-httpd > /tmp/www/index.html');
-  for (const [bind, port] of [
-    ['127.0.0.1', 3000],
-    ['0.0.0.0', 3001],
-  ] as const) {
-    assert.notEqual(await get(ip, port), 'served-by-httpd\n', `${bind}:${port} answered before it was started`);
-    // busybox httpd daemonizes once it listens: the exec returns with the server listening.
-    await sh(id, `httpd -p ${bind}:${port} -h /tmp/www`);
-    const since = Date.now();
-    const took = await reachableAfter(ip, port, 'served-by-httpd\n', since, FIND_WITHIN_MS * 5);
-    process.stdout.write(`# server on ${bind}:${port} reachable at ${ip}:${port} after ${took} ms\n`);
-    assert.ok(took <= FIND_WITHIN_MS, `${bind}:${port} reachable only after ${took} ms (want within ${FIND_WITHIN_MS} ms)`);
-  }
-  // The 0.0.0.0 server needs no forward: only httpd itself listens on port 3001.
-  const listeners = (await sh(id, 'netstat -ltn')).split('\n').filter((l) => /:3001\s/.test(l));
-  assert.equal(listeners.length, 1, `one listener on 3001:\n${listeners.join('\n')}`);
-  assert.ok(
-    (await sh(id, 'netstat -ltn')).split('\n').some((l) => l.includes(`${ip}:3000`)),
-    'the forward of 3000 listens on the capsule address',
-  );
-  // The forward goes with its server, again within a scan.
-  await sh(id, 'kill $(pidof httpd)');
-  const since = Date.now();
-  for (;;) {
-    const answer = await get(ip, 3000);
-    if (answer === 'ECONNREFUSED') break;
-    if (Date.now() - since > FIND_WITHIN_MS * 5) {
-      const sandboxDir = (agent().agent.manager.get(id).handle?.state as { sandboxDir?: string } | undefined)?.sandboxDir;
-      const log = sandboxDir ? readFileSync(`${sandboxDir}/envd.log`, 'utf8').split('\n').slice(-40).join('\n') : '(no sandbox dir)';
-      assert.fail(`forward of 3000 still there after its server was killed: ${answer}\n${await sh(id, 'netstat -ltn; ps')}\nenvd.log:\n${log}`);
+test(
+  'the forwarder finds a server on 127.0.0.1 and one on 0.0.0.0 within 1 s, reachable from the host',
+  opts,
+  async () => {
+    const { id, ip } = await newCapsule();
+    await sh(id, 'mkdir -p /tmp/www && echo served-by-httpd > /tmp/www/index.html');
+    for (const [bind, port] of [
+      ['127.0.0.1', 3000],
+      ['0.0.0.0', 3001],
+    ] as const) {
+      assert.notEqual(await get(ip, port), 'served-by-httpd\n', `${bind}:${port} answered before it was started`);
+      // busybox httpd daemonizes once it listens: the exec returns with the server listening.
+      await sh(id, `httpd -p ${bind}:${port} -h /tmp/www`);
+      const since = Date.now();
+      const took = await reachableAfter(ip, port, 'served-by-httpd\n', since, FIND_WITHIN_MS * 5);
+      process.stdout.write(`# server on ${bind}:${port} reachable at ${ip}:${port} after ${took} ms\n`);
+      assert.ok(
+        took <= FIND_WITHIN_MS,
+        `${bind}:${port} reachable only after ${took} ms (want within ${FIND_WITHIN_MS} ms)`,
+      );
     }
-    await sleep(50);
-  }
-  await agent().client.destroyCapsule({ id });
-});
+    // The 0.0.0.0 server needs no forward: only httpd itself listens on port 3001.
+    const listeners = (await sh(id, 'netstat -ltn')).split('\n').filter((l) => /:3001\s/.test(l));
+    assert.equal(listeners.length, 1, `one listener on 3001:\n${listeners.join('\n')}`);
+    assert.ok(
+      (await sh(id, 'netstat -ltn')).split('\n').some((l) => l.includes(`${ip}:3000`)),
+      'the forward of 3000 listens on the capsule address',
+    );
+    // The forward goes with its server, again within a scan.
+    await sh(id, 'kill $(pidof httpd)');
+    const since = Date.now();
+    for (;;) {
+      const answer = await get(ip, 3000);
+      if (answer === 'ECONNREFUSED') break;
+      if (Date.now() - since > FIND_WITHIN_MS * 5) {
+        const sandboxDir = (agent().agent.manager.get(id).handle?.state as { sandboxDir?: string } | undefined)
+          ?.sandboxDir;
+        const log = sandboxDir
+          ? readFileSync(`${sandboxDir}/envd.log`, 'utf8').split('\n').slice(-40).join('\n')
+          : '(no sandbox dir)';
+        assert.fail(
+          `forward of 3000 still there after its server was killed: ${answer}\n${await sh(id, 'netstat -ltn; ps')}\nenvd.log:\n${log}`,
+        );
+      }
+      await sleep(50);
+    }
+    await agent().client.destroyCapsule({ id });
+  },
+);
 
-test('an idle capsule\'s envd uses under 0.1 % of one core over 10 s', opts, async () => {
+test("an idle capsule's envd uses under 0.1 % of one core over 10 s", opts, async () => {
   const { id } = await newCapsule();
   await sh(id, 'echo some work first');
   const pid = envdPid(id);
@@ -168,7 +186,10 @@ test('an idle capsule\'s envd uses under 0.1 % of one core over 10 s', opts, asy
   process.stdout.write(
     `# idle envd ${pid}: ${(ns / 1e6).toFixed(2)} ms CPU in ${IDLE_WINDOW_MS / 1000} s (${((ns / (IDLE_WINDOW_MS * 1e6)) * 100).toFixed(3)} % of a core), ${ticks} clock ticks\n`,
   );
-  assert.ok(ns < IDLE_BUDGET_NS, `envd used ${(ns / 1e6).toFixed(2)} ms of CPU in 10 s idle (budget ${IDLE_BUDGET_NS / 1e6} ms)`);
+  assert.ok(
+    ns < IDLE_BUDGET_NS,
+    `envd used ${(ns / 1e6).toFixed(2)} ms of CPU in 10 s idle (budget ${IDLE_BUDGET_NS / 1e6} ms)`,
+  );
   // utime+stime are rounded to 10 ms ticks: under 10 ms shows as at most one tick.
   assert.ok(ticks <= (IDLE_BUDGET_NS / 1e9) * CLK_TCK, `envd's utime+stime grew by ${ticks} ticks in 10 s idle`);
   await agent().client.destroyCapsule({ id });

@@ -313,7 +313,11 @@ test('firecracker runtime against a Firecracker stand-in (Firecracker itself not
   assert.deepEqual(await readdir(join(dataDir, 'sandboxes')), [], 'no capsule directory (disk, sockets) left');
   assert.deepEqual(await readdir(join(dataDir, 'snapshots')), [], 'no snapshot directory left');
   const disks = await readdir(join(dataDir, 'disks')).catch(() => [] as string[]);
-  assert.deepEqual(disks.filter((d) => d !== 'bases.json'), [], 'no capsule root disk left');
+  assert.deepEqual(
+    disks.filter((d) => d !== 'bases.json'),
+    [],
+    'no capsule root disk left',
+  );
   for (const n of [n1, n2]) {
     assert.notEqual(
       (await run('ip', ['-n', n.netnsName, 'link', 'show', 'tap0'])).code,

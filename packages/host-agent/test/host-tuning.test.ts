@@ -1,10 +1,11 @@
 // host-tuning.ts: which settings the environment asks for, and that applying them only raises,
 // skips what the kernel lacks and says what it changed (on a scratch copy of /proc/sys's layout).
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
-import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { test } from 'node:test';
 import { applyHostSettings, hostSettings, sysctlPath } from '../src/host-tuning.js';
 
 test('settings from the environment', () => {
@@ -26,7 +27,10 @@ test('applies only raises and skips what the kernel does not have', async () => 
     writeFileSync(join(dir, 'net/ipv4/tcp_child_ehash_entries'), '0\n');
     writeFileSync(join(dir, 'kernel/pid_max'), '8388608\n');
     const logged: string[] = [];
-    const log = { info: (o: object) => logged.push(JSON.stringify(o)), warn: (o: object) => logged.push(JSON.stringify(o)) };
+    const log = {
+      info: (o: object) => logged.push(JSON.stringify(o)),
+      warn: (o: object) => logged.push(JSON.stringify(o)),
+    };
     const r = await applyHostSettings(
       [
         { key: 'net.ipv4.tcp_child_ehash_entries', value: 1024 },

@@ -86,7 +86,8 @@ test('minimal template builds (cached) and a capsule runs the real envd in the g
   // neither that pipe nor its variable: a command through envd sees only its stdio.
   // (The init's output reaches envd.log through the helper's pipe: it may land just after "ready".)
   const logPath = join(h.state.sandboxDir as string, 'envd.log');
-  for (let i = 0; i < 100 && !/main process ready \(said so\)/.test(readFileSync(logPath, 'utf8')); i++) await sleep(20);
+  for (let i = 0; i < 100 && !/main process ready \(said so\)/.test(readFileSync(logPath, 'utf8')); i++)
+    await sleep(20);
   assert.match(readFileSync(logPath, 'utf8'), /main process ready \(said so\)/);
   const body = JSON.stringify({ process: { cmd: '/bin/sh', args: ['-c', 'ls /proc/self/fd; env'] } });
   const viaEnvd = await sh(
@@ -97,8 +98,14 @@ test('minimal template builds (cached) and a capsule runs the real envd in the g
       `Content-Length: ${body.length + 5}\\r\\nConnection: close\\r\\n\\r\\n'; head -c 4 /dev/zero; ` +
       `printf '\\${body.length.toString(8)}%s' '${body}'; sleep 1; } | nc 127.0.0.1 49983`,
   );
-  const output = [...viaEnvd.stdout.matchAll(/"stdout":"([^"]*)"/g)].map((m) => Buffer.from(m[1] ?? '', 'base64').toString()).join('');
-  assert.match(output, /^0\n1\n2\n3\n/, `a command's fds (3 is ls's own directory): ${output} ${viaEnvd.stdout} ${viaEnvd.stderr}`);
+  const output = [...viaEnvd.stdout.matchAll(/"stdout":"([^"]*)"/g)]
+    .map((m) => Buffer.from(m[1] ?? '', 'base64').toString())
+    .join('');
+  assert.match(
+    output,
+    /^0\n1\n2\n3\n/,
+    `a command's fds (3 is ls's own directory): ${output} ${viaEnvd.stdout} ${viaEnvd.stderr}`,
+  );
   assert.doesNotMatch(output, /\n4\n|WRENN_READY_FD/);
   assert.match(output, /WRENN_SANDBOX_ID=/);
   // The capsule sees its own cgroups (read-only) and envd's metrics report its real memory limit.

@@ -1,33 +1,29 @@
 // The per-capsule network for real, as root: namespaces, veths, iptables, tc and the metadata
 // server. Traffic goes only to loopback and to namespaces these tests create.
-import { test, before, after } from 'node:test';
+
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, readFile, readdir } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { existsSync } from 'node:fs';
-import { join } from 'node:path';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { type CapsuleNetwork, NetworkManager, startMetadataServer, stopMetadataServer } from '../src/network/index.js';
 import {
-  NetworkManager,
-  startMetadataServer,
-  stopMetadataServer,
-  type CapsuleNetwork,
-} from '../src/network/index.js';
-import {
-  TEST_NAMES,
-  TEST_POOL,
-  OUTSIDE,
+  createOutside,
+  execFileP,
   freePort,
-  serverInNetns,
+  httpGetFrom,
+  killChildren,
+  leftovers,
+  OUTSIDE,
   probeFrom,
   probeFromHost,
-  httpGetFrom,
-  leftovers,
-  killChildren,
-  createOutside,
   removeOutside,
-  execFileP,
+  serverInNetns,
   switchSets,
+  TEST_NAMES,
+  TEST_POOL,
 } from './network-helpers.js';
 
 const isRoot = process.getuid?.() === 0;
@@ -70,32 +66,45 @@ after(async () => {
 
 const opts = { skip: isRoot ? false : 'needs root (namespaces, veth, iptables)' };
 
-test('a capsule namespace gets its address, lo, default route, and the host reaches a server in it', opts, async (t) => {
-  const net = await m.create({ id: 'cl-reach', internet: false });
-  t.after(() => m.destroy('cl-reach'));
-  assert.equal(net.netnsPath, `/run/netns/${TEST_NAMES.netnsPrefix}cl-reach`);
-  assert.match(net.hostIfname, /^wn\d+$/);
-  assert.equal(net.prefixLen, 30);
+test(
+  'a capsule namespace gets its address, lo, default route, and the host reaches a server in it',
+  opts,
+  async (t) => {
+    const net = await m.create({ id: 'cl-reach', internet: false });
+    t.after(() => m.destroy('cl-reach'));
+    assert.equal(net.netnsPath, `/run/netns/${TEST_NAMES.netnsPrefix}cl-reach`);
+    assert.match(net.hostIfname, /^wn\d+$/);
+    assert.equal(net.prefixLen, 30);
 
-  const { stdout: addrs } = await execFileP('ip', ['-n', net.netnsName, '-j', 'addr', 'show']);
-  const links = JSON.parse(addrs) as Array<{ ifname: string; operstate: string; flags: string[]; addr_info: Array<{ family: string; local: string; prefixlen: number }> }>;
-  const eth0 = links.find((l) => l.ifname === 'eth0');
-  const lo = links.find((l) => l.ifname === 'lo');
-  assert.ok(eth0 && lo, 'eth0 and lo exist in the capsule namespace');
-  assert.ok(lo.flags.includes('UP'), 'lo is up');
-  assert.ok(eth0.addr_info.some((a) => a.family === 'inet' && a.local === net.capsuleIp && a.prefixlen === 30));
-  const { stdout: routes } = await execFileP('ip', ['-n', net.netnsName, '-j', 'route', 'show', 'default']);
-  assert.equal((JSON.parse(routes) as Array<{ gateway: string }>)[0]?.gateway, net.hostIp);
+    const { stdout: addrs } = await execFileP('ip', ['-n', net.netnsName, '-j', 'addr', 'show']);
+    const links = JSON.parse(addrs) as Array<{
+      ifname: string;
+      operstate: string;
+      flags: string[];
+      addr_info: Array<{ family: string; local: string; prefixlen: number }>;
+    }>;
+    const eth0 = links.find((l) => l.ifname === 'eth0');
+    const lo = links.find((l) => l.ifname === 'lo');
+    assert.ok(eth0 && lo, 'eth0 and lo exist in the capsule namespace');
+    assert.ok(lo.flags.includes('UP'), 'lo is up');
+    assert.ok(eth0.addr_info.some((a) => a.family === 'inet' && a.local === net.capsuleIp && a.prefixlen === 30));
+    const { stdout: routes } = await execFileP('ip', ['-n', net.netnsName, '-j', 'route', 'show', 'default']);
+    assert.equal((JSON.parse(routes) as Array<{ gateway: string }>)[0]?.gateway, net.hostIp);
 
-  // No IPv6 path to the host, and no spoofing another capsule's source address.
-  assert.equal((await readFile(`/proc/sys/net/ipv6/conf/${net.hostIfname}/disable_ipv6`, 'utf8')).trim(), '1');
-  assert.equal((await readFile(`/proc/sys/net/ipv4/conf/${net.hostIfname}/rp_filter`, 'utf8')).trim(), '1');
+    // No IPv6 path to the host, and no spoofing another capsule's source address.
+    assert.equal((await readFile(`/proc/sys/net/ipv6/conf/${net.hostIfname}/disable_ipv6`, 'utf8')).trim(), '1');
+    assert.equal((await readFile(`/proc/sys/net/ipv4/conf/${net.hostIfname}/rp_filter`, 'utf8')).trim(), '1');
 
-  const port = 18080;
-  await serverInNetns(net.netnsName, port);
-  const r = await probeFromHost(net.capsuleIp, port, 3000);
-  assert.deepEqual(r, { ok: true, data: `hello ${net.hostIp}` }, 'host connects to the capsule, from its host-side address');
-});
+    const port = 18080;
+    await serverInNetns(net.netnsName, port);
+    const r = await probeFromHost(net.capsuleIp, port, 3000);
+    assert.deepEqual(
+      r,
+      { ok: true, data: `hello ${net.hostIp}` },
+      'host connects to the capsule, from its host-side address',
+    );
+  },
+);
 
 test('two capsules cannot reach each other, in either direction', opts, async (t) => {
   const a = await m.create({ id: 'cl-iso-a', internet: true });
@@ -154,16 +163,28 @@ test('the metadata endpoint tells each capsule its own ids', opts, async (t) => 
   const b = await m.create({ id: 'cl-md-b', internet: true, metadata: { WRENN_TEMPLATE_ID: 'base' } });
   t.after(() => m.destroy('cl-md-b'));
 
-  assert.deepEqual(await httpGetFrom(a.netnsName, 'http://169.254.169.254/WRENN_SANDBOX_ID'), { status: 200, body: 'cl-md-a' });
-  assert.deepEqual(await httpGetFrom(b.netnsName, 'http://169.254.169.254/latest/WRENN_SANDBOX_ID'), { status: 200, body: 'cl-md-b' });
+  assert.deepEqual(await httpGetFrom(a.netnsName, 'http://169.254.169.254/WRENN_SANDBOX_ID'), {
+    status: 200,
+    body: 'cl-md-a',
+  });
+  assert.deepEqual(await httpGetFrom(b.netnsName, 'http://169.254.169.254/latest/WRENN_SANDBOX_ID'), {
+    status: 200,
+    body: 'cl-md-b',
+  });
   const json = await httpGetFrom(b.netnsName, 'http://169.254.169.254/', 'application/json');
   assert.equal(json.status, 200);
   assert.deepEqual(JSON.parse(json.body), { WRENN_SANDBOX_ID: 'cl-md-b', WRENN_TEMPLATE_ID: 'base' });
-  assert.deepEqual(await httpGetFrom(a.netnsName, 'http://169.254.169.254/'), { status: 200, body: 'WRENN_SANDBOX_ID\nWRENN_TEMPLATE_ID\n' });
+  assert.deepEqual(await httpGetFrom(a.netnsName, 'http://169.254.169.254/'), {
+    status: 200,
+    body: 'WRENN_SANDBOX_ID\nWRENN_TEMPLATE_ID\n',
+  });
   assert.equal((await httpGetFrom(a.netnsName, 'http://169.254.169.254/NOPE')).status, 404);
 
   await m.setMetadata('cl-md-a', { WRENN_TEMPLATE_ID: 'changed' });
-  assert.deepEqual(await httpGetFrom(a.netnsName, 'http://169.254.169.254/WRENN_TEMPLATE_ID'), { status: 200, body: 'changed' });
+  assert.deepEqual(await httpGetFrom(a.netnsName, 'http://169.254.169.254/WRENN_TEMPLATE_ID'), {
+    status: 200,
+    body: 'changed',
+  });
 });
 
 test('internet switch: forwarded traffic is NATed when on and dropped (counted) when off', opts, async (t) => {
@@ -179,7 +200,11 @@ test('internet switch: forwarded traffic is NATed when on and dropped (counted) 
   t.after(() => m.destroy('cl-inet-off'));
 
   const r1 = await probeFrom(on.netnsName, OUTSIDE.ip, port, 3000);
-  assert.deepEqual(r1, { ok: true, data: `hello ${OUTSIDE.hostIp}` }, 'reached, with the source masqueraded to the host');
+  assert.deepEqual(
+    r1,
+    { ok: true, data: `hello ${OUTSIDE.hostIp}` },
+    'reached, with the source masqueraded to the host',
+  );
   const onCounters = await m.egressCounters('cl-inet-on');
   assert.equal(onCounters?.action, 'ACCEPT');
   assert.ok(onCounters.packets > 0);
@@ -201,32 +226,36 @@ test('internet switch: forwarded traffic is NATed when on and dropped (counted) 
   assert.equal((await probeFromHost(off.capsuleIp, port, 3000)).ok, true);
 });
 
-test("internet switch: a capsule borrowing a neighbour's address gets nothing through; no rule per capsule", opts, async (t) => {
-  await createOutside();
-  t.after(removeOutside);
-  const port = 18083;
-  await serverInNetns(OUTSIDE.netns, port);
-  const on = await m.create({ id: 'cl-lend', internet: true });
-  t.after(() => m.destroy('cl-lend'));
-  const off = await m.create({ id: 'cl-borrow', internet: false });
-  t.after(() => m.destroy('cl-borrow'));
-  // The switch is set membership of the capsule's address: the chains are the same for 2 capsules as for 0.
-  const { stdout: rules } = await execFileP('iptables', ['-S']);
-  assert.equal(rules.split('\n').filter((l) => l.includes('cl-lend') || l.includes('cl-borrow')).length, 0, rules);
-  const { stdout: inet } = await execFileP('ipset', ['list', `${TEST_NAMES.chainPrefix}-INET`]);
-  assert.match(inet, new RegExp(`^${on.capsuleIp.replace(/\./g, '\\.')} packets`, 'm'));
-  // Stronger than a capsule's root (which has no CAP_NET_ADMIN over its namespace): host root in
-  // the internet-off namespace adds the neighbour's address and connects from it.
-  await execFileP('ip', ['-n', off.netnsName, 'addr', 'add', `${on.capsuleIp}/32`, 'dev', 'eth0']);
-  const script = `const s = require('net').connect({ host: '${OUTSIDE.ip}', port: ${port}, localAddress: '${on.capsuleIp}' });
+test(
+  "internet switch: a capsule borrowing a neighbour's address gets nothing through; no rule per capsule",
+  opts,
+  async (t) => {
+    await createOutside();
+    t.after(removeOutside);
+    const port = 18083;
+    await serverInNetns(OUTSIDE.netns, port);
+    const on = await m.create({ id: 'cl-lend', internet: true });
+    t.after(() => m.destroy('cl-lend'));
+    const off = await m.create({ id: 'cl-borrow', internet: false });
+    t.after(() => m.destroy('cl-borrow'));
+    // The switch is set membership of the capsule's address: the chains are the same for 2 capsules as for 0.
+    const { stdout: rules } = await execFileP('iptables', ['-S']);
+    assert.equal(rules.split('\n').filter((l) => l.includes('cl-lend') || l.includes('cl-borrow')).length, 0, rules);
+    const { stdout: inet } = await execFileP('ipset', ['list', `${TEST_NAMES.chainPrefix}-INET`]);
+    assert.match(inet, new RegExp(`^${on.capsuleIp.replace(/\./g, '\\.')} packets`, 'm'));
+    // Stronger than a capsule's root (which has no CAP_NET_ADMIN over its namespace): host root in
+    // the internet-off namespace adds the neighbour's address and connects from it.
+    await execFileP('ip', ['-n', off.netnsName, 'addr', 'add', `${on.capsuleIp}/32`, 'dev', 'eth0']);
+    const script = `const s = require('net').connect({ host: '${OUTSIDE.ip}', port: ${port}, localAddress: '${on.capsuleIp}' });
     s.setTimeout(1500, () => { console.log('timeout'); process.exit(0); });
     s.on('data', (d) => { console.log('got ' + d); process.exit(0); });
     s.on('error', (e) => { console.log(e.code); process.exit(0); });`;
-  const { stdout } = await execFileP('ip', ['netns', 'exec', off.netnsName, process.execPath, '-e', script]);
-  assert.doesNotMatch(stdout, /got hello/, 'the borrowed address reached the outside');
-  // The lender still gets through.
-  assert.equal((await probeFrom(on.netnsName, OUTSIDE.ip, port, 3000)).ok, true);
-});
+    const { stdout } = await execFileP('ip', ['netns', 'exec', off.netnsName, process.execPath, '-e', script]);
+    assert.doesNotMatch(stdout, /got hello/, 'the borrowed address reached the outside');
+    // The lender still gets through.
+    assert.equal((await probeFrom(on.netnsName, OUTSIDE.ip, port, 3000)).ok, true);
+  },
+);
 
 test('the egress rate limit and queue length are set, and capsule root cannot change them', opts, async (t) => {
   const net = await m.create({ id: 'cl-rate', internet: false, rateMbit: 50 });
@@ -239,12 +268,42 @@ test('the egress rate limit and queue length are set, and capsule root cannot ch
   assert.match((await execFileP('tc', ['-n', dflt.netnsName, 'qdisc', 'show', 'dev', 'eth0'])).stdout, /rate 200Mbit/);
 
   // Root of a user namespace inside the capsule's network namespace (how capsules run):
-  const attempt = await execFileP('ip', ['netns', 'exec', net.netnsName, 'unshare', '--user', '--map-root-user',
-    'tc', 'qdisc', 'del', 'dev', 'eth0', 'root']).then(() => 'changed', (e: { stderr?: string }) => e.stderr ?? 'failed');
+  const attempt = await execFileP('ip', [
+    'netns',
+    'exec',
+    net.netnsName,
+    'unshare',
+    '--user',
+    '--map-root-user',
+    'tc',
+    'qdisc',
+    'del',
+    'dev',
+    'eth0',
+    'root',
+  ]).then(
+    () => 'changed',
+    (e: { stderr?: string }) => e.stderr ?? 'failed',
+  );
   assert.match(attempt, /Operation not permitted/);
   assert.match((await execFileP('tc', ['-n', net.netnsName, 'qdisc', 'show', 'dev', 'eth0'])).stdout, /rate 50Mbit/);
-  const ipAttempt = await execFileP('ip', ['netns', 'exec', net.netnsName, 'unshare', '--user', '--map-root-user',
-    'ip', 'addr', 'add', '10.223.0.250/32', 'dev', 'eth0']).then(() => 'changed', (e: { stderr?: string }) => e.stderr ?? 'failed');
+  const ipAttempt = await execFileP('ip', [
+    'netns',
+    'exec',
+    net.netnsName,
+    'unshare',
+    '--user',
+    '--map-root-user',
+    'ip',
+    'addr',
+    'add',
+    '10.223.0.250/32',
+    'dev',
+    'eth0',
+  ]).then(
+    () => 'changed',
+    (e: { stderr?: string }) => e.stderr ?? 'failed',
+  );
   assert.match(ipAttempt, /Operation not permitted/);
 });
 
@@ -261,19 +320,23 @@ test('slots persist: a restarted agent re-adopts known capsules and cleans up th
   assert.ok(files.includes(`${keep.slot}.json`) && files.includes(`${gone.slot}.json`));
 
   const restarted = await managerFor(dataDir, m.metadataPort);
-  assert.deepEqual(
-    (await restarted.list()).map((n: CapsuleNetwork) => n.id).sort(),
-    ['cl-gone', 'cl-keep'],
-  );
+  assert.deepEqual((await restarted.list()).map((n: CapsuleNetwork) => n.id).sort(), ['cl-gone', 'cl-keep']);
   const res = await restarted.cleanupStale(['cl-keep']);
   assert.deepEqual(res.removedIds, ['cl-gone']);
   assert.ok(res.removedNetns.includes(`${TEST_NAMES.netnsPrefix}orphan`));
   assert.ok(res.removedLinks.includes('wn250'));
-  assert.deepEqual((await restarted.list()).map((n) => n.id), ['cl-keep']);
+  assert.deepEqual(
+    (await restarted.list()).map((n) => n.id),
+    ['cl-keep'],
+  );
   assert.deepEqual(await restarted.get('cl-keep'), keep);
 
   const netns = await readdir('/run/netns');
-  assert.ok(netns.includes(keep.netnsName) && !netns.includes(gone.netnsName) && !netns.includes(`${TEST_NAMES.netnsPrefix}orphan`));
+  assert.ok(
+    netns.includes(keep.netnsName) &&
+      !netns.includes(gone.netnsName) &&
+      !netns.includes(`${TEST_NAMES.netnsPrefix}orphan`),
+  );
   // The internet switches after the rewrite: the kept capsule's address is in, the other's gone.
   const sets = await switchSets();
   assert.ok(sets.inet.includes(keep.capsuleIp), `cl-keep in the INET set: ${JSON.stringify(sets)}`);
@@ -319,7 +382,8 @@ test('50 concurrent creates get distinct slots; creation time is reported', opts
   const netns = await readdir('/run/netns');
   for (const n of nets) assert.ok(netns.includes(n.netnsName), `${n.netnsName} exists`);
   const sets = await switchSets();
-  nets.forEach((n, i) => assert.ok((i % 2 === 0 ? sets.inet : sets.noinet).includes(n.capsuleIp), `switch of ${n.id}`));
+  for (const [i, n] of nets.entries())
+    assert.ok((i % 2 === 0 ? sets.inet : sets.noinet).includes(n.capsuleIp), `switch of ${n.id}`);
   await Promise.all(ids.map((id) => m.destroy(id)));
   assert.equal((await m.list()).filter((n) => n.id.startsWith('cl-many-')).length, 0);
 
@@ -332,7 +396,9 @@ test('50 concurrent creates get distinct slots; creation time is reported', opts
     await m.destroy(`cl-seq-${i}`);
   }
   times.sort((a, b) => a - b);
-  t.diagnostic(`createCapsuleNetwork: p50 ${times[5]!.toFixed(1)} ms, max ${times[9]!.toFixed(1)} ms (10 sequential); 50 concurrent in ${parallelMs.toFixed(0)} ms`);
+  t.diagnostic(
+    `createCapsuleNetwork: p50 ${times[5]!.toFixed(1)} ms, max ${times[9]!.toFixed(1)} ms (10 sequential); 50 concurrent in ${parallelMs.toFixed(0)} ms`,
+  );
 });
 
 test('warm pool: pre-built networks are claimed by creates and refilled in the background', opts, async (t) => {
@@ -341,7 +407,11 @@ test('warm pool: pre-built networks are claimed by creates and refilled in the b
   assert.equal(m.warmCount, 2);
   const warmNetns = (await readdir('/run/netns')).filter((n) => n.startsWith(`${TEST_NAMES.netnsPrefix}warm-`));
   assert.equal(warmNetns.length, 2);
-  assert.equal((await m.list()).some((n) => n.netnsName.includes('warm-')), false, 'warm networks are not capsules');
+  assert.equal(
+    (await m.list()).some((n) => n.netnsName.includes('warm-')),
+    false,
+    'warm networks are not capsules',
+  );
 
   const s = performance.now();
   const net = await m.create({ id: 'cl-warm', internet: true, metadata: { WRENN_TEMPLATE_ID: 'warm-tpl' } });
@@ -353,7 +423,10 @@ test('warm pool: pre-built networks are claimed by creates and refilled in the b
   // A claimed network is a normal capsule network: reachable, metadata, internet rule.
   await serverInNetns(net.netnsName, 18084);
   assert.equal((await probeFromHost(net.capsuleIp, 18084, 3000)).ok, true);
-  assert.deepEqual(await httpGetFrom(net.netnsName, 'http://169.254.169.254/WRENN_SANDBOX_ID'), { status: 200, body: 'cl-warm' });
+  assert.deepEqual(await httpGetFrom(net.netnsName, 'http://169.254.169.254/WRENN_SANDBOX_ID'), {
+    status: 200,
+    body: 'cl-warm',
+  });
   assert.equal((await m.egressCounters('cl-warm'))?.action, 'ACCEPT');
   // The unclaimed one answers no metadata and forwards nothing (no rule of its own).
   const other = warmNetns.find((n) => n !== net.netnsName)!;

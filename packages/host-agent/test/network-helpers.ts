@@ -1,9 +1,9 @@
 // Helpers for the network tests: node processes inside namespaces, TCP probes, leftover checks.
 // All traffic stays on loopback and inside namespaces the tests create.
-import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { existsSync, readdirSync } from 'node:fs';
+import { connect, createServer } from 'node:net';
 import { promisify } from 'node:util';
-import { createServer, connect } from 'node:net';
-import { readdirSync, existsSync } from 'node:fs';
 
 export const execFileP = promisify(execFile);
 
@@ -39,7 +39,9 @@ export async function serverInNetns(netns: string, port: number): Promise<ChildP
 
 /** Runs a node script inside `netns` until it prints "ready" (killed by killChildren). */
 async function nodeInNetns(netns: string, script: string): Promise<ChildProcess> {
-  const child = spawn('ip', ['netns', 'exec', netns, process.execPath, '-e', script], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn('ip', ['netns', 'exec', netns, process.execPath, '-e', script], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   children.add(child);
   await new Promise<void>((resolve, reject) => {
     let err = '';
@@ -67,7 +69,17 @@ s.on('error', (e) => done({ ok: false, error: e.code }));`;
 
 /** Opens a TCP connection from inside `netns` and reports the greeting or why it failed. */
 export async function probeFrom(netns: string, host: string, port: number, ms = 1000): Promise<Probe> {
-  const { stdout } = await execFileP('ip', ['netns', 'exec', netns, process.execPath, '-e', PROBE, host, String(port), String(ms)]);
+  const { stdout } = await execFileP('ip', [
+    'netns',
+    'exec',
+    netns,
+    process.execPath,
+    '-e',
+    PROBE,
+    host,
+    String(port),
+    String(ms),
+  ]);
   return JSON.parse(stdout) as Probe;
 }
 
@@ -81,7 +93,17 @@ s.connect(Number(port), host, () => s.send('ping'));`;
 
 /** Sends one UDP datagram from inside `netns` and reports the answer (see udpEchoInNetns) or why none came. */
 export async function udpProbeFrom(netns: string, host: string, port: number, ms = 1000): Promise<Probe> {
-  const { stdout } = await execFileP('ip', ['netns', 'exec', netns, process.execPath, '-e', UDP_PROBE, host, String(port), String(ms)]);
+  const { stdout } = await execFileP('ip', [
+    'netns',
+    'exec',
+    netns,
+    process.execPath,
+    '-e',
+    UDP_PROBE,
+    host,
+    String(port),
+    String(ms),
+  ]);
   return JSON.parse(stdout) as Probe;
 }
 
@@ -109,7 +131,11 @@ export function probeFromHost(host: string, port: number, ms = 1000): Promise<Pr
 }
 
 /** HTTP GET from inside `netns` (node's fetch), resolving with status and body. */
-export async function httpGetFrom(netns: string, url: string, accept = '*/*'): Promise<{ status: number; body: string }> {
+export async function httpGetFrom(
+  netns: string,
+  url: string,
+  accept = '*/*',
+): Promise<{ status: number; body: string }> {
   const script = `fetch(process.argv[1], { headers: { accept: process.argv[2] }, signal: AbortSignal.timeout(3000) })
     .then(async (r) => console.log(JSON.stringify({ status: r.status, body: await r.text() })))
     .catch((e) => console.log(JSON.stringify({ status: 0, body: String(e.cause?.code ?? e) })))`;
@@ -121,7 +147,13 @@ export async function httpGetFrom(netns: string, url: string, accept = '*/*'): P
 export async function switchSets(chainPrefix = TEST_NAMES.chainPrefix): Promise<{ inet: string[]; noinet: string[] }> {
   const members = async (set: string) => {
     const { stdout } = await execFileP('ipset', ['list', set]);
-    return stdout.split('Members:\n')[1]?.split('\n').map((l) => l.split(' ')[0] ?? '').filter(Boolean) ?? [];
+    return (
+      stdout
+        .split('Members:\n')[1]
+        ?.split('\n')
+        .map((l) => l.split(' ')[0] ?? '')
+        .filter(Boolean) ?? []
+    );
   };
   return { inet: await members(`${chainPrefix}-INET`), noinet: await members(`${chainPrefix}-NOINET`) };
 }
@@ -137,10 +169,11 @@ export async function leftovers(slotDir?: string): Promise<string[]> {
   for (const n of readdirSync('/sys/class/net')) if (/^wn\d+$/.test(n) || n === OUTSIDE.hostIf) out.push(`link ${n}`);
   for (const cmd of ['iptables-save', 'ip6tables-save']) {
     const { stdout } = await execFileP(cmd, []);
-    for (const l of stdout.split('\n')) if (l.includes(TEST_NAMES.chainPrefix + '-') || / wn\+? /.test(l)) out.push(`${cmd}: ${l}`);
+    for (const l of stdout.split('\n'))
+      if (l.includes(`${TEST_NAMES.chainPrefix}-`) || / wn\+? /.test(l)) out.push(`${cmd}: ${l}`);
   }
   const { stdout: setNames } = await execFileP('ipset', ['list', '-n']);
-  for (const n of setNames.split('\n')) if (n.startsWith(TEST_NAMES.chainPrefix + '-')) out.push(`ipset ${n}`);
+  for (const n of setNames.split('\n')) if (n.startsWith(`${TEST_NAMES.chainPrefix}-`)) out.push(`ipset ${n}`);
   if (slotDir && existsSync(slotDir)) for (const f of readdirSync(slotDir)) out.push(`slot file ${f}`);
   return out;
 }

@@ -1,11 +1,12 @@
 // Address pool arithmetic and the persisted slot store (real files in a temp dir).
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, readdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { test } from 'node:test';
 import { parsePool, slotAddresses, slotOfCapsuleIp } from '../src/network/address-pool.js';
-import { SlotStore, type SlotRecord } from '../src/network/slot-store.js';
+import { type SlotRecord, SlotStore } from '../src/network/slot-store.js';
 
 test('pool: /30 slots, host side .1 (gateway), capsule side .2', () => {
   const p = parsePool('10.201.7.9/16');
@@ -82,6 +83,9 @@ test('slot store: a full pool says what to do; corrupt files are reported for re
   const fresh = new SlotStore(dir, 8);
   const { corrupt } = await fresh.load();
   assert.deepEqual(corrupt, ['5.json']);
-  assert.deepEqual(fresh.list().map((r) => r.id), ['a', 'b']);
+  assert.deepEqual(
+    fresh.list().map((r) => r.id),
+    ['a', 'b'],
+  );
   assert.throws(() => new SlotStore(dir, 2).list(), /before load/);
 });

@@ -22,7 +22,11 @@ test('guest inputs fingerprint follows the init script, the envd bundle and the 
   const base = await guestInputsFingerprint(inputs);
   assert.match(base, /^[0-9a-f]{64}$/);
   assert.equal(await guestInputsFingerprint(inputs), base, 'same inputs, same fingerprint');
-  assert.notEqual(await guestInputsFingerprint({ ...inputs, initScript: Buffer.from('#!/bin/sh\n# v2\n') }), base, 'init script');
+  assert.notEqual(
+    await guestInputsFingerprint({ ...inputs, initScript: Buffer.from('#!/bin/sh\n# v2\n') }),
+    base,
+    'init script',
+  );
   await writeFile(join(bundle, 'envd.mjs'), 'console.log(2)');
   const afterBundle = await guestInputsFingerprint(inputs);
   assert.notEqual(afterBundle, base, 'envd bundle content');

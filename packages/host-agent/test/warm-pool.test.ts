@@ -1,20 +1,38 @@
 // The warm pool: a create that matches the pool's shape claims a capsule booted ahead of time, and
 // the claimed capsule has the user's id everywhere (hostname, environment, metadata endpoint).
-import { test, after } from 'node:test';
+
 import assert from 'node:assert/strict';
-import { createAgentClient } from '../src/auth/client.js';
+import { after, test } from 'node:test';
 import { startAgent } from '../src/agent.js';
+import { createAgentClient } from '../src/auth/client.js';
 import { createLocalLayers } from '../src/local-providers.js';
-import { TEST_NET, leftovers, newDataDir, sleep, teardown, text } from './agent-helpers.js';
+import { leftovers, newDataDir, sleep, TEST_NET, teardown, text } from './agent-helpers.js';
 
 const dataDir = newDataDir();
 const layers = await createLocalLayers(dataDir, { network: TEST_NET, cgroupParent: 'wrenn-test-agent' });
-const agent = await startAgent({ ...layers, dataDir, listen: { host: '127.0.0.1', port: 0 }, warmPool: { minimal: 1 } });
+const agent = await startAgent({
+  ...layers,
+  dataDir,
+  listen: { host: '127.0.0.1', port: 0 },
+  warmPool: { minimal: 1 },
+});
 const client = createAgentClient(agent.url, agent.secret);
 const ids: string[] = [];
 
 after(async () => {
-  await teardown({ dataDir, agent, layers, client, stop: async () => { await agent.close(); await layers.close(); } }, dataDir);
+  await teardown(
+    {
+      dataDir,
+      agent,
+      layers,
+      client,
+      stop: async () => {
+        await agent.close();
+        await layers.close();
+      },
+    },
+    dataDir,
+  );
   const left = leftovers(dataDir, ids);
   assert.deepEqual(left, [], `resources left behind: ${left.join(', ')}`);
 });
@@ -33,13 +51,25 @@ test('a pooled capsule is claimed with the requested identity and the pool refil
   const pooledNets = (await layers.networkManager.list()).map((n) => n.id);
   // The control plane names its capsules: the pooled one is renamed to that id.
   const wanted = `cl-${Date.now().toString(36)}test`;
-  const { capsule } = await client.createCapsule({ id: wanted, template: 'minimal', envs: { GREETING: 'hi' }, metadata: { team: 'a' } });
+  const { capsule } = await client.createCapsule({
+    id: wanted,
+    template: 'minimal',
+    envs: { GREETING: 'hi' },
+    metadata: { team: 'a' },
+  });
   assert.ok(capsule);
   ids.push(capsule.id);
   const rec = agent.manager.get(capsule.id);
   assert.equal(capsule.id, wanted);
   assert.ok(rec.runtimeId && pooledNets.includes(rec.runtimeId), 'the capsule came from the pool');
-  const r = await client.exec({ capsuleId: capsule.id, cmd: '/bin/sh', args: ['-c', 'hostname; echo $WRENN_SANDBOX_ID $GREETING; wget -qO- http://169.254.169.254/latest/WRENN_SANDBOX_ID'] });
+  const r = await client.exec({
+    capsuleId: capsule.id,
+    cmd: '/bin/sh',
+    args: [
+      '-c',
+      'hostname; echo $WRENN_SANDBOX_ID $GREETING; wget -qO- http://169.254.169.254/latest/WRENN_SANDBOX_ID',
+    ],
+  });
   assert.equal(r.exitCode, 0, text(r.stderr));
   assert.equal(text(r.stdout), `${capsule.id}\n${capsule.id} hi\n${capsule.id}`);
   // The pool boots a replacement behind the claim.
@@ -54,7 +84,11 @@ test('with no id asked for, a pooled capsule keeps the id it booted under', asyn
   assert.ok(capsule);
   ids.push(capsule.id);
   assert.equal(agent.manager.get(capsule.id).runtimeId, capsule.id);
-  const r = await client.exec({ capsuleId: capsule.id, cmd: '/bin/sh', args: ['-c', 'hostname; echo $WRENN_SANDBOX_ID'] });
+  const r = await client.exec({
+    capsuleId: capsule.id,
+    cmd: '/bin/sh',
+    args: ['-c', 'hostname; echo $WRENN_SANDBOX_ID'],
+  });
   assert.equal(text(r.stdout), `${capsule.id}\n${capsule.id}\n`);
   await client.destroyCapsule({ id: capsule.id });
 });

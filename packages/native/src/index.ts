@@ -20,6 +20,7 @@ export {
   spawnNative,
 } from './exec-native.js';
 export { type GuestRegionMapping, parseFirecrackerMappings, toFirecrackerMappings } from './mappings.js';
+export { loopMount, splitMountOptions, unmount } from './mounts.js';
 export {
   type RelayEndReason,
   RelayedPair,
@@ -35,4 +36,3 @@ export {
 } from './relay.js';
 export { startUffdHandler, type UffdHandler, type UffdHandlerOptions, type UffdStats } from './uffd-handler.js';
 export { VMM_SIDE_SCRIPT } from './vmm-side.js';
-export { loopMount, splitMountOptions, unmount } from './mounts.js';

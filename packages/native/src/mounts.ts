@@ -3,7 +3,15 @@
 import { native } from './binding.js';
 
 /** mount(2) flags by their mount(8) option names. */
-const FLAGS: Record<string, number> = { ro: 1, nosuid: 2, nodev: 4, noexec: 8, noatime: 1024, nodiratime: 2048, relatime: 1 << 21 };
+const FLAGS: Record<string, number> = {
+  ro: 1,
+  nosuid: 2,
+  nodev: 4,
+  noexec: 8,
+  noatime: 1024,
+  nodiratime: 2048,
+  relatime: 1 << 21,
+};
 const MNT_DETACH = 2;
 
 /** `options` as mount(8) takes them ("nodev,discard"): flag names become flags, the rest the file system's data. */

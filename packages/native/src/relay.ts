@@ -100,7 +100,15 @@ interface RelayBinding {
   relayRef(on: boolean): void;
 }
 
-type Waiter = (id: number, aToB: number, bToA: number, reason: string, errno: number, fd?: number, rest?: Buffer) => void;
+type Waiter = (
+  id: number,
+  aToB: number,
+  bToA: number,
+  reason: string,
+  errno: number,
+  fd?: number,
+  rest?: Buffer,
+) => void;
 
 let started: { b: RelayBinding; waiting: Map<number, Waiter> } | undefined;
 let unavailable: string | undefined;
@@ -110,7 +118,8 @@ function relay(): { b: RelayBinding; waiting: Map<number, Waiter> } {
   if (unavailable) throw new Error(unavailable);
   try {
     const b = native() as unknown as RelayBinding;
-    if (typeof b.relayStart !== 'function') throw new Error('the built addon has no relay (rebuild it: node packages/native/build.mjs)');
+    if (typeof b.relayStart !== 'function')
+      throw new Error('the built addon has no relay (rebuild it: node packages/native/build.mjs)');
     const mode = process.env.WRENN_RELAY_MODE === 'splice' ? 'splice' : 'copy';
     const waiting = new Map<number, Waiter>();
     b.relayStart((id, ab, ba, reason, errno, fd, rest) => {
@@ -205,11 +214,15 @@ function fdOf(s: net.Socket): number {
 export function relaySockets(a: net.Socket, b: net.Socket, opts: RelayOptions = {}): RelayedPair {
   const { b: binding, waiting } = relay();
   const idleMs = opts.idleMs ?? 0;
-  if (!(idleMs >= 0) || !Number.isFinite(idleMs)) throw new Error(`relaySockets: idleMs must be a finite number >= 0, got ${idleMs}`);
+  if (!(idleMs >= 0) || !Number.isFinite(idleMs))
+    throw new Error(`relaySockets: idleMs must be a finite number >= 0, got ${idleMs}`);
   const pair = new RelayedPair();
   let handed = [0, 0];
   // HTTP mode: what Node read and nobody consumed goes to the relay's parser.
-  const kept: [Buffer[], Buffer[]] = [opts.http?.clientBytes ? [opts.http.clientBytes] : [], opts.http?.upstreamBytes ? [opts.http.upstreamBytes] : []];
+  const kept: [Buffer[], Buffer[]] = [
+    opts.http?.clientBytes ? [opts.http.clientBytes] : [],
+    opts.http?.upstreamBytes ? [opts.http.upstreamBytes] : [],
+  ];
   const end = (r: RelayResult) => {
     if (pair.result) return;
     pair.result = r;
@@ -223,7 +236,12 @@ export function relaySockets(a: net.Socket, b: net.Socket, opts: RelayOptions = 
       s.removeListener('close', fail);
       s.destroy();
     }
-    end({ aToB: handed[0] ?? 0, bToA: handed[1] ?? 0, reason: pair.closeWanted ? 'closed' : idle ? 'idle' : 'handover-failed', errno: 0 });
+    end({
+      aToB: handed[0] ?? 0,
+      bToA: handed[1] ?? 0,
+      reason: pair.closeWanted ? 'closed' : idle ? 'idle' : 'handover-failed',
+      errno: 0,
+    });
   };
   // A peer that never takes what is queued for it must not hold the handover forever.
   const timer =
@@ -272,7 +290,11 @@ export function relaySockets(a: net.Socket, b: net.Socket, opts: RelayOptions = 
     try {
       if (fa < 0 || fb < 0) throw new Error('socket has no fd');
       id = opts.http
-        ? binding.relayAdd(fa, fb, opts.group ?? '', idleMs, { ...opts.http, clientBytes: Buffer.concat(kept[0]), upstreamBytes: Buffer.concat(kept[1]) })
+        ? binding.relayAdd(fa, fb, opts.group ?? '', idleMs, {
+            ...opts.http,
+            clientBytes: Buffer.concat(kept[0]),
+            upstreamBytes: Buffer.concat(kept[1]),
+          })
         : binding.relayAdd(fa, fb, opts.group ?? '', idleMs);
     } catch {
       return fail();

@@ -16,7 +16,9 @@ export function signalName(signal: number): NodeJS.Signals {
 export function spawnError(file: string, errno: number, stage: string): NodeJS.ErrnoException {
   const code = errnoNames.get(errno) ?? `errno ${errno}`;
   const plain = stage === 'exec' || stage === 'chdir';
-  const err: NodeJS.ErrnoException = new Error(plain ? `spawn ${file} ${code}` : `spawn ${file} ${code} (${stage} failed)`);
+  const err: NodeJS.ErrnoException = new Error(
+    plain ? `spawn ${file} ${code}` : `spawn ${file} ${code} (${stage} failed)`,
+  );
   err.code = code;
   err.errno = -errno;
   err.syscall = plain ? `spawn ${file}` : stage;

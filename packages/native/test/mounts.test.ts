@@ -1,21 +1,27 @@
 // loopMount/unmount for real (root, loop devices): an ext4 image mounted through a free loop
 // device with its options, the device freed again by the unmount (autoclear), errors with errno.
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { test } from 'node:test';
 import { loopMount, splitMountOptions, unmount } from '../src/index.js';
 
 const isRoot = process.getuid?.() === 0;
 
 test('mount options split into flags and file system data', () => {
   assert.deepEqual(splitMountOptions('loop,nodev,discard'), { flags: 4, data: 'discard' });
-  assert.deepEqual(splitMountOptions('ro,nosuid,noexec,errors=remount-ro'), { flags: 1 | 2 | 8, data: 'errors=remount-ro' });
+  assert.deepEqual(splitMountOptions('ro,nosuid,noexec,errors=remount-ro'), {
+    flags: 1 | 2 | 8,
+    data: 'errors=remount-ro',
+  });
 });
 
-test('an ext4 image is loop-mounted with its options and the device is freed at unmount', { skip: !isRoot && 'needs root' }, async () => {
+test('an ext4 image is loop-mounted with its options and the device is freed at unmount', {
+  skip: !isRoot && 'needs root',
+}, async () => {
   const dir = mkdtempSync(join(tmpdir(), 'wrenn-loopmount-'));
   const image = join(dir, 'disk.img');
   const target = join(dir, 'mnt');
@@ -27,7 +33,10 @@ test('an ext4 image is loop-mounted with its options and the device is freed at 
     const dev = await loopMount(image, target, 'ext4', 'loop,nodev,discard');
     mounted = true;
     assert.match(dev, /^\/dev\/loop\d+$/);
-    const line = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').find((l) => l.split(' ')[4] === target) ?? '';
+    const line =
+      readFileSync('/proc/self/mountinfo', 'utf8')
+        .split('\n')
+        .find((l) => l.split(' ')[4] === target) ?? '';
     assert.match(line, /nodev/);
     assert.match(line, new RegExp(`- ext4 ${dev} rw,discard`));
     writeFileSync(join(target, 'f'), 'x');

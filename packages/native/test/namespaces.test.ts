@@ -12,10 +12,16 @@ test('setHostnameIn renames the UTS namespace of a process, not the host', async
   t.after(() => child.kill('SIGKILL'));
   // unshare execs sleep in the same process once the namespace exists.
   const pid = child.pid ?? 0;
-  for (let i = 0; i < 200 && !readFileSync(`/proc/${pid}/cmdline`, 'utf8').startsWith('sleep'); i++) await new Promise((r) => setTimeout(r, 5));
+  for (let i = 0; i < 200 && !readFileSync(`/proc/${pid}/cmdline`, 'utf8').startsWith('sleep'); i++)
+    await new Promise((r) => setTimeout(r, 5));
   const before = hostname();
   native().setHostnameIn(pid, 'wrenn-uts-test');
-  assert.equal(execFileSync('nsenter', ['-t', String(pid), '-u', 'hostname']).toString().trim(), 'wrenn-uts-test');
+  assert.equal(
+    execFileSync('nsenter', ['-t', String(pid), '-u', 'hostname'])
+      .toString()
+      .trim(),
+    'wrenn-uts-test',
+  );
   assert.equal(hostname(), before);
 });
 

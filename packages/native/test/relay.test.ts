@@ -1,13 +1,22 @@
 // The native relay with real loopback sockets: a client connects to a front server, the front's
 // accepted socket and a connection to a back server are handed to the relay, and the client and
 // the back server's socket talk through it.
-import { test, type TestContext } from 'node:test';
+
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { readdirSync } from 'node:fs';
 import net from 'node:net';
-import { relayAvailable, relayCloseGroup, relaySockets, relayStats, relayYieldGroup, type RelayedPair, type RelayResult } from '../src/index.js';
+import { type TestContext, test } from 'node:test';
+import {
+  type RelayedPair,
+  type RelayResult,
+  relayAvailable,
+  relayCloseGroup,
+  relaySockets,
+  relayStats,
+  relayYieldGroup,
+} from '../src/index.js';
 
 const fdCount = () => readdirSync('/proc/self/fd').length;
 
@@ -172,7 +181,10 @@ test('closing a group closes its pairs only', async (t) => {
   await new Promise((r) => setTimeout(r, 50));
   relayCloseGroup('cl-gone');
   const reasons = await Promise.all(pairs.slice(0, 3).map(done));
-  assert.deepEqual(reasons.map((r) => r.reason), ['group', 'group', 'group']);
+  assert.deepEqual(
+    reasons.map((r) => r.reason),
+    ['group', 'group', 'group'],
+  );
   // The other group's pair still carries bytes.
   const last = all[3] as Ends;
   last.client.write('still here');
@@ -258,7 +270,16 @@ function receive(s: net.Socket): { until(want: string): Promise<string>; text():
   };
 }
 
-const HTTP = { kind: 'path' as const, prefix: '/proxy/cl-x/80', host: 'h', remote: '10.1.2.3', targetHost: '10.0.0.2', targetPort: 80, inflight: [], req: 'head' as const };
+const HTTP = {
+  kind: 'path' as const,
+  prefix: '/proxy/cl-x/80',
+  host: 'h',
+  remote: '10.1.2.3',
+  targetHost: '10.0.0.2',
+  targetPort: 80,
+  inflight: [],
+  req: 'head' as const,
+};
 
 test('HTTP mode: a head for another route comes back to JS with the bytes after it; the connection still works', async (t) => {
   const e = await ends(t);
@@ -319,7 +340,9 @@ test('HTTP mode: framing errors reset both sides; a response that says close end
   e.client.write('HEAD /h HTTP/1.1\r\nHost: h\r\n\r\nGET /g HTTP/1.1\r\nHost: h\r\n\r\n');
   await atServer.until('GET /g');
   // HEAD: no body despite its length; then a close-delimited answer ends the connection.
-  e.server.write('HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\nHTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 4\r\n\r\nlastEXTRA');
+  e.server.write(
+    'HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\nHTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 4\r\n\r\nlastEXTRA',
+  );
   const clientEnd = once(e.client, 'end');
   await atClient.until('last');
   await clientEnd;

@@ -46,7 +46,15 @@ function collect(fd: number): Promise<string> {
   return once(s, 'end').then(() => Buffer.concat(chunks).toString());
 }
 
-type Opts = { cwd?: string; env?: string[]; stdin?: boolean; uid?: number; gid?: number; groups?: number[]; threads?: boolean };
+type Opts = {
+  cwd?: string;
+  env?: string[];
+  stdin?: boolean;
+  uid?: number;
+  gid?: number;
+  groups?: number[];
+  threads?: boolean;
+};
 
 function run(file: string, args: string[], opts: Opts = {}): Run {
   const r = native().spawnProcess(reaperHandle(opts.threads), {
@@ -60,7 +68,11 @@ function run(file: string, args: string[], opts: Opts = {}): Run {
   if ('errno' in r) throw new Error(`spawn failed: errno ${r.errno} at ${r.stage}`);
   const exit = new Promise<Exit>((resolve) => waiting.set(r.pid, resolve));
   const stdin = r.stdin >= 0 ? new Socket({ fd: r.stdin, readable: false, writable: true }) : null;
-  const result = Promise.all([exit, collect(r.stdout), collect(r.stderr)]).then(([e, stdout, stderr]) => ({ ...e, stdout, stderr }));
+  const result = Promise.all([exit, collect(r.stdout), collect(r.stderr)]).then(([e, stdout, stderr]) => ({
+    ...e,
+    stdout,
+    stderr,
+  }));
   return { pid: r.pid, stdin, result };
 }
 
@@ -90,7 +102,10 @@ test('stdin: a pipe when asked (EOF on end), else /dev/null', async () => {
 test('cwd and exactly the given environment; a bare name is searched in that PATH', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'wrenn-spawn-'));
   try {
-    const r = await run('sh', ['-c', 'pwd; env | sort'], { cwd: dir, env: ['PATH=/usr/bin:/bin', 'A=1', 'B=two words'] }).result;
+    const r = await run('sh', ['-c', 'pwd; env | sort'], {
+      cwd: dir,
+      env: ['PATH=/usr/bin:/bin', 'A=1', 'B=two words'],
+    }).result;
     assert.equal(r.stdout, `${dir}\nA=1\nB=two words\nPATH=/usr/bin:/bin\nPWD=${dir}\n`);
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -98,13 +113,24 @@ test('cwd and exactly the given environment; a bare name is searched in that PAT
 });
 
 test('uid, gid and exactly the given supplementary groups (nobody, with groups 100 and 27)', async () => {
-  const r = await run('/bin/sh', ['-c', 'id -u; id -g; grep -E "^Groups:" /proc/self/status'], { uid: 65534, gid: 65534, groups: [65534, 100, 27] })
-    .result;
+  const r = await run('/bin/sh', ['-c', 'id -u; id -g; grep -E "^Groups:" /proc/self/status'], {
+    uid: 65534,
+    gid: 65534,
+    groups: [65534, 100, 27],
+  }).result;
   assert.equal(r.code, 0, r.stderr);
   const [uid, gid, groups] = r.stdout.trim().split('\n');
   assert.equal(uid, '65534');
   assert.equal(gid, '65534');
-  assert.deepEqual(groups?.replace('Groups:', '').trim().split(/\s+/).map(Number).sort((a, b) => a - b), [27, 100, 65534]);
+  assert.deepEqual(
+    groups
+      ?.replace('Groups:', '')
+      .trim()
+      .split(/\s+/)
+      .map(Number)
+      .sort((a, b) => a - b),
+    [27, 100, 65534],
+  );
   // No groups given: the root's groups are dropped, not inherited.
   const bare = await run('/bin/sh', ['-c', 'grep -E "^Groups:" /proc/self/status'], { uid: 65534, gid: 65534 }).result;
   assert.equal(bare.stdout.replace('Groups:', '').trim(), '');
@@ -129,7 +155,10 @@ test('exec failures come back as errno and stage; nothing is left running', () =
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
-  assert.throws(() => native().spawnProcess(reaperHandle(), { file: '', argv: ['x'], env: [], cwd: '/', stdin: false }), /file is empty/);
+  assert.throws(
+    () => native().spawnProcess(reaperHandle(), { file: '', argv: ['x'], env: [], cwd: '/', stdin: false }),
+    /file is empty/,
+  );
 });
 
 test('the child leads its own session and process group', async () => {
@@ -156,9 +185,17 @@ test('no fd of the parent reaches the child: only stdio', async () => {
     const ls = run('/bin/ls', ['-l', '/proc/self/fd']);
     const { stdout } = await ls.result;
     const fds = [...stdout.matchAll(/ (\d+) -> (.*)$/gm)].map((m) => ({ fd: Number(m[1]), target: m[2] ?? '' }));
-    assert.deepEqual(fds.slice(0, 3).map((f) => f.fd), [0, 1, 2], stdout);
+    assert.deepEqual(
+      fds.slice(0, 3).map((f) => f.fd),
+      [0, 1, 2],
+      stdout,
+    );
     // Beyond stdio only ls's own handle on the directory it lists.
-    assert.deepEqual(fds.slice(3).map((f) => f.target), [`/proc/${ls.pid}/fd`], stdout);
+    assert.deepEqual(
+      fds.slice(3).map((f) => f.target),
+      [`/proc/${ls.pid}/fd`],
+      stdout,
+    );
   } finally {
     process.kill(other.pid, 'SIGKILL');
     other.stdin?.destroy();
@@ -170,7 +207,10 @@ test('no fd of the parent reaches the child: only stdio', async () => {
 
 for (const threads of [false, true]) {
   test(`many children at once, each with its own output and exit code (${threads ? 'waitpid threads' : 'pidfds'})`, async () => {
-    const runs = Array.from({ length: 64 }, (_, i) => ({ i, run: run('/bin/sh', ['-c', `echo child ${i}; exit ${i}`], { threads }) }));
+    const runs = Array.from({ length: 64 }, (_, i) => ({
+      i,
+      run: run('/bin/sh', ['-c', `echo child ${i}; exit ${i}`], { threads }),
+    }));
     for (const { i, run: r } of runs) {
       const res = await r.result;
       assert.equal(res.code, i);
@@ -183,9 +223,14 @@ for (const threads of [false, true]) {
 }
 
 test('children of child_process are left to libuv (their exit codes are not taken)', async () => {
-  const ours = Array.from({ length: 8 }, (_, i) => run('/bin/sh', ['-c', 'sleep 0.05; exit 3'], { threads: i % 2 === 1 }));
+  const ours = Array.from({ length: 8 }, (_, i) =>
+    run('/bin/sh', ['-c', 'sleep 0.05; exit 3'], { threads: i % 2 === 1 }),
+  );
   const theirs = Array.from({ length: 8 }, () => spawn('/bin/sh', ['-c', 'sleep 0.05; exit 5']));
   const theirCodes = await Promise.all(theirs.map((c) => once(c, 'exit').then(([code]) => code)));
   assert.deepEqual(theirCodes, Array(8).fill(5));
-  assert.deepEqual((await Promise.all(ours.map((r) => r.result))).map((r) => r.code), Array(8).fill(3));
+  assert.deepEqual(
+    (await Promise.all(ours.map((r) => r.result))).map((r) => r.code),
+    Array(8).fill(3),
+  );
 });

@@ -1,10 +1,10 @@
-import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
-import { create, toBinary, fromBinary, process as proc } from '../src/index.js';
+import { test } from 'node:test';
+import { create, fromBinary, process as proc, toBinary } from '../src/index.js';
 
 const root = resolve(import.meta.dirname, '../../../..');
 
@@ -20,11 +20,19 @@ test('generated protocol code is up to date with proto/', () => {
   try {
     execFileSync('node', [join(root, 'scripts/generate.mjs'), '--out', out], { cwd: root, stdio: 'pipe' });
     const committed = join(root, 'packages/protocol/src/gen');
-    const fresh = listFiles(out).map((f) => relative(out, f)).sort();
-    const have = listFiles(committed).map((f) => relative(committed, f)).sort();
+    const fresh = listFiles(out)
+      .map((f) => relative(out, f))
+      .sort();
+    const have = listFiles(committed)
+      .map((f) => relative(committed, f))
+      .sort();
     assert.deepEqual(have, fresh, 'the set of generated files differs: run `npm run generate`');
     for (const f of fresh) {
-      assert.equal(readFileSync(join(committed, f), 'utf8'), readFileSync(join(out, f), 'utf8'), `${f} is stale: run \`npm run generate\``);
+      assert.equal(
+        readFileSync(join(committed, f), 'utf8'),
+        readFileSync(join(out, f), 'utf8'),
+        `${f} is stale: run \`npm run generate\``,
+      );
     }
   } finally {
     rmSync(out, { recursive: true, force: true });

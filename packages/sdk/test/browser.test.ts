@@ -8,9 +8,9 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { type Live, startLive } from '@wrenn/control-plane/testing/live-up';
 import { build } from 'esbuild';
 import { type BrowserContext, chromium } from 'playwright-core';
-import { type Live, startLive } from '@wrenn/control-plane/testing/live-up';
 
 const CHROMIUM = '/usr/bin/chromium';
 const ENTRY = resolve(dirname(fileURLToPath(import.meta.url)), '../src/index.js');

@@ -14,5 +14,8 @@ test('503 host_full is a HostFullError carrying the message that names what is f
   // Other 503s (no host online at all) stay plain WrennErrors; a 400 stays what it was.
   const none = errorFromResponse(503, { error: { code: 'no_host_available', message: 'no host is online' } }, 'x');
   assert.ok(none instanceof WrennError && !(none instanceof HostFullError));
-  assert.ok(errorFromResponse(400, { error: { code: 'invalid_argument', message: 'bad' } }, 'x') instanceof InvalidArgumentError);
+  assert.ok(
+    errorFromResponse(400, { error: { code: 'invalid_argument', message: 'bad' } }, 'x') instanceof
+      InvalidArgumentError,
+  );
 });

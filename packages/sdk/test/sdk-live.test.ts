@@ -4,6 +4,7 @@
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import { after, before, describe, it } from 'node:test';
+import { type Live, startLive } from '@wrenn/control-plane/testing/live-up';
 import {
   AuthenticationError,
   Capsule,
@@ -18,7 +19,6 @@ import {
   Template,
   TimeoutError,
 } from '../src/index.js';
-import { type Live, startLive } from '@wrenn/control-plane/testing/live-up';
 
 const waitUntil = async (what: string, check: () => boolean | Promise<boolean>, timeoutMs = 15_000) => {
   const end = Date.now() + timeoutMs;

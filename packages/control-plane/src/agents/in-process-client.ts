@@ -6,7 +6,15 @@
 // signal and timeoutMs abort the handler's context and end the call (Canceled / DeadlineExceeded)
 // even if the handler does not look at them; a consumer that stops reading a stream ends it.
 import { create, type DescMessage, type DescMethod, type DescService, type MessageShape } from '@bufbuild/protobuf';
-import { Code, ConnectError, createHandlerContext, type CallOptions, type Client, type HandlerContext, type ServiceImpl } from '@connectrpc/connect';
+import {
+  type CallOptions,
+  type Client,
+  Code,
+  ConnectError,
+  createHandlerContext,
+  type HandlerContext,
+  type ServiceImpl,
+} from '@connectrpc/connect';
 
 /** One call's handler context, with the caller's signal and deadline linked to it. */
 class Call {
@@ -26,7 +34,11 @@ class Call {
       if (signal.aborted) this.onCallerAbort();
       else signal.addEventListener('abort', this.onCallerAbort, { once: true });
     }
-    if (timeoutMs !== undefined) this.timer = setTimeout(() => this.cancel(new ConnectError('the operation timed out', Code.DeadlineExceeded)), timeoutMs);
+    if (timeoutMs !== undefined)
+      this.timer = setTimeout(
+        () => this.cancel(new ConnectError('the operation timed out', Code.DeadlineExceeded)),
+        timeoutMs,
+      );
     const deadline = timeoutMs !== undefined ? Date.now() + timeoutMs : undefined;
     const ctx = createHandlerContext({
       service,
@@ -59,7 +71,9 @@ class Call {
 
 /** How an error reaches a caller over the wire: ConnectErrors as they are, anything else hidden as internal. */
 function asWire(err: unknown): ConnectError {
-  return err instanceof ConnectError ? err : new ConnectError('internal error', Code.Internal, undefined, undefined, err);
+  return err instanceof ConnectError
+    ? err
+    : new ConnectError('internal error', Code.Internal, undefined, undefined, err);
 }
 
 /** Settles with p, or rejects as soon as the call is cancelled (the caller gave up or the deadline passed). */
@@ -85,7 +99,11 @@ async function* requests(input: DescMessage, inits: AsyncIterable<unknown>): Asy
   for await (const init of inits) yield create(input, init as never);
 }
 
-async function* responses(method: DescMethod, it: AsyncIterator<unknown>, call: Call): AsyncGenerator<MessageShape<DescMessage>> {
+async function* responses(
+  method: DescMethod,
+  it: AsyncIterator<unknown>,
+  call: Call,
+): AsyncGenerator<MessageShape<DescMessage>> {
   let ended = false;
   try {
     for (;;) {
@@ -118,9 +136,15 @@ export function createInProcessClient<S extends DescService>(service: S, impl: S
       case 'client_streaming':
         client[method.localName] = async (input: unknown, opts?: CallOptions) => {
           const call = new Call(service, method, opts);
-          const req = method.methodKind === 'unary' ? create(method.input, input as never) : requests(method.input, input as AsyncIterable<unknown>);
+          const req =
+            method.methodKind === 'unary'
+              ? create(method.input, input as never)
+              : requests(method.input, input as AsyncIterable<unknown>);
           try {
-            const out = await untilCancelled(Promise.resolve().then(() => handler(req, call.ctx)), call.signal);
+            const out = await untilCancelled(
+              Promise.resolve().then(() => handler(req, call.ctx)),
+              call.signal,
+            );
             return create(method.output, out as never);
           } finally {
             call.done();
@@ -131,7 +155,10 @@ export function createInProcessClient<S extends DescService>(service: S, impl: S
       case 'bidi_streaming':
         client[method.localName] = (input: unknown, opts?: CallOptions) => {
           const call = new Call(service, method, opts);
-          const req = method.methodKind === 'server_streaming' ? create(method.input, input as never) : requests(method.input, input as AsyncIterable<unknown>);
+          const req =
+            method.methodKind === 'server_streaming'
+              ? create(method.input, input as never)
+              : requests(method.input, input as AsyncIterable<unknown>);
           const it = (handler(req, call.ctx) as AsyncIterable<unknown>)[Symbol.asyncIterator]();
           return responses(method, it, call);
         };

@@ -4,8 +4,8 @@
 // same connection's flow control. An agent running in this process (`wrenn up`) is called directly
 // (in-process-client.ts, no credential needed) unless WRENN_LOCAL_AGENT_RPC=http.
 import type { ServiceImpl } from '@connectrpc/connect';
+import { type AgentClient, createAgentClient } from '@wrenn/host-agent/auth/client';
 import { HostAgentService } from '@wrenn/protocol/gen/hostagent/v1/hostagent_pb';
-import { createAgentClient, type AgentClient } from '@wrenn/host-agent/auth/client';
 import { createInProcessClient } from './in-process-client.js';
 
 export type { AgentClient };

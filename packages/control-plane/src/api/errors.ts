@@ -1,6 +1,7 @@
 // One error shape for every API: {"error": {"code": "...", "message": "..."}} with the right status.
-import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+
 import { Code, ConnectError } from '@connectrpc/connect';
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 
 export class ApiError extends Error {
   constructor(
@@ -51,13 +52,23 @@ export function toApiError(err: unknown, bodyLimit?: number): ApiError {
   const fe = err as FastifyError;
   if (fe?.validation) return new ApiError(400, 'invalid_argument', fe.message);
   if (fe?.code === 'FST_ERR_CTP_BODY_TOO_LARGE' && bodyLimit !== undefined) {
-    return new ApiError(413, 'payload_too_large', `the request body is larger than this route takes (${bodyLimit} bytes)`);
+    return new ApiError(
+      413,
+      'payload_too_large',
+      `the request body is larger than this route takes (${bodyLimit} bytes)`,
+    );
   }
   if (fe?.code === 'FST_ERR_MAX_PARAM_LENGTH') {
-    return new ApiError(414, 'uri_too_long', 'a path parameter is longer than 100 characters: no id or name is that long');
+    return new ApiError(
+      414,
+      'uri_too_long',
+      'a path parameter is longer than 100 characters: no id or name is that long',
+    );
   }
   if (fe?.statusCode && fe.statusCode < 500) {
-    const code = (fe.code && FASTIFY_CODES[fe.code]) ?? (fe.statusCode === 400 ? 'invalid_argument' : (fe.code?.toLowerCase() ?? 'bad_request'));
+    const code =
+      (fe.code && FASTIFY_CODES[fe.code]) ??
+      (fe.statusCode === 400 ? 'invalid_argument' : (fe.code?.toLowerCase() ?? 'bad_request'));
     return new ApiError(fe.statusCode, code, fe.message);
   }
   return new ApiError(500, 'internal', err instanceof Error ? err.message : String(err));

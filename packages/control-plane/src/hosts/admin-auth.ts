@@ -1,10 +1,10 @@
 // Admin-only routes (host tokens): the caller's API key must belong to the admin team that
 // `ensureAdmin` creates on first start.
 import type { FastifyRequest } from 'fastify';
-import type { ControlPlaneContext } from '../context.js';
 import { ApiError, unauthorized } from '../api/errors.js';
-import { authenticate } from '../auth/api-keys.js';
 import { ADMIN_TEAM_ID } from '../auth/admin.js';
+import { authenticate } from '../auth/api-keys.js';
+import type { ControlPlaneContext } from '../context.js';
 import type { Team } from '../db/repositories/teams.js';
 
 /** The API key of a request: X-API-Key, or Authorization: Bearer <key>. */
@@ -23,7 +23,11 @@ export async function requireAdmin(ctx: ControlPlaneContext, req: FastifyRequest
   const team = await authenticate(ctx.database.db, key);
   if (!team) throw unauthorized('the API key is invalid or revoked');
   if (team.id !== ADMIN_TEAM_ID) {
-    throw new ApiError(403, 'permission_denied', 'only the admin key may manage hosts (see <dataDir>/admin-api-key or WRENN_API_KEY)');
+    throw new ApiError(
+      403,
+      'permission_denied',
+      'only the admin key may manage hosts (see <dataDir>/admin-api-key or WRENN_API_KEY)',
+    );
   }
   return team;
 }

@@ -1,6 +1,12 @@
 // Hosts: registration with one-time tokens, heartbeats, and the agent-side registration client.
+
+export { apiKeyOf, requireAdmin } from './admin-auth.js';
+export { type HeartbeatRound, HostMonitor, type HostMonitorOptions, startHostMonitor } from './monitor.js';
+export { type HostInfo, probeAddress, probeHost } from './probe.js';
+export {
+  type RegisterWithControlPlaneOptions,
+  type Registration,
+  RegistrationError,
+  registerWithControlPlane,
+} from './register-client.js';
 export { hostRoutes } from './routes.js';
-export { HostMonitor, startHostMonitor, type HostMonitorOptions, type HeartbeatRound } from './monitor.js';
-export { registerWithControlPlane, RegistrationError, type Registration, type RegisterWithControlPlaneOptions } from './register-client.js';
-export { probeHost, probeAddress, type HostInfo } from './probe.js';
-export { requireAdmin, apiKeyOf } from './admin-auth.js';

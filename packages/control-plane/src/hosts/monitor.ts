@@ -79,7 +79,9 @@ export class HostMonitor {
             allocatedVcpus: info.vcpusAllocated,
             allocatedMemoryMb: info.memoryMbAllocated,
             // An agent without capacity reporting sends neither (proto3 defaults: 0 and ''): unknown, not full.
-            ...(info.capsulesHeld > 0 || info.capsuleRoom > 0 || info.full ? { capsuleRoom: info.capsuleRoom, full: info.full } : {}),
+            ...(info.capsulesHeld > 0 || info.capsuleRoom > 0 || info.full
+              ? { capsuleRoom: info.capsuleRoom, full: info.full }
+              : {}),
           });
           round.answered.push(h.id);
           if (h.status === 'unreachable') {
@@ -90,14 +92,20 @@ export class HostMonitor {
           round.failed.push(h.id);
           // A broken connection is replaced next time; a slow answer keeps its session (no pile-up).
           if (err instanceof ConnectError && err.code === Code.Unavailable) this.ctx.agents.forget(h.id);
-          if (h.status === 'online') this.ctx.log.warn({ hostId: h.id, address: h.address, err: describeProbeError(err) }, 'host did not answer');
+          if (h.status === 'online')
+            this.ctx.log.warn(
+              { hostId: h.id, address: h.address, err: describeProbeError(err) },
+              'host did not answer',
+            );
         }
       }),
     );
     round.markedUnreachable = await markStaleHostsUnreachable(db, new Date(Date.now() - this.unreachableAfterMs));
-    for (const id of round.markedUnreachable) this.ctx.log.warn({ hostId: id }, `host silent for ${this.unreachableAfterMs} ms: unreachable`);
+    for (const id of round.markedUnreachable)
+      this.ctx.log.warn({ hostId: id }, `host silent for ${this.unreachableAfterMs} ms: unreachable`);
     return round;
   }
 }
 
-export const startHostMonitor = (ctx: ControlPlaneContext, opts?: HostMonitorOptions): HostMonitor => new HostMonitor(ctx, opts).start();
+export const startHostMonitor = (ctx: ControlPlaneContext, opts?: HostMonitorOptions): HostMonitor =>
+  new HostMonitor(ctx, opts).start();

@@ -2,8 +2,8 @@
 // address the control plane cannot reach is refused at once instead of failing later, and by the
 // heartbeat monitor.
 import { ConnectError } from '@connectrpc/connect';
-import type { GetHostInfoResponse } from '@wrenn/protocol/gen/hostagent/v1/hostagent_pb';
 import { createAgentClient } from '@wrenn/host-agent/auth/client';
+import type { GetHostInfoResponse } from '@wrenn/protocol/gen/hostagent/v1/hostagent_pb';
 import type { AgentEndpoint, AgentPool } from '../agents/pool.js';
 
 export interface HostInfo {

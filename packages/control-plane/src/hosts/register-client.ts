@@ -55,7 +55,8 @@ const sha256 = (s: string) => createHash('sha256').update(s, 'utf8').digest('hex
 async function readState(file: string): Promise<Registration | undefined> {
   try {
     const v = JSON.parse(await readFile(file, 'utf8')) as Partial<Registration>;
-    if (typeof v.hostId === 'string' && typeof v.controlPlaneUrl === 'string' && typeof v.agentUrl === 'string') return v as Registration;
+    if (typeof v.hostId === 'string' && typeof v.controlPlaneUrl === 'string' && typeof v.agentUrl === 'string')
+      return v as Registration;
   } catch {
     // absent or unreadable: register anew
   }
@@ -74,22 +75,32 @@ function isConnectionError(err: unknown): boolean {
   return code === 'ECONNREFUSED' || code === 'ECONNRESET' || code === 'EHOSTUNREACH' || code === 'UND_ERR_SOCKET';
 }
 
-export async function registerWithControlPlane(o: RegisterWithControlPlaneOptions): Promise<Registration & { reused: boolean }> {
+export async function registerWithControlPlane(
+  o: RegisterWithControlPlaneOptions,
+): Promise<Registration & { reused: boolean }> {
   const controlPlaneUrl = trimSlash(o.controlPlaneUrl);
   const agentUrl = trimSlash(o.agentUrl);
-  for (const [name, v] of [['controlPlaneUrl', controlPlaneUrl], ['agentUrl', agentUrl]] as const) {
-    if (!/^https?:\/\/[^/]+$/.test(v)) throw new RegistrationError(`${name} "${v}" must be a base URL like http://host:port`);
+  for (const [name, v] of [
+    ['controlPlaneUrl', controlPlaneUrl],
+    ['agentUrl', agentUrl],
+  ] as const) {
+    if (!/^https?:\/\/[^/]+$/.test(v))
+      throw new RegistrationError(`${name} "${v}" must be a base URL like http://host:port`);
   }
   if (o.stateFile) {
     const saved = await readState(o.stateFile);
     const same = saved && saved.controlPlaneUrl === controlPlaneUrl && saved.agentUrl === agentUrl;
     if (same && saved.agentSecretSha256 === sha256(o.agentSecret)) return { ...saved, reused: true };
     if (same && !o.token) {
-      throw new RegistrationError("this agent's secret changed since it registered, so the control plane could not call it: pass --token (an admin creates one with POST /v1/hosts/tokens) to register again");
+      throw new RegistrationError(
+        "this agent's secret changed since it registered, so the control plane could not call it: pass --token (an admin creates one with POST /v1/hosts/tokens) to register again",
+      );
     }
   }
   if (!o.token) {
-    throw new RegistrationError('this agent is not registered with that control plane yet: pass --token (an admin creates one with POST /v1/hosts/tokens)');
+    throw new RegistrationError(
+      'this agent is not registered with that control plane yet: pass --token (an admin creates one with POST /v1/hosts/tokens)',
+    );
   }
   const body = JSON.stringify({
     token: o.token,
@@ -113,7 +124,9 @@ export async function registerWithControlPlane(o: RegisterWithControlPlaneOption
       break;
     } catch (err) {
       if (i >= attempts || !isConnectionError(err)) {
-        throw new RegistrationError(`cannot reach the control plane at ${controlPlaneUrl}: ${(err as Error).message}; check the URL and that it runs`);
+        throw new RegistrationError(
+          `cannot reach the control plane at ${controlPlaneUrl}: ${(err as Error).message}; check the URL and that it runs`,
+        );
       }
       await new Promise((r) => setTimeout(r, 250 * 2 ** (i - 1)));
     }
@@ -129,7 +142,13 @@ export async function registerWithControlPlane(o: RegisterWithControlPlaneOption
     const why = parsed.error?.message ?? (text.slice(0, 300) || res.statusText);
     throw new RegistrationError(`the control plane refused the registration (${res.status}): ${why}`, res.status);
   }
-  const reg: Registration = { hostId: parsed.host_id, controlPlaneUrl, agentUrl, registeredAt: new Date().toISOString(), agentSecretSha256: sha256(o.agentSecret) };
+  const reg: Registration = {
+    hostId: parsed.host_id,
+    controlPlaneUrl,
+    agentUrl,
+    registeredAt: new Date().toISOString(),
+    agentSecretSha256: sha256(o.agentSecret),
+  };
   if (o.stateFile) await writeState(o.stateFile, reg);
   return { ...reg, reused: false };
 }

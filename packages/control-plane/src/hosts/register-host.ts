@@ -3,11 +3,11 @@
 // /health name the same host. An agent registering again (new token, maybe a new address) keeps
 // its record; so does a different agent taking over a known address.
 import type { Kysely } from 'kysely';
-import { consumeHostToken } from '../auth/host-tokens.js';
 import { sha256Hex } from '../auth/hash.js';
+import { consumeHostToken } from '../auth/host-tokens.js';
 import { DbError } from '../db/errors.js';
+import { createHost, getHost, getHostByAddress, type Host, recordHeartbeat } from '../db/repositories/hosts.js';
 import type { Database } from '../db/schema.js';
-import { createHost, getHost, getHostByAddress, recordHeartbeat, type Host } from '../db/repositories/hosts.js';
 import { isHostId, newHostId } from '../ids.js';
 
 export interface HostRegistration {
@@ -28,7 +28,10 @@ export async function admitHost(db: Kysely<Database>, r: HostRegistration): Prom
     const existing = byId ?? (await getHostByAddress(trx, r.address));
     const hostId = existing?.id ?? (r.agentHostId && isHostId(r.agentHostId) ? r.agentHostId : newHostId());
     if (!(await consumeHostToken(trx, r.token, hostId))) {
-      throw new DbError('unauthenticated', 'host registration token is invalid, expired or already used; ask an admin for a new one (POST /v1/hosts/tokens)');
+      throw new DbError(
+        'unauthenticated',
+        'host registration token is invalid, expired or already used; ask an admin for a new one (POST /v1/hosts/tokens)',
+      );
     }
     const tokenHash = sha256Hex(r.token);
     if (existing) {
@@ -37,7 +40,11 @@ export async function admitHost(db: Kysely<Database>, r: HostRegistration): Prom
         .set({ registration_token_hash: tokenHash, address: r.address, agent_secret: r.agentSecret, status: 'online' })
         .where('id', '=', existing.id)
         .execute();
-      const host = await recordHeartbeat(trx, existing.id, { runtimes: r.runtimes, cpuCount: r.cpuCount, memoryMb: r.memoryMb });
+      const host = await recordHeartbeat(trx, existing.id, {
+        runtimes: r.runtimes,
+        cpuCount: r.cpuCount,
+        memoryMb: r.memoryMb,
+      });
       return { host: host!, created: false };
     }
     const host = await createHost(trx, {

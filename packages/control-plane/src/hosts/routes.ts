@@ -6,13 +6,14 @@
 // address the control plane cannot reach, or a secret that agent does not take, is refused at once;
 // the host keeps the id the agent reports, and the secret is what the control plane sends on every
 // later call to it.
-import type { FastifyPluginAsync } from 'fastify';
+
 import { Code, ConnectError } from '@connectrpc/connect';
-import { Type, type Static } from '@sinclair/typebox';
-import type { ControlPlaneContext } from '../context.js';
+import { type Static, Type } from '@sinclair/typebox';
+import type { FastifyPluginAsync } from 'fastify';
 import { ApiError, badRequest } from '../api/errors.js';
-import { createHostToken, isHostTokenFormat } from '../auth/host-tokens.js';
 import { sha256Hex } from '../auth/hash.js';
+import { createHostToken, isHostTokenFormat } from '../auth/host-tokens.js';
+import type { ControlPlaneContext } from '../context.js';
 import { toServiceError } from '../services/errors.js';
 import { requireAdmin } from './admin-auth.js';
 import { describeProbeError, probeAddress } from './probe.js';
@@ -26,7 +27,11 @@ const REGISTER_PROBE_TIMEOUT_MS = 5_000;
 const ErrorBody = Type.Object({ error: Type.Object({ code: Type.String(), message: Type.String() }) });
 
 const TokenRequest = Type.Object(
-  { ttl_sec: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_TOKEN_TTL_SEC, description: 'Validity in seconds (default 3600)' })) },
+  {
+    ttl_sec: Type.Optional(
+      Type.Integer({ minimum: 1, maximum: MAX_TOKEN_TTL_SEC, description: 'Validity in seconds (default 3600)' }),
+    ),
+  },
   { additionalProperties: false },
 );
 const TokenResponse = Type.Object({
@@ -38,16 +43,23 @@ const TokenResponse = Type.Object({
 const RegisterRequest = Type.Object(
   {
     token: Type.String({ minLength: 1 }),
-    address: Type.String({ minLength: 1, maxLength: 2048, description: 'Base URL of the agent, e.g. http://10.0.0.5:5007' }),
+    address: Type.String({
+      minLength: 1,
+      maxLength: 2048,
+      description: 'Base URL of the agent, e.g. http://10.0.0.5:5007',
+    }),
     runtimes: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 64 }), { minItems: 1, maxItems: 16 })),
     cpu_count: Type.Optional(Type.Integer({ minimum: 1, maximum: 65536 })),
     memory_mb: Type.Optional(Type.Integer({ minimum: 1, maximum: 1 << 30 })),
-    host_id: Type.Optional(Type.String({ maxLength: 128, description: "The agent's own id; must match what the agent reports" })),
+    host_id: Type.Optional(
+      Type.String({ maxLength: 128, description: "The agent's own id; must match what the agent reports" }),
+    ),
     agent_secret: Type.String({
       minLength: 32,
       maxLength: 256,
       pattern: '^[A-Za-z0-9._~+/=-]+$',
-      description: 'The secret the agent demands of its callers (its <data dir>/agent-secret or WRENN_AGENT_SECRET); the control plane presents it on every call',
+      description:
+        'The secret the agent demands of its callers (its <data dir>/agent-secret or WRENN_AGENT_SECRET); the control plane presents it on every call',
     }),
   },
   { additionalProperties: false },
@@ -62,9 +74,12 @@ function agentAddress(raw: string): string {
   } catch {
     throw badRequest(`address "${raw}" is not a URL; give the agent's base URL, e.g. http://10.0.0.5:5007`);
   }
-  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw badRequest(`address must be http:// or https://, got ${u.protocol}`);
+  if (u.protocol !== 'http:' && u.protocol !== 'https:')
+    throw badRequest(`address must be http:// or https://, got ${u.protocol}`);
   if (u.pathname !== '/' || u.search || u.hash || u.username) {
-    throw badRequest(`address must be a bare base URL without path, query or credentials, e.g. ${u.protocol}//${u.host}`);
+    throw badRequest(
+      `address must be a bare base URL without path, query or credentials, e.g. ${u.protocol}//${u.host}`,
+    );
   }
   return `${u.protocol}//${u.host}`;
 }
@@ -124,19 +139,29 @@ export const hostRoutes: FastifyPluginAsync<{ ctx: ControlPlaneContext }> = asyn
       const address = agentAddress(body.address);
       // Check the token before contacting the address, so nobody without a token makes us dial out.
       if (!(await tokenUsable(ctx, body.token))) {
-        throw new ApiError(401, 'unauthenticated', 'host registration token is invalid, expired or already used; ask an admin for a new one (POST /v1/hosts/tokens)');
+        throw new ApiError(
+          401,
+          'unauthenticated',
+          'host registration token is invalid, expired or already used; ask an admin for a new one (POST /v1/hosts/tokens)',
+        );
       }
-      let info;
+      let info: Awaited<ReturnType<typeof probeAddress>>;
       try {
         info = await probeAddress(address, body.agent_secret, REGISTER_PROBE_TIMEOUT_MS);
       } catch (err) {
         if (err instanceof ConnectError && err.code === Code.Unauthenticated) {
-          throw badRequest(`the agent at ${address} refused agent_secret: send the secret that agent uses (its <data dir>/agent-secret or WRENN_AGENT_SECRET)`);
+          throw badRequest(
+            `the agent at ${address} refused agent_secret: send the secret that agent uses (its <data dir>/agent-secret or WRENN_AGENT_SECRET)`,
+          );
         }
-        throw badRequest(`the control plane cannot reach the agent at ${address} (${describeProbeError(err)}); give an address this control plane can reach`);
+        throw badRequest(
+          `the control plane cannot reach the agent at ${address} (${describeProbeError(err)}); give an address this control plane can reach`,
+        );
       }
       if (body.host_id && info.agentHostId && body.host_id !== info.agentHostId) {
-        throw badRequest(`the agent at ${address} reports host id ${info.agentHostId}, not ${body.host_id}: is the address right?`);
+        throw badRequest(
+          `the agent at ${address} reports host id ${info.agentHostId}, not ${body.host_id}: is the address right?`,
+        );
       }
       const { host, created } = await admitHost(ctx.database.db, {
         token: body.token,

@@ -55,10 +55,13 @@ export function parseHead(buf: Buffer, end: number, kind: 'request' | 'response'
   const b = a < 0 || a > fieldsAt ? -1 : text.indexOf(' ', a + 1);
   if (a <= 0 || a > fieldsAt || (kind === 'request' && (b < 0 || b > fieldsAt))) return `malformed ${kind} line`;
   const start: [string, string, string] =
-    b < 0 || b > fieldsAt ? [text.slice(0, a), text.slice(a + 1, fieldsAt), ''] : [text.slice(0, a), text.slice(a + 1, b), text.slice(b + 1, fieldsAt)];
+    b < 0 || b > fieldsAt
+      ? [text.slice(0, a), text.slice(a + 1, fieldsAt), '']
+      : [text.slice(0, a), text.slice(a + 1, b), text.slice(b + 1, fieldsAt)];
   const version = kind === 'request' ? start[2] : start[0];
   if (version !== 'HTTP/1.1' && version !== 'HTTP/1.0') return `unsupported HTTP version ${JSON.stringify(version)}`;
-  if (kind === 'request' && (!TOKEN.test(start[0]) || start[1] === '' || start[1].includes(' '))) return 'malformed request line';
+  if (kind === 'request' && (!TOKEN.test(start[0]) || start[1] === '' || start[1].includes(' ')))
+    return 'malformed request line';
   const h: Head = { start, text, fieldsAt, names: [], values: [], from: [], to: [] };
   let ls = fieldsAt + 2;
   while (ls < text.length + 2 && fieldsAt < text.length) {
@@ -67,7 +70,15 @@ export function parseHead(buf: Buffer, end: number, kind: 'request' | 'response'
     const c = text.indexOf(':', ls);
     const first = text.charCodeAt(ls);
     // No obsolete line folding and no space before the colon (both are smuggling vectors).
-    if (c <= ls || c > le || first === 32 || first === 9 || text.charCodeAt(c - 1) === 32 || text.charCodeAt(c - 1) === 9) return 'malformed header line';
+    if (
+      c <= ls ||
+      c > le ||
+      first === 32 ||
+      first === 9 ||
+      text.charCodeAt(c - 1) === 32 ||
+      text.charCodeAt(c - 1) === 9
+    )
+      return 'malformed header line';
     if (READ_FIRST.has(first | 0x20)) {
       const name = text.slice(ls, c).toLowerCase();
       if (READ.has(name)) {
@@ -124,7 +135,10 @@ export function requestBody(h: Head): Body | string {
   if (te.length > 0) {
     // Both, or a coding list not ending in chunked: the classic smuggling shapes; refuse them.
     if (cl !== undefined) return 'both Transfer-Encoding and Content-Length';
-    const codings = te.join(',').split(',').map((s) => s.trim().toLowerCase());
+    const codings = te
+      .join(',')
+      .split(',')
+      .map((s) => s.trim().toLowerCase());
     if (codings[codings.length - 1] !== 'chunked') return 'Transfer-Encoding must end with chunked';
     return { kind: 'chunked' };
   }
@@ -135,13 +149,14 @@ export function requestBody(h: Head): Body | string {
 /** How a response's body is delimited, given the request's method. */
 export function responseBody(h: Head, status: number, method: string): Body | string {
   if (method === 'HEAD' || status === 204 || status === 304 || (status >= 100 && status < 200)) return { kind: 'none' };
-  if (fieldAll(h, 'transfer-encoding').length > 0) return hasToken(h, 'transfer-encoding', 'chunked') ? { kind: 'chunked' } : { kind: 'close' };
+  if (fieldAll(h, 'transfer-encoding').length > 0)
+    return hasToken(h, 'transfer-encoding', 'chunked') ? { kind: 'chunked' } : { kind: 'close' };
   const cl = lengthOf(h);
   if (typeof cl === 'string') return cl;
   return cl === undefined ? { kind: 'close' } : cl === 0 ? { kind: 'none' } : { kind: 'length', n: cl };
 }
 
-const enum C {
+enum C {
   Size,
   Ext,
   SizeLf,
@@ -179,7 +194,8 @@ export class ChunkedScanner {
       const ch = buf[i++] ?? 0;
       switch (this.state) {
         case C.Size: {
-          const d = ch >= 48 && ch <= 57 ? ch - 48 : ch >= 97 && ch <= 102 ? ch - 87 : ch >= 65 && ch <= 70 ? ch - 55 : -1;
+          const d =
+            ch >= 48 && ch <= 57 ? ch - 48 : ch >= 97 && ch <= 102 ? ch - 87 : ch >= 65 && ch <= 70 ? ch - 55 : -1;
           if (d >= 0) {
             if (++this.digits > 12) return -1;
             this.size = this.size * 16 + d;

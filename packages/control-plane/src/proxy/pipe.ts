@@ -20,8 +20,18 @@ import http from 'node:http';
 import net from 'node:net';
 import { rewriteLocation } from '@wrenn/host-agent/proxy/forward';
 import type { RelayHttp } from '@wrenn/native';
-import { ChunkedScanner, MAX_HEAD_BYTES, field, hasToken, headEnd, parseHead, requestBody, responseBody, type Head } from './http-scan.js';
-import { routeOf, type ProxyRoute } from './route.js';
+import {
+  ChunkedScanner,
+  field,
+  type Head,
+  hasToken,
+  headEnd,
+  MAX_HEAD_BYTES,
+  parseHead,
+  requestBody,
+  responseBody,
+} from './http-scan.js';
+import { type ProxyRoute, routeOf } from './route.js';
 import type { Failure, ResolvedTarget } from './targets.js';
 
 /** Default time a request head may take (the server passes WRENN_HEADERS_TIMEOUT_MS in PipeDeps). */
@@ -61,7 +71,13 @@ interface InFlight {
 const EMPTY: Buffer = Buffer.alloc(0);
 const RETRYABLE = new Set(['ECONNREFUSED', 'ECONNRESET', 'EHOSTUNREACH']);
 // x-wrenn-agent-secret: a client's copy never passes; the hop to an agent carries ours (t.headers).
-const DROPPED_REQUEST_FIELDS = new Set(['proxy-authorization', 'proxy-connection', 'x-forwarded-for', 'x-forwarded-host', 'x-wrenn-agent-secret']);
+const DROPPED_REQUEST_FIELDS = new Set([
+  'proxy-authorization',
+  'proxy-connection',
+  'x-forwarded-for',
+  'x-forwarded-host',
+  'x-wrenn-agent-secret',
+]);
 
 type ReqState = 'head' | 'length' | 'chunked' | 'await-upgrade' | 'tunnel';
 type ResState = 'head' | 'length' | 'chunked' | 'close' | 'tunnel';
@@ -191,17 +207,21 @@ export class PipedConnection {
   private takeHead(): boolean {
     const end = headEnd(this.pending);
     if (end < 0) {
-      if (this.pending.length > MAX_HEAD_BYTES) this.refuse(431, 'headers_too_large', `request head over ${MAX_HEAD_BYTES} bytes`);
+      if (this.pending.length > MAX_HEAD_BYTES)
+        this.refuse(431, 'headers_too_large', `request head over ${MAX_HEAD_BYTES} bytes`);
       else {
         const ms = this.deps.headersTimeoutMs ?? HEADERS_TIMEOUT_MS;
-        this.headerTimer ??= setTimeout(() => this.refuse(408, 'request_timeout', `request head not received within ${ms} ms`), ms);
+        this.headerTimer ??= setTimeout(
+          () => this.refuse(408, 'request_timeout', `request head not received within ${ms} ms`),
+          ms,
+        );
       }
       return false;
     }
     clearTimeout(this.headerTimer);
     this.headerTimer = undefined;
     const head = parseHead(this.pending, end, 'request');
-    if (typeof head === 'string') return this.refuse(400, 'bad_request', head), false;
+    if (typeof head === 'string') return (this.refuse(400, 'bad_request', head), false);
     const route = routeOf(head.start[1], (n) => field(head, n), this.deps.domain);
     if (!route) {
       // For the API: once nothing is in flight, the API server takes the connection over.
@@ -210,20 +230,29 @@ export class PipedConnection {
       return false;
     }
     const body = requestBody(head);
-    if (typeof body === 'string') return this.refuse(400, 'bad_request', body), false;
+    if (typeof body === 'string') return (this.refuse(400, 'bad_request', body), false);
     const found = this.deps.resolve(route);
     if (found instanceof Promise) {
       this.block();
       found.then(
         (t) => this.closed || this.routeTo(head, end, route, body, t, true),
-        (err: unknown) => this.closed || this.refuse(502, 'bad_gateway', `proxy failed: ${err instanceof Error ? err.message : String(err)}`),
+        (err: unknown) =>
+          this.closed ||
+          this.refuse(502, 'bad_gateway', `proxy failed: ${err instanceof Error ? err.message : String(err)}`),
       );
       return false;
     }
     return this.routeTo(head, end, route, body, found, false);
   }
 
-  private routeTo(head: Head, end: number, route: ProxyRoute, body: Exclude<ReturnType<typeof requestBody>, string>, t: ResolvedTarget | Failure, resumed: boolean): boolean {
+  private routeTo(
+    head: Head,
+    end: number,
+    route: ProxyRoute,
+    body: Exclude<ReturnType<typeof requestBody>, string>,
+    t: ResolvedTarget | Failure,
+    resumed: boolean,
+  ): boolean {
     if ('status' in t) {
       this.block();
       this.whenIdle(() => this.refuse(t.status, t.code, t.message));
@@ -246,7 +275,13 @@ export class PipedConnection {
     return false;
   }
 
-  private send(head: Head, end: number, route: ProxyRoute, body: Exclude<ReturnType<typeof requestBody>, string>, t: ResolvedTarget): void {
+  private send(
+    head: Head,
+    end: number,
+    route: ProxyRoute,
+    body: Exclude<ReturnType<typeof requestBody>, string>,
+    t: ResolvedTarget,
+  ): void {
     const method = head.start[0];
     // The header lines pass as received, minus the proxy's own fields; X-Forwarded-* are appended.
     let fields = head.text.slice(head.fieldsAt);
@@ -266,7 +301,13 @@ export class PipedConnection {
     this.toUpstream(Buffer.from(`${out}\r\n\r\n`, 'latin1'));
     this.pending = this.pending.subarray(end);
     const upgrade = field(head, 'upgrade') !== undefined && hasToken(head, 'connection', 'upgrade');
-    this.inFlight.push({ method, upgrade, locationPrefix: route.kind === 'path' ? route.prefix : undefined, host: t.host, port: t.port });
+    this.inFlight.push({
+      method,
+      upgrade,
+      locationPrefix: route.kind === 'path' ? route.prefix : undefined,
+      host: t.host,
+      port: t.port,
+    });
     if (upgrade) {
       // Nothing more is read from the client until the server accepted or refused the upgrade.
       this.req = 'await-upgrade';
@@ -280,7 +321,7 @@ export class PipedConnection {
   }
 
   /** Whether the relay can carry the rest of the connection in its HTTP mode (see the top). */
-  private pinnable(route: ProxyRoute, t: ResolvedTarget): boolean {
+  private pinnable(_route: ProxyRoute, t: ResolvedTarget): boolean {
     return this.deps.relay !== undefined && t.pathPrefix === '' && this.req !== 'await-upgrade';
   }
 
@@ -425,7 +466,11 @@ export class PipedConnection {
         setTimeout(() => this.dial(t, key, capsuleId, n + 1, then), this.deps.backoffMs * (n + 1));
         return;
       }
-      this.refuse(502, 'bad_gateway', `nothing answered on port ${t.port} in the capsule (${err.code ?? err.message}); is the server running and listening?`);
+      this.refuse(
+        502,
+        'bad_gateway',
+        `nothing answered on port ${t.port} in the capsule (${err.code ?? err.message}); is the server running and listening?`,
+      );
     });
   }
 
@@ -520,7 +565,7 @@ export class PipedConnection {
     }
     const front = this.inFlight[0];
     const head = parseHead(this.upPending, end, 'response');
-    if (!front || typeof head === 'string') return this.destroy(), false;
+    if (!front || typeof head === 'string') return (this.destroy(), false);
     const status = Number(head.start[1]);
     if (front.upgrade && status === 101) {
       this.toClient(this.upPending);
@@ -539,7 +584,7 @@ export class PipedConnection {
       return false;
     }
     const body = responseBody(head, status, front.method);
-    if (typeof body === 'string') return this.destroy(), false;
+    if (typeof body === 'string') return (this.destroy(), false);
     this.toClient(this.responseHeadOut(head, end, front));
     this.upPending = this.upPending.subarray(end);
     if (status >= 100 && status < 200) return true; // interim (100 Continue): the final answer follows
@@ -558,8 +603,15 @@ export class PipedConnection {
   private responseHeadOut(head: Head, end: number, front: InFlight): Buffer {
     const li = front.locationPrefix ? head.names.indexOf('location') : -1;
     if (li < 0) return this.upPending.subarray(0, end);
-    const loc = rewriteLocation(head.values[li] ?? '', { host: front.host, port: front.port, path: '' }, front.locationPrefix);
-    return Buffer.from(`${head.text.slice(0, head.from[li])}location: ${loc}${head.text.slice(head.to[li])}\r\n\r\n`, 'latin1');
+    const loc = rewriteLocation(
+      head.values[li] ?? '',
+      { host: front.host, port: front.port, path: '' },
+      front.locationPrefix,
+    );
+    return Buffer.from(
+      `${head.text.slice(0, head.from[li])}location: ${loc}${head.text.slice(head.to[li])}\r\n\r\n`,
+      'latin1',
+    );
   }
 
   private responseDone(): void {

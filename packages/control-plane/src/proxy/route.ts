@@ -25,7 +25,11 @@ export function resolveRoute(req: http.IncomingMessage, domain: string): ProxyRo
 }
 
 /** The route for a request target and its header fields (get takes a lowercase name). */
-export function routeOf(url: string, get: (name: string) => string | undefined, domain: string): ProxyRoute | undefined {
+export function routeOf(
+  url: string,
+  get: (name: string) => string | undefined,
+  domain: string,
+): ProxyRoute | undefined {
   const id = get('e2b-sandbox-id');
   const port = get('e2b-sandbox-port');
   if (id && port) return { kind: 'header', capsuleId: id, port: Number(port), path: url };
@@ -42,7 +46,13 @@ export function routeOf(url: string, get: (name: string) => string | undefined, 
   if (pm) {
     const [, cid = '', p = '', rest] = pm;
     // "/proxy/<id>/<P>" without a slash: the server's root.
-    return { kind: 'path', capsuleId: cid, port: Number(p), path: (rest ?? '/') + (q >= 0 ? url.slice(q) : ''), prefix: `/proxy/${cid}/${p}` };
+    return {
+      kind: 'path',
+      capsuleId: cid,
+      port: Number(p),
+      path: (rest ?? '/') + (q >= 0 ? url.slice(q) : ''),
+      prefix: `/proxy/${cid}/${p}`,
+    };
   }
   return undefined;
 }

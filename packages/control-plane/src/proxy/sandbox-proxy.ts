@@ -12,12 +12,19 @@
 import type http from 'node:http';
 import type net from 'node:net';
 import type { Duplex } from 'node:stream';
-import { relayAvailable, relayCloseGroup, relaySockets, relayYieldGroup, type RelayHttp, type RelayResult } from '@wrenn/native';
 import { createProxyAgent, forwardHttp, forwardUpgrade, type ProxyTarget } from '@wrenn/host-agent/proxy/forward';
+import {
+  type RelayHttp,
+  type RelayResult,
+  relayAvailable,
+  relayCloseGroup,
+  relaySockets,
+  relayYieldGroup,
+} from '@wrenn/native';
 import type { ControlPlaneContext } from '../context.js';
-import { resolveRoute, type ProxyRoute } from './route.js';
-import { MAX_HEAD_BYTES, headEnd } from './http-scan.js';
-import { HEADERS_TIMEOUT_MS, PipedConnection, pipeRouteOf, type PipeDeps } from './pipe.js';
+import { headEnd, MAX_HEAD_BYTES } from './http-scan.js';
+import { HEADERS_TIMEOUT_MS, type PipeDeps, PipedConnection, pipeRouteOf } from './pipe.js';
+import { type ProxyRoute, resolveRoute } from './route.js';
 import { type ProxyTargetInfo, ProxyTargets } from './targets.js';
 
 export interface SandboxProxy {
@@ -58,7 +65,14 @@ export function createSandboxProxy(ctx: ControlPlaneContext, opts: { headersTime
   // Open proxied exchanges per capsule: when the capsule goes, its connections go too (a vanished
   // namespace never sends a FIN, so they would otherwise hang until TCP keepalive gives up).
   const open = new Map<string, Set<{ destroy(): void }>>();
-  const track = (id: string, conn: { destroy(): void; once(ev: 'close', fn: () => void): unknown; removeListener(ev: 'close', fn: () => void): unknown }) => {
+  const track = (
+    id: string,
+    conn: {
+      destroy(): void;
+      once(ev: 'close', fn: () => void): unknown;
+      removeListener(ev: 'close', fn: () => void): unknown;
+    },
+  ) => {
     let set = open.get(id);
     if (!set) open.set(id, (set = new Set()));
     set.add(conn);
@@ -91,7 +105,8 @@ export function createSandboxProxy(ctx: ControlPlaneContext, opts: { headersTime
     };
     const deps: PipeDeps = {
       domain: ctx.config.domain,
-      resolve: (route: ProxyRoute) => targets.peek(route.capsuleId, route.port) ?? targets.lookup(route.capsuleId, route.port),
+      resolve: (route: ProxyRoute) =>
+        targets.peek(route.capsuleId, route.port) ?? targets.lookup(route.capsuleId, route.port),
       track: (id: string, socket: net.Socket) => track(id, socket),
       toApi,
       relay: useRelay()
@@ -123,7 +138,10 @@ export function createSandboxProxy(ctx: ControlPlaneContext, opts: { headersTime
       const timer = setTimeout(() => {
         stop();
         owned.delete(socket);
-        if (buffered.length > 0) socket.end('HTTP/1.1 408 Request Timeout\r\nconnection: close\r\ncontent-length: 0\r\n\r\n', () => socket.destroy());
+        if (buffered.length > 0)
+          socket.end('HTTP/1.1 408 Request Timeout\r\nconnection: close\r\ncontent-length: 0\r\n\r\n', () =>
+            socket.destroy(),
+          );
         else socket.destroy();
       }, headersTimeoutMs);
       const stop = () => {
@@ -152,18 +170,29 @@ export function createSandboxProxy(ctx: ControlPlaneContext, opts: { headersTime
     });
   }
 
-  async function target(route: ProxyRoute): Promise<{ target: ProxyTarget; locationPrefix?: string } | { status: number; code: string; message: string }> {
+  async function target(
+    route: ProxyRoute,
+  ): Promise<{ target: ProxyTarget; locationPrefix?: string } | { status: number; code: string; message: string }> {
     const found = await targets.lookup(route.capsuleId, route.port);
     if ('status' in found) return found;
     // Path routing keeps the /proxy/<id>/<P> prefix on redirects; header and host routing do not.
     const locationPrefix = route.kind === 'path' ? route.prefix : undefined;
-    return { target: { host: found.host, port: found.port, path: found.pathPrefix + route.path, ...(found.headers ? { headers: found.headers } : {}) }, locationPrefix };
+    return {
+      target: {
+        host: found.host,
+        port: found.port,
+        path: found.pathPrefix + route.path,
+        ...(found.headers ? { headers: found.headers } : {}),
+      },
+      locationPrefix,
+    };
   }
 
   const attachVia = (socket: Duplex) => {
     // Until server.ts calls attach(): the accepting server is on the socket (net sets socket.server).
     const server = (socket as { server?: unknown }).server;
-    if (!attached && !closed && server && typeof (server as http.Server).listeners === 'function') attach(server as http.Server);
+    if (!attached && !closed && server && typeof (server as http.Server).listeners === 'function')
+      attach(server as http.Server);
   };
 
   return {
@@ -178,7 +207,8 @@ export function createSandboxProxy(ctx: ControlPlaneContext, opts: { headersTime
           track(route.capsuleId, res);
           forwardHttp(req, res, t.target, { agent, locationPrefix: t.locationPrefix, attempts: 3, backoffMs: 100 });
         },
-        (err: unknown) => sendError(res, 502, 'bad_gateway', `proxy failed: ${err instanceof Error ? err.message : String(err)}`),
+        (err: unknown) =>
+          sendError(res, 502, 'bad_gateway', `proxy failed: ${err instanceof Error ? err.message : String(err)}`),
       );
       return true;
     },
@@ -189,7 +219,9 @@ export function createSandboxProxy(ctx: ControlPlaneContext, opts: { headersTime
       target(route).then(
         (t) => {
           if ('status' in t) {
-            socket.end(`HTTP/1.1 ${t.status} ${t.code}\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n${JSON.stringify({ error: { code: t.code, message: t.message } })}`);
+            socket.end(
+              `HTTP/1.1 ${t.status} ${t.code}\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n${JSON.stringify({ error: { code: t.code, message: t.message } })}`,
+            );
             return;
           }
           track(route.capsuleId, socket);

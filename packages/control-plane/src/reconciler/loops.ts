@@ -11,7 +11,10 @@ export interface StateLoops {
   stop(): Promise<void>;
 }
 
-export function startStateLoops(ctx: ControlPlaneContext, opts: { hosts?: HostMonitorOptions; reconciler?: ReconcilerOptions } = {}): StateLoops {
+export function startStateLoops(
+  ctx: ControlPlaneContext,
+  opts: { hosts?: HostMonitorOptions; reconciler?: ReconcilerOptions } = {},
+): StateLoops {
   const monitor = new HostMonitor(ctx, opts.hosts).start();
   const reconciler = new Reconciler(ctx, opts.reconciler).start();
   return {

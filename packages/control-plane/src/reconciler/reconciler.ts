@@ -26,13 +26,20 @@
 // rounds saw the same one (an API pause/resume/destroy is between its agent call and its database
 // write for milliseconds, not for a whole interval); and every update is a compare-and-set (a row
 // changes only if it is still in the state observed).
-import type { Capsule as AgentCapsule } from '@wrenn/protocol/gen/hostagent/v1/hostagent_pb';
+
 import { Code, ConnectError } from '@connectrpc/connect';
+import type { Capsule as AgentCapsule } from '@wrenn/protocol/gen/hostagent/v1/hostagent_pb';
 import type { ControlPlaneContext } from '../context.js';
-import { appendAuditEvent } from '../db/repositories/audit-events.js';
-import { type Capsule, type CapsuleState, getCapsule, setCapsuleState, updateCapsule } from '../db/repositories/capsules.js';
 import { toDate, toDateOrNull } from '../db/codec.js';
-import { listHosts, type Host } from '../db/repositories/hosts.js';
+import { appendAuditEvent } from '../db/repositories/audit-events.js';
+import {
+  type Capsule,
+  type CapsuleState,
+  getCapsule,
+  setCapsuleState,
+  updateCapsule,
+} from '../db/repositories/capsules.js';
+import { type Host, listHosts } from '../db/repositories/hosts.js';
 import { recordCapsuleDied } from './capsule-died.js';
 import { fromAgentState, HOST_UNREACHABLE_ERROR, isHostUnreachableError, ON_HOST_STATES } from './states.js';
 
@@ -159,10 +166,17 @@ export class Reconciler {
     return false;
   }
 
-  private async audit(c: Pick<Capsule, 'id' | 'teamId'> | { id: string; teamId: string | null }, kind: string, data: Record<string, unknown>): Promise<void> {
-    await appendAuditEvent(this.ctx.database.db, { teamId: c.teamId, capsuleId: c.id, kind, data: { by: 'reconciler', ...data } }).catch((err: unknown) =>
-      this.ctx.log.error({ err, capsuleId: c.id, kind }, 'audit event not written'),
-    );
+  private async audit(
+    c: Pick<Capsule, 'id' | 'teamId'> | { id: string; teamId: string | null },
+    kind: string,
+    data: Record<string, unknown>,
+  ): Promise<void> {
+    await appendAuditEvent(this.ctx.database.db, {
+      teamId: c.teamId,
+      capsuleId: c.id,
+      kind,
+      data: { by: 'reconciler', ...data },
+    }).catch((err: unknown) => this.ctx.log.error({ err, capsuleId: c.id, kind }, 'audit event not written'));
   }
 
   /** Capsules the database places on `hostId` that should exist there (plus those lost with their host). */
@@ -171,7 +185,12 @@ export class Reconciler {
       .selectFrom('capsules')
       .select(['id', 'team_id', 'state', 'created_at', 'expires_at', 'error'])
       .where('host_id', '=', hostId)
-      .where((eb) => eb.or([eb('state', 'in', [...ON_HOST_STATES]), eb.and([eb('state', '=', 'error'), eb('error', 'like', `${HOST_UNREACHABLE_ERROR}%`)])]))
+      .where((eb) =>
+        eb.or([
+          eb('state', 'in', [...ON_HOST_STATES]),
+          eb.and([eb('state', '=', 'error'), eb('error', 'like', `${HOST_UNREACHABLE_ERROR}%`)]),
+        ]),
+      )
       .execute();
     return rows.map((r) => ({
       id: r.id,
@@ -202,7 +221,12 @@ export class Reconciler {
       .selectFrom('capsules')
       .select((eb) => [eb.fn.countAll<number>().as('n'), eb.fn.max('updated_at').as('u')])
       .where('host_id', '=', hostId)
-      .where((eb) => eb.or([eb('state', 'in', [...ON_HOST_STATES]), eb.and([eb('state', '=', 'error'), eb('error', 'like', `${HOST_UNREACHABLE_ERROR}%`)])]))
+      .where((eb) =>
+        eb.or([
+          eb('state', 'in', [...ON_HOST_STATES]),
+          eb.and([eb('state', '=', 'error'), eb('error', 'like', `${HOST_UNREACHABLE_ERROR}%`)]),
+        ]),
+      )
       .executeTakeFirst();
     return `${Number(r?.n ?? 0)}:${Number(r?.u ?? 0)}`;
   }
@@ -212,13 +236,17 @@ export class Reconciler {
     const dbFingerprint = await this.dbFingerprint(host.id);
     const quiet = this.quiet.get(host.id);
     this.quiet.delete(host.id);
-    const mayBeUnchanged = quiet !== undefined && quiet.dbFingerprint === dbFingerprint && Date.now() - quiet.at < FULL_ROUND_EVERY_MS;
+    const mayBeUnchanged =
+      quiet !== undefined && quiet.dbFingerprint === dbFingerprint && Date.now() - quiet.at < FULL_ROUND_EVERY_MS;
     let agentCapsules: AgentCapsule[];
     let agentRevision: bigint;
     try {
       const res = await this.ctx.agents
         .client(host)
-        .listCapsules({ summary: true, unlessRevision: mayBeUnchanged ? quiet.agentRevision : 0n }, { timeoutMs: this.rpcTimeoutMs });
+        .listCapsules(
+          { summary: true, unlessRevision: mayBeUnchanged ? quiet.agentRevision : 0n },
+          { timeoutMs: this.rpcTimeoutMs },
+        );
       agentCapsules = res.capsules;
       agentRevision = res.revision;
       if (res.unchanged && mayBeUnchanged) {
@@ -229,7 +257,10 @@ export class Reconciler {
       }
     } catch (err) {
       report.hostsFailed.push(host.id);
-      this.ctx.log.warn({ hostId: host.id, err: err instanceof Error ? err.message : String(err) }, 'reconciler: ListCapsules failed; host skipped this round');
+      this.ctx.log.warn(
+        { hostId: host.id, err: err instanceof Error ? err.message : String(err) },
+        'reconciler: ListCapsules failed; host skipped this round',
+      );
       return;
     }
     report.hostsChecked.push(host.id);
@@ -238,7 +269,12 @@ export class Reconciler {
     // Anything left for a later round (a difference to confirm, a capsule starting, a young
     // orphan) or done in this one means the next round must compare again.
     let deferred = false;
-    const before = this.nextPending.size + report.stopped.length + report.synced.length + report.orphansDestroyed.length + report.recovered.length;
+    const before =
+      this.nextPending.size +
+      report.stopped.length +
+      report.synced.length +
+      report.orphansDestroyed.length +
+      report.recovered.length;
 
     for (const c of await this.capsulesOn(host.id)) {
       const a = onAgent.get(c.id);
@@ -269,16 +305,31 @@ export class Reconciler {
         await this.ctx.agents.client(host).destroyCapsule({ id: a.id }, { timeoutMs: this.rpcTimeoutMs * 6 });
       } catch (err) {
         if (!(err instanceof ConnectError && err.code === Code.NotFound)) {
-          this.ctx.log.warn({ hostId: host.id, capsuleId: a.id, err: err instanceof Error ? err.message : String(err) }, 'reconciler: orphan not destroyed');
+          this.ctx.log.warn(
+            { hostId: host.id, capsuleId: a.id, err: err instanceof Error ? err.message : String(err) },
+            'reconciler: orphan not destroyed',
+          );
           continue;
         }
       }
       this.ctx.evictProxy(a.id);
       report.orphansDestroyed.push(a.id);
-      this.ctx.log.info({ hostId: host.id, capsuleId: a.id, dbState: row?.state ?? null }, 'reconciler: destroyed orphan capsule');
-      await this.audit({ id: a.id, teamId: row?.teamId ?? null }, 'capsule.orphan_destroyed', { hostId: host.id, dbState: row?.state ?? null, agentState });
+      this.ctx.log.info(
+        { hostId: host.id, capsuleId: a.id, dbState: row?.state ?? null },
+        'reconciler: destroyed orphan capsule',
+      );
+      await this.audit({ id: a.id, teamId: row?.teamId ?? null }, 'capsule.orphan_destroyed', {
+        hostId: host.id,
+        dbState: row?.state ?? null,
+        agentState,
+      });
     }
-    const after = this.nextPending.size + report.stopped.length + report.synced.length + report.orphansDestroyed.length + report.recovered.length;
+    const after =
+      this.nextPending.size +
+      report.stopped.length +
+      report.synced.length +
+      report.orphansDestroyed.length +
+      report.recovered.length;
     if (!deferred && after === before) this.quiet.set(host.id, { agentRevision, dbFingerprint, at: Date.now() });
   }
 
@@ -286,12 +337,18 @@ export class Reconciler {
     const expired = c.expiresAt !== null && c.expiresAt.getTime() <= now + EXPIRES_TOLERANCE_MS;
     const lostWithHost = c.state === 'error';
     const error = lostWithHost ? `capsule was gone when host ${host.id} answered again` : undefined;
-    const changed = await setCapsuleState(this.ctx.database.db, c.id, 'stopped', { from: [c.state], ...(error ? { error } : {}) });
+    const changed = await setCapsuleState(this.ctx.database.db, c.id, 'stopped', {
+      from: [c.state],
+      ...(error ? { error } : {}),
+    });
     if (!changed) return;
     this.ctx.evictProxy(c.id);
     report.stopped.push(c.id);
     const kind = expired && !lostWithHost ? 'capsule.expired' : 'capsule.lost';
-    this.ctx.log.info({ capsuleId: c.id, hostId: host.id, previousState: c.state, kind }, 'reconciler: capsule no longer on its host; stopped');
+    this.ctx.log.info(
+      { capsuleId: c.id, hostId: host.id, previousState: c.state, kind },
+      'reconciler: capsule no longer on its host; stopped',
+    );
     await this.audit(c, kind, { hostId: host.id, previousState: c.state });
   }
 
@@ -300,7 +357,11 @@ export class Reconciler {
     const to = fromAgentState(a.state);
     const agentExpires = Number(a.expiresAt) > 0 ? new Date(Number(a.expiresAt)) : null;
     if (c.state === 'error' && isHostUnreachableError(c.error)) {
-      const changed = await setCapsuleState(db, c.id, to, { from: ['error'], error: to === 'error' ? a.error || 'error on host' : null, expiresAt: agentExpires });
+      const changed = await setCapsuleState(db, c.id, to, {
+        from: ['error'],
+        error: to === 'error' ? a.error || 'error on host' : null,
+        expiresAt: agentExpires,
+      });
       if (!changed) return;
       this.ctx.evictProxy(c.id);
       report.recovered.push(c.id);
@@ -310,29 +371,47 @@ export class Reconciler {
     // The agent's `error` is final (its capsule's processes are gone; nothing but destroy follows),
     // so it is copied at once rather than confirmed over two rounds.
     if (to === 'error' && (c.state === 'running' || c.state === 'paused')) {
-      if (await recordCapsuleDied(this.ctx, c.id, a.error || 'the capsule failed on its host', 'reconciler')) report.synced.push({ id: c.id, from: c.state, to });
+      if (await recordCapsuleDied(this.ctx, c.id, a.error || 'the capsule failed on its host', 'reconciler'))
+        report.synced.push({ id: c.id, from: c.state, to });
       return;
     }
     if (to !== c.state) {
       if (!this.confirmed(c.id, `${c.state}->${to}`)) return;
       const error = to === 'error' ? a.error || 'the capsule failed on its host' : undefined;
-      const changed = await setCapsuleState(db, c.id, to, { from: [c.state], expiresAt: agentExpires, ...(error ? { error } : {}) });
+      const changed = await setCapsuleState(db, c.id, to, {
+        from: [c.state],
+        expiresAt: agentExpires,
+        ...(error ? { error } : {}),
+      });
       if (!changed) return;
       this.ctx.evictProxy(c.id);
       report.synced.push({ id: c.id, from: c.state, to });
-      const reason = c.state === 'running' && (to === 'paused' || to === 'hibernated') && c.expiresAt && c.expiresAt.getTime() <= Date.now() + EXPIRES_TOLERANCE_MS ? 'timeout' : 'agent';
-      this.ctx.log.info({ capsuleId: c.id, hostId: host.id, from: c.state, to, reason }, 'reconciler: state synced from agent');
+      const reason =
+        c.state === 'running' &&
+        (to === 'paused' || to === 'hibernated') &&
+        c.expiresAt &&
+        c.expiresAt.getTime() <= Date.now() + EXPIRES_TOLERANCE_MS
+          ? 'timeout'
+          : 'agent';
+      this.ctx.log.info(
+        { capsuleId: c.id, hostId: host.id, from: c.state, to, reason },
+        'reconciler: state synced from agent',
+      );
       await this.audit(c, 'capsule.state_synced', { hostId: host.id, from: c.state, to, reason });
       return;
     }
     // Same state: keep the deadline the agent enforces (e.g. after a ping or resume elsewhere).
     const dbExpires = c.expiresAt?.getTime() ?? null;
     const agentMs = agentExpires?.getTime() ?? null;
-    const differs = dbExpires === null || agentMs === null ? dbExpires !== agentMs : Math.abs(dbExpires - agentMs) > EXPIRES_TOLERANCE_MS;
+    const differs =
+      dbExpires === null || agentMs === null
+        ? dbExpires !== agentMs
+        : Math.abs(dbExpires - agentMs) > EXPIRES_TOLERANCE_MS;
     if (c.state === 'running' && differs) {
       await updateCapsule(db, c.id, { expiresAt: agentExpires });
     }
   }
 }
 
-export const startReconciler = (ctx: ControlPlaneContext, opts?: ReconcilerOptions): Reconciler => new Reconciler(ctx, opts).start();
+export const startReconciler = (ctx: ControlPlaneContext, opts?: ReconcilerOptions): Reconciler =>
+  new Reconciler(ctx, opts).start();

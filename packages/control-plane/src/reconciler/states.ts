@@ -30,4 +30,5 @@ export const ON_HOST_STATES: readonly CapsuleState[] = ['starting', 'running', '
  */
 export const HOST_UNREACHABLE_ERROR = 'host unreachable';
 
-export const isHostUnreachableError = (error: string | null): boolean => error?.startsWith(HOST_UNREACHABLE_ERROR) ?? false;
+export const isHostUnreachableError = (error: string | null): boolean =>
+  error?.startsWith(HOST_UNREACHABLE_ERROR) ?? false;

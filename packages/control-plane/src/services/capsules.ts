@@ -4,6 +4,8 @@
 // (api/errors.ts), so each API only has to render them in its own error shape.
 import { randomBytes } from 'node:crypto';
 import { Code, ConnectError } from '@connectrpc/connect';
+import { MAX_ALLOW_OUT, parseCidr } from '@wrenn/host-agent/network/egress-policy';
+import { RUNTIME_NAMES } from '@wrenn/host-agent/runtimes/runtime';
 import {
   type Capsule as PbCapsule,
   PauseMode as PbPauseMode,
@@ -28,7 +30,6 @@ import {
 } from '../db/repositories/capsules.js';
 import { listCapsulesWithTemplate } from '../db/repositories/capsules-extra.js';
 import { getHost, type Host, listHosts, setHostCapacity } from '../db/repositories/hosts.js';
-import { RUNTIME_NAMES } from '@wrenn/host-agent/runtimes/runtime';
 import { isCapsuleId, newCapsuleId } from '../ids.js';
 import { NoHostError, pickHost } from '../scheduler/least-loaded.js';
 import { mapErrors, toServiceError } from './errors.js';
@@ -39,7 +40,6 @@ import {
   templateConfigFor,
 } from './template-config.js';
 import { agentTemplateName, DEFAULT_TEMPLATE, resolveTemplate } from './templates.js';
-import { MAX_ALLOW_OUT, parseCidr } from '@wrenn/host-agent/network/egress-policy';
 
 export type { AgentClient } from '../agents/pool.js';
 export type { Page } from '../db/pagination.js';
@@ -187,7 +187,8 @@ export function validateMetadata(metadata: unknown, field = 'metadata'): Record<
       throw badRequest(`${field}.${k} is longer than ${CAPSULE_LIMITS.maxMetadataValueLength} characters`);
     }
     // Metadata is also exported into the capsule's environment, where a NUL cannot go.
-    if (k.includes('\0') || v.includes('\0')) throw badRequest(`${field} key or value '${k.replace(/\0/g, '\\0').slice(0, 40)}' contains a NUL byte`);
+    if (k.includes('\0') || v.includes('\0'))
+      throw badRequest(`${field} key or value '${k.replace(/\0/g, '\\0').slice(0, 40)}' contains a NUL byte`);
   }
   return out;
 }
@@ -209,7 +210,8 @@ export function validateCreate(input: CreateCapsuleInput): void {
 /** The syntax of network.allow_out; which private ranges may be named is the host agent's to say (also a 400). */
 function validateAllowOut(list: string[] | undefined): void {
   if (list === undefined) return;
-  if (list.length > MAX_ALLOW_OUT) throw badRequest(`network.allow_out has ${list.length} entries; at most ${MAX_ALLOW_OUT}`);
+  if (list.length > MAX_ALLOW_OUT)
+    throw badRequest(`network.allow_out has ${list.length} entries; at most ${MAX_ALLOW_OUT}`);
   for (const entry of list) {
     try {
       parseCidr(entry);
@@ -483,8 +485,7 @@ export async function createCapsule(
     agentSecret: host.agentSecret,
     ...(ctx.localHostIds.has(host.id) && made?.address ? { capsuleAddress: made.address } : {}),
   });
-  if (!input.skipTemplateStart)
-    await startFromTemplateConfig(ctx, teamId, result, host, templateConfig);
+  if (!input.skipTemplateStart) await startFromTemplateConfig(ctx, teamId, result, host, templateConfig);
   await audit(ctx, teamId, id, 'capsule.created', {
     template: template.name,
     host_id: host.id,
@@ -497,7 +498,8 @@ export async function createCapsule(
 }
 
 /** The agent refused a create because its host is full (HostCapacityError there), not because of the request. */
-const isCapacityRefusal = (err: unknown): err is ConnectError => err instanceof ConnectError && err.code === Code.ResourceExhausted;
+const isCapacityRefusal = (err: unknown): err is ConnectError =>
+  err instanceof ConnectError && err.code === Code.ResourceExhausted;
 
 /**
  * A host refused the capsule for lack of room: remembers it as full (until its next heartbeat or a
@@ -526,8 +528,11 @@ async function placeElsewhere(
     await updateCapsule(db, id, { hostId: next.host.id, runtime: next.runtime });
     return next;
   }
-  const message = refusedBy.size > 1 ? `every host that could run this capsule is full; the last said: ${reason}` : reason;
-  const row = await setCapsuleState(db, id, 'stopped', { error: `not created: ${message}`, from: ['starting'] }).catch(() => null);
+  const message =
+    refusedBy.size > 1 ? `every host that could run this capsule is full; the last said: ${reason}` : reason;
+  const row = await setCapsuleState(db, id, 'stopped', { error: `not created: ${message}`, from: ['starting'] }).catch(
+    () => null,
+  );
   ctx.evictProxy(id);
   if (row) await audit(ctx, row.teamId, id, 'capsule.refused', { message, host_ids: [...refusedBy] });
   throw new ApiError(503, 'host_full', message);
@@ -537,13 +542,22 @@ async function placeElsewhere(
  * Why no host could take a capsule: asking for a runtime the template or every host of this
  * deployment lacks is the caller's mistake (400); hosts that are offline or full are not (503).
  */
-async function noHostError(ctx: ControlPlaneContext, runtime: string | undefined, template: { name: string; runtimes: readonly string[] }, err: NoHostError): Promise<ApiError> {
+async function noHostError(
+  ctx: ControlPlaneContext,
+  runtime: string | undefined,
+  template: { name: string; runtimes: readonly string[] },
+  err: NoHostError,
+): Promise<ApiError> {
   if (runtime !== undefined) {
     if (template.runtimes.length > 0 && !template.runtimes.includes(runtime))
-      return badRequest(`template '${template.name}' runs on ${template.runtimes.join(', ')}, not on runtime '${runtime}'`);
+      return badRequest(
+        `template '${template.name}' runs on ${template.runtimes.join(', ')}, not on runtime '${runtime}'`,
+      );
     const offered = new Set((await listHosts(ctx.database.db)).flatMap((h) => h.runtimes));
     if (!offered.has(runtime))
-      return badRequest(`no host of this deployment offers runtime '${runtime}' (hosts offer: ${[...offered].join(', ') || 'none'})`);
+      return badRequest(
+        `no host of this deployment offers runtime '${runtime}' (hosts offer: ${[...offered].join(', ') || 'none'})`,
+      );
   }
   return new ApiError(503, err.full ? 'host_full' : 'no_host_available', err.message);
 }
@@ -581,7 +595,8 @@ export async function destroyCapsule(ctx: ControlPlaneContext, teamId: string, i
       if (!isAgentNotFound(err)) throw toServiceError(err);
     }
     // A host that said it was full has room again now, not only at its next heartbeat.
-    if (host.capacity?.full) await setHostCapacity(ctx.database.db, host.id, { room: 1, full: null }).catch(() => undefined);
+    if (host.capacity?.full)
+      await setHostCapacity(ctx.database.db, host.id, { room: 1, full: null }).catch(() => undefined);
   }
   const stopped = await setCapsuleState(ctx.database.db, id, 'stopped', {
     from: ['starting', 'running', 'paused', 'hibernated', 'error'],
@@ -608,10 +623,11 @@ export async function pauseCapsule(
     throw badRequest(`mode must be freeze or hibernate, got '${String(mode)}'`);
   const c = await requireCapsuleState(ctx, teamId, id, ['running'], 'pause');
   const agent = await agentForCapsule(ctx, c);
-  let res;
+  let res: Awaited<ReturnType<typeof agent.pauseCapsule>>;
   try {
     // No mode: the runtime's best (freezer for namespaces, a memory snapshot to disk for VMs).
-    const pbMode = mode === 'hibernate' ? PbPauseMode.HIBERNATE : mode === 'freeze' ? PbPauseMode.FREEZE : PbPauseMode.UNSPECIFIED;
+    const pbMode =
+      mode === 'hibernate' ? PbPauseMode.HIBERNATE : mode === 'freeze' ? PbPauseMode.FREEZE : PbPauseMode.UNSPECIFIED;
     res = await agent.pauseCapsule({ id, mode: pbMode });
   } catch (err) {
     throw toServiceError(err);
@@ -635,7 +651,7 @@ export async function resumeCapsule(
   intInRange(opts.timeoutSec, 'timeout_sec', 0, CAPSULE_LIMITS.maxTimeoutSec);
   const c = await requireCapsuleState(ctx, teamId, id, ['paused', 'hibernated'], 'resume');
   const agent = await agentForCapsule(ctx, c);
-  let res;
+  let res: Awaited<ReturnType<typeof agent.resumeCapsule>>;
   try {
     res = await agent.resumeCapsule({ id, timeoutSec: opts.timeoutSec ?? 0 });
   } catch (err) {

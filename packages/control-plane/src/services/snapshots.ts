@@ -6,7 +6,7 @@
 // (starting, running, paused or hibernated): a capsule's copy-on-write layer sits on top of the
 // template's files, and a hibernated one boots from them again on resume, so removing them would
 // break capsules that look healthy. Destroy those capsules first.
-import { isLayerName } from '../templates/layer-names.js';
+
 import { Code, ConnectError } from '@connectrpc/connect';
 import type { Template as PbTemplate } from '@wrenn/protocol/gen/hostagent/v1/hostagent_pb';
 import { ApiError, conflict, notFound } from '../api/errors.js';
@@ -22,6 +22,7 @@ import {
   updateTemplate,
   validateTemplateName,
 } from '../db/repositories/templates.js';
+import { isLayerName } from '../templates/layer-names.js';
 import { agentForCapsule, LIVE_STATES, recordEvent, requireCapsuleState } from './capsules.js';
 import { mapErrors, toServiceError } from './errors.js';
 import { agentTemplateName, assertNotBuiltin } from './templates.js';

@@ -1,7 +1,6 @@
 // Templates as a team sees them: the built-ins every host can build (minimal, base) plus the team's
 // own (snapshots of its capsules, built images). A team's template shadows a built-in of that name.
 
-import { isLayerName } from '../templates/layer-names.js';
 import { ApiError, notFound } from '../api/errors.js';
 import type { ControlPlaneContext } from '../context.js';
 import {
@@ -10,6 +9,7 @@ import {
   type Template,
   validateTemplateName,
 } from '../db/repositories/templates.js';
+import { isLayerName } from '../templates/layer-names.js';
 import { mapErrors } from './errors.js';
 
 /** Templates every host agent knows how to build on first use. */

@@ -60,6 +60,7 @@ export interface StartBuildInput {
 
 /** The layer template name for a cache key (team-scoped like every team template). */
 import { isLayerName, layerName } from './layer-names.js';
+
 export { isLayerName, layerName };
 
 const sha = (...parts: string[]): string => {

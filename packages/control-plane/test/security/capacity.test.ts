@@ -7,15 +7,16 @@
 // full (GetHostInfo, /metrics); freeing a capsule lets the next create succeed at once. With a
 // second host the scheduler skips the full one, and a create the full host's agent refuses (the
 // control plane's view of it being stale) lands on the other host.
-import { after, before, describe, it } from 'node:test';
+
 import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
 import { Sandbox, ServiceBusyError } from 'e2b';
-import { HostMonitor } from '../../src/hosts/index.js';
-import { createHost, getHost, setHostCapacity } from '../../src/db/repositories/hosts.js';
-import { getCapsule } from '../../src/db/repositories/capsules.js';
-import { createTeam } from '../../src/db/repositories/teams.js';
 import { createApiKey } from '../../src/auth/api-keys.js';
-import { SHARED_IMAGES, startLive, type ExtraAgent, type LiveSystem } from '../e2b-live.js';
+import { getCapsule } from '../../src/db/repositories/capsules.js';
+import { createHost, getHost, setHostCapacity } from '../../src/db/repositories/hosts.js';
+import { createTeam } from '../../src/db/repositories/teams.js';
+import { HostMonitor } from '../../src/hosts/index.js';
+import { type ExtraAgent, type LiveSystem, SHARED_IMAGES, startLive } from '../e2b-live.js';
 
 const SLOT = 8;
 const EXTRA_SLOT = 10;
@@ -46,7 +47,8 @@ describe('host capacity: a full host refuses creates with a clear error', () => 
 
   before(async () => {
     sys = await startLive({ db: 'sqlite', slot: SLOT, imagesDir: SHARED_IMAGES, capacity: { maxCapsules: 3 } });
-    const key = async (name: string) => (await createApiKey(db(), { teamId: (await createTeam(db(), { name })).id, name })).key;
+    const key = async (name: string) =>
+      (await createApiKey(db(), { teamId: (await createTeam(db(), { name })).id, name })).key;
     keyA = await key('tenant-a');
     keyB = await key('tenant-b');
   });
@@ -105,11 +107,15 @@ describe('host capacity: a full host refuses creates with a clear error', () => 
   });
 
   it('the agent reports itself full in GetHostInfo and /metrics, and the heartbeat records it', async () => {
-    const info = await sys.cp.ctx.agents.client({ id: hostA(), address: sys.up.agent.url, agentSecret: sys.up.agent.secret }).getHostInfo({});
+    const info = await sys.cp.ctx.agents
+      .client({ id: hostA(), address: sys.up.agent.url, agentSecret: sys.up.agent.secret })
+      .getHostInfo({});
     assert.equal(info.capsulesHeld, 3);
     assert.equal(info.capsuleRoom, 0);
     assert.match(info.full, /WRENN_MAX_CAPSULES=3/);
-    const metrics = await (await fetch(`${sys.up.agent.url}/metrics`, { headers: { authorization: `Bearer ${sys.up.agent.secret}` } })).text();
+    const metrics = await (
+      await fetch(`${sys.up.agent.url}/metrics`, { headers: { authorization: `Bearer ${sys.up.agent.secret}` } })
+    ).text();
     assert.match(metrics, /^wrenn_agent_capsule_room 0$/m);
     assert.match(metrics, /^wrenn_agent_capacity_max\{resource="capsules"\} 3$/m);
     assert.match(metrics, /^wrenn_agent_capacity_used\{resource="agent_fds"\} \d+$/m);
@@ -144,7 +150,11 @@ describe('host capacity: a full host refuses creates with a clear error', () => 
     });
     await new HostMonitor(sys.cp.ctx).checkOnce();
     // The heartbeat wrote the machine's real figures; put the small ones back.
-    await db().updateTable('hosts').set({ cpu_count: 1, memory_mb: 4096 }).where('id', '=', extra.agent.hostId).execute();
+    await db()
+      .updateTable('hosts')
+      .set({ cpu_count: 1, memory_mb: 4096 })
+      .where('id', '=', extra.agent.hostId)
+      .execute();
     assert.match((await getHost(db(), hostA()))?.capacity?.full ?? '', /WRENN_MAX_CAPSULES=3/, 'host A is full again');
 
     const skipped = await create();
@@ -161,7 +171,11 @@ describe('host capacity: a full host refuses creates with a clear error', () => 
     const row = await getCapsule(db(), moved.body.id);
     assert.equal(row?.hostId, extra.agent.hostId, 'moved to the host with room after the refusal');
     assert.equal(row?.state, 'running');
-    assert.match((await getHost(db(), hostA()))?.capacity?.full ?? '', /WRENN_MAX_CAPSULES=3/, 'the refusal marked host A full');
+    assert.match(
+      (await getHost(db(), hostA()))?.capacity?.full ?? '',
+      /WRENN_MAX_CAPSULES=3/,
+      'the refusal marked host A full',
+    );
     await execTrue(moved.body.id);
     await execTrue(second);
     await execTrue(neighbour, keyB);

@@ -48,10 +48,13 @@ describe('security: fork bombs stop at RLIMIT_NPROC, before pids.max (namespace 
         }
       } finally {
         // The bomb ends itself at its deadline; wait for that (the capsule is at its cap until then).
-        for (let i = 0; i < 100 && Number(pidsFile(id, 'pids.current')) > 50; i++) await new Promise((r) => setTimeout(r, 100));
+        for (let i = 0; i < 100 && Number(pidsFile(id, 'pids.current')) > 50; i++)
+          await new Promise((r) => setTimeout(r, 100));
       }
       const events = pidsMaxEvents(id) - eventsBefore;
-      tc.diagnostic(`peak ${peak} tasks in A (pids.max ${PIDS_MAX}); pids.max refused ${events} forks; B answered ${execs} execs`);
+      tc.diagnostic(
+        `peak ${peak} tasks in A (pids.max ${PIDS_MAX}); pids.max refused ${events} forks; B answered ${execs} execs`,
+      );
       assert.ok(peak >= PIDS_MAX * 0.9, `the bomb reached only ${peak} tasks: it did not meet the cap`);
       assert.equal(events, 0, `pids.max refused ${events} forks: RLIMIT_NPROC did not stop the bomb first`);
       assert.ok(execs > 0, 'team B answered exec while the bomb ran');

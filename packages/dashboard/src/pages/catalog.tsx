@@ -24,7 +24,10 @@ function TemplateTable({
   return (
     <table>
       <caption class="sr-only">{caption}</caption>
-      <TableHead columns={['Name', 'Kind', showParent === true && 'From', 'Runtimes', 'Default size', 'Disk', 'Age']} actions />
+      <TableHead
+        columns={['Name', 'Kind', showParent === true && 'From', 'Runtimes', 'Default size', 'Disk', 'Age']}
+        actions
+      />
       <tbody>
         {items.map((t) => (
           <tr key={t.id}>

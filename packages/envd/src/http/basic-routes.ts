@@ -1,8 +1,9 @@
 // GET /health, POST /init, GET /envs: the small part of envd's REST surface.
+
+import { tokenMatches } from '../auth.js';
 import type { EnvdState } from '../state.js';
 import { HttpError, readBody, sendEmpty, sendJson } from './respond.js';
 import { headerValue, type Route } from './router.js';
-import { tokenMatches } from '../auth.js';
 
 interface InitBody {
   envVars?: Record<string, string>;
@@ -44,7 +45,8 @@ export function basicRoutes(state: EnvdState): Route[] {
         }
         if (typeof body !== 'object' || body === null) throw new HttpError(400, 'body must be a JSON object');
         if (body.envVars !== undefined) {
-          if (typeof body.envVars !== 'object' || body.envVars === null) throw new HttpError(400, 'envVars must be an object of strings');
+          if (typeof body.envVars !== 'object' || body.envVars === null)
+            throw new HttpError(400, 'envVars must be an object of strings');
           for (const [k, v] of Object.entries(body.envVars)) {
             if (typeof v !== 'string') throw new HttpError(400, `envVars.${k} must be a string`);
           }

@@ -6,7 +6,11 @@ import type { Req, Res } from './respond.js';
 
 const PARSE_MARK = '"message":"parse binary:';
 
-type Loose = { writeHead: (...a: unknown[]) => unknown; write: (...a: unknown[]) => boolean; end: (...a: unknown[]) => unknown };
+type Loose = {
+  writeHead: (...a: unknown[]) => unknown;
+  write: (...a: unknown[]) => boolean;
+  end: (...a: unknown[]) => unknown;
+};
 
 export function withBinaryParseErrorsAsInvalid<T extends (req: Req, res: Res) => void>(handler: T): T {
   return ((req: Req, res: Res) => {

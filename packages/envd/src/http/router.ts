@@ -1,7 +1,8 @@
 // Routes the envd REST surface (/health, /init, /envs, /metrics, /files) by method and path.
-import type { EnvdState } from '../state.js';
-import { HttpError, sendError, type Req, type Res } from './respond.js';
+
 import { tokenMatches } from '../auth.js';
+import type { EnvdState } from '../state.js';
+import { HttpError, type Req, type Res, sendError } from './respond.js';
 
 export type RouteHandler = (req: Req, res: Res, url: URL) => Promise<void> | void;
 
@@ -23,7 +24,11 @@ export function createHttpRouter(state: EnvdState, routes: Route[]) {
     const route = table.get(`${req.method} ${url.pathname}`);
     if (!route) {
       const known = routes.some((r) => r.path === url.pathname);
-      sendError(res, known ? 405 : 404, known ? `method ${req.method} not allowed on ${url.pathname}` : `no route ${url.pathname}`);
+      sendError(
+        res,
+        known ? 405 : 404,
+        known ? `method ${req.method} not allowed on ${url.pathname}` : `no route ${url.pathname}`,
+      );
       return;
     }
     if (!route.public && !route.selfAuth && !tokenMatches(state, headerValue(req, 'x-access-token'))) {

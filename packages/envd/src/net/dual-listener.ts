@@ -7,7 +7,10 @@ import net from 'node:net';
 
 const H2_PREFACE = 'PRI * HTTP/2.0';
 
-export type DualHandler = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => void;
+export type DualHandler = (
+  req: http.IncomingMessage | http2.Http2ServerRequest,
+  res: http.ServerResponse | http2.Http2ServerResponse,
+) => void;
 
 export interface DualListener {
   port: number;

@@ -30,7 +30,8 @@ export function parseInetDiagMessages(buf: Buffer, littleEndian = endianness() =
   let off = 0;
   while (off + NLMSG_HDRLEN <= buf.length) {
     const len = u32(off);
-    if (len < NLMSG_HDRLEN || off + len > buf.length) throw new Error(`inet_diag: bad netlink message length ${len} at offset ${off}`);
+    if (len < NLMSG_HDRLEN || off + len > buf.length)
+      throw new Error(`inet_diag: bad netlink message length ${len} at offset ${off}`);
     const type = u16(off + 4);
     if (type === SOCK_DIAG_BY_FAMILY && len >= NLMSG_HDRLEN + DIAG_MSG_LEN) {
       const m = off + NLMSG_HDRLEN;

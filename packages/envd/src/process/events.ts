@@ -1,12 +1,13 @@
 // Builders for the ProcessEvent messages streamed by Start and Connect, and the exit status
 // text E2B's envd reports (Go's os.ProcessState wording: "exit status 1", "signal: killed").
-import { create } from '@bufbuild/protobuf';
+
 import { constants as osConstants } from 'node:os';
+import { create } from '@bufbuild/protobuf';
 import {
-  ProcessEventSchema,
-  ProcessEvent_EndEventSchema,
   type ProcessEvent,
   type ProcessEvent_EndEvent,
+  ProcessEvent_EndEventSchema,
+  ProcessEventSchema,
 } from '@wrenn/protocol/gen/envd/process_pb';
 
 export type OutputStream = 'stdout' | 'stderr' | 'pty';
@@ -71,7 +72,10 @@ function buildEndEvent(code: number | null, signal: string | null): ProcessEvent
   }
   const exitCode = code ?? -1;
   const status = `exit status ${exitCode}`;
-  return create(ProcessEvent_EndEventSchema, exitCode === 0 ? { exitCode, exited: true, status } : { exitCode, exited: true, status, error: status });
+  return create(
+    ProcessEvent_EndEventSchema,
+    exitCode === 0 ? { exitCode, exited: true, status } : { exitCode, exited: true, status, error: status },
+  );
 }
 
 /** Signal name for a signal number (node-pty reports numbers). */

@@ -4,9 +4,9 @@
 import { isAbsolute, join, resolve } from 'node:path';
 import { Code, ConnectError } from '@connectrpc/connect';
 import type { ProcessConfig, StartRequest } from '@wrenn/protocol/gen/envd/process_pb';
+import { spawnIdentity } from '../auth.js';
 import type { EnvdState } from '../state.js';
 import type { UserInfo } from '../users.js';
-import { spawnIdentity } from '../auth.js';
 
 export const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 // envd's own PATH, read once: process.env is a slow native lookup and envd never changes it.
@@ -35,27 +35,42 @@ export function invalidArgument(message: string): ConnectError {
 }
 
 /** Checks a PTY size: both dimensions in 1..65535. */
-export function validPtySize(size: { cols: number; rows: number } | undefined, what: string): { cols: number; rows: number } {
+export function validPtySize(
+  size: { cols: number; rows: number } | undefined,
+  what: string,
+): { cols: number; rows: number } {
   if (!size) throw invalidArgument(`${what}: pty.size is required (cols and rows)`);
   const { cols, rows } = size;
   if (!(cols >= 1 && cols <= MAX_PTY_DIMENSION && rows >= 1 && rows <= MAX_PTY_DIMENSION)) {
-    throw invalidArgument(`${what}: pty size ${cols}x${rows} is invalid; cols and rows must be between 1 and ${MAX_PTY_DIMENSION}`);
+    throw invalidArgument(
+      `${what}: pty size ${cols}x${rows} is invalid; cols and rows must be between 1 and ${MAX_PTY_DIMENSION}`,
+    );
   }
   return { cols, rows };
 }
 
 /** The working directory: request's, else /init's default, else the user's home; `~` expands to home. */
-export function resolveCwd(requested: string | undefined, state: EnvdState, user: UserInfo): { cwd: string; defaulted: boolean } {
+export function resolveCwd(
+  requested: string | undefined,
+  state: EnvdState,
+  user: UserInfo,
+): { cwd: string; defaulted: boolean } {
   const defaulted = !requested;
   let path = requested || state.defaultWorkdir || user.home || '/';
   if (path === '~' || path.startsWith('~/')) path = join(user.home, path.slice(1));
-  else if (path.startsWith('~')) throw invalidArgument(`cwd "${path}": only "~" and "~/..." (the user's own home) can be expanded`);
+  else if (path.startsWith('~'))
+    throw invalidArgument(`cwd "${path}": only "~" and "~/..." (the user's own home) can be expanded`);
   if (!isAbsolute(path)) path = resolve(user.home || '/', path);
   return { cwd: path, defaulted };
 }
 
 /** Environment: a base for the user, then /init's variables, then the request's (last wins). */
-export function buildEnv(state: EnvdState, user: UserInfo, requestEnvs: Record<string, string>, pty: boolean): Record<string, string> {
+export function buildEnv(
+  state: EnvdState,
+  user: UserInfo,
+  requestEnvs: Record<string, string>,
+  pty: boolean,
+): Record<string, string> {
   const env: Record<string, string> = {
     PATH: BASE_PATH,
     HOME: user.home,
@@ -71,8 +86,10 @@ export function buildEnv(state: EnvdState, user: UserInfo, requestEnvs: Record<s
 
 export function buildLaunchSpec(state: EnvdState, user: UserInfo, req: StartRequest): LaunchSpec {
   const config = req.process;
-  if (!config || !config.cmd) {
-    throw invalidArgument('process.cmd is empty: give the executable to run, e.g. "/bin/bash" with args ["-l", "-c", "echo hi"]');
+  if (!config?.cmd) {
+    throw invalidArgument(
+      'process.cmd is empty: give the executable to run, e.g. "/bin/bash" with args ["-l", "-c", "echo hi"]',
+    );
   }
   const pty = req.pty ? validPtySize(req.pty.size ?? DEFAULT_PTY_SIZE, 'Start') : undefined;
   const { cwd, defaulted } = resolveCwd(config.cwd, state, user);

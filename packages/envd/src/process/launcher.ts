@@ -14,7 +14,7 @@ import { Code, ConnectError } from '@connectrpc/connect';
 import type { LaunchSpec } from './launch-spec.js';
 import type { ManagedProcess } from './managed-process.js';
 import { nativeSpawnAvailable, spawnNative } from './native-spawn.js';
-import { PipeProcess, type PipeChild } from './pipe-process.js';
+import { type PipeChild, PipeProcess } from './pipe-process.js';
 import { PtyProcess } from './pty-process.js';
 import type { Subscription } from './subscription.js';
 
@@ -102,10 +102,19 @@ async function findExecutable(file: string, path: string | undefined): Promise<s
 type Retry = { file?: string; cwd?: string };
 
 /** Works out why a start failed: either a fallback to retry with, or the error to report. */
-async function diagnose(spec: LaunchSpec, file: string, cwd: string, code: string | undefined, message: string): Promise<Retry | ConnectError> {
+async function diagnose(
+  spec: LaunchSpec,
+  file: string,
+  cwd: string,
+  code: string | undefined,
+  message: string,
+): Promise<Retry | ConnectError> {
   if (!(await isDirectory(cwd))) {
     if (spec.cwdDefaulted && cwd !== '/') return { cwd: '/' };
-    return new ConnectError(`cwd '${cwd}' does not exist or is not a directory; create it first or pick another cwd`, Code.InvalidArgument);
+    return new ConnectError(
+      `cwd '${cwd}' does not exist or is not a directory; create it first or pick another cwd`,
+      Code.InvalidArgument,
+    );
   }
   if (code === 'ENOENT' || code === 'EACCES') {
     if (file === BASH && !(await isExecutableFile(BASH))) {
@@ -126,7 +135,9 @@ async function diagnose(spec: LaunchSpec, file: string, cwd: string, code: strin
   return new ConnectError(`cannot start ${describe(spec, file)}: ${message}`, Code.InvalidArgument);
 }
 
-type SpawnOutcome = { child: PipeChild; pid: number } | { error: Promise<NodeJS.ErrnoException> | NodeJS.ErrnoException };
+type SpawnOutcome =
+  | { child: PipeChild; pid: number }
+  | { error: Promise<NodeJS.ErrnoException> | NodeJS.ErrnoException };
 
 /** How to spawn: directly with uid/gid, or through setpriv to keep supplementary groups. */
 interface Invocation {
@@ -141,7 +152,11 @@ function direct(spec: LaunchSpec, file: string): Invocation {
 
 function viaSetpriv(spec: LaunchSpec, file: string, groups: number[]): Invocation {
   const { uid, gid } = spec.user;
-  return { file: SETPRIV, args: ['--reuid', String(uid), '--regid', String(gid), '--groups', groups.join(','), '--', file, ...spec.args], identity: {} };
+  return {
+    file: SETPRIV,
+    args: ['--reuid', String(uid), '--regid', String(gid), '--groups', groups.join(','), '--', file, ...spec.args],
+    identity: {},
+  };
 }
 
 /** The native spawn: identity with the user's groups (primary first, like setpriv's list). */
@@ -154,7 +169,10 @@ function spawnNativeWithPipes(spec: LaunchSpec, file: string, cwd: string): Spaw
       cwd,
       env: spec.env,
       stdin: spec.stdin,
-      identity: uid === undefined ? undefined : { uid, gid: gid ?? spec.user.gid, groups: [gid ?? spec.user.gid, ...supplementaryGroups(spec)] },
+      identity:
+        uid === undefined
+          ? undefined
+          : { uid, gid: gid ?? spec.user.gid, groups: [gid ?? spec.user.gid, ...supplementaryGroups(spec)] },
     });
     return { child, pid: child.pid };
   } catch (err) {
@@ -191,11 +209,14 @@ async function startWithFallbacks(
   let cwd = spec.cwd;
   for (let attempt = 0; ; attempt++) {
     const outcome = start(file, cwd);
-    if ('child' in outcome) return new PipeProcess(outcome.child, outcome.pid, spec.config, spec.tag, spec.stdin, firstSubscriber);
+    if ('child' in outcome)
+      return new PipeProcess(outcome.child, outcome.pid, spec.config, spec.tag, spec.stdin, firstSubscriber);
     const err = await outcome.error;
     const verdict = await diagnose(spec, file, cwd, err.code, err.message);
     if (verdict instanceof ConnectError || attempt >= 2) {
-      throw verdict instanceof ConnectError ? verdict : new ConnectError(`cannot start ${describe(spec, file)}: ${err.message}`, Code.InvalidArgument);
+      throw verdict instanceof ConnectError
+        ? verdict
+        : new ConnectError(`cannot start ${describe(spec, file)}: ${err.message}`, Code.InvalidArgument);
     }
     file = verdict.file ?? file;
     cwd = verdict.cwd ?? cwd;
@@ -203,7 +224,8 @@ async function startWithFallbacks(
 }
 
 async function launchWithPipes(spec: LaunchSpec, firstSubscriber: Subscription): Promise<ManagedProcess> {
-  if (nativeSpawnAvailable()) return startWithFallbacks(spec, firstSubscriber, (file, cwd) => spawnNativeWithPipes(spec, file, cwd));
+  if (nativeSpawnAvailable())
+    return startWithFallbacks(spec, firstSubscriber, (file, cwd) => spawnNativeWithPipes(spec, file, cwd));
   let file = executableFor(spec.file);
   let cwd = spec.cwd;
   const groups = identityOptions(spec).uid !== undefined ? supplementaryGroups(spec) : [];
@@ -212,10 +234,13 @@ async function launchWithPipes(spec: LaunchSpec, firstSubscriber: Subscription):
     if (!(await isDirectory(cwd)) && spec.cwdDefaulted) cwd = '/';
     if (file === BASH && !(await isExecutableFile(BASH))) file = SH;
     const outcome = spawnWithPipes(spec, viaSetpriv(spec, file, [spec.user.gid, ...groups]), cwd);
-    if ('child' in outcome) return new PipeProcess(outcome.child, outcome.pid, spec.config, spec.tag, spec.stdin, firstSubscriber);
+    if ('child' in outcome)
+      return new PipeProcess(outcome.child, outcome.pid, spec.config, spec.tag, spec.stdin, firstSubscriber);
     const err = await outcome.error;
     const verdict = await diagnose(spec, file, cwd, err.code, err.message);
-    throw verdict instanceof ConnectError ? verdict : new ConnectError(`cannot start ${describe(spec, file)}: ${err.message}`, Code.InvalidArgument);
+    throw verdict instanceof ConnectError
+      ? verdict
+      : new ConnectError(`cannot start ${describe(spec, file)}: ${err.message}`, Code.InvalidArgument);
   }
   return startWithFallbacks(spec, firstSubscriber, (f, c) => spawnWithPipes(spec, direct(spec, f), c));
 }
@@ -227,7 +252,11 @@ async function launchOnPty(spec: LaunchSpec, firstSubscriber: Subscription): Pro
   // node-pty forks and execs in the child, where failures only show as exit code 1, so check first.
   let cwd = spec.cwd;
   if (!(await isDirectory(cwd))) {
-    if (!spec.cwdDefaulted) throw new ConnectError(`cwd '${cwd}' does not exist or is not a directory; create it first or pick another cwd`, Code.InvalidArgument);
+    if (!spec.cwdDefaulted)
+      throw new ConnectError(
+        `cwd '${cwd}' does not exist or is not a directory; create it first or pick another cwd`,
+        Code.InvalidArgument,
+      );
     cwd = '/';
   }
   let file = executableFor(spec.file);

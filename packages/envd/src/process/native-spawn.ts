@@ -14,7 +14,16 @@ interface SpawnBinding {
   createReaper(onExit: (pid: number, code: number | null, signal: number | null) => void): object;
   spawnProcess(
     reaper: object,
-    opts: { file: string; argv: string[]; env: string[]; cwd: string; stdin: boolean; uid?: number; gid?: number; groups?: number[] },
+    opts: {
+      file: string;
+      argv: string[];
+      env: string[];
+      cwd: string;
+      stdin: boolean;
+      uid?: number;
+      gid?: number;
+      groups?: number[];
+    },
   ): { pid: number; stdin: number; stdout: number; stderr: number } | { errno: number; stage: string };
 }
 
@@ -37,11 +46,14 @@ function load(): SpawnBinding | null {
   try {
     // In the bundle this resolves node_modules/@wrenn/native next to envd.cjs; in the repo, the workspace package.
     const b = createRequire(import.meta.url)('@wrenn/native/addon') as Partial<SpawnBinding>;
-    if (typeof b.spawnProcess !== 'function' || typeof b.createReaper !== 'function') throw new Error('the addon has no spawnProcess (an older build)');
+    if (typeof b.spawnProcess !== 'function' || typeof b.createReaper !== 'function')
+      throw new Error('the addon has no spawnProcess (an older build)');
     return b as SpawnBinding;
   } catch (err) {
     const reason = (err as Error).message.split('\n')[0];
-    process.stderr.write(`${JSON.stringify({ level: 'warn', msg: 'native spawn unavailable; starting processes with child_process.spawn', reason })}\n`);
+    process.stderr.write(
+      `${JSON.stringify({ level: 'warn', msg: 'native spawn unavailable; starting processes with child_process.spawn', reason })}\n`,
+    );
     return null;
   }
 }

@@ -76,14 +76,20 @@ export class PipeProcess extends ManagedProcess {
 
   writeStdin(data: Uint8Array): Promise<void> {
     if (!this.stdinEnabled) {
-      throw new ProcessStateError(`process ${this.pid} was started without stdin; start it with stdin enabled to send input`);
+      throw new ProcessStateError(
+        `process ${this.pid} was started without stdin; start it with stdin enabled to send input`,
+      );
     }
     const stdin = this.child.stdin;
     if (!this.stdinOpen || !stdin || stdin.writableEnded || stdin.destroyed) {
       throw new ProcessStateError(`stdin of process ${this.pid} is closed`);
     }
     return new Promise((resolve, reject) => {
-      stdin.write(data, (err) => (err ? reject(new ProcessStateError(`writing to stdin of process ${this.pid} failed: ${err.message}`)) : resolve()));
+      stdin.write(data, (err) =>
+        err
+          ? reject(new ProcessStateError(`writing to stdin of process ${this.pid} failed: ${err.message}`))
+          : resolve(),
+      );
     });
   }
 
@@ -100,7 +106,9 @@ export class PipeProcess extends ManagedProcess {
   }
 
   resize(): void {
-    throw new ProcessStateError(`process ${this.pid} has no PTY to resize; only processes started with a PTY can be resized`);
+    throw new ProcessStateError(
+      `process ${this.pid} has no PTY to resize; only processes started with a PTY can be resized`,
+    );
   }
 
   protected pauseOutput(): void {

@@ -51,7 +51,10 @@ export class ProcessTable {
         for (const proc of this.live.values()) if (proc.tag === s.value) return proc;
         return undefined;
       default:
-        throw new ConnectError('process selector is missing: give the pid or the tag of the process', Code.InvalidArgument);
+        throw new ConnectError(
+          'process selector is missing: give the pid or the tag of the process',
+          Code.InvalidArgument,
+        );
     }
   }
 
@@ -87,5 +90,8 @@ export class ProcessTable {
 export function notFound(selector: ProcessSelector | undefined): ConnectError {
   const s = selector?.selector;
   const what = s?.case === 'tag' ? `with tag "${s.value}"` : `with pid ${String(s?.value)}`;
-  return new ConnectError(`process ${what} not found: it is not running (list running processes with List)`, Code.NotFound);
+  return new ConnectError(
+    `process ${what} not found: it is not running (list running processes with List)`,
+    Code.NotFound,
+  );
 }

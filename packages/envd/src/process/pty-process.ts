@@ -1,9 +1,10 @@
 // A process on a pseudo-terminal (node-pty): one output stream, input as terminal bytes, resizable.
 // node-pty makes the child a session leader, so its pid is also its process group.
-import type { IPty } from 'node-pty';
+
 import type { ProcessConfig } from '@wrenn/protocol/gen/envd/process_pb';
-import { ManagedProcess, ProcessStateError } from './managed-process.js';
+import type { IPty } from 'node-pty';
 import { signalName } from './events.js';
+import { ManagedProcess, ProcessStateError } from './managed-process.js';
 import type { Subscription } from './subscription.js';
 
 export class PtyProcess extends ManagedProcess {
@@ -29,7 +30,9 @@ export class PtyProcess extends ManagedProcess {
   }
 
   closeStdin(): void {
-    throw new ProcessStateError(`process ${this.pid} has a PTY, whose input cannot be closed; send Ctrl-D (byte 0x04) as pty input to signal end of input`);
+    throw new ProcessStateError(
+      `process ${this.pid} has a PTY, whose input cannot be closed; send Ctrl-D (byte 0x04) as pty input to signal end of input`,
+    );
   }
 
   writePty(data: Uint8Array): void {

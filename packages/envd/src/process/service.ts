@@ -2,14 +2,14 @@
 // resize terminals. Wire-compatible with E2B's envd, so the e2b SDK works unchanged.
 // Processes outlive the RPC that started them; every attached client gets all later output.
 import { Code, ConnectError, type HandlerContext, type ServiceImpl } from '@connectrpc/connect';
-import { Signal, type Process, type ProcessEvent, type ProcessInput } from '@wrenn/protocol/gen/envd/process_pb';
-import type { EnvdState } from '../state.js';
+import { type Process, type ProcessEvent, type ProcessInput, Signal } from '@wrenn/protocol/gen/envd/process_pb';
 import { requestedUserName, resolveUser } from '../auth.js';
-import { KEEPALIVE_EVENT, endEventMessage, startEvent } from './events.js';
+import type { EnvdState } from '../state.js';
+import { endEventMessage, KEEPALIVE_EVENT, startEvent } from './events.js';
 import { buildLaunchSpec, invalidArgument, validPtySize } from './launch-spec.js';
 import { launchProcess } from './launcher.js';
-import { ProcessStateError, type ManagedProcess, type SignalName } from './managed-process.js';
-import { ProcessTable, notFound, type FinishedProcess } from './process-table.js';
+import { type ManagedProcess, ProcessStateError, type SignalName } from './managed-process.js';
+import { type FinishedProcess, notFound, ProcessTable } from './process-table.js';
 import { Subscription } from './subscription.js';
 
 export interface ProcessServiceHandle {
@@ -39,7 +39,10 @@ type Attached = { proc: ManagedProcess; sub: Subscription } | { finished: Finish
  * The client going away (or the deadline) ends the stream; the process keeps running.
  * One generator per stream (no delegation) keeps the per-event promise hops down.
  */
-async function* streamEvents(attach: () => Attached | Promise<Attached>, ctx: HandlerContext): AsyncGenerator<EventResponse> {
+async function* streamEvents(
+  attach: () => Attached | Promise<Attached>,
+  ctx: HandlerContext,
+): AsyncGenerator<EventResponse> {
   const attached = await attach();
   if ('finished' in attached) {
     // Exited moments ago: the client still learns how it ended.
@@ -154,7 +157,10 @@ export function processService(state: EnvdState): ProcessServiceHandle {
             proc = table.get(e.value.process);
             break;
           case 'data':
-            if (!proc) throw invalidArgument('the first StreamInput message must be a start event naming the process (pid or tag)');
+            if (!proc)
+              throw invalidArgument(
+                'the first StreamInput message must be a start event naming the process (pid or tag)',
+              );
             await deliverInput(proc, e.value.input);
             break;
           case 'keepalive':

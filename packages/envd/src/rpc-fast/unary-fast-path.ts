@@ -97,7 +97,9 @@ export function createUnaryFastPath(
         throw new ConnectError('missing or wrong X-Access-Token', Code.Unauthenticated);
       }
       const output = create(route.method.output, (await route.impl(input, ctx)) as never);
-      body = (route.serialization as MethodSerializationLookup<DescMessage, DescMessage>).getO(binary).serialize(output);
+      body = (route.serialization as MethodSerializationLookup<DescMessage, DescMessage>)
+        .getO(binary)
+        .serialize(output);
     } catch (e) {
       const error =
         e instanceof ConnectError ? e : new ConnectError('internal error', Code.Internal, undefined, undefined, e);

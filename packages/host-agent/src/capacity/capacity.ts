@@ -35,9 +35,22 @@ export interface CapacityConfig {
 export const DEFAULT_MEMORY_RESERVE_MB = 1024;
 
 /** Per-capsule figures from idle `minimal` capsules on the development machine (bench/host-periodic.mjs: 2.2 agent fds each; bench/density.mjs: 2.7), rounded up. */
-export const DEFAULT_PER_CAPSULE: CapacityConfig['perCapsule'] = { startMb: 64, idleMb: 16, tasks: 16, hostFiles: 64, agentFds: 3 };
+export const DEFAULT_PER_CAPSULE: CapacityConfig['perCapsule'] = {
+  startMb: 64,
+  idleMb: 16,
+  tasks: 16,
+  hostFiles: 64,
+  agentFds: 3,
+};
 
-export type CapacityResource = 'capsules' | 'memory' | 'tasks' | 'host_files' | 'agent_fds' | 'network_slots' | 'id_ranges';
+export type CapacityResource =
+  | 'capsules'
+  | 'memory'
+  | 'tasks'
+  | 'host_files'
+  | 'agent_fds'
+  | 'network_slots'
+  | 'id_ranges';
 
 export interface CapacityLimit {
   resource: CapacityResource;
@@ -78,8 +91,9 @@ export function assessCapacity(r: HostReadings, c: CapacityConfig, held: HeldCou
   };
 
   if (c.maxCapsules > 0) {
-    add({ resource: 'capsules', used: n, max: c.maxCapsules, room: c.maxCapsules - n }, () =>
-      `this host holds ${n} capsules (warm pool included), its maximum (WRENN_MAX_CAPSULES=${c.maxCapsules})`,
+    add(
+      { resource: 'capsules', used: n, max: c.maxCapsules, room: c.maxCapsules - n },
+      () => `this host holds ${n} capsules (warm pool included), its maximum (WRENN_MAX_CAPSULES=${c.maxCapsules})`,
     );
   }
   const memFree = r.memAvailableMb - c.memoryReserveMb;
@@ -96,29 +110,48 @@ export function assessCapacity(r: HostReadings, c: CapacityConfig, held: HeldCou
       `(WRENN_MEMORY_RESERVE_MB) plus the ${p.startMb} MiB a capsule needs to start`,
   );
   const taskMax = r.taskLimit - c.taskReserve;
-  add({ resource: 'tasks', used: r.tasks, max: Math.max(0, taskMax), room: floorRoom(taskMax - r.tasks, p.tasks) }, () =>
-    `tasks: ${r.tasks} of ${r.taskLimit} task ids in use (the lower of kernel.pid_max and kernel.threads-max), ` +
-    `less than ${c.taskReserve} kept free plus ${p.tasks} for a capsule; raise kernel.pid_max`,
+  add(
+    { resource: 'tasks', used: r.tasks, max: Math.max(0, taskMax), room: floorRoom(taskMax - r.tasks, p.tasks) },
+    () =>
+      `tasks: ${r.tasks} of ${r.taskLimit} task ids in use (the lower of kernel.pid_max and kernel.threads-max), ` +
+      `less than ${c.taskReserve} kept free plus ${p.tasks} for a capsule; raise kernel.pid_max`,
   );
   const fileMax = r.hostFileMax - c.hostFileReserve;
-  add({ resource: 'host_files', used: r.hostFiles, max: Math.max(0, fileMax), room: floorRoom(fileMax - r.hostFiles, p.hostFiles) }, () =>
-    `the host's file table: ${r.hostFiles} of fs.file-max ${r.hostFileMax} handles open, ` +
-    `less than ${c.hostFileReserve} kept free plus ${p.hostFiles} for a capsule; raise fs.file-max`,
+  add(
+    {
+      resource: 'host_files',
+      used: r.hostFiles,
+      max: Math.max(0, fileMax),
+      room: floorRoom(fileMax - r.hostFiles, p.hostFiles),
+    },
+    () =>
+      `the host's file table: ${r.hostFiles} of fs.file-max ${r.hostFileMax} handles open, ` +
+      `less than ${c.hostFileReserve} kept free plus ${p.hostFiles} for a capsule; raise fs.file-max`,
   );
   const fdMax = r.agentFdLimit - c.agentFdReserve;
-  add({ resource: 'agent_fds', used: r.agentFds, max: Math.max(0, fdMax), room: floorRoom(fdMax - r.agentFds, p.agentFds) }, () =>
-    `the agent's open files: ${r.agentFds} of its RLIMIT_NOFILE ${r.agentFdLimit}, less than ${c.agentFdReserve} ` +
-    `kept free plus ${p.agentFds} for a capsule; start the agent with a higher limit (ulimit -n, LimitNOFILE=)`,
+  add(
+    {
+      resource: 'agent_fds',
+      used: r.agentFds,
+      max: Math.max(0, fdMax),
+      room: floorRoom(fdMax - r.agentFds, p.agentFds),
+    },
+    () =>
+      `the agent's open files: ${r.agentFds} of its RLIMIT_NOFILE ${r.agentFdLimit}, less than ${c.agentFdReserve} ` +
+      `kept free plus ${p.agentFds} for a capsule; start the agent with a higher limit (ulimit -n, LimitNOFILE=)`,
   );
   if (c.netSlots !== undefined) {
     const used = n + (held.spareNetworks ?? 0);
-    add({ resource: 'network_slots', used, max: c.netSlots, room: c.netSlots - used }, () =>
-      `network slots: ${used} of the ${c.netSlots} /30 slots of the address pool are taken; give WRENN_NET_POOL a larger range`,
+    add(
+      { resource: 'network_slots', used, max: c.netSlots, room: c.netSlots - used },
+      () =>
+        `network slots: ${used} of the ${c.netSlots} /30 slots of the address pool are taken; give WRENN_NET_POOL a larger range`,
     );
   }
   if (c.idRanges !== undefined) {
-    add({ resource: 'id_ranges', used: n, max: c.idRanges, room: c.idRanges - n }, () =>
-      `uid ranges: all ${c.idRanges} capsule uid/gid ranges are taken (WRENN_CAPSULE_ID_RANGES)`,
+    add(
+      { resource: 'id_ranges', used: n, max: c.idRanges, room: c.idRanges - n },
+      () => `uid ranges: all ${c.idRanges} capsule uid/gid ranges are taken (WRENN_CAPSULE_ID_RANGES)`,
     );
   }
   const full = limits.find((l) => l.full !== undefined);

@@ -41,7 +41,8 @@ export function parseLoadavgTasks(text: string): number {
 /** /proc/sys/fs/file-nr: "allocated unused max". */
 export function parseFileNr(text: string): { hostFiles: number; hostFileMax: number } {
   const parts = text.trim().split(/\s+/).map(Number);
-  if (parts.length !== 3 || parts.some((n) => !Number.isFinite(n))) throw new Error(`/proc/sys/fs/file-nr is not three numbers: ${text.trim()}`);
+  if (parts.length !== 3 || parts.some((n) => !Number.isFinite(n)))
+    throw new Error(`/proc/sys/fs/file-nr is not three numbers: ${text.trim()}`);
   // file-max may be 2^63-1, beyond a double's integers; anything that large is "no limit" here.
   return { hostFiles: parts[0]! - parts[1]!, hostFileMax: Math.min(parts[2]!, Number.MAX_SAFE_INTEGER) };
 }

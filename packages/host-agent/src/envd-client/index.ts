@@ -2,10 +2,10 @@
 // Each capsule gets its own HTTP agent so one capsule's traffic never queues behind another's,
 // and RPC traffic never shares a pool with the port proxy (the proxy has its own transport).
 import http from 'node:http';
-import { createClient, type Client, type Interceptor } from '@connectrpc/connect';
+import { type Client, createClient, type Interceptor } from '@connectrpc/connect';
 import { createConnectTransport } from '@connectrpc/connect-node';
-import { Process } from '@wrenn/protocol/gen/envd/process_pb';
 import { Filesystem } from '@wrenn/protocol/gen/envd/filesystem_pb';
+import { Process } from '@wrenn/protocol/gen/envd/process_pb';
 
 export const ENVD_PORT = 49983;
 
@@ -14,7 +14,11 @@ export interface EnvdClient {
   process: Client<typeof Process>;
   filesystem: Client<typeof Filesystem>;
   /** Plain HTTP request to envd's REST surface (health, init, files, metrics). */
-  request(method: string, path: string, opts?: { body?: Buffer | string; headers?: Record<string, string>; timeoutMs?: number }): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: Buffer }>;
+  request(
+    method: string,
+    path: string,
+    opts?: { body?: Buffer | string; headers?: Record<string, string>; timeoutMs?: number },
+  ): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: Buffer }>;
   /** Streams an HTTP request/response (file transfer). */
   raw(method: string, path: string, headers?: Record<string, string>): http.ClientRequest;
   close(): void;
@@ -31,7 +35,12 @@ export const ENVD_IDLE_SOCKET_MS = 30_000;
 
 export function createEnvdClient(address: string, accessToken?: string, port = ENVD_PORT): EnvdClient {
   const baseUrl = `http://${address}:${port}`;
-  const agent = new http.Agent({ keepAlive: true, maxSockets: 64, keepAliveMsecs: 10_000, timeout: ENVD_IDLE_SOCKET_MS });
+  const agent = new http.Agent({
+    keepAlive: true,
+    maxSockets: 64,
+    keepAliveMsecs: 10_000,
+    timeout: ENVD_IDLE_SOCKET_MS,
+  });
   const auth: Interceptor = (next) => async (req) => {
     if (accessToken) req.header.set('X-Access-Token', accessToken);
     return next(req);
@@ -56,7 +65,9 @@ export function createEnvdClient(address: string, accessToken?: string, port = E
           (res) => {
             const chunks: Buffer[] = [];
             res.on('data', (c: Buffer) => chunks.push(c));
-            res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
+            res.on('end', () =>
+              resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }),
+            );
             res.on('error', reject);
           },
         );
@@ -99,10 +110,19 @@ export async function waitForEnvd(address: string, timeoutMs = 10_000, port = EN
 }
 
 /** Runs a short command to completion as `user` and returns its exit code (housekeeping inside a capsule). */
-export async function runInCapsule(client: EnvdClient, cmd: string, args: string[], user = 'root', timeoutMs = 5000): Promise<number> {
+export async function runInCapsule(
+  client: EnvdClient,
+  cmd: string,
+  args: string[],
+  user = 'root',
+  timeoutMs = 5000,
+): Promise<number> {
   let exitCode = -1;
   const headers = { authorization: `Basic ${Buffer.from(`${user}:`).toString('base64')}` };
-  for await (const res of client.process.start({ process: { cmd, args, envs: {} }, stdin: false }, { headers, timeoutMs })) {
+  for await (const res of client.process.start(
+    { process: { cmd, args, envs: {} }, stdin: false },
+    { headers, timeoutMs },
+  )) {
     if (res.event?.event.case === 'end') exitCode = res.event.event.value.exitCode;
   }
   return exitCode;

@@ -13,7 +13,10 @@ export async function warmUpEnvd(address: string): Promise<void> {
   try {
     for (let round = 0; round < ROUNDS; round++) {
       // An empty /init: no token, no variables (the claim's /init sets them).
-      const init = await client.request('POST', '/init', { headers: { 'content-type': 'application/json' }, body: '{}' });
+      const init = await client.request('POST', '/init', {
+        headers: { 'content-type': 'application/json' },
+        body: '{}',
+      });
       if (init.status !== 204 && init.status !== 200) throw new Error(`envd /init answered ${init.status}`);
       // The e2b SDK's form of every command (envd falls back to /bin/sh where bash is missing).
       const code = await runInCapsule(client, '/bin/bash', ['-l', '-c', 'true']);
@@ -21,7 +24,10 @@ export async function warmUpEnvd(address: string): Promise<void> {
       // Commands run as the template's default user, `user` on the built-in ones (switching identity
       // is its own path in envd); a template without that user just skips this step.
       await runInCapsule(client, 'true', [], 'user').catch(() => undefined);
-      await client.filesystem.stat({ path: '/' }, { headers: { authorization: `Basic ${Buffer.from('root:').toString('base64')}` } });
+      await client.filesystem.stat(
+        { path: '/' },
+        { headers: { authorization: `Basic ${Buffer.from('root:').toString('base64')}` } },
+      );
       await client.request('GET', '/health');
     }
   } finally {

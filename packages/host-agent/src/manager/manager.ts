@@ -3,20 +3,27 @@
 // runs), enforces the lifecycle state machine and expires capsules whose timeout passed. It
 // watches every capsule's processes (exit-watches.ts): a capsule whose envd or init exits by
 // itself becomes `error` with the reason at once, and a dead warm-pool capsule is dropped.
-import { CapsuleNotFoundError, InvalidArgumentError, TemplateInUseError, TemplateNotFoundError, AlreadyExistsError } from './errors.js';
-import { newAccessToken, newCapsuleId, CAPSULE_ID_RE } from './ids.js';
+
+import { assessCapacity, type CapacityConfig, type CapacityReport, capacityConfig } from '../capacity/capacity.js';
+import { readHostReadings } from '../capacity/host-readings.js';
+import { createEnvdClient, type EnvdClient, runInCapsule, waitForEnvd } from '../envd-client/index.js';
+import { HostCapacityError } from '../runtimes/capacity-error.js';
+import type { CapsuleRuntime, CapsuleStats, EnvdInit, RuntimeName } from '../runtimes/runtime.js';
+import { warmUpEnvd } from './envd-warm-up.js';
+import {
+  AlreadyExistsError,
+  CapsuleNotFoundError,
+  InvalidArgumentError,
+  TemplateInUseError,
+  TemplateNotFoundError,
+} from './errors.js';
+import { ExitWatches } from './exit-watches.js';
+import { CAPSULE_ID_RE, newAccessToken, newCapsuleId } from './ids.js';
 import { RecordStore } from './persistence.js';
 import { assertMove, type CapsuleState } from './state-machine.js';
-import { checkEnvdDefaults, checkEnvs, checkMetadata, checkRange, checkTemplateName, hostLimits } from './validate.js';
 import type { CapsuleNetworkPolicy, CapsuleRecord, ManagerDeps, TemplateInfo, TimeoutAction } from './types.js';
-import type { CapsuleRuntime, CapsuleStats, EnvdInit, RuntimeName } from '../runtimes/runtime.js';
-import { HostCapacityError } from '../runtimes/capacity-error.js';
-import { createEnvdClient, runInCapsule, waitForEnvd, type EnvdClient } from '../envd-client/index.js';
-import { WarmPool, type PooledCapsule } from './warm-pool.js';
-import { warmUpEnvd } from './envd-warm-up.js';
-import { ExitWatches } from './exit-watches.js';
-import { assessCapacity, capacityConfig, type CapacityConfig, type CapacityReport } from '../capacity/capacity.js';
-import { readHostReadings } from '../capacity/host-readings.js';
+import { checkEnvdDefaults, checkEnvs, checkMetadata, checkRange, checkTemplateName, hostLimits } from './validate.js';
+import { type PooledCapsule, WarmPool } from './warm-pool.js';
 
 export interface CreateCapsuleInput {
   id?: string;
@@ -100,7 +107,10 @@ export class SandboxManager {
     for (const rt of this.deps.runtimes.values()) {
       // A leftover that cannot be removed now (a busy device) must not keep the agent from serving.
       await rt.cleanupStale(known).catch((err: unknown) =>
-        this.log('error', 'could not clean up all stale resources; retried at the next start', { runtime: rt.name, err: String(err) }),
+        this.log('error', 'could not clean up all stale resources; retried at the next start', {
+          runtime: rt.name,
+          err: String(err),
+        }),
       );
     }
     this.armReaper();
@@ -191,7 +201,8 @@ export class SandboxManager {
 
   async create(input: CreateCapsuleInput, onProgress?: (line: string) => void): Promise<CapsuleRecord> {
     let id = input.id || newCapsuleId();
-    if (!CAPSULE_ID_RE.test(id)) throw new InvalidArgumentError(`capsule id "${id}" is invalid: expected cl- and 4-32 base36 characters`);
+    if (!CAPSULE_ID_RE.test(id))
+      throw new InvalidArgumentError(`capsule id "${id}" is invalid: expected cl- and 4-32 base36 characters`);
     if (this.records.has(id)) throw new AlreadyExistsError(`capsule ${id} already exists on this host`);
     const templateName = input.template || 'minimal';
     checkTemplateName(templateName);
@@ -199,7 +210,9 @@ export class SandboxManager {
     const runtimeName = input.runtime || this.deps.defaultRuntime;
     const runtime = this.deps.runtimes.get(runtimeName);
     if (!runtime) {
-      throw new InvalidArgumentError(`runtime "${runtimeName}" is not available here; available: ${[...this.deps.runtimes.keys()].join(', ')}`);
+      throw new InvalidArgumentError(
+        `runtime "${runtimeName}" is not available here; available: ${[...this.deps.runtimes.keys()].join(', ')}`,
+      );
     }
     const envs = input.envs ?? {};
     const metadata = input.metadata ?? {};
@@ -215,7 +228,9 @@ export class SandboxManager {
     if (!known && !this.deps.templates.builtIns().includes(templateName)) throw new TemplateNotFoundError(templateName);
     template = known ?? (await this.deps.templates.ensure(templateName, onProgress));
     if (template.kind !== 'base' && !template.runtimes.includes(runtimeName)) {
-      throw new InvalidArgumentError(`template "${templateName}" cannot run on the ${runtimeName} runtime (it supports ${template.runtimes.join(', ')})`);
+      throw new InvalidArgumentError(
+        `template "${templateName}" cannot run on the ${runtimeName} runtime (it supports ${template.runtimes.join(', ')})`,
+      );
     }
     // Snapshot templates fix the machine shape they were taken with.
     const vcpus = template.vcpus ?? input.vcpus ?? DEFAULT_VCPUS;
@@ -224,7 +239,9 @@ export class SandboxManager {
     checkRange('memory_mb', memoryMb, 64, limits.maxMemoryMb);
     // Pooled capsules have the default network policy (claiming one only flips the internet switch).
     const pooled =
-      runtimeName === this.deps.defaultRuntime && !networkPolicy ? this.pool.take(templateName, vcpus, memoryMb) : undefined;
+      runtimeName === this.deps.defaultRuntime && !networkPolicy
+        ? this.pool.take(templateName, vcpus, memoryMb)
+        : undefined;
     // With no id asked for, a pooled capsule keeps the id it booted under: nothing to rename.
     if (pooled && !input.id) id = pooled.runtimeId;
     // A pooled capsule already holds its share; any other must fit. Checked with no await before
@@ -280,7 +297,11 @@ export class SandboxManager {
         return await this.claim(rec, pooled, metadata);
       } catch (err) {
         // A pooled capsule that died (or failed its claim) is dropped; this create boots afresh.
-        this.log('warn', 'warm-pool capsule could not be claimed; booting a new one', { id: rec.id, runtimeId: pooled.runtimeId, err: String(err) });
+        this.log('warn', 'warm-pool capsule could not be claimed; booting a new one', {
+          id: rec.id,
+          runtimeId: pooled.runtimeId,
+          err: String(err),
+        });
         this.envd.get(rec.id)?.close();
         this.envd.delete(rec.id);
         await this.releaseRuntime(this.deps.defaultRuntime, pooled.runtimeId, pooled.handle).catch(() => undefined);
@@ -320,7 +341,8 @@ export class SandboxManager {
   /** The create input's network policy, checked against this host's settings; undefined when empty. */
   private checkNetworkPolicy(input: CreateCapsuleInput['network']): CapsuleNetworkPolicy | undefined {
     if (input === undefined || input.allowOut === undefined || input.allowOut.length === 0) return undefined;
-    if (!this.deps.network.checkPolicy) throw new InvalidArgumentError('network.allowOut is not supported by this host');
+    if (!this.deps.network.checkPolicy)
+      throw new InvalidArgumentError('network.allowOut is not supported by this host');
     try {
       return this.deps.network.checkPolicy(input);
     } catch (err) {
@@ -337,9 +359,19 @@ export class SandboxManager {
     const metadata = { WRENN_SANDBOX_ID: runtimeId, WRENN_TEMPLATE_ID: template };
     const network = await this.deps.network.create(runtimeId, { internet: true, metadata });
     try {
-      const handle = await runtime.create({ id: runtimeId, template, vcpus: DEFAULT_VCPUS, memoryMb: DEFAULT_MEMORY_MB, envs: {}, internet: true, metadata, network });
+      const handle = await runtime.create({
+        id: runtimeId,
+        template,
+        vcpus: DEFAULT_VCPUS,
+        memoryMb: DEFAULT_MEMORY_MB,
+        envs: {},
+        internet: true,
+        metadata,
+        network,
+      });
       this.exits.watch(poolKey(runtimeId), runtime, handle, (reason) => {
-        if (this.pool.drop(runtimeId)) this.log('error', 'warm-pool capsule died; dropped and replaced', { runtimeId, template, reason });
+        if (this.pool.drop(runtimeId))
+          this.log('error', 'warm-pool capsule died; dropped and replaced', { runtimeId, template, reason });
       });
       const address = handle.address || network.capsuleIp;
       await waitForEnvd(address, ENVD_BOOT_TIMEOUT_MS);
@@ -393,7 +425,8 @@ export class SandboxManager {
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ ...this.envdInitOf(rec), timestamp: new Date().toISOString() }),
     });
-    if (res.status !== 204 && res.status !== 200) throw new Error(`envd /init answered ${res.status}: ${res.body.toString()}`);
+    if (res.status !== 204 && res.status !== 200)
+      throw new Error(`envd /init answered ${res.status}: ${res.body.toString()}`);
   }
 
   /** The capsule's envd client, replacing any earlier one. */
@@ -407,7 +440,14 @@ export class SandboxManager {
   /** What envd's /init sets for this capsule (sent after boot, or handed to envd at start). */
   private envdInitOf(rec: CapsuleRecord): EnvdInit {
     return {
-      envVars: { ...rec.envs, WRENN_SANDBOX_ID: rec.id, WRENN_TEMPLATE_ID: rec.template, E2B_SANDBOX: 'true', E2B_SANDBOX_ID: rec.id, E2B_TEMPLATE_ID: rec.template },
+      envVars: {
+        ...rec.envs,
+        WRENN_SANDBOX_ID: rec.id,
+        WRENN_TEMPLATE_ID: rec.template,
+        E2B_SANDBOX: 'true',
+        E2B_SANDBOX_ID: rec.id,
+        E2B_TEMPLATE_ID: rec.template,
+      },
       accessToken: rec.envdAccessToken ?? '',
       defaultUser: rec.defaultUser ?? 'user',
       defaultWorkdir: rec.defaultWorkdir ?? '/home/user',
@@ -437,7 +477,11 @@ export class SandboxManager {
     if (firstError) throw firstError;
   }
 
-  private async releaseRuntime(runtimeName: RuntimeName, runtimeId: string, handle: CapsuleRecord['handle']): Promise<void> {
+  private async releaseRuntime(
+    runtimeName: RuntimeName,
+    runtimeId: string,
+    handle: CapsuleRecord['handle'],
+  ): Promise<void> {
     this.exits.unwatch(poolKey(runtimeId));
     const runtime = this.deps.runtimes.get(runtimeName);
     if (runtime && handle) await runtime.destroy(handle).catch(() => undefined);
@@ -502,7 +546,8 @@ export class SandboxManager {
   /** Resets the inactivity timer; optionally sets a new timeout. */
   async ping(id: string, timeoutSec?: number): Promise<CapsuleRecord> {
     const rec = this.get(id);
-    if (rec.state !== 'running') throw new InvalidArgumentError(`capsule ${id} is ${rec.state}; only running capsules can be pinged`);
+    if (rec.state !== 'running')
+      throw new InvalidArgumentError(`capsule ${id} is ${rec.state}; only running capsules can be pinged`);
     if (timeoutSec !== undefined) {
       checkRange('timeout_sec', timeoutSec, 0, MAX_TIMEOUT_SEC);
       rec.timeoutSec = timeoutSec;
@@ -525,7 +570,9 @@ export class SandboxManager {
     return this.locked(id, async () => {
       const rec = this.get(id);
       if (rec.state !== 'running' && rec.state !== 'paused') {
-        throw new InvalidArgumentError(`capsule ${id} is ${rec.state}; snapshots are taken of running or paused capsules`);
+        throw new InvalidArgumentError(
+          `capsule ${id} is ${rec.state}; snapshots are taken of running or paused capsules`,
+        );
       }
       if (!rec.handle) throw new Error(`capsule ${id} has no runtime handle`);
       await this.runtimeOf(rec).snapshot(rec.handle, name);
@@ -539,7 +586,12 @@ export class SandboxManager {
   async deleteTemplate(name: string): Promise<void> {
     const users = this.list().filter((r) => r.template === name);
     if (users.length > 0) {
-      throw new TemplateInUseError(`template "${name}" is used by ${users.length} capsule(s) (${users.slice(0, 3).map((r) => r.id).join(', ')}); destroy them first`);
+      throw new TemplateInUseError(
+        `template "${name}" is used by ${users.length} capsule(s) (${users
+          .slice(0, 3)
+          .map((r) => r.id)
+          .join(', ')}); destroy them first`,
+      );
     }
     await this.deps.templates.delete(name);
   }
@@ -600,19 +652,23 @@ export class SandboxManager {
     let due = at;
     if (due === undefined) {
       due = Infinity;
-      for (const rec of this.records.values()) if (rec.state === 'running' && rec.expiresAt > 0 && rec.expiresAt < due) due = rec.expiresAt;
+      for (const rec of this.records.values())
+        if (rec.state === 'running' && rec.expiresAt > 0 && rec.expiresAt < due) due = rec.expiresAt;
     } else if (due === 0 || due >= this.reaperDue) return;
     if (this.reaper) clearTimeout(this.reaper);
     this.reaper = undefined;
     this.reaperDue = due;
     if (due === Infinity) return;
     // setTimeout's delay is capped at 2^31-1 ms; a later deadline is re-armed when that fires.
-    this.reaper = setTimeout(() => {
-      this.reaper = undefined;
-      this.reaperDue = Infinity;
-      this.reap();
-      this.armReaper();
-    }, Math.min(Math.max(0, due - Date.now()), 2 ** 31 - 1));
+    this.reaper = setTimeout(
+      () => {
+        this.reaper = undefined;
+        this.reaperDue = Infinity;
+        this.reap();
+        this.armReaper();
+      },
+      Math.min(Math.max(0, due - Date.now()), 2 ** 31 - 1),
+    );
     this.reaper.unref();
   }
 

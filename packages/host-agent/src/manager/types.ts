@@ -1,8 +1,9 @@
 // What the sandbox manager needs from the network and template layers, kept narrow so the
 // manager can be driven by any runtime and tested without knowing how those layers work.
+
+import type { CapacityConfig } from '../capacity/capacity.js';
 import type { CapsuleRuntime, RuntimeHandle, RuntimeName } from '../runtimes/runtime.js';
 import type { CapsuleState } from './state-machine.js';
-import type { CapacityConfig } from '../capacity/capacity.js';
 
 export interface CapsuleNetworkInfo {
   /** Address where the host reaches envd and the capsule's ports. */

@@ -25,7 +25,8 @@ export function hostLimits(): { maxVcpus: number; maxMemoryMb: number } {
 
 export function checkEnvs(field: string, envs: Record<string, string>): void {
   for (const [k, v] of Object.entries(envs)) {
-    if (!ENV_KEY_RE.test(k)) throw new InvalidArgumentError(`${field} key "${k}" is not a valid environment variable name`);
+    if (!ENV_KEY_RE.test(k))
+      throw new InvalidArgumentError(`${field} key "${k}" is not a valid environment variable name`);
     if (v.includes('\0')) throw new InvalidArgumentError(`${field}.${k} contains a NUL byte`);
   }
 }
@@ -34,7 +35,8 @@ export function checkMetadata(metadata: Record<string, string>): void {
   const entries = Object.entries(metadata);
   if (entries.length > 64) throw new InvalidArgumentError('metadata may hold at most 64 keys');
   for (const [k, v] of entries) {
-    if (k.length === 0 || k.length > 128) throw new InvalidArgumentError(`metadata key "${k}" must be 1-128 characters`);
+    if (k.length === 0 || k.length > 128)
+      throw new InvalidArgumentError(`metadata key "${k}" must be 1-128 characters`);
     if (v.length > 1024) throw new InvalidArgumentError(`metadata.${k} is longer than 1024 characters`);
   }
 }
@@ -44,7 +46,9 @@ const USER_NAME_RE = /^[a-z0-9_][a-z0-9_.-]{0,31}$/i;
 /** envd's default user (a name from the template's /etc/passwd) and working directory (absolute). */
 export function checkEnvdDefaults(user: string | undefined, workdir: string | undefined): void {
   if (user !== undefined && !USER_NAME_RE.test(user)) {
-    throw new InvalidArgumentError(`default_user "${user}" is not a valid user name (letters, digits, _ . -; at most 32)`);
+    throw new InvalidArgumentError(
+      `default_user "${user}" is not a valid user name (letters, digits, _ . -; at most 32)`,
+    );
   }
   if (workdir !== undefined && (!workdir.startsWith('/') || workdir.includes('\0') || workdir.length > 4096)) {
     throw new InvalidArgumentError(`default_workdir "${workdir}" must be an absolute path`);

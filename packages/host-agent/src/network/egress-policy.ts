@@ -4,7 +4,7 @@
 // for all its capsules (WRENN_EGRESS_ALLOW_CIDRS), or lets a capsule open some for itself
 // (`allowOut` entries inside WRENN_EGRESS_OPENABLE_CIDRS): the API caller is a tenant, so what a
 // capsule may open is the operator's choice. Strict parsing: bad input is an error, never ignored.
-import { ipToInt, intToIp } from './address-pool.js';
+import { intToIp, ipToInt } from './address-pool.js';
 
 export interface Cidr {
   /** Normalised text, e.g. "10.0.0.0/8". */

@@ -17,10 +17,11 @@
 // rules, in <P>-ALLOW and <P>-OPENED. Destinations that are not global
 // (egress-policy.ts) are closed by a fixed list of static rules in <P>-OUT, whatever the number of
 // capsules, and refused with a TCP reset or ICMP admin-prohibited, so a capsule fails fast.
-import { run, runOk, type ExecResult } from './exec.js';
-import { Mutex } from './mutex.js';
+
 import { existsSync } from 'node:fs';
 import { NON_GLOBAL_V4 } from './egress-policy.js';
+import { type ExecResult, run, runOk } from './exec.js';
+import { Mutex } from './mutex.js';
 
 export interface FirewallNames {
   chainPrefix: string; // WRENN
@@ -90,7 +91,10 @@ function capsuleLines(op: '-A' | '-D', ch: ReturnType<typeof chains>, r: EgressR
 /** `ipset restore` lines that put capsule `r` in the set of its internet switch (and out of the other). */
 function setLines(op: 'add' | 'del', st: ReturnType<typeof sets>, r: EgressRule): string[] {
   if (op === 'del') return [`del ${st.inet} ${r.ip} -exist`, `del ${st.noinet} ${r.ip} -exist`];
-  return [`del ${r.internet ? st.noinet : st.inet} ${r.ip} -exist`, `add ${r.internet ? st.inet : st.noinet} ${r.ip} -exist`];
+  return [
+    `del ${r.internet ? st.noinet : st.inet} ${r.ip} -exist`,
+    `add ${r.internet ? st.inet : st.noinet} ${r.ip} -exist`,
+  ];
 }
 
 const eq = (x: readonly string[], y: readonly string[]) => x.length === y.length && x.every((v, i) => v === y[i]);
@@ -207,7 +211,9 @@ async function ipsetRestore(input: string, what: string): Promise<void> {
 }
 
 function dnsLines(chain: string, w: string, servers: readonly string[], target: string): string[] {
-  return servers.flatMap((s) => ['udp', 'tcp'].map((p) => `-A ${chain} -i ${w} -d ${s}/32 -p ${p} -m ${p} --dport 53 -j ${target}`));
+  return servers.flatMap((s) =>
+    ['udp', 'tcp'].map((p) => `-A ${chain} -i ${w} -d ${s}/32 -p ${p} -m ${p} --dport 53 -j ${target}`),
+  );
 }
 
 const HOOKS: ReadonlyArray<{ table: string; chain: string; target: keyof ReturnType<typeof chains>; v6: boolean }> = [
@@ -224,7 +230,8 @@ const HOOKS: ReadonlyArray<{ table: string; chain: string; target: keyof ReturnT
 async function restore(cmd: 'iptables-restore' | 'ip6tables-restore', input: string): Promise<ExecResult> {
   for (let attempt = 1; ; attempt++) {
     const r = await run(cmd, ['-w', '--noflush'], input);
-    if (r.code === 0 || attempt === 4 || !/temporarily unavailable|try again|resource busy|lock/i.test(r.stderr)) return r;
+    if (r.code === 0 || attempt === 4 || !/temporarily unavailable|try again|resource busy|lock/i.test(r.stderr))
+      return r;
     await new Promise((res) => setTimeout(res, 10 * attempt));
   }
 }
@@ -272,20 +279,29 @@ export class Firewall {
       const snapshot = this.desired();
       const { v4, v6 } = baseRules(this.cfg, snapshot);
       // The sets first: the rules name them.
-      await ipsetRestore(setsRestore(this.cfg.chainPrefix, snapshot, this.maxelem()), 'installing the capsule address sets');
+      await ipsetRestore(
+        setsRestore(this.cfg.chainPrefix, snapshot, this.maxelem()),
+        'installing the capsule address sets',
+      );
       await restoreOk('iptables-restore', v4, 'installing the capsule firewall');
       this.installed = new Map(snapshot.map((r) => [r.ifname, r]));
       if (HAS_IPV6) await restoreOk('ip6tables-restore', v6, 'installing the capsule IPv6 firewall');
-      for (const [cmd, v6only] of [['iptables-save', false], ['ip6tables-save', true]] as const) {
+      for (const [cmd, v6only] of [
+        ['iptables-save', false],
+        ['ip6tables-save', true],
+      ] as const) {
         if (v6only && !HAS_IPV6) continue;
         const tables = await save(cmd);
         const add: Record<string, string[]> = {};
         for (const h of HOOKS) {
           if (v6only && !h.v6) continue;
           const jump = `-A ${h.chain} -j ${this.ch[h.target]}`;
-          if (!(tables.get(h.table) ?? []).includes(jump)) (add[h.table] ??= []).push(`-I ${h.chain} 1 -j ${this.ch[h.target]}`);
+          if (!(tables.get(h.table) ?? []).includes(jump))
+            (add[h.table] ??= []).push(`-I ${h.chain} 1 -j ${this.ch[h.target]}`);
         }
-        const text = Object.entries(add).map(([t, lines]) => `*${t}\n${lines.join('\n')}\nCOMMIT\n`).join('');
+        const text = Object.entries(add)
+          .map(([t, lines]) => `*${t}\n${lines.join('\n')}\nCOMMIT\n`)
+          .join('');
         if (text) {
           await restoreOk(v6only ? 'ip6tables-restore' : 'iptables-restore', text, 'hooking the capsule firewall');
         }
@@ -307,11 +323,13 @@ export class Firewall {
         for (const [table, lines] of tables) {
           const present = ours.filter((c) => lines.some((l) => l.startsWith(`:${c} `)));
           const hooks = lines.filter(
-            (l) => /^-A (INPUT|FORWARD|OUTPUT|PREROUTING|POSTROUTING) -j /.test(l) && ours.some((c) => l.endsWith(`-j ${c}`)),
+            (l) =>
+              /^-A (INPUT|FORWARD|OUTPUT|PREROUTING|POSTROUTING) -j /.test(l) &&
+              ours.some((c) => l.endsWith(`-j ${c}`)),
           );
           if (present.length === 0 && hooks.length === 0) continue;
           text += `*${table}\n`;
-          text += hooks.map((l) => l.replace(/^-A /, '-D ') + '\n').join('');
+          text += hooks.map((l) => `${l.replace(/^-A /, '-D ')}\n`).join('');
           text += present.map((c) => `-F ${c}\n`).join('') + present.map((c) => `-X ${c}\n`).join('');
           text += 'COMMIT\n';
         }
@@ -319,8 +337,11 @@ export class Firewall {
       }
       // No rule names the sets any more.
       const names = new Set((await runOk('ipset', ['list', '-n'], '', 'listing ipsets')).split('\n'));
-      const ours = Object.values(sets(this.cfg.chainPrefix)).flatMap((n) => [n, `${n}-T`]).filter((n) => names.has(n));
-      if (ours.length) await ipsetRestore(ours.map((n) => `destroy ${n}\n`).join(''), 'removing the capsule address sets');
+      const ours = Object.values(sets(this.cfg.chainPrefix))
+        .flatMap((n) => [n, `${n}-T`])
+        .filter((n) => names.has(n));
+      if (ours.length)
+        await ipsetRestore(ours.map((n) => `destroy ${n}\n`).join(''), 'removing the capsule address sets');
       this.installed.clear();
     });
   }
@@ -371,8 +392,11 @@ export class Firewall {
           }
           if (lines.length === 0 && members.length === 0) return;
           // Rules first (an allowOut entry is in place before the capsule's address is let through).
-          const r = lines.length ? await restore('iptables-restore', `*filter\n${lines.join('\n')}\nCOMMIT\n`) : { code: 0 };
-          const s = r.code === 0 && members.length ? await run('ipset', ['restore'], members.join('\n') + '\n') : { code: 0 };
+          const r = lines.length
+            ? await restore('iptables-restore', `*filter\n${lines.join('\n')}\nCOMMIT\n`)
+            : { code: 0 };
+          const s =
+            r.code === 0 && members.length ? await run('ipset', ['restore'], `${members.join('\n')}\n`) : { code: 0 };
           if (r.code === 0 && s.code === 0) {
             for (const ifname of dirty) {
               const next = want.get(ifname);
@@ -388,7 +412,7 @@ export class Firewall {
             err = e as Error;
           }
         });
-        for (const w of waiters) (err ? w.reject(err) : w.resolve());
+        for (const w of waiters) err ? w.reject(err) : w.resolve();
       }
     } finally {
       this.flushing = false;
@@ -397,8 +421,13 @@ export class Firewall {
 
   private async rewriteEgressLocked(): Promise<void> {
     const snapshot = this.desired();
-    const lines = [...egressLines(this.cfg.chainPrefix), ...snapshot.flatMap((r) => capsuleLines('-A', this.ch, r))].map((l) => `${l}\n`).join('');
-    await ipsetRestore(setsRestore(this.cfg.chainPrefix, snapshot, this.maxelem()), 'rewriting the capsule address sets');
+    const lines = [...egressLines(this.cfg.chainPrefix), ...snapshot.flatMap((r) => capsuleLines('-A', this.ch, r))]
+      .map((l) => `${l}\n`)
+      .join('');
+    await ipsetRestore(
+      setsRestore(this.cfg.chainPrefix, snapshot, this.maxelem()),
+      'rewriting the capsule address sets',
+    );
     const text = `*filter\n:${this.ch.egress} - [0:0]\n:${this.ch.allow} - [0:0]\n:${this.ch.opened} - [0:0]\n${lines}COMMIT\n`;
     await restoreOk('iptables-restore', text, 'rewriting the capsule egress rules');
     this.installed = new Map(snapshot.map((r) => [r.ifname, r]));
@@ -415,7 +444,8 @@ export class Firewall {
     const out = await runOk('ipset', ['list', set], '', 'reading firewall counters');
     for (const line of out.split('\n')) {
       const m = /^(\S+) packets (\d+) bytes (\d+)/.exec(line);
-      if (m && m[1] === r.ip) return { action: r.internet ? 'ACCEPT' : 'DROP', packets: Number(m[2]), bytes: Number(m[3]) };
+      if (m && m[1] === r.ip)
+        return { action: r.internet ? 'ACCEPT' : 'DROP', packets: Number(m[2]), bytes: Number(m[3]) };
     }
     return undefined;
   }

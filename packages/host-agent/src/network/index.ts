@@ -1,22 +1,27 @@
 // Per-capsule networking of the host agent. The free functions use one default NetworkManager,
 // configured by the first createCapsuleNetwork({dataDir}) or explicitly by initNetwork().
-import { NetworkManager, type NetworkOptions, type CapsuleNetwork, type CreateCapsuleNetworkOptions } from './manager.js';
-import { startMetadataHttpServer, type MetadataServer } from './metadata-server.js';
-
-export {
+import {
+  type CapsuleNetwork,
+  type CreateCapsuleNetworkOptions,
   NetworkManager,
+  type NetworkOptions,
+} from './manager.js';
+import { type MetadataServer, startMetadataHttpServer } from './metadata-server.js';
+
+export { METADATA_IP } from './firewall.js';
+export { CAPSULE_IFNAME } from './links.js';
+export {
   agentNetWarmPool,
+  type CapsuleNetwork,
+  type CreateCapsuleNetworkOptions,
+  DEFAULT_METADATA_PORT,
   DEFAULT_NAMES,
   DEFAULT_POOL,
   DEFAULT_RATE_MBIT,
-  DEFAULT_METADATA_PORT,
-  type NetworkOptions,
+  NetworkManager,
   type NetworkNames,
-  type CapsuleNetwork,
-  type CreateCapsuleNetworkOptions,
+  type NetworkOptions,
 } from './manager.js';
-export { METADATA_IP } from './firewall.js';
-export { CAPSULE_IFNAME } from './links.js';
 export type { MetadataServer } from './metadata-server.js';
 
 let current: NetworkManager | undefined;
@@ -32,7 +37,10 @@ export async function initNetwork(opts: NetworkOptions): Promise<NetworkManager>
 }
 
 function manager(): NetworkManager {
-  if (!current) throw new Error('network not initialised: call initNetwork({ dataDir }) or createCapsuleNetwork({ dataDir, ... }) first');
+  if (!current)
+    throw new Error(
+      'network not initialised: call initNetwork({ dataDir }) or createCapsuleNetwork({ dataDir, ... }) first',
+    );
   return current;
 }
 
@@ -62,7 +70,9 @@ let metadataServer: MetadataServer | undefined;
  * Starts the metadata server on the manager's metadata port (all addresses; the firewall lets
  * only capsules reach it). Call after initNetwork().
  */
-export async function startMetadataServer(opts: { manager?: NetworkManager; host?: string } = {}): Promise<MetadataServer> {
+export async function startMetadataServer(
+  opts: { manager?: NetworkManager; host?: string } = {},
+): Promise<MetadataServer> {
   if (metadataServer) return metadataServer;
   const m = opts.manager ?? manager();
   metadataServer = await startMetadataHttpServer({

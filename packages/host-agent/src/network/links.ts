@@ -1,6 +1,6 @@
 // Namespaces, veth pairs, addresses, routes and queueing disciplines, in as few spawns as possible:
 // `ip -batch` on the host side, then `ip -batch` and `tc -batch` in the namespace, from one shell.
-import { readdir, writeFile, readFile, access } from 'node:fs/promises';
+import { access, readdir, readFile, writeFile } from 'node:fs/promises';
 import { run, runOk } from './exec.js';
 
 export interface LinkSpec {
@@ -31,10 +31,19 @@ async function writeSysctl(path: string, value: string): Promise<void> {
  */
 export async function createLinks(s: LinkSpec): Promise<void> {
   // Leftovers of a crash under the same names (no slot file claims them, or we would not be here).
-  const exists = (p: string) => access(p).then(() => true, () => false);
-  const [oldNs, oldIf] = await Promise.all([exists(`/run/netns/${s.netnsName}`), exists(`/sys/class/net/${s.hostIfname}`)]);
+  const exists = (p: string) =>
+    access(p).then(
+      () => true,
+      () => false,
+    );
+  const [oldNs, oldIf] = await Promise.all([
+    exists(`/run/netns/${s.netnsName}`),
+    exists(`/sys/class/net/${s.hostIfname}`),
+  ]);
   if (oldNs || oldIf) {
-    await removeLinks([{ ...(oldNs ? { netnsName: s.netnsName } : {}), ...(oldIf ? { hostIfname: s.hostIfname } : {}) }]);
+    await removeLinks([
+      { ...(oldNs ? { netnsName: s.netnsName } : {}), ...(oldIf ? { hostIfname: s.hostIfname } : {}) },
+    ]);
   }
   const host = [
     `netns add ${s.netnsName}`,
@@ -54,7 +63,10 @@ export async function createLinks(s: LinkSpec): Promise<void> {
   // so the capsule cannot change it. (Policing on the host side needs act_police/cls_matchall,
   // which not every kernel has; tbf is everywhere.) burst = 10 ms at the rate, at least 32 KiB.
   const burst = Math.max(32 * 1024, Math.ceil((s.rateMbit * 1e6) / 8 / 100));
-  const tc = s.rateMbit > 0 ? [`qdisc add dev ${CAPSULE_IFNAME} root tbf rate ${s.rateMbit}mbit burst ${burst} latency 50ms`] : [];
+  const tc =
+    s.rateMbit > 0
+      ? [`qdisc add dev ${CAPSULE_IFNAME} root tbf rate ${s.rateMbit}mbit burst ${burst} latency 50ms`]
+      : [];
   // One spawn from Node (forking the agent's large process is the expensive part) running the
   // three batches from a small shell. Every name here was validated by the manager. Inside the
   // namespace through nsenter --net rather than `ip -n`/`tc -n`: those also unshare a mount
@@ -63,8 +75,12 @@ export async function createLinks(s: LinkSpec): Promise<void> {
   const inNetns = `nsenter --net=/run/netns/${s.netnsName}`;
   const script = [
     'set -e',
-    `ip -batch - <<'WRENN_EOF'`, ...host, 'WRENN_EOF',
-    `${inNetns} ip -batch - <<'WRENN_EOF'`, ...inside, 'WRENN_EOF',
+    `ip -batch - <<'WRENN_EOF'`,
+    ...host,
+    'WRENN_EOF',
+    `${inNetns} ip -batch - <<'WRENN_EOF'`,
+    ...inside,
+    'WRENN_EOF',
     ...(tc.length ? [`${inNetns} tc -batch - <<'WRENN_EOF'`, ...tc, 'WRENN_EOF'] : []),
     '',
   ].join('\n');
@@ -84,7 +100,7 @@ export async function removeLinks(items: ReadonlyArray<{ hostIfname?: string; ne
     if (it.netnsName) lines.push(`netns del ${it.netnsName}`);
   }
   if (lines.length === 0) return;
-  const r = await run('ip', ['-force', '-batch', '-'], lines.join('\n') + '\n');
+  const r = await run('ip', ['-force', '-batch', '-'], `${lines.join('\n')}\n`);
   if (r.code === 0) return;
   const real = r.stderr
     .split('\n')
@@ -110,7 +126,12 @@ export async function listHostIfnames(prefix: string): Promise<string[]> {
 
 /** Makes sure /run/netns is a shared mount before concurrent `ip netns add` race to set it up. */
 export async function prepareNetnsDir(probeName: string): Promise<void> {
-  await runOk('ip', ['-force', '-batch', '-'], `netns add ${probeName}\nnetns del ${probeName}\n`, 'preparing /run/netns');
+  await runOk(
+    'ip',
+    ['-force', '-batch', '-'],
+    `netns add ${probeName}\nnetns del ${probeName}\n`,
+    'preparing /run/netns',
+  );
 }
 
 /** NAT for capsules needs IPv4 forwarding; written only when off (each write resets per-device forwarding). */

@@ -1,12 +1,13 @@
 // The per-capsule network of this host: slot allocation, namespace + veth, firewall rules and the
 // values the metadata endpoint serves. One instance per agent (see index.ts for the default one).
-import { parsePool, slotAddresses, slotOfCapsuleIp, SLOT_PREFIX_LEN, type AddressPool } from './address-pool.js';
+
 import { setTimeout as sleep } from 'node:timers/promises';
-import { SlotStore, type SlotRecord } from './slot-store.js';
-import { Firewall, type EgressRule } from './firewall.js';
-import { checkAllowOut, openedEntries, parseCidr, parseCidrList, type Cidr } from './egress-policy.js';
+import { type AddressPool, parsePool, SLOT_PREFIX_LEN, slotAddresses, slotOfCapsuleIp } from './address-pool.js';
+import { type Cidr, checkAllowOut, openedEntries, parseCidr, parseCidrList } from './egress-policy.js';
+import { type EgressRule, Firewall } from './firewall.js';
+import { createLinks, enableIpForwarding, listHostIfnames, listNetns, prepareNetnsDir, removeLinks } from './links.js';
 import { hostNameServers } from './name-servers.js';
-import { createLinks, removeLinks, listNetns, listHostIfnames, prepareNetnsDir, enableIpForwarding } from './links.js';
+import { type SlotRecord, SlotStore } from './slot-store.js';
 
 export interface NetworkNames {
   /** Network namespaces are /run/netns/<netnsPrefix><id>. */
@@ -124,7 +125,8 @@ function checkRate(rate: number): number {
 function checkMetadata(values: Record<string, string>): void {
   for (const [k, v] of Object.entries(values)) {
     // Keys are URL path segments of the metadata endpoint.
-    if (!/^[^/\x00-\x1f\x7f]{1,256}$/.test(k)) throw new Error(`metadata key "${k}" is invalid: 1-256 characters, no '/' or control characters`);
+    if (!/^[^/\x00-\x1f\x7f]{1,256}$/.test(k))
+      throw new Error(`metadata key "${k}" is invalid: 1-256 characters, no '/' or control characters`);
     if (typeof v !== 'string') throw new Error(`metadata value of ${k} must be a string`);
   }
 }
@@ -158,13 +160,17 @@ export class NetworkManager {
     this.dataDir = opts.dataDir;
     this.pool = parsePool(opts.pool ?? process.env.WRENN_NET_POOL ?? DEFAULT_POOL);
     this.names = opts.names ?? DEFAULT_NAMES;
-    if (!/^[a-z]{1,4}$/.test(this.names.ifPrefix)) throw new Error(`ifPrefix "${this.names.ifPrefix}" must be 1-4 letters`);
-    if (!/^[a-z][a-z0-9-]{0,19}$/.test(this.names.netnsPrefix)) throw new Error(`netnsPrefix "${this.names.netnsPrefix}" must be lower-case letters, digits, '-' (max 20)`);
-    if (!/^[A-Z][A-Z0-9_]{0,15}$/.test(this.names.chainPrefix)) throw new Error(`chainPrefix "${this.names.chainPrefix}" must be upper-case letters, digits, '_' (max 16)`);
+    if (!/^[a-z]{1,4}$/.test(this.names.ifPrefix))
+      throw new Error(`ifPrefix "${this.names.ifPrefix}" must be 1-4 letters`);
+    if (!/^[a-z][a-z0-9-]{0,19}$/.test(this.names.netnsPrefix))
+      throw new Error(`netnsPrefix "${this.names.netnsPrefix}" must be lower-case letters, digits, '-' (max 20)`);
+    if (!/^[A-Z][A-Z0-9_]{0,15}$/.test(this.names.chainPrefix))
+      throw new Error(`chainPrefix "${this.names.chainPrefix}" must be upper-case letters, digits, '_' (max 16)`);
     const maxIf = `${this.names.ifPrefix}${this.pool.slots - 1}`;
     if (maxIf.length > 15) throw new Error(`interface names like ${maxIf} exceed IFNAMSIZ: use a smaller pool`);
     this.metadataPort = opts.metadataPort ?? envInt('WRENN_METADATA_PORT', DEFAULT_METADATA_PORT);
-    if (this.metadataPort < 1 || this.metadataPort > 65535) throw new Error(`metadata port ${this.metadataPort} is not a TCP port`);
+    if (this.metadataPort < 1 || this.metadataPort > 65535)
+      throw new Error(`metadata port ${this.metadataPort} is not a TCP port`);
     this.defaultRateMbit = checkRate(opts.rateMbit ?? envInt('WRENN_NET_RATE_MBIT', DEFAULT_RATE_MBIT));
     this.txqueuelen = opts.txqueuelen ?? DEFAULT_TXQUEUELEN;
     this.warmTarget = opts.warmPool ?? envInt('WRENN_NET_WARM_POOL', 0);
@@ -184,7 +190,11 @@ export class NetworkManager {
         dnsServers: dnsV4,
         allowCidrs: this.egressAllow.map((c) => c.text),
       },
-      () => this.store.list().filter((r) => r.id !== '').map((r) => this.egressRule(r)),
+      () =>
+        this.store
+          .list()
+          .filter((r) => r.id !== '')
+          .map((r) => this.egressRule(r)),
     );
   }
 
@@ -205,7 +215,8 @@ export class NetworkManager {
   }
 
   async create(o: CreateCapsuleNetworkOptions): Promise<CapsuleNetwork> {
-    if (!ID_RE.test(o.id)) throw new Error(`capsule id "${o.id}" is invalid: use lower-case letters, digits and '-' (max 63)`);
+    if (!ID_RE.test(o.id))
+      throw new Error(`capsule id "${o.id}" is invalid: use lower-case letters, digits and '-' (max 63)`);
     if (typeof o.internet !== 'boolean') throw new Error('internet must be true or false');
     const allowOut = this.checkAllowOut(o.allowOut);
     checkMetadata(o.metadata ?? {});
@@ -251,10 +262,21 @@ export class NetworkManager {
   }
 
   /** Hands a pre-built network to capsule `o.id`: one persisted rename and its firewall rule. */
-  private async claimWarm(o: CreateCapsuleNetworkOptions, rateMbit: number, allowOut: string[]): Promise<CapsuleNetwork | undefined> {
+  private async claimWarm(
+    o: CreateCapsuleNetworkOptions,
+    rateMbit: number,
+    allowOut: string[],
+  ): Promise<CapsuleNetwork | undefined> {
     const rec = await this.store.takeFirst(
       (r) => r.id === '' && this.warmReady.has(r.slot) && r.rateMbit === rateMbit,
-      (r) => ({ ...r, id: o.id, internet: o.internet, allowOut, metadata: { ...(o.metadata ?? {}) }, createdAt: new Date().toISOString() }),
+      (r) => ({
+        ...r,
+        id: o.id,
+        internet: o.internet,
+        allowOut,
+        metadata: { ...(o.metadata ?? {}) },
+        createdAt: new Date().toISOString(),
+      }),
     );
     if (!rec) return undefined;
     this.warmReady.delete(rec.slot);
@@ -339,7 +361,10 @@ export class NetworkManager {
     await this.init();
     this.warmTarget = n;
     await this.warmFill;
-    const extra = this.store.list().filter((r) => r.id === '' && this.warmReady.has(r.slot)).slice(n);
+    const extra = this.store
+      .list()
+      .filter((r) => r.id === '' && this.warmReady.has(r.slot))
+      .slice(n);
     for (const r of extra) this.warmReady.delete(r.slot); // nobody may claim them while they go
     await removeLinks(extra.map((r) => ({ hostIfname: this.ifname(r.slot), netnsName: r.netnsName })));
     for (const r of extra) await this.store.release(r.slot);
@@ -402,7 +427,10 @@ export class NetworkManager {
 
   async list(): Promise<CapsuleNetwork[]> {
     await this.init();
-    return this.store.list().filter((r) => r.id !== '').map((r) => this.describe(r));
+    return this.store
+      .list()
+      .filter((r) => r.id !== '')
+      .map((r) => this.describe(r));
   }
 
   async get(id: string): Promise<CapsuleNetwork | undefined> {
@@ -428,7 +456,9 @@ export class NetworkManager {
    * Removes namespaces, veths, slots and rules of capsules not in knownIds (run at agent start,
    * before re-adopting running capsules). Returns the ids whose networks were removed.
    */
-  async cleanupStale(knownIds: Iterable<string>): Promise<{ removedIds: string[]; removedNetns: string[]; removedLinks: string[] }> {
+  async cleanupStale(
+    knownIds: Iterable<string>,
+  ): Promise<{ removedIds: string[]; removedNetns: string[]; removedLinks: string[] }> {
     await this.init();
     await this.warmFill;
     const known = new Set(knownIds);

@@ -8,9 +8,10 @@
 //   PUT /latest/api/token                                 -> a session token, for MMDS-V2-style
 //                                clients; tokens are accepted but not required (the source address,
 //                                which rp_filter and the firewall pin to one capsule, is the identity)
+
+import { randomBytes } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { randomBytes } from 'node:crypto';
 
 export type MetadataLookup = (remoteAddress: string) => Record<string, string> | undefined;
 
@@ -38,7 +39,7 @@ export async function startMetadataHttpServer(opts: {
       if ((req.headers.accept ?? '').includes('application/json')) {
         return send(200, JSON.stringify(values), 'application/json');
       }
-      return send(200, Object.keys(values).join('\n') + '\n');
+      return send(200, `${Object.keys(values).join('\n')}\n`);
     }
     const key = decodeURIComponent(path.replace(/^\/latest\//, '/').slice(1));
     const v = Object.hasOwn(values, key) ? values[key] : undefined;

@@ -2,9 +2,10 @@
 // restarted agent finds the slots (and addresses, rules, metadata) of capsules that kept running.
 // New files are written to a temp name and hard-linked into place: link() fails if the slot file
 // exists, which makes the claim atomic even against a second agent process on the same data dir.
-import { mkdir, readdir, readFile, writeFile, link, unlink, rename } from 'node:fs/promises';
-import { join } from 'node:path';
+
 import { randomBytes } from 'node:crypto';
+import { link, mkdir, readdir, readFile, rename, unlink, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { Mutex } from './mutex.js';
 
 export interface SlotRecord {
@@ -118,7 +119,10 @@ export class SlotStore {
    * Atomically turns the first record that `match`es into `change(record)` (persisted), or
    * resolves undefined when none matches. Used to hand a pre-built network to a new capsule.
    */
-  async takeFirst(match: (r: SlotRecord) => boolean, change: (r: SlotRecord) => SlotRecord): Promise<SlotRecord | undefined> {
+  async takeFirst(
+    match: (r: SlotRecord) => boolean,
+    change: (r: SlotRecord) => SlotRecord,
+  ): Promise<SlotRecord | undefined> {
     this.assertLoaded();
     return this.mutex.runExclusive(async () => {
       for (const r of this.bySlot.values()) {
@@ -163,7 +167,7 @@ export class SlotStore {
 
   private async writeTemp(rec: SlotRecord): Promise<string> {
     const tmp = join(this.dir, `.tmp-${process.pid}-${randomBytes(6).toString('hex')}`);
-    await writeFile(tmp, JSON.stringify(rec) + '\n', { mode: 0o600 });
+    await writeFile(tmp, `${JSON.stringify(rec)}\n`, { mode: 0o600 });
     return tmp;
   }
 }

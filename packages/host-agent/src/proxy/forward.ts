@@ -24,10 +24,26 @@ export interface ForwardOptions {
 
 // x-wrenn-agent-secret is the host agent's credential (auth/request-auth.ts): never passed on
 // from a client; the control plane sets it itself (target.headers) on its hop to an agent.
-const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'proxy-authorization', 'x-wrenn-agent-secret'];
+const HOP_BY_HOP = [
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'transfer-encoding',
+  'te',
+  'trailer',
+  'upgrade',
+  'proxy-authorization',
+  'x-wrenn-agent-secret',
+];
 
 export function createProxyAgent(): http.Agent {
-  return new http.Agent({ keepAlive: true, maxSockets: 256, maxFreeSockets: 64, keepAliveMsecs: 30_000, timeout: 620_000 });
+  return new http.Agent({
+    keepAlive: true,
+    maxSockets: 256,
+    maxFreeSockets: 64,
+    keepAliveMsecs: 30_000,
+    timeout: 620_000,
+  });
 }
 
 function upstreamHeaders(req: http.IncomingMessage, target: ProxyTarget): http.OutgoingHttpHeaders {
@@ -37,7 +53,10 @@ function upstreamHeaders(req: http.IncomingMessage, target: ProxyTarget): http.O
     headers[k] = v;
   }
   const fwdFor = req.socket.remoteAddress;
-  if (fwdFor) headers['x-forwarded-for'] = req.headers['x-forwarded-for'] ? `${req.headers['x-forwarded-for']}, ${fwdFor}` : fwdFor;
+  if (fwdFor)
+    headers['x-forwarded-for'] = req.headers['x-forwarded-for']
+      ? `${req.headers['x-forwarded-for']}, ${fwdFor}`
+      : fwdFor;
   if (req.headers.host) headers['x-forwarded-host'] = req.headers.host;
   Object.assign(headers, target.headers);
   return headers;
@@ -50,7 +69,11 @@ export function rewriteLocation(location: string, target: ProxyTarget, prefix: s
   try {
     const u = new URL(location);
     const local = ['localhost', '127.0.0.1', '0.0.0.0', target.host];
-    if ((u.protocol === 'http:' || u.protocol === 'https:') && local.includes(u.hostname) && (u.port === '' || Number(u.port) === target.port)) {
+    if (
+      (u.protocol === 'http:' || u.protocol === 'https:') &&
+      local.includes(u.hostname) &&
+      (u.port === '' || Number(u.port) === target.port)
+    ) {
       return `${prefix}${u.pathname}${u.search}${u.hash}`;
     }
   } catch {
@@ -64,10 +87,18 @@ function isRetryableDialError(err: NodeJS.ErrnoException): boolean {
 }
 
 /** Forwards one HTTP request; retries the dial (not a half-sent request) while the server starts. */
-export function forwardHttp(req: http.IncomingMessage, res: http.ServerResponse, target: ProxyTarget, opts: ForwardOptions): void {
+export function forwardHttp(
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+  target: ProxyTarget,
+  opts: ForwardOptions,
+): void {
   const attempts = opts.attempts ?? 3;
   const backoff = opts.backoffMs ?? 100;
-  const hasBody = !(req.method === 'GET' || req.method === 'HEAD' || req.method === 'OPTIONS') || req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined;
+  const hasBody =
+    !(req.method === 'GET' || req.method === 'HEAD' || req.method === 'OPTIONS') ||
+    req.headers['content-length'] !== undefined ||
+    req.headers['transfer-encoding'] !== undefined;
   const attempt = (n: number) => {
     const up = http.request({
       host: target.host,
@@ -88,7 +119,8 @@ export function forwardHttp(req: http.IncomingMessage, res: http.ServerResponse,
         if (v === undefined || k === 'connection' || k === 'keep-alive' || k === 'transfer-encoding') continue;
         headers[k] = v;
       }
-      if (typeof ur.headers.location === 'string') headers.location = rewriteLocation(ur.headers.location, target, opts.locationPrefix);
+      if (typeof ur.headers.location === 'string')
+        headers.location = rewriteLocation(ur.headers.location, target, opts.locationPrefix);
       res.writeHead(ur.statusCode ?? 502, ur.statusMessage, headers);
       ur.pipe(res);
       ur.on('error', () => res.destroy());
@@ -103,7 +135,12 @@ export function forwardHttp(req: http.IncomingMessage, res: http.ServerResponse,
         res.destroy(err);
         return;
       }
-      const body = JSON.stringify({ error: { code: 'bad_gateway', message: `nothing answered on port ${target.port} in the capsule (${err.code ?? err.message}); is the server running and listening?` } });
+      const body = JSON.stringify({
+        error: {
+          code: 'bad_gateway',
+          message: `nothing answered on port ${target.port} in the capsule (${err.code ?? err.message}); is the server running and listening?`,
+        },
+      });
       res.writeHead(502, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
       res.end(body);
     });
@@ -117,14 +154,27 @@ export function forwardHttp(req: http.IncomingMessage, res: http.ServerResponse,
 }
 
 /** Forwards a WebSocket (or any HTTP/1.1 Upgrade) by splicing the two sockets after the handshake. */
-export function forwardUpgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer, target: ProxyTarget, opts: { attempts?: number; backoffMs?: number } = {}): void {
+export function forwardUpgrade(
+  req: http.IncomingMessage,
+  socket: Duplex,
+  head: Buffer,
+  target: ProxyTarget,
+  opts: { attempts?: number; backoffMs?: number } = {},
+): void {
   const attempts = opts.attempts ?? 3;
   const backoff = opts.backoffMs ?? 100;
   const attempt = (n: number) => {
     const headers = upstreamHeaders(req, target);
     headers.connection = 'Upgrade';
     headers.upgrade = req.headers.upgrade ?? 'websocket';
-    const up = http.request({ host: target.host, port: target.port, method: req.method, path: target.path, headers, agent: false });
+    const up = http.request({
+      host: target.host,
+      port: target.port,
+      method: req.method,
+      path: target.path,
+      headers,
+      agent: false,
+    });
     up.on('upgrade', (ur, upSocket, upHead) => {
       let raw = `HTTP/1.1 ${ur.statusCode} ${ur.statusMessage}\r\n`;
       for (let i = 0; i < ur.rawHeaders.length; i += 2) raw += `${ur.rawHeaders[i]}: ${ur.rawHeaders[i + 1]}\r\n`;

@@ -54,7 +54,13 @@ export async function removeTree(dir: string, opts: { mounts?: readonly string[]
         if (err.errno !== 22 && err.errno !== 2) throw err; // EINVAL/ENOENT: not mounted (any more)
       });
     }
-    if (await run('rm', ['-rf', '--one-file-system', '--', dir]).then(() => true, () => false)) return;
+    if (
+      await run('rm', ['-rf', '--one-file-system', '--', dir]).then(
+        () => true,
+        () => false,
+      )
+    )
+      return;
   }
   await unmountUnder(dir);
   // GNU rm in C is much faster than a JS walk on large trees, and --one-file-system is the guard.

@@ -1,18 +1,14 @@
 // Commands, background processes and terminals of a capsule, carried over envd's process service.
 import { create } from '@bufbuild/protobuf';
 import { Code, ConnectError } from '@connectrpc/connect';
+import { type ProcessSelector as EnvdSelector, type ProcessEvent, Signal } from '@wrenn/protocol/gen/envd/process_pb';
 import {
-  Signal,
-  type ProcessEvent,
-  type ProcessSelector as EnvdSelector,
-} from '@wrenn/protocol/gen/envd/process_pb';
-import {
-  ExecStreamResponseSchema,
-  PtyOutputSchema,
   type ExecRequest,
   type ExecStreamResponse,
+  ExecStreamResponseSchema,
   type ProcessSelector,
   type PtyOutput,
+  PtyOutputSchema,
 } from '@wrenn/protocol/gen/hostagent/v1/hostagent_pb';
 import type { EnvdClient } from '../envd-client/index.js';
 
@@ -68,7 +64,10 @@ export function convert(ev: ProcessEvent | undefined): ExecStreamResponse | unde
     }
     case 'end':
       return create(ExecStreamResponseSchema, {
-        event: { case: 'exit', value: { exitCode: e.value.exitCode, status: e.value.status, error: e.value.error ?? '' } },
+        event: {
+          case: 'exit',
+          value: { exitCode: e.value.exitCode, status: e.value.status, error: e.value.error ?? '' },
+        },
       });
     default:
       return undefined;
@@ -78,7 +77,8 @@ export function convert(ev: ProcessEvent | undefined): ExecStreamResponse | unde
 export function toPtyOutput(ev: ExecStreamResponse): PtyOutput | undefined {
   const e = ev.event;
   if (e.case === 'startPid') return create(PtyOutputSchema, { event: { case: 'pid', value: e.value } });
-  if (e.case === 'pty' || e.case === 'stdout') return create(PtyOutputSchema, { event: { case: 'data', value: e.value } });
+  if (e.case === 'pty' || e.case === 'stdout')
+    return create(PtyOutputSchema, { event: { case: 'data', value: e.value } });
   if (e.case === 'exit') return create(PtyOutputSchema, { event: { case: 'exit', value: e.value } });
   return undefined;
 }
@@ -99,7 +99,10 @@ export async function execCollected(envd: EnvdClient, req: ExecRequest, signal: 
         pid = ev.event.value;
         if (hasStdin && !stdinSent) {
           stdinSent = true;
-          await envd.process.sendInput({ process: { selector: { case: 'pid', value: pid } }, input: { input: { case: 'stdin', value: req.stdin } } });
+          await envd.process.sendInput({
+            process: { selector: { case: 'pid', value: pid } },
+            input: { input: { case: 'stdin', value: req.stdin } },
+          });
           await envd.process.closeStdin({ process: { selector: { case: 'pid', value: pid } } });
         }
         break;

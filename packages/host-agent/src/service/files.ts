@@ -5,8 +5,8 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { create } from '@bufbuild/protobuf';
 import { Code, ConnectError } from '@connectrpc/connect';
-import { FileType, type EntryInfo } from '@wrenn/protocol/gen/envd/filesystem_pb';
-import { FileEntrySchema, type FileEntry } from '@wrenn/protocol/gen/hostagent/v1/hostagent_pb';
+import { type EntryInfo, FileType } from '@wrenn/protocol/gen/envd/filesystem_pb';
+import { type FileEntry, FileEntrySchema } from '@wrenn/protocol/gen/hostagent/v1/hostagent_pb';
 import type { EnvdClient } from '../envd-client/index.js';
 
 export const CHUNK_SIZE = 64 * 1024;
@@ -25,12 +25,25 @@ function httpError(status: number, body: string, path: string): ConnectError {
     // plain text body
   }
   const code =
-    status === 404 ? Code.NotFound : status === 400 ? Code.InvalidArgument : status === 401 || status === 403 ? Code.PermissionDenied : status === 507 ? Code.ResourceExhausted : Code.Internal;
+    status === 404
+      ? Code.NotFound
+      : status === 400
+        ? Code.InvalidArgument
+        : status === 401 || status === 403
+          ? Code.PermissionDenied
+          : status === 507
+            ? Code.ResourceExhausted
+            : Code.Internal;
   return new ConnectError(`${path}: ${message || `envd answered ${status}`}`, code);
 }
 
 /** Yields the file's bytes in chunks of at most CHUNK_SIZE. */
-export async function* readFileChunks(envd: EnvdClient, path: string, user: string, signal: AbortSignal): AsyncGenerator<Uint8Array> {
+export async function* readFileChunks(
+  envd: EnvdClient,
+  path: string,
+  user: string,
+  signal: AbortSignal,
+): AsyncGenerator<Uint8Array> {
   if (!path) throw new ConnectError('path is required', Code.InvalidArgument);
   const req = envd.raw('GET', filesQuery(path, user));
   const res = await new Promise<IncomingMessage>((resolve, reject) => {
@@ -57,7 +70,10 @@ export async function writeFileFromChunks(
   chunks: AsyncIterable<Uint8Array>,
 ): Promise<number> {
   if (!path) throw new ConnectError('path is required', Code.InvalidArgument);
-  const req = envd.raw('POST', filesQuery(path, user), { 'content-type': 'application/octet-stream', 'transfer-encoding': 'chunked' });
+  const req = envd.raw('POST', filesQuery(path, user), {
+    'content-type': 'application/octet-stream',
+    'transfer-encoding': 'chunked',
+  });
   const response = new Promise<IncomingMessage>((resolve, reject) => {
     req.once('response', resolve);
     req.once('error', reject);
@@ -81,7 +97,8 @@ export async function writeFileFromChunks(
   const body: Buffer[] = [];
   for await (const c of res) body.push(c as Buffer);
   // envd's answer explains a refused upload better than the broken pipe it caused.
-  if (res.statusCode !== 200 && res.statusCode !== 204) throw httpError(res.statusCode ?? 0, Buffer.concat(body).toString(), path);
+  if (res.statusCode !== 200 && res.statusCode !== 204)
+    throw httpError(res.statusCode ?? 0, Buffer.concat(body).toString(), path);
   const sendError = await sent;
   if (sendError) throw sendError;
   return written;
@@ -98,7 +115,9 @@ export function toFileEntry(e: EntryInfo | undefined): FileEntry {
     mode: e.mode,
     owner: e.owner,
     group: e.group,
-    modifiedAt: e.modifiedTime ? BigInt(e.modifiedTime.seconds) * 1000n + BigInt(Math.floor(e.modifiedTime.nanos / 1e6)) : 0n,
+    modifiedAt: e.modifiedTime
+      ? BigInt(e.modifiedTime.seconds) * 1000n + BigInt(Math.floor(e.modifiedTime.nanos / 1e6))
+      : 0n,
     symlinkTarget: e.symlinkTarget ?? '',
   });
 }

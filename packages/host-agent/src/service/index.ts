@@ -3,21 +3,21 @@ import { cpus, hostname, totalmem } from 'node:os';
 import { create } from '@bufbuild/protobuf';
 import { Code, ConnectError, type ServiceImpl } from '@connectrpc/connect';
 import {
+  type Capsule,
   CapsuleSchema,
-  CapsuleState as PbState,
-  HostAgentService,
+  type HostAgentService,
   PauseMode,
+  CapsuleState as PbState,
   PtyOutputSchema,
+  type Template,
   TemplateSchema,
   TimeoutAction,
-  type Capsule,
-  type Template,
 } from '@wrenn/protocol/gen/hostagent/v1/hostagent_pb';
 import type { SandboxManager } from '../manager/manager.js';
-import type { CapsuleRecord, TemplateInfo } from '../manager/types.js';
 import type { CapsuleState } from '../manager/state-machine.js';
-import { withErrorMapping } from './errors.js';
+import type { CapsuleRecord, TemplateInfo } from '../manager/types.js';
 import { convert, execCollected, execEvents, signalFor, toEnvdSelector, toPtyOutput, userHeaders } from './commands.js';
+import { withErrorMapping } from './errors.js';
 import { readFileChunks, toFileEntry, writeFileFromChunks } from './files.js';
 
 const STATE: Record<CapsuleState, PbState> = {
@@ -123,7 +123,8 @@ export function hostAgentService(o: HostAgentServiceOptions): ServiceImpl<typeof
       return {};
     },
     async pauseCapsule(req) {
-      const mode = req.mode === PauseMode.HIBERNATE ? 'hibernate' : req.mode === PauseMode.FREEZE ? 'freeze' : undefined;
+      const mode =
+        req.mode === PauseMode.HIBERNATE ? 'hibernate' : req.mode === PauseMode.FREEZE ? 'freeze' : undefined;
       const rec = await m.pause(req.id, mode);
       return { capsule: pb(rec) };
     },
@@ -135,12 +136,19 @@ export function hostAgentService(o: HostAgentServiceOptions): ServiceImpl<typeof
     },
     async listCapsules(req) {
       const revision = BigInt(m.revision());
-      if (req.unlessRevision !== 0n && req.unlessRevision === revision) return { capsules: [], revision, unchanged: true };
+      if (req.unlessRevision !== 0n && req.unlessRevision === revision)
+        return { capsules: [], revision, unchanged: true };
       if (req.summary) {
         return {
           revision,
           capsules: m.list().map((rec) =>
-            create(CapsuleSchema, { id: rec.id, state: STATE[rec.state], createdAt: BigInt(rec.createdAt), expiresAt: BigInt(rec.expiresAt), error: rec.error ?? '' }),
+            create(CapsuleSchema, {
+              id: rec.id,
+              state: STATE[rec.state],
+              createdAt: BigInt(rec.createdAt),
+              expiresAt: BigInt(rec.expiresAt),
+              error: rec.error ?? '',
+            }),
           ),
         };
       }
@@ -177,7 +185,8 @@ export function hostAgentService(o: HostAgentServiceOptions): ServiceImpl<typeof
       const abort = new AbortController();
       const events = execEvents(envd, exec, abort.signal, { stdin: true });
       const first = await events.next();
-      if (first.done || first.value.event.case !== 'startPid') throw new ConnectError('process did not start', Code.Internal);
+      if (first.done || first.value.event.case !== 'startPid')
+        throw new ConnectError('process did not start', Code.Internal);
       const pid = first.value.event.value;
       void (async () => {
         try {
@@ -203,12 +212,17 @@ export function hostAgentService(o: HostAgentServiceOptions): ServiceImpl<typeof
       };
     },
     async killProcess(req) {
-      await m.envdFor(req.capsuleId).process.sendSignal({ process: { selector: toEnvdSelector(req.process) }, signal: signalFor(req.signal) });
+      await m
+        .envdFor(req.capsuleId)
+        .process.sendSignal({ process: { selector: toEnvdSelector(req.process) }, signal: signalFor(req.signal) });
       return {};
     },
     async *connectProcess(req, ctx) {
       const envd = m.envdFor(req.capsuleId);
-      const stream = envd.process.connect({ process: { selector: toEnvdSelector(req.process) } }, { signal: ctx.signal });
+      const stream = envd.process.connect(
+        { process: { selector: toEnvdSelector(req.process) } },
+        { signal: ctx.signal },
+      );
       for await (const res of stream) {
         const ev = convert(res.event);
         if (ev) yield ev;
@@ -217,7 +231,8 @@ export function hostAgentService(o: HostAgentServiceOptions): ServiceImpl<typeof
     async sendProcessInput(req) {
       const envd = m.envdFor(req.capsuleId);
       const process = { selector: toEnvdSelector(req.process) };
-      if (req.data.length > 0) await envd.process.sendInput({ process, input: { input: { case: 'stdin', value: req.data } } });
+      if (req.data.length > 0)
+        await envd.process.sendInput({ process, input: { input: { case: 'stdin', value: req.data } } });
       if (req.closeStdin) await envd.process.closeStdin({ process });
       return {};
     },
@@ -227,10 +242,16 @@ export function hostAgentService(o: HostAgentServiceOptions): ServiceImpl<typeof
       const running = (await envd.process.list({})).processes.find((p) => p.tag === tag);
       if (running) {
         if (req.cols && req.rows) {
-          await envd.process.update({ process: { selector: { case: 'tag', value: tag } }, pty: { size: { cols: req.cols, rows: req.rows } } });
+          await envd.process.update({
+            process: { selector: { case: 'tag', value: tag } },
+            pty: { size: { cols: req.cols, rows: req.rows } },
+          });
         }
         yield create(PtyOutputSchema, { event: { case: 'pid', value: running.pid } });
-          for await (const res of envd.process.connect({ process: { selector: { case: 'tag', value: tag } } }, { signal: ctx.signal })) {
+        for await (const res of envd.process.connect(
+          { process: { selector: { case: 'tag', value: tag } } },
+          { signal: ctx.signal },
+        )) {
           const ev = convert(res.event);
           const out = ev && toPtyOutput(ev);
           if (out && out.event.case !== 'pid') yield out;
@@ -241,7 +262,17 @@ export function hostAgentService(o: HostAgentServiceOptions): ServiceImpl<typeof
       const args = req.cmd ? req.args : ['-l'];
       const events = execEvents(
         envd,
-        { capsuleId: req.capsuleId, cmd, args, envs: { TERM: 'xterm-256color', ...req.envs }, cwd: req.cwd, user: req.user, tag, stdin: new Uint8Array(), timeoutSec: 0 } as never,
+        {
+          capsuleId: req.capsuleId,
+          cmd,
+          args,
+          envs: { TERM: 'xterm-256color', ...req.envs },
+          cwd: req.cwd,
+          user: req.user,
+          tag,
+          stdin: new Uint8Array(),
+          timeoutSec: 0,
+        } as never,
         ctx.signal,
         { stdin: true, pty: { cols: req.cols || 80, rows: req.rows || 24 } },
       );
@@ -251,15 +282,23 @@ export function hostAgentService(o: HostAgentServiceOptions): ServiceImpl<typeof
       }
     },
     async ptyInput(req) {
-      await m.envdFor(req.capsuleId).process.sendInput({ process: { selector: { case: 'tag', value: req.tag } }, input: { input: { case: 'pty', value: req.data } } });
+      await m.envdFor(req.capsuleId).process.sendInput({
+        process: { selector: { case: 'tag', value: req.tag } },
+        input: { input: { case: 'pty', value: req.data } },
+      });
       return {};
     },
     async ptyResize(req) {
-      await m.envdFor(req.capsuleId).process.update({ process: { selector: { case: 'tag', value: req.tag } }, pty: { size: { cols: req.cols, rows: req.rows } } });
+      await m.envdFor(req.capsuleId).process.update({
+        process: { selector: { case: 'tag', value: req.tag } },
+        pty: { size: { cols: req.cols, rows: req.rows } },
+      });
       return {};
     },
     async ptyKill(req) {
-      await m.envdFor(req.capsuleId).process.sendSignal({ process: { selector: { case: 'tag', value: req.tag } }, signal: signalFor(9) });
+      await m
+        .envdFor(req.capsuleId)
+        .process.sendSignal({ process: { selector: { case: 'tag', value: req.tag } }, signal: signalFor(9) });
       return {};
     },
     async *readFile(req, ctx) {
@@ -268,14 +307,16 @@ export function hostAgentService(o: HostAgentServiceOptions): ServiceImpl<typeof
     async writeFile(stream) {
       const it = stream[Symbol.asyncIterator]();
       const first = await it.next();
-      if (first.done || first.value.part.case !== 'header') throw new ConnectError('the first message must be the header', Code.InvalidArgument);
+      if (first.done || first.value.part.case !== 'header')
+        throw new ConnectError('the first message must be the header', Code.InvalidArgument);
       const h = first.value.part.value;
       const envd = m.envdFor(h.capsuleId);
       async function* chunks() {
         for (;;) {
           const n = await it.next();
           if (n.done) return;
-          if (n.value.part.case !== 'data') throw new ConnectError('only data messages may follow the header', Code.InvalidArgument);
+          if (n.value.part.case !== 'data')
+            throw new ConnectError('only data messages may follow the header', Code.InvalidArgument);
           yield n.value.part.value;
         }
       }
@@ -284,11 +325,15 @@ export function hostAgentService(o: HostAgentServiceOptions): ServiceImpl<typeof
       return { bytesWritten: BigInt(written), entry: toFileEntry(st.entry) };
     },
     async listDir(req) {
-      const res = await m.envdFor(req.capsuleId).filesystem.listDir({ path: req.path, depth: req.depth || 1 }, { headers: userHeaders(req.user) });
+      const res = await m
+        .envdFor(req.capsuleId)
+        .filesystem.listDir({ path: req.path, depth: req.depth || 1 }, { headers: userHeaders(req.user) });
       return { entries: res.entries.map(toFileEntry) };
     },
     async makeDir(req) {
-      const res = await m.envdFor(req.capsuleId).filesystem.makeDir({ path: req.path }, { headers: userHeaders(req.user) });
+      const res = await m
+        .envdFor(req.capsuleId)
+        .filesystem.makeDir({ path: req.path }, { headers: userHeaders(req.user) });
       return { entry: toFileEntry(res.entry) };
     },
     async removePath(req) {

@@ -2,22 +2,23 @@
 // the egress that must stay closed (private, link-local, CGNAT, the host's own addresses, a
 // neighbour), while a neighbour capsule keeps working and network.allowOut opens exactly what the
 // operator lets a capsule open. The "remote" side is the LAN stand-in of egress-lan.ts.
-import { test, before, after } from 'node:test';
+
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:net';
+import { after, before, test } from 'node:test';
 import { Code, ConnectError } from '@connectrpc/connect';
 import { TimeoutAction } from '@wrenn/protocol/gen/hostagent/v1/hostagent_pb';
-import { leftovers, newDataDir, startTestAgent, teardown, text, type TestAgent } from '../agent-helpers.js';
+import { leftovers, newDataDir, startTestAgent, type TestAgent, teardown, text } from '../agent-helpers.js';
 import { killChildren } from '../network-helpers.js';
 import {
-  LAN,
+  createLan,
   HOST_EXTRA,
+  LAN,
   LAN_POLICY,
   LAN_PORT,
-  createLan,
+  lanLeftovers,
   removeLan,
   startLanServers,
-  lanLeftovers,
 } from './egress-lan.js';
 
 let dataDir = '';

@@ -4,35 +4,36 @@
 // internet, DNS, the metadata endpoint and what the host or the capsule opened keep working.
 // Every "remote" address lives in a namespace this test creates and routes to; no packet leaves
 // the machine.
-import { test, before, after } from 'node:test';
+
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createServer, type Server } from 'node:net';
+import { after, before, test } from 'node:test';
 import { NetworkManager, startMetadataServer, stopMetadataServer } from '../../src/network/index.js';
 import {
-  TEST_NAMES,
-  TEST_POOL,
+  execFileP,
   freePort,
-  serverInNetns,
+  httpGetFrom,
+  killChildren,
+  leftovers,
   probeFrom,
   probeFromHost,
+  serverInNetns,
+  TEST_NAMES,
+  TEST_POOL,
   udpProbeFrom,
-  httpGetFrom,
-  leftovers,
-  killChildren,
-  execFileP,
 } from '../network-helpers.js';
 import {
-  LAN,
-  HOST_EXTRA,
-  LAN_POLICY,
-  LAN_PORT as PORT,
   createLan,
+  HOST_EXTRA,
+  LAN,
+  LAN_POLICY,
+  lanLeftovers,
+  LAN_PORT as PORT,
   removeLan,
   startLanServers,
-  lanLeftovers,
 } from './egress-lan.js';
 
 const isRoot = process.getuid?.() === 0;

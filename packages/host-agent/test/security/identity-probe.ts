@@ -1,9 +1,10 @@
 // A tiny static C probe for the identity tests: the minimal template is busybox only (no node, no
 // keyctl, no python), so the kernel-state attacks are made by this program, compiled here with gcc
 // and streamed into a capsule as base64 (busybox base64 -d).
-import { compileStaticFile } from './static-probe.js';
+
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { compileStaticFile } from './static-probe.js';
 
 const SOURCE = String.raw`
 #define _GNU_SOURCE

@@ -4,12 +4,13 @@
 // agent gives each capsule's netns tables of its own: A's netns must report a small positive
 // tcp_ehash_entries (negative means "shares the host's"), its /proc/net/tcp must list only its
 // own sockets, and neighbour B must keep answering throughout.
-import { test, before, after } from 'node:test';
+
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
+import { after, before, test } from 'node:test';
 import { TimeoutAction } from '@wrenn/protocol/gen/hostagent/v1/hostagent_pb';
-import { leftovers, newDataDir, startTestAgent, teardown, text, type TestAgent } from '../agent-helpers.js';
 import { DEFAULT_NETNS_HASH_ENTRIES } from '../../src/host-tuning.js';
+import { leftovers, newDataDir, startTestAgent, type TestAgent, teardown, text } from '../agent-helpers.js';
 
 let dataDir = '';
 let t: TestAgent | undefined;
@@ -32,13 +33,22 @@ function agent(): TestAgent {
 }
 
 async function newCapsule() {
-  const { capsule } = await agent().client.createCapsule({ template: 'minimal', timeoutSec: 300, timeoutAction: TimeoutAction.DESTROY });
+  const { capsule } = await agent().client.createCapsule({
+    template: 'minimal',
+    timeoutSec: 300,
+    timeoutAction: TimeoutAction.DESTROY,
+  });
   assert.ok(capsule);
   created.push(capsule.id);
   return capsule;
 }
 
-async function sh(id: string, script: string, user: 'root' | 'user' = 'root', envs: Record<string, string> = {}): Promise<string> {
+async function sh(
+  id: string,
+  script: string,
+  user: 'root' | 'user' = 'root',
+  envs: Record<string, string> = {},
+): Promise<string> {
   const r = await agent().client.exec({ capsuleId: id, cmd: '/bin/sh', args: ['-c', script], user, envs });
   assert.equal(r.exitCode, 0, `exit ${r.exitCode}: ${text(r.stderr)}`);
   return text(r.stdout);
@@ -53,13 +63,18 @@ test('root in a capsule reading /proc/net/tcp in a loop walks a table of its own
   const b = await newCapsule();
 
   // Inside A, per network namespace: a positive size is a private table, a negative one the host's.
-  const [tcpSize, udpSize] = (await sh(a.id, 'cat /proc/sys/net/ipv4/tcp_ehash_entries /proc/sys/net/ipv4/udp_hash_entries'))
+  const [tcpSize, udpSize] = (
+    await sh(a.id, 'cat /proc/sys/net/ipv4/tcp_ehash_entries /proc/sys/net/ipv4/udp_hash_entries')
+  )
     .trim()
     .split('\n')
     .map(Number);
   tc.diagnostic(`host tcp_ehash_entries ${host}; inside capsule A: tcp ${tcpSize}, udp ${udpSize}`);
   assert.ok(tcpSize! > 0, `capsule A shares the host's TCP established table (tcp_ehash_entries ${tcpSize})`);
-  assert.ok(tcpSize! <= DEFAULT_NETNS_HASH_ENTRIES * 2, `A's TCP table has ${tcpSize} buckets, expected about ${DEFAULT_NETNS_HASH_ENTRIES}`);
+  assert.ok(
+    tcpSize! <= DEFAULT_NETNS_HASH_ENTRIES * 2,
+    `A's TCP table has ${tcpSize} buckets, expected about ${DEFAULT_NETNS_HASH_ENTRIES}`,
+  );
   assert.ok(udpSize! > 0, `capsule A shares the host's UDP table (udp_hash_entries ${udpSize})`);
 
   // The hog, one process (a shell loop of nc's would meet the capsule's pids limit first): node,
@@ -80,7 +95,12 @@ test('root in a capsule reading /proc/net/tcp in a loop walks a table of its own
       console.log('reads ' + n + ' sys-us-per-read ' + (c.system / n).toFixed(1) + ' tcp-lines ' + lines);
       process.exit(0);
     }`;
-  const hog = sh(a.id, `exec $(ls /opt/wrenn/runtime/lib/ld-linux*) --library-path /opt/wrenn/runtime/lib /opt/wrenn/runtime/bin/node -e "$HOG"`, 'root', { HOG: hogJs });
+  const hog = sh(
+    a.id,
+    `exec $(ls /opt/wrenn/runtime/lib/ld-linux*) --library-path /opt/wrenn/runtime/lib /opt/wrenn/runtime/bin/node -e "$HOG"`,
+    'root',
+    { HOG: hogJs },
+  );
 
   // Meanwhile the neighbour answers every request (each exec is a full round trip to its envd).
   const neighbour: number[] = [];
@@ -104,11 +124,29 @@ test('root in a capsule reading /proc/net/tcp in a loop walks a table of its own
   assert.ok(neighbour.length >= 2, 'the neighbour was not reached while A ran');
   // A's table lists A's own sockets, nothing of B or the host: its listeners, envd's, and the
   // forwarder envd opens on the capsule's address for each port bound on loopback.
-  assert.ok(lines >= LISTENERS && lines < 2 * LISTENERS + 20, `A's /proc/net/tcp has ${lines} lines for ${LISTENERS} listeners of its own`);
-  assert.doesNotMatch(await sh(a.id, 'cat /proc/net/tcp'), new RegExp(b.address.split('.').map((o) => Number(o).toString(16).toUpperCase().padStart(2, '0')).reverse().join('')), "B's address shows in A's table");
+  assert.ok(
+    lines >= LISTENERS && lines < 2 * LISTENERS + 20,
+    `A's /proc/net/tcp has ${lines} lines for ${LISTENERS} listeners of its own`,
+  );
+  assert.doesNotMatch(
+    await sh(a.id, 'cat /proc/net/tcp'),
+    new RegExp(
+      b.address
+        .split('.')
+        .map((o) => Number(o).toString(16).toUpperCase().padStart(2, '0'))
+        .reverse()
+        .join(''),
+    ),
+    "B's address shows in A's table",
+  );
 
   // The default user cannot change the host-owned namespace's tables (nor can root: no CAP_NET_ADMIN there).
-  const w = await agent().client.exec({ capsuleId: a.id, cmd: '/bin/sh', args: ['-c', 'echo 0 > /proc/sys/net/ipv4/tcp_child_ehash_entries'], user: 'root' });
+  const w = await agent().client.exec({
+    capsuleId: a.id,
+    cmd: '/bin/sh',
+    args: ['-c', 'echo 0 > /proc/sys/net/ipv4/tcp_child_ehash_entries'],
+    user: 'root',
+  });
   assert.notEqual(w.exitCode, 0, 'root in a capsule changed tcp_child_ehash_entries');
   assert.equal(await sh(b.id, 'echo ok', 'user'), 'ok\n');
 });

@@ -17,7 +17,9 @@ export function compileStaticFile(src: string, out: string): void {
     execFileSync('gcc', ['-static', '-O2', '-Wall', '-o', out, src], { stdio: ['ignore', 'ignore', 'pipe'] });
   } catch (err) {
     const stderr = (err as { stderr?: Buffer }).stderr?.toString() ?? '';
-    throw new Error(`compiling the probe ${src} needs gcc and a static libc (apt-get install gcc libc6-dev): ${stderr || String(err)}`);
+    throw new Error(
+      `compiling the probe ${src} needs gcc and a static libc (apt-get install gcc libc6-dev): ${stderr || String(err)}`,
+    );
   }
 }
 

@@ -4,8 +4,8 @@ import { ENVD_VERSION } from '@wrenn/envd/version';
 import type { ControlPlaneContext } from '../../context.js';
 import type { Capsule, CapsuleState } from '../../db/repositories/capsules.js';
 import type { Template as WrennTemplate } from '../../db/repositories/templates.js';
-import type { ListedSandbox, Sandbox, SandboxDetail, SandboxMetric } from './schemas.js';
 import type { CapsuleMetrics } from '../../services/capsules.js';
+import type { ListedSandbox, Sandbox, SandboxDetail, SandboxMetric } from './schemas.js';
 
 /** Every capsule runs this control plane's envd (the SDK gates features on it). */
 export const envdVersion = (): string => ENVD_VERSION;

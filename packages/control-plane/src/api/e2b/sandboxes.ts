@@ -1,9 +1,12 @@
 // E2B sandbox routes over the capsule service layer.
-import type { FastifyInstance, FastifyReply } from 'fastify';
+
 import { Type } from '@sinclair/typebox';
+import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { ControlPlaneContext } from '../../context.js';
-import { ApiError, badRequest, notFound } from '../errors.js';
+import { listAuditEvents } from '../../db/repositories/audit-events.js';
 import {
+  type Capsule,
+  type CapsuleState,
   capsuleMetrics,
   createCapsule,
   DEFAULT_TIMEOUT_SEC,
@@ -14,13 +17,18 @@ import {
   pingCapsule,
   resumeCapsule,
   setCapsuleTimeout,
-  type Capsule,
-  type CapsuleState,
   type TimeoutAction,
 } from '../../services/capsules.js';
-import { listAuditEvents } from '../../db/repositories/audit-events.js';
+import { ApiError, badRequest, notFound } from '../errors.js';
 import { e2bTeam } from './auth.js';
-import { E2B_STATES, parseMetadataQuery, toListedSandbox, toSandbox, toSandboxDetail, toSandboxMetric } from './mapping.js';
+import {
+  E2B_STATES,
+  parseMetadataQuery,
+  toListedSandbox,
+  toSandbox,
+  toSandboxDetail,
+  toSandboxMetric,
+} from './mapping.js';
 import {
   ConnectBody,
   errorResponses,
@@ -50,12 +58,18 @@ async function visibleCapsule(ctx: ControlPlaneContext, teamId: string, id: stri
 }
 
 function unsupported(body: NewSandbox): void {
-  if (body.mcp !== undefined && body.mcp !== null) throw badRequest('mcp gateways are not supported by Wrenn; create the sandbox without mcp');
-  if (body.volumeMounts && body.volumeMounts.length > 0) throw badRequest('volume mounts are not supported by Wrenn; create the sandbox without volumeMounts');
-  if (body.autoResume?.enabled) throw badRequest('autoResume is not supported by Wrenn; resume paused sandboxes with Sandbox.connect()');
+  if (body.mcp !== undefined && body.mcp !== null)
+    throw badRequest('mcp gateways are not supported by Wrenn; create the sandbox without mcp');
+  if (body.volumeMounts && body.volumeMounts.length > 0)
+    throw badRequest('volume mounts are not supported by Wrenn; create the sandbox without volumeMounts');
+  if (body.autoResume?.enabled)
+    throw badRequest('autoResume is not supported by Wrenn; resume paused sandboxes with Sandbox.connect()');
   const n = body.network ?? {};
   for (const k of ['allowOut', 'denyOut', 'rules', 'egressProxy']) {
-    if (n[k] !== undefined && n[k] !== null) throw badRequest(`network.${k} is not supported by Wrenn; use allow_internet_access to allow or block all outbound traffic`);
+    if (n[k] !== undefined && n[k] !== null)
+      throw badRequest(
+        `network.${k} is not supported by Wrenn; use allow_internet_access to allow or block all outbound traffic`,
+      );
   }
 }
 
@@ -73,7 +87,12 @@ async function listSandboxes(
   reply: FastifyReply,
 ): Promise<ReturnType<typeof toListedSandbox>[]> {
   const given = q.state === undefined ? undefined : Array.isArray(q.state) ? q.state : [q.state];
-  const wanted = given ? given.flatMap((v) => v.split(',')).map((s) => s.trim()).filter(Boolean) : [...defaultStates];
+  const wanted = given
+    ? given
+        .flatMap((v) => v.split(','))
+        .map((s) => s.trim())
+        .filter(Boolean)
+    : [...defaultStates];
   const states: CapsuleState[] = [];
   for (const s of wanted) {
     if (s !== 'running' && s !== 'paused') throw badRequest(`state must be running or paused, got '${s}'`);
@@ -98,7 +117,10 @@ async function listSandboxes(
   } while (cursor && all.length < MAX_LIST_SCAN);
   const after = q.startedAfter ? new Date(q.startedAfter).getTime() : undefined;
   const rows = all.filter((c) => after === undefined || c.createdAt.getTime() >= after);
-  rows.sort((a, b) => (q.order === 'asc' ? 1 : -1) * (a.createdAt.getTime() - b.createdAt.getTime() || a.id.localeCompare(b.id)));
+  rows.sort(
+    (a, b) =>
+      (q.order === 'asc' ? 1 : -1) * (a.createdAt.getTime() - b.createdAt.getTime() || a.id.localeCompare(b.id)),
+  );
   let offset = 0;
   if (q.nextToken) {
     const m = /^o(\d+)$/.exec(q.nextToken);
@@ -126,7 +148,9 @@ export function sandboxRoutes(app: FastifyInstance, ctx: ControlPlaneContext): v
   for (const path of ['/sandboxes', '/v2/sandboxes']) {
     app.post(
       path,
-      { schema: { tags, summary: 'Create a sandbox', body: NewSandbox, response: { 201: Sandbox, ...errorResponses } } },
+      {
+        schema: { tags, summary: 'Create a sandbox', body: NewSandbox, response: { 201: Sandbox, ...errorResponses } },
+      },
       async (req, reply) => {
         const team = await e2bTeam(ctx, req);
         return reply.status(201).send(await create(req.body as NewSandbox, team.id));
@@ -148,13 +172,26 @@ export function sandboxRoutes(app: FastifyInstance, ctx: ControlPlaneContext): v
       const team = await e2bTeam(ctx, req);
       const q = req.query as { metadata?: string };
       // v1 has no paging: every running sandbox.
-      return listSandboxes(ctx, team.id, { ...(q.metadata ? { metadata: q.metadata } : {}), order: 'desc', startedAfter: new Date(0).toISOString() }, ['running'], reply);
+      return listSandboxes(
+        ctx,
+        team.id,
+        { ...(q.metadata ? { metadata: q.metadata } : {}), order: 'desc', startedAfter: new Date(0).toISOString() },
+        ['running'],
+        reply,
+      );
     },
   );
 
   app.get(
     '/v2/sandboxes',
-    { schema: { tags, summary: 'List sandboxes', querystring: ListQuery, response: { 200: Type.Array(ListedSandbox), ...errorResponses } } },
+    {
+      schema: {
+        tags,
+        summary: 'List sandboxes',
+        querystring: ListQuery,
+        response: { 200: Type.Array(ListedSandbox), ...errorResponses },
+      },
+    },
     async (req, reply) => {
       const team = await e2bTeam(ctx, req);
       return listSandboxes(ctx, team.id, req.query as ListQuery, ['running', 'paused'], reply);
@@ -173,7 +210,14 @@ export function sandboxRoutes(app: FastifyInstance, ctx: ControlPlaneContext): v
     },
     async (req) => {
       const team = await e2bTeam(ctx, req);
-      const ids = [...new Set((req.query as { sandbox_ids: string }).sandbox_ids.split(',').map((s) => s.trim()).filter(Boolean))];
+      const ids = [
+        ...new Set(
+          (req.query as { sandbox_ids: string }).sandbox_ids
+            .split(',')
+            .map((s) => s.trim())
+            .filter(Boolean),
+        ),
+      ];
       if (ids.length > 100) throw badRequest('sandbox_ids takes at most 100 ids');
       const sandboxes: Record<string, ReturnType<typeof toSandboxMetric>> = {};
       await Promise.all(
@@ -190,7 +234,14 @@ export function sandboxRoutes(app: FastifyInstance, ctx: ControlPlaneContext): v
 
   app.get(
     '/sandboxes/:sandboxID',
-    { schema: { tags, summary: 'Get a sandbox', params: SandboxIdParams, response: { 200: SandboxDetail, ...errorResponses } } },
+    {
+      schema: {
+        tags,
+        summary: 'Get a sandbox',
+        params: SandboxIdParams,
+        response: { 200: SandboxDetail, ...errorResponses },
+      },
+    },
     async (req) => {
       const team = await e2bTeam(ctx, req);
       return toSandboxDetail(ctx, await visibleCapsule(ctx, team.id, (req.params as SandboxIdParams).sandboxID));
@@ -199,7 +250,14 @@ export function sandboxRoutes(app: FastifyInstance, ctx: ControlPlaneContext): v
 
   app.delete(
     '/sandboxes/:sandboxID',
-    { schema: { tags, summary: 'Kill a sandbox', params: SandboxIdParams, response: { 204: Type.Null(), ...errorResponses } } },
+    {
+      schema: {
+        tags,
+        summary: 'Kill a sandbox',
+        params: SandboxIdParams,
+        response: { 204: Type.Null(), ...errorResponses },
+      },
+    },
     async (req, reply) => {
       const team = await e2bTeam(ctx, req);
       await destroyCapsule(ctx, team.id, (req.params as SandboxIdParams).sandboxID);
@@ -214,7 +272,10 @@ export function sandboxRoutes(app: FastifyInstance, ctx: ControlPlaneContext): v
         tags,
         summary: 'Sandbox metrics (the current sample)',
         params: SandboxIdParams,
-        querystring: Type.Object({ start: Type.Optional(Type.Integer({ minimum: 0 })), end: Type.Optional(Type.Integer({ minimum: 0 })) }),
+        querystring: Type.Object({
+          start: Type.Optional(Type.Integer({ minimum: 0 })),
+          end: Type.Optional(Type.Integer({ minimum: 0 })),
+        }),
         response: { 200: Type.Array(SandboxMetric), ...errorResponses },
       },
     },
@@ -229,12 +290,21 @@ export function sandboxRoutes(app: FastifyInstance, ctx: ControlPlaneContext): v
 
   app.post(
     '/sandboxes/:sandboxID/pause',
-    { schema: { tags, summary: 'Pause a sandbox', params: SandboxIdParams, body: Type.Optional(PauseBody), response: { 204: Type.Null(), ...errorResponses } } },
+    {
+      schema: {
+        tags,
+        summary: 'Pause a sandbox',
+        params: SandboxIdParams,
+        body: Type.Optional(PauseBody),
+        response: { 204: Type.Null(), ...errorResponses },
+      },
+    },
     async (req, reply) => {
       const team = await e2bTeam(ctx, req);
       const id = (req.params as SandboxIdParams).sandboxID;
       const c = await visibleCapsule(ctx, team.id, id);
-      if (c.state === 'paused' || c.state === 'hibernated') throw new ApiError(409, 'conflict', `sandbox ${id} is already paused`);
+      if (c.state === 'paused' || c.state === 'hibernated')
+        throw new ApiError(409, 'conflict', `sandbox ${id} is already paused`);
       const memory = (req.body as { memory?: boolean } | undefined)?.memory;
       await pauseCapsule(ctx, team.id, id, memory === false ? 'hibernate' : undefined);
       return reply.status(204).send();
@@ -243,12 +313,21 @@ export function sandboxRoutes(app: FastifyInstance, ctx: ControlPlaneContext): v
 
   app.post(
     '/sandboxes/:sandboxID/resume',
-    { schema: { tags, summary: 'Resume a paused sandbox (deprecated by E2B: use connect)', params: SandboxIdParams, body: Type.Optional(ResumeBody), response: { 201: Sandbox, ...errorResponses } } },
+    {
+      schema: {
+        tags,
+        summary: 'Resume a paused sandbox (deprecated by E2B: use connect)',
+        params: SandboxIdParams,
+        body: Type.Optional(ResumeBody),
+        response: { 201: Sandbox, ...errorResponses },
+      },
+    },
     async (req, reply) => {
       const team = await e2bTeam(ctx, req);
       const id = (req.params as SandboxIdParams).sandboxID;
       const c = await visibleCapsule(ctx, team.id, id);
-      if (c.state === 'running' || c.state === 'starting') throw new ApiError(409, 'conflict', `sandbox ${id} is already running`);
+      if (c.state === 'running' || c.state === 'starting')
+        throw new ApiError(409, 'conflict', `sandbox ${id} is already running`);
       const timeout = (req.body as { timeout?: number } | undefined)?.timeout;
       const r = await resumeCapsule(ctx, team.id, id, timeout ? { timeoutSec: timeout } : {});
       return reply.status(201).send(toSandbox(ctx, r));
@@ -276,7 +355,8 @@ export function sandboxRoutes(app: FastifyInstance, ctx: ControlPlaneContext): v
           const r = await resumeCapsule(ctx, team.id, id, timeout ? { timeoutSec: timeout } : {});
           return reply.status(201).send(toSandbox(ctx, r));
         }
-        if (c.state === 'starting') throw new ApiError(409, 'conflict', `sandbox ${id} is still starting; connect again in a moment`);
+        if (c.state === 'starting')
+          throw new ApiError(409, 'conflict', `sandbox ${id} is still starting; connect again in a moment`);
         let current = c;
         if (timeout && (c.expiresAt === null ? false : c.expiresAt.getTime() < Date.now() + timeout * 1000)) {
           current = await setCapsuleTimeout(ctx, team.id, id, timeout);
@@ -288,7 +368,15 @@ export function sandboxRoutes(app: FastifyInstance, ctx: ControlPlaneContext): v
 
   app.post(
     '/sandboxes/:sandboxID/timeout',
-    { schema: { tags, summary: 'Set the timeout, from now', params: SandboxIdParams, body: TimeoutBody, response: { 204: Type.Null(), ...errorResponses } } },
+    {
+      schema: {
+        tags,
+        summary: 'Set the timeout, from now',
+        params: SandboxIdParams,
+        body: TimeoutBody,
+        response: { 204: Type.Null(), ...errorResponses },
+      },
+    },
     async (req, reply) => {
       const team = await e2bTeam(ctx, req);
       const id = (req.params as SandboxIdParams).sandboxID;
@@ -300,14 +388,27 @@ export function sandboxRoutes(app: FastifyInstance, ctx: ControlPlaneContext): v
 
   app.post(
     '/sandboxes/:sandboxID/refreshes',
-    { schema: { tags, summary: 'Keep a sandbox alive', params: SandboxIdParams, body: Type.Optional(RefreshBody), response: { 204: Type.Null(), ...errorResponses } } },
+    {
+      schema: {
+        tags,
+        summary: 'Keep a sandbox alive',
+        params: SandboxIdParams,
+        body: Type.Optional(RefreshBody),
+        response: { 204: Type.Null(), ...errorResponses },
+      },
+    },
     async (req, reply) => {
       const team = await e2bTeam(ctx, req);
       const id = (req.params as SandboxIdParams).sandboxID;
       const c = await visibleCapsule(ctx, team.id, id);
       const duration = (req.body as { duration?: number } | undefined)?.duration;
       // Extends, never shortens: a refresh for less than what is left only restarts the clock.
-      if (duration && c.expiresAt !== null && c.expiresAt.getTime() < Date.now() + duration * 1000 && duration > c.timeoutSec) {
+      if (
+        duration &&
+        c.expiresAt !== null &&
+        c.expiresAt.getTime() < Date.now() + duration * 1000 &&
+        duration > c.timeoutSec
+      ) {
         await setCapsuleTimeout(ctx, team.id, id, duration);
       } else {
         await pingCapsule(ctx, team.id, id);
@@ -318,12 +419,19 @@ export function sandboxRoutes(app: FastifyInstance, ctx: ControlPlaneContext): v
 
   const logs = async (teamId: string, id: string, limit: number) => {
     await getCapsule(ctx, teamId, id);
-    const page = await listAuditEvents(ctx.database.db, { capsuleId: id, teamId, limit: Math.min(Math.max(limit, 1), 1000) });
+    const page = await listAuditEvents(ctx.database.db, {
+      capsuleId: id,
+      teamId,
+      limit: Math.min(Math.max(limit, 1), 1000),
+    });
     return page.items.map((e) => ({
       timestamp: e.createdAt.toISOString(),
       message: `${e.kind}${Object.keys(e.data).length ? ` ${JSON.stringify(e.data)}` : ''}`,
       level: e.kind.endsWith('error') || e.kind.includes('lost') || e.kind.includes('unreachable') ? 'error' : 'info',
-      fields: Object.fromEntries([['kind', e.kind], ...Object.entries(e.data).map(([k, v]) => [k, typeof v === 'string' ? v : JSON.stringify(v)])]) as Record<string, string>,
+      fields: Object.fromEntries([
+        ['kind', e.kind],
+        ...Object.entries(e.data).map(([k, v]) => [k, typeof v === 'string' ? v : JSON.stringify(v)]),
+      ]) as Record<string, string>,
     }));
   };
   app.get(
@@ -333,14 +441,19 @@ export function sandboxRoutes(app: FastifyInstance, ctx: ControlPlaneContext): v
         tags,
         summary: 'Sandbox lifecycle log',
         params: SandboxIdParams,
-        querystring: Type.Object({ start: Type.Optional(Type.Integer({ minimum: 0 })), limit: Type.Optional(Type.Integer({ minimum: 0, maximum: 1000 })) }),
+        querystring: Type.Object({
+          start: Type.Optional(Type.Integer({ minimum: 0 })),
+          limit: Type.Optional(Type.Integer({ minimum: 0, maximum: 1000 })),
+        }),
         response: { 200: SandboxLogs, ...errorResponses },
       },
     },
     async (req) => {
       const team = await e2bTeam(ctx, req);
       const q = req.query as { start?: number; limit?: number };
-      const entries = (await logs(team.id, (req.params as SandboxIdParams).sandboxID, q.limit ?? 1000)).filter((e) => !q.start || Date.parse(e.timestamp) >= q.start);
+      const entries = (await logs(team.id, (req.params as SandboxIdParams).sandboxID, q.limit ?? 1000)).filter(
+        (e) => !q.start || Date.parse(e.timestamp) >= q.start,
+      );
       return { logs: entries.map((e) => ({ timestamp: e.timestamp, line: e.message })), logEntries: entries };
     },
   );

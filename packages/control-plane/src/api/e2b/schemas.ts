@@ -1,12 +1,19 @@
 // Request and response schemas of the E2B-compatible API, after E2B's public OpenAPI spec
 // (field names and required fields as the e2b SDK reads them).
-import { Type, type Static } from '@sinclair/typebox';
+import { type Static, Type } from '@sinclair/typebox';
 import { CAPSULE_LIMITS } from '../../services/capsules.js';
 
 const Nullable = <T extends ReturnType<typeof Type.String>>(t: T) => Type.Union([t, Type.Null()]);
 
 export const E2bError = Type.Object({ code: Type.Integer(), message: Type.String() });
-export const errorResponses = { 400: E2bError, 401: E2bError, 404: E2bError, 409: E2bError, 500: E2bError, 503: E2bError };
+export const errorResponses = {
+  400: E2bError,
+  401: E2bError,
+  404: E2bError,
+  409: E2bError,
+  500: E2bError,
+  503: E2bError,
+};
 
 export const SandboxIdParams = Type.Object({ sandboxID: Type.String({ minLength: 1, maxLength: 128 }) });
 export type SandboxIdParams = Static<typeof SandboxIdParams>;
@@ -17,13 +24,17 @@ export const NewSandbox = Type.Object({
   templateID: Type.String({ minLength: 1, maxLength: 128 }),
   timeout: Type.Optional(Type.Integer({ minimum: 0, description: 'Seconds to live (default 300)' })),
   autoPause: Type.Optional(Type.Boolean({ description: 'Pause instead of kill at the timeout' })),
-  autoPauseMemory: Type.Optional(Type.Boolean({ description: 'false: the timeout pause keeps only the disk (hibernate)' })),
+  autoPauseMemory: Type.Optional(
+    Type.Boolean({ description: 'false: the timeout pause keeps only the disk (hibernate)' }),
+  ),
   autoResume: Type.Optional(Type.Object({ enabled: Type.Boolean() })),
   secure: Type.Optional(Type.Boolean()),
   allow_internet_access: Type.Optional(Type.Boolean()),
   network: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
   metadata: Type.Optional(StringMap),
-  envVars: Type.Optional(Type.Record(Type.String(), Type.String(), { description: `At most ${CAPSULE_LIMITS.maxEnvBytes} bytes as JSON` })),
+  envVars: Type.Optional(
+    Type.Record(Type.String(), Type.String(), { description: `At most ${CAPSULE_LIMITS.maxEnvBytes} bytes as JSON` }),
+  ),
   mcp: Type.Optional(Type.Unknown()),
   iam: Type.Optional(Type.Unknown()),
   volumeMounts: Type.Optional(Type.Array(Type.Unknown())),
@@ -67,7 +78,10 @@ export const SandboxDetail = Type.Object({
   envdAccessToken: Type.Optional(Type.String()),
   allowInternetAccess: Type.Union([Type.Boolean(), Type.Null()]),
   domain: Nullable(Type.String()),
-  lifecycle: Type.Object({ autoResume: Type.Boolean(), onTimeout: Type.Union([Type.Literal('kill'), Type.Literal('pause')]) }),
+  lifecycle: Type.Object({
+    autoResume: Type.Boolean(),
+    onTimeout: Type.Union([Type.Literal('kill'), Type.Literal('pause')]),
+  }),
 });
 export type SandboxDetail = Static<typeof SandboxDetail>;
 
@@ -85,8 +99,14 @@ export const SandboxMetric = Type.Object({
 export type SandboxMetric = Static<typeof SandboxMetric>;
 
 export const TimeoutBody = Type.Object({ timeout: Type.Integer({ minimum: 0 }) });
-export const ConnectBody = Type.Object({ timeout: Type.Optional(Type.Integer({ minimum: 0 })), memory: Type.Optional(Type.Boolean()) });
-export const ResumeBody = Type.Object({ timeout: Type.Optional(Type.Integer({ minimum: 0 })), autoPause: Type.Optional(Type.Boolean()) });
+export const ConnectBody = Type.Object({
+  timeout: Type.Optional(Type.Integer({ minimum: 0 })),
+  memory: Type.Optional(Type.Boolean()),
+});
+export const ResumeBody = Type.Object({
+  timeout: Type.Optional(Type.Integer({ minimum: 0 })),
+  autoPause: Type.Optional(Type.Boolean()),
+});
 export const RefreshBody = Type.Object({ duration: Type.Optional(Type.Integer({ minimum: 0, maximum: 3600 })) });
 export const PauseBody = Type.Object({ memory: Type.Optional(Type.Boolean()) });
 export const SnapshotBody = Type.Object({ name: Type.Optional(Type.String({ minLength: 1, maxLength: 63 })) });
@@ -110,7 +130,12 @@ export type ListQuery = Static<typeof ListQuery>;
 export const SandboxLogs = Type.Object({
   logs: Type.Array(Type.Object({ timestamp: Type.String({ format: 'date-time' }), line: Type.String() })),
   logEntries: Type.Array(
-    Type.Object({ timestamp: Type.String({ format: 'date-time' }), level: Type.String(), message: Type.String(), fields: StringMap }),
+    Type.Object({
+      timestamp: Type.String({ format: 'date-time' }),
+      level: Type.String(),
+      message: Type.String(),
+      fields: StringMap,
+    }),
   ),
 });
 

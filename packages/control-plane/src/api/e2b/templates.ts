@@ -1,13 +1,14 @@
 // E2B template and snapshot routes. Wrenn snapshot templates are E2B snapshots: made from a
 // sandbox, listed under /snapshots, deleted with DELETE /templates/{id}, and used by name in
 // Sandbox.create().
-import type { FastifyInstance } from 'fastify';
+
 import { Type } from '@sinclair/typebox';
-import { randomBase36 } from '../../ids.js';
+import type { FastifyInstance } from 'fastify';
 import type { ControlPlaneContext } from '../../context.js';
-import { badRequest } from '../errors.js';
-import { createSnapshot, deleteTemplate, getCapsule, listSnapshots, listTemplates } from '../../services/capsules.js';
 import { listAuditEvents } from '../../db/repositories/audit-events.js';
+import { randomBase36 } from '../../ids.js';
+import { createSnapshot, deleteTemplate, getCapsule, listSnapshots, listTemplates } from '../../services/capsules.js';
+import { badRequest } from '../errors.js';
 import { e2bTeam } from './auth.js';
 import { toE2bTemplate } from './mapping.js';
 import { errorResponses, SandboxIdParams, SnapshotBody, SnapshotInfo, Template } from './schemas.js';
@@ -17,7 +18,14 @@ const tags = ['e2b'];
 export function templateRoutes(app: FastifyInstance, ctx: ControlPlaneContext): void {
   app.get(
     '/templates',
-    { schema: { tags, summary: 'List templates', querystring: Type.Object({ teamID: Type.Optional(Type.String()) }), response: { 200: Type.Array(Template), ...errorResponses } } },
+    {
+      schema: {
+        tags,
+        summary: 'List templates',
+        querystring: Type.Object({ teamID: Type.Optional(Type.String()) }),
+        response: { 200: Type.Array(Template), ...errorResponses },
+      },
+    },
     async (req) => {
       const team = await e2bTeam(ctx, req);
       return (await listTemplates(ctx, team.id)).map(toE2bTemplate);
@@ -45,7 +53,15 @@ export function templateRoutes(app: FastifyInstance, ctx: ControlPlaneContext): 
 
   app.post(
     '/sandboxes/:sandboxID/snapshots',
-    { schema: { tags, summary: 'Snapshot a sandbox into a template', params: SandboxIdParams, body: Type.Optional(SnapshotBody), response: { 201: SnapshotInfo, ...errorResponses } } },
+    {
+      schema: {
+        tags,
+        summary: 'Snapshot a sandbox into a template',
+        params: SandboxIdParams,
+        body: Type.Optional(SnapshotBody),
+        response: { 201: SnapshotInfo, ...errorResponses },
+      },
+    },
     async (req, reply) => {
       const team = await e2bTeam(ctx, req);
       const id = (req.params as SandboxIdParams).sandboxID;
@@ -79,13 +95,19 @@ export function templateRoutes(app: FastifyInstance, ctx: ControlPlaneContext): 
       if (q.sandboxID) {
         // Which snapshots came from the sandbox is in its audit log.
         await getCapsule(ctx, team.id, q.sandboxID);
-        const events = await listAuditEvents(ctx.database.db, { capsuleId: q.sandboxID, teamId: team.id, kind: 'snapshot.created', limit: 1000 });
+        const events = await listAuditEvents(ctx.database.db, {
+          capsuleId: q.sandboxID,
+          teamId: team.id,
+          kind: 'snapshot.created',
+          limit: 1000,
+        });
         const ids = new Set(events.items.map((e) => String(e.data.template_id)));
         snaps = snaps.filter((t) => ids.has(t.id));
       }
       let offset = 0;
       if (q.nextToken) {
-        if (!/^o\d+$/.test(q.nextToken)) throw badRequest('nextToken is not valid: pass back the X-Next-Token of the previous page unchanged');
+        if (!/^o\d+$/.test(q.nextToken))
+          throw badRequest('nextToken is not valid: pass back the X-Next-Token of the previous page unchanged');
         offset = Number(q.nextToken.slice(1));
       }
       const limit = q.limit ?? 100;

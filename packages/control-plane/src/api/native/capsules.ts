@@ -169,8 +169,7 @@ export const capsuleRoutes =
           response: { 200: CapsuleSchema, ...errors(400, 401, 404, 409) },
         },
       },
-      async (req) =>
-        capsuleJson(await svc.pauseCapsule(ctx, teamOf(req).id, req.params.id, req.body?.mode)),
+      async (req) => capsuleJson(await svc.pauseCapsule(ctx, teamOf(req).id, req.params.id, req.body?.mode)),
     );
 
     app.post(

@@ -1,13 +1,13 @@
 // JSON shapes of the native API (snake_case) as TypeBox schemas, so requests are validated by
 // Fastify and the OpenAPI document describes them, plus the converters from domain records.
 import { type Static, type TSchema, Type } from '@fastify/type-provider-typebox';
+import { MAX_ALLOW_OUT } from '@wrenn/host-agent/network/egress-policy';
 import type { ApiKeyInfo } from '../../auth/api-keys.js';
 import type { AuditEvent } from '../../db/repositories/audit-events.js';
 import type { Capsule } from '../../db/repositories/capsules.js';
 import type { HostLoad } from '../../db/repositories/hosts.js';
 import type { Template } from '../../db/repositories/templates.js';
 import { CAPSULE_LIMITS } from '../../services/capsules.js';
-import { MAX_ALLOW_OUT } from '@wrenn/host-agent/network/egress-policy';
 
 const Nullable = <T extends TSchema>(t: T) => Type.Union([t, Type.Null()]);
 const DateTime = Type.String({ format: 'date-time' });
@@ -88,7 +88,9 @@ export const CreateCapsuleBody = Type.Object(
     ),
     timeout_action: Type.Optional(Type.Union([Type.Literal('kill'), Type.Literal('pause'), Type.Literal('hibernate')])),
     env: Type.Optional(
-      StringMap(`Environment variables of every process in the capsule (at most ${CAPSULE_LIMITS.maxEnvBytes} bytes as JSON)`),
+      StringMap(
+        `Environment variables of every process in the capsule (at most ${CAPSULE_LIMITS.maxEnvBytes} bytes as JSON)`,
+      ),
     ),
     metadata: Type.Optional(StringMap('Labels to filter capsules by')),
     internet: Type.Optional(Type.Boolean({ description: 'Outbound internet access (default true)' })),
@@ -109,7 +111,10 @@ export const CreateCapsuleBody = Type.Object(
       ),
     ),
     runtime: Type.Optional(
-      Type.String({ description: 'namespace, qemu or firecracker, offered by a host of this deployment (default: what the host offers)' }),
+      Type.String({
+        description:
+          'namespace, qemu or firecracker, offered by a host of this deployment (default: what the host offers)',
+      }),
     ),
   },
   { additionalProperties: false },

@@ -50,7 +50,10 @@ export const toHost = (r: Selectable<HostsTable>): Host => ({
     allocatedVcpus: Number(r.allocated_vcpus),
     allocatedMemoryMb: Number(r.allocated_memory_mb),
   },
-  capacity: { room: r.capsule_room === null || r.capsule_room === undefined ? null : Number(r.capsule_room), full: r.full_reason || null },
+  capacity: {
+    room: r.capsule_room === null || r.capsule_room === undefined ? null : Number(r.capsule_room),
+    full: r.full_reason || null,
+  },
   lastHeartbeatAt: toDateOrNull(r.last_heartbeat_at),
   createdAt: toDate(r.created_at),
   agentSecret: r.agent_secret ?? null,
@@ -139,10 +142,17 @@ export async function recordHeartbeat(db: Kysely<Database>, id: string, hb: Hear
 }
 
 /** What a host's agent just showed of its capacity (a create it refused, a capsule destroyed), before its next heartbeat. */
-export async function setHostCapacity(db: Kysely<Database>, id: string, capacity: { room: number; full: string | null }): Promise<void> {
+export async function setHostCapacity(
+  db: Kysely<Database>,
+  id: string,
+  capacity: { room: number; full: string | null },
+): Promise<void> {
   await db
     .updateTable('hosts')
-    .set({ capsule_room: nonNegativeInt(capacity.room, 'capsuleRoom'), full_reason: capacity.full ? capacity.full.slice(0, 1000) : null })
+    .set({
+      capsule_room: nonNegativeInt(capacity.room, 'capsuleRoom'),
+      full_reason: capacity.full ? capacity.full.slice(0, 1000) : null,
+    })
     .where('id', '=', id)
     .execute();
 }

@@ -12,9 +12,10 @@
 //
 // mkfs costs tens of milliseconds, so a few blank images are kept formatted ahead of demand;
 // a create only renames one into its sandbox and mounts it.
+
+import { randomBytes } from 'node:crypto';
 import { chmodSync, chownSync, mkdirSync, statfsSync } from 'node:fs';
 import { mkdir, readdir, rename, rm, truncate, writeFile } from 'node:fs/promises';
-import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { execFileNative, loopMount } from '@wrenn/native';

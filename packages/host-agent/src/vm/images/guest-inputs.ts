@@ -16,7 +16,12 @@ async function filesUnder(dir: string): Promise<string[]> {
 }
 
 /** A hex digest that changes when the init script, busybox, node or the envd bundle changes. */
-export async function guestInputsFingerprint(opts: { initScript: Buffer; busybox: string; nodePath: string; envdBundleDir: string }): Promise<string> {
+export async function guestInputsFingerprint(opts: {
+  initScript: Buffer;
+  busybox: string;
+  nodePath: string;
+  envdBundleDir: string;
+}): Promise<string> {
   const h = createHash('sha256');
   h.update(opts.initScript);
   for (const bin of [opts.busybox, opts.nodePath]) {

@@ -40,7 +40,8 @@ const INPUTS_SUFFIX = '.inputs';
 /** Files a VM snapshot template keeps beside its disk (QEMU, Firecracker). */
 const VM_SNAPSHOT_MARKERS = ['vm-snapshot.json', 'firecracker-snapshot.json'];
 
-const holdsVmSnapshot = async (dir: string) => (await Promise.all(VM_SNAPSHOT_MARKERS.map((f) => exists(join(dir, f))))).some(Boolean);
+const holdsVmSnapshot = async (dir: string) =>
+  (await Promise.all(VM_SNAPSHOT_MARKERS.map((f) => exists(join(dir, f))))).some(Boolean);
 
 const exists = (p: string) =>
   access(p).then(
@@ -110,7 +111,12 @@ export async function ensureRootfsImage(opts: RootfsImageOptions): Promise<strin
   }
   const initScript = await wrennInitFile('wrenn-init.sh');
   const nodePath = opts.nodePath ?? process.execPath;
-  const fingerprint = await guestInputsFingerprint({ initScript, busybox: '/bin/busybox', nodePath, envdBundleDir: bundle });
+  const fingerprint = await guestInputsFingerprint({
+    initScript,
+    busybox: '/bin/busybox',
+    nodePath,
+    envdBundleDir: bundle,
+  });
   const stampFile = `${out}${INPUTS_SUFFIX}`;
   if (!opts.force && (await exists(out))) {
     const stamp = await readFile(stampFile, 'utf8').catch(() => '');
