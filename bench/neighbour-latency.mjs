@@ -5,6 +5,7 @@
 // to a few seconds), with p99_attack / p99_idle per attack (issue 14's goal: at most 2).
 // Run as root after `npm run build`, alone on the machine (flock /tmp/wrenn-tests.lock): it uses
 // the security suite's fixture and test network slot, and removes everything it made.
+import { readFileSync } from 'node:fs';
 import { attacks, runAttack } from '../packages/control-plane/dist/test/security/attacks.js';
 import { TwoTeams } from '../packages/control-plane/dist/test/security/two-teams.js';
 
@@ -20,6 +21,21 @@ const summary = (xs) =>
     ? { p50_ms: round(pct(xs, 50)), p99_ms: round(pct(xs, 99)), max_ms: round(Math.max(...xs)), n: xs.length }
     : { n: 0 };
 
+// CPU seconds a process outside Wrenn used (PID 1 of this machine when it is not ours: a workplace
+// supervisor at nice -10 here, whose CPU grows with the open files of the whole host, so it competes
+// with B during the file-handle attack). Reported so a reader can tell its share from Wrenn's.
+const pid1 = (() => {
+  try {
+    return readFileSync('/proc/1/comm', 'utf8').trim();
+  } catch {
+    return 'unknown';
+  }
+})();
+const pid1CpuSec = () => {
+  const f = readFileSync('/proc/1/stat', 'utf8').split(') ')[1].split(' ');
+  return (Number(f[11]) + Number(f[12])) / 100; // utime + stime, in USER_HZ (100 on Linux)
+};
+
 // A small capsule disk so the disk attack reaches ENOSPC within its time, as in the security suite.
 const t = await TwoTeams.start({ capsuleDiskMb: 256 });
 const result = {
@@ -33,11 +49,13 @@ try {
   const idle = [];
   for (let i = 0; i < IDLE_N; i++) idle.push(await t.execTrueMs(t.b));
   result.idle = summary(idle);
+  result.pid1 = pid1;
   result.attacks = {};
   for (const attack of attacks().filter((a) => a.who === 'root')) {
     if (!(await t.answers(t.a))) await t.replaceCapsule(t.a);
     const times = [];
     const failures = [];
+    const cpu0 = pid1CpuSec();
     const outcome = await runAttack(t, t.a, attack, async () => {
       try {
         times.push(await t.execTrueMs(t.b));
@@ -54,6 +72,7 @@ try {
       failures: failures.length,
       ...(failures.length ? { first_failure: failures[0] } : {}),
       attacker: outcome.attacker.state,
+      pid1_cpu_s: Math.round((pid1CpuSec() - cpu0) * 100) / 100,
     };
   }
   result.missed_goal = Object.entries(result.attacks)
