@@ -1,8 +1,9 @@
 // ARCHITECTURE.md stays true as code moves: every path it names exists, every function it names
 // is declared in the file it names, and its package table matches the package.json files (each
-// package listed, its @wrenn dependencies as stated, all of them above it in the table).
+// package listed, its @wrenn dependencies as stated, all of them above it in the table) and the
+// code (a package's src imports no @wrenn package outside its row).
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -18,6 +19,23 @@ test('every path and function ARCHITECTURE.md names is in the tree', () => {
   assert.ok(refs.filter((r) => r.file).length >= 40, `only ${refs.filter((r) => r.file).length} bound functions found`);
   assert.deepEqual(staleReferences(doc, root), [], 'ARCHITECTURE.md names what is not there: fix the document');
 });
+
+/** The @wrenn packages a package's own sources (src/, not its tests) import. */
+function wrennImportsOf(dir: string): string[] {
+  const found = new Set<string>();
+  const walk = (d: string) => {
+    if (!existsSync(d)) return;
+    for (const n of readdirSync(d)) {
+      const p = join(d, n);
+      if (statSync(p).isDirectory()) walk(p);
+      else if (/\.tsx?$/.test(n) && !n.endsWith('.d.ts'))
+        for (const m of readFileSync(p, 'utf8').matchAll(/(?:from|import\()\s*'@wrenn\/([a-z-]+)/g))
+          found.add(m[1] ?? '');
+    }
+  };
+  walk(join(root, dir, 'src'));
+  return [...found].sort();
+}
 
 interface PackageRow {
   dir: string;
@@ -57,6 +75,9 @@ test("ARCHITECTURE.md's package table is the packages and their one-way dependen
       .map((n) => n.slice('@wrenn/'.length))
       .sort();
     assert.deepEqual([...row.dependsOn].sort(), actual, `${row.dir}: "depends on" differs from its package.json`);
+    const self = row.dir.slice('packages/'.length);
+    const outside = wrennImportsOf(row.dir).filter((n) => n !== self && !actual.includes(n));
+    assert.deepEqual(outside, [], `${row.dir}/src imports @wrenn packages its package.json does not depend on`);
     const above = new Set(rows.slice(0, i).map((r) => r.dir.slice('packages/'.length)));
     for (const dep of actual) assert.ok(above.has(dep), `${row.dir} depends on ${dep}, which is not above it`);
   });
