@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import pino from 'pino';
 import { type CapacityConfig, capacityConfig } from './capacity/capacity.js';
 import { applyHostSettings, hostSettings, type TuningLog } from './host-tuning.js';
-import { TemplateInUseError, TemplateNotFoundError } from './manager/errors.js';
+import { TemplateNotFoundError } from './manager/errors.js';
 import type { NetworkProvider, TemplateInfo, TemplateProvider } from './manager/types.js';
 import { type MetadataServer, NetworkManager, type NetworkOptions, startMetadataHttpServer } from './network/index.js';
 import { type TemplateManifest, TemplateStore } from './rootfs/index.js';
@@ -52,14 +52,8 @@ export function templateProvider(store: TemplateStore, hostRuntimes: readonly Ru
     },
     async delete(name) {
       if (!(await store.get(name).catch(() => undefined))) throw new TemplateNotFoundError(name);
-      try {
-        await store.deleteTemplate(name);
-      } catch (err) {
-        // The store refuses built-ins and templates others are stacked on: the caller's move, not a fault.
-        const msg = err instanceof Error ? err.message : String(err);
-        if (/used by|parent|built-in|base template/i.test(msg)) throw new TemplateInUseError(msg);
-        throw err;
-      }
+      // The store refuses built-ins and templates others are stacked on with failed_precondition.
+      await store.deleteTemplate(name);
     },
     builtIns: () => store.recipeNames(),
   };

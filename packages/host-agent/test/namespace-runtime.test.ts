@@ -8,6 +8,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { FailedPreconditionError } from '@wrenn/protocol';
 import { execInCapsule, type NamespaceRuntime, readStartTime } from '../src/runtimes/namespace/index.js';
 import { ENVD_NODE_FLAGS, envdScript } from '../src/runtimes/namespace/node-runtime.js';
 import type { RuntimeHandle } from '../src/runtimes/runtime.js';
@@ -336,8 +337,14 @@ test('a snapshot template carries files (and deletions) into new capsules, stack
   await destroy(rt, c);
 
   assert.deepEqual((await env.store.get(snap2))?.layers, [snap2, snap1, 'minimal']);
-  await assert.rejects(env.store.deleteTemplate(snap1), /used by/);
-  await assert.rejects(env.store.deleteTemplate('minimal'), /base template/);
+  await assert.rejects(
+    env.store.deleteTemplate(snap1),
+    (e: unknown) => e instanceof FailedPreconditionError && /used by/.test(e.message),
+  );
+  await assert.rejects(
+    env.store.deleteTemplate('minimal'),
+    (e: unknown) => e instanceof FailedPreconditionError && /base template/.test(e.message),
+  );
   await env.store.deleteTemplate(snap2);
   await env.store.deleteTemplate(snap1);
   assert.equal(await env.store.get(snap1), undefined);

@@ -2,10 +2,12 @@
 // host's agent secret (Authorization: Bearer). This pool carries RPCs only; the sandbox proxy has
 // its own HTTP/1.1 transport so browser traffic never competes with PTY and exec streams for the
 // same connection's flow control. An agent running in this process (`wrenn up`) is called directly
-// (in-process-client.ts, no credential needed) unless WRENN_LOCAL_AGENT_RPC=http.
+// (in-process-client.ts, no credential needed) unless WRENN_LOCAL_AGENT_RPC=http. Either way calls
+// fail with domain errors (domain-errors-client.ts), not ConnectErrors.
 import type { ServiceImpl } from '@connectrpc/connect';
 import { type AgentClient, createAgentClient } from '@wrenn/host-agent/auth/client';
 import { HostAgentService } from '@wrenn/protocol/gen/hostagent/v1/hostagent_pb';
+import { withDomainErrors } from './domain-errors-client.js';
 import { createInProcessClient } from './in-process-client.js';
 
 export type { AgentClient };
@@ -26,7 +28,7 @@ export class AgentPool {
   /** Calls to this host go straight to its service implementation, which runs in this process. */
   setInProcess(hostId: string, impl: ServiceImpl<typeof HostAgentService>): void {
     if (process.env.WRENN_LOCAL_AGENT_RPC === 'http') return;
-    this.inProcess.set(hostId, createInProcessClient(HostAgentService, impl));
+    this.inProcess.set(hostId, withDomainErrors(createInProcessClient(HostAgentService, impl)));
   }
 
   /** The client for a host's agent, created on first use (and again when its address or secret changed). */
@@ -36,13 +38,15 @@ export class AgentPool {
     const key = `${host.address} ${host.agentSecret ?? ''}`;
     const have = this.clients.get(host.id);
     if (have && have.key === key) return have.client;
-    const client = createAgentClient(host.address, host.agentSecret ?? '', {
-      httpVersion: '2',
-      useBinaryFormat: true,
-      // Keep the HTTP/2 session warm; a new session costs a round trip on the create path.
-      pingIntervalMs: 30_000,
-      idleConnectionTimeoutMs: 15 * 60_000,
-    });
+    const client = withDomainErrors(
+      createAgentClient(host.address, host.agentSecret ?? '', {
+        httpVersion: '2',
+        useBinaryFormat: true,
+        // Keep the HTTP/2 session warm; a new session costs a round trip on the create path.
+        pingIntervalMs: 30_000,
+        idleConnectionTimeoutMs: 15 * 60_000,
+      }),
+    );
     this.clients.set(host.id, { key, client });
     return client;
   }

@@ -1,6 +1,9 @@
-// One error shape for every API: {"error": {"code": "...", "message": "..."}} with the right status.
-
-import { Code, ConnectError } from '@connectrpc/connect';
+// The native API's edge: every failure leaves as {"error": {"code": "...", "message": "..."}} with
+// its status. Domain errors (what services throw) map by kind through NATIVE_STATUS, ConnectErrors
+// (envd's, or an agent's that no client mapped) first become domain errors by their code; ApiError
+// is only for what the HTTP layer itself refuses (a slow body, a too large one).
+import { ConnectError } from '@connectrpc/connect';
+import { DomainError, type DomainErrorKind, fromConnectError, UnauthenticatedError } from '@wrenn/protocol';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 
 export class ApiError extends Error {
@@ -13,23 +16,24 @@ export class ApiError extends Error {
   }
 }
 
-export const notFound = (what: string) => new ApiError(404, 'not_found', `${what} not found`);
-export const badRequest = (message: string) => new ApiError(400, 'invalid_argument', message);
-export const conflict = (message: string) => new ApiError(409, 'conflict', message);
-export const unauthorized = (message = 'missing or invalid API key: send it as X-API-Key or Authorization: Bearer') =>
-  new ApiError(401, 'unauthenticated', message);
-
-const CONNECT_STATUS: Partial<Record<Code, [number, string]>> = {
-  [Code.InvalidArgument]: [400, 'invalid_argument'],
-  [Code.NotFound]: [404, 'not_found'],
-  [Code.AlreadyExists]: [409, 'already_exists'],
-  [Code.FailedPrecondition]: [409, 'failed_precondition'],
-  [Code.PermissionDenied]: [403, 'permission_denied'],
-  [Code.Unauthenticated]: [401, 'unauthenticated'],
-  [Code.ResourceExhausted]: [507, 'resource_exhausted'],
-  [Code.DeadlineExceeded]: [504, 'deadline_exceeded'],
-  [Code.Unavailable]: [503, 'unavailable'],
+/** The native API's status of each domain error kind (the envelope's code is the error's `code`). */
+export const NATIVE_STATUS: Record<DomainErrorKind, number> = {
+  invalid_argument: 400,
+  unauthenticated: 401,
+  permission_denied: 403,
+  not_found: 404,
+  already_exists: 409,
+  conflict: 409,
+  failed_precondition: 409,
+  internal: 500,
+  unavailable: 503,
+  deadline_exceeded: 504,
+  // A capsule's disk (or quota) is full: Insufficient Storage.
+  resource_exhausted: 507,
 };
+
+export const unauthorized = (message = 'missing or invalid API key: send it as X-API-Key or Authorization: Bearer') =>
+  new UnauthenticatedError(message);
 
 /** Fastify's own client errors, by their codes, as ours. */
 const FASTIFY_CODES: Record<string, string> = {
@@ -45,10 +49,8 @@ const FASTIFY_CODES: Record<string, string> = {
  */
 export function toApiError(err: unknown, bodyLimit?: number): ApiError {
   if (err instanceof ApiError) return err;
-  if (err instanceof ConnectError) {
-    const [status, code] = CONNECT_STATUS[err.code] ?? [500, 'internal'];
-    return new ApiError(status, code, err.rawMessage);
-  }
+  const domain = err instanceof ConnectError ? fromConnectError(err) : err;
+  if (domain instanceof DomainError) return new ApiError(NATIVE_STATUS[domain.kind], domain.code, domain.message);
   const fe = err as FastifyError;
   if (fe?.validation) return new ApiError(400, 'invalid_argument', fe.message);
   if (fe?.code === 'FST_ERR_CTP_BODY_TOO_LARGE' && bodyLimit !== undefined) {

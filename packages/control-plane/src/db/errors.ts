@@ -1,14 +1,14 @@
-// Errors repositories throw for bad input or conflicting writes; the API maps them to HTTP statuses
-// through `code` (invalid_argument -> 400, unauthenticated -> 401, conflict -> 409, not_found -> 404).
+// Errors repositories throw for bad input or conflicting writes: domain errors (@wrenn/protocol)
+// whose kind is the code, so each API maps them like any other (invalid_argument -> 400,
+// unauthenticated -> 401, conflict -> 409, not_found -> 404) without a step of its own.
+import { DomainError } from '@wrenn/protocol';
+
 export type DbErrorCode = 'invalid_argument' | 'unauthenticated' | 'conflict' | 'not_found';
 
-export class DbError extends Error {
-  constructor(
-    readonly code: DbErrorCode,
-    message: string,
-    options?: ErrorOptions,
-  ) {
-    super(message, options);
+export class DbError extends DomainError {
+  declare readonly kind: DbErrorCode;
+  constructor(code: DbErrorCode, message: string, options?: ErrorOptions) {
+    super(code, message, options);
     this.name = 'DbError';
   }
 }

@@ -1,7 +1,9 @@
 // Admin-only routes (host tokens): the caller's API key must belong to the admin team that
 // `ensureAdmin` creates on first start.
+
+import { PermissionDeniedError } from '@wrenn/protocol';
 import type { FastifyRequest } from 'fastify';
-import { ApiError, unauthorized } from '../api/errors.js';
+import { unauthorized } from '../api/errors.js';
 import { ADMIN_TEAM_ID } from '../auth/admin.js';
 import { authenticate } from '../auth/api-keys.js';
 import type { ControlPlaneContext } from '../context.js';
@@ -23,9 +25,7 @@ export async function requireAdmin(ctx: ControlPlaneContext, req: FastifyRequest
   const team = await authenticate(ctx.database.db, key);
   if (!team) throw unauthorized('the API key is invalid or revoked');
   if (team.id !== ADMIN_TEAM_ID) {
-    throw new ApiError(
-      403,
-      'permission_denied',
+    throw new PermissionDeniedError(
       'only the admin key may manage hosts (see <dataDir>/admin-api-key or WRENN_API_KEY)',
     );
   }

@@ -2,7 +2,7 @@
 // GetHostInfo. An answer records a heartbeat (and brings an unreachable host back online); a host
 // that has not answered for `unreachableAfterMs` is marked unreachable. Pulling means agents need
 // no route to the control plane and a restarted control plane knows within one round who is alive.
-import { Code, ConnectError } from '@connectrpc/connect';
+import { UnavailableError } from '@wrenn/protocol';
 import type { ControlPlaneContext } from '../context.js';
 import { listHosts, markStaleHostsUnreachable, recordHeartbeat } from '../db/repositories/hosts.js';
 import { describeProbeError, probeHost } from './probe.js';
@@ -91,7 +91,7 @@ export class HostMonitor {
         } catch (err) {
           round.failed.push(h.id);
           // A broken connection is replaced next time; a slow answer keeps its session (no pile-up).
-          if (err instanceof ConnectError && err.code === Code.Unavailable) this.ctx.agents.forget(h.id);
+          if (err instanceof UnavailableError) this.ctx.agents.forget(h.id);
           if (h.status === 'online')
             this.ctx.log.warn(
               { hostId: h.id, address: h.address, err: describeProbeError(err) },

@@ -1,8 +1,9 @@
 // Asks a host agent who it is (GetHostInfo) with a deadline: used at registration, so a host whose
 // address the control plane cannot reach is refused at once instead of failing later, and by the
 // heartbeat monitor.
-import { ConnectError } from '@connectrpc/connect';
+
 import { createAgentClient } from '@wrenn/host-agent/auth/client';
+import { messageOf } from '@wrenn/protocol';
 import type { GetHostInfoResponse } from '@wrenn/protocol/gen/hostagent/v1/hostagent_pb';
 import type { AgentEndpoint, AgentPool } from '../agents/pool.js';
 
@@ -49,5 +50,4 @@ export async function probeAddress(address: string, secret: string, timeoutMs: n
   return toHostInfo(await client.getHostInfo({}, { timeoutMs }));
 }
 
-export const describeProbeError = (err: unknown): string =>
-  err instanceof ConnectError ? err.rawMessage || err.message : err instanceof Error ? err.message : String(err);
+export const describeProbeError = messageOf;

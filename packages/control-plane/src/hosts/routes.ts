@@ -7,14 +7,12 @@
 // the host keeps the id the agent reports, and the secret is what the control plane sends on every
 // later call to it.
 
-import { Code, ConnectError } from '@connectrpc/connect';
 import { type Static, Type } from '@sinclair/typebox';
+import { asDomainError, InvalidArgumentError, UnauthenticatedError } from '@wrenn/protocol';
 import type { FastifyPluginAsync } from 'fastify';
-import { ApiError, badRequest } from '../api/errors.js';
 import { sha256Hex } from '../auth/hash.js';
 import { createHostToken, isHostTokenFormat } from '../auth/host-tokens.js';
 import type { ControlPlaneContext } from '../context.js';
-import { toServiceError } from '../services/errors.js';
 import { requireAdmin } from './admin-auth.js';
 import { describeProbeError, probeAddress } from './probe.js';
 import { admitHost } from './register-host.js';
@@ -72,12 +70,14 @@ function agentAddress(raw: string): string {
   try {
     u = new URL(raw);
   } catch {
-    throw badRequest(`address "${raw}" is not a URL; give the agent's base URL, e.g. http://10.0.0.5:5007`);
+    throw new InvalidArgumentError(
+      `address "${raw}" is not a URL; give the agent's base URL, e.g. http://10.0.0.5:5007`,
+    );
   }
   if (u.protocol !== 'http:' && u.protocol !== 'https:')
-    throw badRequest(`address must be http:// or https://, got ${u.protocol}`);
+    throw new InvalidArgumentError(`address must be http:// or https://, got ${u.protocol}`);
   if (u.pathname !== '/' || u.search || u.hash || u.username) {
-    throw badRequest(
+    throw new InvalidArgumentError(
       `address must be a bare base URL without path, query or credentials, e.g. ${u.protocol}//${u.host}`,
     );
   }
@@ -113,9 +113,7 @@ export const hostRoutes: FastifyPluginAsync<{ ctx: ControlPlaneContext }> = asyn
     },
     async (req, reply) => {
       const body = (req.body ?? {}) as Static<typeof TokenRequest>;
-      const t = await createHostToken(ctx.database.db, { ttlMs: (body.ttl_sec ?? 3600) * 1000 }).catch((e: unknown) => {
-        throw toServiceError(e);
-      });
+      const t = await createHostToken(ctx.database.db, { ttlMs: (body.ttl_sec ?? 3600) * 1000 });
       ctx.log.info({ tokenId: t.id, expiresAt: t.expiresAt }, 'host registration token created');
       return reply.status(201).send({ id: t.id, token: t.token, expires_at: t.expiresAt.toISOString() });
     },
@@ -139,9 +137,7 @@ export const hostRoutes: FastifyPluginAsync<{ ctx: ControlPlaneContext }> = asyn
       const address = agentAddress(body.address);
       // Check the token before contacting the address, so nobody without a token makes us dial out.
       if (!(await tokenUsable(ctx, body.token))) {
-        throw new ApiError(
-          401,
-          'unauthenticated',
+        throw new UnauthenticatedError(
           'host registration token is invalid, expired or already used; ask an admin for a new one (POST /v1/hosts/tokens)',
         );
       }
@@ -149,17 +145,17 @@ export const hostRoutes: FastifyPluginAsync<{ ctx: ControlPlaneContext }> = asyn
       try {
         info = await probeAddress(address, body.agent_secret, REGISTER_PROBE_TIMEOUT_MS);
       } catch (err) {
-        if (err instanceof ConnectError && err.code === Code.Unauthenticated) {
-          throw badRequest(
+        if (asDomainError(err) instanceof UnauthenticatedError) {
+          throw new InvalidArgumentError(
             `the agent at ${address} refused agent_secret: send the secret that agent uses (its <data dir>/agent-secret or WRENN_AGENT_SECRET)`,
           );
         }
-        throw badRequest(
+        throw new InvalidArgumentError(
           `the control plane cannot reach the agent at ${address} (${describeProbeError(err)}); give an address this control plane can reach`,
         );
       }
       if (body.host_id && info.agentHostId && body.host_id !== info.agentHostId) {
-        throw badRequest(
+        throw new InvalidArgumentError(
           `the agent at ${address} reports host id ${info.agentHostId}, not ${body.host_id}: is the address right?`,
         );
       }
@@ -171,8 +167,6 @@ export const hostRoutes: FastifyPluginAsync<{ ctx: ControlPlaneContext }> = asyn
         cpuCount: body.cpu_count ?? info.cpuCount,
         memoryMb: body.memory_mb ?? info.memoryMb,
         agentSecret: body.agent_secret,
-      }).catch((e: unknown) => {
-        throw toServiceError(e);
       });
       ctx.agents.forget(host.id);
       ctx.log.info({ hostId: host.id, address, runtimes: host.runtimes, created }, 'host registered');

@@ -27,7 +27,7 @@
 // write for milliseconds, not for a whole interval); and every update is a compare-and-set (a row
 // changes only if it is still in the state observed).
 
-import { Code, ConnectError } from '@connectrpc/connect';
+import { NotFoundError } from '@wrenn/protocol';
 import type { Capsule as AgentCapsule } from '@wrenn/protocol/gen/hostagent/v1/hostagent_pb';
 import type { ControlPlaneContext } from '../context.js';
 import { toDate, toDateOrNull } from '../db/codec.js';
@@ -304,7 +304,7 @@ export class Reconciler {
       try {
         await this.ctx.agents.client(host).destroyCapsule({ id: a.id }, { timeoutMs: this.rpcTimeoutMs * 6 });
       } catch (err) {
-        if (!(err instanceof ConnectError && err.code === Code.NotFound)) {
+        if (!(err instanceof NotFoundError)) {
           this.ctx.log.warn(
             { hostId: host.id, capsuleId: a.id, err: err instanceof Error ? err.message : String(err) },
             'reconciler: orphan not destroyed',

@@ -1,11 +1,24 @@
 // Capsule operations shared by the native (/v1) and E2B-compatible APIs. Every function is scoped
 // to a team (another team's capsule is "not found"), keeps the database true and calls the host
-// agent; every state change drops the proxy's cached route. Failures are thrown as ApiError
-// (api/errors.ts), so each API only has to render them in its own error shape.
+// agent; every state change drops the proxy's cached route. Failures are thrown as domain errors
+// (@wrenn/protocol; the agent client turns the agent's Connect codes into them too), so each API
+// only has to render them in its own error shape.
 import { randomBytes } from 'node:crypto';
-import { Code, ConnectError } from '@connectrpc/connect';
 import { MAX_ALLOW_OUT, parseCidr } from '@wrenn/host-agent/network/egress-policy';
 import { RUNTIME_NAMES } from '@wrenn/host-agent/runtimes/runtime';
+import {
+  asDomainError,
+  ConflictError,
+  DeadlineExceededError,
+  DomainError,
+  HostFullError,
+  InternalError,
+  InvalidArgumentError,
+  messageOf,
+  NotFoundError,
+  ResourceExhaustedError,
+  UnavailableError,
+} from '@wrenn/protocol';
 import {
   type Capsule as PbCapsule,
   PauseMode as PbPauseMode,
@@ -13,7 +26,6 @@ import {
   TimeoutAction as PbTimeoutAction,
 } from '@wrenn/protocol/gen/hostagent/v1/hostagent_pb';
 import type { AgentClient } from '../agents/pool.js';
-import { ApiError, badRequest, conflict, notFound } from '../api/errors.js';
 import type { ControlPlaneContext } from '../context.js';
 import type { Page } from '../db/pagination.js';
 import { appendAuditEvent } from '../db/repositories/audit-events.js';
@@ -32,7 +44,6 @@ import { listCapsulesWithTemplate } from '../db/repositories/capsules-extra.js';
 import { getHost, type Host, listHosts, setHostCapacity } from '../db/repositories/hosts.js';
 import { isCapsuleId, newCapsuleId } from '../ids.js';
 import { NoHostError, pickHost } from '../scheduler/least-loaded.js';
-import { mapErrors, toServiceError } from './errors.js';
 import {
   mergeTemplateEnvs,
   startTemplateProcesses,
@@ -140,16 +151,16 @@ const ENV_KEY_RE = /^[A-Za-z_][A-Za-z0-9_]*$/;
 function intInRange(value: number | undefined, field: string, min: number, max: number): void {
   if (value === undefined) return;
   if (!Number.isInteger(value) || value < min || value > max) {
-    throw badRequest(`${field} must be a whole number from ${min} to ${max}, got ${value}`);
+    throw new InvalidArgumentError(`${field} must be a whole number from ${min} to ${max}, got ${value}`);
   }
 }
 
 function stringRecord(value: unknown, field: string): Record<string, string> {
   if (value === undefined || value === null) return {};
   if (typeof value !== 'object' || Array.isArray(value))
-    throw badRequest(`${field} must be an object of string values`);
+    throw new InvalidArgumentError(`${field} must be an object of string values`);
   for (const [k, v] of Object.entries(value)) {
-    if (typeof v !== 'string') throw badRequest(`${field}.${k} must be a string, got ${typeof v}`);
+    if (typeof v !== 'string') throw new InvalidArgumentError(`${field}.${k} must be a string, got ${typeof v}`);
   }
   return value as Record<string, string>;
 }
@@ -158,14 +169,14 @@ export function validateEnvs(envs: unknown, field = 'env'): Record<string, strin
   const out = stringRecord(envs, field);
   for (const [k, v] of Object.entries(out)) {
     if (!ENV_KEY_RE.test(k))
-      throw badRequest(
+      throw new InvalidArgumentError(
         `${field} key '${k}' is not a valid environment variable name (letters, digits, _; not starting with a digit)`,
       );
-    if (v.includes('\0')) throw badRequest(`${field}.${k} contains a NUL byte`);
+    if (v.includes('\0')) throw new InvalidArgumentError(`${field}.${k} contains a NUL byte`);
   }
   const bytes = Buffer.byteLength(JSON.stringify(out));
   if (bytes > CAPSULE_LIMITS.maxEnvBytes) {
-    throw badRequest(
+    throw new InvalidArgumentError(
       `${field} takes at most ${CAPSULE_LIMITS.maxEnvBytes} bytes (its keys and values as JSON), got ${bytes}; pass large values as files instead`,
     );
   }
@@ -176,19 +187,25 @@ export function validateMetadata(metadata: unknown, field = 'metadata'): Record<
   const out = stringRecord(metadata, field);
   const entries = Object.entries(out);
   if (entries.length > CAPSULE_LIMITS.maxMetadataKeys)
-    throw badRequest(`${field} may hold at most ${CAPSULE_LIMITS.maxMetadataKeys} keys, got ${entries.length}`);
+    throw new InvalidArgumentError(
+      `${field} may hold at most ${CAPSULE_LIMITS.maxMetadataKeys} keys, got ${entries.length}`,
+    );
   for (const [k, v] of entries) {
     if (k.length === 0 || k.length > CAPSULE_LIMITS.maxMetadataKeyLength) {
-      throw badRequest(
+      throw new InvalidArgumentError(
         `${field} keys must be 1-${CAPSULE_LIMITS.maxMetadataKeyLength} characters, got '${k.slice(0, 40)}'`,
       );
     }
     if (v.length > CAPSULE_LIMITS.maxMetadataValueLength) {
-      throw badRequest(`${field}.${k} is longer than ${CAPSULE_LIMITS.maxMetadataValueLength} characters`);
+      throw new InvalidArgumentError(
+        `${field}.${k} is longer than ${CAPSULE_LIMITS.maxMetadataValueLength} characters`,
+      );
     }
     // Metadata is also exported into the capsule's environment, where a NUL cannot go.
     if (k.includes('\0') || v.includes('\0'))
-      throw badRequest(`${field} key or value '${k.replace(/\0/g, '\\0').slice(0, 40)}' contains a NUL byte`);
+      throw new InvalidArgumentError(
+        `${field} key or value '${k.replace(/\0/g, '\\0').slice(0, 40)}' contains a NUL byte`,
+      );
   }
   return out;
 }
@@ -198,10 +215,12 @@ export function validateCreate(input: CreateCapsuleInput): void {
   intInRange(input.memoryMb, 'memory_mb', CAPSULE_LIMITS.minMemoryMb, CAPSULE_LIMITS.maxMemoryMb);
   intInRange(input.timeoutSec, 'timeout_sec', 0, CAPSULE_LIMITS.maxTimeoutSec);
   if (input.timeoutAction !== undefined && !(TIMEOUT_ACTIONS as readonly string[]).includes(input.timeoutAction)) {
-    throw badRequest(`timeout_action must be one of ${TIMEOUT_ACTIONS.join(', ')}, got '${input.timeoutAction}'`);
+    throw new InvalidArgumentError(
+      `timeout_action must be one of ${TIMEOUT_ACTIONS.join(', ')}, got '${input.timeoutAction}'`,
+    );
   }
   if (input.runtime !== undefined && !(RUNTIME_NAMES as readonly string[]).includes(input.runtime))
-    throw badRequest(`runtime '${input.runtime}' does not exist; use one of ${RUNTIME_NAMES.join(', ')}`);
+    throw new InvalidArgumentError(`runtime '${input.runtime}' does not exist; use one of ${RUNTIME_NAMES.join(', ')}`);
   validateEnvs(input.envs);
   validateMetadata(input.metadata);
   validateAllowOut(input.network?.allowOut);
@@ -211,12 +230,12 @@ export function validateCreate(input: CreateCapsuleInput): void {
 function validateAllowOut(list: string[] | undefined): void {
   if (list === undefined) return;
   if (list.length > MAX_ALLOW_OUT)
-    throw badRequest(`network.allow_out has ${list.length} entries; at most ${MAX_ALLOW_OUT}`);
+    throw new InvalidArgumentError(`network.allow_out has ${list.length} entries; at most ${MAX_ALLOW_OUT}`);
   for (const entry of list) {
     try {
       parseCidr(entry);
     } catch (err) {
-      throw badRequest(`network.allow_out: ${(err as Error).message}`);
+      throw new InvalidArgumentError(`network.allow_out: ${(err as Error).message}`);
     }
   }
 }
@@ -241,8 +260,6 @@ const expiresFromAgent = (c: PbCapsule | undefined): Date | null =>
 
 const newEnvdAccessToken = (): string => randomBytes(24).toString('base64url');
 
-const isAgentNotFound = (err: unknown): boolean => err instanceof ConnectError && err.code === Code.NotFound;
-
 async function audit(
   ctx: ControlPlaneContext,
   teamId: string,
@@ -261,14 +278,14 @@ async function audit(
 /** Exported for other services (snapshots): appends an audit event, never throws. */
 export const recordEvent = audit;
 
-function illegalState(c: Capsule, action: string): ApiError {
+function illegalState(c: Capsule, action: string): ConflictError {
   let hint = '';
   if ((c.state === 'paused' || c.state === 'hibernated') && action !== 'resume') hint = '; resume it first';
   else if (c.state === 'running' && action === 'resume') hint = '; it is already running';
   else if (c.state === 'starting') hint = '; wait until it is running';
   else if (c.state === 'stopped') hint = '; it was destroyed, create a new one';
   else if (c.state === 'error') hint = `; it failed${c.error ? ` (${c.error})` : ''}, destroy it and create a new one`;
-  return new ApiError(409, 'conflict', `capsule ${c.id} is ${c.state}; cannot ${action} it${hint}`);
+  return new ConflictError(`capsule ${c.id} is ${c.state}; cannot ${action} it${hint}`);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -276,9 +293,9 @@ function illegalState(c: Capsule, action: string): ApiError {
 
 /** The team's capsule (any state, including stopped); 404 for unknown ids and other teams' capsules. */
 export async function getCapsule(ctx: ControlPlaneContext, teamId: string, id: string): Promise<Capsule> {
-  if (!isCapsuleId(id)) throw notFound(`capsule ${id}`);
-  const c = await mapErrors(() => getCapsuleRow(ctx.database.db, id, teamId));
-  if (!c) throw notFound(`capsule ${id}`);
+  if (!isCapsuleId(id)) throw new NotFoundError(`capsule ${id} not found`);
+  const c = await getCapsuleRow(ctx.database.db, id, teamId);
+  if (!c) throw new NotFoundError(`capsule ${id} not found`);
   return c;
 }
 
@@ -304,31 +321,25 @@ export async function listCapsules(
   if (input.state !== undefined) {
     for (const s of typeof input.state === 'string' ? [input.state] : input.state) {
       if (!(CAPSULE_STATES as readonly string[]).includes(s))
-        throw badRequest(`state must be one of ${CAPSULE_STATES.join(', ')}, got '${s}'`);
+        throw new InvalidArgumentError(`state must be one of ${CAPSULE_STATES.join(', ')}, got '${s}'`);
     }
   }
   const state = input.state ?? CAPSULE_STATES.filter((s) => s !== 'stopped');
-  return mapErrors(() =>
-    listCapsulesWithTemplate(ctx.database.db, {
-      teamId,
-      state,
-      ...(input.metadata ? { metadata: input.metadata } : {}),
-      ...(input.template ? { template: input.template } : {}),
-      ...(input.limit !== undefined ? { limit: input.limit } : {}),
-      ...(input.cursor ? { cursor: input.cursor } : {}),
-    }),
-  );
+  return listCapsulesWithTemplate(ctx.database.db, {
+    teamId,
+    state,
+    ...(input.metadata ? { metadata: input.metadata } : {}),
+    ...(input.template ? { template: input.template } : {}),
+    ...(input.limit !== undefined ? { limit: input.limit } : {}),
+    ...(input.cursor ? { cursor: input.cursor } : {}),
+  });
 }
 
 /** The host a capsule is placed on; 503 when the host record is gone. */
 export async function hostOfCapsule(ctx: ControlPlaneContext, c: Capsule): Promise<Host> {
   const host = c.hostId ? await getHost(ctx.database.db, c.hostId) : null;
   if (!host)
-    throw new ApiError(
-      503,
-      'unavailable',
-      `capsule ${c.id} is on host ${c.hostId ?? '(none)'}, which is not registered any more`,
-    );
+    throw new UnavailableError(`capsule ${c.id} is on host ${c.hostId ?? '(none)'}, which is not registered any more`);
   return host;
 }
 
@@ -375,7 +386,7 @@ export async function createCapsule(
   const memoryMb = fixedShape ? template.memoryMb : (input.memoryMb ?? DEFAULT_MEMORY_MB);
   const timeoutSec = input.timeoutSec ?? DEFAULT_TIMEOUT_SEC;
   const timeoutAction = input.timeoutAction ?? 'kill';
-  const templateConfig = await mapErrors(() => templateConfigFor(ctx, template));
+  const templateConfig = await templateConfigFor(ctx, template);
   const envs = mergeTemplateEnvs(templateConfig, validateEnvs(input.envs));
   const metadata = validateMetadata(input.metadata);
 
@@ -393,33 +404,31 @@ export async function createCapsule(
       });
     } catch (err) {
       if (err instanceof NoHostError) throw await noHostError(ctx, input.runtime, template, err);
-      throw toServiceError(err);
+      throw err;
     }
   };
   let { host, runtime } = await place();
   const id = newCapsuleId();
   const envdAccessToken = newEnvdAccessToken();
   const now = Date.now();
-  await mapErrors(() =>
-    insertCapsule(db, {
-      id,
-      teamId,
-      hostId: host.id,
-      template: template.name,
-      runtime,
-      vcpus,
-      memoryMb,
-      timeoutSec,
-      timeoutAction,
-      metadata,
-      envs,
-      envdAccessToken,
-      clientId: input.clientId ?? null,
-      internet: input.internet ?? true,
-      state: 'starting',
-      expiresAt: timeoutSec > 0 ? new Date(now + timeoutSec * 1000) : null,
-    }),
-  );
+  await insertCapsule(db, {
+    id,
+    teamId,
+    hostId: host.id,
+    template: template.name,
+    runtime,
+    vcpus,
+    memoryMb,
+    timeoutSec,
+    timeoutAction,
+    metadata,
+    envs,
+    envdAccessToken,
+    clientId: input.clientId ?? null,
+    internet: input.internet ?? true,
+    state: 'starting',
+    expiresAt: timeoutSec > 0 ? new Date(now + timeoutSec * 1000) : null,
+  });
 
   let agent = ctx.agents.client(host);
   let made: PbCapsule | undefined;
@@ -448,18 +457,21 @@ export async function createCapsule(
     } catch (err) {
       if (isCapacityRefusal(err)) {
         // The host is full (its agent refused before making anything): try another, else say so.
-        const next = await placeElsewhere(ctx, id, host, err.rawMessage, refusedBy, place);
+        const next = await placeElsewhere(ctx, id, host, err.message, refusedBy, place);
         ({ host, runtime } = next);
         agent = ctx.agents.client(host);
         continue;
       }
-      const e = toServiceError(err);
-      await setCapsuleState(db, id, 'error', { error: e.message, from: ['starting'] }).catch(() => null);
+      const e = asDomainError(err);
+      const message = messageOf(e);
+      await setCapsuleState(db, id, 'error', { error: message, from: ['starting'] }).catch(() => null);
       // Whatever part of the capsule the agent made must go; it may have made nothing at all.
       await agent.destroyCapsule({ id }).catch(() => undefined);
       ctx.evictProxy(id);
-      await audit(ctx, teamId, id, 'capsule.error', { during: 'create', message: e.message, host_id: host.id });
-      throw e.status >= 500 && e.code === 'internal' ? new ApiError(500, 'capsule_start_failed', e.message) : e;
+      await audit(ctx, teamId, id, 'capsule.error', { during: 'create', message, host_id: host.id });
+      throw e instanceof DomainError && e.kind !== 'internal'
+        ? e
+        : new InternalError(message, { code: 'capsule_start_failed', cause: err });
     }
   }
 
@@ -471,7 +483,7 @@ export async function createCapsule(
     // Destroyed while it was starting: the agent must not keep it.
     await agent.destroyCapsule({ id }).catch(() => undefined);
     ctx.evictProxy(id);
-    throw conflict(`capsule ${id} was destroyed while it was starting`);
+    throw new ConflictError(`capsule ${id} was destroyed while it was starting`);
   }
   let result = running;
   if (made?.runtime && made.runtime !== runtime)
@@ -498,8 +510,7 @@ export async function createCapsule(
 }
 
 /** The agent refused a create because its host is full (HostCapacityError there), not because of the request. */
-const isCapacityRefusal = (err: unknown): err is ConnectError =>
-  err instanceof ConnectError && err.code === Code.ResourceExhausted;
+const isCapacityRefusal = (err: unknown): err is ResourceExhaustedError => err instanceof ResourceExhaustedError;
 
 /**
  * A host refused the capsule for lack of room: remembers it as full (until its next heartbeat or a
@@ -535,7 +546,7 @@ async function placeElsewhere(
   );
   ctx.evictProxy(id);
   if (row) await audit(ctx, row.teamId, id, 'capsule.refused', { message, host_ids: [...refusedBy] });
-  throw new ApiError(503, 'host_full', message);
+  throw new HostFullError(message);
 }
 
 /**
@@ -547,19 +558,19 @@ async function noHostError(
   runtime: string | undefined,
   template: { name: string; runtimes: readonly string[] },
   err: NoHostError,
-): Promise<ApiError> {
+): Promise<DomainError> {
   if (runtime !== undefined) {
     if (template.runtimes.length > 0 && !template.runtimes.includes(runtime))
-      return badRequest(
+      return new InvalidArgumentError(
         `template '${template.name}' runs on ${template.runtimes.join(', ')}, not on runtime '${runtime}'`,
       );
     const offered = new Set((await listHosts(ctx.database.db)).flatMap((h) => h.runtimes));
     if (!offered.has(runtime))
-      return badRequest(
+      return new InvalidArgumentError(
         `no host of this deployment offers runtime '${runtime}' (hosts offer: ${[...offered].join(', ') || 'none'})`,
       );
   }
-  return new ApiError(503, err.full ? 'host_full' : 'no_host_available', err.message);
+  return err.full ? new HostFullError(err.message) : new UnavailableError(err.message, { code: 'no_host_available' });
 }
 
 /**
@@ -578,21 +589,21 @@ async function startFromTemplateConfig(
     await startTemplateProcesses({ capsuleId: capsule.id, agent: ctx.agents.client(host) }, config);
   } catch (err) {
     await destroyCapsule(ctx, teamId, capsule.id).catch(() => undefined);
-    throw toServiceError(err);
+    throw err;
   }
 }
 
 /** Destroys the capsule on its host and records it stopped. 404 if it is unknown or already destroyed. */
 export async function destroyCapsule(ctx: ControlPlaneContext, teamId: string, id: string): Promise<Capsule> {
   const c = await getCapsule(ctx, teamId, id);
-  if (c.state === 'stopped') throw new ApiError(404, 'not_found', `capsule ${id} was already destroyed`);
+  if (c.state === 'stopped') throw new NotFoundError(`capsule ${id} was already destroyed`);
   const host = c.hostId ? await getHost(ctx.database.db, c.hostId) : null;
   if (host) {
     try {
       await ctx.agents.client(host).destroyCapsule({ id });
     } catch (err) {
       // Not on the agent (failed start, agent lost its state): nothing left to remove there.
-      if (!isAgentNotFound(err)) throw toServiceError(err);
+      if (!(err instanceof NotFoundError)) throw err;
     }
     // A host that said it was full has room again now, not only at its next heartbeat.
     if (host.capacity?.full)
@@ -603,7 +614,7 @@ export async function destroyCapsule(ctx: ControlPlaneContext, teamId: string, i
     expiresAt: null,
   });
   ctx.evictProxy(id);
-  if (!stopped) throw new ApiError(404, 'not_found', `capsule ${id} was already destroyed`);
+  if (!stopped) throw new NotFoundError(`capsule ${id} was already destroyed`);
   await audit(ctx, teamId, id, 'capsule.destroyed');
   return stopped;
 }
@@ -620,7 +631,7 @@ export async function pauseCapsule(
   mode?: PauseMode,
 ): Promise<Capsule> {
   if (mode !== undefined && mode !== 'freeze' && mode !== 'hibernate')
-    throw badRequest(`mode must be freeze or hibernate, got '${String(mode)}'`);
+    throw new InvalidArgumentError(`mode must be freeze or hibernate, got '${String(mode)}'`);
   const c = await requireCapsuleState(ctx, teamId, id, ['running'], 'pause');
   const agent = await agentForCapsule(ctx, c);
   let res: Awaited<ReturnType<typeof agent.pauseCapsule>>;
@@ -629,14 +640,13 @@ export async function pauseCapsule(
     const pbMode =
       mode === 'hibernate' ? PbPauseMode.HIBERNATE : mode === 'freeze' ? PbPauseMode.FREEZE : PbPauseMode.UNSPECIFIED;
     res = await agent.pauseCapsule({ id, mode: pbMode });
-  } catch (err) {
-    throw toServiceError(err);
   } finally {
     ctx.evictProxy(id);
   }
   const state = res.capsule ? stateFromAgent(res.capsule.state) : mode === 'hibernate' ? 'hibernated' : 'paused';
   const updated = await setCapsuleState(ctx.database.db, id, state, { from: ['running'] });
-  if (!updated) throw conflict(`capsule ${id} changed state while it was being paused; fetch it and try again`);
+  if (!updated)
+    throw new ConflictError(`capsule ${id} changed state while it was being paused; fetch it and try again`);
   await audit(ctx, teamId, id, 'capsule.paused', { mode, state, keeps: res.capsule?.pauseKeeps ?? '' });
   return updated;
 }
@@ -654,15 +664,14 @@ export async function resumeCapsule(
   let res: Awaited<ReturnType<typeof agent.resumeCapsule>>;
   try {
     res = await agent.resumeCapsule({ id, timeoutSec: opts.timeoutSec ?? 0 });
-  } catch (err) {
-    throw toServiceError(err);
   } finally {
     ctx.evictProxy(id);
   }
   const timeoutSec = opts.timeoutSec || c.timeoutSec;
   const expiresAt = expiresFromAgent(res.capsule) ?? (timeoutSec > 0 ? new Date(Date.now() + timeoutSec * 1000) : null);
   const updated = await setCapsuleState(ctx.database.db, id, 'running', { from: ['paused', 'hibernated'], expiresAt });
-  if (!updated) throw conflict(`capsule ${id} changed state while it was being resumed; fetch it and try again`);
+  if (!updated)
+    throw new ConflictError(`capsule ${id} changed state while it was being resumed; fetch it and try again`);
   const result = opts.timeoutSec
     ? ((await updateCapsule(ctx.database.db, id, { timeoutSec: opts.timeoutSec })) ?? updated)
     : updated;
@@ -675,9 +684,7 @@ export async function resumeCapsule(
 export async function pingCapsule(ctx: ControlPlaneContext, teamId: string, id: string): Promise<Capsule> {
   const c = await requireCapsuleState(ctx, teamId, id, ['running'], 'ping');
   const agent = await agentForCapsule(ctx, c);
-  const res = await agent.pingCapsule({ id }).catch((err: unknown) => {
-    throw toServiceError(err);
-  });
+  const res = await agent.pingCapsule({ id });
   const expiresAt =
     expiresFromAgent(res.capsule) ?? (c.timeoutSec > 0 ? new Date(Date.now() + c.timeoutSec * 1000) : null);
   return (await updateCapsule(ctx.database.db, id, { expiresAt })) ?? c;
@@ -690,13 +697,11 @@ export async function setCapsuleTimeout(
   id: string,
   timeoutSec: number,
 ): Promise<Capsule> {
-  if (timeoutSec === undefined) throw badRequest('timeout_sec is required');
+  if (timeoutSec === undefined) throw new InvalidArgumentError('timeout_sec is required');
   intInRange(timeoutSec, 'timeout_sec', 0, CAPSULE_LIMITS.maxTimeoutSec);
   const c = await requireCapsuleState(ctx, teamId, id, ['running'], 'set the timeout of');
   const agent = await agentForCapsule(ctx, c);
-  const res = await agent.pingCapsule({ id, timeoutSec }).catch((err: unknown) => {
-    throw toServiceError(err);
-  });
+  const res = await agent.pingCapsule({ id, timeoutSec });
   const expiresAt = expiresFromAgent(res.capsule) ?? (timeoutSec > 0 ? new Date(Date.now() + timeoutSec * 1000) : null);
   const updated = (await updateCapsule(ctx.database.db, id, { timeoutSec, expiresAt })) ?? c;
   await audit(ctx, teamId, id, 'capsule.timeout_set', { timeout_sec: timeoutSec });
@@ -706,9 +711,7 @@ export async function setCapsuleTimeout(
 /** CPU, memory, disk and process counts of a running or paused capsule. */
 export async function capsuleMetrics(ctx: ControlPlaneContext, teamId: string, id: string): Promise<CapsuleMetrics> {
   const { agent } = await capsuleAgent(ctx, teamId, id, ['running', 'paused'], 'read the metrics of');
-  const m = await agent.getCapsuleMetrics({ id }).catch((err: unknown) => {
-    throw toServiceError(err);
-  });
+  const m = await agent.getCapsuleMetrics({ id });
   return {
     cpuUsedPct: m.cpuUsedPct,
     cpuCount: m.cpuCount,
@@ -729,7 +732,7 @@ export async function execCommand(
   input: ExecInput,
   signal?: AbortSignal,
 ): Promise<ExecResult> {
-  if (typeof input.cmd !== 'string' || input.cmd.length === 0) throw badRequest('cmd is required');
+  if (typeof input.cmd !== 'string' || input.cmd.length === 0) throw new InvalidArgumentError('cmd is required');
   intInRange(input.timeoutSec, 'timeout_sec', 0, 24 * 3600);
   const envs = validateEnvs(input.envs);
   const { agent } = await capsuleAgent(ctx, teamId, id, ['running'], 'run commands in');
@@ -756,14 +759,12 @@ export async function execCommand(
       pid: r.pid,
     };
   } catch (err) {
-    if (input.timeoutSec && err instanceof ConnectError && err.code === Code.DeadlineExceeded) {
-      throw new ApiError(
-        504,
-        'deadline_exceeded',
+    if (input.timeoutSec && err instanceof DeadlineExceededError) {
+      throw new DeadlineExceededError(
         `the command did not finish within timeout_sec (${input.timeoutSec} s) and was stopped; raise timeout_sec, or use exec/stream to see output as it comes`,
       );
     }
-    throw toServiceError(err);
+    throw err;
   }
 }
 

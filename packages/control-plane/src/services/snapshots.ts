@@ -7,9 +7,8 @@
 // template's files, and a hibernated one boots from them again on resume, so removing them would
 // break capsules that look healthy. Destroy those capsules first.
 
-import { Code, ConnectError } from '@connectrpc/connect';
+import { asDomainError, ConflictError, DomainError, domainError, messageOf, NotFoundError } from '@wrenn/protocol';
 import type { Template as PbTemplate } from '@wrenn/protocol/gen/hostagent/v1/hostagent_pb';
-import { ApiError, conflict, notFound } from '../api/errors.js';
 import type { ControlPlaneContext } from '../context.js';
 import { capsuleIdsUsingTemplate } from '../db/repositories/capsules-extra.js';
 import { getHost } from '../db/repositories/hosts.js';
@@ -24,7 +23,6 @@ import {
 } from '../db/repositories/templates.js';
 import { isLayerName } from '../templates/layer-names.js';
 import { agentForCapsule, LIVE_STATES, recordEvent, requireCapsuleState } from './capsules.js';
-import { mapErrors, toServiceError } from './errors.js';
 import { agentTemplateName, assertNotBuiltin } from './templates.js';
 
 /** Snapshots a running or paused capsule into a new team template `name`. */
@@ -33,39 +31,35 @@ export async function createSnapshot(
   teamId: string,
   input: { capsuleId: string; name: string },
 ): Promise<Template> {
-  await mapErrors(async () => validateTemplateName(input.name));
+  validateTemplateName(input.name);
   assertNotBuiltin(input.name, 'replaced by a snapshot; pick another name');
   const c = await requireCapsuleState(ctx, teamId, input.capsuleId, ['running', 'paused'], 'snapshot');
   const agent = await agentForCapsule(ctx, c);
   // The row first: it reserves the name within the team (unique index) and gives the id the agent
   // stores the files under.
-  const row = await mapErrors(() =>
-    createTemplate(ctx.database.db, {
-      name: input.name,
-      kind: 'snapshot',
-      teamId,
-      hostId: c.hostId,
-      parent: c.template,
-      vcpus: c.vcpus,
-      memoryMb: c.memoryMb,
-      runtimes: [c.runtime],
-    }),
-  );
+  const row = await createTemplate(ctx.database.db, {
+    name: input.name,
+    kind: 'snapshot',
+    teamId,
+    hostId: c.hostId,
+    parent: c.template,
+    vcpus: c.vcpus,
+    memoryMb: c.memoryMb,
+    runtimes: [c.runtime],
+  });
   let made: PbTemplate | undefined;
   try {
     made = (await agent.createSnapshot({ capsuleId: c.id, name: agentTemplateName(row) })).template;
   } catch (err) {
     await deleteTemplateRow(ctx.database.db, teamId, row.name).catch(() => null);
-    throw toServiceError(err);
+    throw err;
   }
-  const updated = await mapErrors(() =>
-    updateTemplate(ctx.database.db, row.id, {
-      sizeBytes: Number(made?.sizeBytes ?? 0n),
-      ...(made?.vcpus ? { vcpus: made.vcpus } : {}),
-      ...(made?.memoryMb ? { memoryMb: made.memoryMb } : {}),
-      ...(made?.runtimes.length ? { runtimes: made.runtimes } : {}),
-    }),
-  );
+  const updated = await updateTemplate(ctx.database.db, row.id, {
+    sizeBytes: Number(made?.sizeBytes ?? 0n),
+    ...(made?.vcpus ? { vcpus: made.vcpus } : {}),
+    ...(made?.memoryMb ? { memoryMb: made.memoryMb } : {}),
+    ...(made?.runtimes.length ? { runtimes: made.runtimes } : {}),
+  });
   // The agent may have paused the capsule for the snapshot and resumed it; its route is unchanged
   // but cached connection state is cheap to drop.
   ctx.evictProxy(c.id);
@@ -79,7 +73,7 @@ export async function createSnapshot(
 
 /** The team's snapshot templates, by name. */
 export async function listSnapshots(ctx: ControlPlaneContext, teamId: string): Promise<Template[]> {
-  const rows = await mapErrors(() => listTemplateRows(ctx.database.db, { teamId, kind: 'snapshot' }));
+  const rows = await listTemplateRows(ctx.database.db, { teamId, kind: 'snapshot' });
   return rows.filter((t) => t.teamId === teamId && !isLayerName(t.name));
 }
 
@@ -94,15 +88,15 @@ export async function deleteTemplate(
   opts: { kind?: Template['kind'] } = {},
 ): Promise<Template> {
   const what = opts.kind === 'snapshot' ? 'snapshot' : 'template';
-  const row = await mapErrors(() => resolveTemplateRow(ctx.database.db, teamId, name));
+  const row = await resolveTemplateRow(ctx.database.db, teamId, name);
   if (!row || row.teamId !== teamId || (opts.kind && row.kind !== opts.kind)) {
     assertNotBuiltin(name, 'deleted');
-    throw notFound(`${what} '${name}'`);
+    throw new NotFoundError(`${what} '${name}' not found`);
   }
   const users = await capsuleIdsUsingTemplate(ctx.database.db, teamId, row.name, LIVE_STATES);
   if (users.length > 0) {
     const list = users.slice(0, 5).join(', ') + (users.length > 5 ? `, ... (${users.length} in all)` : '');
-    throw conflict(`${what} '${name}' is used by capsules ${list}; destroy them first`);
+    throw new ConflictError(`${what} '${name}' is used by capsules ${list}; destroy them first`);
   }
   if (row.hostId) {
     const host = await getHost(ctx.database.db, row.hostId);
@@ -111,14 +105,17 @@ export async function deleteTemplate(
         await ctx.agents.client(host).deleteSnapshot({ name: agentTemplateName(row) });
       } catch (err) {
         // Already gone from the host: only the record is left to remove.
-        if (!(err instanceof ConnectError && err.code === Code.NotFound)) {
-          const e = toServiceError(err);
-          throw new ApiError(e.status, e.code, `could not delete ${what} '${name}' on host ${host.id}: ${e.message}`);
+        if (!(err instanceof NotFoundError)) {
+          const e = asDomainError(err);
+          const message = `could not delete ${what} '${name}' on host ${host.id}: ${messageOf(e)}`;
+          throw e instanceof DomainError
+            ? domainError(e.kind, message, { code: e.code, cause: err })
+            : new Error(message, { cause: err });
         }
       }
     }
   }
-  await mapErrors(() => deleteTemplateRow(ctx.database.db, teamId, row.name));
+  await deleteTemplateRow(ctx.database.db, teamId, row.name);
   await recordEvent(ctx, teamId, null, `${what}.deleted`, { name: row.name, template_id: row.id });
   return row;
 }

@@ -4,8 +4,8 @@
 // before the capsule is handed out. envd's default user and working directory (USER/WORKDIR) go to
 // the agent with the create request, which applies them at every /init (resume included).
 
+import { DeadlineExceededError, InternalError, messageOf } from '@wrenn/protocol';
 import type { AgentClient } from '../agents/pool.js';
-import { ApiError } from '../api/errors.js';
 import type { ControlPlaneContext } from '../context.js';
 import { getTemplateConfig, type TemplateConfig } from '../db/repositories/template-configs-extra.js';
 import type { Template } from '../db/repositories/templates.js';
@@ -37,7 +37,7 @@ const shellArgs = (cmd: string) => ({ cmd: '/bin/sh', args: ['-c', cmd] });
 
 /**
  * Applies the template's defaults, start command and ready check to a capsule that just started.
- * Throws ApiError (the caller destroys the capsule) when the start command cannot be launched or
+ * Throws a domain error (the caller destroys the capsule) when the start command cannot be launched or
  * the ready check does not pass in time.
  */
 export async function startTemplateProcesses(t: StartTarget, config: TemplateConfig | null): Promise<void> {
@@ -54,11 +54,10 @@ export async function startTemplateProcesses(t: StartTarget, config: TemplateCon
     await t.agent
       .startProcess({ exec: { ...base, ...shellArgs(config.startCmd), tag: 'wrenn-start' } })
       .catch((err: unknown) => {
-        throw new ApiError(
-          500,
-          'capsule_start_failed',
-          `the template's start command could not be started: ${err instanceof Error ? err.message : String(err)}`,
-        );
+        throw new InternalError(`the template's start command could not be started: ${messageOf(err)}`, {
+          code: 'capsule_start_failed',
+          cause: err,
+        });
       });
   }
   if (config.readyCmd) {
@@ -69,7 +68,7 @@ export async function startTemplateProcesses(t: StartTarget, config: TemplateCon
       const r = await t.agent
         .exec({ ...base, ...shellArgs(config.readyCmd), timeoutSec: 30, tag: '' })
         .catch((err: unknown) => {
-          last = err instanceof Error ? err.message : String(err);
+          last = messageOf(err);
           return null;
         });
       if (r && r.exitCode === 0 && !r.error) return;
@@ -81,10 +80,9 @@ export async function startTemplateProcesses(t: StartTarget, config: TemplateCon
         last = `exit code ${r.exitCode}${why}${out ? `: ${out}` : ''}`;
       }
       if (Date.now() > deadline) {
-        throw new ApiError(
-          504,
-          'capsule_not_ready',
+        throw new DeadlineExceededError(
           `the template's ready check '${config.readyCmd}' did not pass within ${(timeoutMs / 1000).toFixed(1)} s; last result: ${last}`,
+          { code: 'capsule_not_ready' },
         );
       }
       await new Promise((r) => setTimeout(r, READY_POLL_MS));

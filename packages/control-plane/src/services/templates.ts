@@ -1,7 +1,7 @@
 // Templates as a team sees them: the built-ins every host can build (minimal, base) plus the team's
 // own (snapshots of its capsules, built images). A team's template shadows a built-in of that name.
 
-import { ApiError, notFound } from '../api/errors.js';
+import { ConflictError, NotFoundError } from '@wrenn/protocol';
 import type { ControlPlaneContext } from '../context.js';
 import {
   listTemplates as listTemplateRows,
@@ -10,7 +10,6 @@ import {
   validateTemplateName,
 } from '../db/repositories/templates.js';
 import { isLayerName } from '../templates/layer-names.js';
-import { mapErrors } from './errors.js';
 
 /** Templates every host agent knows how to build on first use. */
 export const BUILTIN_TEMPLATES = ['minimal', 'base'] as const;
@@ -42,13 +41,11 @@ export const agentTemplateName = (t: Template): string => (t.teamId === null ? t
 
 /** The template `name` for the team (own first, then built-in); 404 when there is none. */
 export async function resolveTemplate(ctx: ControlPlaneContext, teamId: string, name: string): Promise<Template> {
-  return mapErrors(async () => {
-    validateTemplateName(name);
-    const row = await resolveTemplateRow(ctx.database.db, teamId, name);
-    if (row) return row;
-    if (isBuiltinTemplate(name)) return builtIn(name);
-    throw notFound(`template '${name}'`);
-  });
+  validateTemplateName(name);
+  const row = await resolveTemplateRow(ctx.database.db, teamId, name);
+  if (row) return row;
+  if (isBuiltinTemplate(name)) return builtIn(name);
+  throw new NotFoundError(`template '${name}' not found`);
 }
 
 /** Built-ins and the team's templates, by name; a team template hides a built-in of the same name. */
@@ -57,21 +54,19 @@ export async function listTemplates(
   teamId: string,
   filter: { kind?: Template['kind'] } = {},
 ): Promise<Template[]> {
-  return mapErrors(async () => {
-    const rows = await listTemplateRows(ctx.database.db, { teamId, ...(filter.kind ? { kind: filter.kind } : {}) });
-    const byName = new Map<string, Template>();
-    if (!filter.kind || filter.kind === 'base') for (const n of BUILTIN_TEMPLATES) byName.set(n, builtIn(n));
-    for (const r of rows) {
-      if (isLayerName(r.name)) continue; // build cache layers are internal
-      const have = byName.get(r.name);
-      if (!have || have.teamId === null) byName.set(r.name, r);
-    }
-    return [...byName.values()].sort((a, b) => a.name.localeCompare(b.name));
-  });
+  const rows = await listTemplateRows(ctx.database.db, { teamId, ...(filter.kind ? { kind: filter.kind } : {}) });
+  const byName = new Map<string, Template>();
+  if (!filter.kind || filter.kind === 'base') for (const n of BUILTIN_TEMPLATES) byName.set(n, builtIn(n));
+  for (const r of rows) {
+    if (isLayerName(r.name)) continue; // build cache layers are internal
+    const have = byName.get(r.name);
+    if (!have || have.teamId === null) byName.set(r.name, r);
+  }
+  return [...byName.values()].sort((a, b) => a.name.localeCompare(b.name));
 }
 
 export function assertNotBuiltin(name: string, action: string): void {
   if (isBuiltinTemplate(name)) {
-    throw new ApiError(409, 'conflict', `'${name}' is a built-in template; it cannot be ${action}`);
+    throw new ConflictError(`'${name}' is a built-in template; it cannot be ${action}`);
   }
 }

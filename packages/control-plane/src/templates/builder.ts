@@ -10,9 +10,17 @@
 // A failing step ends the build with its output and exit code; the build's capsule is destroyed
 // whatever happens. Layers are kept (they are the cache); deleting them is refused by the host
 // while a template still stacks on them.
+
 import { createHash } from 'node:crypto';
 import { posix } from 'node:path';
-import { ApiError, badRequest, conflict } from '../api/errors.js';
+import {
+  asDomainError,
+  ConflictError,
+  DomainError,
+  domainError,
+  InvalidArgumentError,
+  messageOf,
+} from '@wrenn/protocol';
 import type { ControlPlaneContext } from '../context.js';
 import { createBuild, setBuildStatus, type TemplateBuild } from '../db/repositories/template-builds.js';
 import {
@@ -32,7 +40,6 @@ import {
   validateTemplateName,
 } from '../db/repositories/templates.js';
 import { agentForCapsule, type Capsule, createCapsule, destroyCapsule } from '../services/capsules.js';
-import { mapErrors, toServiceError } from '../services/errors.js';
 import { deleteTemplate } from '../services/snapshots.js';
 import { agentTemplateName, assertNotBuiltin, resolveTemplate } from '../services/templates.js';
 import { type BuildContext, planCopy } from './build-context.js';
@@ -83,34 +90,37 @@ export async function startTemplateBuild(
   teamId: string,
   input: StartBuildInput,
 ): Promise<TemplateBuild> {
-  await mapErrors(async () => validateTemplateName(input.name));
+  validateTemplateName(input.name);
   if (isLayerName(input.name))
-    throw badRequest(`template names starting with 'layer-' are reserved for build layers; pick another name`);
+    throw new InvalidArgumentError(
+      `template names starting with 'layer-' are reserved for build layers; pick another name`,
+    );
   assertNotBuiltin(input.name, 'replaced by a build; pick another name');
   let parsed: ParsedDockerfile;
   try {
     parsed = parseDockerfile(input.dockerfile);
   } catch (err) {
-    if (err instanceof DockerfileError) throw new ApiError(400, 'invalid_dockerfile', err.message);
+    if (err instanceof DockerfileError) throw new InvalidArgumentError(err.message, { code: 'invalid_dockerfile' });
     throw err;
   }
   const from = await resolveTemplate(ctx, teamId, parsed.from).catch((err: unknown) => {
-    const e = toServiceError(err);
-    throw new ApiError(e.status, e.code, `Dockerfile line ${parsed.fromLine}: FROM ${parsed.from}: ${e.message}`);
+    const e = asDomainError(err);
+    const message = `Dockerfile line ${parsed.fromLine}: FROM ${parsed.from}: ${messageOf(e)}`;
+    throw e instanceof DomainError ? domainError(e.kind, message, { code: e.code, cause: err }) : new Error(message);
   });
   if (from.name === input.name && from.teamId === teamId)
-    throw badRequest(`Dockerfile line ${parsed.fromLine}: a template cannot be built FROM itself ('${input.name}')`);
-  const existing = await mapErrors(() => resolveTemplateRow(ctx.database.db, teamId, input.name));
+    throw new InvalidArgumentError(
+      `Dockerfile line ${parsed.fromLine}: a template cannot be built FROM itself ('${input.name}')`,
+    );
+  const existing = await resolveTemplateRow(ctx.database.db, teamId, input.name);
   if (existing && existing.teamId === teamId && existing.kind !== 'dockerfile') {
-    throw conflict(
+    throw new ConflictError(
       `'${input.name}' is already a ${existing.kind} template of this team; pick another name or delete it first`,
     );
   }
   // Dry run of the config steps, so every COPY source is checked before anything runs.
   simulate(parsed, emptyTemplateConfig(), input.context);
-  const build = await mapErrors(() =>
-    createBuild(ctx.database.db, { template: input.name, teamId, status: 'building' }),
-  );
+  const build = await createBuild(ctx.database.db, { template: input.name, teamId, status: 'building' });
   running.add(build.id);
   void runBuild(ctx, teamId, build.id, input.name, parsed, from, input.context).finally(() => {
     running.delete(build.id);
@@ -126,7 +136,7 @@ function simulate(parsed: ParsedDockerfile, start: TemplateConfig, context: Buil
       if (step.kind === 'COPY') planCopy(step, substitute(step.dest, cfg.env), cfg.workdir, context);
       else applyConfigStep(cfg, step);
     } catch (err) {
-      if (err instanceof DockerfileError) throw new ApiError(400, 'invalid_dockerfile', err.message);
+      if (err instanceof DockerfileError) throw new InvalidArgumentError(err.message, { code: 'invalid_dockerfile' });
       throw err;
     }
   }
@@ -259,7 +269,7 @@ async function runBuild(
           }
           await agent.writeFile(messages()).catch((err: unknown) => {
             throw new StepFailed(
-              `step ${i + 1}/${total} (line ${step.line}): writing ${e.dest} failed: ${toServiceError(err).message}`,
+              `step ${i + 1}/${total} (line ${step.line}): writing ${e.dest} failed: ${messageOf(err)}`,
             );
           });
         }
@@ -279,7 +289,7 @@ async function runBuild(
       // A concurrent build of the same steps may have saved this layer first (409): then this
       // capsule simply goes on, its changes since `current` are saved with the next layer.
       const made = await snapshotCapsule(ctx, teamId, c, layer, 'snapshot').catch((err: unknown) => {
-        if (err instanceof ApiError && err.status === 409) return null;
+        if (err instanceof DomainError && (err.kind === 'conflict' || err.kind === 'already_exists')) return null;
         throw err;
       });
       if (!made) {
@@ -301,7 +311,7 @@ async function runBuild(
     if (old && old.teamId === teamId) {
       log.line(`replacing the previous '${name}' (${old.id})`);
       await deleteTemplate(ctx, teamId, name).catch((err: unknown) => {
-        throw new StepFailed(`could not replace the existing template '${name}': ${toServiceError(err).message}`);
+        throw new StepFailed(`could not replace the existing template '${name}': ${messageOf(err)}`);
       });
     }
     const final = await snapshotCapsule(ctx, teamId, c, name, 'dockerfile');
@@ -312,7 +322,7 @@ async function runBuild(
     await log.flush();
     await setBuildStatus(db, buildId, 'ready');
   } catch (err) {
-    const message = err instanceof StepFailed ? err.message : `build failed: ${toServiceError(err).message}`;
+    const message = err instanceof StepFailed ? err.message : `build failed: ${messageOf(err)}`;
     log.line(`ERROR: ${message}`);
     await dropCapsule();
     await log.flush();
@@ -359,7 +369,7 @@ async function runIn(
       } else if (e.case === 'exit') exit = { exitCode: e.value.exitCode, error: e.value.error };
     }
   } catch (err) {
-    throw new StepFailed(`${what}: ${toServiceError(err).message}`);
+    throw new StepFailed(`${what}: ${messageOf(err)}`);
   }
   if (!exit) throw new StepFailed(`${what}: the process ended without an exit status`);
   // The agent words a plain non-zero exit as "exit status N"; anything else (a signal, a timeout) is worth showing.
@@ -405,24 +415,22 @@ async function snapshotCapsule(
 ): Promise<Template> {
   const db = ctx.database.db;
   const agent = await agentForCapsule(ctx, c);
-  const row = await mapErrors(() =>
-    createTemplate(db, {
-      name,
-      kind,
-      teamId,
-      hostId: c.hostId,
-      parent: c.template,
-      vcpus: c.vcpus,
-      memoryMb: c.memoryMb,
-      runtimes: [c.runtime],
-    }),
-  );
+  const row = await createTemplate(db, {
+    name,
+    kind,
+    teamId,
+    hostId: c.hostId,
+    parent: c.template,
+    vcpus: c.vcpus,
+    memoryMb: c.memoryMb,
+    runtimes: [c.runtime],
+  });
   let made: Awaited<ReturnType<typeof agent.createSnapshot>>['template'];
   try {
     made = (await agent.createSnapshot({ capsuleId: c.id, name: agentTemplateName(row) })).template;
   } catch (err) {
     await deleteTemplateRow(db, teamId, row.name).catch(() => null);
-    throw toServiceError(err);
+    throw err;
   }
   return (
     (await updateTemplate(db, row.id, {

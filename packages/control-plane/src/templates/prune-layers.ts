@@ -3,7 +3,6 @@
 // capsule runs from, repeatedly (removing a layer can free its parent), and keeps the rest.
 import type { ControlPlaneContext } from '../context.js';
 import { listTemplates } from '../db/repositories/templates.js';
-import { mapErrors } from '../services/errors.js';
 import { deleteTemplate } from '../services/snapshots.js';
 import { isLayerName } from './builder.js';
 
@@ -17,7 +16,7 @@ export async function pruneLayers(ctx: ControlPlaneContext, teamId: string): Pro
   const deleted: string[] = [];
   const failed = new Map<string, string>();
   for (;;) {
-    const all = (await mapErrors(() => listTemplates(ctx.database.db, { teamId }))).filter((t) => t.teamId === teamId);
+    const all = (await listTemplates(ctx.database.db, { teamId })).filter((t) => t.teamId === teamId);
     const parents = new Set(all.map((t) => t.parent).filter((p): p is string => p !== null));
     const candidates = all.filter((t) => isLayerName(t.name) && !parents.has(t.name) && !failed.has(t.name));
     if (candidates.length === 0) {

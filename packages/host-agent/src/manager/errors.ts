@@ -1,15 +1,18 @@
-// Errors the manager raises; the Connect service maps each to its code.
-export class CapsuleNotFoundError extends Error {
+// Errors the manager raises, as domain errors of @wrenn/protocol: the Connect service maps each by
+// its kind (service/errors.ts), so the names here only add the wording.
+import { FailedPreconditionError, NotFoundError } from '@wrenn/protocol';
+
+export { AlreadyExistsError, InvalidArgumentError } from '@wrenn/protocol';
+
+export class CapsuleNotFoundError extends NotFoundError {
   constructor(id: string) {
     super(`capsule ${id} not found on this host`);
   }
 }
-export class TemplateNotFoundError extends Error {
+export class TemplateNotFoundError extends NotFoundError {
   constructor(name: string) {
     super(`template "${name}" not found; list templates to see what exists`);
   }
 }
-export class InvalidArgumentError extends Error {}
-export class AlreadyExistsError extends Error {}
-/** A template that capsules or other templates still depend on. */
-export class TemplateInUseError extends Error {}
+/** A template that capsules or other templates still depend on, or a built-in one. */
+export class TemplateInUseError extends FailedPreconditionError {}

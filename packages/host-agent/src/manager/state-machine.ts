@@ -1,4 +1,6 @@
 // Capsule lifecycle states and the moves between them. Anything else is refused with a clear error.
+import { FailedPreconditionError } from '@wrenn/protocol';
+
 export type CapsuleState = 'starting' | 'running' | 'paused' | 'hibernated' | 'stopped' | 'error';
 
 const moves: Record<CapsuleState, readonly CapsuleState[]> = {
@@ -10,7 +12,8 @@ const moves: Record<CapsuleState, readonly CapsuleState[]> = {
   error: ['stopped'],
 };
 
-export class IllegalStateError extends Error {
+/** A move the capsule's state does not allow: failed_precondition at every edge. */
+export class IllegalStateError extends FailedPreconditionError {
   constructor(
     readonly id: string,
     readonly from: CapsuleState,

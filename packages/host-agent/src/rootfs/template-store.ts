@@ -7,6 +7,7 @@ import { existsSync } from 'node:fs';
 import { access, chmod, chown, mkdir, readdir, rename } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
+import { AlreadyExistsError, FailedPreconditionError, NotFoundError } from '@wrenn/protocol';
 import type { RuntimeName } from '../runtimes/runtime.js';
 import { baseRecipe } from './base-recipe.js';
 import { acquireLock } from './build-lock.js';
@@ -204,13 +205,14 @@ export class TemplateStore {
   async deleteTemplate(name: string): Promise<void> {
     const dir = this.templateDir(name);
     const m = await readManifest(dir);
-    if (!m) throw new Error(`template "${name}" does not exist`);
-    if (m.kind === 'base') throw new Error(`template "${name}" is a base template and cannot be deleted`);
+    if (!m) throw new NotFoundError(`template "${name}" does not exist`);
+    if (m.kind === 'base')
+      throw new FailedPreconditionError(`template "${name}" is a base template and cannot be deleted`);
     const users = (await this.listTemplates()).filter(
       (t) => t.name !== name && (t.parent === name || t.layers.includes(name)),
     );
     if (users.length > 0) {
-      throw new Error(
+      throw new FailedPreconditionError(
         `template "${name}" is used by ${users.map((u) => `"${u.name}"`).join(', ')}: delete those first`,
       );
     }
@@ -229,7 +231,7 @@ export class TemplateStore {
   async snapshotFromCapsule(opts: SnapshotFromCapsuleOptions): Promise<TemplateManifest> {
     const dir = this.templateDir(opts.name);
     const parent = await readManifest(this.templateDir(opts.parent));
-    if (!parent) throw new Error(`parent template "${opts.parent}" does not exist`);
+    if (!parent) throw new NotFoundError(`parent template "${opts.parent}" does not exist`);
     await access(opts.upperDir).catch(() => {
       throw new Error(`capsule upper layer ${opts.upperDir} does not exist`);
     });
@@ -238,7 +240,7 @@ export class TemplateStore {
     const tmp = join(this.imagesDir, `.build-${opts.name}-${process.pid}`);
     try {
       if (await readManifest(dir))
-        throw new Error(`template "${opts.name}" already exists: pick another name or delete it first`);
+        throw new AlreadyExistsError(`template "${opts.name}" already exists: pick another name or delete it first`);
       await removeTree(tmp);
       await mkdir(tmp, { recursive: true });
       await run('cp', ['-a', '--one-file-system', '--', opts.upperDir, join(tmp, LAYER_DIR)]).catch(

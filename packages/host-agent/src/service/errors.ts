@@ -1,28 +1,9 @@
-// Maps manager and envd errors to Connect codes, so callers get invalid_argument / not_found /
-// failed_precondition rather than a bare internal error.
-import { Code, ConnectError } from '@connectrpc/connect';
-import {
-  AlreadyExistsError,
-  CapsuleNotFoundError,
-  InvalidArgumentError,
-  TemplateInUseError,
-  TemplateNotFoundError,
-} from '../manager/errors.js';
-import { IllegalStateError } from '../manager/state-machine.js';
-import { HostCapacityError } from '../runtimes/capacity-error.js';
+// The agent's Connect edge: whatever a method throws leaves as a ConnectError whose code comes from
+// the domain error's kind (@wrenn/protocol's one table), so callers get invalid_argument /
+// not_found / failed_precondition / resource_exhausted rather than a bare internal error.
+import { toConnectError } from '@wrenn/protocol';
 
-export function toConnectError(err: unknown): ConnectError {
-  if (err instanceof ConnectError) return err;
-  const message = err instanceof Error ? err.message : String(err);
-  if (err instanceof CapsuleNotFoundError || err instanceof TemplateNotFoundError)
-    return new ConnectError(message, Code.NotFound);
-  if (err instanceof InvalidArgumentError) return new ConnectError(message, Code.InvalidArgument);
-  if (err instanceof IllegalStateError || err instanceof TemplateInUseError)
-    return new ConnectError(message, Code.FailedPrecondition);
-  if (err instanceof AlreadyExistsError) return new ConnectError(message, Code.AlreadyExists);
-  if (err instanceof HostCapacityError) return new ConnectError(message, Code.ResourceExhausted);
-  return new ConnectError(message, Code.Internal);
-}
+export { toConnectError };
 
 /** Wraps every method of a service implementation so thrown errors become Connect errors. */
 export function withErrorMapping<T extends object>(impl: T): T {

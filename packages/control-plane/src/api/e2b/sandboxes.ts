@@ -1,6 +1,7 @@
 // E2B sandbox routes over the capsule service layer.
 
 import { Type } from '@sinclair/typebox';
+import { ConflictError, InvalidArgumentError, NotFoundError } from '@wrenn/protocol';
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { ControlPlaneContext } from '../../context.js';
 import { listAuditEvents } from '../../db/repositories/audit-events.js';
@@ -19,7 +20,7 @@ import {
   setCapsuleTimeout,
   type TimeoutAction,
 } from '../../services/capsules.js';
-import { ApiError, badRequest, notFound } from '../errors.js';
+
 import { e2bTeam } from './auth.js';
 import {
   E2B_STATES,
@@ -52,22 +53,24 @@ const MAX_LIST_SCAN = 10_000;
 /** A capsule the E2B API can show: not destroyed, not failed (E2B has no such states: 404). */
 async function visibleCapsule(ctx: ControlPlaneContext, teamId: string, id: string): Promise<Capsule> {
   const c = await getCapsule(ctx, teamId, id);
-  if (c.state === 'stopped') throw notFound(`sandbox ${id}`);
-  if (c.state === 'error') throw new ApiError(404, 'not_found', `sandbox ${id} failed${c.error ? `: ${c.error}` : ''}`);
+  if (c.state === 'stopped') throw new NotFoundError(`sandbox ${id} not found`);
+  if (c.state === 'error') throw new NotFoundError(`sandbox ${id} failed${c.error ? `: ${c.error}` : ''}`);
   return c;
 }
 
 function unsupported(body: NewSandbox): void {
   if (body.mcp !== undefined && body.mcp !== null)
-    throw badRequest('mcp gateways are not supported by Wrenn; create the sandbox without mcp');
+    throw new InvalidArgumentError('mcp gateways are not supported by Wrenn; create the sandbox without mcp');
   if (body.volumeMounts && body.volumeMounts.length > 0)
-    throw badRequest('volume mounts are not supported by Wrenn; create the sandbox without volumeMounts');
+    throw new InvalidArgumentError('volume mounts are not supported by Wrenn; create the sandbox without volumeMounts');
   if (body.autoResume?.enabled)
-    throw badRequest('autoResume is not supported by Wrenn; resume paused sandboxes with Sandbox.connect()');
+    throw new InvalidArgumentError(
+      'autoResume is not supported by Wrenn; resume paused sandboxes with Sandbox.connect()',
+    );
   const n = body.network ?? {};
   for (const k of ['allowOut', 'denyOut', 'rules', 'egressProxy']) {
     if (n[k] !== undefined && n[k] !== null)
-      throw badRequest(
+      throw new InvalidArgumentError(
         `network.${k} is not supported by Wrenn; use allow_internet_access to allow or block all outbound traffic`,
       );
   }
@@ -95,7 +98,8 @@ async function listSandboxes(
     : [...defaultStates];
   const states: CapsuleState[] = [];
   for (const s of wanted) {
-    if (s !== 'running' && s !== 'paused') throw badRequest(`state must be running or paused, got '${s}'`);
+    if (s !== 'running' && s !== 'paused')
+      throw new InvalidArgumentError(`state must be running or paused, got '${s}'`);
     states.push(...E2B_STATES[s]);
   }
   const metadata = parseMetadataQuery(q.metadata);
@@ -124,7 +128,10 @@ async function listSandboxes(
   let offset = 0;
   if (q.nextToken) {
     const m = /^o(\d+)$/.exec(q.nextToken);
-    if (!m) throw badRequest('nextToken is not valid: pass back the X-Next-Token of the previous page unchanged');
+    if (!m)
+      throw new InvalidArgumentError(
+        'nextToken is not valid: pass back the X-Next-Token of the previous page unchanged',
+      );
     offset = Number(m[1]);
   }
   const items = rows.slice(offset, offset + limit);
@@ -218,7 +225,7 @@ export function sandboxRoutes(app: FastifyInstance, ctx: ControlPlaneContext): v
             .filter(Boolean),
         ),
       ];
-      if (ids.length > 100) throw badRequest('sandbox_ids takes at most 100 ids');
+      if (ids.length > 100) throw new InvalidArgumentError('sandbox_ids takes at most 100 ids');
       const sandboxes: Record<string, ReturnType<typeof toSandboxMetric>> = {};
       await Promise.all(
         ids.map(async (id) => {
@@ -303,8 +310,7 @@ export function sandboxRoutes(app: FastifyInstance, ctx: ControlPlaneContext): v
       const team = await e2bTeam(ctx, req);
       const id = (req.params as SandboxIdParams).sandboxID;
       const c = await visibleCapsule(ctx, team.id, id);
-      if (c.state === 'paused' || c.state === 'hibernated')
-        throw new ApiError(409, 'conflict', `sandbox ${id} is already paused`);
+      if (c.state === 'paused' || c.state === 'hibernated') throw new ConflictError(`sandbox ${id} is already paused`);
       const memory = (req.body as { memory?: boolean } | undefined)?.memory;
       await pauseCapsule(ctx, team.id, id, memory === false ? 'hibernate' : undefined);
       return reply.status(204).send();
@@ -326,8 +332,7 @@ export function sandboxRoutes(app: FastifyInstance, ctx: ControlPlaneContext): v
       const team = await e2bTeam(ctx, req);
       const id = (req.params as SandboxIdParams).sandboxID;
       const c = await visibleCapsule(ctx, team.id, id);
-      if (c.state === 'running' || c.state === 'starting')
-        throw new ApiError(409, 'conflict', `sandbox ${id} is already running`);
+      if (c.state === 'running' || c.state === 'starting') throw new ConflictError(`sandbox ${id} is already running`);
       const timeout = (req.body as { timeout?: number } | undefined)?.timeout;
       const r = await resumeCapsule(ctx, team.id, id, timeout ? { timeoutSec: timeout } : {});
       return reply.status(201).send(toSandbox(ctx, r));
@@ -356,7 +361,7 @@ export function sandboxRoutes(app: FastifyInstance, ctx: ControlPlaneContext): v
           return reply.status(201).send(toSandbox(ctx, r));
         }
         if (c.state === 'starting')
-          throw new ApiError(409, 'conflict', `sandbox ${id} is still starting; connect again in a moment`);
+          throw new ConflictError(`sandbox ${id} is still starting; connect again in a moment`);
         let current = c;
         if (timeout && (c.expiresAt === null ? false : c.expiresAt.getTime() < Date.now() + timeout * 1000)) {
           current = await setCapsuleTimeout(ctx, team.id, id, timeout);

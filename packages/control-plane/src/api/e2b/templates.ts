@@ -3,12 +3,13 @@
 // Sandbox.create().
 
 import { Type } from '@sinclair/typebox';
+import { InvalidArgumentError } from '@wrenn/protocol';
 import type { FastifyInstance } from 'fastify';
 import type { ControlPlaneContext } from '../../context.js';
 import { listAuditEvents } from '../../db/repositories/audit-events.js';
 import { randomBase36 } from '../../ids.js';
 import { createSnapshot, deleteTemplate, getCapsule, listSnapshots, listTemplates } from '../../services/capsules.js';
-import { badRequest } from '../errors.js';
+
 import { e2bTeam } from './auth.js';
 import { toE2bTemplate } from './mapping.js';
 import { errorResponses, SandboxIdParams, SnapshotBody, SnapshotInfo, Template } from './schemas.js';
@@ -107,7 +108,9 @@ export function templateRoutes(app: FastifyInstance, ctx: ControlPlaneContext): 
       let offset = 0;
       if (q.nextToken) {
         if (!/^o\d+$/.test(q.nextToken))
-          throw badRequest('nextToken is not valid: pass back the X-Next-Token of the previous page unchanged');
+          throw new InvalidArgumentError(
+            'nextToken is not valid: pass back the X-Next-Token of the previous page unchanged',
+          );
         offset = Number(q.nextToken.slice(1));
       }
       const limit = q.limit ?? 100;

@@ -2,13 +2,13 @@
 
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@fastify/type-provider-typebox';
+import { InvalidArgumentError } from '@wrenn/protocol';
 import type { ControlPlaneContext } from '../../context.js';
 import { listAuditEvents } from '../../db/repositories/audit-events.js';
 import * as svc from '../../services/capsules.js';
-import { mapErrors } from '../../services/errors.js';
 import { teamOf } from '../auth.js';
 import { STDIN_BODY_LIMIT } from '../edge.js';
-import { badRequest } from '../errors.js';
+
 import { abortOnDisconnect } from './disconnect.js';
 import {
   CapsuleIdParams,
@@ -46,13 +46,13 @@ export function metadataFilter(query: Record<string, unknown>): Record<string, s
   const pairs = query.metadata === undefined ? [] : Array.isArray(query.metadata) ? query.metadata : [query.metadata];
   for (const p of pairs as string[]) {
     const i = p.indexOf(':');
-    if (i <= 0) throw badRequest(`querystring/metadata must be key:value, got '${p}'`);
+    if (i <= 0) throw new InvalidArgumentError(`querystring/metadata must be key:value, got '${p}'`);
     out[p.slice(0, i)] = p.slice(i + 1);
   }
   for (const [k, v] of Object.entries(query)) {
     if (!k.startsWith('metadata.')) continue;
     const key = k.slice('metadata.'.length);
-    if (!key) throw badRequest('querystring/metadata. needs a key: metadata.<key>=<value>');
+    if (!key) throw new InvalidArgumentError('querystring/metadata. needs a key: metadata.<key>=<value>');
     out[key] = Array.isArray(v) ? String(v[v.length - 1]) : String(v);
   }
   return Object.keys(out).length > 0 ? out : undefined;
@@ -108,7 +108,7 @@ export const capsuleRoutes =
         const q = req.query as Record<string, unknown>;
         for (const k of Object.keys(q)) {
           if (!LIST_KEYS.has(k) && !k.startsWith('metadata.')) {
-            throw badRequest(
+            throw new InvalidArgumentError(
               `querystring/${k} is not a filter; use state, template, metadata (key:value), metadata.<key>, limit or cursor`,
             );
           }
@@ -239,7 +239,8 @@ export const capsuleRoutes =
         const b = req.body;
         let stdin: Buffer | undefined;
         if (b.stdin_base64 !== undefined) {
-          if (!/^[A-Za-z0-9+/]*={0,2}$/.test(b.stdin_base64)) throw badRequest('body/stdin_base64 must be base64');
+          if (!/^[A-Za-z0-9+/]*={0,2}$/.test(b.stdin_base64))
+            throw new InvalidArgumentError('body/stdin_base64 must be base64');
           stdin = Buffer.from(b.stdin_base64, 'base64');
         }
         const life = abortOnDisconnect(req);
@@ -317,14 +318,12 @@ export const capsuleRoutes =
       async (req) => {
         const team = teamOf(req).id;
         const c = await svc.getCapsule(ctx, team, req.params.id);
-        const page = await mapErrors(() =>
-          listAuditEvents(ctx.database.db, {
-            capsuleId: c.id,
-            teamId: team,
-            ...(req.query.limit !== undefined ? { limit: req.query.limit } : {}),
-            ...(req.query.cursor ? { cursor: req.query.cursor } : {}),
-          }),
-        );
+        const page = await listAuditEvents(ctx.database.db, {
+          capsuleId: c.id,
+          teamId: team,
+          ...(req.query.limit !== undefined ? { limit: req.query.limit } : {}),
+          ...(req.query.cursor ? { cursor: req.query.cursor } : {}),
+        });
         return { events: page.items.map(eventJson), next_cursor: page.nextCursor };
       },
     );

@@ -1,5 +1,7 @@
 // /v1/snapshots, /v1/templates, /v1/hosts and /v1/api-keys.
+
 import { type FastifyPluginAsyncTypebox, Type } from '@fastify/type-provider-typebox';
+import { NotFoundError } from '@wrenn/protocol';
 import { createApiKey, listApiKeys, revokeApiKey } from '../../auth/api-keys.js';
 import type { ControlPlaneContext } from '../../context.js';
 import { listHostLoads } from '../../db/repositories/hosts.js';
@@ -10,9 +12,8 @@ import {
   listSnapshots,
   listTemplates,
 } from '../../services/capsules.js';
-import { mapErrors } from '../../services/errors.js';
 import { teamOf } from '../auth.js';
-import { notFound } from '../errors.js';
+
 import {
   ApiKeySchema,
   apiKeyJson,
@@ -113,9 +114,7 @@ export const resourceRoutes =
       },
       async () => {
         const loads = await Promise.all(
-          (['online', 'draining', 'unreachable'] as const).map((status) =>
-            mapErrors(() => listHostLoads(ctx.database.db, { status })),
-          ),
+          (['online', 'draining', 'unreachable'] as const).map((status) => listHostLoads(ctx.database.db, { status })),
         );
         return { hosts: loads.flat().map(hostJson) };
       },
@@ -131,7 +130,7 @@ export const resourceRoutes =
         },
       },
       async (req) => ({
-        api_keys: (await mapErrors(() => listApiKeys(ctx.database.db, teamOf(req).id))).map(apiKeyJson),
+        api_keys: (await listApiKeys(ctx.database.db, teamOf(req).id)).map(apiKeyJson),
       }),
     );
 
@@ -146,9 +145,7 @@ export const resourceRoutes =
         },
       },
       async (req, reply) => {
-        const { key, info } = await mapErrors(() =>
-          createApiKey(ctx.database.db, { teamId: teamOf(req).id, name: req.body.name }),
-        );
+        const { key, info } = await createApiKey(ctx.database.db, { teamId: teamOf(req).id, name: req.body.name });
         return reply.status(201).send({ ...apiKeyJson(info), key });
       },
     );
@@ -164,8 +161,8 @@ export const resourceRoutes =
         },
       },
       async (req, reply) => {
-        const info = await mapErrors(() => revokeApiKey(ctx.database.db, req.params.id, teamOf(req).id));
-        if (!info) throw notFound(`API key ${req.params.id}`);
+        const info = await revokeApiKey(ctx.database.db, req.params.id, teamOf(req).id);
+        if (!info) throw new NotFoundError(`API key ${req.params.id} not found`);
         return reply.status(204).send(null);
       },
     );

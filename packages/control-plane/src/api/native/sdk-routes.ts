@@ -15,6 +15,7 @@
 //      {type:'event', name, kind: create|write|remove|rename|chmod}.
 
 import { Type } from '@fastify/type-provider-typebox';
+import { InvalidArgumentError } from '@wrenn/protocol';
 import { type EntryInfo, EventType, FileType } from '@wrenn/protocol/gen/envd/filesystem_pb';
 import { type ProcessEvent, Signal } from '@wrenn/protocol/gen/envd/process_pb';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
@@ -23,7 +24,7 @@ import type { ControlPlaneContext } from '../../context.js';
 import { type Capsule, capsuleAgent, validateEnvs } from '../../services/capsules.js';
 import { teamOf } from '../auth.js';
 import { STDIN_BODY_LIMIT } from '../edge.js';
-import { badRequest } from '../errors.js';
+
 import { type CapsuleEnvd, envdAccess, userHeaders } from './envd-access.js';
 import { CapsuleIdParams, errors, FileEntrySchema, ProcessParams } from './schemas.js';
 import { closeWithError, sendJson, toBuffer } from './ws-messages.js';
@@ -74,18 +75,18 @@ function parseStart(raw: Buffer): CommandStart {
   try {
     v = JSON.parse(raw.toString('utf8'));
   } catch {
-    throw badRequest('the first message must be JSON: {"cmd": "..."}');
+    throw new InvalidArgumentError('the first message must be JSON: {"cmd": "..."}');
   }
   const m = v as Partial<CommandStart>;
-  if (!m || typeof m !== 'object') throw badRequest('the first message must be a JSON object');
-  if (typeof m.cmd !== 'string' || !m.cmd) throw badRequest('cmd must be a non-empty string');
+  if (!m || typeof m !== 'object') throw new InvalidArgumentError('the first message must be a JSON object');
+  if (typeof m.cmd !== 'string' || !m.cmd) throw new InvalidArgumentError('cmd must be a non-empty string');
   if (m.args !== undefined && (!Array.isArray(m.args) || m.args.some((a) => typeof a !== 'string')))
-    throw badRequest('args must be an array of strings');
+    throw new InvalidArgumentError('args must be an array of strings');
   for (const k of ['cwd', 'user', 'tag'] as const) {
-    if (m[k] !== undefined && typeof m[k] !== 'string') throw badRequest(`${k} must be a string`);
+    if (m[k] !== undefined && typeof m[k] !== 'string') throw new InvalidArgumentError(`${k} must be a string`);
   }
   if (m.timeout_sec !== undefined && (!Number.isInteger(m.timeout_sec) || m.timeout_sec < 0 || m.timeout_sec > 86400)) {
-    throw badRequest('timeout_sec must be a whole number from 0 to 86400');
+    throw new InvalidArgumentError('timeout_sec must be a whole number from 0 to 86400');
   }
   validateEnvs(m.env);
   return m as CommandStart;
@@ -200,7 +201,7 @@ export function sdkRoutes(ctx: ControlPlaneContext) {
           onInput = () => undefined;
           void (async () => {
             try {
-              if (isBinary) throw badRequest('the first message must be JSON text');
+              if (isBinary) throw new InvalidArgumentError('the first message must be JSON text');
               const m = parseStart(toBuffer(data));
               background = m.background === true;
               envd = await envdFor(capsule);
@@ -306,7 +307,7 @@ export function sdkRoutes(ctx: ControlPlaneContext) {
         const { pid } = req.params as { pid: number };
         const b = req.body as { data_base64?: string; close?: boolean };
         if (b.data_base64 !== undefined && !/^[A-Za-z0-9+/]*={0,2}$/.test(b.data_base64))
-          throw badRequest('body/data_base64 must be base64');
+          throw new InvalidArgumentError('body/data_base64 must be base64');
         await withEnvd(capsule, async (envd) => {
           const process = { selector: { case: 'pid' as const, value: pid } };
           if (b.data_base64)

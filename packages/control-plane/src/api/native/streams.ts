@@ -10,15 +10,17 @@
 // client {type:'resize', cols, rows} | {type:'kill'}; server {type:'start', pid, tag} and
 // {type:'exit', exit_code}. Closing the socket leaves the shell running: connect again with the
 // same tag to re-attach to it.
+
 import { randomBytes } from 'node:crypto';
 import { Type } from '@fastify/type-provider-typebox';
+import { InvalidArgumentError } from '@wrenn/protocol';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { RawData, WebSocket } from 'ws';
 import type { AgentClient } from '../../agents/pool.js';
 import type { ControlPlaneContext } from '../../context.js';
 import { type Capsule, capsuleAgent, validateEnvs } from '../../services/capsules.js';
 import { teamOf } from '../auth.js';
-import { badRequest } from '../errors.js';
+
 import { CapsuleIdParams } from './schemas.js';
 import { closeWithError, sendJson, toBuffer } from './ws-messages.js';
 
@@ -42,10 +44,10 @@ function parseExecStart(raw: Buffer): ExecStart {
   try {
     v = JSON.parse(raw.toString('utf8'));
   } catch {
-    throw badRequest('the first message must be JSON: {"cmd": "...", "args": [...]}');
+    throw new InvalidArgumentError('the first message must be JSON: {"cmd": "...", "args": [...]}');
   }
   const m = v as Partial<ExecStart>;
-  const bad = badRequest;
+  const bad = (m: string) => new InvalidArgumentError(m);
   if (!m || typeof m !== 'object') throw bad('the first message must be a JSON object');
   if (typeof m.cmd !== 'string' || !m.cmd) throw bad('cmd must be a non-empty string');
   if (m.args !== undefined && (!Array.isArray(m.args) || m.args.some((a) => typeof a !== 'string')))
@@ -106,7 +108,7 @@ export function streamRoutes(ctx: ControlPlaneContext) {
           started = true;
           void (async () => {
             try {
-              if (isBinary) throw badRequest('the first message must be JSON text');
+              if (isBinary) throw new InvalidArgumentError('the first message must be JSON text');
               const m = parseExecStart(toBuffer(data));
               const stream = agent.execStream(
                 {

@@ -5,17 +5,18 @@
 // Request bodies: JSON {name, dockerfile, files: {path: base64}} or multipart/form-data with the
 // fields `name` and `dockerfile` plus the context as a `context` tar (gzip allowed) and/or file
 // parts whose filename is the path in the context (multipart/build-upload.ts).
+
 import { type FastifyPluginAsyncTypebox, Type } from '@fastify/type-provider-typebox';
+import { InvalidArgumentError, NotFoundError } from '@wrenn/protocol';
 import type { FastifyRequest } from 'fastify';
 import type { ControlPlaneContext } from '../../context.js';
 import { getBuild, listBuilds, type TemplateBuild } from '../../db/repositories/template-builds.js';
-import { mapErrors } from '../../services/errors.js';
 import { type BuildContext, BuildContextError, CONTEXT_LIMITS, makeContext } from '../../templates/build-context.js';
 import { buildEvents } from '../../templates/build-log.js';
 import { isBuildRunning, startTemplateBuild } from '../../templates/builder.js';
 import { pruneLayers } from '../../templates/prune-layers.js';
 import { teamOf } from '../auth.js';
-import { ApiError, badRequest, notFound } from '../errors.js';
+import { ApiError } from '../errors.js';
 import { readMultipartBuild } from './build-upload.js';
 import { errors } from './schemas.js';
 
@@ -60,16 +61,17 @@ const buildJson = (b: TemplateBuild) => ({
 function jsonContext(files: Record<string, string> | undefined): BuildContext {
   const entries: [string, { data: Buffer; mode: number }][] = [];
   for (const [path, b64] of Object.entries(files ?? {})) {
-    if (!/^[A-Za-z0-9+/=\r\n]*$/.test(b64)) throw badRequest(`files['${path.slice(0, 80)}'] is not base64`);
+    if (!/^[A-Za-z0-9+/=\r\n]*$/.test(b64))
+      throw new InvalidArgumentError(`files['${path.slice(0, 80)}'] is not base64`);
     entries.push([path, { data: Buffer.from(b64, 'base64'), mode: 0o644 }]);
   }
   return makeContext(entries);
 }
 
 async function buildOf(ctx: ControlPlaneContext, req: FastifyRequest, id: string): Promise<TemplateBuild> {
-  if (!BUILD_ID_RE.test(id)) throw notFound(`template build ${id}`);
-  const b = await mapErrors(() => getBuild(ctx.database.db, id, teamOf(req).id));
-  if (!b) throw notFound(`template build ${id}`);
+  if (!BUILD_ID_RE.test(id)) throw new NotFoundError(`template build ${id} not found`);
+  const b = await getBuild(ctx.database.db, id, teamOf(req).id);
+  if (!b) throw new NotFoundError(`template build ${id} not found`);
   return b;
 }
 
@@ -111,8 +113,9 @@ export const templateBuildRoutes =
             throw new ApiError(err.message.includes('larger than') ? 413 : 400, 'invalid_argument', err.message);
           throw err;
         }
-        if (!input.name) throw badRequest('name is required (the template to build, e.g. "my-app")');
-        if (input.dockerfile === undefined) throw badRequest('dockerfile is required (the Dockerfile text)');
+        if (!input.name) throw new InvalidArgumentError('name is required (the template to build, e.g. "my-app")');
+        if (input.dockerfile === undefined)
+          throw new InvalidArgumentError('dockerfile is required (the Dockerfile text)');
         const b = await startTemplateBuild(ctx, teamOf(req).id, {
           name: input.name,
           dockerfile: input.dockerfile,
@@ -157,13 +160,11 @@ export const templateBuildRoutes =
         },
       },
       async (req) => {
-        const rows = await mapErrors(() =>
-          listBuilds(ctx.database.db, {
-            teamId: teamOf(req).id,
-            ...(req.query.template ? { template: req.query.template } : {}),
-            limit: req.query.limit ?? 100,
-          }),
-        );
+        const rows = await listBuilds(ctx.database.db, {
+          teamId: teamOf(req).id,
+          ...(req.query.template ? { template: req.query.template } : {}),
+          limit: req.query.limit ?? 100,
+        });
         return { builds: rows.map((b) => ({ ...buildJson(b), logs: '' })) };
       },
     );
