@@ -125,12 +125,18 @@ export function defineE2bSuite(db: DbKind, slot: number): void {
         pausedList.some((s) => s.sandboxId === sbx.sandboxId),
         'listed among paused sandboxes',
       );
-      // The proxy refuses traffic to a paused capsule rather than hanging.
+      // The proxy refuses traffic to a paused capsule rather than hanging, in E2B's shape, and the
+      // SDK reads that as "not running".
       const refused = await fetch(`${sys.url}/`, {
         headers: { 'E2b-Sandbox-Id': sbx.sandboxId, 'E2b-Sandbox-Port': '49983' },
       });
-      assert.equal(refused.status, 409);
-      await refused.body?.cancel();
+      assert.equal(refused.status, 502);
+      const body = (await refused.json()) as { code: number; message: string; sandboxId: string };
+      assert.deepEqual(
+        { code: body.code, message: body.message, sandboxId: body.sandboxId },
+        { code: 502, message: 'The sandbox was not found', sandboxId: sbx.sandboxId },
+      );
+      assert.equal(await sbx.isRunning(), false, 'isRunning() of a paused sandbox');
 
       const again = await Sandbox.connect(sbx.sandboxId, { ...sys.sdk(), timeoutMs: 300_000 });
       assert.equal((await Sandbox.getInfo(sbx.sandboxId, sys.sdk())).state, 'running');
@@ -325,7 +331,7 @@ export function defineE2bSuite(db: DbKind, slot: number): void {
       }
     });
 
-    it('kills: gone from info and lists, its proxy routes 404, a second kill reports false', async () => {
+    it("kills: gone from info and lists, its proxy routes answer E2B's 502, isRunning() is false, a second kill reports false", async () => {
       const sbx = await make();
       assert.equal(await Sandbox.kill(sbx.sandboxId, sys.sdk()), true);
       await assert.rejects(
@@ -337,8 +343,9 @@ export function defineE2bSuite(db: DbKind, slot: number): void {
       const r = await fetch(`${sys.url}/`, {
         headers: { 'E2b-Sandbox-Id': sbx.sandboxId, 'E2b-Sandbox-Port': '49983' },
       });
-      assert.equal(r.status, 404);
-      await r.body?.cancel();
+      assert.equal(r.status, 502);
+      assert.equal(((await r.json()) as { message: string }).message, 'The sandbox was not found');
+      assert.equal(await sbx.isRunning(), false, 'isRunning() of a killed sandbox');
       assert.equal(await Sandbox.kill(sbx.sandboxId, sys.sdk()), false);
       assert.equal(
         await sys.up.agent.manager.list().some((c) => c.id === sbx.sandboxId),

@@ -169,7 +169,7 @@ async function startLive(
   // The proxy puts its piped path in front of the server on its first proxied request (until
   // server.ts calls proxy.attach); every connection after this one starts on the piped path.
   const warm = await fetch(`http://127.0.0.1:${cp.port}/proxy/cl-warmup/1/`);
-  assert.equal(warm.status, 404);
+  assert.equal(warm.status, 502);
   return {
     cp,
     port: cp.port,
@@ -342,27 +342,34 @@ test('pipelined requests, bodies (length and chunked) and an API call on one con
   assert.equal((await c.response()).status, 401);
 });
 
-test('unknown capsule: 404 with a clear body; paused: 409; a capsule destroyed mid-connection tears it down', async (t) => {
+test("unknown or paused capsule: E2B's 502 'The sandbox was not found' with the reason; a capsule destroyed mid-connection tears it down", async (t) => {
   const up = await startUpstream(t);
   const live = await startLive(t, up.port, { a: 'running', p: 'paused' });
   const c1 = await RawClient.connect(t, live.port);
   c1.send(get('/proxy/cl-nosuchcapsule/8080/'));
   const r1 = await c1.response();
-  assert.equal(r1.status, 404);
-  assert.match(r1.body, /capsule cl-nosuchcapsule not found/);
+  // E2B's shape (the e2b SDK reads a 502 as "not running"), with Wrenn's reason beside it.
+  assert.equal(r1.status, 502);
+  const b1 = JSON.parse(r1.body) as Record<string, unknown>;
+  assert.deepEqual(
+    { code: b1.code, message: b1.message, sandboxId: b1.sandboxId },
+    { code: 502, message: 'The sandbox was not found', sandboxId: 'cl-nosuchcapsule' },
+  );
+  assert.match(String(b1.detail), /capsule cl-nosuchcapsule not found/);
   const c2 = await RawClient.connect(t, live.port);
   c2.send(`GET / HTTP/1.1\r\nHost: 8080-${live.ids.p}.${DOMAIN}\r\n\r\n`);
   const r2 = await c2.response();
-  assert.equal(r2.status, 409);
+  assert.equal(r2.status, 502);
+  assert.match(r2.body, /"message":"The sandbox was not found"/);
   assert.match(r2.body, /is paused; resume it/);
 
   const c3 = await RawClient.connect(t, live.port);
   c3.send(get(`/proxy/${live.ids.a}/8080/`));
   assert.equal((await c3.response()).status, 200);
-  // A paused capsule answers 409 to the next request of a live connection.
+  // A paused capsule answers 502 to the next request of a live connection.
   await live.setState(live.ids.a ?? '', 'paused');
   c3.send(get(`/proxy/${live.ids.a}/8080/`));
-  assert.equal((await c3.response()).status, 409);
+  assert.equal((await c3.response()).status, 502);
 
   const c4 = await RawClient.connect(t, live.port);
   await live.setState(live.ids.a ?? '', 'running');
@@ -402,7 +409,7 @@ test('WebSocket through the piped path (host routing), and dial retry while the 
   assert.equal(seen[0]?.url, `/proxy/${live2.ids.a}/8080/late`);
 });
 
-test('a server that never comes up: 502 naming the port', async (t) => {
+test("a server that never comes up: E2B's 502 'port is not open' naming the capsule and port", async (t) => {
   const probe = net.createServer();
   const port = await listen(probe);
   await new Promise((r) => probe.close(r));
@@ -411,7 +418,12 @@ test('a server that never comes up: 502 naming the port', async (t) => {
   c.send(get(`/proxy/${live.ids.a}/8080/`));
   const r = await c.response();
   assert.equal(r.status, 502);
-  assert.match(r.body, /nothing answered on port/);
+  const b = JSON.parse(r.body) as Record<string, unknown>;
+  assert.deepEqual(
+    { code: b.code, message: b.message, sandboxId: b.sandboxId, port: b.port },
+    { code: 502, message: 'The sandbox is running but port is not open', sandboxId: live.ids.a, port: 8080 },
+  );
+  assert.match(String(b.detail), /nothing answered on port 8080/);
 });
 
 test('a request head not finished within 10 s: 408, on a fresh connection and between requests of a piped one', async (t) => {
@@ -696,7 +708,7 @@ test("the relay's HTTP mode: path, host and header routing per request, framing,
   const switched = await c3.response();
   assert.equal(switched.status, 101);
 
-  // A paused capsule: the relay hands its connections back, so the next request gets the 409.
+  // A paused capsule: the relay hands its connections back, so the next request gets the 502.
   const c4 = await RawClient.connect(t, live.port);
   c4.send(get(`${prefix}/y`));
   assert.equal((await c4.response()).status, 200);
@@ -704,7 +716,7 @@ test("the relay's HTTP mode: path, host and header routing per request, framing,
   await new Promise((r) => setTimeout(r, 50));
   c4.send(get(`${prefix}/z`));
   const paused = await c4.response();
-  assert.equal(paused.status, 409);
+  assert.equal(paused.status, 502);
   assert.match(paused.body, /is paused/);
 });
 

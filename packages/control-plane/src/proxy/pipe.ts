@@ -19,6 +19,7 @@
 import http from 'node:http';
 import net from 'node:net';
 import { rewriteLocation } from '@wrenn/host-agent/proxy/forward';
+import { type GuestFailure, guestErrorResponse, portNotOpen, proxyFailure } from '@wrenn/host-agent/proxy/guest-errors';
 import type { RelayHttp } from '@wrenn/native';
 import {
   ChunkedScanner,
@@ -187,7 +188,7 @@ export class PipedConnection {
         }
         case 'chunked': {
           const n = this.reqChunks.scan(this.pending);
-          if (n < 0) return this.refuse(400, 'bad_request', 'malformed chunked request body');
+          if (n < 0) return this.refuse(proxyFailure(400, 'malformed chunked request body'));
           this.toUpstream(this.pending.subarray(0, n));
           this.pending = this.pending.subarray(n);
           if (this.reqChunks.done) this.req = 'head';
@@ -208,11 +209,11 @@ export class PipedConnection {
     const end = headEnd(this.pending);
     if (end < 0) {
       if (this.pending.length > MAX_HEAD_BYTES)
-        this.refuse(431, 'headers_too_large', `request head over ${MAX_HEAD_BYTES} bytes`);
+        this.refuse(proxyFailure(431, `request head over ${MAX_HEAD_BYTES} bytes`));
       else {
         const ms = this.deps.headersTimeoutMs ?? HEADERS_TIMEOUT_MS;
         this.headerTimer ??= setTimeout(
-          () => this.refuse(408, 'request_timeout', `request head not received within ${ms} ms`),
+          () => this.refuse(proxyFailure(408, `request head not received within ${ms} ms`)),
           ms,
         );
       }
@@ -221,7 +222,7 @@ export class PipedConnection {
     clearTimeout(this.headerTimer);
     this.headerTimer = undefined;
     const head = parseHead(this.pending, end, 'request');
-    if (typeof head === 'string') return (this.refuse(400, 'bad_request', head), false);
+    if (typeof head === 'string') return (this.refuse(proxyFailure(400, head)), false);
     const route = routeOf(head.start[1], (n) => field(head, n), this.deps.domain);
     if (!route) {
       // For the API: once nothing is in flight, the API server takes the connection over.
@@ -230,7 +231,7 @@ export class PipedConnection {
       return false;
     }
     const body = requestBody(head);
-    if (typeof body === 'string') return (this.refuse(400, 'bad_request', body), false);
+    if (typeof body === 'string') return (this.refuse(proxyFailure(400, body)), false);
     const found = this.deps.resolve(route);
     if (found instanceof Promise) {
       this.block();
@@ -238,7 +239,9 @@ export class PipedConnection {
         (t) => this.closed || this.routeTo(head, end, route, body, t, true),
         (err: unknown) =>
           this.closed ||
-          this.refuse(502, 'bad_gateway', `proxy failed: ${err instanceof Error ? err.message : String(err)}`),
+          this.refuse(
+            proxyFailure(502, `proxy failed: ${err instanceof Error ? err.message : String(err)}`, route.capsuleId),
+          ),
       );
       return false;
     }
@@ -255,7 +258,7 @@ export class PipedConnection {
   ): boolean {
     if ('status' in t) {
       this.block();
-      this.whenIdle(() => this.refuse(t.status, t.code, t.message));
+      this.whenIdle(() => this.refuse(t));
       return false;
     }
     const key = `${route.capsuleId} ${t.host} ${t.port}`;
@@ -271,7 +274,7 @@ export class PipedConnection {
     }
     // Another capsule or port: a new upstream, once every earlier response has gone back.
     this.block();
-    this.whenIdle(() => this.dial(t, key, route.capsuleId, 0, go));
+    this.whenIdle(() => this.dial(t, key, route.capsuleId, route.port, 0, go));
     return false;
   }
 
@@ -420,15 +423,11 @@ export class PipedConnection {
   }
 
   /** Answers with an error and closes (the connection's framing cannot be trusted after it). */
-  private refuse(status: number, code: string, message: string): void {
+  private refuse(f: GuestFailure): void {
     if (this.closed) return;
     if (!this.idle()) return this.destroy();
     this.flushClient();
-    const body = JSON.stringify({ error: { code, message } });
-    this.client.end(
-      `HTTP/1.1 ${status} ${http.STATUS_CODES[status] ?? 'Error'}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
-      () => this.client.destroy(),
-    );
+    this.client.end(guestErrorResponse(f, http.STATUS_CODES[f.status] ?? 'Error'), () => this.client.destroy());
     this.closed = true;
     clearTimeout(this.headerTimer);
     this.untrack?.();
@@ -438,7 +437,7 @@ export class PipedConnection {
 
   // ---- upstream ----
 
-  private dial(t: ResolvedTarget, key: string, capsuleId: string, n: number, then: () => void): void {
+  private dial(t: ResolvedTarget, key: string, capsuleId: string, port: number, n: number, then: () => void): void {
     if (this.closed) return;
     this.upstream?.destroy();
     this.upstream = undefined;
@@ -463,13 +462,15 @@ export class PipedConnection {
     up.on('error', (err: NodeJS.ErrnoException) => {
       if (connected) return this.onUpstreamGone(up);
       if (n + 1 < this.deps.attempts && RETRYABLE.has(err.code ?? '')) {
-        setTimeout(() => this.dial(t, key, capsuleId, n + 1, then), this.deps.backoffMs * (n + 1));
+        setTimeout(() => this.dial(t, key, capsuleId, port, n + 1, then), this.deps.backoffMs * (n + 1));
         return;
       }
       this.refuse(
-        502,
-        'bad_gateway',
-        `nothing answered on port ${t.port} in the capsule (${err.code ?? err.message}); is the server running and listening?`,
+        portNotOpen(
+          capsuleId,
+          port,
+          `nothing answered on port ${port} in the capsule (${err.code ?? err.message}); is the server running and listening?`,
+        ),
       );
     });
   }

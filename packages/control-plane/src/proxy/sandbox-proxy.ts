@@ -9,10 +9,16 @@
 // mode, handed back for what it does not take) or their upgrade succeeded (tunnels), unless
 // WRENN_PROXY_RELAY=0 or the addon lacks it. Connections the API server already owns
 // (and any before attach) still reach capsules through handle()/handleUpgrade() (forward.ts).
-import type http from 'node:http';
+import http from 'node:http';
 import type net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { createProxyAgent, forwardHttp, forwardUpgrade, type ProxyTarget } from '@wrenn/host-agent/proxy/forward';
+import {
+  type GuestFailure,
+  guestErrorResponse,
+  proxyFailure,
+  sendGuestError,
+} from '@wrenn/host-agent/proxy/guest-errors';
 import {
   type RelayHttp,
   type RelayResult,
@@ -40,13 +46,6 @@ export interface SandboxProxy {
   /** Caches where a capsule that just started is reached (its first request skips the lookup). */
   prime(capsuleId: string, target: ProxyTargetInfo): void;
   close(): void;
-}
-
-function sendError(res: http.ServerResponse, status: number, code: string, message: string): void {
-  if (res.headersSent) return void res.destroy();
-  const body = JSON.stringify({ error: { code, message } });
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
-  res.end(body);
 }
 
 /** Distinguishes relay groups of several proxies in one process (tests run many control planes). */
@@ -170,9 +169,7 @@ export function createSandboxProxy(ctx: ControlPlaneContext, opts: { headersTime
     });
   }
 
-  async function target(
-    route: ProxyRoute,
-  ): Promise<{ target: ProxyTarget; locationPrefix?: string } | { status: number; code: string; message: string }> {
+  async function target(route: ProxyRoute): Promise<{ target: ProxyTarget; locationPrefix?: string } | GuestFailure> {
     const found = await targets.lookup(route.capsuleId, route.port);
     if ('status' in found) return found;
     // Path routing keeps the /proxy/<id>/<P> prefix on redirects; header and host routing do not.
@@ -203,12 +200,22 @@ export function createSandboxProxy(ctx: ControlPlaneContext, opts: { headersTime
       attachVia(req.socket);
       target(route).then(
         (t) => {
-          if ('status' in t) return sendError(res, t.status, t.code, t.message);
+          if ('status' in t) return sendGuestError(res, t);
           track(route.capsuleId, res);
-          forwardHttp(req, res, t.target, { agent, locationPrefix: t.locationPrefix, attempts: 3, backoffMs: 100 });
+          const guest = { sandboxId: route.capsuleId, port: route.port };
+          forwardHttp(req, res, t.target, {
+            agent,
+            locationPrefix: t.locationPrefix,
+            attempts: 3,
+            backoffMs: 100,
+            guest,
+          });
         },
         (err: unknown) =>
-          sendError(res, 502, 'bad_gateway', `proxy failed: ${err instanceof Error ? err.message : String(err)}`),
+          sendGuestError(
+            res,
+            proxyFailure(502, `proxy failed: ${err instanceof Error ? err.message : String(err)}`, route.capsuleId),
+          ),
       );
       return true;
     },
@@ -219,13 +226,11 @@ export function createSandboxProxy(ctx: ControlPlaneContext, opts: { headersTime
       target(route).then(
         (t) => {
           if ('status' in t) {
-            socket.end(
-              `HTTP/1.1 ${t.status} ${t.code}\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n${JSON.stringify({ error: { code: t.code, message: t.message } })}`,
-            );
+            socket.end(guestErrorResponse(t, http.STATUS_CODES[t.status] ?? 'Error'));
             return;
           }
           track(route.capsuleId, socket);
-          forwardUpgrade(req, socket, head, t.target);
+          forwardUpgrade(req, socket, head, t.target, { guest: { sandboxId: route.capsuleId, port: route.port } });
         },
         () => socket.destroy(),
       );

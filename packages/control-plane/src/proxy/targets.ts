@@ -2,6 +2,7 @@
 // process's machine (wrenn up), else that agent's /proxy endpoint. Cached per capsule, evicted when
 // the capsule goes away or changes state.
 import { AGENT_SECRET_HEADER } from '@wrenn/host-agent/auth/request-auth';
+import { type GuestFailure, proxyFailure, sandboxNotFound } from '@wrenn/host-agent/proxy/guest-errors';
 import type { ControlPlaneContext } from '../context.js';
 import { isCapsuleId } from '../ids.js';
 
@@ -14,7 +15,8 @@ export interface ResolvedTarget {
   headers?: Record<string, string>;
 }
 
-export type Failure = { status: number; code: string; message: string };
+/** Why a request cannot be proxied, in E2B's shape (guest-errors.ts). */
+export type Failure = GuestFailure;
 
 /** What the proxy needs to know of a capsule: its state and where its host (or itself) is reached. */
 export interface ProxyTargetInfo {
@@ -95,30 +97,21 @@ export class ProxyTargets {
   }
 }
 
-const notFound = (capsuleId: string): Failure => ({
-  status: 404,
-  code: 'not_found',
-  message: `capsule ${capsuleId.slice(0, 80)} not found (it may have been destroyed or timed out)`,
-});
+const notFound = (capsuleId: string): Failure =>
+  sandboxNotFound(capsuleId, `capsule ${capsuleId.slice(0, 80)} not found (it may have been destroyed or timed out)`);
 
 function badPort(port: number): Failure | undefined {
   if (!Number.isInteger(port) || port < 1 || port > 65535) {
-    return { status: 400, code: 'invalid_argument', message: `port ${port} is out of range (1-65535)` };
+    return proxyFailure(400, `port ${port} is out of range (1-65535)`);
   }
   return undefined;
 }
 
 function answer(capsuleId: string, port: number, e: Entry): ResolvedTarget | Failure {
   if (e.state === 'paused' || e.state === 'hibernated') {
-    return {
-      status: 409,
-      code: 'capsule_paused',
-      message: `capsule ${capsuleId} is ${e.state}; resume it to reach port ${port}`,
-    };
+    return sandboxNotFound(capsuleId, `capsule ${capsuleId} is ${e.state}; resume it to reach port ${port}`);
   }
-  if (e.state !== 'running') {
-    return { status: 409, code: 'capsule_not_running', message: `capsule ${capsuleId} is ${e.state}` };
-  }
+  if (e.state !== 'running') return sandboxNotFound(capsuleId, `capsule ${capsuleId} is ${e.state}`);
   if (e.capsuleAddress) return { host: e.capsuleAddress, port, pathPrefix: '' };
   const u = new URL(e.agentUrl);
   return {

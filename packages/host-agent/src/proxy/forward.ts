@@ -3,6 +3,7 @@
 // busy web app in a capsule cannot starve terminal and exec streams.
 import http from 'node:http';
 import type { Duplex } from 'node:stream';
+import { guestErrorBody, guestErrorResponse, portNotOpen } from './guest-errors.js';
 
 export interface ProxyTarget {
   host: string;
@@ -20,6 +21,22 @@ export interface ForwardOptions {
   /** Dial attempts while a server is still starting (linear backoff). */
   attempts?: number;
   backoffMs?: number;
+  /** The capsule and its port the request is for, named in the 502 when nothing answers. */
+  guest?: Guest;
+}
+
+export interface Guest {
+  sandboxId: string;
+  port: number;
+}
+
+function closedPort(target: ProxyTarget, guest: Guest | undefined, err: NodeJS.ErrnoException) {
+  const port = guest?.port ?? target.port;
+  return portNotOpen(
+    guest?.sandboxId,
+    port,
+    `nothing answered on port ${port} in the capsule (${err.code ?? err.message}); is the server running and listening?`,
+  );
 }
 
 // x-wrenn-agent-secret is the host agent's credential (auth/request-auth.ts): never passed on
@@ -135,12 +152,7 @@ export function forwardHttp(
         res.destroy(err);
         return;
       }
-      const body = JSON.stringify({
-        error: {
-          code: 'bad_gateway',
-          message: `nothing answered on port ${target.port} in the capsule (${err.code ?? err.message}); is the server running and listening?`,
-        },
-      });
+      const body = guestErrorBody(closedPort(target, opts.guest, err));
       res.writeHead(502, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
       res.end(body);
     });
@@ -159,8 +171,9 @@ export function forwardUpgrade(
   socket: Duplex,
   head: Buffer,
   target: ProxyTarget,
-  opts: { attempts?: number; backoffMs?: number } = {},
+  opts: { attempts?: number; backoffMs?: number; guest?: Guest } = {},
 ): void {
+  const guest = opts.guest;
   const attempts = opts.attempts ?? 3;
   const backoff = opts.backoffMs ?? 100;
   const attempt = (n: number) => {
@@ -206,7 +219,7 @@ export function forwardUpgrade(
         setTimeout(() => attempt(n + 1), backoff * (n + 1));
         return;
       }
-      socket.end('HTTP/1.1 502 Bad Gateway\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
+      socket.end(guestErrorResponse(closedPort(target, guest, err), 'Bad Gateway'));
     });
     up.end();
   };

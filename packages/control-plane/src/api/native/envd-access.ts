@@ -28,7 +28,12 @@ export function envdAccess(ctx: ControlPlaneContext) {
   const targets = new ProxyTargets(ctx);
   return async function envdFor(capsule: Capsule): Promise<CapsuleEnvd> {
     const t = await targets.lookup(capsule.id, ENVD_PORT);
-    if ('status' in t) throw new ApiError(t.status, t.code, t.message);
+    // The proxy's failures are E2B's shape; this is the native API: a bad port is the caller's,
+    // anything else means the capsule is not running (it was found by the caller just before).
+    if ('status' in t)
+      throw t.status === 400
+        ? new ApiError(400, 'invalid_argument', t.message)
+        : new ApiError(409, 'capsule_not_running', t.detail ?? t.message);
     const host = t.host.includes(':') ? `[${t.host}]` : t.host;
     const agent = new http.Agent({ keepAlive: true, maxSockets: 16 });
     const token = capsule.envdAccessToken;
