@@ -1,107 +1,35 @@
 // The native API (/v1) as the dashboard uses it: the API key from the login screen goes in
 // X-API-Key (and ?api_key= on WebSockets, which cannot carry headers from a browser).
 
+import type {
+  ApiKeyJson,
+  AuditEventJson,
+  CapsuleJson,
+  CapsuleState,
+  FileEntryJson,
+  HostJson,
+  MetricsJson,
+  ProcessJson,
+  TemplateJson,
+} from '@wrenn/protocol';
+
 const KEY_STORAGE = 'wrenn.apiKey';
 
 export const getKey = (): string => localStorage.getItem(KEY_STORAGE) ?? '';
 export const setKey = (key: string) => localStorage.setItem(KEY_STORAGE, key);
 export const clearKey = () => localStorage.removeItem(KEY_STORAGE);
 
-export type CapsuleState = 'starting' | 'running' | 'paused' | 'hibernated' | 'stopped' | 'error';
+export type { CapsuleState };
+/** The native API's JSON shapes, as the contract (@wrenn/protocol) defines them (type-only, nothing bundled). */
+export type Capsule = CapsuleJson;
 
-export interface Capsule {
-  id: string;
-  template: string;
-  state: CapsuleState;
-  runtime: string;
-  vcpus: number;
-  memory_mb: number;
-  timeout_sec: number;
-  timeout_action: string;
-  host_id: string | null;
-  metadata: Record<string, string>;
-  internet: boolean;
-  created_at: string;
-  updated_at: string;
-  expires_at: string | null;
-  stopped_at: string | null;
-  error: string | null;
-}
-
-export interface Metrics {
-  cpu_used_pct: number;
-  cpu_count: number;
-  mem_used_bytes: number;
-  mem_total_bytes: number;
-  disk_used_bytes: number;
-  disk_total_bytes: number;
-  pids: number;
-  timestamp: string;
-}
-
-export interface Template {
-  id: string;
-  name: string;
-  kind: string;
-  builtin: boolean;
-  host_id: string | null;
-  parent: string | null;
-  vcpus: number;
-  memory_mb: number;
-  runtimes: string[];
-  size_bytes: number;
-  created_at: string;
-}
-
-export interface Host {
-  id: string;
-  status: string;
-  runtimes: string[];
-  cpu_count: number;
-  memory_mb: number;
-  capsules: number;
-  allocated_vcpus: number;
-  allocated_memory_mb: number;
-  last_heartbeat_at: string | null;
-}
-
-export interface ApiKey {
-  id: string;
-  name: string;
-  prefix: string;
-  created_at: string;
-  last_used_at: string | null;
-  revoked_at: string | null;
-}
-
-export interface FileEntry {
-  name: string;
-  path: string;
-  type: string;
-  size: number;
-  mode: number;
-  owner: string;
-  group: string;
-  modified_at: string | null;
-  symlink_target?: string;
-}
-
-export interface Process {
-  pid: number;
-  tag: string;
-  cmd: string;
-  args: string[];
-  cwd: string;
-}
-
-export interface AuditEvent {
-  id: number;
-  kind: string;
-  capsule_id: string | null;
-  data: Record<string, unknown>;
-  created_at: string;
-}
-
+export type Metrics = MetricsJson;
+export type Template = TemplateJson;
+export type Host = HostJson;
+export type ApiKey = ApiKeyJson;
+export type FileEntry = FileEntryJson;
+export type Process = ProcessJson;
+export type AuditEvent = AuditEventJson;
 export class ApiError extends Error {
   constructor(
     readonly status: number,

@@ -1,6 +1,7 @@
 // Capsule: the handle to one capsule, with its commands, terminals and files, plus the class
 // methods that create, find and reconnect to capsules. Shaped like E2B's Sandbox.
 
+import type { CapsuleRequest, TimeoutAction } from '@wrenn/protocol';
 import { Commands } from './commands.js';
 import type { ConnectionOptions } from './config.js';
 import { Filesystem } from './filesystem.js';
@@ -8,28 +9,12 @@ import { ApiClient, type Query } from './http.js';
 import { Pty } from './pty.js';
 import { type CapsuleInfo, type CapsuleJson, type CapsuleMetrics, type CapsuleState, capsuleInfo } from './types.js';
 
-export interface CapsuleCreateOptions extends ConnectionOptions {
-  /** Template or snapshot name (default `minimal`). */
-  template?: string;
-  vcpus?: number;
-  memoryMb?: number;
-  /** Seconds of inactivity before `timeoutAction` applies (default 300; 0 = never). */
-  timeoutSec?: number;
-  timeoutAction?: 'kill' | 'pause' | 'hibernate';
-  /** Environment variables of every process in the capsule. */
-  envs?: Record<string, string>;
-  /** Labels to find the capsule by (Capsule.list({ metadata })). */
-  metadata?: Record<string, string>;
-  /** Outbound internet access (default true). */
-  internet?: boolean;
-  /**
-   * Egress beyond the internet switch: `allowOut` lists IPv4 CIDRs the capsule may reach even with
-   * internet off. Private and other non-global ranges are closed unless the host lets capsules
-   * open them (WRENN_EGRESS_OPENABLE_CIDRS); naming another one is refused.
-   */
-  network?: { allowOut?: string[] };
-  /** namespace, qemu or firecracker (default: what the host offers). */
-  runtime?: string;
+/**
+ * The capsule contract's request fields (template, vcpus, memoryMb, timeoutSec, envs, metadata,
+ * internet, network.allowOut, runtime, defaultUser; documented in @wrenn/protocol) plus the SDK's own.
+ */
+export interface CapsuleCreateOptions extends ConnectionOptions, CapsuleRequest {
+  timeoutAction?: TimeoutAction;
   /** Domain of proxy host names for getHost (default: WRENN_DOMAIN, else `localhost` when the base URL is an IP address, else its host name). */
   domain?: string;
 }

@@ -1,6 +1,9 @@
-// Shapes the SDK returns (camelCase) and the converters from the API's JSON (snake_case).
+// Shapes the SDK returns (camelCase) and the converters from the API's JSON (snake_case). The
+// capsule's JSON is the contract's (@wrenn/protocol, a type-only import: nothing of it is bundled).
 
-export type CapsuleState = 'starting' | 'running' | 'paused' | 'hibernated' | 'stopped' | 'error';
+import type { CapsuleJson, CapsuleState, FileEntryJson as EntryJson, TemplateJson } from '@wrenn/protocol';
+
+export type { CapsuleJson, CapsuleState, EntryJson, TemplateJson };
 
 export interface CapsuleInfo {
   capsuleId: string;
@@ -19,26 +22,6 @@ export interface CapsuleInfo {
   updatedAt: Date;
   expiresAt: Date | null;
   stoppedAt: Date | null;
-  error: string | null;
-}
-
-export interface CapsuleJson {
-  id: string;
-  template: string;
-  state: CapsuleState;
-  runtime: string;
-  vcpus: number;
-  memory_mb: number;
-  timeout_sec: number;
-  timeout_action: string;
-  host_id: string | null;
-  metadata: Record<string, string>;
-  internet: boolean;
-  envd_access_token: string | null;
-  created_at: string;
-  updated_at: string;
-  expires_at: string | null;
-  stopped_at: string | null;
   error: string | null;
 }
 
@@ -89,18 +72,6 @@ export interface EntryInfo {
   symlinkTarget?: string;
 }
 
-export interface EntryJson {
-  name: string;
-  path: string;
-  type: string;
-  size: number;
-  mode: number;
-  owner: string;
-  group: string;
-  modified_at: string | null;
-  symlink_target?: string;
-}
-
 export function entryInfo(j: EntryJson): EntryInfo {
   return {
     name: j.name,
@@ -127,20 +98,6 @@ export interface TemplateInfo {
   runtimes: string[];
   sizeBytes: number;
   createdAt: Date;
-}
-
-export interface TemplateJson {
-  id: string;
-  name: string;
-  kind: string;
-  builtin: boolean;
-  host_id: string | null;
-  parent: string | null;
-  vcpus: number;
-  memory_mb: number;
-  runtimes: string[];
-  size_bytes: number;
-  created_at: string;
 }
 
 export function templateInfo(j: TemplateJson): TemplateInfo {

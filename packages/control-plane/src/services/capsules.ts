@@ -4,18 +4,26 @@
 // (@wrenn/protocol; the agent client turns the agent's Connect codes into them too), so each API
 // only has to render them in its own error shape.
 import { randomBytes } from 'node:crypto';
-import { MAX_ALLOW_OUT, parseCidr } from '@wrenn/host-agent/network/egress-policy';
-import { RUNTIME_NAMES } from '@wrenn/host-agent/runtimes/runtime';
+import { parseCidr } from '@wrenn/host-agent/network/egress-policy';
 import {
   asDomainError,
+  CAPSULE_DEFAULTS,
+  CAPSULE_LIMITS,
+  type CapsuleRequest,
   ConflictError,
+  capsuleRequestProblem,
+  DEFAULT_TIMEOUT_ACTION,
   DeadlineExceededError,
   DomainError,
+  envsProblem,
   HostFullError,
   InternalError,
   InvalidArgumentError,
+  LIVE_CAPSULE_STATES,
   messageOf,
+  metadataProblem,
   NotFoundError,
+  type PauseMode,
   ResourceExhaustedError,
   UnavailableError,
 } from '@wrenn/protocol';
@@ -52,52 +60,17 @@ import {
 } from './template-config.js';
 import { agentTemplateName, DEFAULT_TEMPLATE, resolveTemplate } from './templates.js';
 
+export type { PauseMode } from '@wrenn/protocol';
 export type { AgentClient } from '../agents/pool.js';
 export type { Page } from '../db/pagination.js';
 export type { Capsule, CapsuleState, TimeoutAction } from '../db/repositories/capsules.js';
 
-/** Bounds of what a capsule may ask for; the API schemas use the same numbers. */
-export const CAPSULE_LIMITS = {
-  minVcpus: 1,
-  maxVcpus: 8,
-  minMemoryMb: 64,
-  maxMemoryMb: 65536,
-  maxTimeoutSec: 7 * 24 * 3600,
-  maxMetadataKeys: 64,
-  maxMetadataKeyLength: 128,
-  maxMetadataValueLength: 1024,
-  /**
-   * Environment variables of a capsule or a command, as JSON. A capsule's reach its envd in one
-   * environment string at start, which the kernel caps at 128 KiB (MAX_ARG_STRLEN).
-   */
-  maxEnvBytes: 64 * 1024,
-} as const;
-export const DEFAULT_VCPUS = 1;
-export const DEFAULT_MEMORY_MB = 512;
-export const DEFAULT_TIMEOUT_SEC = 300;
-
 /** States in which a capsule still exists somewhere (on its host's disk at least). */
-export const LIVE_STATES: readonly CapsuleState[] = ['starting', 'running', 'paused', 'hibernated'];
+export const LIVE_STATES = LIVE_CAPSULE_STATES;
 
-export type PauseMode = 'freeze' | 'hibernate';
-
-export interface CreateCapsuleInput {
-  /** Template name; default 'minimal'. */
-  template?: string;
-  vcpus?: number;
-  memoryMb?: number;
-  /** Seconds until timeoutAction applies; 0 = never. Default 300. */
-  timeoutSec?: number;
+export interface CreateCapsuleInput extends CapsuleRequest {
   /** What happens at the timeout; default 'kill'. */
   timeoutAction?: TimeoutAction;
-  envs?: Record<string, string>;
-  metadata?: Record<string, string>;
-  /** Outbound internet; default true. */
-  internet?: boolean;
-  /** Egress beyond the internet switch: CIDRs reachable even with internet off (the host decides which private ones may be named). */
-  network?: { allowOut?: string[] };
-  /** Runtime to run on (namespace, qemu, firecracker); default: what the chosen host offers first. */
-  runtime?: string;
   /** Free-form id of the caller (the E2B API stores its clientID here). */
   clientId?: string;
   /** Skip a built template's start command and ready check (template builds set this). */
@@ -144,9 +117,7 @@ export interface CapsuleMetrics {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Validation (both APIs validate shapes with their schemas; these are the rules that matter).
-
-const ENV_KEY_RE = /^[A-Za-z_][A-Za-z0-9_]*$/;
+// Validation: the contract's rules (@wrenn/protocol) as InvalidArgument. Both APIs create through here.
 
 function intInRange(value: number | undefined, field: string, min: number, max: number): void {
   if (value === undefined) return;
@@ -155,82 +126,32 @@ function intInRange(value: number | undefined, field: string, min: number, max: 
   }
 }
 
-function stringRecord(value: unknown, field: string): Record<string, string> {
-  if (value === undefined || value === null) return {};
-  if (typeof value !== 'object' || Array.isArray(value))
-    throw new InvalidArgumentError(`${field} must be an object of string values`);
-  for (const [k, v] of Object.entries(value)) {
-    if (typeof v !== 'string') throw new InvalidArgumentError(`${field}.${k} must be a string, got ${typeof v}`);
-  }
-  return value as Record<string, string>;
-}
+const refuse = (problem: string | undefined): void => {
+  if (problem) throw new InvalidArgumentError(problem);
+};
 
 export function validateEnvs(envs: unknown, field = 'env'): Record<string, string> {
-  const out = stringRecord(envs, field);
-  for (const [k, v] of Object.entries(out)) {
-    if (!ENV_KEY_RE.test(k))
-      throw new InvalidArgumentError(
-        `${field} key '${k}' is not a valid environment variable name (letters, digits, _; not starting with a digit)`,
-      );
-    if (v.includes('\0')) throw new InvalidArgumentError(`${field}.${k} contains a NUL byte`);
-  }
-  const bytes = Buffer.byteLength(JSON.stringify(out));
-  if (bytes > CAPSULE_LIMITS.maxEnvBytes) {
-    throw new InvalidArgumentError(
-      `${field} takes at most ${CAPSULE_LIMITS.maxEnvBytes} bytes (its keys and values as JSON), got ${bytes}; pass large values as files instead`,
-    );
-  }
-  return out;
+  refuse(envsProblem(envs, field));
+  return (envs ?? {}) as Record<string, string>;
 }
 
 export function validateMetadata(metadata: unknown, field = 'metadata'): Record<string, string> {
-  const out = stringRecord(metadata, field);
-  const entries = Object.entries(out);
-  if (entries.length > CAPSULE_LIMITS.maxMetadataKeys)
-    throw new InvalidArgumentError(
-      `${field} may hold at most ${CAPSULE_LIMITS.maxMetadataKeys} keys, got ${entries.length}`,
-    );
-  for (const [k, v] of entries) {
-    if (k.length === 0 || k.length > CAPSULE_LIMITS.maxMetadataKeyLength) {
-      throw new InvalidArgumentError(
-        `${field} keys must be 1-${CAPSULE_LIMITS.maxMetadataKeyLength} characters, got '${k.slice(0, 40)}'`,
-      );
-    }
-    if (v.length > CAPSULE_LIMITS.maxMetadataValueLength) {
-      throw new InvalidArgumentError(
-        `${field}.${k} is longer than ${CAPSULE_LIMITS.maxMetadataValueLength} characters`,
-      );
-    }
-    // Metadata is also exported into the capsule's environment, where a NUL cannot go.
-    if (k.includes('\0') || v.includes('\0'))
-      throw new InvalidArgumentError(
-        `${field} key or value '${k.replace(/\0/g, '\\0').slice(0, 40)}' contains a NUL byte`,
-      );
-  }
-  return out;
+  refuse(metadataProblem(metadata, field));
+  return (metadata ?? {}) as Record<string, string>;
 }
 
 export function validateCreate(input: CreateCapsuleInput): void {
-  intInRange(input.vcpus, 'vcpus', CAPSULE_LIMITS.minVcpus, CAPSULE_LIMITS.maxVcpus);
-  intInRange(input.memoryMb, 'memory_mb', CAPSULE_LIMITS.minMemoryMb, CAPSULE_LIMITS.maxMemoryMb);
-  intInRange(input.timeoutSec, 'timeout_sec', 0, CAPSULE_LIMITS.maxTimeoutSec);
   if (input.timeoutAction !== undefined && !(TIMEOUT_ACTIONS as readonly string[]).includes(input.timeoutAction)) {
     throw new InvalidArgumentError(
       `timeout_action must be one of ${TIMEOUT_ACTIONS.join(', ')}, got '${input.timeoutAction}'`,
     );
   }
-  if (input.runtime !== undefined && !(RUNTIME_NAMES as readonly string[]).includes(input.runtime))
-    throw new InvalidArgumentError(`runtime '${input.runtime}' does not exist; use one of ${RUNTIME_NAMES.join(', ')}`);
-  validateEnvs(input.envs);
-  validateMetadata(input.metadata);
+  refuse(capsuleRequestProblem(input));
   validateAllowOut(input.network?.allowOut);
 }
 
 /** The syntax of network.allow_out; which private ranges may be named is the host agent's to say (also a 400). */
-function validateAllowOut(list: string[] | undefined): void {
-  if (list === undefined) return;
-  if (list.length > MAX_ALLOW_OUT)
-    throw new InvalidArgumentError(`network.allow_out has ${list.length} entries; at most ${MAX_ALLOW_OUT}`);
+function validateAllowOut(list: string[] = []): void {
   for (const entry of list) {
     try {
       parseCidr(entry);
@@ -382,10 +303,10 @@ export async function createCapsule(
   const template = await resolveTemplate(ctx, teamId, input.template ?? DEFAULT_TEMPLATE);
   // Snapshot templates fix the machine shape they were taken with.
   const fixedShape = template.kind === 'snapshot';
-  const vcpus = fixedShape ? template.vcpus : (input.vcpus ?? DEFAULT_VCPUS);
-  const memoryMb = fixedShape ? template.memoryMb : (input.memoryMb ?? DEFAULT_MEMORY_MB);
-  const timeoutSec = input.timeoutSec ?? DEFAULT_TIMEOUT_SEC;
-  const timeoutAction = input.timeoutAction ?? 'kill';
+  const vcpus = fixedShape ? template.vcpus : (input.vcpus ?? CAPSULE_DEFAULTS.vcpus);
+  const memoryMb = fixedShape ? template.memoryMb : (input.memoryMb ?? CAPSULE_DEFAULTS.memoryMb);
+  const timeoutSec = input.timeoutSec ?? CAPSULE_DEFAULTS.timeoutSec;
+  const timeoutAction = input.timeoutAction ?? DEFAULT_TIMEOUT_ACTION;
   const templateConfig = await templateConfigFor(ctx, template);
   const envs = mergeTemplateEnvs(templateConfig, validateEnvs(input.envs));
   const metadata = validateMetadata(input.metadata);
@@ -425,7 +346,7 @@ export async function createCapsule(
     envs,
     envdAccessToken,
     clientId: input.clientId ?? null,
-    internet: input.internet ?? true,
+    internet: input.internet ?? CAPSULE_DEFAULTS.internet,
     state: 'starting',
     expiresAt: timeoutSec > 0 ? new Date(now + timeoutSec * 1000) : null,
   });
@@ -444,7 +365,7 @@ export async function createCapsule(
         timeoutAction: timeoutAction === 'kill' ? PbTimeoutAction.DESTROY : PbTimeoutAction.PAUSE,
         envs,
         metadata,
-        internet: input.internet ?? true,
+        internet: input.internet ?? CAPSULE_DEFAULTS.internet,
         ...(input.network?.allowOut?.length ? { network: { allowOut: input.network.allowOut } } : {}),
         envdAccessToken,
         runtime,

@@ -1,7 +1,7 @@
 // Templates as a team sees them: the built-ins every host can build (minimal, base) plus the team's
 // own (snapshots of its capsules, built images). A team's template shadows a built-in of that name.
 
-import { ConflictError, NotFoundError } from '@wrenn/protocol';
+import { CAPSULE_DEFAULTS, ConflictError, NotFoundError } from '@wrenn/protocol';
 import type { ControlPlaneContext } from '../context.js';
 import {
   listTemplates as listTemplateRows,
@@ -13,7 +13,7 @@ import { isLayerName } from '../templates/layer-names.js';
 
 /** Templates every host agent knows how to build on first use. */
 export const BUILTIN_TEMPLATES = ['minimal', 'base'] as const;
-export const DEFAULT_TEMPLATE = 'minimal';
+export const DEFAULT_TEMPLATE = CAPSULE_DEFAULTS.template;
 
 function builtIn(name: string): Template {
   return {

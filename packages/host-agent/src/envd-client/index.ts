@@ -4,10 +4,11 @@
 import http from 'node:http';
 import { type Client, createClient, type Interceptor } from '@connectrpc/connect';
 import { createConnectTransport } from '@connectrpc/connect-node';
+import { ENVD_PORT } from '@wrenn/protocol';
 import { Filesystem } from '@wrenn/protocol/gen/envd/filesystem_pb';
 import { Process } from '@wrenn/protocol/gen/envd/process_pb';
 
-export const ENVD_PORT = 49983;
+export { ENVD_PORT };
 
 export interface EnvdClient {
   baseUrl: string;

@@ -4,6 +4,7 @@
 // watches every capsule's processes (exit-watches.ts): a capsule whose envd or init exits by
 // itself becomes `error` with the reason at once, and a dead warm-pool capsule is dropped.
 
+import { CAPSULE_DEFAULTS, CAPSULE_LIMITS, type CapsuleRequest, type PauseMode } from '@wrenn/protocol';
 import { assessCapacity, type CapacityConfig, type CapacityReport, capacityConfig } from '../capacity/capacity.js';
 import { readHostReadings } from '../capacity/host-readings.js';
 import { createEnvdClient, type EnvdClient, runInCapsule, waitForEnvd } from '../envd-client/index.js';
@@ -22,34 +23,22 @@ import { CAPSULE_ID_RE, newAccessToken, newCapsuleId } from './ids.js';
 import { RecordStore } from './persistence.js';
 import { assertMove, type CapsuleState } from './state-machine.js';
 import type { CapsuleNetworkPolicy, CapsuleRecord, ManagerDeps, TemplateInfo, TimeoutAction } from './types.js';
-import { checkEnvdDefaults, checkEnvs, checkMetadata, checkRange, checkTemplateName, hostLimits } from './validate.js';
+import { checkRange, checkTemplateName, hostLimits } from './validate.js';
 import { type PooledCapsule, WarmPool } from './warm-pool.js';
 
-export interface CreateCapsuleInput {
+/** A create request as the agent's Connect service checked it (validate.ts) against the contract. */
+export interface CreateCapsuleInput extends CapsuleRequest {
   id?: string;
-  template?: string;
-  vcpus?: number;
-  memoryMb?: number;
-  timeoutSec?: number;
   timeoutAction?: TimeoutAction;
-  envs?: Record<string, string>;
-  metadata?: Record<string, string>;
-  internet?: boolean;
-  /** Egress beyond the internet switch (see CapsuleNetworkPolicy). */
-  network?: { allowOut?: string[] };
   envdAccessToken?: string;
   runtime?: RuntimeName;
-  defaultUser?: string;
   defaultWorkdir?: string;
 }
 
-export type PauseMode = 'freeze' | 'hibernate';
+export type { PauseMode };
 
-const MAX_TIMEOUT_SEC = 7 * 24 * 3600;
-const DEFAULT_TIMEOUT_SEC = 300;
 const ENVD_BOOT_TIMEOUT_MS = 15_000;
-const DEFAULT_VCPUS = 1;
-const DEFAULT_MEMORY_MB = 512;
+const { vcpus: DEFAULT_VCPUS, memoryMb: DEFAULT_MEMORY_MB } = CAPSULE_DEFAULTS;
 
 export class SandboxManager {
   private readonly records = new Map<string, CapsuleRecord>();
@@ -204,7 +193,7 @@ export class SandboxManager {
     if (!CAPSULE_ID_RE.test(id))
       throw new InvalidArgumentError(`capsule id "${id}" is invalid: expected cl- and 4-32 base36 characters`);
     if (this.records.has(id)) throw new AlreadyExistsError(`capsule ${id} already exists on this host`);
-    const templateName = input.template || 'minimal';
+    const templateName = input.template || CAPSULE_DEFAULTS.template;
     checkTemplateName(templateName);
     const limits = hostLimits();
     const runtimeName = input.runtime || this.deps.defaultRuntime;
@@ -216,12 +205,8 @@ export class SandboxManager {
     }
     const envs = input.envs ?? {};
     const metadata = input.metadata ?? {};
-    checkEnvs('envs', envs);
-    checkMetadata(metadata);
-    checkEnvdDefaults(input.defaultUser || undefined, input.defaultWorkdir || undefined);
     const networkPolicy = this.checkNetworkPolicy(input.network);
-    const timeoutSec = input.timeoutSec ?? DEFAULT_TIMEOUT_SEC;
-    checkRange('timeout_sec', timeoutSec, 0, MAX_TIMEOUT_SEC);
+    const timeoutSec = input.timeoutSec ?? CAPSULE_DEFAULTS.timeoutSec;
 
     let template: TemplateInfo;
     const known = await this.deps.templates.get(templateName);
@@ -235,8 +220,9 @@ export class SandboxManager {
     // Snapshot templates fix the machine shape they were taken with.
     const vcpus = template.vcpus ?? input.vcpus ?? DEFAULT_VCPUS;
     const memoryMb = template.memoryMb ?? input.memoryMb ?? DEFAULT_MEMORY_MB;
-    checkRange('vcpus', vcpus, 1, limits.maxVcpus);
-    checkRange('memory_mb', memoryMb, 64, limits.maxMemoryMb);
+    // The contract's bounds were checked at the edge; what this host has is checked here.
+    checkRange('vcpus', vcpus, CAPSULE_LIMITS.minVcpus, limits.maxVcpus);
+    checkRange('memory_mb', memoryMb, CAPSULE_LIMITS.minMemoryMb, limits.maxMemoryMb);
     // Pooled capsules have the default network policy (claiming one only flips the internet switch).
     const pooled =
       runtimeName === this.deps.defaultRuntime && !networkPolicy
@@ -262,7 +248,7 @@ export class SandboxManager {
       timeoutAction: input.timeoutAction ?? 'destroy',
       metadata,
       envs,
-      internet: input.internet ?? true,
+      internet: input.internet ?? CAPSULE_DEFAULTS.internet,
       ...(networkPolicy ? { networkPolicy } : {}),
       envdAccessToken: input.envdAccessToken || newAccessToken(),
       ...(input.defaultUser ? { defaultUser: input.defaultUser } : {}),
@@ -531,7 +517,6 @@ export class SandboxManager {
       // A hibernated capsule restarted envd, which needs its token and environment again.
       if (wasHibernated) await this.initEnvd(rec);
       if (timeoutSec !== undefined && timeoutSec > 0) {
-        checkRange('timeout_sec', timeoutSec, 1, MAX_TIMEOUT_SEC);
         rec.timeoutSec = timeoutSec;
       }
       rec.expiresAt = rec.timeoutSec > 0 ? Date.now() + rec.timeoutSec * 1000 : 0;
@@ -549,7 +534,6 @@ export class SandboxManager {
     if (rec.state !== 'running')
       throw new InvalidArgumentError(`capsule ${id} is ${rec.state}; only running capsules can be pinged`);
     if (timeoutSec !== undefined) {
-      checkRange('timeout_sec', timeoutSec, 0, MAX_TIMEOUT_SEC);
       rec.timeoutSec = timeoutSec;
     }
     rec.expiresAt = rec.timeoutSec > 0 ? Date.now() + rec.timeoutSec * 1000 : 0;

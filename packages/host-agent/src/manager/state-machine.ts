@@ -1,7 +1,7 @@
 // Capsule lifecycle states and the moves between them. Anything else is refused with a clear error.
-import { FailedPreconditionError } from '@wrenn/protocol';
+import { type CapsuleState, FailedPreconditionError } from '@wrenn/protocol';
 
-export type CapsuleState = 'starting' | 'running' | 'paused' | 'hibernated' | 'stopped' | 'error';
+export type { CapsuleState };
 
 const moves: Record<CapsuleState, readonly CapsuleState[]> = {
   starting: ['running', 'error', 'stopped'],

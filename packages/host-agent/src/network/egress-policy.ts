@@ -4,6 +4,7 @@
 // for all its capsules (WRENN_EGRESS_ALLOW_CIDRS), or lets a capsule open some for itself
 // (`allowOut` entries inside WRENN_EGRESS_OPENABLE_CIDRS): the API caller is a tenant, so what a
 // capsule may open is the operator's choice. Strict parsing: bad input is an error, never ignored.
+import { CAPSULE_LIMITS } from '@wrenn/protocol';
 import { intToIp, ipToInt } from './address-pool.js';
 
 export interface Cidr {
@@ -32,7 +33,7 @@ export const NON_GLOBAL_V4: readonly string[] = [
 ];
 
 /** How many allowOut entries one capsule may have (each is one rule in the shared chains). */
-export const MAX_ALLOW_OUT = 16;
+export const MAX_ALLOW_OUT = CAPSULE_LIMITS.maxAllowOut;
 
 /** Parses "a.b.c.d/len" or a bare "a.b.c.d" (= /32); host bits must be zero. */
 export function parseCidr(input: string): Cidr {

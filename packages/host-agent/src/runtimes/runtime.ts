@@ -1,9 +1,10 @@
 // The interface every capsule runtime implements: namespace (this host's kernel),
 // qemu and firecracker (VMs). The sandbox manager only talks to this.
 
-/** Every runtime Wrenn has (a host offers some of them). */
-export const RUNTIME_NAMES = ['namespace', 'qemu', 'firecracker'] as const;
-export type RuntimeName = (typeof RUNTIME_NAMES)[number];
+import type { RuntimeName } from '@wrenn/protocol';
+
+/** Every runtime Wrenn has (a host offers some of them): the capsule contract's list. */
+export { RUNTIME_NAMES, type RuntimeName } from '@wrenn/protocol';
 
 /** What a runtime needs to start one capsule. */
 export interface CapsuleSpec {

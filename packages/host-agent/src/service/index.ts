@@ -13,9 +13,11 @@ import {
   TemplateSchema,
   TimeoutAction,
 } from '@wrenn/protocol/gen/hostagent/v1/hostagent_pb';
-import type { SandboxManager } from '../manager/manager.js';
+import type { CreateCapsuleInput, SandboxManager } from '../manager/manager.js';
 import type { CapsuleState } from '../manager/state-machine.js';
 import type { CapsuleRecord, TemplateInfo } from '../manager/types.js';
+import { checkCreateRequest, checkTimeout } from '../manager/validate.js';
+import type { RuntimeName } from '../runtimes/runtime.js';
 import { convert, execCollected, execEvents, signalFor, toEnvdSelector, toPtyOutput, userHeaders } from './commands.js';
 import { withErrorMapping } from './errors.js';
 import { readFileChunks, toFileEntry, writeFileFromChunks } from './files.js';
@@ -100,7 +102,7 @@ export function hostAgentService(o: HostAgentServiceOptions): ServiceImpl<typeof
       };
     },
     async createCapsule(req) {
-      const rec = await m.create({
+      const input: CreateCapsuleInput = {
         id: req.id,
         template: req.template,
         vcpus: req.vcpus || undefined,
@@ -112,11 +114,12 @@ export function hostAgentService(o: HostAgentServiceOptions): ServiceImpl<typeof
         internet: req.internet ?? true,
         ...(req.network?.allowOut.length ? { network: { allowOut: req.network.allowOut } } : {}),
         envdAccessToken: req.envdAccessToken,
-        runtime: (req.runtime || undefined) as never,
+        runtime: (req.runtime || undefined) as RuntimeName | undefined,
         defaultUser: req.defaultUser || undefined,
         defaultWorkdir: req.defaultWorkdir || undefined,
-      });
-      return { capsule: pb(rec, true) };
+      };
+      checkCreateRequest(input);
+      return { capsule: pb(await m.create(input), true) };
     },
     async destroyCapsule(req) {
       await m.destroy(req.id);
@@ -129,6 +132,7 @@ export function hostAgentService(o: HostAgentServiceOptions): ServiceImpl<typeof
       return { capsule: pb(rec) };
     },
     async resumeCapsule(req) {
+      checkTimeout(req.timeoutSec);
       return { capsule: pb(await m.resume(req.id, req.timeoutSec || undefined)) };
     },
     async getCapsule(req) {
@@ -155,6 +159,7 @@ export function hostAgentService(o: HostAgentServiceOptions): ServiceImpl<typeof
       return { revision, capsules: m.list().map((rec) => pb(rec)) };
     },
     async pingCapsule(req) {
+      checkTimeout(req.timeoutSec);
       return { capsule: pb(await m.ping(req.id, req.timeoutSec)) };
     },
     async getCapsuleMetrics(req) {

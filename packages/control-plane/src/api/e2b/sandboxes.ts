@@ -1,7 +1,7 @@
 // E2B sandbox routes over the capsule service layer.
 
 import { Type } from '@sinclair/typebox';
-import { ConflictError, InvalidArgumentError, NotFoundError } from '@wrenn/protocol';
+import { CAPSULE_DEFAULTS, ConflictError, InvalidArgumentError, NotFoundError } from '@wrenn/protocol';
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { ControlPlaneContext } from '../../context.js';
 import { listAuditEvents } from '../../db/repositories/audit-events.js';
@@ -10,7 +10,6 @@ import {
   type CapsuleState,
   capsuleMetrics,
   createCapsule,
-  DEFAULT_TIMEOUT_SEC,
   destroyCapsule,
   getCapsule,
   listCapsules,
@@ -144,7 +143,7 @@ export function sandboxRoutes(app: FastifyInstance, ctx: ControlPlaneContext): v
     unsupported(body);
     const c = await createCapsule(ctx, teamId, {
       template: body.templateID,
-      timeoutSec: body.timeout ?? DEFAULT_TIMEOUT_SEC,
+      timeoutSec: body.timeout ?? CAPSULE_DEFAULTS.timeoutSec,
       timeoutAction: timeoutActionOf(body),
       ...(body.envVars ? { envs: body.envVars } : {}),
       ...(body.metadata ? { metadata: body.metadata } : {}),

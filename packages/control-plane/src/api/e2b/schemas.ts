@@ -1,7 +1,7 @@
 // Request and response schemas of the E2B-compatible API, after E2B's public OpenAPI spec
 // (field names and required fields as the e2b SDK reads them).
 import { type Static, Type } from '@sinclair/typebox';
-import { CAPSULE_LIMITS } from '../../services/capsules.js';
+import { CAPSULE_DEFAULTS, CAPSULE_LIMITS } from '@wrenn/protocol';
 
 const Nullable = <T extends ReturnType<typeof Type.String>>(t: T) => Type.Union([t, Type.Null()]);
 
@@ -22,7 +22,9 @@ const StringMap = Type.Record(Type.String(), Type.String());
 
 export const NewSandbox = Type.Object({
   templateID: Type.String({ minLength: 1, maxLength: 128 }),
-  timeout: Type.Optional(Type.Integer({ minimum: 0, description: 'Seconds to live (default 300)' })),
+  timeout: Type.Optional(
+    Type.Integer({ minimum: 0, description: `Seconds to live (default ${CAPSULE_DEFAULTS.timeoutSec})` }),
+  ),
   autoPause: Type.Optional(Type.Boolean({ description: 'Pause instead of kill at the timeout' })),
   autoPauseMemory: Type.Optional(
     Type.Boolean({ description: 'false: the timeout pause keeps only the disk (hibernate)' }),

@@ -4,14 +4,13 @@
 import http from 'node:http';
 import { type Client, createClient, type Interceptor } from '@connectrpc/connect';
 import { createConnectTransport } from '@connectrpc/connect-node';
+import { ENVD_PORT } from '@wrenn/protocol';
 import { Filesystem } from '@wrenn/protocol/gen/envd/filesystem_pb';
 import { Process } from '@wrenn/protocol/gen/envd/process_pb';
 import type { ControlPlaneContext } from '../../context.js';
 import { ProxyTargets } from '../../proxy/targets.js';
 import type { Capsule } from '../../services/capsules.js';
 import { ApiError } from '../errors.js';
-
-const ENVD_PORT = 49983;
 
 export interface CapsuleEnvd {
   process: Client<typeof Process>;

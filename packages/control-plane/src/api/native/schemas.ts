@@ -1,56 +1,49 @@
 // JSON shapes of the native API (snake_case) as TypeBox schemas, so requests are validated by
-// Fastify and the OpenAPI document describes them, plus the converters from domain records.
-import { type Static, type TSchema, Type } from '@fastify/type-provider-typebox';
-import { MAX_ALLOW_OUT } from '@wrenn/host-agent/network/egress-policy';
+// Fastify and the OpenAPI document describes them, plus the converters from domain records. The
+// capsule's own shapes are the contract's (@wrenn/protocol), re-exported here for the routes.
+import { type Static, Type } from '@fastify/type-provider-typebox';
+import {
+  ApiKeySchema,
+  CAPSULE_LIMITS,
+  type CapsuleJson,
+  CapsuleSchema,
+  CapsuleStateSchema,
+  CreateCapsuleBody,
+  type CreateCapsuleBodyJson,
+  EventSchema,
+  FileEntrySchema,
+  HostSchema,
+  MetricsSchema,
+  Nullable,
+  ProcessSchema,
+  StringMap,
+  TemplateSchema,
+  TimeoutSecSchema,
+} from '@wrenn/protocol';
 import type { ApiKeyInfo } from '../../auth/api-keys.js';
 import type { AuditEvent } from '../../db/repositories/audit-events.js';
 import type { Capsule } from '../../db/repositories/capsules.js';
 import type { HostLoad } from '../../db/repositories/hosts.js';
 import type { Template } from '../../db/repositories/templates.js';
-import { CAPSULE_LIMITS } from '../../services/capsules.js';
 
-const Nullable = <T extends TSchema>(t: T) => Type.Union([t, Type.Null()]);
-const DateTime = Type.String({ format: 'date-time' });
-const StringMap = (description: string) => Type.Record(Type.String(), Type.String(), { description });
+export type { CapsuleJson };
+export {
+  ApiKeySchema,
+  CapsuleSchema,
+  CapsuleStateSchema,
+  CreateCapsuleBody,
+  EventSchema,
+  FileEntrySchema,
+  HostSchema,
+  MetricsSchema,
+  ProcessSchema,
+  TemplateSchema,
+};
 
 export const ErrorBody = Type.Object(
   { error: Type.Object({ code: Type.String(), message: Type.String() }) },
   { description: 'Every error: a machine-readable code and a message saying what to do' },
 );
-
-export const CapsuleStateSchema = Type.Union([
-  Type.Literal('starting'),
-  Type.Literal('running'),
-  Type.Literal('paused'),
-  Type.Literal('hibernated'),
-  Type.Literal('stopped'),
-  Type.Literal('error'),
-]);
-
-export const CapsuleSchema = Type.Object({
-  id: Type.String({ examples: ['cl-0a1b2c3d4e5f6g7h'] }),
-  template: Type.String(),
-  state: CapsuleStateSchema,
-  runtime: Type.String(),
-  vcpus: Type.Integer(),
-  memory_mb: Type.Integer(),
-  timeout_sec: Type.Integer({
-    description: 'Seconds from the last ping/resume until timeout_action applies; 0 = never',
-  }),
-  timeout_action: Type.String(),
-  host_id: Nullable(Type.String()),
-  metadata: StringMap('Labels given at creation'),
-  internet: Type.Boolean(),
-  envd_access_token: Nullable(
-    Type.String({ description: "Token for the capsule's envd (X-Access-Token), reached through the proxy" }),
-  ),
-  created_at: DateTime,
-  updated_at: DateTime,
-  expires_at: Nullable(DateTime),
-  stopped_at: Nullable(DateTime),
-  error: Nullable(Type.String()),
-});
-export type CapsuleJson = Static<typeof CapsuleSchema>;
 
 export function capsuleJson(c: Capsule): CapsuleJson {
   return {
@@ -74,52 +67,7 @@ export function capsuleJson(c: Capsule): CapsuleJson {
   };
 }
 
-export const CreateCapsuleBody = Type.Object(
-  {
-    template: Type.Optional(
-      Type.String({ minLength: 1, maxLength: 63, description: "Template name (default 'minimal')" }),
-    ),
-    vcpus: Type.Optional(Type.Integer({ minimum: CAPSULE_LIMITS.minVcpus, maximum: CAPSULE_LIMITS.maxVcpus })),
-    memory_mb: Type.Optional(
-      Type.Integer({ minimum: CAPSULE_LIMITS.minMemoryMb, maximum: CAPSULE_LIMITS.maxMemoryMb }),
-    ),
-    timeout_sec: Type.Optional(
-      Type.Integer({ minimum: 0, maximum: CAPSULE_LIMITS.maxTimeoutSec, description: '0 = never (default 300)' }),
-    ),
-    timeout_action: Type.Optional(Type.Union([Type.Literal('kill'), Type.Literal('pause'), Type.Literal('hibernate')])),
-    env: Type.Optional(
-      StringMap(
-        `Environment variables of every process in the capsule (at most ${CAPSULE_LIMITS.maxEnvBytes} bytes as JSON)`,
-      ),
-    ),
-    metadata: Type.Optional(StringMap('Labels to filter capsules by')),
-    internet: Type.Optional(Type.Boolean({ description: 'Outbound internet access (default true)' })),
-    network: Type.Optional(
-      Type.Object(
-        {
-          allow_out: Type.Optional(
-            Type.Array(Type.String({ maxLength: 18 }), {
-              maxItems: MAX_ALLOW_OUT,
-              description:
-                'IPv4 CIDRs or addresses the capsule may reach even with internet off. Private, link-local and ' +
-                "other non-global ranges are closed; naming one is refused (400) unless the host's " +
-                'WRENN_EGRESS_OPENABLE_CIDRS covers it',
-            }),
-          ),
-        },
-        { additionalProperties: false },
-      ),
-    ),
-    runtime: Type.Optional(
-      Type.String({
-        description:
-          'namespace, qemu or firecracker, offered by a host of this deployment (default: what the host offers)',
-      }),
-    ),
-  },
-  { additionalProperties: false },
-);
-export type CreateCapsuleBodyT = Static<typeof CreateCapsuleBody>;
+export type CreateCapsuleBodyT = CreateCapsuleBodyJson;
 
 export const CapsuleIdParams = Type.Object({ id: Type.String({ description: 'Capsule id (cl-...)' }) });
 
@@ -161,13 +109,10 @@ export const PauseBody = Type.Object(
   { additionalProperties: false },
 );
 export const ResumeBody = Type.Object(
-  { timeout_sec: Type.Optional(Type.Integer({ minimum: 0, maximum: CAPSULE_LIMITS.maxTimeoutSec })) },
+  { timeout_sec: Type.Optional(TimeoutSecSchema) },
   { additionalProperties: false },
 );
-export const TimeoutBody = Type.Object(
-  { timeout_sec: Type.Integer({ minimum: 0, maximum: CAPSULE_LIMITS.maxTimeoutSec }) },
-  { additionalProperties: false },
-);
+export const TimeoutBody = Type.Object({ timeout_sec: TimeoutSecSchema }, { additionalProperties: false });
 
 export const ExecBody = Type.Object(
   {
@@ -192,24 +137,6 @@ export const ExecResultSchema = Type.Object({
   error: Type.Optional(Type.String({ description: 'Why the process ended abnormally (signal, timeout)' })),
 });
 
-export const MetricsSchema = Type.Object({
-  cpu_used_pct: Type.Number(),
-  cpu_count: Type.Integer(),
-  mem_used_bytes: Type.Integer(),
-  mem_total_bytes: Type.Integer(),
-  disk_used_bytes: Type.Integer(),
-  disk_total_bytes: Type.Integer(),
-  pids: Type.Integer(),
-  timestamp: DateTime,
-});
-
-export const EventSchema = Type.Object({
-  id: Type.Integer(),
-  kind: Type.String(),
-  capsule_id: Nullable(Type.String()),
-  data: Type.Record(Type.String(), Type.Unknown()),
-  created_at: DateTime,
-});
 export const eventJson = (e: AuditEvent) => ({
   id: e.id,
   kind: e.kind,
@@ -222,17 +149,6 @@ export const PageQuery = Type.Object(
   { additionalProperties: false },
 );
 
-export const FileEntrySchema = Type.Object({
-  name: Type.String(),
-  path: Type.String(),
-  type: Type.String({ description: 'file | dir | symlink' }),
-  size: Type.Integer(),
-  mode: Type.Integer(),
-  owner: Type.String(),
-  group: Type.String(),
-  modified_at: Nullable(DateTime),
-  symlink_target: Type.Optional(Type.String()),
-});
 export const PathQuery = Type.Object(
   { path: Type.String({ minLength: 1 }), user: Type.Optional(Type.String()) },
   { additionalProperties: false },
@@ -250,27 +166,6 @@ export const MkdirBody = Type.Object(
   { additionalProperties: false },
 );
 
-export const ProcessSchema = Type.Object({
-  pid: Type.Integer(),
-  tag: Type.String(),
-  cmd: Type.String(),
-  args: Type.Array(Type.String()),
-  cwd: Type.String(),
-});
-
-export const TemplateSchema = Type.Object({
-  id: Type.String(),
-  name: Type.String(),
-  kind: Type.String({ description: 'base (built-in), snapshot or dockerfile' }),
-  builtin: Type.Boolean(),
-  host_id: Nullable(Type.String()),
-  parent: Nullable(Type.String()),
-  vcpus: Type.Integer(),
-  memory_mb: Type.Integer(),
-  runtimes: Type.Array(Type.String()),
-  size_bytes: Type.Integer(),
-  created_at: DateTime,
-});
 export const templateJson = (t: Template) => ({
   id: t.id,
   name: t.name,
@@ -297,17 +192,6 @@ export const CreateSnapshotBody = Type.Object(
 );
 export const NameParams = Type.Object({ name: Type.String() });
 
-export const HostSchema = Type.Object({
-  id: Type.String(),
-  status: Type.String(),
-  runtimes: Type.Array(Type.String()),
-  cpu_count: Type.Integer(),
-  memory_mb: Type.Integer(),
-  capsules: Type.Integer({ description: 'Capsules holding resources (starting, running, paused)' }),
-  allocated_vcpus: Type.Integer(),
-  allocated_memory_mb: Type.Integer(),
-  last_heartbeat_at: Nullable(DateTime),
-});
 export const hostJson = (l: HostLoad) => ({
   id: l.host.id,
   status: l.host.status,
@@ -320,14 +204,6 @@ export const hostJson = (l: HostLoad) => ({
   last_heartbeat_at: l.host.lastHeartbeatAt?.toISOString() ?? null,
 });
 
-export const ApiKeySchema = Type.Object({
-  id: Type.String(),
-  name: Type.String(),
-  prefix: Type.String(),
-  created_at: DateTime,
-  last_used_at: Nullable(DateTime),
-  revoked_at: Nullable(DateTime),
-});
 export const apiKeyJson = (k: ApiKeyInfo) => ({
   id: k.id,
   name: k.name,

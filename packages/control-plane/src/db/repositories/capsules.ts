@@ -1,4 +1,12 @@
 // Capsules: the control plane's record of every sandbox, its placement and its lifecycle state.
+import {
+  ACTIVE_CAPSULE_STATES,
+  CAPSULE_STATES,
+  type CapsuleState,
+  FINAL_CAPSULE_STATES,
+  TIMEOUT_ACTIONS,
+  type TimeoutAction,
+} from '@wrenn/protocol';
 import type { Kysely, Selectable, Updateable } from 'kysely';
 import { newCapsuleId } from '../../ids.js';
 import {
@@ -16,15 +24,9 @@ import { invalidArgument } from '../errors.js';
 import { decodeCursor, type Page, type PageRequest, pageLimit, toPage } from '../pagination.js';
 import type { CapsulesTable, Database } from '../schema.js';
 
-export const CAPSULE_STATES = ['starting', 'running', 'paused', 'hibernated', 'stopped', 'error'] as const;
-export type CapsuleState = (typeof CAPSULE_STATES)[number];
-/** States in which a capsule holds CPU/memory on its host (paused keeps memory). */
-export const ACTIVE_CAPSULE_STATES: readonly CapsuleState[] = ['starting', 'running', 'paused'];
-/** States a capsule never leaves. */
-export const FINAL_CAPSULE_STATES: readonly CapsuleState[] = ['stopped', 'error'];
-
-export const TIMEOUT_ACTIONS = ['kill', 'pause', 'hibernate'] as const;
-export type TimeoutAction = (typeof TIMEOUT_ACTIONS)[number];
+export type { CapsuleState, TimeoutAction };
+// The states and timeout actions are the capsule contract's (@wrenn/protocol).
+export { ACTIVE_CAPSULE_STATES, CAPSULE_STATES, FINAL_CAPSULE_STATES, TIMEOUT_ACTIONS };
 
 export interface Capsule {
   id: string;

@@ -28,6 +28,7 @@ import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { native, spawnNative } from '@wrenn/native';
+import { ENV_NAME_RE, ENVD_PORT } from '@wrenn/protocol';
 import { hostNameServers } from '../../network/name-servers.js';
 import { diskUsageBytes } from '../../rootfs/disk-usage.js';
 import { HOST_ID_BASE, idMapLine, layerIdMapLine } from '../../rootfs/id-map.js';
@@ -51,7 +52,7 @@ import { nsinitPath } from './nsinit-binary.js';
 import { DISK_MOUNT, QuotaDisks } from './quota-disk.js';
 import { type SeccompSwitch, seccompAllowArg, seccompAllowOf } from './seccomp-switches.js';
 
-export const ENVD_PORT = 49983;
+export { ENVD_PORT };
 /** envd.log grows to this, then is rotated once to envd.log.1 (see nsinit.c). */
 export const ENVD_LOG_MAX_BYTES = 1024 * 1024;
 /** Each capsule's own disk, unless NamespaceRuntimeOptions.diskMb says otherwise. */
@@ -159,6 +160,7 @@ export interface CreateTimings {
 
 const ID = /^[a-z0-9][a-z0-9-]{0,62}$/;
 
+/** A cheap guard on the spec the manager hands over (the agent's edge checked the request against the contract). */
 function validateSpec(spec: CapsuleSpec): void {
   const bad = (msg: string) => new Error(`invalid capsule spec: ${msg}`);
   if (!spec || typeof spec !== 'object') throw bad('missing');
@@ -170,7 +172,7 @@ function validateSpec(spec: CapsuleSpec): void {
   if (!Number.isInteger(spec.memoryMb) || spec.memoryMb < 16)
     throw bad(`memoryMb ${spec.memoryMb} must be a whole number >= 16`);
   for (const [k, v] of Object.entries({ ...spec.envs, ...spec.metadata })) {
-    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(k) || typeof v !== 'string' || v.includes('\0'))
+    if (!ENV_NAME_RE.test(k) || typeof v !== 'string' || v.includes('\0'))
       throw bad(`environment variable ${JSON.stringify(k)} is not valid`);
   }
   const netns = spec.network?.netnsPath;

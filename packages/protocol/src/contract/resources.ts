@@ -1,0 +1,86 @@
+// The native API's other response shapes a client reads (metrics, events, files, processes,
+// templates, hosts, API keys) as TypeBox schemas: the control plane serves and documents them, the
+// SDK and dashboard take their types from them (type-only imports).
+import { type Static, Type } from 'typebox';
+import { DateTime, Nullable } from './json.js';
+
+export const MetricsSchema = Type.Object({
+  cpu_used_pct: Type.Number(),
+  cpu_count: Type.Integer(),
+  mem_used_bytes: Type.Integer(),
+  mem_total_bytes: Type.Integer(),
+  disk_used_bytes: Type.Integer(),
+  disk_total_bytes: Type.Integer(),
+  pids: Type.Integer(),
+  timestamp: DateTime,
+});
+export type MetricsJson = Static<typeof MetricsSchema>;
+
+export const EventSchema = Type.Object({
+  id: Type.Integer(),
+  kind: Type.String(),
+  capsule_id: Nullable(Type.String()),
+  data: Type.Record(Type.String(), Type.Unknown()),
+  created_at: DateTime,
+});
+export type AuditEventJson = Static<typeof EventSchema>;
+
+export const FileEntrySchema = Type.Object({
+  name: Type.String(),
+  path: Type.String(),
+  type: Type.String({ description: 'file | dir | symlink' }),
+  size: Type.Integer(),
+  mode: Type.Integer(),
+  owner: Type.String(),
+  group: Type.String(),
+  modified_at: Nullable(DateTime),
+  symlink_target: Type.Optional(Type.String()),
+});
+export type FileEntryJson = Static<typeof FileEntrySchema>;
+
+export const ProcessSchema = Type.Object({
+  pid: Type.Integer(),
+  tag: Type.String(),
+  cmd: Type.String(),
+  args: Type.Array(Type.String()),
+  cwd: Type.String(),
+});
+export type ProcessJson = Static<typeof ProcessSchema>;
+
+export const TemplateSchema = Type.Object({
+  id: Type.String(),
+  name: Type.String(),
+  kind: Type.String({ description: 'base (built-in), snapshot or dockerfile' }),
+  builtin: Type.Boolean(),
+  host_id: Nullable(Type.String()),
+  parent: Nullable(Type.String()),
+  vcpus: Type.Integer(),
+  memory_mb: Type.Integer(),
+  runtimes: Type.Array(Type.String()),
+  size_bytes: Type.Integer(),
+  created_at: DateTime,
+});
+export type TemplateJson = Static<typeof TemplateSchema>;
+
+export const HostSchema = Type.Object({
+  id: Type.String(),
+  status: Type.String(),
+  runtimes: Type.Array(Type.String()),
+  cpu_count: Type.Integer(),
+  memory_mb: Type.Integer(),
+  capsules: Type.Integer({ description: 'Capsules holding resources (starting, running, paused)' }),
+  allocated_vcpus: Type.Integer(),
+  allocated_memory_mb: Type.Integer(),
+  last_heartbeat_at: Nullable(DateTime),
+});
+export type HostJson = Static<typeof HostSchema>;
+
+export const ApiKeySchema = Type.Object({
+  id: Type.String(),
+  name: Type.String(),
+  prefix: Type.String(),
+  created_at: DateTime,
+  last_used_at: Nullable(DateTime),
+  revoked_at: Nullable(DateTime),
+});
+export type ApiKeyJson = Static<typeof ApiKeySchema>;

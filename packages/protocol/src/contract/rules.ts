@@ -1,0 +1,107 @@
+// The rules of a capsule request that no JSON schema can say (env names, byte budgets, NUL bytes),
+// written once. Each returns the first problem as a sentence naming the field, or undefined; the
+// process that took the input turns it into its own error (an HTTP 400, a Connect InvalidArgument).
+import { CAPSULE_LIMITS } from './limits.js';
+import { RUNTIME_NAMES } from './states.js';
+
+/** A POSIX shell variable name: what envd can export. */
+export const ENV_NAME_RE = /^[A-Za-z_][A-Za-z0-9_]*$/;
+/** A user name as Debian's useradd takes it. */
+export const USER_NAME_RE = /^[a-z0-9_][a-z0-9_.-]{0,31}$/i;
+
+/** The fields of a capsule request every process shares (camelCase; the APIs map their JSON onto it). */
+export interface CapsuleRequest {
+  template?: string;
+  vcpus?: number;
+  memoryMb?: number;
+  /** Seconds until the timeout action applies; 0 = never. */
+  timeoutSec?: number;
+  envs?: Record<string, string>;
+  metadata?: Record<string, string>;
+  /** Outbound internet. */
+  internet?: boolean;
+  /** Egress beyond the internet switch: CIDRs reachable even with internet off (the host decides which private ones may be named). */
+  network?: { allowOut?: string[] };
+  /** namespace, qemu or firecracker. */
+  runtime?: string;
+  /** envd's default user for commands and files (a name in the template's /etc/passwd). */
+  defaultUser?: string;
+}
+
+function intProblem(value: number | undefined, field: string, min: number, max: number): string | undefined {
+  if (value === undefined || (Number.isInteger(value) && value >= min && value <= max)) return undefined;
+  return `${field} must be a whole number from ${min} to ${max}, got ${value}`;
+}
+
+function stringRecordProblem(value: unknown, field: string): string | undefined {
+  if (value === undefined || value === null) return undefined;
+  if (typeof value !== 'object' || Array.isArray(value)) return `${field} must be an object of string values`;
+  for (const [k, v] of Object.entries(value)) {
+    if (typeof v !== 'string') return `${field}.${k} must be a string, got ${typeof v}`;
+  }
+  return undefined;
+}
+
+export const timeoutProblem = (value: number | undefined, field = 'timeout_sec'): string | undefined =>
+  intProblem(value, field, 0, CAPSULE_LIMITS.maxTimeoutSec);
+
+/** Environment variables of a capsule or of one command. */
+export function envsProblem(envs: unknown, field = 'env'): string | undefined {
+  const shape = stringRecordProblem(envs, field);
+  if (shape || envs === undefined || envs === null) return shape;
+  const record = envs as Record<string, string>;
+  for (const [k, v] of Object.entries(record)) {
+    if (!ENV_NAME_RE.test(k))
+      return `${field} key '${k}' is not a valid environment variable name (letters, digits, _; not starting with a digit)`;
+    if (v.includes('\0')) return `${field}.${k} contains a NUL byte`;
+  }
+  const bytes = new TextEncoder().encode(JSON.stringify(record)).length;
+  if (bytes > CAPSULE_LIMITS.maxEnvBytes)
+    return `${field} takes at most ${CAPSULE_LIMITS.maxEnvBytes} bytes (its keys and values as JSON), got ${bytes}; pass large values as files instead`;
+  return undefined;
+}
+
+/** Labels of a capsule; they are also exported into its environment, where a NUL cannot go. */
+export function metadataProblem(metadata: unknown, field = 'metadata'): string | undefined {
+  const shape = stringRecordProblem(metadata, field);
+  if (shape || metadata === undefined || metadata === null) return shape;
+  const entries = Object.entries(metadata as Record<string, string>);
+  if (entries.length > CAPSULE_LIMITS.maxMetadataKeys)
+    return `${field} may hold at most ${CAPSULE_LIMITS.maxMetadataKeys} keys, got ${entries.length}`;
+  for (const [k, v] of entries) {
+    if (k.length === 0 || k.length > CAPSULE_LIMITS.maxMetadataKeyLength)
+      return `${field} keys must be 1-${CAPSULE_LIMITS.maxMetadataKeyLength} characters, got '${k.slice(0, 40)}'`;
+    if (v.length > CAPSULE_LIMITS.maxMetadataValueLength)
+      return `${field}.${k} is longer than ${CAPSULE_LIMITS.maxMetadataValueLength} characters`;
+    if (k.includes('\0') || v.includes('\0'))
+      return `${field} key or value '${k.replace(/\0/g, '\\0').slice(0, 40)}' contains a NUL byte`;
+  }
+  return undefined;
+}
+
+export function userNameProblem(user: string | undefined, field = 'default_user'): string | undefined {
+  if (user === undefined || USER_NAME_RE.test(user)) return undefined;
+  return `${field} "${user}" is not a valid user name (letters, digits, _ . -; at most ${CAPSULE_LIMITS.maxUserNameLength})`;
+}
+
+/**
+ * Every contract rule of a create request, first problem first. Which private ranges allow_out
+ * may name, and whether the host has the CPUs asked for, are the host's to say, not the contract's.
+ */
+export function capsuleRequestProblem(req: CapsuleRequest): string | undefined {
+  const allowOut = req.network?.allowOut;
+  return (
+    intProblem(req.vcpus, 'vcpus', CAPSULE_LIMITS.minVcpus, CAPSULE_LIMITS.maxVcpus) ??
+    intProblem(req.memoryMb, 'memory_mb', CAPSULE_LIMITS.minMemoryMb, CAPSULE_LIMITS.maxMemoryMb) ??
+    timeoutProblem(req.timeoutSec) ??
+    (req.runtime !== undefined && !(RUNTIME_NAMES as readonly string[]).includes(req.runtime)
+      ? `runtime '${req.runtime}' does not exist; use one of ${RUNTIME_NAMES.join(', ')}`
+      : undefined) ??
+    envsProblem(req.envs) ??
+    metadataProblem(req.metadata) ??
+    userNameProblem(req.defaultUser) ??
+    (allowOut && allowOut.length > CAPSULE_LIMITS.maxAllowOut
+      ? `network.allow_out has ${allowOut.length} entries; at most ${CAPSULE_LIMITS.maxAllowOut}`
+      : undefined)
+  );
+}

@@ -1,0 +1,110 @@
+// The native API's capsule JSON (snake_case) as TypeBox schemas: Fastify validates requests with
+// them and writes the OpenAPI document from them, and the SDK and dashboard take their types from
+// them (type-only imports, so browser bundles carry none of this).
+import { type Static, type TLiteral, type TUnion, Type } from 'typebox';
+import { DateTime, Nullable, StringMap } from './json.js';
+import { CAPSULE_DEFAULTS, CAPSULE_LIMITS } from './limits.js';
+import { CAPSULE_STATES, RUNTIME_NAMES, TIMEOUT_ACTIONS } from './states.js';
+
+/** One of a word list, typed as the union of its words. */
+type LiteralsOf<T extends readonly string[]> = { -readonly [K in keyof T]: TLiteral<T[K]> };
+function OneOf<T extends readonly string[]>(words: T): TUnion<LiteralsOf<T>> {
+  return Type.Union(words.map((w) => Type.Literal(w))) as unknown as TUnion<LiteralsOf<T>>;
+}
+
+export const CapsuleStateSchema = OneOf(CAPSULE_STATES);
+export const TimeoutActionSchema = OneOf(TIMEOUT_ACTIONS);
+
+export const CapsuleSchema = Type.Object({
+  id: Type.String({ examples: ['cl-0a1b2c3d4e5f6g7h'] }),
+  template: Type.String(),
+  state: CapsuleStateSchema,
+  runtime: Type.String(),
+  vcpus: Type.Integer(),
+  memory_mb: Type.Integer(),
+  timeout_sec: Type.Integer({
+    description: 'Seconds from the last ping/resume until timeout_action applies; 0 = never',
+  }),
+  timeout_action: Type.String(),
+  host_id: Nullable(Type.String()),
+  metadata: StringMap('Labels given at creation'),
+  internet: Type.Boolean(),
+  envd_access_token: Nullable(
+    Type.String({ description: "Token for the capsule's envd (X-Access-Token), reached through the proxy" }),
+  ),
+  created_at: DateTime,
+  updated_at: DateTime,
+  expires_at: Nullable(DateTime),
+  stopped_at: Nullable(DateTime),
+  error: Nullable(Type.String()),
+});
+export type CapsuleJson = Static<typeof CapsuleSchema>;
+
+export const CreateCapsuleBody = Type.Object(
+  {
+    template: Type.Optional(
+      Type.String({
+        minLength: 1,
+        maxLength: 63,
+        description: `Template name (default '${CAPSULE_DEFAULTS.template}')`,
+      }),
+    ),
+    vcpus: Type.Optional(
+      Type.Integer({
+        minimum: CAPSULE_LIMITS.minVcpus,
+        maximum: CAPSULE_LIMITS.maxVcpus,
+        description: `Default ${CAPSULE_DEFAULTS.vcpus}`,
+      }),
+    ),
+    memory_mb: Type.Optional(
+      Type.Integer({
+        minimum: CAPSULE_LIMITS.minMemoryMb,
+        maximum: CAPSULE_LIMITS.maxMemoryMb,
+        description: `Default ${CAPSULE_DEFAULTS.memoryMb}`,
+      }),
+    ),
+    timeout_sec: Type.Optional(
+      Type.Integer({
+        minimum: 0,
+        maximum: CAPSULE_LIMITS.maxTimeoutSec,
+        description: `0 = never (default ${CAPSULE_DEFAULTS.timeoutSec})`,
+      }),
+    ),
+    timeout_action: Type.Optional(TimeoutActionSchema),
+    env: Type.Optional(
+      StringMap(
+        `Environment variables of every process in the capsule (at most ${CAPSULE_LIMITS.maxEnvBytes} bytes as JSON)`,
+      ),
+    ),
+    metadata: Type.Optional(StringMap('Labels to filter capsules by')),
+    internet: Type.Optional(
+      Type.Boolean({ description: `Outbound internet access (default ${CAPSULE_DEFAULTS.internet})` }),
+    ),
+    network: Type.Optional(
+      Type.Object(
+        {
+          allow_out: Type.Optional(
+            Type.Array(Type.String({ maxLength: 18 }), {
+              maxItems: CAPSULE_LIMITS.maxAllowOut,
+              description:
+                'IPv4 CIDRs or addresses the capsule may reach even with internet off. Private, link-local and ' +
+                "other non-global ranges are closed; naming one is refused (400) unless the host's " +
+                'WRENN_EGRESS_OPENABLE_CIDRS covers it',
+            }),
+          ),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    runtime: Type.Optional(
+      Type.String({
+        description: `${RUNTIME_NAMES.join(', ')}, offered by a host of this deployment (default: what the host offers)`,
+      }),
+    ),
+  },
+  { additionalProperties: false },
+);
+export type CreateCapsuleBodyJson = Static<typeof CreateCapsuleBody>;
+
+/** Seconds until the timeout applies again (resume, set timeout). */
+export const TimeoutSecSchema = Type.Integer({ minimum: 0, maximum: CAPSULE_LIMITS.maxTimeoutSec });
