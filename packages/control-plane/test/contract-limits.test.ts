@@ -85,7 +85,10 @@ test('OpenAPI: the create body states the contract limits and defaults', async (
     paths: Record<string, Record<string, { requestBody?: { content: Record<string, { schema: Schema }> } }>>;
   };
   type Schema = {
-    properties: Record<string, { minimum?: number; maximum?: number; description?: string } & Partial<Schema>>;
+    properties: Record<
+      string,
+      { minimum?: number; maximum?: number; maxLength?: number; description?: string } & Partial<Schema>
+    >;
   };
   const body = doc.paths['/v1/capsules']?.post?.requestBody?.content['application/json']?.schema;
   assert.ok(body, 'POST /v1/capsules has a JSON body schema');
@@ -96,6 +99,7 @@ test('OpenAPI: the create body states the contract limits and defaults', async (
     ['memory_mb minimum', p.memory_mb?.minimum, L.minMemoryMb],
     ['memory_mb maximum', p.memory_mb?.maximum, L.maxMemoryMb],
     ['timeout_sec maximum', p.timeout_sec?.maximum, L.maxTimeoutSec],
+    ['default_user maxLength', p.default_user?.maxLength, L.maxUserNameLength],
   ];
   for (const [what, got, want] of table) assert.equal(got, want, what);
   assert.match(p.timeout_sec?.description ?? '', new RegExp(`default ${CAPSULE_DEFAULTS.timeoutSec}\\b`));

@@ -76,6 +76,7 @@ export class Capsule {
       ...(opts.internet !== undefined ? { internet: opts.internet } : {}),
       ...(opts.network?.allowOut !== undefined ? { network: { allow_out: opts.network.allowOut } } : {}),
       ...(opts.runtime !== undefined ? { runtime: opts.runtime } : {}),
+      ...(opts.defaultUser !== undefined ? { default_user: opts.defaultUser } : {}),
     };
     // Creating can include building a template on first use: no client-side deadline by default.
     const j = await api.json<CapsuleJson>('POST', '/v1/capsules', {

@@ -369,8 +369,9 @@ export async function createCapsule(
         ...(input.network?.allowOut?.length ? { network: { allowOut: input.network.allowOut } } : {}),
         envdAccessToken,
         runtime,
-        // A Dockerfile template's USER and WORKDIR: the agent applies them at every envd /init.
-        defaultUser: templateConfig?.user.split(':')[0] ?? '',
+        // The caller's default_user, else a Dockerfile template's USER (and its WORKDIR): the agent
+        // applies them at every envd /init.
+        defaultUser: input.defaultUser ?? templateConfig?.user.split(':')[0] ?? '',
         defaultWorkdir: templateConfig?.workdir ?? '',
       });
       made = res.capsule;

@@ -101,6 +101,15 @@ export const CreateCapsuleBody = Type.Object(
         description: `${RUNTIME_NAMES.join(', ')}, offered by a host of this deployment (default: what the host offers)`,
       }),
     ),
+    default_user: Type.Optional(
+      Type.String({
+        minLength: 1,
+        maxLength: CAPSULE_LIMITS.maxUserNameLength,
+        description:
+          "User that commands and file operations run as when they name none: a user of the template's /etc/passwd " +
+          "(default: the template's USER, else 'user')",
+      }),
+    ),
   },
   { additionalProperties: false },
 );

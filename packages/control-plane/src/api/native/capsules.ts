@@ -89,6 +89,7 @@ export const capsuleRoutes =
           ...(b.internet !== undefined ? { internet: b.internet } : {}),
           ...(b.network?.allow_out !== undefined ? { network: { allowOut: b.network.allow_out } } : {}),
           ...(b.runtime !== undefined ? { runtime: b.runtime } : {}),
+          ...(b.default_user !== undefined ? { defaultUser: b.default_user } : {}),
         });
         return reply.status(201).send(capsuleJson(c));
       },
