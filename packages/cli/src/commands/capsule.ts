@@ -1,4 +1,5 @@
 // `wrenn capsule create|ls|info|rm|pause|resume|ping`.
+import { CAPSULE_LIMITS as L } from '@wrenn/protocol';
 import { Capsule, type CapsuleInfo } from '@wrenn/sdk';
 import { ago, CliError, connection, parseIntOption, parsePairs, printJson, printTable, run } from './support.js';
 
@@ -28,9 +29,10 @@ export interface CreateOpts {
 
 export const create = (o: CreateOpts) =>
   run(async () => {
-    const vcpus = parseIntOption('--vcpus', o.vcpus, 1, 64);
-    const memoryMb = parseIntOption('--memory', o.memory, 64, 1 << 20);
-    const timeoutSec = parseIntOption('--timeout', o.timeout, 0, 30 * 86400);
+    // The contract's bounds, so a bad value is refused before any request.
+    const vcpus = parseIntOption('--vcpus', o.vcpus, L.minVcpus, L.maxVcpus);
+    const memoryMb = parseIntOption('--memory', o.memory, L.minMemoryMb, L.maxMemoryMb);
+    const timeoutSec = parseIntOption('--timeout', o.timeout, 0, L.maxTimeoutSec);
     const envs = parsePairs('--env', o.env);
     const metadata = parsePairs('--metadata', o.metadata);
     const c = await Capsule.create({
@@ -122,7 +124,7 @@ export const pause = (id: string, o: { hibernate?: boolean }) =>
 
 export const resume = (id: string, o: { timeout?: string }) =>
   run(async () => {
-    const timeoutSec = parseIntOption('--timeout', o.timeout, 0, 30 * 86400);
+    const timeoutSec = parseIntOption('--timeout', o.timeout, 0, L.maxTimeoutSec);
     const c = await Capsule.connect(id, { ...connection(), autoResume: false });
     if (c.info.state === 'running') throw new CliError(`capsule ${id} is already running`);
     const r = await c.resume(timeoutSec !== undefined ? { timeoutSec } : {});
