@@ -1,6 +1,7 @@
 // The `wrenn` command: one entry point for every program (envd, host agent, control plane)
 // and for the user commands. Subcommands load their code lazily so `wrenn exec` starts fast.
 import { readFileSync } from 'node:fs';
+import { ENVD_PORT } from '@wrenn/protocol/contract';
 import { Command, Option } from 'commander';
 import { registerUserCommands } from './commands/register.js';
 
@@ -16,7 +17,7 @@ const program = new Command('wrenn')
 program
   .command('envd')
   .description('run envd, the agent inside a capsule (E2B envd protocol)')
-  .addOption(new Option('--port <port>', 'port to listen on').default('49983').env('WRENN_ENVD_PORT'))
+  .addOption(new Option('--port <port>', 'port to listen on').default(String(ENVD_PORT)).env('WRENN_ENVD_PORT'))
   .addOption(new Option('--host <addr>', 'address to listen on').default('0.0.0.0').env('WRENN_ENVD_HOST'))
   .action(async (opts: { port: string; host: string }) => {
     const { runEnvdFromCli } = await import('@wrenn/envd/cli');
