@@ -238,8 +238,8 @@ test('pause stops a running counter and resume continues it', async () => {
   assert.equal(p.capsule?.state, CapsuleState.PAUSED);
   const { capsule: mid } = await a.getCapsule({ id: c.id });
   assert.equal(mid?.state, CapsuleState.PAUSED);
-  // While paused, commands are refused with a clear error.
-  await expectCode(sh(c.id, 'true'), Code.InvalidArgument, /resume/);
+  // While paused, commands are refused with a clear error: the capsule's state, not the request, is wrong.
+  await expectCode(sh(c.id, 'true'), Code.FailedPrecondition, /resume/);
   // Read the counter from the host side through the upper layer is runtime-specific; resume and compare instead.
   await sleep(500);
   const r = await a.resumeCapsule({ id: c.id });

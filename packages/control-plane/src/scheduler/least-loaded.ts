@@ -61,29 +61,43 @@ export function chooseHost(loads: readonly HostLoad[], req: PlacementRequest): P
       best = { load: l, runtime, score };
   }
   if (!best) {
-    const err = new NoHostError(describeNoHost(loads, req));
-    err.full = / is full: /.test(err.message) && err.message.startsWith('every ');
+    const why = describeNoHost(loads, req);
+    const err = new NoHostError(why.message);
+    err.full = why.full;
     throw err;
   }
   return { host: best.load.host, runtime: best.runtime };
 }
 
-function describeNoHost(loads: readonly HostLoad[], req: PlacementRequest): string {
+/** Why no host fits; `full` when hosts could run the capsule but every one of them said it is full. */
+function describeNoHost(loads: readonly HostLoad[], req: PlacementRequest): { message: string; full: boolean } {
   if (req.hostId && !loads.some((l) => l.host.id === req.hostId)) {
-    return `host ${req.hostId}, which holds this snapshot template, is not online; bring its agent back or create the capsule from another template`;
+    return {
+      message: `host ${req.hostId}, which holds this snapshot template, is not online; bring its agent back or create the capsule from another template`,
+      full: false,
+    };
   }
   if (loads.length === 0)
-    return 'no host is online: start a host agent (`wrenn agent`) and register it with the control plane';
+    return {
+      message: 'no host is online: start a host agent (`wrenn agent`) and register it with the control plane',
+      full: false,
+    };
   const want = req.runtime ? `the ${req.runtime} runtime` : `one of the runtimes ${req.runtimes?.join(', ')}`;
   const withRuntime = loads.filter((l) => usableRuntime(l.host, req));
-  if (withRuntime.length === 0) return `no online host offers ${want}`;
+  if (withRuntime.length === 0) return { message: `no online host offers ${want}`, full: false };
   const open = withRuntime.filter((l) => !req.excludeHostIds?.has(l.host.id));
   const full = open.filter((l) => l.host.capacity?.full);
   if (open.length > 0 && full.length === open.length) {
     const which = req.runtime || req.runtimes?.length ? `every host that offers ${want}` : 'every online host';
-    return `${which} is full: ${full.map((l) => `${l.host.id}: ${l.host.capacity?.full}`).join('; ')}`;
+    return {
+      message: `${which} is full: ${full.map((l) => `${l.host.id}: ${l.host.capacity?.full}`).join('; ')}`,
+      full: true,
+    };
   }
-  return `no online host has room for ${req.vcpus} vCPUs and ${req.memoryMb} MiB; ask for less or add a host`;
+  return {
+    message: `no online host has room for ${req.vcpus} vCPUs and ${req.memoryMb} MiB; ask for less or add a host`,
+    full: false,
+  };
 }
 
 /** Loads the online hosts and picks one; throws NoHostError with a reason when none fits. */

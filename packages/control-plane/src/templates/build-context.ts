@@ -18,7 +18,15 @@ export type BuildContext = Map<string, ContextFile>;
 
 export const CONTEXT_LIMITS = { maxFiles: 10_000, maxBytes: 256 * 1024 * 1024, maxPathLength: 1024 } as const;
 
-export class BuildContextError extends Error {}
+/** A build context the API refuses: 413 when `tooLarge` (over the size limit), else 400. */
+export class BuildContextError extends Error {
+  constructor(
+    message: string,
+    readonly tooLarge = false,
+  ) {
+    super(message);
+  }
+}
 
 /** Normalises an uploaded path; throws for absolute paths, '..' and empty names. */
 export function contextPath(p: string): string {
@@ -47,7 +55,7 @@ export function makeContext(entries: Iterable<[string, ContextFile]>): BuildCont
     if (ctx.size >= CONTEXT_LIMITS.maxFiles)
       throw new BuildContextError(`the build context has more than ${CONTEXT_LIMITS.maxFiles} files`);
     if (total > CONTEXT_LIMITS.maxBytes)
-      throw new BuildContextError(`the build context is larger than ${CONTEXT_LIMITS.maxBytes} bytes`);
+      throw new BuildContextError(`the build context is larger than ${CONTEXT_LIMITS.maxBytes} bytes`, true);
     ctx.set(path, { data: f.data, mode: f.mode & 0o7777 });
   }
   return ctx;

@@ -2,7 +2,7 @@
 // its kind (service/errors.ts), so the names here only add the wording.
 import { FailedPreconditionError, NotFoundError } from '@wrenn/protocol';
 
-export { AlreadyExistsError, InvalidArgumentError } from '@wrenn/protocol';
+export { AlreadyExistsError, FailedPreconditionError, InvalidArgumentError } from '@wrenn/protocol';
 
 export class CapsuleNotFoundError extends NotFoundError {
   constructor(id: string) {

@@ -14,6 +14,7 @@ import { warmUpEnvd } from './envd-warm-up.js';
 import {
   AlreadyExistsError,
   CapsuleNotFoundError,
+  FailedPreconditionError,
   InvalidArgumentError,
   TemplateInUseError,
   TemplateNotFoundError,
@@ -145,7 +146,7 @@ export class SandboxManager {
   envdFor(id: string): EnvdClient {
     const rec = this.get(id);
     if (rec.state !== 'running') {
-      throw new InvalidArgumentError(`capsule ${id} is ${rec.state}; resume it before using it`);
+      throw new FailedPreconditionError(`capsule ${id} is ${rec.state}; resume it before using it`);
     }
     let c = this.envd.get(id);
     if (!c) {
@@ -532,7 +533,7 @@ export class SandboxManager {
   async ping(id: string, timeoutSec?: number): Promise<CapsuleRecord> {
     const rec = this.get(id);
     if (rec.state !== 'running')
-      throw new InvalidArgumentError(`capsule ${id} is ${rec.state}; only running capsules can be pinged`);
+      throw new FailedPreconditionError(`capsule ${id} is ${rec.state}; only running capsules can be pinged`);
     if (timeoutSec !== undefined) {
       rec.timeoutSec = timeoutSec;
     }
@@ -544,7 +545,7 @@ export class SandboxManager {
 
   async stats(id: string): Promise<CapsuleStats> {
     const rec = this.get(id);
-    if (!rec.handle) throw new InvalidArgumentError(`capsule ${id} has no runtime yet`);
+    if (!rec.handle) throw new FailedPreconditionError(`capsule ${id} has no runtime yet`);
     return this.runtimeOf(rec).stats(rec.handle);
   }
 
@@ -554,7 +555,7 @@ export class SandboxManager {
     return this.locked(id, async () => {
       const rec = this.get(id);
       if (rec.state !== 'running' && rec.state !== 'paused') {
-        throw new InvalidArgumentError(
+        throw new FailedPreconditionError(
           `capsule ${id} is ${rec.state}; snapshots are taken of running or paused capsules`,
         );
       }

@@ -97,11 +97,11 @@ export function readMultipartBuild(req: IncomingMessage, headers: IncomingHttpHe
       stream.on('data', (c: Buffer) => {
         total += c.length;
         if (total > CONTEXT_LIMITS.maxBytes)
-          fail(new BuildContextError(`the build context is larger than ${CONTEXT_LIMITS.maxBytes} bytes`));
+          fail(new BuildContextError(`the build context is larger than ${CONTEXT_LIMITS.maxBytes} bytes`, true));
         else chunks.push(c);
       });
       stream.on('limit', () =>
-        fail(new BuildContextError(`the build context is larger than ${CONTEXT_LIMITS.maxBytes} bytes`)),
+        fail(new BuildContextError(`the build context is larger than ${CONTEXT_LIMITS.maxBytes} bytes`, true)),
       );
       stream.on('end', () => {
         const data = Buffer.concat(chunks);

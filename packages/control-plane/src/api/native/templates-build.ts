@@ -110,7 +110,7 @@ export const templateBuildRoutes =
           }
         } catch (err) {
           if (err instanceof BuildContextError)
-            throw new ApiError(err.message.includes('larger than') ? 413 : 400, 'invalid_argument', err.message);
+            throw new ApiError(err.tooLarge ? 413 : 400, 'invalid_argument', err.message);
           throw err;
         }
         if (!input.name) throw new InvalidArgumentError('name is required (the template to build, e.g. "my-app")');
