@@ -52,7 +52,8 @@ enum Reason { kDone = 0, kIdle, kClosed, kGroup, kError, kShutdown, kHandback };
 const char* const kReasonNames[] = {"done", "idle", "closed", "group", "error", "shutdown", "handback"};
 // A request head that has not arrived whole after this long gets a 408 (as in pipe.ts).
 constexpr int64_t kHeadTimeoutMs = 10000;
-const std::string kTimeoutBody = "{\"error\":{\"code\":\"request_timeout\",\"message\":\"request head not received within 10 s\"}}";
+// The same body as the JS paths (control-plane proxy/pipe.ts, host-agent proxy/guest-errors.ts).
+const std::string kTimeoutBody = "{\"message\":\"request head not received within 10000 ms\",\"code\":408}";
 const std::string kTimeout408 = "HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\ncontent-length: " +
                                 std::to_string(kTimeoutBody.size()) + "\r\nconnection: close\r\n\r\n" + kTimeoutBody;
 
