@@ -1,6 +1,6 @@
 // Commands, background processes and terminals of a capsule, carried over envd's process service.
 import { create } from '@bufbuild/protobuf';
-import { Code, ConnectError } from '@connectrpc/connect';
+import { InvalidArgumentError } from '@wrenn/protocol';
 import { type ProcessSelector as EnvdSelector, type ProcessEvent, Signal } from '@wrenn/protocol/gen/envd/process_pb';
 import {
   type ExecRequest,
@@ -19,11 +19,11 @@ export function userHeaders(user: string | undefined): Record<string, string> {
 export function toEnvdSelector(sel: ProcessSelector | undefined): EnvdSelector['selector'] {
   if (sel?.selector.case === 'pid') return { case: 'pid', value: sel.selector.value };
   if (sel?.selector.case === 'tag' && sel.selector.value) return { case: 'tag', value: sel.selector.value };
-  throw new ConnectError('process selector needs a pid or a tag', Code.InvalidArgument);
+  throw new InvalidArgumentError('process selector needs a pid or a tag');
 }
 
 function shellCommand(req: ExecRequest): { cmd: string; args: string[] } {
-  if (!req.cmd) throw new ConnectError('cmd is required', Code.InvalidArgument);
+  if (!req.cmd) throw new InvalidArgumentError('cmd is required');
   return { cmd: req.cmd, args: req.args };
 }
 

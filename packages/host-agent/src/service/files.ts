@@ -4,7 +4,7 @@ import type { IncomingMessage } from 'node:http';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { create } from '@bufbuild/protobuf';
-import { Code, ConnectError } from '@connectrpc/connect';
+import { type DomainError, type DomainErrorKind, domainError, InvalidArgumentError } from '@wrenn/protocol';
 import { type EntryInfo, FileType } from '@wrenn/protocol/gen/envd/filesystem_pb';
 import { type FileEntry, FileEntrySchema } from '@wrenn/protocol/gen/hostagent/v1/hostagent_pb';
 import type { EnvdClient } from '../envd-client/index.js';
@@ -17,24 +17,24 @@ function filesQuery(path: string, user: string): string {
   return `/files?${q.toString()}`;
 }
 
-function httpError(status: number, body: string, path: string): ConnectError {
+/** envd's file API statuses as domain kinds (the service's edge turns them into Connect codes). */
+const ENVD_STATUS_KIND: Record<number, DomainErrorKind> = {
+  400: 'invalid_argument',
+  401: 'permission_denied',
+  403: 'permission_denied',
+  404: 'not_found',
+  507: 'resource_exhausted',
+};
+
+function httpError(status: number, body: string, path: string): DomainError {
   let message = body;
   try {
     message = (JSON.parse(body) as { message?: string }).message ?? body;
   } catch {
     // plain text body
   }
-  const code =
-    status === 404
-      ? Code.NotFound
-      : status === 400
-        ? Code.InvalidArgument
-        : status === 401 || status === 403
-          ? Code.PermissionDenied
-          : status === 507
-            ? Code.ResourceExhausted
-            : Code.Internal;
-  return new ConnectError(`${path}: ${message || `envd answered ${status}`}`, code);
+  const kind: DomainErrorKind = ENVD_STATUS_KIND[status] ?? 'internal';
+  return domainError(kind, `${path}: ${message || `envd answered ${status}`}`);
 }
 
 /** Yields the file's bytes in chunks of at most CHUNK_SIZE. */
@@ -44,7 +44,7 @@ export async function* readFileChunks(
   user: string,
   signal: AbortSignal,
 ): AsyncGenerator<Uint8Array> {
-  if (!path) throw new ConnectError('path is required', Code.InvalidArgument);
+  if (!path) throw new InvalidArgumentError('path is required');
   const req = envd.raw('GET', filesQuery(path, user));
   const res = await new Promise<IncomingMessage>((resolve, reject) => {
     req.once('response', resolve);
@@ -69,7 +69,7 @@ export async function writeFileFromChunks(
   user: string,
   chunks: AsyncIterable<Uint8Array>,
 ): Promise<number> {
-  if (!path) throw new ConnectError('path is required', Code.InvalidArgument);
+  if (!path) throw new InvalidArgumentError('path is required');
   const req = envd.raw('POST', filesQuery(path, user), {
     'content-type': 'application/octet-stream',
     'transfer-encoding': 'chunked',

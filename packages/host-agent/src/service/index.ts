@@ -1,7 +1,8 @@
 // hostagent.v1.HostAgentService: the Connect service the control plane calls on each host.
 import { cpus, hostname, totalmem } from 'node:os';
 import { create } from '@bufbuild/protobuf';
-import { Code, ConnectError, type ServiceImpl } from '@connectrpc/connect';
+import type { ServiceImpl } from '@connectrpc/connect';
+import { InternalError, InvalidArgumentError } from '@wrenn/protocol';
 import {
   type Capsule,
   CapsuleSchema,
@@ -184,14 +185,13 @@ export function hostAgentService(o: HostAgentServiceOptions): ServiceImpl<typeof
     },
     async startProcess(req) {
       const exec = req.exec;
-      if (!exec) throw new ConnectError('exec is required', Code.InvalidArgument);
+      if (!exec) throw new InvalidArgumentError('exec is required');
       const envd = m.envdFor(exec.capsuleId);
       // The process outlives this call: read until the start event, then let the stream go.
       const abort = new AbortController();
       const events = execEvents(envd, exec, abort.signal, { stdin: true });
       const first = await events.next();
-      if (first.done || first.value.event.case !== 'startPid')
-        throw new ConnectError('process did not start', Code.Internal);
+      if (first.done || first.value.event.case !== 'startPid') throw new InternalError('process did not start');
       const pid = first.value.event.value;
       void (async () => {
         try {
@@ -313,15 +313,14 @@ export function hostAgentService(o: HostAgentServiceOptions): ServiceImpl<typeof
       const it = stream[Symbol.asyncIterator]();
       const first = await it.next();
       if (first.done || first.value.part.case !== 'header')
-        throw new ConnectError('the first message must be the header', Code.InvalidArgument);
+        throw new InvalidArgumentError('the first message must be the header');
       const h = first.value.part.value;
       const envd = m.envdFor(h.capsuleId);
       async function* chunks() {
         for (;;) {
           const n = await it.next();
           if (n.done) return;
-          if (n.value.part.case !== 'data')
-            throw new ConnectError('only data messages may follow the header', Code.InvalidArgument);
+          if (n.value.part.case !== 'data') throw new InvalidArgumentError('only data messages may follow the header');
           yield n.value.part.value;
         }
       }
