@@ -1,11 +1,12 @@
 // What the VM runtimes (QEMU, Firecracker) share about their VMM process: whether it lives, its
-// arguments, waiting for it to go, the tail of the guest console, waiting for envd while watching
-// the VMM, and the exit watch of a running VMM.
+// arguments, killing it and waiting for it to go, the tail of the guest console, waiting for envd
+// while watching the VMM, the exit watch of a running VMM and its CPU and memory use.
 import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ENVD_PORT, waitForEnvd } from '../envd-client/index.js';
 import { watchPidExit } from './pid-exit-watch.js';
+import type { CapsuleStats } from './runtime.js';
 
 /** The guest's serial console, in the capsule's directory. */
 export const CONSOLE_LOG = 'console.log';
@@ -38,6 +39,13 @@ export async function waitGone(pid: number, timeoutMs: number, pollMs = 10): Pro
     await new Promise((r) => setTimeout(r, pollMs));
   }
   return true;
+}
+
+/** Kills a VMM and waits until it is gone (its guest memory is freed with it). */
+export async function killVmmProcess(pid: number, vmm: string, capsuleId: string): Promise<void> {
+  if (!pidAlive(pid)) return;
+  process.kill(pid, 'SIGKILL');
+  if (!(await waitGone(pid, 10_000))) throw new Error(`${vmm} (pid ${pid}) of ${capsuleId} did not exit after SIGKILL`);
 }
 
 /** The last lines of the guest console (what a boot failure shows). */
@@ -103,4 +111,29 @@ export function watchVmmExit(
       void consoleTail(vm.dir).then((tail) => onExit(`${what} (pid ${pid}) exited; console (last lines):\n${tail}`));
     },
   );
+}
+
+/**
+ * A VM capsule's usage as the host sees it: one VMM process, whose CPU time is the guest's and
+ * whose resident memory is the guest pages touched so far. Processes inside: ask envd.
+ */
+export async function vmmStats(
+  pid: number | undefined,
+  limits: { memoryMb: number; diskUsedBytes: number },
+): Promise<CapsuleStats> {
+  const out: CapsuleStats = {
+    cpuUsageNs: 0n,
+    memoryBytes: 0,
+    memoryLimitBytes: limits.memoryMb * 1024 ** 2,
+    pids: 0,
+    diskUsedBytes: limits.diskUsedBytes,
+  };
+  if (!pid || !pidAlive(pid)) return out;
+  const statLine = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
+  const fields = statLine.slice(statLine.lastIndexOf(')') + 2).split(' ');
+  const ticks = Number(fields[11] ?? 0) + Number(fields[12] ?? 0); // utime + stime
+  out.cpuUsageNs = BigInt(ticks) * 10_000_000n; // USER_HZ = 100
+  const statm = await readFile(`/proc/${pid}/statm`, 'utf8').catch(() => '0 0');
+  out.memoryBytes = Number(statm.split(' ')[1] ?? 0) * 4096;
+  return out;
 }

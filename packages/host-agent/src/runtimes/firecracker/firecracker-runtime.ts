@@ -5,18 +5,17 @@
 // after, each a new memory generation (snapshot/header.ts), then the VMM is killed and its memory
 // freed; resume = a fresh VMM loading the snapshot with its memory served lazily by the UFFD
 // handler (packages/native) from the generation chain. Needs /dev/kvm and a firecracker binary.
-import { mkdir, readdir, readFile, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
-import { basename, join } from 'node:path';
+import { mkdir, readdir, rm, stat, symlink } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { UffdHandler } from '@wrenn/native';
-import { createTap, guestIpParam, removeTap, TAP_IFNAME } from '../../network/tap.js';
-import { writeVmSnapshotManifest } from '../../rootfs/manifest.js';
-import type { ProgressFn } from '../../rootfs/recipe.js';
-import { TemplateStore } from '../../rootfs/template-store.js';
+import { TAP_IFNAME } from '../../network/tap.js';
 import { HEADER_FILE } from '../../snapshot/header.js';
 import { type CowDiskKind, type CowDisks, createCowDisks, flattenDisk } from '../../vm/disks/index.js';
-import { buildVmImages, ROOTFS_IMAGE, type VmImages } from '../../vm/images/index.js';
+import { ROOTFS_IMAGE, type VmImages } from '../../vm/images/index.js';
 import type { CapsuleRuntime, CapsuleSpec, CapsuleStats, PauseResult, RuntimeHandle } from '../runtime.js';
-import { macFor, waitVmReady, watchVmmExit } from '../vm-process.js';
+import { exists, VmBoot, type VmmFacts, type VmRuntimeOptions } from '../vm-boot.js';
+import { macFor, vmmStats, waitVmReady, watchVmmExit } from '../vm-process.js';
+import type { SnapshotInfo } from '../vm-snapshot-template.js';
 import { FirecrackerClient } from './api-client.js';
 import {
   copyCollapsed,
@@ -31,26 +30,21 @@ import {
   API_SOCKET,
   binaryVersion,
   checkSupportedVersion,
-  exists,
   isOurVmm,
   killVmm,
   launchVmm,
   listVmms,
-  pidAlive,
   UFFD_SOCKET,
   type Vmm,
   vmmId,
 } from './vmm-process.js';
 
-export interface FirecrackerRuntimeOptions {
-  /** WRENN_DIR: kernels/, images/<template>/rootfs.ext4, sandboxes/<id>/, snapshots/<id>/. */
-  dataDir: string;
-  store?: TemplateStore;
+/** dataDir (also holds snapshots/<id>/ here), store and onProgress: see VmRuntimeOptions (vm-boot.ts). */
+export interface FirecrackerRuntimeOptions extends VmRuntimeOptions {
   /** The firecracker binary (default: `firecracker` on PATH). */
   firecrackerBinary?: string;
   /** How long a boot or resume may take until envd answers (default 30 s). */
   readyTimeoutMs?: number;
-  onProgress?: ProgressFn;
   /** How capsule disks are made (default: device-mapper where the kernel has it, else reflink, else sparse copy). */
   diskKind?: CowDiskKind;
 }
@@ -86,19 +80,25 @@ export interface FirecrackerState {
   lastSnapshot?: { kind: 'full' | 'diff'; bytes: number };
 }
 
-const ID_RE = /^[a-z0-9][a-z0-9-]{0,50}$/;
-const HANDLE_FILE = 'firecracker.json';
 /** In a snapshot template's directory: the frozen VM's shape, next to rootfs.ext4, vmstate and its memory. */
 const FC_SNAPSHOT_FILE = 'firecracker-snapshot.json';
 const MiB = 1024 ** 2;
 
-interface FcSnapshotInfo {
-  vcpus: number;
-  memoryMb: number;
-  parent: string;
-  createdFrom: string;
+interface FcSnapshotInfo extends SnapshotInfo {
   firecrackerVersion: string;
 }
+
+/** What the shared VM boot steps (vm-boot.ts) need to know of this VMM. */
+const FIRECRACKER_VMM: VmmFacts = {
+  runtime: 'firecracker',
+  maxIdLength: 51, // the API and UFFD socket paths (vmm-process.ts)
+  maxVcpus: 32,
+  vcpusNote: "(Firecracker's limit)",
+  // No PCI: virtio-mmio devices found through ACPI; no i8042 keyboard controller to probe.
+  kernelArgs: ['reboot=k', 'pci=off', 'i8042.noaux', 'i8042.nomux', 'i8042.nopnp', 'i8042.dumbkbd'],
+  handleFile: 'firecracker.json',
+  snapshotInfoFile: FC_SNAPSHOT_FILE,
+};
 
 export class FirecrackerRuntime implements CapsuleRuntime {
   readonly name = 'firecracker' as const;
@@ -106,8 +106,7 @@ export class FirecrackerRuntime implements CapsuleRuntime {
   readonly binary: string;
   /** Where each VMM sees its capsule's directory (bound there in its own mount namespace). */
   readonly vmmDir: string;
-  private readonly store: TemplateStore;
-  private readonly progress: ProgressFn;
+  private readonly boot: VmBoot;
   private versionOnce?: Promise<string>;
   private disksOnce?: Promise<CowDisks>;
   /**
@@ -118,11 +117,9 @@ export class FirecrackerRuntime implements CapsuleRuntime {
   private readonly handlers = new Map<string, { handler: UffdHandler; unwatch?: () => void }>();
 
   constructor(private readonly opts: FirecrackerRuntimeOptions) {
-    if (!opts?.dataDir) throw new Error('the firecracker runtime needs dataDir (WRENN_DIR, e.g. /var/lib/wrenn)');
-    this.store = opts.store ?? new TemplateStore({ imagesDir: join(opts.dataDir, 'images') });
+    this.boot = new VmBoot(opts, FIRECRACKER_VMM);
     this.binary = opts.firecrackerBinary ?? 'firecracker';
     this.vmmDir = join(opts.dataDir, 'vmm');
-    this.progress = opts.onProgress ?? (() => {});
   }
 
   /** Capsules whose memory a UFFD handler of this runtime is serving (for diagnostics and tests). */
@@ -146,29 +143,17 @@ export class FirecrackerRuntime implements CapsuleRuntime {
 
   /** Builds (once) the kernel and the template's root disk. */
   images(template: string): Promise<VmImages> {
-    return buildVmImages({ dataDir: this.opts.dataDir, template, store: this.store, onProgress: this.progress });
+    return this.boot.images(template);
   }
 
   private save(handle: RuntimeHandle): Promise<void> {
-    return writeFile(join((handle.state as FirecrackerState).dir, HANDLE_FILE), JSON.stringify(handle));
+    return this.boot.saveHandle(handle);
   }
 
   async create(spec: CapsuleSpec): Promise<RuntimeHandle> {
-    if (!spec || !ID_RE.test(spec.id)) throw new Error(`invalid capsule id ${JSON.stringify(spec?.id)}`);
-    if (!Number.isInteger(spec.vcpus) || spec.vcpus < 1 || spec.vcpus > 32)
-      throw new Error(`vcpus must be 1-32 (Firecracker's limit), got ${spec.vcpus}`);
-    if (!Number.isInteger(spec.memoryMb) || spec.memoryMb < 128)
-      throw new Error(`memoryMb must be an integer >= 128 (the guest runs node), got ${spec.memoryMb}`);
-    const netnsPath = spec.network?.netnsPath;
-    const capsuleIp = spec.network?.capsuleIp;
-    if (!netnsPath || !capsuleIp)
-      throw new Error('the firecracker runtime needs spec.network (netnsPath and capsuleIp) from the network layer');
+    const { netns, capsuleIp } = this.boot.check(spec);
     const [version, images] = await Promise.all([this.version(), this.images(spec.template)]);
-    const tdir = this.store.templateDir(spec.template);
-    const frozen = await readFile(join(tdir, FC_SNAPSHOT_FILE), 'utf8').then(
-      (t) => JSON.parse(t) as FcSnapshotInfo,
-      () => undefined,
-    );
+    const { templateDir: tdir, frozen } = await this.boot.frozenTemplate<FcSnapshotInfo>(spec.template);
     if (
       frozen &&
       frozen.firecrackerVersion.split('.').slice(0, 2).join('.') !== version.split('.').slice(0, 2).join('.')
@@ -176,15 +161,18 @@ export class FirecrackerRuntime implements CapsuleRuntime {
       throw new Error(
         `template "${spec.template}" holds a snapshot of Firecracker ${frozen.firecrackerVersion}; this host runs ${version}, which cannot load it`,
       );
-    const dir = join(this.opts.dataDir, 'sandboxes', spec.id);
+    const dir = this.boot.sandboxDir(spec.id);
     const snapDir = join(this.opts.dataDir, 'snapshots', spec.id);
-    await Promise.all([rm(dir, { recursive: true, force: true }), rm(snapDir, { recursive: true, force: true })]);
-    await Promise.all([mkdir(dir, { recursive: true }), mkdir(this.vmmDir, { recursive: true })]);
+    await Promise.all([
+      this.boot.freshDirs(dir),
+      rm(snapDir, { recursive: true, force: true }),
+      mkdir(this.vmmDir, { recursive: true }),
+    ]);
     const state: FirecrackerState = {
       dir,
       snapDir,
       pid: 0,
-      netns: basename(netnsPath),
+      netns,
       capsuleIp,
       template: spec.template,
       // A snapshot template starts from its frozen memory: vCPUs and memory are the snapshot's.
@@ -203,7 +191,7 @@ export class FirecrackerRuntime implements CapsuleRuntime {
       const disk = await disks.create(spec.id, images.rootfs);
       state.disk = { kind: disk.kind, path: disk.path };
       await symlink(disk.path, join(dir, ROOTFS_IMAGE));
-      await createTap(state.netns, capsuleIp);
+      await this.boot.plugTap(state);
       await this.save(handle);
       if (frozen) {
         await this.restore(handle, tdir);
@@ -212,7 +200,7 @@ export class FirecrackerRuntime implements CapsuleRuntime {
         await configureAndStart(vmm.client, {
           kernel: images.kernel.vmlinux,
           initrd: images.kernel.initrd,
-          bootArgs: this.bootArgs(spec),
+          bootArgs: this.boot.kernelArgs(spec),
           rootfs: join(this.vmmDir, ROOTFS_IMAGE),
           tapName: TAP_IFNAME,
           guestMac: macFor(spec.id, 0x46),
@@ -228,27 +216,6 @@ export class FirecrackerRuntime implements CapsuleRuntime {
       await this.destroy(handle).catch(() => {});
       throw err;
     }
-  }
-
-  /** The kernel command line: serial console, root disk, eth0 behind the TAP like QEMU's guests. */
-  private bootArgs(spec: CapsuleSpec): string {
-    return [
-      'console=ttyS0',
-      'reboot=k',
-      'panic=1',
-      'pci=off',
-      'i8042.noaux',
-      'i8042.nomux',
-      'i8042.nopnp',
-      'i8042.dumbkbd',
-      'root=/dev/vda',
-      'rw',
-      'quiet',
-      'loglevel=3',
-      `ip=${guestIpParam(spec.id)}`,
-      `wrenn.id=${spec.metadata?.WRENN_SANDBOX_ID ?? spec.id}`,
-      `wrenn.template=${spec.metadata?.WRENN_TEMPLATE_ID ?? spec.template}`,
-    ].join(' ');
   }
 
   /** Starts a VMM for the capsule and checks that its API speaks the version the binary reported. */
@@ -343,12 +310,9 @@ export class FirecrackerRuntime implements CapsuleRuntime {
     if (s.pid && (await isOurVmm(s.pid, handle.id, this.vmmDir))) await killVmm(s.pid, handle.id);
     s.pid = 0;
     await this.stopHandler(handle.id);
-    if (s.netns && (await exists(join('/run/netns', s.netns)))) await removeTap(s.netns, s.capsuleIp).catch(() => {});
-    // The disk once the VMM is gone (a device still open cannot be removed). When that fails the
-    // capsule's directory stays, so a later destroy or cleanupStale tries again.
-    await (await this.disks()).release(handle.id);
-    await rm(s.dir, { recursive: true, force: true });
-    await rm(s.snapDir, { recursive: true, force: true });
+    // The disk once the VMM is gone (a device still open cannot be removed).
+    const disks = await this.disks();
+    await this.boot.teardown(s, [s.dir, s.snapDir], () => disks.release(handle.id));
   }
 
   async pause(handle: RuntimeHandle, mode: 'freeze' | 'hibernate' | 'memory-snapshot'): Promise<PauseResult> {
@@ -404,7 +368,7 @@ export class FirecrackerRuntime implements CapsuleRuntime {
     if (!(await exists(join(s.snapDir, HEADER_FILE))) || !(await exists(join(s.snapDir, VMSTATE_FILE))))
       throw new Error(`the memory snapshot of ${handle.id} in ${s.snapDir} is missing; the capsule cannot resume`);
     await (await this.disks()).ensure(handle.id); // its snapshot device is rebuilt if a reboot removed it
-    await createTap(s.netns, s.capsuleIp);
+    await this.boot.plugTap(s);
     await this.restore(handle, s.snapDir);
     await this.save(handle);
     return handle;
@@ -417,51 +381,38 @@ export class FirecrackerRuntime implements CapsuleRuntime {
    */
   async snapshot(handle: RuntimeHandle, name: string): Promise<void> {
     const s = handle.state as FirecrackerState;
-    const dir = this.store.templateDir(name);
-    if (await exists(dir)) throw new Error(`template "${name}" already exists`);
-    const tmp = join(this.store.imagesDir, `.snap-${name}-${process.pid}`);
-    await rm(tmp, { recursive: true, force: true });
-    await mkdir(tmp, { recursive: true });
-    try {
-      if (s.phase === 'saved') {
-        await copyCollapsed(s.snapDir, tmp);
-        await flattenDisk(join(s.dir, ROOTFS_IMAGE), join(tmp, ROOTFS_IMAGE));
-      } else {
-        const fc = this.client(s);
-        const next = await nextSnapshot(tmp, true);
-        if (s.phase === 'running') await fc.pause();
-        try {
-          await fc.createSnapshot({
-            snapshotPath: join(this.vmmDir, next.vmstateName),
-            memFilePath: join(this.vmmDir, next.memName),
-            type: 'Full',
-          });
-          // The vCPUs are paused: the disk copy matches the memory.
-          await flattenDisk(join(s.dir, ROOTFS_IMAGE), join(tmp, ROOTFS_IMAGE));
-        } finally {
-          if (s.phase === 'running') await fc.resume().catch(() => {});
-        }
-        // Firecracker restarts dirty-page tracking with every snapshot: the capsule's next pause is Full.
-        s.forceFull = true;
-        await this.save(handle);
-        await recordSnapshot(s.dir, tmp, next, s.memoryMb * MiB);
-      }
-      const info: FcSnapshotInfo = {
-        vcpus: s.vcpus,
-        memoryMb: s.memoryMb,
-        parent: s.template,
-        createdFrom: handle.id,
-        firecrackerVersion: s.version,
-      };
-      await writeFile(join(tmp, FC_SNAPSHOT_FILE), JSON.stringify(info));
-      let size = 0;
-      for (const f of await readdir(tmp)) size += (await stat(join(tmp, f))).blocks * 512;
-      await writeVmSnapshotManifest(tmp, { name, parent: s.template, runtime: 'firecracker', size });
-      await rename(tmp, dir);
-    } catch (err) {
-      await rm(tmp, { recursive: true, force: true });
-      throw err;
+    await this.boot.snapshotTemplate(name, handle, async (tmp) => {
+      await this.writeTemplateFiles(handle, tmp);
+      return { firecrackerVersion: s.version };
+    });
+  }
+
+  /** The capsule's disk, machine state and memory (collapsed into one Full generation) in `tmp`. */
+  private async writeTemplateFiles(handle: RuntimeHandle, tmp: string): Promise<void> {
+    const s = handle.state as FirecrackerState;
+    if (s.phase === 'saved') {
+      await copyCollapsed(s.snapDir, tmp);
+      await flattenDisk(join(s.dir, ROOTFS_IMAGE), join(tmp, ROOTFS_IMAGE));
+      return;
     }
+    const fc = this.client(s);
+    const next = await nextSnapshot(tmp, true);
+    if (s.phase === 'running') await fc.pause();
+    try {
+      await fc.createSnapshot({
+        snapshotPath: join(this.vmmDir, next.vmstateName),
+        memFilePath: join(this.vmmDir, next.memName),
+        type: 'Full',
+      });
+      // The vCPUs are paused: the disk copy matches the memory.
+      await flattenDisk(join(s.dir, ROOTFS_IMAGE), join(tmp, ROOTFS_IMAGE));
+    } finally {
+      if (s.phase === 'running') await fc.resume().catch(() => {});
+    }
+    // Firecracker restarts dirty-page tracking with every snapshot: the capsule's next pause is Full.
+    s.forceFull = true;
+    await this.save(handle);
+    await recordSnapshot(s.dir, tmp, next, s.memoryMb * MiB);
   }
 
   watchExit(handle: RuntimeHandle, onExit: (reason: string) => void): () => void {
@@ -481,21 +432,10 @@ export class FirecrackerRuntime implements CapsuleRuntime {
   async stats(handle: RuntimeHandle): Promise<CapsuleStats> {
     const s = handle.state as FirecrackerState;
     const disk = await stat(join(s.dir, ROOTFS_IMAGE)).catch(() => undefined);
-    const out: CapsuleStats = {
-      cpuUsageNs: 0n,
-      memoryBytes: 0,
-      memoryLimitBytes: s.memoryMb * MiB,
-      pids: 0, // processes inside the guest: ask envd; the host sees one VMM process
+    return vmmStats(s.phase === 'saved' ? 0 : s.pid, {
+      memoryMb: s.memoryMb,
       diskUsedBytes: (await (await this.disks()).usedBytes(handle.id)) || (disk ? disk.blocks * 512 : 0),
-    };
-    if (s.phase === 'saved' || !pidAlive(s.pid)) return out;
-    const statLine = await readFile(`/proc/${s.pid}/stat`, 'utf8').catch(() => '');
-    const fields = statLine.slice(statLine.lastIndexOf(')') + 2).split(' ');
-    const ticks = Number(fields[11] ?? 0) + Number(fields[12] ?? 0); // utime + stime
-    out.cpuUsageNs = BigInt(ticks) * 10_000_000n; // USER_HZ = 100
-    const statm = await readFile(`/proc/${s.pid}/statm`, 'utf8').catch(() => '0 0');
-    out.memoryBytes = Number(statm.split(' ')[1] ?? 0) * 4096; // resident: guest pages touched so far
-    return out;
+    });
   }
 
   async cleanupStale(knownIds: ReadonlySet<string>): Promise<void> {
@@ -504,19 +444,15 @@ export class FirecrackerRuntime implements CapsuleRuntime {
     for (const [id, pid] of await listVmms(this.vmmDir)) {
       if (!knownIds.has(id)) await killVmm(pid, id).catch(() => {});
     }
-    const root = join(this.opts.dataDir, 'sandboxes');
-    for (const id of await readdir(root).catch(() => [] as string[])) {
-      if (knownIds.has(id)) continue;
-      const text = await readFile(join(root, id, HANDLE_FILE), 'utf8').catch(() => '');
-      if (!text) continue;
-      const handle = JSON.parse(text) as RuntimeHandle;
-      if (handle.runtime !== 'firecracker' || handle.id !== id) continue;
-      await this.destroy(handle);
-    }
+    await this.boot.sweepStale(knownIds, (h) => this.destroy(h));
     const snaps = join(this.opts.dataDir, 'snapshots');
     for (const id of await readdir(snaps).catch(() => [] as string[])) {
       // Only directories holding a Firecracker snapshot: other runtimes keep their own state here.
-      if (!knownIds.has(id) && !(await exists(join(root, id))) && (await exists(join(snaps, id, VMSTATE_FILE))))
+      if (
+        !knownIds.has(id) &&
+        !(await exists(this.boot.sandboxDir(id))) &&
+        (await exists(join(snaps, id, VMSTATE_FILE)))
+      )
         await rm(join(snaps, id), { recursive: true, force: true });
     }
     // Disks, snapshot devices and loop devices no capsule uses (a crash mid-create, a lost directory).

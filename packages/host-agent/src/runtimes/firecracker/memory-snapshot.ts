@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { startUffdHandler, type UffdHandler } from '@wrenn/native';
 import { addGeneration, collapse } from '../../snapshot/chain.js';
 import { generationFiles, HEADER_FILE, newBuildId, readHeader } from '../../snapshot/header.js';
-import { exists } from './vmm-process.js';
+import { exists } from '../vm-boot.js';
 
 /** Copies a file keeping its holes (and sharing its blocks where the file system can reflink). */
 export function sparseCopy(src: string, dst: string): Promise<void> {

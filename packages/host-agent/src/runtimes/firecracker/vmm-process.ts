@@ -5,10 +5,11 @@
 // another (snapshot templates) without the jailer's chroot.
 import { execFile, spawn } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
-import { access, readdir, readFile, rm } from 'node:fs/promises';
+import { readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { CONSOLE_LOG, consoleTail, pidAlive, waitGone } from '../vm-process.js';
+import { exists } from '../vm-boot.js';
+import { CONSOLE_LOG, consoleTail, killVmmProcess, pidAlive } from '../vm-process.js';
 import { FirecrackerClient } from './api-client.js';
 
 export { CONSOLE_LOG, consoleTail, pidAlive };
@@ -21,18 +22,8 @@ export const UFFD_SOCKET = 'uffd.sock';
 /** Longest unix socket path the kernel accepts (sun_path is 108 bytes with its NUL). */
 const MAX_SOCKET_PATH = 107;
 
-export const exists = (p: string) =>
-  access(p).then(
-    () => true,
-    () => false,
-  );
-
-/** Kills a VMM and waits until it is gone (its guest memory is freed with it). */
-export async function killVmm(pid: number, what: string): Promise<void> {
-  if (!pidAlive(pid)) return;
-  process.kill(pid, 'SIGKILL');
-  if (!(await waitGone(pid, 10_000))) throw new Error(`Firecracker (pid ${pid}) of ${what} did not exit after SIGKILL`);
-}
+/** Kills a Firecracker and waits until it is gone (its guest memory is freed with it). */
+export const killVmm = (pid: number, capsuleId: string): Promise<void> => killVmmProcess(pid, 'Firecracker', capsuleId);
 
 /** The `--id` Firecracker runs with: names the capsule in `ps` and lets cleanup find it. */
 export const vmmId = (capsuleId: string) => `wrenn-${capsuleId}`;

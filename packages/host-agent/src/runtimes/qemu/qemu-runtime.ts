@@ -7,38 +7,36 @@
 // is removed (memory freed). resume = the RAM file rebuilt from the chain + a new QEMU with the
 // device state as its incoming migration.
 import { spawn } from 'node:child_process';
-import { access, copyFile, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
-import { createTap, GUEST_IP, guestIpParam, removeTap } from '../../network/tap.js';
-import { writeVmSnapshotManifest } from '../../rootfs/manifest.js';
-import type { ProgressFn } from '../../rootfs/recipe.js';
-import { TemplateStore } from '../../rootfs/template-store.js';
-import {
-  addGeneration,
-  generationFile,
-  HEADER_FILE,
-  materializeChain,
-  newBuildId,
-  sparseCopy,
-} from '../../snapshot/index.js';
-import { buildVmImages, ROOTFS_IMAGE, type VmImages } from '../../vm/images/index.js';
+import { copyFile, mkdir, readFile, rm, stat } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { GUEST_IP } from '../../network/tap.js';
+import { addGeneration, generationFile, materializeChain, newBuildId, sparseCopy } from '../../snapshot/index.js';
+import { ROOTFS_IMAGE, type VmImages } from '../../vm/images/index.js';
 import type { CapsuleRuntime, CapsuleSpec, CapsuleStats, PauseResult, RuntimeHandle } from '../runtime.js';
-import { consoleTail, macFor, pidAlive, waitGone, waitVmReady, watchVmmExit } from '../vm-process.js';
+import { exists, VmBoot, type VmmFacts, type VmRuntimeOptions } from '../vm-boot.js';
+import {
+  consoleTail,
+  killVmmProcess,
+  macFor,
+  pidAlive,
+  vmmStats,
+  waitGone,
+  waitVmReady,
+  watchVmmExit,
+} from '../vm-process.js';
+import type { SnapshotInfo } from '../vm-snapshot-template.js';
 import { type AccelChoice, detectAccel } from './accel.js';
 import { diskBytes, hasChain, type SavedGeneration, saveGeneration } from './memory-generations.js';
 import { QmpClient } from './qmp.js';
 
-export interface QemuRuntimeOptions {
-  /** WRENN_DIR: kernels/, images/<template>/rootfs.ext4, sandboxes/<id>/. */
-  dataDir: string;
-  store?: TemplateStore;
+/** dataDir, store and onProgress: see VmRuntimeOptions (vm-boot.ts). */
+export interface QemuRuntimeOptions extends VmRuntimeOptions {
   qemuBinary?: string;
   qemuImgBinary?: string;
   /** 'auto' (default) tries KVM and falls back to software emulation. */
   accel?: 'auto' | 'kvm' | 'tcg';
   /** How long a boot or resume may take until envd answers (default 120 s: TCG is slow). */
   readyTimeoutMs?: number;
-  onProgress?: ProgressFn;
   /** Flags for the guest's node running envd; default --jitless under TCG, none under KVM. */
   guestNodeFlags?: string[];
 }
@@ -73,7 +71,6 @@ export interface QemuState {
   ramNotInChain?: boolean;
 }
 
-const ID_RE = /^[a-z0-9][a-z0-9-]{0,62}$/;
 /** In a snapshot template's directory: the frozen VM (machine shape, device state, memory chain) next to rootfs.ext4. */
 const VM_SNAPSHOT_FILE = 'vm-snapshot.json';
 const VM_DEVICE_FILE = 'vm-device.mig';
@@ -83,19 +80,7 @@ const LEGACY_MEMORY_FILE = 'memory.mig';
 /** The RAM backend's id: the same RAM block name as QEMU's default (pc.ram), so older streams still load. */
 const RAM_ID = 'pc.ram';
 
-interface VmSnapshotInfo {
-  vcpus: number;
-  memoryMb: number;
-  parent: string;
-  createdFrom: string;
-}
 const SAFE_PATH = /^[A-Za-z0-9/_.+=@-]+$/; // paths go into QEMU options (no commas) and an exec: shell line
-
-const exists = (p: string) =>
-  access(p).then(
-    () => true,
-    () => false,
-  );
 
 function runTool(cmd: string, args: string[]): Promise<{ code: number; out: string }> {
   return new Promise((resolve, reject) => {
@@ -110,16 +95,25 @@ function runTool(cmd: string, args: string[]): Promise<{ code: number; out: stri
   });
 }
 
+/** What the shared VM boot steps (vm-boot.ts) need to know of this VMM. */
+const QEMU_VMM: VmmFacts = {
+  runtime: 'qemu',
+  maxIdLength: 63,
+  maxVcpus: 64,
+  kernelArgs: [],
+  handleFile: 'qemu.json',
+  snapshotInfoFile: VM_SNAPSHOT_FILE,
+};
+
 export class QemuRuntime implements CapsuleRuntime {
   readonly name = 'qemu' as const;
   readonly pauseModes = ['memory-snapshot', 'freeze'] as const;
-  private readonly store: TemplateStore;
   private readonly qemu: string;
   private readonly qemuImg: string;
-  private readonly progress: ProgressFn;
+  private readonly boot: VmBoot;
 
   constructor(private readonly opts: QemuRuntimeOptions) {
-    if (!opts?.dataDir) throw new Error('the qemu runtime needs dataDir (WRENN_DIR, e.g. /var/lib/wrenn)');
+    this.boot = new VmBoot(opts, QEMU_VMM);
     for (const f of opts.guestNodeFlags ?? []) {
       if (!/^--[a-z0-9-]+(=[A-Za-z0-9._-]+)?$/.test(f))
         throw new Error(`guest node flag ${JSON.stringify(f)} is not a plain --flag[=value]`);
@@ -128,10 +122,8 @@ export class QemuRuntime implements CapsuleRuntime {
       throw new Error(
         `dataDir ${JSON.stringify(opts.dataDir)} has characters the qemu runtime cannot quote; use [A-Za-z0-9/_.-]`,
       );
-    this.store = opts.store ?? new TemplateStore({ imagesDir: join(opts.dataDir, 'images') });
     this.qemu = opts.qemuBinary ?? 'qemu-system-x86_64';
     this.qemuImg = opts.qemuImgBinary ?? 'qemu-img';
-    this.progress = opts.onProgress ?? (() => {});
   }
 
   /** KVM or TCG, and why (tried once per process). */
@@ -146,49 +138,19 @@ export class QemuRuntime implements CapsuleRuntime {
 
   /** Builds (once) the kernel and the template's root disk. */
   images(template: string): Promise<VmImages> {
-    return buildVmImages({ dataDir: this.opts.dataDir, template, store: this.store, onProgress: this.progress });
-  }
-
-  private sandboxDir(id: string): string {
-    return join(this.opts.dataDir, 'sandboxes', id);
+    return this.boot.images(template);
   }
 
   async create(spec: CapsuleSpec): Promise<RuntimeHandle> {
-    if (!spec || !ID_RE.test(spec.id)) throw new Error(`invalid capsule id ${JSON.stringify(spec?.id)}`);
-    if (!Number.isInteger(spec.vcpus) || spec.vcpus < 1 || spec.vcpus > 64)
-      throw new Error(`vcpus must be 1-64, got ${spec.vcpus}`);
-    if (!Number.isInteger(spec.memoryMb) || spec.memoryMb < 128)
-      throw new Error(`memoryMb must be an integer >= 128 (the guest runs node), got ${spec.memoryMb}`);
-    const netnsPath = spec.network?.netnsPath;
-    const capsuleIp = spec.network?.capsuleIp;
-    if (!netnsPath || !capsuleIp)
-      throw new Error('the qemu runtime needs spec.network (netnsPath and capsuleIp) from the network layer');
+    const { netns, capsuleIp } = this.boot.check(spec);
     const [images, accel] = await Promise.all([this.images(spec.template), this.accelerator()]);
-    // A snapshot template starts from its frozen memory: vCPUs and memory are the snapshot's.
-    const tdir = this.store.templateDir(spec.template);
-    const frozen = await readFile(join(tdir, VM_SNAPSHOT_FILE), 'utf8').then(
-      (t) => JSON.parse(t) as VmSnapshotInfo,
-      () => undefined,
-    );
-    const dir = this.sandboxDir(spec.id);
-    await rm(dir, { recursive: true, force: true });
-    await mkdir(dir, { recursive: true });
-    const netns = basename(netnsPath);
+    const { templateDir: tdir, frozen } = await this.boot.frozenTemplate<SnapshotInfo>(spec.template);
+    const dir = this.boot.sandboxDir(spec.id);
+    await this.boot.freshDirs(dir);
     // Under emulation V8's JIT costs more than it saves (TCG re-translates every generated code
     // page): --jitless halves boot-to-ready and makes commands ~5x faster there.
     const nodeFlags = this.opts.guestNodeFlags ?? (accel.accel === 'tcg' ? ['--jitless'] : []);
-    const cmdline = [
-      'console=ttyS0',
-      'root=/dev/vda',
-      'rw',
-      'panic=1',
-      'quiet',
-      'loglevel=3',
-      `ip=${guestIpParam(spec.id)}`,
-      `wrenn.id=${spec.metadata?.WRENN_SANDBOX_ID ?? spec.id}`,
-      `wrenn.template=${spec.metadata?.WRENN_TEMPLATE_ID ?? spec.template}`,
-      ...(nodeFlags.length ? [`wrenn.node_flags=${nodeFlags.join(',')}`] : []),
-    ].join(' ');
+    const cmdline = this.boot.kernelArgs(spec, nodeFlags.length ? [`wrenn.node_flags=${nodeFlags.join(',')}`] : []);
     const state: QemuState = {
       dir,
       pid: 0,
@@ -196,6 +158,7 @@ export class QemuRuntime implements CapsuleRuntime {
       capsuleIp,
       accel: accel.accel,
       template: spec.template,
+      // A snapshot template starts from its frozen memory: vCPUs and memory are the snapshot's.
       vcpus: frozen?.vcpus ?? spec.vcpus,
       memoryMb: frozen?.memoryMb ?? spec.memoryMb,
       kernel: images.kernel.bzImage,
@@ -223,7 +186,7 @@ export class QemuRuntime implements CapsuleRuntime {
         state.disk,
       ]);
       if (img.code !== 0) throw new Error(`qemu-img create failed: ${img.out.trim()}`);
-      await createTap(netns, capsuleIp);
+      await this.boot.plugTap(state);
       if (frozen && (await exists(join(tdir, VM_DEVICE_FILE)))) {
         await materializeChain(join(tdir, VM_MEMORY_DIR), state.memoryPath as string);
         await this.launch(handle.id, state, true);
@@ -236,7 +199,7 @@ export class QemuRuntime implements CapsuleRuntime {
         await this.launch(handle.id, state, false);
       }
       await this.waitReady(state);
-      await writeFile(join(dir, 'qemu.json'), JSON.stringify(handle));
+      await this.boot.saveHandle(handle);
       return handle;
     } catch (err) {
       await this.destroy(handle).catch(() => {});
@@ -336,14 +299,8 @@ export class QemuRuntime implements CapsuleRuntime {
 
   async destroy(handle: RuntimeHandle): Promise<void> {
     const s = handle.state as QemuState;
-    if (pidAlive(s.pid)) {
-      process.kill(s.pid, 'SIGKILL');
-      if (!(await waitGone(s.pid, 10_000)))
-        throw new Error(`QEMU (pid ${s.pid}) of ${handle.id} did not exit after SIGKILL`);
-    }
-    // The namespace may already be gone with the capsule's network: then so is the TAP.
-    if (s.netns && (await exists(join('/run/netns', s.netns)))) await removeTap(s.netns, s.capsuleIp).catch(() => {});
-    await rm(s.dir, { recursive: true, force: true });
+    await killVmmProcess(s.pid, 'QEMU', handle.id);
+    await this.boot.teardown(s, [s.dir]);
   }
 
   async pause(handle: RuntimeHandle, mode: 'freeze' | 'hibernate' | 'memory-snapshot'): Promise<PauseResult> {
@@ -374,11 +331,11 @@ export class QemuRuntime implements CapsuleRuntime {
     if (!s.memoryPath || !s.chainDir) {
       // Started by an older agent without a RAM file: its stream holds the RAM.
       s.lastSnapshot = await this.legacySavedResult(s);
-      await writeFile(join(s.dir, 'qemu.json'), JSON.stringify(handle));
+      await this.boot.saveHandle(handle);
       return s.lastSnapshot;
     }
     s.ramNotInChain = true;
-    await writeFile(join(s.dir, 'qemu.json'), JSON.stringify(handle));
+    await this.boot.saveHandle(handle);
     return this.saveRam(handle);
   }
 
@@ -393,7 +350,7 @@ export class QemuRuntime implements CapsuleRuntime {
     });
     s.ramNotInChain = false;
     s.lastSnapshot = pauseResult(gen, await diskBytes(s.statePath));
-    await writeFile(join(s.dir, 'qemu.json'), JSON.stringify(handle));
+    await this.boot.saveHandle(handle);
     return s.lastSnapshot;
   }
 
@@ -451,7 +408,7 @@ export class QemuRuntime implements CapsuleRuntime {
       await materializeChain(s.chainDir as string, s.memoryPath as string);
     }
     try {
-      await createTap(s.netns, s.capsuleIp);
+      await this.boot.plugTap(s);
       await this.launch(handle.id, s, true, !legacy);
       await this.loadIncoming(s, s.statePath);
       if (legacy) await this.setIgnoreShared(s, true); // from now on migrations leave the RAM file out
@@ -467,7 +424,7 @@ export class QemuRuntime implements CapsuleRuntime {
     s.ramNotInChain = false;
     await rm(s.statePath, { force: true });
     if (legacy) s.statePath = join(s.chainDir as string, 'device.mig');
-    await writeFile(join(s.dir, 'qemu.json'), JSON.stringify(handle));
+    await this.boot.saveHandle(handle);
     return handle;
   }
 
@@ -507,55 +464,43 @@ export class QemuRuntime implements CapsuleRuntime {
    * running. A running capsule is stopped for the copy and continues afterwards.
    */
   async snapshot(handle: RuntimeHandle, name: string): Promise<void> {
+    await this.boot.snapshotTemplate(name, handle, async (tmp) => {
+      await this.writeTemplateFiles(handle, tmp);
+      return undefined;
+    });
+  }
+
+  /** The capsule's flattened disk, device state and memory (one Full generation) in `tmp`. */
+  private async writeTemplateFiles(handle: RuntimeHandle, tmp: string): Promise<void> {
     const s = handle.state as QemuState;
-    const dir = this.store.templateDir(name);
-    if (await exists(dir)) throw new Error(`template "${name}" already exists`);
-    const tmp = join(this.store.imagesDir, `.snap-${name}-${process.pid}`);
-    await rm(tmp, { recursive: true, force: true });
+    if (s.phase === 'saved' && (!s.memoryPath || !s.chainDir)) {
+      await copyFile(s.statePath, join(tmp, LEGACY_MEMORY_FILE)); // one stream with the RAM in it
+      await this.flattenDisk(s.disk, join(tmp, ROOTFS_IMAGE));
+      return;
+    }
     await mkdir(join(tmp, VM_MEMORY_DIR), { recursive: true });
     const buildId = newBuildId();
     const memFile = generationFile(join(tmp, VM_MEMORY_DIR), buildId);
-    let memoryFiles: string[] = [];
+    if (s.phase === 'saved') {
+      await copyFile(s.statePath, join(tmp, VM_DEVICE_FILE));
+      await materializeChain(s.chainDir as string, memFile); // the chain flattened: one sparse Full file
+      await addGeneration(join(tmp, VM_MEMORY_DIR), buildId, 'full');
+      await this.flattenDisk(s.disk, join(tmp, ROOTFS_IMAGE));
+      return;
+    }
+    if (!s.memoryPath)
+      throw new Error(`${handle.id} runs without a RAM file (started by an older agent); pause and resume it first`);
+    const q = await this.qmp(s);
     try {
-      if (s.phase === 'saved' && (!s.memoryPath || !s.chainDir)) {
-        await copyFile(s.statePath, join(tmp, LEGACY_MEMORY_FILE)); // one stream with the RAM in it
-        memoryFiles = [join(tmp, LEGACY_MEMORY_FILE)];
-        await this.flattenDisk(s.disk, join(tmp, ROOTFS_IMAGE));
-      } else if (s.phase === 'saved') {
-        await copyFile(s.statePath, join(tmp, VM_DEVICE_FILE));
-        await materializeChain(s.chainDir as string, memFile); // the chain flattened: one sparse Full file
-        await addGeneration(join(tmp, VM_MEMORY_DIR), buildId, 'full');
-        await this.flattenDisk(s.disk, join(tmp, ROOTFS_IMAGE));
-      } else {
-        if (!s.memoryPath)
-          throw new Error(
-            `${handle.id} runs without a RAM file (started by an older agent); pause and resume it first`,
-          );
-        const q = await this.qmp(s);
-        try {
-          if (s.phase === 'running') await q.execute('stop');
-          await this.migrateToFile(q, join(tmp, VM_DEVICE_FILE), handle.id);
-          // The VM is stopped: its RAM file and flushed disk match the device state.
-          await sparseCopy(s.memoryPath, memFile);
-          await addGeneration(join(tmp, VM_MEMORY_DIR), buildId, 'full');
-          await this.flattenDisk(s.disk, join(tmp, ROOTFS_IMAGE));
-        } finally {
-          if (s.phase === 'running') await q.execute('cont').catch(() => {});
-          q.close();
-        }
-      }
-      if (!memoryFiles.length)
-        memoryFiles = [join(tmp, VM_DEVICE_FILE), memFile, join(tmp, VM_MEMORY_DIR, HEADER_FILE)];
-      else await rm(join(tmp, VM_MEMORY_DIR), { recursive: true });
-      const info: VmSnapshotInfo = { vcpus: s.vcpus, memoryMb: s.memoryMb, parent: s.template, createdFrom: handle.id };
-      await writeFile(join(tmp, VM_SNAPSHOT_FILE), JSON.stringify(info));
-      let size = await diskBytes(join(tmp, ROOTFS_IMAGE));
-      for (const f of memoryFiles) size += await diskBytes(f);
-      await writeVmSnapshotManifest(tmp, { name, parent: s.template, runtime: 'qemu', size });
-      await rename(tmp, dir);
-    } catch (err) {
-      await rm(tmp, { recursive: true, force: true });
-      throw err;
+      if (s.phase === 'running') await q.execute('stop');
+      await this.migrateToFile(q, join(tmp, VM_DEVICE_FILE), handle.id);
+      // The VM is stopped: its RAM file and flushed disk match the device state.
+      await sparseCopy(s.memoryPath, memFile);
+      await addGeneration(join(tmp, VM_MEMORY_DIR), buildId, 'full');
+      await this.flattenDisk(s.disk, join(tmp, ROOTFS_IMAGE));
+    } finally {
+      if (s.phase === 'running') await q.execute('cont').catch(() => {});
+      q.close();
     }
   }
 
@@ -583,35 +528,18 @@ export class QemuRuntime implements CapsuleRuntime {
   async stats(handle: RuntimeHandle): Promise<CapsuleStats> {
     const s = handle.state as QemuState;
     const disk = await stat(s.disk).catch(() => undefined);
-    const out: CapsuleStats = {
-      cpuUsageNs: 0n,
-      memoryBytes: 0,
-      memoryLimitBytes: s.memoryMb * 1024 ** 2,
-      pids: 0, // processes inside the guest: ask envd; the host sees one QEMU process
+    return vmmStats(s.phase === 'saved' ? 0 : s.pid, {
+      memoryMb: s.memoryMb,
       diskUsedBytes: disk ? disk.blocks * 512 : 0,
-    };
-    if (s.phase === 'saved' || !pidAlive(s.pid)) return out;
-    const statLine = await readFile(`/proc/${s.pid}/stat`, 'utf8').catch(() => '');
-    const fields = statLine.slice(statLine.lastIndexOf(')') + 2).split(' ');
-    const ticks = Number(fields[11] ?? 0) + Number(fields[12] ?? 0); // utime + stime
-    out.cpuUsageNs = BigInt(ticks) * 10_000_000n; // USER_HZ = 100
-    const statm = await readFile(`/proc/${s.pid}/statm`, 'utf8').catch(() => '0 0');
-    out.memoryBytes = Number(statm.split(' ')[1] ?? 0) * 4096;
-    return out;
+    });
   }
 
   async cleanupStale(knownIds: ReadonlySet<string>): Promise<void> {
-    const root = join(this.opts.dataDir, 'sandboxes');
-    for (const id of await readdir(root).catch(() => [] as string[])) {
-      if (knownIds.has(id)) continue;
-      const text = await readFile(join(root, id, 'qemu.json'), 'utf8').catch(() => '');
-      if (!text) continue;
-      const handle = JSON.parse(text) as RuntimeHandle;
-      if (handle.runtime !== 'qemu' || handle.id !== id) continue;
+    await this.boot.sweepStale(knownIds, async (handle) => {
       const s = handle.state as QemuState;
       if (s.pid && !(await this.isAlive(handle))) s.pid = 0; // pid reused by something else
       await this.destroy(handle);
-    }
+    });
   }
 }
 
