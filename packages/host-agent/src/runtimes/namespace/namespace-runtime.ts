@@ -9,55 +9,46 @@
 // Nothing the capsule can write lives on the host's file system: its writable layer and its /etc
 // files are on its own disk, and its output (envd's and the init's) is a pipe that the helper's
 // host-side parent copies into <sandbox>/envd.log with a size cap (nsinit.c).
-import { once } from 'node:events';
-import {
-  chmodSync,
-  chownSync,
-  closeSync,
-  constants,
-  fchownSync,
-  ftruncateSync,
-  mkdirSync,
-  openSync,
-  readFileSync,
-  writeSync,
-} from 'node:fs';
-import { readdir, stat } from 'node:fs/promises';
-import http from 'node:http';
+import { mkdirSync } from 'node:fs';
+import { stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { createInterface } from 'node:readline';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { native, spawnNative } from '@wrenn/native';
+import { native } from '@wrenn/native';
 import { ENV_NAME_RE, ENVD_PORT } from '@wrenn/protocol';
-import { hostNameServers } from '../../network/name-servers.js';
 import { diskUsageBytes } from '../../rootfs/disk-usage.js';
-import { HOST_ID_BASE, idMapLine, layerIdMapLine } from '../../rootfs/id-map.js';
+import { HOST_ID_BASE } from '../../rootfs/id-map.js';
 import { validateTemplateName } from '../../rootfs/manifest.js';
-import { mountsUnder, removeTree, unmountUnder } from '../../rootfs/remove-tree.js';
+import { removeTree } from '../../rootfs/remove-tree.js';
 import type { TemplateStore } from '../../rootfs/template-store.js';
 import type { CapsuleRuntime, CapsuleSpec, CapsuleStats, PauseResult, RuntimeHandle } from '../runtime.js';
-import { CapsuleCgroups, CONTROLLERS, listCapsuleCgroupIds, removeCgroupParentIfEmpty } from './cgroups.js';
+import { CapsuleCgroups, removeCgroupParentIfEmpty } from './cgroups.js';
+import { writeEtcFiles } from './etc-files.js';
 import { exitReason, watchInitExit } from './exit-watch.js';
-import { CAPSULE_NOFILE, raiseFileMax } from './file-table.js';
+import { raiseFileMax } from './file-table.js';
+import { waitForHealth } from './host-health.js';
 import { type IdRange, type IdRangeConfig, IdRangeStore, idRangeConfig, subordinateIdConflicts } from './id-ranges.js';
+import { layerDirs, makeLayerDirs } from './layer-dirs.js';
 import {
   defaultAppDir,
   ENVD_NODE_FLAGS,
   envdScript,
-  GUEST_DIR,
   type NodeRuntimeLayout,
   resolveNodeRuntime,
 } from './node-runtime.js';
+import { capsuleEnv, nsinitStartArgs } from './nsinit-args.js';
 import { nsinitPath } from './nsinit-binary.js';
+import { startInit } from './nsinit-start.js';
+import { readStartTime } from './proc-start-time.js';
 import { DISK_MOUNT, QuotaDisks } from './quota-disk.js';
-import { type SeccompSwitch, seccompAllowArg, seccompAllowOf } from './seccomp-switches.js';
+import { type SeccompSwitch, seccompAllowOf } from './seccomp-switches.js';
+import { cleanupStaleCapsules } from './stale-capsules.js';
+import { stopCapsuleProcesses } from './stop-capsule.js';
+
+export { capsuleRootId, ENVD_LOG_MAX_BYTES } from './nsinit-args.js';
+export { readStartTime } from './proc-start-time.js';
 
 export { ENVD_PORT };
-/** envd.log grows to this, then is rotated once to envd.log.1 (see nsinit.c). */
-export const ENVD_LOG_MAX_BYTES = 1024 * 1024;
 /** Each capsule's own disk, unless NamespaceRuntimeOptions.diskMb says otherwise. */
 export const DEFAULT_DISK_MB = 10 * 1024;
-const GUEST_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
 export interface NamespaceRuntimeOptions {
   /** WRENN_DIR: capsules live in <dataDir>/sandboxes/<id>. */
@@ -138,11 +129,6 @@ export interface NamespaceState {
   seccompAllow?: SeccompSwitch[];
 }
 
-/** Host uid (and gid) of root inside the capsule. */
-export function capsuleRootId(s: Pick<NamespaceState, 'idRange'>): number {
-  return s.idRange?.base ?? HOST_ID_BASE;
-}
-
 /** How long each step of the last create() took, in milliseconds (for benchmarks and logs). */
 export interface CreateTimings {
   template: number;
@@ -178,18 +164,6 @@ function validateSpec(spec: CapsuleSpec): void {
   const netns = spec.network?.netnsPath;
   if (netns !== undefined && (typeof netns !== 'string' || !netns.startsWith('/')))
     throw bad('network.netnsPath must be an absolute path');
-}
-
-/** Start time of a live (non-zombie) process, to tell it from a later process with the same pid. */
-export function readStartTime(pid: number): string | undefined {
-  try {
-    const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // Fields after the parenthesised command name: state is field 3, starttime field 22.
-    const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
-    return f[0] === 'Z' || f[0] === 'X' ? undefined : f[19]; // a zombie is not alive
-  } catch {
-    return undefined;
-  }
 }
 
 export class NamespaceRuntime implements CapsuleRuntime {
@@ -260,13 +234,6 @@ export class NamespaceRuntime implements CapsuleRuntime {
     return this.fileMaxRaised;
   }
 
-  /** Overlay upper and work dirs of a capsule. */
-  private layerDirs(s: NamespaceState): { upper: string; work: string } {
-    return s.ownDisk
-      ? QuotaDisks.dirs(s.sandboxDir)
-      : { upper: join(s.sandboxDir, 'upper'), work: join(s.sandboxDir, 'work') };
-  }
-
   private nodeLayout(): Promise<NodeRuntimeLayout> {
     this.layout ??= resolveNodeRuntime(
       this.opts.nodePath ?? process.execPath,
@@ -328,7 +295,7 @@ export class NamespaceRuntime implements CapsuleRuntime {
       const pending = Promise.allSettled([
         timed('idRange', this.idRanges.allocate(spec.id)),
         this.unboundFileTable(),
-        timed('layerDirs', this.makeLayerDirs(state)),
+        timed('layerDirs', makeLayerDirs(state, this.disks)),
       ]);
       // Synchronous work while the disk is being mounted (off the main thread, native loopMount).
       let cgroupsFailed: { err: unknown } | undefined;
@@ -362,23 +329,6 @@ export class NamespaceRuntime implements CapsuleRuntime {
     return this.opts.pidsMax ?? 512;
   }
 
-  /** The root's mount point and the writable layer: on the capsule's own disk, or in the sandbox dir. */
-  private async makeLayerDirs(state: NamespaceState): Promise<void> {
-    mkdirSync(join(state.sandboxDir, 'rootfs'));
-    if (this.disks) {
-      await this.disks.attach(state.sandboxDir);
-      return;
-    }
-    const { upper, work } = this.layerDirs(state);
-    for (const d of [upper, work]) {
-      mkdirSync(d);
-      // The upper dir's root is the merged "/": it must belong to root inside the capsule. Both
-      // are seen through an idmapped mount that hides ids outside the capsule's range.
-      chownSync(d, HOST_ID_BASE, HOST_ID_BASE);
-    }
-    chmodSync(upper, 0o755);
-  }
-
   private handleFor(state: NamespaceState): RuntimeHandle {
     return {
       runtime: 'namespace',
@@ -398,7 +348,7 @@ export class NamespaceRuntime implements CapsuleRuntime {
     const { spec, sandboxDir } = state;
     const logPath = join(sandboxDir, 'envd.log');
     const [layout, helper] = await Promise.all([this.nodeLayout(), nsinitPath()]);
-    const etcBinds = this.writeEtcFiles(state);
+    const etcBinds = writeEtcFiles(state, this.opts.dnsServers);
     const tEtc = performance.now();
     const cg = this.cgroups(spec.id);
     if (!cg.exists()) this.makeCgroups(state); // create() made them already; a resume from hibernate did not
@@ -406,122 +356,22 @@ export class NamespaceRuntime implements CapsuleRuntime {
     const main: string[] = this.opts.mainCommand
       ? this.opts.mainCommand(layout.nodeArgv)
       : [...layout.nodeArgv, ...ENVD_NODE_FLAGS, envdScript(), '--port', String(ENVD_PORT)];
-    const rootId = capsuleRootId(state);
-    // Without a prepared namespace the capsule gets a fresh one with loopback only.
-    const netns = spec.network?.netnsPath;
-    // [option, value] pairs for wrenn-nsinit start (see nsinit.c).
-    const options: [string, string][] = [
-      ...(netns ? [['--netns', netns] as [string, string]] : []),
-      ...cg.uniqueDirs().map((d): [string, string] => ['--cgroup', d]),
-      ...state.layers.map((l): [string, string] => ['--lower', l]),
-      ['--upper', this.layerDirs(state).upper],
-      ['--work', this.layerDirs(state).work],
-      ['--rootfs', join(sandboxDir, 'rootfs')],
-      ['--hostname', state.hostname ?? spec.id],
-      ['--uid-map', idMapLine(rootId)],
-      ['--gid-map', idMapLine(rootId)],
-      ['--root-uid', String(rootId)],
-      ['--pts-gid', String(rootId + 5)], // group tty inside
-      // Layers stay stored as HOST_ID_BASE + u; the capsule sees them as its own ids.
-      ...(state.idRange ? [['--layer-idmap', layerIdMapLine(rootId)] as [string, string]] : []),
-      ['--nofile', CAPSULE_NOFILE],
-      // The same cap as pids.max, checked earlier in fork (cheap refusals; see nsinit.c set_nproc).
-      // Only with a host uid of its own: capsules sharing HOST_ID_BASE would share the count.
-      ...(state.idRange ? [['--nproc', String(this.pidsMax)] as [string, string]] : []),
-      // Root inside has no capabilities over the (host-owned) network namespace: let it bind
-      // ports < 1024 and ping anyway.
-      ['--sysctl', 'net/ipv4/ip_unprivileged_port_start=0'],
-      ['--sysctl', 'net/ipv4/ping_group_range=0 2147483647'],
-      ['--tmpfs', GUEST_DIR],
-      ...layout.binds.map((b): [string, string] => ['--bind', `${b.src}:${b.dst}`]),
-      // The capsule's own cgroups, read-only, as the roots of /sys/fs/cgroup/<controller>: envd's
-      // metrics then report the capsule's real limits and usage.
-      ['--tmpfs', '/sys/fs/cgroup'],
-      ...CONTROLLERS.map((c): [string, string] => ['--bind', `${cg.dirs[c]}:/sys/fs/cgroup/${c}`]),
-      ...etcBinds.map((b): [string, string] => ['--bind-rw-idmapped', `${b.src}:${b.dst}`]),
-      ['--ready-port', String(readyPort)],
-      ['--ready-path', this.opts.readyPath ?? '/health'],
-      // envd says "ready" on a pipe from the init once it listens (WRENN_READY_FD): no HTTP poll.
-      ...(this.opts.mainCommand ? [] : [['--ready-fd', '1'] as [string, string]]),
-      ['--ready-timeout-ms', String(this.opts.readyTimeoutMs ?? 30_000)],
-      ['--cwd', '/'],
-      ['--seccomp-allow', seccompAllowArg(state)],
-      ...((this.opts.trace ?? process.env.WRENN_NSINIT_TRACE === '1') ? [['--trace', '1'] as [string, string]] : []),
-      // The capsule's output reaches this file only through the helper's parent, capped.
-      ['--log', logPath],
-      ['--log-max-bytes', String(ENVD_LOG_MAX_BYTES)],
-    ];
-    const args = ['start', ...options.flat(), '--', ...main];
-    const env: Record<string, string> = {
-      PATH: GUEST_PATH,
-      HOME: '/root',
-      USER: 'root',
-      LANG: 'C.UTF-8',
-      ...spec.metadata,
-      ...spec.envs,
-      WRENN_SANDBOX_ID: spec.id,
-      WRENN_TEMPLATE_ID: spec.metadata?.WRENN_TEMPLATE_ID ?? spec.template,
-      // Tells envd it runs inside a capsule (it then forwards ports bound on loopback).
-      WRENN_CAPSULE: '1',
-      // /init's settings at start: the capsule is ready for commands once envd answers.
-      ...(spec.envdInit ? { WRENN_ENVD_INIT: JSON.stringify(spec.envdInit) } : {}),
-    };
+    const args = nsinitStartArgs({
+      state,
+      cg,
+      layout,
+      etcBinds,
+      logPath,
+      main,
+      readyFd: !this.opts.mainCommand,
+      readyPort,
+      readyPath: this.opts.readyPath ?? '/health',
+      readyTimeoutMs: this.opts.readyTimeoutMs ?? 30_000,
+      pidsMax: this.pidsMax,
+      trace: this.opts.trace ?? process.env.WRENN_NSINIT_TRACE === '1',
+    });
     const tPrepared = performance.now();
-    const log = openSync(logPath, 'a');
-    let tInit = 0;
-    try {
-      // A vfork spawn (@wrenn/native): a fork of the agent costs 3-5 ms here, more under load.
-      const child = spawnNative(helper, args, { stdio: ['ignore', log, log, 'pipe'], detached: true, env });
-      if (child.pid === undefined) {
-        const [err] = (await once(child, 'error')) as [Error];
-        throw new Error(
-          `capsule ${spec.id} failed to start: could not run ${helper}: ${err.message}${logTail(logPath)}`,
-        );
-      }
-      state.helperPid = child.pid;
-      state.helperStartTime = readStartTime(child.pid) ?? '';
-      const status = child.stdio[3] as NodeJS.ReadableStream;
-      const lines = createInterface({ input: status });
-      const exited = new Promise<number>((res) => child.once('exit', (code, sig) => res(code ?? (sig ? 128 : 1))));
-      child.once('error', () => undefined);
-      try {
-        await new Promise<void>((resolveReady, reject) => {
-          // The helper exits once it has copied the capsule's last output into the log: wait for
-          // that (briefly) so the message shows it.
-          let settled = false;
-          const fail = (msg: string) => {
-            if (settled) return;
-            settled = true;
-            void Promise.race([exited, sleep(2000, undefined, { ref: false })]).then(() =>
-              reject(new Error(`capsule ${spec.id} failed to start: ${msg}${logTail(logPath)}`)),
-            );
-          };
-          lines.on('line', (line) => {
-            if (line.startsWith('pid ')) {
-              state.pid = Number(line.slice(4));
-              state.startTime = readStartTime(state.pid) ?? '';
-              tInit = performance.now();
-            } else if (line === 'ready' && !settled) {
-              settled = true;
-              resolveReady();
-            } else if (line.startsWith('error ')) {
-              fail(line.slice(6));
-            }
-          });
-          lines.once('close', () => fail('the init exited before envd was ready'));
-          child.once('error', (err) => fail(`could not run ${helper}: ${err.message}`));
-          void exited.then((code) => {
-            if (code !== 0) fail(`wrenn-nsinit exited with code ${code}`);
-          });
-        });
-      } finally {
-        lines.close();
-        (status as unknown as { destroy(): void }).destroy();
-        child.unref();
-      }
-    } finally {
-      closeSync(log);
-    }
+    const tInit = await startInit(state, { helper, args, env: capsuleEnv(spec), logPath });
     const tReady = performance.now();
     if (this.opts.hostHealthCheck && spec.network?.capsuleIp)
       await waitForHealth(spec.network.capsuleIp, readyPort, this.opts.readyPath ?? '/health');
@@ -535,36 +385,6 @@ export class NamespaceRuntime implements CapsuleRuntime {
       total: tEnd - t0,
       prepareSteps: { ...steps, etcFiles: tEtc - tTemplate },
     };
-  }
-
-  /**
-   * The capsule's own /etc/hosts, /etc/hostname and /etc/resolv.conf, kept on its disk (beside the
-   * upper dir, so its writes count against its quota) or, without a disk, in its sandbox dir, and
-   * bind-mounted (writable, as on Docker) so they never end up in the upper layer or a snapshot.
-   */
-  private writeEtcFiles(state: NamespaceState): { src: string; dst: string }[] {
-    // Synchronous: three small files on a local disk take microseconds, less than a single trip
-    // through libuv's thread pool.
-    const dir = state.ownDisk ? QuotaDisks.etcDir(state.sandboxDir) : join(state.sandboxDir, 'etc');
-    mkdirSync(dir, { recursive: true });
-    const id = state.hostname ?? state.spec.id;
-    const servers = this.opts.dnsServers ?? hostNameServers();
-    const files: [string, string][] = [
-      ['hosts', `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t${id}\n`],
-      ['hostname', `${id}\n`],
-      [
-        'resolv.conf',
-        servers.length
-          ? servers.map((s) => `nameserver ${s}\n`).join('')
-          : '# no DNS server configured for capsules on this host\n',
-      ],
-    ];
-    return files.map(([name, text]) => {
-      const src = join(dir, name);
-      // Stored canonically like the upper layer; bound through the same idmap (--bind-rw-idmapped).
-      rewriteInPlace(src, text, HOST_ID_BASE);
-      return { src, dst: `/etc/${name}` };
-    });
   }
 
   private stateOf(handle: RuntimeHandle): NamespaceState {
@@ -590,22 +410,7 @@ export class NamespaceRuntime implements CapsuleRuntime {
   }
 
   private async stopProcesses(id: string, s?: NamespaceState): Promise<void> {
-    const cg = this.cgroups(id);
-    if (cg.exists()) await cg.killAll();
-    // The init is in the cgroups from birth; this only matters if they were removed by hand.
-    if (s?.pid && readStartTime(s.pid) === s.startTime) {
-      try {
-        process.kill(s.pid, 'SIGKILL');
-      } catch {
-        // gone
-      }
-      for (let i = 0; i < 500 && readStartTime(s.pid) === s.startTime; i++) await sleep(2);
-    }
-    // The helper exits as soon as it has reaped the init: when destroy returns, nothing is left.
-    const hp = s?.helperPid;
-    if (hp && s.helperStartTime) {
-      for (let i = 0; i < 1000 && readStartTime(hp) === s.helperStartTime; i++) await sleep(i < 20 ? 1 : 5);
-    }
+    await stopCapsuleProcesses(this.cgroups(id), s);
   }
 
   async pause(handle: RuntimeHandle, mode: 'freeze' | 'hibernate' | 'memory-snapshot'): Promise<PauseResult> {
@@ -668,7 +473,7 @@ export class NamespaceRuntime implements CapsuleRuntime {
       await this.opts.templates.snapshotFromCapsule({
         name,
         parent: s.spec.template,
-        upperDir: this.layerDirs(s).upper,
+        upperDir: layerDirs(s).upper,
       });
     } finally {
       if (running && !wasFrozen) cg.thaw();
@@ -686,7 +491,7 @@ export class NamespaceRuntime implements CapsuleRuntime {
       throw new Error(`invalid hostname ${JSON.stringify(hostname)}: use 1-63 letters, digits and inner '-'`);
     }
     s.hostname = hostname;
-    this.writeEtcFiles(s);
+    writeEtcFiles(s, this.opts.dnsServers);
     // isAlive also checks the pid is still our init (not a reused pid) right before we enter its namespace.
     if (!(await this.isAlive(handle))) return; // applied when it boots again
     try {
@@ -722,32 +527,14 @@ export class NamespaceRuntime implements CapsuleRuntime {
     const base = cg.exists()
       ? cg.stats()
       : { cpuUsageNs: 0n, memoryBytes: 0, memoryLimitBytes: s.spec.memoryMb * 1024 * 1024, pids: 0 };
-    return { ...base, diskUsedBytes: await diskUsageBytes(this.layerDirs(s).upper) };
+    return { ...base, diskUsedBytes: await diskUsageBytes(layerDirs(s).upper) };
   }
 
   /** Kills, unmounts and removes every capsule of ours (cgroups, sandbox dirs) not in knownIds. */
   async cleanupStale(knownIds: ReadonlySet<string>): Promise<void> {
-    const errors: string[] = [];
-    for (const id of listCapsuleCgroupIds(this.opts.cgroupRoot, this.opts.cgroupParent)) {
-      if (knownIds.has(id)) continue;
-      const cg = this.cgroups(id);
-      await cg
-        .killAll()
-        .then(() => cg.remove())
-        .catch((err: Error) => errors.push(err.message));
-    }
-    const dirs = await readdir(this.sandboxesDir).catch(() => [] as string[]);
-    for (const id of dirs) {
-      if (knownIds.has(id)) continue;
-      await removeTree(join(this.sandboxesDir, id)).catch((err: Error) => errors.push(err.message));
-    }
-    await this.idRanges.releaseUnknown(knownIds).catch((err: Error) => errors.push(err.message));
-    // Capsule mounts are private to the capsule, but a crash of an older agent may have left some.
-    for (const point of await mountsUnder(this.sandboxesDir)) {
-      const id = point.slice(this.sandboxesDir.length + 1).split('/')[0] ?? '';
-      if (!knownIds.has(id)) await unmountUnder(point).catch((err: Error) => errors.push(err.message));
-    }
-    if (errors.length) throw new Error(`cleanup of stale capsules was incomplete:\n${errors.join('\n')}`);
+    const { cgroupRoot, cgroupParent } = this.opts;
+    const sweep = { sandboxesDir: this.sandboxesDir, cgroupRoot, cgroupParent, idRanges: this.idRanges };
+    await cleanupStaleCapsules({ ...sweep, cgroups: (id) => this.cgroups(id) }, knownIds);
   }
 
   /** The sandbox directory of a capsule id (exists while the capsule does). */
@@ -760,61 +547,5 @@ export class NamespaceRuntime implements CapsuleRuntime {
       () => true,
       () => false,
     );
-  }
-}
-
-/**
- * Writes `text` over the start of the file and cuts it there: the file keeps its first block, so a
- * rename (setHostname) still works when the capsule has filled its disk. Owned by `owner` (root inside).
- */
-function rewriteInPlace(path: string, text: string, owner: number): void {
-  // Created when missing, never truncated first (and no O_APPEND: it would ignore the position).
-  const fd = openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_NOFOLLOW, 0o644);
-  try {
-    const data = Buffer.from(text);
-    writeSync(fd, data, 0, data.length, 0);
-    ftruncateSync(fd, data.length);
-    fchownSync(fd, owner, owner);
-  } finally {
-    closeSync(fd);
-  }
-}
-
-/** The last lines of the capsule's log (and of its rotated half when the current one is short). */
-function logTail(path: string): string {
-  const read = (p: string) => {
-    try {
-      return readFileSync(p, 'utf8');
-    } catch {
-      return '';
-    }
-  };
-  const text = `${read(`${path}.1`)}${read(path)}`.trim();
-  return text ? `\n--- last lines of ${path} ---\n${text.split('\n').slice(-15).join('\n')}` : '';
-}
-
-/** GET /health from the host over the capsule's network: proves the path the agent will use. */
-async function waitForHealth(ip: string, port: number, path: string, timeoutMs = 3000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  let last = '';
-  for (;;) {
-    const status = await new Promise<number>((res) => {
-      const req = http.get({ host: ip, port, path, timeout: 1000, agent: false }, (r) => {
-        r.resume();
-        res(r.statusCode ?? 0);
-      });
-      req.on('timeout', () => req.destroy(new Error('timeout')));
-      req.on('error', (err) => {
-        last = err.message;
-        res(0);
-      });
-    });
-    if (status >= 200 && status < 300) return;
-    if (status) last = `HTTP ${status}`;
-    if (Date.now() > deadline)
-      throw new Error(
-        `envd answered inside the capsule but not at http://${ip}:${port}${path} from the host (${last}): check the capsule network`,
-      );
-    await sleep(5);
   }
 }
