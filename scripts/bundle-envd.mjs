@@ -21,7 +21,7 @@ import { predecodedDescriptors } from './lib/predecoded-descriptors.mjs';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const out = join(root, 'packages/envd/dist/bundle');
-const { ENVD_NODE_FLAGS, ENVD_START, ENVD_V8_FLAGS } = await import(
+const { ENVD_NODE_FLAGS, ENVD_START, envdV8Flags } = await import(
   pathToFileURL(join(root, 'packages/envd/dist/src/bundle-layout.js')).href
 );
 const NATIVE = [
@@ -113,7 +113,7 @@ function writeStartFile() {
   if (!builtins.includes('node:http')) throw new Error('envd.cjs requires no node:http: the bundle looks wrong');
   const start = readFileSync(join(root, 'packages/envd/bundle/start.cjs'), 'utf8')
     .replace('const BUILTINS = [];', `const BUILTINS = ${JSON.stringify(builtins)};`)
-    .replace("const FLAGS = '';", `const FLAGS = ${JSON.stringify(ENVD_V8_FLAGS.join(' '))};`);
+    .replace("const FLAGS = '';", `const FLAGS = ${JSON.stringify(envdV8Flags().join(' '))};`);
   if (!start.includes('const BUILTINS = ["'))
     throw new Error('packages/envd/bundle/start.cjs has no BUILTINS list to fill in');
   writeFileSync(join(out, ENVD_START), start);

@@ -12,7 +12,7 @@ const { Script } = require('node:vm');
 // Node's own modules first, under default V8 flags: node accepts its embedded code cache for them
 // only then (any flag on the command line costs ~20 ms of compiling them, a third of a capsule's
 // envd start). The bundle's tuning flags are set right after, at run time. Both lists are written
-// here by scripts/bundle-envd.mjs (BUILTINS from the bundle's own requires, FLAGS = ENVD_V8_FLAGS).
+// here by scripts/bundle-envd.mjs (BUILTINS from the bundle's own requires, FLAGS = envdV8Flags()).
 const BUILTINS = [];
 const FLAGS = '';
 const file = join(__dirname, 'envd.cjs');

@@ -19,5 +19,10 @@ export const ENVD_NODE_FLAGS: readonly string[] = [];
  * ~4.5 MB RSS (compiler pages never touched); code that stays hot (command and file streams) is
  * still optimized, just a little later. (--max-semi-space-size, which only works on the command
  * line, was dropped for the start-up time: it saved ~1 MB.)
+ * V8 12 (Node 22 and later) counts invocations instead of an interrupt budget and refuses that flag
+ * ("unrecognized flag" on stderr): there envd sets none. Chosen by the node that builds the bundle,
+ * which is the node that runs it (the code cache is only accepted by that same node).
  */
-export const ENVD_V8_FLAGS: readonly string[] = ['--interrupt-budget=540000'];
+export function envdV8Flags(v8Version: string = process.versions.v8): readonly string[] {
+  return Number.parseInt(v8Version, 10) < 12 ? ['--interrupt-budget=540000'] : [];
+}
