@@ -1,8 +1,10 @@
 'use strict';
 // Starts envd's bundle (envd.cjs, next to this file) with the V8 code cache scripts/bundle-envd.mjs
 // made at build time (envd.v8cache): envd then skips compiling its code, at start and on the first
-// requests. Node 20 has no built-in compile cache, hence this loader. A cache made by another node
-// or under other V8 flags is rejected by V8; envd then compiles as usual and says so once.
+// requests. Node 20 has no built-in compile cache; on 22 and 24 node's own one
+// (module.enableCompileCache) made envd ready 20-25 ms later than this loader does
+// (bench/envd-compile-cache.mjs), so this stays. A cache made by another node or under other V8
+// flags is rejected by V8; envd then compiles as usual and says so once.
 // WRENN_ENVD_WRITE_CODE_CACHE=<file> (build time only): on SIGUSR2 write the cache and exit.
 const { readFileSync, writeFileSync } = require('node:fs');
 const { createRequire } = require('node:module');
