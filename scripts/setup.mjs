@@ -3,7 +3,7 @@
 // installs the Debian packages Wrenn needs, the npm packages, and builds the TypeScript.
 // Each step is skipped when already done, so repeated runs cost well under a second.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -75,6 +75,22 @@ if (
 ) {
   step('installing npm packages');
   execFileSync('npm', ['install', '--no-audit', '--no-fund'], { cwd: root, stdio: 'inherit' });
+}
+
+// better-sqlite3 is the one addon built against one node ABI (the others use N-API): after a switch
+// to another node line it no longer loads, so rebuild it then (once per ABI; the marker says which).
+const abiMarker = join(root, 'node_modules', '.wrenn-node-abi');
+if (!existsSync(abiMarker) || readFileSync(abiMarker, 'utf8').trim() !== process.versions.modules) {
+  const load = "new (require('better-sqlite3'))(':memory:').close()";
+  if (spawnSync(process.execPath, ['-e', load], { cwd: root, stdio: 'ignore' }).status !== 0) {
+    step(`rebuilding better-sqlite3 for node ${process.version}`);
+    // From source against this node's own headers when it has them (no header or prebuilt download).
+    const prefix = dirname(dirname(process.execPath));
+    const env = { ...process.env, npm_config_build_from_source: 'true' };
+    if (existsSync(join(prefix, 'include/node/node.h'))) env.npm_config_nodedir = prefix;
+    execFileSync('npm', ['rebuild', 'better-sqlite3'], { cwd: root, stdio: 'inherit', env });
+  }
+  writeFileSync(abiMarker, process.versions.modules);
 }
 
 // The native addon (UFFD, namespaces): npm install builds it; rebuilt here when its C++ changed since.
