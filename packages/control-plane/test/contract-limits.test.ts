@@ -54,6 +54,15 @@ test('native API: every contract limit is enforced on its exact edge', async (t)
     assert.equal(bad.status, 400, `${what}: one past the limit must be refused, got ${bad.status} ${bad.text}`);
     assert.match(bad.body.error.message, names, what);
   }
+  // A command's own timeout: past the limit the body is refused before the capsule is looked up.
+  const execAt = await call('POST', '/v1/capsules/cl-abcd/exec', { cmd: 'true', timeout_sec: L.maxCommandTimeoutSec });
+  assert.equal(execAt.status, 404, `exec timeout at the limit: ${execAt.text}`);
+  const execPast = await call('POST', '/v1/capsules/cl-abcd/exec', {
+    cmd: 'true',
+    timeout_sec: L.maxCommandTimeoutSec + 1,
+  });
+  assert.equal(execPast.status, 400, `exec timeout past the limit: ${execPast.text}`);
+  assert.match(execPast.body.error.message, /timeout_sec/);
   for (const action of TIMEOUT_ACTIONS) {
     const r = await call('POST', '/v1/capsules', { timeout_action: action });
     assert.equal(r.status, 503, `timeout_action ${action}: ${r.text}`);

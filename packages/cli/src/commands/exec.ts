@@ -1,5 +1,6 @@
 // `wrenn exec <id> -- cmd...`: runs a command in a capsule, streams its output and exits with its
 // exit code. Piped stdin is forwarded (echo hi | wrenn exec id -- cat).
+import { CAPSULE_LIMITS } from '@wrenn/protocol';
 import { ApiClient, CommandExitError, Commands } from '@wrenn/sdk';
 import { CliError, connection, parseIntOption, run, shellJoin } from './support.js';
 
@@ -13,7 +14,7 @@ export interface ExecOpts {
 export const exec = (id: string, words: string[], o: ExecOpts & { envs?: Record<string, string> }) =>
   run(async () => {
     if (words.length === 0) throw new CliError('give the command after --, e.g. `wrenn exec <id> -- ls -la /`');
-    const timeoutSec = parseIntOption('--timeout', o.timeout, 0, 86400);
+    const timeoutSec = parseIntOption('--timeout', o.timeout, 0, CAPSULE_LIMITS.maxCommandTimeoutSec);
     // Straight to the command's WebSocket, which refuses an unknown or paused capsule itself: no
     // REST round trip first, and no HTTP client (undici) to load, keeps `wrenn exec` quick.
     const commands = new Commands(new ApiClient(connection()), id);

@@ -8,10 +8,10 @@ import { parseCidr } from '@wrenn/host-agent/network/egress-policy';
 import {
   asDomainError,
   CAPSULE_DEFAULTS,
-  CAPSULE_LIMITS,
   type CapsuleRequest,
   ConflictError,
   capsuleRequestProblem,
+  commandTimeoutProblem,
   DEFAULT_TIMEOUT_ACTION,
   DeadlineExceededError,
   DomainError,
@@ -25,6 +25,7 @@ import {
   NotFoundError,
   type PauseMode,
   ResourceExhaustedError,
+  timeoutProblem,
   UnavailableError,
 } from '@wrenn/protocol';
 import {
@@ -119,13 +120,6 @@ export interface CapsuleMetrics {
 // ---------------------------------------------------------------------------------------------
 // Validation: the contract's rules (@wrenn/protocol) as InvalidArgument. Both APIs create through here.
 
-function intInRange(value: number | undefined, field: string, min: number, max: number): void {
-  if (value === undefined) return;
-  if (!Number.isInteger(value) || value < min || value > max) {
-    throw new InvalidArgumentError(`${field} must be a whole number from ${min} to ${max}, got ${value}`);
-  }
-}
-
 const refuse = (problem: string | undefined): void => {
   if (problem) throw new InvalidArgumentError(problem);
 };
@@ -134,6 +128,9 @@ export function validateEnvs(envs: unknown, field = 'env'): Record<string, strin
   refuse(envsProblem(envs, field));
   return (envs ?? {}) as Record<string, string>;
 }
+
+/** A command's own timeout (exec and the streamed command protocols). */
+export const validateCommandTimeout = (value: unknown): void => refuse(commandTimeoutProblem(value));
 
 export function validateMetadata(metadata: unknown, field = 'metadata'): Record<string, string> {
   refuse(metadataProblem(metadata, field));
@@ -580,7 +577,7 @@ export async function resumeCapsule(
   id: string,
   opts: { timeoutSec?: number } = {},
 ): Promise<Capsule> {
-  intInRange(opts.timeoutSec, 'timeout_sec', 0, CAPSULE_LIMITS.maxTimeoutSec);
+  refuse(timeoutProblem(opts.timeoutSec));
   const c = await requireCapsuleState(ctx, teamId, id, ['paused', 'hibernated'], 'resume');
   const agent = await agentForCapsule(ctx, c);
   let res: Awaited<ReturnType<typeof agent.resumeCapsule>>;
@@ -620,7 +617,7 @@ export async function setCapsuleTimeout(
   timeoutSec: number,
 ): Promise<Capsule> {
   if (timeoutSec === undefined) throw new InvalidArgumentError('timeout_sec is required');
-  intInRange(timeoutSec, 'timeout_sec', 0, CAPSULE_LIMITS.maxTimeoutSec);
+  refuse(timeoutProblem(timeoutSec));
   const c = await requireCapsuleState(ctx, teamId, id, ['running'], 'set the timeout of');
   const agent = await agentForCapsule(ctx, c);
   const res = await agent.pingCapsule({ id, timeoutSec });
@@ -655,7 +652,7 @@ export async function execCommand(
   signal?: AbortSignal,
 ): Promise<ExecResult> {
   if (typeof input.cmd !== 'string' || input.cmd.length === 0) throw new InvalidArgumentError('cmd is required');
-  intInRange(input.timeoutSec, 'timeout_sec', 0, 24 * 3600);
+  validateCommandTimeout(input.timeoutSec);
   const envs = validateEnvs(input.envs);
   const { agent } = await capsuleAgent(ctx, teamId, id, ['running'], 'run commands in');
   try {

@@ -9,6 +9,8 @@ export const CAPSULE_LIMITS = {
   maxMemoryMb: 65536,
   /** 0 means "never"; otherwise at most a week. */
   maxTimeoutSec: 7 * 24 * 3600,
+  /** One command's own timeout (exec, streamed commands); 0 means none. */
+  maxCommandTimeoutSec: 24 * 3600,
   maxMetadataKeys: 64,
   maxMetadataKeyLength: 128,
   maxMetadataValueLength: 1024,

@@ -45,6 +45,9 @@ function stringRecordProblem(value: unknown, field: string): string | undefined 
 export const timeoutProblem = (value: number | undefined, field = 'timeout_sec'): string | undefined =>
   intProblem(value, field, 0, CAPSULE_LIMITS.maxTimeoutSec);
 
+export const commandTimeoutProblem = (value: unknown, field = 'timeout_sec'): string | undefined =>
+  value === undefined ? undefined : intProblem(value as number, field, 0, CAPSULE_LIMITS.maxCommandTimeoutSec);
+
 /** Environment variables of a capsule or of one command. */
 export function envsProblem(envs: unknown, field = 'env'): string | undefined {
   const shape = stringRecordProblem(envs, field);

@@ -122,7 +122,7 @@ export const ExecBody = Type.Object(
     cwd: Type.Optional(Type.String()),
     user: Type.Optional(Type.String()),
     stdin_base64: Type.Optional(Type.String({ contentEncoding: 'base64' })),
-    timeout_sec: Type.Optional(Type.Integer({ minimum: 0, maximum: 86400 })),
+    timeout_sec: Type.Optional(Type.Integer({ minimum: 0, maximum: CAPSULE_LIMITS.maxCommandTimeoutSec })),
   },
   { additionalProperties: false },
 );

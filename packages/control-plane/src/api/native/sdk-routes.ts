@@ -21,7 +21,7 @@ import { type ProcessEvent, Signal } from '@wrenn/protocol/gen/envd/process_pb';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { RawData, WebSocket } from 'ws';
 import type { ControlPlaneContext } from '../../context.js';
-import { type Capsule, capsuleAgent, validateEnvs } from '../../services/capsules.js';
+import { type Capsule, capsuleAgent, validateCommandTimeout, validateEnvs } from '../../services/capsules.js';
 import { teamOf } from '../auth.js';
 import { STDIN_BODY_LIMIT } from '../edge.js';
 
@@ -85,9 +85,7 @@ function parseStart(raw: Buffer): CommandStart {
   for (const k of ['cwd', 'user', 'tag'] as const) {
     if (m[k] !== undefined && typeof m[k] !== 'string') throw new InvalidArgumentError(`${k} must be a string`);
   }
-  if (m.timeout_sec !== undefined && (!Number.isInteger(m.timeout_sec) || m.timeout_sec < 0 || m.timeout_sec > 86400)) {
-    throw new InvalidArgumentError('timeout_sec must be a whole number from 0 to 86400');
-  }
+  validateCommandTimeout(m.timeout_sec);
   validateEnvs(m.env);
   return m as CommandStart;
 }

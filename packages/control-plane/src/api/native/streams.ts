@@ -18,7 +18,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { RawData, WebSocket } from 'ws';
 import type { AgentClient } from '../../agents/pool.js';
 import type { ControlPlaneContext } from '../../context.js';
-import { type Capsule, capsuleAgent, validateEnvs } from '../../services/capsules.js';
+import { type Capsule, capsuleAgent, validateCommandTimeout, validateEnvs } from '../../services/capsules.js';
 import { teamOf } from '../auth.js';
 
 import { CapsuleIdParams } from './schemas.js';
@@ -54,9 +54,7 @@ function parseExecStart(raw: Buffer): ExecStart {
     throw bad('args must be an array of strings');
   if (m.cwd !== undefined && typeof m.cwd !== 'string') throw bad('cwd must be a string');
   if (m.user !== undefined && typeof m.user !== 'string') throw bad('user must be a string');
-  if (m.timeout_sec !== undefined && (!Number.isInteger(m.timeout_sec) || m.timeout_sec < 0 || m.timeout_sec > 86400)) {
-    throw bad('timeout_sec must be a whole number from 0 to 86400');
-  }
+  validateCommandTimeout(m.timeout_sec);
   validateEnvs(m.env);
   return m as ExecStart;
 }
