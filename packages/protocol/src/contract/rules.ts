@@ -1,7 +1,7 @@
 // The rules of a capsule request that no JSON schema can say (env names, byte budgets, NUL bytes),
 // written once. Each returns the first problem as a sentence naming the field, or undefined; the
 // process that took the input turns it into its own error (an HTTP 400, a Connect InvalidArgument).
-import { CAPSULE_LIMITS } from './limits.js';
+import { type CAPSULE_DEFAULTS, CAPSULE_LIMITS } from './limits.js';
 import { RUNTIME_NAMES } from './states.js';
 
 /** A POSIX shell variable name: what envd can export. */
@@ -11,18 +11,22 @@ export const USER_NAME_RE = /^[a-z0-9_][a-z0-9_.-]{0,31}$/i;
 
 /** The fields of a capsule request every process shares (camelCase; the APIs map their JSON onto it). */
 export interface CapsuleRequest {
+  /** Template or snapshot name. Every default is in {@link CAPSULE_DEFAULTS}, every bound in {@link CAPSULE_LIMITS}. */
   template?: string;
+  /** A snapshot keeps the shape it was taken with. */
   vcpus?: number;
   memoryMb?: number;
-  /** Seconds until the timeout action applies; 0 = never. */
+  /** Seconds of inactivity until the timeout action applies; 0 = never. */
   timeoutSec?: number;
+  /** Environment variables of every process in the capsule. */
   envs?: Record<string, string>;
+  /** Labels to find the capsule by; also exported into its environment. */
   metadata?: Record<string, string>;
-  /** Outbound internet. */
+  /** Outbound internet access. */
   internet?: boolean;
   /** Egress beyond the internet switch: CIDRs reachable even with internet off (the host decides which private ones may be named). */
   network?: { allowOut?: string[] };
-  /** namespace, qemu or firecracker. */
+  /** namespace, qemu or firecracker (default: what the host offers). */
   runtime?: string;
   /** envd's default user for commands and files (a name in the template's /etc/passwd). */
   defaultUser?: string;
