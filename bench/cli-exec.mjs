@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startUp } from '../packages/control-plane/dist/src/up.js';
+import { startUp } from '@wrenn/cli';
 import { Capsule } from '../packages/sdk/dist/src/index.js';
 import { removeCgroupParent } from './lib/cgroup-parent.mjs';
 

@@ -5,8 +5,8 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { startUp } from '@wrenn/cli';
 import { Sandbox } from 'e2b';
-import { startUp } from '../packages/control-plane/dist/src/up.js';
 import { removeCgroupParent } from './lib/cgroup-parent.mjs';
 
 const N = Number(process.env.BENCH_N ?? 15);

@@ -8,9 +8,9 @@
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { startUp } from '@wrenn/cli';
 import { HostMonitor } from '../packages/control-plane/dist/src/hosts/monitor.js';
 import { Reconciler } from '../packages/control-plane/dist/src/reconciler/reconciler.js';
-import { startUp } from '../packages/control-plane/dist/src/up.js';
 import { removeCgroupParent } from './lib/cgroup-parent.mjs';
 
 const STEPS = (process.env.BENCH_STEPS ?? '0,100,200').split(',').map(Number);

@@ -15,8 +15,8 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { startUp } from '@wrenn/cli';
 import WebSocket from 'ws';
-import { startUp } from '../packages/control-plane/dist/src/up.js';
 import { removeCgroupParent } from './lib/cgroup-parent.mjs';
 
 const DURATION = Number(process.env.BENCH_SECONDS ?? 8);

@@ -76,7 +76,7 @@ function stopOnSignals(stop) {
 }
 
 async function runUp() {
-  const { startUp } = await import('../../packages/control-plane/dist/src/up.js');
+  const { startUp } = await import('@wrenn/cli');
   const up = await startUp({
     dataDir: o.dataDir,
     listen: { host: '127.0.0.1', port: 0 },
@@ -104,7 +104,7 @@ async function runAgent() {
   const { createLocalLayers } = await import('../../packages/host-agent/dist/src/local-providers.js');
   const { startAgent } = await import('../../packages/host-agent/dist/src/agent.js');
   const { agentNetWarmPool } = await import('../../packages/host-agent/dist/src/network/index.js');
-  const { registerWithControlPlane } = await import('../../packages/control-plane/dist/src/hosts/register-client.js');
+  const { registerWithControlPlane } = await import('@wrenn/host-agent');
   mkdirSync(agentDir, { recursive: true });
   const layers = await createLocalLayers(agentDir, {
     network: { ...DENSITY_NETWORK, warmPool: agentNetWarmPool() },

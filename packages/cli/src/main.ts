@@ -20,7 +20,7 @@ program
   .addOption(new Option('--port <port>', 'port to listen on').default(String(ENVD_PORT)).env('WRENN_ENVD_PORT'))
   .addOption(new Option('--host <addr>', 'address to listen on').default('0.0.0.0').env('WRENN_ENVD_HOST'))
   .action(async (opts: { port: string; host: string }) => {
-    const { runEnvdFromCli } = await import('@wrenn/envd/cli');
+    const { runEnvdFromCli } = await import('@wrenn/envd');
     await runEnvdFromCli({ port: parsePort(opts.port), host: opts.host });
   });
 
@@ -46,11 +46,11 @@ program
       .env('WRENN_WARM_POOL'),
   )
   .action(async (opts: Record<string, string | undefined>) => {
-    const { runAgentFromCli } = await import('@wrenn/host-agent/cli');
+    const { runAgentFromCli } = await import('@wrenn/host-agent');
     await runAgentFromCli(opts, {
       async onListening(agent) {
         if (!opts.controlPlane) return;
-        const { registerWithControlPlane } = await import('@wrenn/control-plane/hosts/register-client');
+        const { registerWithControlPlane } = await import('@wrenn/host-agent');
         const { join } = await import('node:path');
         const agentUrl = opts.advertiseUrl ?? agent.url;
         if (/^http:\/\/(0\.0\.0\.0|\[::\])(:|$)/.test(agentUrl)) {
@@ -90,7 +90,7 @@ program
       .env('WRENN_WARM_POOL'),
   )
   .action(async (opts: Record<string, string | undefined>) => {
-    const { runUpFromCli } = await import('@wrenn/control-plane/cli');
+    const { runUpFromCli } = await import('./commands/serve.js');
     await runUpFromCli(opts);
   });
 
@@ -101,7 +101,7 @@ program
   .addOption(new Option('--data-dir <dir>', 'data directory').default('/var/lib/wrenn').env('WRENN_DIR'))
   .addOption(new Option('--domain <domain>', 'domain for proxy host names').default('localhost').env('WRENN_DOMAIN'))
   .action(async (opts: Record<string, string | undefined>) => {
-    const { runServerFromCli } = await import('@wrenn/control-plane/cli');
+    const { runServerFromCli } = await import('./commands/serve.js');
     await runServerFromCli(opts);
   });
 

@@ -6,17 +6,31 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type RunningAgent, startAgent } from '@wrenn/host-agent/agent';
-import { type LocalLayers, networkProvider, templateProvider } from '@wrenn/host-agent/local-providers';
-import { NetworkManager, startMetadataHttpServer } from '@wrenn/host-agent/network/index';
-import { TemplateStore } from '@wrenn/host-agent/rootfs/index';
-import { NamespaceRuntime } from '@wrenn/host-agent/runtimes/namespace/index';
-import type { CapsuleRuntime, RuntimeName } from '@wrenn/host-agent/runtimes/runtime';
+import {
+  type CapsuleRuntime,
+  type LocalLayers,
+  NamespaceRuntime,
+  NetworkManager,
+  networkProvider,
+  type RunningAgent,
+  type RuntimeName,
+  startAgent,
+  startMetadataHttpServer,
+  TemplateStore,
+  templateProvider,
+} from '@wrenn/host-agent';
 import pino from 'pino';
+import type { RunningUp } from '../src/local-host.js';
 import { type StateLoops, startStateLoops } from '../src/reconciler/index.js';
 import { type RunningControlPlane, startControlPlane } from '../src/server.js';
-import { agentCgroupParent, removeCgroupParent, slotNetwork } from '../src/testing/live-up.js';
-import { type RunningUp, startUp, type UpOptions } from '../src/up.js';
+import {
+  agentCgroupParent,
+  removeCgroupParent,
+  SHARED_IMAGES,
+  slotNetwork,
+  startTestUp,
+  type TestUpOptions,
+} from '../src/testing/live-up.js';
 import { startTestPostgres, type TestPostgres } from './pg.js';
 
 export type DbKind = 'sqlite' | 'postgres';
@@ -102,31 +116,28 @@ const quietLog = pino({ level: process.env.WRENN_TEST_LOG ?? 'silent' });
 const agentLog = (level: 'info' | 'warn' | 'error', msg: string, data?: Record<string, unknown>) =>
   quietLog[level](data ?? {}, msg);
 
-/** The template cache the host-agent tests share, so `base` (debootstrap, a minute or more) is built once per machine. */
-export const SHARED_IMAGES = process.env.WRENN_TEST_IMAGES ?? '/var/cache/wrenn-test-images';
+/** The template cache the live suites share, so `base` (debootstrap, a minute or more) is built once per machine. */
+export { SHARED_IMAGES };
 
 export async function startLive(o: {
   db: DbKind;
   slot: number;
   imagesDir?: string;
-  capacity?: UpOptions['capacity'];
+  capacity?: TestUpOptions['capacity'];
 }): Promise<LiveSystem> {
   const dataDir = mkdtempSync(join(tmpdir(), 'wrenn-live-'));
   const databaseUrl = o.db === 'postgres' ? await postgresUrl() : undefined;
   const domain = 'wrenn.test';
   let up: RunningUp;
   try {
-    up = await startUp({
+    up = await startTestUp({
       dataDir,
-      listen: { host: '127.0.0.1', port: 0 },
+      slot: o.slot,
       domain,
       ...(databaseUrl ? { databaseUrl } : {}),
-      network: testNetwork(o.slot),
-      // Its own cgroup parent: agents that shared one would clean up each other's capsules.
-      cgroupParent: agentCgroupParent(o.slot),
-      ...(o.imagesDir ? { imagesDir: o.imagesDir } : {}),
+      // Without one of its own, a template cache in the data dir (as `wrenn up` keeps).
+      imagesDir: o.imagesDir ?? join(dataDir, 'images'),
       ...(o.capacity ? { capacity: o.capacity } : {}),
-      logLevel: process.env.WRENN_TEST_LOG ?? 'silent',
     });
   } catch (err) {
     rmSync(dataDir, { recursive: true, force: true });

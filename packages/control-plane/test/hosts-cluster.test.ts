@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { RegistrationError, registerWithControlPlane } from '@wrenn/host-agent';
 import { Sandbox, SandboxNotFoundError } from 'e2b';
 import Fastify from 'fastify';
 import { errorHandler } from '../src/api/errors.js';
@@ -15,7 +16,7 @@ import { createApiKey } from '../src/auth/api-keys.js';
 import { getCapsule } from '../src/db/repositories/capsules.js';
 import { getHost } from '../src/db/repositories/hosts.js';
 import { createTeam } from '../src/db/repositories/teams.js';
-import { HostMonitor, hostRoutes, RegistrationError, registerWithControlPlane } from '../src/hosts/index.js';
+import { HostMonitor, hostRoutes } from '../src/hosts/index.js';
 import { Reconciler } from '../src/reconciler/index.js';
 import { type DbKind, type ExtraAgent, type LiveSystem, startLive, stopPostgres, waitFor } from './e2b-live.js';
 

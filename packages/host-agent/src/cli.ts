@@ -1,9 +1,7 @@
 // `wrenn agent`: the host agent on this machine, optionally registered with a control plane.
 import pino from 'pino';
-import { type RunningAgent, startAgent } from './agent.js';
-import { describeCapacity } from './capacity/capacity.js';
-import { createLocalLayers } from './local-providers.js';
-import { agentNetWarmPool } from './network/index.js';
+import type { RunningAgent } from './agent.js';
+import { startLocalAgent } from './local-agent.js';
 
 export function parseListen(value: string, flag = '--listen'): { host: string; port: number } {
   const m = /^(\[[^\]]+\]|[^:]+):(\d{1,5})$/.exec(value);
@@ -39,33 +37,15 @@ export async function runAgentFromCli(
   if (process.getuid?.() !== 0)
     throw new Error('the host agent needs root (namespaces, cgroups, network); run it with sudo');
   const log = pino({ base: { svc: 'host-agent' } });
-  const listen = parseListen(opts.listen ?? '127.0.0.1:50051');
-  const dataDir = opts.dataDir ?? '/var/lib/wrenn';
-  const layers = await createLocalLayers(dataDir, { network: { warmPool: agentNetWarmPool() }, log });
-  const agent = await startAgent({
-    ...layers,
-    dataDir,
-    listen,
+  const { agent, close } = await startLocalAgent({
+    dataDir: opts.dataDir ?? '/var/lib/wrenn',
+    listen: parseListen(opts.listen ?? '127.0.0.1:50051'),
     warmPool: parseWarmPool(opts.warmPool),
-    log: (level, msg, data) => log[level](data ?? {}, msg),
+    log,
   });
-  log.info(
-    {
-      url: agent.url,
-      hostId: agent.hostId,
-      dataDir,
-      secret: agent.secretSource.source === 'env' ? 'WRENN_AGENT_SECRET' : agent.secretSource.file,
-      runtimes: [...layers.runtimes.keys()],
-      defaultRuntime: layers.defaultRuntime,
-      why: layers.runtimeReasons,
-      capacity: describeCapacity(agent.manager.capacity(0, true)),
-    },
-    'host agent listening',
-  );
   await hooks.onListening?.(agent);
   const stop = async () => {
-    await agent.close();
-    await layers.close();
+    await close();
     process.exit(0);
   };
   process.once('SIGTERM', () => void stop());

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { type Live, startLive } from '@wrenn/control-plane/testing/live-up';
+import { type Live, startLive } from '@wrenn/control-plane/testing';
 import { build } from 'esbuild';
 import { type BrowserContext, chromium } from 'playwright-core';
 

@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import { after, before, describe, it } from 'node:test';
-import { type Live, startLive } from '@wrenn/control-plane/testing/live-up';
+import { type Live, startLive } from '@wrenn/control-plane/testing';
 import {
   AuthenticationError,
   Capsule,

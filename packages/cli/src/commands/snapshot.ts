@@ -111,7 +111,7 @@ export const templateBuild = (o: TemplateBuildOpts) =>
     const context = o.context ?? '.';
     if (!statSync(context, { throwIfNoEntry: false })?.isDirectory())
       throw new CliError(`the build context ${context} is not a directory (-c)`);
-    const { buildTemplate, TemplateBuildError } = await import('@wrenn/sdk/templates-build');
+    const { buildTemplate, TemplateBuildError } = await import('@wrenn/sdk');
     try {
       const b = await buildTemplate({
         ...connection(),

@@ -5,7 +5,7 @@
 // (in-process-client.ts, no credential needed) unless WRENN_LOCAL_AGENT_RPC=http. Either way calls
 // fail with domain errors (domain-errors-client.ts), not ConnectErrors.
 import type { ServiceImpl } from '@connectrpc/connect';
-import { type AgentClient, createAgentClient } from '@wrenn/host-agent/auth/client';
+import { type AgentClient, createAgentClient } from '@wrenn/host-agent/client';
 import { HostAgentService } from '@wrenn/protocol/gen/hostagent/v1/hostagent_pb';
 import { withDomainErrors } from './domain-errors-client.js';
 import { createInProcessClient } from './in-process-client.js';

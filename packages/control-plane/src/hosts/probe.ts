@@ -1,8 +1,7 @@
 // Asks a host agent who it is (GetHostInfo) with a deadline: used at registration, so a host whose
 // address the control plane cannot reach is refused at once instead of failing later, and by the
 // heartbeat monitor.
-
-import { createAgentClient } from '@wrenn/host-agent/auth/client';
+import { createAgentClient } from '@wrenn/host-agent/client';
 import { messageOf } from '@wrenn/protocol';
 import type { GetHostInfoResponse } from '@wrenn/protocol/gen/hostagent/v1/hostagent_pb';
 import type { AgentEndpoint, AgentPool } from '../agents/pool.js';

@@ -18,8 +18,13 @@
 // this path's answer (409, or a resume).
 import http from 'node:http';
 import net from 'node:net';
-import { rewriteLocation } from '@wrenn/host-agent/proxy/forward';
-import { type GuestFailure, guestErrorResponse, portNotOpen, proxyFailure } from '@wrenn/host-agent/proxy/guest-errors';
+import {
+  type GuestFailure,
+  guestErrorResponse,
+  portNotOpen,
+  proxyFailure,
+  rewriteLocation,
+} from '@wrenn/host-agent/client';
 import type { RelayHttp } from '@wrenn/native';
 import {
   ChunkedScanner,

@@ -12,13 +12,16 @@
 import http from 'node:http';
 import type net from 'node:net';
 import type { Duplex } from 'node:stream';
-import { createProxyAgent, forwardHttp, forwardUpgrade, type ProxyTarget } from '@wrenn/host-agent/proxy/forward';
 import {
+  createProxyAgent,
+  forwardHttp,
+  forwardUpgrade,
   type GuestFailure,
   guestErrorResponse,
+  type ProxyTarget,
   proxyFailure,
   sendGuestError,
-} from '@wrenn/host-agent/proxy/guest-errors';
+} from '@wrenn/host-agent/client';
 import {
   type RelayHttp,
   type RelayResult,

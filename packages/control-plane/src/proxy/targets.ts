@@ -1,8 +1,7 @@
 // Where a capsule's port is reached: the capsule's own address when its host agent runs in this
 // process's machine (wrenn up), else that agent's /proxy endpoint. Cached per capsule, evicted when
 // the capsule goes away or changes state.
-import { AGENT_SECRET_HEADER } from '@wrenn/host-agent/auth/request-auth';
-import { type GuestFailure, proxyFailure, sandboxNotFound } from '@wrenn/host-agent/proxy/guest-errors';
+import { AGENT_SECRET_HEADER, type GuestFailure, proxyFailure, sandboxNotFound } from '@wrenn/host-agent/client';
 import type { ControlPlaneContext } from '../context.js';
 import { isCapsuleId } from '../ids.js';
 

@@ -4,7 +4,7 @@
 // (@wrenn/protocol; the agent client turns the agent's Connect codes into them too), so each API
 // only has to render them in its own error shape.
 import { randomBytes } from 'node:crypto';
-import { parseCidr } from '@wrenn/host-agent/network/egress-policy';
+import { parseCidr } from '@wrenn/host-agent/client';
 import {
   asDomainError,
   CAPSULE_DEFAULTS,

@@ -1,13 +1,19 @@
-// A live `wrenn up` for the SDK and CLI test suites: control plane + in-process host agent
-// running real namespace capsules, on loopback, with its own network slot so it runs beside other
-// suites. close() destroys the capsules and removes namespaces, veths, iptables chains and the
-// data dir. (The control plane's own suites use test/e2b-live.ts, which also runs PostgreSQL.)
+// A live system like `wrenn up` for the test suites of this package and of the SDK and CLI: control
+// plane + in-process host agent running real namespace capsules, on loopback, with its own network
+// slot so it runs beside other suites. close() destroys the capsules and removes namespaces, veths,
+// iptables chains and the data dir. (The control plane's e2b suites wrap it in test/e2b-live.ts,
+// which also runs PostgreSQL.)
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { NetworkOptions } from '@wrenn/host-agent/network/index';
-import { removeCgroupParentIfEmpty } from '@wrenn/host-agent/runtimes/namespace/index';
-import { type RunningUp, startUp, type UpOptions } from '../up.js';
+import {
+  type LocalAgentOptions,
+  type NetworkOptions,
+  removeCgroupParentIfEmpty,
+  startLocalAgent,
+} from '@wrenn/host-agent';
+import pino from 'pino';
+import { type RunningUp, startWithLocalAgent } from '../local-host.js';
 
 export interface Live {
   up: RunningUp;
@@ -17,7 +23,7 @@ export interface Live {
 }
 
 /** Template cache shared by the live suites (so `minimal` is built once per machine). */
-const SHARED_IMAGES = process.env.WRENN_TEST_IMAGES ?? '/var/cache/wrenn-test-images';
+export const SHARED_IMAGES = process.env.WRENN_TEST_IMAGES ?? '/var/cache/wrenn-test-images';
 
 /**
  * Network settings that collide neither with a real Wrenn on this machine nor with other suites
@@ -49,25 +55,57 @@ export function removeCgroupParent(slot: number): void {
   removeCgroupParentIfEmpty(undefined, agentCgroupParent(slot));
 }
 
-/** `extra`: further startUp options (e.g. a small capsuleDiskMb for disk-filling probes). */
+export interface TestUpOptions {
+  dataDir: string;
+  /** Network slot (see slotNetwork); also picks the agent's cgroup parent. */
+  slot: number;
+  domain?: string;
+  databaseUrl?: string;
+  /** Template cache (default the shared one, so `minimal` is built once per machine). */
+  imagesDir?: string;
+  /** Each namespace capsule's disk in MiB (e.g. small for disk-filling probes). */
+  capsuleDiskMb?: number;
+  capacity?: LocalAgentOptions['capacity'];
+}
+
+/** The test system itself: this machine's agent in a slot of its own, and a control plane over it. */
+export async function startTestUp(o: TestUpOptions): Promise<RunningUp> {
+  const logLevel = process.env.WRENN_TEST_LOG ?? 'silent';
+  const local = await startLocalAgent({
+    dataDir: o.dataDir,
+    listen: { host: '127.0.0.1', port: 0 },
+    network: slotNetwork(o.slot),
+    cgroupParent: agentCgroupParent(o.slot),
+    imagesDir: o.imagesDir ?? SHARED_IMAGES,
+    ...(o.capsuleDiskMb !== undefined ? { diskMb: o.capsuleDiskMb } : {}),
+    ...(o.capacity ? { capacity: o.capacity } : {}),
+    log: pino({ level: logLevel, base: { svc: 'host-agent' } }),
+  });
+  try {
+    return await startWithLocalAgent({
+      local,
+      dataDir: o.dataDir,
+      listen: { host: '127.0.0.1', port: 0 },
+      domain: o.domain ?? 'localhost',
+      ...(o.databaseUrl ? { databaseUrl: o.databaseUrl } : {}),
+      logLevel,
+    });
+  } catch (err) {
+    await local.close().catch(() => undefined);
+    throw err;
+  }
+}
+
+/** `extra`: further options (e.g. a small capsuleDiskMb for disk-filling probes). */
 export async function startLive(
   slot: number,
   label: string,
-  extra: Pick<UpOptions, 'capsuleDiskMb'> = {},
+  extra: Pick<TestUpOptions, 'capsuleDiskMb'> = {},
 ): Promise<Live> {
   const dataDir = mkdtempSync(join(tmpdir(), `wrenn-${label}-live-`));
   let up: RunningUp;
   try {
-    up = await startUp({
-      dataDir,
-      listen: { host: '127.0.0.1', port: 0 },
-      domain: 'localhost',
-      network: slotNetwork(slot),
-      cgroupParent: agentCgroupParent(slot),
-      imagesDir: SHARED_IMAGES,
-      ...extra,
-      logLevel: process.env.WRENN_TEST_LOG ?? 'silent',
-    });
+    up = await startTestUp({ dataDir, slot, ...extra });
   } catch (err) {
     rmSync(dataDir, { recursive: true, force: true });
     throw err;

@@ -1,6 +1,6 @@
 // Wrenn capsules as E2B sandboxes. E2B knows two states: starting and running capsules are
 // "running"; paused (memory kept) and hibernated (disk kept) ones are "paused".
-import { ENVD_VERSION } from '@wrenn/envd/version';
+import { ENVD_VERSION } from '@wrenn/envd/host';
 import type { ControlPlaneContext } from '../../context.js';
 import type { Capsule, CapsuleState } from '../../db/repositories/capsules.js';
 import type { Template as WrennTemplate } from '../../db/repositories/templates.js';

@@ -9,7 +9,7 @@ import { existsSync, realpathSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { ENVD_NODE_FLAGS, ENVD_START } from '@wrenn/envd/bundle-layout';
+import { ENVD_NODE_FLAGS, ENVD_START } from '@wrenn/envd/host';
 
 const run = promisify(execFile);
 

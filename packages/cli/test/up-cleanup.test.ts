@@ -8,9 +8,8 @@ import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { agentCgroupParent, removeCgroupParent, slotNetwork } from '../src/testing/live-up.js';
+import { agentCgroupParent, removeCgroupParent, SHARED_IMAGES, slotNetwork } from '@wrenn/control-plane/testing';
 import { type RunningUp, startUp } from '../src/up.js';
-import { SHARED_IMAGES } from './e2b-live.js';
 
 const SLOT = 8;
 const net = slotNetwork(SLOT);

@@ -1,6 +1,6 @@
 // The agent-side registration client's own failures: bad URLs, no token, a control plane that
 // does not answer, a refusal; and that a remembered registration needs no token. (Registration
-// that succeeds end to end is in hosts-cluster.test.ts.)
+// that succeeds end to end is in the control plane's hosts-cluster.test.ts.)
 
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
@@ -9,7 +9,7 @@ import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { RegistrationError, registerWithControlPlane } from '../src/hosts/register-client.js';
+import { RegistrationError, registerWithControlPlane } from '../src/registration/register-client.js';
 
 const agentSecret = 's'.repeat(43);
 

@@ -1,10 +1,10 @@
-// `wrenn up` and `wrenn server`.
-import { parseListen, parseWarmPool } from '@wrenn/host-agent/cli';
+// `wrenn up` (the whole system on this machine) and `wrenn server` (a control plane alone).
+import { parseListen, parseWarmPool } from '@wrenn/host-agent';
 
 export async function runUpFromCli(opts: Record<string, string | undefined>): Promise<void> {
   if (process.getuid?.() !== 0)
     throw new Error('`wrenn up` runs a host agent, which needs root (namespaces, cgroups, network); run it with sudo');
-  const { startUp } = await import('./up.js');
+  const { startUp } = await import('../up.js');
   const dataDir = opts.dataDir ?? '/var/lib/wrenn';
   const up = await startUp({
     dataDir,
@@ -34,8 +34,7 @@ export async function runUpFromCli(opts: Record<string, string | undefined>): Pr
 }
 
 export async function runServerFromCli(opts: Record<string, string | undefined>): Promise<void> {
-  const { startControlPlane } = await import('./server.js');
-  const { ensureAdmin } = await import('./auth/index.js');
+  const { startControlPlane, ensureAdmin } = await import('@wrenn/control-plane');
   const listen = parseListen(opts.listen ?? '127.0.0.1:8000');
   const dataDir = opts.dataDir ?? '/var/lib/wrenn';
   const cp = await startControlPlane({
