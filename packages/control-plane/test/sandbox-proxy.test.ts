@@ -9,7 +9,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type TestContext, test } from 'node:test';
-import { guestErrorBody, proxyFailure } from '@wrenn/host-agent/proxy/guest-errors';
+import { guestErrorBody, proxyFailure } from '@wrenn/host-agent/client';
 import { relayAvailable, relayStats } from '@wrenn/native';
 import { WebSocket, WebSocketServer } from 'ws';
 import { type CapsuleState, createCapsule, setCapsuleState } from '../src/db/repositories/capsules.js';

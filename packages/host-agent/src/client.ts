@@ -9,6 +9,7 @@ export { MAX_ALLOW_OUT, parseCidr } from './network/egress-policy.js';
 export { createProxyAgent, forwardHttp, forwardUpgrade, type ProxyTarget, rewriteLocation } from './proxy/forward.js';
 export {
   type GuestFailure,
+  guestErrorBody,
   guestErrorResponse,
   portNotOpen,
   proxyFailure,
