@@ -4,6 +4,7 @@
 import { createAgentClient } from '@wrenn/host-agent/client';
 import { messageOf } from '@wrenn/protocol';
 import type { GetHostInfoResponse } from '@wrenn/protocol/gen/hostagent/v1/hostagent_pb';
+import { withDomainErrors } from '../agents/domain-errors-client.js';
 import type { AgentEndpoint, AgentPool } from '../agents/pool.js';
 
 export interface HostInfo {
@@ -45,7 +46,7 @@ export async function probeHost(agents: AgentPool, host: AgentEndpoint, timeoutM
  * With the agent's secret, so a wrong secret fails here (unauthenticated) rather than on every call later.
  */
 export async function probeAddress(address: string, secret: string, timeoutMs: number): Promise<HostInfo> {
-  const client = createAgentClient(address, secret, { httpVersion: '1.1', useBinaryFormat: true });
+  const client = withDomainErrors(createAgentClient(address, secret, { httpVersion: '1.1', useBinaryFormat: true }));
   return toHostInfo(await client.getHostInfo({}, { timeoutMs }));
 }
 

@@ -8,7 +8,7 @@
 // later call to it.
 
 import { type Static, Type } from '@sinclair/typebox';
-import { asDomainError, InvalidArgumentError, UnauthenticatedError } from '@wrenn/protocol';
+import { InvalidArgumentError, UnauthenticatedError } from '@wrenn/protocol';
 import type { FastifyPluginAsync } from 'fastify';
 import { sha256Hex } from '../auth/hash.js';
 import { createHostToken, isHostTokenFormat } from '../auth/host-tokens.js';
@@ -145,7 +145,7 @@ export const hostRoutes: FastifyPluginAsync<{ ctx: ControlPlaneContext }> = asyn
       try {
         info = await probeAddress(address, body.agent_secret, REGISTER_PROBE_TIMEOUT_MS);
       } catch (err) {
-        if (asDomainError(err) instanceof UnauthenticatedError) {
+        if (err instanceof UnauthenticatedError) {
           throw new InvalidArgumentError(
             `the agent at ${address} refused agent_secret: send the secret that agent uses (its <data dir>/agent-secret or WRENN_AGENT_SECRET)`,
           );
