@@ -31,6 +31,7 @@ import { createInProcessClient } from '../src/agents/in-process-client.js';
 import { e2bErrorHandler } from '../src/api/e2b/errors.js';
 import { errorHandler } from '../src/api/errors.js';
 import { DbError } from '../src/db/errors.js';
+import { BuildContextError, CONTEXT_LIMITS, makeContext } from '../src/templates/build-context.js';
 import { client, newTeamKey, startBareControlPlane } from './native-helpers.js';
 
 interface Case {
@@ -258,3 +259,20 @@ for (const dialect of ['sqlite'] as const) {
     assert.equal(gone.status, 404, gone.text);
   });
 }
+
+test('a build context over the size limit is refused as tooLarge (the route answers 413), by a flag, not its wording', () => {
+  // One zero-filled buffer listed twice: over the limit without holding twice the memory.
+  const half = Buffer.alloc(CONTEXT_LIMITS.maxBytes / 2 + 1);
+  const entries: [string, { data: Buffer; mode: number }][] = [
+    ['a', { data: half, mode: 0o644 }],
+    ['b', { data: half, mode: 0o644 }],
+  ];
+  assert.throws(
+    () => makeContext(entries),
+    (e: unknown) => e instanceof BuildContextError && e.tooLarge,
+  );
+  assert.throws(
+    () => makeContext([['../x', { data: Buffer.from('x'), mode: 0o644 }]]),
+    (e: unknown) => e instanceof BuildContextError && !e.tooLarge,
+  );
+});
