@@ -309,12 +309,15 @@ describe('API edge: authentication before the body, timeouts, limits', () => {
     await nat('DELETE', `/v1/templates/${'x'.repeat(3000)}`, undefined, 414, /longer than 100 characters/);
     await e2b('DELETE', `/templates/${'x'.repeat(3000)}`, undefined, 414, /longer than 100 characters/);
     await e2b('POST', `/sandboxes/${'x'.repeat(300)}/pause`, {}, 414, /longer than 100 characters/);
-    // Sandbox traffic by header takes any string as the id: one that cannot be an id is a plain 404.
+    // Sandbox traffic by header takes any string as the id: one that cannot be an id is E2B's
+    // "not found" 502, with the id cut to 80 characters.
     const notAnId = await fetch(`${cp.url}/`, {
       headers: { 'e2b-sandbox-id': `../${'x'.repeat(4000)}`, 'e2b-sandbox-port': '49983' },
     });
-    assert.equal(notAnId.status, 404);
-    assert.match(((await notAnId.json()) as { error: { message: string } }).error.message, /not found/);
+    assert.equal(notAnId.status, 502);
+    const nb = (await notAnId.json()) as { message: string; sandboxId: string };
+    assert.equal(nb.message, 'The sandbox was not found');
+    assert.equal(nb.sandboxId.length, 80);
     const badUrl = await fetch(`${cp.url}/sandboxes/%zz`, { headers: { 'x-api-key': key } });
     assert.equal(badUrl.status, 400);
     assert.deepEqual(Object.keys((await badUrl.json()) as object).sort(), ['code', 'message']);
