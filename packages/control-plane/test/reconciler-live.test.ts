@@ -79,8 +79,8 @@ function defineReconcilerSuite(db: DbKind, slot: number): void {
       const r = await fetch(`${sys.url}/`, {
         headers: { 'E2b-Sandbox-Id': sbx.sandboxId, 'E2b-Sandbox-Port': '49983' },
       });
-      assert.equal(r.status, 404, 'the proxy forgot it');
-      await r.body?.cancel();
+      assert.equal(r.status, 502, 'the proxy forgot it');
+      assert.equal(((await r.json()) as { message: string }).message, 'The sandbox was not found');
     });
 
     it('destroys orphans: capsules the database does not know, or knows as stopped', async () => {
