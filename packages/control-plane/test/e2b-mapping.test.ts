@@ -44,6 +44,7 @@ test('a listed sandbox carries the capsule fields under E2B names', () => {
     envdAccessToken: 'tok',
     clientId: null,
     internet: true,
+    autoResume: false,
     createdAt: now,
     updatedAt: now,
     expiresAt: null,

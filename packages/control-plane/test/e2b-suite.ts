@@ -101,6 +101,26 @@ export function defineE2bSuite(db: DbKind, slot: number): void {
       assert.equal(await viaHeaders.text(), `<p>served by ${sbx.sandboxId}</p>`);
     });
 
+    it('autoResume: a paused sandbox wakes on its next request through the proxy, which waits for it', async () => {
+      const sbx = await make({ lifecycle: { onTimeout: 'pause', autoResume: true } });
+      await sbx.files.write('/tmp/keep.txt', 'kept across auto-resume');
+      assert.equal((await Sandbox.getInfo(sbx.sandboxId, sys.sdk())).lifecycle?.autoResume, true);
+      assert.equal(await Sandbox.pause(sbx.sandboxId, sys.sdk()), true);
+      assert.equal((await Sandbox.getInfo(sbx.sandboxId, sys.sdk())).state, 'paused');
+      // envd traffic through the proxy: held while the capsule resumes, then answered.
+      const r = await sbx.commands.run('cat /tmp/keep.txt');
+      assert.equal(r.stdout, 'kept across auto-resume');
+      assert.equal((await Sandbox.getInfo(sbx.sandboxId, sys.sdk())).state, 'running');
+      // Several requests at once while asleep: one resume, every request answered.
+      assert.equal(await Sandbox.pause(sbx.sandboxId, sys.sdk()), true);
+      const outs = await Promise.all([1, 2, 3].map((i) => sbx.commands.run(`echo ${i}`)));
+      assert.deepEqual(
+        outs.map((o) => o.stdout.trim()),
+        ['1', '2', '3'],
+      );
+      // Without autoResume the proxy still refuses a paused sandbox (the test below).
+    });
+
     it('pauses and resumes (connect) with processes, memory and files kept', async () => {
       const sbx = await make();
       await sbx.files.write('/tmp/keep.txt', 'kept across pause');
@@ -321,7 +341,6 @@ export function defineE2bSuite(db: DbKind, slot: number): void {
         [{}, /templateID/],
         [{ templateID: 'minimal', timeout: -1 }, /timeout/],
         [{ templateID: 'minimal', mcp: { x: {} } }, /mcp/],
-        [{ templateID: 'minimal', autoPause: true, autoResume: { enabled: true } }, /autoResume/],
         [{ templateID: 'minimal', network: { denyOut: ['10.0.0.0/8'] } }, /allow_internet_access/],
       ] as const) {
         const r = await api('POST', '/v2/sandboxes', body);

@@ -11,7 +11,7 @@ import { type CapsuleInfo, type CapsuleJson, type CapsuleMetrics, type CapsuleSt
 
 /**
  * The capsule contract's request fields (template, vcpus, memoryMb, timeoutSec, envs, metadata,
- * internet, network.allowOut, runtime, defaultUser; documented in @wrenn/protocol) plus the SDK's own.
+ * internet, autoResume, network.allowOut, runtime, defaultUser; documented in @wrenn/protocol) plus the SDK's own.
  */
 export interface CapsuleCreateOptions extends ConnectionOptions, CapsuleRequest {
   timeoutAction?: TimeoutAction;
@@ -74,6 +74,7 @@ export class Capsule {
       ...(opts.envs !== undefined ? { env: opts.envs } : {}),
       ...(opts.metadata !== undefined ? { metadata: opts.metadata } : {}),
       ...(opts.internet !== undefined ? { internet: opts.internet } : {}),
+      ...(opts.autoResume !== undefined ? { auto_resume: opts.autoResume } : {}),
       ...(opts.network?.allowOut !== undefined ? { network: { allow_out: opts.network.allowOut } } : {}),
       ...(opts.runtime !== undefined ? { runtime: opts.runtime } : {}),
       ...(opts.defaultUser !== undefined ? { default_user: opts.defaultUser } : {}),

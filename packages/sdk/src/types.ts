@@ -17,6 +17,8 @@ export interface CapsuleInfo {
   hostId: string | null;
   metadata: Record<string, string>;
   internet: boolean;
+  /** A paused capsule resumes on its next request through the sandbox proxy. */
+  autoResume: boolean;
   envdAccessToken: string | null;
   createdAt: Date;
   updatedAt: Date;
@@ -40,6 +42,7 @@ export function capsuleInfo(j: CapsuleJson): CapsuleInfo {
     hostId: j.host_id,
     metadata: j.metadata ?? {},
     internet: j.internet,
+    autoResume: j.auto_resume,
     envdAccessToken: j.envd_access_token,
     createdAt: new Date(j.created_at),
     updatedAt: new Date(j.updated_at),

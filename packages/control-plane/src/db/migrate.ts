@@ -9,6 +9,7 @@ import * as m0001 from './migrations/0001_initial.js';
 import * as m0002 from './migrations/0002_template_config.js';
 import * as m0003 from './migrations/0003_host_agent_secret.js';
 import * as m0004 from './migrations/0004_host_capacity.js';
+import * as m0005 from './migrations/0005_auto_resume.js';
 
 interface MigrationModule {
   up(db: Kysely<unknown>, dialect: SqlDialect): Promise<void>;
@@ -21,6 +22,7 @@ const modules: Record<string, MigrationModule> = {
   '0002_template_config': m0002,
   '0003_host_agent_secret': m0003,
   '0004_host_capacity': m0004,
+  '0005_auto_resume': m0005,
 };
 
 export function migrationNames(): string[] {

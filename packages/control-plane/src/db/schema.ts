@@ -72,6 +72,7 @@ export interface CapsulesTable {
   envd_access_token: string | null;
   client_id: string | null;
   internet: number;
+  auto_resume: number;
   created_at: number;
   updated_at: number;
   expires_at: number | null;

@@ -4,6 +4,7 @@
 import { AGENT_SECRET_HEADER, type GuestFailure, proxyFailure, sandboxNotFound } from '@wrenn/host-agent/client';
 import type { ControlPlaneContext } from '../context.js';
 import { isCapsuleId } from '../ids.js';
+import { resumeCapsule } from '../services/capsules.js';
 
 export interface ResolvedTarget {
   host: string;
@@ -30,12 +31,19 @@ export interface ProxyTargetInfo {
 
 interface Entry extends ProxyTargetInfo {
   at: number;
+  /** Paused capsules with auto-resume wake on a request (set from the row; primed entries are running). */
+  autoResume?: boolean;
+  teamId?: string;
 }
+
+const isAsleep = (state: string) => state === 'paused' || state === 'hibernated';
 
 const TTL_MS = 5_000;
 
 export class ProxyTargets {
   private readonly cache = new Map<string, Entry>();
+  /** Resumes under way, so a burst of requests to a sleeping capsule wakes it once. */
+  private readonly waking = new Map<string, Promise<unknown>>();
   constructor(private readonly ctx: ControlPlaneContext) {}
 
   evict(capsuleId: string): void {
@@ -53,10 +61,11 @@ export class ProxyTargets {
     if (bad) return bad;
     const e = this.cache.get(capsuleId);
     if (!e || Date.now() - e.at > TTL_MS) return undefined;
+    if (e.autoResume && isAsleep(e.state)) return undefined; // lookup() wakes it
     return answer(capsuleId, port, e);
   }
 
-  async lookup(capsuleId: string, port: number): Promise<ResolvedTarget | Failure> {
+  async lookup(capsuleId: string, port: number, woke = false): Promise<ResolvedTarget | Failure> {
     const bad = badPort(port);
     if (bad) return bad;
     // Header routing takes any string as the id: what cannot be one costs no database lookup.
@@ -71,6 +80,8 @@ export class ProxyTargets {
           'capsules.host_id as hostId',
           'hosts.address as agentUrl',
           'hosts.agent_secret as agentSecret',
+          'capsules.auto_resume as autoResume',
+          'capsules.team_id as teamId',
         ])
         .where('capsules.id', '=', capsuleId)
         .executeTakeFirst();
@@ -83,6 +94,8 @@ export class ProxyTargets {
         hostId: row.hostId ?? '',
         agentUrl: row.agentUrl,
         agentSecret: row.agentSecret,
+        autoResume: Number(row.autoResume) !== 0,
+        teamId: row.teamId,
         at: Date.now(),
       };
       if (this.ctx.localHostIds.has(e.hostId)) {
@@ -92,7 +105,24 @@ export class ProxyTargets {
       }
       this.cache.set(capsuleId, e);
     }
+    if (e.autoResume && isAsleep(e.state) && e.teamId && !woke) {
+      // E2B's autoResume: the request waits while the capsule resumes, then goes through.
+      await this.wake(capsuleId, e.teamId);
+      this.cache.delete(capsuleId);
+      return this.lookup(capsuleId, port, true);
+    }
     return answer(capsuleId, port, e);
+  }
+
+  private async wake(capsuleId: string, teamId: string): Promise<void> {
+    let p = this.waking.get(capsuleId);
+    if (!p) {
+      p = resumeCapsule(this.ctx, teamId, capsuleId).finally(() => this.waking.delete(capsuleId));
+      this.waking.set(capsuleId, p);
+    }
+    // A resume that lost a race (another request or connect() resumed it first) is fine: the
+    // lookup after it sees the capsule's state either way.
+    await p.catch(() => undefined);
   }
 }
 

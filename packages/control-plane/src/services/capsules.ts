@@ -344,6 +344,7 @@ export async function createCapsule(
     envdAccessToken,
     clientId: input.clientId ?? null,
     internet: input.internet ?? CAPSULE_DEFAULTS.internet,
+    autoResume: input.autoResume ?? false,
     state: 'starting',
     expiresAt: timeoutSec > 0 ? new Date(now + timeoutSec * 1000) : null,
   });

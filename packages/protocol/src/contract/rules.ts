@@ -24,6 +24,8 @@ export interface CapsuleRequest {
   metadata?: Record<string, string>;
   /** Outbound internet access. */
   internet?: boolean;
+  /** While paused, resume on the next request through the sandbox proxy (held until it runs). */
+  autoResume?: boolean;
   /** Egress beyond the internet switch: CIDRs reachable even with internet off (the host decides which private ones may be named). */
   network?: { allowOut?: string[] };
   /** namespace, qemu or firecracker (default: what the host offers). */

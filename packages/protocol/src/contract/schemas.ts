@@ -29,6 +29,7 @@ export const CapsuleSchema = Type.Object({
   host_id: Nullable(Type.String()),
   metadata: StringMap('Labels given at creation'),
   internet: Type.Boolean(),
+  auto_resume: Type.Boolean({ description: 'A paused capsule resumes on its next request through the sandbox proxy' }),
   envd_access_token: Nullable(
     Type.String({ description: "Token for the capsule's envd (X-Access-Token), reached through the proxy" }),
   ),
@@ -79,6 +80,12 @@ export const CreateCapsuleBody = Type.Object(
     metadata: Type.Optional(StringMap('Labels to filter capsules by')),
     internet: Type.Optional(
       Type.Boolean({ description: `Outbound internet access (default ${CAPSULE_DEFAULTS.internet})` }),
+    ),
+    auto_resume: Type.Optional(
+      Type.Boolean({
+        description:
+          'While paused, resume on the next request through the sandbox proxy, which waits for it (default false)',
+      }),
     ),
     network: Type.Optional(
       Type.Object(

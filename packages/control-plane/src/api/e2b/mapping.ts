@@ -66,7 +66,7 @@ export function toSandboxDetail(ctx: ControlPlaneContext, c: Capsule): SandboxDe
     ...(c.envdAccessToken ? { envdAccessToken: c.envdAccessToken } : {}),
     allowInternetAccess: c.internet,
     domain: sandboxDomain(ctx),
-    lifecycle: { autoResume: false, onTimeout: c.timeoutAction === 'kill' ? 'kill' : 'pause' },
+    lifecycle: { autoResume: c.autoResume, onTimeout: c.timeoutAction === 'kill' ? 'kill' : 'pause' },
   };
 }
 

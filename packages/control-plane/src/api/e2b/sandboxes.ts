@@ -62,10 +62,6 @@ function unsupported(body: NewSandbox): void {
     throw new InvalidArgumentError('mcp gateways are not supported by Wrenn; create the sandbox without mcp');
   if (body.volumeMounts && body.volumeMounts.length > 0)
     throw new InvalidArgumentError('volume mounts are not supported by Wrenn; create the sandbox without volumeMounts');
-  if (body.autoResume?.enabled)
-    throw new InvalidArgumentError(
-      'autoResume is not supported by Wrenn; resume paused sandboxes with Sandbox.connect()',
-    );
   const n = body.network ?? {};
   for (const k of ['allowOut', 'denyOut', 'rules', 'egressProxy']) {
     if (n[k] !== undefined && n[k] !== null)
@@ -148,6 +144,7 @@ export function sandboxRoutes(app: FastifyInstance, ctx: ControlPlaneContext): v
       ...(body.envVars ? { envs: body.envVars } : {}),
       ...(body.metadata ? { metadata: body.metadata } : {}),
       ...(body.allow_internet_access !== undefined ? { internet: body.allow_internet_access } : {}),
+      ...(body.autoResume?.enabled ? { autoResume: true } : {}),
     });
     return toSandbox(ctx, c);
   };

@@ -87,6 +87,7 @@ export const capsuleRoutes =
           ...(b.env !== undefined ? { envs: b.env } : {}),
           ...(b.metadata !== undefined ? { metadata: b.metadata } : {}),
           ...(b.internet !== undefined ? { internet: b.internet } : {}),
+          ...(b.auto_resume !== undefined ? { autoResume: b.auto_resume } : {}),
           ...(b.network?.allow_out !== undefined ? { network: { allowOut: b.network.allow_out } } : {}),
           ...(b.runtime !== undefined ? { runtime: b.runtime } : {}),
           ...(b.default_user !== undefined ? { defaultUser: b.default_user } : {}),

@@ -58,6 +58,7 @@ export function capsuleJson(c: Capsule): CapsuleJson {
     host_id: c.hostId,
     metadata: c.metadata,
     internet: c.internet,
+    auto_resume: c.autoResume,
     envd_access_token: c.envdAccessToken,
     created_at: c.createdAt.toISOString(),
     updated_at: c.updatedAt.toISOString(),

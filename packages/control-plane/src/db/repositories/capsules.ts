@@ -44,6 +44,8 @@ export interface Capsule {
   envdAccessToken: string | null;
   clientId: string | null;
   internet: boolean;
+  /** Resume by itself on its next proxied request while paused. */
+  autoResume: boolean;
   createdAt: Date;
   updatedAt: Date;
   expiresAt: Date | null;
@@ -66,6 +68,7 @@ export interface NewCapsule {
   envdAccessToken?: string | null;
   clientId?: string | null;
   internet?: boolean;
+  autoResume?: boolean;
   state?: CapsuleState;
   /** Defaults to now + timeoutSec. */
   expiresAt?: Date | null;
@@ -87,6 +90,7 @@ export const toCapsule = (r: Selectable<CapsulesTable>): Capsule => ({
   envdAccessToken: r.envd_access_token,
   clientId: r.client_id,
   internet: Number(r.internet) !== 0,
+  autoResume: Number(r.auto_resume) !== 0,
   createdAt: toDate(r.created_at),
   updatedAt: toDate(r.updated_at),
   expiresAt: toDateOrNull(r.expires_at),
@@ -114,6 +118,7 @@ export async function createCapsule(db: Kysely<Database>, input: NewCapsule): Pr
     envd_access_token: input.envdAccessToken ?? null,
     client_id: input.clientId ?? null,
     internet: input.internet === false ? 0 : 1,
+    auto_resume: input.autoResume ? 1 : 0,
     created_at: now,
     updated_at: now,
     expires_at: input.expiresAt !== undefined ? toMsOrNull(input.expiresAt) : now + timeoutSec * 1000,
