@@ -43,6 +43,8 @@ export interface RunningControlPlane {
   app: FastifyInstance;
   url: string;
   port: number;
+  /** The state loops (heartbeats, pushed state, reconciler), unless started without them. */
+  loops: StateLoops | undefined;
   close(): Promise<void>;
 }
 
@@ -165,6 +167,7 @@ export async function startControlPlane(opts: StartControlPlaneOptions): Promise
     app,
     port,
     url: `http://${opts.listen.host}:${port}`,
+    loops,
     async close() {
       await loops?.stop();
       proxy.close();

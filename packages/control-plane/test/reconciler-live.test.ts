@@ -71,6 +71,44 @@ function defineReconcilerSuite(db: DbKind, slot: number): void {
       await back.kill();
     });
 
+    it("pushed: the agent's timeout pause and destroy reach the database with no reconcile round", async () => {
+      const loops = sys.cp.loops;
+      assert.ok(loops, 'the live system runs its state loops');
+      // With the system's reconciler stopped, only the agent's pushed changes can move these rows.
+      await loops.reconciler.stop();
+      try {
+        await waitFor('a watch stream to the local agent', async () =>
+          loops.watch.watching().length > 0 ? true : undefined,
+        );
+        const paused = await Sandbox.create('minimal', {
+          ...sys.sdk(),
+          timeoutMs: 1_000,
+          lifecycle: { onTimeout: 'pause' },
+        });
+        const killed = await Sandbox.create('minimal', { ...sys.sdk(), timeoutMs: 1_000 });
+        const p = await waitFor('the paused row', async () => {
+          const c = await getCapsule(dbh(), paused.sandboxId);
+          return c?.state === 'paused' ? c : undefined;
+        });
+        assert.equal(p.state, 'paused');
+        assert.equal((await Sandbox.getInfo(paused.sandboxId, sys.sdk())).state, 'paused');
+        const k = await waitFor('the stopped row', async () => {
+          const c = await getCapsule(dbh(), killed.sandboxId);
+          return c?.state === 'stopped' ? c : undefined;
+        });
+        assert.ok(k.stoppedAt);
+        const byAgent = async (id: string) =>
+          (await listAuditEvents(dbh(), { capsuleId: id })).items
+            .filter((e) => (e.data as { by?: string }).by === 'agent')
+            .map((e) => e.kind);
+        assert.deepEqual(await byAgent(paused.sandboxId), ['capsule.state_synced']);
+        assert.deepEqual(await byAgent(killed.sandboxId), ['capsule.expired']);
+        await Sandbox.kill(paused.sandboxId, sys.sdk());
+      } finally {
+        loops.reconciler.start();
+      }
+    });
+
     it('marks a capsule that vanished from its host stopped (capsule.lost)', async () => {
       const sbx = await Sandbox.create('minimal', { ...sys.sdk(), timeoutMs: 300_000 });
       await sys.up.agent.manager.destroy(sbx.sandboxId);

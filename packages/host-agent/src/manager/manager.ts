@@ -53,6 +53,7 @@ export class SandboxManager {
   private readonly pool: WarmPool;
   private readonly exits = new ExitWatches();
   private readonly exitListeners = new Set<(rec: CapsuleRecord) => void>();
+  private readonly changeListeners = new Set<(change: AgentStateChange) => void>();
   private readonly capacityConfig: CapacityConfig;
 
   constructor(private readonly deps: ManagerDeps) {
@@ -581,6 +582,25 @@ export class SandboxManager {
     await this.deps.templates.delete(name);
   }
 
+  /**
+   * Calls `fn` for each state change the agent makes by itself (a timeout's pause or destroy, a
+   * capsule found dead), after it is recorded: the control plane's watch stream pushes them.
+   */
+  onStateChange(fn: (change: AgentStateChange) => void): () => void {
+    this.changeListeners.add(fn);
+    return () => this.changeListeners.delete(fn);
+  }
+
+  private changed(change: AgentStateChange): void {
+    for (const fn of this.changeListeners) {
+      try {
+        fn(change);
+      } catch (err) {
+        this.log('error', 'state change listener failed', { id: change.id, err: String(err) });
+      }
+    }
+  }
+
   /** Calls `fn` each time a capsule is found dead (state `error`, `error` holds why). */
   onCapsuleExit(fn: (rec: CapsuleRecord) => void): () => void {
     this.exitListeners.add(fn);
@@ -606,6 +626,7 @@ export class SandboxManager {
       await this.store.save(rec);
       this.log('error', 'capsule died: its envd/init exited', { id, reason });
       for (const fn of this.exitListeners) fn(rec);
+      this.changed({ id, state: 'error', cause: 'exited', error: reason });
     }).catch((err: unknown) => this.log('error', 'could not record a dead capsule', { id, err: String(err) }));
   }
 
@@ -666,11 +687,22 @@ export class SandboxManager {
       this.store.touch();
       const act = rec.timeoutAction === 'pause' ? this.pause(rec.id) : this.destroy(rec.id);
       act.then(
-        () => this.log('info', 'capsule timed out', { id: rec.id, action: rec.timeoutAction }),
+        () => {
+          this.log('info', 'capsule timed out', { id: rec.id, action: rec.timeoutAction });
+          this.changed({ id: rec.id, state: rec.timeoutAction === 'pause' ? 'paused' : 'stopped', cause: 'timeout' });
+        },
         (err: unknown) => this.log('error', 'timeout action failed', { id: rec.id, err: String(err) }),
       );
     }
   }
+}
+
+/** A state change the agent made by itself, as pushed to the control plane. */
+export interface AgentStateChange {
+  id: string;
+  state: 'paused' | 'stopped' | 'error';
+  cause: 'timeout' | 'exited';
+  error?: string;
 }
 
 const poolKey = (runtimeId: string) => `pool:${runtimeId}`;

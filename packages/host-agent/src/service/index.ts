@@ -22,6 +22,7 @@ import type { RuntimeName } from '../runtimes/runtime.js';
 import { convert, execCollected, execEvents, signalFor, toEnvdSelector, toPtyOutput, userHeaders } from './commands.js';
 import { withErrorMapping } from './errors.js';
 import { readFileChunks, toFileEntry, writeFileFromChunks } from './files.js';
+import { watchCapsules } from './watch.js';
 
 const STATE: Record<CapsuleState, PbState> = {
   starting: PbState.STARTING,
@@ -138,6 +139,9 @@ export function hostAgentService(o: HostAgentServiceOptions): ServiceImpl<typeof
     },
     async getCapsule(req) {
       return { capsule: pb(m.get(req.id), req.withEnvdAccessToken) };
+    },
+    watchCapsules(_req, ctx) {
+      return watchCapsules(m, ctx.signal);
     },
     async listCapsules(req) {
       const revision = BigInt(m.revision());

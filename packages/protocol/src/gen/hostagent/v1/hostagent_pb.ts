@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file hostagent/v1/hostagent.proto.
  */
 export const file_hostagent_v1_hostagent: GenFile = /*@__PURE__*/
-  fileDesc("Chxob3N0YWdlbnQvdjEvaG9zdGFnZW50LnByb3RvEgxob3N0YWdlbnQudjEiFAoSR2V0SG9zdEluZm9SZXF1ZXN0IqUCChNHZXRIb3N0SW5mb1Jlc3BvbnNlEg8KB2hvc3RfaWQYASABKAkSEAoIaG9zdG5hbWUYAiABKAkSEAoIcnVudGltZXMYAyADKAkSFwoPZGVmYXVsdF9ydW50aW1lGAQgASgJEhEKCWNwdV9jb3VudBgFIAEoDRIRCgltZW1vcnlfbWIYBiABKAQSGAoQY2Fwc3VsZXNfcnVubmluZxgHIAEoDRIXCg92Y3B1c19hbGxvY2F0ZWQYCCABKA0SGwoTbWVtb3J5X21iX2FsbG9jYXRlZBgJIAEoBBIPCgd2ZXJzaW9uGAogASgJEhUKDWNhcHN1bGVzX2hlbGQYCyABKA0SFAoMY2Fwc3VsZV9yb29tGAwgASgNEgwKBGZ1bGwYDSABKAki9wMKB0NhcHN1bGUSCgoCaWQYASABKAkSEAoIdGVtcGxhdGUYAiABKAkSKQoFc3RhdGUYAyABKA4yGi5ob3N0YWdlbnQudjEuQ2Fwc3VsZVN0YXRlEg8KB3J1bnRpbWUYBCABKAkSDQoFdmNwdXMYBSABKA0SEQoJbWVtb3J5X21iGAYgASgNEhIKCmNyZWF0ZWRfYXQYByABKAMSEgoKZXhwaXJlc19hdBgIIAEoAxIzCg50aW1lb3V0X2FjdGlvbhgJIAEoDjIbLmhvc3RhZ2VudC52MS5UaW1lb3V0QWN0aW9uEjUKCG1ldGFkYXRhGAogAygLMiMuaG9zdGFnZW50LnYxLkNhcHN1bGUuTWV0YWRhdGFFbnRyeRIPCgdhZGRyZXNzGAsgASgJEhQKDGVudmRfdmVyc2lvbhgMIAEoCRIQCghpbnRlcm5ldBgNIAEoCBITCgtwYXVzZV9rZWVwcxgOIAEoCRINCgVlcnJvchgPIAEoCRIZChFlbnZkX2FjY2Vzc190b2tlbhgQIAEoCRIzCgduZXR3b3JrGBEgASgLMiIuaG9zdGFnZW50LnYxLkNhcHN1bGVOZXR3b3JrUG9saWN5Gi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASKyBAoUQ3JlYXRlQ2Fwc3VsZVJlcXVlc3QSCgoCaWQYASABKAkSEAoIdGVtcGxhdGUYAiABKAkSDQoFdmNwdXMYAyABKA0SEQoJbWVtb3J5X21iGAQgASgNEhMKC3RpbWVvdXRfc2VjGAUgASgNEjMKDnRpbWVvdXRfYWN0aW9uGAYgASgOMhsuaG9zdGFnZW50LnYxLlRpbWVvdXRBY3Rpb24SOgoEZW52cxgHIAMoCzIsLmhvc3RhZ2VudC52MS5DcmVhdGVDYXBzdWxlUmVxdWVzdC5FbnZzRW50cnkSQgoIbWV0YWRhdGEYCCADKAsyMC5ob3N0YWdlbnQudjEuQ3JlYXRlQ2Fwc3VsZVJlcXVlc3QuTWV0YWRhdGFFbnRyeRIVCghpbnRlcm5ldBgJIAEoCEgAiAEBEhkKEWVudmRfYWNjZXNzX3Rva2VuGAogASgJEg8KB3J1bnRpbWUYCyABKAkSFAoMZGVmYXVsdF91c2VyGAwgASgJEhcKD2RlZmF1bHRfd29ya2RpchgNIAEoCRIzCgduZXR3b3JrGA4gASgLMiIuaG9zdGFnZW50LnYxLkNhcHN1bGVOZXR3b3JrUG9saWN5GisKCUVudnNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBGi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUILCglfaW50ZXJuZXQiKQoUQ2Fwc3VsZU5ldHdvcmtQb2xpY3kSEQoJYWxsb3dfb3V0GAEgAygJIj8KFUNyZWF0ZUNhcHN1bGVSZXNwb25zZRImCgdjYXBzdWxlGAEgASgLMhUuaG9zdGFnZW50LnYxLkNhcHN1bGUiIwoVRGVzdHJveUNhcHN1bGVSZXF1ZXN0EgoKAmlkGAEgASgJIhgKFkRlc3Ryb3lDYXBzdWxlUmVzcG9uc2UiSAoTUGF1c2VDYXBzdWxlUmVxdWVzdBIKCgJpZBgBIAEoCRIlCgRtb2RlGAIgASgOMhcuaG9zdGFnZW50LnYxLlBhdXNlTW9kZSI+ChRQYXVzZUNhcHN1bGVSZXNwb25zZRImCgdjYXBzdWxlGAEgASgLMhUuaG9zdGFnZW50LnYxLkNhcHN1bGUiNwoUUmVzdW1lQ2Fwc3VsZVJlcXVlc3QSCgoCaWQYASABKAkSEwoLdGltZW91dF9zZWMYAiABKA0iPwoVUmVzdW1lQ2Fwc3VsZVJlc3BvbnNlEiYKB2NhcHN1bGUYASABKAsyFS5ob3N0YWdlbnQudjEuQ2Fwc3VsZSI/ChFHZXRDYXBzdWxlUmVxdWVzdBIKCgJpZBgBIAEoCRIeChZ3aXRoX2VudmRfYWNjZXNzX3Rva2VuGAIgASgIIjwKEkdldENhcHN1bGVSZXNwb25zZRImCgdjYXBzdWxlGAEgASgLMhUuaG9zdGFnZW50LnYxLkNhcHN1bGUiPwoTTGlzdENhcHN1bGVzUmVxdWVzdBIPCgdzdW1tYXJ5GAEgASgIEhcKD3VubGVzc19yZXZpc2lvbhgCIAEoBCJkChRMaXN0Q2Fwc3VsZXNSZXNwb25zZRInCghjYXBzdWxlcxgBIAMoCzIVLmhvc3RhZ2VudC52MS5DYXBzdWxlEhAKCHJldmlzaW9uGAIgASgEEhEKCXVuY2hhbmdlZBgDIAEoCCJKChJQaW5nQ2Fwc3VsZVJlcXVlc3QSCgoCaWQYASABKAkSGAoLdGltZW91dF9zZWMYAiABKA1IAIgBAUIOCgxfdGltZW91dF9zZWMiPQoTUGluZ0NhcHN1bGVSZXNwb25zZRImCgdjYXBzdWxlGAEgASgLMhUuaG9zdGFnZW50LnYxLkNhcHN1bGUiJgoYR2V0Q2Fwc3VsZU1ldHJpY3NSZXF1ZXN0EgoKAmlkGAEgASgJIskBChlHZXRDYXBzdWxlTWV0cmljc1Jlc3BvbnNlEhQKDGNwdV91c2VkX3BjdBgBIAEoARIRCgljcHVfY291bnQYAiABKA0SFgoObWVtX3VzZWRfYnl0ZXMYAyABKAQSFwoPbWVtX3RvdGFsX2J5dGVzGAQgASgEEhcKD2Rpc2tfdXNlZF9ieXRlcxgFIAEoBBIYChBkaXNrX3RvdGFsX2J5dGVzGAYgASgEEgwKBHBpZHMYByABKA0SEQoJdGltZXN0YW1wGAggASgDIugBCgtFeGVjUmVxdWVzdBISCgpjYXBzdWxlX2lkGAEgASgJEgsKA2NtZBgCIAEoCRIMCgRhcmdzGAMgAygJEjEKBGVudnMYBCADKAsyIy5ob3N0YWdlbnQudjEuRXhlY1JlcXVlc3QuRW52c0VudHJ5EgsKA2N3ZBgFIAEoCRIMCgR1c2VyGAYgASgJEg0KBXN0ZGluGAcgASgMEhMKC3RpbWVvdXRfc2VjGAggASgNEgsKA3RhZxgJIAEoCRorCglFbnZzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJdCgxFeGVjUmVzcG9uc2USDgoGc3Rkb3V0GAEgASgMEg4KBnN0ZGVychgCIAEoDBIRCglleGl0X2NvZGUYAyABKBESDQoFZXJyb3IYBCABKAkSCwoDcGlkGAUgASgNIo4BChJFeGVjU3RyZWFtUmVzcG9uc2USEwoJc3RhcnRfcGlkGAEgASgNSAASEAoGc3Rkb3V0GAIgASgMSAASEAoGc3RkZXJyGAMgASgMSAASJwoEZXhpdBgEIAEoCzIXLmhvc3RhZ2VudC52MS5FeGl0RXZlbnRIABINCgNwdHkYBSABKAxIAEIHCgVldmVudCI9CglFeGl0RXZlbnQSEQoJZXhpdF9jb2RlGAEgASgREg4KBnN0YXR1cxgCIAEoCRINCgVlcnJvchgDIAEoCSI+ChNTdGFydFByb2Nlc3NSZXF1ZXN0EicKBGV4ZWMYASABKAsyGS5ob3N0YWdlbnQudjEuRXhlY1JlcXVlc3QiIwoUU3RhcnRQcm9jZXNzUmVzcG9uc2USCwoDcGlkGAEgASgNIk8KC1Byb2Nlc3NJbmZvEgsKA3BpZBgBIAEoDRILCgN0YWcYAiABKAkSCwoDY21kGAMgASgJEgwKBGFyZ3MYBCADKAkSCwoDY3dkGAUgASgJIioKFExpc3RQcm9jZXNzZXNSZXF1ZXN0EhIKCmNhcHN1bGVfaWQYASABKAkiRQoVTGlzdFByb2Nlc3Nlc1Jlc3BvbnNlEiwKCXByb2Nlc3NlcxgBIAMoCzIZLmhvc3RhZ2VudC52MS5Qcm9jZXNzSW5mbyI7Cg9Qcm9jZXNzU2VsZWN0b3ISDQoDcGlkGAEgASgNSAASDQoDdGFnGAIgASgJSABCCgoIc2VsZWN0b3IiaAoSS2lsbFByb2Nlc3NSZXF1ZXN0EhIKCmNhcHN1bGVfaWQYASABKAkSLgoHcHJvY2VzcxgCIAEoCzIdLmhvc3RhZ2VudC52MS5Qcm9jZXNzU2VsZWN0b3ISDgoGc2lnbmFsGAMgASgNIhUKE0tpbGxQcm9jZXNzUmVzcG9uc2UiWwoVQ29ubmVjdFByb2Nlc3NSZXF1ZXN0EhIKCmNhcHN1bGVfaWQYASABKAkSLgoHcHJvY2VzcxgCIAEoCzIdLmhvc3RhZ2VudC52MS5Qcm9jZXNzU2VsZWN0b3IigAEKF1NlbmRQcm9jZXNzSW5wdXRSZXF1ZXN0EhIKCmNhcHN1bGVfaWQYASABKAkSLgoHcHJvY2VzcxgCIAEoCzIdLmhvc3RhZ2VudC52MS5Qcm9jZXNzU2VsZWN0b3ISDAoEZGF0YRgDIAEoDBITCgtjbG9zZV9zdGRpbhgEIAEoCCIaChhTZW5kUHJvY2Vzc0lucHV0UmVzcG9uc2Ui6gEKEFB0eUF0dGFjaFJlcXVlc3QSEgoKY2Fwc3VsZV9pZBgBIAEoCRILCgN0YWcYAiABKAkSDAoEY29scxgDIAEoDRIMCgRyb3dzGAQgASgNEgsKA2NtZBgFIAEoCRIMCgRhcmdzGAYgAygJEjYKBGVudnMYByADKAsyKC5ob3N0YWdlbnQudjEuUHR5QXR0YWNoUmVxdWVzdC5FbnZzRW50cnkSCwoDY3dkGAggASgJEgwKBHVzZXIYCSABKAkaKwoJRW52c0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiXAoJUHR5T3V0cHV0Eg0KA3BpZBgBIAEoDUgAEg4KBGRhdGEYAiABKAxIABInCgRleGl0GAMgASgLMhcuaG9zdGFnZW50LnYxLkV4aXRFdmVudEgAQgcKBWV2ZW50IkAKD1B0eUlucHV0UmVxdWVzdBISCgpjYXBzdWxlX2lkGAEgASgJEgsKA3RhZxgCIAEoCRIMCgRkYXRhGAMgASgMIhIKEFB0eUlucHV0UmVzcG9uc2UiTwoQUHR5UmVzaXplUmVxdWVzdBISCgpjYXBzdWxlX2lkGAEgASgJEgsKA3RhZxgCIAEoCRIMCgRjb2xzGAMgASgNEgwKBHJvd3MYBCABKA0iEwoRUHR5UmVzaXplUmVzcG9uc2UiMQoOUHR5S2lsbFJlcXVlc3QSEgoKY2Fwc3VsZV9pZBgBIAEoCRILCgN0YWcYAiABKAkiEQoPUHR5S2lsbFJlc3BvbnNlIkEKD1JlYWRGaWxlUmVxdWVzdBISCgpjYXBzdWxlX2lkGAEgASgJEgwKBHBhdGgYAiABKAkSDAoEdXNlchgDIAEoCSIZCglGaWxlQ2h1bmsSDAoEZGF0YRgBIAEoDCJbChBXcml0ZUZpbGVSZXF1ZXN0Ei8KBmhlYWRlchgBIAEoCzIdLmhvc3RhZ2VudC52MS5Xcml0ZUZpbGVIZWFkZXJIABIOCgRkYXRhGAIgASgMSABCBgoEcGFydCJPCg9Xcml0ZUZpbGVIZWFkZXISEgoKY2Fwc3VsZV9pZBgBIAEoCRIMCgRwYXRoGAIgASgJEgwKBHVzZXIYAyABKAkSDAoEbW9kZRgEIAEoDSJSChFXcml0ZUZpbGVSZXNwb25zZRIVCg1ieXRlc193cml0dGVuGAEgASgEEiYKBWVudHJ5GAIgASgLMhcuaG9zdGFnZW50LnYxLkZpbGVFbnRyeSKcAQoJRmlsZUVudHJ5EgwKBG5hbWUYASABKAkSDAoEcGF0aBgCIAEoCRIMCgR0eXBlGAMgASgJEgwKBHNpemUYBCABKAQSDAoEbW9kZRgFIAEoDRINCgVvd25lchgGIAEoCRINCgVncm91cBgHIAEoCRITCgttb2RpZmllZF9hdBgIIAEoAxIWCg5zeW1saW5rX3RhcmdldBgJIAEoCSJPCg5MaXN0RGlyUmVxdWVzdBISCgpjYXBzdWxlX2lkGAEgASgJEgwKBHBhdGgYAiABKAkSDQoFZGVwdGgYAyABKA0SDAoEdXNlchgEIAEoCSI7Cg9MaXN0RGlyUmVzcG9uc2USKAoHZW50cmllcxgBIAMoCzIXLmhvc3RhZ2VudC52MS5GaWxlRW50cnkiQAoOTWFrZURpclJlcXVlc3QSEgoKY2Fwc3VsZV9pZBgBIAEoCRIMCgRwYXRoGAIgASgJEgwKBHVzZXIYAyABKAkiOQoPTWFrZURpclJlc3BvbnNlEiYKBWVudHJ5GAEgASgLMhcuaG9zdGFnZW50LnYxLkZpbGVFbnRyeSJDChFSZW1vdmVQYXRoUmVxdWVzdBISCgpjYXBzdWxlX2lkGAEgASgJEgwKBHBhdGgYAiABKAkSDAoEdXNlchgDIAEoCSIUChJSZW1vdmVQYXRoUmVzcG9uc2UikgEKCFRlbXBsYXRlEgwKBG5hbWUYASABKAkSDAoEa2luZBgCIAEoCRIQCghydW50aW1lcxgDIAMoCRISCgpzaXplX2J5dGVzGAQgASgEEhIKCmNyZWF0ZWRfYXQYBSABKAMSDgoGcGFyZW50GAYgASgJEg0KBXZjcHVzGAcgASgNEhEKCW1lbW9yeV9tYhgIIAEoDSI5ChVDcmVhdGVTbmFwc2hvdFJlcXVlc3QSEgoKY2Fwc3VsZV9pZBgBIAEoCRIMCgRuYW1lGAIgASgJIkIKFkNyZWF0ZVNuYXBzaG90UmVzcG9uc2USKAoIdGVtcGxhdGUYASABKAsyFi5ob3N0YWdlbnQudjEuVGVtcGxhdGUiJQoVRGVsZXRlU25hcHNob3RSZXF1ZXN0EgwKBG5hbWUYASABKAkiGAoWRGVsZXRlU25hcHNob3RSZXNwb25zZSIWChRMaXN0VGVtcGxhdGVzUmVxdWVzdCJCChVMaXN0VGVtcGxhdGVzUmVzcG9uc2USKQoJdGVtcGxhdGVzGAEgAygLMhYuaG9zdGFnZW50LnYxLlRlbXBsYXRlIhIKEFRlcm1pbmF0ZVJlcXVlc3QiEwoRVGVybWluYXRlUmVzcG9uc2Uq0AEKDENhcHN1bGVTdGF0ZRIdChlDQVBTVUxFX1NUQVRFX1VOU1BFQ0lGSUVEEAASGgoWQ0FQU1VMRV9TVEFURV9TVEFSVElORxABEhkKFUNBUFNVTEVfU1RBVEVfUlVOTklORxACEhgKFENBUFNVTEVfU1RBVEVfUEFVU0VEEAMSHAoYQ0FQU1VMRV9TVEFURV9ISUJFUk5BVEVEEAQSGQoVQ0FQU1VMRV9TVEFURV9TVE9QUEVEEAUSFwoTQ0FQU1VMRV9TVEFURV9FUlJPUhAGKmUKDVRpbWVvdXRBY3Rpb24SHgoaVElNRU9VVF9BQ1RJT05fVU5TUEVDSUZJRUQQABIaChZUSU1FT1VUX0FDVElPTl9ERVNUUk9ZEAESGAoUVElNRU9VVF9BQ1RJT05fUEFVU0UQAipYCglQYXVzZU1vZGUSGgoWUEFVU0VfTU9ERV9VTlNQRUNJRklFRBAAEhUKEVBBVVNFX01PREVfRlJFRVpFEAESGAoUUEFVU0VfTU9ERV9ISUJFUk5BVEUQAjKBEwoQSG9zdEFnZW50U2VydmljZRJSCgtHZXRIb3N0SW5mbxIgLmhvc3RhZ2VudC52MS5HZXRIb3N0SW5mb1JlcXVlc3QaIS5ob3N0YWdlbnQudjEuR2V0SG9zdEluZm9SZXNwb25zZRJYCg1DcmVhdGVDYXBzdWxlEiIuaG9zdGFnZW50LnYxLkNyZWF0ZUNhcHN1bGVSZXF1ZXN0GiMuaG9zdGFnZW50LnYxLkNyZWF0ZUNhcHN1bGVSZXNwb25zZRJbCg5EZXN0cm95Q2Fwc3VsZRIjLmhvc3RhZ2VudC52MS5EZXN0cm95Q2Fwc3VsZVJlcXVlc3QaJC5ob3N0YWdlbnQudjEuRGVzdHJveUNhcHN1bGVSZXNwb25zZRJVCgxQYXVzZUNhcHN1bGUSIS5ob3N0YWdlbnQudjEuUGF1c2VDYXBzdWxlUmVxdWVzdBoiLmhvc3RhZ2VudC52MS5QYXVzZUNhcHN1bGVSZXNwb25zZRJYCg1SZXN1bWVDYXBzdWxlEiIuaG9zdGFnZW50LnYxLlJlc3VtZUNhcHN1bGVSZXF1ZXN0GiMuaG9zdGFnZW50LnYxLlJlc3VtZUNhcHN1bGVSZXNwb25zZRJPCgpHZXRDYXBzdWxlEh8uaG9zdGFnZW50LnYxLkdldENhcHN1bGVSZXF1ZXN0GiAuaG9zdGFnZW50LnYxLkdldENhcHN1bGVSZXNwb25zZRJVCgxMaXN0Q2Fwc3VsZXMSIS5ob3N0YWdlbnQudjEuTGlzdENhcHN1bGVzUmVxdWVzdBoiLmhvc3RhZ2VudC52MS5MaXN0Q2Fwc3VsZXNSZXNwb25zZRJSCgtQaW5nQ2Fwc3VsZRIgLmhvc3RhZ2VudC52MS5QaW5nQ2Fwc3VsZVJlcXVlc3QaIS5ob3N0YWdlbnQudjEuUGluZ0NhcHN1bGVSZXNwb25zZRJkChFHZXRDYXBzdWxlTWV0cmljcxImLmhvc3RhZ2VudC52MS5HZXRDYXBzdWxlTWV0cmljc1JlcXVlc3QaJy5ob3N0YWdlbnQudjEuR2V0Q2Fwc3VsZU1ldHJpY3NSZXNwb25zZRI9CgRFeGVjEhkuaG9zdGFnZW50LnYxLkV4ZWNSZXF1ZXN0GhouaG9zdGFnZW50LnYxLkV4ZWNSZXNwb25zZRJLCgpFeGVjU3RyZWFtEhkuaG9zdGFnZW50LnYxLkV4ZWNSZXF1ZXN0GiAuaG9zdGFnZW50LnYxLkV4ZWNTdHJlYW1SZXNwb25zZTABElUKDFN0YXJ0UHJvY2VzcxIhLmhvc3RhZ2VudC52MS5TdGFydFByb2Nlc3NSZXF1ZXN0GiIuaG9zdGFnZW50LnYxLlN0YXJ0UHJvY2Vzc1Jlc3BvbnNlElgKDUxpc3RQcm9jZXNzZXMSIi5ob3N0YWdlbnQudjEuTGlzdFByb2Nlc3Nlc1JlcXVlc3QaIy5ob3N0YWdlbnQudjEuTGlzdFByb2Nlc3Nlc1Jlc3BvbnNlElIKC0tpbGxQcm9jZXNzEiAuaG9zdGFnZW50LnYxLktpbGxQcm9jZXNzUmVxdWVzdBohLmhvc3RhZ2VudC52MS5LaWxsUHJvY2Vzc1Jlc3BvbnNlElkKDkNvbm5lY3RQcm9jZXNzEiMuaG9zdGFnZW50LnYxLkNvbm5lY3RQcm9jZXNzUmVxdWVzdBogLmhvc3RhZ2VudC52MS5FeGVjU3RyZWFtUmVzcG9uc2UwARJhChBTZW5kUHJvY2Vzc0lucHV0EiUuaG9zdGFnZW50LnYxLlNlbmRQcm9jZXNzSW5wdXRSZXF1ZXN0GiYuaG9zdGFnZW50LnYxLlNlbmRQcm9jZXNzSW5wdXRSZXNwb25zZRJGCglQdHlBdHRhY2gSHi5ob3N0YWdlbnQudjEuUHR5QXR0YWNoUmVxdWVzdBoXLmhvc3RhZ2VudC52MS5QdHlPdXRwdXQwARJJCghQdHlJbnB1dBIdLmhvc3RhZ2VudC52MS5QdHlJbnB1dFJlcXVlc3QaHi5ob3N0YWdlbnQudjEuUHR5SW5wdXRSZXNwb25zZRJMCglQdHlSZXNpemUSHi5ob3N0YWdlbnQudjEuUHR5UmVzaXplUmVxdWVzdBofLmhvc3RhZ2VudC52MS5QdHlSZXNpemVSZXNwb25zZRJGCgdQdHlLaWxsEhwuaG9zdGFnZW50LnYxLlB0eUtpbGxSZXF1ZXN0Gh0uaG9zdGFnZW50LnYxLlB0eUtpbGxSZXNwb25zZRJECghSZWFkRmlsZRIdLmhvc3RhZ2VudC52MS5SZWFkRmlsZVJlcXVlc3QaFy5ob3N0YWdlbnQudjEuRmlsZUNodW5rMAESTgoJV3JpdGVGaWxlEh4uaG9zdGFnZW50LnYxLldyaXRlRmlsZVJlcXVlc3QaHy5ob3N0YWdlbnQudjEuV3JpdGVGaWxlUmVzcG9uc2UoARJGCgdMaXN0RGlyEhwuaG9zdGFnZW50LnYxLkxpc3REaXJSZXF1ZXN0Gh0uaG9zdGFnZW50LnYxLkxpc3REaXJSZXNwb25zZRJGCgdNYWtlRGlyEhwuaG9zdGFnZW50LnYxLk1ha2VEaXJSZXF1ZXN0Gh0uaG9zdGFnZW50LnYxLk1ha2VEaXJSZXNwb25zZRJPCgpSZW1vdmVQYXRoEh8uaG9zdGFnZW50LnYxLlJlbW92ZVBhdGhSZXF1ZXN0GiAuaG9zdGFnZW50LnYxLlJlbW92ZVBhdGhSZXNwb25zZRJbCg5DcmVhdGVTbmFwc2hvdBIjLmhvc3RhZ2VudC52MS5DcmVhdGVTbmFwc2hvdFJlcXVlc3QaJC5ob3N0YWdlbnQudjEuQ3JlYXRlU25hcHNob3RSZXNwb25zZRJbCg5EZWxldGVTbmFwc2hvdBIjLmhvc3RhZ2VudC52MS5EZWxldGVTbmFwc2hvdFJlcXVlc3QaJC5ob3N0YWdlbnQudjEuRGVsZXRlU25hcHNob3RSZXNwb25zZRJYCg1MaXN0VGVtcGxhdGVzEiIuaG9zdGFnZW50LnYxLkxpc3RUZW1wbGF0ZXNSZXF1ZXN0GiMuaG9zdGFnZW50LnYxLkxpc3RUZW1wbGF0ZXNSZXNwb25zZRJMCglUZXJtaW5hdGUSHi5ob3N0YWdlbnQudjEuVGVybWluYXRlUmVxdWVzdBofLmhvc3RhZ2VudC52MS5UZXJtaW5hdGVSZXNwb25zZWIGcHJvdG8z");
+  fileDesc("Chxob3N0YWdlbnQvdjEvaG9zdGFnZW50LnByb3RvEgxob3N0YWdlbnQudjEiFAoSR2V0SG9zdEluZm9SZXF1ZXN0IqUCChNHZXRIb3N0SW5mb1Jlc3BvbnNlEg8KB2hvc3RfaWQYASABKAkSEAoIaG9zdG5hbWUYAiABKAkSEAoIcnVudGltZXMYAyADKAkSFwoPZGVmYXVsdF9ydW50aW1lGAQgASgJEhEKCWNwdV9jb3VudBgFIAEoDRIRCgltZW1vcnlfbWIYBiABKAQSGAoQY2Fwc3VsZXNfcnVubmluZxgHIAEoDRIXCg92Y3B1c19hbGxvY2F0ZWQYCCABKA0SGwoTbWVtb3J5X21iX2FsbG9jYXRlZBgJIAEoBBIPCgd2ZXJzaW9uGAogASgJEhUKDWNhcHN1bGVzX2hlbGQYCyABKA0SFAoMY2Fwc3VsZV9yb29tGAwgASgNEgwKBGZ1bGwYDSABKAki9wMKB0NhcHN1bGUSCgoCaWQYASABKAkSEAoIdGVtcGxhdGUYAiABKAkSKQoFc3RhdGUYAyABKA4yGi5ob3N0YWdlbnQudjEuQ2Fwc3VsZVN0YXRlEg8KB3J1bnRpbWUYBCABKAkSDQoFdmNwdXMYBSABKA0SEQoJbWVtb3J5X21iGAYgASgNEhIKCmNyZWF0ZWRfYXQYByABKAMSEgoKZXhwaXJlc19hdBgIIAEoAxIzCg50aW1lb3V0X2FjdGlvbhgJIAEoDjIbLmhvc3RhZ2VudC52MS5UaW1lb3V0QWN0aW9uEjUKCG1ldGFkYXRhGAogAygLMiMuaG9zdGFnZW50LnYxLkNhcHN1bGUuTWV0YWRhdGFFbnRyeRIPCgdhZGRyZXNzGAsgASgJEhQKDGVudmRfdmVyc2lvbhgMIAEoCRIQCghpbnRlcm5ldBgNIAEoCBITCgtwYXVzZV9rZWVwcxgOIAEoCRINCgVlcnJvchgPIAEoCRIZChFlbnZkX2FjY2Vzc190b2tlbhgQIAEoCRIzCgduZXR3b3JrGBEgASgLMiIuaG9zdGFnZW50LnYxLkNhcHN1bGVOZXR3b3JrUG9saWN5Gi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASKyBAoUQ3JlYXRlQ2Fwc3VsZVJlcXVlc3QSCgoCaWQYASABKAkSEAoIdGVtcGxhdGUYAiABKAkSDQoFdmNwdXMYAyABKA0SEQoJbWVtb3J5X21iGAQgASgNEhMKC3RpbWVvdXRfc2VjGAUgASgNEjMKDnRpbWVvdXRfYWN0aW9uGAYgASgOMhsuaG9zdGFnZW50LnYxLlRpbWVvdXRBY3Rpb24SOgoEZW52cxgHIAMoCzIsLmhvc3RhZ2VudC52MS5DcmVhdGVDYXBzdWxlUmVxdWVzdC5FbnZzRW50cnkSQgoIbWV0YWRhdGEYCCADKAsyMC5ob3N0YWdlbnQudjEuQ3JlYXRlQ2Fwc3VsZVJlcXVlc3QuTWV0YWRhdGFFbnRyeRIVCghpbnRlcm5ldBgJIAEoCEgAiAEBEhkKEWVudmRfYWNjZXNzX3Rva2VuGAogASgJEg8KB3J1bnRpbWUYCyABKAkSFAoMZGVmYXVsdF91c2VyGAwgASgJEhcKD2RlZmF1bHRfd29ya2RpchgNIAEoCRIzCgduZXR3b3JrGA4gASgLMiIuaG9zdGFnZW50LnYxLkNhcHN1bGVOZXR3b3JrUG9saWN5GisKCUVudnNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBGi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUILCglfaW50ZXJuZXQiKQoUQ2Fwc3VsZU5ldHdvcmtQb2xpY3kSEQoJYWxsb3dfb3V0GAEgAygJIj8KFUNyZWF0ZUNhcHN1bGVSZXNwb25zZRImCgdjYXBzdWxlGAEgASgLMhUuaG9zdGFnZW50LnYxLkNhcHN1bGUiIwoVRGVzdHJveUNhcHN1bGVSZXF1ZXN0EgoKAmlkGAEgASgJIhgKFkRlc3Ryb3lDYXBzdWxlUmVzcG9uc2UiSAoTUGF1c2VDYXBzdWxlUmVxdWVzdBIKCgJpZBgBIAEoCRIlCgRtb2RlGAIgASgOMhcuaG9zdGFnZW50LnYxLlBhdXNlTW9kZSI+ChRQYXVzZUNhcHN1bGVSZXNwb25zZRImCgdjYXBzdWxlGAEgASgLMhUuaG9zdGFnZW50LnYxLkNhcHN1bGUiNwoUUmVzdW1lQ2Fwc3VsZVJlcXVlc3QSCgoCaWQYASABKAkSEwoLdGltZW91dF9zZWMYAiABKA0iPwoVUmVzdW1lQ2Fwc3VsZVJlc3BvbnNlEiYKB2NhcHN1bGUYASABKAsyFS5ob3N0YWdlbnQudjEuQ2Fwc3VsZSI/ChFHZXRDYXBzdWxlUmVxdWVzdBIKCgJpZBgBIAEoCRIeChZ3aXRoX2VudmRfYWNjZXNzX3Rva2VuGAIgASgIIjwKEkdldENhcHN1bGVSZXNwb25zZRImCgdjYXBzdWxlGAEgASgLMhUuaG9zdGFnZW50LnYxLkNhcHN1bGUiPwoTTGlzdENhcHN1bGVzUmVxdWVzdBIPCgdzdW1tYXJ5GAEgASgIEhcKD3VubGVzc19yZXZpc2lvbhgCIAEoBCIWChRXYXRjaENhcHN1bGVzUmVxdWVzdCJ1ChJDYXBzdWxlU3RhdGVDaGFuZ2USCgoCaWQYASABKAkSKQoFc3RhdGUYAiABKA4yGi5ob3N0YWdlbnQudjEuQ2Fwc3VsZVN0YXRlEg0KBWNhdXNlGAMgASgJEg0KBWVycm9yGAQgASgJEgoKAmF0GAUgASgDImQKFExpc3RDYXBzdWxlc1Jlc3BvbnNlEicKCGNhcHN1bGVzGAEgAygLMhUuaG9zdGFnZW50LnYxLkNhcHN1bGUSEAoIcmV2aXNpb24YAiABKAQSEQoJdW5jaGFuZ2VkGAMgASgIIkoKElBpbmdDYXBzdWxlUmVxdWVzdBIKCgJpZBgBIAEoCRIYCgt0aW1lb3V0X3NlYxgCIAEoDUgAiAEBQg4KDF90aW1lb3V0X3NlYyI9ChNQaW5nQ2Fwc3VsZVJlc3BvbnNlEiYKB2NhcHN1bGUYASABKAsyFS5ob3N0YWdlbnQudjEuQ2Fwc3VsZSImChhHZXRDYXBzdWxlTWV0cmljc1JlcXVlc3QSCgoCaWQYASABKAkiyQEKGUdldENhcHN1bGVNZXRyaWNzUmVzcG9uc2USFAoMY3B1X3VzZWRfcGN0GAEgASgBEhEKCWNwdV9jb3VudBgCIAEoDRIWCg5tZW1fdXNlZF9ieXRlcxgDIAEoBBIXCg9tZW1fdG90YWxfYnl0ZXMYBCABKAQSFwoPZGlza191c2VkX2J5dGVzGAUgASgEEhgKEGRpc2tfdG90YWxfYnl0ZXMYBiABKAQSDAoEcGlkcxgHIAEoDRIRCgl0aW1lc3RhbXAYCCABKAMi6AEKC0V4ZWNSZXF1ZXN0EhIKCmNhcHN1bGVfaWQYASABKAkSCwoDY21kGAIgASgJEgwKBGFyZ3MYAyADKAkSMQoEZW52cxgEIAMoCzIjLmhvc3RhZ2VudC52MS5FeGVjUmVxdWVzdC5FbnZzRW50cnkSCwoDY3dkGAUgASgJEgwKBHVzZXIYBiABKAkSDQoFc3RkaW4YByABKAwSEwoLdGltZW91dF9zZWMYCCABKA0SCwoDdGFnGAkgASgJGisKCUVudnNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIl0KDEV4ZWNSZXNwb25zZRIOCgZzdGRvdXQYASABKAwSDgoGc3RkZXJyGAIgASgMEhEKCWV4aXRfY29kZRgDIAEoERINCgVlcnJvchgEIAEoCRILCgNwaWQYBSABKA0ijgEKEkV4ZWNTdHJlYW1SZXNwb25zZRITCglzdGFydF9waWQYASABKA1IABIQCgZzdGRvdXQYAiABKAxIABIQCgZzdGRlcnIYAyABKAxIABInCgRleGl0GAQgASgLMhcuaG9zdGFnZW50LnYxLkV4aXRFdmVudEgAEg0KA3B0eRgFIAEoDEgAQgcKBWV2ZW50Ij0KCUV4aXRFdmVudBIRCglleGl0X2NvZGUYASABKBESDgoGc3RhdHVzGAIgASgJEg0KBWVycm9yGAMgASgJIj4KE1N0YXJ0UHJvY2Vzc1JlcXVlc3QSJwoEZXhlYxgBIAEoCzIZLmhvc3RhZ2VudC52MS5FeGVjUmVxdWVzdCIjChRTdGFydFByb2Nlc3NSZXNwb25zZRILCgNwaWQYASABKA0iTwoLUHJvY2Vzc0luZm8SCwoDcGlkGAEgASgNEgsKA3RhZxgCIAEoCRILCgNjbWQYAyABKAkSDAoEYXJncxgEIAMoCRILCgNjd2QYBSABKAkiKgoUTGlzdFByb2Nlc3Nlc1JlcXVlc3QSEgoKY2Fwc3VsZV9pZBgBIAEoCSJFChVMaXN0UHJvY2Vzc2VzUmVzcG9uc2USLAoJcHJvY2Vzc2VzGAEgAygLMhkuaG9zdGFnZW50LnYxLlByb2Nlc3NJbmZvIjsKD1Byb2Nlc3NTZWxlY3RvchINCgNwaWQYASABKA1IABINCgN0YWcYAiABKAlIAEIKCghzZWxlY3RvciJoChJLaWxsUHJvY2Vzc1JlcXVlc3QSEgoKY2Fwc3VsZV9pZBgBIAEoCRIuCgdwcm9jZXNzGAIgASgLMh0uaG9zdGFnZW50LnYxLlByb2Nlc3NTZWxlY3RvchIOCgZzaWduYWwYAyABKA0iFQoTS2lsbFByb2Nlc3NSZXNwb25zZSJbChVDb25uZWN0UHJvY2Vzc1JlcXVlc3QSEgoKY2Fwc3VsZV9pZBgBIAEoCRIuCgdwcm9jZXNzGAIgASgLMh0uaG9zdGFnZW50LnYxLlByb2Nlc3NTZWxlY3RvciKAAQoXU2VuZFByb2Nlc3NJbnB1dFJlcXVlc3QSEgoKY2Fwc3VsZV9pZBgBIAEoCRIuCgdwcm9jZXNzGAIgASgLMh0uaG9zdGFnZW50LnYxLlByb2Nlc3NTZWxlY3RvchIMCgRkYXRhGAMgASgMEhMKC2Nsb3NlX3N0ZGluGAQgASgIIhoKGFNlbmRQcm9jZXNzSW5wdXRSZXNwb25zZSLqAQoQUHR5QXR0YWNoUmVxdWVzdBISCgpjYXBzdWxlX2lkGAEgASgJEgsKA3RhZxgCIAEoCRIMCgRjb2xzGAMgASgNEgwKBHJvd3MYBCABKA0SCwoDY21kGAUgASgJEgwKBGFyZ3MYBiADKAkSNgoEZW52cxgHIAMoCzIoLmhvc3RhZ2VudC52MS5QdHlBdHRhY2hSZXF1ZXN0LkVudnNFbnRyeRILCgNjd2QYCCABKAkSDAoEdXNlchgJIAEoCRorCglFbnZzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJcCglQdHlPdXRwdXQSDQoDcGlkGAEgASgNSAASDgoEZGF0YRgCIAEoDEgAEicKBGV4aXQYAyABKAsyFy5ob3N0YWdlbnQudjEuRXhpdEV2ZW50SABCBwoFZXZlbnQiQAoPUHR5SW5wdXRSZXF1ZXN0EhIKCmNhcHN1bGVfaWQYASABKAkSCwoDdGFnGAIgASgJEgwKBGRhdGEYAyABKAwiEgoQUHR5SW5wdXRSZXNwb25zZSJPChBQdHlSZXNpemVSZXF1ZXN0EhIKCmNhcHN1bGVfaWQYASABKAkSCwoDdGFnGAIgASgJEgwKBGNvbHMYAyABKA0SDAoEcm93cxgEIAEoDSITChFQdHlSZXNpemVSZXNwb25zZSIxCg5QdHlLaWxsUmVxdWVzdBISCgpjYXBzdWxlX2lkGAEgASgJEgsKA3RhZxgCIAEoCSIRCg9QdHlLaWxsUmVzcG9uc2UiQQoPUmVhZEZpbGVSZXF1ZXN0EhIKCmNhcHN1bGVfaWQYASABKAkSDAoEcGF0aBgCIAEoCRIMCgR1c2VyGAMgASgJIhkKCUZpbGVDaHVuaxIMCgRkYXRhGAEgASgMIlsKEFdyaXRlRmlsZVJlcXVlc3QSLwoGaGVhZGVyGAEgASgLMh0uaG9zdGFnZW50LnYxLldyaXRlRmlsZUhlYWRlckgAEg4KBGRhdGEYAiABKAxIAEIGCgRwYXJ0Ik8KD1dyaXRlRmlsZUhlYWRlchISCgpjYXBzdWxlX2lkGAEgASgJEgwKBHBhdGgYAiABKAkSDAoEdXNlchgDIAEoCRIMCgRtb2RlGAQgASgNIlIKEVdyaXRlRmlsZVJlc3BvbnNlEhUKDWJ5dGVzX3dyaXR0ZW4YASABKAQSJgoFZW50cnkYAiABKAsyFy5ob3N0YWdlbnQudjEuRmlsZUVudHJ5IpwBCglGaWxlRW50cnkSDAoEbmFtZRgBIAEoCRIMCgRwYXRoGAIgASgJEgwKBHR5cGUYAyABKAkSDAoEc2l6ZRgEIAEoBBIMCgRtb2RlGAUgASgNEg0KBW93bmVyGAYgASgJEg0KBWdyb3VwGAcgASgJEhMKC21vZGlmaWVkX2F0GAggASgDEhYKDnN5bWxpbmtfdGFyZ2V0GAkgASgJIk8KDkxpc3REaXJSZXF1ZXN0EhIKCmNhcHN1bGVfaWQYASABKAkSDAoEcGF0aBgCIAEoCRINCgVkZXB0aBgDIAEoDRIMCgR1c2VyGAQgASgJIjsKD0xpc3REaXJSZXNwb25zZRIoCgdlbnRyaWVzGAEgAygLMhcuaG9zdGFnZW50LnYxLkZpbGVFbnRyeSJACg5NYWtlRGlyUmVxdWVzdBISCgpjYXBzdWxlX2lkGAEgASgJEgwKBHBhdGgYAiABKAkSDAoEdXNlchgDIAEoCSI5Cg9NYWtlRGlyUmVzcG9uc2USJgoFZW50cnkYASABKAsyFy5ob3N0YWdlbnQudjEuRmlsZUVudHJ5IkMKEVJlbW92ZVBhdGhSZXF1ZXN0EhIKCmNhcHN1bGVfaWQYASABKAkSDAoEcGF0aBgCIAEoCRIMCgR1c2VyGAMgASgJIhQKElJlbW92ZVBhdGhSZXNwb25zZSKSAQoIVGVtcGxhdGUSDAoEbmFtZRgBIAEoCRIMCgRraW5kGAIgASgJEhAKCHJ1bnRpbWVzGAMgAygJEhIKCnNpemVfYnl0ZXMYBCABKAQSEgoKY3JlYXRlZF9hdBgFIAEoAxIOCgZwYXJlbnQYBiABKAkSDQoFdmNwdXMYByABKA0SEQoJbWVtb3J5X21iGAggASgNIjkKFUNyZWF0ZVNuYXBzaG90UmVxdWVzdBISCgpjYXBzdWxlX2lkGAEgASgJEgwKBG5hbWUYAiABKAkiQgoWQ3JlYXRlU25hcHNob3RSZXNwb25zZRIoCgh0ZW1wbGF0ZRgBIAEoCzIWLmhvc3RhZ2VudC52MS5UZW1wbGF0ZSIlChVEZWxldGVTbmFwc2hvdFJlcXVlc3QSDAoEbmFtZRgBIAEoCSIYChZEZWxldGVTbmFwc2hvdFJlc3BvbnNlIhYKFExpc3RUZW1wbGF0ZXNSZXF1ZXN0IkIKFUxpc3RUZW1wbGF0ZXNSZXNwb25zZRIpCgl0ZW1wbGF0ZXMYASADKAsyFi5ob3N0YWdlbnQudjEuVGVtcGxhdGUiEgoQVGVybWluYXRlUmVxdWVzdCITChFUZXJtaW5hdGVSZXNwb25zZSrQAQoMQ2Fwc3VsZVN0YXRlEh0KGUNBUFNVTEVfU1RBVEVfVU5TUEVDSUZJRUQQABIaChZDQVBTVUxFX1NUQVRFX1NUQVJUSU5HEAESGQoVQ0FQU1VMRV9TVEFURV9SVU5OSU5HEAISGAoUQ0FQU1VMRV9TVEFURV9QQVVTRUQQAxIcChhDQVBTVUxFX1NUQVRFX0hJQkVSTkFURUQQBBIZChVDQVBTVUxFX1NUQVRFX1NUT1BQRUQQBRIXChNDQVBTVUxFX1NUQVRFX0VSUk9SEAYqZQoNVGltZW91dEFjdGlvbhIeChpUSU1FT1VUX0FDVElPTl9VTlNQRUNJRklFRBAAEhoKFlRJTUVPVVRfQUNUSU9OX0RFU1RST1kQARIYChRUSU1FT1VUX0FDVElPTl9QQVVTRRACKlgKCVBhdXNlTW9kZRIaChZQQVVTRV9NT0RFX1VOU1BFQ0lGSUVEEAASFQoRUEFVU0VfTU9ERV9GUkVFWkUQARIYChRQQVVTRV9NT0RFX0hJQkVSTkFURRACMtoTChBIb3N0QWdlbnRTZXJ2aWNlElIKC0dldEhvc3RJbmZvEiAuaG9zdGFnZW50LnYxLkdldEhvc3RJbmZvUmVxdWVzdBohLmhvc3RhZ2VudC52MS5HZXRIb3N0SW5mb1Jlc3BvbnNlElgKDUNyZWF0ZUNhcHN1bGUSIi5ob3N0YWdlbnQudjEuQ3JlYXRlQ2Fwc3VsZVJlcXVlc3QaIy5ob3N0YWdlbnQudjEuQ3JlYXRlQ2Fwc3VsZVJlc3BvbnNlElsKDkRlc3Ryb3lDYXBzdWxlEiMuaG9zdGFnZW50LnYxLkRlc3Ryb3lDYXBzdWxlUmVxdWVzdBokLmhvc3RhZ2VudC52MS5EZXN0cm95Q2Fwc3VsZVJlc3BvbnNlElUKDFBhdXNlQ2Fwc3VsZRIhLmhvc3RhZ2VudC52MS5QYXVzZUNhcHN1bGVSZXF1ZXN0GiIuaG9zdGFnZW50LnYxLlBhdXNlQ2Fwc3VsZVJlc3BvbnNlElgKDVJlc3VtZUNhcHN1bGUSIi5ob3N0YWdlbnQudjEuUmVzdW1lQ2Fwc3VsZVJlcXVlc3QaIy5ob3N0YWdlbnQudjEuUmVzdW1lQ2Fwc3VsZVJlc3BvbnNlEk8KCkdldENhcHN1bGUSHy5ob3N0YWdlbnQudjEuR2V0Q2Fwc3VsZVJlcXVlc3QaIC5ob3N0YWdlbnQudjEuR2V0Q2Fwc3VsZVJlc3BvbnNlElUKDExpc3RDYXBzdWxlcxIhLmhvc3RhZ2VudC52MS5MaXN0Q2Fwc3VsZXNSZXF1ZXN0GiIuaG9zdGFnZW50LnYxLkxpc3RDYXBzdWxlc1Jlc3BvbnNlElcKDVdhdGNoQ2Fwc3VsZXMSIi5ob3N0YWdlbnQudjEuV2F0Y2hDYXBzdWxlc1JlcXVlc3QaIC5ob3N0YWdlbnQudjEuQ2Fwc3VsZVN0YXRlQ2hhbmdlMAESUgoLUGluZ0NhcHN1bGUSIC5ob3N0YWdlbnQudjEuUGluZ0NhcHN1bGVSZXF1ZXN0GiEuaG9zdGFnZW50LnYxLlBpbmdDYXBzdWxlUmVzcG9uc2USZAoRR2V0Q2Fwc3VsZU1ldHJpY3MSJi5ob3N0YWdlbnQudjEuR2V0Q2Fwc3VsZU1ldHJpY3NSZXF1ZXN0GicuaG9zdGFnZW50LnYxLkdldENhcHN1bGVNZXRyaWNzUmVzcG9uc2USPQoERXhlYxIZLmhvc3RhZ2VudC52MS5FeGVjUmVxdWVzdBoaLmhvc3RhZ2VudC52MS5FeGVjUmVzcG9uc2USSwoKRXhlY1N0cmVhbRIZLmhvc3RhZ2VudC52MS5FeGVjUmVxdWVzdBogLmhvc3RhZ2VudC52MS5FeGVjU3RyZWFtUmVzcG9uc2UwARJVCgxTdGFydFByb2Nlc3MSIS5ob3N0YWdlbnQudjEuU3RhcnRQcm9jZXNzUmVxdWVzdBoiLmhvc3RhZ2VudC52MS5TdGFydFByb2Nlc3NSZXNwb25zZRJYCg1MaXN0UHJvY2Vzc2VzEiIuaG9zdGFnZW50LnYxLkxpc3RQcm9jZXNzZXNSZXF1ZXN0GiMuaG9zdGFnZW50LnYxLkxpc3RQcm9jZXNzZXNSZXNwb25zZRJSCgtLaWxsUHJvY2VzcxIgLmhvc3RhZ2VudC52MS5LaWxsUHJvY2Vzc1JlcXVlc3QaIS5ob3N0YWdlbnQudjEuS2lsbFByb2Nlc3NSZXNwb25zZRJZCg5Db25uZWN0UHJvY2VzcxIjLmhvc3RhZ2VudC52MS5Db25uZWN0UHJvY2Vzc1JlcXVlc3QaIC5ob3N0YWdlbnQudjEuRXhlY1N0cmVhbVJlc3BvbnNlMAESYQoQU2VuZFByb2Nlc3NJbnB1dBIlLmhvc3RhZ2VudC52MS5TZW5kUHJvY2Vzc0lucHV0UmVxdWVzdBomLmhvc3RhZ2VudC52MS5TZW5kUHJvY2Vzc0lucHV0UmVzcG9uc2USRgoJUHR5QXR0YWNoEh4uaG9zdGFnZW50LnYxLlB0eUF0dGFjaFJlcXVlc3QaFy5ob3N0YWdlbnQudjEuUHR5T3V0cHV0MAESSQoIUHR5SW5wdXQSHS5ob3N0YWdlbnQudjEuUHR5SW5wdXRSZXF1ZXN0Gh4uaG9zdGFnZW50LnYxLlB0eUlucHV0UmVzcG9uc2USTAoJUHR5UmVzaXplEh4uaG9zdGFnZW50LnYxLlB0eVJlc2l6ZVJlcXVlc3QaHy5ob3N0YWdlbnQudjEuUHR5UmVzaXplUmVzcG9uc2USRgoHUHR5S2lsbBIcLmhvc3RhZ2VudC52MS5QdHlLaWxsUmVxdWVzdBodLmhvc3RhZ2VudC52MS5QdHlLaWxsUmVzcG9uc2USRAoIUmVhZEZpbGUSHS5ob3N0YWdlbnQudjEuUmVhZEZpbGVSZXF1ZXN0GhcuaG9zdGFnZW50LnYxLkZpbGVDaHVuazABEk4KCVdyaXRlRmlsZRIeLmhvc3RhZ2VudC52MS5Xcml0ZUZpbGVSZXF1ZXN0Gh8uaG9zdGFnZW50LnYxLldyaXRlRmlsZVJlc3BvbnNlKAESRgoHTGlzdERpchIcLmhvc3RhZ2VudC52MS5MaXN0RGlyUmVxdWVzdBodLmhvc3RhZ2VudC52MS5MaXN0RGlyUmVzcG9uc2USRgoHTWFrZURpchIcLmhvc3RhZ2VudC52MS5NYWtlRGlyUmVxdWVzdBodLmhvc3RhZ2VudC52MS5NYWtlRGlyUmVzcG9uc2USTwoKUmVtb3ZlUGF0aBIfLmhvc3RhZ2VudC52MS5SZW1vdmVQYXRoUmVxdWVzdBogLmhvc3RhZ2VudC52MS5SZW1vdmVQYXRoUmVzcG9uc2USWwoOQ3JlYXRlU25hcHNob3QSIy5ob3N0YWdlbnQudjEuQ3JlYXRlU25hcHNob3RSZXF1ZXN0GiQuaG9zdGFnZW50LnYxLkNyZWF0ZVNuYXBzaG90UmVzcG9uc2USWwoORGVsZXRlU25hcHNob3QSIy5ob3N0YWdlbnQudjEuRGVsZXRlU25hcHNob3RSZXF1ZXN0GiQuaG9zdGFnZW50LnYxLkRlbGV0ZVNuYXBzaG90UmVzcG9uc2USWAoNTGlzdFRlbXBsYXRlcxIiLmhvc3RhZ2VudC52MS5MaXN0VGVtcGxhdGVzUmVxdWVzdBojLmhvc3RhZ2VudC52MS5MaXN0VGVtcGxhdGVzUmVzcG9uc2USTAoJVGVybWluYXRlEh4uaG9zdGFnZW50LnYxLlRlcm1pbmF0ZVJlcXVlc3QaHy5ob3N0YWdlbnQudjEuVGVybWluYXRlUmVzcG9uc2ViBnByb3RvMw");
 
 /**
  * @generated from message hostagent.v1.GetHostInfoRequest
@@ -525,6 +525,61 @@ export const ListCapsulesRequestSchema: GenMessage<ListCapsulesRequest> = /*@__P
   messageDesc(file_hostagent_v1_hostagent, 14);
 
 /**
+ * @generated from message hostagent.v1.WatchCapsulesRequest
+ */
+export type WatchCapsulesRequest = Message<"hostagent.v1.WatchCapsulesRequest"> & {
+};
+
+/**
+ * Describes the message hostagent.v1.WatchCapsulesRequest.
+ * Use `create(WatchCapsulesRequestSchema)` to create a new message.
+ */
+export const WatchCapsulesRequestSchema: GenMessage<WatchCapsulesRequest> = /*@__PURE__*/
+  messageDesc(file_hostagent_v1_hostagent, 15);
+
+/**
+ * @generated from message hostagent.v1.CapsuleStateChange
+ */
+export type CapsuleStateChange = Message<"hostagent.v1.CapsuleStateChange"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * @generated from field: hostagent.v1.CapsuleState state = 2;
+   */
+  state: CapsuleState;
+
+  /**
+   * What made the agent act: "timeout" or "exited"; empty on the first message, which only says
+   * the stream is open.
+   *
+   * @generated from field: string cause = 3;
+   */
+  cause: string;
+
+  /**
+   * @generated from field: string error = 4;
+   */
+  error: string;
+
+  /**
+   * Unix milliseconds.
+   *
+   * @generated from field: int64 at = 5;
+   */
+  at: bigint;
+};
+
+/**
+ * Describes the message hostagent.v1.CapsuleStateChange.
+ * Use `create(CapsuleStateChangeSchema)` to create a new message.
+ */
+export const CapsuleStateChangeSchema: GenMessage<CapsuleStateChange> = /*@__PURE__*/
+  messageDesc(file_hostagent_v1_hostagent, 16);
+
+/**
  * @generated from message hostagent.v1.ListCapsulesResponse
  */
 export type ListCapsulesResponse = Message<"hostagent.v1.ListCapsulesResponse"> & {
@@ -552,7 +607,7 @@ export type ListCapsulesResponse = Message<"hostagent.v1.ListCapsulesResponse"> 
  * Use `create(ListCapsulesResponseSchema)` to create a new message.
  */
 export const ListCapsulesResponseSchema: GenMessage<ListCapsulesResponse> = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 15);
+  messageDesc(file_hostagent_v1_hostagent, 17);
 
 /**
  * @generated from message hostagent.v1.PingCapsuleRequest
@@ -574,7 +629,7 @@ export type PingCapsuleRequest = Message<"hostagent.v1.PingCapsuleRequest"> & {
  * Use `create(PingCapsuleRequestSchema)` to create a new message.
  */
 export const PingCapsuleRequestSchema: GenMessage<PingCapsuleRequest> = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 16);
+  messageDesc(file_hostagent_v1_hostagent, 18);
 
 /**
  * @generated from message hostagent.v1.PingCapsuleResponse
@@ -591,7 +646,7 @@ export type PingCapsuleResponse = Message<"hostagent.v1.PingCapsuleResponse"> & 
  * Use `create(PingCapsuleResponseSchema)` to create a new message.
  */
 export const PingCapsuleResponseSchema: GenMessage<PingCapsuleResponse> = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 17);
+  messageDesc(file_hostagent_v1_hostagent, 19);
 
 /**
  * @generated from message hostagent.v1.GetCapsuleMetricsRequest
@@ -608,7 +663,7 @@ export type GetCapsuleMetricsRequest = Message<"hostagent.v1.GetCapsuleMetricsRe
  * Use `create(GetCapsuleMetricsRequestSchema)` to create a new message.
  */
 export const GetCapsuleMetricsRequestSchema: GenMessage<GetCapsuleMetricsRequest> = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 18);
+  messageDesc(file_hostagent_v1_hostagent, 20);
 
 /**
  * @generated from message hostagent.v1.GetCapsuleMetricsResponse
@@ -660,7 +715,7 @@ export type GetCapsuleMetricsResponse = Message<"hostagent.v1.GetCapsuleMetricsR
  * Use `create(GetCapsuleMetricsResponseSchema)` to create a new message.
  */
 export const GetCapsuleMetricsResponseSchema: GenMessage<GetCapsuleMetricsResponse> = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 19);
+  messageDesc(file_hostagent_v1_hostagent, 21);
 
 /**
  * @generated from message hostagent.v1.ExecRequest
@@ -717,7 +772,7 @@ export type ExecRequest = Message<"hostagent.v1.ExecRequest"> & {
  * Use `create(ExecRequestSchema)` to create a new message.
  */
 export const ExecRequestSchema: GenMessage<ExecRequest> = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 20);
+  messageDesc(file_hostagent_v1_hostagent, 22);
 
 /**
  * @generated from message hostagent.v1.ExecResponse
@@ -754,7 +809,7 @@ export type ExecResponse = Message<"hostagent.v1.ExecResponse"> & {
  * Use `create(ExecResponseSchema)` to create a new message.
  */
 export const ExecResponseSchema: GenMessage<ExecResponse> = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 21);
+  messageDesc(file_hostagent_v1_hostagent, 23);
 
 /**
  * @generated from message hostagent.v1.ExecStreamResponse
@@ -801,7 +856,7 @@ export type ExecStreamResponse = Message<"hostagent.v1.ExecStreamResponse"> & {
  * Use `create(ExecStreamResponseSchema)` to create a new message.
  */
 export const ExecStreamResponseSchema: GenMessage<ExecStreamResponse> = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 22);
+  messageDesc(file_hostagent_v1_hostagent, 24);
 
 /**
  * @generated from message hostagent.v1.ExitEvent
@@ -828,7 +883,7 @@ export type ExitEvent = Message<"hostagent.v1.ExitEvent"> & {
  * Use `create(ExitEventSchema)` to create a new message.
  */
 export const ExitEventSchema: GenMessage<ExitEvent> = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 23);
+  messageDesc(file_hostagent_v1_hostagent, 25);
 
 /**
  * @generated from message hostagent.v1.StartProcessRequest
@@ -845,7 +900,7 @@ export type StartProcessRequest = Message<"hostagent.v1.StartProcessRequest"> & 
  * Use `create(StartProcessRequestSchema)` to create a new message.
  */
 export const StartProcessRequestSchema: GenMessage<StartProcessRequest> = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 24);
+  messageDesc(file_hostagent_v1_hostagent, 26);
 
 /**
  * @generated from message hostagent.v1.StartProcessResponse
@@ -862,7 +917,7 @@ export type StartProcessResponse = Message<"hostagent.v1.StartProcessResponse"> 
  * Use `create(StartProcessResponseSchema)` to create a new message.
  */
 export const StartProcessResponseSchema: GenMessage<StartProcessResponse> = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 25);
+  messageDesc(file_hostagent_v1_hostagent, 27);
 
 /**
  * @generated from message hostagent.v1.ProcessInfo
@@ -899,7 +954,7 @@ export type ProcessInfo = Message<"hostagent.v1.ProcessInfo"> & {
  * Use `create(ProcessInfoSchema)` to create a new message.
  */
 export const ProcessInfoSchema: GenMessage<ProcessInfo> = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 26);
+  messageDesc(file_hostagent_v1_hostagent, 28);
 
 /**
  * @generated from message hostagent.v1.ListProcessesRequest
@@ -916,7 +971,7 @@ export type ListProcessesRequest = Message<"hostagent.v1.ListProcessesRequest"> 
  * Use `create(ListProcessesRequestSchema)` to create a new message.
  */
 export const ListProcessesRequestSchema: GenMessage<ListProcessesRequest> = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 27);
+  messageDesc(file_hostagent_v1_hostagent, 29);
 
 /**
  * @generated from message hostagent.v1.ListProcessesResponse
@@ -933,7 +988,7 @@ export type ListProcessesResponse = Message<"hostagent.v1.ListProcessesResponse"
  * Use `create(ListProcessesResponseSchema)` to create a new message.
  */
 export const ListProcessesResponseSchema: GenMessage<ListProcessesResponse> = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 28);
+  messageDesc(file_hostagent_v1_hostagent, 30);
 
 /**
  * @generated from message hostagent.v1.ProcessSelector
@@ -962,7 +1017,7 @@ export type ProcessSelector = Message<"hostagent.v1.ProcessSelector"> & {
  * Use `create(ProcessSelectorSchema)` to create a new message.
  */
 export const ProcessSelectorSchema: GenMessage<ProcessSelector> = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 29);
+  messageDesc(file_hostagent_v1_hostagent, 31);
 
 /**
  * @generated from message hostagent.v1.KillProcessRequest
@@ -991,7 +1046,7 @@ export type KillProcessRequest = Message<"hostagent.v1.KillProcessRequest"> & {
  * Use `create(KillProcessRequestSchema)` to create a new message.
  */
 export const KillProcessRequestSchema: GenMessage<KillProcessRequest> = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 30);
+  messageDesc(file_hostagent_v1_hostagent, 32);
 
 /**
  * @generated from message hostagent.v1.KillProcessResponse
@@ -1004,7 +1059,7 @@ export type KillProcessResponse = Message<"hostagent.v1.KillProcessResponse"> & 
  * Use `create(KillProcessResponseSchema)` to create a new message.
  */
 export const KillProcessResponseSchema: GenMessage<KillProcessResponse> = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 31);
+  messageDesc(file_hostagent_v1_hostagent, 33);
 
 /**
  * @generated from message hostagent.v1.ConnectProcessRequest
@@ -1026,7 +1081,7 @@ export type ConnectProcessRequest = Message<"hostagent.v1.ConnectProcessRequest"
  * Use `create(ConnectProcessRequestSchema)` to create a new message.
  */
 export const ConnectProcessRequestSchema: GenMessage<ConnectProcessRequest> = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 32);
+  messageDesc(file_hostagent_v1_hostagent, 34);
 
 /**
  * @generated from message hostagent.v1.SendProcessInputRequest
@@ -1058,7 +1113,7 @@ export type SendProcessInputRequest = Message<"hostagent.v1.SendProcessInputRequ
  * Use `create(SendProcessInputRequestSchema)` to create a new message.
  */
 export const SendProcessInputRequestSchema: GenMessage<SendProcessInputRequest> = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 33);
+  messageDesc(file_hostagent_v1_hostagent, 35);
 
 /**
  * @generated from message hostagent.v1.SendProcessInputResponse
@@ -1071,7 +1126,7 @@ export type SendProcessInputResponse = Message<"hostagent.v1.SendProcessInputRes
  * Use `create(SendProcessInputResponseSchema)` to create a new message.
  */
 export const SendProcessInputResponseSchema: GenMessage<SendProcessInputResponse> = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 34);
+  messageDesc(file_hostagent_v1_hostagent, 36);
 
 /**
  * @generated from message hostagent.v1.PtyAttachRequest
@@ -1132,7 +1187,7 @@ export type PtyAttachRequest = Message<"hostagent.v1.PtyAttachRequest"> & {
  * Use `create(PtyAttachRequestSchema)` to create a new message.
  */
 export const PtyAttachRequestSchema: GenMessage<PtyAttachRequest> = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 35);
+  messageDesc(file_hostagent_v1_hostagent, 37);
 
 /**
  * @generated from message hostagent.v1.PtyOutput
@@ -1167,7 +1222,7 @@ export type PtyOutput = Message<"hostagent.v1.PtyOutput"> & {
  * Use `create(PtyOutputSchema)` to create a new message.
  */
 export const PtyOutputSchema: GenMessage<PtyOutput> = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 36);
+  messageDesc(file_hostagent_v1_hostagent, 38);
 
 /**
  * @generated from message hostagent.v1.PtyInputRequest
@@ -1194,7 +1249,7 @@ export type PtyInputRequest = Message<"hostagent.v1.PtyInputRequest"> & {
  * Use `create(PtyInputRequestSchema)` to create a new message.
  */
 export const PtyInputRequestSchema: GenMessage<PtyInputRequest> = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 37);
+  messageDesc(file_hostagent_v1_hostagent, 39);
 
 /**
  * @generated from message hostagent.v1.PtyInputResponse
@@ -1207,7 +1262,7 @@ export type PtyInputResponse = Message<"hostagent.v1.PtyInputResponse"> & {
  * Use `create(PtyInputResponseSchema)` to create a new message.
  */
 export const PtyInputResponseSchema: GenMessage<PtyInputResponse> = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 38);
+  messageDesc(file_hostagent_v1_hostagent, 40);
 
 /**
  * @generated from message hostagent.v1.PtyResizeRequest
@@ -1239,7 +1294,7 @@ export type PtyResizeRequest = Message<"hostagent.v1.PtyResizeRequest"> & {
  * Use `create(PtyResizeRequestSchema)` to create a new message.
  */
 export const PtyResizeRequestSchema: GenMessage<PtyResizeRequest> = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 39);
+  messageDesc(file_hostagent_v1_hostagent, 41);
 
 /**
  * @generated from message hostagent.v1.PtyResizeResponse
@@ -1252,7 +1307,7 @@ export type PtyResizeResponse = Message<"hostagent.v1.PtyResizeResponse"> & {
  * Use `create(PtyResizeResponseSchema)` to create a new message.
  */
 export const PtyResizeResponseSchema: GenMessage<PtyResizeResponse> = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 40);
+  messageDesc(file_hostagent_v1_hostagent, 42);
 
 /**
  * @generated from message hostagent.v1.PtyKillRequest
@@ -1274,7 +1329,7 @@ export type PtyKillRequest = Message<"hostagent.v1.PtyKillRequest"> & {
  * Use `create(PtyKillRequestSchema)` to create a new message.
  */
 export const PtyKillRequestSchema: GenMessage<PtyKillRequest> = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 41);
+  messageDesc(file_hostagent_v1_hostagent, 43);
 
 /**
  * @generated from message hostagent.v1.PtyKillResponse
@@ -1287,7 +1342,7 @@ export type PtyKillResponse = Message<"hostagent.v1.PtyKillResponse"> & {
  * Use `create(PtyKillResponseSchema)` to create a new message.
  */
 export const PtyKillResponseSchema: GenMessage<PtyKillResponse> = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 42);
+  messageDesc(file_hostagent_v1_hostagent, 44);
 
 /**
  * @generated from message hostagent.v1.ReadFileRequest
@@ -1314,7 +1369,7 @@ export type ReadFileRequest = Message<"hostagent.v1.ReadFileRequest"> & {
  * Use `create(ReadFileRequestSchema)` to create a new message.
  */
 export const ReadFileRequestSchema: GenMessage<ReadFileRequest> = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 43);
+  messageDesc(file_hostagent_v1_hostagent, 45);
 
 /**
  * @generated from message hostagent.v1.FileChunk
@@ -1331,7 +1386,7 @@ export type FileChunk = Message<"hostagent.v1.FileChunk"> & {
  * Use `create(FileChunkSchema)` to create a new message.
  */
 export const FileChunkSchema: GenMessage<FileChunk> = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 44);
+  messageDesc(file_hostagent_v1_hostagent, 46);
 
 /**
  * @generated from message hostagent.v1.WriteFileRequest
@@ -1360,7 +1415,7 @@ export type WriteFileRequest = Message<"hostagent.v1.WriteFileRequest"> & {
  * Use `create(WriteFileRequestSchema)` to create a new message.
  */
 export const WriteFileRequestSchema: GenMessage<WriteFileRequest> = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 45);
+  messageDesc(file_hostagent_v1_hostagent, 47);
 
 /**
  * @generated from message hostagent.v1.WriteFileHeader
@@ -1392,7 +1447,7 @@ export type WriteFileHeader = Message<"hostagent.v1.WriteFileHeader"> & {
  * Use `create(WriteFileHeaderSchema)` to create a new message.
  */
 export const WriteFileHeaderSchema: GenMessage<WriteFileHeader> = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 46);
+  messageDesc(file_hostagent_v1_hostagent, 48);
 
 /**
  * @generated from message hostagent.v1.WriteFileResponse
@@ -1414,7 +1469,7 @@ export type WriteFileResponse = Message<"hostagent.v1.WriteFileResponse"> & {
  * Use `create(WriteFileResponseSchema)` to create a new message.
  */
 export const WriteFileResponseSchema: GenMessage<WriteFileResponse> = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 47);
+  messageDesc(file_hostagent_v1_hostagent, 49);
 
 /**
  * @generated from message hostagent.v1.FileEntry
@@ -1473,7 +1528,7 @@ export type FileEntry = Message<"hostagent.v1.FileEntry"> & {
  * Use `create(FileEntrySchema)` to create a new message.
  */
 export const FileEntrySchema: GenMessage<FileEntry> = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 48);
+  messageDesc(file_hostagent_v1_hostagent, 50);
 
 /**
  * @generated from message hostagent.v1.ListDirRequest
@@ -1505,7 +1560,7 @@ export type ListDirRequest = Message<"hostagent.v1.ListDirRequest"> & {
  * Use `create(ListDirRequestSchema)` to create a new message.
  */
 export const ListDirRequestSchema: GenMessage<ListDirRequest> = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 49);
+  messageDesc(file_hostagent_v1_hostagent, 51);
 
 /**
  * @generated from message hostagent.v1.ListDirResponse
@@ -1522,7 +1577,7 @@ export type ListDirResponse = Message<"hostagent.v1.ListDirResponse"> & {
  * Use `create(ListDirResponseSchema)` to create a new message.
  */
 export const ListDirResponseSchema: GenMessage<ListDirResponse> = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 50);
+  messageDesc(file_hostagent_v1_hostagent, 52);
 
 /**
  * @generated from message hostagent.v1.MakeDirRequest
@@ -1549,7 +1604,7 @@ export type MakeDirRequest = Message<"hostagent.v1.MakeDirRequest"> & {
  * Use `create(MakeDirRequestSchema)` to create a new message.
  */
 export const MakeDirRequestSchema: GenMessage<MakeDirRequest> = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 51);
+  messageDesc(file_hostagent_v1_hostagent, 53);
 
 /**
  * @generated from message hostagent.v1.MakeDirResponse
@@ -1566,7 +1621,7 @@ export type MakeDirResponse = Message<"hostagent.v1.MakeDirResponse"> & {
  * Use `create(MakeDirResponseSchema)` to create a new message.
  */
 export const MakeDirResponseSchema: GenMessage<MakeDirResponse> = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 52);
+  messageDesc(file_hostagent_v1_hostagent, 54);
 
 /**
  * @generated from message hostagent.v1.RemovePathRequest
@@ -1593,7 +1648,7 @@ export type RemovePathRequest = Message<"hostagent.v1.RemovePathRequest"> & {
  * Use `create(RemovePathRequestSchema)` to create a new message.
  */
 export const RemovePathRequestSchema: GenMessage<RemovePathRequest> = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 53);
+  messageDesc(file_hostagent_v1_hostagent, 55);
 
 /**
  * @generated from message hostagent.v1.RemovePathResponse
@@ -1606,7 +1661,7 @@ export type RemovePathResponse = Message<"hostagent.v1.RemovePathResponse"> & {
  * Use `create(RemovePathResponseSchema)` to create a new message.
  */
 export const RemovePathResponseSchema: GenMessage<RemovePathResponse> = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 54);
+  messageDesc(file_hostagent_v1_hostagent, 56);
 
 /**
  * @generated from message hostagent.v1.Template
@@ -1660,7 +1715,7 @@ export type Template = Message<"hostagent.v1.Template"> & {
  * Use `create(TemplateSchema)` to create a new message.
  */
 export const TemplateSchema: GenMessage<Template> = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 55);
+  messageDesc(file_hostagent_v1_hostagent, 57);
 
 /**
  * @generated from message hostagent.v1.CreateSnapshotRequest
@@ -1682,7 +1737,7 @@ export type CreateSnapshotRequest = Message<"hostagent.v1.CreateSnapshotRequest"
  * Use `create(CreateSnapshotRequestSchema)` to create a new message.
  */
 export const CreateSnapshotRequestSchema: GenMessage<CreateSnapshotRequest> = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 56);
+  messageDesc(file_hostagent_v1_hostagent, 58);
 
 /**
  * @generated from message hostagent.v1.CreateSnapshotResponse
@@ -1699,7 +1754,7 @@ export type CreateSnapshotResponse = Message<"hostagent.v1.CreateSnapshotRespons
  * Use `create(CreateSnapshotResponseSchema)` to create a new message.
  */
 export const CreateSnapshotResponseSchema: GenMessage<CreateSnapshotResponse> = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 57);
+  messageDesc(file_hostagent_v1_hostagent, 59);
 
 /**
  * @generated from message hostagent.v1.DeleteSnapshotRequest
@@ -1716,7 +1771,7 @@ export type DeleteSnapshotRequest = Message<"hostagent.v1.DeleteSnapshotRequest"
  * Use `create(DeleteSnapshotRequestSchema)` to create a new message.
  */
 export const DeleteSnapshotRequestSchema: GenMessage<DeleteSnapshotRequest> = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 58);
+  messageDesc(file_hostagent_v1_hostagent, 60);
 
 /**
  * @generated from message hostagent.v1.DeleteSnapshotResponse
@@ -1729,7 +1784,7 @@ export type DeleteSnapshotResponse = Message<"hostagent.v1.DeleteSnapshotRespons
  * Use `create(DeleteSnapshotResponseSchema)` to create a new message.
  */
 export const DeleteSnapshotResponseSchema: GenMessage<DeleteSnapshotResponse> = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 59);
+  messageDesc(file_hostagent_v1_hostagent, 61);
 
 /**
  * @generated from message hostagent.v1.ListTemplatesRequest
@@ -1742,7 +1797,7 @@ export type ListTemplatesRequest = Message<"hostagent.v1.ListTemplatesRequest"> 
  * Use `create(ListTemplatesRequestSchema)` to create a new message.
  */
 export const ListTemplatesRequestSchema: GenMessage<ListTemplatesRequest> = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 60);
+  messageDesc(file_hostagent_v1_hostagent, 62);
 
 /**
  * @generated from message hostagent.v1.ListTemplatesResponse
@@ -1759,7 +1814,7 @@ export type ListTemplatesResponse = Message<"hostagent.v1.ListTemplatesResponse"
  * Use `create(ListTemplatesResponseSchema)` to create a new message.
  */
 export const ListTemplatesResponseSchema: GenMessage<ListTemplatesResponse> = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 61);
+  messageDesc(file_hostagent_v1_hostagent, 63);
 
 /**
  * @generated from message hostagent.v1.TerminateRequest
@@ -1772,7 +1827,7 @@ export type TerminateRequest = Message<"hostagent.v1.TerminateRequest"> & {
  * Use `create(TerminateRequestSchema)` to create a new message.
  */
 export const TerminateRequestSchema: GenMessage<TerminateRequest> = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 62);
+  messageDesc(file_hostagent_v1_hostagent, 64);
 
 /**
  * @generated from message hostagent.v1.TerminateResponse
@@ -1785,7 +1840,7 @@ export type TerminateResponse = Message<"hostagent.v1.TerminateResponse"> & {
  * Use `create(TerminateResponseSchema)` to create a new message.
  */
 export const TerminateResponseSchema: GenMessage<TerminateResponse> = /*@__PURE__*/
-  messageDesc(file_hostagent_v1_hostagent, 63);
+  messageDesc(file_hostagent_v1_hostagent, 65);
 
 /**
  * @generated from enum hostagent.v1.CapsuleState
@@ -1952,6 +2007,17 @@ export const HostAgentService: GenService<{
     methodKind: "unary";
     input: typeof ListCapsulesRequestSchema;
     output: typeof ListCapsulesResponseSchema;
+  },
+  /**
+   * State changes the agent makes by itself (a timeout's pause or destroy, a capsule that died),
+   * pushed as they happen so the control plane does not wait for its next reconcile.
+   *
+   * @generated from rpc hostagent.v1.HostAgentService.WatchCapsules
+   */
+  watchCapsules: {
+    methodKind: "server_streaming";
+    input: typeof WatchCapsulesRequestSchema;
+    output: typeof CapsuleStateChangeSchema;
   },
   /**
    * Resets the inactivity timer; optionally sets a new timeout.
