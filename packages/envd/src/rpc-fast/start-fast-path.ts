@@ -117,6 +117,11 @@ export function createStartFastPath(state: EnvdState, start: StartImpl): (req: R
       res.off('close', onClose);
       req.off('error', onClose);
     }
+    // A handler that ends quietly once the deadline aborted it (it killed the process and returned)
+    // still ends the call with the deadline's error, as connect-es's router does: which of the two
+    // comes first is a race the client must not see.
+    if (error === undefined && abort.signal.aborted && abort.signal.reason instanceof ConnectError)
+      error = abort.signal.reason;
     const end: { metadata: Headers; error?: ConnectError } = { metadata: new Headers() };
     if (error instanceof ConnectError) end.error = error;
     else if (error !== undefined)
