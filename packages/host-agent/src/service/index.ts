@@ -140,8 +140,8 @@ export function hostAgentService(o: HostAgentServiceOptions): ServiceImpl<typeof
     async getCapsule(req) {
       return { capsule: pb(m.get(req.id), req.withEnvdAccessToken) };
     },
-    watchCapsules(_req, ctx) {
-      return watchCapsules(m, ctx.signal);
+    async *watchCapsules(_req, ctx) {
+      yield* watchCapsules(m, ctx.signal);
     },
     async listCapsules(req) {
       const revision = BigInt(m.revision());
