@@ -80,6 +80,16 @@ describe('wrenn CLI against wrenn up', () => {
     capsules.push(id2);
     assert.match(id2, /^cl-[0-9a-z]+$/);
 
+    // The timeout action and auto-resume reach the capsule; a wrong action is refused before any request.
+    const lifecycle = JSON.parse(
+      (await ok(['capsule', 'create', '--timeout', '600', '--on-timeout', 'pause', '--auto-resume', '--json'])).stdout,
+    ) as { id: string; timeout_action: string; auto_resume: boolean };
+    capsules.push(lifecycle.id);
+    assert.deepEqual([lifecycle.timeout_action, lifecycle.auto_resume], ['pause', true]);
+    const badAction = await wrenn(['capsule', 'create', '--on-timeout', 'sleep']);
+    assert.equal(badAction.code, 1);
+    assert.match(badAction.stderr, /--on-timeout must be one of kill, pause, hibernate, got 'sleep'/);
+
     const listed = JSON.parse((await ok(['capsule', 'ls', '--json', '-m', 'suite=cli'])).stdout) as { id: string }[];
     assert.deepEqual(
       listed.map((x) => x.id),

@@ -1,5 +1,5 @@
 // `wrenn capsule create|ls|info|rm|pause|resume|ping`.
-import { CAPSULE_LIMITS as L } from '@wrenn/protocol';
+import { CAPSULE_LIMITS as L, TIMEOUT_ACTIONS, type TimeoutAction } from '@wrenn/protocol';
 import { Capsule, type CapsuleInfo } from '@wrenn/sdk';
 import { ago, CliError, connection, parseIntOption, parsePairs, printJson, printTable, run } from './support.js';
 
@@ -11,6 +11,8 @@ const infoJson = (c: CapsuleInfo) => ({
   vcpus: c.vcpus,
   memory_mb: c.memoryMb,
   timeout_sec: c.timeoutSec,
+  timeout_action: c.timeoutAction,
+  auto_resume: c.autoResume,
   metadata: c.metadata,
   created_at: c.createdAt.toISOString(),
   expires_at: c.expiresAt?.toISOString() ?? null,
@@ -22,6 +24,8 @@ export interface CreateOpts {
   vcpus?: string;
   memory?: string;
   timeout?: string;
+  onTimeout?: string;
+  autoResume?: boolean;
   env?: string[];
   metadata?: string[];
   json?: boolean;
@@ -35,12 +39,16 @@ export const create = (o: CreateOpts) =>
     const timeoutSec = parseIntOption('--timeout', o.timeout, 0, L.maxTimeoutSec);
     const envs = parsePairs('--env', o.env);
     const metadata = parsePairs('--metadata', o.metadata);
+    if (o.onTimeout !== undefined && !(TIMEOUT_ACTIONS as readonly string[]).includes(o.onTimeout))
+      throw new CliError(`--on-timeout must be one of ${TIMEOUT_ACTIONS.join(', ')}, got '${o.onTimeout}'`);
     const c = await Capsule.create({
       ...connection(),
       ...(o.template ? { template: o.template } : {}),
       ...(vcpus !== undefined ? { vcpus } : {}),
       ...(memoryMb !== undefined ? { memoryMb } : {}),
       ...(timeoutSec !== undefined ? { timeoutSec } : {}),
+      ...(o.onTimeout !== undefined ? { timeoutAction: o.onTimeout as TimeoutAction } : {}),
+      ...(o.autoResume ? { autoResume: true } : {}),
       ...(envs ? { envs } : {}),
       ...(metadata ? { metadata } : {}),
     });
