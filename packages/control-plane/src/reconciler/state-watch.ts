@@ -93,9 +93,10 @@ export class AgentStateWatch {
       await recordCapsuleDied(this.ctx, c.id, change.error || 'the capsule died on its host', 'agent');
       return;
     }
-    // Only what the row asked for: a hibernate-on-timeout is the control plane's own work.
+    // What the agent did, when the row asked for it (a pause also for 'hibernate': the agent pauses
+    // and the reconciler would copy that same state).
     const to =
-      change.state === PbState.PAUSED && c.timeoutAction === 'pause'
+      change.state === PbState.PAUSED && c.timeoutAction !== 'kill'
         ? 'paused'
         : change.state === PbState.STOPPED && c.timeoutAction === 'kill'
           ? 'stopped'
