@@ -48,9 +48,15 @@ export abstract class ManagedProcess {
     return this.subscribers.size;
   }
 
+  /** Set when killAfter's deadline killed it: its Start stream then ends with deadline_exceeded. */
+  killedAtDeadline = false;
+
   /** Kills the process group after `ms` (E2B: a Start's timeout bounds the process's life). */
   killAfter(ms: number): void {
-    this.deadline = setTimeout(() => this.signal('SIGKILL'), ms);
+    this.deadline = setTimeout(() => {
+      this.killedAtDeadline = true;
+      this.signal('SIGKILL');
+    }, ms);
     this.deadline.unref();
   }
 

@@ -65,7 +65,13 @@ async function* streamEvents(
     for (;;) {
       let event = sub.take();
       while (event === undefined) {
-        if (sub.finished) return;
+        if (sub.finished) {
+          // Killed at the Start's deadline: the call ends with deadline_exceeded whichever of the
+          // two timers (this kill, the call's own deadline) fired first.
+          if (proc.killedAtDeadline && ctx.timeoutMs() !== undefined)
+            throw new ConnectError('the operation timed out', Code.DeadlineExceeded);
+          return;
+        }
         if (signal.aborted) throw ConnectError.from(signal.reason, Code.Canceled);
         await sub.waitForEvent();
         event = sub.take();

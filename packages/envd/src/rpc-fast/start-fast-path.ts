@@ -117,9 +117,8 @@ export function createStartFastPath(state: EnvdState, start: StartImpl): (req: R
       res.off('close', onClose);
       req.off('error', onClose);
     }
-    // A handler that ends quietly once the deadline aborted it (it killed the process and returned)
-    // still ends the call with the deadline's error, as connect-es's router does: which of the two
-    // comes first is a race the client must not see.
+    // A handler that ends quietly once the deadline aborted it still ends the call with the
+    // deadline's error, as connect-es's router does.
     if (error === undefined && abort.signal.aborted && abort.signal.reason instanceof ConnectError)
       error = abort.signal.reason;
     const end: { metadata: Headers; error?: ConnectError } = { metadata: new Headers() };
