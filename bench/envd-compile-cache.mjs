@@ -10,6 +10,7 @@ import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, wri
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { envdListening } from '../scripts/lib/envd-listening.mjs';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const bundle = join(root, 'packages/envd/dist/bundle');
@@ -62,16 +63,9 @@ async function prime(startFile) {
     },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
-  let stderr = '';
+  const listening = envdListening(child);
   try {
-    const port = await new Promise((resolvePort, reject) => {
-      child.stderr.on('data', (d) => {
-        stderr += d;
-        const m = /"msg":"envd listening","port":(\d+)/.exec(stderr);
-        if (m) resolvePort(Number(m[1]));
-      });
-      child.once('exit', (code) => reject(new Error(`envd exited with ${code} before listening:\n${stderr}`)));
-    });
+    const port = await listening.port;
     const base = `http://127.0.0.1:${port}`;
     await (await fetch(`${base}/health`)).arrayBuffer();
     await (
@@ -94,5 +88,6 @@ async function prime(startFile) {
   } finally {
     if (child.exitCode === null) child.kill('SIGKILL');
   }
-  if (!existsSync(join(dirname(startFile), 'compile-cache'))) throw new Error(`no compile cache written:\n${stderr}`);
+  if (!existsSync(join(dirname(startFile), 'compile-cache')))
+    throw new Error(`no compile cache written:\n${listening.stderr()}`);
 }

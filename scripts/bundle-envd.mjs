@@ -17,6 +17,7 @@ import { createConnectTransport } from '@connectrpc/connect-node';
 // for file calls made as the requesting user, metadata included) stay external
 // and are copied next to the bundle, so a capsule needs only this folder and the node binary.
 import { build } from 'esbuild';
+import { envdListening } from './lib/envd-listening.mjs';
 import { predecodedDescriptors } from './lib/predecoded-descriptors.mjs';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -131,24 +132,18 @@ async function writeCodeCache() {
       stdio: ['ignore', 'ignore', 'pipe'],
     },
   );
-  let stderr = '';
+  const listening = envdListening(child);
   const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
   try {
-    const port = await new Promise((resolvePort, reject) => {
-      child.stderr.on('data', (d) => {
-        stderr += d;
-        const m = /"msg":"envd listening","port":(\d+)/.exec(stderr);
-        if (m) resolvePort(Number(m[1]));
-      });
-      child.once('exit', (code) => reject(new Error(`envd exited with ${code} before listening:\n${stderr}`)));
-    });
+    const port = await listening.port;
     await warmUp(`http://127.0.0.1:${port}`);
     const exited = once(child, 'exit');
     child.kill('SIGUSR2');
     const [code] = await exited;
     if (code !== 0 || !existsSync(cacheFile))
-      throw new Error(`envd did not write its code cache (exit ${code}):\n${stderr}`);
-    if (/code cache rejected/.test(stderr)) throw new Error(`envd rejected a code cache while warming up:\n${stderr}`);
+      throw new Error(`envd did not write its code cache (exit ${code}):\n${listening.stderr()}`);
+    if (/code cache rejected/.test(listening.stderr()))
+      throw new Error(`envd rejected a code cache while warming up:\n${listening.stderr()}`);
   } finally {
     clearTimeout(timer);
     if (child.exitCode === null) child.kill('SIGKILL');
