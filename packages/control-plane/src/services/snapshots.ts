@@ -18,11 +18,12 @@ import {
   listTemplates as listTemplateRows,
   resolveTemplate as resolveTemplateRow,
   type Template,
+  type TemplateKind,
   updateTemplate,
   validateTemplateName,
 } from '../db/repositories/templates.js';
 import { isLayerName } from '../templates/layer-names.js';
-import { agentForCapsule, LIVE_STATES, recordEvent, requireCapsuleState } from './capsules.js';
+import { agentForCapsule, type Capsule, LIVE_STATES, recordEvent, requireCapsuleState } from './capsules.js';
 import { agentTemplateName, assertNotBuiltin } from './templates.js';
 
 /** Snapshots a running or paused capsule into a new team template `name`. */
@@ -34,12 +35,26 @@ export async function createSnapshot(
   validateTemplateName(input.name);
   assertNotBuiltin(input.name, 'replaced by a snapshot; pick another name');
   const c = await requireCapsuleState(ctx, teamId, input.capsuleId, ['running', 'paused'], 'snapshot');
+  return snapshotCapsule(ctx, teamId, c, { name: input.name, kind: 'snapshot' });
+}
+
+/**
+ * Saves capsule `c` on its host as team template `name` of `kind`: the one path for the API's
+ * snapshots and the Dockerfile builder's layers ('snapshot') and finished templates ('dockerfile').
+ * The caller has checked the name and the capsule's state.
+ */
+export async function snapshotCapsule(
+  ctx: ControlPlaneContext,
+  teamId: string,
+  c: Capsule,
+  target: { name: string; kind: TemplateKind },
+): Promise<Template> {
   const agent = await agentForCapsule(ctx, c);
   // The row first: it reserves the name within the team (unique index) and gives the id the agent
   // stores the files under.
   const row = await createTemplate(ctx.database.db, {
-    name: input.name,
-    kind: 'snapshot',
+    name: target.name,
+    kind: target.kind,
     teamId,
     hostId: c.hostId,
     parent: c.template,
@@ -66,6 +81,7 @@ export async function createSnapshot(
   await recordEvent(ctx, teamId, c.id, 'snapshot.created', {
     name: row.name,
     template_id: row.id,
+    kind: row.kind,
     size_bytes: updated?.sizeBytes ?? 0,
   });
   return updated ?? row;

@@ -31,17 +31,13 @@ import {
   type TemplateConfig,
 } from '../db/repositories/template-configs-extra.js';
 import {
-  createTemplate,
-  deleteTemplate as deleteTemplateRow,
   resolveTemplate as resolveTemplateRow,
   type Template,
-  type TemplateKind,
-  updateTemplate,
   validateTemplateName,
 } from '../db/repositories/templates.js';
 import { agentForCapsule, type Capsule, createCapsule, destroyCapsule } from '../services/capsules.js';
-import { deleteTemplate } from '../services/snapshots.js';
-import { agentTemplateName, assertNotBuiltin, resolveTemplate } from '../services/templates.js';
+import { deleteTemplate, snapshotCapsule } from '../services/snapshots.js';
+import { assertNotBuiltin, resolveTemplate } from '../services/templates.js';
 import { type BuildContext, planCopy } from './build-context.js';
 import { BuildLog, buildEvents } from './build-log.js';
 import {
@@ -288,7 +284,7 @@ async function runBuild(
       }
       // A concurrent build of the same steps may have saved this layer first (409): then this
       // capsule simply goes on, its changes since `current` are saved with the next layer.
-      const made = await snapshotCapsule(ctx, teamId, c, layer, 'snapshot').catch((err: unknown) => {
+      const made = await snapshotCapsule(ctx, teamId, c, { name: layer, kind: 'snapshot' }).catch((err: unknown) => {
         if (err instanceof DomainError && (err.kind === 'conflict' || err.kind === 'already_exists')) return null;
         throw err;
       });
@@ -314,7 +310,7 @@ async function runBuild(
         throw new StepFailed(`could not replace the existing template '${name}': ${messageOf(err)}`);
       });
     }
-    const final = await snapshotCapsule(ctx, teamId, c, name, 'dockerfile');
+    const final = await snapshotCapsule(ctx, teamId, c, { name, kind: 'dockerfile' });
     const { entrypoint: _e, cmd: _c, ...config } = cfg;
     await setTemplateConfig(db, final.id, config);
     await dropCapsule();
@@ -403,39 +399,4 @@ async function completedLayer(
     if (Date.now() > deadline) return null;
     await new Promise((r) => setTimeout(r, 250));
   }
-}
-
-/** Snapshots a build capsule into a team template of `kind` (as services/snapshots.ts does, with the kind chosen). */
-async function snapshotCapsule(
-  ctx: ControlPlaneContext,
-  teamId: string,
-  c: Capsule,
-  name: string,
-  kind: TemplateKind,
-): Promise<Template> {
-  const db = ctx.database.db;
-  const agent = await agentForCapsule(ctx, c);
-  const row = await createTemplate(db, {
-    name,
-    kind,
-    teamId,
-    hostId: c.hostId,
-    parent: c.template,
-    vcpus: c.vcpus,
-    memoryMb: c.memoryMb,
-    runtimes: [c.runtime],
-  });
-  let made: Awaited<ReturnType<typeof agent.createSnapshot>>['template'];
-  try {
-    made = (await agent.createSnapshot({ capsuleId: c.id, name: agentTemplateName(row) })).template;
-  } catch (err) {
-    await deleteTemplateRow(db, teamId, row.name).catch(() => null);
-    throw err;
-  }
-  return (
-    (await updateTemplate(db, row.id, {
-      sizeBytes: Number(made?.sizeBytes ?? 0n),
-      ...(made?.runtimes.length ? { runtimes: made.runtimes } : {}),
-    })) ?? row
-  );
 }
