@@ -20,6 +20,7 @@ import { validateTemplateName } from '../../rootfs/manifest.js';
 import { removeTree } from '../../rootfs/remove-tree.js';
 import type { TemplateStore } from '../../rootfs/template-store.js';
 import type { CapsuleRuntime, CapsuleSpec, CapsuleStats, PauseResult, RuntimeHandle } from '../runtime.js';
+import { writeBootId } from './boot-id.js';
 import { CapsuleCgroups, removeCgroupParentIfEmpty } from './cgroups.js';
 import { writeEtcFiles } from './etc-files.js';
 import { exitReason, watchInitExit } from './exit-watch.js';
@@ -362,6 +363,7 @@ export class NamespaceRuntime implements CapsuleRuntime {
       layout,
       etcBinds,
       logPath,
+      bootIdPath: writeBootId(sandboxDir),
       main,
       readyFd: !this.opts.mainCommand,
       readyPort,

@@ -28,6 +28,8 @@ export interface NsinitStart {
   etcBinds: { src: string; dst: string }[];
   /** Where the helper's host-side parent copies the capsule's output. */
   logPath: string;
+  /** This boot's boot_id file (boot-id.ts), bound over /proc/sys/kernel/random/boot_id. */
+  bootIdPath?: string;
   /** The capsule's main process (envd unless the runtime was given another). */
   main: string[];
   /** envd says "ready" on a pipe (WRENN_READY_FD) instead of being polled over HTTP. */
@@ -84,6 +86,7 @@ export function nsinitStartArgs(o: NsinitStart): string[] {
     ...(o.readyFd ? [['--ready-fd', '1'] as [string, string]] : []),
     ['--ready-timeout-ms', String(o.readyTimeoutMs)],
     ['--cwd', '/'],
+    ...(o.bootIdPath ? [['--boot-id', o.bootIdPath] as [string, string]] : []),
     ['--seccomp-allow', seccompAllowArg(state)],
     ...(o.trace ? [['--trace', '1'] as [string, string]] : []),
     // The capsule's output reaches this file only through the helper's parent, capped.

@@ -128,6 +128,7 @@ static void die(const char *fmt, ...) {
 
 struct opts {
   const char *netns, *upper, *work, *rootfs, *hostname, *uid_map, *gid_map, *ready_path, *cwd, *layer_idmap, *nofile, *nproc, *log;
+  const char *boot_id; /* --boot-id FILE: this boot's /proc/sys/kernel/random/boot_id, bound read-only */
   long log_max;
   const char *seccomp_allow; /* --seccomp-allow userns,perf: per-template seccomp switches */
   const char *lowers[MAX_LIST], *cgroups[MAX_LIST], *binds[MAX_LIST], *tmpfs[MAX_LIST], *sysctls[MAX_LIST];
@@ -184,6 +185,7 @@ static void parse(int argc, char **argv, struct opts *o) {
     else if (!strcmp(a, "--trace")) trace = atoi(v);
     else if (!strcmp(a, "--seccomp-allow")) o->seccomp_allow = v;
     else if (!strcmp(a, "--log")) o->log = v;
+    else if (!strcmp(a, "--boot-id")) o->boot_id = v;
     else if (!strcmp(a, "--log-max-bytes")) o->log_max = atol(v);
     else { errno = EINVAL; die("unknown option %s", a); }
   }
@@ -482,6 +484,16 @@ static void mount_binds(struct opts *o, int userns) {
     in_root(p, o->rootfs, o->tmpfs[i]);
     mount_or_die(NULL, p, "tmpfs", MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, "mode=755");
   }
+}
+
+/* A VM gets a new boot_id at every boot; the capsule's /proc would show the host's. The host
+ * writes a fresh one per boot (boot-id.ts) and it is bound over the file read-only, by host root
+ * before the capsule's user namespace exists, so the capsule's root can neither write nor unmount it. */
+static void bind_boot_id(struct opts *o) {
+  char p[PATH_MAX];
+  in_root(p, o->rootfs, "/proc/sys/kernel/random/boot_id");
+  mount_or_die(o->boot_id, p, NULL, MS_BIND, NULL);
+  mount_or_die(NULL, p, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
 }
 
 /* procfd is the host's /proc opened before pivot_root moved this process's root too. */
@@ -864,6 +876,7 @@ static int cmd_start(struct opts *o) {
     step("init: forked");
     /* PID 1 of the new PID namespace: its /proc. */
     mount_or_die("proc", p, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+    if (o->boot_id) bind_boot_id(o);
     if (chdir(o->rootfs) < 0) die("chdir %s", o->rootfs);
     /* pivot_root(".", ".") stacks the old root on top of the new one; detach it at once. */
     if (syscall(SYS_pivot_root, ".", ".") < 0) die("pivot_root");
