@@ -135,7 +135,10 @@ describe('POST /files', () => {
     assert.equal(statSync(target).gid, user.gid);
     assert.equal(statSync(join(user.home, 'docs')).uid, user.uid);
 
-    const denied = await fetch(filesUrl(envd, { path: '/root/wrenn-files-denied/x', username: user.name }), {
+    // The parents are made as root and given to the user (as E2B's envd does), but the file is
+    // still opened as the user: under /root (0700) it may not, so the upload fails and the
+    // directories made for it are removed again.
+    const denied = await fetch(filesUrl(envd, { path: '/root/wrenn-files-denied/sub/x', username: user.name }), {
       method: 'POST',
       headers: { 'content-type': 'application/octet-stream' },
       body: 'nope',
@@ -148,6 +151,48 @@ describe('POST /files', () => {
       body: 'x',
     });
     assert.equal(unknown.status, 401);
+  });
+});
+
+describe('POST /files: missing parents', () => {
+  test('are made as root and owned by the requesting user, as E2B does; existing ones are left alone', async (t) => {
+    const envd = await envdFor(t);
+    const user = createTestUser(t);
+    // Root's directory (0755): the user could not create anything in it by itself.
+    const rootDir = tempDir(t, 'wrenn-parents-');
+    mkdirSync(join(rootDir, 'existing'), { mode: 0o755 });
+    const target = join(rootDir, 'existing', 'a', 'b', 'notes.txt');
+    const res = await fetch(filesUrl(envd, { path: target, username: user.name }), {
+      method: 'POST',
+      headers: { 'content-type': 'application/octet-stream' },
+      body: 'made',
+    });
+    assert.equal(res.status, 200, await res.clone().text());
+    assert.equal(readFileSync(target, 'utf8'), 'made');
+    for (const d of [join(rootDir, 'existing', 'a'), join(rootDir, 'existing', 'a', 'b')]) {
+      const st = statSync(d);
+      assert.deepEqual([st.uid, st.gid, st.mode & 0o7777], [user.uid, user.gid, 0o755], d);
+    }
+    assert.equal(statSync(target).uid, user.uid);
+    // What existed before stays root's.
+    assert.equal(statSync(join(rootDir, 'existing')).uid, 0);
+    assert.equal(statSync(rootDir).uid, 0);
+
+    // Multipart uploads make their parents the same way.
+    const form = new FormData();
+    form.append('file', new Blob(['one']), join(rootDir, 'm1', 'x.txt'));
+    const multi = await fetch(filesUrl(envd, { username: user.name }), { method: 'POST', body: form });
+    assert.equal(multi.status, 200, await multi.clone().text());
+    assert.equal(statSync(join(rootDir, 'm1')).uid, user.uid);
+
+    // A parent that is a file: 400, nothing made.
+    writeFileSync(join(rootDir, 'plain'), 'x');
+    const blocked = await fetch(filesUrl(envd, { path: join(rootDir, 'plain', 'c', 'x'), username: user.name }), {
+      method: 'POST',
+      headers: { 'content-type': 'application/octet-stream' },
+      body: 'x',
+    });
+    assert.equal(blocked.status, 400, await blocked.clone().text());
   });
 });
 

@@ -1,5 +1,6 @@
-// Writes one uploaded file as the requesting user (user-fs.ts): parents created by the user, the
-// file opened by the user (created, or truncated if the user may write it; a symlink is followed
+// Writes one uploaded file as the requesting user (user-fs.ts): missing parents created as root and
+// given to the user, as E2B's envd does (upload-parents.ts; by the user itself when envd is not
+// root), the file opened by the user (created, or truncated if the user may write it; a symlink is followed
 // only as far as the user could follow it), its `user.e2b.*` metadata replaced through that fd, and
 // the body streamed into the same fd. Nothing is checked first and then done as root.
 
@@ -11,7 +12,8 @@ import { promisify } from 'node:util';
 import { Code, ConnectError } from '@connectrpc/connect';
 import { errnoCode } from './errors.js';
 import { decodeMetadata, METADATA_PREFIX } from './metadata.js';
-import { ensureDirs, PathError } from './paths.js';
+import { ensureDirs, envdIsRoot, PathError } from './paths.js';
+import { type MadeParents, parentsOwnedBy } from './upload-parents.js';
 import { O_CREAT, O_NOCTTY, O_NONBLOCK, O_TRUNC, O_WRONLY, type UserFs } from './user-fs.js';
 
 export class UploadError extends Error {
@@ -33,13 +35,18 @@ export async function writeUploadedFile(
   body: Readable,
   fs: UserFs,
   metadata: Record<string, string>,
+  owner: { uid: number; gid: number },
 ): Promise<Record<string, string>> {
-  await ensureDirs(path.dirname(target), fs);
+  let parents: MadeParents | undefined;
+  if (envdIsRoot()) parents = await parentsOwnedBy(path.dirname(target), owner);
+  else await ensureDirs(path.dirname(target), fs);
   let fd: number;
   try {
     // O_NONBLOCK: opening a FIFO must not wait for a reader (regular files ignore it).
     fd = await fs.open(target, O_WRONLY | O_CREAT | O_TRUNC | O_NOCTTY | O_NONBLOCK, 0o666);
   } catch (err) {
+    // The user may not create the file there after all (e.g. under /root): leave no directories.
+    await parents?.undo();
     if (errnoCode(err) === 'EISDIR') throw new UploadError(400, `path is a directory: ${target}`);
     throw err;
   }

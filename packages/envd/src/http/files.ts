@@ -210,7 +210,7 @@ async function uploadRaw(
   if (p === null) throw new HttpError(400, 'path query parameter is required for raw body upload');
   const target = fr.resolve(p);
   try {
-    return [written(target, await writeUploadedFile(target, body, fr.fs, metadata))];
+    return [written(target, await writeUploadedFile(target, body, fr.fs, metadata, fr.user))];
   } catch (err) {
     throw fail(err, `error writing ${target}`);
   }
@@ -263,7 +263,7 @@ function uploadMultipart(
             );
           }
           seen.add(target);
-          results.push(written(target, await writeUploadedFile(target, stream, fr.fs, metadata)));
+          results.push(written(target, await writeUploadedFile(target, stream, fr.fs, metadata, fr.user)));
         } catch (err) {
           failure = fail(err, 'error writing file');
           stream.resume();

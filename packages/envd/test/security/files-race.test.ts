@@ -193,13 +193,21 @@ describe('files API against a symlink swapped by the user (issue 14 item 7)', ()
     assert.ok((statuses.get(403) ?? 0) > 0, 'the swap never pointed at the root file: the race was not exercised');
   });
 
-  test('uploads below a swapped directory link never create files in a root-only directory', async (t) => {
+  // An upload's missing parents are made as root and given to the user, as E2B's envd does, so the
+  // user may get new directories of its own in a root-owned one (that is the rule, not the attack).
+  // The attack: with the link swapped under the uploads, root must never give the user anything
+  // it did not just create (a root-owned directory or file already there), nor write a file there.
+  test('uploads below a swapped directory link never give the user anything root did not make for it', async (t) => {
     const envd = await envdFor(t);
     const user = createTestUser(t);
     const play = playground(t, user);
     const dir = play.dir;
     const rootOnly = join(tempDir(t, 'wrenn-rootdir-'), 'locked');
     mkdirSync(rootOnly, { mode: 0o755 });
+    // Root's own entries with the names the uploads use: they must stay root's.
+    const n = ROUNDS / 2;
+    for (let i = 0; i < n; i += 2) mkdirSync(join(rootOnly, `f${i}`), { mode: 0o755 });
+    writeFileSync(join(rootOnly, 'keep'), 'root\n', { mode: 0o600 });
     const pub = join(dir, 'pub');
     mkdirSync(pub);
     chownSync(pub, user.uid, user.gid);
@@ -207,7 +215,7 @@ describe('files API against a symlink swapped by the user (issue 14 item 7)', ()
     play.swap(link, [pub, rootOnly]);
     await linkExists(link);
     let ok = 0;
-    for (let i = 0; i < ROUNDS / 2; i++) {
+    for (let i = 0; i < n; i++) {
       const res = await fetch(filesUrl(envd, { path: join(link, `f${i}`, 'x.txt'), username: user.name }), {
         method: 'POST',
         headers: { 'content-type': 'application/octet-stream' },
@@ -216,9 +224,20 @@ describe('files API against a symlink swapped by the user (issue 14 item 7)', ()
       await res.arrayBuffer();
       if (res.status === 200) ok++;
       // 403: the user may not create there; 404: the parent made a moment ago is now elsewhere.
-      else assert.ok([403, 404].includes(res.status), `upload ${i}: unexpected ${res.status}`);
+      else assert.ok([400, 403, 404].includes(res.status), `upload ${i}: unexpected ${res.status}`);
     }
-    assert.deepEqual(readdirSync(rootOnly), [], 'an upload created something in the root-owned directory');
+    assert.equal(statSync(rootOnly).uid, 0, 'the root-owned directory changed hands');
+    assert.equal(statSync(join(rootOnly, 'keep')).uid, 0, "root's file changed hands");
+    for (const name of readdirSync(rootOnly)) {
+      const i = Number(name.slice(1));
+      if (name === 'keep') continue;
+      const st = statSync(join(rootOnly, name));
+      assert.ok(st.isDirectory(), `${name}: an upload made a file in the root-owned directory itself`);
+      if (i % 2 === 0) {
+        assert.equal(st.uid, 0, `${name}: root's directory was given to the user`);
+        assert.deepEqual(readdirSync(join(rootOnly, name)), [], `${name}: the user wrote into root's directory`);
+      } else assert.equal(st.uid, user.uid, `${name}: a directory made for the user is not the user's`);
+    }
     assert.ok(ok > 0, 'no upload went through: the probe did not run');
   });
 
