@@ -85,9 +85,9 @@ test("ARCHITECTURE.md's package table is the packages and their one-way dependen
 
 test('the reference checker fails on a missing path, a missing function and a wrong owner', () => {
   const fake = [
-    '1. `packages/control-plane/src/services/capsules.ts` `createCapsule` → `execCommand`',
+    '1. `packages/control-plane/src/services/capsules/lifecycle.ts` `destroyCapsule` → `pauseCapsule`',
     '2. `packages/control-plane/src/no-such-file.ts` and `packages/no-such-dir/`',
-    '3. `packages/control-plane/src/services/capsules.ts` `noSuchFunction`',
+    '3. `packages/control-plane/src/services/capsules/lifecycle.ts` `noSuchFunction`',
     '4. `packages/control-plane/src/agents/pool.ts` `AgentPool.client`, `AgentPool.noSuchMethod`',
     '5. free: `AgentPool` and `neverDeclaredAnywhere` (`running` is just a word)',
     '6. `packages/native/cpp/relay.cc` `Add`, `NoSuchCall`',
@@ -96,7 +96,7 @@ test('the reference checker fails on a missing path, a missing function and a wr
   assert.deepEqual(problems, [
     'line 2: packages/control-plane/src/no-such-file.ts does not exist',
     'line 2: packages/no-such-dir does not exist',
-    'line 3: noSuchFunction is not declared in packages/control-plane/src/services/capsules.ts',
+    'line 3: noSuchFunction is not declared in packages/control-plane/src/services/capsules/lifecycle.ts',
     'line 4: AgentPool.noSuchMethod is not declared in packages/control-plane/src/agents/pool.ts',
     'line 5: neverDeclaredAnywhere is not declared in any file the document names',
     'line 6: NoSuchCall is not declared in packages/native/cpp/relay.cc',

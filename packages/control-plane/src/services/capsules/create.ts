@@ -1,0 +1,212 @@
+// Creating a capsule: validate, resolve the template, place it on the least-loaded host, record it
+// starting, ask the agent to start it, record it running (or error, after asking the agent to
+// remove whatever it made), then run a built template's start command and ready check.
+import { randomBytes } from 'node:crypto';
+import {
+  asDomainError,
+  CAPSULE_DEFAULTS,
+  type CapsuleRequest,
+  ConflictError,
+  DEFAULT_TIMEOUT_ACTION,
+  DomainError,
+  InternalError,
+  messageOf,
+} from '@wrenn/protocol';
+import type { Capsule as PbCapsule } from '@wrenn/protocol/gen/hostagent/v1/hostagent_pb';
+import type { ControlPlaneContext } from '../../context.js';
+import {
+  type Capsule,
+  createCapsule as insertCapsule,
+  setCapsuleState,
+  type TimeoutAction,
+  updateCapsule,
+} from '../../db/repositories/capsules.js';
+import type { Host } from '../../db/repositories/hosts.js';
+import { newCapsuleId } from '../../ids.js';
+import { NoHostError, pickHost } from '../../scheduler/least-loaded.js';
+import {
+  mergeTemplateEnvs,
+  startTemplateProcesses,
+  type TemplateConfig,
+  templateConfigFor,
+} from '../template-config.js';
+import { agentTemplateName, DEFAULT_TEMPLATE, resolveTemplate } from '../templates.js';
+import { expiresFromAgent, timeoutActionToAgent } from './agent-mapping.js';
+import { recordEvent } from './audit.js';
+import { destroyCapsule } from './lifecycle.js';
+import { isCapacityRefusal, noHostError, placeElsewhere } from './placement.js';
+import { validateCreate, validateEnvs, validateMetadata } from './validate.js';
+
+export interface CreateCapsuleInput extends CapsuleRequest {
+  /** What happens at the timeout; default 'kill'. */
+  timeoutAction?: TimeoutAction;
+  /** Free-form id of the caller (the E2B API stores its clientID here). */
+  clientId?: string;
+  /** Skip a built template's start command and ready check (template builds set this). */
+  skipTemplateStart?: boolean;
+}
+
+const newEnvdAccessToken = (): string => randomBytes(24).toString('base64url');
+
+/**
+ * Creates a capsule: validates, resolves the template, places it on the least-loaded host,
+ * records it as starting, asks the agent to start it and records running (or error, after asking
+ * the agent to remove whatever it made). Resolves once the capsule runs.
+ */
+export async function createCapsule(
+  ctx: ControlPlaneContext,
+  teamId: string,
+  input: CreateCapsuleInput = {},
+): Promise<Capsule> {
+  validateCreate(input);
+  const db = ctx.database.db;
+  const template = await resolveTemplate(ctx, teamId, input.template ?? DEFAULT_TEMPLATE);
+  // Snapshot templates fix the machine shape they were taken with.
+  const fixedShape = template.kind === 'snapshot';
+  const vcpus = fixedShape ? template.vcpus : (input.vcpus ?? CAPSULE_DEFAULTS.vcpus);
+  const memoryMb = fixedShape ? template.memoryMb : (input.memoryMb ?? CAPSULE_DEFAULTS.memoryMb);
+  const timeoutSec = input.timeoutSec ?? CAPSULE_DEFAULTS.timeoutSec;
+  const timeoutAction = input.timeoutAction ?? DEFAULT_TIMEOUT_ACTION;
+  const templateConfig = await templateConfigFor(ctx, template);
+  const envs = mergeTemplateEnvs(templateConfig, validateEnvs(input.envs));
+  const metadata = validateMetadata(input.metadata);
+
+  // Hosts that refused this capsule for lack of room: the next placement skips them.
+  const refusedBy = new Set<string>();
+  const place = async () => {
+    try {
+      return await pickHost(db, {
+        vcpus,
+        memoryMb,
+        ...(input.runtime ? { runtime: input.runtime } : {}),
+        runtimes: template.runtimes,
+        hostId: template.hostId,
+        excludeHostIds: refusedBy,
+      });
+    } catch (err) {
+      if (err instanceof NoHostError) throw await noHostError(ctx, input.runtime, template, err);
+      throw err;
+    }
+  };
+  let { host, runtime } = await place();
+  const id = newCapsuleId();
+  const envdAccessToken = newEnvdAccessToken();
+  const now = Date.now();
+  await insertCapsule(db, {
+    id,
+    teamId,
+    hostId: host.id,
+    template: template.name,
+    runtime,
+    vcpus,
+    memoryMb,
+    timeoutSec,
+    timeoutAction,
+    metadata,
+    envs,
+    envdAccessToken,
+    clientId: input.clientId ?? null,
+    internet: input.internet ?? CAPSULE_DEFAULTS.internet,
+    autoResume: input.autoResume ?? false,
+    state: 'starting',
+    expiresAt: timeoutSec > 0 ? new Date(now + timeoutSec * 1000) : null,
+  });
+
+  let agent = ctx.agents.client(host);
+  let made: PbCapsule | undefined;
+  for (;;) {
+    try {
+      const res = await agent.createCapsule({
+        id,
+        template: agentTemplateName(template),
+        vcpus,
+        memoryMb,
+        timeoutSec,
+        timeoutAction: timeoutActionToAgent(timeoutAction),
+        envs,
+        metadata,
+        internet: input.internet ?? CAPSULE_DEFAULTS.internet,
+        ...(input.network?.allowOut?.length ? { network: { allowOut: input.network.allowOut } } : {}),
+        envdAccessToken,
+        runtime,
+        // The caller's default_user, else a Dockerfile template's USER (and its WORKDIR): the agent
+        // applies them at every envd /init.
+        defaultUser: input.defaultUser ?? templateConfig?.user.split(':')[0] ?? '',
+        defaultWorkdir: templateConfig?.workdir ?? '',
+      });
+      made = res.capsule;
+      break;
+    } catch (err) {
+      if (isCapacityRefusal(err)) {
+        // The host is full (its agent refused before making anything): try another, else say so.
+        const next = await placeElsewhere(ctx, id, host, err.message, refusedBy, place);
+        ({ host, runtime } = next);
+        agent = ctx.agents.client(host);
+        continue;
+      }
+      const e = asDomainError(err);
+      const message = messageOf(e);
+      await setCapsuleState(db, id, 'error', { error: message, from: ['starting'] }).catch(() => null);
+      // Whatever part of the capsule the agent made must go; it may have made nothing at all.
+      await agent.destroyCapsule({ id }).catch(() => undefined);
+      ctx.evictProxy(id);
+      await recordEvent(ctx, teamId, id, 'capsule.error', { during: 'create', message, host_id: host.id });
+      throw e instanceof DomainError && e.kind !== 'internal'
+        ? e
+        : new InternalError(message, { code: 'capsule_start_failed', cause: err });
+    }
+  }
+
+  const running = await setCapsuleState(db, id, 'running', {
+    from: ['starting'],
+    expiresAt: expiresFromAgent(made) ?? (timeoutSec > 0 ? new Date(Date.now() + timeoutSec * 1000) : null),
+  });
+  if (!running) {
+    // Destroyed while it was starting: the agent must not keep it.
+    await agent.destroyCapsule({ id }).catch(() => undefined);
+    ctx.evictProxy(id);
+    throw new ConflictError(`capsule ${id} was destroyed while it was starting`);
+  }
+  let result = running;
+  if (made?.runtime && made.runtime !== runtime)
+    result = (await updateCapsule(db, id, { runtime: made.runtime })) ?? running;
+  ctx.evictProxy(id);
+  // The SDK's first call goes through the proxy right away: it finds the capsule already known.
+  ctx.primeProxy(id, {
+    state: 'running',
+    hostId: host.id,
+    agentUrl: host.address,
+    agentSecret: host.agentSecret,
+    ...(ctx.localHostIds.has(host.id) && made?.address ? { capsuleAddress: made.address } : {}),
+  });
+  if (!input.skipTemplateStart) await startFromTemplateConfig(ctx, teamId, result, host, templateConfig);
+  await recordEvent(ctx, teamId, id, 'capsule.created', {
+    template: template.name,
+    host_id: host.id,
+    runtime: result.runtime,
+    vcpus,
+    memory_mb: memoryMb,
+    ms: Date.now() - now,
+  });
+  return result;
+}
+
+/**
+ * A built template's start command and ready check (services/template-config.ts); a capsule whose
+ * start fails or never gets ready is destroyed, so create either returns a ready capsule or fails.
+ */
+async function startFromTemplateConfig(
+  ctx: ControlPlaneContext,
+  teamId: string,
+  capsule: Capsule,
+  host: Host,
+  config: TemplateConfig | null,
+): Promise<void> {
+  if (!config) return;
+  try {
+    await startTemplateProcesses({ capsuleId: capsule.id, agent: ctx.agents.client(host) }, config);
+  } catch (err) {
+    await destroyCapsule(ctx, teamId, capsule.id).catch(() => undefined);
+    throw err;
+  }
+}

@@ -1,0 +1,54 @@
+// The contract's rules (@wrenn/protocol) applied to what the APIs pass in, thrown as
+// InvalidArgument: both APIs create, exec and resume through these, so a request is judged once.
+import { parseCidr } from '@wrenn/host-agent/client';
+import {
+  capsuleRequestProblem,
+  commandTimeoutProblem,
+  envsProblem,
+  InvalidArgumentError,
+  metadataProblem,
+  timeoutProblem,
+} from '@wrenn/protocol';
+import { TIMEOUT_ACTIONS } from '../../db/repositories/capsules.js';
+import type { CreateCapsuleInput } from './create.js';
+
+const refuse = (problem: string | undefined): void => {
+  if (problem) throw new InvalidArgumentError(problem);
+};
+
+export function validateEnvs(envs: unknown, field = 'env'): Record<string, string> {
+  refuse(envsProblem(envs, field));
+  return (envs ?? {}) as Record<string, string>;
+}
+
+/** A command's own timeout (exec and the streamed command protocols). */
+export const validateCommandTimeout = (value: unknown): void => refuse(commandTimeoutProblem(value));
+
+export function validateMetadata(metadata: unknown, field = 'metadata'): Record<string, string> {
+  refuse(metadataProblem(metadata, field));
+  return (metadata ?? {}) as Record<string, string>;
+}
+
+export function validateCreate(input: CreateCapsuleInput): void {
+  if (input.timeoutAction !== undefined && !(TIMEOUT_ACTIONS as readonly string[]).includes(input.timeoutAction)) {
+    throw new InvalidArgumentError(
+      `timeout_action must be one of ${TIMEOUT_ACTIONS.join(', ')}, got '${input.timeoutAction}'`,
+    );
+  }
+  refuse(capsuleRequestProblem(input));
+  validateAllowOut(input.network?.allowOut);
+}
+
+/** The syntax of network.allow_out; which private ranges may be named is the host agent's to say (also a 400). */
+function validateAllowOut(list: string[] = []): void {
+  for (const entry of list) {
+    try {
+      parseCidr(entry);
+    } catch (err) {
+      throw new InvalidArgumentError(`network.allow_out: ${(err as Error).message}`);
+    }
+  }
+}
+
+/** A capsule's timeout in seconds (0: never), as given to resume. */
+export const validateTimeout = (value: number | undefined): void => refuse(timeoutProblem(value));
