@@ -1,9 +1,10 @@
 // Capsule: the handle to one capsule, with its commands, terminals and files, plus the class
 // methods that create, find and reconnect to capsules. Shaped like E2B's Sandbox.
 
-import type { CapsuleRequest, TimeoutAction } from '@wrenn/protocol';
+import type { CapsuleRequest, ForkCapsuleBodyJson, ForkCapsuleResultJson, TimeoutAction } from '@wrenn/protocol';
 import { Commands } from './commands.js';
 import type { ConnectionOptions } from './config.js';
+import { errorFromResponse, type WrennError } from './errors.js';
 import { Filesystem } from './filesystem.js';
 import { ApiClient, type Query } from './http.js';
 import { Pty } from './pty.js';
@@ -34,6 +35,23 @@ export interface CapsuleConnectOptions extends ConnectionOptions {
   /** Resume a paused or hibernated capsule (default true); false just returns a handle. */
   autoResume?: boolean;
   domain?: string;
+}
+
+export interface CapsuleForkOptions {
+  /** Forks to make from one copy of this capsule (default 1; the contract's FORK_LIMITS.maxCount at most). */
+  count?: number;
+  /** Each fork's timeout in seconds (default this capsule's). */
+  timeoutSec?: number;
+}
+
+export interface CapsuleForkResult {
+  /**
+   * true on the namespace runtime: each fork has this capsule's files but started fresh processes
+   * (its own init and envd); false on the VM runtimes, whose forks restore memory and processes.
+   */
+  processesRestarted: boolean;
+  /** One entry per requested fork: a running capsule, or why that fork did not start. */
+  forks: Array<Capsule | WrennError>;
 }
 
 export class Capsule {
@@ -156,6 +174,26 @@ export class Capsule {
 
   resume(opts: { timeoutSec?: number } = {}): Promise<CapsuleInfo> {
     return this.update('POST', '/resume', opts.timeoutSec !== undefined ? { timeout_sec: opts.timeoutSec } : {});
+  }
+
+  /**
+   * Forks this running capsule: `count` new capsules start from one copy of it, on its host; it
+   * keeps running. Each fork succeeds or fails by itself (see CapsuleForkResult).
+   */
+  async fork(opts: CapsuleForkOptions = {}): Promise<CapsuleForkResult> {
+    const body: ForkCapsuleBodyJson = {
+      ...(opts.count !== undefined ? { count: opts.count } : {}),
+      ...(opts.timeoutSec !== undefined ? { timeout_sec: opts.timeoutSec } : {}),
+    };
+    const r = await this.api.json<ForkCapsuleResultJson>('POST', this.path('/fork'), { json: body, timeoutMs: 0 });
+    return {
+      processesRestarted: r.processes_restarted,
+      forks: r.forks.map((f) =>
+        f.capsule
+          ? new Capsule(this.api, capsuleInfo(f.capsule as CapsuleJson), this.domain)
+          : errorFromResponse(f.error?.status ?? 0, { error: f.error }, 'the fork did not start'),
+      ),
+    };
   }
 
   /** Destroys the capsule (its processes and files are gone). */

@@ -1,6 +1,12 @@
 // @wrenn/sdk: capsules, commands, terminals, files, snapshots and templates over Wrenn's native API.
 
-export type { CapsuleConnectOptions, CapsuleCreateOptions, CapsuleListFilters } from './capsule.js';
+export type {
+  CapsuleConnectOptions,
+  CapsuleCreateOptions,
+  CapsuleForkOptions,
+  CapsuleForkResult,
+  CapsuleListFilters,
+} from './capsule.js';
 export { Capsule } from './capsule.js';
 export type { BackgroundOptions, CommandResult, CommandStartOptions, RunOptions } from './commands.js';
 export { CommandHandle, Commands } from './commands.js';

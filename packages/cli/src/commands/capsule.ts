@@ -3,7 +3,7 @@ import { CAPSULE_LIMITS as L, TIMEOUT_ACTIONS, type TimeoutAction } from '@wrenn
 import { Capsule, type CapsuleInfo } from '@wrenn/sdk';
 import { ago, CliError, connection, parseIntOption, parsePairs, printJson, printTable, run } from './support.js';
 
-const infoJson = (c: CapsuleInfo) => ({
+export const infoJson = (c: CapsuleInfo) => ({
   id: c.capsuleId,
   template: c.template,
   state: c.state,

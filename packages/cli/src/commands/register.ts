@@ -60,6 +60,15 @@ export function registerUserCommands(program: Command): void {
     .command('ping <id>')
     .description("restart a capsule's timeout clock")
     .action(async (id: string) => (await import('./capsule.js')).ping(id));
+  capsule
+    .command('fork <id>')
+    .description(
+      'new capsules from one copy of a running capsule, which keeps running (namespace runtime: files copied, processes restart)',
+    )
+    .option('--count <n>', 'forks to make (default 1)')
+    .option('--timeout <sec>', "each fork's timeout in seconds (default the source's)")
+    .option('--json', 'print the forks as JSON')
+    .action(async (id: string, o) => (await import('./fork.js')).fork(id, o));
 
   program
     .command('exec <id> <command...>')

@@ -20,6 +20,7 @@ import {
   TemplateNotFoundError,
 } from './errors.js';
 import { ExitWatches } from './exit-watches.js';
+import { CapsuleForks, type ForkResult, type ForkTarget } from './fork.js';
 import { CAPSULE_ID_RE, newAccessToken, newCapsuleId } from './ids.js';
 import { RecordStore } from './persistence.js';
 import { assertMove, type CapsuleState } from './state-machine.js';
@@ -34,6 +35,8 @@ export interface CreateCapsuleInput extends CapsuleRequest {
   envdAccessToken?: string;
   runtime?: RuntimeName;
   defaultWorkdir?: string;
+  /** The token envd already holds (a VM restored from another capsule's memory): /init presents it. */
+  inheritedEnvdToken?: string;
 }
 
 export type { PauseMode };
@@ -55,9 +58,11 @@ export class SandboxManager {
   private readonly exitListeners = new Set<(rec: CapsuleRecord) => void>();
   private readonly changeListeners = new Set<(change: AgentStateChange) => void>();
   private readonly capacityConfig: CapacityConfig;
+  private readonly forks: CapsuleForks;
 
   constructor(private readonly deps: ManagerDeps) {
     this.store = new RecordStore(deps.dataDir);
+    this.forks = new CapsuleForks(this, deps.dataDir, (level, msg, data) => this.log(level, msg, data));
     this.capacityConfig = deps.capacity?.config ?? capacityConfig({});
     this.pool = new WarmPool({
       sizes: deps.warmPool ?? {},
@@ -104,6 +109,10 @@ export class SandboxManager {
         }),
       );
     }
+    // Fork templates whose forks went while the agent was down.
+    await this.forks
+      .sweep()
+      .catch((err: unknown) => this.log('warn', 'fork template sweep failed', { err: String(err) }));
     this.armReaper();
     this.pool.fillAll();
   }
@@ -120,6 +129,10 @@ export class SandboxManager {
   /** Destroys every capsule (agent terminate). */
   async destroyAll(): Promise<void> {
     await Promise.all([...this.records.keys()].map((id) => this.destroy(id).catch(() => undefined)));
+    // Their fork templates go with them, before the caller goes on to remove the agent.
+    await this.forks
+      .sweep()
+      .catch((err: unknown) => this.log('warn', 'fork template sweep failed', { err: String(err) }));
   }
 
   get(id: string): CapsuleRecord {
@@ -259,7 +272,7 @@ export class SandboxManager {
     };
     this.records.set(id, rec);
     try {
-      await this.boot(rec, runtime, pooled);
+      await this.boot(rec, runtime, pooled, input.inheritedEnvdToken);
       this.move(rec, 'running', 'start');
       await this.store.save(rec);
       this.watchCapsule(rec);
@@ -278,7 +291,12 @@ export class SandboxManager {
   }
 
   /** Network, runtime, then envd's /init with the access token and environment. */
-  private async boot(rec: CapsuleRecord, runtime: CapsuleRuntime, pooled?: PooledCapsule): Promise<void> {
+  private async boot(
+    rec: CapsuleRecord,
+    runtime: CapsuleRuntime,
+    pooled?: PooledCapsule,
+    inheritedEnvdToken?: string,
+  ): Promise<void> {
     const metadata = { WRENN_SANDBOX_ID: rec.id, WRENN_TEMPLATE_ID: rec.template };
     if (pooled) {
       try {
@@ -322,7 +340,7 @@ export class SandboxManager {
     });
     rec.address = rec.handle.address || rec.address;
     if (rec.handle.envdInitialized) this.openEnvd(rec);
-    else await this.initEnvd(rec);
+    else await this.initEnvd(rec, false, inheritedEnvdToken);
     await firewall;
   }
 
@@ -404,13 +422,14 @@ export class SandboxManager {
   /**
    * envd's /init with the access token and environment. The client that sends it stays as the
    * capsule's envd client, so the first command reuses its connection. `knownUp`: envd already
-   * answered (a pooled capsule), so no health polling first.
+   * answered (a pooled capsule), so no health polling first. `heldToken`: the token envd already
+   * holds, when it is not the capsule's own (a VM restored from another capsule's memory).
    */
-  private async initEnvd(rec: CapsuleRecord, knownUp = false): Promise<void> {
+  private async initEnvd(rec: CapsuleRecord, knownUp = false, heldToken?: string): Promise<void> {
     if (!knownUp) await waitForEnvd(rec.address, ENVD_BOOT_TIMEOUT_MS);
     const client = this.openEnvd(rec);
     const res = await client.request('POST', '/init', {
-      headers: { 'content-type': 'application/json' },
+      headers: { 'content-type': 'application/json', ...(heldToken ? { 'X-Access-Token': heldToken } : {}) },
       body: JSON.stringify({ ...this.envdInitOf(rec), timestamp: new Date().toISOString() }),
     });
     if (res.status !== 204 && res.status !== 200)
@@ -450,7 +469,16 @@ export class SandboxManager {
       this.records.delete(id);
       await this.store.remove(id);
       this.log('info', 'capsule destroyed', { id });
+      if (this.forks.isForkTemplate(rec.template)) this.forks.sweepSoon();
     });
+  }
+
+  /**
+   * Copies a running capsule once and starts one capsule per target from the copy (fork.ts); each
+   * fork succeeds or fails by itself. The source keeps running.
+   */
+  fork(sourceId: string, targets: readonly ForkTarget[]): Promise<ForkResult> {
+    return this.forks.fork(sourceId, targets);
   }
 
   private async releaseResources(rec: CapsuleRecord): Promise<void> {

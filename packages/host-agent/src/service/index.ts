@@ -2,7 +2,7 @@
 import { cpus, hostname, totalmem } from 'node:os';
 import { create } from '@bufbuild/protobuf';
 import type { ServiceImpl } from '@connectrpc/connect';
-import { InternalError, InvalidArgumentError } from '@wrenn/protocol';
+import { DomainError, forkRequestProblem, InternalError, InvalidArgumentError } from '@wrenn/protocol';
 import {
   type Capsule,
   CapsuleSchema,
@@ -122,6 +122,31 @@ export function hostAgentService(o: HostAgentServiceOptions): ServiceImpl<typeof
       };
       checkCreateRequest(input);
       return { capsule: pb(await m.create(input), true) };
+    },
+    async forkCapsule(req) {
+      const problem = forkRequestProblem({ count: req.forks.length });
+      if (problem) throw new InvalidArgumentError(problem);
+      for (const t of req.forks) checkTimeout(t.timeoutSec);
+      const result = await m.fork(
+        req.sourceId,
+        req.forks.map((t) => ({
+          id: t.id,
+          timeoutSec: t.timeoutSec,
+          timeoutAction: t.timeoutAction === TimeoutAction.PAUSE ? 'pause' : 'destroy',
+          envdAccessToken: t.envdAccessToken,
+        })),
+      );
+      return {
+        processesRestarted: result.processesRestarted,
+        forks: result.forks.map((f) =>
+          'capsule' in f
+            ? { capsule: pb(f.capsule, true) }
+            : {
+                errorKind: f.error instanceof DomainError ? f.error.kind : 'internal',
+                error: f.error instanceof Error ? f.error.message : String(f.error),
+              },
+        ),
+      };
     },
     async destroyCapsule(req) {
       await m.destroy(req.id);

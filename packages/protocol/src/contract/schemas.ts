@@ -2,6 +2,7 @@
 // them and writes the OpenAPI document from them, and the SDK and dashboard take their types from
 // them (type-only imports, so browser bundles carry none of this).
 import { type Static, type TLiteral, type TUnion, Type } from 'typebox';
+import { FORK_DEFAULTS, FORK_LIMITS } from './fork.js';
 import { DateTime, Nullable, StringMap } from './json.js';
 import { CAPSULE_DEFAULTS, CAPSULE_LIMITS } from './limits.js';
 import { CAPSULE_STATES, RUNTIME_NAMES, TIMEOUT_ACTIONS } from './states.js';
@@ -124,3 +125,47 @@ export type CreateCapsuleBodyJson = Static<typeof CreateCapsuleBody>;
 
 /** Seconds until the timeout applies again (resume, set timeout). */
 export const TimeoutSecSchema = Type.Integer({ minimum: 0, maximum: CAPSULE_LIMITS.maxTimeoutSec });
+
+export const ForkCapsuleBody = Type.Object(
+  {
+    count: Type.Optional(
+      Type.Integer({
+        minimum: 1,
+        maximum: FORK_LIMITS.maxCount,
+        description: `Capsules to make from one copy of the source (default ${FORK_DEFAULTS.count})`,
+      }),
+    ),
+    timeout_sec: Type.Optional(
+      Type.Integer({
+        minimum: 0,
+        maximum: CAPSULE_LIMITS.maxTimeoutSec,
+        description: "Each fork's timeout; 0 = never (default: the source's)",
+      }),
+    ),
+  },
+  { additionalProperties: false },
+);
+export type ForkCapsuleBodyJson = Static<typeof ForkCapsuleBody>;
+
+export const ForkCapsuleResult = Type.Object({
+  source_id: Type.String(),
+  processes_restarted: Type.Boolean({
+    description:
+      "true on the namespace runtime: forks get a copy of the source's files and start fresh processes; " +
+      "false on the VM runtimes, whose forks restore the source's memory and processes",
+  }),
+  forks: Type.Array(
+    Type.Object({
+      capsule: Type.Optional(CapsuleSchema),
+      error: Type.Optional(
+        Type.Object({
+          status: Type.Integer({ description: 'The HTTP status this error has elsewhere in the API' }),
+          code: Type.String(),
+          message: Type.String(),
+        }),
+      ),
+    }),
+    { description: 'One entry per requested fork: the capsule, or why that fork failed to start' },
+  ),
+});
+export type ForkCapsuleResultJson = Static<typeof ForkCapsuleResult>;

@@ -6,6 +6,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import type { ControlPlaneContext } from '../../context.js';
 import { requireE2bKey } from './auth.js';
 import { e2bErrorHandler } from './errors.js';
+import { forkRoutes } from './fork.js';
 import { sandboxRoutes } from './sandboxes.js';
 import { templateRoutes } from './templates.js';
 
@@ -20,5 +21,6 @@ export const e2bApi: FastifyPluginAsync<{ ctx: ControlPlaneContext }> = async (a
 
   // GET /health is the server's (server.ts): one readiness answer for both APIs.
   sandboxRoutes(app, ctx);
+  forkRoutes(app, ctx);
   templateRoutes(app, ctx);
 };

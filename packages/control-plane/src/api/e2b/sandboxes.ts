@@ -50,7 +50,7 @@ const tags = ['e2b'];
 const MAX_LIST_SCAN = 10_000;
 
 /** A capsule the E2B API can show: not destroyed, not failed (E2B has no such states: 404). */
-async function visibleCapsule(ctx: ControlPlaneContext, teamId: string, id: string): Promise<Capsule> {
+export async function visibleCapsule(ctx: ControlPlaneContext, teamId: string, id: string): Promise<Capsule> {
   const c = await getCapsule(ctx, teamId, id);
   if (c.state === 'stopped') throw new NotFoundError(`sandbox ${id} not found`);
   if (c.state === 'error') throw new NotFoundError(`sandbox ${id} failed${c.error ? `: ${c.error}` : ''}`);

@@ -7,6 +7,7 @@ import { registerMetrics } from '../metrics.js';
 import { registerTestPage } from '../test-page.js';
 import { capsuleRoutes } from './capsules.js';
 import { fileRoutes } from './files.js';
+import { forkRoutes } from './fork.js';
 import { resourceRoutes } from './resources.js';
 import { sdkRoutes } from './sdk-routes.js';
 import { streamRoutes } from './streams.js';
@@ -23,6 +24,7 @@ export const nativeApi: FastifyPluginAsync<{ ctx: ControlPlaneContext }> = async
         if (req.body === undefined && req.method === 'POST') req.body = {};
       });
       await v1.register(capsuleRoutes(ctx));
+      await v1.register(forkRoutes(ctx));
       await v1.register(streamRoutes(ctx));
       await v1.register(fileRoutes(ctx));
       await v1.register(resourceRoutes(ctx));
