@@ -10,6 +10,7 @@ import * as m0002 from './migrations/0002_template_config.js';
 import * as m0003 from './migrations/0003_host_agent_secret.js';
 import * as m0004 from './migrations/0004_host_capacity.js';
 import * as m0005 from './migrations/0005_auto_resume.js';
+import * as m0006 from './migrations/0006_volumes.js';
 
 interface MigrationModule {
   up(db: Kysely<unknown>, dialect: SqlDialect): Promise<void>;
@@ -23,6 +24,7 @@ const modules: Record<string, MigrationModule> = {
   '0003_host_agent_secret': m0003,
   '0004_host_capacity': m0004,
   '0005_auto_resume': m0005,
+  '0006_volumes': m0006,
 };
 
 export function migrationNames(): string[] {

@@ -130,6 +130,24 @@ export interface AuditEventsTable {
   created_at: number;
 }
 
+/** A team's volume (migrations/0006). */
+export interface VolumesTable {
+  id: string;
+  team_id: string;
+  name: string;
+  size_mb: number;
+  host_id: string;
+  token: string;
+  created_at: number;
+}
+
+/** Which capsule mounts which volume, and where. */
+export interface CapsuleVolumesTable {
+  capsule_id: string;
+  volume_id: string;
+  path: string;
+}
+
 export interface Database {
   teams: TeamsTable;
   api_keys: ApiKeysTable;
@@ -141,4 +159,6 @@ export interface Database {
   template_builds: TemplateBuildsTable;
   template_configs: TemplateConfigsTable;
   audit_events: AuditEventsTable;
+  volumes: VolumesTable;
+  capsule_volumes: CapsuleVolumesTable;
 }

@@ -4,12 +4,15 @@
 // watches every capsule's processes (exit-watches.ts): a capsule whose envd or init exits by
 // itself becomes `error` with the reason at once, and a dead warm-pool capsule is dropped.
 
+import { join } from 'node:path';
 import { CAPSULE_DEFAULTS, CAPSULE_LIMITS, type CapsuleRequest, type PauseMode } from '@wrenn/protocol';
 import { assessCapacity, type CapacityConfig, type CapacityReport, capacityConfig } from '../capacity/capacity.js';
 import { readHostReadings } from '../capacity/host-readings.js';
 import { createEnvdClient, type EnvdClient, runInCapsule, waitForEnvd } from '../envd-client/index.js';
 import { HostCapacityError } from '../runtimes/capacity-error.js';
 import type { CapsuleRuntime, CapsuleStats, EnvdInit, RuntimeName } from '../runtimes/runtime.js';
+import { VolumeStore } from '../volumes/index.js';
+import { assertVolumeUnused, checkVolumeMounts, volumeSources } from './capsule-volumes.js';
 import { warmUpEnvd } from './envd-warm-up.js';
 import {
   AlreadyExistsError,
@@ -24,13 +27,22 @@ import { CapsuleForks, type ForkResult, type ForkTarget } from './fork.js';
 import { CAPSULE_ID_RE, newAccessToken, newCapsuleId } from './ids.js';
 import { RecordStore } from './persistence.js';
 import { assertMove, type CapsuleState } from './state-machine.js';
-import type { CapsuleNetworkPolicy, CapsuleRecord, ManagerDeps, TemplateInfo, TimeoutAction } from './types.js';
+import type {
+  CapsuleNetworkPolicy,
+  CapsuleRecord,
+  CapsuleVolumeMount,
+  ManagerDeps,
+  TemplateInfo,
+  TimeoutAction,
+} from './types.js';
 import { checkRange, checkTemplateName, hostLimits } from './validate.js';
 import { type PooledCapsule, WarmPool } from './warm-pool.js';
 
 /** A create request as the agent's Connect service checked it (validate.ts) against the contract. */
 export interface CreateCapsuleInput extends CapsuleRequest {
   id?: string;
+  /** Volumes of this host to mount (VolumeStore ids). */
+  volumes?: CapsuleVolumeMount[];
   timeoutAction?: TimeoutAction;
   envdAccessToken?: string;
   runtime?: RuntimeName;
@@ -59,10 +71,13 @@ export class SandboxManager {
   private readonly changeListeners = new Set<(change: AgentStateChange) => void>();
   private readonly capacityConfig: CapacityConfig;
   private readonly forks: CapsuleForks;
+  /** This host's volumes (<dataDir>/volumes). */
+  readonly volumes: VolumeStore;
 
   constructor(private readonly deps: ManagerDeps) {
     this.store = new RecordStore(deps.dataDir);
     this.forks = new CapsuleForks(this, deps.dataDir, (level, msg, data) => this.log(level, msg, data));
+    this.volumes = new VolumeStore(join(deps.dataDir, 'volumes'));
     this.capacityConfig = deps.capacity?.config ?? capacityConfig({});
     this.pool = new WarmPool({
       sizes: deps.warmPool ?? {},
@@ -126,13 +141,14 @@ export class SandboxManager {
     this.envd.clear();
   }
 
-  /** Destroys every capsule (agent terminate). */
+  /** Destroys every capsule (agent terminate), then unmounts the volumes no capsule holds any more. */
   async destroyAll(): Promise<void> {
     await Promise.all([...this.records.keys()].map((id) => this.destroy(id).catch(() => undefined)));
     // Their fork templates go with them, before the caller goes on to remove the agent.
     await this.forks
       .sweep()
       .catch((err: unknown) => this.log('warn', 'fork template sweep failed', { err: String(err) }));
+    if (this.records.size === 0) await this.volumes.unmountAll();
   }
 
   get(id: string): CapsuleRecord {
@@ -222,6 +238,8 @@ export class SandboxManager {
     const metadata = input.metadata ?? {};
     const networkPolicy = this.checkNetworkPolicy(input.network);
     const timeoutSec = input.timeoutSec ?? CAPSULE_DEFAULTS.timeoutSec;
+    const volumes = input.volumes ?? [];
+    checkVolumeMounts(runtime, volumes);
 
     let template: TemplateInfo;
     const known = await this.deps.templates.get(templateName);
@@ -240,7 +258,7 @@ export class SandboxManager {
     checkRange('memory_mb', memoryMb, CAPSULE_LIMITS.minMemoryMb, limits.maxMemoryMb);
     // Pooled capsules have the default network policy (claiming one only flips the internet switch).
     const pooled =
-      runtimeName === this.deps.defaultRuntime && !networkPolicy
+      runtimeName === this.deps.defaultRuntime && !networkPolicy && volumes.length === 0
         ? this.pool.take(templateName, vcpus, memoryMb)
         : undefined;
     // With no id asked for, a pooled capsule keeps the id it booted under: nothing to rename.
@@ -268,6 +286,7 @@ export class SandboxManager {
       envdAccessToken: input.envdAccessToken || newAccessToken(),
       ...(input.defaultUser ? { defaultUser: input.defaultUser } : {}),
       ...(input.defaultWorkdir ? { defaultWorkdir: input.defaultWorkdir } : {}),
+      ...(volumes.length ? { volumes } : {}),
       address: '',
     };
     this.records.set(id, rec);
@@ -337,6 +356,7 @@ export class SandboxManager {
       metadata: { ...metadata },
       network: rec.network,
       envdInit: this.envdInitOf(rec),
+      volumes: await volumeSources(this.volumes, rec.volumes),
     });
     rec.address = rec.handle.address || rec.address;
     if (rec.handle.envdInitialized) this.openEnvd(rec);
@@ -461,6 +481,12 @@ export class SandboxManager {
     };
   }
 
+  /** Deletes a volume of this host; refused while a capsule here mounts it. */
+  async deleteVolume(volumeId: string): Promise<void> {
+    assertVolumeUnused(this.records.values(), volumeId);
+    await this.volumes.delete(volumeId);
+  }
+
   async destroy(id: string): Promise<void> {
     await this.locked(id, async () => {
       const rec = this.get(id);
@@ -542,6 +568,8 @@ export class SandboxManager {
       const runtime = this.runtimeOf(rec);
       if (!rec.handle) throw new Error(`capsule ${id} has no runtime handle`);
       const wasHibernated = rec.state === 'hibernated';
+      // A restart binds the volumes again: each must be mounted on the host (after a reboot too).
+      if (wasHibernated) await volumeSources(this.volumes, rec.volumes);
       rec.handle = await runtime.resume(rec.handle);
       rec.address = rec.handle.address || rec.address;
       // A hibernated capsule restarted envd, which needs its token and environment again.

@@ -86,6 +86,14 @@ export interface CapsuleRecord {
   network?: CapsuleNetworkInfo;
   pauseKeeps?: string;
   error?: string;
+  /** Volumes of this host mounted into the capsule. */
+  volumes?: CapsuleVolumeMount[];
+}
+
+/** A volume (VolumeStore id) and where the capsule sees it. */
+export interface CapsuleVolumeMount {
+  volumeId: string;
+  path: string;
 }
 
 export interface ManagerDeps {

@@ -25,6 +25,8 @@ export interface CapsuleSpec {
    * `envdInitialized` in the handle: the manager then skips the /init round trip.
    */
   envdInit?: EnvdInit;
+  /** Host directories bound read-write into the capsule at `path` (volumes, already mounted on the host). */
+  volumes?: { source: string; path: string }[];
 }
 
 /** The body of envd's POST /init that the host agent sends to every new capsule. */
@@ -76,6 +78,8 @@ export interface CapsuleRuntime {
   readonly name: RuntimeName;
   /** Pause modes this runtime supports, best first. */
   readonly pauseModes: readonly ('freeze' | 'hibernate' | 'memory-snapshot')[];
+  /** true when create honours spec.volumes. */
+  readonly volumeMounts?: boolean;
   /** Boots the capsule until envd answers /health; throws (and cleans up) on failure. */
   create(spec: CapsuleSpec): Promise<RuntimeHandle>;
   /** Stops the runtime's background work (pools); capsules keep running. */

@@ -22,6 +22,7 @@ import type { RuntimeName } from '../runtimes/runtime.js';
 import { convert, execCollected, execEvents, signalFor, toEnvdSelector, toPtyOutput, userHeaders } from './commands.js';
 import { withErrorMapping } from './errors.js';
 import { readFileChunks, toFileEntry, writeFileFromChunks } from './files.js';
+import { createVolume, deleteVolume, volumeContentRpc } from './volumes.js';
 import { watchCapsules } from './watch.js';
 
 const STATE: Record<CapsuleState, PbState> = {
@@ -119,6 +120,9 @@ export function hostAgentService(o: HostAgentServiceOptions): ServiceImpl<typeof
         runtime: (req.runtime || undefined) as RuntimeName | undefined,
         defaultUser: req.defaultUser || undefined,
         defaultWorkdir: req.defaultWorkdir || undefined,
+        ...(req.volumeMounts.length
+          ? { volumes: req.volumeMounts.map((v) => ({ volumeId: v.volumeId, path: v.path })) }
+          : {}),
       };
       checkCreateRequest(input);
       return { capsule: pb(await m.create(input), true) };
@@ -383,6 +387,9 @@ export function hostAgentService(o: HostAgentServiceOptions): ServiceImpl<typeof
     async listTemplates() {
       return { templates: (await m.templates().list()).map(toPbTemplate) };
     },
+    createVolume: (req) => createVolume(m, req),
+    deleteVolume: (req) => deleteVolume(m, req),
+    volumeContent: (req) => volumeContentRpc(m, req),
     async terminate() {
       await m.destroyAll();
       setImmediate(() => o.onTerminate?.());

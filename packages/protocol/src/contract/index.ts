@@ -5,3 +5,4 @@ export * from './fork.js';
 export * from './limits.js';
 export * from './rules.js';
 export * from './states.js';
+export * from './volumes.js';

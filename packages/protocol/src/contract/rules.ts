@@ -3,6 +3,7 @@
 // process that took the input turns it into its own error (an HTTP 400, a Connect InvalidArgument).
 import { type CAPSULE_DEFAULTS, CAPSULE_LIMITS } from './limits.js';
 import { RUNTIME_NAMES } from './states.js';
+import { volumeMountsProblem } from './volumes.js';
 
 /** A POSIX shell variable name: what envd can export. */
 export const ENV_NAME_RE = /^[A-Za-z_][A-Za-z0-9_]*$/;
@@ -32,6 +33,8 @@ export interface CapsuleRequest {
   runtime?: string;
   /** envd's default user for commands and files (a name in the template's /etc/passwd). */
   defaultUser?: string;
+  /** The team's volumes (by name) mounted read-write at absolute paths inside the capsule. */
+  volumeMounts?: { name: string; path: string }[];
 }
 
 function intProblem(value: number | undefined, field: string, min: number, max: number): string | undefined {
@@ -109,6 +112,7 @@ export function capsuleRequestProblem(req: CapsuleRequest): string | undefined {
     envsProblem(req.envs) ??
     metadataProblem(req.metadata) ??
     userNameProblem(req.defaultUser) ??
+    volumeMountsProblem(req.volumeMounts) ??
     (allowOut && allowOut.length > CAPSULE_LIMITS.maxAllowOut
       ? `network.allow_out has ${allowOut.length} entries; at most ${CAPSULE_LIMITS.maxAllowOut}`
       : undefined)

@@ -9,9 +9,12 @@ import { e2bErrorHandler } from './errors.js';
 import { forkRoutes } from './fork.js';
 import { sandboxRoutes } from './sandboxes.js';
 import { templateRoutes } from './templates.js';
+import { volumeContentApi } from './volume-content.js';
+import { volumeRoutes } from './volumes.js';
 
 /** Paths of the E2B-compatible API (errors there take E2B's shape). */
-export const isE2bPath = (url: string): boolean => /^\/(v2\/)?(sandboxes|templates|snapshots)(\/|\?|$)/.test(url);
+export const isE2bPath = (url: string): boolean =>
+  /^\/(v2\/)?(sandboxes|templates|snapshots|volumes|volumecontent)(\/|\?|$)/.test(url);
 
 export const e2bApi: FastifyPluginAsync<{ ctx: ControlPlaneContext }> = async (app, { ctx }) => {
   // Scoped to this plugin: the native API keeps its own error shape.
@@ -23,4 +26,8 @@ export const e2bApi: FastifyPluginAsync<{ ctx: ControlPlaneContext }> = async (a
   sandboxRoutes(app, ctx);
   forkRoutes(app, ctx);
   templateRoutes(app, ctx);
+  volumeRoutes(app, ctx);
 };
+
+/** The volume content API: E2B's error shape, but authenticated by each volume's own token. */
+export const e2bVolumeContentApi = volumeContentApi;

@@ -20,6 +20,7 @@ import {
   type TimeoutAction,
 } from '../../services/capsules.js';
 
+import { capsuleVolumeMounts } from '../../services/volumes.js';
 import { e2bTeam } from './auth.js';
 import {
   E2B_STATES,
@@ -60,8 +61,6 @@ export async function visibleCapsule(ctx: ControlPlaneContext, teamId: string, i
 function unsupported(body: NewSandbox): void {
   if (body.mcp !== undefined && body.mcp !== null)
     throw new InvalidArgumentError('mcp gateways are not supported by Wrenn; create the sandbox without mcp');
-  if (body.volumeMounts && body.volumeMounts.length > 0)
-    throw new InvalidArgumentError('volume mounts are not supported by Wrenn; create the sandbox without volumeMounts');
   const n = body.network ?? {};
   for (const k of ['allowOut', 'denyOut', 'rules', 'egressProxy']) {
     if (n[k] !== undefined && n[k] !== null)
@@ -145,6 +144,7 @@ export function sandboxRoutes(app: FastifyInstance, ctx: ControlPlaneContext): v
       ...(body.metadata ? { metadata: body.metadata } : {}),
       ...(body.allow_internet_access !== undefined ? { internet: body.allow_internet_access } : {}),
       ...(body.autoResume?.enabled ? { autoResume: true } : {}),
+      ...(body.volumeMounts?.length ? { volumeMounts: body.volumeMounts } : {}),
     });
     return toSandbox(ctx, c);
   };
@@ -247,7 +247,9 @@ export function sandboxRoutes(app: FastifyInstance, ctx: ControlPlaneContext): v
     },
     async (req) => {
       const team = await e2bTeam(ctx, req);
-      return toSandboxDetail(ctx, await visibleCapsule(ctx, team.id, (req.params as SandboxIdParams).sandboxID));
+      const c = await visibleCapsule(ctx, team.id, (req.params as SandboxIdParams).sandboxID);
+      const mounts = await capsuleVolumeMounts(ctx.database.db, c.id);
+      return { ...toSandboxDetail(ctx, c), volumeMounts: mounts.map((m) => ({ name: m.name, path: m.path })) };
     },
   );
 

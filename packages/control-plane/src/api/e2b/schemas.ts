@@ -39,7 +39,7 @@ export const NewSandbox = Type.Object({
   ),
   mcp: Type.Optional(Type.Unknown()),
   iam: Type.Optional(Type.Unknown()),
-  volumeMounts: Type.Optional(Type.Array(Type.Unknown())),
+  volumeMounts: Type.Optional(Type.Array(Type.Object({ name: Type.String(), path: Type.String() }))),
 });
 export type NewSandbox = Static<typeof NewSandbox>;
 

@@ -10,6 +10,7 @@ import {
   DEFAULT_TIMEOUT_ACTION,
   DomainError,
   InternalError,
+  InvalidArgumentError,
   messageOf,
 } from '@wrenn/protocol';
 import type { Capsule as PbCapsule } from '@wrenn/protocol/gen/hostagent/v1/hostagent_pb';
@@ -22,6 +23,7 @@ import {
   updateCapsule,
 } from '../../db/repositories/capsules.js';
 import type { Host } from '../../db/repositories/hosts.js';
+import { setCapsuleVolumes } from '../../db/repositories/volumes.js';
 import { newCapsuleId } from '../../ids.js';
 import { NoHostError, pickHost } from '../../scheduler/least-loaded.js';
 import {
@@ -31,6 +33,7 @@ import {
   templateConfigFor,
 } from '../template-config.js';
 import { agentTemplateName, DEFAULT_TEMPLATE, resolveTemplate } from '../templates.js';
+import { resolveVolumeMounts } from '../volumes.js';
 import { expiresFromAgent, timeoutActionToAgent } from './agent-mapping.js';
 import { recordEvent } from './audit.js';
 import { destroyCapsule } from './lifecycle.js';
@@ -70,6 +73,13 @@ export async function createCapsule(
   const templateConfig = await templateConfigFor(ctx, template);
   const envs = mergeTemplateEnvs(templateConfig, validateEnvs(input.envs));
   const metadata = validateMetadata(input.metadata);
+  // Volumes live on one host each: the capsule goes where its volumes are.
+  const volumes = await resolveVolumeMounts(ctx, teamId, input.volumeMounts);
+  if (volumes.hostId && template.hostId && volumes.hostId !== template.hostId)
+    throw new InvalidArgumentError(`template ${template.name} and the volumes asked for are on different hosts`);
+  const onlyHost = template.hostId ?? volumes.hostId;
+  // Only the namespace runtime mounts volumes so far.
+  const wantRuntime = input.runtime ?? (volumes.mounts.length ? 'namespace' : undefined);
 
   // Hosts that refused this capsule for lack of room: the next placement skips them.
   const refusedBy = new Set<string>();
@@ -78,9 +88,9 @@ export async function createCapsule(
       return await pickHost(db, {
         vcpus,
         memoryMb,
-        ...(input.runtime ? { runtime: input.runtime } : {}),
+        ...(wantRuntime ? { runtime: wantRuntime } : {}),
         runtimes: template.runtimes,
-        hostId: template.hostId,
+        hostId: onlyHost,
         excludeHostIds: refusedBy,
       });
     } catch (err) {
@@ -111,6 +121,7 @@ export async function createCapsule(
     state: 'starting',
     expiresAt: timeoutSec > 0 ? new Date(now + timeoutSec * 1000) : null,
   });
+  await setCapsuleVolumes(db, id, volumes.mounts);
 
   let agent = ctx.agents.client(host);
   let made: PbCapsule | undefined;
@@ -133,6 +144,7 @@ export async function createCapsule(
         // applies them at every envd /init.
         defaultUser: input.defaultUser ?? templateConfig?.user.split(':')[0] ?? '',
         defaultWorkdir: templateConfig?.workdir ?? '',
+        volumeMounts: volumes.mounts,
       });
       made = res.capsule;
       break;

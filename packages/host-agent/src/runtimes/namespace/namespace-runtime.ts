@@ -170,6 +170,7 @@ function validateSpec(spec: CapsuleSpec): void {
 export class NamespaceRuntime implements CapsuleRuntime {
   readonly name = 'namespace' as const;
   readonly pauseModes = ['freeze', 'hibernate'] as const;
+  readonly volumeMounts = true;
   readonly dataDir: string;
   readonly sandboxesDir: string;
   /** Step timings of the most recent create()/resume-from-hibernate. */

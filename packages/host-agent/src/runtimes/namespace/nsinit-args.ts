@@ -80,6 +80,8 @@ export function nsinitStartArgs(o: NsinitStart): string[] {
     ['--tmpfs', '/sys/fs/cgroup'],
     ...CONTROLLERS.map((c): [string, string] => ['--bind', `${cg.dirs[c]}:/sys/fs/cgroup/${c}`]),
     ...o.etcBinds.map((b): [string, string] => ['--bind-rw-idmapped', `${b.src}:${b.dst}`]),
+    // Volumes: their paths were checked against the contract; nsinit refuses symlinks on the way.
+    ...(spec.volumes ?? []).map((v): [string, string] => ['--volume', `${v.source}:${v.path}`]),
     ['--ready-port', String(o.readyPort)],
     ['--ready-path', o.readyPath],
     // envd says "ready" on a pipe from the init once it listens (WRENN_READY_FD): no HTTP poll.

@@ -131,9 +131,9 @@ struct opts {
   const char *boot_id; /* --boot-id FILE: this boot's /proc/sys/kernel/random/boot_id, bound read-only */
   long log_max;
   const char *seccomp_allow; /* --seccomp-allow userns,perf: per-template seccomp switches */
-  const char *lowers[MAX_LIST], *cgroups[MAX_LIST], *binds[MAX_LIST], *tmpfs[MAX_LIST], *sysctls[MAX_LIST];
+  const char *lowers[MAX_LIST], *cgroups[MAX_LIST], *binds[MAX_LIST], *tmpfs[MAX_LIST], *sysctls[MAX_LIST], *volumes[MAX_LIST];
   int bind_rw[MAX_LIST];
-  int n_lowers, n_cgroups, n_binds, n_tmpfs, n_sysctls;
+  int n_lowers, n_cgroups, n_binds, n_tmpfs, n_sysctls, n_volumes;
   int ready_port, ready_fd, ready_timeout_ms, root_uid, pts_gid, pid, uid, gid;
   char **argv;
 };
@@ -173,6 +173,7 @@ static void parse(int argc, char **argv, struct opts *o) {
     else if (!strcmp(a, "--bind-rw")) { o->bind_rw[o->n_binds < MAX_LIST ? o->n_binds : 0] = 1; push(o->binds, &o->n_binds, v); }
     else if (!strcmp(a, "--bind-rw-idmapped")) { o->bind_rw[o->n_binds < MAX_LIST ? o->n_binds : 0] = 2; push(o->binds, &o->n_binds, v); }
     else if (!strcmp(a, "--tmpfs")) push(o->tmpfs, &o->n_tmpfs, v);
+    else if (!strcmp(a, "--volume")) push(o->volumes, &o->n_volumes, v);
     else if (!strcmp(a, "--sysctl")) push(o->sysctls, &o->n_sysctls, v);
     else if (!strcmp(a, "--ready-port")) o->ready_port = atoi(v);
     else if (!strcmp(a, "--ready-path")) o->ready_path = v;
@@ -494,6 +495,47 @@ static void bind_boot_id(struct opts *o) {
   in_root(p, o->rootfs, "/proc/sys/kernel/random/boot_id");
   mount_or_die(o->boot_id, p, NULL, MS_BIND, NULL);
   mount_or_die(NULL, p, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+}
+
+/* An O_PATH fd of directory PATH inside the root, each missing component made (as root inside).
+ * PATH comes from an API: it is walked one component at a time with O_NOFOLLOW, so a symlink on
+ * the way (a template may hold any) is refused instead of followed out of the capsule's root. */
+static int dir_in_root(const char *rootfs, const char *path) {
+  int fd = open(rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) die("open %s", rootfs);
+  char buf[PATH_MAX];
+  snprintf(buf, sizeof buf, "%s", path);
+  char *save = NULL;
+  for (char *c = strtok_r(buf, "/", &save); c; c = strtok_r(NULL, "/", &save)) {
+    if (!strcmp(c, ".") || !strcmp(c, "..")) { errno = EINVAL; die("volume path %s holds . or ..", path); }
+    if (mkdirat(fd, c, 0755) < 0 && errno != EEXIST) die("mkdir %s of volume path %s", c, path);
+    int next = openat(fd, c, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (next < 0) die("volume path %s: %s is not a directory in the capsule (symlinks are refused)", path, c);
+    close(fd);
+    fd = next;
+  }
+  return fd;
+}
+
+/* --volume SRC:DST: a volume's files (SRC, a host directory stored in the canonical id range like
+ * the layers) writable at DST, nosuid and nodev, seen through the layer idmap when there is one,
+ * so every capsule sharing the volume sees its files as its own ids. */
+static void mount_volumes(struct opts *o, int userns) {
+  char src[PATH_MAX];
+  for (int i = 0; i < o->n_volumes; i++) {
+    const char *colon = strchr(o->volumes[i], ':');
+    if (!colon || colon[1] != '/') { errno = EINVAL; die("bad --volume %s (want SRC:/DST)", o->volumes[i]); }
+    snprintf(src, sizeof src, "%.*s", (int)(colon - o->volumes[i]), o->volumes[i]);
+    int dst = dir_in_root(o->rootfs, colon + 1);
+    int t = userns >= 0 ? idmapped_tree(src, userns) : open_tree(AT_FDCWD, src, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+    if (t < 0) die("open_tree %s", src);
+    struct mount_attr attr = {.attr_set = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV};
+    if (mount_setattr(t, "", AT_EMPTY_PATH, &attr, sizeof attr) < 0) die("nosuid,nodev on volume %s", src);
+    if (move_mount(t, "", dst, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
+      die("mount volume %s on %s", src, colon + 1);
+    close(t);
+    close(dst);
+  }
 }
 
 /* procfd is the host's /proc opened before pivot_root moved this process's root too. */
@@ -828,6 +870,7 @@ static int cmd_start(struct opts *o) {
   mount_or_die("sysfs", p, "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
   mount_dev(o);
   mount_binds(o, layer_userns);
+  mount_volumes(o, layer_userns);
   if (layer_userns >= 0) close(layer_userns);
   if (o->root_uid > 0) act_as_owner(0);
   step("sys, dev, binds");

@@ -48,6 +48,49 @@ export interface QuotaDiskOptions {
   reserveMb?: number;
 }
 
+/**
+ * Formats `file` as a sparse ext4 image of `sizeMb` MiB whose root directory belongs to `rootUid`
+ * (created with `wx`: never formats a file someone else is formatting). Capsule disks and volumes
+ * (volumes/volume-store.ts) are made by it.
+ */
+export async function formatExt4Image(file: string, sizeMb: number, rootUid: number): Promise<void> {
+  await writeFile(file, '', { flag: 'wx' });
+  await truncate(file, sizeMb * MiB);
+  const owner = `${rootUid}:${rootUid}`;
+  // Niced: blanks are formatted ahead of demand, behind the capsules that are starting.
+  await run('nice', [
+    '-n',
+    '19',
+    'mkfs.ext4',
+    '-q',
+    '-F',
+    '-m',
+    '0',
+    '-E',
+    `lazy_itable_init=1,lazy_journal_init=1,root_owner=${owner}`,
+    file,
+  ]).catch((err: Error) => {
+    throw new Error(`formatting a disk image failed (mkfs.ext4 from e2fsprogs): ${err.message}`);
+  });
+}
+
+/** Loop-mounts the ext4 `image` at `mountPoint` (nodev, discard, and `extra` options); `what` names it in errors. */
+export async function mountExt4Image(image: string, mountPoint: string, what: string, extra = ''): Promise<void> {
+  // By system call: util-linux's mount -o loop opens every loop device of the host first.
+  await loopMount(image, mountPoint, 'ext4', extra ? `${MOUNT_OPTIONS},${extra}` : MOUNT_OPTIONS).catch(
+    (err: Error) => {
+      throw new Error(`mounting ${what} ${image} failed (needs loop devices): ${err.message}`);
+    },
+  );
+}
+
+/** Mounts `image` at `mountPoint` unless it is mounted there already (after a host reboot). */
+export async function ensureExt4Mounted(image: string, mountPoint: string, what: string, extra = ''): Promise<void> {
+  if ((await mountsUnder(mountPoint)).includes(mountPoint)) return;
+  await mkdir(mountPoint, { recursive: true });
+  await mountExt4Image(image, mountPoint, what, extra);
+}
+
 export class QuotaDisks {
   private filling: Promise<void> | undefined;
   private madeDir = false;
@@ -125,25 +168,8 @@ export class QuotaDisks {
     }
   }
 
-  private async format(file: string): Promise<void> {
-    await writeFile(file, '', { flag: 'wx' }); // never format a file someone else is formatting
-    await truncate(file, this.o.sizeMb * 1024 * 1024);
-    const owner = `${this.o.rootUid}:${this.o.rootUid}`;
-    // Niced: blanks are formatted ahead of demand, behind the capsules that are starting.
-    await run('nice', [
-      '-n',
-      '19',
-      'mkfs.ext4',
-      '-q',
-      '-F',
-      '-m',
-      '0',
-      '-E',
-      `lazy_itable_init=1,lazy_journal_init=1,root_owner=${owner}`,
-      file,
-    ]).catch((err: Error) => {
-      throw new Error(`formatting a capsule disk failed (mkfs.ext4 from e2fsprogs): ${err.message}`);
-    });
+  private format(file: string): Promise<void> {
+    return formatExt4Image(file, this.o.sizeMb, this.o.rootUid);
   }
 
   /**
@@ -156,10 +182,7 @@ export class QuotaDisks {
     if (!(await this.takeBlank(image))) await this.format(image);
     void this.fill(REFILL_DELAY_MS).catch(() => undefined);
     await mkdir(mountPoint);
-    // By system call: util-linux's mount -o loop opens every loop device of the host first.
-    await loopMount(image, mountPoint, 'ext4', MOUNT_OPTIONS).catch((err: Error) => {
-      throw new Error(`mounting the capsule disk ${image} failed (needs loop devices): ${err.message}`);
-    });
+    await mountExt4Image(image, mountPoint, 'the capsule disk');
     // A handful of syscalls of microseconds each: done synchronously, they cost less than one
     // round trip through libuv's thread pool (which a busy host makes longer still).
     const dirs = QuotaDisks.dirs(sandboxDir);
@@ -189,13 +212,7 @@ export class QuotaDisks {
    * its files are all in the image.
    */
   static async ensureMounted(sandboxDir: string): Promise<void> {
-    const mountPoint = join(sandboxDir, DISK_MOUNT);
-    if ((await mountsUnder(mountPoint)).includes(mountPoint)) return;
-    const image = join(sandboxDir, DISK_IMAGE);
-    await mkdir(mountPoint, { recursive: true });
-    await loopMount(image, mountPoint, 'ext4', MOUNT_OPTIONS).catch((err: Error) => {
-      throw new Error(`the capsule's disk ${image} could not be mounted again: ${err.message}`);
-    });
+    await ensureExt4Mounted(join(sandboxDir, DISK_IMAGE), join(sandboxDir, DISK_MOUNT), "the capsule's disk");
   }
 
   /** Stops refilling and waits for a fill under way: call before removing the data dir. */
