@@ -240,6 +240,35 @@ describe('wrenn CLI against wrenn up', () => {
     rmSync(file);
   });
 
+  it('volume create, ls, capsule create --volume, rm (refused while mounted)', async () => {
+    const id = (await ok(['volume', 'create', 'cli-vol', '--size', '32'])).stdout.trim();
+    assert.match(id, /^vol-[0-9a-z]+$/);
+    const listed = JSON.parse((await ok(['volume', 'ls', '--json'])).stdout) as { id: string; size_mb: number }[];
+    assert.equal(listed.find((v) => v.id === id)?.size_mb, 32);
+    const c = JSON.parse((await ok(['capsule', 'create', '--volume', 'cli-vol:/mnt/v', '--json'])).stdout) as {
+      id: string;
+    };
+    capsules.push(c.id);
+    await ok(['exec', c.id, '--', 'sh', '-c', 'echo kept > /mnt/v/f']);
+    const busy = await wrenn(['volume', 'rm', 'cli-vol']);
+    assert.equal(busy.code, 1);
+    assert.match(busy.stderr, /mounted by/);
+    assert.doesNotMatch(busy.stderr, STACK);
+    await ok(['capsule', 'rm', c.id]);
+    const again = JSON.parse((await ok(['capsule', 'create', '--volume', 'cli-vol:/srv', '--json'])).stdout) as {
+      id: string;
+    };
+    capsules.push(again.id);
+    assert.equal((await ok(['exec', again.id, '--', 'cat', '/srv/f'])).stdout, 'kept\n');
+    await ok(['capsule', 'rm', again.id]);
+    await ok(['volume', 'rm', 'cli-vol']);
+    assert.equal(JSON.parse((await ok(['volume', 'ls', '--json'])).stdout).length, 0);
+    const bad = await wrenn(['capsule', 'create', '--volume', 'cli-vol:/proc/x']);
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /\/proc/);
+    assert.doesNotMatch(bad.stderr, STACK);
+  });
+
   it('bad input: a wrong key and an unknown capsule say what is wrong, exit 1, no stack trace', async () => {
     const wrongKey = await wrenn(['capsule', 'ls'], { env: { WRENN_API_KEY: 'wrn_wrongwrongwrongwrongwrongwrongwr' } });
     assert.equal(wrongKey.code, 1);

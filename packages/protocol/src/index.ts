@@ -8,6 +8,7 @@ export * from './contract/index.js';
 export * from './contract/json.js';
 export * from './contract/resources.js';
 export * from './contract/schemas.js';
+export * from './contract/volume-schemas.js';
 export * from './errors.js';
 export * as filesystem from './gen/envd/filesystem_pb.js';
 export * as process from './gen/envd/process_pb.js';

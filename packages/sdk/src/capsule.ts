@@ -12,7 +12,7 @@ import { type CapsuleInfo, type CapsuleJson, type CapsuleMetrics, type CapsuleSt
 
 /**
  * The capsule contract's request fields (template, vcpus, memoryMb, timeoutSec, envs, metadata,
- * internet, autoResume, network.allowOut, runtime, defaultUser; documented in @wrenn/protocol) plus the SDK's own.
+ * internet, autoResume, network.allowOut, runtime, defaultUser, volumeMounts; documented in @wrenn/protocol) plus the SDK's own.
  */
 export interface CapsuleCreateOptions extends ConnectionOptions, CapsuleRequest {
   timeoutAction?: TimeoutAction;
@@ -96,6 +96,7 @@ export class Capsule {
       ...(opts.network?.allowOut !== undefined ? { network: { allow_out: opts.network.allowOut } } : {}),
       ...(opts.runtime !== undefined ? { runtime: opts.runtime } : {}),
       ...(opts.defaultUser !== undefined ? { default_user: opts.defaultUser } : {}),
+      ...(opts.volumeMounts !== undefined ? { volume_mounts: opts.volumeMounts } : {}),
     };
     // Creating can include building a template on first use: no client-side deadline by default.
     const j = await api.json<CapsuleJson>('POST', '/v1/capsules', {

@@ -1,4 +1,4 @@
-// @wrenn/sdk: capsules, commands, terminals, files, snapshots and templates over Wrenn's native API.
+// @wrenn/sdk: capsules, commands, terminals, files, snapshots, templates and volumes over Wrenn's native API.
 
 export type {
   CapsuleConnectOptions,
@@ -45,3 +45,5 @@ export {
   TemplateBuildError,
 } from './templates-build.js';
 export type { CapsuleInfo, CapsuleMetrics, CapsuleState, EntryInfo, ProcessInfo, TemplateInfo } from './types.js';
+export type { VolumeEntry, VolumeInfo } from './volumes.js';
+export { Volume } from './volumes.js';

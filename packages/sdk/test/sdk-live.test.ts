@@ -18,6 +18,7 @@ import {
   Snapshot,
   Template,
   TimeoutError,
+  Volume,
 } from '../src/index.js';
 
 const waitUntil = async (what: string, check: () => boolean | Promise<boolean>, timeoutMs = 15_000) => {
@@ -294,6 +295,34 @@ describe('@wrenn/sdk against wrenn up', () => {
     await Snapshot.delete('sdk-snap', opts);
     assert.ok(!(await Snapshot.list(opts)).some((s) => s.name === 'sdk-snap'));
     await assert.rejects(Snapshot.delete('sdk-snap', opts), NotFoundError);
+  });
+
+  it('creates a volume, mounts it into two capsules, reads and writes it without one, deletes it', async () => {
+    const v = await Volume.create('sdk-vol', { ...opts, sizeMb: 32 });
+    assert.equal(v.sizeMb, 32);
+    assert.ok((await Volume.list(opts)).some((x) => x.id === v.id));
+    assert.equal((await Volume.get('sdk-vol', opts)).id, v.id);
+    await Volume.writeFile(v.id, '/seed/in.txt', 'from the api', opts);
+    const [a, b] = await Promise.all(
+      [0, 1].map(() =>
+        Capsule.create({ ...opts, template: 'minimal', volumeMounts: [{ name: 'sdk-vol', path: '/data' }] }),
+      ),
+    );
+    extra.push(a as Capsule, b as Capsule);
+    assert.equal((await (a as Capsule).commands.run('cat /data/seed/in.txt')).stdout, 'from the api');
+    await (a as Capsule).commands.run('echo shared > /data/out.txt');
+    assert.equal((await (b as Capsule).commands.run('cat /data/out.txt')).stdout, 'shared\n');
+    assert.equal(new TextDecoder().decode(await Volume.readFile('sdk-vol', '/out.txt', opts)), 'shared\n');
+    const names = (await Volume.listEntries('sdk-vol', '/', { ...opts, depth: 2 })).map((e) => e.path).sort();
+    assert.deepEqual(names, ['/out.txt', '/seed', '/seed/in.txt']);
+    await assert.rejects(
+      Volume.delete(v.id, opts),
+      (e: Error) => e.name === 'ConflictError' || /409|mounted/.test(e.message),
+    );
+    await Promise.all([(a as Capsule).destroy(), (b as Capsule).destroy()]);
+    await Volume.remove('sdk-vol', '/seed', opts);
+    await Volume.delete('sdk-vol', opts);
+    await assert.rejects(Volume.get(v.id, opts), NotFoundError);
   });
 
   it('raises typed errors carrying the server message', async () => {

@@ -2,6 +2,7 @@
 import { CAPSULE_LIMITS as L, TIMEOUT_ACTIONS, type TimeoutAction } from '@wrenn/protocol';
 import { Capsule, type CapsuleInfo } from '@wrenn/sdk';
 import { ago, CliError, connection, parseIntOption, parsePairs, printJson, printTable, run } from './support.js';
+import { parseVolumeFlags } from './volume.js';
 
 export const infoJson = (c: CapsuleInfo) => ({
   id: c.capsuleId,
@@ -28,6 +29,7 @@ export interface CreateOpts {
   autoResume?: boolean;
   env?: string[];
   metadata?: string[];
+  volume?: string[];
   json?: boolean;
 }
 
@@ -39,6 +41,7 @@ export const create = (o: CreateOpts) =>
     const timeoutSec = parseIntOption('--timeout', o.timeout, 0, L.maxTimeoutSec);
     const envs = parsePairs('--env', o.env);
     const metadata = parsePairs('--metadata', o.metadata);
+    const volumeMounts = parseVolumeFlags(o.volume);
     if (o.onTimeout !== undefined && !(TIMEOUT_ACTIONS as readonly string[]).includes(o.onTimeout))
       throw new CliError(`--on-timeout must be one of ${TIMEOUT_ACTIONS.join(', ')}, got '${o.onTimeout}'`);
     const c = await Capsule.create({
@@ -51,6 +54,7 @@ export const create = (o: CreateOpts) =>
       ...(o.autoResume ? { autoResume: true } : {}),
       ...(envs ? { envs } : {}),
       ...(metadata ? { metadata } : {}),
+      ...(volumeMounts ? { volumeMounts } : {}),
     });
     if (o.json) printJson(infoJson(c.info));
     // The id alone on stdout, so `id=$(wrenn capsule create)` works; the hint goes to stderr.

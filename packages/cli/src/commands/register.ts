@@ -1,4 +1,4 @@
-// The user commands of `wrenn` (capsules, exec, shell, files, snapshots, templates, login). Only
+// The user commands of `wrenn` (capsules, exec, shell, files, snapshots, volumes, templates, login). Only
 // their definitions live here; each action loads its module (and the SDK) when it runs, so
 // `wrenn --help` and the server commands never load them.
 import type { Command } from 'commander';
@@ -25,6 +25,7 @@ export function registerUserCommands(program: Command): void {
     .option('--auto-resume', 'when paused, resume on the next request through the sandbox proxy')
     .option('-e, --env <KEY=VALUE>', 'environment variable of every process (repeatable)', collect)
     .option('-m, --metadata <KEY=VALUE>', 'label to find it by (repeatable)', collect)
+    .option('--volume <NAME:/PATH>', 'mount a volume read-write at PATH (repeatable; namespace runtime)', collect)
     .option('--json', 'print the capsule as JSON')
     .action(async (o) => (await import('./capsule.js')).create(o));
   capsule
@@ -134,6 +135,24 @@ Piped input is forwarded: echo hi | wrenn exec <id> -- cat`,
     .command('rm <name...>')
     .description('delete snapshots (refused while capsules use them)')
     .action(async (names: string[]) => (await import('./snapshot.js')).snapshotRemove(names));
+
+  const volume = program.command('volume').description('persistent storage with a size limit, mounted into capsules');
+  volume
+    .command('create <name>')
+    .description('create a volume (prints its id)')
+    .option('-s, --size <MiB>', 'size limit in MiB (default 1024)')
+    .option('--json', 'print JSON')
+    .action(async (name: string, o) => (await import('./volume.js')).volumeCreate(name, o));
+  volume
+    .command('ls')
+    .alias('list')
+    .description('list volumes')
+    .option('--json', 'print JSON')
+    .action(async (o) => (await import('./volume.js')).volumeList(o));
+  volume
+    .command('rm <name-or-id...>')
+    .description('delete volumes and their files (refused while a capsule mounts one)')
+    .action(async (names: string[]) => (await import('./volume.js')).volumeRemove(names));
 
   const template = program.command('template').description('list, build and delete templates');
   template

@@ -6,6 +6,7 @@ import { FORK_DEFAULTS, FORK_LIMITS } from './fork.js';
 import { DateTime, Nullable, StringMap } from './json.js';
 import { CAPSULE_DEFAULTS, CAPSULE_LIMITS } from './limits.js';
 import { CAPSULE_STATES, RUNTIME_NAMES, TIMEOUT_ACTIONS } from './states.js';
+import { VolumeMountsSchema } from './volume-schemas.js';
 
 /** One of a word list, typed as the union of its words. */
 type LiteralsOf<T extends readonly string[]> = { -readonly [K in keyof T]: TLiteral<T[K]> };
@@ -118,6 +119,7 @@ export const CreateCapsuleBody = Type.Object(
           "(default: the template's USER, else 'user')",
       }),
     ),
+    volume_mounts: Type.Optional(VolumeMountsSchema),
   },
   { additionalProperties: false },
 );

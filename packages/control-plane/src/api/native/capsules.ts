@@ -91,6 +91,7 @@ export const capsuleRoutes =
           ...(b.network?.allow_out !== undefined ? { network: { allowOut: b.network.allow_out } } : {}),
           ...(b.runtime !== undefined ? { runtime: b.runtime } : {}),
           ...(b.default_user !== undefined ? { defaultUser: b.default_user } : {}),
+          ...(b.volume_mounts !== undefined ? { volumeMounts: b.volume_mounts } : {}),
         });
         return reply.status(201).send(capsuleJson(c));
       },

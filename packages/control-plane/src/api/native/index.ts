@@ -12,6 +12,7 @@ import { resourceRoutes } from './resources.js';
 import { sdkRoutes } from './sdk-routes.js';
 import { streamRoutes } from './streams.js';
 import { templateBuildRoutes } from './templates-build.js';
+import { volumeRoutes } from './volumes.js';
 
 export const nativeApi: FastifyPluginAsync<{ ctx: ControlPlaneContext }> = async (app, { ctx }) => {
   registerMetrics(app, ctx);
@@ -29,6 +30,7 @@ export const nativeApi: FastifyPluginAsync<{ ctx: ControlPlaneContext }> = async
       await v1.register(fileRoutes(ctx));
       await v1.register(resourceRoutes(ctx));
       await v1.register(templateBuildRoutes(ctx));
+      await v1.register(volumeRoutes(ctx));
       await v1.register(sdkRoutes(ctx));
     },
     { prefix: '/v1' },

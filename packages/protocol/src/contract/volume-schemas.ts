@@ -1,0 +1,53 @@
+// The native API's volume JSON (snake_case) as TypeBox schemas: /v1/volumes and a capsule
+// create's volume_mounts. Bounds come from the volume contract (volumes.ts).
+import { type Static, Type } from 'typebox';
+import { DateTime } from './json.js';
+import { VOLUME_LIMITS } from './volumes.js';
+
+export const VolumeSchema = Type.Object({
+  id: Type.String(),
+  name: Type.String(),
+  size_mb: Type.Integer(),
+  host_id: Type.String(),
+  /** Bearer token of the E2B-compatible volume content API (/volumecontent/{id}/...). */
+  token: Type.String({ description: "Bearer token of the volume content API (E2B's /volumecontent routes)" }),
+  created_at: DateTime,
+});
+export type VolumeJson = Static<typeof VolumeSchema>;
+
+export const CreateVolumeBody = Type.Object(
+  {
+    name: Type.String({
+      minLength: 1,
+      maxLength: VOLUME_LIMITS.maxNameLength,
+      description: "Unique in the team: letters, digits, '-', '_' and '.', starting with a letter or digit",
+    }),
+    size_mb: Type.Optional(
+      Type.Integer({
+        minimum: VOLUME_LIMITS.minSizeMb,
+        maximum: VOLUME_LIMITS.maxSizeMb,
+        description: `Size limit in MiB (default ${VOLUME_LIMITS.defaultSizeMb}); the host reserves none of it up front`,
+      }),
+    ),
+  },
+  { additionalProperties: false },
+);
+export type CreateVolumeBodyJson = Static<typeof CreateVolumeBody>;
+
+export const VolumeMountsSchema = Type.Array(
+  Type.Object(
+    {
+      name: Type.String({ minLength: 1, maxLength: VOLUME_LIMITS.maxNameLength, description: 'A volume of the team' }),
+      path: Type.String({
+        minLength: 2,
+        maxLength: VOLUME_LIMITS.maxMountPathLength,
+        description: 'Absolute, normalised path inside the capsule (not under /proc, /sys, /dev, /etc or /opt/wrenn)',
+      }),
+    },
+    { additionalProperties: false },
+  ),
+  {
+    maxItems: VOLUME_LIMITS.maxMountsPerCapsule,
+    description: 'Volumes mounted read-write at create (namespace runtime); capsules may share one',
+  },
+);
