@@ -16,6 +16,7 @@ import { createConnectTransport } from '@connectrpc/connect-node';
 // Native addons (node-pty, loaded on the first PTY; @wrenn/native for starting pipe processes and
 // for file calls made as the requesting user, metadata included) stay external
 // and are copied next to the bundle, so a capsule needs only this folder and the node binary.
+// code-interpreter/ (the server code-interpreter-v1 capsules run) is copied beside it.
 import { build } from 'esbuild';
 import { envdListening } from './lib/envd-listening.mjs';
 import { predecodedDescriptors } from './lib/predecoded-descriptors.mjs';
@@ -85,6 +86,12 @@ for (const { name, dirs } of NATIVE) {
   if (!existsSync(join(out, 'node_modules', name, 'package.json')))
     throw new Error(`${name} is not installed: run npm install`);
 }
+// The code-interpreter server (Python, run by envd in code-interpreter-v1 capsules) ships with the
+// bundle, so capsules always run this install's version whatever template layer they start from.
+cpSync(join(root, 'packages/envd/code-interpreter'), join(out, 'code-interpreter'), {
+  recursive: true,
+  filter: (src) => !src.includes('__pycache__'),
+});
 // envd would quietly fall back to child_process without it (e.g. while the addon is being rebuilt).
 if (!existsSync(join(out, 'node_modules/@wrenn/native/build/Release/wrenn_native.node'))) {
   throw new Error(

@@ -1,6 +1,7 @@
 // `wrenn envd`: runs envd until SIGTERM/SIGINT.
 
 import { closeSync, writeSync } from 'node:fs';
+import { startCodeInterpreter } from './code-interpreter.js';
 import { startIdleMemoryRelease } from './idle-memory.js';
 import { installLiteHeaders } from './lite-headers.js';
 import { nativeSpawnAvailable } from './process/native-spawn.js';
@@ -17,10 +18,14 @@ export async function runEnvdFromCli(opts: { port: number; host: string }): Prom
   // The spawn addon loads (~0.5-1 ms) right after the first requests could be served rather than
   // inside a new capsule's first command.
   setImmediate(nativeSpawnAvailable);
+  // Only inside capsules whose template asks for it (code-interpreter-v1).
+  const stopCodeInterpreter =
+    process.env.WRENN_CAPSULE === '1' ? startCodeInterpreter({ envdPort: server.port }) : () => undefined;
   // WRENN_ENVD_IDLE_RELEASE=0 keeps every page mapped (for comparisons).
   const stopRelease = process.env.WRENN_ENVD_IDLE_RELEASE === '0' ? () => undefined : startIdleMemoryRelease();
   const stop = () => {
     stopRelease();
+    stopCodeInterpreter();
     void server.close().then(() => process.exit(0));
   };
   process.once('SIGTERM', stop);

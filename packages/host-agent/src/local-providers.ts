@@ -23,6 +23,7 @@ export function toTemplateInfo(m: TemplateManifest, hostRuntimes: readonly Runti
     sizeBytes: m.size,
     createdAt: Date.parse(m.created_at) || 0,
     ...(m.parent ? { parent: m.parent } : {}),
+    ...(m.readyPorts?.length ? { readyPorts: m.readyPorts } : {}),
   };
 }
 

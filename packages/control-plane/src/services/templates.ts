@@ -1,4 +1,5 @@
-// Templates as a team sees them: the built-ins every host can build (minimal, base) plus the team's
+// Templates as a team sees them: the built-ins every host can build (minimal, base,
+// code-interpreter-v1, also reachable as `code-interpreter`) plus the team's
 // own (snapshots of its capsules, built images). A team's template shadows a built-in of that name.
 
 import { CAPSULE_DEFAULTS, ConflictError, NotFoundError } from '@wrenn/protocol';
@@ -12,7 +13,9 @@ import {
 import { isLayerName } from '../templates/layer-names.js';
 
 /** Templates every host agent knows how to build on first use. */
-export const BUILTIN_TEMPLATES = ['minimal', 'base'] as const;
+export const BUILTIN_TEMPLATES = ['minimal', 'base', 'code-interpreter-v1'] as const;
+/** Other names of built-ins (E2B's code interpreter is asked for by either name). */
+export const BUILTIN_TEMPLATE_ALIASES: Readonly<Record<string, string>> = { 'code-interpreter': 'code-interpreter-v1' };
 export const DEFAULT_TEMPLATE = CAPSULE_DEFAULTS.template;
 
 function builtIn(name: string): Template {
@@ -44,7 +47,8 @@ export async function resolveTemplate(ctx: ControlPlaneContext, teamId: string, 
   validateTemplateName(name);
   const row = await resolveTemplateRow(ctx.database.db, teamId, name);
   if (row) return row;
-  if (isBuiltinTemplate(name)) return builtIn(name);
+  const builtInName = BUILTIN_TEMPLATE_ALIASES[name] ?? name;
+  if (isBuiltinTemplate(builtInName)) return builtIn(builtInName);
   throw new NotFoundError(`template '${name}' not found`);
 }
 

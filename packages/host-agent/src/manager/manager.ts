@@ -26,6 +26,7 @@ import { ExitWatches } from './exit-watches.js';
 import { CapsuleForks, type ForkResult, type ForkTarget } from './fork.js';
 import { CAPSULE_ID_RE, newAccessToken, newCapsuleId } from './ids.js';
 import { RecordStore } from './persistence.js';
+import { waitForReadyPorts } from './ready-ports.js';
 import { assertMove, type CapsuleState } from './state-machine.js';
 import type {
   CapsuleNetworkPolicy,
@@ -292,6 +293,8 @@ export class SandboxManager {
     this.records.set(id, rec);
     try {
       await this.boot(rec, runtime, pooled, input.inheritedEnvdToken);
+      // Immediate for a pooled capsule (its services answered before it was pooled).
+      await waitForReadyPorts(rec.address, template.readyPorts);
       this.move(rec, 'running', 'start');
       await this.store.save(rec);
       this.watchCapsule(rec);
@@ -402,6 +405,7 @@ export class SandboxManager {
       const address = handle.address || network.capsuleIp;
       await waitForEnvd(address, ENVD_BOOT_TIMEOUT_MS);
       await warmUpEnvd(address);
+      await waitForReadyPorts(address, (await this.deps.templates.get(template))?.readyPorts);
       return { runtimeId, template, vcpus: DEFAULT_VCPUS, memoryMb: DEFAULT_MEMORY_MB, handle, network, address };
     } catch (err) {
       await this.deps.network.destroy(runtimeId).catch(() => undefined);

@@ -43,6 +43,8 @@ export interface TemplateInfo {
   parent?: string;
   vcpus?: number;
   memoryMb?: number;
+  /** TCP ports a service of the template listens on; a capsule is handed out once they accept. */
+  readyPorts?: number[];
 }
 
 export interface TemplateProvider {

@@ -2,6 +2,7 @@
 // from capsules) stored under <WRENN_DIR>/images, and the host id range their files belong to.
 
 export { baseRecipe } from './base-recipe.js';
+export { CODE_INTERPRETER_PORT, CODE_INTERPRETER_TEMPLATE, codeInterpreterRecipe } from './code-interpreter-recipe.js';
 export { findDebianMirror } from './debian-mirror.js';
 export { diskUsageBytes } from './disk-usage.js';
 export { HOST_ID_BASE, hostId, ID_RANGE, idMapLine } from './id-map.js';

@@ -24,6 +24,8 @@ export interface TemplateManifest {
   nestedUserNamespaces?: boolean;
   /** Capsules may call perf_event_open (profilers). Default false. */
   perfEvents?: boolean;
+  /** TCP ports a service of the template listens on; a capsule is handed out once they accept. */
+  readyPorts?: number[];
 }
 
 /** The per-template security switches a template passes on to its snapshots. */
@@ -65,6 +67,11 @@ export async function readManifest(templateDir: string): Promise<TemplateManifes
     if (m[key] !== undefined && typeof m[key] !== 'boolean')
       throw new Error(`${join(templateDir, MANIFEST_FILE)}: ${key} must be true or false`);
   }
+  if (
+    m.readyPorts !== undefined &&
+    (!Array.isArray(m.readyPorts) || !m.readyPorts.every((p) => Number.isInteger(p) && p > 0 && p < 65536))
+  )
+    throw new Error(`${join(templateDir, MANIFEST_FILE)}: readyPorts must be a list of TCP ports`);
   return m;
 }
 

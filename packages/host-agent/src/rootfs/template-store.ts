@@ -11,6 +11,7 @@ import { AlreadyExistsError, FailedPreconditionError, NotFoundError } from '@wre
 import type { RuntimeName } from '../runtimes/runtime.js';
 import { baseRecipe } from './base-recipe.js';
 import { acquireLock } from './build-lock.js';
+import { CODE_INTERPRETER_TEMPLATE, codeInterpreterRecipe } from './code-interpreter-recipe.js';
 import { diskUsageBytes } from './disk-usage.js';
 import { HOST_ID_BASE } from './id-map.js';
 import {
@@ -23,7 +24,7 @@ import {
 } from './manifest.js';
 import { minimalRecipe } from './minimal-recipe.js';
 import type { ProgressFn, TemplateRecipe } from './recipe.js';
-import { removeTree } from './remove-tree.js';
+import { removeTree, unmountUnder } from './remove-tree.js';
 import { shiftOwnership } from './shift-ownership.js';
 
 const run = promisify(execFile);
@@ -50,7 +51,11 @@ export interface SnapshotFromCapsuleOptions {
   runtimes?: RuntimeName[];
 }
 
-export const DEFAULT_RECIPES: Readonly<Record<string, TemplateRecipe>> = { minimal: minimalRecipe, base: baseRecipe };
+export const DEFAULT_RECIPES: Readonly<Record<string, TemplateRecipe>> = {
+  minimal: minimalRecipe,
+  base: baseRecipe,
+  [CODE_INTERPRETER_TEMPLATE]: codeInterpreterRecipe,
+};
 
 // Builds in progress in this process, by template directory, shared by every store instance.
 const building = new Map<string, Promise<TemplateManifest>>();
@@ -135,18 +140,21 @@ export class TemplateStore {
       const started = Date.now();
       try {
         await mkdir(join(tmp, LAYER_DIR), { recursive: true });
+        const parent = recipe.parent ? await this.ensureTemplate(recipe.parent, { onProgress }) : undefined;
         onProgress(`${name}: building (${recipe.description})`);
-        await recipe.build(join(tmp, LAYER_DIR), onProgress);
+        if (parent) await this.buildOver(parent, tmp, (root) => recipe.build(root, onProgress));
+        else await recipe.build(join(tmp, LAYER_DIR), onProgress);
         onProgress(`${name}: shifting file ownership into the capsule id range (uid + ${HOST_ID_BASE})`);
         await shiftOwnership(join(tmp, LAYER_DIR));
         const manifest: TemplateManifest = {
           name,
           kind: 'base',
-          parent: null,
-          layers: [name],
+          parent: parent?.name ?? null,
+          layers: [name, ...(parent?.layers ?? [])],
           runtimes: ['namespace'],
           created_at: new Date().toISOString(),
           size: await diskUsageBytes(join(tmp, LAYER_DIR)),
+          ...(recipe.readyPorts?.length ? { readyPorts: recipe.readyPorts } : {}),
         };
         await writeManifest(tmp, manifest);
         await rename(tmp, dir);
@@ -161,6 +169,34 @@ export class TemplateStore {
     } finally {
       await lock.release();
     }
+  }
+
+  /**
+   * Runs `build` on an overlay of `parent`'s layers whose upper directory is <tmp>/rootfs, so what
+   * it changes (whiteouts for what it deletes) becomes the new template's own layer. Files of the
+   * parent keep their shifted ids; new ones are shifted afterwards like any recipe's.
+   */
+  private async buildOver(parent: TemplateManifest, tmp: string, build: (root: string) => Promise<void>) {
+    const lower = (await this.layerDirs(parent)).join(':');
+    const work = join(tmp, 'work');
+    const merged = join(tmp, 'merged');
+    await mkdir(work);
+    await mkdir(merged);
+    await run('mount', [
+      '-t',
+      'overlay',
+      'overlay',
+      '-o',
+      `lowerdir=${lower},upperdir=${join(tmp, LAYER_DIR)},workdir=${work}`,
+      merged,
+    ]);
+    try {
+      await build(merged);
+    } finally {
+      await unmountUnder(merged);
+    }
+    await removeTree(work);
+    await removeTree(merged);
   }
 
   /**
