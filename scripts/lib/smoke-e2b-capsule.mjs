@@ -8,25 +8,16 @@ import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Sandbox } from 'e2b';
+import { freePort } from './free-port.mjs';
 
 // `wrenn up` uses the default cgroup parent: another agent on it would kill our capsule as stale (and we its).
 if (existsSync('/sys/fs/cgroup/memory/wrenn') || existsSync('/sys/fs/cgroup/wrenn')) {
   console.error('[smoke] a Wrenn agent already runs on this machine (cgroup parent "wrenn"): not starting a second');
   process.exit(1);
 }
-
-const freePort = () =>
-  new Promise((resolve, reject) => {
-    const s = net.createServer().once('error', reject);
-    s.listen({ host: '127.0.0.1', port: 0 }, () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
 
 const dataDir = mkdtempSync(join(tmpdir(), 'wrenn-smoke-node-'));
 const apiKey = `wrn_${randomBytes(16).toString('hex')}`;
