@@ -1,6 +1,7 @@
 // The sandbox proxy: carries browser and SDK traffic to port P of a capsule. It routes by, in
 // order, the headers E2b-Sandbox-Id + E2b-Sandbox-Port, the host name P-<id>.<domain>, and the path
-// prefix /proxy/<id>/<P>/. It has its own transport, never the agents' RPC pool.
+// prefix /proxy/<id>/<P>/; a signed /files URL with none of these goes to the envd of the capsule
+// whose token signed it (signed-files.ts). It has its own transport, never the agents' RPC pool.
 //
 // Once attached to the HTTP server it sees every connection first: a connection whose first request
 // is for a capsule is carried by the piped path (pipe.ts: raw bytes, request heads still routed one
@@ -30,10 +31,12 @@ import {
   relaySockets,
   relayYieldGroup,
 } from '@wrenn/native';
+import { ENVD_PORT } from '@wrenn/protocol/contract';
 import type { ControlPlaneContext } from '../context.js';
 import { headEnd, MAX_HEAD_BYTES } from './http-scan.js';
 import { HEADERS_TIMEOUT_MS, type PipeDeps, PipedConnection, pipeRouteOf } from './pipe.js';
 import { type ProxyRoute, resolveRoute } from './route.js';
+import { findSignedCapsule, signedFilesQuery } from './signed-files.js';
 import { type ProxyTargetInfo, ProxyTargets } from './targets.js';
 
 export interface SandboxProxy {
@@ -188,6 +191,48 @@ export function createSandboxProxy(ctx: ControlPlaneContext, opts: { headersTime
     };
   }
 
+  /** Carries one request to the route's capsule port (or answers the refusal in E2B's shape). */
+  function forward(route: ProxyRoute, req: http.IncomingMessage, res: http.ServerResponse): void {
+    target(route).then(
+      (t) => {
+        if ('status' in t) return sendGuestError(res, t);
+        track(route.capsuleId, res);
+        const guest = { sandboxId: route.capsuleId, port: route.port };
+        forwardHttp(req, res, t.target, {
+          agent,
+          locationPrefix: t.locationPrefix,
+          attempts: 3,
+          backoffMs: 100,
+          guest,
+        });
+      },
+      (err: unknown) =>
+        sendGuestError(
+          res,
+          proxyFailure(502, `proxy failed: ${err instanceof Error ? err.message : String(err)}`, route.capsuleId),
+        ),
+    );
+  }
+
+  /**
+   * A signed /files request with no capsule in its host or headers (signed-files.ts): carried to
+   * the envd of the capsule whose token signed it; 401 in E2B's shape when none did.
+   */
+  function handleSignedFiles(req: http.IncomingMessage, res: http.ServerResponse): boolean {
+    const query = signedFilesQuery(req.url);
+    if (!query) return false;
+    attachVia(req.socket);
+    findSignedCapsule(ctx, req.method, query).then(
+      (capsuleId) => {
+        if (!capsuleId) return sendGuestError(res, proxyFailure(401, 'invalid signature: it matches no sandbox'));
+        forward({ kind: 'header', capsuleId, port: ENVD_PORT, path: req.url ?? '/' }, req, res);
+      },
+      (err: unknown) =>
+        sendGuestError(res, proxyFailure(502, `proxy failed: ${err instanceof Error ? err.message : String(err)}`)),
+    );
+    return true;
+  }
+
   const attachVia = (socket: Duplex) => {
     // Until server.ts calls attach(): the accepting server is on the socket (net sets socket.server).
     const server = (socket as { server?: unknown }).server;
@@ -199,27 +244,9 @@ export function createSandboxProxy(ctx: ControlPlaneContext, opts: { headersTime
     attach,
     handle(req, res) {
       const route = resolveRoute(req, ctx.config.domain);
-      if (!route) return false;
+      if (!route) return handleSignedFiles(req, res);
       attachVia(req.socket);
-      target(route).then(
-        (t) => {
-          if ('status' in t) return sendGuestError(res, t);
-          track(route.capsuleId, res);
-          const guest = { sandboxId: route.capsuleId, port: route.port };
-          forwardHttp(req, res, t.target, {
-            agent,
-            locationPrefix: t.locationPrefix,
-            attempts: 3,
-            backoffMs: 100,
-            guest,
-          });
-        },
-        (err: unknown) =>
-          sendGuestError(
-            res,
-            proxyFailure(502, `proxy failed: ${err instanceof Error ? err.message : String(err)}`, route.capsuleId),
-          ),
-      );
+      forward(route, req, res);
       return true;
     },
     handleUpgrade(req, socket, head) {

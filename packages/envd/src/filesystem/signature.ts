@@ -1,21 +1,23 @@
-// Signed file URLs (e2b SDK's uploadUrl/downloadUrl): v1_ + unpadded base64 SHA-256 of
-// "<path>:<read|write>:<username>:<access token>[:<expiration unix seconds>]".
+// Signed file URLs (e2b SDK's uploadUrl/downloadUrl): envd's check of them. What is signed and how
+// the signature is written is the contract's (protocol/src/contract/file-signature.ts).
+import {
+  FILE_SIGNATURE_PARAMS,
+  type FileOperation,
+  fileSignatureExpiration,
+  fileSignatureOf,
+  fileSignaturePayload,
+} from '@wrenn/protocol/contract';
 import { nodeCrypto } from '../node-crypto.js';
 
-export type FileOperation = 'read' | 'write';
+export type { FileOperation };
 
-export function fileSignature(
-  path: string,
-  operation: FileOperation,
-  username: string,
-  token: string,
-  expiration?: number,
-): string {
-  const raw =
-    expiration === undefined
-      ? `${path}:${operation}:${username}:${token}`
-      : `${path}:${operation}:${username}:${token}:${expiration}`;
-  return `v1_${nodeCrypto().createHash('sha256').update(raw).digest('base64').replace(/=+$/, '')}`;
+export function fileSignature(...fields: Parameters<typeof fileSignaturePayload>): string {
+  return fileSignatureOf(
+    nodeCrypto()
+      .createHash('sha256')
+      .update(fileSignaturePayload(...fields))
+      .digest('base64'),
+  );
 }
 
 function same(a: string, b: string): boolean {
@@ -36,15 +38,17 @@ export function fileAccessProblem(
 ): string | undefined {
   if (!token) return undefined;
   if (headerToken) return same(token, headerToken) ? undefined : 'access token present in header but does not match';
-  const signature = query.get('signature');
+  const signature = query.get(FILE_SIGNATURE_PARAMS.signature);
   if (!signature) return 'missing X-Access-Token header or signature query parameter';
-  const rawExp = query.get('signature_expiration');
-  let expiration: number | undefined;
-  if (rawExp !== null) {
-    if (!/^-?\d+$/.test(rawExp)) return 'signature_expiration must be a unix time in seconds';
-    expiration = Number(rawExp);
-  }
-  const expected = fileSignature(query.get('path') ?? '', operation, query.get('username') ?? '', token, expiration);
+  const expiration = fileSignatureExpiration(query);
+  if (Number.isNaN(expiration)) return 'signature_expiration must be a unix time in seconds';
+  const expected = fileSignature(
+    query.get(FILE_SIGNATURE_PARAMS.path) ?? '',
+    operation,
+    query.get(FILE_SIGNATURE_PARAMS.username) ?? '',
+    token,
+    expiration,
+  );
   if (!same(expected, signature)) return 'invalid signature';
   if (expiration !== undefined && expiration < Math.floor(Date.now() / 1000)) return 'signature is already expired';
   return undefined;

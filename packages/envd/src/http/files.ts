@@ -3,7 +3,7 @@
 
 import { close, createReadStream, fstat, read } from 'node:fs';
 import path from 'node:path';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
 import { createGunzip, createGzip } from 'node:zlib';
@@ -241,19 +241,14 @@ function uploadMultipart(
     const seen = new Set<string>();
     let failure: HttpError | undefined;
     let work: Promise<void> = Promise.resolve();
-    bb.on('file', (field, stream, info) => {
-      if (field !== 'file' || failure) {
-        stream.resume();
-        return;
-      }
-      // Each part is written before the parser reads on (the file stream's backpressure).
+    // Each part is written before the parser reads on (the file stream's backpressure).
+    const writePart = (requested: string | undefined, stream: Readable) => {
       work = work.then(async () => {
         if (failure) {
           stream.resume();
           return;
         }
         try {
-          const requested = queryPath ?? info.filename;
           if (requested === undefined) throw new HttpError(400, 'filename not found in Content-Disposition header');
           const target = fr.resolve(requested);
           if (seen.has(target)) {
@@ -269,6 +264,23 @@ function uploadMultipart(
           stream.resume();
         }
       });
+    };
+    bb.on('file', (field, stream, info) => {
+      if (field !== 'file' || failure) {
+        stream.resume();
+        return;
+      }
+      writePart(queryPath ?? info.filename, stream);
+    });
+    // A part named "file" without a filename (FormData.append('file', 'text')) is the file too, as
+    // in E2B's envd; busboy hands such parts over whole, up to its 1 MiB field limit.
+    bb.on('field', (field, value: string, info) => {
+      if (field !== 'file' || failure) return;
+      if (info.valueTruncated) {
+        failure = new HttpError(400, 'a "file" form part without a filename is over 1 MiB: send it with a filename');
+        return;
+      }
+      writePart(queryPath ?? undefined, Readable.from([Buffer.from(value)]));
     });
     bb.on('close', () => {
       void work.then(() => (failure ? reject(failure) : resolve(results)));
