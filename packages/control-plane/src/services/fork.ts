@@ -21,6 +21,7 @@ import { TimeoutAction as PbTimeoutAction } from '@wrenn/protocol/gen/hostagent/
 import type { ControlPlaneContext } from '../context.js';
 import { type Capsule, createCapsule as insertCapsule, setCapsuleState } from '../db/repositories/capsules.js';
 import type { Host } from '../db/repositories/hosts.js';
+import { capsuleVolumeMounts, setCapsuleVolumes } from '../db/repositories/volumes.js';
 import { newCapsuleId } from '../ids.js';
 import { agentForCapsule, hostOfCapsule, recordEvent, requireCapsuleState } from './capsules.js';
 import { startTemplateProcesses, templateConfigFor } from './template-config.js';
@@ -88,6 +89,9 @@ export async function forkCapsule(
       }),
     );
   }
+  // Forks mount the source's volumes too (shared, not copied): recorded so a delete sees them.
+  const mounts = await capsuleVolumeMounts(db, sourceId);
+  for (const r of rows) await setCapsuleVolumes(db, r.id, mounts);
   let answer: Awaited<ReturnType<typeof agent.forkCapsule>>;
   try {
     answer = await agent.forkCapsule({

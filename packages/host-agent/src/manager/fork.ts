@@ -156,6 +156,8 @@ function forkInput(source: CapsuleRecord, template: string, t: ForkTarget, resta
     envdAccessToken: t.envdAccessToken,
     ...(source.defaultUser ? { defaultUser: source.defaultUser } : {}),
     ...(source.defaultWorkdir ? { defaultWorkdir: source.defaultWorkdir } : {}),
+    // The source's volumes, shared with it (the same mounted file systems), not copied.
+    ...(source.volumes?.length ? { volumes: source.volumes } : {}),
     // A restored VM's envd still holds the source's token: /init must present it to set the fork's.
     ...(restarts ? {} : { inheritedEnvdToken: source.envdAccessToken }),
   };
