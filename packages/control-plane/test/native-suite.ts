@@ -236,6 +236,22 @@ export function defineNativeSuite(db: DbKind, slot: number): void {
       assert.match(err.error.message, /cmd/);
       await rec3.closedPromise();
       assert.equal(rec3.closed?.code, 1008);
+
+      // exec/stream is /commands' protocol: stdin and close_stdin work here too.
+      const ws4 = await openWs(`${wsBase}/v1/capsules/${c.id}/exec/stream`, { 'x-api-key': sys.adminKey });
+      const rec4 = recorder(ws4);
+      ws4.send(JSON.stringify({ cmd: 'tr a-z A-Z', stdin: true }));
+      await rec4.until('start', () => rec4.json().find((m) => m.type === 'start'));
+      ws4.send(JSON.stringify({ type: 'stdin', data: Buffer.from('same protocol\n').toString('base64') }));
+      ws4.send(JSON.stringify({ type: 'close_stdin' }));
+      const done = await rec4.until('exit', () => rec4.json().find((m) => m.type === 'exit'));
+      assert.equal(done.exit_code, 0);
+      const upper = rec4
+        .json()
+        .filter((m) => m.type === 'stdout')
+        .map((m) => Buffer.from(m.data, 'base64').toString())
+        .join('');
+      assert.equal(upper, 'SAME PROTOCOL\n');
     });
 
     it('processes: list and kill through DELETE', async () => {

@@ -6,12 +6,13 @@ import { requireApiKey } from '../auth.js';
 import { registerMetrics } from '../metrics.js';
 import { registerTestPage } from '../test-page.js';
 import { capsuleRoutes } from './capsules.js';
+import { commandRoutes } from './commands.js';
 import { fileRoutes } from './files.js';
+import { envdFileRoutes } from './files-from-envd.js';
 import { forkRoutes } from './fork.js';
 import { resourceRoutes } from './resources.js';
-import { sdkRoutes } from './sdk-routes.js';
-import { streamRoutes } from './streams.js';
 import { templateBuildRoutes } from './templates-build.js';
+import { terminalRoutes } from './terminal.js';
 import { volumeRoutes } from './volumes.js';
 
 export const nativeApi: FastifyPluginAsync<{ ctx: ControlPlaneContext }> = async (app, { ctx }) => {
@@ -26,12 +27,13 @@ export const nativeApi: FastifyPluginAsync<{ ctx: ControlPlaneContext }> = async
       });
       await v1.register(capsuleRoutes(ctx));
       await v1.register(forkRoutes(ctx));
-      await v1.register(streamRoutes(ctx));
+      await v1.register(commandRoutes(ctx));
+      await v1.register(terminalRoutes(ctx));
       await v1.register(fileRoutes(ctx));
       await v1.register(resourceRoutes(ctx));
       await v1.register(templateBuildRoutes(ctx));
       await v1.register(volumeRoutes(ctx));
-      await v1.register(sdkRoutes(ctx));
+      await v1.register(envdFileRoutes(ctx));
     },
     { prefix: '/v1' },
   );
