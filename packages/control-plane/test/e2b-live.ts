@@ -20,6 +20,7 @@ import {
   templateProvider,
 } from '@wrenn/host-agent';
 import pino from 'pino';
+import { e2bKeyOf } from '../src/auth/api-keys.js';
 import type { RunningUp } from '../src/local-host.js';
 import { type StateLoops, startStateLoops } from '../src/reconciler/index.js';
 import { type RunningControlPlane, startControlPlane } from '../src/server.js';
@@ -103,7 +104,7 @@ export interface LiveSystem {
   adminKey: string;
   dataDir: string;
   databaseUrl?: string;
-  /** Options for every e2b SDK call (apiUrl, sandboxUrl, apiKey). */
+  /** Options for every e2b SDK call (apiUrl, sandboxUrl, apiKey: the admin key's e2b_ form unless given). */
   sdk(apiKey?: string): { apiKey: string; apiUrl: string; sandboxUrl: string; requestTimeoutMs: number };
   /** A further host agent in this process with its own data dir and network slot. */
   startExtraAgent(slot: number): Promise<ExtraAgent>;
@@ -157,7 +158,8 @@ export async function startLive(o: {
     dataDir,
     ...(databaseUrl ? { databaseUrl } : {}),
     sdk: (apiKey) => ({
-      apiKey: apiKey ?? sys.adminKey,
+      // As a user of the e2b SDK passes it: the key's e2b_ form, which the SDK's own check accepts.
+      apiKey: apiKey ?? e2bKeyOf(sys.adminKey),
       apiUrl: sys.url,
       sandboxUrl: sys.url,
       requestTimeoutMs: 120_000,

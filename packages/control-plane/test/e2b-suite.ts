@@ -340,7 +340,7 @@ export function defineE2bSuite(db: DbKind, slot: number): void {
       for (const [body, why] of [
         [{}, /templateID/],
         [{ templateID: 'minimal', timeout: -1 }, /timeout/],
-        [{ templateID: 'minimal', mcp: { x: {} } }, /mcp/],
+        [{ templateID: 'minimal', mcp: ['x'] }, /mcp/],
         [{ templateID: 'minimal', network: { denyOut: ['10.0.0.0/8'] } }, /allow_internet_access/],
       ] as const) {
         const r = await api('POST', '/v2/sandboxes', body);

@@ -153,7 +153,7 @@ export const hosts = { list: () => api<{ hosts: Host[] }>('GET', '/v1/hosts').th
 
 export const apiKeys = {
   list: () => api<{ api_keys: ApiKey[] }>('GET', '/v1/api-keys').then((r) => r.api_keys),
-  create: (name: string) => api<ApiKey & { key: string }>('POST', '/v1/api-keys', { name }),
+  create: (name: string) => api<ApiKey & { key: string; e2b_key: string }>('POST', '/v1/api-keys', { name }),
   revoke: (id: string) => api<void>('DELETE', `/v1/api-keys/${enc(id)}`),
 };
 

@@ -5,6 +5,7 @@ export async function runUpFromCli(opts: Record<string, string | undefined>): Pr
   if (process.getuid?.() !== 0)
     throw new Error('`wrenn up` runs a host agent, which needs root (namespaces, cgroups, network); run it with sudo');
   const { startUp } = await import('../up.js');
+  const { e2bKeyOf } = await import('@wrenn/control-plane');
   const dataDir = opts.dataDir ?? '/var/lib/wrenn';
   const up = await startUp({
     dataDir,
@@ -22,7 +23,8 @@ export async function runUpFromCli(opts: Record<string, string | undefined>): Pr
     `  API docs:    ${up.url}/docs`,
     `  test page:   ${up.url}/test`,
     `  admin key:   ${up.adminKey}${up.adminKeyCreated ? `  (new; also in ${up.adminKeyFile})` : ''}`,
-    `  e2b SDK:     E2B_API_URL=${up.url} E2B_SANDBOX_URL=${up.url} E2B_API_KEY=<admin key>`,
+    // The admin key's E2B form: the e2b SDKs' own key check wants 'e2b_' and hex.
+    `  e2b SDK:     E2B_API_URL=${up.url} E2B_SANDBOX_URL=${up.url} E2B_API_KEY=${e2bKeyOf(up.adminKey)}`,
     '',
   ];
   process.stderr.write(`${lines.join('\n')}\n`);

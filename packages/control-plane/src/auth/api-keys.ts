@@ -1,6 +1,9 @@
 // API keys: 'wrn_' + 32 random [a-z0-9]. Only the sha256 hash and a short display prefix are
 // stored; the full key is shown once, when created. A key's hash is looked up by a unique index,
 // so comparing in constant time is unnecessary (an attacker cannot steer hash prefixes).
+// Every key also has an E2B form, 'e2b_' + the hex of its 32 characters, which the e2b SDKs'
+// own key check accepts (it wants 'e2b_' and hex): the same key written otherwise, so it needs no
+// storage, works for keys made before it existed, and is taken by every route that takes a key.
 import type { Kysely, Selectable } from 'kysely';
 import { type Database, DbError, nonEmpty, type Team, toDate, toDateOrNull, toTeam } from '../db/index.js';
 import type { ApiKeysTable } from '../db/schema.js';
@@ -14,6 +17,23 @@ export const API_KEY_DISPLAY_LENGTH = 12;
 const apiKeyPattern = /^wrn_[a-z0-9]{32}$/;
 
 export const isApiKeyFormat = (key: unknown): key is string => typeof key === 'string' && apiKeyPattern.test(key);
+
+export const E2B_KEY_PREFIX = 'e2b_';
+const e2bKeyPattern = /^e2b_[0-9a-f]{64}$/;
+
+/** The E2B form of a key: 'e2b_' + the hex of its 32 characters (64 hex digits). */
+export function e2bKeyOf(key: string): string {
+  assertApiKeyFormat(key);
+  return E2B_KEY_PREFIX + Buffer.from(key.slice(API_KEY_PREFIX.length), 'latin1').toString('hex');
+}
+
+/** The 'wrn_' key written as `key` (itself, or decoded from its E2B form); null when it is neither. */
+export function canonicalApiKey(key: unknown): string | null {
+  if (isApiKeyFormat(key)) return key;
+  if (typeof key !== 'string' || !e2bKeyPattern.test(key)) return null;
+  const decoded = API_KEY_PREFIX + Buffer.from(key.slice(E2B_KEY_PREFIX.length), 'hex').toString('latin1');
+  return isApiKeyFormat(decoded) ? decoded : null;
+}
 
 /** Throws a message saying what a key must look like. */
 export function assertApiKeyFormat(key: string, what = 'API key'): void {
@@ -87,7 +107,8 @@ export async function authenticateApiKey(
   db: Kysely<Database>,
   key: string,
 ): Promise<{ team: Team; apiKeyId: string } | null> {
-  if (!isApiKeyFormat(key)) return null;
+  const canonical = canonicalApiKey(key);
+  if (canonical === null) return null;
   const row = await db
     .selectFrom('api_keys')
     .innerJoin('teams', 'teams.id', 'api_keys.team_id')
@@ -99,7 +120,7 @@ export async function authenticateApiKey(
       'teams.name',
       'teams.created_at',
     ])
-    .where('api_keys.hash', '=', sha256Hex(key))
+    .where('api_keys.hash', '=', sha256Hex(canonical))
     .executeTakeFirst();
   if (!row || row.revoked_at !== null) return null;
   const now = Date.now();
@@ -140,5 +161,21 @@ export async function revokeApiKey(db: Kysely<Database>, id: string, teamId?: st
     .where('revoked_at', 'is', null);
   if (teamId !== undefined) q = q.where('team_id', '=', teamId);
   await q.execute();
+  return getApiKey(db, id, teamId);
+}
+
+/** Renames a key of the team; null when the team has no such key. */
+export async function renameApiKey(
+  db: Kysely<Database>,
+  id: string,
+  teamId: string,
+  name: string,
+): Promise<ApiKeyInfo | null> {
+  await db
+    .updateTable('api_keys')
+    .set({ name: nonEmpty(name, 'API key name') })
+    .where('id', '=', id)
+    .where('team_id', '=', teamId)
+    .execute();
   return getApiKey(db, id, teamId);
 }

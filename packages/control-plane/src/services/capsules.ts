@@ -25,7 +25,7 @@ export {
   listCapsules,
   requireCapsuleState,
 } from './capsules/lookup.js';
-export { type CapsuleMetrics, capsuleMetrics } from './capsules/metrics.js';
+export { type CapsuleMetrics, capsuleMetrics, capsuleMetricsHistory } from './capsules/metrics.js';
 export { validateCommandTimeout, validateCreate, validateEnvs, validateMetadata } from './capsules/validate.js';
 
 /** States in which a capsule still exists somewhere (on its host's disk at least). */

@@ -9,6 +9,7 @@ export function KeysPage() {
   const act = useAction();
   const [name, setName] = useState('');
   const [created, setCreated] = useState<string | null>(null);
+  const [createdE2b, setCreatedE2b] = useState<string | null>(null);
   const [copied, setCopied] = useState(false);
   const [toRevoke, setToRevoke] = useState<ApiKey | null>(null);
   const create = (e: Event) => {
@@ -18,6 +19,7 @@ export function KeysPage() {
       setName('');
       setCopied(false);
       setCreated(k.key);
+      setCreatedE2b(k.e2b_key);
       await list.refresh();
     });
   };
@@ -78,6 +80,14 @@ export function KeysPage() {
         <p>
           <code class="secret" data-testid="new-key">
             {created}
+          </code>
+        </p>
+        <p>
+          The same key for the e2b SDKs (<code>E2B_API_KEY</code>; their own key check wants <code>e2b_</code>):
+        </p>
+        <p>
+          <code class="secret" data-testid="new-key-e2b">
+            {createdE2b}
           </code>
         </p>
         <div class="actions">

@@ -25,6 +25,7 @@ import {
 import { ExitWatches } from './exit-watches.js';
 import { CapsuleForks, type ForkResult, type ForkTarget } from './fork.js';
 import { CAPSULE_ID_RE, newAccessToken, newCapsuleId } from './ids.js';
+import { MetricsHistory } from './metrics-history.js';
 import { RecordStore } from './persistence.js';
 import { waitForReadyPorts } from './ready-ports.js';
 import { assertMove, type CapsuleState } from './state-machine.js';
@@ -74,12 +75,19 @@ export class SandboxManager {
   private readonly forks: CapsuleForks;
   /** This host's volumes (<dataDir>/volumes). */
   readonly volumes: VolumeStore;
+  /** Samples of each running capsule every 5 s, for metrics over a time range. */
+  readonly metricsHistory: MetricsHistory;
 
   constructor(private readonly deps: ManagerDeps) {
     this.store = new RecordStore(deps.dataDir);
     this.forks = new CapsuleForks(this, deps.dataDir, (level, msg, data) => this.log(level, msg, data));
     this.volumes = new VolumeStore(join(deps.dataDir, 'volumes'));
     this.capacityConfig = deps.capacity?.config ?? capacityConfig({});
+    this.metricsHistory = new MetricsHistory({
+      running: () =>
+        [...this.records.values()].filter((r) => r.state === 'running').map((r) => ({ id: r.id, vcpus: r.vcpus })),
+      stats: (id) => this.stats(id),
+    });
     this.pool = new WarmPool({
       sizes: deps.warmPool ?? {},
       vcpus: DEFAULT_VCPUS,
@@ -131,11 +139,13 @@ export class SandboxManager {
       .catch((err: unknown) => this.log('warn', 'fork template sweep failed', { err: String(err) }));
     this.armReaper();
     this.pool.fillAll();
+    this.metricsHistory.start();
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.reaper) clearTimeout(this.reaper);
+    this.metricsHistory.stop();
     this.exits.unwatchAll();
     await this.pool.stop();
     for (const c of this.envd.values()) c.close();
@@ -497,6 +507,7 @@ export class SandboxManager {
       this.move(rec, 'stopped', 'destroy');
       await this.releaseResources(rec);
       this.records.delete(id);
+      this.metricsHistory.forget(id);
       await this.store.remove(id);
       this.log('info', 'capsule destroyed', { id });
       if (this.forks.isForkTemplate(rec.template)) this.forks.sweepSoon();

@@ -200,7 +200,7 @@ export function hostAgentService(o: HostAgentServiceOptions): ServiceImpl<typeof
       const rec = m.get(req.id);
       const s = await m.stats(req.id);
       return {
-        cpuUsedPct: 0,
+        cpuUsedPct: m.metricsHistory.lastCpuPct(req.id),
         cpuCount: rec.vcpus,
         memUsedBytes: BigInt(s.memoryBytes),
         memTotalBytes: BigInt(s.memoryLimitBytes),
@@ -208,6 +208,22 @@ export function hostAgentService(o: HostAgentServiceOptions): ServiceImpl<typeof
         diskTotalBytes: 0n,
         pids: s.pids,
         timestamp: BigInt(Date.now()),
+      };
+    },
+    async getCapsuleMetricsHistory(req) {
+      m.get(req.id); // NotFound for an unknown capsule
+      if (req.endMs < req.startMs) throw new InvalidArgumentError('end_ms must not be before start_ms');
+      return {
+        samples: m.metricsHistory.range(req.id, Number(req.startMs), Number(req.endMs)).map((x) => ({
+          cpuUsedPct: x.cpuUsedPct,
+          cpuCount: x.cpuCount,
+          memUsedBytes: BigInt(x.memUsedBytes),
+          memTotalBytes: BigInt(x.memTotalBytes),
+          diskUsedBytes: BigInt(x.diskUsedBytes),
+          diskTotalBytes: 0n,
+          pids: x.pids,
+          timestamp: BigInt(x.timestampMs),
+        })),
       };
     },
     async exec(req, ctx) {

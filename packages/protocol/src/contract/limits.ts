@@ -23,6 +23,10 @@ export const CAPSULE_LIMITS = {
   maxAllowOut: 16,
   /** A user name as useradd takes it (the default user of a capsule's commands). */
   maxUserNameLength: 32,
+  /** MCP servers named in a create's `mcp` (E2B's gateway config, which the SDK passes on a command line). */
+  maxMcpServers: 64,
+  maxMcpServerNameLength: 200,
+  maxMcpBytes: 64 * 1024,
 } as const;
 
 /** What a capsule gets for every field its request leaves out. */

@@ -35,6 +35,11 @@ export interface CapsuleRequest {
   defaultUser?: string;
   /** The team's volumes (by name) mounted read-write at absolute paths inside the capsule. */
   volumeMounts?: { name: string; path: string }[];
+  /**
+   * E2B's MCP gateway config: server name -> its settings. Only recorded (the server names, in the
+   * capsule's audit log); the e2b SDK starts the gateway inside the capsule itself.
+   */
+  mcp?: Record<string, unknown> | null;
 }
 
 function intProblem(value: number | undefined, field: string, min: number, max: number): string | undefined {
@@ -91,6 +96,27 @@ export function metadataProblem(metadata: unknown, field = 'metadata'): string |
   return undefined;
 }
 
+/** E2B's `mcp`: an object of server name -> settings object ("github/owner/repo" names too). */
+export const MCP_SERVER_NAME_RE = /^[A-Za-z0-9@][A-Za-z0-9._/@-]*$/;
+export function mcpProblem(mcp: unknown, field = 'mcp'): string | undefined {
+  if (mcp === undefined || mcp === null) return undefined;
+  if (typeof mcp !== 'object' || Array.isArray(mcp))
+    return `${field} must be an object of MCP server name -> settings, got ${Array.isArray(mcp) ? 'an array' : typeof mcp}`;
+  const entries = Object.entries(mcp as Record<string, unknown>);
+  if (entries.length > CAPSULE_LIMITS.maxMcpServers)
+    return `${field} may name at most ${CAPSULE_LIMITS.maxMcpServers} servers, got ${entries.length}`;
+  for (const [name, settings] of entries) {
+    if (name.length > CAPSULE_LIMITS.maxMcpServerNameLength || !MCP_SERVER_NAME_RE.test(name))
+      return `${field} server name '${name.slice(0, 40)}' is not valid: 1-${CAPSULE_LIMITS.maxMcpServerNameLength} characters of letters, digits, . _ / @ -`;
+    if (typeof settings !== 'object' || settings === null || Array.isArray(settings))
+      return `${field}.${name} must be an object of the server's settings`;
+  }
+  const bytes = new TextEncoder().encode(JSON.stringify(mcp)).length;
+  if (bytes > CAPSULE_LIMITS.maxMcpBytes)
+    return `${field} takes at most ${CAPSULE_LIMITS.maxMcpBytes} bytes as JSON, got ${bytes}`;
+  return undefined;
+}
+
 export function userNameProblem(user: string | undefined, field = 'default_user'): string | undefined {
   if (user === undefined || USER_NAME_RE.test(user)) return undefined;
   return `${field} "${user}" is not a valid user name (letters, digits, _ . -; at most ${CAPSULE_LIMITS.maxUserNameLength})`;
@@ -113,6 +139,7 @@ export function capsuleRequestProblem(req: CapsuleRequest): string | undefined {
     metadataProblem(req.metadata) ??
     userNameProblem(req.defaultUser) ??
     volumeMountsProblem(req.volumeMounts) ??
+    mcpProblem(req.mcp) ??
     (allowOut && allowOut.length > CAPSULE_LIMITS.maxAllowOut
       ? `network.allow_out has ${allowOut.length} entries; at most ${CAPSULE_LIMITS.maxAllowOut}`
       : undefined)

@@ -9,10 +9,12 @@ import { apiKeyOf } from '../../hosts/admin-auth.js';
 
 async function authenticateE2b(ctx: ControlPlaneContext, req: FastifyRequest): Promise<Team> {
   const key = apiKeyOf(req);
-  if (!key) throw new UnauthenticatedError('missing API key: set E2B_API_KEY to a Wrenn API key (wrn_...)');
+  if (!key) throw new UnauthenticatedError('missing API key: set E2B_API_KEY to a Wrenn API key (e2b_... or wrn_...)');
   const team = await authenticate(ctx.database.db, key);
   if (!team)
-    throw new UnauthenticatedError('invalid or revoked API key: E2B_API_KEY must be a Wrenn API key (wrn_...)');
+    throw new UnauthenticatedError(
+      'invalid or revoked API key: E2B_API_KEY must be a Wrenn API key (its e2b_... form, or wrn_...)',
+    );
   req.team = team;
   return team;
 }

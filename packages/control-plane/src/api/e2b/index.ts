@@ -8,13 +8,14 @@ import { requireE2bKey } from './auth.js';
 import { e2bErrorHandler } from './errors.js';
 import { forkRoutes } from './fork.js';
 import { sandboxRoutes } from './sandboxes.js';
+import { teamRoutes } from './team.js';
 import { templateRoutes } from './templates.js';
 import { volumeContentApi } from './volume-content.js';
 import { volumeRoutes } from './volumes.js';
 
 /** Paths of the E2B-compatible API (errors there take E2B's shape). */
 export const isE2bPath = (url: string): boolean =>
-  /^\/(v2\/)?(sandboxes|templates|snapshots|volumes|volumecontent)(\/|\?|$)/.test(url);
+  /^\/(v2\/)?(sandboxes|templates|snapshots|volumes|volumecontent|teams|api-keys|access-tokens)(\/|\?|$)/.test(url);
 
 export const e2bApi: FastifyPluginAsync<{ ctx: ControlPlaneContext }> = async (app, { ctx }) => {
   // Scoped to this plugin: the native API keeps its own error shape.
@@ -27,6 +28,7 @@ export const e2bApi: FastifyPluginAsync<{ ctx: ControlPlaneContext }> = async (a
   forkRoutes(app, ctx);
   templateRoutes(app, ctx);
   volumeRoutes(app, ctx);
+  teamRoutes(app, ctx);
 };
 
 /** The volume content API: E2B's error shape, but authenticated by each volume's own token. */

@@ -8,7 +8,9 @@ import { listAuditEvents } from '../../db/repositories/audit-events.js';
 import {
   type Capsule,
   type CapsuleState,
+  type CreateCapsuleInput,
   capsuleMetrics,
+  capsuleMetricsHistory,
   createCapsule,
   destroyCapsule,
   getCapsule,
@@ -30,11 +32,13 @@ import {
   toSandboxDetail,
   toSandboxMetric,
 } from './mapping.js';
+import { lastPerStep, metricsRange } from './metrics-range.js';
 import {
   ConnectBody,
   errorResponses,
   ListedSandbox,
   ListQuery,
+  MetricsRangeQuery,
   NewSandbox,
   PauseBody,
   RefreshBody,
@@ -59,8 +63,6 @@ export async function visibleCapsule(ctx: ControlPlaneContext, teamId: string, i
 }
 
 function unsupported(body: NewSandbox): void {
-  if (body.mcp !== undefined && body.mcp !== null)
-    throw new InvalidArgumentError('mcp gateways are not supported by Wrenn; create the sandbox without mcp');
   const n = body.network ?? {};
   for (const k of ['allowOut', 'denyOut', 'rules', 'egressProxy']) {
     if (n[k] !== undefined && n[k] !== null)
@@ -145,6 +147,7 @@ export function sandboxRoutes(app: FastifyInstance, ctx: ControlPlaneContext): v
       ...(body.allow_internet_access !== undefined ? { internet: body.allow_internet_access } : {}),
       ...(body.autoResume?.enabled ? { autoResume: true } : {}),
       ...(body.volumeMounts?.length ? { volumeMounts: body.volumeMounts } : {}),
+      ...(body.mcp !== undefined ? { mcp: body.mcp as CreateCapsuleInput['mcp'] } : {}),
     });
     return toSandbox(ctx, c);
   };
@@ -277,19 +280,26 @@ export function sandboxRoutes(app: FastifyInstance, ctx: ControlPlaneContext): v
         tags,
         summary: 'Sandbox metrics (the current sample)',
         params: SandboxIdParams,
-        querystring: Type.Object({
-          start: Type.Optional(Type.Integer({ minimum: 0 })),
-          end: Type.Optional(Type.Integer({ minimum: 0 })),
-        }),
+        querystring: MetricsRangeQuery,
         response: { 200: Type.Array(SandboxMetric), ...errorResponses },
       },
     },
     async (req) => {
       const team = await e2bTeam(ctx, req);
       const c = await visibleCapsule(ctx, team.id, (req.params as SandboxIdParams).sandboxID);
-      // A hibernated capsule runs nothing: no sample.
-      if (c.state !== 'running' && c.state !== 'paused') return [];
-      return [toSandboxMetric(await capsuleMetrics(ctx, team.id, c.id))];
+      // As E2B: from the sandbox's start to now unless asked otherwise.
+      const { start, end } = metricsRange(req.query as MetricsRangeQuery, { start: c.createdAt, end: new Date() });
+      if (c.state === 'starting') return [];
+      const samples = await capsuleMetricsHistory(ctx, team.id, c.id, start, end);
+      // A range open to now ends with a sample taken now (the agent's come every 5 s).
+      const openEnded = (req.query as MetricsRangeQuery).end === undefined;
+      if (c.state === 'running' || c.state === 'paused') {
+        const live = await capsuleMetrics(ctx, team.id, c.id).catch(() => null);
+        const t = live?.timestamp.getTime() ?? 0;
+        if (live && t >= start.getTime() && (openEnded || t <= end.getTime())) samples.push(live);
+      }
+      const last = Math.max(end.getTime(), samples.at(-1)?.timestamp.getTime() ?? 0);
+      return lastPerStep(samples, (m) => m.timestamp.getTime(), start.getTime(), last).map(toSandboxMetric);
     },
   );
 

@@ -2,6 +2,7 @@
 // (field names and required fields as the e2b SDK reads them).
 import { type Static, Type } from '@sinclair/typebox';
 import { CAPSULE_DEFAULTS, CAPSULE_LIMITS } from '@wrenn/protocol';
+import { UNIX_SECONDS_MAX } from './metrics-range.js';
 
 const Nullable = <T extends ReturnType<typeof Type.String>>(t: T) => Type.Union([t, Type.Null()]);
 
@@ -100,6 +101,13 @@ export const SandboxMetric = Type.Object({
 });
 export type SandboxMetric = Static<typeof SandboxMetric>;
 
+/** start/end of the metrics routes: unix seconds. */
+export const MetricsRangeQuery = Type.Object({
+  start: Type.Optional(Type.Integer({ minimum: 0, maximum: UNIX_SECONDS_MAX, description: 'unix seconds' })),
+  end: Type.Optional(Type.Integer({ minimum: 0, maximum: UNIX_SECONDS_MAX, description: 'unix seconds' })),
+});
+export type MetricsRangeQuery = Static<typeof MetricsRangeQuery>;
+
 export const TimeoutBody = Type.Object({ timeout: Type.Integer({ minimum: 0 }) });
 export const ConnectBody = Type.Object({
   timeout: Type.Optional(Type.Integer({ minimum: 0 })),
@@ -140,6 +148,8 @@ export const SandboxLogs = Type.Object({
     }),
   ),
 });
+
+export const TemplateAliasResponse = Type.Object({ templateID: Type.String(), public: Type.Boolean() });
 
 export const Template = Type.Object({
   templateID: Type.String(),

@@ -3,16 +3,31 @@
 // Sandbox.create().
 
 import { Type } from '@sinclair/typebox';
-import { InvalidArgumentError } from '@wrenn/protocol';
+import { InvalidArgumentError, NotFoundError } from '@wrenn/protocol';
 import type { FastifyInstance } from 'fastify';
 import type { ControlPlaneContext } from '../../context.js';
 import { listAuditEvents } from '../../db/repositories/audit-events.js';
 import { randomBase36 } from '../../ids.js';
-import { createSnapshot, deleteTemplate, getCapsule, listSnapshots, listTemplates } from '../../services/capsules.js';
+import {
+  createSnapshot,
+  deleteTemplate,
+  getCapsule,
+  listSnapshots,
+  listTemplates,
+  resolveTemplate,
+} from '../../services/capsules.js';
+import { isLayerName } from '../../templates/layer-names.js';
 
 import { e2bTeam } from './auth.js';
 import { toE2bTemplate } from './mapping.js';
-import { errorResponses, SandboxIdParams, SnapshotBody, SnapshotInfo, Template } from './schemas.js';
+import {
+  errorResponses,
+  SandboxIdParams,
+  SnapshotBody,
+  SnapshotInfo,
+  Template,
+  TemplateAliasResponse,
+} from './schemas.js';
 
 const tags = ['e2b'];
 
@@ -30,6 +45,28 @@ export function templateRoutes(app: FastifyInstance, ctx: ControlPlaneContext): 
     async (req) => {
       const team = await e2bTeam(ctx, req);
       return (await listTemplates(ctx, team.id)).map(toE2bTemplate);
+    },
+  );
+
+  app.get(
+    '/templates/aliases/:alias',
+    {
+      schema: {
+        tags,
+        summary: "Check a template alias: the team's own template or a built-in of that name",
+        description:
+          "Wrenn's template names are per team, so another team's template of that name is not found here (E2B's aliases are global and answer 403 for it).",
+        params: Type.Object({ alias: Type.String({ minLength: 1, maxLength: 128 }) }),
+        response: { 200: TemplateAliasResponse, ...errorResponses },
+      },
+    },
+    async (req) => {
+      const team = await e2bTeam(ctx, req);
+      const alias = (req.params as { alias: string }).alias;
+      // Build cache layers are internal: never found by name.
+      if (isLayerName(alias)) throw new NotFoundError(`template '${alias}' not found`);
+      const t = await resolveTemplate(ctx, team.id, alias);
+      return { templateID: toE2bTemplate(t).templateID, public: t.teamId === null };
     },
   );
 

@@ -2,7 +2,7 @@
 
 import { type FastifyPluginAsyncTypebox, Type } from '@fastify/type-provider-typebox';
 import { NotFoundError } from '@wrenn/protocol';
-import { createApiKey, listApiKeys, revokeApiKey } from '../../auth/api-keys.js';
+import { createApiKey, e2bKeyOf, listApiKeys, revokeApiKey } from '../../auth/api-keys.js';
 import type { ControlPlaneContext } from '../../context.js';
 import { listHostLoads } from '../../db/repositories/hosts.js';
 import {
@@ -140,13 +140,18 @@ export const resourceRoutes =
         schema: {
           tags: ['api-keys'],
           summary: 'Create an API key (the key is shown only in this response)',
+          description:
+            "`e2b_key` is the same key in the form the e2b SDKs' own key check accepts (E2B_API_KEY); every route takes either form.",
           body: CreateApiKeyBody,
-          response: { 201: Type.Object({ ...ApiKeySchema.properties, key: Type.String() }), ...errors(400, 401) },
+          response: {
+            201: Type.Object({ ...ApiKeySchema.properties, key: Type.String(), e2b_key: Type.String() }),
+            ...errors(400, 401),
+          },
         },
       },
       async (req, reply) => {
         const { key, info } = await createApiKey(ctx.database.db, { teamId: teamOf(req).id, name: req.body.name });
-        return reply.status(201).send({ ...apiKeyJson(info), key });
+        return reply.status(201).send({ ...apiKeyJson(info), key, e2b_key: e2bKeyOf(key) });
       },
     );
 

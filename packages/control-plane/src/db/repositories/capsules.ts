@@ -339,3 +339,23 @@ export async function deleteCapsule(db: Kysely<Database>, id: string): Promise<b
   const r = await db.deleteFrom('capsules').where('id', '=', id).executeTakeFirst();
   return Number(r.numDeletedRows) > 0;
 }
+
+/** When each of a team's capsules lived (ms), for those alive at some point from `fromMs` to `toMs`. */
+export async function capsuleLifespans(
+  db: Kysely<Database>,
+  teamId: string,
+  fromMs: number,
+  toMs: number,
+): Promise<{ createdAt: number; stoppedAt: number | null }[]> {
+  const rows = await db
+    .selectFrom('capsules')
+    .select(['created_at', 'stopped_at'])
+    .where('team_id', '=', teamId)
+    .where('created_at', '<=', toMs)
+    .where((eb) => eb.or([eb('stopped_at', 'is', null), eb('stopped_at', '>=', fromMs)]))
+    .execute();
+  return rows.map((r) => ({
+    createdAt: Number(r.created_at),
+    stoppedAt: r.stopped_at === null ? null : Number(r.stopped_at),
+  }));
+}

@@ -199,6 +199,8 @@ export async function createCapsule(
     vcpus,
     memory_mb: memoryMb,
     ms: Date.now() - now,
+    // As E2B records them: which MCP servers the caller's gateway runs (the SDK starts it).
+    ...(input.mcp ? { mcp_servers: Object.keys(input.mcp) } : {}),
   });
   return result;
 }

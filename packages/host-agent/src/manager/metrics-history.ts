@@ -1,0 +1,112 @@
+// The metrics E2B's GET /sandboxes/{id}/metrics answers for a time range: every 5 s the agent takes
+// a sample of each running capsule (memory, disk, processes, and CPU use since the last sample) and
+// keeps the last two hours of them in memory, per capsule, until the capsule is destroyed. One
+// capsule is sampled at a time and the next round starts 5 s after the last ended, so a capsule
+// with a large writable layer (its disk use is a walk of it) slows the rounds, not the host.
+import type { CapsuleStats } from '../runtimes/runtime.js';
+
+export const METRICS_SAMPLE_INTERVAL_MS = 5_000;
+/** Samples kept per capsule: two hours at one every 5 s. */
+export const METRICS_SAMPLES_KEPT = 1_440;
+
+export interface MetricsSample {
+  timestampMs: number;
+  /** Share of the capsule's vCPUs used since the previous sample, 0-100. */
+  cpuUsedPct: number;
+  cpuCount: number;
+  memUsedBytes: number;
+  memTotalBytes: number;
+  diskUsedBytes: number;
+  pids: number;
+}
+
+export interface MetricsSource {
+  /** Capsules to sample now (running ones) with their vCPU count. */
+  running(): { id: string; vcpus: number }[];
+  stats(id: string): Promise<CapsuleStats>;
+}
+
+interface Series {
+  samples: MetricsSample[];
+  lastCpuNs?: bigint;
+  lastAtMs?: number;
+}
+
+export class MetricsHistory {
+  private readonly series = new Map<string, Series>();
+  private timer: NodeJS.Timeout | undefined;
+  private stopped = true;
+
+  constructor(
+    private readonly source: MetricsSource,
+    private readonly intervalMs = METRICS_SAMPLE_INTERVAL_MS,
+    private readonly kept = METRICS_SAMPLES_KEPT,
+  ) {}
+
+  start(): void {
+    this.stopped = false;
+    this.schedule();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+
+  forget(id: string): void {
+    this.series.delete(id);
+  }
+
+  /** Samples taken from startMs to endMs, both included, oldest first. */
+  range(id: string, startMs: number, endMs: number): MetricsSample[] {
+    const s = this.series.get(id)?.samples ?? [];
+    return s.filter((m) => m.timestampMs >= startMs && m.timestampMs <= endMs);
+  }
+
+  /** The newest sample's CPU use (0 before the second sample). */
+  lastCpuPct(id: string): number {
+    return this.series.get(id)?.samples.at(-1)?.cpuUsedPct ?? 0;
+  }
+
+  /** One round over the running capsules (also called by tests instead of waiting for the timer). */
+  async sampleAll(): Promise<void> {
+    for (const { id, vcpus } of this.source.running()) {
+      const stats = await this.source.stats(id).catch(() => undefined);
+      if (stats) this.record(id, vcpus, stats, Date.now());
+    }
+  }
+
+  private record(id: string, vcpus: number, st: CapsuleStats, now: number): void {
+    let s = this.series.get(id);
+    if (!s) {
+      s = { samples: [] };
+      this.series.set(id, s);
+    }
+    let cpu = 0;
+    if (s.lastCpuNs !== undefined && s.lastAtMs !== undefined && now > s.lastAtMs && st.cpuUsageNs >= s.lastCpuNs) {
+      const usedNs = Number(st.cpuUsageNs - s.lastCpuNs);
+      cpu = Math.min(100, (usedNs / ((now - s.lastAtMs) * 1e6 * Math.max(1, vcpus))) * 100);
+    }
+    s.lastCpuNs = st.cpuUsageNs;
+    s.lastAtMs = now;
+    s.samples.push({
+      timestampMs: now,
+      cpuUsedPct: Math.round(cpu * 100) / 100,
+      cpuCount: vcpus,
+      memUsedBytes: st.memoryBytes,
+      memTotalBytes: st.memoryLimitBytes,
+      diskUsedBytes: st.diskUsedBytes,
+      pids: st.pids,
+    });
+    if (s.samples.length > this.kept) s.samples.splice(0, s.samples.length - this.kept);
+  }
+
+  private schedule(): void {
+    if (this.stopped) return;
+    this.timer = setTimeout(() => {
+      void this.sampleAll().finally(() => this.schedule());
+    }, this.intervalMs);
+    this.timer.unref();
+  }
+}
