@@ -220,7 +220,7 @@ function defineVolumeSuite(db: DbKind): void {
         await assert.rejects(sandbox({ [bad]: 'paths' }), /400|path/, bad);
       }
       // minimal's /sbin holds busybox's applet symlinks; /usr/sbin/x crosses none, /bin/sh/x crosses one.
-      await assert.rejects(sandbox({ '/bin/sh/x': 'paths' }), /symlink|not a directory|failed/);
+      await assert.rejects(sandbox({ '/bin/sh/x': 'paths' }), /400.*symlink in the template/);
     });
 
     it('hostile: another team can neither see, read, delete nor mount the volume', async () => {

@@ -318,7 +318,9 @@ export class SandboxManager {
       const why = err instanceof Error ? err.message : String(err);
       const message = why.includes(id) ? why : `capsule ${id} failed to start: ${why}`;
       // A full host keeps its class: the service answers resource_exhausted, not internal.
-      throw err instanceof HostCapacityError ? new HostCapacityError(message, err.resource) : new Error(message);
+      if (err instanceof HostCapacityError) throw new HostCapacityError(message, err.resource);
+      // A request the runtime found wrong for this template (a volume path over a symlink) stays a 400.
+      throw err instanceof InvalidArgumentError ? new InvalidArgumentError(message) : new Error(message);
     }
   }
 

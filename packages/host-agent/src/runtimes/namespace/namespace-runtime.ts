@@ -43,6 +43,7 @@ import { DISK_MOUNT, QuotaDisks } from './quota-disk.js';
 import { type SeccompSwitch, seccompAllowOf } from './seccomp-switches.js';
 import { cleanupStaleCapsules } from './stale-capsules.js';
 import { stopCapsuleProcesses } from './stop-capsule.js';
+import { checkVolumePathsInLayers } from './volume-paths.js';
 
 export { capsuleRootId, ENVD_LOG_MAX_BYTES } from './nsinit-args.js';
 export { readStartTime } from './proc-start-time.js';
@@ -262,6 +263,11 @@ export class NamespaceRuntime implements CapsuleRuntime {
       );
     }
     const layers = await this.opts.templates.layerDirs(manifest);
+    if (spec.volumes?.length)
+      checkVolumePathsInLayers(
+        layers,
+        spec.volumes.map((v) => v.path),
+      );
     const tTemplate = performance.now();
     const sandboxDir = join(this.sandboxesDir, spec.id);
     try {
