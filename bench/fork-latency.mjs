@@ -1,0 +1,152 @@
+#!/usr/bin/env node
+// Fork latency against `wrenn up` (prints JSON): from the fork request for a running capsule until
+// the fork has run a command, p50/p99 over BENCH_N runs.
+// - namespace: a `base` capsule with 32 MiB of its own files, forked through the official e2b SDK
+//   (Sandbox.fork, count 1; then count 4, all four running a command), the fork killed each time;
+// - qemu (skip with BENCH_QEMU=0): a `minimal` VM (256 MiB) forked through the native API, fewer
+//   runs (BENCH_QEMU_N, default 3): under software emulation each restore takes seconds.
+// Templates come from the shared test cache (BENCH_IMAGES, default /var/cache/wrenn-test-images), so
+// `base` is not rebuilt; the QEMU part keeps its VM images in its own temporary directory.
+// Run as root after `npm run build`.
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startUp } from '@wrenn/cli';
+import { Sandbox } from 'e2b';
+import { removeCgroupParent } from './lib/cgroup-parent.mjs';
+
+const N = Number(process.env.BENCH_N ?? 20);
+const N_QEMU = Number(process.env.BENCH_QEMU_N ?? 3);
+const IMAGES = process.env.BENCH_IMAGES ?? '/var/cache/wrenn-test-images';
+const pct = (xs, p) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))];
+const round = (x) => Math.round(x * 10) / 10;
+const stats = (xs) => ({
+  p50_ms: round(pct(xs, 50)),
+  p99_ms: round(pct(xs, 99)),
+  min_ms: round(Math.min(...xs)),
+  max_ms: round(Math.max(...xs)),
+  n: xs.length,
+});
+
+async function withUp(name, opts, fn) {
+  const dataDir = mkdtempSync(join(tmpdir(), `wrenn-bench-${name}-`));
+  const cgroupParent = `wrenn-bench-${name}`;
+  const up = await startUp({
+    dataDir,
+    listen: { host: '127.0.0.1', port: 0 },
+    domain: 'localhost',
+    logLevel: 'silent',
+    cgroupParent,
+    network: {
+      pool: '10.219.0.0/24',
+      names: { netnsPrefix: 'wrf-', ifPrefix: 'wf', chainPrefix: 'WRF' },
+      metadataPort: 31254,
+    },
+    ...opts,
+  });
+  try {
+    return await fn(up);
+  } finally {
+    await up.agent.manager.destroyAll().catch(() => undefined);
+    await up.close();
+    await up.layers.networkManager.removeAll().catch(() => undefined);
+    rmSync(dataDir, { recursive: true, force: true });
+    removeCgroupParent(cgroupParent);
+  }
+}
+
+async function namespaceFork() {
+  return withUp('fork', { imagesDir: IMAGES }, async (up) => {
+    const opts = { apiKey: up.adminKey, apiUrl: up.url, sandboxUrl: up.url, domain: 'localhost' };
+    const src = await Sandbox.create('base', { ...opts, timeoutMs: 3_600_000 });
+    await src.commands.run('head -c 33554432 /dev/urandom > /home/user/data.bin && sync');
+    const one = [];
+    for (let i = 0; i < N; i++) {
+      const t0 = performance.now();
+      const [f] = await Sandbox.fork(src.sandboxId, { ...opts, timeoutMs: 300_000 });
+      if (!(f instanceof Sandbox)) throw f;
+      const r = await f.commands.run('true');
+      one.push(performance.now() - t0);
+      if (r.exitCode !== 0) throw new Error('exec in the fork failed');
+      await f.kill();
+    }
+    const four = [];
+    for (let i = 0; i < Math.max(3, Math.floor(N / 4)); i++) {
+      const t0 = performance.now();
+      const forks = await Sandbox.fork(src.sandboxId, { ...opts, count: 4, timeoutMs: 300_000 });
+      await Promise.all(
+        forks.map((f) => {
+          if (!(f instanceof Sandbox)) throw f;
+          return f.commands.run('true');
+        }),
+      );
+      four.push(performance.now() - t0);
+      await Promise.all(forks.map((f) => f.kill()));
+    }
+    await src.kill();
+    return { template: 'base', source_files_mib: 32, count_1: stats(one), count_4_all_running: stats(four) };
+  });
+}
+
+async function qemuFork() {
+  try {
+    execFileSync('qemu-system-x86_64', ['--version'], { stdio: 'ignore' });
+  } catch {
+    return { skipped: 'qemu-system-x86_64 is not installed' };
+  }
+  const images = mkdtempSync(join(tmpdir(), 'wrenn-bench-fork-images-'));
+  try {
+    return await withUp('fork-qemu', { imagesDir: images }, async (up) => {
+      const api = async (method, path, body) => {
+        const r = await fetch(`${up.url}/v1${path}`, {
+          method,
+          headers: { authorization: `Bearer ${up.adminKey}`, 'content-type': 'application/json' },
+          ...(body ? { body: JSON.stringify(body) } : {}),
+        });
+        const j = await r.json();
+        if (r.status >= 300) throw new Error(`${method} ${path}: ${r.status} ${JSON.stringify(j)}`);
+        return j;
+      };
+      const exec = async (id) => {
+        const r = await api('POST', `/capsules/${id}/exec`, { cmd: 'true' });
+        if (r.exit_code !== 0) throw new Error(`exec in ${id} failed`);
+      };
+      const src = await api('POST', '/capsules', {
+        template: 'minimal',
+        runtime: 'qemu',
+        memory_mb: 256,
+        timeout_sec: 3600,
+      });
+      const times = [];
+      for (let i = 0; i < N_QEMU; i++) {
+        const t0 = performance.now();
+        const r = await api('POST', `/capsules/${src.id}/fork`, { count: 1, timeout_sec: 600 });
+        const f = r.forks[0]?.capsule;
+        if (!f) throw new Error(`qemu fork failed: ${JSON.stringify(r.forks[0])}`);
+        await exec(f.id);
+        times.push(performance.now() - t0);
+        await api('DELETE', `/capsules/${f.id}`);
+      }
+      await api('DELETE', `/capsules/${src.id}`);
+      return { template: 'minimal', memory_mb: 256, count_1: stats(times) };
+    });
+  } finally {
+    rmSync(images, { recursive: true, force: true });
+  }
+}
+
+const namespace = await namespaceFork();
+const qemu = process.env.BENCH_QEMU === '0' ? { skipped: 'BENCH_QEMU=0' } : await qemuFork();
+console.log(
+  JSON.stringify(
+    {
+      bench: 'fork-latency',
+      what: 'fork request of a running capsule until the fork has run `true`',
+      namespace: { ...namespace, processes_restarted: true },
+      qemu: { ...qemu, processes_restarted: false, accel: 'tcg where /dev/kvm cannot run a vCPU' },
+    },
+    null,
+    2,
+  ),
+);
