@@ -29,8 +29,9 @@ export const SHARED_IMAGES = process.env.WRENN_TEST_IMAGES ?? '/var/cache/wrenn-
  * Network settings that collide neither with a real Wrenn on this machine nor with other suites
  * running at the same time: each slot (0..15) gets its own address pool, interface/netns/chain
  * names and metadata port. Slots in use: e2b 0-1, reconciler 2-3, native API 4-5, SDK 6 (both of
- * its files), CLI 7, up-cleanup and the control plane's security suite 8 (test files run one at a
- * time), e2b base 9, host cluster 10-13, dashboard 14, native test page and template builds 15.
+ * its files), CLI 7 (and cli-fork), up-cleanup and the control plane's security suite 8 (test files
+ * run one at a time), e2b base 9, host cluster 10-13, dashboard and fork-live 14, native test page and
+ * template builds 15.
  */
 export function slotNetwork(slot: number): Partial<NetworkOptions> {
   if (!Number.isInteger(slot) || slot < 0 || slot > 15) throw new Error(`network slot ${slot} must be 0..15`);
