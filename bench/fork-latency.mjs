@@ -101,10 +101,10 @@ async function qemuFork() {
       const api = async (method, path, body) => {
         const r = await fetch(`${up.url}/v1${path}`, {
           method,
-          headers: { authorization: `Bearer ${up.adminKey}`, 'content-type': 'application/json' },
+          headers: { authorization: `Bearer ${up.adminKey}`, ...(body ? { 'content-type': 'application/json' } : {}) },
           ...(body ? { body: JSON.stringify(body) } : {}),
         });
-        const j = await r.json();
+        const j = r.status === 204 ? null : await r.json();
         if (r.status >= 300) throw new Error(`${method} ${path}: ${r.status} ${JSON.stringify(j)}`);
         return j;
       };
@@ -137,6 +137,7 @@ async function qemuFork() {
 }
 
 const namespace = await namespaceFork();
+process.stderr.write(`namespace: ${JSON.stringify(namespace)}\n`);
 const qemu = process.env.BENCH_QEMU === '0' ? { skipped: 'BENCH_QEMU=0' } : await qemuFork();
 console.log(
   JSON.stringify(
