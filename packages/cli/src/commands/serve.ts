@@ -36,7 +36,7 @@ export async function runUpFromCli(opts: Record<string, string | undefined>): Pr
 }
 
 export async function runServerFromCli(opts: Record<string, string | undefined>): Promise<void> {
-  const { startControlPlane, ensureAdmin } = await import('@wrenn/control-plane');
+  const { startControlPlane, ensureAdmin, e2bKeyOf } = await import('@wrenn/control-plane');
   const listen = parseListen(opts.listen ?? '127.0.0.1:8000');
   const dataDir = opts.dataDir ?? '/var/lib/wrenn';
   const cp = await startControlPlane({
@@ -52,7 +52,7 @@ export async function runServerFromCli(opts: Record<string, string | undefined>)
     ...(process.env.WRENN_API_KEY ? { envKey: process.env.WRENN_API_KEY } : {}),
   });
   process.stderr.write(
-    `Wrenn control plane at ${cp.url}; admin key ${admin.apiKey}; agents join with \`wrenn agent --control-plane ${cp.url} --token <token>\`\n`,
+    `Wrenn control plane at ${cp.url}; admin key ${admin.apiKey} (for the e2b SDK: ${e2bKeyOf(admin.apiKey)}); agents join with \`wrenn agent --control-plane ${cp.url} --token <token>\`\n`,
   );
   const stop = () => void cp.close().then(() => process.exit(0));
   process.once('SIGTERM', stop);

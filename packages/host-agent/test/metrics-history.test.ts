@@ -1,0 +1,75 @@
+// MetricsHistory without capsules: CPU use from the cumulative counter between samples, the range
+// query, the bound on samples kept, forgetting a capsule, and a capsule whose stats fail.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { MetricsHistory } from '../src/manager/metrics-history.js';
+import type { CapsuleStats } from '../src/runtimes/runtime.js';
+
+function source(vcpus = 2) {
+  const cpu = new Map<string, bigint>([
+    ['a', 0n],
+    ['b', 0n],
+  ]);
+  let failB = false;
+  return {
+    cpu,
+    failB: () => {
+      failB = true;
+    },
+    src: {
+      running: () => [...cpu.keys()].map((id) => ({ id, vcpus })),
+      stats: async (id: string): Promise<CapsuleStats> => {
+        if (id === 'b' && failB) throw new Error('gone');
+        return { cpuUsageNs: cpu.get(id) ?? 0n, memoryBytes: 10, memoryLimitBytes: 100, pids: 3, diskUsedBytes: 7 };
+      },
+    },
+  };
+}
+
+test('CPU use is the share of the vCPUs used between two samples; ranges, bounds and forget work', async () => {
+  const s = source(2);
+  const h = new MetricsHistory(s.src, 60_000, 3);
+  await h.sampleAll();
+  assert.equal(h.lastCpuPct('a'), 0, 'no CPU figure before a second sample');
+  const t0 = Date.now();
+  await new Promise((r) => setTimeout(r, 200));
+  const elapsed = Date.now() - t0;
+  // One vCPU busy the whole time of two: 50 %.
+  s.cpu.set('a', BigInt(elapsed) * 1_000_000n);
+  await h.sampleAll();
+  const pct = h.lastCpuPct('a');
+  assert.ok(pct > 35 && pct <= 50, `cpu ${pct}`);
+  assert.equal(h.lastCpuPct('b'), 0);
+  const all = h.range('a', 0, Date.now());
+  assert.equal(all.length, 2);
+  assert.deepEqual(
+    { ...all[1], timestampMs: 0, cpuUsedPct: 0 },
+    { timestampMs: 0, cpuUsedPct: 0, cpuCount: 2, memUsedBytes: 10, memTotalBytes: 100, diskUsedBytes: 7, pids: 3 },
+  );
+  assert.deepEqual(h.range('a', 0, (all[0]?.timestampMs ?? 0) - 1), []);
+  // At most 3 kept: the oldest go first.
+  await h.sampleAll();
+  await h.sampleAll();
+  const kept = h.range('a', 0, Date.now());
+  assert.equal(kept.length, 3);
+  assert.ok((kept[0]?.timestampMs ?? 0) >= (all[1]?.timestampMs ?? Infinity));
+  // A capsule whose stats fail is skipped; the others are still sampled.
+  s.failB();
+  const before = h.range('b', 0, Date.now()).length;
+  await h.sampleAll();
+  assert.equal(h.range('b', 0, Date.now()).length, before);
+  h.forget('a');
+  assert.deepEqual(h.range('a', 0, Date.now()), []);
+});
+
+test('the timer samples by itself and stops', async () => {
+  const s = source(1);
+  const h = new MetricsHistory(s.src, 20, 100);
+  h.start();
+  await new Promise((r) => setTimeout(r, 150));
+  h.stop();
+  const n = h.range('a', 0, Date.now()).length;
+  assert.ok(n >= 2, `${n} samples`);
+  await new Promise((r) => setTimeout(r, 100));
+  assert.equal(h.range('a', 0, Date.now()).length, n, 'sampled after stop');
+});
