@@ -2,7 +2,8 @@
 // Fork latency against `wrenn up` (prints JSON): from the fork request for a running capsule until
 // the fork has run a command, p50/p99 over BENCH_N runs.
 // - namespace: a `base` capsule with 32 MiB of its own files, forked through the official e2b SDK
-//   (Sandbox.fork, count 1; then count 4, all four running a command), the fork killed each time;
+//   (Sandbox.fork, count 1; then count 4, all four running a command), the fork killed each time
+//   (BENCH_FILES_MIB sets the size of the source's own files, default 32);
 // - qemu (skip with BENCH_QEMU=0): a `minimal` VM (256 MiB) forked through the native API, fewer
 //   runs (BENCH_QEMU_N, default 3): under software emulation each restore takes seconds.
 // Templates come from the shared test cache (BENCH_IMAGES, default /var/cache/wrenn-test-images), so
@@ -18,6 +19,8 @@ import { removeCgroupParent } from './lib/cgroup-parent.mjs';
 
 const N = Number(process.env.BENCH_N ?? 20);
 const N_QEMU = Number(process.env.BENCH_QEMU_N ?? 3);
+/** MiB of the source's own files (what the namespace fork copies). */
+const FILES_MIB = Number(process.env.BENCH_FILES_MIB ?? 32);
 const IMAGES = process.env.BENCH_IMAGES ?? '/var/cache/wrenn-test-images';
 const pct = (xs, p) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))];
 const round = (x) => Math.round(x * 10) / 10;
@@ -60,7 +63,8 @@ async function namespaceFork() {
   return withUp('fork', { imagesDir: IMAGES }, async (up) => {
     const opts = { apiKey: up.adminKey, apiUrl: up.url, sandboxUrl: up.url, domain: 'localhost' };
     const src = await Sandbox.create('base', { ...opts, timeoutMs: 3_600_000 });
-    await src.commands.run('head -c 33554432 /dev/urandom > /home/user/data.bin && sync');
+    if (FILES_MIB > 0)
+      await src.commands.run(`head -c ${FILES_MIB * 1048576} /dev/urandom > /home/user/data.bin && sync`);
     const one = [];
     for (let i = 0; i < N; i++) {
       const t0 = performance.now();
@@ -85,7 +89,7 @@ async function namespaceFork() {
       await Promise.all(forks.map((f) => f.kill()));
     }
     await src.kill();
-    return { template: 'base', source_files_mib: 32, count_1: stats(one), count_4_all_running: stats(four) };
+    return { template: 'base', source_files_mib: FILES_MIB, count_1: stats(one), count_4_all_running: stats(four) };
   });
 }
 
