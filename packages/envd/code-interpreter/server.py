@@ -7,7 +7,7 @@
 # kernel we start; tornado (an ipykernel dependency) serves the streamed JSON lines.
 #
 #   POST /execute {code, context_id?, language?, env_vars?} -> JSON lines: stdout, stderr, result,
-#        error, number_of_executions, end_of_execution (keepalive every 5 s while silent)
+#        error, number_of_executions, end_of_execution (a keepalive line each second of silence)
 #   POST /contexts {language?, cwd?} -> {id, language, cwd};  GET /contexts
 #   POST /contexts/<id>/restart;  DELETE /contexts/<id>;  GET /health
 
@@ -16,6 +16,7 @@ import asyncio
 import json
 import logging
 import os
+import socket
 import sys
 import urllib.request
 
@@ -32,7 +33,10 @@ from kernels import (  # noqa: E402
 )
 
 log = logging.getLogger("code-interpreter")
-KEEPALIVE_S = 5
+# The sandbox proxy learns that a client left only when it writes to it (a half-closed client may
+# still want its response), so a silent cell writes a keepalive line each second: a client gone
+# (its timeout) is then noticed, and its cell interrupted, within about two seconds.
+KEEPALIVE_S = 1
 MAX_BODY = 16 * 1024 * 1024
 
 
@@ -120,6 +124,21 @@ class Execute(Base):
     def on_connection_close(self) -> None:
         self.closed = True
 
+    def client_gone(self) -> bool:
+        # tornado learns of a close only when it writes (twice, through a proxy): peek instead.
+        if self.closed:
+            return True
+        stream = self.request.connection.stream
+        sock = getattr(stream, "socket", None)
+        if sock is None:
+            return True
+        try:
+            return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+        except BlockingIOError:
+            return False
+        except OSError:
+            return True
+
     async def post(self) -> None:
         body = self.body_json()
         code = body.get("code")
@@ -150,9 +169,9 @@ class Execute(Base):
         try:
             while True:
                 try:
-                    item = await asyncio.wait_for(queue.get(), timeout=1)
+                    item = await asyncio.wait_for(queue.get(), timeout=0.5)
                 except asyncio.TimeoutError:
-                    if self.closed:
+                    if self.client_gone():
                         raise StreamClosedError()
                     if loop.time() - last_write < KEEPALIVE_S:
                         continue
