@@ -93,17 +93,19 @@ export class AgentStateWatch {
       await recordCapsuleDied(this.ctx, c.id, change.error || 'the capsule died on its host', 'agent');
       return;
     }
-    // What the agent did, when the row asked for it (a pause also for 'hibernate': the agent pauses
-    // and the reconciler would copy that same state).
+    // What the agent did, when the row asked for it ('hibernate' is a disk-only pause, or a pause
+    // where the runtime has none; the reconciler would copy that same state).
     const to =
       change.state === PbState.PAUSED && c.timeoutAction !== 'kill'
         ? 'paused'
-        : change.state === PbState.STOPPED && c.timeoutAction === 'kill'
-          ? 'stopped'
-          : undefined;
+        : change.state === PbState.HIBERNATED && c.timeoutAction === 'hibernate'
+          ? 'hibernated'
+          : change.state === PbState.STOPPED && c.timeoutAction === 'kill'
+            ? 'stopped'
+            : undefined;
     if (!to) return;
     const changed = await setCapsuleState(db, c.id, to, {
-      from: to === 'paused' ? ['running'] : ['running', 'paused'],
+      from: to === 'stopped' ? ['running', 'paused'] : ['running'],
     });
     if (!changed) return;
     this.ctx.evictProxy(c.id);

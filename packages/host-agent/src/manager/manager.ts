@@ -758,11 +758,18 @@ export class SandboxManager {
       if (rec.state !== 'running' || rec.expiresAt === 0 || rec.expiresAt > now) continue;
       rec.expiresAt = 0; // once; a failure below is logged, not retried in a loop
       this.store.touch();
-      const act = rec.timeoutAction === 'pause' ? this.pause(rec.id) : this.destroy(rec.id);
+      const act =
+        rec.timeoutAction === 'pause'
+          ? this.pause(rec.id)
+          : rec.timeoutAction === 'hibernate'
+            ? this.pause(rec.id, 'hibernate')
+            : this.destroy(rec.id).then(() => undefined);
       act.then(
-        () => {
+        (paused) => {
           this.log('info', 'capsule timed out', { id: rec.id, action: rec.timeoutAction });
-          this.changed({ id: rec.id, state: rec.timeoutAction === 'pause' ? 'paused' : 'stopped', cause: 'timeout' });
+          // A runtime without a disk-only pause keeps the processes (state paused, not hibernated).
+          const state = paused ? (paused.state === 'hibernated' ? 'hibernated' : 'paused') : 'stopped';
+          this.changed({ id: rec.id, state, cause: 'timeout' });
         },
         (err: unknown) => this.log('error', 'timeout action failed', { id: rec.id, err: String(err) }),
       );
@@ -773,7 +780,7 @@ export class SandboxManager {
 /** A state change the agent made by itself, as pushed to the control plane. */
 export interface AgentStateChange {
   id: string;
-  state: 'paused' | 'stopped' | 'error';
+  state: 'paused' | 'hibernated' | 'stopped' | 'error';
   cause: 'timeout' | 'exited';
   error?: string;
 }

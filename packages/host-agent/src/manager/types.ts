@@ -57,7 +57,7 @@ export interface TemplateProvider {
   builtIns(): string[];
 }
 
-export type TimeoutAction = 'destroy' | 'pause';
+export type TimeoutAction = 'destroy' | 'pause' | 'hibernate';
 
 /** Everything the agent keeps about one capsule; persisted as JSON under <dataDir>/capsules/. */
 export interface CapsuleRecord {

@@ -16,7 +16,7 @@ import {
 } from '@wrenn/protocol/gen/hostagent/v1/hostagent_pb';
 import type { CreateCapsuleInput, SandboxManager } from '../manager/manager.js';
 import type { CapsuleState } from '../manager/state-machine.js';
-import type { CapsuleRecord, TemplateInfo } from '../manager/types.js';
+import type { CapsuleRecord, TemplateInfo, TimeoutAction as TimeoutActionName } from '../manager/types.js';
 import { checkCreateRequest, checkTimeout } from '../manager/validate.js';
 import type { RuntimeName } from '../runtimes/runtime.js';
 import { convert, execCollected, execEvents, signalFor, toEnvdSelector, toPtyOutput, userHeaders } from './commands.js';
@@ -34,6 +34,16 @@ const STATE: Record<CapsuleState, PbState> = {
   error: PbState.ERROR,
 };
 
+const TIMEOUT_ACTION: Record<TimeoutActionName, TimeoutAction> = {
+  destroy: TimeoutAction.DESTROY,
+  pause: TimeoutAction.PAUSE,
+  hibernate: TimeoutAction.HIBERNATE,
+};
+const timeoutActionToPb = (a: TimeoutActionName): TimeoutAction => TIMEOUT_ACTION[a];
+/** Unspecified (or unknown) is destroy. */
+const timeoutActionFromPb = (a: TimeoutAction): TimeoutActionName =>
+  a === TimeoutAction.PAUSE ? 'pause' : a === TimeoutAction.HIBERNATE ? 'hibernate' : 'destroy';
+
 /** `withToken`: include the envd access token (only for whoever created the capsule or asked for it by id). */
 export function toPbCapsule(rec: CapsuleRecord, envdVersion: string, withToken = false): Capsule {
   return create(CapsuleSchema, {
@@ -45,7 +55,7 @@ export function toPbCapsule(rec: CapsuleRecord, envdVersion: string, withToken =
     memoryMb: rec.memoryMb,
     createdAt: BigInt(rec.createdAt),
     expiresAt: BigInt(rec.expiresAt),
-    timeoutAction: rec.timeoutAction === 'pause' ? TimeoutAction.PAUSE : TimeoutAction.DESTROY,
+    timeoutAction: timeoutActionToPb(rec.timeoutAction),
     metadata: rec.metadata,
     address: rec.address,
     envdVersion,
@@ -111,7 +121,7 @@ export function hostAgentService(o: HostAgentServiceOptions): ServiceImpl<typeof
         vcpus: req.vcpus || undefined,
         memoryMb: req.memoryMb || undefined,
         timeoutSec: req.timeoutSec,
-        timeoutAction: req.timeoutAction === TimeoutAction.PAUSE ? 'pause' : 'destroy',
+        timeoutAction: timeoutActionFromPb(req.timeoutAction),
         envs: req.envs,
         metadata: req.metadata,
         internet: req.internet ?? true,
@@ -136,7 +146,7 @@ export function hostAgentService(o: HostAgentServiceOptions): ServiceImpl<typeof
         req.forks.map((t) => ({
           id: t.id,
           timeoutSec: t.timeoutSec,
-          timeoutAction: t.timeoutAction === TimeoutAction.PAUSE ? 'pause' : 'destroy',
+          timeoutAction: timeoutActionFromPb(t.timeoutAction),
           envdAccessToken: t.envdAccessToken,
         })),
       );

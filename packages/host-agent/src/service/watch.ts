@@ -13,6 +13,7 @@ import type { AgentStateChange, SandboxManager } from '../manager/manager.js';
 
 const STATE: Record<AgentStateChange['state'], PbState> = {
   paused: PbState.PAUSED,
+  hibernated: PbState.HIBERNATED,
   stopped: PbState.STOPPED,
   error: PbState.ERROR,
 };

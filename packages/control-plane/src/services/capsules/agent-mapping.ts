@@ -30,9 +30,13 @@ export const expiresFromAgent = (c: PbCapsule | undefined): Date | null =>
 export const pauseModeToAgent = (mode: PauseMode | undefined): PbPauseMode =>
   mode === 'hibernate' ? PbPauseMode.HIBERNATE : mode === 'freeze' ? PbPauseMode.FREEZE : PbPauseMode.UNSPECIFIED;
 
-/** The agent applies the timeout itself; hibernating on timeout is the control plane's job. */
+/** The agent applies the timeout itself: destroy, pause, or a disk-only pause (hibernate). */
 export const timeoutActionToAgent = (action: TimeoutAction): PbTimeoutAction =>
-  action === 'kill' ? PbTimeoutAction.DESTROY : PbTimeoutAction.PAUSE;
+  action === 'kill'
+    ? PbTimeoutAction.DESTROY
+    : action === 'hibernate'
+      ? PbTimeoutAction.HIBERNATE
+      : PbTimeoutAction.PAUSE;
 
 export const metricsFromAgent = (m: PbCapsuleMetrics): CapsuleMetrics => ({
   cpuUsedPct: m.cpuUsedPct,
