@@ -198,3 +198,42 @@ describe('fork against wrenn up (namespace runtime)', () => {
     await waitFor('no fork template left', async () => ((await forkTemplates()).length === 0 ? true : undefined));
   });
 });
+
+describe("fork on a full host: each fork passes the host's capacity check as a create does", () => {
+  let sys: LiveSystem;
+  before(async () => {
+    sys = await startLive({ db: 'sqlite', slot: SLOT, capacity: { maxCapsules: 3 } });
+  });
+  after(async () => {
+    await sys?.close();
+  });
+
+  it('with room for 2 more capsules, a fork of 4 starts 2 and reports host_full (503) for the others', async () => {
+    const src = await Sandbox.create('minimal', { ...sys.sdk(), timeoutMs: 300_000 });
+    const results = await Sandbox.fork(src.sandboxId, { ...sys.sdk(), count: 4, timeoutMs: 120_000 });
+    assert.equal(results.length, 4);
+    const started = results.filter((r): r is Sandbox => r instanceof Sandbox);
+    const refused = results.filter((r) => !(r instanceof Sandbox)) as Error[];
+    assert.equal(started.length, 2, `started ${started.length}: ${refused.map((e) => e.message).join('; ')}`);
+    for (const e of refused) assert.match(e.message, /host full/i, e.message);
+    for (const f of started) assert.equal((await f.commands.run('echo ok')).stdout, 'ok\n');
+    const listed = await Sandbox.list(sys.sdk()).nextItems();
+    assert.equal(listed.length, 3, 'the refused forks are not listed');
+
+    // The raw answer: one entry per fork, E2B's {code, message} for the refused ones.
+    for (const f of started) await Sandbox.kill(f.sandboxId, sys.sdk());
+    const r = await fetch(`${sys.url}/sandboxes/${src.sandboxId}/fork`, {
+      method: 'POST',
+      headers: { 'X-API-KEY': sys.adminKey, 'content-type': 'application/json' },
+      body: JSON.stringify({ count: 3, timeout: 60 }),
+    });
+    assert.equal(r.status, 201);
+    const body = (await r.json()) as { sandbox?: { sandboxID: string }; error?: { code: number; message: string } }[];
+    assert.equal(body.filter((x) => x.sandbox).length, 2);
+    const errors = body.filter((x) => x.error).map((x) => x.error);
+    assert.equal(errors.length, 1);
+    assert.equal(errors[0]?.code, 503);
+    for (const x of body) if (x.sandbox) await Sandbox.kill(x.sandbox.sandboxID, sys.sdk());
+    await Sandbox.kill(src.sandboxId, sys.sdk());
+  });
+});
