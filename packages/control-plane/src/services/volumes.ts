@@ -32,7 +32,7 @@ import { randomBase36 } from '../ids.js';
 import { NoHostError, pickHost } from '../scheduler/least-loaded.js';
 
 export type { Volume, VolumeMountRow } from '../db/repositories/volumes.js';
-export { capsuleVolumeMounts } from '../db/repositories/volumes.js';
+export { capsuleVolumeMounts, volumeMountsOfCapsules } from '../db/repositories/volumes.js';
 
 const newVolumeId = (): string => `vol-${randomBase36(16)}`;
 const newVolumeToken = (): string => `vtk_${randomBytes(24).toString('base64url')}`;

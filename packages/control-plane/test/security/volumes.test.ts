@@ -104,6 +104,11 @@ function defineVolumeSuite(db: DbKind): void {
     it('shares one volume read-write between two running capsules', async () => {
       await Volume.create('shared', opts());
       const [x, y] = await Promise.all([sandbox({ '/shared': 'shared' }), sandbox({ '/srv/s': 'shared' })]);
+      // Listings carry each sandbox's mounts too.
+      const listed = await Sandbox.list(opts()).nextItems();
+      assert.deepEqual(listed.find((i) => i.sandboxId === y.sandboxId)?.volumeMounts, [
+        { name: 'shared', path: '/srv/s' },
+      ]);
       await x.commands.run('echo one > /shared/x.txt');
       assert.equal((await y.commands.run('cat /srv/s/x.txt')).stdout, 'one\n');
       await y.commands.run('echo two >> /srv/s/x.txt', root);

@@ -22,7 +22,7 @@ import {
   type TimeoutAction,
 } from '../../services/capsules.js';
 
-import { capsuleVolumeMounts } from '../../services/volumes.js';
+import { capsuleVolumeMounts, volumeMountsOfCapsules } from '../../services/volumes.js';
 import { e2bTeam } from './auth.js';
 import {
   E2B_STATES,
@@ -105,7 +105,7 @@ async function listSandboxes(
     // Newest first straight from the database's keyset pages.
     const page = await listCapsules(ctx, teamId, { ...base, limit, ...(q.nextToken ? { cursor: q.nextToken } : {}) });
     if (page.nextCursor) void reply.header('x-next-token', page.nextCursor);
-    return page.items.map(toListedSandbox);
+    return withVolumeMounts(ctx, page.items);
   }
   // Oldest first or a start-time filter: gather the team's matching capsules, then page by offset.
   const all: Capsule[] = [];
@@ -132,7 +132,19 @@ async function listSandboxes(
   }
   const items = rows.slice(offset, offset + limit);
   if (offset + limit < rows.length) void reply.header('x-next-token', `o${offset + limit}`);
-  return items.map(toListedSandbox);
+  return withVolumeMounts(ctx, items);
+}
+
+/** Listed sandboxes with the volumes each mounts (one query for the page). */
+async function withVolumeMounts(
+  ctx: ControlPlaneContext,
+  items: Capsule[],
+): Promise<ReturnType<typeof toListedSandbox>[]> {
+  const mounts = await volumeMountsOfCapsules(
+    ctx.database.db,
+    items.map((c) => c.id),
+  );
+  return items.map((c) => ({ ...toListedSandbox(c), volumeMounts: mounts.get(c.id) ?? [] }));
 }
 
 export function sandboxRoutes(app: FastifyInstance, ctx: ControlPlaneContext): void {

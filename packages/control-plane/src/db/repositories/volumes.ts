@@ -122,3 +122,25 @@ export async function capsuleVolumeMounts(db: Kysely<Database>, capsuleId: strin
     .execute();
   return rows;
 }
+
+/** The volume mounts of several capsules at once (listings), by capsule id. */
+export async function volumeMountsOfCapsules(
+  db: Kysely<Database>,
+  capsuleIds: readonly string[],
+): Promise<Map<string, { name: string; path: string }[]>> {
+  const out = new Map<string, { name: string; path: string }[]>();
+  if (capsuleIds.length === 0) return out;
+  const rows = await db
+    .selectFrom('capsule_volumes')
+    .innerJoin('volumes', 'volumes.id', 'capsule_volumes.volume_id')
+    .select(['capsule_volumes.capsule_id as capsuleId', 'volumes.name as name', 'capsule_volumes.path as path'])
+    .where('capsule_volumes.capsule_id', 'in', [...capsuleIds])
+    .orderBy('capsule_volumes.path')
+    .execute();
+  for (const r of rows) {
+    const list = out.get(r.capsuleId) ?? [];
+    list.push({ name: r.name, path: r.path });
+    out.set(r.capsuleId, list);
+  }
+  return out;
+}
