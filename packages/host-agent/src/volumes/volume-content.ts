@@ -12,6 +12,7 @@ import {
   FailedPreconditionError,
   InvalidArgumentError,
   NotFoundError,
+  PermissionDeniedError,
   ResourceExhaustedError,
   VOLUME_LIMITS,
   volumeContentPath,
@@ -86,6 +87,9 @@ function domainError(err: unknown, path: string): Error {
       return new ResourceExhaustedError(`the volume is full (writing ${where})`, { code: 'volume_full' });
     case 'ENAMETOOLONG':
       return new InvalidArgumentError(`path ${where} is too long`);
+    case 'EACCES':
+    case 'EPERM':
+      return new PermissionDeniedError(`path ${where} cannot be used this way (a device file, or not permitted)`);
     case 'EXDEV':
       return new InvalidArgumentError(`path ${where} leaves the volume`);
     default:
@@ -130,6 +134,7 @@ export async function volumeContent(
 }
 
 const ERRNO_NAMES: Record<number, string> = {
+  1: 'EPERM',
   2: 'ENOENT',
   20: 'ENOTDIR',
   21: 'EISDIR',
