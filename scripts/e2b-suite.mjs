@@ -171,7 +171,9 @@ async function startWrenn(o) {
     });
   });
   log(`wrenn up is running at http://${listen} (data ${dataDir}, log ${upLogFile})`);
-  return { up, url: `http://${listen}`, apiKey, dataDir, upLogFile };
+  // The SDK gets the key's e2b_ form, as a user would: its own key check then passes as it is.
+  const { e2bKeyOf } = await import(join(root, 'packages/control-plane/dist/src/index.js'));
+  return { up, url: `http://${listen}`, apiKey, e2bKey: e2bKeyOf(apiKey), dataDir, upLogFile };
 }
 
 /** Destroys every capsule left (failed tests leave some), stops `wrenn up`, removes its data dir. */
@@ -285,13 +287,11 @@ async function main() {
       try {
         const env = {
           ...base,
-          E2B_API_KEY: w.apiKey,
+          E2B_API_KEY: w.e2bKey,
           E2B_API_URL: w.url,
           E2B_SANDBOX_URL: w.url,
           E2B_VOLUME_API_URL: w.url,
           E2B_DOMAIN: 'localhost',
-          // wrn_ keys do not match the SDK's own e2b_ key check.
-          ...(w.apiKey.startsWith('e2b_') ? {} : { E2B_VALIDATE_API_KEY: 'false' }),
         };
         const t0 = Date.now();
         const tests = testsOf(await runVitest(sdk, config, env, o), sdk);
