@@ -265,6 +265,10 @@ describe('dashboard in chromium against a live system', { timeout: 600_000 }, ()
     await page.getByRole('button', { name: 'Create key' }).click();
     const key = (await page.getByTestId('new-key').textContent())?.trim() ?? '';
     assert.match(key, /^wrn_/);
+    // The same key in the form the e2b SDKs' own check accepts, taken by the API too.
+    const e2bKey = (await page.getByTestId('new-key-e2b').textContent())?.trim() ?? '';
+    assert.match(e2bKey, /^e2b_[0-9a-f]+$/);
+    assert.equal((await fetch(`${sys.url}/v2/sandboxes`, { headers: { 'x-api-key': e2bKey } })).status, 200);
     await shot('api-keys');
     await page.getByRole('dialog', { name: 'Your new API key' }).getByRole('button', { name: 'Done' }).click();
     const ok = await fetch(`${sys.url}/v1/hosts`, { headers: { 'x-api-key': key } });

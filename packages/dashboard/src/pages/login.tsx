@@ -10,7 +10,7 @@ export function LoginPage({ onLogin }: { onLogin: () => void }) {
     e.preventDefault();
     const k = key.trim();
     if (!k) {
-      setError('Enter an API key (it starts with wrn_).');
+      setError('Enter an API key (it starts with wrn_, or e2b_ in its form for the e2b SDKs).');
       return;
     }
     setBusy(true);
