@@ -25,6 +25,8 @@ export interface CapsuleInfo {
   expiresAt: Date | null;
   stoppedAt: Date | null;
   error: string | null;
+  /** Volumes mounted in the capsule (name and path), as the server records them. */
+  volumeMounts: { name: string; path: string }[];
 }
 
 const date = (s: string | null | undefined) => (s ? new Date(s) : null);
@@ -49,6 +51,7 @@ export function capsuleInfo(j: CapsuleJson): CapsuleInfo {
     expiresAt: date(j.expires_at),
     stoppedAt: date(j.stopped_at),
     error: j.error,
+    volumeMounts: (j.volume_mounts ?? []).map((m) => ({ name: m.name, path: m.path })),
   };
 }
 

@@ -309,7 +309,12 @@ describe('@wrenn/sdk against wrenn up', () => {
       ),
     );
     extra.push(a as Capsule, b as Capsule);
-    assert.equal((await (a as Capsule).commands.run('cat /data/seed/in.txt')).stdout, 'from the api');
+    assert.deepEqual((a as Capsule).info.volumeMounts, [{ name: 'sdk-vol', path: '/data' }]);
+    assert.deepEqual((await Capsule.get((b as Capsule).capsuleId, opts)).volumeMounts, [
+      { name: 'sdk-vol', path: '/data' },
+    ]);
+    const listed = (await Capsule.list(opts)).find((c) => c.capsuleId === (a as Capsule).capsuleId);
+    assert.deepEqual(listed?.volumeMounts, [{ name: 'sdk-vol', path: '/data' }]);
     await (a as Capsule).commands.run('echo shared > /data/out.txt');
     assert.equal((await (b as Capsule).commands.run('cat /data/out.txt')).stdout, 'shared\n');
     assert.equal(new TextDecoder().decode(await Volume.readFile('sdk-vol', '/out.txt', opts)), 'shared\n');

@@ -6,7 +6,7 @@ import { FORK_DEFAULTS, FORK_LIMITS } from './fork.js';
 import { DateTime, Nullable, StringMap } from './json.js';
 import { CAPSULE_DEFAULTS, CAPSULE_LIMITS } from './limits.js';
 import { CAPSULE_STATES, RUNTIME_NAMES, TIMEOUT_ACTIONS } from './states.js';
-import { VolumeMountsSchema } from './volume-schemas.js';
+import { CapsuleVolumeMountsSchema, VolumeMountsSchema } from './volume-schemas.js';
 
 /** One of a word list, typed as the union of its words. */
 type LiteralsOf<T extends readonly string[]> = { -readonly [K in keyof T]: TLiteral<T[K]> };
@@ -40,6 +40,7 @@ export const CapsuleSchema = Type.Object({
   expires_at: Nullable(DateTime),
   stopped_at: Nullable(DateTime),
   error: Nullable(Type.String()),
+  volume_mounts: CapsuleVolumeMountsSchema,
 });
 export type CapsuleJson = Static<typeof CapsuleSchema>;
 

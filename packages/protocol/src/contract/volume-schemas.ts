@@ -51,3 +51,10 @@ export const VolumeMountsSchema = Type.Array(
     description: 'Volumes mounted read-write at create (namespace runtime); capsules may share one',
   },
 );
+
+/** A capsule's mounted volumes as capsule JSON shows them (GET/list/create of /v1/capsules). */
+export const CapsuleVolumeMountsSchema = Type.Array(
+  Type.Object({ name: Type.String({ description: 'Volume name' }), path: Type.String({ description: 'Mount path' }) }),
+  { description: 'Volumes mounted in the capsule, by name and path' },
+);
+export type CapsuleVolumeMountsJson = Static<typeof CapsuleVolumeMountsSchema>;

@@ -6,12 +6,14 @@ import { InvalidArgumentError } from '@wrenn/protocol';
 import type { ControlPlaneContext } from '../../context.js';
 import { listAuditEvents } from '../../db/repositories/audit-events.js';
 import * as svc from '../../services/capsules.js';
+import { capsuleVolumeMounts, volumeMountsOfCapsules } from '../../services/volumes.js';
 import { teamOf } from '../auth.js';
 import { STDIN_BODY_LIMIT } from '../edge.js';
 
 import { abortOnDisconnect } from './disconnect.js';
 import {
   CapsuleIdParams,
+  type CapsuleJson,
   CapsuleListSchema,
   CapsuleSchema,
   CreateCapsuleBody,
@@ -61,6 +63,15 @@ export function metadataFilter(query: Record<string, unknown>): Record<string, s
 /** Query keys other than these are refused, so a typo does not silently list everything. */
 const LIST_KEYS = new Set(['state', 'template', 'metadata', 'limit', 'cursor', 'api_key']);
 
+/** Capsule JSON with the volumes the capsule mounts. */
+export async function capsuleJsonOf(ctx: ControlPlaneContext, c: svc.Capsule): Promise<CapsuleJson> {
+  const mounts = await capsuleVolumeMounts(ctx.database.db, c.id);
+  return capsuleJson(
+    c,
+    mounts.map((m) => ({ name: m.name, path: m.path })),
+  );
+}
+
 export const capsuleRoutes =
   (ctx: ControlPlaneContext): FastifyPluginAsyncTypebox =>
   async (app) => {
@@ -93,7 +104,7 @@ export const capsuleRoutes =
           ...(b.default_user !== undefined ? { defaultUser: b.default_user } : {}),
           ...(b.volume_mounts !== undefined ? { volumeMounts: b.volume_mounts } : {}),
         });
-        return reply.status(201).send(capsuleJson(c));
+        return reply.status(201).send(await capsuleJsonOf(ctx, c));
       },
     );
 
@@ -128,7 +139,14 @@ export const capsuleRoutes =
           ...(req.query.limit !== undefined ? { limit: req.query.limit } : {}),
           ...(req.query.cursor ? { cursor: req.query.cursor } : {}),
         });
-        return { capsules: page.items.map(capsuleJson), next_cursor: page.nextCursor };
+        const mounts = await volumeMountsOfCapsules(
+          ctx.database.db,
+          page.items.map((c) => c.id),
+        );
+        return {
+          capsules: page.items.map((c) => capsuleJson(c, mounts.get(c.id) ?? [])),
+          next_cursor: page.nextCursor,
+        };
       },
     );
 
@@ -142,7 +160,7 @@ export const capsuleRoutes =
           response: { 200: CapsuleSchema, ...errors(401, 404) },
         },
       },
-      async (req) => capsuleJson(await svc.getCapsule(ctx, teamOf(req).id, req.params.id)),
+      async (req) => capsuleJsonOf(ctx, await svc.getCapsule(ctx, teamOf(req).id, req.params.id)),
     );
 
     app.delete(
@@ -172,7 +190,7 @@ export const capsuleRoutes =
           response: { 200: CapsuleSchema, ...errors(400, 401, 404, 409) },
         },
       },
-      async (req) => capsuleJson(await svc.pauseCapsule(ctx, teamOf(req).id, req.params.id, req.body?.mode)),
+      async (req) => capsuleJsonOf(ctx, await svc.pauseCapsule(ctx, teamOf(req).id, req.params.id, req.body?.mode)),
     );
 
     app.post(
@@ -187,7 +205,8 @@ export const capsuleRoutes =
         },
       },
       async (req) =>
-        capsuleJson(
+        capsuleJsonOf(
+          ctx,
           await svc.resumeCapsule(
             ctx,
             teamOf(req).id,
@@ -207,7 +226,7 @@ export const capsuleRoutes =
           response: { 200: CapsuleSchema, ...errors(401, 404, 409) },
         },
       },
-      async (req) => capsuleJson(await svc.pingCapsule(ctx, teamOf(req).id, req.params.id)),
+      async (req) => capsuleJsonOf(ctx, await svc.pingCapsule(ctx, teamOf(req).id, req.params.id)),
     );
 
     app.post(
@@ -221,7 +240,8 @@ export const capsuleRoutes =
           response: { 200: CapsuleSchema, ...errors(400, 401, 404, 409) },
         },
       },
-      async (req) => capsuleJson(await svc.setCapsuleTimeout(ctx, teamOf(req).id, req.params.id, req.body.timeout_sec)),
+      async (req) =>
+        capsuleJsonOf(ctx, await svc.setCapsuleTimeout(ctx, teamOf(req).id, req.params.id, req.body.timeout_sec)),
     );
 
     app.post(

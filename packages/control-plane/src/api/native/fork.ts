@@ -6,7 +6,8 @@ import type { ControlPlaneContext } from '../../context.js';
 import { forkCapsule } from '../../services/fork.js';
 import { teamOf } from '../auth.js';
 import { toApiError } from '../errors.js';
-import { CapsuleIdParams, capsuleJson, errors } from './schemas.js';
+import { capsuleJsonOf } from './capsules.js';
+import { CapsuleIdParams, errors } from './schemas.js';
 
 export const forkRoutes =
   (ctx: ControlPlaneContext): FastifyPluginAsyncTypebox =>
@@ -35,11 +36,13 @@ export const forkRoutes =
         const body: ForkCapsuleResultJson = {
           source_id: r.source.id,
           processes_restarted: r.processesRestarted,
-          forks: r.forks.map((f) => {
-            if ('capsule' in f) return { capsule: capsuleJson(f.capsule) };
-            const e = toApiError(f.error);
-            return { error: { status: e.status, code: e.code, message: e.message } };
-          }),
+          forks: await Promise.all(
+            r.forks.map(async (f) => {
+              if ('capsule' in f) return { capsule: await capsuleJsonOf(ctx, f.capsule) };
+              const e = toApiError(f.error);
+              return { error: { status: e.status, code: e.code, message: e.message } };
+            }),
+          ),
         };
         return reply.status(201).send(body);
       },

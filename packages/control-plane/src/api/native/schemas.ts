@@ -8,6 +8,7 @@ import {
   type CapsuleJson,
   CapsuleSchema,
   CapsuleStateSchema,
+  type CapsuleVolumeMountsJson,
   CreateCapsuleBody,
   type CreateCapsuleBodyJson,
   EventSchema,
@@ -45,7 +46,8 @@ export const ErrorBody = Type.Object(
   { description: 'Every error: a machine-readable code and a message saying what to do' },
 );
 
-export function capsuleJson(c: Capsule): CapsuleJson {
+/** A capsule row as JSON; `volumeMounts` comes from capsule_volumes (the caller loads it). */
+export function capsuleJson(c: Capsule, volumeMounts: CapsuleVolumeMountsJson): CapsuleJson {
   return {
     id: c.id,
     template: c.template,
@@ -65,6 +67,7 @@ export function capsuleJson(c: Capsule): CapsuleJson {
     expires_at: c.expiresAt?.toISOString() ?? null,
     stopped_at: c.stoppedAt?.toISOString() ?? null,
     error: c.error,
+    volume_mounts: volumeMounts,
   };
 }
 
