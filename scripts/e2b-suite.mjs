@@ -156,7 +156,7 @@ async function startWrenn(o) {
     upLog += d;
     writeFileSync(upLogFile, d, { flag: 'a' });
   });
-  await new Promise((ok, fail) => {
+  const started = new Promise((ok, fail) => {
     const timer = setTimeout(() => fail(new Error('wrenn up did not start within 600 s')), 600_000);
     const check = () => {
       if (upLog.includes('Wrenn is running at')) {
@@ -170,6 +170,17 @@ async function startWrenn(o) {
       fail(new Error(`wrenn up exited (${code ?? signal}) before it was running:\n${upLog}`));
     });
   });
+  try {
+    await started;
+  } catch (err) {
+    // Nothing ran in it yet: stop it (when still starting) and remove the data dir.
+    if (up.exitCode === null && up.signalCode === null) {
+      up.kill('SIGTERM');
+      await once(up, 'exit');
+    }
+    rmSync(dataDir, { recursive: true, force: true });
+    throw err;
+  }
   log(`wrenn up is running at http://${listen} (data ${dataDir}, log ${upLogFile})`);
   // The SDK gets the key's e2b_ form, as a user would: its own key check then passes as it is.
   const { e2bKeyOf } = await import(join(root, 'packages/control-plane/dist/src/index.js'));
