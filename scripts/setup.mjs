@@ -30,8 +30,19 @@ const runtimePackages = [
   'mount',
   'dmsetup',
   'libseccomp-dev',
+  'zstd',
 ];
-const testPackages = ['postgresql', 'tmux', 'chromium', 'qemu-system-x86', 'qemu-utils', 'attr', 'xfsprogs', 'wrk'];
+const testPackages = [
+  'postgresql',
+  'tmux',
+  'chromium',
+  'qemu-system-x86',
+  'qemu-utils',
+  'attr',
+  'xfsprogs',
+  'wrk',
+  'docker-registry',
+];
 
 function step(msg) {
   process.stderr.write(`[setup] ${msg}\n`);

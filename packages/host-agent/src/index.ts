@@ -13,6 +13,17 @@ export {
 } from './local-providers.js';
 export { NetworkManager, type NetworkOptions, startMetadataHttpServer } from './network/index.js';
 export {
+  type ImageDefaults,
+  type ImageReference,
+  ociCacheDir,
+  type PulledImage,
+  type PullOptions,
+  type PullProgress,
+  parseImageReference,
+  pullImage,
+  type RegistryCredentials,
+} from './oci/index.js';
+export {
   type RegisterWithControlPlaneOptions,
   type Registration,
   RegistrationError,
