@@ -8,7 +8,7 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { gzipSync } from 'node:zlib';
-import { type Header, pack } from 'tar-stream';
+import { pack } from 'tar-stream';
 
 export const REGISTRY_BIN = '/usr/bin/docker-registry';
 export const haveRegistry = existsSync(REGISTRY_BIN);
@@ -82,12 +82,31 @@ export async function startRegistry(auth?: { username: string; password: string 
 export const sha256 = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
 /** One tar entry: a file (content), directory, symlink/hard link (linkname), or device. */
-export type TarEntry = Partial<Header> & { name: string; content?: string | Buffer };
+export interface TarEntry {
+  name: string;
+  type?: 'file' | 'link' | 'symlink' | 'directory' | 'block-device' | 'character-device' | 'fifo';
+  mode?: number;
+  uid?: number;
+  gid?: number;
+  linkname?: string;
+  devmajor?: number;
+  devminor?: number;
+  content?: string | Buffer;
+}
+
+/** tar-stream's pack stream through the API its majors 2 and 3 share. */
+interface TarPack {
+  entry(header: object, content: string | Buffer, cb: (err?: Error | null) => void): unknown;
+  entry(header: object, cb: (err?: Error | null) => void): unknown;
+  finalize(): void;
+  on(event: 'data', fn: (chunk: Buffer) => void): unknown;
+  on(event: 'end', fn: () => void): unknown;
+}
 
 export async function tarOf(entries: TarEntry[]): Promise<Buffer> {
-  const p = pack();
+  const p = pack() as unknown as TarPack;
   const chunks: Buffer[] = [];
-  p.on('data', (c: unknown) => chunks.push(c as Buffer));
+  p.on('data', (c) => chunks.push(c));
   const done = new Promise<void>((r) => p.on('end', () => r()));
   for (const { content, ...h } of entries) {
     await new Promise<void>((resolve, reject) => {

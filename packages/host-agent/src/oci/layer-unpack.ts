@@ -13,7 +13,7 @@ import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
 import { native } from '@wrenn/native';
 import { InvalidArgumentError } from '@wrenn/protocol';
-import { extract, type Header } from 'tar-stream';
+import { extract } from 'tar-stream';
 import { hostId, ID_RANGE } from '../rootfs/id-map.js';
 
 const run = promisify(execFile);
@@ -24,6 +24,23 @@ const SETID_BITS = 0o6000;
 
 /** A tar entry's body: iterated for files, drained otherwise. */
 type EntryBody = AsyncIterable<Uint8Array> & { resume(): unknown };
+
+/** The header fields used here; declared locally so tar-stream 2 and 3 (and their typings) both fit. */
+interface Header {
+  name: string;
+  type?: string | null;
+  mode?: number;
+  uid?: number;
+  gid?: number;
+  size?: number;
+  linkname?: string | null;
+}
+
+/** tar-stream's extract stream, seen through the 'entry' event API both major versions share. */
+type TarExtract = NodeJS.WritableStream & {
+  on(event: 'entry', fn: (header: Header, body: EntryBody, next: (err?: Error) => void) => void): unknown;
+  destroy(err?: Error): void;
+};
 
 export interface UnpackStats {
   entries: number;
@@ -196,19 +213,26 @@ export async function unpackLayer(tar: Readable, dest: string, layer: string): P
   await lchown(dest, hostId(0), hostId(0));
   await chmod(dest, 0o755);
   const writer = new LayerWriter(dest, layer);
-  const ex = extract();
-  const feeding = pipeline(tar, ex);
+  const ex = extract() as unknown as TarExtract;
+  let failure: Error | undefined;
+  let current: Promise<void> = Promise.resolve();
+  ex.on('entry', (header, body, next) => {
+    // One entry at a time: tar-stream reads on only after next().
+    current = writer.entry(header, body).then(
+      () => next(),
+      (err: Error) => {
+        failure ??= err;
+        ex.destroy(err);
+      },
+    );
+  });
   try {
-    for await (const entry of ex) {
-      // tar-stream yields Buffers; its streamx typings say unknown.
-      await writer.entry(entry.header, entry as unknown as EntryBody);
-    }
+    await pipeline(tar, ex);
   } catch (err) {
     tar.destroy();
-    ex.destroy();
-    await feeding.catch(() => {});
-    throw err;
+    throw failure ?? err;
   }
-  await feeding;
+  await current;
+  if (failure) throw failure;
   return writer.stats;
 }
