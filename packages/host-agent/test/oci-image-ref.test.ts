@@ -1,7 +1,11 @@
 // Image references as `docker pull` reads them, and the registry URL each one is fetched from.
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import { parseImageReference } from '../src/oci/image-ref.js';
+import { readRegistryAuthFile } from '../src/oci/registry-auth-file.js';
 import { parseChallenge, registryBaseUrl } from '../src/oci/registry-client.js';
 
 test('Docker Hub names, tags, digests and registry hosts', () => {
@@ -57,4 +61,30 @@ test('WWW-Authenticate challenges', () => {
     },
   );
   assert.equal(parseChallenge('Basic realm="r"').scheme, 'basic');
+});
+
+test('registry auth files in Docker config.json shape', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'wrenn-oci-auth-'));
+  try {
+    const file = join(dir, 'config.json');
+    writeFileSync(
+      file,
+      JSON.stringify({
+        auths: {
+          'https://index.docker.io/v1/': { auth: Buffer.from('hub:pa:ss').toString('base64') },
+          'http://127.0.0.1:5000': { username: 'u', password: 'p' },
+        },
+      }),
+    );
+    assert.deepEqual(readRegistryAuthFile(file), {
+      'docker.io': { username: 'hub', password: 'pa:ss' },
+      '127.0.0.1:5000': { username: 'u', password: 'p' },
+    });
+    writeFileSync(file, JSON.stringify({ auths: { x: { auth: Buffer.from('nocolon').toString('base64') } } }));
+    assert.throws(() => readRegistryAuthFile(file), /not base64 user:password/);
+    writeFileSync(file, '{');
+    assert.throws(() => readRegistryAuthFile(file), /registry auth file/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

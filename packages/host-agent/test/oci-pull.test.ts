@@ -6,7 +6,17 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import {
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -277,6 +287,19 @@ describe('OCI pulls from a local docker-registry', { skip }, () => {
     assert.equal(statSync(join(img.layerDirs[0] ?? '', 'big.bin')).size, 3 << 20);
   });
 
+  test('two pulls of one image at once download each layer once', async () => {
+    const blob = gzip(await tarOf([{ name: 'twice.bin', content: randomBytes(256 << 10) }]));
+    await pushImage(reg as TestRegistry, 'team/twice', 'v1', [{ blob, mediaType: GZ }], config('amd64'));
+    const before = proxyState.blobGets;
+    const [a, b] = await Promise.all([
+      pullImage(`${proxyHost}/team/twice:v1`, { cacheDir }),
+      pullImage(`${proxyHost}/team/twice:v1`, { cacheDir }),
+    ]);
+    assert.deepEqual(a.layerDirs, b.layerDirs);
+    assert.equal(a.cachedLayers + b.cachedLayers, 1, 'one of them waited for the other');
+    assert.equal(proxyState.blobGets - before, 3, 'two config blobs and the layer once');
+  });
+
   test('a corrupted layer is refused by its digest', async () => {
     const blob = gzip(await tarOf([{ name: 'f.bin', content: randomBytes(64 << 10) }]));
     await pushImage(reg as TestRegistry, 'team/tampered', 'v1', [{ blob, mediaType: GZ }], config('amd64'));
@@ -315,5 +338,13 @@ describe('OCI pulls from a local docker-registry', { skip }, () => {
       credentials: { [authReg.host]: { username: 'puller', password: 's3cret' } },
     });
     assert.equal(readFileSync(join(img.layerDirs[0] ?? '', 'secret'), 'utf8'), 'ok');
+    // The same credentials from a Docker config.json-shaped file (WRENN_REGISTRY_AUTH_FILE).
+    const authFile = join(dir, 'auth.json');
+    const auth = Buffer.from('puller:s3cret').toString('base64');
+    writeFileSync(authFile, JSON.stringify({ auths: { [`http://${authReg.host}`]: { auth } } }));
+    const again = await pullImage(ref, { cacheDir: dir, authFile });
+    assert.equal(again.cachedLayers, 1);
+    writeFileSync(authFile, JSON.stringify({ auths: { [authReg.host]: { username: 'puller', password: 'nope' } } }));
+    await assert.rejects(pullImage(ref, { cacheDir: dir, authFile }), /refused the credentials/);
   });
 });

@@ -4,6 +4,7 @@
 import { createHash } from 'node:crypto';
 import { InvalidArgumentError, NotFoundError, UnauthenticatedError, UnavailableError } from '@wrenn/protocol';
 import { DOCKER_HUB, type ImageReference } from './image-ref.js';
+import { readRegistryAuthFile } from './registry-auth-file.js';
 
 export interface RegistryCredentials {
   username: string;
@@ -11,8 +12,10 @@ export interface RegistryCredentials {
 }
 
 export interface RegistryClientOptions {
-  /** Credentials by registry host[:port] (docker.io for Docker Hub). */
+  /** Credentials by registry host[:port] (docker.io for Docker Hub); they win over the file's. */
   credentials?: Record<string, RegistryCredentials>;
+  /** A Docker config.json-shaped credentials file (default: WRENN_REGISTRY_AUTH_FILE). */
+  authFile?: string;
   /** Base URL Docker Hub requests go to instead (default: WRENN_REGISTRY_MIRROR). */
   mirror?: string;
   /** Extra registries reached over plain HTTP besides loopback ones. */
@@ -64,7 +67,8 @@ export class RegistryClient {
     opts: RegistryClientOptions = {},
   ) {
     this.base = registryBaseUrl(ref.registry, opts);
-    this.creds = opts.credentials?.[ref.registry];
+    const file = opts.authFile ?? process.env.WRENN_REGISTRY_AUTH_FILE;
+    this.creds = opts.credentials?.[ref.registry] ?? (file ? readRegistryAuthFile(file)[ref.registry] : undefined);
   }
 
   /** Fetches a manifest (or index) by tag or digest; returns its bytes, media type and digest. */
