@@ -21,7 +21,7 @@ import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { NotFoundError, UnauthenticatedError } from '@wrenn/protocol';
-import { pullImage } from '../src/oci/index.js';
+import { type PullProgress, pullImage } from '../src/oci/index.js';
 import { HOST_ID_BASE } from '../src/rootfs/id-map.js';
 import {
   DOCKER_MANIFEST,
@@ -191,9 +191,19 @@ describe('OCI pulls from a local docker-registry', { skip }, () => {
 
   test('a multi-arch index by tag: linux/amd64 layers unpacked, whiteouts and opaque dirs applied, ids shifted', async () => {
     const before = proxyState.blobGets;
-    const img = await pullImage(`${proxyHost}/team/demo:multi`, { cacheDir });
+    const events: PullProgress[] = [];
+    const img = await pullImage(`${proxyHost}/team/demo:multi`, { cacheDir, onProgress: (p) => events.push(p) });
     assert.equal(img.manifestDigest, amd64Digest);
     assert.equal(img.layerDirs.length, 2);
+    const downloaded = events.filter((e) => e.event === 'download').reduce((s, e) => s + (e.bytes ?? 0), 0);
+    assert.equal(downloaded, img.downloadedBytes, 'download progress adds up');
+    assert.deepEqual(
+      events.filter((e) => e.event === 'layer').map((e) => [e.layerIndex, e.layerCount, e.cached]),
+      [
+        [0, 2, false],
+        [1, 2, false],
+      ],
+    );
     assert.equal(img.cachedLayers, 0);
     assert.ok(img.downloadedBytes > 0);
     assert.equal(proxyState.blobGets - before, 3, 'config + 2 layers downloaded');

@@ -125,7 +125,7 @@ export function gzip(b: Buffer): Buffer {
 }
 
 export function zstd(b: Buffer): Buffer {
-  return execFileSync('zstd', ['-q', '-c'], { input: b });
+  return execFileSync('zstd', ['-q', '-c'], { input: b, maxBuffer: 1 << 30 });
 }
 
 function authHeader(reg: TestRegistry): Record<string, string> {

@@ -17,8 +17,8 @@ import { fetchLayer } from './layer-cache.js';
 import { RegistryClient, type RegistryClientOptions } from './registry-client.js';
 
 export interface PullProgress {
-  /** 'layer' after each layer is in the cache. */
-  event: 'manifest' | 'layer';
+  /** 'download': bytes of a layer arrived (bytes = this chunk); 'layer': a layer is in the cache. */
+  event: 'manifest' | 'download' | 'layer';
   digest: string;
   layerIndex?: number;
   layerCount?: number;
@@ -66,7 +66,9 @@ export async function pullImage(image: string, opts: PullOptions): Promise<Pulle
   let downloadedBytes = 0;
   let cachedLayers = 0;
   for (const [i, layer] of manifest.layers.entries()) {
-    const got = await fetchLayer(opts.cacheDir, client, layer);
+    const got = await fetchLayer(opts.cacheDir, client, layer, (bytes) =>
+      opts.onProgress?.({ event: 'download', digest: layer.digest, layerIndex: i, bytes }),
+    );
     downloadedBytes += got.downloadedBytes;
     if (got.cached) cachedLayers++;
     layerDirs.unshift(got.dir);
