@@ -4,7 +4,7 @@
 // the id shift, the layer cache (second pull downloads nothing, counted at a proxy), the mirror
 // setting, anonymous bearer tokens, basic auth, clear errors, and a pull cut half-way then retried.
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import {
   existsSync,
@@ -20,6 +20,7 @@ import {
 import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { NotFoundError, UnauthenticatedError } from '@wrenn/protocol';
 import { type PullProgress, pullImage } from '../src/oci/index.js';
 import { HOST_ID_BASE } from '../src/rootfs/id-map.js';
@@ -48,7 +49,7 @@ let proxyHost = '';
 let cacheDir = '';
 const mounts: string[] = [];
 // The proxy in front of the registry: counts blob downloads, can cut or corrupt them, can ask for a bearer token.
-const proxyState = { blobGets: 0, mode: 'pass' as 'pass' | 'cut' | 'tamper', bearer: false, tokenGets: 0 };
+const proxyState = { blobGets: 0, mode: 'pass' as 'pass' | 'cut' | 'tamper' | 'hang', bearer: false, tokenGets: 0 };
 const TOKEN = 'test-token-123';
 let amd64Digest = '';
 
@@ -93,6 +94,12 @@ async function startProxy(target: string): Promise<void> {
     }
     const isBlob = /\/blobs\/sha256:/.test(url) && up.status === 200 && req.method === 'GET';
     if (isBlob) proxyState.blobGets++;
+    if (isBlob && proxyState.mode === 'hang' && body.length > 1024) {
+      // Half the layer, then nothing until the client goes away.
+      res.writeHead(200, { ...headers, 'content-length': String(body.length) });
+      res.write(body.subarray(0, body.length >> 1));
+      return;
+    }
     if (isBlob && proxyState.mode === 'cut' && body.length > 1024) {
       res.writeHead(200, { ...headers, 'content-length': String(body.length) });
       res.write(body.subarray(0, body.length >> 1));
@@ -308,6 +315,39 @@ describe('OCI pulls from a local docker-registry', { skip }, () => {
     assert.deepEqual(a.layerDirs, b.layerDirs);
     assert.equal(a.cachedLayers + b.cachedLayers, 1, 'one of them waited for the other');
     assert.equal(proxyState.blobGets - before, 3, 'two config blobs and the layer once');
+  });
+
+  test('a pulling process killed half-way (SIGKILL) leaves nothing cached; the next pull cleans up and succeeds', async () => {
+    const blob = gzip(await tarOf([{ name: 'killed.bin', content: randomBytes(2 << 20) }]));
+    await pushImage(reg as TestRegistry, 'team/killed', 'v1', [{ blob, mediaType: GZ }], config('amd64'));
+    const hex = sha256(blob).slice('sha256:'.length);
+    const tmp = join(cacheDir, 'tmp');
+    const module = new URL('../src/oci/index.js', import.meta.url).href;
+    const script = `import(${JSON.stringify(module)}).then((m) => m.pullImage(${JSON.stringify(`${proxyHost}/team/killed:v1`)}, { cacheDir: ${JSON.stringify(cacheDir)} }))`;
+    proxyState.mode = 'hang';
+    const child = spawn(process.execPath, ['-e', script], { stdio: 'ignore' });
+    try {
+      for (let i = 0; !(existsSync(join(tmp, `${hex}.blob`)) && statSync(join(tmp, `${hex}.blob`)).size > 0); i++) {
+        assert.ok(i < 200 && child.exitCode === null, 'the child started downloading the layer');
+        await sleep(50);
+      }
+    } finally {
+      child.kill('SIGKILL');
+      await new Promise((r) =>
+        child.exitCode !== null || child.signalCode !== null ? r(undefined) : child.once('exit', r),
+      );
+      proxyState.mode = 'pass';
+    }
+    assert.ok(existsSync(join(tmp, `${hex}.lock`)), 'the dead pull left its lock and partial blob');
+    assert.equal(existsSync(join(cacheDir, 'layers', hex)), false);
+    const img = await pullImage(`${proxyHost}/team/killed:v1`, { cacheDir });
+    assert.equal(img.cachedLayers, 0);
+    assert.equal(statSync(join(img.layerDirs[0] ?? '', 'killed.bin')).size, 2 << 20);
+    assert.deepEqual(
+      readdirSync(tmp).filter((n) => n.startsWith(hex)),
+      [],
+      'no leftovers',
+    );
   });
 
   test('a corrupted layer is refused by its digest', async () => {

@@ -13,7 +13,7 @@ import {
   pickPlatform,
 } from './image-manifest.js';
 import { formatImageReference, manifestReference, parseImageReference } from './image-ref.js';
-import { fetchLayer } from './layer-cache.js';
+import { fetchLayer, sweepLeftovers } from './layer-cache.js';
 import { RegistryClient, type RegistryClientOptions } from './registry-client.js';
 
 export interface PullProgress {
@@ -49,6 +49,7 @@ const MAX_LAYERS = 127;
 
 export async function pullImage(image: string, opts: PullOptions): Promise<PulledImage> {
   const ref = parseImageReference(image);
+  await sweepLeftovers(opts.cacheDir);
   const client = new RegistryClient(ref, opts);
   const accept = [...MANIFEST_TYPES, ...INDEX_TYPES];
   let doc = await client.manifest(manifestReference(ref), accept);

@@ -4,12 +4,12 @@
 // looks cached; the next pull removes the leftovers of that layer and starts it again.
 import { createHash } from 'node:crypto';
 import { createWriteStream, existsSync } from 'node:fs';
-import { mkdir, rename, rm } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { InvalidArgumentError } from '@wrenn/protocol';
-import { acquireLock } from '../rootfs/build-lock.js';
+import { acquireLock, alive } from '../rootfs/build-lock.js';
 import type { LayerDescriptor } from './image-manifest.js';
 import { decompressedLayer } from './layer-decompress.js';
 import { type UnpackStats, unpackLayer } from './layer-unpack.js';
@@ -20,6 +20,29 @@ export interface LayerFetch {
   cached: boolean;
   downloadedBytes: number;
   stats?: UnpackStats;
+}
+
+/**
+ * Removes what pulls killed mid-way left in tmp/: a layer's blob and unpack dir when no live
+ * process holds its lock (lock files whose pid is gone go too). A live pull creates its lock
+ * before its files and removes them before releasing it, so it never loses anything here.
+ */
+export async function sweepLeftovers(cacheDir: string): Promise<number> {
+  const tmp = join(cacheDir, 'tmp');
+  const names = await readdir(tmp).catch(() => [] as string[]);
+  let removed = 0;
+  const held = new Set<string>();
+  for (const n of names.filter((x) => x.endsWith('.lock'))) {
+    const pid = Number.parseInt(await readFile(join(tmp, n), 'utf8').catch(() => ''), 10);
+    if (Number.isInteger(pid) && pid > 0 && alive(pid)) held.add(n.slice(0, -'.lock'.length));
+  }
+  for (const n of names) {
+    const hex = n.replace(/\.(lock|blob|unpack)$/, '');
+    if (hex === n || held.has(hex)) continue;
+    await rm(join(tmp, n), { recursive: true, force: true });
+    removed++;
+  }
+  return removed;
 }
 
 export function layerDir(cacheDir: string, digest: string): string {
