@@ -52,6 +52,7 @@ const mounts: string[] = [];
 const proxyState = { blobGets: 0, mode: 'pass' as 'pass' | 'cut' | 'tamper' | 'hang', bearer: false, tokenGets: 0 };
 const TOKEN = 'test-token-123';
 let amd64Digest = '';
+let indexDigest = '';
 
 const config = (arch: string) => ({
   architecture: arch,
@@ -175,7 +176,9 @@ describe('OCI pulls from a local docker-registry', { skip }, () => {
         platform: { os: 'linux', architecture },
       });
       const index = (list: object[]) => ({ schemaVersion: 2, mediaType: OCI_INDEX, manifests: list });
-      await pushManifest(reg, repo, 'multi', index([entry(arm, 'arm64'), entry(amd, 'amd64')]), OCI_INDEX);
+      indexDigest = (
+        await pushManifest(reg, repo, 'multi', index([entry(arm, 'arm64'), entry(amd, 'amd64')]), OCI_INDEX)
+      ).digest;
       await pushManifest(reg, repo, 'armonly', index([entry(arm, 'arm64')]), OCI_INDEX);
     }
     await pushImage(
@@ -242,6 +245,9 @@ describe('OCI pulls from a local docker-registry', { skip }, () => {
     assert.equal(img.cachedLayers, 2);
     assert.equal(img.downloadedBytes, 0);
     assert.equal(proxyState.blobGets - before, 1, 'only the small config blob is fetched');
+    const byIndex = await pullImage(`${proxyHost}/team/demo@${indexDigest}`, { cacheDir });
+    assert.equal(byIndex.manifestDigest, amd64Digest, 'an index digest resolves to its linux/amd64 manifest');
+    assert.equal(byIndex.downloadedBytes, 0);
   });
 
   test('a Docker schema 2 manifest pulls', async () => {
