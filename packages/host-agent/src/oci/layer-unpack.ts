@@ -79,11 +79,18 @@ class LayerWriter {
     private readonly layer: string,
   ) {}
 
+  // Directories already checked (or made) as real directories in this layer, by relative path.
+  // Emptied whenever anything is removed, so a later symlink in their place is seen.
+  private readonly knownDirs = new Set<string>();
+
   /** Makes sure every directory on the way to `parts` exists and is a real directory (not a symlink). */
   private async parentDir(parts: string[], create: boolean): Promise<string> {
     let dir = this.dest;
+    let rel = '';
     for (const p of parts) {
       dir = join(dir, p);
+      rel = rel ? `${rel}/${p}` : p;
+      if (this.knownDirs.has(rel)) continue;
       const st = await lstat(dir).catch((err: NodeJS.ErrnoException) => {
         if (err.code === 'ENOENT') return undefined;
         throw err;
@@ -97,6 +104,7 @@ class LayerWriter {
           `layer ${this.layer}: ${parts.join('/')} goes through a ${st.isSymbolicLink() ? 'symlink' : 'non-directory'}; refused`,
         );
       }
+      this.knownDirs.add(rel);
     }
     return dir;
   }
@@ -105,6 +113,7 @@ class LayerWriter {
     const st = await lstat(path).catch(() => undefined);
     if (!st) return;
     if (keepDir && st.isDirectory()) return;
+    this.knownDirs.clear();
     await rm(path, { recursive: true, force: true });
   }
 
