@@ -70,6 +70,12 @@ function installDebian(names) {
   const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
   execFileSync('apt-get', ['update', '-q'], { stdio: 'inherit', env });
   execFileSync('apt-get', ['install', '-y', '-q', '--no-install-recommends', ...missing], { stdio: 'inherit', env });
+  if (missing.includes('docker-registry')) {
+    // The tests start their own registry on loopback; the package's service would listen on :5000
+    // of every interface.
+    step('stopping and disabling the docker-registry service the package enabled (tests run their own)');
+    spawnSync('systemctl', ['disable', '--now', 'docker-registry'], { stdio: 'ignore' });
+  }
 }
 
 function newer(a, b) {
