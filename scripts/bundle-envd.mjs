@@ -55,7 +55,10 @@ await build({
   supported: { 'dynamic-import': false },
   // envd uses import.meta.url only for createRequire(), which takes the file's path as well
   // (building a file: URL at load costs ~1 ms of every start); checked below.
-  define: { 'import.meta.url': '__filename' },
+  // WRENN_ENVD_BUNDLE: lite-headers.ts leaves the global Headers alone in the bundle, where every
+  // free `Headers` is LiteHeaders (inject): touching the global loads undici on Node 22+ (checked below).
+  define: { 'import.meta.url': '__filename', WRENN_ENVD_BUNDLE: 'true' },
+  inject: [join(root, 'packages/envd/dist/src/lite-headers.js')],
   // Protobuf file descriptors decoded here, not at every start (see the plugin).
   plugins: [predecodedDescriptors({ helper: join(root, 'packages/envd/dist/src/proto/file-desc-decoded.js') })],
 });

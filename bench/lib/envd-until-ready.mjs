@@ -1,9 +1,9 @@
 #!/usr/bin/env node
 // Starts envd's bundle with the given node (as a capsule does: no flags, a ready pipe as fd 3),
-// runs its first command (`Start /bin/true`), then stops it. For `farm-bench` (whole-process CPU
-// and wall, this wrapper's own start included), e.g. to compare node lines pair by pair:
-//   farm-bench --vs 'node bench/lib/envd-until-ready.mjs /usr/bin/node <tree20>/packages/envd/dist/bundle/start.cjs' \
-//     -- node bench/lib/envd-until-ready.mjs <node22> <tree22>/packages/envd/dist/bundle/start.cjs
+// runs its first command (`Start /bin/true`), then stops it. For whole-process timing from outside
+// (CPU and wall, this wrapper's own start included), e.g. to compare node lines pair by pair:
+//   /usr/bin/time -v node bench/lib/envd-until-ready.mjs /usr/bin/node <tree20>/packages/envd/dist/bundle/start.cjs
+//   /usr/bin/time -v node bench/lib/envd-until-ready.mjs <node22> <tree22>/packages/envd/dist/bundle/start.cjs
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 

@@ -3,6 +3,11 @@
 // compiles undici's llhttp WebAssembly parser: about 12 MB of RSS that envd keeps for its whole
 // life although it never uses fetch. Connect RPC only needs the Headers class itself, so envd
 // installs this one before serving (installLiteHeaders) and undici is never loaded.
+// On Node 22 and later the global is a lazy data property that loads undici when touched in any
+// way, redefining it included (37 ms on 22, 60-100 ms on 24: most of envd's start-up gap on those
+// lines). So envd's bundle never touches it: scripts/bundle-envd.mjs injects LiteHeaders for every
+// free `Headers` in the bundle (esbuild inject, from the `Headers` export below) and defines
+// WRENN_ENVD_BUNDLE, and installLiteHeaders() then does nothing.
 
 // RFC 9110 token characters: what a header name may contain.
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
@@ -99,8 +104,16 @@ export class LiteHeaders implements Headers {
   }
 }
 
+/** What esbuild injects for the bundle's free `Headers` (scripts/bundle-envd.mjs). */
+export { LiteHeaders as Headers };
+
+/** `true` in envd's bundle (an esbuild define); undeclared when envd runs unbundled. */
+declare const WRENN_ENVD_BUNDLE: boolean | undefined;
+
 /** Makes LiteHeaders the global Headers of this process. Call before anything touches Headers. */
 export function installLiteHeaders(): void {
+  // The bundle's Headers already is LiteHeaders, and touching the global would load undici.
+  if (typeof WRENN_ENVD_BUNDLE !== 'undefined') return;
   Object.defineProperty(globalThis, 'Headers', {
     value: LiteHeaders,
     writable: true,

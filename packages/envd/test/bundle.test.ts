@@ -4,7 +4,8 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -22,11 +23,11 @@ interface Started {
   stderr: () => string;
 }
 
-async function startBundle(entry: string): Promise<Started> {
+async function startBundle(entry: string, nodeArgs: string[] = []): Promise<Started> {
   const file = join(BUNDLE, entry);
   assert.ok(existsSync(file), `${file} is missing: run \`npm run build\` (scripts/bundle-envd.mjs)`);
   // The environment a capsule gives envd: nothing of this host's NODE_OPTIONS and the like.
-  const child = spawn(process.execPath, [...ENVD_NODE_FLAGS, file, '--port', '0', '--host', '127.0.0.1'], {
+  const child = spawn(process.execPath, [...ENVD_NODE_FLAGS, ...nodeArgs, file, '--port', '0', '--host', '127.0.0.1'], {
     env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: '/root', LANG: 'C.UTF-8' },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
@@ -100,4 +101,32 @@ test('envd.mjs (the ES module entry VM images run) starts the same envd', async 
   t.after(() => stop(s));
   assert.equal((await fetch(`${s.baseUrl}/health`)).status, 204);
   assert.doesNotMatch(s.stderr(), /code cache rejected/);
+});
+
+test("the bundle serves without loading node's undici (its global Headers would, on Node 22+ even to redefine it)", async (t) => {
+  // A preload that reports, when envd is told to stop, which of node's own modules it loaded.
+  const dir = mkdtempSync(join(tmpdir(), 'wrenn-envd-undici-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const preload = join(dir, 'report.cjs');
+  writeFileSync(
+    preload,
+    "process.once('SIGTERM', () => { process.stderr.write('LOADED ' + JSON.stringify(process.moduleLoadList) + '\\n'); process.exit(0); });\n",
+  );
+  const s = await startBundle(ENVD_START, ['--require', preload]);
+  t.after(() => stop(s));
+  // Connect's router path (Headers for every call) and the Start fast path, both formats.
+  for (const useBinaryFormat of [true, false]) {
+    const transport = createConnectTransport({ baseUrl: s.baseUrl, httpVersion: '1.1', useBinaryFormat });
+    for await (const _ of createClient(Process, transport).start({ process: { cmd: '/bin/true', args: [] } })) {
+      // until the end event
+    }
+    assert.equal((await createClient(Filesystem, transport).stat({ path: '/' })).entry?.path, '/');
+  }
+  const exited = once(s.child, 'exit');
+  s.child.kill('SIGTERM');
+  await exited;
+  const line = /LOADED (.*)/.exec(s.stderr())?.[1];
+  assert.ok(line, `the preload did not report:\n${s.stderr()}`);
+  const undici = (JSON.parse(line) as string[]).filter((m) => m.includes('undici'));
+  assert.deepEqual(undici, [], `envd loaded node's undici (${process.version})`);
 });
