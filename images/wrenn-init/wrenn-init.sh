@@ -19,7 +19,7 @@ $bb chmod 1777 /tmp
 [ -e /dev/ptmx ] || $bb ln -s pts/ptmx /dev/ptmx
 $bb mkdir -p /run/wrenn
 
-ipconf='' id='' template='' envd_port=49983 node_flags=''
+ipconf='' id='' template='' envd_port=49983 node_flags='' volumes=''
 for w in $($bb cat /proc/cmdline); do
   case "$w" in
     ip=*) ipconf="${w#ip=}" ;;
@@ -27,7 +27,25 @@ for w in $($bb cat /proc/cmdline); do
     wrenn.template=*) template="${w#wrenn.template=}" ;;
     wrenn.envd_port=*) envd_port="${w#wrenn.envd_port=}" ;;
     wrenn.node_flags=*) node_flags=$(echo "${w#wrenn.node_flags=}" | $bb tr ',' ' ') ;;
+    wrenn.volume=*) volumes="$volumes ${w#wrenn.volume=}" ;;
   esac
+done
+
+# Volumes: wrenn.volume=<disk serial>:<path>. Each is an ext4 disk of its own (the host attached
+# the volume's image); its files are under data/ on it, bound at <path>. Mounted sync: a destroy
+# kills the VM, and what the guest had not written back yet would be lost.
+for v in $volumes; do
+  serial="${v%%:*}" path="${v#*:}" dev=''
+  for s in /sys/block/vd*/serial; do
+    [ "$($bb cat "$s" 2>/dev/null)" = "$serial" ] && dev="/dev/$($bb basename "$($bb dirname "$s")")"
+  done
+  mnt="/run/wrenn/volumes/$serial"
+  $bb mkdir -p "$mnt" "$path"
+  if [ -n "$dev" ] && $bb mount -t ext4 -o nosuid,nodev,noatime,sync "$dev" "$mnt" && $bb mount -o bind "$mnt/data" "$path"; then
+    log "volume $serial ($dev) mounted at $path"
+  else
+    log "cannot mount volume $serial (device '${dev}') at $path"
+  fi
 done
 
 # ip=<client>:<server>:<gateway>:<netmask>:<hostname>:<device>:<autoconf>

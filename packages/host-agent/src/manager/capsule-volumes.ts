@@ -7,27 +7,66 @@ import type { VolumeStore } from '../volumes/index.js';
 import { FailedPreconditionError, InvalidArgumentError } from './errors.js';
 import type { CapsuleRecord, CapsuleVolumeMount } from './types.js';
 
+// A VM guest's init reads the mounts from the kernel command line, split at blanks and commas.
+const VM_MOUNT_PATH_RE = /^[A-Za-z0-9._@+=/-]+$/;
+
 /** Throws unless `runtime` can mount volumes and every path follows the contract. */
 export function checkVolumeMounts(runtime: CapsuleRuntime, mounts: readonly CapsuleVolumeMount[]): void {
   if (mounts.length === 0) return;
   if (!runtime.volumeMounts)
     throw new InvalidArgumentError(
-      `the ${runtime.name} runtime cannot mount volumes yet; create the capsule on the namespace runtime`,
+      `the ${runtime.name} runtime cannot mount volumes; create the capsule on the namespace or qemu runtime`,
     );
   for (const m of mounts) {
     const problem = volumeMountPathProblem(m.path, `volume ${m.volumeId} path`);
     if (problem) throw new InvalidArgumentError(problem);
+    if (runtime.volumeMounts === 'block' && !VM_MOUNT_PATH_RE.test(m.path))
+      throw new InvalidArgumentError(
+        `volume ${m.volumeId} path '${m.path}': on the ${runtime.name} runtime a mount path may hold only letters, digits and . _ @ + = / -`,
+      );
   }
 }
 
-/** Host directories to bind for the capsule's volumes (each mounted on the host first). */
+/**
+ * What the runtime mounts for the capsule's volumes: host directories to bind (each mounted on
+ * the host first), or for a 'block' runtime each volume's image, attached to `capsuleId` alone.
+ */
 export async function volumeSources(
   store: VolumeStore,
   mounts: readonly CapsuleVolumeMount[] | undefined,
+  block?: { capsuleId: string },
 ): Promise<{ source: string; path: string }[]> {
   const out: { source: string; path: string }[] = [];
-  for (const m of mounts ?? []) out.push({ source: await store.mountedData(m.volumeId), path: m.path });
+  for (const m of mounts ?? []) {
+    const source = block ? await store.attachToVm(m.volumeId, block.capsuleId) : await store.mountedData(m.volumeId);
+    out.push({ source, path: m.path });
+  }
   return out;
+}
+
+/**
+ * Throws FailedPrecondition when a capsule of `records` other than `self` that is not stopped
+ * mounts one of `mounts` and either side attaches volumes as block devices: a VM holds its
+ * volumes alone, so it neither joins nor is joined by another capsule.
+ */
+export function assertVolumesFree(
+  records: Iterable<CapsuleRecord>,
+  self: { id: string; block: boolean },
+  mounts: readonly CapsuleVolumeMount[] | undefined,
+  isBlock: (rec: CapsuleRecord) => boolean,
+): void {
+  for (const m of mounts ?? []) {
+    for (const rec of records) {
+      if (rec.id === self.id || rec.state === 'stopped') continue;
+      if (!rec.volumes?.some((v) => v.volumeId === m.volumeId)) continue;
+      if (self.block || isBlock(rec))
+        throw new FailedPreconditionError(
+          `volume ${m.volumeId} is in use by capsule ${rec.id} (${rec.runtime}, ${rec.state}); ` +
+            'a volume mounted by a VM capsule is held by that capsule alone (one ext4 cannot be mounted by two kernels), ' +
+            'so destroy the other capsule first or use namespace capsules to share it',
+        );
+    }
+  }
 }
 
 /** Throws FailedPrecondition when a capsule of `records` (in any state but stopped) mounts the volume. */

@@ -12,7 +12,7 @@ import { createEnvdClient, type EnvdClient, runInCapsule, waitForEnvd } from '..
 import { HostCapacityError } from '../runtimes/capacity-error.js';
 import type { CapsuleRuntime, CapsuleStats, EnvdInit, RuntimeName } from '../runtimes/runtime.js';
 import { VolumeStore } from '../volumes/index.js';
-import { assertVolumeUnused, checkVolumeMounts, volumeSources } from './capsule-volumes.js';
+import { assertVolumesFree, assertVolumeUnused, checkVolumeMounts, volumeSources } from './capsule-volumes.js';
 import { warmUpEnvd } from './envd-warm-up.js';
 import {
   AlreadyExistsError,
@@ -300,6 +300,10 @@ export class SandboxManager {
       ...(volumes.length ? { volumes } : {}),
       address: '',
     };
+    // With no await before the record is added: two creates cannot both take a VM's volume.
+    assertVolumesFree(this.records.values(), { id, block: runtime.volumeMounts === 'block' }, rec.volumes, (r) =>
+      this.blockVolumes(r),
+    );
     this.records.set(id, rec);
     try {
       await this.boot(rec, runtime, pooled, input.inheritedEnvdToken);
@@ -319,7 +323,9 @@ export class SandboxManager {
       const message = why.includes(id) ? why : `capsule ${id} failed to start: ${why}`;
       // A full host keeps its class: the service answers resource_exhausted, not internal.
       if (err instanceof HostCapacityError) throw new HostCapacityError(message, err.resource);
-      // A request the runtime found wrong for this template (a volume path over a symlink) stays a 400.
+      // A request the runtime found wrong for this template (a volume path over a symlink) stays a 400,
+      // a volume another VM holds a 409.
+      if (err instanceof FailedPreconditionError) throw new FailedPreconditionError(message);
       throw err instanceof InvalidArgumentError ? new InvalidArgumentError(message) : new Error(message);
     }
   }
@@ -371,7 +377,11 @@ export class SandboxManager {
       metadata: { ...metadata },
       network: rec.network,
       envdInit: this.envdInitOf(rec),
-      volumes: await volumeSources(this.volumes, rec.volumes),
+      volumes: await volumeSources(
+        this.volumes,
+        rec.volumes,
+        this.blockVolumes(rec) ? { capsuleId: rec.id } : undefined,
+      ),
     });
     rec.address = rec.handle.address || rec.address;
     if (rec.handle.envdInitialized) this.openEnvd(rec);
@@ -533,7 +543,16 @@ export class SandboxManager {
     // The runtime first: a VM must release its disk and TAP before they are removed.
     if (runtime && rec.handle) await runtime.destroy(rec.handle).catch((e) => (firstError ??= e));
     await this.deps.network.destroy(rec.runtimeId ?? rec.id).catch((e) => (firstError ??= e));
+    // A VM's volumes are free again once its VMM is gone (not before: it may still write them).
+    if (!firstError && this.blockVolumes(rec))
+      for (const v of rec.volumes ?? [])
+        await this.volumes.releaseFromVm(v.volumeId, rec.id).catch((e) => (firstError ??= e));
     if (firstError) throw firstError;
+  }
+
+  /** true when the capsule's runtime attaches volumes as block devices (a VM: it holds them alone). */
+  private blockVolumes(rec: Pick<CapsuleRecord, 'runtime'>): boolean {
+    return this.deps.runtimes.get(rec.runtime)?.volumeMounts === 'block';
   }
 
   private async releaseRuntime(
@@ -586,7 +605,8 @@ export class SandboxManager {
       if (!rec.handle) throw new Error(`capsule ${id} has no runtime handle`);
       const wasHibernated = rec.state === 'hibernated';
       // A restart binds the volumes again: each must be mounted on the host (after a reboot too).
-      if (wasHibernated) await volumeSources(this.volumes, rec.volumes);
+      if (wasHibernated)
+        await volumeSources(this.volumes, rec.volumes, this.blockVolumes(rec) ? { capsuleId: rec.id } : undefined);
       rec.handle = await runtime.resume(rec.handle);
       rec.address = rec.handle.address || rec.address;
       // A hibernated capsule restarted envd, which needs its token and environment again.
@@ -633,6 +653,11 @@ export class SandboxManager {
           `capsule ${id} is ${rec.state}; snapshots are taken of running or paused capsules`,
         );
       }
+      // Its memory has the volumes mounted: a capsule (or fork) of it would be a second kernel on them.
+      if (this.blockVolumes(rec) && rec.volumes?.length)
+        throw new FailedPreconditionError(
+          `capsule ${id} is a VM with volumes mounted, which it holds alone; it cannot be snapshotted or forked`,
+        );
       if (!rec.handle) throw new Error(`capsule ${id} has no runtime handle`);
       await this.runtimeOf(rec).snapshot(rec.handle, name);
       const t = await this.deps.templates.get(name);

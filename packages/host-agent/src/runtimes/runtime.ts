@@ -25,7 +25,10 @@ export interface CapsuleSpec {
    * `envdInitialized` in the handle: the manager then skips the /init round trip.
    */
   envdInit?: EnvdInit;
-  /** Host directories bound read-write into the capsule at `path` (volumes, already mounted on the host). */
+  /**
+   * Volumes mounted read-write at `path`: `source` is a host directory (already mounted on the
+   * host) for a runtime that binds, the volume's ext4 image for one with volumeMounts 'block'.
+   */
   volumes?: { source: string; path: string }[];
 }
 
@@ -78,8 +81,11 @@ export interface CapsuleRuntime {
   readonly name: RuntimeName;
   /** Pause modes this runtime supports, best first. */
   readonly pauseModes: readonly ('freeze' | 'hibernate' | 'memory-snapshot')[];
-  /** true when create honours spec.volumes. */
-  readonly volumeMounts?: boolean;
+  /**
+   * How create honours spec.volumes: true, binding host directories (shared between capsules);
+   * 'block', opening each volume's image as a disk of its own (the capsule holds it alone).
+   */
+  readonly volumeMounts?: boolean | 'block';
   /** Boots the capsule until envd answers /health; throws (and cleans up) on failure. */
   create(spec: CapsuleSpec): Promise<RuntimeHandle>;
   /** Stops the runtime's background work (pools); capsules keep running. */

@@ -135,6 +135,17 @@ export class VmBoot {
     ].join(' ');
   }
 
+  /**
+   * The capsule's volumes as the VMM's extra disks: the i-th gets the serial `wrenn-vol<i>`, by
+   * which the guest's init finds it, and a `wrenn.volume=<serial>:<path>` kernel argument tells
+   * the init where to mount it (paths were checked to hold no blank or comma).
+   */
+  volumeDisks(spec: CapsuleSpec): { disks: { image: string; serial: string }[]; kernelArgs: string[] } {
+    const vols = spec.volumes ?? [];
+    const disks = vols.map((v, i) => ({ image: v.source, serial: `wrenn-vol${i}` }));
+    return { disks, kernelArgs: vols.map((v, i) => `wrenn.volume=wrenn-vol${i}:${v.path}`) };
+  }
+
   /** The TAP the VMM opens, inside the capsule's network namespace. */
   plugTap(net: VmNetwork): Promise<void> {
     return createTap(net.netns, net.capsuleIp);

@@ -5,13 +5,33 @@
 // same files as its own ids through an idmapped bind (nsinit.c --volume), and several capsules
 // share one volume read-write on one mounted file system. Filling it gives ENOSPC inside the
 // volume only; the host's file system and the capsule's own disk are untouched.
-import { chmod, chown, mkdir, rm, stat } from 'node:fs/promises';
+// A VM capsule gets the image itself as a block device (attachToVm): the host mount goes, the
+// files are re-owned to plain guest ids (owner-shift.ts; <id>/owners records the scheme, so the
+// next host use shifts them back), and <id>/vm-holder names the VM, which holds the volume alone
+// until it is released: one ext4 cannot be mounted by two kernels.
+import { chmod, chown, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { unmount } from '@wrenn/native';
-import { AlreadyExistsError, InvalidArgumentError, NotFoundError, VOLUME_LIMITS } from '@wrenn/protocol';
+import { runNative, unmount } from '@wrenn/native';
+import {
+  AlreadyExistsError,
+  FailedPreconditionError,
+  InvalidArgumentError,
+  NotFoundError,
+  VOLUME_LIMITS,
+} from '@wrenn/protocol';
 import { HOST_ID_BASE } from '../rootfs/id-map.js';
 import { mountsUnder } from '../rootfs/remove-tree.js';
 import { ensureExt4Mounted, formatExt4Image } from '../runtimes/namespace/quota-disk.js';
+import { type OwnerScheme, shiftOwners } from './owner-shift.js';
+
+/** e2fsck -fp: repairs what is safe to repair, refuses (exit >= 4) an image it cannot trust. */
+async function checkExt4(image: string): Promise<void> {
+  const r = await runNative('e2fsck', ['-f', '-p', image]);
+  if (r.code === null || r.code >= 4)
+    throw new FailedPreconditionError(
+      `volume image ${image} failed its file system check after a VM used it (e2fsck exit ${r.code}): ${r.stdout.trim() || r.stderr.trim()}`,
+    );
+}
 
 const VOLUME_ID_RE = /^[a-z0-9][a-z0-9_-]{0,63}$/;
 // nosuid: a set-uid file written into a volume never runs as its owner (binds add it again).
@@ -23,10 +43,52 @@ export class VolumeStore {
 
   constructor(private readonly dir: string) {}
 
-  private paths(id: string): { root: string; image: string; mnt: string; data: string } {
+  private paths(id: string): {
+    root: string;
+    image: string;
+    mnt: string;
+    data: string;
+    owners: string;
+    vmHolder: string;
+  } {
     if (!VOLUME_ID_RE.test(id)) throw new InvalidArgumentError(`volume id '${id}' is malformed`);
     const root = join(this.dir, id);
-    return { root, image: join(root, 'volume.img'), mnt: join(root, 'mnt'), data: join(root, 'mnt', 'data') };
+    return {
+      root,
+      image: join(root, 'volume.img'),
+      mnt: join(root, 'mnt'),
+      data: join(root, 'mnt', 'data'),
+      owners: join(root, 'owners'),
+      vmHolder: join(root, 'vm-holder'),
+    };
+  }
+
+  /** The VM capsule the volume is attached to, if any. */
+  vmHolder(id: string): Promise<string | undefined> {
+    return readFile(this.paths(id).vmHolder, 'utf8').then(
+      (t) => t.trim() || undefined,
+      () => undefined,
+    );
+  }
+
+  private async refuseIfInVm(id: string): Promise<void> {
+    const holder = await this.vmHolder(id);
+    if (holder)
+      throw new FailedPreconditionError(
+        `volume ${id} is attached to VM capsule ${holder}, which holds it alone (one ext4 cannot be mounted by two kernels); destroy that capsule first`,
+      );
+  }
+
+  /** Mounts the volume on the host and brings its files into `to` (a no-op when already there). */
+  private async mountAs(p: ReturnType<VolumeStore['paths']>, to: OwnerScheme): Promise<void> {
+    const now = ((await readFile(p.owners, 'utf8').catch(() => 'canonical')).trim() || 'canonical') as OwnerScheme;
+    // A VM's kernel wrote the image last (any ext4 it liked): checked before the host's kernel reads it.
+    if (now !== 'canonical' && !(await mountsUnder(p.mnt)).includes(p.mnt)) await checkExt4(p.image);
+    await ensureExt4Mounted(p.image, p.mnt, 'the volume', VOLUME_MOUNT_OPTIONS);
+    if (now === to) return;
+    await writeFile(p.owners, `shifting-to-${to}\n`);
+    await shiftOwners(p.data, to);
+    await writeFile(p.owners, `${to}\n`);
   }
 
   private serial<T>(id: string, fn: () => Promise<T>): Promise<T> {
@@ -80,8 +142,37 @@ export class VolumeStore {
     const p = this.paths(id);
     return this.serial(id, async () => {
       if (!(await this.exists(id))) throw new NotFoundError(`volume ${id} is not on this host`);
-      await ensureExt4Mounted(p.image, p.mnt, 'the volume', VOLUME_MOUNT_OPTIONS);
+      await this.refuseIfInVm(id);
+      await this.mountAs(p, 'canonical');
       return p.data;
+    });
+  }
+
+  /**
+   * The volume's image for VM capsule `capsuleId` to open as a block device: its files re-owned to
+   * guest ids, unmounted from the host, and recorded as held by that capsule. The caller makes
+   * sure no namespace capsule binds it. Throws FailedPrecondition while another VM holds it.
+   */
+  attachToVm(id: string, capsuleId: string): Promise<string> {
+    const p = this.paths(id);
+    return this.serial(id, async () => {
+      if (!(await this.exists(id))) throw new NotFoundError(`volume ${id} is not on this host`);
+      const holder = await this.vmHolder(id);
+      if (holder === capsuleId) return p.image;
+      await this.refuseIfInVm(id);
+      await this.mountAs(p, 'guest');
+      // Not lazy: a busy mount (a file open on the host) must fail here, not linger under the VM.
+      for (const point of await mountsUnder(p.mnt)) await unmount(point);
+      await writeFile(p.vmHolder, `${capsuleId}\n`);
+      return p.image;
+    });
+  }
+
+  /** Ends `capsuleId`'s hold on the volume (its VM is gone); the next host use shifts the files back. */
+  releaseFromVm(id: string, capsuleId: string): Promise<void> {
+    const p = this.paths(id);
+    return this.serial(id, async () => {
+      if ((await this.vmHolder(id)) === capsuleId) await rm(p.vmHolder, { force: true });
     });
   }
 

@@ -48,7 +48,8 @@ export const VolumeMountsSchema = Type.Array(
   ),
   {
     maxItems: VOLUME_LIMITS.maxMountsPerCapsule,
-    description: 'Volumes mounted read-write at create (namespace runtime); capsules may share one',
+    description:
+      'Volumes mounted read-write at create: namespace capsules may share one; a qemu capsule holds its volumes alone',
   },
 );
 

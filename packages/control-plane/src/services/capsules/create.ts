@@ -78,7 +78,8 @@ export async function createCapsule(
   if (volumes.hostId && template.hostId && volumes.hostId !== template.hostId)
     throw new InvalidArgumentError(`template ${template.name} and the volumes asked for are on different hosts`);
   const onlyHost = template.hostId ?? volumes.hostId;
-  // Only the namespace runtime mounts volumes so far.
+  // Without a runtime asked for, volumes go to the namespace runtime (capsules share them there;
+  // on qemu a capsule holds its volumes alone).
   const wantRuntime = input.runtime ?? (volumes.mounts.length ? 'namespace' : undefined);
 
   // Hosts that refused this capsule for lack of room: the next placement skips them.

@@ -9,6 +9,7 @@
 import { spawn } from 'node:child_process';
 import { copyFile, mkdir, readFile, rm, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import { InvalidArgumentError } from '@wrenn/protocol';
 import { GUEST_IP } from '../../network/tap.js';
 import { addGeneration, generationFile, materializeChain, newBuildId, sparseCopy } from '../../snapshot/index.js';
 import { ROOTFS_IMAGE, type VmImages } from '../../vm/images/index.js';
@@ -69,6 +70,8 @@ export interface QemuState {
   lastSnapshot?: PauseResult;
   /** Saved, but the RAM file is not in the chain yet (writing the generation failed): it is the memory. */
   ramNotInChain?: boolean;
+  /** Volume images opened as extra virtio disks, found by the guest through their serial. */
+  volumeDisks?: { image: string; serial: string }[];
 }
 
 /** In a snapshot template's directory: the frozen VM (machine shape, device state, memory chain) next to rootfs.ext4. */
@@ -108,6 +111,7 @@ const QEMU_VMM: VmmFacts = {
 export class QemuRuntime implements CapsuleRuntime {
   readonly name = 'qemu' as const;
   readonly pauseModes = ['memory-snapshot', 'freeze'] as const;
+  readonly volumeMounts = 'block' as const;
   private readonly qemu: string;
   private readonly qemuImg: string;
   private readonly boot: VmBoot;
@@ -150,7 +154,16 @@ export class QemuRuntime implements CapsuleRuntime {
     // Under emulation V8's JIT costs more than it saves (TCG re-translates every generated code
     // page): --jitless halves boot-to-ready and makes commands ~5x faster there.
     const nodeFlags = this.opts.guestNodeFlags ?? (accel.accel === 'tcg' ? ['--jitless'] : []);
-    const cmdline = this.boot.kernelArgs(spec, nodeFlags.length ? [`wrenn.node_flags=${nodeFlags.join(',')}`] : []);
+    const volumes = this.boot.volumeDisks(spec);
+    // Its memory is a guest that mounted its own disks already and would not mount these.
+    if (frozen && volumes.disks.length)
+      throw new InvalidArgumentError(
+        `template ${spec.template} is a memory snapshot; a capsule of it cannot mount volumes on the qemu runtime`,
+      );
+    const cmdline = this.boot.kernelArgs(spec, [
+      ...(nodeFlags.length ? [`wrenn.node_flags=${nodeFlags.join(',')}`] : []),
+      ...volumes.kernelArgs,
+    ]);
     const state: QemuState = {
       dir,
       pid: 0,
@@ -170,6 +183,7 @@ export class QemuRuntime implements CapsuleRuntime {
       statePath: join(dir, 'snapshot', 'device.mig'),
       memoryPath: join(dir, 'memory'),
       chainDir: join(dir, 'snapshot'),
+      ...(volumes.disks.length ? { volumeDisks: volumes.disks } : {}),
     };
     const handle: RuntimeHandle = { runtime: 'qemu', id: spec.id, address: capsuleIp, state };
     try {
@@ -209,7 +223,8 @@ export class QemuRuntime implements CapsuleRuntime {
 
   private args(id: string, s: QemuState, incoming: boolean): string[] {
     if (!s.memoryPath) throw new Error('internal: the guest RAM file path is not set');
-    for (const p of [s.dir, s.kernel, s.initrd, s.disk, s.memoryPath]) {
+    const vols = s.volumeDisks ?? [];
+    for (const p of [s.dir, s.kernel, s.initrd, s.disk, s.memoryPath, ...vols.map((v) => v.image)]) {
       if (!SAFE_PATH.test(p)) throw new Error(`path ${JSON.stringify(p)} has characters the qemu runtime cannot quote`);
     }
     return [
@@ -247,6 +262,12 @@ export class QemuRuntime implements CapsuleRuntime {
       `file=${s.disk},if=none,id=root,format=qcow2,cache=writeback,discard=unmap`,
       '-device',
       'virtio-blk-pci,drive=root',
+      ...vols.flatMap((v, i) => [
+        '-drive',
+        `file=${v.image},if=none,id=vol${i},format=raw,cache=writeback`,
+        '-device',
+        `virtio-blk-pci,drive=vol${i},serial=${v.serial}`,
+      ]),
       '-netdev',
       'tap,id=net0,ifname=tap0,script=no,downscript=no',
       '-device',
