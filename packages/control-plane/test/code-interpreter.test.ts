@@ -190,11 +190,19 @@ describe('@e2b/code-interpreter against wrenn up', () => {
     assert.equal(r.text, '123');
   });
 
-  it('runs kernels as the template user, without envd secrets in their environment', async () => {
+  it('runs kernels as root (as E2B does), without envd secrets in their environment', async () => {
     const r = await sbx.runCode(
       'import os, getpass\n[getpass.getuser(), sorted(k for k in os.environ if "TOKEN" in k or k.startswith("WRENN_ENVD"))]',
     );
-    assert.equal(r.text, "['user', []]");
+    assert.equal(r.text, "['root', []]");
+    const ctx = await sbx.createCodeContext({ cwd: '/root' });
+    assert.equal((await sbx.runCode('import os\nos.getcwd()', { context: ctx })).text, '/root');
+    await sbx.removeCodeContext(ctx);
+  });
+
+  it('starts with a python and a javascript context', async () => {
+    const langs = (await sbx.listCodeContexts()).map((c) => c.language);
+    assert.ok(langs.includes('python') && langs.includes('javascript'), langs.join(','));
   });
 
   it('fails cleanly when the sandbox was killed', async () => {

@@ -122,18 +122,40 @@ def _chart_of_axes(ax) -> dict:
         wedges = [w for w in ax.patches if isinstance(w, Wedge)]
         for i, w in enumerate(wedges):
             chart["elements"].append(
-                {"label": w.get_label() or (texts[i] if i < len(texts) else ""), "angle": _num(abs(w.theta2 - w.theta1)), "radius": _num(w.r)}
+                {
+                    "label": w.get_label() or (texts[i] if i < len(texts) else ""),
+                    "angle": _num(round(abs(w.theta2 - w.theta1), 4)),
+                    "radius": _num(w.r),
+                }
             )
     elif kind == "box_and_whisker":
         info = _axes_info(ax)
         chart.update({k: info[k] for k in ("x_label", "y_label", "x_unit", "y_unit")})
         labels = [t.get_text() for t in ax.get_xticklabels()]
         boxes = [p for p in ax.patches if isinstance(p, PathPatch)]
+        # boxplot(patch_artist=True) draws per box, in order: two whiskers, two caps, the median
+        # line and the outliers (fliers) as Line2D objects.
+        lines = list(ax.get_lines())
+        per_box = len(lines) // len(boxes) if boxes else 0
         for i, box in enumerate(boxes):
             ys = box.get_path().vertices[:, 1]
-            chart["elements"].append(
-                {"label": labels[i] if i < len(labels) else str(i), "first_quartile": _num(min(ys)), "third_quartile": _num(max(ys))}
-            )
+            element = {
+                "label": labels[i] if i < len(labels) else str(i),
+                "first_quartile": _num(min(ys)),
+                "third_quartile": _num(max(ys)),
+            }
+            if per_box >= 6:
+                w1, w2, c1, c2, median, fliers = lines[i * per_box : i * per_box + 6]
+                caps = [float(c1.get_ydata()[0]), float(c2.get_ydata()[0])]
+                element.update(
+                    {
+                        "min": _num(min(caps)),
+                        "max": _num(max(caps)),
+                        "median": _num(median.get_ydata()[0]),
+                        "outliers": [_num(v) for v in fliers.get_ydata()],
+                    }
+                )
+            chart["elements"].append(element)
     return chart
 
 

@@ -56,5 +56,24 @@ def _wrenn_formatters():
     formatters["e2b/chart"] = ChartFormatter(parent=ip.display_formatter)
 
 
+def _wrenn_show_saved_images():
+    # As E2B's kernels do: an image saved to a file is also shown (a result with its png).
+    from IPython.display import display
+    from PIL.Image import Image
+
+    save = Image.save
+
+    def save_and_show(image, fp, format=None, **options):
+        if isinstance(fp, str):
+            display(image)
+        return save(image, fp, format, **options)
+
+    Image.save = save_and_show
+
+
 _wrenn_formatters()
-del _wrenn_formatters
+try:
+    _wrenn_show_saved_images()
+except ImportError:
+    pass
+del _wrenn_formatters, _wrenn_show_saved_images

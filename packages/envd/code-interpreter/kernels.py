@@ -128,7 +128,9 @@ class PythonContext(Context):
 
     async def start(self) -> None:
         self.km = AsyncKernelManager(kernel_name="python3")
-        extra = [f"--IPKernelApp.exec_files={KERNEL_STARTUP}", "--IPKernelApp.matplotlib=inline"]
+        # No --matplotlib: ipykernel sets MPLBACKEND to the inline backend, so figures still come
+        # back, and matplotlib is imported only by cells that use it (not by every kernel start).
+        extra = [f"--IPKernelApp.exec_files={KERNEL_STARTUP}"]
         env = dict(os.environ)
         env.pop("PYTHONPATH", None)
         await self.km.start_kernel(cwd=self.cwd, extra_arguments=extra, env=env)

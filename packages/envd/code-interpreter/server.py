@@ -267,6 +267,8 @@ async def main() -> None:
     # The python kernel is started before the port opens: the agent hands the capsule out once
     # the port accepts, so the first runCode never waits for a kernel boot.
     await state.default_for("python")
+    # As E2B's: a javascript context is there from the start too (a Node process, ~50 ms).
+    await state.default_for("javascript")
     app.listen(args.port, args.host, max_body_size=MAX_BODY)
     log.info("listening on %s:%d (languages: %s)", args.host, args.port, ", ".join(LANGUAGES))
     await asyncio.Event().wait()

@@ -1,7 +1,7 @@
 // Starts the code-interpreter server (code-interpreter/server.py, shipped in envd's bundle) when
 // the capsule's template asks for it with /etc/wrenn/code-interpreter.json ({port, user, cwd}), as
-// `code-interpreter-v1` does. It runs as the template's user with a clean environment (nothing of
-// envd's own, no access token) and is started again if it exits. The sandbox's variables reach its
+// `code-interpreter-v1` does. It runs as the user the file names (root there, as E2B's Jupyter
+// does) with a clean environment (nothing of envd's own, no access token) and is started again if it exits. The sandbox's variables reach its
 // kernels through envd's GET /envs, since a warm-pool capsule boots before it has any.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';

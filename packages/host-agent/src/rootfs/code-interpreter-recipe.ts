@@ -91,7 +91,7 @@ export const codeInterpreterRecipe: TemplateRecipe = {
     await mkdir(join(root, 'etc/wrenn'), { recursive: true });
     await writeFile(
       join(root, CODE_INTERPRETER_MARKER),
-      `${JSON.stringify({ port: CODE_INTERPRETER_PORT, user: 'user', cwd: '/home/user' }, null, 2)}\n`,
+      `${JSON.stringify({ port: CODE_INTERPRETER_PORT, user: 'root', cwd: '/home/user' }, null, 2)}\n`,
     );
   },
 };
