@@ -2,6 +2,7 @@
 // runtime) on SQLite or a throwaway PostgreSQL, optional extra host agents in the same process,
 // and the options the official e2b SDK needs to talk to it. Every piece is torn down by close():
 // capsules (processes, cgroups, overlays), network namespaces, veths, iptables chains, data dirs.
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
@@ -38,6 +39,16 @@ export type DbKind = 'sqlite' | 'postgres';
 
 /** Network slot 0..15 of a test system (see testing/live-up.ts for which suite uses which). */
 export const testNetwork = slotNetwork;
+
+/** Whether QEMU is installed (the QEMU suites skip without it). */
+export const hasQemu = ((): boolean => {
+  try {
+    execFileSync('qemu-system-x86_64', ['--version'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+})();
 
 /**
  * The layers of a further agent on this machine: like createLocalLayers, plus a cgroup parent of

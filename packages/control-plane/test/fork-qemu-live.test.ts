@@ -4,20 +4,11 @@
 // source started keeps counting in them; their envd answers the SDK with each fork's own token
 // through the sandbox proxy. Software emulation here (no usable KVM), so this takes a few minutes.
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import { Sandbox } from 'e2b';
-import { type LiveSystem, startLive } from './e2b-live.js';
+import { hasQemu, type LiveSystem, startLive } from './e2b-live.js';
 
 const SLOT = 14;
-const hasQemu = (() => {
-  try {
-    execFileSync('qemu-system-x86_64', ['--version'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-})();
 
 describe('e2b SDK fork of a QEMU capsule against wrenn up', { skip: hasQemu ? false : 'no qemu-system-x86_64' }, () => {
   let sys: LiveSystem;

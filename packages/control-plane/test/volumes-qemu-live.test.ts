@@ -7,20 +7,11 @@
 // it holds; the host checks the image (e2fsck) before mounting it again and refuses it, and a
 // neighbour capsule keeps working. VMs are made through the native API (E2B's has no runtime).
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import { Sandbox, Volume } from 'e2b';
-import { type LiveSystem, startLive } from './e2b-live.js';
+import { hasQemu, type LiveSystem, startLive } from './e2b-live.js';
 
 const SLOT = 14;
-const hasQemu = (() => {
-  try {
-    execFileSync('qemu-system-x86_64', ['--version'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-})();
 
 describe('volumes on QEMU capsules against wrenn up', { skip: hasQemu ? false : 'no qemu-system-x86_64' }, () => {
   let sys: LiveSystem;
