@@ -437,7 +437,7 @@ export function defineNativeSuite(db: DbKind, slot: number): void {
       const templates = await call('GET', '/v1/templates');
       assert.deepEqual(
         templates.body.templates.map((x: { name: string }) => x.name),
-        ['base', 'minimal', 'native-snap'],
+        ['base', 'code-interpreter-v1', 'minimal', 'native-snap'],
       );
 
       const child = await newCapsule({ template: 'native-snap' });

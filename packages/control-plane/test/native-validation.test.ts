@@ -282,6 +282,7 @@ for (const dialect of ['sqlite', 'postgres'] as const) {
         templates.body.templates.map((x: { name: string; builtin: boolean }) => [x.name, x.builtin]),
         [
           ['base', true],
+          ['code-interpreter-v1', true],
           ['minimal', true],
         ],
       );
