@@ -1,0 +1,111 @@
+#!/usr/bin/env node
+// Auto-resume latency against `wrenn up` (prints JSON): a `minimal` capsule created through the
+// official e2b SDK with `lifecycle: {onTimeout: 'pause', autoResume: true}` is put to sleep, then
+// one request through the sandbox proxy (E2b-Sandbox-Id / E2b-Sandbox-Port headers) is timed from
+// its start until its answer, p50/p99 over BENCH_N runs, for:
+// - freeze (E2B's pause, memory kept): a busybox httpd started before the pause answers on 8080;
+// - hibernate (disk-only pause, native `mode: 'hibernate'`): processes restart, so the timed
+//   request is envd's own /health on 49983, answered once the capsule has booted again.
+// Templates come from the shared test cache (BENCH_IMAGES, default /var/cache/wrenn-test-images).
+// Run as root after `npm run build`.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startUp } from '@wrenn/cli';
+import { Sandbox } from 'e2b';
+import { removeCgroupParent } from './lib/cgroup-parent.mjs';
+
+const N = Number(process.env.BENCH_N ?? 20);
+const IMAGES = process.env.BENCH_IMAGES ?? '/var/cache/wrenn-test-images';
+const pct = (xs, p) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))];
+const round = (x) => Math.round(x * 10) / 10;
+const stats = (xs) => ({
+  p50_ms: round(pct(xs, 50)),
+  p99_ms: round(pct(xs, 99)),
+  min_ms: round(Math.min(...xs)),
+  n: xs.length,
+});
+
+const dataDir = mkdtempSync(join(tmpdir(), 'wrenn-bench-auto-resume-'));
+const cgroupParent = 'wrenn-bench-auto-resume';
+const up = await startUp({
+  dataDir,
+  imagesDir: IMAGES,
+  listen: { host: '127.0.0.1', port: 0 },
+  domain: 'localhost',
+  logLevel: 'silent',
+  cgroupParent,
+  network: {
+    pool: '10.219.4.0/24',
+    names: { netnsPrefix: 'wra-', ifPrefix: 'wa', chainPrefix: 'WRA' },
+    metadataPort: 31255,
+  },
+});
+
+/** One request through the proxy; throws unless it is answered with 2xx. */
+async function proxied(id, port, path) {
+  const r = await fetch(`${up.url}${path}`, { headers: { 'E2b-Sandbox-Id': id, 'E2b-Sandbox-Port': String(port) } });
+  const body = await r.text();
+  if (r.status < 200 || r.status > 299) throw new Error(`${path} on port ${port}: ${r.status} ${body.slice(0, 200)}`);
+  return body;
+}
+
+async function nativePause(id, mode) {
+  const r = await fetch(`${up.url}/v1/capsules/${id}/pause`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${up.adminKey}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ mode }),
+  });
+  if (r.status !== 200) throw new Error(`pause ${mode}: ${r.status} ${await r.text()}`);
+}
+
+try {
+  const opts = { apiKey: up.adminKey, apiUrl: up.url, sandboxUrl: up.url, domain: 'localhost' };
+  const sbx = await Sandbox.create('minimal', {
+    ...opts,
+    timeoutMs: 3_600_000,
+    lifecycle: { onTimeout: 'pause', autoResume: true },
+  });
+  await sbx.files.write('/tmp/www/index.html', 'awake');
+  await sbx.commands.run('busybox httpd -f -p 8080 -h /tmp/www', { background: true });
+  for (let i = 0; (await proxied(sbx.sandboxId, 8080, '/index.html').catch(() => '')) !== 'awake'; i++) {
+    if (i === 50) throw new Error('busybox httpd in the capsule did not answer on 8080 within 5 s');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+
+  const freeze = [];
+  for (let i = 0; i < N; i++) {
+    if (!(await Sandbox.pause(sbx.sandboxId, opts))) throw new Error('pause refused');
+    const t0 = performance.now();
+    if ((await proxied(sbx.sandboxId, 8080, '/index.html')) !== 'awake') throw new Error('wrong answer');
+    freeze.push(performance.now() - t0);
+  }
+  process.stderr.write(`freeze: ${JSON.stringify(stats(freeze))}\n`);
+
+  const hibernate = [];
+  for (let i = 0; i < Math.max(3, Math.floor(N / 2)); i++) {
+    await nativePause(sbx.sandboxId, 'hibernate');
+    const t0 = performance.now();
+    await proxied(sbx.sandboxId, 49983, '/health');
+    hibernate.push(performance.now() - t0);
+  }
+  await sbx.kill();
+  console.log(
+    JSON.stringify(
+      {
+        bench: 'auto-resume',
+        what: 'first proxied request to a paused autoResume capsule until its answer (namespace, minimal)',
+        freeze_httpd_8080: stats(freeze),
+        hibernate_envd_health: { ...stats(hibernate), processes_restarted: true },
+      },
+      null,
+      2,
+    ),
+  );
+} finally {
+  await up.agent.manager.destroyAll().catch(() => undefined);
+  await up.close();
+  await up.layers.networkManager.removeAll().catch(() => undefined);
+  rmSync(dataDir, { recursive: true, force: true });
+  removeCgroupParent(cgroupParent);
+}
