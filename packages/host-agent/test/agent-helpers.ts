@@ -12,6 +12,16 @@ import { createAgentClient } from '../src/auth/client.js';
 import { createLocalLayers, type LocalLayers } from '../src/local-providers.js';
 import type { NetworkOptions } from '../src/network/index.js';
 
+/** Whether QEMU is installed (the QEMU suites skip without it). */
+export const hasQemu = ((): boolean => {
+  try {
+    execFileSync('qemu-system-x86_64', ['--version'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+})();
+
 export interface TestAgent {
   dataDir: string;
   agent: RunningAgent;

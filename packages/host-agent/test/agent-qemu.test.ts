@@ -3,19 +3,9 @@
 // Software emulation here: /dev/kvm cannot run a vCPU on this machine (KVM paths are verified only on KVM hosts).
 
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { after, test } from 'node:test';
 import { CapsuleState } from '@wrenn/protocol/gen/hostagent/v1/hostagent_pb';
-import { leftovers, newDataDir, startTestAgent, type TestAgent, teardown, text } from './agent-helpers.js';
-
-const hasQemu = (() => {
-  try {
-    execFileSync('qemu-system-x86_64', ['--version'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-})();
+import { hasQemu, leftovers, newDataDir, startTestAgent, type TestAgent, teardown, text } from './agent-helpers.js';
 
 const dataDir = newDataDir();
 let t: TestAgent | undefined;

@@ -4,19 +4,9 @@
 // the fork stay in the VM that made them; each fork's envd takes the fork's own access token.
 // Software emulation here (TCG: no usable KVM on this machine), so this file takes minutes.
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { after, test } from 'node:test';
 import { CapsuleState } from '@wrenn/protocol/gen/hostagent/v1/hostagent_pb';
-import { leftovers, newDataDir, startTestAgent, type TestAgent, teardown, text } from './agent-helpers.js';
-
-const hasQemu = (() => {
-  try {
-    execFileSync('qemu-system-x86_64', ['--version'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-})();
+import { hasQemu, leftovers, newDataDir, startTestAgent, type TestAgent, teardown, text } from './agent-helpers.js';
 
 const dataDir = newDataDir();
 let t: TestAgent | undefined;
