@@ -14,17 +14,11 @@ import { join } from 'node:path';
 import { startUp } from '@wrenn/cli';
 import { Sandbox } from 'e2b';
 import { removeCgroupParent } from './lib/cgroup-parent.mjs';
+import { latencyStats } from './lib/latency-stats.mjs';
 
 const N = Number(process.env.BENCH_N ?? 20);
 const IMAGES = process.env.BENCH_IMAGES ?? '/var/cache/wrenn-test-images';
-const pct = (xs, p) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))];
-const round = (x) => Math.round(x * 10) / 10;
-const stats = (xs) => ({
-  p50_ms: round(pct(xs, 50)),
-  p99_ms: round(pct(xs, 99)),
-  min_ms: round(Math.min(...xs)),
-  n: xs.length,
-});
+const stats = (xs) => latencyStats(xs);
 
 const dataDir = mkdtempSync(join(tmpdir(), 'wrenn-bench-auto-resume-'));
 const cgroupParent = 'wrenn-bench-auto-resume';

@@ -10,19 +10,13 @@ import { join } from 'node:path';
 import { Sandbox } from '@e2b/code-interpreter';
 import { startUp } from '@wrenn/cli';
 import { removeCgroupParent } from './lib/cgroup-parent.mjs';
+import { latencyStats } from './lib/latency-stats.mjs';
 
 const N = Number(process.env.BENCH_N ?? 10);
 const ROUND_TRIPS = Number(process.env.BENCH_ROUND_TRIPS ?? 50);
 const TEMPLATE = 'code-interpreter-v1';
 const IMAGES = process.env.WRENN_BENCH_IMAGES ?? process.env.WRENN_TEST_IMAGES ?? '/var/cache/wrenn-test-images';
-const pct = (xs, p) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))];
-const round = (x) => Math.round(x * 100) / 100;
-const stats = (xs) => ({
-  p50_ms: round(pct(xs, 50)),
-  p90_ms: round(pct(xs, 90)),
-  min_ms: round(Math.min(...xs)),
-  n: xs.length,
-});
+const stats = (xs) => latencyStats(xs, { percentiles: [50, 90], digits: 2 });
 
 async function withUp(warm, fn) {
   const dataDir = mkdtempSync(join(tmpdir(), 'wrenn-bench-ci-'));

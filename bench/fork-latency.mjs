@@ -16,21 +16,14 @@ import { join } from 'node:path';
 import { startUp } from '@wrenn/cli';
 import { Sandbox } from 'e2b';
 import { removeCgroupParent } from './lib/cgroup-parent.mjs';
+import { latencyStats } from './lib/latency-stats.mjs';
 
 const N = Number(process.env.BENCH_N ?? 20);
 const N_QEMU = Number(process.env.BENCH_QEMU_N ?? 3);
 /** MiB of the source's own files (what the namespace fork copies). */
 const FILES_MIB = Number(process.env.BENCH_FILES_MIB ?? 32);
 const IMAGES = process.env.BENCH_IMAGES ?? '/var/cache/wrenn-test-images';
-const pct = (xs, p) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))];
-const round = (x) => Math.round(x * 10) / 10;
-const stats = (xs) => ({
-  p50_ms: round(pct(xs, 50)),
-  p99_ms: round(pct(xs, 99)),
-  min_ms: round(Math.min(...xs)),
-  max_ms: round(Math.max(...xs)),
-  n: xs.length,
-});
+const stats = (xs) => latencyStats(xs, { max: true });
 
 async function withUp(name, opts, fn) {
   const dataDir = mkdtempSync(join(tmpdir(), `wrenn-bench-${name}-`));
