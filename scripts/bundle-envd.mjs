@@ -95,6 +95,18 @@ cpSync(join(root, 'packages/envd/code-interpreter'), join(out, 'code-interpreter
   recursive: true,
   filter: (src) => !src.includes('__pycache__'),
 });
+// The TypeScript contexts strip types with sucrase inside the capsule's Node kernel
+// (node_kernel.cjs): one self-contained file there, loaded on the first TypeScript cell.
+await build({
+  entryPoints: [join(root, 'node_modules/sucrase/dist/index.js')],
+  outfile: join(out, 'code-interpreter/sucrase.cjs'),
+  bundle: true,
+  platform: 'node',
+  target: 'node18',
+  format: 'cjs',
+  minify: true,
+  logLevel: 'warning',
+});
 // envd would quietly fall back to child_process without it (e.g. while the addon is being rebuilt).
 if (!existsSync(join(out, 'node_modules/@wrenn/native/build/Release/wrenn_native.node'))) {
   throw new Error(

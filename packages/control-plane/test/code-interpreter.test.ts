@@ -1,7 +1,7 @@
 // The published @e2b/code-interpreter package, unchanged, against `wrenn up` with the built-in
 // `code-interpreter-v1` template (built on first use into the shared template cache, then reused):
 // Python state, streaming callbacks, errors with tracebacks, DataFrames, matplotlib charts as PNG
-// plus chart data, env vars per call and per sandbox, cwd, contexts, JavaScript and bash, an
+// plus chart data, env vars per call and per sandbox, cwd, contexts, JavaScript, TypeScript and bash, an
 // interrupt by timeout, reconnecting, and a killed sandbox. Network slot 9 (shared with the e2b
 // base suite; test files run one at a time).
 
@@ -156,6 +156,23 @@ describe('@e2b/code-interpreter against wrenn up', () => {
     assert.deepEqual(out.logs.stdout, ['from node\n']);
     const bad = await sbx.runCode('null.x', { language: 'js' });
     assert.equal(bad.error?.name, 'TypeError');
+  });
+
+  it('runs typescript with its types stripped, state, top-level await and import', async () => {
+    const out = await sbx.runCode('const message: string = "Hello TS"; console.log(message)', { language: 'ts' });
+    assert.deepEqual(out.logs.stdout, ['Hello TS\n']);
+    const typed = await sbx.runCode(
+      "import { basename } from 'node:path'\ninterface Box { n: number }\nconst box: Box = { n: await Promise.resolve(41) }\nbasename('/x/' + (box.n + 1))",
+      { language: 'typescript' },
+    );
+    assert.equal(typed.error, undefined);
+    assert.equal(typed.text, '42');
+    const kept = await sbx.runCode('message.length as number', { language: 'ts' });
+    assert.equal(kept.text, '8');
+    const cwd = await sbx.runCode('process.cwd()', { language: 'ts' });
+    assert.equal(cwd.text, '/home/user');
+    const bad = await sbx.runCode('const broken: = 1', { language: 'ts' });
+    assert.equal(bad.error?.name, 'SyntaxError');
   });
 
   it('runs bash with state', async () => {

@@ -13,8 +13,8 @@ from jupyter_client.manager import AsyncKernelManager
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 KERNEL_STARTUP = os.path.join(HERE, "kernel_startup.py")
-LANGUAGES = ["python", "javascript", "bash"]
-KNOWN_ELSEWHERE = {"r", "java", "typescript", "deno"}
+LANGUAGES = ["python", "javascript", "typescript", "bash"]
+KNOWN_ELSEWHERE = {"r", "java", "deno"}
 POLL_S = 1.0
 
 
@@ -69,7 +69,7 @@ def env_snippet(language: str, set_vars: dict, unset: list) -> str:
     if language == "python":
         lines += [f"__import__('os').environ[{k!r}] = {v!r}" for k, v in set_vars.items()]
         lines += [f"__import__('os').environ.pop({k!r}, None)" for k in unset]
-    elif language == "javascript":
+    elif language in ("javascript", "typescript"):
         lines += [f"process.env[{json_str(k)}] = {json_str(v)};" for k, v in set_vars.items()]
         lines += [f"delete process.env[{json_str(k)}];" for k in unset]
     elif language == "bash":
@@ -300,7 +300,7 @@ class JavascriptContext(ProcessContext):
     def cell(self, code: str, silent: bool) -> bytes:
         import json
 
-        return (json.dumps({"code": code, "silent": silent}) + "\n").encode()
+        return (json.dumps({"code": code, "silent": silent, "typescript": self.language == "typescript"}) + "\n").encode()
 
     def after(self, status: str, emit) -> None:
         import json
@@ -318,9 +318,20 @@ class JavascriptContext(ProcessContext):
             emit({"type": "error", "name": e.get("name", "Error"), "value": e.get("value", ""), "traceback": e.get("traceback", "")})
 
 
+class TypescriptContext(JavascriptContext):
+    """The JavaScript process with each cell's types stripped first (node_kernel.cjs)."""
+
+    language = "typescript"
+
+
 async def new_context(language: str, cwd: str) -> Context:
     if not os.path.isdir(cwd):
         raise FileNotFoundError(f"cwd {cwd} is not a directory")
-    ctx = {"python": PythonContext, "bash": BashContext, "javascript": JavascriptContext}[language](cwd)
+    ctx = {
+        "python": PythonContext,
+        "bash": BashContext,
+        "javascript": JavascriptContext,
+        "typescript": TypescriptContext,
+    }[language](cwd)
     await ctx.start()
     return ctx

@@ -3,6 +3,8 @@
 // functions and imports stay), with top-level await and ESM `import` statements (turned into
 // dynamic imports resolved from the context's working directory). After a cell, a marker line
 // with its outcome (the last expression's value or the error) goes to stdout and stderr.
+// A TypeScript context is the same process with its cells' types stripped first by sucrase
+// (bundled beside this file as sucrase.cjs, loaded on the first TypeScript cell).
 
 const vm = require('node:vm');
 const util = require('node:util');
@@ -69,6 +71,14 @@ function asyncCell(code) {
   }
 }
 
+let sucrase;
+function stripTypes(code) {
+  sucrase ??= require('./sucrase.cjs');
+  // Imports are kept even when this cell does not use them: a later cell may.
+  return sucrase.transform(code, { transforms: ['typescript'], keepUnusedImports: true, disableESTransforms: true })
+    .code;
+}
+
 async function run(code) {
   const needsAsync = /\bawait\b/.test(code) || /^\s*import\s/m.test(code);
   const source = needsAsync ? asyncCell(code) : code;
@@ -93,7 +103,8 @@ async function runLine(line) {
   }
   const outcome = {};
   try {
-    const value = await run(String(cell.code ?? ''));
+    const source = String(cell.code ?? '');
+    const value = await run(cell.typescript ? stripTypes(source) : source);
     if (value !== undefined && !cell.silent) outcome.result = { 'text/plain': util.inspect(value) };
   } catch (err) {
     const e = err instanceof Error ? err : new Error(String(err));
