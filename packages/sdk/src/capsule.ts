@@ -2,6 +2,14 @@
 // methods that create, find and reconnect to capsules. Shaped like E2B's Sandbox.
 
 import type { CapsuleRequest, ForkCapsuleBodyJson, ForkCapsuleResultJson, TimeoutAction } from '@wrenn/protocol';
+import {
+  CODE_INTERPRETER_PORT,
+  type CodeContext,
+  CodeInterpreter,
+  type CreateCodeContextOptions,
+  type Execution,
+  type RunCodeOptions,
+} from './code-interpreter.js';
 import { Commands } from './commands.js';
 import type { ConnectionOptions } from './config.js';
 import { errorFromResponse, type WrennError } from './errors.js';
@@ -63,6 +71,7 @@ export class Capsule {
   info: CapsuleInfo;
   private readonly api: ApiClient;
   private readonly domain: string | undefined;
+  private interpreter: CodeInterpreter | undefined;
 
   /** @internal Use Capsule.create, Capsule.connect or Capsule.get. */
   constructor(api: ApiClient, info: CapsuleInfo, domain?: string) {
@@ -229,6 +238,41 @@ export class Capsule {
       pids: Number(m.pids),
       timestamp: new Date(String(m.timestamp)),
     };
+  }
+
+  /** The capsule's code interpreter (templates built on `code-interpreter-v1`), through the proxy. */
+  get codeInterpreter(): CodeInterpreter {
+    this.interpreter ??= new CodeInterpreter({
+      url: this.getUrl(CODE_INTERPRETER_PORT),
+      capsuleId: this.capsuleId,
+      accessToken: this.info.envdAccessToken,
+      requestTimeoutMs: this.api.conn.requestTimeoutMs,
+    });
+    return this.interpreter;
+  }
+
+  /**
+   * Runs code in the capsule's code interpreter (python by default; state is kept between calls
+   * of a context) and returns its output, results and error; callbacks see them as they stream.
+   */
+  runCode(code: string, opts: RunCodeOptions = {}): Promise<Execution> {
+    return this.codeInterpreter.runCode(code, opts);
+  }
+
+  createCodeContext(opts: CreateCodeContextOptions = {}): Promise<CodeContext> {
+    return this.codeInterpreter.createCodeContext(opts);
+  }
+
+  listCodeContexts(): Promise<CodeContext[]> {
+    return this.codeInterpreter.listCodeContexts();
+  }
+
+  restartCodeContext(context: CodeContext | string): Promise<void> {
+    return this.codeInterpreter.restartCodeContext(context);
+  }
+
+  removeCodeContext(context: CodeContext | string): Promise<void> {
+    return this.codeInterpreter.removeCodeContext(context);
   }
 
   /** Host name that reaches `port` in the capsule through the proxy: `<port>-<id>.<domain>`. */

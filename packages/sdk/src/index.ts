@@ -1,4 +1,4 @@
-// @wrenn/sdk: capsules, commands, terminals, files, snapshots, templates and volumes over Wrenn's native API.
+// @wrenn/sdk: capsules, commands, terminals, files, code interpreter, snapshots, templates and volumes over Wrenn's native API.
 
 export type {
   CapsuleConnectOptions,
@@ -8,6 +8,17 @@ export type {
   CapsuleListFilters,
 } from './capsule.js';
 export { Capsule } from './capsule.js';
+export type {
+  ChartData,
+  CodeContext,
+  CodeInterpreterOptions,
+  CreateCodeContextOptions,
+  ExecutionError,
+  ExecutionResult,
+  OutputMessage,
+  RunCodeOptions,
+} from './code-interpreter.js';
+export { CODE_INTERPRETER_PORT, CodeInterpreter, Execution } from './code-interpreter.js';
 export type { BackgroundOptions, CommandResult, CommandStartOptions, RunOptions } from './commands.js';
 export { CommandHandle, Commands } from './commands.js';
 export type { ConnectionOptions } from './config.js';
