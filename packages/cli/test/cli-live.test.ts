@@ -269,6 +269,32 @@ describe('wrenn CLI against wrenn up', () => {
     assert.doesNotMatch(bad.stderr, STACK);
   });
 
+  it('capsule run-code: streams output, prints results, reads code from stdin, fails on an error', async () => {
+    const id = (await ok(['capsule', 'create', '--template', 'code-interpreter-v1', '--timeout', '300'])).stdout.trim();
+    capsules.push(id);
+    const first = await ok([
+      'capsule',
+      'run-code',
+      id,
+      'import sys\nprint("out")\nprint("err", file=sys.stderr)\nx = 20\nx + 1',
+    ]);
+    assert.equal(first.stdout, 'out\n21\n');
+    assert.equal(first.stderr, 'err\n');
+    // State is kept; `-` reads the code from stdin.
+    assert.equal((await ok(['capsule', 'run-code', id, '-'], { input: 'x * 2' })).stdout, '40\n');
+    assert.equal((await ok(['capsule', 'run-code', id, '--language', 'js', '[1, 2].length'])).stdout, '2\n');
+    const json = JSON.parse((await ok(['capsule', 'run-code', id, '--json', 'print(3)'])).stdout);
+    assert.deepEqual(json.stdout, ['3\n']);
+    const bad = await wrenn(['capsule', 'run-code', id, '1/0']);
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr.replace(/\x1b\[[0-9;]*m/g, ''), /ZeroDivisionError/);
+    assert.doesNotMatch(bad.stderr, STACK);
+    const lang = await wrenn(['capsule', 'run-code', id, '--language', 'cobol', '1']);
+    assert.equal(lang.code, 1);
+    assert.match(lang.stderr, /not available/);
+    assert.doesNotMatch(lang.stderr, STACK);
+  });
+
   it('bad input: a wrong key and an unknown capsule say what is wrong, exit 1, no stack trace', async () => {
     const wrongKey = await wrenn(['capsule', 'ls'], { env: { WRENN_API_KEY: 'wrn_wrongwrongwrongwrongwrongwrongwr' } });
     assert.equal(wrongKey.code, 1);

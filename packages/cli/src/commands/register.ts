@@ -71,6 +71,18 @@ export function registerUserCommands(program: Command): void {
     .option('--json', 'print the forks as JSON')
     .action(async (id: string, o) => (await import('./fork.js')).fork(id, o));
 
+  capsule
+    .command('run-code <id> <code>')
+    .description(
+      "run code in a capsule's code interpreter (template code-interpreter-v1); `-` reads the code from stdin",
+    )
+    .option('-l, --language <language>', 'python (default), javascript, bash, ...')
+    .option('--context <id>', 'run in this code context instead of the default one')
+    .option('-e, --env <KEY=VALUE>', 'environment variable for this run (repeatable)', collect)
+    .option('--timeout <sec>', 'interrupt the code after this many seconds (default 60; 0 = never)')
+    .option('--json', 'print stdout, stderr, results and error as JSON')
+    .action(async (id: string, code: string, o) => (await import('./run-code.js')).runCode(id, code, o));
+
   program
     .command('exec <id> <command...>')
     .description('run a command in a capsule; output is streamed and its exit code is returned')
