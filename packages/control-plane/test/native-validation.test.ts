@@ -77,8 +77,13 @@ for (const dialect of ['sqlite', 'postgres'] as const) {
         [{ flavour: 'large' }, /body must NOT have additional properties|flavour/],
         [{ env: { '1BAD': 'x' } }, /env key '1BAD'/],
         [{ network: { allow_out: { a: 1 } } }, /body\/network\/allow_out must be array/],
-        [{ network: { deny_out: [] } }, /body\/network must NOT have additional properties|deny_out/],
-        [{ network: { allow_out: ['nope'] } }, /network\.allow_out: "nope" is not an IPv4 CIDR/],
+        [{ network: { block_out: [] } }, /body\/network must NOT have additional properties|block_out/],
+        [{ network: { allow_out: ['nope'] } }, /network\.allow_out: "nope" is not a domain/],
+        [{ network: { deny_out: ['example.com'] } }, /network\.deny_out: .*takes no domain names/],
+        [
+          { network: { rules: { 'api.example.com': [{ transform: { headers: { Host: 'x' } } }] } } },
+          /the Host header cannot be set by a rule/,
+        ],
         [
           { network: { allow_out: ['10.0.0.1/8'] } },
           /network\.allow_out: .*host bits set: did you mean 10\.0\.0\.0\/8/,

@@ -68,11 +68,21 @@ export function networkProvider(net: NetworkManager): NetworkProvider {
         internet: opts.internet,
         metadata: opts.metadata,
         deferFirewall: opts.deferFirewall,
-        ...(opts.allowOut ? { allowOut: opts.allowOut } : {}),
+        ...(opts.policy ?? {}),
       });
       return { ...n };
     },
-    checkPolicy: (policy) => ({ allowOut: net.checkAllowOut(policy.allowOut) }),
+    checkPolicy(policy) {
+      const p = net.checkPolicy(policy);
+      return {
+        allowOut: p.allowOut,
+        ...(p.denyOut.length ? { denyOut: p.denyOut } : {}),
+        ...(Object.keys(p.rules).length ? { rules: p.rules } : {}),
+      };
+    },
+    async setPolicy(id, policy) {
+      await net.setPolicy(id, policy ?? {});
+    },
     ready: (id) => net.firewallReady(id),
     destroy: (id) => net.destroy(id),
     async setInternet(id, on) {

@@ -6,6 +6,7 @@ export { timestampFromMs, timestampMs } from '@bufbuild/protobuf/wkt';
 export * from './connect-errors.js';
 export * from './contract/index.js';
 export * from './contract/json.js';
+export * from './contract/network-schemas.js';
 export * from './contract/resources.js';
 export * from './contract/schemas.js';
 export * from './contract/volume-schemas.js';

@@ -26,6 +26,11 @@ export {
   requireCapsuleState,
 } from './capsules/lookup.js';
 export { type CapsuleMetrics, capsuleMetrics, capsuleMetricsHistory } from './capsules/metrics.js';
+export {
+  type CapsuleEgressPolicy,
+  getCapsuleNetwork,
+  updateCapsuleNetwork,
+} from './capsules/network.js';
 export { validateCommandTimeout, validateCreate, validateEnvs, validateMetadata } from './capsules/validate.js';
 
 /** States in which a capsule still exists somewhere (on its host's disk at least). */

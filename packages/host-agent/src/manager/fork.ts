@@ -152,7 +152,7 @@ function forkInput(source: CapsuleRecord, template: string, t: ForkTarget, resta
     envs: source.envs,
     metadata: source.metadata,
     internet: source.internet,
-    ...(source.networkPolicy ? { network: { allowOut: source.networkPolicy.allowOut } } : {}),
+    ...(source.networkPolicy ? { network: source.networkPolicy } : {}),
     envdAccessToken: t.envdAccessToken,
     ...(source.defaultUser ? { defaultUser: source.defaultUser } : {}),
     ...(source.defaultWorkdir ? { defaultWorkdir: source.defaultWorkdir } : {}),

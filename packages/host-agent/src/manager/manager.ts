@@ -362,7 +362,7 @@ export class SandboxManager {
       internet: rec.internet,
       metadata,
       deferFirewall: true,
-      ...(rec.networkPolicy ? { allowOut: rec.networkPolicy.allowOut } : {}),
+      ...(rec.networkPolicy ? { policy: rec.networkPolicy } : {}),
     });
     rec.address = rec.network.capsuleIp;
     const firewall = this.deps.network.ready?.(rec.id);
@@ -389,16 +389,45 @@ export class SandboxManager {
     await firewall;
   }
 
-  /** The create input's network policy, checked against this host's settings; undefined when empty. */
+  /** A network policy, checked against this host's settings; undefined when it has nothing in it. */
   private checkNetworkPolicy(input: CreateCapsuleInput['network']): CapsuleNetworkPolicy | undefined {
-    if (input === undefined || input.allowOut === undefined || input.allowOut.length === 0) return undefined;
+    const empty = (l: unknown[] | undefined) => l === undefined || l.length === 0;
+    if (
+      input === undefined ||
+      (empty(input.allowOut) && empty(input.denyOut) && Object.keys(input.rules ?? {}).length === 0)
+    )
+      return undefined;
     if (!this.deps.network.checkPolicy)
-      throw new InvalidArgumentError('network.allowOut is not supported by this host');
+      throw new InvalidArgumentError('network policies are not supported by this host');
     try {
       return this.deps.network.checkPolicy(input);
     } catch (err) {
-      throw new InvalidArgumentError(`network.allowOut: ${err instanceof Error ? err.message : String(err)}`);
+      const message = err instanceof Error ? err.message : String(err);
+      throw new InvalidArgumentError(message.startsWith('network') ? message : `network: ${message}`);
     }
+  }
+
+  /**
+   * Replaces the egress policy of a capsule (running or paused; kept across pause, resume and an
+   * agent restart with its record). New connections follow it at once.
+   */
+  async updateNetwork(id: string, input: CreateCapsuleInput['network']): Promise<CapsuleRecord> {
+    return this.locked(id, async () => {
+      const rec = this.get(id);
+      if (rec.state !== 'running' && rec.state !== 'paused' && rec.state !== 'hibernated') {
+        throw new FailedPreconditionError(
+          `capsule ${id} is ${rec.state}; its network can be changed while running or paused`,
+        );
+      }
+      const policy = this.checkNetworkPolicy(input);
+      if (!this.deps.network.setPolicy)
+        throw new InvalidArgumentError('network policies are not supported by this host');
+      await this.deps.network.setPolicy(rec.runtimeId ?? rec.id, policy);
+      if (policy) rec.networkPolicy = policy;
+      else delete rec.networkPolicy;
+      await this.store.save(rec);
+      return rec;
+    });
   }
 
   /** Boots a capsule for the warm pool under an internal id; /init comes when it is claimed. */

@@ -1,6 +1,7 @@
 // What the sandbox manager needs from the network and template layers, kept narrow so the
 // manager can be driven by any runtime and tested without knowing how those layers work.
 
+import type { EgressPolicy, NetworkRule } from '@wrenn/protocol';
 import type { CapacityConfig } from '../capacity/capacity.js';
 import type { CapsuleRuntime, RuntimeHandle, RuntimeName } from '../runtimes/runtime.js';
 import type { CapsuleState } from './state-machine.js';
@@ -12,20 +13,34 @@ export interface CapsuleNetworkInfo {
   [key: string]: unknown;
 }
 
-/** What a capsule may reach besides the internet (non-global destinations are closed by default). */
+/**
+ * A capsule's egress policy, normalised (the contract's EgressPolicy after the host's checks).
+ * Non-global destinations stay closed unless the host lets them be opened.
+ */
 export interface CapsuleNetworkPolicy {
-  /** IPv4 CIDRs reachable even with internet off (normalised). */
+  /** IPv4 CIDRs, domains and *.domain patterns reachable whatever denyOut and the internet switch say. */
   allowOut: string[];
+  /** IPv4 CIDRs refused (0.0.0.0/0: all but allowOut). */
+  denyOut?: string[];
+  /** Domain -> transforms of the egress proxy (header injection). */
+  rules?: Record<string, NetworkRule[]>;
 }
 
 export interface NetworkProvider {
   /** `deferFirewall`: may return before forwarding is switched on; `ready(id)` then says when it is. */
   create(
     id: string,
-    opts: { internet: boolean; metadata: Record<string, string>; deferFirewall?: boolean; allowOut?: string[] },
+    opts: {
+      internet: boolean;
+      metadata: Record<string, string>;
+      deferFirewall?: boolean;
+      policy?: CapsuleNetworkPolicy;
+    },
   ): Promise<CapsuleNetworkInfo>;
   /** Validates and normalises a policy against this host's settings; throws (with why) when refused. */
-  checkPolicy?(policy: { allowOut?: unknown }): CapsuleNetworkPolicy;
+  checkPolicy?(policy: EgressPolicy): CapsuleNetworkPolicy;
+  /** Replaces a capsule's egress policy (checked first); new connections follow it at once. */
+  setPolicy?(id: string, policy: CapsuleNetworkPolicy | undefined): Promise<void>;
   ready?(id: string): Promise<void>;
   destroy(id: string): Promise<void>;
   setInternet?(id: string, on: boolean): Promise<void>;
@@ -75,7 +90,7 @@ export interface CapsuleRecord {
   metadata: Record<string, string>;
   envs: Record<string, string>;
   internet: boolean;
-  /** Absent: no allowOut. */
+  /** Absent: no egress policy (only the internet switch). */
   networkPolicy?: CapsuleNetworkPolicy;
   envdAccessToken: string;
   /** envd's default user and working directory, sent with every /init (absent: user, /home/user). */

@@ -4,15 +4,9 @@
 // for all its capsules (WRENN_EGRESS_ALLOW_CIDRS), or lets a capsule open some for itself
 // (`allowOut` entries inside WRENN_EGRESS_OPENABLE_CIDRS): the API caller is a tenant, so what a
 // capsule may open is the operator's choice. Strict parsing: bad input is an error, never ignored.
-import { CAPSULE_LIMITS } from '@wrenn/protocol';
-import { intToIp, ipToInt } from './address-pool.js';
+import { CAPSULE_LIMITS, type Ipv4Cidr, parseIpv4Cidr } from '@wrenn/protocol';
 
-export interface Cidr {
-  /** Normalised text, e.g. "10.0.0.0/8". */
-  text: string;
-  base: number;
-  prefixLen: number;
-}
+export type Cidr = Ipv4Cidr;
 
 /** Non-global IPv4 ranges closed to capsules by default (the host's own addresses are closed by the INPUT chain). */
 export const NON_GLOBAL_V4: readonly string[] = [
@@ -35,25 +29,8 @@ export const NON_GLOBAL_V4: readonly string[] = [
 /** How many allowOut entries one capsule may have (each is one rule in the shared chains). */
 export const MAX_ALLOW_OUT = CAPSULE_LIMITS.maxAllowOut;
 
-/** Parses "a.b.c.d/len" or a bare "a.b.c.d" (= /32); host bits must be zero. */
-export function parseCidr(input: string): Cidr {
-  if (typeof input !== 'string') throw new Error(`${JSON.stringify(input)} is not a CIDR (a string like 10.0.0.0/8)`);
-  const m = /^((?:0|[1-9]\d{0,2})(?:\.(?:0|[1-9]\d{0,2})){3})(?:\/(0|[1-9]\d?))?$/.exec(input.trim());
-  const prefixLen = m ? (m[2] === undefined ? 32 : Number(m[2])) : NaN;
-  let ip = NaN;
-  try {
-    if (m) ip = ipToInt(m[1]!);
-  } catch {
-    // reported below
-  }
-  if (!m || Number.isNaN(ip) || prefixLen > 32) {
-    throw new Error(`"${input}" is not an IPv4 CIDR like 10.0.0.0/8 or an IPv4 address`);
-  }
-  const mask = prefixLen === 0 ? 0 : (0xffffffff << (32 - prefixLen)) >>> 0;
-  const base = (ip & mask) >>> 0;
-  if (base !== ip) throw new Error(`"${input}" has host bits set: did you mean ${intToIp(base)}/${prefixLen}?`);
-  return { text: `${intToIp(base)}/${prefixLen}`, base, prefixLen };
-}
+/** Parses "a.b.c.d/len" or a bare "a.b.c.d" (= /32); host bits must be zero (the contract's parser). */
+export const parseCidr = (input: string): Cidr => parseIpv4Cidr(input);
 
 /** A comma-separated list (an environment variable); empty or unset = none. */
 export function parseCidrList(value: string | undefined, what: string): Cidr[] {

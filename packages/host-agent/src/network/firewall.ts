@@ -37,6 +37,8 @@ export interface FirewallConfig extends FirewallNames {
   dnsServers: readonly string[];
   /** Non-global ranges open to every capsule of this host (WRENN_EGRESS_ALLOW_CIDRS). */
   allowCidrs: readonly string[];
+  /** The egress proxy's ports on the host (plain HTTP, TLS): capsules with domain rules reach them. */
+  proxyPorts: { http: number; tls: number };
 }
 
 export interface EgressRule {
@@ -49,6 +51,10 @@ export interface EgressRule {
   allowOut: readonly string[];
   /** The allowOut entries inside closed ranges that the operator lets capsules open. */
   opened: readonly string[];
+  /** Destinations refused (allowOut beats them; 0.0.0.0/0 refuses all the rest). */
+  denyOut: readonly string[];
+  /** TCP to ports 80/443 (but to allowOut CIDRs) goes to the egress proxy, DNS to the name servers stays open. */
+  proxied: boolean;
 }
 
 export const METADATA_IP = '169.254.169.254';
@@ -67,6 +73,8 @@ export function chains(p: string) {
     fwd: `${p}-FWD`,
     egress: `${p}-EGRESS`,
     allow: `${p}-ALLOW`,
+    deny: `${p}-DENY`,
+    proxy: `${p}-PROXY`,
     pre: `${p}-PRE`,
     post: `${p}-POST`,
     out: `${p}-OUT`,
@@ -77,15 +85,37 @@ export function chains(p: string) {
 }
 
 /**
- * The rules of one capsule: its opened closed ranges (in OPENED) and its allowOut entries (in
- * ALLOW); none for most capsules. Added and deleted together, keyed by interface.
+ * The rules of one capsule: its opened closed ranges (in OPENED), its allowOut entries (in ALLOW),
+ * its denyOut entries (in DENY) and, with domain rules, the redirect of its web traffic to the
+ * egress proxy (nat PROXY); none for most capsules. Added and deleted together, keyed by interface.
  */
-function capsuleLines(op: '-A' | '-D', ch: ReturnType<typeof chains>, r: EgressRule): string[] {
-  const c = `-i ${r.ifname} -m comment --comment "wrenn:${r.id}:allow"`;
-  return [
-    ...r.opened.map((d) => `${op} ${ch.opened} ${c} -d ${d} -j ACCEPT`),
-    ...r.allowOut.map((d) => `${op} ${ch.allow} ${c} -d ${d} -j ACCEPT`),
-  ];
+function capsuleLines(
+  op: '-A' | '-D',
+  ch: ReturnType<typeof chains>,
+  r: EgressRule,
+  c: Pick<FirewallConfig, 'dnsServers' | 'proxyPorts'>,
+): { filter: string[]; nat: string[] } {
+  const m = `-i ${r.ifname} -m comment --comment "wrenn:${r.id}:allow"`;
+  const dns = r.proxied
+    ? c.dnsServers.flatMap((s) =>
+        ['udp', 'tcp'].map((p) => `${op} ${ch.allow} ${m} -d ${s}/32 -p ${p} -m ${p} --dport 53 -j ACCEPT`),
+      )
+    : [];
+  return {
+    filter: [
+      ...r.opened.map((d) => `${op} ${ch.opened} ${m} -d ${d} -j ACCEPT`),
+      ...r.allowOut.map((d) => `${op} ${ch.allow} ${m} -d ${d} -j ACCEPT`),
+      ...dns,
+      ...r.denyOut.map((d) => `${op} ${ch.deny} ${m} -d ${d} -j ${ch.refuse}`),
+    ],
+    nat: r.proxied
+      ? [
+          ...r.allowOut.map((d) => `${op} ${ch.proxy} ${m} -d ${d} -j RETURN`),
+          `${op} ${ch.proxy} ${m} -p tcp -m tcp --dport 80 -j REDIRECT --to-ports ${c.proxyPorts.http}`,
+          `${op} ${ch.proxy} ${m} -p tcp -m tcp --dport 443 -j REDIRECT --to-ports ${c.proxyPorts.tls}`,
+        ]
+      : [],
+  };
 }
 
 /** `ipset restore` lines that put capsule `r` in the set of its internet switch (and out of the other). */
@@ -100,7 +130,13 @@ function setLines(op: 'add' | 'del', st: ReturnType<typeof sets>, r: EgressRule)
 const eq = (x: readonly string[], y: readonly string[]) => x.length === y.length && x.every((v, i) => v === y[i]);
 
 function sameRules(a: EgressRule, b: EgressRule): boolean {
-  return a.id === b.id && eq(a.allowOut, b.allowOut) && eq(a.opened, b.opened);
+  return (
+    a.id === b.id &&
+    eq(a.allowOut, b.allowOut) &&
+    eq(a.opened, b.opened) &&
+    eq(a.denyOut, b.denyOut) &&
+    a.proxied === b.proxied
+  );
 }
 
 function sameSet(a: EgressRule, b: EgressRule): boolean {
@@ -117,6 +153,7 @@ export function baseRules(c: FirewallConfig, egress: readonly EgressRule[]): { v
     `:${ch.fwd} - [0:0]`,
     `:${ch.egress} - [0:0]`,
     `:${ch.allow} - [0:0]`,
+    `:${ch.deny} - [0:0]`,
     `:${ch.out} - [0:0]`,
     `:${ch.closed} - [0:0]`,
     `:${ch.opened} - [0:0]`,
@@ -128,11 +165,15 @@ export function baseRules(c: FirewallConfig, egress: readonly EgressRule[]): { v
     // host opened, the name servers if the host is one, and the metadata server reached through
     // the REDIRECT below (ctstate DNAT); never the agent or any other service.
     `-A ${ch.in} -i ${w} -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT`,
-    `-A ${ch.in} -i ${w} -p tcp -m tcp --dport ${c.metadataPort} -m conntrack --ctstate DNAT -j ACCEPT`,
+    ...[c.metadataPort, c.proxyPorts.http, c.proxyPorts.tls].map(
+      (port) => `-A ${ch.in} -i ${w} -p tcp -m tcp --dport ${port} -m conntrack --ctstate DNAT -j ACCEPT`,
+    ),
     ...dnsLines(ch.in, w, c.dnsServers, 'ACCEPT'),
     `-A ${ch.in} -i ${w} -j ${ch.refuse}`,
-    // The metadata server listens on all addresses; nobody but capsules may use it.
-    `-A ${ch.in} -p tcp -m tcp --dport ${c.metadataPort} -j DROP`,
+    // The metadata server and the egress proxy listen on all addresses; nobody but capsules may use them.
+    ...[c.metadataPort, c.proxyPorts.http, c.proxyPorts.tls].map(
+      (port) => `-A ${ch.in} -p tcp -m tcp --dport ${port} -j DROP`,
+    ),
     // Forwarding: into a capsule only replies (this also stops capsule -> capsule); out of a
     // capsule only to global destinations (OUT) and when its switches in EGRESS say so.
     `-A ${ch.fwd} -o ${w} -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT`,
@@ -150,13 +191,17 @@ export function baseRules(c: FirewallConfig, egress: readonly EgressRule[]): { v
     `-A ${ch.closed} -j ${ch.opened}`,
     `-A ${ch.closed} -j ${ch.refuse}`,
     ...egressLines(c.chainPrefix),
-    ...egress.flatMap((r) => capsuleLines('-A', ch, r)),
+    ...egress.flatMap((r) => capsuleLines('-A', ch, r, c).filter),
     'COMMIT',
     '*nat',
     `:${ch.pre} - [0:0]`,
     `:${ch.post} - [0:0]`,
+    `:${ch.proxy} - [0:0]`,
     // The metadata address: REDIRECT rewrites it to the host side of the capsule's own veth.
     `-A ${ch.pre} -i ${w} -d ${METADATA_IP}/32 -p tcp -m tcp --dport 80 -j REDIRECT --to-ports ${c.metadataPort}`,
+    // Web traffic of capsules with domain rules: to the egress proxy (the same REDIRECT).
+    `-A ${ch.pre} -i ${w} -j ${ch.proxy}`,
+    ...egress.flatMap((r) => capsuleLines('-A', ch, r, c).nat),
     `-A ${ch.post} -s ${c.pool} ! -o ${w} -j MASQUERADE`,
     'COMMIT',
     '',
@@ -175,12 +220,13 @@ export function baseRules(c: FirewallConfig, egress: readonly EgressRule[]): { v
   return { v4, v6 };
 }
 
-/** EGRESS: a capsule's allowOut entries (ALLOW), then its internet switch (which set it is in). */
+/** EGRESS: a capsule's allowOut entries (ALLOW), its denyOut entries (DENY), then its internet switch (which set it is in). */
 function egressLines(p: string): string[] {
   const ch = chains(p);
   const st = sets(p);
   return [
     `-A ${ch.egress} -j ${ch.allow}`,
+    `-A ${ch.egress} -j ${ch.deny}`,
     `-A ${ch.egress} -m set --match-set ${st.inet} src -j ACCEPT`,
     `-A ${ch.egress} -m set --match-set ${st.noinet} src -j DROP`,
   ];
@@ -377,24 +423,31 @@ export class Firewall {
         await this.lock.runExclusive(async () => {
           const want = new Map(this.desired().map((r) => [r.ifname, r]));
           const lines: string[] = [];
+          const natLines: string[] = [];
           const members: string[] = [];
+          const edit = (op: '-A' | '-D', r: EgressRule) => {
+            const l = capsuleLines(op, this.ch, r, this.cfg);
+            lines.push(...l.filter);
+            natLines.push(...l.nat);
+          };
           for (const ifname of dirty) {
             const cur = this.installed.get(ifname);
             const next = want.get(ifname);
             if (!(cur && next && sameRules(cur, next))) {
-              if (cur) lines.push(...capsuleLines('-D', this.ch, cur));
-              if (next) lines.push(...capsuleLines('-A', this.ch, next));
+              if (cur) edit('-D', cur);
+              if (next) edit('-A', next);
             }
             if (!(cur && next && sameSet(cur, next))) {
               if (cur) members.push(...setLines('del', this.st, cur));
               if (next) members.push(...setLines('add', this.st, next));
             }
           }
-          if (lines.length === 0 && members.length === 0) return;
+          if (lines.length === 0 && natLines.length === 0 && members.length === 0) return;
           // Rules first (an allowOut entry is in place before the capsule's address is let through).
-          const r = lines.length
-            ? await restore('iptables-restore', `*filter\n${lines.join('\n')}\nCOMMIT\n`)
-            : { code: 0 };
+          const text =
+            (lines.length ? `*filter\n${lines.join('\n')}\nCOMMIT\n` : '') +
+            (natLines.length ? `*nat\n${natLines.join('\n')}\nCOMMIT\n` : '');
+          const r = text ? await restore('iptables-restore', text) : { code: 0 };
           const s =
             r.code === 0 && members.length ? await run('ipset', ['restore'], `${members.join('\n')}\n`) : { code: 0 };
           if (r.code === 0 && s.code === 0) {
@@ -421,14 +474,19 @@ export class Firewall {
 
   private async rewriteEgressLocked(): Promise<void> {
     const snapshot = this.desired();
-    const lines = [...egressLines(this.cfg.chainPrefix), ...snapshot.flatMap((r) => capsuleLines('-A', this.ch, r))]
+    const per = snapshot.map((r) => capsuleLines('-A', this.ch, r, this.cfg));
+    const lines = [...egressLines(this.cfg.chainPrefix), ...per.flatMap((l) => l.filter)].map((l) => `${l}\n`).join('');
+    const natLines = per
+      .flatMap((l) => l.nat)
       .map((l) => `${l}\n`)
       .join('');
     await ipsetRestore(
       setsRestore(this.cfg.chainPrefix, snapshot, this.maxelem()),
       'rewriting the capsule address sets',
     );
-    const text = `*filter\n:${this.ch.egress} - [0:0]\n:${this.ch.allow} - [0:0]\n:${this.ch.opened} - [0:0]\n${lines}COMMIT\n`;
+    const text =
+      `*filter\n:${this.ch.egress} - [0:0]\n:${this.ch.allow} - [0:0]\n:${this.ch.deny} - [0:0]\n` +
+      `:${this.ch.opened} - [0:0]\n${lines}COMMIT\n*nat\n:${this.ch.proxy} - [0:0]\n${natLines}COMMIT\n`;
     await restoreOk('iptables-restore', text, 'rewriting the capsule egress rules');
     this.installed = new Map(snapshot.map((r) => [r.ifname, r]));
   }

@@ -2,6 +2,13 @@
 // values the metadata endpoint serves. One instance per agent (see index.ts for the default one).
 
 import { setTimeout as sleep } from 'node:timers/promises';
+import {
+  type EgressPolicy,
+  egressPolicyProblem,
+  type NetworkRule,
+  normaliseDenyOut,
+  splitAllowOut,
+} from '@wrenn/protocol';
 import { type AddressPool, parsePool, SLOT_PREFIX_LEN, slotAddresses, slotOfCapsuleIp } from './address-pool.js';
 import { type Cidr, checkAllowOut, openedEntries, parseCidr, parseCidrList } from './egress-policy.js';
 import { type EgressRule, Firewall } from './firewall.js';
@@ -23,6 +30,7 @@ export const DEFAULT_POOL = '10.201.0.0/16';
 export const DEFAULT_RATE_MBIT = 200;
 export const DEFAULT_TXQUEUELEN = 5000;
 export const DEFAULT_METADATA_PORT = 50169;
+export const DEFAULT_EGRESS_PROXY_PORT = 50170;
 
 export interface NetworkOptions {
   dataDir: string;
@@ -45,6 +53,23 @@ export interface NetworkOptions {
   egressOpenable?: string[];
   /** Name servers capsules use (port 53 to them stays open). Default: the host's, minus loopback. */
   dnsServers?: string[];
+  /**
+   * The egress proxy's plain-HTTP port on the host (TLS: the next one), where capsules with domain
+   * rules have ports 80/443 redirected. Default: WRENN_EGRESS_PROXY_PORT or 50170.
+   */
+  egressProxyPort?: number;
+}
+
+/** What the egress proxy needs to know about the capsule behind a source address. */
+export interface CapsuleEgress {
+  id: string;
+  internet: boolean;
+  /** allowOut CIDRs (normalised). */
+  allowCidrs: string[];
+  /** allowOut domains and *.domain patterns. */
+  domains: string[];
+  denyOut: string[];
+  rules: Record<string, NetworkRule[]>;
 }
 
 export interface CapsuleNetwork {
@@ -57,8 +82,10 @@ export interface CapsuleNetwork {
   capsuleIp: string; // envd is at capsuleIp:49983
   prefixLen: number;
   internet: boolean;
-  /** Destinations the capsule may reach even with internet off (normalised IPv4 CIDRs). */
+  /** Destinations the capsule may reach whatever denyOut and internet say (normalised CIDRs and domains). */
   allowOut: string[];
+  denyOut: string[];
+  rules: Record<string, NetworkRule[]>;
   rateMbit: number;
 }
 
@@ -70,6 +97,10 @@ export interface CreateCapsuleNetworkOptions {
    * (non-global) ranges must lie in the host's egressOpenable ranges.
    */
   allowOut?: string[];
+  /** IPv4 CIDRs refused (allowOut beats them). */
+  denyOut?: string[];
+  /** Domain -> transforms of the egress proxy. */
+  rules?: Record<string, NetworkRule[]>;
   rateMbit?: number;
   /** Served by the metadata endpoint (WRENN_SANDBOX_ID defaults to id). */
   metadata?: Record<string, string>;
@@ -146,6 +177,8 @@ export class NetworkManager {
   /** The name servers capsules are given (runtimes write them to resolv.conf; port 53 to them is open). */
   readonly dnsServers: string[];
   readonly egressOpenable: Cidr[];
+  /** The egress proxy's ports (plain HTTP, TLS). */
+  readonly proxyPorts: { http: number; tls: number };
   private initPromise: Promise<void> | undefined;
   private readonly creating = new Set<string>();
   private warmTarget: number;
@@ -171,6 +204,9 @@ export class NetworkManager {
     this.metadataPort = opts.metadataPort ?? envInt('WRENN_METADATA_PORT', DEFAULT_METADATA_PORT);
     if (this.metadataPort < 1 || this.metadataPort > 65535)
       throw new Error(`metadata port ${this.metadataPort} is not a TCP port`);
+    const proxyPort = opts.egressProxyPort ?? envInt('WRENN_EGRESS_PROXY_PORT', DEFAULT_EGRESS_PROXY_PORT);
+    if (proxyPort < 1 || proxyPort > 65534) throw new Error(`egress proxy port ${proxyPort} is not a TCP port`);
+    this.proxyPorts = { http: proxyPort, tls: proxyPort + 1 };
     this.defaultRateMbit = checkRate(opts.rateMbit ?? envInt('WRENN_NET_RATE_MBIT', DEFAULT_RATE_MBIT));
     this.txqueuelen = opts.txqueuelen ?? DEFAULT_TXQUEUELEN;
     this.warmTarget = opts.warmPool ?? envInt('WRENN_NET_WARM_POOL', 0);
@@ -189,6 +225,7 @@ export class NetworkManager {
         metadataPort: this.metadataPort,
         dnsServers: dnsV4,
         allowCidrs: this.egressAllow.map((c) => c.text),
+        proxyPorts: this.proxyPorts,
       },
       () =>
         this.store
@@ -218,7 +255,11 @@ export class NetworkManager {
     if (!ID_RE.test(o.id))
       throw new Error(`capsule id "${o.id}" is invalid: use lower-case letters, digits and '-' (max 63)`);
     if (typeof o.internet !== 'boolean') throw new Error('internet must be true or false');
-    const allowOut = this.checkAllowOut(o.allowOut);
+    const policy = this.checkPolicy({
+      ...(o.allowOut ? { allowOut: o.allowOut } : {}),
+      ...(o.denyOut ? { denyOut: o.denyOut } : {}),
+      ...(o.rules ? { rules: o.rules } : {}),
+    });
     checkMetadata(o.metadata ?? {});
     const rateMbit = checkRate(o.rateMbit ?? this.defaultRateMbit);
     await this.init();
@@ -227,14 +268,14 @@ export class NetworkManager {
     }
     this.creating.add(o.id);
     try {
-      const warm = rateMbit === this.defaultRateMbit ? await this.claimWarm(o, rateMbit, allowOut) : undefined;
+      const warm = rateMbit === this.defaultRateMbit ? await this.claimWarm(o, rateMbit, policy) : undefined;
       if (warm) return warm;
       const rec = await this.store.allocate((slot) => ({
         slot,
         id: o.id,
         netnsName: this.names.netnsPrefix + o.id,
         internet: o.internet,
-        allowOut,
+        ...policy,
         rateMbit,
         metadata: { ...(o.metadata ?? {}) },
         pool: this.pool.cidr,
@@ -256,16 +297,63 @@ export class NetworkManager {
     }
   }
 
-  /** Validates an allowOut list against this host's settings and returns it normalised (throws with why). */
+  /** Validates an allowOut list's CIDRs against this host's settings and returns them normalised (throws with why). */
   checkAllowOut(list: unknown): string[] {
     return checkAllowOut(list, this.egressOpenable, this.egressAllow);
+  }
+
+  /**
+   * Validates an egress policy (the contract's syntax, then which closed ranges allowOut may name
+   * here) and returns it normalised: allowOut as CIDRs then domains, denyOut as CIDRs.
+   */
+  checkPolicy(p: EgressPolicy): { allowOut: string[]; denyOut: string[]; rules: Record<string, NetworkRule[]> } {
+    const problem = egressPolicyProblem(p, 'network');
+    if (problem) throw new Error(problem);
+    const { cidrs, domains } = splitAllowOut(p.allowOut ?? []);
+    let allowCidrs: string[];
+    try {
+      allowCidrs = this.checkAllowOut(cidrs);
+    } catch (err) {
+      throw new Error(`network.allow_out: ${(err as Error).message}`);
+    }
+    return {
+      allowOut: [...allowCidrs, ...domains],
+      denyOut: normaliseDenyOut(p.denyOut ?? []),
+      rules: p.rules ?? {},
+    };
+  }
+
+  /** Replaces capsule `id`'s egress policy (checked first); new connections follow it at once. */
+  async setPolicy(id: string, p: EgressPolicy): Promise<CapsuleNetwork> {
+    const policy = this.checkPolicy(p);
+    await this.init();
+    const next = { ...this.require(id), ...policy };
+    await this.store.update(next);
+    await this.firewall.sync(this.ifname(next.slot));
+    return this.describe(next);
+  }
+
+  /** The capsule behind a source address, for the egress proxy (undefined: none of ours). */
+  egressFor(remoteAddress: string): CapsuleEgress | undefined {
+    const slot = slotOfCapsuleIp(this.pool, remoteAddress);
+    const rec = slot === undefined ? undefined : this.store.bySlotNumber(slot);
+    if (!rec || rec.id === '') return undefined;
+    const { cidrs, domains } = splitAllowOut(rec.allowOut ?? []);
+    return {
+      id: rec.id,
+      internet: rec.internet,
+      allowCidrs: cidrs,
+      domains,
+      denyOut: rec.denyOut ?? [],
+      rules: rec.rules ?? {},
+    };
   }
 
   /** Hands a pre-built network to capsule `o.id`: one persisted rename and its firewall rule. */
   private async claimWarm(
     o: CreateCapsuleNetworkOptions,
     rateMbit: number,
-    allowOut: string[],
+    policy: ReturnType<NetworkManager['checkPolicy']>,
   ): Promise<CapsuleNetwork | undefined> {
     const rec = await this.store.takeFirst(
       (r) => r.id === '' && this.warmReady.has(r.slot) && r.rateMbit === rateMbit,
@@ -273,7 +361,7 @@ export class NetworkManager {
         ...r,
         id: o.id,
         internet: o.internet,
-        allowOut,
+        ...policy,
         metadata: { ...(o.metadata ?? {}) },
         createdAt: new Date().toISOString(),
       }),
@@ -504,10 +592,19 @@ export class NetworkManager {
   }
 
   private egressRule(r: SlotRecord): EgressRule {
-    const allowOut = r.allowOut ?? [];
+    const { cidrs: allowOut, domains } = splitAllowOut(r.allowOut ?? []);
     const opened = openedEntries(allowOut, this.egressOpenable, this.egressAllow);
     const { capsuleIp } = slotAddresses(this.pool, r.slot);
-    return { id: r.id, ifname: this.ifname(r.slot), ip: capsuleIp, internet: r.internet, allowOut, opened };
+    return {
+      id: r.id,
+      ifname: this.ifname(r.slot),
+      ip: capsuleIp,
+      internet: r.internet,
+      allowOut,
+      opened,
+      denyOut: r.denyOut ?? [],
+      proxied: domains.length > 0 || Object.keys(r.rules ?? {}).length > 0,
+    };
   }
 
   private describe(r: SlotRecord): CapsuleNetwork {
@@ -523,6 +620,8 @@ export class NetworkManager {
       prefixLen: SLOT_PREFIX_LEN,
       internet: r.internet,
       allowOut: [...(r.allowOut ?? [])],
+      denyOut: [...(r.denyOut ?? [])],
+      rules: r.rules ?? {},
       rateMbit: r.rateMbit,
     };
   }

@@ -6,6 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { link, mkdir, readdir, readFile, rename, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { NetworkRule } from '@wrenn/protocol';
 import { Mutex } from './mutex.js';
 
 export interface SlotRecord {
@@ -14,8 +15,12 @@ export interface SlotRecord {
   id: string;
   netnsName: string;
   internet: boolean;
-  /** The capsule's allowOut CIDRs (absent in records of older agents: none). */
+  /** The capsule's allowOut CIDRs and domains (absent in records of older agents: none). */
   allowOut?: string[];
+  /** The capsule's denyOut CIDRs (absent: none). */
+  denyOut?: string[];
+  /** Domain -> transforms of the egress proxy (absent: none). */
+  rules?: Record<string, NetworkRule[]>;
   rateMbit: number;
   /** Values the metadata endpoint serves to this capsule. */
   metadata: Record<string, string>;

@@ -2,7 +2,13 @@
 import { cpus, hostname, totalmem } from 'node:os';
 import { create } from '@bufbuild/protobuf';
 import type { ServiceImpl } from '@connectrpc/connect';
-import { DomainError, forkRequestProblem, InternalError, InvalidArgumentError } from '@wrenn/protocol';
+import {
+  DomainError,
+  egressPolicyProblem,
+  forkRequestProblem,
+  InternalError,
+  InvalidArgumentError,
+} from '@wrenn/protocol';
 import {
   type Capsule,
   CapsuleSchema,
@@ -22,6 +28,7 @@ import type { RuntimeName } from '../runtimes/runtime.js';
 import { convert, execCollected, execEvents, signalFor, toEnvdSelector, toPtyOutput, userHeaders } from './commands.js';
 import { withErrorMapping } from './errors.js';
 import { readFileChunks, toFileEntry, writeFileFromChunks } from './files.js';
+import { policyFromPb, policyToPb } from './network-policy-pb.js';
 import { createVolume, deleteVolume, volumeContentRpc } from './volumes.js';
 import { watchCapsules } from './watch.js';
 
@@ -60,7 +67,7 @@ export function toPbCapsule(rec: CapsuleRecord, envdVersion: string, withToken =
     address: rec.address,
     envdVersion,
     internet: rec.internet,
-    ...(rec.networkPolicy ? { network: { allowOut: rec.networkPolicy.allowOut } } : {}),
+    ...(rec.networkPolicy ? { network: policyToPb(rec.networkPolicy) } : {}),
     pauseKeeps: rec.pauseKeeps ?? '',
     error: rec.error ?? '',
     envdAccessToken: withToken ? rec.envdAccessToken : '',
@@ -125,7 +132,7 @@ export function hostAgentService(o: HostAgentServiceOptions): ServiceImpl<typeof
         envs: req.envs,
         metadata: req.metadata,
         internet: req.internet ?? true,
-        ...(req.network?.allowOut.length ? { network: { allowOut: req.network.allowOut } } : {}),
+        ...(req.network ? { network: policyFromPb(req.network) } : {}),
         envdAccessToken: req.envdAccessToken,
         runtime: (req.runtime || undefined) as RuntimeName | undefined,
         defaultUser: req.defaultUser || undefined,
@@ -136,6 +143,11 @@ export function hostAgentService(o: HostAgentServiceOptions): ServiceImpl<typeof
       };
       checkCreateRequest(input);
       return { capsule: pb(await m.create(input), true) };
+    },
+    async updateCapsuleNetwork(req) {
+      const problem = egressPolicyProblem(policyFromPb(req.network));
+      if (problem) throw new InvalidArgumentError(problem);
+      return { capsule: pb(await m.updateNetwork(req.id, policyFromPb(req.network) ?? {})) };
     },
     async forkCapsule(req) {
       const problem = forkRequestProblem({ count: req.forks.length });

@@ -136,7 +136,7 @@ test('network.allowOut: opens an openable private address for that capsule only;
     await assert.rejects(
       agent().client.createCapsule({ template: 'minimal', network: { allowOut } }),
       (err: unknown) =>
-        err instanceof ConnectError && err.code === Code.InvalidArgument && /network\.allowOut/.test(err.message),
+        err instanceof ConnectError && err.code === Code.InvalidArgument && /network\.allow_out/.test(err.message),
       JSON.stringify(allowOut),
     );
   }

@@ -4,6 +4,7 @@
 export * from './file-signature.js';
 export * from './fork.js';
 export * from './limits.js';
+export * from './network.js';
 export * from './rules.js';
 export * from './states.js';
 export * from './volumes.js';

@@ -1,6 +1,8 @@
 // The numbers of the capsule contract: what a capsule may ask for, what it gets when it asks for
 // nothing, and where its envd listens. Every API, the agent and the SDK read them from here.
 
+import { NETWORK_LIMITS } from './network.js';
+
 /** Bounds of a capsule request; the API schemas and the agent's checks use these numbers. */
 export const CAPSULE_LIMITS = {
   minVcpus: 1,
@@ -19,8 +21,8 @@ export const CAPSULE_LIMITS = {
    * environment string at start, which the kernel caps at 128 KiB (MAX_ARG_STRLEN).
    */
   maxEnvBytes: 64 * 1024,
-  /** Entries of network.allow_out (each an iptables rule in the capsule's chain). */
-  maxAllowOut: 16,
+  /** Entries of network.allow_out (CIDRs and domains; the network contract's number). */
+  maxAllowOut: NETWORK_LIMITS.maxAllowOut,
   /** A user name as useradd takes it (the default user of a capsule's commands). */
   maxUserNameLength: 32,
   /** MCP servers named in a create's `mcp` (E2B's gateway config, which the SDK passes on a command line). */

@@ -2,6 +2,7 @@
 // written once. Each returns the first problem as a sentence naming the field, or undefined; the
 // process that took the input turns it into its own error (an HTTP 400, a Connect InvalidArgument).
 import { type CAPSULE_DEFAULTS, CAPSULE_LIMITS } from './limits.js';
+import { type EgressPolicy, egressPolicyProblem } from './network.js';
 import { RUNTIME_NAMES } from './states.js';
 import { volumeMountsProblem } from './volumes.js';
 
@@ -27,8 +28,11 @@ export interface CapsuleRequest {
   internet?: boolean;
   /** While paused, resume on the next request through the sandbox proxy (held until it runs). */
   autoResume?: boolean;
-  /** Egress beyond the internet switch: CIDRs reachable even with internet off (the host decides which private ones may be named). */
-  network?: { allowOut?: string[] };
+  /**
+   * Egress policy (network.ts): allowOut (CIDRs, domains; beats denyOut and the internet switch),
+   * denyOut (CIDRs), rules (per-domain transforms). The host decides which private ranges may be named.
+   */
+  network?: EgressPolicy;
   /** namespace, qemu or firecracker (default: what the host offers). */
   runtime?: string;
   /** envd's default user for commands and files (a name in the template's /etc/passwd). */
@@ -140,8 +144,9 @@ export function capsuleRequestProblem(req: CapsuleRequest): string | undefined {
     userNameProblem(req.defaultUser) ??
     volumeMountsProblem(req.volumeMounts) ??
     mcpProblem(req.mcp) ??
-    (allowOut && allowOut.length > CAPSULE_LIMITS.maxAllowOut
+    (Array.isArray(allowOut) && allowOut.length > CAPSULE_LIMITS.maxAllowOut
       ? `network.allow_out has ${allowOut.length} entries; at most ${CAPSULE_LIMITS.maxAllowOut}`
-      : undefined)
+      : undefined) ??
+    egressPolicyProblem(req.network)
   );
 }

@@ -5,6 +5,7 @@ import { type Static, type TLiteral, type TUnion, Type } from 'typebox';
 import { FORK_DEFAULTS, FORK_LIMITS } from './fork.js';
 import { DateTime, Nullable, StringMap } from './json.js';
 import { CAPSULE_DEFAULTS, CAPSULE_LIMITS } from './limits.js';
+import { CreateNetworkSchema } from './network-schemas.js';
 import { CAPSULE_STATES, RUNTIME_NAMES, TIMEOUT_ACTIONS } from './states.js';
 import { CapsuleVolumeMountsSchema, VolumeMountsSchema } from './volume-schemas.js';
 
@@ -90,22 +91,7 @@ export const CreateCapsuleBody = Type.Object(
           'While paused, resume on the next request through the sandbox proxy, which waits for it (default false)',
       }),
     ),
-    network: Type.Optional(
-      Type.Object(
-        {
-          allow_out: Type.Optional(
-            Type.Array(Type.String({ maxLength: 18 }), {
-              maxItems: CAPSULE_LIMITS.maxAllowOut,
-              description:
-                'IPv4 CIDRs or addresses the capsule may reach even with internet off. Private, link-local and ' +
-                "other non-global ranges are closed; naming one is refused (400) unless the host's " +
-                'WRENN_EGRESS_OPENABLE_CIDRS covers it',
-            }),
-          ),
-        },
-        { additionalProperties: false },
-      ),
-    ),
+    network: Type.Optional(CreateNetworkSchema),
     runtime: Type.Optional(
       Type.String({
         description: `${RUNTIME_NAMES.join(', ')}, offered by a host of this deployment (default: what the host offers)`,

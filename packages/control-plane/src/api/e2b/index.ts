@@ -7,6 +7,7 @@ import type { ControlPlaneContext } from '../../context.js';
 import { requireE2bKey } from './auth.js';
 import { e2bErrorHandler } from './errors.js';
 import { forkRoutes } from './fork.js';
+import { networkRoutes } from './network.js';
 import { sandboxRoutes } from './sandboxes.js';
 import { teamRoutes } from './team.js';
 import { templateRoutes } from './templates.js';
@@ -26,6 +27,7 @@ export const e2bApi: FastifyPluginAsync<{ ctx: ControlPlaneContext }> = async (a
   // GET /health is the server's (server.ts): one readiness answer for both APIs.
   sandboxRoutes(app, ctx);
   forkRoutes(app, ctx);
+  networkRoutes(app, ctx);
   templateRoutes(app, ctx);
   volumeRoutes(app, ctx);
   teamRoutes(app, ctx);

@@ -33,6 +33,7 @@ import {
   toSandboxMetric,
 } from './mapping.js';
 import { lastPerStep, metricsRange } from './metrics-range.js';
+import { e2bEgressPolicy } from './network.js';
 import {
   ConnectBody,
   errorResponses,
@@ -60,16 +61,6 @@ export async function visibleCapsule(ctx: ControlPlaneContext, teamId: string, i
   if (c.state === 'stopped') throw new NotFoundError(`sandbox ${id} not found`);
   if (c.state === 'error') throw new NotFoundError(`sandbox ${id} failed${c.error ? `: ${c.error}` : ''}`);
   return c;
-}
-
-function unsupported(body: NewSandbox): void {
-  const n = body.network ?? {};
-  for (const k of ['allowOut', 'denyOut', 'rules', 'egressProxy']) {
-    if (n[k] !== undefined && n[k] !== null)
-      throw new InvalidArgumentError(
-        `network.${k} is not supported by Wrenn; use allow_internet_access to allow or block all outbound traffic`,
-      );
-  }
 }
 
 function timeoutActionOf(body: NewSandbox): TimeoutAction {
@@ -149,7 +140,7 @@ async function withVolumeMounts(
 
 export function sandboxRoutes(app: FastifyInstance, ctx: ControlPlaneContext): void {
   const create = async (body: NewSandbox, teamId: string) => {
-    unsupported(body);
+    const network = e2bEgressPolicy(body.network);
     const c = await createCapsule(ctx, teamId, {
       template: body.templateID,
       timeoutSec: body.timeout ?? CAPSULE_DEFAULTS.timeoutSec,
@@ -157,6 +148,7 @@ export function sandboxRoutes(app: FastifyInstance, ctx: ControlPlaneContext): v
       ...(body.envVars ? { envs: body.envVars } : {}),
       ...(body.metadata ? { metadata: body.metadata } : {}),
       ...(body.allow_internet_access !== undefined ? { internet: body.allow_internet_access } : {}),
+      ...(network ? { network } : {}),
       ...(body.autoResume?.enabled ? { autoResume: true } : {}),
       ...(body.volumeMounts?.length ? { volumeMounts: body.volumeMounts } : {}),
       ...(body.mcp !== undefined ? { mcp: body.mcp as CreateCapsuleInput['mcp'] } : {}),

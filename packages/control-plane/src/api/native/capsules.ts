@@ -1,8 +1,15 @@
-// /v1/capsules: create, list, get, destroy, pause, resume, ping, timeout, exec, metrics, events.
+// /v1/capsules: create, list, get, destroy, pause, resume, ping, timeout, network, exec, metrics, events.
 
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@fastify/type-provider-typebox';
-import { InvalidArgumentError } from '@wrenn/protocol';
+import {
+  type CapsuleNetworkJson,
+  CapsuleNetworkSchema,
+  type EgressPolicy,
+  InvalidArgumentError,
+  UpdateNetworkBody,
+  type UpdateNetworkBodyJson,
+} from '@wrenn/protocol';
 import type { ControlPlaneContext } from '../../context.js';
 import { listAuditEvents } from '../../db/repositories/audit-events.js';
 import * as svc from '../../services/capsules.js';
@@ -30,6 +37,21 @@ import {
   ResumeBody,
   TimeoutBody,
 } from './schemas.js';
+
+/** The native JSON's egress fields (snake_case) as the contract's policy. */
+function egressPolicyOf(n: UpdateNetworkBodyJson): EgressPolicy {
+  return {
+    ...(n.allow_out !== undefined ? { allowOut: n.allow_out } : {}),
+    ...(n.deny_out !== undefined ? { denyOut: n.deny_out } : {}),
+    ...(n.rules !== undefined ? { rules: n.rules } : {}),
+  };
+}
+
+const networkJson = (p: svc.CapsuleEgressPolicy): CapsuleNetworkJson => ({
+  allow_out: p.allowOut,
+  deny_out: p.denyOut,
+  rules: p.rules,
+});
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
@@ -99,7 +121,7 @@ export const capsuleRoutes =
           ...(b.metadata !== undefined ? { metadata: b.metadata } : {}),
           ...(b.internet !== undefined ? { internet: b.internet } : {}),
           ...(b.auto_resume !== undefined ? { autoResume: b.auto_resume } : {}),
-          ...(b.network?.allow_out !== undefined ? { network: { allowOut: b.network.allow_out } } : {}),
+          ...(b.network !== undefined ? { network: egressPolicyOf(b.network) } : {}),
           ...(b.runtime !== undefined ? { runtime: b.runtime } : {}),
           ...(b.default_user !== undefined ? { defaultUser: b.default_user } : {}),
           ...(b.volume_mounts !== undefined ? { volumeMounts: b.volume_mounts } : {}),
@@ -242,6 +264,34 @@ export const capsuleRoutes =
       },
       async (req) =>
         capsuleJsonOf(ctx, await svc.setCapsuleTimeout(ctx, teamOf(req).id, req.params.id, req.body.timeout_sec)),
+    );
+
+    app.get(
+      '/capsules/:id/network',
+      {
+        schema: {
+          tags,
+          summary: 'The egress policy (allow_out, deny_out, rules)',
+          params: CapsuleIdParams,
+          response: { 200: CapsuleNetworkSchema, ...errors(401, 404, 409) },
+        },
+      },
+      async (req) => networkJson(await svc.getCapsuleNetwork(ctx, teamOf(req).id, req.params.id)),
+    );
+
+    app.put(
+      '/capsules/:id/network',
+      {
+        schema: {
+          tags,
+          summary: 'Replace the egress policy (an omitted field clears it); new connections follow it at once',
+          params: CapsuleIdParams,
+          body: UpdateNetworkBody,
+          response: { 200: CapsuleNetworkSchema, ...errors(400, 401, 404, 409) },
+        },
+      },
+      async (req) =>
+        networkJson(await svc.updateCapsuleNetwork(ctx, teamOf(req).id, req.params.id, egressPolicyOf(req.body))),
     );
 
     app.post(

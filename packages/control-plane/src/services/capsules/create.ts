@@ -37,6 +37,7 @@ import { resolveVolumeMounts } from '../volumes.js';
 import { expiresFromAgent, timeoutActionToAgent } from './agent-mapping.js';
 import { recordEvent } from './audit.js';
 import { destroyCapsule } from './lifecycle.js';
+import { hasPolicy, policyToAgent } from './network.js';
 import { isCapacityRefusal, noHostError, placeElsewhere } from './placement.js';
 import { validateCreate, validateEnvs, validateMetadata } from './validate.js';
 
@@ -138,7 +139,7 @@ export async function createCapsule(
         envs,
         metadata,
         internet: input.internet ?? CAPSULE_DEFAULTS.internet,
-        ...(input.network?.allowOut?.length ? { network: { allowOut: input.network.allowOut } } : {}),
+        ...(hasPolicy(input.network) ? { network: policyToAgent(input.network) } : {}),
         envdAccessToken,
         runtime,
         // The caller's default_user, else a Dockerfile template's USER (and its WORKDIR): the agent
