@@ -11,7 +11,7 @@ import pino from 'pino';
 import { AgentPool } from './agents/pool.js';
 import { registerDashboard } from './api/dashboard.js';
 import { e2bErrorHandler } from './api/e2b/errors.js';
-import { e2bApi, e2bVolumeContentApi, isE2bPath } from './api/e2b/index.js';
+import { e2bApi, e2bTemplateUploadApi, e2bVolumeContentApi, isE2bPath } from './api/e2b/index.js';
 import {
   bodyPending,
   type EdgeLimits,
@@ -143,6 +143,7 @@ export async function startControlPlane(opts: StartControlPlaneOptions): Promise
   await app.register(nativeApi, { ctx });
   await app.register(e2bApi, { ctx });
   await app.register(e2bVolumeContentApi, { ctx });
+  await app.register(e2bTemplateUploadApi, { ctx });
   registerDashboard(app);
   // WebSocket upgrades for capsule ports go to the proxy; only the others reach Fastify's websocket
   // routes (whose listener would otherwise answer the same upgrade too).

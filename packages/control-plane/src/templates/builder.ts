@@ -11,7 +11,8 @@
 // whatever happens. Layers are kept (they are the cache); deleting them is refused by the host
 // while a template still stacks on them.
 
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
+import { createReadStream } from 'node:fs';
 import { posix } from 'node:path';
 import {
   asDomainError,
@@ -61,6 +62,38 @@ export interface StartBuildInput {
   context: BuildContext;
 }
 
+/**
+ * E2B's COPY: a tar the client uploaded (its file set, `archive` on this host) is unpacked in the
+ * build capsule and `source` in it (a file, a directory whose contents are merged, or '.') is moved
+ * to `dest` (relative to the workdir, else the user's home), owned by `owner`, with `mode` if given.
+ */
+export type ArchiveCopyStep = {
+  kind: 'COPY_ARCHIVE';
+  line: number;
+  text: string;
+  archive: string;
+  filesHash: string;
+  source: string;
+  dest: string;
+  owner: string | null;
+  mode: string | null;
+};
+
+/** A builder step; `force` reruns it and everything after it whatever the cache holds (skipCache). */
+export type BuildStep = (Step | ArchiveCopyStep) & { force?: boolean };
+
+export interface StepsBuildInput {
+  /** The build recorded when the client asked for it (E2B's POST /v3/templates), status 'pending'. */
+  buildId: string;
+  name: string;
+  /** The template it starts from, and how to name that in errors. */
+  from: string;
+  fromLabel: string;
+  steps: BuildStep[];
+  /** Run every step, using no cached layer. */
+  force: boolean;
+}
+
 /** The layer template name for a cache key (team-scoped like every team template). */
 import { isLayerName, layerName } from './layer-names.js';
 
@@ -86,12 +119,6 @@ export async function startTemplateBuild(
   teamId: string,
   input: StartBuildInput,
 ): Promise<TemplateBuild> {
-  validateTemplateName(input.name);
-  if (isLayerName(input.name))
-    throw new InvalidArgumentError(
-      `template names starting with 'layer-' are reserved for build layers; pick another name`,
-    );
-  assertNotBuiltin(input.name, 'replaced by a build; pick another name');
   let parsed: ParsedDockerfile;
   try {
     parsed = parseDockerfile(input.dockerfile);
@@ -99,30 +126,77 @@ export async function startTemplateBuild(
     if (err instanceof DockerfileError) throw new InvalidArgumentError(err.message, { code: 'invalid_dockerfile' });
     throw err;
   }
-  const from = await resolveTemplate(ctx, teamId, parsed.from).catch((err: unknown) => {
-    const e = asDomainError(err);
-    const message = `Dockerfile line ${parsed.fromLine}: FROM ${parsed.from}: ${messageOf(e)}`;
-    throw e instanceof DomainError ? domainError(e.kind, message, { code: e.code, cause: err }) : new Error(message);
-  });
-  if (from.name === input.name && from.teamId === teamId)
-    throw new InvalidArgumentError(
-      `Dockerfile line ${parsed.fromLine}: a template cannot be built FROM itself ('${input.name}')`,
-    );
-  const existing = await resolveTemplateRow(ctx.database.db, teamId, input.name);
-  if (existing && existing.teamId === teamId && existing.kind !== 'dockerfile') {
-    throw new ConflictError(
-      `'${input.name}' is already a ${existing.kind} template of this team; pick another name or delete it first`,
-    );
-  }
+  const from = await buildTarget(ctx, teamId, input.name, parsed.from, `Dockerfile line ${parsed.fromLine}: FROM`);
   // Dry run of the config steps, so every COPY source is checked before anything runs.
   simulate(parsed, emptyTemplateConfig(), input.context);
   const build = await createBuild(ctx.database.db, { template: input.name, teamId, status: 'building' });
-  running.add(build.id);
-  void runBuild(ctx, teamId, build.id, input.name, parsed, from, input.context).finally(() => {
-    running.delete(build.id);
-    buildEvents.emit(build.id);
-  });
+  launch(ctx, teamId, build.id, input.name, { steps: parsed.steps, force: false }, from, input.context);
   return build;
+}
+
+/**
+ * Runs a build whose steps were made by the caller (E2B's template API) on the same step model and
+ * layer cache as a Dockerfile build. The build must be 'pending'; bad input throws before it starts.
+ */
+export async function startStepsBuild(ctx: ControlPlaneContext, teamId: string, input: StepsBuildInput): Promise<void> {
+  const from = await buildTarget(ctx, teamId, input.name, input.from, input.fromLabel);
+  const updated = await setBuildStatus(ctx.database.db, input.buildId, 'building');
+  if (!updated) throw new InvalidArgumentError(`build '${input.buildId}' is gone`);
+  const plan = { steps: input.steps, force: input.force, workdirOwnedByUser: true };
+  launch(ctx, teamId, input.buildId, input.name, plan, from, new Map());
+}
+
+/** Checks the name a build will save under and resolves the template it starts from. */
+async function buildTarget(
+  ctx: ControlPlaneContext,
+  teamId: string,
+  name: string,
+  fromName: string,
+  fromLabel: string,
+): Promise<Template> {
+  validateTemplateName(name);
+  if (isLayerName(name))
+    throw new InvalidArgumentError(
+      `template names starting with 'layer-' are reserved for build layers; pick another name`,
+    );
+  assertNotBuiltin(name, 'replaced by a build; pick another name');
+  const from = await resolveTemplate(ctx, teamId, fromName).catch((err: unknown) => {
+    const e = asDomainError(err);
+    const message = `${fromLabel} ${fromName}: ${messageOf(e)}`;
+    throw e instanceof DomainError ? domainError(e.kind, message, { code: e.code, cause: err }) : new Error(message);
+  });
+  if (from.name === name && from.teamId === teamId)
+    throw new InvalidArgumentError(`${fromLabel} ${fromName}: a template cannot be built from itself ('${name}')`);
+  const existing = await resolveTemplateRow(ctx.database.db, teamId, name);
+  if (existing && existing.teamId === teamId && existing.kind !== 'dockerfile') {
+    throw new ConflictError(
+      `'${name}' is already a ${existing.kind} template of this team; pick another name or delete it first`,
+    );
+  }
+  return from;
+}
+
+interface BuildPlan {
+  steps: BuildStep[];
+  force: boolean;
+  /** E2B's WORKDIR: directories it creates belong to the current user (Docker's belong to root). */
+  workdirOwnedByUser?: boolean;
+}
+
+function launch(
+  ctx: ControlPlaneContext,
+  teamId: string,
+  buildId: string,
+  name: string,
+  plan: BuildPlan,
+  from: Template,
+  context: BuildContext,
+): void {
+  running.add(buildId);
+  void runBuild(ctx, teamId, buildId, name, plan, from, context).finally(() => {
+    running.delete(buildId);
+    buildEvents.emit(buildId);
+  });
 }
 
 function simulate(parsed: ParsedDockerfile, start: TemplateConfig, context: BuildContext): void {
@@ -141,7 +215,7 @@ function simulate(parsed: ParsedDockerfile, start: TemplateConfig, context: Buil
 /** Applies ENV/WORKDIR/USER/CMD/ENTRYPOINT/ready steps to the config; false for filesystem steps. */
 function applyConfigStep(
   cfg: TemplateConfig & { entrypoint?: string | null; cmd?: string | null },
-  step: Step,
+  step: BuildStep,
 ): boolean {
   switch (step.kind) {
     case 'ENV':
@@ -179,7 +253,7 @@ async function runBuild(
   teamId: string,
   buildId: string,
   name: string,
-  parsed: ParsedDockerfile,
+  plan: BuildPlan,
   from: Template,
   context: BuildContext,
 ): Promise<void> {
@@ -201,11 +275,15 @@ async function runBuild(
       ...structuredClone(inherited),
       cmd: inherited.startCmd,
     };
-    const total = parsed.steps.length;
+    const total = plan.steps.length;
     log.line(
       `Building template '${name}' FROM ${from.name} (${total} step${total === 1 ? '' : 's'}), build ${buildId}`,
     );
     let key = sha('wrenn-build-v1', from.id, String(from.createdAt.getTime()));
+    // Once a step is forced no later layer can be a cache hit: those steps run in one capsule and
+    // save no layers (nothing could ever reuse them).
+    let uncached = plan.force;
+    if (plan.force) key = sha(key, randomUUID());
     let current = from.name;
     const ensureCapsule = async (): Promise<Capsule> => {
       if (capsule) return capsule;
@@ -218,17 +296,21 @@ async function runBuild(
       return capsule;
     };
 
-    for (const [i, step] of parsed.steps.entries()) {
+    for (const [i, step] of plan.steps.entries()) {
       const head = `Step ${i + 1}/${total} : ${step.text}`;
+      if (step.force && !uncached) {
+        uncached = true;
+        key = sha(key, randomUUID());
+      }
       if (applyConfigStep(cfg, step)) {
         key = sha(key, step.text);
         log.line(head);
         continue;
       }
       const copy = step.kind === 'COPY' ? planCopy(step, substitute(step.dest, cfg.env), cfg.workdir, context) : null;
-      key = sha(key, step.text, copy?.contentHash ?? '');
+      key = sha(key, step.text, copy?.contentHash ?? (step.kind === 'COPY_ARCHIVE' ? step.filesHash : ''));
       const layer = layerName(key);
-      const cached = await completedLayer(ctx, teamId, layer, key);
+      const cached = uncached ? null : await completedLayer(ctx, teamId, layer, key);
       if (cached) {
         log.line(`${head}\n ---> cached (${layer})`);
         // A capsule running an older layer is no longer the base of what follows.
@@ -240,14 +322,13 @@ async function runBuild(
       const t0 = Date.now();
       const c = await ensureCapsule();
       const agent = await agentForCapsule(ctx, c);
-      if (cfg.workdir)
-        await runIn(ctx, c, ['mkdir', '-p', '--', cfg.workdir], { ...cfg, user: 'root', workdir: '/' }, null);
+      await ensureWorkdir(ctx, c, cfg, plan.workdirOwnedByUser);
       if (step.kind === 'RUN') {
         await runIn(
           ctx,
           c,
           step.argv,
-          cfg,
+          step.user ? { ...cfg, user: step.user } : cfg,
           log,
           `step ${i + 1}/${total} (line ${step.line}) ${step.text.slice(0, 80)}`,
         );
@@ -281,6 +362,12 @@ async function runBuild(
           );
         }
         log.line(`copied ${copy.entries.length} file${copy.entries.length === 1 ? '' : 's'}`);
+      } else if (step.kind === 'COPY_ARCHIVE') {
+        await unpackArchive(ctx, c, step, cfg, log, `step ${i + 1}/${total} ${step.text.slice(0, 80)}`);
+      }
+      if (uncached) {
+        log.line(` ---> done in ${((Date.now() - t0) / 1000).toFixed(1)} s (cache skipped)`);
+        continue;
       }
       // A concurrent build of the same steps may have saved this layer first (409): then this
       // capsule simply goes on, its changes since `current` are saved with the next layer.
@@ -301,8 +388,7 @@ async function runBuild(
     // The finished template: a capsule of the last layer, WORKDIR made, snapshotted under the name.
     log.line(`Saving template '${name}'`);
     const c = await ensureCapsule();
-    if (cfg.workdir)
-      await runIn(ctx, c, ['mkdir', '-p', '--', cfg.workdir], { ...cfg, user: 'root', workdir: '/' }, null);
+    await ensureWorkdir(ctx, c, cfg, plan.workdirOwnedByUser);
     const old = await resolveTemplateRow(db, teamId, name);
     if (old && old.teamId === teamId) {
       log.line(`replacing the previous '${name}' (${old.id})`);
@@ -375,6 +461,102 @@ async function runIn(
       `${what}: exit code ${exit.exitCode}${why ? ` (${why})` : ''}${tail.trim() ? `; output ends with: ${tail.trim().slice(-500)}` : ''}`,
     );
   }
+}
+
+/** Creates the workdir (as root); with `owned`, the directories it had to create go to the current user. */
+const WORKDIR_SCRIPT = `set -eu
+target=$1 user=$2
+[ -d "$target" ] && exit 0
+top=$target
+while [ ! -d "$(dirname "$top")" ]; do top=$(dirname "$top"); done
+mkdir -p "$target"
+if [ -n "$user" ] && [ "$user" != root ]; then chown -R "$user:$(id -gn "$user")" "$top"; fi
+`;
+
+async function ensureWorkdir(ctx: ControlPlaneContext, c: Capsule, cfg: TemplateConfig, owned = false): Promise<void> {
+  if (!cfg.workdir) return;
+  const user = owned ? (cfg.user || 'root').split(':')[0]! : '';
+  await runIn(
+    ctx,
+    c,
+    ['/bin/sh', '-c', WORKDIR_SCRIPT, 'wrenn-workdir', cfg.workdir, user],
+    { ...cfg, user: 'root', workdir: '/' },
+    null,
+  );
+}
+
+/**
+ * Unpacks an uploaded file set in /tmp of the build capsule and moves its `source` to the
+ * destination with the owner and mode asked for, removing the archive and the unpacked rest after
+ * (so neither ends up in the layer). Runs as root in the capsule; positional arguments carry every
+ * value, so nothing the client sent is parsed by the shell.
+ */
+const UNPACK_SCRIPT = `set -eu
+archive=$1 source=$2 dest=$3 owner=$4 mode=$5 workdir=$6 user=$7
+tmp=$(mktemp -d /tmp/wrenn-copy.XXXXXX)
+trap 'rm -rf "$tmp" "$archive"' EXIT
+tar -xf "$archive" -C "$tmp"
+if [ -z "$workdir" ]; then workdir=$(getent passwd "$user" 2>/dev/null | cut -d: -f6); fi
+case $dest in /*) target=$dest ;; *) target=\${workdir:-/}/$dest ;; esac
+entry=$tmp/$source
+if [ ! -e "$entry" ] && [ ! -L "$entry" ]; then echo "COPY: '$source' is not in the uploaded files" >&2; exit 1; fi
+if [ -d "$entry" ] && [ ! -L "$entry" ]; then
+  chown -R "$owner" "$entry"
+  if [ -n "$mode" ]; then chmod -R "$mode" "$entry"; fi
+  mkdir -p "$target"
+  (cd "$entry" && tar -cf - .) | tar -xf - -C "$target" --keep-directory-symlink --no-overwrite-dir
+else
+  chown -h "$owner" "$entry"
+  if [ -n "$mode" ] && [ ! -L "$entry" ]; then chmod "$mode" "$entry"; fi
+  case $target in */) mkdir -p "$target" ;; *) mkdir -p "$(dirname "$target")" ;; esac
+  mv -f "$entry" "$target"
+fi
+`;
+
+async function unpackArchive(
+  ctx: ControlPlaneContext,
+  c: Capsule,
+  step: ArchiveCopyStep,
+  cfg: TemplateConfig,
+  log: BuildLog,
+  what: string,
+): Promise<void> {
+  const agent = await agentForCapsule(ctx, c);
+  const inCapsule = `/tmp/wrenn-files-${step.filesHash.slice(0, 16)}-${randomUUID().slice(0, 8)}.tar`;
+  async function* messages() {
+    yield { part: { case: 'header' as const, value: { capsuleId: c.id, path: inCapsule, user: 'root', mode: 0o600 } } };
+    for await (const chunk of createReadStream(step.archive, { highWaterMark: WRITE_CHUNK }))
+      yield { part: { case: 'data' as const, value: chunk as Buffer } };
+  }
+  await agent.writeFile(messages()).catch((err: unknown) => {
+    throw new StepFailed(`${what}: sending the uploaded files failed: ${messageOf(err)}`);
+  });
+  const user = (cfg.user || 'root').split(':')[0]!;
+  const owner = step.owner
+    ? step.owner.includes(':')
+      ? step.owner
+      : `${step.owner}:${step.owner}`
+    : `${user}:${user}`;
+  await runIn(
+    ctx,
+    c,
+    [
+      '/bin/sh',
+      '-c',
+      UNPACK_SCRIPT,
+      'wrenn-copy',
+      inCapsule,
+      step.source,
+      step.dest,
+      owner,
+      step.mode ?? '',
+      cfg.workdir,
+      user,
+    ],
+    { ...cfg, user: 'root', workdir: '/' },
+    log,
+    what,
+  );
 }
 
 /** How long a build waits for a layer another build is still saving. */

@@ -19,7 +19,8 @@ export class DockerfileError extends Error {
   }
 }
 
-export type RunStep = { kind: 'RUN'; line: number; text: string; argv: string[] };
+/** `user`: run as this user instead of the current USER (E2B's runCmd(cmd, { user })). */
+export type RunStep = { kind: 'RUN'; line: number; text: string; argv: string[]; user?: string };
 export type CopyStep = {
   kind: 'COPY';
   line: number;

@@ -10,13 +10,15 @@ import { forkRoutes } from './fork.js';
 import { networkRoutes } from './network.js';
 import { sandboxRoutes } from './sandboxes.js';
 import { teamRoutes } from './team.js';
+import { templateBuildRoutes } from './template-builds.js';
+import { templateUploadApi } from './template-uploads.js';
 import { templateRoutes } from './templates.js';
 import { volumeContentApi } from './volume-content.js';
 import { volumeRoutes } from './volumes.js';
 
 /** Paths of the E2B-compatible API (errors there take E2B's shape). */
 export const isE2bPath = (url: string): boolean =>
-  /^\/(v2\/)?(sandboxes|templates|snapshots|volumes|volumecontent|teams|api-keys|access-tokens)(\/|\?|$)/.test(url);
+  /^\/(v[23]\/)?(sandboxes|templates|snapshots|volumes|volumecontent|teams|api-keys|access-tokens)(\/|\?|$)/.test(url);
 
 export const e2bApi: FastifyPluginAsync<{ ctx: ControlPlaneContext }> = async (app, { ctx }) => {
   // Scoped to this plugin: the native API keeps its own error shape.
@@ -29,9 +31,13 @@ export const e2bApi: FastifyPluginAsync<{ ctx: ControlPlaneContext }> = async (a
   forkRoutes(app, ctx);
   networkRoutes(app, ctx);
   templateRoutes(app, ctx);
+  templateBuildRoutes(app, ctx);
   volumeRoutes(app, ctx);
   teamRoutes(app, ctx);
 };
 
 /** The volume content API: E2B's error shape, but authenticated by each volume's own token. */
 export const e2bVolumeContentApi = volumeContentApi;
+
+/** Uploads of template file sets: E2B's error shape, authenticated by the link's own token. */
+export const e2bTemplateUploadApi = templateUploadApi;

@@ -1,0 +1,335 @@
+// E2B's template build API as the e2b SDK's `Template.build` calls it: POST /v3/templates records
+// a build (templateID is the template's name), GET /templates/{id}/files/{hash} says whether a COPY
+// step's file set is already kept and where to upload it (template-uploads.ts), POST
+// /v2/templates/{id}/builds/{buildID} starts the build with the SDK's steps, and GET
+// .../builds/{buildID}/status returns its state and log lines from an offset. The build itself is
+// the Dockerfile builder's (templates/builder.ts): same steps, same per-step layer cache.
+import { type Static, Type } from '@sinclair/typebox';
+import { CAPSULE_LIMITS, ConflictError, InvalidArgumentError, NotFoundError } from '@wrenn/protocol';
+import type { FastifyInstance } from 'fastify';
+import type { ControlPlaneContext } from '../../context.js';
+import { createBuild, getBuild, listBuilds, type TemplateBuild } from '../../db/repositories/template-builds.js';
+import { validateTemplateName } from '../../db/repositories/templates.js';
+import { resolveTemplate } from '../../services/templates.js';
+import { startStepsBuild } from '../../templates/builder.js';
+import { fileSetPath, hasFileSet, validateFilesHash } from '../../templates/file-sets.js';
+import { isLayerName } from '../../templates/layer-names.js';
+import { e2bTeam } from './auth.js';
+import { errorResponses } from './schemas.js';
+import { type E2bBuildStart, mapBuildStart } from './template-steps.js';
+import { uploadUrl } from './template-uploads.js';
+
+const tags = ['e2b'];
+/** The one tag Wrenn knows: each template name holds one build. */
+const DEFAULT_TAG = 'default';
+/** Log entries one status call returns at most (the SDK keeps polling until none are left). */
+const LOG_PAGE = 100;
+
+const TemplateParams = Type.Object({ templateID: Type.String({ minLength: 1, maxLength: 128 }) });
+const BuildParams = Type.Object({
+  templateID: Type.String({ minLength: 1, maxLength: 128 }),
+  buildID: Type.String({ minLength: 1, maxLength: 64 }),
+});
+const LogEntry = Type.Object({
+  timestamp: Type.String(),
+  level: Type.String(),
+  message: Type.String(),
+  step: Type.Optional(Type.String()),
+});
+
+const TemplateRequest = Type.Object({
+  name: Type.Optional(Type.String({ minLength: 1, maxLength: 128 })),
+  alias: Type.Optional(Type.String({ minLength: 1, maxLength: 128 })),
+  tags: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 128 }), { maxItems: 20 })),
+  cpuCount: Type.Optional(Type.Integer({ minimum: CAPSULE_LIMITS.minVcpus, maximum: CAPSULE_LIMITS.maxVcpus })),
+  memoryMB: Type.Optional(Type.Integer({ minimum: CAPSULE_LIMITS.minMemoryMb, maximum: CAPSULE_LIMITS.maxMemoryMb })),
+  teamID: Type.Optional(Type.String({ maxLength: 128 })),
+});
+
+const Step = Type.Object({
+  type: Type.String({ minLength: 1, maxLength: 32 }),
+  args: Type.Optional(Type.Array(Type.String(), { maxItems: 1000 })),
+  force: Type.Optional(Type.Boolean()),
+  filesHash: Type.Optional(Type.String({ maxLength: 128 })),
+});
+const BuildStart = Type.Object({
+  fromImage: Type.Optional(Type.String({ maxLength: 512 })),
+  fromTemplate: Type.Optional(Type.String({ maxLength: 128 })),
+  fromImageRegistry: Type.Optional(Type.Unknown()),
+  startCmd: Type.Optional(Type.String({ maxLength: 65536 })),
+  readyCmd: Type.Optional(Type.String({ maxLength: 65536 })),
+  steps: Type.Optional(Type.Array(Step, { maxItems: 1000 })),
+  force: Type.Optional(Type.Boolean()),
+});
+
+/** 'name' or 'name:tag' as a Wrenn template name; tags other than 'default' are refused. */
+export function templateNameOf(given: string, tagList: string[] = []): string {
+  const colon = given.indexOf(':');
+  const name = colon < 0 ? given : given.slice(0, colon);
+  const allTags = [...(colon < 0 ? [] : [given.slice(colon + 1)]), ...tagList];
+  const other = allTags.find((t) => t !== DEFAULT_TAG);
+  if (other !== undefined)
+    throw new InvalidArgumentError(
+      `tag '${other}': Wrenn keeps one build per template name, so the only tag is '${DEFAULT_TAG}'; put the version in the name instead (e.g. my-template-v2)`,
+    );
+  validateTemplateName(name);
+  if (isLayerName(name)) throw new InvalidArgumentError(`template names starting with 'layer-' are reserved`);
+  return name;
+}
+
+/** The team's build of that template, or 404. */
+async function buildOf(ctx: ControlPlaneContext, teamId: string, templateID: string, buildID: string) {
+  const b = await getBuild(ctx.database.db, buildID, teamId);
+  if (!b || b.template !== templateID.replace(/:default$/, ''))
+    throw new NotFoundError(`build '${buildID}' of template '${templateID}' not found`);
+  return b;
+}
+
+const E2B_STATUS: Record<TemplateBuild['status'], 'waiting' | 'building' | 'ready' | 'error'> = {
+  pending: 'waiting',
+  building: 'building',
+  ready: 'ready',
+  error: 'error',
+};
+
+/** The build log as entries: complete lines only while it runs, so an offset never splits a line. */
+export function logEntriesOf(b: TemplateBuild): { level: string; message: string }[] {
+  let text = b.logs;
+  const done = b.status === 'ready' || b.status === 'error';
+  if (!done) text = text.slice(0, text.lastIndexOf('\n') + 1);
+  const lines = text.split('\n');
+  if (lines[lines.length - 1] === '') lines.pop();
+  return lines.map((message) => ({ level: message.startsWith('ERROR:') ? 'error' : 'info', message }));
+}
+
+export function templateBuildRoutes(app: FastifyInstance, ctx: ControlPlaneContext): void {
+  app.post(
+    '/v3/templates',
+    {
+      schema: {
+        tags,
+        summary: "Request a template build (the e2b SDK's Template.build, first call)",
+        body: TemplateRequest,
+        response: {
+          202: Type.Object({
+            templateID: Type.String(),
+            buildID: Type.String(),
+            names: Type.Array(Type.String()),
+            aliases: Type.Array(Type.String()),
+            tags: Type.Array(Type.String()),
+            public: Type.Boolean(),
+          }),
+          ...errorResponses,
+        },
+      },
+    },
+    async (req, reply) => {
+      const team = await e2bTeam(ctx, req);
+      const body = req.body as Static<typeof TemplateRequest>;
+      const given = body.name ?? body.alias;
+      if (!given) throw new InvalidArgumentError('give the template name (name)');
+      const name = templateNameOf(given, body.tags);
+      const build = await createBuild(ctx.database.db, { template: name, teamId: team.id, status: 'pending' });
+      return reply.status(202).send({
+        templateID: name,
+        buildID: build.id,
+        names: [name],
+        aliases: [name],
+        tags: [DEFAULT_TAG],
+        public: false,
+      });
+    },
+  );
+
+  app.get(
+    '/templates/:templateID/files/:hash',
+    {
+      schema: {
+        tags,
+        summary: "Whether a COPY step's file set is already kept, and where to upload it",
+        params: Type.Object({
+          templateID: Type.String({ minLength: 1, maxLength: 128 }),
+          hash: Type.String({ minLength: 1, maxLength: 128 }),
+        }),
+        response: { 201: Type.Object({ present: Type.Boolean(), url: Type.String() }), ...errorResponses },
+      },
+    },
+    async (req, reply) => {
+      const team = await e2bTeam(ctx, req);
+      const { templateID, hash } = req.params as { templateID: string; hash: string };
+      validateFilesHash(hash);
+      const present = await hasFileSet(ctx, team.id, hash);
+      return reply.status(201).send({ present, url: uploadUrl(ctx, team.id, templateID, hash) });
+    },
+  );
+
+  app.post(
+    '/v2/templates/:templateID/builds/:buildID',
+    {
+      schema: {
+        tags,
+        summary: 'Start a requested build with the SDK’s steps',
+        params: BuildParams,
+        body: BuildStart,
+        response: { 202: Type.Null(), ...errorResponses },
+      },
+    },
+    async (req, reply) => {
+      const team = await e2bTeam(ctx, req);
+      const { templateID, buildID } = req.params as Static<typeof BuildParams>;
+      const build = await buildOf(ctx, team.id, templateID, buildID);
+      if (build.status !== 'pending')
+        throw new ConflictError(`build '${buildID}' was already started (it is ${E2B_STATUS[build.status]})`);
+      const mapped = mapBuildStart(req.body as E2bBuildStart, (hash) => fileSetPath(ctx, team.id, hash));
+      for (const hash of mapped.filesHashes) {
+        if (!(await hasFileSet(ctx, team.id, hash)))
+          throw new InvalidArgumentError(
+            `the files of a COPY step (hash ${hash}) were not uploaded; ask GET /templates/${templateID}/files/${hash} for the upload URL`,
+          );
+      }
+      if ('image' in mapped.from)
+        throw new InvalidArgumentError(
+          `fromImage '${mapped.from.image}': building from registry images is not available on this server yet; use fromTemplate('base') (or fromBaseImage())`,
+        );
+      await startStepsBuild(ctx, team.id, {
+        buildId: build.id,
+        name: build.template,
+        from: mapped.from.template,
+        fromLabel: mapped.fromLabel,
+        steps: mapped.steps,
+        force: (req.body as E2bBuildStart).force === true,
+      });
+      return reply.status(202).send(null);
+    },
+  );
+
+  app.get(
+    '/templates/:templateID/builds/:buildID/status',
+    {
+      schema: {
+        tags,
+        summary: 'Build status and log entries from an offset',
+        params: BuildParams,
+        querystring: Type.Object({
+          logsOffset: Type.Optional(Type.Integer({ minimum: 0 })),
+          limit: Type.Optional(Type.Integer({ minimum: 0, maximum: LOG_PAGE })),
+          level: Type.Optional(
+            Type.Union([Type.Literal('debug'), Type.Literal('info'), Type.Literal('warn'), Type.Literal('error')]),
+          ),
+        }),
+        response: {
+          200: Type.Object({
+            templateID: Type.String(),
+            buildID: Type.String(),
+            status: Type.String(),
+            logEntries: Type.Array(LogEntry),
+            logs: Type.Array(Type.String()),
+            reason: Type.Optional(
+              Type.Object({
+                message: Type.String(),
+                step: Type.Optional(Type.String()),
+                logEntries: Type.Array(LogEntry),
+              }),
+            ),
+          }),
+          ...errorResponses,
+        },
+      },
+    },
+    async (req) => {
+      const team = await e2bTeam(ctx, req);
+      const { templateID, buildID } = req.params as Static<typeof BuildParams>;
+      const q = req.query as { logsOffset?: number; limit?: number; level?: string };
+      const b = await buildOf(ctx, team.id, templateID, buildID);
+      const at = (b.finishedAt ?? b.startedAt).toISOString();
+      const offset = q.logsOffset ?? 0;
+      const page = logEntriesOf(b)
+        .slice(offset, offset + (q.limit ?? LOG_PAGE))
+        .map((e) => ({ timestamp: at, ...e }));
+      return {
+        templateID: b.template,
+        buildID: b.id,
+        status: E2B_STATUS[b.status],
+        logEntries: page,
+        logs: page.map((e) => e.message),
+        ...(b.status === 'error' ? { reason: { message: b.error ?? 'build failed', logEntries: [] } } : {}),
+      };
+    },
+  );
+
+  // Tags: each template name holds one build, so 'default' is its only tag (E2B's name:tag pairs
+  // with other tags are refused with a clear message by templateNameOf).
+  const lastBuildOf = async (teamId: string, name: string) => {
+    const t = await resolveTemplate(ctx, teamId, name);
+    const builds = await listBuilds(ctx.database.db, { teamId, template: t.name, limit: 20 });
+    const b = builds.find((x) => x.status === 'ready');
+    return { template: t, buildID: b?.id ?? t.id, at: (b?.finishedAt ?? t.createdAt).toISOString() };
+  };
+
+  app.post(
+    '/templates/tags',
+    {
+      schema: {
+        tags,
+        summary: "Assign tags to a template's build (only 'default' here: one build per name)",
+        body: Type.Object({
+          target: Type.String({ minLength: 1, maxLength: 256 }),
+          tags: Type.Array(Type.String({ minLength: 1, maxLength: 128 }), { minItems: 1, maxItems: 20 }),
+        }),
+        response: { 201: Type.Object({ buildID: Type.String(), tags: Type.Array(Type.String()) }), ...errorResponses },
+      },
+    },
+    async (req, reply) => {
+      const team = await e2bTeam(ctx, req);
+      const body = req.body as { target: string; tags: string[] };
+      const name = templateNameOf(body.target, body.tags);
+      const last = await lastBuildOf(team.id, name);
+      return reply.status(201).send({ buildID: last.buildID, tags: [DEFAULT_TAG] });
+    },
+  );
+
+  app.delete(
+    '/templates/tags',
+    {
+      schema: {
+        tags,
+        summary: "Remove tags from a template (refused: 'default' is the only tag and cannot be removed)",
+        body: Type.Object({
+          name: Type.String({ minLength: 1, maxLength: 128 }),
+          tags: Type.Array(Type.String({ minLength: 1, maxLength: 128 }), { minItems: 1, maxItems: 20 }),
+        }),
+        response: { 204: Type.Null(), ...errorResponses },
+      },
+    },
+    async (req) => {
+      const team = await e2bTeam(ctx, req);
+      const body = req.body as { name: string; tags: string[] };
+      const name = templateNameOf(body.name, body.tags);
+      await lastBuildOf(team.id, name);
+      throw new InvalidArgumentError(
+        `'${DEFAULT_TAG}' is the only tag of '${name}' and cannot be removed; delete the template instead`,
+      );
+    },
+  );
+
+  app.get(
+    '/templates/:templateID/tags',
+    {
+      schema: {
+        tags,
+        summary: "A template's tags (its one build, tagged 'default')",
+        params: TemplateParams,
+        response: {
+          200: Type.Array(Type.Object({ tag: Type.String(), buildID: Type.String(), createdAt: Type.String() })),
+          ...errorResponses,
+        },
+      },
+    },
+    async (req) => {
+      const team = await e2bTeam(ctx, req);
+      const name = templateNameOf((req.params as { templateID: string }).templateID);
+      const last = await lastBuildOf(team.id, name);
+      return [{ tag: DEFAULT_TAG, buildID: last.buildID, createdAt: last.at }];
+    },
+  );
+}

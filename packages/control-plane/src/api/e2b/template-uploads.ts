@@ -1,0 +1,84 @@
+// Where the e2b SDK uploads a COPY step's file set: a PUT of the tar to the URL that GET
+// /templates/{id}/files/{hash} returned (E2B hands out a presigned storage URL; here it is a route
+// of this API). The SDK sends no API key with it, so the URL carries a random one-use token that
+// names the team and the hash, valid for an hour and kept in this process only.
+import { randomBytes } from 'node:crypto';
+import { Type } from '@sinclair/typebox';
+import { DomainError, UnauthenticatedError } from '@wrenn/protocol';
+import type { FastifyPluginAsync } from 'fastify';
+import type { ControlPlaneContext } from '../../context.js';
+import { FILE_SET_LIMITS, saveFileSet, validateFilesHash } from '../../templates/file-sets.js';
+import { ApiError } from '../errors.js';
+import { e2bErrorHandler } from './errors.js';
+import { errorResponses } from './schemas.js';
+
+const TOKEN_TTL_MS = 3600_000;
+/** Outstanding upload links at most (oldest dropped first): a client cannot grow this without end. */
+const MAX_TOKENS = 10_000;
+
+interface UploadGrant {
+  teamId: string;
+  hash: string;
+  expires: number;
+}
+const grants = new Map<string, UploadGrant>();
+
+/** A fresh upload URL for the team's file set `hash`. */
+export function uploadUrl(ctx: ControlPlaneContext, teamId: string, templateID: string, hash: string): string {
+  const now = Date.now();
+  for (const [t, g] of grants) if (g.expires < now || grants.size >= MAX_TOKENS) grants.delete(t);
+  const token = randomBytes(24).toString('base64url');
+  grants.set(token, { teamId, hash, expires: now + TOKEN_TTL_MS });
+  const base = ctx.config.publicUrl.replace(/\/+$/, '');
+  return `${base}/templates/${encodeURIComponent(templateID)}/files/${hash}/upload?token=${token}`;
+}
+
+export const templateUploadApi: FastifyPluginAsync<{ ctx: ControlPlaneContext }> = async (app, { ctx }) => {
+  app.setErrorHandler(e2bErrorHandler);
+  // The body is the raw tar stream, read by the handler (no parser buffers it).
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', (_req, _payload, done) => done(null));
+  app.put(
+    '/templates/:templateID/files/:hash/upload',
+    {
+      bodyLimit: Number.MAX_SAFE_INTEGER,
+      config: { streamedBody: true },
+      schema: {
+        tags: ['e2b'],
+        summary: "Upload a COPY step's file set (tar or tar.gz) to the URL the files endpoint gave",
+        params: Type.Object({
+          templateID: Type.String({ minLength: 1, maxLength: 128 }),
+          hash: Type.String({ minLength: 1, maxLength: 128 }),
+        }),
+        querystring: Type.Object({ token: Type.String({ minLength: 1, maxLength: 64 }) }),
+        response: { 200: Type.Null(), 413: errorResponses[400], ...errorResponses },
+      },
+    },
+    async (req, reply) => {
+      const { hash } = req.params as { hash: string };
+      const { token } = req.query as { token: string };
+      validateFilesHash(hash);
+      const grant = grants.get(token);
+      if (!grant || grant.expires < Date.now() || grant.hash !== hash)
+        throw new UnauthenticatedError(
+          'this upload link is not valid (expired, used, or for other files); ask for a new one',
+        );
+      const length = Number(req.headers['content-length'] ?? Number.NaN);
+      if (length > FILE_SET_LIMITS.maxUploadBytes)
+        throw new ApiError(
+          413,
+          'payload_too_large',
+          `an uploaded file set may be at most ${FILE_SET_LIMITS.maxUploadBytes} bytes`,
+        );
+      grants.delete(token);
+      try {
+        await saveFileSet(ctx, grant.teamId, hash, req.raw as AsyncIterable<Buffer>);
+      } catch (err) {
+        if (err instanceof DomainError && err.code === 'payload_too_large')
+          throw new ApiError(413, 'payload_too_large', err.message);
+        throw err;
+      }
+      return reply.status(200).send(null);
+    },
+  );
+};

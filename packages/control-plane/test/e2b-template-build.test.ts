@@ -1,0 +1,179 @@
+// The e2b SDK's Template builder against a live Wrenn (real namespace capsules, `base` from the
+// shared template cache): Template.build of fromTemplate('base') with copy of a local folder,
+// setEnvs, setWorkdir, runCmd (as the build user and as root), setUser and setStartCmd with a
+// ready command; then Sandbox.create(name) runs a command in it and reaches the start command's
+// server through the proxy. A second build reuses every cached step and uploads nothing;
+// skipCache reruns them. Bad requests get E2B-shaped errors.
+import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { type LogEntry, Sandbox, Template } from 'e2b';
+import { getViaHost, type LiveSystem, SHARED_IMAGES, startLive, waitFor } from './e2b-live.js';
+
+const SLOT = 15;
+const NAME = 'sdk-app';
+const READY = `python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/')"`;
+
+describe('e2b SDK Template.build (live)', () => {
+  let sys: LiveSystem;
+  let contextDir: string;
+  const sandboxes: Sandbox[] = [];
+
+  before(async () => {
+    contextDir = mkdtempSync(join(tmpdir(), 'wrenn-e2b-tpl-'));
+    mkdirSync(join(contextDir, 'site', 'sub'), { recursive: true });
+    writeFileSync(join(contextDir, 'site', 'index.html'), '<h1>hello from the template</h1>\n');
+    writeFileSync(join(contextDir, 'site', 'sub', 'data.txt'), 'nested file\n');
+    sys = await startLive({ db: 'sqlite', slot: SLOT, imagesDir: SHARED_IMAGES });
+  });
+  after(async () => {
+    for (const s of sandboxes) await s.kill().catch(() => undefined);
+    rmSync(contextDir, { recursive: true, force: true });
+    if (!sys) return;
+    try {
+      // Everything the builds made lives in the shared image cache: the template, then its layers.
+      for (let pass = 0; pass < 20; pass++) {
+        const rows = await sys.cp.ctx.database.db
+          .selectFrom('templates')
+          .select('name')
+          .where('team_id', 'is not', null)
+          .orderBy('created_at', 'desc')
+          .execute();
+        if (rows.length === 0) break;
+        for (const r of rows)
+          await fetch(`${sys.url}/templates/${r.name}`, {
+            method: 'DELETE',
+            headers: { 'x-api-key': sys.sdk().apiKey },
+          });
+      }
+    } finally {
+      await sys.close();
+    }
+  });
+
+  const template = () =>
+    Template({ fileContextPath: contextDir })
+      .fromTemplate('base')
+      .setEnvs({ GREETING: 'hello from setEnvs' })
+      .setWorkdir('/home/user/app')
+      .copy('site', 'site')
+      .runCmd('echo "$GREETING as $(whoami) in $(pwd)" > made.txt')
+      .runCmd('id -un > /opt/made-by-root', { user: 'root' })
+      .setUser('user')
+      .setStartCmd('python3 -m http.server 8080 --bind 127.0.0.1 --directory /home/user/app/site', READY);
+
+  it('builds fromTemplate(base) with copy, setEnvs, setWorkdir, runCmd, setUser and a start command', async () => {
+    const logs: string[] = [];
+    const info = await Template.build(template(), NAME, {
+      ...sys.sdk(),
+      onBuildLogs: (e: LogEntry) => logs.push(e.message),
+    });
+    assert.equal(info.templateId, NAME);
+    const text = logs.join('\n');
+    assert.match(text, /Uploaded 'site'/);
+    assert.match(text, /Template 'sdk-app' is ready/);
+
+    const sbx = await Sandbox.create(NAME, { ...sys.sdk(), timeoutMs: 600_000 });
+    sandboxes.push(sbx);
+    const made = await sbx.commands.run('cat made.txt && pwd && whoami && echo "$GREETING" && cat /opt/made-by-root');
+    assert.equal(
+      made.stdout,
+      'hello from setEnvs as user in /home/user/app\n/home/user/app\nuser\nhello from setEnvs\nroot\n',
+    );
+    const copied = await sbx.commands.run('stat -c %U site/index.html && cat site/sub/data.txt');
+    assert.equal(copied.stdout, 'user\nnested file\n');
+    // The ready command passed before create returned: the start command's server answers.
+    const r = await waitFor(
+      'the start command server through the proxy',
+      async () => {
+        const res = await getViaHost(sys.url, sbx.getHost(8080), '/index.html');
+        return res.status === 200 ? res : undefined;
+      },
+      20_000,
+    );
+    assert.equal(r.body, '<h1>hello from the template</h1>\n');
+
+    assert.equal(await Template.exists(NAME, sys.sdk()), true);
+    assert.equal(await Template.exists('sdk-never-built', sys.sdk()), false);
+    const tags = await Template.getTags(NAME, sys.sdk());
+    assert.deepEqual(
+      tags.map((t) => t.tag),
+      ['default'],
+    );
+    assert.equal((await Template.assignTags(`${NAME}:default`, 'default', sys.sdk())).tags[0], 'default');
+    await assert.rejects(Template.assignTags(`${NAME}:default`, 'v2', sys.sdk()), /only tag is 'default'/);
+  });
+
+  it('reuses cached steps and uploads on a second build; skipCache runs them again', async () => {
+    for (const s of sandboxes.splice(0)) await s.kill();
+    const logs: string[] = [];
+    await Template.build(template(), NAME, { ...sys.sdk(), onBuildLogs: (e: LogEntry) => logs.push(e.message) });
+    const text = logs.join('\n');
+    assert.match(text, /Skipping upload of 'site', already cached/);
+    assert.equal((text.match(/---> cached/g) ?? []).length, 3, text);
+    assert.doesNotMatch(text, /---> done in/);
+
+    const forced: string[] = [];
+    await Template.build(template(), NAME, {
+      ...sys.sdk(),
+      skipCache: true,
+      onBuildLogs: (e: LogEntry) => forced.push(e.message),
+    });
+    const ftext = forced.join('\n');
+    assert.doesNotMatch(ftext, /---> cached/);
+    assert.equal((ftext.match(/cache skipped/g) ?? []).length, 3, ftext);
+  });
+
+  it('fails a build whose command fails, with the output in the error', async () => {
+    const t = Template().fromTemplate('base').runCmd('echo about to fail; exit 7');
+    await assert.rejects(Template.build(t, 'sdk-fails', sys.sdk()), /exit code 7[\s\S]*about to fail/);
+  });
+
+  it('refuses bad requests with E2B-shaped errors', async () => {
+    const { apiKey, apiUrl } = sys.sdk();
+    const post = async (path: string, body: unknown) => {
+      const res = await fetch(`${apiUrl}${path}`, {
+        method: 'POST',
+        headers: { 'x-api-key': apiKey, 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
+      return { status: res.status, body: (await res.json().catch(() => null)) as { code: number; message: string } };
+    };
+    const bad = await post('/v3/templates', { name: 'Bad Name!' });
+    assert.equal(bad.status, 400);
+    assert.equal(bad.body.code, 400);
+    const tagged = await post('/v3/templates', { name: 'x', tags: ['v2'] });
+    assert.equal(tagged.status, 400);
+    assert.match(tagged.body.message, /only tag is 'default'/);
+
+    const req = await post('/v3/templates', { name: 'sdk-bad', cpuCount: 1, memoryMB: 512 });
+    assert.equal(req.status, 202);
+    const { templateID, buildID } = req.body as unknown as { templateID: string; buildID: string };
+    const start = (body: unknown) => post(`/v2/templates/${templateID}/builds/${buildID}`, body);
+    assert.match(
+      (await start({ fromTemplate: 'base', steps: [{ type: 'FETCH', args: [] }] })).body.message,
+      /unknown step type 'FETCH'/,
+    );
+    assert.match(
+      (
+        await start({
+          fromTemplate: 'base',
+          steps: [{ type: 'COPY', args: ['../etc', 'x'], filesHash: 'a'.repeat(64) }],
+        })
+      ).body.message,
+      /inside the context directory/,
+    );
+    assert.match(
+      (await start({ fromTemplate: 'base', steps: [{ type: 'COPY', args: ['a', 'x'], filesHash: 'b'.repeat(64) }] }))
+        .body.message,
+      /were not uploaded/,
+    );
+    const missing = await start({ fromTemplate: 'no-such-template' });
+    assert.equal(missing.status, 404);
+    assert.match(missing.body.message, /no-such-template/);
+    const other = await post(`/v2/templates/${templateID}/builds/bld-doesnotexist`, { fromTemplate: 'base' });
+    assert.equal(other.status, 404);
+  });
+});
