@@ -42,6 +42,8 @@ const testPackages = [
   'xfsprogs',
   'wrk',
   'docker-registry',
+  // The E2B_DOMAIN tests' resolver for their own test domain.
+  'dnsmasq-base',
 ];
 
 function step(msg) {

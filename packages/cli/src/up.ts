@@ -3,7 +3,7 @@
 // the embedded database, all under one data directory. This is where the two are put together:
 // the host agent starts its half, the control plane adopts it.
 
-import { type RunningUp, startWithLocalAgent } from '@wrenn/control-plane';
+import { type RunningUp, startWithLocalAgent, type TlsSource } from '@wrenn/control-plane';
 import { type LocalAgentOptions, type NetworkOptions, startLocalAgent } from '@wrenn/host-agent';
 import pino from 'pino';
 
@@ -13,6 +13,8 @@ export interface UpOptions {
   dataDir: string;
   listen: { host: string; port: number };
   domain: string;
+  /** Serve HTTPS (--tls self-signed or --tls-cert/--tls-key). */
+  tls?: TlsSource;
   databaseUrl?: string;
   /** Key to use as the admin key (WRENN_API_KEY). */
   adminKey?: string;
@@ -54,6 +56,7 @@ export async function startUp(o: UpOptions): Promise<RunningUp> {
       dataDir: o.dataDir,
       listen: o.listen,
       domain: o.domain,
+      ...(o.tls ? { tls: o.tls } : {}),
       ...(o.databaseUrl ? { databaseUrl: o.databaseUrl } : {}),
       ...(o.adminKey ? { adminKey: o.adminKey } : {}),
       ...(o.warmMinimal !== undefined ? { warmMinimal: o.warmMinimal } : {}),

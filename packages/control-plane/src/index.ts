@@ -4,3 +4,4 @@
 export { e2bKeyOf, ensureAdmin } from './auth/index.js';
 export { type RunningUp, startWithLocalAgent, type WithLocalAgentOptions } from './local-host.js';
 export { type RunningControlPlane, type StartControlPlaneOptions, startControlPlane } from './server.js';
+export type { TlsSource } from './tls/certificates.js';

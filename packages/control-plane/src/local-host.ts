@@ -16,6 +16,7 @@ import {
 } from './db/repositories/hosts.js';
 import { recordCapsuleDied } from './reconciler/capsule-died.js';
 import { type RunningControlPlane, startControlPlane } from './server.js';
+import type { TlsSource } from './tls/certificates.js';
 
 export interface WithLocalAgentOptions {
   /** The agent of this machine, already listening; closed with the control plane. */
@@ -23,6 +24,8 @@ export interface WithLocalAgentOptions {
   dataDir: string;
   listen: { host: string; port: number };
   domain: string;
+  /** Serve HTTPS on the listener (server.ts). */
+  tls?: TlsSource;
   databaseUrl?: string;
   /** Key to use as the admin key (WRENN_API_KEY). */
   adminKey?: string;
@@ -46,11 +49,13 @@ export interface RunningUp {
 
 export async function startWithLocalAgent(o: WithLocalAgentOptions): Promise<RunningUp> {
   const { agent, layers } = o.local;
+  const scheme = o.tls ? 'https' : 'http';
   const cp = await startControlPlane({
     listen: o.listen,
     dataDir: o.dataDir,
     domain: o.domain,
-    publicUrl: `http://${o.listen.host}:${o.listen.port}`,
+    publicUrl: `${scheme}://${o.listen.host}:${o.listen.port}`,
+    ...(o.tls ? { tls: o.tls } : {}),
     ...(o.databaseUrl ? { databaseUrl: o.databaseUrl } : {}),
     ...(o.logLevel ? { logLevel: o.logLevel } : {}),
   });
@@ -67,7 +72,7 @@ export async function startWithLocalAgent(o: WithLocalAgentOptions): Promise<Run
     }
     cp.ctx.readiness.ready = true;
     cp.ctx.readiness.reason = 'ok';
-    const url = `http://${o.listen.host.includes(':') ? `[${o.listen.host}]` : o.listen.host}:${cp.port}`;
+    const url = `${scheme}://${o.listen.host.includes(':') ? `[${o.listen.host}]` : o.listen.host}:${cp.port}`;
     cp.ctx.config.publicUrl = url;
     return {
       url,

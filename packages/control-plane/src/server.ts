@@ -2,6 +2,7 @@
 // E2B-compatible APIs, the docs, metrics and the dashboard, all on one port; plus the loops that
 // keep the database true (host heartbeats, reconciler).
 import http from 'node:http';
+import http2 from 'node:http2';
 import type { Duplex } from 'node:stream';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
@@ -28,6 +29,8 @@ import { openDatabase } from './db/open.js';
 import { hostRoutes } from './hosts/index.js';
 import { createSandboxProxy } from './proxy/sandbox-proxy.js';
 import { type StateLoops, startStateLoops } from './reconciler/index.js';
+import { conflictingAuthority, refuseConflictingAuthority } from './tls/authority.js';
+import { loadTlsMaterial, type TlsSource } from './tls/certificates.js';
 
 export interface StartControlPlaneOptions extends ControlPlaneConfig {
   databaseUrl?: string;
@@ -36,6 +39,8 @@ export interface StartControlPlaneOptions extends ControlPlaneConfig {
   stateLoops?: boolean;
   /** Head, body and idle timeouts at the API's edge (default: WRENN_HEADERS_TIMEOUT_MS, WRENN_BODY_TIMEOUT_MS). */
   edge?: Partial<EdgeLimits>;
+  /** Serve HTTPS (HTTP/1.1 and HTTP/2 by ALPN) with these certificates instead of plain HTTP. */
+  tls?: TlsSource;
 }
 
 export interface RunningControlPlane {
@@ -43,15 +48,29 @@ export interface RunningControlPlane {
   app: FastifyInstance;
   url: string;
   port: number;
+  /** With `tls: 'self-signed'`: the CA certificate clients must trust (NODE_EXTRA_CA_CERTS). */
+  caFile?: string;
   /** The state loops (heartbeats, pushed state, reconciler), unless started without them. */
   loops: StateLoops | undefined;
   close(): Promise<void>;
 }
 
 export async function startControlPlane(opts: StartControlPlaneOptions): Promise<RunningControlPlane> {
+  const tlsMaterial = opts.tls ? loadTlsMaterial(opts.tls, opts.dataDir, opts.domain) : undefined;
   const log = pino({ level: opts.logLevel ?? process.env.WRENN_LOG_LEVEL ?? 'info', base: { svc: 'control-plane' } });
   const database = await openDatabase({ dataDir: opts.dataDir, databaseUrl: opts.databaseUrl });
   const agents = new AgentPool();
+  // TLS sockets and h2 sessions, so close() ends them (Fastify's forceCloseConnections does not
+  // know an HTTP/2 server it did not create).
+  const secureConns = new Set<{ destroy(): void }>();
+  const trackSecure = (secure: http2.Http2SecureServer) => {
+    const add = (c: { destroy(): void; once(ev: 'close', fn: () => void): unknown }) => {
+      secureConns.add(c);
+      c.once('close', () => secureConns.delete(c));
+    };
+    secure.on('secureConnection', add);
+    secure.on('session', add);
+  };
   const ctx: ControlPlaneContext = {
     config: { listen: opts.listen, dataDir: opts.dataDir, domain: opts.domain, publicUrl: opts.publicUrl },
     database,
@@ -86,18 +105,35 @@ export async function startControlPlane(opts: StartControlPlaneOptions): Promise
     // Long-lived streams (a background command's output, a terminal) must not keep close() waiting.
     forceCloseConnections: true,
     serverFactory: (handler) => {
+      const onRequest = (req: http.IncomingMessage, res: http.ServerResponse) => {
+        if (conflictingAuthority(req)) return refuseConflictingAuthority(res);
+        if (!proxy.handle(req, res)) handler(req, res);
+      };
       // No requestTimeout: uploads may take long; api/edge.ts times bodies per route instead.
-      const server = http.createServer(
-        {
-          headersTimeout: edge.headersTimeoutMs,
-          connectionsCheckingInterval: Math.min(30_000, Math.max(100, Math.floor(edge.headersTimeoutMs / 4))),
-          keepAliveTimeout: 620_000,
-          requestTimeout: 0,
-        },
-        (req, res) => {
-          if (!proxy.handle(req, res)) handler(req, res);
-        },
-      );
+      const httpOptions = {
+        headersTimeout: edge.headersTimeoutMs,
+        connectionsCheckingInterval: Math.min(30_000, Math.max(100, Math.floor(edge.headersTimeoutMs / 4))),
+        keepAliveTimeout: 620_000,
+        requestTimeout: 0,
+      };
+      if (tlsMaterial) {
+        // HTTPS: HTTP/2 for clients that offer it by ALPN (envd's Connect streams), HTTP/1.1 for
+        // the others, on the same port; h2 requests reach the same handler as compat objects.
+        const secure = http2.createSecureServer(
+          {
+            key: tlsMaterial.key,
+            cert: tlsMaterial.cert,
+            allowHTTP1: true,
+            settings: { enableConnectProtocol: false },
+          },
+          onRequest as unknown as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void,
+        );
+        Object.assign(secure, httpOptions);
+        trackSecure(secure);
+        proxy.attach(secure);
+        return secure as unknown as http.Server;
+      }
+      const server = http.createServer(httpOptions, onRequest);
       // The proxy sees every connection first: one whose first request is for a capsule is piped.
       proxy.attach(server);
       return server;
@@ -168,11 +204,13 @@ export async function startControlPlane(opts: StartControlPlaneOptions): Promise
     ctx,
     app,
     port,
-    url: `http://${opts.listen.host}:${port}`,
+    url: `${tlsMaterial ? 'https' : 'http'}://${opts.listen.host}:${port}`,
+    ...(tlsMaterial?.caFile ? { caFile: tlsMaterial.caFile } : {}),
     loops,
     async close() {
       await loops?.stop();
       proxy.close();
+      for (const c of secureConns) c.destroy();
       await app.close();
       await database.close();
     },

@@ -1,5 +1,6 @@
 // Which capsule and port a request is for, if any.
 import type http from 'node:http';
+import { requestAuthority } from '../tls/authority.js';
 
 export interface ProxyRoute {
   kind: 'header' | 'host' | 'path';
@@ -21,7 +22,8 @@ function header(req: http.IncomingMessage, name: string): string | undefined {
 }
 
 export function resolveRoute(req: http.IncomingMessage, domain: string): ProxyRoute | undefined {
-  return routeOf(req.url ?? '/', (name) => header(req, name), domain);
+  // HTTP/2 (TLS listener): the host is the request's :authority.
+  return routeOf(req.url ?? '/', (name) => (name === 'host' ? requestAuthority(req) : header(req, name)), domain);
 }
 
 /** The route for a request target and its header fields (get takes a lowercase name). */

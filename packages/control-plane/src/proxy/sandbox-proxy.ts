@@ -13,6 +13,7 @@
 import http from 'node:http';
 import type net from 'node:net';
 import type { Duplex } from 'node:stream';
+import tls from 'node:tls';
 import {
   createProxyAgent,
   forwardHttp,
@@ -33,6 +34,7 @@ import {
 } from '@wrenn/native';
 import { ENVD_PORT } from '@wrenn/protocol/contract';
 import type { ControlPlaneContext } from '../context.js';
+import { requestAuthority } from '../tls/authority.js';
 import { headEnd, MAX_HEAD_BYTES } from './http-scan.js';
 import { HEADERS_TIMEOUT_MS, type PipeDeps, PipedConnection, pipeRouteOf } from './pipe.js';
 import { type ProxyRoute, resolveRoute } from './route.js';
@@ -44,7 +46,7 @@ export interface SandboxProxy {
    * Puts the piped path in front of the server's connections (call once, before listen). Without
    * it the first proxied request attaches it, so later connections take the piped path.
    */
-  attach(server: http.Server): void;
+  attach(server: http.Server | tls.Server): void;
   /** Handles the request when it is for a capsule; false lets the API have it. */
   handle(req: http.IncomingMessage, res: http.ServerResponse): boolean;
   handleUpgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): boolean;
@@ -93,14 +95,16 @@ export function createSandboxProxy(ctx: ControlPlaneContext, opts: { headersTime
   // Connections the piped path owns (and ones still being read), so close() can end them: the API
   // server does not know them.
   const owned = new Set<{ destroy(): void }>();
-  let attached: http.Server | undefined;
+  let attached: http.Server | tls.Server | undefined;
   let closed = false;
-  function attach(server: http.Server): void {
+  function attach(server: http.Server | tls.Server): void {
     if (attached) return;
     attached = server;
-    // The server's own 'connection' listeners (its HTTP parser) run only for what is not piped.
-    const apiListeners = server.listeners('connection') as Array<(socket: net.Socket) => void>;
-    server.removeAllListeners('connection');
+    // A TLS listener's HTTP parsers take the decrypted socket ('secureConnection').
+    const event = server instanceof tls.Server ? 'secureConnection' : 'connection';
+    // The server's own listeners (its HTTP parser) run only for what is not piped.
+    const apiListeners = server.listeners(event) as Array<(socket: net.Socket) => void>;
+    server.removeAllListeners(event);
     const toApi = (socket: net.Socket, buffered: Buffer) => {
       owned.delete(socket);
       socket.pause();
@@ -134,8 +138,17 @@ export function createSandboxProxy(ctx: ControlPlaneContext, opts: { headersTime
       attempts: 3,
       backoffMs: 100,
     };
-    server.on('connection', (socket: net.Socket) => {
+    // The native relay moves bytes between file descriptors: a TLS client's are encrypted, so TLS
+    // connections stay on the JS pipe (TLS costs more than the pipe's own work anyway).
+    const tlsDeps: PipeDeps = { ...deps, relay: undefined };
+    server.on(event, (socket: net.Socket) => {
       if (closed) return toApi(socket, Buffer.alloc(0));
+      // HTTP/2 sessions go to the server's h2 handler: their requests reach handle() one by one.
+      if (socket instanceof tls.TLSSocket && socket.alpnProtocol === 'h2') {
+        for (const l of apiListeners) l.call(server, socket);
+        return;
+      }
+      const connDeps = socket instanceof tls.TLSSocket ? tlsDeps : deps;
       owned.add(socket);
       // Read the first request head, then decide who carries the connection.
       let buffered: Buffer = Buffer.alloc(0);
@@ -167,7 +180,7 @@ export function createSandboxProxy(ctx: ControlPlaneContext, opts: { headersTime
         const route = closed ? undefined : pipeRouteOf(buffered, ctx.config.domain);
         // Anything not clearly for a capsule (API calls, malformed heads) is the API server's.
         if (!route) return toApi(socket, buffered);
-        new PipedConnection(socket, buffered, deps, () => owned.delete(socket));
+        new PipedConnection(socket, buffered, connDeps, () => owned.delete(socket));
       };
       socket.on('data', onData);
       socket.on('error', onError);
@@ -198,6 +211,9 @@ export function createSandboxProxy(ctx: ControlPlaneContext, opts: { headersTime
         if ('status' in t) return sendGuestError(res, t);
         track(route.capsuleId, res);
         const guest = { sandboxId: route.capsuleId, port: route.port };
+        // HTTP/2 carries the host as :authority, which the HTTP/1.1 hop does not forward.
+        const authority = req.httpVersionMajor === 2 ? requestAuthority(req) : undefined;
+        if (authority) t.target.headers = { ...t.target.headers, host: authority };
         forwardHttp(req, res, t.target, {
           agent,
           locationPrefix: t.locationPrefix,

@@ -14,6 +14,7 @@ import {
 } from '@wrenn/host-agent';
 import pino from 'pino';
 import { type RunningUp, startWithLocalAgent } from '../local-host.js';
+import type { TlsSource } from '../tls/certificates.js';
 
 export interface Live {
   up: RunningUp;
@@ -61,6 +62,10 @@ export interface TestUpOptions {
   /** Network slot (see slotNetwork); also picks the agent's cgroup parent. */
   slot: number;
   domain?: string;
+  /** Listener address (default 127.0.0.1, a free port). */
+  listen?: { host: string; port: number };
+  /** Serve HTTPS (E2B_DOMAIN mode tests). */
+  tls?: TlsSource;
   databaseUrl?: string;
   /** Template cache (default the shared one, so `minimal` is built once per machine). */
   imagesDir?: string;
@@ -86,8 +91,9 @@ export async function startTestUp(o: TestUpOptions): Promise<RunningUp> {
     return await startWithLocalAgent({
       local,
       dataDir: o.dataDir,
-      listen: { host: '127.0.0.1', port: 0 },
+      listen: o.listen ?? { host: '127.0.0.1', port: 0 },
       domain: o.domain ?? 'localhost',
+      ...(o.tls ? { tls: o.tls } : {}),
       ...(o.databaseUrl ? { databaseUrl: o.databaseUrl } : {}),
       logLevel,
     });
@@ -101,7 +107,7 @@ export async function startTestUp(o: TestUpOptions): Promise<RunningUp> {
 export async function startLive(
   slot: number,
   label: string,
-  extra: Pick<TestUpOptions, 'capsuleDiskMb'> = {},
+  extra: Pick<TestUpOptions, 'capsuleDiskMb' | 'domain' | 'listen' | 'tls'> = {},
 ): Promise<Live> {
   const dataDir = mkdtempSync(join(tmpdir(), `wrenn-${label}-live-`));
   let up: RunningUp;

@@ -53,6 +53,9 @@ const HOP_BY_HOP = [
   'x-wrenn-agent-secret',
 ];
 
+// Connection-specific fields of a response, which HTTP/2 forbids and HTTP/1.1 sets per hop.
+const RESPONSE_HOP_BY_HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'proxy-connection', 'upgrade']);
+
 export function createProxyAgent(): http.Agent {
   return new http.Agent({
     keepAlive: true,
@@ -133,12 +136,14 @@ export function forwardHttp(
     up.on('response', (ur) => {
       const headers: http.OutgoingHttpHeaders = {};
       for (const [k, v] of Object.entries(ur.headers)) {
-        if (v === undefined || k === 'connection' || k === 'keep-alive' || k === 'transfer-encoding') continue;
+        if (v === undefined || RESPONSE_HOP_BY_HOP.has(k)) continue;
         headers[k] = v;
       }
       if (typeof ur.headers.location === 'string')
         headers.location = rewriteLocation(ur.headers.location, target, opts.locationPrefix);
-      res.writeHead(ur.statusCode ?? 502, ur.statusMessage, headers);
+      // HTTP/2 clients (the control plane's TLS listener) get no reason phrase: h2 has none.
+      if (req.httpVersionMajor === 2) res.writeHead(ur.statusCode ?? 502, headers);
+      else res.writeHead(ur.statusCode ?? 502, ur.statusMessage, headers);
       ur.pipe(res);
       ur.on('error', () => res.destroy());
     });

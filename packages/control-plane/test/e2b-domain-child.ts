@@ -1,0 +1,121 @@
+// The e2b SDK as a user runs it against a Wrenn deployed on a domain: a child process whose
+// environment holds only E2B_DOMAIN, E2B_API_KEY and NODE_EXTRA_CA_CERTS (e2b-domain-tls.test.ts
+// starts it in a mount namespace whose /etc/resolv.conf names the test's resolver). Each scenario
+// prints what it saw as one JSON line; the test asserts on it.
+import { Sandbox } from 'e2b';
+
+type Json = Record<string, unknown>;
+
+const text = async (res: Response) => ({ status: res.status, body: await res.text() });
+// A CGI script that answers with the Host header its server got (busybox httpd sets HTTP_HOST).
+const HOST_ECHO = '#!/bin/sh\nprintf "content-type: text/plain\\r\\n\\r\\n%s" "$HTTP_HOST"\n';
+
+async function serveHostEcho(sbx: Sandbox, port: number): Promise<void> {
+  await sbx.files.write('/tmp/www/cgi-bin/host', HOST_ECHO);
+  await sbx.files.write('/tmp/www/index.html', 'page');
+  await sbx.commands.run('chmod +x /tmp/www/cgi-bin/host');
+  // Without -f httpd puts itself in the background: no command stream stays open in this process.
+  await sbx.commands.run(`busybox httpd -p ${port} -h /tmp/www`);
+}
+
+/** Fetches until the server answers something other than the proxy's "port not open" (502). */
+async function fetchServer(url: string, init: RequestInit = {}): Promise<{ status: number; body: string }> {
+  let last = { status: 0, body: '' };
+  for (let i = 0; i < 50; i++) {
+    last = await text(await fetch(url, init));
+    if (last.status !== 502) return last;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return last;
+}
+
+const scenarios: Record<string, () => Promise<Json>> = {
+  async lifecycle() {
+    const env = {
+      domain: process.env.E2B_DOMAIN,
+      apiUrl: process.env.E2B_API_URL ?? null,
+      sandboxUrl: process.env.E2B_SANDBOX_URL ?? null,
+    };
+    const sbx = await Sandbox.create('minimal', { secure: true, timeoutMs: 300_000 });
+    try {
+      const echo = await sbx.commands.run('echo hi from $(hostname)');
+      await sbx.files.write('/home/user/hello.txt', 'hello over tls');
+      const read = await sbx.files.read('/home/user/hello.txt');
+      const download = await sbx.downloadUrl('hello.txt');
+      const valid = await text(await fetch(download));
+      const timed = await text(await fetch(await sbx.downloadUrl('hello.txt', { useSignatureExpiration: 60 })));
+      const expired = await text(await fetch(await sbx.downloadUrl('hello.txt', { useSignatureExpiration: -60 })));
+      const forged = new URL(download);
+      forged.searchParams.set('signature', `v1_${'A'.repeat(43)}`);
+      const wrong = await text(await fetch(forged));
+      const upload = await sbx.uploadUrl('up.txt');
+      const form = new FormData();
+      form.append('file', 'uploaded over tls');
+      const uploaded = await text(await fetch(upload, { method: 'POST', body: form }));
+      const upRead = await sbx.files.read('/home/user/up.txt');
+
+      await serveHostEcho(sbx, 8080);
+      const host = sbx.getHost(8080);
+      const page = await fetchServer(`https://${host}/index.html`);
+      const seenHost = await fetchServer(`https://${host}/cgi-bin/host`);
+
+      await sbx.pause();
+      const pausedInfo = await Sandbox.getInfo(sbx.sandboxId);
+      const resumed = await Sandbox.connect(sbx.sandboxId);
+      const afterResume = await resumed.files.read('/home/user/hello.txt');
+      const running = await resumed.isRunning();
+      await resumed.kill();
+      const gone = await Sandbox.getInfo(sbx.sandboxId).then(
+        () => 'still there',
+        (e: Error) => e.constructor.name,
+      );
+      return {
+        env,
+        sandboxDomain: sbx.sandboxDomain,
+        echo: echo.stdout.trim(),
+        read,
+        download,
+        valid,
+        timed,
+        expired,
+        wrong,
+        upload,
+        uploaded: uploaded.status,
+        upRead,
+        host,
+        page,
+        seenHost,
+        pausedState: pausedInfo.state,
+        afterResume,
+        running,
+        gone,
+      };
+    } finally {
+      await sbx.kill().catch(() => undefined);
+    }
+  },
+};
+
+/** A sandbox with a server on 8080 left running for the test's own probes (it kills it). */
+scenarios.serve = async () => {
+  const sbx = await Sandbox.create('minimal', { timeoutMs: 300_000 });
+  await serveHostEcho(sbx, 8080);
+  const ready = await fetchServer(`https://${sbx.getHost(8080)}/index.html`);
+  return { id: sbx.sandboxId, host: sbx.getHost(8080), ready };
+};
+
+const name = process.argv[2] ?? '';
+const run = scenarios[name];
+if (!run) {
+  process.stderr.write(`unknown scenario "${name}"; one of ${Object.keys(scenarios).join(', ')}\n`);
+  process.exit(2);
+}
+run().then(
+  (out) => process.stdout.write(`${JSON.stringify(out)}\n`),
+  (err: unknown) => {
+    process.stdout.write(
+      `${JSON.stringify({ error: err instanceof Error ? `${err.name}: ${err.message}` : String(err) })}\n`,
+    );
+    process.exitCode = 1;
+  },
+);
