@@ -140,11 +140,15 @@ export interface LocalLayerOptions {
 
 export async function createLocalLayers(dataDir: string, opts: LocalLayerOptions = {}): Promise<LocalLayers> {
   const netOpts = opts.network ?? {};
+  const log = opts.log ?? pino({ base: { svc: 'host-agent' } });
   // Before any network namespace exists: each one created later gets its own TCP/UDP hash tables.
-  await applyHostSettings(hostSettings(), opts.log ?? pino({ base: { svc: 'host-agent' } }));
+  await applyHostSettings(hostSettings(), log);
   const templateStore = new TemplateStore({ imagesDir: opts.imagesDir ?? join(dataDir, 'images') });
   const networkManager = new NetworkManager({ dataDir, ...netOpts });
   await networkManager.init();
+  const egressProxy = await networkManager.startEgressProxy({
+    log: (level, msg, fields) => log[level](fields, msg),
+  });
   const metadataServer = await startMetadataHttpServer({
     port: networkManager.metadataPort,
     host: '0.0.0.0',
@@ -208,6 +212,7 @@ export async function createLocalLayers(dataDir: string, opts: LocalLayerOptions
       // Pre-built networks belong to no capsule: they go with the agent (capsules stay).
       await Promise.all([
         metadataServer.close(),
+        egressProxy.close(),
         networkManager.setWarmPool(0),
         ...[...runtimes.values()].map((r) => r.close?.()),
       ]);

@@ -38,7 +38,7 @@ export async function serverInNetns(netns: string, port: number): Promise<ChildP
 }
 
 /** Runs a node script inside `netns` until it prints "ready" (killed by killChildren). */
-async function nodeInNetns(netns: string, script: string): Promise<ChildProcess> {
+export async function nodeInNetns(netns: string, script: string): Promise<ChildProcess> {
   const child = spawn('ip', ['netns', 'exec', netns, process.execPath, '-e', script], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -42,6 +42,8 @@ export function slotNetwork(slot: number): Partial<NetworkOptions> {
     names: { netnsPrefix: `wte${letter}-`, ifPrefix: `wte${letter}`, chainPrefix: `WTE${letter.toUpperCase()}` },
     // Below the ephemeral port range (32768+), so no outgoing connection can be holding it.
     metadataPort: 31270 + slot,
+    // The egress proxy's two ports (HTTP, TLS), clear of the metadata ports of other slots.
+    egressProxyPort: 31300 + 2 * slot,
     rateMbit: 0,
   };
 }

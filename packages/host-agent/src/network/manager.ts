@@ -1,6 +1,7 @@
 // The per-capsule network of this host: slot allocation, namespace + veth, firewall rules and the
 // values the metadata endpoint serves. One instance per agent (see index.ts for the default one).
 
+import { networkInterfaces } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
   type EgressPolicy,
@@ -10,7 +11,16 @@ import {
   splitAllowOut,
 } from '@wrenn/protocol';
 import { type AddressPool, parsePool, SLOT_PREFIX_LEN, slotAddresses, slotOfCapsuleIp } from './address-pool.js';
-import { type Cidr, checkAllowOut, openedEntries, parseCidr, parseCidrList } from './egress-policy.js';
+import {
+  type Cidr,
+  checkAllowOut,
+  cidrWithin,
+  nonGlobalRangeOf,
+  openedEntries,
+  parseCidr,
+  parseCidrList,
+} from './egress-policy.js';
+import { type EgressProxy, type EgressProxyOptions, startEgressProxy } from './egress-proxy/server.js';
 import { type EgressRule, Firewall } from './firewall.js';
 import { createLinks, enableIpForwarding, listHostIfnames, listNetns, prepareNetnsDir, removeLinks } from './links.js';
 import { hostNameServers } from './name-servers.js';
@@ -30,7 +40,6 @@ export const DEFAULT_POOL = '10.201.0.0/16';
 export const DEFAULT_RATE_MBIT = 200;
 export const DEFAULT_TXQUEUELEN = 5000;
 export const DEFAULT_METADATA_PORT = 50169;
-export const DEFAULT_EGRESS_PROXY_PORT = 50170;
 
 export interface NetworkOptions {
   dataDir: string;
@@ -55,7 +64,7 @@ export interface NetworkOptions {
   dnsServers?: string[];
   /**
    * The egress proxy's plain-HTTP port on the host (TLS: the next one), where capsules with domain
-   * rules have ports 80/443 redirected. Default: WRENN_EGRESS_PROXY_PORT or 50170.
+   * rules have ports 80/443 redirected. Default: WRENN_EGRESS_PROXY_PORT or the metadata port + 1 (50170).
    */
   egressProxyPort?: number;
 }
@@ -204,7 +213,8 @@ export class NetworkManager {
     this.metadataPort = opts.metadataPort ?? envInt('WRENN_METADATA_PORT', DEFAULT_METADATA_PORT);
     if (this.metadataPort < 1 || this.metadataPort > 65535)
       throw new Error(`metadata port ${this.metadataPort} is not a TCP port`);
-    const proxyPort = opts.egressProxyPort ?? envInt('WRENN_EGRESS_PROXY_PORT', DEFAULT_EGRESS_PROXY_PORT);
+    // Next to the metadata port by default, so agents given distinct metadata ports (tests) get distinct proxies.
+    const proxyPort = opts.egressProxyPort ?? envInt('WRENN_EGRESS_PROXY_PORT', this.metadataPort + 1);
     if (proxyPort < 1 || proxyPort > 65534) throw new Error(`egress proxy port ${proxyPort} is not a TCP port`);
     this.proxyPorts = { http: proxyPort, tls: proxyPort + 1 };
     this.defaultRateMbit = checkRate(opts.rateMbit ?? envInt('WRENN_NET_RATE_MBIT', DEFAULT_RATE_MBIT));
@@ -331,6 +341,31 @@ export class NetworkManager {
     await this.store.update(next);
     await this.firewall.sync(this.ifname(next.slot));
     return this.describe(next);
+  }
+
+  /**
+   * Whether capsule `e` may not reach `ip` whatever its policy says: a closed (non-global) range
+   * that neither the host nor the capsule opened, or an address of the host itself. The egress
+   * proxy asks this of every address a name resolves to (DNS rebinding).
+   */
+  egressClosed(ip: string, e: CapsuleEgress): boolean {
+    if (Object.values(networkInterfaces()).some((l) => l?.some((a) => a.address === ip))) return true;
+    const c = parseCidr(ip);
+    if (!nonGlobalRangeOf(c) || this.egressAllow.some((h) => cidrWithin(c, h))) return false;
+    const opened = openedEntries(e.allowCidrs, this.egressOpenable, this.egressAllow).map(parseCidr);
+    return !opened.some((o) => cidrWithin(c, o));
+  }
+
+  /** Starts the egress proxy on this manager's proxy ports (all addresses; only capsules reach them). */
+  startEgressProxy(o: Pick<EgressProxyOptions, 'secureContextFor' | 'upstreamCa' | 'log'> = {}): Promise<EgressProxy> {
+    return startEgressProxy({
+      ...o,
+      httpPort: this.proxyPorts.http,
+      tlsPort: this.proxyPorts.tls,
+      lookup: (addr) => this.egressFor(addr),
+      closed: (ip, e) => this.egressClosed(ip, e),
+      dnsServers: this.dnsServers.filter((ip) => ipv4Ok(ip)),
+    });
   }
 
   /** The capsule behind a source address, for the egress proxy (undefined: none of ours). */

@@ -1,0 +1,246 @@
+// Egress policy (E2B's network.allowOut/denyOut/rules) on a capsule's network namespace, probed as
+// root inside it: CIDR and IP allow/deny in the kernel (TCP and UDP), allow beating deny, the
+// all-traffic selector, an update on a running capsule, domains and *.domain through the agent's
+// egress proxy (HTTP Host and TLS SNI), header injection, and the attacks on it: a spoofed SNI
+// dialled at another address, a name that rebinds to a private address, raw UDP around the proxy,
+// while a neighbour without a policy keeps its internet. Every "internet" host is in a namespace
+// this test creates (198.18.7.0/24); no packet leaves the machine.
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import type { EgressProxy } from '../../src/network/egress-proxy/server.js';
+import { NetworkManager } from '../../src/network/index.js';
+import {
+  execFileP,
+  freePort,
+  killChildren,
+  leftovers,
+  probeFrom,
+  TEST_NAMES,
+  TEST_POOL,
+  udpProbeFrom,
+} from '../network-helpers.js';
+import {
+  createInternet,
+  INET,
+  INET_TCP_PORT,
+  type Internet,
+  internetLeftovers,
+  RESOLVE,
+  removeInternet,
+} from './egress-internet.js';
+
+const isRoot = process.getuid?.() === 0;
+const opts = { skip: isRoot ? false : 'needs root (namespaces, veth, iptables)' };
+
+let dataDir = '';
+let m: NetworkManager;
+let inet: Internet;
+let proxy: EgressProxy;
+
+function newManager(metadataPort: number): NetworkManager {
+  return new NetworkManager({
+    dataDir,
+    pool: TEST_POOL,
+    names: TEST_NAMES,
+    metadataPort,
+    dnsServers: [INET.dns],
+    egressAllow: [INET.range], // the test's "internet": open like global addresses
+  });
+}
+
+before(async () => {
+  if (!isRoot) return;
+  dataDir = await mkdtemp(join(tmpdir(), 'wrenn-egress-policy-'));
+  m = newManager(await freePort());
+  await m.removeAll(); // whatever an earlier, killed run left
+  m = newManager(m.metadataPort);
+  await m.init();
+  inet = await createInternet();
+  proxy = await m.startEgressProxy({ upstreamCa: [inet.caPem] });
+});
+
+after(async () => {
+  if (!isRoot) return;
+  killChildren();
+  await proxy?.close();
+  await inet?.stop();
+  await removeInternet();
+  await m?.removeAll().catch((e) => console.error('network cleanup:', e));
+  const left = [...(await leftovers(join(dataDir, 'network', 'slots'))), ...internetLeftovers()];
+  await rm(dataDir, { recursive: true, force: true });
+  assert.deepEqual(left, [], 'the suite left networking state behind');
+});
+
+let seq = 0;
+async function capsule(policy: { allowOut?: string[]; denyOut?: string[]; rules?: Record<string, unknown> } = {}) {
+  const id = `cl-ep-${++seq}`;
+  const net = await m.create({ id, internet: true, ...(policy as object) });
+  return net;
+}
+
+/** curl inside the capsule's namespace; `to` pins the name to an address as the capsule's DNS would. */
+async function curl(netns: string, url: string, to?: string): Promise<{ code: number; body: string }> {
+  const u = new URL(url);
+  const port = u.protocol === 'https:' ? 443 : 80;
+  const args = ['netns', 'exec', netns, 'curl', '-sS', '--max-time', '5', '--cacert', inet.caFile];
+  if (to) args.push('--resolve', `${u.hostname}:${port}:${to}`);
+  const r = await execFileP('ip', [...args, '-w', '\\n%{http_code}', url]).catch(
+    (e: { stdout?: string; code?: number }) => ({ stdout: `${e.stdout ?? ''}\n000`, code: e.code }),
+  );
+  const lines = r.stdout.trimEnd().split('\n');
+  return { code: Number(lines.pop()), body: lines.join('\n') };
+}
+
+const served = (body: string) => JSON.parse(body) as { server: string; host: string; headers: Record<string, string> };
+
+test('the internet stand-in answers the host directly', opts, async () => {
+  const n = await capsule();
+  t_after(n.id);
+  assert.equal((await probeFrom(n.netnsName, INET.a, INET_TCP_PORT, 3000)).ok, true);
+  assert.equal(served((await curl(n.netnsName, 'https://b.egress.test/', INET.b)).body).server, INET.b);
+});
+
+const toDestroy: string[] = [];
+function t_after(id: string) {
+  toDestroy.push(id);
+}
+after(async () => {
+  if (!isRoot) return;
+  for (const id of toDestroy) await m.destroy(id).catch(() => undefined);
+});
+
+test('denyOut by IP and CIDR refuses TCP and UDP at once; the rest stays reachable', opts, async () => {
+  const ip = await capsule({ denyOut: [INET.b] });
+  const cidr = await capsule({ denyOut: ['198.18.7.8/29'] });
+  const neighbour = await capsule();
+  for (const n of [ip, cidr, neighbour]) t_after(n.id);
+  for (const n of [ip, cidr]) {
+    assert.deepEqual(await probeFrom(n.netnsName, INET.b, INET_TCP_PORT, 3000), { ok: false, error: 'ECONNREFUSED' });
+    assert.equal((await udpProbeFrom(n.netnsName, INET.b, 5353, 1500)).ok, false, 'UDP denied too');
+    assert.equal((await probeFrom(n.netnsName, INET.a, INET_TCP_PORT, 3000)).ok, true);
+  }
+  assert.equal(
+    (await probeFrom(neighbour.netnsName, INET.b, INET_TCP_PORT, 3000)).ok,
+    true,
+    'the neighbour is unaffected',
+  );
+  assert.equal((await udpProbeFrom(neighbour.netnsName, INET.b, 5353, 1500)).ok, true);
+});
+
+test('all-traffic deny with allowOut: allow takes precedence; DNS refused without domain rules', opts, async () => {
+  const only = await capsule({ denyOut: ['0.0.0.0/0'], allowOut: [INET.a] });
+  const both = await capsule({ denyOut: ['0.0.0.0/0'], allowOut: [INET.a, `${INET.b}/32`] });
+  const none = await capsule({ denyOut: ['0.0.0.0/0'] });
+  for (const n of [only, both, none]) t_after(n.id);
+  assert.equal((await probeFrom(only.netnsName, INET.a, INET_TCP_PORT, 3000)).ok, true);
+  assert.deepEqual(await probeFrom(only.netnsName, INET.b, INET_TCP_PORT, 3000), { ok: false, error: 'ECONNREFUSED' });
+  assert.equal((await probeFrom(both.netnsName, INET.b, INET_TCP_PORT, 3000)).ok, true, 'allow beats deny');
+  assert.equal((await probeFrom(none.netnsName, INET.a, INET_TCP_PORT, 3000)).ok, false);
+  assert.equal((await udpProbeFrom(none.netnsName, INET.b, 5353, 1500)).ok, false);
+  const dns = await execFileP('ip', [
+    'netns',
+    'exec',
+    none.netnsName,
+    process.execPath,
+    '-e',
+    RESOLVE,
+    INET.dns,
+    'a.egress.test',
+  ]);
+  assert.notEqual(dns.stdout.trim(), INET.a, 'name server refused under deny-all');
+});
+
+test('an update on a running capsule applies to new connections at once, and can clear the policy', opts, async () => {
+  const n = await capsule();
+  t_after(n.id);
+  assert.equal((await probeFrom(n.netnsName, INET.b, INET_TCP_PORT, 3000)).ok, true);
+  await m.setPolicy(n.id, { denyOut: [INET.b] });
+  assert.deepEqual(await probeFrom(n.netnsName, INET.b, INET_TCP_PORT, 3000), { ok: false, error: 'ECONNREFUSED' });
+  assert.equal((await probeFrom(n.netnsName, INET.a, INET_TCP_PORT, 3000)).ok, true);
+  await m.setPolicy(n.id, { denyOut: ['0.0.0.0/0'], allowOut: [INET.b] });
+  assert.equal((await probeFrom(n.netnsName, INET.b, INET_TCP_PORT, 3000)).ok, true);
+  assert.equal((await probeFrom(n.netnsName, INET.a, INET_TCP_PORT, 3000)).ok, false);
+  await m.setPolicy(n.id, {});
+  assert.equal((await probeFrom(n.netnsName, INET.a, INET_TCP_PORT, 3000)).ok, true, 'an empty policy clears it');
+  assert.deepEqual((await m.get(n.id))?.denyOut, []);
+});
+
+test('domains: allowOut names and *.domain pass the egress proxy on 80 and 443; other names do not', opts, async () => {
+  const n = await capsule({ denyOut: ['0.0.0.0/0'], allowOut: ['a.egress.test', '*.wild.egress.test'] });
+  t_after(n.id);
+  // The capsule's DNS works under deny-all (its name servers stay open with domain rules).
+  const dns = await execFileP('ip', [
+    'netns',
+    'exec',
+    n.netnsName,
+    process.execPath,
+    '-e',
+    RESOLVE,
+    INET.dns,
+    'a.egress.test',
+  ]);
+  assert.equal(dns.stdout.trim(), INET.a);
+  for (const url of ['https://a.egress.test/', 'http://a.egress.test/']) {
+    const r = await curl(n.netnsName, url, INET.a);
+    assert.equal(r.code, 200, `${url}: ${r.body}`);
+    assert.equal(served(r.body).server, INET.a);
+  }
+  const wild = await curl(n.netnsName, 'https://x.wild.egress.test/', INET.b);
+  assert.equal(wild.code, 200, wild.body);
+  assert.equal(
+    (await curl(n.netnsName, 'https://wild.egress.test/', INET.b)).code,
+    0,
+    '*. does not match the domain itself',
+  );
+  assert.equal((await curl(n.netnsName, 'https://b.egress.test/', INET.b)).code, 0, 'a name not allowed');
+  const http = await curl(n.netnsName, 'http://b.egress.test/', INET.b);
+  assert.equal(http.code, 403);
+  assert.match(http.body, /wrenn egress: b\.egress\.test is denied by denyOut/);
+  // Other ports to an address reached by name only are refused by the kernel.
+  assert.equal((await probeFrom(n.netnsName, INET.a, INET_TCP_PORT, 2000)).ok, false);
+});
+
+test(
+  'hostile: a spoofed SNI reaches only the host it names; rebinding to a private address and raw UDP are refused',
+  opts,
+  async () => {
+    const n = await capsule({ denyOut: ['0.0.0.0/0'], allowOut: ['a.egress.test', 'rebind.egress.test'] });
+    const neighbour = await capsule();
+    t_after(n.id);
+    t_after(neighbour.id);
+    // Dial b's address with a's name: the proxy connects to a (what the name resolves to), never to b.
+    const spoof = await curl(n.netnsName, 'https://a.egress.test/', INET.b);
+    assert.equal(spoof.code, 200, spoof.body);
+    assert.equal(served(spoof.body).server, INET.a, 'the spoofed SNI did not reach the dialled address');
+    const plainSpoof = await curl(n.netnsName, 'http://a.egress.test/', INET.b);
+    assert.equal(served(plainSpoof.body).server, INET.a);
+    // An allowed name whose DNS answer is private (rebinding): refused by the proxy.
+    assert.equal((await curl(n.netnsName, 'http://rebind.egress.test/', INET.a)).code, 403);
+    assert.equal((await curl(n.netnsName, 'https://rebind.egress.test/', INET.a)).code, 0);
+    // Raw UDP (QUIC-like, to 443) goes around no proxy: refused by the kernel.
+    assert.equal((await udpProbeFrom(n.netnsName, INET.b, 5353, 1500)).ok, false);
+    // The neighbour without a policy: everything as before, and not through the proxy.
+    assert.equal(served((await curl(neighbour.netnsName, 'https://b.egress.test/', INET.b)).body).server, INET.b);
+  },
+);
+
+test('rules: header injection on HTTP requests to one domain; the capsule never holds the value', opts, async () => {
+  const secret = `s3cret-${process.pid}`;
+  const n = await capsule({
+    allowOut: ['a.egress.test'],
+    denyOut: ['0.0.0.0/0'],
+    rules: { 'a.egress.test': [{ transform: { headers: { 'X-Api-Key': secret, 'User-Agent': 'wrenn-rule' } } }] },
+  });
+  t_after(n.id);
+  const r = await curl(n.netnsName, 'http://a.egress.test/get', INET.a);
+  assert.equal(r.code, 200, r.body);
+  const h = served(r.body).headers;
+  assert.equal(h['x-api-key'], secret);
+  assert.equal(h['user-agent'], 'wrenn-rule', 'an existing header is replaced');
+  // The value lives in the agent's records only: nothing in the namespace names it.
+  const inside = await execFileP('ip', ['netns', 'exec', n.netnsName, 'sh', '-c', 'ip addr; cat /proc/net/tcp']);
+  assert.equal(inside.stdout.includes(secret), false);
+});
