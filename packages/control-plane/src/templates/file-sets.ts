@@ -81,7 +81,8 @@ export async function checkFileSet(path: string): Promise<{ entries: number; byt
     else if ((bytes += header.size ?? 0) > FILE_SET_LIMITS.maxUnpackedBytes)
       err = tooLarge(`uploaded file set unpacks to more than ${FILE_SET_LIMITS.maxUnpackedBytes} bytes`);
     if (err) {
-      stream.resume();
+      // The entry stream dies with the extractor: its error is this one, already handled.
+      stream.on('error', () => undefined);
       ex.destroy(err);
       return;
     }
