@@ -7,6 +7,7 @@ import { applyHostSettings, hostSettings, type TuningLog } from './host-tuning.j
 import { TemplateNotFoundError } from './manager/errors.js';
 import type { NetworkProvider, TemplateInfo, TemplateProvider } from './manager/types.js';
 import { type MetadataServer, NetworkManager, type NetworkOptions, startMetadataHttpServer } from './network/index.js';
+import { ensureImageTemplate, ociCacheDir, parseImageReference } from './oci/index.js';
 import { type TemplateManifest, TemplateStore } from './rootfs/index.js';
 import { createFirecrackerRuntime } from './runtimes/firecracker/index.js';
 import { NamespaceRuntime } from './runtimes/namespace/index.js';
@@ -27,8 +28,35 @@ export function toTemplateInfo(m: TemplateManifest, hostRuntimes: readonly Runti
   };
 }
 
-export function templateProvider(store: TemplateStore, hostRuntimes: readonly RuntimeName[] = []): TemplateProvider {
+export function templateProvider(
+  store: TemplateStore,
+  hostRuntimes: readonly RuntimeName[] = [],
+  ociDir?: string,
+): TemplateProvider {
   return {
+    ...(ociDir
+      ? {
+          async fromImage(image, opts) {
+            const credentials = opts.credentials
+              ? { [parseImageReference(image).registry]: opts.credentials }
+              : undefined;
+            const { template, pulled } = await ensureImageTemplate(store, image, {
+              cacheDir: ociDir,
+              ...(credentials ? { credentials } : {}),
+              ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
+            });
+            return {
+              template: toTemplateInfo(template, hostRuntimes),
+              reference: pulled.reference,
+              manifestDigest: pulled.manifestDigest,
+              defaults: pulled.defaults,
+              downloadedBytes: pulled.downloadedBytes,
+              cachedLayers: pulled.cachedLayers,
+              layerCount: pulled.layerDirs.length,
+            };
+          },
+        }
+      : {}),
     async ensure(name, onProgress) {
       return toTemplateInfo(await store.ensureTemplate(name, onProgress ? { onProgress } : {}), hostRuntimes);
     },
@@ -115,6 +143,8 @@ export interface LocalLayerOptions {
   network?: Partial<NetworkOptions>;
   /** Where templates live (default <dataDir>/images); tests share one cache so `base` is built once. */
   imagesDir?: string;
+  /** The container image layer cache (default <dataDir>/oci). */
+  ociDir?: string;
   /**
    * cgroup parent of this agent's capsules (default "wrenn"). Agents on one machine need distinct
    * parents: each removes, at start, groups under its parent that it does not know.
@@ -204,7 +234,7 @@ export async function createLocalLayers(dataDir: string, opts: LocalLayerOptions
     capacity,
     runtimeReasons: choice.reasons,
     network: networkProvider(networkManager),
-    templates: templateProvider(templateStore, [...runtimes.keys()]),
+    templates: templateProvider(templateStore, [...runtimes.keys()], opts.ociDir ?? ociCacheDir(dataDir)),
     templateStore,
     networkManager,
     metadataServer,

@@ -3,6 +3,7 @@
 
 import type { EgressPolicy, NetworkRule } from '@wrenn/protocol';
 import type { CapacityConfig } from '../capacity/capacity.js';
+import type { ImageDefaults, RegistryCredentials } from '../oci/index.js';
 import type { CapsuleRuntime, RuntimeHandle, RuntimeName } from '../runtimes/runtime.js';
 import type { CapsuleState } from './state-machine.js';
 
@@ -51,7 +52,7 @@ export interface NetworkProvider {
 
 export interface TemplateInfo {
   name: string;
-  kind: 'base' | 'snapshot' | 'dockerfile';
+  kind: 'base' | 'snapshot' | 'dockerfile' | 'image';
   runtimes: RuntimeName[];
   sizeBytes: number;
   createdAt: number;
@@ -62,7 +63,24 @@ export interface TemplateInfo {
   readyPorts?: number[];
 }
 
+/** A host template made from a container image (oci/image-template.ts), with the image's run defaults. */
+export interface ImageTemplateInfo {
+  template: TemplateInfo;
+  /** registry/repository[:tag]@digest as pulled. */
+  reference: string;
+  manifestDigest: string;
+  defaults: ImageDefaults;
+  downloadedBytes: number;
+  cachedLayers: number;
+  layerCount: number;
+}
+
 export interface TemplateProvider {
+  /** The template for a container image, pulled on the way; credentials are for the image's registry. */
+  fromImage?(
+    image: string,
+    opts: { credentials?: RegistryCredentials; onProgress?: (line: string) => void },
+  ): Promise<ImageTemplateInfo>;
   /** Builds (first use) or finds the template; progress lines go to onProgress. */
   ensure(name: string, onProgress?: (line: string) => void): Promise<TemplateInfo>;
   get(name: string): Promise<TemplateInfo | undefined>;

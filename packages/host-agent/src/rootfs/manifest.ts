@@ -1,17 +1,37 @@
 // A template's manifest: <imagesDir>/<name>/manifest.json next to its layer <imagesDir>/<name>/rootfs.
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { ImageDefaults } from '../oci/image-manifest.js';
 import type { RuntimeName } from '../runtimes/runtime.js';
 
-export type TemplateKind = 'base' | 'snapshot';
+export type TemplateKind = 'base' | 'snapshot' | 'image';
+
+/** Where an image template came from and what the image asks a container to run with. */
+export interface TemplateImage {
+  /** registry/repository[:tag]@digest as pulled. */
+  reference: string;
+  /** Digest of the linux/amd64 image manifest. */
+  digest: string;
+  defaults: ImageDefaults;
+}
 
 export interface TemplateManifest {
   name: string;
-  /** base: built from a recipe; snapshot: a capsule's upper layer over its parent's layers. */
+  /**
+   * base: built from a recipe; snapshot: a capsule's upper layer over its parent's layers;
+   * image: a small layer of Wrenn's own (mount points, accounts) over a container image's layers.
+   */
   kind: TemplateKind;
   parent: string | null;
   /** Template names whose rootfs layers stack into this root filesystem, top (this one) first. */
   layers: string[];
+  /**
+   * Unpacked container image layers (absolute dirs in the host's OCI layer cache, top first) under
+   * `layers`: an image template's, inherited by every snapshot stacked on it.
+   */
+  imageLayers?: string[];
+  /** An image template's origin and run defaults. */
+  image?: TemplateImage;
   /** Runtimes that can start capsules from this template. */
   runtimes: RuntimeName[];
   created_at: string;
@@ -72,6 +92,11 @@ export async function readManifest(templateDir: string): Promise<TemplateManifes
     (!Array.isArray(m.readyPorts) || !m.readyPorts.every((p) => Number.isInteger(p) && p > 0 && p < 65536))
   )
     throw new Error(`${join(templateDir, MANIFEST_FILE)}: readyPorts must be a list of TCP ports`);
+  if (
+    m.imageLayers !== undefined &&
+    (!Array.isArray(m.imageLayers) || !m.imageLayers.every((d) => typeof d === 'string' && d.startsWith('/')))
+  )
+    throw new Error(`${join(templateDir, MANIFEST_FILE)}: imageLayers must be a list of absolute directories`);
   return m;
 }
 

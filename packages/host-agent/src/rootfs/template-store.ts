@@ -1,6 +1,7 @@
 // Templates on disk: <imagesDir>/<name>/{manifest.json, rootfs/}. A base template is built from
 // a recipe on first use (one build at a time, atomically renamed into place); a snapshot template
-// is a capsule's upper layer stacked over its parent's layers.
+// is a capsule's upper layer stacked over its parent's layers; an image template is a small layer
+// over a container image's cached layers (oci/), which it and its snapshots use in place.
 
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -8,12 +9,14 @@ import { access, chmod, chown, mkdir, readdir, rename } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { AlreadyExistsError, FailedPreconditionError, NotFoundError } from '@wrenn/protocol';
+import type { PulledImage } from '../oci/image-pull.js';
 import type { RuntimeName } from '../runtimes/runtime.js';
 import { baseRecipe } from './base-recipe.js';
 import { acquireLock } from './build-lock.js';
 import { CODE_INTERPRETER_TEMPLATE, codeInterpreterRecipe } from './code-interpreter-recipe.js';
 import { diskUsageBytes } from './disk-usage.js';
 import { HOST_ID_BASE } from './id-map.js';
+import { type ImageRootReport, prepareImageRoot } from './image-root.js';
 import {
   capsuleFeatures,
   LAYER_DIR,
@@ -177,7 +180,12 @@ export class TemplateStore {
    * parent keep their shifted ids; new ones are shifted afterwards like any recipe's.
    */
   private async buildOver(parent: TemplateManifest, tmp: string, build: (root: string) => Promise<void>) {
-    const lower = (await this.layerDirs(parent)).join(':');
+    await this.buildOverDirs(await this.layerDirs(parent), tmp, build);
+  }
+
+  /** buildOver with explicit lower directories (top first). */
+  private async buildOverDirs(lowerDirs: string[], tmp: string, build: (root: string) => Promise<void>) {
+    const lower = lowerDirs.join(':');
     const work = join(tmp, 'work');
     const merged = join(tmp, 'merged');
     await mkdir(work);
@@ -226,15 +234,81 @@ export class TemplateStore {
     return out;
   }
 
-  /** Absolute layer directories for overlayfs lowerdir, top first; checks every layer exists. */
+  /**
+   * Absolute layer directories for overlayfs lowerdir, top first (template layers, then the
+   * container image's under them); checks every layer exists.
+   */
   async layerDirs(manifest: TemplateManifest): Promise<string[]> {
-    const dirs = manifest.layers.map((n) => join(this.templateDir(n), LAYER_DIR));
+    const names = [...manifest.layers, ...(manifest.imageLayers ?? [])];
+    const dirs = [...manifest.layers.map((n) => join(this.templateDir(n), LAYER_DIR)), ...(manifest.imageLayers ?? [])];
     // Synchronous: one stat per layer on every create costs less than a thread-pool round trip.
     for (const [i, d] of dirs.entries()) {
       if (!existsSync(d))
-        throw new Error(`template "${manifest.name}" is broken: its layer "${manifest.layers[i]}" (${d}) is missing`);
+        throw new Error(`template "${manifest.name}" is broken: its layer "${names[i]}" (${d}) is missing`);
     }
     return dirs;
+  }
+
+  /**
+   * Template `name` from a pulled container image: the image's cached layer dirs become its lower
+   * layers as they are (no copy), under a small layer of its own (image-root.ts) shifted like a
+   * recipe's. A template of that name from the same image manifest is returned as it is.
+   */
+  async fromImage(name: string, image: PulledImage, opts: EnsureOptions = {}): Promise<TemplateManifest> {
+    const onProgress = opts.onProgress ?? stderrProgress;
+    const dir = this.templateDir(name);
+    const same = (m: TemplateManifest | undefined) =>
+      m?.kind === 'image' &&
+      m.image?.digest === image.manifestDigest &&
+      m.imageLayers?.join(':') === image.layerDirs.join(':');
+    const have = await readManifest(dir);
+    if (same(have)) return have as TemplateManifest;
+    // Made over layer dirs that are gone (another layer cache): made again, unless stacked on.
+    if (have?.kind === 'image') await this.deleteTemplate(name);
+    else if (have) throw new AlreadyExistsError(`template "${name}" exists and is not from image ${image.reference}`);
+    await mkdir(this.imagesDir, { recursive: true });
+    const lock = await acquireLock(join(this.imagesDir, `.${name}.lock`));
+    const tmp = join(this.imagesDir, `.build-${name}-${process.pid}`);
+    try {
+      const done = await readManifest(dir);
+      if (same(done)) return done as TemplateManifest;
+      if (done && done.kind !== 'image')
+        throw new AlreadyExistsError(`template "${name}" exists and is not from image ${image.reference}`);
+      await removeTree(tmp);
+      await mkdir(join(tmp, LAYER_DIR), { recursive: true });
+      let report: ImageRootReport = { replaced: [] };
+      await this.buildOverDirs(image.layerDirs, tmp, async (root) => {
+        report = await prepareImageRoot(root);
+      });
+      if (report.replaced.length)
+        onProgress(`${name}: replaced non-directories the runtime mounts on: ${report.replaced.join(', ')}`);
+      if (report.addedUser) onProgress(`${name}: added the account "user" (uid ${report.addedUser.uid})`);
+      await shiftOwnership(join(tmp, LAYER_DIR));
+      // The layer's root directory is the merged root's: root's, 0755, whatever the image says.
+      await chown(join(tmp, LAYER_DIR), HOST_ID_BASE, HOST_ID_BASE);
+      await chmod(join(tmp, LAYER_DIR), 0o755);
+      const manifest: TemplateManifest = {
+        name,
+        kind: 'image',
+        parent: null,
+        layers: [name],
+        imageLayers: image.layerDirs,
+        image: { reference: image.reference, digest: image.manifestDigest, defaults: image.defaults },
+        runtimes: ['namespace'],
+        created_at: new Date().toISOString(),
+        size: await diskUsageBytes(join(tmp, LAYER_DIR)),
+      };
+      await writeManifest(tmp, manifest);
+      if (done) await removeTree(dir); // a stale one another process had made meanwhile
+      await rename(tmp, dir);
+      this.known.set(name, manifest);
+      return manifest;
+    } catch (err) {
+      await removeTree(tmp).catch(() => undefined);
+      throw err;
+    } finally {
+      await lock.release();
+    }
   }
 
   /** Deletes a snapshot template nobody builds on. Base templates are refused (they are rebuilt on demand anyway). */
@@ -295,6 +369,7 @@ export class TemplateStore {
         runtimes: opts.runtimes ?? ['namespace'],
         created_at: new Date().toISOString(),
         size: await diskUsageBytes(join(tmp, LAYER_DIR)),
+        ...(parent.imageLayers ? { imageLayers: parent.imageLayers } : {}),
         ...capsuleFeatures(parent), // a snapshot runs under the same seccomp switches
       };
       await writeManifest(tmp, manifest);

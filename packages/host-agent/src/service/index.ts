@@ -28,6 +28,7 @@ import type { RuntimeName } from '../runtimes/runtime.js';
 import { convert, execCollected, execEvents, signalFor, toEnvdSelector, toPtyOutput, userHeaders } from './commands.js';
 import { withErrorMapping } from './errors.js';
 import { readFileChunks, toFileEntry, writeFileFromChunks } from './files.js';
+import { ensureImageTemplateEvents } from './image-templates.js';
 import { policyFromPb, policyToPb } from './network-policy-pb.js';
 import { createVolume, deleteVolume, volumeContentRpc } from './volumes.js';
 import { watchCapsules } from './watch.js';
@@ -421,6 +422,9 @@ export function hostAgentService(o: HostAgentServiceOptions): ServiceImpl<typeof
     async deleteSnapshot(req) {
       await m.deleteTemplate(req.name);
       return {};
+    },
+    async *ensureImageTemplate(req) {
+      yield* ensureImageTemplateEvents(m.templates(), req);
     },
     async listTemplates() {
       return { templates: (await m.templates().list()).map(toPbTemplate) };
