@@ -8,15 +8,8 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { gzip, haveRegistry, pushImage, startRegistry, tarOf, zstd } from '@wrenn/host-agent/testing/oci';
 import { pullImage } from '../packages/host-agent/dist/src/oci/index.js';
-import {
-  gzip,
-  haveRegistry,
-  pushImage,
-  startRegistry,
-  tarOf,
-  zstd,
-} from '../packages/host-agent/dist/test/oci-registry-helpers.js';
 
 if (!haveRegistry) {
   console.log(JSON.stringify({ skipped: 'docker-registry is not installed' }));

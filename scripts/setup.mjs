@@ -44,6 +44,7 @@ const testPackages = [
   'docker-registry',
   // The E2B_DOMAIN tests' resolver for their own test domain.
   'dnsmasq-base',
+  'musl-tools', // a program linked against musl for the musl image test (image-template)
 ];
 
 function step(msg) {

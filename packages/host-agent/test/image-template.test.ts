@@ -11,9 +11,8 @@ import { after, before, test } from 'node:test';
 import { Code, ConnectError } from '@connectrpc/connect';
 import type { ImageTemplateResult } from '@wrenn/protocol/gen/hostagent/v1/hostagent_pb';
 import { HOST_ID_BASE } from '../src/rootfs/id-map.js';
+import { haveMuslGcc, haveRegistry, pushMuslImage, startRegistry, type TestRegistry } from '../src/testing/oci.js';
 import { leftovers, newDataDir, startTestAgent, type TestAgent, teardown, text } from './agent-helpers.js';
-import { haveRegistry, startRegistry, type TestRegistry } from './oci-registry-helpers.js';
-import { haveMuslGcc, pushMuslImage } from './oci-test-images.js';
 
 const skip = haveRegistry ? false : 'Debian docker-registry is not installed (scripts/setup.mjs installs it)';
 if (!haveMuslGcc) console.log('# musl-gcc (Debian musl-tools) is missing: the musl program check is skipped');

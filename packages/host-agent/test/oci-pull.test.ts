@@ -36,7 +36,7 @@ import {
   type TestRegistry,
   tarOf,
   zstd,
-} from './oci-registry-helpers.js';
+} from '../src/testing/oci.js';
 
 const skip = haveRegistry ? false : 'Debian docker-registry is not installed (scripts/setup.mjs installs it)';
 const GZ = 'application/vnd.oci.image.layer.v1.tar+gzip';

@@ -114,7 +114,8 @@ export async function deleteTemplate(
     const list = users.slice(0, 5).join(', ') + (users.length > 5 ? `, ... (${users.length} in all)` : '');
     throw new ConflictError(`${what} '${name}' is used by capsules ${list}; destroy them first`);
   }
-  if (row.hostId) {
+  // An image template's files are the host's shared copy of the image (other teams may use it).
+  if (row.hostId && row.kind !== 'image') {
     const host = await getHost(ctx.database.db, row.hostId);
     if (host) {
       try {

@@ -11,6 +11,7 @@ import {
   validateTemplateName,
 } from '../db/repositories/templates.js';
 import { isLayerName } from '../templates/layer-names.js';
+import { imageAgentTemplateName, isImageTemplateName } from './image-templates.js';
 
 /** Templates every host agent knows how to build on first use. */
 export const BUILTIN_TEMPLATES = ['minimal', 'base', 'code-interpreter-v1'] as const;
@@ -38,9 +39,11 @@ export const isBuiltinTemplate = (name: string): boolean => (BUILTIN_TEMPLATES a
 
 /**
  * The name the host agent stores a template under. Team templates are stored by their unique id
- * (tpl-...), because agent template names are host-global while team names are only unique per team.
+ * (tpl-...), because agent template names are host-global while team names are only unique per team;
+ * image templates by the image's digest (oci-..., one per host for every team using the image).
  */
-export const agentTemplateName = (t: Template): string => (t.teamId === null ? t.name : t.id);
+export const agentTemplateName = (t: Template): string =>
+  t.teamId === null ? t.name : t.kind === 'image' ? imageAgentTemplateName(t) : t.id;
 
 /** The template `name` for the team (own first, then built-in); 404 when there is none. */
 export async function resolveTemplate(ctx: ControlPlaneContext, teamId: string, name: string): Promise<Template> {
@@ -62,7 +65,7 @@ export async function listTemplates(
   const byName = new Map<string, Template>();
   if (!filter.kind || filter.kind === 'base') for (const n of BUILTIN_TEMPLATES) byName.set(n, builtIn(n));
   for (const r of rows) {
-    if (isLayerName(r.name)) continue; // build cache layers are internal
+    if (isLayerName(r.name) || isImageTemplateName(r.name)) continue; // build cache layers and pulled images are internal
     const have = byName.get(r.name);
     if (!have || have.teamId === null) byName.set(r.name, r);
   }

@@ -11,7 +11,7 @@ import { Readable } from 'node:stream';
 import { after, test } from 'node:test';
 import { unpackLayer } from '../../src/oci/layer-unpack.js';
 import { HOST_ID_BASE } from '../../src/rootfs/id-map.js';
-import { type TarEntry, tarOf } from '../oci-registry-helpers.js';
+import { type TarEntry, tarOf } from '../../src/testing/oci.js';
 
 const scratch = mkdtempSync('/tmp/wrenn-oci-hostile-');
 after(() => rmSync(scratch, { recursive: true, force: true }));

@@ -3,6 +3,7 @@
 
 export * from './file-signature.js';
 export * from './fork.js';
+export * from './images.js';
 export * from './limits.js';
 export * from './network.js';
 export * from './rules.js';

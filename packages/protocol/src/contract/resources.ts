@@ -50,7 +50,7 @@ export type ProcessJson = Static<typeof ProcessSchema>;
 export const TemplateSchema = Type.Object({
   id: Type.String(),
   name: Type.String(),
-  kind: Type.String({ description: 'base (built-in), snapshot or dockerfile' }),
+  kind: Type.String({ description: 'base (built-in), snapshot, dockerfile or image (made from a container image)' }),
   builtin: Type.Boolean(),
   host_id: Nullable(Type.String()),
   parent: Nullable(Type.String()),

@@ -1,6 +1,7 @@
 // The rules of a capsule request that no JSON schema can say (env names, byte budgets, NUL bytes),
 // written once. Each returns the first problem as a sentence naming the field, or undefined; the
 // process that took the input turns it into its own error (an HTTP 400, a Connect InvalidArgument).
+import { imageReferenceProblem, type RegistryCredentials, registryCredentialsProblem } from './images.js';
 import { type CAPSULE_DEFAULTS, CAPSULE_LIMITS } from './limits.js';
 import { type EgressPolicy, egressPolicyProblem } from './network.js';
 import { RUNTIME_NAMES } from './states.js';
@@ -13,6 +14,13 @@ export const USER_NAME_RE = /^[a-z0-9_][a-z0-9_.-]{0,31}$/i;
 
 /** The fields of a capsule request every process shares (camelCase; the APIs map their JSON onto it). */
 export interface CapsuleRequest {
+  /**
+   * A container image to start from instead of a template (registry/repository[:tag][@digest]);
+   * the image becomes a template of the team on first use.
+   */
+  image?: string;
+  /** Credentials for `image`'s registry (default: the host's auth file, else anonymous). */
+  registryCredentials?: RegistryCredentials;
   /** Template or snapshot name. Every default is in {@link CAPSULE_DEFAULTS}, every bound in {@link CAPSULE_LIMITS}. */
   template?: string;
   /** A snapshot keeps the shape it was taken with. */
@@ -133,6 +141,10 @@ export function userNameProblem(user: string | undefined, field = 'default_user'
 export function capsuleRequestProblem(req: CapsuleRequest): string | undefined {
   const allowOut = req.network?.allowOut;
   return (
+    (req.image !== undefined && req.template !== undefined ? 'give either template or image, not both' : undefined) ??
+    imageReferenceProblem(req.image) ??
+    registryCredentialsProblem(req.registryCredentials) ??
+    (req.registryCredentials && req.image === undefined ? 'registry_credentials needs an image' : undefined) ??
     intProblem(req.vcpus, 'vcpus', CAPSULE_LIMITS.minVcpus, CAPSULE_LIMITS.maxVcpus) ??
     intProblem(req.memoryMb, 'memory_mb', CAPSULE_LIMITS.minMemoryMb, CAPSULE_LIMITS.maxMemoryMb) ??
     timeoutProblem(req.timeoutSec) ??

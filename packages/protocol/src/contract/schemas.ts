@@ -3,6 +3,7 @@
 // them (type-only imports, so browser bundles carry none of this).
 import { type Static, type TLiteral, type TUnion, Type } from 'typebox';
 import { FORK_DEFAULTS, FORK_LIMITS } from './fork.js';
+import { IMAGE_REFERENCE_MAX_LENGTH, REGISTRY_CREDENTIAL_MAX_LENGTH } from './images.js';
 import { DateTime, Nullable, StringMap } from './json.js';
 import { CAPSULE_DEFAULTS, CAPSULE_LIMITS } from './limits.js';
 import { CreateNetworkSchema } from './network-schemas.js';
@@ -45,6 +46,21 @@ export const CapsuleSchema = Type.Object({
 });
 export type CapsuleJson = Static<typeof CapsuleSchema>;
 
+export const RegistryCredentialsSchema = Type.Object(
+  {
+    username: Type.String({ minLength: 1, maxLength: REGISTRY_CREDENTIAL_MAX_LENGTH }),
+    password: Type.String({
+      minLength: 1,
+      maxLength: REGISTRY_CREDENTIAL_MAX_LENGTH,
+      description: 'Password or token',
+    }),
+  },
+  {
+    additionalProperties: false,
+    description: "Credentials for the image's registry (default: the host's WRENN_REGISTRY_AUTH_FILE, else anonymous)",
+  },
+);
+
 export const CreateCapsuleBody = Type.Object(
   {
     template: Type.Optional(
@@ -54,6 +70,16 @@ export const CreateCapsuleBody = Type.Object(
         description: `Template name (default '${CAPSULE_DEFAULTS.template}')`,
       }),
     ),
+    image: Type.Optional(
+      Type.String({
+        minLength: 1,
+        maxLength: IMAGE_REFERENCE_MAX_LENGTH,
+        description:
+          'A container image to start from instead of a template (registry/repository[:tag][@sha256:...]; Docker Hub ' +
+          'when no registry is named). Pulled on the host (layers cached), its ENV, WORKDIR, USER and ENTRYPOINT/CMD applied',
+      }),
+    ),
+    registry_credentials: Type.Optional(RegistryCredentialsSchema),
     vcpus: Type.Optional(
       Type.Integer({
         minimum: CAPSULE_LIMITS.minVcpus,

@@ -106,13 +106,15 @@ export const capsuleRoutes =
           tags,
           summary: 'Create a capsule',
           body: CreateCapsuleBody,
-          response: { 201: CapsuleSchema, ...errors(400, 401, 404, 409, 503) },
+          response: { 201: CapsuleSchema, ...errors(400, 401, 403, 404, 409, 503) },
         },
       },
       async (req, reply) => {
         const b = req.body;
         const c = await svc.createCapsule(ctx, teamOf(req).id, {
           ...(b.template !== undefined ? { template: b.template } : {}),
+          ...(b.image !== undefined ? { image: b.image } : {}),
+          ...(b.registry_credentials !== undefined ? { registryCredentials: b.registry_credentials } : {}),
           ...(b.vcpus !== undefined ? { vcpus: b.vcpus } : {}),
           ...(b.memory_mb !== undefined ? { memoryMb: b.memory_mb } : {}),
           ...(b.timeout_sec !== undefined ? { timeoutSec: b.timeout_sec } : {}),

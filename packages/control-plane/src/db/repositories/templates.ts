@@ -6,7 +6,7 @@ import { nonEmpty, nonNegativeInt, oneOf, parseJson, positiveInt, toDate } from 
 import { DbError, isUniqueViolation } from '../errors.js';
 import type { Database, TemplatesTable } from '../schema.js';
 
-export const TEMPLATE_KINDS = ['base', 'snapshot', 'dockerfile'] as const;
+export const TEMPLATE_KINDS = ['base', 'snapshot', 'dockerfile', 'image'] as const;
 export type TemplateKind = (typeof TEMPLATE_KINDS)[number];
 
 export interface Template {

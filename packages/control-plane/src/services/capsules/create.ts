@@ -26,6 +26,7 @@ import type { Host } from '../../db/repositories/hosts.js';
 import { setCapsuleVolumes } from '../../db/repositories/volumes.js';
 import { newCapsuleId } from '../../ids.js';
 import { NoHostError, pickHost } from '../../scheduler/least-loaded.js';
+import { ensureImageTemplate } from '../image-templates.js';
 import {
   mergeTemplateEnvs,
   startTemplateProcesses,
@@ -64,7 +65,14 @@ export async function createCapsule(
 ): Promise<Capsule> {
   validateCreate(input);
   const db = ctx.database.db;
-  const template = await resolveTemplate(ctx, teamId, input.template ?? DEFAULT_TEMPLATE);
+  const template = input.image
+    ? (
+        await ensureImageTemplate(ctx, teamId, {
+          image: input.image,
+          ...(input.registryCredentials ? { credentials: input.registryCredentials } : {}),
+        })
+      ).template
+    : await resolveTemplate(ctx, teamId, input.template ?? DEFAULT_TEMPLATE);
   // Snapshot templates fix the machine shape they were taken with.
   const fixedShape = template.kind === 'snapshot';
   const vcpus = fixedShape ? template.vcpus : (input.vcpus ?? CAPSULE_DEFAULTS.vcpus);

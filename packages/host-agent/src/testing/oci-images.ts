@@ -4,7 +4,7 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { gzip, pushImage, type TarEntry, type TestRegistry, tarOf } from './oci-registry-helpers.js';
+import { gzip, pushImage, type TarEntry, type TestRegistry, tarOf } from './oci-registry.js';
 
 const GZ = 'application/vnd.oci.image.layer.v1.tar+gzip';
 export const MUSL_LOADER = '/lib/ld-musl-x86_64.so.1';

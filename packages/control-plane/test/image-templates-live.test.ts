@@ -1,0 +1,122 @@
+// Capsules from container images through the native API against a live `wrenn up` and Debian's
+// docker-registry on a loopback port holding a musl image built here: by tag and by digest, the
+// image's ENV/WORKDIR/USER/CMD applied (the start command runs, commands default to the image's
+// user and directory), a second template of the same image downloading nothing (bytes counted by
+// the agent), and clear 4xx answers for a missing image, refused credentials and bad requests.
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { haveRegistry, pushMuslImage, startRegistry, type TestRegistry } from '@wrenn/host-agent/testing/oci';
+import { ensureImageTemplate } from '../src/services/image-templates.js';
+import { type LiveSystem, startLive } from './e2b-live.js';
+import { client, newTeamKey } from './native-helpers.js';
+
+const SLOT = 13;
+const skip = haveRegistry ? false : 'Debian docker-registry is not installed (scripts/setup.mjs installs it)';
+
+describe('capsules from container images (live)', { skip }, () => {
+  let sys: LiveSystem;
+  let call: ReturnType<typeof client>;
+  let reg: TestRegistry;
+  let authReg: TestRegistry;
+  let digest = '';
+  const capsules: string[] = [];
+
+  before(async () => {
+    [reg, authReg] = await Promise.all([startRegistry(), startRegistry({ username: 'bob', password: 'pw-123' })]);
+    digest = (await pushMuslImage(reg, 'wrenn-test/musl', 'v1')).digest;
+    await pushMuslImage(authReg, 'private/musl', 'v1');
+    sys = await startLive({ db: 'sqlite', slot: SLOT });
+    call = client(sys.url, sys.adminKey);
+  });
+  after(async () => {
+    try {
+      for (const id of capsules) await call?.('DELETE', `/v1/capsules/${id}`).catch(() => undefined);
+      await sys?.close();
+    } finally {
+      await reg?.stop();
+      await authReg?.stop();
+    }
+  });
+
+  const exec = async (id: string, cmd: string, user?: string) => {
+    const r = await call('POST', `/v1/capsules/${id}/exec`, { cmd, ...(user ? { user } : {}) });
+    assert.equal(r.status, 200, r.text);
+    return r.body as { stdout: string; stderr: string; exit_code: number };
+  };
+
+  it('creates a capsule from an image by tag with its ENV, WORKDIR, USER and CMD applied', async () => {
+    const created = await call('POST', '/v1/capsules', { image: `${reg.host}/wrenn-test/musl:v1`, timeout_sec: 300 });
+    assert.equal(created.status, 201, created.text);
+    const id = created.body.id as string;
+    capsules.push(id);
+    assert.match(created.body.template, /^img-[0-9a-f]{40}$/);
+    const r = await exec(id, 'echo "$GREETING"; pwd; id -un; cat /app/hello.txt');
+    assert.equal(r.exit_code, 0, r.stderr);
+    assert.equal(r.stdout, 'hello image\n/app\napp\nhi from the image\n');
+    // The image's CMD was started as the template's start command (as the image's user).
+    let started = '';
+    for (let i = 0; i < 50 && !started; i++) {
+      started = (await exec(id, 'cat /tmp/started 2>/dev/null; stat -c %U /tmp/started 2>/dev/null || true')).stdout;
+      if (!started) await new Promise((res) => setTimeout(res, 100));
+    }
+    assert.equal(started, 'started\napp\n');
+    // The request's env wins over the image's; root is still reachable by name.
+    assert.equal((await exec(id, 'id -u', 'root')).stdout, '0\n');
+    // Image templates are the team's, but hidden from its template list.
+    const list = await call('GET', '/v1/templates');
+    assert.equal(list.status, 200, list.text);
+    assert.ok(!(list.body.templates as { name: string }[]).some((t) => t.name.startsWith('img-')));
+  });
+
+  it('by digest it is the same template; a second template of the image downloads nothing', async () => {
+    const byDigest = await call('POST', '/v1/capsules', {
+      image: `${reg.host}/wrenn-test/musl@${digest}`,
+      env: { GREETING: 'from the request' },
+      timeout_sec: 300,
+    });
+    assert.equal(byDigest.status, 201, byDigest.text);
+    capsules.push(byDigest.body.id);
+    assert.equal(byDigest.body.template, `img-${digest.slice('sha256:'.length, 'sha256:'.length + 40)}`);
+    assert.equal((await exec(byDigest.body.id, 'echo "$GREETING"')).stdout, 'from the request\n');
+    // Another team: a template of its own, made from the host's cached layers.
+    const other = await newTeamKey(sys.cp, 'image-team');
+    const lines: string[] = [];
+    const got = await ensureImageTemplate(sys.cp.ctx, other.teamId, {
+      image: `${reg.host}/wrenn-test/musl:v1`,
+      onProgress: (l) => lines.push(l),
+    });
+    assert.equal(got.downloadedBytes, 0, lines.join('\n'));
+    assert.equal(got.cachedLayers, 2);
+    assert.equal(got.template.teamId, other.teamId);
+    assert.ok(
+      lines.some((l) => /layer 1\/2 .*: cached/.test(l)),
+      lines.join('\n'),
+    );
+  });
+
+  it('answers a missing image 404, refused credentials 403 and bad requests 400', async () => {
+    const missing = await call('POST', '/v1/capsules', { image: `${reg.host}/wrenn-test/nope:v1` });
+    assert.equal(missing.status, 404, missing.text);
+    assert.match(missing.body.error.message, /nope/);
+    const anon = await call('POST', '/v1/capsules', { image: `${authReg.host}/private/musl:v1` });
+    assert.equal(anon.status, 403, anon.text);
+    assert.match(anon.body.error.message, /private\/musl/);
+    const wrong = await call('POST', '/v1/capsules', {
+      image: `${authReg.host}/private/musl:v1`,
+      registry_credentials: { username: 'bob', password: 'wrong' },
+    });
+    assert.equal(wrong.status, 403, wrong.text);
+    const both = await call('POST', '/v1/capsules', { image: `${reg.host}/wrenn-test/musl:v1`, template: 'minimal' });
+    assert.equal(both.status, 400, both.text);
+    assert.match(both.body.error.message, /either template or image/);
+    const bad = await call('POST', '/v1/capsules', { image: 'Not A Reference' });
+    assert.equal(bad.status, 400, bad.text);
+    const ok = await call('POST', '/v1/capsules', {
+      image: `${authReg.host}/private/musl:v1`,
+      registry_credentials: { username: 'bob', password: 'pw-123' },
+      timeout_sec: 300,
+    });
+    assert.equal(ok.status, 201, ok.text);
+    capsules.push(ok.body.id);
+  });
+});
