@@ -55,16 +55,7 @@ export function capsuleInfo(j: CapsuleJson): CapsuleInfo {
   };
 }
 
-export interface CapsuleMetrics {
-  cpuUsedPct: number;
-  cpuCount: number;
-  memUsedBytes: number;
-  memTotalBytes: number;
-  diskUsedBytes: number;
-  diskTotalBytes: number;
-  pids: number;
-  timestamp: Date;
-}
+export type { CapsuleMetrics } from '@wrenn/protocol';
 
 export interface EntryInfo {
   name: string;

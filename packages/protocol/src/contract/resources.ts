@@ -16,6 +16,18 @@ export const MetricsSchema = Type.Object({
 });
 export type MetricsJson = Static<typeof MetricsSchema>;
 
+/** One metrics sample as the control plane and the SDK hand it on: MetricsJson in camelCase, with a Date. */
+export interface CapsuleMetrics {
+  cpuUsedPct: number;
+  cpuCount: number;
+  memUsedBytes: number;
+  memTotalBytes: number;
+  diskUsedBytes: number;
+  diskTotalBytes: number;
+  pids: number;
+  timestamp: Date;
+}
+
 export const EventSchema = Type.Object({
   id: Type.Integer(),
   kind: Type.String(),

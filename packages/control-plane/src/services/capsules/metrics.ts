@@ -1,20 +1,11 @@
 // A capsule's resource use (CPU, memory, disk, processes) as its agent measures it right now, and
 // the samples its agent took of it every 5 s (for E2B's metrics over a time range).
-import { InvalidArgumentError } from '@wrenn/protocol';
+import { type CapsuleMetrics, InvalidArgumentError } from '@wrenn/protocol';
 import type { ControlPlaneContext } from '../../context.js';
 import { metricsFromAgent } from './agent-mapping.js';
 import { capsuleAgent } from './lookup.js';
 
-export interface CapsuleMetrics {
-  cpuUsedPct: number;
-  cpuCount: number;
-  memUsedBytes: number;
-  memTotalBytes: number;
-  diskUsedBytes: number;
-  diskTotalBytes: number;
-  pids: number;
-  timestamp: Date;
-}
+export type { CapsuleMetrics };
 
 /** CPU, memory, disk and process counts of a running or paused capsule. */
 export async function capsuleMetrics(ctx: ControlPlaneContext, teamId: string, id: string): Promise<CapsuleMetrics> {
