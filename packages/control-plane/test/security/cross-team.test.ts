@@ -127,6 +127,8 @@ describe('security: team A cannot reach team B (namespace runtime, two teams)', 
       assert.equal((await t.call(b, 'POST', `/v1/capsules/${b.capsule.id}/resume`, {})).status, 200);
   });
   after(async () => {
+    // The snapshot lives in the shared template cache: team B deletes it.
+    if (t && bSnapshot) await t.call(t.b, 'DELETE', `/v1/snapshots/${bSnapshot}`).catch(() => undefined);
     await t?.close();
   });
 
