@@ -19,7 +19,7 @@ $bb chmod 1777 /tmp
 [ -e /dev/ptmx ] || $bb ln -s pts/ptmx /dev/ptmx
 $bb mkdir -p /run/wrenn
 
-ipconf='' id='' template='' envd_port=49983 node_flags='' volumes=''
+ipconf='' id='' template='' envd_port=49983 node_flags='' volumes='' shares=''
 for w in $($bb cat /proc/cmdline); do
   case "$w" in
     ip=*) ipconf="${w#ip=}" ;;
@@ -28,23 +28,39 @@ for w in $($bb cat /proc/cmdline); do
     wrenn.envd_port=*) envd_port="${w#wrenn.envd_port=}" ;;
     wrenn.node_flags=*) node_flags=$(echo "${w#wrenn.node_flags=}" | $bb tr ',' ' ') ;;
     wrenn.volume=*) volumes="$volumes ${w#wrenn.volume=}" ;;
+    wrenn.share=*) shares="$shares ${w#wrenn.share=}" ;;
   esac
 done
 
-# Volumes: wrenn.volume=<disk serial>:<path>. Each is an ext4 disk of its own (the host attached
-# the volume's image); its files are under data/ on it, bound at <path>. Mounted sync: a destroy
-# kills the VM, and what the guest had not written back yet would be lost.
+# Volumes: wrenn.volume=<disk serial or vdX>:<path>. Each is an ext4 disk of its own (the host
+# attached the volume's image; Firecracker's disks have no serial, so they are named by their
+# place after the root disk); its files are under data/ on it, bound at <path>. Mounted sync: a
+# destroy kills the VM, and what the guest had not written back yet would be lost.
 for v in $volumes; do
   serial="${v%%:*}" path="${v#*:}" dev=''
   for s in /sys/block/vd*/serial; do
     [ "$($bb cat "$s" 2>/dev/null)" = "$serial" ] && dev="/dev/$($bb basename "$($bb dirname "$s")")"
   done
+  case "$serial" in vd[b-z]) [ -b "/dev/$serial" ] && dev="/dev/$serial" ;; esac
   mnt="/run/wrenn/volumes/$serial"
   $bb mkdir -p "$mnt" "$path"
   if [ -n "$dev" ] && $bb mount -t ext4 -o nosuid,nodev,noatime,sync "$dev" "$mnt" && $bb mount -o bind "$mnt/data" "$path"; then
     log "volume $serial ($dev) mounted at $path"
   else
     log "cannot mount volume $serial (device '${dev}') at $path"
+  fi
+done
+
+# Shared volumes: wrenn.share=<9p mount tag>:<path>, the volume's host directory exported by QEMU
+# (shared with other capsules at once). cache=none: every read and write goes to the host, so all
+# users see the same bytes and a destroy loses nothing written; nosuid,nodev as on the host.
+for v in $shares; do
+  tag="${v%%:*}" path="${v#*:}"
+  $bb mkdir -p "$path"
+  if $bb mount -t 9p -o trans=virtio,version=9p2000.L,access=client,cache=none,msize=524288,nosuid,nodev "$tag" "$path"; then
+    log "volume $tag (9p) mounted at $path"
+  else
+    log "cannot mount volume $tag (9p) at $path"
   fi
 done
 

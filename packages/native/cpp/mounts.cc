@@ -1,4 +1,4 @@
-// See mounts.h. Both calls run as napi async work (a libuv pool thread) and settle a promise.
+// See mounts.h. Every call runs as napi async work (a libuv pool thread) and settles a promise.
 #include "mounts.h"
 
 #include <errno.h>
@@ -6,7 +6,11 @@
 #include <linux/loop.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sched.h>
+#include <signal.h>
 #include <sys/mount.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <string>
@@ -22,7 +26,9 @@ struct MountWork {
   napi_async_work work = nullptr;
   napi_deferred deferred = nullptr;
   bool unmount = false;
+  bool idmapBind = false;
   std::string image, target, fstype, data;
+  std::string idMap;  // idmapBind: "<stored id> <shown id> <count>", the user namespace's uid and gid map
   unsigned long flags = 0;
   int umountFlags = 0;
   // Results.
@@ -78,8 +84,75 @@ int attachLoop(MountWork* w, int* loopFd) {
   return result;
 }
 
+int writeAll(const std::string& path, const std::string& text) {
+  int fd = open(path.c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return errno;
+  ssize_t n = write(fd, text.data(), text.size());
+  int e = n == static_cast<ssize_t>(text.size()) ? 0 : (n < 0 ? errno : EIO);
+  close(fd);
+  return e;
+}
+
+// A user namespace whose uid and gid maps are `map`, held by the returned fd: a child is cloned
+// straight into it (no fork of this process's threads: it only reads a pipe and exits), the maps
+// are written while it waits, and it is reaped once the namespace fd is open.
+int idmapUserns(MountWork* w, int* nsFd) {
+  int hold[2];
+  if (pipe2(hold, O_CLOEXEC) < 0) return w->stage = "pipe", errno;
+  pid_t c = static_cast<pid_t>(syscall(SYS_clone, CLONE_NEWUSER | SIGCHLD, nullptr, nullptr, nullptr, nullptr));
+  if (c < 0) {
+    int e = errno;
+    close(hold[0]);
+    close(hold[1]);
+    return w->stage = "clone(CLONE_NEWUSER)", e;
+  }
+  if (c == 0) {
+    char b;
+    close(hold[1]);
+    ssize_t r = read(hold[0], &b, 1);  // EOF once the parent holds the namespace
+    _exit(r < 0 ? 1 : 0);
+  }
+  close(hold[0]);
+  std::string proc = "/proc/" + std::to_string(c);
+  int e = writeAll(proc + "/uid_map", w->idMap + "\n");
+  if (e) w->stage = "write " + proc + "/uid_map";
+  if (!e && (e = writeAll(proc + "/gid_map", w->idMap + "\n"))) w->stage = "write " + proc + "/gid_map";
+  if (!e && (*nsFd = open((proc + "/ns/user").c_str(), O_RDONLY | O_CLOEXEC)) < 0) {
+    e = errno;
+    w->stage = "open " + proc + "/ns/user";
+  }
+  close(hold[1]);
+  while (waitpid(c, nullptr, 0) < 0 && errno == EINTR) {
+  }
+  return e;
+}
+
+// Binds `image` (a directory) at `target` seen through the idmap, nosuid and nodev: open_tree
+// clone, mount_setattr(MOUNT_ATTR_IDMAP), move_mount.
+void idmapBind(MountWork* w) {
+  int ns = -1;
+  if ((w->err = idmapUserns(w, &ns)) != 0) return;
+  int tree = open_tree(AT_FDCWD, w->image.c_str(), OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+  if (tree < 0) {
+    w->err = errno, w->stage = "open_tree " + w->image;
+    close(ns);
+    return;
+  }
+  struct mount_attr attr;
+  memset(&attr, 0, sizeof attr);
+  attr.attr_set = MOUNT_ATTR_IDMAP | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
+  attr.userns_fd = static_cast<__u64>(ns);
+  if (mount_setattr(tree, "", AT_EMPTY_PATH, &attr, sizeof attr) != 0)
+    w->err = errno, w->stage = "idmapped mount of " + w->image + " (mount_setattr)";
+  else if (move_mount(tree, "", AT_FDCWD, w->target.c_str(), MOVE_MOUNT_F_EMPTY_PATH) != 0)
+    w->err = errno, w->stage = "move_mount " + w->image + " to " + w->target;
+  close(tree);
+  close(ns);
+}
+
 void execute(napi_env, void* data) {
   auto* w = static_cast<MountWork*>(data);
+  if (w->idmapBind) return idmapBind(w);
   if (w->unmount) {
     if (umount2(w->target.c_str(), w->umountFlags) != 0) w->err = errno, w->stage = "umount2 " + w->target;
     return;
@@ -166,12 +239,28 @@ napi_value Unmount(napi_env env, napi_callback_info info) {
   return queue(env, w);
 }
 
+// idmappedBind(source, target, map) -> Promise<void>: see idmapBind.
+napi_value IdmappedBind(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value a[3];
+  napi_get_cb_info(env, info, &argc, a, nullptr, nullptr);
+  auto* w = new MountWork();
+  w->idmapBind = true;
+  if (argc < 3 || !str(env, a[0], &w->image) || !str(env, a[1], &w->target) || !str(env, a[2], &w->idMap)) {
+    delete w;
+    napi_throw_type_error(env, nullptr, "idmappedBind(source, target, map) needs 3 strings");
+    return nullptr;
+  }
+  return queue(env, w);
+}
+
 }  // namespace
 
 void registerMounts(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"loopMount", nullptr, LoopMount, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"unmount", nullptr, Unmount, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"idmappedBind", nullptr, IdmappedBind, nullptr, nullptr, nullptr, napi_default, nullptr},
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
 }

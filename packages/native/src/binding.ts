@@ -80,6 +80,8 @@ export interface NativeBinding {
   loopMount(image: string, target: string, fstype: string, flags: number, data: string): Promise<string>;
   /** umount2(target, flags). */
   unmount(target: string, flags: number): Promise<void>;
+  /** Binds directory `source` at `target` through an idmap ("<stored> <shown> <count>"), nosuid and nodev. */
+  idmappedBind?(source: string, target: string, map: string): Promise<void>;
 }
 
 /** What fsAsUser reports of a stat (struct stat's fields that file APIs use). */

@@ -20,7 +20,7 @@ export {
   spawnNative,
 } from './exec-native.js';
 export { type GuestRegionMapping, parseFirecrackerMappings, toFirecrackerMappings } from './mappings.js';
-export { loopMount, splitMountOptions, unmount } from './mounts.js';
+export { idmappedBind, loopMount, splitMountOptions, unmount } from './mounts.js';
 export {
   type RelayEndReason,
   RelayedPair,

@@ -41,6 +41,19 @@ export async function loopMount(image: string, target: string, fstype: string, o
   return binding().loopMount(image, target, fstype, flags, data);
 }
 
+/**
+ * Binds directory `source` at `target` (nosuid, nodev) seen through an idmap: `map` is one line of
+ * a user namespace's uid/gid map, "<stored id> <shown id> <count>"; ids stored outside it show as
+ * the overflow id and cannot be written. Rejects with the errno.
+ */
+export async function idmappedBind(source: string, target: string, map: string): Promise<void> {
+  if (!/^\d+ \d+ \d+$/.test(map)) throw new Error(`idmap ${JSON.stringify(map)} is not "<stored> <shown> <count>"`);
+  const b = binding();
+  if (typeof b.idmappedBind !== 'function')
+    throw new Error('the native addon predates idmappedBind: rebuild it (node packages/native/build.mjs)');
+  return b.idmappedBind(source, target, map);
+}
+
 /** Unmounts `target` (umount2; `lazy`: MNT_DETACH). Rejects with the errno (EINVAL: not a mount point). */
 export async function unmount(target: string, opts: { lazy?: boolean } = {}): Promise<void> {
   return binding().unmount(target, opts.lazy ? MNT_DETACH : 0);

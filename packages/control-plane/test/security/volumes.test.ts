@@ -3,7 +3,7 @@
 // read-write by two capsules, the size limit (ENOSPC inside, a neighbour unaffected), and the
 // hostile probes: a capsule's root cannot leave its volume (symlinks, '..', mount calls), content
 // API paths cannot escape (symlinks a capsule planted), and another team can neither see, read nor
-// mount the volume. QEMU capsules and volumes: volumes-qemu-live.test.ts.
+// mount the volume. QEMU capsules and volumes: volumes-qemu.test.ts.
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';

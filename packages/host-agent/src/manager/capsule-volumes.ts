@@ -20,7 +20,7 @@ export function checkVolumeMounts(runtime: CapsuleRuntime, mounts: readonly Caps
   for (const m of mounts) {
     const problem = volumeMountPathProblem(m.path, `volume ${m.volumeId} path`);
     if (problem) throw new InvalidArgumentError(problem);
-    if (runtime.volumeMounts === 'block' && !VM_MOUNT_PATH_RE.test(m.path))
+    if ((runtime.volumeMounts === 'block' || runtime.volumeMounts === '9p') && !VM_MOUNT_PATH_RE.test(m.path))
       throw new InvalidArgumentError(
         `volume ${m.volumeId} path '${m.path}': on the ${runtime.name} runtime a mount path may hold only letters, digits and . _ @ + = / -`,
       );
@@ -29,16 +29,22 @@ export function checkVolumeMounts(runtime: CapsuleRuntime, mounts: readonly Caps
 
 /**
  * What the runtime mounts for the capsule's volumes: host directories to bind (each mounted on
- * the host first), or for a 'block' runtime each volume's image, attached to `capsuleId` alone.
+ * the host first), for a '9p' runtime the directories its 9p server exports, or for a 'block'
+ * runtime each volume's image, attached to `capsuleId` alone.
  */
 export async function volumeSources(
   store: VolumeStore,
   mounts: readonly CapsuleVolumeMount[] | undefined,
-  block?: { capsuleId: string },
+  how: { kind: CapsuleRuntime['volumeMounts']; capsuleId: string },
 ): Promise<{ source: string; path: string }[]> {
   const out: { source: string; path: string }[] = [];
   for (const m of mounts ?? []) {
-    const source = block ? await store.attachToVm(m.volumeId, block.capsuleId) : await store.mountedData(m.volumeId);
+    const source =
+      how.kind === 'block'
+        ? await store.attachToVm(m.volumeId, how.capsuleId)
+        : how.kind === '9p'
+          ? await store.exportForVm(m.volumeId)
+          : await store.mountedData(m.volumeId);
     out.push({ source, path: m.path });
   }
   return out;
@@ -62,8 +68,8 @@ export function assertVolumesFree(
       if (self.block || isBlock(rec))
         throw new FailedPreconditionError(
           `volume ${m.volumeId} is in use by capsule ${rec.id} (${rec.runtime}, ${rec.state}); ` +
-            'a volume mounted by a VM capsule is held by that capsule alone (one ext4 cannot be mounted by two kernels), ' +
-            'so destroy the other capsule first or use namespace capsules to share it',
+            'a volume a Firecracker VM mounts is a disk that VM holds alone (one ext4 cannot be mounted by two kernels), ' +
+            'so destroy the other capsule first, or share it between namespace and QEMU capsules',
         );
     }
   }

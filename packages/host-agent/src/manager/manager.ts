@@ -377,11 +377,10 @@ export class SandboxManager {
       metadata: { ...metadata },
       network: rec.network,
       envdInit: this.envdInitOf(rec),
-      volumes: await volumeSources(
-        this.volumes,
-        rec.volumes,
-        this.blockVolumes(rec) ? { capsuleId: rec.id } : undefined,
-      ),
+      volumes: await volumeSources(this.volumes, rec.volumes, {
+        kind: runtime.volumeMounts,
+        capsuleId: rec.id,
+      }),
     });
     rec.address = rec.handle.address || rec.address;
     if (rec.handle.envdInitialized) this.openEnvd(rec);
@@ -573,7 +572,8 @@ export class SandboxManager {
     if (runtime && rec.handle) await runtime.destroy(rec.handle).catch((e) => (firstError ??= e));
     await this.deps.network.destroy(rec.runtimeId ?? rec.id).catch((e) => (firstError ??= e));
     // A VM's volumes are free again once its VMM is gone (not before: it may still write them).
-    if (!firstError && this.blockVolumes(rec))
+    // QEMU too: a VM an agent before 9p volumes started holds its volumes as disks (a no-op otherwise).
+    if (!firstError && (this.blockVolumes(rec) || runtime?.volumeMounts === '9p'))
       for (const v of rec.volumes ?? [])
         await this.volumes.releaseFromVm(v.volumeId, rec.id).catch((e) => (firstError ??= e));
     if (firstError) throw firstError;
@@ -635,7 +635,7 @@ export class SandboxManager {
       const wasHibernated = rec.state === 'hibernated';
       // A restart binds the volumes again: each must be mounted on the host (after a reboot too).
       if (wasHibernated)
-        await volumeSources(this.volumes, rec.volumes, this.blockVolumes(rec) ? { capsuleId: rec.id } : undefined);
+        await volumeSources(this.volumes, rec.volumes, { kind: runtime.volumeMounts, capsuleId: rec.id });
       rec.handle = await runtime.resume(rec.handle);
       rec.address = rec.handle.address || rec.address;
       // A hibernated capsule restarted envd, which needs its token and environment again.
@@ -682,10 +682,13 @@ export class SandboxManager {
           `capsule ${id} is ${rec.state}; snapshots are taken of running or paused capsules`,
         );
       }
-      // Its memory has the volumes mounted: a capsule (or fork) of it would be a second kernel on them.
-      if (this.blockVolumes(rec) && rec.volumes?.length)
+      // Its memory has the volumes mounted: a capsule (or fork) of it would restore a kernel that
+      // believes it holds them (a block disk: a second kernel on one ext4; 9p: QEMU refuses to
+      // migrate a VM with a 9p export mounted).
+      const vmVolumes = this.runtimeOf(rec).volumeMounts;
+      if ((vmVolumes === 'block' || vmVolumes === '9p') && rec.volumes?.length)
         throw new FailedPreconditionError(
-          `capsule ${id} is a VM with volumes mounted, which it holds alone; it cannot be snapshotted or forked`,
+          `capsule ${id} is a VM with volumes mounted; its memory cannot be written out, so it cannot be snapshotted or forked`,
         );
       if (!rec.handle) throw new Error(`capsule ${id} has no runtime handle`);
       await this.runtimeOf(rec).snapshot(rec.handle, name);

@@ -27,7 +27,8 @@ export interface CapsuleSpec {
   envdInit?: EnvdInit;
   /**
    * Volumes mounted read-write at `path`: `source` is a host directory (already mounted on the
-   * host) for a runtime that binds, the volume's ext4 image for one with volumeMounts 'block'.
+   * host) for a runtime that binds, the directory its 9p server exports for one with volumeMounts
+   * '9p', the volume's ext4 image for one with volumeMounts 'block'.
    */
   volumes?: { source: string; path: string }[];
 }
@@ -83,9 +84,10 @@ export interface CapsuleRuntime {
   readonly pauseModes: readonly ('freeze' | 'hibernate' | 'memory-snapshot')[];
   /**
    * How create honours spec.volumes: true, binding host directories (shared between capsules);
+   * '9p', exporting each volume's host directory to a VM (shared like a bind);
    * 'block', opening each volume's image as a disk of its own (the capsule holds it alone).
    */
-  readonly volumeMounts?: boolean | 'block';
+  readonly volumeMounts?: boolean | '9p' | 'block';
   /** Boots the capsule until envd answers /health; throws (and cleans up) on failure. */
   create(spec: CapsuleSpec): Promise<RuntimeHandle>;
   /** Stops the runtime's background work (pools); capsules keep running. */

@@ -136,14 +136,31 @@ export class VmBoot {
   }
 
   /**
-   * The capsule's volumes as the VMM's extra disks: the i-th gets the serial `wrenn-vol<i>`, by
-   * which the guest's init finds it, and a `wrenn.volume=<serial>:<path>` kernel argument tells
-   * the init where to mount it (paths were checked to hold no blank or comma).
+   * The capsule's volumes as the VMM's extra disks, each with a `wrenn.volume=<disk>:<path>`
+   * kernel argument telling the guest's init where to mount it (paths were checked to hold no
+   * blank or comma). `by: 'serial'`: the i-th disk gets the serial `wrenn-vol<i>`, by which the
+   * init finds it; `by: 'order'` (a VMM without disk serials): the disks follow the root disk in
+   * order, so the i-th is the guest's vd<b + i>.
    */
-  volumeDisks(spec: CapsuleSpec): { disks: { image: string; serial: string }[]; kernelArgs: string[] } {
+  volumeDisks(
+    spec: CapsuleSpec,
+    by: 'serial' | 'order' = 'serial',
+  ): { disks: { image: string; serial: string }[]; kernelArgs: string[] } {
     const vols = spec.volumes ?? [];
-    const disks = vols.map((v, i) => ({ image: v.source, serial: `wrenn-vol${i}` }));
-    return { disks, kernelArgs: vols.map((v, i) => `wrenn.volume=wrenn-vol${i}:${v.path}`) };
+    if (by === 'order' && vols.length > 24) throw new Error(`at most 24 volume disks, got ${vols.length}`);
+    const name = (i: number) => (by === 'serial' ? `wrenn-vol${i}` : `vd${String.fromCharCode(98 + i)}`);
+    const disks = vols.map((v, i) => ({ image: v.source, serial: name(i) }));
+    return { disks, kernelArgs: vols.map((v, i) => `wrenn.volume=${name(i)}:${v.path}`) };
+  }
+
+  /**
+   * The capsule's volumes as 9p exports: the i-th host directory gets the mount tag `wrenn-vol<i>`,
+   * and a `wrenn.share=<tag>:<path>` kernel argument tells the guest's init where to mount it.
+   */
+  volumeShares(spec: CapsuleSpec): { shares: { dir: string; tag: string }[]; kernelArgs: string[] } {
+    const vols = spec.volumes ?? [];
+    const shares = vols.map((v, i) => ({ dir: v.source, tag: `wrenn-vol${i}` }));
+    return { shares, kernelArgs: vols.map((v, i) => `wrenn.share=wrenn-vol${i}:${v.path}`) };
   }
 
   /** The TAP the VMM opens, inside the capsule's network namespace. */

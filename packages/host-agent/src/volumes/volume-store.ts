@@ -5,13 +5,16 @@
 // same files as its own ids through an idmapped bind (nsinit.c --volume), and several capsules
 // share one volume read-write on one mounted file system. Filling it gives ENOSPC inside the
 // volume only; the host's file system and the capsule's own disk are untouched.
-// A VM capsule gets the image itself as a block device (attachToVm): the host mount goes, the
-// files are re-owned to plain guest ids (owner-shift.ts; <id>/owners records the scheme, so the
-// next host use shifts them back), and <id>/vm-holder names the VM, which holds the volume alone
-// until it is released: one ext4 cannot be mounted by two kernels.
+// A QEMU capsule shares it too (exportForVm): <id>/vm-export is an idmapped bind of the data
+// (stored HOST_ID_BASE + u shown as u, nosuid, nodev) that QEMU's 9p server exports to the guest,
+// so the guest's ids land canonically on disk and every user sees the same files at once.
+// A Firecracker capsule (no 9p or virtio-fs there) gets the image itself as a block device
+// (attachToVm): the host mounts go, the files are re-owned to plain guest ids (owner-shift.ts;
+// <id>/owners records the scheme, so the next host use shifts them back), and <id>/vm-holder names
+// the VM, which holds the volume alone until it is released: one ext4 cannot be mounted by two kernels.
 import { chmod, chown, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { runNative, unmount } from '@wrenn/native';
+import { idmappedBind, runNative, unmount } from '@wrenn/native';
 import {
   AlreadyExistsError,
   FailedPreconditionError,
@@ -19,7 +22,7 @@ import {
   NotFoundError,
   VOLUME_LIMITS,
 } from '@wrenn/protocol';
-import { HOST_ID_BASE } from '../rootfs/id-map.js';
+import { HOST_ID_BASE, ID_RANGE } from '../rootfs/id-map.js';
 import { mountsUnder } from '../rootfs/remove-tree.js';
 import { ensureExt4Mounted, formatExt4Image } from '../runtimes/namespace/quota-disk.js';
 import { type OwnerScheme, shiftOwners } from './owner-shift.js';
@@ -35,6 +38,8 @@ async function checkExt4(image: string): Promise<void> {
 
 const VOLUME_ID_RE = /^[a-z0-9][a-z0-9_-]{0,63}$/;
 // nosuid: a set-uid file written into a volume never runs as its owner (binds add it again).
+// (nodev comes with every ext4 image mount: a device node a VM's root makes through QEMU's 9p
+// server opens nothing on the host.)
 const VOLUME_MOUNT_OPTIONS = 'nosuid';
 
 export class VolumeStore {
@@ -50,6 +55,7 @@ export class VolumeStore {
     data: string;
     owners: string;
     vmHolder: string;
+    vmExport: string;
   } {
     if (!VOLUME_ID_RE.test(id)) throw new InvalidArgumentError(`volume id '${id}' is malformed`);
     const root = join(this.dir, id);
@@ -60,6 +66,7 @@ export class VolumeStore {
       data: join(root, 'mnt', 'data'),
       owners: join(root, 'owners'),
       vmHolder: join(root, 'vm-holder'),
+      vmExport: join(root, 'vm-export'),
     };
   }
 
@@ -149,6 +156,26 @@ export class VolumeStore {
   }
 
   /**
+   * The directory a VM's 9p server exports for the volume: the mounted data seen through an idmap
+   * (stored HOST_ID_BASE + u as u; ids outside the range show as the overflow id and cannot be
+   * set), nosuid and nodev, made once and shared by every VM that mounts the volume. Throws
+   * FailedPrecondition while a Firecracker VM holds the image.
+   */
+  exportForVm(id: string): Promise<string> {
+    const p = this.paths(id);
+    return this.serial(id, async () => {
+      if (!(await this.exists(id))) throw new NotFoundError(`volume ${id} is not on this host`);
+      await this.refuseIfInVm(id);
+      await this.mountAs(p, 'canonical');
+      if (!(await mountsUnder(p.vmExport)).includes(p.vmExport)) {
+        await mkdir(p.vmExport, { recursive: true, mode: 0o700 });
+        await idmappedBind(p.data, p.vmExport, `${HOST_ID_BASE} 0 ${ID_RANGE}`);
+      }
+      return p.vmExport;
+    });
+  }
+
+  /**
    * The volume's image for VM capsule `capsuleId` to open as a block device: its files re-owned to
    * guest ids, unmounted from the host, and recorded as held by that capsule. The caller makes
    * sure no namespace capsule binds it. Throws FailedPrecondition while another VM holds it.
@@ -162,7 +189,8 @@ export class VolumeStore {
       await this.refuseIfInVm(id);
       await this.mountAs(p, 'guest');
       // Not lazy: a busy mount (a file open on the host) must fail here, not linger under the VM.
-      for (const point of await mountsUnder(p.mnt)) await unmount(point);
+      // The 9p export goes too (a QEMU VM may have used the volume before).
+      for (const point of await mountsUnder(p.root)) await unmount(point);
       await writeFile(p.vmHolder, `${capsuleId}\n`);
       return p.image;
     });
@@ -194,8 +222,8 @@ export class VolumeStore {
     for (const point of await mountsUnder(this.dir)) await unmount(point, { lazy: true }).catch(() => undefined);
   }
 
-  private async removeFiles(p: { root: string; mnt: string }): Promise<void> {
-    for (const point of await mountsUnder(p.mnt)) await unmount(point, { lazy: true });
+  private async removeFiles(p: { root: string }): Promise<void> {
+    for (const point of await mountsUnder(p.root)) await unmount(point, { lazy: true });
     await rm(p.root, { recursive: true, force: true });
   }
 }

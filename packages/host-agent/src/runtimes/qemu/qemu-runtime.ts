@@ -6,10 +6,13 @@
 // generation (memory-generations.ts: Full the first time, later a Diff of the changed blocks) and
 // is removed (memory freed). resume = the RAM file rebuilt from the chain + a new QEMU with the
 // device state as its incoming migration.
+// Volumes are 9p exports of their host directories (VolumeStore.exportForVm), shared with namespace
+// capsules and other VMs at once. QEMU refuses to migrate a VM while a 9p export is mounted in it,
+// so such a VM pauses by freezing (vCPUs stopped, memory kept in QEMU) and is not snapshotted.
 import { spawn } from 'node:child_process';
 import { copyFile, mkdir, readFile, rm, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { InvalidArgumentError } from '@wrenn/protocol';
+import { FailedPreconditionError, InvalidArgumentError } from '@wrenn/protocol';
 import { GUEST_IP } from '../../network/tap.js';
 import { addGeneration, generationFile, materializeChain, newBuildId, sparseCopy } from '../../snapshot/index.js';
 import { ROOTFS_IMAGE, type VmImages } from '../../vm/images/index.js';
@@ -70,8 +73,10 @@ export interface QemuState {
   lastSnapshot?: PauseResult;
   /** Saved, but the RAM file is not in the chain yet (writing the generation failed): it is the memory. */
   ramNotInChain?: boolean;
-  /** Volume images opened as extra virtio disks, found by the guest through their serial. */
+  /** Volume images opened as extra virtio disks (agents before 9p volumes), found by the guest through their serial. */
   volumeDisks?: { image: string; serial: string }[];
+  /** Volume directories exported over virtio-9p, mounted by the guest by their tag. */
+  volumeShares?: { dir: string; tag: string }[];
 }
 
 /** In a snapshot template's directory: the frozen VM (machine shape, device state, memory chain) next to rootfs.ext4. */
@@ -111,7 +116,7 @@ const QEMU_VMM: VmmFacts = {
 export class QemuRuntime implements CapsuleRuntime {
   readonly name = 'qemu' as const;
   readonly pauseModes = ['memory-snapshot', 'freeze'] as const;
-  readonly volumeMounts = 'block' as const;
+  readonly volumeMounts = '9p' as const;
   private readonly qemu: string;
   private readonly qemuImg: string;
   private readonly boot: VmBoot;
@@ -154,9 +159,9 @@ export class QemuRuntime implements CapsuleRuntime {
     // Under emulation V8's JIT costs more than it saves (TCG re-translates every generated code
     // page): --jitless halves boot-to-ready and makes commands ~5x faster there.
     const nodeFlags = this.opts.guestNodeFlags ?? (accel.accel === 'tcg' ? ['--jitless'] : []);
-    const volumes = this.boot.volumeDisks(spec);
+    const volumes = this.boot.volumeShares(spec);
     // Its memory is a guest that mounted its own disks already and would not mount these.
-    if (frozen && volumes.disks.length)
+    if (frozen && volumes.shares.length)
       throw new InvalidArgumentError(
         `template ${spec.template} is a memory snapshot; a capsule of it cannot mount volumes on the qemu runtime`,
       );
@@ -183,7 +188,7 @@ export class QemuRuntime implements CapsuleRuntime {
       statePath: join(dir, 'snapshot', 'device.mig'),
       memoryPath: join(dir, 'memory'),
       chainDir: join(dir, 'snapshot'),
-      ...(volumes.disks.length ? { volumeDisks: volumes.disks } : {}),
+      ...(volumes.shares.length ? { volumeShares: volumes.shares } : {}),
     };
     const handle: RuntimeHandle = { runtime: 'qemu', id: spec.id, address: capsuleIp, state };
     try {
@@ -224,7 +229,16 @@ export class QemuRuntime implements CapsuleRuntime {
   private args(id: string, s: QemuState, incoming: boolean): string[] {
     if (!s.memoryPath) throw new Error('internal: the guest RAM file path is not set');
     const vols = s.volumeDisks ?? [];
-    for (const p of [s.dir, s.kernel, s.initrd, s.disk, s.memoryPath, ...vols.map((v) => v.image)]) {
+    const shares = s.volumeShares ?? [];
+    for (const p of [
+      s.dir,
+      s.kernel,
+      s.initrd,
+      s.disk,
+      s.memoryPath,
+      ...vols.map((v) => v.image),
+      ...shares.map((v) => v.dir),
+    ]) {
       if (!SAFE_PATH.test(p)) throw new Error(`path ${JSON.stringify(p)} has characters the qemu runtime cannot quote`);
     }
     return [
@@ -267,6 +281,15 @@ export class QemuRuntime implements CapsuleRuntime {
         `file=${v.image},if=none,id=vol${i},format=raw,cache=writeback`,
         '-device',
         `virtio-blk-pci,drive=vol${i},serial=${v.serial}`,
+      ]),
+      // passthrough: the guest's uids and modes are stored as they are (the export's idmap puts
+      // them in the canonical range); QEMU opens every path component with O_NOFOLLOW below the
+      // export, and the export is nosuid and nodev on the host.
+      ...shares.flatMap((v, i) => [
+        '-fsdev',
+        `local,id=fs${i},path=${v.dir},security_model=passthrough`,
+        '-device',
+        `virtio-9p-pci,fsdev=fs${i},mount_tag=${v.tag}`,
       ]),
       '-netdev',
       'tap,id=net0,ifname=tap0,script=no,downscript=no',
@@ -331,9 +354,14 @@ export class QemuRuntime implements CapsuleRuntime {
     const q = await this.qmp(s);
     try {
       await q.execute('stop');
-      if (mode === 'freeze') {
+      if (mode === 'freeze' || s.volumeShares?.length) {
         s.phase = 'frozen';
-        return { keeps: 'memory and processes (vCPUs stopped; the VM keeps its memory)', processesKept: true };
+        return {
+          keeps: s.volumeShares?.length
+            ? 'memory and processes (vCPUs stopped; the VM keeps its memory in QEMU: a VM with a 9p volume mounted cannot write a memory snapshot)'
+            : 'memory and processes (vCPUs stopped; the VM keeps its memory)',
+          processesKept: true,
+        };
       }
       await mkdir(dirname(s.statePath), { recursive: true });
       await rm(s.statePath, { force: true });
@@ -494,6 +522,10 @@ export class QemuRuntime implements CapsuleRuntime {
   /** The capsule's flattened disk, device state and memory (one Full generation) in `tmp`. */
   private async writeTemplateFiles(handle: RuntimeHandle, tmp: string): Promise<void> {
     const s = handle.state as QemuState;
+    if (s.volumeShares?.length)
+      throw new FailedPreconditionError(
+        `${handle.id} has 9p volumes mounted; QEMU cannot migrate (snapshot) a VM with a 9p export mounted`,
+      );
     if (s.phase === 'saved' && (!s.memoryPath || !s.chainDir)) {
       await copyFile(s.statePath, join(tmp, LEGACY_MEMORY_FILE)); // one stream with the RAM in it
       await this.flattenDisk(s.disk, join(tmp, ROOTFS_IMAGE));

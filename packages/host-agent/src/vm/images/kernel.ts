@@ -1,7 +1,7 @@
 // The guest kernel for VM capsules, taken from Debian's `linux-image-amd64` package without
 // installing it on the host: `apt-get download` into <dataDir>/kernels, unpacked with dpkg-deb.
 // Gives bzImage (QEMU), vmlinux (Firecracker, extracted from the bzImage's xz payload) and an
-// initramfs holding the modules Debian builds as modules but a VM needs to boot (virtio, ext4).
+// initramfs holding the modules Debian builds as modules but a VM needs (virtio, ext4, 9p).
 import { execFile, spawn } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
 import { access, copyFile, mkdir, open, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
@@ -16,8 +16,22 @@ import { wrennInitFile } from './wrenn-init-files.js';
 const run = promisify(execFile);
 
 export const KERNEL_META_PACKAGE = 'linux-image-amd64';
-/** Modules the guest needs, in addition to their dependencies (crc32c is requested by ext4 at mount time). */
-export const GUEST_MODULES = ['crc32c_generic', 'virtio_pci', 'virtio_mmio', 'virtio_blk', 'virtio_net', 'ext4'];
+/**
+ * Modules the guest needs, in addition to their dependencies (crc32c is requested by ext4 at mount
+ * time; 9p and its virtio transport mount QEMU's volume exports).
+ */
+export const GUEST_MODULES = [
+  'crc32c_generic',
+  'virtio_pci',
+  'virtio_mmio',
+  'virtio_blk',
+  'virtio_net',
+  'ext4',
+  '9pnet_virtio',
+  '9p',
+];
+/** Beside the initramfs: the module list it was built with (another list rebuilds it). */
+const MODULES_FILE = 'initrd.modules';
 
 export interface GuestKernel {
   version: string; // e.g. 6.1.0-56-amd64
@@ -123,7 +137,18 @@ async function buildInitramfs(modulesDir: string, out: string): Promise<number> 
  * The guest kernel, downloaded and prepared on first use under <dataDir>/kernels/<version>/.
  * Needs apt-get (with Debian's package lists), dpkg-deb, xz and busybox-static on the host.
  */
-export async function ensureGuestKernel(dataDir: string, onProgress: ProgressFn = () => {}): Promise<GuestKernel> {
+export function ensureGuestKernel(dataDir: string, onProgress: ProgressFn = () => {}): Promise<GuestKernel> {
+  // One preparation per data dir at a time: two VMs created at once would write the same files.
+  const running = preparing.get(dataDir);
+  if (running) return running;
+  const p = prepareGuestKernel(dataDir, onProgress).finally(() => preparing.delete(dataDir));
+  preparing.set(dataDir, p);
+  return p;
+}
+
+const preparing = new Map<string, Promise<GuestKernel>>();
+
+async function prepareGuestKernel(dataDir: string, onProgress: ProgressFn): Promise<GuestKernel> {
   const root = join(dataDir, 'kernels');
   await mkdir(root, { recursive: true });
   const pkg = await resolveKernelPackage();
@@ -135,7 +160,9 @@ export async function ensureGuestKernel(dataDir: string, onProgress: ProgressFn 
     vmlinux: join(dir, 'vmlinux'),
     initrd: join(dir, 'initrd.img'),
   };
-  if ((await exists(k.bzImage)) && (await exists(k.vmlinux)) && (await exists(k.initrd))) return k;
+  const modules = `${GUEST_MODULES.join('\n')}\n`;
+  const sameModules = (await readFile(join(dir, MODULES_FILE), 'utf8').catch(() => '')) === modules;
+  if (sameModules && (await exists(k.bzImage)) && (await exists(k.vmlinux)) && (await exists(k.initrd))) return k;
   const work = join(root, `.build-${version}-${process.pid}`);
   await rm(work, { recursive: true, force: true });
   await mkdir(work, { recursive: true });
@@ -158,6 +185,7 @@ export async function ensureGuestKernel(dataDir: string, onProgress: ProgressFn 
     await extractVmlinux(`${k.bzImage}.tmp`, k.vmlinux);
     onProgress(`kernel: building the initramfs (${GUEST_MODULES.join(', ')} and their dependencies)`);
     const n = await buildInitramfs(join(work, 'x/lib/modules', version), k.initrd);
+    await writeFile(join(dir, MODULES_FILE), modules);
     onProgress(`kernel: ${version} ready (${n} modules in the initramfs)`);
     await rename(`${k.bzImage}.tmp`, k.bzImage);
     return k;
