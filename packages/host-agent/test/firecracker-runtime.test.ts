@@ -8,13 +8,16 @@
 // Firecracker, and on snapshot load hands a userfaultfd to our handler exactly as Firecracker does.
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { chmod, mkdir, mkdtemp, open, readdir, readFile, readlink, rm, stat, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { chmod, chown, mkdir, mkdtemp, open, readdir, readFile, readlink, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { FailedPreconditionError } from '@wrenn/protocol';
 import { run } from '../src/network/exec.js';
 import { NetworkManager } from '../src/network/index.js';
+import { HOST_ID_BASE } from '../src/rootfs/id-map.js';
 import {
   DEFAULT_TX_RATE_LIMITER,
   FirecrackerRuntime,
@@ -23,6 +26,7 @@ import {
 import { checkSupportedVersion, listVmms, parseFirecrackerVersion } from '../src/runtimes/firecracker/vmm-process.js';
 import { probeKvm } from '../src/runtimes/select-runtime.js';
 import { generationFiles, readHeader } from '../src/snapshot/index.js';
+import { VolumeStore } from '../src/volumes/index.js';
 import { freePort } from './network-helpers.js';
 
 const STANDIN = join(dirname(fileURLToPath(import.meta.url)), 'fixtures/firecracker-standin.js');
@@ -89,7 +93,7 @@ test('firecracker version: read from `firecracker --version`; 1.8+ (ACPI device 
   assert.throws(() => checkSupportedVersion('2.0.0'), /not supported/);
 });
 
-test('firecracker runtime against a Firecracker stand-in (Firecracker itself not run: no usable KVM here): create, pause Full, resume with UFFD, pause Diff, resume from the diff chain, snapshot template, cleanup', {
+test('firecracker runtime against a Firecracker stand-in (Firecracker itself not run: no usable KVM here): create, pause Full, resume with UFFD, pause Diff, resume from the diff chain, snapshot template, a volume disk, cleanup', {
   skip,
   timeout: 600_000,
 }, async (t) => {
@@ -299,6 +303,60 @@ test('firecracker runtime against a Firecracker stand-in (Firecracker itself not
       .map((l) => `${l.method} ${l.path} ${l.body?.state ?? l.body?.snapshot_type}`),
     ['PUT /snapshot/create Full', 'PATCH /vm Resumed', 'PATCH /vm Paused', 'PUT /snapshot/create Full'],
   );
+
+  // --- a volume: its ext4 image attached as a second disk, owners shifted for the guest and back ---
+  const volumes = new VolumeStore(join(dataDir, 'volumes'));
+  await volumes.create('fcvol', 16);
+  const volData = await volumes.mountedData('fcvol');
+  await writeFile(join(volData, 'user.txt'), 'from a namespace capsule\n');
+  await chown(join(volData, 'user.txt'), HOST_ID_BASE + 1000, HOST_ID_BASE + 1000);
+  const id3 = 'cl-wfctest3';
+  const image = await volumes.attachToVm('fcvol', id3);
+  assert.equal(await volumes.vmHolder('fcvol'), id3);
+  assert.equal(existsSync(join(volData, 'user.txt')), false, 'the host no longer mounts the image the VM holds');
+  await assert.rejects(volumes.attachToVm('fcvol', 'cl-other'), FailedPreconditionError, 'a second VM is refused');
+  await assert.rejects(volumes.mountedData('fcvol'), FailedPreconditionError, 'so is a namespace capsule');
+  const meta3 = { WRENN_SANDBOX_ID: id3, WRENN_TEMPLATE_ID: 'minimal' };
+  const n3 = await net.create({ id: id3, internet: false, metadata: meta3 });
+  const h3 = await runtime.create({
+    id: id3,
+    template: 'minimal',
+    vcpus: 1,
+    memoryMb: 128,
+    envs: {},
+    internet: false,
+    metadata: meta3,
+    network: { capsuleIp: n3.capsuleIp, netnsPath: n3.netnsPath },
+    volumes: [{ source: image, path: '/data' }],
+  });
+  const s3 = h3.state as FirecrackerState;
+  log = await readLog(logFile);
+  assert.deepEqual(
+    log.filter((l) => l.pid === s3.pid && l.status !== undefined && l.status >= 300),
+    [],
+  );
+  assert.deepEqual(calls(log.filter((l) => l.pid === s3.pid)).slice(0, 3), [
+    'PUT /boot-source',
+    'PUT /drives/rootfs',
+    'PUT /drives/vol0',
+  ]);
+  assert.deepEqual(body('/drives/vol0', s3.pid), {
+    drive_id: 'vol0',
+    path_on_host: join(dataDir, 'vmm/volume0.img'),
+    is_root_device: false,
+    is_read_only: false,
+    cache_type: 'Writeback',
+  });
+  assert.equal(await readlink(join(s3.dir, 'volume0.img')), image, "the VMM's fixed path links to the image");
+  assert.match(String(body('/boot-source', s3.pid).boot_args), / wrenn\.volume=vdb:\/data( |$)/);
+  t.diagnostic('a volume on Firecracker: configured and accepted by the API schema; not mounted by a guest (no KVM)');
+  await runtime.destroy(h3);
+  await net.destroy(id3);
+  await volumes.releaseFromVm('fcvol', id3);
+  const back = await volumes.mountedData('fcvol'); // e2fsck, mounted, owners shifted back
+  assert.equal((await stat(join(back, 'user.txt'))).uid, HOST_ID_BASE + 1000, 'owners back in the canonical range');
+  assert.equal(await readFile(join(back, 'user.txt'), 'utf8'), 'from a namespace capsule\n');
+  await volumes.delete('fcvol');
 
   // --- cleanup: destroy one, cleanupStale (an agent restart) the other ---
   await runtime.destroy(handle);

@@ -5,9 +5,13 @@
 // after, each a new memory generation (snapshot/header.ts), then the VMM is killed and its memory
 // freed; resume = a fresh VMM loading the snapshot with its memory served lazily by the UFFD
 // handler (packages/native) from the generation chain. Needs /dev/kvm and a firecracker binary.
+// Volumes (no 9p or virtio-fs in Firecracker): each volume's ext4 image is an extra disk the VM
+// holds alone (VolumeStore.attachToVm shifts its owners), linked into the capsule's directory so
+// the VMM opens it at a fixed path; the guest's init mounts vdb, vdc, ... in order.
 import { mkdir, readdir, rm, stat, symlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { UffdHandler } from '@wrenn/native';
+import { InvalidArgumentError } from '@wrenn/protocol';
 import { TAP_IFNAME } from '../../network/tap.js';
 import { HEADER_FILE } from '../../snapshot/header.js';
 import { type CowDiskKind, type CowDisks, createCowDisks, flattenDisk } from '../../vm/disks/index.js';
@@ -78,6 +82,8 @@ export interface FirecrackerState {
   disk?: { kind: CowDiskKind; path: string };
   /** The last memory snapshot, reported again when a saved capsule is paused. */
   lastSnapshot?: { kind: 'full' | 'diff'; bytes: number };
+  /** Volume images attached as extra disks (in the capsule's directory: volume<i>.img links to each). */
+  volumeImages?: string[];
 }
 
 /** In a snapshot template's directory: the frozen VM's shape, next to rootfs.ext4, vmstate and its memory. */
@@ -100,9 +106,13 @@ const FIRECRACKER_VMM: VmmFacts = {
   snapshotInfoFile: FC_SNAPSHOT_FILE,
 };
 
+/** In the capsule's directory (the VMM's fixed path): a link to the i-th volume's image. */
+const volumeLink = (i: number) => `volume${i}.img`;
+
 export class FirecrackerRuntime implements CapsuleRuntime {
   readonly name = 'firecracker' as const;
   readonly pauseModes = ['memory-snapshot', 'freeze'] as const;
+  readonly volumeMounts = 'block' as const;
   readonly binary: string;
   /** Where each VMM sees its capsule's directory (bound there in its own mount namespace). */
   readonly vmmDir: string;
@@ -161,6 +171,12 @@ export class FirecrackerRuntime implements CapsuleRuntime {
       throw new Error(
         `template "${spec.template}" holds a snapshot of Firecracker ${frozen.firecrackerVersion}; this host runs ${version}, which cannot load it`,
       );
+    const volumes = this.boot.volumeDisks(spec, 'order');
+    // Its memory is a guest that mounted its own disks already and would not mount these.
+    if (frozen && volumes.disks.length)
+      throw new InvalidArgumentError(
+        `template ${spec.template} is a memory snapshot; a capsule of it cannot mount volumes on the firecracker runtime`,
+      );
     const dir = this.boot.sandboxDir(spec.id);
     const snapDir = join(this.opts.dataDir, 'snapshots', spec.id);
     await Promise.all([
@@ -182,6 +198,7 @@ export class FirecrackerRuntime implements CapsuleRuntime {
       phase: 'running',
       forceFull: true,
       metadata: { ...spec.metadata },
+      ...(volumes.disks.length ? { volumeImages: volumes.disks.map((d) => d.image) } : {}),
     };
     const handle: RuntimeHandle = { runtime: 'firecracker', id: spec.id, address: capsuleIp, state };
     try {
@@ -191,6 +208,7 @@ export class FirecrackerRuntime implements CapsuleRuntime {
       const disk = await disks.create(spec.id, images.rootfs);
       state.disk = { kind: disk.kind, path: disk.path };
       await symlink(disk.path, join(dir, ROOTFS_IMAGE));
+      for (const [i, d] of volumes.disks.entries()) await symlink(d.image, join(dir, volumeLink(i)));
       await this.boot.plugTap(state);
       await this.save(handle);
       if (frozen) {
@@ -200,8 +218,9 @@ export class FirecrackerRuntime implements CapsuleRuntime {
         await configureAndStart(vmm.client, {
           kernel: images.kernel.vmlinux,
           initrd: images.kernel.initrd,
-          bootArgs: this.boot.kernelArgs(spec),
+          bootArgs: this.boot.kernelArgs(spec, volumes.kernelArgs),
           rootfs: join(this.vmmDir, ROOTFS_IMAGE),
+          volumes: volumes.disks.map((_, i) => join(this.vmmDir, volumeLink(i))),
           tapName: TAP_IFNAME,
           guestMac: macFor(spec.id, 0x46),
           vcpus: state.vcpus,

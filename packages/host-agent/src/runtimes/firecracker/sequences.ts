@@ -7,6 +7,8 @@ export interface MicroVmConfig {
   initrd?: string;
   bootArgs: string;
   rootfs: string;
+  /** Volume images (paths the VMM sees), attached after the root disk in this order. */
+  volumes?: string[];
   tapName: string; // tap0 inside the capsule's network namespace
   guestMac: string;
   vcpus: number;
@@ -23,6 +25,15 @@ export async function configureAndStart(fc: FirecrackerClient, cfg: MicroVmConfi
     ...(cfg.initrd ? { initrd_path: cfg.initrd } : {}),
   });
   await fc.putDrive({ drive_id: 'rootfs', path_on_host: cfg.rootfs, is_root_device: true, is_read_only: false });
+  // Firecracker orders its disks root first, then as they were added: the guest sees vdb, vdc, ...
+  for (const [i, path] of (cfg.volumes ?? []).entries())
+    await fc.putDrive({
+      drive_id: `vol${i}`,
+      path_on_host: path,
+      is_root_device: false,
+      is_read_only: false,
+      cache_type: 'Writeback', // the guest's flushes reach the image
+    });
   await fc.putNetworkInterface({
     iface_id: 'eth0',
     host_dev_name: cfg.tapName,
