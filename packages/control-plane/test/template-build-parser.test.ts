@@ -108,13 +108,16 @@ describe('Dockerfile parser', () => {
     assert.equal(errLine('FROM base\n\nENV 1BAD=x\n').line, 3);
     assert.match(errLine('FROM base\nADD http://example.invalid/x /x\n').problem, /URL/);
     assert.match(errLine('FROM base\nCOPY ../secret /x\n').problem, /inside the build context/);
-    assert.match(errLine('FROM base\nCOPY --from=builder /a /b\n').problem, /--from is not supported/);
+    assert.match(errLine('FROM base AS b\nCOPY --from=b /a /b\n').problem, /cannot copy from itself/);
     assert.match(errLine('FROM base\nRUN ["unterminated"\n').problem, /not a valid JSON array/);
     assert.match(errLine('FROM base\nENV A="open\n').problem, /unterminated/);
     assert.equal(errLine('FROM base\nRUN echo \\\n').line, 2);
-    assert.match(errLine('FROM base\nFROM minimal\n').problem, /second FROM/);
+    assert.deepEqual(errLine('FROM base AS a\nFROM minimal AS A\n'), {
+      line: 2,
+      problem: "AS a: a stage named 'a' is already defined on line 1",
+    });
     assert.match(errLine('FROM Not_A_Template\n').problem, /not a Wrenn template name/);
-    assert.match(errLine('FROM base\nARG X=1\n').problem, /ARG is not supported/);
+    assert.match(errLine('FROM base\nARG 1X=1\n').problem, /ARG '1X' is not a valid name/);
     assert.match(errLine('FROM base\nUSER a b\n').problem, /USER takes one user/);
     assert.match(errLine('FROM base\nCOPY onlyone\n').problem, /source and a destination/);
     assert.match(errLine('FROM base\nHEALTHCHECK curl x\n').problem, /HEALTHCHECK must be/);

@@ -23,12 +23,14 @@ export interface TemplateBuildInfo {
 export interface TemplateBuildInput extends ConnectionOptions {
   /** Template name: 1-63 of a-z 0-9 . _ -, starting with a letter or digit. */
   name: string;
-  /** Dockerfile text (FROM base|minimal|<your template>, RUN, COPY/ADD, ENV, WORKDIR, USER, CMD, ENTRYPOINT, HEALTHCHECK). */
+  /** Dockerfile text (FROM base|minimal|<your template> [AS stage], ARG, RUN, COPY/ADD [--from=stage], ENV, WORKDIR, USER, CMD, ENTRYPOINT, HEALTHCHECK). */
   dockerfile: string;
   /** Build context files COPY/ADD read: relative path -> content. */
   files?: Record<string, string | Uint8Array | Blob>;
   /** Or the whole context as a tar (gzip allowed); combined with `files` when both are given. */
   contextTar?: Uint8Array | Blob;
+  /** Values of the Dockerfile's ARGs (like `docker build --build-arg NAME=value`). */
+  buildArgs?: Record<string, string>;
   signal?: AbortSignal;
 }
 
@@ -71,6 +73,7 @@ export async function startTemplateBuild(input: TemplateBuildInput): Promise<{ b
   const form = new FormData();
   form.set('name', input.name);
   form.set('dockerfile', input.dockerfile);
+  if (input.buildArgs) form.set('build_args', JSON.stringify(input.buildArgs));
   if (input.contextTar !== undefined) form.set('context', toBlob(input.contextTar), 'context.tar');
   for (const [path, data] of Object.entries(input.files ?? {})) form.append('files', toBlob(data), path);
   const api = new ApiClient(input);

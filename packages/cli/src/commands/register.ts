@@ -183,6 +183,11 @@ Piped input is forwarded: echo hi | wrenn exec <id> -- cat`,
     .option('-f, --file <path>', 'Dockerfile', 'Dockerfile')
     .option('-n, --name <name>', 'name of the template')
     .option('-c, --context <dir>', 'build context for COPY/ADD', '.')
+    .option(
+      '--build-arg <NAME=VALUE>',
+      'value of a Dockerfile ARG (repeatable; NAME alone takes it from the environment)',
+      collect,
+    )
     .action(async (o) => (await import('./snapshot.js')).templateBuild(o));
 
   program

@@ -71,6 +71,21 @@ export interface TemplateBuildOpts {
   file?: string;
   name?: string;
   context?: string;
+  buildArg?: string[];
+}
+
+/** --build-arg NAME=VALUE, or NAME alone for the value of NAME in this environment (as docker build does). */
+function buildArgs(values: string[] | undefined): Record<string, string> | undefined {
+  if (!values?.length) return undefined;
+  const out: Record<string, string> = {};
+  for (const v of values) {
+    const i = v.indexOf('=');
+    const name = i < 0 ? v : v.slice(0, i);
+    if (name === '') throw new CliError(`--build-arg takes NAME=VALUE or NAME, got "${v}"`);
+    if (i >= 0) out[name] = v.slice(i + 1);
+    else if (process.env[name] !== undefined) out[name] = process.env[name]!;
+  }
+  return out;
 }
 
 /** Files of the build context (what COPY/ADD may read), by path relative to the context. */
@@ -118,6 +133,7 @@ export const templateBuild = (o: TemplateBuildOpts) =>
         name: o.name,
         dockerfile,
         files: await contextFiles(context),
+        ...(o.buildArg?.length ? { buildArgs: buildArgs(o.buildArg) } : {}),
         onLog: (t) => process.stderr.write(t),
       });
       process.stdout.write(`${b.template}\n`);

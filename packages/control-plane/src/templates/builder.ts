@@ -7,6 +7,11 @@
 // layer, and its configuration (ENV, WORKDIR, USER, start command, ready check) is stored with it
 // and applied to every capsule started from it (services/template-config.ts).
 //
+// Multi-stage: only the stages the final one needs (FROM <stage>, COPY --from) are built, in file
+// order; a stage's result is its last layer and its key, which the keys of steps that read it
+// include. ARG values are part of the key of a step that uses them (a RUN uses every ARG in
+// scope). COPY --from copies out of a capsule of the source stage (copy-from.ts).
+//
 // A failing step ends the build with its output and exit code; the build's capsule is destroyed
 // whatever happens. Layers are kept (they are the cache); deleting them is refused by the host
 // while a template still stacks on them.
@@ -16,6 +21,7 @@ import { createReadStream } from 'node:fs';
 import { posix } from 'node:path';
 import {
   asDomainError,
+  buildArgsProblem,
   ConflictError,
   DomainError,
   domainError,
@@ -39,14 +45,21 @@ import {
 import { agentForCapsule, type Capsule, createCapsule, destroyCapsule } from '../services/capsules.js';
 import { deleteTemplate, snapshotCapsule } from '../services/snapshots.js';
 import { assertNotBuiltin, resolveTemplate } from '../services/templates.js';
+import { StageArgs } from './build-args.js';
 import { type BuildContext, planCopy } from './build-context.js';
 import { BuildLog, buildEvents } from './build-log.js';
+import { type CopyFromPlan, copyBetweenCapsules } from './copy-from.js';
 import {
+  COPY_CHOWN_RE,
+  type CopyStep,
   DockerfileError,
+  neededStages,
   type ParsedDockerfile,
   parseDockerfile,
+  type Stage,
   type Step,
   shellQuote,
+  stagesOf,
   substitute,
 } from './dockerfile.js';
 
@@ -60,6 +73,8 @@ export interface StartBuildInput {
   name: string;
   dockerfile: string;
   context: BuildContext;
+  /** ARG values (--build-arg); checked against the contract's rules. */
+  buildArgs?: Record<string, string>;
 }
 
 /**
@@ -119,18 +134,32 @@ export async function startTemplateBuild(
   teamId: string,
   input: StartBuildInput,
 ): Promise<TemplateBuild> {
+  const argsProblem = buildArgsProblem(input.buildArgs);
+  if (argsProblem) throw new InvalidArgumentError(argsProblem);
   let parsed: ParsedDockerfile;
   try {
-    parsed = parseDockerfile(input.dockerfile);
+    parsed = parseDockerfile(input.dockerfile, input.buildArgs ?? {});
   } catch (err) {
     if (err instanceof DockerfileError) throw new InvalidArgumentError(err.message, { code: 'invalid_dockerfile' });
     throw err;
   }
-  const from = await buildTarget(ctx, teamId, input.name, parsed.from, `Dockerfile line ${parsed.fromLine}: FROM`);
+  await checkBuildName(ctx, teamId, input.name);
+  const templates = await resolveBuildTemplates(ctx, teamId, parsed);
+  for (const stage of stagesOf(parsed)) {
+    const t = stage.fromStage === null ? templates.get(stage.from) : undefined;
+    if (t) assertNotSelf(t, teamId, input.name, `Dockerfile line ${stage.fromLine}: FROM ${stage.from}`);
+  }
   // Dry run of the config steps, so every COPY source is checked before anything runs.
-  simulate(parsed, emptyTemplateConfig(), input.context);
+  simulate(parsed, input.context);
   const build = await createBuild(ctx.database.db, { template: input.name, teamId, status: 'building' });
-  launch(ctx, teamId, build.id, input.name, { steps: parsed.steps, force: false }, from, input.context);
+  const plan: BuildPlan = {
+    stages: stagesOf(parsed),
+    needed: neededStages(parsed),
+    args: parsed,
+    unusedBuildArgs: parsed.unusedBuildArgs ?? [],
+    force: false,
+  };
+  launch(ctx, teamId, build.id, input.name, plan, templates, input.context);
   return build;
 }
 
@@ -139,45 +168,62 @@ export async function startTemplateBuild(
  * layer cache as a Dockerfile build. The build must be 'pending'; bad input throws before it starts.
  */
 export async function startStepsBuild(ctx: ControlPlaneContext, teamId: string, input: StepsBuildInput): Promise<void> {
-  const from = await buildTarget(ctx, teamId, input.name, input.from, input.fromLabel);
+  await checkBuildName(ctx, teamId, input.name);
+  const from = await resolveNamed(ctx, teamId, input.from, `${input.fromLabel} ${input.from}`);
+  assertNotSelf(from, teamId, input.name, `${input.fromLabel} ${input.from}`);
   const updated = await setBuildStatus(ctx.database.db, input.buildId, 'building');
   if (!updated) throw new InvalidArgumentError(`build '${input.buildId}' is gone`);
-  const plan = { steps: input.steps, force: input.force, workdirOwnedByUser: true };
-  launch(ctx, teamId, input.buildId, input.name, plan, from, new Map());
+  const plan: BuildPlan = {
+    stages: [{ index: 0, name: null, from: input.from, fromLine: 0, fromStage: null, steps: input.steps }],
+    needed: [0],
+    args: {},
+    unusedBuildArgs: [],
+    force: input.force,
+    workdirOwnedByUser: true,
+  };
+  launch(ctx, teamId, input.buildId, input.name, plan, new Map([[input.from, from]]), new Map());
 }
 
-/** Checks the name a build will save under and resolves the template it starts from. */
-async function buildTarget(
-  ctx: ControlPlaneContext,
-  teamId: string,
-  name: string,
-  fromName: string,
-  fromLabel: string,
-): Promise<Template> {
+/** Checks the name a build will save under. */
+async function checkBuildName(ctx: ControlPlaneContext, teamId: string, name: string): Promise<void> {
   validateTemplateName(name);
   if (isLayerName(name))
     throw new InvalidArgumentError(
       `template names starting with 'layer-' are reserved for build layers; pick another name`,
     );
   assertNotBuiltin(name, 'replaced by a build; pick another name');
-  const from = await resolveTemplate(ctx, teamId, fromName).catch((err: unknown) => {
-    const e = asDomainError(err);
-    const message = `${fromLabel} ${fromName}: ${messageOf(e)}`;
-    throw e instanceof DomainError ? domainError(e.kind, message, { code: e.code, cause: err }) : new Error(message);
-  });
-  if (from.name === name && from.teamId === teamId)
-    throw new InvalidArgumentError(`${fromLabel} ${fromName}: a template cannot be built from itself ('${name}')`);
   const existing = await resolveTemplateRow(ctx.database.db, teamId, name);
   if (existing && existing.teamId === teamId && existing.kind !== 'dockerfile') {
     throw new ConflictError(
       `'${name}' is already a ${existing.kind} template of this team; pick another name or delete it first`,
     );
   }
-  return from;
 }
 
+/** Resolves a template a build reads; a failure names where (`label`: "Dockerfile line 3: FROM x"). */
+async function resolveNamed(ctx: ControlPlaneContext, teamId: string, name: string, label: string): Promise<Template> {
+  return resolveTemplate(ctx, teamId, name).catch((err: unknown) => {
+    const e = asDomainError(err);
+    const message = `${label}: ${messageOf(e)}`;
+    throw e instanceof DomainError ? domainError(e.kind, message, { code: e.code, cause: err }) : new Error(message);
+  });
+}
+
+function assertNotSelf(from: Template, teamId: string, name: string, label: string): void {
+  if (from.name === name && from.teamId === teamId)
+    throw new InvalidArgumentError(`${label}: a template cannot be built from itself ('${name}')`);
+}
+
+/** One stage of a build plan: a Dockerfile's stage, or the one stage of an E2B steps build. */
+type PlanStage = Omit<Stage, 'steps'> & { steps: BuildStep[] };
+
 interface BuildPlan {
-  steps: BuildStep[];
+  stages: PlanStage[];
+  /** The stages to build, in order; the last is the final one. */
+  needed: number[];
+  /** Global ARG values and build arguments (StageArgs reads them). */
+  args: ConstructorParameters<typeof StageArgs>[0];
+  unusedBuildArgs: string[];
   force: boolean;
   /** E2B's WORKDIR: directories it creates belong to the current user (Docker's belong to root). */
   workdirOwnedByUser?: boolean;
@@ -189,45 +235,100 @@ function launch(
   buildId: string,
   name: string,
   plan: BuildPlan,
-  from: Template,
+  templates: Map<string, Template>,
   context: BuildContext,
 ): void {
   running.add(buildId);
-  void runBuild(ctx, teamId, buildId, name, plan, from, context).finally(() => {
+  void runBuild(ctx, teamId, buildId, name, plan, templates, context).finally(() => {
     running.delete(buildId);
     buildEvents.emit(buildId);
   });
 }
 
-function simulate(parsed: ParsedDockerfile, start: TemplateConfig, context: BuildContext): void {
-  const cfg = structuredClone(start);
-  for (const step of parsed.steps) {
-    try {
-      if (step.kind === 'COPY') planCopy(step, substitute(step.dest, cfg.env), cfg.workdir, context);
-      else applyConfigStep(cfg, step);
-    } catch (err) {
-      if (err instanceof DockerfileError) throw new InvalidArgumentError(err.message, { code: 'invalid_dockerfile' });
-      throw err;
+/**
+ * The templates the build starts from (FROM lines not naming a stage) and copies from (COPY
+ * --from=<template>), of the stages it needs, by name; a missing one is an error naming its line.
+ */
+async function resolveBuildTemplates(
+  ctx: ControlPlaneContext,
+  teamId: string,
+  parsed: ParsedDockerfile,
+): Promise<Map<string, Template>> {
+  const stages = stagesOf(parsed);
+  const wanted: { name: string; line: number; what: string }[] = [];
+  for (const i of neededStages(parsed)) {
+    const st = stages[i]!;
+    if (st.fromStage === null) wanted.push({ name: st.from, line: st.fromLine, what: `FROM ${st.from}` });
+    for (const step of st.steps)
+      if (step.kind === 'COPY' && step.from && 'template' in step.from)
+        wanted.push({ name: step.from.template, line: step.line, what: `COPY --from=${step.from.template}` });
+  }
+  const out = new Map<string, Template>();
+  for (const w of wanted) {
+    if (!out.has(w.name))
+      out.set(w.name, await resolveNamed(ctx, teamId, w.name, `Dockerfile line ${w.line}: ${w.what}`));
+  }
+  return out;
+}
+
+/** Dry run of the needed stages' config steps, so every COPY source in the context is checked before anything runs. */
+function simulate(parsed: ParsedDockerfile, context: BuildContext): void {
+  const stages = stagesOf(parsed);
+  const configs = new Map<number, BuildConfig>();
+  for (const i of neededStages(parsed)) {
+    const st = stages[i]!;
+    const cfg: BuildConfig =
+      st.fromStage === null ? emptyTemplateConfig() : structuredClone(configs.get(st.fromStage)!);
+    const args = new StageArgs(parsed);
+    for (const step of st.steps) {
+      try {
+        if (step.kind === 'COPY') {
+          if (!step.from) {
+            const resolved = substituteCopy(step, args.vars(cfg.env));
+            planCopy(resolved, resolved.dest, cfg.workdir, context);
+          }
+        } else applyConfigStep(cfg, args, step);
+      } catch (err) {
+        if (err instanceof DockerfileError) throw new InvalidArgumentError(err.message, { code: 'invalid_dockerfile' });
+        throw err;
+      }
     }
+    configs.set(i, cfg);
   }
 }
 
-/** Applies ENV/WORKDIR/USER/CMD/ENTRYPOINT/ready steps to the config; false for filesystem steps. */
-function applyConfigStep(
-  cfg: TemplateConfig & { entrypoint?: string | null; cmd?: string | null },
-  step: BuildStep,
-): boolean {
+type BuildConfig = TemplateConfig & { entrypoint?: string | null; cmd?: string | null };
+
+/** A COPY step with ARG/ENV substituted into its sources, destination and --chown. */
+function substituteCopy(step: CopyStep, vars: Record<string, string>): CopyStep {
+  const chown = step.chown === null ? null : substitute(step.chown, vars);
+  if (chown !== null && !COPY_CHOWN_RE.test(chown))
+    throw new DockerfileError(step.line, `--chown=${chown} is not user or user:group`);
+  return {
+    ...step,
+    sources: step.sources.map((s) => substitute(s, vars)),
+    dest: substitute(step.dest, vars),
+    chown,
+  };
+}
+
+/** Applies ARG/ENV/WORKDIR/USER/CMD/ENTRYPOINT/ready steps to the config; false for filesystem steps. */
+function applyConfigStep(cfg: BuildConfig, args: StageArgs, step: BuildStep): boolean {
+  const vars = args.vars(cfg.env);
   switch (step.kind) {
+    case 'ARG':
+      args.declare(step, cfg.env);
+      return true;
     case 'ENV':
-      for (const [k, v] of step.vars) cfg.env[k] = substitute(v, cfg.env);
+      for (const [k, v] of step.vars) cfg.env[k] = substitute(v, args.vars(cfg.env));
       return true;
     case 'WORKDIR': {
-      const p = substitute(step.path, cfg.env);
+      const p = substitute(step.path, vars);
       cfg.workdir = posix.isAbsolute(p) ? posix.normalize(p) : posix.join(cfg.workdir || '/', p);
       return true;
     }
     case 'USER':
-      cfg.user = substitute(step.user, cfg.env);
+      cfg.user = substitute(step.user, vars);
       return true;
     case 'CMD':
       cfg.cmd = step.command;
@@ -248,13 +349,22 @@ function applyConfigStep(
 
 class StepFailed extends Error {}
 
+/** What a built stage leaves for the stages after it. */
+interface StageResult {
+  /** The template its last layer is (or the template it started from, when it changed no files). */
+  template: string;
+  /** The cache key after its last step. */
+  key: string;
+  cfg: BuildConfig;
+}
+
 async function runBuild(
   ctx: ControlPlaneContext,
   teamId: string,
   buildId: string,
   name: string,
   plan: BuildPlan,
-  from: Template,
+  templates: Map<string, Template>,
   context: BuildContext,
 ): Promise<void> {
   const log = new BuildLog(ctx, buildId);
@@ -270,137 +380,219 @@ async function runBuild(
     );
   };
   try {
-    const inherited = (from.teamId ? await getTemplateConfig(db, from.id) : null) ?? emptyTemplateConfig();
-    const cfg: TemplateConfig & { entrypoint?: string | null; cmd?: string | null } = {
-      ...structuredClone(inherited),
-      cmd: inherited.startCmd,
-    };
-    const total = plan.steps.length;
+    const { stages, needed } = plan;
+    const finalIndex = needed[needed.length - 1]!;
+    const total = needed.reduce((n, i) => n + stages[i]!.steps.length, 0);
+    const final = stages[finalIndex]!;
     log.line(
-      `Building template '${name}' FROM ${from.name} (${total} step${total === 1 ? '' : 's'}), build ${buildId}`,
+      `Building template '${name}' FROM ${final.from} (${total} step${total === 1 ? '' : 's'}${stages.length > 1 ? ` in ${needed.length} of ${stages.length} stages` : ''}), build ${buildId}`,
     );
-    let key = sha('wrenn-build-v1', from.id, String(from.createdAt.getTime()));
+    for (const i of stages.keys())
+      if (!needed.includes(i)) log.line(`Skipping stage ${stageLabel(stages[i]!)}: the final stage does not use it`);
+    for (const unused of plan.unusedBuildArgs)
+      log.line(`Warning: build argument ${unused} was not used (no ARG ${unused} in the Dockerfile)`);
+
+    const results = new Map<number, StageResult>();
+    let n = 0;
     // Once a step is forced no later layer can be a cache hit: those steps run in one capsule and
     // save no layers (nothing could ever reuse them).
     let uncached = plan.force;
-    if (plan.force) key = sha(key, randomUUID());
-    let current = from.name;
-    const ensureCapsule = async (): Promise<Capsule> => {
-      if (capsule) return capsule;
-      capsule = await createCapsule(ctx, teamId, {
-        template: current,
-        timeoutSec: BUILD_CAPSULE_TIMEOUT_SEC,
-        metadata: { 'wrenn.build': buildId },
-        skipTemplateStart: true,
-      });
-      return capsule;
-    };
+    for (const si of needed) {
+      const stage = stages[si]!;
+      let key: string;
+      let current: string;
+      let cfg: BuildConfig;
+      if (stage.fromStage !== null) {
+        const parent = results.get(stage.fromStage)!;
+        key = sha(parent.key, 'stage');
+        current = parent.template;
+        cfg = structuredClone(parent.cfg);
+      } else {
+        const from = templates.get(stage.from)!;
+        const inherited = (from.teamId ? await getTemplateConfig(db, from.id) : null) ?? emptyTemplateConfig();
+        cfg = { ...structuredClone(inherited), cmd: inherited.startCmd };
+        key = sha('wrenn-build-v1', from.id, String(from.createdAt.getTime()));
+        current = from.name;
+      }
+      if (uncached) key = sha(key, randomUUID());
+      if (stages.length > 1) log.line(`Stage ${stageLabel(stage)} FROM ${stage.from}`);
+      const args = new StageArgs(plan.args);
+      await dropCapsule();
+      const ensureCapsule = async (): Promise<Capsule> => {
+        if (capsule) return capsule;
+        capsule = await createCapsule(ctx, teamId, {
+          template: current,
+          timeoutSec: BUILD_CAPSULE_TIMEOUT_SEC,
+          metadata: { 'wrenn.build': buildId },
+          skipTemplateStart: true,
+        });
+        return capsule;
+      };
 
-    for (const [i, step] of plan.steps.entries()) {
-      const head = `Step ${i + 1}/${total} : ${step.text}`;
-      if (step.force && !uncached) {
-        uncached = true;
-        key = sha(key, randomUUID());
-      }
-      if (applyConfigStep(cfg, step)) {
-        key = sha(key, step.text);
+      for (const step of stage.steps) {
+        n++;
+        const head = `Step ${n}/${total} : ${step.text}`;
+        if (step.force && !uncached) {
+          uncached = true;
+          key = sha(key, randomUUID());
+        }
+        const argKey = step.kind === 'COPY_ARCHIVE' ? '' : args.keyPart(step);
+        if (applyConfigStep(cfg, args, step)) {
+          key = argKey ? sha(key, step.text, argKey) : sha(key, step.text);
+          log.line(head);
+          continue;
+        }
+        const vars = args.vars(cfg.env);
+        const copyStep = step.kind === 'COPY' ? substituteCopy(step, vars) : null;
+        const copy = copyStep && !copyStep.from ? planCopy(copyStep, copyStep.dest, cfg.workdir, context) : null;
+        let source: { template: string; key: string; label: string } | null = null;
+        if (copyStep?.from) {
+          if ('stage' in copyStep.from) {
+            const r = results.get(copyStep.from.stage)!;
+            source = { template: r.template, key: r.key, label: `stage ${stageLabel(stages[copyStep.from.stage]!)}` };
+          } else {
+            const t = templates.get(copyStep.from.template)!;
+            source = {
+              template: t.name,
+              key: sha('wrenn-template', t.id, String(t.createdAt.getTime())),
+              label: `template ${t.name}`,
+            };
+          }
+        }
+        const content = copy?.contentHash ?? (step.kind === 'COPY_ARCHIVE' ? step.filesHash : '');
+        key = sha(key, step.text, argKey, content, source?.key ?? '');
+        const layer = layerName(key);
+        const cached = uncached ? null : await completedLayer(ctx, teamId, layer, key);
+        if (cached) {
+          log.line(`${head}\n ---> cached (${layer})`);
+          // A capsule running an older layer is no longer the base of what follows.
+          await dropCapsule();
+          current = layer;
+          continue;
+        }
         log.line(head);
-        continue;
-      }
-      const copy = step.kind === 'COPY' ? planCopy(step, substitute(step.dest, cfg.env), cfg.workdir, context) : null;
-      key = sha(key, step.text, copy?.contentHash ?? (step.kind === 'COPY_ARCHIVE' ? step.filesHash : ''));
-      const layer = layerName(key);
-      const cached = uncached ? null : await completedLayer(ctx, teamId, layer, key);
-      if (cached) {
-        log.line(`${head}\n ---> cached (${layer})`);
-        // A capsule running an older layer is no longer the base of what follows.
+        const t0 = Date.now();
+        const c = await ensureCapsule();
+        const agent = await agentForCapsule(ctx, c);
+        const where = `step ${n}/${total} (line ${step.line})`;
+        await ensureWorkdir(ctx, c, cfg, plan.workdirOwnedByUser);
+        if (step.kind === 'RUN') {
+          const runCfg = { ...cfg, env: vars, ...(step.user ? { user: step.user } : {}) };
+          await runIn(ctx, c, step.argv, runCfg, log, `${where} ${step.text.slice(0, 80)}`);
+        } else if (copyStep && source) {
+          const dest = posix.isAbsolute(copyStep.dest)
+            ? posix.normalize(copyStep.dest)
+            : posix.join(cfg.workdir || '/', copyStep.dest);
+          const written = await copyFromTemplate(ctx, teamId, buildId, source, c, {
+            sources: copyStep.sources,
+            dest,
+            intoDir: copyStep.dest.endsWith('/') || copyStep.sources.length > 1,
+            label: source.label,
+          }).catch((err: unknown) => {
+            throw new StepFailed(`${where} COPY --from: ${messageOf(err)}`);
+          });
+          const root = { ...cfg, user: 'root', workdir: '/' };
+          if (copyStep.chown)
+            await runIn(ctx, c, ['chown', '-R', '--', copyStep.chown, ...written], root, log, `${where} --chown`);
+          if (copyStep.chmod !== null)
+            await runIn(
+              ctx,
+              c,
+              ['chmod', '-R', copyStep.chmod.toString(8), '--', ...written],
+              root,
+              log,
+              `${where} --chmod`,
+            );
+          log.line(`copied ${copyStep.sources.join(', ')} from ${source.label}`);
+        } else if (copy && copyStep) {
+          for (const e of copy.entries) {
+            async function* messages() {
+              yield {
+                part: {
+                  case: 'header' as const,
+                  value: { capsuleId: c.id, path: e.dest, user: 'root', mode: e.file.mode },
+                },
+              };
+              for (let off = 0; off < e.file.data.length; off += WRITE_CHUNK)
+                yield { part: { case: 'data' as const, value: e.file.data.subarray(off, off + WRITE_CHUNK) } };
+            }
+            await agent.writeFile(messages()).catch((err: unknown) => {
+              throw new StepFailed(`${where}: writing ${e.dest} failed: ${messageOf(err)}`);
+            });
+          }
+          if (copyStep.chown) {
+            const argv = ['chown', ...(copy.recursiveChown ? ['-R'] : []), '--', copyStep.chown, ...copy.chownRoots];
+            await runIn(
+              ctx,
+              c,
+              argv,
+              { ...cfg, user: 'root', workdir: '/' },
+              log,
+              `${where} --chown=${copyStep.chown}`,
+            );
+          }
+          log.line(`copied ${copy.entries.length} file${copy.entries.length === 1 ? '' : 's'}`);
+        } else if (step.kind === 'COPY_ARCHIVE') {
+          await unpackArchive(ctx, c, step, cfg, log, `step ${n}/${total} ${step.text.slice(0, 80)}`);
+        }
+        if (uncached) {
+          log.line(` ---> done in ${((Date.now() - t0) / 1000).toFixed(1)} s (cache skipped)`);
+          continue;
+        }
+        // A concurrent build of the same steps may have saved this layer first (409): then this
+        // capsule simply goes on, its changes since `current` are saved with the next layer.
+        const made = await snapshotCapsule(ctx, teamId, c, { name: layer, kind: 'snapshot' }).catch((err: unknown) => {
+          if (err instanceof DomainError && (err.kind === 'conflict' || err.kind === 'already_exists')) return null;
+          throw err;
+        });
+        if (!made) {
+          log.line(` ---> ${layer} was saved by another build meanwhile; continuing in this capsule`);
+          continue;
+        }
+        await setTemplateConfig(db, made.id, cfg, key).catch(() => undefined);
         await dropCapsule();
         current = layer;
-        continue;
+        log.line(` ---> ${layer} in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
       }
-      log.line(head);
-      const t0 = Date.now();
-      const c = await ensureCapsule();
-      const agent = await agentForCapsule(ctx, c);
-      await ensureWorkdir(ctx, c, cfg, plan.workdirOwnedByUser);
-      if (step.kind === 'RUN') {
-        await runIn(
-          ctx,
-          c,
-          step.argv,
-          step.user ? { ...cfg, user: step.user } : cfg,
-          log,
-          `step ${i + 1}/${total} (line ${step.line}) ${step.text.slice(0, 80)}`,
-        );
-      } else if (copy && step.kind === 'COPY') {
-        for (const e of copy.entries) {
-          async function* messages() {
-            yield {
-              part: {
-                case: 'header' as const,
-                value: { capsuleId: c.id, path: e.dest, user: 'root', mode: e.file.mode },
-              },
-            };
-            for (let off = 0; off < e.file.data.length; off += WRITE_CHUNK)
-              yield { part: { case: 'data' as const, value: e.file.data.subarray(off, off + WRITE_CHUNK) } };
-          }
-          await agent.writeFile(messages()).catch((err: unknown) => {
+      if (si !== finalIndex) {
+        // Later stages start capsules from this stage's last layer; one still running holds
+        // changes a concurrent build saved under the same key, so that layer stands in for it.
+        if (capsule && uncached) {
+          // Forced steps saved no layers: keep what this stage made as a one-off layer.
+          const layer = layerName(key);
+          await snapshotCapsule(ctx, teamId, capsule, { name: layer, kind: 'snapshot' });
+          current = layer;
+          await dropCapsule();
+        } else if (capsule) {
+          const layer = layerName(key);
+          if (!(await completedLayer(ctx, teamId, layer, key)))
             throw new StepFailed(
-              `step ${i + 1}/${total} (line ${step.line}): writing ${e.dest} failed: ${messageOf(err)}`,
+              `stage ${stageLabel(stage)}: its last layer ${layer} disappeared; run the build again`,
             );
-          });
+          current = layer;
+          await dropCapsule();
         }
-        if (step.chown) {
-          const argv = ['chown', ...(copy.recursiveChown ? ['-R'] : []), '--', step.chown, ...copy.chownRoots];
-          await runIn(
-            ctx,
-            c,
-            argv,
-            { ...cfg, user: 'root', workdir: '/' },
-            log,
-            `step ${i + 1}/${total} (line ${step.line}) --chown=${step.chown}`,
-          );
-        }
-        log.line(`copied ${copy.entries.length} file${copy.entries.length === 1 ? '' : 's'}`);
-      } else if (step.kind === 'COPY_ARCHIVE') {
-        await unpackArchive(ctx, c, step, cfg, log, `step ${i + 1}/${total} ${step.text.slice(0, 80)}`);
-      }
-      if (uncached) {
-        log.line(` ---> done in ${((Date.now() - t0) / 1000).toFixed(1)} s (cache skipped)`);
+        results.set(si, { template: current, key, cfg });
         continue;
       }
-      // A concurrent build of the same steps may have saved this layer first (409): then this
-      // capsule simply goes on, its changes since `current` are saved with the next layer.
-      const made = await snapshotCapsule(ctx, teamId, c, { name: layer, kind: 'snapshot' }).catch((err: unknown) => {
-        if (err instanceof DomainError && (err.kind === 'conflict' || err.kind === 'already_exists')) return null;
-        throw err;
-      });
-      if (!made) {
-        log.line(` ---> ${layer} was saved by another build meanwhile; continuing in this capsule`);
-        continue;
-      }
-      await setTemplateConfig(db, made.id, cfg, key).catch(() => undefined);
-      await dropCapsule();
-      current = layer;
-      log.line(` ---> ${layer} in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
-    }
 
-    // The finished template: a capsule of the last layer, WORKDIR made, snapshotted under the name.
-    log.line(`Saving template '${name}'`);
-    const c = await ensureCapsule();
-    await ensureWorkdir(ctx, c, cfg, plan.workdirOwnedByUser);
-    const old = await resolveTemplateRow(db, teamId, name);
-    if (old && old.teamId === teamId) {
-      log.line(`replacing the previous '${name}' (${old.id})`);
-      await deleteTemplate(ctx, teamId, name).catch((err: unknown) => {
-        throw new StepFailed(`could not replace the existing template '${name}': ${messageOf(err)}`);
-      });
+      // The finished template: a capsule of the last layer, WORKDIR made, snapshotted under the name.
+      log.line(`Saving template '${name}'`);
+      const c = await ensureCapsule();
+      await ensureWorkdir(ctx, c, cfg, plan.workdirOwnedByUser);
+      const old = await resolveTemplateRow(db, teamId, name);
+      if (old && old.teamId === teamId) {
+        log.line(`replacing the previous '${name}' (${old.id})`);
+        await deleteTemplate(ctx, teamId, name).catch((err: unknown) => {
+          throw new StepFailed(`could not replace the existing template '${name}': ${messageOf(err)}`);
+        });
+      }
+      const saved = await snapshotCapsule(ctx, teamId, c, { name, kind: 'dockerfile' });
+      const { entrypoint: _e, cmd: _c, ...config } = cfg;
+      await setTemplateConfig(db, saved.id, config);
+      await dropCapsule();
+      log.line(`Template '${name}' is ready (${saved.id}) in ${((Date.now() - started) / 1000).toFixed(1)} s`);
     }
-    const final = await snapshotCapsule(ctx, teamId, c, { name, kind: 'dockerfile' });
-    const { entrypoint: _e, cmd: _c, ...config } = cfg;
-    await setTemplateConfig(db, final.id, config);
-    await dropCapsule();
-    log.line(`Template '${name}' is ready (${final.id}) in ${((Date.now() - started) / 1000).toFixed(1)} s`);
     await log.flush();
     await setBuildStatus(db, buildId, 'ready');
   } catch (err) {
@@ -413,6 +605,32 @@ async function runBuild(
     );
   } finally {
     await dropCapsule();
+  }
+}
+
+const stageLabel = (s: { name: string | null; index: number }): string => (s.name ? `'${s.name}'` : `#${s.index}`);
+
+/** COPY --from: a capsule of the source template for the copy, destroyed afterwards whatever happens. */
+async function copyFromTemplate(
+  ctx: ControlPlaneContext,
+  teamId: string,
+  buildId: string,
+  source: { template: string },
+  target: Capsule,
+  plan: CopyFromPlan,
+): Promise<string[]> {
+  const from = await createCapsule(ctx, teamId, {
+    template: source.template,
+    timeoutSec: BUILD_CAPSULE_TIMEOUT_SEC,
+    metadata: { 'wrenn.build': buildId },
+    skipTemplateStart: true,
+  });
+  try {
+    return await copyBetweenCapsules(ctx, from, target, plan);
+  } finally {
+    await destroyCapsule(ctx, teamId, from.id).catch((err: unknown) =>
+      ctx.log.warn({ err, id: from.id, buildId }, 'could not destroy a COPY --from capsule'),
+    );
   }
 }
 

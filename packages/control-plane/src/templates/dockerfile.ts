@@ -1,8 +1,15 @@
 // Dockerfile parser for Wrenn templates. Accepts the subset a template build can run inside a
-// capsule: FROM (a Wrenn template), RUN, COPY/ADD of files from the uploaded context, ENV,
-// WORKDIR, USER, CMD/ENTRYPOINT (the start command) and a ready check. Anything else is an error
-// naming the line, so a build never silently ignores an instruction the user relied on
-// (EXPOSE and LABEL are the exceptions: they change nothing inside the machine and are skipped).
+// capsule: FROM (a Wrenn template or an earlier stage, `AS name`), ARG, RUN, COPY/ADD of files
+// from the uploaded context or from another stage / template (`--from=`), ENV, WORKDIR, USER,
+// CMD/ENTRYPOINT (the start command) and a ready check. Anything else is an error naming the
+// line, so a build never silently ignores an instruction the user relied on (EXPOSE and LABEL are
+// the exceptions: they change nothing inside the machine and are skipped).
+//
+// ARG follows Docker's scoping: an ARG before the first FROM is global and usable in FROM lines;
+// inside a stage an ARG is in scope from its line to the end of that stage (`ARG NAME` without a
+// value there takes the global's value). Build arguments override defaults. FROM lines are
+// substituted here; everything else is substituted by the builder, which knows the ENV the base
+// template brings.
 //
 // Ready check: `HEALTHCHECK CMD <cmd>` or a `# wrenn:ready <cmd>` comment directive (the directive
 // wins when both are present, because it needs no HEALTHCHECK options Wrenn does not use). The
@@ -29,6 +36,8 @@ export type CopyStep = {
   dest: string;
   chown: string | null;
   chmod: number | null;
+  /** COPY --from: read from a stage or template instead of the build context. */
+  from?: CopyFrom | null;
 };
 export type EnvStep = { kind: 'ENV'; line: number; text: string; vars: [string, string][] };
 export type WorkdirStep = { kind: 'WORKDIR'; line: number; text: string; path: string };
@@ -44,12 +53,61 @@ export type ReadyStep = {
   timeoutMs: number | null;
 };
 
-export type Step = RunStep | CopyStep | EnvStep | WorkdirStep | UserStep | StartStep | ReadyStep;
+/** ARG NAME[=default]: one step per name (`ARG A=1 B=2` gives two, same line). */
+export type ArgStep = { kind: 'ARG'; line: number; text: string; name: string; defaultValue: string | null };
+
+export type Step = RunStep | CopyStep | EnvStep | WorkdirStep | UserStep | StartStep | ReadyStep | ArgStep;
+
+/** Where COPY --from reads: an earlier stage (by index) or a template by name. */
+export type CopyFrom = { stage: number } | { template: string };
+
+export interface Stage {
+  index: number;
+  /** `AS name`, lower-cased; null when the stage has none. */
+  name: string | null;
+  /** The FROM word after ARG substitution: a template, or an earlier stage's name when `fromStage` is set. */
+  from: string;
+  fromLine: number;
+  /** The stage this one continues (FROM <stage name>), or null when it starts from a template. */
+  fromStage: number | null;
+  steps: Step[];
+}
 
 export interface ParsedDockerfile {
+  /** The final stage's FROM, line and steps (what becomes the template). */
   from: string;
   fromLine: number;
   steps: Step[];
+  /** Every stage in order, the last being the final one; absent means one stage (from/steps). */
+  stages?: Stage[];
+  /** Global ARG values (declared before the first FROM, build arguments applied). */
+  globalArgs?: Record<string, string>;
+  /** The build arguments given with the build (ARG overrides). */
+  buildArgs?: Record<string, string>;
+  /** Build arguments no ARG declares (Docker warns about them). */
+  unusedBuildArgs?: string[];
+}
+
+/** The stages of a parsed Dockerfile (one when it has no `stages`). */
+export const stagesOf = (p: ParsedDockerfile): Stage[] =>
+  p.stages ?? [{ index: 0, name: null, from: p.from, fromLine: p.fromLine, fromStage: null, steps: p.steps }];
+
+/**
+ * The stages the final stage needs (through FROM <stage> and COPY --from), in build order; the
+ * others are never built.
+ */
+export function neededStages(p: ParsedDockerfile): number[] {
+  const stages = stagesOf(p);
+  const need = new Set<number>();
+  const visit = (i: number) => {
+    if (need.has(i)) return;
+    need.add(i);
+    const st = stages[i]!;
+    if (st.fromStage !== null) visit(st.fromStage);
+    for (const step of st.steps) if (step.kind === 'COPY' && step.from && 'stage' in step.from) visit(step.from.stage);
+  };
+  visit(stages.length - 1);
+  return [...need].sort((a, b) => a - b);
 }
 
 /** Limits that keep a hostile Dockerfile from costing more to parse than to reject. */
@@ -57,11 +115,14 @@ export const DOCKERFILE_LIMITS = { maxBytes: 256 * 1024, maxSteps: 200 } as cons
 
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const TEMPLATE_NAME = /^[a-z0-9][a-z0-9._-]{0,62}$/;
+/** Docker's stage names (matched without regard to case, so they are lower-cased). */
+const STAGE_NAME = /^[a-z][a-z0-9._-]{0,62}$/;
 const USER_RE = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,31})?$/;
+/** What COPY --chown takes (checked again after ARG/ENV substitution). */
+export const COPY_CHOWN_RE = USER_RE;
 const READY_DIRECTIVE = /^#\s*wrenn:ready\s+(.*)$/i;
 const IGNORED = new Set(['EXPOSE', 'LABEL']);
 const UNSUPPORTED: Record<string, string> = {
-  ARG: 'ARG is not supported; use ENV',
   VOLUME: 'VOLUME is not supported; capsules have one disk',
   ONBUILD: 'ONBUILD is not supported',
   SHELL: 'SHELL is not supported; RUN uses /bin/sh -c (or use the exec form ["bash", "-c", "..."])',
@@ -166,11 +227,29 @@ function execForm(args: string, line: number, instr: string): string[] | null {
   return parsed as string[];
 }
 
-/** Replaces $VAR and ${VAR} with values from `env` (unknown names become empty, as in Docker). */
+/**
+ * Replaces $VAR, ${VAR}, ${VAR:-word} (word when VAR is unset or empty) and ${VAR:+word} (word
+ * when VAR is set) with values from `env`; unknown names become empty, as in Docker.
+ */
 export function substitute(s: string, env: Record<string, string>): string {
-  return s.replace(/\\\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)/g, (m, a?: string, b?: string) =>
-    m === '\\$' ? '$' : (env[a ?? b ?? ''] ?? ''),
+  return s.replace(
+    /\\\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::([-+])([^}]*))?\}|\$([A-Za-z_][A-Za-z0-9_]*)/g,
+    (m, a?: string, op?: string, word?: string, b?: string) => {
+      if (m === '\\$') return '$';
+      const name = a ?? b ?? '';
+      const value = Object.hasOwn(env, name) ? env[name] : undefined;
+      if (op === '-') return value ? value : (word ?? '');
+      if (op === '+') return value ? (word ?? '') : '';
+      return value ?? '';
+    },
   );
+}
+
+/** The variable names `$NAME` / `${NAME...}` in a text (what of the ARGs in scope a step uses). */
+export function variablesIn(s: string): Set<string> {
+  const names = new Set<string>();
+  for (const m of s.matchAll(/(?<!\\)\$\{?([A-Za-z_][A-Za-z0-9_]*)/g)) names.add(m[1]!);
+  return names;
 }
 
 function parseEnv(args: string, line: number): [string, string][] {
@@ -199,29 +278,70 @@ function parseEnv(args: string, line: number): [string, string][] {
   return vars;
 }
 
-function parseCopy(instr: string, args: string, line: number, text: string): CopyStep {
+/** Names and indexes of the stages before the current one, for COPY --from and FROM. */
+interface StageIndex {
+  byName: Map<string, number>;
+  /** The index the stage being parsed will get. */
+  current: number;
+  /** Names of stages declared later in the file (to explain a forward reference). */
+  later: Set<string>;
+}
+
+function copyFrom(instr: string, value: string, line: number, stages: StageIndex): CopyFrom {
+  if (instr !== 'COPY') throw new DockerfileError(line, 'ADD --from is not supported; use COPY --from');
+  if (value.includes('$'))
+    throw new DockerfileError(line, `COPY --from=${value}: variables are not supported in --from; name the stage`);
+  const v = value.toLowerCase();
+  if (/^\d+$/.test(v)) {
+    const i = Number(v);
+    if (i >= stages.current)
+      throw new DockerfileError(
+        line,
+        `COPY --from=${value}: stage ${i} is not an earlier stage (this is stage ${stages.current}; stages count from 0)`,
+      );
+    return { stage: i };
+  }
+  const named = stages.byName.get(v);
+  if (named === stages.current)
+    throw new DockerfileError(line, `COPY --from=${value}: a stage cannot copy from itself; name an earlier stage`);
+  if (named !== undefined) return { stage: named };
+  if (stages.later.has(v))
+    throw new DockerfileError(
+      line,
+      `COPY --from=${value}: stage '${v}' is defined later; a stage can only copy from earlier ones`,
+    );
+  const name = v.replace(/:latest$/, '');
+  if (!TEMPLATE_NAME.test(name))
+    throw new DockerfileError(
+      line,
+      `COPY --from=${value}: '${value}' is neither a stage of this Dockerfile nor a template name`,
+    );
+  return { template: name };
+}
+
+function parseCopy(instr: string, args: string, line: number, text: string, stages: StageIndex): CopyStep {
   const fm = /^((?:--\S+\s+)*)([\s\S]*)$/.exec(args)!;
   const flags = fm[1]!.trim() === '' ? [] : fm[1]!.trim().split(/\s+/);
   const rest = fm[2]!.trim();
   let chown: string | null = null;
   let chmod: number | null = null;
+  let from: CopyFrom | null = null;
   for (const flag of flags) {
     const eq = flag.indexOf('=');
     const k = flag.slice(2, eq > 0 ? eq : undefined);
     const v = eq > 0 ? flag.slice(eq + 1) : '';
     if (k === 'chown') {
-      if (!USER_RE.test(v)) throw new DockerfileError(line, `--chown=${v} is not user or user:group`);
+      if (!USER_RE.test(v) && !v.includes('$'))
+        throw new DockerfileError(line, `--chown=${v} is not user or user:group`);
       chown = v;
     } else if (k === 'chmod') {
       if (!/^[0-7]{3,4}$/.test(v)) throw new DockerfileError(line, `--chmod=${v} is not an octal mode like 0755`);
       chmod = Number.parseInt(v, 8);
     } else if (k === 'from') {
-      throw new DockerfileError(
-        line,
-        `${instr} --from is not supported (no multi-stage builds); copy files from the build context`,
-      );
+      if (v === '') throw new DockerfileError(line, 'COPY --from needs a stage or template name (--from=build)');
+      from = copyFrom(instr, v, line, stages);
     } else {
-      throw new DockerfileError(line, `unknown ${instr} option --${k} (supported: --chown, --chmod)`);
+      throw new DockerfileError(line, `unknown ${instr} option --${k} (supported: --chown, --chmod, --from)`);
     }
   }
   const list = execForm(rest, line, instr) ?? splitWords(rest, line);
@@ -230,6 +350,14 @@ function parseCopy(instr: string, args: string, line: number, text: string): Cop
   const dest = list[list.length - 1]!;
   const sources = list.slice(0, -1);
   for (const s of sources) {
+    if (from) {
+      if (/[*?[]/.test(s))
+        throw new DockerfileError(
+          line,
+          `COPY --from source '${s}': wildcards are not supported with --from; name the path`,
+        );
+      continue;
+    }
     if (/^[a-z][a-z0-9+.-]*:\/\//i.test(s))
       throw new DockerfileError(
         line,
@@ -241,19 +369,68 @@ function parseCopy(instr: string, args: string, line: number, text: string): Cop
         `${instr} source '${s}' must be a path inside the build context (relative, no '..')`,
       );
   }
-  return { kind: 'COPY', line, text, sources, dest, chown, chmod };
+  return { kind: 'COPY', line, text, sources, dest, chown, chmod, from };
 }
 
-/** Parses a Dockerfile; throws DockerfileError naming the first bad line. */
-export function parseDockerfile(text: string): ParsedDockerfile {
+/** ARG NAME[=default] ...: one step per name. */
+function parseArg(args: string, line: number, text: string): ArgStep[] {
+  const words = splitWords(args, line);
+  if (words.length === 0) throw new DockerfileError(line, 'ARG needs a name (ARG NAME or ARG NAME=default)');
+  return words.map((w) => {
+    const eq = w.indexOf('=');
+    const name = eq < 0 ? w : w.slice(0, eq);
+    if (!ENV_NAME.test(name))
+      throw new DockerfileError(
+        line,
+        `ARG '${name.slice(0, 60)}' is not a valid name (letters, digits, _; not starting with a digit)`,
+      );
+    return { kind: 'ARG' as const, line, text, name, defaultValue: eq < 0 ? null : w.slice(eq + 1) };
+  });
+}
+
+/**
+ * The template a FROM line names (after ARG substitution), checked; FROM lines naming an earlier
+ * stage never get here.
+ */
+function fromTemplate(word: string, line: number): string {
+  const name = word.replace(/:latest$/, '');
+  if (!TEMPLATE_NAME.test(name))
+    throw new DockerfileError(
+      line,
+      `FROM ${word}: '${name}' is not a Wrenn template name (use base, minimal or a template you built)`,
+    );
+  return name;
+}
+
+/** Stage names declared with FROM ... AS name, to explain references to a later stage. */
+function declaredStageNames(lines: { text: string }[]): Set<string> {
+  const names = new Set<string>();
+  for (const l of lines) {
+    const m = /^FROM\s+\S+\s+AS\s+(\S+)\s*$/i.exec(l.text);
+    if (m) names.add(m[1]!.toLowerCase());
+  }
+  return names;
+}
+
+/**
+ * Parses a Dockerfile; throws DockerfileError naming the first bad line. `buildArgs` override ARG
+ * defaults (they are needed here for ARGs used in FROM lines).
+ */
+export function parseDockerfile(text: string, buildArgs: Record<string, string> = {}): ParsedDockerfile {
   if (typeof text !== 'string' || text.trim() === '')
     throw new DockerfileError(1, 'the Dockerfile is empty; it needs at least a FROM line');
   if (Buffer.byteLength(text) > DOCKERFILE_LIMITS.maxBytes)
     throw new DockerfileError(1, `the Dockerfile is larger than ${DOCKERFILE_LIMITS.maxBytes} bytes`);
-  let from: { name: string; line: number } | null = null;
-  const steps: Step[] = [];
+  const lines = logicalLines(text);
+  const allStageNames = declaredStageNames(lines);
+  const stages: Stage[] = [];
+  const byName = new Map<string, number>();
+  const globalArgs: Record<string, string> = {};
+  const declared = new Set<string>();
+  let stage: Stage | null = null;
+  let stepCount = 0;
   let directiveReady: ReadyStep | null = null;
-  for (const l of logicalLines(text)) {
+  for (const l of lines) {
     if (l.directive !== undefined) {
       if (l.directive === '') throw new DockerfileError(l.line, '# wrenn:ready needs a command');
       directiveReady = { kind: 'READY', line: l.line, text: l.text, command: l.directive, timeoutMs: null };
@@ -269,25 +446,85 @@ export function parseDockerfile(text: string): ParsedDockerfile {
     const args = (m[2] ?? '').trim();
     const line = l.line;
     const text1 = l.text;
-    if (!from && instr !== 'FROM')
-      throw new DockerfileError(line, `${instr} before FROM; the first instruction must be FROM <template>`);
+    if (!stage && instr !== 'FROM' && instr !== 'ARG')
+      throw new DockerfileError(
+        line,
+        `${instr} before FROM; the first instruction must be FROM <template> (only ARG may come before it)`,
+      );
     if (args === '' && instr !== 'HEALTHCHECK') throw new DockerfileError(line, `${instr} needs arguments`);
+    const steps: Step[] = stage ? stage.steps : [];
+    const stageIndex: StageIndex = {
+      byName,
+      current: stage ? stage.index : 0,
+      later: new Set([...allStageNames].filter((n) => !byName.has(n))),
+    };
     switch (instr) {
+      case 'ARG': {
+        const argSteps = parseArg(args, line, text1);
+        for (const a of argSteps) declared.add(a.name);
+        if (stage) {
+          steps.push(...argSteps);
+          break;
+        }
+        // Global: usable in FROM lines; a stage reads it by declaring `ARG NAME` again.
+        for (const a of argSteps) {
+          const value = Object.hasOwn(buildArgs, a.name)
+            ? buildArgs[a.name]!
+            : a.defaultValue === null
+              ? undefined
+              : substitute(a.defaultValue, globalArgs);
+          if (value === undefined) delete globalArgs[a.name];
+          else globalArgs[a.name] = value;
+        }
+        break;
+      }
       case 'FROM': {
-        if (from) throw new DockerfileError(line, 'a second FROM (multi-stage builds) is not supported');
         const words = splitWords(args, line);
-        if (words.length !== 1 || words[0]!.startsWith('--'))
+        if (words.length === 0 || words[0]!.startsWith('--'))
           throw new DockerfileError(
             line,
-            'FROM takes one template name (FROM base); AS and --platform are not supported',
+            'FROM takes a template or stage name (FROM base); --platform is not supported',
           );
-        const name = words[0]!.replace(/:latest$/, '');
-        if (!TEMPLATE_NAME.test(name))
+        if (words.length !== 1 && !(words.length === 3 && /^as$/i.test(words[1]!)))
           throw new DockerfileError(
             line,
-            `FROM ${words[0]}: '${name}' is not a Wrenn template name (use base, minimal or a template you built)`,
+            `FROM takes one template or stage name and optionally AS <stage name>, got '${args}'`,
           );
-        from = { name, line };
+        const word = substitute(words[0]!, globalArgs);
+        if (word === '')
+          throw new DockerfileError(
+            line,
+            `FROM ${words[0]}: the name is empty after ARG substitution (give a default or --build-arg)`,
+          );
+        const alias = words.length === 3 ? words[2]!.toLowerCase() : null;
+        if (alias !== null) {
+          if (!STAGE_NAME.test(alias))
+            throw new DockerfileError(
+              line,
+              `AS ${words[2]}: '${alias}' is not a valid stage name (a letter, then letters, digits, '.', '_' or '-'; at most 63)`,
+            );
+          if (byName.has(alias))
+            throw new DockerfileError(
+              line,
+              `AS ${alias}: a stage named '${alias}' is already defined on line ${stages[byName.get(alias)!]!.fromLine}`,
+            );
+        }
+        const parent = byName.get(word.toLowerCase());
+        if (parent === undefined && word.toLowerCase() !== alias && stageIndex.later.has(word.toLowerCase()))
+          throw new DockerfileError(
+            line,
+            `FROM ${word}: stage '${word.toLowerCase()}' is defined later (or is this stage); a stage can only start from an earlier one`,
+          );
+        stage = {
+          index: stages.length,
+          name: alias,
+          from: parent === undefined ? fromTemplate(word, line) : word.toLowerCase(),
+          fromLine: line,
+          fromStage: parent ?? null,
+          steps: [],
+        };
+        stages.push(stage);
+        if (alias !== null) byName.set(alias, stage.index);
         break;
       }
       case 'RUN': {
@@ -297,7 +534,7 @@ export function parseDockerfile(text: string): ParsedDockerfile {
       }
       case 'COPY':
       case 'ADD':
-        steps.push(parseCopy(instr, args, line, text1));
+        steps.push(parseCopy(instr, args, line, text1, stageIndex));
         break;
       case 'ENV':
         steps.push({ kind: 'ENV', line, text: text1, vars: parseEnv(args, line) });
@@ -367,10 +604,19 @@ export function parseDockerfile(text: string): ParsedDockerfile {
             `unknown instruction '${m[1]}' (supported: FROM, RUN, COPY, ADD, ENV, WORKDIR, USER, CMD, ENTRYPOINT, HEALTHCHECK, EXPOSE, LABEL)`,
         );
     }
-    if (steps.length > DOCKERFILE_LIMITS.maxSteps)
+    if (++stepCount > DOCKERFILE_LIMITS.maxSteps)
       throw new DockerfileError(line, `more than ${DOCKERFILE_LIMITS.maxSteps} instructions`);
   }
-  if (!from) throw new DockerfileError(1, 'no FROM line; start with FROM base (or minimal, or a template you built)');
-  if (directiveReady) steps.push(directiveReady);
-  return { from: from.name, fromLine: from.line, steps };
+  const final = stages[stages.length - 1];
+  if (!final) throw new DockerfileError(1, 'no FROM line; start with FROM base (or minimal, or a template you built)');
+  if (directiveReady) final.steps.push(directiveReady);
+  return {
+    from: final.from,
+    fromLine: final.fromLine,
+    steps: final.steps,
+    stages,
+    globalArgs,
+    buildArgs: { ...buildArgs },
+    unusedBuildArgs: Object.keys(buildArgs).filter((k) => !declared.has(k)),
+  };
 }

@@ -8,4 +8,5 @@ export * from './limits.js';
 export * from './network.js';
 export * from './rules.js';
 export * from './states.js';
+export * from './template-build.js';
 export * from './volumes.js';

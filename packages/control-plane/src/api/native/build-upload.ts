@@ -1,5 +1,5 @@
-// Reads a multipart/form-data template build upload: fields `name` and `dockerfile` (a text field
-// or a file part), the context as a `context` tar (gzip detected by its magic bytes) and/or file
+// Reads a multipart/form-data template build upload: fields `name`, `build_args` (JSON) and
+// `dockerfile` (a text field or a file part), the context as a `context` tar (gzip detected by its magic bytes) and/or file
 // parts whose filename is the path inside the context. Limits are enforced while streaming.
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import { Readable } from 'node:stream';
@@ -19,6 +19,18 @@ export interface MultipartBuild {
   name: string | undefined;
   dockerfile: string | undefined;
   context: BuildContext;
+  /** The `build_args` field: a JSON object of ARG name -> value (checked by the builder). */
+  buildArgs?: Record<string, string> | undefined;
+}
+
+function parseBuildArgs(value: string): Record<string, string> {
+  try {
+    return JSON.parse(value) as Record<string, string>;
+  } catch {
+    throw new BuildContextError(
+      `field 'build_args' must be a JSON object of ARG name -> value, like {"VERSION":"1.2"}`,
+    );
+  }
 }
 
 async function untar(buf: Buffer, into: [string, ContextFile][]): Promise<void> {
@@ -71,7 +83,7 @@ export function readMultipartBuild(req: IncomingMessage, headers: IncomingHttpHe
       );
       return;
     }
-    const out: { name?: string; dockerfile?: string } = {};
+    const out: { name?: string; dockerfile?: string; buildArgs?: Record<string, string> } = {};
     const files: [string, ContextFile][] = [];
     const tars: Buffer[] = [];
     let total = 0;
@@ -90,7 +102,16 @@ export function readMultipartBuild(req: IncomingMessage, headers: IncomingHttpHe
         return fail(new BuildContextError(`field '${field}' is longer than ${DOCKERFILE_LIMITS.maxBytes} bytes`));
       if (field === 'name') out.name = value;
       else if (field === 'dockerfile') out.dockerfile = value;
-      else fail(new BuildContextError(`unknown field '${field}' (expected name, dockerfile, context and files)`));
+      else if (field === 'build_args') {
+        try {
+          out.buildArgs = parseBuildArgs(value);
+        } catch (err) {
+          fail(err as Error);
+        }
+      } else
+        fail(
+          new BuildContextError(`unknown field '${field}' (expected name, dockerfile, build_args, context and files)`),
+        );
     });
     bb.on('file', (field, stream, info) => {
       const chunks: Buffer[] = [];
@@ -117,7 +138,7 @@ export function readMultipartBuild(req: IncomingMessage, headers: IncomingHttpHe
       void (async () => {
         if (failed) return;
         for (const t of tars) await untar(t, files);
-        resolve({ name: out.name, dockerfile: out.dockerfile, context: makeContext(files) });
+        resolve({ name: out.name, dockerfile: out.dockerfile, context: makeContext(files), buildArgs: out.buildArgs });
       })().catch(reject);
     });
     req.pipe(bb);

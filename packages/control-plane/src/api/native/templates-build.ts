@@ -2,8 +2,8 @@
 // /v1/templates/builds/:id reports it and GET /v1/templates/builds/:id/logs streams its log until
 // it ends (Server-Sent Events when the client accepts text/event-stream, plain text otherwise).
 //
-// Request bodies: JSON {name, dockerfile, files: {path: base64}} or multipart/form-data with the
-// fields `name` and `dockerfile` plus the context as a `context` tar (gzip allowed) and/or file
+// Request bodies: JSON {name, dockerfile, files: {path: base64}, build_args: {NAME: value}} or
+// multipart/form-data with the fields `name`, `dockerfile` and `build_args` (a JSON object) plus the context as a `context` tar (gzip allowed) and/or file
 // parts whose filename is the path in the context (multipart/build-upload.ts).
 
 import { type FastifyPluginAsyncTypebox, Type } from '@fastify/type-provider-typebox';
@@ -33,6 +33,11 @@ const CreateBuildBody = Type.Object(
     dockerfile: Type.Optional(Type.String({ description: 'Dockerfile text' })),
     files: Type.Optional(
       Type.Record(Type.String(), Type.String(), { description: 'Build context: relative path -> base64 content' }),
+    ),
+    build_args: Type.Optional(
+      Type.Record(Type.String(), Type.String(), {
+        description: 'Dockerfile ARG values (like docker build --build-arg): name -> value',
+      }),
     ),
   },
   { additionalProperties: false },
@@ -101,12 +106,22 @@ export const templateBuildRoutes =
         },
       },
       async (req, reply) => {
-        let input: { name: string | undefined; dockerfile: string | undefined; context: BuildContext };
+        let input: {
+          name: string | undefined;
+          dockerfile: string | undefined;
+          context: BuildContext;
+          buildArgs?: Record<string, string> | undefined;
+        };
         try {
           if (req.headers['content-type']?.startsWith('multipart/form-data')) {
             input = await readMultipartBuild(req.raw, req.headers);
           } else {
-            input = { name: req.body.name, dockerfile: req.body.dockerfile, context: jsonContext(req.body.files) };
+            input = {
+              name: req.body.name,
+              dockerfile: req.body.dockerfile,
+              context: jsonContext(req.body.files),
+              buildArgs: req.body.build_args,
+            };
           }
         } catch (err) {
           if (err instanceof BuildContextError)
@@ -120,6 +135,7 @@ export const templateBuildRoutes =
           name: input.name,
           dockerfile: input.dockerfile,
           context: input.context,
+          ...(input.buildArgs ? { buildArgs: input.buildArgs } : {}),
         });
         return reply.status(202).send({ build_id: b.id, template: b.template, status: b.status });
       },
