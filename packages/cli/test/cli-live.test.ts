@@ -237,6 +237,35 @@ describe('wrenn CLI against wrenn up', () => {
     }
   });
 
+  it('template build --build-arg: a two-stage Dockerfile, its steps n/N, then every layer from the cache', async () => {
+    const ctx = join(home, 'ctx-stages');
+    mkdirSync(ctx, { recursive: true });
+    writeFileSync(
+      join(ctx, 'Dockerfile'),
+      'ARG WHO=nobody\nFROM minimal AS make\nARG WHO\nRUN echo "made for $WHO" > /m.txt\n' +
+        'FROM minimal AS unused\nRUN exit 1\nFROM minimal\nCOPY --from=make /m.txt /m.txt\n',
+    );
+    const args = ['template', 'build', '-c', ctx, '-f', join(ctx, 'Dockerfile'), '--name', 'cli-stages'];
+    try {
+      const built = await ok([...args, '--build-arg', 'WHO=cli', '--build-arg', 'UNUSED=1']);
+      assert.match(built.stderr, /Skipping stage 'unused'/);
+      assert.match(built.stderr, /Warning: build argument UNUSED was not used/);
+      assert.match(built.stderr, /Step 2\/3 : RUN echo "made for \$WHO"/);
+      assert.match(built.stderr, /built cli-stages: 3 steps, 0 from the layer cache/);
+      const again = await ok([...args, '--build-arg', 'WHO=cli']);
+      assert.match(again.stderr, /Step 2\/3 : RUN echo[^\n]*\n ---> cached/);
+      assert.match(again.stderr, /built cli-stages: 3 steps, 2 from the layer cache/);
+      const id = (await ok(['capsule', 'create', '--template', 'cli-stages'])).stdout.trim();
+      try {
+        assert.equal((await ok(['exec', id, '--', 'cat /m.txt'])).stdout, 'made for cli\n');
+      } finally {
+        await ok(['capsule', 'rm', id]);
+      }
+    } finally {
+      await wrenn(['template', 'rm', 'cli-stages']);
+    }
+  });
+
   it('login stores the key and URL (mode 0600) and later commands use them', async () => {
     const noEnv = { WRENN_API_KEY: undefined, WRENN_BASE_URL: undefined };
     const before = await wrenn(['capsule', 'ls'], { env: noEnv });

@@ -1,7 +1,8 @@
 // The dashboard in a real browser (Debian's chromium driven by playwright-core) against a live
 // `wrenn up`: sign in, create a capsule, run `echo hi` in its terminal, upload a file, pause and
-// resume, snapshot it and start a capsule from the snapshot, destroy both. Screenshots of the main
-// pages go to test-artifacts/dashboard/.
+// resume, snapshot it and start a capsule from the snapshot, destroy both; build a two-stage
+// template with a build argument and follow its steps live (then again, from the layer cache).
+// Screenshots of the main pages go to test-artifacts/dashboard/.
 
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
@@ -227,16 +228,40 @@ describe('dashboard in chromium against a live system', { timeout: 600_000 }, ()
     assert.deepEqual(((await res.json()) as { capsules: unknown[] }).capsules, []);
   });
 
-  test('build a template from a Dockerfile with its live log, then start a capsule from it', async () => {
+  test('build a two-stage template with a build argument, its live log and steps, then start a capsule from it', async () => {
     await page.getByRole('link', { name: 'Templates & snapshots' }).click();
     await page.getByLabel('Template name').fill('dash-built');
-    await page.getByLabel('Dockerfile').fill('FROM minimal\nRUN echo built-by-dashboard > /built.txt\n');
-    await page.getByRole('button', { name: 'Build template' }).click();
     await page
-      .getByTestId('build-log')
-      .filter({ hasText: "Template 'dash-built' is ready" })
-      .waitFor({ timeout: 300_000 });
-    await page.locator('.badge.b-ready').waitFor();
+      .getByLabel('Dockerfile')
+      .fill(
+        'ARG WHAT=default\nFROM minimal AS stage\nARG WHAT\nRUN echo built-by-$WHAT > /built.txt\n' +
+          'FROM minimal\nCOPY --from=stage /built.txt /built.txt\n',
+      );
+    await page.getByLabel('Build arguments').fill('WHAT=dashboard');
+    const steps = page.getByRole('list', { name: 'Build steps' }).getByRole('listitem');
+    const buildAndWait = async (seen?: string) => {
+      await page.getByRole('button', { name: 'Build template' }).click();
+      // The previous build's log stays until the page clears it: wait for something only this one shows.
+      if (seen) await page.getByRole('list', { name: 'Build steps' }).getByText(seen).first().waitFor();
+      await page
+        .getByTestId('build-log')
+        .filter({ hasText: "Template 'dash-built' is ready" })
+        .waitFor({ timeout: 300_000 });
+      await page.locator('.badge.b-ready').waitFor();
+      await page.getByTestId('build-step-count').filter({ hasText: '3/3 steps' }).waitFor();
+      return (await steps.allInnerTexts()).map((t) => t.replace(/\s+/g, ' ').trim());
+    };
+    assert.deepEqual(await buildAndWait(), [
+      'done ARG WHAT',
+      'done RUN echo built-by-$WHAT > /built.txt',
+      'done COPY --from=stage /built.txt /built.txt',
+    ]);
+    // The same build again: its filesystem steps come from the layer cache, and the page says so.
+    assert.deepEqual(await buildAndWait('cached'), [
+      'done ARG WHAT',
+      'cached RUN echo built-by-$WHAT > /built.txt',
+      'cached COPY --from=stage /built.txt /built.txt',
+    ]);
     const row = page.getByRole('table', { name: 'Templates' }).getByRole('row').filter({ hasText: 'dash-built' });
     await row.waitFor();
     await shot('template-build');

@@ -4,7 +4,7 @@
 // cache keys, and the errors (with line numbers) for bad ARG and stage names.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { buildArgsProblem, TEMPLATE_BUILD_LIMITS } from '@wrenn/protocol';
+import { BUILD_LOG, buildArgsProblem, buildProgress, TEMPLATE_BUILD_LIMITS } from '@wrenn/protocol';
 import { StageArgs } from '../src/templates/build-args.js';
 import {
   type ArgStep,
@@ -188,5 +188,43 @@ describe('multi-stage', () => {
     assert.match(errOf('FROM base\nCOPY --from= /x /b\n').problem, /needs a stage or template name/);
     // A stage may share its name with the template it starts from.
     assert.equal(stagesOf(parseDockerfile('FROM base AS base\nFROM base\n'))[1]!.fromStage, 0);
+  });
+});
+
+describe('build progress from the log', () => {
+  it('reads steps n/N, cached and saved layers, the stage, the newest output line and the outcome', () => {
+    const log = [
+      "Building template 't' FROM minimal (3 steps in 2 of 3 stages), build bld-1",
+      "Stage 'make' FROM minimal",
+      BUILD_LOG.step(1, 3, 'ARG WHO'),
+      BUILD_LOG.step(2, 3, 'RUN make'),
+      BUILD_LOG.cached('layer-abc'),
+      'Stage #2 FROM minimal',
+      BUILD_LOG.step(3, 3, 'COPY --from=make /m /m'),
+      'pulling layer 2/3 (12.5 MB)',
+    ].join('\n');
+    const running = buildProgress(log);
+    assert.equal(running.total, 3);
+    assert.equal(running.stage, '#2');
+    assert.equal(running.lastLine, 'pulling layer 2/3 (12.5 MB)');
+    assert.equal(running.outcome, null);
+    assert.deepEqual(
+      running.steps.map((s) => [s.n, s.state]),
+      [
+        [1, 'done'],
+        [2, 'cached'],
+        [3, 'running'],
+      ],
+    );
+    const done = buildProgress(`${log}\n${BUILD_LOG.saved('layer-def', 1.2)}\n${BUILD_LOG.ready('t', 'tpl-1', 3)}\n`);
+    assert.equal(done.outcome, 'ready');
+    assert.deepEqual(
+      done.steps.map((s) => s.state),
+      ['done', 'cached', 'done'],
+    );
+    const failed = buildProgress(`${log}\n${BUILD_LOG.error('step 3/3 (line 7) COPY --from: boom')}\n`);
+    assert.equal(failed.outcome, 'error');
+    assert.equal(failed.steps[2]!.state, 'failed');
+    assert.deepEqual(buildProgress(''), { total: null, steps: [], stage: null, lastLine: null, outcome: null });
   });
 });

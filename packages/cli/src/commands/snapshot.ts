@@ -1,4 +1,5 @@
 // `wrenn snapshot create|ls|rm` and `wrenn template ls|rm|build`.
+import { buildProgress } from '@wrenn/protocol/contract';
 import { Snapshot, Template, type TemplateInfo } from '@wrenn/sdk';
 import { bytes, CliError, connection, printJson, printTable, run } from './support.js';
 
@@ -136,6 +137,9 @@ export const templateBuild = (o: TemplateBuildOpts) =>
         ...(o.buildArg?.length ? { buildArgs: buildArgs(o.buildArg) } : {}),
         onLog: (t) => process.stderr.write(t),
       });
+      const p = buildProgress(b.logs);
+      const cached = p.steps.filter((st) => st.state === 'cached').length;
+      process.stderr.write(`built ${b.template}: ${p.total ?? 0} steps, ${cached} from the layer cache\n`);
       process.stdout.write(`${b.template}\n`);
       if (process.stderr.isTTY)
         process.stderr.write(`start capsules from it with: wrenn capsule create --template ${b.template}\n`);

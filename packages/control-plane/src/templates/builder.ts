@@ -21,6 +21,7 @@ import { createReadStream } from 'node:fs';
 import { posix } from 'node:path';
 import {
   asDomainError,
+  BUILD_LOG,
   buildArgsProblem,
   ConflictError,
   DomainError,
@@ -431,7 +432,7 @@ async function runBuild(
 
       for (const step of stage.steps) {
         n++;
-        const head = `Step ${n}/${total} : ${step.text}`;
+        const head = BUILD_LOG.step(n, total, step.text);
         if (step.force && !uncached) {
           uncached = true;
           key = sha(key, randomUUID());
@@ -464,7 +465,7 @@ async function runBuild(
         const layer = layerName(key);
         const cached = uncached ? null : await completedLayer(ctx, teamId, layer, key);
         if (cached) {
-          log.line(`${head}\n ---> cached (${layer})`);
+          log.line(`${head}\n${BUILD_LOG.cached(layer)}`);
           // A capsule running an older layer is no longer the base of what follows.
           await dropCapsule();
           current = layer;
@@ -552,7 +553,7 @@ async function runBuild(
         await setTemplateConfig(db, made.id, cfg, key).catch(() => undefined);
         await dropCapsule();
         current = layer;
-        log.line(` ---> ${layer} in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+        log.line(BUILD_LOG.saved(layer, (Date.now() - t0) / 1000));
       }
       if (si !== finalIndex) {
         // Later stages start capsules from this stage's last layer; one still running holds
@@ -591,13 +592,13 @@ async function runBuild(
       const { entrypoint: _e, cmd: _c, ...config } = cfg;
       await setTemplateConfig(db, saved.id, config);
       await dropCapsule();
-      log.line(`Template '${name}' is ready (${saved.id}) in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+      log.line(BUILD_LOG.ready(name, saved.id, (Date.now() - started) / 1000));
     }
     await log.flush();
     await setBuildStatus(db, buildId, 'ready');
   } catch (err) {
     const message = err instanceof StepFailed ? err.message : `build failed: ${messageOf(err)}`;
-    log.line(`ERROR: ${message}`);
+    log.line(BUILD_LOG.error(message));
     await dropCapsule();
     await log.flush();
     await setBuildStatus(db, buildId, 'error', message).catch((e: unknown) =>

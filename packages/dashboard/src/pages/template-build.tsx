@@ -1,6 +1,8 @@
-// Building a template from a Dockerfile (POST /v1/templates) with its log streamed live from
-// /v1/templates/builds/:id/logs. On a control plane whose API has no builds, the form is shown
-// disabled with a note saying why.
+// Building a template from a Dockerfile (POST /v1/templates, with ARG values as build arguments)
+// with its log streamed live from /v1/templates/builds/:id/logs and its steps (n/N, cached, done,
+// failed) read out of that log as it arrives. On a control plane whose API has no builds, the
+// form is shown disabled with a note saying why.
+import { buildProgress } from '@wrenn/protocol/contract';
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { api, raw } from '../api.js';
 import { ErrorNote, useAction } from '../ui.js';
@@ -19,10 +21,57 @@ async function base64(file: File): Promise<string> {
   return btoa(s);
 }
 
+/** NAME=value lines (blank lines skipped) into build arguments; throws naming a bad line. */
+function parseBuildArgs(text: string): Record<string, string> | undefined {
+  const out: Record<string, string> = {};
+  for (const [i, raw] of text.split('\n').entries()) {
+    const line = raw.trim();
+    if (line === '') continue;
+    const eq = line.indexOf('=');
+    if (eq <= 0) throw new Error(`build arguments line ${i + 1}: expected NAME=value, got '${line}'`);
+    out[line.slice(0, eq)] = line.slice(eq + 1);
+  }
+  return Object.keys(out).length ? out : undefined;
+}
+
+const STATE_LABEL = { running: 'running', done: 'done', cached: 'cached', failed: 'failed' } as const;
+
+/** The steps read out of the log so far: a bar of n/N and one row per step with its state. */
+function BuildSteps({ log }: { log: string }) {
+  const p = buildProgress(log);
+  if (p.total === null) return null;
+  const finished = p.steps.filter((s) => s.state !== 'running').length;
+  const running = p.steps.find((s) => s.state === 'running');
+  return (
+    <div class="build-steps" data-testid="build-steps">
+      <p>
+        <progress value={finished} max={p.total} aria-label="Build progress" />{' '}
+        <span data-testid="build-step-count">
+          {running ? `Step ${running.n}/${p.total}` : `${finished}/${p.total} steps`}
+          {p.stage ? ` (stage ${p.stage})` : ''}
+        </span>
+      </p>
+      <ol aria-label="Build steps">
+        {p.steps.map((s) => (
+          <li key={s.n}>
+            <span class={`badge step-${s.state}`}>{STATE_LABEL[s.state]}</span> <code>{s.text}</code>
+          </li>
+        ))}
+      </ol>
+      {running && p.lastLine && (
+        <p class="muted mono" data-testid="build-activity">
+          {p.lastLine.slice(0, 200)}
+        </p>
+      )}
+    </div>
+  );
+}
+
 export function TemplateBuild({ available, onBuilt }: { available: boolean | null; onBuilt: () => void }) {
   const [name, setName] = useState('');
   const [dockerfile, setDockerfile] = useState('FROM minimal\nRUN echo "hello from my template" > /hello.txt\n');
   const [files, setFiles] = useState<File[]>([]);
+  const [buildArgs, setBuildArgs] = useState('');
   const [log, setLog] = useState('');
   const [build, setBuild] = useState<Build | null>(null);
   const act = useAction();
@@ -57,6 +106,8 @@ export function TemplateBuild({ available, onBuilt }: { available: boolean | nul
     setBuild(null);
     void act.run('build', async () => {
       const body: Record<string, unknown> = { name: name.trim(), dockerfile };
+      const args = parseBuildArgs(buildArgs);
+      if (args) body.build_args = args;
       if (files.length)
         body.files = Object.fromEntries(await Promise.all(files.map(async (f) => [f.name, await base64(f)])));
       const started = await api<Build>('POST', '/v1/templates', body);
@@ -80,8 +131,9 @@ export function TemplateBuild({ available, onBuilt }: { available: boolean | nul
       )}
       {available === true && (
         <p id="build-note" class="hint span2">
-          <code>FROM</code> names a template (minimal, base or one of yours). Files that <code>COPY</code> uses go in
-          the build context.
+          <code>FROM</code> names a template (minimal, base or one of yours) or an earlier stage (
+          <code>FROM … AS name</code>, <code>COPY --from=name</code>). Files that <code>COPY</code> uses go in the build
+          context; <code>ARG</code> values in the build arguments.
         </p>
       )}
       <label for="b-name">Template name</label>
@@ -102,6 +154,16 @@ export function TemplateBuild({ available, onBuilt }: { available: boolean | nul
         disabled={disabled}
         value={dockerfile}
         onInput={(e) => setDockerfile((e.target as HTMLTextAreaElement).value)}
+      />
+      <label for="b-args">Build arguments</label>
+      <textarea
+        id="b-args"
+        rows={2}
+        class="mono"
+        placeholder="NAME=value, one per line"
+        disabled={disabled}
+        value={buildArgs}
+        onInput={(e) => setBuildArgs((e.target as HTMLTextAreaElement).value)}
       />
       <label for="b-files">Build context files</label>
       <input
@@ -125,6 +187,7 @@ export function TemplateBuild({ available, onBuilt }: { available: boolean | nul
             {build.error ? ` — ${build.error}` : ''}
           </p>
         )}
+        <BuildSteps log={log} />
         {(log || build) && (
           <pre class="build-log" ref={logBox} role="log" aria-label="Build log" data-testid="build-log">
             {log || 'Waiting for the log…'}
