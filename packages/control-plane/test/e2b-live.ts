@@ -136,6 +136,7 @@ export async function startLive(o: {
   slot: number;
   imagesDir?: string;
   capacity?: TestUpOptions['capacity'];
+  network?: TestUpOptions['network'];
 }): Promise<LiveSystem> {
   const dataDir = mkdtempSync(join(tmpdir(), 'wrenn-live-'));
   const databaseUrl = o.db === 'postgres' ? await postgresUrl() : undefined;
@@ -150,6 +151,7 @@ export async function startLive(o: {
       // Without one of its own, a template cache in the data dir (as `wrenn up` keeps).
       imagesDir: o.imagesDir ?? join(dataDir, 'images'),
       ...(o.capacity ? { capacity: o.capacity } : {}),
+      ...(o.network ? { network: o.network } : {}),
     });
   } catch (err) {
     rmSync(dataDir, { recursive: true, force: true });

@@ -5,6 +5,7 @@ import type {
   ApiKeyJson,
   AuditEventJson,
   CapsuleJson,
+  CapsuleNetworkJson,
   CapsuleState,
   FileEntryJson,
   HostJson,
@@ -136,6 +137,7 @@ export const capsules = {
   upload: (id: string, path: string, data: Blob) =>
     raw('PUT', `/v1/capsules/${enc(id)}/files?path=${enc(path)}`, { body: data }),
   download: (id: string, path: string) => raw('GET', `/v1/capsules/${enc(id)}/files?path=${enc(path)}`),
+  network: (id: string) => api<CapsuleNetworkJson>('GET', `/v1/capsules/${enc(id)}/network`),
 };
 
 export const snapshots = {

@@ -1,7 +1,15 @@
 // Capsule: the handle to one capsule, with its commands, terminals and files, plus the class
 // methods that create, find and reconnect to capsules. Shaped like E2B's Sandbox.
 
-import type { CapsuleRequest, ForkCapsuleBodyJson, ForkCapsuleResultJson, TimeoutAction } from '@wrenn/protocol';
+import type {
+  CapsuleNetworkJson,
+  CapsuleRequest,
+  EgressPolicy,
+  ForkCapsuleBodyJson,
+  ForkCapsuleResultJson,
+  TimeoutAction,
+  UpdateNetworkBodyJson,
+} from '@wrenn/protocol';
 import {
   CODE_INTERPRETER_PORT,
   type CodeContext,
@@ -18,9 +26,18 @@ import { ApiClient, type Query } from './http.js';
 import { Pty } from './pty.js';
 import { type CapsuleInfo, type CapsuleJson, type CapsuleMetrics, type CapsuleState, capsuleInfo } from './types.js';
 
+/** An egress policy in the native API's JSON (snake_case). */
+function networkJsonOf(p: EgressPolicy): UpdateNetworkBodyJson {
+  return {
+    ...(p.allowOut !== undefined ? { allow_out: p.allowOut } : {}),
+    ...(p.denyOut !== undefined ? { deny_out: p.denyOut } : {}),
+    ...(p.rules !== undefined ? { rules: p.rules } : {}),
+  };
+}
+
 /**
  * The capsule contract's request fields (template, vcpus, memoryMb, timeoutSec, envs, metadata,
- * internet, autoResume, network.allowOut, runtime, defaultUser, volumeMounts; documented in @wrenn/protocol) plus the SDK's own.
+ * internet, autoResume, network (allowOut, denyOut, rules), runtime, defaultUser, volumeMounts; documented in @wrenn/protocol) plus the SDK's own.
  */
 export interface CapsuleCreateOptions extends ConnectionOptions, CapsuleRequest {
   timeoutAction?: TimeoutAction;
@@ -102,7 +119,7 @@ export class Capsule {
       ...(opts.metadata !== undefined ? { metadata: opts.metadata } : {}),
       ...(opts.internet !== undefined ? { internet: opts.internet } : {}),
       ...(opts.autoResume !== undefined ? { auto_resume: opts.autoResume } : {}),
-      ...(opts.network?.allowOut !== undefined ? { network: { allow_out: opts.network.allowOut } } : {}),
+      ...(opts.network !== undefined ? { network: networkJsonOf(opts.network) } : {}),
       ...(opts.runtime !== undefined ? { runtime: opts.runtime } : {}),
       ...(opts.defaultUser !== undefined ? { default_user: opts.defaultUser } : {}),
       ...(opts.volumeMounts !== undefined ? { volume_mounts: opts.volumeMounts } : {}),
@@ -219,6 +236,26 @@ export class Capsule {
   /** Sets the timeout: seconds from now until the timeout action applies (0 = never). */
   setTimeout(timeoutSec: number): Promise<CapsuleInfo> {
     return this.update('POST', '/timeout', { timeout_sec: timeoutSec });
+  }
+
+  /** The egress policy (allowOut, denyOut, rules) as the capsule's host applies it. */
+  async getNetwork(): Promise<Required<EgressPolicy>> {
+    const j = await this.api.json<CapsuleNetworkJson>('GET', this.path('/network'));
+    return { allowOut: j.allow_out, denyOut: j.deny_out, rules: j.rules };
+  }
+
+  /**
+   * Replaces the egress policy (an omitted field clears it); new connections follow it at once.
+   * E2B's name: updateNetwork.
+   */
+  async setNetwork(policy: EgressPolicy): Promise<Required<EgressPolicy>> {
+    const j = await this.api.json<CapsuleNetworkJson>('PUT', this.path('/network'), { json: networkJsonOf(policy) });
+    return { allowOut: j.allow_out, denyOut: j.deny_out, rules: j.rules };
+  }
+
+  /** E2B's name for setNetwork. */
+  updateNetwork(policy: EgressPolicy): Promise<Required<EgressPolicy>> {
+    return this.setNetwork(policy);
   }
 
   /** Restarts the timeout clock. */

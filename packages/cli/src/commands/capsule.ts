@@ -1,4 +1,4 @@
-// `wrenn capsule create|ls|info|rm|pause|resume|ping`.
+// `wrenn capsule create|ls|info|rm|pause|resume|ping` (network: network.ts).
 import { CAPSULE_LIMITS as L, TIMEOUT_ACTIONS, type TimeoutAction } from '@wrenn/protocol';
 import { Capsule, type CapsuleInfo } from '@wrenn/sdk';
 import { ago, CliError, connection, parseIntOption, parsePairs, printJson, printTable, run } from './support.js';
@@ -30,6 +30,8 @@ export interface CreateOpts {
   env?: string[];
   metadata?: string[];
   volume?: string[];
+  allowOut?: string[];
+  denyOut?: string[];
   json?: boolean;
 }
 
@@ -55,6 +57,9 @@ export const create = (o: CreateOpts) =>
       ...(envs ? { envs } : {}),
       ...(metadata ? { metadata } : {}),
       ...(volumeMounts ? { volumeMounts } : {}),
+      ...(o.allowOut || o.denyOut
+        ? { network: { ...(o.allowOut ? { allowOut: o.allowOut } : {}), ...(o.denyOut ? { denyOut: o.denyOut } : {}) } }
+        : {}),
     });
     if (o.json) printJson(infoJson(c.info));
     // The id alone on stdout, so `id=$(wrenn capsule create)` works; the hint goes to stderr.

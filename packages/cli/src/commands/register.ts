@@ -26,6 +26,12 @@ export function registerUserCommands(program: Command): void {
     .option('-e, --env <KEY=VALUE>', 'environment variable of every process (repeatable)', collect)
     .option('-m, --metadata <KEY=VALUE>', 'label to find it by (repeatable)', collect)
     .option('--volume <NAME:/PATH>', 'mount a volume read-write at PATH (repeatable; namespace runtime)', collect)
+    .option(
+      '--allow-out <dest>',
+      'CIDR, IP, domain or *.domain it may reach whatever --deny-out says (repeatable)',
+      collect,
+    )
+    .option('--deny-out <cidr>', 'CIDR or IP it may not reach; 0.0.0.0/0 = all but --allow-out (repeatable)', collect)
     .option('--json', 'print the capsule as JSON')
     .action(async (o) => (await import('./capsule.js')).create(o));
   capsule
@@ -61,6 +67,20 @@ export function registerUserCommands(program: Command): void {
     .command('ping <id>')
     .description("restart a capsule's timeout clock")
     .action(async (id: string) => (await import('./capsule.js')).ping(id));
+  capsule
+    .command('network <id>')
+    .description(
+      "show a capsule's egress policy, or replace it with the given --allow-out/--deny-out (new connections follow it at once)",
+    )
+    .option(
+      '--allow-out <dest>',
+      'CIDR, IP, domain or *.domain it may reach whatever --deny-out says (repeatable)',
+      collect,
+    )
+    .option('--deny-out <cidr>', 'CIDR or IP it may not reach; 0.0.0.0/0 = all but --allow-out (repeatable)', collect)
+    .option('--clear', 'remove every egress rule')
+    .option('--json', 'print JSON')
+    .action(async (id: string, o) => (await import('./network.js')).network(id, o));
   capsule
     .command('fork <id>')
     .description(

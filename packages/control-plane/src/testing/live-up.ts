@@ -74,6 +74,8 @@ export interface TestUpOptions {
   /** Each namespace capsule's disk in MiB (e.g. small for disk-filling probes). */
   capsuleDiskMb?: number;
   capacity?: LocalAgentOptions['capacity'];
+  /** Network settings over the slot's (e.g. the egress tests' name server and "internet" range). */
+  network?: Partial<NetworkOptions>;
 }
 
 /** The test system itself: this machine's agent in a slot of its own, and a control plane over it. */
@@ -82,7 +84,7 @@ export async function startTestUp(o: TestUpOptions): Promise<RunningUp> {
   const local = await startLocalAgent({
     dataDir: o.dataDir,
     listen: { host: '127.0.0.1', port: 0 },
-    network: slotNetwork(o.slot),
+    network: { ...slotNetwork(o.slot), ...o.network },
     cgroupParent: agentCgroupParent(o.slot),
     imagesDir: o.imagesDir ?? SHARED_IMAGES,
     ...(o.capsuleDiskMb !== undefined ? { diskMb: o.capsuleDiskMb } : {}),

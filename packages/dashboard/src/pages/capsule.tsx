@@ -19,6 +19,37 @@ function TerminalView({ capsuleId }: { capsuleId: string }) {
   return mod ? <mod.TerminalView capsuleId={capsuleId} /> : <p class="muted">Loading the terminal…</p>;
 }
 
+/** The capsule's egress policy (allow beats deny; rules show their domains only: values are secrets). */
+function EgressRows({ id }: { id: string }) {
+  const [p, setP] = useState<Awaited<ReturnType<typeof capsules.network>> | undefined>(undefined);
+  useEffect(() => {
+    capsules.network(id).then(setP, () => setP(undefined));
+  }, [id]);
+  if (!p || (p.allow_out.length === 0 && p.deny_out.length === 0 && Object.keys(p.rules).length === 0)) return null;
+  const tags = (list: string[]) =>
+    list.length
+      ? list.map((v) => (
+          <span key={v} class="tag">
+            {v}
+          </span>
+        ))
+      : '-';
+  return (
+    <>
+      <dt>Egress allow</dt>
+      <dd>{tags(p.allow_out)}</dd>
+      <dt>Egress deny</dt>
+      <dd>{tags(p.deny_out)}</dd>
+      {Object.keys(p.rules).length > 0 && (
+        <>
+          <dt>Egress rules</dt>
+          <dd>{tags(Object.keys(p.rules))}</dd>
+        </>
+      )}
+    </>
+  );
+}
+
 const TABS = ['Terminal', 'Files', 'Processes', 'Metrics', 'Ports', 'Events'] as const;
 type Tab = (typeof TABS)[number];
 const NEEDS_RUNNING: Tab[] = ['Terminal', 'Files', 'Processes', 'Metrics', 'Ports'];
@@ -104,6 +135,7 @@ export function CapsulePage({ id }: { id: string }) {
             </dd>
           </>
         )}
+        {c.state !== 'stopped' && c.state !== 'error' && c.state !== 'starting' && <EgressRows id={c.id} />}
         {c.error && (
           <>
             <dt>Error</dt>

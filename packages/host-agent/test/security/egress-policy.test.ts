@@ -13,6 +13,15 @@ import { after, before, test } from 'node:test';
 import type { EgressProxy } from '../../src/network/egress-proxy/server.js';
 import { NetworkManager } from '../../src/network/index.js';
 import {
+  createInternet,
+  INET,
+  INET_TCP_PORT,
+  type Internet,
+  internetLeftovers,
+  RESOLVE,
+  removeInternet,
+} from '../../src/testing/egress-internet.js';
+import {
   execFileP,
   freePort,
   killChildren,
@@ -22,15 +31,6 @@ import {
   TEST_POOL,
   udpProbeFrom,
 } from '../network-helpers.js';
-import {
-  createInternet,
-  INET,
-  INET_TCP_PORT,
-  type Internet,
-  internetLeftovers,
-  RESOLVE,
-  removeInternet,
-} from './egress-internet.js';
 
 const isRoot = process.getuid?.() === 0;
 const opts = { skip: isRoot ? false : 'needs root (namespaces, veth, iptables)' };

@@ -8,7 +8,7 @@ import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { execFileP, execIp, nodeInNetns, serverInNetns, udpEchoInNetns } from '../network-helpers.js';
+import { execFileP, execIp, nodeInNetns, serverInNetns, udpEchoInNetns } from './netns.js';
 
 export const INET = {
   netns: 'wrnx-inet',
