@@ -28,6 +28,7 @@ import { type RunningControlPlane, startControlPlane } from '../src/server.js';
 import {
   agentCgroupParent,
   removeCgroupParent,
+  removeTeamTemplates,
   SHARED_IMAGES,
   slotNetwork,
   startTestUp,
@@ -264,7 +265,10 @@ export async function startLive(o: {
       await step(async () => loops?.stop());
       for (const x of extras) await step(() => x.destroy());
       await step(() => up.agent.manager.destroyAll());
-      if (!cpClosed) await step(() => sys.cp.close());
+      if (!cpClosed) {
+        await step(() => removeTeamTemplates(sys.cp.ctx.database.db, up.agent.manager.templates()));
+        await step(() => sys.cp.close());
+      }
       await step(() => up.agent.close());
       await step(() => up.layers.close());
       await step(() => up.layers.networkManager.removeAll());

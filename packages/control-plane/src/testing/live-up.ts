@@ -1,7 +1,8 @@
 // A live system like `wrenn up` for the test suites of this package and of the SDK and CLI: control
 // plane + in-process host agent running real namespace capsules, on loopback, with its own network
-// slot so it runs beside other suites. close() destroys the capsules and removes namespaces, veths,
-// iptables chains and the data dir. (The control plane's e2b suites wrap it in test/e2b-live.ts,
+// slot so it runs beside other suites. close() destroys the capsules, deletes the team templates
+// the test made from the shared template cache, and removes namespaces, veths, iptables chains and
+// the data dir. (The control plane's e2b suites wrap it in test/e2b-live.ts,
 // which also runs PostgreSQL.)
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -12,7 +13,9 @@ import {
   removeCgroupParentIfEmpty,
   startLocalAgent,
 } from '@wrenn/host-agent';
+import type { Kysely } from 'kysely';
 import pino from 'pino';
+import type { Database } from '../db/schema.js';
 import { type RunningUp, startWithLocalAgent } from '../local-host.js';
 import type { TlsSource } from '../tls/certificates.js';
 
@@ -107,6 +110,29 @@ export async function startTestUp(o: TestUpOptions): Promise<RunningUp> {
   }
 }
 
+/**
+ * Deletes from the agent's template store every team template the control plane recorded
+ * (snapshots, build layers and builds, image templates; stored as their ids), each after the
+ * templates stacked on it: the live suites share one template cache, where they would otherwise
+ * stay after the test. Run once the capsules are gone.
+ */
+export async function removeTeamTemplates(
+  db: Kysely<Database>,
+  store: { list(): Promise<{ name: string; parent?: string }[]>; delete(name: string): Promise<void> },
+): Promise<void> {
+  const ours = new Set(
+    (await db.selectFrom('templates').select('id').where('team_id', 'is not', null).execute()).map((r) => r.id),
+  );
+  let left = (await store.list()).filter((t) => ours.has(t.name));
+  while (left.length > 0) {
+    const parents = new Set(left.map((t) => t.parent));
+    const leaves = left.filter((t) => !parents.has(t.name));
+    if (leaves.length === 0) throw new Error(`templates stacked in a cycle: ${left.map((t) => t.name).join(', ')}`);
+    for (const t of leaves) await store.delete(t.name);
+    left = left.filter((t) => !leaves.includes(t));
+  }
+}
+
 /** `extra`: further options (e.g. a small capsuleDiskMb for disk-filling probes). */
 export async function startLive(
   slot: number,
@@ -129,6 +155,7 @@ export async function startLive(
       const errors: unknown[] = [];
       const step = async (fn: () => Promise<unknown>) => fn().catch((e: unknown) => errors.push(e));
       await step(() => up.agent.manager.destroyAll());
+      await step(() => removeTeamTemplates(up.cp.ctx.database.db, up.agent.manager.templates()));
       await step(() => up.cp.close());
       await step(() => up.agent.close());
       await step(() => up.layers.close());
