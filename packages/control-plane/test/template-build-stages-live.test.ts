@@ -1,6 +1,6 @@
 // ARG and multi-stage Dockerfiles against a live `wrenn up` (real namespace capsules, FROM
 // minimal: busybox): ARG defaults and --build-arg overrides, COPY --from a stage (owners, modes,
-// symlinks and nested files kept) and from a template, an unused stage never built, the layer
+// symlinks and nested files kept; a wildcard with --chown/--chmod) and from a template, an unused stage never built, the layer
 // cache on a rebuild with the same arguments, and build errors naming the line.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
@@ -26,6 +26,7 @@ ENV WHO_ENV=$WHO
 COPY --from=build /out /app
 COPY --from=build /out/link /single.txt
 COPY --from=minimal /etc/os-release /from-template/
+COPY --from=build --chown=1234:1234 --chmod=0600 /out/sub/*.txt /globbed/
 `;
 
 describe('ARG and multi-stage template builds (live)', () => {
@@ -63,20 +64,21 @@ describe('ARG and multi-stage template builds (live)', () => {
   };
   const CHECK =
     'cat /app/msg.txt; stat -c "%u:%g %a" /app/msg.txt; readlink /app/link; cat /app/sub/n.txt; cat /single.txt;' +
-    ' grep -o ID=wrenn-minimal /from-template/os-release; echo "$WHO_ENV"; ls /app';
+    ' grep -o ID=wrenn-minimal /from-template/os-release; echo "$WHO_ENV"; ls /app;' +
+    ' stat -c "%u:%g %a %n" /globbed/*';
 
   it('builds only the needed stages with ARG defaults; COPY --from keeps owners, modes and symlinks', async () => {
     const b = await build({ name: 'staged', dockerfile: DOCKERFILE });
     assert.equal(b.status, 'ready', `build failed: ${b.error}\n${b.logs}`);
     assert.match(b.logs, /Skipping stage 'unused': the final stage does not use it/);
     assert.doesNotMatch(b.logs, /never-built-marker/);
-    assert.match(b.logs, /Step 3\/8 : RUN mkdir/);
+    assert.match(b.logs, /Step 3\/9 : RUN mkdir/);
     assert.match(b.logs, /copied \/out from stage 'build'/);
     const r = await run('staged', CHECK);
     assert.equal(r.exit_code, 0, r.stderr);
     assert.equal(
       r.stdout,
-      'hello world\n1000:1000 640\nmsg.txt\nnested\nhello world\nID=wrenn-minimal\nfinal\nlink\nmsg.txt\nsub\n',
+      'hello world\n1000:1000 640\nmsg.txt\nnested\nhello world\nID=wrenn-minimal\nfinal\nlink\nmsg.txt\nsub\n1234:1234 600 /globbed/n.txt\n',
     );
   });
 
@@ -88,7 +90,7 @@ describe('ARG and multi-stage template builds (live)', () => {
     const r = await run('staged', CHECK);
     assert.equal(
       r.stdout,
-      'hi there\n1000:1000 640\nmsg.txt\nnested\nhi there\nID=wrenn-minimal\nthere\nlink\nmsg.txt\nsub\n',
+      'hi there\n1000:1000 640\nmsg.txt\nnested\nhi there\nID=wrenn-minimal\nthere\nlink\nmsg.txt\nsub\n1234:1234 600 /globbed/n.txt\n',
     );
 
     const again = await build({ name: 'staged', dockerfile: DOCKERFILE, build_args: args });
@@ -98,6 +100,7 @@ describe('ARG and multi-stage template builds (live)', () => {
       'COPY --from=build /out /app',
       'COPY --from=build /out/link',
       'COPY --from=minimal',
+      'COPY --from=build --chown',
     ])
       assert.match(
         again.logs,

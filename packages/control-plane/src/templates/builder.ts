@@ -487,7 +487,8 @@ async function runBuild(
           const written = await copyFromTemplate(ctx, teamId, buildId, source, c, {
             sources: copyStep.sources,
             dest,
-            intoDir: copyStep.dest.endsWith('/') || copyStep.sources.length > 1,
+            intoDir:
+              copyStep.dest.endsWith('/') || copyStep.sources.length > 1 || copyStep.sources.some((s) => /[*?[]/.test(s)),
             label: source.label,
           }).catch((err: unknown) => {
             throw new StepFailed(`${where} COPY --from: ${messageOf(err)}`);

@@ -29,6 +29,15 @@ exec tar -cf - "$@"
 `;
 
 /**
+ * Runs in the source capsule as root: prints, NUL-separated, the paths the wildcard pattern $1
+ * matches there (IFS empty: the pattern is globbed, never split).
+ */
+const GLOB_SCRIPT = `
+IFS=''
+for f in $1; do if [ -e "$f" ] || [ -L "$f" ]; then printf '%s\\0' "$f"; fi; done
+`;
+
+/**
  * Runs in the build capsule as root, the tar on stdin. Directory source ($2 = dir): unpacked into
  * $1, whose own owner and mode stay as they were when it existed. File source ($2 = file):
  * unpacked next to the destination and renamed onto it (into it when $1 is a directory).
@@ -54,12 +63,25 @@ fi
 
 export class CopyFromError extends Error {}
 
+/** An exec request running argv as root in `c` from /, with `stdin`. */
+const rootExec = (c: Capsule, argv: string[], stdin: Uint8Array = new Uint8Array()) => ({
+  capsuleId: c.id,
+  cmd: argv[0]!,
+  args: argv.slice(1),
+  envs: {},
+  cwd: '/',
+  user: 'root',
+  stdin,
+  timeoutSec: 3600,
+  tag: '',
+});
+
 export interface CopyFromPlan {
   /** Source paths inside the stage (already substituted), absolute or relative to its root. */
   sources: string[];
   /** The destination, absolute, already substituted and joined to WORKDIR. */
   dest: string;
-  /** The destination is a directory to copy into (it ends with '/' or there are several sources). */
+  /** The destination is a directory to copy into (it ends with '/', there are several sources or a wildcard). */
   intoDir: boolean;
   /** What the error messages call the stage ("stage build", "template tools"). */
   label: string;
@@ -75,20 +97,25 @@ export async function copyBetweenCapsules(
   const from = await agentForCapsule(ctx, source);
   const to = await agentForCapsule(ctx, target);
   const written: string[] = [];
+  const sources: string[] = [];
   for (const src of plan.sources) {
-    const abs = posix.join('/', src);
+    if (!/[*?[]/.test(src)) {
+      sources.push(posix.join('/', src));
+      continue;
+    }
+    const matches = await from
+      .exec(rootExec(source, ['/bin/sh', '-c', GLOB_SCRIPT, 'wrenn-copy-glob', posix.join('/', src)]))
+      .catch((err: unknown) => {
+        throw new CopyFromError(`matching '${src}' in ${plan.label} failed: ${messageOf(err)}`);
+      });
+    const found = Buffer.from(matches.stdout).toString('utf8').split('\0').filter(Boolean).sort();
+    if (found.length === 0) throw new CopyFromError(`'${src}' matches nothing in ${plan.label}`);
+    sources.push(...found);
+  }
+  for (const src of sources) {
+    const abs = src;
     const out = await from
-      .exec({
-        capsuleId: source.id,
-        cmd: '/bin/sh',
-        args: ['-c', SOURCE_SCRIPT, 'wrenn-copy-out', abs],
-        envs: {},
-        cwd: '/',
-        user: 'root',
-        stdin: new Uint8Array(),
-        timeoutSec: 3600,
-        tag: '',
-      })
+      .exec(rootExec(source, ['/bin/sh', '-c', SOURCE_SCRIPT, 'wrenn-copy-out', abs]))
       .catch((err: unknown) => {
         throw new CopyFromError(`reading '${src}' from ${plan.label} failed: ${messageOf(err)}`);
       });
@@ -105,17 +132,7 @@ export async function copyBetweenCapsules(
       );
     const dest = kind === 'file' && plan.intoDir ? posix.join(plan.dest, posix.basename(abs)) : plan.dest;
     const res = await to
-      .exec({
-        capsuleId: target.id,
-        cmd: '/bin/sh',
-        args: ['-c', TARGET_SCRIPT, 'wrenn-copy-in', dest, kind],
-        envs: {},
-        cwd: '/',
-        user: 'root',
-        stdin: out.stdout,
-        timeoutSec: 3600,
-        tag: '',
-      })
+      .exec(rootExec(target, ['/bin/sh', '-c', TARGET_SCRIPT, 'wrenn-copy-in', dest, kind], out.stdout))
       .catch((err: unknown) => {
         throw new CopyFromError(`writing '${dest}' failed: ${messageOf(err)}`);
       });

@@ -350,14 +350,8 @@ function parseCopy(instr: string, args: string, line: number, text: string, stag
   const dest = list[list.length - 1]!;
   const sources = list.slice(0, -1);
   for (const s of sources) {
-    if (from) {
-      if (/[*?[]/.test(s))
-        throw new DockerfileError(
-          line,
-          `COPY --from source '${s}': wildcards are not supported with --from; name the path`,
-        );
-      continue;
-    }
+    // A --from source is a path in the stage (wildcards allowed), resolved inside it at build time.
+    if (from) continue;
     if (/^[a-z][a-z0-9+.-]*:\/\//i.test(s))
       throw new DockerfileError(
         line,
