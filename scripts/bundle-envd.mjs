@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { isBuiltin } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -16,7 +16,8 @@ import { createConnectTransport } from '@connectrpc/connect-node';
 // Native addons (node-pty, loaded on the first PTY; @wrenn/native for starting pipe processes and
 // for file calls made as the requesting user, metadata included) stay external
 // and are copied next to the bundle, so a capsule needs only this folder and the node binary.
-// code-interpreter/ (the server code-interpreter-v1 capsules run) is copied beside it.
+// code-interpreter/ holds what code-interpreter-v1 capsules run: the server (a second entry,
+// server.cjs), the files its kernels load, and sucrase for TypeScript cells.
 import { build } from 'esbuild';
 import { envdListening } from './lib/envd-listening.mjs';
 import { predecodedDescriptors } from './lib/predecoded-descriptors.mjs';
@@ -89,12 +90,28 @@ for (const { name, dirs } of NATIVE) {
   if (!existsSync(join(out, 'node_modules', name, 'package.json')))
     throw new Error(`${name} is not installed: run npm install`);
 }
-// The code-interpreter server (Python, run by envd in code-interpreter-v1 capsules) ships with the
-// bundle, so capsules always run this install's version whatever template layer they start from.
+// The kernels' own files (node_kernel.cjs, kernel_startup.py, charts.py) ship with the bundle,
+// so capsules always run this install's version whatever template layer they start from.
 cpSync(join(root, 'packages/envd/code-interpreter'), join(out, 'code-interpreter'), {
   recursive: true,
   filter: (src) => !src.includes('__pycache__'),
 });
+// The code-interpreter server (TypeScript, run by envd with the capsule's node in
+// code-interpreter-v1 capsules) is a second entry; the zeromq addon it speaks to Jupyter kernels
+// with stays external and is copied into node_modules with the prebuilt addons for this
+// platform (the capsule runs this host's node binary).
+await build({
+  entryPoints: [join(root, 'packages/envd/dist/src/code-interpreter/main.js')],
+  outfile: join(out, 'code-interpreter/server.cjs'),
+  bundle: true,
+  platform: 'node',
+  target: 'node20',
+  format: 'cjs',
+  minify: true,
+  external: ['zeromq'],
+  logLevel: 'warning',
+});
+copyZeromq();
 // The TypeScript contexts strip types with sucrase inside the capsule's Node kernel
 // (node_kernel.cjs): one self-contained file there, loaded on the first TypeScript cell.
 await build({
@@ -114,6 +131,26 @@ if (!existsSync(join(out, 'node_modules/@wrenn/native/build/Release/wrenn_native
   );
 }
 await writeCodeCache();
+
+/** zeromq's JS, its addon loader (cmake-ts) and the glibc prebuilds for this architecture. */
+function copyZeromq() {
+  const dest = join(out, 'node_modules');
+  const zmq = join(root, 'node_modules/zeromq');
+  const prebuilds = join('build/linux', process.arch, 'node');
+  const parts = [
+    'package.json',
+    'build/manifest.json',
+    ...readdirSync(join(zmq, 'lib'))
+      .filter((f) => f.endsWith('.js'))
+      .map((f) => `lib/${f}`),
+    ...readdirSync(join(zmq, prebuilds))
+      .filter((d) => d.startsWith('glibc-'))
+      .map((d) => join(prebuilds, d)),
+  ];
+  for (const part of parts) cpSync(join(zmq, part), join(dest, 'zeromq', part), { recursive: true });
+  for (const part of ['package.json', 'build/loader.js', 'build/loader.mjs'])
+    cpSync(join(root, 'node_modules/cmake-ts', part), join(dest, 'cmake-ts', part));
+}
 
 /**
  * The spawn addon is required by package name (resolving the package's "exports" costs ~3 ms at

@@ -1,15 +1,17 @@
-// Starts the code-interpreter server (code-interpreter/server.py, shipped in envd's bundle) when
+// Starts the code-interpreter server (code-interpreter/server.cjs, built from ./code-interpreter/
+// into envd's bundle, run by the same node binary as envd) when
 // the capsule's template asks for it with /etc/wrenn/code-interpreter.json ({port, user, cwd}), as
 // `code-interpreter-v1` does. It runs as the user the file names (root there, as E2B's Jupyter
 // does) with a clean environment (nothing of envd's own, no access token) and is started again if it exits. The sandbox's variables reach its
 // kernels through envd's GET /envs, since a warm-pool capsule boots before it has any.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
+import { basename } from 'node:path';
 import { lookupUser } from './users.js';
 
 export const CODE_INTERPRETER_CONFIG = '/etc/wrenn/code-interpreter.json';
 /** Where the capsule sees envd's bundle (the host agent bind-mounts it read-only). */
-export const CODE_INTERPRETER_SERVER = '/opt/wrenn/envd/code-interpreter/server.py';
+export const CODE_INTERPRETER_SERVER = '/opt/wrenn/envd/code-interpreter/server.cjs';
 
 interface ServerConfig {
   port: number;
@@ -23,6 +25,22 @@ function readConfig(path: string): ServerConfig | undefined {
   const port = Number(raw.port);
   if (!Number.isInteger(port) || port < 1 || port > 65535) throw new Error(`${path}: port must be a TCP port`);
   return { port, user: typeof raw.user === 'string' ? raw.user : 'root', cwd: String(raw.cwd ?? '/') };
+}
+
+/**
+ * The command that runs this node binary again: in a capsule envd runs the host's node through
+ * the dynamic loader (`ld.so --library-path <lib> node ...`), so the prefix is read from our own
+ * command line up to the node binary.
+ */
+export function nodeCommand(): string[] {
+  try {
+    const argv = readFileSync('/proc/self/cmdline', 'utf8').split('\0');
+    const at = argv.findIndex((a) => basename(a) === 'node' || basename(a) === 'nodejs');
+    if (at > 0 && basename(argv[0] ?? '').startsWith('ld-')) return argv.slice(0, at + 1);
+  } catch {
+    // no /proc: run ourselves directly
+  }
+  return [process.execPath];
 }
 
 const log = (msg: string, extra: Record<string, unknown> = {}) =>
@@ -45,9 +63,10 @@ export function startCodeInterpreter(opts: { config?: string; server?: string; e
   let delayMs = 500;
   const launch = () => {
     const user = lookupUser(cfg.user);
-    const args = [server, '--port', String(cfg.port), '--cwd', cfg.cwd];
+    const [node = process.execPath, ...prefix] = nodeCommand();
+    const args = [...prefix, server, '--port', String(cfg.port), '--cwd', cfg.cwd];
     if (opts.envdPort) args.push('--envd-port', String(opts.envdPort));
-    child = spawn('python3', args, {
+    child = spawn(node, args, {
       cwd: cfg.cwd,
       uid: user.uid,
       gid: user.gid,
