@@ -10,6 +10,10 @@ import { startEnvd } from './server.js';
 export async function runEnvdFromCli(opts: { port: number; host: string }): Promise<void> {
   // Node's own Headers loads undici (and its WebAssembly parser): ~3 MB per capsule for nothing.
   installLiteHeaders();
+  // Only inside capsules whose template asks for it (code-interpreter-v1). Started before envd
+  // listens: its kernel boot is the longest part of such a capsule's create.
+  const stopCodeInterpreter =
+    process.env.WRENN_CAPSULE === '1' ? startCodeInterpreter({ envdPort: opts.port }) : () => undefined;
   const server = await startEnvd({ port: opts.port, host: opts.host });
   process.stderr.write(
     `${JSON.stringify({ level: 'info', msg: 'envd listening', port: server.port, version: server.state.version })}\n`,
@@ -18,9 +22,6 @@ export async function runEnvdFromCli(opts: { port: number; host: string }): Prom
   // The spawn addon loads (~0.5-1 ms) right after the first requests could be served rather than
   // inside a new capsule's first command.
   setImmediate(nativeSpawnAvailable);
-  // Only inside capsules whose template asks for it (code-interpreter-v1).
-  const stopCodeInterpreter =
-    process.env.WRENN_CAPSULE === '1' ? startCodeInterpreter({ envdPort: server.port }) : () => undefined;
   // WRENN_ENVD_IDLE_RELEASE=0 keeps every page mapped (for comparisons).
   const stopRelease = process.env.WRENN_ENVD_IDLE_RELEASE === '0' ? () => undefined : startIdleMemoryRelease();
   const stop = () => {

@@ -26,6 +26,8 @@ export abstract class Context {
   abstract interrupt(): Promise<void>;
   protected abstract restartKernel(): Promise<void>;
   abstract shutdown(): Promise<void>;
+  /** Kills the kernel's process group at once (the server is exiting). */
+  abstract killNow(): void;
 
   async restart(): Promise<void> {
     this.generation++;

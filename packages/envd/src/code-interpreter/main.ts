@@ -31,13 +31,14 @@ async function main(): Promise<void> {
       `${JSON.stringify({ level: 'info', msg: 'code interpreter listening', port, languages: LANGUAGES })}\n`,
     ),
   );
-  const stop = async () => {
-    server.close();
-    await Promise.all([...contexts.all.keys()].map((id) => contexts.remove(id).catch(() => undefined)));
+  // Exit at once, as the capsule goes away: the kernels' process groups are killed and any
+  // response in flight is cut (the SDK then reports the sandbox killed), not ended with an error.
+  const stop = () => {
+    for (const ctx of contexts.all.values()) ctx.killNow();
     process.exit(0);
   };
-  process.once('SIGTERM', () => void stop());
-  process.once('SIGINT', () => void stop());
+  process.once('SIGTERM', stop);
+  process.once('SIGINT', stop);
 }
 
 main().catch((err) => {

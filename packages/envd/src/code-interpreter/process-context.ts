@@ -85,6 +85,10 @@ export abstract class ProcessContext extends Context {
     this.signal('SIGINT');
   }
 
+  killNow(): void {
+    this.signal('SIGKILL');
+  }
+
   protected async restartKernel(): Promise<void> {
     await this.stop();
     await this.start();

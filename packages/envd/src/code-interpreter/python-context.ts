@@ -1,13 +1,13 @@
 // A Python context: an ipykernel (Debian's python3-ipykernel) driven over the Jupyter messaging
 // protocol on ZeroMQ (the `zeromq` addon). The kernel binds its sockets on ipc:// paths in a
 // private directory named by the connection file; we sign every request with the file's key and
-// drop any message whose signature is wrong. kernel_startup.py (run in the kernel at start)
-// registers E2B's `data` and `chart` results.
+// drop any message whose signature is wrong. kernel_launcher.py starts it (without debugpy) and
+// kernel_startup.py (run in the kernel at start) registers E2B's `data` and `chart` results.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { Dealer, Subscriber } from 'zeromq';
 import { Context } from './context.js';
 import { type JupyterMessage, JupyterWire } from './jupyter-wire.js';
@@ -119,6 +119,11 @@ export class PythonContext extends Context {
     if (pid && !this.kernel?.exited) signalGroup(pid, 'SIGINT');
   }
 
+  killNow(): void {
+    const pid = this.kernel?.proc.pid;
+    if (pid && !this.kernel?.exited) signalGroup(pid, 'SIGKILL');
+  }
+
   protected async restartKernel(): Promise<void> {
     await this.shutdown();
     this.kernel = await startKernel(this.cwd, this.startupFile);
@@ -165,7 +170,7 @@ async function startKernel(cwd: string, startupFile: string): Promise<Kernel> {
   delete env.PYTHONPATH;
   const proc = spawn(
     'python3',
-    ['-m', 'ipykernel_launcher', '-f', connectionFile, `--IPKernelApp.exec_files=${startupFile}`],
+    [join(dirname(startupFile), 'kernel_launcher.py'), '-f', connectionFile, `--IPKernelApp.exec_files=${startupFile}`],
     { cwd, env, detached: true, stdio: ['ignore', 'inherit', 'inherit'] },
   );
   const wire = new JupyterWire(key);
