@@ -96,6 +96,63 @@ const scenarios: Record<string, () => Promise<Json>> = {
   },
 };
 
+/**
+ * allowPublicTraffic: false and maskRequestHost: the token guards the capsule's ports (not envd's),
+ * also against waking it by auto-resume; the capsule's server sees the masked host.
+ */
+scenarios.private = async () => {
+  const sbx = await Sandbox.create('minimal', {
+    timeoutMs: 300_000,
+    lifecycle: { onTimeout: 'pause', autoResume: true },
+    network: { allowPublicTraffic: false, maskRequestHost: 'masked.example:${PORT}' },
+  });
+  try {
+    const token = sbx.trafficAccessToken ?? '';
+    await serveHostEcho(sbx, 8080);
+    const url = `https://${sbx.getHost(8080)}`;
+    const withToken = { headers: { 'e2b-traffic-access-token': token } };
+    const allowed = await fetchServer(`${url}/index.html`, withToken);
+    const none = await text(await fetch(`${url}/index.html`));
+    const wrong = await text(
+      await fetch(`${url}/index.html`, { headers: { 'e2b-traffic-access-token': `${token}x` } }),
+    );
+    const empty = await text(await fetch(`${url}/index.html`, { headers: { 'e2b-traffic-access-token': '' } }));
+    const seenHost = await text(await fetch(`${url}/cgi-bin/host`, withToken));
+    // envd's port keeps its own rules: the SDK works without the traffic token.
+    const envd = (await sbx.commands.run('echo envd ok')).stdout.trim();
+    const info = await Sandbox.getInfo(sbx.sandboxId);
+    await sbx.pause();
+    const pausedNoToken = await text(await fetch(`${url}/index.html`));
+    const stillPaused = (await Sandbox.getInfo(sbx.sandboxId)).state;
+    const wokenWithToken = await fetchServer(`${url}/index.html`, withToken);
+    const afterWake = (await Sandbox.getInfo(sbx.sandboxId)).state;
+    // A public neighbour next to it is reachable without any token.
+    const pub = await Sandbox.create('minimal', { timeoutMs: 300_000 });
+    await serveHostEcho(pub, 8080);
+    const neighbour = await fetchServer(`https://${pub.getHost(8080)}/cgi-bin/host`);
+    await pub.kill();
+    return {
+      token,
+      tokenLength: token.length,
+      allowed,
+      none,
+      wrong,
+      empty,
+      seenHost,
+      envd,
+      network: info.network ?? null,
+      pausedNoToken,
+      stillPaused,
+      wokenWithToken,
+      afterWake,
+      neighbour,
+      neighbourHost: pub.getHost(8080),
+    };
+  } finally {
+    await sbx.kill().catch(() => undefined);
+  }
+};
+
 /** A sandbox with a server on 8080 left running for the test's own probes (it kills it). */
 scenarios.serve = async () => {
   const sbx = await Sandbox.create('minimal', { timeoutMs: 300_000 });

@@ -28,7 +28,12 @@ interface Answer {
 }
 
 /** One HTTP/2 request to the listener (TLS with the given SNI, or none), with the given header fields. */
-function h2Request(ca: Buffer, servername: string | undefined, headers: http2.OutgoingHttpHeaders): Promise<Answer> {
+function h2Request(
+  ca: Buffer,
+  servername: string | undefined,
+  headers: http2.OutgoingHttpHeaders,
+  send?: string,
+): Promise<Answer> {
   return new Promise((resolve, reject) => {
     const session = http2.connect(`https://${CP_ADDRESS}:443`, {
       ca,
@@ -49,7 +54,7 @@ function h2Request(ca: Buffer, servername: string | undefined, headers: http2.Ou
       session.destroy();
       reject(e);
     });
-    req.end();
+    req.end(send);
   });
 }
 
@@ -200,6 +205,71 @@ describe('e2b SDK with only E2B_DOMAIN against wrenn up over TLS', {
     assert.equal(r.afterResume, 'hello over tls');
     assert.equal(r.running, true);
     assert.equal(r.gone, 'SandboxNotFoundError');
+  });
+
+  it('allowPublicTraffic: false guards the ports by token (envd excepted, auto-resume too); maskRequestHost', async () => {
+    const r = await runSdk('private', env);
+    assert.ok(Number(r.tokenLength) >= 20, 'the create answer carries a trafficAccessToken');
+    assert.deepEqual(r.allowed, { status: 200, body: 'page' });
+    for (const k of ['none', 'wrong', 'empty'] as const) {
+      const a = r[k] as Answer;
+      assert.equal(a.status, 403, `${k}: ${a.body}`);
+      assert.equal(JSON.parse(a.body).code, 403);
+      assert.doesNotMatch(a.body, /page/);
+    }
+    assert.deepEqual(r.seenHost, { status: 200, body: 'masked.example:8080' }, 'the server sees the masked host');
+    assert.equal(r.envd, 'envd ok');
+    assert.deepEqual(r.network, { allowPublicTraffic: false, maskRequestHost: 'masked.example:${PORT}' });
+    assert.equal((r.pausedNoToken as Answer).status, 403, 'no token: no answer and no wake');
+    assert.equal(r.stillPaused, 'paused');
+    assert.deepEqual(r.wokenWithToken, { status: 200, body: 'page' }, 'the token wakes it (autoResume)');
+    assert.equal(r.afterWake, 'running');
+    assert.deepEqual(r.neighbour, { status: 200, body: r.neighbourHost }, 'a public neighbour needs no token');
+  });
+
+  it('the native API takes allow_public_traffic and mask_request_host; HTTP/2 requests are checked too', async () => {
+    const ca = readFileSync(env.caFile);
+    const api = `api.${DOMAIN}`;
+    const create = (network: Record<string, unknown>) =>
+      h2Request(
+        ca,
+        api,
+        {
+          ':method': 'POST',
+          ':path': '/v1/capsules',
+          ':authority': api,
+          'x-api-key': live.apiKey,
+          'content-type': 'application/json',
+        },
+        JSON.stringify({ template: 'minimal', network }),
+      );
+    const created = await create({ allow_public_traffic: false, mask_request_host: 'in.example:${PORT}' });
+    assert.equal(created.status, 201, created.body);
+    const c = JSON.parse(created.body) as { id: string; traffic_access_token: string; mask_request_host: string };
+    try {
+      assert.ok(c.traffic_access_token.length >= 20);
+      assert.equal(c.mask_request_host, 'in.example:${PORT}');
+      const port = `3000-${c.id}.${DOMAIN}`;
+      const none = await h2Request(ca, port, { ':path': '/', ':authority': port });
+      assert.equal(none.status, 403, none.body);
+      // With the token the request reaches the capsule, where nothing listens on 3000 (E2B's 502).
+      const withToken = await h2Request(ca, port, {
+        ':path': '/',
+        ':authority': port,
+        'e2b-traffic-access-token': c.traffic_access_token,
+      });
+      assert.equal(withToken.status, 502, withToken.body);
+      assert.match(withToken.body, /port is not open/);
+      const bad = await create({ mask_request_host: 'bad host\r\nx: y' });
+      assert.equal(bad.status, 400, bad.body);
+    } finally {
+      await h2Request(ca, api, {
+        ':method': 'DELETE',
+        ':path': `/v1/capsules/${c.id}`,
+        ':authority': api,
+        'x-api-key': live.apiKey,
+      });
+    }
   });
 
   it('hostile: look-alike hosts, no SNI and a disagreeing :authority reach no capsule by mistake', async () => {

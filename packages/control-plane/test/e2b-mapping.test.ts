@@ -45,6 +45,8 @@ test('a listed sandbox carries the capsule fields under E2B names', () => {
     clientId: null,
     internet: true,
     autoResume: false,
+    trafficAccessToken: null,
+    maskRequestHost: null,
     createdAt: now,
     updatedAt: now,
     expiresAt: null,

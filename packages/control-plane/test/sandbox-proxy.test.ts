@@ -512,6 +512,8 @@ test('a keep-alive connection to a directly reached capsule and a WebSocket go t
     hostId: 'host-local',
     agentUrl: 'http://127.0.0.1:1',
     capsuleAddress: '127.0.0.1',
+    trafficToken: null,
+    maskRequestHost: null,
   });
   assert.ok(relayAvailable(), 'the native relay is built (node packages/native/build.mjs)');
 
@@ -622,6 +624,8 @@ test("the relay's HTTP mode: path, host and header routing per request, framing,
     hostId: 'host-local',
     agentUrl: 'http://127.0.0.1:1',
     capsuleAddress: '127.0.0.1',
+    trafficToken: null,
+    maskRequestHost: null,
   };
   live.cp.ctx.primeProxy(a, direct);
   live.cp.ctx.primeProxy(b, direct);
@@ -739,6 +743,8 @@ test("the relay's HTTP mode: a request head not finished within 10 s between req
     hostId: 'host-local',
     agentUrl: 'http://127.0.0.1:1',
     capsuleAddress: '127.0.0.1',
+    trafficToken: null,
+    maskRequestHost: null,
   });
   const before = relayStats();
   const c = await RawClient.connect(t, live.port);

@@ -11,6 +11,7 @@ import * as m0003 from './migrations/0003_host_agent_secret.js';
 import * as m0004 from './migrations/0004_host_capacity.js';
 import * as m0005 from './migrations/0005_auto_resume.js';
 import * as m0006 from './migrations/0006_volumes.js';
+import * as m0007 from './migrations/0007_public_traffic.js';
 
 interface MigrationModule {
   up(db: Kysely<unknown>, dialect: SqlDialect): Promise<void>;
@@ -25,6 +26,7 @@ const modules: Record<string, MigrationModule> = {
   '0004_host_capacity': m0004,
   '0005_auto_resume': m0005,
   '0006_volumes': m0006,
+  '0007_public_traffic': m0007,
 };
 
 export function migrationNames(): string[] {

@@ -73,6 +73,10 @@ export interface CapsulesTable {
   client_id: string | null;
   internet: number;
   auto_resume: number;
+  /** Demanded by the sandbox proxy on the capsule's ports (migrations/0007); null: public. */
+  traffic_access_token: string | null;
+  /** The Host its servers see, ${PORT} for the port (migrations/0007); null: the client's. */
+  mask_request_host: string | null;
   created_at: number;
   updated_at: number;
   expires_at: number | null;

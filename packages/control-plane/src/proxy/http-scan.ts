@@ -34,6 +34,8 @@ const READ = new Set([
   'x-forwarded-host',
   'proxy-authorization',
   'proxy-connection',
+  // A private capsule's traffic access token (checked by the proxy, then dropped).
+  'e2b-traffic-access-token',
 ]);
 // First letters of READ's names (lowercase char codes): most lines are skipped without a slice.
 const READ_FIRST = new Set([...READ].map((n) => n.charCodeAt(0)));

@@ -26,6 +26,7 @@ import {
   rewriteLocation,
 } from '@wrenn/host-agent/client';
 import type { RelayHttp } from '@wrenn/native';
+import { TRAFFIC_ACCESS_TOKEN_HEADER } from '@wrenn/protocol/contract';
 import {
   ChunkedScanner,
   field,
@@ -77,7 +78,9 @@ interface InFlight {
 const EMPTY: Buffer = Buffer.alloc(0);
 const RETRYABLE = new Set(['ECONNREFUSED', 'ECONNRESET', 'EHOSTUNREACH']);
 // x-wrenn-agent-secret: a client's copy never passes; the hop to an agent carries ours (t.headers).
+// e2b-traffic-access-token is the proxy's credential, checked here, not the capsule's business.
 const DROPPED_REQUEST_FIELDS = new Set([
+  TRAFFIC_ACCESS_TOKEN_HEADER,
   'proxy-authorization',
   'proxy-connection',
   'x-forwarded-for',
@@ -296,7 +299,8 @@ export class PipedConnection {
     let xff = '';
     for (let i = head.names.length - 1; i >= 0; i--) {
       const name = head.names[i] ?? '';
-      if (!DROPPED_REQUEST_FIELDS.has(name)) continue;
+      // maskRequestHost: the client's host is replaced (it still goes as x-forwarded-host).
+      if (!DROPPED_REQUEST_FIELDS.has(name) && !(name === 'host' && t.maskHost)) continue;
       if (name === 'x-forwarded-for') xff = xff ? `${head.values[i]}, ${xff}` : (head.values[i] ?? '');
       const from = (head.from[i] ?? 0) - 2 - head.fieldsAt;
       fields = fields.slice(0, from) + fields.slice((head.to[i] ?? 0) - head.fieldsAt);
@@ -305,6 +309,7 @@ export class PipedConnection {
     if (this.remote) out += `\r\nx-forwarded-for: ${xff ? `${xff}, ${this.remote}` : this.remote}`;
     const host = field(head, 'host');
     if (host) out += `\r\nx-forwarded-host: ${host}`;
+    if (t.maskHost) out += `\r\nhost: ${t.maskHost}`;
     for (const [k, v] of Object.entries(t.headers ?? {})) out += `\r\n${k}: ${v}`;
     this.toUpstream(Buffer.from(`${out}\r\n\r\n`, 'latin1'));
     this.pending = this.pending.subarray(end);
@@ -330,7 +335,11 @@ export class PipedConnection {
 
   /** Whether the relay can carry the rest of the connection in its HTTP mode (see the top). */
   private pinnable(_route: ProxyRoute, t: ResolvedTarget): boolean {
-    return this.deps.relay !== undefined && t.pathPrefix === '' && this.req !== 'await-upgrade';
+    // A private capsule's requests each need their token checked, a masked one's host replaced:
+    // the relay thread does neither, so they stay on this path.
+    return (
+      this.deps.relay !== undefined && t.pathPrefix === '' && this.req !== 'await-upgrade' && !t.guarded && !t.maskHost
+    );
   }
 
   /** The relay's HTTP mode for a connection whose last request was this head, just sent. */

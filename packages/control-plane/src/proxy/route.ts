@@ -1,5 +1,6 @@
 // Which capsule and port a request is for, if any.
 import type http from 'node:http';
+import { TRAFFIC_ACCESS_TOKEN_HEADER } from '@wrenn/protocol/contract';
 import { requestAuthority } from '../tls/authority.js';
 
 export interface ProxyRoute {
@@ -10,6 +11,8 @@ export interface ProxyRoute {
   path: string;
   /** For path routing: /proxy/<id>/<P>. */
   prefix?: string;
+  /** The e2b-traffic-access-token the request sent (private capsules demand it). */
+  trafficToken?: string;
 }
 
 const ID = 'cl-[0-9a-z]{1,64}';
@@ -28,6 +31,16 @@ export function resolveRoute(req: http.IncomingMessage, domain: string): ProxyRo
 
 /** The route for a request target and its header fields (get takes a lowercase name). */
 export function routeOf(
+  url: string,
+  get: (name: string) => string | undefined,
+  domain: string,
+): ProxyRoute | undefined {
+  const route = capsuleRouteOf(url, get, domain);
+  const token = route && get(TRAFFIC_ACCESS_TOKEN_HEADER);
+  return token !== undefined && route ? { ...route, trafficToken: token } : route;
+}
+
+function capsuleRouteOf(
   url: string,
   get: (name: string) => string | undefined,
   domain: string,

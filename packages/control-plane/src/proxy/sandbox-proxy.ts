@@ -115,7 +115,8 @@ export function createSandboxProxy(ctx: ControlPlaneContext, opts: { headersTime
     const deps: PipeDeps = {
       domain: ctx.config.domain,
       resolve: (route: ProxyRoute) =>
-        targets.peek(route.capsuleId, route.port) ?? targets.lookup(route.capsuleId, route.port),
+        targets.peek(route.capsuleId, route.port, route.trafficToken) ??
+        targets.lookup(route.capsuleId, route.port, route.trafficToken),
       track: (id: string, socket: net.Socket) => track(id, socket),
       toApi,
       relay: useRelay()
@@ -189,7 +190,7 @@ export function createSandboxProxy(ctx: ControlPlaneContext, opts: { headersTime
   }
 
   async function target(route: ProxyRoute): Promise<{ target: ProxyTarget; locationPrefix?: string } | GuestFailure> {
-    const found = await targets.lookup(route.capsuleId, route.port);
+    const found = await targets.lookup(route.capsuleId, route.port, route.trafficToken);
     if ('status' in found) return found;
     // Path routing keeps the /proxy/<id>/<P> prefix on redirects; header and host routing do not.
     const locationPrefix = route.kind === 'path' ? route.prefix : undefined;
@@ -198,7 +199,9 @@ export function createSandboxProxy(ctx: ControlPlaneContext, opts: { headersTime
         host: found.host,
         port: found.port,
         path: found.pathPrefix + route.path,
-        ...(found.headers ? { headers: found.headers } : {}),
+        ...(found.headers || found.maskHost
+          ? { headers: { ...found.headers, ...(found.maskHost ? { host: found.maskHost } : {}) } }
+          : {}),
       },
       locationPrefix,
     };
@@ -213,7 +216,7 @@ export function createSandboxProxy(ctx: ControlPlaneContext, opts: { headersTime
         const guest = { sandboxId: route.capsuleId, port: route.port };
         // HTTP/2 carries the host as :authority, which the HTTP/1.1 hop does not forward.
         const authority = req.httpVersionMajor === 2 ? requestAuthority(req) : undefined;
-        if (authority) t.target.headers = { ...t.target.headers, host: authority };
+        if (authority && !t.target.headers?.host) t.target.headers = { ...t.target.headers, host: authority };
         forwardHttp(req, res, t.target, {
           agent,
           locationPrefix: t.locationPrefix,

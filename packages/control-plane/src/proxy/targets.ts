@@ -1,7 +1,10 @@
 // Where a capsule's port is reached: the capsule's own address when its host agent runs in this
 // process's machine (wrenn up), else that agent's /proxy endpoint. Cached per capsule, evicted when
 // the capsule goes away or changes state.
+
+import { timingSafeEqual } from 'node:crypto';
 import { AGENT_SECRET_HEADER, type GuestFailure, proxyFailure, sandboxNotFound } from '@wrenn/host-agent/client';
+import { ENVD_PORT, maskedHost, TRAFFIC_ACCESS_TOKEN_HEADER } from '@wrenn/protocol/contract';
 import type { ControlPlaneContext } from '../context.js';
 import { isCapsuleId } from '../ids.js';
 import { resumeCapsule } from '../services/capsules.js';
@@ -13,6 +16,13 @@ export interface ResolvedTarget {
   pathPrefix: string;
   /** Headers the hop needs: the agent's secret when going through its /proxy (none direct to a capsule). */
   headers?: Record<string, string>;
+  /**
+   * The Host the capsule's server must see (maskRequestHost), when it has one. Its requests, like
+   * a private capsule's, are looked at one by one (never handed to the relay thread).
+   */
+  maskHost?: string;
+  /** A private capsule's port: each request's token is checked (see ProxyTargets.lookup). */
+  guarded?: boolean;
 }
 
 /** Why a request cannot be proxied, in E2B's shape (guest-errors.ts). */
@@ -27,6 +37,10 @@ export interface ProxyTargetInfo {
   agentSecret?: string | null;
   /** The capsule's own address, for capsules of a host agent on this machine. */
   capsuleAddress?: string;
+  /** Demanded on its ports when public traffic is off (E2B's allowPublicTraffic: false). */
+  trafficToken: string | null;
+  /** E2B's maskRequestHost (`${PORT}` for the port). */
+  maskRequestHost: string | null;
 }
 
 interface Entry extends ProxyTargetInfo {
@@ -56,16 +70,19 @@ export class ProxyTargets {
   }
 
   /** The answer from the cache alone, when it is fresh (the piped path stays synchronous then). */
-  peek(capsuleId: string, port: number): ResolvedTarget | Failure | undefined {
+  peek(capsuleId: string, port: number, token?: string): ResolvedTarget | Failure | undefined {
     const bad = badPort(port);
     if (bad) return bad;
     const e = this.cache.get(capsuleId);
     if (!e || Date.now() - e.at > TTL_MS) return undefined;
+    const refused = trafficRefusal(capsuleId, port, e, token);
+    if (refused) return refused;
     if (e.autoResume && isAsleep(e.state)) return undefined; // lookup() wakes it
     return answer(capsuleId, port, e);
   }
 
-  async lookup(capsuleId: string, port: number, woke = false): Promise<ResolvedTarget | Failure> {
+  /** Where the port is reached; `token` is the request's e2b-traffic-access-token, if any. */
+  async lookup(capsuleId: string, port: number, token?: string, woke = false): Promise<ResolvedTarget | Failure> {
     const bad = badPort(port);
     if (bad) return bad;
     // Header routing takes any string as the id: what cannot be one costs no database lookup.
@@ -82,6 +99,8 @@ export class ProxyTargets {
           'hosts.agent_secret as agentSecret',
           'capsules.auto_resume as autoResume',
           'capsules.team_id as teamId',
+          'capsules.traffic_access_token as trafficToken',
+          'capsules.mask_request_host as maskRequestHost',
         ])
         .where('capsules.id', '=', capsuleId)
         .executeTakeFirst();
@@ -96,6 +115,8 @@ export class ProxyTargets {
         agentSecret: row.agentSecret,
         autoResume: Number(row.autoResume) !== 0,
         teamId: row.teamId,
+        trafficToken: row.trafficToken ?? null,
+        maskRequestHost: row.maskRequestHost ?? null,
         at: Date.now(),
       };
       if (this.ctx.localHostIds.has(e.hostId)) {
@@ -105,11 +126,14 @@ export class ProxyTargets {
       }
       this.cache.set(capsuleId, e);
     }
+    // Before any wake: traffic without a private capsule's token must not resume it.
+    const refused = trafficRefusal(capsuleId, port, e, token);
+    if (refused) return refused;
     if (e.autoResume && isAsleep(e.state) && e.teamId && !woke) {
       // E2B's autoResume: the request waits while the capsule resumes, then goes through.
       await this.wake(capsuleId, e.teamId);
       this.cache.delete(capsuleId);
-      return this.lookup(capsuleId, port, true);
+      return this.lookup(capsuleId, port, token, true);
     }
     return answer(capsuleId, port, e);
   }
@@ -136,17 +160,40 @@ function badPort(port: number): Failure | undefined {
   return undefined;
 }
 
+/**
+ * A private capsule's ports demand its traffic access token (envd's port has its own access token
+ * rules); 403 in E2B's shape without it, so nothing about the capsule's state leaks either.
+ */
+function trafficRefusal(capsuleId: string, port: number, e: Entry, token: string | undefined): Failure | undefined {
+  if (!e.trafficToken || port === ENVD_PORT) return undefined;
+  const want = Buffer.from(e.trafficToken);
+  const given = Buffer.from(token ?? '');
+  if (given.length === want.length && timingSafeEqual(given, want)) return undefined;
+  return proxyFailure(
+    403,
+    token === undefined
+      ? `capsule ${capsuleId} takes only private traffic: send its trafficAccessToken in the ${TRAFFIC_ACCESS_TOKEN_HEADER} header`
+      : `the ${TRAFFIC_ACCESS_TOKEN_HEADER} header does not match capsule ${capsuleId}'s token`,
+    capsuleId,
+  );
+}
+
 function answer(capsuleId: string, port: number, e: Entry): ResolvedTarget | Failure {
   if (e.state === 'paused' || e.state === 'hibernated') {
     return sandboxNotFound(capsuleId, `capsule ${capsuleId} is ${e.state}; resume it to reach port ${port}`);
   }
   if (e.state !== 'running') return sandboxNotFound(capsuleId, `capsule ${capsuleId} is ${e.state}`);
-  if (e.capsuleAddress) return { host: e.capsuleAddress, port, pathPrefix: '' };
+  const guards = {
+    ...(e.maskRequestHost ? { maskHost: maskedHost(e.maskRequestHost, port) } : {}),
+    ...(e.trafficToken && port !== ENVD_PORT ? { guarded: true } : {}),
+  };
+  if (e.capsuleAddress) return { host: e.capsuleAddress, port, pathPrefix: '', ...guards };
   const u = new URL(e.agentUrl);
   return {
     host: u.hostname.replace(/^\[|\]$/g, ''),
     port: Number(u.port || 80),
     pathPrefix: `/proxy/${capsuleId}/${port}`,
     headers: { [AGENT_SECRET_HEADER]: e.agentSecret ?? '' },
+    ...guards,
   };
 }

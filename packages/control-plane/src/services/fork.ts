@@ -84,6 +84,9 @@ export async function forkCapsule(
         clientId: source.clientId,
         internet: source.internet,
         autoResume: source.autoResume,
+        // A private source makes private forks, each with a token of its own.
+        trafficAccessToken: source.trafficAccessToken ? newEnvdAccessToken() : null,
+        maskRequestHost: source.maskRequestHost,
         state: 'starting',
         expiresAt: timeoutSec > 0 ? new Date(now + timeoutSec * 1000) : null,
       }),
@@ -161,6 +164,8 @@ function primeRoute(ctx: ControlPlaneContext, c: Capsule, host: Host, address: s
     hostId: host.id,
     agentUrl: host.address,
     agentSecret: host.agentSecret,
+    trafficToken: c.trafficAccessToken,
+    maskRequestHost: c.maskRequestHost,
     ...(ctx.localHostIds.has(host.id) && address ? { capsuleAddress: address } : {}),
   });
 }

@@ -51,6 +51,8 @@ const HOP_BY_HOP = [
   'upgrade',
   'proxy-authorization',
   'x-wrenn-agent-secret',
+  // The sandbox proxy's check of a private capsule (control plane), not for the capsule's server.
+  'e2b-traffic-access-token',
 ];
 
 // Connection-specific fields of a response, which HTTP/2 forbids and HTTP/1.1 sets per hop.

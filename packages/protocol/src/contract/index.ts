@@ -6,6 +6,7 @@ export * from './fork.js';
 export * from './images.js';
 export * from './limits.js';
 export * from './network.js';
+export * from './public-traffic.js';
 export * from './rules.js';
 export * from './states.js';
 export * from './template-build.js';

@@ -51,7 +51,28 @@ export const EgressPolicyProperties = {
 };
 
 /** A create's `network` (other helpers add their non-egress keys here). */
-export const CreateNetworkSchema = Type.Object({ ...EgressPolicyProperties }, { additionalProperties: false });
+export const CreateNetworkSchema = Type.Object(
+  {
+    ...EgressPolicyProperties,
+    allow_public_traffic: Type.Optional(
+      Type.Boolean({
+        description:
+          'false: the capsule gets a traffic_access_token, and the sandbox proxy refuses requests to its ports ' +
+          "(envd's excepted) without it in the e2b-traffic-access-token header (default true)",
+      }),
+    ),
+    mask_request_host: Type.Optional(
+      Type.String({
+        minLength: 1,
+        maxLength: 255,
+        description: "The Host header the capsule's servers see for proxied requests; ${PORT} becomes the port",
+      }),
+    ),
+  },
+  { additionalProperties: false },
+);
+
+export type CreateNetworkJson = Static<typeof CreateNetworkSchema>;
 
 /** `PUT /v1/capsules/:id/network`: replaces the egress policy; an omitted field clears it. */
 export const UpdateNetworkBody = Type.Object({ ...EgressPolicyProperties }, { additionalProperties: false });

@@ -4,6 +4,7 @@
 import { imageReferenceProblem, type RegistryCredentials, registryCredentialsProblem } from './images.js';
 import { type CAPSULE_DEFAULTS, CAPSULE_LIMITS } from './limits.js';
 import { type EgressPolicy, egressPolicyProblem } from './network.js';
+import { maskRequestHostProblem, type PublicTrafficSettings } from './public-traffic.js';
 import { RUNTIME_NAMES } from './states.js';
 import { volumeMountsProblem } from './volumes.js';
 
@@ -40,7 +41,7 @@ export interface CapsuleRequest {
    * Egress policy (network.ts): allowOut (CIDRs, domains; beats denyOut and the internet switch),
    * denyOut (CIDRs), rules (per-domain transforms). The host decides which private ranges may be named.
    */
-  network?: EgressPolicy;
+  network?: EgressPolicy & PublicTrafficSettings;
   /** namespace, qemu or firecracker (default: what the host offers). */
   runtime?: string;
   /** envd's default user for commands and files (a name in the template's /etc/passwd). */
@@ -159,6 +160,7 @@ export function capsuleRequestProblem(req: CapsuleRequest): string | undefined {
     (Array.isArray(allowOut) && allowOut.length > CAPSULE_LIMITS.maxAllowOut
       ? `network.allow_out has ${allowOut.length} entries; at most ${CAPSULE_LIMITS.maxAllowOut}`
       : undefined) ??
-    egressPolicyProblem(req.network)
+    egressPolicyProblem(req.network) ??
+    maskRequestHostProblem(req.network?.maskRequestHost)
   );
 }

@@ -37,6 +37,12 @@ export const CapsuleSchema = Type.Object({
   envd_access_token: Nullable(
     Type.String({ description: "Token for the capsule's envd (X-Access-Token), reached through the proxy" }),
   ),
+  traffic_access_token: Nullable(
+    Type.String({
+      description: 'With network.allow_public_traffic false: send it as e2b-traffic-access-token to reach its ports',
+    }),
+  ),
+  mask_request_host: Nullable(Type.String({ description: "The Host header the capsule's servers see" })),
   created_at: DateTime,
   updated_at: DateTime,
   expires_at: Nullable(DateTime),

@@ -37,7 +37,7 @@ export function toSandbox(ctx: ControlPlaneContext, c: Capsule): Sandbox {
     clientID: c.hostId ?? '',
     envdVersion: envdVersion(),
     ...(c.envdAccessToken ? { envdAccessToken: c.envdAccessToken } : {}),
-    trafficAccessToken: null,
+    trafficAccessToken: c.trafficAccessToken,
     domain: sandboxDomain(ctx),
   };
 }
@@ -67,6 +67,10 @@ export function toSandboxDetail(ctx: ControlPlaneContext, c: Capsule): SandboxDe
     allowInternetAccess: c.internet,
     domain: sandboxDomain(ctx),
     lifecycle: { autoResume: c.autoResume, onTimeout: c.timeoutAction === 'kill' ? 'kill' : 'pause' },
+    network: {
+      allowPublicTraffic: c.trafficAccessToken === null,
+      ...(c.maskRequestHost !== null ? { maskRequestHost: c.maskRequestHost } : {}),
+    },
   };
 }
 

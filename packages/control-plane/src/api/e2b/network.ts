@@ -3,7 +3,7 @@
 // clears it; `allow_internet_access: false` is denyOut 0.0.0.0/0, as E2B documents it). The
 // contract judges the entries; `egressProxy` (an upstream SOCKS proxy) is not built: 400.
 import { Type } from '@sinclair/typebox';
-import { ALL_TRAFFIC, type EgressPolicy, InvalidArgumentError } from '@wrenn/protocol';
+import { ALL_TRAFFIC, type EgressPolicy, InvalidArgumentError, type PublicTrafficSettings } from '@wrenn/protocol';
 import type { FastifyInstance } from 'fastify';
 import type { ControlPlaneContext } from '../../context.js';
 import { updateCapsuleNetwork } from '../../services/capsules.js';
@@ -23,6 +23,19 @@ export function e2bEgressPolicy(network: Record<string, unknown> | undefined): E
     ...(allowOut !== undefined && allowOut !== null ? { allowOut } : {}),
     ...(denyOut !== undefined && denyOut !== null ? { denyOut } : {}),
     ...(rules !== undefined && rules !== null ? { rules } : {}),
+  };
+}
+
+/** E2B's `network.allowPublicTraffic` and `network.maskRequestHost` of a create, type-checked. */
+export function e2bPublicTraffic(network: Record<string, unknown> | undefined): PublicTrafficSettings {
+  const { allowPublicTraffic, maskRequestHost } = network ?? {};
+  if (allowPublicTraffic !== undefined && allowPublicTraffic !== null && typeof allowPublicTraffic !== 'boolean')
+    throw new InvalidArgumentError('network.allowPublicTraffic must be a boolean');
+  if (maskRequestHost !== undefined && maskRequestHost !== null && typeof maskRequestHost !== 'string')
+    throw new InvalidArgumentError('network.maskRequestHost must be a string');
+  return {
+    ...(typeof allowPublicTraffic === 'boolean' ? { allowPublicTraffic } : {}),
+    ...(typeof maskRequestHost === 'string' ? { maskRequestHost } : {}),
   };
 }
 

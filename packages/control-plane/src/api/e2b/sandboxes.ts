@@ -33,7 +33,7 @@ import {
   toSandboxMetric,
 } from './mapping.js';
 import { lastPerStep, metricsRange } from './metrics-range.js';
-import { e2bEgressPolicy } from './network.js';
+import { e2bEgressPolicy, e2bPublicTraffic } from './network.js';
 import {
   ConnectBody,
   errorResponses,
@@ -140,7 +140,9 @@ async function withVolumeMounts(
 
 export function sandboxRoutes(app: FastifyInstance, ctx: ControlPlaneContext): void {
   const create = async (body: NewSandbox, teamId: string) => {
-    const network = e2bEgressPolicy(body.network);
+    const egress = e2bEgressPolicy(body.network);
+    const publicTraffic = e2bPublicTraffic(body.network);
+    const network = egress || Object.keys(publicTraffic).length > 0 ? { ...egress, ...publicTraffic } : undefined;
     const c = await createCapsule(ctx, teamId, {
       template: body.templateID,
       timeoutSec: body.timeout ?? CAPSULE_DEFAULTS.timeoutSec,

@@ -85,6 +85,12 @@ export const SandboxDetail = Type.Object({
     autoResume: Type.Boolean(),
     onTimeout: Type.Union([Type.Literal('kill'), Type.Literal('pause')]),
   }),
+  network: Type.Optional(
+    Type.Object(
+      { allowPublicTraffic: Type.Optional(Type.Boolean()), maskRequestHost: Type.Optional(Type.String()) },
+      { additionalProperties: true },
+    ),
+  ),
 });
 export type SandboxDetail = Static<typeof SandboxDetail>;
 

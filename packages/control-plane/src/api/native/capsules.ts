@@ -5,6 +5,7 @@ import { Type } from '@fastify/type-provider-typebox';
 import {
   type CapsuleNetworkJson,
   CapsuleNetworkSchema,
+  type CreateNetworkJson,
   type EgressPolicy,
   InvalidArgumentError,
   UpdateNetworkBody,
@@ -44,6 +45,15 @@ function egressPolicyOf(n: UpdateNetworkBodyJson): EgressPolicy {
     ...(n.allow_out !== undefined ? { allowOut: n.allow_out } : {}),
     ...(n.deny_out !== undefined ? { denyOut: n.deny_out } : {}),
     ...(n.rules !== undefined ? { rules: n.rules } : {}),
+  };
+}
+
+/** A create's `network`: the egress policy plus who may reach the capsule's ports and the Host they see. */
+function createNetworkOf(n: CreateNetworkJson): svc.CreateCapsuleInput['network'] {
+  return {
+    ...egressPolicyOf(n),
+    ...(n.allow_public_traffic !== undefined ? { allowPublicTraffic: n.allow_public_traffic } : {}),
+    ...(n.mask_request_host !== undefined ? { maskRequestHost: n.mask_request_host } : {}),
   };
 }
 
@@ -123,7 +133,7 @@ export const capsuleRoutes =
           ...(b.metadata !== undefined ? { metadata: b.metadata } : {}),
           ...(b.internet !== undefined ? { internet: b.internet } : {}),
           ...(b.auto_resume !== undefined ? { autoResume: b.auto_resume } : {}),
-          ...(b.network !== undefined ? { network: egressPolicyOf(b.network) } : {}),
+          ...(b.network !== undefined ? { network: createNetworkOf(b.network) } : {}),
           ...(b.runtime !== undefined ? { runtime: b.runtime } : {}),
           ...(b.default_user !== undefined ? { defaultUser: b.default_user } : {}),
           ...(b.volume_mounts !== undefined ? { volumeMounts: b.volume_mounts } : {}),

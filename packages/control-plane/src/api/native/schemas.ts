@@ -62,6 +62,8 @@ export function capsuleJson(c: Capsule, volumeMounts: CapsuleVolumeMountsJson): 
     internet: c.internet,
     auto_resume: c.autoResume,
     envd_access_token: c.envdAccessToken,
+    traffic_access_token: c.trafficAccessToken,
+    mask_request_host: c.maskRequestHost,
     created_at: c.createdAt.toISOString(),
     updated_at: c.updatedAt.toISOString(),
     expires_at: c.expiresAt?.toISOString() ?? null,

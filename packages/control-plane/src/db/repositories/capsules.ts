@@ -46,6 +46,10 @@ export interface Capsule {
   internet: boolean;
   /** Resume by itself on its next proxied request while paused. */
   autoResume: boolean;
+  /** Set when public traffic is off: the proxy demands it on the capsule's ports. */
+  trafficAccessToken: string | null;
+  /** The Host header its servers see (`${PORT}` for the port). */
+  maskRequestHost: string | null;
   createdAt: Date;
   updatedAt: Date;
   expiresAt: Date | null;
@@ -69,6 +73,8 @@ export interface NewCapsule {
   clientId?: string | null;
   internet?: boolean;
   autoResume?: boolean;
+  trafficAccessToken?: string | null;
+  maskRequestHost?: string | null;
   state?: CapsuleState;
   /** Defaults to now + timeoutSec. */
   expiresAt?: Date | null;
@@ -91,6 +97,8 @@ export const toCapsule = (r: Selectable<CapsulesTable>): Capsule => ({
   clientId: r.client_id,
   internet: Number(r.internet) !== 0,
   autoResume: Number(r.auto_resume) !== 0,
+  trafficAccessToken: r.traffic_access_token ?? null,
+  maskRequestHost: r.mask_request_host ?? null,
   createdAt: toDate(r.created_at),
   updatedAt: toDate(r.updated_at),
   expiresAt: toDateOrNull(r.expires_at),
@@ -119,6 +127,8 @@ export async function createCapsule(db: Kysely<Database>, input: NewCapsule): Pr
     client_id: input.clientId ?? null,
     internet: input.internet === false ? 0 : 1,
     auto_resume: input.autoResume ? 1 : 0,
+    traffic_access_token: input.trafficAccessToken ?? null,
+    mask_request_host: input.maskRequestHost ?? null,
     created_at: now,
     updated_at: now,
     expires_at: input.expiresAt !== undefined ? toMsOrNull(input.expiresAt) : now + timeoutSec * 1000,

@@ -128,6 +128,9 @@ export async function createCapsule(
     clientId: input.clientId ?? null,
     internet: input.internet ?? CAPSULE_DEFAULTS.internet,
     autoResume: input.autoResume ?? false,
+    // E2B's allowPublicTraffic: false: the proxy lets through only requests that carry this.
+    trafficAccessToken: input.network?.allowPublicTraffic === false ? newEnvdAccessToken() : null,
+    maskRequestHost: input.network?.maskRequestHost ?? null,
     state: 'starting',
     expiresAt: timeoutSec > 0 ? new Date(now + timeoutSec * 1000) : null,
   });
@@ -199,6 +202,8 @@ export async function createCapsule(
     hostId: host.id,
     agentUrl: host.address,
     agentSecret: host.agentSecret,
+    trafficToken: result.trafficAccessToken,
+    maskRequestHost: result.maskRequestHost,
     ...(ctx.localHostIds.has(host.id) && made?.address ? { capsuleAddress: made.address } : {}),
   });
   if (!input.skipTemplateStart) await startFromTemplateConfig(ctx, teamId, result, host, templateConfig);
