@@ -38,6 +38,12 @@ const PARTS = {
   'node-pty': ['package.json', 'lib', 'build/Release/pty.node', 'build/Release/spawn-helper'],
   '@wrenn/native': ['package.json', 'build/Release/wrenn_native.node'],
 };
+// The code-interpreter server's packages (added to envd's package.json; a tree updated by a pull
+// may not have them installed yet).
+for (const dep of ['zeromq', 'sucrase']) {
+  if (!existsSync(join(root, 'node_modules', dep, 'package.json')))
+    throw new Error(`${dep} is not installed (envd's code-interpreter server needs it): run npm install`);
+}
 rmSync(out, { recursive: true, force: true });
 mkdirSync(join(out, 'node_modules'), { recursive: true });
 await build({

@@ -2,7 +2,8 @@
 // capsule): code run through runCode in capsule A (kernels run as the capsule's root, as E2B's
 // do), and as the unprivileged `user`, tries to reach capsule B's server and envd directly over
 // the capsules' network; both must fail while B keeps executing code. The kernel's environment
-// must carry none of envd's secrets. Network slot 8 (the security suite's).
+// must carry none of envd's secrets, and `user` must not reach the Python kernel's key or its
+// ZeroMQ sockets. Network slot 8 (the security suite's).
 
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
@@ -49,6 +50,27 @@ describe('code-interpreter server: hostile probes', () => {
     );
     assert.match(asUser.logs.stdout.join(''), /^REFUSED/, asUser.logs.stdout.join(''));
     // The neighbour keeps working.
+    assert.equal((await b.runCode('6 * 7')).text, '42');
+  });
+
+  it("keeps the kernel's signing key and ZeroMQ sockets from the unprivileged user", async () => {
+    // The server's Python kernel binds ipc:// sockets in a root-only directory holding the
+    // connection file (its HMAC key): `user` can neither read the key nor connect to a socket.
+    // (The capsule's root can, as in E2B's sandboxes, where kernels run as root too.)
+    const r = await a.runCode(
+      [
+        'd=$(ls -d /tmp/wrenn-kernel-* | head -1); echo "DIR $d"',
+        `su user -s /bin/sh -c "cat $d/connection.json" >/dev/null 2>&1 && echo KEY-READ || echo KEY-DENIED`,
+        `su user -s /bin/sh -c "python3 -c 'import socket,sys; socket.socket(socket.AF_UNIX).connect(sys.argv[1])' $d/k-1" >/dev/null 2>&1 && echo SHELL-CONNECTED || echo SHELL-DENIED`,
+      ].join('\n'),
+      { language: 'bash' },
+    );
+    const out = r.logs.stdout.join('');
+    assert.match(out, /^DIR \/tmp\/wrenn-kernel-\S+$/m, out);
+    assert.match(out, /^KEY-DENIED$/m, out);
+    assert.match(out, /^SHELL-DENIED$/m, out);
+    // The kernel behind it keeps working, and so does the neighbour.
+    assert.equal((await a.runCode('6 * 7')).text, '42');
     assert.equal((await b.runCode('6 * 7')).text, '42');
   });
 
