@@ -6,7 +6,13 @@ import { type CapacityConfig, capacityConfig } from './capacity/capacity.js';
 import { applyHostSettings, hostSettings, type TuningLog } from './host-tuning.js';
 import { TemplateNotFoundError } from './manager/errors.js';
 import type { NetworkProvider, TemplateInfo, TemplateProvider } from './manager/types.js';
-import { type MetadataServer, NetworkManager, type NetworkOptions, startMetadataHttpServer } from './network/index.js';
+import {
+  loadEgressCa,
+  type MetadataServer,
+  NetworkManager,
+  type NetworkOptions,
+  startMetadataHttpServer,
+} from './network/index.js';
 import { ensureImageTemplate, ociCacheDir, parseImageReference } from './oci/index.js';
 import { type TemplateManifest, TemplateStore } from './rootfs/index.js';
 import { createFirecrackerRuntime } from './runtimes/firecracker/index.js';
@@ -88,8 +94,10 @@ export function templateProvider(
   };
 }
 
-export function networkProvider(net: NetworkManager): NetworkProvider {
+/** `egressCaPem`: the egress proxy's CA, which capsules with rules are made to trust. */
+export function networkProvider(net: NetworkManager, egressCaPem?: string): NetworkProvider {
   return {
+    ...(egressCaPem ? { egressCaPem } : {}),
     async create(id, opts) {
       const n = await net.create({
         id,
@@ -176,7 +184,10 @@ export async function createLocalLayers(dataDir: string, opts: LocalLayerOptions
   const templateStore = new TemplateStore({ imagesDir: opts.imagesDir ?? join(dataDir, 'images') });
   const networkManager = new NetworkManager({ dataDir, ...netOpts });
   await networkManager.init();
+  // Created at first start under the data dir; its certificate goes into capsules with rules.
+  const egressCa = await loadEgressCa(dataDir);
   const egressProxy = await networkManager.startEgressProxy({
+    ca: egressCa,
     log: (level, msg, fields) => log[level](fields, msg),
   });
   const metadataServer = await startMetadataHttpServer({
@@ -233,7 +244,7 @@ export async function createLocalLayers(dataDir: string, opts: LocalLayerOptions
     defaultRuntime: choice.defaultRuntime,
     capacity,
     runtimeReasons: choice.reasons,
-    network: networkProvider(networkManager),
+    network: networkProvider(networkManager, egressCa.certPem),
     templates: templateProvider(templateStore, [...runtimes.keys()], opts.ociDir ?? ociCacheDir(dataDir)),
     templateStore,
     networkManager,

@@ -1,7 +1,8 @@
 // Egress policy through the official e2b SDK on real capsules (namespace runtime, `base` template),
 // probed as root inside them: `network.allowOut/denyOut` at create (CIDR, IP, domain, *.domain,
 // the all-traffic selector, allow beating deny), `updateNetwork` on a running sandbox, the policy
-// kept across pause/resume, header injection by `rules` (the capsule never holds the value), and
+// kept across pause/resume, header injection by `rules` on HTTP and HTTPS (the capsule trusts the
+// agent's egress CA, never holds the value), and
 // the attacks: a spoofed SNI, raw UDP, an IP literal in the Host header; a neighbour without a
 // policy keeps its internet. The "internet" is the test's own namespace in 198.18.7.0/24 with its
 // own name server, given to the agent as the capsules' DNS; no packet leaves the machine.
@@ -32,9 +33,9 @@ describe('e2b SDK: egress policy on real capsules', { skip: isRoot ? false : 'ne
     return s;
   };
   /** curl inside the sandbox as root: the HTTP status, or the exit code when it failed. */
-  const curl = async (s: Sandbox, args: string) => {
+  const curl = async (s: Sandbox, args: string, cacert = '--cacert /tmp/ca.pem') => {
     const r = await s.commands
-      .run(`curl -sS --max-time 5 --cacert /tmp/ca.pem -o /tmp/body -w '%{http_code}' ${args}`, { user: 'root' })
+      .run(`curl -sS --max-time 5 ${cacert} -o /tmp/body -w '%{http_code}' ${args}`, { user: 'root' })
       .catch((e: unknown) => (e instanceof CommandExitError ? e : Promise.reject(e)));
     const body = r.exitCode === 0 ? await s.files.read('/tmp/body') : '';
     return { exit: r.exitCode, status: r.stdout.trim(), body };
@@ -48,7 +49,7 @@ describe('e2b SDK: egress policy on real capsules', { skip: isRoot ? false : 'ne
       db: 'sqlite',
       slot: 8,
       imagesDir: SHARED_IMAGES,
-      network: { dnsServers: [INET.dns], egressAllow: [INET.range] },
+      network: { dnsServers: [INET.dns], egressAllow: [INET.range], egressUpstreamCa: [inet.caPem] },
     });
   });
   after(async () => {
@@ -121,6 +122,12 @@ describe('e2b SDK: egress policy on real capsules', { skip: isRoot ? false : 'ne
     const r = await curl(s, 'http://a.egress.test/headers');
     assert.equal(r.status, '200', JSON.stringify(r));
     assert.equal((JSON.parse(r.body) as { headers: Record<string, string> }).headers['x-api-key'], secret);
+    // HTTPS: the capsule trusts the egress CA (added to its store at create), the proxy re-sends it.
+    const tls = await curl(s, 'https://a.egress.test/headers', '');
+    assert.equal(tls.status, '200', JSON.stringify(tls));
+    assert.equal((JSON.parse(tls.body) as { headers: Record<string, string> }).headers['x-api-key'], secret);
+    const trust = await s.commands.run('grep -c BEGIN /usr/local/share/ca-certificates/wrenn-egress-ca.crt');
+    assert.equal(trust.stdout.trim(), '1');
     // The test's server echoes it back into /tmp/body: that copy is the server's doing, not the proxy's.
     await s.commands.run('rm -f /tmp/body', { user: 'root' });
     const look = await s.commands.run(

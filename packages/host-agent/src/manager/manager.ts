@@ -9,6 +9,7 @@ import { CAPSULE_DEFAULTS, CAPSULE_LIMITS, type CapsuleRequest, type PauseMode }
 import { assessCapacity, type CapacityConfig, type CapacityReport, capacityConfig } from '../capacity/capacity.js';
 import { readHostReadings } from '../capacity/host-readings.js';
 import { createEnvdClient, type EnvdClient, runInCapsule, waitForEnvd } from '../envd-client/index.js';
+import { TRUST_CA_SCRIPT } from '../network/index.js';
 import { HostCapacityError } from '../runtimes/capacity-error.js';
 import type { CapsuleRuntime, CapsuleStats, EnvdInit, RuntimeName } from '../runtimes/runtime.js';
 import { VolumeStore } from '../volumes/index.js';
@@ -386,6 +387,27 @@ export class SandboxManager {
     if (rec.handle.envdInitialized) this.openEnvd(rec);
     else await this.initEnvd(rec, false, inheritedEnvdToken);
     await firewall;
+    await this.trustEgressCa(rec);
+  }
+
+  /**
+   * Puts the egress proxy's CA into the trust store of a capsule with `rules` (Debian-style
+   * templates), so HTTPS to those domains verifies through the proxy; a failure is logged only
+   * (the capsule's clients then refuse the proxy's certificate, failing closed).
+   */
+  private async trustEgressCa(rec: CapsuleRecord): Promise<void> {
+    const pem = this.deps.network.egressCaPem;
+    if (!pem || Object.keys(rec.networkPolicy?.rules ?? {}).length === 0) return;
+    if (rec.state !== 'running' && rec.state !== 'starting') return; // a paused capsule gets it at its next update
+    const client = createEnvdClient(rec.address, rec.envdAccessToken);
+    try {
+      const code = await runInCapsule(client, '/bin/sh', ['-c', TRUST_CA_SCRIPT, pem], 'root', 10_000);
+      if (code !== 0) this.log('warn', 'could not add the egress CA to a capsule', { id: rec.id, code });
+    } catch (err) {
+      this.log('warn', 'could not add the egress CA to a capsule', { id: rec.id, err: String(err) });
+    } finally {
+      client.close();
+    }
   }
 
   /** A network policy, checked against this host's settings; undefined when it has nothing in it. */
@@ -425,6 +447,7 @@ export class SandboxManager {
       if (policy) rec.networkPolicy = policy;
       else delete rec.networkPolicy;
       await this.store.save(rec);
+      await this.trustEgressCa(rec);
       return rec;
     });
   }

@@ -40,6 +40,8 @@ export interface NetworkProvider {
   ): Promise<CapsuleNetworkInfo>;
   /** Validates and normalises a policy against this host's settings; throws (with why) when refused. */
   checkPolicy?(policy: EgressPolicy): CapsuleNetworkPolicy;
+  /** The egress proxy's CA certificate (PEM): capsules with `rules` get it in their trust store. */
+  egressCaPem?: string;
   /** Replaces a capsule's egress policy (checked first); new connections follow it at once. */
   setPolicy?(id: string, policy: CapsuleNetworkPolicy | undefined): Promise<void>;
   ready?(id: string): Promise<void>;

@@ -8,6 +8,8 @@ import {
 } from './manager.js';
 import { type MetadataServer, startMetadataHttpServer } from './metadata-server.js';
 
+export { type EgressCa, loadEgressCa, TRUST_CA_SCRIPT } from './egress-proxy/egress-ca.js';
+export type { EgressProxy } from './egress-proxy/server.js';
 export { METADATA_IP } from './firewall.js';
 export { CAPSULE_IFNAME } from './links.js';
 export {

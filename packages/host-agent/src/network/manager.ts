@@ -3,6 +3,7 @@
 
 import { networkInterfaces } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { rootCertificates } from 'node:tls';
 import {
   type EgressPolicy,
   egressPolicyProblem,
@@ -20,6 +21,7 @@ import {
   parseCidr,
   parseCidrList,
 } from './egress-policy.js';
+import type { EgressCa } from './egress-proxy/egress-ca.js';
 import { type EgressProxy, type EgressProxyOptions, startEgressProxy } from './egress-proxy/server.js';
 import { type EgressRule, Firewall } from './firewall.js';
 import { createLinks, enableIpForwarding, listHostIfnames, listNetns, prepareNetnsDir, removeLinks } from './links.js';
@@ -67,6 +69,8 @@ export interface NetworkOptions {
    * rules have ports 80/443 redirected. Default: WRENN_EGRESS_PROXY_PORT or the metadata port + 1 (50170).
    */
   egressProxyPort?: number;
+  /** CAs (PEM) the egress proxy trusts besides Node's when it re-sends HTTPS (rules); for tests and private CAs. */
+  egressUpstreamCa?: string[];
 }
 
 /** What the egress proxy needs to know about the capsule behind a source address. */
@@ -188,6 +192,7 @@ export class NetworkManager {
   readonly egressOpenable: Cidr[];
   /** The egress proxy's ports (plain HTTP, TLS). */
   readonly proxyPorts: { http: number; tls: number };
+  private readonly egressUpstreamCa: string[] | undefined;
   private initPromise: Promise<void> | undefined;
   private readonly creating = new Set<string>();
   private warmTarget: number;
@@ -217,6 +222,7 @@ export class NetworkManager {
     const proxyPort = opts.egressProxyPort ?? envInt('WRENN_EGRESS_PROXY_PORT', this.metadataPort + 1);
     if (proxyPort < 1 || proxyPort > 65534) throw new Error(`egress proxy port ${proxyPort} is not a TCP port`);
     this.proxyPorts = { http: proxyPort, tls: proxyPort + 1 };
+    this.egressUpstreamCa = opts.egressUpstreamCa;
     this.defaultRateMbit = checkRate(opts.rateMbit ?? envInt('WRENN_NET_RATE_MBIT', DEFAULT_RATE_MBIT));
     this.txqueuelen = opts.txqueuelen ?? DEFAULT_TXQUEUELEN;
     this.warmTarget = opts.warmPool ?? envInt('WRENN_NET_WARM_POOL', 0);
@@ -356,10 +362,18 @@ export class NetworkManager {
     return !opened.some((o) => cidrWithin(c, o));
   }
 
-  /** Starts the egress proxy on this manager's proxy ports (all addresses; only capsules reach them). */
-  startEgressProxy(o: Pick<EgressProxyOptions, 'secureContextFor' | 'upstreamCa' | 'log'> = {}): Promise<EgressProxy> {
+  /**
+   * Starts the egress proxy on this manager's proxy ports (all addresses; only capsules reach them).
+   * With `ca`, HTTPS requests to domains with rules are terminated with its certificates.
+   */
+  startEgressProxy(o: Pick<EgressProxyOptions, 'upstreamCa' | 'log'> & { ca?: EgressCa } = {}): Promise<EgressProxy> {
+    const { ca, ...rest } = o;
+    const upstreamCa = o.upstreamCa ?? this.egressUpstreamCa;
     return startEgressProxy({
-      ...o,
+      ...rest,
+      // Node's CAs plus the extra ones (an explicit `ca` replaces the defaults).
+      ...(upstreamCa ? { upstreamCa: [...rootCertificates, ...upstreamCa] } : {}),
+      ...(ca ? { secureContextFor: (host: string) => ca.contextFor(host) } : {}),
       httpPort: this.proxyPorts.http,
       tlsPort: this.proxyPorts.tls,
       lookup: (addr) => this.egressFor(addr),

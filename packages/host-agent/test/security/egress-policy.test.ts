@@ -6,12 +6,12 @@
 // while a neighbour without a policy keeps its internet. Every "internet" host is in a namespace
 // this test creates (198.18.7.0/24); no packet leaves the machine.
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import type { EgressProxy } from '../../src/network/egress-proxy/server.js';
-import { NetworkManager } from '../../src/network/index.js';
+import { loadEgressCa, NetworkManager } from '../../src/network/index.js';
 import {
   createInternet,
   INET,
@@ -39,6 +39,8 @@ let dataDir = '';
 let m: NetworkManager;
 let inet: Internet;
 let proxy: EgressProxy;
+let egressCaPem = '';
+let bothCas = '';
 
 function newManager(metadataPort: number): NetworkManager {
   return new NetworkManager({
@@ -59,7 +61,12 @@ before(async () => {
   m = newManager(m.metadataPort);
   await m.init();
   inet = await createInternet();
-  proxy = await m.startEgressProxy({ upstreamCa: [inet.caPem] });
+  const ca = await loadEgressCa(dataDir);
+  egressCaPem = ca.certPem;
+  proxy = await m.startEgressProxy({ upstreamCa: [inet.caPem], ca });
+  // What a capsule with rules trusts: the internet's CA and the egress proxy's.
+  bothCas = join(dataDir, 'both-cas.pem');
+  await writeFile(bothCas, `${inet.caPem}\n${egressCaPem}`);
 });
 
 after(async () => {
@@ -82,12 +89,18 @@ async function capsule(policy: { allowOut?: string[]; denyOut?: string[]; rules?
 }
 
 /** curl inside the capsule's namespace; `to` pins the name to an address as the capsule's DNS would. */
-async function curl(netns: string, url: string, to?: string): Promise<{ code: number; body: string }> {
+async function curl(
+  netns: string,
+  url: string,
+  to?: string,
+  cacert = inet.caFile,
+  extra: string[] = [],
+): Promise<{ code: number; body: string }> {
   const u = new URL(url);
   const port = u.protocol === 'https:' ? 443 : 80;
-  const args = ['netns', 'exec', netns, 'curl', '-sS', '--max-time', '5', '--cacert', inet.caFile];
+  const args = ['netns', 'exec', netns, 'curl', '-sS', '--max-time', '5', '--cacert', cacert];
   if (to) args.push('--resolve', `${u.hostname}:${port}:${to}`);
-  const r = await execFileP('ip', [...args, '-w', '\\n%{http_code}', url]).catch(
+  const r = await execFileP('ip', [...args, ...extra, '-w', '\\n%{http_code}', url]).catch(
     (e: { stdout?: string; code?: number }) => ({ stdout: `${e.stdout ?? ''}\n000`, code: e.code }),
   );
   const lines = r.stdout.trimEnd().split('\n');
@@ -227,20 +240,34 @@ test(
   },
 );
 
-test('rules: header injection on HTTP requests to one domain; the capsule never holds the value', opts, async () => {
-  const secret = `s3cret-${process.pid}`;
-  const n = await capsule({
-    allowOut: ['a.egress.test'],
-    denyOut: ['0.0.0.0/0'],
-    rules: { 'a.egress.test': [{ transform: { headers: { 'X-Api-Key': secret, 'User-Agent': 'wrenn-rule' } } }] },
-  });
-  t_after(n.id);
-  const r = await curl(n.netnsName, 'http://a.egress.test/get', INET.a);
-  assert.equal(r.code, 200, r.body);
-  const h = served(r.body).headers;
-  assert.equal(h['x-api-key'], secret);
-  assert.equal(h['user-agent'], 'wrenn-rule', 'an existing header is replaced');
-  // The value lives in the agent's records only: nothing in the namespace names it.
-  const inside = await execFileP('ip', ['netns', 'exec', n.netnsName, 'sh', '-c', 'ip addr; cat /proc/net/tcp']);
-  assert.equal(inside.stdout.includes(secret), false);
-});
+test(
+  'rules: header injection on HTTP and HTTPS requests to one domain; the capsule never holds the value',
+  opts,
+  async () => {
+    const secret = `s3cret-${process.pid}`;
+    const n = await capsule({
+      allowOut: ['a.egress.test'],
+      denyOut: ['0.0.0.0/0'],
+      rules: { 'a.egress.test': [{ transform: { headers: { 'X-Api-Key': secret, 'User-Agent': 'wrenn-rule' } } }] },
+    });
+    t_after(n.id);
+    const r = await curl(n.netnsName, 'http://a.egress.test/get', INET.a);
+    assert.equal(r.code, 200, r.body);
+    const h = served(r.body).headers;
+    assert.equal(h['x-api-key'], secret);
+    assert.equal(h['user-agent'], 'wrenn-rule', 'an existing header is replaced');
+    // HTTPS: terminated with the egress CA's certificate for the name, re-sent verified upstream.
+    const tls = await curl(n.netnsName, 'https://a.egress.test/get', INET.a, bothCas);
+    assert.equal(tls.code, 200, tls.body);
+    assert.equal(served(tls.body).headers['x-api-key'], secret);
+    assert.equal(served(tls.body).server, INET.a);
+    // Without the egress CA the capsule's client refuses the proxy's certificate (fails closed).
+    assert.equal((await curl(n.netnsName, 'https://a.egress.test/get', INET.a)).code, 0);
+    // A Host other than the TLS name inside a terminated connection is refused.
+    const other = await curl(n.netnsName, 'https://a.egress.test/', INET.a, bothCas, ['-H', 'Host: b.egress.test']);
+    assert.notEqual(other.code, 200);
+    // The value lives in the agent's records only: nothing in the namespace names it.
+    const inside = await execFileP('ip', ['netns', 'exec', n.netnsName, 'sh', '-c', 'ip addr; cat /proc/net/tcp']);
+    assert.equal(inside.stdout.includes(secret), false);
+  },
+);

@@ -27,7 +27,7 @@ export interface EgressProxyOptions {
   /** Name servers to resolve with (the capsules' own); empty: the host's resolv.conf. */
   dnsServers: readonly string[];
   /** A TLS context for `host` signed by the egress CA (HTTPS rules); absent: HTTPS rules are refused. */
-  secureContextFor?(host: string): SecureContext;
+  secureContextFor?(host: string): Promise<SecureContext>;
   /** CAs the proxy trusts for HTTPS it re-sends (default: Node's). */
   upstreamCa?: string[];
   log?(level: 'info' | 'warn', msg: string, fields: Record<string, unknown>): void;
@@ -143,7 +143,7 @@ export async function startEgressProxy(o: EgressProxyOptions): Promise<EgressPro
       if (!o.secureContextFor) throw new Error(`${host} has rules but this agent has no egress CA`);
       const first = await target(e, host);
       if ('refused' in first) throw new Error(first.refused);
-      const tls = new TLSSocket(client, { isServer: true, secureContext: o.secureContextFor(host) });
+      const tls = new TLSSocket(client, { isServer: true, secureContext: await o.secureContextFor(host) });
       Object.assign(tls, { egress: e, tlsHost: host });
       rewriter.emit('connection', tls);
       return;
