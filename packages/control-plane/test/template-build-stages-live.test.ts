@@ -110,6 +110,24 @@ describe('ARG and multi-stage template builds (live)', () => {
     assert.doesNotMatch(again.logs, /copied /);
   });
 
+  it('streams a large COPY --from (48 MiB of random bytes) intact', async () => {
+    const b = await build({
+      name: 'staged-big',
+      dockerfile:
+        'FROM minimal AS big\nRUN dd if=/dev/urandom of=/big.bin bs=1M count=48 2>/dev/null && md5sum /big.bin > /big.md5\n' +
+        'FROM minimal\nCOPY --from=big /big.bin /big.md5 /data/\n',
+    });
+    assert.equal(b.status, 'ready', `build failed: ${b.error}\n${b.logs}`);
+    const r = await run(
+      'staged-big',
+      'md5sum /data/big.bin | cut -d" " -f1; cut -d" " -f1 /data/big.md5; stat -c %s /data/big.bin',
+    );
+    const [got, want, size] = r.stdout.trim().split('\n');
+    assert.equal(size, String(48 * 1024 * 1024));
+    assert.equal(got, want, 'the copied file differs from the one made in the stage');
+    assert.equal((await call('DELETE', '/v1/templates/staged-big')).status, 204);
+  });
+
   it('reports bad ARG and stage names with their line, and a missing COPY --from path as a failed step', async () => {
     const badArg = await call('POST', '/v1/templates', { name: 'bad', dockerfile: 'FROM minimal\n\nARG 2x=1\n' });
     assert.equal(badArg.status, 400, badArg.text);

@@ -3,27 +3,27 @@
 // modes and symlinks are kept, and every path (the source, and any symlink it is or passes
 // through) is resolved inside the stage's own root: the host and the agent's files are not in
 // that capsule's view at all. A source that is a symlink is followed (as Docker does) within that
-// root; symlinks inside a copied directory are copied as symlinks.
+// root; symlinks inside a copied directory are copied as symlinks. The tar streams through the
+// control plane chunk by chunk (the source's output paced by the target's input), never whole.
 import { posix } from 'node:path';
 import { messageOf } from '@wrenn/protocol';
 import type { ControlPlaneContext } from '../context.js';
 import { agentForCapsule, type Capsule } from '../services/capsules.js';
 
-/** Largest tar a single COPY --from source may make (it passes through the control plane's memory). */
-export const COPY_FROM_MAX_BYTES = 512 * 1024 * 1024;
-
 /** Exit code of the source script when the path does not exist in the stage. */
 const MISSING = 3;
 
 /**
- * Runs in the source capsule as root with the path as $1: writes the kind ("dir" or "file") to
- * stderr and a tar of the directory's contents, or of the one file/symlink/device, to stdout.
+ * Runs in the source capsule as root with the path as $1. With $2 = probe it prints the kind
+ * ("dir" or "file"); with $2 = tar it writes a tar of the directory's contents, or of the one
+ * file/symlink/device, to stdout.
  */
 const SOURCE_SCRIPT = `
 p=$(readlink -f -- "$1" 2>/dev/null) || p=
 if [ -z "$p" ] || ! [ -e "$p" ]; then echo "no such file or directory" >&2; exit ${MISSING}; fi
-if [ -d "$p" ]; then cd "$p" && set -- . && echo dir >&2
-else cd "$(dirname -- "$p")" && set -- "./$(basename -- "$p")" && echo file >&2; fi
+if [ -d "$p" ]; then kind=dir; else kind=file; fi
+if [ "$2" = probe ]; then echo "$kind"; exit 0; fi
+if [ "$kind" = dir ]; then cd "$p" && set -- .; else cd "$(dirname -- "$p")" && set -- "./$(basename -- "$p")"; fi
 if tar --version 2>/dev/null | grep -q GNU; then exec tar --numeric-owner --one-file-system -cf - "$@"; fi
 exec tar -cf - "$@"
 `;
@@ -40,10 +40,13 @@ for f in $1; do if [ -e "$f" ] || [ -L "$f" ]; then printf '%s\\0' "$f"; fi; don
 /**
  * Runs in the build capsule as root, the tar on stdin. Directory source ($2 = dir): unpacked into
  * $1, whose own owner and mode stay as they were when it existed. File source ($2 = file):
- * unpacked next to the destination and renamed onto it (into it when $1 is a directory).
+ * unpacked next to the destination and renamed onto it (into it when $1 is a directory). On any
+ * failure the rest of stdin is read, so the process lives until its input ends and its exit
+ * status is there for whoever asks.
  */
 const TARGET_SCRIPT = `
 set -e
+trap 'cat > /dev/null' EXIT
 dest=$1
 if [ "$2" = dir ]; then
   if [ -d "$dest" ]; then keep=$(stat -c '%u:%g %a' "$dest"); else keep=; fi
@@ -63,21 +66,21 @@ fi
 
 export class CopyFromError extends Error {}
 
-/** An exec request running argv as root in `c` from /, with `stdin`. */
-const rootExec = (c: Capsule, argv: string[], stdin: Uint8Array = new Uint8Array()) => ({
+/** An exec request running argv as root in `c` from /. */
+const rootExec = (c: Capsule, argv: string[]) => ({
   capsuleId: c.id,
   cmd: argv[0]!,
   args: argv.slice(1),
   envs: {},
   cwd: '/',
   user: 'root',
-  stdin,
+  stdin: new Uint8Array(),
   timeoutSec: 3600,
   tag: '',
 });
 
 export interface CopyFromPlan {
-  /** Source paths inside the stage (already substituted), absolute or relative to its root. */
+  /** Source paths inside the stage (already substituted), absolute or relative to its root; wildcards allowed. */
   sources: string[];
   /** The destination, absolute, already substituted and joined to WORKDIR. */
   dest: string;
@@ -85,6 +88,29 @@ export interface CopyFromPlan {
   intoDir: boolean;
   /** What the error messages call the stage ("stage build", "template tools"). */
   label: string;
+}
+
+type Agent = Awaited<ReturnType<typeof agentForCapsule>>;
+
+/** The paths of the stage the plan's sources name, wildcards expanded inside the stage. */
+async function expandSources(from: Agent, source: Capsule, plan: CopyFromPlan): Promise<string[]> {
+  const out: string[] = [];
+  for (const src of plan.sources) {
+    const abs = posix.join('/', src);
+    if (!/[*?[]/.test(src)) {
+      out.push(abs);
+      continue;
+    }
+    const matches = await from
+      .exec(rootExec(source, ['/bin/sh', '-c', GLOB_SCRIPT, 'wrenn-copy-glob', abs]))
+      .catch((err: unknown) => {
+        throw new CopyFromError(`matching '${src}' in ${plan.label} failed: ${messageOf(err)}`);
+      });
+    const found = Buffer.from(matches.stdout).toString('utf8').split('\0').filter(Boolean).sort();
+    if (found.length === 0) throw new CopyFromError(`'${src}' matches nothing in ${plan.label}`);
+    out.push(...found);
+  }
+  return out;
 }
 
 /** Copies the plan's sources out of `source` into `target`; returns the paths written at the destination (for --chown/--chmod). */
@@ -97,50 +123,85 @@ export async function copyBetweenCapsules(
   const from = await agentForCapsule(ctx, source);
   const to = await agentForCapsule(ctx, target);
   const written: string[] = [];
-  const sources: string[] = [];
-  for (const src of plan.sources) {
-    if (!/[*?[]/.test(src)) {
-      sources.push(posix.join('/', src));
-      continue;
-    }
-    const matches = await from
-      .exec(rootExec(source, ['/bin/sh', '-c', GLOB_SCRIPT, 'wrenn-copy-glob', posix.join('/', src)]))
-      .catch((err: unknown) => {
-        throw new CopyFromError(`matching '${src}' in ${plan.label} failed: ${messageOf(err)}`);
-      });
-    const found = Buffer.from(matches.stdout).toString('utf8').split('\0').filter(Boolean).sort();
-    if (found.length === 0) throw new CopyFromError(`'${src}' matches nothing in ${plan.label}`);
-    sources.push(...found);
-  }
-  for (const src of sources) {
-    const abs = src;
-    const out = await from
-      .exec(rootExec(source, ['/bin/sh', '-c', SOURCE_SCRIPT, 'wrenn-copy-out', abs]))
+  for (const src of await expandSources(from, source, plan)) {
+    const probe = await from
+      .exec(rootExec(source, ['/bin/sh', '-c', SOURCE_SCRIPT, 'wrenn-copy-out', src, 'probe']))
       .catch((err: unknown) => {
         throw new CopyFromError(`reading '${src}' from ${plan.label} failed: ${messageOf(err)}`);
       });
-    const stderr = Buffer.from(out.stderr).toString('utf8');
-    if (out.exitCode === MISSING) throw new CopyFromError(`'${src}' does not exist in ${plan.label}`);
-    const kind = /^(dir|file)$/m.exec(stderr)?.[1];
-    if (out.exitCode !== 0 || !kind)
+    if (probe.exitCode === MISSING) throw new CopyFromError(`'${src}' does not exist in ${plan.label}`);
+    const kind = Buffer.from(probe.stdout).toString('utf8').trim();
+    if (probe.exitCode !== 0 || (kind !== 'dir' && kind !== 'file'))
       throw new CopyFromError(
-        `reading '${src}' from ${plan.label} failed (exit code ${out.exitCode}): ${stderr.trim().slice(-500)}`,
+        `reading '${src}' from ${plan.label} failed (exit code ${probe.exitCode}): ${Buffer.from(probe.stderr).toString('utf8').trim().slice(-500)}`,
       );
-    if (out.stdout.length > COPY_FROM_MAX_BYTES)
-      throw new CopyFromError(
-        `'${src}' in ${plan.label} is over ${COPY_FROM_MAX_BYTES} bytes as a tar; copy less at once`,
-      );
-    const dest = kind === 'file' && plan.intoDir ? posix.join(plan.dest, posix.basename(abs)) : plan.dest;
-    const res = await to
-      .exec(rootExec(target, ['/bin/sh', '-c', TARGET_SCRIPT, 'wrenn-copy-in', dest, kind], out.stdout))
-      .catch((err: unknown) => {
-        throw new CopyFromError(`writing '${dest}' failed: ${messageOf(err)}`);
-      });
-    if (res.exitCode !== 0)
-      throw new CopyFromError(
-        `writing '${dest}' failed (exit code ${res.exitCode}): ${Buffer.from(res.stderr).toString('utf8').trim().slice(-500)}`,
-      );
+    const dest = kind === 'file' && plan.intoDir ? posix.join(plan.dest, posix.basename(src)) : plan.dest;
+    await streamTar(from, source, to, target, src, dest, kind, plan.label);
     written.push(dest);
   }
   return written;
+}
+
+/** Streams the source script's tar into the target script's stdin, chunk by chunk; throws naming the side that failed. */
+async function streamTar(
+  from: Agent,
+  source: Capsule,
+  to: Agent,
+  target: Capsule,
+  src: string,
+  dest: string,
+  kind: 'dir' | 'file',
+  label: string,
+): Promise<void> {
+  const started = await to
+    .startProcess({ exec: rootExec(target, ['/bin/sh', '-c', TARGET_SCRIPT, 'wrenn-copy-in', dest, kind]) })
+    .catch((err: unknown) => {
+      throw new CopyFromError(`writing '${dest}' failed: ${messageOf(err)}`);
+    });
+  const process = { selector: { case: 'pid' as const, value: started.pid } };
+  const send = (data: Uint8Array, closeStdin = false) =>
+    to.sendProcessInput({ capsuleId: target.id, process, data, closeStdin });
+  let sourceExit = -1;
+  let sourceErr = '';
+  let sendErr: unknown = null;
+  try {
+    for await (const ev of from.execStream(
+      rootExec(source, ['/bin/sh', '-c', SOURCE_SCRIPT, 'wrenn-copy-out', src, 'tar']),
+    )) {
+      const e = ev.event;
+      if (e.case === 'stdout') {
+        try {
+          await send(e.value);
+        } catch (err) {
+          sendErr = err;
+          break;
+        }
+      } else if (e.case === 'stderr') sourceErr = (sourceErr + Buffer.from(e.value).toString('utf8')).slice(-2000);
+      else if (e.case === 'exit') sourceExit = e.value.exitCode;
+    }
+  } catch (err) {
+    sourceErr = `${sourceErr}${messageOf(err)}`;
+  } finally {
+    await send(new Uint8Array(), true).catch(() => undefined);
+  }
+  // The target lives until its stdin ends (see TARGET_SCRIPT), and envd keeps a finished
+  // process's exit for a while, so its status is there to read now.
+  let targetExit = -1;
+  let targetErr = '';
+  try {
+    for await (const ev of to.connectProcess({ capsuleId: target.id, process })) {
+      const e = ev.event;
+      if (e.case === 'stderr') targetErr = (targetErr + Buffer.from(e.value).toString('utf8')).slice(-2000);
+      else if (e.case === 'exit') targetExit = e.value.exitCode;
+    }
+  } catch (err) {
+    targetErr = `${targetErr}${messageOf(err)}`;
+  }
+  if (sourceExit !== 0)
+    throw new CopyFromError(
+      `reading '${src}' from ${label} failed (exit code ${sourceExit}): ${sourceErr.trim().slice(-500)}`,
+    );
+  if (sendErr) throw new CopyFromError(`writing '${dest}' failed: ${messageOf(sendErr)}`);
+  if (targetExit !== 0)
+    throw new CopyFromError(`writing '${dest}' failed (exit code ${targetExit}): ${targetErr.trim().slice(-500)}`);
 }
