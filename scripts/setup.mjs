@@ -45,6 +45,7 @@ const testPackages = [
   // The E2B_DOMAIN tests' resolver for their own test domain.
   'dnsmasq-base',
   'musl-tools', // a program linked against musl for the musl image test (image-template)
+  'nghttp2-client', // h2load: bench/proxy-tls's HTTP/2 load generator
 ];
 
 function step(msg) {

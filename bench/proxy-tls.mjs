@@ -1,0 +1,181 @@
+#!/usr/bin/env node
+import { execFile } from 'node:child_process';
+// Sandbox proxy over TLS (prints JSON): the E2B_DOMAIN deployment, where clients reach a capsule's
+// port at https://<P>-<id>.<domain> on the control plane's TLS listener (`--tls self-signed`, host
+// routing), against the same server reached directly over TLS, in one run. The capsule runs one
+// node server: plain HTTP on 8080 (what the proxy forwards to) and HTTPS with HTTP/1.1 and HTTP/2 by
+// ALPN on 8443 with the same certificate (the direct figures). HTTP/1.1 load: wrk (one thread, 16
+// keep-alive connections); HTTP/2 load: h2load (Debian's nghttp2-client; 16 connections, 8 streams
+// each). Direct figures are the mean of a run before and one after the proxied ones. Run as root
+// after `npm run build`; traffic goes only to loopback and the capsule's namespace.
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startUp } from '@wrenn/cli';
+import { Agent, fetch } from 'undici';
+import { removeCgroupParent } from './lib/cgroup-parent.mjs';
+
+const DURATION = Number(process.env.BENCH_SECONDS ?? 8);
+const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 16);
+const STREAMS = Number(process.env.BENCH_H2_STREAMS ?? 8);
+const DOMAIN = 'wrenn.test';
+const round = (x) => Math.round(x * 100) / 100;
+const dataDir = mkdtempSync(join(tmpdir(), 'wrenn-bench-proxy-tls-'));
+const up = await startUp({
+  dataDir,
+  listen: { host: '127.0.0.1', port: 0 },
+  domain: DOMAIN,
+  tls: 'self-signed',
+  logLevel: 'silent',
+  network: {
+    pool: '10.217.1.0/24',
+    names: { netnsPrefix: 'wrt-', ifPrefix: 'wt', chainPrefix: 'WRT' },
+    metadataPort: 31253,
+  },
+});
+const port = up.cp.port;
+const dispatcher = new Agent({ connect: { ca: readFileSync(up.cp.caFile), servername: `api.${DOMAIN}` } });
+const api = async (method, path, body) => {
+  const headers = { 'x-api-key': up.adminKey, ...(body ? { 'content-type': 'application/json' } : {}) };
+  const res = await fetch(`https://127.0.0.1:${port}${path}`, {
+    method,
+    headers,
+    dispatcher,
+    ...(body ? { body: JSON.stringify(body) } : {}),
+  });
+  const text = await res.text();
+  if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${text}`);
+  return text ? JSON.parse(text) : undefined;
+};
+
+const run = (cmd, args) =>
+  new Promise((resolve, reject) =>
+    execFile(cmd, args, { maxBuffer: 16 << 20 }, (err, out) => (err ? reject(err) : resolve(out))),
+  );
+
+/** HTTP/1.1 over TLS with wrk: req/s, p50 latency (ms), errors. */
+async function wrk(url, headers = {}) {
+  const out = await run('wrk', [
+    '-t',
+    '1',
+    '-c',
+    String(CONNECTIONS),
+    '-d',
+    `${DURATION}s`,
+    '--latency',
+    ...Object.entries(headers).flatMap(([k, v]) => ['-H', `${k}: ${v}`]),
+    url,
+  ]);
+  const num = (re) => Number(re.exec(out)?.[1] ?? 0);
+  const unit = { us: 1e-3, ms: 1, s: 1000 };
+  const p50 = /\s50%\s+([\d.]+)(us|ms|s)/.exec(out);
+  const sock = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
+  return {
+    req_per_s: Math.round(num(/Requests\/sec:\s+([\d.]+)/)),
+    p50_latency_ms: p50 ? round(Number(p50[1]) * unit[p50[2]]) : null,
+    errors: num(/Non-2xx or 3xx responses: (\d+)/) + (sock ? sock.slice(1).reduce((a, b) => a + Number(b), 0) : 0),
+  };
+}
+
+/** HTTP/2 over TLS with h2load: req/s, errors (connectTo: where to connect instead of the URL's host). */
+async function h2load(url, connectTo) {
+  const out = await run('h2load', [
+    '-c',
+    String(CONNECTIONS),
+    '-m',
+    String(STREAMS),
+    '-D',
+    String(DURATION),
+    ...(connectTo ? [`--connect-to=${connectTo}`] : []),
+    url,
+  ]);
+  const reqs = /finished in [\d.]+m?s, ([\d.]+) req\/s/.exec(out);
+  const st = /requests: \d+ total, \d+ started, \d+ done, (\d+) succeeded, (\d+) failed, (\d+) errored/.exec(out);
+  const proto = /Application protocol: (\S+)/.exec(out);
+  return {
+    req_per_s: reqs ? Math.round(Number(reqs[1])) : 0,
+    protocol: proto ? proto[1] : null,
+    errors: st ? Number(st[2]) + Number(st[3]) : null,
+  };
+}
+
+const result = {
+  bench: 'proxy-tls',
+  loaders: { h1: 'wrk (1 thread)', h2: `h2load (${STREAMS} streams per connection)` },
+  connections: CONNECTIONS,
+  seconds: DURATION,
+};
+let capsuleId;
+try {
+  const capsule = await api('POST', '/v1/capsules', { template: 'minimal', timeout_sec: 600 });
+  capsuleId = capsule.id;
+  const rec = up.agent.manager.get(capsuleId);
+  const tlsDir = join(dataDir, 'tls');
+  const server =
+    "const b='x'.repeat(1024);require('http').createServer((q,s)=>s.end(b)).listen(8080,'0.0.0.0');" +
+    "require('http2').createSecureServer({key:process.env.K,cert:process.env.C,allowHTTP1:true},(q,s)=>s.end(b)).listen(8443,'0.0.0.0')";
+  const started = up.agent.manager.envdFor(capsuleId).process.start({
+    process: {
+      cmd: '/opt/wrenn/runtime/lib/ld-linux-x86-64.so.2',
+      args: ['--library-path', '/opt/wrenn/runtime/lib', '/opt/wrenn/runtime/bin/node', '-e', server],
+      envs: {
+        K: readFileSync(join(tlsDir, `${DOMAIN}.key`), 'utf8'),
+        C: readFileSync(join(tlsDir, `${DOMAIN}.crt`), 'utf8'),
+      },
+    },
+  });
+  void (async () => {
+    try {
+      for await (const _ of started) {
+        // drain
+      }
+    } catch {}
+  })();
+  const host = `8080-${capsuleId}.${DOMAIN}`;
+  const direct = `https://${rec.address}:8443/`;
+  const proxied = `https://127.0.0.1:${port}/`;
+  const capsuleAgent = new Agent({ connect: { rejectUnauthorized: false } });
+  for (let i = 0; i < 50; i++) {
+    const ok = await fetch(direct, { dispatcher: capsuleAgent })
+      .then((r) => r.status === 200)
+      .catch(() => false);
+    if (ok) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const check = await fetch(`https://${host}:${port}/`, {
+    dispatcher: new Agent({
+      connect: {
+        ca: readFileSync(up.cp.caFile),
+        lookup: (_h, _o, cb) => cb(null, [{ address: '127.0.0.1', family: 4 }]),
+      },
+    }),
+  });
+  if (check.status !== 200) throw new Error(`the proxy does not reach the capsule server: ${check.status}`);
+
+  const d1 = await wrk(direct);
+  const h1 = await wrk(proxied, { Host: host });
+  const d2 = await wrk(direct);
+  const directH1 = (d1.req_per_s + d2.req_per_s) / 2;
+  const e1 = await h2load(`https://${host}/`, `${rec.address}:8443`);
+  const h2 = await h2load(`https://${host}:${port}/`, `127.0.0.1:${port}`);
+  const e2 = await h2load(`https://${host}/`, `${rec.address}:8443`);
+  const directH2 = (e1.req_per_s + e2.req_per_s) / 2;
+  result.h1 = {
+    direct: { ...d1, req_per_s: Math.round(directH1), runs_req_per_s: [d1.req_per_s, d2.req_per_s] },
+    proxied_host: h1,
+    throughput_ratio: round(h1.req_per_s / directH1),
+  };
+  result.h2 = {
+    direct: { ...e1, req_per_s: Math.round(directH2), runs_req_per_s: [e1.req_per_s, e2.req_per_s] },
+    proxied_host: h2,
+    throughput_ratio: round(h2.req_per_s / directH2),
+  };
+  result.throughput_ratio_target = 0.8;
+} finally {
+  if (capsuleId) await api('DELETE', `/v1/capsules/${capsuleId}`).catch(() => undefined);
+  await up.close();
+  await up.layers.networkManager.removeAll().catch(() => undefined);
+  rmSync(dataDir, { recursive: true, force: true });
+  removeCgroupParent('wrenn');
+}
+console.log(JSON.stringify(result, null, 2));
