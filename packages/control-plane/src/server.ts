@@ -1,6 +1,7 @@
 // The control plane process: the sandbox proxy in front of everything, then the native and
 // E2B-compatible APIs, the docs, metrics and the dashboard, all on one port; plus the loops that
-// keep the database true (host heartbeats, reconciler).
+// keep the database true (host heartbeats, reconciler), run by one replica at a time when several
+// share a PostgreSQL (cluster/).
 import http from 'node:http';
 import http2 from 'node:http2';
 import type { Duplex } from 'node:stream';
@@ -24,19 +25,23 @@ import {
 } from './api/edge.js';
 import { errorHandler } from './api/errors.js';
 import { nativeApi } from './api/native/index.js';
+import { CapsuleChanges } from './cluster/capsule-changes.js';
+import { LeaderLease } from './cluster/leader-lease.js';
 import type { ControlPlaneConfig, ControlPlaneContext } from './context.js';
 import { openDatabase } from './db/open.js';
 import { hostRoutes } from './hosts/index.js';
 import { createSandboxProxy } from './proxy/sandbox-proxy.js';
-import { type StateLoops, startStateLoops } from './reconciler/index.js';
+import { type StateLoops, startLeasedStateLoops } from './reconciler/index.js';
 import { conflictingAuthority, refuseConflictingAuthority } from './tls/authority.js';
 import { loadTlsMaterial, type TlsSource } from './tls/certificates.js';
 
 export interface StartControlPlaneOptions extends ControlPlaneConfig {
   databaseUrl?: string;
   logLevel?: string;
-  /** Host heartbeats and the reconciler (default on). */
+  /** Host heartbeats and the reconciler (default on), while this replica holds the leader lease. */
   stateLoops?: boolean;
+  /** How often a replica without the leader lease tries to take it (default 2000 ms; WRENN_LEASE_RETRY_MS). */
+  leaseRetryMs?: number;
   /** Head, body and idle timeouts at the API's edge (default: WRENN_HEADERS_TIMEOUT_MS, WRENN_BODY_TIMEOUT_MS). */
   edge?: Partial<EdgeLimits>;
   /** Serve HTTPS (HTTP/1.1 and HTTP/2 by ALPN) with these certificates instead of plain HTTP. */
@@ -52,6 +57,8 @@ export interface RunningControlPlane {
   caFile?: string;
   /** The state loops (heartbeats, pushed state, reconciler), unless started without them. */
   loops: StateLoops | undefined;
+  /** Held by one replica per PostgreSQL (always here on SQLite): that one runs the loops. */
+  lease: LeaderLease | undefined;
   close(): Promise<void>;
 }
 
@@ -93,7 +100,17 @@ export async function startControlPlane(opts: StartControlPlaneOptions): Promise
     .execute();
   const edge: EdgeLimits = { ...edgeLimitsFromEnv(), ...opts.edge };
   const proxy = createSandboxProxy(ctx, { headersTimeoutMs: edge.headersTimeoutMs });
-  ctx.evictProxy = (id) => proxy.evict(id);
+  // Every replica drops its route and connections of a capsule any replica changed.
+  const changes = await new CapsuleChanges({
+    ...(opts.databaseUrl ? { databaseUrl: opts.databaseUrl } : {}),
+    db: database.db,
+    log: log.child({ part: 'cluster' }),
+    onChange: (id) => proxy.evict(id),
+  }).start();
+  ctx.evictProxy = (id) => {
+    proxy.evict(id);
+    changes.publish(id);
+  };
   ctx.primeProxy = (id, target) => proxy.prime(id, target);
 
   // The proxy sees each request first; only what is not for a capsule reaches the API.
@@ -199,7 +216,16 @@ export async function startControlPlane(opts: StartControlPlaneOptions): Promise
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : opts.listen.port;
   ctx.config.listen = { host: opts.listen.host, port };
-  const loops: StateLoops | undefined = opts.stateLoops === false ? undefined : startStateLoops(ctx);
+  const lease =
+    opts.stateLoops === false
+      ? undefined
+      : new LeaderLease({
+          ...(opts.databaseUrl ? { databaseUrl: opts.databaseUrl } : {}),
+          retryMs: opts.leaseRetryMs ?? leaseRetryFromEnv(),
+          log: log.child({ part: 'cluster' }),
+        });
+  const loops: StateLoops | undefined = lease ? startLeasedStateLoops(ctx, lease) : undefined;
+  await lease?.start();
   return {
     ctx,
     app,
@@ -207,12 +233,24 @@ export async function startControlPlane(opts: StartControlPlaneOptions): Promise
     url: `${tlsMaterial ? 'https' : 'http'}://${opts.listen.host}:${port}`,
     ...(tlsMaterial?.caFile ? { caFile: tlsMaterial.caFile } : {}),
     loops,
+    lease,
     async close() {
+      await lease?.stop();
       await loops?.stop();
+      await changes.stop();
       proxy.close();
       for (const c of secureConns) c.destroy();
       await app.close();
       await database.close();
     },
   };
+}
+
+function leaseRetryFromEnv(): number {
+  const raw = process.env.WRENN_LEASE_RETRY_MS;
+  if (raw === undefined || raw === '') return 2_000;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 100 || n > 60_000)
+    throw new Error(`WRENN_LEASE_RETRY_MS must be an integer between 100 and 60000 (milliseconds), got "${raw}"`);
+  return n;
 }

@@ -1,7 +1,7 @@
 // Reconciler: keeps the database true to what the host agents run.
 
 export { recordCapsuleDied } from './capsule-died.js';
-export { type StateLoops, startStateLoops } from './loops.js';
+export { type StateLoops, startLeasedStateLoops, startStateLoops } from './loops.js';
 export {
   type ReconcileReport,
   Reconciler,

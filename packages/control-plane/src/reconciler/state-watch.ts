@@ -29,6 +29,7 @@ export class AgentStateWatch {
   }
 
   start(): this {
+    this.stopped = false;
     const tick = () => {
       if (this.stopped) return;
       this.sync()
