@@ -9,6 +9,12 @@
 //   node scripts/e2b-suite.mjs <E2B checkout | its packages/js-sdk> [--max-workers 2]
 //        [--filter <path substring>]... [--offline] [--out result.json] [--fresh-templates]
 //        [--offline-cache file.json]  (keeps the offline pass's passing tests; reused when it exists)
+//        [--domain-mode]  (E2B_DOMAIN alone, as a user deploying on a domain: below)
+//
+// --domain-mode: `wrenn up --tls self-signed --domain wrenn.test` on 443 of its own loopback address
+// (127.88.0.1), Debian's dnsmasq answering *.wrenn.test with it on 127.88.0.53, and vitest in a mount
+// namespace whose /etc/resolv.conf names that resolver, with only E2B_DOMAIN, E2B_API_KEY and
+// NODE_EXTRA_CA_CERTS set (no E2B_API_URL/E2B_SANDBOX_URL).
 //
 // Which tests need a server: `--offline` runs the suite with E2B_DOMAIN set to a domain that
 // resolves nowhere (no `wrenn up`); tests that pass there do not talk to a server (mocked or pure
@@ -23,6 +29,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { Agent, fetch } from 'undici';
 import { freePort } from './lib/free-port.mjs';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -48,6 +55,7 @@ function parseArgs(argv) {
     else if (a === '--offline-cache') o.offlineCache = resolve(value());
     else if (a === '--no-offline-pass') o.offlinePass = false;
     else if (a === '--fresh-templates') o.freshTemplates = true;
+    else if (a === '--domain-mode') o.domainMode = true;
     else if (a.startsWith('-')) throw new Error(`unknown option ${a}`);
     else rest.push(a);
   }
@@ -136,7 +144,7 @@ async function startWrenn(o) {
     }
   }
   const apiKey = `wrn_${randomBytes(16).toString('hex')}`;
-  const listen = `127.0.0.1:${await freePort()}`;
+  const listen = o.domainMode ? `${DOMAIN_MODE.address}:443` : `127.0.0.1:${await freePort()}`;
   const up = spawn(process.execPath, [join(root, 'packages/cli/bin/wrenn.js'), 'up'], {
     env: {
       ...process.env,
@@ -147,6 +155,7 @@ async function startWrenn(o) {
       WRENN_NET_POOL: '10.237.0.0/22',
       WRENN_METADATA_PORT: '31267',
       WRENN_LOG_LEVEL: process.env.WRENN_LOG_LEVEL ?? 'warn',
+      ...(o.domainMode ? { WRENN_TLS: 'self-signed', WRENN_DOMAIN: DOMAIN_MODE.domain } : {}),
     },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
@@ -181,10 +190,46 @@ async function startWrenn(o) {
     rmSync(dataDir, { recursive: true, force: true });
     throw err;
   }
-  log(`wrenn up is running at http://${listen} (data ${dataDir}, log ${upLogFile})`);
+  const scheme = o.domainMode ? 'https' : 'http';
+  log(`wrenn up is running at ${scheme}://${listen} (data ${dataDir}, log ${upLogFile})`);
   // The SDK gets the key's e2b_ form, as a user would: its own key check then passes as it is.
   const { e2bKeyOf } = await import(join(root, 'packages/control-plane/dist/src/index.js'));
-  return { up, url: `http://${listen}`, apiKey, e2bKey: e2bKeyOf(apiKey), dataDir, upLogFile };
+  const caFile = o.domainMode ? join(dataDir, 'tls', 'ca.crt') : undefined;
+  // Over TLS this script's own calls (the cleanup) trust the deployment's CA.
+  const dispatcher = caFile ? new Agent({ connect: { ca: readFileSync(caFile) } }) : undefined;
+  return { up, url: `${scheme}://${listen}`, apiKey, e2bKey: e2bKeyOf(apiKey), dataDir, upLogFile, caFile, dispatcher };
+}
+
+const DOMAIN_MODE = { domain: 'wrenn.test', address: '127.88.0.1', resolver: '127.88.0.53' };
+
+/** dnsmasq answering *.wrenn.test with the listener's address, and a resolv.conf naming it. */
+function startResolver() {
+  const dir = mkdtempSync(join(tmpdir(), 'wrenn-e2b-suite-dns-'));
+  const resolvConf = join(dir, 'resolv.conf');
+  writeFileSync(resolvConf, `nameserver ${DOMAIN_MODE.resolver}\noptions timeout:1 attempts:2\n`);
+  const dns = spawn(
+    'dnsmasq',
+    [
+      '--keep-in-foreground',
+      '--conf-file=/dev/null',
+      '--no-resolv',
+      '--no-hosts',
+      `--listen-address=${DOMAIN_MODE.resolver}`,
+      '--bind-interfaces',
+      '--port=53',
+      `--address=/${DOMAIN_MODE.domain}/${DOMAIN_MODE.address}`,
+      '--pid-file=',
+      '--user=nobody',
+    ],
+    { stdio: 'ignore' },
+  );
+  return {
+    resolvConf,
+    stop() {
+      dns.kill();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
 }
 
 /** Destroys every capsule left (failed tests leave some), stops `wrenn up`, removes its data dir. */
@@ -195,11 +240,14 @@ async function stopWrenn(w) {
     const ids = [];
     do {
       const q = cursor ? `?cursor=${encodeURIComponent(cursor)}` : '';
-      const page = await (await fetch(`${w.url}/v1/capsules${q}`, { headers })).json();
+      const page = await (await fetch(`${w.url}/v1/capsules${q}`, { headers, dispatcher: w.dispatcher })).json();
       for (const c of page.capsules ?? []) if (c.state !== 'stopped') ids.push(c.id);
       cursor = page.next_cursor;
     } while (cursor);
-    for (const id of ids) await fetch(`${w.url}/v1/capsules/${id}`, { method: 'DELETE', headers }).catch(() => {});
+    for (const id of ids)
+      await fetch(`${w.url}/v1/capsules/${id}`, { method: 'DELETE', headers, dispatcher: w.dispatcher }).catch(
+        () => {},
+      );
     if (ids.length) log(`destroyed ${ids.length} capsules left by the suite`);
   } catch (err) {
     log(`could not list/destroy leftover capsules: ${err}`);
@@ -216,7 +264,7 @@ async function stopWrenn(w) {
 }
 
 /** Runs vitest with the JSON reporter; returns its report. */
-async function runVitest(sdk, config, env, o) {
+async function runVitest(sdk, config, env, o, resolvConf) {
   const report = join(tmpdir(), `wrenn-e2b-suite-${process.pid}-${Date.now()}.json`);
   const args = [
     join(dirname(sdk), 'node_modules', 'vitest', 'vitest.mjs'),
@@ -229,7 +277,24 @@ async function runVitest(sdk, config, env, o) {
     `--outputFile.json=${report}`,
     ...o.filters,
   ];
-  const child = spawn(process.execPath, args, { cwd: sdk, env, stdio: ['ignore', 'inherit', 'inherit'] });
+  // Domain mode: in a mount namespace of its own whose /etc/resolv.conf names the test resolver.
+  const child = resolvConf
+    ? spawn(
+        'unshare',
+        [
+          '--mount',
+          '--propagation',
+          'private',
+          'sh',
+          '-c',
+          'mount --bind "$0" /etc/resolv.conf && exec "$@"',
+          resolvConf,
+          process.execPath,
+          ...args,
+        ],
+        { cwd: sdk, env, stdio: ['ignore', 'inherit', 'inherit'] },
+      )
+    : spawn(process.execPath, args, { cwd: sdk, env, stdio: ['ignore', 'inherit', 'inherit'] });
   await once(child, 'exit');
   if (!existsSync(report)) throw new Error('vitest wrote no report');
   const json = JSON.parse(readFileSync(report, 'utf8'));
@@ -294,18 +359,22 @@ async function main() {
       if (o.offline) result.offlineByFile = byFile(tests);
     }
     if (!o.offline) {
+      const dns = o.domainMode ? startResolver() : undefined;
       const w = await startWrenn(o);
       try {
-        const env = {
-          ...base,
-          E2B_API_KEY: w.e2bKey,
-          E2B_API_URL: w.url,
-          E2B_SANDBOX_URL: w.url,
-          E2B_VOLUME_API_URL: w.url,
-          E2B_DOMAIN: 'localhost',
-        };
+        const env = o.domainMode
+          ? { ...base, E2B_API_KEY: w.e2bKey, E2B_DOMAIN: DOMAIN_MODE.domain, NODE_EXTRA_CA_CERTS: w.caFile }
+          : {
+              ...base,
+              E2B_API_KEY: w.e2bKey,
+              E2B_API_URL: w.url,
+              E2B_SANDBOX_URL: w.url,
+              E2B_VOLUME_API_URL: w.url,
+              E2B_DOMAIN: 'localhost',
+            };
+        result.mode = o.domainMode ? `E2B_DOMAIN=${DOMAIN_MODE.domain} over TLS` : 'E2B_API_URL + E2B_SANDBOX_URL';
         const t0 = Date.now();
-        const tests = testsOf(await runVitest(sdk, config, env, o), sdk);
+        const tests = testsOf(await runVitest(sdk, config, env, o, dns?.resolvConf), sdk);
         result.seconds = Math.round((Date.now() - t0) / 1000);
         result.all = counts(tests);
         if (offlinePassed) {
@@ -318,6 +387,7 @@ async function main() {
           .map((t) => ({ file: t.file, name: t.name, message: t.message }));
       } finally {
         await stopWrenn(w);
+        dns?.stop();
       }
     }
   } finally {

@@ -4,6 +4,7 @@
 import type {
   CapsuleNetworkJson,
   CapsuleRequest,
+  CreateNetworkJson,
   EgressPolicy,
   ForkCapsuleBodyJson,
   ForkCapsuleResultJson,
@@ -35,9 +36,18 @@ function networkJsonOf(p: EgressPolicy): UpdateNetworkBodyJson {
   };
 }
 
+/** A create's network: the egress policy plus who may reach its ports and the Host they see. */
+function createNetworkJsonOf(n: NonNullable<CapsuleRequest['network']>): CreateNetworkJson {
+  return {
+    ...networkJsonOf(n),
+    ...(n.allowPublicTraffic !== undefined ? { allow_public_traffic: n.allowPublicTraffic } : {}),
+    ...(n.maskRequestHost !== undefined ? { mask_request_host: n.maskRequestHost } : {}),
+  };
+}
+
 /**
  * The capsule contract's request fields (template, vcpus, memoryMb, timeoutSec, envs, metadata,
- * internet, autoResume, network (allowOut, denyOut, rules), runtime, defaultUser, volumeMounts; documented in @wrenn/protocol) plus the SDK's own.
+ * internet, autoResume, network (allowOut, denyOut, rules, allowPublicTraffic, maskRequestHost), runtime, defaultUser, volumeMounts; documented in @wrenn/protocol) plus the SDK's own.
  */
 export interface CapsuleCreateOptions extends ConnectionOptions, CapsuleRequest {
   timeoutAction?: TimeoutAction;
@@ -119,7 +129,7 @@ export class Capsule {
       ...(opts.metadata !== undefined ? { metadata: opts.metadata } : {}),
       ...(opts.internet !== undefined ? { internet: opts.internet } : {}),
       ...(opts.autoResume !== undefined ? { auto_resume: opts.autoResume } : {}),
-      ...(opts.network !== undefined ? { network: networkJsonOf(opts.network) } : {}),
+      ...(opts.network !== undefined ? { network: createNetworkJsonOf(opts.network) } : {}),
       ...(opts.runtime !== undefined ? { runtime: opts.runtime } : {}),
       ...(opts.defaultUser !== undefined ? { default_user: opts.defaultUser } : {}),
       ...(opts.volumeMounts !== undefined ? { volume_mounts: opts.volumeMounts } : {}),

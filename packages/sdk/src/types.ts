@@ -20,6 +20,10 @@ export interface CapsuleInfo {
   /** A paused capsule resumes on its next request through the sandbox proxy. */
   autoResume: boolean;
   envdAccessToken: string | null;
+  /** With network.allowPublicTraffic false: send it as e2b-traffic-access-token to reach its ports. */
+  trafficAccessToken: string | null;
+  /** The Host header its servers see (`${PORT}` for the port), if masked. */
+  maskRequestHost: string | null;
   createdAt: Date;
   updatedAt: Date;
   expiresAt: Date | null;
@@ -46,6 +50,8 @@ export function capsuleInfo(j: CapsuleJson): CapsuleInfo {
     internet: j.internet,
     autoResume: j.auto_resume,
     envdAccessToken: j.envd_access_token,
+    trafficAccessToken: j.traffic_access_token,
+    maskRequestHost: j.mask_request_host,
     createdAt: new Date(j.created_at),
     updatedAt: new Date(j.updated_at),
     expiresAt: date(j.expires_at),

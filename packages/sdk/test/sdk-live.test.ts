@@ -264,6 +264,38 @@ describe('@wrenn/sdk against wrenn up', () => {
     assert.equal(viaHost, 'served from the capsule\n');
   });
 
+  it('creates a private capsule: its ports answer only with its traffic access token; a masked Host', async () => {
+    const priv = await Capsule.create({
+      ...opts,
+      timeoutSec: 300,
+      network: { allowPublicTraffic: false, maskRequestHost: 'seen.example:${PORT}' },
+    });
+    try {
+      const token = priv.info.trafficAccessToken;
+      assert.ok(token && token.length >= 20, 'the create answer has a token');
+      assert.equal(priv.info.maskRequestHost, 'seen.example:${PORT}');
+      await priv.files.write(
+        '/tmp/www/cgi-bin/host',
+        '#!/bin/sh\nprintf "content-type: text/plain\\r\\n\\r\\n%s" "$HTTP_HOST"\n',
+      );
+      await priv.commands.run('chmod +x /tmp/www/cgi-bin/host && busybox httpd -p 8080 -h /tmp/www');
+      const url = `${priv.getUrl(8080)}cgi-bin/host`;
+      const refused = await fetch(url);
+      assert.equal(refused.status, 403, await refused.text());
+      let seen = '';
+      await waitUntil('httpd answers with the token', async () => {
+        const r = await fetch(url, { headers: { 'e2b-traffic-access-token': token } }).catch(() => undefined);
+        seen = r?.status === 200 ? await r.text() : '';
+        return seen !== '';
+      });
+      assert.equal(seen, 'seen.example:8080');
+      // envd's port keeps its own token: the SDK still works without the traffic token.
+      assert.equal((await priv.commands.run('echo ok')).stdout.trim(), 'ok');
+    } finally {
+      await priv.kill();
+    }
+  });
+
   it('pauses, resumes, and connect() resumes a paused capsule with its files', async () => {
     await cap.files.write('/tmp/keep.txt', 'kept across pause');
     const paused = await cap.pause();
