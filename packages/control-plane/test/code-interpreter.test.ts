@@ -222,6 +222,25 @@ describe('@e2b/code-interpreter against wrenn up', () => {
     assert.ok(langs.includes('python') && langs.includes('javascript'), langs.join(','));
   });
 
+  it('starts the server again after it is killed, without leaving its kernels behind', async () => {
+    const count = "echo $(pgrep -fc 'kernel_launcher[.]py') $(pgrep -fc 'node_kernel[.]cjs')";
+    const killed = await sbx.commands.run(
+      [
+        "kill -9 $(pgrep -f 'code-interpreter/server[.]cjs')",
+        // envd starts it again (0.5 s later); it opens 49999 once its kernels answer.
+        'for i in $(seq 150); do',
+        '  python3 -c "import urllib.request as u; u.urlopen(\'http://127.0.0.1:49999/health\', timeout=1)" 2>/dev/null && break',
+        '  sleep 0.2',
+        'done',
+        count,
+      ].join('\n'),
+      { user: 'root', timeoutMs: 60_000 },
+    );
+    // One python and one javascript kernel: the new server's; the old server's died with it.
+    assert.equal(killed.stdout.trim(), '1 1', killed.stdout + killed.stderr);
+    assert.equal((await sbx.runCode('6 * 7')).text, '42');
+  });
+
   it('fails cleanly when the sandbox was killed', async () => {
     const doomed = await Sandbox.create(opts());
     assert.equal((await doomed.runCode('1+1')).text, '2');

@@ -90,9 +90,13 @@ const flush = (stream) => new Promise((resolve) => stream.write('', resolve));
 
 // One cell at a time, in arrival order.
 let queue = Promise.resolve();
-readline.createInterface({ input: process.stdin }).on('line', (line) => {
-  queue = queue.then(() => runLine(line));
-});
+readline
+  .createInterface({ input: process.stdin })
+  .on('line', (line) => {
+    queue = queue.then(() => runLine(line));
+  })
+  // stdin ends when the server that started us is gone: so are we, even if a cell left timers.
+  .on('close', () => process.exit(0));
 
 async function runLine(line) {
   let cell;
