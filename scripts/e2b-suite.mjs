@@ -10,6 +10,7 @@
 //        [--filter <path substring>]... [--offline] [--out result.json] [--fresh-templates]
 //        [--offline-cache file.json]  (keeps the offline pass's passing tests; reused when it exists)
 //        [--domain-mode]  (E2B_DOMAIN alone, as a user deploying on a domain: below)
+//        [--template]  (runs the SDK's template tests, tests/template, instead of the unit project)
 //
 // --domain-mode: `wrenn up --tls self-signed --domain wrenn.test` on 443 of its own loopback address
 // (127.88.0.1), Debian's dnsmasq answering *.wrenn.test with it on 127.88.0.53, and vitest in a mount
@@ -37,9 +38,19 @@ const SHARED_IMAGES = process.env.WRENN_TEST_IMAGES ?? '/var/cache/wrenn-test-im
 // The SDK's dev dependencies the unit project needs (the rest are for browsers, workers, builds).
 const DEV_DEPS = ['vitest', 'msw', 'dotenv', 'error-stack-parser-es'];
 const UNIT_EXCLUDES = ['tests/runtimes/**', 'tests/template/**', 'tests/connectionConfig.test.ts'];
+// --template: E2B's template build tests (Template.build against the server), run on their own.
+const TEMPLATE_INCLUDE = ['tests/template/**/*.test.ts'];
 
 function parseArgs(argv) {
-  const o = { filters: [], maxWorkers: 2, offline: false, offlinePass: true, out: undefined, freshTemplates: false };
+  const o = {
+    filters: [],
+    maxWorkers: 2,
+    offline: false,
+    offlinePass: true,
+    out: undefined,
+    freshTemplates: false,
+    template: false,
+  };
   const rest = [];
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -56,6 +67,7 @@ function parseArgs(argv) {
     else if (a === '--no-offline-pass') o.offlinePass = false;
     else if (a === '--fresh-templates') o.freshTemplates = true;
     else if (a === '--domain-mode') o.domainMode = true;
+    else if (a === '--template') o.template = true;
     else if (a.startsWith('-')) throw new Error(`unknown option ${a}`);
     else rest.push(a);
   }
@@ -98,7 +110,7 @@ function installDeps(sdk) {
 }
 
 /** Our vitest config for the unit project (the same selection and settings as E2B's `unit`). */
-function writeConfig(sdk) {
+function writeConfig(sdk, o) {
   const file = join(sdk, 'vitest.wrenn-suite.config.mjs');
   const setup = existsSync(join(sdk, 'tests', 'globalFetchFallback.setup.ts'))
     ? ['tests/globalFetchFallback.setup.ts']
@@ -108,11 +120,11 @@ function writeConfig(sdk) {
     `import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
-    include: ['tests/**/*.test.ts'],
-    exclude: ${JSON.stringify(UNIT_EXCLUDES)},
+    include: ${JSON.stringify(o.template ? TEMPLATE_INCLUDE : ['tests/**/*.test.ts'])},
+    exclude: ${JSON.stringify(o.template ? [] : UNIT_EXCLUDES)},
     isolate: true,
     globals: false,
-    testTimeout: 30000,
+    testTimeout: ${o.template ? 300000 : 30000},
     environment: 'node',
     setupFiles: ${JSON.stringify(setup)},
     deps: { interopDefault: true },
@@ -338,7 +350,7 @@ async function main() {
   const o = parseArgs(process.argv.slice(2));
   const sdk = sdkDir(o.checkout);
   installDeps(sdk);
-  const config = writeConfig(sdk);
+  const config = writeConfig(sdk, o);
   const base = { ...process.env };
   for (const k of Object.keys(base)) if (k.startsWith('E2B_')) delete base[k];
   const result = { sdk: JSON.parse(readFileSync(join(sdk, 'package.json'), 'utf8')).version };
