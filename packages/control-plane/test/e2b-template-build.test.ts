@@ -9,6 +9,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { haveRegistry, pushMuslImage, startRegistry, type TestRegistry } from '@wrenn/host-agent/testing/oci';
 import { type LogEntry, Sandbox, Template } from 'e2b';
 import { getViaHost, type LiveSystem, SHARED_IMAGES, startLive, waitFor } from './e2b-live.js';
 
@@ -19,6 +20,8 @@ const READY = `python3 -c "import urllib.request; urllib.request.urlopen('http:/
 describe('e2b SDK Template.build (live)', () => {
   let sys: LiveSystem;
   let contextDir: string;
+  let reg: TestRegistry | undefined;
+  const imageDirs: string[] = [];
   const sandboxes: Sandbox[] = [];
 
   before(async () => {
@@ -33,6 +36,13 @@ describe('e2b SDK Template.build (live)', () => {
     rmSync(contextDir, { recursive: true, force: true });
     if (!sys) return;
     try {
+      // The image's host template went into the shared cache too: it is this test's, remove it.
+      const images = await sys.cp.ctx.database.db
+        .selectFrom('templates')
+        .select('name')
+        .where('kind', '=', 'image')
+        .execute();
+      imageDirs.push(...images.map((r) => join(SHARED_IMAGES, `oci-${r.name.slice('img-'.length)}`)));
       // Everything the builds made lives in the shared image cache: the template, then its layers.
       for (let pass = 0; pass < 20; pass++) {
         const rows = await sys.cp.ctx.database.db
@@ -50,6 +60,8 @@ describe('e2b SDK Template.build (live)', () => {
       }
     } finally {
       await sys.close();
+      await reg?.stop();
+      for (const d of imageDirs) rmSync(d, { recursive: true, force: true });
     }
   });
 
@@ -124,6 +136,43 @@ describe('e2b SDK Template.build (live)', () => {
     const ftext = forced.join('\n');
     assert.doesNotMatch(ftext, /---> cached/);
     assert.equal((ftext.match(/cache skipped/g) ?? []).length, 3, ftext);
+  });
+
+  it('builds fromImage(<image in a loopback registry>) with copy, setEnvs, runCmd and a start command', {
+    skip: haveRegistry ? false : 'Debian docker-registry is not installed (scripts/setup.mjs installs it)',
+  }, async () => {
+    reg = await startRegistry();
+    await pushMuslImage(reg, 'wrenn-test/musl', 'v1');
+    const logs: string[] = [];
+    const t = Template({ fileContextPath: contextDir })
+      .fromImage(`${reg.host}/wrenn-test/musl:v1`)
+      .setEnvs({ FROM_SDK: 'yes' })
+      .copy('site/index.html', '/srv/www/index.html')
+      .runCmd('echo "$GREETING/$FROM_SDK as $(id -un) in $(pwd)" > /tmp/built.txt')
+      .setStartCmd('httpd -f -p 127.0.0.1:8081 -h /srv/www', 'wget -q -O /dev/null http://127.0.0.1:8081/index.html');
+    await Template.build(t, 'sdk-from-image', { ...sys.sdk(), onBuildLogs: (e: LogEntry) => logs.push(e.message) });
+    const text = logs.join('\n');
+    assert.match(text, /Pulling .*wrenn-test\/musl:v1/);
+    assert.match(text, /Image .*: 2 layers/);
+    const sbx = await Sandbox.create('sdk-from-image', { ...sys.sdk(), timeoutMs: 300_000 });
+    sandboxes.push(sbx);
+    // The image's ENV and WORKDIR (/app) carry through; E2B's build user is `user`.
+    const r = await sbx.commands.run('cat /tmp/built.txt; cat /app/hello.txt; stat -c %U /srv/www/index.html');
+    assert.equal(r.stdout, 'hello image/yes as user in /app\nhi from the image\nuser\n');
+    const served = await waitFor(
+      "busybox httpd (the image template's start command) through the proxy",
+      async () => {
+        const res = await getViaHost(sys.url, sbx.getHost(8081), '/index.html');
+        return res.status === 200 ? res : undefined;
+      },
+      20_000,
+    );
+    assert.equal(served.body, '<h1>hello from the template</h1>\n');
+    // A missing image fails the build with the registry's answer.
+    await assert.rejects(
+      Template.build(Template().fromImage(`${reg.host}/wrenn-test/nope:v1`), 'sdk-no-image', sys.sdk()),
+      /nope/,
+    );
   });
 
   it('fails a build whose command fails, with the output in the error', async () => {

@@ -18,6 +18,7 @@
 
 import { createHash, randomUUID } from 'node:crypto';
 import { createReadStream } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { posix } from 'node:path';
 import {
   asDomainError,
@@ -712,11 +713,14 @@ async function ensureWorkdir(ctx: ControlPlaneContext, c: Capsule, cfg: Template
  * value, so nothing the client sent is parsed by the shell.
  */
 const UNPACK_SCRIPT = `set -eu
-archive=$1 source=$2 dest=$3 owner=$4 mode=$5 workdir=$6 user=$7
+archive=$1 source=$2 dest=$3 owner=$4 mode=$5 workdir=$6 user=$7 z=$8
 tmp=$(mktemp -d /tmp/wrenn-copy.XXXXXX)
 trap 'rm -rf "$tmp" "$archive"' EXIT
-tar -xf "$archive" -C "$tmp"
-if [ -z "$workdir" ]; then workdir=$(getent passwd "$user" 2>/dev/null | cut -d: -f6); fi
+tar -x\${z}f "$archive" -C "$tmp"
+# GNU tar keeps symlinked directories of the target (usrmerge) and their metadata; busybox has no such options.
+keep=
+if tar --version 2>/dev/null | grep -q GNU; then keep='--keep-directory-symlink --no-overwrite-dir'; fi
+if [ -z "$workdir" ]; then workdir=$(awk -F: -v u="$user" '$1 == u { print $6 }' /etc/passwd); fi
 case $dest in /*) target=$dest ;; *) target=\${workdir:-/}/$dest ;; esac
 entry=$tmp/$source
 if [ ! -e "$entry" ] && [ ! -L "$entry" ]; then echo "COPY: '$source' is not in the uploaded files" >&2; exit 1; fi
@@ -724,7 +728,7 @@ if [ -d "$entry" ] && [ ! -L "$entry" ]; then
   chown -R "$owner" "$entry"
   if [ -n "$mode" ]; then chmod -R "$mode" "$entry"; fi
   mkdir -p "$target"
-  (cd "$entry" && tar -cf - .) | tar -xf - -C "$target" --keep-directory-symlink --no-overwrite-dir
+  (cd "$entry" && tar -cf - .) | tar -xf - -C "$target" $keep
 else
   chown -h "$owner" "$entry"
   if [ -n "$mode" ] && [ ! -L "$entry" ]; then chmod "$mode" "$entry"; fi
@@ -752,6 +756,10 @@ async function unpackArchive(
     throw new StepFailed(`${what}: sending the uploaded files failed: ${messageOf(err)}`);
   });
   const user = (cfg.user || 'root').split(':')[0]!;
+  const head = Buffer.alloc(2);
+  const fh = await open(step.archive, 'r');
+  await fh.read(head, 0, 2, 0).finally(() => fh.close());
+  const gzipped = head[0] === 0x1f && head[1] === 0x8b;
   const owner = step.owner
     ? step.owner.includes(':')
       ? step.owner
@@ -772,6 +780,7 @@ async function unpackArchive(
       step.mode ?? '',
       cfg.workdir,
       user,
+      gzipped ? 'z' : '',
     ],
     { ...cfg, user: 'root', workdir: '/' },
     log,

@@ -5,13 +5,29 @@
 // .../builds/{buildID}/status returns its state and log lines from an offset. The build itself is
 // the Dockerfile builder's (templates/builder.ts): same steps, same per-step layer cache.
 import { type Static, Type } from '@sinclair/typebox';
-import { CAPSULE_LIMITS, ConflictError, InvalidArgumentError, NotFoundError } from '@wrenn/protocol';
+import {
+  CAPSULE_LIMITS,
+  ConflictError,
+  InvalidArgumentError,
+  imageReferenceProblem,
+  messageOf,
+  NotFoundError,
+  type RegistryCredentials,
+} from '@wrenn/protocol';
 import type { FastifyInstance } from 'fastify';
 import type { ControlPlaneContext } from '../../context.js';
-import { createBuild, getBuild, listBuilds, type TemplateBuild } from '../../db/repositories/template-builds.js';
+import {
+  createBuild,
+  getBuild,
+  listBuilds,
+  setBuildStatus,
+  type TemplateBuild,
+} from '../../db/repositories/template-builds.js';
 import { validateTemplateName } from '../../db/repositories/templates.js';
+import { ensureImageTemplate } from '../../services/image-templates.js';
 import { resolveTemplate } from '../../services/templates.js';
-import { startStepsBuild } from '../../templates/builder.js';
+import { BuildLog } from '../../templates/build-log.js';
+import { type StepsBuildInput, startStepsBuild } from '../../templates/builder.js';
 import { fileSetPath, hasFileSet, validateFilesHash } from '../../templates/file-sets.js';
 import { isLayerName } from '../../templates/layer-names.js';
 import { e2bTeam } from './auth.js';
@@ -75,6 +91,54 @@ export function templateNameOf(given: string, tagList: string[] = []): string {
   validateTemplateName(name);
   if (isLayerName(name)) throw new InvalidArgumentError(`template names starting with 'layer-' are reserved`);
   return name;
+}
+
+/** `fromImageRegistry` of the SDK: username/password ('registry'); AWS and GCP logins are not supported. */
+function registryCredentialsOf(given: unknown): RegistryCredentials | undefined {
+  if (given === undefined || given === null) return undefined;
+  const r = given as { type?: unknown; username?: unknown; password?: unknown };
+  if (r.type !== 'registry')
+    throw new InvalidArgumentError(
+      `fromImageRegistry type '${String(r.type).slice(0, 20)}' is not supported here; give username and password (type 'registry')`,
+    );
+  if (typeof r.username !== 'string' || typeof r.password !== 'string')
+    throw new InvalidArgumentError('fromImageRegistry needs a username and a password');
+  return { username: r.username, password: r.password };
+}
+
+/**
+ * Pulls the image (into the host's layer cache, as the team's image template) with its progress
+ * in the build log, then runs the steps on it; a failed pull fails the build with the registry's
+ * reason. Runs in the background: a cold pull can take longer than the SDK waits for an answer.
+ */
+async function buildFromImage(
+  ctx: ControlPlaneContext,
+  teamId: string,
+  image: string,
+  credentials: RegistryCredentials | undefined,
+  input: Omit<StepsBuildInput, 'from'>,
+): Promise<void> {
+  const log = new BuildLog(ctx, input.buildId);
+  try {
+    log.line(`Pulling ${image}`);
+    const img = await ensureImageTemplate(ctx, teamId, {
+      image,
+      ...(credentials ? { credentials } : {}),
+      onProgress: (line) => log.line(line),
+    });
+    log.line(
+      `Image ${img.reference}: ${img.layerCount} layers, ${img.cachedLayers} cached, ${img.downloadedBytes} bytes downloaded`,
+    );
+    await log.flush();
+    await startStepsBuild(ctx, teamId, { ...input, from: img.template.name });
+  } catch (err) {
+    const message = messageOf(err);
+    log.line(`ERROR: ${message}`);
+    await log.flush();
+    await setBuildStatus(ctx.database.db, input.buildId, 'error', message).catch((e: unknown) =>
+      ctx.log.error({ err: e, buildId: input.buildId }, 'could not record a failed build'),
+    );
+  }
 }
 
 /** The team's build of that template, or 404. */
@@ -187,18 +251,23 @@ export function templateBuildRoutes(app: FastifyInstance, ctx: ControlPlaneConte
             `the files of a COPY step (hash ${hash}) were not uploaded; ask GET /templates/${templateID}/files/${hash} for the upload URL`,
           );
       }
-      if ('image' in mapped.from)
-        throw new InvalidArgumentError(
-          `fromImage '${mapped.from.image}': building from registry images is not available on this server yet; use fromTemplate('base') (or fromBaseImage())`,
-        );
-      await startStepsBuild(ctx, team.id, {
+      const input = {
         buildId: build.id,
         name: build.template,
-        from: mapped.from.template,
         fromLabel: mapped.fromLabel,
         steps: mapped.steps,
         force: (req.body as E2bBuildStart).force === true,
-      });
+      };
+      if ('image' in mapped.from) {
+        const image = mapped.from.image;
+        const problem = imageReferenceProblem(image, 'fromImage');
+        if (problem) throw new InvalidArgumentError(problem);
+        const credentials = registryCredentialsOf((req.body as E2bBuildStart).fromImageRegistry);
+        await setBuildStatus(ctx.database.db, build.id, 'building');
+        void buildFromImage(ctx, team.id, image, credentials, input);
+      } else {
+        await startStepsBuild(ctx, team.id, { ...input, from: mapped.from.template });
+      }
       return reply.status(202).send(null);
     },
   );
