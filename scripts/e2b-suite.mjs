@@ -31,6 +31,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Agent, fetch } from 'undici';
+import { startImageMirror } from './lib/e2b-suite-images.mjs';
 import { freePort } from './lib/free-port.mjs';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -168,6 +169,7 @@ async function startWrenn(o) {
       WRENN_METADATA_PORT: '31267',
       WRENN_LOG_LEVEL: process.env.WRENN_LOG_LEVEL ?? 'warn',
       ...(o.domainMode ? { WRENN_TLS: 'self-signed', WRENN_DOMAIN: DOMAIN_MODE.domain } : {}),
+      ...(o.mirror ? { WRENN_REGISTRY_MIRROR: o.mirror } : {}),
     },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
@@ -370,9 +372,19 @@ async function main() {
       result.offline = counts(tests);
       if (o.offline) result.offlineByFile = byFile(tests);
     }
+    // The template tests pull Docker Hub images: a loopback registry mirror serves stand-ins.
+    let mirror;
+    if (!o.offline && o.template) {
+      const testing = await import(join(root, 'packages/host-agent/dist/src/testing/oci.js'));
+      mirror = await startImageMirror(testing, SHARED_IMAGES, log);
+      o.mirror = mirror.mirror;
+    }
     if (!o.offline) {
       const dns = o.domainMode ? startResolver() : undefined;
-      const w = await startWrenn(o);
+      const w = await startWrenn(o).catch(async (err) => {
+        await mirror?.stop();
+        throw err;
+      });
       try {
         const env = o.domainMode
           ? { ...base, E2B_API_KEY: w.e2bKey, E2B_DOMAIN: DOMAIN_MODE.domain, NODE_EXTRA_CA_CERTS: w.caFile }
@@ -400,6 +412,7 @@ async function main() {
       } finally {
         await stopWrenn(w);
         dns?.stop();
+        await mirror?.stop();
       }
     }
   } finally {

@@ -177,7 +177,15 @@ describe('e2b SDK Template.build (live)', () => {
 
   it('fails a build whose command fails, with the output in the error', async () => {
     const t = Template().fromTemplate('base').runCmd('echo about to fail; exit 7');
-    await assert.rejects(Template.build(t, 'sdk-fails', sys.sdk()), /exit code 7[\s\S]*about to fail/);
+    await assert.rejects(
+      Template.build(t, 'sdk-fails', sys.sdk()),
+      /failed to run command 'echo about to fail; exit 7': command failed: exit code 7[\s\S]*about to fail/,
+    );
+    const nobody = Template().fromTemplate('base').runCmd('whoami', { user: 'nobody-here' });
+    await assert.rejects(
+      Template.build(nobody, 'sdk-fails', sys.sdk()),
+      /failed to run command 'whoami': command failed: unauthenticated: invalid username: 'nobody-here'/,
+    );
   });
 
   it('refuses bad requests with E2B-shaped errors', async () => {

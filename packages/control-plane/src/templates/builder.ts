@@ -181,7 +181,7 @@ export async function startStepsBuild(ctx: ControlPlaneContext, teamId: string, 
     args: {},
     unusedBuildArgs: [],
     force: input.force,
-    workdirOwnedByUser: true,
+    e2b: true,
   };
   launch(ctx, teamId, input.buildId, input.name, plan, new Map([[input.from, from]]), new Map());
 }
@@ -227,8 +227,11 @@ interface BuildPlan {
   args: ConstructorParameters<typeof StageArgs>[0];
   unusedBuildArgs: string[];
   force: boolean;
-  /** E2B's WORKDIR: directories it creates belong to the current user (Docker's belong to root). */
-  workdirOwnedByUser?: boolean;
+  /**
+   * E2B's semantics: directories WORKDIR creates belong to the current user (Docker's belong to
+   * root), and a RUN fails as E2B words it (an unknown user is named before the command runs).
+   */
+  e2b?: boolean;
 }
 
 function launch(
@@ -477,10 +480,14 @@ async function runBuild(
         const c = await ensureCapsule();
         const agent = await agentForCapsule(ctx, c);
         const where = `step ${n}/${total} (line ${step.line})`;
-        await ensureWorkdir(ctx, c, cfg, plan.workdirOwnedByUser);
+        await ensureWorkdir(ctx, c, cfg, plan.e2b);
         if (step.kind === 'RUN') {
           const runCfg = { ...cfg, env: vars, ...(step.user ? { user: step.user } : {}) };
-          await runIn(ctx, c, step.argv, runCfg, log, `${where} ${step.text.slice(0, 80)}`);
+          if (plan.e2b) {
+            const what = `failed to run command '${step.argv[2] ?? step.argv.join(' ')}'`;
+            if (step.user) await assertUserExists(ctx, c, step.user, what);
+            await runIn(ctx, c, step.argv, runCfg, log, `${what}: command failed`);
+          } else await runIn(ctx, c, step.argv, runCfg, log, `${where} ${step.text.slice(0, 80)}`);
         } else if (copyStep && source) {
           const dest = posix.isAbsolute(copyStep.dest)
             ? posix.normalize(copyStep.dest)
@@ -582,7 +589,7 @@ async function runBuild(
       // The finished template: a capsule of the last layer, WORKDIR made, snapshotted under the name.
       log.line(`Saving template '${name}'`);
       const c = await ensureCapsule();
-      await ensureWorkdir(ctx, c, cfg, plan.workdirOwnedByUser);
+      await ensureWorkdir(ctx, c, cfg, plan.e2b);
       const old = await resolveTemplateRow(db, teamId, name);
       if (old && old.teamId === teamId) {
         log.line(`replacing the previous '${name}' (${old.id})`);
@@ -682,6 +689,18 @@ async function runIn(
       `${what}: exit code ${exit.exitCode}${why ? ` (${why})` : ''}${tail.trim() ? `; output ends with: ${tail.trim().slice(-500)}` : ''}`,
     );
   }
+}
+
+/** A RUN's explicit user must exist in the capsule; E2B names a missing one this way. */
+async function assertUserExists(ctx: ControlPlaneContext, c: Capsule, user: string, what: string): Promise<void> {
+  const name = user.split(':')[0]!;
+  await runIn(ctx, c, ['id', '-u', '--', name], { ...emptyTemplateConfig(), user: 'root', workdir: '/' }, null).catch(
+    (err: unknown) => {
+      if (err instanceof StepFailed)
+        throw new StepFailed(`${what}: command failed: unauthenticated: invalid username: '${name}'`);
+      throw err;
+    },
+  );
 }
 
 /** Creates the workdir (as root); with `owned`, the directories it had to create go to the current user. */

@@ -107,6 +107,24 @@ function registryCredentialsOf(given: unknown): RegistryCredentials | undefined 
 }
 
 /**
+ * Builds started together from the same image share one pull: the agent's image template store
+ * fails one of two concurrent makes of the same image (ENOTEMPTY when the second renames its
+ * finished directory into place), so this process never asks twice at once.
+ */
+const pulls = new Map<string, Promise<Awaited<ReturnType<typeof ensureImageTemplate>>>>();
+function sharedPull(
+  key: string,
+  pull: () => ReturnType<typeof ensureImageTemplate>,
+): ReturnType<typeof ensureImageTemplate> {
+  let p = pulls.get(key);
+  if (!p) {
+    p = pull().finally(() => pulls.delete(key));
+    pulls.set(key, p);
+  }
+  return p;
+}
+
+/**
  * Pulls the image (into the host's layer cache, as the team's image template) with its progress
  * in the build log, then runs the steps on it; a failed pull fails the build with the registry's
  * reason. Runs in the background: a cold pull can take longer than the SDK waits for an answer.
@@ -121,11 +139,13 @@ async function buildFromImage(
   const log = new BuildLog(ctx, input.buildId);
   try {
     log.line(`Pulling ${image}`);
-    const img = await ensureImageTemplate(ctx, teamId, {
-      image,
-      ...(credentials ? { credentials } : {}),
-      onProgress: (line) => log.line(line),
-    });
+    const img = await sharedPull(`${teamId}\0${image}\0${JSON.stringify(credentials ?? null)}`, () =>
+      ensureImageTemplate(ctx, teamId, {
+        image,
+        ...(credentials ? { credentials } : {}),
+        onProgress: (line) => log.line(line),
+      }),
+    );
     log.line(
       `Image ${img.reference}: ${img.layerCount} layers, ${img.cachedLayers} cached, ${img.downloadedBytes} bytes downloaded`,
     );
