@@ -1,4 +1,4 @@
-// @wrenn/sdk: capsules, commands, terminals, files, code interpreter, snapshots, templates and volumes over Wrenn's native API.
+// @wrenn/sdk: capsules, commands, terminals, files, code interpreter, snapshots, templates, volumes and hosts over Wrenn's native API.
 
 export type {
   CapsuleConnectOptions,
@@ -38,6 +38,8 @@ export {
 } from './errors.js';
 export type { FilesystemEvent, WatchHandle, WriteData, WriteEntry, WriteInfo } from './filesystem.js';
 export { Filesystem } from './filesystem.js';
+export type { HostInfo } from './hosts.js';
+export { Host } from './hosts.js';
 export { ApiClient } from './http.js';
 export type { PtyCreateOptions } from './pty.js';
 export { Pty, PtyHandle } from './pty.js';

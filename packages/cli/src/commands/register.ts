@@ -1,4 +1,4 @@
-// The user commands of `wrenn` (capsules, exec, shell, files, snapshots, volumes, templates, login). Only
+// The user commands of `wrenn` (capsules, exec, shell, files, snapshots, volumes, hosts, templates, login). Only
 // their definitions live here; each action loads its module (and the SDK) when it runs, so
 // `wrenn --help` and the server commands never load them.
 import type { Command } from 'commander';
@@ -185,6 +185,22 @@ Piped input is forwarded: echo hi | wrenn exec <id> -- cat`,
     .command('rm <name-or-id...>')
     .description('delete volumes and their files (refused while a capsule mounts one)')
     .action(async (names: string[]) => (await import('./volume.js')).volumeRemove(names));
+
+  const host = program.command('host').description('list the hosts that run capsules; drain them (admin key)');
+  host
+    .command('ls')
+    .alias('list')
+    .description('list hosts, their status and load')
+    .option('--json', 'print JSON')
+    .action(async (o) => (await import('./host.js')).hostList(o));
+  host
+    .command('drain <id>')
+    .description('take no new capsules on this host; its capsules stay (admin key)')
+    .action(async (id: string) => (await import('./host.js')).hostDrain(id, true));
+  host
+    .command('undrain <id>')
+    .description('let a drained host take new capsules again (admin key)')
+    .action(async (id: string) => (await import('./host.js')).hostDrain(id, false));
 
   const template = program.command('template').description('list, build and delete templates');
   template

@@ -12,6 +12,7 @@ import * as m0004 from './migrations/0004_host_capacity.js';
 import * as m0005 from './migrations/0005_auto_resume.js';
 import * as m0006 from './migrations/0006_volumes.js';
 import * as m0007 from './migrations/0007_public_traffic.js';
+import * as m0008 from './migrations/0008_host_draining.js';
 
 interface MigrationModule {
   up(db: Kysely<unknown>, dialect: SqlDialect): Promise<void>;
@@ -27,6 +28,7 @@ const modules: Record<string, MigrationModule> = {
   '0005_auto_resume': m0005,
   '0006_volumes': m0006,
   '0007_public_traffic': m0007,
+  '0008_host_draining': m0008,
 };
 
 export function migrationNames(): string[] {

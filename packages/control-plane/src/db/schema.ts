@@ -43,6 +43,8 @@ export interface HostsTable {
   full_reason: string | null;
   last_heartbeat_at: number | null;
   created_at: number;
+  /** 1 while an admin drains the host: no new capsules go there (migration 0008). */
+  draining: number;
 }
 
 export interface HostTokensTable {

@@ -2,17 +2,21 @@
 // tokens; a host agent spends one to register its address and capacity.
 //   POST /v1/hosts/tokens    (admin key)  {ttl_sec?}                                   -> 201 {id, token, expires_at}
 //   POST /v1/hosts/register  (the token)  {token, address, agent_secret, runtimes?, cpu_count?, memory_mb?, host_id?} -> 201 {host_id}
+//   POST /v1/hosts/:id/drain   (admin key)  -> 200 host: no new capsules go there, its own stay
+//   POST /v1/hosts/:id/undrain (admin key)  -> 200 host: takes new capsules again
 // Registration first asks the agent at `address` for GetHostInfo, presenting `agent_secret`, so an
 // address the control plane cannot reach, or a secret that agent does not take, is refused at once;
 // the host keeps the id the agent reports, and the secret is what the control plane sends on every
 // later call to it.
 
 import { type Static, Type } from '@sinclair/typebox';
-import { InvalidArgumentError, UnauthenticatedError } from '@wrenn/protocol';
+import { InvalidArgumentError, NotFoundError, UnauthenticatedError } from '@wrenn/protocol';
 import type { FastifyPluginAsync } from 'fastify';
+import { HostSchema, hostJson } from '../api/native/schemas.js';
 import { sha256Hex } from '../auth/hash.js';
 import { createHostToken, isHostTokenFormat } from '../auth/host-tokens.js';
 import type { ControlPlaneContext } from '../context.js';
+import { listHostLoads, setHostDraining } from '../db/repositories/hosts.js';
 import { requireAdmin } from './admin-auth.js';
 import { describeProbeError, probeAddress } from './probe.js';
 import { admitHost } from './register-host.js';
@@ -96,7 +100,48 @@ async function tokenUsable(ctx: ControlPlaneContext, token: string): Promise<boo
   return row !== undefined;
 }
 
+const HostParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 128 }) });
+
 export const hostRoutes: FastifyPluginAsync<{ ctx: ControlPlaneContext }> = async (app, { ctx }) => {
+  for (const [verb, draining] of [
+    ['drain', true],
+    ['undrain', false],
+  ] as const) {
+    app.post(
+      `/v1/hosts/:id/${verb}`,
+      {
+        onRequest: async (req) => {
+          await requireAdmin(ctx, req);
+        },
+        schema: {
+          tags: ['hosts'],
+          summary: draining
+            ? 'Drain a host (admin): no new capsules go there; the capsules it has stay'
+            : 'Open a drained host to new capsules again (admin)',
+          params: HostParams,
+          response: { 200: HostSchema, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody },
+        },
+      },
+      async (req, reply) => {
+        const { id } = req.params as Static<typeof HostParams>;
+        const host = await setHostDraining(ctx.database.db, id, draining);
+        if (!host) throw new NotFoundError(`no host ${id}; \`wrenn host ls\` lists them`);
+        ctx.log.info({ hostId: id, draining }, draining ? 'host drained' : 'host undrained');
+        const load = (await listHostLoads(ctx.database.db, { status: host.status })).find((l) => l.host.id === id);
+        return reply.send(
+          hostJson(
+            load ?? {
+              host,
+              capsules: 0,
+              vcpus: host.reported.allocatedVcpus,
+              memoryMb: host.reported.allocatedMemoryMb,
+            },
+          ),
+        );
+      },
+    );
+  }
+
   app.post(
     '/v1/hosts/tokens',
     {

@@ -1,5 +1,6 @@
-// Chooses the host for a new capsule: among online hosts that offer the runtime (and, for a
-// snapshot template, the one host holding its files) and whose agent did not report itself full,
+// Chooses the host for a new capsule: among online hosts not drained by an admin that offer the
+// runtime (and, for a snapshot template, the one host holding its files) and whose agent did not
+// report itself full,
 // the one with the smallest share of its capacity already placed, where the share is the larger of
 // the vCPU and memory fractions.
 // Load comes from the capsules table, so placements count before the agent reports them.
@@ -50,6 +51,8 @@ export function chooseHost(loads: readonly HostLoad[], req: PlacementRequest): P
   for (const l of loads) {
     if (req.hostId && l.host.id !== req.hostId) continue;
     if (req.excludeHostIds?.has(l.host.id)) continue;
+    // `wrenn host drain`: its capsules stay, new ones go elsewhere.
+    if (l.host.draining) continue;
     const runtime = usableRuntime(l.host, req);
     if (!runtime) continue;
     // Its agent said it can take no more capsules (memory, tasks, slots, its maximum...).
@@ -71,6 +74,13 @@ export function chooseHost(loads: readonly HostLoad[], req: PlacementRequest): P
 
 /** Why no host fits; `full` when hosts could run the capsule but every one of them said it is full. */
 function describeNoHost(loads: readonly HostLoad[], req: PlacementRequest): { message: string; full: boolean } {
+  const drained = loads.find((l) => l.host.id === req.hostId && l.host.draining);
+  if (drained) {
+    return {
+      message: `host ${drained.host.id}, which holds this snapshot template, is drained (wrenn host undrain ${drained.host.id} opens it again)`,
+      full: false,
+    };
+  }
   if (req.hostId && !loads.some((l) => l.host.id === req.hostId)) {
     return {
       message: `host ${req.hostId}, which holds this snapshot template, is not online; bring its agent back or create the capsule from another template`,
@@ -85,7 +95,12 @@ function describeNoHost(loads: readonly HostLoad[], req: PlacementRequest): { me
   const want = req.runtime ? `the ${req.runtime} runtime` : `one of the runtimes ${req.runtimes?.join(', ')}`;
   const withRuntime = loads.filter((l) => usableRuntime(l.host, req));
   if (withRuntime.length === 0) return { message: `no online host offers ${want}`, full: false };
-  const open = withRuntime.filter((l) => !req.excludeHostIds?.has(l.host.id));
+  const open = withRuntime.filter((l) => !req.excludeHostIds?.has(l.host.id) && !l.host.draining);
+  if (open.length === 0 && withRuntime.some((l) => l.host.draining))
+    return {
+      message: `every online host that offers ${want} is drained or refused this capsule; undrain one (wrenn host undrain <id>) or add a host`,
+      full: false,
+    };
   const full = open.filter((l) => l.host.capacity?.full);
   if (open.length > 0 && full.length === open.length) {
     const which = req.runtime || req.runtimes?.length ? `every host that offers ${want}` : 'every online host';

@@ -84,6 +84,9 @@ export const HostSchema = Type.Object({
   allocated_vcpus: Type.Integer(),
   allocated_memory_mb: Type.Integer(),
   last_heartbeat_at: Nullable(DateTime),
+  draining: Type.Boolean({
+    description: 'Drained by an admin (wrenn host drain): keeps its capsules, takes no new ones',
+  }),
 });
 export type HostJson = Static<typeof HostSchema>;
 

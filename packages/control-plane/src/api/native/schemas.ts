@@ -200,7 +200,8 @@ export const NameParams = Type.Object({ name: Type.String() });
 
 export const hostJson = (l: HostLoad) => ({
   id: l.host.id,
-  status: l.host.status,
+  // A drained host that answers shows as draining; one that does not, as unreachable.
+  status: l.host.draining && l.host.status === 'online' ? 'draining' : l.host.status,
   runtimes: l.host.runtimes,
   cpu_count: l.host.cpuCount,
   memory_mb: l.host.memoryMb,
@@ -208,6 +209,7 @@ export const hostJson = (l: HostLoad) => ({
   allocated_vcpus: l.vcpus,
   allocated_memory_mb: l.memoryMb,
   last_heartbeat_at: l.host.lastHeartbeatAt?.toISOString() ?? null,
+  draining: l.host.draining === true,
 });
 
 export const apiKeyJson = (k: ApiKeyInfo) => ({

@@ -24,6 +24,8 @@ export interface Host {
   createdAt: Date;
   /** The secret the host's agent demands of every caller; null for a host registered without one. */
   agentSecret: string | null;
+  /** Drained by an admin: takes no new capsules, keeps its own (independent of `status`). */
+  draining?: boolean;
 }
 
 export interface NewHost {
@@ -57,6 +59,7 @@ export const toHost = (r: Selectable<HostsTable>): Host => ({
   lastHeartbeatAt: toDateOrNull(r.last_heartbeat_at),
   createdAt: toDate(r.created_at),
   agentSecret: r.agent_secret ?? null,
+  draining: Number(r.draining ?? 0) === 1,
 });
 
 function runtimeList(runtimes: string[]): string {
@@ -84,6 +87,7 @@ export async function createHost(db: Kysely<Database>, input: NewHost): Promise<
     full_reason: null,
     last_heartbeat_at: now,
     created_at: now,
+    draining: 0,
   };
   await db.insertInto('hosts').values(row).execute();
   return toHost(row);
@@ -161,6 +165,16 @@ export async function setHostStatus(db: Kysely<Database>, id: string, status: Ho
   await db
     .updateTable('hosts')
     .set({ status: oneOf(status, HOST_STATUSES, 'host status') })
+    .where('id', '=', id)
+    .execute();
+  return getHost(db, id);
+}
+
+/** Drains a host (no new capsules) or opens it again; null when there is no such host. */
+export async function setHostDraining(db: Kysely<Database>, id: string, draining: boolean): Promise<Host | null> {
+  await db
+    .updateTable('hosts')
+    .set({ draining: draining ? 1 : 0 })
     .where('id', '=', id)
     .execute();
   return getHost(db, id);
