@@ -10,17 +10,19 @@ const GZ = 'application/vnd.oci.image.layer.v1.tar+gzip';
 export const MUSL_LOADER = '/lib/ld-musl-x86_64.so.1';
 export const haveMuslGcc = existsSync('/usr/bin/musl-gcc') && existsSync(MUSL_LOADER);
 
-/** A program dynamically linked against musl that prints "hello from musl". */
-function muslHello(): Buffer {
+/** A C program compiled with musl-gcc (dynamically linked against musl). */
+export function muslProgram(source: string): Buffer {
   const dir = mkdtempSync('/tmp/wrenn-musl-');
   try {
-    writeFileSync(join(dir, 'hello.c'), '#include <stdio.h>\nint main(void){puts("hello from musl");return 0;}\n');
-    execFileSync('musl-gcc', ['-o', join(dir, 'hello'), join(dir, 'hello.c')]);
-    return readFileSync(join(dir, 'hello'));
+    writeFileSync(join(dir, 'p.c'), source);
+    execFileSync('musl-gcc', ['-o', join(dir, 'p'), join(dir, 'p.c')]);
+    return readFileSync(join(dir, 'p'));
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
 }
+
+const muslHello = () => muslProgram('#include <stdio.h>\nint main(void){puts("hello from musl");return 0;}\n');
 
 /** busybox-static and a symlink per applet, an /etc with root and `app` (uid 1000), musl's loader. */
 export function muslRootEntries(): TarEntry[] {
