@@ -25,6 +25,8 @@ describe('capsules from container images (live)', { skip }, () => {
     [reg, authReg] = await Promise.all([startRegistry(), startRegistry({ username: 'bob', password: 'pw-123' })]);
     digest = (await pushMuslImage(reg, 'wrenn-test/musl', 'v1')).digest;
     await pushMuslImage(authReg, 'private/musl', 'v1');
+    // Docker Hub names (FROM bsae) go to the test's registry, never to the internet.
+    process.env.WRENN_REGISTRY_MIRROR = `http://${reg.host}`;
     sys = await startLive({ db: 'sqlite', slot: SLOT });
     call = client(sys.url, sys.adminKey);
   });
@@ -33,6 +35,7 @@ describe('capsules from container images (live)', { skip }, () => {
       for (const id of capsules) await call?.('DELETE', `/v1/capsules/${id}`).catch(() => undefined);
       await sys?.close();
     } finally {
+      delete process.env.WRENN_REGISTRY_MIRROR;
       await reg?.stop();
       await authReg?.stop();
     }
@@ -118,5 +121,34 @@ describe('capsules from container images (live)', { skip }, () => {
     });
     assert.equal(ok.status, 201, ok.text);
     capsules.push(ok.body.id);
+  });
+
+  it('builds a Dockerfile FROM an image: its config inherited, pull lines in the build log; a bad FROM is a 404', async () => {
+    const dockerfile = `FROM ${reg.host}/wrenn-test/musl:v1\nENV EXTRA=-plus\nRUN echo "built as $(id -un) in $(pwd)" > built.txt\n`;
+    const start = await call('POST', '/v1/templates', { name: 'from-image', dockerfile });
+    assert.equal(start.status, 202, start.text);
+    let build: { status: string; error: string; logs: string } = { status: 'building', error: '', logs: '' };
+    for (let i = 0; i < 600 && build.status === 'building'; i++) {
+      await new Promise((res) => setTimeout(res, 200));
+      build = (await call('GET', `/v1/templates/builds/${start.body.build_id}`)).body;
+    }
+    assert.equal(build.status, 'ready', `${build.error}\n${build.logs}`);
+    assert.match(build.logs, /pulling container image .*wrenn-test\/musl:v1/);
+    assert.match(build.logs, /layer 2\/2 [0-9a-f]{12}: cached/);
+    const created = await call('POST', '/v1/capsules', { template: 'from-image', timeout_sec: 300 });
+    assert.equal(created.status, 201, created.text);
+    capsules.push(created.body.id);
+    const r = await exec(created.body.id, 'cat built.txt; echo "$GREETING$EXTRA"');
+    assert.equal(r.stdout, 'built as app in /app\nhello image-plus\n');
+
+    const missing = await call('POST', '/v1/templates', {
+      name: 'from-missing',
+      dockerfile: `FROM ${reg.host}/wrenn-test/absent:v1\nRUN true\n`,
+    });
+    assert.equal(missing.status, 404, missing.text);
+    assert.match(missing.body.error.message, /line 1: FROM .*absent/);
+    const typo = await call('POST', '/v1/templates', { name: 'from-typo', dockerfile: 'FROM bsae\nRUN true\n' });
+    assert.equal(typo.status, 404, typo.text);
+    assert.match(typo.body.error.message, /no template 'bsae'/);
   });
 });

@@ -116,7 +116,12 @@ describe('Dockerfile parser', () => {
       line: 2,
       problem: "AS a: a stage named 'a' is already defined on line 1",
     });
-    assert.match(errLine('FROM Not_A_Template\n').problem, /not a Wrenn template name/);
+    assert.match(errLine('FROM Not_A_Template\n').problem, /neither a Wrenn template name .* nor a container image/);
+    assert.match(errLine('FROM x:y:z\n').problem, /nor a container image reference/);
+    // Container images: a registry, a path, a tag or a digest makes the FROM word an image reference.
+    for (const image of ['python:3.12-slim', '127.0.0.1:5000/team/app:v1', `ghcr.io/o/i@sha256:${'a'.repeat(64)}`])
+      assert.equal(parseDockerfile(`FROM ${image}\nRUN true\n`).from, image);
+    assert.equal(parseDockerfile('FROM base:latest\n').from, 'base');
     assert.match(errLine('FROM base\nARG 1X=1\n').problem, /ARG '1X' is not a valid name/);
     assert.match(errLine('FROM base\nUSER a b\n').problem, /USER takes one user/);
     assert.match(errLine('FROM base\nCOPY onlyone\n').problem, /source and a destination/);

@@ -29,6 +29,7 @@ import {
   domainError,
   InvalidArgumentError,
   messageOf,
+  NotFoundError,
 } from '@wrenn/protocol';
 import type { ControlPlaneContext } from '../context.js';
 import { createBuild, setBuildStatus, type TemplateBuild } from '../db/repositories/template-builds.js';
@@ -64,6 +65,7 @@ import {
   stagesOf,
   substitute,
 } from './dockerfile.js';
+import { isPlainTemplateName, pullBase } from './image-bases.js';
 
 /** Longest a single RUN may take. */
 const STEP_TIMEOUT_SEC = Number(process.env.WRENN_BUILD_STEP_TIMEOUT_SEC ?? 3600);
@@ -146,7 +148,8 @@ export async function startTemplateBuild(
     throw err;
   }
   await checkBuildName(ctx, teamId, input.name);
-  const templates = await resolveBuildTemplates(ctx, teamId, parsed);
+  const pulls: string[] = [];
+  const templates = await resolveBuildTemplates(ctx, teamId, parsed, pulls);
   for (const stage of stagesOf(parsed)) {
     const t = stage.fromStage === null ? templates.get(stage.from) : undefined;
     if (t) assertNotSelf(t, teamId, input.name, `Dockerfile line ${stage.fromLine}: FROM ${stage.from}`);
@@ -160,6 +163,7 @@ export async function startTemplateBuild(
     args: parsed,
     unusedBuildArgs: parsed.unusedBuildArgs ?? [],
     force: false,
+    pulls,
   };
   launch(ctx, teamId, build.id, input.name, plan, templates, input.context);
   return build;
@@ -171,7 +175,8 @@ export async function startTemplateBuild(
  */
 export async function startStepsBuild(ctx: ControlPlaneContext, teamId: string, input: StepsBuildInput): Promise<void> {
   await checkBuildName(ctx, teamId, input.name);
-  const from = await resolveNamed(ctx, teamId, input.from, `${input.fromLabel} ${input.from}`);
+  const pulls: string[] = [];
+  const from = await resolveNamed(ctx, teamId, input.from, `${input.fromLabel} ${input.from}`, pulls);
   assertNotSelf(from, teamId, input.name, `${input.fromLabel} ${input.from}`);
   const updated = await setBuildStatus(ctx.database.db, input.buildId, 'building');
   if (!updated) throw new InvalidArgumentError(`build '${input.buildId}' is gone`);
@@ -182,6 +187,7 @@ export async function startStepsBuild(ctx: ControlPlaneContext, teamId: string, 
     unusedBuildArgs: [],
     force: input.force,
     e2b: true,
+    pulls,
   };
   launch(ctx, teamId, input.buildId, input.name, plan, new Map([[input.from, from]]), new Map());
 }
@@ -202,13 +208,42 @@ async function checkBuildName(ctx: ControlPlaneContext, teamId: string, name: st
   }
 }
 
-/** Resolves a template a build reads; a failure names where (`label`: "Dockerfile line 3: FROM x"). */
-async function resolveNamed(ctx: ControlPlaneContext, teamId: string, name: string, label: string): Promise<Template> {
-  return resolveTemplate(ctx, teamId, name).catch((err: unknown) => {
+/**
+ * Resolves a template a build reads; a failure names where (`label`: "Dockerfile line 3: FROM x").
+ * A name that is not a template is a container image: pulled into the team's image template
+ * (`pulls` gets the pull's lines for the build log).
+ */
+async function resolveNamed(
+  ctx: ControlPlaneContext,
+  teamId: string,
+  name: string,
+  label: string,
+  pulls?: string[],
+): Promise<Template> {
+  const labelled = (err: unknown) => {
     const e = asDomainError(err);
     const message = `${label}: ${messageOf(e)}`;
-    throw e instanceof DomainError ? domainError(e.kind, message, { code: e.code, cause: err }) : new Error(message);
-  });
+    return e instanceof DomainError ? domainError(e.kind, message, { code: e.code, cause: err }) : new Error(message);
+  };
+  const plainName = isPlainTemplateName(name);
+  if (plainName) {
+    try {
+      return await resolveTemplate(ctx, teamId, name);
+    } catch (err) {
+      if (!(asDomainError(err) instanceof NotFoundError)) throw labelled(err);
+    }
+  }
+  try {
+    return (await pullBase(ctx, teamId, name, label, pulls)).template;
+  } catch (err) {
+    // A plain name that is neither a template nor a pullable image: most likely a mistyped template.
+    if (plainName)
+      throw new NotFoundError(
+        `${label}: no template '${name}' in this team, and pulling it as a container image failed: ${messageOf(asDomainError(err))}`,
+        { cause: err },
+      );
+    throw labelled(err);
+  }
 }
 
 function assertNotSelf(from: Template, teamId: string, name: string, label: string): void {
@@ -232,6 +267,8 @@ interface BuildPlan {
    * root), and a RUN fails as E2B words it (an unknown user is named before the command runs).
    */
   e2b?: boolean;
+  /** Lines of the container image pulls done for FROM before the build started (for its log). */
+  pulls?: string[];
 }
 
 function launch(
@@ -258,6 +295,7 @@ async function resolveBuildTemplates(
   ctx: ControlPlaneContext,
   teamId: string,
   parsed: ParsedDockerfile,
+  pulls?: string[],
 ): Promise<Map<string, Template>> {
   const stages = stagesOf(parsed);
   const wanted: { name: string; line: number; what: string }[] = [];
@@ -271,7 +309,7 @@ async function resolveBuildTemplates(
   const out = new Map<string, Template>();
   for (const w of wanted) {
     if (!out.has(w.name))
-      out.set(w.name, await resolveNamed(ctx, teamId, w.name, `Dockerfile line ${w.line}: ${w.what}`));
+      out.set(w.name, await resolveNamed(ctx, teamId, w.name, `Dockerfile line ${w.line}: ${w.what}`, pulls));
   }
   return out;
 }
@@ -394,6 +432,7 @@ async function runBuild(
     );
     for (const i of stages.keys())
       if (!needed.includes(i)) log.line(`Skipping stage ${stageLabel(stages[i]!)}: the final stage does not use it`);
+    for (const l of plan.pulls ?? []) log.line(l);
     for (const unused of plan.unusedBuildArgs)
       log.line(`Warning: build argument ${unused} was not used (no ARG ${unused} in the Dockerfile)`);
 

@@ -1,5 +1,5 @@
 // Dockerfile parser for Wrenn templates. Accepts the subset a template build can run inside a
-// capsule: FROM (a Wrenn template or an earlier stage, `AS name`), ARG, RUN, COPY/ADD of files
+// capsule: FROM (a Wrenn template, a container image or an earlier stage, `AS name`), ARG, RUN, COPY/ADD of files
 // from the uploaded context or from another stage / template (`--from=`), ENV, WORKDIR, USER,
 // CMD/ENTRYPOINT (the start command) and a ready check. Anything else is an error naming the
 // line, so a build never silently ignores an instruction the user relied on (EXPOSE and LABEL are
@@ -16,6 +16,8 @@
 // HEALTHCHECK option --start-period sets how long the check may take to pass (default 2 minutes);
 // --interval, --timeout, --retries and --start-interval are accepted and have no effect. The
 // check runs until it exits 0 before a capsule created from the template is handed out.
+
+import { imageReferenceProblem } from '@wrenn/protocol';
 
 export class DockerfileError extends Error {
   constructor(
@@ -388,13 +390,19 @@ function parseArg(args: string, line: number, text: string): ArgStep[] {
  */
 function fromTemplate(word: string, line: number): string {
   const name = word.replace(/:latest$/, '');
-  if (!TEMPLATE_NAME.test(name))
+  if (TEMPLATE_NAME.test(name)) return name;
+  // Anything else is a container image (registry/repository[:tag][@digest]); the host parses it fully.
+  if (!IMAGE_REFERENCE.test(word) || imageReferenceProblem(word))
     throw new DockerfileError(
       line,
-      `FROM ${word}: '${name}' is not a Wrenn template name (use base, minimal or a template you built)`,
+      `FROM ${word}: '${word}' is neither a Wrenn template name (base, minimal or a template you built) nor a container image reference (registry/repository:tag)`,
     );
-  return name;
+  return word;
 }
+
+/** The shape of an image reference: [registry[:port]/]path[:tag][@sha256:hex], the path lower-case. */
+const IMAGE_REFERENCE =
+  /^[a-z0-9][a-z0-9._\-/]*(?::\d+\/[a-z0-9][a-z0-9._\-/]*)?(?::\w[\w.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$/;
 
 /** Stage names declared with FROM ... AS name, to explain references to a later stage. */
 function declaredStageNames(lines: { text: string }[]): Set<string> {
