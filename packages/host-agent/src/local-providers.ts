@@ -21,12 +21,15 @@ import { createQemuRuntime } from './runtimes/qemu/index.js';
 import type { CapsuleRuntime, RuntimeName } from './runtimes/runtime.js';
 import { probeHost, selectRuntimes } from './runtimes/select-runtime.js';
 
-/** `hostRuntimes`: a base template runs on every runtime of the host (VMs get an image built from it on first use). */
+/**
+ * `hostRuntimes`: a base or image template runs on every runtime of the host (VMs get a disk built
+ * from its layers on first use, vm/images/rootfs-image.ts).
+ */
 export function toTemplateInfo(m: TemplateManifest, hostRuntimes: readonly RuntimeName[] = []): TemplateInfo {
   return {
     name: m.name,
     kind: m.kind,
-    runtimes: m.kind === 'base' ? [...new Set([...m.runtimes, ...hostRuntimes])] : m.runtimes,
+    runtimes: m.kind === 'base' || m.kind === 'image' ? [...new Set([...m.runtimes, ...hostRuntimes])] : m.runtimes,
     sizeBytes: m.size,
     createdAt: Date.parse(m.created_at) || 0,
     ...(m.parent ? { parent: m.parent } : {}),

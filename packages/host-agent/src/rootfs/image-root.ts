@@ -16,9 +16,9 @@ const MOUNT_DIRS: [string, number][] = [
   ['sys', 0o555],
   ['etc', 0o755],
   ['tmp', 0o1777],
+  ['run', 0o755],
   ['root', 0o700],
   [GUEST_DIR.slice(1).split('/')[0] ?? 'opt', 0o755],
-  [GUEST_DIR.slice(1), 0o755],
 ];
 /** Files the runtime binds the capsule's own copies over. */
 const MOUNT_FILES = ['etc/hosts', 'etc/hostname', 'etc/resolv.conf'];
@@ -119,6 +119,14 @@ async function ensureDefaultUser(root: string, report: ImageRootReport): Promise
 export async function prepareImageRoot(root: string): Promise<ImageRootReport> {
   const report: ImageRootReport = { replaced: [] };
   for (const [rel, mode] of MOUNT_DIRS) await ensureDir(root, rel, mode, report);
+  // Wrenn's own directory starts empty whatever the image put there (a VM disk copies node and
+  // envd into it from the host: nothing of the image may redirect those writes).
+  const guest = GUEST_DIR.slice(1);
+  if ((await kindOf(join(root, guest))) !== 'missing') {
+    await rm(join(root, guest), { recursive: true, force: true });
+    report.replaced.push(GUEST_DIR);
+  }
+  await mkdir(join(root, guest), { mode: 0o755 });
   for (const rel of MOUNT_FILES) await ensureFile(root, rel, report);
   await ensureDefaultUser(root, report);
   return report;
