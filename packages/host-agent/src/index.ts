@@ -11,7 +11,7 @@ export {
   networkProvider,
   templateProvider,
 } from './local-providers.js';
-export { NetworkManager, type NetworkOptions, startMetadataHttpServer } from './network/index.js';
+export { loadEgressCa, NetworkManager, type NetworkOptions, startMetadataHttpServer } from './network/index.js';
 export {
   type ImageDefaults,
   type ImageReference,

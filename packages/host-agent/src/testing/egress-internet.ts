@@ -1,7 +1,8 @@
 // An "internet" of the egress policy tests' own: a namespace behind a plain veth holding addresses
 // in 198.18.0.0/15 (benchmarking range: never routed anywhere real), each with an HTTP server
 // (port 80) and an HTTPS server (443, certificate of a test CA) that answer with what they saw
-// (their own address, the Host header, the request headers), a UDP echo, and dnsmasq answering
+// (their own address, the Host header, the request headers; /bytes/<n> downloads n bytes), a UDP
+// echo, and dnsmasq answering
 // the test's names. The host routes the addresses to the veth only while the test runs.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -40,7 +41,23 @@ export interface Internet {
 
 const SERVER = `const fs = require('fs'), http = require('http'), https = require('https');
 const [cert, key] = process.argv.slice(1);
+const chunk = Buffer.alloc(1 << 16);
 const answer = (req, res) => {
+  const m = req.url.startsWith('/bytes/') ? [req.url, req.url.slice(7)] : null;
+  if (m) {
+    // A download of n bytes (for the egress proxy benchmark).
+    let left = Number(m[1]);
+    res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': left });
+    const more = () => {
+      while (left > 0) {
+        const n = Math.min(left, chunk.length);
+        left -= n;
+        if (!res.write(n === chunk.length ? chunk : chunk.subarray(0, n))) return res.once('drain', more);
+      }
+      res.end();
+    };
+    return more();
+  }
   const body = JSON.stringify({ server: req.socket.localAddress, host: req.headers.host, headers: req.headers });
   res.writeHead(200, { 'content-type': 'application/json' });
   res.end(body);
