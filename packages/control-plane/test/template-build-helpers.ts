@@ -1,5 +1,5 @@
-// What the live template build suites share: following a build's log to its end, and removing
-// every template the builds made from the shared image cache.
+// What the live template build suites share: following a build's log to its end (the systems'
+// close removes every template the builds made from the shared image cache).
 import assert from 'node:assert/strict';
 import type { LiveSystem } from './e2b-live.js';
 import type { client } from './native-helpers.js';
@@ -26,26 +26,4 @@ export async function follow(
   const b = await call('GET', `/v1/templates/builds/${buildId}`);
   assert.equal(b.status, 200, b.text);
   return { streamed, build: b.body };
-}
-
-/**
- * Deletes every template the builds made (final templates and layers): they live in the shared
- * image cache, which outlives this system. A layer is refused while a template stacks on it, so
- * the newest go first, and deletion repeats until nothing is left or nothing more can go.
- */
-export async function removeTeamTemplates(sys: LiveSystem, call: Call): Promise<void> {
-  for (let pass = 0; pass < 50; pass++) {
-    const rows = await sys.cp.ctx.database.db
-      .selectFrom('templates')
-      .select('name')
-      .where('team_id', 'is not', null)
-      .orderBy('created_at', 'desc')
-      .orderBy('id', 'desc')
-      .execute();
-    if (rows.length === 0) return;
-    let removed = 0;
-    for (const r of rows) if ((await call('DELETE', `/v1/templates/${r.name}`)).status === 204) removed++;
-    if (removed === 0)
-      throw new Error(`templates left behind in the shared image cache: ${rows.map((r) => r.name).join(', ')}`);
-  }
 }

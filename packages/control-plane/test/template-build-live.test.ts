@@ -8,7 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import { pack } from 'tar-stream';
 import { type LiveSystem, SHARED_IMAGES, startLive } from './e2b-live.js';
 import { client } from './native-helpers.js';
-import { follow, removeTeamTemplates } from './template-build-helpers.js';
+import { follow } from './template-build-helpers.js';
 
 type Call = ReturnType<typeof client>;
 
@@ -70,7 +70,6 @@ describe('templates built from a Dockerfile (live)', () => {
     if (!sys) return;
     try {
       for (const id of capsules) await call('DELETE', `/v1/capsules/${id}`).catch(() => undefined);
-      await removeTeamTemplates(sys, call);
     } finally {
       await sys.close();
     }

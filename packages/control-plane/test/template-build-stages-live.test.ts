@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { type LiveSystem, SHARED_IMAGES, startLive } from './e2b-live.js';
 import { client } from './native-helpers.js';
-import { follow, removeTeamTemplates } from './template-build-helpers.js';
+import { follow } from './template-build-helpers.js';
 
 const SLOT = 13;
 
@@ -42,7 +42,6 @@ describe('ARG and multi-stage template builds (live)', () => {
     if (!sys) return;
     try {
       for (const id of capsules) await call('DELETE', `/v1/capsules/${id}`).catch(() => undefined);
-      await removeTeamTemplates(sys, call);
     } finally {
       await sys.close();
     }
