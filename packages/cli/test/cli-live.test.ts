@@ -86,6 +86,14 @@ describe('wrenn CLI against wrenn up', () => {
     ) as { id: string; timeout_action: string; auto_resume: boolean };
     capsules.push(lifecycle.id);
     assert.deepEqual([lifecycle.timeout_action, lifecycle.auto_resume], ['pause', true]);
+    // A private capsule: its token is in the JSON (and the proxy demands it); a masked Host.
+    const priv = JSON.parse(
+      (await ok(['capsule', 'create', '--timeout', '600', '--private', '--mask-host', 'x.example:${PORT}', '--json']))
+        .stdout,
+    ) as { id: string; traffic_access_token?: string; mask_request_host?: string };
+    capsules.push(priv.id);
+    assert.ok((priv.traffic_access_token ?? '').length >= 20, JSON.stringify(priv));
+    assert.equal(priv.mask_request_host, 'x.example:${PORT}');
     const badAction = await wrenn(['capsule', 'create', '--on-timeout', 'sleep']);
     assert.equal(badAction.code, 1);
     assert.match(badAction.stderr, /--on-timeout must be one of kill, pause, hibernate, got 'sleep'/);

@@ -14,6 +14,8 @@ export const infoJson = (c: CapsuleInfo) => ({
   timeout_sec: c.timeoutSec,
   timeout_action: c.timeoutAction,
   auto_resume: c.autoResume,
+  ...(c.trafficAccessToken ? { traffic_access_token: c.trafficAccessToken } : {}),
+  ...(c.maskRequestHost ? { mask_request_host: c.maskRequestHost } : {}),
   metadata: c.metadata,
   created_at: c.createdAt.toISOString(),
   expires_at: c.expiresAt?.toISOString() ?? null,
@@ -32,6 +34,8 @@ export interface CreateOpts {
   volume?: string[];
   allowOut?: string[];
   denyOut?: string[];
+  private?: boolean;
+  maskHost?: string;
   json?: boolean;
 }
 
@@ -57,8 +61,15 @@ export const create = (o: CreateOpts) =>
       ...(envs ? { envs } : {}),
       ...(metadata ? { metadata } : {}),
       ...(volumeMounts ? { volumeMounts } : {}),
-      ...(o.allowOut || o.denyOut
-        ? { network: { ...(o.allowOut ? { allowOut: o.allowOut } : {}), ...(o.denyOut ? { denyOut: o.denyOut } : {}) } }
+      ...(o.allowOut || o.denyOut || o.private || o.maskHost !== undefined
+        ? {
+            network: {
+              ...(o.allowOut ? { allowOut: o.allowOut } : {}),
+              ...(o.denyOut ? { denyOut: o.denyOut } : {}),
+              ...(o.private ? { allowPublicTraffic: false } : {}),
+              ...(o.maskHost !== undefined ? { maskRequestHost: o.maskHost } : {}),
+            },
+          }
         : {}),
     });
     if (o.json) printJson(infoJson(c.info));
@@ -69,6 +80,9 @@ export const create = (o: CreateOpts) =>
         process.stderr.write(
           `run commands with: wrenn exec ${c.capsuleId} -- <command>, or open a shell: wrenn shell ${c.capsuleId}\n`,
         );
+      // The token only this answer shows (besides `capsule info --json`): needed to reach its ports.
+      if (c.info.trafficAccessToken)
+        process.stderr.write(`traffic access token (header e2b-traffic-access-token): ${c.info.trafficAccessToken}\n`);
     }
   });
 

@@ -32,6 +32,14 @@ export function registerUserCommands(program: Command): void {
       collect,
     )
     .option('--deny-out <cidr>', 'CIDR or IP it may not reach; 0.0.0.0/0 = all but --allow-out (repeatable)', collect)
+    .option(
+      '--private',
+      'its ports answer through the sandbox proxy only with its traffic access token (printed; header e2b-traffic-access-token)',
+    )
+    .option(
+      '--mask-host <host>',
+      "the Host header its servers see (${PORT} becomes the port, e.g. 'localhost:${PORT}')",
+    )
     .option('--json', 'print the capsule as JSON')
     .action(async (o) => (await import('./capsule.js')).create(o));
   capsule
