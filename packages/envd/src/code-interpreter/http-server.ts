@@ -167,7 +167,7 @@ async function route(contexts: Contexts, req: IncomingMessage, res: ServerRespon
 }
 
 export function codeInterpreterServer(contexts: Contexts): Server {
-  return createServer((req, res) => {
+  const server = createServer((req, res) => {
     route(contexts, req, res).catch((err) => {
       const status = err instanceof HttpError ? err.status : 500;
       if (status === 500) log('error', 'request failed', { err: String(err) });
@@ -175,4 +175,9 @@ export function codeInterpreterServer(contexts: Contexts): Server {
       else res.end();
     });
   });
+  // The sandbox proxy keeps connections to us open between calls: close idle ones long after it
+  // would (Node's 5 s default races a reused connection and fails that call with a reset).
+  server.keepAliveTimeout = 120_000;
+  server.headersTimeout = 125_000;
+  return server;
 }
