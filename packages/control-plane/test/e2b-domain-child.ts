@@ -1,7 +1,7 @@
 // The e2b SDK as a user runs it against a Wrenn deployed on a domain: a child process whose
-// environment holds only E2B_DOMAIN, E2B_API_KEY and NODE_EXTRA_CA_CERTS (e2b-domain-tls.test.ts
-// starts it in a mount namespace whose /etc/resolv.conf names the test's resolver). Each scenario
-// prints what it saw as one JSON line; the test asserts on it.
+// environment holds only E2B_DOMAIN, E2B_API_KEY and NODE_EXTRA_CA_CERTS. The control plane's
+// security/e2b-domain-tls.test.ts starts it in a mount namespace whose /etc/resolv.conf names the
+// test's resolver. Each scenario prints what it saw as one JSON line; the test asserts on it.
 import { Sandbox } from 'e2b';
 
 type Json = Record<string, unknown>;

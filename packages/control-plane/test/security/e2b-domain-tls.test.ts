@@ -13,14 +13,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import tls from 'node:tls';
-import { e2bKeyOf } from '../src/auth/api-keys.js';
-import { type Live, startLive } from '../src/testing/live-up.js';
+import { e2bKeyOf } from '../../src/auth/api-keys.js';
+import { type Live, startLive } from '../../src/testing/live-up.js';
 
 const DOMAIN = 'wrenn.test';
 // 127/8 is loopback: an address of the test's own, so port 443 is free of anything else on the machine.
 const CP_ADDRESS = '127.88.0.1';
 const DNS_ADDRESS = '127.88.0.53';
-const CHILD = join(import.meta.dirname, 'e2b-domain-child.js');
+const CHILD = join(import.meta.dirname, '..', 'e2b-domain-child.js');
 
 interface Answer {
   status: number;
