@@ -43,21 +43,6 @@ describe('e2b SDK Template.build (live)', () => {
         .where('kind', '=', 'image')
         .execute();
       imageDirs.push(...images.map((r) => join(SHARED_IMAGES, `oci-${r.name.slice('img-'.length)}`)));
-      // Everything the builds made lives in the shared image cache: the template, then its layers.
-      for (let pass = 0; pass < 20; pass++) {
-        const rows = await sys.cp.ctx.database.db
-          .selectFrom('templates')
-          .select('name')
-          .where('team_id', 'is not', null)
-          .orderBy('created_at', 'desc')
-          .execute();
-        if (rows.length === 0) break;
-        for (const r of rows)
-          await fetch(`${sys.url}/templates/${r.name}`, {
-            method: 'DELETE',
-            headers: { 'x-api-key': sys.sdk().apiKey },
-          });
-      }
     } finally {
       await sys.close();
       await reg?.stop();
