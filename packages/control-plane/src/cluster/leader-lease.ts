@@ -101,6 +101,8 @@ export class LeaderLease {
     const client = new pg.Client({
       connectionString: this.opts.databaseUrl,
       keepAlive: true,
+      // Names the holder in pg_stat_activity (operators, and the cluster test, see who holds it).
+      application_name: `wrenn-lease-${process.pid}`,
       // A holder whose queries hang (a partitioned server) must not keep believing it holds.
       query_timeout: Math.max(1_000, this.retryMs),
       connectionTimeoutMillis: Math.max(1_000, this.retryMs),
