@@ -98,6 +98,17 @@ test('an image by tag becomes a template with the image defaults; by digest it i
   assert.equal(again.result.cachedLayers, 2);
 });
 
+test('two concurrent templates of one new image make it once, both get it', { skip, timeout: 120_000 }, async () => {
+  if (!reg) throw new Error('no registry');
+  const { digest: d } = await pushMuslImage(reg, 'wrenn-test/concurrent', 'v1', [{ name: 'c.txt', content: 'c\n' }]);
+  const [x, y] = await Promise.all([
+    ensure(`${reg.host}/wrenn-test/concurrent:v1`),
+    ensure(`${reg.host}/wrenn-test/concurrent@${d}`),
+  ]);
+  assert.equal(x.result.template?.name, y.result.template?.name);
+  assert.equal(x.result.manifestDigest, d);
+});
+
 test('a capsule of a musl image runs envd and commands; ids and files of the image are right', {
   skip,
   timeout: 120_000,

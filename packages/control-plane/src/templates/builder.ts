@@ -535,7 +535,9 @@ async function runBuild(
             sources: copyStep.sources,
             dest,
             intoDir:
-              copyStep.dest.endsWith('/') || copyStep.sources.length > 1 || copyStep.sources.some((s) => /[*?[]/.test(s)),
+              copyStep.dest.endsWith('/') ||
+              copyStep.sources.length > 1 ||
+              copyStep.sources.some((s) => /[*?[]/.test(s)),
             label: source.label,
           }).catch((err: unknown) => {
             throw new StepFailed(`${where} COPY --from: ${messageOf(err)}`);

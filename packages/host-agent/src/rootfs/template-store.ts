@@ -255,6 +255,16 @@ export class TemplateStore {
    * recipe's. A template of that name from the same image manifest is returned as it is.
    */
   async fromImage(name: string, image: PulledImage, opts: EnsureOptions = {}): Promise<TemplateManifest> {
+    // One make of a template at a time in this process (the lock file only keeps other processes
+    // out: it takes a lock its own pid holds for a stale one).
+    const dir = this.templateDir(name);
+    for (let pending = building.get(dir); pending; pending = building.get(dir)) await pending.catch(() => undefined);
+    const made = this.fromImageOnce(name, image, opts).finally(() => building.delete(dir));
+    building.set(dir, made);
+    return made;
+  }
+
+  private async fromImageOnce(name: string, image: PulledImage, opts: EnsureOptions): Promise<TemplateManifest> {
     const onProgress = opts.onProgress ?? stderrProgress;
     const dir = this.templateDir(name);
     const same = (m: TemplateManifest | undefined) =>
