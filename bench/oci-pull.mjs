@@ -2,7 +2,7 @@
 // OCI image pull + unpack into the host's layer cache (prints JSON): a ~120 MB image (3 layers,
 // gzip and zstd, a few thousand files) from Debian's docker-registry on loopback, pulled cold
 // (download, verify, unpack, id shift) and then cached (manifest + config only). Issue 19's
-// template build and capsule-create figures come when `FROM <image>` builds land.
+// template build and capsule-create figures: bench/image-template.mjs.
 // Run as root after `npm run build`; needs docker-registry and zstd (scripts/setup.mjs).
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
