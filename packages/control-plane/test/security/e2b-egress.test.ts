@@ -102,12 +102,17 @@ describe('e2b SDK: egress policy on real capsules', { skip: isRoot ? false : 'ne
     assert.notEqual((await curl(s, `http://${INET.a}/`)).status, '200');
     assert.equal((await curl(s, `http://${INET.b}/`)).status, '200');
     await s.pause();
+    // Changed while paused (a rule added): applied, and the egress CA trusted, once it resumes.
+    const rule = { 'b.egress.test': [{ transform: { headers: { 'X-Paused': '1' } } }] };
+    await Sandbox.updateNetwork(s.sandboxId, { denyOut: [INET.a], rules: rule }, sys.sdk());
     const again = await Sandbox.connect(s.sandboxId, sys.sdk());
     assert.notEqual((await curl(again, `http://${INET.a}/`)).status, '200', 'kept across pause/resume');
+    const trust = await again.commands.run('test -s /usr/local/share/ca-certificates/wrenn-egress-ca.crt && echo yes');
+    assert.equal(trust.stdout.trim(), 'yes');
     const native = await fetch(`${sys.url}/v1/capsules/${s.sandboxId}/network`, {
       headers: { 'x-api-key': sys.adminKey },
     });
-    assert.deepEqual(await native.json(), { allow_out: [], deny_out: [`${INET.a}/32`], rules: {} });
+    assert.deepEqual(await native.json(), { allow_out: [], deny_out: [`${INET.a}/32`], rules: rule });
     await again.updateNetwork({});
     assert.equal((await curl(again, `http://${INET.a}/`)).status, '200', 'omitted fields clear the rules');
   });

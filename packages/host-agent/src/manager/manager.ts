@@ -398,7 +398,7 @@ export class SandboxManager {
   private async trustEgressCa(rec: CapsuleRecord): Promise<void> {
     const pem = this.deps.network.egressCaPem;
     if (!pem || Object.keys(rec.networkPolicy?.rules ?? {}).length === 0) return;
-    if (rec.state !== 'running' && rec.state !== 'starting') return; // a paused capsule gets it at its next update
+    if (rec.state !== 'running' && rec.state !== 'starting') return; // a paused capsule gets it at resume
     const client = createEnvdClient(rec.address, rec.envdAccessToken);
     try {
       const code = await runInCapsule(client, '/bin/sh', ['-c', TRUST_CA_SCRIPT, pem], 'root', 10_000);
@@ -671,6 +671,8 @@ export class SandboxManager {
       await this.store.save(rec);
       this.watchCapsule(rec);
       this.armReaper(rec.expiresAt);
+      // Rules given while it was paused, or a disk-only pause: its trust store gets the egress CA now (idempotent).
+      await this.trustEgressCa(rec);
       return rec;
     });
   }
