@@ -139,8 +139,10 @@ function newestMtime(path) {
 }
 const dashboard = join(root, 'packages', 'dashboard');
 const dashboardBuilt = join(dashboard, 'dist', 'index.html');
+// It bundles @wrenn/sdk (the notebook's CodeInterpreter): the SDK's sources count too.
 const dashboardSources = ['src', 'index.html', 'vite.config.ts', 'package.json']
   .map((n) => join(dashboard, n))
+  .concat(join(root, 'packages', 'sdk', 'src'))
   .filter((p) => existsSync(p));
 if (!existsSync(dashboardBuilt) || Math.max(...dashboardSources.map(newestMtime)) > statSync(dashboardBuilt).mtimeMs) {
   step('building the dashboard');

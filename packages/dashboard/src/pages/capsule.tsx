@@ -1,5 +1,5 @@
-// One capsule: its details and actions, and tabs for the terminal, files, processes, charts,
-// open ports (with their proxy URLs) and lifecycle events.
+// One capsule: its details and actions, and tabs for the terminal, a notebook (code-interpreter
+// templates), files, processes, charts, open ports (with their proxy URLs) and lifecycle events.
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { type Capsule, capsules, type Metrics } from '../api.js';
 import { ago, bytes, pct } from '../format.js';
@@ -7,6 +7,7 @@ import { navigate } from '../router.js';
 import { Empty, ErrorNote, Link, StateBadge, TableHead, useAction, usePoll } from '../ui.js';
 import { CapsuleActions } from './capsule-actions.js';
 import { FilesView } from './files.js';
+import { NotebookView } from './notebook.js';
 
 /** xterm.js is most of the bundle: it loads only when a terminal is opened. */
 function TerminalView({ capsuleId }: { capsuleId: string }) {
@@ -50,9 +51,9 @@ function EgressRows({ id }: { id: string }) {
   );
 }
 
-const TABS = ['Terminal', 'Files', 'Processes', 'Metrics', 'Ports', 'Events'] as const;
+const TABS = ['Terminal', 'Notebook', 'Files', 'Processes', 'Metrics', 'Ports', 'Events'] as const;
 type Tab = (typeof TABS)[number];
-const NEEDS_RUNNING: Tab[] = ['Terminal', 'Files', 'Processes', 'Metrics', 'Ports'];
+const NEEDS_RUNNING: Tab[] = ['Terminal', 'Notebook', 'Files', 'Processes', 'Metrics', 'Ports'];
 
 export function CapsulePage({ id }: { id: string }) {
   const cap = usePoll(() => capsules.get(id), [id], 3000);
@@ -171,6 +172,8 @@ export function CapsulePage({ id }: { id: string }) {
           </Empty>
         ) : tab === 'Terminal' ? (
           <TerminalView capsuleId={c.id} />
+        ) : tab === 'Notebook' ? (
+          <NotebookView capsule={c} />
         ) : tab === 'Files' ? (
           <FilesView capsuleId={c.id} />
         ) : tab === 'Processes' ? (
