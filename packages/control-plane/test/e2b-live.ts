@@ -138,6 +138,7 @@ export async function startLive(o: {
   imagesDir?: string;
   capacity?: TestUpOptions['capacity'];
   network?: TestUpOptions['network'];
+  warmPool?: TestUpOptions['warmPool'];
 }): Promise<LiveSystem> {
   const dataDir = mkdtempSync(join(tmpdir(), 'wrenn-live-'));
   const databaseUrl = o.db === 'postgres' ? await postgresUrl() : undefined;
@@ -153,6 +154,7 @@ export async function startLive(o: {
       imagesDir: o.imagesDir ?? join(dataDir, 'images'),
       ...(o.capacity ? { capacity: o.capacity } : {}),
       ...(o.network ? { network: o.network } : {}),
+      ...(o.warmPool ? { warmPool: o.warmPool } : {}),
     });
   } catch (err) {
     rmSync(dataDir, { recursive: true, force: true });

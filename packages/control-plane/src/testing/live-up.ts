@@ -79,6 +79,8 @@ export interface TestUpOptions {
   capacity?: LocalAgentOptions['capacity'];
   /** Network settings over the slot's (e.g. the egress tests' name server and "internet" range). */
   network?: Partial<NetworkOptions>;
+  /** Ready capsules kept per template, as `wrenn up --warm-pool` (default none). */
+  warmPool?: Record<string, number>;
 }
 
 /** The test system itself: this machine's agent in a slot of its own, and a control plane over it. */
@@ -92,6 +94,7 @@ export async function startTestUp(o: TestUpOptions): Promise<RunningUp> {
     imagesDir: o.imagesDir ?? SHARED_IMAGES,
     ...(o.capsuleDiskMb !== undefined ? { diskMb: o.capsuleDiskMb } : {}),
     ...(o.capacity ? { capacity: o.capacity } : {}),
+    ...(o.warmPool ? { warmPool: o.warmPool } : {}),
     log: pino({ level: logLevel, base: { svc: 'host-agent' } }),
   });
   try {
