@@ -20,7 +20,7 @@ export const CODE_INTERPRETER_PORT = 49999;
 /** A line of output, as it was streamed. */
 export interface OutputMessage {
   line: string;
-  /** Microseconds since the epoch when the kernel produced it (0 when the server gave none). */
+  /** When the kernel produced it, in ms since the epoch (0 when the server gave no time). */
   timestamp: number;
   error: boolean;
 }
@@ -126,7 +126,7 @@ export interface CodeInterpreterOptions {
 interface WireLine {
   type: string;
   text?: string;
-  timestamp?: number;
+  timestamp?: number | string;
   name?: string;
   value?: string;
   traceback?: string;
@@ -356,6 +356,16 @@ function contextOf(j: unknown): CodeContext {
   return { id: o.id, language: String(o.language ?? ''), cwd: String(o.cwd ?? '') };
 }
 
+/** A streamed line's time as ms since the epoch: an ISO date, or a number in ns, µs or ms (E2B documents ns). */
+function epochMs(t: unknown): number {
+  if (typeof t === 'string') {
+    const ms = Date.parse(t);
+    return Number.isFinite(ms) ? ms : 0;
+  }
+  if (typeof t !== 'number' || !Number.isFinite(t) || t <= 0) return 0;
+  return t > 1e17 ? t / 1e6 : t > 1e14 ? t / 1e3 : t;
+}
+
 /** Folds one streamed line into the execution and calls the matching callback. */
 function apply(execution: Execution, line: WireLine, opts: RunCodeOptions): void {
   switch (line.type) {
@@ -363,7 +373,7 @@ function apply(execution: Execution, line: WireLine, opts: RunCodeOptions): void
     case 'stderr': {
       const msg: OutputMessage = {
         line: String(line.text ?? ''),
-        timestamp: typeof line.timestamp === 'number' ? line.timestamp : 0,
+        timestamp: epochMs(line.timestamp),
         error: line.type === 'stderr',
       };
       execution.logs[line.type].push(msg.line);

@@ -80,6 +80,9 @@ describe('@wrenn/sdk runCode against wrenn up', { timeout: 900_000 }, () => {
       [['to stderr\n', true]],
     );
     assert.deepEqual(r.logs, { stdout: ['ready\n', 'done\n'], stderr: ['to stderr\n'] });
+    // Each line carries the kernel's time for it (ms since the epoch), in order.
+    const [ready, done] = out.map((m) => m.timestamp);
+    assert.ok(ready! > Date.parse('2020-01-01') && ready! <= done!, `timestamps ${ready} ${done}`);
   });
 
   it('returns an exception with its traceback and calls onError', async () => {
