@@ -7,18 +7,14 @@
 // (the dashboard's; test files run one at a time).
 
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
-import { type BrowserContext, chromium, type Page } from 'playwright-core';
-import { defaultDashboardDir } from '../src/api/dashboard.js';
+import type { BrowserContext, Page } from 'playwright-core';
+import { checkPrerequisites, launch, shots } from './dashboard-browser.js';
 import { type LiveSystem, SHARED_IMAGES, startLive } from './e2b-live.js';
 
-const CHROMIUM = '/usr/bin/chromium';
-const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../../../..');
-const shots = join(repoRoot, 'test-artifacts', 'dashboard');
 const SLOT = 14;
 
 describe('dashboard notebook in chromium', { timeout: 600_000 }, () => {
@@ -28,29 +24,10 @@ describe('dashboard notebook in chromium', { timeout: 600_000 }, () => {
   let profile: string;
 
   before(async () => {
-    assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: install Debian's chromium (apt-get install chromium)`);
-    assert.ok(
-      existsSync(join(defaultDashboardDir(), 'index.html')),
-      `the dashboard is not built at ${defaultDashboardDir()}: run npm run build -w packages/dashboard`,
-    );
-    mkdirSync(shots, { recursive: true });
+    checkPrerequisites();
     sys = await startLive({ db: 'sqlite', slot: SLOT, imagesDir: SHARED_IMAGES });
     profile = mkdtempSync(join(tmpdir(), 'wrenn-chromium-nb-'));
-    context = await chromium.launchPersistentContext(profile, {
-      executablePath: CHROMIUM,
-      headless: true,
-      viewport: { width: 1400, height: 1000 },
-      args: [
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-      ],
-    });
-    context.setDefaultTimeout(60_000);
+    context = await launch(profile);
     page = context.pages()[0] ?? (await context.newPage());
   });
   after(async () => {

@@ -5,55 +5,18 @@
 // Screenshots of the main pages go to test-artifacts/dashboard/.
 
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
-import { type BrowserContext, chromium, type Page } from 'playwright-core';
-import { defaultDashboardDir } from '../src/api/dashboard.js';
+import type { BrowserContext, Page } from 'playwright-core';
 import { createCapsule } from '../src/db/repositories/capsules.js';
+import { checkPrerequisites, launch, shots } from './dashboard-browser.js';
 import { type LiveSystem, startLive } from './e2b-live.js';
 import { newTeamKey, startBareControlPlane } from './native-helpers.js';
 
-const CHROMIUM = '/usr/bin/chromium';
-const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../../../..');
-const shots = join(repoRoot, 'test-artifacts', 'dashboard');
-
 // Network slot 14 (see testNetwork in e2b-live.ts).
 const SLOT = 14;
-
-/** Headless Debian chromium with a fresh profile directory and no background traffic. */
-async function launch(profile: string): Promise<BrowserContext> {
-  const context = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM,
-    headless: true,
-    viewport: { width: 1400, height: 900 },
-    args: [
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
-  });
-  context.setDefaultTimeout(60_000);
-  return context;
-}
-
-function checkPrerequisites(): void {
-  assert.ok(
-    existsSync(CHROMIUM),
-    `${CHROMIUM} is missing: install Debian's chromium (npm test's setup does: apt-get install chromium)`,
-  );
-  assert.ok(
-    existsSync(join(defaultDashboardDir(), 'index.html')),
-    `the dashboard is not built at ${defaultDashboardDir()}: run npm run build (or npm run build -w packages/dashboard)`,
-  );
-  mkdirSync(shots, { recursive: true });
-}
 
 describe('dashboard in chromium against a live system', { timeout: 600_000 }, () => {
   let sys: LiveSystem;
