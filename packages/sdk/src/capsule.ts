@@ -293,6 +293,7 @@ export class Capsule {
       url: this.getUrl(CODE_INTERPRETER_PORT),
       capsuleId: this.capsuleId,
       accessToken: this.info.envdAccessToken,
+      trafficAccessToken: this.info.trafficAccessToken,
       requestTimeoutMs: this.api.conn.requestTimeoutMs,
     });
     return this.interpreter;

@@ -10,6 +10,7 @@ import {
   errorFromResponse,
   InvalidArgumentError,
   NotFoundError,
+  PermissionDeniedError,
   TimeoutError,
   WrennError,
 } from './errors.js';
@@ -118,6 +119,8 @@ export interface CodeInterpreterOptions {
   capsuleId: string;
   /** The capsule's envd access token, sent as X-Access-Token as E2B's SDK does (the server reads the capsule's env with it). */
   accessToken?: string | null;
+  /** The capsule's traffic access token (a capsule created with `network.allowPublicTraffic: false`), sent as e2b-traffic-access-token. */
+  trafficAccessToken?: string | null;
   /** Timeout of the context calls in ms (default 60 000; 0 = none). */
   requestTimeoutMs?: number;
 }
@@ -164,6 +167,7 @@ export class CodeInterpreter {
   private readonly url: string;
   private readonly capsuleId: string;
   private readonly accessToken: string | null | undefined;
+  private readonly trafficAccessToken: string | null | undefined;
   private readonly requestTimeoutMs: number;
   /** Contexts made for runCode's `cwd` option, by language and directory. */
   private readonly cwdContexts = new Map<string, Promise<CodeContext>>();
@@ -172,6 +176,7 @@ export class CodeInterpreter {
     this.url = o.url.replace(/\/+$/, '');
     this.capsuleId = o.capsuleId;
     this.accessToken = o.accessToken;
+    this.trafficAccessToken = o.trafficAccessToken;
     this.requestTimeoutMs = o.requestTimeoutMs ?? 60_000;
   }
 
@@ -272,6 +277,7 @@ export class CodeInterpreter {
   ): Promise<Response> {
     const headers: Record<string, string> = {};
     if (this.accessToken) headers['x-access-token'] = this.accessToken;
+    if (this.trafficAccessToken) headers['e2b-traffic-access-token'] = this.trafficAccessToken;
     if (json !== undefined) headers['content-type'] = 'application/json';
     const signals: AbortSignal[] = [];
     if (signal) signals.push(signal);
@@ -307,6 +313,8 @@ export class CodeInterpreter {
           `capsule ${this.capsuleId} has no code interpreter answering on port ${CODE_INTERPRETER_PORT} (is its template code-interpreter-v1?)${detail ? `: ${detail}` : ''}`,
           { status, code: 'no_code_interpreter' },
         );
+      if (status === 403)
+        return new PermissionDeniedError(`${what}: ${body.message}`, { status, code: 'traffic_token_refused' });
       if (status === 502)
         return new CapsuleGoneError(
           `${what}: capsule ${this.capsuleId} is not running${detail ? ` (${detail})` : ''}`,

@@ -2,20 +2,23 @@
 // built-in `code-interpreter-v1` template (from the shared template cache; built there on first
 // use): state across calls, streamed callbacks (proved without timing: the cell waits for a file
 // the test writes when the first line arrives), errors with traceback, a chart as PNG plus chart
-// data, contexts, the cwd option, per-call env vars, a timeout, and the typed errors of a killed
-// capsule and of a capsule without a code interpreter. Network slot 6 (the SDK's).
+// data, contexts, the cwd option, per-call env vars, a timeout, a private capsule (its traffic
+// token sent; strangers refused), and the typed errors of a killed capsule and of a capsule
+// without a code interpreter. Network slot 6 (the SDK's).
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { type Live, startLive } from '@wrenn/control-plane/testing';
 import {
   Capsule,
   CapsuleGoneError,
+  CodeInterpreter,
   ConflictError,
   type ExecutionError,
   type ExecutionResult,
   InvalidArgumentError,
   NotFoundError,
   type OutputMessage,
+  PermissionDeniedError,
   TimeoutError,
 } from '../src/index.js';
 
@@ -200,6 +203,31 @@ describe('@wrenn/sdk runCode against wrenn up', { timeout: 900_000 }, () => {
       await plainCap.destroy();
     }
     assert.equal(await cap.codeInterpreter.isAvailable(), true);
+  });
+
+  it('reaches a private capsule (allowPublicTraffic false) with its traffic token; others are refused', async () => {
+    const priv = await Capsule.create({
+      ...opts,
+      template: 'code-interpreter-v1',
+      timeoutSec: 120,
+      network: { allowPublicTraffic: false },
+    });
+    try {
+      assert.ok(priv.info.trafficAccessToken, 'a private capsule comes with a traffic access token');
+      assert.equal((await priv.runCode('6 * 7')).text, '42');
+      // Without the token (or with another), the proxy refuses: a typed PermissionDeniedError.
+      for (const trafficAccessToken of [undefined, 'not-the-token']) {
+        const stranger = new CodeInterpreter({
+          url: priv.getUrl(49999),
+          capsuleId: priv.capsuleId,
+          accessToken: priv.info.envdAccessToken,
+          ...(trafficAccessToken ? { trafficAccessToken } : {}),
+        });
+        await assert.rejects(stranger.runCode('1'), PermissionDeniedError);
+      }
+    } finally {
+      await priv.destroy();
+    }
   });
 
   it('fails with CapsuleGoneError once the capsule was killed', async () => {

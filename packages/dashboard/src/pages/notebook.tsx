@@ -54,8 +54,9 @@ export function NotebookView({ capsule }: { capsule: Capsule }) {
         url: `${location.origin}/proxy/${capsule.id}/49999`,
         capsuleId: capsule.id,
         accessToken: capsule.envd_access_token,
+        trafficAccessToken: capsule.traffic_access_token,
       }),
-    [capsule.id, capsule.envd_access_token],
+    [capsule.id, capsule.envd_access_token, capsule.traffic_access_token],
   );
   const [available, setAvailable] = useState<boolean | undefined>(undefined);
   const [probeError, setProbeError] = useState<unknown>(undefined);
