@@ -1,0 +1,93 @@
+#!/usr/bin/env node
+// Creates through a cluster on this machine (prints JSON): the cluster test's fixture
+// (PostgreSQL, `wrenn server` replicas behind HAProxy, host agents each in a network namespace of
+// its own) for each shape in BENCH_SHAPES (default "1x1,2x1,1x2,2x2,3x3": replicas x agents). BENCH_N
+// `minimal` capsules are created through the balancer with the official e2b SDK, BENCH_C at a time
+// (default 20 and 4); reported: creates per second over the run and create p50/p99. Each capsule
+// is killed after the run. Also: how long a capsule change announced by one replica (LISTEN/NOTIFY)
+// takes to reach another (p50/p99 over 200), the cross-replica cache invalidation.
+// Run as root after `npm run build`.
+import { Sandbox } from 'e2b';
+import pino from 'pino';
+import { e2bKeyOf } from '../packages/control-plane/dist/src/auth/api-keys.js';
+import { CapsuleChanges } from '../packages/control-plane/dist/src/cluster/capsule-changes.js';
+import { openDatabase } from '../packages/control-plane/dist/src/db/open.js';
+import { startCluster } from '../packages/control-plane/dist/test/cluster/fixture.js';
+import { latencyStats } from './lib/latency-stats.mjs';
+
+const N = Number(process.env.BENCH_N ?? 20);
+const C = Number(process.env.BENCH_C ?? 4);
+const shapes = (process.env.BENCH_SHAPES ?? '1x1,2x1,1x2,2x2,3x3').split(',').map((s) => s.split('x').map(Number));
+
+const results = [];
+for (const [replicas, agents] of shapes) {
+  const c = await startCluster({ replicas, agents });
+  try {
+    const opts = { apiKey: e2bKeyOf(c.adminKey), apiUrl: c.balancerUrl, sandboxUrl: c.balancerUrl, timeoutMs: 600_000 };
+    // One create first so templates and connections are warm.
+    await (await Sandbox.create('minimal', opts)).kill();
+    const times = [];
+    const made = [];
+    let next = 0;
+    const t0 = performance.now();
+    await Promise.all(
+      Array.from({ length: C }, async () => {
+        while (next < N) {
+          next++;
+          const s = performance.now();
+          made.push(await Sandbox.create('minimal', opts));
+          times.push(performance.now() - s);
+        }
+      }),
+    );
+    const secs = (performance.now() - t0) / 1000;
+    for (const s of made) await s.kill().catch(() => {});
+    results.push({
+      replicas,
+      agents,
+      concurrency: C,
+      creates_per_s: Math.round((N / secs) * 100) / 100,
+      create: latencyStats(times),
+    });
+  } finally {
+    await c.stop();
+  }
+}
+
+// LISTEN/NOTIFY delivery between two replicas' connections.
+const { startTestPostgres } = await import('../packages/control-plane/dist/test/pg.js');
+const pg = await startTestPostgres();
+let notify;
+try {
+  const url = await pg.createDatabase();
+  const dbs = [await openDatabase({ databaseUrl: url }), await openDatabase({ databaseUrl: url })];
+  const log = pino({ level: 'silent' });
+  const waiting = new Map();
+  const a = await new CapsuleChanges({ databaseUrl: url, db: dbs[0].db, log, onChange: () => {} }).start();
+  const b = await new CapsuleChanges({
+    databaseUrl: url,
+    db: dbs[1].db,
+    log,
+    onChange: (id) => waiting.get(id)?.(),
+  }).start();
+  const lat = [];
+  for (let i = 0; i < 200; i++) {
+    const id = `c${i}`;
+    const s = performance.now();
+    await new Promise((resolve) => {
+      waiting.set(id, resolve);
+      a.publish(id);
+    });
+    lat.push(performance.now() - s);
+  }
+  notify = latencyStats(lat, { digits: 2 });
+  await a.stop();
+  await b.stop();
+  for (const d of dbs) await d.close();
+} finally {
+  await pg.stop();
+}
+
+process.stdout.write(
+  `${JSON.stringify({ bench: 'cluster', n: N, shapes: results, notify_to_other_replica: notify }, null, 2)}\n`,
+);
