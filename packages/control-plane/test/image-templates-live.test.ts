@@ -4,13 +4,18 @@
 // user and directory), a second template of the same image downloading nothing (bytes counted by
 // the agent), and clear 4xx answers for a missing image, refused credentials and bad requests.
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
+import { promisify } from 'node:util';
 import { haveRegistry, pushMuslImage, startRegistry, type TestRegistry } from '@wrenn/host-agent/testing/oci';
+import { Capsule } from '@wrenn/sdk';
 import { ensureImageTemplate } from '../src/services/image-templates.js';
 import { type LiveSystem, startLive } from './e2b-live.js';
 import { client, newTeamKey } from './native-helpers.js';
 
 const SLOT = 13;
+const run = promisify(execFile);
+const WRENN = new URL('../../../cli/bin/wrenn.js', import.meta.url).pathname;
 const skip = haveRegistry ? false : 'Debian docker-registry is not installed (scripts/setup.mjs installs it)';
 
 describe('capsules from container images (live)', { skip }, () => {
@@ -121,6 +126,31 @@ describe('capsules from container images (live)', { skip }, () => {
     });
     assert.equal(ok.status, 201, ok.text);
     capsules.push(ok.body.id);
+  });
+
+  it('the SDK and the CLI create capsules from images, with registry credentials', async () => {
+    const c = await Capsule.create({
+      baseUrl: sys.url,
+      apiKey: sys.adminKey,
+      image: `${authReg.host}/private/musl:v1`,
+      registryCredentials: { username: 'bob', password: 'pw-123' },
+      timeoutSec: 300,
+    });
+    capsules.push(c.capsuleId);
+    assert.equal((await c.commands.run('pwd')).stdout, '/app\n');
+    const env = { ...process.env, WRENN_BASE_URL: sys.url, WRENN_API_KEY: sys.adminKey, HOME: sys.dataDir };
+    const made = await run(
+      process.execPath,
+      [WRENN, 'capsule', 'create', '--image', `${authReg.host}/private/musl:v1`, '--registry-user', 'bob'],
+      { env: { ...env, WRENN_REGISTRY_PASSWORD: 'pw-123' } },
+    );
+    const id = made.stdout.trim();
+    capsules.push(id);
+    assert.equal((await exec(id, 'id -un')).stdout, 'app\n');
+    await assert.rejects(
+      run(process.execPath, [WRENN, 'capsule', 'create', '--image', `${authReg.host}/private/musl:v1`], { env }),
+      (err: { stderr?: string }) => /registry|private\/musl/.test(err.stderr ?? ''),
+    );
   });
 
   it('builds a Dockerfile FROM an image: its config inherited, pull lines in the build log; a bad FROM is a 404', async () => {

@@ -46,7 +46,7 @@ function createNetworkJsonOf(n: NonNullable<CapsuleRequest['network']>): CreateN
 }
 
 /**
- * The capsule contract's request fields (template, vcpus, memoryMb, timeoutSec, envs, metadata,
+ * The capsule contract's request fields (template or image + registryCredentials, vcpus, memoryMb, timeoutSec, envs, metadata,
  * internet, autoResume, network (allowOut, denyOut, rules, allowPublicTraffic, maskRequestHost), runtime, defaultUser, volumeMounts; documented in @wrenn/protocol) plus the SDK's own.
  */
 export interface CapsuleCreateOptions extends ConnectionOptions, CapsuleRequest {
@@ -116,11 +116,13 @@ export class Capsule {
     return this.capsuleId;
   }
 
-  /** Starts a new capsule from a template or a snapshot and returns once it runs. */
+  /** Starts a new capsule from a template, a snapshot or a container image and returns once it runs. */
   static async create(opts: CapsuleCreateOptions = {}): Promise<Capsule> {
     const api = new ApiClient(opts);
     const body = {
       ...(opts.template !== undefined ? { template: opts.template } : {}),
+      ...(opts.image !== undefined ? { image: opts.image } : {}),
+      ...(opts.registryCredentials !== undefined ? { registry_credentials: opts.registryCredentials } : {}),
       ...(opts.vcpus !== undefined ? { vcpus: opts.vcpus } : {}),
       ...(opts.memoryMb !== undefined ? { memory_mb: opts.memoryMb } : {}),
       ...(opts.timeoutSec !== undefined ? { timeout_sec: opts.timeoutSec } : {}),

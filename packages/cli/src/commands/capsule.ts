@@ -24,6 +24,8 @@ export const infoJson = (c: CapsuleInfo) => ({
 
 export interface CreateOpts {
   template?: string;
+  image?: string;
+  registryUser?: string;
   vcpus?: string;
   memory?: string;
   timeout?: string;
@@ -50,9 +52,15 @@ export const create = (o: CreateOpts) =>
     const volumeMounts = parseVolumeFlags(o.volume);
     if (o.onTimeout !== undefined && !(TIMEOUT_ACTIONS as readonly string[]).includes(o.onTimeout))
       throw new CliError(`--on-timeout must be one of ${TIMEOUT_ACTIONS.join(', ')}, got '${o.onTimeout}'`);
+    // The password never on the command line (other users of the machine can read it there).
+    const password = process.env.WRENN_REGISTRY_PASSWORD;
+    if (o.registryUser && !password)
+      throw new CliError('--registry-user needs the password or token in WRENN_REGISTRY_PASSWORD');
     const c = await Capsule.create({
       ...connection(),
       ...(o.template ? { template: o.template } : {}),
+      ...(o.image ? { image: o.image } : {}),
+      ...(o.image && o.registryUser && password ? { registryCredentials: { username: o.registryUser, password } } : {}),
       ...(vcpus !== undefined ? { vcpus } : {}),
       ...(memoryMb !== undefined ? { memoryMb } : {}),
       ...(timeoutSec !== undefined ? { timeoutSec } : {}),

@@ -18,6 +18,11 @@ export function registerUserCommands(program: Command): void {
     .command('create')
     .description('start a capsule and print its id')
     .option('-t, --template <name>', "template or snapshot to start from (default 'minimal')")
+    .option(
+      '--image <ref>',
+      'container image to start from instead (registry/repository[:tag][@digest]); its registry password or token from WRENN_REGISTRY_PASSWORD',
+    )
+    .option('--registry-user <name>', "user name for --image's registry (with WRENN_REGISTRY_PASSWORD)")
     .option('--vcpus <n>', 'virtual CPUs')
     .option('--memory <mb>', 'memory in MiB')
     .option('--timeout <sec>', 'seconds of inactivity before the --on-timeout action (0 = never; default 300)')
