@@ -9,6 +9,9 @@ import { client } from './native-helpers.js';
 import { follow } from './template-build-helpers.js';
 
 const SLOT = 13;
+// A name that is no template is tried as a Docker Hub image: send those pulls to a closed loopback
+// port, so a mistyped stage fails fast and no traffic leaves the machine.
+process.env.WRENN_REGISTRY_MIRROR ??= 'http://127.0.0.1:9';
 
 const DOCKERFILE = `ARG GREETING=hello
 FROM minimal AS build
@@ -136,7 +139,10 @@ describe('ARG and multi-stage template builds (live)', () => {
       dockerfile: 'FROM minimal\nCOPY --from=nosuch /a /b\n',
     });
     assert.equal(badStage.status, 404, badStage.text);
-    assert.match(badStage.body.error.message, /Dockerfile line 2: COPY --from=nosuch: template 'nosuch' not found/);
+    assert.match(
+      badStage.body.error.message,
+      /Dockerfile line 2: COPY --from=nosuch: no template 'nosuch' in this team/,
+    );
     const later = await call('POST', '/v1/templates', {
       name: 'bad',
       dockerfile: 'FROM minimal\nCOPY --from=b /a /b\nFROM minimal AS b\n',

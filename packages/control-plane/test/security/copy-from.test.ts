@@ -13,6 +13,9 @@ import { after, before, test } from 'node:test';
 import { TwoTeams } from './two-teams.js';
 
 let sys: TwoTeams;
+// A name that is no template of the team is tried as a Docker Hub image: send that pull to a
+// closed loopback port, so no traffic leaves the machine.
+process.env.WRENN_REGISTRY_MIRROR ??= 'http://127.0.0.1:9';
 const hostSecret = `/tmp/wrenn-copy-from-secret-${randomBytes(6).toString('hex')}`;
 const hostValue = `host-secret-${randomBytes(12).toString('hex')}`;
 let agentSecret = '';
@@ -121,13 +124,17 @@ COPY --from=evil /dir /got-dir
   );
   assert.ok(!viaProc.logs.includes(hostValue) && !(hostShadow.includes(':') && viaProc.logs.includes(hostShadow)));
 
-  // Another team's template is not a --from source (nor a FROM): it does not exist for team b.
+  // Another team's template is not a --from source (nor a FROM): it does not exist for team b
+  // (nor as an image: the pull goes to the closed mirror).
   const cross = await sys.call(sys.b, 'POST', '/v1/templates', {
     name: 'steal',
     dockerfile: 'FROM minimal\nCOPY --from=copy-from-links /got-dir /x\n',
   });
   assert.equal(cross.status, 404, cross.text);
-  assert.match(cross.body.error.message, /line 2: COPY --from=copy-from-links: template 'copy-from-links' not found/);
+  assert.match(
+    cross.body.error.message,
+    /line 2: COPY --from=copy-from-links: no template 'copy-from-links' in this team/,
+  );
 
   const after = await sys.neighbourHealth(sys.b);
   assert.ok(before && after, 'the neighbour stayed healthy');
