@@ -277,6 +277,25 @@ describe('wrenn CLI against wrenn up', () => {
     rmSync(file);
   });
 
+  it('capsule create --allow-out/--deny-out, capsule network shows, replaces and clears the policy', async () => {
+    const c = JSON.parse(
+      (await ok(['capsule', 'create', '--deny-out', '0.0.0.0/0', '--allow-out', 'example.com', '--json'])).stdout,
+    ) as { id: string };
+    capsules.push(c.id);
+    assert.deepEqual(JSON.parse((await ok(['capsule', 'network', c.id, '--json'])).stdout), {
+      allow_out: ['example.com'],
+      deny_out: ['0.0.0.0/0'],
+      rule_domains: [],
+    });
+    assert.match((await ok(['capsule', 'network', c.id, '--deny-out', '8.8.8.8'])).stdout, /deny out: +8\.8\.8\.8\/32/);
+    assert.match((await ok(['capsule', 'network', c.id, '--clear'])).stdout, /allow out: +-/);
+    const bad = await wrenn(['capsule', 'network', c.id, '--deny-out', 'example.com']);
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /takes no domain names/);
+    assert.doesNotMatch(bad.stderr, STACK);
+    await ok(['capsule', 'rm', c.id]);
+  });
+
   it('volume create, ls, capsule create --volume, rm (refused while mounted)', async () => {
     const id = (await ok(['volume', 'create', 'cli-vol', '--size', '32'])).stdout.trim();
     assert.match(id, /^vol-[0-9a-z]+$/);

@@ -296,6 +296,29 @@ describe('@wrenn/sdk against wrenn up', () => {
     }
   });
 
+  it('egress policy: create with network, getNetwork, setNetwork replaces it (normalised), bad entries are typed errors', async () => {
+    const c = await Capsule.create({
+      ...opts,
+      template: 'minimal',
+      network: { denyOut: ['0.0.0.0/0'], allowOut: ['Example.com', '*.api.example.com', '8.8.8.8'] },
+    });
+    extra.push(c);
+    assert.deepEqual(await c.getNetwork(), {
+      allowOut: ['8.8.8.8/32', 'example.com', '*.api.example.com'],
+      denyOut: ['0.0.0.0/0'],
+      rules: {},
+    });
+    // Deny all without allowed names: nothing goes out (refused, not hung).
+    const out = await c.commands.run('nc -w 2 8.8.4.4 53 </dev/null; echo code=$?');
+    assert.match(out.stdout, /code=1/);
+    assert.deepEqual(await c.setNetwork({ denyOut: ['8.8.4.4'] }), {
+      allowOut: [],
+      denyOut: ['8.8.4.4/32'],
+      rules: {},
+    });
+    await assert.rejects(c.updateNetwork({ allowOut: ['10.0.0.1/8'] }), (e: Error) => /host bits set/.test(e.message));
+  });
+
   it('pauses, resumes, and connect() resumes a paused capsule with its files', async () => {
     await cap.files.write('/tmp/keep.txt', 'kept across pause');
     const paused = await cap.pause();
