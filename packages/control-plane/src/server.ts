@@ -29,6 +29,7 @@ import { CapsuleChanges } from './cluster/capsule-changes.js';
 import { LeaderLease } from './cluster/leader-lease.js';
 import type { ControlPlaneConfig, ControlPlaneContext } from './context.js';
 import { openDatabase } from './db/open.js';
+import { listHosts } from './db/repositories/hosts.js';
 import { hostRoutes } from './hosts/index.js';
 import { createSandboxProxy } from './proxy/sandbox-proxy.js';
 import { type StateLoops, startLeasedStateLoops } from './reconciler/index.js';
@@ -40,6 +41,8 @@ export interface StartControlPlaneOptions extends ControlPlaneConfig {
   logLevel?: string;
   /** Host heartbeats and the reconciler (default on), while this replica holds the leader lease. */
   stateLoops?: boolean;
+  /** GET /health answers 200 while a host is online and not drained (`wrenn server`); else only once `readiness` says so. */
+  readyWithHosts?: boolean;
   /** How often a replica without the leader lease tries to take it (default 2000 ms; WRENN_LEASE_RETRY_MS). */
   leaseRetryMs?: number;
   /** Head, body and idle timeouts at the API's edge (default: WRENN_HEADERS_TIMEOUT_MS, WRENN_BODY_TIMEOUT_MS). */
@@ -186,11 +189,20 @@ export async function startControlPlane(opts: StartControlPlaneOptions): Promise
     reply.type('application/yaml').send(app.swagger({ yaml: true })),
   );
   // The one /health for both APIs (E2B's included): 200 once capsules can be created.
-  app.get('/health', { schema: { hide: true } }, async (_req, reply) =>
-    ctx.readiness.ready
-      ? reply.send({ status: 'ok' })
-      : reply.status(503).send({ status: 'starting', reason: ctx.readiness.reason }),
-  );
+  app.get('/health', { schema: { hide: true } }, async (_req, reply) => {
+    if (ctx.readiness.ready) return reply.send({ status: 'ok' });
+    // A control plane alone (`wrenn server`, a replica behind a balancer): ready while any host
+    // online and not drained can take capsules, asked of the database (hosts come and go).
+    if (opts.readyWithHosts) {
+      const open = (await listHosts(ctx.database.db, { status: 'online' })).filter((h) => !h.draining);
+      if (open.length > 0) return reply.send({ status: 'ok' });
+      return reply.status(503).send({
+        status: 'starting',
+        reason: 'no host agent is online and open to new capsules; start one (`wrenn agent --control-plane`)',
+      });
+    }
+    return reply.status(503).send({ status: 'starting', reason: ctx.readiness.reason });
+  });
   // Host registration authenticates with a one-time token, not an API key: outside the native API.
   await app.register(hostRoutes, { ctx });
   await app.register(nativeApi, { ctx });

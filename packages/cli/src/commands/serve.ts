@@ -73,6 +73,7 @@ export async function runServerFromCli(opts: Record<string, string | undefined>)
     publicUrl: `${tls ? 'https' : 'http'}://${listen.host}:${listen.port}`,
     ...(tls ? { tls } : {}),
     ...(process.env.DATABASE_URL ? { databaseUrl: process.env.DATABASE_URL } : {}),
+    readyWithHosts: true,
   });
   const admin = await ensureAdmin({
     db: cp.ctx.database.db,

@@ -35,6 +35,7 @@ describe('host drain (API, SDK, CLI, scheduler)', () => {
       publicUrl: 'http://127.0.0.1',
       logLevel: 'silent',
       stateLoops: false,
+      readyWithHosts: true,
     });
     const db = cp.ctx.database.db;
     adminKey = (await ensureAdmin({ db, dataDir: dir })).apiKey;
@@ -88,7 +89,11 @@ describe('host drain (API, SDK, CLI, scheduler)', () => {
 
   it('draining survives the host going silent and answering again', async () => {
     const db = cp.ctx.database.db;
+    assert.equal((await fetch(`${cp.url}/health`)).status, 200, 'ready while a host is online and open');
     assert.deepEqual(await markStaleHostsUnreachable(db, new Date(Date.now() + 1000)), ['h-a', 'h-b']);
+    const down = await fetch(`${cp.url}/health`);
+    assert.equal(down.status, 503, 'no host online: not ready');
+    assert.match(((await down.json()) as { reason: string }).reason, /no host agent is online/);
     let a = (await Host.list(conn())).find((h) => h.id === 'h-a');
     assert.equal(a?.status, 'unreachable');
     assert.equal(a?.draining, true);
@@ -97,6 +102,7 @@ describe('host drain (API, SDK, CLI, scheduler)', () => {
     a = (await Host.list(conn())).find((h) => h.id === 'h-a');
     assert.equal(a?.status, 'draining', 'back online, still drained');
     assert.equal((await pickHost(db, { vcpus: 1, memoryMb: 256, runtime: 'namespace' })).host.id, 'h-b');
+    assert.equal((await fetch(`${cp.url}/health`)).status, 200, 'h-b is online and open again');
   });
 
   it('wrenn host drain / undrain / ls', async () => {
