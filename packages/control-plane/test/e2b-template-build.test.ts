@@ -3,7 +3,8 @@
 // setEnvs, setWorkdir, runCmd (as the build user and as root), setUser and setStartCmd with a
 // ready command; then Sandbox.create(name) runs a command in it and reaches the start command's
 // server through the proxy. A second build reuses every cached step and uploads nothing;
-// skipCache reruns them. Bad requests get E2B-shaped errors.
+// skipCache reruns them. Tags: name:tag builds, an older tagged build kept for Sandbox.create
+// (name:tag), assign/get/remove tags, delete with its tags. Bad requests get E2B-shaped errors.
 import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -99,8 +100,73 @@ describe('e2b SDK Template.build (live)', () => {
       tags.map((t) => t.tag),
       ['default'],
     );
-    assert.equal((await Template.assignTags(`${NAME}:default`, 'default', sys.sdk())).tags[0], 'default');
-    await assert.rejects(Template.assignTags(`${NAME}:default`, 'v2', sys.sdk()), /only tag is 'default'/);
+  });
+
+  it('keeps tagged builds: name:tag builds, Sandbox.create(name:tag), assign/get/remove tags, delete', async () => {
+    for (const s of sandboxes.splice(0)) await s.kill();
+    const versioned = (v: string) => Template().fromTemplate('base').runCmd(`echo ${v} > /tmp/version.txt`);
+    const v1 = await Template.build(versioned('one'), 'sdk-tagged:v1', sys.sdk());
+    const v2 = await Template.build(versioned('two'), 'sdk-tagged:v2', sys.sdk());
+    assert.notEqual(v1.buildId, v2.buildId);
+    const versionOf = async (ref: string) => {
+      const sbx = await Sandbox.create(ref, { ...sys.sdk(), timeoutMs: 300_000 });
+      try {
+        return (await sbx.commands.run('cat /tmp/version.txt')).stdout.trim();
+      } finally {
+        await sbx.kill();
+      }
+    };
+    // The older tagged build outlived the newer build of its name; no tag means the latest.
+    assert.equal(await versionOf('sdk-tagged:v1'), 'one');
+    assert.equal(await versionOf('sdk-tagged:v2'), 'two');
+    assert.equal(await versionOf('sdk-tagged'), 'two');
+    assert.equal(await versionOf('sdk-tagged:default'), 'two');
+
+    const assigned = await Template.assignTags('sdk-tagged:v1', ['prod', 'stable'], sys.sdk());
+    assert.equal(assigned.buildId, v1.buildId);
+    assert.deepEqual(assigned.tags, ['prod', 'stable']);
+    assert.equal(await versionOf('sdk-tagged:prod'), 'one');
+    const listed = await Template.getTags('sdk-tagged', sys.sdk());
+    assert.deepEqual(
+      listed
+        .map((t) => `${t.tag}=${t.buildId === v1.buildId ? 'v1' : t.buildId === v2.buildId ? 'v2' : t.buildId}`)
+        .sort(),
+      ['default=v2', 'prod=v1', 'stable=v1', 'v1=v1', 'v2=v2'],
+    );
+    assert.ok(listed.every((t) => t.createdAt instanceof Date && !Number.isNaN(t.createdAt.getTime())));
+    await assert.rejects(Template.assignTags('sdk-tagged:v1', ':bad', sys.sdk()), /tag ':bad' is not valid/);
+    await assert.rejects(Template.assignTags('sdk-tagged:v1', 'sdk-tagged:', sys.sdk()), /is not valid/);
+    await assert.rejects(Template.assignTags('sdk-tagged:nope', 'x', sys.sdk()), /no tag 'nope'/);
+    await assert.rejects(Template.removeTags('sdk-never-built', ['x'], sys.sdk()), /not found/);
+    await assert.rejects(Template.removeTags('sdk-tagged', ['default'], sys.sdk()), /latest build/);
+
+    // Removing the last tags of v1 drops its kept template; the name's latest build stays.
+    const kept = () =>
+      sys.cp.ctx.database.db.selectFrom('templates').select('name').where('name', 'like', 'kept-%').execute();
+    assert.deepEqual(
+      (await kept()).map((r) => r.name),
+      [`kept-${v1.buildId}`],
+    );
+    await Template.removeTags('sdk-tagged', ['v1', 'prod'], sys.sdk());
+    assert.equal((await kept()).length, 1, 'stable still points at v1');
+    await Template.removeTags('sdk-tagged', 'stable', sys.sdk());
+    assert.equal((await kept()).length, 0);
+    await assert.rejects(Sandbox.create('sdk-tagged:v1', sys.sdk()), /no tag 'v1'/);
+    assert.equal(await versionOf('sdk-tagged:v2'), 'two');
+
+    // A third build tagged v3 moves nothing else; deleting the template deletes its tags and kept builds.
+    await Template.build(versioned('three'), 'sdk-tagged:v3', sys.sdk());
+    assert.deepEqual(
+      (await kept()).map((r) => r.name),
+      [`kept-${v2.buildId}`],
+    );
+    const { apiKey, apiUrl } = sys.sdk();
+    const del = await fetch(`${apiUrl}/templates/sdk-tagged`, { method: 'DELETE', headers: { 'x-api-key': apiKey } });
+    assert.equal(del.status, 204);
+    assert.equal((await kept()).length, 0);
+    const tagRows = await sys.cp.ctx.database.db.selectFrom('template_tags').selectAll().execute();
+    assert.equal(tagRows.filter((r) => r.template === 'sdk-tagged').length, 0);
+    await assert.rejects(Sandbox.create('sdk-tagged:v2', sys.sdk()), /not found|no tag/);
   });
 
   it('reuses cached steps and uploads on a second build; skipCache runs them again', async () => {
@@ -186,9 +252,9 @@ describe('e2b SDK Template.build (live)', () => {
     const bad = await post('/v3/templates', { name: 'Bad Name!' });
     assert.equal(bad.status, 400);
     assert.equal(bad.body.code, 400);
-    const tagged = await post('/v3/templates', { name: 'x', tags: ['v2'] });
+    const tagged = await post('/v3/templates', { name: 'x', tags: ['v2', 'bad tag'] });
     assert.equal(tagged.status, 400);
-    assert.match(tagged.body.message, /only tag is 'default'/);
+    assert.match(tagged.body.message, /tag 'bad tag' is not valid/);
 
     const req = await post('/v3/templates', { name: 'sdk-bad', cpuCount: 1, memoryMB: 512 });
     assert.equal(req.status, 202);

@@ -8,7 +8,8 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { gzipSync } from 'node:zlib';
 import { pack } from 'tar-stream';
-import { logEntriesOf, templateNameOf } from '../src/api/e2b/template-builds.js';
+import { logEntriesOf } from '../src/api/e2b/template-builds.js';
+import { parseTemplateRef } from '../src/api/e2b/template-refs.js';
 import { copySourceRoot, mapBuildStart } from '../src/api/e2b/template-steps.js';
 import type { TemplateBuild } from '../src/db/repositories/template-builds.js';
 import { checkFileSet } from '../src/templates/file-sets.js';
@@ -91,13 +92,16 @@ describe('E2B build steps', () => {
       assert.throws(() => mapBuildStart(body as never, at), re, JSON.stringify(body).slice(0, 80));
   });
 
-  it('takes name or name:default, refusing other tags', () => {
-    assert.equal(templateNameOf('my-app'), 'my-app');
-    assert.equal(templateNameOf('my-app:default', ['default']), 'my-app');
-    assert.throws(() => templateNameOf('my-app:v1'), /only tag is 'default'/);
-    assert.throws(() => templateNameOf('my-app', ['prod']), /tag 'prod'/);
-    assert.throws(() => templateNameOf('My App'), /name/);
-    assert.throws(() => templateNameOf('layer-abc'), /reserved/);
+  it('parses name, name:tag and extra tags, refusing bad names and tags', () => {
+    assert.deepEqual(parseTemplateRef('my-app'), { name: 'my-app', tags: [] });
+    assert.deepEqual(parseTemplateRef('my-app:default', ['default']), { name: 'my-app', tags: ['default'] });
+    assert.deepEqual(parseTemplateRef('my-app:v1.0', ['prod', 'v1.0']), { name: 'my-app', tags: ['v1.0', 'prod'] });
+    assert.throws(() => parseTemplateRef('my-app:'), /tag '' is not valid/);
+    assert.throws(() => parseTemplateRef(':v1'), /no template name/);
+    assert.throws(() => parseTemplateRef('my-app', [':bad']), /tag ':bad' is not valid/);
+    assert.throws(() => parseTemplateRef('my-app:a:b'), /tag 'a:b' is not valid/);
+    assert.throws(() => parseTemplateRef('My App'), /name/);
+    assert.throws(() => parseTemplateRef('layer-abc'), /reserved/);
   });
 
   it('pages the log by whole lines while a build runs', () => {

@@ -13,6 +13,7 @@ import * as m0005 from './migrations/0005_auto_resume.js';
 import * as m0006 from './migrations/0006_volumes.js';
 import * as m0007 from './migrations/0007_public_traffic.js';
 import * as m0008 from './migrations/0008_host_draining.js';
+import * as m0009 from './migrations/0009_template_tags.js';
 
 interface MigrationModule {
   up(db: Kysely<unknown>, dialect: SqlDialect): Promise<void>;
@@ -29,6 +30,7 @@ const modules: Record<string, MigrationModule> = {
   '0006_volumes': m0006,
   '0007_public_traffic': m0007,
   '0008_host_draining': m0008,
+  '0009_template_tags': m0009,
 };
 
 export function migrationNames(): string[] {

@@ -118,6 +118,15 @@ export interface TemplateBuildsTable {
   finished_at: number | null;
 }
 
+/** A team's tag of one build of a template name (E2B's name:tag); see migrations/0009. */
+export interface TemplateTagsTable {
+  team_id: string;
+  template: string;
+  tag: string;
+  build_id: string;
+  created_at: number;
+}
+
 /** Configuration a template's capsules start with (Dockerfile builds); see migrations/0002. */
 export interface TemplateConfigsTable {
   template_id: string;
@@ -164,6 +173,7 @@ export interface Database {
   templates: TemplatesTable;
   template_builds: TemplateBuildsTable;
   template_configs: TemplateConfigsTable;
+  template_tags: TemplateTagsTable;
   audit_events: AuditEventsTable;
   volumes: VolumesTable;
   capsule_volumes: CapsuleVolumesTable;

@@ -37,4 +37,5 @@ export { validateCommandTimeout, validateCreate, validateEnvs, validateMetadata 
 export const LIVE_STATES = LIVE_CAPSULE_STATES;
 
 export { createSnapshot, deleteSnapshot, deleteTemplate, listSnapshots } from './snapshots.js';
+export { deleteTemplateWithTags } from './tagged-builds.js';
 export { agentTemplateName, BUILTIN_TEMPLATES, DEFAULT_TEMPLATE, listTemplates, resolveTemplate } from './templates.js';

@@ -10,7 +10,7 @@ import {
   type Template,
   validateTemplateName,
 } from '../db/repositories/templates.js';
-import { isLayerName } from '../templates/layer-names.js';
+import { isKeptBuildName, isLayerName } from '../templates/layer-names.js';
 import { imageAgentTemplateName, isImageTemplateName } from './image-templates.js';
 
 /** Templates every host agent knows how to build on first use. */
@@ -65,7 +65,8 @@ export async function listTemplates(
   const byName = new Map<string, Template>();
   if (!filter.kind || filter.kind === 'base') for (const n of BUILTIN_TEMPLATES) byName.set(n, builtIn(n));
   for (const r of rows) {
-    if (isLayerName(r.name) || isImageTemplateName(r.name)) continue; // build cache layers and pulled images are internal
+    // build cache layers, pulled images and tagged older builds are internal
+    if (isLayerName(r.name) || isImageTemplateName(r.name) || isKeptBuildName(r.name)) continue;
     const have = byName.get(r.name);
     if (!have || have.teamId === null) byName.set(r.name, r);
   }

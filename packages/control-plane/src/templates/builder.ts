@@ -47,6 +47,7 @@ import {
 } from '../db/repositories/templates.js';
 import { agentForCapsule, type Capsule, createCapsule, destroyCapsule } from '../services/capsules.js';
 import { deleteTemplate, snapshotCapsule } from '../services/snapshots.js';
+import { keepTaggedBuild } from '../services/tagged-builds.js';
 import { assertNotBuiltin, resolveTemplate } from '../services/templates.js';
 import { StageArgs } from './build-args.js';
 import { type BuildContext, planCopy } from './build-context.js';
@@ -633,10 +634,14 @@ async function runBuild(
       await ensureWorkdir(ctx, c, cfg, plan.e2b);
       const old = await resolveTemplateRow(db, teamId, name);
       if (old && old.teamId === teamId) {
-        log.line(`replacing the previous '${name}' (${old.id})`);
-        await deleteTemplate(ctx, teamId, name).catch((err: unknown) => {
-          throw new StepFailed(`could not replace the existing template '${name}': ${messageOf(err)}`);
-        });
+        if (await keepTaggedBuild(ctx, teamId, name)) {
+          log.line(`keeping the previous '${name}' (${old.id}) for the tags that point at it`);
+        } else {
+          log.line(`replacing the previous '${name}' (${old.id})`);
+          await deleteTemplate(ctx, teamId, name).catch((err: unknown) => {
+            throw new StepFailed(`could not replace the existing template '${name}': ${messageOf(err)}`);
+          });
+        }
       }
       const saved = await snapshotCapsule(ctx, teamId, c, { name, kind: 'dockerfile' });
       const { entrypoint: _e, cmd: _c, ...config } = cfg;

@@ -11,6 +11,7 @@ import { networkRoutes } from './network.js';
 import { sandboxRoutes } from './sandboxes.js';
 import { teamRoutes } from './team.js';
 import { templateBuildRoutes } from './template-builds.js';
+import { templateTagRoutes } from './template-tags.js';
 import { templateUploadApi } from './template-uploads.js';
 import { templateRoutes } from './templates.js';
 import { volumeContentApi } from './volume-content.js';
@@ -32,6 +33,7 @@ export const e2bApi: FastifyPluginAsync<{ ctx: ControlPlaneContext }> = async (a
   networkRoutes(app, ctx);
   templateRoutes(app, ctx);
   templateBuildRoutes(app, ctx);
+  templateTagRoutes(app, ctx);
   volumeRoutes(app, ctx);
   teamRoutes(app, ctx);
 };

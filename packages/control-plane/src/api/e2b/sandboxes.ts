@@ -51,6 +51,7 @@ import {
   SandboxMetric,
   TimeoutBody,
 } from './schemas.js';
+import { templateOfRef } from './template-refs.js';
 
 const tags = ['e2b'];
 const MAX_LIST_SCAN = 10_000;
@@ -144,7 +145,7 @@ export function sandboxRoutes(app: FastifyInstance, ctx: ControlPlaneContext): v
     const publicTraffic = e2bPublicTraffic(body.network);
     const network = egress || Object.keys(publicTraffic).length > 0 ? { ...egress, ...publicTraffic } : undefined;
     const c = await createCapsule(ctx, teamId, {
-      template: body.templateID,
+      template: await templateOfRef(ctx, teamId, body.templateID),
       timeoutSec: body.timeout ?? CAPSULE_DEFAULTS.timeoutSec,
       timeoutAction: timeoutActionOf(body),
       ...(body.envVars ? { envs: body.envVars } : {}),

@@ -16,32 +16,22 @@ import {
 } from '@wrenn/protocol';
 import type { FastifyInstance } from 'fastify';
 import type { ControlPlaneContext } from '../../context.js';
-import {
-  createBuild,
-  getBuild,
-  listBuilds,
-  setBuildStatus,
-  type TemplateBuild,
-} from '../../db/repositories/template-builds.js';
-import { validateTemplateName } from '../../db/repositories/templates.js';
+import { createBuild, getBuild, setBuildStatus, type TemplateBuild } from '../../db/repositories/template-builds.js';
+import { setTemplateTags } from '../../db/repositories/template-tags.js';
 import { ensureImageTemplate } from '../../services/image-templates.js';
-import { resolveTemplate } from '../../services/templates.js';
 import { BuildLog } from '../../templates/build-log.js';
 import { type StepsBuildInput, startStepsBuild } from '../../templates/builder.js';
 import { fileSetPath, hasFileSet, validateFilesHash } from '../../templates/file-sets.js';
-import { isLayerName } from '../../templates/layer-names.js';
 import { e2bTeam } from './auth.js';
 import { errorResponses } from './schemas.js';
+import { DEFAULT_TAG, parseTemplateRef, storedTags } from './template-refs.js';
 import { type E2bBuildStart, mapBuildStart } from './template-steps.js';
 import { uploadUrl } from './template-uploads.js';
 
 const tags = ['e2b'];
-/** The one tag Wrenn knows: each template name holds one build. */
-const DEFAULT_TAG = 'default';
 /** Log entries one status call returns at most (the SDK keeps polling until none are left). */
 const LOG_PAGE = 100;
 
-const TemplateParams = Type.Object({ templateID: Type.String({ minLength: 1, maxLength: 128 }) });
 const BuildParams = Type.Object({
   templateID: Type.String({ minLength: 1, maxLength: 128 }),
   buildID: Type.String({ minLength: 1, maxLength: 64 }),
@@ -77,21 +67,6 @@ const BuildStart = Type.Object({
   steps: Type.Optional(Type.Array(Step, { maxItems: 1000 })),
   force: Type.Optional(Type.Boolean()),
 });
-
-/** 'name' or 'name:tag' as a Wrenn template name; tags other than 'default' are refused. */
-export function templateNameOf(given: string, tagList: string[] = []): string {
-  const colon = given.indexOf(':');
-  const name = colon < 0 ? given : given.slice(0, colon);
-  const allTags = [...(colon < 0 ? [] : [given.slice(colon + 1)]), ...tagList];
-  const other = allTags.find((t) => t !== DEFAULT_TAG);
-  if (other !== undefined)
-    throw new InvalidArgumentError(
-      `tag '${other}': Wrenn keeps one build per template name, so the only tag is '${DEFAULT_TAG}'; put the version in the name instead (e.g. my-template-v2)`,
-    );
-  validateTemplateName(name);
-  if (isLayerName(name)) throw new InvalidArgumentError(`template names starting with 'layer-' are reserved`);
-  return name;
-}
 
 /** `fromImageRegistry` of the SDK: username/password ('registry'); AWS and GCP logins are not supported. */
 function registryCredentialsOf(given: unknown): RegistryCredentials | undefined {
@@ -164,7 +139,7 @@ async function buildFromImage(
 /** The team's build of that template, or 404. */
 async function buildOf(ctx: ControlPlaneContext, teamId: string, templateID: string, buildID: string) {
   const b = await getBuild(ctx.database.db, buildID, teamId);
-  if (!b || b.template !== templateID.replace(/:default$/, ''))
+  if (!b || b.template !== parseTemplateRef(templateID).name)
     throw new NotFoundError(`build '${buildID}' of template '${templateID}' not found`);
   return b;
 }
@@ -212,14 +187,15 @@ export function templateBuildRoutes(app: FastifyInstance, ctx: ControlPlaneConte
       const body = req.body as Static<typeof TemplateRequest>;
       const given = body.name ?? body.alias;
       if (!given) throw new InvalidArgumentError('give the template name (name)');
-      const name = templateNameOf(given, body.tags);
+      const { name, tags: givenTags } = parseTemplateRef(given, body.tags);
       const build = await createBuild(ctx.database.db, { template: name, teamId: team.id, status: 'pending' });
+      await setTemplateTags(ctx.database.db, team.id, name, storedTags(givenTags), build.id);
       return reply.status(202).send({
         templateID: name,
         buildID: build.id,
         names: [name],
         aliases: [name],
-        tags: [DEFAULT_TAG],
+        tags: givenTags.length ? givenTags : [DEFAULT_TAG],
         public: false,
       });
     },
@@ -343,82 +319,6 @@ export function templateBuildRoutes(app: FastifyInstance, ctx: ControlPlaneConte
         logs: page.map((e) => e.message),
         ...(b.status === 'error' ? { reason: { message: b.error ?? 'build failed', logEntries: [] } } : {}),
       };
-    },
-  );
-
-  // Tags: each template name holds one build, so 'default' is its only tag (E2B's name:tag pairs
-  // with other tags are refused with a clear message by templateNameOf).
-  const lastBuildOf = async (teamId: string, name: string) => {
-    const t = await resolveTemplate(ctx, teamId, name);
-    const builds = await listBuilds(ctx.database.db, { teamId, template: t.name, limit: 20 });
-    const b = builds.find((x) => x.status === 'ready');
-    return { template: t, buildID: b?.id ?? t.id, at: (b?.finishedAt ?? t.createdAt).toISOString() };
-  };
-
-  app.post(
-    '/templates/tags',
-    {
-      schema: {
-        tags,
-        summary: "Assign tags to a template's build (only 'default' here: one build per name)",
-        body: Type.Object({
-          target: Type.String({ minLength: 1, maxLength: 256 }),
-          tags: Type.Array(Type.String({ minLength: 1, maxLength: 128 }), { minItems: 1, maxItems: 20 }),
-        }),
-        response: { 201: Type.Object({ buildID: Type.String(), tags: Type.Array(Type.String()) }), ...errorResponses },
-      },
-    },
-    async (req, reply) => {
-      const team = await e2bTeam(ctx, req);
-      const body = req.body as { target: string; tags: string[] };
-      const name = templateNameOf(body.target, body.tags);
-      const last = await lastBuildOf(team.id, name);
-      return reply.status(201).send({ buildID: last.buildID, tags: [DEFAULT_TAG] });
-    },
-  );
-
-  app.delete(
-    '/templates/tags',
-    {
-      schema: {
-        tags,
-        summary: "Remove tags from a template (refused: 'default' is the only tag and cannot be removed)",
-        body: Type.Object({
-          name: Type.String({ minLength: 1, maxLength: 128 }),
-          tags: Type.Array(Type.String({ minLength: 1, maxLength: 128 }), { minItems: 1, maxItems: 20 }),
-        }),
-        response: { 204: Type.Null(), ...errorResponses },
-      },
-    },
-    async (req) => {
-      const team = await e2bTeam(ctx, req);
-      const body = req.body as { name: string; tags: string[] };
-      const name = templateNameOf(body.name, body.tags);
-      await lastBuildOf(team.id, name);
-      throw new InvalidArgumentError(
-        `'${DEFAULT_TAG}' is the only tag of '${name}' and cannot be removed; delete the template instead`,
-      );
-    },
-  );
-
-  app.get(
-    '/templates/:templateID/tags',
-    {
-      schema: {
-        tags,
-        summary: "A template's tags (its one build, tagged 'default')",
-        params: TemplateParams,
-        response: {
-          200: Type.Array(Type.Object({ tag: Type.String(), buildID: Type.String(), createdAt: Type.String() })),
-          ...errorResponses,
-        },
-      },
-    },
-    async (req) => {
-      const team = await e2bTeam(ctx, req);
-      const name = templateNameOf((req.params as { templateID: string }).templateID);
-      const last = await lastBuildOf(team.id, name);
-      return [{ tag: DEFAULT_TAG, buildID: last.buildID, createdAt: last.at }];
     },
   );
 }

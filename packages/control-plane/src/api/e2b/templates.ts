@@ -10,7 +10,7 @@ import { listAuditEvents } from '../../db/repositories/audit-events.js';
 import { randomBase36 } from '../../ids.js';
 import {
   createSnapshot,
-  deleteTemplate,
+  deleteTemplateWithTags,
   getCapsule,
   listSnapshots,
   listTemplates,
@@ -28,6 +28,7 @@ import {
   Template,
   TemplateAliasResponse,
 } from './schemas.js';
+import { parseTemplateRef } from './template-refs.js';
 
 const tags = ['e2b'];
 
@@ -82,9 +83,10 @@ export function templateRoutes(app: FastifyInstance, ctx: ControlPlaneContext): 
     },
     async (req, reply) => {
       const team = await e2bTeam(ctx, req);
-      // E2B ids may carry a tag (name:tag); Wrenn templates have none.
-      const name = (req.params as { templateID: string }).templateID.replace(/:default$/, '');
-      await deleteTemplate(ctx, team.id, name);
+      // E2B ids may carry a tag (name:tag): the template goes with all its tags.
+      const given = (req.params as { templateID: string }).templateID;
+      const name = given.includes(':') ? parseTemplateRef(given).name : given;
+      await deleteTemplateWithTags(ctx, team.id, name);
       return reply.status(204).send();
     },
   );

@@ -8,7 +8,7 @@ import { listHostLoads } from '../../db/repositories/hosts.js';
 import {
   createSnapshot,
   deleteSnapshot,
-  deleteTemplate,
+  deleteTemplateWithTags,
   listSnapshots,
   listTemplates,
 } from '../../services/capsules.js';
@@ -98,7 +98,7 @@ export const resourceRoutes =
         },
       },
       async (req, reply) => {
-        await deleteTemplate(ctx, teamOf(req).id, req.params.name);
+        await deleteTemplateWithTags(ctx, teamOf(req).id, req.params.name);
         return reply.status(204).send(null);
       },
     );

@@ -158,6 +158,15 @@ export async function updateTemplate(db: Kysely<Database>, id: string, patch: Te
   return getTemplateById(db, id);
 }
 
+/** Gives a template another name (internal names only: the caller picks a name no user can take). */
+export async function renameTemplate(db: Kysely<Database>, id: string, name: string): Promise<void> {
+  await db
+    .updateTable('templates')
+    .set({ name: nonEmpty(name, 'template name') })
+    .where('id', '=', id)
+    .execute();
+}
+
 /** Deletes a team's template (teamId null: a built-in). Returns the deleted template or null. */
 export async function deleteTemplate(
   db: Kysely<Database>,
