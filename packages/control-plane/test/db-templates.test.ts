@@ -10,14 +10,18 @@ import {
   DbError,
   deleteTeam,
   deleteTemplate,
+  deleteTemplateTags,
   getBuild,
   getTemplateById,
   listAuditEvents,
   listBuilds,
   listTemplates,
+  listTemplateTags,
   type NewTemplate,
   resolveTemplate,
   setBuildStatus,
+  setTemplateTags,
+  taggedBuildId,
   updateTemplate,
 } from '../src/db/index.js';
 import { forEachDialect } from './db-helpers.js';
@@ -137,6 +141,34 @@ forEachDialect('template builds', (_dialect, fresh) => {
     assert.equal((await listBuilds(db)).length, 3);
     assert.equal(await getBuild(db, b1.id, 'team-other'), null);
     assert.equal((await getBuild(db, b1.id, a.id))?.id, b1.id);
+  });
+});
+
+forEachDialect('template tags', (_dialect, fresh) => {
+  test('point tags at builds, move them, list, remove some or all; per team and name; gone with the team', async (t) => {
+    const { db } = (await fresh(t)).wrenn;
+    const a = await createTeam(db, { name: 'a' });
+    const b = await createTeam(db, { name: 'b' });
+    await setTemplateTags(db, a.id, 'py', ['v1', 'prod', 'v1'], 'bld-1');
+    await setTemplateTags(db, a.id, 'py', ['v2'], 'bld-2');
+    await setTemplateTags(db, a.id, 'py', ['prod'], 'bld-2');
+    await setTemplateTags(db, a.id, 'node', ['v1'], 'bld-9');
+    await setTemplateTags(db, b.id, 'py', ['v1'], 'bld-5');
+    assert.equal(await taggedBuildId(db, a.id, 'py', 'v1'), 'bld-1');
+    assert.equal(await taggedBuildId(db, a.id, 'py', 'prod'), 'bld-2');
+    assert.equal(await taggedBuildId(db, b.id, 'py', 'v1'), 'bld-5');
+    assert.equal(await taggedBuildId(db, a.id, 'py', 'nope'), null);
+    const listed = await listTemplateTags(db, a.id, 'py');
+    assert.deepEqual(listed.map((x) => `${x.tag}=${x.buildId}`).sort(), ['prod=bld-2', 'v1=bld-1', 'v2=bld-2']);
+    assert.ok(listed.every((x) => x.createdAt instanceof Date && x.createdAt.getTime() > 0));
+    await deleteTemplateTags(db, a.id, 'py', ['v1', 'missing']);
+    await deleteTemplateTags(db, a.id, 'py', []);
+    assert.deepEqual((await listTemplateTags(db, a.id, 'py')).map((x) => x.tag).sort(), ['prod', 'v2']);
+    await deleteTemplateTags(db, a.id, 'py');
+    assert.equal((await listTemplateTags(db, a.id, 'py')).length, 0);
+    assert.equal((await listTemplateTags(db, a.id, 'node')).length, 1);
+    await deleteTeam(db, b.id);
+    assert.equal(await taggedBuildId(db, b.id, 'py', 'v1'), null);
   });
 });
 

@@ -10,5 +10,6 @@ export * from './repositories/capsules.js';
 export * from './repositories/hosts.js';
 export * from './repositories/teams.js';
 export * from './repositories/template-builds.js';
+export * from './repositories/template-tags.js';
 export * from './repositories/templates.js';
 export type { Database } from './schema.js';
