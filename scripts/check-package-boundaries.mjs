@@ -3,7 +3,9 @@
 // name (no "*" patterns), each entry point built from src/ has its source file, and no file of one
 // package reaches into another except through those names (nor by a relative path across package
 // folders). Files of a package may import their own package's internals; scripts/ and bench/ are
-// held to the package names too. `node scripts/check-package-boundaries.mjs [--root DIR]`: prints
+// held to the package names too. A TypeScript package built by the root `tsc -b` may only import
+// the workspace packages its tsconfig references (directly or through them): tsc builds the others
+// later, so a fresh clone's first build would fail even though a second one passes. `node scripts/check-package-boundaries.mjs [--root DIR]`: prints
 // each breach and exits 1 if there is any.
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve, sep } from 'node:path';
@@ -32,6 +34,27 @@ function readPackages(root) {
       const manifest = JSON.parse(readFileSync(join(dir, d, 'package.json'), 'utf8'));
       return { name: manifest.name, dir: join(dir, d), exports: manifest.exports };
     });
+}
+
+/** The folders a tsconfig.json references directly (none if it has no plain-JSON tsconfig). */
+function references(dir) {
+  const file = join(dir, 'tsconfig.json');
+  if (!existsSync(file)) return [];
+  try {
+    return (JSON.parse(readFileSync(file, 'utf8')).references ?? []).map((r) => resolve(dir, r.path));
+  } catch {
+    return [];
+  }
+}
+
+/** For each package the root `tsc -b` builds: every package folder built before it. */
+function builtBefore(root, packages) {
+  const built = new Set(references(root));
+  const closure = (dir, seen = new Set()) => {
+    for (const ref of references(dir)) if (!seen.has(ref)) closure(ref, seen.add(ref));
+    return seen;
+  };
+  return new Map(packages.filter((p) => built.has(p.dir)).map((p) => [p, closure(p.dir)]));
 }
 
 /** Breaches of the exports map itself: patterns, and src-built entry points without a source file. */
@@ -74,6 +97,7 @@ function ownerOf(file, packages) {
 
 function checkImports(root, packages, files) {
   const out = [];
+  const before = builtBefore(root, packages);
   const byName = new Map(packages.map((p) => [p.name, p]));
   for (const file of files) {
     const owner = ownerOf(file, packages);
@@ -91,6 +115,8 @@ function checkImports(root, packages, files) {
       const name = spec.startsWith('@') ? spec.split('/').slice(0, 2).join('/') : spec.split('/')[0];
       const pkg = byName.get(name);
       if (!pkg || pkg === owner) continue;
+      if (owner && before.has(owner) && /\.(ts|tsx|mts|cts)$/.test(file) && !before.get(owner).has(pkg.dir))
+        out.push(`${at}: ${owner.name} imports ${name}, which tsc -b builds after it (not in its tsconfig references)`);
       const subpath = spec === name ? '.' : `.${spec.slice(name.length)}`;
       if (pkg.exports === undefined)
         out.push(`${at}: ${name} has no "exports" front door, so "${spec}" is an internal`);

@@ -72,3 +72,34 @@ test('the check finds "*" exports, missing front doors, internal imports and pat
   assert.doesNotMatch(r.out, /index\.ts:1:|index\.ts:5:|own\.test\.ts/, 'front doors and own internals are allowed');
   assert.match(r.out, /5 package boundary breach/);
 });
+
+test('the check finds an import of a package that the root tsc -b builds later', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'wrenn-boundaries-order-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const pkg = (name: string, refs: string[]) => {
+    write(dir, `packages/${name}/package.json`, JSON.stringify({ name: `@t/${name}`, exports: { '.': './x.js' } }));
+    write(
+      dir,
+      `packages/${name}/tsconfig.json`,
+      JSON.stringify({ references: refs.map((r) => ({ path: `../${r}` })) }),
+    );
+  };
+  write(
+    dir,
+    'tsconfig.json',
+    JSON.stringify({ references: ['base', 'mid', 'top'].map((p) => ({ path: `packages/${p}` })) }),
+  );
+  pkg('base', []);
+  pkg('mid', ['base']);
+  pkg('top', ['mid']);
+  write(dir, 'packages/top/src/index.ts', "import { a } from '@t/base';\n"); // through mid: built before
+  write(dir, 'packages/mid/test/uses-top.test.ts', "import { t } from '@t/top';\n"); // built after mid
+  const r = check(dir);
+  assert.equal(r.status, 1, r.out);
+  assert.match(
+    r.out,
+    /packages\/mid\/test\/uses-top\.test\.ts:1: @t\/mid imports @t\/top, which tsc -b builds after it/,
+  );
+  assert.doesNotMatch(r.out, /packages\/top\/src\/index\.ts/, 'a package referenced through another is built before');
+  assert.match(r.out, /1 package boundary breach/);
+});

@@ -1,6 +1,7 @@
 // `wrenn host drain <id>`: only the admin key drains; a drained host shows as draining, the
 // scheduler sends new capsules elsewhere (and says why when no other host is left), and draining
-// survives the host going silent and answering again. Through the API, the SDK and the CLI.
+// survives the host going silent and answering again. Through the API and the CLI (which calls the SDK's
+// Host; the SDK itself is built after this package, so this test does not import it).
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -8,7 +9,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
-import { Host } from '@wrenn/sdk';
 import { ensureAdmin } from '../../src/auth/admin.js';
 import { createApiKey } from '../../src/auth/api-keys.js';
 import { createHost, markStaleHostsUnreachable, recordHeartbeat } from '../../src/db/repositories/hosts.js';
@@ -24,7 +24,6 @@ describe('host drain (API, SDK, CLI, scheduler)', () => {
   let cp: RunningControlPlane;
   let adminKey: string;
   let userKey: string;
-  const conn = () => ({ baseUrl: cp.url, apiKey: adminKey });
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'wrenn-drain-'));
@@ -57,6 +56,17 @@ describe('host drain (API, SDK, CLI, scheduler)', () => {
 
   const post = (path: string, key?: string) =>
     fetch(`${cp.url}${path}`, { method: 'POST', headers: key ? { 'x-api-key': key } : {} });
+  type HostJson = { id: string; status: string; draining: boolean };
+  const listHosts = async (): Promise<HostJson[]> => {
+    const res = await fetch(`${cp.url}/v1/hosts`, { headers: { 'x-api-key': adminKey } });
+    assert.equal(res.status, 200);
+    return ((await res.json()) as { hosts: HostJson[] }).hosts;
+  };
+  const setDrain = async (id: string, drain: boolean): Promise<HostJson> => {
+    const res = await post(`/v1/hosts/${id}/${drain ? 'drain' : 'undrain'}`, adminKey);
+    assert.equal(res.status, 200);
+    return (await res.json()) as HostJson;
+  };
 
   it('only the admin key drains; unknown hosts are 404', async () => {
     assert.equal((await post('/v1/hosts/h-a/drain')).status, 401);
@@ -64,7 +74,7 @@ describe('host drain (API, SDK, CLI, scheduler)', () => {
     const missing = await post('/v1/hosts/nope/drain', adminKey);
     assert.equal(missing.status, 404);
     assert.match(((await missing.json()) as { error: { message: string } }).error.message, /no host nope/);
-    const hosts = await Host.list(conn());
+    const hosts = await listHosts();
     assert.ok(
       hosts.every((h) => !h.draining && h.status === 'online'),
       'nothing drained by refused calls',
@@ -74,16 +84,16 @@ describe('host drain (API, SDK, CLI, scheduler)', () => {
   it('a drained host takes no new capsules; the scheduler names why when none is left', async () => {
     const db = cp.ctx.database.db;
     const req = { vcpus: 1, memoryMb: 256, runtime: 'namespace' };
-    const h = await Host.drain('h-a', conn());
+    const h = await setDrain('h-a', true);
     assert.equal(h.draining, true);
     assert.equal(h.status, 'draining');
     for (let i = 0; i < 5; i++) assert.equal((await pickHost(db, req)).host.id, 'h-b');
-    await Host.drain('h-b', conn());
+    await setDrain('h-b', true);
     await assert.rejects(
       pickHost(db, req),
       (err: unknown) => err instanceof NoHostError && /drained/.test(err.message),
     );
-    await Host.undrain('h-b', conn());
+    await setDrain('h-b', false);
     assert.equal((await pickHost(db, req)).host.id, 'h-b');
   });
 
@@ -94,12 +104,12 @@ describe('host drain (API, SDK, CLI, scheduler)', () => {
     const down = await fetch(`${cp.url}/health`);
     assert.equal(down.status, 503, 'no host online: not ready');
     assert.match(((await down.json()) as { reason: string }).reason, /no host agent is online/);
-    let a = (await Host.list(conn())).find((h) => h.id === 'h-a');
+    let a = (await listHosts()).find((h) => h.id === 'h-a');
     assert.equal(a?.status, 'unreachable');
     assert.equal(a?.draining, true);
     await recordHeartbeat(db, 'h-a', {});
     await recordHeartbeat(db, 'h-b', {});
-    a = (await Host.list(conn())).find((h) => h.id === 'h-a');
+    a = (await listHosts()).find((h) => h.id === 'h-a');
     assert.equal(a?.status, 'draining', 'back online, still drained');
     assert.equal((await pickHost(db, { vcpus: 1, memoryMb: 256, runtime: 'namespace' })).host.id, 'h-b');
     assert.equal((await fetch(`${cp.url}/health`)).status, 200, 'h-b is online and open again');
