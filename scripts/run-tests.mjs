@@ -36,9 +36,13 @@ if (filters.length === 0) {
       '# biome check failed: `npx biome check --write .` fixes format and imports; lint findings are by hand',
     );
 }
+// Tests send traffic only to loopback and their own namespaces: a Docker Hub name that a test does
+// not send to its own registry (an unknown FROM, say) goes to a closed loopback port, never out.
+const env = { ...process.env, WRENN_REGISTRY_MIRROR: process.env.WRENN_REGISTRY_MIRROR ?? 'http://127.0.0.1:9' };
 // One file at a time: the suites create real namespaces, cgroups and servers on fixed ports.
 const r = spawnSync(process.execPath, ['--test', '--test-concurrency=1', '--test-reporter=spec', ...files], {
   cwd: root,
   stdio: 'inherit',
+  env,
 });
 process.exit(lintFailed ? 1 : (r.status ?? 1));
