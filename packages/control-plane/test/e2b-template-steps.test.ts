@@ -102,6 +102,7 @@ describe('E2B build steps', () => {
     assert.throws(() => parseTemplateRef('my-app:a:b'), /tag 'a:b' is not valid/);
     assert.throws(() => parseTemplateRef('My App'), /name/);
     assert.throws(() => parseTemplateRef('layer-abc'), /reserved/);
+    assert.throws(() => parseTemplateRef('kept-bld-abc:v1'), /reserved/);
   });
 
   it('pages the log by whole lines while a build runs', () => {

@@ -115,7 +115,7 @@ export interface StepsBuildInput {
 }
 
 /** The layer template name for a cache key (team-scoped like every team template). */
-import { isLayerName, layerName } from './layer-names.js';
+import { isKeptBuildName, isLayerName, layerName } from './layer-names.js';
 
 export { isLayerName, layerName };
 
@@ -199,6 +199,10 @@ async function checkBuildName(ctx: ControlPlaneContext, teamId: string, name: st
   if (isLayerName(name))
     throw new InvalidArgumentError(
       `template names starting with 'layer-' are reserved for build layers; pick another name`,
+    );
+  if (isKeptBuildName(name))
+    throw new InvalidArgumentError(
+      `template names starting with 'kept-' are reserved for tagged builds; pick another name`,
     );
   assertNotBuiltin(name, 'replaced by a build; pick another name');
   const existing = await resolveTemplateRow(ctx.database.db, teamId, name);

@@ -8,7 +8,7 @@ import { getBuild } from '../../db/repositories/template-builds.js';
 import { taggedBuildId } from '../../db/repositories/template-tags.js';
 import { validateTemplateName } from '../../db/repositories/templates.js';
 import { keptTemplateOf, latestReadyBuild } from '../../services/tagged-builds.js';
-import { isLayerName } from '../../templates/layer-names.js';
+import { isKeptBuildName, isLayerName } from '../../templates/layer-names.js';
 
 /** The tag every name has: its latest build. */
 export const DEFAULT_TAG = 'default';
@@ -30,7 +30,8 @@ export function parseTemplateRef(given: string, extraTags: readonly string[] = [
   if (name === '') throw new InvalidArgumentError(`'${given.slice(0, 140)}' has no template name before ':'`);
   const tags = [...(colon < 0 ? [] : [given.slice(colon + 1)]), ...extraTags].map(validateTag);
   validateTemplateName(name);
-  if (isLayerName(name)) throw new InvalidArgumentError(`template names starting with 'layer-' are reserved`);
+  if (isLayerName(name) || isKeptBuildName(name))
+    throw new InvalidArgumentError(`template names starting with 'layer-' or 'kept-' are reserved`);
   return { name, tags: [...new Set(tags)] };
 }
 

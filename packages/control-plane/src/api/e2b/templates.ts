@@ -16,7 +16,7 @@ import {
   listTemplates,
   resolveTemplate,
 } from '../../services/capsules.js';
-import { isLayerName } from '../../templates/layer-names.js';
+import { isKeptBuildName, isLayerName } from '../../templates/layer-names.js';
 
 import { e2bTeam } from './auth.js';
 import { toE2bTemplate } from './mapping.js';
@@ -64,8 +64,8 @@ export function templateRoutes(app: FastifyInstance, ctx: ControlPlaneContext): 
     async (req) => {
       const team = await e2bTeam(ctx, req);
       const alias = (req.params as { alias: string }).alias;
-      // Build cache layers are internal: never found by name.
-      if (isLayerName(alias)) throw new NotFoundError(`template '${alias}' not found`);
+      // Build cache layers and kept tagged builds are internal: never found by name.
+      if (isLayerName(alias) || isKeptBuildName(alias)) throw new NotFoundError(`template '${alias}' not found`);
       const t = await resolveTemplate(ctx, team.id, alias);
       return { templateID: toE2bTemplate(t).templateID, public: t.teamId === null };
     },
