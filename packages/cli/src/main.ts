@@ -74,27 +74,34 @@ program
     });
   });
 
-program
-  .command('up')
-  .description('run the whole system on this machine: control plane, host agent, embedded database')
-  .addOption(
-    new Option('--listen <addr>', 'host:port of the API, proxy and dashboard')
-      .default('127.0.0.1:8000')
-      .env('WRENN_LISTEN'),
-  )
-  .addOption(new Option('--data-dir <dir>', 'data directory').default('/var/lib/wrenn').env('WRENN_DIR'))
-  .addOption(new Option('--domain <domain>', 'domain for proxy host names').default('localhost').env('WRENN_DOMAIN'))
-  .addOption(
-    new Option('--tls <mode>', 'serve HTTPS with a local CA made under the data dir')
-      .choices(['self-signed'])
-      .env('WRENN_TLS'),
-  )
-  .addOption(
-    new Option('--tls-cert <file>', 'serve HTTPS with this PEM certificate (*.<domain> and api.<domain>)').env(
-      'WRENN_TLS_CERT',
+/** What `up` and `server` share after --listen: where data lives, the domain, and HTTPS. */
+function withControlPlaneOptions(cmd: Command): Command {
+  return cmd
+    .addOption(new Option('--data-dir <dir>', 'data directory').default('/var/lib/wrenn').env('WRENN_DIR'))
+    .addOption(new Option('--domain <domain>', 'domain for proxy host names').default('localhost').env('WRENN_DOMAIN'))
+    .addOption(
+      new Option('--tls <mode>', 'serve HTTPS with a local CA made under the data dir')
+        .choices(['self-signed'])
+        .env('WRENN_TLS'),
+    )
+    .addOption(
+      new Option('--tls-cert <file>', 'serve HTTPS with this PEM certificate (*.<domain> and api.<domain>)').env(
+        'WRENN_TLS_CERT',
+      ),
+    )
+    .addOption(new Option('--tls-key <file>', 'the PEM key of --tls-cert').env('WRENN_TLS_KEY'));
+}
+
+withControlPlaneOptions(
+  program
+    .command('up')
+    .description('run the whole system on this machine: control plane, host agent, embedded database')
+    .addOption(
+      new Option('--listen <addr>', 'host:port of the API, proxy and dashboard')
+        .default('127.0.0.1:8000')
+        .env('WRENN_LISTEN'),
     ),
-  )
-  .addOption(new Option('--tls-key <file>', 'the PEM key of --tls-cert').env('WRENN_TLS_KEY'))
+)
   .addOption(
     new Option('--warm-pool <spec>', 'ready capsules kept per template, e.g. minimal=2')
       .default('minimal=2')
@@ -105,27 +112,15 @@ program
     await runUpFromCli(opts);
   });
 
-program
-  .command('server')
-  .description('run the control plane alone (agents register with it)')
-  .addOption(new Option('--listen <addr>', 'host:port of the API').default('127.0.0.1:8000').env('WRENN_LISTEN'))
-  .addOption(new Option('--data-dir <dir>', 'data directory').default('/var/lib/wrenn').env('WRENN_DIR'))
-  .addOption(new Option('--domain <domain>', 'domain for proxy host names').default('localhost').env('WRENN_DOMAIN'))
-  .addOption(
-    new Option('--tls <mode>', 'serve HTTPS with a local CA made under the data dir')
-      .choices(['self-signed'])
-      .env('WRENN_TLS'),
-  )
-  .addOption(
-    new Option('--tls-cert <file>', 'serve HTTPS with this PEM certificate (*.<domain> and api.<domain>)').env(
-      'WRENN_TLS_CERT',
-    ),
-  )
-  .addOption(new Option('--tls-key <file>', 'the PEM key of --tls-cert').env('WRENN_TLS_KEY'))
-  .action(async (opts: Record<string, string | undefined>) => {
-    const { runServerFromCli } = await import('./commands/serve.js');
-    await runServerFromCli(opts);
-  });
+withControlPlaneOptions(
+  program
+    .command('server')
+    .description('run the control plane alone (agents register with it)')
+    .addOption(new Option('--listen <addr>', 'host:port of the API').default('127.0.0.1:8000').env('WRENN_LISTEN')),
+).action(async (opts: Record<string, string | undefined>) => {
+  const { runServerFromCli } = await import('./commands/serve.js');
+  await runServerFromCli(opts);
+});
 
 registerUserCommands(program);
 
