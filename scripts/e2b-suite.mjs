@@ -11,6 +11,8 @@
 //        [--offline-cache file.json]  (keeps the offline pass's passing tests; reused when it exists)
 //        [--domain-mode]  (E2B_DOMAIN alone, as a user deploying on a domain: below)
 //        [--template]  (runs the SDK's template tests, tests/template, instead of the unit project)
+//        [--internet]  (also runs the tests that dial public addresses from inside a sandbox; left
+//                       out by default so that a run sends traffic only to this machine)
 //
 // --domain-mode: `wrenn up --tls self-signed --domain wrenn.test` on 443 of its own loopback address
 // (127.88.0.1), Debian's dnsmasq answering *.wrenn.test with it on 127.88.0.53, and vitest in a mount
@@ -39,6 +41,19 @@ const SHARED_IMAGES = process.env.WRENN_TEST_IMAGES ?? '/var/cache/wrenn-test-im
 // The SDK's dev dependencies the unit project needs (the rest are for browsers, workers, builds).
 const DEV_DEPS = ['vitest', 'msw', 'dotenv', 'error-stack-parser-es'];
 const UNIT_EXCLUDES = ['tests/runtimes/**', 'tests/template/**', 'tests/connectionConfig.test.ts'];
+// Tests whose sandboxes open connections to public addresses and expect answers (1.1.1.1, 8.8.8.8,
+// connectivitycheck.gstatic.com). Left out unless --internet: a run keeps to this machine. (The
+// "deny all" and "internet access disabled" cases stay: their connections never leave the capsule.)
+const PUBLIC_INTERNET_TESTS = [
+  'allow only 1.1.1.1',
+  'deny specific IP address',
+  'allow takes precedence over deny',
+  'updateNetwork applies new egress rules',
+  'updateNetwork clears existing rules when fields are omitted',
+  'internet access enabled',
+  'internet access default',
+];
+const escapeRegExp = (t) => t.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 // --template: E2B's template build tests (Template.build against the server), run on their own.
 const TEMPLATE_INCLUDE = ['tests/template/**/*.test.ts'];
 
@@ -51,6 +66,7 @@ function parseArgs(argv) {
     out: undefined,
     freshTemplates: false,
     template: false,
+    internet: false,
   };
   const rest = [];
   for (let i = 0; i < argv.length; i++) {
@@ -69,6 +85,7 @@ function parseArgs(argv) {
     else if (a === '--fresh-templates') o.freshTemplates = true;
     else if (a === '--domain-mode') o.domainMode = true;
     else if (a === '--template') o.template = true;
+    else if (a === '--internet') o.internet = true;
     else if (a.startsWith('-')) throw new Error(`unknown option ${a}`);
     else rest.push(a);
   }
@@ -289,6 +306,7 @@ async function runVitest(sdk, config, env, o, resolvConf) {
     '--reporter=default',
     '--reporter=json',
     `--outputFile.json=${report}`,
+    ...(o.internet ? [] : ['--testNamePattern', `^(?!.*(${PUBLIC_INTERNET_TESTS.map(escapeRegExp).join('|')}))`]),
     ...o.filters,
   ];
   // Domain mode: in a mount namespace of its own whose /etc/resolv.conf names the test resolver.
