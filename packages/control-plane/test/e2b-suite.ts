@@ -341,7 +341,7 @@ export function defineE2bSuite(db: DbKind, slot: number): void {
         [{}, /templateID/],
         [{ templateID: 'minimal', timeout: -1 }, /timeout/],
         [{ templateID: 'minimal', mcp: ['x'] }, /mcp/],
-        [{ templateID: 'minimal', network: { denyOut: ['10.0.0.0/8'] } }, /allow_internet_access/],
+        [{ templateID: 'minimal', network: { denyOut: ['example.com'] } }, /example\.com.*no domain names/],
       ] as const) {
         const r = await api('POST', '/v2/sandboxes', body);
         assert.equal(r.status, 400, JSON.stringify(body));

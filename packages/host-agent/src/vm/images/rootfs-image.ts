@@ -97,7 +97,21 @@ export interface RootfsImageOptions {
   force?: boolean;
 }
 
-export async function ensureRootfsImage(opts: RootfsImageOptions): Promise<string> {
+export function ensureRootfsImage(opts: RootfsImageOptions): Promise<string> {
+  // One build per template image at a time in this process: two VMs created at once would share
+  // the scratch directory (named by pid) and remove each other's files. Other processes use their
+  // own scratch and temporary names, and the finished image is renamed into place.
+  const key = join(opts.store.templateDir(opts.template), ROOTFS_IMAGE);
+  const running = building.get(key);
+  if (running) return running;
+  const p = buildRootfsImage(opts).finally(() => building.delete(key));
+  building.set(key, p);
+  return p;
+}
+
+const building = new Map<string, Promise<string>>();
+
+async function buildRootfsImage(opts: RootfsImageOptions): Promise<string> {
   const progress = opts.onProgress ?? (() => {});
   const manifest = await opts.store.ensureTemplate(opts.template, { onProgress: progress });
   const tdir = opts.store.templateDir(opts.template);
