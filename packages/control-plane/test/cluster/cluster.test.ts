@@ -12,22 +12,12 @@ import { sql } from 'kysely';
 import { e2bKeyOf } from '../../src/auth/api-keys.js';
 import { STATE_LOOPS_LOCK_KEY } from '../../src/cluster/leader-lease.js';
 import { openDatabase, type WrennDatabase } from '../../src/db/open.js';
+import { waitFor } from '../e2b-live.js';
 import { type Cluster, startCluster } from './fixture.js';
 
-async function until<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v !== undefined) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
+// The live tests' poller, with this file's longer default wait and 250 ms steps.
+const until = <T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 60_000) =>
+  waitFor(what, fn, timeoutMs, 250);
 
 describe('cluster: 2 replicas on PostgreSQL behind HAProxy, 2 agents in their own network namespaces', () => {
   let c: Cluster;
