@@ -3,8 +3,7 @@
 // agent notices (the agent watches each capsule's init); for remote agents the reconciler copies
 // the agent's `error` state on its next round.
 import type { ControlPlaneContext } from '../context.js';
-import { appendAuditEvent } from '../db/repositories/audit-events.js';
-import { setCapsuleState } from '../db/repositories/capsules.js';
+import { transitionCapsule } from '../db/repositories/capsule-transitions.js';
 
 export async function recordCapsuleDied(
   ctx: ControlPlaneContext,
@@ -12,16 +11,15 @@ export async function recordCapsuleDied(
   reason: string,
   by: string,
 ): Promise<boolean> {
-  const db = ctx.database.db;
-  const changed = await setCapsuleState(db, capsuleId, 'error', { from: ['running', 'paused'], error: reason });
+  const changed = await transitionCapsule(
+    ctx.database.db,
+    capsuleId,
+    'error',
+    { from: ['running', 'paused'], error: reason },
+    { kind: 'capsule.died', data: (c) => ({ by, host_id: c.hostId, reason }) },
+  );
   if (!changed) return false;
   ctx.evictProxy(capsuleId);
   ctx.log.error({ capsuleId, hostId: changed.hostId, reason }, 'capsule died on its host');
-  await appendAuditEvent(db, {
-    teamId: changed.teamId,
-    capsuleId,
-    kind: 'capsule.died',
-    data: { by, host_id: changed.hostId, reason },
-  }).catch((err: unknown) => ctx.log.error({ err, capsuleId }, 'audit event not written'));
   return true;
 }

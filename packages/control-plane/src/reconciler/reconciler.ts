@@ -32,11 +32,12 @@ import type { Capsule as AgentCapsule } from '@wrenn/protocol/gen/hostagent/v1/h
 import type { ControlPlaneContext } from '../context.js';
 import { toDate, toDateOrNull } from '../db/codec.js';
 import { appendAuditEvent } from '../db/repositories/audit-events.js';
+import { transitionCapsule } from '../db/repositories/capsule-transitions.js';
 import {
   type Capsule,
   type CapsuleState,
   getCapsule,
-  setCapsuleState,
+  type StateChange,
   updateCapsule,
 } from '../db/repositories/capsules.js';
 import { type Host, listHosts } from '../db/repositories/hosts.js';
@@ -166,6 +167,17 @@ export class Reconciler {
     return false;
   }
 
+  /** A state change and its audit event in one transaction (capsule-transitions.ts). */
+  private transition(
+    id: string,
+    state: CapsuleState,
+    change: StateChange,
+    kind: string,
+    data: Record<string, unknown>,
+  ): Promise<Capsule | null> {
+    return transitionCapsule(this.ctx.database.db, id, state, change, { kind, data: { by: 'reconciler', ...data } });
+  }
+
   private async audit(
     c: Pick<Capsule, 'id' | 'teamId'> | { id: string; teamId: string | null },
     kind: string,
@@ -207,11 +219,13 @@ export class Reconciler {
     const error = `${HOST_UNREACHABLE_ERROR}: host ${host.id} (${host.address}) has not answered${since}; the capsule comes back if the host does`;
     for (const c of await this.capsulesOn(host.id)) {
       if (c.state === 'error') continue;
-      const changed = await setCapsuleState(this.ctx.database.db, c.id, 'error', { from: [c.state], error });
+      const changed = await this.transition(c.id, 'error', { from: [c.state], error }, 'capsule.host_unreachable', {
+        hostId: host.id,
+        previousState: c.state,
+      });
       if (!changed) continue;
       this.ctx.evictProxy(c.id);
       report.markedHostUnreachable.push(c.id);
-      await this.audit(c, 'capsule.host_unreachable', { hostId: host.id, previousState: c.state });
     }
   }
 
@@ -337,19 +351,18 @@ export class Reconciler {
     const expired = c.expiresAt !== null && c.expiresAt.getTime() <= now + EXPIRES_TOLERANCE_MS;
     const lostWithHost = c.state === 'error';
     const error = lostWithHost ? `capsule was gone when host ${host.id} answered again` : undefined;
-    const changed = await setCapsuleState(this.ctx.database.db, c.id, 'stopped', {
-      from: [c.state],
-      ...(error ? { error } : {}),
+    const kind = expired && !lostWithHost ? 'capsule.expired' : 'capsule.lost';
+    const changed = await this.transition(c.id, 'stopped', { from: [c.state], ...(error ? { error } : {}) }, kind, {
+      hostId: host.id,
+      previousState: c.state,
     });
     if (!changed) return;
     this.ctx.evictProxy(c.id);
     report.stopped.push(c.id);
-    const kind = expired && !lostWithHost ? 'capsule.expired' : 'capsule.lost';
     this.ctx.log.info(
       { capsuleId: c.id, hostId: host.id, previousState: c.state, kind },
       'reconciler: capsule no longer on its host; stopped',
     );
-    await this.audit(c, kind, { hostId: host.id, previousState: c.state });
   }
 
   private async syncState(c: RoundCapsule, a: AgentCapsule, host: Host, report: ReconcileReport): Promise<void> {
@@ -357,15 +370,16 @@ export class Reconciler {
     const to = fromAgentState(a.state);
     const agentExpires = Number(a.expiresAt) > 0 ? new Date(Number(a.expiresAt)) : null;
     if (c.state === 'error' && isHostUnreachableError(c.error)) {
-      const changed = await setCapsuleState(db, c.id, to, {
-        from: ['error'],
-        error: to === 'error' ? a.error || 'error on host' : null,
-        expiresAt: agentExpires,
-      });
+      const changed = await this.transition(
+        c.id,
+        to,
+        { from: ['error'], error: to === 'error' ? a.error || 'error on host' : null, expiresAt: agentExpires },
+        'capsule.host_recovered',
+        { hostId: host.id, state: to },
+      );
       if (!changed) return;
       this.ctx.evictProxy(c.id);
       report.recovered.push(c.id);
-      await this.audit(c, 'capsule.host_recovered', { hostId: host.id, state: to });
       return;
     }
     // The agent's `error` is final (its capsule's processes are gone; nothing but destroy follows),
@@ -378,14 +392,6 @@ export class Reconciler {
     if (to !== c.state) {
       if (!this.confirmed(c.id, `${c.state}->${to}`)) return;
       const error = to === 'error' ? a.error || 'the capsule failed on its host' : undefined;
-      const changed = await setCapsuleState(db, c.id, to, {
-        from: [c.state],
-        expiresAt: agentExpires,
-        ...(error ? { error } : {}),
-      });
-      if (!changed) return;
-      this.ctx.evictProxy(c.id);
-      report.synced.push({ id: c.id, from: c.state, to });
       const reason =
         c.state === 'running' &&
         (to === 'paused' || to === 'hibernated') &&
@@ -393,11 +399,20 @@ export class Reconciler {
         c.expiresAt.getTime() <= Date.now() + EXPIRES_TOLERANCE_MS
           ? 'timeout'
           : 'agent';
+      const changed = await this.transition(
+        c.id,
+        to,
+        { from: [c.state], expiresAt: agentExpires, ...(error ? { error } : {}) },
+        'capsule.state_synced',
+        { hostId: host.id, from: c.state, to, reason },
+      );
+      if (!changed) return;
+      this.ctx.evictProxy(c.id);
+      report.synced.push({ id: c.id, from: c.state, to });
       this.ctx.log.info(
         { capsuleId: c.id, hostId: host.id, from: c.state, to, reason },
         'reconciler: state synced from agent',
       );
-      await this.audit(c, 'capsule.state_synced', { hostId: host.id, from: c.state, to, reason });
       return;
     }
     // Same state: keep the deadline the agent enforces (e.g. after a ping or resume elsewhere).

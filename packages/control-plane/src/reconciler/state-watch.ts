@@ -5,8 +5,8 @@
 // stream was open is still found by its next round.
 import { type CapsuleStateChange, CapsuleState as PbState } from '@wrenn/protocol/gen/hostagent/v1/hostagent_pb';
 import type { ControlPlaneContext } from '../context.js';
-import { appendAuditEvent } from '../db/repositories/audit-events.js';
-import { getCapsule, setCapsuleState } from '../db/repositories/capsules.js';
+import { transitionCapsule } from '../db/repositories/capsule-transitions.js';
+import { getCapsule } from '../db/repositories/capsules.js';
 import { type Host, listHosts } from '../db/repositories/hosts.js';
 import { recordCapsuleDied } from './capsule-died.js';
 
@@ -105,17 +105,18 @@ export class AgentStateWatch {
             ? 'stopped'
             : undefined;
     if (!to) return;
-    const changed = await setCapsuleState(db, c.id, to, {
-      from: to === 'stopped' ? ['running', 'paused'] : ['running'],
-    });
+    const changed = await transitionCapsule(
+      db,
+      c.id,
+      to,
+      { from: to === 'stopped' ? ['running', 'paused'] : ['running'] },
+      {
+        kind: to === 'stopped' ? 'capsule.expired' : 'capsule.state_synced',
+        data: { by: 'agent', hostId: host.id, from: c.state, to, reason: change.cause },
+      },
+    );
     if (!changed) return;
     this.ctx.evictProxy(c.id);
     this.ctx.log.info({ capsuleId: c.id, hostId: host.id, to, cause: change.cause }, 'agent pushed a state change');
-    await appendAuditEvent(db, {
-      teamId: c.teamId,
-      capsuleId: c.id,
-      kind: to === 'stopped' ? 'capsule.expired' : 'capsule.state_synced',
-      data: { by: 'agent', hostId: host.id, from: c.state, to, reason: change.cause },
-    }).catch((err: unknown) => this.ctx.log.error({ err, capsuleId: c.id }, 'audit event not written'));
   }
 }
