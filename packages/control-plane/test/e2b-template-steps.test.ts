@@ -48,7 +48,7 @@ describe('E2B build steps', () => {
     assert.deepEqual(m.filesHashes, [HASH]);
     assert.deepEqual(
       m.steps.map((s) => s.kind),
-      ['USER', 'RUN', 'COPY_ARCHIVE', 'ENV', 'WORKDIR', 'USER', 'CMD', 'READY'],
+      ['USER', 'RUN', 'COPY_ARCHIVE', 'ENV', 'WORKDIR', 'USER', 'START', 'READY'],
     );
     const [user, run, copy, env] = m.steps;
     assert.equal(user?.kind === 'USER' && user.user, 'user');

@@ -1,8 +1,10 @@
 // Capsules from container images through the native API against a live `wrenn up` and Debian's
 // docker-registry on a loopback port holding a musl image built here: by tag and by digest, the
-// image's ENV/WORKDIR/USER/CMD applied (the start command runs, commands default to the image's
-// user and directory), a second template of the same image downloading nothing (bytes counted by
-// the agent), and clear 4xx answers for a missing image, refused credentials and bad requests.
+// image's ENV/WORKDIR/USER applied (commands default to the image's user and directory) and its
+// ENTRYPOINT/CMD kept as metadata but not run (a REPL image's CMD would exit), a Dockerfile CMD over
+// an image composed with the image's ENTRYPOINT, a second template of the same image downloading
+// nothing (bytes counted by the agent), and clear 4xx answers for a missing image, refused
+// credentials and bad requests.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
@@ -28,6 +30,11 @@ describe('capsules from container images (live)', { skip }, () => {
   before(async () => {
     [reg, authReg] = await Promise.all([startRegistry(), startRegistry({ username: 'bob', password: 'pw-123' })]);
     digest = (await pushMuslImage(reg, 'wrenn-test/musl', 'v1')).digest;
+    // A REPL-like image: its CMD (a shell) exits at once without a terminal; its ENTRYPOINT sets EP.
+    await pushMuslImage(reg, 'wrenn-test/musl', 'repl', [], {
+      Entrypoint: ['/usr/bin/env', 'EP=from-entrypoint'],
+      Cmd: ['/bin/sh'],
+    });
     await pushMuslImage(authReg, 'private/musl', 'v1');
     // Docker Hub names (FROM bsae) go to the test's registry, never to the internet.
     process.env.WRENN_REGISTRY_MIRROR = `http://${reg.host}`;
@@ -51,7 +58,22 @@ describe('capsules from container images (live)', { skip }, () => {
     return r.body as { stdout: string; stderr: string; exit_code: number };
   };
 
-  it('creates a capsule from an image by tag with its ENV, WORKDIR, USER and CMD applied', async () => {
+  /** The processes in the capsule (busybox ps), for what must or must not run there. */
+  const processes = async (id: string) => (await exec(id, 'ps', 'root')).stdout;
+
+  const build = async (name: string, dockerfile: string) => {
+    const start = await call('POST', '/v1/templates', { name, dockerfile });
+    assert.equal(start.status, 202, start.text);
+    let b: { status: string; error: string; logs: string } = { status: 'building', error: '', logs: '' };
+    for (let i = 0; i < 600 && b.status === 'building'; i++) {
+      await new Promise((res) => setTimeout(res, 200));
+      b = (await call('GET', `/v1/templates/builds/${start.body.build_id}`)).body;
+    }
+    assert.equal(b.status, 'ready', `${b.error}\n${b.logs}`);
+    return b;
+  };
+
+  it('creates a capsule from an image by tag with its ENV, WORKDIR and USER applied, its CMD not run', async () => {
     const created = await call('POST', '/v1/capsules', { image: `${reg.host}/wrenn-test/musl:v1`, timeout_sec: 300 });
     assert.equal(created.status, 201, created.text);
     const id = created.body.id as string;
@@ -60,13 +82,11 @@ describe('capsules from container images (live)', { skip }, () => {
     const r = await exec(id, 'echo "$GREETING"; pwd; id -un; cat /app/hello.txt');
     assert.equal(r.exit_code, 0, r.stderr);
     assert.equal(r.stdout, 'hello image\n/app\napp\nhi from the image\n');
-    // The image's CMD was started as the template's start command (as the image's user).
-    let started = '';
-    for (let i = 0; i < 50 && !started; i++) {
-      started = (await exec(id, 'cat /tmp/started 2>/dev/null; stat -c %U /tmp/started 2>/dev/null || true')).stdout;
-      if (!started) await new Promise((res) => setTimeout(res, 100));
-    }
-    assert.equal(started, 'started\napp\n');
+    // The image's CMD is no start command: it was not launched (a start command is launched before
+    // the create returns, so it would be in the process list or have left /tmp/started).
+    const ps = await processes(id);
+    assert.doesNotMatch(ps, /sleep 3600|echo started/, ps);
+    assert.equal((await exec(id, 'test -e /tmp/started && echo there || echo absent')).stdout, 'absent\n');
     // The request's env wins over the image's; root is still reachable by name.
     assert.equal((await exec(id, 'id -u', 'root')).stdout, '0\n');
     // Image templates are the team's, but hidden from its template list.
@@ -95,6 +115,10 @@ describe('capsules from container images (live)', { skip }, () => {
     assert.equal(got.downloadedBytes, 0, lines.join('\n'));
     assert.equal(got.cachedLayers, 2);
     assert.equal(got.template.teamId, other.teamId);
+    // The image's ENTRYPOINT/CMD are the template's metadata, not its start command.
+    assert.equal(got.config.startCmd, null);
+    assert.deepEqual(got.config.cmd, ['/bin/sh', '-c', 'echo started > /tmp/started; exec sleep 3600']);
+    assert.deepEqual(got.config.entrypoint, []);
     assert.ok(
       lines.some((l) => /layer 1\/2 .*: cached/.test(l)),
       lines.join('\n'),
@@ -145,16 +169,9 @@ describe('capsules from container images (live)', { skip }, () => {
 
   it('builds a Dockerfile FROM an image: its config inherited, pull lines in the build log; a bad FROM is a 404', async () => {
     const dockerfile = `FROM ${reg.host}/wrenn-test/musl:v1\nENV EXTRA=-plus\nRUN echo "built as $(id -un) in $(pwd)" > built.txt\n`;
-    const start = await call('POST', '/v1/templates', { name: 'from-image', dockerfile });
-    assert.equal(start.status, 202, start.text);
-    let build: { status: string; error: string; logs: string } = { status: 'building', error: '', logs: '' };
-    for (let i = 0; i < 600 && build.status === 'building'; i++) {
-      await new Promise((res) => setTimeout(res, 200));
-      build = (await call('GET', `/v1/templates/builds/${start.body.build_id}`)).body;
-    }
-    assert.equal(build.status, 'ready', `${build.error}\n${build.logs}`);
-    assert.match(build.logs, /pulling container image .*wrenn-test\/musl:v1/);
-    assert.match(build.logs, /layer 2\/2 [0-9a-f]{12}: cached/);
+    const built = await build('from-image', dockerfile);
+    assert.match(built.logs, /pulling container image .*wrenn-test\/musl:v1/);
+    assert.match(built.logs, /layer 2\/2 [0-9a-f]{12}: cached/);
     const created = await call('POST', '/v1/capsules', { template: 'from-image', timeout_sec: 300 });
     assert.equal(created.status, 201, created.text);
     capsules.push(created.body.id);
@@ -170,5 +187,35 @@ describe('capsules from container images (live)', { skip }, () => {
     const typo = await call('POST', '/v1/templates', { name: 'from-typo', dockerfile: 'FROM bsae\nRUN true\n' });
     assert.equal(typo.status, 404, typo.text);
     assert.match(typo.body.error.message, /no template 'bsae'/);
+  });
+
+  it("a REPL image's capsule keeps running; a Dockerfile CMD over it composes with its ENTRYPOINT", async () => {
+    const repl = await call('POST', '/v1/capsules', { image: `${reg.host}/wrenn-test/musl:repl`, timeout_sec: 300 });
+    assert.equal(repl.status, 201, repl.text);
+    capsules.push(repl.body.id);
+    assert.equal((await exec(repl.body.id, 'echo alive; echo "EP=$EP"')).stdout, 'alive\nEP=\n');
+    const state = await call('GET', `/v1/capsules/${repl.body.id}`);
+    assert.equal(state.body.state, 'running', state.text);
+
+    // Shell-form CMD: Docker runs ENTRYPOINT + [/bin/sh -c <text>], so the entrypoint's EP is set.
+    await build(
+      'over-entrypoint',
+      `FROM ${reg.host}/wrenn-test/musl:repl\nCMD echo "$EP" > /tmp/composed; exec sleep 3600\n`,
+    );
+    const c = await call('POST', '/v1/capsules', { template: 'over-entrypoint', timeout_sec: 300 });
+    assert.equal(c.status, 201, c.text);
+    capsules.push(c.body.id);
+    let composed = '';
+    for (let i = 0; i < 300 && !composed; i++) {
+      composed = (await exec(c.body.id, 'cat /tmp/composed 2>/dev/null || true')).stdout;
+      if (!composed) await new Promise((res) => setTimeout(res, 100));
+    }
+    assert.equal(
+      composed,
+      'from-entrypoint\n',
+      `no /tmp/composed after 30 s; processes:\n${await processes(c.body.id)}`,
+    );
+    const ps = await processes(c.body.id);
+    assert.match(ps, /sleep 3600/, ps);
   });
 });

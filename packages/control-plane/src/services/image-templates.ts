@@ -1,9 +1,10 @@
 // Container images as templates: ensureImageTemplate(ctx, teamId, {image}) asks a host agent to
 // pull the image (the host's layer cache makes a second pull of the same image download nothing)
 // and make its host template, then records it as the team's hidden template `img-<digest>` with
-// the image's ENV/WORKDIR/USER/ENTRYPOINT+CMD as its configuration (applied to every capsule
-// started from it, and inherited by a Dockerfile built FROM it). The registry is asked for the
-// manifest on every call with the caller's credentials, so a team only gets the images it can read.
+// the image's ENV/WORKDIR/USER as its configuration (applied to every capsule started from it, and
+// inherited by a Dockerfile built FROM it) and its ENTRYPOINT+CMD as metadata (run by no capsule).
+// The registry is asked for the manifest on every call with the caller's credentials, so a team
+// only gets the images it can read.
 import {
   asDomainError,
   CAPSULE_DEFAULTS,
@@ -27,7 +28,6 @@ import {
   updateTemplate,
 } from '../db/repositories/templates.js';
 import { NoHostError, pickHost } from '../scheduler/least-loaded.js';
-import { shellQuote } from '../templates/dockerfile.js';
 import { noHostError } from './capsules/placement.js';
 
 const IMAGE_PREFIX = 'img-';
@@ -61,14 +61,18 @@ export interface ImageTemplate {
   layerCount: number;
 }
 
-/** The image's run defaults as a template configuration. */
+/**
+ * The image's run defaults as a template configuration. Its ENTRYPOINT/CMD are kept as metadata and
+ * start nothing (templates/start-command.ts says why); a Dockerfile CMD over the image composes with them.
+ */
 export function imageConfig(c: ImageTemplateResult['config']): TemplateConfig {
-  const start = [...(c?.entrypoint ?? []), ...(c?.cmd ?? [])];
   return {
     env: { ...(c?.env ?? {}) },
     workdir: c?.workdir ?? '',
     user: c?.user ?? '',
-    startCmd: start.length ? start.map(shellQuote).join(' ') : null,
+    startCmd: null,
+    entrypoint: [...(c?.entrypoint ?? [])],
+    cmd: [...(c?.cmd ?? [])],
     readyCmd: null,
     readyTimeoutMs: null,
   };

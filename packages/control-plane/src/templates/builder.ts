@@ -116,6 +116,7 @@ export interface StepsBuildInput {
 
 /** The layer template name for a cache key (team-scoped like every team template). */
 import { isKeptBuildName, isLayerName, layerName } from './layer-names.js';
+import { applyStartStep } from './start-command.js';
 
 export { isLayerName, layerName };
 
@@ -322,10 +323,10 @@ async function resolveBuildTemplates(
 /** Dry run of the needed stages' config steps, so every COPY source in the context is checked before anything runs. */
 function simulate(parsed: ParsedDockerfile, context: BuildContext): void {
   const stages = stagesOf(parsed);
-  const configs = new Map<number, BuildConfig>();
+  const configs = new Map<number, TemplateConfig>();
   for (const i of neededStages(parsed)) {
     const st = stages[i]!;
-    const cfg: BuildConfig =
+    const cfg: TemplateConfig =
       st.fromStage === null ? emptyTemplateConfig() : structuredClone(configs.get(st.fromStage)!);
     const args = new StageArgs(parsed);
     for (const step of st.steps) {
@@ -345,8 +346,6 @@ function simulate(parsed: ParsedDockerfile, context: BuildContext): void {
   }
 }
 
-type BuildConfig = TemplateConfig & { entrypoint?: string | null; cmd?: string | null };
-
 /** A COPY step with ARG/ENV substituted into its sources, destination and --chown. */
 function substituteCopy(step: CopyStep, vars: Record<string, string>): CopyStep {
   const chown = step.chown === null ? null : substitute(step.chown, vars);
@@ -361,7 +360,7 @@ function substituteCopy(step: CopyStep, vars: Record<string, string>): CopyStep 
 }
 
 /** Applies ARG/ENV/WORKDIR/USER/CMD/ENTRYPOINT/ready steps to the config; false for filesystem steps. */
-function applyConfigStep(cfg: BuildConfig, args: StageArgs, step: BuildStep): boolean {
+function applyConfigStep(cfg: TemplateConfig, args: StageArgs, step: BuildStep): boolean {
   const vars = args.vars(cfg.env);
   switch (step.kind) {
     case 'ARG':
@@ -379,12 +378,9 @@ function applyConfigStep(cfg: BuildConfig, args: StageArgs, step: BuildStep): bo
       cfg.user = substitute(step.user, vars);
       return true;
     case 'CMD':
-      cfg.cmd = step.command;
-      cfg.startCmd = [cfg.entrypoint, cfg.cmd].filter(Boolean).join(' ') || null;
-      return true;
     case 'ENTRYPOINT':
-      cfg.entrypoint = step.command;
-      cfg.startCmd = [cfg.entrypoint, cfg.cmd].filter(Boolean).join(' ') || null;
+    case 'START':
+      applyStartStep(cfg, step);
       return true;
     case 'READY':
       cfg.readyCmd = step.command;
@@ -403,7 +399,7 @@ interface StageResult {
   template: string;
   /** The cache key after its last step. */
   key: string;
-  cfg: BuildConfig;
+  cfg: TemplateConfig;
 }
 
 async function runBuild(
@@ -450,7 +446,7 @@ async function runBuild(
       const stage = stages[si]!;
       let key: string;
       let current: string;
-      let cfg: BuildConfig;
+      let cfg: TemplateConfig;
       if (stage.fromStage !== null) {
         const parent = results.get(stage.fromStage)!;
         key = sha(parent.key, 'stage');
@@ -459,7 +455,7 @@ async function runBuild(
       } else {
         const from = templates.get(stage.from)!;
         const inherited = (from.teamId ? await getTemplateConfig(db, from.id) : null) ?? emptyTemplateConfig();
-        cfg = { ...structuredClone(inherited), cmd: inherited.startCmd };
+        cfg = structuredClone(inherited);
         key = sha('wrenn-build-v1', from.id, String(from.createdAt.getTime()));
         current = from.name;
       }
@@ -648,8 +644,7 @@ async function runBuild(
         }
       }
       const saved = await snapshotCapsule(ctx, teamId, c, { name, kind: 'dockerfile' });
-      const { entrypoint: _e, cmd: _c, ...config } = cfg;
-      await setTemplateConfig(db, saved.id, config);
+      await setTemplateConfig(db, saved.id, cfg);
       await dropCapsule();
       log.line(BUILD_LOG.ready(name, saved.id, (Date.now() - started) / 1000));
     }

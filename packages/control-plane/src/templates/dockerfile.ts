@@ -18,6 +18,7 @@
 // check runs until it exits 0 before a capsule created from the template is handed out.
 
 import { imageReferenceProblem } from '@wrenn/protocol';
+import { startVector } from './start-command.js';
 
 export class DockerfileError extends Error {
   constructor(
@@ -44,8 +45,18 @@ export type CopyStep = {
 export type EnvStep = { kind: 'ENV'; line: number; text: string; vars: [string, string][] };
 export type WorkdirStep = { kind: 'WORKDIR'; line: number; text: string; path: string };
 export type UserStep = { kind: 'USER'; line: number; text: string; user: string };
-/** CMD / ENTRYPOINT: a shell command line (exec form is quoted into one). */
-export type StartStep = { kind: 'CMD' | 'ENTRYPOINT'; line: number; text: string; command: string | null };
+/**
+ * CMD / ENTRYPOINT: `argv` is Docker's vector (exec form as written, shell form as /bin/sh -c), composed
+ * into the start command by templates/start-command.ts; `command` is it as one shell line. START is
+ * E2B's setStartCmd: `command` is the whole start command, whatever the base's ENTRYPOINT.
+ */
+export type StartStep = {
+  kind: 'CMD' | 'ENTRYPOINT' | 'START';
+  line: number;
+  text: string;
+  command: string;
+  argv: string[];
+};
 export type ReadyStep = {
   kind: 'READY';
   line: number;
@@ -557,7 +568,13 @@ export function parseDockerfile(text: string, buildArgs: Record<string, string> 
       case 'CMD':
       case 'ENTRYPOINT': {
         const argv = execForm(args, line, instr);
-        steps.push({ kind: instr, line, text: text1, command: argv ? argv.map(shellQuote).join(' ') : args });
+        steps.push({
+          kind: instr,
+          line,
+          text: text1,
+          command: argv ? argv.map(shellQuote).join(' ') : args,
+          argv: startVector(argv, args),
+        });
         break;
       }
       case 'HEALTHCHECK': {

@@ -69,13 +69,15 @@ let topLayer: Buffer | undefined;
 
 /**
  * Pushes the musl image as repo:tag: the root layer, then a layer adding /app (owned by app),
- * removing /etc/motd (whiteout) and anything in `extra`. Returns the manifest digest.
+ * removing /etc/motd (whiteout) and anything in `extra`; `run` replaces config fields (Entrypoint,
+ * Cmd). Returns the manifest digest.
  */
 export async function pushMuslImage(
   reg: TestRegistry,
   repo: string,
   tag: string,
   extra: TarEntry[] = [],
+  run: { Entrypoint?: string[]; Cmd?: string[] } = {},
 ): Promise<{ digest: string }> {
   // Built once per process: the same image pushed twice has the same digests.
   baseLayer ??= gzip(await tarOf(muslRootEntries()));
@@ -99,6 +101,6 @@ export async function pushMuslImage(
       { blob: base, mediaType: GZ },
       { blob: top, mediaType: GZ },
     ],
-    MUSL_IMAGE_CONFIG,
+    { ...MUSL_IMAGE_CONFIG, config: { ...MUSL_IMAGE_CONFIG.config, ...run } },
   );
 }

@@ -82,7 +82,8 @@ export const CreateCapsuleBody = Type.Object(
         maxLength: IMAGE_REFERENCE_MAX_LENGTH,
         description:
           'A container image to start from instead of a template (registry/repository[:tag][@sha256:...]; Docker Hub ' +
-          'when no registry is named). Pulled on the host (layers cached), its ENV, WORKDIR, USER and ENTRYPOINT/CMD applied',
+          'when no registry is named). Pulled on the host (layers cached), its ENV, WORKDIR and USER applied ' +
+          '(its ENTRYPOINT/CMD are kept as metadata, not run: a template built FROM it with a CMD sets the start command)',
       }),
     ),
     registry_credentials: Type.Optional(RegistryCredentialsSchema),

@@ -173,7 +173,13 @@ export function mapBuildStart(body: E2bBuildStart, archive: (hash: string) => st
   }
   const n = given.length + 1;
   if (body.startCmd !== undefined && body.startCmd !== '')
-    steps.push({ kind: 'CMD', line: n, text: `START ${body.startCmd}`, command: text(n, body.startCmd, 'startCmd') });
+    steps.push({
+      kind: 'START',
+      line: n,
+      text: `START ${body.startCmd}`,
+      command: text(n, body.startCmd, 'startCmd'),
+      argv: [],
+    });
   if (body.readyCmd !== undefined && body.readyCmd !== '')
     steps.push({
       kind: 'READY',

@@ -11,6 +11,9 @@ export interface TemplateConfig {
   user: string;
   /** Shell command started in the background when a capsule starts. */
   startCmd: string | null;
+  /** Docker's ENTRYPOINT / CMD vectors (an image's, or a Dockerfile's), kept as metadata: see templates/start-command.ts. */
+  entrypoint: string[];
+  cmd: string[];
   /** Shell command polled until it exits 0 before the capsule is handed out. */
   readyCmd: string | null;
   /** How long the ready check may take to pass; null: the control plane's default. */
@@ -22,9 +25,14 @@ export const emptyTemplateConfig = (): TemplateConfig => ({
   workdir: '',
   user: '',
   startCmd: null,
+  entrypoint: [],
+  cmd: [],
   readyCmd: null,
   readyTimeoutMs: null,
 });
+
+const stringList = (v: unknown): string[] =>
+  Array.isArray(v) && v.every((w) => typeof w === 'string') ? (v as string[]) : [];
 
 const fromJson = (text: string): TemplateConfig => {
   const j = parseJson<Record<string, unknown>>(text, {});
@@ -33,6 +41,8 @@ const fromJson = (text: string): TemplateConfig => {
     workdir: typeof j.workdir === 'string' ? j.workdir : '',
     user: typeof j.user === 'string' ? j.user : '',
     startCmd: typeof j.start_cmd === 'string' ? j.start_cmd : null,
+    entrypoint: stringList(j.entrypoint),
+    cmd: stringList(j.cmd),
     readyCmd: typeof j.ready_cmd === 'string' ? j.ready_cmd : null,
     readyTimeoutMs: typeof j.ready_timeout_ms === 'number' ? j.ready_timeout_ms : null,
   };
@@ -44,6 +54,8 @@ const toJson = (c: TemplateConfig): string =>
     workdir: c.workdir,
     user: c.user,
     start_cmd: c.startCmd,
+    entrypoint: c.entrypoint,
+    cmd: c.cmd,
     ready_cmd: c.readyCmd,
     ready_timeout_ms: c.readyTimeoutMs,
   });
