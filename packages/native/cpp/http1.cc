@@ -133,6 +133,8 @@ bool rewriteRequest(const char* p, size_t n, const Route& r, RequestOut& out) {
     else if (iequals(f.name, "content-length")) lengths++, cl = f.value;
     else if (iequals(f.name, "transfer-encoding")) codings++, te = f.value;
     else if (iequals(f.name, "upgrade")) return false;  // upgrades become tunnels in JS
+    else if (r.transparent)
+      read = false;  // egress: the client's own forwarding and proxy fields are its business
     else if (iequals(f.name, "x-forwarded-for")) {
       if (f.value.n == 0) return false;
       xff += (xff.empty() ? "" : ", ") + f.value.str();
@@ -185,8 +187,8 @@ bool rewriteRequest(const char* p, size_t n, const Route& r, RequestOut& out) {
     at = f->to;
   }
   h.append(p + at, len - at);
-  if (!r.remote.empty()) h.append("\r\nx-forwarded-for: ").append(xff).append(xff.empty() ? "" : ", ").append(r.remote);
-  if (hosts > 0 && host.n > 0) h.append("\r\nx-forwarded-host: ").append(host.p, host.n);
+  if (!r.transparent && !r.remote.empty()) h.append("\r\nx-forwarded-for: ").append(xff).append(xff.empty() ? "" : ", ").append(r.remote);
+  if (!r.transparent && hosts > 0 && host.n > 0) h.append("\r\nx-forwarded-host: ").append(host.p, host.n);
   h.append("\r\n\r\n");
   return true;
 }

@@ -30,6 +30,8 @@ struct Route {
   /** Where the capsule's server is (Location values naming it are rewritten under the prefix). */
   std::string targetHost;
   int targetPort = 0;
+  /** Egress (the agent's egress proxy): heads go out as the client wrote them, nothing added or dropped. */
+  bool transparent = false;
 };
 
 /** Where a message head ends: index just past CRLFCRLF at or after from, or npos. */

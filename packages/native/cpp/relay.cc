@@ -718,6 +718,8 @@ std::string httpOptions(napi_env env, napi_value o, HttpConn& H) {
   r.remote = str(env, prop(env, o, "remote"));
   r.targetHost = str(env, prop(env, o, "targetHost"));
   r.targetPort = static_cast<int>(number(env, prop(env, o, "targetPort")));
+  napi_value transparent = prop(env, o, "transparent");
+  if (isType(env, transparent, napi_boolean)) napi_get_value_bool(env, transparent, &r.transparent);
   H.rewriteLocation = r.kind == http1::Route::Path;
   // Where JS left the connection: requests in flight (HEAD or not) and the request body under way.
   napi_value inflight = prop(env, o, "inflight");

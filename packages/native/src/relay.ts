@@ -67,6 +67,8 @@ export interface RelayHttp {
   /** The request body under way: none ('head'), reqLeft more bytes, or a chunked one from its start. */
   req: 'head' | 'length' | 'chunked';
   reqLeft?: number;
+  /** Egress: request heads go out as written (no X-Forwarded-* added, no proxy fields dropped). */
+  transparent?: boolean;
   /** Bytes the caller read from the client / upstream and did not forward (they come first). */
   clientBytes?: Buffer;
   upstreamBytes?: Buffer;

@@ -22,7 +22,12 @@ import {
   parseCidrList,
 } from './egress-policy.js';
 import type { EgressCa } from './egress-proxy/egress-ca.js';
-import { type EgressProxy, type EgressProxyOptions, startEgressProxy } from './egress-proxy/server.js';
+import {
+  closeEgressConnections,
+  type EgressProxy,
+  type EgressProxyOptions,
+  startEgressProxy,
+} from './egress-proxy/server.js';
 import { type EgressRule, Firewall } from './firewall.js';
 import { createLinks, enableIpForwarding, listHostIfnames, listNetns, prepareNetnsDir, removeLinks } from './links.js';
 import { hostNameServers } from './name-servers.js';
@@ -625,6 +630,8 @@ export class NetworkManager {
 
   private async teardown(rec: SlotRecord): Promise<void> {
     await removeLinks([{ hostIfname: this.ifname(rec.slot), netnsName: rec.netnsName }]);
+    // Its relayed egress connections lost their client side with the veth: no reset would come.
+    if (rec.id !== '') closeEgressConnections(rec.id);
     this.warmReady.delete(rec.slot);
     await this.store.release(rec.slot);
     if (rec.id !== '') await this.firewall.sync(this.ifname(rec.slot));
