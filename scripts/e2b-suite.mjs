@@ -15,7 +15,7 @@
 //                       out by default so that a run sends traffic only to this machine)
 //
 // --domain-mode: `wrenn up --tls self-signed --domain wrenn.test` on 443 of its own loopback address
-// (127.88.0.1), Debian's dnsmasq answering *.wrenn.test with it on 127.88.0.53, and vitest in a mount
+// (127.89.0.1), Debian's dnsmasq answering *.wrenn.test with it on 127.89.0.53, and vitest in a mount
 // namespace whose /etc/resolv.conf names that resolver, with only E2B_DOMAIN, E2B_API_KEY and
 // NODE_EXTRA_CA_CERTS set (no E2B_API_URL/E2B_SANDBOX_URL).
 //
@@ -25,19 +25,22 @@
 // Wrenn, whose URLs are set with E2B_API_URL/E2B_SANDBOX_URL, and are left out of its counts). The normal run also does that first pass (unless --no-offline-pass) and reports the
 // server tests' counts separately (`server`), which is the figure issue 17 tracks.
 // Run as root from the repository root after the build (`npx tsc -b`).
-import { spawn, spawnSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { once } from 'node:events';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { dirname, join, relative, resolve } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Agent, fetch } from 'undici';
 import { startImageMirror } from './lib/e2b-suite-images.mjs';
-import { freePort } from './lib/free-port.mjs';
+import {
+  DOMAIN_MODE,
+  holdSuiteLock,
+  SHARED_IMAGES,
+  startResolver,
+  startWrenn,
+  stopWrenn,
+} from './lib/suite-wrenn-up.mjs';
+import { byFile, counts, runVitest, testsOf } from './lib/vitest-report.mjs';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const SHARED_IMAGES = process.env.WRENN_TEST_IMAGES ?? '/var/cache/wrenn-test-images';
 // The SDK's dev dependencies the unit project needs (the rest are for browsers, workers, builds).
 const DEV_DEPS = ['vitest', 'msw', 'dotenv', 'error-stack-parser-es'];
 const UNIT_EXCLUDES = ['tests/runtimes/**', 'tests/template/**', 'tests/connectionConfig.test.ts'];
@@ -156,218 +159,26 @@ export default defineConfig({
 
 const log = (s) => process.stderr.write(`[e2b-suite] ${s}\n`);
 
-/** `wrenn up` (the CLI) with a fresh data dir, its own address pool and port. */
-async function startWrenn(o) {
-  if (existsSync('/sys/fs/cgroup/memory/wrenn') || existsSync('/sys/fs/cgroup/wrenn'))
-    throw new Error('a Wrenn agent already runs on this machine (cgroup parent "wrenn"): not starting a second');
-  const dataDir = mkdtempSync(join(tmpdir(), 'wrenn-e2b-suite-'));
-  // A new user's first `base` capsule builds the template (minutes on 2 cores); reuse the
-  // machine's test template cache unless asked not to.
-  if (!o.freshTemplates) {
-    for (const t of ['minimal', 'base']) {
-      const from = join(SHARED_IMAGES, t);
-      if (existsSync(join(from, 'manifest.json'))) {
-        mkdirSync(join(dataDir, 'images'), { recursive: true });
-        const cp = spawnSync('cp', ['-a', '--reflink=auto', from, join(dataDir, 'images', t)], { stdio: 'inherit' });
-        if (cp.status !== 0) throw new Error(`could not copy the ${t} template from ${SHARED_IMAGES}`);
-      }
-    }
-  }
-  const apiKey = `wrn_${randomBytes(16).toString('hex')}`;
-  const listen = o.domainMode ? `${DOMAIN_MODE.address}:443` : `127.0.0.1:${await freePort()}`;
-  const up = spawn(process.execPath, [join(root, 'packages/cli/bin/wrenn.js'), 'up'], {
-    env: {
-      ...process.env,
-      WRENN_DIR: dataDir,
-      WRENN_LISTEN: listen,
-      WRENN_API_KEY: apiKey,
-      // Away from the default pool, the smoke script's and the test suites' slots (10.238-255).
-      WRENN_NET_POOL: '10.237.0.0/22',
-      WRENN_METADATA_PORT: '31267',
-      WRENN_LOG_LEVEL: process.env.WRENN_LOG_LEVEL ?? 'warn',
-      ...(o.domainMode ? { WRENN_TLS: 'self-signed', WRENN_DOMAIN: DOMAIN_MODE.domain } : {}),
-      ...(o.mirror ? { WRENN_REGISTRY_MIRROR: o.mirror } : {}),
-    },
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  const upLogFile = join(tmpdir(), `wrenn-e2b-suite-up-${process.pid}.log`);
-  let upLog = '';
-  up.stderr.on('data', (d) => {
-    upLog += d;
-    writeFileSync(upLogFile, d, { flag: 'a' });
-  });
-  const started = new Promise((ok, fail) => {
-    const timer = setTimeout(() => fail(new Error('wrenn up did not start within 600 s')), 600_000);
-    const check = () => {
-      if (upLog.includes('Wrenn is running at')) {
-        clearTimeout(timer);
-        ok();
-      }
-    };
-    up.stderr.on('data', check);
-    up.once('exit', (code, signal) => {
-      clearTimeout(timer);
-      fail(new Error(`wrenn up exited (${code ?? signal}) before it was running:\n${upLog}`));
-    });
-  });
-  try {
-    await started;
-  } catch (err) {
-    // Nothing ran in it yet: stop it (when still starting) and remove the data dir.
-    if (up.exitCode === null && up.signalCode === null) {
-      up.kill('SIGTERM');
-      await once(up, 'exit');
-    }
-    rmSync(dataDir, { recursive: true, force: true });
-    throw err;
-  }
-  const scheme = o.domainMode ? 'https' : 'http';
-  log(`wrenn up is running at ${scheme}://${listen} (data ${dataDir}, log ${upLogFile})`);
-  // The SDK gets the key's e2b_ form, as a user would: its own key check then passes as it is.
-  const { e2bKeyOf } = await import(join(root, 'packages/control-plane/dist/src/index.js'));
-  const caFile = o.domainMode ? join(dataDir, 'tls', 'ca.crt') : undefined;
-  // Over TLS this script's own calls (the cleanup) trust the deployment's CA.
-  const dispatcher = caFile ? new Agent({ connect: { ca: readFileSync(caFile) } }) : undefined;
-  return { up, url: `${scheme}://${listen}`, apiKey, e2bKey: e2bKeyOf(apiKey), dataDir, upLogFile, caFile, dispatcher };
-}
-
-const DOMAIN_MODE = { domain: 'wrenn.test', address: '127.88.0.1', resolver: '127.88.0.53' };
-
-/** dnsmasq answering *.wrenn.test with the listener's address, and a resolv.conf naming it. */
-function startResolver() {
-  const dir = mkdtempSync(join(tmpdir(), 'wrenn-e2b-suite-dns-'));
-  const resolvConf = join(dir, 'resolv.conf');
-  writeFileSync(resolvConf, `nameserver ${DOMAIN_MODE.resolver}\noptions timeout:1 attempts:2\n`);
-  const dns = spawn(
-    'dnsmasq',
-    [
-      '--keep-in-foreground',
-      '--conf-file=/dev/null',
-      '--no-resolv',
-      '--no-hosts',
-      `--listen-address=${DOMAIN_MODE.resolver}`,
-      '--bind-interfaces',
-      '--port=53',
-      `--address=/${DOMAIN_MODE.domain}/${DOMAIN_MODE.address}`,
-      '--pid-file=',
-      '--user=nobody',
-    ],
-    { stdio: 'ignore' },
-  );
+/** What runVitest needs for this suite: the SDK's vitest, our config, the public-address filter. */
+function vitestRun(sdk, config, env, o) {
   return {
-    resolvConf,
-    stop() {
-      dns.kill();
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
-}
-
-/** Destroys every capsule left (failed tests leave some), stops `wrenn up`, removes its data dir. */
-async function stopWrenn(w) {
-  const headers = { 'X-API-Key': w.apiKey };
-  try {
-    let cursor;
-    const ids = [];
-    do {
-      const q = cursor ? `?cursor=${encodeURIComponent(cursor)}` : '';
-      const page = await (await fetch(`${w.url}/v1/capsules${q}`, { headers, dispatcher: w.dispatcher })).json();
-      for (const c of page.capsules ?? []) if (c.state !== 'stopped') ids.push(c.id);
-      cursor = page.next_cursor;
-    } while (cursor);
-    for (const id of ids)
-      await fetch(`${w.url}/v1/capsules/${id}`, { method: 'DELETE', headers, dispatcher: w.dispatcher }).catch(
-        () => {},
-      );
-    if (ids.length) log(`destroyed ${ids.length} capsules left by the suite`);
-  } catch (err) {
-    log(`could not list/destroy leftover capsules: ${err}`);
-  }
-  if (w.up.exitCode === null && w.up.signalCode === null) {
-    const exited = once(w.up, 'exit');
-    w.up.kill('SIGTERM');
-    const timer = setTimeout(() => w.up.kill('SIGKILL'), 60_000);
-    await exited;
-    clearTimeout(timer);
-  }
-  rmSync(w.dataDir, { recursive: true, force: true });
-  if (existsSync('/sys/fs/cgroup/memory/wrenn')) log('WARNING: wrenn up left its cgroup parent behind');
-}
-
-/** Runs vitest with the JSON reporter; returns its report. */
-async function runVitest(sdk, config, env, o, resolvConf) {
-  const report = join(tmpdir(), `wrenn-e2b-suite-${process.pid}-${Date.now()}.json`);
-  const args = [
-    join(dirname(sdk), 'node_modules', 'vitest', 'vitest.mjs'),
-    'run',
-    '--config',
+    cwd: sdk,
+    vitest: join(dirname(sdk), 'node_modules', 'vitest', 'vitest.mjs'),
     config,
-    `--maxWorkers=${o.maxWorkers}`,
-    '--reporter=default',
-    '--reporter=json',
-    `--outputFile.json=${report}`,
-    ...(o.internet ? [] : ['--testNamePattern', `^(?!.*(${PUBLIC_INTERNET_TESTS.map(escapeRegExp).join('|')}))`]),
-    ...o.filters,
-  ];
-  // Domain mode: in a mount namespace of its own whose /etc/resolv.conf names the test resolver.
-  const child = resolvConf
-    ? spawn(
-        'unshare',
-        [
-          '--mount',
-          '--propagation',
-          'private',
-          'sh',
-          '-c',
-          'mount --bind "$0" /etc/resolv.conf && exec "$@"',
-          resolvConf,
-          process.execPath,
-          ...args,
-        ],
-        { cwd: sdk, env, stdio: ['ignore', 'inherit', 'inherit'] },
-      )
-    : spawn(process.execPath, args, { cwd: sdk, env, stdio: ['ignore', 'inherit', 'inherit'] });
-  await once(child, 'exit');
-  if (!existsSync(report)) throw new Error('vitest wrote no report');
-  const json = JSON.parse(readFileSync(report, 'utf8'));
-  rmSync(report, { force: true });
-  return json;
-}
-
-/** One row per test: file (relative), name, status (passed|failed|skipped), first failure line. */
-function testsOf(report, sdk) {
-  return report.testResults.flatMap((f) => {
-    const file = relative(sdk, f.name);
-    if (f.assertionResults.length === 0 && f.status === 'failed')
-      return [{ file, name: '(file failed to load)', status: 'failed', message: (f.message ?? '').split('\n')[0] }];
-    return f.assertionResults.map((t) => ({
-      file,
-      name: t.fullName,
-      status: t.status === 'passed' ? 'passed' : t.status === 'failed' ? 'failed' : 'skipped',
-      message: t.status === 'failed' ? (t.failureMessages?.[0] ?? '').split('\n')[0].slice(0, 300) : undefined,
-    }));
-  });
-}
-
-function counts(tests) {
-  const c = { total: tests.length, passed: 0, failed: 0, skipped: 0 };
-  for (const t of tests) c[t.status]++;
-  return c;
-}
-
-function byFile(tests) {
-  const files = {};
-  for (const t of tests) {
-    files[t.file] ??= { passed: 0, failed: 0, skipped: 0 };
-    files[t.file][t.status]++;
-  }
-  return files;
+    env,
+    maxWorkers: o.maxWorkers,
+    args: [
+      ...(o.internet ? [] : ['--testNamePattern', `^(?!.*(${PUBLIC_INTERNET_TESTS.map(escapeRegExp).join('|')}))`]),
+      ...o.filters,
+    ],
+  };
 }
 
 const keyOf = (t) => `${t.file}\u0000${t.name}`;
 
 async function main() {
   const o = parseArgs(process.argv.slice(2));
+  if (!o.offline && !holdSuiteLock(log)) return;
   const sdk = sdkDir(o.checkout);
   installDeps(sdk);
   const config = writeConfig(sdk, o);
@@ -384,7 +195,7 @@ async function main() {
       // whatever passes here needs no server.
       const env = { ...base, E2B_API_KEY: `e2b_${'0'.repeat(40)}`, E2B_DOMAIN: 'wrenn-offline.invalid' };
       log('offline pass (no server)');
-      const tests = testsOf(await runVitest(sdk, config, env, o), sdk);
+      const tests = testsOf(await runVitest(vitestRun(sdk, config, env, o)), sdk);
       offlinePassed = new Set(tests.filter((t) => t.status === 'passed').map(keyOf));
       if (o.offlineCache && o.filters.length === 0) writeFileSync(o.offlineCache, JSON.stringify([...offlinePassed]));
       result.offline = counts(tests);
@@ -399,7 +210,7 @@ async function main() {
     }
     if (!o.offline) {
       const dns = o.domainMode ? startResolver() : undefined;
-      const w = await startWrenn(o).catch(async (err) => {
+      const w = await startWrenn(o, log).catch(async (err) => {
         await mirror?.stop();
         throw err;
       });
@@ -416,7 +227,7 @@ async function main() {
             };
         result.mode = o.domainMode ? `E2B_DOMAIN=${DOMAIN_MODE.domain} over TLS` : 'E2B_API_URL + E2B_SANDBOX_URL';
         const t0 = Date.now();
-        const tests = testsOf(await runVitest(sdk, config, env, o, dns?.resolvConf), sdk);
+        const tests = testsOf(await runVitest({ ...vitestRun(sdk, config, env, o), resolvConf: dns?.resolvConf }), sdk);
         result.seconds = Math.round((Date.now() - t0) / 1000);
         result.all = counts(tests);
         if (offlinePassed) {
@@ -428,7 +239,7 @@ async function main() {
           .filter((t) => t.status === 'failed')
           .map((t) => ({ file: t.file, name: t.name, message: t.message }));
       } finally {
-        await stopWrenn(w);
+        await stopWrenn(w, log);
         dns?.stop();
         await mirror?.stop();
       }
