@@ -24,6 +24,8 @@ interface Seen {
   method: string;
   url: string;
   headers: http.IncomingHttpHeaders;
+  /** Field names and values as they came on the wire (their case kept). */
+  rawHeaders: string[];
   body: string;
   /** The proxy's side of the upstream connection: equal for requests carried on one connection. */
   conn: number;
@@ -53,6 +55,7 @@ function upstreamHandler(seen: Seen[]): http.RequestListener {
         method: req.method ?? '',
         url: req.url ?? '',
         headers: req.headers,
+        rawHeaders: req.rawHeaders,
         body: Buffer.concat(chunks).toString(),
         conn: req.socket.remotePort ?? 0,
       };
@@ -276,6 +279,38 @@ test('a piped keep-alive connection carries many requests over one upstream conn
       `${kind}: one upstream connection for one client connection`,
     );
     c.socket.destroy();
+  }
+});
+
+test("maskRequestHost: the capsule's server sees one `Host` field (E2B's case) with the masked host, the client's as x-forwarded-host", async (t) => {
+  const up = await startUpstream(t);
+  const live = await startLive(t, up.port);
+  const a = live.ids.a ?? '';
+  // Reached directly (as a capsule on this machine), masked: the piped path rewrites the head.
+  live.cp.ctx.primeProxy(a, {
+    state: 'running',
+    hostId: 'host-local',
+    agentUrl: 'http://127.0.0.1:1',
+    capsuleAddress: '127.0.0.1',
+    trafficToken: null,
+    maskRequestHost: 'masked.example:${PORT}',
+  });
+  const c = await RawClient.connect(t, live.port);
+  // Lower-case field names, as undici (Node's fetch) sends them.
+  const clientHost = `${up.port}-${a}.${DOMAIN}`;
+  for (let i = 0; i < 2; i++) {
+    c.send(`GET /m/${i} HTTP/1.1\r\nhost: ${clientHost}\r\naccept: */*\r\n\r\n`);
+    const r = await c.response();
+    assert.equal(r.status, 200);
+    const s = JSON.parse(r.body) as Seen;
+    const hostFields = s.rawHeaders.filter((_, j) => j % 2 === 0 && s.rawHeaders[j]?.toLowerCase() === 'host');
+    assert.deepEqual(
+      hostFields,
+      ['Host'],
+      `one Host field, written Host; the head had ${JSON.stringify(s.rawHeaders)}`,
+    );
+    assert.equal(s.headers.host, `masked.example:${up.port}`);
+    assert.equal(s.headers['x-forwarded-host'], clientHost);
   }
 });
 

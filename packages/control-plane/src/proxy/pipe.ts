@@ -309,7 +309,8 @@ export class PipedConnection {
     if (this.remote) out += `\r\nx-forwarded-for: ${xff ? `${xff}, ${this.remote}` : this.remote}`;
     const host = field(head, 'host');
     if (host) out += `\r\nx-forwarded-host: ${host}`;
-    if (t.maskHost) out += `\r\nhost: ${t.maskHost}`;
+    // Written `Host`, as HTTP/1.1 clients and E2B's proxy write it (servers that match its case see it).
+    if (t.maskHost) out += `\r\nHost: ${t.maskHost}`;
     for (const [k, v] of Object.entries(t.headers ?? {})) out += `\r\n${k}: ${v}`;
     this.toUpstream(Buffer.from(`${out}\r\n\r\n`, 'latin1'));
     this.pending = this.pending.subarray(end);

@@ -81,6 +81,11 @@ function upstreamHeaders(req: http.IncomingMessage, target: ProxyTarget): http.O
       : fwdFor;
   if (req.headers.host) headers['x-forwarded-host'] = req.headers.host;
   Object.assign(headers, target.headers);
+  // Written `Host` (the client's, a masked one, or an HTTP/2 request's :authority), as HTTP/1.1
+  // clients and E2B's proxy write it: a server that matches its case sees it.
+  const host = headers.host;
+  delete headers.host;
+  if (host !== undefined) headers.Host = host;
   return headers;
 }
 
