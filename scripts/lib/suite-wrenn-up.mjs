@@ -94,8 +94,19 @@ export async function startWrenn(o, log) {
   const { e2bKeyOf } = await import(join(root, 'packages/control-plane/dist/src/index.js'));
   const caFile = o.domainMode ? join(dataDir, 'tls', 'ca.crt') : undefined;
   // Over TLS this script's own calls (the cleanup) trust the deployment's CA.
-  const dispatcher = caFile ? new Agent({ connect: { ca: readFileSync(caFile) } }) : undefined;
-  return { up, url: `${scheme}://${listen}`, apiKey, e2bKey: e2bKeyOf(apiKey), dataDir, upLogFile, caFile, dispatcher };
+  // Over TLS it is called by its name, api.<domain> (what its certificate names), dialled at its
+  // address without the test resolver.
+  const dispatcher = caFile
+    ? new Agent({
+        connect: {
+          ca: readFileSync(caFile),
+          lookup: (_name, opts, cb) =>
+            opts?.all ? cb(null, [{ address: DOMAIN_MODE.address, family: 4 }]) : cb(null, DOMAIN_MODE.address, 4),
+        },
+      })
+    : undefined;
+  const url = o.domainMode ? `https://api.${DOMAIN_MODE.domain}` : `http://${listen}`;
+  return { up, url, apiKey, e2bKey: e2bKeyOf(apiKey), dataDir, upLogFile, caFile, dispatcher };
 }
 
 // Not security/e2b-domain-tls's 127.88.0.x, so a suite run and that test can run at once.
