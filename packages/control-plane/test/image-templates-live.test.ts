@@ -7,11 +7,18 @@
 // credentials and bad requests.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
-import { haveRegistry, pushMuslImage, startRegistry, type TestRegistry } from '@wrenn/host-agent/testing/oci';
+import {
+  haveRegistry,
+  pushMuslImage,
+  startGatedRegistry,
+  startRegistry,
+  type TestRegistry,
+} from '@wrenn/host-agent/testing/oci';
 import { ensureImageTemplate } from '../src/services/image-templates.js';
-import { type LiveSystem, startLive } from './e2b-live.js';
+import { type LiveSystem, startLive, waitFor } from './e2b-live.js';
 import { client, newTeamKey } from './native-helpers.js';
 
 const SLOT = 13;
@@ -61,16 +68,20 @@ describe('capsules from container images (live)', { skip }, () => {
   /** The processes in the capsule (busybox ps), for what must or must not run there. */
   const processes = async (id: string) => (await exec(id, 'ps', 'root')).stdout;
 
-  const build = async (name: string, dockerfile: string) => {
-    const start = await call('POST', '/v1/templates', { name, dockerfile });
-    assert.equal(start.status, 202, start.text);
-    let b: { status: string; error: string; logs: string } = { status: 'building', error: '', logs: '' };
+  type Build = { status: string; error: string; logs: string };
+  const buildDone = async (buildId: string): Promise<Build> => {
+    let b: Build = { status: 'building', error: '', logs: '' };
     for (let i = 0; i < 600 && b.status === 'building'; i++) {
       await new Promise((res) => setTimeout(res, 200));
-      b = (await call('GET', `/v1/templates/builds/${start.body.build_id}`)).body;
+      b = (await call('GET', `/v1/templates/builds/${buildId}`)).body;
     }
     assert.equal(b.status, 'ready', `${b.error}\n${b.logs}`);
     return b;
+  };
+  const build = async (name: string, dockerfile: string) => {
+    const start = await call('POST', '/v1/templates', { name, dockerfile });
+    assert.equal(start.status, 202, start.text);
+    return buildDone(start.body.build_id);
   };
 
   it('creates a capsule from an image by tag with its ENV, WORKDIR and USER applied, its CMD not run', async () => {
@@ -217,5 +228,37 @@ describe('capsules from container images (live)', { skip }, () => {
     );
     const ps = await processes(c.body.id);
     assert.match(ps, /sleep 3600/, ps);
+  });
+
+  it('a Dockerfile build FROM an image is answered at once and logs the pull while its layers arrive', async () => {
+    const gate = await startGatedRegistry(reg);
+    try {
+      // A layer no earlier test pulled, held half-way by the proxy.
+      await pushMuslImage(reg, 'wrenn-test/musl', 'gated', [
+        { name: 'app/unique.bin', content: randomBytes(256 * 1024), uid: 1000, gid: 1000 },
+      ]);
+      gate.hold();
+      const start = await call('POST', '/v1/templates', {
+        name: 'gated',
+        dockerfile: `FROM ${gate.host}/wrenn-test/musl:gated\nRUN wc -c < /app/unique.bin > /app/size\n`,
+      });
+      assert.equal(start.status, 202, start.text);
+      const during = await waitFor('the held pull in the build log', async () => {
+        const b = (await call('GET', `/v1/templates/builds/${start.body.build_id}`)).body as Build;
+        if (gate.held > 0 && /pulling .*musl:gated \(manifest [0-9a-f]{12}\)/.test(b.logs)) return b;
+        throw new Error(`held ${gate.held}, build ${b.status}, log:\n${b.logs}`);
+      });
+      assert.equal(during.status, 'building', during.logs);
+      assert.doesNotMatch(during.logs, /layer 2\/2/, during.logs);
+      gate.release();
+      const done = await buildDone(start.body.build_id);
+      assert.match(done.logs, /layer 2\/2 [0-9a-f]{12}: [\d.]+ MiB pulled and unpacked/, done.logs);
+      const c = await call('POST', '/v1/capsules', { template: 'gated', timeout_sec: 300 });
+      assert.equal(c.status, 201, c.text);
+      capsules.push(c.body.id);
+      assert.equal((await exec(c.body.id, 'cat /app/size')).stdout.trim(), String(256 * 1024));
+    } finally {
+      await gate.stop();
+    }
   });
 });

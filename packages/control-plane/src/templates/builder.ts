@@ -66,7 +66,7 @@ import {
   stagesOf,
   substitute,
 } from './dockerfile.js';
-import { isPlainTemplateName, pullBase } from './image-bases.js';
+import { isPlainTemplateName, isStartedPull, type StartedPull, startPull } from './image-bases.js';
 
 /** Longest a single RUN may take. */
 const STEP_TIMEOUT_SEC = Number(process.env.WRENN_BUILD_STEP_TIMEOUT_SEC ?? 3600);
@@ -150,11 +150,11 @@ export async function startTemplateBuild(
     throw err;
   }
   await checkBuildName(ctx, teamId, input.name);
-  const pulls: string[] = [];
-  const templates = await resolveBuildTemplates(ctx, teamId, parsed, pulls);
+  const templates = await resolveBuildTemplates(ctx, teamId, parsed);
   for (const stage of stagesOf(parsed)) {
     const t = stage.fromStage === null ? templates.get(stage.from) : undefined;
-    if (t) assertNotSelf(t, teamId, input.name, `Dockerfile line ${stage.fromLine}: FROM ${stage.from}`);
+    if (t && !isStartedPull(t))
+      assertNotSelf(t, teamId, input.name, `Dockerfile line ${stage.fromLine}: FROM ${stage.from}`);
   }
   // Dry run of the config steps, so every COPY source is checked before anything runs.
   simulate(parsed, input.context);
@@ -165,7 +165,6 @@ export async function startTemplateBuild(
     args: parsed,
     unusedBuildArgs: parsed.unusedBuildArgs ?? [],
     force: false,
-    pulls,
   };
   launch(ctx, teamId, build.id, input.name, plan, templates, input.context);
   return build;
@@ -178,7 +177,9 @@ export async function startTemplateBuild(
 export async function startStepsBuild(ctx: ControlPlaneContext, teamId: string, input: StepsBuildInput): Promise<void> {
   await checkBuildName(ctx, teamId, input.name);
   const pulls: string[] = [];
-  const from = await resolveNamed(ctx, teamId, input.from, `${input.fromLabel} ${input.from}`, pulls);
+  const label = `${input.fromLabel} ${input.from}`;
+  const base = await resolveNamed(ctx, teamId, input.from, label);
+  const from = isStartedPull(base) ? await followPull(base, (line) => pulls.push(line)) : base;
   assertNotSelf(from, teamId, input.name, `${input.fromLabel} ${input.from}`);
   const updated = await setBuildStatus(ctx.database.db, input.buildId, 'building');
   if (!updated) throw new InvalidArgumentError(`build '${input.buildId}' is gone`);
@@ -216,16 +217,15 @@ async function checkBuildName(ctx: ControlPlaneContext, teamId: string, name: st
 
 /**
  * Resolves a template a build reads; a failure names where (`label`: "Dockerfile line 3: FROM x").
- * A name that is not a template is a container image: pulled into the team's image template
- * (`pulls` gets the pull's lines for the build log).
+ * A name that is not a template is a container image: its pull into the team's image template is
+ * started (a missing or refused image fails here) and finished by the build (followPull).
  */
 async function resolveNamed(
   ctx: ControlPlaneContext,
   teamId: string,
   name: string,
   label: string,
-  pulls?: string[],
-): Promise<Template> {
+): Promise<Template | StartedPull> {
   const labelled = (err: unknown) => {
     const e = asDomainError(err);
     const message = `${label}: ${messageOf(e)}`;
@@ -240,7 +240,7 @@ async function resolveNamed(
     }
   }
   try {
-    return (await pullBase(ctx, teamId, name, label, pulls)).template;
+    return await startPull(ctx, teamId, name, label);
   } catch (err) {
     // A plain name that is neither a template nor a pullable image: most likely a mistyped template.
     if (plainName)
@@ -249,6 +249,17 @@ async function resolveNamed(
         { cause: err },
       );
     throw labelled(err);
+  }
+}
+
+/** The template of a started pull once its layers are in, its lines to `out`; a failure names where. */
+async function followPull(pull: StartedPull, out: (line: string) => void): Promise<Template> {
+  try {
+    return (await pull.follow(out)).template;
+  } catch (err) {
+    const e = asDomainError(err);
+    const message = `${pull.label}: ${messageOf(e)}`;
+    throw e instanceof DomainError ? domainError(e.kind, message, { code: e.code, cause: err }) : new Error(message);
   }
 }
 
@@ -273,7 +284,7 @@ interface BuildPlan {
    * root), and a RUN fails as E2B words it (an unknown user is named before the command runs).
    */
   e2b?: boolean;
-  /** Lines of the container image pulls done for FROM before the build started (for its log). */
+  /** Lines of the container image pulls done before the build started (for its log). */
   pulls?: string[];
 }
 
@@ -283,7 +294,7 @@ function launch(
   buildId: string,
   name: string,
   plan: BuildPlan,
-  templates: Map<string, Template>,
+  templates: Map<string, Template | StartedPull>,
   context: BuildContext,
 ): void {
   running.add(buildId);
@@ -301,8 +312,7 @@ async function resolveBuildTemplates(
   ctx: ControlPlaneContext,
   teamId: string,
   parsed: ParsedDockerfile,
-  pulls?: string[],
-): Promise<Map<string, Template>> {
+): Promise<Map<string, Template | StartedPull>> {
   const stages = stagesOf(parsed);
   const wanted: { name: string; line: number; what: string }[] = [];
   for (const i of neededStages(parsed)) {
@@ -312,10 +322,10 @@ async function resolveBuildTemplates(
       if (step.kind === 'COPY' && step.from && 'template' in step.from)
         wanted.push({ name: step.from.template, line: step.line, what: `COPY --from=${step.from.template}` });
   }
-  const out = new Map<string, Template>();
+  const out = new Map<string, Template | StartedPull>();
   for (const w of wanted) {
     if (!out.has(w.name))
-      out.set(w.name, await resolveNamed(ctx, teamId, w.name, `Dockerfile line ${w.line}: ${w.what}`, pulls));
+      out.set(w.name, await resolveNamed(ctx, teamId, w.name, `Dockerfile line ${w.line}: ${w.what}`));
   }
   return out;
 }
@@ -408,7 +418,7 @@ async function runBuild(
   buildId: string,
   name: string,
   plan: BuildPlan,
-  templates: Map<string, Template>,
+  bases: Map<string, Template | StartedPull>,
   context: BuildContext,
 ): Promise<void> {
   const log = new BuildLog(ctx, buildId);
@@ -434,6 +444,18 @@ async function runBuild(
     for (const i of stages.keys())
       if (!needed.includes(i)) log.line(`Skipping stage ${stageLabel(stages[i]!)}: the final stage does not use it`);
     for (const l of plan.pulls ?? []) log.line(l);
+    // Container images FROM names: their layers arrive now, each line in the log as it comes.
+    const templates = new Map<string, Template>();
+    for (const [n, base] of bases) {
+      if (!isStartedPull(base)) templates.set(n, base);
+      else
+        templates.set(
+          n,
+          await followPull(base, (line) => log.line(line)).catch((err: unknown) => {
+            throw new StepFailed(messageOf(err));
+          }),
+        );
+    }
     for (const unused of plan.unusedBuildArgs)
       log.line(`Warning: build argument ${unused} was not used (no ARG ${unused} in the Dockerfile)`);
 
