@@ -6,7 +6,7 @@
 // nothing (bytes counted by the agent), and clear 4xx answers for a missing image, refused
 // credentials and bad requests.
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
@@ -258,6 +258,46 @@ describe('capsules from container images (live)', { skip }, () => {
       capsules.push(c.body.id);
       assert.equal((await exec(c.body.id, 'cat /app/size')).stdout.trim(), String(256 * 1024));
     } finally {
+      await gate.stop();
+    }
+  });
+
+  it('`wrenn capsule create --image` shows the pull (POST /v1/images/pull) while the layers arrive', async () => {
+    const missing = await call('POST', '/v1/images/pull', { image: `${reg.host}/wrenn-test/nope:v1` });
+    assert.equal(missing.status, 404, missing.text);
+    const bad = await call('POST', '/v1/images/pull', { image: 'Not A Reference' });
+    assert.equal(bad.status, 400, bad.text);
+    const gate = await startGatedRegistry(reg);
+    // A layer no earlier test pulled, held half-way by the proxy.
+    await pushMuslImage(reg, 'wrenn-test/musl', 'gated-cli', [
+      { name: 'app/unique.bin', content: randomBytes(128 * 1024), uid: 1000, gid: 1000 },
+    ]);
+    gate.hold();
+    const env = { ...process.env, WRENN_BASE_URL: sys.url, WRENN_API_KEY: sys.adminKey, HOME: sys.dataDir };
+    const cli = spawn(
+      process.execPath,
+      [WRENN, 'capsule', 'create', '--image', `${gate.host}/wrenn-test/musl:gated-cli`, '--timeout', '300'],
+      { env, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let stdout = '';
+    let stderr = '';
+    cli.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    cli.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const exited = new Promise<number | null>((res) => cli.on('close', (code) => res(code)));
+    try {
+      await waitFor('the pull line on the CLI while the layer is held', async () => {
+        if (gate.held > 0 && /pulling .*musl:gated-cli \(manifest [0-9a-f]{12}\)/.test(stderr)) return true;
+        throw new Error(`held ${gate.held}, CLI stderr:\n${stderr}`);
+      });
+      assert.equal(stdout, '', 'no capsule before the pull is done');
+      gate.release();
+      assert.equal(await exited, 0, stderr);
+      assert.match(stderr, /layer 2\/2 [0-9a-f]{12}: [\d.]+ MiB pulled and unpacked/, stderr);
+      const id = stdout.trim();
+      capsules.push(id);
+      assert.equal((await exec(id, 'wc -c < /app/unique.bin')).stdout.trim(), String(128 * 1024));
+    } finally {
+      cli.kill();
       await gate.stop();
     }
   });

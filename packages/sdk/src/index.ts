@@ -41,6 +41,8 @@ export { Filesystem } from './filesystem.js';
 export type { HostInfo } from './hosts.js';
 export { Host } from './hosts.js';
 export { ApiClient } from './http.js';
+export type { PullImageOptions } from './images.js';
+export { pullImage } from './images.js';
 export type { PtyCreateOptions } from './pty.js';
 export { Pty, PtyHandle } from './pty.js';
 export { Snapshot, Template } from './templates.js';

@@ -1,6 +1,6 @@
 // `wrenn capsule create|ls|info|rm|pause|resume|ping` (network: network.ts).
 import { CAPSULE_LIMITS as L, TIMEOUT_ACTIONS, type TimeoutAction } from '@wrenn/protocol';
-import { Capsule, type CapsuleInfo } from '@wrenn/sdk';
+import { Capsule, type CapsuleInfo, pullImage } from '@wrenn/sdk';
 import { ago, CliError, connection, parseIntOption, parsePairs, printJson, printTable, run } from './support.js';
 import { parseVolumeFlags } from './volume.js';
 
@@ -56,11 +56,19 @@ export const create = (o: CreateOpts) =>
     const password = process.env.WRENN_REGISTRY_PASSWORD;
     if (o.registryUser && !password)
       throw new CliError('--registry-user needs the password or token in WRENN_REGISTRY_PASSWORD');
+    const registryCredentials = o.image && o.registryUser && password ? { username: o.registryUser, password } : null;
+    // The image first, its progress (layers, MiB) on stderr; the create then finds the layers cached.
+    if (o.image)
+      await pullImage(o.image, {
+        ...connection(),
+        ...(registryCredentials ? { registryCredentials } : {}),
+        onProgress: (line) => process.stderr.write(`${line}\n`),
+      });
     const c = await Capsule.create({
       ...connection(),
       ...(o.template ? { template: o.template } : {}),
       ...(o.image ? { image: o.image } : {}),
-      ...(o.image && o.registryUser && password ? { registryCredentials: { username: o.registryUser, password } } : {}),
+      ...(registryCredentials ? { registryCredentials } : {}),
       ...(vcpus !== undefined ? { vcpus } : {}),
       ...(memoryMb !== undefined ? { memoryMb } : {}),
       ...(timeoutSec !== undefined ? { timeoutSec } : {}),

@@ -1,6 +1,8 @@
 // FROM <container image> in a template build: a FROM (or COPY --from) naming no template of the
 // team is pulled as an image into the team's image template (services/image-templates.ts); the
-// pull's progress (manifest, each layer cached or downloaded, MiB) goes to the build log as it comes.
+// pull's progress (manifest, each layer cached or downloaded, MiB) goes to the build log as it comes
+// (and to POST /v1/images/pull's answer, the pull before a capsule create with `image`).
+import type { RegistryCredentials } from '@wrenn/protocol';
 import type { ControlPlaneContext } from '../context.js';
 import { validateTemplateName } from '../db/repositories/templates.js';
 import { ensureImageTemplate, type ImageTemplate } from '../services/image-templates.js';
@@ -37,6 +39,7 @@ export function startPull(
   teamId: string,
   image: string,
   label: string,
+  credentials?: RegistryCredentials,
 ): Promise<StartedPull> {
   const lines: string[] = [`${label}: pulling container image ${image}`];
   let sink: ((line: string) => void) | null = null;
@@ -47,6 +50,7 @@ export function startPull(
   });
   const done = ensureImageTemplate(ctx, teamId, {
     image,
+    ...(credentials ? { credentials } : {}),
     onProgress: (line) => {
       emit(`  ${line}`);
       answered();

@@ -67,6 +67,22 @@ export const RegistryCredentialsSchema = Type.Object(
   },
 );
 
+const ImageReferenceSchema = Type.String({
+  minLength: 1,
+  maxLength: IMAGE_REFERENCE_MAX_LENGTH,
+  description:
+    'A container image to start from instead of a template (registry/repository[:tag][@sha256:...]; Docker Hub ' +
+    'when no registry is named). Pulled on the host (layers cached), its ENV, WORKDIR and USER applied ' +
+    '(its ENTRYPOINT/CMD are kept as metadata, not run: a template built FROM it with a CMD sets the start command)',
+});
+
+/** POST /v1/images/pull: the pull a capsule create with `image` would do, its progress streamed. */
+export const PullImageBody = Type.Object(
+  { image: ImageReferenceSchema, registry_credentials: Type.Optional(RegistryCredentialsSchema) },
+  { additionalProperties: false },
+);
+export type PullImageBodyJson = Static<typeof PullImageBody>;
+
 export const CreateCapsuleBody = Type.Object(
   {
     template: Type.Optional(
@@ -76,16 +92,7 @@ export const CreateCapsuleBody = Type.Object(
         description: `Template name (default '${CAPSULE_DEFAULTS.template}')`,
       }),
     ),
-    image: Type.Optional(
-      Type.String({
-        minLength: 1,
-        maxLength: IMAGE_REFERENCE_MAX_LENGTH,
-        description:
-          'A container image to start from instead of a template (registry/repository[:tag][@sha256:...]; Docker Hub ' +
-          'when no registry is named). Pulled on the host (layers cached), its ENV, WORKDIR and USER applied ' +
-          '(its ENTRYPOINT/CMD are kept as metadata, not run: a template built FROM it with a CMD sets the start command)',
-      }),
-    ),
+    image: Type.Optional(ImageReferenceSchema),
     registry_credentials: Type.Optional(RegistryCredentialsSchema),
     vcpus: Type.Optional(
       Type.Integer({

@@ -10,6 +10,7 @@ import { commandRoutes } from './commands.js';
 import { fileRoutes } from './files.js';
 import { envdFileRoutes } from './files-from-envd.js';
 import { forkRoutes } from './fork.js';
+import { imageRoutes } from './images.js';
 import { resourceRoutes } from './resources.js';
 import { templateBuildRoutes } from './templates-build.js';
 import { terminalRoutes } from './terminal.js';
@@ -32,6 +33,7 @@ export const nativeApi: FastifyPluginAsync<{ ctx: ControlPlaneContext }> = async
       await v1.register(fileRoutes(ctx));
       await v1.register(resourceRoutes(ctx));
       await v1.register(templateBuildRoutes(ctx));
+      await v1.register(imageRoutes(ctx));
       await v1.register(volumeRoutes(ctx));
       await v1.register(envdFileRoutes(ctx));
     },
