@@ -8,10 +8,11 @@ import { execFile } from 'node:child_process';
 // keep-alive connections); HTTP/2 load: h2load (Debian's nghttp2-client; 16 connections, 8 streams
 // each). Direct figures are the mean of a run before and one after the proxied ones. Run as root
 // after `npm run build`; traffic goes only to loopback and the capsule's namespace.
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startUp } from '@wrenn/cli';
+import { relayStats, tlsFrontStats } from '@wrenn/native';
 import { Agent, fetch } from 'undici';
 import { removeCgroupParent } from './lib/cgroup-parent.mjs';
 
@@ -99,8 +100,31 @@ async function h2load(url, connectTo) {
   };
 }
 
+/** CPU time so far (µs): this process (control plane, agent, relay and TLS threads) and the capsule's cgroup. */
+function cpuNow(capsuleId) {
+  const u = process.cpuUsage();
+  let capsule = 0;
+  const base = '/sys/fs/cgroup/cpuacct/wrenn';
+  const dir = existsSync(base) ? readdirSync(base).find((d) => d.includes(capsuleId)) : undefined;
+  if (dir) capsule = Number(readFileSync(join(base, dir, 'cpuacct.usage'), 'utf8')) / 1000;
+  return { cp: u.user + u.system, capsule };
+}
+
+/** Runs a load and adds its CPU per request (µs) for the control plane and the capsule. */
+async function measured(capsuleId, load) {
+  const a = cpuNow(capsuleId);
+  const r = await load();
+  const b = cpuNow(capsuleId);
+  const n = Math.max(1, r.req_per_s * DURATION);
+  return {
+    ...r,
+    cpu_us_per_req: { control_plane: Math.round((b.cp - a.cp) / n), capsule: Math.round((b.capsule - a.capsule) / n) },
+  };
+}
+
 const result = {
   bench: 'proxy-tls',
+  tls_front: process.env.WRENN_TLS_FRONT || 'native',
   loaders: { h1: 'wrk (1 thread)', h2: `h2load (${STREAMS} streams per connection)` },
   connections: CONNECTIONS,
   seconds: DURATION,
@@ -152,13 +176,15 @@ try {
   });
   if (check.status !== 200) throw new Error(`the proxy does not reach the capsule server: ${check.status}`);
 
-  const d1 = await wrk(direct);
-  const h1 = await wrk(proxied, { Host: host });
-  const d2 = await wrk(direct);
+  const m = (load) => measured(capsuleId, load);
+  const d1 = await m(() => wrk(direct));
+  const h1 = await m(() => wrk(proxied, { Host: host }));
+  const d2 = await m(() => wrk(direct));
   const directH1 = (d1.req_per_s + d2.req_per_s) / 2;
-  const e1 = await h2load(`https://${host}/`, `${rec.address}:8443`);
-  const h2 = await h2load(`https://${host}:${port}/`, `127.0.0.1:${port}`);
-  const e2 = await h2load(`https://${host}/`, `${rec.address}:8443`);
+  const e1 = await m(() => h2load(`https://${host}/`, `${rec.address}:8443`));
+  const h2 = await m(() => h2load(`https://${host}:${port}/`, `127.0.0.1:${port}`));
+  const e2 = await m(() => h2load(`https://${host}/`, `${rec.address}:8443`));
+  result.native = { relay: relayStats(), tls_front: tlsFrontStats() };
   const directH2 = (e1.req_per_s + e2.req_per_s) / 2;
   result.h1 = {
     direct: { ...d1, req_per_s: Math.round(directH1), runs_req_per_s: [d1.req_per_s, d2.req_per_s] },

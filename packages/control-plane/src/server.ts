@@ -35,6 +35,7 @@ import { createSandboxProxy } from './proxy/sandbox-proxy.js';
 import { type StateLoops, startLeasedStateLoops } from './reconciler/index.js';
 import { conflictingAuthority, refuseConflictingAuthority } from './tls/authority.js';
 import { loadTlsMaterial, type TlsSource } from './tls/certificates.js';
+import { attachNativeTls, type NativeTlsFront } from './tls/native-front.js';
 
 export interface StartControlPlaneOptions extends ControlPlaneConfig {
   databaseUrl?: string;
@@ -102,6 +103,7 @@ export async function startControlPlane(opts: StartControlPlaneOptions): Promise
     .where('status', 'in', ['pending', 'building'])
     .execute();
   const edge: EdgeLimits = { ...edgeLimitsFromEnv(), ...opts.edge };
+  let tlsFront: NativeTlsFront | undefined;
   const proxy = createSandboxProxy(ctx, { headersTimeoutMs: edge.headersTimeoutMs });
   // Every replica drops its route and connections of a capsule any replica changed.
   const changes = await new CapsuleChanges({
@@ -149,8 +151,21 @@ export async function startControlPlane(opts: StartControlPlaneOptions): Promise
           onRequest as unknown as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void,
         );
         Object.assign(secure, httpOptions);
+        // Streams for capsule ports skip the compat objects (proxy/h2-streams.ts); the compat
+        // listener (which the request handler installed) gets the others.
+        const compat = secure.listeners('stream') as Array<(...a: unknown[]) => void>;
+        secure.removeAllListeners('stream');
+        secure.on(
+          'stream',
+          (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, ...rest: unknown[]) => {
+            if (proxy.handleStream(stream, headers)) return;
+            for (const l of compat) l.call(secure, stream, headers, ...rest);
+          },
+        );
         trackSecure(secure);
         proxy.attach(secure);
+        // TLS itself in a native thread; a handshake gets as long as a request head.
+        tlsFront = attachNativeTls(secure, tlsMaterial, edge.headersTimeoutMs, log.child({ part: 'tls' }));
         return secure as unknown as http.Server;
       }
       const server = http.createServer(httpOptions, onRequest);
@@ -251,6 +266,7 @@ export async function startControlPlane(opts: StartControlPlaneOptions): Promise
       await loops?.stop();
       await changes.stop();
       proxy.close();
+      tlsFront?.close();
       for (const c of secureConns) c.destroy();
       await app.close();
       await database.close();

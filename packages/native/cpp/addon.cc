@@ -17,6 +17,7 @@
 #include "pid-watch.h"
 #include "mounts.h"
 #include "relay.h"
+#include "tls-front.h"
 #include "spawn.h"
 #include "uffd.h"
 
@@ -240,6 +241,7 @@ NAPI_MODULE_INIT() {
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
   wrenn::registerRelay(env, exports);
+  wrenn::registerTlsFront(env, exports);
   wrenn::registerMemory(env, exports);
   wrenn::registerFsAsUser(env, exports);
   wrenn::registerPidWatch(env, exports);

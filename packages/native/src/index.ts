@@ -34,5 +34,14 @@ export {
   relayStats,
   relayYieldGroup,
 } from './relay.js';
+export {
+  createTlsFront,
+  type TlsFront,
+  type TlsFrontOptions,
+  type TlsFrontSocket,
+  type TlsFrontStats,
+  tlsFrontAvailable,
+  tlsFrontStats,
+} from './tls-front.js';
 export { startUffdHandler, type UffdHandler, type UffdHandlerOptions, type UffdStats } from './uffd-handler.js';
 export { VMM_SIDE_SCRIPT } from './vmm-side.js';

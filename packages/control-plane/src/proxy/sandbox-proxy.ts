@@ -11,6 +11,7 @@
 // WRENN_PROXY_RELAY=0 or the addon lacks it. Connections the API server already owns
 // (and any before attach) still reach capsules through handle()/handleUpgrade() (forward.ts).
 import http from 'node:http';
+import type http2 from 'node:http2';
 import type net from 'node:net';
 import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
@@ -35,6 +36,7 @@ import {
 import { ENVD_PORT } from '@wrenn/protocol/contract';
 import type { ControlPlaneContext } from '../context.js';
 import { requestAuthority } from '../tls/authority.js';
+import { createH2StreamRelay } from './h2-streams.js';
 import { headEnd, MAX_HEAD_BYTES } from './http-scan.js';
 import { HEADERS_TIMEOUT_MS, type PipeDeps, PipedConnection, pipeRouteOf } from './pipe.js';
 import { type ProxyRoute, resolveRoute } from './route.js';
@@ -47,6 +49,8 @@ export interface SandboxProxy {
    * it the first proxied request attaches it, so later connections take the piped path.
    */
   attach(server: http.Server | tls.Server): void;
+  /** An HTTP/2 stream for a capsule port on the core API (h2-streams.ts); false: give it to the compat path. */
+  handleStream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): boolean;
   /** Handles the request when it is for a capsule; false lets the API have it. */
   handle(req: http.IncomingMessage, res: http.ServerResponse): boolean;
   handleUpgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): boolean;
@@ -91,6 +95,18 @@ export function createSandboxProxy(ctx: ControlPlaneContext, opts: { headersTime
     conn.once('close', untrack);
     return untrack;
   };
+
+  // Like WRENN_PROXY_RELAY: `0` turns the path off (for comparison runs).
+  const h2StreamsOn = process.env.WRENN_PROXY_H2_STREAMS !== '0';
+  const h2streams = createH2StreamRelay({
+    domain: ctx.config.domain,
+    resolve: (route) =>
+      targets.peek(route.capsuleId, route.port, route.trafficToken) ??
+      targets.lookup(route.capsuleId, route.port, route.trafficToken),
+    track: (id, stream) => void track(id, stream),
+    attempts: 3,
+    backoffMs: 100,
+  });
 
   // Connections the piped path owns (and ones still being read), so close() can end them: the API
   // server does not know them.
@@ -139,13 +155,14 @@ export function createSandboxProxy(ctx: ControlPlaneContext, opts: { headersTime
       attempts: 3,
       backoffMs: 100,
     };
-    // The native relay moves bytes between file descriptors: a TLS client's are encrypted, so TLS
-    // connections stay on the JS pipe (TLS costs more than the pipe's own work anyway).
+    // The native relay moves bytes between file descriptors: a Node TLSSocket's are encrypted, so
+    // those stay on the JS pipe. The native TLS front (tls/native-front.ts) hands over plaintext
+    // sockets instead, which the relay takes like plain HTTP ones.
     const tlsDeps: PipeDeps = { ...deps, relay: undefined };
     server.on(event, (socket: net.Socket) => {
       if (closed) return toApi(socket, Buffer.alloc(0));
       // HTTP/2 sessions go to the server's h2 handler: their requests reach handle() one by one.
-      if (socket instanceof tls.TLSSocket && socket.alpnProtocol === 'h2') {
+      if ((socket as { alpnProtocol?: unknown }).alpnProtocol === 'h2') {
         for (const l of apiListeners) l.call(server, socket);
         return;
       }
@@ -261,6 +278,10 @@ export function createSandboxProxy(ctx: ControlPlaneContext, opts: { headersTime
 
   return {
     attach,
+    handleStream(stream, headers) {
+      if (closed || !h2StreamsOn) return false;
+      return h2streams.handle(stream, headers);
+    },
     handle(req, res) {
       const route = resolveRoute(req, ctx.config.domain);
       if (!route) return handleSignedFiles(req, res);
@@ -312,6 +333,7 @@ export function createSandboxProxy(ctx: ControlPlaneContext, opts: { headersTime
     close: () => {
       closed = true;
       agent.destroy();
+      h2streams.close();
       for (const s of owned) s.destroy();
       owned.clear();
     },

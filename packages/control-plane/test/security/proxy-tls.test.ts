@@ -1,0 +1,388 @@
+// The control plane's TLS listener with the native TLS front (tls/native-front.ts) and the HTTP/2
+// stream path (proxy/h2-streams.ts), against a real control plane (SQLite) and a loopback server
+// standing where a capsule's port is (its address primed into the proxy, as create does): what
+// clients see over HTTP/1.1 and HTTP/2, that keep-alive HTTP/1.1 over TLS reaches the relay
+// thread, and hostile clients of the listener (garbage instead of a ClientHello, a stalled
+// handshake, a slow request head, huge headers, thousands of streams on one session) are refused
+// or contained while a neighbour's requests keep working. The same SDK paths with real capsules:
+// security/e2b-domain-tls.
+
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import http from 'node:http';
+import http2 from 'node:http2';
+import https from 'node:https';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import tls from 'node:tls';
+import { relayStats, tlsFrontStats } from '@wrenn/native';
+import { type RunningControlPlane, startControlPlane } from '../../src/server.js';
+
+const DOMAIN = 'wrenn.test';
+const ID = 'cl-tlsfront';
+const HEADERS_TIMEOUT_MS = 1500;
+
+/** Echoes what it got as JSON; /stream, /empty, /slow answer specially. */
+function upstream(): http.Server {
+  return http.createServer({ keepAliveTimeout: 30_000 }, (req, res) => {
+    const hash = createHash('sha256');
+    let size = 0;
+    req.on('data', (c: Buffer) => {
+      hash.update(c);
+      size += c.length;
+    });
+    req.on('end', () => {
+      if (req.url === '/stream') {
+        let i = 0;
+        const tick = setInterval(() => {
+          res.write(`part${i}\n`);
+          if (++i === 3) {
+            clearInterval(tick);
+            res.end();
+          }
+        }, 10);
+        return;
+      }
+      if (req.url === '/empty') {
+        res.writeHead(204);
+        return res.end();
+      }
+      if (req.url === '/slow') return void setTimeout(() => res.end('slow'), 300);
+      res.setHeader('content-type', 'application/json');
+      res.end(
+        JSON.stringify({
+          method: req.method,
+          url: req.url,
+          headers: req.headers,
+          size,
+          sha: hash.digest('hex'),
+        }),
+      );
+    });
+  });
+}
+
+describe('the TLS listener: native TLS front, HTTP/2 streams, hostile clients', () => {
+  let cp: RunningControlPlane;
+  let up: http.Server;
+  let dir: string;
+  let ca: Buffer;
+  let upPort: number;
+  // Where the "capsule" is, primed as create does; again before each use (the cache lasts 5 s).
+  const prime = (c: RunningControlPlane) =>
+    c.ctx.primeProxy(ID, {
+      state: 'running',
+      hostId: 'h-loopback',
+      agentUrl: 'http://127.0.0.1:1',
+      trafficToken: null,
+      maskRequestHost: null,
+      capsuleAddress: '127.0.0.1',
+    });
+  const host = () => {
+    if (cp) prime(cp);
+    return `${upPort}-${ID}.${DOMAIN}`;
+  };
+
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'wrenn-proxy-tls-'));
+    up = upstream();
+    await new Promise<void>((r) => up.listen(0, '127.0.0.1', r));
+    upPort = (up.address() as net.AddressInfo).port;
+    cp = await startControlPlane({
+      dataDir: dir,
+      listen: { host: '127.0.0.1', port: 0 },
+      domain: DOMAIN,
+      publicUrl: 'https://api.wrenn.test',
+      tls: 'self-signed',
+      logLevel: 'silent',
+      stateLoops: false,
+      edge: { headersTimeoutMs: HEADERS_TIMEOUT_MS },
+    });
+    ca = readFileSync(cp.caFile as string);
+  });
+  after(async () => {
+    await cp?.close();
+    up?.closeAllConnections();
+    up?.close();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** One HTTP/1.1 request over a fresh TLS connection; resolves status, headers, body. */
+  function h1(
+    opts: { path?: string; method?: string; headers?: Record<string, string>; body?: Buffer } = {},
+  ): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: Buffer }> {
+    return new Promise((resolve, reject) => {
+      const req = http.request(
+        {
+          host: '127.0.0.1',
+          port: cp.port,
+          path: opts.path ?? '/',
+          method: opts.method ?? 'GET',
+          headers: { host: host(), ...opts.headers },
+          createConnection: () => tlsConnect(['http/1.1']),
+        },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () =>
+            resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }),
+          );
+          res.on('error', reject);
+        },
+      );
+      req.on('error', reject);
+      req.end(opts.body);
+    });
+  }
+
+  function tlsConnect(alpn: string[], servername = host()): tls.TLSSocket {
+    return tls.connect({ host: '127.0.0.1', port: cp.port, servername, ALPNProtocols: alpn, ca });
+  }
+
+  /** An HTTP/2 session to the listener (ALPN h2). */
+  async function session(): Promise<http2.ClientHttp2Session> {
+    const s = http2.connect(`https://${host()}:${cp.port}`, {
+      createConnection: () => tlsConnect(['h2']),
+    });
+    s.on('error', () => undefined);
+    await new Promise<void>((resolve, reject) => {
+      s.once('connect', () => resolve());
+      s.once('error', reject);
+    });
+    return s;
+  }
+
+  function h2req(
+    s: http2.ClientHttp2Session,
+    headers: http2.OutgoingHttpHeaders,
+    body?: Buffer,
+  ): Promise<{ status: number; headers: http2.IncomingHttpHeaders; body: Buffer }> {
+    return new Promise((resolve, reject) => {
+      const st = s.request({ ':authority': host(), ...headers }, { endStream: body === undefined });
+      let head: http2.IncomingHttpHeaders = {};
+      const chunks: Buffer[] = [];
+      st.on('response', (h) => (head = h));
+      st.on('data', (c: Buffer) => chunks.push(c));
+      st.on('end', () => resolve({ status: Number(head[':status']), headers: head, body: Buffer.concat(chunks) }));
+      st.on('error', reject);
+      if (body !== undefined) st.end(body);
+    });
+  }
+
+  /** The neighbour: a fresh client over each protocol still gets its answer. */
+  async function neighbourWorks(what: string): Promise<void> {
+    const a = await h1({ path: '/neighbour' });
+    assert.equal(a.status, 200, `after ${what}: HTTP/1.1 neighbour got ${a.status} ${a.body}`);
+    const s = await session();
+    try {
+      const b = await h2req(s, { ':path': '/neighbour' });
+      assert.equal(b.status, 200, `after ${what}: HTTP/2 neighbour got ${b.status} ${b.body}`);
+    } finally {
+      s.close();
+    }
+  }
+
+  it('HTTP/1.1 over TLS: the native front terminates it and keep-alive connections go to the relay thread', async () => {
+    const front0 = tlsFrontStats();
+    const relay0 = relayStats();
+    const ka = new https.Agent({ keepAlive: true, maxSockets: 1, ca, servername: host() });
+    try {
+      const got: Array<{ url: string; xff: string; xfh: string }> = [];
+      for (let i = 0; i < 5; i++) {
+        const r = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+          const req = https.request(
+            { host: '127.0.0.1', port: cp.port, path: `/ka/${i}`, headers: { host: host() }, agent: ka },
+            (res) => {
+              let b = '';
+              res.on('data', (c) => (b += c));
+              res.on('end', () => resolve({ status: res.statusCode ?? 0, body: b }));
+            },
+          );
+          req.on('error', reject);
+          req.end();
+        });
+        assert.equal(r.status, 200, r.body);
+        const seen = JSON.parse(r.body) as { url: string; headers: Record<string, string> };
+        got.push({
+          url: seen.url,
+          xff: seen.headers['x-forwarded-for'] ?? '',
+          xfh: seen.headers['x-forwarded-host'] ?? '',
+        });
+      }
+      assert.deepEqual(
+        got.map((g) => g.url),
+        ['/ka/0', '/ka/1', '/ka/2', '/ka/3', '/ka/4'],
+      );
+      // The client's address survives the socketpair: the capsule's server sees it.
+      for (const g of got) assert.equal(g.xff, '127.0.0.1');
+      for (const g of got) assert.equal(g.xfh, host());
+      const front1 = tlsFrontStats();
+      assert.ok(front1.handshakes > front0.handshakes, `no handshake in the native front: ${JSON.stringify(front1)}`);
+      const relay1 = relayStats();
+      assert.ok(
+        relay1.added > relay0.added,
+        `the keep-alive connection never reached the relay: ${JSON.stringify(relay1)}`,
+      );
+      // A 1 MiB body each way is carried whole.
+      const body = randomBytes(1 << 20);
+      const r = await h1({
+        path: '/upload',
+        method: 'POST',
+        body,
+        headers: { 'content-type': 'application/octet-stream' },
+      });
+      assert.equal(r.status, 200);
+      const seen = JSON.parse(r.body.toString()) as { size: number; sha: string };
+      assert.equal(seen.size, body.length);
+      assert.equal(seen.sha, createHash('sha256').update(body).digest('hex'));
+      // The API on the same listener.
+      const api = await h1({ path: '/health', headers: { host: `api.${DOMAIN}` } });
+      assert.ok(api.status === 503 || api.status === 200, `the API answered ${api.status}`);
+    } finally {
+      ka.destroy();
+    }
+  });
+
+  it('HTTP/2: streams to a capsule port are carried (bodies, streamed answers, HEAD, 204, many at once)', async () => {
+    const s = await session();
+    try {
+      const a = await h2req(s, { ':path': '/hello?x=1' });
+      assert.equal(a.status, 200);
+      const seen = JSON.parse(a.body.toString()) as { url: string; headers: Record<string, string> };
+      assert.equal(seen.url, '/hello?x=1');
+      assert.equal(seen.headers.host, host(), 'the capsule server sees the :authority as its host');
+      assert.equal(seen.headers['x-forwarded-for'], '127.0.0.1');
+      const body = randomBytes(3 << 20);
+      const b = await h2req(s, { ':path': '/upload', ':method': 'POST' }, body);
+      const up1 = JSON.parse(b.body.toString()) as { size: number; sha: string; method: string };
+      assert.equal(up1.method, 'POST');
+      assert.equal(up1.size, body.length);
+      assert.equal(up1.sha, createHash('sha256').update(body).digest('hex'));
+      const c = await h2req(s, { ':path': '/stream' });
+      assert.equal(c.body.toString(), 'part0\npart1\npart2\n');
+      const d = await h2req(s, { ':path': '/x', ':method': 'HEAD' });
+      assert.equal(d.status, 200);
+      assert.equal(d.body.length, 0);
+      const e = await h2req(s, { ':path': '/empty' });
+      assert.equal(e.status, 204);
+      const many = await Promise.all(Array.from({ length: 200 }, (_, i) => h2req(s, { ':path': `/many/${i}` })));
+      const urls = many.map((m) => (JSON.parse(m.body.toString()) as { url: string }).url);
+      assert.deepEqual(
+        urls,
+        Array.from({ length: 200 }, (_, i) => `/many/${i}`),
+      );
+      // A disagreeing host field is refused (tls/authority.ts), not routed by either name.
+      const f = await h2req(s, { ':path': '/x', host: `api.${DOMAIN}` });
+      assert.equal(f.status, 400);
+      // Path routing over h2 (the compat path) still reaches the capsule.
+      const g = await h2req(s, { ':path': `/proxy/${ID}/${upPort}/p`, ':authority': `api.${DOMAIN}` });
+      assert.equal(g.status, 200, g.body.toString());
+      // Nothing listens: E2B's "port is not open" in JSON.
+      const closed = await h2req(s, { ':path': '/', ':authority': `1-${ID}.${DOMAIN}` });
+      assert.equal(closed.status, 502);
+      assert.match(closed.body.toString(), /port is not open/);
+    } finally {
+      s.close();
+    }
+  });
+
+  it('hostile: garbage, a huge or stalled ClientHello, a slow head, huge headers; the neighbour keeps working', async () => {
+    const failed0 = tlsFrontStats().failed;
+    const raw = async (bytes: Buffer | undefined): Promise<{ ms: number; got: string }> => {
+      const s = net.connect(cp.port, '127.0.0.1');
+      s.on('error', () => undefined);
+      await new Promise((r) => s.once('connect', r));
+      const t0 = Date.now();
+      if (bytes) s.write(bytes);
+      let got = '';
+      s.on('data', (d: Buffer) => (got += d.toString('latin1')));
+      await new Promise((r) => s.once('close', r));
+      return { ms: Date.now() - t0, got };
+    };
+    // Plain HTTP on the TLS port, and 1 MiB of junk after a ClientHello record header.
+    await raw(Buffer.from(`GET / HTTP/1.1\r\nhost: ${host()}\r\n\r\n`));
+    await raw(Buffer.concat([Buffer.from([0x16, 0x03, 0x01, 0xff, 0xff]), randomBytes(1 << 20)]));
+    // Silent, and half a ClientHello: both cut off by the handshake timeout (the head timeout).
+    const silent = await raw(undefined);
+    assert.ok(
+      silent.ms >= HEADERS_TIMEOUT_MS - 200 && silent.ms < HEADERS_TIMEOUT_MS + 10_000,
+      `a silent connection was closed after ${silent.ms} ms (timeout ${HEADERS_TIMEOUT_MS})`,
+    );
+    await raw(Buffer.from([0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00]));
+    assert.ok(tlsFrontStats().failed - failed0 >= 4, `refused connections: ${JSON.stringify(tlsFrontStats())}`);
+    await neighbourWorks('bad ClientHellos');
+
+    // Slowloris after the handshake: a head that never ends gets a 408 and the connection closes.
+    const slow = tlsConnect(['http/1.1']);
+    slow.on('error', () => undefined);
+    await new Promise((r) => slow.once('secureConnect', r));
+    const t0 = Date.now();
+    slow.write(`GET / HTTP/1.1\r\nhost: ${host()}\r\nx-a: `);
+    const trickle = setInterval(() => slow.write('a'), 200);
+    let slowGot = '';
+    slow.on('data', (d: Buffer) => (slowGot += d.toString()));
+    await new Promise((r) => slow.once('close', r));
+    clearInterval(trickle);
+    assert.match(slowGot, /^HTTP\/1\.1 408/, `a trickled head got ${JSON.stringify(slowGot.slice(0, 80))}`);
+    assert.ok(Date.now() - t0 < HEADERS_TIMEOUT_MS + 10_000, 'the slow head was cut off');
+
+    // Huge headers: HTTP/1.1 (over the proxy's head limit) and HTTP/2 (over the session's).
+    const big = await h1({ path: '/big-head', headers: { 'x-big': 'a'.repeat(200_000) } }).catch(
+      (e: Error) => ({ status: 0, body: Buffer.from(e.message) }) as { status: number; body: Buffer },
+    );
+    assert.ok(big.status === 0 || big.status === 431 || big.status === 400, `a 200 kB head got ${big.status}`);
+    const s = await session();
+    const hb = await h2req(s, { ':path': '/big-head', 'x-big': 'a'.repeat(200_000) }).catch(
+      (e: Error) => ({ status: 0, body: Buffer.from(e.message) }) as { status: number; body: Buffer },
+    );
+    assert.notEqual(hb.status, 200, 'a 200 kB HTTP/2 header block reached the capsule');
+    s.destroy();
+    await neighbourWorks('huge headers');
+
+    // Thousands of streams on one session to a slow server: carried or refused, never a crash.
+    const flood = await session();
+    const results = await Promise.allSettled(Array.from({ length: 2000 }, () => h2req(flood, { ':path': '/slow' })));
+    const ok = results.filter((r) => r.status === 'fulfilled' && r.value.status === 200).length;
+    assert.ok(ok > 0, `none of 2000 streams was answered: ${JSON.stringify(results[0])}`);
+    flood.destroy();
+    await neighbourWorks('a stream flood');
+  });
+
+  it('WRENN_TLS_FRONT=node keeps Node TLS (same answers, nothing in the native front)', async () => {
+    const dir2 = mkdtempSync(join(tmpdir(), 'wrenn-proxy-tls-node-'));
+    process.env.WRENN_TLS_FRONT = 'node';
+    let cp2: RunningControlPlane | undefined;
+    try {
+      cp2 = await startControlPlane({
+        dataDir: dir2,
+        listen: { host: '127.0.0.1', port: 0 },
+        domain: DOMAIN,
+        publicUrl: 'https://api.wrenn.test',
+        tls: 'self-signed',
+        logLevel: 'silent',
+        stateLoops: false,
+      });
+      delete process.env.WRENN_TLS_FRONT;
+      prime(cp2);
+      const before0 = tlsFrontStats().handshakes;
+      const ca2 = readFileSync(cp2.caFile as string);
+      const port2 = cp2.port;
+      const s = http2.connect(`https://${host()}:${port2}`, {
+        createConnection: () =>
+          tls.connect({ host: '127.0.0.1', port: port2, servername: host(), ALPNProtocols: ['h2'], ca: ca2 }),
+      });
+      s.on('error', () => undefined);
+      const r = await h2req(s, { ':path': '/node-tls' });
+      s.close();
+      assert.equal(r.status, 200);
+      assert.equal(tlsFrontStats().handshakes, before0, 'the native front took a connection with WRENN_TLS_FRONT=node');
+    } finally {
+      delete process.env.WRENN_TLS_FRONT;
+      await cp2?.close();
+      rmSync(dir2, { recursive: true, force: true });
+    }
+  });
+});

@@ -1,0 +1,628 @@
+// The TLS front: terminates the control plane's TLS connections in one native thread, so Node's
+// event loop does no per-record work for them. Why: this kernel has no kTLS, so an encrypted
+// connection cannot be handed to the byte relay (relay.cc) as it is, and Node's own TLS sockets cost
+// the proxy half its throughput (bench/proxy-tls). JS hands over each accepted TCP fd before a byte
+// was read; this thread runs the handshake (OpenSSL from Node's own binary: same library, no second
+// copy), picks h2 or http/1.1 by ALPN, then gives JS one end of a Unix socketpair that carries the
+// connection's plaintext. On that end everything JS already does for plain HTTP works unchanged:
+// the proxy's routing, the relay's HTTP mode, the API server, HTTP/2 sessions.
+//
+// Per connection: decrypted bytes go to the socketpair, bytes from it are encrypted to the client,
+// each way with back-pressure (at most kMaxPending bytes held) and half-close (close_notify or EOF
+// becomes shutdown(SHUT_WR) on the other side). A handshake not done within the context's timeout
+// is cut off (slow or never-ending ClientHello); a failed one closes the TCP connection.
+#include "tls-front.h"
+
+#include <errno.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+#include <fcntl.h>
+
+#include <atomic>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <unordered_map>
+
+namespace wrenn {
+namespace {
+
+constexpr size_t kRead = 16 * 1024;        // one TLS record's plaintext at most
+constexpr size_t kMaxPending = 256 * 1024;  // decrypted bytes held while the socketpair is full
+constexpr int kSweepMs = 100;
+
+int64_t nowMs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+}
+
+std::string sslError(const char* what) {
+  unsigned long e = ERR_get_error();
+  char buf[256] = {0};
+  if (e) ERR_error_string_n(e, buf, sizeof buf);
+  ERR_clear_error();
+  return std::string(what) + (e ? std::string(": ") + buf : "");
+}
+
+// ALPN: h2 first (the server's preference, as Node's http2 server has it), then http/1.1; a client
+// offering neither goes on without ALPN (HTTP/1.1, as Node does for allowHTTP1).
+const unsigned char kAlpn[] = {2, 'h', '2', 8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
+
+int selectAlpn(SSL*, const unsigned char** out, unsigned char* outlen, const unsigned char* in, unsigned int inlen,
+               void*) {
+  unsigned char* o = nullptr;
+  if (SSL_select_next_proto(&o, outlen, kAlpn, sizeof kAlpn, in, inlen) != OPENSSL_NPN_NEGOTIATED)
+    return SSL_TLSEXT_ERR_NOACK;
+  *out = o;
+  return SSL_TLSEXT_ERR_OK;
+}
+
+struct Context {
+  SSL_CTX* ssl = nullptr;
+  int64_t handshakeMs = 10000;
+  ~Context() {
+    if (ssl) SSL_CTX_free(ssl);
+  }
+};
+
+struct Conn {
+  uint64_t id = 0;
+  uint32_t ctx = 0;
+  SSL* ssl = nullptr;
+  int tcp = -1;
+  int plain = -1;     // this thread's end of the socketpair
+  int jsEnd = -1;     // JS's end, until it is handed over
+  int64_t deadline = 0;
+  bool open = false;  // handshake done
+  std::string toPlain;
+  std::string toTls;
+  bool tlsEof = false, plainShut = false;   // client -> JS direction ended / passed on
+  bool plainEof = false, tlsShut = false;   // JS -> client direction ended / passed on
+  bool plainGone = false;                   // JS closed its end entirely
+};
+
+struct Ready {
+  uint32_t ctx;
+  uint64_t id;
+  int fd;
+  std::string alpn, servername, address;
+  int port, family;
+};
+
+class Front {
+ public:
+  explicit Front(napi_threadsafe_function tsfn) : tsfn_(tsfn) {
+    ep_ = epoll_create1(EPOLL_CLOEXEC);
+    ev_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (ep_ < 0 || ev_ < 0) throw std::runtime_error(std::string("tls front: ") + strerror(errno));
+    epoll_event e{};
+    e.events = EPOLLIN;
+    e.data.u64 = 0;
+    epoll_ctl(ep_, EPOLL_CTL_ADD, ev_, &e);
+    scratch_.reset(new char[kRead]);
+    thread_ = std::thread([this] { run(); });
+  }
+
+  ~Front() {
+    stop_ = true;
+    wake();
+    thread_.join();
+    for (auto& [_, c] : conns_) closeConn(*c);
+    close(ep_);
+    close(ev_);
+  }
+
+  uint32_t addContext(std::unique_ptr<Context> c) {
+    std::lock_guard<std::mutex> l(mu_);
+    uint32_t id = ++lastCtx_;
+    ctxs_[id] = std::move(c);
+    return id;
+  }
+
+  // Takes fd (already dup'ed); the handshake starts in the thread.
+  uint64_t add(uint32_t ctx, int fd) {
+    uint64_t id = ++lastId_;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      cmds_.push_back({Cmd::Add, ctx, id, fd});
+    }
+    wake();
+    return id;
+  }
+
+  // Closes every connection of a context (handshaking or open) and forgets it.
+  void drop(uint32_t ctx) {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      cmds_.push_back({Cmd::Drop, ctx, 0, -1});
+    }
+    wake();
+  }
+
+  std::atomic<uint64_t> active_{0}, handshakes_{0}, failed_{0};
+
+ private:
+  struct Cmd {
+    enum Kind { Add, Drop } kind;
+    uint32_t ctx;
+    uint64_t id;
+    int fd;
+  };
+
+  void wake() {
+    uint64_t one = 1;
+    ssize_t n = write(ev_, &one, sizeof one);
+    (void)n;
+  }
+
+  void run() {
+    epoll_event evs[128];
+    int64_t nextSweep = nowMs() + kSweepMs;
+    while (!stop_) {
+      int n = epoll_wait(ep_, evs, 128, kSweepMs);
+      for (int i = 0; i < n; i++) {
+        uint64_t key = evs[i].data.u64;
+        if (key == 0) {
+          uint64_t v;
+          ssize_t r = read(ev_, &v, sizeof v);
+          (void)r;
+          commands();
+          continue;
+        }
+        auto it = conns_.find(key >> 1);
+        if (it == conns_.end()) continue;
+        // JS closed its end for good (not only shut its writing): nothing more can reach it.
+        if ((key & 1) && (evs[i].events & EPOLLHUP)) it->second->plainGone = true;
+        pump(*it->second);
+      }
+      int64_t now = nowMs();
+      if (now >= nextSweep) {
+        nextSweep = now + kSweepMs;
+        sweep(now);
+      }
+    }
+  }
+
+  void commands() {
+    std::deque<Cmd> cmds;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      cmds.swap(cmds_);
+    }
+    for (auto& c : cmds) {
+      if (c.kind == Cmd::Add) start(c);
+      else {
+        for (auto it = conns_.begin(); it != conns_.end();) {
+          if (it->second->ctx == c.ctx) {
+            finish(*it->second, false);
+            it = conns_.erase(it);
+          } else ++it;
+        }
+        std::lock_guard<std::mutex> l(mu_);
+        ctxs_.erase(c.ctx);
+      }
+    }
+  }
+
+  void start(const Cmd& c) {
+    auto conn = std::make_unique<Conn>();
+    conn->id = c.id;
+    conn->ctx = c.ctx;
+    conn->tcp = c.fd;
+    SSL_CTX* sslCtx = nullptr;
+    int64_t hs = 10000;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      auto it = ctxs_.find(c.ctx);
+      if (it != ctxs_.end()) {
+        sslCtx = it->second->ssl;
+        hs = it->second->handshakeMs;
+      }
+    }
+    int sp[2] = {-1, -1};
+    if (!sslCtx || socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sp) < 0 ||
+        !(conn->ssl = SSL_new(sslCtx))) {
+      if (sp[0] >= 0) close(sp[0]), close(sp[1]);
+      close(c.fd);
+      failed_++;
+      return;
+    }
+    conn->plain = sp[0];
+    conn->jsEnd = sp[1];
+    fcntl(conn->tcp, F_SETFL, fcntl(conn->tcp, F_GETFL) | O_NONBLOCK);
+    // Small responses leave at once (Node's HTTP servers set the same).
+    int one = 1;
+    setsockopt(conn->tcp, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    SSL_set_fd(conn->ssl, conn->tcp);
+    SSL_set_accept_state(conn->ssl);
+    conn->deadline = nowMs() + hs;
+    epoll_event e{};
+    e.events = EPOLLIN | EPOLLOUT | EPOLLET | EPOLLRDHUP;
+    e.data.u64 = conn->id << 1;
+    epoll_ctl(ep_, EPOLL_CTL_ADD, conn->tcp, &e);
+    e.data.u64 = (conn->id << 1) | 1;
+    epoll_ctl(ep_, EPOLL_CTL_ADD, conn->plain, &e);
+    active_++;
+    Conn& ref = *conn;
+    conns_[conn->id] = std::move(conn);
+    pump(ref);
+  }
+
+  void sweep(int64_t now) {
+    for (auto it = conns_.begin(); it != conns_.end();) {
+      Conn& c = *it->second;
+      if (!c.open && now >= c.deadline) {
+        failed_++;
+        finish(c, false);
+        it = conns_.erase(it);
+      } else ++it;
+    }
+  }
+
+  // Moves what it can both ways until nothing more moves; ends the connection when both ways ended.
+  void pump(Conn& c) {
+    const uint64_t id = c.id;
+    bool ok = step(c);
+    if (ok && !(c.plainShut && c.tlsShut) && !(c.plainGone && c.tlsShut)) return;
+    finish(c, ok);
+    conns_.erase(id);
+  }
+
+  // false: the connection failed (both ends are closed).
+  bool step(Conn& c) {
+    if (!c.open) {
+      ERR_clear_error();
+      int r = SSL_do_handshake(c.ssl);
+      if (r != 1) {
+        int e = SSL_get_error(c.ssl, r);
+        if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) return true;
+        ERR_clear_error();
+        failed_++;
+        return false;
+      }
+      c.open = true;
+      handshakes_++;
+      ready(c);
+    }
+    for (bool moved = true; moved;) {
+      moved = false;
+      // Client -> JS.
+      while (!c.tlsEof && c.toPlain.size() < kMaxPending) {
+        size_t n = 0;
+        ERR_clear_error();
+        if (SSL_read_ex(c.ssl, scratch_.get(), kRead, &n) == 1) {
+          c.toPlain.append(scratch_.get(), n);
+          continue;
+        }
+        int e = SSL_get_error(c.ssl, 0);
+        if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) break;
+        if (e == SSL_ERROR_ZERO_RETURN || (e == SSL_ERROR_SYSCALL && errno == 0) ||
+            (e == SSL_ERROR_SSL && ERR_GET_REASON(ERR_peek_error()) == SSL_R_UNEXPECTED_EOF_WHILE_READING)) {
+          c.tlsEof = true;  // close_notify, or a plain EOF (clients often skip close_notify)
+          ERR_clear_error();
+          break;
+        }
+        ERR_clear_error();
+        return false;
+      }
+      if (!c.toPlain.empty()) {
+        ssize_t n = send(c.plain, c.toPlain.data(), c.toPlain.size(), MSG_NOSIGNAL);
+        if (n > 0) {
+          c.toPlain.erase(0, static_cast<size_t>(n));
+          moved = true;
+        } else if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+          return false;
+        }
+      }
+      if (c.tlsEof && c.toPlain.empty() && !c.plainShut) {
+        shutdown(c.plain, SHUT_WR);
+        c.plainShut = true;
+      }
+      // JS -> client.
+      if (c.toTls.empty() && !c.plainEof) {
+        ssize_t n = recv(c.plain, scratch_.get(), kRead, 0);
+        if (n > 0) c.toTls.assign(scratch_.get(), static_cast<size_t>(n));
+        else if (n == 0) c.plainEof = true;
+        else if (errno != EAGAIN && errno != EWOULDBLOCK) return false;
+      }
+      if (!c.toTls.empty() && !c.tlsShut) {
+        size_t n = 0;
+        ERR_clear_error();
+        if (SSL_write_ex(c.ssl, c.toTls.data(), c.toTls.size(), &n) == 1) {
+          c.toTls.erase(0, n);
+          moved = true;
+        } else {
+          int e = SSL_get_error(c.ssl, 0);
+          if (e != SSL_ERROR_WANT_WRITE && e != SSL_ERROR_WANT_READ) {
+            ERR_clear_error();
+            return false;
+          }
+        }
+      }
+      if (c.plainEof && c.toTls.empty() && !c.tlsShut) {
+        ERR_clear_error();
+        SSL_shutdown(c.ssl);  // close_notify (best effort: a full buffer just loses it)
+        ERR_clear_error();
+        shutdown(c.tcp, SHUT_WR);
+        c.tlsShut = true;
+      }
+    }
+    return true;
+  }
+
+  void ready(Conn& c) {
+    const unsigned char* a = nullptr;
+    unsigned int alen = 0;
+    SSL_get0_alpn_selected(c.ssl, &a, &alen);
+    const char* sni = SSL_get_servername(c.ssl, TLSEXT_NAMETYPE_host_name);
+    auto* r = new Ready{c.ctx, c.id, c.jsEnd, std::string(reinterpret_cast<const char*>(a), alen), sni ? sni : "", "", 0, 0};
+    // The client's address, for X-Forwarded-For and logs (the plaintext socket has none).
+    sockaddr_storage ss{};
+    socklen_t sl = sizeof ss;
+    char ip[INET6_ADDRSTRLEN] = {0};
+    if (getpeername(c.tcp, reinterpret_cast<sockaddr*>(&ss), &sl) == 0) {
+      if (ss.ss_family == AF_INET) {
+        auto* in = reinterpret_cast<sockaddr_in*>(&ss);
+        inet_ntop(AF_INET, &in->sin_addr, ip, sizeof ip);
+        r->port = ntohs(in->sin_port);
+        r->family = 4;
+      } else if (ss.ss_family == AF_INET6) {
+        auto* in = reinterpret_cast<sockaddr_in6*>(&ss);
+        inet_ntop(AF_INET6, &in->sin6_addr, ip, sizeof ip);
+        r->port = ntohs(in->sin6_port);
+        r->family = 6;
+      }
+      r->address = ip;
+    }
+    c.jsEnd = -1;
+    if (napi_call_threadsafe_function(tsfn_, r, napi_tsfn_nonblocking) != napi_ok) {
+      close(r->fd);
+      delete r;
+    }
+  }
+
+  void finish(Conn& c, bool clean) {
+    if (!clean && c.open && c.tcp >= 0) {
+      // A failed side: the client sees the connection fail (RST), not a clean end.
+      linger lg{1, 0};
+      setsockopt(c.tcp, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    }
+    closeConn(c);
+    active_--;
+  }
+
+  void closeConn(Conn& c) {
+    if (c.ssl) SSL_free(c.ssl);
+    c.ssl = nullptr;
+    for (int* f : {&c.tcp, &c.plain, &c.jsEnd})
+      if (*f >= 0) {
+        close(*f);  // closing drops the epoll registration too
+        *f = -1;
+      }
+  }
+
+  napi_threadsafe_function tsfn_;
+  int ep_ = -1, ev_ = -1;
+  std::thread thread_;
+  std::atomic<bool> stop_{false};
+  std::mutex mu_;
+  std::deque<Cmd> cmds_;
+  std::unordered_map<uint32_t, std::unique_ptr<Context>> ctxs_;  // under mu_
+  uint32_t lastCtx_ = 0;
+  std::atomic<uint64_t> lastId_{0};
+  // Owned by the thread:
+  std::unordered_map<uint64_t, std::unique_ptr<Conn>> conns_;
+  std::unique_ptr<char[]> scratch_;
+};
+
+Front* g_front = nullptr;
+napi_env g_env = nullptr;
+napi_threadsafe_function g_tsfn = nullptr;
+
+void cleanup(void*) {
+  delete g_front;  // joins the thread and closes every fd it still holds
+  g_front = nullptr;
+  if (g_tsfn) napi_release_threadsafe_function(g_tsfn, napi_tsfn_abort);
+  g_tsfn = nullptr;
+  g_env = nullptr;
+}
+
+void callJs(napi_env env, napi_value fn, void*, void* data) {
+  std::unique_ptr<Ready> r(static_cast<Ready*>(data));
+  if (!env || !fn) {
+    close(r->fd);
+    return;
+  }
+  napi_value argv[8], undefined;
+  napi_create_uint32(env, r->ctx, &argv[0]);
+  napi_create_double(env, static_cast<double>(r->id), &argv[1]);
+  napi_create_int32(env, r->fd, &argv[2]);
+  napi_create_string_utf8(env, r->alpn.data(), r->alpn.size(), &argv[3]);
+  napi_create_string_utf8(env, r->servername.data(), r->servername.size(), &argv[4]);
+  napi_create_string_utf8(env, r->address.data(), r->address.size(), &argv[5]);
+  napi_create_int32(env, r->port, &argv[6]);
+  napi_create_int32(env, r->family, &argv[7]);
+  napi_get_undefined(env, &undefined);
+  napi_call_function(env, undefined, fn, 8, argv, nullptr);
+}
+
+napi_value throwErr(napi_env env, const std::string& msg) {
+  napi_throw_error(env, nullptr, msg.c_str());
+  return nullptr;
+}
+
+Front* frontOf(napi_env env) {
+  if (!g_front || g_env != env) {
+    throwErr(env, "wrenn-native: the TLS front is not started in this thread (call tlsFrontStart first)");
+    return nullptr;
+  }
+  return g_front;
+}
+
+bool bufferArg(napi_env env, napi_value v, std::string& out) {
+  bool is = false;
+  if (napi_is_buffer(env, v, &is) != napi_ok || !is) return false;
+  void* data = nullptr;
+  size_t len = 0;
+  napi_get_buffer_info(env, v, &data, &len);
+  out.assign(static_cast<const char*>(data), len);
+  return true;
+}
+
+double number(napi_env env, napi_value v) {
+  double d = -1;
+  napi_get_value_double(env, v, &d);
+  return d;
+}
+
+// tlsFrontStart(onReady(ctxId, connId, fd, alpn, servername, address, port, family 4|6|0))
+napi_value Start(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value a[1];
+  napi_get_cb_info(env, info, &argc, a, nullptr, nullptr);
+  if (argc < 1) return throwErr(env, "tlsFrontStart(onReady) needs the callback");
+  if (g_front) return throwErr(env, "wrenn-native: the TLS front is already started");
+  napi_value name;
+  napi_create_string_utf8(env, "wrenn-tls-front", NAPI_AUTO_LENGTH, &name);
+  if (napi_create_threadsafe_function(env, a[0], nullptr, name, 0, 1, nullptr, nullptr, nullptr, callJs, &g_tsfn) != napi_ok)
+    return throwErr(env, "tlsFrontStart: onReady must be a function");
+  // The listener keeps the process alive, not the front.
+  napi_unref_threadsafe_function(env, g_tsfn);
+  try {
+    g_front = new Front(g_tsfn);
+  } catch (const std::exception& e) {
+    napi_release_threadsafe_function(g_tsfn, napi_tsfn_abort);
+    g_tsfn = nullptr;
+    return throwErr(env, e.what());
+  }
+  g_env = env;
+  napi_add_env_cleanup_hook(env, cleanup, nullptr);
+  return nullptr;
+}
+
+// tlsFrontContext(certPem: Buffer, keyPem: Buffer, handshakeMs) -> ctxId. The certificate file may
+// hold a chain (leaf first).
+napi_value NewContext(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value a[3];
+  napi_get_cb_info(env, info, &argc, a, nullptr, nullptr);
+  Front* f = frontOf(env);
+  if (!f) return nullptr;
+  std::string cert, key;
+  if (argc < 3 || !bufferArg(env, a[0], cert) || !bufferArg(env, a[1], key))
+    return throwErr(env, "tlsFrontContext(certPem, keyPem, handshakeMs) needs two Buffers and a number");
+  double hs = number(env, a[2]);
+  if (!(hs >= 100)) return throwErr(env, "tlsFrontContext: handshakeMs must be a number >= 100");
+  auto c = std::make_unique<Context>();
+  c->handshakeMs = static_cast<int64_t>(hs);
+  ERR_clear_error();
+  c->ssl = SSL_CTX_new(TLS_server_method());
+  if (!c->ssl) return throwErr(env, sslError("tlsFrontContext: SSL_CTX_new"));
+  SSL_CTX_set_min_proto_version(c->ssl, TLS1_2_VERSION);
+  SSL_CTX_set_options(c->ssl, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+  SSL_CTX_set_mode(c->ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
+  SSL_CTX_set_alpn_select_cb(c->ssl, selectAlpn, nullptr);
+  std::unique_ptr<BIO, decltype(&BIO_free)> cb(BIO_new_mem_buf(cert.data(), static_cast<int>(cert.size())), BIO_free);
+  X509* leaf = PEM_read_bio_X509(cb.get(), nullptr, nullptr, nullptr);
+  if (!leaf || SSL_CTX_use_certificate(c->ssl, leaf) != 1) {
+    if (leaf) X509_free(leaf);
+    return throwErr(env, sslError("tlsFrontContext: the certificate is not a PEM certificate"));
+  }
+  X509_free(leaf);
+  while (X509* extra = PEM_read_bio_X509(cb.get(), nullptr, nullptr, nullptr)) {
+    if (SSL_CTX_add0_chain_cert(c->ssl, extra) != 1) {
+      X509_free(extra);
+      return throwErr(env, sslError("tlsFrontContext: a chain certificate was refused"));
+    }
+  }
+  ERR_clear_error();  // the loop ends on "no start line"
+  std::unique_ptr<BIO, decltype(&BIO_free)> kb(BIO_new_mem_buf(key.data(), static_cast<int>(key.size())), BIO_free);
+  EVP_PKEY* pk = PEM_read_bio_PrivateKey(kb.get(), nullptr, nullptr, nullptr);
+  if (!pk || SSL_CTX_use_PrivateKey(c->ssl, pk) != 1) {
+    if (pk) EVP_PKEY_free(pk);
+    return throwErr(env, sslError("tlsFrontContext: the key is not a PEM private key"));
+  }
+  EVP_PKEY_free(pk);
+  if (SSL_CTX_check_private_key(c->ssl) != 1)
+    return throwErr(env, sslError("tlsFrontContext: the key does not match the certificate"));
+  napi_value out;
+  napi_create_uint32(env, f->addContext(std::move(c)), &out);
+  return out;
+}
+
+// tlsFrontAdd(ctxId, fd) -> connId. fd is dup'ed: the caller closes its own.
+napi_value Add(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value a[2];
+  napi_get_cb_info(env, info, &argc, a, nullptr, nullptr);
+  Front* f = frontOf(env);
+  if (!f) return nullptr;
+  if (argc < 2) return throwErr(env, "tlsFrontAdd(ctxId, fd) needs both arguments");
+  int fd = static_cast<int>(number(env, a[1]));
+  int type = 0;
+  socklen_t len = sizeof type;
+  if (fd < 0 || getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0 || type != SOCK_STREAM)
+    return throwErr(env, "tlsFrontAdd: fd " + std::to_string(fd) + " is not a stream socket");
+  int dup = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (dup < 0) return throwErr(env, std::string("tlsFrontAdd: dup failed: ") + strerror(errno));
+  napi_value out;
+  napi_create_double(env, static_cast<double>(f->add(static_cast<uint32_t>(number(env, a[0])), dup)), &out);
+  return out;
+}
+
+napi_value Drop(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value a[1];
+  napi_get_cb_info(env, info, &argc, a, nullptr, nullptr);
+  Front* f = frontOf(env);
+  if (!f) return nullptr;
+  if (argc < 1) return throwErr(env, "tlsFrontDrop(ctxId) needs the context id");
+  f->drop(static_cast<uint32_t>(number(env, a[0])));
+  return nullptr;
+}
+
+napi_value Stats(napi_env env, napi_callback_info) {
+  napi_value o, v;
+  napi_create_object(env, &o);
+  const char* names[3] = {"active", "handshakes", "failed"};
+  double vals[3] = {0, 0, 0};
+  if (g_front) {
+    vals[0] = static_cast<double>(g_front->active_.load());
+    vals[1] = static_cast<double>(g_front->handshakes_.load());
+    vals[2] = static_cast<double>(g_front->failed_.load());
+  }
+  for (int i = 0; i < 3; i++) {
+    napi_create_double(env, vals[i], &v);
+    napi_set_named_property(env, o, names[i], v);
+  }
+  return o;
+}
+
+}  // namespace
+
+void registerTlsFront(napi_env env, napi_value exports) {
+  napi_property_descriptor props[] = {
+      {"tlsFrontStart", nullptr, Start, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"tlsFrontContext", nullptr, NewContext, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"tlsFrontAdd", nullptr, Add, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"tlsFrontDrop", nullptr, Drop, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"tlsFrontStats", nullptr, Stats, nullptr, nullptr, nullptr, napi_default, nullptr},
+  };
+  napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
+}
+
+}  // namespace wrenn
