@@ -6,7 +6,15 @@
 export { type AgentClient, createAgentClient } from './auth/client.js';
 export { AGENT_SECRET_HEADER } from './auth/request-auth.js';
 export { MAX_ALLOW_OUT, parseCidr } from './network/egress-policy.js';
-export { createProxyAgent, forwardHttp, forwardUpgrade, type ProxyTarget, rewriteLocation } from './proxy/forward.js';
+export {
+  createProxyAgent,
+  forwardHttp,
+  forwardUpgrade,
+  HOP_BY_HOP,
+  type ProxyTarget,
+  RESPONSE_HOP_BY_HOP,
+  rewriteLocation,
+} from './proxy/forward.js';
 export {
   type GuestFailure,
   guestErrorBody,

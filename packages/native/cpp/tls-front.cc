@@ -93,6 +93,9 @@ struct Conn {
   bool tlsEof = false, plainShut = false;   // client -> JS direction ended / passed on
   bool plainEof = false, tlsShut = false;   // JS -> client direction ended / passed on
   bool plainGone = false;                   // JS closed its end entirely
+  // Edge-triggered readiness: a read is tried only after epoll said there is something (or the
+  // last read filled its buffer), which saves a recv bound to fail per wake-up.
+  bool tcpIn = true, plainIn = true;
 };
 
 struct Ready {
@@ -185,9 +188,17 @@ class Front {
         }
         auto it = conns_.find(key >> 1);
         if (it == conns_.end()) continue;
-        // JS closed its end for good (not only shut its writing): nothing more can reach it.
-        if ((key & 1) && (evs[i].events & EPOLLHUP)) it->second->plainGone = true;
-        pump(*it->second);
+        Conn& c = *it->second;
+        uint32_t ev = evs[i].events;
+        bool any = ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR);
+        if (key & 1) {
+          c.plainIn = c.plainIn || any;
+          // JS closed its end for good (not only shut its writing): nothing more can reach it.
+          if (ev & EPOLLHUP) c.plainGone = true;
+        } else {
+          c.tcpIn = c.tcpIn || any;
+        }
+        pump(c);
       }
       int64_t now = nowMs();
       if (now >= nextSweep) {
@@ -248,6 +259,8 @@ class Front {
     int one = 1;
     setsockopt(conn->tcp, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     SSL_set_fd(conn->ssl, conn->tcp);
+    // Whole records per recv where the client sent several (fewer syscalls per request).
+    SSL_set_read_ahead(conn->ssl, 1);
     SSL_set_accept_state(conn->ssl);
     conn->deadline = nowMs() + hs;
     epoll_event e{};
@@ -301,7 +314,7 @@ class Front {
     for (bool moved = true; moved;) {
       moved = false;
       // Client -> JS.
-      while (!c.tlsEof && c.toPlain.size() < kMaxPending) {
+      while (!c.tlsEof && c.toPlain.size() < kMaxPending && (c.tcpIn || SSL_has_pending(c.ssl))) {
         size_t n = 0;
         ERR_clear_error();
         if (SSL_read_ex(c.ssl, scratch_.get(), kRead, &n) == 1) {
@@ -309,7 +322,11 @@ class Front {
           continue;
         }
         int e = SSL_get_error(c.ssl, 0);
-        if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) break;
+        if (e == SSL_ERROR_WANT_READ) {
+          c.tcpIn = false;  // the socket is drained: epoll says when more arrives
+          break;
+        }
+        if (e == SSL_ERROR_WANT_WRITE) break;
         if (e == SSL_ERROR_ZERO_RETURN || (e == SSL_ERROR_SYSCALL && errno == 0) ||
             (e == SSL_ERROR_SSL && ERR_GET_REASON(ERR_peek_error()) == SSL_R_UNEXPECTED_EOF_WHILE_READING)) {
           c.tlsEof = true;  // close_notify, or a plain EOF (clients often skip close_notify)
@@ -333,11 +350,19 @@ class Front {
         c.plainShut = true;
       }
       // JS -> client.
-      if (c.toTls.empty() && !c.plainEof) {
+      if (c.toTls.empty() && !c.plainEof && c.plainIn) {
         ssize_t n = recv(c.plain, scratch_.get(), kRead, 0);
-        if (n > 0) c.toTls.assign(scratch_.get(), static_cast<size_t>(n));
-        else if (n == 0) c.plainEof = true;
-        else if (errno != EAGAIN && errno != EWOULDBLOCK) return false;
+        if (n > 0) {
+          c.toTls.assign(scratch_.get(), static_cast<size_t>(n));
+          // A short read drained the socket (a stream socket returns what it holds).
+          if (static_cast<size_t>(n) < kRead) c.plainIn = false;
+        } else if (n == 0) {
+          c.plainEof = true;
+        } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+          c.plainIn = false;
+        } else {
+          return false;
+        }
       }
       if (!c.toTls.empty() && !c.tlsShut) {
         size_t n = 0;

@@ -7,8 +7,14 @@
 // capsule) goes to the compatibility path as before (sandbox-proxy.ts handle()).
 import http2 from 'node:http2';
 import { PassThrough } from 'node:stream';
-import { type GuestFailure, guestErrorBody, portNotOpen, proxyFailure } from '@wrenn/host-agent/client';
-import { TRAFFIC_ACCESS_TOKEN_HEADER } from '@wrenn/protocol/contract';
+import {
+  type GuestFailure,
+  guestErrorBody,
+  HOP_BY_HOP,
+  portNotOpen,
+  proxyFailure,
+  RESPONSE_HOP_BY_HOP,
+} from '@wrenn/host-agent/client';
 import { Agent, type Dispatcher } from 'undici';
 import { type ProxyRoute, routeOf } from './route.js';
 import type { Failure, ResolvedTarget } from './targets.js';
@@ -29,22 +35,9 @@ export interface H2StreamRelay {
   close(): void;
 }
 
-// Not passed to the capsule's server: HTTP/2 pseudo-headers, hop-by-hop fields, the proxy's own.
-const DROPPED = new Set([
-  'connection',
-  'keep-alive',
-  'proxy-connection',
-  'transfer-encoding',
-  'te',
-  'trailer',
-  'upgrade',
-  'proxy-authorization',
-  'x-wrenn-agent-secret',
-  'host',
-  TRAFFIC_ACCESS_TOKEN_HEADER,
-]);
-// Connection-specific response fields, which HTTP/2 forbids.
-const RESPONSE_DROPPED = new Set(['connection', 'keep-alive', 'transfer-encoding', 'proxy-connection', 'upgrade']);
+// Not passed to the capsule's server: hop-by-hop fields and the proxy's own (as forwardHttp), and
+// host (set from :authority); pseudo-headers are skipped by their colon.
+const DROPPED = new Set([...HOP_BY_HOP, 'host']);
 const RETRYABLE = new Set(['ECONNREFUSED', 'ECONNRESET', 'EHOSTUNREACH']);
 
 const one = (v: string | string[] | undefined): string | undefined => (Array.isArray(v) ? v[0] : v);
@@ -108,7 +101,7 @@ export function createH2StreamRelay(deps: H2StreamDeps): H2StreamRelay {
             started = true;
             if (stream.destroyed || stream.closed) return controller.abort(new Error('the client closed the stream'));
             const h: http2.OutgoingHttpHeaders = { ':status': statusCode };
-            for (const [k, v] of Object.entries(resHeaders)) if (!RESPONSE_DROPPED.has(k)) h[k] = v;
+            for (const [k, v] of Object.entries(resHeaders)) if (!RESPONSE_HOP_BY_HOP.has(k)) h[k] = v;
             stream.respond(h, { endStream: method === 'HEAD' || statusCode === 204 || statusCode === 304 });
             stream.on('drain', () => controller.resume());
           },

@@ -41,7 +41,7 @@ function closedPort(target: ProxyTarget, guest: Guest | undefined, err: NodeJS.E
 
 // x-wrenn-agent-secret is the host agent's credential (auth/request-auth.ts): never passed on
 // from a client; the control plane sets it itself (target.headers) on its hop to an agent.
-const HOP_BY_HOP = [
+export const HOP_BY_HOP = [
   'connection',
   'keep-alive',
   'proxy-connection',
@@ -56,7 +56,13 @@ const HOP_BY_HOP = [
 ];
 
 // Connection-specific fields of a response, which HTTP/2 forbids and HTTP/1.1 sets per hop.
-const RESPONSE_HOP_BY_HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'proxy-connection', 'upgrade']);
+export const RESPONSE_HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'transfer-encoding',
+  'proxy-connection',
+  'upgrade',
+]);
 
 export function createProxyAgent(): http.Agent {
   return new http.Agent({
