@@ -76,8 +76,9 @@ export function createH2StreamRelay(deps: H2StreamDeps): H2StreamRelay {
     const remote = stream.session?.socket?.remoteAddress;
     if (remote) out['x-forwarded-for'] = out['x-forwarded-for'] ? `${one(out['x-forwarded-for'])}, ${remote}` : remote;
     if (authority) out['x-forwarded-host'] = authority;
-    out.host = t.maskHost ?? authority ?? `${t.host}:${t.port}`;
     Object.assign(out, t.headers);
+    // Written `Host`, as forwardHttp writes it (a server that matches its case sees it).
+    out.Host = t.maskHost ?? authority ?? `${t.host}:${t.port}`;
     // A body unless the client ended the stream with its headers.
     const hasBody = !stream.readableEnded && !stream.endAfterHeaders;
     const attempt = (n: number) => {
