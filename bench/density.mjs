@@ -22,14 +22,14 @@
 // --perf-map: the stack's node writes /tmp/perf-<pid>.map so `perf report` names its JS functions.
 // Whatever happens (Ctrl-C, a failure, the stack crashing) every capsule is destroyed and the stack,
 // its networks, cgroups, mounts and data dir removed. Not run by `npm run bench` (it takes long).
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { cpus, loadavg, release, tmpdir, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { removeCgroupParent } from './lib/cgroup-parent.mjs';
+import { spawnDensityStack } from './lib/spawn-density-stack.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const { values: opt } = parseArgs({
@@ -105,26 +105,7 @@ let stack; // { child, url, adminKey, pid, cgroupParent }
 let cgroupParent = 'wrenn-bench-density';
 
 function startStack() {
-  // Its own process group: a Ctrl-C on the terminal reaches the bench, which then stops the stack in order.
-  const nodeFlags = opt['perf-map'] ? ['--perf-basic-prof'] : [];
-  const child = spawn(process.execPath, [...nodeFlags, stackScript, stackOptions], {
-    stdio: ['pipe', 'pipe', 'inherit'],
-    detached: true,
-  });
-  const exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
-  return new Promise((resolve, reject) => {
-    const lines = createInterface({ input: child.stdout });
-    lines.once('line', (line) => {
-      try {
-        resolve({ child, exited, ...JSON.parse(line) });
-      } catch (err) {
-        reject(new Error(`the stack printed ${line.slice(0, 200)}: ${err.message}`));
-      }
-    });
-    void exited.then(({ code, signal }) =>
-      reject(new Error(`the stack exited (${signal ?? code}) before it was ready`)),
-    );
-  });
+  return spawnDensityStack(JSON.parse(stackOptions), opt['perf-map'] ? ['--perf-basic-prof'] : []);
 }
 
 let tornDown;

@@ -2,6 +2,7 @@
 
 import { closeSync, writeSync } from 'node:fs';
 import { startCodeInterpreter } from './code-interpreter.js';
+import { startExecWarmUp } from './exec-warm-up.js';
 import { startIdleMemoryRelease } from './idle-memory.js';
 import { installLiteHeaders } from './lite-headers.js';
 import { nativeSpawnAvailable } from './process/native-spawn.js';
@@ -22,9 +23,12 @@ export async function runEnvdFromCli(opts: { port: number; host: string }): Prom
   // The spawn addon loads (~0.5-1 ms) right after the first requests could be served rather than
   // inside a new capsule's first command.
   setImmediate(nativeSpawnAvailable);
+  // A new capsule's first command costs ~3x the next one: envd runs one itself, once, in the background.
+  const stopWarmUp = startExecWarmUp({ port: server.port, host: opts.host, state: server.state });
   // WRENN_ENVD_IDLE_RELEASE=0 keeps every page mapped (for comparisons).
   const stopRelease = process.env.WRENN_ENVD_IDLE_RELEASE === '0' ? () => undefined : startIdleMemoryRelease();
   const stop = () => {
+    stopWarmUp();
     stopRelease();
     stopCodeInterpreter();
     void server.close().then(() => process.exit(0));

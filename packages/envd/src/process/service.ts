@@ -4,6 +4,7 @@
 import { Code, ConnectError, type HandlerContext, type ServiceImpl } from '@connectrpc/connect';
 import { type Process, type ProcessEvent, type ProcessInput, Signal } from '@wrenn/protocol/gen/envd/process_pb';
 import { requestedUserName, resolveUser } from '../auth.js';
+import { isWarmUpCall } from '../exec-warm-up.js';
 import type { EnvdState } from '../state.js';
 import { endEventMessage, KEEPALIVE_EVENT, startEvent } from './events.js';
 import { buildLaunchSpec, invalidArgument, validPtySize } from './launch-spec.js';
@@ -123,7 +124,8 @@ export function processService(state: EnvdState): ProcessServiceHandle {
         const spec = buildLaunchSpec(state, user, req);
         const sub = new Subscription();
         const proc = await launchProcess(spec, sub);
-        table.add(proc);
+        // envd's own warm-up call (exec-warm-up.ts) is not a tenant's process: not listed.
+        if (!isWarmUpCall(ctx.requestHeader)) table.add(proc);
         // E2B: the Start's timeout bounds the process's life, not only the stream's.
         const timeoutMs = ctx.timeoutMs();
         if (timeoutMs !== undefined && timeoutMs > 0) proc.killAfter(timeoutMs);
