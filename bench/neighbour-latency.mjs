@@ -5,11 +5,26 @@
 // to a few seconds), with p99_attack / p99_idle per attack (issue 14's goal: at most 2).
 // Run as root after `npm run build`, alone on the machine (flock /tmp/wrenn-tests.lock): it uses
 // the security suite's fixture and test network slot, and removes everything it made.
+// BENCH_N: idle calls (200). BENCH_ATTACKS=fds,cpu: only those attacks. BENCH_FD_CAP=N: the file-handle
+// attack's processes stop at N open files each (default: their hard limit), to see how B's p99 and
+// this machine's PID 1 follow the number of files the attacker holds.
 import { readFileSync } from 'node:fs';
-import { attacks, runAttack } from '../packages/control-plane/dist/test/security/attacks.js';
-import { TwoTeams } from '../packages/control-plane/dist/test/security/two-teams.js';
+import { ATTACK_SECS, attacks, runAttack } from '../packages/control-plane/dist/test/security/attacks.js';
+import { PROBE, TwoTeams } from '../packages/control-plane/dist/test/security/two-teams.js';
 
 const IDLE_N = Number(process.env.BENCH_N ?? 200);
+const ONLY = process.env.BENCH_ATTACKS ? process.env.BENCH_ATTACKS.split(',') : undefined;
+const FD_CAP = process.env.BENCH_FD_CAP ? Number(process.env.BENCH_FD_CAP) : undefined;
+const FD_PROCS = 256; // as the security suite's fds attack
+/** The root attacks to run, the file-handle one with BENCH_FD_CAP's cap when given. */
+const chosenAttacks = () =>
+  attacks()
+    .filter((a) => a.who === 'root' && (!ONLY || ONLY.includes(a.name)))
+    .map((a) =>
+      a.name === 'fds' && FD_CAP !== undefined
+        ? { ...a, command: (out) => `${PROBE} fds ${ATTACK_SECS} ${FD_PROCS} ${FD_CAP} > ${out} 2>&1 < /dev/null &` }
+        : a,
+    );
 const GOAL_RATIO = 2;
 const pct = (xs, p) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -50,8 +65,9 @@ try {
   for (let i = 0; i < IDLE_N; i++) idle.push(await t.execTrueMs(t.b));
   result.idle = summary(idle);
   result.pid1 = pid1;
+  if (FD_CAP !== undefined) result.fd_cap_per_process = FD_CAP;
   result.attacks = {};
-  for (const attack of attacks().filter((a) => a.who === 'root')) {
+  for (const attack of chosenAttacks()) {
     if (!(await t.answers(t.a))) await t.replaceCapsule(t.a);
     const times = [];
     const failures = [];
@@ -72,6 +88,8 @@ try {
       failures: failures.length,
       ...(failures.length ? { first_failure: failures[0] } : {}),
       attacker: outcome.attacker.state,
+      // The probe's report (e.g. how many files the fds attack's processes held).
+      attack_report: outcome.output.trim().slice(0, 300),
       pid1_cpu_s: Math.round((pid1CpuSec() - cpu0) * 100) / 100,
     };
   }
