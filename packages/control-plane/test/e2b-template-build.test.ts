@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { haveRegistry, pushMuslImage, startRegistry, type TestRegistry } from '@wrenn/host-agent/testing/oci';
-import { type LogEntry, Sandbox, Template } from 'e2b';
+import { type LogEntry, Sandbox, Template, type TemplateClass } from 'e2b';
 import { getViaHost, type LiveSystem, SHARED_IMAGES, startLive, waitFor } from './e2b-live.js';
 
 const SLOT = 15;
@@ -66,6 +66,8 @@ describe('e2b SDK Template.build (live)', () => {
     const logs: string[] = [];
     const info = await Template.build(template(), NAME, {
       ...sys.sdk(),
+      cpuCount: 2,
+      memoryMB: 768,
       onBuildLogs: (e: LogEntry) => logs.push(e.message),
     });
     assert.equal(info.templateId, NAME);
@@ -75,6 +77,9 @@ describe('e2b SDK Template.build (live)', () => {
 
     const sbx = await Sandbox.create(NAME, { ...sys.sdk(), timeoutMs: 600_000 });
     sandboxes.push(sbx);
+    // The build's cpuCount/memoryMB are the template's: its sandboxes get them (as E2B).
+    const shape = await sbx.getInfo();
+    assert.deepEqual([shape.cpuCount, shape.memoryMB], [2, 768]);
     const made = await sbx.commands.run('cat made.txt && pwd && whoami && echo "$GREETING" && cat /opt/made-by-root');
     assert.equal(
       made.stdout,
@@ -219,14 +224,37 @@ describe('e2b SDK Template.build (live)', () => {
       20_000,
     );
     assert.equal(served.body, '<h1>hello from the template</h1>\n');
-    // A missing image fails the build with the registry's answer.
+    // A missing image fails the build with the registry's answer, at E2B's step 'base'.
     await assert.rejects(
       Template.build(Template().fromImage(`${reg.host}/wrenn-test/nope:v1`), 'sdk-no-image', sys.sdk()),
       /nope/,
     );
+    const noImage = await failure(Template().fromImage(`${reg.host}/wrenn-test/nope:v1`), 'sdk-no-image');
+    assert.equal(noImage?.step, 'base', JSON.stringify(noImage));
   });
 
-  it('fails a build whose command fails, with the output in the error', async () => {
+  /** Builds `t` in the background and waits for it to fail: the status's reason. */
+  const failure = async (t: TemplateClass, name: string) => {
+    const { templateId, buildId } = await Template.buildInBackground(t, name, sys.sdk());
+    const status = await waitFor(
+      `build ${buildId} to end`,
+      async () => {
+        const s = await Template.getBuildStatus({ templateId, buildId }, sys.sdk());
+        return s.status === 'error' || s.status === 'ready' ? s : undefined;
+      },
+      120_000,
+    );
+    assert.equal(status.status, 'error', JSON.stringify(status));
+    return status.reason;
+  };
+
+  it('fails a build whose command fails, with the output in the error and the step in reason.step', async () => {
+    const second = await failure(
+      Template().fromTemplate('base').runCmd('echo first').runCmd('echo second fails; exit 3'),
+      'sdk-fails',
+    );
+    assert.equal(second?.step, '2', JSON.stringify(second));
+    assert.match(second?.message ?? '', /exit code 3/);
     const t = Template().fromTemplate('base').runCmd('echo about to fail; exit 7');
     await assert.rejects(
       Template.build(t, 'sdk-fails', sys.sdk()),

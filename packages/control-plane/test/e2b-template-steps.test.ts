@@ -115,6 +115,9 @@ describe('E2B build steps', () => {
       error: null,
       startedAt: new Date(),
       finishedAt: null,
+      vcpus: null,
+      memoryMb: null,
+      failedStep: null,
     });
     assert.deepEqual(
       logEntriesOf(b('one\ntwo\npart', 'building')).map((e) => e.message),

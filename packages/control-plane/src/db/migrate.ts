@@ -14,6 +14,7 @@ import * as m0006 from './migrations/0006_volumes.js';
 import * as m0007 from './migrations/0007_public_traffic.js';
 import * as m0008 from './migrations/0008_host_draining.js';
 import * as m0009 from './migrations/0009_template_tags.js';
+import * as m0010 from './migrations/0010_build_shape.js';
 
 interface MigrationModule {
   up(db: Kysely<unknown>, dialect: SqlDialect): Promise<void>;
@@ -31,6 +32,7 @@ const modules: Record<string, MigrationModule> = {
   '0007_public_traffic': m0007,
   '0008_host_draining': m0008,
   '0009_template_tags': m0009,
+  '0010_build_shape': m0010,
 };
 
 export function migrationNames(): string[] {

@@ -116,6 +116,11 @@ export interface TemplateBuildsTable {
   error: string | null;
   started_at: number;
   finished_at: number | null;
+  /** The capsule shape asked for the template (E2B cpuCount/memoryMB); see migrations/0010. */
+  vcpus: number | null;
+  memory_mb: number | null;
+  /** Where a failed build stopped: 'base', a step number, or 'finalize'. */
+  failed_step: string | null;
 }
 
 /** A team's tag of one build of a template name (E2B's name:tag); see migrations/0009. */

@@ -75,6 +75,8 @@ export function imageConfig(c: ImageTemplateResult['config']): TemplateConfig {
     cmd: [...(c?.cmd ?? [])],
     readyCmd: null,
     readyTimeoutMs: null,
+    vcpus: null,
+    memoryMb: null,
   };
 }
 

@@ -112,6 +112,9 @@ export interface StepsBuildInput {
   steps: BuildStep[];
   /** Run every step, using no cached layer. */
   force: boolean;
+  /** Capsule defaults for the template (E2B's cpuCount/memoryMB); null keeps the usual ones. */
+  vcpus?: number | null;
+  memoryMb?: number | null;
 }
 
 /** The layer template name for a cache key (team-scoped like every team template). */
@@ -191,6 +194,8 @@ export async function startStepsBuild(ctx: ControlPlaneContext, teamId: string, 
     force: input.force,
     e2b: true,
     pulls,
+    vcpus: input.vcpus ?? null,
+    memoryMb: input.memoryMb ?? null,
   };
   launch(ctx, teamId, input.buildId, input.name, plan, new Map([[input.from, from]]), new Map());
 }
@@ -286,6 +291,9 @@ interface BuildPlan {
   e2b?: boolean;
   /** Lines of the container image pulls done before the build started (for its log). */
   pulls?: string[];
+  /** Capsule defaults the finished template gets (E2B's cpuCount/memoryMB). */
+  vcpus?: number | null;
+  memoryMb?: number | null;
 }
 
 function launch(
@@ -433,6 +441,8 @@ async function runBuild(
       ctx.log.warn({ err, id, buildId }, 'could not destroy a build capsule'),
     );
   };
+  /** Where the build is, for a failure's `reason.step`: 'base', a step's line (E2B: its number), 'finalize'. */
+  let failedStep = 'base';
   try {
     const { stages, needed } = plan;
     const finalIndex = needed[needed.length - 1]!;
@@ -498,6 +508,8 @@ async function runBuild(
 
       for (const step of stage.steps) {
         n++;
+        // Step numbers as E2B counts them (its 'base' is the FROM, line 0 our own setup step).
+        failedStep = step.line > 0 ? String(step.line) : 'base';
         const head = BUILD_LOG.step(n, total, step.text);
         if (step.force && !uncached) {
           uncached = true;
@@ -651,6 +663,7 @@ async function runBuild(
       }
 
       // The finished template: a capsule of the last layer, WORKDIR made, snapshotted under the name.
+      failedStep = 'finalize';
       log.line(`Saving template '${name}'`);
       const c = await ensureCapsule();
       await ensureWorkdir(ctx, c, cfg, plan.e2b);
@@ -666,7 +679,11 @@ async function runBuild(
         }
       }
       const saved = await snapshotCapsule(ctx, teamId, c, { name, kind: 'dockerfile' });
-      await setTemplateConfig(db, saved.id, cfg);
+      await setTemplateConfig(db, saved.id, {
+        ...cfg,
+        vcpus: plan.vcpus ?? cfg.vcpus,
+        memoryMb: plan.memoryMb ?? cfg.memoryMb,
+      });
       await dropCapsule();
       log.line(BUILD_LOG.ready(name, saved.id, (Date.now() - started) / 1000));
     }
@@ -677,7 +694,7 @@ async function runBuild(
     log.line(BUILD_LOG.error(message));
     await dropCapsule();
     await log.flush();
-    await setBuildStatus(db, buildId, 'error', message).catch((e: unknown) =>
+    await setBuildStatus(db, buildId, 'error', message, failedStep).catch((e: unknown) =>
       ctx.log.error({ err: e, buildId }, 'could not record a failed build'),
     );
   } finally {

@@ -130,7 +130,7 @@ async function buildFromImage(
     const message = messageOf(err);
     log.line(`ERROR: ${message}`);
     await log.flush();
-    await setBuildStatus(ctx.database.db, input.buildId, 'error', message).catch((e: unknown) =>
+    await setBuildStatus(ctx.database.db, input.buildId, 'error', message, 'base').catch((e: unknown) =>
       ctx.log.error({ err: e, buildId: input.buildId }, 'could not record a failed build'),
     );
   }
@@ -188,7 +188,14 @@ export function templateBuildRoutes(app: FastifyInstance, ctx: ControlPlaneConte
       const given = body.name ?? body.alias;
       if (!given) throw new InvalidArgumentError('give the template name (name)');
       const { name, tags: givenTags } = parseTemplateRef(given, body.tags);
-      const build = await createBuild(ctx.database.db, { template: name, teamId: team.id, status: 'pending' });
+      // cpuCount/memoryMB: the capsule shape of the template, applied when the build saves it.
+      const build = await createBuild(ctx.database.db, {
+        template: name,
+        teamId: team.id,
+        status: 'pending',
+        vcpus: body.cpuCount,
+        memoryMb: body.memoryMB,
+      });
       await setTemplateTags(ctx.database.db, team.id, name, storedTags(givenTags), build.id);
       return reply.status(202).send({
         templateID: name,
@@ -253,6 +260,8 @@ export function templateBuildRoutes(app: FastifyInstance, ctx: ControlPlaneConte
         fromLabel: mapped.fromLabel,
         steps: mapped.steps,
         force: (req.body as E2bBuildStart).force === true,
+        vcpus: build.vcpus,
+        memoryMb: build.memoryMb,
       };
       if ('image' in mapped.from) {
         const image = mapped.from.image;
@@ -317,7 +326,15 @@ export function templateBuildRoutes(app: FastifyInstance, ctx: ControlPlaneConte
         status: E2B_STATUS[b.status],
         logEntries: page,
         logs: page.map((e) => e.message),
-        ...(b.status === 'error' ? { reason: { message: b.error ?? 'build failed', logEntries: [] } } : {}),
+        ...(b.status === 'error'
+          ? {
+              reason: {
+                message: b.error ?? 'build failed',
+                ...(b.failedStep ? { step: b.failedStep } : {}),
+                logEntries: [],
+              },
+            }
+          : {}),
       };
     },
   );

@@ -17,6 +17,11 @@ export interface TemplateBuild {
   error: string | null;
   startedAt: Date;
   finishedAt: Date | null;
+  /** Capsule defaults asked for the template (E2B cpuCount/memoryMB); null: the usual defaults. */
+  vcpus: number | null;
+  memoryMb: number | null;
+  /** Where a failed build stopped: 'base', a step number (its Dockerfile line, or E2B's step index), 'finalize'. */
+  failedStep: string | null;
 }
 
 export const toBuild = (r: Selectable<TemplateBuildsTable>): TemplateBuild => ({
@@ -28,11 +33,20 @@ export const toBuild = (r: Selectable<TemplateBuildsTable>): TemplateBuild => ({
   error: r.error,
   startedAt: toDate(r.started_at),
   finishedAt: toDateOrNull(r.finished_at),
+  vcpus: r.vcpus ?? null,
+  memoryMb: r.memory_mb ?? null,
+  failedStep: r.failed_step ?? null,
 });
 
 export async function createBuild(
   db: Kysely<Database>,
-  input: { template: string; teamId: string | null; status?: BuildStatus },
+  input: {
+    template: string;
+    teamId: string | null;
+    status?: BuildStatus;
+    vcpus?: number | undefined;
+    memoryMb?: number | undefined;
+  },
 ): Promise<TemplateBuild> {
   const row: Selectable<TemplateBuildsTable> = {
     id: newBuildId(),
@@ -43,6 +57,9 @@ export async function createBuild(
     error: null,
     started_at: Date.now(),
     finished_at: null,
+    vcpus: input.vcpus ?? null,
+    memory_mb: input.memoryMb ?? null,
+    failed_step: null,
   };
   await db.insertInto('template_builds').values(row).execute();
   return toBuild(row);
@@ -95,10 +112,14 @@ export async function setBuildStatus(
   id: string,
   status: BuildStatus,
   error: string | null = null,
+  failedStep: string | null = null,
 ): Promise<TemplateBuild | null> {
   const set: Updateable<TemplateBuildsTable> = { status: oneOf(status, BUILD_STATUSES, 'build status') };
   if (status === 'ready' || status === 'error') set.finished_at = Date.now();
-  if (status === 'error') set.error = error ?? 'build failed';
+  if (status === 'error') {
+    set.error = error ?? 'build failed';
+    set.failed_step = failedStep;
+  }
   await db.updateTable('template_builds').set(set).where('id', '=', id).execute();
   return getBuild(db, id);
 }

@@ -18,6 +18,9 @@ export interface TemplateConfig {
   readyCmd: string | null;
   /** How long the ready check may take to pass; null: the control plane's default. */
   readyTimeoutMs: number | null;
+  /** Capsule shape when the create asks for none (E2B's cpuCount/memoryMB); null: the contract's default. */
+  vcpus: number | null;
+  memoryMb: number | null;
 }
 
 export const emptyTemplateConfig = (): TemplateConfig => ({
@@ -29,6 +32,8 @@ export const emptyTemplateConfig = (): TemplateConfig => ({
   cmd: [],
   readyCmd: null,
   readyTimeoutMs: null,
+  vcpus: null,
+  memoryMb: null,
 });
 
 const stringList = (v: unknown): string[] =>
@@ -45,6 +50,8 @@ const fromJson = (text: string): TemplateConfig => {
     cmd: stringList(j.cmd),
     readyCmd: typeof j.ready_cmd === 'string' ? j.ready_cmd : null,
     readyTimeoutMs: typeof j.ready_timeout_ms === 'number' ? j.ready_timeout_ms : null,
+    vcpus: typeof j.vcpus === 'number' ? j.vcpus : null,
+    memoryMb: typeof j.memory_mb === 'number' ? j.memory_mb : null,
   };
 };
 
@@ -58,6 +65,8 @@ const toJson = (c: TemplateConfig): string =>
     cmd: c.cmd,
     ready_cmd: c.readyCmd,
     ready_timeout_ms: c.readyTimeoutMs,
+    vcpus: c.vcpus,
+    memory_mb: c.memoryMb,
   });
 
 export async function setTemplateConfig(

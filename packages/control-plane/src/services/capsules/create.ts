@@ -73,13 +73,16 @@ export async function createCapsule(
         })
       ).template
     : await resolveTemplate(ctx, teamId, input.template ?? DEFAULT_TEMPLATE);
-  // Snapshot templates fix the machine shape they were taken with.
+  const templateConfig = await templateConfigFor(ctx, template);
+  // Snapshot templates fix the machine shape they were taken with; a built template may give a
+  // default shape (E2B's cpuCount/memoryMB) that the request overrides.
   const fixedShape = template.kind === 'snapshot';
-  const vcpus = fixedShape ? template.vcpus : (input.vcpus ?? CAPSULE_DEFAULTS.vcpus);
-  const memoryMb = fixedShape ? template.memoryMb : (input.memoryMb ?? CAPSULE_DEFAULTS.memoryMb);
+  const vcpus = fixedShape ? template.vcpus : (input.vcpus ?? templateConfig?.vcpus ?? CAPSULE_DEFAULTS.vcpus);
+  const memoryMb = fixedShape
+    ? template.memoryMb
+    : (input.memoryMb ?? templateConfig?.memoryMb ?? CAPSULE_DEFAULTS.memoryMb);
   const timeoutSec = input.timeoutSec ?? CAPSULE_DEFAULTS.timeoutSec;
   const timeoutAction = input.timeoutAction ?? DEFAULT_TIMEOUT_ACTION;
-  const templateConfig = await templateConfigFor(ctx, template);
   const envs = mergeTemplateEnvs(templateConfig, validateEnvs(input.envs));
   const metadata = validateMetadata(input.metadata);
   // Volumes live on one host each: the capsule goes where its volumes are.
