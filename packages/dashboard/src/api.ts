@@ -31,6 +31,7 @@ export type ApiKey = ApiKeyJson;
 export type FileEntry = FileEntryJson;
 export type Process = ProcessJson;
 export type AuditEvent = AuditEventJson;
+export type { CapsuleNetworkJson };
 export class ApiError extends Error {
   constructor(
     readonly status: number,
@@ -138,6 +139,9 @@ export const capsules = {
     raw('PUT', `/v1/capsules/${enc(id)}/files?path=${enc(path)}`, { body: data }),
   download: (id: string, path: string) => raw('GET', `/v1/capsules/${enc(id)}/files?path=${enc(path)}`),
   network: (id: string) => api<CapsuleNetworkJson>('GET', `/v1/capsules/${enc(id)}/network`),
+  /** Replaces the egress policy (an omitted field clears it); 400 says which entry is wrong. */
+  setNetwork: (id: string, body: { allow_out: string[]; deny_out: string[]; rules?: unknown }) =>
+    api<CapsuleNetworkJson>('PUT', `/v1/capsules/${enc(id)}/network`, body),
 };
 
 export const snapshots = {

@@ -6,6 +6,7 @@ import { ago, bytes, pct } from '../format.js';
 import { navigate } from '../router.js';
 import { Empty, ErrorNote, Link, StateBadge, TableHead, useAction, usePoll } from '../ui.js';
 import { CapsuleActions } from './capsule-actions.js';
+import { EgressRows } from './capsule-network.js';
 import { FilesView } from './files.js';
 import { NotebookView } from './notebook.js';
 
@@ -18,37 +19,6 @@ function TerminalView({ capsuleId }: { capsuleId: string }) {
   }, []);
   if (error) return <ErrorNote error={error} />;
   return mod ? <mod.TerminalView capsuleId={capsuleId} /> : <p class="muted">Loading the terminal…</p>;
-}
-
-/** The capsule's egress policy (allow beats deny; rules show their domains only: values are secrets). */
-function EgressRows({ id }: { id: string }) {
-  const [p, setP] = useState<Awaited<ReturnType<typeof capsules.network>> | undefined>(undefined);
-  useEffect(() => {
-    capsules.network(id).then(setP, () => setP(undefined));
-  }, [id]);
-  if (!p || (p.allow_out.length === 0 && p.deny_out.length === 0 && Object.keys(p.rules).length === 0)) return null;
-  const tags = (list: string[]) =>
-    list.length
-      ? list.map((v) => (
-          <span key={v} class="tag">
-            {v}
-          </span>
-        ))
-      : '-';
-  return (
-    <>
-      <dt>Egress allow</dt>
-      <dd>{tags(p.allow_out)}</dd>
-      <dt>Egress deny</dt>
-      <dd>{tags(p.deny_out)}</dd>
-      {Object.keys(p.rules).length > 0 && (
-        <>
-          <dt>Egress rules</dt>
-          <dd>{tags(Object.keys(p.rules))}</dd>
-        </>
-      )}
-    </>
-  );
 }
 
 const TABS = ['Terminal', 'Notebook', 'Files', 'Processes', 'Metrics', 'Ports', 'Events'] as const;
@@ -136,7 +106,9 @@ export function CapsulePage({ id }: { id: string }) {
             </dd>
           </>
         )}
-        {c.state !== 'stopped' && c.state !== 'error' && c.state !== 'starting' && <EgressRows id={c.id} />}
+        {c.state !== 'stopped' && c.state !== 'error' && c.state !== 'starting' && (
+          <EgressRows id={c.id} editable={c.state === 'running' || c.state === 'paused'} />
+        )}
         {c.error && (
           <>
             <dt>Error</dt>
