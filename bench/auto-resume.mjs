@@ -13,12 +13,8 @@
 // Templates come from the shared test cache (BENCH_IMAGES, default /var/cache/wrenn-test-images).
 // Run as root after `npm run build`.
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { startUp } from '@wrenn/cli';
 import { Sandbox } from 'e2b';
-import { removeCgroupParent } from './lib/cgroup-parent.mjs';
+import { startBenchStack } from './lib/bench-stack.mjs';
 import { latencyStats } from './lib/latency-stats.mjs';
 
 const N = Number(process.env.BENCH_N ?? 20);
@@ -34,21 +30,12 @@ const hasQemu = (() => {
   }
 })();
 
-const dataDir = mkdtempSync(join(tmpdir(), 'wrenn-bench-auto-resume-'));
-const cgroupParent = 'wrenn-bench-auto-resume';
-const up = await startUp({
-  dataDir,
-  imagesDir: IMAGES,
-  listen: { host: '127.0.0.1', port: 0 },
-  domain: 'localhost',
-  logLevel: 'silent',
-  cgroupParent,
-  network: {
-    pool: '10.219.4.0/24',
-    names: { netnsPrefix: 'wra-', ifPrefix: 'wa', chainPrefix: 'WRA' },
-    metadataPort: 31255,
-  },
-});
+const stack = await startBenchStack(
+  'auto-resume',
+  { pool: '10.219.4.0/24', prefix: 'a', metadataPort: 31255 },
+  { imagesDir: IMAGES },
+);
+const { up } = stack;
 
 /** One request through the proxy; throws unless it is answered with 2xx. */
 async function proxied(id, port, path) {
@@ -59,16 +46,7 @@ async function proxied(id, port, path) {
 }
 
 /** A native API call as the admin; throws unless it succeeds. */
-async function api(method, path, body) {
-  const r = await fetch(`${up.url}/v1${path}`, {
-    method,
-    headers: { authorization: `Bearer ${up.adminKey}`, ...(body ? { 'content-type': 'application/json' } : {}) },
-    ...(body ? { body: JSON.stringify(body) } : {}),
-  });
-  const text = await r.text();
-  if (r.status >= 300) throw new Error(`${method} ${path}: ${r.status} ${text.slice(0, 300)}`);
-  return text ? JSON.parse(text) : null;
-}
+const api = (method, path, body) => stack.api(method, `/v1${path}`, body);
 
 /** Pauses through the native API; no mode: the runtime's default (a VM writes its memory to disk). */
 const nativePause = (id, mode) => api('POST', `/capsules/${id}/pause`, mode ? { mode } : {});
@@ -120,7 +98,7 @@ async function qemuWakes() {
 }
 
 try {
-  const opts = { apiKey: up.adminKey, apiUrl: up.url, sandboxUrl: up.url, domain: 'localhost' };
+  const opts = stack.e2bOptions;
   const sbx = await Sandbox.create('minimal', {
     ...opts,
     timeoutMs: 3_600_000,
@@ -167,9 +145,5 @@ try {
     ),
   );
 } finally {
-  await up.agent.manager.destroyAll().catch(() => undefined);
-  await up.close();
-  await up.layers.networkManager.removeAll().catch(() => undefined);
-  rmSync(dataDir, { recursive: true, force: true });
-  removeCgroupParent(cgroupParent);
+  await stack.stop();
 }

@@ -5,13 +5,10 @@
 // SDK call alone (commands.run in a warm process) for comparison.
 // Run as root after `npm run build`. Uses its own data dir, address pool and interface names.
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startUp } from '@wrenn/cli';
 import { Capsule } from '../packages/sdk/dist/src/index.js';
-import { removeCgroupParent } from './lib/cgroup-parent.mjs';
+import { startBenchStack } from './lib/bench-stack.mjs';
 
 const N = Number(process.env.BENCH_N ?? 20);
 const BIN = resolve(dirname(fileURLToPath(import.meta.url)), '../packages/cli/bin/wrenn.js');
@@ -40,20 +37,12 @@ function timed(args, env) {
   });
 }
 
-const dataDir = mkdtempSync(join(tmpdir(), 'wrenn-bench-cli-'));
-const up = await startUp({
-  dataDir,
-  listen: { host: '127.0.0.1', port: 0 },
-  domain: 'localhost',
-  network: {
-    pool: '10.216.0.0/24',
-    names: { netnsPrefix: 'wrx-', ifPrefix: 'wx', chainPrefix: 'WRX' },
-    metadataPort: 31253,
-    rateMbit: 0,
-  },
-  ...(process.env.WRENN_BENCH_IMAGES ? { imagesDir: process.env.WRENN_BENCH_IMAGES } : {}),
-  logLevel: 'silent',
-});
+const stack = await startBenchStack(
+  'cli',
+  { pool: '10.216.0.0/24', prefix: 'x', metadataPort: 31253, rateMbit: 0 },
+  process.env.WRENN_BENCH_IMAGES ? { imagesDir: process.env.WRENN_BENCH_IMAGES } : {},
+);
+const { up, dataDir } = stack;
 const env = {
   PATH: process.env.PATH ?? '/usr/bin:/bin',
   HOME: dataDir,
@@ -87,12 +76,6 @@ try {
   result.node_boot_share_of_exec = round(pct(node, 50) / pct(cli, 50));
   await cap.destroy();
 } finally {
-  await up.agent.manager.destroyAll().catch(() => undefined);
-  await up.cp.close().catch(() => undefined);
-  await up.agent.close().catch(() => undefined);
-  await up.layers.close().catch(() => undefined);
-  await up.layers.networkManager.removeAll().catch(() => undefined);
-  rmSync(dataDir, { recursive: true, force: true });
-  removeCgroupParent('wrenn');
+  await stack.stop();
 }
 console.log(JSON.stringify(result, null, 2));

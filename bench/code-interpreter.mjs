@@ -4,12 +4,8 @@
 // (`code-interpreter-v1=2`), p50 over several runs each; and the round trip of a trivial runCode
 // in a running sandbox. The template comes from WRENN_BENCH_IMAGES (default: the test cache,
 // /var/cache/wrenn-test-images), built there on first use. Run as root after `npm run build`.
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { Sandbox } from '@e2b/code-interpreter';
-import { startUp } from '@wrenn/cli';
-import { removeCgroupParent } from './lib/cgroup-parent.mjs';
+import { withBenchStack } from './lib/bench-stack.mjs';
 import { latencyStats } from './lib/latency-stats.mjs';
 
 const N = Number(process.env.BENCH_N ?? 10);
@@ -18,31 +14,10 @@ const TEMPLATE = 'code-interpreter-v1';
 const IMAGES = process.env.WRENN_BENCH_IMAGES ?? process.env.WRENN_TEST_IMAGES ?? '/var/cache/wrenn-test-images';
 const stats = (xs) => latencyStats(xs, { percentiles: [50, 90], digits: 2 });
 
-async function withUp(warm, fn) {
-  const dataDir = mkdtempSync(join(tmpdir(), 'wrenn-bench-ci-'));
-  const up = await startUp({
-    dataDir,
-    imagesDir: IMAGES,
-    listen: { host: '127.0.0.1', port: 0 },
-    domain: 'localhost',
-    logLevel: 'silent',
-    cgroupParent: 'wrenn-bench-ci',
-    warmPool: warm ? { [TEMPLATE]: 2 } : {},
-    network: {
-      pool: '10.219.0.0/24',
-      names: { netnsPrefix: 'wrci-', ifPrefix: 'wci', chainPrefix: 'WRCI' },
-      metadataPort: 31254,
-    },
-  });
-  const opts = { apiKey: up.adminKey, apiUrl: up.url, sandboxUrl: up.url, domain: 'localhost' };
-  try {
-    return await fn(up, opts);
-  } finally {
-    await up.close();
-    await up.layers.networkManager.removeAll().catch(() => undefined);
-    rmSync(dataDir, { recursive: true, force: true });
-    removeCgroupParent('wrenn-bench-ci');
-  }
+function withUp(warm, fn) {
+  const net = { pool: '10.219.0.0/24', prefix: 'ci', metadataPort: 31254 };
+  const options = { imagesDir: IMAGES, warmPool: warm ? { [TEMPLATE]: 2 } : {} };
+  return withBenchStack('ci', net, options, (stack) => fn(stack.up, stack.e2bOptions));
 }
 
 async function createToFirstStatement(warm) {

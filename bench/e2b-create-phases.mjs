@@ -5,28 +5,13 @@
 // commands.run('true') and a second one, plus this process's CPU for the round (SDK client,
 // control plane and agent share it under `wrenn up`). Prints JSON with p50s.
 // Usage (root, after `npm run build`): node bench/e2b-create-phases.mjs [--runs 10]
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { startUp } from '@wrenn/cli';
 import { Sandbox } from 'e2b';
-import { removeCgroupParent } from './lib/cgroup-parent.mjs';
+import { startBenchStack } from './lib/bench-stack.mjs';
 
 const runs = process.argv.includes('--runs') ? Number(process.argv[process.argv.indexOf('--runs') + 1]) : 10;
 const p50 = (xs) => Math.round([...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] * 10) / 10;
-const dataDir = mkdtempSync(join(tmpdir(), 'wrenn-bench-e2b-phases-'));
-const up = await startUp({
-  dataDir,
-  listen: { host: '127.0.0.1', port: 0 },
-  domain: 'localhost',
-  logLevel: 'silent',
-  cgroupParent: 'wrenn-bench-e2b-phases',
-  network: {
-    pool: '10.218.1.0/24',
-    names: { netnsPrefix: 'wrp-', ifPrefix: 'wp', chainPrefix: 'WRP' },
-    metadataPort: 31254,
-  },
-});
+const stack = await startBenchStack('e2b-phases', { pool: '10.218.1.0/24', prefix: 'p', metadataPort: 31254 });
+const { up } = stack;
 const manager = up.agent.manager;
 const agentCreate = manager.create.bind(manager);
 let agentMs = 0;
@@ -38,7 +23,7 @@ manager.create = async (...args) => {
     agentMs = performance.now() - t;
   }
 };
-const opts = { apiKey: up.adminKey, apiUrl: up.url, sandboxUrl: up.url, domain: 'localhost' };
+const opts = stack.e2bOptions;
 const ns = up.layers.runtimes.get('namespace');
 const rows = {
   create_ms: [],
@@ -81,10 +66,7 @@ try {
     rows.cpu_ms.push((cpu.user + cpu.system) / 1000);
   }
 } finally {
-  await up.close();
-  await up.layers.networkManager.removeAll().catch(() => undefined);
-  rmSync(dataDir, { recursive: true, force: true });
-  removeCgroupParent('wrenn-bench-e2b-phases');
+  await stack.stop();
 }
 console.log(
   JSON.stringify({

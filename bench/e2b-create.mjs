@@ -2,33 +2,20 @@
 // Create to first exec through the official e2b SDK against `wrenn up` (prints JSON), `minimal`
 // template: cold (no warm pool) and from the warm pool, p50 over several runs each.
 // Run as root after `npm run build`.
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { startUp } from '@wrenn/cli';
 import { Sandbox } from 'e2b';
-import { removeCgroupParent } from './lib/cgroup-parent.mjs';
+import { startBenchStack } from './lib/bench-stack.mjs';
 
 const N = Number(process.env.BENCH_N ?? 15);
 const pct = (xs, p) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))];
 const round = (x) => Math.round(x * 100) / 100;
 
 async function measure(warm) {
-  const dataDir = mkdtempSync(join(tmpdir(), 'wrenn-bench-e2b-'));
-  const up = await startUp({
-    dataDir,
-    listen: { host: '127.0.0.1', port: 0 },
-    domain: 'localhost',
-    logLevel: 'silent',
-    cgroupParent: 'wrenn-bench-e2b',
-    ...(warm ? { warmPool: { minimal: 2 } } : {}),
-    network: {
-      pool: '10.218.0.0/24',
-      names: { netnsPrefix: 'wre-', ifPrefix: 'we', chainPrefix: 'WRE' },
-      metadataPort: 31253,
-    },
-  });
-  const opts = { apiKey: up.adminKey, apiUrl: up.url, sandboxUrl: up.url, domain: 'localhost' };
+  const stack = await startBenchStack(
+    'e2b',
+    { pool: '10.218.0.0/24', prefix: 'e', metadataPort: 31253 },
+    warm ? { warmPool: { minimal: 2 } } : {},
+  );
+  const { up, e2bOptions: opts } = stack;
   const times = [];
   try {
     for (let i = 0; i < N; i++) {
@@ -45,10 +32,7 @@ async function measure(warm) {
       await sbx.kill();
     }
   } finally {
-    await up.close();
-    await up.layers.networkManager.removeAll().catch(() => undefined);
-    rmSync(dataDir, { recursive: true, force: true });
-    removeCgroupParent('wrenn-bench-e2b');
+    await stack.stop();
   }
   return {
     p50_ms: round(pct(times, 50)),

@@ -13,9 +13,8 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startUp } from '@wrenn/cli';
 import { Sandbox } from 'e2b';
-import { removeCgroupParent } from './lib/cgroup-parent.mjs';
+import { withBenchStack } from './lib/bench-stack.mjs';
 import { latencyStats } from './lib/latency-stats.mjs';
 
 const N = Number(process.env.BENCH_N ?? 20);
@@ -25,36 +24,11 @@ const FILES_MIB = Number(process.env.BENCH_FILES_MIB ?? 32);
 const IMAGES = process.env.BENCH_IMAGES ?? '/var/cache/wrenn-test-images';
 const stats = (xs) => latencyStats(xs, { max: true });
 
-async function withUp(name, opts, fn) {
-  const dataDir = mkdtempSync(join(tmpdir(), `wrenn-bench-${name}-`));
-  const cgroupParent = `wrenn-bench-${name}`;
-  const up = await startUp({
-    dataDir,
-    listen: { host: '127.0.0.1', port: 0 },
-    domain: 'localhost',
-    logLevel: 'silent',
-    cgroupParent,
-    network: {
-      pool: '10.219.0.0/24',
-      names: { netnsPrefix: 'wrf-', ifPrefix: 'wf', chainPrefix: 'WRF' },
-      metadataPort: 31254,
-    },
-    ...opts,
-  });
-  try {
-    return await fn(up);
-  } finally {
-    await up.agent.manager.destroyAll().catch(() => undefined);
-    await up.close();
-    await up.layers.networkManager.removeAll().catch(() => undefined);
-    rmSync(dataDir, { recursive: true, force: true });
-    removeCgroupParent(cgroupParent);
-  }
-}
+const NET = { pool: '10.219.0.0/24', prefix: 'f', metadataPort: 31254 };
 
 async function namespaceFork() {
-  return withUp('fork', { imagesDir: IMAGES }, async (up) => {
-    const opts = { apiKey: up.adminKey, apiUrl: up.url, sandboxUrl: up.url, domain: 'localhost' };
+  return withBenchStack('fork', NET, { imagesDir: IMAGES }, async (stack) => {
+    const opts = stack.e2bOptions;
     const src = await Sandbox.create('base', { ...opts, timeoutMs: 3_600_000 });
     if (FILES_MIB > 0)
       await src.commands.run(`head -c ${FILES_MIB * 1048576} /dev/urandom > /home/user/data.bin && sync`);
@@ -94,17 +68,8 @@ async function qemuFork() {
   }
   const images = mkdtempSync(join(tmpdir(), 'wrenn-bench-fork-images-'));
   try {
-    return await withUp('fork-qemu', { imagesDir: images }, async (up) => {
-      const api = async (method, path, body) => {
-        const r = await fetch(`${up.url}/v1${path}`, {
-          method,
-          headers: { authorization: `Bearer ${up.adminKey}`, ...(body ? { 'content-type': 'application/json' } : {}) },
-          ...(body ? { body: JSON.stringify(body) } : {}),
-        });
-        const j = r.status === 204 ? null : await r.json();
-        if (r.status >= 300) throw new Error(`${method} ${path}: ${r.status} ${JSON.stringify(j)}`);
-        return j;
-      };
+    return await withBenchStack('fork-qemu', NET, { imagesDir: images }, async (stack) => {
+      const api = (method, path, body) => stack.api(method, `/v1${path}`, body);
       const exec = async (id) => {
         const r = await api('POST', `/capsules/${id}/exec`, { cmd: 'true' });
         if (r.exit_code !== 0) throw new Error(`exec in ${id} failed`);

@@ -5,13 +5,10 @@
 // the machine does not count), the CPU of one round of each periodic task (host heartbeat,
 // reconciler, metrics scrapes, the agent's ListCapsules), list endpoints, and the agent's open fds.
 // BENCH_STEPS=0,100,200 (capsules at each step), BENCH_IDLE_S=10. Run as root after `npm run build`.
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { startUp } from '@wrenn/cli';
+import { readdirSync } from 'node:fs';
 import { HostMonitor } from '../packages/control-plane/dist/src/hosts/monitor.js';
 import { Reconciler } from '../packages/control-plane/dist/src/reconciler/reconciler.js';
-import { removeCgroupParent } from './lib/cgroup-parent.mjs';
+import { startBenchStack } from './lib/bench-stack.mjs';
 
 const STEPS = (process.env.BENCH_STEPS ?? '0,100,200').split(',').map(Number);
 const IDLE_S = Number(process.env.BENCH_IDLE_S ?? 10);
@@ -32,28 +29,12 @@ async function median(fn, n = 5) {
   return { cpu_ms: by('cpu_ms'), wall_ms: by('wall_ms') };
 }
 
-const dataDir = mkdtempSync(join(tmpdir(), 'wrenn-bench-periodic-'));
-const up = await startUp({
-  dataDir,
-  listen: { host: '127.0.0.1', port: 0 },
-  domain: 'localhost',
-  network: {
-    pool: '10.216.0.0/21',
-    names: { netnsPrefix: 'wrp-', ifPrefix: 'wp', chainPrefix: 'WRP' },
-    metadataPort: 31252,
-    rateMbit: 0,
-  },
-  cgroupParent: CGROUP_PARENT,
-  imagesDir: process.env.WRENN_TEST_IMAGES ?? '/var/cache/wrenn-test-images',
-  logLevel: 'silent',
-});
-const headers = { authorization: `Bearer ${up.adminKey}`, 'content-type': 'application/json' };
-const api = async (method, path, body) => {
-  const res = await fetch(`${up.url}${path}`, { method, headers, ...(body ? { body: JSON.stringify(body) } : {}) });
-  const text = await res.text();
-  if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${text.slice(0, 300)}`);
-  return text ? JSON.parse(text) : undefined;
-};
+const stack = await startBenchStack(
+  'periodic',
+  { pool: '10.216.0.0/21', prefix: 'p', metadataPort: 31252, rateMbit: 0 },
+  { cgroupParent: CGROUP_PARENT, imagesDir: process.env.WRENN_TEST_IMAGES ?? '/var/cache/wrenn-test-images' },
+);
+const { up, api } = stack;
 const result = { bench: 'host-periodic', idle_window_s: IDLE_S, steps: [] };
 const ids = [];
 try {
@@ -104,10 +85,6 @@ try {
 } catch (err) {
   result.error = String(err?.stack ?? err);
 } finally {
-  await up.agent.manager.destroyAll().catch(() => undefined);
-  await up.close().catch(() => undefined);
-  await up.layers.networkManager.removeAll().catch(() => undefined);
-  removeCgroupParent(CGROUP_PARENT);
-  rmSync(dataDir, { recursive: true, force: true });
+  await stack.stop();
 }
 console.log(JSON.stringify(result, null, 2));

@@ -8,32 +8,24 @@ import { execFile } from 'node:child_process';
 // keep-alive connections); HTTP/2 load: h2load (Debian's nghttp2-client; 16 connections, 8 streams
 // each). Direct figures are the mean of a run before and one after the proxied ones. Run as root
 // after `npm run build`; traffic goes only to loopback and the capsule's namespace.
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { startUp } from '@wrenn/cli';
 import { relayStats, tlsFrontStats } from '@wrenn/native';
 import { Agent, fetch } from 'undici';
-import { removeCgroupParent } from './lib/cgroup-parent.mjs';
+import { startBenchStack } from './lib/bench-stack.mjs';
 
 const DURATION = Number(process.env.BENCH_SECONDS ?? 8);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 16);
 const STREAMS = Number(process.env.BENCH_H2_STREAMS ?? 8);
 const DOMAIN = 'wrenn.test';
 const round = (x) => Math.round(x * 100) / 100;
-const dataDir = mkdtempSync(join(tmpdir(), 'wrenn-bench-proxy-tls-'));
-const up = await startUp({
-  dataDir,
-  listen: { host: '127.0.0.1', port: 0 },
-  domain: DOMAIN,
-  tls: 'self-signed',
-  logLevel: 'silent',
-  network: {
-    pool: '10.217.1.0/24',
-    names: { netnsPrefix: 'wrt-', ifPrefix: 'wt', chainPrefix: 'WRT' },
-    metadataPort: 31253,
-  },
-});
+// Its own api(): over TLS to the domain's certificate, which the stack's helper does not speak.
+const stack = await startBenchStack(
+  'proxy-tls',
+  { pool: '10.217.1.0/24', prefix: 't', metadataPort: 31253 },
+  { domain: DOMAIN, tls: 'self-signed' },
+);
+const { up, dataDir } = stack;
 const port = up.cp.port;
 const dispatcher = new Agent({ connect: { ca: readFileSync(up.cp.caFile), servername: `api.${DOMAIN}` } });
 const api = async (method, path, body) => {
@@ -104,7 +96,7 @@ async function h2load(url, connectTo) {
 function cpuNow(capsuleId) {
   const u = process.cpuUsage();
   let capsule = 0;
-  const base = '/sys/fs/cgroup/cpuacct/wrenn';
+  const base = `/sys/fs/cgroup/cpuacct/${stack.cgroupParent}`;
   const dir = existsSync(base) ? readdirSync(base).find((d) => d.includes(capsuleId)) : undefined;
   if (dir) capsule = Number(readFileSync(join(base, dir, 'cpuacct.usage'), 'utf8')) / 1000;
   return { cp: u.user + u.system, capsule };
@@ -199,9 +191,6 @@ try {
   result.throughput_ratio_target = 0.8;
 } finally {
   if (capsuleId) await api('DELETE', `/v1/capsules/${capsuleId}`).catch(() => undefined);
-  await up.close();
-  await up.layers.networkManager.removeAll().catch(() => undefined);
-  rmSync(dataDir, { recursive: true, force: true });
-  removeCgroupParent('wrenn');
+  await stack.stop();
 }
 console.log(JSON.stringify(result, null, 2));

@@ -10,36 +10,15 @@ import { execFile, spawnSync } from 'node:child_process';
 // thread: it leaves the most of this 2-core machine to what is measured), else autocannon in its own
 // process (BENCH_LOADER=autocannon forces it). Run as root after `npm run build`. Traffic goes only
 // to loopback and the capsule's namespace.
-import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startUp } from '@wrenn/cli';
 import WebSocket from 'ws';
-import { removeCgroupParent } from './lib/cgroup-parent.mjs';
+import { startBenchStack } from './lib/bench-stack.mjs';
 
 const DURATION = Number(process.env.BENCH_SECONDS ?? 8);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 16);
-const dataDir = mkdtempSync(join(tmpdir(), 'wrenn-bench-proxy-'));
-const up = await startUp({
-  dataDir,
-  listen: { host: '127.0.0.1', port: 0 },
-  domain: 'localhost',
-  logLevel: 'silent',
-  network: {
-    pool: '10.217.0.0/24',
-    names: { netnsPrefix: 'wrp-', ifPrefix: 'wp', chainPrefix: 'WRP' },
-    metadataPort: 31252,
-  },
-});
-const api = async (method, path, body) => {
-  const headers = { 'x-api-key': up.adminKey, ...(body ? { 'content-type': 'application/json' } : {}) };
-  const res = await fetch(`${up.url}${path}`, { method, headers, ...(body ? { body: JSON.stringify(body) } : {}) });
-  const text = await res.text();
-  if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${text}`);
-  return text ? JSON.parse(text) : undefined;
-};
+const stack = await startBenchStack('proxy', { pool: '10.217.0.0/24', prefix: 'p', metadataPort: 31252 });
+const { up, api } = stack;
 const pct = (xs, p) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))];
 const round = (x) => Math.round(x * 100) / 100;
 
@@ -222,9 +201,6 @@ try {
 } finally {
   pipe?.close();
   if (capsuleId) await api('DELETE', `/v1/capsules/${capsuleId}`).catch(() => undefined);
-  await up.close();
-  await up.layers.networkManager.removeAll().catch(() => undefined);
-  rmSync(dataDir, { recursive: true, force: true });
-  removeCgroupParent('wrenn');
+  await stack.stop();
 }
 console.log(JSON.stringify(result, null, 2));

@@ -8,11 +8,7 @@
 // Templates from the shared test cache (BENCH_IMAGES, default /var/cache/wrenn-test-images).
 // Run as root after `npm run build`.
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { startUp } from '@wrenn/cli';
-import { removeCgroupParent } from './lib/cgroup-parent.mjs';
+import { startBenchStack } from './lib/bench-stack.mjs';
 import { latencyStats } from './lib/latency-stats.mjs';
 
 const N = Number(process.env.BENCH_N ?? 3);
@@ -30,32 +26,12 @@ s=$(t); ls -l "$d/many" > /dev/null; e=$(t); echo "list_300_files $((e - s))"
 s=$(t); rm -r "$d/many" "$d/big"; e=$(t); echo "remove_all $((e - s))"
 `;
 
-const dataDir = mkdtempSync(join(tmpdir(), 'wrenn-bench-volume-9p-'));
-const cgroupParent = 'wrenn-bench-volume-9p';
-const up = await startUp({
-  dataDir,
-  imagesDir: IMAGES,
-  listen: { host: '127.0.0.1', port: 0 },
-  domain: 'localhost',
-  logLevel: 'silent',
-  cgroupParent,
-  network: {
-    pool: '10.219.6.0/24',
-    names: { netnsPrefix: 'wrv-', ifPrefix: 'wv', chainPrefix: 'WRV' },
-    metadataPort: 31257,
-  },
-});
-
-async function api(method, path, body) {
-  const r = await fetch(`${up.url}/v1${path}`, {
-    method,
-    headers: { authorization: `Bearer ${up.adminKey}`, ...(body ? { 'content-type': 'application/json' } : {}) },
-    ...(body ? { body: JSON.stringify(body) } : {}),
-  });
-  const text = await r.text();
-  if (r.status >= 300) throw new Error(`${method} ${path}: ${r.status} ${text.slice(0, 300)}`);
-  return text ? JSON.parse(text) : null;
-}
+const stack = await startBenchStack(
+  'volume-9p',
+  { pool: '10.219.6.0/24', prefix: 'v', metadataPort: 31257 },
+  { imagesDir: IMAGES },
+);
+const api = (method, path, body) => stack.api(method, `/v1${path}`, body);
 
 /** N rounds of the file steps in `dir` of capsule `id` (as root): p50 per step. */
 async function measure(id, dir) {
@@ -97,9 +73,5 @@ try {
   };
   console.log(JSON.stringify(result, null, 2));
 } finally {
-  await up.agent.manager.destroyAll().catch(() => undefined);
-  await up.close();
-  await up.layers.networkManager.removeAll().catch(() => undefined);
-  rmSync(dataDir, { recursive: true, force: true });
-  removeCgroupParent(cgroupParent);
+  await stack.stop();
 }
