@@ -47,6 +47,7 @@ test('a listed sandbox carries the capsule fields under E2B names', () => {
     autoResume: false,
     trafficAccessToken: null,
     maskRequestHost: null,
+    plainFields: {},
     createdAt: now,
     updatedAt: now,
     expiresAt: null,

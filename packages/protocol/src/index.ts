@@ -7,6 +7,7 @@ export * from './connect-errors.js';
 export * from './contract/index.js';
 export * from './contract/json.js';
 export * from './contract/network-schemas.js';
+export * from './contract/plain-fields.js';
 export * from './contract/resources.js';
 export * from './contract/schemas.js';
 export * from './contract/volume-schemas.js';

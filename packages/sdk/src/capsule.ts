@@ -47,7 +47,8 @@ function createNetworkJsonOf(n: NonNullable<CapsuleRequest['network']>): CreateN
 
 /**
  * The capsule contract's request fields (template or image + registryCredentials, vcpus, memoryMb, timeoutSec, envs, metadata,
- * internet, autoResume, network (allowOut, denyOut, rules, allowPublicTraffic, maskRequestHost), runtime, defaultUser, volumeMounts; documented in @wrenn/protocol) plus the SDK's own.
+ * internet, autoResume, network (allowOut, denyOut, rules, allowPublicTraffic, maskRequestHost), runtime, defaultUser, volumeMounts,
+ * plainFields (the contract's plain fields, sent as they are); documented in @wrenn/protocol) plus the SDK's own.
  */
 export interface CapsuleCreateOptions extends ConnectionOptions, CapsuleRequest {
   timeoutAction?: TimeoutAction;
@@ -135,6 +136,7 @@ export class Capsule {
       ...(opts.runtime !== undefined ? { runtime: opts.runtime } : {}),
       ...(opts.defaultUser !== undefined ? { default_user: opts.defaultUser } : {}),
       ...(opts.volumeMounts !== undefined ? { volume_mounts: opts.volumeMounts } : {}),
+      ...opts.plainFields,
     };
     // Creating can include building a template on first use: no client-side deadline by default.
     const j = await api.json<CapsuleJson>('POST', '/v1/capsules', {

@@ -1,7 +1,13 @@
 // Shapes the SDK returns (camelCase) and the converters from the API's JSON (snake_case). The
 // capsule's JSON is the contract's (@wrenn/protocol, a type-only import: nothing of it is bundled).
 
-import type { CapsuleJson, CapsuleState, FileEntryJson as EntryJson, TemplateJson } from '@wrenn/protocol';
+import type {
+  CapsuleJson,
+  CapsulePlainFieldsJson,
+  CapsuleState,
+  FileEntryJson as EntryJson,
+  TemplateJson,
+} from '@wrenn/protocol';
 
 export type { CapsuleJson, CapsuleState, EntryJson, TemplateJson };
 
@@ -31,12 +37,15 @@ export interface CapsuleInfo {
   error: string | null;
   /** Volumes mounted in the capsule (name and path), as the server records them. */
   volumeMounts: { name: string; path: string }[];
+  /** The contract's plain fields given at creation (@wrenn/protocol plain-fields.ts), as the API spells them. */
+  plainFields: CapsulePlainFieldsJson;
 }
 
 const date = (s: string | null | undefined) => (s ? new Date(s) : null);
 
 export function capsuleInfo(j: CapsuleJson): CapsuleInfo {
   return {
+    plainFields: plainFieldsOf(j),
     capsuleId: j.id,
     template: j.template,
     state: j.state,
@@ -60,6 +69,42 @@ export function capsuleInfo(j: CapsuleJson): CapsuleInfo {
     volumeMounts: (j.volume_mounts ?? []).map((m) => ({ name: m.name, path: m.path })),
   };
 }
+
+/**
+ * What is left of the capsule JSON once every field of CapsuleSchema's own is taken out: the plain
+ * fields (the list lives in the contract, which the SDK takes types only from, so none at run time).
+ */
+function plainFieldsOf(j: CapsuleJson): CapsulePlainFieldsJson {
+  const {
+    id: _id,
+    template: _template,
+    state: _state,
+    runtime: _runtime,
+    vcpus: _vcpus,
+    memory_mb: _memory,
+    timeout_sec: _timeout,
+    timeout_action: _action,
+    host_id: _host,
+    metadata: _metadata,
+    internet: _internet,
+    auto_resume: _autoResume,
+    envd_access_token: _envdToken,
+    traffic_access_token: _trafficToken,
+    mask_request_host: _mask,
+    created_at: _created,
+    updated_at: _updated,
+    expires_at: _expires,
+    stopped_at: _stopped,
+    error: _error,
+    volume_mounts: _mounts,
+    ...plain
+  } = j;
+  // A field added to CapsuleSchema outside the plain ones must be named above: this fails to compile until it is.
+  const onlyPlain: SameKeys<typeof plain, CapsulePlainFieldsJson> = true;
+  void onlyPlain;
+  return plain;
+}
+type SameKeys<A, B> = [keyof A] extends [keyof B] ? ([keyof B] extends [keyof A] ? true : false) : false;
 
 export type { CapsuleMetrics } from '@wrenn/protocol';
 

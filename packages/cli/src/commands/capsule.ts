@@ -17,6 +17,7 @@ export const infoJson = (c: CapsuleInfo) => ({
   ...(c.trafficAccessToken ? { traffic_access_token: c.trafficAccessToken } : {}),
   ...(c.maskRequestHost ? { mask_request_host: c.maskRequestHost } : {}),
   metadata: c.metadata,
+  ...c.plainFields,
   created_at: c.createdAt.toISOString(),
   expires_at: c.expiresAt?.toISOString() ?? null,
   ...(c.error ? { error: c.error } : {}),
@@ -33,6 +34,7 @@ export interface CreateOpts {
   autoResume?: boolean;
   env?: string[];
   metadata?: string[];
+  field?: string[];
   volume?: string[];
   allowOut?: string[];
   denyOut?: string[];
@@ -49,6 +51,8 @@ export const create = (o: CreateOpts) =>
     const timeoutSec = parseIntOption('--timeout', o.timeout, 0, L.maxTimeoutSec);
     const envs = parsePairs('--env', o.env);
     const metadata = parsePairs('--metadata', o.metadata);
+    // The server checks the names and values against the contract (a 400 names the field).
+    const plainFields = parsePairs('--field', o.field);
     const volumeMounts = parseVolumeFlags(o.volume);
     if (o.onTimeout !== undefined && !(TIMEOUT_ACTIONS as readonly string[]).includes(o.onTimeout))
       throw new CliError(`--on-timeout must be one of ${TIMEOUT_ACTIONS.join(', ')}, got '${o.onTimeout}'`);
@@ -76,6 +80,7 @@ export const create = (o: CreateOpts) =>
       ...(o.autoResume ? { autoResume: true } : {}),
       ...(envs ? { envs } : {}),
       ...(metadata ? { metadata } : {}),
+      ...(plainFields ? { plainFields } : {}),
       ...(volumeMounts ? { volumeMounts } : {}),
       ...(o.allowOut || o.denyOut || o.private || o.maskHost !== undefined
         ? {
@@ -149,6 +154,7 @@ export const info = (id: string, o: { json?: boolean }) =>
           .join(', ') || '-',
       ],
     ];
+    for (const [k, v] of Object.entries(c.plainFields)) rows.push([k, String(v)]);
     if (c.error) rows.push(['error', c.error]);
     process.stdout.write(`${rows.map(([k, v]) => `${`${k}:`.padEnd(10)} ${v}`).join('\n')}\n`);
   });

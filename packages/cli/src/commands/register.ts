@@ -30,6 +30,7 @@ export function registerUserCommands(program: Command): void {
     .option('--auto-resume', 'when paused, resume on the next request through the sandbox proxy')
     .option('-e, --env <KEY=VALUE>', 'environment variable of every process (repeatable)', collect)
     .option('-m, --metadata <KEY=VALUE>', 'label to find it by (repeatable)', collect)
+    .option('--field <KEY=VALUE>', "one of the contract's plain fields, e.g. name=web (repeatable)", collect)
     .option('--volume <NAME:/PATH>', 'mount a volume read-write at PATH (repeatable; namespace runtime)', collect)
     .option(
       '--allow-out <dest>',

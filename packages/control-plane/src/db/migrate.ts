@@ -15,6 +15,7 @@ import * as m0007 from './migrations/0007_public_traffic.js';
 import * as m0008 from './migrations/0008_host_draining.js';
 import * as m0009 from './migrations/0009_template_tags.js';
 import * as m0010 from './migrations/0010_build_shape.js';
+import * as m0011 from './migrations/0011_plain_fields.js';
 
 interface MigrationModule {
   up(db: Kysely<unknown>, dialect: SqlDialect): Promise<void>;
@@ -33,6 +34,7 @@ const modules: Record<string, MigrationModule> = {
   '0008_host_draining': m0008,
   '0009_template_tags': m0009,
   '0010_build_shape': m0010,
+  '0011_plain_fields': m0011,
 };
 
 export function migrationNames(): string[] {

@@ -79,6 +79,8 @@ export interface CapsulesTable {
   traffic_access_token: string | null;
   /** The Host its servers see, ${PORT} for the port (migrations/0007); null: the client's. */
   mask_request_host: string | null;
+  /** JSON object of the contract's plain fields (migrations/0011). */
+  plain_fields: string;
   created_at: number;
   updated_at: number;
   expires_at: number | null;

@@ -87,6 +87,7 @@ export async function forkCapsule(
         // A private source makes private forks, each with a token of its own.
         trafficAccessToken: source.trafficAccessToken ? newEnvdAccessToken() : null,
         maskRequestHost: source.maskRequestHost,
+        plainFields: source.plainFields,
         state: 'starting',
         expiresAt: timeoutSec > 0 ? new Date(now + timeoutSec * 1000) : null,
       }),

@@ -4,6 +4,7 @@
 import { imageReferenceProblem, type RegistryCredentials, registryCredentialsProblem } from './images.js';
 import { type CAPSULE_DEFAULTS, CAPSULE_LIMITS } from './limits.js';
 import { type EgressPolicy, egressPolicyProblem } from './network.js';
+import type { CapsulePlainFieldsJson } from './plain-fields.js';
 import { maskRequestHostProblem, type PublicTrafficSettings } from './public-traffic.js';
 import { RUNTIME_NAMES } from './states.js';
 import { volumeMountsProblem } from './volumes.js';
@@ -53,6 +54,8 @@ export interface CapsuleRequest {
    * capsule's audit log); the e2b SDK starts the gateway inside the capsule itself.
    */
   mcp?: Record<string, unknown> | null;
+  /** The plain fields given (plain-fields.ts): stored and returned, nothing else. */
+  plainFields?: CapsulePlainFieldsJson;
 }
 
 function intProblem(value: number | undefined, field: string, min: number, max: number): string | undefined {

@@ -7,6 +7,7 @@ import { IMAGE_REFERENCE_MAX_LENGTH, REGISTRY_CREDENTIAL_MAX_LENGTH } from './im
 import { DateTime, Nullable, StringMap } from './json.js';
 import { CAPSULE_DEFAULTS, CAPSULE_LIMITS } from './limits.js';
 import { CreateNetworkSchema } from './network-schemas.js';
+import { CAPSULE_PLAIN_FIELDS } from './plain-fields.js';
 import { CAPSULE_STATES, RUNTIME_NAMES, TIMEOUT_ACTIONS } from './states.js';
 import { CapsuleVolumeMountsSchema, VolumeMountsSchema } from './volume-schemas.js';
 
@@ -49,6 +50,7 @@ export const CapsuleSchema = Type.Object({
   stopped_at: Nullable(DateTime),
   error: Nullable(Type.String()),
   volume_mounts: CapsuleVolumeMountsSchema,
+  ...CAPSULE_PLAIN_FIELDS,
 });
 export type CapsuleJson = Static<typeof CapsuleSchema>;
 
@@ -147,6 +149,7 @@ export const CreateCapsuleBody = Type.Object(
       }),
     ),
     volume_mounts: Type.Optional(VolumeMountsSchema),
+    ...CAPSULE_PLAIN_FIELDS,
   },
   { additionalProperties: false },
 );

@@ -8,6 +8,7 @@ import {
   type CreateNetworkJson,
   type EgressPolicy,
   InvalidArgumentError,
+  pickPlainFields,
   UpdateNetworkBody,
   type UpdateNetworkBodyJson,
 } from '@wrenn/protocol';
@@ -137,6 +138,7 @@ export const capsuleRoutes =
           ...(b.runtime !== undefined ? { runtime: b.runtime } : {}),
           ...(b.default_user !== undefined ? { defaultUser: b.default_user } : {}),
           ...(b.volume_mounts !== undefined ? { volumeMounts: b.volume_mounts } : {}),
+          plainFields: pickPlainFields(b),
         });
         return reply.status(201).send(await capsuleJsonOf(ctx, c));
       },

@@ -64,6 +64,7 @@ export function capsuleJson(c: Capsule, volumeMounts: CapsuleVolumeMountsJson): 
     envd_access_token: c.envdAccessToken,
     traffic_access_token: c.trafficAccessToken,
     mask_request_host: c.maskRequestHost,
+    ...c.plainFields,
     created_at: c.createdAt.toISOString(),
     updated_at: c.updatedAt.toISOString(),
     expires_at: c.expiresAt?.toISOString() ?? null,

@@ -2,6 +2,7 @@
 import {
   ACTIVE_CAPSULE_STATES,
   CAPSULE_STATES,
+  type CapsulePlainFieldsJson,
   type CapsuleState,
   FINAL_CAPSULE_STATES,
   TIMEOUT_ACTIONS,
@@ -50,6 +51,8 @@ export interface Capsule {
   trafficAccessToken: string | null;
   /** The Host header its servers see (`${PORT}` for the port). */
   maskRequestHost: string | null;
+  /** The contract's plain fields, as given at creation. */
+  plainFields: CapsulePlainFieldsJson;
   createdAt: Date;
   updatedAt: Date;
   expiresAt: Date | null;
@@ -75,6 +78,7 @@ export interface NewCapsule {
   autoResume?: boolean;
   trafficAccessToken?: string | null;
   maskRequestHost?: string | null;
+  plainFields?: CapsulePlainFieldsJson;
   state?: CapsuleState;
   /** Defaults to now + timeoutSec. */
   expiresAt?: Date | null;
@@ -99,6 +103,7 @@ export const toCapsule = (r: Selectable<CapsulesTable>): Capsule => ({
   autoResume: Number(r.auto_resume) !== 0,
   trafficAccessToken: r.traffic_access_token ?? null,
   maskRequestHost: r.mask_request_host ?? null,
+  plainFields: parseJson<CapsulePlainFieldsJson>(r.plain_fields, {}),
   createdAt: toDate(r.created_at),
   updatedAt: toDate(r.updated_at),
   expiresAt: toDateOrNull(r.expires_at),
@@ -129,6 +134,7 @@ export async function createCapsule(db: Kysely<Database>, input: NewCapsule): Pr
     auto_resume: input.autoResume ? 1 : 0,
     traffic_access_token: input.trafficAccessToken ?? null,
     mask_request_host: input.maskRequestHost ?? null,
+    plain_fields: JSON.stringify(input.plainFields ?? {}),
     created_at: now,
     updated_at: now,
     expires_at: input.expiresAt !== undefined ? toMsOrNull(input.expiresAt) : now + timeoutSec * 1000,

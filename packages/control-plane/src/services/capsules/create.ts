@@ -134,6 +134,7 @@ export async function createCapsule(
     // E2B's allowPublicTraffic: false: the proxy lets through only requests that carry this.
     trafficAccessToken: input.network?.allowPublicTraffic === false ? newEnvdAccessToken() : null,
     maskRequestHost: input.network?.maskRequestHost ?? null,
+    plainFields: input.plainFields ?? {},
     state: 'starting',
     expiresAt: timeoutSec > 0 ? new Date(now + timeoutSec * 1000) : null,
   });
