@@ -1,5 +1,5 @@
 // `wrenn capsule create|ls|info|rm|pause|resume|ping` (network: network.ts).
-import { CAPSULE_LIMITS as L, TIMEOUT_ACTIONS, type TimeoutAction } from '@wrenn/protocol';
+import { CAPSULE_PLAIN_FIELDS, CAPSULE_LIMITS as L, TIMEOUT_ACTIONS, type TimeoutAction } from '@wrenn/protocol';
 import { Capsule, type CapsuleInfo, pullImage } from '@wrenn/sdk';
 import { ago, CliError, connection, parseIntOption, parsePairs, printJson, printTable, run } from './support.js';
 import { parseVolumeFlags } from './volume.js';
@@ -51,8 +51,11 @@ export const create = (o: CreateOpts) =>
     const timeoutSec = parseIntOption('--timeout', o.timeout, 0, L.maxTimeoutSec);
     const envs = parsePairs('--env', o.env);
     const metadata = parsePairs('--metadata', o.metadata);
-    // The server checks the names and values against the contract (a 400 names the field).
+    // The names here; the values are checked by the server against the contract (a 400 names the field).
     const plainFields = parsePairs('--field', o.field);
+    const known = Object.keys(CAPSULE_PLAIN_FIELDS);
+    for (const key of Object.keys(plainFields ?? {}))
+      if (!known.includes(key)) throw new CliError(`--field takes one of ${known.join(', ')}, got '${key}'`);
     const volumeMounts = parseVolumeFlags(o.volume);
     if (o.onTimeout !== undefined && !(TIMEOUT_ACTIONS as readonly string[]).includes(o.onTimeout))
       throw new CliError(`--on-timeout must be one of ${TIMEOUT_ACTIONS.join(', ')}, got '${o.onTimeout}'`);
