@@ -76,6 +76,12 @@ export function CapsulePage({ id }: { id: string }) {
         />
       </div>
       <dl class="facts">
+        {c.name && (
+          <>
+            <dt>Name</dt>
+            <dd>{c.name}</dd>
+          </>
+        )}
         <dt>Template</dt>
         <dd>{c.template}</dd>
         <dt>Runtime</dt>

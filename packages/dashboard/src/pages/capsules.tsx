@@ -61,6 +61,7 @@ export function CapsulesPage() {
         (template === 'all' || c.template === template) &&
         (!needle ||
           c.id.includes(needle) ||
+          (c.name ?? '').toLowerCase().includes(needle) ||
           (c.host_id ?? '').toLowerCase().includes(needle) ||
           Object.entries(c.metadata).some(([k, v]) => `${k}=${v}`.toLowerCase().includes(needle))),
     );
@@ -115,7 +116,7 @@ export function CapsulesPage() {
           Search
           <input
             type="search"
-            placeholder="id, host or metadata key=value"
+            placeholder="id, name, host or metadata key=value"
             value={q}
             onInput={(e) => setQ((e.target as HTMLInputElement).value)}
           />
@@ -147,6 +148,7 @@ export function CapsulesPage() {
                   <tr key={c.id}>
                     <th scope="row">
                       <Link href={`/capsules/${c.id}`}>{c.id}</Link>
+                      {c.name && <div class="meta">{c.name}</div>}
                       {Object.keys(c.metadata).length > 0 && (
                         <div class="meta">
                           {Object.entries(c.metadata)

@@ -1,4 +1,4 @@
-// The "new capsule" form: template, vcpus, memory, timeout, env and metadata.
+// The "new capsule" form: name, template, vcpus, memory, timeout, env and metadata.
 import { useEffect, useState } from 'preact/hooks';
 import { type Capsule, capsules, snapshots, type Template, templates } from '../api.js';
 import { parsePairs } from '../format.js';
@@ -17,6 +17,7 @@ export function CreateCapsuleDialog({
 }) {
   const [choices, setChoices] = useState<Template[]>([]);
   const [template, setTemplate] = useState(initialTemplate ?? 'minimal');
+  const [name, setName] = useState('');
   const [vcpus, setVcpus] = useState('');
   const [memory, setMemory] = useState('');
   const [timeout, setTimeoutSec] = useState('300');
@@ -37,6 +38,7 @@ export function CreateCapsuleDialog({
     e.preventDefault();
     await run('create', async () => {
       const body: Record<string, unknown> = { template };
+      if (name.trim()) body.name = name.trim();
       if (vcpus) body.vcpus = Number(vcpus);
       if (memory) body.memory_mb = Number(memory);
       if (timeout !== '') body.timeout_sec = Number(timeout);
@@ -51,6 +53,14 @@ export function CreateCapsuleDialog({
   return (
     <Modal title="New capsule" open={open} onClose={onClose}>
       <form onSubmit={submit} class="grid-form">
+        <label for="c-name">Name (optional)</label>
+        <input
+          id="c-name"
+          maxLength={100}
+          placeholder="to tell it apart"
+          value={name}
+          onInput={(e) => setName((e.target as HTMLInputElement).value)}
+        />
         <label for="c-template">Template</label>
         <select id="c-template" value={template} onChange={(e) => setTemplate((e.target as HTMLSelectElement).value)}>
           {!choices.some((c) => c.name === template) && <option value={template}>{template}</option>}

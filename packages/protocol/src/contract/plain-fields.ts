@@ -6,7 +6,17 @@
 // repository change. Each entry is optional (absent from the JSON when it was not given).
 import { type Static, Type } from 'typebox';
 
-export const CAPSULE_PLAIN_FIELDS = {};
+export const CAPSULE_PLAIN_FIELDS = {
+  name: Type.Optional(
+    Type.String({
+      minLength: 1,
+      maxLength: 100,
+      // Printable: shown in lists and tables as it is.
+      pattern: '^[^\\u0000-\\u001f\\u007f]+$',
+      description: 'A name for people to tell capsules apart by (not unique; the id stays the key)',
+    }),
+  ),
+};
 
 const PlainFieldsSchema = Type.Object(CAPSULE_PLAIN_FIELDS);
 /** The plain fields of one capsule, as the native API's JSON spells them. */
