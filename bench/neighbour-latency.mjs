@@ -8,7 +8,7 @@
 // BENCH_N: idle calls (200). BENCH_ATTACKS=fds,cpu: only those attacks. BENCH_FD_CAP=N: the file-handle
 // attack's processes stop at N open files each (default: their hard limit), to see how B's p99 and
 // this machine's PID 1 follow the number of files the attacker holds.
-import { readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { ATTACK_SECS, attacks, runAttack } from '../packages/control-plane/dist/test/security/attacks.js';
 import { PROBE, TwoTeams } from '../packages/control-plane/dist/test/security/two-teams.js';
 
@@ -51,6 +51,24 @@ const pid1CpuSec = () => {
   return (Number(f[11]) + Number(f[12])) / 100; // utime + stime, in USER_HZ (100 on Linux)
 };
 
+// A capsule's memory cgroup (v1), wherever the agent's cgroup parent is.
+const memcgDir = (id) => {
+  for (const parent of readdirSync('/sys/fs/cgroup/memory', { withFileTypes: true }))
+    if (parent.isDirectory() && existsSync(`/sys/fs/cgroup/memory/${parent.name}/${id}`))
+      return `/sys/fs/cgroup/memory/${parent.name}/${id}`;
+  return undefined;
+};
+const memStat = (id, key) => {
+  const dir = memcgDir(id);
+  if (!dir) return null;
+  const m = new RegExp(`^${key} (\\d+)$`, 'm').exec(readFileSync(`${dir}/memory.stat`, 'utf8'));
+  return m ? Number(m[1]) : null;
+};
+const memFile = (id, file) => {
+  const dir = memcgDir(id);
+  return dir ? Number(readFileSync(`${dir}/${file}`, 'utf8')) : null;
+};
+
 // A small capsule disk so the disk attack reaches ENOSPC within its time, as in the security suite.
 const t = await TwoTeams.start({ capsuleDiskMb: 256 });
 const result = {
@@ -72,6 +90,10 @@ try {
     const times = [];
     const failures = [];
     const cpu0 = pid1CpuSec();
+    // B's major faults (pages B uses that had to be read back from disk) and A's memory peak.
+    const majflt0 = memStat(t.b.capsule.id, 'total_pgmajfault');
+    const aDir = memcgDir(t.a.capsule.id);
+    if (aDir) writeFileSync(`${aDir}/memory.max_usage_in_bytes`, '0');
     const outcome = await runAttack(t, t.a, attack, async () => {
       try {
         times.push(await t.execTrueMs(t.b));
@@ -91,6 +113,10 @@ try {
       // The probe's report (e.g. how many files the fds attack's processes held).
       attack_report: outcome.output.trim().slice(0, 300),
       pid1_cpu_s: Math.round((pid1CpuSec() - cpu0) * 100) / 100,
+      b_major_faults: majflt0 === null ? null : memStat(t.b.capsule.id, 'total_pgmajfault') - majflt0,
+      a_memory_peak_of_limit: aDir
+        ? round(memFile(t.a.capsule.id, 'memory.max_usage_in_bytes') / memFile(t.a.capsule.id, 'memory.limit_in_bytes'))
+        : null,
     };
   }
   result.missed_goal = Object.entries(result.attacks)
