@@ -6,94 +6,21 @@
 // while a neighbour without a policy keeps its internet. Every "internet" host is in a namespace
 // this test creates (198.18.7.0/24); no packet leaves the machine.
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { after, before, test } from 'node:test';
-import type { EgressProxy } from '../../src/network/egress-proxy/server.js';
-import { loadEgressCa, NetworkManager } from '../../src/network/index.js';
-import {
-  createInternet,
-  INET,
-  INET_TCP_PORT,
-  type Internet,
-  internetLeftovers,
-  RESOLVE,
-  removeInternet,
-} from '../../src/testing/egress-internet.js';
-import {
-  execFileP,
-  freePort,
-  killChildren,
-  leftovers,
-  probeFrom,
-  TEST_NAMES,
-  TEST_POOL,
-  udpProbeFrom,
-} from '../network-helpers.js';
+import { test } from 'node:test';
+import { INET, INET_TCP_PORT, RESOLVE } from '../../src/testing/egress-internet.js';
+import { execFileP, probeFrom, udpProbeFrom } from '../network-helpers.js';
+import { egressSuite, rootOnly } from './egress-suite.js';
 
-const isRoot = process.getuid?.() === 0;
-const opts = { skip: isRoot ? false : 'needs root (namespaces, veth, iptables)' };
-
-let dataDir = '';
-let m: NetworkManager;
-let inet: Internet;
-let proxy: EgressProxy;
-let egressCaPem = '';
-let bothCas = '';
-
-function newManager(metadataPort: number): NetworkManager {
-  return new NetworkManager({
-    dataDir,
-    pool: TEST_POOL,
-    names: TEST_NAMES,
-    metadataPort,
-    dnsServers: [INET.dns],
-    egressAllow: [INET.range], // the test's "internet": open like global addresses
-  });
-}
-
-before(async () => {
-  if (!isRoot) return;
-  dataDir = await mkdtemp(join(tmpdir(), 'wrenn-egress-policy-'));
-  m = newManager(await freePort());
-  await m.removeAll(); // whatever an earlier, killed run left
-  m = newManager(m.metadataPort);
-  await m.init();
-  inet = await createInternet();
-  const ca = await loadEgressCa(dataDir);
-  egressCaPem = ca.certPem;
-  proxy = await m.startEgressProxy({ upstreamCa: [inet.caPem], ca });
-  // What a capsule with rules trusts: the internet's CA and the egress proxy's.
-  bothCas = join(dataDir, 'both-cas.pem');
-  await writeFile(bothCas, `${inet.caPem}\n${egressCaPem}`);
-});
-
-after(async () => {
-  if (!isRoot) return;
-  killChildren();
-  await proxy?.close();
-  await inet?.stop();
-  await removeInternet();
-  await m?.removeAll().catch((e) => console.error('network cleanup:', e));
-  const left = [...(await leftovers(join(dataDir, 'network', 'slots'))), ...internetLeftovers()];
-  await rm(dataDir, { recursive: true, force: true });
-  assert.deepEqual(left, [], 'the suite left networking state behind');
-});
-
-let seq = 0;
-async function capsule(policy: { allowOut?: string[]; denyOut?: string[]; rules?: Record<string, unknown> } = {}) {
-  const id = `cl-ep-${++seq}`;
-  const net = await m.create({ id, internet: true, ...(policy as object) });
-  return net;
-}
+const opts = rootOnly;
+const suite = egressSuite('ep');
+const capsule = suite.capsule;
 
 /** curl inside the capsule's namespace; `to` pins the name to an address as the capsule's DNS would. */
 async function curl(
   netns: string,
   url: string,
   to?: string,
-  cacert = inet.caFile,
+  cacert = suite.inet.caFile,
   extra: string[] = [],
 ): Promise<{ code: number; body: string }> {
   const u = new URL(url);
@@ -111,25 +38,14 @@ const served = (body: string) => JSON.parse(body) as { server: string; host: str
 
 test('the internet stand-in answers the host directly', opts, async () => {
   const n = await capsule();
-  t_after(n.id);
   assert.equal((await probeFrom(n.netnsName, INET.a, INET_TCP_PORT, 3000)).ok, true);
   assert.equal(served((await curl(n.netnsName, 'https://b.egress.test/', INET.b)).body).server, INET.b);
-});
-
-const toDestroy: string[] = [];
-function t_after(id: string) {
-  toDestroy.push(id);
-}
-after(async () => {
-  if (!isRoot) return;
-  for (const id of toDestroy) await m.destroy(id).catch(() => undefined);
 });
 
 test('denyOut by IP and CIDR refuses TCP and UDP at once; the rest stays reachable', opts, async () => {
   const ip = await capsule({ denyOut: [INET.b] });
   const cidr = await capsule({ denyOut: ['198.18.7.8/29'] });
   const neighbour = await capsule();
-  for (const n of [ip, cidr, neighbour]) t_after(n.id);
   for (const n of [ip, cidr]) {
     assert.deepEqual(await probeFrom(n.netnsName, INET.b, INET_TCP_PORT, 3000), { ok: false, error: 'ECONNREFUSED' });
     assert.equal((await udpProbeFrom(n.netnsName, INET.b, 5353, 1500)).ok, false, 'UDP denied too');
@@ -147,7 +63,6 @@ test('all-traffic deny with allowOut: allow takes precedence; DNS refused withou
   const only = await capsule({ denyOut: ['0.0.0.0/0'], allowOut: [INET.a] });
   const both = await capsule({ denyOut: ['0.0.0.0/0'], allowOut: [INET.a, `${INET.b}/32`] });
   const none = await capsule({ denyOut: ['0.0.0.0/0'] });
-  for (const n of [only, both, none]) t_after(n.id);
   assert.equal((await probeFrom(only.netnsName, INET.a, INET_TCP_PORT, 3000)).ok, true);
   assert.deepEqual(await probeFrom(only.netnsName, INET.b, INET_TCP_PORT, 3000), { ok: false, error: 'ECONNREFUSED' });
   assert.equal((await probeFrom(both.netnsName, INET.b, INET_TCP_PORT, 3000)).ok, true, 'allow beats deny');
@@ -168,22 +83,20 @@ test('all-traffic deny with allowOut: allow takes precedence; DNS refused withou
 
 test('an update on a running capsule applies to new connections at once, and can clear the policy', opts, async () => {
   const n = await capsule();
-  t_after(n.id);
   assert.equal((await probeFrom(n.netnsName, INET.b, INET_TCP_PORT, 3000)).ok, true);
-  await m.setPolicy(n.id, { denyOut: [INET.b] });
+  await suite.m.setPolicy(n.id, { denyOut: [INET.b] });
   assert.deepEqual(await probeFrom(n.netnsName, INET.b, INET_TCP_PORT, 3000), { ok: false, error: 'ECONNREFUSED' });
   assert.equal((await probeFrom(n.netnsName, INET.a, INET_TCP_PORT, 3000)).ok, true);
-  await m.setPolicy(n.id, { denyOut: ['0.0.0.0/0'], allowOut: [INET.b] });
+  await suite.m.setPolicy(n.id, { denyOut: ['0.0.0.0/0'], allowOut: [INET.b] });
   assert.equal((await probeFrom(n.netnsName, INET.b, INET_TCP_PORT, 3000)).ok, true);
   assert.equal((await probeFrom(n.netnsName, INET.a, INET_TCP_PORT, 3000)).ok, false);
-  await m.setPolicy(n.id, {});
+  await suite.m.setPolicy(n.id, {});
   assert.equal((await probeFrom(n.netnsName, INET.a, INET_TCP_PORT, 3000)).ok, true, 'an empty policy clears it');
-  assert.deepEqual((await m.get(n.id))?.denyOut, []);
+  assert.deepEqual((await suite.m.get(n.id))?.denyOut, []);
 });
 
 test('domains: allowOut names and *.domain pass the egress proxy on 80 and 443; other names do not', opts, async () => {
   const n = await capsule({ denyOut: ['0.0.0.0/0'], allowOut: ['a.egress.test', '*.wild.egress.test'] });
-  t_after(n.id);
   // The capsule's DNS works under deny-all (its name servers stay open with domain rules).
   const dns = await execFileP('ip', [
     'netns',
@@ -222,8 +135,6 @@ test(
   async () => {
     const n = await capsule({ denyOut: ['0.0.0.0/0'], allowOut: ['a.egress.test', 'rebind.egress.test'] });
     const neighbour = await capsule();
-    t_after(n.id);
-    t_after(neighbour.id);
     // Dial b's address with a's name: the proxy connects to a (what the name resolves to), never to b.
     const spoof = await curl(n.netnsName, 'https://a.egress.test/', INET.b);
     assert.equal(spoof.code, 200, spoof.body);
@@ -250,21 +161,23 @@ test(
       denyOut: ['0.0.0.0/0'],
       rules: { 'a.egress.test': [{ transform: { headers: { 'X-Api-Key': secret, 'User-Agent': 'wrenn-rule' } } }] },
     });
-    t_after(n.id);
     const r = await curl(n.netnsName, 'http://a.egress.test/get', INET.a);
     assert.equal(r.code, 200, r.body);
     const h = served(r.body).headers;
     assert.equal(h['x-api-key'], secret);
     assert.equal(h['user-agent'], 'wrenn-rule', 'an existing header is replaced');
     // HTTPS: terminated with the egress CA's certificate for the name, re-sent verified upstream.
-    const tls = await curl(n.netnsName, 'https://a.egress.test/get', INET.a, bothCas);
+    const tls = await curl(n.netnsName, 'https://a.egress.test/get', INET.a, suite.bothCas);
     assert.equal(tls.code, 200, tls.body);
     assert.equal(served(tls.body).headers['x-api-key'], secret);
     assert.equal(served(tls.body).server, INET.a);
     // Without the egress CA the capsule's client refuses the proxy's certificate (fails closed).
     assert.equal((await curl(n.netnsName, 'https://a.egress.test/get', INET.a)).code, 0);
     // A Host other than the TLS name inside a terminated connection is refused.
-    const other = await curl(n.netnsName, 'https://a.egress.test/', INET.a, bothCas, ['-H', 'Host: b.egress.test']);
+    const other = await curl(n.netnsName, 'https://a.egress.test/', INET.a, suite.bothCas, [
+      '-H',
+      'Host: b.egress.test',
+    ]);
     assert.notEqual(other.code, 200);
     // The value lives in the agent's records only: nothing in the namespace names it.
     const inside = await execFileP('ip', ['netns', 'exec', n.netnsName, 'sh', '-c', 'ip addr; cat /proc/net/tcp']);

@@ -6,73 +6,16 @@
 // end with its network; a neighbour without a policy keeps working throughout. Every "internet"
 // host is in a namespace this test creates (198.18.7.0/24); no packet leaves the machine.
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import { relayStats } from '@wrenn/native';
-import type { EgressProxy } from '../../src/network/egress-proxy/server.js';
-import { NetworkManager } from '../../src/network/index.js';
-import {
-  createInternet,
-  INET,
-  type Internet,
-  internetLeftovers,
-  removeInternet,
-} from '../../src/testing/egress-internet.js';
+import { INET } from '../../src/testing/egress-internet.js';
 import { nodeInNetns } from '../../src/testing/netns.js';
-import { execFileP, freePort, killChildren, leftovers, TEST_NAMES, TEST_POOL } from '../network-helpers.js';
+import { execFileP } from '../network-helpers.js';
+import { egressSuite, rootOnly } from './egress-suite.js';
 
-const isRoot = process.getuid?.() === 0;
-const opts = { skip: isRoot ? false : 'needs root (namespaces, veth, iptables)' };
-
-let dataDir = '';
-let m: NetworkManager;
-let inet: Internet;
-let proxy: EgressProxy;
-const toDestroy: string[] = [];
-
-function newManager(metadataPort: number): NetworkManager {
-  return new NetworkManager({
-    dataDir,
-    pool: TEST_POOL,
-    names: TEST_NAMES,
-    metadataPort,
-    dnsServers: [INET.dns],
-    egressAllow: [INET.range],
-  });
-}
-
-before(async () => {
-  if (!isRoot) return;
-  dataDir = await mkdtemp(join(tmpdir(), 'wrenn-egress-relay-'));
-  m = newManager(await freePort());
-  await m.removeAll(); // whatever an earlier, killed run left
-  m = newManager(m.metadataPort);
-  await m.init();
-  inet = await createInternet();
-  proxy = await m.startEgressProxy({ upstreamCa: [inet.caPem] });
-});
-
-after(async () => {
-  if (!isRoot) return;
-  killChildren();
-  for (const id of toDestroy) await m.destroy(id).catch(() => undefined);
-  await proxy?.close();
-  await inet?.stop();
-  await removeInternet();
-  await m?.removeAll().catch((e) => console.error('network cleanup:', e));
-  const left = [...(await leftovers(join(dataDir, 'network', 'slots'))), ...internetLeftovers()];
-  await rm(dataDir, { recursive: true, force: true });
-  assert.deepEqual(left, [], 'the suite left networking state behind');
-});
-
-let seq = 0;
-async function capsule(policy: { allowOut?: string[]; denyOut?: string[] } = {}) {
-  const net = await m.create({ id: `cl-er-${++seq}`, internet: true, ...policy });
-  toDestroy.push(net.id);
-  return net;
-}
+const opts = rootOnly;
+const suite = egressSuite('er');
+const capsule = suite.capsule;
 
 /** Runs a node script inside `netns` and parses the JSON it prints. */
 async function inNetns<T>(netns: string, script: string, ...args: string[]): Promise<T> {
@@ -171,7 +114,7 @@ test('the egress proxy moves judged connections on the native relay', opts, asyn
   const n = await capsule({ denyOut: ['0.0.0.0/0'], allowOut: ['a.egress.test'] });
   const before = relayStats();
   const r = await execFileP('ip', [
-    ...['netns', 'exec', n.netnsName, 'curl', '-sS', '--max-time', '10', '--cacert', inet.caFile],
+    ...['netns', 'exec', n.netnsName, 'curl', '-sS', '--max-time', '10', '--cacert', suite.inet.caFile],
     ...['--resolve', `a.egress.test:443:${INET.a}`, '-o', '/dev/null', '-w', '%{http_code} %{size_download}'],
     'https://a.egress.test/bytes/1048576',
   ]);
@@ -234,7 +177,7 @@ test('hostile: a Host inside TLS other than the SNI still only reaches the SNI n
     INET.b,
     'a.egress.test',
     'b.egress.test',
-    inet.caFile,
+    suite.inet.caFile,
   );
   assert.equal(r.ok, true, JSON.stringify(r));
   assert.equal(served(r.body!).server, INET.a, `reached another address: ${r.body}`);
@@ -245,7 +188,7 @@ test('hostile: a Host inside TLS other than the SNI still only reaches the SNI n
     INET.a,
     'b.egress.test',
     'a.egress.test',
-    inet.caFile,
+    suite.inet.caFile,
   );
   assert.equal(denied.ok, false, `SNI b was carried: ${JSON.stringify(denied)}`);
 });
@@ -259,7 +202,7 @@ test('hostile: a ClientHello in one-byte segments is read whole, judged, and sen
     INET.a,
     'a.egress.test',
     'a.egress.test',
-    inet.caFile,
+    suite.inet.caFile,
   );
   assert.equal(ok.ok, true, JSON.stringify(ok));
   assert.equal(ok.status, 200);
@@ -270,7 +213,7 @@ test('hostile: a ClientHello in one-byte segments is read whole, judged, and sen
     INET.b,
     'b.egress.test',
     'b.egress.test',
-    inet.caFile,
+    suite.inet.caFile,
   );
   assert.equal(denied.ok, false, `a split ClientHello for b was carried: ${JSON.stringify(denied)}`);
   const nb = await inNetns<{ ok: boolean; body?: string }>(
@@ -279,7 +222,7 @@ test('hostile: a ClientHello in one-byte segments is read whole, judged, and sen
     INET.b,
     'b.egress.test',
     'b.egress.test',
-    inet.caFile,
+    suite.inet.caFile,
   );
   assert.equal(served(nb.body!).server, INET.b, 'the neighbour reaches b');
 });
@@ -303,7 +246,7 @@ test('a capsule’s relayed egress connections end when its network is destroyed
     () => relayStats().active > start,
     () => relayStats(),
   );
-  await m.destroy(n.id);
+  await suite.m.destroy(n.id);
   await waitFor(
     'the relay dropped the destroyed capsule’s connection',
     () => relayStats().active === start,
