@@ -7,7 +7,7 @@
 // used (cpuacct, envd and the command) and envd's page faults (minor/major, /proc/<pid>/stat), so
 // the cost of coming back from idleness (pages given up by envd's idle-memory release, V8 state
 // dropped while idle) shows as cold minus warm. Prints JSON; run alone on the machine:
-//   flock /tmp/wrenn-tests.lock node bench/idle-exec.mjs [--capsules 4] [--idle-sec 20,60] [--rounds 3]
+//   flock /tmp/wrenn-tests.lock node bench/idle-exec.mjs [--capsules 4] [--idle-sec 15,60] [--rounds 1]
 // Every capsule is destroyed and the stack removed at the end, also after a failure or Ctrl-C.
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
@@ -20,8 +20,8 @@ import { spawnDensityStack, DENSITY_STACK_SCRIPT as stackScript } from './lib/sp
 const { values: opt } = parseArgs({
   options: {
     capsules: { type: 'string', default: '4' },
-    'idle-sec': { type: 'string', default: '20,60' },
-    rounds: { type: 'string', default: '2' },
+    'idle-sec': { type: 'string', default: '15,60' },
+    rounds: { type: 'string', default: '1' },
     template: { type: 'string', default: 'minimal' },
   },
 });
