@@ -23,7 +23,8 @@ import { envdListening } from './lib/envd-listening.mjs';
 import { predecodedDescriptors } from './lib/predecoded-descriptors.mjs';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const out = join(root, 'packages/envd/dist/bundle');
+// WRENN_ENVD_BUNDLE_OUT: another folder (bench/capsule-envd-lines.mjs makes one bundle per node line).
+const out = process.env.WRENN_ENVD_BUNDLE_OUT ?? join(root, 'packages/envd/dist/bundle');
 const { ENVD_NODE_FLAGS, ENVD_START, envdV8Flags } = await import(
   pathToFileURL(join(root, 'packages/envd/dist/src/bundle-layout.js')).href
 );

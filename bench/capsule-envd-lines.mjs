@@ -1,0 +1,137 @@
+#!/usr/bin/env node
+// envd's start on each Node line, inside a capsule and on the host (prints JSON): the machine's node
+// and the lines of .ci/node-lines (or the versions given), each with an envd bundle and V8 code
+// cache made by that node. Inside: a namespace capsule (`minimal`, 1 vCPU, 256 MiB) whose bound
+// runtime is that node, timed from its init to envd ready, and the CPU the capsule's cgroup used
+// until then (init + envd, all threads). On the host: envd started directly, wall until ready and
+// its CPU (all threads' schedstat). Lines take turns round by round, so the machine's drift hits
+// all of them alike; the CPU figures are the steady ones on a shared machine.
+// Usage (root, after `npm run build`): node bench/capsule-envd-lines.mjs [22.23.5 24.22.3 ...]
+// BENCH_N rounds (default 15). The tree's own bundle is left alone (each line's goes to a temp dir).
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { TemplateStore } from '../packages/host-agent/dist/src/rootfs/index.js';
+import { NamespaceRuntime } from '../packages/host-agent/dist/src/runtimes/namespace/index.js';
+import { nodeLine } from '../scripts/node-line.mjs';
+import { removeCgroupParent } from './lib/cgroup-parent.mjs';
+import { latencyStats } from './lib/latency-stats.mjs';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const N = Number(process.env.BENCH_N ?? 15);
+const IMAGES = process.env.BENCH_IMAGES ?? '/var/cache/wrenn-test-images';
+const CGROUP_PARENT = 'wrenn-bench-envd-lines';
+const given = process.argv.slice(2);
+const versions = given.length
+  ? given
+  : readFileSync(join(root, '.ci/node-lines'), 'utf8')
+      .split('\n')
+      .map((l) => l.trim())
+      .filter((l) => l && !l.startsWith('#'));
+const lines = [
+  { version: process.versions.node, node: process.execPath },
+  ...versions.map((v) => ({ version: v, node: nodeLine(v) })),
+];
+const stats = (xs) => latencyStats(xs, { percentiles: [50], max: true });
+
+const work = mkdtempSync(join(tmpdir(), 'wrenn-bench-envd-lines-'));
+const dataDir = work;
+const runtimes = [];
+try {
+  // One app dir a line holding the bundle that node made (its code cache is only good for it).
+  for (const line of lines) {
+    line.appDir = join(work, `app-${line.version}`);
+    execFileSync(line.node, [join(root, 'scripts/bundle-envd.mjs')], {
+      env: {
+        ...process.env,
+        PATH: `${dirname(line.node)}:${process.env.PATH}`,
+        WRENN_ENVD_BUNDLE_OUT: join(line.appDir, 'packages/envd/dist/bundle'),
+      },
+      stdio: ['ignore', 'ignore', 'inherit'],
+    });
+    line.runtime = new NamespaceRuntime({
+      dataDir,
+      templates: new TemplateStore({ imagesDir: IMAGES }),
+      cgroupParent: CGROUP_PARENT,
+      nodePath: line.node,
+      appDir: line.appDir,
+    });
+    runtimes.push(line.runtime);
+    line.rows = { capsule_init_to_ready_ms: [], capsule_cpu_ms: [], host_ready_ms: [], host_cpu_ms: [] };
+  }
+  for (let round = 0; round <= N; round++) {
+    for (const line of lines) {
+      const inCapsule = await capsuleStart(line);
+      const onHost = await hostStart(line);
+      if (round === 0) continue; // warms the page cache and the template
+      line.rows.capsule_init_to_ready_ms.push(inCapsule.readyMs);
+      line.rows.capsule_cpu_ms.push(inCapsule.cpuMs);
+      line.rows.host_ready_ms.push(onHost.readyMs);
+      line.rows.host_cpu_ms.push(onHost.cpuMs);
+    }
+  }
+  const result = { bench: 'capsule-envd-lines', rounds: N, lines: {} };
+  for (const line of lines)
+    result.lines[line.version] = Object.fromEntries(Object.entries(line.rows).map(([k, v]) => [k, stats(v)]));
+  console.log(JSON.stringify(result, null, 2));
+} finally {
+  for (const rt of runtimes) await rt.cleanupStale(new Set()).catch(() => undefined);
+  for (const rt of runtimes) await rt.close().catch(() => undefined);
+  removeCgroupParent(CGROUP_PARENT);
+  rmSync(work, { recursive: true, force: true });
+}
+
+/** One capsule: init to envd ready (the runtime's own timing) and its cgroup's CPU until then. */
+async function capsuleStart(line) {
+  const id = `cl-lines${Math.random().toString(36).slice(2, 10)}`;
+  const handle = await line.runtime.create({
+    id,
+    template: 'minimal',
+    vcpus: 1,
+    memoryMb: 256,
+    envs: {},
+    internet: false,
+    metadata: {},
+  });
+  try {
+    const cpuDir = handle.state.cgroupDirs.find((d) => existsSync(join(d, 'cpuacct.usage')));
+    if (!cpuDir) throw new Error(`no cpuacct.usage in ${handle.state.cgroupDirs.join(' ')}`);
+    const cpuMs = Number(readFileSync(join(cpuDir, 'cpuacct.usage'), 'utf8')) / 1e6;
+    return { readyMs: line.runtime.lastCreateTimings.initToReady, cpuMs };
+  } finally {
+    await line.runtime.destroy(handle);
+  }
+}
+
+/** envd on the host as a capsule starts it (no flags, ready on fd 3): wall until ready, CPU of all its threads. */
+async function hostStart(line) {
+  const t0 = performance.now();
+  const child = spawn(
+    line.node,
+    [join(line.appDir, 'packages/envd/dist/bundle/start.cjs'), '--port', '0', '--host', '127.0.0.1'],
+    {
+      env: { PATH: '/usr/bin:/bin', HOME: '/root', LANG: 'C.UTF-8', WRENN_READY_FD: '3' },
+      stdio: ['ignore', 'ignore', 'pipe', 'pipe'],
+    },
+  );
+  let stderr = '';
+  child.stderr.on('data', (d) => (stderr += d));
+  try {
+    await new Promise((ok, fail) => {
+      const timer = setTimeout(() => fail(new Error(`envd (${line.version}) not ready in 15 s: ${stderr}`)), 15_000);
+      child.stdio[3].once('data', () => (clearTimeout(timer), ok()));
+      child.once('exit', (code) => (clearTimeout(timer), fail(new Error(`envd exited ${code}: ${stderr}`))));
+    });
+    const readyMs = performance.now() - t0;
+    let cpuNs = 0;
+    for (const task of readdirSync(`/proc/${child.pid}/task`))
+      cpuNs += Number(readFileSync(`/proc/${child.pid}/task/${task}/schedstat`, 'utf8').split(' ')[0]);
+    if (/code cache rejected/.test(stderr)) throw new Error(`envd on ${line.version} rejected its code cache`);
+    return { readyMs, cpuMs: cpuNs / 1e6 };
+  } finally {
+    child.kill('SIGKILL');
+    if (child.exitCode === null) await new Promise((r) => child.once('exit', r));
+  }
+}
