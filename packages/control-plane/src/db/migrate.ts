@@ -16,6 +16,7 @@ import * as m0008 from './migrations/0008_host_draining.js';
 import * as m0009 from './migrations/0009_template_tags.js';
 import * as m0010 from './migrations/0010_build_shape.js';
 import * as m0011 from './migrations/0011_plain_fields.js';
+import * as m0012 from './migrations/0012_create_keys.js';
 
 interface MigrationModule {
   up(db: Kysely<unknown>, dialect: SqlDialect): Promise<void>;
@@ -35,6 +36,7 @@ const modules: Record<string, MigrationModule> = {
   '0009_template_tags': m0009,
   '0010_build_shape': m0010,
   '0011_plain_fields': m0011,
+  '0012_create_keys': m0012,
 };
 
 export function migrationNames(): string[] {

@@ -118,7 +118,7 @@ export interface TemplateBuildsTable {
   error: string | null;
   started_at: number;
   finished_at: number | null;
-  /** The capsule shape asked for the template (E2B cpuCount/memoryMB); see migrations/0010. */
+  /** The capsule shape asked for the template (E2B cpuCount/memoryMB); see migrations/0011. */
   vcpus: number | null;
   memory_mb: number | null;
   /** Where a failed build stopped: 'base', a step number, or 'finalize'. */
@@ -131,6 +131,14 @@ export interface TemplateTagsTable {
   template: string;
   tag: string;
   build_id: string;
+  created_at: number;
+}
+
+/** Which capsule a create with an Idempotency-Key made (team, key); see migrations/0012. */
+export interface CapsuleCreateKeysTable {
+  team_id: string;
+  key: string;
+  capsule_id: string;
   created_at: number;
 }
 
@@ -181,6 +189,7 @@ export interface Database {
   template_builds: TemplateBuildsTable;
   template_configs: TemplateConfigsTable;
   template_tags: TemplateTagsTable;
+  capsule_create_keys: CapsuleCreateKeysTable;
   audit_events: AuditEventsTable;
   volumes: VolumesTable;
   capsule_volumes: CapsuleVolumesTable;

@@ -14,6 +14,7 @@ export type { Capsule, CapsuleState, TimeoutAction } from '../db/repositories/ca
 export { stateFromAgent } from './capsules/agent-mapping.js';
 export { recordEvent } from './capsules/audit.js';
 export { type CreateCapsuleInput, createCapsule } from './capsules/create.js';
+export { createCapsuleOnce } from './capsules/create-once.js';
 export { type ExecInput, type ExecResult, execCommand } from './capsules/exec.js';
 export { destroyCapsule, pauseCapsule, pingCapsule, resumeCapsule, setCapsuleTimeout } from './capsules/lifecycle.js';
 export {

@@ -174,27 +174,7 @@ export async function startCluster(o: { replicas: number; agents: number }): Pro
     // HAProxy in front.
     const lbPort = await freePort();
     const cfg = join(root, 'haproxy.cfg');
-    writeFileSync(
-      cfg,
-      [
-        'global',
-        '  maxconn 512',
-        'defaults',
-        '  mode tcp',
-        '  timeout connect 2s',
-        '  timeout client 10m',
-        '  timeout server 10m',
-        '  retries 3',
-        '  option redispatch',
-        'frontend fe',
-        `  bind 127.0.0.1:${lbPort}`,
-        '  default_backend replicas',
-        'backend replicas',
-        '  balance roundrobin',
-        ...replicas.map((r) => `  server cp${r.index} 127.0.0.1:${r.port} check inter 300 fall 2 rise 1`),
-        '',
-      ].join('\n'),
-    );
+    writeFileSync(cfg, balancerConfig(lbPort, replicas));
     const haproxy = spawn('haproxy', ['-db', '-f', cfg], { stdio: ['ignore', 'pipe', 'pipe'] });
     drain(haproxy, 'haproxy');
     stops.push(() => killProc(haproxy, 'SIGKILL'));
@@ -276,6 +256,50 @@ export async function startCluster(o: { replicas: number; agents: number }): Pro
     await stop();
     throw err;
   }
+}
+
+/**
+ * HAProxy in HTTP mode, as README's "Several control planes and hosts" shows: a request that never
+ * reached a replica is sent to another; one that reached a replica which died before answering is
+ * replayed on another when that is safe (reads, deletes, and creates, which the balancer gives an
+ * Idempotency-Key so the replay finds the capsule the first attempt made); anything else fails.
+ */
+export function balancerConfig(port: number, replicas: readonly { index: number; port: number }[]): string {
+  return [
+    'global',
+    '  maxconn 512',
+    // Shown with WRENN_TEST_LOG (drain()): one line per request, with its retries and termination state.
+    '  log stderr format raw local0',
+    'defaults',
+    '  mode http',
+    '  log global',
+    '  option httplog',
+    '  timeout connect 2s',
+    '  timeout client 10m',
+    '  timeout server 10m',
+    '  timeout tunnel 10m',
+    '  timeout http-keep-alive 30s',
+    // A connection to a replica carries one request: none sits idle, bound to a client's
+    // connection, when its replica dies.
+    '  option http-server-close',
+    // The whole request in HAProxy's buffer before it goes to a replica, so it can be replayed
+    // (the e2b SDK sends its JSON bodies chunked).
+    '  option http-buffer-request',
+    '  retries 3',
+    '  option redispatch 1',
+    '  retry-on conn-failure empty-response',
+    'frontend fe',
+    `  bind 127.0.0.1:${port}`,
+    '  acl create path /sandboxes /v2/sandboxes /v1/capsules',
+    '  acl keyed req.hdr(idempotency-key) -m found',
+    '  http-request set-header Idempotency-Key %[uuid] if METH_POST create !keyed',
+    '  http-request disable-l7-retry unless METH_GET || METH_HEAD || METH_DELETE || keyed',
+    '  default_backend replicas',
+    'backend replicas',
+    '  balance roundrobin',
+    ...replicas.map((r) => `  server cp${r.index} 127.0.0.1:${r.port} check inter 300 fall 2 rise 1`),
+    '',
+  ].join('\n');
 }
 
 /** Takes an agent's capsules back in a fresh agent process on its data dir and destroys them, its networks and cgroups. */

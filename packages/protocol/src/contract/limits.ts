@@ -29,6 +29,8 @@ export const CAPSULE_LIMITS = {
   maxMcpServers: 64,
   maxMcpServerNameLength: 200,
   maxMcpBytes: 64 * 1024,
+  /** A create's Idempotency-Key header (a client's, or the load balancer's request id). */
+  maxIdempotencyKeyLength: 255,
 } as const;
 
 /** What a capsule gets for every field its request leaves out. */

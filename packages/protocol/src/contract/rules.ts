@@ -113,6 +113,15 @@ export function metadataProblem(metadata: unknown, field = 'metadata'): string |
 }
 
 /** E2B's `mcp`: an object of server name -> settings object ("github/owner/repo" names too). */
+/** A create's Idempotency-Key: 1-255 visible ASCII characters (an HTTP header value, kept as given). */
+export const IDEMPOTENCY_KEY_RE = /^[\x21-\x7e]+$/;
+export function idempotencyKeyProblem(key: string, field = 'Idempotency-Key'): string | undefined {
+  if (key.length === 0 || key.length > CAPSULE_LIMITS.maxIdempotencyKeyLength)
+    return `${field} must be 1-${CAPSULE_LIMITS.maxIdempotencyKeyLength} characters, got ${key.length}`;
+  if (!IDEMPOTENCY_KEY_RE.test(key)) return `${field} may hold only visible ASCII characters (no spaces)`;
+  return undefined;
+}
+
 export const MCP_SERVER_NAME_RE = /^[A-Za-z0-9@][A-Za-z0-9._/@-]*$/;
 export function mcpProblem(mcp: unknown, field = 'mcp'): string | undefined {
   if (mcp === undefined || mcp === null) return undefined;

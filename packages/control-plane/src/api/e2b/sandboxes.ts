@@ -11,7 +11,7 @@ import {
   type CreateCapsuleInput,
   capsuleMetrics,
   capsuleMetricsHistory,
-  createCapsule,
+  createCapsuleOnce,
   destroyCapsule,
   getCapsule,
   listCapsules,
@@ -23,6 +23,7 @@ import {
 } from '../../services/capsules.js';
 
 import { capsuleVolumeMounts, volumeMountsOfCapsules } from '../../services/volumes.js';
+import { idempotencyKeyOf } from '../idempotency-key.js';
 import { e2bTeam } from './auth.js';
 import {
   E2B_STATES,
@@ -140,22 +141,27 @@ async function withVolumeMounts(
 }
 
 export function sandboxRoutes(app: FastifyInstance, ctx: ControlPlaneContext): void {
-  const create = async (body: NewSandbox, teamId: string) => {
+  const create = async (body: NewSandbox, teamId: string, idempotencyKey: string | undefined) => {
     const egress = e2bEgressPolicy(body.network);
     const publicTraffic = e2bPublicTraffic(body.network);
     const network = egress || Object.keys(publicTraffic).length > 0 ? { ...egress, ...publicTraffic } : undefined;
-    const c = await createCapsule(ctx, teamId, {
-      template: await templateOfRef(ctx, teamId, body.templateID),
-      timeoutSec: body.timeout ?? CAPSULE_DEFAULTS.timeoutSec,
-      timeoutAction: timeoutActionOf(body),
-      ...(body.envVars ? { envs: body.envVars } : {}),
-      ...(body.metadata ? { metadata: body.metadata } : {}),
-      ...(body.allow_internet_access !== undefined ? { internet: body.allow_internet_access } : {}),
-      ...(network ? { network } : {}),
-      ...(body.autoResume?.enabled ? { autoResume: true } : {}),
-      ...(body.volumeMounts?.length ? { volumeMounts: body.volumeMounts } : {}),
-      ...(body.mcp !== undefined ? { mcp: body.mcp as CreateCapsuleInput['mcp'] } : {}),
-    });
+    const c = await createCapsuleOnce(
+      ctx,
+      teamId,
+      {
+        template: await templateOfRef(ctx, teamId, body.templateID),
+        timeoutSec: body.timeout ?? CAPSULE_DEFAULTS.timeoutSec,
+        timeoutAction: timeoutActionOf(body),
+        ...(body.envVars ? { envs: body.envVars } : {}),
+        ...(body.metadata ? { metadata: body.metadata } : {}),
+        ...(body.allow_internet_access !== undefined ? { internet: body.allow_internet_access } : {}),
+        ...(network ? { network } : {}),
+        ...(body.autoResume?.enabled ? { autoResume: true } : {}),
+        ...(body.volumeMounts?.length ? { volumeMounts: body.volumeMounts } : {}),
+        ...(body.mcp !== undefined ? { mcp: body.mcp as CreateCapsuleInput['mcp'] } : {}),
+      },
+      idempotencyKey,
+    );
     return toSandbox(ctx, c);
   };
   for (const path of ['/sandboxes', '/v2/sandboxes']) {
@@ -166,7 +172,7 @@ export function sandboxRoutes(app: FastifyInstance, ctx: ControlPlaneContext): v
       },
       async (req, reply) => {
         const team = await e2bTeam(ctx, req);
-        return reply.status(201).send(await create(req.body as NewSandbox, team.id));
+        return reply.status(201).send(await create(req.body as NewSandbox, team.id, idempotencyKeyOf(req)));
       },
     );
   }

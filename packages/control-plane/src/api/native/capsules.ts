@@ -18,6 +18,7 @@ import * as svc from '../../services/capsules.js';
 import { capsuleVolumeMounts, volumeMountsOfCapsules } from '../../services/volumes.js';
 import { teamOf } from '../auth.js';
 import { STDIN_BODY_LIMIT } from '../edge.js';
+import { idempotencyKeyOf } from '../idempotency-key.js';
 
 import { abortOnDisconnect } from './disconnect.js';
 import {
@@ -122,24 +123,29 @@ export const capsuleRoutes =
       },
       async (req, reply) => {
         const b = req.body;
-        const c = await svc.createCapsule(ctx, teamOf(req).id, {
-          ...(b.template !== undefined ? { template: b.template } : {}),
-          ...(b.image !== undefined ? { image: b.image } : {}),
-          ...(b.registry_credentials !== undefined ? { registryCredentials: b.registry_credentials } : {}),
-          ...(b.vcpus !== undefined ? { vcpus: b.vcpus } : {}),
-          ...(b.memory_mb !== undefined ? { memoryMb: b.memory_mb } : {}),
-          ...(b.timeout_sec !== undefined ? { timeoutSec: b.timeout_sec } : {}),
-          ...(b.timeout_action !== undefined ? { timeoutAction: b.timeout_action } : {}),
-          ...(b.env !== undefined ? { envs: b.env } : {}),
-          ...(b.metadata !== undefined ? { metadata: b.metadata } : {}),
-          ...(b.internet !== undefined ? { internet: b.internet } : {}),
-          ...(b.auto_resume !== undefined ? { autoResume: b.auto_resume } : {}),
-          ...(b.network !== undefined ? { network: createNetworkOf(b.network) } : {}),
-          ...(b.runtime !== undefined ? { runtime: b.runtime } : {}),
-          ...(b.default_user !== undefined ? { defaultUser: b.default_user } : {}),
-          ...(b.volume_mounts !== undefined ? { volumeMounts: b.volume_mounts } : {}),
-          plainFields: pickPlainFields(b),
-        });
+        const c = await svc.createCapsuleOnce(
+          ctx,
+          teamOf(req).id,
+          {
+            ...(b.template !== undefined ? { template: b.template } : {}),
+            ...(b.image !== undefined ? { image: b.image } : {}),
+            ...(b.registry_credentials !== undefined ? { registryCredentials: b.registry_credentials } : {}),
+            ...(b.vcpus !== undefined ? { vcpus: b.vcpus } : {}),
+            ...(b.memory_mb !== undefined ? { memoryMb: b.memory_mb } : {}),
+            ...(b.timeout_sec !== undefined ? { timeoutSec: b.timeout_sec } : {}),
+            ...(b.timeout_action !== undefined ? { timeoutAction: b.timeout_action } : {}),
+            ...(b.env !== undefined ? { envs: b.env } : {}),
+            ...(b.metadata !== undefined ? { metadata: b.metadata } : {}),
+            ...(b.internet !== undefined ? { internet: b.internet } : {}),
+            ...(b.auto_resume !== undefined ? { autoResume: b.auto_resume } : {}),
+            ...(b.network !== undefined ? { network: createNetworkOf(b.network) } : {}),
+            ...(b.runtime !== undefined ? { runtime: b.runtime } : {}),
+            ...(b.default_user !== undefined ? { defaultUser: b.default_user } : {}),
+            ...(b.volume_mounts !== undefined ? { volumeMounts: b.volume_mounts } : {}),
+            plainFields: pickPlainFields(b),
+          },
+          idempotencyKeyOf(req),
+        );
         return reply.status(201).send(await capsuleJsonOf(ctx, c));
       },
     );

@@ -17,6 +17,7 @@ import type { Capsule as PbCapsule } from '@wrenn/protocol/gen/hostagent/v1/host
 import type { ControlPlaneContext } from '../../context.js';
 import {
   type Capsule,
+  getCapsule,
   createCapsule as insertCapsule,
   setCapsuleState,
   type TimeoutAction,
@@ -49,6 +50,8 @@ export interface CreateCapsuleInput extends CapsuleRequest {
   clientId?: string;
   /** Skip a built template's start command and ready check (template builds set this). */
   skipTemplateStart?: boolean;
+  /** The id to give the capsule (an idempotent create claims its key for it first); default a new one. */
+  id?: string;
 }
 
 const newEnvdAccessToken = (): string => randomBytes(24).toString('base64url');
@@ -112,7 +115,7 @@ export async function createCapsule(
     }
   };
   let { host, runtime } = await place();
-  const id = newCapsuleId();
+  const id = input.id ?? newCapsuleId();
   const envdAccessToken = newEnvdAccessToken();
   const now = Date.now();
   await insertCapsule(db, {
@@ -191,6 +194,9 @@ export async function createCapsule(
     expiresAt: expiresFromAgent(made) ?? (timeoutSec > 0 ? new Date(Date.now() + timeoutSec * 1000) : null),
   });
   if (!running) {
+    // A replayed create (create-once.ts) may have adopted it already: that one is the answer.
+    const adopted = await getCapsule(db, id);
+    if (adopted?.state === 'running') return adopted;
     // Destroyed while it was starting: the agent must not keep it.
     await agent.destroyCapsule({ id }).catch(() => undefined);
     ctx.evictProxy(id);
@@ -228,7 +234,7 @@ export async function createCapsule(
  * A built template's start command and ready check (services/template-config.ts); a capsule whose
  * start fails or never gets ready is destroyed, so create either returns a ready capsule or fails.
  */
-async function startFromTemplateConfig(
+export async function startFromTemplateConfig(
   ctx: ControlPlaneContext,
   teamId: string,
   capsule: Capsule,

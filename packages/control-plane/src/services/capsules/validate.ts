@@ -5,6 +5,7 @@ import {
   commandTimeoutProblem,
   envsProblem,
   InvalidArgumentError,
+  idempotencyKeyProblem,
   metadataProblem,
   timeoutProblem,
 } from '@wrenn/protocol';
@@ -27,6 +28,9 @@ export function validateMetadata(metadata: unknown, field = 'metadata'): Record<
   refuse(metadataProblem(metadata, field));
   return (metadata ?? {}) as Record<string, string>;
 }
+
+/** A create's Idempotency-Key header (create-once.ts). */
+export const validateIdempotencyKey = (key: string): void => refuse(idempotencyKeyProblem(key));
 
 export function validateCreate(input: CreateCapsuleInput): void {
   if (input.timeoutAction !== undefined && !(TIMEOUT_ACTIONS as readonly string[]).includes(input.timeoutAction)) {
