@@ -2,6 +2,10 @@
 // GetHostInfo. An answer records a heartbeat (and brings an unreachable host back online); a host
 // that has not answered for `unreachableAfterMs` is marked unreachable. Pulling means agents need
 // no route to the control plane and a restarted control plane knows within one round who is alive.
+// Silence is counted from when this monitor started asking: a control plane that was down (a
+// restart, a lease that moved) finds old heartbeats in the database, and one slow first answer
+// must not make a live host unreachable (and its capsules `error`) before it had the full
+// `unreachableAfterMs` to answer.
 import { UnavailableError } from '@wrenn/protocol';
 import type { ControlPlaneContext } from '../context.js';
 import { listHosts, markStaleHostsUnreachable, recordHeartbeat } from '../db/repositories/hosts.js';
@@ -29,6 +33,8 @@ export class HostMonitor {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<unknown> | undefined;
   private stopped = false;
+  /** When this monitor began asking (start(), or the first checkOnce()); silence before it is not counted. */
+  private askingSince: number | undefined;
   readonly intervalMs: number;
   readonly timeoutMs: number;
   readonly unreachableAfterMs: number;
@@ -44,6 +50,7 @@ export class HostMonitor {
 
   start(): this {
     this.stopped = false;
+    this.askingSince = Date.now();
     const tick = () => {
       if (this.stopped) return;
       this.running = this.checkOnce()
@@ -64,6 +71,7 @@ export class HostMonitor {
 
   /** One round: ask every host, record answers, mark the silent ones. */
   async checkOnce(): Promise<HeartbeatRound> {
+    const askingSince = (this.askingSince ??= Date.now());
     const db = this.ctx.database.db;
     const hosts = await listHosts(db);
     const round: HeartbeatRound = { answered: [], failed: [], markedUnreachable: [], recovered: [] };
@@ -100,7 +108,9 @@ export class HostMonitor {
         }
       }),
     );
-    round.markedUnreachable = await markStaleHostsUnreachable(db, new Date(Date.now() - this.unreachableAfterMs));
+    const silentSince = Date.now() - this.unreachableAfterMs;
+    if (askingSince <= silentSince)
+      round.markedUnreachable = await markStaleHostsUnreachable(db, new Date(silentSince));
     for (const id of round.markedUnreachable)
       this.ctx.log.warn({ hostId: id }, `host silent for ${this.unreachableAfterMs} ms: unreachable`);
     return round;

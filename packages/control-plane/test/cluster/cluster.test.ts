@@ -1,8 +1,10 @@
 // The cluster on one machine (fixture.ts): PostgreSQL, two `wrenn server` replicas behind HAProxy,
 // two host agents each in its own network namespace. Through the official e2b SDK and the native
 // API: creates through the balancer land on both hosts, each replica lists, runs commands in and
-// kills capsules created through the other; one replica is killed during a run of creates and
-// execs (only requests in flight on it may fail) and the other takes over the periodic work; one
+// kills capsules created through the other; a PTY, a pause and a resume go through the replica
+// that did not create the capsule; one replica is killed during a run of creates and execs (the
+// balancer replays creates, reads and kills on the other: none fails, and no capsule is made
+// twice) and the other takes over the periodic work; one
 // agent is killed (its capsules become lost with an event, creates go to the other) and restarted
 // (they come back running); a drained host gets no new capsules.
 import assert from 'node:assert/strict';
@@ -65,6 +67,36 @@ describe('cluster: 2 replicas on PostgreSQL behind HAProxy, 2 agents in their ow
     assert.equal(native.status, 200);
     for (const s of made) assert.equal(await Sandbox.kill(s.sandboxId, sdk(c.replicas[0]?.url ?? '')), true);
     for (const s of made) assert.equal((await hostOf(s.sandboxId))?.state, 'stopped');
+  });
+
+  it('a PTY, a pause and a resume through the replica that did not create the capsule', async () => {
+    const [r0, r1] = c.replicas as [Cluster['replicas'][0], Cluster['replicas'][0]];
+    const made = await create(r0.url);
+    try {
+      const via1 = await Sandbox.connect(made.sandboxId, sdk(r1.url));
+      let out = '';
+      const term = await via1.pty.create({
+        cols: 80,
+        rows: 24,
+        onData: (d) => void (out += Buffer.from(d).toString('utf8')),
+      });
+      await via1.pty.sendInput(term.pid, new TextEncoder().encode('echo pty-$((6*7))-r1\n'));
+      await until('the PTY through replica 1 to echo its marker', async () =>
+        out.includes('pty-42-r1') ? true : undefined,
+      ).catch((err: Error) => {
+        throw new Error(`${err.message}; the PTY printed: ${JSON.stringify(out.slice(-400))}`);
+      });
+      assert.ok(await via1.pty.kill(term.pid));
+      await via1.files.write('/tmp/kept', 'before pause');
+      assert.equal(await via1.pause(), true, 'paused through replica 1');
+      assert.equal((await hostOf(made.sandboxId))?.state, 'paused');
+      const back = await Sandbox.connect(made.sandboxId, sdk(r0.url));
+      assert.equal((await hostOf(made.sandboxId))?.state, 'running', 'resumed through replica 0');
+      assert.equal(await back.files.read('/tmp/kept'), 'before pause');
+      assert.equal((await back.commands.run('echo r0')).stdout, 'r0\n');
+    } finally {
+      await Sandbox.kill(made.sandboxId, sdk(r1.url)).catch(() => undefined);
+    }
   });
 
   /** The pid in the application_name of the session holding the state loops' lease. */
