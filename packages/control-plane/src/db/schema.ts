@@ -118,7 +118,7 @@ export interface TemplateBuildsTable {
   error: string | null;
   started_at: number;
   finished_at: number | null;
-  /** The capsule shape asked for the template (E2B cpuCount/memoryMB); see migrations/0011. */
+  /** The capsule shape asked for the template (E2B cpuCount/memoryMB); see migrations/0010. */
   vcpus: number | null;
   memory_mb: number | null;
   /** Where a failed build stopped: 'base', a step number, or 'finalize'. */
