@@ -3,17 +3,13 @@
 // their writes stay apart, the source runs on; bad counts are refused before any request with a
 // message and exit code 1, an unknown source names itself, never with a stack trace.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { type Live, startLive } from '@wrenn/control-plane/testing';
 import { Capsule, InvalidArgumentError, WrennError } from '@wrenn/sdk';
-
-const BIN = resolve(dirname(fileURLToPath(import.meta.url)), '../../bin/wrenn.js');
-const STACK = /^\s+at .+:\d+:\d+\)?$/m;
+import { cliEnv, runCli, STACK_LINE as STACK } from './run-cli.js';
 
 describe('fork through @wrenn/sdk and the CLI', () => {
   let live: Live;
@@ -21,25 +17,7 @@ describe('fork through @wrenn/sdk and the CLI', () => {
   let opts: { apiKey: string; baseUrl: string };
   const made: string[] = [];
 
-  const wrenn = (args: string[]) =>
-    new Promise<{ code: number | null; stdout: string; stderr: string }>((done, fail) => {
-      const child = spawn(process.execPath, [BIN, ...args], {
-        env: {
-          PATH: process.env.PATH ?? '/usr/bin:/bin',
-          HOME: home,
-          XDG_CONFIG_HOME: join(home, '.config'),
-          WRENN_API_KEY: live.apiKey,
-          WRENN_BASE_URL: live.url,
-        },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-      child.on('error', fail);
-      child.on('close', (code) => done({ code, stdout, stderr }));
-    });
+  const wrenn = (args: string[]) => runCli(args, cliEnv(live, home));
   const out = async (c: Capsule, cmd: string) => (await c.commands.run(cmd)).stdout;
 
   before(async () => {
