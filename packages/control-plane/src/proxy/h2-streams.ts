@@ -54,6 +54,14 @@ function respondFailure(stream: http2.ServerHttp2Stream, f: GuestFailure): void 
   stream.end(body);
 }
 
+// The client's address per session: session.socket is a Proxy, slow to read on every stream.
+const remotes = new WeakMap<object, string | undefined>();
+function remoteOf(session: http2.Http2Session | undefined): string | undefined {
+  if (!session) return undefined;
+  if (!remotes.has(session)) remotes.set(session, session.socket?.remoteAddress);
+  return remotes.get(session);
+}
+
 export function createH2StreamRelay(deps: H2StreamDeps): H2StreamRelay {
   // Idle keep-alive connections close after 4 s (undici's default), so a gone capsule keeps none.
   const pools = new Agent({ connections: 256, pipelining: 1 });
@@ -69,11 +77,12 @@ export function createH2StreamRelay(deps: H2StreamDeps): H2StreamRelay {
     deps.track(route.capsuleId, stream);
     const method = one(headers[':method']) ?? 'GET';
     const out: Record<string, string | string[]> = {};
-    for (const [k, v] of Object.entries(headers)) {
-      if (v === undefined || k.startsWith(':') || DROPPED.has(k)) continue;
+    for (const k in headers) {
+      const v = headers[k];
+      if (v === undefined || k.charCodeAt(0) === 58 /* ':' */ || DROPPED.has(k)) continue;
       out[k] = v as string | string[];
     }
-    const remote = stream.session?.socket?.remoteAddress;
+    const remote = remoteOf(stream.session);
     if (remote) out['x-forwarded-for'] = out['x-forwarded-for'] ? `${one(out['x-forwarded-for'])}, ${remote}` : remote;
     if (authority) out['x-forwarded-host'] = authority;
     Object.assign(out, t.headers);
