@@ -6,8 +6,10 @@ import { execFile } from 'node:child_process';
 // node server: plain HTTP on 8080 (what the proxy forwards to) and HTTPS with HTTP/1.1 and HTTP/2 by
 // ALPN on 8443 with the same certificate (the direct figures). HTTP/1.1 load: wrk (one thread, 16
 // keep-alive connections); HTTP/2 load: h2load (Debian's nghttp2-client; 16 connections, 8 streams
-// each). Direct figures are the mean of a run before and one after the proxied ones. Run as root
-// after `npm run build`; traffic goes only to loopback and the capsule's namespace.
+// each). Direct figures are the mean of a run before and one after the proxied ones. Each run also
+// reports CPU per request: this process (control plane with its relay and TLS threads) and the
+// capsule's cgroup. `WRENN_TLS_FRONT=node WRENN_PROXY_H2_STREAMS=0` measures the old Node paths.
+// Run as root after `npm run build`; traffic goes only to loopback and the capsule's namespace.
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { relayStats, tlsFrontStats } from '@wrenn/native';
