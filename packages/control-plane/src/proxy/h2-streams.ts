@@ -90,14 +90,6 @@ export function createH2StreamRelay(deps: H2StreamDeps): H2StreamRelay {
     out.Host = t.maskHost ?? authority ?? `${t.host}:${t.port}`;
     // A body unless the client ended the stream with its headers.
     const hasBody = !stream.readableEnded && !stream.endAfterHeaders;
-    let held: Buffer | undefined;
-    let heldBy: { pause(): void } | undefined;
-    const flush = () => {
-      const b = held;
-      held = undefined;
-      if (!b || stream.destroyed || stream.closed) return;
-      if (!stream.write(b)) heldBy?.pause();
-    };
     const attempt = (n: number) => {
       let started = false;
       pools.dispatch(
@@ -125,17 +117,10 @@ export function createH2StreamRelay(deps: H2StreamDeps): H2StreamRelay {
           },
           onResponseData(controller, chunk) {
             if (stream.destroyed || stream.closed) return;
-            // Held until the end of this tick: a response that arrived whole then leaves as one
-            // DATA frame carrying END_STREAM (one write instead of two); a streamed one is not delayed.
-            if (held) flush();
-            held = chunk;
-            heldBy = controller;
-            queueMicrotask(flush);
+            if (!stream.write(chunk)) controller.pause();
           },
           onResponseEnd() {
-            const last = held;
-            held = undefined;
-            if (!stream.destroyed && !stream.writableEnded) stream.end(last);
+            if (!stream.destroyed && !stream.writableEnded) stream.end();
           },
           onResponseError(_controller, err) {
             const code = (err as NodeJS.ErrnoException).code ?? '';
