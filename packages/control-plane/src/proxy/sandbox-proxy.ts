@@ -96,8 +96,8 @@ export function createSandboxProxy(ctx: ControlPlaneContext, opts: { headersTime
     return untrack;
   };
 
-  // Like WRENN_PROXY_RELAY: `0` turns the path off (for comparison runs).
-  const h2StreamsOn = process.env.WRENN_PROXY_H2_STREAMS !== '0';
+  // Opt-in (`1`) until it has run under the whole suite with the native TLS front (README).
+  const h2StreamsOn = process.env.WRENN_PROXY_H2_STREAMS === '1';
   const h2streams = createH2StreamRelay({
     domain: ctx.config.domain,
     resolve: (route) =>

@@ -91,6 +91,9 @@ describe('the TLS listener: native TLS front, HTTP/2 streams, hostile clients', 
     up = upstream();
     await new Promise<void>((r) => up.listen(0, '127.0.0.1', r));
     upPort = (up.address() as net.AddressInfo).port;
+    // Both are opt-in (README): this file tests them.
+    process.env.WRENN_TLS_FRONT = 'native';
+    process.env.WRENN_PROXY_H2_STREAMS = '1';
     cp = await startControlPlane({
       dataDir: dir,
       listen: { host: '127.0.0.1', port: 0 },
@@ -101,6 +104,8 @@ describe('the TLS listener: native TLS front, HTTP/2 streams, hostile clients', 
       stateLoops: false,
       edge: { headersTimeoutMs: HEADERS_TIMEOUT_MS },
     });
+    delete process.env.WRENN_TLS_FRONT;
+    delete process.env.WRENN_PROXY_H2_STREAMS;
     ca = readFileSync(cp.caFile as string);
   });
   after(async () => {
