@@ -1,0 +1,104 @@
+// Hostile probes for template tags across teams (E2B's tags API, api/e2b/template-tags.ts, and
+// `name:tag` references): team B, knowing the name and tag of team A's template, cannot see it,
+// start a sandbox from it, read, move, add or remove its tags, or delete it; B building the same
+// `name:tag` makes B's own template and leaves A's tag on A's build. A's sandbox from the tag still
+// starts A's build, and a neighbour sandbox of B keeps working. Run against `wrenn up` with the e2b SDK.
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { Sandbox, Template } from 'e2b';
+import { createApiKey, e2bKeyOf } from '../../src/auth/api-keys.js';
+import { createTeam } from '../../src/db/repositories/teams.js';
+import { type LiveSystem, SHARED_IMAGES, startLive } from '../e2b-live.js';
+
+const SLOT = 15;
+const NAME = 'tags-secret';
+let sys: LiveSystem;
+let keyB: string;
+let neighbour: Sandbox | undefined;
+
+before(async () => {
+  sys = await startLive({ db: 'sqlite', slot: SLOT, imagesDir: SHARED_IMAGES });
+  const db = sys.cp.ctx.database.db;
+  const team = await createTeam(db, { name: 'tags-probe-b' });
+  keyB = e2bKeyOf((await createApiKey(db, { teamId: team.id, name: 'tags-probe-b' })).key);
+  neighbour = await Sandbox.create('minimal', { ...sys.sdk(keyB), timeoutMs: 600_000 });
+});
+after(async () => {
+  await neighbour?.kill().catch(() => undefined);
+  // Closing the live system removes the templates the builds made from the shared image cache.
+  await sys?.close();
+});
+
+const api = async (key: string, method: string, path: string, body?: unknown) => {
+  const res = await fetch(`${sys.url}${path}`, {
+    method,
+    headers: { 'x-api-key': key, ...(body ? { 'content-type': 'application/json' } : {}) },
+    ...(body ? { body: JSON.stringify(body) } : {}),
+  });
+  return { status: res.status, text: await res.text() };
+};
+
+const owner = async (ref: string, key?: string) => {
+  const sbx = await Sandbox.create(ref, { ...sys.sdk(key), timeoutMs: 300_000 });
+  try {
+    return (await sbx.commands.run('cat /tmp/owner.txt')).stdout.trim();
+  } finally {
+    await sbx.kill();
+  }
+};
+
+const NEVER = 'tags-never-built';
+/** The error `op` fails with, the name made neutral, so B's answer for A's name can be compared with one for a name nobody has. */
+const refusal = async (op: (name: string) => Promise<unknown>, name: string): Promise<string> => {
+  try {
+    await op(name);
+  } catch (err) {
+    return String((err as Error).message).replaceAll(name, '<name>');
+  }
+  throw new Error(`${name}: not refused`);
+};
+
+const built = (who: string) => Template().fromTemplate('base').runCmd(`echo ${who} > /tmp/owner.txt`);
+
+test("team B cannot see, use, move, remove or delete team A's tags", async () => {
+  const a = await Template.build(built('team-a'), `${NAME}:v1`, sys.sdk());
+  const b = sys.sdk(keyB);
+
+  // Each refusal is a 404 that reads exactly as for a name no team has: B learns nothing of A's.
+  const probes: [string, (name: string) => Promise<unknown>][] = [
+    ['getTags', (n) => Template.getTags(n, b)],
+    ['create name:v1', (n) => Sandbox.create(`${n}:v1`, { ...b, timeoutMs: 60_000 })],
+    ['create name', (n) => Sandbox.create(n, { ...b, timeoutMs: 60_000 })],
+    ['create name:default', (n) => Sandbox.create(`${n}:default`, { ...b, timeoutMs: 60_000 })],
+    ['assign to name:v1', (n) => Template.assignTags(`${n}:v1`, ['stolen'], b)],
+    ['assign v1 to name', (n) => Template.assignTags(n, ['v1'], b)],
+    ['remove v1', (n) => Template.removeTags(n, ['v1'], b)],
+  ];
+  for (const [what, op] of probes) {
+    const got = await refusal(op, NAME);
+    assert.match(got, /^404\b|not found/i, `${what}: ${got}`);
+    assert.equal(got, await refusal(op, NEVER), `${what}: B's answer differs for A's name`);
+  }
+  assert.equal(await Template.exists(NAME, b), false);
+  for (const path of [`/templates/${NAME}`, `/templates/${NAME}:v1`]) {
+    const del = await api(keyB, 'DELETE', path);
+    assert.equal(del.status, 404, `${path}: ${del.text}`);
+  }
+  const raw = await api(keyB, 'POST', '/templates/tags', { target: `${NAME}:v1`, tags: ['raw'] });
+  assert.equal(raw.status, 404, raw.text);
+
+  // B's own build of the same name:tag is B's template; A's tag stays on A's build.
+  const bBuild = await Template.build(built('team-b'), `${NAME}:v1`, b);
+  assert.notEqual(bBuild.buildId, a.buildId);
+  assert.equal(await owner(`${NAME}:v1`, keyB), 'team-b');
+  assert.equal(await owner(`${NAME}:v1`), 'team-a');
+  const tagsA = await Template.getTags(NAME, sys.sdk());
+  assert.deepEqual(tagsA.map((t) => `${t.tag}=${t.buildId === a.buildId ? 'a' : t.buildId}`).sort(), [
+    'default=a',
+    'v1=a',
+  ]);
+  assert.ok(!tagsA.some((t) => t.tag === 'stolen' || t.tag === 'raw'));
+
+  // The neighbour sandbox of B kept working through all of it.
+  assert.equal((await neighbour!.commands.run('echo alive')).stdout, 'alive\n');
+});
