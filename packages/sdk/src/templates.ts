@@ -44,6 +44,40 @@ export class Template {
     });
   }
 
+  /** The template's tags and the builds they point at ('default' is its latest build). */
+  static async tags(
+    name: string,
+    opts: ConnectionOptions = {},
+  ): Promise<{ tag: string; buildId: string; createdAt: Date }[]> {
+    const r = await new ApiClient(opts).json<{ tags: { tag: string; build_id: string; created_at: string }[] }>(
+      'GET',
+      `/v1/templates/${encodeURIComponent(name)}/tags`,
+    );
+    return r.tags.map((t) => ({ tag: t.tag, buildId: t.build_id, createdAt: new Date(t.created_at) }));
+  }
+
+  /** Points `tags` at the build `ref` names ('name' = its latest build, or 'name:tag'). */
+  static async assignTags(
+    ref: string,
+    tags: string[],
+    opts: ConnectionOptions = {},
+  ): Promise<{ buildId: string; tags: string[] }> {
+    const r = await new ApiClient(opts).json<{ build_id: string; tags: string[] }>(
+      'POST',
+      `/v1/templates/${encodeURIComponent(ref)}/tags`,
+      { json: { tags } },
+    );
+    return { buildId: r.build_id, tags: r.tags };
+  }
+
+  /** Removes a tag from the template `name` (a build no tag keeps any more goes with it). */
+  static async removeTag(name: string, tag: string, opts: ConnectionOptions = {}): Promise<void> {
+    await new ApiClient(opts).json(
+      'DELETE',
+      `/v1/templates/${encodeURIComponent(name)}/tags/${encodeURIComponent(tag)}`,
+    );
+  }
+
   /**
    * Builds a template from a Dockerfile and its context and waits for it (the log goes to
    * onLog); throws TemplateBuildError when a step fails. See templates-build.ts.

@@ -225,8 +225,17 @@ Piped input is forwarded: echo hi | wrenn exec <id> -- cat`,
     .action(async (o) => (await import('./snapshot.js')).templateList(o));
   template
     .command('rm <name...>')
-    .description('delete own templates (refused while capsules use them)')
+    .description('delete own templates (refused while capsules use them); name:tag removes that tag')
     .action(async (names: string[]) => (await import('./snapshot.js')).templateRemove(names));
+  template
+    .command('tags <name>')
+    .description("list a template's tags and their builds ('default' is the latest build)")
+    .option('--json', 'print JSON')
+    .action(async (name: string, o) => (await import('./snapshot.js')).templateTags(name, o));
+  template
+    .command('tag <ref> <tag...>')
+    .description("point tags at the build ref names ('name' = its latest build, or 'name:tag')")
+    .action(async (ref: string, tags: string[]) => (await import('./snapshot.js')).templateTag(ref, tags));
   template
     .command('build')
     .description('build a template from a Dockerfile')

@@ -63,9 +63,30 @@ export const templateRemove = (names: string[]) =>
   run(async () => {
     const conn = connection();
     for (const n of names) {
+      // name:tag removes that tag (the build goes when no tag keeps it); a name deletes the template.
+      const colon = n.indexOf(':');
+      if (colon > 0) {
+        await Template.removeTag(n.slice(0, colon), n.slice(colon + 1), conn);
+        process.stderr.write(`removed tag ${n}\n`);
+        continue;
+      }
       await Template.delete(n, conn);
       process.stderr.write(`deleted template ${n}\n`);
     }
+  });
+
+export const templateTags = (name: string, o: { json?: boolean }) =>
+  run(async () => {
+    const tags = await Template.tags(name, connection());
+    if (o.json)
+      return printJson(tags.map((t) => ({ tag: t.tag, build_id: t.buildId, created_at: t.createdAt.toISOString() })));
+    for (const t of tags) process.stdout.write(`${t.tag}\t${t.buildId}\t${t.createdAt.toISOString()}\n`);
+  });
+
+export const templateTag = (ref: string, tags: string[]) =>
+  run(async () => {
+    const r = await Template.assignTags(ref, tags, connection());
+    process.stderr.write(`tagged build ${r.buildId}: ${r.tags.join(', ')}\n`);
   });
 
 export interface TemplateBuildOpts {

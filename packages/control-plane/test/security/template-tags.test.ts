@@ -2,25 +2,33 @@
 // `name:tag` references): team B, knowing the name and tag of team A's template, cannot see it,
 // start a sandbox from it, read, move, add or remove its tags, or delete it; B building the same
 // `name:tag` makes B's own template and leaves A's tag on A's build. A's sandbox from the tag still
-// starts A's build, and a neighbour sandbox of B keeps working. Run against `wrenn up` with the e2b SDK.
+// starts A's build, and a neighbour sandbox of B keeps working. Run against `wrenn up` with the e2b SDK;
+// then the native API and CLI (`template tag|tags|rm name:tag`, `capsule create -t name:tag`) with B's probes.
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { after, before, test } from 'node:test';
+import { promisify } from 'node:util';
 import { Sandbox, Template } from 'e2b';
 import { createApiKey, e2bKeyOf } from '../../src/auth/api-keys.js';
 import { createTeam } from '../../src/db/repositories/teams.js';
 import { type LiveSystem, SHARED_IMAGES, startLive } from '../e2b-live.js';
+import { client } from '../native-helpers.js';
 
 const SLOT = 15;
 const NAME = 'tags-secret';
 let sys: LiveSystem;
 let keyB: string;
+let nativeKeyB: string;
+const run = promisify(execFile);
+const WRENN = new URL('../../../../cli/bin/wrenn.js', import.meta.url).pathname;
 let neighbour: Sandbox | undefined;
 
 before(async () => {
   sys = await startLive({ db: 'sqlite', slot: SLOT, imagesDir: SHARED_IMAGES });
   const db = sys.cp.ctx.database.db;
   const team = await createTeam(db, { name: 'tags-probe-b' });
-  keyB = e2bKeyOf((await createApiKey(db, { teamId: team.id, name: 'tags-probe-b' })).key);
+  nativeKeyB = (await createApiKey(db, { teamId: team.id, name: 'tags-probe-b' })).key;
+  keyB = e2bKeyOf(nativeKeyB);
   neighbour = await Sandbox.create('minimal', { ...sys.sdk(keyB), timeoutMs: 600_000 });
 });
 after(async () => {
@@ -100,5 +108,56 @@ test("team B cannot see, use, move, remove or delete team A's tags", async () =>
   assert.ok(!tagsA.some((t) => t.tag === 'stolen' || t.tag === 'raw'));
 
   // The neighbour sandbox of B kept working through all of it.
+  assert.equal((await neighbour!.commands.run('echo alive')).stdout, 'alive\n');
+});
+
+test('native API and CLI: name:tag on create, tags listed, added and removed; team B cannot reach them', async () => {
+  const a = client(sys.url, sys.adminKey);
+  const b = client(sys.url, nativeKeyB);
+  const env = { ...process.env, WRENN_BASE_URL: sys.url, WRENN_API_KEY: sys.adminKey, HOME: sys.dataDir };
+  const wrenn = async (...args: string[]) => (await run(process.execPath, [WRENN, ...args], { env })).stdout;
+  const ownerOf = async (id: string) => {
+    const r = await a('POST', `/v1/capsules/${id}/exec`, { cmd: 'cat /tmp/owner.txt' });
+    assert.equal(r.status, 200, r.text);
+    await a('DELETE', `/v1/capsules/${id}`);
+    return (r.body.stdout as string).trim();
+  };
+
+  // A's tag through the CLI: `template tag`, then `capsule create -t name:tag` starts that build.
+  await wrenn('template', 'tag', `${NAME}:v1`, 'prod');
+  const listed = JSON.parse(await wrenn('template', 'tags', NAME, '--json')) as { tag: string; build_id: string }[];
+  const v1 = listed.find((t) => t.tag === 'v1')?.build_id;
+  assert.ok(v1, JSON.stringify(listed));
+  assert.equal(listed.find((t) => t.tag === 'prod')?.build_id, v1, JSON.stringify(listed));
+  assert.equal(
+    await ownerOf((await wrenn('capsule', 'create', '-t', `${NAME}:prod`, '--timeout', '300')).trim()),
+    'team-a',
+  );
+  const created = await a('POST', '/v1/capsules', { template: `${NAME}:v1`, timeout_sec: 300 });
+  assert.equal(created.status, 201, created.text);
+  assert.equal(await ownerOf(created.body.id), 'team-a');
+
+  // B (which has a template of the same name of its own) cannot reach A's 'prod'.
+  const useB = await b('POST', '/v1/capsules', { template: `${NAME}:prod`, timeout_sec: 60 });
+  assert.equal(useB.status, 404, useB.text);
+  const seeB = await b('GET', `/v1/templates/${NAME}/tags`);
+  assert.equal(seeB.status, 200, seeB.text);
+  assert.ok(!(seeB.body.tags as { tag: string }[]).some((t) => t.tag === 'prod'), seeB.text);
+  const moveB = await b('POST', `/v1/templates/${encodeURIComponent(`${NAME}:prod`)}/tags`, { tags: ['mine'] });
+  assert.equal(moveB.status, 404, moveB.text);
+  await b('DELETE', `/v1/templates/${NAME}/tags/prod`);
+  const afterB = await a('GET', `/v1/templates/${NAME}/tags`);
+  assert.ok(
+    (afterB.body.tags as { tag: string }[]).some((t) => t.tag === 'prod'),
+    afterB.text,
+  );
+
+  // `template rm name:tag` removes only the tag.
+  await wrenn('template', 'rm', `${NAME}:prod`);
+  const gone = await a('POST', '/v1/capsules', { template: `${NAME}:prod`, timeout_sec: 60 });
+  assert.equal(gone.status, 404, gone.text);
+  const still = await a('POST', '/v1/capsules', { template: `${NAME}:v1`, timeout_sec: 300 });
+  assert.equal(still.status, 201, still.text);
+  assert.equal(await ownerOf(still.body.id), 'team-a');
   assert.equal((await neighbour!.commands.run('echo alive')).stdout, 'alive\n');
 });

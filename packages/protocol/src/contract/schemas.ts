@@ -90,8 +90,9 @@ export const CreateCapsuleBody = Type.Object(
     template: Type.Optional(
       Type.String({
         minLength: 1,
-        maxLength: 63,
-        description: `Template name (default '${CAPSULE_DEFAULTS.template}')`,
+        // A name (1-63) and optionally ':' and a tag (1-128).
+        maxLength: 192,
+        description: `Template name, or name:tag for a tagged build (default '${CAPSULE_DEFAULTS.template}')`,
       }),
     ),
     image: Type.Optional(ImageReferenceSchema),

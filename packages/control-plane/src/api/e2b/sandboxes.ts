@@ -52,7 +52,7 @@ import {
   SandboxMetric,
   TimeoutBody,
 } from './schemas.js';
-import { templateOfRef } from './template-refs.js';
+import { templateOfRef } from '../../services/template-refs.js';
 
 const tags = ['e2b'];
 const MAX_LIST_SCAN = 10_000;

@@ -24,7 +24,7 @@ import { type StepsBuildInput, startStepsBuild } from '../../templates/builder.j
 import { fileSetPath, hasFileSet, validateFilesHash } from '../../templates/file-sets.js';
 import { e2bTeam } from './auth.js';
 import { errorResponses } from './schemas.js';
-import { DEFAULT_TAG, parseTemplateRef, storedTags } from './template-refs.js';
+import { DEFAULT_TAG, parseTemplateRef, storedTags } from '../../services/template-refs.js';
 import { type E2bBuildStart, mapBuildStart } from './template-steps.js';
 import { uploadUrl } from './template-uploads.js';
 

@@ -2,15 +2,11 @@
 // latest build) names, DELETE /templates/tags removes tags, GET /templates/{id}/tags lists them
 // ('default' is always the latest finished build and cannot be moved or removed).
 import { Type } from '@sinclair/typebox';
-import { InvalidArgumentError } from '@wrenn/protocol';
 import type { FastifyInstance } from 'fastify';
 import type { ControlPlaneContext } from '../../context.js';
-import { deleteTemplateTags, listTemplateTags, setTemplateTags } from '../../db/repositories/template-tags.js';
-import { dropUntaggedKeptBuilds, latestReadyBuild } from '../../services/tagged-builds.js';
-import { resolveTemplate } from '../../services/templates.js';
+import { assignTags, listTags, removeTags } from '../../services/template-tags.js';
 import { e2bTeam } from './auth.js';
 import { errorResponses } from './schemas.js';
-import { buildIdOfRef, DEFAULT_TAG, parseTemplateRef, storedTags, validateTag } from './template-refs.js';
 
 const tags = ['e2b'];
 const TagList = Type.Array(Type.String({ minLength: 1, maxLength: 128 }), { minItems: 1, maxItems: 20 });
@@ -29,15 +25,8 @@ export function templateTagRoutes(app: FastifyInstance, ctx: ControlPlaneContext
     async (req, reply) => {
       const team = await e2bTeam(ctx, req);
       const body = req.body as { target: string; tags: string[] };
-      const target = parseTemplateRef(body.target);
-      const newTags = [...new Set(body.tags.map(validateTag))];
-      if (newTags.includes(DEFAULT_TAG))
-        throw new InvalidArgumentError(`'${DEFAULT_TAG}' always means the latest build and cannot be assigned`);
-      await resolveTemplate(ctx, team.id, target.name);
-      const buildID = await buildIdOfRef(ctx, team.id, target.name, target.tags[0]);
-      await setTemplateTags(ctx.database.db, team.id, target.name, newTags, buildID);
-      await dropUntaggedKeptBuilds(ctx, team.id, target.name);
-      return reply.status(201).send({ buildID, tags: newTags });
+      const { buildId, tags: assigned } = await assignTags(ctx, team.id, body.target, body.tags);
+      return reply.status(201).send({ buildID: buildId, tags: assigned });
     },
   );
 
@@ -54,15 +43,7 @@ export function templateTagRoutes(app: FastifyInstance, ctx: ControlPlaneContext
     async (req, reply) => {
       const team = await e2bTeam(ctx, req);
       const body = req.body as { name: string; tags: string[] };
-      const { name } = parseTemplateRef(body.name);
-      const gone = body.tags.map(validateTag);
-      if (gone.includes(DEFAULT_TAG))
-        throw new InvalidArgumentError(
-          `'${DEFAULT_TAG}' is the latest build of '${name}'; delete the template instead`,
-        );
-      await resolveTemplate(ctx, team.id, name);
-      await deleteTemplateTags(ctx.database.db, team.id, name, storedTags(gone));
-      await dropUntaggedKeptBuilds(ctx, team.id, name);
+      await removeTags(ctx, team.id, body.name, body.tags);
       return reply.status(204).send();
     },
   );
@@ -82,20 +63,8 @@ export function templateTagRoutes(app: FastifyInstance, ctx: ControlPlaneContext
     },
     async (req) => {
       const team = await e2bTeam(ctx, req);
-      const { name } = parseTemplateRef((req.params as { templateID: string }).templateID);
-      const t = await resolveTemplate(ctx, team.id, name);
-      const latest = await latestReadyBuild(ctx, team.id, t.name);
-      const listed = (await listTemplateTags(ctx.database.db, team.id, t.name)).map((x) => ({
-        tag: x.tag,
-        buildID: x.buildId,
-        createdAt: x.createdAt.toISOString(),
-      }));
-      const dflt = {
-        tag: DEFAULT_TAG,
-        buildID: latest?.id ?? t.id,
-        createdAt: (latest?.finishedAt ?? t.createdAt).toISOString(),
-      };
-      return [dflt, ...listed];
+      const listed = await listTags(ctx, team.id, (req.params as { templateID: string }).templateID);
+      return listed.map((t) => ({ tag: t.tag, buildID: t.buildId, createdAt: t.createdAt.toISOString() }));
     },
   );
 }

@@ -28,7 +28,7 @@ import {
   Template,
   TemplateAliasResponse,
 } from './schemas.js';
-import { parseTemplateRef } from './template-refs.js';
+import { parseTemplateRef } from '../../services/template-refs.js';
 
 const tags = ['e2b'];
 

@@ -12,6 +12,7 @@ import { envdFileRoutes } from './files-from-envd.js';
 import { forkRoutes } from './fork.js';
 import { imageRoutes } from './images.js';
 import { resourceRoutes } from './resources.js';
+import { templateTagRoutes } from './template-tags.js';
 import { templateBuildRoutes } from './templates-build.js';
 import { terminalRoutes } from './terminal.js';
 import { volumeRoutes } from './volumes.js';
@@ -34,6 +35,7 @@ export const nativeApi: FastifyPluginAsync<{ ctx: ControlPlaneContext }> = async
       await v1.register(resourceRoutes(ctx));
       await v1.register(templateBuildRoutes(ctx));
       await v1.register(imageRoutes(ctx));
+      await v1.register(templateTagRoutes(ctx));
       await v1.register(volumeRoutes(ctx));
       await v1.register(envdFileRoutes(ctx));
     },

@@ -28,6 +28,7 @@ import { setCapsuleVolumes } from '../../db/repositories/volumes.js';
 import { newCapsuleId } from '../../ids.js';
 import { NoHostError, pickHost } from '../../scheduler/least-loaded.js';
 import { ensureImageTemplate } from '../image-templates.js';
+import { templateOfRef } from '../template-refs.js';
 import {
   mergeTemplateEnvs,
   startTemplateProcesses,
@@ -75,7 +76,7 @@ export async function createCapsule(
           ...(input.registryCredentials ? { credentials: input.registryCredentials } : {}),
         })
       ).template
-    : await resolveTemplate(ctx, teamId, input.template ?? DEFAULT_TEMPLATE);
+    : await resolveTemplate(ctx, teamId, await templateOfRef(ctx, teamId, input.template ?? DEFAULT_TEMPLATE));
   const templateConfig = await templateConfigFor(ctx, template);
   // Snapshot templates fix the machine shape they were taken with; a built template may give a
   // default shape (E2B's cpuCount/memoryMB) that the request overrides.

@@ -1,14 +1,14 @@
-// E2B template references: 'name' or 'name:tag'. 'default' (or no tag) means the name's latest
+// Template references, E2B's and the native API's: 'name' or 'name:tag'. 'default' (or no tag) means the name's latest
 // build, which is what the template of that name holds; other tags point at one build each
 // (db/repositories/template-tags.ts), an older one kept under an internal name
 // (services/tagged-builds.ts).
 import { ConflictError, InvalidArgumentError, NotFoundError } from '@wrenn/protocol';
-import type { ControlPlaneContext } from '../../context.js';
-import { getBuild } from '../../db/repositories/template-builds.js';
-import { taggedBuildId } from '../../db/repositories/template-tags.js';
-import { validateTemplateName } from '../../db/repositories/templates.js';
-import { keptTemplateOf, latestReadyBuild } from '../../services/tagged-builds.js';
-import { isKeptBuildName, isLayerName } from '../../templates/layer-names.js';
+import type { ControlPlaneContext } from '../context.js';
+import { getBuild } from '../db/repositories/template-builds.js';
+import { taggedBuildId } from '../db/repositories/template-tags.js';
+import { validateTemplateName } from '../db/repositories/templates.js';
+import { keptTemplateOf, latestReadyBuild } from './tagged-builds.js';
+import { isKeptBuildName, isLayerName } from '../templates/layer-names.js';
 
 /** The tag every name has: its latest build. */
 export const DEFAULT_TAG = 'default';
