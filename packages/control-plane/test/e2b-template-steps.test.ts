@@ -9,9 +9,9 @@ import { after, describe, it } from 'node:test';
 import { gzipSync } from 'node:zlib';
 import { pack } from 'tar-stream';
 import { logEntriesOf } from '../src/api/e2b/template-builds.js';
-import { parseTemplateRef } from '../src/services/template-refs.js';
 import { copySourceRoot, mapBuildStart } from '../src/api/e2b/template-steps.js';
 import type { TemplateBuild } from '../src/db/repositories/template-builds.js';
+import { parseTemplateRef } from '../src/services/template-refs.js';
 import { checkFileSet } from '../src/templates/file-sets.js';
 
 const HASH = 'a'.repeat(64);

@@ -7,8 +7,8 @@ import type { ControlPlaneContext } from '../context.js';
 import { getBuild } from '../db/repositories/template-builds.js';
 import { taggedBuildId } from '../db/repositories/template-tags.js';
 import { validateTemplateName } from '../db/repositories/templates.js';
-import { keptTemplateOf, latestReadyBuild } from './tagged-builds.js';
 import { isKeptBuildName, isLayerName } from '../templates/layer-names.js';
+import { keptTemplateOf, latestReadyBuild } from './tagged-builds.js';
 
 /** The tag every name has: its latest build. */
 export const DEFAULT_TAG = 'default';

@@ -21,7 +21,7 @@ import {
   setCapsuleTimeout,
   type TimeoutAction,
 } from '../../services/capsules.js';
-
+import { templateOfRef } from '../../services/template-refs.js';
 import { capsuleVolumeMounts, volumeMountsOfCapsules } from '../../services/volumes.js';
 import { idempotencyKeyOf } from '../idempotency-key.js';
 import { e2bTeam } from './auth.js';
@@ -52,7 +52,6 @@ import {
   SandboxMetric,
   TimeoutBody,
 } from './schemas.js';
-import { templateOfRef } from '../../services/template-refs.js';
 
 const tags = ['e2b'];
 const MAX_LIST_SCAN = 10_000;

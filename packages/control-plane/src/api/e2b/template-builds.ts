@@ -19,12 +19,12 @@ import type { ControlPlaneContext } from '../../context.js';
 import { createBuild, getBuild, setBuildStatus, type TemplateBuild } from '../../db/repositories/template-builds.js';
 import { setTemplateTags } from '../../db/repositories/template-tags.js';
 import { ensureImageTemplate } from '../../services/image-templates.js';
+import { DEFAULT_TAG, parseTemplateRef, storedTags } from '../../services/template-refs.js';
 import { BuildLog } from '../../templates/build-log.js';
 import { type StepsBuildInput, startStepsBuild } from '../../templates/builder.js';
 import { fileSetPath, hasFileSet, validateFilesHash } from '../../templates/file-sets.js';
 import { e2bTeam } from './auth.js';
 import { errorResponses } from './schemas.js';
-import { DEFAULT_TAG, parseTemplateRef, storedTags } from '../../services/template-refs.js';
 import { type E2bBuildStart, mapBuildStart } from './template-steps.js';
 import { uploadUrl } from './template-uploads.js';
 

@@ -16,8 +16,8 @@ import {
   listTemplates,
   resolveTemplate,
 } from '../../services/capsules.js';
+import { parseTemplateRef } from '../../services/template-refs.js';
 import { isKeptBuildName, isLayerName } from '../../templates/layer-names.js';
-
 import { e2bTeam } from './auth.js';
 import { toE2bTemplate } from './mapping.js';
 import {
@@ -28,7 +28,6 @@ import {
   Template,
   TemplateAliasResponse,
 } from './schemas.js';
-import { parseTemplateRef } from '../../services/template-refs.js';
 
 const tags = ['e2b'];
 

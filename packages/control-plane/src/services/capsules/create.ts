@@ -28,13 +28,13 @@ import { setCapsuleVolumes } from '../../db/repositories/volumes.js';
 import { newCapsuleId } from '../../ids.js';
 import { NoHostError, pickHost } from '../../scheduler/least-loaded.js';
 import { ensureImageTemplate } from '../image-templates.js';
-import { templateOfRef } from '../template-refs.js';
 import {
   mergeTemplateEnvs,
   startTemplateProcesses,
   type TemplateConfig,
   templateConfigFor,
 } from '../template-config.js';
+import { templateOfRef } from '../template-refs.js';
 import { agentTemplateName, DEFAULT_TEMPLATE, resolveTemplate } from '../templates.js';
 import { resolveVolumeMounts } from '../volumes.js';
 import { expiresFromAgent, timeoutActionToAgent } from './agent-mapping.js';
