@@ -3,8 +3,9 @@
 // so every request the proxy sends shows up there with its path, headers and connection.
 
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import http from 'node:http';
+import http2 from 'node:http2';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -70,6 +71,8 @@ function upstreamHandler(seen: Seen[]): http.RequestListener {
         res.writeHead(301, { location: req.url.includes('elsewhere') ? 'https://example.org/x' : self });
         return res.end();
       }
+      // Never answered: a request the capsule keeps waiting (the test ends it).
+      if (req.url?.endsWith('/hang')) return;
       if (req.url?.endsWith('/close')) {
         res.writeHead(200, { connection: 'close', 'content-length': '3' });
         return res.end('bye');
@@ -124,6 +127,7 @@ async function startUpstream(t: TestContext, port = 0): Promise<Upstream> {
 interface Live {
   cp: RunningControlPlane;
   port: number;
+  dataDir: string;
   /** Capsules by name, on a host whose address is the given upstream. */
   ids: Record<string, string>;
   setState(id: string, state: CapsuleState): Promise<void>;
@@ -133,6 +137,7 @@ async function startLive(
   t: TestContext,
   upstreamPort: number,
   states: Record<string, CapsuleState> = { a: 'running', b: 'running' },
+  opts: { tls?: boolean } = {},
 ): Promise<Live> {
   const dataDir = mkdtempSync(join(tmpdir(), 'wrenn-proxy-test-'));
   let cp: RunningControlPlane | undefined;
@@ -147,6 +152,7 @@ async function startLive(
     publicUrl: 'http://127.0.0.1',
     logLevel: 'silent',
     stateLoops: false,
+    ...(opts.tls ? { tls: 'self-signed' as const } : {}),
   });
   const db = cp.ctx.database.db;
   const team = await createTeam(db, { name: 'proxy-test' });
@@ -173,11 +179,14 @@ async function startLive(
   }
   // The proxy puts its piped path in front of the server on its first proxied request (until
   // server.ts calls proxy.attach); every connection after this one starts on the piped path.
-  const warm = await fetch(`http://127.0.0.1:${cp.port}/proxy/cl-warmup/1/`);
-  assert.equal(warm.status, 502);
+  if (!opts.tls) {
+    const warm = await fetch(`http://127.0.0.1:${cp.port}/proxy/cl-warmup/1/`);
+    assert.equal(warm.status, 502);
+  }
   return {
     cp,
     port: cp.port,
+    dataDir,
     ids,
     async setState(id, state) {
       await setCapsuleState(db, id, state);
@@ -312,6 +321,51 @@ test("maskRequestHost: the capsule's server sees one `Host` field (E2B's case) w
     assert.equal(s.headers.host, `masked.example:${up.port}`);
     assert.equal(s.headers['x-forwarded-host'], clientHost);
   }
+});
+
+test("HTTP/2: a request still waiting on a capsule that is destroyed gets E2B's 502 'The sandbox was not found', not a reset stream", async (t) => {
+  // The e2b SDK calls a sandbox killed (runCode, commands) only when envd's /health, asked right
+  // after the call broke off, answers 502; a reset stream there made it rethrow a bare "terminated".
+  const up = await startUpstream(t);
+  const live = await startLive(t, up.port, { a: 'running' }, { tls: true });
+  const a = live.ids.a ?? '';
+  const session = http2.connect(`https://127.0.0.1:${live.port}`, {
+    ca: readFileSync(join(live.dataDir, 'tls', 'ca.crt')),
+    servername: `api.${DOMAIN}`,
+  });
+  t.after(() => session.destroy());
+  session.on('error', () => undefined);
+  const req = session.request({
+    ':path': '/hang',
+    ':authority': `api.${DOMAIN}`,
+    'e2b-sandbox-id': a,
+    'e2b-sandbox-port': '49983',
+  });
+  const answer = new Promise<{ status: number; body: string; error?: string }>((resolve) => {
+    let status = 0;
+    let body = '';
+    req.on('response', (h) => (status = Number(h[':status'])));
+    req.setEncoding('utf8');
+    req.on('data', (d: string) => (body += d));
+    req.on('end', () => resolve({ status, body }));
+    req.on('error', (err) => resolve({ status, body, error: String(err) }));
+  });
+  req.end();
+  const deadline = Date.now() + 30_000;
+  while (!up.seen.some((x) => x.url.endsWith('/hang'))) {
+    assert.ok(
+      Date.now() < deadline,
+      `the request never reached the capsule; it saw ${JSON.stringify(up.seen.map((x) => x.url))}`,
+    );
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  await live.setState(a, 'stopped');
+  const got = await answer;
+  assert.equal(got.status, 502, `answer: ${JSON.stringify(got)}`);
+  const json = JSON.parse(got.body) as { message: string; sandboxId: string; code: number };
+  assert.equal(json.message, 'The sandbox was not found');
+  assert.equal(json.sandboxId, a);
+  assert.equal(json.code, 502);
 });
 
 test('a later request on the same connection for another capsule reaches that capsule, never the first', async (t) => {

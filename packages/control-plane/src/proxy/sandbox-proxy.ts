@@ -23,6 +23,7 @@ import {
   guestErrorResponse,
   type ProxyTarget,
   proxyFailure,
+  sandboxNotFound,
   sendGuestError,
 } from '@wrenn/host-agent/client';
 import {
@@ -229,7 +230,7 @@ export function createSandboxProxy(ctx: ControlPlaneContext, opts: { headersTime
     target(route).then(
       (t) => {
         if ('status' in t) return sendGuestError(res, t);
-        track(route.capsuleId, res);
+        track(route.capsuleId, answeredWhenGone(res, route.capsuleId));
         const guest = { sandboxId: route.capsuleId, port: route.port };
         // HTTP/2 carries the host as :authority, which the HTTP/1.1 hop does not forward.
         const authority = req.httpVersionMajor === 2 ? requestAuthority(req) : undefined;
@@ -337,5 +338,22 @@ export function createSandboxProxy(ctx: ControlPlaneContext, opts: { headersTime
       for (const s of owned) s.destroy();
       owned.clear();
     },
+  };
+}
+
+/**
+ * A proxied exchange as the capsule-gone teardown sees it: a request still waiting for its answer
+ * gets E2B's 502 "The sandbox was not found" (the e2b SDK reads that as "killed" when a call broke
+ * off), one already answering is cut.
+ */
+function answeredWhenGone(res: http.ServerResponse, capsuleId: string) {
+  return {
+    destroy: () =>
+      sendGuestError(
+        res,
+        sandboxNotFound(capsuleId, `capsule ${capsuleId} was destroyed while this request waited for its answer`),
+      ),
+    once: (ev: 'close', fn: () => void) => res.once(ev, fn),
+    removeListener: (ev: 'close', fn: () => void) => res.removeListener(ev, fn),
   };
 }

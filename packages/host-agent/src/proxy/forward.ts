@@ -133,6 +133,8 @@ export function forwardHttp(
     req.headers['content-length'] !== undefined ||
     req.headers['transfer-encoding'] !== undefined;
   const attempt = (n: number) => {
+    // Answered meanwhile (the proxy answers for a capsule that went while a dial was retried).
+    if (res.headersSent || res.destroyed) return;
     const up = http.request({
       host: target.host,
       port: target.port,
@@ -146,7 +148,11 @@ export function forwardHttp(
       if (!s.connecting) dialed = true;
       else s.once('connect', () => (dialed = true));
     });
+    let answered = false;
     up.on('response', (ur) => {
+      // The proxy answered it already (its capsule went): this late answer has nowhere to go.
+      if (res.headersSent || res.destroyed) return void up.destroy();
+      ur.once('end', () => (answered = true));
       const headers: http.OutgoingHttpHeaders = {};
       for (const [k, v] of Object.entries(ur.headers)) {
         if (v === undefined || RESPONSE_HOP_BY_HOP.has(k)) continue;
@@ -175,7 +181,7 @@ export function forwardHttp(
       res.end(body);
     });
     res.on('close', () => {
-      if (!res.writableFinished) up.destroy();
+      if (!res.writableFinished || !answered) up.destroy();
     });
     if (hasBody) req.pipe(up);
     else up.end();
