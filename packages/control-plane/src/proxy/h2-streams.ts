@@ -14,6 +14,7 @@ import {
   portNotOpen,
   proxyFailure,
   RESPONSE_HOP_BY_HOP,
+  sandboxNotFound,
 } from '@wrenn/host-agent/client';
 import { Agent, type Dispatcher } from 'undici';
 import { type ProxyRoute, routeOf } from './route.js';
@@ -22,11 +23,18 @@ import type { Failure, ResolvedTarget } from './targets.js';
 export interface H2StreamDeps {
   domain: string;
   resolve(route: ProxyRoute): ResolvedTarget | Failure | Promise<ResolvedTarget | Failure>;
-  /** Ties the stream to its capsule (closed when the capsule goes); returns the untrack. */
-  track(capsuleId: string, stream: http2.ServerHttp2Stream): void;
+  /** Ties the exchange to its capsule (its destroy() is called when the capsule goes). */
+  track(capsuleId: string, exchange: TrackedExchange): void;
   /** Dial attempts while a server is still starting (linear backoff). */
   attempts: number;
   backoffMs: number;
+}
+
+/** What the capsule-gone teardown holds of one exchange. */
+export interface TrackedExchange {
+  destroy(): void;
+  once(ev: 'close', fn: () => void): unknown;
+  removeListener(ev: 'close', fn: () => void): unknown;
 }
 
 export interface H2StreamRelay {
@@ -74,7 +82,25 @@ export function createH2StreamRelay(deps: H2StreamDeps): H2StreamRelay {
     t: ResolvedTarget,
   ): void {
     if (stream.destroyed || stream.closed) return;
-    deps.track(route.capsuleId, stream);
+    let abortUpstream: (() => void) | undefined;
+    let gone = false;
+    // When the capsule goes, a stream still waiting for its answer gets E2B's 502 "The sandbox was
+    // not found" (the e2b SDK's check after a broken call reads it as "killed"); one answering is cut.
+    deps.track(route.capsuleId, {
+      destroy: () => {
+        gone = true;
+        abortUpstream?.();
+        respondFailure(
+          stream,
+          sandboxNotFound(
+            route.capsuleId,
+            `capsule ${route.capsuleId} was destroyed while this request waited for its answer`,
+          ),
+        );
+      },
+      once: (ev, fn) => stream.once(ev, fn),
+      removeListener: (ev, fn) => stream.removeListener(ev, fn),
+    });
     const method = one(headers[':method']) ?? 'GET';
     const out: Record<string, string | string[]> = {};
     for (const k in headers) {
@@ -91,6 +117,7 @@ export function createH2StreamRelay(deps: H2StreamDeps): H2StreamRelay {
     // A body unless the client ended the stream with its headers.
     const hasBody = !stream.readableEnded && !stream.endAfterHeaders;
     const attempt = (n: number) => {
+      if (gone) return;
       let started = false;
       pools.dispatch(
         {
@@ -103,13 +130,15 @@ export function createH2StreamRelay(deps: H2StreamDeps): H2StreamRelay {
         },
         {
           onRequestStart(controller) {
+            abortUpstream = () => controller.abort(new Error('the capsule went'));
             stream.once('close', () => {
               if (!stream.writableFinished) controller.abort(new Error('the client closed the stream'));
             });
           },
           onResponseStart(controller, statusCode, resHeaders) {
             started = true;
-            if (stream.destroyed || stream.closed) return controller.abort(new Error('the client closed the stream'));
+            if (stream.destroyed || stream.closed || stream.headersSent)
+              return controller.abort(new Error('the stream was closed or answered meanwhile'));
             const h: http2.OutgoingHttpHeaders = { ':status': statusCode };
             for (const [k, v] of Object.entries(resHeaders)) if (!RESPONSE_HOP_BY_HOP.has(k)) h[k] = v;
             stream.respond(h, { endStream: method === 'HEAD' || statusCode === 204 || statusCode === 304 });
@@ -123,6 +152,7 @@ export function createH2StreamRelay(deps: H2StreamDeps): H2StreamRelay {
             if (!stream.destroyed && !stream.writableEnded) stream.end();
           },
           onResponseError(_controller, err) {
+            if (gone) return; // answered when the capsule went
             const code = (err as NodeJS.ErrnoException).code ?? '';
             if (!started && !hasBody && n + 1 < deps.attempts && RETRYABLE.has(code)) {
               setTimeout(() => attempt(n + 1), deps.backoffMs * (n + 1));
