@@ -2,23 +2,13 @@
 // live `wrenn up` (real namespace capsules), `shell` driven through tmux, and bad input (wrong
 // key, unknown capsule) answered with a message, exit code 1 and no stack trace.
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { type Live, startLive } from '@wrenn/control-plane/testing';
-
-const BIN = resolve(dirname(fileURLToPath(import.meta.url)), '../../bin/wrenn.js');
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-const STACK = /^\s+at .+:\d+:\d+\)?$/m;
+import { CLI_BIN as BIN, type CliRun, runCli, STACK_LINE as STACK } from './run-cli.js';
 
 describe('wrenn CLI against wrenn up', () => {
   let live: Live;
@@ -27,22 +17,16 @@ describe('wrenn CLI against wrenn up', () => {
   const capsules: string[] = [];
 
   /** Runs the CLI with the live system's key and URL (unless overridden) and a private config dir. */
-  function wrenn(args: string[], o: { env?: Record<string, string | undefined>; input?: string } = {}): Promise<Run> {
-    return new Promise((resolvePromise, reject) => {
-      const merged: Record<string, string> = { ...env };
-      for (const [k, v] of Object.entries(o.env ?? {})) {
-        if (v === undefined) delete merged[k];
-        else merged[k] = v;
-      }
-      const child = spawn(process.execPath, [BIN, ...args], { env: merged, stdio: ['pipe', 'pipe', 'pipe'] });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-      child.on('error', reject);
-      child.on('close', (code) => resolvePromise({ code, stdout, stderr }));
-      child.stdin.end(o.input ?? '');
-    });
+  function wrenn(
+    args: string[],
+    o: { env?: Record<string, string | undefined>; input?: string } = {},
+  ): Promise<CliRun> {
+    const merged: Record<string, string> = { ...env };
+    for (const [k, v] of Object.entries(o.env ?? {})) {
+      if (v === undefined) delete merged[k];
+      else merged[k] = v;
+    }
+    return runCli(args, merged, o.input ?? '');
   }
 
   const ok = async (args: string[], o?: Parameters<typeof wrenn>[1]) => {
