@@ -6,6 +6,9 @@ import { Sandbox } from 'e2b';
 
 type Json = Record<string, unknown>;
 
+/** Names each step on stderr, so a scenario that hangs says where (the test prints stderr). */
+const step = (name: string) => process.stderr.write(`${new Date().toISOString()} step: ${name}\n`);
+
 const text = async (res: Response) => ({ status: res.status, body: await res.text() });
 // A CGI script that answers with the Host header its server got (busybox httpd sets HTTP_HOST).
 const HOST_ECHO = '#!/bin/sh\nprintf "content-type: text/plain\\r\\n\\r\\n%s" "$HTTP_HOST"\n';
@@ -36,11 +39,15 @@ const scenarios: Record<string, () => Promise<Json>> = {
       apiUrl: process.env.E2B_API_URL ?? null,
       sandboxUrl: process.env.E2B_SANDBOX_URL ?? null,
     };
+    step('create');
     const sbx = await Sandbox.create('minimal', { secure: true, timeoutMs: 300_000 });
     try {
+      step(`run in ${sbx.sandboxId}`);
       const echo = await sbx.commands.run('echo hi from $(hostname)');
+      step('files');
       await sbx.files.write('/home/user/hello.txt', 'hello over tls');
       const read = await sbx.files.read('/home/user/hello.txt');
+      step('signed URLs');
       const download = await sbx.downloadUrl('hello.txt');
       const valid = await text(await fetch(download));
       const timed = await text(await fetch(await sbx.downloadUrl('hello.txt', { useSignatureExpiration: 60 })));
@@ -54,16 +61,21 @@ const scenarios: Record<string, () => Promise<Json>> = {
       const uploaded = await text(await fetch(upload, { method: 'POST', body: form }));
       const upRead = await sbx.files.read('/home/user/up.txt');
 
+      step('serve');
       await serveHostEcho(sbx, 8080);
+      step('fetch getHost');
       const host = sbx.getHost(8080);
       const page = await fetchServer(`https://${host}/index.html`);
       const seenHost = await fetchServer(`https://${host}/cgi-bin/host`);
 
+      step('pause');
       await sbx.pause();
+      step('connect');
       const pausedInfo = await Sandbox.getInfo(sbx.sandboxId);
       const resumed = await Sandbox.connect(sbx.sandboxId);
       const afterResume = await resumed.files.read('/home/user/hello.txt');
       const running = await resumed.isRunning();
+      step('kill');
       await resumed.kill();
       const gone = await Sandbox.getInfo(sbx.sandboxId).then(
         () => 'still there',
@@ -101,6 +113,7 @@ const scenarios: Record<string, () => Promise<Json>> = {
  * also against waking it by auto-resume; the capsule's server sees the masked host.
  */
 scenarios.private = async () => {
+  step('create private');
   const sbx = await Sandbox.create('minimal', {
     timeoutMs: 300_000,
     lifecycle: { onTimeout: 'pause', autoResume: true },
@@ -108,7 +121,9 @@ scenarios.private = async () => {
   });
   try {
     const token = sbx.trafficAccessToken ?? '';
+    step(`serve in ${sbx.sandboxId}`);
     await serveHostEcho(sbx, 8080);
+    step('fetch with and without token');
     const url = `https://${sbx.getHost(8080)}`;
     const withToken = { headers: { 'e2b-traffic-access-token': token } };
     const allowed = await fetchServer(`${url}/index.html`, withToken);
@@ -119,14 +134,18 @@ scenarios.private = async () => {
     const empty = await text(await fetch(`${url}/index.html`, { headers: { 'e2b-traffic-access-token': '' } }));
     const seenHost = await text(await fetch(`${url}/cgi-bin/host`, withToken));
     // envd's port keeps its own rules: the SDK works without the traffic token.
+    step('run');
     const envd = (await sbx.commands.run('echo envd ok')).stdout.trim();
     const info = await Sandbox.getInfo(sbx.sandboxId);
+    step('pause');
     await sbx.pause();
+    step('wake by fetch');
     const pausedNoToken = await text(await fetch(`${url}/index.html`));
     const stillPaused = (await Sandbox.getInfo(sbx.sandboxId)).state;
     const wokenWithToken = await fetchServer(`${url}/index.html`, withToken);
     const afterWake = (await Sandbox.getInfo(sbx.sandboxId)).state;
     // A public neighbour next to it is reachable without any token.
+    step('public neighbour');
     const pub = await Sandbox.create('minimal', { timeoutMs: 300_000 });
     await serveHostEcho(pub, 8080);
     const neighbour = await fetchServer(`https://${pub.getHost(8080)}/cgi-bin/host`);

@@ -22,6 +22,9 @@ const CP_ADDRESS = '127.88.0.1';
 const DNS_ADDRESS = '127.88.0.53';
 const CHILD = join(import.meta.dirname, '..', 'e2b-domain-child.js');
 
+/** How long a raw request of the hostile cases may take (they answer in milliseconds). */
+const RAW_TIMEOUT_MS = 20_000;
+
 interface Answer {
   status: number;
   body: string;
@@ -40,6 +43,11 @@ function h2Request(
       ...(servername ? { servername } : { servername: '', checkServerIdentity: () => undefined }),
     });
     session.on('error', reject);
+    // A request that hangs fails the test with what it was, instead of holding the run.
+    session.setTimeout(RAW_TIMEOUT_MS, () => {
+      session.destroy();
+      reject(new Error(`h2 ${JSON.stringify(headers)} (SNI ${servername}): no answer in ${RAW_TIMEOUT_MS} ms`));
+    });
     const req = session.request(headers);
     let body = '';
     let status = 0;
@@ -69,6 +77,9 @@ function h1Request(ca: Buffer, servername: string | undefined, host: string, pat
       ...(servername ? { servername } : { checkServerIdentity: () => undefined }),
     });
     let raw = '';
+    socket.setTimeout(RAW_TIMEOUT_MS, () =>
+      socket.destroy(new Error(`h1 ${host}${path} (SNI ${servername}): no answer in ${RAW_TIMEOUT_MS} ms`)),
+    );
     socket.setEncoding('utf8');
     socket.on('secureConnect', () =>
       socket.write(`GET ${path} HTTP/1.1\r\nhost: ${host}\r\nconnection: close\r\n\r\n`),
