@@ -73,3 +73,48 @@ test('the timer samples by itself and stops', async () => {
   await new Promise((r) => setTimeout(r, 100));
   assert.equal(h.range('a', 0, Date.now()).length, n, 'sampled after stop');
 });
+
+test('an idle capsule (CPU counter unmoved) repeats its last sample without a full read; a busy one is read', async () => {
+  let cpu = 5_000_000n;
+  let fullReads = 0;
+  let disk = 7;
+  const src = {
+    running: () => [{ id: 'a', vcpus: 1 }],
+    stats: async (): Promise<CapsuleStats> => {
+      fullReads++;
+      return { cpuUsageNs: cpu, memoryBytes: 10, memoryLimitBytes: 100, pids: 3, diskUsedBytes: disk };
+    },
+    cpuUsageNs: () => cpu,
+  };
+  const h = new MetricsHistory(src, 60_000, 100, 60_000);
+  await h.sampleAll();
+  await h.sampleAll();
+  await h.sampleAll();
+  assert.equal(fullReads, 1, 'idle rounds must not take full samples');
+  const s = h.range('a', 0, Date.now());
+  assert.equal(s.length, 3, 'an idle round still records a sample');
+  assert.deepEqual(
+    s.map((x) => [x.cpuUsedPct, x.diskUsedBytes]),
+    [
+      [0, 7],
+      [0, 7],
+      [0, 7],
+    ],
+  );
+  // The capsule works: the counter moves, so the next round reads everything again.
+  cpu += 1_000_000n;
+  disk = 9;
+  await h.sampleAll();
+  assert.equal(fullReads, 2);
+  assert.equal(h.range('a', 0, Date.now()).at(-1)?.diskUsedBytes, 9);
+  // With a full-sample period of 0 every round is full, idle or not.
+  const always = new MetricsHistory(src, 60_000, 100, 0);
+  await always.sampleAll();
+  await always.sampleAll();
+  assert.equal(fullReads, 4);
+  // A counter that cannot be read falls back to the full sample.
+  const broken = new MetricsHistory({ ...src, cpuUsageNs: () => undefined }, 60_000, 100, 60_000);
+  await broken.sampleAll();
+  await broken.sampleAll();
+  assert.equal(fullReads, 6);
+});

@@ -88,6 +88,10 @@ export class SandboxManager {
       running: () =>
         [...this.records.values()].filter((r) => r.state === 'running').map((r) => ({ id: r.id, vcpus: r.vcpus })),
       stats: (id) => this.stats(id),
+      cpuUsageNs: (id) => {
+        const rec = this.records.get(id);
+        return rec?.handle ? this.runtimeOf(rec).cpuUsageNs?.(rec.handle) : undefined;
+      },
     });
     this.pool = new WarmPool({
       sizes: deps.warmPool ?? {},

@@ -1,13 +1,19 @@
 // The metrics E2B's GET /sandboxes/{id}/metrics answers for a time range: every 5 s the agent takes
 // a sample of each running capsule (memory, disk, processes, and CPU use since the last sample) and
 // keeps the last two hours of them in memory, per capsule, until the capsule is destroyed. One
-// capsule is sampled at a time and the next round starts 5 s after the last ended, so a capsule
-// with a large writable layer (its disk use is a walk of it) slows the rounds, not the host.
+// capsule is sampled at a time and the next round starts 5 s after the last ended.
+// At 1,000 idle capsules a full sample of each (several cgroup files and a statfs, or a walk of the
+// writable layer where a capsule has no disk of its own) every 5 s was the agent's largest idle cost
+// (issue 15). An idle capsule cannot change its memory, processes or disk without using CPU, so when
+// the source offers a cheap CPU counter and it has not moved, the round repeats the last sample
+// (CPU 0) for the price of one file read; a full sample is still taken once a minute.
 import type { CapsuleStats } from '../runtimes/runtime.js';
 
 export const METRICS_SAMPLE_INTERVAL_MS = 5_000;
 /** Samples kept per capsule: two hours at one every 5 s. */
 export const METRICS_SAMPLES_KEPT = 1_440;
+/** However idle a capsule, a full sample at least this often (page cache reclaim moves memory). */
+export const METRICS_FULL_SAMPLE_MS = 60_000;
 
 export interface MetricsSample {
   timestampMs: number;
@@ -24,12 +30,15 @@ export interface MetricsSource {
   /** Capsules to sample now (running ones) with their vCPU count. */
   running(): { id: string; vcpus: number }[];
   stats(id: string): Promise<CapsuleStats>;
+  /** The cumulative CPU counter alone, when the runtime can read it for next to nothing. */
+  cpuUsageNs?(id: string): bigint | undefined;
 }
 
 interface Series {
   samples: MetricsSample[];
   lastCpuNs?: bigint;
   lastAtMs?: number;
+  lastFullAtMs?: number;
 }
 
 export class MetricsHistory {
@@ -41,6 +50,7 @@ export class MetricsHistory {
     private readonly source: MetricsSource,
     private readonly intervalMs = METRICS_SAMPLE_INTERVAL_MS,
     private readonly kept = METRICS_SAMPLES_KEPT,
+    private readonly fullSampleMs = METRICS_FULL_SAMPLE_MS,
   ) {}
 
   start(): void {
@@ -72,9 +82,28 @@ export class MetricsHistory {
   /** One round over the running capsules (also called by tests instead of waiting for the timer). */
   async sampleAll(): Promise<void> {
     for (const { id, vcpus } of this.source.running()) {
+      if (this.repeatIfIdle(id, vcpus, Date.now())) continue;
       const stats = await this.source.stats(id).catch(() => undefined);
       if (stats) this.record(id, vcpus, stats, Date.now());
     }
+  }
+
+  /** Repeats the last sample with CPU 0 when the capsule's CPU counter has not moved. */
+  private repeatIfIdle(id: string, vcpus: number, now: number): boolean {
+    const s = this.series.get(id);
+    const last = s?.samples.at(-1);
+    if (!s || !last || !this.source.cpuUsageNs || s.lastFullAtMs === undefined) return false;
+    if (now - s.lastFullAtMs >= this.fullSampleMs || last.cpuCount !== vcpus) return false;
+    let cpu: bigint | undefined;
+    try {
+      cpu = this.source.cpuUsageNs(id);
+    } catch {
+      return false; // let the full sample decide whether the capsule is still there
+    }
+    if (cpu === undefined || cpu !== s.lastCpuNs) return false;
+    s.lastAtMs = now;
+    this.push(s, { ...last, timestampMs: now, cpuUsedPct: 0 });
+    return true;
   }
 
   private record(id: string, vcpus: number, st: CapsuleStats, now: number): void {
@@ -90,7 +119,8 @@ export class MetricsHistory {
     }
     s.lastCpuNs = st.cpuUsageNs;
     s.lastAtMs = now;
-    s.samples.push({
+    s.lastFullAtMs = now;
+    this.push(s, {
       timestampMs: now,
       cpuUsedPct: Math.round(cpu * 100) / 100,
       cpuCount: vcpus,
@@ -99,6 +129,10 @@ export class MetricsHistory {
       diskUsedBytes: st.diskUsedBytes,
       pids: st.pids,
     });
+  }
+
+  private push(s: Series, sample: MetricsSample): void {
+    s.samples.push(sample);
     if (s.samples.length > this.kept) s.samples.splice(0, s.samples.length - this.kept);
   }
 

@@ -106,6 +106,11 @@ export interface CapsuleRuntime {
    */
   watchExit?(handle: RuntimeHandle, onExit: (reason: string) => void): () => void;
   stats(handle: RuntimeHandle): Promise<CapsuleStats>;
+  /**
+   * The capsule's cumulative CPU counter alone, read synchronously in microseconds (the metrics
+   * history skips an idle capsule's full sample with it). Optional; undefined = not known.
+   */
+  cpuUsageNs?(handle: RuntimeHandle): bigint | undefined;
   /** Removes leftovers of capsules this agent no longer knows (namespaces, mounts, cgroups, rules). */
   cleanupStale(knownIds: ReadonlySet<string>): Promise<void>;
   /**

@@ -9,7 +9,7 @@
 // Nothing the capsule can write lives on the host's file system: its writable layer and its /etc
 // files are on its own disk, and its output (envd's and the init's) is a pipe that the helper's
 // host-side parent copies into <sandbox>/envd.log with a size cap (nsinit.c).
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, statfsSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { native } from '@wrenn/native';
@@ -536,7 +536,26 @@ export class NamespaceRuntime implements CapsuleRuntime {
     const base = cg.exists()
       ? cg.stats()
       : { cpuUsageNs: 0n, memoryBytes: 0, memoryLimitBytes: s.spec.memoryMb * 1024 * 1024, pids: 0 };
-    return { ...base, diskUsedBytes: await diskUsageBytes(layerDirs(s).upper) };
+    return { ...base, diskUsedBytes: await this.diskUsed(s) };
+  }
+
+  cpuUsageNs(handle: RuntimeHandle): bigint | undefined {
+    try {
+      return BigInt(this.cgroups(this.stateOf(handle).spec.id).read('cpuacct', 'cpuacct.usage'));
+    } catch {
+      return undefined; // gone: the full sample says so
+    }
+  }
+
+  /**
+   * Used space of the capsule's own disk from statfs (microseconds, what `df /` shows inside, and
+   * what E2B's envd reports); without a disk of its own, a walk of the writable layer.
+   */
+  private async diskUsed(s: NamespaceState): Promise<number> {
+    const { upper } = layerDirs(s);
+    if (!s.ownDisk) return diskUsageBytes(upper);
+    const fs = statfsSync(upper);
+    return (fs.blocks - fs.bfree) * fs.bsize;
   }
 
   /** Kills, unmounts and removes every capsule of ours (cgroups, sandbox dirs) not in knownIds. */
