@@ -13,6 +13,7 @@ import {
   removeCgroupParentIfEmpty,
   startLocalAgent,
 } from '@wrenn/host-agent';
+import { markTestDir, sweepStaleTestDirs } from '@wrenn/host-agent/testing/stale';
 import type { Kysely } from 'kysely';
 import pino from 'pino';
 import type { Database } from '../db/schema.js';
@@ -85,6 +86,9 @@ export interface TestUpOptions {
 
 /** The test system itself: this machine's agent in a slot of its own, and a control plane over it. */
 export async function startTestUp(o: TestUpOptions): Promise<RunningUp> {
+  // A killed run's data dir keeps its capsules' loop-mounted disks: swept once its process is gone.
+  markTestDir(o.dataDir);
+  await sweepStaleTestDirs();
   const logLevel = process.env.WRENN_TEST_LOG ?? 'silent';
   const local = await startLocalAgent({
     dataDir: o.dataDir,

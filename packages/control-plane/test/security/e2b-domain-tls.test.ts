@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import tls from 'node:tls';
+import { killStaleDnsmasq } from '@wrenn/host-agent/testing/stale';
 import { e2bKeyOf } from '../../src/auth/api-keys.js';
 import { type Live, startLive } from '../../src/testing/live-up.js';
 
@@ -159,6 +160,8 @@ describe('e2b SDK with only E2B_DOMAIN against wrenn up over TLS', {
     dir = mkdtempSync(join(tmpdir(), 'wrenn-domain-tls-'));
     const resolvConf = join(dir, 'resolv.conf');
     writeFileSync(resolvConf, `nameserver ${DNS_ADDRESS}\noptions timeout:1 attempts:2\n`);
+    // A killed earlier run's resolver still holds the address (its after() never ran).
+    await killStaleDnsmasq(DNS_ADDRESS);
     dns = spawn(
       'dnsmasq',
       [

@@ -10,6 +10,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execFileP, execIp, nodeInNetns, serverInNetns, udpEchoInNetns } from './netns.js';
+import { killStaleDnsmasq } from './stale-fixtures.js';
 
 export const INET = {
   netns: 'wrnx-inet',
@@ -120,6 +121,8 @@ export function internetLeftovers(): string[] {
 /** Builds the namespace and starts its servers (processes end with killChildren() and stop()). */
 export async function createInternet(): Promise<Internet> {
   await removeInternet();
+  // A killed earlier run's resolver lives on in its (now deleted) namespace.
+  await killStaleDnsmasq(INET.dns);
   const dir = await mkdtemp(join(tmpdir(), 'wrenn-egress-inet-'));
   const extra = [INET.b, INET.dns];
   await execIp(
