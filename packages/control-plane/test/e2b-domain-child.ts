@@ -25,6 +25,8 @@ async function serveHostEcho(sbx: Sandbox, port: number): Promise<void> {
 async function fetchServer(url: string, init: RequestInit = {}): Promise<{ status: number; body: string }> {
   let last = { status: 0, body: '' };
   for (let i = 0; i < 50; i++) {
+    // Each attempt on stderr: a hang names the request (and whether the server answered it).
+    step(`fetch ${url} (attempt ${i + 1})`);
     last = await text(await fetch(url, init));
     if (last.status !== 502) return last;
     await new Promise((r) => setTimeout(r, 100));

@@ -13,7 +13,8 @@
 // routing). A request it does not take (another route, an upgrade, unusual framing), the upstream
 // closing between requests, or yieldGroup() (the capsule paused) hands the client connection back
 // to JS once every earlier response went out: reason "handback" with the client's fd and the bytes
-// read from it but not forwarded; the upstream is closed (JS dials again if it needs it).
+// read from it but not forwarded; the upstream is closed (JS dials again if it needs it). A client's
+// EOF ends the pair even with a response under way (HTTP mode only: tunnels pass half-closes on).
 #include "relay.h"
 
 #include "http1.h"
@@ -516,7 +517,10 @@ class Relay {
         return finish(p.id, H.req == HttpConn::ReqHead ? kHandback : kError, 0);
       }
     }
-    if (rq.eof && answered) return finish(p.id, kDone, 0);
+    // The client ended its side: with nothing pending the connection is done; with an answer still
+    // pending it is abandoned, as Node's HTTP server (and E2B's Go proxy) treat a client's EOF, so
+    // the upstream sees its request end instead of a connection that waits on a gone client.
+    if (rq.eof && !H.closing) return finish(p.id, kDone, 0);
     if (H.yielding && answered && H.req == HttpConn::ReqHead && rq.len == 0) return finish(p.id, kHandback, 0);
     watch(p, {!rq.eof && rq.len == 0 && !holdRequests(H) && !H.closing, !rs.eof && rs.len == 0 && !H.closing});
   }

@@ -93,6 +93,7 @@ struct Conn {
   bool tlsEof = false, plainShut = false;   // client -> JS direction ended / passed on
   bool plainEof = false, tlsShut = false;   // JS -> client direction ended / passed on
   bool plainGone = false;                   // JS closed its end entirely
+  bool plainHup = false;                    // epoll reported the plaintext side's EOF or hang-up
   // Edge-triggered readiness: a read is tried only after epoll said there is something (or the
   // last read filled its buffer), which saves a recv bound to fail per wake-up.
   bool tcpIn = true, plainIn = true;
@@ -193,6 +194,9 @@ class Front {
         bool any = ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR);
         if (key & 1) {
           c.plainIn = c.plainIn || any;
+          // The EOF comes as an edge of its own only when it follows the data later: with both in
+          // one wake-up, a short read must not end the reading before recv saw the 0.
+          if (ev & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) c.plainHup = true;
           // JS closed its end for good (not only shut its writing): nothing more can reach it.
           if (ev & EPOLLHUP) c.plainGone = true;
         } else {
@@ -354,8 +358,9 @@ class Front {
         ssize_t n = recv(c.plain, scratch_.get(), kRead, 0);
         if (n > 0) {
           c.toTls.assign(scratch_.get(), static_cast<size_t>(n));
-          // A short read drained the socket (a stream socket returns what it holds).
-          if (static_cast<size_t>(n) < kRead) c.plainIn = false;
+          // A short read drained the socket (a stream socket returns what it holds), unless an EOF
+          // waits behind the data (its edge was this wake-up's: none would come again).
+          if (static_cast<size_t>(n) < kRead && !c.plainHup) c.plainIn = false;
         } else if (n == 0) {
           c.plainEof = true;
         } else if (errno == EAGAIN || errno == EWOULDBLOCK) {

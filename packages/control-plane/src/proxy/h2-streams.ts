@@ -119,6 +119,7 @@ export function createH2StreamRelay(deps: H2StreamDeps): H2StreamRelay {
     const attempt = (n: number) => {
       if (gone) return;
       let started = false;
+      let answered = false;
       pools.dispatch(
         {
           origin: `http://${t.host}:${t.port}`,
@@ -131,8 +132,11 @@ export function createH2StreamRelay(deps: H2StreamDeps): H2StreamRelay {
         {
           onRequestStart(controller) {
             abortUpstream = () => controller.abort(new Error('the capsule went'));
+            // A stream closed before its answer was whole (the client reset it, its session or
+            // connection went): the capsule's server sees its request end. Not writableFinished:
+            // Node ends a stream's writable side when it closes, answered or not.
             stream.once('close', () => {
-              if (!stream.writableFinished) controller.abort(new Error('the client closed the stream'));
+              if (!answered) controller.abort(new Error('the client closed the stream'));
             });
           },
           onResponseStart(controller, statusCode, resHeaders) {
@@ -149,9 +153,11 @@ export function createH2StreamRelay(deps: H2StreamDeps): H2StreamRelay {
             if (!stream.write(chunk)) controller.pause();
           },
           onResponseEnd() {
+            answered = true;
             if (!stream.destroyed && !stream.writableEnded) stream.end();
           },
           onResponseError(_controller, err) {
+            answered = true;
             if (gone) return; // answered when the capsule went
             const code = (err as NodeJS.ErrnoException).code ?? '';
             if (!started && !hasBody && n + 1 < deps.attempts && RETRYABLE.has(code)) {

@@ -177,7 +177,10 @@ export class PipedConnection {
   private readonly onClientEnd = (): void => {
     this.clientEnded = true;
     if (this.req === 'tunnel') this.upstream?.end();
-    else if (this.idle()) this.destroy();
+    // No more requests can come; an answer still pending is abandoned, as Node's HTTP server treats
+    // a client's EOF (and the relay's HTTP mode): the capsule's server sees its request end instead
+    // of the connection waiting on a gone client.
+    else this.destroy();
   };
 
   private pump(): void {
