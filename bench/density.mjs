@@ -28,6 +28,7 @@ import { cpus, loadavg, release, tmpdir, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { timedAdminApi } from './lib/admin-api.mjs';
 import { removeCgroupParent } from './lib/cgroup-parent.mjs';
 import { spawnDensityStack } from './lib/spawn-density-stack.mjs';
 
@@ -160,32 +161,8 @@ for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
 
 // ---- the API --------------------------------------------------------------------------------
 
-async function api(method, path, body) {
-  const t0 = performance.now();
-  const res = await fetch(`${stack.url}/v1${path}`, {
-    method,
-    headers: { 'x-api-key': stack.adminKey, ...(body ? { 'content-type': 'application/json' } : {}) },
-    ...(body ? { body: JSON.stringify(body) } : {}),
-  });
-  const text = await res.text();
-  const ms = performance.now() - t0;
-  let json;
-  try {
-    json = text ? JSON.parse(text) : undefined;
-  } catch {
-    json = undefined;
-  }
-  if (!res.ok) {
-    const err = new Error(
-      `${method} /v1${path}: ${res.status} ${json?.error?.code ?? ''} ${json?.error?.message ?? text.slice(0, 300)}`.trim(),
-    );
-    err.status = res.status;
-    err.code = json?.error?.code;
-    err.ms = ms;
-    throw err;
-  }
-  return { json, ms };
-}
+/** The admin's call to the stack's API under /v1: { json, ms }; errors carry status and code. */
+const api = (method, path, body) => timedAdminApi(stack)(method, `/v1${path}`, body);
 
 // ---- host figures ---------------------------------------------------------------------------
 

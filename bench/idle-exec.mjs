@@ -14,6 +14,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { timedAdminApi } from './lib/admin-api.mjs';
 import { removeCgroupParent } from './lib/cgroup-parent.mjs';
 import { spawnDensityStack, DENSITY_STACK_SCRIPT as stackScript } from './lib/spawn-density-stack.mjs';
 
@@ -74,17 +75,8 @@ function teardown() {
 for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'])
   process.on(sig, () => void teardown().finally(() => process.exit(130)));
 
-async function api(method, path, body) {
-  const t0 = performance.now();
-  const res = await fetch(`${stack.url}/v1${path}`, {
-    method,
-    headers: { 'x-api-key': stack.adminKey, ...(body ? { 'content-type': 'application/json' } : {}) },
-    ...(body ? { body: JSON.stringify(body) } : {}),
-  });
-  const text = await res.text();
-  if (!res.ok) throw new Error(`${method} /v1${path}: ${res.status} ${text.slice(0, 300)}`);
-  return { json: text ? JSON.parse(text) : undefined, ms: performance.now() - t0 };
-}
+/** The admin's call to the stack's API under /v1: { json, ms }; errors carry status and code. */
+const api = (method, path, body) => timedAdminApi(stack)(method, `/v1${path}`, body);
 
 const cgroupDir = (id) => `/sys/fs/cgroup/cpuacct/${stack.cgroupParent}/${id}`;
 const cpuNs = (id) => Number(readFileSync(join(cgroupDir(id), 'cpuacct.usage'), 'utf8'));

@@ -12,7 +12,7 @@ const here = dirname(fileURLToPath(import.meta.url));
 const self = basename(fileURLToPath(import.meta.url));
 // Run by hand (see their headers): side-by-side compares two checkouts and needs arguments;
 // density starts up to a thousand capsules and takes many minutes.
-const needsArgs = new Set(['side-by-side.mjs', 'density.mjs']);
+const needsArgs = new Set(['side-by-side.mjs', 'density.mjs', 'node-lines.mjs']);
 const filters = process.argv.slice(2);
 const benches = readdirSync(here)
   .filter((f) => f.endsWith('.mjs') && f !== self && !needsArgs.has(f) && !f.startsWith('tmp-') && !f.startsWith('_'))

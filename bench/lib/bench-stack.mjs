@@ -6,7 +6,10 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startUp } from '@wrenn/cli';
+import { adminApi } from './admin-api.mjs';
 import { removeCgroupParent } from './cgroup-parent.mjs';
+
+export { adminApi, timedAdminApi } from './admin-api.mjs';
 
 /**
  * Starts the stack for bench `name`. The second argument: pool (CIDR), prefix (a short tag for the
@@ -63,18 +66,4 @@ export async function withBenchStack(name, net, options, fn) {
   } finally {
     await stack.stop();
   }
-}
-
-/** (method, path, body) → parsed JSON (null when empty); throws with the status and body unless 2xx. */
-export function adminApi(up) {
-  return async (method, path, body) => {
-    const r = await fetch(`${up.url}${path}`, {
-      method,
-      headers: { 'x-api-key': up.adminKey, ...(body ? { 'content-type': 'application/json' } : {}) },
-      ...(body ? { body: JSON.stringify(body) } : {}),
-    });
-    const text = await r.text();
-    if (r.status < 200 || r.status > 299) throw new Error(`${method} ${path}: ${r.status} ${text.slice(0, 300)}`);
-    return text ? JSON.parse(text) : null;
-  };
 }
