@@ -23,7 +23,8 @@ function baseLayer(imagesDir) {
   const out = join(CACHE, `base-${key}.tar.gz`);
   if (existsSync(out)) return readFileSync(out);
   mkdirSync(CACHE, { recursive: true });
-  const rootfs = join(imagesDir, 'base', 'rootfs');
+  // base's own layer: base/rootfs, or base.v<version>/rootfs once a changed recipe rebuilt it.
+  const rootfs = join(imagesDir, manifest.layers[0], 'rootfs');
   // Every owner id in the tree, mapped down by the shift (tar's --owner-map/--group-map).
   const ids = (kind) =>
     [

@@ -1,5 +1,6 @@
 // Wires the manager to this host's real layers: the namespace runtime, the template store under
 // <dataDir>/images, and the capsule network (netns + veth + NAT) with its metadata endpoint.
+import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import pino from 'pino';
 import { type CapacityConfig, capacityConfig } from './capacity/capacity.js';
@@ -179,6 +180,20 @@ export interface LocalLayerOptions {
   log?: TuningLog;
 }
 
+/**
+ * Removes base template layers no template and no capsule record of this agent uses (a paused or
+ * hibernated capsule names its lower layers by path in its record, <dataDir>/capsules/<id>.json).
+ */
+async function removeUnusedLayers(store: TemplateStore, dataDir: string, log: TuningLog): Promise<void> {
+  const dir = join(dataDir, 'capsules');
+  const records: string[] = [];
+  for (const n of await readdir(dir).catch(() => [] as string[])) {
+    if (n.endsWith('.json')) records.push(await readFile(join(dir, n), 'utf8').catch(() => ''));
+  }
+  const removed = await store.removeUnusedLayers((layer) => records.some((r) => r.includes(JSON.stringify(layer))));
+  for (const layer of removed) log.info({ layer }, 'removed an old template layer nothing uses (its recipe changed)');
+}
+
 export async function createLocalLayers(dataDir: string, opts: LocalLayerOptions = {}): Promise<LocalLayers> {
   const netOpts = opts.network ?? {};
   const log = opts.log ?? pino({ base: { svc: 'host-agent' } });
@@ -214,6 +229,9 @@ export async function createLocalLayers(dataDir: string, opts: LocalLayerOptions
   // Paid once here rather than by the first capsule: compiling the init helper, resolving node's libraries.
   await ns.prepare();
   await templateStore.cleanupLeftovers();
+  // Old builds of base templates (recipe versions, template-store.ts) that nothing uses any more.
+  // Only in an images dir of this agent's own: agents sharing one (tests) do not see each other's capsules.
+  if (!opts.imagesDir) await removeUnusedLayers(templateStore, dataDir, log);
   const runtimes = new Map<RuntimeName, CapsuleRuntime>([['namespace', ns]]);
   // Firecracker where KVM can run a VM and its binary is installed (then the default); QEMU where
   // installed (KVM when usable, else software emulation); otherwise the configured default.

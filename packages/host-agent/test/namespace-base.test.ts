@@ -34,7 +34,7 @@ test('base template (Debian bookworm, built on first use and cached) runs python
   console.log(
     `# base template ready in ${((performance.now() - t0) / 1000).toFixed(1)} s (${(m.size / 1048576).toFixed(0)} MiB, built ${m.created_at})`,
   );
-  const rootfs = join(env.store.imagesDir, 'base/rootfs');
+  const [rootfs = ''] = await env.store.layerDirs(m); // base/rootfs, or base.v<version>/rootfs after a recipe change
   // sudo keeps its setuid bit through the ownership shift.
   const sudo = statSync(join(rootfs, 'usr/bin/sudo'));
   assert.equal(sudo.uid, HOST_ID_BASE);
@@ -50,6 +50,11 @@ test('base template (Debian bookworm, built on first use and cached) runs python
   const py = await execInCapsule(h, ['python3', '-c', 'print(1+1)'], { timeoutMs: 30_000 });
   assert.equal(py.code, 0, py.stderr);
   assert.equal(py.stdout, '2\n');
+  // `python` too (python-is-python3): E2B's templates and SDK tests run `python -m http.server`.
+  const python = await execInCapsule(h, ['python', '-c', 'import sys; print(sys.version_info[0])'], {
+    timeoutMs: 30_000,
+  });
+  assert.equal(python.stdout, '3\n', python.stderr);
   const user = await execInCapsule(h, ['sh', '-c', 'id -un; sudo -n id -u'], {
     uid: 1000,
     gid: 1000,

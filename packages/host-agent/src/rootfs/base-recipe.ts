@@ -1,5 +1,5 @@
-// `base`: Debian bookworm minbase from debootstrap, plus python3, pip, curl, git, ca-certificates,
-// sudo, procps and a `user` account with passwordless sudo. Needs the host's Debian mirror; takes
+// `base`: Debian bookworm minbase from debootstrap, plus python3 (also as `python`, which E2B's
+// templates and its SDK tests call), pip, curl, git, ca-certificates, sudo, procps and a `user` account with passwordless sudo. Needs the host's Debian mirror; takes
 // a minute or more, so the store builds it once and caches it.
 import { execFile, spawn } from 'node:child_process';
 import { chmod, mkdir, readdir, rm, writeFile } from 'node:fs/promises';
@@ -11,7 +11,9 @@ import type { ProgressFn, TemplateRecipe } from './recipe.js';
 
 const run = promisify(execFile);
 const SUITE = 'bookworm';
-const PACKAGES = ['python3', 'python3-pip', 'curl', 'git', 'ca-certificates', 'sudo', 'procps'];
+const PACKAGES = ['python3', 'python-is-python3', 'python3-pip', 'curl', 'git', 'ca-certificates', 'sudo', 'procps'];
+/** Bump when a build step below changes (what PACKAGES and SUITE do not already say). */
+const REVISION = 1;
 
 function debootstrap(args: string[], onProgress: ProgressFn): Promise<void> {
   return new Promise((resolve, reject) => {
@@ -44,6 +46,7 @@ async function inChroot(rootfs: string, argv: string[]): Promise<void> {
 
 export const baseRecipe: TemplateRecipe = {
   description: `Debian ${SUITE} minbase with ${PACKAGES.join(', ')} and a sudo-enabled user`,
+  inputs: { suite: SUITE, packages: PACKAGES, revision: REVISION },
   async build(rootfs, onProgress) {
     const mirror = await findDebianMirror(SUITE);
     onProgress(`base: debootstrap ${SUITE} (minbase + ${PACKAGES.join(',')}); this takes a minute or more`);

@@ -82,6 +82,8 @@ function aptInRoot(root: string, onProgress: ProgressFn): Promise<void> {
 export const codeInterpreterRecipe: TemplateRecipe = {
   description: `base with ${PACKAGES.join(', ')} (E2B code interpreter, server on port 49999)`,
   parent: 'base',
+  // Its version includes base's: a changed base rebuilds this one over it too.
+  inputs: { packages: PACKAGES, script: APT_SCRIPT, port: CODE_INTERPRETER_PORT, revision: 1 },
   readyPorts: [CODE_INTERPRETER_PORT],
   async build(root, onProgress) {
     // apt needs the host's resolver; capsules get their own /etc/resolv.conf at start.

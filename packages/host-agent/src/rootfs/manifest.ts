@@ -1,6 +1,7 @@
 // A template's manifest: <imagesDir>/<name>/manifest.json next to its layer <imagesDir>/<name>/rootfs.
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { InvalidArgumentError } from '@wrenn/protocol';
 import type { ImageDefaults } from '../oci/image-manifest.js';
 import type { RuntimeName } from '../runtimes/runtime.js';
 
@@ -23,8 +24,15 @@ export interface TemplateManifest {
    */
   kind: TemplateKind;
   parent: string | null;
-  /** Template names whose rootfs layers stack into this root filesystem, top (this one) first. */
+  /**
+   * Layer ids whose rootfs layers stack into this root filesystem, top (this one) first. A layer id
+   * is the directory under the images dir holding `rootfs/`: a template's name, or for a base
+   * template rebuilt after its recipe changed, `<name>.v<recipe version>` (the older build stays under
+   * its own id for what was made on it; see template-store.ts).
+   */
   layers: string[];
+  /** A base template's recipe version (recipe.ts `inputs`); absent on builds made before versions. */
+  recipe?: string;
   /**
    * Unpacked container image layers (absolute dirs in the host's OCI layer cache, top first) under
    * `layers`: an image template's, inherited by every snapshot stacked on it.
@@ -68,6 +76,29 @@ export function validateTemplateName(name: string): void {
   }
 }
 
+// A layer id is a directory name under the images dir; a rebuilt base layer's is
+// <name>.v<16 hex digits> (its recipe version). That is a valid template name on purpose: an agent
+// of an older release sharing the images dir resolves it like any other. New templates may not take
+// such a name (assertNewTemplateName).
+const LAYER_ID = /^[a-z0-9][a-z0-9._-]{0,62}(\.v[0-9a-f]{16})?$/;
+/** A versioned layer id: <name>.v<version>. */
+export const VERSIONED_LAYER = /^([a-z0-9][a-z0-9._-]{0,62})\.v([0-9a-f]{16})$/;
+
+/** Checks a layer id (a template name, or `<name>.v<16 hex digits>`) before it becomes a path. */
+export function validateLayerId(id: string): void {
+  if (typeof id !== 'string' || !LAYER_ID.test(id) || id.includes('..'))
+    throw new Error(`invalid layer id ${JSON.stringify(id)}`);
+}
+
+/** The name of a template about to be made: valid, and not of the form kept for base template layers. */
+export function assertNewTemplateName(name: string): void {
+  validateTemplateName(name);
+  if (VERSIONED_LAYER.test(name))
+    throw new InvalidArgumentError(
+      `template name "${name}" is reserved: names ending in .v and 16 hex digits are base template layers`,
+    );
+}
+
 export const MANIFEST_FILE = 'manifest.json';
 export const LAYER_DIR = 'rootfs';
 
@@ -83,6 +114,10 @@ export async function readManifest(templateDir: string): Promise<TemplateManifes
   if (!m || typeof m.name !== 'string' || !Array.isArray(m.layers) || m.layers.length === 0) {
     throw new Error(`${join(templateDir, MANIFEST_FILE)} is not a valid template manifest (name/layers missing)`);
   }
+  if (!m.layers.every((l) => typeof l === 'string' && LAYER_ID.test(l) && !l.includes('..')))
+    throw new Error(`${join(templateDir, MANIFEST_FILE)}: layers must be template names or <name>.v<version>`);
+  if (m.recipe !== undefined && typeof m.recipe !== 'string')
+    throw new Error(`${join(templateDir, MANIFEST_FILE)}: recipe must be a string`);
   for (const key of ['nestedUserNamespaces', 'perfEvents'] as const) {
     if (m[key] !== undefined && typeof m[key] !== 'boolean')
       throw new Error(`${join(templateDir, MANIFEST_FILE)}: ${key} must be true or false`);
@@ -102,6 +137,13 @@ export async function readManifest(templateDir: string): Promise<TemplateManifes
 
 export async function writeManifest(templateDir: string, m: TemplateManifest): Promise<void> {
   await writeFile(join(templateDir, MANIFEST_FILE), `${JSON.stringify(m, null, 2)}\n`);
+}
+
+/** writeManifest by write + rename: a reader sees the old manifest or the new one, never a part. */
+export async function replaceManifest(templateDir: string, m: TemplateManifest): Promise<void> {
+  const tmp = join(templateDir, `.${MANIFEST_FILE}.${process.pid}.tmp`);
+  await writeFile(tmp, `${JSON.stringify(m, null, 2)}\n`);
+  await rename(tmp, join(templateDir, MANIFEST_FILE));
 }
 
 /** The manifest of a VM snapshot template: one layer (its own dir), runnable only on `runtime`. */

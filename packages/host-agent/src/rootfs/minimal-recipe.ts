@@ -30,6 +30,10 @@ async function isStaticElf(path: string): Promise<boolean> {
 
 export const minimalRecipe: TemplateRecipe = {
   description: 'busybox (static) with a root and a user account; no package manager',
+  // The host's busybox is copied as it is: a new busybox package does not make this stale.
+  inputs: { busybox: BUSYBOX, revision: 1 },
+  // Unchanged since before recipe versions: builds of then are not rebuilt.
+  inputsBeforeVersions: { busybox: BUSYBOX, revision: 1 },
   async build(rootfs, onProgress) {
     const ok = await isStaticElf(BUSYBOX).catch(() => false);
     if (!ok) {

@@ -2,11 +2,21 @@
 // a recipe on first use (one build at a time, atomically renamed into place); a snapshot template
 // is a capsule's upper layer stacked over its parent's layers; an image template is a small layer
 // over a container image's cached layers (oci/), which it and its snapshots use in place.
+//
+// Recipe versions: a base template's manifest records its recipe's version (a hash of the recipe's
+// `inputs` and its parent's version). A cached build of another version (or of none: built before
+// versions) is rebuilt on next use, and the old layer is left where it is, because what was made on
+// it names it: snapshot templates by layer id, paused and hibernated capsules by path. The rebuild
+// goes to <imagesDir>/<name>.v<version>/rootfs and <name>/manifest.json then points at it; templates
+// stacked on the old build keep the old layer, a recipe template on it (code-interpreter-v1 on base)
+// is rebuilt too, its version containing its parent's. removeUnusedLayers() deletes an old layer
+// once no template and no capsule uses it (the agent calls it at start).
 
 import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { access, chmod, chown, mkdir, readdir, rename } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { access, chmod, chown, mkdir, readdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { join, relative, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { AlreadyExistsError, FailedPreconditionError, NotFoundError } from '@wrenn/protocol';
 import type { PulledImage } from '../oci/image-pull.js';
@@ -18,10 +28,15 @@ import { diskUsageBytes } from './disk-usage.js';
 import { HOST_ID_BASE } from './id-map.js';
 import { type ImageRootReport, prepareImageRoot } from './image-root.js';
 import {
+  assertNewTemplateName,
   capsuleFeatures,
   LAYER_DIR,
+  MANIFEST_FILE,
   readManifest,
+  replaceManifest,
   type TemplateManifest,
+  VERSIONED_LAYER,
+  validateLayerId,
   validateTemplateName,
   writeManifest,
 } from './manifest.js';
@@ -51,6 +66,12 @@ export interface SnapshotFromCapsuleOptions {
   parent: string;
   /** The capsule's overlay upper directory; the caller keeps it still (frozen) while this copies. */
   upperDir: string;
+  /**
+   * The capsule's lower layer directories (top first), when it has them: the snapshot stacks on
+   * exactly those, which may be an older build of `parent` than its current one (recipe versions).
+   * Default: `parent`'s current layers.
+   */
+  lowerDirs?: string[];
   runtimes?: RuntimeName[];
 }
 
@@ -72,6 +93,23 @@ function pidAlive(pid: number): boolean {
   }
 }
 
+function versionOf(inputs: unknown, parentVersion: string | null): string {
+  return createHash('sha256')
+    .update(JSON.stringify({ inputs, parent: parentVersion }))
+    .digest('hex')
+    .slice(0, 16);
+}
+
+/** Beside a versioned layer (<name>.v<version>/): what built it; its presence says the layer is whole. */
+const LAYER_INFO = 'layer.json';
+
+interface LayerInfo {
+  template: string;
+  recipe: string;
+  created_at: string;
+  size: number;
+}
+
 const stderrProgress: ProgressFn = (m) => process.stderr.write(`[wrenn template] ${m}\n`);
 
 export class TemplateStore {
@@ -80,6 +118,7 @@ export class TemplateStore {
   // Manifests never change once written (a template is replaced only by delete + create), so
   // capsule creation skips re-reading them; deleteTemplate drops the entry.
   private readonly known = new Map<string, TemplateManifest>();
+  private readonly versions = new Map<string, string>();
 
   constructor(opts: TemplateStoreOptions) {
     if (!opts?.imagesDir) throw new Error('TemplateStore needs imagesDir (e.g. /var/lib/wrenn/images)');
@@ -90,6 +129,42 @@ export class TemplateStore {
   templateDir(name: string): string {
     validateTemplateName(name);
     return join(this.imagesDir, name);
+  }
+
+  /** Directory of a layer id (a template name, or `<name>.v<version>` for a rebuilt base layer). */
+  layerDir(id: string): string {
+    validateLayerId(id);
+    return join(this.imagesDir, id);
+  }
+
+  /**
+   * The version of recipe `name`: 16 hex digits of a hash of its inputs (or description) and its
+   * parent's version, so a changed base makes the templates built on it stale too.
+   */
+  recipeVersion(name: string): string {
+    const have = this.versions.get(name);
+    if (have) return have;
+    const recipe = this.recipes[name];
+    if (!recipe) throw new Error(`no recipe for template "${name}"`);
+    const parent = recipe.parent && this.recipes[recipe.parent] ? this.recipeVersion(recipe.parent) : null;
+    const v = versionOf(recipe.inputs ?? recipe.description, parent);
+    this.versions.set(name, v);
+    return v;
+  }
+
+  /** The version a build without one (made before versions) is of: see inputsBeforeVersions. */
+  private versionBeforeVersions(name: string): string | undefined {
+    const recipe = this.recipes[name];
+    if (recipe?.inputsBeforeVersions === undefined) return undefined;
+    // A parent's build of then counts only if the parent's is still good too.
+    const parent = recipe.parent ? this.versionBeforeVersions(recipe.parent) : null;
+    return parent === undefined ? undefined : versionOf(recipe.inputsBeforeVersions, parent);
+  }
+
+  /** A base template whose cached build is not of its recipe's current version. */
+  private stale(m: TemplateManifest): boolean {
+    if (m.kind !== 'base' || this.recipes[m.name] === undefined) return false;
+    return (m.recipe ?? this.versionBeforeVersions(m.name)) !== this.recipeVersion(m.name);
   }
 
   /** Names of templates that can be built on demand. */
@@ -107,7 +182,7 @@ export class TemplateStore {
     const cached = this.known.get(name);
     if (cached) return cached;
     const have = await readManifest(dir);
-    if (have) {
+    if (have && !this.stale(have)) {
       this.known.set(name, have);
       return have;
     }
@@ -133,34 +208,72 @@ export class TemplateStore {
       onProgress(`${name}: another process (pid ${pid}) is building it; waiting`),
     );
     try {
+      const version = this.recipeVersion(name);
       const done = await readManifest(dir); // built by whoever held the lock before us
-      if (done) return done;
+      if (done && !this.stale(done)) return done;
+      if (done && done.kind !== 'base')
+        throw new AlreadyExistsError(`template "${name}" exists and is not built from the recipe of that name`);
       // Only the lock holder builds, so any earlier partial build is a crash's leftover.
       for (const n of await readdir(this.imagesDir)) {
         if (n.startsWith(`.build-${name}-`)) await removeTree(join(this.imagesDir, n));
+      }
+      // A first build goes to <name>/ as it always did; a rebuild beside the old layer (header).
+      const layerId = done ? `${name}.v${version}` : name;
+      if (done)
+        onProgress(
+          `${name}: the recipe changed since the cached build (version ${done.recipe ?? 'none'} -> ${version}); rebuilding it as layer ${layerId}, and keeping the old layer for what was made on it`,
+        );
+      const parent = recipe.parent ? await this.ensureTemplate(recipe.parent, { onProgress }) : undefined;
+      const manifestOf = (info: Omit<LayerInfo, 'template' | 'recipe'>): TemplateManifest => ({
+        name,
+        kind: 'base',
+        parent: parent?.name ?? null,
+        layers: [layerId, ...(parent?.layers ?? [])],
+        recipe: version,
+        runtimes: ['namespace'],
+        created_at: info.created_at,
+        size: info.size,
+        ...(recipe.readyPorts?.length ? { readyPorts: recipe.readyPorts } : {}),
+      });
+      // The same version built before (a downgrade and upgrade again): that layer is whole, reuse it.
+      const reused = done ? await this.readLayerInfo(layerId) : undefined;
+      if (done && reused?.recipe === version) {
+        const manifest = manifestOf(reused);
+        await replaceManifest(dir, manifest);
+        onProgress(`${name}: reusing layer ${layerId}, built ${reused.created_at}`);
+        return manifest;
       }
       const tmp = join(this.imagesDir, `.build-${name}-${process.pid}`);
       const started = Date.now();
       try {
         await mkdir(join(tmp, LAYER_DIR), { recursive: true });
-        const parent = recipe.parent ? await this.ensureTemplate(recipe.parent, { onProgress }) : undefined;
         onProgress(`${name}: building (${recipe.description})`);
         if (parent) await this.buildOver(parent, tmp, (root) => recipe.build(root, onProgress));
         else await recipe.build(join(tmp, LAYER_DIR), onProgress);
         onProgress(`${name}: shifting file ownership into the capsule id range (uid + ${HOST_ID_BASE})`);
         await shiftOwnership(join(tmp, LAYER_DIR));
-        const manifest: TemplateManifest = {
-          name,
-          kind: 'base',
-          parent: parent?.name ?? null,
-          layers: [name, ...(parent?.layers ?? [])],
-          runtimes: ['namespace'],
+        const manifest = manifestOf({
           created_at: new Date().toISOString(),
           size: await diskUsageBytes(join(tmp, LAYER_DIR)),
-          ...(recipe.readyPorts?.length ? { readyPorts: recipe.readyPorts } : {}),
-        };
-        await writeManifest(tmp, manifest);
-        await rename(tmp, dir);
+        });
+        if (done) {
+          // The layer alone (rename is atomic: a <name>.v<version> dir is always whole), then the
+          // manifest that points at it.
+          const info: LayerInfo = {
+            template: name,
+            recipe: version,
+            created_at: manifest.created_at,
+            size: manifest.size,
+          };
+          await writeFile(join(tmp, LAYER_INFO), `${JSON.stringify(info, null, 2)}\n`);
+          await removeTree(this.layerDir(layerId)); // a layer.json-less leftover (reused above otherwise)
+          await rename(tmp, this.layerDir(layerId));
+          await replaceManifest(dir, manifest);
+        } else {
+          await writeManifest(tmp, manifest);
+          await rename(tmp, dir);
+        }
+        this.known.set(name, manifest);
         onProgress(
           `${name}: ready in ${((Date.now() - started) / 1000).toFixed(1)} s (${(manifest.size / 1048576).toFixed(1)} MiB)`,
         );
@@ -223,6 +336,66 @@ export class TemplateStore {
     return removed;
   }
 
+  private async readLayerInfo(id: string): Promise<LayerInfo | undefined> {
+    try {
+      const info = JSON.parse(await readFile(join(this.layerDir(id), LAYER_INFO), 'utf8')) as LayerInfo;
+      return typeof info?.recipe === 'string' && typeof info.created_at === 'string' ? info : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /**
+   * Layers of base templates that no template uses any more (left by rebuilds after recipe
+   * changes): <name>.v<version> dirs and a first build's <name>/rootfs once its manifest points
+   * elsewhere. Returns their rootfs directories. Capsules are not looked at: see removeUnusedLayers.
+   */
+  async unusedLayers(): Promise<string[]> {
+    const templates = await this.listTemplates();
+    const used = new Set(templates.flatMap((t) => t.layers));
+    const out: string[] = [];
+    for (const t of templates) {
+      if (t.kind === 'base' && !used.has(t.name) && existsSync(join(this.layerDir(t.name), LAYER_DIR)))
+        out.push(join(this.layerDir(t.name), LAYER_DIR));
+    }
+    for (const n of await readdir(this.imagesDir).catch(() => [] as string[])) {
+      const of = VERSIONED_LAYER.exec(n)?.[1];
+      // A versioned layer of a base template (a template's dir has a manifest instead).
+      if (of === undefined || used.has(n) || !existsSync(join(this.imagesDir, n, LAYER_INFO))) continue;
+      if (existsSync(join(this.imagesDir, n, MANIFEST_FILE))) continue;
+      out.push(join(this.imagesDir, n, LAYER_DIR));
+    }
+    return out.sort();
+  }
+
+  /**
+   * Deletes the unused layers (unusedLayers) that `inUse` says no capsule needs: it gets each
+   * layer's rootfs directory (capsules name their lower layers by path). Only the owner of the
+   * images dir may call this: capsules of other agents sharing it are not known here. Holds each
+   * template's build lock meanwhile. Returns the directories removed.
+   */
+  async removeUnusedLayers(inUse: (layerDir: string) => boolean): Promise<string[]> {
+    const removed: string[] = [];
+    for (const dir of await this.unusedLayers()) {
+      if (inUse(dir)) continue;
+      const id = dir.slice(this.imagesDir.length + 1, -(LAYER_DIR.length + 1));
+      const versioned = VERSIONED_LAYER.exec(id);
+      const name = versioned?.[1] ?? id;
+      const lock = await acquireLock(join(this.imagesDir, `.${name}.lock`));
+      try {
+        if (!(await this.unusedLayers()).includes(dir)) continue; // used meanwhile
+        // Rename first so a half-deleted layer is never visible under its id.
+        const doomed = join(this.imagesDir, `.delete-${id}-${process.pid}-${Date.now()}`);
+        await rename(versioned ? this.layerDir(id) : dir, doomed);
+        await removeTree(doomed);
+        removed.push(dir);
+      } finally {
+        await lock.release();
+      }
+    }
+    return removed;
+  }
+
   async listTemplates(): Promise<TemplateManifest[]> {
     const names = await readdir(this.imagesDir).catch(() => [] as string[]);
     const out: TemplateManifest[] = [];
@@ -240,13 +413,29 @@ export class TemplateStore {
    */
   async layerDirs(manifest: TemplateManifest): Promise<string[]> {
     const names = [...manifest.layers, ...(manifest.imageLayers ?? [])];
-    const dirs = [...manifest.layers.map((n) => join(this.templateDir(n), LAYER_DIR)), ...(manifest.imageLayers ?? [])];
+    const dirs = [...manifest.layers.map((n) => join(this.layerDir(n), LAYER_DIR)), ...(manifest.imageLayers ?? [])];
     // Synchronous: one stat per layer on every create costs less than a thread-pool round trip.
     for (const [i, d] of dirs.entries()) {
       if (!existsSync(d))
         throw new Error(`template "${manifest.name}" is broken: its layer "${names[i]}" (${d}) is missing`);
     }
     return dirs;
+  }
+
+  /** Layer ids (and container image layer dirs under them) of a capsule's lower directories. */
+  private layersOfDirs(dirs: string[]): Pick<TemplateManifest, 'layers' | 'imageLayers'> {
+    const layers: string[] = [];
+    const imageLayers: string[] = [];
+    for (const d of dirs) {
+      const rel = relative(this.imagesDir, d);
+      const id = /^([^/]+)\/rootfs$/.exec(rel)?.[1];
+      if (id !== undefined && !imageLayers.length) {
+        validateLayerId(id);
+        layers.push(id);
+      } else imageLayers.push(d);
+    }
+    if (!layers.length) throw new Error(`the capsule's layers ${dirs.join(':')} are not in ${this.imagesDir}`);
+    return { layers, ...(imageLayers.length ? { imageLayers } : {}) };
   }
 
   /**
@@ -266,6 +455,7 @@ export class TemplateStore {
 
   private async fromImageOnce(name: string, image: PulledImage, opts: EnsureOptions): Promise<TemplateManifest> {
     const onProgress = opts.onProgress ?? stderrProgress;
+    assertNewTemplateName(name);
     const dir = this.templateDir(name);
     const same = (m: TemplateManifest | undefined) =>
       m?.kind === 'image' &&
@@ -349,6 +539,7 @@ export class TemplateStore {
    * and whiteouts (0/0 character devices), which overlayfs honours in lower layers too.
    */
   async snapshotFromCapsule(opts: SnapshotFromCapsuleOptions): Promise<TemplateManifest> {
+    assertNewTemplateName(opts.name);
     const dir = this.templateDir(opts.name);
     const parent = await readManifest(this.templateDir(opts.parent));
     if (!parent) throw new NotFoundError(`parent template "${opts.parent}" does not exist`);
@@ -371,15 +562,16 @@ export class TemplateStore {
       // The layer's root directory becomes a directory of the merged root: keep it root's, 0755.
       await chown(join(tmp, LAYER_DIR), HOST_ID_BASE, HOST_ID_BASE);
       await chmod(join(tmp, LAYER_DIR), 0o755);
+      const lower = opts.lowerDirs ? this.layersOfDirs(opts.lowerDirs) : parent;
       const manifest: TemplateManifest = {
         name: opts.name,
         kind: 'snapshot',
         parent: parent.name,
-        layers: [opts.name, ...parent.layers],
+        layers: [opts.name, ...lower.layers],
         runtimes: opts.runtimes ?? ['namespace'],
         created_at: new Date().toISOString(),
         size: await diskUsageBytes(join(tmp, LAYER_DIR)),
-        ...(parent.imageLayers ? { imageLayers: parent.imageLayers } : {}),
+        ...(lower.imageLayers?.length ? { imageLayers: lower.imageLayers } : {}),
         ...capsuleFeatures(parent), // a snapshot runs under the same seccomp switches
       };
       await writeManifest(tmp, manifest);

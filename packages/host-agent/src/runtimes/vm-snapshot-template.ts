@@ -5,7 +5,7 @@
 import { existsSync } from 'node:fs';
 import { mkdir, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { writeVmSnapshotManifest } from '../rootfs/manifest.js';
+import { assertNewTemplateName, writeVmSnapshotManifest } from '../rootfs/manifest.js';
 import type { TemplateStore } from '../rootfs/template-store.js';
 
 /** The frozen VM's shape, written beside the template's files and read back by each create. */
@@ -29,6 +29,7 @@ export interface SnapshotTemplateOptions {
 }
 
 export async function writeSnapshotTemplate(o: SnapshotTemplateOptions): Promise<void> {
+  assertNewTemplateName(o.name);
   const dir = o.store.templateDir(o.name);
   if (existsSync(dir)) throw new Error(`template "${o.name}" already exists`);
   const tmp = join(o.store.imagesDir, `.snap-${o.name}-${process.pid}`);

@@ -483,6 +483,7 @@ export class NamespaceRuntime implements CapsuleRuntime {
         name,
         parent: s.spec.template,
         upperDir: layerDirs(s).upper,
+        lowerDirs: s.layers, // the build of its template it started on (recipe versions)
       });
     } finally {
       if (running && !wasFrozen) cg.thaw();

@@ -125,17 +125,22 @@ async function buildRootfsImage(opts: RootfsImageOptions): Promise<string> {
   }
   const initScript = await wrennInitFile('wrenn-init.sh');
   const nodePath = opts.nodePath ?? process.execPath;
-  const fingerprint = await guestInputsFingerprint({
+  // The template's layer ids too: a base template rebuilt after its recipe changed (new layer id,
+  // template-store.ts) gets a new disk; VMs running on the old one keep its inode open.
+  const guest = await guestInputsFingerprint({
     initScript,
     busybox: '/bin/busybox',
     nodePath,
     envdBundleDir: bundle,
   });
+  const fingerprint = `${guest} ${manifest.layers.join(',')}`;
   const stampFile = `${out}${INPUTS_SUFFIX}`;
   if (!opts.force && (await exists(out))) {
     const stamp = await readFile(stampFile, 'utf8').catch(() => '');
     if (stamp.trim() === fingerprint) return out;
-    progress(`rootfs ${opts.template}: guest init, node or envd changed since the image was built; rebuilding it`);
+    progress(
+      `rootfs ${opts.template}: the template's layers, guest init, node or envd changed since the image was built; rebuilding it`,
+    );
   }
   const layers = await opts.store.layerDirs(manifest);
   const scratch = join(opts.store.imagesDir, `.vm-${opts.template}-${process.pid}`);
