@@ -17,6 +17,30 @@ const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const SHARED_IMAGES = process.env.WRENN_TEST_IMAGES ?? '/var/cache/wrenn-test-images';
 
 /**
+ * Copies template `t` from the test cache into `images`: its manifest and the layers it names now
+ * (a rebuilt base template's layer is <name>.v<version>/, and its own dir may still hold an older
+ * build's rootfs/ for what was made on it: not copied). Nothing when the cache has no such template.
+ */
+function copyTemplate(t, images) {
+  const from = join(SHARED_IMAGES, t);
+  if (!existsSync(join(from, 'manifest.json'))) return;
+  const { layers } = JSON.parse(readFileSync(join(from, 'manifest.json'), 'utf8'));
+  const cp = (src, dst) => {
+    if (existsSync(dst)) return;
+    mkdirSync(dirname(dst), { recursive: true });
+    const r = spawnSync('cp', ['-a', '--reflink=auto', src, dst], { stdio: 'inherit' });
+    if (r.status !== 0) throw new Error(`could not copy ${src} (template ${t}) from ${SHARED_IMAGES}`);
+  };
+  for (const id of layers) {
+    if (!/^[a-z0-9][a-z0-9._-]*$/.test(id) || id.includes('..')) throw new Error(`${from}: bad layer id ${id}`);
+    cp(join(SHARED_IMAGES, id, 'rootfs'), join(images, id, 'rootfs'));
+    if (id !== t && existsSync(join(SHARED_IMAGES, id, 'layer.json')))
+      cp(join(SHARED_IMAGES, id, 'layer.json'), join(images, id, 'layer.json'));
+  }
+  cp(join(from, 'manifest.json'), join(images, t, 'manifest.json'));
+}
+
+/**
  * `wrenn up` (the CLI) with a fresh data dir, its own address pool and ports. `o.templates`: the
  * built-in templates copied from the machine's test cache (default minimal and base) unless
  * `o.freshTemplates`; `o.domainMode`, `o.mirror` as in e2b-suite.mjs; `log` gets progress lines.
@@ -27,16 +51,7 @@ export async function startWrenn(o, log) {
   const dataDir = mkdtempSync(join(tmpdir(), 'wrenn-e2b-suite-'));
   // A new user's first `base` capsule builds the template (minutes on 2 cores); reuse the
   // machine's test template cache unless asked not to.
-  if (!o.freshTemplates) {
-    for (const t of o.templates ?? ['minimal', 'base']) {
-      const from = join(SHARED_IMAGES, t);
-      if (existsSync(join(from, 'manifest.json'))) {
-        mkdirSync(join(dataDir, 'images'), { recursive: true });
-        const cp = spawnSync('cp', ['-a', '--reflink=auto', from, join(dataDir, 'images', t)], { stdio: 'inherit' });
-        if (cp.status !== 0) throw new Error(`could not copy the ${t} template from ${SHARED_IMAGES}`);
-      }
-    }
-  }
+  if (!o.freshTemplates) for (const t of o.templates ?? ['minimal', 'base']) copyTemplate(t, join(dataDir, 'images'));
   const apiKey = `wrn_${randomBytes(16).toString('hex')}`;
   const listen = o.domainMode ? `${DOMAIN_MODE.address}:443` : `127.0.0.1:${await freePort()}`;
   const up = spawn(process.execPath, [join(root, 'packages/cli/bin/wrenn.js'), 'up'], {

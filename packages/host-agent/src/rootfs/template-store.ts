@@ -115,8 +115,10 @@ const stderrProgress: ProgressFn = (m) => process.stderr.write(`[wrenn template]
 export class TemplateStore {
   readonly imagesDir: string;
   private readonly recipes: Record<string, TemplateRecipe>;
-  // Manifests never change once written (a template is replaced only by delete + create), so
-  // capsule creation skips re-reading them; deleteTemplate drops the entry.
+  // Manifests change only by delete + create, or by a rebuild after a recipe change, which this
+  // process does itself (it sets the entry): capsule creation skips re-reading them; deleteTemplate
+  // drops the entry. A store of another process holding an older manifest still finds its layers:
+  // old layers are kept while anything uses them.
   private readonly known = new Map<string, TemplateManifest>();
   private readonly versions = new Map<string, string>();
 
