@@ -184,7 +184,11 @@ export interface LocalLayerOptions {
  * Removes base template layers no template and no capsule record of this agent uses (a paused or
  * hibernated capsule names its lower layers by path in its record, <dataDir>/capsules/<id>.json).
  */
-async function removeUnusedLayers(store: TemplateStore, dataDir: string, log: TuningLog): Promise<void> {
+export async function removeUnusedTemplateLayers(
+  store: TemplateStore,
+  dataDir: string,
+  log: TuningLog,
+): Promise<string[]> {
   const dir = join(dataDir, 'capsules');
   const records: string[] = [];
   for (const n of await readdir(dir).catch(() => [] as string[])) {
@@ -192,6 +196,7 @@ async function removeUnusedLayers(store: TemplateStore, dataDir: string, log: Tu
   }
   const removed = await store.removeUnusedLayers((layer) => records.some((r) => r.includes(JSON.stringify(layer))));
   for (const layer of removed) log.info({ layer }, 'removed an old template layer nothing uses (its recipe changed)');
+  return removed;
 }
 
 export async function createLocalLayers(dataDir: string, opts: LocalLayerOptions = {}): Promise<LocalLayers> {
@@ -231,7 +236,7 @@ export async function createLocalLayers(dataDir: string, opts: LocalLayerOptions
   await templateStore.cleanupLeftovers();
   // Old builds of base templates (recipe versions, template-store.ts) that nothing uses any more.
   // Only in an images dir of this agent's own: agents sharing one (tests) do not see each other's capsules.
-  if (!opts.imagesDir) await removeUnusedLayers(templateStore, dataDir, log);
+  if (!opts.imagesDir) await removeUnusedTemplateLayers(templateStore, dataDir, log);
   const runtimes = new Map<RuntimeName, CapsuleRuntime>([['namespace', ns]]);
   // Firecracker where KVM can run a VM and its binary is installed (then the default); QEMU where
   // installed (KVM when usable, else software emulation); otherwise the configured default.

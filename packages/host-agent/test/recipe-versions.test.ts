@@ -8,6 +8,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFil
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { InvalidArgumentError } from '@wrenn/protocol';
+import { removeUnusedTemplateLayers } from '../src/local-providers.js';
 import { mountsUnder, removeTree, type TemplateRecipe, TemplateStore } from '../src/rootfs/index.js';
 import { validateLayerId } from '../src/rootfs/manifest.js';
 
@@ -189,6 +190,30 @@ test('a build from before versions is kept when the recipe says its inputs then 
     `tiny.v${changed.recipeVersion('tiny')}`,
   ]);
   assert.equal(builds.tiny, before + 1);
+});
+
+test("at agent start an old layer a capsule record names (a paused capsule's lower dir) is kept", async () => {
+  const dataDir = join(tmp, 'data-e');
+  const imagesDir = join(dataDir, 'images');
+  await store(imagesDir, 'v1').ensureTemplate('tiny', { onProgress() {} });
+  const v2 = store(imagesDir, 'v2');
+  await v2.ensureTemplate('tiny', { onProgress() {} });
+  const oldLayer = join(imagesDir, 'tiny', 'rootfs');
+  mkdirSync(join(dataDir, 'capsules'), { recursive: true });
+  const record = join(dataDir, 'capsules', 'cl-paused.json');
+  writeFileSync(record, JSON.stringify({ id: 'cl-paused', state: { layers: [oldLayer], paused: 'hibernate' } }));
+  const logged: object[] = [];
+  const log = { info: (o: object) => logged.push(o), warn: (o: object) => logged.push(o) };
+  assert.deepEqual(await removeUnusedTemplateLayers(v2, dataDir, log), []);
+  assert.ok(existsSync(oldLayer));
+  // A layer whose path only starts like the recorded one is not held by it.
+  writeFileSync(record, JSON.stringify({ id: 'cl-paused', state: { layers: [`${oldLayer}-other`] } }));
+  assert.deepEqual(await removeUnusedTemplateLayers(v2, dataDir, log), [oldLayer]);
+  assert.deepEqual(logged, [{ layer: oldLayer }]);
+  assert.ok(!existsSync(oldLayer));
+  const now = await v2.get('tiny');
+  assert.ok(now);
+  assert.deepEqual(await v2.layerDirs(now), [join(imagesDir, `tiny.v${v2.recipeVersion('tiny')}`, 'rootfs')]);
 });
 
 test('layer ids in a manifest never leave the images dir; new templates cannot take a layer id', async () => {
