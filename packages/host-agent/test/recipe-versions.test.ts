@@ -4,6 +4,7 @@
 // manifest never become paths outside the images dir.
 
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
@@ -11,6 +12,7 @@ import { InvalidArgumentError } from '@wrenn/protocol';
 import { removeUnusedTemplateLayers } from '../src/local-providers.js';
 import { mountsUnder, removeTree, type TemplateRecipe, TemplateStore } from '../src/rootfs/index.js';
 import { validateLayerId } from '../src/rootfs/manifest.js';
+import { ensureRootfsImage } from '../src/vm/images/index.js';
 
 const tmp = mkdtempSync('/tmp/wrenn-recipe-versions-test-');
 after(async () => {
@@ -214,6 +216,39 @@ test("at agent start an old layer a capsule record names (a paused capsule's low
   const now = await v2.get('tiny');
   assert.ok(now);
   assert.deepEqual(await v2.layerDirs(now), [join(imagesDir, `tiny.v${v2.recipeVersion('tiny')}`, 'rootfs')]);
+});
+
+test("a VM root disk is made again when its template's layers change, not otherwise", async () => {
+  const imagesDir = join(tmp, 'images-f');
+  const lines: string[] = [];
+  const disk = async (v: string) => {
+    lines.length = 0;
+    const out = await ensureRootfsImage({
+      store: store(imagesDir, v),
+      template: 'tiny',
+      freeBytes: 16 << 20,
+      onProgress: (l) => lines.push(l),
+    });
+    return { out, built: lines.some((l) => l.includes('mkfs.ext4')) };
+  };
+  const cat = (img: string) =>
+    execFileSync('debugfs', ['-R', 'cat /etc/tiny-version', img], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'ignore'],
+    });
+  const first = await disk('v1');
+  assert.equal(first.built, true);
+  assert.equal(cat(first.out), 'v1');
+  assert.equal((await disk('v1')).built, false, 'same layers, same guest code: the disk is kept');
+  const second = await disk('v2');
+  assert.equal(second.built, true, lines.join('\n'));
+  assert.ok(
+    lines.some((l) => l.includes("the template's layers")),
+    lines.join('\n'),
+  );
+  assert.equal(second.out, first.out);
+  assert.equal(cat(second.out), 'v2');
+  assert.equal((await disk('v2')).built, false);
 });
 
 test('layer ids in a manifest never leave the images dir; new templates cannot take a layer id', async () => {
