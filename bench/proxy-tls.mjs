@@ -8,7 +8,8 @@ import { execFile } from 'node:child_process';
 // keep-alive connections); HTTP/2 load: h2load (Debian's nghttp2-client; 16 connections, 8 streams
 // each). Direct figures are the mean of a run before and one after the proxied ones. Each run also
 // reports CPU per request: this process (control plane with its relay and TLS threads) and the
-// capsule's cgroup. `WRENN_TLS_FRONT=native WRENN_PROXY_H2_STREAMS=1` measures the native TLS front and h2 streams.
+// capsule's cgroup. The defaults measure the native TLS front and h2 streams; `WRENN_TLS_FRONT=node
+// WRENN_PROXY_H2_STREAMS=0` measures Node's TLS and the compat path.
 // Run as root after `npm run build`; traffic goes only to loopback and the capsule's namespace.
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -118,8 +119,8 @@ async function measured(capsuleId, load) {
 
 const result = {
   bench: 'proxy-tls',
-  tls_front: process.env.WRENN_TLS_FRONT || 'node',
-  h2_streams: process.env.WRENN_PROXY_H2_STREAMS === '1',
+  tls_front: process.env.WRENN_TLS_FRONT || 'native',
+  h2_streams: process.env.WRENN_PROXY_H2_STREAMS !== '0',
   loaders: { h1: 'wrk (1 thread)', h2: `h2load (${STREAMS} streams per connection)` },
   connections: CONNECTIONS,
   seconds: DURATION,

@@ -64,6 +64,14 @@ export interface SandboxProxy {
 /** Distinguishes relay groups of several proxies in one process (tests run many control planes). */
 let proxies = 0;
 
+/** WRENN_PROXY_H2_STREAMS: `1` (default) carries h2 streams for capsule ports on the core API, `0` does not. */
+export function h2StreamsMode(env: NodeJS.ProcessEnv): 'on' | 'off' {
+  const raw = env.WRENN_PROXY_H2_STREAMS;
+  if (raw === undefined || raw === '' || raw === '1') return 'on';
+  if (raw === '0') return 'off';
+  throw new Error(`WRENN_PROXY_H2_STREAMS must be "1" or "0", got "${raw}"`);
+}
+
 /** Whether piped connections with a fixed upstream go to the native relay. */
 function useRelay(): boolean {
   return process.env.WRENN_PROXY_RELAY !== '0' && relayAvailable();
@@ -97,8 +105,8 @@ export function createSandboxProxy(ctx: ControlPlaneContext, opts: { headersTime
     return untrack;
   };
 
-  // Opt-in (`1`) until it has run under the whole suite with the native TLS front (README).
-  const h2StreamsOn = process.env.WRENN_PROXY_H2_STREAMS === '1';
+  // On unless WRENN_PROXY_H2_STREAMS=0 (then every h2 request takes the compat path).
+  const h2StreamsOn = h2StreamsMode(process.env) === 'on';
   const h2streams = createH2StreamRelay({
     domain: ctx.config.domain,
     resolve: (route) =>

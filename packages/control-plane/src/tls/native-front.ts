@@ -3,10 +3,8 @@
 // plaintext comes back as the listener's 'secureConnection', where the sandbox proxy and the API
 // server take it as they take a Node TLSSocket. Why: with Node's TLS every encrypted byte costs the
 // event loop (and a TLS connection could not reach the byte relay), which held the proxy over TLS
-// to 0.49 (HTTP/1.1) of direct; see README "Figures" (proxy-tls). Opt-in for now
-// (WRENN_TLS_FRONT=native): under security/e2b-domain-tls a connection whose client had closed was
-// seen left half-open (the front waiting for the plaintext side to close), so Node's TLS stays the
-// default until that is found.
+// to 0.49 (HTTP/1.1) of direct; see README "Figures" (proxy-tls). The default; WRENN_TLS_FRONT=node
+// keeps Node's TLS (also used when the built addon lacks the front).
 import type net from 'node:net';
 import type tls from 'node:tls';
 import { createTlsFront, tlsFrontAvailable } from '@wrenn/native';
@@ -17,11 +15,11 @@ export interface NativeTlsFront {
   close(): void;
 }
 
-/** Which TLS the listener uses: WRENN_TLS_FRONT `node` (default) or `native`. */
+/** Which TLS the listener uses: WRENN_TLS_FRONT `native` (default) or `node`. */
 export function tlsFrontMode(env: NodeJS.ProcessEnv = process.env): 'native' | 'node' {
   const raw = env.WRENN_TLS_FRONT;
-  if (raw === undefined || raw === '' || raw === 'node') return 'node';
-  if (raw === 'native') return 'native';
+  if (raw === undefined || raw === '' || raw === 'native') return 'native';
+  if (raw === 'node') return 'node';
   throw new Error(`WRENN_TLS_FRONT must be "native" or "node", got "${raw}"`);
 }
 

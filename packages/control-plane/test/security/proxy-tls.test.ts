@@ -19,7 +19,9 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import tls from 'node:tls';
 import { relayStats, tlsFrontStats } from '@wrenn/native';
+import { h2StreamsMode } from '../../src/proxy/sandbox-proxy.js';
 import { type RunningControlPlane, startControlPlane } from '../../src/server.js';
+import { tlsFrontMode } from '../../src/tls/native-front.js';
 
 const DOMAIN = 'wrenn.test';
 const ID = 'cl-tlsfront';
@@ -101,9 +103,6 @@ describe('the TLS listener: native TLS front, HTTP/2 streams, hostile clients', 
     up = upstream();
     await new Promise<void>((r) => up.listen(0, '127.0.0.1', r));
     upPort = (up.address() as net.AddressInfo).port;
-    // Both are opt-in (README): this file tests them.
-    process.env.WRENN_TLS_FRONT = 'native';
-    process.env.WRENN_PROXY_H2_STREAMS = '1';
     cp = await startControlPlane({
       dataDir: dir,
       listen: { host: '127.0.0.1', port: 0 },
@@ -114,8 +113,6 @@ describe('the TLS listener: native TLS front, HTTP/2 streams, hostile clients', 
       stateLoops: false,
       edge: { headersTimeoutMs: HEADERS_TIMEOUT_MS },
     });
-    delete process.env.WRENN_TLS_FRONT;
-    delete process.env.WRENN_PROXY_H2_STREAMS;
     ca = readFileSync(cp.caFile as string);
   });
   after(async () => {
@@ -488,9 +485,14 @@ describe('the TLS listener: native TLS front, HTTP/2 streams, hostile clients', 
     }
   });
 
-  it('WRENN_TLS_FRONT=node keeps Node TLS (same answers, nothing in the native front)', async () => {
+  it('WRENN_TLS_FRONT=node and WRENN_PROXY_H2_STREAMS=0 keep Node TLS and the compat path (same answers); bad values are refused', async () => {
+    assert.throws(() => tlsFrontMode({ WRENN_TLS_FRONT: 'openssl' }), /WRENN_TLS_FRONT must be/);
+    assert.throws(() => h2StreamsMode({ WRENN_PROXY_H2_STREAMS: 'yes' }), /WRENN_PROXY_H2_STREAMS must be/);
+    assert.equal(tlsFrontMode({}), 'native', 'the native front is the default');
+    assert.equal(h2StreamsMode({}), 'on', 'h2 streams are the default');
     const dir2 = mkdtempSync(join(tmpdir(), 'wrenn-proxy-tls-node-'));
     process.env.WRENN_TLS_FRONT = 'node';
+    process.env.WRENN_PROXY_H2_STREAMS = '0';
     let cp2: RunningControlPlane | undefined;
     try {
       cp2 = await startControlPlane({
@@ -503,6 +505,7 @@ describe('the TLS listener: native TLS front, HTTP/2 streams, hostile clients', 
         stateLoops: false,
       });
       delete process.env.WRENN_TLS_FRONT;
+      delete process.env.WRENN_PROXY_H2_STREAMS;
       prime(cp2);
       const before0 = tlsFrontStats().handshakes;
       const ca2 = readFileSync(cp2.caFile as string);
@@ -513,11 +516,18 @@ describe('the TLS listener: native TLS front, HTTP/2 streams, hostile clients', 
       });
       s.on('error', () => undefined);
       const r = await h2req(s, { ':path': '/node-tls' });
-      s.close();
+      // A gone client on the compat path lets go of the capsule's server too.
+      const st = s.request({ ':path': '/hang', ':authority': host() });
+      st.on('error', () => undefined);
+      for (let i = 0; i < 200 && hanging.size === 0; i++) await new Promise((res) => setTimeout(res, 20));
+      s.destroy();
+      for (let i = 0; i < 200 && hanging.size > 0; i++) await new Promise((res) => setTimeout(res, 50));
+      assert.equal(hanging.size, 0, 'compat path: the capsule server still holds the request of a gone client');
       assert.equal(r.status, 200);
       assert.equal(tlsFrontStats().handshakes, before0, 'the native front took a connection with WRENN_TLS_FRONT=node');
     } finally {
       delete process.env.WRENN_TLS_FRONT;
+      delete process.env.WRENN_PROXY_H2_STREAMS;
       await cp2?.close();
       rmSync(dir2, { recursive: true, force: true });
     }
