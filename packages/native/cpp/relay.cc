@@ -17,6 +17,7 @@
 // EOF ends the pair even with a response under way (HTTP mode only: tunnels pass half-closes on).
 #include "relay.h"
 
+#include "epoll-thread.h"
 #include "http1.h"
 
 #include <errno.h>
@@ -57,12 +58,6 @@ constexpr int64_t kHeadTimeoutMs = 10000;
 const std::string kTimeoutBody = "{\"message\":\"request head not received within 10000 ms\",\"code\":408}";
 const std::string kTimeout408 = "HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\ncontent-length: " +
                                 std::to_string(kTimeoutBody.size()) + "\r\nconnection: close\r\n\r\n" + kTimeoutBody;
-
-int64_t nowMs() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
-}
 
 // Bytes from fd[d] to fd[1 - d].
 struct Dir {
@@ -123,27 +118,17 @@ struct Cmd {
 
 class Relay {
  public:
-  Relay(napi_threadsafe_function tsfn, bool splice) : tsfn_(tsfn), splice_(splice) {
-    ep_ = epoll_create1(EPOLL_CLOEXEC);
-    ev_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (ep_ < 0 || ev_ < 0) throw std::runtime_error(std::string("relay: epoll/eventfd failed: ") + strerror(errno));
-    epoll_event e{};
-    e.events = EPOLLIN;
-    e.data.u64 = 0;
-    epoll_ctl(ep_, EPOLL_CTL_ADD, ev_, &e);
+  Relay(napi_threadsafe_function tsfn, bool splice) : tsfn_(tsfn), splice_(splice), loop_("relay") {
+    ep_ = loop_.epfd();
     if (const char* sp = getenv("WRENN_RELAY_SPIN")) spin_ = atoi(sp);
-    thread_ = std::thread([this] { run(); });
+    loop_.start("wrenn-relay", [this] { run(); });
   }
 
   ~Relay() {
-    stop_ = true;
-    wake();
-    if (thread_.joinable()) thread_.join();
+    loop_.stop();
     for (auto& kv : pairs_) closePair(*kv.second);
-    for (auto& c : cmds_)
+    for (auto& c : loop_.take())
       if (c.pair) closePair(*c.pair);
-    close(ep_);
-    close(ev_);
   }
 
   bool splice() const { return splice_; }
@@ -163,32 +148,20 @@ class Relay {
   std::atomic<uint64_t> active_{0}, added_{0}, bytes_{0};
 
  private:
-  void push(Cmd c) {
-    {
-      std::lock_guard<std::mutex> l(mu_);
-      cmds_.push_back(std::move(c));
-    }
-    wake();
-  }
-  void wake() {
-    uint64_t one = 1;
-    ssize_t r = write(ev_, &one, sizeof one);
-    (void)r;
-  }
+  void push(Cmd c) { loop_.push(std::move(c)); }
 
   void run() {
-    pthread_setname_np(pthread_self(), "wrenn-relay");
     std::vector<epoll_event> evs(256);
     scratch_.reset(new char[kChunk]);
-    int64_t lastSweep = nowMs();
+    int64_t lastSweep = monotonicMs();
     int emptyPolls = 0;
-    while (!stop_) {
+    while (!loop_.stopping()) {
       // Busy-poll budget: a few non-blocking polls after work before sleeping (saves wake-ups).
       int timeout = emptyPolls < spin_ ? 0 : (timed_ > 0 ? kSweepMs : -1);
       int n = epoll_wait(ep_, evs.data(), static_cast<int>(evs.size()), timeout);
       if (n < 0 && errno != EINTR) break;
       emptyPolls = n > 0 ? 0 : emptyPolls + 1;
-      now_ = nowMs();
+      now_ = monotonicMs();
       for (int i = 0; i < n; i++) {
         uint64_t key = evs[i].data.u64;
         if (key == 0) {
@@ -217,15 +190,7 @@ class Relay {
   }
 
   void commands() {
-    uint64_t v;
-    ssize_t r = read(ev_, &v, sizeof v);
-    (void)r;
-    std::deque<Cmd> cmds;
-    {
-      std::lock_guard<std::mutex> l(mu_);
-      cmds.swap(cmds_);
-    }
-    for (auto& c : cmds) {
+    for (auto& c : loop_.take()) {
       if (c.kind == Cmd::Add) {
         Pair& p = *c.pair;
         p.last = now_;
@@ -586,11 +551,8 @@ class Relay {
   napi_threadsafe_function tsfn_;
   bool splice_;
   int spin_ = 0;
-  int ep_ = -1, ev_ = -1;
-  std::thread thread_;
-  std::atomic<bool> stop_{false};
-  std::mutex mu_;
-  std::deque<Cmd> cmds_;
+  EpollThread<Cmd> loop_;
+  int ep_ = -1;  // loop_'s epoll set
   std::atomic<uint64_t> lastId_{0};
   // Owned by the relay thread:
   std::unordered_map<uint64_t, std::unique_ptr<Pair>> pairs_;
@@ -600,17 +562,7 @@ class Relay {
 };
 
 // One relay per process, owned by the env that started it (the main thread's).
-Relay* g_relay = nullptr;
-napi_env g_env = nullptr;
-napi_threadsafe_function g_tsfn = nullptr;
-
-void cleanup(void*) {
-  delete g_relay;  // joins the thread and closes every fd it still holds
-  g_relay = nullptr;
-  if (g_tsfn) napi_release_threadsafe_function(g_tsfn, napi_tsfn_abort);
-  g_tsfn = nullptr;
-  g_env = nullptr;
-}
+ThreadModule<Relay> g_module;
 
 void callJs(napi_env env, napi_value fn, void*, void* data) {
   std::unique_ptr<Done> d(static_cast<Done*>(data));
@@ -635,17 +587,8 @@ void callJs(napi_env env, napi_value fn, void*, void* data) {
   napi_call_function(env, undefined, fn, 7, argv, nullptr);
 }
 
-napi_value throwErr(napi_env env, const std::string& msg) {
-  napi_throw_error(env, nullptr, msg.c_str());
-  return nullptr;
-}
-
 Relay* relayOf(napi_env env) {
-  if (!g_relay || g_env != env) {
-    throwErr(env, "wrenn-native: the relay is not started in this thread (call relayStart first)");
-    return nullptr;
-  }
-  return g_relay;
+  return g_module.of(env, "wrenn-native: the relay is not started in this thread (call relayStart first)");
 }
 
 std::string str(napi_env env, napi_value v) {
@@ -656,36 +599,18 @@ std::string str(napi_env env, napi_value v) {
   return s;
 }
 
-double number(napi_env env, napi_value v) {
-  double d = -1;
-  napi_get_value_double(env, v, &d);
-  return d;
-}
-
 // relayStart(onDone(id, bytesAtoB, bytesBtoA, reason, errno), mode: 'copy' | 'splice')
 napi_value Start(napi_env env, napi_callback_info info) {
   size_t argc = 2;
   napi_value a[2];
   napi_get_cb_info(env, info, &argc, a, nullptr, nullptr);
-  if (argc < 2) return throwErr(env, "relayStart(onDone, mode) needs both arguments");
-  if (g_relay) return throwErr(env, "wrenn-native: the relay is already started");
+  if (argc < 2) return throwError(env, "relayStart(onDone, mode) needs both arguments");
+  if (g_module.instance) return throwError(env, "wrenn-native: the relay is already started");
   std::string mode = str(env, a[1]);
-  if (mode != "copy" && mode != "splice") return throwErr(env, "relayStart: mode must be 'copy' or 'splice', got '" + mode + "'");
-  napi_value name;
-  napi_create_string_utf8(env, "wrenn-relay", NAPI_AUTO_LENGTH, &name);
-  if (napi_create_threadsafe_function(env, a[0], nullptr, name, 0, 1, nullptr, nullptr, nullptr, callJs, &g_tsfn) != napi_ok)
-    return throwErr(env, "relayStart: onDone must be a function");
-  // Idle pairs must not keep the process alive; JS refs it while pairs are active (relayRef).
-  napi_unref_threadsafe_function(env, g_tsfn);
-  try {
-    g_relay = new Relay(g_tsfn, mode == "splice");
-  } catch (const std::exception& e) {
-    napi_release_threadsafe_function(g_tsfn, napi_tsfn_abort);
-    g_tsfn = nullptr;
-    return throwErr(env, e.what());
-  }
-  g_env = env;
-  napi_add_env_cleanup_hook(env, cleanup, nullptr);
+  if (mode != "copy" && mode != "splice") return throwError(env, "relayStart: mode must be 'copy' or 'splice', got '" + mode + "'");
+  // Idle pairs must not keep the process alive; JS refs the function while pairs are active (relayRef).
+  g_module.start(env, a[0], "wrenn-relay", callJs, "relayStart: onDone must be a function",
+                 [&](napi_threadsafe_function tsfn) { return new Relay(tsfn, mode == "splice"); });
   return nullptr;
 }
 
@@ -721,7 +646,7 @@ std::string httpOptions(napi_env env, napi_value o, HttpConn& H) {
   r.sandboxPort = str(env, prop(env, o, "sandboxPort"));
   r.remote = str(env, prop(env, o, "remote"));
   r.targetHost = str(env, prop(env, o, "targetHost"));
-  r.targetPort = static_cast<int>(number(env, prop(env, o, "targetPort")));
+  r.targetPort = static_cast<int>(numberArg(env, prop(env, o, "targetPort")));
   napi_value transparent = prop(env, o, "transparent");
   if (isType(env, transparent, napi_boolean)) napi_get_value_bool(env, transparent, &r.transparent);
   H.rewriteLocation = r.kind == http1::Route::Path;
@@ -740,7 +665,7 @@ std::string httpOptions(napi_env env, napi_value o, HttpConn& H) {
     H.inflight.push_back(b);
   }
   std::string req = str(env, prop(env, o, "req"));
-  double left = number(env, prop(env, o, "reqLeft"));
+  double left = numberArg(env, prop(env, o, "reqLeft"));
   if (req == "length" && left > 0) {
     H.req = HttpConn::ReqBody;
     H.reqBody = http1::Body::ofLength(static_cast<uint64_t>(left));
@@ -772,19 +697,19 @@ napi_value Add(napi_env env, napi_callback_info info) {
   size_t argc = 5;
   napi_value a[5];
   napi_get_cb_info(env, info, &argc, a, nullptr, nullptr);
-  if (argc < 4) return throwErr(env, "relayAdd(fdA, fdB, group, idleMs) needs four arguments");
+  if (argc < 4) return throwError(env, "relayAdd(fdA, fdB, group, idleMs) needs four arguments");
   Relay* r = relayOf(env);
   if (!r) return nullptr;
-  int fds[2] = {static_cast<int>(number(env, a[0])), static_cast<int>(number(env, a[1]))};
-  double idle = number(env, a[3]);
-  if (!(idle >= 0)) return throwErr(env, "relayAdd: idleMs must be a number >= 0 (0: no idle timeout)");
+  int fds[2] = {static_cast<int>(numberArg(env, a[0])), static_cast<int>(numberArg(env, a[1]))};
+  double idle = numberArg(env, a[3]);
+  if (!(idle >= 0)) return throwError(env, "relayAdd: idleMs must be a number >= 0 (0: no idle timeout)");
   auto p = std::make_unique<Pair>();
   p->group = str(env, a[2]);
   p->idleMs = static_cast<int64_t>(idle);
   if (argc >= 5 && isType(env, a[4], napi_object)) {
     p->http = std::make_unique<HttpConn>();
     std::string bad = httpOptions(env, a[4], *p->http);
-    if (!bad.empty()) return throwErr(env, "relayAdd: " + bad);
+    if (!bad.empty()) return throwError(env, "relayAdd: " + bad);
   }
   auto fail = [&](const std::string& m) {
     for (int i = 0; i < 2; i++) {
@@ -792,7 +717,7 @@ napi_value Add(napi_env env, napi_callback_info info) {
       for (int f : p->dir[i].pipe)
         if (f >= 0) close(f);
     }
-    return throwErr(env, m);
+    return throwError(env, m);
   };
   for (int i = 0; i < 2; i++) {
     int type = 0;
@@ -818,8 +743,8 @@ napi_value CloseOne(napi_env env, napi_callback_info info) {
   napi_get_cb_info(env, info, &argc, a, nullptr, nullptr);
   Relay* r = relayOf(env);
   if (!r) return nullptr;
-  if (argc < 1) return throwErr(env, "relayClose(id) needs the pair's id");
-  r->closeId(static_cast<uint64_t>(number(env, a[0])));
+  if (argc < 1) return throwError(env, "relayClose(id) needs the pair's id");
+  r->closeId(static_cast<uint64_t>(numberArg(env, a[0])));
   return nullptr;
 }
 
@@ -829,7 +754,7 @@ napi_value CloseGroup(napi_env env, napi_callback_info info) {
   napi_get_cb_info(env, info, &argc, a, nullptr, nullptr);
   Relay* r = relayOf(env);
   if (!r) return nullptr;
-  if (argc < 1) return throwErr(env, "relayCloseGroup(group) needs the group key");
+  if (argc < 1) return throwError(env, "relayCloseGroup(group) needs the group key");
   r->closeGroup(str(env, a[0]));
   return nullptr;
 }
@@ -840,7 +765,7 @@ napi_value YieldGroup(napi_env env, napi_callback_info info) {
   napi_get_cb_info(env, info, &argc, a, nullptr, nullptr);
   Relay* r = relayOf(env);
   if (!r) return nullptr;
-  if (argc < 1) return throwErr(env, "relayYieldGroup(group) needs the group key");
+  if (argc < 1) return throwError(env, "relayYieldGroup(group) needs the group key");
   r->yieldGroup(str(env, a[0]));
   return nullptr;
 }
@@ -848,9 +773,9 @@ napi_value YieldGroup(napi_env env, napi_callback_info info) {
 napi_value Stats(napi_env env, napi_callback_info) {
   napi_value o, v;
   napi_create_object(env, &o);
-  double active = g_relay ? static_cast<double>(g_relay->active_.load()) : 0;
-  double added = g_relay ? static_cast<double>(g_relay->added_.load()) : 0;
-  double bytes = g_relay ? static_cast<double>(g_relay->bytes_.load()) : 0;
+  double active = g_module.instance ? static_cast<double>(g_module.instance->active_.load()) : 0;
+  double added = g_module.instance ? static_cast<double>(g_module.instance->added_.load()) : 0;
+  double bytes = g_module.instance ? static_cast<double>(g_module.instance->bytes_.load()) : 0;
   napi_create_double(env, active, &v);
   napi_set_named_property(env, o, "active", v);
   napi_create_double(env, added, &v);
@@ -869,9 +794,9 @@ napi_value Ref(napi_env env, napi_callback_info info) {
   bool on = false;
   if (argc > 0) napi_get_value_bool(env, a[0], &on);
   if (on)
-    napi_ref_threadsafe_function(env, g_tsfn);
+    napi_ref_threadsafe_function(env, g_module.tsfn);
   else
-    napi_unref_threadsafe_function(env, g_tsfn);
+    napi_unref_threadsafe_function(env, g_module.tsfn);
   return nullptr;
 }
 

@@ -13,6 +13,8 @@
 // is cut off (slow or never-ending ClientHello); a failed one closes the TCP connection.
 #include "tls-front.h"
 
+#include "epoll-thread.h"
+
 #include <errno.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
@@ -43,12 +45,6 @@ namespace {
 constexpr size_t kRead = 16 * 1024;        // one TLS record's plaintext at most
 constexpr size_t kMaxPending = 256 * 1024;  // decrypted bytes held while the socketpair is full
 constexpr int kSweepMs = 100;
-
-int64_t nowMs() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
-}
 
 std::string sslError(const char* what) {
   unsigned long e = ERR_get_error();
@@ -109,29 +105,22 @@ struct Ready {
 
 class Front {
  public:
-  explicit Front(napi_threadsafe_function tsfn) : tsfn_(tsfn) {
-    ep_ = epoll_create1(EPOLL_CLOEXEC);
-    ev_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (ep_ < 0 || ev_ < 0) throw std::runtime_error(std::string("tls front: ") + strerror(errno));
-    epoll_event e{};
-    e.events = EPOLLIN;
-    e.data.u64 = 0;
-    epoll_ctl(ep_, EPOLL_CTL_ADD, ev_, &e);
+  explicit Front(napi_threadsafe_function tsfn) : tsfn_(tsfn), loop_("tls front") {
+    ep_ = loop_.epfd();
     scratch_.reset(new char[kRead]);
-    thread_ = std::thread([this] { run(); });
+    loop_.start("wrenn-tls-front", [this] { run(); });
   }
 
   ~Front() {
-    stop_ = true;
-    wake();
-    thread_.join();
+    loop_.stop();
     for (auto& [_, c] : conns_) closeConn(*c);
-    close(ep_);
-    close(ev_);
+    // Connections handed over but never started.
+    for (auto& c : loop_.take())
+      if (c.kind == Cmd::Add && c.fd >= 0) close(c.fd);
   }
 
   uint32_t addContext(std::unique_ptr<Context> c) {
-    std::lock_guard<std::mutex> l(mu_);
+    std::lock_guard<std::mutex> l(ctxMu_);
     uint32_t id = ++lastCtx_;
     ctxs_[id] = std::move(c);
     return id;
@@ -140,22 +129,12 @@ class Front {
   // Takes fd (already dup'ed); the handshake starts in the thread.
   uint64_t add(uint32_t ctx, int fd) {
     uint64_t id = ++lastId_;
-    {
-      std::lock_guard<std::mutex> l(mu_);
-      cmds_.push_back({Cmd::Add, ctx, id, fd});
-    }
-    wake();
+    loop_.push({Cmd::Add, ctx, id, fd});
     return id;
   }
 
   // Closes every connection of a context (handshaking or open) and forgets it.
-  void drop(uint32_t ctx) {
-    {
-      std::lock_guard<std::mutex> l(mu_);
-      cmds_.push_back({Cmd::Drop, ctx, 0, -1});
-    }
-    wake();
-  }
+  void drop(uint32_t ctx) { loop_.push({Cmd::Drop, ctx, 0, -1}); }
 
   std::atomic<uint64_t> active_{0}, handshakes_{0}, failed_{0};
 
@@ -167,23 +146,14 @@ class Front {
     int fd;
   };
 
-  void wake() {
-    uint64_t one = 1;
-    ssize_t n = write(ev_, &one, sizeof one);
-    (void)n;
-  }
-
   void run() {
     epoll_event evs[128];
-    int64_t nextSweep = nowMs() + kSweepMs;
-    while (!stop_) {
+    int64_t nextSweep = monotonicMs() + kSweepMs;
+    while (!loop_.stopping()) {
       int n = epoll_wait(ep_, evs, 128, kSweepMs);
       for (int i = 0; i < n; i++) {
         uint64_t key = evs[i].data.u64;
         if (key == 0) {
-          uint64_t v;
-          ssize_t r = read(ev_, &v, sizeof v);
-          (void)r;
           commands();
           continue;
         }
@@ -204,7 +174,7 @@ class Front {
         }
         pump(c);
       }
-      int64_t now = nowMs();
+      int64_t now = monotonicMs();
       if (now >= nextSweep) {
         nextSweep = now + kSweepMs;
         sweep(now);
@@ -213,12 +183,7 @@ class Front {
   }
 
   void commands() {
-    std::deque<Cmd> cmds;
-    {
-      std::lock_guard<std::mutex> l(mu_);
-      cmds.swap(cmds_);
-    }
-    for (auto& c : cmds) {
+    for (auto& c : loop_.take()) {
       if (c.kind == Cmd::Add) start(c);
       else {
         for (auto it = conns_.begin(); it != conns_.end();) {
@@ -227,7 +192,7 @@ class Front {
             it = conns_.erase(it);
           } else ++it;
         }
-        std::lock_guard<std::mutex> l(mu_);
+        std::lock_guard<std::mutex> l(ctxMu_);
         ctxs_.erase(c.ctx);
       }
     }
@@ -241,7 +206,7 @@ class Front {
     SSL_CTX* sslCtx = nullptr;
     int64_t hs = 10000;
     {
-      std::lock_guard<std::mutex> l(mu_);
+      std::lock_guard<std::mutex> l(ctxMu_);
       auto it = ctxs_.find(c.ctx);
       if (it != ctxs_.end()) {
         sslCtx = it->second->ssl;
@@ -266,7 +231,7 @@ class Front {
     // Whole records per recv where the client sent several (fewer syscalls per request).
     SSL_set_read_ahead(conn->ssl, 1);
     SSL_set_accept_state(conn->ssl);
-    conn->deadline = nowMs() + hs;
+    conn->deadline = monotonicMs() + hs;
     epoll_event e{};
     e.events = EPOLLIN | EPOLLOUT | EPOLLET | EPOLLRDHUP;
     e.data.u64 = conn->id << 1;
@@ -446,12 +411,10 @@ class Front {
   }
 
   napi_threadsafe_function tsfn_;
-  int ep_ = -1, ev_ = -1;
-  std::thread thread_;
-  std::atomic<bool> stop_{false};
-  std::mutex mu_;
-  std::deque<Cmd> cmds_;
-  std::unordered_map<uint32_t, std::unique_ptr<Context>> ctxs_;  // under mu_
+  EpollThread<Cmd> loop_;
+  int ep_ = -1;  // loop_'s epoll set
+  std::mutex ctxMu_;
+  std::unordered_map<uint32_t, std::unique_ptr<Context>> ctxs_;  // under ctxMu_
   uint32_t lastCtx_ = 0;
   std::atomic<uint64_t> lastId_{0};
   // Owned by the thread:
@@ -459,17 +422,7 @@ class Front {
   std::unique_ptr<char[]> scratch_;
 };
 
-Front* g_front = nullptr;
-napi_env g_env = nullptr;
-napi_threadsafe_function g_tsfn = nullptr;
-
-void cleanup(void*) {
-  delete g_front;  // joins the thread and closes every fd it still holds
-  g_front = nullptr;
-  if (g_tsfn) napi_release_threadsafe_function(g_tsfn, napi_tsfn_abort);
-  g_tsfn = nullptr;
-  g_env = nullptr;
-}
+ThreadModule<Front> g_module;
 
 void callJs(napi_env env, napi_value fn, void*, void* data) {
   std::unique_ptr<Ready> r(static_cast<Ready*>(data));
@@ -490,17 +443,8 @@ void callJs(napi_env env, napi_value fn, void*, void* data) {
   napi_call_function(env, undefined, fn, 8, argv, nullptr);
 }
 
-napi_value throwErr(napi_env env, const std::string& msg) {
-  napi_throw_error(env, nullptr, msg.c_str());
-  return nullptr;
-}
-
 Front* frontOf(napi_env env) {
-  if (!g_front || g_env != env) {
-    throwErr(env, "wrenn-native: the TLS front is not started in this thread (call tlsFrontStart first)");
-    return nullptr;
-  }
-  return g_front;
+  return g_module.of(env, "wrenn-native: the TLS front is not started in this thread (call tlsFrontStart first)");
 }
 
 bool bufferArg(napi_env env, napi_value v, std::string& out) {
@@ -513,34 +457,16 @@ bool bufferArg(napi_env env, napi_value v, std::string& out) {
   return true;
 }
 
-double number(napi_env env, napi_value v) {
-  double d = -1;
-  napi_get_value_double(env, v, &d);
-  return d;
-}
-
 // tlsFrontStart(onReady(ctxId, connId, fd, alpn, servername, address, port, family 4|6|0))
 napi_value Start(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value a[1];
   napi_get_cb_info(env, info, &argc, a, nullptr, nullptr);
-  if (argc < 1) return throwErr(env, "tlsFrontStart(onReady) needs the callback");
-  if (g_front) return throwErr(env, "wrenn-native: the TLS front is already started");
-  napi_value name;
-  napi_create_string_utf8(env, "wrenn-tls-front", NAPI_AUTO_LENGTH, &name);
-  if (napi_create_threadsafe_function(env, a[0], nullptr, name, 0, 1, nullptr, nullptr, nullptr, callJs, &g_tsfn) != napi_ok)
-    return throwErr(env, "tlsFrontStart: onReady must be a function");
+  if (argc < 1) return throwError(env, "tlsFrontStart(onReady) needs the callback");
+  if (g_module.instance) return throwError(env, "wrenn-native: the TLS front is already started");
   // The listener keeps the process alive, not the front.
-  napi_unref_threadsafe_function(env, g_tsfn);
-  try {
-    g_front = new Front(g_tsfn);
-  } catch (const std::exception& e) {
-    napi_release_threadsafe_function(g_tsfn, napi_tsfn_abort);
-    g_tsfn = nullptr;
-    return throwErr(env, e.what());
-  }
-  g_env = env;
-  napi_add_env_cleanup_hook(env, cleanup, nullptr);
+  g_module.start(env, a[0], "wrenn-tls-front", callJs, "tlsFrontStart: onReady must be a function",
+                 [](napi_threadsafe_function tsfn) { return new Front(tsfn); });
   return nullptr;
 }
 
@@ -554,14 +480,14 @@ napi_value NewContext(napi_env env, napi_callback_info info) {
   if (!f) return nullptr;
   std::string cert, key;
   if (argc < 3 || !bufferArg(env, a[0], cert) || !bufferArg(env, a[1], key))
-    return throwErr(env, "tlsFrontContext(certPem, keyPem, handshakeMs) needs two Buffers and a number");
-  double hs = number(env, a[2]);
-  if (!(hs >= 100)) return throwErr(env, "tlsFrontContext: handshakeMs must be a number >= 100");
+    return throwError(env, "tlsFrontContext(certPem, keyPem, handshakeMs) needs two Buffers and a number");
+  double hs = numberArg(env, a[2]);
+  if (!(hs >= 100)) return throwError(env, "tlsFrontContext: handshakeMs must be a number >= 100");
   auto c = std::make_unique<Context>();
   c->handshakeMs = static_cast<int64_t>(hs);
   ERR_clear_error();
   c->ssl = SSL_CTX_new(TLS_server_method());
-  if (!c->ssl) return throwErr(env, sslError("tlsFrontContext: SSL_CTX_new"));
+  if (!c->ssl) return throwError(env, sslError("tlsFrontContext: SSL_CTX_new"));
   SSL_CTX_set_min_proto_version(c->ssl, TLS1_2_VERSION);
   SSL_CTX_set_options(c->ssl, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
   SSL_CTX_set_mode(c->ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
@@ -570,13 +496,13 @@ napi_value NewContext(napi_env env, napi_callback_info info) {
   X509* leaf = PEM_read_bio_X509(cb.get(), nullptr, nullptr, nullptr);
   if (!leaf || SSL_CTX_use_certificate(c->ssl, leaf) != 1) {
     if (leaf) X509_free(leaf);
-    return throwErr(env, sslError("tlsFrontContext: the certificate is not a PEM certificate"));
+    return throwError(env, sslError("tlsFrontContext: the certificate is not a PEM certificate"));
   }
   X509_free(leaf);
   while (X509* extra = PEM_read_bio_X509(cb.get(), nullptr, nullptr, nullptr)) {
     if (SSL_CTX_add0_chain_cert(c->ssl, extra) != 1) {
       X509_free(extra);
-      return throwErr(env, sslError("tlsFrontContext: a chain certificate was refused"));
+      return throwError(env, sslError("tlsFrontContext: a chain certificate was refused"));
     }
   }
   ERR_clear_error();  // the loop ends on "no start line"
@@ -584,11 +510,11 @@ napi_value NewContext(napi_env env, napi_callback_info info) {
   EVP_PKEY* pk = PEM_read_bio_PrivateKey(kb.get(), nullptr, nullptr, nullptr);
   if (!pk || SSL_CTX_use_PrivateKey(c->ssl, pk) != 1) {
     if (pk) EVP_PKEY_free(pk);
-    return throwErr(env, sslError("tlsFrontContext: the key is not a PEM private key"));
+    return throwError(env, sslError("tlsFrontContext: the key is not a PEM private key"));
   }
   EVP_PKEY_free(pk);
   if (SSL_CTX_check_private_key(c->ssl) != 1)
-    return throwErr(env, sslError("tlsFrontContext: the key does not match the certificate"));
+    return throwError(env, sslError("tlsFrontContext: the key does not match the certificate"));
   napi_value out;
   napi_create_uint32(env, f->addContext(std::move(c)), &out);
   return out;
@@ -601,16 +527,16 @@ napi_value Add(napi_env env, napi_callback_info info) {
   napi_get_cb_info(env, info, &argc, a, nullptr, nullptr);
   Front* f = frontOf(env);
   if (!f) return nullptr;
-  if (argc < 2) return throwErr(env, "tlsFrontAdd(ctxId, fd) needs both arguments");
-  int fd = static_cast<int>(number(env, a[1]));
+  if (argc < 2) return throwError(env, "tlsFrontAdd(ctxId, fd) needs both arguments");
+  int fd = static_cast<int>(numberArg(env, a[1]));
   int type = 0;
   socklen_t len = sizeof type;
   if (fd < 0 || getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0 || type != SOCK_STREAM)
-    return throwErr(env, "tlsFrontAdd: fd " + std::to_string(fd) + " is not a stream socket");
+    return throwError(env, "tlsFrontAdd: fd " + std::to_string(fd) + " is not a stream socket");
   int dup = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-  if (dup < 0) return throwErr(env, std::string("tlsFrontAdd: dup failed: ") + strerror(errno));
+  if (dup < 0) return throwError(env, std::string("tlsFrontAdd: dup failed: ") + strerror(errno));
   napi_value out;
-  napi_create_double(env, static_cast<double>(f->add(static_cast<uint32_t>(number(env, a[0])), dup)), &out);
+  napi_create_double(env, static_cast<double>(f->add(static_cast<uint32_t>(numberArg(env, a[0])), dup)), &out);
   return out;
 }
 
@@ -620,8 +546,8 @@ napi_value Drop(napi_env env, napi_callback_info info) {
   napi_get_cb_info(env, info, &argc, a, nullptr, nullptr);
   Front* f = frontOf(env);
   if (!f) return nullptr;
-  if (argc < 1) return throwErr(env, "tlsFrontDrop(ctxId) needs the context id");
-  f->drop(static_cast<uint32_t>(number(env, a[0])));
+  if (argc < 1) return throwError(env, "tlsFrontDrop(ctxId) needs the context id");
+  f->drop(static_cast<uint32_t>(numberArg(env, a[0])));
   return nullptr;
 }
 
@@ -630,10 +556,10 @@ napi_value Stats(napi_env env, napi_callback_info) {
   napi_create_object(env, &o);
   const char* names[3] = {"active", "handshakes", "failed"};
   double vals[3] = {0, 0, 0};
-  if (g_front) {
-    vals[0] = static_cast<double>(g_front->active_.load());
-    vals[1] = static_cast<double>(g_front->handshakes_.load());
-    vals[2] = static_cast<double>(g_front->failed_.load());
+  if (g_module.instance) {
+    vals[0] = static_cast<double>(g_module.instance->active_.load());
+    vals[1] = static_cast<double>(g_module.instance->handshakes_.load());
+    vals[2] = static_cast<double>(g_module.instance->failed_.load());
   }
   for (int i = 0; i < 3; i++) {
     napi_create_double(env, vals[i], &v);
