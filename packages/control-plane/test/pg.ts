@@ -10,6 +10,7 @@
 //   await pgServer.stop();
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import {
+  appendFileSync,
   chownSync,
   existsSync,
   mkdirSync,
@@ -106,7 +107,15 @@ function sweepOrphans(base: string): void {
   }
 }
 
-export async function startTestPostgres(): Promise<TestPostgres> {
+export interface TestPostgresOptions {
+  /**
+   * Also listen on TCP at this address (port 5432), taking connections from `clients` (CIDRs)
+   * without a password: for tests that put a client behind a network they can cut.
+   */
+  tcp?: { host: string; clients: string[] };
+}
+
+export async function startTestPostgres(opts: TestPostgresOptions = {}): Promise<TestPostgres> {
   const bin = findPostgresBinDir();
   const as = postgresUser();
   const base = baseDir(as);
@@ -170,6 +179,8 @@ export async function startTestPostgres(): Promise<TestPostgres> {
       ['-D', dataDir, '-U', 'postgres', '-A', 'trust', '-E', 'UTF8', '--locale=C', '--no-sync', '--no-instructions'],
       { ...as, stdio: ['ignore', 'ignore', 'pipe'], cwd: root },
     );
+    if (opts.tcp)
+      appendFileSync(join(dataDir, 'pg_hba.conf'), opts.tcp.clients.map((c) => `host all all ${c} trust\n`).join(''));
     const logFile = join(root, 'server.log');
     child = spawn(
       'sh',
@@ -183,7 +194,7 @@ export async function startTestPostgres(): Promise<TestPostgres> {
         '-k',
         socketDir,
         '-c',
-        'listen_addresses=',
+        `listen_addresses=${opts.tcp?.host ?? ''}`,
         // Throwaway data: durability settings off make the suites fast.
         '-c',
         'fsync=off',

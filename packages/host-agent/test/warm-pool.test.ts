@@ -1,5 +1,8 @@
 // The warm pool: a create that matches the pool's shape claims a capsule booted ahead of time, and
 // the claimed capsule has the user's id everywhere (hostname, environment, metadata endpoint).
+// GetHostInfo reports each pool (ready, target, the shape a create must ask for), a create's answer
+// says whether it claimed one, and SetWarmPool changes the sizes while the agent runs (bad names,
+// counts and unknown templates refused).
 
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
@@ -62,6 +65,7 @@ test('a pooled capsule is claimed with the requested identity and the pool refil
   const rec = agent.manager.get(capsule.id);
   assert.equal(capsule.id, wanted);
   assert.ok(rec.runtimeId && pooledNets.includes(rec.runtimeId), 'the capsule came from the pool');
+  assert.equal(capsule.fromWarmPool, true, 'the answer says it came from the pool');
   const r = await client.exec({
     capsuleId: capsule.id,
     cmd: '/bin/sh',
@@ -98,5 +102,48 @@ test('a create with another shape does not use the pool', async () => {
   assert.ok(capsule);
   ids.push(capsule.id);
   assert.equal(agent.manager.get(capsule.id).runtimeId, undefined);
+  assert.equal(capsule.fromWarmPool, false);
   await client.destroyCapsule({ id: capsule.id });
+});
+
+const poolsOf = async () =>
+  (await client.getHostInfo({})).warmPools.map((p) => ({
+    template: p.template,
+    ready: p.ready,
+    target: p.target,
+    runtime: p.runtime,
+    vcpus: p.vcpus,
+    memoryMb: p.memoryMb,
+  }));
+
+test('GetHostInfo reports the pool: ready, target and the shape a create must ask for', async () => {
+  await poolReady();
+  assert.deepEqual(await poolsOf(), [
+    { template: 'minimal', ready: 1, target: 1, runtime: layers.defaultRuntime, vcpus: 1, memoryMb: 512 },
+  ]);
+});
+
+test('SetWarmPool resizes the pool while the agent runs; bad sizes and unknown templates are refused', async () => {
+  await poolReady();
+  const grown = await client.setWarmPool({ sizes: { minimal: 2 } });
+  assert.equal(grown.warmPools[0]?.target, 2);
+  for (let i = 0; i < 400 && agent.manager.warmPoolReady('minimal') < 2; i++) await sleep(50);
+  assert.equal(agent.manager.warmPoolReady('minimal'), 2, 'a second capsule booted');
+  // Down to none: the ready ones go at once, and the template is no longer reported.
+  const none = await client.setWarmPool({ sizes: {} });
+  assert.deepEqual(none.warmPools, []);
+  assert.equal(agent.manager.warmPoolReady('minimal'), 0);
+  assert.deepEqual(await poolsOf(), []);
+  assert.deepEqual(agent.manager.warmPoolTargets(), {});
+
+  await assert.rejects(client.setWarmPool({ sizes: { 'no-such-template': 1 } }), /not found/i);
+  await assert.rejects(client.setWarmPool({ sizes: { 'Bad Name': 1 } }), /template name "Bad Name" is invalid/);
+  await assert.rejects(client.setWarmPool({ sizes: { minimal: 1000 } }), /0 to 999/);
+  const many = Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`t${i}`, 0]));
+  await assert.rejects(client.setWarmPool({ sizes: many }), /at most 64 templates/);
+  assert.deepEqual(agent.manager.warmPoolTargets(), {}, 'a refused call changed nothing');
+
+  // Back to one, as the other tests expect.
+  await client.setWarmPool({ sizes: { minimal: 1 } });
+  await poolReady();
 });

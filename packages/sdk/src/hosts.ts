@@ -1,5 +1,7 @@
 // Hosts (the machines whose agents run capsules): listed with any key; drained and opened again
 // with the admin key (`wrenn host drain`): a drained host takes no new capsules and keeps its own.
+// Their warm pools (ready capsules kept per template) are listed too, and set with the admin key
+// (`wrenn host warm-pool`).
 import type { HostJson } from '@wrenn/protocol';
 import type { ConnectionOptions } from './config.js';
 import { ApiClient } from './http.js';
@@ -16,6 +18,10 @@ export interface HostInfo {
   allocatedVcpus: number;
   allocatedMemoryMb: number;
   lastHeartbeatAt: Date | null;
+  /** Capsules kept booted per template, as the host's agent last reported (ready now, kept). */
+  warmPools: { template: string; ready: number; target: number }[];
+  /** Sizes an admin set through the API (null: the agent's own --warm-pool). */
+  warmPoolTarget: Record<string, number> | null;
 }
 
 const info = (j: HostJson): HostInfo => ({
@@ -29,6 +35,8 @@ const info = (j: HostJson): HostInfo => ({
   allocatedVcpus: j.allocated_vcpus,
   allocatedMemoryMb: j.allocated_memory_mb,
   lastHeartbeatAt: j.last_heartbeat_at ? new Date(j.last_heartbeat_at) : null,
+  warmPools: j.warm_pools,
+  warmPoolTarget: j.warm_pool_target,
 });
 
 const at = (id: string) => `/v1/hosts/${encodeURIComponent(id)}`;
@@ -42,6 +50,25 @@ export class Host {
   /** No new capsules go to the host; the ones it has stay (admin key). */
   static async drain(id: string, opts: ConnectionOptions = {}): Promise<HostInfo> {
     return info(await new ApiClient(opts).json<HostJson>('POST', `${at(id)}/drain`));
+  }
+
+  /**
+   * How many ready capsules the host keeps per template (a built-in by name, any other by its
+   * template id; left out: none), kept and sent to its agent again when it restarts (admin key).
+   * `applied` is false when the host did not answer: the sizes go to it when it does.
+   */
+  static async setWarmPool(
+    id: string,
+    sizes: Record<string, number>,
+    opts: ConnectionOptions = {},
+  ): Promise<HostInfo & { applied: boolean }> {
+    const res = await new ApiClient(opts).fetch('PUT', `${at(id)}/warm-pool`, { json: { sizes } });
+    return { ...info((await res.json()) as HostJson), applied: res.status === 200 };
+  }
+
+  /** Forgets the sizes set with setWarmPool; the agent keeps its pools until it restarts with its own (admin key). */
+  static async clearWarmPool(id: string, opts: ConnectionOptions = {}): Promise<HostInfo> {
+    return info(await new ApiClient(opts).json<HostJson>('DELETE', `${at(id)}/warm-pool`));
   }
 
   /** The host takes new capsules again (admin key). */

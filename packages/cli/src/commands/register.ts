@@ -200,7 +200,9 @@ Piped input is forwarded: echo hi | wrenn exec <id> -- cat`,
     .description('delete volumes and their files (refused while a capsule mounts one)')
     .action(async (names: string[]) => (await import('./volume.js')).volumeRemove(names));
 
-  const host = program.command('host').description('list the hosts that run capsules; drain them (admin key)');
+  const host = program
+    .command('host')
+    .description('list the hosts that run capsules; drain them, set their warm pools (admin key)');
   host
     .command('ls')
     .alias('list')
@@ -215,6 +217,14 @@ Piped input is forwarded: echo hi | wrenn exec <id> -- cat`,
     .command('undrain <id>')
     .description('let a drained host take new capsules again (admin key)')
     .action(async (id: string) => (await import('./host.js')).hostDrain(id, false));
+  host
+    .command('warm-pool <id> [sizes]')
+    .description(
+      'show or set the ready capsules a host keeps per template, e.g. minimal=2,tpl-abc=1 (admin key; kept across agent restarts)',
+    )
+    .option('--clear', 'forget the sizes set here (the agent keeps its own --warm-pool)')
+    .option('--json', 'print JSON')
+    .action(async (id: string, sizes: string | undefined, o) => (await import('./host.js')).hostWarmPool(id, sizes, o));
 
   const template = program.command('template').description('list, build and delete templates');
   template

@@ -4,6 +4,14 @@
 // PostgreSQL releases the lock and another replica, retrying every `retryMs`, takes it within
 // seconds. The holder checks its connection at the same pace and gives the lease up the moment the
 // connection fails. On SQLite there is one process: the lease is always held.
+// A network cut is not a death: the server sees nothing wrong with a session whose client went
+// silent (no data in flight, TCP keepalive hours away), so the lock would stay held by a replica
+// that can no longer reach the database and the others would never take over. The lease session
+// therefore sets `idle_session_timeout` (PostgreSQL 14+): the holder pings every `retryMs`, so a
+// live holder is never idle that long, while a cut one's session is ended by the server and its
+// lock freed. The cut holder's ping times out first (query_timeout), so it has stopped its work
+// before anyone else can start it; it then drops that connection without waiting on the dead
+// network and keeps trying, as a follower, when the network is back.
 
 import pg from 'pg';
 import type { Logger } from 'pino';
@@ -18,6 +26,11 @@ export interface LeaderLeaseOptions {
   key?: bigint;
   /** How often a follower tries to take the lease and the holder checks its connection (default 2000). */
   retryMs?: number;
+  /**
+   * How long the server keeps a silent lease session (its client cut off) before ending it and
+   * freeing the lock; default the larger of 5 s and 3 × retryMs.
+   */
+  silentSessionMs?: number;
   log: Logger;
 }
 
@@ -31,11 +44,16 @@ export class LeaderLease {
   private round: Promise<void> = Promise.resolve();
   private readonly listeners = new Set<Listener>();
   readonly retryMs: number;
+  readonly silentSessionMs: number;
   private readonly key: bigint;
 
   constructor(private readonly opts: LeaderLeaseOptions) {
     this.retryMs = opts.retryMs ?? 2_000;
+    this.silentSessionMs = opts.silentSessionMs ?? Math.max(5_000, 3 * this.retryMs);
     this.key = opts.key ?? STATE_LOOPS_LOCK_KEY;
+    // The holder must notice a cut (ping interval + query timeout) before the server frees its lock.
+    if (this.silentSessionMs <= 2 * Math.max(1_000, this.retryMs))
+      throw new Error(`silentSessionMs (${this.silentSessionMs}) must exceed twice the lease retry interval`);
   }
 
   /** True while this process should do the periodic work. */
@@ -115,6 +133,18 @@ export class LeaderLease {
       }
     });
     await client.connect();
+    try {
+      const v = await client.query<{ v: string }>(`select current_setting('server_version_num') as v`);
+      if (Number(v.rows[0]?.v) >= 140000)
+        await client.query(`set idle_session_timeout = ${Math.round(this.silentSessionMs)}`);
+      else
+        this.opts.log.warn(
+          'leader lease: PostgreSQL before 14 has no idle_session_timeout; after a network cut the lease moves only when the server drops the dead connection (TCP keepalive)',
+        );
+    } catch (err) {
+      await this.endClient(client);
+      throw err;
+    }
     this.client = client;
     return client;
   }
@@ -122,7 +152,18 @@ export class LeaderLease {
   private async dropConnection(): Promise<void> {
     const c = this.client;
     this.client = undefined;
-    await c?.end().catch(() => {});
+    if (c) await this.endClient(c);
+  }
+
+  /**
+   * Ends a connection without waiting on a dead network: a cut peer never answers the close, so
+   * after a moment the socket is destroyed (otherwise this round, and stop(), would wait minutes).
+   */
+  private async endClient(c: pg.Client): Promise<void> {
+    const socket = (c as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream;
+    const force = setTimeout(() => socket?.destroy(), 1_000);
+    await c.end().catch(() => {});
+    clearTimeout(force);
   }
 
   private set(held: boolean): void {

@@ -17,6 +17,7 @@ import * as m0009 from './migrations/0009_template_tags.js';
 import * as m0010 from './migrations/0010_build_shape.js';
 import * as m0011 from './migrations/0011_plain_fields.js';
 import * as m0012 from './migrations/0012_create_keys.js';
+import * as m0013 from './migrations/0013_host_warm_pools.js';
 
 interface MigrationModule {
   up(db: Kysely<unknown>, dialect: SqlDialect): Promise<void>;
@@ -37,6 +38,7 @@ const modules: Record<string, MigrationModule> = {
   '0010_build_shape': m0010,
   '0011_plain_fields': m0011,
   '0012_create_keys': m0012,
+  '0013_host_warm_pools': m0013,
 };
 
 export function migrationNames(): string[] {

@@ -45,6 +45,10 @@ export interface HostsTable {
   created_at: number;
   /** 1 while an admin drains the host: no new capsules go there (migration 0008). */
   draining: number;
+  /** The agent's last report of its warm pools, JSON (migration 0013); null: never reported. */
+  warm_pools: string | null;
+  /** Warm pool sizes an admin set through the API, JSON template -> count; null: the agent's own. */
+  warm_pool_target: string | null;
 }
 
 export interface HostTokensTable {

@@ -6,10 +6,14 @@
 // restart, a lease that moved) finds old heartbeats in the database, and one slow first answer
 // must not make a live host unreachable (and its capsules `error`) before it had the full
 // `unreachableAfterMs` to answer.
+// Each answer also carries the host's warm pools (recorded for every replica's scheduler); a host
+// whose pools differ from the sizes an admin set through the API (a restarted agent starts with
+// its own --warm-pool) is told those sizes again (hosts/warm-pool.ts).
 import { UnavailableError } from '@wrenn/protocol';
 import type { ControlPlaneContext } from '../context.js';
 import { listHosts, markStaleHostsUnreachable, recordHeartbeat } from '../db/repositories/hosts.js';
 import { describeProbeError, probeHost } from './probe.js';
+import { reapplyWarmPoolTarget } from './warm-pool.js';
 
 export interface HostMonitorOptions {
   /** Default 2000. */
@@ -78,6 +82,7 @@ export class HostMonitor {
     await Promise.all(
       hosts.map(async (h) => {
         try {
+          const asked = new Date();
           const info = await probeHost(this.ctx.agents, h, this.timeoutMs);
           await recordHeartbeat(db, h.id, {
             runtimes: info.runtimes.length > 0 ? info.runtimes : undefined,
@@ -90,7 +95,9 @@ export class HostMonitor {
             ...(info.capsulesHeld > 0 || info.capsuleRoom > 0 || info.full
               ? { capsuleRoom: info.capsuleRoom, full: info.full }
               : {}),
+            warmPools: { at: asked, pools: info.warmPools },
           });
+          if (h.warmPoolTarget) await reapplyWarmPoolTarget(this.ctx, h, info.warmPools);
           round.answered.push(h.id);
           if (h.status === 'unreachable') {
             round.recovered.push(h.id);

@@ -3,9 +3,10 @@
 // heartbeat monitor.
 import { createAgentClient } from '@wrenn/host-agent/client';
 import { messageOf } from '@wrenn/protocol';
-import type { GetHostInfoResponse } from '@wrenn/protocol/gen/hostagent/v1/hostagent_pb';
+import type { GetHostInfoResponse, WarmPool } from '@wrenn/protocol/gen/hostagent/v1/hostagent_pb';
 import { withDomainErrors } from '../agents/domain-errors-client.js';
 import type { AgentEndpoint, AgentPool } from '../agents/pool.js';
+import type { WarmPoolReport } from '../db/repositories/hosts.js';
 
 export interface HostInfo {
   agentHostId: string;
@@ -20,7 +21,18 @@ export interface HostInfo {
   capsulesHeld: number;
   capsuleRoom: number;
   full: string;
+  /** Its warm pools (empty from an agent without any, or one too old to report them). */
+  warmPools: WarmPoolReport[];
 }
+
+export const toWarmPoolReport = (p: WarmPool): WarmPoolReport => ({
+  template: p.template,
+  ready: p.ready,
+  target: p.target,
+  runtime: p.runtime,
+  vcpus: p.vcpus,
+  memoryMb: p.memoryMb,
+});
 
 export const toHostInfo = (r: GetHostInfoResponse): HostInfo => ({
   agentHostId: r.hostId,
@@ -34,6 +46,7 @@ export const toHostInfo = (r: GetHostInfoResponse): HostInfo => ({
   capsulesHeld: r.capsulesHeld,
   capsuleRoom: r.capsuleRoom,
   full: r.full,
+  warmPools: r.warmPools.map(toWarmPoolReport),
 });
 
 export async function probeHost(agents: AgentPool, host: AgentEndpoint, timeoutMs: number): Promise<HostInfo> {

@@ -4,22 +4,27 @@
 //   POST /v1/hosts/register  (the token)  {token, address, agent_secret, runtimes?, cpu_count?, memory_mb?, host_id?} -> 201 {host_id}
 //   POST /v1/hosts/:id/drain   (admin key)  -> 200 host: no new capsules go there, its own stay
 //   POST /v1/hosts/:id/undrain (admin key)  -> 200 host: takes new capsules again
+//   PUT /v1/hosts/:id/warm-pool    (admin key)  {sizes: {template: count}} -> 200 host (the agent took them)
+//                                               or 202 host (kept; sent when the agent answers again)
+//   DELETE /v1/hosts/:id/warm-pool (admin key)  -> 200 host: the sizes set here are forgotten (the agent
+//                                               keeps its pools until it restarts with its own --warm-pool)
 // Registration first asks the agent at `address` for GetHostInfo, presenting `agent_secret`, so an
 // address the control plane cannot reach, or a secret that agent does not take, is refused at once;
 // the host keeps the id the agent reports, and the secret is what the control plane sends on every
 // later call to it.
 
 import { type Static, Type } from '@sinclair/typebox';
-import { InvalidArgumentError, NotFoundError, UnauthenticatedError } from '@wrenn/protocol';
+import { InvalidArgumentError, NotFoundError, UnauthenticatedError, UnavailableError } from '@wrenn/protocol';
 import type { FastifyPluginAsync } from 'fastify';
 import { HostSchema, hostJson } from '../api/native/schemas.js';
 import { sha256Hex } from '../auth/hash.js';
 import { createHostToken, isHostTokenFormat } from '../auth/host-tokens.js';
 import type { ControlPlaneContext } from '../context.js';
-import { listHostLoads, setHostDraining } from '../db/repositories/hosts.js';
+import { getHost, type Host, listHostLoads, setHostDraining, setHostWarmPoolTarget } from '../db/repositories/hosts.js';
 import { requireAdmin } from './admin-auth.js';
 import { describeProbeError, probeAddress } from './probe.js';
 import { admitHost } from './register-host.js';
+import { agentWarmPoolSizes, applyWarmPool, normalTargets } from './warm-pool.js';
 
 const MAX_TOKEN_TTL_SEC = 30 * 24 * 3600;
 const REGISTER_BODY_LIMIT = 16 * 1024;
@@ -102,6 +107,31 @@ async function tokenUsable(ctx: ControlPlaneContext, token: string): Promise<boo
 
 const HostParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 128 }) });
 
+/** A host as the API shows it, with its load. */
+async function hostWithLoad(ctx: ControlPlaneContext, host: Host) {
+  const load = (await listHostLoads(ctx.database.db, { status: host.status })).find((l) => l.host.id === host.id);
+  return hostJson(
+    load ?? { host, capsules: 0, vcpus: host.reported.allocatedVcpus, memoryMb: host.reported.allocatedMemoryMb },
+  );
+}
+
+const MAX_WARM_TEMPLATES = 64;
+const WarmPoolRequest = Type.Object(
+  {
+    sizes: Type.Record(
+      Type.String({ pattern: '^[a-z0-9][a-z0-9._-]{0,62}$' }),
+      Type.Integer({ minimum: 0, maximum: 999 }),
+      {
+        maxProperties: MAX_WARM_TEMPLATES,
+        additionalProperties: false,
+        description:
+          'Ready capsules to keep per template (a built-in by name, any other by its template id); a template left out keeps none',
+      },
+    ),
+  },
+  { additionalProperties: false },
+);
+
 export const hostRoutes: FastifyPluginAsync<{ ctx: ControlPlaneContext }> = async (app, { ctx }) => {
   for (const [verb, draining] of [
     ['drain', true],
@@ -127,20 +157,77 @@ export const hostRoutes: FastifyPluginAsync<{ ctx: ControlPlaneContext }> = asyn
         const host = await setHostDraining(ctx.database.db, id, draining);
         if (!host) throw new NotFoundError(`no host ${id}; \`wrenn host ls\` lists them`);
         ctx.log.info({ hostId: id, draining }, draining ? 'host drained' : 'host undrained');
-        const load = (await listHostLoads(ctx.database.db, { status: host.status })).find((l) => l.host.id === id);
-        return reply.send(
-          hostJson(
-            load ?? {
-              host,
-              capsules: 0,
-              vcpus: host.reported.allocatedVcpus,
-              memoryMb: host.reported.allocatedMemoryMb,
-            },
-          ),
-        );
+        return reply.send(await hostWithLoad(ctx, host));
       },
     );
   }
+
+  const adminOnly = {
+    onRequest: async (req: Parameters<typeof requireAdmin>[1]) => {
+      await requireAdmin(ctx, req);
+    },
+  };
+  app.put(
+    '/v1/hosts/:id/warm-pool',
+    {
+      ...adminOnly,
+      bodyLimit: REGISTER_BODY_LIMIT,
+      schema: {
+        tags: ['hosts'],
+        summary:
+          'Set how many ready capsules a host keeps booted per template (admin); kept, and sent to its agent again when it restarts',
+        params: HostParams,
+        body: WarmPoolRequest,
+        response: { 200: HostSchema, 202: HostSchema, 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody },
+      },
+    },
+    async (req, reply) => {
+      const { id } = req.params as Static<typeof HostParams>;
+      const { sizes } = req.body as Static<typeof WarmPoolRequest>;
+      const db = ctx.database.db;
+      const known = await getHost(db, id);
+      if (!known) throw new NotFoundError(`no host ${id}; \`wrenn host ls\` lists them`);
+      const target = normalTargets(await agentWarmPoolSizes(ctx, sizes));
+      if (known.status !== 'online') {
+        // Kept; the host monitor sends them when the agent answers again.
+        const kept = await setHostWarmPoolTarget(db, id, target);
+        ctx.log.info({ hostId: id, sizes: target }, 'warm pool sizes kept for a host that is not online');
+        return reply.status(202).send(await hostWithLoad(ctx, kept ?? known));
+      }
+      try {
+        // The agent judges the templates first (one it cannot build is a 404), then the sizes are kept.
+        await applyWarmPool(ctx, known, target);
+      } catch (err) {
+        if (!(err instanceof UnavailableError)) throw err;
+        const kept = await setHostWarmPoolTarget(db, id, target);
+        ctx.log.warn({ hostId: id, sizes: target }, 'warm pool sizes kept; the host did not answer, sent when it does');
+        return reply.status(202).send(await hostWithLoad(ctx, kept ?? known));
+      }
+      const kept = await setHostWarmPoolTarget(db, id, target);
+      ctx.log.info({ hostId: id, sizes: target }, 'warm pool sizes set');
+      return reply.send(await hostWithLoad(ctx, kept ?? known));
+    },
+  );
+
+  app.delete(
+    '/v1/hosts/:id/warm-pool',
+    {
+      ...adminOnly,
+      schema: {
+        tags: ['hosts'],
+        summary:
+          'Forget the warm pool sizes set for a host (admin); its agent keeps its pools until it restarts with its own --warm-pool',
+        params: HostParams,
+        response: { 200: HostSchema, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody },
+      },
+    },
+    async (req, reply) => {
+      const { id } = req.params as Static<typeof HostParams>;
+      const host = await setHostWarmPoolTarget(ctx.database.db, id, null);
+      if (!host) throw new NotFoundError(`no host ${id}; \`wrenn host ls\` lists them`);
+      return reply.send(await hostWithLoad(ctx, host));
+    },
+  );
 
   app.post(
     '/v1/hosts/tokens',

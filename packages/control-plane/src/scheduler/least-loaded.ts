@@ -1,9 +1,11 @@
 // Chooses the host for a new capsule: among online hosts not drained by an admin that offer the
 // runtime (and, for a snapshot template, the one host holding its files) and whose agent did not
-// report itself full,
-// the one with the smallest share of its capacity already placed, where the share is the larger of
-// the vCPU and memory fractions.
-// Load comes from the capsules table, so placements count before the agent reports them.
+// report itself full (a full host can still hand out a pooled capsule it holds), a host with a ready warm-pool capsule the create can claim (its template,
+// runtime and shape) comes first, since that create skips the boot; otherwise, and among several
+// such hosts, the one with the smallest share of its capacity already placed, where the share is
+// the larger of the vCPU and memory fractions.
+// Load comes from the capsules table, so placements count before the agent reports them; so do
+// warm-pool claims (capsules of the template placed since the host's last report).
 import type { Kysely } from 'kysely';
 import { type Host, type HostLoad, listHostLoads } from '../db/repositories/hosts.js';
 import type { Database } from '../db/schema.js';
@@ -19,6 +21,11 @@ export interface PlacementRequest {
   hostId?: string | null;
   /** Hosts not to use (they refused this capsule already). */
   excludeHostIds?: ReadonlySet<string>;
+  /**
+   * Set when the create could claim a warm-pool capsule (it asks for no egress policy and no
+   * volumes): the template as the agents name it, and as the capsules table names it.
+   */
+  warm?: { agentTemplate: string; template: string };
 }
 
 export interface Placement {
@@ -45,9 +52,20 @@ function usableRuntime(host: Host, req: PlacementRequest): string | undefined {
   return host.runtimes.find(allowed);
 }
 
+/**
+ * Ready warm-pool capsules on this host that the request, placed there on `runtime`, would claim:
+ * the last report's count less the capsules of the template placed there since (HostLoad.warmTaken).
+ */
+export function warmReady(l: HostLoad, req: PlacementRequest, runtime: string): number {
+  if (!req.warm) return 0;
+  const pool = l.host.warmPools?.pools.find((p) => p.template === req.warm?.agentTemplate);
+  if (!pool || pool.runtime !== runtime || pool.vcpus !== req.vcpus || pool.memoryMb !== req.memoryMb) return 0;
+  return Math.max(0, pool.ready - (l.warmTaken ?? 0));
+}
+
 /** Pure choice over given loads (exported for tests and for callers holding loads already). */
 export function chooseHost(loads: readonly HostLoad[], req: PlacementRequest): Placement {
-  let best: { load: HostLoad; runtime: string; score: number } | undefined;
+  let best: { load: HostLoad; runtime: string; warm: boolean; score: number } | undefined;
   for (const l of loads) {
     if (req.hostId && l.host.id !== req.hostId) continue;
     if (req.excludeHostIds?.has(l.host.id)) continue;
@@ -55,13 +73,18 @@ export function chooseHost(loads: readonly HostLoad[], req: PlacementRequest): P
     if (l.host.draining) continue;
     const runtime = usableRuntime(l.host, req);
     if (!runtime) continue;
-    // Its agent said it can take no more capsules (memory, tasks, slots, its maximum...).
-    if (l.host.capacity?.full) continue;
+    const warm = warmReady(l, req, runtime) > 0;
+    // Its agent said it can take no more capsules (memory, tasks, slots, its maximum...); a claim
+    // of a pooled capsule needs nothing more (the agent counts pooled capsules as held already).
+    if (l.host.capacity?.full && !warm) continue;
     // A single capsule larger than the whole host can never run there; overcommit beyond that is allowed.
     if (req.vcpus > l.host.cpuCount || req.memoryMb > l.host.memoryMb) continue;
     const score = loadAfter(l, req);
-    if (!best || score < best.score || (score === best.score && l.host.id < best.load.host.id))
-      best = { load: l, runtime, score };
+    const better =
+      !best ||
+      (warm && !best.warm) ||
+      (warm === best.warm && (score < best.score || (score === best.score && l.host.id < best.load.host.id)));
+    if (better) best = { load: l, runtime, warm, score };
   }
   if (!best) {
     const why = describeNoHost(loads, req);
@@ -117,6 +140,9 @@ function describeNoHost(loads: readonly HostLoad[], req: PlacementRequest): { me
 
 /** Loads the online hosts and picks one; throws NoHostError with a reason when none fits. */
 export async function pickHost(db: Kysely<Database>, req: PlacementRequest): Promise<Placement> {
-  const loads = await listHostLoads(db, { status: 'online' });
+  const loads = await listHostLoads(db, {
+    status: 'online',
+    ...(req.warm ? { warmTemplate: req.warm.template } : {}),
+  });
   return chooseHost(loads, req);
 }

@@ -39,7 +39,7 @@ import type {
   TimeoutAction,
 } from './types.js';
 import { checkRange, checkTemplateName, hostLimits } from './validate.js';
-import { type PooledCapsule, WarmPool } from './warm-pool.js';
+import { MAX_WARM_PER_TEMPLATE, type PooledCapsule, WarmPool, type WarmPoolStatus } from './warm-pool.js';
 
 /** A create request as the agent's Connect service checked it (validate.ts) against the contract. */
 export interface CreateCapsuleInput extends CapsuleRequest {
@@ -231,6 +231,33 @@ export class SandboxManager {
     return this.pool.readyCount(template);
   }
 
+  /** Each warm pool (ready and target per template), in the runtime pooled capsules boot on. */
+  warmPools(): (WarmPoolStatus & { runtime: RuntimeName })[] {
+    return this.pool.report().map((p) => ({ ...p, runtime: this.deps.defaultRuntime }));
+  }
+
+  /** The warm pool's targets per template now. */
+  warmPoolTargets(): Record<string, number> {
+    return this.pool.targets();
+  }
+
+  /**
+   * New warm pool targets (template -> count; a template left out keeps none). Each template must
+   * be one this host has or can build, and pooled capsules count against the host's capacity like
+   * any other (a full host boots none).
+   */
+  async setWarmPool(sizes: Record<string, number>): Promise<void> {
+    for (const [name, n] of Object.entries(sizes)) {
+      checkTemplateName(name);
+      if (!Number.isInteger(n) || n < 0 || n > MAX_WARM_PER_TEMPLATE)
+        throw new InvalidArgumentError(`warm pool of ${name}: ${n} is not a count from 0 to ${MAX_WARM_PER_TEMPLATE}`);
+      if (n > 0 && !(await this.deps.templates.get(name)) && !this.deps.templates.builtIns().includes(name))
+        throw new TemplateNotFoundError(name);
+    }
+    this.log('info', 'warm pool set', { sizes });
+    await this.pool.resize(sizes);
+  }
+
   templates() {
     return this.deps.templates;
   }
@@ -345,7 +372,9 @@ export class SandboxManager {
     const metadata = { WRENN_SANDBOX_ID: rec.id, WRENN_TEMPLATE_ID: rec.template };
     if (pooled) {
       try {
-        return await this.claim(rec, pooled, metadata);
+        await this.claim(rec, pooled, metadata);
+        rec.fromWarmPool = true;
+        return;
       } catch (err) {
         // A pooled capsule that died (or failed its claim) is dropped; this create boots afresh.
         this.log('warn', 'warm-pool capsule could not be claimed; booting a new one', {

@@ -125,6 +125,8 @@ export interface CapsuleRecord {
   error?: string;
   /** Volumes of this host mounted into the capsule. */
   volumes?: CapsuleVolumeMount[];
+  /** It was a warm-pool capsule, claimed at create. */
+  fromWarmPool?: boolean;
 }
 
 /** A volume (VolumeStore id) and where the capsule sees it. */

@@ -3,10 +3,15 @@
 // capsule's start-up cost is paid before anyone asks. Pooled capsules carry an internal runtime id;
 // the capsule id the user sees is given at claim time. A pooled capsule that dies is dropped
 // (drop(), called by the manager's exit watch) and replaced, so it is never handed out.
+// The sizes can change while the agent runs (resize(), the SetWarmPool call an admin makes through
+// the control plane), and report() says what is ready per template: GetHostInfo carries it, so the
+// control plane's scheduler sends a create to a host that has a ready capsule of its template.
 import type { RuntimeHandle } from '../runtimes/runtime.js';
 import type { CapsuleNetworkInfo } from './types.js';
 
 const REFILL_DELAY_MS = 300;
+/** The most ready capsules one template's pool may keep (what `--warm-pool` can say: 3 digits, and SetWarmPool). */
+export const MAX_WARM_PER_TEMPLATE = 999;
 
 export interface PooledCapsule {
   runtimeId: string;
@@ -18,8 +23,17 @@ export interface PooledCapsule {
   address: string;
 }
 
+/** One template's pool as GetHostInfo reports it. */
+export interface WarmPoolStatus {
+  template: string;
+  ready: number;
+  target: number;
+  vcpus: number;
+  memoryMb: number;
+}
+
 export interface WarmPoolOptions {
-  /** Target number of ready capsules per template, e.g. { minimal: 2 }. */
+  /** Target number of ready capsules per template at start, e.g. { minimal: 2 }. */
   sizes: Record<string, number>;
   vcpus: number;
   memoryMb: number;
@@ -34,8 +48,49 @@ export class WarmPool {
   /** Boots under way: stop() waits for them, so none finishes after the agent is gone. */
   private readonly inflight = new Set<Promise<unknown>>();
   private stopped = false;
+  private sizes: Record<string, number>;
 
-  constructor(private readonly o: WarmPoolOptions) {}
+  constructor(private readonly o: WarmPoolOptions) {
+    this.sizes = { ...o.sizes };
+  }
+
+  /** Every template the pool keeps or still holds capsules of, by name. */
+  report(): WarmPoolStatus[] {
+    const names = new Set([
+      ...Object.keys(this.sizes).filter((t) => (this.sizes[t] ?? 0) > 0),
+      ...[...this.ready].filter(([, l]) => l.length > 0).map(([t]) => t),
+    ]);
+    return [...names].sort().map((template) => ({
+      template,
+      ready: this.readyCount(template),
+      target: this.sizes[template] ?? 0,
+      vcpus: this.o.vcpus,
+      memoryMb: this.o.memoryMb,
+    }));
+  }
+
+  /** The target per template now (templates with none left out). */
+  targets(): Record<string, number> {
+    return Object.fromEntries(Object.entries(this.sizes).filter(([, n]) => n > 0));
+  }
+
+  /**
+   * New targets (a template left out keeps none): ready capsules beyond a target are released now,
+   * a boot still under way for one is released when it finishes (see fill), missing ones boot.
+   */
+  async resize(sizes: Record<string, number>): Promise<void> {
+    if (this.stopped) return;
+    this.sizes = { ...sizes };
+    const extra: [string, PooledCapsule][] = [];
+    for (const [template, list] of this.ready) {
+      const over = list.length - (this.sizes[template] ?? 0);
+      if (over > 0) for (const e of list.splice(list.length - over, over)) extra.push([template, e]);
+    }
+    this.fillAll();
+    await Promise.all(
+      extra.map(([template, e]) => this.o.release(e).catch((err: unknown) => this.o.onError?.(template, err))),
+    );
+  }
 
   /** Runtime ids of every pooled capsule (so start-up cleanup leaves none of them). */
   runtimeIds(): string[] {
@@ -78,20 +133,21 @@ export class WarmPool {
   }
 
   fillAll(): void {
-    for (const template of Object.keys(this.o.sizes)) this.fill(template);
+    for (const template of Object.keys(this.sizes)) this.fill(template);
   }
 
   private fill(template: string): void {
     if (this.stopped) return;
-    const want = this.o.sizes[template] ?? 0;
+    const want = this.sizes[template] ?? 0;
     const have = (this.ready.get(template)?.length ?? 0) + (this.booting.get(template) ?? 0);
     for (let i = have; i < want; i++) {
       this.booting.set(template, (this.booting.get(template) ?? 0) + 1);
       const boot = this.o.boot(template).then(
         async (entry) => {
           this.booting.set(template, (this.booting.get(template) ?? 1) - 1);
-          if (this.stopped) return this.o.release(entry);
           const list = this.ready.get(template) ?? [];
+          // Stopped, or the target went down (resize) while it booted.
+          if (this.stopped || list.length >= (this.sizes[template] ?? 0)) return this.o.release(entry);
           list.push(entry);
           this.ready.set(template, list);
         },

@@ -72,8 +72,12 @@ export function toPbCapsule(rec: CapsuleRecord, envdVersion: string, withToken =
     pauseKeeps: rec.pauseKeeps ?? '',
     error: rec.error ?? '',
     envdAccessToken: withToken ? rec.envdAccessToken : '',
+    fromWarmPool: rec.fromWarmPool === true,
   });
 }
+
+/** The most templates one SetWarmPool may name. */
+const MAX_WARM_POOL_TEMPLATES = 64;
 
 export function toPbTemplate(t: TemplateInfo): Template {
   return create(TemplateSchema, {
@@ -120,7 +124,17 @@ export function hostAgentService(o: HostAgentServiceOptions): ServiceImpl<typeof
         capsulesHeld: capacity.held,
         capsuleRoom: Math.min(capacity.room, 0xffff_ffff),
         full: capacity.full?.full ?? '',
+        warmPools: m.warmPools(),
       };
+    },
+    async setWarmPool(req) {
+      const names = Object.keys(req.sizes);
+      if (names.length > MAX_WARM_POOL_TEMPLATES)
+        throw new InvalidArgumentError(
+          `a warm pool may name at most ${MAX_WARM_POOL_TEMPLATES} templates, got ${names.length}`,
+        );
+      await m.setWarmPool({ ...req.sizes });
+      return { warmPools: m.warmPools() };
     },
     async createCapsule(req) {
       const input: CreateCapsuleInput = {

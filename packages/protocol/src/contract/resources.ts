@@ -87,6 +87,23 @@ export const HostSchema = Type.Object({
   draining: Type.Boolean({
     description: 'Drained by an admin (wrenn host drain): keeps its capsules, takes no new ones',
   }),
+  warm_pools: Type.Array(
+    Type.Object({
+      template: Type.String({ description: "The template as the host's agent names it" }),
+      ready: Type.Integer({ description: 'Booted and claimable at the last heartbeat' }),
+      target: Type.Integer({ description: 'How many the pool keeps' }),
+    }),
+    {
+      description:
+        'Capsules the host keeps booted per template, as its agent last reported; a create of that template (default shape, no egress policy or volumes) goes to a host with a ready one first',
+    },
+  ),
+  warm_pool_target: Nullable(
+    Type.Record(Type.String(), Type.Integer(), {
+      description:
+        'Warm pool sizes an admin set (wrenn host warm-pool), kept and sent to the agent again when it restarts; null: the agent keeps its own --warm-pool',
+    }),
+  ),
 });
 export type HostJson = Static<typeof HostSchema>;
 

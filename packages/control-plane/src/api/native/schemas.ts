@@ -211,6 +211,8 @@ export const hostJson = (l: HostLoad) => ({
   allocated_memory_mb: l.memoryMb,
   last_heartbeat_at: l.host.lastHeartbeatAt?.toISOString() ?? null,
   draining: l.host.draining === true,
+  warm_pools: (l.host.warmPools?.pools ?? []).map((p) => ({ template: p.template, ready: p.ready, target: p.target })),
+  warm_pool_target: l.host.warmPoolTarget ?? null,
 });
 
 export const apiKeyJson = (k: ApiKeyInfo) => ({

@@ -8,6 +8,24 @@ import { ACTIVE_CAPSULE_STATES } from './capsules.js';
 export const HOST_STATUSES = ['online', 'unreachable', 'draining'] as const;
 export type HostStatus = (typeof HOST_STATUSES)[number];
 
+/** One template's warm pool on a host, as its agent reported it. */
+export interface WarmPoolReport {
+  template: string;
+  /** Capsules booted and claimable when the agent answered; how many the pool keeps. */
+  ready: number;
+  target: number;
+  /** What a create must ask for to claim one (and no egress policy or volumes). */
+  runtime: string;
+  vcpus: number;
+  memoryMb: number;
+}
+
+export interface HostWarmPools {
+  /** When the control plane asked (capsules placed since then may have taken some of `ready`). */
+  at: Date;
+  pools: WarmPoolReport[];
+}
+
 export interface Host {
   id: string;
   /** Base URL of the host agent's Connect service, e.g. http://10.0.0.5:5007. */
@@ -26,6 +44,10 @@ export interface Host {
   agentSecret: string | null;
   /** Drained by an admin: takes no new capsules, keeps its own (independent of `status`). */
   draining?: boolean;
+  /** The agent's last report of its warm pools; null (or absent) before it made one. */
+  warmPools?: HostWarmPools | null;
+  /** Warm pool sizes an admin set through the API (pushed to the agent); null: the agent's own. */
+  warmPoolTarget?: Record<string, number> | null;
 }
 
 export interface NewHost {
@@ -60,7 +82,28 @@ export const toHost = (r: Selectable<HostsTable>): Host => ({
   createdAt: toDate(r.created_at),
   agentSecret: r.agent_secret ?? null,
   draining: Number(r.draining ?? 0) === 1,
+  warmPools: r.warm_pools ? parseWarmPools(r.warm_pools) : null,
+  warmPoolTarget: r.warm_pool_target ? parseJson<Record<string, number> | null>(r.warm_pool_target, null) : null,
 });
+
+function parseWarmPools(text: string): HostWarmPools | null {
+  const j = parseJson<{ at?: number; pools?: WarmPoolReport[] } | null>(text, null);
+  if (!j || typeof j.at !== 'number' || !Array.isArray(j.pools)) return null;
+  return { at: new Date(j.at), pools: j.pools };
+}
+
+const warmPoolsText = (w: HostWarmPools): string =>
+  JSON.stringify({
+    at: w.at.getTime(),
+    pools: w.pools.map((p) => ({
+      template: nonEmpty(p.template, 'warm pool template'),
+      ready: nonNegativeInt(p.ready, 'warm pool ready'),
+      target: nonNegativeInt(p.target, 'warm pool target'),
+      runtime: p.runtime,
+      vcpus: nonNegativeInt(p.vcpus, 'warm pool vcpus'),
+      memoryMb: nonNegativeInt(p.memoryMb, 'warm pool memoryMb'),
+    })),
+  });
 
 function runtimeList(runtimes: string[]): string {
   if (!Array.isArray(runtimes) || runtimes.some((r) => typeof r !== 'string' || r.length === 0)) {
@@ -88,6 +131,8 @@ export async function createHost(db: Kysely<Database>, input: NewHost): Promise<
     last_heartbeat_at: now,
     created_at: now,
     draining: 0,
+    warm_pools: null,
+    warm_pool_target: null,
   };
   await db.insertInto('hosts').values(row).execute();
   return toHost(row);
@@ -123,6 +168,8 @@ export interface Heartbeat {
   /** From an agent that reports capacity: more capsules it can take, and why none ('' when it has room). */
   capsuleRoom?: number;
   full?: string;
+  /** From an agent that reports its warm pools (every current one does, with none: an empty list). */
+  warmPools?: HostWarmPools;
 }
 
 /** Records a successful contact with the host. Returns the updated host, or null if unknown. */
@@ -137,6 +184,7 @@ export async function recordHeartbeat(db: Kysely<Database>, id: string, hb: Hear
     set.allocated_memory_mb = nonNegativeInt(hb.allocatedMemoryMb, 'allocatedMemoryMb');
   if (hb.capsuleRoom !== undefined) set.capsule_room = nonNegativeInt(hb.capsuleRoom, 'capsuleRoom');
   if (hb.full !== undefined) set.full_reason = hb.full === '' ? null : hb.full.slice(0, 1000);
+  if (hb.warmPools) set.warm_pools = warmPoolsText(hb.warmPools);
   await db
     .updateTable('hosts')
     .set({ ...set, status: sql<string>`case when status = 'unreachable' then 'online' else status end` })
@@ -159,6 +207,29 @@ export async function setHostCapacity(
     })
     .where('id', '=', id)
     .execute();
+}
+
+/** What a host's agent answered about its warm pools outside a heartbeat (after SetWarmPool). */
+export async function setHostWarmPools(db: Kysely<Database>, id: string, warmPools: HostWarmPools): Promise<void> {
+  await db
+    .updateTable('hosts')
+    .set({ warm_pools: warmPoolsText(warmPools) })
+    .where('id', '=', id)
+    .execute();
+}
+
+/** The warm pool sizes an admin wants on a host (null: leave them to the agent); null when there is no such host. */
+export async function setHostWarmPoolTarget(
+  db: Kysely<Database>,
+  id: string,
+  target: Record<string, number> | null,
+): Promise<Host | null> {
+  await db
+    .updateTable('hosts')
+    .set({ warm_pool_target: target ? JSON.stringify(target) : null })
+    .where('id', '=', id)
+    .execute();
+  return getHost(db, id);
 }
 
 export async function setHostStatus(db: Kysely<Database>, id: string, status: HostStatus): Promise<Host | null> {
@@ -220,6 +291,11 @@ export interface HostLoad {
   capsules: number;
   vcpus: number;
   memoryMb: number;
+  /**
+   * With listHostLoads' `warmTemplate`: capsules of that template placed on the host since its
+   * agent last reported its warm pools (each may have taken a ready one the report still counts).
+   */
+  warmTaken?: number;
 }
 
 /**
@@ -229,7 +305,7 @@ export interface HostLoad {
  */
 export async function listHostLoads(
   db: Kysely<Database>,
-  filter: { status?: HostStatus; runtime?: string } = {},
+  filter: { status?: HostStatus; runtime?: string; warmTemplate?: string } = {},
 ): Promise<HostLoad[]> {
   const status = filter.status ?? 'online';
   const hosts = (await listHosts(db, { status })).filter((h) => !filter.runtime || h.runtimes.includes(filter.runtime));
@@ -251,10 +327,47 @@ export async function listHostLoads(
     .groupBy('host_id')
     .execute();
   const byHost = new Map(sums.map((s) => [s.host_id, s]));
+  const taken = filter.warmTemplate ? await warmTakenByHost(db, hosts, filter.warmTemplate) : undefined;
   return hosts
     .map((host) => {
       const s = byHost.get(host.id);
-      return { host, capsules: Number(s?.n ?? 0), vcpus: Number(s?.vcpus ?? 0), memoryMb: Number(s?.memory_mb ?? 0) };
+      return {
+        host,
+        capsules: Number(s?.n ?? 0),
+        vcpus: Number(s?.vcpus ?? 0),
+        memoryMb: Number(s?.memory_mb ?? 0),
+        ...(taken ? { warmTaken: taken.get(host.id) ?? 0 } : {}),
+      };
     })
     .sort((a, b) => a.capsules - b.capsules || a.memoryMb - b.memoryMb || a.host.id.localeCompare(b.host.id));
+}
+
+/**
+ * Capsules of `template` (as the capsules table names it) placed on each host with a warm pool of
+ * it since that host's last report: the report's `ready` less these is what is left to claim. A
+ * capsule placed before the report that the agent had already counted is subtracted too, which
+ * errs towards a cold create elsewhere, never towards two creates expecting one ready capsule.
+ */
+async function warmTakenByHost(db: Kysely<Database>, hosts: Host[], template: string): Promise<Map<string, number>> {
+  const withPools = hosts.filter((h) => h.warmPools && h.warmPools.pools.length > 0);
+  const out = new Map<string, number>();
+  if (withPools.length === 0) return out;
+  const since = Math.min(...withPools.map((h) => h.warmPools?.at.getTime() ?? 0));
+  const rows = await db
+    .selectFrom('capsules')
+    .select(['host_id', 'created_at'])
+    .where(
+      'host_id',
+      'in',
+      withPools.map((h) => h.id),
+    )
+    .where('template', '=', template)
+    .where('created_at', '>=', since)
+    .execute();
+  const at = new Map(withPools.map((h) => [h.id, h.warmPools?.at.getTime() ?? 0]));
+  for (const r of rows) {
+    const host = r.host_id ?? '';
+    if (Number(r.created_at) >= (at.get(host) ?? Infinity)) out.set(host, (out.get(host) ?? 0) + 1);
+  }
+  return out;
 }

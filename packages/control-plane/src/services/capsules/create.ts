@@ -109,6 +109,10 @@ export async function createCapsule(
         runtimes: template.runtimes,
         hostId: onlyHost,
         excludeHostIds: refusedBy,
+        // The agents' warm pools hold capsules with the default network and no volumes.
+        ...(!hasPolicy(input.network) && volumes.mounts.length === 0
+          ? { warm: { agentTemplate: agentTemplateName(template), template: template.name } }
+          : {}),
       });
     } catch (err) {
       if (err instanceof NoHostError) throw await noHostError(ctx, input.runtime, template, err);
@@ -225,6 +229,8 @@ export async function createCapsule(
     vcpus,
     memory_mb: memoryMb,
     ms: Date.now() - now,
+    // A ready capsule of the host's warm pool was claimed (no boot).
+    warm_pool: made?.fromWarmPool === true,
     // As E2B records them: which MCP servers the caller's gateway runs (the SDK starts it).
     ...(input.mcp ? { mcp_servers: Object.keys(input.mcp) } : {}),
   });
