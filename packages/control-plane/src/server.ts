@@ -31,8 +31,10 @@ import type { ControlPlaneConfig, ControlPlaneContext } from './context.js';
 import { openDatabase } from './db/open.js';
 import { listHosts } from './db/repositories/hosts.js';
 import { hostRoutes } from './hosts/index.js';
+import { pruneRoutes } from './hosts/prune-routes.js';
 import { createSandboxProxy } from './proxy/sandbox-proxy.js';
 import { type StateLoops, startLeasedStateLoops } from './reconciler/index.js';
+import { startFileSetGc } from './templates/file-set-gc.js';
 import { conflictingAuthority, refuseConflictingAuthority } from './tls/authority.js';
 import { loadTlsMaterial, type TlsSource } from './tls/certificates.js';
 import { attachNativeTls, type NativeTlsFront } from './tls/native-front.js';
@@ -220,6 +222,7 @@ export async function startControlPlane(opts: StartControlPlaneOptions): Promise
   });
   // Host registration authenticates with a one-time token, not an API key: outside the native API.
   await app.register(hostRoutes, { ctx });
+  await app.register(pruneRoutes, { ctx });
   await app.register(nativeApi, { ctx });
   await app.register(e2bApi, { ctx });
   await app.register(e2bVolumeContentApi, { ctx });
@@ -253,6 +256,8 @@ export async function startControlPlane(opts: StartControlPlaneOptions): Promise
         });
   const loops: StateLoops | undefined = lease ? startLeasedStateLoops(ctx, lease) : undefined;
   await lease?.start();
+  // Every replica keeps its own uploads: each prunes its own (templates/file-set-gc.ts).
+  const stopFileSetGc = startFileSetGc(ctx);
   return {
     ctx,
     app,
@@ -262,6 +267,7 @@ export async function startControlPlane(opts: StartControlPlaneOptions): Promise
     loops,
     lease,
     async close() {
+      stopFileSetGc();
       await lease?.stop();
       await loops?.stop();
       await changes.stop();

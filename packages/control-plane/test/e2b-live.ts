@@ -56,7 +56,12 @@ export const hasQemu = ((): boolean => {
  * its own. Agents sharing a parent would each treat the others' capsules as stale leftovers and
  * kill them when they start.
  */
-async function createAgentLayers(dataDir: string, slot: number, imagesDir: string): Promise<LocalLayers> {
+async function createAgentLayers(
+  dataDir: string,
+  slot: number,
+  imagesDir: string,
+  ociDir?: string,
+): Promise<LocalLayers> {
   const templateStore = new TemplateStore({ imagesDir });
   const networkManager = new NetworkManager({ dataDir, ...testNetwork(slot) } as ConstructorParameters<
     typeof NetworkManager
@@ -73,7 +78,7 @@ async function createAgentLayers(dataDir: string, slot: number, imagesDir: strin
     runtimes: new Map<RuntimeName, CapsuleRuntime>([['namespace', ns]]),
     defaultRuntime: 'namespace',
     network: networkProvider(networkManager),
-    templates: templateProvider(templateStore),
+    templates: ociDir ? templateProvider(templateStore, ['namespace'], ociDir) : templateProvider(templateStore),
     templateStore,
     networkManager,
     metadataServer,
@@ -118,8 +123,13 @@ export interface LiveSystem {
   databaseUrl?: string;
   /** Options for every e2b SDK call (apiUrl, sandboxUrl, apiKey: the admin key's e2b_ form unless given). */
   sdk(apiKey?: string): { apiKey: string; apiUrl: string; sandboxUrl: string; requestTimeoutMs: number };
-  /** A further host agent in this process with its own data dir and network slot. */
-  startExtraAgent(slot: number): Promise<ExtraAgent>;
+  /**
+   * A further host agent in this process with its own data dir and network slot. It reads the main
+   * system's template cache, unless `ownTemplates`: then it has a template cache and a container
+   * image cache of its own (image templates of one name made by two agents in one template
+   * directory would replace each other).
+   */
+  startExtraAgent(slot: number, opts?: { ownTemplates?: boolean }): Promise<ExtraAgent>;
   /** Closes the control plane and starts a new one on the same database (the agent keeps running). */
   restartControlPlane(): Promise<void>;
   close(): Promise<void>;
@@ -180,11 +190,13 @@ export async function startLive(o: {
       sandboxUrl: sys.url,
       requestTimeoutMs: 120_000,
     }),
-    async startExtraAgent(slot) {
+    async startExtraAgent(slot, opts = {}) {
       const dir = mkdtempSync(join(tmpdir(), 'wrenn-agent-'));
-      // Templates come from the main system's image cache (built once per run).
+      // Templates come from the main system's image cache (built once per run), unless its own.
       const mk = async (port: number) => {
-        const layers = await createAgentLayers(dir, slot, o.imagesDir ?? join(dataDir, 'images'));
+        const layers = opts.ownTemplates
+          ? await createAgentLayers(dir, slot, join(dir, 'images'), join(dir, 'oci'))
+          : await createAgentLayers(dir, slot, o.imagesDir ?? join(dataDir, 'images'));
         try {
           const agent = await startAgent({
             ...layers,

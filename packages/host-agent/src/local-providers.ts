@@ -14,6 +14,7 @@ import {
   type NetworkOptions,
   startMetadataHttpServer,
 } from './network/index.js';
+import { ImageGc, type ImageGcSettings, imageGcSettings } from './oci/image-gc.js';
 import { ensureImageTemplate, ociCacheDir, parseImageReference } from './oci/index.js';
 import { type TemplateManifest, TemplateStore } from './rootfs/index.js';
 import { createFirecrackerRuntime } from './runtimes/firecracker/index.js';
@@ -38,23 +39,32 @@ export function toTemplateInfo(m: TemplateManifest, hostRuntimes: readonly Runti
   };
 }
 
+/**
+ * `ociDir`: the host's image layer cache; with it the provider makes templates from images and
+ * collects what nothing uses any more (`gcSettings`, default from the environment).
+ */
 export function templateProvider(
   store: TemplateStore,
   hostRuntimes: readonly RuntimeName[] = [],
   ociDir?: string,
+  gcSettings?: ImageGcSettings,
 ): TemplateProvider {
+  const gc = ociDir ? new ImageGc(store, ociDir, gcSettings ?? imageGcSettings()) : undefined;
   return {
-    ...(ociDir
+    ...(ociDir && gc
       ? {
           async fromImage(image, opts) {
             const credentials = opts.credentials
               ? { [parseImageReference(image).registry]: opts.credentials }
               : undefined;
-            const { template, pulled } = await ensureImageTemplate(store, image, {
-              cacheDir: ociDir,
-              ...(credentials ? { credentials } : {}),
-              ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
-            });
+            // Under the collector's shared side: no pass removes a layer between pull and template.
+            const { template, pulled } = await gc.shared(() =>
+              ensureImageTemplate(store, image, {
+                cacheDir: ociDir,
+                ...(credentials ? { credentials } : {}),
+                ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
+              }),
+            );
             return {
               template: toTemplateInfo(template, hostRuntimes),
               reference: pulled.reference,
@@ -65,12 +75,17 @@ export function templateProvider(
               layerCount: pulled.layerDirs.length,
             };
           },
+          hold: (name) => gc.hold(name),
+          pruneImages: (opts) => gc.prune(opts),
+          startImageGc: (inUse, log) => gc.startTimer(inUse, log),
+          stopImageGc: () => gc.stopTimer(),
         }
       : {}),
     async ensure(name, onProgress) {
       return toTemplateInfo(await store.ensureTemplate(name, onProgress ? { onProgress } : {}), hostRuntimes);
     },
     async get(name) {
+      if (gc?.doomed(name)) return undefined; // being removed by the image cache's collector
       const m = await store.get(name).catch(() => undefined);
       return m ? toTemplateInfo(m, hostRuntimes) : undefined;
     },
@@ -157,6 +172,8 @@ export interface LocalLayerOptions {
   imagesDir?: string;
   /** The container image layer cache (default <dataDir>/oci). */
   ociDir?: string;
+  /** Its garbage collection (default from WRENN_IMAGE_* in the environment). */
+  imageGc?: ImageGcSettings;
   /**
    * cgroup parent of this agent's capsules (default "wrenn"). Agents on one machine need distinct
    * parents: each removes, at start, groups under its parent that it does not know.
@@ -271,7 +288,7 @@ export async function createLocalLayers(dataDir: string, opts: LocalLayerOptions
     capacity,
     runtimeReasons: choice.reasons,
     network: networkProvider(networkManager, egressCa.certPem),
-    templates: templateProvider(templateStore, [...runtimes.keys()], opts.ociDir ?? ociCacheDir(dataDir)),
+    templates: templateProvider(templateStore, [...runtimes.keys()], opts.ociDir ?? ociCacheDir(dataDir), opts.imageGc),
     templateStore,
     networkManager,
     metadataServer,

@@ -75,4 +75,57 @@ export class Host {
   static async undrain(id: string, opts: ConnectionOptions = {}): Promise<HostInfo> {
     return info(await new ApiClient(opts).json<HostJson>('POST', `${at(id)}/undrain`));
   }
+
+  /**
+   * Removes, on every host, the image templates and cached image layers nothing uses, and the
+   * stored file sets of finished template builds, unused for `olderThanSec` (default: the
+   * configured keep times; 0: all that is unused). Admin key.
+   */
+  static async pruneImages(o: { olderThanSec?: number } & ConnectionOptions = {}): Promise<ImagePruneReport> {
+    const { olderThanSec, ...conn } = o;
+    const j = await new ApiClient(conn).json<ImagePruneJson>('POST', '/v1/images/prune', {
+      json: olderThanSec === undefined ? {} : { older_than_sec: olderThanSec },
+      timeoutMs: 0,
+    });
+    return {
+      hosts: j.hosts.map((h) => ({
+        hostId: h.host_id,
+        removedTemplates: h.removed_templates,
+        removedLayers: h.removed_layers,
+        freedBytes: h.freed_bytes,
+        keptLayers: h.kept_layers,
+        cacheBytes: h.cache_bytes,
+        ...(h.error ? { error: h.error } : {}),
+      })),
+      fileSets: { removed: j.file_sets.removed, freedBytes: j.file_sets.freed_bytes, kept: j.file_sets.kept },
+    };
+  }
+}
+
+export interface ImagePruneReport {
+  hosts: {
+    hostId: string;
+    removedTemplates: string[];
+    /** Layer digests. */
+    removedLayers: string[];
+    freedBytes: number;
+    keptLayers: number;
+    cacheBytes: number;
+    /** The host could not be pruned (the others were). */
+    error?: string;
+  }[];
+  fileSets: { removed: number; freedBytes: number; kept: number };
+}
+
+interface ImagePruneJson {
+  hosts: {
+    host_id: string;
+    removed_templates: string[];
+    removed_layers: string[];
+    freed_bytes: number;
+    kept_layers: number;
+    cache_bytes: number;
+    error?: string;
+  }[];
+  file_sets: { removed: number; freed_bytes: number; kept: number };
 }

@@ -38,7 +38,7 @@ export {
 } from './errors.js';
 export type { FilesystemEvent, WatchHandle, WriteData, WriteEntry, WriteInfo } from './filesystem.js';
 export { Filesystem } from './filesystem.js';
-export type { HostInfo } from './hosts.js';
+export type { HostInfo, ImagePruneReport } from './hosts.js';
 export { Host } from './hosts.js';
 export { ApiClient } from './http.js';
 export type { PullImageOptions } from './images.js';

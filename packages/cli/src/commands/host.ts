@@ -85,3 +85,32 @@ export const hostWarmPool = (id: string, spec: string | undefined, o: { clear?: 
       `host ${h.id} keeps no warm pool`,
     );
   });
+
+const mib = (b: number) => `${(b / 1048576).toFixed(1)} MiB`;
+
+/** `wrenn image prune`: image templates, cached layers and build file sets nothing uses (admin key). */
+export const imagePrune = (o: { olderThan?: string; json?: boolean }) =>
+  run(async () => {
+    let olderThanSec: number | undefined;
+    if (o.olderThan !== undefined) {
+      if (!/^\d{1,9}$/.test(o.olderThan)) throw new Error(`--older-than ${o.olderThan}: expected whole seconds ≥ 0`);
+      olderThanSec = Number(o.olderThan);
+    }
+    const r = await Host.pruneImages({ ...connection(), ...(olderThanSec !== undefined ? { olderThanSec } : {}) });
+    if (o.json) return printJson(r);
+    printTable(
+      ['HOST', 'TEMPLATES', 'LAYERS', 'FREED', 'CACHE LEFT'],
+      r.hosts.map((h) => [
+        h.hostId,
+        h.error ? `error: ${h.error}` : String(h.removedTemplates.length),
+        h.error ? '' : `${h.removedLayers.length} removed, ${h.keptLayers} kept`,
+        mib(h.freedBytes),
+        mib(h.cacheBytes),
+      ]),
+      'no hosts',
+    );
+    process.stdout.write(
+      `file sets: ${r.fileSets.removed} removed (${mib(r.fileSets.freedBytes)}), ${r.fileSets.kept} kept\n`,
+    );
+    if (r.hosts.some((h) => h.error)) process.exitCode = 1;
+  });

@@ -226,6 +226,17 @@ Piped input is forwarded: echo hi | wrenn exec <id> -- cat`,
     .option('--json', 'print JSON')
     .action(async (id: string, sizes: string | undefined, o) => (await import('./host.js')).hostWarmPool(id, sizes, o));
 
+  program
+    .command('image')
+    .description('container images cached on the hosts')
+    .command('prune')
+    .description(
+      'remove image templates, cached image layers and build file sets nothing uses (admin key; hosts also do it periodically)',
+    )
+    .option('--older-than <sec>', 'only what was unused this many seconds (default: the configured keep times; 0: all)')
+    .option('--json', 'print JSON')
+    .action(async (o) => (await import('./host.js')).imagePrune(o));
+
   const template = program.command('template').description('list, build and delete templates');
   template
     .command('ls')

@@ -47,6 +47,12 @@ export interface EnsureImageTemplateInput {
   credentials?: RegistryCredentials;
   /** Pull progress, one line at a time (layers, bytes). */
   onProgress?: (line: string) => void;
+  /**
+   * Where to pull: a host that can hold a capsule of this shape (and runtime), so the capsule the
+   * caller makes next fits there; or exactly `hostId` (a capsule create pulling again on its host).
+   * Default: any host running namespace capsules.
+   */
+  placement?: { vcpus: number; memoryMb: number; runtime?: string; hostId?: string };
 }
 
 export interface ImageTemplate {
@@ -103,10 +109,18 @@ export async function ensureImageTemplate(
   if (problem) throw new InvalidArgumentError(problem);
   const creds = input.credentials;
   const db = ctx.database.db;
-  // Any host running namespace capsules can pull; image templates are made where they are used.
-  const { host } = await pickHost(db, { vcpus: 1, memoryMb: 1, runtime: 'namespace' }).catch(async (err: unknown) => {
+  // The host pulls on demand (its layer cache makes that cheap when it has the image): image
+  // templates are made where they are used, on a host that can take the capsule that follows.
+  const where = input.placement ?? { vcpus: 1, memoryMb: 1, runtime: 'namespace' };
+  const runtime = where.runtime ?? 'namespace';
+  const { host } = await pickHost(db, {
+    vcpus: where.vcpus,
+    memoryMb: where.memoryMb,
+    runtime,
+    ...(where.hostId ? { hostId: where.hostId } : {}),
+  }).catch(async (err: unknown) => {
     if (err instanceof NoHostError)
-      throw await noHostError(ctx, 'namespace', { name: input.image, runtimes: ['namespace'] }, err);
+      throw await noHostError(ctx, runtime, { name: input.image, runtimes: [runtime] }, err);
     throw err;
   });
   let result: ImageTemplateResult | undefined;

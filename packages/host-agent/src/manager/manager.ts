@@ -10,6 +10,7 @@ import { assessCapacity, type CapacityConfig, type CapacityReport, capacityConfi
 import { readHostReadings } from '../capacity/host-readings.js';
 import { createEnvdClient, type EnvdClient, runInCapsule, waitForEnvd } from '../envd-client/index.js';
 import { TRUST_CA_SCRIPT } from '../network/index.js';
+import type { PruneReport } from '../oci/image-gc.js';
 import { HostCapacityError } from '../runtimes/capacity-error.js';
 import type { CapsuleRuntime, CapsuleStats, EnvdInit, RuntimeName } from '../runtimes/runtime.js';
 import { VolumeStore } from '../volumes/index.js';
@@ -145,11 +146,16 @@ export class SandboxManager {
     this.armReaper();
     this.pool.fillAll();
     this.metricsHistory.start();
+    this.deps.templates.startImageGc?.(
+      () => this.templatesInUse(),
+      (msg, data) => this.log('info', msg, data),
+    );
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.reaper) clearTimeout(this.reaper);
+    this.deps.templates.stopImageGc?.();
     this.metricsHistory.stop();
     this.exits.unwatchAll();
     await this.pool.stop();
@@ -263,6 +269,29 @@ export class SandboxManager {
   }
 
   async create(input: CreateCapsuleInput, onProgress?: (line: string) => void): Promise<CapsuleRecord> {
+    // Before the template is looked up: the image cache's collector then either keeps the
+    // template until the capsule's record exists or already shows it gone (image-gc.ts).
+    const release = this.deps.templates.hold?.(input.template || CAPSULE_DEFAULTS.template) ?? (() => {});
+    try {
+      return await this.createHeld(input, onProgress);
+    } finally {
+      release();
+    }
+  }
+
+  /** Template names capsules on this host use (running, paused, hibernated, pooled). */
+  templatesInUse(): string[] {
+    return [...new Set([...[...this.records.values()].map((r) => r.template), ...this.pool.templates()])];
+  }
+
+  /** Removes image templates and cached layers nothing uses, unused for `olderThanMs` (default: the host's keep setting). */
+  async pruneImages(olderThanMs?: number): Promise<PruneReport> {
+    const prune = this.deps.templates.pruneImages;
+    if (!prune) throw new FailedPreconditionError('this host has no container image cache');
+    return prune({ inUse: () => this.templatesInUse(), ...(olderThanMs !== undefined ? { olderThanMs } : {}) });
+  }
+
+  private async createHeld(input: CreateCapsuleInput, onProgress?: (line: string) => void): Promise<CapsuleRecord> {
     let id = input.id || newCapsuleId();
     if (!CAPSULE_ID_RE.test(id))
       throw new InvalidArgumentError(`capsule id "${id}" is invalid: expected cl- and 4-32 base36 characters`);

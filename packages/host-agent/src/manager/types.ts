@@ -3,6 +3,7 @@
 
 import type { EgressPolicy, NetworkRule } from '@wrenn/protocol';
 import type { CapacityConfig } from '../capacity/capacity.js';
+import type { PruneOptions, PruneReport } from '../oci/image-gc.js';
 import type { ImageDefaults, RegistryCredentials } from '../oci/index.js';
 import type { CapsuleRuntime, RuntimeHandle, RuntimeName } from '../runtimes/runtime.js';
 import type { CapsuleState } from './state-machine.js';
@@ -90,6 +91,13 @@ export interface TemplateProvider {
   delete(name: string): Promise<void>;
   /** Names every template can be built from without being present (minimal, base). */
   builtIns(): string[];
+  /** Keeps template `name` from the image cache's garbage collection until the returned function is called. */
+  hold?(name: string): () => void;
+  /** Removes image templates and cached layers nothing uses (oci/image-gc.ts). */
+  pruneImages?(opts: PruneOptions): Promise<PruneReport>;
+  /** Starts the periodic prune (its interval from the host's settings); `inUse`: the capsules' templates. */
+  startImageGc?(inUse: () => Iterable<string>, log: (msg: string, data: Record<string, unknown>) => void): void;
+  stopImageGc?(): void;
 }
 
 export type TimeoutAction = 'destroy' | 'pause' | 'hibernate';

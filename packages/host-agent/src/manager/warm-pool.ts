@@ -92,6 +92,11 @@ export class WarmPool {
     );
   }
 
+  /** Templates the pool keeps capsules of (their templates stay in use). */
+  templates(): string[] {
+    return Object.keys(this.o.sizes);
+  }
+
   /** Runtime ids of every pooled capsule (so start-up cleanup leaves none of them). */
   runtimeIds(): string[] {
     return [...this.ready.values()].flat().map((e) => e.runtimeId);

@@ -10,6 +10,7 @@ import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { InvalidArgumentError } from '@wrenn/protocol';
 import { acquireLock, alive } from '../rootfs/build-lock.js';
+import { recordLayer, touch } from './image-gc.js';
 import type { LayerDescriptor } from './image-manifest.js';
 import { decompressedLayer } from './layer-decompress.js';
 import { type UnpackStats, unpackLayer } from './layer-unpack.js';
@@ -99,7 +100,10 @@ async function fetchLayerOnce(
   onBytes: (n: number) => void,
 ): Promise<LayerFetch> {
   const dir = layerDir(cacheDir, layer.digest);
-  if (existsSync(dir)) return { dir, cached: true, downloadedBytes: 0 };
+  if (existsSync(dir)) {
+    await touch(dir);
+    return { dir, cached: true, downloadedBytes: 0 };
+  }
   const tmp = join(cacheDir, 'tmp');
   await mkdir(tmp, { recursive: true, mode: 0o700 });
   await mkdir(join(cacheDir, 'layers'), { recursive: true, mode: 0o755 });
@@ -121,6 +125,7 @@ async function fetchLayerOnce(
       await mkdir(work, { mode: 0o755 });
       const stats = await unpackLayer(decompressedLayer(blob, layer.compression), work, layer.digest);
       await rename(work, dir);
+      await recordLayer(cacheDir, dir);
       return { dir, cached: false, downloadedBytes, stats };
     } finally {
       await rm(blob, { force: true });

@@ -19,6 +19,7 @@ import { access, chmod, chown, mkdir, readdir, readFile, rename, writeFile } fro
 import { join, relative, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { AlreadyExistsError, FailedPreconditionError, NotFoundError } from '@wrenn/protocol';
+import { touch } from '../oci/image-gc.js';
 import type { PulledImage } from '../oci/image-pull.js';
 import type { RuntimeName } from '../runtimes/runtime.js';
 import { baseRecipe } from './base-recipe.js';
@@ -464,7 +465,10 @@ export class TemplateStore {
       m.image?.digest === image.manifestDigest &&
       m.imageLayers?.join(':') === image.layerDirs.join(':');
     const have = await readManifest(dir);
-    if (same(have)) return have as TemplateManifest;
+    if (same(have)) {
+      await touch(dir); // its last use, for the image cache's garbage collection
+      return have as TemplateManifest;
+    }
     // Made over layer dirs that are gone (another layer cache): made again, unless stacked on.
     if (have?.kind === 'image') await this.deleteTemplate(name);
     else if (have) throw new AlreadyExistsError(`template "${name}" exists and is not from image ${image.reference}`);

@@ -440,6 +440,16 @@ export function hostAgentService(o: HostAgentServiceOptions): ServiceImpl<typeof
     async *ensureImageTemplate(req) {
       yield* ensureImageTemplateEvents(m.templates(), req);
     },
+    async pruneImages(req) {
+      const r = await m.pruneImages(req.olderThanSec === undefined ? undefined : Number(req.olderThanSec) * 1000);
+      return {
+        removedTemplates: r.removedTemplates,
+        removedLayers: r.removedLayers,
+        freedBytes: BigInt(r.freedBytes),
+        keptLayers: r.keptLayers,
+        cacheBytes: BigInt(r.cacheBytes),
+      };
+    },
     async listTemplates() {
       return { templates: (await m.templates().list()).map(toPbTemplate) };
     },

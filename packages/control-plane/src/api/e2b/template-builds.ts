@@ -22,6 +22,7 @@ import { ensureImageTemplate } from '../../services/image-templates.js';
 import { DEFAULT_TAG, parseTemplateRef, storedTags } from '../../services/template-refs.js';
 import { BuildLog } from '../../templates/build-log.js';
 import { type StepsBuildInput, startStepsBuild } from '../../templates/builder.js';
+import { touchFileSet } from '../../templates/file-set-gc.js';
 import { fileSetPath, hasFileSet, validateFilesHash } from '../../templates/file-sets.js';
 import { e2bTeam } from './auth.js';
 import { errorResponses } from './schemas.js';
@@ -226,6 +227,8 @@ export function templateBuildRoutes(app: FastifyInstance, ctx: ControlPlaneConte
       const { templateID, hash } = req.params as { templateID: string; hash: string };
       validateFilesHash(hash);
       const present = await hasFileSet(ctx, team.id, hash);
+      // The SDK uploads nothing after a yes: the TTL of the stored set counts from here.
+      if (present) await touchFileSet(fileSetPath(ctx, team.id, hash));
       return reply.status(201).send({ present, url: uploadUrl(ctx, team.id, templateID, hash) });
     },
   );
@@ -253,6 +256,7 @@ export function templateBuildRoutes(app: FastifyInstance, ctx: ControlPlaneConte
           throw new InvalidArgumentError(
             `the files of a COPY step (hash ${hash}) were not uploaded; ask GET /templates/${templateID}/files/${hash} for the upload URL`,
           );
+        await touchFileSet(fileSetPath(ctx, team.id, hash));
       }
       const input = {
         buildId: build.id,

@@ -69,13 +69,22 @@ export async function createCapsule(
 ): Promise<Capsule> {
   validateCreate(input);
   const db = ctx.database.db;
+  // From an image: pulled (when missing) on a host that can take this capsule; a create that finds
+  // the image template gone there (the host's image cache collector removed it between the pull
+  // and the create) pulls it again on that host, once.
+  const pullImage = (placement: { hostId?: string; vcpus?: number; memoryMb?: number } = {}) =>
+    ensureImageTemplate(ctx, teamId, {
+      image: input.image ?? '',
+      ...(input.registryCredentials ? { credentials: input.registryCredentials } : {}),
+      placement: {
+        vcpus: input.vcpus ?? CAPSULE_DEFAULTS.vcpus,
+        memoryMb: input.memoryMb ?? CAPSULE_DEFAULTS.memoryMb,
+        ...(input.runtime ? { runtime: input.runtime } : {}),
+        ...placement,
+      },
+    });
   const template = input.image
-    ? (
-        await ensureImageTemplate(ctx, teamId, {
-          image: input.image,
-          ...(input.registryCredentials ? { credentials: input.registryCredentials } : {}),
-        })
-      ).template
+    ? (await pullImage()).template
     : await resolveTemplate(ctx, teamId, await templateOfRef(ctx, teamId, input.template ?? DEFAULT_TEMPLATE));
   const templateConfig = await templateConfigFor(ctx, template);
   // Snapshot templates fix the machine shape they were taken with; a built template may give a
@@ -150,6 +159,7 @@ export async function createCapsule(
 
   let agent = ctx.agents.client(host);
   let made: PbCapsule | undefined;
+  let pulledAgain = false;
   for (;;) {
     try {
       const res = await agent.createCapsule({
@@ -182,6 +192,17 @@ export async function createCapsule(
         continue;
       }
       const e = asDomainError(err);
+      if (input.image && !pulledAgain && e instanceof DomainError && e.kind === 'not_found') {
+        pulledAgain = true;
+        // This capsule already counts on the host: the pull itself asks for no room.
+        if (
+          await pullImage({ hostId: host.id, vcpus: 1, memoryMb: 1 }).then(
+            () => true,
+            () => false,
+          )
+        )
+          continue;
+      }
       const message = messageOf(e);
       await setCapsuleState(db, id, 'error', { error: message, from: ['starting'] }).catch(() => null);
       // Whatever part of the capsule the agent made must go; it may have made nothing at all.

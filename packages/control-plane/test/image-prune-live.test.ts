@@ -1,0 +1,194 @@
+// Garbage collection of container images and build file sets through the control plane, against a
+// live `wrenn up` and Debian's docker-registry on a loopback port: POST /v1/images/prune (admin
+// only, checked input) keeps the image template of a running capsule and removes it once the
+// capsule is gone; a capsule from the image then pulls it again; creates from an image while
+// prune passes run all start; stored file sets go after their TTL unless a build of their team
+// runs; and with two hosts, a capsule from an image goes to the host with room, which pulls the
+// image on demand.
+import assert from 'node:assert/strict';
+import { existsSync, mkdirSync, readdirSync, utimesSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { haveRegistry, pushMuslImage, startRegistry, type TestRegistry } from '@wrenn/host-agent/testing/oci';
+import { getCapsule } from '../src/db/repositories/capsules.js';
+import { createHost, setHostDraining } from '../src/db/repositories/hosts.js';
+import { createBuild } from '../src/db/repositories/template-builds.js';
+import { pruneFileSets } from '../src/templates/file-set-gc.js';
+import { type ExtraAgent, type LiveSystem, startLive } from './e2b-live.js';
+import { client, newTeamKey } from './native-helpers.js';
+
+const SLOT = 33;
+const EXTRA_SLOT = 34;
+const skip = haveRegistry ? false : 'Debian docker-registry is not installed (scripts/setup.mjs installs it)';
+
+describe('image and file set garbage collection (live)', { skip }, () => {
+  let sys: LiveSystem;
+  let call: ReturnType<typeof client>;
+  let reg: TestRegistry;
+  let image = '';
+  const capsules: string[] = [];
+
+  before(async () => {
+    reg = await startRegistry();
+    await pushMuslImage(reg, 'gc/live', 'v1', [{ name: 'live.txt', content: 'live\n' }]);
+    image = `${reg.host}/gc/live:v1`;
+    sys = await startLive({ db: 'sqlite', slot: SLOT });
+    call = client(sys.url, sys.adminKey);
+  });
+  after(async () => {
+    try {
+      for (const id of capsules) await call?.('DELETE', `/v1/capsules/${id}`).catch(() => undefined);
+      await sys?.close();
+    } finally {
+      await reg?.stop();
+    }
+  });
+
+  const exec = async (id: string, cmd: string) => {
+    const r = await call('POST', `/v1/capsules/${id}/exec`, { cmd });
+    assert.equal(r.status, 200, r.text);
+    return r.body as { stdout: string; stderr: string; exit_code: number };
+  };
+  const fromImage = async () => {
+    const r = await call('POST', '/v1/capsules', { image, timeout_sec: 300 });
+    assert.equal(r.status, 201, r.text);
+    capsules.push(r.body.id);
+    return r.body as { id: string; template: string };
+  };
+  const prune = async (body: object = { older_than_sec: 0 }) => {
+    const r = await call('POST', '/v1/images/prune', body);
+    assert.equal(r.status, 200, r.text);
+    return r.body as {
+      hosts: { host_id: string; removed_templates: string[]; removed_layers: string[]; error?: string }[];
+      file_sets: { removed: number; kept: number };
+    };
+  };
+  const layersOf = (dataDir: string) =>
+    existsSync(join(dataDir, 'oci', 'layers')) ? readdirSync(join(dataDir, 'oci', 'layers')) : [];
+
+  it('is for the admin only and checks its input', async () => {
+    const { key } = await newTeamKey(sys.cp, 'gc-user');
+    const user = client(sys.url, key);
+    assert.equal((await user('POST', '/v1/images/prune', {})).status, 403);
+    assert.equal((await client(sys.url)('POST', '/v1/images/prune', {})).status, 401);
+    for (const bad of [{ older_than_sec: -1 }, { older_than_sec: 'soon' }, { older_than_sec: 1.5 }, { other: 1 }]) {
+      const r = await call('POST', '/v1/images/prune', bad);
+      assert.equal(r.status, 400, `${JSON.stringify(bad)}: ${r.text}`);
+    }
+  });
+
+  it('keeps the image of a running capsule, removes it once unused, and pulls it again on the next create', async () => {
+    const c = await fromImage();
+    const oci = `oci-${c.template.slice('img-'.length)}`;
+    const kept = await prune();
+    assert.equal(kept.hosts.length, 1);
+    assert.equal(kept.hosts[0]?.error, undefined);
+    assert.ok(!kept.hosts[0]?.removed_templates.includes(oci), 'the running capsule’s image template was removed');
+    assert.equal((await exec(c.id, 'cat /live.txt')).stdout, 'live\n');
+
+    assert.equal((await call('DELETE', `/v1/capsules/${c.id}`)).status, 204);
+    const gone = await prune();
+    assert.deepEqual(gone.hosts[0]?.removed_templates, [oci]);
+    assert.equal(gone.hosts[0]?.removed_layers.length, 2);
+    assert.deepEqual(layersOf(sys.dataDir), []);
+
+    const again = await fromImage();
+    assert.equal(again.template, c.template);
+    assert.equal((await exec(again.id, 'cat /live.txt /app/hello.txt')).stdout, 'live\nhi from the image\n');
+    assert.equal((await call('DELETE', `/v1/capsules/${again.id}`)).status, 204);
+  });
+
+  it('creates from an image while prune passes run all start on a whole template', async () => {
+    let running = true;
+    let passes = 0;
+    const loop = (async () => {
+      while (running) {
+        await prune();
+        passes++;
+      }
+    })();
+    try {
+      for (let i = 0; i < 3; i++) {
+        const c = await fromImage();
+        assert.equal((await exec(c.id, 'cat /live.txt')).stdout, 'live\n');
+        assert.equal((await call('DELETE', `/v1/capsules/${c.id}`)).status, 204);
+      }
+    } finally {
+      running = false;
+      await loop;
+    }
+    assert.ok(passes > 0);
+  });
+
+  it('removes stored file sets after their TTL, not while a build of their team runs', async () => {
+    const ctx = sys.cp.ctx;
+    const { teamId: idle } = await newTeamKey(sys.cp, 'gc-files-idle');
+    const { teamId: busy } = await newTeamKey(sys.cp, 'gc-files-busy');
+    const twoDaysAgo = new Date(Date.now() - 2 * 86_400_000);
+    const put = (team: string, name: string, old: boolean) => {
+      const dir = join(ctx.config.dataDir, 'template-files', team);
+      mkdirSync(dir, { recursive: true });
+      writeFileSync(join(dir, name), 'x'.repeat(100));
+      if (old) utimesSync(join(dir, name), twoDaysAgo, twoDaysAgo);
+      return join(dir, name);
+    };
+    const hex = (c: string) => c.repeat(64);
+    const oldIdle = put(idle, `${hex('a')}.tar`, true);
+    const freshIdle = put(idle, `${hex('b')}.tar`, false);
+    const oldPart = put(idle, `${hex('c')}.tar.123.456.part`, true);
+    const notOurs = put(idle, 'README', true);
+    const oldBusy = put(busy, `${hex('d')}.tar`, true);
+    await createBuild(ctx.database.db, { template: 'gc-files', teamId: busy, status: 'building' });
+
+    const r = await pruneFileSets(ctx);
+    assert.equal(r.removed, 2);
+    assert.ok(!existsSync(oldIdle) && !existsSync(oldPart), 'expired file sets stayed');
+    for (const f of [freshIdle, notOurs, oldBusy]) assert.ok(existsSync(f), `${f} was removed`);
+    // On demand with 0: everything unused goes, still not the running build's.
+    const all = await prune();
+    assert.equal(all.file_sets.removed, 1);
+    assert.ok(!existsSync(freshIdle) && existsSync(oldBusy));
+  });
+
+  describe('with two hosts', () => {
+    let extra: ExtraAgent;
+    before(async () => {
+      extra = await sys.startExtraAgent(EXTRA_SLOT, { ownTemplates: true });
+      await createHost(sys.cp.ctx.database.db, {
+        id: extra.agent.hostId,
+        address: extra.agent.url,
+        runtimes: ['namespace'],
+        cpuCount: 2,
+        memoryMb: 4096,
+        status: 'online',
+        agentSecret: extra.agent.secret,
+      });
+    });
+
+    it('a capsule from an image goes where there is room, and that host pulls the image', async () => {
+      const db = sys.cp.ctx.database.db;
+      const hostA = sys.up.agent.hostId;
+      const hostB = extra.agent.hostId;
+      // Only B takes capsules: it has never pulled the image.
+      await setHostDraining(db, hostA, true);
+      assert.deepEqual(layersOf(extra.dataDir), []);
+      const onB = await fromImage();
+      assert.equal((await getCapsule(db, onB.id))?.hostId, hostB);
+      assert.equal((await exec(onB.id, 'cat /live.txt')).stdout, 'live\n');
+      assert.equal(layersOf(extra.dataDir).length, 2, 'host B did not pull the image');
+      // Then only A: it pulls again (its cache was pruned) while B's capsule keeps running.
+      await setHostDraining(db, hostA, false);
+      await setHostDraining(db, hostB, true);
+      const onA = await fromImage();
+      assert.equal((await getCapsule(db, onA.id))?.hostId, hostA);
+      assert.equal((await exec(onA.id, 'cat /live.txt')).stdout, 'live\n');
+      assert.equal((await exec(onB.id, 'cat /live.txt')).stdout, 'live\n');
+      // A prune on both keeps both images (each host's capsule uses its own).
+      const both = await prune();
+      assert.equal(both.hosts.length, 2);
+      for (const h of both.hosts) assert.deepEqual([h.error, h.removed_templates], [undefined, []], h.host_id);
+      await setHostDraining(db, hostB, false);
+      for (const id of [onA.id, onB.id]) assert.equal((await call('DELETE', `/v1/capsules/${id}`)).status, 204);
+    });
+  });
+});
