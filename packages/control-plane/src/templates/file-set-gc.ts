@@ -78,7 +78,7 @@ export async function pruneFileSets(
       report.removed++;
       report.freedBytes += s.size;
     }
-    if ((await readdir(dir).catch(() => ['?'])).length === 0) await rm(dir, { recursive: true, force: true });
+    // The team's directory stays even when empty: an upload may be creating its file there now.
   }
   return report;
 }
