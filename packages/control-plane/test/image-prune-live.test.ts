@@ -6,9 +6,11 @@
 // runs; and with two hosts, a capsule from an image goes to the host with room, which pulls the
 // image on demand.
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { promisify } from 'node:util';
 import { haveRegistry, pushMuslImage, startRegistry, type TestRegistry } from '@wrenn/host-agent/testing/oci';
 import { getCapsule } from '../src/db/repositories/capsules.js';
 import { createHost, setHostDraining } from '../src/db/repositories/hosts.js';
@@ -17,6 +19,8 @@ import { pruneFileSets } from '../src/templates/file-set-gc.js';
 import { type ExtraAgent, type LiveSystem, startLive } from './e2b-live.js';
 import { client, newTeamKey } from './native-helpers.js';
 
+const run = promisify(execFile);
+const WRENN = new URL('../../../cli/bin/wrenn.js', import.meta.url).pathname;
 const SLOT = 33;
 const EXTRA_SLOT = 34;
 const skip = haveRegistry ? false : 'Debian docker-registry is not installed (scripts/setup.mjs installs it)';
@@ -96,6 +100,16 @@ describe('image and file set garbage collection (live)', { skip }, () => {
     assert.equal(again.template, c.template);
     assert.equal((await exec(again.id, 'cat /live.txt /app/hello.txt')).stdout, 'live\nhi from the image\n');
     assert.equal((await call('DELETE', `/v1/capsules/${again.id}`)).status, 204);
+
+    // The CLI: `wrenn image prune` with the admin key (JSON answer), bad input refused before any call.
+    const env = { ...process.env, WRENN_BASE_URL: sys.url, WRENN_API_KEY: sys.adminKey, HOME: sys.dataDir };
+    const cli = await run(process.execPath, [WRENN, 'image', 'prune', '--older-than', '0', '--json'], { env });
+    const report = JSON.parse(cli.stdout) as { hosts: { removedTemplates: string[] }[] };
+    assert.deepEqual(report.hosts[0]?.removedTemplates, [oci]);
+    await assert.rejects(
+      run(process.execPath, [WRENN, 'image', 'prune', '--older-than', 'soon'], { env }),
+      (err: { stderr?: string }) => /--older-than soon/.test(err.stderr ?? ''),
+    );
   });
 
   it('creates from an image while prune passes run all start on a whole template', async () => {
