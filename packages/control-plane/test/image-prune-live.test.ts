@@ -21,8 +21,8 @@ import { client, newTeamKey } from './native-helpers.js';
 
 const run = promisify(execFile);
 const WRENN = new URL('../../../cli/bin/wrenn.js', import.meta.url).pathname;
-const SLOT = 33;
-const EXTRA_SLOT = 34;
+const SLOT = 13;
+const EXTRA_SLOT = 12;
 const skip = haveRegistry ? false : 'Debian docker-registry is not installed (scripts/setup.mjs installs it)';
 
 describe('image and file set garbage collection (live)', { skip }, () => {

@@ -35,7 +35,8 @@ export const SHARED_IMAGES = process.env.WRENN_TEST_IMAGES ?? '/var/cache/wrenn-
  * running at the same time: each slot (0..15) gets its own address pool, interface/netns/chain
  * names and metadata port. Slots in use: e2b 0-1, reconciler 2-3, native API 4-5, SDK 6 (both of
  * its files), CLI 7 (and cli-fork), up-cleanup and the control plane's security suite 8 (test files
- * run one at a time), e2b base 9, host cluster 10-13, dashboard and fork-live 14, native test page and
+ * run one at a time), e2b base 9, host cluster 10-13 (image templates 13; image prune 13 and 12 for its second host),
+ * dashboard and fork-live 14, native test page and
  * template builds 15.
  */
 export function slotNetwork(slot: number): Partial<NetworkOptions> {
