@@ -92,9 +92,9 @@ export class WarmPool {
     );
   }
 
-  /** Templates the pool keeps capsules of (their templates stay in use). */
+  /** Templates the pool keeps, holds or is booting capsules of (their templates stay in use). */
   templates(): string[] {
-    return Object.keys(this.o.sizes);
+    return [...new Set([...Object.keys(this.sizes), ...this.ready.keys(), ...this.booting.keys()])];
   }
 
   /** Runtime ids of every pooled capsule (so start-up cleanup leaves none of them). */
