@@ -37,6 +37,7 @@ const FIGURES = {
     cpu_p50_ms: 'p50.cpu_ms',
   },
   'envd-startup': { ready_p50_ms: 'ready_p50_ms', first_exec_p50_ms: 'first_exec_p50_ms' },
+  'envd-idle-memory': { rss_mb: 'rss_mb', anon_mb: 'anon_mb', pss_mb: 'pss_mb' },
 };
 
 function args(argv) {
