@@ -6,42 +6,21 @@
 // test-artifacts/dashboard/. Network slot 14 (the dashboard's; test files run one at a time).
 
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
-import type { BrowserContext, Locator, Page } from 'playwright-core';
-import { checkPrerequisites, launch, shots } from './dashboard-browser.js';
-import { type LiveSystem, startLive } from './e2b-live.js';
+import { describe, test } from 'node:test';
+import type { Locator } from 'playwright-core';
+import { dashboardSuite } from './dashboard-browser.js';
 
 const SLOT = 14;
 
 describe('dashboard edits the egress policy in chromium', { timeout: 300_000 }, () => {
-  let sys: LiveSystem;
-  let context: BrowserContext;
-  let page: Page;
-  let profile: string;
+  const ui = dashboardSuite({ slot: SLOT, name: 'net' });
   let id = '';
 
-  before(async () => {
-    checkPrerequisites();
-    sys = await startLive({ db: 'sqlite', slot: SLOT });
-    profile = mkdtempSync(join(tmpdir(), 'wrenn-chromium-net-'));
-    context = await launch(profile);
-    page = context.pages()[0] ?? (await context.newPage());
-  });
-  after(async () => {
-    await context?.close().catch(() => undefined);
-    if (profile) rmSync(profile, { recursive: true, force: true, maxRetries: 3 });
-    await sys?.close();
-  });
-
-  const shot = (name: string) => page.screenshot({ path: join(shots, `${name}.png`), fullPage: true });
-  const dialog = () => page.getByRole('dialog', { name: /^Egress policy of / });
-  const policyRow = () => page.locator('#egress-policy');
+  const dialog = () => ui.page.getByRole('dialog', { name: /^Egress policy of / });
+  const policyRow = () => ui.page.locator('#egress-policy');
   /** The policy as the API has it now. */
   const apiPolicy = async () => {
-    const r = await fetch(`${sys.url}/v1/capsules/${id}/network`, { headers: { 'x-api-key': sys.adminKey } });
+    const r = await fetch(`${ui.sys.url}/v1/capsules/${id}/network`, { headers: { 'x-api-key': ui.sys.adminKey } });
     assert.equal(r.status, 200, await r.clone().text());
     return (await r.json()) as { allow_out: string[]; deny_out: string[]; rules: Record<string, unknown> };
   };
@@ -76,17 +55,8 @@ describe('dashboard edits the egress policy in chromium', { timeout: 300_000 }, 
   };
 
   test('sign in and create a capsule: no policy yet, and an Edit button', async () => {
-    await page.goto(sys.url);
-    await page.getByLabel('API key').fill(sys.adminKey);
-    await page.getByLabel('API key').press('Enter');
-    await page.getByRole('heading', { name: 'Capsules' }).waitFor();
-    await page.getByRole('button', { name: 'New capsule' }).click();
-    const create = page.getByRole('dialog', { name: 'New capsule' });
-    await create.getByLabel('Template').selectOption('minimal');
-    await create.getByRole('button', { name: 'Create capsule' }).click();
-    await page.waitForURL(/\/capsules\/cl-[a-z0-9]+$/);
-    id = decodeURIComponent(new URL(page.url()).pathname.split('/').pop()!);
-    await page.locator('#capsule-title .badge', { hasText: /^running$/ }).waitFor();
+    await ui.signIn();
+    id = await ui.createCapsule('minimal');
     await policyRow().getByText('no policy').waitFor();
   });
 
@@ -99,7 +69,7 @@ describe('dashboard edits the egress policy in chromium', { timeout: 300_000 }, 
     await refused(d, /the Host header cannot be set by a rule/);
     await save('a.egress.test', '', '{ not json');
     await refused(d, /Rules are not JSON/);
-    await shot('capsule-egress-error');
+    await ui.shot('capsule-egress-error');
     assert.deepEqual(
       await apiPolicy(),
       { allow_out: [], deny_out: [], rules: {} },
@@ -118,8 +88,8 @@ describe('dashboard edits the egress policy in chromium', { timeout: 300_000 }, 
     for (const v of ['a.egress.test', '*.wild.egress.test', '93.184.216.0/24', '0.0.0.0/0'])
       await policyRow().locator('.tag', { hasText: v }).first().waitFor();
     assert.match((await policyRow().textContent()) ?? '', /rules for\s*a\.egress\.test/);
-    assert.equal((await page.content()).includes(secret), false, 'a header value is on the page');
-    await shot('capsule-egress');
+    assert.equal((await ui.page.content()).includes(secret), false, 'a header value is on the ui.page');
+    await ui.shot('capsule-egress');
     const saved = await apiPolicy();
     assert.deepEqual(saved.allow_out.slice().sort(), ['*.wild.egress.test', '93.184.216.0/24', 'a.egress.test']);
     assert.deepEqual(saved.deny_out, ['0.0.0.0/0']);

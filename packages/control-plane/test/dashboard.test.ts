@@ -5,213 +5,185 @@
 // Screenshots of the main pages go to test-artifacts/dashboard/.
 
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
-import type { BrowserContext, Page } from 'playwright-core';
+import { describe, test } from 'node:test';
 import { createCapsule } from '../src/db/repositories/capsules.js';
-import { checkPrerequisites, launch, shots } from './dashboard-browser.js';
-import { type LiveSystem, startLive } from './e2b-live.js';
+import { openChromium } from '../src/testing/chromium.js';
+import { checkDashboardBuilt, dashboardSuite, shots } from './dashboard-browser.js';
 import { newTeamKey, startBareControlPlane } from './native-helpers.js';
 
 // Network slot 14 (see testNetwork in e2b-live.ts).
 const SLOT = 14;
 
 describe('dashboard in chromium against a live system', { timeout: 600_000 }, () => {
-  let sys: LiveSystem;
-  let context: BrowserContext;
-  let page: Page;
-  let profile: string;
-
-  before(async () => {
-    checkPrerequisites();
-    sys = await startLive({ db: 'sqlite', slot: SLOT });
-    profile = mkdtempSync(join(tmpdir(), 'wrenn-chromium-'));
-    context = await launch(profile);
-    page = context.pages()[0] ?? (await context.newPage());
-  });
-
-  after(async () => {
-    await context?.close().catch(() => undefined);
-    if (profile) rmSync(profile, { recursive: true, force: true, maxRetries: 3 });
-    await sys?.close();
-  });
-
-  const shot = (name: string) => page.screenshot({ path: join(shots, `${name}.png`), fullPage: true });
-  const capsuleIdOnPage = async () => {
-    await page.waitForURL(/\/capsules\/cl-[a-z0-9]+$/);
-    return decodeURIComponent(new URL(page.url()).pathname.split('/').pop()!);
-  };
-  const waitState = (state: string) =>
-    page.locator('#capsule-title .badge', { hasText: new RegExp(`^${state}$`) }).waitFor();
+  const ui = dashboardSuite({ slot: SLOT, name: 'main' });
 
   test('sign in with the API key', async () => {
-    await page.goto(sys.url);
-    await page.getByLabel('API key').fill('wrn_not_a_real_key_000000000000000');
-    await page.getByRole('button', { name: 'Sign in' }).click();
-    await page.getByRole('alert').filter({ hasText: 'not accepted' }).waitFor();
-    await shot('login');
-    await page.getByLabel('API key').fill(sys.adminKey);
-    await page.getByLabel('API key').press('Enter');
-    await page.getByRole('heading', { name: 'Capsules' }).waitFor();
-    await page.getByText('No capsules yet').waitFor();
-    assert.equal(await page.evaluate("localStorage.getItem('wrenn.apiKey')"), sys.adminKey);
+    await ui.page.goto(ui.sys.url);
+    await ui.page.getByLabel('API key').fill('wrn_not_a_real_key_000000000000000');
+    await ui.page.getByRole('button', { name: 'Sign in' }).click();
+    await ui.page.getByRole('alert').filter({ hasText: 'not accepted' }).waitFor();
+    await ui.shot('login');
+    await ui.page.getByLabel('API key').fill(ui.sys.adminKey);
+    await ui.page.getByLabel('API key').press('Enter');
+    await ui.page.getByRole('heading', { name: 'Capsules' }).waitFor();
+    await ui.page.getByText('No capsules yet').waitFor();
+    assert.equal(await ui.page.evaluate("localStorage.getItem('wrenn.apiKey')"), ui.sys.adminKey);
   });
 
   let first = '';
 
   test('create a capsule, run echo hi in its terminal', async () => {
-    await page.getByRole('button', { name: 'New capsule' }).click();
-    const dialog = page.getByRole('dialog', { name: 'New capsule' });
+    await ui.page.getByRole('button', { name: 'New capsule' }).click();
+    const dialog = ui.page.getByRole('dialog', { name: 'New capsule' });
     await dialog.getByLabel('Template').selectOption('minimal');
     await dialog.getByLabel('Metadata (key=value per line)').fill('owner=dashboard-test');
     await dialog.getByRole('button', { name: 'Create capsule' }).click();
-    first = await capsuleIdOnPage();
-    await waitState('running');
-    await page.getByText('Terminal: connected').waitFor();
-    await page.locator('.xterm').click();
-    await page.keyboard.type('echo hi\n');
+    first = await ui.capsuleIdOnPage();
+    await ui.waitState('running');
+    await ui.page.getByText('Terminal: connected').waitFor();
+    await ui.page.locator('.xterm').click();
+    await ui.page.keyboard.type('echo hi\n');
     // A terminal row that is exactly "hi": the command's output, not the echoed command line.
-    await page.waitForFunction(
+    await ui.page.waitForFunction(
       "[...document.querySelectorAll('.xterm-rows > div')].some((r) => r.textContent.trim() === 'hi')",
     );
-    await shot('capsule-terminal');
+    await ui.shot('capsule-terminal');
   });
 
   test('upload a file and see it listed and opened', async () => {
-    await page.getByRole('tab', { name: 'Files' }).click();
-    await page.getByLabel('Folder', { exact: true }).fill('/tmp');
-    await page.getByRole('button', { name: 'Go', exact: true }).click();
-    await page.getByLabel('Upload files').setInputFiles({
+    await ui.page.getByRole('tab', { name: 'Files' }).click();
+    await ui.page.getByLabel('Folder', { exact: true }).fill('/tmp');
+    await ui.page.getByRole('button', { name: 'Go', exact: true }).click();
+    await ui.page.getByLabel('Upload files').setInputFiles({
       name: 'hello-dashboard.txt',
       mimeType: 'text/plain',
       buffer: Buffer.from('uploaded from the dashboard\n'),
     });
-    const row = page.getByRole('row').filter({ hasText: 'hello-dashboard.txt' });
+    const row = ui.page.getByRole('row').filter({ hasText: 'hello-dashboard.txt' });
     await row.waitFor();
     await row.getByRole('button', { name: 'hello-dashboard.txt', exact: true }).click();
-    await page.locator('.preview pre', { hasText: 'uploaded from the dashboard' }).waitFor();
+    await ui.page.locator('.preview pre', { hasText: 'uploaded from the dashboard' }).waitFor();
     // The file is really in the capsule.
-    const r = await fetch(`${sys.url}/v1/capsules/${first}/exec`, {
+    const r = await fetch(`${ui.sys.url}/v1/capsules/${first}/exec`, {
       method: 'POST',
-      headers: { 'x-api-key': sys.adminKey, 'content-type': 'application/json' },
+      headers: { 'x-api-key': ui.sys.adminKey, 'content-type': 'application/json' },
       body: JSON.stringify({ cmd: 'cat /tmp/hello-dashboard.txt' }),
     });
     assert.equal(((await r.json()) as { stdout: string }).stdout, 'uploaded from the dashboard\n');
-    await shot('capsule-files');
-    await page.getByRole('tab', { name: 'Metrics' }).click();
+    await ui.shot('capsule-files');
+    await ui.page.getByRole('tab', { name: 'Metrics' }).click();
     // Two samples draw a line (it may be flat, so it is waited for in the DOM, not as visible).
-    await page.locator('.chart polyline').first().waitFor({ state: 'attached' });
-    await page.locator('.chart figcaption strong', { hasText: /%$/ }).waitFor();
-    await shot('capsule-metrics');
-    await page.getByRole('tab', { name: 'Events' }).click();
-    await page.locator('ol.events li').first().waitFor();
+    await ui.page.locator('.chart polyline').first().waitFor({ state: 'attached' });
+    await ui.page.locator('.chart figcaption strong', { hasText: /%$/ }).waitFor();
+    await ui.shot('capsule-metrics');
+    await ui.page.getByRole('tab', { name: 'Events' }).click();
+    await ui.page.locator('ol.events li').first().waitFor();
   });
 
   test('a server started in the terminal shows up under Ports with a working proxy URL; processes can be killed', async () => {
-    await page.getByRole('tab', { name: 'Terminal' }).click();
-    await page.getByText('Terminal: connected').waitFor();
-    await page.locator('.xterm').click();
-    await page.keyboard.type('busybox httpd -f -p 8080 -h /tmp &\n');
-    await page.waitForFunction(
+    await ui.page.getByRole('tab', { name: 'Terminal' }).click();
+    await ui.page.getByText('Terminal: connected').waitFor();
+    await ui.page.locator('.xterm').click();
+    await ui.page.keyboard.type('busybox httpd -f -p 8080 -h /tmp &\n');
+    await ui.page.waitForFunction(
       "[...document.querySelectorAll('.xterm-rows > div')].some((r) => r.textContent.includes('httpd -f -p 8080'))",
     );
-    await page.getByRole('tab', { name: 'Ports' }).click();
-    const link = page.getByRole('link', { name: `${sys.url}/proxy/${first}/8080/` });
+    await ui.page.getByRole('tab', { name: 'Ports' }).click();
+    const link = ui.page.getByRole('link', { name: `${ui.sys.url}/proxy/${first}/8080/` });
     // The list refreshes every 10 s; Refresh asks again until the server is listening.
     for (let i = 0; i < 30 && (await link.count()) === 0; i++) {
-      await page.getByRole('button', { name: 'Refresh ports' }).click();
+      await ui.page.getByRole('button', { name: 'Refresh ports' }).click();
       await link.waitFor({ timeout: 1000 }).catch(() => undefined);
     }
     await link.waitFor();
-    await shot('capsule-ports');
-    const viaProxy = await fetch(`${sys.url}/proxy/${first}/8080/hello-dashboard.txt`);
+    await ui.shot('capsule-ports');
+    const viaProxy = await fetch(`${ui.sys.url}/proxy/${first}/8080/hello-dashboard.txt`);
     assert.equal(await viaProxy.text(), 'uploaded from the dashboard\n');
 
-    await page.getByRole('tab', { name: 'Processes' }).click();
-    const shell = page.getByRole('row').filter({ hasText: /dash-[a-z0-9]+/ });
+    await ui.page.getByRole('tab', { name: 'Processes' }).click();
+    const shell = ui.page.getByRole('row').filter({ hasText: /dash-[a-z0-9]+/ });
     await shell.first().waitFor();
     const pid = (await shell.first().getByRole('rowheader').textContent())?.trim() ?? '';
     assert.match(pid, /^\d+$/);
-    await shot('capsule-processes');
-    await page.getByRole('button', { name: `Kill process ${pid}` }).click();
-    await page.getByRole('button', { name: `Kill process ${pid}` }).waitFor({ state: 'detached' });
+    await ui.shot('capsule-processes');
+    await ui.page.getByRole('button', { name: `Kill process ${pid}` }).click();
+    await ui.page.getByRole('button', { name: `Kill process ${pid}` }).waitFor({ state: 'detached' });
   });
 
   test('pause and resume', async () => {
-    await page.getByRole('button', { name: `Pause ${first}` }).click();
-    await waitState('paused');
-    await page.getByRole('tab', { name: 'Terminal' }).click();
-    await page.getByText('Resume it to continue').waitFor();
-    await shot('capsule-paused');
-    await page.getByRole('button', { name: `Resume ${first}` }).click();
-    await waitState('running');
-    const res = await fetch(`${sys.url}/v1/capsules/${first}`, { headers: { 'x-api-key': sys.adminKey } });
+    await ui.page.getByRole('button', { name: `Pause ${first}` }).click();
+    await ui.waitState('paused');
+    await ui.page.getByRole('tab', { name: 'Terminal' }).click();
+    await ui.page.getByText('Resume it to continue').waitFor();
+    await ui.shot('capsule-paused');
+    await ui.page.getByRole('button', { name: `Resume ${first}` }).click();
+    await ui.waitState('running');
+    const res = await fetch(`${ui.sys.url}/v1/capsules/${first}`, { headers: { 'x-api-key': ui.sys.adminKey } });
     assert.equal(((await res.json()) as { state: string }).state, 'running');
   });
 
   test('snapshot, start a capsule from the snapshot, destroy both', async () => {
-    await page.getByRole('button', { name: `Snapshot ${first}` }).click();
-    const dialog = page.getByRole('dialog', { name: `Snapshot ${first}` });
+    await ui.page.getByRole('button', { name: `Snapshot ${first}` }).click();
+    const dialog = ui.page.getByRole('dialog', { name: `Snapshot ${first}` });
     await dialog.getByLabel('Snapshot name').fill('dash-snap');
     await dialog.getByRole('button', { name: 'Create snapshot' }).click();
     await dialog.getByText('is ready').waitFor();
     await dialog.getByRole('button', { name: 'Done' }).click();
 
-    await page.getByRole('link', { name: 'Templates & snapshots' }).click();
-    const snapRow = page.getByRole('table', { name: 'Snapshots' }).getByRole('row').filter({ hasText: 'dash-snap' });
+    await ui.page.getByRole('link', { name: 'Templates & snapshots' }).click();
+    const snapRow = ui.page.getByRole('table', { name: 'Snapshots' }).getByRole('row').filter({ hasText: 'dash-snap' });
     await snapRow.waitFor();
-    await page.getByRole('heading', { name: 'Build a template from a Dockerfile' }).waitFor();
-    await shot('templates');
+    await ui.page.getByRole('heading', { name: 'Build a template from a Dockerfile' }).waitFor();
+    await ui.shot('templates');
     await snapRow.getByRole('button', { name: 'Start a capsule from dash-snap' }).click();
-    const create = page.getByRole('dialog', { name: 'New capsule' });
+    const create = ui.page.getByRole('dialog', { name: 'New capsule' });
     assert.equal(await create.getByLabel('Template').inputValue(), 'dash-snap');
     await create.getByRole('button', { name: 'Create capsule' }).click();
-    const second = await capsuleIdOnPage();
+    const second = await ui.capsuleIdOnPage();
     assert.notEqual(second, first);
-    await waitState('running');
-    await page.locator('.facts dd', { hasText: /^dash-snap$/ }).waitFor();
+    await ui.waitState('running');
+    await ui.page.locator('.facts dd', { hasText: /^dash-snap$/ }).waitFor();
     // The snapshot kept the uploaded file.
-    await page.getByRole('tab', { name: 'Files' }).click();
-    await page.getByLabel('Folder', { exact: true }).fill('/tmp');
-    await page.getByRole('button', { name: 'Go', exact: true }).click();
-    await page.getByRole('row').filter({ hasText: 'hello-dashboard.txt' }).waitFor();
+    await ui.page.getByRole('tab', { name: 'Files' }).click();
+    await ui.page.getByLabel('Folder', { exact: true }).fill('/tmp');
+    await ui.page.getByRole('button', { name: 'Go', exact: true }).click();
+    await ui.page.getByRole('row').filter({ hasText: 'hello-dashboard.txt' }).waitFor();
 
-    // Destroy from the capsule's page, then the first one from the list.
-    await page.getByRole('button', { name: `Destroy ${second}` }).click();
-    await page.getByRole('dialog', { name: 'Destroy capsule?' }).getByRole('button', { name: 'Destroy' }).click();
-    await page.waitForURL(`${sys.url}/`);
-    await page.getByRole('link', { name: first }).waitFor();
-    await shot('capsules');
-    await page.getByRole('button', { name: `Destroy ${first}` }).click();
-    await page.getByRole('dialog', { name: 'Destroy capsule?' }).getByRole('button', { name: 'Destroy' }).click();
-    await page.getByText('No capsules yet').waitFor();
-    const res = await fetch(`${sys.url}/v1/capsules`, { headers: { 'x-api-key': sys.adminKey } });
+    // Destroy from the capsule's ui.page, then the first one from the list.
+    await ui.page.getByRole('button', { name: `Destroy ${second}` }).click();
+    await ui.page.getByRole('dialog', { name: 'Destroy capsule?' }).getByRole('button', { name: 'Destroy' }).click();
+    await ui.page.waitForURL(`${ui.sys.url}/`);
+    await ui.page.getByRole('link', { name: first }).waitFor();
+    await ui.shot('capsules');
+    await ui.page.getByRole('button', { name: `Destroy ${first}` }).click();
+    await ui.page.getByRole('dialog', { name: 'Destroy capsule?' }).getByRole('button', { name: 'Destroy' }).click();
+    await ui.page.getByText('No capsules yet').waitFor();
+    const res = await fetch(`${ui.sys.url}/v1/capsules`, { headers: { 'x-api-key': ui.sys.adminKey } });
     assert.deepEqual(((await res.json()) as { capsules: unknown[] }).capsules, []);
   });
 
   test('build a two-stage template with a build argument, its live log and steps, then start a capsule from it', async () => {
-    await page.getByRole('link', { name: 'Templates & snapshots' }).click();
-    await page.getByLabel('Template name').fill('dash-built');
-    await page
+    await ui.page.getByRole('link', { name: 'Templates & snapshots' }).click();
+    await ui.page.getByLabel('Template name').fill('dash-built');
+    await ui.page
       .getByLabel('Dockerfile')
       .fill(
         'ARG WHAT=default\nFROM minimal AS stage\nARG WHAT\nRUN echo built-by-$WHAT > /built.txt\n' +
           'FROM minimal\nCOPY --from=stage /built.txt /built.txt\n',
       );
-    await page.getByLabel('Build arguments').fill('WHAT=dashboard');
-    const steps = page.getByRole('list', { name: 'Build steps' }).getByRole('listitem');
+    await ui.page.getByLabel('Build arguments').fill('WHAT=dashboard');
+    const steps = ui.page.getByRole('list', { name: 'Build steps' }).getByRole('listitem');
     const buildAndWait = async (seen?: string) => {
-      await page.getByRole('button', { name: 'Build template' }).click();
-      // The previous build's log stays until the page clears it: wait for something only this one shows.
-      if (seen) await page.getByRole('list', { name: 'Build steps' }).getByText(seen).first().waitFor();
-      await page
+      await ui.page.getByRole('button', { name: 'Build template' }).click();
+      // The previous build's log stays until the ui.page clears it: wait for something only this one shows.
+      if (seen) await ui.page.getByRole('list', { name: 'Build steps' }).getByText(seen).first().waitFor();
+      await ui.page
         .getByTestId('build-log')
         .filter({ hasText: "Template 'dash-built' is ready" })
         .waitFor({ timeout: 300_000 });
-      await page.locator('.badge.b-ready').waitFor();
-      await page.getByTestId('build-step-count').filter({ hasText: '3/3 steps' }).waitFor();
+      await ui.page.locator('.badge.b-ready').waitFor();
+      await ui.page.getByTestId('build-step-count').filter({ hasText: '3/3 steps' }).waitFor();
       return (await steps.allInnerTexts()).map((t) => t.replace(/\s+/g, ' ').trim());
     };
     assert.deepEqual(await buildAndWait(), [
@@ -219,58 +191,58 @@ describe('dashboard in chromium against a live system', { timeout: 600_000 }, ()
       'done RUN echo built-by-$WHAT > /built.txt',
       'done COPY --from=stage /built.txt /built.txt',
     ]);
-    // The same build again: its filesystem steps come from the layer cache, and the page says so.
+    // The same build again: its filesystem steps come from the layer cache, and the ui.page says so.
     assert.deepEqual(await buildAndWait('cached'), [
       'done ARG WHAT',
       'cached RUN echo built-by-$WHAT > /built.txt',
       'cached COPY --from=stage /built.txt /built.txt',
     ]);
-    const row = page.getByRole('table', { name: 'Templates' }).getByRole('row').filter({ hasText: 'dash-built' });
+    const row = ui.page.getByRole('table', { name: 'Templates' }).getByRole('row').filter({ hasText: 'dash-built' });
     await row.waitFor();
-    await shot('template-build');
+    await ui.shot('template-build');
     await row.getByRole('button', { name: 'Start a capsule from dash-built' }).click();
-    await page.getByRole('dialog', { name: 'New capsule' }).getByRole('button', { name: 'Create capsule' }).click();
-    const id = await capsuleIdOnPage();
-    await waitState('running');
-    const r = await fetch(`${sys.url}/v1/capsules/${id}/exec`, {
+    await ui.page.getByRole('dialog', { name: 'New capsule' }).getByRole('button', { name: 'Create capsule' }).click();
+    const id = await ui.capsuleIdOnPage();
+    await ui.waitState('running');
+    const r = await fetch(`${ui.sys.url}/v1/capsules/${id}/exec`, {
       method: 'POST',
-      headers: { 'x-api-key': sys.adminKey, 'content-type': 'application/json' },
+      headers: { 'x-api-key': ui.sys.adminKey, 'content-type': 'application/json' },
       body: JSON.stringify({ cmd: 'cat /built.txt' }),
     });
     assert.equal(((await r.json()) as { stdout: string }).stdout, 'built-by-dashboard\n');
-    await page.getByRole('button', { name: `Destroy ${id}` }).click();
-    await page.getByRole('dialog', { name: 'Destroy capsule?' }).getByRole('button', { name: 'Destroy' }).click();
-    await page.waitForURL(`${sys.url}/`);
+    await ui.page.getByRole('button', { name: `Destroy ${id}` }).click();
+    await ui.page.getByRole('dialog', { name: 'Destroy capsule?' }).getByRole('button', { name: 'Destroy' }).click();
+    await ui.page.waitForURL(`${ui.sys.url}/`);
   });
 
   test('hosts and API keys pages', async () => {
-    await page.getByRole('link', { name: 'Hosts' }).click();
-    await page.getByRole('table', { name: 'Hosts' }).getByRole('row').nth(1).waitFor();
-    await page.locator('.badge.h-online').first().waitFor();
-    await shot('hosts');
-    await page.getByRole('link', { name: 'API keys' }).click();
-    await page.getByLabel('Name of the new key').fill('dashboard-test');
-    await page.getByRole('button', { name: 'Create key' }).click();
-    const key = (await page.getByTestId('new-key').textContent())?.trim() ?? '';
+    await ui.page.getByRole('link', { name: 'Hosts' }).click();
+    await ui.page.getByRole('table', { name: 'Hosts' }).getByRole('row').nth(1).waitFor();
+    await ui.page.locator('.badge.h-online').first().waitFor();
+    await ui.shot('hosts');
+    await ui.page.getByRole('link', { name: 'API keys' }).click();
+    await ui.page.getByLabel('Name of the new key').fill('dashboard-test');
+    await ui.page.getByRole('button', { name: 'Create key' }).click();
+    const key = (await ui.page.getByTestId('new-key').textContent())?.trim() ?? '';
     assert.match(key, /^wrn_/);
     // The same key in the form the e2b SDKs' own check accepts, taken by the API too.
-    const e2bKey = (await page.getByTestId('new-key-e2b').textContent())?.trim() ?? '';
+    const e2bKey = (await ui.page.getByTestId('new-key-e2b').textContent())?.trim() ?? '';
     assert.match(e2bKey, /^e2b_[0-9a-f]+$/);
-    assert.equal((await fetch(`${sys.url}/v2/sandboxes`, { headers: { 'x-api-key': e2bKey } })).status, 200);
-    await shot('api-keys');
-    await page.getByRole('dialog', { name: 'Your new API key' }).getByRole('button', { name: 'Done' }).click();
-    const ok = await fetch(`${sys.url}/v1/hosts`, { headers: { 'x-api-key': key } });
+    assert.equal((await fetch(`${ui.sys.url}/v2/sandboxes`, { headers: { 'x-api-key': e2bKey } })).status, 200);
+    await ui.shot('api-keys');
+    await ui.page.getByRole('dialog', { name: 'Your new API key' }).getByRole('button', { name: 'Done' }).click();
+    const ok = await fetch(`${ui.sys.url}/v1/hosts`, { headers: { 'x-api-key': key } });
     assert.equal(ok.status, 200);
-    await page.getByRole('button', { name: 'Revoke dashboard-test' }).click();
-    await page.getByRole('dialog', { name: 'Revoke key?' }).getByRole('button', { name: 'Revoke' }).click();
-    await page.getByRole('row').filter({ hasText: 'dashboard-test' }).getByText('revoked').waitFor();
-    const refused = await fetch(`${sys.url}/v1/hosts`, { headers: { 'x-api-key': key } });
+    await ui.page.getByRole('button', { name: 'Revoke dashboard-test' }).click();
+    await ui.page.getByRole('dialog', { name: 'Revoke key?' }).getByRole('button', { name: 'Revoke' }).click();
+    await ui.page.getByRole('row').filter({ hasText: 'dashboard-test' }).getByText('revoked').waitFor();
+    const refused = await fetch(`${ui.sys.url}/v1/hosts`, { headers: { 'x-api-key': key } });
     assert.equal(refused.status, 401);
   });
 });
 
 test('a list of 500 capsules is paged and filtered', { timeout: 300_000 }, async (t) => {
-  checkPrerequisites();
+  checkDashboardBuilt();
   // Records only (a control plane without hosts): what is checked here is the page, not capsules.
   const cp = await startBareControlPlane(t, 'sqlite');
   const { teamId, key } = await newTeamKey(cp, 'many');
@@ -288,14 +260,9 @@ test('a list of 500 capsules is paged and filtered', { timeout: 300_000 }, async
       metadata: { idx: String(i) },
     });
   }
-  const profile = mkdtempSync(join(tmpdir(), 'wrenn-chromium-'));
-  const context = await launch(profile);
-  // Chromium is closed before its profile directory is removed.
-  t.after(async () => {
-    await context.close().catch(() => undefined);
-    rmSync(profile, { recursive: true, force: true, maxRetries: 3 });
-  });
-  const page = context.pages()[0] ?? (await context.newPage());
+  const browser = await openChromium('paged');
+  t.after(() => browser.close());
+  const { page } = browser;
   await page.goto(cp.url);
   await page.getByLabel('API key').fill(key);
   await page.getByRole('button', { name: 'Sign in' }).click();

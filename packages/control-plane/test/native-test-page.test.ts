@@ -3,11 +3,9 @@
 // command in it, pauses and resumes it, snapshots it, lists and deletes the snapshot and destroys
 // the capsule. Network slot 15 (see testNetwork in e2b-live.ts).
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { type BrowserContext, chromium, type Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
+import { type Chromium, openChromium } from '../src/testing/chromium.js';
 import { type LiveSystem, startLive } from './e2b-live.js';
 
 interface CapsuleJson {
@@ -19,41 +17,21 @@ interface SnapshotList {
   snapshots: Array<{ name: string }>;
 }
 
-const CHROMIUM = '/usr/bin/chromium';
 const SLOT = 15;
 
 describe('the /test page in chromium against a live system', { timeout: 300_000 }, () => {
   let sys: LiveSystem;
-  let context: BrowserContext;
+  let browser: Chromium;
   let page: Page;
-  let profile: string;
 
   before(async () => {
-    assert.ok(
-      existsSync(CHROMIUM),
-      `${CHROMIUM} is missing: install Debian's chromium (npm test's setup does: apt-get install chromium)`,
-    );
+    browser = await openChromium('test-page');
+    page = browser.page;
     sys = await startLive({ db: 'sqlite', slot: SLOT });
-    profile = mkdtempSync(join(tmpdir(), 'wrenn-chromium-'));
-    context = await chromium.launchPersistentContext(profile, {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: [
-        '--no-sandbox',
-        '--disable-gpu',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-      ],
-    });
-    context.setDefaultTimeout(60_000);
-    page = context.pages()[0] ?? (await context.newPage());
   });
 
   after(async () => {
-    await context?.close().catch(() => undefined);
-    if (profile) rmSync(profile, { recursive: true, force: true });
+    await browser?.close();
     await sys?.close();
   });
 

@@ -3,29 +3,21 @@
 // `wrenn up`, where it uses the browser's own fetch and WebSocket (key in the query) to create a
 // capsule, run a command, drive a terminal, move bytes in and out, and destroy it.
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { type Live, startLive } from '@wrenn/control-plane/testing';
+import { type Chromium, openChromium } from '@wrenn/control-plane/testing/chromium';
 import { build } from 'esbuild';
-import { type BrowserContext, chromium } from 'playwright-core';
 
-const CHROMIUM = '/usr/bin/chromium';
 const ENTRY = resolve(dirname(fileURLToPath(import.meta.url)), '../src/index.js');
 
 describe('@wrenn/sdk in chromium', { timeout: 300_000 }, () => {
   let live: Live;
-  let context: BrowserContext;
-  let profile: string;
+  let browser: Chromium;
   let bundle: string;
 
   before(async () => {
-    assert.ok(
-      existsSync(CHROMIUM),
-      `${CHROMIUM} is missing: install Debian's chromium (npm test's setup does: apt-get install chromium)`,
-    );
     const out = await build({
       entryPoints: [ENTRY],
       bundle: true,
@@ -43,28 +35,15 @@ describe('@wrenn/sdk in chromium', { timeout: 300_000 }, () => {
     );
     bundle = out.outputFiles[0]!.text;
     live = await startLive(6, 'sdk'); // the SDK slot: test files run one at a time
-    profile = mkdtempSync(join(tmpdir(), 'wrenn-sdk-chromium-'));
-    context = await chromium.launchPersistentContext(profile, {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: [
-        '--no-sandbox',
-        '--disable-gpu',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-      ],
-    });
+    browser = await openChromium('sdk');
   });
   after(async () => {
-    await context?.close().catch(() => undefined);
-    if (profile) rmSync(profile, { recursive: true, force: true });
+    await browser?.close();
     await live?.close();
   });
 
   it('creates a capsule, runs a command, drives a terminal, moves bytes and destroys it', async () => {
-    const page = context.pages()[0] ?? (await context.newPage());
+    const { page } = browser;
     // A page of the control plane itself, so the SDK's requests are same-origin.
     await page.goto(`${live.url}/test`);
     await page.addScriptTag({ content: bundle });
