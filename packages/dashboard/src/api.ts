@@ -12,6 +12,7 @@ import type {
   MetricsJson,
   ProcessJson,
   TemplateJson,
+  TemplateTagJson,
 } from '@wrenn/protocol';
 
 const KEY_STORAGE = 'wrenn.apiKey';
@@ -26,6 +27,7 @@ export type Capsule = CapsuleJson;
 
 export type Metrics = MetricsJson;
 export type Template = TemplateJson;
+export type TemplateTag = TemplateTagJson;
 export type Host = HostJson;
 export type ApiKey = ApiKeyJson;
 export type FileEntry = FileEntryJson;
@@ -153,6 +155,11 @@ export const snapshots = {
 export const templates = {
   list: () => api<{ templates: Template[] }>('GET', '/v1/templates').then((r) => r.templates),
   remove: (name: string) => api<void>('DELETE', `/v1/templates/${enc(name)}`),
+  /** The template's tags, 'default' (its latest build) first. */
+  tags: (name: string) => api<{ tags: TemplateTag[] }>('GET', `/v1/templates/${enc(name)}/tags`).then((r) => r.tags),
+  /** Points `tags` at the build `ref` names ('name' = the latest build, 'name:tag' = the build that tag points at). */
+  addTags: (ref: string, tags: string[]) => api<unknown>('POST', `/v1/templates/${enc(ref)}/tags`, { tags }),
+  removeTag: (name: string, tag: string) => api<void>('DELETE', `/v1/templates/${enc(name)}/tags/${enc(tag)}`),
 };
 
 export const hosts = { list: () => api<{ hosts: Host[] }>('GET', '/v1/hosts').then((r) => r.hosts) };

@@ -1,5 +1,6 @@
 // Snapshots (a capsule saved as a template new capsules start from) and templates.
 
+import type { AssignedTagsJson, TemplateTagJson } from '@wrenn/protocol';
 import type { ConnectionOptions } from './config.js';
 import { ApiClient } from './http.js';
 import { type BuildTemplateOptions, buildTemplate, type TemplateBuildInfo } from './templates-build.js';
@@ -49,7 +50,7 @@ export class Template {
     name: string,
     opts: ConnectionOptions = {},
   ): Promise<{ tag: string; buildId: string; createdAt: Date }[]> {
-    const r = await new ApiClient(opts).json<{ tags: { tag: string; build_id: string; created_at: string }[] }>(
+    const r = await new ApiClient(opts).json<{ tags: TemplateTagJson[] }>(
       'GET',
       `/v1/templates/${encodeURIComponent(name)}/tags`,
     );
@@ -62,7 +63,7 @@ export class Template {
     tags: string[],
     opts: ConnectionOptions = {},
   ): Promise<{ buildId: string; tags: string[] }> {
-    const r = await new ApiClient(opts).json<{ build_id: string; tags: string[] }>(
+    const r = await new ApiClient(opts).json<AssignedTagsJson>(
       'POST',
       `/v1/templates/${encodeURIComponent(ref)}/tags`,
       { json: { tags } },

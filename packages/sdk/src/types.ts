@@ -146,6 +146,8 @@ export interface TemplateInfo {
   runtimes: string[];
   sizeBytes: number;
   createdAt: Date;
+  /** Tags set on its builds (start one with `template: 'name:tag'`); 'default' (the latest) is not listed. */
+  tags: string[];
 }
 
 export function templateInfo(j: TemplateJson): TemplateInfo {
@@ -161,6 +163,7 @@ export function templateInfo(j: TemplateJson): TemplateInfo {
     runtimes: j.runtimes,
     sizeBytes: j.size_bytes,
     createdAt: new Date(j.created_at),
+    tags: j.tags,
   };
 }
 

@@ -4,7 +4,12 @@
 // team only, so another team's name reads exactly like a name that does not exist.
 import { InvalidArgumentError } from '@wrenn/protocol';
 import type { ControlPlaneContext } from '../context.js';
-import { deleteTemplateTags, listTemplateTags, setTemplateTags } from '../db/repositories/template-tags.js';
+import {
+  deleteTemplateTags,
+  listTeamTemplateTags,
+  listTemplateTags,
+  setTemplateTags,
+} from '../db/repositories/template-tags.js';
 import { dropUntaggedKeptBuilds, latestReadyBuild } from './tagged-builds.js';
 import { buildIdOfRef, DEFAULT_TAG, parseTemplateRef, storedTags, validateTag } from './template-refs.js';
 import { resolveTemplate } from './templates.js';
@@ -60,4 +65,9 @@ export async function listTags(ctx: ControlPlaneContext, teamId: string, nameRef
     createdAt: x.createdAt,
   }));
   return [{ tag: DEFAULT_TAG, buildId: latest?.id ?? t.id, createdAt: latest?.finishedAt ?? t.createdAt }, ...listed];
+}
+
+/** The tags set on each of the team's templates (by name; 'default' is implied and not listed), for template lists. */
+export function tagsByTemplate(ctx: ControlPlaneContext, teamId: string): Promise<Map<string, string[]>> {
+  return listTeamTemplateTags(ctx.database.db, teamId);
 }

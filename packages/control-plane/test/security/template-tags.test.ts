@@ -3,7 +3,8 @@
 // start a sandbox from it, read, move, add or remove its tags, or delete it; B building the same
 // `name:tag` makes B's own template and leaves A's tag on A's build. A's sandbox from the tag still
 // starts A's build, and a neighbour sandbox of B keeps working. Run against `wrenn up` with the e2b SDK;
-// then the native API and CLI (`template tag|tags|rm name:tag`, `capsule create -t name:tag`) with B's probes.
+// then the native API and CLI (`template tag|tags|rm name:tag`, `capsule create -t name:tag`) with B's probes,
+// and the tags in each team's template list (GET /v1/templates).
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { after, before, test } from 'node:test';
@@ -143,6 +144,14 @@ test('native API and CLI: name:tag on create, tags listed, added and removed; te
   const seeB = await b('GET', `/v1/templates/${NAME}/tags`);
   assert.equal(seeB.status, 200, seeB.text);
   assert.ok(!(seeB.body.tags as { tag: string }[]).some((t) => t.tag === 'prod'), seeB.text);
+  // The template list (tags included) shows each team its own tags only.
+  const listedTags = async (call: typeof a) => {
+    const r = await call('GET', '/v1/templates');
+    assert.equal(r.status, 200, r.text);
+    return (r.body.templates as { name: string; tags: string[] }[]).find((t) => t.name === NAME)?.tags.sort();
+  };
+  assert.deepEqual(await listedTags(a), ['prod', 'v1']);
+  assert.deepEqual(await listedTags(b), ['v1']);
   const moveB = await b('POST', `/v1/templates/${encodeURIComponent(`${NAME}:prod`)}/tags`, { tags: ['mine'] });
   assert.equal(moveB.status, 404, moveB.text);
   await b('DELETE', `/v1/templates/${NAME}/tags/prod`);

@@ -1,5 +1,5 @@
-// Templates and snapshots: lists, delete, start a capsule from one, and building a template from
-// a Dockerfile when the control plane offers it.
+// Templates and snapshots: lists (templates with their tags), delete, start a capsule from one, a
+// template's tags, and building a template from a Dockerfile when the control plane offers it.
 import { useEffect, useState } from 'preact/hooks';
 import { apiOperations, snapshots, type Template, templates } from '../api.js';
 import { ago, bytes } from '../format.js';
@@ -7,25 +7,38 @@ import { navigate } from '../router.js';
 import { Confirm, Empty, ErrorNote, TableHead, useAction, usePoll } from '../ui.js';
 import { CreateCapsuleDialog } from './create-capsule.js';
 import { TemplateBuild } from './template-build.js';
+import { TemplateTagsDialog } from './template-tags.js';
 
 function TemplateTable({
   items,
   caption,
   onDelete,
   onStart,
+  onTags,
   showParent,
 }: {
   items: Template[];
   caption: string;
   onDelete: (t: Template) => void;
   onStart: (t: Template) => void;
+  /** Given: a Tags column, and a button that edits a team template's tags. */
+  onTags?: (t: Template) => void;
   showParent?: boolean;
 }) {
   return (
     <table>
       <caption class="sr-only">{caption}</caption>
       <TableHead
-        columns={['Name', 'Kind', showParent === true && 'From', 'Runtimes', 'Default size', 'Disk', 'Age']}
+        columns={[
+          'Name',
+          'Kind',
+          showParent === true && 'From',
+          onTags !== undefined && 'Tags',
+          'Runtimes',
+          'Default size',
+          'Disk',
+          'Age',
+        ]}
         actions
       />
       <tbody>
@@ -34,6 +47,17 @@ function TemplateTable({
             <th scope="row">{t.name}</th>
             <td>{t.builtin ? 'built-in' : t.kind}</td>
             {showParent && <td>{t.parent ?? '—'}</td>}
+            {onTags && (
+              <td data-testid={`tags-of-${t.name}`}>
+                {t.tags.length === 0
+                  ? '—'
+                  : t.tags.map((tag) => (
+                      <span key={tag} class="tag">
+                        {tag}
+                      </span>
+                    ))}
+              </td>
+            )}
             <td>{t.runtimes.join(', ') || '—'}</td>
             <td>
               {t.vcpus} vCPU, {t.memory_mb} MiB
@@ -45,6 +69,11 @@ function TemplateTable({
                 <button type="button" aria-label={`Start a capsule from ${t.name}`} onClick={() => onStart(t)}>
                   Start capsule
                 </button>
+                {onTags && !t.builtin && (
+                  <button type="button" aria-label={`Tags of ${t.name}`} onClick={() => onTags(t)}>
+                    Tags
+                  </button>
+                )}
                 {!t.builtin && (
                   <button type="button" class="danger" aria-label={`Delete ${t.name}`} onClick={() => onDelete(t)}>
                     Delete
@@ -65,6 +94,7 @@ export function CatalogPage() {
   const act = useAction();
   const [toDelete, setToDelete] = useState<{ t: Template; snapshot: boolean } | null>(null);
   const [startFrom, setStartFrom] = useState<string | null>(null);
+  const [tagsOf, setTagsOf] = useState<string | null>(null);
   const [ops, setOps] = useState<Set<string> | null>(null);
   useEffect(() => void apiOperations().then(setOps), []);
   const snapshotNames = new Set((snaps.data ?? []).map((s) => s.name));
@@ -96,6 +126,7 @@ export function CatalogPage() {
           caption="Templates"
           onStart={(t) => setStartFrom(t.name)}
           onDelete={(t) => setToDelete({ t, snapshot: false })}
+          onTags={(t) => setTagsOf(t.name)}
         />
       )}
       <h2>Build a template from a Dockerfile</h2>
@@ -122,6 +153,9 @@ export function CatalogPage() {
           });
         }}
       />
+      {tagsOf !== null && (
+        <TemplateTagsDialog name={tagsOf} onClose={() => setTagsOf(null)} onChanged={() => void tpl.refresh()} />
+      )}
       <CreateCapsuleDialog
         open={startFrom !== null}
         initialTemplate={startFrom ?? undefined}

@@ -71,8 +71,20 @@ export const TemplateSchema = Type.Object({
   runtimes: Type.Array(Type.String()),
   size_bytes: Type.Integer(),
   created_at: DateTime,
+  tags: Type.Array(Type.String(), {
+    description:
+      "Tags the team set on the template's builds (use as 'name:tag'; 'default', the latest build, is implied and not listed)",
+  }),
 });
 export type TemplateJson = Static<typeof TemplateSchema>;
+
+/** GET /v1/templates/:ref/tags: one tag and the build it points at ('default' is the latest build). */
+export const TemplateTagSchema = Type.Object({ tag: Type.String(), build_id: Type.String(), created_at: DateTime });
+export type TemplateTagJson = Static<typeof TemplateTagSchema>;
+
+/** POST /v1/templates/:ref/tags: the build the tags now point at. */
+export const AssignedTagsSchema = Type.Object({ build_id: Type.String(), tags: Type.Array(Type.String()) });
+export type AssignedTagsJson = Static<typeof AssignedTagsSchema>;
 
 export const HostSchema = Type.Object({
   id: Type.String(),

@@ -12,6 +12,7 @@ import {
   listSnapshots,
   listTemplates,
 } from '../../services/capsules.js';
+import { tagsByTemplate } from '../../services/template-tags.js';
 import { teamOf } from '../auth.js';
 
 import {
@@ -42,8 +43,9 @@ export const resourceRoutes =
         },
       },
       async (req, reply) => {
-        const t = await createSnapshot(ctx, teamOf(req).id, { capsuleId: req.body.capsule_id, name: req.body.name });
-        return reply.status(201).send(templateJson(t));
+        const team = teamOf(req).id;
+        const t = await createSnapshot(ctx, team, { capsuleId: req.body.capsule_id, name: req.body.name });
+        return reply.status(201).send(templateJson(t, await tagsByTemplate(ctx, team)));
       },
     );
 
@@ -56,7 +58,11 @@ export const resourceRoutes =
           response: { 200: Type.Object({ snapshots: Type.Array(TemplateSchema) }), ...errors(401) },
         },
       },
-      async (req) => ({ snapshots: (await listSnapshots(ctx, teamOf(req).id)).map(templateJson) }),
+      async (req) => {
+        const team = teamOf(req).id;
+        const [list, tags] = await Promise.all([listSnapshots(ctx, team), tagsByTemplate(ctx, team)]);
+        return { snapshots: list.map((t) => templateJson(t, tags)) };
+      },
     );
 
     app.delete(
@@ -80,11 +86,15 @@ export const resourceRoutes =
       {
         schema: {
           tags: ['templates'],
-          summary: 'Built-in templates and the team’s own',
+          summary: 'Built-in templates and the team’s own, each with the tags the team set on it',
           response: { 200: Type.Object({ templates: Type.Array(TemplateSchema) }), ...errors(401) },
         },
       },
-      async (req) => ({ templates: (await listTemplates(ctx, teamOf(req).id)).map(templateJson) }),
+      async (req) => {
+        const team = teamOf(req).id;
+        const [list, tags] = await Promise.all([listTemplates(ctx, team), tagsByTemplate(ctx, team)]);
+        return { templates: list.map((t) => templateJson(t, tags)) };
+      },
     );
 
     app.delete(

@@ -173,7 +173,8 @@ export const MkdirBody = Type.Object(
   { additionalProperties: false },
 );
 
-export const templateJson = (t: Template) => ({
+/** A template as the API shows it, with the tags the team set on it (`tags.get(name)`, 'default' not listed). */
+export const templateJson = (t: Template, tags: ReadonlyMap<string, readonly string[]>) => ({
   id: t.id,
   name: t.name,
   kind: t.kind,
@@ -185,6 +186,7 @@ export const templateJson = (t: Template) => ({
   runtimes: t.runtimes,
   size_bytes: t.sizeBytes,
   created_at: t.createdAt.toISOString(),
+  tags: [...(tags.get(t.name) ?? [])],
 });
 export const CreateSnapshotBody = Type.Object(
   {

@@ -3,6 +3,7 @@
 // the build `ref` names ('name' = its latest build, or 'name:tag'), DELETE
 // /v1/templates/:name/tags/:tag removes one. `template: 'name:tag'` on capsule create starts that build.
 import { type FastifyPluginAsyncTypebox, Type } from '@fastify/type-provider-typebox';
+import { AssignedTagsSchema, TemplateTagSchema } from '@wrenn/protocol';
 import type { ControlPlaneContext } from '../../context.js';
 import { assignTags, listTags, removeTags } from '../../services/template-tags.js';
 import { teamOf } from '../auth.js';
@@ -10,7 +11,6 @@ import { errors } from './schemas.js';
 
 const tags = ['templates'];
 const Ref = Type.String({ minLength: 1, maxLength: 192, description: "Template name, or 'name:tag'" });
-const TagJson = Type.Object({ tag: Type.String(), build_id: Type.String(), created_at: Type.String() });
 
 export const templateTagRoutes =
   (ctx: ControlPlaneContext): FastifyPluginAsyncTypebox =>
@@ -22,7 +22,7 @@ export const templateTagRoutes =
           tags,
           summary: "A template's tags and the builds they point at ('default' is its latest build)",
           params: Type.Object({ ref: Ref }),
-          response: { 200: Type.Object({ tags: Type.Array(TagJson) }), ...errors(400, 401, 404) },
+          response: { 200: Type.Object({ tags: Type.Array(TemplateTagSchema) }), ...errors(400, 401, 404) },
         },
       },
       async (req) => ({
@@ -46,7 +46,7 @@ export const templateTagRoutes =
             { additionalProperties: false },
           ),
           response: {
-            201: Type.Object({ build_id: Type.String(), tags: Type.Array(Type.String()) }),
+            201: AssignedTagsSchema,
             ...errors(400, 401, 404, 409),
           },
         },

@@ -75,3 +75,17 @@ export async function deleteTemplateTags(
   }
   await q.execute();
 }
+
+/** Every tag of the team's templates, by template name (each name's tags in the order they were set). */
+export async function listTeamTemplateTags(db: Kysely<Database>, teamId: string): Promise<Map<string, string[]>> {
+  const rows = await db
+    .selectFrom('template_tags')
+    .select(['template', 'tag'])
+    .where('team_id', '=', teamId)
+    .orderBy('created_at')
+    .orderBy('tag')
+    .execute();
+  const out = new Map<string, string[]>();
+  for (const r of rows) out.set(r.template, [...(out.get(r.template) ?? []), r.tag]);
+  return out;
+}
