@@ -131,7 +131,8 @@ export function TemplateBuild({ available, onBuilt }: { available: boolean | nul
       )}
       {available === true && (
         <p id="build-note" class="hint span2">
-          <code>FROM</code> names a template (minimal, base or one of yours) or an earlier stage (
+          <code>FROM</code> names a template (minimal, base or one of yours), a container image (
+          <code>python:3.12-slim</code>, <code>registry/name:tag</code>; its pull goes to the log) or an earlier stage (
           <code>FROM … AS name</code>, <code>COPY --from=name</code>). Files that <code>COPY</code> uses go in the build
           context; <code>ARG</code> values in the build arguments.
         </p>
