@@ -68,7 +68,16 @@ export function CreateCapsuleDialog({
   const submit = async (e: Event) => {
     e.preventDefault();
     await run('create', async () => {
+      // The form's own checks first, so a typo costs no pull.
       const body: Record<string, unknown> = {};
+      if (name.trim()) body.name = name.trim();
+      if (vcpus) body.vcpus = Number(vcpus);
+      if (memory) body.memory_mb = Number(memory);
+      if (timeout !== '') body.timeout_sec = Number(timeout);
+      const envs = parsePairs(env, 'Environment');
+      const meta = parsePairs(metadata, 'Metadata');
+      if (Object.keys(envs).length) body.env = envs;
+      if (Object.keys(meta).length) body.metadata = meta;
       if (source === 'template') body.template = template;
       else {
         const ref = image.trim();
@@ -95,14 +104,6 @@ export function CreateCapsuleDialog({
         body.image = ref;
         if (credentials) body.registry_credentials = credentials;
       }
-      if (name.trim()) body.name = name.trim();
-      if (vcpus) body.vcpus = Number(vcpus);
-      if (memory) body.memory_mb = Number(memory);
-      if (timeout !== '') body.timeout_sec = Number(timeout);
-      const envs = parsePairs(env, 'Environment');
-      const meta = parsePairs(metadata, 'Metadata');
-      if (Object.keys(envs).length) body.env = envs;
-      if (Object.keys(meta).length) body.metadata = meta;
       const c = await capsules.create(body);
       onCreated(c);
     });
