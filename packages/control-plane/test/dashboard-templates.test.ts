@@ -113,7 +113,7 @@ describe('dashboard: template tags and capsules from images, in chromium', { ski
     assert.deepEqual((await listedTags('dash-tags')).sort(), ['stable', 'v1']);
     await tagsCell.locator('.tag', { hasText: 'stable' }).waitFor();
     await ui.shot('template-tags');
-    await dialog.getByRole('button', { name: 'Close' }).click();
+    await dialog.getByRole('button', { name: 'Done' }).click();
 
     // A newer build: 'stable' still starts the first one, the name alone the latest.
     await build('dash-tags', 'second');
@@ -131,7 +131,7 @@ describe('dashboard: template tags and capsules from images, in chromium', { ski
     assert.deepEqual(await listedTags('dash-tags'), ['stable']);
     const gone = await call('POST', '/v1/capsules', { template: 'dash-tags:v1', timeout_sec: 60 });
     assert.equal(gone.status, 404, gone.text);
-    await dialog.getByRole('button', { name: 'Close' }).click();
+    await dialog.getByRole('button', { name: 'Done' }).click();
   });
 
   /** Opens New capsule from the capsule list, set to start from a container image. */

@@ -104,7 +104,7 @@ export function TemplateTagsDialog({
         </div>
         <div class="actions span2">
           <button type="button" onClick={onClose}>
-            Close
+            Done
           </button>
           <button type="submit" class="primary" disabled={!!act.busy}>
             {act.busy === 'add' ? 'Adding…' : 'Add tags'}
