@@ -12,15 +12,17 @@ const templateJson = (t: TemplateInfo) => ({
   memory_mb: t.memoryMb,
   size_bytes: t.sizeBytes,
   created_at: t.createdAt.toISOString(),
+  tags: t.tags,
 });
 
 function table(list: TemplateInfo[], empty: string): void {
   printTable(
-    ['NAME', 'KIND', 'PARENT', 'SIZE', 'CREATED'],
+    ['NAME', 'KIND', 'PARENT', 'TAGS', 'SIZE', 'CREATED'],
     list.map((t) => [
       t.name,
       t.builtin ? `${t.kind} (built-in)` : t.kind,
       t.parent ?? '-',
+      t.tags.join(',') || '-',
       bytes(t.sizeBytes),
       t.createdAt.toISOString().slice(0, 19).replace('T', ' '),
     ]),

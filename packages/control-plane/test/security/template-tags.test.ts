@@ -152,6 +152,8 @@ test('native API and CLI: name:tag on create, tags listed, added and removed; te
   };
   assert.deepEqual(await listedTags(a), ['prod', 'v1']);
   assert.deepEqual(await listedTags(b), ['v1']);
+  const cliList = JSON.parse(await wrenn('template', 'ls', '--json')) as { name: string; tags: string[] }[];
+  assert.deepEqual(cliList.find((t) => t.name === NAME)?.tags.sort(), ['prod', 'v1']);
   const moveB = await b('POST', `/v1/templates/${encodeURIComponent(`${NAME}:prod`)}/tags`, { tags: ['mine'] });
   assert.equal(moveB.status, 404, moveB.text);
   await b('DELETE', `/v1/templates/${NAME}/tags/prod`);
