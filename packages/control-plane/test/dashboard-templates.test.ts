@@ -139,7 +139,7 @@ describe('dashboard: template tags and capsules from images, in chromium', { ski
     await ui.page.getByRole('link', { name: 'Capsules', exact: true }).click();
     await ui.page.getByRole('button', { name: 'New capsule' }).click();
     const d = ui.page.getByRole('dialog', { name: 'New capsule' });
-    await d.getByRole('radio', { name: 'a container image' }).check();
+    await d.getByLabel('Start from').selectOption('image');
     await d.getByLabel('Image', { exact: true }).fill(image);
     await d.getByLabel('Registry user').fill(credentials?.user ?? '');
     await d.getByLabel('Registry password').fill(credentials?.password ?? '');

@@ -119,22 +119,15 @@ export function CreateCapsuleDialog({
           value={name}
           onInput={(e) => setName((e.target as HTMLInputElement).value)}
         />
-        <span id="c-source-label">Start from</span>
-        <div class="radios" role="radiogroup" aria-labelledby="c-source-label">
-          <label>
-            <input
-              type="radio"
-              name="c-source"
-              checked={source === 'template'}
-              onChange={() => setSource('template')}
-            />{' '}
-            a template
-          </label>
-          <label>
-            <input type="radio" name="c-source" checked={source === 'image'} onChange={() => setSource('image')} /> a
-            container image
-          </label>
-        </div>
+        <label for="c-source">Start from</label>
+        <select
+          id="c-source"
+          value={source}
+          onChange={(e) => setSource((e.target as HTMLSelectElement).value as 'template' | 'image')}
+        >
+          <option value="template">a template, tag or snapshot</option>
+          <option value="image">a container image</option>
+        </select>
         {source === 'template' ? (
           <>
             <label for="c-template">Template</label>
