@@ -47,6 +47,8 @@ describe('dashboard: template tags and capsules from images, in chromium', { ski
     await authReg?.stop();
   });
 
+  /** A link of the main navigation (a capsule's page has a 'Capsules' breadcrumb too). */
+  const nav = (name: string) => ui.page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name });
   const exec = async (id: string, cmd: string) => {
     const r = await call('POST', `/v1/capsules/${id}/exec`, { cmd });
     assert.equal(r.status, 200, r.text);
@@ -90,7 +92,7 @@ describe('dashboard: template tags and capsules from images, in chromium', { ski
     await build('dash-tags', 'first');
     assert.deepEqual(await listedTags('dash-tags'), []);
     await ui.signIn();
-    await ui.page.getByRole('link', { name: 'Templates & snapshots' }).click();
+    await nav('Templates & snapshots').click();
     const tagsCell = ui.page.getByTestId('tags-of-dash-tags');
     assert.equal((await tagsCell.textContent())?.trim(), '—');
     await ui.page.getByRole('button', { name: 'Tags of dash-tags' }).click();
@@ -117,14 +119,14 @@ describe('dashboard: template tags and capsules from images, in chromium', { ski
 
     // A newer build: 'stable' still starts the first one, the name alone the latest.
     await build('dash-tags', 'second');
-    await ui.page.getByRole('link', { name: 'Capsules', exact: true }).click();
+    await nav('Capsules').click();
     const tagged = await ui.createCapsule('dash-tags:stable');
     assert.equal(await exec(tagged, 'cat /build.txt'), 'first\n');
     const latest = await call('POST', '/v1/capsules', { template: 'dash-tags', timeout_sec: 300 });
     assert.equal(latest.status, 201, latest.text);
     assert.equal(await exec(latest.body.id, 'cat /build.txt'), 'second\n');
 
-    await ui.page.getByRole('link', { name: 'Templates & snapshots' }).click();
+    await nav('Templates & snapshots').click();
     await ui.page.getByRole('button', { name: 'Tags of dash-tags' }).click();
     await dialog.getByRole('button', { name: 'Remove tag v1' }).click();
     await dialog.getByRole('row').filter({ hasText: 'dash-tags:v1' }).waitFor({ state: 'detached' });
@@ -136,7 +138,7 @@ describe('dashboard: template tags and capsules from images, in chromium', { ski
 
   /** Opens New capsule from the capsule list, set to start from a container image. */
   const imageForm = async (image: string, credentials?: { user: string; password: string }) => {
-    await ui.page.getByRole('link', { name: 'Capsules', exact: true }).click();
+    await nav('Capsules').click();
     await ui.page.getByRole('button', { name: 'New capsule' }).click();
     const d = ui.page.getByRole('dialog', { name: 'New capsule' });
     await d.getByLabel('Start from').selectOption('image');
