@@ -87,6 +87,9 @@ export function dashboardSuite(o: { slot: number; name: string; imagesDir?: stri
       const dialog = suite.page.getByRole('dialog', { name: 'New capsule' });
       await dialog.getByLabel('Template').selectOption(template);
       await dialog.getByRole('button', { name: 'Create capsule' }).click();
+      // A built-in template's first use builds it during the create (code-interpreter-v1 on a
+      // fresh template cache: minutes), so this wait is longer than the page's default.
+      await suite.page.waitForURL(/\/capsules\/cl-[a-z0-9]+$/, { timeout: 600_000 });
       const id = await suite.capsuleIdOnPage();
       await suite.waitState('running');
       return id;
