@@ -7,7 +7,7 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { after, before } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import type { Page } from 'playwright-core';
+import type { Locator, Page } from 'playwright-core';
 import { defaultDashboardDir } from '../src/api/dashboard.js';
 import { type Chromium, openChromium } from '../src/testing/chromium.js';
 import { type LiveSystem, startLive } from './e2b-live.js';
@@ -23,6 +23,17 @@ export function checkDashboardBuilt(): void {
     `the dashboard is not built at ${defaultDashboardDir()}: run npm run build (or npm run build -w packages/dashboard)`,
   );
   mkdirSync(shots, { recursive: true });
+}
+
+/** Waits for an alert inside `where` (a dialog, say) to say `text`; on failure says what the alerts show. */
+export async function alertSays(where: Locator, text: RegExp): Promise<void> {
+  const note = where.getByRole('alert');
+  try {
+    await note.filter({ hasText: text }).waitFor({ timeout: 60_000 });
+  } catch (err) {
+    const shows = await note.allInnerTexts().catch(() => []);
+    throw new Error(`expected ${text}; the alerts show ${JSON.stringify(shows)}: ${(err as Error).message}`);
+  }
 }
 
 export interface DashboardSuite {

@@ -7,8 +7,7 @@
 
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import type { Locator } from 'playwright-core';
-import { dashboardSuite } from './dashboard-browser.js';
+import { alertSays, dashboardSuite } from './dashboard-browser.js';
 
 const SLOT = 14;
 
@@ -43,16 +42,6 @@ describe('dashboard edits the egress policy in chromium', { timeout: 300_000 }, 
       await new Promise((r) => setTimeout(r, 100));
     }
   };
-  /** Waits for the dialog's error note to say `text`; on failure says what it shows. */
-  const refused = async (d: Locator, text: RegExp) => {
-    const note = d.getByRole('alert');
-    try {
-      await note.filter({ hasText: text }).waitFor({ timeout: 30_000 });
-    } catch (err) {
-      const shows = await note.allInnerTexts().catch(() => []);
-      throw new Error(`expected ${text}; the dialog's alert shows ${JSON.stringify(shows)}: ${(err as Error).message}`);
-    }
-  };
 
   test('sign in and create a capsule: no policy yet, and an Edit button', async () => {
     await ui.signIn();
@@ -64,11 +53,11 @@ describe('dashboard edits the egress policy in chromium', { timeout: 300_000 }, 
     await policyRow().getByRole('button', { name: 'Edit egress policy' }).click();
     const d = dialog();
     await save('2001:db8::/32', '', '');
-    await refused(d, /IPv6/);
+    await alertSays(d, /IPv6/);
     await save('a.egress.test', '', '{ "a.egress.test": [{ "transform": { "headers": { "Host": "x" } } }] }');
-    await refused(d, /the Host header cannot be set by a rule/);
+    await alertSays(d, /the Host header cannot be set by a rule/);
     await save('a.egress.test', '', '{ not json');
-    await refused(d, /Rules are not JSON/);
+    await alertSays(d, /Rules are not JSON/);
     await ui.shot('capsule-egress-error');
     assert.deepEqual(
       await apiPolicy(),
@@ -111,7 +100,7 @@ describe('dashboard edits the egress policy in chromium', { timeout: 300_000 }, 
     await policyRow().getByRole('button', { name: 'Edit egress policy' }).click();
     await dialog().getByLabel('Rules (JSON)').fill(shown.replace('a.egress.test', 'b.egress.test'));
     await dialog().getByRole('button', { name: 'Save policy' }).click();
-    await refused(dialog(), /need their header values again/);
+    await alertSays(dialog(), /need their header values again/);
     await save('', '', '');
     await closes();
     await policyRow().getByText('no policy').waitFor();

@@ -18,8 +18,7 @@ import {
   startRegistry,
   type TestRegistry,
 } from '@wrenn/host-agent/testing/oci';
-import type { Locator } from 'playwright-core';
-import { dashboardSuite } from './dashboard-browser.js';
+import { alertSays, dashboardSuite } from './dashboard-browser.js';
 import { SHARED_IMAGES } from './e2b-live.js';
 import { client } from './native-helpers.js';
 
@@ -77,16 +76,6 @@ describe('dashboard: template tags and capsules from images, in chromium', { ski
     return t.tags;
   };
   const capsuleCount = async () => ((await call('GET', '/v1/capsules')).body.capsules as unknown[]).length;
-  /** Waits for `where`'s alert to say `text`; on failure says what it shows. */
-  const alerted = async (where: Locator, text: RegExp) => {
-    const note = where.getByRole('alert');
-    try {
-      await note.filter({ hasText: text }).waitFor({ timeout: 60_000 });
-    } catch (err) {
-      const shows = await note.allInnerTexts().catch(() => []);
-      throw new Error(`expected ${text}; the alert shows ${JSON.stringify(shows)}: ${(err as Error).message}`);
-    }
-  };
 
   test('tags: listed, added in the dialog (a refused one shows why), a capsule from name:tag, removed', async () => {
     await build('dash-tags', 'first');
@@ -102,10 +91,10 @@ describe('dashboard: template tags and capsules from images, in chromium', { ski
     // Refused by the server, with its message; nothing changes.
     await dialog.getByLabel('New tags').fill('default');
     await dialog.getByRole('button', { name: 'Add tags' }).click();
-    await alerted(dialog, /'default' always means the latest build/);
+    await alertSays(dialog, /'default' always means the latest build/);
     await dialog.getByLabel('New tags').fill('ok bad/tag');
     await dialog.getByRole('button', { name: 'Add tags' }).click();
-    await alerted(dialog, /bad\/tag/);
+    await alertSays(dialog, /bad\/tag/);
     assert.deepEqual(await listedTags('dash-tags'), []);
 
     await dialog.getByLabel('New tags').fill('stable, v1');
@@ -203,7 +192,7 @@ describe('dashboard: template tags and capsules from images, in chromium', { ski
     const before = await capsuleCount();
     let d = await imageForm(`${reg.host}/wrenn-test/nope:v1`);
     await d.getByRole('button', { name: 'Create capsule' }).click();
-    await alerted(d, /nope/);
+    await alertSays(d, /nope/);
     await d
       .getByRole('status', { name: 'Image pull' })
       .filter({ hasText: /^Could not pull/ })
@@ -214,7 +203,7 @@ describe('dashboard: template tags and capsules from images, in chromium', { ski
     const privateImage = `${authReg.host}/private/musl:v1`;
     d = await imageForm(privateImage, { user: 'bob', password: 'wrong' });
     await d.getByRole('button', { name: 'Create capsule' }).click();
-    await alerted(d, /private\/musl/);
+    await alertSays(d, /private\/musl/);
     assert.equal(await capsuleCount(), before, 'a refused pull created a capsule');
     await d.getByLabel('Registry password').fill('pw-123');
     await d.getByRole('button', { name: 'Create capsule' }).click();
