@@ -36,8 +36,22 @@ program
   .addOption(new Option('--control-plane <url>', 'register with this control plane').env('WRENN_CONTROL_PLANE'))
   .addOption(new Option('--token <token>', 'one-time registration token').env('WRENN_AGENT_TOKEN'))
   .addOption(
-    new Option('--advertise-url <url>', 'URL the control plane reaches this agent at (default: http://<listen>)').env(
-      'WRENN_AGENT_ADVERTISE_URL',
+    new Option(
+      '--advertise-url <url>',
+      'URL the control plane reaches this agent at (default: https://<listen>, http:// with --tls off)',
+    ).env('WRENN_AGENT_ADVERTISE_URL'),
+  )
+  .addOption(
+    new Option('--tls <mode>', 'serve TLS with a certificate made once under the data dir (the control plane pins it)')
+      .choices(['self-signed', 'off'])
+      .default('self-signed')
+      .env('WRENN_AGENT_TLS'),
+  )
+  .addOption(new Option('--tls-cert <file>', 'serve TLS with this PEM certificate').env('WRENN_AGENT_TLS_CERT'))
+  .addOption(new Option('--tls-key <file>', 'the PEM key of --tls-cert').env('WRENN_AGENT_TLS_KEY'))
+  .addOption(
+    new Option('--control-plane-ca <file>', 'PEM CA to trust for an https:// control plane').env(
+      'WRENN_CONTROL_PLANE_CA',
     ),
   )
   .addOption(
@@ -52,16 +66,35 @@ program
         if (!opts.controlPlane) return;
         const { registerWithControlPlane } = await import('@wrenn/host-agent');
         const { join } = await import('node:path');
+        const { readFileSync } = await import('node:fs');
         const agentUrl = opts.advertiseUrl ?? agent.url;
-        if (/^http:\/\/(0\.0\.0\.0|\[::\])(:|$)/.test(agentUrl)) {
+        const scheme = agent.tls ? 'https' : 'http';
+        if (/^https?:\/\/(0\.0\.0\.0|\[::\])(:|$)/.test(agentUrl)) {
           throw new Error(
-            `the agent listens on every address (${agent.url}); pass --advertise-url http://<this host's address>:${agent.port} so the control plane can reach it`,
+            `the agent listens on every address (${agent.url}); pass --advertise-url ${scheme}://<this host's address>:${agent.port} so the control plane can reach it`,
           );
+        }
+        if (!agentUrl.startsWith(`${scheme}://`)) {
+          throw new Error(
+            `--advertise-url ${agentUrl} must start with ${scheme}:// (the agent serves ${agent.tls ? 'TLS' : 'plain HTTP: --tls off'})`,
+          );
+        }
+        let controlPlaneCa: string | undefined;
+        if (opts.controlPlaneCa) {
+          try {
+            controlPlaneCa = readFileSync(opts.controlPlaneCa, 'utf8');
+          } catch (err) {
+            throw new Error(`--control-plane-ca ${opts.controlPlaneCa} cannot be read: ${(err as Error).message}`);
+          }
+          if (!controlPlaneCa.includes('-----BEGIN CERTIFICATE-----'))
+            throw new Error(`--control-plane-ca ${opts.controlPlaneCa} is not a PEM certificate file`);
         }
         const reg = await registerWithControlPlane({
           controlPlaneUrl: opts.controlPlane,
           agentUrl,
           agentSecret: agent.secret,
+          ...(agent.tls ? { agentTlsCert: agent.tls.certPem } : {}),
+          ...(controlPlaneCa ? { controlPlaneCa } : {}),
           hostId: agent.hostId,
           runtimes: agent.manager.runtimeNames(),
           stateFile: join(opts.dataDir ?? '/var/lib/wrenn', 'registration.json'),

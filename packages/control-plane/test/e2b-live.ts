@@ -8,6 +8,7 @@ import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
+  type AgentTlsSource,
   type CapsuleRuntime,
   type LocalLayers,
   NamespaceRuntime,
@@ -127,9 +128,9 @@ export interface LiveSystem {
    * A further host agent in this process with its own data dir and network slot. It reads the main
    * system's template cache, unless `ownTemplates`: then it has a template cache and a container
    * image cache of its own (image templates of one name made by two agents in one template
-   * directory would replace each other).
+   * directory would replace each other). With `tls` it serves TLS, as `wrenn agent` does.
    */
-  startExtraAgent(slot: number, opts?: { ownTemplates?: boolean }): Promise<ExtraAgent>;
+  startExtraAgent(slot: number, opts?: { ownTemplates?: boolean; tls?: AgentTlsSource }): Promise<ExtraAgent>;
   /** Closes the control plane and starts a new one on the same database (the agent keeps running). */
   restartControlPlane(): Promise<void>;
   close(): Promise<void>;
@@ -202,6 +203,7 @@ export async function startLive(o: {
             ...layers,
             dataDir: dir,
             listen: { host: '127.0.0.1', port },
+            ...(opts.tls ? { tls: opts.tls } : {}),
             log: agentLog,
           });
           return { layers, agent };

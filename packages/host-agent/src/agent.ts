@@ -1,6 +1,7 @@
 // The host agent process: the sandbox manager behind the HostAgentService Connect service, the
-// port proxy and Prometheus metrics, all on one HTTP/1.1 + h2c port. Every request but GET /health
-// must carry the agent's secret (auth/), checked before anything else looks at it.
+// port proxy and Prometheus metrics, all on one HTTP/1.1 + h2c port (HTTP/1.1 + h2 over TLS with
+// `tls`, as a remote agent serves them: auth/agent-tls.ts). Every request but GET /health must
+// carry the agent's secret (auth/), checked before anything else looks at it.
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import type http from 'node:http';
 import type http2 from 'node:http2';
@@ -10,6 +11,7 @@ import { connectNodeAdapter } from '@connectrpc/connect-node';
 import { type DualListener, ENVD_VERSION, listenDual } from '@wrenn/envd/host';
 import { HostAgentService } from '@wrenn/protocol/gen/hostagent/v1/hostagent_pb';
 import { type AgentSecret, loadAgentSecret } from './auth/agent-secret.js';
+import { type AgentTlsSource, loadAgentTls } from './auth/agent-tls.js';
 import { createRequestAuth } from './auth/request-auth.js';
 import { newHostId } from './host-id.js';
 import { SandboxManager } from './manager/manager.js';
@@ -25,12 +27,16 @@ export interface AgentOptions extends Omit<ManagerDeps, 'log'> {
   log?: ManagerDeps['log'];
   /** The secret callers must present; default WRENN_AGENT_SECRET or <dataDir>/agent-secret. */
   secret?: string;
+  /** Serve TLS (a remote agent): a certificate made once under dataDir, or these files. Default plain. */
+  tls?: AgentTlsSource;
 }
 
 export interface RunningAgent {
   hostId: string;
   port: number;
   url: string;
+  /** With TLS: the certificate served (its leaf, PEM) and its SHA-256 fingerprint, for registration. */
+  tls?: { certPem: string; fingerprint256: string };
   /** What every caller of `url` presents (Authorization: Bearer <secret>). */
   secret: string;
   /** Where the secret came from (env, file or generated) and the file it is kept in. */
@@ -66,6 +72,8 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
       ? 'the value of WRENN_AGENT_SECRET the agent started with'
       : `in ${loaded.file} on the agent's host (root only)`;
   const auth = createRequestAuth(loaded.secret, where);
+  // Before the manager starts: a bad certificate stops the agent before it touches any capsule.
+  const tlsMaterial = opts.tls ? loadAgentTls(opts.tls, opts.dataDir, opts.listen.host) : undefined;
   const manager = new SandboxManager(opts);
   await manager.start();
   let onTerminate!: () => void;
@@ -109,6 +117,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     ...opts.listen,
     headersTimeoutMs: 10_000,
     keepAliveTimeoutMs: 620_000,
+    ...(tlsMaterial ? { tls: { cert: tlsMaterial.cert, key: tlsMaterial.key } } : {}),
   });
   listener.http1.on('upgrade', (req: http.IncomingMessage, socket, head: Buffer) => {
     if (!auth.allows(req.headers, proxy.handles(req.url ?? ''))) auth.refuseUpgrade(socket);
@@ -119,7 +128,8 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
   return {
     hostId,
     port: listener.port,
-    url: `http://${host}:${listener.port}`,
+    url: `${tlsMaterial ? 'https' : 'http'}://${host}:${listener.port}`,
+    ...(tlsMaterial ? { tls: { certPem: tlsMaterial.leafPem, fingerprint256: tlsMaterial.fingerprint256 } } : {}),
     secret: loaded.secret,
     secretSource: { source: loaded.source, file: loaded.file },
     manager,

@@ -1,6 +1,7 @@
 // `wrenn agent`: the host agent on this machine, optionally registered with a control plane.
 import pino from 'pino';
 import type { RunningAgent } from './agent.js';
+import type { AgentTlsSource } from './auth/agent-tls.js';
 import { startLocalAgent } from './local-agent.js';
 
 export function parseListen(value: string, flag = '--listen'): { host: string; port: number } {
@@ -25,6 +26,25 @@ export function parseWarmPool(value: string | undefined): Record<string, number>
   return out;
 }
 
+/**
+ * `--tls self-signed|off` with `--tls-cert`/`--tls-key`: a remote agent serves TLS by default
+ * (a certificate made once under its data dir); files given win; `off` serves plain HTTP/h2c.
+ */
+export function parseAgentTls(o: {
+  tls?: string | undefined;
+  tlsCert?: string | undefined;
+  tlsKey?: string | undefined;
+}): AgentTlsSource | undefined {
+  const mode = o.tls ?? 'self-signed';
+  if (mode !== 'self-signed' && mode !== 'off') throw new Error(`--tls must be self-signed or off, got "${mode}"`);
+  if (Boolean(o.tlsCert) !== Boolean(o.tlsKey)) throw new Error('--tls-cert and --tls-key go together');
+  if (o.tlsCert && o.tlsKey) {
+    if (mode === 'off') throw new Error('--tls off cannot be combined with --tls-cert/--tls-key');
+    return { certFile: o.tlsCert, keyFile: o.tlsKey };
+  }
+  return mode === 'off' ? undefined : 'self-signed';
+}
+
 export interface AgentCliHooks {
   /** Runs once the agent listens (the CLI registers it with a control plane here). */
   onListening?(agent: RunningAgent): Promise<void>;
@@ -36,8 +56,10 @@ export async function runAgentFromCli(
 ): Promise<void> {
   if (process.getuid?.() !== 0)
     throw new Error('the host agent needs root (namespaces, cgroups, network); run it with sudo');
+  const tls = parseAgentTls(opts);
   const log = pino({ base: { svc: 'host-agent' } });
   const { agent, close } = await startLocalAgent({
+    ...(tls ? { tls } : {}),
     dataDir: opts.dataDir ?? '/var/lib/wrenn',
     listen: parseListen(opts.listen ?? '127.0.0.1:50051'),
     warmPool: parseWarmPool(opts.warmPool),

@@ -4,10 +4,19 @@
 // (runtime names, egress allow-lists).
 
 export { type AgentClient, createAgentClient } from './auth/client.js';
+export {
+  AGENT_CERT_MISMATCH,
+  agentTlsCode,
+  agentTlsFailure,
+  certificateFingerprint,
+  type PinnedTlsOptions,
+  pinnedTls,
+} from './auth/pinned-tls.js';
 export { AGENT_SECRET_HEADER } from './auth/request-auth.js';
 export { MAX_ALLOW_OUT, parseCidr } from './network/egress-policy.js';
 export {
   createProxyAgent,
+  createTlsProxyAgent,
   forwardHttp,
   forwardUpgrade,
   HOP_BY_HOP,

@@ -2,7 +2,8 @@
 // with a control plane). What a control plane needs to reach agents is the lighter "./client".
 
 export { type AgentOptions, type RunningAgent, startAgent } from './agent.js';
-export { type AgentCliHooks, parseListen, parseWarmPool, runAgentFromCli } from './cli.js';
+export { AGENT_TLS_DIR, AgentTlsError, type AgentTlsSource, loadAgentTls } from './auth/agent-tls.js';
+export { type AgentCliHooks, parseAgentTls, parseListen, parseWarmPool, runAgentFromCli } from './cli.js';
 export { type LocalAgent, type LocalAgentOptions, startLocalAgent } from './local-agent.js';
 export {
   createLocalLayers,

@@ -3,6 +3,7 @@
 // offered and why, and the capacity the host reports.
 import type pino from 'pino';
 import { type RunningAgent, startAgent } from './agent.js';
+import type { AgentTlsSource } from './auth/agent-tls.js';
 import { describeCapacity } from './capacity/capacity.js';
 import { createLocalLayers, type LocalLayerOptions, type LocalLayers } from './local-providers.js';
 import { agentNetWarmPool } from './network/index.js';
@@ -12,6 +13,8 @@ export interface LocalAgentOptions extends Omit<LocalLayerOptions, 'log'> {
   listen: { host: string; port: number };
   /** Ready capsules kept per template (default none). */
   warmPool?: Record<string, number>;
+  /** Serve TLS (remote agents; see agent.ts). Default plain. */
+  tls?: AgentTlsSource;
   log: pino.Logger;
 }
 
@@ -23,7 +26,7 @@ export interface LocalAgent {
 }
 
 export async function startLocalAgent(o: LocalAgentOptions): Promise<LocalAgent> {
-  const { dataDir, listen, warmPool, log, ...layerOptions } = o;
+  const { dataDir, listen, warmPool, tls, log, ...layerOptions } = o;
   const layers = await createLocalLayers(dataDir, {
     ...layerOptions,
     network: { warmPool: agentNetWarmPool(), ...(o.network ?? {}) },
@@ -36,6 +39,7 @@ export async function startLocalAgent(o: LocalAgentOptions): Promise<LocalAgent>
       dataDir,
       listen,
       ...(warmPool ? { warmPool } : {}),
+      ...(tls ? { tls } : {}),
       log: (level, msg, data) => log[level](data ?? {}, msg),
     });
   } catch (err) {
@@ -48,6 +52,7 @@ export async function startLocalAgent(o: LocalAgentOptions): Promise<LocalAgent>
       hostId: agent.hostId,
       dataDir,
       secret: agent.secretSource.source === 'env' ? 'WRENN_AGENT_SECRET' : agent.secretSource.file,
+      ...(agent.tls ? { tlsCertSha256: agent.tls.fingerprint256 } : {}),
       runtimes: [...layers.runtimes.keys()],
       defaultRuntime: layers.defaultRuntime,
       why: layers.runtimeReasons,

@@ -1,5 +1,5 @@
-// Connect clients to the host agents, one HTTP/2 (h2c) session per host, each presenting the
-// host's agent secret (Authorization: Bearer). This pool carries RPCs only; the sandbox proxy has
+// Connect clients to the host agents, one HTTP/2 session per host (h2c, or h2 over TLS pinned to
+// the certificate the agent registered), each presenting the host's agent secret (Authorization: Bearer). This pool carries RPCs only; the sandbox proxy has
 // its own HTTP/1.1 transport so browser traffic never competes with PTY and exec streams for the
 // same connection's flow control. An agent running in this process (`wrenn up`) is called directly
 // (in-process-client.ts, no credential needed) unless WRENN_LOCAL_AGENT_RPC=http. Either way calls
@@ -19,6 +19,8 @@ export interface AgentEndpoint {
   address: string;
   /** What the agent demands; null for a host registered before agents required one (its calls get 401). */
   agentSecret: string | null;
+  /** The certificate an https:// agent registered (PEM): the only one its connections accept. */
+  agentTlsCert?: string | null;
 }
 
 export class AgentPool {
@@ -31,21 +33,26 @@ export class AgentPool {
     this.inProcess.set(hostId, withDomainErrors(createInProcessClient(HostAgentService, impl)));
   }
 
-  /** The client for a host's agent, created on first use (and again when its address or secret changed). */
+  /** The client for a host's agent, created on first use (and again when its address, secret or certificate changed). */
   client(host: AgentEndpoint): AgentClient {
     const local = this.inProcess.get(host.id);
     if (local) return local;
-    const key = `${host.address} ${host.agentSecret ?? ''}`;
+    const key = `${host.address} ${host.agentSecret ?? ''} ${host.agentTlsCert ?? ''}`;
     const have = this.clients.get(host.id);
     if (have && have.key === key) return have.client;
     const client = withDomainErrors(
-      createAgentClient(host.address, host.agentSecret ?? '', {
-        httpVersion: '2',
-        useBinaryFormat: true,
-        // Keep the HTTP/2 session warm; a new session costs a round trip on the create path.
-        pingIntervalMs: 30_000,
-        idleConnectionTimeoutMs: 15 * 60_000,
-      }),
+      createAgentClient(
+        host.address,
+        host.agentSecret ?? '',
+        {
+          httpVersion: '2',
+          useBinaryFormat: true,
+          // Keep the HTTP/2 session warm; a new session costs a round trip on the create path.
+          pingIntervalMs: 30_000,
+          idleConnectionTimeoutMs: 15 * 60_000,
+        },
+        host.agentTlsCert,
+      ),
     );
     this.clients.set(host.id, { key, client });
     return client;

@@ -38,6 +38,8 @@ export interface HostsTable {
   registration_token_hash: string | null;
   /** What the host agent demands of callers (Authorization: Bearer); null: none known. */
   agent_secret: string | null;
+  /** The certificate the agent registered (PEM), pinned on every connection to it; null: plain HTTP. */
+  agent_tls_cert: string | null;
   /** More capsules the host said it can take (null: never reported); why none, when it can take none. */
   capsule_room: number | null;
   full_reason: string | null;

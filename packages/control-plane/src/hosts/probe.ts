@@ -56,10 +56,19 @@ export async function probeHost(agents: AgentPool, host: AgentEndpoint, timeoutM
 
 /**
  * One call over a throw-away HTTP/1.1 transport: nothing lingers for an address that may be wrong.
- * With the agent's secret, so a wrong secret fails here (unauthenticated) rather than on every call later.
+ * With the agent's secret, so a wrong secret fails here (unauthenticated) rather than on every call
+ * later; and, for an https:// agent, pinned to `tlsCert`, so the registration is refused unless the
+ * agent at that address serves the certificate it sent (before the secret goes out).
  */
-export async function probeAddress(address: string, secret: string, timeoutMs: number): Promise<HostInfo> {
-  const client = withDomainErrors(createAgentClient(address, secret, { httpVersion: '1.1', useBinaryFormat: true }));
+export async function probeAddress(
+  address: string,
+  secret: string,
+  timeoutMs: number,
+  tlsCert?: string | null,
+): Promise<HostInfo> {
+  const client = withDomainErrors(
+    createAgentClient(address, secret, { httpVersion: '1.1', useBinaryFormat: true }, tlsCert),
+  );
   return toHostInfo(await client.getHostInfo({}, { timeoutMs }));
 }
 

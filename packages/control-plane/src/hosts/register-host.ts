@@ -1,7 +1,8 @@
 // Admits a host agent that presented a one-time token. The host keeps the id the agent itself
 // reports (GetHostInfo.host_id), as `wrenn up` does for its local agent, so logs and the agent's
 // /health name the same host. An agent registering again (new token, maybe a new address) keeps
-// its record; so does a different agent taking over a known address.
+// its record; so does a different agent taking over a known address. Registering again is also how
+// an agent's new TLS certificate becomes the pinned one (the token vouches for it).
 import type { Kysely } from 'kysely';
 import { sha256Hex } from '../auth/hash.js';
 import { consumeHostToken } from '../auth/host-tokens.js';
@@ -20,6 +21,8 @@ export interface HostRegistration {
   memoryMb: number;
   /** What the agent demands of callers (checked against it by the caller). */
   agentSecret: string;
+  /** The certificate an https:// agent serves (PEM), pinned from now on; null for a plain agent. */
+  agentTlsCert: string | null;
 }
 
 export async function admitHost(db: Kysely<Database>, r: HostRegistration): Promise<{ host: Host; created: boolean }> {
@@ -37,7 +40,13 @@ export async function admitHost(db: Kysely<Database>, r: HostRegistration): Prom
     if (existing) {
       await trx
         .updateTable('hosts')
-        .set({ registration_token_hash: tokenHash, address: r.address, agent_secret: r.agentSecret, status: 'online' })
+        .set({
+          registration_token_hash: tokenHash,
+          address: r.address,
+          agent_secret: r.agentSecret,
+          agent_tls_cert: r.agentTlsCert,
+          status: 'online',
+        })
         .where('id', '=', existing.id)
         .execute();
       const host = await recordHeartbeat(trx, existing.id, {
@@ -55,6 +64,7 @@ export async function admitHost(db: Kysely<Database>, r: HostRegistration): Prom
       memoryMb: r.memoryMb,
       registrationTokenHash: tokenHash,
       agentSecret: r.agentSecret,
+      agentTlsCert: r.agentTlsCert,
     });
     return { host, created: true };
   });

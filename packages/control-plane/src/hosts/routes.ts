@@ -1,7 +1,7 @@
 // Host routes (a Fastify plugin, registered by server.ts): admins create one-time registration
 // tokens; a host agent spends one to register its address and capacity.
 //   POST /v1/hosts/tokens    (admin key)  {ttl_sec?}                                   -> 201 {id, token, expires_at}
-//   POST /v1/hosts/register  (the token)  {token, address, agent_secret, runtimes?, cpu_count?, memory_mb?, host_id?} -> 201 {host_id}
+//   POST /v1/hosts/register  (the token)  {token, address, agent_secret, agent_tls_cert?, runtimes?, cpu_count?, memory_mb?, host_id?} -> 201 {host_id}
 //   POST /v1/hosts/:id/drain   (admin key)  -> 200 host: no new capsules go there, its own stay
 //   POST /v1/hosts/:id/undrain (admin key)  -> 200 host: takes new capsules again
 //   PUT /v1/hosts/:id/warm-pool    (admin key)  {sizes: {template: count}} -> 200 host (the agent took them)
@@ -11,9 +11,12 @@
 // Registration first asks the agent at `address` for GetHostInfo, presenting `agent_secret`, so an
 // address the control plane cannot reach, or a secret that agent does not take, is refused at once;
 // the host keeps the id the agent reports, and the secret is what the control plane sends on every
-// later call to it.
+// later call to it. An https:// agent sends the certificate it serves (agent_tls_cert): the probe
+// already accepts only that certificate (trust on first registration, vouched for by the token),
+// and every later connection to the agent is pinned to it (host-agent auth/pinned-tls.ts).
 
 import { type Static, Type } from '@sinclair/typebox';
+import { agentTlsCode, certificateFingerprint } from '@wrenn/host-agent/client';
 import { InvalidArgumentError, NotFoundError, UnauthenticatedError, UnavailableError } from '@wrenn/protocol';
 import type { FastifyPluginAsync } from 'fastify';
 import { HostSchema, hostJson } from '../api/native/schemas.js';
@@ -27,7 +30,9 @@ import { admitHost } from './register-host.js';
 import { agentWarmPoolSizes, applyWarmPool, normalTargets } from './warm-pool.js';
 
 const MAX_TOKEN_TTL_SEC = 30 * 24 * 3600;
-const REGISTER_BODY_LIMIT = 16 * 1024;
+/** Room for a certificate (PEM) besides the rest. */
+const REGISTER_BODY_LIMIT = 32 * 1024;
+const MAX_CERT_PEM = 16 * 1024;
 /** How long registration waits for the agent to answer GetHostInfo at the address it gave. */
 const REGISTER_PROBE_TIMEOUT_MS = 5_000;
 
@@ -68,6 +73,14 @@ const RegisterRequest = Type.Object(
       description:
         'The secret the agent demands of its callers (its <data dir>/agent-secret or WRENN_AGENT_SECRET); the control plane presents it on every call',
     }),
+    agent_tls_cert: Type.Optional(
+      Type.String({
+        minLength: 1,
+        maxLength: MAX_CERT_PEM,
+        description:
+          'With an https:// address: the certificate the agent serves (PEM). The control plane accepts only this certificate from the agent from now on; a new one needs a new registration',
+      }),
+    ),
   },
   { additionalProperties: false },
 );
@@ -91,6 +104,26 @@ function agentAddress(raw: string): string {
     );
   }
   return `${u.protocol}//${u.host}`;
+}
+
+/** The certificate to pin for `address`: required with https://, refused with http://. */
+function agentCertificate(address: string, pem: string | undefined): string | null {
+  const https = address.startsWith('https:');
+  if (!https) {
+    if (pem !== undefined)
+      throw new InvalidArgumentError(
+        `agent_tls_cert was sent but address ${address} is http://; an agent that serves TLS registers an https:// address`,
+      );
+    return null;
+  }
+  if (pem === undefined)
+    throw new InvalidArgumentError(
+      `address ${address} is https:// but agent_tls_cert is missing: send the certificate the agent serves (PEM), which the control plane pins`,
+    );
+  const blocks = pem.match(/-----BEGIN CERTIFICATE-----/g)?.length ?? 0;
+  if (blocks !== 1 || !certificateFingerprint(pem))
+    throw new InvalidArgumentError("agent_tls_cert must be one PEM certificate (the agent's own, without its chain)");
+  return pem;
 }
 
 async function tokenUsable(ctx: ControlPlaneContext, token: string): Promise<boolean> {
@@ -267,6 +300,7 @@ export const hostRoutes: FastifyPluginAsync<{ ctx: ControlPlaneContext }> = asyn
     async (req, reply) => {
       const body = req.body as RegisterBody;
       const address = agentAddress(body.address);
+      const agentTlsCert = agentCertificate(address, body.agent_tls_cert);
       // Check the token before contacting the address, so nobody without a token makes us dial out.
       if (!(await tokenUsable(ctx, body.token))) {
         throw new UnauthenticatedError(
@@ -275,11 +309,17 @@ export const hostRoutes: FastifyPluginAsync<{ ctx: ControlPlaneContext }> = asyn
       }
       let info: Awaited<ReturnType<typeof probeAddress>>;
       try {
-        info = await probeAddress(address, body.agent_secret, REGISTER_PROBE_TIMEOUT_MS);
+        info = await probeAddress(address, body.agent_secret, REGISTER_PROBE_TIMEOUT_MS, agentTlsCert);
       } catch (err) {
         if (err instanceof UnauthenticatedError) {
           throw new InvalidArgumentError(
             `the agent at ${address} refused agent_secret: send the secret that agent uses (its <data dir>/agent-secret or WRENN_AGENT_SECRET)`,
+          );
+        }
+        const tlsCode = agentTlsCode(err);
+        if (tlsCode) {
+          throw new InvalidArgumentError(
+            `the agent at ${address} does not serve the certificate sent as agent_tls_cert (${tlsCode}); nothing was sent to it: send the certificate that agent serves (its <data dir>/agent-tls/agent.crt, or its --tls-cert), or check the address`,
           );
         }
         throw new InvalidArgumentError(
@@ -299,9 +339,28 @@ export const hostRoutes: FastifyPluginAsync<{ ctx: ControlPlaneContext }> = asyn
         cpuCount: body.cpu_count ?? info.cpuCount,
         memoryMb: body.memory_mb ?? info.memoryMb,
         agentSecret: body.agent_secret,
+        agentTlsCert,
       });
       ctx.agents.forget(host.id);
-      ctx.log.info({ hostId: host.id, address, runtimes: host.runtimes, created }, 'host registered');
+      // Its capsules' proxy targets carry the old address and certificate: looked up afresh here
+      // (other replicas' entries expire within seconds: proxy/targets.ts TTL).
+      const onHost = await ctx.database.db
+        .selectFrom('capsules')
+        .select('id')
+        .where('host_id', '=', host.id)
+        .where('state', '!=', 'stopped')
+        .execute();
+      for (const c of onHost) ctx.evictProxy(c.id);
+      ctx.log.info(
+        {
+          hostId: host.id,
+          address,
+          runtimes: host.runtimes,
+          created,
+          ...(agentTlsCert ? { tlsCertSha256: certificateFingerprint(agentTlsCert) } : {}),
+        },
+        'host registered',
+      );
       return reply.status(201).send({ host_id: host.id });
     },
   );

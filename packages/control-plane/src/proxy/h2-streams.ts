@@ -4,13 +4,16 @@
 // Response) plus an http.request per stream were most of the proxy's per-request cost over h2
 // (bench/proxy-tls: 0.17 of direct). What this does not take (path routing, whose redirects are
 // rewritten; a request with disagreeing :authority and host; signed /files URLs; anything not for a
-// capsule) goes to the compatibility path as before (sandbox-proxy.ts handle()).
+// capsule) goes to the compatibility path as before (sandbox-proxy.ts handle()). A hop to an agent
+// that serves TLS goes through a pool of its own, pinned to that agent's certificate.
 import http2 from 'node:http2';
 import { PassThrough } from 'node:stream';
 import {
+  agentTlsFailure,
   type GuestFailure,
   guestErrorBody,
   HOP_BY_HOP,
+  type PinnedTlsOptions,
   portNotOpen,
   proxyFailure,
   RESPONSE_HOP_BY_HOP,
@@ -73,6 +76,17 @@ function remoteOf(session: http2.Http2Session | undefined): string | undefined {
 export function createH2StreamRelay(deps: H2StreamDeps): H2StreamRelay {
   // Idle keep-alive connections close after 4 s (undici's default), so a gone capsule keeps none.
   const pools = new Agent({ connections: 256, pipelining: 1 });
+  // One pool per pinned agent certificate (pinnedTls() memoizes its options per certificate).
+  const tlsPools = new Map<PinnedTlsOptions, Agent>();
+  const poolFor = (t: ResolvedTarget): Agent => {
+    if (!t.tls) return pools;
+    let p = tlsPools.get(t.tls);
+    if (!p) {
+      p = new Agent({ connections: 256, pipelining: 1, connect: { ...t.tls } });
+      tlsPools.set(t.tls, p);
+    }
+    return p;
+  };
 
   function forward(
     stream: http2.ServerHttp2Stream,
@@ -120,9 +134,9 @@ export function createH2StreamRelay(deps: H2StreamDeps): H2StreamRelay {
       if (gone) return;
       let started = false;
       let answered = false;
-      pools.dispatch(
+      poolFor(t).dispatch(
         {
-          origin: `http://${t.host}:${t.port}`,
+          origin: `${t.tls ? 'https' : 'http'}://${t.host}:${t.port}`,
           path: t.pathPrefix + route.path,
           method: method as Dispatcher.HttpMethod,
           headers: out,
@@ -165,6 +179,8 @@ export function createH2StreamRelay(deps: H2StreamDeps): H2StreamRelay {
               return;
             }
             if (started) return void stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+            const pinned = t.tls ? agentTlsFailure(err, `https://${t.host}:${t.port}`) : undefined;
+            if (pinned) return respondFailure(stream, proxyFailure(502, pinned, route.capsuleId));
             respondFailure(
               stream,
               portNotOpen(
@@ -209,6 +225,8 @@ export function createH2StreamRelay(deps: H2StreamDeps): H2StreamRelay {
     },
     close() {
       void pools.destroy().catch(() => undefined);
+      for (const p of tlsPools.values()) void p.destroy().catch(() => undefined);
+      tlsPools.clear();
     },
   };
 }

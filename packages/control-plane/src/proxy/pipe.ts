@@ -15,10 +15,14 @@
 // relay.ts) as this file does, and hands the connection back here (deps.relay's handback) for any
 // request it does not take (another route, an upgrade, unusual framing), when the upstream closes
 // between requests, and when the capsule is paused (relayYieldGroup), so the next request gets
-// this path's answer (409, or a resume).
+// this path's answer (409, or a resume). An upstream that is TLS (a remote host agent's port,
+// pinned to its registered certificate) stays on this path: the relay moves bytes between file
+// descriptors, and those of a TLS socket are encrypted.
 import http from 'node:http';
 import net from 'node:net';
+import tls from 'node:tls';
 import {
+  agentTlsFailure,
   type GuestFailure,
   guestErrorResponse,
   portNotOpen,
@@ -114,6 +118,8 @@ export class PipedConnection {
   private clientOut: Buffer | undefined;
   private upstream: net.Socket | undefined;
   private upKey = '';
+  /** The upstream is a TLS socket (never handed to the relay). */
+  private upTls = false;
   private upCapsule = '';
   private untrack: (() => void) | undefined;
   private readonly inFlight: InFlight[] = [];
@@ -342,7 +348,12 @@ export class PipedConnection {
     // A private capsule's requests each need their token checked, a masked one's host replaced:
     // the relay thread does neither, so they stay on this path.
     return (
-      this.deps.relay !== undefined && t.pathPrefix === '' && this.req !== 'await-upgrade' && !t.guarded && !t.maskHost
+      this.deps.relay !== undefined &&
+      !t.tls &&
+      t.pathPrefix === '' &&
+      this.req !== 'await-upgrade' &&
+      !t.guarded &&
+      !t.maskHost
     );
   }
 
@@ -368,7 +379,7 @@ export class PipedConnection {
   /** Gives the connection and its upstream to the relay, after the bytes JS still holds. */
   private pin(idleMs: number, http?: RelayHttp): void {
     const up = this.upstream;
-    if (!up || this.closed || !this.deps.relay) return;
+    if (!up || this.closed || !this.deps.relay || this.upTls) return;
     this.flushClient();
     // Without HTTP mode, unframed from here on: what the client sent after the routed head follows it as is.
     if (!http && this.pending.length > 0) up.write(this.pending);
@@ -459,13 +470,16 @@ export class PipedConnection {
     if (this.closed) return;
     this.upstream?.destroy();
     this.upstream = undefined;
-    const up = net.connect({ host: t.host, port: t.port });
+    const up: net.Socket = t.tls
+      ? tls.connect({ host: t.host, port: t.port, ...t.tls, ALPNProtocols: ['http/1.1'] })
+      : net.connect({ host: t.host, port: t.port });
     let connected = false;
-    up.once('connect', () => {
+    up.once(t.tls ? 'secureConnect' : 'connect', () => {
       connected = true;
       if (this.closed) return void up.destroy();
       up.setNoDelay(true);
       this.upstream = up;
+      this.upTls = t.tls !== undefined;
       this.upKey = key;
       this.upCapsule = capsuleId;
       this.upPending = EMPTY;
@@ -483,6 +497,8 @@ export class PipedConnection {
         setTimeout(() => this.dial(t, key, capsuleId, port, n + 1, then), this.deps.backoffMs * (n + 1));
         return;
       }
+      const pinned = t.tls ? agentTlsFailure(err, `https://${t.host}:${t.port}`) : undefined;
+      if (pinned) return this.refuse(proxyFailure(502, pinned, capsuleId));
       this.refuse(
         portNotOpen(
           capsuleId,
@@ -594,7 +610,7 @@ export class PipedConnection {
       this.req = 'tunnel';
       this.client.setTimeout(0);
       // A tunnel's upstream is fixed: the relay carries it (no idle timeout, like the JS tunnel).
-      if (this.deps.relay) {
+      if (this.deps.relay && !this.upTls) {
         this.pin(0);
         return false;
       }

@@ -17,6 +17,7 @@ import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
 import {
   createProxyAgent,
+  createTlsProxyAgent,
   forwardHttp,
   forwardUpgrade,
   type GuestFailure,
@@ -81,6 +82,7 @@ export function createSandboxProxy(ctx: ControlPlaneContext, opts: { headersTime
   const headersTimeoutMs = opts.headersTimeoutMs ?? HEADERS_TIMEOUT_MS;
   const groupPrefix = `proxy${++proxies}/`;
   const agent = createProxyAgent();
+  const tlsAgent = createTlsProxyAgent();
   const targets = new ProxyTargets(ctx);
   // Open proxied exchanges per capsule: when the capsule goes, its connections go too (a vanished
   // namespace never sends a FIN, so they would otherwise hang until TCP keepalive gives up).
@@ -225,6 +227,7 @@ export function createSandboxProxy(ctx: ControlPlaneContext, opts: { headersTime
         host: found.host,
         port: found.port,
         path: found.pathPrefix + route.path,
+        ...(found.tls ? { tls: found.tls } : {}),
         ...(found.headers || found.maskHost
           ? { headers: { ...found.headers, ...(found.maskHost ? { host: found.maskHost } : {}) } }
           : {}),
@@ -245,6 +248,7 @@ export function createSandboxProxy(ctx: ControlPlaneContext, opts: { headersTime
         if (authority && !t.target.headers?.host) t.target.headers = { ...t.target.headers, host: authority };
         forwardHttp(req, res, t.target, {
           agent,
+          tlsAgent,
           locationPrefix: t.locationPrefix,
           attempts: 3,
           backoffMs: 100,
@@ -342,6 +346,7 @@ export function createSandboxProxy(ctx: ControlPlaneContext, opts: { headersTime
     close: () => {
       closed = true;
       agent.destroy();
+      tlsAgent.destroy();
       h2streams.close();
       for (const s of owned) s.destroy();
       owned.clear();

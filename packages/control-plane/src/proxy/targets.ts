@@ -3,7 +3,14 @@
 // the capsule goes away or changes state.
 
 import { timingSafeEqual } from 'node:crypto';
-import { AGENT_SECRET_HEADER, type GuestFailure, proxyFailure, sandboxNotFound } from '@wrenn/host-agent/client';
+import {
+  AGENT_SECRET_HEADER,
+  type GuestFailure,
+  type PinnedTlsOptions,
+  pinnedTls,
+  proxyFailure,
+  sandboxNotFound,
+} from '@wrenn/host-agent/client';
 import { ENVD_PORT, maskedHost, TRAFFIC_ACCESS_TOKEN_HEADER } from '@wrenn/protocol/contract';
 import type { ControlPlaneContext } from '../context.js';
 import { isCapsuleId } from '../ids.js';
@@ -23,6 +30,8 @@ export interface ResolvedTarget {
   maskHost?: string;
   /** A private capsule's port: each request's token is checked (see ProxyTargets.lookup). */
   guarded?: boolean;
+  /** The hop is TLS to the capsule's agent, pinned to the certificate it registered. */
+  tls?: PinnedTlsOptions;
 }
 
 /** Why a request cannot be proxied, in E2B's shape (guest-errors.ts). */
@@ -35,6 +44,8 @@ export interface ProxyTargetInfo {
   agentUrl: string;
   /** The secret the host's agent demands (sent as X-Wrenn-Agent-Secret on its /proxy routes). */
   agentSecret?: string | null;
+  /** The certificate the host's agent registered (PEM), when it serves TLS. */
+  agentTlsCert?: string | null;
   /** The capsule's own address, for capsules of a host agent on this machine. */
   capsuleAddress?: string;
   /** Demanded on its ports when public traffic is off (E2B's allowPublicTraffic: false). */
@@ -97,6 +108,7 @@ export class ProxyTargets {
           'capsules.host_id as hostId',
           'hosts.address as agentUrl',
           'hosts.agent_secret as agentSecret',
+          'hosts.agent_tls_cert as agentTlsCert',
           'capsules.auto_resume as autoResume',
           'capsules.team_id as teamId',
           'capsules.traffic_access_token as trafficToken',
@@ -113,6 +125,7 @@ export class ProxyTargets {
         hostId: row.hostId ?? '',
         agentUrl: row.agentUrl,
         agentSecret: row.agentSecret,
+        agentTlsCert: row.agentTlsCert,
         autoResume: Number(row.autoResume) !== 0,
         teamId: row.teamId,
         trafficToken: row.trafficToken ?? null,
@@ -120,7 +133,12 @@ export class ProxyTargets {
         at: Date.now(),
       };
       if (this.ctx.localHostIds.has(e.hostId)) {
-        const agent = this.ctx.agents.client({ id: e.hostId, address: e.agentUrl, agentSecret: e.agentSecret ?? null });
+        const agent = this.ctx.agents.client({
+          id: e.hostId,
+          address: e.agentUrl,
+          agentSecret: e.agentSecret ?? null,
+          agentTlsCert: e.agentTlsCert ?? null,
+        });
         const cap = await agent.getCapsule({ id: capsuleId }).catch(() => undefined);
         if (cap?.capsule?.address) e.capsuleAddress = cap.capsule.address;
       }
@@ -189,11 +207,20 @@ function answer(capsuleId: string, port: number, e: Entry): ResolvedTarget | Fai
   };
   if (e.capsuleAddress) return { host: e.capsuleAddress, port, pathPrefix: '', ...guards };
   const u = new URL(e.agentUrl);
+  const secure = u.protocol === 'https:';
+  // An https:// agent without a registered certificate is refused rather than trusted blindly.
+  if (secure && !e.agentTlsCert)
+    return proxyFailure(
+      502,
+      `host ${e.hostId} serves TLS but registered no certificate to pin; register its agent again`,
+      capsuleId,
+    );
   return {
     host: u.hostname.replace(/^\[|\]$/g, ''),
-    port: Number(u.port || 80),
+    port: Number(u.port || (secure ? 443 : 80)),
     pathPrefix: `/proxy/${capsuleId}/${port}`,
     headers: { [AGENT_SECRET_HEADER]: e.agentSecret ?? '' },
+    ...(secure && e.agentTlsCert ? { tls: pinnedTls(e.agentTlsCert) } : {}),
     ...guards,
   };
 }

@@ -165,6 +165,7 @@ function primeRoute(ctx: ControlPlaneContext, c: Capsule, host: Host, address: s
     hostId: host.id,
     agentUrl: host.address,
     agentSecret: host.agentSecret,
+    agentTlsCert: host.agentTlsCert ?? null,
     trafficToken: c.trafficAccessToken,
     maskRequestHost: c.maskRequestHost,
     ...(ctx.localHostIds.has(host.id) && address ? { capsuleAddress: address } : {}),

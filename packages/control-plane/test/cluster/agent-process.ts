@@ -1,6 +1,7 @@
 // A host agent as its own process, for the cluster fixture: started inside a network namespace
 // (nsenter --net) so it has an address of its own, with its own data dir, cgroup parent and
-// capsule network names, and the shared template cache. Configured by environment variables;
+// capsule network names, and the shared template cache; with CLUSTER_AGENT_TLS=1 it serves TLS with
+// a certificate made under its data dir, as `wrenn agent` does. Configured by environment variables;
 // prints "ready <hostId>" on stdout once listening. SIGTERM closes it (capsules stay for the
 // next start to take back); SIGKILL leaves them running as a crashed agent would. With
 // CLUSTER_AGENT_DESTROY=1 it takes its capsules back, destroys them and its networks, and exits
@@ -31,6 +32,7 @@ const local = await startLocalAgent({
   },
   qemu: false,
   firecracker: false,
+  ...(process.env.CLUSTER_AGENT_TLS === '1' ? { tls: 'self-signed' as const } : {}),
   log: pino({ level: process.env.WRENN_TEST_LOG ?? 'warn' }),
 });
 if (process.env.CLUSTER_AGENT_DESTROY === '1') {

@@ -1,12 +1,14 @@
 // A cluster on one machine, all real processes: a throwaway PostgreSQL, `wrenn server` replicas on
 // loopback, host agents each in a network namespace of its own with its own address (a veth pair
 // per agent, 10.251.<i>.2 inside, 10.251.<i>.1 on the machine), and HAProxy in TCP mode in front
-// of the replicas. Agents register through the API with one-time tokens. stop() removes all of it
+// of the replicas. Agents serve TLS (their own self-signed certificates, pinned by the control
+// plane at registration, as `wrenn agent` does by default; `agentTls: false` for plain h2c) and
+// register through the API with one-time tokens. stop() removes all of it
 // (processes, capsules, namespaces, veths, data dirs, the PostgreSQL data dir) and is also run on
 // a failed start.
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -32,6 +34,8 @@ export interface ClusterAgent {
   address: string;
   hostId: string;
   secret: string;
+  /** The certificate it serves and registered (PEM); undefined for a plain agent. */
+  tlsCert: string | undefined;
   dataDir: string;
   proc: ChildProcess | undefined;
   start(): Promise<void>;
@@ -123,7 +127,8 @@ async function post(url: string, body: unknown, key?: string): Promise<Record<st
   return j;
 }
 
-export async function startCluster(o: { replicas: number; agents: number }): Promise<Cluster> {
+export async function startCluster(o: { replicas: number; agents: number; agentTls?: boolean }): Promise<Cluster> {
+  const agentTls = o.agentTls ?? true;
   const root = mkdtempSync(join(tmpdir(), 'wrenn-cluster-'));
   const id = randomBytes(2).toString('hex');
   const stops: (() => Promise<void> | void)[] = [() => rmSync(root, { recursive: true, force: true })];
@@ -220,14 +225,16 @@ export async function startCluster(o: { replicas: number; agents: number }): Pro
         CLUSTER_AGENT_DIR: dataDir,
         CLUSTER_AGENT_HOST: `${subnet}.2`,
         CLUSTER_AGENT_PORT: String(AGENT_PORT),
+        ...(agentTls ? { CLUSTER_AGENT_TLS: '1' } : {}),
       };
       const a: ClusterAgent = {
         index: i,
         tag,
         netns,
-        address: `http://${subnet}.2:${AGENT_PORT}`,
+        address: `${agentTls ? 'https' : 'http'}://${subnet}.2:${AGENT_PORT}`,
         hostId: '',
         secret,
+        tlsCert: undefined,
         dataDir,
         proc: undefined,
         async start() {
@@ -239,6 +246,7 @@ export async function startCluster(o: { replicas: number; agents: number }): Pro
           const m = await waitLine(p, /ready (\S+)/, `agent ${i}`);
           drain(p, `agent${i}`);
           this.hostId = m[1] as string;
+          if (agentTls) this.tlsCert = readFileSync(join(dataDir, 'agent-tls', 'agent.crt'), 'utf8');
         },
         async kill(signal) {
           await killProc(this.proc, signal);
@@ -248,7 +256,12 @@ export async function startCluster(o: { replicas: number; agents: number }): Pro
       stops.push(() => destroyAgentLeftovers(a, agentEnv));
       await a.start();
       const token = (await post(`${balancerUrl}/v1/hosts/tokens`, {}, adminKey)).token as string;
-      await post(`${balancerUrl}/v1/hosts/register`, { token, address: a.address, agent_secret: secret });
+      await post(`${balancerUrl}/v1/hosts/register`, {
+        token,
+        address: a.address,
+        agent_secret: secret,
+        ...(a.tlsCert ? { agent_tls_cert: a.tlsCert } : {}),
+      });
       agents.push(a);
     }
     return { pg, databaseUrl, adminKey, replicas, agents, balancerUrl, stop };

@@ -1,9 +1,12 @@
 // One TCP port that speaks HTTP/1.1 and cleartext HTTP/2 (h2c with prior knowledge): each
-// connection's first bytes are peeked and the socket handed to the matching Node server.
+// connection's first bytes are peeked and the socket handed to the matching Node server. With
+// `tls` (a remote host agent) the port speaks TLS instead, and ALPN picks the server: h2, else
+// HTTP/1.1 (clients that offer no ALPN, like a plain TLS socket, get HTTP/1.1).
 import http from 'node:http';
 import type http2 from 'node:http2';
 import { createRequire } from 'node:module';
 import net from 'node:net';
+import type tls from 'node:tls';
 
 const H2_PREFACE = 'PRI * HTTP/2.0';
 
@@ -22,7 +25,14 @@ export interface DualListener {
 
 export async function listenDual(
   handler: DualHandler,
-  opts: { port: number; host: string; headersTimeoutMs?: number; keepAliveTimeoutMs?: number },
+  opts: {
+    port: number;
+    host: string;
+    headersTimeoutMs?: number;
+    keepAliveTimeoutMs?: number;
+    /** Serve TLS with this certificate (PEM, leaf first) and key. */
+    tls?: { cert: Buffer; key: Buffer };
+  },
 ): Promise<DualListener> {
   const h1 = http.createServer(
     { keepAliveTimeout: opts.keepAliveTimeoutMs ?? 620_000, headersTimeout: opts.headersTimeoutMs ?? 10_000 },
@@ -39,21 +49,41 @@ export async function listenDual(
     return h2;
   };
   const sockets = new Set<net.Socket>();
-  const listener = net.createServer({ noDelay: true }, (socket) => {
+  const track = (socket: net.Socket) => {
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
-    socket.once('readable', function route() {
-      const head: Buffer | null = socket.read();
-      if (head === null) {
-        socket.once('readable', route);
-        return;
-      }
-      socket.unshift(head);
-      const n = Math.min(head.length, H2_PREFACE.length);
-      const isH2 = head.toString('latin1', 0, n) === H2_PREFACE.slice(0, n);
-      (isH2 ? h2Server() : h1).emit('connection', socket);
-    });
-  });
+  };
+  const listener = opts.tls
+    ? // Loaded only here: envd (plain) never pays for node:tls.
+      (createRequire(import.meta.url)('node:tls') as typeof tls).createServer(
+        {
+          cert: opts.tls.cert,
+          key: opts.tls.key,
+          ALPNProtocols: ['h2', 'http/1.1'],
+          handshakeTimeout: opts.headersTimeoutMs ?? 10_000,
+          noDelay: true,
+        },
+        (socket) => {
+          track(socket);
+          (socket.alpnProtocol === 'h2' ? h2Server() : h1).emit('connection', socket);
+        },
+      )
+    : net.createServer({ noDelay: true }, (socket) => {
+        track(socket);
+        socket.once('readable', function route() {
+          const head: Buffer | null = socket.read();
+          if (head === null) {
+            socket.once('readable', route);
+            return;
+          }
+          socket.unshift(head);
+          const n = Math.min(head.length, H2_PREFACE.length);
+          const isH2 = head.toString('latin1', 0, n) === H2_PREFACE.slice(0, n);
+          (isH2 ? h2Server() : h1).emit('connection', socket);
+        });
+      });
+  // A failed handshake (a client that does not trust this certificate, a port scan) just closes.
+  if (opts.tls) (listener as tls.Server).on('tlsClientError', (_err, socket) => socket.destroy());
   await new Promise<void>((resolve, reject) => {
     listener.once('error', reject);
     listener.listen({ port: opts.port, host: opts.host }, () => resolve());

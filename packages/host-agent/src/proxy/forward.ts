@@ -1,9 +1,12 @@
 // HTTP/1.1 reverse-proxy primitives shared by the host agent's port proxy and the control plane's
 // sandbox proxy. Proxy traffic always uses its own keep-alive agent, never the RPC transport, so a
-// busy web app in a capsule cannot starve terminal and exec streams.
+// busy web app in a capsule cannot starve terminal and exec streams. A hop to a host agent that
+// serves TLS carries that agent's pinned certificate (target.tls, auth/pinned-tls.ts).
 import http from 'node:http';
+import https from 'node:https';
 import type { Duplex } from 'node:stream';
-import { guestErrorBody, guestErrorResponse, portNotOpen } from './guest-errors.js';
+import { agentTlsFailure, type PinnedTlsOptions } from '../auth/pinned-tls.js';
+import { type GuestFailure, guestErrorBody, guestErrorResponse, portNotOpen, proxyFailure } from './guest-errors.js';
 
 export interface ProxyTarget {
   host: string;
@@ -12,10 +15,14 @@ export interface ProxyTarget {
   path: string;
   /** Extra headers to set on the upstream request. */
   headers?: Record<string, string>;
+  /** The hop is TLS to a host agent, which must present this pinned certificate. */
+  tls?: PinnedTlsOptions;
 }
 
 export interface ForwardOptions {
   agent: http.Agent;
+  /** Keep-alive pool for targets with `tls` (createTlsProxyAgent). */
+  tlsAgent?: https.Agent;
   /** Prefix the client used (e.g. /proxy/cl-x/8080); redirects from upstream are rewritten under it. */
   locationPrefix?: string;
   /** Dial attempts while a server is still starting (linear backoff). */
@@ -30,7 +37,10 @@ export interface Guest {
   port: number;
 }
 
-function closedPort(target: ProxyTarget, guest: Guest | undefined, err: NodeJS.ErrnoException) {
+function closedPort(target: ProxyTarget, guest: Guest | undefined, err: NodeJS.ErrnoException): GuestFailure {
+  // The hop to the agent failed its certificate check: say that, not "nothing answered".
+  const pinned = target.tls ? agentTlsFailure(err, `https://${target.host}:${target.port}`) : undefined;
+  if (pinned) return proxyFailure(502, pinned, guest?.sandboxId);
   const port = guest?.port ?? target.port;
   return portNotOpen(
     guest?.sandboxId,
@@ -72,6 +82,23 @@ export function createProxyAgent(): http.Agent {
     keepAliveMsecs: 30_000,
     timeout: 620_000,
   });
+}
+
+/** The same pool for TLS hops (to agents that serve TLS); sockets are pooled per pinned certificate. */
+export function createTlsProxyAgent(): https.Agent {
+  return new https.Agent({
+    keepAlive: true,
+    maxSockets: 256,
+    maxFreeSockets: 64,
+    keepAliveMsecs: 30_000,
+    timeout: 620_000,
+  });
+}
+
+/** http.request, or https.request with the target's pinned certificate. */
+function upstreamRequest(target: ProxyTarget, options: http.RequestOptions, tlsAgent?: https.Agent | false) {
+  if (!target.tls) return http.request(options);
+  return https.request({ ...options, ...target.tls, agent: options.agent === false ? false : (tlsAgent ?? false) });
 }
 
 function upstreamHeaders(req: http.IncomingMessage, target: ProxyTarget): http.OutgoingHttpHeaders {
@@ -135,18 +162,22 @@ export function forwardHttp(
   const attempt = (n: number) => {
     // Answered meanwhile (the proxy answers for a capsule that went while a dial was retried).
     if (res.headersSent || res.destroyed) return;
-    const up = http.request({
-      host: target.host,
-      port: target.port,
-      method: req.method,
-      path: target.path,
-      headers: upstreamHeaders(req, target),
-      agent: opts.agent,
-    });
+    const up = upstreamRequest(
+      target,
+      {
+        host: target.host,
+        port: target.port,
+        method: req.method,
+        path: target.path,
+        headers: upstreamHeaders(req, target),
+        agent: opts.agent,
+      },
+      opts.tlsAgent,
+    );
     let dialed = false;
     up.once('socket', (s) => {
       if (!s.connecting) dialed = true;
-      else s.once('connect', () => (dialed = true));
+      else s.once(target.tls ? 'secureConnect' : 'connect', () => (dialed = true));
     });
     let answered = false;
     up.on('response', (ur) => {
@@ -204,7 +235,7 @@ export function forwardUpgrade(
     const headers = upstreamHeaders(req, target);
     headers.connection = 'Upgrade';
     headers.upgrade = req.headers.upgrade ?? 'websocket';
-    const up = http.request({
+    const up = upstreamRequest(target, {
       host: target.host,
       port: target.port,
       method: req.method,

@@ -42,6 +42,8 @@ export interface Host {
   createdAt: Date;
   /** The secret the host's agent demands of every caller; null for a host registered without one. */
   agentSecret: string | null;
+  /** The TLS certificate its agent registered (PEM), pinned on every connection; null: plain HTTP. */
+  agentTlsCert?: string | null;
   /** Drained by an admin: takes no new capsules, keeps its own (independent of `status`). */
   draining?: boolean;
   /** The agent's last report of its warm pools; null (or absent) before it made one. */
@@ -60,6 +62,7 @@ export interface NewHost {
   /** sha256 hex of the registration token that admitted this host, if any. */
   registrationTokenHash?: string | null;
   agentSecret?: string | null;
+  agentTlsCert?: string | null;
 }
 
 export const toHost = (r: Selectable<HostsTable>): Host => ({
@@ -81,6 +84,7 @@ export const toHost = (r: Selectable<HostsTable>): Host => ({
   lastHeartbeatAt: toDateOrNull(r.last_heartbeat_at),
   createdAt: toDate(r.created_at),
   agentSecret: r.agent_secret ?? null,
+  agentTlsCert: r.agent_tls_cert ?? null,
   draining: Number(r.draining ?? 0) === 1,
   warmPools: r.warm_pools ? parseWarmPools(r.warm_pools) : null,
   warmPoolTarget: r.warm_pool_target ? parseJson<Record<string, number> | null>(r.warm_pool_target, null) : null,
@@ -126,6 +130,7 @@ export async function createHost(db: Kysely<Database>, input: NewHost): Promise<
     allocated_memory_mb: 0,
     registration_token_hash: input.registrationTokenHash ?? null,
     agent_secret: input.agentSecret ?? null,
+    agent_tls_cert: input.agentTlsCert ?? null,
     capsule_room: null,
     full_reason: null,
     last_heartbeat_at: now,

@@ -238,6 +238,7 @@ export async function createCapsule(
     hostId: host.id,
     agentUrl: host.address,
     agentSecret: host.agentSecret,
+    agentTlsCert: host.agentTlsCert ?? null,
     trafficToken: result.trafficAccessToken,
     maskRequestHost: result.maskRequestHost,
     ...(ctx.localHostIds.has(host.id) && made?.address ? { capsuleAddress: made.address } : {}),
