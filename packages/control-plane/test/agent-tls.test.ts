@@ -80,8 +80,7 @@ describe('agent link over TLS', () => {
   });
   after(async () => {
     try {
-      await extra?.destroy();
-      await sys?.close();
+      await sys?.close(); // destroys the extra agent too
     } finally {
       rmSync(scratch, { recursive: true, force: true });
     }

@@ -221,6 +221,7 @@ export async function startLive(o: {
         throw err;
       }
       let serving = true;
+      let destroyed = false;
       const port = cur.agent.port;
       const extra: ExtraAgent = {
         get agent() {
@@ -243,7 +244,14 @@ export async function startLive(o: {
           serving = true;
         },
         async destroy() {
-          if (!serving) cur = await mk(port);
+          // Once (sys.close() destroys every extra agent, a test may have already).
+          if (destroyed) return;
+          destroyed = true;
+          // A stopped agent is started again to take its capsules back (stop() below closes it).
+          if (!serving) {
+            cur = await mk(port);
+            serving = true;
+          }
           await cur.agent.manager.destroyAll();
           await extra.stop();
           await cur.layers.networkManager.removeAll().catch(() => undefined);
