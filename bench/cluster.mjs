@@ -5,7 +5,8 @@
 // `minimal` capsules are created through the balancer with the official e2b SDK, BENCH_C at a time
 // (default 20 and 4); reported: creates per second over the run and create p50/p99. Each capsule
 // is killed after the run. Also: how long a capsule change announced by one replica (LISTEN/NOTIFY)
-// takes to reach another (p50/p99 over 200), the cross-replica cache invalidation.
+// takes to reach another (p50/p99 over 200), the cross-replica cache invalidation. Agents serve
+// TLS, as `wrenn agent` does by default; BENCH_AGENT_TLS=0 runs them plain (h2c).
 // Run as root after `npm run build`.
 import { Sandbox } from 'e2b';
 import pino from 'pino';
@@ -17,11 +18,12 @@ import { latencyStats } from './lib/latency-stats.mjs';
 
 const N = Number(process.env.BENCH_N ?? 20);
 const C = Number(process.env.BENCH_C ?? 4);
+const agentTls = process.env.BENCH_AGENT_TLS !== '0';
 const shapes = (process.env.BENCH_SHAPES ?? '1x1,2x1,1x2,2x2,3x3').split(',').map((s) => s.split('x').map(Number));
 
 const results = [];
 for (const [replicas, agents] of shapes) {
-  const c = await startCluster({ replicas, agents });
+  const c = await startCluster({ replicas, agents, agentTls });
   try {
     const opts = { apiKey: e2bKeyOf(c.adminKey), apiUrl: c.balancerUrl, sandboxUrl: c.balancerUrl, timeoutMs: 600_000 };
     // One create first so templates and connections are warm.
@@ -45,6 +47,7 @@ for (const [replicas, agents] of shapes) {
     results.push({
       replicas,
       agents,
+      agentTls,
       concurrency: C,
       creates_per_s: Math.round((N / secs) * 100) / 100,
       create: latencyStats(times),
