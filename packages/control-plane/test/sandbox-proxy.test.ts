@@ -6,10 +6,12 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import http2 from 'node:http2';
+import https from 'node:https';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type TestContext, test } from 'node:test';
+import { loadAgentTls } from '@wrenn/host-agent';
 import { guestErrorBody, proxyFailure } from '@wrenn/host-agent/client';
 import { relayAvailable, relayStats } from '@wrenn/native';
 import { WebSocket, WebSocketServer } from 'ws';
@@ -106,9 +108,12 @@ function upstreamHandler(seen: Seen[]): http.RequestListener {
   };
 }
 
-async function startUpstream(t: TestContext, port = 0): Promise<Upstream> {
+async function startUpstream(t: TestContext, port = 0, tls?: { cert: Buffer; key: Buffer }): Promise<Upstream> {
   const seen: Seen[] = [];
-  const server = http.createServer({ keepAliveTimeout: 30_000 }, upstreamHandler(seen));
+  // With `tls`, it stands where a TLS-serving agent's /proxy endpoint would be.
+  const server = tls
+    ? https.createServer({ keepAliveTimeout: 30_000, ...tls }, upstreamHandler(seen))
+    : http.createServer({ keepAliveTimeout: 30_000 }, upstreamHandler(seen));
   const wss = new WebSocketServer({ noServer: true });
   server.on('upgrade', (req, socket, head) =>
     wss.handleUpgrade(req, socket, head, (ws) =>
@@ -137,7 +142,7 @@ async function startLive(
   t: TestContext,
   upstreamPort: number,
   states: Record<string, CapsuleState> = { a: 'running', b: 'running' },
-  opts: { tls?: boolean } = {},
+  opts: { tls?: boolean; agentTlsCert?: string } = {},
 ): Promise<Live> {
   const dataDir = mkdtempSync(join(tmpdir(), 'wrenn-proxy-test-'));
   let cp: RunningControlPlane | undefined;
@@ -157,7 +162,9 @@ async function startLive(
   const db = cp.ctx.database.db;
   const team = await createTeam(db, { name: 'proxy-test' });
   const host = await createHost(db, {
-    address: `http://127.0.0.1:${upstreamPort}`,
+    // A host whose agent serves TLS: every hop to it is pinned to this certificate.
+    address: `${opts.agentTlsCert ? 'https' : 'http'}://127.0.0.1:${upstreamPort}`,
+    ...(opts.agentTlsCert ? { agentTlsCert: opts.agentTlsCert } : {}),
     runtimes: ['namespace'],
     cpuCount: 2,
     memoryMb: 1024,
@@ -845,4 +852,76 @@ test("the relay's HTTP mode: a request head not finished within 10 s between req
   assert.equal(r.status, 408);
   assert.equal(r.body, HEAD_TIMEOUT_BODY);
   await c.closed();
+});
+
+test('to a host whose agent serves TLS every path is pinned to its registered certificate', async (t) => {
+  const certs = mkdtempSync(join(tmpdir(), 'wrenn-proxy-agent-tls-'));
+  t.after(() => rmSync(certs, { recursive: true, force: true }));
+  const served = loadAgentTls('self-signed', join(certs, 'served'), '127.0.0.1');
+  const other = loadAgentTls('self-signed', join(certs, 'other'), '127.0.0.1');
+  const up = await startUpstream(t, 0, { cert: served.cert, key: served.key });
+  const mismatch = /did not present the TLS certificate it registered with/;
+  const viaHttp1 = async (live: Live, path: string) => {
+    const r = await fetch(`http://127.0.0.1:${live.port}${path}`, {
+      headers: { 'e2b-sandbox-id': live.ids.a ?? '', 'e2b-sandbox-port': '8080' },
+    });
+    return { status: r.status, body: await r.text() };
+  };
+  const viaHttp2 = async (live: Live, path: string) => {
+    const session = http2.connect(`https://127.0.0.1:${live.port}`, {
+      ca: readFileSync(join(live.dataDir, 'tls', 'ca.crt')),
+      servername: `api.${DOMAIN}`,
+    });
+    t.after(() => session.destroy());
+    session.on('error', () => undefined);
+    return new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const req = session.request({
+        ':path': path,
+        ':authority': `api.${DOMAIN}`,
+        'e2b-sandbox-id': live.ids.a ?? '',
+        'e2b-sandbox-port': '8080',
+      });
+      let status = 0;
+      let body = '';
+      req.on('response', (h) => (status = Number(h[':status'])));
+      req.setEncoding('utf8');
+      req.on('data', (d: string) => (body += d));
+      req.on('end', () => resolve({ status, body }));
+      req.on('error', reject);
+      req.end();
+    });
+  };
+
+  // Pinned to the certificate it serves: HTTP/1.1 (piped), a WebSocket (tunnel) and HTTP/2 (streams).
+  const plain = await startLive(t, up.port, { a: 'running' }, { agentTlsCert: served.leafPem });
+  const h1 = await viaHttp1(plain, '/over-tls');
+  assert.equal(h1.status, 200, h1.body);
+  assert.equal((JSON.parse(h1.body) as Seen).url, `/proxy/${plain.ids.a}/8080/over-tls`);
+  const ws = new WebSocket(`ws://127.0.0.1:${plain.port}/ws`, {
+    headers: { 'e2b-sandbox-id': plain.ids.a ?? '', 'e2b-sandbox-port': '8080' },
+  });
+  t.after(() => ws.terminate());
+  await new Promise<void>((resolve, reject) => {
+    ws.once('open', () => resolve());
+    ws.once('error', reject);
+  });
+  ws.send('hi');
+  assert.equal(String(await new Promise((r) => ws.once('message', r))), 'echo:hi');
+  const secure = await startLive(t, up.port, { a: 'running' }, { tls: true, agentTlsCert: served.leafPem });
+  const h2 = await viaHttp2(secure, '/over-tls-h2');
+  assert.equal(h2.status, 200, h2.body);
+  assert.equal((JSON.parse(h2.body) as Seen).url, `/proxy/${secure.ids.a}/8080/over-tls-h2`);
+
+  // Pinned to another certificate (an impostor at the address, or a stale registration): refused
+  // with that reason on every path, and nothing reaches the server at the address.
+  const before = up.seen.length;
+  const wrong = await startLive(t, up.port, { a: 'running' }, { agentTlsCert: other.leafPem });
+  const r1 = await viaHttp1(wrong, '/never');
+  assert.equal(r1.status, 502);
+  assert.match(r1.body, mismatch);
+  const wrongSecure = await startLive(t, up.port, { a: 'running' }, { tls: true, agentTlsCert: other.leafPem });
+  const r2 = await viaHttp2(wrongSecure, '/never-h2');
+  assert.equal(r2.status, 502);
+  assert.match(r2.body, mismatch);
+  assert.equal(up.seen.length, before, 'no request reached the server that does not hold the pinned certificate');
 });
