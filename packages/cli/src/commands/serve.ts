@@ -81,9 +81,16 @@ export async function runServerFromCli(opts: Record<string, string | undefined>)
     ...(process.env.WRENN_API_KEY ? { envKey: process.env.WRENN_API_KEY } : {}),
   });
   process.stderr.write(
-    `Wrenn control plane at ${cp.url}; admin key ${admin.apiKey} (e2b SDK: ${e2bSettings(cp.url, domain, tls !== undefined, cp.caFile, e2bKeyOf(admin.apiKey))}); agents join with \`wrenn agent --control-plane ${cp.url} --token <token>\`\n`,
+    `Wrenn control plane at ${cp.url}; admin key ${admin.apiKey} (e2b SDK: ${e2bSettings(cp.url, domain, tls !== undefined, cp.caFile, e2bKeyOf(admin.apiKey))}); agents join with \`wrenn agent --control-plane ${joinUrl(cp.url, domain, cp.caFile)} --token <token>${cp.caFile ? ` --control-plane-ca ${cp.caFile}` : ''}\`\n`,
   );
   const stop = () => void cp.close().then(() => process.exit(0));
   process.once('SIGTERM', stop);
   process.once('SIGINT', stop);
+}
+
+/** The URL agents register at: with the local CA, the name its certificate carries (api.<domain>), on the same port. */
+function joinUrl(url: string, domain: string, caFile: string | undefined): string {
+  if (!caFile) return url;
+  const u = new URL(url);
+  return `https://api.${domain}${u.port ? `:${u.port}` : ''}`;
 }
