@@ -10,6 +10,7 @@ import { gzipSync } from 'node:zlib';
 import { pack } from 'tar-stream';
 import { logEntriesOf } from '../src/api/e2b/template-builds.js';
 import { copySourceRoot, mapBuildStart } from '../src/api/e2b/template-steps.js';
+import { uploadBase } from '../src/api/e2b/template-uploads.js';
 import type { TemplateBuild } from '../src/db/repositories/template-builds.js';
 import { parseTemplateRef } from '../src/services/template-refs.js';
 import { checkFileSet } from '../src/templates/file-sets.js';
@@ -18,6 +19,17 @@ const HASH = 'a'.repeat(64);
 const at = (h: string) => `/files/${h}.tar`;
 
 describe('E2B build steps', () => {
+  it('gives the upload URL on the host the client called, with the scheme the server serves', () => {
+    // E2B_DOMAIN mode: the SDK called https://api.<domain>, whose certificate names no IP address.
+    assert.equal(uploadBase('https://127.89.0.1:443', 'api.wrenn.test'), 'https://api.wrenn.test');
+    assert.equal(uploadBase('http://127.0.0.1:8000/', '127.0.0.1:8000'), 'http://127.0.0.1:8000');
+    assert.equal(uploadBase('http://127.0.0.1:8000', 'lb.example.com:8080'), 'http://lb.example.com:8080');
+    // No Host, or one that is not a plain host[:port]: the configured URL, never the header's text.
+    for (const bad of [undefined, '', 'evil.com/x?', 'a b', 'evil.com@x', 'x:99999999', `${'a'.repeat(300)}.com`]) {
+      assert.equal(uploadBase('https://127.89.0.1:443', bad), 'https://127.89.0.1:443', String(bad));
+    }
+  });
+
   it('finds the directory a COPY source unpacks from', () => {
     assert.equal(copySourceRoot('folder/*'), 'folder');
     assert.equal(copySourceRoot('folder'), 'folder');

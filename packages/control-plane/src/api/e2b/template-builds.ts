@@ -229,7 +229,7 @@ export function templateBuildRoutes(app: FastifyInstance, ctx: ControlPlaneConte
       const present = await hasFileSet(ctx, team.id, hash);
       // The SDK uploads nothing after a yes: the TTL of the stored set counts from here.
       if (present) await touchFileSet(fileSetPath(ctx, team.id, hash));
-      return reply.status(201).send({ present, url: uploadUrl(ctx, team.id, templateID, hash) });
+      return reply.status(201).send({ present, url: uploadUrl(ctx, team.id, templateID, hash, req.host) });
     },
   );
 

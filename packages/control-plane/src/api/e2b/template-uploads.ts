@@ -23,13 +23,35 @@ interface UploadGrant {
 }
 const grants = new Map<string, UploadGrant>();
 
-/** A fresh upload URL for the team's file set `hash`. */
-export function uploadUrl(ctx: ControlPlaneContext, teamId: string, templateID: string, hash: string): string {
+/**
+ * Where the client should upload: the host it reached this API at (a load balancer's, or
+ * `api.<domain>` in E2B_DOMAIN mode, whose certificate names no IP address) with the scheme this
+ * server serves; the configured URL when the Host is missing or not a plain host[:port].
+ */
+export function uploadBase(publicUrl: string, host: string | undefined): string {
+  const configured = publicUrl.replace(/\/+$/, '');
+  if (
+    !host ||
+    host.length > 261 ||
+    !/^(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)*[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?::\d{1,5})?$/i.test(host)
+  )
+    return configured;
+  return `${new URL(configured).protocol}//${host}`;
+}
+
+/** A fresh upload URL for the team's file set `hash`, on the host the client called (see uploadBase). */
+export function uploadUrl(
+  ctx: ControlPlaneContext,
+  teamId: string,
+  templateID: string,
+  hash: string,
+  host: string | undefined,
+): string {
   const now = Date.now();
   for (const [t, g] of grants) if (g.expires < now || grants.size >= MAX_TOKENS) grants.delete(t);
   const token = randomBytes(24).toString('base64url');
   grants.set(token, { teamId, hash, expires: now + TOKEN_TTL_MS });
-  const base = ctx.config.publicUrl.replace(/\/+$/, '');
+  const base = uploadBase(ctx.config.publicUrl, host);
   return `${base}/templates/${encodeURIComponent(templateID)}/files/${hash}/upload?token=${token}`;
 }
 
