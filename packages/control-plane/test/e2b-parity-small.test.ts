@@ -76,11 +76,22 @@ describe('e2b SDK: the smaller parity items (issue 17)', () => {
     await fetch(`${sys.url}/v1/api-keys/${made.id}`, { method: 'DELETE', headers: { 'x-api-key': sys.adminKey } });
     assert.equal((await api('GET', '/v2/sandboxes', undefined, made.e2b_key)).status, 401);
     assert.equal((await api('GET', '/v2/sandboxes', undefined, made.key)).status, 401);
-    for (const bad of [
-      `e2b_${'0'.repeat(40)}`,
-      `e2b_${Buffer.from('A'.repeat(32)).toString('hex')}`,
-      `e2b_${e2bKey.slice(4).toUpperCase()}`,
-    ]) {
+    // The upper-case form of a live key is refused. Keys are random: take one whose hex has a letter
+    // in it (a key of digits and p-y only has none, and its upper-case form is the key itself).
+    let live = e2bKey;
+    while (!/[a-f]/.test(live.slice(4))) {
+      const more = (await (
+        await fetch(`${sys.url}/v1/api-keys`, {
+          method: 'POST',
+          headers: { 'x-api-key': sys.adminKey, 'content-type': 'application/json' },
+          body: JSON.stringify({ name: 'hex with a letter' }),
+        })
+      ).json()) as typeof made;
+      live = more.e2b_key;
+    }
+    assert.equal((await api('GET', '/v2/sandboxes', undefined, live)).status, 200);
+    const upper = `e2b_${live.slice(4).toUpperCase()}`;
+    for (const bad of [`e2b_${'0'.repeat(40)}`, `e2b_${Buffer.from('A'.repeat(32)).toString('hex')}`, upper]) {
       const r = await api('GET', '/v2/sandboxes', undefined, bad);
       assert.equal(r.status, 401, bad);
       assert.equal((r.body as { code: number }).code, 401);

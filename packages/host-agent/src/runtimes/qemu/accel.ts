@@ -1,6 +1,9 @@
 // Which accelerator QEMU can use here. /dev/kvm existing is not enough (a nested host may
 // expose a /dev/kvm that cannot run a vCPU), so KVM is tried for real: a tiny machine with
 // `-cpu host` must reach and stay in the running state; otherwise software emulation (TCG).
+// Nor is a running vCPU: inside a Firecracker VM whose CPU reports no vmx/svm, /dev/kvm ran
+// SeaBIOS (real mode) while a Linux guest kernel printed nothing in 15 s (TCG boots it), so KVM
+// also needs the CPU to report vmx or svm. WRENN_QEMU_ACCEL=kvm|tcg overrides the choice.
 import { spawn } from 'node:child_process';
 import { access, constants, readFile } from 'node:fs/promises';
 
@@ -14,9 +17,24 @@ export interface AccelChoice {
 
 let cached: Promise<AccelChoice> | undefined;
 
-export function detectAccel(qemuBinary = 'qemu-system-x86_64'): Promise<AccelChoice> {
+export function detectAccel(
+  qemuBinary = 'qemu-system-x86_64',
+  override = process.env.WRENN_QEMU_ACCEL,
+): Promise<AccelChoice> {
+  if (override !== undefined && override !== '' && override !== 'auto') return Promise.resolve(forcedAccel(override));
   cached ??= probe(qemuBinary);
   return cached;
+}
+
+/** WRENN_QEMU_ACCEL's value as a choice; anything but kvm, tcg or auto is refused. */
+export function forcedAccel(value: string): AccelChoice {
+  if (value === 'kvm' || value === 'tcg') return { accel: value, reason: `WRENN_QEMU_ACCEL=${value}` };
+  throw new Error(`WRENN_QEMU_ACCEL must be kvm, tcg or auto, not ${JSON.stringify(value.slice(0, 40))}`);
+}
+
+/** Whether /proc/cpuinfo's flags say the CPU virtualizes (Intel VT-x or AMD-V). */
+export function cpuVirtualizes(cpuinfo: string): boolean {
+  return /^flags\s*:.*\b(vmx|svm)\b/m.test(cpuinfo);
 }
 
 async function probe(qemu: string): Promise<AccelChoice> {
@@ -26,7 +44,13 @@ async function probe(qemu: string): Promise<AccelChoice> {
     return { accel: 'tcg', reason: '/dev/kvm is missing or not accessible: software emulation (TCG)' };
   }
   const flags = await readFile('/proc/cpuinfo', 'utf8').catch(() => '');
-  const virt = /\b(vmx|svm)\b/.test(flags) ? 'the CPU reports vmx/svm' : 'the CPU reports no vmx/svm flags';
+  if (!cpuVirtualizes(flags))
+    return {
+      accel: 'tcg',
+      reason:
+        '/dev/kvm exists but the CPU reports no vmx/svm flags (a nested host whose KVM does not run guest kernels): software emulation (TCG); WRENN_QEMU_ACCEL=kvm to try KVM anyway',
+    };
+  const virt = 'the CPU reports vmx/svm';
   const result = await new Promise<{ running: boolean; detail: string }>((resolve) => {
     const child = spawn(
       qemu,
