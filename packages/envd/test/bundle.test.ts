@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -23,12 +23,16 @@ interface Started {
   stderr: () => string;
 }
 
-async function startBundle(entry: string, nodeArgs: string[] = []): Promise<Started> {
+async function startBundle(
+  entry: string,
+  nodeArgs: string[] = [],
+  extraEnv: Record<string, string> = {},
+): Promise<Started> {
   const file = join(BUNDLE, entry);
   assert.ok(existsSync(file), `${file} is missing: run \`npm run build\` (scripts/bundle-envd.mjs)`);
   // The environment a capsule gives envd: nothing of this host's NODE_OPTIONS and the like.
   const child = spawn(process.execPath, [...ENVD_NODE_FLAGS, ...nodeArgs, file, '--port', '0', '--host', '127.0.0.1'], {
-    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: '/root', LANG: 'C.UTF-8' },
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: '/root', LANG: 'C.UTF-8', ...extraEnv },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   let stderr = '';
@@ -129,4 +133,79 @@ test("the bundle serves without loading node's undici (its global Headers would,
   assert.ok(line, `the preload did not report:\n${s.stderr()}`);
   const undici = (JSON.parse(line) as string[]).filter((m) => m.includes('undici'));
   assert.deepEqual(undici, [], `envd loaded node's undici (${process.version})`);
+});
+
+test("envd listens on a socket the addon bound, not through node's host resolution (Node 22+ runs its IPv6 regular expression there)", async (t) => {
+  // A preload that reports how envd's servers called listen(); the variant without the addon's
+  // socket shows that the check tells the two ways apart.
+  const dir = mkdtempSync(join(tmpdir(), 'wrenn-envd-listen-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const preload = join(dir, 'listen-report.cjs');
+  writeFileSync(
+    preload,
+    [
+      "const net = require('node:net');",
+      'const listen = net.Server.prototype.listen;',
+      'net.Server.prototype.listen = function (...a) {',
+      "  const o = a[0] && typeof a[0] === 'object' ? a[0] : { port: a[0], host: typeof a[1] === 'string' ? a[1] : undefined };",
+      "  process.stderr.write('LISTEN ' + JSON.stringify({ fd: typeof o.fd === 'number', host: o.host ?? null }) + '\\n');",
+      '  return listen.apply(this, a);',
+      '};',
+      '',
+    ].join('\n'),
+  );
+  for (const [bound, viaFd] of [
+    ['1', true],
+    ['0', false],
+  ] as const) {
+    const s = await startBundle(ENVD_START, ['--require', preload], { WRENN_BOUND_SOCKET: bound });
+    t.after(() => stop(s));
+    assert.equal((await fetch(`${s.baseUrl}/health`)).status, 204);
+    const calls = [...s.stderr().matchAll(/LISTEN (.*)/g)].map((m) => JSON.parse(m[1] as string) as { fd: boolean });
+    assert.ok(calls.length > 0, `no listen() call seen:\n${s.stderr()}`);
+    assert.equal(calls[0]?.fd, viaFd, `WRENN_BOUND_SOCKET=${bound}: ${JSON.stringify(calls)}`);
+  }
+});
+
+/** The inode of the socket listening on 127.0.0.1:port (/proc/net/tcp, state 0A). */
+function listenerInode(port: number): string {
+  const hexPort = port.toString(16).toUpperCase().padStart(4, '0');
+  for (const line of readFileSync('/proc/net/tcp', 'utf8').split('\n').slice(1)) {
+    const f = line.trim().split(/\s+/);
+    if (f[1] === `0100007F:${hexPort}` && f[3] === '0A' && f[9]) return f[9];
+  }
+  throw new Error(`no listener on 127.0.0.1:${port} in /proc/net/tcp`);
+}
+
+test('no process envd starts holds its listening socket (pipe, PTY, child_process)', async (t) => {
+  // The addon's socket is close-on-exec; an inherited one would not be, and a command could then
+  // accept envd's own connections.
+  for (const nativeSpawn of ['1', '0']) {
+    const s = await startBundle(ENVD_START, [], { WRENN_ENVD_NATIVE_SPAWN: nativeSpawn });
+    t.after(() => stop(s));
+    const inode = listenerInode(Number(new URL(s.baseUrl).port));
+    // The control: envd itself holds that socket, so its absence below means something.
+    const own = readdirSync(`/proc/${s.child.pid}/fd`).map((fd) => {
+      try {
+        return readlinkSync(`/proc/${s.child.pid}/fd/${fd}`);
+      } catch {
+        return '';
+      }
+    });
+    assert.ok(own.includes(`socket:[${inode}]`), `envd does not hold socket:[${inode}]: ${own.join(' ')}`);
+    const transport = createConnectTransport({ baseUrl: s.baseUrl, httpVersion: '1.1' });
+    const listFds = 'for f in /proc/$$/fd/*; do readlink "$f"; done; echo END';
+    for (const pty of [false, true]) {
+      let out = '';
+      for await (const res of createClient(Process, transport).start({
+        process: { cmd: '/bin/sh', args: ['-c', listFds] },
+        ...(pty ? { pty: { size: { cols: 200, rows: 24 } } } : {}),
+      })) {
+        const o = res.event?.event.case === 'data' ? res.event.event.value.output : undefined;
+        if (o?.case === 'stdout' || o?.case === 'pty') out += Buffer.from(o.value).toString();
+      }
+      assert.match(out, /END/, `the command ran (native spawn ${nativeSpawn}, pty ${pty}):\n${out}`);
+      assert.doesNotMatch(out, new RegExp(`socket:\\[${inode}\\]`), `native spawn ${nativeSpawn}, pty ${pty}`);
+    }
+  }
 });

@@ -13,6 +13,7 @@
 #include "fs-as-user.h"
 #include "memory.h"
 #include "sock-diag.h"
+#include "listen-socket.h"
 #include "namespaces.h"
 #include "pid-watch.h"
 #include "mounts.h"
@@ -247,5 +248,6 @@ NAPI_MODULE_INIT() {
   wrenn::registerPidWatch(env, exports);
   wrenn::registerMounts(env, exports);
   wrenn::registerSockDiag(env, exports);
+  wrenn::registerListenSocket(env, exports);
   return exports;
 }

@@ -20,6 +20,13 @@ export interface NativeBinding {
   readMemory(addr: number, len: number): Buffer;
   dataRanges(path: string): [number, number][];
   makePipe(): [number, number];
+  /**
+   * A close-on-exec TCP socket bound to a numeric IPv4/IPv6 `address` and `port` (0: any) and
+   * listening, for server.listen({ fd }) (node's own listen with a host runs its IPv6 regular
+   * expression, milliseconds at first use on Node 22+); null when `address` is not numeric.
+   * Throws an Error with `errno` when socket/bind/listen fail.
+   */
+  listenTcp(address: string, port: number, backlog: number): number | null;
   /** Closes an fd the addon created (fs.closeSync warns about fds it did not open). */
   closeFd(fd: number): void;
   /**

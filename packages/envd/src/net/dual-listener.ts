@@ -7,6 +7,7 @@ import type http2 from 'node:http2';
 import { createRequire } from 'node:module';
 import net from 'node:net';
 import type tls from 'node:tls';
+import { boundSocket } from './bound-socket.js';
 
 const H2_PREFACE = 'PRI * HTTP/2.0';
 
@@ -84,9 +85,12 @@ export async function listenDual(
       });
   // A failed handshake (a client that does not trust this certificate, a port scan) just closes.
   if (opts.tls) (listener as tls.Server).on('tlsClientError', (_err, socket) => socket.destroy());
+  // A socket bound by the addon where it can be (see bound-socket.ts), else node's listen.
+  const fd = boundSocket(opts.host, opts.port);
   await new Promise<void>((resolve, reject) => {
     listener.once('error', reject);
-    listener.listen({ port: opts.port, host: opts.host }, () => resolve());
+    if (fd === null) listener.listen({ port: opts.port, host: opts.host }, () => resolve());
+    else listener.listen({ fd }, () => resolve());
   });
   const address = listener.address();
   return {
