@@ -6,13 +6,13 @@
 // another certificate gets no request (no secret, no proxied traffic) and every path says why; the
 // real agent back at its address is served again; a changed certificate needs a new registration.
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import tls from 'node:tls';
 import { AGENT_TLS_DIR, RegistrationError, registerWithControlPlane } from '@wrenn/host-agent';
+import { makeCertificate, serverExtensions } from '@wrenn/host-agent/tls';
 import { Sandbox } from 'e2b';
 import { getCapsule } from '../src/db/repositories/capsules.js';
 import { getHost } from '../src/db/repositories/hosts.js';
@@ -35,30 +35,15 @@ async function post(url: string, body: unknown, key?: string) {
 
 /** Another self-signed certificate and key, as an impostor would have. */
 function otherCertificate(dir: string): { cert: string; key: string } {
-  execFileSync(
-    'openssl',
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:P-256',
-      '-nodes',
-      '-keyout',
-      join(dir, 'mitm.key'),
-      '-out',
-      join(dir, 'mitm.crt'),
-      '-days',
-      '2',
-      '-subj',
-      '/CN=wrenn host agent',
-      '-addext',
-      'subjectAltName=DNS:localhost,IP:127.0.0.1',
-    ],
-    { stdio: 'ignore' },
-  );
-  return { cert: readFileSync(join(dir, 'mitm.crt'), 'utf8'), key: readFileSync(join(dir, 'mitm.key'), 'utf8') };
+  const [certFile, keyFile] = [join(dir, 'mitm.crt'), join(dir, 'mitm.key')];
+  makeCertificate({
+    certFile,
+    keyFile,
+    subject: '/CN=wrenn host agent',
+    days: 2,
+    extensions: serverExtensions(['DNS:localhost', 'IP:127.0.0.1']),
+  });
+  return { cert: readFileSync(certFile, 'utf8'), key: readFileSync(keyFile, 'utf8') };
 }
 
 describe('agent link over TLS', () => {

@@ -5,6 +5,8 @@
 // Close-on-exec matters: every process the owner starts later must not hold its listening socket.
 #include "listen-socket.h"
 
+#include "napi-errno.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -16,17 +18,6 @@
 
 namespace wrenn {
 namespace {
-
-napi_value throwErrno(napi_env env, const char* what, int err) {
-  std::string msg = std::string(what) + ": " + strerror(err);
-  napi_value message, error, errnoValue;
-  napi_create_string_utf8(env, msg.c_str(), NAPI_AUTO_LENGTH, &message);
-  napi_create_error(env, nullptr, message, &error);
-  napi_create_int32(env, err, &errnoValue);
-  napi_set_named_property(env, error, "errno", errnoValue);
-  napi_throw(env, error);
-  return nullptr;
-}
 
 napi_value ListenTcp(napi_env env, napi_callback_info info) {
   size_t argc = 3;

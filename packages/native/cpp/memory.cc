@@ -3,6 +3,8 @@
 // MADV_DONTNEED only unmaps page-cache pages, which fault back in from the file if touched again.
 #include "memory.h"
 
+#include "napi-errno.h"
+
 #include <errno.h>
 #include <malloc.h>
 #include <string.h>
@@ -13,12 +15,6 @@
 
 namespace wrenn {
 namespace {
-
-napi_value throwErrno(napi_env env, const char* what, int err) {
-  std::string msg = std::string(what) + ": " + strerror(err);
-  napi_throw_error(env, nullptr, msg.c_str());
-  return nullptr;
-}
 
 // adviseDontNeed(start, length): madvise(MADV_DONTNEED) on a page-aligned range of this process.
 napi_value AdviseDontNeed(napi_env env, napi_callback_info info) {

@@ -6,6 +6,8 @@
 // of microseconds, less than a hop to the thread pool.
 #include "sock-diag.h"
 
+#include "napi-errno.h"
+
 #include <errno.h>
 #include <linux/inet_diag.h>
 #include <linux/netlink.h>
@@ -20,18 +22,6 @@
 
 namespace wrenn {
 namespace {
-
-// Throws an Error whose message names the call and the error, with `errno` set (a positive number).
-napi_value throwErrno(napi_env env, const char* what, int err) {
-  std::string msg = std::string(what) + ": " + strerror(err);
-  napi_value message, error, errnoValue;
-  napi_create_string_utf8(env, msg.c_str(), NAPI_AUTO_LENGTH, &message);
-  napi_create_error(env, nullptr, message, &error);
-  napi_create_int32(env, err, &errnoValue);
-  napi_set_named_property(env, error, "errno", errnoValue);
-  napi_throw(env, error);
-  return nullptr;
-}
 
 class Fd {
  public:

@@ -2,13 +2,13 @@
 // agent sends its certificate with its registration (the one-time token authenticates that call)
 // and the control plane pins it (pinned-tls.ts), so a self-signed one made here at first start is
 // as good as any. An operator's own files (--tls-cert/--tls-key) work the same way: whatever
-// certificate is served is the one pinned. Made with Debian's openssl CLI, like the control plane's
-// local CA; kept under <dataDir>/agent-tls (key mode 0600), read once at start.
-import { execFileSync } from 'node:child_process';
+// certificate is served is the one pinned. Made by tls/certificates.ts (openssl), like the control
+// plane's local CA; kept under <dataDir>/agent-tls (key mode 0600), read once at start.
 import { X509Certificate } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
+import { CertificateError, makeCertificate, readPem, serverExtensions } from '../tls/certificates.js';
 
 /** Where the agent's certificate comes from: one made (once) under the data dir, or the operator's files. */
 export type AgentTlsSource = 'self-signed' | { certFile: string; keyFile: string };
@@ -23,7 +23,8 @@ export interface AgentTlsMaterial {
   fingerprint256: string;
 }
 
-export class AgentTlsError extends Error {
+/** What stops an agent's TLS: an operator's file that cannot be used, or no certificate made. */
+export class AgentTlsError extends CertificateError {
   override name = 'AgentTlsError';
 }
 
@@ -31,8 +32,14 @@ export const AGENT_TLS_DIR = 'agent-tls';
 
 export function loadAgentTls(source: AgentTlsSource, dataDir: string, listenHost: string): AgentTlsMaterial {
   const files = source === 'self-signed' ? ensureSelfSigned(join(dataDir, AGENT_TLS_DIR), listenHost) : source;
-  const cert = readPem(files.certFile, 'certificate');
-  const key = readPem(files.keyFile, 'key');
+  let cert: Buffer;
+  let key: Buffer;
+  try {
+    cert = readPem(files.certFile, 'certificate');
+    key = readPem(files.keyFile, 'key');
+  } catch (err) {
+    throw err instanceof CertificateError ? new AgentTlsError(err.message) : err;
+  }
   const leafPem = firstCertificate(cert.toString('utf8'), files.certFile);
   let leaf: X509Certificate;
   try {
@@ -43,17 +50,6 @@ export function loadAgentTls(source: AgentTlsSource, dataDir: string, listenHost
   if (Date.parse(leaf.validTo) < Date.now())
     throw new AgentTlsError(`TLS certificate ${files.certFile} expired on ${leaf.validTo}; give a current one`);
   return { cert, key, leafPem, fingerprint256: leaf.fingerprint256 };
-}
-
-function readPem(file: string, what: string): Buffer {
-  let pem: Buffer;
-  try {
-    pem = readFileSync(file);
-  } catch (err) {
-    throw new AgentTlsError(`TLS ${what} ${file} cannot be read: ${(err as Error).message}`);
-  }
-  if (!pem.includes('-----BEGIN ')) throw new AgentTlsError(`TLS ${what} ${file} is not a PEM file`);
-  return pem;
 }
 
 function firstCertificate(pem: string, file: string): string {
@@ -78,47 +74,17 @@ function ensureSelfSigned(dir: string, listenHost: string): { certFile: string; 
   const names = new Set(['DNS:localhost', 'IP:127.0.0.1']);
   if (isIP(listenHost) && listenHost !== '0.0.0.0' && listenHost !== '::') names.add(`IP:${listenHost}`);
   else if (/^[a-z0-9.-]{1,253}$/i.test(listenHost) && !isIP(listenHost)) names.add(`DNS:${listenHost}`);
-  const tmpCert = `${certFile}.${process.pid}.tmp`;
-  const tmpKey = `${keyFile}.${process.pid}.tmp`;
   try {
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'ec',
-        '-pkeyopt',
-        'ec_paramgen_curve:P-256',
-        '-nodes',
-        '-keyout',
-        tmpKey,
-        '-out',
-        tmpCert,
-        '-days',
-        '3650',
-        '-subj',
-        '/CN=wrenn host agent',
-        '-addext',
-        'basicConstraints=critical,CA:FALSE',
-        '-addext',
-        'keyUsage=critical,digitalSignature',
-        '-addext',
-        'extendedKeyUsage=serverAuth',
-        '-addext',
-        `subjectAltName=${[...names].join(',')}`,
-      ],
-      { stdio: ['ignore', 'ignore', 'pipe'] },
-    );
-    chmodSync(tmpKey, 0o600);
-    renameSync(tmpKey, keyFile);
-    renameSync(tmpCert, certFile);
+    makeCertificate({
+      keyFile,
+      certFile,
+      subject: '/CN=wrenn host agent',
+      days: 3650,
+      extensions: serverExtensions([...names]),
+    });
   } catch (err) {
-    rmSync(tmpKey, { force: true });
-    rmSync(tmpCert, { force: true });
-    const stderr = (err as { stderr?: Buffer }).stderr?.toString().trim();
     throw new AgentTlsError(
-      `cannot make the agent's self-signed certificate with openssl (${stderr || (err as Error).message}); install openssl or pass --tls-cert/--tls-key`,
+      `cannot make the agent's self-signed certificate (${(err as Error).message}); install openssl or pass --tls-cert/--tls-key`,
     );
   }
   return { certFile, keyFile };
