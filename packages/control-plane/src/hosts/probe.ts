@@ -25,14 +25,8 @@ export interface HostInfo {
   warmPools: WarmPoolReport[];
 }
 
-export const toWarmPoolReport = (p: WarmPool): WarmPoolReport => ({
-  template: p.template,
-  ready: p.ready,
-  target: p.target,
-  runtime: p.runtime,
-  vcpus: p.vcpus,
-  memoryMb: p.memoryMb,
-});
+/** The message's fields without protobuf-es's own ($typeName, $unknown). */
+export const toWarmPoolReport = ({ $typeName: _t, $unknown: _u, ...fields }: WarmPool): WarmPoolReport => fields;
 
 export const toHostInfo = (r: GetHostInfoResponse): HostInfo => ({
   agentHostId: r.hostId,

@@ -1,4 +1,5 @@
 // Sandbox hosts (one host agent each): registration, heartbeats, status and load for the scheduler.
+import type { WarmPool } from '@wrenn/protocol/gen/hostagent/v1/hostagent_pb';
 import { type Kysely, type Selectable, sql } from 'kysely';
 import { newHostId } from '../../ids.js';
 import { nonEmpty, nonNegativeInt, oneOf, parseJson, toDate, toDateOrNull } from '../codec.js';
@@ -8,17 +9,12 @@ import { ACTIVE_CAPSULE_STATES } from './capsules.js';
 export const HOST_STATUSES = ['online', 'unreachable', 'draining'] as const;
 export type HostStatus = (typeof HOST_STATUSES)[number];
 
-/** One template's warm pool on a host, as its agent reported it. */
-export interface WarmPoolReport {
-  template: string;
-  /** Capsules booted and claimable when the agent answered; how many the pool keeps. */
-  ready: number;
-  target: number;
-  /** What a create must ask for to claim one (and no egress policy or volumes). */
-  runtime: string;
-  vcpus: number;
-  memoryMb: number;
-}
+/**
+ * One template's warm pool on a host, as its agent reported it (GetHostInfo's WarmPool, kept as
+ * JSON): template, ready (booted and claimable when the agent answered), target, and the runtime,
+ * vcpus and memoryMb a create must ask for to claim one (and no egress policy or volumes).
+ */
+export type WarmPoolReport = Omit<WarmPool, '$typeName' | '$unknown'>;
 
 export interface HostWarmPools {
   /** When the control plane asked (capsules placed since then may have taken some of `ready`). */
