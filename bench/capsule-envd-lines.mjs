@@ -8,32 +8,22 @@
 // all of them alike; the CPU figures are the steady ones on a shared machine.
 // Usage (root, after `npm run build`): node bench/capsule-envd-lines.mjs [22.23.5 24.22.3 ...]
 // BENCH_N rounds (default 15). The tree's own bundle is left alone (each line's goes to a temp dir).
-import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { TemplateStore } from '../packages/host-agent/dist/src/rootfs/index.js';
 import { NamespaceRuntime } from '../packages/host-agent/dist/src/runtimes/namespace/index.js';
-import { nodeLine } from '../scripts/node-line.mjs';
 import { removeCgroupParent } from './lib/cgroup-parent.mjs';
+import { benchNodeLines, startEnvdOnHost, stopEnvd } from './lib/envd-host-start.mjs';
 import { latencyStats } from './lib/latency-stats.mjs';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const N = Number(process.env.BENCH_N ?? 15);
 const IMAGES = process.env.BENCH_IMAGES ?? '/var/cache/wrenn-test-images';
 const CGROUP_PARENT = 'wrenn-bench-envd-lines';
-const given = process.argv.slice(2);
-const versions = given.length
-  ? given
-  : readFileSync(join(root, '.ci/node-lines'), 'utf8')
-      .split('\n')
-      .map((l) => l.trim())
-      .filter((l) => l && !l.startsWith('#'));
-const lines = [
-  { version: process.versions.node, node: process.execPath },
-  ...versions.map((v) => ({ version: v, node: nodeLine(v) })),
-];
+const lines = benchNodeLines(process.argv.slice(2));
 const stats = (xs) => latencyStats(xs, { percentiles: [50], max: true });
 
 const work = mkdtempSync(join(tmpdir(), 'wrenn-bench-envd-lines-'));
@@ -105,33 +95,9 @@ async function capsuleStart(line) {
   }
 }
 
-/** envd on the host as a capsule starts it (no flags, ready on fd 3): wall until ready, CPU of all its threads. */
+/** envd on the host as a capsule starts it: wall until ready, CPU of all its threads. */
 async function hostStart(line) {
-  const t0 = performance.now();
-  const child = spawn(
-    line.node,
-    [join(line.appDir, 'packages/envd/dist/bundle/start.cjs'), '--port', '0', '--host', '127.0.0.1'],
-    {
-      env: { PATH: '/usr/bin:/bin', HOME: '/root', LANG: 'C.UTF-8', WRENN_READY_FD: '3' },
-      stdio: ['ignore', 'ignore', 'pipe', 'pipe'],
-    },
-  );
-  let stderr = '';
-  child.stderr.on('data', (d) => (stderr += d));
-  try {
-    await new Promise((ok, fail) => {
-      const timer = setTimeout(() => fail(new Error(`envd (${line.version}) not ready in 15 s: ${stderr}`)), 15_000);
-      child.stdio[3].once('data', () => (clearTimeout(timer), ok()));
-      child.once('exit', (code) => (clearTimeout(timer), fail(new Error(`envd exited ${code}: ${stderr}`))));
-    });
-    const readyMs = performance.now() - t0;
-    let cpuNs = 0;
-    for (const task of readdirSync(`/proc/${child.pid}/task`))
-      cpuNs += Number(readFileSync(`/proc/${child.pid}/task/${task}/schedstat`, 'utf8').split(' ')[0]);
-    if (/code cache rejected/.test(stderr)) throw new Error(`envd on ${line.version} rejected its code cache`);
-    return { readyMs, cpuMs: cpuNs / 1e6 };
-  } finally {
-    child.kill('SIGKILL');
-    if (child.exitCode === null) await new Promise((r) => child.once('exit', r));
-  }
+  const e = await startEnvdOnHost(line.node, [join(line.appDir, 'packages/envd/dist/bundle/start.cjs')], line.version);
+  await stopEnvd(e.child);
+  return { readyMs: e.readyMs, cpuMs: e.cpuMs };
 }

@@ -14,8 +14,8 @@
 // Not what envd runs: the snapshot entry would also have to read at run time what envd's modules read
 // at load (process.getuid() in process/launcher.ts, PATH in process/launch-spec.ts would otherwise
 // be the build machine's) and find the addon from the blob's run-time place.
-import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -24,7 +24,7 @@ import { createConnectTransport } from '@connectrpc/connect-node';
 import { Process } from '@wrenn/protocol/gen/envd/process_pb';
 import { build } from 'esbuild';
 import { predecodedDescriptors } from '../scripts/lib/predecoded-descriptors.mjs';
-import { nodeLine } from '../scripts/node-line.mjs';
+import { benchNodeLines, startEnvdOnHost, stopEnvd } from './lib/envd-host-start.mjs';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const argv = process.argv.slice(2);
@@ -36,17 +36,7 @@ const rounds = Number(opt('rounds', '15'));
 const idleMs = Number(opt('idle-ms', '3000'));
 if (!Number.isInteger(rounds) || rounds < 1 || rounds > 200) throw new Error('--rounds must be 1..200');
 if (!Number.isInteger(idleMs) || idleMs < 0 || idleMs > 60_000) throw new Error('--idle-ms must be 0..60000');
-const given = argv.filter((a) => /^\d+\.\d+\.\d+$/.test(a));
-const versions = given.length
-  ? given
-  : readFileSync(join(root, '.ci/node-lines'), 'utf8')
-      .split('\n')
-      .map((l) => l.trim())
-      .filter((l) => l && !l.startsWith('#'));
-const lines = [
-  { version: process.versions.node, node: process.execPath },
-  ...versions.map((v) => ({ version: v, node: nodeLine(v) })),
-];
+const lines = benchNodeLines(argv.filter((a) => /^\d+\.\d+\.\d+$/.test(a)));
 
 /** The snapshot's entry: all of envd evaluated at build time, only the start left for run time. */
 const ENTRY = `const { runEnvdFromCli } = require(${JSON.stringify(join(root, 'packages/envd/dist/src/cli.js'))});
@@ -155,30 +145,13 @@ function p50AndMin(xs) {
 
 /** One envd start: ready (ms), CPU until ready (ms), first command (ms), idle RSS and anon (MB). */
 async function oneStart(line, v) {
-  const t0 = performance.now();
-  const child = spawn(line.node, [...v.args, '--port', '0', '--host', '127.0.0.1'], {
-    env: { PATH: '/usr/bin:/bin', HOME: '/root', LANG: 'C.UTF-8', WRENN_READY_FD: '3' },
-    stdio: ['ignore', 'ignore', 'pipe', 'pipe'],
-  });
-  let stderr = '';
-  child.stderr.on('data', (d) => (stderr += d));
+  const {
+    child,
+    port,
+    readyMs: ready_ms,
+    cpuMs: cpu_ms,
+  } = await startEnvdOnHost(line.node, v.args, `${line.version}, ${v.name}`);
   try {
-    await new Promise((ok, fail) => {
-      const timer = setTimeout(
-        () => fail(new Error(`envd (${line.version}, ${v.name}) not ready in 15 s: ${stderr}`)),
-        15_000,
-      );
-      child.stdio[3].once('data', () => (clearTimeout(timer), ok()));
-      child.once('exit', (code) => (clearTimeout(timer), fail(new Error(`envd exited ${code}: ${stderr}`))));
-    });
-    const ready_ms = performance.now() - t0;
-    let cpuNs = 0;
-    for (const task of readdirSync(`/proc/${child.pid}/task`))
-      cpuNs += Number(readFileSync(`/proc/${child.pid}/task/${task}/schedstat`, 'utf8').split(' ')[0]);
-    if (/code cache rejected/.test(stderr)) throw new Error(`envd on ${line.version} rejected its code cache`);
-    // The "listening" line comes just before "ready"; wait for it if the pipe was faster.
-    for (let i = 0; i < 100 && !/"port":\d+/.test(stderr); i++) await new Promise((r) => setTimeout(r, 10));
-    const port = Number(/"msg":"envd listening","port":(\d+)/.exec(stderr)?.[1]);
     const proc = createClient(
       Process,
       createConnectTransport({ baseUrl: `http://127.0.0.1:${port}`, httpVersion: '1.1' }),
@@ -193,9 +166,8 @@ async function oneStart(line, v) {
     await new Promise((r) => setTimeout(r, idleMs));
     const smaps = readFileSync(`/proc/${child.pid}/smaps_rollup`, 'utf8');
     const mb = (field) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(smaps)[1]) / 1024;
-    return { ready_ms, cpu_ms: cpuNs / 1e6, first_exec_ms, idle_rss_mb: mb('Rss'), idle_anon_mb: mb('Anonymous') };
+    return { ready_ms, cpu_ms, first_exec_ms, idle_rss_mb: mb('Rss'), idle_anon_mb: mb('Anonymous') };
   } finally {
-    child.kill('SIGKILL');
-    if (child.exitCode === null) await new Promise((r) => child.once('exit', r));
+    await stopEnvd(child);
   }
 }

@@ -7,68 +7,30 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readdirSync, rmSync, utimesSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import { Code, ConnectError } from '@connectrpc/connect';
 import { PauseMode } from '@wrenn/protocol/gen/hostagent/v1/hostagent_pb';
 import { ImageGc } from '../src/oci/image-gc.js';
 import { ensureImageTemplate } from '../src/oci/index.js';
 import { TemplateStore } from '../src/rootfs/template-store.js';
-import { haveRegistry, pushMuslImage, startRegistry, type TestRegistry } from '../src/testing/oci.js';
-import { leftovers, newDataDir, startTestAgent, type TestAgent, teardown, text } from './agent-helpers.js';
+import { pushMuslImage } from '../src/testing/oci.js';
+import { imageAgent, registrySkip } from './image-agent.js';
 
-const skip = haveRegistry ? false : 'Debian docker-registry is not installed (scripts/setup.mjs installs it)';
-
-let dataDir = '';
-let t: TestAgent | undefined;
-let reg: TestRegistry | undefined;
-const created: string[] = [];
+const skip = registrySkip;
 const images: Record<string, string> = {};
-
-before(async () => {
-  if (skip) return;
-  dataDir = newDataDir();
-  reg = await startRegistry();
+const fx = imageAgent(async (reg) => {
   // Five images sharing the musl root layer, each with a top layer of its own.
   for (const n of ['run', 'paused', 'snap', 'loose', 'race']) {
     await pushMuslImage(reg, `gc/${n}`, 'v1', [{ name: `${n}.txt`, content: `${n}\n` }]);
     images[n] = `${reg.host}/gc/${n}:v1`;
   }
-  t = await startTestAgent(dataDir);
 });
+const agent = () => fx.agent;
+const { capsuleOf, sh } = fx;
+const ensure = async (image: string) => (await fx.ensure(image)).result;
 
-after(async () => {
-  await teardown(t, dataDir);
-  await reg?.stop();
-  if (skip) return;
-  const left = leftovers(dataDir, created);
-  assert.deepEqual(left, [], `resources left behind: ${left.join(', ')}`);
-});
-
-function agent(): TestAgent {
-  if (!t) throw new Error('agent not started');
-  return t;
-}
-
-async function ensure(image: string) {
-  for await (const ev of agent().client.ensureImageTemplate({ image }))
-    if (ev.event.case === 'result') return ev.event.value;
-  throw new Error('no result event');
-}
-
-async function capsuleOf(template: string): Promise<string> {
-  const { capsule } = await agent().client.createCapsule({ template, timeoutSec: 300 });
-  assert.ok(capsule);
-  created.push(capsule.id);
-  return capsule.id;
-}
-
-async function sh(id: string, script: string) {
-  const res = await agent().client.exec({ capsuleId: id, cmd: '/bin/sh', args: ['-c', script], user: 'root' });
-  return { code: res.exitCode, out: text(res.stdout), err: text(res.stderr) };
-}
-
-const layerNames = () => readdirSync(join(dataDir, 'oci', 'layers')).sort();
-const templateExists = (name: string) => existsSync(join(dataDir, 'images', name, 'manifest.json'));
+const layerNames = () => readdirSync(join(fx.dataDir, 'oci', 'layers')).sort();
+const templateExists = (name: string) => existsSync(join(fx.dataDir, 'images', name, 'manifest.json'));
 
 test('prune keeps what a running capsule, a paused capsule and a template from a capsule use; removes the rest', {
   skip,
@@ -125,7 +87,7 @@ test('prune keeps what a running capsule, a paused capsule and a template from a
   assert.equal(all.removedLayers.length, 4);
   assert.equal(all.cacheBytes, 0n);
   assert.deepEqual(layerNames(), []);
-  assert.deepEqual(readdirSync(join(dataDir, 'oci', 'sizes')), []);
+  assert.deepEqual(readdirSync(join(fx.dataDir, 'oci', 'sizes')), []);
 
   // The image comes back whole on the next use.
   const back = await ensure(images.run ?? '');
@@ -182,7 +144,6 @@ test('a create from an image while prune passes run never starts on a removed te
 });
 
 test('over the size budget, the oldest-used unreferenced image goes first', { skip, timeout: 120_000 }, async () => {
-  if (!reg) throw new Error('no registry');
   const dir = mkdtempSync(join(tmpdir(), 'wrenn-gc-budget-'));
   try {
     const store = new TemplateStore({ imagesDir: join(dir, 'images') });

@@ -7,56 +7,26 @@
 import assert from 'node:assert/strict';
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, before, test } from 'node:test';
+import { after, test } from 'node:test';
 import { Code, ConnectError } from '@connectrpc/connect';
-import type { ImageTemplateResult } from '@wrenn/protocol/gen/hostagent/v1/hostagent_pb';
 import { HOST_ID_BASE } from '../src/rootfs/id-map.js';
-import { haveMuslGcc, haveRegistry, pushMuslImage, startRegistry, type TestRegistry } from '../src/testing/oci.js';
-import { leftovers, newDataDir, startTestAgent, type TestAgent, teardown, text } from './agent-helpers.js';
+import { haveMuslGcc, pushMuslImage, startRegistry, type TestRegistry } from '../src/testing/oci.js';
+import { text } from './agent-helpers.js';
+import { imageAgent, registrySkip } from './image-agent.js';
 
-const skip = haveRegistry ? false : 'Debian docker-registry is not installed (scripts/setup.mjs installs it)';
+const skip = registrySkip;
 if (!haveMuslGcc) console.log('# musl-gcc (Debian musl-tools) is missing: the musl program check is skipped');
 
-let dataDir = '';
-let t: TestAgent | undefined;
-let reg: TestRegistry | undefined;
 let authReg: TestRegistry | undefined;
 let digest = '';
-const created: string[] = [];
-
-before(async () => {
-  if (skip) return;
-  dataDir = newDataDir();
-  [reg, authReg] = await Promise.all([startRegistry(), startRegistry({ username: 'alice', password: 's3cret' })]);
+const fx = imageAgent(async (reg) => {
+  authReg = await startRegistry({ username: 'alice', password: 's3cret' });
   digest = (await pushMuslImage(reg, 'wrenn-test/musl', 'v1')).digest;
   await pushMuslImage(authReg, 'private/musl', 'v1');
-  t = await startTestAgent(dataDir);
 });
-
-after(async () => {
-  await teardown(t, dataDir);
-  await reg?.stop();
-  await authReg?.stop();
-  if (skip) return;
-  const left = leftovers(dataDir, created);
-  assert.deepEqual(left, [], `resources left behind: ${left.join(', ')}`);
-});
-
-function agent(): TestAgent {
-  if (!t) throw new Error('agent not started');
-  return t;
-}
-
-async function ensure(image: string, creds: { username?: string; password?: string } = {}) {
-  const lines: string[] = [];
-  let result: ImageTemplateResult | undefined;
-  for await (const ev of agent().client.ensureImageTemplate({ image, ...creds })) {
-    if (ev.event.case === 'progress') lines.push(ev.event.value);
-    else if (ev.event.case === 'result') result = ev.event.value;
-  }
-  assert.ok(result, 'no result event');
-  return { lines, result };
-}
+after(() => authReg?.stop());
+const agent = () => fx.agent;
+const { ensure, created } = fx;
 
 async function expectCode(p: Promise<unknown>, code: Code, re?: RegExp) {
   await assert.rejects(p, (err: unknown) => {
@@ -71,7 +41,7 @@ test('an image by tag becomes a template with the image defaults; by digest it i
   skip,
   timeout: 120_000,
 }, async () => {
-  const first = await ensure(`${reg?.host}/wrenn-test/musl:v1`);
+  const first = await ensure(`${fx.reg.host}/wrenn-test/musl:v1`);
   const r = first.result;
   assert.equal(r.manifestDigest, digest);
   assert.equal(r.layerCount, 2);
@@ -88,22 +58,21 @@ test('an image by tag becomes a template with the image defaults; by digest it i
     first.lines.join('\n'),
   );
   // The image's layers are used in place: the template's own layer holds only what Wrenn added.
-  const own = join(dataDir, 'images', r.template?.name ?? '', 'rootfs');
+  const own = join(fx.dataDir, 'images', r.template?.name ?? '', 'rootfs');
   assert.ok(!existsSync(join(own, 'bin/busybox')), 'the image layers were copied into the template');
   assert.equal(statSync(join(own, 'etc/hostname')).uid, HOST_ID_BASE);
 
-  const again = await ensure(`${reg?.host}/wrenn-test/musl@${digest}`);
+  const again = await ensure(`${fx.reg.host}/wrenn-test/musl@${digest}`);
   assert.equal(again.result.template?.name, r.template?.name);
   assert.equal(again.result.downloadedBytes, 0n, 'the second template downloaded layers');
   assert.equal(again.result.cachedLayers, 2);
 });
 
 test('two concurrent templates of one new image make it once, both get it', { skip, timeout: 120_000 }, async () => {
-  if (!reg) throw new Error('no registry');
-  const { digest: d } = await pushMuslImage(reg, 'wrenn-test/concurrent', 'v1', [{ name: 'c.txt', content: 'c\n' }]);
+  const { digest: d } = await pushMuslImage(fx.reg, 'wrenn-test/concurrent', 'v1', [{ name: 'c.txt', content: 'c\n' }]);
   const [x, y] = await Promise.all([
-    ensure(`${reg.host}/wrenn-test/concurrent:v1`),
-    ensure(`${reg.host}/wrenn-test/concurrent@${d}`),
+    ensure(`${fx.reg.host}/wrenn-test/concurrent:v1`),
+    ensure(`${fx.reg.host}/wrenn-test/concurrent@${d}`),
   ]);
   assert.equal(x.result.template?.name, y.result.template?.name);
   assert.equal(x.result.manifestDigest, d);
@@ -113,7 +82,7 @@ test('a capsule of a musl image runs envd and commands; ids and files of the ima
   skip,
   timeout: 120_000,
 }, async () => {
-  const { result } = await ensure(`${reg?.host}/wrenn-test/musl:v1`);
+  const { result } = await ensure(`${fx.reg.host}/wrenn-test/musl:v1`);
   const { capsule } = await agent().client.createCapsule({ template: result.template?.name ?? '', timeoutSec: 120 });
   assert.ok(capsule);
   created.push(capsule.id);
@@ -150,8 +119,8 @@ test('a missing image, a missing tag and bad or missing credentials are clear er
       // drain
     }
   };
-  await expectCode(collect(`${reg?.host}/wrenn-test/nothing-here:v1`), Code.NotFound, /nothing-here/);
-  await expectCode(collect(`${reg?.host}/wrenn-test/musl:v9`), Code.NotFound, /v9/);
+  await expectCode(collect(`${fx.reg.host}/wrenn-test/nothing-here:v1`), Code.NotFound, /nothing-here/);
+  await expectCode(collect(`${fx.reg.host}/wrenn-test/musl:v9`), Code.NotFound, /v9/);
   await expectCode(collect(`${authReg?.host}/private/musl:v1`), Code.Unauthenticated);
   await expectCode(
     collect(`${authReg?.host}/private/musl:v1`, { username: 'alice', password: 'wrong' }),

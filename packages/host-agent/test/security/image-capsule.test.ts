@@ -6,30 +6,13 @@
 // the capsule's own range), and a neighbour capsule keeps working.
 import assert from 'node:assert/strict';
 import { existsSync, lstatSync } from 'node:fs';
-import { after, before, test } from 'node:test';
-import type { ImageTemplateResult } from '@wrenn/protocol/gen/hostagent/v1/hostagent_pb';
-import {
-  haveMuslGcc,
-  haveRegistry,
-  muslProgram,
-  pushMuslImage,
-  startRegistry,
-  type TestRegistry,
-} from '../../src/testing/oci.js';
-import { leftovers, newDataDir, startTestAgent, type TestAgent, teardown, text } from '../agent-helpers.js';
+import { test } from 'node:test';
+import { haveMuslGcc, muslProgram, pushMuslImage } from '../../src/testing/oci.js';
+import { imageAgent, registrySkip } from '../image-agent.js';
 
-const skip = haveRegistry ? false : 'Debian docker-registry is not installed (scripts/setup.mjs installs it)';
-
-let dataDir = '';
-let t: TestAgent | undefined;
-let reg: TestRegistry | undefined;
-const created: string[] = [];
+const skip = registrySkip;
 const ESCAPE = `/tmp/wrenn-image-escape-${process.pid}`;
-
-before(async () => {
-  if (skip) return;
-  dataDir = newDataDir();
-  reg = await startRegistry();
+const fx = imageAgent(async (reg) => {
   await pushMuslImage(reg, 'hostile/musl', 'v1', [
     { name: 'etc/hosts', type: 'symlink', linkname: '/etc/shadow' },
     { name: 'etc/resolv.conf', type: 'symlink', linkname: `../../../../..${ESCAPE}` },
@@ -50,46 +33,16 @@ before(async () => {
       : []),
     { name: 'evil-sda', type: 'block-device', devmajor: 8, devminor: 0, mode: 0o666 },
   ]);
-  t = await startTestAgent(dataDir);
 });
-
-after(async () => {
-  await teardown(t, dataDir);
-  await reg?.stop();
-  if (skip) return;
-  const left = leftovers(dataDir, created);
-  assert.deepEqual(left, [], `resources left behind: ${left.join(', ')}`);
-});
-
-function agent(): TestAgent {
-  if (!t) throw new Error('agent not started');
-  return t;
-}
-
-async function capsuleOf(template: string): Promise<string> {
-  const { capsule } = await agent().client.createCapsule({ template, timeoutSec: 120 });
-  assert.ok(capsule);
-  created.push(capsule.id);
-  return capsule.id;
-}
-
-async function sh(id: string, script: string, user = 'root') {
-  const r = await agent().client.exec({ capsuleId: id, cmd: '/bin/sh', args: ['-c', script], user });
-  return { code: r.exitCode, out: text(r.stdout), err: text(r.stderr) };
-}
+const { capsuleOf, sh } = fx;
 
 test('symlinked mount points, setuid files and device nodes of an image are contained; the neighbour keeps working', {
   skip,
   timeout: 120_000,
 }, async () => {
   const shadowBefore = lstatSync('/etc/shadow');
-  let result: ImageTemplateResult | undefined;
-  const lines: string[] = [];
-  for await (const ev of agent().client.ensureImageTemplate({ image: `${reg?.host}/hostile/musl:v1` })) {
-    if (ev.event.case === 'progress') lines.push(ev.event.value);
-    if (ev.event.case === 'result') result = ev.event.value;
-  }
-  assert.ok(result?.template, 'no template');
+  const { lines, result } = await fx.ensure(`${fx.reg.host}/hostile/musl:v1`);
+  assert.ok(result.template, 'no template');
   assert.ok(
     lines.some((l) => /replaced .*\/dev.*\/opt.*\/etc\/hosts/.test(l)),
     `no replacement reported:\n${lines.join('\n')}`,
