@@ -12,8 +12,8 @@ import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import {
   type GatedRegistry,
-  haveRegistry,
   pushMuslImage,
+  registrySkip,
   startGatedRegistry,
   startRegistry,
   type TestRegistry,
@@ -23,7 +23,7 @@ import { SHARED_IMAGES } from './e2b-live.js';
 import { client } from './native-helpers.js';
 
 const SLOT = 14;
-const skip = haveRegistry ? false : 'Debian docker-registry is not installed (scripts/setup.mjs installs it)';
+const skip = registrySkip;
 
 describe('dashboard: template tags and capsules from images, in chromium', { skip, timeout: 600_000 }, () => {
   const ui = dashboardSuite({ slot: SLOT, name: 'tpl', imagesDir: SHARED_IMAGES });

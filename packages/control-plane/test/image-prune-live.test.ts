@@ -11,19 +11,19 @@ import { existsSync, mkdirSync, readdirSync, utimesSync, writeFileSync } from 'n
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
-import { haveRegistry, pushMuslImage, startRegistry, type TestRegistry } from '@wrenn/host-agent/testing/oci';
+import { pushMuslImage, registrySkip, startRegistry, type TestRegistry } from '@wrenn/host-agent/testing/oci';
 import { getCapsule } from '../src/db/repositories/capsules.js';
 import { createHost, setHostDraining } from '../src/db/repositories/hosts.js';
 import { createBuild } from '../src/db/repositories/template-builds.js';
 import { pruneFileSets } from '../src/templates/file-set-gc.js';
 import { type ExtraAgent, type LiveSystem, startLive } from './e2b-live.js';
-import { client, newTeamKey } from './native-helpers.js';
+import { client, execOk, newTeamKey } from './native-helpers.js';
 
 const run = promisify(execFile);
 const WRENN = new URL('../../../cli/bin/wrenn.js', import.meta.url).pathname;
 const SLOT = 13;
 const EXTRA_SLOT = 12;
-const skip = haveRegistry ? false : 'Debian docker-registry is not installed (scripts/setup.mjs installs it)';
+const skip = registrySkip;
 
 describe('image and file set garbage collection (live)', { skip }, () => {
   let sys: LiveSystem;
@@ -48,11 +48,7 @@ describe('image and file set garbage collection (live)', { skip }, () => {
     }
   });
 
-  const exec = async (id: string, cmd: string) => {
-    const r = await call('POST', `/v1/capsules/${id}/exec`, { cmd });
-    assert.equal(r.status, 200, r.text);
-    return r.body as { stdout: string; stderr: string; exit_code: number };
-  };
+  const exec = (id: string, cmd: string, user?: string) => execOk(call, id, cmd, user);
   const fromImage = async () => {
     const r = await call('POST', '/v1/capsules', { image, timeout_sec: 300 });
     assert.equal(r.status, 201, r.text);

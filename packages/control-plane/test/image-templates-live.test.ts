@@ -11,20 +11,20 @@ import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import {
-  haveRegistry,
   pushMuslImage,
+  registrySkip,
   startGatedRegistry,
   startRegistry,
   type TestRegistry,
 } from '@wrenn/host-agent/testing/oci';
 import { ensureImageTemplate } from '../src/services/image-templates.js';
 import { type LiveSystem, startLive, waitFor } from './e2b-live.js';
-import { client, newTeamKey } from './native-helpers.js';
+import { client, execOk, newTeamKey } from './native-helpers.js';
 
 const SLOT = 13;
 const run = promisify(execFile);
 const WRENN = new URL('../../../cli/bin/wrenn.js', import.meta.url).pathname;
-const skip = haveRegistry ? false : 'Debian docker-registry is not installed (scripts/setup.mjs installs it)';
+const skip = registrySkip;
 
 describe('capsules from container images (live)', { skip }, () => {
   let sys: LiveSystem;
@@ -59,11 +59,7 @@ describe('capsules from container images (live)', { skip }, () => {
     }
   });
 
-  const exec = async (id: string, cmd: string, user?: string) => {
-    const r = await call('POST', `/v1/capsules/${id}/exec`, { cmd, ...(user ? { user } : {}) });
-    assert.equal(r.status, 200, r.text);
-    return r.body as { stdout: string; stderr: string; exit_code: number };
-  };
+  const exec = (id: string, cmd: string, user?: string) => execOk(call, id, cmd, user);
 
   /** The processes in the capsule (busybox ps), for what must or must not run there. */
   const processes = async (id: string) => (await exec(id, 'ps', 'root')).stdout;

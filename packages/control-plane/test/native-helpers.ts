@@ -102,6 +102,25 @@ export function client(base: string, key?: string) {
 }
 
 /** Opens a WebSocket; resolves once open, or rejects with the HTTP status the server refused with. */
+/** What POST /v1/capsules/:id/exec answers. */
+export interface ExecResult {
+  stdout: string;
+  stderr: string;
+  exit_code: number;
+}
+
+/** Runs `cmd` (as `user`, else the capsule's default) through the native API; anything but 200 fails the test. */
+export async function execOk(
+  call: ReturnType<typeof client>,
+  id: string,
+  cmd: string,
+  user?: string,
+): Promise<ExecResult> {
+  const r = await call('POST', `/v1/capsules/${id}/exec`, { cmd, ...(user ? { user } : {}) });
+  if (r.status !== 200) throw new Error(`exec in ${id} answered ${r.status}: ${r.text}`);
+  return r.body as ExecResult;
+}
+
 export function openWs(url: string, headers: Record<string, string> = {}): Promise<WebSocket> {
   return new Promise((resolve, reject) => {
     const ws = new WebSocket(url, { headers });

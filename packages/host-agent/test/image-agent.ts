@@ -5,13 +5,10 @@
 import assert from 'node:assert/strict';
 import { after, before } from 'node:test';
 import type { ImageTemplateResult } from '@wrenn/protocol/gen/hostagent/v1/hostagent_pb';
-import { haveRegistry, startRegistry, type TestRegistry } from '../src/testing/oci.js';
+import { registrySkip, startRegistry, type TestRegistry } from '../src/testing/oci.js';
 import { leftovers, newDataDir, startTestAgent, type TestAgent, teardown, text } from './agent-helpers.js';
 
-/** The skip reason of every test here when the registry is not installed. */
-export const registrySkip = haveRegistry
-  ? false
-  : 'Debian docker-registry is not installed (scripts/setup.mjs installs it)';
+export { registrySkip };
 
 export interface ImageAgent {
   readonly dataDir: string;

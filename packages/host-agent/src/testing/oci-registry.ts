@@ -12,6 +12,10 @@ import { pack } from 'tar-stream';
 
 export const REGISTRY_BIN = '/usr/bin/docker-registry';
 export const haveRegistry = existsSync(REGISTRY_BIN);
+/** The skip reason of a test that needs the registry (false when it is installed). */
+export const registrySkip: string | false = haveRegistry
+  ? false
+  : 'Debian docker-registry is not installed (scripts/setup.mjs installs it)';
 
 export interface TestRegistry {
   /** host:port on 127.0.0.1 */
