@@ -26,12 +26,12 @@ export function benchNodeLines(versions = []) {
 
 /**
  * Starts envd (`args`: node's arguments up to and including the entry) with `node` on 127.0.0.1, any
- * port. Resolves once it said ready: { child, port, readyMs, cpuMs, stderr() }; the caller kills it.
+ * port, in a capsule's environment (plus `extraEnv`). Resolves once it said ready: { child, port, readyMs, cpuMs, stderr() }; the caller kills it.
  */
-export async function startEnvdOnHost(node, args, what = node) {
+export async function startEnvdOnHost(node, args, what = node, extraEnv = {}) {
   const t0 = performance.now();
   const child = spawn(node, [...args, '--port', '0', '--host', '127.0.0.1'], {
-    env: { PATH: '/usr/bin:/bin', HOME: '/root', LANG: 'C.UTF-8', WRENN_READY_FD: '3' },
+    env: { PATH: '/usr/bin:/bin', HOME: '/root', LANG: 'C.UTF-8', WRENN_READY_FD: '3', ...extraEnv },
     stdio: ['ignore', 'ignore', 'pipe', 'pipe'],
   });
   let stderr = '';
