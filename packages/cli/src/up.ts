@@ -3,21 +3,14 @@
 // the embedded database, all under one data directory. This is where the two are put together:
 // the host agent starts its half, the control plane adopts it.
 
-import { type RunningUp, startWithLocalAgent, type TlsSource } from '@wrenn/control-plane';
+import { type RunningUp, startWithLocalAgent, type WithLocalAgentOptions } from '@wrenn/control-plane';
 import { type LocalAgentOptions, type NetworkOptions, startLocalAgent } from '@wrenn/host-agent';
 import pino from 'pino';
 
 export type { RunningUp };
 
-export interface UpOptions {
-  dataDir: string;
-  listen: { host: string; port: number };
-  domain: string;
-  /** Serve HTTPS (--tls self-signed or --tls-cert/--tls-key). */
-  tls?: TlsSource;
-  databaseUrl?: string;
-  /** Key to use as the admin key (WRENN_API_KEY). */
-  adminKey?: string;
+/** The control plane's options (startWithLocalAgent's, less the agent it is given) and the local agent's. */
+export interface UpOptions extends Omit<WithLocalAgentOptions, 'local'> {
   /** Network settings of the local agent (tests give each system its own pool). */
   network?: Partial<NetworkOptions>;
   /** Ready capsules kept per template (default none). */
@@ -30,11 +23,6 @@ export interface UpOptions {
   capsuleDiskMb?: number;
   /** Capsules the host holds at most and memory it keeps free (default WRENN_MAX_CAPSULES, WRENN_MEMORY_RESERVE_MB). */
   capacity?: LocalAgentOptions['capacity'];
-  /** Build `minimal` before reporting ready (default true). */
-  warmMinimal?: boolean;
-  logLevel?: string;
-  /** Progress lines while starting (template builds). */
-  onProgress?: (line: string) => void;
 }
 
 export async function startUp(o: UpOptions): Promise<RunningUp> {
@@ -50,19 +38,9 @@ export async function startUp(o: UpOptions): Promise<RunningUp> {
     ...(o.capacity ? { capacity: o.capacity } : {}),
     log: pino({ level: o.logLevel ?? process.env.WRENN_LOG_LEVEL ?? 'info', base: { svc: 'host-agent' } }),
   });
+  const { network: _n, warmPool: _w, cgroupParent: _c, imagesDir: _i, capsuleDiskMb: _d, capacity: _k, ...cp } = o;
   try {
-    return await startWithLocalAgent({
-      local,
-      dataDir: o.dataDir,
-      listen: o.listen,
-      domain: o.domain,
-      ...(o.tls ? { tls: o.tls } : {}),
-      ...(o.databaseUrl ? { databaseUrl: o.databaseUrl } : {}),
-      ...(o.adminKey ? { adminKey: o.adminKey } : {}),
-      ...(o.warmMinimal !== undefined ? { warmMinimal: o.warmMinimal } : {}),
-      ...(o.logLevel ? { logLevel: o.logLevel } : {}),
-      ...(o.onProgress ? { onProgress: o.onProgress } : {}),
-    });
+    return await startWithLocalAgent({ local, ...cp });
   } catch (err) {
     await local.close().catch(() => undefined);
     throw err;
