@@ -3,6 +3,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import {
+  isVolumeContentOp,
+  VOLUME_CONTENT_OPS,
   VOLUME_LIMITS,
   volumeContentPath,
   volumeMountPathProblem,
@@ -88,5 +90,11 @@ describe('volume contract', () => {
     assert.deepEqual(volumeContentPath('/a//b/./c/'), { parts: ['a', 'b', 'c'] });
     for (const bad of ['..', '/a/../b', '../../etc/passwd', 'a\0b', `/${'x'.repeat(256)}`, 5])
       assert.ok('problem' in volumeContentPath(bad), String(bad));
+  });
+
+  it('content operations: the seven the APIs and the agent know, nothing else', () => {
+    for (const op of VOLUME_CONTENT_OPS) assert.ok(isVolumeContentOp(op), op);
+    for (const bad of ['', 'STAT', 'rm', 'stat ', '__proto__', 'toString', 7, null, undefined])
+      assert.equal(isVolumeContentOp(bad), false, String(bad));
   });
 });

@@ -10,6 +10,7 @@ import {
   UnauthenticatedError,
   UnavailableError,
   VOLUME_LIMITS,
+  type VolumeContentOp,
   volumeMountsProblem,
   volumeNameProblem,
   volumeSizeProblem,
@@ -161,16 +162,8 @@ export async function authorizeVolumeContent(
   return v;
 }
 
-export interface VolumeContentInput {
-  op: 'stat' | 'list' | 'mkdir' | 'read' | 'write' | 'remove' | 'chmod';
-  path: string;
-  depth?: number;
-  uid?: number;
-  gid?: number;
-  mode?: number;
-  force?: boolean;
-  data?: Uint8Array;
-}
+/** The contract's content operation (@wrenn/protocol). */
+export type VolumeContentInput = VolumeContentOp;
 
 /** One content operation on the volume's host (paths confined to the volume there). */
 export async function volumeContent(

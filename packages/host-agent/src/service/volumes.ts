@@ -1,7 +1,7 @@
 // The volume RPCs of hostagent.v1 (CreateVolume, DeleteVolume, VolumeContent) over the manager's
 // volume store and the content operations.
 import { create } from '@bufbuild/protobuf';
-import { InvalidArgumentError, VOLUME_LIMITS } from '@wrenn/protocol';
+import { InvalidArgumentError, isVolumeContentOp, VOLUME_CONTENT_OPS, VOLUME_LIMITS } from '@wrenn/protocol';
 import {
   type CreateVolumeRequest,
   type DeleteVolumeRequest,
@@ -25,9 +25,12 @@ export async function deleteVolume(m: SandboxManager, req: DeleteVolumeRequest):
 
 export async function volumeContentRpc(m: SandboxManager, req: VolumeContentRequest): Promise<VolumeContentResponse> {
   if (!req.volumeId) throw new InvalidArgumentError('volume_id is required');
+  const op = req.op;
+  if (!isVolumeContentOp(op))
+    throw new InvalidArgumentError(`op '${op}' is not one of ${VOLUME_CONTENT_OPS.join(', ')}`);
   const dataDir = await m.volumes.mountedData(req.volumeId);
   const out = await volumeContent(dataDir, {
-    op: req.op,
+    op,
     path: req.path,
     depth: req.depth,
     force: req.force,

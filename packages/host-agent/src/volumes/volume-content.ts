@@ -15,6 +15,7 @@ import {
   PermissionDeniedError,
   ResourceExhaustedError,
   VOLUME_LIMITS,
+  type VolumeContentOp,
   volumeContentPath,
 } from '@wrenn/protocol';
 import { HOST_ID_BASE } from '../rootfs/id-map.js';
@@ -37,16 +38,7 @@ export interface VolumeEntryInfo {
   target: string;
 }
 
-export interface VolumeContentOp {
-  op: string;
-  path: string;
-  depth?: number;
-  uid?: number;
-  gid?: number;
-  mode?: number;
-  force?: boolean;
-  data?: Uint8Array;
-}
+export type { VolumeContentOp };
 
 const fdPath = (fd: number, name?: string) =>
   name === undefined ? `/proc/self/fd/${fd}` : `/proc/self/fd/${fd}/${name}`;

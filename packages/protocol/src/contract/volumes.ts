@@ -21,6 +21,27 @@ export const VOLUME_LIMITS = {
   maxListDepth: 16,
 } as const;
 
+/** The operations of the volume content API (native and E2B routes, the agent's VolumeContent RPC). */
+export const VOLUME_CONTENT_OPS = ['stat', 'list', 'mkdir', 'read', 'write', 'remove', 'chmod'] as const;
+export type VolumeContentOpName = (typeof VOLUME_CONTENT_OPS)[number];
+export const isVolumeContentOp = (op: unknown): op is VolumeContentOpName =>
+  (VOLUME_CONTENT_OPS as readonly unknown[]).includes(op);
+
+/** One content operation, as the control plane asks it and the agent runs it (ids as capsules see them). */
+export interface VolumeContentOp {
+  op: VolumeContentOpName;
+  /** From the volume's root. */
+  path: string;
+  /** list: how deep (VOLUME_LIMITS.maxListDepth at most). */
+  depth?: number;
+  uid?: number;
+  gid?: number;
+  mode?: number;
+  /** mkdir: make missing parents (and no error when it exists); write: make missing parents. */
+  force?: boolean;
+  data?: Uint8Array;
+}
+
 /** A volume name: letters, digits, '-', '_' and '.', starting with a letter or digit. */
 export const VOLUME_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 
