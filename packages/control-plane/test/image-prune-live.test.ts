@@ -7,7 +7,7 @@
 // image on demand.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
@@ -132,32 +132,47 @@ describe('image and file set garbage collection (live)', { skip }, () => {
 
   it('removes stored file sets after their TTL, not while a build of their team runs', async () => {
     const ctx = sys.cp.ctx;
+    const db = ctx.database.db;
     const { teamId: idle } = await newTeamKey(sys.cp, 'gc-files-idle');
     const { teamId: busy } = await newTeamKey(sys.cp, 'gc-files-busy');
-    const twoDaysAgo = new Date(Date.now() - 2 * 86_400_000);
-    const put = (team: string, name: string, old: boolean) => {
-      const dir = join(ctx.config.dataDir, 'template-files', team);
-      mkdirSync(dir, { recursive: true });
-      writeFileSync(join(dir, name), 'x'.repeat(100));
-      if (old) utimesSync(join(dir, name), twoDaysAgo, twoDaysAgo);
-      return join(dir, name);
+    const twoDaysAgo = Date.now() - 2 * 86_400_000;
+    // Sets as file-sets.ts keeps them in the database: a row naming its upload's chunks.
+    const put = async (team: string, c: string, lastUsed: number) => {
+      const id = `gc-${team}-${c}`;
+      await db
+        .insertInto('template_file_sets')
+        .values({
+          team_id: team,
+          hash: c.repeat(64),
+          upload_id: id,
+          bytes: 100,
+          chunks: 1,
+          created_at: lastUsed,
+          last_used_at: lastUsed,
+        })
+        .execute();
+      await db
+        .insertInto('template_file_chunks')
+        .values({ upload_id: id, seq: 0, data: Buffer.alloc(100) })
+        .execute();
     };
-    const hex = (c: string) => c.repeat(64);
-    const oldIdle = put(idle, `${hex('a')}.tar`, true);
-    const freshIdle = put(idle, `${hex('b')}.tar`, false);
-    const oldPart = put(idle, `${hex('c')}.tar.123.456.part`, true);
-    const notOurs = put(idle, 'README', true);
-    const oldBusy = put(busy, `${hex('d')}.tar`, true);
-    await createBuild(ctx.database.db, { template: 'gc-files', teamId: busy, status: 'building' });
+    const kept = async () =>
+      (await db.selectFrom('template_file_sets').select(['team_id', 'hash']).execute())
+        .filter((r) => r.team_id === idle || r.team_id === busy)
+        .map((r) => `${r.team_id === idle ? 'idle' : 'busy'}:${r.hash[0]}`)
+        .sort();
+    await put(idle, 'a', twoDaysAgo);
+    await put(idle, 'b', Date.now());
+    await put(busy, 'd', twoDaysAgo);
+    await createBuild(db, { template: 'gc-files', teamId: busy, status: 'building' });
 
     const r = await pruneFileSets(ctx);
-    assert.equal(r.removed, 2);
-    assert.ok(!existsSync(oldIdle) && !existsSync(oldPart), 'expired file sets stayed');
-    for (const f of [freshIdle, notOurs, oldBusy]) assert.ok(existsSync(f), `${f} was removed`);
+    assert.equal(r.removed, 1);
+    assert.deepEqual(await kept(), ['busy:d', 'idle:b']);
     // On demand with 0: everything unused goes, still not the running build's.
     const all = await prune();
     assert.equal(all.file_sets.removed, 1);
-    assert.ok(!existsSync(freshIdle) && existsSync(oldBusy));
+    assert.deepEqual(await kept(), ['busy:d']);
   });
 
   describe('with two hosts', () => {

@@ -19,6 +19,7 @@ import * as m0011 from './migrations/0011_plain_fields.js';
 import * as m0012 from './migrations/0012_create_keys.js';
 import * as m0013 from './migrations/0013_host_warm_pools.js';
 import * as m0014 from './migrations/0014_host_agent_tls.js';
+import * as m0015 from './migrations/0015_template_file_sets.js';
 
 interface MigrationModule {
   up(db: Kysely<unknown>, dialect: SqlDialect): Promise<void>;
@@ -41,6 +42,7 @@ const modules: Record<string, MigrationModule> = {
   '0012_create_keys': m0012,
   '0013_host_warm_pools': m0013,
   '0014_host_agent_tls': m0014,
+  '0015_template_file_sets': m0015,
 };
 
 export function migrationNames(): string[] {

@@ -184,6 +184,39 @@ export interface CapsuleVolumesTable {
   path: string;
 }
 
+/** Keys every control-plane replica shares (migrations/0015), e.g. the upload links' HMAC key. */
+export interface ClusterKeysTable {
+  name: string;
+  value: string;
+  created_at: number;
+}
+
+/** An upload link that was used (one use each, across replicas); its id names the upload's chunks. */
+export interface TemplateUploadsTable {
+  id: string;
+  team_id: string;
+  hash: string;
+  used_at: number;
+  expires_at: number;
+}
+
+/** A team's kept COPY file set: its bytes are the chunks of upload `upload_id`. */
+export interface TemplateFileSetsTable {
+  team_id: string;
+  hash: string;
+  upload_id: string;
+  bytes: number;
+  chunks: number;
+  created_at: number;
+  last_used_at: number;
+}
+
+export interface TemplateFileChunksTable {
+  upload_id: string;
+  seq: number;
+  data: Buffer;
+}
+
 export interface Database {
   teams: TeamsTable;
   api_keys: ApiKeysTable;
@@ -199,4 +232,8 @@ export interface Database {
   audit_events: AuditEventsTable;
   volumes: VolumesTable;
   capsule_volumes: CapsuleVolumesTable;
+  cluster_keys: ClusterKeysTable;
+  template_uploads: TemplateUploadsTable;
+  template_file_sets: TemplateFileSetsTable;
+  template_file_chunks: TemplateFileChunksTable;
 }

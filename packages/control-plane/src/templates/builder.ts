@@ -17,8 +17,6 @@
 // while a template still stacks on them.
 
 import { createHash, randomUUID } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { open } from 'node:fs/promises';
 import { posix } from 'node:path';
 import {
   asDomainError,
@@ -66,6 +64,7 @@ import {
   stagesOf,
   substitute,
 } from './dockerfile.js';
+import { isGzip, openFileSet } from './file-sets.js';
 import { isPlainTemplateName, isStartedPull, type StartedPull, startPull } from './image-bases.js';
 
 /** Longest a single RUN may take. */
@@ -83,7 +82,7 @@ export interface StartBuildInput {
 }
 
 /**
- * E2B's COPY: a tar the client uploaded (its file set, `archive` on this host) is unpacked in the
+ * E2B's COPY: a tar the client uploaded (its team's file set `filesHash`, in the database) is unpacked in the
  * build capsule and `source` in it (a file, a directory whose contents are merged, or '.') is moved
  * to `dest` (relative to the workdir, else the user's home), owned by `owner`, with `mode` if given.
  */
@@ -91,7 +90,6 @@ export type ArchiveCopyStep = {
   kind: 'COPY_ARCHIVE';
   line: number;
   text: string;
-  archive: string;
   filesHash: string;
   source: string;
   dest: string;
@@ -619,7 +617,7 @@ async function runBuild(
           }
           log.line(`copied ${copy.entries.length} file${copy.entries.length === 1 ? '' : 's'}`);
         } else if (step.kind === 'COPY_ARCHIVE') {
-          await unpackArchive(ctx, c, step, cfg, log, `step ${n}/${total} ${step.text.slice(0, 80)}`);
+          await unpackArchive(ctx, teamId, c, step, cfg, log, `step ${n}/${total} ${step.text.slice(0, 80)}`);
         }
         if (uncached) {
           log.line(` ---> done in ${((Date.now() - t0) / 1000).toFixed(1)} s (cache skipped)`);
@@ -842,6 +840,7 @@ fi
 
 async function unpackArchive(
   ctx: ControlPlaneContext,
+  teamId: string,
   c: Capsule,
   step: ArchiveCopyStep,
   cfg: TemplateConfig,
@@ -849,20 +848,25 @@ async function unpackArchive(
   what: string,
 ): Promise<void> {
   const agent = await agentForCapsule(ctx, c);
+  const set = await openFileSet(ctx.database.db, teamId, step.filesHash);
+  if (!set)
+    throw new StepFailed(`${what}: the uploaded files (hash ${step.filesHash}) are no longer kept; build again`);
   const inCapsule = `/tmp/wrenn-files-${step.filesHash.slice(0, 16)}-${randomUUID().slice(0, 8)}.tar`;
+  let head: Buffer | undefined;
   async function* messages() {
     yield { part: { case: 'header' as const, value: { capsuleId: c.id, path: inCapsule, user: 'root', mode: 0o600 } } };
-    for await (const chunk of createReadStream(step.archive, { highWaterMark: WRITE_CHUNK }))
-      yield { part: { case: 'data' as const, value: chunk as Buffer } };
+    // Database chunks (1 MiB) are cut to the agent's write size; one chunk is in memory at a time.
+    for await (const chunk of set!.chunks()) {
+      head ??= chunk.subarray(0, 2);
+      for (let at = 0; at < chunk.length; at += WRITE_CHUNK)
+        yield { part: { case: 'data' as const, value: chunk.subarray(at, at + WRITE_CHUNK) } };
+    }
   }
   await agent.writeFile(messages()).catch((err: unknown) => {
     throw new StepFailed(`${what}: sending the uploaded files failed: ${messageOf(err)}`);
   });
+  const gzipped = head !== undefined && isGzip(head);
   const user = (cfg.user || 'root').split(':')[0]!;
-  const head = Buffer.alloc(2);
-  const fh = await open(step.archive, 'r');
-  await fh.read(head, 0, 2, 0).finally(() => fh.close());
-  const gzipped = head[0] === 0x1f && head[1] === 0x8b;
   const owner = step.owner
     ? step.owner.includes(':')
       ? step.owner

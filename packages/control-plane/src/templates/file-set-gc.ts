@@ -1,10 +1,14 @@
-// Removal of stored file sets (the COPY contexts the e2b SDK uploads, file-sets.ts): without it they
-// stay forever. A file set goes once it was unused for the TTL (WRENN_TEMPLATE_FILES_TTL_SEC, a
-// day by default; its mtime is its last use: the upload, each "is it there?" answered yes, each
-// build start naming it) and no build of its team is still running. Runs in every control-plane
-// process every 10 minutes (each keeps its own uploads under its data dir), and on demand with
-// the image prune (POST /v1/images/prune). A pass lists the team directories, nothing more.
-import { readdir, rm, stat, utimes } from 'node:fs/promises';
+// Removal of stored file sets (the COPY contexts the e2b SDK uploads, kept in the database by
+// file-sets.ts): without it they stay forever. A set goes once it was unused for the TTL
+// (WRENN_TEMPLATE_FILES_TTL_SEC, a day by default; its last use is its upload, each "is it there?"
+// answered yes, each build start naming it) and no build of its team is still running. Chunks no
+// set names (an upload that failed while its replica died, a set replaced by a concurrent upload,
+// a deleted team's) go an hour after their upload started, and the record of a used upload link
+// an hour after the link expired (its signature refuses it by then). Every replica runs a pass
+// every 10 minutes and with the image prune (POST /v1/images/prune); the deletes are idempotent,
+// so replicas running it at once do no harm. Sets kept by versions before the database held them
+// (<data dir>/template-files) are removed: the SDK uploads a set again when told it is not kept.
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ControlPlaneContext } from '../context.js';
 
@@ -12,9 +16,8 @@ export const DEFAULT_FILE_SET_TTL_MS = 86_400_000;
 const INTERVAL_MS = 600_000;
 /** A build not finished after this long is taken as dead: it keeps its team's file sets no longer. */
 const RUNNING_BUILD_HORIZON_MS = 86_400_000;
-const FILE_RE = /^[a-f0-9]{64}\.tar$/;
-/** Partial uploads (file-sets.ts writes <hash>.tar.<pid>.<ms>.part) a crash left behind. */
-const PART_RE = /^[a-f0-9]{64}\.tar\.\d+\.\d+\.part$/;
+/** Chunks of an upload no set names are left alone this long after the upload started. */
+const ORPHAN_GRACE_MS = 3600_000;
 
 /** WRENN_TEMPLATE_FILES_TTL_SEC in ms (a whole number of seconds ≥ 0). */
 export function fileSetTtlMs(env: NodeJS.ProcessEnv = process.env): number {
@@ -23,12 +26,6 @@ export function fileSetTtlMs(env: NodeJS.ProcessEnv = process.env): number {
   if (!/^\d{1,12}$/.test(raw.trim()))
     throw new Error(`WRENN_TEMPLATE_FILES_TTL_SEC=${JSON.stringify(raw)}: expected a whole number of seconds ≥ 0`);
   return Number(raw.trim()) * 1000;
-}
-
-/** Marks a file set used now (so the TTL counts from here). */
-export async function touchFileSet(path: string): Promise<void> {
-  const now = new Date();
-  await utimes(path, now, now).catch(() => undefined);
 }
 
 export interface FileSetPruneReport {
@@ -52,34 +49,62 @@ export async function pruneFileSets(
   ctx: ControlPlaneContext,
   opts: { olderThanMs?: number } = {},
 ): Promise<FileSetPruneReport> {
+  const db = ctx.database.db;
   const olderThan = opts.olderThanMs ?? fileSetTtlMs();
-  const root = join(ctx.config.dataDir, 'template-files');
-  const report: FileSetPruneReport = { removed: 0, freedBytes: 0, kept: 0 };
-  const teams = await readdir(root).catch(() => [] as string[]);
-  if (teams.length === 0) return report;
-  const building = await teamsBuilding(ctx);
   const now = Date.now();
-  for (const team of teams) {
-    const dir = join(root, team);
-    const names = await readdir(dir).catch(() => [] as string[]);
-    for (const n of names) {
-      const part = PART_RE.test(n);
-      if (!part && !FILE_RE.test(n)) continue;
-      const s = await stat(join(dir, n)).catch(() => undefined);
-      if (!s?.isFile()) continue;
-      // A partial upload is never used; one untouched for an hour is a crashed upload's.
-      const idle = now - s.mtimeMs;
-      const expired = part ? idle >= Math.max(olderThan, 3600_000) : idle >= olderThan && !building.has(team);
-      if (!expired) {
-        report.kept++;
-        continue;
-      }
-      await rm(join(dir, n), { force: true });
-      report.removed++;
-      report.freedBytes += s.size;
-    }
-    // The team's directory stays even when empty: an upload may be creating its file there now.
+  const report: FileSetPruneReport = { removed: 0, freedBytes: 0, kept: 0 };
+  await rm(join(ctx.config.dataDir, 'template-files'), { recursive: true, force: true }).catch(() => undefined);
+
+  const idle = await db
+    .selectFrom('template_file_sets')
+    .select(['team_id', 'hash', 'upload_id', 'bytes', 'last_used_at'])
+    .where('last_used_at', '<=', now - olderThan)
+    .execute();
+  const building = idle.length ? await teamsBuilding(ctx) : new Set<string>();
+  for (const s of idle) {
+    if (building.has(s.team_id)) continue;
+    // Only if still idle and still this upload's: a use or a new upload since the select keeps it.
+    const gone = await db
+      .deleteFrom('template_file_sets')
+      .where('team_id', '=', s.team_id)
+      .where('hash', '=', s.hash)
+      .where('upload_id', '=', s.upload_id)
+      .where('last_used_at', '=', s.last_used_at)
+      .executeTakeFirst();
+    if (Number(gone.numDeletedRows) === 0) continue;
+    await db.deleteFrom('template_file_chunks').where('upload_id', '=', s.upload_id).execute();
+    report.removed++;
+    report.freedBytes += s.bytes;
   }
+
+  // Chunks no set names, of uploads that started over an hour ago (or whose record is gone).
+  const orphans = await db
+    .selectFrom('template_file_chunks as c')
+    .select('c.upload_id')
+    .distinct()
+    .where('c.seq', '=', 0)
+    .where(({ not, exists, selectFrom }) =>
+      not(exists(selectFrom('template_file_sets as s').select('s.hash').whereRef('s.upload_id', '=', 'c.upload_id'))),
+    )
+    .where(({ not, exists, selectFrom }) =>
+      not(
+        exists(
+          selectFrom('template_uploads as u')
+            .select('u.id')
+            .whereRef('u.id', '=', 'c.upload_id')
+            .where('u.used_at', '>', now - ORPHAN_GRACE_MS),
+        ),
+      ),
+    )
+    .execute();
+  for (const o of orphans) await db.deleteFrom('template_file_chunks').where('upload_id', '=', o.upload_id).execute();
+  await db
+    .deleteFrom('template_uploads')
+    .where('expires_at', '<', now - ORPHAN_GRACE_MS)
+    .execute();
+
+  const left = await db.selectFrom('template_file_sets').select(db.fn.countAll<number>().as('n')).executeTakeFirst();
+  report.kept = Number(left?.n ?? 0);
   return report;
 }
 

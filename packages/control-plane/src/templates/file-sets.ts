@@ -1,16 +1,23 @@
-// File sets the e2b SDK uploads for its COPY steps: one tar (usually gzipped) per content hash,
-// kept per team under <dataDir>/template-files/<team>/<hash>.tar so a rebuild with unchanged
-// files uploads nothing. An upload is checked before it is kept: size limits (packed and
-// unpacked), entry names relative and free of '..', and only files, directories and symlinks.
-import { createReadStream } from 'node:fs';
-import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+// File sets the e2b SDK uploads for its COPY steps: one tar (usually gzipped) per team and content
+// hash, so a rebuild with unchanged files uploads nothing. Kept in the database (migrations/0015),
+// not in a replica's data dir: behind a load balancer the upload, the "is it there?" and the build
+// reach any replica, and all of them read the same rows. The bytes are 1 MiB chunks written and
+// read one at a time (a set may be 256 MiB; no replica holds one in memory). An upload is written
+// under its own id, checked (size limits packed and unpacked, entry names relative and free of
+// '..', only files, directories and symlinks), and only then named the team's set for the hash, so
+// a half-written or bad upload is never used and a refused one leaves nothing.
+import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import { InvalidArgumentError } from '@wrenn/protocol';
+import { type Kysely, PostgresAdapter } from 'kysely';
 import { extract } from 'tar-stream';
-import type { ControlPlaneContext } from '../context.js';
+import type { Database } from '../db/schema.js';
 import { CONTEXT_LIMITS } from './build-context.js';
+
+type Db = Kysely<Database>;
+/** Bytes of one stored chunk (the last one of a set may be shorter). */
+export const CHUNK_BYTES = 1024 * 1024;
 
 /** E2B's file-set hashes are hex SHA-256. */
 const HASH_RE = /^[a-f0-9]{64}$/;
@@ -29,17 +36,25 @@ export function validateFilesHash(hash: string): string {
   return hash;
 }
 
-const dirOf = (ctx: ControlPlaneContext, teamId: string) => join(ctx.config.dataDir, 'template-files', teamId);
+/** Whether the team keeps the file set `hash`. */
+export async function hasFileSet(db: Db, teamId: string, hash: string): Promise<boolean> {
+  const row = await db
+    .selectFrom('template_file_sets')
+    .select('hash')
+    .where('team_id', '=', teamId)
+    .where('hash', '=', validateFilesHash(hash))
+    .executeTakeFirst();
+  return row !== undefined;
+}
 
-/** Where a team's file set is kept (whether or not it was uploaded yet). */
-export const fileSetPath = (ctx: ControlPlaneContext, teamId: string, hash: string): string =>
-  join(dirOf(ctx, teamId), `${validateFilesHash(hash)}.tar`);
-
-export async function hasFileSet(ctx: ControlPlaneContext, teamId: string, hash: string): Promise<boolean> {
-  return stat(fileSetPath(ctx, teamId, hash)).then(
-    (s) => s.isFile(),
-    () => false,
-  );
+/** Marks a kept file set used now: its TTL (file-set-gc.ts) counts from here. */
+export async function touchFileSet(db: Db, teamId: string, hash: string): Promise<void> {
+  await db
+    .updateTable('template_file_sets')
+    .set({ last_used_at: Date.now() })
+    .where('team_id', '=', teamId)
+    .where('hash', '=', hash)
+    .execute();
 }
 
 /** A bad entry name: absolute, '..' anywhere, NUL, or too long. */
@@ -54,16 +69,24 @@ function badName(name: string): string | null {
 /** Over a size limit: an InvalidArgumentError the API answers with 413. */
 const tooLarge = (message: string) => new InvalidArgumentError(message, { code: 'payload_too_large' });
 
-/** Reads the whole archive and throws InvalidArgumentError for what a file set may not hold. */
-export async function checkFileSet(path: string): Promise<{ entries: number; bytes: number }> {
-  const head = Buffer.alloc(2);
-  const fh = await open(path, 'r');
-  try {
-    await fh.read(head, 0, 2, 0);
-  } finally {
-    await fh.close();
+/** The first chunk of `source` (to tell gzip from plain tar) and the whole stream again. */
+async function peek(source: AsyncIterable<Buffer>): Promise<{ head: Buffer; all: AsyncIterable<Buffer> }> {
+  const it = source[Symbol.asyncIterator]();
+  const first = await it.next();
+  const head = first.done ? Buffer.alloc(0) : first.value;
+  async function* all() {
+    if (!first.done) yield first.value;
+    for (let r = await it.next(); !r.done; r = await it.next()) yield r.value;
   }
-  const gzipped = head[0] === 0x1f && head[1] === 0x8b;
+  return { head, all: all() };
+}
+
+export const isGzip = (head: Buffer): boolean => head[0] === 0x1f && head[1] === 0x8b;
+
+/** Reads the whole archive and throws InvalidArgumentError for what a file set may not hold. */
+export async function checkFileSet(source: AsyncIterable<Buffer>): Promise<{ entries: number; bytes: number }> {
+  const { head, all } = await peek(source);
+  const gzipped = isGzip(head);
   let entries = 0;
   let bytes = 0;
   const ex = extract();
@@ -89,10 +112,10 @@ export async function checkFileSet(path: string): Promise<{ entries: number; byt
     stream.on('end', () => next());
     stream.resume();
   });
-  const source = createReadStream(path);
+  const input = Readable.from(all, { objectMode: false });
   try {
-    if (gzipped) await pipeline(source, createGunzip(), ex);
-    else await pipeline(source, ex);
+    if (gzipped) await pipeline(input, createGunzip(), ex);
+    else await pipeline(input, ex);
   } catch (err) {
     if (err instanceof InvalidArgumentError) throw err;
     throw new InvalidArgumentError(
@@ -103,37 +126,109 @@ export async function checkFileSet(path: string): Promise<{ entries: number; byt
   return { entries, bytes };
 }
 
-/**
- * Stores an upload under its hash: written to a temporary file (the size limit enforced while
- * reading), checked, then renamed into place, so a half-written or bad upload is never used.
- */
-export async function saveFileSet(
-  ctx: ControlPlaneContext,
+/** The chunks of upload `uploadId` in order, fetched one at a time. */
+export async function* uploadChunks(db: Db, uploadId: string, count: number): AsyncGenerator<Buffer> {
+  for (let seq = 0; seq < count; seq++) {
+    const row = await db
+      .selectFrom('template_file_chunks')
+      .select('data')
+      .where('upload_id', '=', uploadId)
+      .where('seq', '=', seq)
+      .executeTakeFirst();
+    if (!row) throw new Error(`stored file set ${uploadId}: chunk ${seq} of ${count} is missing (replaced or removed)`);
+    yield Buffer.from(row.data);
+  }
+}
+
+/** A kept file set: its size and a reader of its bytes (undefined when the team does not keep it). */
+export async function openFileSet(
+  db: Db,
   teamId: string,
   hash: string,
+): Promise<{ bytes: number; chunks: () => AsyncGenerator<Buffer> } | undefined> {
+  const row = await db
+    .selectFrom('template_file_sets')
+    .select(['upload_id', 'bytes', 'chunks'])
+    .where('team_id', '=', teamId)
+    .where('hash', '=', validateFilesHash(hash))
+    .executeTakeFirst();
+  if (!row) return undefined;
+  return { bytes: row.bytes, chunks: () => uploadChunks(db, row.upload_id, row.chunks) };
+}
+
+/** Removes what upload `uploadId` wrote. */
+export async function dropUploadChunks(db: Db, uploadId: string): Promise<void> {
+  await db.deleteFrom('template_file_chunks').where('upload_id', '=', uploadId).execute();
+}
+
+/**
+ * Stores an upload as the team's file set `hash`: its chunks written under `uploadId` (the size
+ * limit enforced while reading), the whole archive checked, then the set row pointed at them in
+ * one transaction (a set kept before, e.g. the SDK's forceUpload, is replaced and its chunks
+ * removed). Anything that fails removes this upload's chunks: nothing of it is kept.
+ */
+export async function saveFileSet(
+  db: Db,
+  teamId: string,
+  hash: string,
+  uploadId: string,
   body: AsyncIterable<Buffer>,
 ): Promise<{ bytes: number }> {
-  const final = fileSetPath(ctx, teamId, hash);
-  await mkdir(dirOf(ctx, teamId), { recursive: true, mode: 0o700 });
-  const tmp = `${final}.${process.pid}.${Date.now()}.part`;
+  validateFilesHash(hash);
   let size = 0;
-  try {
-    const fh = await open(tmp, 'w', 0o600);
-    try {
-      for await (const chunk of body) {
-        size += chunk.length;
-        if (size > FILE_SET_LIMITS.maxUploadBytes)
-          throw tooLarge(`an uploaded file set may be at most ${FILE_SET_LIMITS.maxUploadBytes} bytes`);
-        await fh.write(chunk);
-      }
-    } finally {
-      await fh.close();
+  let seq = 0;
+  let pending: Buffer[] = [];
+  let pendingBytes = 0;
+  const write = async (data: Buffer) => {
+    await db.insertInto('template_file_chunks').values({ upload_id: uploadId, seq, data }).execute();
+    seq++;
+  };
+  const flush = async (final: boolean) => {
+    while (pendingBytes >= CHUNK_BYTES || (final && pendingBytes > 0)) {
+      const all = pending.length === 1 ? (pending[0] as Buffer) : Buffer.concat(pending);
+      const n = Math.min(CHUNK_BYTES, all.length);
+      await write(all.subarray(0, n));
+      const rest = all.subarray(n);
+      pending = rest.length ? [Buffer.from(rest)] : [];
+      pendingBytes = rest.length;
     }
+  };
+  try {
+    for await (const chunk of body) {
+      size += chunk.length;
+      if (size > FILE_SET_LIMITS.maxUploadBytes)
+        throw tooLarge(`an uploaded file set may be at most ${FILE_SET_LIMITS.maxUploadBytes} bytes`);
+      pending.push(chunk);
+      pendingBytes += chunk.length;
+      if (pendingBytes >= CHUNK_BYTES) await flush(false);
+    }
+    await flush(true);
     if (size === 0) throw new InvalidArgumentError('the upload is empty; send the tar of the files');
-    await checkFileSet(tmp);
-    await rename(tmp, final);
+    await checkFileSet(uploadChunks(db, uploadId, seq));
+    const now = Date.now();
+    // PostgreSQL: the row is locked so a concurrent replacement cannot leave its chunks behind.
+    const postgres = db.getExecutor().adapter instanceof PostgresAdapter;
+    await db.transaction().execute(async (trx) => {
+      const old = await trx
+        .selectFrom('template_file_sets')
+        .select('upload_id')
+        .where('team_id', '=', teamId)
+        .where('hash', '=', hash)
+        .$if(postgres, (q) => q.forUpdate())
+        .executeTakeFirst();
+      const set = { upload_id: uploadId, bytes: size, chunks: seq, created_at: now, last_used_at: now };
+      await trx
+        .insertInto('template_file_sets')
+        .values({ team_id: teamId, hash, ...set })
+        .onConflict((oc) => oc.columns(['team_id', 'hash']).doUpdateSet(set))
+        .execute();
+      if (old && old.upload_id !== uploadId)
+        await trx.deleteFrom('template_file_chunks').where('upload_id', '=', old.upload_id).execute();
+    });
     return { bytes: size };
-  } finally {
-    await rm(tmp, { force: true });
+  } catch (err) {
+    pending = [];
+    await dropUploadChunks(db, uploadId).catch(() => undefined);
+    throw err;
   }
 }

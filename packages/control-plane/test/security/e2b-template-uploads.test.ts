@@ -2,9 +2,9 @@
 // uploads whose tar names escape ('..', absolute), devices and hard links, an oversized upload, a
 // reused or foreign upload token, another team's file set used in a COPY, and a file set whose
 // symlink points out of the unpack directory (to /etc) with a file written "through" it, unpacked
-// as root in a real build capsule: the host's /etc is untouched, the host's file-set store is not
-// visible from the build, and a neighbour sandbox keeps working. Run against `wrenn up` with the
-// e2b SDK.
+// as root in a real build capsule: the host's /etc is untouched, the host's file-set store (the
+// database file) is not visible from the build, and a neighbour sandbox keeps working. Run
+// against `wrenn up` with the e2b SDK.
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
@@ -156,10 +156,7 @@ test("another team's file set cannot be used, and a hostile symlink set stays in
     steps: [
       {
         type: 'RUN',
-        args: [
-          `ls ${sys.dataDir}/template-files 2>&1; echo host-store-visible=$?; ls -la /etc/${MARK} 2>&1 || true`,
-          'root',
-        ],
+        args: [`ls ${sys.dataDir}/wrenn.db 2>&1; echo host-store-visible=$?; ls -la /etc/${MARK} 2>&1 || true`, 'root'],
       },
       { type: 'COPY', args: ['evil', '/home/user/evil'], filesHash: evilHash },
     ],

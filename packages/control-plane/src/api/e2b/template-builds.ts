@@ -22,8 +22,7 @@ import { ensureImageTemplate } from '../../services/image-templates.js';
 import { DEFAULT_TAG, parseTemplateRef, storedTags } from '../../services/template-refs.js';
 import { BuildLog } from '../../templates/build-log.js';
 import { type StepsBuildInput, startStepsBuild } from '../../templates/builder.js';
-import { touchFileSet } from '../../templates/file-set-gc.js';
-import { fileSetPath, hasFileSet, validateFilesHash } from '../../templates/file-sets.js';
+import { hasFileSet, touchFileSet, validateFilesHash } from '../../templates/file-sets.js';
 import { e2bTeam } from './auth.js';
 import { errorResponses } from './schemas.js';
 import { type E2bBuildStart, mapBuildStart } from './template-steps.js';
@@ -226,10 +225,11 @@ export function templateBuildRoutes(app: FastifyInstance, ctx: ControlPlaneConte
       const team = await e2bTeam(ctx, req);
       const { templateID, hash } = req.params as { templateID: string; hash: string };
       validateFilesHash(hash);
-      const present = await hasFileSet(ctx, team.id, hash);
+      const db = ctx.database.db;
+      const present = await hasFileSet(db, team.id, hash);
       // The SDK uploads nothing after a yes: the TTL of the stored set counts from here.
-      if (present) await touchFileSet(fileSetPath(ctx, team.id, hash));
-      return reply.status(201).send({ present, url: uploadUrl(ctx, team.id, templateID, hash, req.host) });
+      if (present) await touchFileSet(db, team.id, hash);
+      return reply.status(201).send({ present, url: await uploadUrl(ctx, team.id, templateID, hash, req.host) });
     },
   );
 
@@ -250,13 +250,13 @@ export function templateBuildRoutes(app: FastifyInstance, ctx: ControlPlaneConte
       const build = await buildOf(ctx, team.id, templateID, buildID);
       if (build.status !== 'pending')
         throw new ConflictError(`build '${buildID}' was already started (it is ${E2B_STATUS[build.status]})`);
-      const mapped = mapBuildStart(req.body as E2bBuildStart, (hash) => fileSetPath(ctx, team.id, hash));
+      const mapped = mapBuildStart(req.body as E2bBuildStart);
       for (const hash of mapped.filesHashes) {
-        if (!(await hasFileSet(ctx, team.id, hash)))
+        if (!(await hasFileSet(ctx.database.db, team.id, hash)))
           throw new InvalidArgumentError(
             `the files of a COPY step (hash ${hash}) were not uploaded; ask GET /templates/${templateID}/files/${hash} for the upload URL`,
           );
-        await touchFileSet(fileSetPath(ctx, team.id, hash));
+        await touchFileSet(ctx.database.db, team.id, hash);
       }
       const input = {
         buildId: build.id,

@@ -68,7 +68,7 @@ function text(n: number, v: unknown, what: string, { optional = false, max = 655
   return v;
 }
 
-function mapStep(s: E2bStep, n: number, archive: (hash: string) => string): BuildStep {
+function mapStep(s: E2bStep, n: number): BuildStep {
   const args = s.args ?? [];
   const force = s.force === true;
   switch (s.type) {
@@ -100,7 +100,6 @@ function mapStep(s: E2bStep, n: number, archive: (hash: string) => string): Buil
         kind: 'COPY_ARCHIVE',
         line: n,
         text: `COPY ${src} ${dest}${owner ? ` (owner ${owner})` : ''}${mode ? ` (mode ${mode})` : ''}`,
-        archive: archive(s.filesHash),
         filesHash: s.filesHash,
         source: copySourceRoot(src),
         dest,
@@ -142,8 +141,8 @@ function mapStep(s: E2bStep, n: number, archive: (hash: string) => string): Buil
   }
 }
 
-/** Maps and validates a build request; `archive(hash)` names where a COPY's file set is kept. */
-export function mapBuildStart(body: E2bBuildStart, archive: (hash: string) => string): MappedBuild {
+/** Maps and validates a build request (a COPY names its file set by hash, kept per team: file-sets.ts). */
+export function mapBuildStart(body: E2bBuildStart): MappedBuild {
   const hasImage = typeof body.fromImage === 'string' && body.fromImage !== '';
   const hasTemplate = typeof body.fromTemplate === 'string' && body.fromTemplate !== '';
   if (hasImage === hasTemplate)
@@ -167,7 +166,7 @@ export function mapBuildStart(body: E2bBuildStart, archive: (hash: string) => st
   const steps: BuildStep[] = [{ kind: 'USER', line: 0, text: `USER ${E2B_BUILD_USER}`, user: E2B_BUILD_USER }];
   const filesHashes: string[] = [];
   for (const [i, s] of given.entries()) {
-    const step = mapStep(s, i + 1, archive);
+    const step = mapStep(s, i + 1);
     if (step.kind === 'COPY_ARCHIVE') filesHashes.push(step.filesHash);
     steps.push(step);
   }

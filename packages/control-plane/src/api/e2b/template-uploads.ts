@@ -1,27 +1,16 @@
 // Where the e2b SDK uploads a COPY step's file set: a PUT of the tar to the URL that GET
 // /templates/{id}/files/{hash} returned (E2B hands out a presigned storage URL; here it is a route
-// of this API). The SDK sends no API key with it, so the URL carries a random one-use token that
-// names the team and the hash, valid for an hour and kept in this process only.
-import { randomBytes } from 'node:crypto';
+// of this API). The SDK sends no API key with it, so the URL carries a signed, expiring, one-use
+// token naming the team and the hash (templates/upload-links.ts), which every replica accepts.
 import { Type } from '@sinclair/typebox';
-import { DomainError, UnauthenticatedError } from '@wrenn/protocol';
+import { DomainError } from '@wrenn/protocol';
 import type { FastifyPluginAsync } from 'fastify';
 import type { ControlPlaneContext } from '../../context.js';
 import { FILE_SET_LIMITS, saveFileSet, validateFilesHash } from '../../templates/file-sets.js';
+import { claimUpload, issueUploadToken, MAX_TOKEN_LENGTH, verifyUploadToken } from '../../templates/upload-links.js';
 import { ApiError } from '../errors.js';
 import { e2bErrorHandler } from './errors.js';
 import { errorResponses } from './schemas.js';
-
-const TOKEN_TTL_MS = 3600_000;
-/** Outstanding upload links at most (oldest dropped first): a client cannot grow this without end. */
-const MAX_TOKENS = 10_000;
-
-interface UploadGrant {
-  teamId: string;
-  hash: string;
-  expires: number;
-}
-const grants = new Map<string, UploadGrant>();
 
 /**
  * Where the client should upload: the host it reached this API at (a load balancer's, or
@@ -40,17 +29,14 @@ export function uploadBase(publicUrl: string, host: string | undefined): string 
 }
 
 /** A fresh upload URL for the team's file set `hash`, on the host the client called (see uploadBase). */
-export function uploadUrl(
+export async function uploadUrl(
   ctx: ControlPlaneContext,
   teamId: string,
   templateID: string,
   hash: string,
   host: string | undefined,
-): string {
-  const now = Date.now();
-  for (const [t, g] of grants) if (g.expires < now || grants.size >= MAX_TOKENS) grants.delete(t);
-  const token = randomBytes(24).toString('base64url');
-  grants.set(token, { teamId, hash, expires: now + TOKEN_TTL_MS });
+): Promise<string> {
+  const token = await issueUploadToken(ctx.database.db, teamId, hash);
   const base = uploadBase(ctx.config.publicUrl, host);
   return `${base}/templates/${encodeURIComponent(templateID)}/files/${hash}/upload?token=${token}`;
 }
@@ -72,7 +58,7 @@ export const templateUploadApi: FastifyPluginAsync<{ ctx: ControlPlaneContext }>
           templateID: Type.String({ minLength: 1, maxLength: 128 }),
           hash: Type.String({ minLength: 1, maxLength: 128 }),
         }),
-        querystring: Type.Object({ token: Type.String({ minLength: 1, maxLength: 64 }) }),
+        querystring: Type.Object({ token: Type.String({ minLength: 1, maxLength: MAX_TOKEN_LENGTH }) }),
         response: { 200: Type.Null(), 413: errorResponses[400], ...errorResponses },
       },
     },
@@ -80,11 +66,8 @@ export const templateUploadApi: FastifyPluginAsync<{ ctx: ControlPlaneContext }>
       const { hash } = req.params as { hash: string };
       const { token } = req.query as { token: string };
       validateFilesHash(hash);
-      const grant = grants.get(token);
-      if (!grant || grant.expires < Date.now() || grant.hash !== hash)
-        throw new UnauthenticatedError(
-          'this upload link is not valid (expired, used, or for other files); ask for a new one',
-        );
+      const db = ctx.database.db;
+      const grant = await verifyUploadToken(db, token, hash);
       const length = Number(req.headers['content-length'] ?? Number.NaN);
       if (length > FILE_SET_LIMITS.maxUploadBytes)
         throw new ApiError(
@@ -92,9 +75,10 @@ export const templateUploadApi: FastifyPluginAsync<{ ctx: ControlPlaneContext }>
           'payload_too_large',
           `an uploaded file set may be at most ${FILE_SET_LIMITS.maxUploadBytes} bytes`,
         );
-      grants.delete(token);
+      // Spent from here on, on every replica, whatever becomes of this upload.
+      await claimUpload(db, grant);
       try {
-        await saveFileSet(ctx, grant.teamId, hash, req.raw as AsyncIterable<Buffer>);
+        await saveFileSet(db, grant.teamId, hash, grant.id, req.raw as AsyncIterable<Buffer>);
       } catch (err) {
         if (err instanceof DomainError && err.code === 'payload_too_large')
           throw new ApiError(413, 'payload_too_large', err.message);
