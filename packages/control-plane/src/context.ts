@@ -21,6 +21,12 @@ export interface ControlPlaneContext {
   log: Logger;
   /** Drops cached proxy routes of a capsule (called when it is destroyed or paused). */
   evictProxy(capsuleId: string): void;
+  /**
+   * A host's agent registered again (address, secret or certificate may have changed): drops this
+   * replica's cached routes and agent client for it and tells every other replica; resolves once
+   * they were told (PostgreSQL NOTIFY), so the answer to the registration comes after.
+   */
+  hostChanged(hostId: string): Promise<void>;
   /** Tells the sandbox proxy where a capsule that just started is reached. */
   primeProxy(capsuleId: string, target: ProxyTargetInfo): void;
   /** Host agents running on this machine: the proxy reaches their capsules directly. */

@@ -90,6 +90,7 @@ export async function startControlPlane(opts: StartControlPlaneOptions): Promise
     agents,
     log,
     evictProxy: () => {},
+    hostChanged: async () => {},
     primeProxy: () => {},
     localHostIds: new Set(),
     readiness: { ready: false, reason: 'no host agent has registered yet' },
@@ -113,10 +114,19 @@ export async function startControlPlane(opts: StartControlPlaneOptions): Promise
     db: database.db,
     log: log.child({ part: 'cluster' }),
     onChange: (id) => proxy.evict(id),
+    onHostChange: (hostId) => {
+      proxy.evictHost(hostId);
+      agents.forget(hostId);
+    },
   }).start();
   ctx.evictProxy = (id) => {
     proxy.evict(id);
     changes.publish(id);
+  };
+  ctx.hostChanged = async (hostId) => {
+    proxy.evictHost(hostId);
+    agents.forget(hostId);
+    await changes.publishHost(hostId);
   };
   ctx.primeProxy = (id, target) => proxy.prime(id, target);
 

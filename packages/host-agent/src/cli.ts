@@ -65,7 +65,14 @@ export async function runAgentFromCli(
     warmPool: parseWarmPool(opts.warmPool),
     log,
   });
-  await hooks.onListening?.(agent);
+  try {
+    await hooks.onListening?.(agent);
+  } catch (err) {
+    // A refused registration ends the command: what the agent built at start (its pre-built
+    // capsule networks, listeners) goes with it rather than staying behind on the host.
+    await close().catch(() => undefined);
+    throw err;
+  }
   const stop = async () => {
     await close();
     process.exit(0);

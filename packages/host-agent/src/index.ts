@@ -9,6 +9,7 @@ export {
   createLocalLayers,
   type LocalLayerOptions,
   type LocalLayers,
+  namePrefixFromEnv,
   networkProvider,
   templateProvider,
 } from './local-providers.js';

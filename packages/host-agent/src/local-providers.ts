@@ -175,7 +175,7 @@ export interface LocalLayerOptions {
   /** Its garbage collection (default from WRENN_IMAGE_* in the environment). */
   imageGc?: ImageGcSettings;
   /**
-   * cgroup parent of this agent's capsules (default "wrenn"). Agents on one machine need distinct
+   * cgroup parent of this agent's capsules (default from WRENN_NAME_PREFIX, else "wrenn"). Agents on one machine need distinct
    * parents: each removes, at start, groups under its parent that it does not know.
    */
   cgroupParent?: string;
@@ -216,8 +216,28 @@ export async function removeUnusedTemplateLayers(
   return removed;
 }
 
+/**
+ * WRENN_NAME_PREFIX (1-4 lower-case letters): the names an agent gives what it makes on the machine
+ * - capsule network namespaces `<p>-<id>`, veths `<p><slot>`, iptables chains `<P>-…`, cgroup
+ * parent `wrenn-<p>` - instead of `wrenn-`, `wr`, `WRENN` and `wrenn`. An agent removes, at start,
+ * every namespace and cgroup of its names that it does not know, so two agents on one machine
+ * (simulated hosts, each in a network namespace of its own) need distinct prefixes.
+ */
+export function namePrefixFromEnv(
+  value = process.env.WRENN_NAME_PREFIX,
+): { names: NonNullable<NetworkOptions['names']>; cgroupParent: string } | undefined {
+  if (value === undefined || value === '') return undefined;
+  if (!/^[a-z]{1,4}$/.test(value)) throw new Error(`WRENN_NAME_PREFIX="${value}" must be 1-4 lower-case letters`);
+  return {
+    names: { netnsPrefix: `${value}-`, ifPrefix: value, chainPrefix: value.toUpperCase() },
+    cgroupParent: `wrenn-${value}`,
+  };
+}
+
 export async function createLocalLayers(dataDir: string, opts: LocalLayerOptions = {}): Promise<LocalLayers> {
-  const netOpts = opts.network ?? {};
+  const prefixed = namePrefixFromEnv();
+  const netOpts = { ...(prefixed ? { names: prefixed.names } : {}), ...(opts.network ?? {}) };
+  const cgroupParent = opts.cgroupParent ?? prefixed?.cgroupParent;
   const log = opts.log ?? pino({ base: { svc: 'host-agent' } });
   // Before any network namespace exists: each one created later gets its own TCP/UDP hash tables.
   await applyHostSettings(hostSettings(), log);
@@ -244,7 +264,7 @@ export async function createLocalLayers(dataDir: string, opts: LocalLayerOptions
     templates: templateStore,
     // The name servers the firewall keeps open are the ones capsules are told about.
     dnsServers: networkManager.dnsServers,
-    ...(opts.cgroupParent ? { cgroupParent: opts.cgroupParent } : {}),
+    ...(cgroupParent ? { cgroupParent } : {}),
     ...(diskMb !== undefined ? { diskMb } : {}),
     ...(diskReserveMb !== undefined ? { diskReserveMb } : {}),
   });

@@ -5,6 +5,11 @@
 // capsule is gone, its connections - at once instead of after the cache's TTL. A listener that
 // loses its connection reconnects every `retryMs`; what it missed meanwhile ages out of the
 // cache within its TTL. On SQLite (one process) publishing and listening do nothing.
+// A host agent that registers again (a new address or TLS certificate) is announced the same way on
+// a second channel: each replica drops every cached route to that host's capsules and its client
+// for that agent. The registration is answered only once the announcing replica heard its own
+// notification back, so a request for the agent's capsules sent through any replica after that
+// answer finds the new address and certificate (see publishHost).
 import type { Kysely } from 'kysely';
 import { sql } from 'kysely';
 import pg from 'pg';
@@ -12,6 +17,7 @@ import type { Logger } from 'pino';
 import type { Database } from '../db/schema.js';
 
 export const CAPSULE_CHANGES_CHANNEL = 'wrenn_capsule_changed';
+export const HOST_CHANGES_CHANNEL = 'wrenn_host_changed';
 
 export interface CapsuleChangesOptions {
   /** PostgreSQL URL; absent: SQLite, nothing to tell anyone. */
@@ -20,6 +26,8 @@ export interface CapsuleChangesOptions {
   log: Logger;
   /** Called with each changed capsule id, including this replica's own changes. */
   onChange: (capsuleId: string) => void;
+  /** Called with each host whose agent registered again (address, secret or certificate), this replica's own included. */
+  onHostChange?: (hostId: string) => void;
   /** Reconnect delay of the listening connection (default 2000). */
   retryMs?: number;
 }
@@ -29,6 +37,8 @@ export class CapsuleChanges {
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
   private readonly retryMs: number;
+  /** publishHost() calls waiting for their own notification to come back, per host. */
+  private readonly hostEchoes = new Map<string, (() => void)[]>();
 
   constructor(private readonly opts: CapsuleChangesOptions) {
     this.retryMs = opts.retryMs ?? 2_000;
@@ -67,6 +77,42 @@ export class CapsuleChanges {
       );
   }
 
+  /**
+   * Tells every replica that a host's agent registered again; resolves once this replica's own
+   * listening connection heard it back (PostgreSQL signals every listener at the commit, so the
+   * others have it by then too, give or take their own event loops), or after 1 s. On SQLite at
+   * once. Never throws: a failure is logged, and the other replicas' routes then expire with
+   * their cache.
+   */
+  async publishHost(hostId: string): Promise<void> {
+    if (!this.opts.databaseUrl) return;
+    let heard: (() => void) | undefined;
+    const echo = this.client
+      ? new Promise<void>((resolve) => {
+          const timer = setTimeout(() => done(), 1_000);
+          const done = () => {
+            clearTimeout(timer);
+            const left = (this.hostEchoes.get(hostId) ?? []).filter((f) => f !== done);
+            if (left.length) this.hostEchoes.set(hostId, left);
+            else this.hostEchoes.delete(hostId);
+            resolve();
+          };
+          heard = done;
+          this.hostEchoes.set(hostId, [...(this.hostEchoes.get(hostId) ?? []), done]);
+        })
+      : undefined;
+    try {
+      await sql`select pg_notify(${HOST_CHANGES_CHANNEL}, ${hostId})`.execute(this.opts.db);
+    } catch (err) {
+      heard?.();
+      this.opts.log.warn(
+        { hostId, err: err instanceof Error ? err.message : String(err) },
+        'host change not announced to other replicas; their cached routes to it expire within 5 s',
+      );
+    }
+    await echo;
+  }
+
   private async listen(): Promise<void> {
     if (this.stopped) return;
     const client = new pg.Client({ connectionString: this.opts.databaseUrl, keepAlive: true });
@@ -88,11 +134,16 @@ export class CapsuleChanges {
       if (!this.stopped) retry();
     });
     client.on('notification', (n) => {
-      if (n.channel === CAPSULE_CHANGES_CHANNEL && n.payload) this.opts.onChange(n.payload);
+      if (!n.payload) return;
+      if (n.channel === CAPSULE_CHANGES_CHANNEL) this.opts.onChange(n.payload);
+      else if (n.channel === HOST_CHANGES_CHANNEL) {
+        this.opts.onHostChange?.(n.payload);
+        for (const done of this.hostEchoes.get(n.payload) ?? []) done();
+      }
     });
     try {
       await client.connect();
-      await client.query(`listen ${CAPSULE_CHANGES_CHANNEL}`);
+      await client.query(`listen ${CAPSULE_CHANGES_CHANNEL}; listen ${HOST_CHANGES_CHANNEL}`);
       if (this.stopped) {
         await client.end().catch(() => {});
         return;

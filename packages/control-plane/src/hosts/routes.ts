@@ -341,16 +341,9 @@ export const hostRoutes: FastifyPluginAsync<{ ctx: ControlPlaneContext }> = asyn
         agentSecret: body.agent_secret,
         agentTlsCert,
       });
-      ctx.agents.forget(host.id);
-      // Its capsules' proxy targets carry the old address and certificate: looked up afresh here
-      // (other replicas' entries expire within seconds: proxy/targets.ts TTL).
-      const onHost = await ctx.database.db
-        .selectFrom('capsules')
-        .select('id')
-        .where('host_id', '=', host.id)
-        .where('state', '!=', 'stopped')
-        .execute();
-      for (const c of onHost) ctx.evictProxy(c.id);
+      // Every replica's cached routes to its capsules carry the old address and certificate: all
+      // dropped (cluster/capsule-changes.ts) before the agent hears it is registered.
+      await ctx.hostChanged(host.id);
       ctx.log.info(
         {
           hostId: host.id,

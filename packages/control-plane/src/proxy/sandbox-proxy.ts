@@ -57,6 +57,8 @@ export interface SandboxProxy {
   handle(req: http.IncomingMessage, res: http.ServerResponse): boolean;
   handleUpgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): boolean;
   evict(capsuleId: string): void;
+  /** Drops the cached routes of a host's capsules (its agent registered again: new address or certificate). */
+  evictHost(hostId: string): void;
   /** Caches where a capsule that just started is reached (its first request skips the lookup). */
   prime(capsuleId: string, target: ProxyTargetInfo): void;
   close(): void;
@@ -321,6 +323,10 @@ export function createSandboxProxy(ctx: ControlPlaneContext, opts: { headersTime
     },
     prime(id, target) {
       targets.prime(id, target);
+    },
+    evictHost(hostId) {
+      // Relayed keep-alive connections come back at their next request and look the route up again.
+      for (const id of targets.evictHost(hostId)) relayYieldGroup(groupPrefix + id);
     },
     evict(id) {
       targets.evict(id);

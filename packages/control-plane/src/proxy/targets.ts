@@ -75,6 +75,17 @@ export class ProxyTargets {
     this.cache.delete(capsuleId);
   }
 
+  /** Drops the cached routes of every capsule of a host (its agent registered again); returns their ids. */
+  evictHost(hostId: string): string[] {
+    const ids: string[] = [];
+    for (const [id, e] of this.cache) {
+      if (e.hostId !== hostId) continue;
+      this.cache.delete(id);
+      ids.push(id);
+    }
+    return ids;
+  }
+
   /** Records where a capsule that just started is reached, so its first proxied request needs no lookup. */
   prime(capsuleId: string, t: ProxyTargetInfo): void {
     this.cache.set(capsuleId, { ...t, at: Date.now() });
