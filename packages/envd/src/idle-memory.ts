@@ -9,12 +9,11 @@
 // Needs @wrenn/native (adviseDontNeed, mallocTrim); without it this does nothing.
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import type { NativeBinding } from '@wrenn/native';
 import { envdHeartbeat, Heartbeat } from './heartbeat.js';
 
-export interface MemoryBinding {
-  adviseDontNeed(start: number, length: number): void;
-  mallocTrim(): boolean;
-}
+/** What envd uses of the addon here (typed by @wrenn/native; the import is types only). */
+export type MemoryBinding = Pick<NativeBinding, 'adviseDontNeed' | 'mallocTrim'>;
 
 export interface Range {
   start: number;

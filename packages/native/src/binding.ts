@@ -27,6 +27,10 @@ export interface NativeBinding {
    * Throws an Error with `errno` when socket/bind/listen fail.
    */
   listenTcp(address: string, port: number, backlog: number): number | null;
+  /** madvise(MADV_DONTNEED) on a page-aligned range of this process (envd's idle-memory.ts picks it). */
+  adviseDontNeed(start: number, length: number): void;
+  /** glibc's malloc_trim(0): whether memory went back to the system. */
+  mallocTrim(): boolean;
   /** Closes an fd the addon created (fs.closeSync warns about fds it did not open). */
   closeFd(fd: number): void;
   /**

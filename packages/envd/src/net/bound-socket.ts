@@ -12,10 +12,9 @@
 // with WRENN_BOUND_SOCKET=0 (for comparisons).
 import { createRequire } from 'node:module';
 import { getSystemErrorName } from 'node:util';
+import type { NativeBinding } from '@wrenn/native';
 
-interface ListenBinding {
-  listenTcp(address: string, port: number, backlog: number): number | null;
-}
+type ListenBinding = Pick<NativeBinding, 'listenTcp'>;
 
 /** node's default backlog for listen(). */
 const BACKLOG = 511;

@@ -7,25 +7,11 @@
 import { EventEmitter } from 'node:events';
 import { createRequire } from 'node:module';
 import { Socket } from 'node:net';
+import type { NativeBinding } from '@wrenn/native';
 import { signalName, spawnError } from '@wrenn/native/spawn-results';
 
-/** What envd uses of the addon (the full typing lives in @wrenn/native's NativeBinding). */
-interface SpawnBinding {
-  createReaper(onExit: (pid: number, code: number | null, signal: number | null) => void): object;
-  spawnProcess(
-    reaper: object,
-    opts: {
-      file: string;
-      argv: string[];
-      env: string[];
-      cwd: string;
-      stdin: boolean;
-      uid?: number;
-      gid?: number;
-      groups?: number[];
-    },
-  ): { pid: number; stdin: number; stdout: number; stderr: number } | { errno: number; stage: string };
-}
+/** What envd uses of the addon (typed by @wrenn/native; the import is types only). */
+type SpawnBinding = Pick<NativeBinding, 'createReaper' | 'spawnProcess'>;
 
 export interface NativeSpawnOptions {
   file: string;
