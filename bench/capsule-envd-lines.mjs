@@ -1,25 +1,13 @@
 #!/usr/bin/env node
-// envd's start on each Node line, inside a capsule and on the host (prints JSON): the machine's node
-// and the lines of .ci/node-lines (or the versions given), each with an envd bundle and V8 code
-// cache made by that node. Inside: a namespace capsule (`minimal`, 1 vCPU, 256 MiB) whose bound
-// runtime is that node, timed from its init to envd ready, and the CPU the capsule's cgroup used
-// until then (init + envd, all threads). On the host: envd started directly, wall until ready and
-// its CPU (all threads' schedstat). Lines take turns round by round, so the machine's drift hits
-// all of them alike; the CPU figures are the steady ones on a shared machine.
-// Usage (root, after `npm run build`): node bench/capsule-envd-lines.mjs [22.23.5 24.22.3 ...]
-// BENCH_N rounds (default 15). The tree's own bundle is left alone (each line's goes to a temp dir).
-import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { TemplateStore } from '../packages/host-agent/dist/src/rootfs/index.js';
 import { NamespaceRuntime } from '../packages/host-agent/dist/src/runtimes/namespace/index.js';
 import { removeCgroupParent } from './lib/cgroup-parent.mjs';
-import { benchNodeLines, startEnvdOnHost, stopEnvd } from './lib/envd-host-start.mjs';
+import { benchNodeLines, bundleWith, startEnvdOnHost, stopEnvd } from './lib/envd-host-start.mjs';
 import { latencyStats } from './lib/latency-stats.mjs';
 
-const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const N = Number(process.env.BENCH_N ?? 15);
 const IMAGES = process.env.BENCH_IMAGES ?? '/var/cache/wrenn-test-images';
 const CGROUP_PARENT = 'wrenn-bench-envd-lines';
@@ -33,14 +21,7 @@ try {
   // One app dir a line holding the bundle that node made (its code cache is only good for it).
   for (const line of lines) {
     line.appDir = join(work, `app-${line.version}`);
-    execFileSync(line.node, [join(root, 'scripts/bundle-envd.mjs')], {
-      env: {
-        ...process.env,
-        PATH: `${dirname(line.node)}:${process.env.PATH}`,
-        WRENN_ENVD_BUNDLE_OUT: join(line.appDir, 'packages/envd/dist/bundle'),
-      },
-      stdio: ['ignore', 'ignore', 'inherit'],
-    });
+    bundleWith(line.node, join(line.appDir, 'packages/envd/dist/bundle'));
     line.runtime = new NamespaceRuntime({
       dataDir,
       templates: new TemplateStore({ imagesDir: IMAGES }),

@@ -1,20 +1,10 @@
 #!/usr/bin/env node
-// envd listening on a socket the addon bound (listen({ fd }), the default) against node's own
-// listen(port, host) (WRENN_BOUND_SOCKET=0), on each Node line (prints JSON): the machine's node and
-// .ci/node-lines (or the versions given), each running a bundle and code cache made by that node.
-// The two ways take turns within every round (the order flips each round): CPU of all envd's
-// threads until ready and, after --after-ms, the same CPU again (by then the addon is loaded either
-// way, for native spawn), and wall time until ready. p50 / min per figure; the first round warms up.
-// Usage (after `npm run build`): node bench/envd-bound-socket.mjs [--rounds 20] [--after-ms 400] [versions...]
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { benchNodeLines, startEnvdOnHost, stopEnvd } from './lib/envd-host-start.mjs';
+import { join } from 'node:path';
+import { benchNodeLines, bundleWith, startEnvdOnHost, stopEnvd } from './lib/envd-host-start.mjs';
 import { latencyStats } from './lib/latency-stats.mjs';
 
-const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const argv = process.argv.slice(2);
 const opt = (name, dflt) => {
   const i = argv.indexOf(`--${name}`);
@@ -42,14 +32,7 @@ const stats = (xs) => {
 const work = mkdtempSync(join(tmpdir(), 'wrenn-bench-bound-socket-'));
 try {
   for (const line of lines) {
-    line.bundle = join(work, `bundle-${line.version}`);
-    const env = {
-      ...process.env,
-      PATH: `${dirname(line.node)}:${process.env.PATH}`,
-      WRENN_ENVD_BUNDLE_OUT: line.bundle,
-    };
-    delete env.NODE_OPTIONS;
-    execFileSync(line.node, [join(root, 'scripts/bundle-envd.mjs')], { env, stdio: ['ignore', 'ignore', 'inherit'] });
+    line.bundle = bundleWith(line.node, join(work, `bundle-${line.version}`));
     line.rows = Object.fromEntries(
       WAYS.map((w) => [w.name, { ready_ms: [], cpu_until_ready_ms: [], cpu_after_ms: [] }]),
     );

@@ -24,7 +24,7 @@ import { createConnectTransport } from '@connectrpc/connect-node';
 import { Process } from '@wrenn/protocol/gen/envd/process_pb';
 import { build } from 'esbuild';
 import { predecodedDescriptors } from '../scripts/lib/predecoded-descriptors.mjs';
-import { benchNodeLines, startEnvdOnHost, stopEnvd } from './lib/envd-host-start.mjs';
+import { benchNodeLines, bundleWith, startEnvdOnHost, stopEnvd } from './lib/envd-host-start.mjs';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const argv = process.argv.slice(2);
@@ -74,11 +74,7 @@ try {
   for (const line of lines) {
     const env = { ...process.env, PATH: `${dirname(line.node)}:${process.env.PATH}` };
     delete env.NODE_OPTIONS;
-    line.dir = join(work, `bundle-${line.version}`);
-    execFileSync(line.node, [join(root, 'scripts/bundle-envd.mjs')], {
-      env: { ...env, WRENN_ENVD_BUNDLE_OUT: line.dir },
-      stdio: ['ignore', 'ignore', 'inherit'],
-    });
+    line.dir = bundleWith(line.node, join(work, `bundle-${line.version}`));
     // Built into the bundle folder, so the addon's path next to it (node_modules/...) resolves.
     await build({
       entryPoints: [join(work, 'entry.cjs')],

@@ -7,15 +7,13 @@
 // the code cache read) and when envd says ready (the bundle's compile from the cache, evaluation,
 // listening). Lines take turns round by round; p50 / min per phase, the first round warms up.
 // Usage (after `npm run build`): node bench/envd-start-phases.mjs [--rounds 16] [versions...]
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { benchNodeLines } from './lib/envd-host-start.mjs';
+import { join } from 'node:path';
+import { benchNodeLines, bundleWith } from './lib/envd-host-start.mjs';
 import { latencyStats } from './lib/latency-stats.mjs';
 
-const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const argv = process.argv.slice(2);
 const i = argv.indexOf('--rounds');
 const rounds = i >= 0 ? Number(argv[i + 1]) : 16;
@@ -41,14 +39,7 @@ try {
   const probe = join(work, 'probe.cjs');
   writeFileSync(probe, PROBE);
   for (const line of lines) {
-    line.bundle = join(work, `bundle-${line.version}`);
-    const env = {
-      ...process.env,
-      PATH: `${dirname(line.node)}:${process.env.PATH}`,
-      WRENN_ENVD_BUNDLE_OUT: line.bundle,
-    };
-    delete env.NODE_OPTIONS;
-    execFileSync(line.node, [join(root, 'scripts/bundle-envd.mjs')], { env, stdio: ['ignore', 'ignore', 'inherit'] });
+    line.bundle = bundleWith(line.node, join(work, `bundle-${line.version}`));
     line.rows = { bootstrap_ms: [], builtins_and_cache_ms: [], bundle_to_ready_ms: [], total_ms: [] };
   }
   const load = [loadavg()[0]];

@@ -1,8 +1,9 @@
 // What the benches that compare envd's start across Node lines share (envd-snapshot,
 // capsule-envd-lines): which lines (the machine's node, then .ci/node-lines or the versions given)
 // and one start of envd on the host as a capsule's init starts it (no flags, a ready pipe as fd 3),
-// timed to "ready" with the CPU of all its threads until then.
-import { spawn } from 'node:child_process';
+// timed to "ready" with the CPU of all its threads until then; and envd's bundle made by a line's
+// node (its V8 code cache is only good for that node).
+import { execFileSync, spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -22,6 +23,14 @@ export function benchNodeLines(versions = []) {
     { version: process.versions.node, node: process.execPath },
     ...others.map((v) => ({ version: v, node: nodeLine(v) })),
   ];
+}
+
+/** The envd bundle (scripts/bundle-envd.mjs) made by `node` into `outDir`; returns outDir. */
+export function bundleWith(node, outDir) {
+  const env = { ...process.env, PATH: `${dirname(node)}:${process.env.PATH}`, WRENN_ENVD_BUNDLE_OUT: outDir };
+  delete env.NODE_OPTIONS;
+  execFileSync(node, [join(root, 'scripts/bundle-envd.mjs')], { env, stdio: ['ignore', 'ignore', 'inherit'] });
+  return outDir;
 }
 
 /**
