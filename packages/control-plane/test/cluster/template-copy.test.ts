@@ -15,6 +15,8 @@ import { gzipSync } from 'node:zlib';
 import { Sandbox, Template } from 'e2b';
 import { pack } from 'tar-stream';
 import { e2bKeyOf } from '../../src/auth/api-keys.js';
+import { openDatabase } from '../../src/db/open.js';
+import { SHARED_IMAGES } from '../../src/testing/live-up.js';
 import { type Cluster, startCluster } from './fixture.js';
 
 describe('cluster: E2B Template.build with copy() through HAProxy over 2 replicas', () => {
@@ -39,7 +41,21 @@ describe('cluster: E2B Template.build with copy() through HAProxy over 2 replica
   after(async () => {
     for (const s of sandboxes) await s.kill().catch(() => undefined);
     rmSync(contextDir, { recursive: true, force: true });
+    // The build's layers and template went into the shared template cache the agents read (named
+    // by their ids): removed once the agents are gone, or every run would leave them there.
+    const ids: string[] = [];
+    if (c) {
+      const db = await openDatabase({ databaseUrl: c.databaseUrl });
+      try {
+        const rows = await db.db.selectFrom('templates').select('id').where('team_id', 'is not', null).execute();
+        ids.push(...rows.map((r) => r.id));
+      } finally {
+        await db.close();
+      }
+    }
     await c?.stop();
+    for (const id of ids)
+      if (/^[a-z0-9-]+$/.test(id)) rmSync(join(SHARED_IMAGES, id), { recursive: true, force: true });
   });
 
   it('builds a template with copy() and a capsule of it sees the copied files', async () => {
