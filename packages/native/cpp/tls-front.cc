@@ -14,6 +14,7 @@
 #include "tls-front.h"
 
 #include "epoll-thread.h"
+#include "h2-gateway.h"
 
 #include <errno.h>
 #include <openssl/err.h>
@@ -70,6 +71,7 @@ int selectAlpn(SSL*, const unsigned char** out, unsigned char* outlen, const uns
 struct Context {
   SSL_CTX* ssl = nullptr;
   int64_t handshakeMs = 10000;
+  bool h2 = false;  // h2 connections are terminated here (h2-gateway.h)
   ~Context() {
     if (ssl) SSL_CTX_free(ssl);
   }
@@ -93,6 +95,11 @@ struct Conn {
   // Edge-triggered readiness: a read is tried only after epoll said there is something (or the
   // last read filled its buffer), which saves a recv bound to fail per wake-up.
   bool tcpIn = true, plainIn = true;
+  // h2 terminated in this thread: its streams go to JS as HTTP/1.1 on connections of their own.
+  std::unique_ptr<h2gw::Gateway> h2;
+  bool h2Native = false;
+  std::string servername, address;
+  int port = 0, family = 0;
 };
 
 struct Ready {
@@ -136,7 +143,7 @@ class Front {
   // Closes every connection of a context (handshaking or open) and forgets it.
   void drop(uint32_t ctx) { loop_.push({Cmd::Drop, ctx, 0, -1}); }
 
-  std::atomic<uint64_t> active_{0}, handshakes_{0}, failed_{0};
+  std::atomic<uint64_t> active_{0}, handshakes_{0}, failed_{0}, h2Sessions_{0}, h2Conns_{0};
 
  private:
   struct Cmd {
@@ -157,10 +164,20 @@ class Front {
           commands();
           continue;
         }
-        auto it = conns_.find(key >> 1);
+        uint32_t ev = evs[i].events;
+        if ((key & 3) == 2) {
+          // A connection of an h2 session into JS.
+          auto u = ups_.find(key >> 2);
+          if (u == ups_.end()) continue;
+          auto it = conns_.find(u->second);
+          if (it == conns_.end() || !it->second->h2) continue;
+          it->second->h2->upstreamEvent(key >> 2, ev);
+          pump(*it->second);
+          continue;
+        }
+        auto it = conns_.find(key >> 2);
         if (it == conns_.end()) continue;
         Conn& c = *it->second;
-        uint32_t ev = evs[i].events;
         bool any = ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR);
         if (key & 1) {
           c.plainIn = c.plainIn || any;
@@ -211,6 +228,7 @@ class Front {
       if (it != ctxs_.end()) {
         sslCtx = it->second->ssl;
         hs = it->second->handshakeMs;
+        conn->h2Native = it->second->h2;
       }
     }
     int sp[2] = {-1, -1};
@@ -234,9 +252,9 @@ class Front {
     conn->deadline = monotonicMs() + hs;
     epoll_event e{};
     e.events = EPOLLIN | EPOLLOUT | EPOLLET | EPOLLRDHUP;
-    e.data.u64 = conn->id << 1;
+    e.data.u64 = conn->id << 2;
     epoll_ctl(ep_, EPOLL_CTL_ADD, conn->tcp, &e);
-    e.data.u64 = (conn->id << 1) | 1;
+    e.data.u64 = (conn->id << 2) | 1;
     epoll_ctl(ep_, EPOLL_CTL_ADD, conn->plain, &e);
     active_++;
     Conn& ref = *conn;
@@ -278,8 +296,18 @@ class Front {
       }
       c.open = true;
       handshakes_++;
-      ready(c);
+      peer(c);
+      const unsigned char* a = nullptr;
+      unsigned int alen = 0;
+      SSL_get0_alpn_selected(c.ssl, &a, &alen);
+      if (c.h2Native && alen == 2 && a[0] == 'h' && a[1] == '2' && h2gw::available()) {
+        if (!startH2(c)) return false;
+      } else {
+        ready(c, c.jsEnd, std::string(reinterpret_cast<const char*>(a), alen));
+        c.jsEnd = -1;
+      }
     }
+    if (c.h2) return stepH2(c);
     for (bool moved = true; moved;) {
       moved = false;
       // Client -> JS.
@@ -359,13 +387,10 @@ class Front {
     return true;
   }
 
-  void ready(Conn& c) {
-    const unsigned char* a = nullptr;
-    unsigned int alen = 0;
-    SSL_get0_alpn_selected(c.ssl, &a, &alen);
+  // The client's name and address, for X-Forwarded-For and logs (the plaintext socket has none).
+  void peer(Conn& c) {
     const char* sni = SSL_get_servername(c.ssl, TLSEXT_NAMETYPE_host_name);
-    auto* r = new Ready{c.ctx, c.id, c.jsEnd, std::string(reinterpret_cast<const char*>(a), alen), sni ? sni : "", "", 0, 0};
-    // The client's address, for X-Forwarded-For and logs (the plaintext socket has none).
+    c.servername = sni ? sni : "";
     sockaddr_storage ss{};
     socklen_t sl = sizeof ss;
     char ip[INET6_ADDRSTRLEN] = {0};
@@ -373,21 +398,128 @@ class Front {
       if (ss.ss_family == AF_INET) {
         auto* in = reinterpret_cast<sockaddr_in*>(&ss);
         inet_ntop(AF_INET, &in->sin_addr, ip, sizeof ip);
-        r->port = ntohs(in->sin_port);
-        r->family = 4;
+        c.port = ntohs(in->sin_port);
+        c.family = 4;
       } else if (ss.ss_family == AF_INET6) {
         auto* in = reinterpret_cast<sockaddr_in6*>(&ss);
         inet_ntop(AF_INET6, &in->sin6_addr, ip, sizeof ip);
-        r->port = ntohs(in->sin6_port);
-        r->family = 6;
+        c.port = ntohs(in->sin6_port);
+        c.family = 6;
       }
-      r->address = ip;
+      c.address = ip;
     }
-    c.jsEnd = -1;
+  }
+
+  // Hands JS a plaintext connection (fd: its end) of client connection c.
+  void ready(const Conn& c, int fd, const std::string& alpn) {
+    auto* r = new Ready{c.ctx, c.id, fd, alpn, c.servername, c.address, c.port, c.family};
     if (napi_call_threadsafe_function(tsfn_, r, napi_tsfn_nonblocking) != napi_ok) {
       close(r->fd);
       delete r;
     }
+  }
+
+  // An h2 client: the session is terminated here; the socketpair made for JS is not needed.
+  bool startH2(Conn& c) {
+    for (int* f : {&c.plain, &c.jsEnd})
+      if (*f >= 0) {
+        close(*f);
+        *f = -1;
+      }
+    const uint64_t connId = c.id;
+    h2gw::Host host;
+    host.open = [this, connId](uint64_t& uid) -> int {
+      auto it = conns_.find(connId);
+      if (it == conns_.end()) return -1;
+      int sp[2];
+      if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sp) < 0) return -1;
+      uid = ++lastId_;
+      epoll_event e{};
+      e.events = EPOLLIN | EPOLLOUT | EPOLLET | EPOLLRDHUP;
+      e.data.u64 = (uid << 2) | 2;
+      if (epoll_ctl(ep_, EPOLL_CTL_ADD, sp[0], &e) < 0) {
+        close(sp[0]);
+        close(sp[1]);
+        return -1;
+      }
+      ups_[uid] = connId;
+      h2Conns_++;
+      ready(*it->second, sp[1], "http/1.1");
+      return sp[0];
+    };
+    host.close = [this](uint64_t uid, int fd) {
+      if (fd >= 0) close(fd);
+      ups_.erase(uid);
+    };
+    c.h2 = std::make_unique<h2gw::Gateway>(std::move(host));
+    if (!c.h2->ok()) return false;
+    h2Sessions_++;
+    return true;
+  }
+
+  // An h2 connection: decrypted bytes into the session, its frames out, until both ways ended.
+  bool stepH2(Conn& c) {
+    for (bool moved = true; moved;) {
+      moved = false;
+      while (!c.tlsEof && (c.tcpIn || SSL_has_pending(c.ssl))) {
+        size_t n = 0;
+        ERR_clear_error();
+        if (SSL_read_ex(c.ssl, scratch_.get(), kRead, &n) == 1) {
+          if (!c.h2->recv(reinterpret_cast<const uint8_t*>(scratch_.get()), n)) {
+            // Not HTTP/2 as nghttp2 reads it: what it queued (a GOAWAY) goes out best effort.
+            std::string last;
+            c.h2->output(last, kMaxPending);
+            if (!last.empty()) SSL_write(c.ssl, last.data(), static_cast<int>(last.size()));
+            return false;
+          }
+          moved = true;
+          continue;
+        }
+        int e = SSL_get_error(c.ssl, 0);
+        if (e == SSL_ERROR_WANT_READ) {
+          c.tcpIn = false;
+          break;
+        }
+        if (e == SSL_ERROR_WANT_WRITE) break;
+        if (e == SSL_ERROR_ZERO_RETURN || (e == SSL_ERROR_SYSCALL && errno == 0) ||
+            (e == SSL_ERROR_SSL && ERR_GET_REASON(ERR_peek_error()) == SSL_R_UNEXPECTED_EOF_WHILE_READING)) {
+          c.tlsEof = true;
+          ERR_clear_error();
+          break;
+        }
+        ERR_clear_error();
+        return false;
+      }
+      if (c.tlsEof && !c.plainShut) {
+        c.h2->clientEof();
+        c.plainShut = true;
+      }
+      c.h2->work();
+      if (c.toTls.empty() && !c.tlsShut && !c.h2->output(c.toTls, kRead * 4)) return false;
+      if (!c.toTls.empty() && !c.tlsShut) {
+        size_t n = 0;
+        ERR_clear_error();
+        if (SSL_write_ex(c.ssl, c.toTls.data(), c.toTls.size(), &n) == 1) {
+          c.toTls.erase(0, n);
+          moved = true;
+        } else {
+          int e = SSL_get_error(c.ssl, 0);
+          if (e != SSL_ERROR_WANT_WRITE && e != SSL_ERROR_WANT_READ) {
+            ERR_clear_error();
+            return false;
+          }
+        }
+      }
+      if (c.toTls.empty() && !c.tlsShut && c.h2->done()) {
+        ERR_clear_error();
+        SSL_shutdown(c.ssl);
+        ERR_clear_error();
+        shutdown(c.tcp, SHUT_WR);
+        c.tlsShut = true;
+        c.plainShut = true;
+      }
+    }
+    return true;
   }
 
   void finish(Conn& c, bool clean) {
@@ -401,6 +533,7 @@ class Front {
   }
 
   void closeConn(Conn& c) {
+    c.h2.reset();  // closes its connections into JS
     if (c.ssl) SSL_free(c.ssl);
     c.ssl = nullptr;
     for (int* f : {&c.tcp, &c.plain, &c.jsEnd})
@@ -419,6 +552,7 @@ class Front {
   std::atomic<uint64_t> lastId_{0};
   // Owned by the thread:
   std::unordered_map<uint64_t, std::unique_ptr<Conn>> conns_;
+  std::unordered_map<uint64_t, uint64_t> ups_;  // an h2 session's connection into JS -> its client connection
   std::unique_ptr<char[]> scratch_;
 };
 
@@ -470,11 +604,12 @@ napi_value Start(napi_env env, napi_callback_info info) {
   return nullptr;
 }
 
-// tlsFrontContext(certPem: Buffer, keyPem: Buffer, handshakeMs) -> ctxId. The certificate file may
-// hold a chain (leaf first).
+// tlsFrontContext(certPem: Buffer, keyPem: Buffer, handshakeMs, h2Native?) -> ctxId. The certificate
+// file may hold a chain (leaf first). h2Native true: h2 connections are terminated in the thread
+// (their streams reach JS as HTTP/1.1 connections); else JS gets their plaintext like any other.
 napi_value NewContext(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value a[3];
+  size_t argc = 4;
+  napi_value a[4];
   napi_get_cb_info(env, info, &argc, a, nullptr, nullptr);
   Front* f = frontOf(env);
   if (!f) return nullptr;
@@ -485,6 +620,9 @@ napi_value NewContext(napi_env env, napi_callback_info info) {
   if (!(hs >= 100)) return throwError(env, "tlsFrontContext: handshakeMs must be a number >= 100");
   auto c = std::make_unique<Context>();
   c->handshakeMs = static_cast<int64_t>(hs);
+  bool h2 = false;
+  if (argc >= 4) napi_get_value_bool(env, a[3], &h2);
+  c->h2 = h2 && h2gw::available();
   ERR_clear_error();
   c->ssl = SSL_CTX_new(TLS_server_method());
   if (!c->ssl) return throwError(env, sslError("tlsFrontContext: SSL_CTX_new"));
@@ -554,14 +692,16 @@ napi_value Drop(napi_env env, napi_callback_info info) {
 napi_value Stats(napi_env env, napi_callback_info) {
   napi_value o, v;
   napi_create_object(env, &o);
-  const char* names[3] = {"active", "handshakes", "failed"};
-  double vals[3] = {0, 0, 0};
+  const char* names[6] = {"active", "handshakes", "failed", "h2Sessions", "h2Connections", "h2Streams"};
+  double vals[6] = {0, 0, 0, 0, 0, static_cast<double>(h2gw::g_streams.load())};
   if (g_module.instance) {
     vals[0] = static_cast<double>(g_module.instance->active_.load());
     vals[1] = static_cast<double>(g_module.instance->handshakes_.load());
     vals[2] = static_cast<double>(g_module.instance->failed_.load());
+    vals[3] = static_cast<double>(g_module.instance->h2Sessions_.load());
+    vals[4] = static_cast<double>(g_module.instance->h2Conns_.load());
   }
-  for (int i = 0; i < 3; i++) {
+  for (int i = 0; i < 6; i++) {
     napi_create_double(env, vals[i], &v);
     napi_set_named_property(env, o, names[i], v);
   }

@@ -15,6 +15,12 @@ export interface TlsFrontStats {
   handshakes: number;
   /** Connections refused or cut off since the start (bad ClientHello, handshake timeout, errors). */
   failed: number;
+  /** h2 connections terminated in the thread since the start (cpp/h2-gateway.cc). */
+  h2Sessions: number;
+  /** HTTP/1.1 connections those opened into JS since the start. */
+  h2Connections: number;
+  /** h2 streams carried since the start. */
+  h2Streams: number;
 }
 
 /** What the handshake settled, on the plaintext socket (as a TLSSocket has them). */
@@ -29,6 +35,12 @@ export interface TlsFrontOptions {
   key: Buffer;
   /** A connection whose handshake is not done after this long is closed (slow or stuck ClientHello). */
   handshakeTimeoutMs: number;
+  /**
+   * true: h2 connections are terminated in the thread and each of their streams arrives here as an
+   * HTTP/1.1 request on a keep-alive connection of its own (alpnProtocol 'http/1.1'); false: JS gets
+   * an h2 connection's plaintext (alpnProtocol 'h2') like any other.
+   */
+  h2Native?: boolean;
   /** Each connection once its handshake is done: its plaintext, readable and writable. */
   onConnection(socket: TlsFrontSocket): void;
 }
@@ -53,7 +65,7 @@ interface FrontBinding {
       family: number,
     ) => void,
   ): void;
-  tlsFrontContext(cert: Buffer, key: Buffer, handshakeMs: number): number;
+  tlsFrontContext(cert: Buffer, key: Buffer, handshakeMs: number, h2Native: boolean): number;
   tlsFrontAdd(ctx: number, fd: number): number;
   tlsFrontDrop(ctx: number): void;
   tlsFrontStats(): TlsFrontStats;
@@ -100,13 +112,15 @@ export function tlsFrontAvailable(): boolean {
 }
 
 export function tlsFrontStats(): TlsFrontStats {
-  return started ? started.b.tlsFrontStats() : { active: 0, handshakes: 0, failed: 0 };
+  return started
+    ? started.b.tlsFrontStats()
+    : { active: 0, handshakes: 0, failed: 0, h2Sessions: 0, h2Connections: 0, h2Streams: 0 };
 }
 
 /** A TLS front for one certificate; throws on a certificate or key OpenSSL refuses. */
 export function createTlsFront(opts: TlsFrontOptions): TlsFront {
   const { b, fronts } = front();
-  const ctx = b.tlsFrontContext(opts.cert, opts.key, opts.handshakeTimeoutMs);
+  const ctx = b.tlsFrontContext(opts.cert, opts.key, opts.handshakeTimeoutMs, opts.h2Native === true);
   const plain = new Set<net.Socket>();
   let closed = false;
   fronts.set(ctx, (fd, alpn, servername, peer) => {

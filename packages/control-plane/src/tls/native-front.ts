@@ -4,7 +4,10 @@
 // server take it as they take a Node TLSSocket. Why: with Node's TLS every encrypted byte costs the
 // event loop (and a TLS connection could not reach the byte relay), which held the proxy over TLS
 // to 0.49 (HTTP/1.1) of direct; see README "Figures" (proxy-tls). The default; WRENN_TLS_FRONT=node
-// keeps Node's TLS (also used when the built addon lacks the front).
+// keeps Node's TLS (also used when the built addon lacks the front). The front also terminates h2
+// (cpp/h2-gateway.cc): each stream arrives as an HTTP/1.1 request on a keep-alive plaintext
+// connection of its own, so the proxy's piped path and relay carry h2 as they carry HTTP/1.1 (h2
+// through the proxy was 0.42 of direct on Node's http2 session); WRENN_TLS_H2=node keeps h2 in Node.
 import type net from 'node:net';
 import type tls from 'node:tls';
 import { createTlsFront, tlsFrontAvailable } from '@wrenn/native';
@@ -23,6 +26,14 @@ export function tlsFrontMode(env: NodeJS.ProcessEnv = process.env): 'native' | '
   throw new Error(`WRENN_TLS_FRONT must be "native" or "node", got "${raw}"`);
 }
 
+/** Where h2 is terminated: WRENN_TLS_H2 `native` (default: in the front's thread) or `node` (Node's http2 server). */
+export function tlsH2Mode(env: NodeJS.ProcessEnv = process.env): 'native' | 'node' {
+  const raw = env.WRENN_TLS_H2;
+  if (raw === undefined || raw === '' || raw === 'native') return 'native';
+  if (raw === 'node') return 'node';
+  throw new Error(`WRENN_TLS_H2 must be "native" or "node", got "${raw}"`);
+}
+
 /** Takes over the listener's TLS when the native front is available and wanted; else undefined. */
 export function attachNativeTls(
   server: tls.Server,
@@ -39,6 +50,9 @@ export function attachNativeTls(
     cert: material.cert,
     key: material.key,
     handshakeTimeoutMs,
+    // h2 streams reach the server as HTTP/1.1 requests, whose keep-alive connections the sandbox
+    // proxy hands to the native relay (no JS per request).
+    h2Native: tlsH2Mode() === 'native',
     onConnection(socket) {
       // What a TLSSocket from this server has: the HTTP/1.1 fallback and the h2 session read it.
       (socket as net.Socket & { server?: unknown }).server = server;
