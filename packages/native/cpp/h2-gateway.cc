@@ -6,9 +6,10 @@
 // hop-by-hop fields dropped, a chunked body de-chunked. Bounds: 100 concurrent streams, 64 KiB of
 // fields per request, 256 KiB of request body per stream window (flow control is given back only
 // as the bytes leave for JS), 256 KiB of response held per stream before its connection is read no
-// further, 128 connections into JS per session. A stream reset while its answer was coming leaves
-// the connection reading the rest of that answer (up to 1 MiB) and then reusable, so a reset flood
-// does not turn into a connection flood.
+// further, 128 connections into JS per session. A stream reset while an answer of known length
+// was coming leaves the connection reading the rest of it (up to 1 MiB) and then reusable; any
+// other reset closes its connection (the capsule's server sees the request end), and nghttp2's own
+// reset rate limit ends a session that floods resets.
 #include "h2-gateway.h"
 
 #include "http1.h"
@@ -352,8 +353,10 @@ struct Gateway::Impl {
       s.up = nullptr;
       u->stream = nullptr;
       bool sent = u->reqDone && u->outOff >= u->out.size();
-      if ((u->st == Up::Head || u->st == Up::Body) && sent && !(u->st == Up::Body && u->res.body == http1::ResponseOut::Close)) {
+      if (u->st == Up::Body && sent && u->res.body == http1::ResponseOut::Length && u->left <= kDiscardMax) {
         // Reset while the answer was coming: read the rest of it, then the connection is reusable.
+        // (Reset before any answer: the connection closes, so the capsule's server sees its
+        // request end, as a gone HTTP/1.1 client's.)
         u->st = Up::Discard;
         u->discarded = 0;
       } else if (u->st != Up::Idle || !sent) {

@@ -114,6 +114,7 @@ struct Cmd {
   std::unique_ptr<Pair> pair;
   uint64_t id = 0;
   std::string group;
+  std::string answer;  // CloseGroup: sent to HTTP-mode clients whose request waits for its answer
 };
 
 class Relay {
@@ -138,12 +139,12 @@ class Relay {
     uint64_t id = p->id;
     active_++;
     added_++;
-    push(Cmd{Cmd::Add, std::move(p), 0, {}});
+    push(Cmd{Cmd::Add, std::move(p), 0, {}, {}});
     return id;
   }
-  void closeId(uint64_t id) { push(Cmd{Cmd::Close, nullptr, id, {}}); }
-  void closeGroup(const std::string& g) { push(Cmd{Cmd::CloseGroup, nullptr, 0, g}); }
-  void yieldGroup(const std::string& g) { push(Cmd{Cmd::YieldGroup, nullptr, 0, g}); }
+  void closeId(uint64_t id) { push(Cmd{Cmd::Close, nullptr, id, {}, {}}); }
+  void closeGroup(const std::string& g, const std::string& answer) { push(Cmd{Cmd::CloseGroup, nullptr, 0, g, answer}); }
+  void yieldGroup(const std::string& g) { push(Cmd{Cmd::YieldGroup, nullptr, 0, g, {}}); }
 
   std::atomic<uint64_t> active_{0}, added_{0}, bytes_{0};
 
@@ -209,7 +210,17 @@ class Relay {
         std::vector<uint64_t> ids;
         for (auto& kv : pairs_)
           if (kv.second->group == c.group) ids.push_back(kv.first);
-        for (uint64_t id : ids) finish(id, kGroup, 0);
+        for (uint64_t id : ids) {
+          Pair& p = *pairs_[id];
+          // A request still waiting, nothing of its answer sent: the client gets JS's answer (E2B's
+          // 502 "The sandbox was not found") instead of a bare close. Best effort, never blocking.
+          if (!c.answer.empty() && p.http && !p.http->inflight.empty() && p.http->res == HttpConn::ResHead &&
+              p.http->resIn.empty() && p.dir[1].len == 0) {
+            ssize_t w = send(p.fd[0], c.answer.data(), c.answer.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+            (void)w;
+          }
+          finish(id, kGroup, 0);
+        }
       } else {
         std::vector<Pair*> ps;
         for (auto& kv : pairs_)
@@ -749,13 +760,15 @@ napi_value CloseOne(napi_env env, napi_callback_info info) {
 }
 
 napi_value CloseGroup(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value a[1];
+  size_t argc = 2;
+  napi_value a[2];
   napi_get_cb_info(env, info, &argc, a, nullptr, nullptr);
   Relay* r = relayOf(env);
   if (!r) return nullptr;
-  if (argc < 1) return throwError(env, "relayCloseGroup(group) needs the group key");
-  r->closeGroup(str(env, a[0]));
+  if (argc < 1) return throwError(env, "relayCloseGroup(group, answer?) needs the group key");
+  napi_valuetype t = napi_undefined;
+  if (argc >= 2) napi_typeof(env, a[1], &t);
+  r->closeGroup(str(env, a[0]), t == napi_string ? str(env, a[1]) : std::string());
   return nullptr;
 }
 

@@ -96,7 +96,7 @@ interface RelayBinding {
   relayStart(onDone: Waiter, mode: 'copy' | 'splice'): void;
   relayAdd(fdA: number, fdB: number, group: string, idleMs: number, http?: RelayHttp): number;
   relayClose(id: number): void;
-  relayCloseGroup(group: string): void;
+  relayCloseGroup(group: string, answer?: string): void;
   relayYieldGroup(group: string): void;
   relayStats(): RelayStats;
   relayRef(on: boolean): void;
@@ -153,9 +153,9 @@ export function relayStats(): RelayStats {
   return started ? started.b.relayStats() : { active: 0, added: 0, bytes: 0 };
 }
 
-/** Closes every relayed pair of a group (their 'close' events follow, reason 'group'). */
-export function relayCloseGroup(group: string): void {
-  started?.b.relayCloseGroup(group);
+/** Closes every relayed pair of a group (their 'close' events follow, reason 'group'); an HTTP-mode client whose request waits for its answer gets `answer` first (raw bytes, best effort). */
+export function relayCloseGroup(group: string, answer?: string): void {
+  started?.b.relayCloseGroup(group, answer);
 }
 
 /**

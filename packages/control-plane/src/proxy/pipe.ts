@@ -28,6 +28,7 @@ import {
   portNotOpen,
   proxyFailure,
   rewriteLocation,
+  sandboxNotFound,
 } from '@wrenn/host-agent/client';
 import type { RelayHttp } from '@wrenn/native';
 import { TRAFFIC_ACCESS_TOKEN_HEADER } from '@wrenn/protocol/contract';
@@ -54,7 +55,14 @@ export interface PipeDeps {
   /** Synchronous when the capsule's target is cached, so the common case costs no promise. */
   resolve(route: ProxyRoute): ResolvedTarget | Failure | Promise<ResolvedTarget | Failure>;
   /** Registers the connection under a capsule (destroyed with it); returns the undo. */
-  track(capsuleId: string, socket: net.Socket): () => void;
+  track(
+    capsuleId: string,
+    conn: {
+      destroy(): void;
+      once(ev: 'close', fn: () => void): unknown;
+      removeListener(ev: 'close', fn: () => void): unknown;
+    },
+  ): () => void;
   /** Gives the connection to the API server, with the bytes already read from it. */
   toApi(socket: net.Socket, buffered: Buffer): void;
   /**
@@ -485,7 +493,12 @@ export class PipedConnection {
       this.upPending = EMPTY;
       this.res = 'head';
       this.untrack?.();
-      this.untrack = this.deps.track(capsuleId, this.client);
+      const client = this.client;
+      this.untrack = this.deps.track(capsuleId, {
+        destroy: () => this.capsuleGone(capsuleId),
+        once: (ev, fn) => client.once(ev, fn),
+        removeListener: (ev, fn) => client.removeListener(ev, fn),
+      });
       up.on('data', (chunk: Buffer) => this.onUpstreamData(up, chunk));
       up.on('end', () => this.onUpstreamGone(up));
       up.on('close', () => this.onUpstreamGone(up));
@@ -647,6 +660,27 @@ export class PipedConnection {
       `${head.text.slice(0, head.from[li])}location: ${loc}${head.text.slice(head.to[li])}\r\n\r\n`,
       'latin1',
     );
+  }
+
+  /**
+   * The capsule went for good: a request still waiting for its answer (nothing of it sent) gets
+   * E2B's 502 "The sandbox was not found" and the connection ends; otherwise it is cut. (An h2
+   * stream the native TLS front carries on this connection reaches its client as that answer.)
+   */
+  private capsuleGone(capsuleId: string): void {
+    if (this.closed) return;
+    if (this.inFlight.length > 0 && this.res === 'head' && this.upPending.length === 0) {
+      this.toClient(
+        Buffer.from(
+          guestErrorResponse(
+            sandboxNotFound(capsuleId, `capsule ${capsuleId} was destroyed while this request waited for its answer`),
+            'Bad Gateway',
+          ),
+        ),
+      );
+      return this.finish();
+    }
+    this.destroy();
   }
 
   private responseDone(): void {

@@ -146,7 +146,7 @@ export function createSandboxProxy(ctx: ControlPlaneContext, opts: { headersTime
       resolve: (route: ProxyRoute) =>
         targets.peek(route.capsuleId, route.port, route.trafficToken) ??
         targets.lookup(route.capsuleId, route.port, route.trafficToken),
-      track: (id: string, socket: net.Socket) => track(id, socket),
+      track: (id, conn) => track(id, conn),
       toApi,
       relay: useRelay()
         ? (id: string, client: net.Socket, upstream: net.Socket, idleMs: number, http?: RelayHttp) => {
@@ -343,7 +343,15 @@ export function createSandboxProxy(ctx: ControlPlaneContext, opts: { headersTime
         .executeTakeFirst()
         .then((row) => {
           if (!row || row.state === 'stopped' || row.state === 'error') {
-            relayCloseGroup(groupPrefix + id);
+            // A relayed request still waiting gets E2B's 502 (as the h2 compat path answers): an h2
+            // stream the native front carries reaches its client as that answer, not a reset.
+            relayCloseGroup(
+              groupPrefix + id,
+              guestErrorResponse(
+                sandboxNotFound(id, `capsule ${id} was destroyed while this request waited for its answer`),
+                'Bad Gateway',
+              ),
+            );
             for (const c of conns) c.destroy();
           }
         })
