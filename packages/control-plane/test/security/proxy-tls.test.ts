@@ -21,11 +21,55 @@ import tls from 'node:tls';
 import { relayStats, tlsFrontStats } from '@wrenn/native';
 import { h2StreamsMode } from '../../src/proxy/sandbox-proxy.js';
 import { type RunningControlPlane, startControlPlane } from '../../src/server.js';
-import { tlsFrontMode } from '../../src/tls/native-front.js';
+import { tlsFrontMode, tlsH2Mode } from '../../src/tls/native-front.js';
 
 const DOMAIN = 'wrenn.test';
 const ID = 'cl-tlsfront';
 const HEADERS_TIMEOUT_MS = 1500;
+const BIG = randomBytes(4 << 20);
+
+// Raw HTTP/2 (RFC 9113) for the hostile cases Node's client will not send.
+const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
+const T = { DATA: 0, HEADERS: 1, RST_STREAM: 3, SETTINGS: 4, GOAWAY: 7, WINDOW_UPDATE: 8 } as const;
+function frame(type: number, flags: number, stream: number, payload: Buffer = Buffer.alloc(0)): Buffer {
+  const h = Buffer.alloc(9);
+  h.writeUIntBE(payload.length, 0, 3);
+  h[3] = type;
+  h[4] = flags;
+  h.writeUInt32BE(stream & 0x7fffffff, 5);
+  return Buffer.concat([h, payload]);
+}
+/** An HPACK integer with an n-bit prefix (first: the bits above the prefix). */
+function hpackInt(v: number, n: number, first: number): Buffer {
+  const max = (1 << n) - 1;
+  if (v < max) return Buffer.from([first | v]);
+  const out = [first | max];
+  let r = v - max;
+  while (r >= 128) {
+    out.push((r % 128) + 128);
+    r = Math.floor(r / 128);
+  }
+  out.push(r);
+  return Buffer.from(out);
+}
+const hstr = (s: string) => Buffer.concat([hpackInt(Buffer.byteLength(s), 7, 0), Buffer.from(s)]);
+/** A literal field (indexed: added to the dynamic table, as entry 62 when it is the latest). */
+const lit = (name: string, value: string, indexed = false) =>
+  Buffer.concat([Buffer.from([indexed ? 0x40 : 0x00]), hstr(name), hstr(value)]);
+const settings = (pairs: Array<[number, number]> = []) => {
+  const b = Buffer.alloc(6 * pairs.length);
+  pairs.forEach(([id, v], i) => {
+    b.writeUInt16BE(id, 6 * i);
+    b.writeUInt32BE(v, 6 * i + 2);
+  });
+  return frame(T.SETTINGS, 0, 0, b);
+};
+interface Frame {
+  type: number;
+  flags: number;
+  stream: number;
+  payload: Buffer;
+}
 
 /** Answers of /hang still open: their headers went, their body never comes (until the proxy lets go). */
 const hanging = new Set<http.ServerResponse>();
@@ -63,6 +107,10 @@ function upstream(): http.Server {
         return res.end();
       }
       if (req.url === '/slow') return void setTimeout(() => res.end('slow'), 300);
+      if (req.url === '/big') {
+        res.setHeader('content-length', BIG.length);
+        return void res.end(BIG);
+      }
       res.setHeader('content-type', 'application/json');
       res.end(
         JSON.stringify({
@@ -182,6 +230,50 @@ describe('the TLS listener: native TLS front, HTTP/2 streams, hostile clients', 
       st.on('error', reject);
       if (body !== undefined) st.end(body);
     });
+  }
+
+  /** A raw h2 connection: what it read (frames), a write, and its end. */
+  async function rawH2(pre: Array<[number, number]> = []) {
+    const sock = tlsConnect(['h2']);
+    sock.on('error', () => undefined);
+    await new Promise((r) => sock.once('secureConnect', r));
+    const frames: Frame[] = [];
+    let buf = Buffer.alloc(0);
+    let closed = false;
+    const ended = new Promise<void>((r) => sock.once('close', () => ((closed = true), r())));
+    sock.on('data', (d: Buffer) => {
+      buf = Buffer.concat([buf, d]);
+      while (buf.length >= 9) {
+        const len = buf.readUIntBE(0, 3);
+        if (buf.length < 9 + len) break;
+        frames.push({
+          type: buf[3] ?? 0,
+          flags: buf[4] ?? 0,
+          stream: buf.readUInt32BE(5) & 0x7fffffff,
+          payload: buf.subarray(9, 9 + len),
+        });
+        buf = buf.subarray(9 + len);
+      }
+    });
+    sock.write(Buffer.concat([PREFACE, settings(pre)]));
+    const until = async (what: string, fn: () => boolean, ms = 15_000) => {
+      for (let t = 0; t < ms && !fn() && !closed; t += 20) await new Promise((r) => setTimeout(r, 20));
+      assert.ok(fn(), `${what}: frames ${JSON.stringify(frames.map((f) => [f.type, f.stream, f.flags]))}`);
+    };
+    const request = (stream: number, path: string, end = true, extra: Buffer[] = []) =>
+      frame(
+        T.HEADERS,
+        0x4 | (end ? 0x1 : 0),
+        stream,
+        Buffer.concat([
+          lit(':method', end ? 'GET' : 'POST'),
+          lit(':scheme', 'https'),
+          lit(':path', path),
+          lit(':authority', host()),
+          ...extra,
+        ]),
+      );
+    return { sock, frames, ended, until, request, isClosed: () => closed };
   }
 
   /** The neighbour: a fresh client over each protocol still gets its answer. */
@@ -485,9 +577,138 @@ describe('the TLS listener: native TLS front, HTTP/2 streams, hostile clients', 
     }
   });
 
+  it('HTTP/2 terminated in the front: streams reach the relay as HTTP/1.1; hostile sessions (malformed frames, an HPACK bomb, a reset flood, window abuse) are contained and a neighbour keeps working', async () => {
+    // Carried natively: the streams are counted by the front, their connections go to the relay.
+    const front0 = tlsFrontStats();
+    const relay0 = relayStats();
+    const s = await session();
+    const got = await Promise.all(Array.from({ length: 20 }, (_, i) => h2req(s, { ':path': `/native/${i}` })));
+    for (const g of got) assert.equal(g.status, 200);
+    const big = await h2req(s, { ':path': '/big' });
+    assert.ok(big.body.equals(BIG), 'a 4 MiB answer arrives whole');
+    s.close();
+    const front1 = tlsFrontStats();
+    assert.ok(front1.h2Streams - front0.h2Streams >= 21, `streams carried natively: ${JSON.stringify(front1)}`);
+    assert.ok(front1.h2Connections > front0.h2Connections, 'the streams opened HTTP/1.1 connections into JS');
+    assert.ok(relayStats().added > relay0.added, 'those connections went to the relay');
+
+    // Malformed frames: a client stream id that is even, a DATA frame on stream 0, a frame over the
+    // maximum size, a bad preface. Each ends that session with a GOAWAY or a close.
+    for (const bad of [
+      frame(T.HEADERS, 0x5, 2, Buffer.concat([lit(':method', 'GET'), lit(':path', '/')])),
+      frame(T.DATA, 0, 0, Buffer.from('x')),
+      frame(T.DATA, 0, 1, Buffer.alloc(20_000)),
+      frame(T.HEADERS, 0x5, 1, randomBytes(64)),
+    ]) {
+      const r = await rawH2();
+      r.sock.write(bad);
+      await r.until('a GOAWAY or a close', () => r.isClosed() || r.frames.some((f) => f.type === T.GOAWAY));
+      r.sock.destroy();
+    }
+    {
+      const sock = tlsConnect(['h2']);
+      sock.on('error', () => undefined);
+      await new Promise((r) => sock.once('secureConnect', r));
+      sock.write('GET / HTTP/1.1\r\nhost: x\r\n\r\n');
+      sock.resume(); // read, so the server's end is seen
+      await new Promise((r) => sock.once('close', r));
+    }
+    await neighbourWorks('malformed frames');
+
+    // HPACK bomb: one 4 kB field in the dynamic table, then referenced 12,000 times (48 MB decoded
+    // from 12 kB): the stream is reset, nothing reaches the capsule's server, memory stays bounded.
+    {
+      const r = await rawH2();
+      const block = Buffer.concat([
+        lit(':method', 'GET'),
+        lit(':scheme', 'https'),
+        lit(':path', '/bomb'),
+        lit(':authority', host()),
+        lit('x-bomb', 'b'.repeat(4000), true),
+        Buffer.alloc(12_000, 0xbe),
+      ]);
+      r.sock.write(frame(T.HEADERS, 0x5, 1, block));
+      await r.until(
+        'the bomb stream reset (or the session ended)',
+        () => r.isClosed() || r.frames.some((f) => (f.type === T.RST_STREAM && f.stream === 1) || f.type === T.GOAWAY),
+      );
+      assert.ok(
+        !r.frames.some((f) => f.type === T.HEADERS && f.stream === 1),
+        'the HPACK bomb got an answer: it reached the capsule',
+      );
+      r.sock.destroy();
+    }
+    await neighbourWorks('an HPACK bomb');
+
+    // Reset flood: 5,000 streams opened and reset at once. The session is carried or ended
+    // (nghttp2's reset rate limit), the connections into JS stay bounded, the neighbour works.
+    {
+      const conns0 = tlsFrontStats().h2Connections;
+      const r = await rawH2();
+      for (let batch = 0; batch < 50 && !r.isClosed(); batch++) {
+        const out: Buffer[] = [];
+        for (let i = 0; i < 100; i++) {
+          const id = 1 + 2 * (batch * 100 + i);
+          out.push(r.request(id, '/slow'));
+          const code = Buffer.alloc(4);
+          code.writeUInt32BE(8); // CANCEL
+          out.push(frame(T.RST_STREAM, 0, id, code));
+        }
+        r.sock.write(Buffer.concat(out));
+        await new Promise((res) => setTimeout(res, 10));
+      }
+      await new Promise((res) => setTimeout(res, 500));
+      // (Seen: nghttp2 ended the session after ~1,100 resets, each of which had opened a connection.)
+      const opened = tlsFrontStats().h2Connections - conns0;
+      assert.ok(opened <= 2500, `a reset flood opened ${opened} connections into JS`);
+      r.sock.destroy();
+    }
+    await neighbourWorks('a reset flood');
+
+    // Window abuse: a client that opens no window for answers holds only its own streams (a 4 MiB
+    // answer waits); one that sends more DATA than the window it was given is stopped with a
+    // flow-control error.
+    {
+      const r = await rawH2([[0x4, 0]]); // SETTINGS_INITIAL_WINDOW_SIZE = 0
+      r.sock.write(frame(T.SETTINGS, 0x1, 0)); // ACK of the server's
+      r.sock.write(r.request(1, '/big'));
+      await r.until('the answer head', () => r.frames.some((f) => f.type === T.HEADERS && f.stream === 1));
+      assert.ok(
+        !r.frames.some((f) => f.type === T.DATA && f.stream === 1 && f.payload.length > 0),
+        'DATA beyond a zero window',
+      );
+      await neighbourWorks('a zero window holding a 4 MiB answer');
+      r.sock.destroy();
+    }
+    {
+      const r = await rawH2();
+      r.sock.write(frame(T.SETTINGS, 0x1, 0));
+      const out = [r.request(1, '/upload', false)];
+      for (let i = 0; i < 100; i++) out.push(frame(T.DATA, 0, 1, Buffer.alloc(16_384)));
+      r.sock.write(Buffer.concat(out));
+      await r.until(
+        'a flow-control error',
+        () =>
+          r.isClosed() ||
+          r.frames.some(
+            (f) =>
+              (f.type === T.GOAWAY || (f.type === T.RST_STREAM && f.stream === 1)) &&
+              f.payload.readUInt32BE(f.type === T.GOAWAY ? 4 : 0) === 3,
+          ),
+      );
+      r.sock.destroy();
+    }
+    await neighbourWorks('DATA beyond the window');
+    // Nothing of these sessions stays open in the front.
+    for (let i = 0; i < 100 && tlsFrontStats().active > front0.active; i++) await new Promise((r) => setTimeout(r, 50));
+    assert.ok(tlsFrontStats().active <= front0.active, `the front still holds ${JSON.stringify(tlsFrontStats())}`);
+  });
+
   it('WRENN_TLS_FRONT=node and WRENN_PROXY_H2_STREAMS=0 keep Node TLS and the compat path (same answers); bad values are refused', async () => {
     assert.throws(() => tlsFrontMode({ WRENN_TLS_FRONT: 'openssl' }), /WRENN_TLS_FRONT must be/);
     assert.throws(() => h2StreamsMode({ WRENN_PROXY_H2_STREAMS: 'yes' }), /WRENN_PROXY_H2_STREAMS must be/);
+    assert.throws(() => tlsH2Mode({ WRENN_TLS_H2: 'nghttp2' }), /WRENN_TLS_H2 must be/);
+    assert.equal(tlsH2Mode({}), 'native', 'h2 is terminated in the front by default');
     assert.equal(tlsFrontMode({}), 'native', 'the native front is the default');
     assert.equal(h2StreamsMode({}), 'on', 'h2 streams are the default');
     const dir2 = mkdtempSync(join(tmpdir(), 'wrenn-proxy-tls-node-'));
