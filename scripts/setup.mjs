@@ -46,6 +46,7 @@ const testPackages = [
   'dnsmasq-base',
   'musl-tools', // a program linked against musl for the musl image test (image-template)
   'nghttp2-client', // h2load: bench/proxy-tls's HTTP/2 load generator
+  'libnghttp2-dev', // nghttp2's headers for the TLS front's HTTP/2 (the library itself is Node's own copy)
   'haproxy', // the TCP load balancer in front of the cluster test's control-plane replicas
 ];
 
