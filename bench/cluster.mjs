@@ -3,10 +3,14 @@
 // (PostgreSQL, `wrenn server` replicas behind HAProxy, host agents each in a network namespace of
 // its own) for each shape in BENCH_SHAPES (default "1x1,2x1,1x2,2x2,3x3": replicas x agents). BENCH_N
 // `minimal` capsules are created through the balancer with the official e2b SDK, BENCH_C at a time
-// (default 20 and 4); reported: creates per second over the run and create p50/p99. Each capsule
-// is killed after the run. Also: how long a capsule change announced by one replica (LISTEN/NOTIFY)
-// takes to reach another (p50/p99 over 200), the cross-replica cache invalidation. Agents serve
-// TLS, as `wrenn agent` does by default; BENCH_AGENT_TLS=0 runs them plain (h2c).
+// (default 20 and 4); reported: creates per second over the run and create p50/p99. Then
+// BENCH_EXECS commands (`true`, default 100) run one after another, round robin over those
+// capsules, through the balancer's sandbox proxy (replica -> agent's /proxy hop -> envd): exec
+// p50/p99. Each capsule is killed after the run. Also: how long a capsule change announced by one
+// replica (LISTEN/NOTIFY) takes to reach another (p50/p99 over 200), the cross-replica cache
+// invalidation. Agents serve TLS, as `wrenn agent` does by default; BENCH_AGENT_TLS=0 runs them
+// plain (h2c), BENCH_AGENT_TLS=both runs every shape both ways, interleaved, BENCH_ROUNDS times
+// (default 1; the order of the two alternates per round), so the two see the same machine.
 // Run as root after `npm run build`.
 import { Sandbox } from 'e2b';
 import pino from 'pino';
@@ -18,11 +22,13 @@ import { latencyStats } from './lib/latency-stats.mjs';
 
 const N = Number(process.env.BENCH_N ?? 20);
 const C = Number(process.env.BENCH_C ?? 4);
-const agentTls = process.env.BENCH_AGENT_TLS !== '0';
+const EXECS = Number(process.env.BENCH_EXECS ?? 100);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 1);
+const tlsMode = process.env.BENCH_AGENT_TLS ?? '1';
+if (!['0', '1', 'both'].includes(tlsMode)) throw new Error(`BENCH_AGENT_TLS must be 0, 1 or both, got "${tlsMode}"`);
 const shapes = (process.env.BENCH_SHAPES ?? '1x1,2x1,1x2,2x2,3x3').split(',').map((s) => s.split('x').map(Number));
 
-const results = [];
-for (const [replicas, agents] of shapes) {
+async function runShape(replicas, agents, agentTls, round) {
   const c = await startCluster({ replicas, agents, agentTls });
   try {
     const opts = { apiKey: e2bKeyOf(c.adminKey), apiUrl: c.balancerUrl, sandboxUrl: c.balancerUrl, timeoutMs: 600_000 };
@@ -43,17 +49,33 @@ for (const [replicas, agents] of shapes) {
       }),
     );
     const secs = (performance.now() - t0) / 1000;
+    const execs = [];
+    for (let i = 0; i < EXECS && made.length > 0; i++) {
+      const s = performance.now();
+      await made[i % made.length].commands.run('true');
+      execs.push(performance.now() - s);
+    }
     for (const s of made) await s.kill().catch(() => {});
-    results.push({
+    return {
       replicas,
       agents,
       agentTls,
+      round,
       concurrency: C,
       creates_per_s: Math.round((N / secs) * 100) / 100,
       create: latencyStats(times),
-    });
+      ...(execs.length ? { exec_via_proxy: latencyStats(execs) } : {}),
+    };
   } finally {
     await c.stop();
+  }
+}
+
+const results = [];
+for (let round = 1; round <= ROUNDS; round++) {
+  for (const [replicas, agents] of shapes) {
+    const order = tlsMode === 'both' ? (round % 2 === 1 ? [true, false] : [false, true]) : [tlsMode !== '0'];
+    for (const agentTls of order) results.push(await runShape(replicas, agents, agentTls, round));
   }
 }
 
