@@ -1,11 +1,14 @@
 // E2B COPY file sets and their upload links across control-plane replicas (issue 21), on SQLite and
 // PostgreSQL: two control planes in this process on one database stand for two replicas behind a
 // balancer. A link from one uploads through the other, once; sets are stored in 1 MiB chunks and
-// read back whole; a new link replaces a kept set (the SDK's forceUpload) and its old chunks go.
+// read back whole; a new link replaces a kept set (the SDK's forceUpload) and its old chunks go,
+// but not from under a build reading them: that read gets the whole old set, and the chunks go at
+// its end (reads racing replacements: each read is one whole upload, only the current one stays).
 // Hostile: a reused, expired, re-signed, malformed or other-hash link, an oversized body (announced,
 // and streamed without a length), a bad tar, another team's set: each refused with a 4xx and
 // nothing kept. The shared HMAC key is created once when replicas race for it. The GC removes sets
-// past their TTL (not while their team builds), orphaned chunks and spent link records.
+// past their TTL (not while their team builds), orphaned chunks (not while read), the reads of
+// builds that are gone, and spent link records.
 import assert from 'node:assert/strict';
 import { request } from 'node:http';
 import { type TestContext, test } from 'node:test';
@@ -18,7 +21,7 @@ import { createTeam } from '../src/db/repositories/teams.js';
 import { createBuild } from '../src/db/repositories/template-builds.js';
 import { type RunningControlPlane, startControlPlane } from '../src/server.js';
 import { pruneFileSets } from '../src/templates/file-set-gc.js';
-import { CHUNK_BYTES, FILE_SET_LIMITS, openFileSet } from '../src/templates/file-sets.js';
+import { CHUNK_BYTES, FILE_SET_LIMITS, openFileSet, saveFileSet } from '../src/templates/file-sets.js';
 import { issueUploadToken } from '../src/templates/upload-links.js';
 import { forEachDialect, freshTarget } from './db-helpers.js';
 
@@ -30,6 +33,11 @@ async function tarOf(entries: { name: string; body?: string | Buffer; type?: str
   const parts: Buffer[] = [];
   for await (const b of p as AsyncIterable<Buffer>) parts.push(b);
   return Buffer.concat(parts);
+}
+
+/** One buffer as the async body saveFileSet takes. */
+async function* once(b: Buffer): AsyncGenerator<Buffer> {
+  yield b;
 }
 
 const hashOf = (n: number) => n.toString(16).padStart(64, '0');
@@ -109,6 +117,7 @@ forEachDialect('E2B file sets across replicas', (dialect) => {
     for await (const c of set.chunks()) parts.push(c);
     assert.equal(parts.length, Math.ceil(tar.length / CHUNK_BYTES));
     assert.ok(Buffer.concat(parts).equals(tar), 'the stored set is the upload, byte for byte');
+    await set.close();
 
     // forceUpload: a new link for a kept set replaces it; the old chunks go.
     const small = gzipSync(await tarOf([{ name: 'x.txt', body: 'x' }]));
@@ -208,6 +217,104 @@ forEachDialect('E2B file sets across replicas', (dialect) => {
     assert.match(((await steal.json()) as { message: string }).message, /were not uploaded/);
   });
 
+  test('a forceUpload while a build streams the set: the build reads the whole old set, then the old chunks go', async (t) => {
+    const { a, b, db, ta, ask, put, chunkCount } = await twoReplicas(t);
+    const pattern = (n: number, salt: number) => {
+      const buf = Buffer.alloc(n);
+      for (let i = 0; i < n; i++) buf[i] = (i * 7 + salt + (i >> 13)) & 0xff;
+      return buf;
+    };
+    const v1 = gzipSync(await tarOf([{ name: 'v1.bin', body: pattern(3 * CHUNK_BYTES + 99, 1) }]), { level: 0 });
+    const v2 = gzipSync(await tarOf([{ name: 'v2.bin', body: pattern(CHUNK_BYTES + 5, 2) }]), { level: 0 });
+    const hash = hashOf(7);
+    assert.equal((await put(b, (await ask(a, ta.key, hash)).url, v1)).status, 200);
+    const v1Chunks = await chunkCount();
+    assert.equal(v1Chunks, 4);
+    const build = await createBuild(db, { template: 'reader', teamId: ta.id, status: 'building' });
+    const read = await openFileSet(db, ta.id, hash, build.id);
+    assert.ok(read);
+    t.after(() => read.close());
+    const got: Buffer[] = [];
+    const it = read.chunks();
+    const first = await it.next();
+    assert.ok(!first.done);
+    got.push(first.value);
+    // The replacement runs while the read is between chunks, through the other replica.
+    const replacing = put(a, (await ask(b, ta.key, hash)).url, v2);
+    for (let r = await it.next(); !r.done; r = await it.next()) {
+      got.push(r.value);
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    assert.equal((await replacing).status, 200);
+    assert.ok(Buffer.concat(got).equals(v1), 'the read was not the whole old set');
+    assert.equal(read.bytes, v1.length);
+    // Replaced: a new build reads the new set; the old chunks stay while the old read is open.
+    const fresh = await openFileSet(db, ta.id, hash, build.id);
+    assert.ok(fresh);
+    const now: Buffer[] = [];
+    for await (const c of fresh.chunks()) now.push(c);
+    await fresh.close();
+    assert.ok(Buffer.concat(now).equals(v2), 'a read after the replacement is not the new set');
+    assert.equal(await chunkCount(), v1Chunks + 2);
+    await read.close();
+    assert.equal(await chunkCount(), 2, "the old set's chunks outlived its last read");
+    assert.equal(
+      Number(
+        (
+          await db
+            .selectFrom('template_file_readers')
+            .select(db.fn.countAll<number>().as('n'))
+            .executeTakeFirstOrThrow()
+        ).n,
+      ),
+      0,
+    );
+  });
+
+  test('reads and replacements racing: every read is one whole upload, and only the current one is kept', async (t) => {
+    const { db, ta, chunkCount } = await twoReplicas(t);
+    const hash = hashOf(8);
+    const versions: Buffer[] = [];
+    for (let v = 0; v < 6; v++)
+      versions.push(
+        gzipSync(await tarOf([{ name: `v${v}.bin`, body: Buffer.alloc(CHUNK_BYTES + 17 * v, v) }]), { level: 0 }),
+      );
+    await saveFileSet(db, ta.id, hash, 'race-0', once(versions[0] as Buffer));
+    const readWhole = async () => {
+      const r = await openFileSet(db, ta.id, hash);
+      assert.ok(r);
+      const parts: Buffer[] = [];
+      for await (const c of r.chunks()) parts.push(c);
+      await r.close();
+      return Buffer.concat(parts);
+    };
+    const reads: Promise<Buffer>[] = [];
+    const saves: Promise<unknown>[] = [];
+    for (let v = 1; v < versions.length; v++) {
+      reads.push(readWhole(), readWhole());
+      saves.push(saveFileSet(db, ta.id, hash, `race-${v}`, once(versions[v] as Buffer)));
+    }
+    reads.push(readWhole());
+    await Promise.all(saves);
+    for (const got of await Promise.all(reads))
+      assert.ok(
+        versions.some((v) => v.equals(got)),
+        'a read mixed uploads or lost chunks',
+      );
+    const kept = await db
+      .selectFrom('template_file_sets')
+      .select('upload_id')
+      .where('hash', '=', hash)
+      .executeTakeFirstOrThrow();
+    const left = await db.selectFrom('template_file_chunks').select('upload_id').distinct().execute();
+    assert.deepEqual(
+      left.map((c) => c.upload_id),
+      [kept.upload_id],
+      'replaced uploads left chunks behind',
+    );
+    assert.equal(await chunkCount(), 2);
+  });
+
   test('replicas racing for the shared key agree on one', async (t) => {
     const target = await freshTarget(t, dialect);
     // Opened one after another (SQLite's synchronous lock wait would block this one thread), then raced.
@@ -252,11 +359,22 @@ forEachDialect('E2B file sets across replicas', (dialect) => {
     await set(ta.id, 1, now - 2 * day);
     await set(ta.id, 2, now);
     await set(tb.id, 3, now - 2 * day);
-    await createBuild(db, { template: 'busy', teamId: tb.id, status: 'building' });
-    // Chunks no set names: a crashed upload three hours ago, one in flight now.
+    const busy = await createBuild(db, { template: 'busy', teamId: tb.id, status: 'building' });
+    // Chunks no set names: a crashed upload three hours ago, one in flight now; two replaced three
+    // hours ago, one still read by a running build, one by a build that is gone (its replica died).
     await upload('crashed', now - 3 * 3600_000);
     await upload('inflight', now);
-    for (const id of ['crashed', 'inflight'])
+    for (const [id, build] of [
+      ['read-live', busy.id],
+      ['read-dead', 'gone-build'],
+    ] as const) {
+      await upload(id, now - 3 * 3600_000);
+      await db
+        .insertInto('template_file_readers')
+        .values({ id: `r-${id}`, upload_id: id, build_id: build, bytes: 2, chunks: 1, started_at: now - 3600_000 })
+        .execute();
+    }
+    for (const id of ['crashed', 'inflight', 'read-live', 'read-dead'])
       await db
         .insertInto('template_file_chunks')
         .values({ upload_id: id, seq: 0, data: Buffer.from('zz') })
@@ -265,7 +383,9 @@ forEachDialect('E2B file sets across replicas', (dialect) => {
     const r = await pruneFileSets(a.ctx);
     assert.deepEqual(r, { removed: 1, freedBytes: 3, kept: 2 });
     const chunks = (await db.selectFrom('template_file_chunks').select('upload_id').execute()).map((c) => c.upload_id);
-    assert.deepEqual(chunks.sort(), ['inflight', 'up-2', 'up-3']);
+    assert.deepEqual(chunks.sort(), ['inflight', 'read-live', 'up-2', 'up-3']);
+    const readers = (await db.selectFrom('template_file_readers').select('id').execute()).map((r) => r.id);
+    assert.deepEqual(readers, ['r-read-live'], "a dead build's read was not ended");
     const links = (await db.selectFrom('template_uploads').select('id').execute()).map((u) => u.id);
     assert.deepEqual(links, ['inflight'], 'the expired link record stayed');
     // On demand with 0: everything unused goes, still not the building team's.

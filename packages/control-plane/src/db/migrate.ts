@@ -20,6 +20,7 @@ import * as m0012 from './migrations/0012_create_keys.js';
 import * as m0013 from './migrations/0013_host_warm_pools.js';
 import * as m0014 from './migrations/0014_host_agent_tls.js';
 import * as m0015 from './migrations/0015_template_file_sets.js';
+import * as m0016 from './migrations/0016_template_file_readers.js';
 
 interface MigrationModule {
   up(db: Kysely<unknown>, dialect: SqlDialect): Promise<void>;
@@ -43,6 +44,7 @@ const modules: Record<string, MigrationModule> = {
   '0013_host_warm_pools': m0013,
   '0014_host_agent_tls': m0014,
   '0015_template_file_sets': m0015,
+  '0016_template_file_readers': m0016,
 };
 
 export function migrationNames(): string[] {

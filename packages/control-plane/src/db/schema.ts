@@ -211,6 +211,16 @@ export interface TemplateFileSetsTable {
   last_used_at: number;
 }
 
+/** A build reading upload `upload_id`'s chunks: they are kept while it reads; see migrations/0016. */
+export interface TemplateFileReadersTable {
+  id: string;
+  upload_id: string;
+  build_id: string | null;
+  bytes: number;
+  chunks: number;
+  started_at: number;
+}
+
 export interface TemplateFileChunksTable {
   upload_id: string;
   seq: number;
@@ -236,4 +246,5 @@ export interface Database {
   template_uploads: TemplateUploadsTable;
   template_file_sets: TemplateFileSetsTable;
   template_file_chunks: TemplateFileChunksTable;
+  template_file_readers: TemplateFileReadersTable;
 }

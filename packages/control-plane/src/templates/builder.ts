@@ -617,7 +617,7 @@ async function runBuild(
           }
           log.line(`copied ${copy.entries.length} file${copy.entries.length === 1 ? '' : 's'}`);
         } else if (step.kind === 'COPY_ARCHIVE') {
-          await unpackArchive(ctx, teamId, c, step, cfg, log, `step ${n}/${total} ${step.text.slice(0, 80)}`);
+          await unpackArchive(ctx, teamId, buildId, c, step, cfg, log, `step ${n}/${total} ${step.text.slice(0, 80)}`);
         }
         if (uncached) {
           log.line(` ---> done in ${((Date.now() - t0) / 1000).toFixed(1)} s (cache skipped)`);
@@ -841,6 +841,7 @@ fi
 async function unpackArchive(
   ctx: ControlPlaneContext,
   teamId: string,
+  buildId: string,
   c: Capsule,
   step: ArchiveCopyStep,
   cfg: TemplateConfig,
@@ -848,7 +849,8 @@ async function unpackArchive(
   what: string,
 ): Promise<void> {
   const agent = await agentForCapsule(ctx, c);
-  const set = await openFileSet(ctx.database.db, teamId, step.filesHash);
+  // The read is of the set as uploaded now; a forceUpload meanwhile does not remove these chunks.
+  const set = await openFileSet(ctx.database.db, teamId, step.filesHash, buildId);
   if (!set)
     throw new StepFailed(`${what}: the uploaded files (hash ${step.filesHash}) are no longer kept; build again`);
   const inCapsule = `/tmp/wrenn-files-${step.filesHash.slice(0, 16)}-${randomUUID().slice(0, 8)}.tar`;
@@ -862,9 +864,13 @@ async function unpackArchive(
         yield { part: { case: 'data' as const, value: chunk.subarray(at, at + WRITE_CHUNK) } };
     }
   }
-  await agent.writeFile(messages()).catch((err: unknown) => {
-    throw new StepFailed(`${what}: sending the uploaded files failed: ${messageOf(err)}`);
-  });
+  try {
+    await agent.writeFile(messages()).catch((err: unknown) => {
+      throw new StepFailed(`${what}: sending the uploaded files failed: ${messageOf(err)}`);
+    });
+  } finally {
+    await set.close().catch((err: unknown) => ctx.log.warn({ err, buildId }, 'could not end a file set read'));
+  }
   const gzipped = head !== undefined && isGzip(head);
   const user = (cfg.user || 'root').split(':')[0]!;
   const owner = step.owner

@@ -2,9 +2,10 @@
 // file-sets.ts): without it they stay forever. A set goes once it was unused for the TTL
 // (WRENN_TEMPLATE_FILES_TTL_SEC, a day by default; its last use is its upload, each "is it there?"
 // answered yes, each build start naming it) and no build of its team is still running. Chunks no
-// set names (an upload that failed while its replica died, a set replaced by a concurrent upload,
-// a deleted team's) go an hour after their upload started, and the record of a used upload link
-// an hour after the link expired (its signature refuses it by then). Every replica runs a pass
+// set names and no build reads (an upload that failed while its replica died, a set replaced while
+// a build read it whose replica then died, a deleted team's) go an hour after their upload
+// started, and the record of a used upload link an hour after the link expired (its signature
+// refuses it by then). A read whose build finished or is gone is ended. Every replica runs a pass
 // every 10 minutes and with the image prune (POST /v1/images/prune); the deletes are idempotent,
 // so replicas running it at once do no harm. Sets kept by versions before the database held them
 // (<data dir>/template-files) are removed: the SDK uploads a set again when told it is not kept.
@@ -72,12 +73,40 @@ export async function pruneFileSets(
       .where('last_used_at', '=', s.last_used_at)
       .executeTakeFirst();
     if (Number(gone.numDeletedRows) === 0) continue;
-    await db.deleteFrom('template_file_chunks').where('upload_id', '=', s.upload_id).execute();
+    // Not while a build reads them (a build of another team cannot: sets are per team): its end drops them.
+    await db
+      .deleteFrom('template_file_chunks')
+      .where('upload_id', '=', s.upload_id)
+      .where(({ not, exists, selectFrom }) =>
+        not(exists(selectFrom('template_file_readers').select('id').where('upload_id', '=', s.upload_id))),
+      )
+      .execute();
     report.removed++;
     report.freedBytes += s.bytes;
   }
 
-  // Chunks no set names, of uploads that started over an hour ago (or whose record is gone).
+  // Reads that will never end: their build finished or is gone (its replica died mid-read), or a day old.
+  await db
+    .deleteFrom('template_file_readers')
+    .where(({ or, eb, not, exists, selectFrom }) =>
+      or([
+        eb('started_at', '<', now - RUNNING_BUILD_HORIZON_MS),
+        eb.and([
+          eb('build_id', 'is not', null),
+          not(
+            exists(
+              selectFrom('template_builds as b')
+                .select('b.id')
+                .whereRef('b.id', '=', 'template_file_readers.build_id')
+                .where('b.finished_at', 'is', null),
+            ),
+          ),
+        ]),
+      ]),
+    )
+    .execute();
+
+  // Chunks no set names and no build reads, of uploads that started over an hour ago (or whose record is gone).
   const orphans = await db
     .selectFrom('template_file_chunks as c')
     .select('c.upload_id')
@@ -85,6 +114,9 @@ export async function pruneFileSets(
     .where('c.seq', '=', 0)
     .where(({ not, exists, selectFrom }) =>
       not(exists(selectFrom('template_file_sets as s').select('s.hash').whereRef('s.upload_id', '=', 'c.upload_id'))),
+    )
+    .where(({ not, exists, selectFrom }) =>
+      not(exists(selectFrom('template_file_readers as r').select('r.id').whereRef('r.upload_id', '=', 'c.upload_id'))),
     )
     .where(({ not, exists, selectFrom }) =>
       not(

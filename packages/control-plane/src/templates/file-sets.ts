@@ -6,11 +6,12 @@
 // under its own id, checked (size limits packed and unpacked, entry names relative and free of
 // '..', only files, directories and symlinks), and only then named the team's set for the hash, so
 // a half-written or bad upload is never used and a refused one leaves nothing.
+import { randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import { InvalidArgumentError } from '@wrenn/protocol';
-import { type Kysely, PostgresAdapter } from 'kysely';
+import { type Kysely, PostgresAdapter, sql } from 'kysely';
 import { extract } from 'tar-stream';
 import type { Database } from '../db/schema.js';
 import { CONTEXT_LIMITS } from './build-context.js';
@@ -140,20 +141,108 @@ export async function* uploadChunks(db: Db, uploadId: string, count: number): As
   }
 }
 
-/** A kept file set: its size and a reader of its bytes (undefined when the team does not keep it). */
+/** An open read of a kept file set: its size, its bytes, and the end of the read (call it once done). */
+export interface FileSetRead {
+  bytes: number;
+  chunks: () => AsyncGenerator<Buffer>;
+  close: () => Promise<void>;
+}
+
+/**
+ * Deletes upload `uploadId`'s chunks if no set names it and no reader reads it (one statement, so
+ * it sees the rows committed when it runs): what a replacement, a reader's end and the GC call.
+ */
+async function dropIfUnused(db: Db, uploadId: string): Promise<void> {
+  await db
+    .deleteFrom('template_file_chunks')
+    .where('upload_id', '=', uploadId)
+    .where(({ not, exists, selectFrom }) =>
+      not(exists(selectFrom('template_file_sets').select('hash').where('upload_id', '=', uploadId))),
+    )
+    .where(({ not, exists, selectFrom }) =>
+      not(exists(selectFrom('template_file_readers').select('id').where('upload_id', '=', uploadId))),
+    )
+    .execute();
+}
+
+/**
+ * Opens the team's file set `hash` for reading (undefined when the team does not keep it). The
+ * read is of the upload the set names now, recorded as a reader row in the same statement that
+ * looks the set up (on PostgreSQL with the set row share-locked, so a replacement either commits
+ * before and this reads the new upload, or waits and then sees this reader): a replacement
+ * (forceUpload) while it reads leaves those chunks alone, and the read gets the whole old set.
+ * close() ends the read and deletes the chunks if the set was replaced meanwhile; a reader that
+ * never closes (its replica died) is removed by the GC once its build finished (file-set-gc.ts).
+ */
 export async function openFileSet(
   db: Db,
   teamId: string,
   hash: string,
-): Promise<{ bytes: number; chunks: () => AsyncGenerator<Buffer> } | undefined> {
+  buildId: string | null = null,
+): Promise<FileSetRead | undefined> {
+  validateFilesHash(hash);
+  const id = randomUUID();
+  const postgres = db.getExecutor().adapter instanceof PostgresAdapter;
+  await db
+    .insertInto('template_file_readers')
+    .columns(['id', 'upload_id', 'build_id', 'bytes', 'chunks', 'started_at'])
+    .expression(
+      db
+        .selectFrom('template_file_sets')
+        .select([
+          sql<string>`cast(${id} as text)`.as('id'),
+          'upload_id',
+          sql<string | null>`cast(${buildId} as text)`.as('build_id'),
+          'bytes',
+          'chunks',
+          sql<number>`cast(${Date.now()} as bigint)`.as('started_at'),
+        ])
+        .where('team_id', '=', teamId)
+        .where('hash', '=', hash)
+        .$if(postgres, (q) => q.forShare()),
+    )
+    .execute();
   const row = await db
-    .selectFrom('template_file_sets')
+    .selectFrom('template_file_readers')
     .select(['upload_id', 'bytes', 'chunks'])
-    .where('team_id', '=', teamId)
-    .where('hash', '=', validateFilesHash(hash))
+    .where('id', '=', id)
     .executeTakeFirst();
   if (!row) return undefined;
-  return { bytes: row.bytes, chunks: () => uploadChunks(db, row.upload_id, row.chunks) };
+  let closed = false;
+  return {
+    bytes: Number(row.bytes),
+    chunks: () => uploadChunks(db, row.upload_id, row.chunks),
+    close: async () => {
+      if (closed) return;
+      closed = true;
+      await endRead(db, teamId, hash, id, row.upload_id);
+    },
+  };
+}
+
+/**
+ * Ends reader `readerId` of `uploadId` and drops the upload if it is now unused. On PostgreSQL the
+ * set row is locked first: a replacement of the set committing at the same moment would otherwise
+ * see this reader while this sees the set still naming the upload, and neither would delete it.
+ */
+async function endRead(db: Db, teamId: string, hash: string, readerId: string, uploadId: string): Promise<void> {
+  if (db.getExecutor().adapter instanceof PostgresAdapter) {
+    await db.transaction().execute(async (trx) => {
+      await trx
+        .selectFrom('template_file_sets')
+        .select('hash')
+        .where('team_id', '=', teamId)
+        .where('hash', '=', hash)
+        .forUpdate()
+        .execute();
+      await trx.deleteFrom('template_file_readers').where('id', '=', readerId).execute();
+      await dropIfUnused(trx, uploadId);
+    });
+    return;
+  }
+  // SQLite: each statement runs under the database's one write lock and sees every commit before it.
+  await db.deleteFrom('template_file_readers').where('id', '=', readerId).execute();
+  await dropIfUnused(db, uploadId);
 }
 
 /** Removes what upload `uploadId` wrote. */
@@ -165,7 +254,8 @@ export async function dropUploadChunks(db: Db, uploadId: string): Promise<void> 
  * Stores an upload as the team's file set `hash`: its chunks written under `uploadId` (the size
  * limit enforced while reading), the whole archive checked, then the set row pointed at them in
  * one transaction (a set kept before, e.g. the SDK's forceUpload, is replaced and its chunks
- * removed). Anything that fails removes this upload's chunks: nothing of it is kept.
+ * removed, unless a build still reads them: openFileSet). Anything that fails removes this
+ * upload's chunks: nothing of it is kept.
  */
 export async function saveFileSet(
   db: Db,
@@ -222,8 +312,8 @@ export async function saveFileSet(
         .values({ team_id: teamId, hash, ...set })
         .onConflict((oc) => oc.columns(['team_id', 'hash']).doUpdateSet(set))
         .execute();
-      if (old && old.upload_id !== uploadId)
-        await trx.deleteFrom('template_file_chunks').where('upload_id', '=', old.upload_id).execute();
+      // The old upload's chunks go now unless a build is reading them (then its close() or the GC removes them).
+      if (old && old.upload_id !== uploadId) await dropIfUnused(trx, old.upload_id);
     });
     return { bytes: size };
   } catch (err) {
