@@ -15,6 +15,7 @@ import { metricsRoutes } from './http/metrics.js';
 import type { Req, Res } from './http/respond.js';
 import { createHttpRouter } from './http/router.js';
 import { listenDual } from './net/dual-listener.js';
+import { OtherProcesses } from './other-processes.js';
 import { type PortForwarder, startPortForwarder } from './ports/index.js';
 import { type ProcessServiceHandle, processService } from './process/service.js';
 import { createStartFastPath } from './rpc-fast/start-fast-path.js';
@@ -80,6 +81,10 @@ export async function startEnvd(opts: EnvdOptions): Promise<EnvdServer> {
     ? startPortForwarder({ excludePorts: [listener.port], heartbeat: envdHeartbeat })
     : undefined;
   const stopBusy = envdHeartbeat.busyWhile(() => processes.running());
+  // Once quiet, the heartbeat sleeps (envd wakes 0 times) unless a process other than init and envd
+  // exists: a daemon or background job may start a server at any time, and that wakes no one.
+  const others = new OtherProcesses();
+  const stopAwake = ports ? envdHeartbeat.awakeWhile(() => others.exist()) : () => undefined;
   return {
     state,
     port: listener.port,
@@ -87,6 +92,7 @@ export async function startEnvd(opts: EnvdOptions): Promise<EnvdServer> {
     async close() {
       ports?.stop();
       stopBusy();
+      stopAwake();
       processes.shutdown();
       await listener.close();
     },

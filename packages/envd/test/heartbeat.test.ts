@@ -69,3 +69,52 @@ test('no check, no timer; bad options are refused', () => {
   stop();
   assert.equal((hb as unknown as { timer: unknown }).timer, undefined);
 });
+
+test('sleepWhenQuiet: once quiet with no awake predicate true, no beat is due until active()', async (t) => {
+  const hb = new Heartbeat({ periodMs: 5, maxPeriodMs: 5, quietAfterMs: 20, sleepWhenQuiet: true });
+  let beats = 0;
+  t.after(hb.on(() => beats++));
+  while (!hb.sleeping() || hb.sleepCount() === 0) await new Promise((r) => setTimeout(r, 5));
+  assert.ok(hb.quiet());
+  const asleepAt = beats;
+  await new Promise((r) => setTimeout(r, 60)); // a dozen periods
+  assert.equal(beats, asleepAt, 'no beat while asleep');
+  hb.active();
+  assert.equal(hb.sleeping(), false, 'active() schedules a beat');
+  assert.equal(hb.quiet(), false);
+  await new Promise((r) => setTimeout(r, 30));
+  assert.ok(beats > asleepAt, 'beats again after active()');
+});
+
+test('sleepWhenQuiet: an awake predicate keeps it beating once quiet; a throwing one counts as awake', async (t) => {
+  const hb = new Heartbeat({ periodMs: 5, maxPeriodMs: 5, quietAfterMs: 0, sleepWhenQuiet: true });
+  let others: boolean | 'throw' = true;
+  t.after(
+    hb.awakeWhile(() => {
+      if (others === 'throw') throw new Error('cannot tell (expected in this test)');
+      return others;
+    }),
+  );
+  let beats = 0;
+  t.after(hb.on(() => beats++));
+  await new Promise((r) => setTimeout(r, 40));
+  assert.ok(beats >= 3, `beat ${beats} times while another process exists`);
+  assert.equal(hb.sleepCount(), 0);
+  others = 'throw';
+  const before = beats;
+  await new Promise((r) => setTimeout(r, 30));
+  assert.ok(beats > before && hb.sleepCount() === 0, 'a predicate that throws keeps it awake');
+  others = false;
+  while (hb.sleepCount() === 0) await new Promise((r) => setTimeout(r, 5));
+  assert.ok(hb.sleeping());
+});
+
+test('without sleepWhenQuiet a quiet heartbeat never sleeps', async (t) => {
+  const hb = new Heartbeat({ periodMs: 5, maxPeriodMs: 10, quietAfterMs: 0 });
+  let beats = 0;
+  t.after(hb.on(() => beats++));
+  await new Promise((r) => setTimeout(r, 60));
+  assert.ok(beats >= 3);
+  assert.equal(hb.sleepCount(), 0);
+  assert.equal(hb.sleeping(), false);
+});

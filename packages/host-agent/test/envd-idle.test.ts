@@ -1,7 +1,10 @@
 // envd in a real capsule (host agent, namespace runtime, real network), issue 15: its port
 // forwarder still finds a server bound to 127.0.0.1 (forwarded) and one bound to 0.0.0.0 (reachable
-// as is) within 1 s, seen from the host at <capsule ip>:<port>; and an idle capsule's envd uses
-// under 0.1 % of one core over 10 s (CPU time of all its threads from /proc).
+// as is) within 1 s, seen from the host at <capsule ip>:<port>, whether the server is started by a
+// command that returns (a daemon), by a command still running (foreground), or long after its
+// command returned and envd went quiet (a background job, a daemon); and an idle capsule's envd
+// wakes 0 times and uses under 0.1 % of one core over 10 s (CPU time and wake-ups of all its
+// threads from /proc/<pid>/task/*/schedstat).
 
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -16,7 +19,7 @@ const FIND_WITHIN_MS = 1_000;
 const IDLE_WINDOW_MS = 10_000;
 const IDLE_BUDGET_NS = IDLE_WINDOW_MS * 1e6 * 0.001; // 0.1 % of one core
 const CLK_TCK = 100;
-const ENVD_SETTLED_MS = 15_000;
+const SETTLE_AFTER_REQUEST_MS = 32_000;
 
 let dataDir = '';
 let t: TestAgent | undefined;
@@ -98,12 +101,18 @@ function envdPid(id: string): number {
   return envd;
 }
 
-/** CPU time of every thread of `pid`: ns on CPU (schedstat) and utime+stime clock ticks (stat). */
-function cpuOf(pid: number): { ns: number; ticks: number } {
+/**
+ * CPU time of every thread of `pid`: ns on CPU and times it was scheduled (woken) from schedstat,
+ * and utime+stime clock ticks (stat).
+ */
+function cpuOf(pid: number): { ns: number; wakes: number; ticks: number } {
   let ns = 0;
+  let wakes = 0;
   for (const tid of readdirSync(`/proc/${pid}/task`)) {
     try {
-      ns += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
+      const f = readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ');
+      ns += Number(f[0]);
+      wakes += Number(f[2]);
     } catch {
       // a thread that ended meanwhile: its time moved to the process totals below
     }
@@ -111,7 +120,62 @@ function cpuOf(pid: number): { ns: number; ticks: number } {
   // Fields after the command (which may hold spaces): utime is field 14, stime 15.
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return { ns, ticks: Number(f[11]) + Number(f[12]) };
+  return { ns, wakes, ticks: Number(f[11]) + Number(f[12]) };
+}
+
+/** Host milliseconds since boot now, and when process `pid` started (10 ms resolution). */
+const uptimeMs = () => Number(readFileSync('/proc/uptime', 'utf8').split(' ')[0]) * 1000;
+function startedAtMs(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  return (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]) / CLK_TCK) * 1000;
+}
+
+/** Host pids of the capsule's processes whose command line contains `needle`. */
+function capsulePids(id: string, needle: string): number[] {
+  const init = (agent().agent.manager.get(id).handle?.state as { pid?: number } | undefined)?.pid ?? 0;
+  const out: number[] = [];
+  const walk = (pid: number) => {
+    let children: number[] = [];
+    try {
+      children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8')
+        .trim()
+        .split(/\s+/)
+        .filter(Boolean)
+        .map(Number);
+    } catch {
+      return; // ended meanwhile
+    }
+    for (const c of children) {
+      try {
+        if (readFileSync(`/proc/${c}/cmdline`, 'utf8').replaceAll('\0', ' ').includes(needle)) out.push(c);
+      } catch {
+        continue;
+      }
+      walk(c);
+    }
+  };
+  walk(init);
+  return out;
+}
+
+/**
+ * Polls <ip>:<port> from the host until it serves the page; returns how long after the server
+ * process (found by `needle` in its command line) started that was, from the host's clock.
+ */
+async function foundAfterStart(id: string, ip: string, port: number, needle: string, limitMs: number): Promise<number> {
+  const since = Date.now();
+  let last = '';
+  while (Date.now() - since < limitMs) {
+    last = await get(ip, port);
+    if (last === 'served-by-httpd\n') {
+      const reachedAt = uptimeMs();
+      const pids = capsulePids(id, needle);
+      assert.ok(pids.length > 0, `a process with '${needle}' in the capsule`);
+      return reachedAt - Math.max(...pids.map(startedAtMs));
+    }
+    await sleep(20);
+  }
+  throw new Error(`${ip}:${port} not reachable within ${limitMs} ms (last answer: ${last})`);
 }
 
 test(
@@ -164,24 +228,80 @@ test(
   },
 );
 
-test("an idle capsule's envd uses under 0.1 % of one core over 10 s", opts, async (t) => {
+test('a server a foreground command runs (the exec still in flight) is found within 1 s', opts, async () => {
+  const { id, ip } = await newCapsule();
+  await sh(id, 'mkdir -p /tmp/www && echo served-by-httpd > /tmp/www/index.html');
+  const since = Date.now();
+  const running = agent().client.exec({
+    capsuleId: id,
+    cmd: 'httpd',
+    args: ['-f', '-p', '127.0.0.1:3004', '-h', '/tmp/www'],
+    user: 'root',
+  });
+  const took = await reachableAfter(ip, 3004, 'served-by-httpd\n', since, FIND_WITHIN_MS * 5);
+  process.stdout.write(
+    `# foreground httpd on 127.0.0.1:3004 reachable at ${ip}:3004 ${took} ms after the exec was sent\n`,
+  );
+  assert.ok(took <= FIND_WITHIN_MS, `reachable only after ${took} ms (want within ${FIND_WITHIN_MS} ms)`);
+  await sh(id, 'kill $(pidof httpd)');
+  const r = await running;
+  assert.notEqual(r.exitCode, 0, 'the foreground httpd ended by the kill');
+  await agent().client.destroyCapsule({ id });
+});
+
+test(
+  'a server started after envd went quiet, by a background job or a daemon that outlived its command, is found within 1 s',
+  opts,
+  async () => {
+    const { id, ip } = await newCapsule();
+    await sh(id, 'mkdir -p /tmp/www && echo served-by-httpd > /tmp/www/index.html');
+    // Each command returns at once; its job starts the server 13 s later, when envd has had no
+    // request for longer than its quiet time (10 s): only the process left behind keeps it scanning.
+    const cases = [
+      // a background job: httpd in the foreground of a job the command left running
+      { port: 3005, bind: '127.0.0.1', script: 'httpd -f -p 127.0.0.1:3005 -h /tmp/www', needle: '127.0.0.1:3005' },
+      { port: 3006, bind: '0.0.0.0', script: 'httpd -f -p 0.0.0.0:3006 -h /tmp/www', needle: '0.0.0.0:3006' },
+      // a daemon: httpd forks itself into the background once it listens, the job ends
+      { port: 3007, bind: '127.0.0.1', script: 'httpd -p 127.0.0.1:3007 -h /tmp/www', needle: '127.0.0.1:3007' },
+    ];
+    // `; true`: the shell must fork httpd, not exec it in place of the job (its start time is read).
+    await sh(id, cases.map((c) => `(sleep 13; ${c.script}; true) </dev/null >/dev/null 2>&1 &`).join('\n'));
+    for (const c of cases) {
+      const took = await foundAfterStart(id, ip, c.port, c.needle, 30_000);
+      process.stdout.write(
+        `# httpd on ${c.bind}:${c.port} (${c.script}) reachable from the host ${took.toFixed(0)} ms after it started\n`,
+      );
+      // The start time has 10 ms resolution: allow one tick.
+      assert.ok(took <= FIND_WITHIN_MS + 10, `${c.bind}:${c.port} reachable only ${took} ms after its server started`);
+    }
+    await agent().client.destroyCapsule({ id });
+  },
+);
+
+test("an idle capsule's envd wakes 0 times and uses under 0.1 % of one core over 10 s", opts, async (t) => {
   const { id } = await newCapsule();
   await sh(id, 'echo some work first');
   const pid = envdPid(id);
-  // Idle means after the aftermath of start-up and work: the idle memory release after a burst
-  // (within a beat or two) and V8's memory reducer, which compacts the heap once ~8 s after start
-  // (~35 ms of CPU, one time, not periodic).
-  await sleep(3_000);
-  const ageMs = () => {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const startTicks = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]);
-    const uptimeS = Number(readFileSync('/proc/uptime', 'utf8').split(' ')[0]);
-    return uptimeS * 1000 - (startTicks / CLK_TCK) * 1000;
-  };
-  if (ageMs() < ENVD_SETTLED_MS) await sleep(ENVD_SETTLED_MS - ageMs());
-  // A yardstick in the same window: a bare node waking once a second. Where even that costs more
-  // than the budget (the 2026-12-07 machine, nested virtualization: ~22 ms per 10 s, where envd
-  // measured 17-50 ms), this machine cannot judge the 0.1 % goal, and the test says so and skips.
+  const lastRequest = Date.now();
+  // Idle means after the aftermath of start-up and work, each one-off, none periodic: the idle
+  // memory release (within a beat or two), envd going quiet 10 s after the last request, V8's memory
+  // reducer (a few GCs some seconds apart), and the host agent closing its idle connection to envd
+  // (~30 s after the last request, seen with strace: envd reads the EOF and closes its side). So:
+  // from SETTLE_AFTER_REQUEST_MS after the last request, wait (at most 90 s) for 10 s without a
+  // wake-up, then judge a further 10-s window. Once quiet with nothing else running in the
+  // capsule, envd has no timer due at all.
+  await sleep(Math.max(0, SETTLE_AFTER_REQUEST_MS - (Date.now() - lastRequest)));
+  const settleUntil = Date.now() + 90_000;
+  for (let prev = cpuOf(pid).wakes; ; ) {
+    await sleep(10_000);
+    const now = cpuOf(pid).wakes;
+    if (now === prev) break;
+    assert.ok(Date.now() < settleUntil, `envd still woke ${now - prev} times in 10 s after 90 s idle`);
+    prev = now;
+  }
+  // A yardstick in the same window, used only if envd woke: a bare node waking once a second.
+  // Where even that costs more than the budget (the 2026-12-07 machine, nested virtualization:
+  // ~22 ms per 10 s), a waking envd cannot be judged against 0.1 % here, and the test says so.
   const ref = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' });
   await sleep(3_000);
   const refBefore = cpuOf(ref.pid ?? 0);
@@ -190,22 +310,19 @@ test("an idle capsule's envd uses under 0.1 % of one core over 10 s", opts, asyn
   const after = cpuOf(pid);
   const refNs = cpuOf(ref.pid ?? 0).ns - refBefore.ns;
   ref.kill('SIGKILL');
-  if (refNs >= IDLE_BUDGET_NS) {
-    const ms = ((after.ns - before.ns) / 1e6).toFixed(2);
-    process.stdout.write(
-      `# NOT JUDGED on this machine: a bare node waking each second used ${(refNs / 1e6).toFixed(2)} ms in 10 s, over the 10 ms budget; envd used ${ms} ms\n`,
-    );
+  const ns = after.ns - before.ns;
+  const wakes = after.wakes - before.wakes;
+  const ticks = after.ticks - before.ticks;
+  process.stdout.write(
+    `# idle envd ${pid}: ${wakes} wake-ups, ${(ns / 1e6).toFixed(2)} ms CPU in ${IDLE_WINDOW_MS / 1000} s (${((ns / (IDLE_WINDOW_MS * 1e6)) * 100).toFixed(3)} % of a core), ${ticks} clock ticks; a bare node waking each second: ${(refNs / 1e6).toFixed(2)} ms\n`,
+  );
+  if (wakes > 0 && refNs >= IDLE_BUDGET_NS) {
     t.skip(
-      `this machine's wake-ups cost too much to judge 0.1 % (bare node ${(refNs / 1e6).toFixed(1)} ms / 10 s; envd ${ms} ms)`,
+      `envd woke ${wakes} times, and this machine's wake-ups cost too much to judge 0.1 % (bare node ${(refNs / 1e6).toFixed(1)} ms / 10 s; envd ${(ns / 1e6).toFixed(1)} ms)`,
     );
     await agent().client.destroyCapsule({ id });
     return;
   }
-  const ns = after.ns - before.ns;
-  const ticks = after.ticks - before.ticks;
-  process.stdout.write(
-    `# idle envd ${pid}: ${(ns / 1e6).toFixed(2)} ms CPU in ${IDLE_WINDOW_MS / 1000} s (${((ns / (IDLE_WINDOW_MS * 1e6)) * 100).toFixed(3)} % of a core), ${ticks} clock ticks\n`,
-  );
   assert.ok(
     ns < IDLE_BUDGET_NS,
     `envd used ${(ns / 1e6).toFixed(2)} ms of CPU in 10 s idle (budget ${IDLE_BUDGET_NS / 1e6} ms)`,

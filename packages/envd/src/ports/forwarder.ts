@@ -1,8 +1,8 @@
 // Port forwarder: finds TCP servers in the capsule that listen only on loopback and exposes each on
 // the capsule's external address with the same port, so the host (and the proxy behind it)
 // reaching <capsuleIp>:<port> reaches the server. Stops the forward when the server goes.
-// At each beat of envd's heartbeat (every second while envd is active, slower once quiet; see
-// heartbeat.ts) it reads the namespace's TCP socket counts (sockstat, O(1)) and, when they moved,
+// At each beat of envd's heartbeat (every 750 ms while envd is active or another process exists in
+// the capsule, none at all once quiet with nothing else running; see heartbeat.ts) it reads the namespace's TCP socket counts (sockstat, O(1)) and, when they moved,
 // lists the listeners with a LISTEN-only sock_diag dump (the kernel walks only its listening hash,
 // never the host-wide established hash that makes a /proc/net/tcp read cost milliseconds), or,
 // without sock_diag, reads /proc/net/tcp.
@@ -220,7 +220,7 @@ export function startPortForwarder(opts: PortForwarderOptions = {}): PortForward
     if (diag && diagError === undefined) {
       // Only once quiet: while envd is active, connections come and go between beats, and one closing
       // as a server stops would leave the counts equal and a dead forward up.
-      const quiet = heartbeat.currentPeriodMs() > heartbeat.periodMs;
+      const quiet = heartbeat.quiet();
       const fresh = Date.now() - lastDiag.at < DIAG_RECHECK_MS;
       if (quiet && fresh && counts !== undefined && counts === lastDiag.counts) return lastDiag.key;
       try {
