@@ -118,3 +118,49 @@ test('an idle capsule (CPU counter unmoved) repeats its last sample without a fu
   await broken.sampleAll();
   assert.equal(fullReads, 6);
 });
+
+test('an unchanged all-capsules counter repeats every sample without a read per capsule; any move reads them', async () => {
+  const s = source(1);
+  let total = 0n;
+  let reads = 0;
+  let fulls = 0;
+  const src = {
+    ...s.src,
+    stats: async (id: string) => {
+      fulls++;
+      return s.src.stats(id);
+    },
+    cpuUsageNs: (id: string) => {
+      reads++;
+      return s.cpu.get(id);
+    },
+    allCpuUsageNs: () => total,
+  };
+  const h = new MetricsHistory(src, 60_000, 100, 60_000);
+  await h.sampleAll(); // first round: full samples
+  assert.equal(fulls, 2);
+  await h.sampleAll(); // total unchanged: repeated, no per-capsule read
+  await h.sampleAll();
+  assert.equal(reads, 0);
+  assert.equal(fulls, 2);
+  assert.equal(h.repeatedWithoutRead, 4);
+  assert.equal(h.range('a', 0, Date.now()).length, 3);
+  // 'a' used CPU: the total moved, so each capsule's own counter is read; 'a' gets a full sample.
+  s.cpu.set('a', 5_000_000n);
+  total = 5_000_000n;
+  await new Promise((r) => setTimeout(r, 10)); // a share needs some elapsed time
+  await h.sampleAll();
+  assert.equal(reads, 2);
+  assert.equal(fulls, 3);
+  assert.ok(h.lastCpuPct('a') > 0, 'the CPU use shows');
+  // A capsule that was not in the previous round (new, or running again) is never repeated blind.
+  s.cpu.set('c', 0n);
+  await h.sampleAll();
+  assert.equal(fulls, 4, "'c' had a full sample though the total did not move");
+  assert.equal(h.range('c', 0, Date.now()).length, 1);
+  // A source that cannot tell the total: the per-capsule reads decide, as before.
+  total = undefined as unknown as bigint;
+  const before = reads;
+  await h.sampleAll();
+  assert.equal(reads - before, 3);
+});

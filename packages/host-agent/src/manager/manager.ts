@@ -93,6 +93,18 @@ export class SandboxManager {
         const rec = this.records.get(id);
         return rec?.handle ? this.runtimeOf(rec).cpuUsageNs?.(rec.handle) : undefined;
       },
+      allCpuUsageNs: () => {
+        // The sum over the runtimes that hold running capsules; unknown if one of them cannot tell.
+        const names = new Set<string>();
+        for (const r of this.records.values()) if (r.state === 'running') names.add(r.runtime);
+        let total = 0n;
+        for (const name of names) {
+          const v = this.deps.runtimes.get(name as RuntimeName)?.allCpuUsageNs?.();
+          if (v === undefined) return undefined;
+          total += v;
+        }
+        return total;
+      },
     });
     this.pool = new WarmPool({
       sizes: deps.warmPool ?? {},

@@ -6,7 +6,10 @@
 // writable layer where a capsule has no disk of its own) every 5 s was the agent's largest idle cost
 // (issue 15). An idle capsule cannot change its memory, processes or disk without using CPU, so when
 // the source offers a cheap CPU counter and it has not moved, the round repeats the last sample
-// (CPU 0) for the price of one file read; a full sample is still taken once a minute.
+// (CPU 0) for the price of one file read; a full sample is still taken once a minute. When the
+// source also offers the CPU counter of all capsules together (the cgroup parent's) and that has
+// not moved since the previous round, no capsule sampled then used any CPU: the round repeats each
+// one's last sample without reading a file per capsule.
 import type { CapsuleStats } from '../runtimes/runtime.js';
 
 export const METRICS_SAMPLE_INTERVAL_MS = 5_000;
@@ -32,6 +35,8 @@ export interface MetricsSource {
   stats(id: string): Promise<CapsuleStats>;
   /** The cumulative CPU counter alone, when the runtime can read it for next to nothing. */
   cpuUsageNs?(id: string): bigint | undefined;
+  /** The cumulative CPU counter of all capsules together, when the runtimes can read it for next to nothing. */
+  allCpuUsageNs?(): bigint | undefined;
 }
 
 interface Series {
@@ -39,12 +44,18 @@ interface Series {
   lastCpuNs?: bigint;
   lastAtMs?: number;
   lastFullAtMs?: number;
+  /** The round that last sampled it (full or repeated). */
+  round?: number;
 }
 
 export class MetricsHistory {
   private readonly series = new Map<string, Series>();
   private timer: NodeJS.Timeout | undefined;
   private stopped = true;
+  private round = 0;
+  private lastAllCpuNs: bigint | undefined;
+  /** Samples repeated thanks to the all-capsules counter, without a read per capsule (tests, logs). */
+  repeatedWithoutRead = 0;
 
   constructor(
     private readonly source: MetricsSource,
@@ -81,11 +92,37 @@ export class MetricsHistory {
 
   /** One round over the running capsules (also called by tests instead of waiting for the timer). */
   async sampleAll(): Promise<void> {
+    // Read before any capsule of this round: a capsule's counter read later in the round includes
+    // everything up to then, so an equal total next round means none of them moved since.
+    let all: bigint | undefined;
+    try {
+      all = this.source.allCpuUsageNs?.();
+    } catch {
+      all = undefined;
+    }
+    const nobodyMoved = all !== undefined && this.lastAllCpuNs !== undefined && all === this.lastAllCpuNs;
+    this.lastAllCpuNs = all;
+    const previous = this.round++;
     for (const { id, vcpus } of this.source.running()) {
-      if (this.repeatIfIdle(id, vcpus, Date.now())) continue;
+      const now = Date.now();
+      if (nobodyMoved && this.repeatWithoutRead(id, vcpus, now, previous)) continue;
+      if (this.repeatIfIdle(id, vcpus, now)) continue;
       const stats = await this.source.stats(id).catch(() => undefined);
       if (stats) this.record(id, vcpus, stats, Date.now());
     }
+  }
+
+  /** Repeats the last sample with CPU 0 for a capsule sampled in the previous round, no read. */
+  private repeatWithoutRead(id: string, vcpus: number, now: number, previous: number): boolean {
+    const s = this.series.get(id);
+    const last = s?.samples.at(-1);
+    if (!s || !last || s.round !== previous || s.lastFullAtMs === undefined) return false;
+    if (now - s.lastFullAtMs >= this.fullSampleMs || last.cpuCount !== vcpus) return false;
+    s.lastAtMs = now;
+    s.round = this.round;
+    this.push(s, { ...last, timestampMs: now, cpuUsedPct: 0 });
+    this.repeatedWithoutRead++;
+    return true;
   }
 
   /** Repeats the last sample with CPU 0 when the capsule's CPU counter has not moved. */
@@ -102,6 +139,7 @@ export class MetricsHistory {
     }
     if (cpu === undefined || cpu !== s.lastCpuNs) return false;
     s.lastAtMs = now;
+    s.round = this.round;
     this.push(s, { ...last, timestampMs: now, cpuUsedPct: 0 });
     return true;
   }
@@ -120,6 +158,7 @@ export class MetricsHistory {
     s.lastCpuNs = st.cpuUsageNs;
     s.lastAtMs = now;
     s.lastFullAtMs = now;
+    s.round = this.round;
     this.push(s, {
       timestampMs: now,
       cpuUsedPct: Math.round(cpu * 100) / 100,

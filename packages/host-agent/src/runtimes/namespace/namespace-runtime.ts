@@ -552,6 +552,16 @@ export class NamespaceRuntime implements CapsuleRuntime {
     }
   }
 
+  allCpuUsageNs(): bigint | undefined {
+    // The capsules' parent group: its counter is the sum of every capsule's (warm-pool ones too).
+    this.cpuacctDir ??= new CapsuleCgroups('', this.opts.cgroupRoot, this.opts.cgroupParent).dirs.cpuacct;
+    try {
+      return BigInt(readFileSync(`${this.cpuacctDir}/cpuacct.usage`, 'latin1').trim());
+    } catch {
+      return undefined;
+    }
+  }
+
   /**
    * Used space of the capsule's own disk from statfs (microseconds, what `df /` shows inside, and
    * what E2B's envd reports); without a disk of its own, a walk of the writable layer.
