@@ -167,6 +167,7 @@ struct Up {
   bool fresh = true;     // no request answered on it yet
   bool gotBytes = false; // any byte of the current answer arrived
   bool canRead = true, canWrite = true, paused = false;
+  bool outArmed = false;  // epoll reports it writable (a send found it full)
   size_t discarded = 0;
 };
 
@@ -517,12 +518,21 @@ struct Gateway::Impl {
     while (u.canWrite && u.outOff < u.out.size()) {
       ssize_t n = send(u.fd, u.out.data() + u.outOff, u.out.size() - u.outOff, MSG_NOSIGNAL);
       if (n > 0) u.outOff += static_cast<size_t>(n);
-      else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) u.canWrite = false;
-      else return ended(u, true);
+      else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        u.canWrite = false;
+        if (!u.outArmed) {
+          u.outArmed = true;
+          host.wantWrite(u.uid, u.fd, true);
+        }
+      } else return ended(u, true);
     }
     if (u.outOff >= u.out.size()) {
       u.out.clear();
       u.outOff = 0;
+      if (u.outArmed) {
+        u.outArmed = false;
+        host.wantWrite(u.uid, u.fd, false);
+      }
     }
     Stream* s = u.stream;
     if (s && s->owed && u.out.size() - u.outOff < kReqHigh) {

@@ -23,6 +23,11 @@ struct Host {
   std::function<int(uint64_t& uid)> open;
   /** Closes this thread's end of connection uid and forgets it. */
   std::function<void(uint64_t uid, int fd)> close;
+  /**
+   * Whether epoll should report the connection writable (only while a send found it full: a Unix
+   * socket reports write space each time its peer reads, a wake-up per request for nothing).
+   */
+  std::function<void(uint64_t uid, int fd, bool out)> wantWrite;
 };
 
 /** Whether the addon was built with nghttp2's headers (the gateway exists). */

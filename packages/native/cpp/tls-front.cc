@@ -435,7 +435,7 @@ class Front {
       if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sp) < 0) return -1;
       uid = ++lastId_;
       epoll_event e{};
-      e.events = EPOLLIN | EPOLLOUT | EPOLLET | EPOLLRDHUP;
+      e.events = EPOLLIN | EPOLLET | EPOLLRDHUP;  // EPOLLOUT only while a send found it full
       e.data.u64 = (uid << 2) | 2;
       if (epoll_ctl(ep_, EPOLL_CTL_ADD, sp[0], &e) < 0) {
         close(sp[0]);
@@ -450,6 +450,12 @@ class Front {
     host.close = [this](uint64_t uid, int fd) {
       if (fd >= 0) close(fd);
       ups_.erase(uid);
+    };
+    host.wantWrite = [this](uint64_t uid, int fd, bool out) {
+      epoll_event e{};
+      e.events = EPOLLIN | EPOLLET | EPOLLRDHUP | (out ? static_cast<uint32_t>(EPOLLOUT) : 0u);
+      e.data.u64 = (uid << 2) | 2;
+      epoll_ctl(ep_, EPOLL_CTL_MOD, fd, &e);
     };
     c.h2 = std::make_unique<h2gw::Gateway>(std::move(host));
     if (!c.h2->ok()) return false;
