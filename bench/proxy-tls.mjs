@@ -8,8 +8,9 @@ import { execFile } from 'node:child_process';
 // keep-alive connections); HTTP/2 load: h2load (Debian's nghttp2-client; 16 connections, 8 streams
 // each). Direct figures are the mean of a run before and one after the proxied ones. Each run also
 // reports CPU per request: this process (control plane with its relay and TLS threads) and the
-// capsule's cgroup. The defaults measure the native TLS front and h2 streams; `WRENN_TLS_FRONT=node
-// WRENN_PROXY_H2_STREAMS=0` measures Node's TLS and the compat path.
+// capsule's cgroup. The defaults measure the native TLS front with h2 terminated in it (streams
+// carried as HTTP/1.1 by the relay); `WRENN_TLS_H2=node` measures h2 on Node's session with the h2
+// stream path, and `WRENN_TLS_FRONT=node WRENN_PROXY_H2_STREAMS=0` Node's TLS and the compat path.
 // Run as root after `npm run build`; traffic goes only to loopback and the capsule's namespace.
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -120,6 +121,7 @@ async function measured(capsuleId, load) {
 const result = {
   bench: 'proxy-tls',
   tls_front: process.env.WRENN_TLS_FRONT || 'native',
+  tls_h2: process.env.WRENN_TLS_H2 || 'native',
   h2_streams: process.env.WRENN_PROXY_H2_STREAMS !== '0',
   loaders: { h1: 'wrk (1 thread)', h2: `h2load (${STREAMS} streams per connection)` },
   connections: CONNECTIONS,
