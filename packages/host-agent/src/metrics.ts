@@ -5,8 +5,8 @@ import type { SandboxManager } from './manager/manager.js';
 
 export function createAgentMetrics(manager: SandboxManager) {
   const registry = new Registry();
-  // Lag sampled ten times a second, not prom-client's default 100 (an idle agent's main wake-ups).
-  collectDefaultMetrics({ register: registry, prefix: 'wrenn_agent_', eventLoopMonitoringPrecision: 100 });
+  // Lag sampled once a second, not prom-client's default 100 times (each sample wakes the agent).
+  collectDefaultMetrics({ register: registry, prefix: 'wrenn_agent_', eventLoopMonitoringPrecision: 1_000 });
   new Gauge({
     name: 'wrenn_agent_capsules',
     help: 'Capsules on this host by state',

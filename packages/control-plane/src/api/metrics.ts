@@ -22,8 +22,13 @@ export function surfaceOf(req: IncomingMessage, domain: string): string {
   return 'e2b';
 }
 
-/** How often the event-loop lag is sampled (the agent's metrics use the same). */
-export const EVENT_LOOP_SAMPLE_MS = 100;
+/**
+ * How often the event-loop lag is sampled (the agent's metrics use the same). Each sample is a
+ * wake-up of the whole process: at 100 ms the two registries of a `wrenn up` process woke it ~20
+ * times a second, which on a host where a wake-up costs 1-3 ms of CPU (nested virtualization) was
+ * most of an idle stack's CPU. Once a second, a stall shows when it spans a sample.
+ */
+export const EVENT_LOOP_SAMPLE_MS = 1_000;
 
 export interface ControlPlaneMetrics {
   registry: Registry;
@@ -34,7 +39,7 @@ export function registerMetrics(app: FastifyInstance, ctx: ControlPlaneContext):
   const registry = new Registry();
   registry.setDefaultLabels({ svc: 'control-plane' });
   // The event-loop lag histogram samples on a timer; prom-client's default (every 10 ms) is 100
-  // wake-ups a second of an otherwise idle process. Ten a second still shows lag.
+  // wake-ups a second of an otherwise idle process; see EVENT_LOOP_SAMPLE_MS.
   collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: EVENT_LOOP_SAMPLE_MS });
 
   const requests = new Counter({
