@@ -357,3 +357,45 @@ test('HTTP mode: framing errors reset both sides; a response that says close end
   const r = await done(bad);
   assert.equal(r.reason, 'error');
 });
+
+test('HTTP mode: closing a group sends its answer to a client whose request waits, and only to it', async (t) => {
+  const ANSWER = 'HTTP/1.1 502 Bad Gateway\r\ncontent-length: 4\r\nconnection: close\r\n\r\ngone';
+  // Waiting: its request reached the server, no byte of the answer came back.
+  const w = await ends(t);
+  const waiting = relaySockets(w.front, w.back, {
+    group: 'h-gone',
+    http: { ...HTTP, kind: 'host', prefix: undefined },
+  });
+  const atServer = receive(w.server);
+  const atWaiting = receive(w.client);
+  w.client.write('GET /wait HTTP/1.1\r\nHost: h\r\n\r\n');
+  await atServer.until('GET /wait');
+  // Answering: part of its answer already went out; it is cut, never given a second answer.
+  const a = await ends(t);
+  const answering = relaySockets(a.front, a.back, {
+    group: 'h-gone',
+    http: { ...HTTP, kind: 'host', prefix: undefined },
+  });
+  const atServer2 = receive(a.server);
+  const atAnswering = receive(a.client);
+  a.client.write('GET /part HTTP/1.1\r\nHost: h\r\n\r\n');
+  await atServer2.until('GET /part');
+  a.server.write('HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nhalf');
+  await atAnswering.until('half');
+  // Idle: nothing asked, so nothing is sent.
+  const i = await ends(t);
+  const idle = relaySockets(i.front, i.back, { group: 'h-gone', http: { ...HTTP, kind: 'host', prefix: undefined } });
+  const atIdle = receive(i.client);
+  const waitingEnded = once(w.client, 'end');
+  relayCloseGroup('h-gone', ANSWER);
+  const reasons = await Promise.all([waiting, answering, idle].map(done));
+  assert.deepEqual(
+    reasons.map((r) => r.reason),
+    ['group', 'group', 'group'],
+  );
+  await waitingEnded;
+  assert.equal(atWaiting.text(), ANSWER, 'the waiting client gets the answer, then the end');
+  await new Promise((r) => setTimeout(r, 100));
+  assert.ok(!atAnswering.text().includes('502'), 'an answer under way got a second one');
+  assert.equal(atIdle.text(), '', 'an idle client got an answer to nothing');
+});
