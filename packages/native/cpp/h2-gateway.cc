@@ -5,8 +5,8 @@
 // content-length goes chunked; the response head is read for its framing (http1.h), its
 // hop-by-hop fields dropped, a chunked body de-chunked. Bounds: 100 concurrent streams, 64 KiB of
 // fields per request, 256 KiB of request body per stream window (flow control is given back only
-// as the bytes leave for JS), 256 KiB of response held per stream before its connection is read no
-// further, 128 connections into JS per session. A stream reset while an answer of known length
+// as the bytes leave for JS), 64 KiB of response held per stream (its connection is read no
+// further meanwhile), 128 connections into JS per session. A stream reset while an answer of known length
 // was coming leaves the connection reading the rest of it (up to 1 MiB) and then reusable; any
 // other reset closes its connection (the capsule's server sees the request end), and nghttp2's own
 // reset rate limit ends a session that floods resets.
@@ -57,7 +57,7 @@ constexpr size_t kMaxFieldBytes = 64 * 1024;
 constexpr size_t kMaxFields = 256;
 constexpr size_t kMaxUpstreams = 128;
 constexpr size_t kMaxIdle = 32;
-constexpr size_t kResHigh = 256 * 1024;
+constexpr size_t kResHigh = 64 * 1024;
 constexpr size_t kReqHigh = 256 * 1024;
 constexpr size_t kDiscardMax = 1 << 20;
 constexpr size_t kReadChunk = 64 * 1024;
@@ -566,7 +566,18 @@ struct Gateway::Impl {
     flush(u);
     if (!ups.count(uid)) return;
     while (u.canRead && !u.paused) {
-      ssize_t n = ::recv(u.fd, scratch.get(), kReadChunk, 0);
+      // An answer's bytes wait for the client's window in its stream's buffer: never more than
+      // kResHigh of them (a client that opens no window holds 64 KiB per stream, 6.4 MiB a session).
+      size_t want = kReadChunk;
+      if (u.st == Up::Body && u.stream) {
+        size_t held = u.stream->body.size() - u.stream->bodyOff;
+        if (held >= kResHigh) {
+          u.paused = true;
+          break;
+        }
+        want = std::min(want, kResHigh - held);
+      }
+      ssize_t n = ::recv(u.fd, scratch.get(), want, 0);
       if (n > 0) {
         if (!bytes(u, scratch.get(), static_cast<size_t>(n))) return;  // u is gone
         if (!ups.count(uid)) return;
