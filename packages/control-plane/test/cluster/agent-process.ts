@@ -21,7 +21,12 @@ const tag = need('CLUSTER_AGENT_TAG');
 const base = slotNetwork(slot);
 const local = await startLocalAgent({
   dataDir: need('CLUSTER_AGENT_DIR'),
-  listen: { host: need('CLUSTER_AGENT_HOST'), port: Number(need('CLUSTER_AGENT_PORT')) },
+  // The teardown run listens where no replica reaches it: a replica still polling the host would
+  // otherwise talk to it (and push the host's warm-pool sizes) while it destroys and closes.
+  listen:
+    process.env.CLUSTER_AGENT_DESTROY === '1'
+      ? { host: '127.0.0.1', port: 0 }
+      : { host: need('CLUSTER_AGENT_HOST'), port: Number(need('CLUSTER_AGENT_PORT')) },
   imagesDir: SHARED_IMAGES,
   cgroupParent: `wrenn-cluster-${tag}`,
   network: {

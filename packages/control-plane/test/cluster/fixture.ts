@@ -326,7 +326,14 @@ async function destroyAgentLeftovers(a: ClusterAgent, env: NodeJS.ProcessEnv): P
   p.stderr?.on('data', (d: Buffer) => {
     err += d.toString();
   });
+  // Bounded: a teardown that hangs must not hold the whole test run (seen once in CI: the teardown
+  // process of a warm-pool agent still serving a replica after 20 min). Killed, it says so with its log.
+  const deadline = setTimeout(() => {
+    process.stderr.write(`cluster fixture: agent ${a.index} teardown still running after 90 s; killed\n`);
+    p.kill('SIGKILL');
+  }, 90_000);
   const code = await new Promise<number | null>((r) => p.once('exit', (c) => r(c)));
+  clearTimeout(deadline);
   if (code !== 0)
     process.stderr.write(`cluster fixture: agent ${a.index} teardown exited ${code}: ${err.slice(-2000)}\n`);
 }
