@@ -1,5 +1,10 @@
 // One TCP forward: listens on host:port and pipes each connection to target:port (socat's job in E2B).
+// Its listening socket is bound like envd's own (net/bound-socket.ts): by the addon, close-on-exec,
+// for server.listen({ fd }), so a forward's first listen does not pay node's host resolution (and,
+// since Node 22, its IPv6 link-local check); node's listen where the addon cannot do it. A taken
+// port is refused with node's EADDRINUSE either way, and the forwarder logs it and retries.
 import net from 'node:net';
+import { boundSocket } from '../net/bound-socket.js';
 
 export interface TcpForward {
   readonly listenHost: string;
@@ -28,10 +33,14 @@ export async function openTcpForward(listenHost: string, port: number, targetHos
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen({ host: listenHost, port, exclusive: true }, () => {
+    const listening = () => {
       server.off('error', reject);
       resolve();
-    });
+    };
+    // boundSocket throws the bind's error (EADDRINUSE...): this promise rejects with it.
+    const fd = boundSocket(listenHost, port);
+    if (fd === null) server.listen({ host: listenHost, port, exclusive: true }, listening);
+    else server.listen({ fd, exclusive: true }, listening);
   });
   server.on('error', () => {}); // after listening, errors are per connection and handled there
   return {
