@@ -21,6 +21,8 @@ export interface DualListener {
   http1: http.Server;
   /** The h2c server, created on first use (node:http2 and node:tls cost start-up time and memory). */
   readonly http2: http2.Http2Server;
+  /** Connections open now (accepted, whatever their state): what a slow close() waits for. */
+  readonly connections: number;
   close(): Promise<void>;
 }
 
@@ -49,10 +51,20 @@ export async function listenDual(
     }
     return h2;
   };
+  // Every accepted connection, from the moment it is accepted: close() ends them all. (Counted
+  // only once a TLS handshake finished, a connection mid-handshake at close() escaped, finished its
+  // handshake afterwards and was served for as long as its peer kept it: a control plane polling
+  // every 2 s kept an agent's close() waiting forever.)
   const sockets = new Set<net.Socket>();
-  const track = (socket: net.Socket) => {
+  let closing = false;
+  const track = (socket: net.Socket): boolean => {
+    if (closing) {
+      socket.destroy();
+      return false;
+    }
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
+    return true;
   };
   const listener = opts.tls
     ? // Loaded only here: envd (plain) never pays for node:tls.
@@ -65,12 +77,13 @@ export async function listenDual(
           noDelay: true,
         },
         (socket) => {
-          track(socket);
-          (socket.alpnProtocol === 'h2' ? h2Server() : h1).emit('connection', socket);
+          // Tracked as a raw connection when accepted (below); ending that ends this one.
+          if (closing) socket.destroy();
+          else (socket.alpnProtocol === 'h2' ? h2Server() : h1).emit('connection', socket);
         },
       )
     : net.createServer({ noDelay: true }, (socket) => {
-        track(socket);
+        if (!track(socket)) return;
         socket.once('readable', function route() {
           const head: Buffer | null = socket.read();
           if (head === null) {
@@ -84,7 +97,11 @@ export async function listenDual(
         });
       });
   // A failed handshake (a client that does not trust this certificate, a port scan) just closes.
-  if (opts.tls) (listener as tls.Server).on('tlsClientError', (_err, socket) => socket.destroy());
+  if (opts.tls) {
+    (listener as tls.Server).on('tlsClientError', (_err, socket) => socket.destroy());
+    // The raw connection, before its handshake.
+    listener.on('connection', (socket: net.Socket) => void track(socket));
+  }
   // A socket bound by the addon where it can be (see bound-socket.ts), else node's listen.
   const fd = boundSocket(opts.host, opts.port);
   await new Promise<void>((resolve, reject) => {
@@ -99,7 +116,12 @@ export async function listenDual(
     get http2() {
       return h2Server();
     },
+    get connections() {
+      return sockets.size;
+    },
+    /** Stops accepting, ends every connection at once (kept-alive, h2, mid-handshake), and resolves when they are gone. */
     async close() {
+      closing = true;
       await new Promise<void>((resolve) => {
         listener.close(() => resolve());
         for (const s of sockets) s.destroy();
