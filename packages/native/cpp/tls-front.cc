@@ -318,20 +318,8 @@ class Front {
           c.toPlain.append(scratch_.get(), n);
           continue;
         }
-        int e = SSL_get_error(c.ssl, 0);
-        if (e == SSL_ERROR_WANT_READ) {
-          c.tcpIn = false;  // the socket is drained: epoll says when more arrives
-          break;
-        }
-        if (e == SSL_ERROR_WANT_WRITE) break;
-        if (e == SSL_ERROR_ZERO_RETURN || (e == SSL_ERROR_SYSCALL && errno == 0) ||
-            (e == SSL_ERROR_SSL && ERR_GET_REASON(ERR_peek_error()) == SSL_R_UNEXPECTED_EOF_WHILE_READING)) {
-          c.tlsEof = true;  // close_notify, or a plain EOF (clients often skip close_notify)
-          ERR_clear_error();
-          break;
-        }
-        ERR_clear_error();
-        return false;
+        if (!readStopped(c)) return false;
+        break;
       }
       if (!c.toPlain.empty()) {
         ssize_t n = send(c.plain, c.toPlain.data(), c.toPlain.size(), MSG_NOSIGNAL);
@@ -362,29 +350,56 @@ class Front {
           return false;
         }
       }
-      if (!c.toTls.empty() && !c.tlsShut) {
-        size_t n = 0;
-        ERR_clear_error();
-        if (SSL_write_ex(c.ssl, c.toTls.data(), c.toTls.size(), &n) == 1) {
-          c.toTls.erase(0, n);
-          moved = true;
-        } else {
-          int e = SSL_get_error(c.ssl, 0);
-          if (e != SSL_ERROR_WANT_WRITE && e != SSL_ERROR_WANT_READ) {
-            ERR_clear_error();
-            return false;
-          }
-        }
-      }
-      if (c.plainEof && c.toTls.empty() && !c.tlsShut) {
-        ERR_clear_error();
-        SSL_shutdown(c.ssl);  // close_notify (best effort: a full buffer just loses it)
-        ERR_clear_error();
-        shutdown(c.tcp, SHUT_WR);
-        c.tlsShut = true;
-      }
+      if (!flushTls(c, moved)) return false;
+      if (c.plainEof && c.toTls.empty() && !c.tlsShut) endTls(c);
     }
     return true;
+  }
+
+  // What an SSL_read_ex that returned 0 means, for both kinds of connection: nothing more to read
+  // now (the socket is drained, or OpenSSL must write first), or the client ended (close_notify, or
+  // a plain EOF: clients often skip close_notify), both true; false: the connection failed.
+  bool readStopped(Conn& c) {
+    int e = SSL_get_error(c.ssl, 0);
+    if (e == SSL_ERROR_WANT_READ) {
+      c.tcpIn = false;  // epoll says when more arrives
+      return true;
+    }
+    if (e == SSL_ERROR_WANT_WRITE) return true;
+    if (e == SSL_ERROR_ZERO_RETURN || (e == SSL_ERROR_SYSCALL && errno == 0) ||
+        (e == SSL_ERROR_SSL && ERR_GET_REASON(ERR_peek_error()) == SSL_R_UNEXPECTED_EOF_WHILE_READING)) {
+      c.tlsEof = true;
+      ERR_clear_error();
+      return true;
+    }
+    ERR_clear_error();
+    return false;
+  }
+
+  // Encrypts what c.toTls holds to the client, as much as the socket takes (the rest stays for the
+  // next EPOLLOUT). Sets `moved` when bytes went; false: the connection failed.
+  bool flushTls(Conn& c, bool& moved) {
+    if (c.toTls.empty() || c.tlsShut) return true;
+    size_t n = 0;
+    ERR_clear_error();
+    if (SSL_write_ex(c.ssl, c.toTls.data(), c.toTls.size(), &n) == 1) {
+      c.toTls.erase(0, n);
+      moved = true;
+      return true;
+    }
+    int e = SSL_get_error(c.ssl, 0);
+    if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) return true;
+    ERR_clear_error();
+    return false;
+  }
+
+  // The client's direction is done: close_notify (best effort: a full buffer just loses it), then FIN.
+  void endTls(Conn& c) {
+    ERR_clear_error();
+    SSL_shutdown(c.ssl);
+    ERR_clear_error();
+    shutdown(c.tcp, SHUT_WR);
+    c.tlsShut = true;
   }
 
   // The client's name and address, for X-Forwarded-For and logs (the plaintext socket has none).
@@ -481,20 +496,8 @@ class Front {
           moved = true;
           continue;
         }
-        int e = SSL_get_error(c.ssl, 0);
-        if (e == SSL_ERROR_WANT_READ) {
-          c.tcpIn = false;
-          break;
-        }
-        if (e == SSL_ERROR_WANT_WRITE) break;
-        if (e == SSL_ERROR_ZERO_RETURN || (e == SSL_ERROR_SYSCALL && errno == 0) ||
-            (e == SSL_ERROR_SSL && ERR_GET_REASON(ERR_peek_error()) == SSL_R_UNEXPECTED_EOF_WHILE_READING)) {
-          c.tlsEof = true;
-          ERR_clear_error();
-          break;
-        }
-        ERR_clear_error();
-        return false;
+        if (!readStopped(c)) return false;
+        break;
       }
       if (c.tlsEof && !c.plainShut) {
         c.h2->clientEof();
@@ -502,26 +505,9 @@ class Front {
       }
       c.h2->work();
       if (c.toTls.empty() && !c.tlsShut && !c.h2->output(c.toTls, kRead * 4)) return false;
-      if (!c.toTls.empty() && !c.tlsShut) {
-        size_t n = 0;
-        ERR_clear_error();
-        if (SSL_write_ex(c.ssl, c.toTls.data(), c.toTls.size(), &n) == 1) {
-          c.toTls.erase(0, n);
-          moved = true;
-        } else {
-          int e = SSL_get_error(c.ssl, 0);
-          if (e != SSL_ERROR_WANT_WRITE && e != SSL_ERROR_WANT_READ) {
-            ERR_clear_error();
-            return false;
-          }
-        }
-      }
+      if (!flushTls(c, moved)) return false;
       if (c.toTls.empty() && !c.tlsShut && c.h2->done()) {
-        ERR_clear_error();
-        SSL_shutdown(c.ssl);
-        ERR_clear_error();
-        shutdown(c.tcp, SHUT_WR);
-        c.tlsShut = true;
+        endTls(c);
         c.plainShut = true;
       }
     }
