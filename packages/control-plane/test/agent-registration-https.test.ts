@@ -1,45 +1,24 @@
 // The agent → control plane direction over TLS: `wrenn agent --control-plane https://…` reaches a
 // control plane serving HTTPS when given its CA (--control-plane-ca), and without it says what to
 // pass. The control plane is real, with an operator's certificate (--tls-cert) for 127.0.0.1 from
-// a CA made here; the token is made up, so an answer of 401 is the proof that the TLS connection
-// was verified and the request reached the registration route.
+// a CA made here (operator-certificate.ts); the token is made up, so an answer of 401 is the proof
+// that the TLS connection was verified and the request reached the registration route.
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { RegistrationError, registerWithControlPlane } from '@wrenn/host-agent';
 import { type RunningControlPlane, startControlPlane } from '../src/server.js';
+import { operatorCertificate } from './operator-certificate.js';
 
 let cp: RunningControlPlane;
 let dataDir: string;
 let caFile: string;
 
-/** A CA and a server certificate for 127.0.0.1 signed by it (openssl, as an operator would). */
-function makeCertificates(dir: string): { caFile: string; certFile: string; keyFile: string } {
-  const f = (n: string) => join(dir, n);
-  const ssl = (args: string[]) => execFileSync('openssl', args, { stdio: 'ignore' });
-  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes'];
-  ssl(['req', '-x509', ...ec, '-keyout', f('ca.key'), '-out', f('ca.crt'), '-days', '2', '-subj', '/CN=test CA']);
-  ssl(['req', ...ec, '-keyout', f('cp.key'), '-out', f('cp.csr'), '-subj', '/CN=127.0.0.1']);
-  writeFileSync(f('ext'), 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n');
-  ssl(
-    ['x509', '-req', '-in', f('cp.csr'), '-CA', f('ca.crt'), '-CAkey', f('ca.key'), '-CAcreateserial'].concat([
-      '-out',
-      f('cp.crt'),
-      '-days',
-      '2',
-      '-extfile',
-      f('ext'),
-    ]),
-  );
-  return { caFile: f('ca.crt'), certFile: f('cp.crt'), keyFile: f('cp.key') };
-}
-
 before(async () => {
   dataDir = mkdtempSync(join(tmpdir(), 'wrenn-cp-https-'));
-  const certs = makeCertificates(dataDir);
+  const certs = operatorCertificate(dataDir, '127.0.0.1');
   caFile = certs.caFile;
   cp = await startControlPlane({
     dataDir,

@@ -12,12 +12,13 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { Agent, fetch as undiciFetch } from 'undici';
+import { operatorCertificate } from '../operator-certificate.js';
 
 const WRENN = new URL('../../../../cli/bin/wrenn.js', import.meta.url).pathname;
 const SWEEP = new URL('./cli-agent-sweep.js', import.meta.url).pathname;
@@ -123,27 +124,6 @@ async function stopProc(p: ChildProcess | undefined, signal: NodeJS.Signals = 'S
   clearTimeout(t);
 }
 
-/** A CA and a certificate for the control plane's address on the veth, as an operator makes them. */
-function operatorCertificate(dir: string, ip: string): { caFile: string; certFile: string; keyFile: string } {
-  const f = (n: string) => join(dir, n);
-  const ssl = (args: string[]) => execFileSync('openssl', args, { stdio: 'ignore' });
-  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes'];
-  ssl(['req', '-x509', ...ec, '-keyout', f('ca.key'), '-out', f('ca.crt'), '-days', '2', '-subj', '/CN=test CA']);
-  ssl(['req', ...ec, '-keyout', f('cp.key'), '-out', f('cp.csr'), '-subj', `/CN=${ip}`]);
-  writeFileSync(f('ext'), `subjectAltName=IP:${ip}\nextendedKeyUsage=serverAuth\n`);
-  ssl(
-    ['x509', '-req', '-in', f('cp.csr'), '-CA', f('ca.crt'), '-CAkey', f('ca.key'), '-CAcreateserial'].concat([
-      '-out',
-      f('cp.crt'),
-      '-days',
-      '2',
-      '-extfile',
-      f('ext'),
-    ]),
-  );
-  return { caFile: f('ca.crt'), certFile: f('cp.crt'), keyFile: f('cp.key') };
-}
-
 interface Run {
   cpUrl: string;
   adminKey: string;
@@ -163,9 +143,7 @@ async function scenario(o: { https: boolean }, body: (r: Run) => Promise<void>):
   const cpHost = `${subnet}.1`;
   const certs = o.https ? operatorCertificate(dir, cpHost) : undefined;
   const cpUrl = `${o.https ? 'https' : 'http'}://${cpHost}:${port}`;
-  const dispatcher = new Agent(
-    certs ? { connect: { ca: execFileSync('cat', [certs.caFile], { encoding: 'utf8' }) } } : {},
-  );
+  const dispatcher = new Agent(certs ? { connect: { ca: readFileSync(certs.caFile, 'utf8') } } : {});
   const agents: ChildProcess[] = [];
   let cp: ChildProcess | undefined;
   let adminKey = '';
