@@ -13,12 +13,12 @@ import assert from 'node:assert/strict';
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { Agent, fetch as undiciFetch } from 'undici';
 import { operatorCertificate } from '../operator-certificate.js';
+import { freePort, killProc, type SimulatedHost, simulatedHost } from './fixture.js';
 
 const WRENN = new URL('../../../../cli/bin/wrenn.js', import.meta.url).pathname;
 const SWEEP = new URL('./cli-agent-sweep.js', import.meta.url).pathname;
@@ -26,19 +26,10 @@ const AGENT_PORT = 5007;
 
 const id = randomBytes(2).toString('hex');
 const netns = `wag-${id}`;
-const hostIf = `wagh${id}`;
-const inIf = `waga${id}`;
 // The agents' own names on the machine (capsule namespaces, cgroup parent): never another's.
 const prefix = `q${Array.from(randomBytes(3), (b) => String.fromCharCode(97 + (b % 26))).join('')}`;
-let subnet = '';
 const root = mkdtempSync(join(tmpdir(), 'wrenn-agent-cli-'));
 
-const sh = (cmd: string, args: string[]) => execFileSync(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
-const quiet = (cmd: string, args: string[]) => {
-  try {
-    sh(cmd, args);
-  } catch {}
-};
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** The children's environment: this machine's, without any Wrenn setting of the caller's. */
@@ -51,41 +42,28 @@ function childEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   return { ...env, WRENN_LOG_LEVEL: process.env.WRENN_TEST_LOG ?? 'warn', ...extra };
 }
 
+/** A stop with time for an agent's own shutdown (SIGKILL after 30 s). */
+const stopProc = (p: ChildProcess | undefined) => killProc(p, 'SIGTERM', 30_000);
+
+/** The agents' simulated host: its own network namespace on a free 10.253.x.0/30. */
+let simHost: SimulatedHost;
+
 before(() => {
   const used = execFileSync('ip', ['-o', '-4', 'addr'], { encoding: 'utf8' });
+  let subnet = '';
   for (let x = Number.parseInt(id, 16) % 200; !subnet; x++) {
     if (x > 250) throw new Error('no free 10.253.x.0/30 for the agent namespace');
     if (!used.includes(`10.253.${x}.`)) subnet = `10.253.${x}`;
   }
-  sh('ip', ['netns', 'add', netns]);
-  sh('ip', ['link', 'add', hostIf, 'type', 'veth', 'peer', 'name', inIf]);
-  sh('ip', ['link', 'set', inIf, 'netns', netns]);
-  sh('ip', ['addr', 'add', `${subnet}.1/30`, 'dev', hostIf]);
-  sh('ip', ['link', 'set', hostIf, 'up']);
-  sh('ip', ['-n', netns, 'addr', 'add', `${subnet}.2/30`, 'dev', inIf]);
-  sh('ip', ['-n', netns, 'link', 'set', inIf, 'up']);
-  sh('ip', ['-n', netns, 'link', 'set', 'lo', 'up']);
-  sh('ip', ['-n', netns, 'route', 'add', 'default', 'via', `${subnet}.1`]);
+  simHost = simulatedHost({ netns, hostIf: `wagh${id}`, inIf: `waga${id}`, subnet });
 });
 
 after(() => {
-  quiet('ip', ['netns', 'del', netns]);
-  quiet('ip', ['link', 'del', hostIf]);
+  simHost?.remove();
   rmSync(root, { recursive: true, force: true });
   const left = readdirSync('/run/netns').filter((n) => n.startsWith(`${prefix}-`));
   assert.deepEqual(left, [], 'the agents left no capsule network namespace behind');
 });
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      s.close(() => resolve(typeof a === 'object' && a ? a.port : 0));
-    });
-  });
-}
 
 /** Collects a child's output; `wait(re)` resolves with the first match, rejects if it exits first. */
 function watch(p: ChildProcess, name: string) {
@@ -115,15 +93,6 @@ function watch(p: ChildProcess, name: string) {
   };
 }
 
-async function stopProc(p: ChildProcess | undefined, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
-  if (!p || p.exitCode !== null || p.signalCode !== null) return;
-  const exited = new Promise<void>((r) => p.once('exit', () => r()));
-  p.kill(signal);
-  const t = setTimeout(() => p.kill('SIGKILL'), 30_000);
-  await exited;
-  clearTimeout(t);
-}
-
 interface Run {
   cpUrl: string;
   adminKey: string;
@@ -140,7 +109,7 @@ async function scenario(o: { https: boolean }, body: (r: Run) => Promise<void>):
   const dir = mkdtempSync(join(root, 'run-'));
   const agentDir = join(dir, 'agent');
   const port = await freePort();
-  const cpHost = `${subnet}.1`;
+  const cpHost = simHost.machineAddress;
   const certs = o.https ? operatorCertificate(dir, cpHost) : undefined;
   const cpUrl = `${o.https ? 'https' : 'http'}://${cpHost}:${port}`;
   const dispatcher = new Agent(certs ? { connect: { ca: readFileSync(certs.caFile, 'utf8') } } : {});
@@ -171,7 +140,7 @@ async function scenario(o: { https: boolean }, body: (r: Run) => Promise<void>):
     WRENN,
     'agent',
     '--listen',
-    `${subnet}.2:${AGENT_PORT}`,
+    `${simHost.address}:${AGENT_PORT}`,
     '--data-dir',
     agentDir,
     '--control-plane',

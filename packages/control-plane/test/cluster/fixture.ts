@@ -60,7 +60,48 @@ const quiet = (cmd: string, args: string[]) => {
   } catch {}
 };
 
-async function freePort(): Promise<number> {
+/** A simulated host's network: its namespace and the veth pair joining it to the machine. */
+export interface SimulatedHost {
+  netns: string;
+  /** <subnet>.1, the machine's end of the veth. */
+  machineAddress: string;
+  /** <subnet>.2, the address inside the namespace. */
+  address: string;
+  /** Deletes the namespace and the veth (whatever of them exists); never throws. */
+  remove(): void;
+}
+
+/**
+ * A network namespace `netns` joined to the machine by a veth pair (`hostIf` on the machine with
+ * <subnet>.1/30, `inIf` inside with <subnet>.2/30, lo up, default route through .1): an agent
+ * started in it (nsenter --net=/run/netns/<netns>) is a host of its own. A set-up that fails part
+ * way removes what it made before throwing; remove() takes it all away.
+ */
+export function simulatedHost(o: { netns: string; hostIf: string; inIf: string; subnet: string }): SimulatedHost {
+  if (!/^\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(o.subnet)) throw new Error(`subnet "${o.subnet}" is not a.b.c`);
+  const remove = () => {
+    quiet('ip', ['netns', 'del', o.netns]);
+    quiet('ip', ['link', 'del', o.hostIf]);
+  };
+  try {
+    sh('ip', ['netns', 'add', o.netns]);
+    sh('ip', ['link', 'add', o.hostIf, 'type', 'veth', 'peer', 'name', o.inIf]);
+    sh('ip', ['link', 'set', o.inIf, 'netns', o.netns]);
+    sh('ip', ['addr', 'add', `${o.subnet}.1/30`, 'dev', o.hostIf]);
+    sh('ip', ['link', 'set', o.hostIf, 'up']);
+    sh('ip', ['-n', o.netns, 'addr', 'add', `${o.subnet}.2/30`, 'dev', o.inIf]);
+    sh('ip', ['-n', o.netns, 'link', 'set', o.inIf, 'up']);
+    sh('ip', ['-n', o.netns, 'link', 'set', 'lo', 'up']);
+    sh('ip', ['-n', o.netns, 'route', 'add', 'default', 'via', `${o.subnet}.1`]);
+  } catch (err) {
+    remove();
+    throw err;
+  }
+  return { netns: o.netns, machineAddress: `${o.subnet}.1`, address: `${o.subnet}.2`, remove };
+}
+
+/** A port free on loopback now (the caller binds it soon after). */
+export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const s = net.createServer();
     s.once('error', reject);
@@ -100,11 +141,16 @@ function waitLine(p: ChildProcess, re: RegExp, what: string, timeoutMs = 120_000
   });
 }
 
-async function killProc(p: ChildProcess | undefined, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+/** Stops a child: `signal`, then SIGKILL after `graceMs`; resolves once it exited. */
+export async function killProc(
+  p: ChildProcess | undefined,
+  signal: NodeJS.Signals = 'SIGTERM',
+  graceMs = 15_000,
+): Promise<void> {
   if (!p || p.exitCode !== null || p.signalCode !== null) return;
   const exited = new Promise<void>((r) => p.once('exit', () => r()));
   p.kill(signal);
-  const t = setTimeout(() => p.kill('SIGKILL'), 15_000);
+  const t = setTimeout(() => p.kill('SIGKILL'), graceMs);
   await exited;
   clearTimeout(t);
 }
@@ -199,22 +245,8 @@ export async function startCluster(o: { replicas: number; agents: number; agentT
     for (let i = 0; i < o.agents; i++) {
       const tag = `${'xy'[i] ?? 'z'}${id}`.slice(0, 5);
       const netns = `wcl-${tag}`;
-      const hostIf = `wclh${tag}`;
-      const inIf = `wcla${tag}`;
-      const subnet = `10.251.${i}`;
-      stops.push(() => {
-        quiet('ip', ['netns', 'del', netns]);
-        quiet('ip', ['link', 'del', hostIf]);
-      });
-      sh('ip', ['netns', 'add', netns]);
-      sh('ip', ['link', 'add', hostIf, 'type', 'veth', 'peer', 'name', inIf]);
-      sh('ip', ['link', 'set', inIf, 'netns', netns]);
-      sh('ip', ['addr', 'add', `${subnet}.1/30`, 'dev', hostIf]);
-      sh('ip', ['link', 'set', hostIf, 'up']);
-      sh('ip', ['-n', netns, 'addr', 'add', `${subnet}.2/30`, 'dev', inIf]);
-      sh('ip', ['-n', netns, 'link', 'set', inIf, 'up']);
-      sh('ip', ['-n', netns, 'link', 'set', 'lo', 'up']);
-      sh('ip', ['-n', netns, 'route', 'add', 'default', 'via', `${subnet}.1`]);
+      const host = simulatedHost({ netns, hostIf: `wclh${tag}`, inIf: `wcla${tag}`, subnet: `10.251.${i}` });
+      stops.push(() => host.remove());
       const dataDir = join(root, `agent${i}`);
       const secret = randomBytes(24).toString('hex');
       const agentEnv: NodeJS.ProcessEnv = {
@@ -223,7 +255,7 @@ export async function startCluster(o: { replicas: number; agents: number; agentT
         CLUSTER_AGENT_SLOT: String(10 + i),
         CLUSTER_AGENT_TAG: tag,
         CLUSTER_AGENT_DIR: dataDir,
-        CLUSTER_AGENT_HOST: `${subnet}.2`,
+        CLUSTER_AGENT_HOST: host.address,
         CLUSTER_AGENT_PORT: String(AGENT_PORT),
         ...(agentTls ? { CLUSTER_AGENT_TLS: '1' } : {}),
       };
@@ -231,7 +263,7 @@ export async function startCluster(o: { replicas: number; agents: number; agentT
         index: i,
         tag,
         netns,
-        address: `${agentTls ? 'https' : 'http'}://${subnet}.2:${AGENT_PORT}`,
+        address: `${agentTls ? 'https' : 'http'}://${host.address}:${AGENT_PORT}`,
         hostId: '',
         secret,
         tlsCert: undefined,
