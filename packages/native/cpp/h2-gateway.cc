@@ -64,89 +64,6 @@ constexpr size_t kReadChunk = 64 * 1024;
 constexpr int32_t kStreamWindow = 256 * 1024;
 constexpr int32_t kSessionWindow = 1 << 20;
 
-// Chunked transfer coding -> the data alone (extensions and trailers dropped).
-struct Dechunk {
-  enum S { Size, Ext, SizeLf, Data, DataCr, DataLf, TStart, TLine, TLf, FinalLf, Done } s = Size;
-  uint64_t n = 0;
-  int digits = 0;
-  // Consumes from p[0, len) up to the body's end, data appended to out (when given); -1: malformed.
-  long feed(const char* p, size_t len, std::string* out) {
-    size_t i = 0;
-    while (i < len && s != Done) {
-      char ch = p[i];
-      switch (s) {
-        case Size: {
-          int d = (ch >= '0' && ch <= '9') ? ch - '0' : (ch >= 'a' && ch <= 'f') ? ch - 'a' + 10 : (ch >= 'A' && ch <= 'F') ? ch - 'A' + 10 : -1;
-          if (d >= 0) {
-            if (++digits > 15) return -1;
-            n = n * 16 + static_cast<uint64_t>(d);
-          } else if (ch == ';' || ch == ' ' || ch == '\t') {
-            if (!digits) return -1;
-            s = Ext;
-          } else if (ch == '\r') {
-            if (!digits) return -1;
-            s = SizeLf;
-          } else return -1;
-          i++;
-          break;
-        }
-        case Ext:
-          if (ch == '\r') s = SizeLf;
-          else if (ch == '\n') return -1;
-          i++;
-          break;
-        case SizeLf:
-          if (ch != '\n') return -1;
-          s = n ? Data : TStart;
-          i++;
-          break;
-        case Data: {
-          size_t k = static_cast<size_t>(std::min<uint64_t>(n, len - i));
-          if (out) out->append(p + i, k);
-          n -= k;
-          i += k;
-          if (!n) s = DataCr;
-          break;
-        }
-        case DataCr:
-          if (ch != '\r') return -1;
-          s = DataLf;
-          i++;
-          break;
-        case DataLf:
-          if (ch != '\n') return -1;
-          s = Size;
-          digits = 0;
-          i++;
-          break;
-        case TStart:
-          s = ch == '\r' ? FinalLf : TLine;
-          if (ch == '\n') return -1;
-          i++;
-          break;
-        case TLine:
-          if (ch == '\r') s = TLf;
-          else if (ch == '\n') return -1;
-          i++;
-          break;
-        case TLf:
-          if (ch != '\n') return -1;
-          s = TStart;
-          i++;
-          break;
-        case FinalLf:
-          if (ch != '\n') return -1;
-          s = Done;
-          i++;
-          break;
-        case Done:
-          break;
-      }
-    }
-    return static_cast<long>(i);
-  }
-};
-
 struct Stream;
 
 // One plaintext HTTP/1.1 connection into JS.
@@ -161,7 +78,7 @@ struct Up {
   enum St { Idle, Head, Body, Discard } st = Idle;
   http1::ResponseOut res;
   uint64_t left = 0;
-  Dechunk chunks;
+  http1::ChunkScanner chunks;  // a chunked answer, its data alone going to the stream
   bool isHead = false;
   bool reqDone = false;  // the whole request is in out (maybe not yet sent)
   bool fresh = true;     // no request answered on it yet
@@ -622,7 +539,7 @@ struct Gateway::Impl {
         u.res = r;
         u.st = Up::Body;
         if (r.body == http1::ResponseOut::Length) u.left = r.length;
-        u.chunks = Dechunk();
+        u.chunks = http1::ChunkScanner();
         bool hasBody = r.body != http1::ResponseOut::None;
         if (u.stream) respond(*u.stream, head, hasBody);
         if (!hasBody) {
@@ -646,10 +563,10 @@ struct Gateway::Impl {
         u.left -= took;
         whole = u.left == 0;
       } else if (u.res.body == http1::ResponseOut::Chunked) {
-        long k = u.chunks.feed(p, n, sink);
+        long k = u.chunks.scan(p, n, sink);
         if (k < 0) return fail(u, "the capsule's server sent a malformed chunked body");
         took = static_cast<size_t>(k);
-        whole = u.chunks.s == Dechunk::Done;
+        whole = u.chunks.done();
       } else {
         took = n;
         if (sink) sink->append(p, n);

@@ -303,11 +303,12 @@ long Body::take(const char* p, size_t n) {
   return static_cast<long>(k);
 }
 
-long ChunkScanner::scan(const char* p, size_t n) {
+long ChunkScanner::scan(const char* p, size_t n, std::string* data) {
   size_t i = 0;
   while (i < n && state_ != Done) {
     if (state_ == Data) {
       uint64_t k = size_ < n - i ? size_ : n - i;
+      if (data) data->append(p + i, static_cast<size_t>(k));
       i += k;
       size_ -= k;
       if (size_ == 0) state_ = DataCr;

@@ -65,11 +65,17 @@ bool readResponse(const char* p, size_t n, bool isHead, const Route* route, Resp
 /** A redirect target kept under the prefix (root-relative, or absolute naming the capsule's server). */
 std::string rewriteLocation(const std::string& v, const Route& r);
 
-/** Walks a chunked body (sizes, extensions, trailers) across any split of the bytes. */
+/**
+ * Walks a chunked body (sizes, extensions, trailers) across any split of the bytes: the relay
+ * follows a body with it, the h2 gateway de-chunks an answer with it (one rule for both hops).
+ */
 class ChunkScanner {
  public:
-  /** How many bytes of p[0, n) belong to the body (stops right after its end); -1 when malformed. */
-  long scan(const char* p, size_t n);
+  /**
+   * How many bytes of p[0, n) belong to the body (stops right after its end); -1 when malformed.
+   * With `data`, the chunks' data bytes (no sizes, extensions or trailers) are appended to it.
+   */
+  long scan(const char* p, size_t n, std::string* data = nullptr);
   bool done() const { return state_ == Done; }
 
  private:
