@@ -7,13 +7,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { gzipSync } from 'node:zlib';
-import { pack } from 'tar-stream';
 import { logEntriesOf } from '../src/api/e2b/template-builds.js';
 import { copySourceRoot, mapBuildStart } from '../src/api/e2b/template-steps.js';
 import { uploadBase } from '../src/api/e2b/template-uploads.js';
 import type { TemplateBuild } from '../src/db/repositories/template-builds.js';
 import { parseTemplateRef } from '../src/services/template-refs.js';
 import { checkFileSet } from '../src/templates/file-sets.js';
+import { type TarEntry, tarOf } from './uploads.js';
 
 const HASH = 'a'.repeat(64);
 
@@ -142,15 +142,10 @@ describe('uploaded file sets', () => {
   const dir = mkdtempSync(join(tmpdir(), 'wrenn-file-sets-'));
   after(() => rmSync(dir, { recursive: true, force: true }));
 
-  async function tarFile(entries: { name: string; type?: string; body?: string; linkname?: string }[], gz = false) {
-    const p = pack();
-    for (const e of entries)
-      p.entry({ name: e.name, type: (e.type ?? 'file') as 'file', linkname: e.linkname, mode: 0o644 }, e.body ?? '');
-    p.finalize();
-    const chunks: Buffer[] = [];
-    for await (const c of p as AsyncIterable<Buffer>) chunks.push(c);
+  async function tarFile(entries: TarEntry[], gz = false) {
+    const tar = await tarOf(entries);
     const path = join(dir, `t${Math.random().toString(36).slice(2)}.tar`);
-    writeFileSync(path, gz ? gzipSync(Buffer.concat(chunks)) : Buffer.concat(chunks));
+    writeFileSync(path, gz ? gzipSync(tar) : tar);
     return path;
   }
 

@@ -18,6 +18,7 @@ import { createBuild } from '../src/db/repositories/template-builds.js';
 import { pruneFileSets } from '../src/templates/file-set-gc.js';
 import { type ExtraAgent, type LiveSystem, startLive } from './e2b-live.js';
 import { client, execOk, newTeamKey } from './native-helpers.js';
+import { storeFileSet } from './uploads.js';
 
 const run = promisify(execFile);
 const WRENN = new URL('../../../cli/bin/wrenn.js', import.meta.url).pathname;
@@ -137,25 +138,14 @@ describe('image and file set garbage collection (live)', { skip }, () => {
     const { teamId: busy } = await newTeamKey(sys.cp, 'gc-files-busy');
     const twoDaysAgo = Date.now() - 2 * 86_400_000;
     // Sets as file-sets.ts keeps them in the database: a row naming its upload's chunks.
-    const put = async (team: string, c: string, lastUsed: number) => {
-      const id = `gc-${team}-${c}`;
-      await db
-        .insertInto('template_file_sets')
-        .values({
-          team_id: team,
-          hash: c.repeat(64),
-          upload_id: id,
-          bytes: 100,
-          chunks: 1,
-          created_at: lastUsed,
-          last_used_at: lastUsed,
-        })
-        .execute();
-      await db
-        .insertInto('template_file_chunks')
-        .values({ upload_id: id, seq: 0, data: Buffer.alloc(100) })
-        .execute();
-    };
+    const put = (team: string, c: string, lastUsed: number) =>
+      storeFileSet(db, {
+        teamId: team,
+        hash: c.repeat(64),
+        uploadId: `gc-${team}-${c}`,
+        data: Buffer.alloc(100),
+        lastUsed,
+      });
     const kept = async () =>
       (await db.selectFrom('template_file_sets').select(['team_id', 'hash']).execute())
         .filter((r) => r.team_id === idle || r.team_id === busy)

@@ -5,10 +5,10 @@
 // shared template cache (debootstrap on first use).
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { pack } from 'tar-stream';
 import { type LiveSystem, SHARED_IMAGES, startLive } from './e2b-live.js';
 import { client } from './native-helpers.js';
 import { follow } from './template-build-helpers.js';
+import { tarOf } from './uploads.js';
 
 type Call = ReturnType<typeof client>;
 
@@ -47,15 +47,6 @@ CMD ["python3", "-m", "http.server", "8123", "--bind", "127.0.0.1"]
 
 const b64 = (files: Record<string, string>) =>
   Object.fromEntries(Object.entries(files).map(([p, t]) => [p, Buffer.from(t).toString('base64')]));
-
-async function tarOf(files: Record<string, string>): Promise<Buffer> {
-  const p = pack();
-  for (const [name, text] of Object.entries(files)) p.entry({ name, mode: 0o644 }, text);
-  p.finalize();
-  const chunks: Buffer[] = [];
-  for await (const c of p as AsyncIterable<Buffer>) chunks.push(c);
-  return Buffer.concat(chunks);
-}
 
 describe('templates built from a Dockerfile (live)', () => {
   let sys: LiveSystem;
@@ -125,7 +116,11 @@ describe('templates built from a Dockerfile (live)', () => {
     const form = new FormData();
     form.set('name', 'py-app');
     form.set('dockerfile', DOCKERFILE);
-    form.set('context', new Blob([await tarOf(CONTEXT)]), 'context.tar');
+    form.set(
+      'context',
+      new Blob([await tarOf(Object.entries(CONTEXT).map(([name, body]) => ({ name, body })))]),
+      'context.tar',
+    );
     // The template being replaced must not be in use.
     for (const id of capsules.splice(0)) await call('DELETE', `/v1/capsules/${id}`);
     const t0 = Date.now();

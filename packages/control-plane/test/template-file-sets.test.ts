@@ -10,10 +10,8 @@
 // past their TTL (not while their team builds), orphaned chunks (not while read), the reads of
 // builds that are gone, and spent link records.
 import assert from 'node:assert/strict';
-import { request } from 'node:http';
 import { type TestContext, test } from 'node:test';
 import { gzipSync } from 'node:zlib';
-import { pack } from 'tar-stream';
 import { createApiKey, e2bKeyOf } from '../src/auth/api-keys.js';
 import { sharedKey } from '../src/cluster/shared-keys.js';
 import { openDatabase, type WrennDatabase } from '../src/db/index.js';
@@ -24,16 +22,7 @@ import { pruneFileSets } from '../src/templates/file-set-gc.js';
 import { CHUNK_BYTES, FILE_SET_LIMITS, openFileSet, saveFileSet } from '../src/templates/file-sets.js';
 import { issueUploadToken } from '../src/templates/upload-links.js';
 import { forEachDialect, freshTarget } from './db-helpers.js';
-
-async function tarOf(entries: { name: string; body?: string | Buffer; type?: string; linkname?: string }[]) {
-  const p = pack();
-  for (const e of entries)
-    p.entry({ name: e.name, type: (e.type ?? 'file') as 'file', linkname: e.linkname, mode: 0o644 }, e.body ?? '');
-  p.finalize();
-  const parts: Buffer[] = [];
-  for await (const b of p as AsyncIterable<Buffer>) parts.push(b);
-  return Buffer.concat(parts);
-}
+import { putAnnouncing, storeFileSet, tarOf } from './uploads.js';
 
 /** One buffer as the async body saveFileSet takes. */
 async function* once(b: Buffer): AsyncGenerator<Buffer> {
@@ -157,25 +146,9 @@ forEachDialect('E2B file sets across replicas', (dialect) => {
     // A bad hash in the path.
     assert.equal((await put(b, withToken(token, 'nothex'), good)).status, 400);
     // Oversized, announced: refused before the body is read, and the link is not spent by it.
-    const announced = await new Promise<number>((resolve, reject) => {
-      const target = new URL(withToken(token));
-      const req = request(
-        {
-          host: '127.0.0.1',
-          port: a.port,
-          path: target.pathname + target.search,
-          method: 'PUT',
-          headers: { 'content-length': String(FILE_SET_LIMITS.maxUploadBytes + 1) },
-          agent: false,
-        },
-        (res) => {
-          res.resume();
-          resolve(res.statusCode ?? 0);
-          req.destroy();
-        },
-      );
-      req.on('error', reject);
-      req.write(Buffer.alloc(1024));
+    const announced = await putAnnouncing(withToken(token), FILE_SET_LIMITS.maxUploadBytes + 1, {
+      host: '127.0.0.1',
+      port: a.port,
     });
     assert.equal(announced, 413);
     // A bad tar: 400, and the link is spent.
@@ -332,25 +305,8 @@ forEachDialect('E2B file sets across replicas', (dialect) => {
     const { a, db, ta, tb } = await twoReplicas(t);
     const now = Date.now();
     const day = 86_400_000;
-    const set = async (team: string, n: number, lastUsed: number) => {
-      const id = `up-${n}`;
-      await db
-        .insertInto('template_file_sets')
-        .values({
-          team_id: team,
-          hash: hashOf(n),
-          upload_id: id,
-          bytes: 3,
-          chunks: 1,
-          created_at: lastUsed,
-          last_used_at: lastUsed,
-        })
-        .execute();
-      await db
-        .insertInto('template_file_chunks')
-        .values({ upload_id: id, seq: 0, data: Buffer.from('abc') })
-        .execute();
-    };
+    const set = (team: string, n: number, lastUsed: number) =>
+      storeFileSet(db, { teamId: team, hash: hashOf(n), uploadId: `up-${n}`, data: Buffer.from('abc'), lastUsed });
     const upload = async (id: string, usedAt: number) =>
       db
         .insertInto('template_uploads')

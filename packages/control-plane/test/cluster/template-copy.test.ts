@@ -13,10 +13,10 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { gzipSync } from 'node:zlib';
 import { Sandbox, Template } from 'e2b';
-import { pack } from 'tar-stream';
 import { e2bKeyOf } from '../../src/auth/api-keys.js';
 import { openDatabase } from '../../src/db/open.js';
 import { SHARED_IMAGES } from '../../src/testing/live-up.js';
+import { tarOf } from '../uploads.js';
 import { type Cluster, startCluster } from './fixture.js';
 
 describe('cluster: E2B Template.build with copy() through HAProxy over 2 replicas', () => {
@@ -90,12 +90,7 @@ describe('cluster: E2B Template.build with copy() through HAProxy over 2 replica
     };
     const link = await ask(r0.url);
     assert.equal(link.present, false);
-    const p = pack();
-    p.entry({ name: 'a.txt', mode: 0o644 }, 'a');
-    p.finalize();
-    const parts: Buffer[] = [];
-    for await (const b of p as AsyncIterable<Buffer>) parts.push(b);
-    const tar = gzipSync(Buffer.concat(parts));
+    const tar = gzipSync(await tarOf([{ name: 'a.txt', body: 'a' }]));
     // The link names the host asked (replica 0's); the same path and token sent to replica 1.
     const path = new URL(link.url);
     const put = (url: string) => fetch(`${url}${path.pathname}${path.search}`, { method: 'PUT', body: tar });

@@ -7,16 +7,15 @@
 // against `wrenn up` with the e2b SDK.
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { gzipSync } from 'node:zlib';
 import { Sandbox } from 'e2b';
-import { pack } from 'tar-stream';
 import { createApiKey, e2bKeyOf } from '../../src/auth/api-keys.js';
 import { createTeam } from '../../src/db/repositories/teams.js';
 import { type LiveSystem, SHARED_IMAGES, startLive } from '../e2b-live.js';
+import { putAnnouncing, type TarEntry, tarOf } from '../uploads.js';
 
 const SLOT = 15;
 const MARK = `wrenn-e2b-tpl-probe-${process.pid}`;
@@ -39,15 +38,8 @@ after(async () => {
   await sys?.close();
 });
 
-async function tarOf(entries: { name: string; type?: string; body?: string; linkname?: string }[]): Promise<Buffer> {
-  const p = pack();
-  for (const e of entries)
-    p.entry({ name: e.name, type: (e.type ?? 'file') as 'file', linkname: e.linkname, mode: 0o644 }, e.body ?? '');
-  p.finalize();
-  const chunks: Buffer[] = [];
-  for await (const c of p as AsyncIterable<Buffer>) chunks.push(c);
-  return gzipSync(Buffer.concat(chunks));
-}
+/** A gzipped tar, as the SDK uploads a file set. */
+const tgzOf = async (entries: TarEntry[]) => gzipSync(await tarOf(entries));
 
 const api = async (key: string, method: string, path: string, body?: unknown) => {
   const res = await fetch(`${sys.url}${path}`, {
@@ -83,46 +75,27 @@ test('hostile uploads are refused before anything keeps them', async () => {
   for (const [i, [entries, re]] of cases.entries()) {
     const hash = hashOf(i + 1);
     const { url } = await linkFor(keyA, hash);
-    const r = await put(url, await tarOf(entries));
+    const r = await put(url, await tgzOf(entries));
     assert.equal(r.status, 400, `${entries[0]?.name}: ${JSON.stringify(r.body)}`);
     assert.match(r.body?.message ?? '', re);
     assert.equal((await linkFor(keyA, hash)).present, false, 'a refused upload was kept');
   }
   // A link is used once, and only for its own hash; no token, no upload.
-  const good = await tarOf([{ name: 'a.txt', body: 'a' }]);
+  const good = await tgzOf([{ name: 'a.txt', body: 'a' }]);
   const { url } = await linkFor(keyA, hashOf(10));
   assert.equal((await put(url.replace(hashOf(10), hashOf(11)), good)).status, 401);
   assert.equal((await put(url, good)).status, 200);
   assert.equal((await put(url, good)).status, 401, 'a used link worked again');
   assert.equal((await put(url.replace(/token=.*/, 'token=guess'), good)).status, 401);
   // Announcing more than the limit is refused before the body is read.
-  const link = new URL((await linkFor(keyA, hashOf(12))).url);
-  const status = await new Promise<number>((resolve, reject) => {
-    const req = http.request(
-      {
-        host: link.hostname,
-        port: Number(link.port),
-        path: link.pathname + link.search,
-        method: 'PUT',
-        headers: { 'content-length': String(300 * 1024 * 1024) },
-        agent: false,
-      },
-      (res) => {
-        res.resume();
-        resolve(res.statusCode ?? 0);
-        req.destroy();
-      },
-    );
-    req.on('error', reject);
-    req.write(Buffer.alloc(1024));
-  });
+  const status = await putAnnouncing((await linkFor(keyA, hashOf(12))).url, 300 * 1024 * 1024);
   assert.equal(status, 413);
 });
 
 test("another team's file set cannot be used, and a hostile symlink set stays inside the build capsule", async () => {
   const keyA = sys.sdk().apiKey;
   // Team A keeps a file set; team B does not see it and cannot build from it.
-  const secret = await tarOf([{ name: 'secret.txt', body: 'team a only' }]);
+  const secret = await tgzOf([{ name: 'secret.txt', body: 'team a only' }]);
   const hash = hashOf(20);
   assert.equal((await put((await linkFor(keyA, hash)).url, secret)).status, 200);
   assert.equal((await linkFor(keyB, hash)).present, false);
@@ -142,7 +115,7 @@ test("another team's file set cannot be used, and a hostile symlink set stays in
   // A symlink to /etc and a file "under" it: unpacked by root in the build capsule, never on the host.
   mkdirSync(join(ctxDir, 'evil'), { recursive: true });
   writeFileSync(join(ctxDir, 'evil', 'note.txt'), 'fine');
-  const evil = await tarOf([
+  const evil = await tgzOf([
     { name: 'evil/', type: 'directory' },
     { name: 'evil/etc', type: 'symlink', linkname: '/etc' },
     { name: `evil/etc/${MARK}`, body: 'pwned' },
