@@ -136,9 +136,28 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     service,
     terminated,
     async close() {
-      proxy.close();
-      await listener.close();
-      await manager.stop();
+      // Connections end at once (a peer that keeps polling does not hold the agent), warm-pool
+      // refills are aborted; a slow step says what it still waits for every 5 s.
+      const log = opts.log;
+      const t0 = Date.now();
+      const slow = setInterval(() => {
+        const waits = [
+          listener.connections > 0 ? `${listener.connections} connection(s) to close` : '',
+          manager.warmPoolBootsInFlight() > 0
+            ? `${manager.warmPoolBootsInFlight()} warm-pool boot(s) to give back what they made`
+            : '',
+        ].filter(Boolean);
+        log?.('warn', 'host agent shutting down: still waiting', {
+          seconds: Math.round((Date.now() - t0) / 1000),
+          waitingFor: waits.length > 0 ? waits.join('; ') : 'the sandbox manager to stop',
+        });
+      }, 5_000);
+      try {
+        proxy.close();
+        await Promise.all([listener.close(), manager.stop()]);
+      } finally {
+        clearInterval(slow);
+      }
     },
   };
 }

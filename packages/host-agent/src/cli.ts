@@ -45,6 +45,15 @@ export function parseAgentTls(o: {
   return mode === 'off' ? undefined : 'self-signed';
 }
 
+/** WRENN_AGENT_STOP_TIMEOUT_MS: how long a shutdown may take before the agent exits anyway (default 60 s). */
+export function parseStopTimeout(value: string | undefined): number {
+  if (value === undefined || value === '') return 60_000;
+  const n = Number(value);
+  if (!/^\d{1,9}$/.test(value) || n < 1000)
+    throw new Error(`WRENN_AGENT_STOP_TIMEOUT_MS must be milliseconds, at least 1000, got "${value}"`);
+  return n;
+}
+
 export interface AgentCliHooks {
   /** Runs once the agent listens (the CLI registers it with a control plane here). */
   onListening?(agent: RunningAgent): Promise<void>;
@@ -57,6 +66,7 @@ export async function runAgentFromCli(
   if (process.getuid?.() !== 0)
     throw new Error('the host agent needs root (namespaces, cgroups, network); run it with sudo');
   const tls = parseAgentTls(opts);
+  const stopTimeoutMs = parseStopTimeout(process.env.WRENN_AGENT_STOP_TIMEOUT_MS);
   const log = pino({ base: { svc: 'host-agent' } });
   const { agent, close } = await startLocalAgent({
     ...(tls ? { tls } : {}),
@@ -73,8 +83,19 @@ export async function runAgentFromCli(
     await close().catch(() => undefined);
     throw err;
   }
+  // Bounded: a shutdown that does not finish (a runtime that does not let go of a capsule) must
+  // not keep the agent's address and host forever; a second SIGTERM or SIGINT ends it at once.
   const stop = async () => {
+    log.info('host agent shutting down');
+    setTimeout(() => {
+      log.error(
+        { seconds: stopTimeoutMs / 1000 },
+        'host agent shutdown did not finish in time (the lines before say what it waited for); exiting anyway',
+      );
+      process.exit(1);
+    }, stopTimeoutMs).unref();
     await close();
+    log.info('host agent stopped');
     process.exit(0);
   };
   process.once('SIGTERM', () => void stop());

@@ -12,10 +12,14 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import http2 from 'node:http2';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Duplex } from 'node:stream';
 import { after, before, test } from 'node:test';
+import tls from 'node:tls';
 import { Agent, fetch as undiciFetch } from 'undici';
 import { operatorCertificate } from '../operator-certificate.js';
 import { freePort, killProc, type SimulatedHost, simulatedHost } from './fixture.js';
@@ -308,5 +312,152 @@ test('wrenn agent --tls off registers a plain http:// address and serves a capsu
     const list = await r.call('GET', '/v1/hosts');
     assert.ok(JSON.stringify(list.json).includes(hostId));
     await reachCapsule(r, await createOn(r, hostId), 'plain');
+  });
+});
+
+/**
+ * A TLS connection to the agent left in the middle of its handshake, as a control plane's is when
+ * the agent begins to stop: the agent accepted it and answered the client's hello; the client's
+ * last handshake flight is held until finish(), which then polls GET /health over h2 every 2 s, as
+ * a replica polls GetHostInfo, counting the answers.
+ */
+async function midHandshake(host: string, port: number) {
+  const raw = net.connect(port, host);
+  raw.on('error', () => undefined);
+  let firstFlightSent = false;
+  let released = false;
+  const held: Buffer[] = [];
+  const pipe = new Duplex({
+    read() {},
+    write(chunk: Buffer, _enc, cb) {
+      if (firstFlightSent && !released) held.push(chunk);
+      else raw.write(chunk);
+      firstFlightSent = true;
+      cb();
+    },
+  });
+  const serverAnswered = new Promise<void>((resolve, reject) => {
+    raw.once('data', () => resolve());
+    raw.once('close', () => reject(new Error('the agent closed the connection before answering its TLS hello')));
+  });
+  raw.on('data', (d: Buffer) => pipe.push(d));
+  raw.once('close', () => pipe.destroy());
+  const secure = tls.connect({ socket: pipe, rejectUnauthorized: false, ALPNProtocols: ['h2'] });
+  secure.on('error', () => undefined);
+  await serverAnswered;
+  return {
+    finish() {
+      released = true;
+      for (const c of held.splice(0)) raw.write(c);
+      let answered = 0;
+      let session: http2.ClientHttp2Session | undefined;
+      const poll = () => {
+        if (raw.destroyed) return;
+        session ??= http2.connect(`https://${host}:${port}`, { createConnection: () => secure });
+        session.on('error', () => undefined);
+        const req = session.request({ ':path': '/health' });
+        req.on('response', (h) => {
+          if (h[':status'] === 200) answered++;
+        });
+        req.on('error', () => undefined);
+        req.resume();
+        req.end();
+      };
+      poll();
+      const timer = setInterval(poll, 2_000);
+      return {
+        answered: () => answered,
+        stop() {
+          clearInterval(timer);
+          session?.destroy();
+          raw.destroy();
+        },
+      };
+    },
+  };
+}
+
+/** Resolves once nothing listens on host:port any more (connections refused), failing after 60 s. */
+async function refused(host: string, port: number): Promise<void> {
+  for (const t0 = Date.now(); ; ) {
+    const r = await new Promise<string>((resolve) => {
+      const s = net.connect(port, host);
+      s.once('connect', () => {
+        s.destroy();
+        resolve('connected');
+      });
+      s.once('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? e.message));
+    });
+    if (r === 'ECONNREFUSED') return;
+    if (Date.now() - t0 > 60_000) assert.fail(`${host}:${port} still accepts connections 60 s after SIGTERM`);
+    await sleep(50);
+  }
+}
+
+test('wrenn agent stops at SIGTERM while its control plane polls it, a warm-pool boot is under way and a TLS handshake straddles the stop', async () => {
+  await scenario({ https: false }, async (r) => {
+    const first = await r.startAgent(['--token', await newToken(r)]);
+    const hostId = await registeredAndBeating(r, first.line);
+    // Built into the agent's images dir by this create; the capsule keeps running across the stop.
+    const capsule = await createOn(r, hostId);
+    await stopProc(first.proc);
+    // A template whose service never listens: its pooled capsule stays booting, waiting for the port.
+    const slow = join(r.agentDir, 'images', 'slow');
+    mkdirSync(join(slow, 'rootfs'), { recursive: true });
+    writeFileSync(
+      join(slow, 'manifest.json'),
+      JSON.stringify({
+        name: 'slow',
+        kind: 'snapshot',
+        parent: 'minimal',
+        layers: ['slow', 'minimal'],
+        runtimes: ['namespace'],
+        created_at: new Date().toISOString(),
+        size: 0,
+        readyPorts: [9],
+      }),
+    );
+    const ours = () => readdirSync('/run/netns').filter((n) => n.startsWith(`${prefix}-`));
+    const kept = ours();
+    const { proc, line } = await r.startAgent(['--warm-pool', 'slow=1']);
+    let out = '';
+    proc.stdout?.on('data', (d: Buffer) => (out += d));
+    proc.stderr?.on('data', (d: Buffer) => (out += d));
+    const exited = new Promise<number | null>((resolve) => proc.once('exit', (c) => resolve(c)));
+    await registeredAndBeating(r, line);
+    const report = (await r.call('GET', '/v1/hosts')).json.hosts as { id: string; warm_pools: unknown[] }[];
+    assert.deepEqual(
+      report.find((h) => h.id === hostId)?.warm_pools,
+      [{ template: 'slow', ready: 0, target: 1 }],
+      'the pooled capsule of slow is still booting',
+    );
+
+    const straddle = await midHandshake(simHost.address, AGENT_PORT);
+    proc.kill('SIGTERM');
+    await refused(simHost.address, AGENT_PORT);
+    const polls = straddle.finish();
+    let timer: NodeJS.Timeout | undefined;
+    const code = await Promise.race([
+      exited,
+      new Promise<'running'>((resolve) => {
+        timer = setTimeout(() => resolve('running'), 90_000);
+      }),
+    ]);
+    clearTimeout(timer);
+    polls.stop();
+    if (code === 'running') {
+      proc.kill('SIGKILL');
+      assert.fail(
+        `wrenn agent still running 90 s after SIGTERM; it answered ${polls.answered()} polls on a connection whose TLS handshake was under way when it began to stop, and a warm-pool boot of slow was waiting for its port:\n${out.slice(-3000)}`,
+      );
+    }
+    assert.equal(code, 0, `wrenn agent exited ${code}:\n${out.slice(-3000)}`);
+    assert.equal(polls.answered(), 0, 'no request was answered on that connection after the agent began to stop');
+    assert.deepEqual(ours(), kept, "the pooled capsule under way went with the agent; the user's capsule stayed");
+
+    // Started again, it serves the capsule it kept.
+    const again = await r.startAgent([]);
+    await registeredAndBeating(r, again.line);
+    await reachCapsule(r, capsule, 'after-stop');
   });
 });

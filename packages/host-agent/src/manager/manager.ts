@@ -12,7 +12,7 @@ import { createEnvdClient, type EnvdClient, runInCapsule, waitForEnvd } from '..
 import { TRUST_CA_SCRIPT } from '../network/index.js';
 import type { PruneReport } from '../oci/image-gc.js';
 import { HostCapacityError } from '../runtimes/capacity-error.js';
-import type { CapsuleRuntime, CapsuleStats, EnvdInit, RuntimeName } from '../runtimes/runtime.js';
+import type { CapsuleRuntime, CapsuleStats, EnvdInit, RuntimeHandle, RuntimeName } from '../runtimes/runtime.js';
 import { VolumeStore } from '../volumes/index.js';
 import { assertVolumesFree, assertVolumeUnused, checkVolumeMounts, volumeSources } from './capsule-volumes.js';
 import { warmUpEnvd } from './envd-warm-up.js';
@@ -40,7 +40,7 @@ import type {
   TimeoutAction,
 } from './types.js';
 import { checkRange, checkTemplateName, hostLimits } from './validate.js';
-import { MAX_WARM_PER_TEMPLATE, type PooledCapsule, WarmPool, type WarmPoolStatus } from './warm-pool.js';
+import { MAX_WARM_PER_TEMPLATE, type PooledCapsule, untilAborted, WarmPool, type WarmPoolStatus } from './warm-pool.js';
 
 /** A create request as the agent's Connect service checked it (validate.ts) against the contract. */
 export interface CreateCapsuleInput extends CapsuleRequest {
@@ -110,7 +110,7 @@ export class SandboxManager {
       sizes: deps.warmPool ?? {},
       vcpus: DEFAULT_VCPUS,
       memoryMb: DEFAULT_MEMORY_MB,
-      boot: (template) => this.bootPooled(template),
+      boot: (template, signal) => this.bootPooled(template, signal),
       release: (e) => {
         this.exits.unwatch(poolKey(e.runtimeId));
         return this.releaseRuntime(deps.defaultRuntime, e.runtimeId, e.handle);
@@ -164,6 +164,7 @@ export class SandboxManager {
     );
   }
 
+  /** Stops the manager's work: refuses new warm-pool work at once, aborts refills under way, destroys pooled capsules. */
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.reaper) clearTimeout(this.reaper);
@@ -252,6 +253,11 @@ export class SandboxManager {
   /** Each warm pool (ready and target per template), in the runtime pooled capsules boot on. */
   warmPools(): (WarmPoolStatus & { runtime: RuntimeName })[] {
     return this.pool.report().map((p) => ({ ...p, runtime: this.deps.defaultRuntime }));
+  }
+
+  /** Warm-pool boots under way (what a slow stop() waits for: each gives back what it made). */
+  warmPoolBootsInFlight(): number {
+    return this.pool.bootsInFlight();
   }
 
   /** The warm pool's targets per template now. */
@@ -526,16 +532,27 @@ export class SandboxManager {
     });
   }
 
-  /** Boots a capsule for the warm pool under an internal id; /init comes when it is claimed. */
-  private async bootPooled(template: string): Promise<PooledCapsule> {
+  /**
+   * Boots a capsule for the warm pool under an internal id; /init comes when it is claimed.
+   * `signal` (the pool stops: the agent shuts down) ends it between steps and stops its waits; what
+   * it made so far (network, runtime) is destroyed before it rejects. A template build it started
+   * is not waited for (it finishes or is cleaned up by the next build).
+   */
+  private async bootPooled(template: string, signal: AbortSignal): Promise<PooledCapsule> {
     // The pool counts this boot as held already; a full host does not refill its pool.
     this.assertRoom(1);
     const runtimeId = newCapsuleId();
     const runtime = this.runtimeOf({ runtime: this.deps.defaultRuntime } as CapsuleRecord);
     const metadata = { WRENN_SANDBOX_ID: runtimeId, WRENN_TEMPLATE_ID: template };
+    // The template first (a first use builds it, which may take minutes): a shutdown does not wait for it.
+    if (!(await this.deps.templates.get(template)))
+      await untilAborted(this.deps.templates.ensure(template), signal, `warm-pool boot of ${template}`);
+    signal.throwIfAborted();
     const network = await this.deps.network.create(runtimeId, { internet: true, metadata });
+    let handle: RuntimeHandle | undefined;
     try {
-      const handle = await runtime.create({
+      signal.throwIfAborted();
+      handle = await runtime.create({
         id: runtimeId,
         template,
         vcpus: DEFAULT_VCPUS,
@@ -549,13 +566,18 @@ export class SandboxManager {
         if (this.pool.drop(runtimeId))
           this.log('error', 'warm-pool capsule died; dropped and replaced', { runtimeId, template, reason });
       });
+      signal.throwIfAborted();
       const address = handle.address || network.capsuleIp;
-      await waitForEnvd(address, ENVD_BOOT_TIMEOUT_MS);
-      await warmUpEnvd(address);
-      await waitForReadyPorts(address, (await this.deps.templates.get(template))?.readyPorts);
+      const what = `warm-pool capsule ${runtimeId}`;
+      await untilAborted(waitForEnvd(address, ENVD_BOOT_TIMEOUT_MS), signal, what);
+      await untilAborted(warmUpEnvd(address), signal, what);
+      const readyPorts = (await this.deps.templates.get(template))?.readyPorts;
+      await untilAborted(waitForReadyPorts(address, readyPorts), signal, what);
       return { runtimeId, template, vcpus: DEFAULT_VCPUS, memoryMb: DEFAULT_MEMORY_MB, handle, network, address };
     } catch (err) {
-      await this.deps.network.destroy(runtimeId).catch(() => undefined);
+      // Whatever it made goes (a boot that failed or was aborted after its runtime started, too).
+      if (handle) await this.releaseRuntime(this.deps.defaultRuntime, runtimeId, handle).catch(() => undefined);
+      else await this.deps.network.destroy(runtimeId).catch(() => undefined);
       throw err;
     }
   }

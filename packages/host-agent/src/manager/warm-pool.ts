@@ -6,6 +6,10 @@
 // The sizes can change while the agent runs (resize(), the SetWarmPool call an admin makes through
 // the control plane), and report() says what is ready per template: GetHostInfo carries it, so the
 // control plane's scheduler sends a create to a host that has a ready capsule of its template.
+// stop() (the agent's shutdown) refuses new pool work at once, aborts the boots under way (each
+// gives back what it made so far) and destroys the ready capsules: a shutdown never waits for a
+// refill to finish booting, nor does a resize sent while it stops start a new one.
+import { UnavailableError } from '@wrenn/protocol';
 import type { RuntimeHandle } from '../runtimes/runtime.js';
 import type { CapsuleNetworkInfo } from './types.js';
 
@@ -37,7 +41,8 @@ export interface WarmPoolOptions {
   sizes: Record<string, number>;
   vcpus: number;
   memoryMb: number;
-  boot(template: string): Promise<PooledCapsule>;
+  /** Boots one; `signal` aborts it (the pool stops): it then releases what it made and rejects. */
+  boot(template: string, signal: AbortSignal): Promise<PooledCapsule>;
   release(entry: PooledCapsule): Promise<void>;
   onError?(template: string, err: unknown): void;
 }
@@ -48,6 +53,7 @@ export class WarmPool {
   /** Boots under way: stop() waits for them, so none finishes after the agent is gone. */
   private readonly inflight = new Set<Promise<unknown>>();
   private stopped = false;
+  private readonly abort = new AbortController();
   private sizes: Record<string, number>;
 
   constructor(private readonly o: WarmPoolOptions) {
@@ -74,12 +80,23 @@ export class WarmPool {
     return Object.fromEntries(Object.entries(this.sizes).filter(([, n]) => n > 0));
   }
 
+  /** true once stop() began: no boot starts any more. */
+  get stopping(): boolean {
+    return this.stopped;
+  }
+
+  /** Boots under way now (what a slow stop() waits for). */
+  bootsInFlight(): number {
+    return this.inflight.size;
+  }
+
   /**
    * New targets (a template left out keeps none): ready capsules beyond a target are released now,
    * a boot still under way for one is released when it finishes (see fill), missing ones boot.
+   * Refused once the pool stops (the agent is shutting down).
    */
   async resize(sizes: Record<string, number>): Promise<void> {
-    if (this.stopped) return;
+    if (this.stopped) throw new UnavailableError('the host agent is shutting down: warm pool sizes are not taken');
     this.sizes = { ...sizes };
     const extra: [string, PooledCapsule][] = [];
     for (const [template, list] of this.ready) {
@@ -147,7 +164,7 @@ export class WarmPool {
     const have = (this.ready.get(template)?.length ?? 0) + (this.booting.get(template) ?? 0);
     for (let i = have; i < want; i++) {
       this.booting.set(template, (this.booting.get(template) ?? 0) + 1);
-      const boot = this.o.boot(template).then(
+      const boot = this.o.boot(template, this.abort.signal).then(
         async (entry) => {
           this.booting.set(template, (this.booting.get(template) ?? 1) - 1);
           const list = this.ready.get(template) ?? [];
@@ -158,7 +175,7 @@ export class WarmPool {
         },
         (err: unknown) => {
           this.booting.set(template, (this.booting.get(template) ?? 1) - 1);
-          this.o.onError?.(template, err);
+          if (!this.abort.signal.aborted) this.o.onError?.(template, err);
         },
       );
       this.inflight.add(boot);
@@ -166,13 +183,37 @@ export class WarmPool {
     }
   }
 
-  /** Destroys every pooled capsule. */
+  /** Aborts the boots under way and destroys every pooled capsule. */
   async stop(): Promise<void> {
     this.stopped = true;
-    // A boot that finishes now releases its capsule itself (see fill); wait for that.
+    this.abort.abort();
+    // An aborted boot releases what it made (see boot); one that finishes now releases its capsule
+    // itself (see fill). Wait for that, so nothing is left running.
     await Promise.allSettled([...this.inflight]);
     const all = [...this.ready.values()].flat();
     this.ready.clear();
     await Promise.all(all.map((e) => this.o.release(e).catch(() => undefined)));
   }
+}
+
+/**
+ * `work`'s outcome, or a rejection as soon as `signal` aborts: a boot stops waiting (for envd, a
+ * template build) when the pool stops. The work itself goes on; its outcome is then dropped.
+ */
+export function untilAborted<T>(work: Promise<T>, signal: AbortSignal, what: string): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(new UnavailableError(`${what}: stopped, the host agent is shutting down`));
+    if (signal.aborted) onAbort();
+    else signal.addEventListener('abort', onAbort, { once: true });
+    work.then(
+      (v) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(v);
+      },
+      (err: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(err);
+      },
+    );
+  });
 }
