@@ -285,6 +285,8 @@ export async function startControlPlane(opts: StartControlPlaneOptions): Promise
       tlsFront?.close();
       for (const c of secureConns) c.destroy();
       await app.close();
+      // Its connections to the agents too (after the API: a request still answered may use them).
+      agents.close();
       await database.close();
     },
   };

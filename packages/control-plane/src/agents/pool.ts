@@ -4,8 +4,13 @@
 // same connection's flow control. An agent running in this process (`wrenn up`) is called directly
 // (in-process-client.ts, no credential needed) unless WRENN_LOCAL_AGENT_RPC=http. Either way calls
 // fail with domain errors (domain-errors-client.ts), not ConnectErrors.
+// The pool owns each host's HTTP/2 session: a client it forgets (a host that failed a call) or
+// replaces (a new address, secret or certificate) has its connection closed at once, rather than
+// left open, pinging the agent, until its idle timeout: an agent that stops owes no replica a
+// connection.
 import type { ServiceImpl } from '@connectrpc/connect';
-import { type AgentClient, createAgentClient } from '@wrenn/host-agent/client';
+import { Http2SessionManager } from '@connectrpc/connect-node';
+import { type AgentClient, createAgentClient, pinnedTls } from '@wrenn/host-agent/client';
 import { HostAgentService } from '@wrenn/protocol/gen/hostagent/v1/hostagent_pb';
 import { withDomainErrors } from './domain-errors-client.js';
 import { createInProcessClient } from './in-process-client.js';
@@ -24,7 +29,7 @@ export interface AgentEndpoint {
 }
 
 export class AgentPool {
-  private readonly clients = new Map<string, { key: string; client: AgentClient }>();
+  private readonly clients = new Map<string, { key: string; client: AgentClient; session: Http2SessionManager }>();
   private readonly inProcess = new Map<string, AgentClient>();
 
   /** Calls to this host go straight to its service implementation, which runs in this process. */
@@ -40,25 +45,34 @@ export class AgentPool {
     const key = `${host.address} ${host.agentSecret ?? ''} ${host.agentTlsCert ?? ''}`;
     const have = this.clients.get(host.id);
     if (have && have.key === key) return have.client;
+    have?.session.abort();
+    const pin = host.agentTlsCert && host.address.startsWith('https:') ? pinnedTls(host.agentTlsCert) : undefined;
+    const session = new Http2SessionManager(
+      host.address,
+      // Keep the HTTP/2 session warm; a new session costs a round trip on the create path.
+      { pingIntervalMs: 30_000, idleConnectionTimeoutMs: 15 * 60_000 },
+      pin ?? {},
+    );
     const client = withDomainErrors(
       createAgentClient(
         host.address,
         host.agentSecret ?? '',
-        {
-          httpVersion: '2',
-          useBinaryFormat: true,
-          // Keep the HTTP/2 session warm; a new session costs a round trip on the create path.
-          pingIntervalMs: 30_000,
-          idleConnectionTimeoutMs: 15 * 60_000,
-        },
+        { httpVersion: '2', useBinaryFormat: true, sessionManager: session },
         host.agentTlsCert,
       ),
     );
-    this.clients.set(host.id, { key, client });
+    this.clients.set(host.id, { key, client, session });
     return client;
   }
 
+  /** Drops the host's client and closes its connection (calls under way on it fail). */
   forget(hostId: string): void {
+    this.clients.get(hostId)?.session.abort();
     this.clients.delete(hostId);
+  }
+
+  /** Closes every connection to an agent (the control plane stops). */
+  close(): void {
+    for (const id of [...this.clients.keys()]) this.forget(id);
   }
 }
