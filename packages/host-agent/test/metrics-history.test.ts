@@ -1,5 +1,6 @@
 // MetricsHistory without capsules: CPU use from the cumulative counter between samples, the range
-// query, the bound on samples kept, forgetting a capsule, and a capsule whose stats fail.
+// query, the bound on samples kept, forgetting a capsule, a capsule whose stats fail, and the reads a
+// round makes (counted, not timed) with idle capsules and with a busy one beside them.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { MetricsHistory } from '../src/manager/metrics-history.js';
@@ -122,6 +123,7 @@ test('an idle capsule (CPU counter unmoved) repeats its last sample without a fu
 test('an unchanged all-capsules counter repeats every sample without a read per capsule; any move reads them', async () => {
   const s = source(1);
   let total = 0n;
+  let memTick = 0;
   let reads = 0;
   let fulls = 0;
   const src = {
@@ -134,7 +136,8 @@ test('an unchanged all-capsules counter repeats every sample without a read per 
       reads++;
       return s.cpu.get(id);
     },
-    allCpuUsageNs: () => total,
+    // Memory moves every round here: only the CPU total decides (the once-a-minute full sample stays due).
+    allUsage: () => (total === undefined ? undefined : { cpuNs: total, memoryBytes: BigInt(++memTick) }),
   };
   const h = new MetricsHistory(src, 60_000, 100, 60_000);
   await h.sampleAll(); // first round: full samples
@@ -163,4 +166,145 @@ test('an unchanged all-capsules counter repeats every sample without a read per 
   const before = reads;
   await h.sampleAll();
   assert.equal(reads - before, 3);
+});
+
+/** 50 idle capsules and one busy one, with the runtime's counters: every read of each kind counted. */
+function host(n: number) {
+  const cpu = new Map<string, bigint>();
+  const mem = new Map<string, bigint>();
+  for (let i = 0; i < n; i++) {
+    cpu.set(`c${i}`, 1_000_000n);
+    mem.set(`c${i}`, 8_000_000n);
+  }
+  // A busy capsule uses half a vCPU from the time it is marked: its counter is read off the clock,
+  // so its share is ~50 % however long the rounds (and any stall between them) take.
+  const busySince = new Map<string, number>();
+  const counter = (id: string) => {
+    const since = busySince.get(id);
+    const base = cpu.get(id);
+    return base === undefined || since === undefined ? base : base + BigInt((Date.now() - since) * 500_000);
+  };
+  const reads = { all: 0, cpu: new Map<string, number>(), full: new Map<string, number>() };
+  const bump = (m: Map<string, number>, id: string) => m.set(id, (m.get(id) ?? 0) + 1);
+  const sum = (m: Map<string, bigint>) => [...m.values()].reduce((a, b) => a + b, 0n);
+  const cpuSum = () => [...cpu.keys()].reduce((a, id) => a + (counter(id) ?? 0n), 0n);
+  const src = {
+    running: () => [...cpu.keys()].map((id) => ({ id, vcpus: 1 })),
+    stats: async (id: string): Promise<CapsuleStats> => {
+      bump(reads.full, id);
+      return {
+        cpuUsageNs: counter(id) ?? 0n,
+        memoryBytes: Number(mem.get(id) ?? 0n),
+        memoryLimitBytes: 512 << 20,
+        pids: 2,
+        diskUsedBytes: 4096,
+      };
+    },
+    cpuUsageNs: (id: string) => {
+      bump(reads.cpu, id);
+      return counter(id);
+    },
+    allUsage: () => {
+      reads.all++;
+      return { cpuNs: cpuSum(), memoryBytes: sum(mem) };
+    },
+  };
+  const total = (m: Map<string, number>) => [...m.values()].reduce((a, b) => a + b, 0);
+  /** Marks a capsule busy from now, or stops it (its counter stays where it got to). */
+  const busy = (id: string, on: boolean) => {
+    if (on) busySince.set(id, Date.now());
+    else {
+      cpu.set(id, counter(id) ?? 0n);
+      busySince.delete(id);
+    }
+  };
+  return { cpu, mem, reads, src, total, busy };
+}
+
+test('idle capsules on a still host: no read per capsule, not even the once-a-minute full sample', async () => {
+  const h0 = host(50);
+  // Full samples due every round (period 0) unless the host's counters stand still.
+  const h = new MetricsHistory(h0.src, 60_000, 100, 0);
+  await h.sampleAll();
+  assert.equal(h0.total(h0.reads.full), 50, 'the first round samples each capsule in full');
+  for (let i = 0; i < 5; i++) await h.sampleAll();
+  assert.equal(h0.total(h0.reads.full), 50, 'no full sample while nothing moved');
+  assert.equal(h0.total(h0.reads.cpu), 0, 'no per-capsule counter read while nothing moved');
+  assert.equal(h0.reads.all, 6, 'one read of the totals per round');
+  assert.equal(h.stillRounds, 5);
+  const s = h.range('c7', 0, Date.now());
+  assert.equal(s.length, 6, 'each round still records a sample');
+  assert.ok(s.every((x) => x.cpuUsedPct === 0 && x.memUsedBytes === 8_000_000 && x.pids === 2));
+  assert.ok(s.every((x, i) => i === 0 || x.timestampMs >= (s[i - 1]?.timestampMs ?? 0)));
+  // Memory moved somewhere (page cache reclaim: no CPU): the due full samples are taken again.
+  h0.mem.set('c3', 7_000_000n);
+  await h.sampleAll();
+  assert.equal(h0.total(h0.reads.full), 100);
+  assert.equal(h.range('c3', 0, Date.now()).at(-1)?.memUsedBytes, 7_000_000);
+});
+
+test('one busy capsule beside 50 idle ones: its CPU is right and it alone gets full samples', async () => {
+  const h0 = host(51);
+  const h = new MetricsHistory(h0.src, 60_000, 100, 60_000);
+  await h.sampleAll();
+  await h.sampleAll();
+  h0.reads.cpu.clear();
+  h0.reads.full.clear();
+  const rounds = 4;
+  h0.busy('c50', true);
+  const pcts: number[] = [];
+  for (let r = 0; r < rounds; r++) {
+    await new Promise((res) => setTimeout(res, 40));
+    await h.sampleAll();
+    pcts.push(h.lastCpuPct('c50'));
+  }
+  // Half a vCPU; the first round's interval began before the capsule got busy, hence the low bound.
+  assert.ok(
+    pcts.slice(1).every((p) => p > 40 && p <= 55) && (pcts[0] ?? 0) > 0,
+    `the busy capsule's CPU share each round: ${pcts.join(', ')} (about 50)`,
+  );
+  assert.equal(h0.reads.full.get('c50'), rounds, 'the busy capsule has a full sample each round');
+  assert.equal(h0.total(h0.reads.full), rounds, 'no idle capsule has a full sample');
+  // Each idle capsule costs one counter read per round (a kept-open file in the namespace runtime).
+  assert.equal(h0.reads.cpu.get('c0'), rounds);
+  for (let i = 0; i < 50; i++) {
+    const s = h.range(`c${i}`, 0, Date.now());
+    assert.equal(s.length, 2 + rounds);
+    assert.ok(
+      s.every((x) => x.cpuUsedPct === 0),
+      `c${i} shows no CPU`,
+    );
+  }
+  // The busy one stops: the next round (its counter moved since the last) reads all once more,
+  // then the host stands still and reads nothing per capsule.
+  h0.busy('c50', false);
+  await h.sampleAll();
+  const before = h0.total(h0.reads.cpu);
+  await h.sampleAll();
+  await h.sampleAll();
+  assert.equal(h0.total(h0.reads.cpu), before);
+  assert.equal(h.lastCpuPct('c50'), 0);
+});
+
+test('repeated samples are kept as runs: the bound and the range still count every sample', async () => {
+  const h0 = host(1);
+  const h = new MetricsHistory(h0.src, 60_000, 300, 60_000);
+  for (let i = 0; i < 400; i++) await h.sampleAll();
+  const s = h.range('c0', 0, Date.now());
+  assert.equal(s.length, 300, 'at most 300 kept');
+  // The oldest kept is the 101st taken: a repeat (CPU 0) standing in for the dropped full sample.
+  assert.ok(s.every((x) => x.cpuUsedPct === 0 && x.memUsedBytes === 8_000_000));
+  // A busy round starts a new run; the one before keeps its repeats.
+  h0.cpu.set('c0', 9_000_000_000n);
+  await new Promise((res) => setTimeout(res, 5));
+  await h.sampleAll();
+  const after = h.range('c0', 0, Date.now());
+  assert.equal(after.length, 300);
+  assert.ok((after.at(-1)?.cpuUsedPct ?? 0) > 0, 'the busy sample is the newest');
+  assert.deepEqual(
+    after.slice(0, -1).map((x) => x.cpuUsedPct),
+    Array(299).fill(0),
+  );
+  const t = after.map((x) => x.timestampMs);
+  assert.deepEqual(h.range('c0', t[10] ?? 0, t[20] ?? 0).length >= 11, true);
 });

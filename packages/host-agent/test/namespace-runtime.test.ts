@@ -4,7 +4,7 @@
 
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -301,8 +301,34 @@ test('stats report cpu, memory, pids and the upper layer disk use', async () => 
   assert.equal(s.memoryLimitBytes, 192 * 1024 * 1024);
   assert.ok(s.pids >= 2);
   assert.ok(s.diskUsedBytes >= 3 * 1024 * 1024, `disk used ${s.diskUsedBytes} < 3 MiB just written`);
+  // The counter alone (the metrics history's per-capsule read: a kept-open file read again at offset
+  // 0) is the same counter and moves with the capsule's work; the parent's totals include it.
+  const c1 = rt.cpuUsageNs(h) ?? -1n;
+  assert.ok(c1 >= s.cpuUsageNs, `counter ${c1} < ${s.cpuUsageNs} read before`);
+  await sh(h, 'i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done');
+  const c2 = rt.cpuUsageNs(h) ?? -1n;
+  assert.ok(c2 > c1, `the counter did not move with work (${c1} -> ${c2}): a stale read`);
+  const all = rt.allUsage();
+  assert.ok(all && all.cpuNs >= c2 && all.memoryBytes > 0n, `totals ${all?.cpuNs} / ${all?.memoryBytes}`);
   await destroy(rt, h);
+  assert.deepEqual(openFilesOf(h.id), [], 'a destroyed capsule left files open in the agent');
+  assert.equal(rt.cpuUsageNs(h), undefined, 'a destroyed capsule has no counter');
+  assert.deepEqual(openFilesOf(h.id), []);
 });
+
+/** The agent's (this process's) open files under a capsule's cgroups. */
+function openFilesOf(id: string): string[] {
+  const out: string[] = [];
+  for (const fd of readdirSync('/proc/self/fd')) {
+    try {
+      const target = readlinkSync(`/proc/self/fd/${fd}`);
+      if (target.startsWith('/sys/fs/cgroup/') && target.includes(id)) out.push(target);
+    } catch {
+      // closed meanwhile
+    }
+  }
+  return out;
+}
 
 test('a snapshot template carries files (and deletions) into new capsules, stacked over its parent', async (t) => {
   const rt = env.runtime();
@@ -356,7 +382,10 @@ test('hibernate keeps the disk, stops the processes and frees the cgroups; resum
   const h = await start(rt, `cl-t${rand()}`);
   await sh(h, 'echo kept > /root/note');
   const oldPid = h.state.pid;
+  const before = rt.cpuUsageNs(h) ?? -1n; // opens the counter file kept for the metrics history
+  assert.ok(before > 0n);
   const r = await rt.pause(h, 'hibernate');
+  assert.deepEqual(openFilesOf(h.id), [], 'the removed cgroup is still held open');
   assert.equal(r.processesKept, false);
   assert.match(r.keeps, /disk/);
   assert.equal(await rt.isAlive(h), false);
@@ -369,6 +398,13 @@ test('hibernate keeps the disk, stops the processes and frees the cgroups; resum
   handles.add(h2);
   assert.notEqual(h2.state.pid, oldPid);
   assert.equal(await rt.isAlive(h2), true);
+  // The counter is read from the new group, and moves with the capsule's work there.
+  const after = rt.cpuUsageNs(h2);
+  assert.ok(after !== undefined, 'no counter after resume');
+  const file = () => BigInt(readFileSync(`${rt.cgroups(h2.id).dirs.cpuacct}/cpuacct.usage`, 'utf8').trim());
+  assert.ok(after <= file());
+  await sh(h2, 'i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done');
+  assert.ok((rt.cpuUsageNs(h2) ?? -1n) > after, 'the counter after resume did not move with work');
   assert.equal(
     (await sh(h2, 'cat /root/note; wget -q -S -O /dev/null http://127.0.0.1:49983/health 2>&1 | head -1')).stdout.split(
       '\n',

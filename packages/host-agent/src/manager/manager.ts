@@ -93,17 +93,19 @@ export class SandboxManager {
         const rec = this.records.get(id);
         return rec?.handle ? this.runtimeOf(rec).cpuUsageNs?.(rec.handle) : undefined;
       },
-      allCpuUsageNs: () => {
+      allUsage: () => {
         // The sum over the runtimes that hold running capsules; unknown if one of them cannot tell.
         const names = new Set<string>();
         for (const r of this.records.values()) if (r.state === 'running') names.add(r.runtime);
-        let total = 0n;
+        let cpuNs = 0n;
+        let memoryBytes = 0n;
         for (const name of names) {
-          const v = this.deps.runtimes.get(name as RuntimeName)?.allCpuUsageNs?.();
+          const v = this.deps.runtimes.get(name as RuntimeName)?.allUsage?.();
           if (v === undefined) return undefined;
-          total += v;
+          cpuNs += v.cpuNs;
+          memoryBytes += v.memoryBytes;
         }
-        return total;
+        return { cpuNs, memoryBytes };
       },
     });
     this.pool = new WarmPool({

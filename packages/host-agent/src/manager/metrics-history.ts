@@ -6,16 +6,21 @@
 // writable layer where a capsule has no disk of its own) every 5 s was the agent's largest idle cost
 // (issue 15). An idle capsule cannot change its memory, processes or disk without using CPU, so when
 // the source offers a cheap CPU counter and it has not moved, the round repeats the last sample
-// (CPU 0) for the price of one file read; a full sample is still taken once a minute. When the
-// source also offers the CPU counter of all capsules together (the cgroup parent's) and that has
-// not moved since the previous round, no capsule sampled then used any CPU: the round repeats each
-// one's last sample without reading a file per capsule.
+// (CPU 0) for the price of one file read; a full sample is still taken once a minute (page cache
+// reclaim lowers memory without the capsule running).
+// When the source also offers the counters of all capsules together (the cgroup parent's CPU and
+// memory): if the CPU total has not moved since the previous round, no capsule sampled then used
+// CPU, and each one's last sample is repeated without a read per capsule; if the memory total has
+// not moved either, nothing a sample holds can have changed (reclaim included), so not even the
+// once-a-minute full sample is due: a host of idle capsules costs two file reads per round.
+// Repeated samples are kept as runs (a sample and the times it repeated, one number each), so an
+// idle capsule adds no object per round and two hours of them weigh ~11 KB, not ~130 KB.
 import type { CapsuleStats } from '../runtimes/runtime.js';
 
 export const METRICS_SAMPLE_INTERVAL_MS = 5_000;
 /** Samples kept per capsule: two hours at one every 5 s. */
 export const METRICS_SAMPLES_KEPT = 1_440;
-/** However idle a capsule, a full sample at least this often (page cache reclaim moves memory). */
+/** However idle a capsule, a full sample at least this often while the host's memory moves (page cache reclaim). */
 export const METRICS_FULL_SAMPLE_MS = 60_000;
 
 export interface MetricsSample {
@@ -29,18 +34,34 @@ export interface MetricsSample {
   pids: number;
 }
 
+/** The counters of all capsules together. */
+export interface AllUsage {
+  cpuNs: bigint;
+  memoryBytes: bigint;
+}
+
 export interface MetricsSource {
   /** Capsules to sample now (running ones) with their vCPU count. */
   running(): { id: string; vcpus: number }[];
   stats(id: string): Promise<CapsuleStats>;
   /** The cumulative CPU counter alone, when the runtime can read it for next to nothing. */
   cpuUsageNs?(id: string): bigint | undefined;
-  /** The cumulative CPU counter of all capsules together, when the runtimes can read it for next to nothing. */
-  allCpuUsageNs?(): bigint | undefined;
+  /** CPU and memory counters of all capsules together, when the runtimes can read them for next to nothing. */
+  allUsage?(): AllUsage | undefined;
+}
+
+/** A sample and the later samples that repeated it with CPU 0 (their times only). */
+interface Run {
+  first: MetricsSample;
+  repeats: number[];
 }
 
 interface Series {
-  samples: MetricsSample[];
+  runs: Run[];
+  /** Samples held in runs, the dropped ones (`skip`) not counted. */
+  count: number;
+  /** Samples of runs[0] dropped already (1: its first; 1 + k: its first and k repeats). */
+  skip: number;
   lastCpuNs?: bigint;
   lastAtMs?: number;
   lastFullAtMs?: number;
@@ -48,14 +69,19 @@ interface Series {
   round?: number;
 }
 
+/** Dropped samples of the oldest run are cut out of its array once this many pile up. */
+const COMPACT_AFTER = 256;
+
 export class MetricsHistory {
   private readonly series = new Map<string, Series>();
   private timer: NodeJS.Timeout | undefined;
   private stopped = true;
   private round = 0;
-  private lastAllCpuNs: bigint | undefined;
-  /** Samples repeated thanks to the all-capsules counter, without a read per capsule (tests, logs). */
+  private lastAll: AllUsage | undefined;
+  /** Samples repeated thanks to the all-capsules counters, without a read per capsule (tests, logs). */
   repeatedWithoutRead = 0;
+  /** Rounds where neither all-capsules counter moved: no file read beyond those two (tests, logs). */
+  stillRounds = 0;
 
   constructor(
     private readonly source: MetricsSource,
@@ -81,46 +107,73 @@ export class MetricsHistory {
 
   /** Samples taken from startMs to endMs, both included, oldest first. */
   range(id: string, startMs: number, endMs: number): MetricsSample[] {
-    const s = this.series.get(id)?.samples ?? [];
-    return s.filter((m) => m.timestampMs >= startMs && m.timestampMs <= endMs);
+    const s = this.series.get(id);
+    if (!s) return [];
+    const out: MetricsSample[] = [];
+    s.runs.forEach((run, i) => {
+      const skip = i === 0 ? s.skip : 0;
+      const t = run.first.timestampMs;
+      if (skip === 0 && t >= startMs && t <= endMs) out.push(run.first);
+      for (let k = Math.max(0, skip - 1); k < run.repeats.length; k++) {
+        const at = run.repeats[k]!;
+        if (at >= startMs && at <= endMs) out.push({ ...run.first, timestampMs: at, cpuUsedPct: 0 });
+      }
+    });
+    return out;
   }
 
   /** The newest sample's CPU use (0 before the second sample). */
   lastCpuPct(id: string): number {
-    return this.series.get(id)?.samples.at(-1)?.cpuUsedPct ?? 0;
+    const run = this.series.get(id)?.runs.at(-1);
+    return !run || run.repeats.length > 0 ? 0 : run.first.cpuUsedPct;
   }
 
   /** One round over the running capsules (also called by tests instead of waiting for the timer). */
   async sampleAll(): Promise<void> {
     // Read before any capsule of this round: a capsule's counter read later in the round includes
     // everything up to then, so an equal total next round means none of them moved since.
-    let all: bigint | undefined;
+    let all: AllUsage | undefined;
     try {
-      all = this.source.allCpuUsageNs?.();
+      all = this.source.allUsage?.();
     } catch {
       all = undefined;
     }
-    const nobodyMoved = all !== undefined && this.lastAllCpuNs !== undefined && all === this.lastAllCpuNs;
-    this.lastAllCpuNs = all;
+    const prev = this.lastAll;
+    const cpuStill = all !== undefined && prev !== undefined && all.cpuNs === prev.cpuNs;
+    const allStill = cpuStill && all?.memoryBytes === prev?.memoryBytes;
+    if (allStill) this.stillRounds++;
+    this.lastAll = all;
     const previous = this.round++;
+    const roundAt = Date.now();
     for (const { id, vcpus } of this.source.running()) {
+      if (cpuStill && this.repeatWithoutRead(id, vcpus, allStill ? undefined : Date.now(), roundAt, previous)) continue;
       const now = Date.now();
-      if (nobodyMoved && this.repeatWithoutRead(id, vcpus, now, previous)) continue;
       if (this.repeatIfIdle(id, vcpus, now)) continue;
       const stats = await this.source.stats(id).catch(() => undefined);
       if (stats) this.record(id, vcpus, stats, Date.now());
     }
   }
 
-  /** Repeats the last sample with CPU 0 for a capsule sampled in the previous round, no read. */
-  private repeatWithoutRead(id: string, vcpus: number, now: number, previous: number): boolean {
+  /**
+   * Repeats the last sample with CPU 0 for a capsule sampled in the previous round, no read. With
+   * `now` (only the CPU total stood still) not when its full sample is due; without, whenever.
+   */
+  private repeatWithoutRead(
+    id: string,
+    vcpus: number,
+    now: number | undefined,
+    roundAt: number,
+    previous: number,
+  ): boolean {
     const s = this.series.get(id);
-    const last = s?.samples.at(-1);
-    if (!s || !last || s.round !== previous || s.lastFullAtMs === undefined) return false;
-    if (now - s.lastFullAtMs >= this.fullSampleMs || last.cpuCount !== vcpus) return false;
-    s.lastAtMs = now;
+    const last = s?.runs.at(-1);
+    if (!s || !last || s.round !== previous || s.lastFullAtMs === undefined || last.first.cpuCount !== vcpus)
+      return false;
+    if (now !== undefined && now - s.lastFullAtMs >= this.fullSampleMs) return false;
+    const at = now ?? roundAt;
+    s.lastAtMs = at;
     s.round = this.round;
-    this.push(s, { ...last, timestampMs: now, cpuUsedPct: 0 });
+    this.repeat(s, at);
     this.repeatedWithoutRead++;
     return true;
   }
@@ -128,9 +181,9 @@ export class MetricsHistory {
   /** Repeats the last sample with CPU 0 when the capsule's CPU counter has not moved. */
   private repeatIfIdle(id: string, vcpus: number, now: number): boolean {
     const s = this.series.get(id);
-    const last = s?.samples.at(-1);
+    const last = s?.runs.at(-1);
     if (!s || !last || !this.source.cpuUsageNs || s.lastFullAtMs === undefined) return false;
-    if (now - s.lastFullAtMs >= this.fullSampleMs || last.cpuCount !== vcpus) return false;
+    if (now - s.lastFullAtMs >= this.fullSampleMs || last.first.cpuCount !== vcpus) return false;
     let cpu: bigint | undefined;
     try {
       cpu = this.source.cpuUsageNs(id);
@@ -140,14 +193,14 @@ export class MetricsHistory {
     if (cpu === undefined || cpu !== s.lastCpuNs) return false;
     s.lastAtMs = now;
     s.round = this.round;
-    this.push(s, { ...last, timestampMs: now, cpuUsedPct: 0 });
+    this.repeat(s, now);
     return true;
   }
 
   private record(id: string, vcpus: number, st: CapsuleStats, now: number): void {
     let s = this.series.get(id);
     if (!s) {
-      s = { samples: [] };
+      s = { runs: [], count: 0, skip: 0 };
       this.series.set(id, s);
     }
     let cpu = 0;
@@ -159,20 +212,53 @@ export class MetricsHistory {
     s.lastAtMs = now;
     s.lastFullAtMs = now;
     s.round = this.round;
-    this.push(s, {
-      timestampMs: now,
-      cpuUsedPct: Math.round(cpu * 100) / 100,
-      cpuCount: vcpus,
-      memUsedBytes: st.memoryBytes,
-      memTotalBytes: st.memoryLimitBytes,
-      diskUsedBytes: st.diskUsedBytes,
-      pids: st.pids,
+    s.runs.push({
+      first: {
+        timestampMs: now,
+        cpuUsedPct: Math.round(cpu * 100) / 100,
+        cpuCount: vcpus,
+        memUsedBytes: st.memoryBytes,
+        memTotalBytes: st.memoryLimitBytes,
+        diskUsedBytes: st.diskUsedBytes,
+        pids: st.pids,
+      },
+      repeats: [],
     });
+    this.added(s);
   }
 
-  private push(s: Series, sample: MetricsSample): void {
-    s.samples.push(sample);
-    if (s.samples.length > this.kept) s.samples.splice(0, s.samples.length - this.kept);
+  /** One more sample equal to the newest but at `at` with CPU 0. */
+  private repeat(s: Series, at: number): void {
+    s.runs.at(-1)?.repeats.push(at);
+    this.added(s);
+  }
+
+  /** Drops the oldest samples past `kept`. */
+  private added(s: Series): void {
+    s.count++;
+    while (s.count > this.kept) {
+      const oldest = s.runs[0];
+      if (!oldest) break;
+      const left = 1 + oldest.repeats.length - s.skip;
+      const over = s.count - this.kept;
+      if (left <= over) {
+        s.runs.shift();
+        s.count -= left;
+        s.skip = 0;
+        continue;
+      }
+      s.skip += over;
+      s.count -= over;
+      if (s.skip >= COMPACT_AFTER) {
+        // The oldest kept sample becomes the run's first (it is a repeat: CPU 0).
+        const at = oldest.repeats[s.skip - 1]!;
+        s.runs[0] = {
+          first: { ...oldest.first, timestampMs: at, cpuUsedPct: 0 },
+          repeats: oldest.repeats.slice(s.skip),
+        };
+        s.skip = 0;
+      }
+    }
   }
 
   private schedule(): void {

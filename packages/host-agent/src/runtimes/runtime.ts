@@ -111,8 +111,11 @@ export interface CapsuleRuntime {
    * history skips an idle capsule's full sample with it). Optional; undefined = not known.
    */
   cpuUsageNs?(handle: RuntimeHandle): bigint | undefined;
-  /** The cumulative CPU counter of all this runtime's capsules together, one cheap read. Optional. */
-  allCpuUsageNs?(): bigint | undefined;
+  /**
+   * The cumulative CPU counter and the memory use of all this runtime's capsules together, a cheap
+   * read each (the metrics history skips a round's per-capsule reads while they stand still). Optional.
+   */
+  allUsage?(): { cpuNs: bigint; memoryBytes: bigint } | undefined;
   /** Removes leftovers of capsules this agent no longer knows (namespaces, mounts, cgroups, rules). */
   cleanupStale(knownIds: ReadonlySet<string>): Promise<void>;
   /**
