@@ -106,6 +106,12 @@ export interface HostAgentServiceOptions {
 export function hostAgentService(o: HostAgentServiceOptions): ServiceImpl<typeof HostAgentService> {
   const m = o.manager;
   const pb = (rec: CapsuleRecord, withToken = false) => toPbCapsule(rec, o.envdVersion, withToken);
+  // Read once: GetHostInfo answers every 2 s (the control plane's heartbeat), os.cpus() reads
+  // /proc/cpuinfo and /proc/stat, and totalmem() /proc/meminfo, whose every read walks all the
+  // host's block devices (a loop device per capsule disk: it grows with the capsules). Neither
+  // figure changes while the agent runs.
+  const cpuCount = cpus().length;
+  const memoryMb = BigInt(Math.floor(totalmem() / (1 << 20)));
   const impl: ServiceImpl<typeof HostAgentService> = {
     async getHostInfo() {
       const caps = m.list().filter((c) => c.state === 'running' || c.state === 'starting' || c.state === 'paused');
@@ -115,8 +121,8 @@ export function hostAgentService(o: HostAgentServiceOptions): ServiceImpl<typeof
         hostname: hostname(),
         runtimes: o.runtimes,
         defaultRuntime: o.defaultRuntime,
-        cpuCount: cpus().length,
-        memoryMb: BigInt(Math.floor(totalmem() / (1 << 20))),
+        cpuCount,
+        memoryMb,
         capsulesRunning: caps.length,
         vcpusAllocated: caps.reduce((n, c) => n + c.vcpus, 0),
         memoryMbAllocated: BigInt(caps.reduce((n, c) => n + c.memoryMb, 0)),
