@@ -34,13 +34,17 @@ export interface CapacityConfig {
 
 export const DEFAULT_MEMORY_RESERVE_MB = 1024;
 
-/** Per-capsule figures from idle `minimal` capsules on the development machine (bench/host-periodic.mjs: 2.2 agent fds each; bench/density.mjs: 2.7), rounded up. */
+/**
+ * Per-capsule figures from idle `minimal` capsules on the development machine (bench/host-periodic.mjs:
+ * 2.2 agent fds each, 3.1 since the metrics history keeps each capsule's cpuacct.usage open;
+ * bench/density.mjs: 2.7 before that), rounded up.
+ */
 export const DEFAULT_PER_CAPSULE: CapacityConfig['perCapsule'] = {
   startMb: 64,
   idleMb: 16,
   tasks: 16,
   hostFiles: 64,
-  agentFds: 3,
+  agentFds: 4,
 };
 
 export type CapacityResource =
