@@ -21,12 +21,9 @@ const tag = need('CLUSTER_AGENT_TAG');
 const base = slotNetwork(slot);
 const local = await startLocalAgent({
   dataDir: need('CLUSTER_AGENT_DIR'),
-  // The teardown run listens where no replica reaches it: a replica still polling the host would
-  // otherwise talk to it (and push the host's warm-pool sizes) while it destroys and closes.
-  listen:
-    process.env.CLUSTER_AGENT_DESTROY === '1'
-      ? { host: '127.0.0.1', port: 0 }
-      : { host: need('CLUSTER_AGENT_HOST'), port: Number(need('CLUSTER_AGENT_PORT')) },
+  // The teardown run too listens on the host's address, where the replicas still poll it (and may
+  // send it warm-pool sizes) while it destroys and closes: its close() must not wait for them.
+  listen: { host: need('CLUSTER_AGENT_HOST'), port: Number(need('CLUSTER_AGENT_PORT')) },
   imagesDir: SHARED_IMAGES,
   cgroupParent: `wrenn-cluster-${tag}`,
   network: {

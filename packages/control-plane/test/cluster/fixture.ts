@@ -358,8 +358,9 @@ async function destroyAgentLeftovers(a: ClusterAgent, env: NodeJS.ProcessEnv): P
   p.stderr?.on('data', (d: Buffer) => {
     err += d.toString();
   });
-  // Bounded: a teardown that hangs must not hold the whole test run (seen once in CI: the teardown
-  // process of a warm-pool agent still serving a replica after 20 min). Killed, it says so with its log.
+  // A guard only: a teardown that hangs must not hold the whole test run (seen once in CI before the
+  // agent's close() ended connections accepted mid-handshake: the teardown process still served a
+  // replica's polls after 20 min). Killed, it says so with its log.
   const deadline = setTimeout(() => {
     process.stderr.write(`cluster fixture: agent ${a.index} teardown still running after 90 s; killed\n`);
     p.kill('SIGKILL');
