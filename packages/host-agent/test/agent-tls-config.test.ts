@@ -1,7 +1,7 @@
 // A remote agent's TLS, below the live test (control-plane agent-tls.test.ts): the `wrenn agent`
-// flags, the certificate made once under the data dir (or the operator's files), the dual listener
-// speaking h2 and HTTP/1.1 over TLS by ALPN, the pinned client accepting that certificate and no
-// other, and the registration client's consistency checks.
+// flags (and its stop timeout), the certificate made once under the data dir (or the operator's
+// files), the dual listener speaking h2 and HTTP/1.1 over TLS by ALPN, the pinned client accepting
+// that certificate and no other, and the registration client's consistency checks.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -13,7 +13,7 @@ import { after, test } from 'node:test';
 import { listenDual } from '@wrenn/envd/host';
 import { AgentTlsError, loadAgentTls } from '../src/auth/agent-tls.js';
 import { agentTlsFailure, pinnedTls } from '../src/auth/pinned-tls.js';
-import { parseAgentTls } from '../src/cli.js';
+import { parseAgentTls, parseStopTimeout } from '../src/cli.js';
 import { RegistrationError, registerWithControlPlane } from '../src/registration/register-client.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'wrenn-agent-tls-cfg-'));
@@ -26,6 +26,15 @@ test('`wrenn agent` serves TLS by default; files win; off is plain; bad combinat
   assert.throws(() => parseAgentTls({ tlsCert: '/c' }), /go together/);
   assert.throws(() => parseAgentTls({ tls: 'off', tlsCert: '/c', tlsKey: '/k' }), /cannot be combined/);
   assert.throws(() => parseAgentTls({ tls: 'yes' }), /self-signed or off/);
+});
+
+test('WRENN_AGENT_STOP_TIMEOUT_MS: 60 s by default, milliseconds of at least 1000, anything else refused', () => {
+  assert.equal(parseStopTimeout(undefined), 60_000);
+  assert.equal(parseStopTimeout(''), 60_000);
+  assert.equal(parseStopTimeout('1000'), 1000);
+  assert.equal(parseStopTimeout('90000'), 90_000);
+  for (const bad of ['999', '0', '-5', '1e4', '10s', ' 5000', '1234567890'])
+    assert.throws(() => parseStopTimeout(bad), /WRENN_AGENT_STOP_TIMEOUT_MS must be milliseconds/, bad);
 });
 
 test('the self-signed certificate is made once, its key readable by root only', () => {
