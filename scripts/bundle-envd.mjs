@@ -31,7 +31,7 @@ const { ENVD_NODE_FLAGS, ENVD_START, envdV8Flags } = await import(
 const NATIVE = [
   { name: 'node-pty', dirs: ['node-pty'] },
   // envd loads only the compiled addon (require('@wrenn/native/addon'), for its vfork-style spawn).
-  // Only the addon stays external: the package's plain JS (spawn-results) is bundled.
+  // Only the addon stays external: the package's plain JS (spawn-results, native-child) is bundled.
   { name: '@wrenn/native', external: '@wrenn/native/addon', dirs: ['@wrenn/native'] },
 ];
 // Only what node-pty needs at run time: its JS and the compiled addon.

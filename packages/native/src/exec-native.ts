@@ -6,10 +6,11 @@
 // only for pids it started, never waitpid(-1), so child_process's children stay libuv's).
 // Without the addon (or with WRENN_NATIVE_SPAWN=0, for comparisons) both run on child_process.
 import { spawn as nodeSpawn } from 'node:child_process';
-import { EventEmitter } from 'node:events';
-import { Socket } from 'node:net';
+import type { EventEmitter } from 'node:events';
+import type { Socket } from 'node:net';
 import { type NativeBinding, native, type SpawnStdio } from './binding.js';
-import { signalName, spawnError } from './spawn-results.js';
+import { NativeChild, NativeSpawner } from './native-child.js';
+import { spawnError } from './spawn-results.js';
 
 /** A child's fd: a new pipe, /dev/null, the same fd of ours ('inherit'), or a dup of one of our fds. */
 export type StdioEntry = 'pipe' | 'ignore' | 'inherit' | number;
@@ -68,10 +69,6 @@ export interface ExecNativeError extends Error {
 
 type SpawnBinding = Pick<NativeBinding, 'createReaper' | 'spawnProcess' | 'setReaperRef'>;
 
-let binding: SpawnBinding | null | undefined;
-let reaper: object | undefined;
-const running = new Map<number, NativeChild>();
-
 function load(): SpawnBinding | null {
   if (process.env.WRENN_NATIVE_SPAWN === '0') return null;
   try {
@@ -83,17 +80,11 @@ function load(): SpawnBinding | null {
   }
 }
 
+const spawner = new NativeSpawner<SpawnBinding>(load);
+
 /** True when spawns go through the addon; false: child_process. */
 export function nativeSpawnAvailable(): boolean {
-  if (binding === undefined) binding = load();
-  return binding !== null;
-}
-
-function onExit(pid: number, code: number | null, signal: number | null): void {
-  const child = running.get(pid);
-  if (!child) return;
-  running.delete(pid);
-  child.exited(code, signal === null ? null : signalName(signal));
+  return spawner.available();
 }
 
 function envList(env: NodeJS.ProcessEnv | Record<string, string>): string[] {
@@ -129,8 +120,7 @@ export function spawnNative(file: string, args: readonly string[], opts: SpawnNa
       detached: opts.detached ?? false,
     }) as unknown as SpawnedChild;
   }
-  const b = binding as SpawnBinding;
-  reaper ??= b.createReaper(onExit);
+  const { binding: b, reaper } = spawner.start();
   const r = b.spawnProcess(reaper, {
     file,
     argv: [file, ...args],
@@ -148,77 +138,7 @@ export function spawnNative(file: string, args: readonly string[], opts: SpawnNa
     process.nextTick(() => failed.emit('error', err));
     return failed;
   }
-  const child = new NativeChild(r.pid, r.fds);
-  running.set(r.pid, child);
-  return child;
-}
-
-/** A child started by the addon: ChildProcess's events ('exit' when reaped, 'close' once its pipes closed too). */
-class NativeChild extends EventEmitter implements SpawnedChild {
-  readonly stdio: (Socket | null)[];
-  exitCode: number | null = null;
-  signalCode: NodeJS.Signals | null = null;
-  private openStreams = 0;
-  private hasExited = false;
-
-  constructor(
-    readonly pid: number | undefined,
-    fds: readonly number[],
-  ) {
-    super();
-    this.stdio = fds.map((fd, i) => (fd < 0 ? null : new Socket({ fd, readable: i !== 0, writable: i === 0 })));
-    for (const s of this.stdio) {
-      if (!s) continue;
-      this.openStreams++;
-      s.once('close', () => this.streamClosed());
-    }
-  }
-
-  get stdin(): Socket | null {
-    return this.stdio[0] ?? null;
-  }
-  get stdout(): Socket | null {
-    return this.stdio[1] ?? null;
-  }
-  get stderr(): Socket | null {
-    return this.stdio[2] ?? null;
-  }
-
-  /** Signals the process itself (not its group); false once it exited, like ChildProcess.kill. */
-  kill(signal: NodeJS.Signals | number = 'SIGTERM'): boolean {
-    if (this.hasExited || this.pid === undefined) return false;
-    try {
-      process.kill(this.pid, signal);
-      return true;
-    } catch (err) {
-      this.emit('error', err);
-      return false;
-    }
-  }
-
-  unref(): void {
-    if (this.pid !== undefined && !this.hasExited && reaper)
-      (binding as SpawnBinding).setReaperRef(reaper, this.pid, false);
-  }
-
-  ref(): void {
-    if (this.pid !== undefined && !this.hasExited && reaper)
-      (binding as SpawnBinding).setReaperRef(reaper, this.pid, true);
-  }
-
-  exited(code: number | null, signal: NodeJS.Signals | null): void {
-    this.hasExited = true;
-    this.exitCode = code;
-    this.signalCode = signal;
-    // Like ChildProcess: nobody reads what is written to an exited process's stdin.
-    this.stdio[0]?.destroy();
-    this.emit('exit', code, signal);
-    if (this.openStreams === 0) this.emit('close', code, signal);
-  }
-
-  private streamClosed(): void {
-    if (--this.openStreams === 0 && this.hasExited) this.emit('close', this.exitCode, this.signalCode);
-  }
+  return spawner.track(new NativeChild(r.pid, r.fds, (pid, on) => b.setReaperRef(reaper, pid, on)));
 }
 
 /** Runs `file args` to its end and collects its output; rejects only when it could not be started. */

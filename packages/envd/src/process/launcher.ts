@@ -163,7 +163,7 @@ function viaSetpriv(spec: LaunchSpec, file: string, groups: number[]): Invocatio
 function spawnNativeWithPipes(spec: LaunchSpec, file: string, cwd: string): SpawnOutcome {
   const { uid, gid } = identityOptions(spec);
   try {
-    const child = spawnNative({
+    return spawnNative({
       file,
       args: spec.args,
       cwd,
@@ -174,7 +174,6 @@ function spawnNativeWithPipes(spec: LaunchSpec, file: string, cwd: string): Spaw
           ? undefined
           : { uid, gid: gid ?? spec.user.gid, groups: [gid ?? spec.user.gid, ...supplementaryGroups(spec)] },
     });
-    return { child, pid: child.pid };
   } catch (err) {
     return { error: err as NodeJS.ErrnoException };
   }
