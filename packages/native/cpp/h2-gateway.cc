@@ -6,10 +6,14 @@
 // hop-by-hop fields dropped, a chunked body de-chunked. Bounds: 100 concurrent streams, 64 KiB of
 // fields per request, 256 KiB of request body per stream window (flow control is given back only
 // as the bytes leave for JS), 64 KiB of response held per stream (its connection is read no
-// further meanwhile), 128 connections into JS per session. A stream reset while an answer of known length
-// was coming leaves the connection reading the rest of it (up to 1 MiB) and then reusable; any
-// other reset closes its connection (the capsule's server sees the request end), and nghttp2's own
-// reset rate limit ends a session that floods resets.
+// further meanwhile), 128 connections into JS per session (more streams are refused). A stream
+// gets its connection only after the read that carried its request head, so one reset in the same
+// read (a reset flood) costs none. A stream reset while an answer of known length was coming
+// leaves the connection reading the rest of it (up to 1 MiB) and then reusable; any other reset
+// shuts its connection (the capsule's server sees the request end), which still counts against the
+// 128 until JS closed its end; nghttp2's own reset rate limit ends a session that floods resets.
+// The front ends a session with no open stream and no connection into JS for its idle time
+// (quietMs).
 #include "h2-gateway.h"
 
 #include "http1.h"
@@ -18,6 +22,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <unordered_map>
@@ -46,6 +51,9 @@ void Gateway::work() {}
 bool Gateway::output(std::string&, size_t) { return false; }
 void Gateway::clientEof() {}
 bool Gateway::done() const { return true; }
+int64_t Gateway::quietMs(int64_t) { return 0; }
+void Gateway::sweep(int64_t) {}
+void Gateway::goaway() {}
 
 #else
 
@@ -63,6 +71,12 @@ constexpr size_t kDiscardMax = 1 << 20;
 constexpr size_t kReadChunk = 64 * 1024;
 constexpr int32_t kStreamWindow = 256 * 1024;
 constexpr int32_t kSessionWindow = 1 << 20;
+
+int64_t nowMs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+}
 
 struct Stream;
 
@@ -95,7 +109,9 @@ struct Stream {
   size_t bytes = 0, count = 0;
   Up* up = nullptr;
   bool dispatched = false, reqEnded = false, chunked = false, retried = false;
+  bool queued = false;  // its head is complete, its connection not yet picked (see dispatchQueued)
   std::string head;  // the request head sent (a retry on a fresh connection resends it)
+  std::string early; // request body that came while queued (already framed), sent after the head
   std::string body;  // response bytes for the client
   size_t bodyOff = 0;
   bool responded = false, resEnded = false, deferred = false;
@@ -125,10 +141,23 @@ struct Gateway::Impl {
   std::unordered_map<int32_t, std::unique_ptr<Stream>> streams;
   std::unordered_map<uint64_t, std::unique_ptr<Up>> ups;
   std::vector<uint64_t> wake;  // connections to read again (their stream's buffer drained)
+  std::vector<int32_t> queue;  // streams whose request is whole enough to go, in arrival order
+  // Connections whose stream went with its request unanswered: our side is shut (so JS, and the
+  // capsule's server behind it, see the request end); kept until JS closes its end, so that they
+  // still count against kMaxUpstreams (closing at once let a reset flood open one per stream).
+  struct Drain {
+    int fd;
+    int64_t until;
+    size_t discarded;
+  };
+  std::unordered_map<uint64_t, Drain> draining;
+  size_t active = 0;     // streams dispatched and not yet closed
+  int64_t lastBusy = 0;  // when a stream or a connection into JS last existed
   bool eof = false, fatal = false;
   std::unique_ptr<char[]> scratch{new char[kReadChunk]};
 
   explicit Impl(Host h) : host(std::move(h)) {
+    lastBusy = nowMs();
     nghttp2_session_callbacks* cb = nullptr;
     nghttp2_option* opt = nullptr;
     if (nghttp2_session_callbacks_new(&cb) != 0) return;
@@ -167,6 +196,7 @@ struct Gateway::Impl {
     if (session) nghttp2_session_del(session);  // no callbacks from here
     session = nullptr;
     for (auto& [uid, u] : ups) host.close(uid, u->fd);
+    for (auto& [uid, d] : draining) host.close(uid, d.fd);
   }
 
   static Impl* of(void* p) { return static_cast<Impl*>(p); }
@@ -240,24 +270,37 @@ struct Gateway::Impl {
   static int onDataChunk(nghttp2_session* session, uint8_t, int32_t id, const uint8_t* data, size_t len, void* ud) {
     Impl* g = of(ud);
     Stream* s = g->stream(id);
+    if (s && s->queued) {
+      // Its connection is picked once this read is done: the bytes wait, their window with them.
+      s->early.append(frameBody(*s, data, len));
+      s->owed += len;
+      return 0;
+    }
     if (!s || !s->up || s->up->stream != s || s->up->reqDone) {
       // Nobody takes it (answered already, or its connection went): the window opens at once.
       nghttp2_session_consume(session, id, len);
       return 0;
     }
     Up& u = *s->up;
-    if (s->chunked) {
-      char hex[24];
-      int k = snprintf(hex, sizeof hex, "%zx\r\n", len);
-      u.out.append(hex, static_cast<size_t>(k));
-      u.out.append(reinterpret_cast<const char*>(data), len);
-      u.out.append("\r\n");
-    } else {
-      u.out.append(reinterpret_cast<const char*>(data), len);
-    }
+    u.out.append(frameBody(*s, data, len));
     s->owed += len;
     g->flush(u);
     return 0;
+  }
+
+  static std::string frameBody(const Stream& s, const uint8_t* data, size_t len) {
+    std::string out;
+    if (s.chunked) {
+      char hex[24];
+      int k = snprintf(hex, sizeof hex, "%zx\r\n", len);
+      out.reserve(len + static_cast<size_t>(k) + 2);
+      out.append(hex, static_cast<size_t>(k));
+      out.append(reinterpret_cast<const char*>(data), len);
+      out.append("\r\n");
+    } else {
+      out.assign(reinterpret_cast<const char*>(data), len);
+    }
+    return out;
   }
 
   static int onStreamClose(nghttp2_session*, int32_t id, uint32_t, void* ud) {
@@ -265,6 +308,10 @@ struct Gateway::Impl {
     auto it = g->streams.find(id);
     if (it == g->streams.end()) return 0;
     Stream& s = *it->second;
+    if (s.dispatched) {
+      g->active--;
+      g->lastBusy = nowMs();
+    }
     // Request bytes never given back (their connection went): the session's window gets them.
     if (s.owed) nghttp2_session_consume_connection(g->session, s.owed);
     if (Up* u = s.up) {
@@ -278,7 +325,7 @@ struct Gateway::Impl {
         u->st = Up::Discard;
         u->discarded = 0;
       } else if (u->st != Up::Idle || !sent) {
-        g->closeUp(*u);
+        g->closeUp(*u, true);
       }
     }
     g->streams.erase(it);
@@ -349,6 +396,8 @@ struct Gateway::Impl {
   void dispatch(Stream& s) {
     if (s.dispatched) return;
     s.dispatched = true;
+    active++;
+    lastBusy = nowMs();
     g_streams++;
     const std::string& name = s.authority.empty() ? s.host : s.authority;
     // nghttp2 checked the fields' characters; these go into a request line and Host as they are.
@@ -372,12 +421,33 @@ struct Gateway::Impl {
     }
     h.append("\r\n");
     s.head = std::move(h);
-    Up* u = pick(name);
-    if (!u) {
-      if (ups.size() >= kMaxUpstreams) return reset(s, NGHTTP2_REFUSED_STREAM);
-      return respondLocal(s, 502, "the proxy could not open a connection");
+    // The connection is picked after the whole read (work()): a stream the same read resets (a
+    // reset flood sends HEADERS and RST_STREAM together) never costs one.
+    s.queued = true;
+    queue.push_back(s.id);
+  }
+
+  // Streams queued by the last read get their connections into JS.
+  void dispatchQueued() {
+    if (queue.empty()) return;
+    std::vector<int32_t> q;
+    q.swap(queue);
+    for (int32_t id : q) {
+      Stream* s = stream(id);
+      if (!s || !s->queued) continue;  // reset (closed) meanwhile
+      s->queued = false;
+      Up* u = pick(s->authority.empty() ? s->host : s->authority);
+      if (!u) {
+        // Given back: the queued body's window (nobody will take the bytes).
+        if (s->owed) nghttp2_session_consume(session, s->id, s->owed);
+        s->owed = 0;
+        s->early.clear();
+        if (ups.size() + draining.size() >= kMaxUpstreams) reset(*s, NGHTTP2_REFUSED_STREAM);
+        else respondLocal(*s, 502, "the proxy could not open a connection");
+        continue;
+      }
+      attach(*s, *u);
     }
-    attach(s, *u);
   }
 
   void attach(Stream& s, Up& u) {
@@ -389,6 +459,8 @@ struct Gateway::Impl {
     u.isHead = s.method == "HEAD";
     u.reqDone = s.reqEnded;
     u.out.append(s.head);
+    u.out.append(s.early);
+    s.early.clear();
     flush(u);
   }
 
@@ -399,7 +471,7 @@ struct Gateway::Impl {
       if (u->authority == authority) return u.get();
       idleOther = u.get();
     }
-    if (ups.size() >= kMaxUpstreams) {
+    if (ups.size() + draining.size() >= kMaxUpstreams) {
       if (!idleOther) return nullptr;
       closeUp(*idleOther);
     }
@@ -416,6 +488,11 @@ struct Gateway::Impl {
   }
 
   void endRequest(Stream& s) {
+    if (s.queued) {
+      if (!s.reqEnded && s.chunked) s.early.append("0\r\n\r\n");
+      s.reqEnded = true;
+      return;
+    }
     s.reqEnded = true;
     if (!s.up || s.up->stream != &s || s.up->reqDone) return;
     if (s.chunked) s.up->out.append("0\r\n\r\n");
@@ -423,11 +500,39 @@ struct Gateway::Impl {
     flush(*s.up);
   }
 
-  void closeUp(Up& u) {
+  // drain: a request is (or may be) under way on it: shut our side and keep the descriptor until
+  // JS closes its end (see draining); else it is closed at once (JS's side ended, or it is idle).
+  void closeUp(Up& u, bool drain = false) {
     if (u.stream) u.stream->up = nullptr;
     uint64_t uid = u.uid;
-    host.close(uid, u.fd);
+    int fd = u.fd;
+    lastBusy = nowMs();
     ups.erase(uid);  // u is gone
+    if (!drain) return host.close(uid, fd);
+    if (shutdown(fd, SHUT_WR) < 0) return host.close(uid, fd);
+    host.wantWrite(uid, fd, false);
+    draining[uid] = Drain{fd, lastBusy + host.drainMs, 0};
+    drainRead(uid);
+  }
+
+  // Reads (and drops) what JS still sends on a draining connection; closes it at its end.
+  void drainRead(uint64_t uid) {
+    auto it = draining.find(uid);
+    if (it == draining.end()) return;
+    Drain& d = it->second;
+    char buf[4096];  // not scratch: a caller may still be reading from it
+    for (;;) {
+      ssize_t n = ::recv(d.fd, buf, sizeof buf, 0);
+      if (n > 0) {
+        d.discarded += static_cast<size_t>(n);
+        if (d.discarded <= kDiscardMax) continue;
+      } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        return;
+      }
+      host.close(uid, d.fd);
+      draining.erase(it);
+      return;
+    }
   }
 
   // Writes what waits for JS; gives the flow-control window back for what left.
@@ -576,7 +681,7 @@ struct Gateway::Impl {
       if (u.st == Up::Discard) {
         u.discarded += took;
         if (u.discarded > kDiscardMax) {
-          closeUp(u);
+          closeUp(u, true);
           return false;
         }
       }
@@ -619,7 +724,7 @@ struct Gateway::Impl {
 
   bool fail(Up& u, const char* msg) {
     if (Stream* s = u.stream) respondLocal(*s, 502, msg);
-    closeUp(u);
+    closeUp(u, true);
     return false;
   }
 
@@ -700,6 +805,7 @@ struct Gateway::Impl {
   }
 
   void work() {
+    dispatchQueued();
     while (!wake.empty()) {
       std::vector<uint64_t> w;
       w.swap(wake);
@@ -722,11 +828,12 @@ bool Gateway::recv(const uint8_t* p, size_t n) {
     impl_->fatal = true;
     return false;
   }
-  impl_->work();
+  // work() follows the whole read (the front calls it): queued streams get connections then.
   return true;
 }
 
 void Gateway::upstreamEvent(uint64_t uid, uint32_t events) {
+  if (impl_->draining.count(uid)) return impl_->drainRead(uid);
   auto it = impl_->ups.find(uid);
   if (it == impl_->ups.end()) return;
   Up& u = *it->second;
@@ -754,6 +861,30 @@ bool Gateway::output(std::string& out, size_t max) {
 }
 
 void Gateway::clientEof() { impl_->eof = true; }
+
+int64_t Gateway::quietMs(int64_t now) {
+  Impl& g = *impl_;
+  if (g.active > 0 || !g.ups.empty()) {
+    g.lastBusy = now;
+    return 0;
+  }
+  return now > g.lastBusy ? now - g.lastBusy : 0;
+}
+
+void Gateway::sweep(int64_t now) {
+  Impl& g = *impl_;
+  for (auto it = g.draining.begin(); it != g.draining.end();) {
+    if (now >= it->second.until) {
+      // JS never closed its end: ours goes anyway (it can no longer hold a request of ours).
+      g.host.close(it->first, it->second.fd);
+      it = g.draining.erase(it);
+    } else ++it;
+  }
+}
+
+void Gateway::goaway() {
+  if (impl_->session) nghttp2_session_terminate_session(impl_->session, NGHTTP2_NO_ERROR);
+}
 
 bool Gateway::done() const {
   if (!impl_->session || impl_->eof) return true;

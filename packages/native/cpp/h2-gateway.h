@@ -28,6 +28,8 @@ struct Host {
    * socket reports write space each time its peer reads, a wake-up per request for nothing).
    */
   std::function<void(uint64_t uid, int fd, bool out)> wantWrite;
+  /** How long a connection whose request was abandoned waits for JS to close its end. */
+  int64_t drainMs = 10000;
 };
 
 /** Whether the addon was built with nghttp2's headers (the gateway exists). */
@@ -57,6 +59,16 @@ class Gateway {
   void clientEof();
   /** Nothing more to read or write: the connection can end once its output is out. */
   bool done() const;
+  /**
+   * How long the session has had no open stream and no connection into JS (0: it has some). The
+   * connections into JS live as long as JS keeps them (its keep-alive and head timeouts), so a
+   * session outlives its last request by exactly what an HTTP/1.1 connection would.
+   */
+  int64_t quietMs(int64_t now);
+  /** Closes connections JS did not close within drainMs of being abandoned. */
+  void sweep(int64_t now);
+  /** Ends the session with a GOAWAY (NO_ERROR) once its output is written. */
+  void goaway();
 
   struct Impl;
 

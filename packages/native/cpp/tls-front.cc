@@ -39,6 +39,7 @@
 #include <string>
 #include <thread>
 #include <unordered_map>
+#include <vector>
 
 namespace wrenn {
 namespace {
@@ -72,6 +73,9 @@ struct Context {
   SSL_CTX* ssl = nullptr;
   int64_t handshakeMs = 10000;
   bool h2 = false;  // h2 connections are terminated here (h2-gateway.h)
+  // An h2 session with no open stream and no connection into JS for this long is ended (GOAWAY):
+  // a client that sends nothing after the handshake, or only PINGs, SETTINGS, WINDOW_UPDATEs.
+  int64_t h2IdleMs = 10000;
   ~Context() {
     if (ssl) SSL_CTX_free(ssl);
   }
@@ -98,6 +102,7 @@ struct Conn {
   // h2 terminated in this thread: its streams go to JS as HTTP/1.1 on connections of their own.
   std::unique_ptr<h2gw::Gateway> h2;
   bool h2Native = false;
+  int64_t h2IdleMs = 10000;
   std::string servername, address;
   int port = 0, family = 0;
 };
@@ -144,6 +149,10 @@ class Front {
   void drop(uint32_t ctx) { loop_.push({Cmd::Drop, ctx, 0, -1}); }
 
   std::atomic<uint64_t> active_{0}, handshakes_{0}, failed_{0}, h2Sessions_{0}, h2Conns_{0};
+  // Connections into JS of h2 sessions that exist now (abandoned ones JS has not closed included),
+  // and the most there were at once since the last resetPeak().
+  std::atomic<uint64_t> h2Open_{0}, h2Peak_{0}, h2IdleClosed_{0};
+  void resetPeak() { h2Peak_ = h2Open_.load(); }
 
  private:
   struct Cmd {
@@ -229,6 +238,7 @@ class Front {
         sslCtx = it->second->ssl;
         hs = it->second->handshakeMs;
         conn->h2Native = it->second->h2;
+        conn->h2IdleMs = it->second->h2IdleMs;
       }
     }
     int sp[2] = {-1, -1};
@@ -263,13 +273,32 @@ class Front {
   }
 
   void sweep(int64_t now) {
+    std::vector<uint64_t> quiet;
     for (auto it = conns_.begin(); it != conns_.end();) {
       Conn& c = *it->second;
       if (!c.open && now >= c.deadline) {
         failed_++;
         finish(c, false);
         it = conns_.erase(it);
-      } else ++it;
+        continue;
+      }
+      if (c.h2) {
+        c.h2->sweep(now);
+        if (c.h2->quietMs(now) >= c.h2IdleMs) quiet.push_back(c.id);
+      }
+      ++it;
+    }
+    // Idle sessions: a GOAWAY (best effort: a client that reads nothing does not get it), then the
+    // connection ends.
+    for (uint64_t id : quiet) {
+      auto it = conns_.find(id);
+      if (it == conns_.end()) continue;
+      Conn& c = *it->second;
+      h2IdleClosed_++;
+      c.h2->goaway();
+      bool ok = stepH2(c);
+      finish(c, ok);
+      conns_.erase(it);
     }
   }
 
@@ -459,12 +488,15 @@ class Front {
       }
       ups_[uid] = connId;
       h2Conns_++;
+      uint64_t open = ++h2Open_;
+      for (uint64_t p = h2Peak_.load(); open > p && !h2Peak_.compare_exchange_weak(p, open);) {
+      }
       ready(*it->second, sp[1], "http/1.1");
       return sp[0];
     };
     host.close = [this](uint64_t uid, int fd) {
       if (fd >= 0) close(fd);
-      ups_.erase(uid);
+      if (ups_.erase(uid)) h2Open_--;
     };
     host.wantWrite = [this](uint64_t uid, int fd, bool out) {
       epoll_event e{};
@@ -472,6 +504,7 @@ class Front {
       e.data.u64 = (uid << 2) | 2;
       epoll_ctl(ep_, EPOLL_CTL_MOD, fd, &e);
     };
+    host.drainMs = c.h2IdleMs;
     c.h2 = std::make_unique<h2gw::Gateway>(std::move(host));
     if (!c.h2->ok()) return false;
     h2Sessions_++;
@@ -596,12 +629,13 @@ napi_value Start(napi_env env, napi_callback_info info) {
   return nullptr;
 }
 
-// tlsFrontContext(certPem: Buffer, keyPem: Buffer, handshakeMs, h2Native?) -> ctxId. The certificate
-// file may hold a chain (leaf first). h2Native true: h2 connections are terminated in the thread
-// (their streams reach JS as HTTP/1.1 connections); else JS gets their plaintext like any other.
+// tlsFrontContext(certPem: Buffer, keyPem: Buffer, handshakeMs, h2Native?, h2IdleMs?) -> ctxId. The
+// certificate file may hold a chain (leaf first). h2Native true: h2 connections are terminated in
+// the thread (their streams reach JS as HTTP/1.1 connections); else JS gets their plaintext like
+// any other. h2IdleMs (default handshakeMs): see Context.
 napi_value NewContext(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
-  napi_value a[4];
+  size_t argc = 5;
+  napi_value a[5];
   napi_get_cb_info(env, info, &argc, a, nullptr, nullptr);
   Front* f = frontOf(env);
   if (!f) return nullptr;
@@ -615,6 +649,16 @@ napi_value NewContext(napi_env env, napi_callback_info info) {
   bool h2 = false;
   if (argc >= 4) napi_get_value_bool(env, a[3], &h2);
   c->h2 = h2 && h2gw::available();
+  c->h2IdleMs = c->handshakeMs;
+  if (argc >= 5) {
+    napi_valuetype t = napi_undefined;
+    napi_typeof(env, a[4], &t);
+    if (t != napi_undefined) {
+      double idle = numberArg(env, a[4]);
+      if (!(idle >= 100)) return throwError(env, "tlsFrontContext: h2IdleMs must be a number >= 100");
+      c->h2IdleMs = static_cast<int64_t>(idle);
+    }
+  }
   ERR_clear_error();
   c->ssl = SSL_CTX_new(TLS_server_method());
   if (!c->ssl) return throwError(env, sslError("tlsFrontContext: SSL_CTX_new"));
@@ -681,19 +725,30 @@ napi_value Drop(napi_env env, napi_callback_info info) {
   return nullptr;
 }
 
-napi_value Stats(napi_env env, napi_callback_info) {
+// tlsFrontStats(resetPeak?) -> counters; resetPeak true starts h2ConnectionsPeak again from now.
+napi_value Stats(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value a[1];
+  napi_get_cb_info(env, info, &argc, a, nullptr, nullptr);
+  bool reset = false;
+  if (argc >= 1) napi_get_value_bool(env, a[0], &reset);
   napi_value o, v;
   napi_create_object(env, &o);
-  const char* names[6] = {"active", "handshakes", "failed", "h2Sessions", "h2Connections", "h2Streams"};
-  double vals[6] = {0, 0, 0, 0, 0, static_cast<double>(h2gw::g_streams.load())};
-  if (g_module.instance) {
-    vals[0] = static_cast<double>(g_module.instance->active_.load());
-    vals[1] = static_cast<double>(g_module.instance->handshakes_.load());
-    vals[2] = static_cast<double>(g_module.instance->failed_.load());
-    vals[3] = static_cast<double>(g_module.instance->h2Sessions_.load());
-    vals[4] = static_cast<double>(g_module.instance->h2Conns_.load());
+  const char* names[9] = {"active",    "handshakes",        "failed",           "h2Sessions",  "h2Connections",
+                          "h2Streams", "h2ConnectionsOpen", "h2ConnectionsPeak", "h2IdleClosed"};
+  double vals[9] = {0, 0, 0, 0, 0, static_cast<double>(h2gw::g_streams.load()), 0, 0, 0};
+  if (Front* f = g_module.instance) {
+    vals[0] = static_cast<double>(f->active_.load());
+    vals[1] = static_cast<double>(f->handshakes_.load());
+    vals[2] = static_cast<double>(f->failed_.load());
+    vals[3] = static_cast<double>(f->h2Sessions_.load());
+    vals[4] = static_cast<double>(f->h2Conns_.load());
+    vals[6] = static_cast<double>(f->h2Open_.load());
+    vals[7] = static_cast<double>(f->h2Peak_.load());
+    vals[8] = static_cast<double>(f->h2IdleClosed_.load());
+    if (reset) f->resetPeak();
   }
-  for (int i = 0; i < 6; i++) {
+  for (int i = 0; i < 9; i++) {
     napi_create_double(env, vals[i], &v);
     napi_set_named_property(env, o, names[i], v);
   }

@@ -21,6 +21,12 @@ export interface TlsFrontStats {
   h2Connections: number;
   /** h2 streams carried since the start. */
   h2Streams: number;
+  /** Connections into JS of h2 sessions that exist now (abandoned ones JS has not closed yet included). */
+  h2ConnectionsOpen: number;
+  /** The most of those at once since the start or the last tlsFrontStats({ resetPeak: true }). */
+  h2ConnectionsPeak: number;
+  /** h2 sessions ended for idling (no open stream and no connection into JS for h2IdleMs). */
+  h2IdleClosed: number;
 }
 
 /** What the handshake settled, on the plaintext socket (as a TLSSocket has them). */
@@ -35,6 +41,11 @@ export interface TlsFrontOptions {
   key: Buffer;
   /** A connection whose handshake is not done after this long is closed (slow or stuck ClientHello). */
   handshakeTimeoutMs: number;
+  /**
+   * An h2 session terminated in the thread that has no open stream and no connection into JS for
+   * this long is ended with a GOAWAY (default handshakeTimeoutMs): silent or PING-only clients.
+   */
+  h2IdleMs?: number;
   /**
    * true: h2 connections are terminated in the thread and each of their streams arrives here as an
    * HTTP/1.1 request on a keep-alive connection of its own (alpnProtocol 'http/1.1'); false: JS gets
@@ -65,10 +76,10 @@ interface FrontBinding {
       family: number,
     ) => void,
   ): void;
-  tlsFrontContext(cert: Buffer, key: Buffer, handshakeMs: number, h2Native: boolean): number;
+  tlsFrontContext(cert: Buffer, key: Buffer, handshakeMs: number, h2Native: boolean, h2IdleMs?: number): number;
   tlsFrontAdd(ctx: number, fd: number): number;
   tlsFrontDrop(ctx: number): void;
-  tlsFrontStats(): TlsFrontStats;
+  tlsFrontStats(resetPeak?: boolean): TlsFrontStats;
 }
 
 interface Peer {
@@ -111,16 +122,27 @@ export function tlsFrontAvailable(): boolean {
   }
 }
 
-export function tlsFrontStats(): TlsFrontStats {
+/** The front's counters; resetPeak: h2ConnectionsPeak starts again from the connections open now. */
+export function tlsFrontStats(opts: { resetPeak?: boolean } = {}): TlsFrontStats {
   return started
-    ? started.b.tlsFrontStats()
-    : { active: 0, handshakes: 0, failed: 0, h2Sessions: 0, h2Connections: 0, h2Streams: 0 };
+    ? started.b.tlsFrontStats(opts.resetPeak === true)
+    : {
+        active: 0,
+        handshakes: 0,
+        failed: 0,
+        h2Sessions: 0,
+        h2Connections: 0,
+        h2Streams: 0,
+        h2ConnectionsOpen: 0,
+        h2ConnectionsPeak: 0,
+        h2IdleClosed: 0,
+      };
 }
 
 /** A TLS front for one certificate; throws on a certificate or key OpenSSL refuses. */
 export function createTlsFront(opts: TlsFrontOptions): TlsFront {
   const { b, fronts } = front();
-  const ctx = b.tlsFrontContext(opts.cert, opts.key, opts.handshakeTimeoutMs, opts.h2Native === true);
+  const ctx = b.tlsFrontContext(opts.cert, opts.key, opts.handshakeTimeoutMs, opts.h2Native === true, opts.h2IdleMs);
   const plain = new Set<net.Socket>();
   let closed = false;
   fronts.set(ctx, (fd, alpn, servername, peer) => {

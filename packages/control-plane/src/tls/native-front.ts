@@ -53,6 +53,9 @@ export function attachNativeTls(
     // h2 streams reach the server as HTTP/1.1 requests, whose keep-alive connections the sandbox
     // proxy hands to the native relay (no JS per request).
     h2Native: tlsH2Mode() === 'native',
+    // An h2 session with no stream and no connection into JS gets as long as an HTTP/1.1
+    // connection's first request head; its connections into JS keep JS's own idle timeouts.
+    h2IdleMs: handshakeTimeoutMs,
     onConnection(socket) {
       // What a TLSSocket from this server has: the HTTP/1.1 fallback and the h2 session read it.
       (socket as net.Socket & { server?: unknown }).server = server;
