@@ -745,6 +745,9 @@ describe('the TLS listener: native TLS front, HTTP/2 streams, hostile clients', 
         const st = tlsFrontStats();
         const opened = st.h2Connections - conns0;
         const why = `${JSON.stringify(st)}; descriptors ${fds0} -> at most ${fdsMax}`;
+        console.log(
+          `# reset flood: ${opened} connections into JS opened, ${st.h2ConnectionsPeak} at most at once; ${why}`,
+        );
         assert.ok(opened <= 128, `a reset flood opened ${opened} connections into JS: ${why}`);
         assert.ok(
           st.h2ConnectionsPeak <= 128,
