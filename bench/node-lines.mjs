@@ -37,6 +37,12 @@ const FIGURES = {
     cpu_p50_ms: 'p50.cpu_ms',
   },
   'envd-startup': { ready_p50_ms: 'ready_p50_ms', first_exec_p50_ms: 'first_exec_p50_ms' },
+  'envd-early-ready': {
+    early_first_exec_p50_ms: 'early.create_to_first_exec_ms.p50_ms',
+    after_load_first_exec_p50_ms: 'after_load.create_to_first_exec_ms.p50_ms',
+    early_create_p50_ms: 'early.create_ms.p50_ms',
+    after_load_create_p50_ms: 'after_load.create_ms.p50_ms',
+  },
   'envd-idle-memory': { rss_mb: 'rss_mb', anon_mb: 'anon_mb', pss_mb: 'pss_mb' },
 };
 

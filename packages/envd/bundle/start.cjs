@@ -18,6 +18,7 @@ const { Script } = require('node:vm');
 const BUILTINS = [];
 const FLAGS = '';
 const file = join(__dirname, 'envd.cjs');
+sayReadyOnceListening();
 for (const name of BUILTINS) require(name);
 // Also the stream behind stderr, which envd's first log line would otherwise load.
 void process.stderr;
@@ -47,3 +48,54 @@ if (cacheOut) {
 }
 const module_ = { exports: {} };
 script.runInThisContext()(module_.exports, createRequire(file), module_, file, __dirname);
+
+/**
+ * Inside a capsule the init waits for "ready" on WRENN_READY_FD and the create waits for the init.
+ * envd says it as soon as its port accepts connections: right after node's own start, before node's
+ * modules and the bundle load (21-26 ms of CPU, most of envd's start after node's bootstrap). The
+ * kernel queues connections in the listen backlog meanwhile, so a request sent after "ready" is
+ * answered once envd serves, and envd loads while the create's answer travels back to its client
+ * (agent, control plane, SDK) instead of before it. The socket is the addon's (listenTcp:
+ * close-on-exec) and goes to the bundle's listen through a global (net/bound-socket.ts takes it for
+ * that very host and port). A bind error, or no addon, and the bundle binds and says ready itself
+ * after listening, as with WRENN_ENVD_EARLY_READY=0 or WRENN_BOUND_SOCKET=0 (for comparisons).
+ * What changes: envd failing while it loads now fails the capsule after its create returned (the
+ * agent's exit watch reports it) rather than failing the create.
+ */
+function sayReadyOnceListening() {
+  const env = process.env;
+  const readyFd = env.WRENN_READY_FD;
+  if (!readyFd || !/^\d+$/.test(readyFd) || env.WRENN_ENVD_EARLY_READY === '0' || env.WRENN_BOUND_SOCKET === '0')
+    return;
+  // The arguments main.ts reads; only an explicit --port (the runtimes always give one).
+  const flag = (name) => {
+    const i = process.argv.indexOf(name);
+    return i > 0 ? process.argv[i + 1] : undefined;
+  };
+  const portText = flag('--port');
+  if (!portText || !/^\d{1,5}$/.test(portText) || Number(portText) > 65535) return;
+  const port = Number(portText);
+  const host = flag('--host') || env.WRENN_ENVD_HOST || '0.0.0.0';
+  let fd;
+  try {
+    const addon = createRequire(file)('@wrenn/native/addon');
+    if (typeof addon.listenTcp !== 'function') return;
+    fd = addon.listenTcp(host, port, 511);
+  } catch {
+    return; // the bundle's own listen reports what is wrong
+  }
+  if (typeof fd !== 'number') return; // a host the addon does not bind: node's listen does it
+  globalThis[Symbol.for('wrenn.envd.boundSocket')] = { fd, host, port };
+  delete env.WRENN_READY_FD;
+  const { closeSync, writeSync } = require('node:fs');
+  try {
+    writeSync(Number(readyFd), 'ready\n');
+  } catch {
+    // the init is gone or polls /health instead
+  }
+  try {
+    closeSync(Number(readyFd));
+  } catch {
+    // already closed
+  }
+}

@@ -1,6 +1,7 @@
 // envd's listening socket bound by @wrenn/native (src/net/bound-socket.ts) behind listenDual: it
 // serves like node's own, refuses a taken port with node's error code, and leaves host names to node.
 import assert from 'node:assert/strict';
+import { closeSync } from 'node:fs';
 import net from 'node:net';
 import { test } from 'node:test';
 import { boundSocket } from '../src/net/bound-socket.js';
@@ -37,4 +38,44 @@ test('a taken port fails with EADDRINUSE, as node reports it', async (t) => {
     listenDual(() => undefined, { port, host: '127.0.0.1' }),
     { code: 'EADDRINUSE' },
   );
+});
+
+test('the socket start.cjs bound early is taken once, for its own host and port only; another one is closed', async (t) => {
+  const slot = globalThis as unknown as Record<symbol, unknown>;
+  const EARLY = Symbol.for('wrenn.envd.boundSocket');
+  t.after(() => delete slot[EARLY]);
+  const listening = (port: number) =>
+    new Promise<boolean>((resolve) => {
+      const c = net.connect({ port, host: '127.0.0.1' });
+      c.once('connect', () => (c.destroy(), resolve(true)));
+      c.once('error', () => resolve(false));
+    });
+  // For this host and port: that very fd, and only the first time.
+  const fd = boundSocket('127.0.0.1', 0) as number;
+  slot[EARLY] = { fd, host: '127.0.0.1', port: 0 };
+  assert.equal(boundSocket('127.0.0.1', 0), fd);
+  assert.equal(slot[EARLY], undefined);
+  const s = net.createServer().listen({ fd });
+  t.after(() => s.close());
+  await new Promise((r) => s.once('listening', r));
+  const port = (s.address() as net.AddressInfo).port;
+  // For another port: closed (nothing listens there any more) and a socket of its own instead.
+  const other = boundSocket('127.0.0.1', 0) as number;
+  const otherServer = net.createServer().listen({ fd: other });
+  await new Promise((r) => otherServer.once('listening', r));
+  const otherPort = (otherServer.address() as net.AddressInfo).port;
+  otherServer.close(); // closes `other`; it is bound again below as the stray early socket
+  const stray = boundSocket('127.0.0.1', otherPort) as number;
+  assert.equal(await listening(otherPort), true, 'the control: the stray socket listens');
+  slot[EARLY] = { fd: stray, host: '127.0.0.1', port: otherPort };
+  const own = boundSocket('127.0.0.1', 0) as number;
+  assert.notEqual(own, stray);
+  assert.equal(await listening(otherPort), false, 'the stray early socket was closed');
+  closeSync(own);
+  // Nonsense in the slot is dropped, not used.
+  slot[EARLY] = { fd: 'x', host: '127.0.0.1', port: 0 };
+  const fresh = boundSocket('127.0.0.1', 0) as number;
+  assert.equal(typeof fresh, 'number');
+  closeSync(fresh);
+  assert.equal(await listening(port), true, 'the first server still serves');
 });

@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -164,6 +165,94 @@ test("envd listens on a socket the addon bound, not through node's host resoluti
     const calls = [...s.stderr().matchAll(/LISTEN (.*)/g)].map((m) => JSON.parse(m[1] as string) as { fd: boolean });
     assert.ok(calls.length > 0, `no listen() call seen:\n${s.stderr()}`);
     assert.equal(calls[0]?.fd, viaFd, `WRENN_BOUND_SOCKET=${bound}: ${JSON.stringify(calls)}`);
+  }
+});
+
+test('with a ready pipe (as in capsules) start.cjs says ready once its port listens, before the bundle loads, and serves a request sent then', async (t) => {
+  // A preload that notes, when "ready" goes to fd 3, whether node's http module was loaded yet (the
+  // bundle needs it; node's own start does not load it). WRENN_ENVD_EARLY_READY=0 is the control.
+  const dir = mkdtempSync(join(tmpdir(), 'wrenn-envd-early-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const preload = join(dir, 'ready-report.cjs');
+  writeFileSync(
+    preload,
+    [
+      "const fs = require('node:fs');",
+      'const writeSync = fs.writeSync;',
+      'fs.writeSync = function (fd, data, ...rest) {',
+      "  if (fd === 3 && String(data).startsWith('ready')) {",
+      "    const http = process.moduleLoadList.includes('NativeModule http');",
+      "    process.stderr.write('READY-AT ' + JSON.stringify({ http }) + '\\n');",
+      '  }',
+      '  return writeSync.call(this, fd, data, ...rest);',
+      '};',
+      '',
+    ].join('\n'),
+  );
+  for (const [early, httpAtReady] of [
+    ['1', false],
+    ['0', true],
+  ] as const) {
+    // A free port: the early socket needs one given on the command line, as the runtimes give it.
+    const probe = net.createServer();
+    await new Promise<void>((resolve) => probe.listen({ port: 0, host: '127.0.0.1' }, resolve));
+    const port = (probe.address() as net.AddressInfo).port;
+    await new Promise((resolve) => probe.close(resolve));
+    const child = spawn(
+      process.execPath,
+      [
+        ...ENVD_NODE_FLAGS,
+        '--require',
+        preload,
+        join(BUNDLE, ENVD_START),
+        '--port',
+        String(port),
+        '--host',
+        '127.0.0.1',
+      ],
+      {
+        env: {
+          PATH: process.env.PATH ?? '/usr/bin:/bin',
+          HOME: '/root',
+          LANG: 'C.UTF-8',
+          WRENN_READY_FD: '3',
+          WRENN_ENVD_EARLY_READY: early,
+        },
+        stdio: ['ignore', 'ignore', 'pipe', 'pipe'],
+      },
+    );
+    const s: Started = { child, baseUrl: `http://127.0.0.1:${port}`, stderr: () => stderr };
+    let stderr = '';
+    child.stderr?.on('data', (d: Buffer) => {
+      stderr += d.toString();
+    });
+    t.after(() => stop(s));
+    const said = await new Promise<string>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`envd said nothing on fd 3 within 20 s:\n${stderr}`)), 20_000);
+      (child.stdio[3] as NodeJS.ReadableStream).once('data', (d: Buffer) => {
+        clearTimeout(timer);
+        resolve(d.toString());
+      });
+      child.once('exit', (code) => reject(new Error(`envd exited with ${code}:\n${stderr}`)));
+    });
+    assert.equal(said, 'ready\n');
+    // Sent right away: answered once envd serves (the connection waits in the listen backlog).
+    assert.equal((await fetch(`${s.baseUrl}/health`)).status, 204, stderr);
+    const at = /READY-AT (.*)/.exec(stderr)?.[1];
+    assert.ok(at, `the preload did not report:\n${stderr}`);
+    assert.equal((JSON.parse(at) as { http: boolean }).http, httpAtReady, `WRENN_ENVD_EARLY_READY=${early}`);
+    // One listener on that port, envd's: the early socket is the one it serves on.
+    const inode = listenerInode(port);
+    const own = readdirSync(`/proc/${child.pid}/fd`).map((fd) => {
+      try {
+        return readlinkSync(`/proc/${child.pid}/fd/${fd}`);
+      } catch {
+        return '';
+      }
+    });
+    assert.ok(own.includes(`socket:[${inode}]`), `envd does not hold socket:[${inode}]`);
+    assert.doesNotMatch(stderr, /code cache rejected|Error/);
+    await stop(s);
   }
 });
 

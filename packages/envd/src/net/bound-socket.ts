@@ -9,12 +9,32 @@
 // socket; and the VMs' init is a busybox shell, which cannot bind one. The addon's socket is
 // close-on-exec and works the same in every runtime, on the host and in tests.
 // Falls back to node's own listen (null) where the addon cannot be loaded, for a host name, or
-// with WRENN_BOUND_SOCKET=0 (for comparisons).
+// with WRENN_BOUND_SOCKET=0 (for comparisons). Inside capsules the bundle's start.cjs binds it
+// before envd loads and says ready on it (why: its sayReadyOnceListening); it is taken from there.
+import { closeSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { getSystemErrorName } from 'node:util';
 import type { NativeBinding } from '@wrenn/native';
 
 type ListenBinding = Pick<NativeBinding, 'listenTcp'>;
+
+/** Where the bundle's start.cjs leaves the socket it bound before envd loaded (its sayReadyOnceListening). */
+const EARLY_SOCKET = Symbol.for('wrenn.envd.boundSocket');
+
+/**
+ * The socket start.cjs bound and announced "ready" on, once, if it is for this host and port;
+ * another one is closed (its port then stays free for the listen that follows).
+ */
+function takeEarlySocket(host: string, port: number): number | null {
+  const slot = globalThis as unknown as Record<symbol, unknown>;
+  const early = slot[EARLY_SOCKET] as { fd?: unknown; host?: unknown; port?: unknown } | undefined;
+  if (early === undefined) return null;
+  delete slot[EARLY_SOCKET];
+  if (typeof early?.fd !== 'number' || !Number.isInteger(early.fd) || early.fd < 0) return null;
+  if (early.host === host && early.port === port) return early.fd;
+  closeSync(early.fd);
+  return null;
+}
 
 /** node's default backlog for listen(). */
 const BACKLOG = 511;
@@ -24,6 +44,8 @@ const BACKLOG = 511;
  * of the bind itself (EADDRINUSE, EACCES...) are thrown with node's `code`, as listen would emit them.
  */
 export function boundSocket(host: string, port: number): number | null {
+  const early = takeEarlySocket(host, port);
+  if (early !== null) return early;
   if (process.env.WRENN_BOUND_SOCKET === '0') return null;
   let b: Partial<ListenBinding>;
   try {
