@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { closeSync } from 'node:fs';
 import net from 'node:net';
 import { test } from 'node:test';
-import { boundSocket } from '../src/net/bound-socket.js';
+import { boundSocket, takeEarlySocket } from '../src/net/bound-socket.js';
 import { listenDual } from '../src/net/dual-listener.js';
 
 test('listenDual on a numeric address serves from the socket the addon bound', async (t) => {
@@ -40,7 +40,7 @@ test('a taken port fails with EADDRINUSE, as node reports it', async (t) => {
   );
 });
 
-test('the socket start.cjs bound early is taken once, for its own host and port only; another one is closed', async (t) => {
+test("the socket start.cjs bound early is taken once by envd's listener, for its own host and port only; another one is closed", async (t) => {
   const slot = globalThis as unknown as Record<symbol, unknown>;
   const EARLY = Symbol.for('wrenn.envd.boundSocket');
   t.after(() => delete slot[EARLY]);
@@ -53,29 +53,36 @@ test('the socket start.cjs bound early is taken once, for its own host and port 
   // For this host and port: that very fd, and only the first time.
   const fd = boundSocket('127.0.0.1', 0) as number;
   slot[EARLY] = { fd, host: '127.0.0.1', port: 0 };
-  assert.equal(boundSocket('127.0.0.1', 0), fd);
+  assert.equal(takeEarlySocket('127.0.0.1', 0), fd);
   assert.equal(slot[EARLY], undefined);
+  assert.equal(takeEarlySocket('127.0.0.1', 0), null);
   const s = net.createServer().listen({ fd });
   t.after(() => s.close());
   await new Promise((r) => s.once('listening', r));
   const port = (s.address() as net.AddressInfo).port;
-  // For another port: closed (nothing listens there any more) and a socket of its own instead.
+  // For another port: closed, so nothing listens there any more.
   const other = boundSocket('127.0.0.1', 0) as number;
   const otherServer = net.createServer().listen({ fd: other });
   await new Promise((r) => otherServer.once('listening', r));
   const otherPort = (otherServer.address() as net.AddressInfo).port;
-  otherServer.close(); // closes `other`; it is bound again below as the stray early socket
+  await new Promise((r) => otherServer.close(r)); // bound again below as the stray early socket
   const stray = boundSocket('127.0.0.1', otherPort) as number;
   assert.equal(await listening(otherPort), true, 'the control: the stray socket listens');
   slot[EARLY] = { fd: stray, host: '127.0.0.1', port: otherPort };
-  const own = boundSocket('127.0.0.1', 0) as number;
-  assert.notEqual(own, stray);
+  assert.equal(takeEarlySocket('127.0.0.1', 0), null);
   assert.equal(await listening(otherPort), false, 'the stray early socket was closed');
-  closeSync(own);
   // Nonsense in the slot is dropped, not used.
   slot[EARLY] = { fd: 'x', host: '127.0.0.1', port: 0 };
-  const fresh = boundSocket('127.0.0.1', 0) as number;
-  assert.equal(typeof fresh, 'number');
-  closeSync(fresh);
+  assert.equal(takeEarlySocket('127.0.0.1', 0), null);
+  assert.equal(slot[EARLY], undefined);
+  // The port forwards' sockets (boundSocket) never take it.
+  const kept = { fd: boundSocket('127.0.0.1', 0) as number, host: '127.0.0.1', port: 0 };
+  slot[EARLY] = kept;
+  const forward = boundSocket('127.0.0.1', 0) as number;
+  assert.notEqual(forward, kept.fd);
+  assert.equal(slot[EARLY], kept);
+  closeSync(forward);
+  assert.equal(takeEarlySocket('127.0.0.1', 0), kept.fd);
+  closeSync(kept.fd);
   assert.equal(await listening(port), true, 'the first server still serves');
 });

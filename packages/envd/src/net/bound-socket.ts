@@ -10,7 +10,8 @@
 // close-on-exec and works the same in every runtime, on the host and in tests.
 // Falls back to node's own listen (null) where the addon cannot be loaded, for a host name, or
 // with WRENN_BOUND_SOCKET=0 (for comparisons). Inside capsules the bundle's start.cjs binds it
-// before envd loads and says ready on it (why: its sayReadyOnceListening); it is taken from there.
+// before envd loads and says ready on it (why: its sayReadyOnceListening); envd's listener takes
+// that one (takeEarlySocket).
 import { closeSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { getSystemErrorName } from 'node:util';
@@ -23,9 +24,10 @@ const EARLY_SOCKET = Symbol.for('wrenn.envd.boundSocket');
 
 /**
  * The socket start.cjs bound and announced "ready" on, once, if it is for this host and port;
- * another one is closed (its port then stays free for the listen that follows).
+ * another one is closed (its port then stays free for the listen that follows). For envd's own
+ * listener only (dual-listener.ts): the port forwards bind theirs with boundSocket.
  */
-function takeEarlySocket(host: string, port: number): number | null {
+export function takeEarlySocket(host: string, port: number): number | null {
   const slot = globalThis as unknown as Record<symbol, unknown>;
   const early = slot[EARLY_SOCKET] as { fd?: unknown; host?: unknown; port?: unknown } | undefined;
   if (early === undefined) return null;
@@ -44,8 +46,6 @@ const BACKLOG = 511;
  * of the bind itself (EADDRINUSE, EACCES...) are thrown with node's `code`, as listen would emit them.
  */
 export function boundSocket(host: string, port: number): number | null {
-  const early = takeEarlySocket(host, port);
-  if (early !== null) return early;
   if (process.env.WRENN_BOUND_SOCKET === '0') return null;
   let b: Partial<ListenBinding>;
   try {

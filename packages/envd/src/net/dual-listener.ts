@@ -7,7 +7,7 @@ import type http2 from 'node:http2';
 import { createRequire } from 'node:module';
 import net from 'node:net';
 import type tls from 'node:tls';
-import { boundSocket } from './bound-socket.js';
+import { boundSocket, takeEarlySocket } from './bound-socket.js';
 
 const H2_PREFACE = 'PRI * HTTP/2.0';
 
@@ -102,8 +102,9 @@ export async function listenDual(
     // The raw connection, before its handshake.
     listener.on('connection', (socket: net.Socket) => void track(socket));
   }
-  // A socket bound by the addon where it can be (see bound-socket.ts), else node's listen.
-  const fd = boundSocket(opts.host, opts.port);
+  // The socket envd's start.cjs bound and said ready on (in capsules), else one bound by the
+  // addon where it can be (see bound-socket.ts), else node's listen.
+  const fd = takeEarlySocket(opts.host, opts.port) ?? boundSocket(opts.host, opts.port);
   await new Promise<void>((resolve, reject) => {
     listener.once('error', reject);
     if (fd === null) listener.listen({ port: opts.port, host: opts.host }, () => resolve());
