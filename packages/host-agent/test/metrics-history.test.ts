@@ -243,6 +243,43 @@ test('idle capsules on a still host: no read per capsule, not even the once-a-mi
   assert.equal(h.range('c3', 0, Date.now()).at(-1)?.memUsedBytes, 7_000_000);
 });
 
+test('memory moved but no CPU (reclaim): an idle capsule due a full sample has its memory read alone', async () => {
+  const h0 = host(50);
+  const memReads = new Map<string, number>();
+  const src = {
+    ...h0.src,
+    memoryBytes: (id: string) => {
+      memReads.set(id, (memReads.get(id) ?? 0) + 1);
+      return Number(h0.mem.get(id));
+    },
+  };
+  // Every round due (period 0): the host's memory moves each round, its CPU never.
+  const h = new MetricsHistory(src, 60_000, 100, 0);
+  await h.sampleAll();
+  assert.equal(h0.total(h0.reads.full), 50);
+  for (let r = 0; r < 3; r++) {
+    h0.mem.set('c3', 7_000_000n - BigInt(r));
+    await h.sampleAll();
+  }
+  assert.equal(h0.total(h0.reads.full), 50, 'no full sample: CPU never moved');
+  assert.equal(h0.total(h0.reads.cpu), 0, 'the CPU total stood still: no per-capsule CPU read');
+  assert.equal(h0.total(memReads), 150, 'one memory read per capsule per due round');
+  assert.equal(h.memoryRefreshes, 150);
+  const c3 = h.range('c3', 0, Date.now());
+  assert.deepEqual(
+    c3.map((x) => x.memUsedBytes),
+    [8_000_000, 7_000_000, 6_999_999, 6_999_998],
+  );
+  assert.ok(c3.every((x) => x.cpuUsedPct === 0 && x.pids === 2 && x.diskUsedBytes === 4096));
+  assert.equal(h.range('c4', 0, Date.now()).length, 4);
+  // A capsule that used CPU still gets its full sample.
+  h0.busy('c9', true);
+  await new Promise((res) => setTimeout(res, 5));
+  await h.sampleAll();
+  assert.equal(h0.reads.full.get('c9'), 2);
+  assert.equal(h0.total(h0.reads.full), 51);
+});
+
 test('one busy capsule beside 50 idle ones: its CPU is right and it alone gets full samples', async () => {
   const h0 = host(51);
   const h = new MetricsHistory(h0.src, 60_000, 100, 60_000);

@@ -308,11 +308,13 @@ test('stats report cpu, memory, pids and the upper layer disk use', async () => 
   await sh(h, 'i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done');
   const c2 = rt.cpuUsageNs(h) ?? -1n;
   assert.ok(c2 > c1, `the counter did not move with work (${c1} -> ${c2}): a stale read`);
+  assert.ok((rt.memoryBytes(h) ?? 0) > 1024 * 1024, 'the memory read alone');
   const all = rt.allUsage();
   assert.ok(all && all.cpuNs >= c2 && all.memoryBytes > 0n, `totals ${all?.cpuNs} / ${all?.memoryBytes}`);
   await destroy(rt, h);
   assert.deepEqual(openFilesOf(h.id), [], 'a destroyed capsule left files open in the agent');
   assert.equal(rt.cpuUsageNs(h), undefined, 'a destroyed capsule has no counter');
+  assert.equal(rt.memoryBytes(h), undefined);
   assert.deepEqual(openFilesOf(h.id), []);
 });
 

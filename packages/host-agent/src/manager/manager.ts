@@ -93,6 +93,10 @@ export class SandboxManager {
         const rec = this.records.get(id);
         return rec?.handle ? this.runtimeOf(rec).cpuUsageNs?.(rec.handle) : undefined;
       },
+      memoryBytes: (id) => {
+        const rec = this.records.get(id);
+        return rec?.handle ? this.runtimeOf(rec).memoryBytes?.(rec.handle) : undefined;
+      },
       allUsage: () => {
         // The sum over the runtimes that hold running capsules; unknown if one of them cannot tell.
         const names = new Set<string>();

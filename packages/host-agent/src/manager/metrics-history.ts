@@ -6,8 +6,8 @@
 // writable layer where a capsule has no disk of its own) every 5 s was the agent's largest idle cost
 // (issue 15). An idle capsule cannot change its memory, processes or disk without using CPU, so when
 // the source offers a cheap CPU counter and it has not moved, the round repeats the last sample
-// (CPU 0) for the price of one file read; a full sample is still taken once a minute (page cache
-// reclaim lowers memory without the capsule running).
+// (CPU 0) for the price of one file read; once a minute its memory is read as well (page cache
+// reclaim lowers memory without the capsule running), the one figure that can move without CPU.
 // When the source also offers the counters of all capsules together (the cgroup parent's CPU and
 // memory): if the CPU total has not moved since the previous round, no capsule sampled then used
 // CPU, and each one's last sample is repeated without a read per capsule; if the memory total has
@@ -46,6 +46,8 @@ export interface MetricsSource {
   stats(id: string): Promise<CapsuleStats>;
   /** The cumulative CPU counter alone, when the runtime can read it for next to nothing. */
   cpuUsageNs?(id: string): bigint | undefined;
+  /** The memory use alone, when the runtime can read it cheaply (one file). */
+  memoryBytes?(id: string): number | undefined;
   /** CPU and memory counters of all capsules together, when the runtimes can read them for next to nothing. */
   allUsage?(): AllUsage | undefined;
 }
@@ -64,6 +66,7 @@ interface Series {
   skip: number;
   lastCpuNs?: bigint;
   lastAtMs?: number;
+  /** When its memory was last read: a full sample, or a memory refresh of an idle capsule. */
   lastFullAtMs?: number;
   /** The round that last sampled it (full or repeated). */
   round?: number;
@@ -82,6 +85,8 @@ export class MetricsHistory {
   repeatedWithoutRead = 0;
   /** Rounds where neither all-capsules counter moved: no file read beyond those two (tests, logs). */
   stillRounds = 0;
+  /** Idle capsules whose due full sample was a read of their memory alone (tests, logs). */
+  memoryRefreshes = 0;
 
   constructor(
     private readonly source: MetricsSource,
@@ -169,7 +174,7 @@ export class MetricsHistory {
     const last = s?.runs.at(-1);
     if (!s || !last || s.round !== previous || s.lastFullAtMs === undefined || last.first.cpuCount !== vcpus)
       return false;
-    if (now !== undefined && now - s.lastFullAtMs >= this.fullSampleMs) return false;
+    if (now !== undefined && now - s.lastFullAtMs >= this.fullSampleMs) return this.refreshMemory(s, id, now);
     const at = now ?? roundAt;
     s.lastAtMs = at;
     s.round = this.round;
@@ -183,7 +188,8 @@ export class MetricsHistory {
     const s = this.series.get(id);
     const last = s?.runs.at(-1);
     if (!s || !last || !this.source.cpuUsageNs || s.lastFullAtMs === undefined) return false;
-    if (now - s.lastFullAtMs >= this.fullSampleMs || last.first.cpuCount !== vcpus) return false;
+    const due = now - s.lastFullAtMs >= this.fullSampleMs;
+    if ((due && !this.source.memoryBytes) || last.first.cpuCount !== vcpus) return false;
     let cpu: bigint | undefined;
     try {
       cpu = this.source.cpuUsageNs(id);
@@ -191,9 +197,38 @@ export class MetricsHistory {
       return false; // let the full sample decide whether the capsule is still there
     }
     if (cpu === undefined || cpu !== s.lastCpuNs) return false;
+    if (due) return this.refreshMemory(s, id, now);
     s.lastAtMs = now;
     s.round = this.round;
     this.repeat(s, now);
+    return true;
+  }
+
+  /**
+   * The once-a-minute sample of a capsule whose CPU did not move: only its memory can have changed
+   * (page cache reclaim; processes, disk and limits cannot change without it running), so only
+   * memory is read: one file instead of four and a statfs. On a host whose kernel reclaims all the
+   * time (DAMON here) the capsules' memory total moves in most rounds and this is the common case.
+   */
+  private refreshMemory(s: Series, id: string, at: number): boolean {
+    const last = s.runs.at(-1)?.first;
+    if (!last || !this.source.memoryBytes) return false;
+    let mem: number | undefined;
+    try {
+      mem = this.source.memoryBytes(id);
+    } catch {
+      mem = undefined;
+    }
+    if (mem === undefined) return false; // the full sample says whether the capsule is still there
+    s.lastAtMs = at;
+    s.lastFullAtMs = at;
+    s.round = this.round;
+    if (mem === last.memUsedBytes) this.repeat(s, at);
+    else {
+      s.runs.push({ first: { ...last, timestampMs: at, cpuUsedPct: 0, memUsedBytes: mem }, repeats: [] });
+      this.added(s);
+    }
+    this.memoryRefreshes++;
     return true;
   }
 

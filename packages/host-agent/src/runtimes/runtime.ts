@@ -111,6 +111,8 @@ export interface CapsuleRuntime {
    * history skips an idle capsule's full sample with it). Optional; undefined = not known.
    */
   cpuUsageNs?(handle: RuntimeHandle): bigint | undefined;
+  /** The capsule's memory use alone, one cheap read (an idle capsule's periodic sample). Optional. */
+  memoryBytes?(handle: RuntimeHandle): number | undefined;
   /**
    * The cumulative CPU counter and the memory use of all this runtime's capsules together, a cheap
    * read each (the metrics history skips a round's per-capsule reads while they stand still). Optional.

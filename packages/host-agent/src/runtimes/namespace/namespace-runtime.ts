@@ -579,6 +579,18 @@ export class NamespaceRuntime implements CapsuleRuntime {
     }
   }
 
+  memoryBytes(handle: RuntimeHandle): number | undefined {
+    // Once a minute per idle capsule at most: an open-read-close, no fd kept for it.
+    this.memoryDir ??= new CapsuleCgroups('', this.opts.cgroupRoot, this.opts.cgroupParent).dirs.memory;
+    try {
+      return Number(
+        readFileSync(`${this.memoryDir}/${this.stateOf(handle).spec.id}/memory.usage_in_bytes`, 'latin1').trim(),
+      );
+    } catch {
+      return undefined;
+    }
+  }
+
   allUsage(): { cpuNs: bigint; memoryBytes: bigint } | undefined {
     // The capsules' parent groups: each counter is the sum over every capsule (warm-pool ones too).
     if (this.cpuacctDir === undefined || this.memoryDir === undefined) {
