@@ -5,9 +5,14 @@
 // commands.run('true') and a second one, plus this process's CPU for the round (SDK client,
 // control plane and agent share it under `wrenn up`). Prints JSON with p50s.
 // Usage (root, after `npm run build`): node bench/e2b-create-phases.mjs [--runs 10]
+// BENCH_ENVS: a JSON object of environment variables every capsule gets (Sandbox.create's envs),
+// e.g. '{"WRENN_ENVD_EARLY_READY":"0"}' for envd saying ready only after it loaded.
 import { Sandbox } from 'e2b';
 import { startBenchStack } from './lib/bench-stack.mjs';
 
+const envs = JSON.parse(process.env.BENCH_ENVS ?? '{}');
+if (!envs || typeof envs !== 'object' || Array.isArray(envs) || Object.values(envs).some((v) => typeof v !== 'string'))
+  throw new Error('BENCH_ENVS must be a JSON object of strings');
 const runs = process.argv.includes('--runs') ? Number(process.argv[process.argv.indexOf('--runs') + 1]) : 10;
 const p50 = (xs) => Math.round([...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] * 10) / 10;
 const stack = await startBenchStack('e2b-phases', { pool: '10.218.1.0/24', prefix: 'p', metadataPort: 31254 });
@@ -42,7 +47,7 @@ try {
   for (let i = 0; i < runs + 1; i++) {
     const cpu0 = process.cpuUsage();
     const t0 = performance.now();
-    const sbx = await Sandbox.create('minimal', opts);
+    const sbx = await Sandbox.create('minimal', { ...opts, envs });
     const t1 = performance.now();
     if ((await sbx.commands.run('true')).exitCode !== 0) throw new Error('exec failed');
     const t2 = performance.now();
@@ -72,6 +77,7 @@ console.log(
   JSON.stringify({
     bench: 'e2b-create-phases',
     node: process.version,
+    envs,
     runs,
     p50: Object.fromEntries(Object.entries(rows).map(([k, v]) => [k, p50(v)])),
   }),

@@ -34,6 +34,7 @@ const FIGURES = {
     create_p50_ms: 'p50.create_ms',
     agent_create_p50_ms: 'p50.agent_create_ms',
     init_to_ready_p50_ms: 'p50.ns_init_to_ready_ms',
+    first_run_p50_ms: 'p50.first_run_ms',
     cpu_p50_ms: 'p50.cpu_ms',
   },
   'envd-startup': { ready_p50_ms: 'ready_p50_ms', first_exec_p50_ms: 'first_exec_p50_ms' },
