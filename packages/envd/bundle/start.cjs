@@ -75,7 +75,7 @@ function sayReadyOnceListening() {
   const portText = flag('--port');
   if (!portText || !/^\d{1,5}$/.test(portText) || Number(portText) > 65535) return;
   const port = Number(portText);
-  const host = flag('--host') || env.WRENN_ENVD_HOST || '0.0.0.0';
+  const host = flag('--host') || (env.WRENN_ENVD_HOST ?? '0.0.0.0'); // main.ts's very rule
   let fd;
   try {
     const addon = createRequire(file)('@wrenn/native/addon');
