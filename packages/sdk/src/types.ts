@@ -2,39 +2,27 @@
 // capsule's JSON is the contract's (@wrenn/protocol, a type-only import: nothing of it is bundled).
 
 import type {
+  CapsuleFields,
   CapsuleJson,
   CapsulePlainFieldsJson,
   CapsuleState,
   FileEntryJson as EntryJson,
+  TemplateFields,
   TemplateJson,
 } from '@wrenn/protocol';
 
 export type { CapsuleJson, CapsuleState, EntryJson, TemplateJson };
 
-export interface CapsuleInfo {
+/** A capsule as the API describes it: the contract's capsule fields (@wrenn/protocol CapsuleFields) in camelCase. */
+export interface CapsuleInfo extends CapsuleFields {
   capsuleId: string;
-  template: string;
-  state: CapsuleState;
-  runtime: string;
-  vcpus: number;
-  memoryMb: number;
-  timeoutSec: number;
   timeoutAction: string;
-  hostId: string | null;
-  metadata: Record<string, string>;
-  internet: boolean;
   /** A paused capsule resumes on its next request through the sandbox proxy. */
   autoResume: boolean;
-  envdAccessToken: string | null;
   /** With network.allowPublicTraffic false: send it as e2b-traffic-access-token to reach its ports. */
   trafficAccessToken: string | null;
   /** The Host header its servers see (`${PORT}` for the port), if masked. */
   maskRequestHost: string | null;
-  createdAt: Date;
-  updatedAt: Date;
-  expiresAt: Date | null;
-  stoppedAt: Date | null;
-  error: string | null;
   /** Volumes mounted in the capsule (name and path), as the server records them. */
   volumeMounts: { name: string; path: string }[];
   /** The contract's plain fields given at creation (@wrenn/protocol plain-fields.ts), as the API spells them. */
@@ -134,18 +122,9 @@ export function entryInfo(j: EntryJson): EntryInfo {
   };
 }
 
-export interface TemplateInfo {
-  id: string;
-  name: string;
-  kind: string;
+/** A template: the contract's template fields (@wrenn/protocol TemplateFields) in camelCase. */
+export interface TemplateInfo extends TemplateFields {
   builtin: boolean;
-  hostId: string | null;
-  parent: string | null;
-  vcpus: number;
-  memoryMb: number;
-  runtimes: string[];
-  sizeBytes: number;
-  createdAt: Date;
   /** Tags set on its builds (start one with `template: 'name:tag'`); 'default' (the latest) is not listed. */
   tags: string[];
 }

@@ -1,6 +1,6 @@
 // Volumes: persistent named storage of the team with a size limit each, mounted into capsules at
 // create (Capsule.create({ volumeMounts: [{ name, path }] })) and read and written without one.
-import type { CreateVolumeBodyJson, VolumeJson } from '@wrenn/protocol';
+import type { CreateVolumeBodyJson, VolumeEntryFields, VolumeEntryJson, VolumeJson } from '@wrenn/protocol';
 import type { ConnectionOptions } from './config.js';
 import { ApiClient } from './http.js';
 
@@ -14,30 +14,12 @@ export interface VolumeInfo {
   createdAt: Date;
 }
 
-export interface VolumeEntry {
-  name: string;
+/** A file or directory of a volume: the contract's volume entry (@wrenn/protocol) in camelCase. */
+export interface VolumeEntry extends VolumeEntryFields {
   /** From the volume's root. */
   path: string;
-  type: 'file' | 'directory' | 'symlink' | 'unknown';
-  size: number;
-  mode: number;
   /** As capsules see them (0 = root inside). */
   uid: number;
-  gid: number;
-  modifiedAt: Date;
-  symlinkTarget?: string;
-}
-
-interface EntryJson {
-  name: string;
-  path: string;
-  type: VolumeEntry['type'];
-  size: number;
-  mode: number;
-  uid: number;
-  gid: number;
-  modified_at: string;
-  symlink_target?: string;
 }
 
 const info = (j: VolumeJson): VolumeInfo => ({
@@ -48,7 +30,7 @@ const info = (j: VolumeJson): VolumeInfo => ({
   token: j.token,
   createdAt: new Date(j.created_at),
 });
-const entry = (j: EntryJson): VolumeEntry => ({
+const entry = (j: VolumeEntryJson): VolumeEntry => ({
   name: j.name,
   path: j.path,
   type: j.type,
@@ -91,7 +73,7 @@ export class Volume {
     path = '/',
     opts: ConnectionOptions & { depth?: number } = {},
   ): Promise<VolumeEntry[]> {
-    const r = await new ApiClient(opts).json<{ entries: EntryJson[] }>('GET', `${at(volume)}/entries`, {
+    const r = await new ApiClient(opts).json<{ entries: VolumeEntryJson[] }>('GET', `${at(volume)}/entries`, {
       query: { path, depth: opts.depth },
     });
     return r.entries.map(entry);
@@ -109,7 +91,7 @@ export class Volume {
     data: string | Uint8Array,
     opts: ConnectionOptions = {},
   ): Promise<VolumeEntry> {
-    const j = await new ApiClient(opts).json<EntryJson>('PUT', `${at(volume)}/files`, {
+    const j = await new ApiClient(opts).json<VolumeEntryJson>('PUT', `${at(volume)}/files`, {
       query: { path },
       body: typeof data === 'string' ? data : new Blob([data as Uint8Array<ArrayBuffer>]),
       headers: { 'content-type': 'application/octet-stream' },

@@ -1,27 +1,27 @@
 // `wrenn capsule create|ls|info|rm|pause|resume|ping` (network: network.ts).
-import { CAPSULE_PLAIN_FIELDS, CAPSULE_LIMITS as L, TIMEOUT_ACTIONS, type TimeoutAction } from '@wrenn/protocol';
+import {
+  CAPSULE_PLAIN_FIELDS,
+  CAPSULE_LIMITS as L,
+  snakeCase,
+  TIMEOUT_ACTIONS,
+  type TimeoutAction,
+} from '@wrenn/protocol';
 import { Capsule, type CapsuleInfo, pullImage } from '@wrenn/sdk';
 import { ago, CliError, connection, parseIntOption, parsePairs, printJson, printTable, run } from './support.js';
 import { parseVolumeFlags } from './volume.js';
 
-export const infoJson = (c: CapsuleInfo) => ({
-  id: c.capsuleId,
-  template: c.template,
-  state: c.state,
-  runtime: c.runtime,
-  vcpus: c.vcpus,
-  memory_mb: c.memoryMb,
-  timeout_sec: c.timeoutSec,
-  timeout_action: c.timeoutAction,
-  auto_resume: c.autoResume,
-  ...(c.trafficAccessToken ? { traffic_access_token: c.trafficAccessToken } : {}),
-  ...(c.maskRequestHost ? { mask_request_host: c.maskRequestHost } : {}),
-  metadata: c.metadata,
-  ...c.plainFields,
-  created_at: c.createdAt.toISOString(),
-  expires_at: c.expiresAt?.toISOString() ?? null,
-  ...(c.error ? { error: c.error } : {}),
-});
+/**
+ * The capsule as the API's JSON spells it, for --json: the SDK's CapsuleInfo with its keys back in
+ * snake_case and its Dates as ISO strings, the id as `id` and the plain fields at the top, so every
+ * field of the contract shows without this file naming it.
+ */
+export function infoJson(c: CapsuleInfo): Record<string, unknown> {
+  const { capsuleId, plainFields, ...fields } = c;
+  const out: Record<string, unknown> = { id: capsuleId };
+  for (const [key, value] of Object.entries(fields))
+    out[snakeCase(key)] = value instanceof Date ? value.toISOString() : value;
+  return { ...out, ...plainFields };
+}
 
 export interface CreateOpts {
   template?: string;

@@ -16,6 +16,7 @@ import {
   ResourceExhaustedError,
   VOLUME_LIMITS,
   type VolumeContentOp,
+  type VolumeEntryJson,
   volumeContentPath,
 } from '@wrenn/protocol';
 import { HOST_ID_BASE } from '../rootfs/id-map.js';
@@ -24,14 +25,8 @@ const O_PATH = 0o10000000;
 const ID_SPAN = 65536;
 const NOBODY = 65534;
 
-export interface VolumeEntryInfo {
-  name: string;
-  path: string;
-  type: 'file' | 'directory' | 'symlink' | 'unknown';
-  size: number;
-  mode: number;
-  uid: number;
-  gid: number;
+/** The contract's volume entry (name, path, type, size, mode, uid, gid) with the host's times and link target. */
+export interface VolumeEntryInfo extends Omit<VolumeEntryJson, 'modified_at' | 'symlink_target'> {
   atime: number;
   mtime: number;
   ctime: number;

@@ -1,6 +1,7 @@
 // The capsule contract without its schemas: numbers, word lists and rules, free of dependencies
 // so envd's bundle and browsers can take it alone (`@wrenn/protocol/contract`).
 
+export * from './camel.js';
 export * from './file-signature.js';
 export * from './fork.js';
 export * from './images.js';

@@ -2,6 +2,7 @@
 // templates, hosts, API keys) as TypeBox schemas: the control plane serves and documents them, the
 // SDK and dashboard take their types from them (type-only imports).
 import { type Static, Type } from 'typebox';
+import type { Camelized } from './camel.js';
 import { DateTime, Nullable } from './json.js';
 
 export const MetricsSchema = Type.Object({
@@ -77,6 +78,8 @@ export const TemplateSchema = Type.Object({
   }),
 });
 export type TemplateJson = Static<typeof TemplateSchema>;
+/** A template's fields as code holds them (the control plane's row, the SDK's TemplateInfo), less what only the API adds. */
+export type TemplateFields = Camelized<Omit<TemplateJson, 'builtin' | 'tags'>, 'created_at'>;
 
 /** GET /v1/templates/:ref/tags: one tag and the build it points at ('default' is the latest build). */
 export const TemplateTagSchema = Type.Object({ tag: Type.String(), build_id: Type.String(), created_at: DateTime });

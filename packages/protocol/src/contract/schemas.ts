@@ -2,12 +2,13 @@
 // them and writes the OpenAPI document from them, and the SDK and dashboard take their types from
 // them (type-only imports, so browser bundles carry none of this).
 import { type Static, type TLiteral, type TUnion, Type } from 'typebox';
+import type { Camelized } from './camel.js';
 import { FORK_DEFAULTS, FORK_LIMITS } from './fork.js';
 import { IMAGE_REFERENCE_MAX_LENGTH, REGISTRY_CREDENTIAL_MAX_LENGTH } from './images.js';
 import { DateTime, Nullable, StringMap } from './json.js';
 import { CAPSULE_DEFAULTS, CAPSULE_LIMITS } from './limits.js';
 import { CreateNetworkSchema } from './network-schemas.js';
-import { CAPSULE_PLAIN_FIELDS } from './plain-fields.js';
+import { CAPSULE_PLAIN_FIELDS, type CapsulePlainFieldsJson } from './plain-fields.js';
 import { CAPSULE_STATES, RUNTIME_NAMES, TIMEOUT_ACTIONS } from './states.js';
 import { CapsuleVolumeMountsSchema, VolumeMountsSchema } from './volume-schemas.js';
 
@@ -53,6 +54,16 @@ export const CapsuleSchema = Type.Object({
   ...CAPSULE_PLAIN_FIELDS,
 });
 export type CapsuleJson = Static<typeof CapsuleSchema>;
+
+/**
+ * A capsule's fields as code holds them (the control plane's row, the SDK's CapsuleInfo): the
+ * JSON's in camelCase with Dates, the plain fields together in `plainFields`; the id and the volume
+ * mounts each holder names or loads its own way.
+ */
+export type CapsuleFields = Camelized<
+  Omit<CapsuleJson, 'id' | 'volume_mounts' | keyof CapsulePlainFieldsJson>,
+  'created_at' | 'updated_at' | 'expires_at' | 'stopped_at'
+> & { plainFields: CapsulePlainFieldsJson };
 
 export const RegistryCredentialsSchema = Type.Object(
   {

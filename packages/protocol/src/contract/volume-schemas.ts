@@ -1,6 +1,7 @@
 // The native API's volume JSON (snake_case) as TypeBox schemas: /v1/volumes and a capsule
 // create's volume_mounts. Bounds come from the volume contract (volumes.ts).
 import { type Static, Type } from 'typebox';
+import type { Camelized } from './camel.js';
 import { DateTime } from './json.js';
 import { VOLUME_LIMITS } from './volumes.js';
 
@@ -59,3 +60,19 @@ export const CapsuleVolumeMountsSchema = Type.Array(
   { description: 'Volumes mounted in the capsule, by name and path' },
 );
 export type CapsuleVolumeMountsJson = Static<typeof CapsuleVolumeMountsSchema>;
+
+/** One file or directory of a volume, as the volume content routes of the native API list it. */
+export const VolumeEntrySchema = Type.Object({
+  name: Type.String(),
+  path: Type.String({ description: "From the volume's root" }),
+  type: Type.Union([Type.Literal('file'), Type.Literal('directory'), Type.Literal('symlink'), Type.Literal('unknown')]),
+  size: Type.Integer(),
+  mode: Type.Integer(),
+  uid: Type.Integer({ description: 'As capsules see it (0 = root inside)' }),
+  gid: Type.Integer(),
+  modified_at: DateTime,
+  symlink_target: Type.Optional(Type.String()),
+});
+export type VolumeEntryJson = Static<typeof VolumeEntrySchema>;
+/** A volume entry as code holds it (the SDK's VolumeEntry): camelCase, its time a Date. */
+export type VolumeEntryFields = Camelized<VolumeEntryJson, 'modified_at'>;

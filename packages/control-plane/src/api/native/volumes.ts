@@ -6,6 +6,8 @@ import {
   CreateVolumeBody,
   type CreateVolumeBodyJson,
   VOLUME_LIMITS,
+  type VolumeEntryJson,
+  VolumeEntrySchema,
   type VolumeJson,
   VolumeSchema,
 } from '@wrenn/protocol';
@@ -35,21 +37,13 @@ const volumeJson = (v: Volume): VolumeJson => ({
   created_at: v.createdAt.toISOString(),
 });
 
-const VolumeEntrySchema = Type.Object({
-  name: Type.String(),
-  path: Type.String({ description: "From the volume's root" }),
-  type: Type.String({ description: 'file, directory, symlink or unknown' }),
-  size: Type.Integer(),
-  mode: Type.Integer(),
-  uid: Type.Integer({ description: 'As capsules see it (0 = root inside)' }),
-  gid: Type.Integer(),
-  modified_at: Type.String({ format: 'date-time' }),
-  symlink_target: Type.Optional(Type.String()),
-});
-const entryJson = (e: VolumeEntry) => ({
+/** The agent's word for an entry's kind, one of the contract's (anything else shows as 'unknown'). */
+const entryType = (t: string): VolumeEntryJson['type'] =>
+  t === 'file' || t === 'directory' || t === 'symlink' ? t : 'unknown';
+const entryJson = (e: VolumeEntry): VolumeEntryJson => ({
   name: e.name,
   path: e.path,
-  type: e.type,
+  type: entryType(e.type),
   size: Number(e.size),
   mode: e.mode,
   uid: e.uid,

@@ -2,6 +2,7 @@
 import {
   ACTIVE_CAPSULE_STATES,
   CAPSULE_STATES,
+  type CapsuleFields,
   type CapsulePlainFieldsJson,
   type CapsuleState,
   FINAL_CAPSULE_STATES,
@@ -29,35 +30,15 @@ export type { CapsuleState, TimeoutAction };
 // The states and timeout actions are the capsule contract's (@wrenn/protocol).
 export { ACTIVE_CAPSULE_STATES, CAPSULE_STATES, FINAL_CAPSULE_STATES, TIMEOUT_ACTIONS };
 
-export interface Capsule {
+/** The contract's capsule fields (@wrenn/protocol CapsuleFields) and what only the control plane keeps. */
+export interface Capsule extends CapsuleFields {
   id: string;
   teamId: string;
-  hostId: string | null;
-  template: string;
-  state: CapsuleState;
-  runtime: string;
-  vcpus: number;
-  memoryMb: number;
-  timeoutSec: number;
   timeoutAction: TimeoutAction;
-  metadata: Record<string, string>;
   envs: Record<string, string>;
-  envdAccessToken: string | null;
   clientId: string | null;
-  internet: boolean;
-  /** Resume by itself on its next proxied request while paused. */
-  autoResume: boolean;
   /** Set when public traffic is off: the proxy demands it on the capsule's ports. */
   trafficAccessToken: string | null;
-  /** The Host header its servers see (`${PORT}` for the port). */
-  maskRequestHost: string | null;
-  /** The contract's plain fields, as given at creation. */
-  plainFields: CapsulePlainFieldsJson;
-  createdAt: Date;
-  updatedAt: Date;
-  expiresAt: Date | null;
-  stoppedAt: Date | null;
-  error: string | null;
 }
 
 export interface NewCapsule {

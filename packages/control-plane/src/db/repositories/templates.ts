@@ -1,5 +1,6 @@
 // Templates capsules start from: global built-ins (teamId null) and each team's own.
 // A name is unique within its scope; a team's template shadows a built-in of the same name.
+import type { TemplateFields } from '@wrenn/protocol';
 import type { Kysely, Selectable, Updateable } from 'kysely';
 import { newTemplateId } from '../../ids.js';
 import { nonEmpty, nonNegativeInt, oneOf, parseJson, positiveInt, toDate } from '../codec.js';
@@ -9,20 +10,14 @@ import type { Database, TemplatesTable } from '../schema.js';
 export const TEMPLATE_KINDS = ['base', 'snapshot', 'dockerfile', 'image'] as const;
 export type TemplateKind = (typeof TEMPLATE_KINDS)[number];
 
-export interface Template {
-  id: string;
-  name: string;
+/** The contract's template fields (@wrenn/protocol TemplateFields) and the team it belongs to. */
+export interface Template extends TemplateFields {
   kind: TemplateKind;
   teamId: string | null;
   /** The host holding a snapshot template's files (snapshots are host-local); null for base images. */
   hostId: string | null;
   /** Template this one was derived from. */
   parent: string | null;
-  vcpus: number;
-  memoryMb: number;
-  runtimes: string[];
-  sizeBytes: number;
-  createdAt: Date;
 }
 
 export interface NewTemplate {

@@ -1,0 +1,15 @@
+// camelCase views of the contract's snake_case JSON. Code holds a capsule, template or volume entry
+// in camelCase with Dates; deriving those types from the JSON schemas (instead of writing the
+// fields out again in the control plane's rows and the SDK's objects) makes a field added to a
+// schema a compile error wherever an object of it is built, until that code fills it in.
+
+/** `memory_mb` → `memoryMb`. */
+export type CamelCase<S extends string> = S extends `${infer H}_${infer T}` ? `${H}${Capitalize<CamelCase<T>>}` : S;
+
+/** T with camelCase keys, its date-time strings (the keys D) as Dates; null stays null. */
+export type Camelized<T, D extends keyof T = never> = {
+  [K in keyof T as CamelCase<K & string>]: K extends D ? Exclude<T[K], string> | Date : T[K];
+};
+
+/** `memoryMb` → `memory_mb`: the way back, for printing an object as the API's JSON. */
+export const snakeCase = (key: string): string => key.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
