@@ -92,7 +92,13 @@ describe('wrenn CLI against wrenn up', () => {
     assert.ok(table.includes(c.id) && table.includes(id2));
 
     assert.match((await ok(['capsule', 'info', c.id])).stdout, /state:\s+running/);
-    assert.equal(JSON.parse((await ok(['capsule', 'info', c.id, '--json'])).stdout).id, c.id);
+    // --json is the API's own capsule JSON: every field, spelled as GET /v1/capsules/{id} spells it.
+    const shown = JSON.parse((await ok(['capsule', 'info', c.id, '--json'])).stdout) as Record<string, unknown>;
+    const fromApi = (await (
+      await fetch(`${live.url}/v1/capsules/${c.id}`, { headers: { 'X-API-Key': live.apiKey } })
+    ).json()) as Record<string, unknown>;
+    assert.equal(shown.id, c.id);
+    assert.deepEqual(shown, fromApi);
     assert.match((await ok(['capsule', 'ping', c.id])).stdout, /running; expires in/);
 
     await ok(['capsule', 'pause', id2]);
