@@ -13,3 +13,13 @@ export type Camelized<T, D extends keyof T = never> = {
 
 /** `memoryMb` → `memory_mb`: the way back, for printing an object as the API's JSON. */
 export const snakeCase = (key: string): string => key.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+
+/** `memory_mb` → `memoryMb`, as CamelCase spells it at the type level. */
+export const camelCase = (key: string): string => key.replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase());
+
+/** The object's own keys in camelCase, one level deep (the values, nested objects too, as they are). */
+export function camelKeys<T extends object>(o: T): Camelized<T> {
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(o)) out[camelCase(key)] = value;
+  return out as Camelized<T>;
+}

@@ -29,3 +29,10 @@ export function pickPlainFields(body: object): CapsulePlainFieldsJson {
   for (const key of Object.keys(CAPSULE_PLAIN_FIELDS)) if (src[key] !== undefined) out[key] = src[key];
   return out as CapsulePlainFieldsJson;
 }
+
+/** `body` without its plain fields (the rest of a create body or capsule JSON). */
+export function withoutPlainFields<T extends object>(body: T): Omit<T, keyof CapsulePlainFieldsJson> {
+  const out = { ...body } as Record<string, unknown>;
+  for (const key of Object.keys(CAPSULE_PLAIN_FIELDS)) delete out[key];
+  return out as Omit<T, keyof CapsulePlainFieldsJson>;
+}

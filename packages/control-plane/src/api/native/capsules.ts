@@ -6,11 +6,13 @@ import {
   type CapsuleNetworkJson,
   CapsuleNetworkSchema,
   type CreateNetworkJson,
+  camelKeys,
   type EgressPolicy,
   InvalidArgumentError,
   pickPlainFields,
   UpdateNetworkBody,
   type UpdateNetworkBodyJson,
+  withoutPlainFields,
 } from '@wrenn/protocol';
 import type { ControlPlaneContext } from '../../context.js';
 import { listAuditEvents } from '../../db/repositories/audit-events.js';
@@ -123,25 +125,15 @@ export const capsuleRoutes =
       },
       async (req, reply) => {
         const b = req.body;
+        const { env, network, ...fields } = b;
         const c = await svc.createCapsuleOnce(
           ctx,
           teamOf(req).id,
           {
-            ...(b.template !== undefined ? { template: b.template } : {}),
-            ...(b.image !== undefined ? { image: b.image } : {}),
-            ...(b.registry_credentials !== undefined ? { registryCredentials: b.registry_credentials } : {}),
-            ...(b.vcpus !== undefined ? { vcpus: b.vcpus } : {}),
-            ...(b.memory_mb !== undefined ? { memoryMb: b.memory_mb } : {}),
-            ...(b.timeout_sec !== undefined ? { timeoutSec: b.timeout_sec } : {}),
-            ...(b.timeout_action !== undefined ? { timeoutAction: b.timeout_action } : {}),
-            ...(b.env !== undefined ? { envs: b.env } : {}),
-            ...(b.metadata !== undefined ? { metadata: b.metadata } : {}),
-            ...(b.internet !== undefined ? { internet: b.internet } : {}),
-            ...(b.auto_resume !== undefined ? { autoResume: b.auto_resume } : {}),
-            ...(b.network !== undefined ? { network: createNetworkOf(b.network) } : {}),
-            ...(b.runtime !== undefined ? { runtime: b.runtime } : {}),
-            ...(b.default_user !== undefined ? { defaultUser: b.default_user } : {}),
-            ...(b.volume_mounts !== undefined ? { volumeMounts: b.volume_mounts } : {}),
+            // The body's fields in camelCase are the service's input, but for env (envs) and network.
+            ...camelKeys(withoutPlainFields(fields)),
+            ...(env !== undefined ? { envs: env } : {}),
+            ...(network !== undefined ? { network: createNetworkOf(network) } : {}),
             plainFields: pickPlainFields(b),
           },
           idempotencyKeyOf(req),
