@@ -43,23 +43,11 @@ import {
   TimeoutBody,
 } from './schemas.js';
 
-/** The native JSON's egress fields (snake_case) as the contract's policy. */
-function egressPolicyOf(n: UpdateNetworkBodyJson): EgressPolicy {
-  return {
-    ...(n.allow_out !== undefined ? { allowOut: n.allow_out } : {}),
-    ...(n.deny_out !== undefined ? { denyOut: n.deny_out } : {}),
-    ...(n.rules !== undefined ? { rules: n.rules } : {}),
-  };
-}
+/** The native JSON's egress fields (snake_case) as the contract's policy: the same keys in camelCase. */
+const egressPolicyOf = (n: UpdateNetworkBodyJson): EgressPolicy => camelKeys(n);
 
 /** A create's `network`: the egress policy plus who may reach the capsule's ports and the Host they see. */
-function createNetworkOf(n: CreateNetworkJson): svc.CreateCapsuleInput['network'] {
-  return {
-    ...egressPolicyOf(n),
-    ...(n.allow_public_traffic !== undefined ? { allowPublicTraffic: n.allow_public_traffic } : {}),
-    ...(n.mask_request_host !== undefined ? { maskRequestHost: n.mask_request_host } : {}),
-  };
-}
+const createNetworkOf = (n: CreateNetworkJson): svc.CreateCapsuleInput['network'] => camelKeys(n);
 
 const networkJson = (p: svc.CapsuleEgressPolicy): CapsuleNetworkJson => ({
   allow_out: p.allowOut,
