@@ -38,6 +38,10 @@ const FIGURES = {
     cpu_p50_ms: 'p50.cpu_ms',
   },
   'envd-startup': { ready_p50_ms: 'ready_p50_ms', first_exec_p50_ms: 'first_exec_p50_ms' },
+  'envd-early-ready-e2b': {
+    early_first_run_p50_ms: 'early.create_to_first_run_ms.p50_ms',
+    after_load_first_run_p50_ms: 'after_load.create_to_first_run_ms.p50_ms',
+  },
   'envd-early-ready': {
     early_first_exec_p50_ms: 'early.create_to_first_exec_ms.p50_ms',
     after_load_first_exec_p50_ms: 'after_load.create_to_first_exec_ms.p50_ms',
