@@ -218,8 +218,26 @@ describe('the TLS listener: native TLS front, HTTP/2 streams, hostile clients', 
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
-  /** One HTTP/1.1 request over a fresh TLS connection; resolves status, headers, body. */
-  function h1(
+  /**
+   * One HTTP/1.1 request over a fresh TLS connection; resolves status, headers, body. Sent again
+   * (at most twice) only when it failed because the front cut off a handshake the loaded client
+   * finished too late (see session()): the server never saw that request.
+   */
+  async function h1(
+    opts: { path?: string; method?: string; headers?: Record<string, string>; body?: Buffer } = {},
+  ): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: Buffer }> {
+    for (let attempt = 1; ; attempt++) {
+      const failed0 = tlsFrontStats().failed;
+      try {
+        return await h1once(opts);
+      } catch (err) {
+        if (attempt >= 3 || tlsFrontStats().failed === failed0) throw err;
+        console.log(`# the front cut off a slow handshake (load ${loadavg()[0]?.toFixed(1)}): the request again`);
+      }
+    }
+  }
+
+  function h1once(
     opts: { path?: string; method?: string; headers?: Record<string, string>; body?: Buffer } = {},
   ): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: Buffer }> {
     return new Promise((resolve, reject) => {
@@ -251,16 +269,33 @@ describe('the TLS listener: native TLS front, HTTP/2 streams, hostile clients', 
   }
 
   /** An HTTP/2 session to the listener (ALPN h2). */
+  /**
+   * An HTTP/2 session to the listener (ALPN h2), once the server's SETTINGS arrived (so its side of
+   * the handshake is done). On a loaded machine this process (client and control plane in one event
+   * loop) can finish the client's side after the server's handshake limit (the head timeout, 1.5 s
+   * here) cut the connection off; the front counts that as failed and the session is opened again.
+   * (Seen at load ~10: a 2,000-stream flood "answered" by a connection the front had already cut.)
+   */
   async function session(): Promise<http2.ClientHttp2Session> {
-    const s = http2.connect(`https://${host()}:${cp.port}`, {
-      createConnection: () => tlsConnect(['h2']),
-    });
-    s.on('error', () => undefined);
-    await new Promise<void>((resolve, reject) => {
-      s.once('connect', () => resolve());
-      s.once('error', reject);
-    });
-    return s;
+    for (let attempt = 1; ; attempt++) {
+      const failed0 = tlsFrontStats().failed;
+      const s = http2.connect(`https://${host()}:${cp.port}`, {
+        createConnection: () => tlsConnect(['h2']),
+      });
+      s.on('error', () => undefined);
+      const ok = await new Promise<boolean>((resolve) => {
+        s.once('remoteSettings', () => resolve(true));
+        s.once('close', () => resolve(false));
+        s.once('error', () => resolve(false));
+      });
+      if (ok) return s;
+      s.destroy();
+      if (attempt >= 3 || tlsFrontStats().failed === failed0)
+        throw new Error(
+          `an HTTP/2 session ended before the server's SETTINGS (attempt ${attempt}): ${JSON.stringify(tlsFrontStats())}`,
+        );
+      console.log(`# the front cut off a slow handshake (load ${loadavg()[0]?.toFixed(1)}): a new session`);
+    }
   }
 
   function h2req(
@@ -512,7 +547,12 @@ describe('the TLS listener: native TLS front, HTTP/2 streams, hostile clients', 
       const flood = await session();
       const results = await Promise.allSettled(Array.from({ length: 2000 }, () => h2req(flood, { ':path': '/slow' })));
       const ok = results.filter((r) => r.status === 'fulfilled' && r.value.status === 200).length;
-      assert.ok(ok > 0, `none of 2000 streams was answered: ${JSON.stringify(results[0])}`);
+      const outcomes = new Map<string, number>();
+      for (const r of results) {
+        const k = r.status === 'fulfilled' ? `status ${r.value.status}` : `error ${(r.reason as Error).message}`;
+        outcomes.set(k, (outcomes.get(k) ?? 0) + 1);
+      }
+      assert.ok(ok > 0, `none of 2000 streams was answered: ${JSON.stringify([...outcomes])}`);
       flood.destroy();
       await neighbourWorks('a stream flood');
     }),
