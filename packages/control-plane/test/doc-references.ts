@@ -15,7 +15,8 @@ const SYMBOL = /^[A-Za-z_$][\w$]*(\.[A-Za-z_$][\w$]*)*$/;
 const FILE_LIKE = /\.(ts|js|cjs|mjs|json|md|c|cc|h|proto|sh|yaml)$/;
 /** Between a path (or bound symbol) and the next symbol it binds: whitespace, an arrow or a comma. */
 const CHAIN_GAP = /^[\s→,]*$/;
-const TS_FILE = /\.(ts|tsx|mts|cts)$/;
+// JavaScript files (envd's start.cjs, benches) are read by the same parser.
+const TS_FILE = /\.(ts|tsx|mts|cts|js|mjs|cjs)$/;
 
 export interface DocReference {
   line: number;
@@ -93,7 +94,7 @@ export function referencesOf(markdown: string): DocReference[] {
   return refs;
 }
 
-/** Declarations in a TypeScript file, each with the names of the declarations it sits in. */
+/** Declarations in a TypeScript or JavaScript file, each with the names of the declarations it sits in. */
 function tsDeclarations(source: string, fileName: string): Declaration[] {
   const sf = ts.createSourceFile(fileName, source, ts.ScriptTarget.Latest, false);
   const found: Declaration[] = [];
