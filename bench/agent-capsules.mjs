@@ -1,17 +1,16 @@
 #!/usr/bin/env node
-import { execFileSync } from 'node:child_process';
 // Host agent benchmarks on the namespace runtime (prints JSON):
 // create to first successful exec (cold, and from the warm pool when enabled), 50 concurrent creates,
 // idle capsule cost (PSS of every process in the capsule, envd included) and freeze pause + resume.
 // Run as root after `npm run build`. Uses its own data dir, address pool and interface names.
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startAgent } from '../packages/host-agent/dist/src/agent.js';
 import { createAgentClient } from '../packages/host-agent/dist/src/auth/client.js';
 import { createLocalLayers } from '../packages/host-agent/dist/src/local-providers.js';
 import { agentNetWarmPool } from '../packages/host-agent/dist/src/network/index.js';
-import { removeCgroupParent } from './lib/cgroup-parent.mjs';
+import { stopLocalAgent } from './lib/stop-local-agent.mjs';
 
 const N = Number(process.env.BENCH_N ?? 20);
 const CONCURRENT = Number(process.env.BENCH_CONCURRENT ?? 50);
@@ -123,17 +122,6 @@ try {
   result.pause_resume = { ...summary(pr), target_p50_ms: 20, mode: 'freeze (cgroup freezer)' };
   await Promise.all(ok.map(({ id }) => c.destroyCapsule({ id }).catch(() => undefined)));
 } finally {
-  await agent.manager.destroyAll().catch(() => undefined);
-  await agent.close();
-  await layers.close();
-  await layers.networkManager.removeAll().catch(() => undefined);
-  removeCgroupParent(CGROUP_PARENT);
-  try {
-    execFileSync('sh', [
-      '-c',
-      `grep ' ${dataDir}' /proc/self/mounts | cut -d' ' -f2 | sort -r | xargs -r -n1 umount -l`,
-    ]);
-  } catch {}
-  rmSync(dataDir, { recursive: true, force: true });
+  await stopLocalAgent({ agent, layers, dataDir, cgroupParent: CGROUP_PARENT });
 }
 console.log(JSON.stringify(result, null, 2));

@@ -8,16 +8,15 @@
 // init-to-ready step. Run as root after `npm run build`; BENCH_N rounds (default 15). Runs in
 // bench/node-lines.mjs's trees too (`--benches envd-early-ready`): the capsules' envd then runs on
 // that line's node.
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startAgent } from '../packages/host-agent/dist/src/agent.js';
 import { createAgentClient } from '../packages/host-agent/dist/src/auth/client.js';
 import { createLocalLayers } from '../packages/host-agent/dist/src/local-providers.js';
 import { agentNetWarmPool } from '../packages/host-agent/dist/src/network/index.js';
-import { removeCgroupParent } from './lib/cgroup-parent.mjs';
 import { latencyStats } from './lib/latency-stats.mjs';
+import { stopLocalAgent } from './lib/stop-local-agent.mjs';
 
 const N = Number(process.env.BENCH_N ?? 15);
 if (!Number.isInteger(N) || N < 1 || N > 500) throw new Error('BENCH_N must be a whole number 1..500');
@@ -63,17 +62,5 @@ try {
     result[way] = Object.fromEntries(Object.entries(r).map(([k, xs]) => [k, latencyStats(xs, { percentiles: [50] })]));
   console.log(JSON.stringify(result, null, 2));
 } finally {
-  await agent.manager.destroyAll().catch(() => undefined);
-  await agent.close();
-  await layers.close();
-  await layers.networkManager.removeAll().catch(() => undefined);
-  removeCgroupParent(CGROUP_PARENT);
-  try {
-    // What a failed run may have left mounted under the data dir (as agent-capsules does).
-    execFileSync('sh', [
-      '-c',
-      `grep ' ${dataDir}' /proc/self/mounts | cut -d' ' -f2 | sort -r | xargs -r -n1 umount -l`,
-    ]);
-  } catch {}
-  rmSync(dataDir, { recursive: true, force: true });
+  await stopLocalAgent({ agent, layers, dataDir, cgroupParent: CGROUP_PARENT });
 }
