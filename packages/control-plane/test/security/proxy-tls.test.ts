@@ -173,6 +173,16 @@ function upstream(): http.Server {
   });
 }
 
+/** A control plane on loopback serving the test domain over its self-signed TLS listener. */
+const tlsPlane = (dataDir: string) => ({
+  dataDir,
+  listen: { host: '127.0.0.1', port: 0 },
+  domain: DOMAIN,
+  publicUrl: 'https://api.wrenn.test',
+  tls: 'self-signed' as const,
+  logLevel: 'silent' as const,
+  stateLoops: false,
+});
 describe('the TLS listener: native TLS front, HTTP/2 streams, hostile clients', () => {
   let cp: RunningControlPlane;
   let up: http.Server;
@@ -199,16 +209,7 @@ describe('the TLS listener: native TLS front, HTTP/2 streams, hostile clients', 
     up = upstream();
     await new Promise<void>((r) => up.listen(0, '127.0.0.1', r));
     upPort = (up.address() as net.AddressInfo).port;
-    cp = await startControlPlane({
-      dataDir: dir,
-      listen: { host: '127.0.0.1', port: 0 },
-      domain: DOMAIN,
-      publicUrl: 'https://api.wrenn.test',
-      tls: 'self-signed',
-      logLevel: 'silent',
-      stateLoops: false,
-      edge: { headersTimeoutMs: HEADERS_TIMEOUT_MS },
-    });
+    cp = await startControlPlane({ ...tlsPlane(dir), edge: { headersTimeoutMs: HEADERS_TIMEOUT_MS } });
     ca = readFileSync(cp.caFile as string);
   });
   after(async () => {
@@ -1061,15 +1062,7 @@ describe('the TLS listener: native TLS front, HTTP/2 streams, hostile clients', 
       process.env.WRENN_PROXY_H2_STREAMS = '0';
       let cp2: RunningControlPlane | undefined;
       try {
-        cp2 = await startControlPlane({
-          dataDir: dir2,
-          listen: { host: '127.0.0.1', port: 0 },
-          domain: DOMAIN,
-          publicUrl: 'https://api.wrenn.test',
-          tls: 'self-signed',
-          logLevel: 'silent',
-          stateLoops: false,
-        });
+        cp2 = await startControlPlane(tlsPlane(dir2));
         delete process.env.WRENN_TLS_FRONT;
         delete process.env.WRENN_PROXY_H2_STREAMS;
         prime(cp2);
